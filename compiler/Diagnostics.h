@@ -1,0 +1,101 @@
+// Diagnostics.h: source files, source locations and clang-style error reporting.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace gradc {
+
+/// A position in a source file: file index (into SourceManager), 1-based line and column.
+/// A default-constructed location (line 0) means "no location".
+struct SrcLoc {
+  uint32_t file = 0;
+  uint32_t line = 0;
+  uint32_t col = 0;
+  bool valid() const { return line != 0; }
+};
+
+/// One loaded source text, with the offsets of its line starts.
+struct SourceFile {
+  std::string path;
+  std::string text;
+  std::vector<size_t> lineStarts;
+};
+
+/// Owns every source text the compiler reads (the model file, the prelude).
+class SourceManager {
+public:
+  /// Adds a file's text; returns its index for SrcLoc::file.
+  uint32_t add(std::string path, std::string text);
+  /// Reads a file from disk; returns false (and leaves `error` set) when it cannot.
+  bool load(const std::string &path, uint32_t &id, std::string &error);
+  const SourceFile &get(uint32_t id) const { return *files_.at(id); }
+  /// The text of the line `loc` points into, without its newline.
+  std::string_view lineText(SrcLoc loc) const;
+  /// "path:line:col".
+  std::string describe(SrcLoc loc) const;
+
+private:
+  std::vector<std::unique_ptr<SourceFile>> files_;
+};
+
+/// Thrown after an error has been reported; the driver catches it and exits non-zero.
+class CompileError : public std::runtime_error {
+public:
+  CompileError() : std::runtime_error("compile error") {}
+};
+
+/// Prints `file:line:col: error: msg`, the source line and a caret, plus notes for the
+/// current instantiation context (the user's line that called a prelude layer).
+class Diagnostics {
+public:
+  Diagnostics(const SourceManager &sm, std::ostream &os) : sm_(sm), os_(os) {}
+
+  /// Reports an error at `loc` with the context notes and throws CompileError.
+  [[noreturn]] void error(SrcLoc loc, const std::string &msg);
+  template <typename... A>
+  [[noreturn]] void error(SrcLoc loc, fmt::format_string<A...> f, A &&...args) {
+    error(loc, fmt::format(f, std::forward<A>(args)...));
+  }
+  /// Prints a note (no throw).
+  void note(SrcLoc loc, const std::string &msg);
+  /// Prints a warning (no throw).
+  void warning(SrcLoc loc, const std::string &msg);
+
+  /// Enters a context: errors reported inside it get "note: <what>" at `site`.
+  void pushContext(SrcLoc site, std::string what) { context_.push_back({site, std::move(what)}); }
+  void popContext() { context_.pop_back(); }
+  unsigned errorCount() const { return errors_; }
+
+private:
+  void print(SrcLoc loc, std::string_view kind, const std::string &msg);
+  struct Context {
+    SrcLoc site;
+    std::string what;
+  };
+  const SourceManager &sm_;
+  std::ostream &os_;
+  std::vector<Context> context_;
+  unsigned errors_ = 0;
+};
+
+/// RAII helper for Diagnostics::pushContext / popContext.
+class DiagContext {
+public:
+  DiagContext(Diagnostics &d, SrcLoc site, std::string what) : d_(d) { d_.pushContext(site, std::move(what)); }
+  ~DiagContext() { d_.popContext(); }
+  DiagContext(const DiagContext &) = delete;
+  DiagContext &operator=(const DiagContext &) = delete;
+
+private:
+  Diagnostics &d_;
+};
+
+} // namespace gradc

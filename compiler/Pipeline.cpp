@@ -1,0 +1,165 @@
+// Pipeline.cpp: parse, elaborate, verify, then each pass with a verifier after it, and
+// stop at whatever --emit asks for. Reads top to bottom.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "ASTPrinter.h"
+#include "Diagnostics.h"
+#include "Elaborate.h"
+#include "IR.h"
+#include "Parser.h"
+#include "Passes.h"
+#include "Pipeline.h"
+
+namespace gradc {
+
+extern const char *const kPreludeText;
+extern const char *const kPreludeName;
+
+namespace {
+
+/// Writes `text` to `path` atomically (a temporary file, then rename), or to stdout.
+bool writeOutput(const std::string &path, const std::string &text, std::ostream &err) {
+  if (path.empty() || path == "-") {
+    std::cout << text;
+    std::cout.flush();
+    return true;
+  }
+  std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    out.flush();
+    if (!out) {
+      err << fmt::format("gradc: error: cannot write '{}'\n", path);
+      std::filesystem::remove(tmp);
+      return false;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot write '{}': {}\n", path, ec.message());
+    std::filesystem::remove(tmp, ec);
+    return false;
+  }
+  return true;
+}
+
+/// Verifies the module; a failure is a compiler bug, reported as such.
+void verifyOrDie(const Module &m, const std::string &after) {
+  std::vector<std::string> problems = verifyModule(m);
+  if (problems.empty())
+    return;
+  std::string msg = fmt::format("the IR is invalid after {}:\n  {}", after, fmt::join(problems, "\n  "));
+  throw std::logic_error(msg);
+}
+
+} // namespace
+
+int runPipeline(const PipelineOptions &opts, std::ostream &err) {
+  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "cpp", "llvm"};
+  if (!opts.emit.empty() && std::find(kEmits.begin(), kEmits.end(), opts.emit) == kEmits.end()) {
+    err << fmt::format("gradc: error: unknown --emit kind '{}'; expected {}\n", opts.emit, fmt::join(kEmits, ", "));
+    return 1;
+  }
+  for (const auto &list : {opts.printAfter, opts.disabled})
+    for (const std::string &p : list)
+      if (!findPass(p)) {
+        std::vector<std::string> names;
+        for (const PassInfo &pi : allPasses())
+          names.push_back(pi.name);
+        err << fmt::format("gradc: error: unknown pass '{}'; passes are {}\n", p, fmt::join(names, ", "));
+        return 1;
+      }
+
+  SourceManager sm;
+  Diagnostics diag(sm, err);
+  try {
+    // 1. Read and parse the prelude and the model.
+    uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
+    uint32_t modelId;
+    std::string loadError;
+    if (!sm.load(opts.input, modelId, loadError)) {
+      err << "gradc: error: " << loadError << "\n";
+      return 1;
+    }
+    std::unique_ptr<ModuleAST> prelude = parseModule(preludeId, sm, diag);
+    std::unique_ptr<ModuleAST> ast = parseModule(modelId, sm, diag);
+    if (opts.emit == "ast") {
+      std::ostringstream os;
+      printAST(*ast, sm, os);
+      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
+    }
+
+    // 2. Elaborate into the shape-checked graph IR.
+    std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
+    verifyOrDie(*m, "elaboration");
+    eliminateDeadCode(*m); // e.g. the loss computation in @infer
+    verifyOrDie(*m, "dce");
+    if (opts.emit == "graph") {
+      std::ostringstream os;
+      printModule(*m, sm, os);
+      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
+    }
+
+    // 3. Clean-ups, autodiff and the optimizer: each pass is followed by the verifier.
+    auto runPass = [&](const char *name) {
+      const PassInfo &pass = *findPass(name);
+      bool off = !pass.required && (opts.optLevel == 0 || std::find(opts.disabled.begin(), opts.disabled.end(),
+                                                                     pass.name) != opts.disabled.end());
+      if (off)
+        return;
+      pass.run(*m, diag);
+      if (opts.verifyEachPass)
+        verifyOrDie(*m, pass.name);
+      if (opts.printAfterAll ||
+          std::find(opts.printAfter.begin(), opts.printAfter.end(), pass.name) != opts.printAfter.end()) {
+        err << fmt::format("// ----- IR after {} -----\n", pass.name);
+        printModule(*m, sm, err);
+      }
+    };
+    runPass("fold");
+    runPass("cse");
+    runPass("dce");
+    runPass("licm");
+    runPass("autodiff");
+    runPass("optimizer");
+    runPass("fold");
+    runPass("cse");
+    runPass("dce");
+    if (opts.emit == "grad-graph") {
+      std::ostringstream os;
+      printModule(*m, sm, os);
+      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
+    }
+
+    // 4. Optimisations of the training step (fusion, memory planning) come here.
+    if (opts.emit == "opt-graph") {
+      std::ostringstream os;
+      printModule(*m, sm, os);
+      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
+    }
+    if (opts.emit == "dot") {
+      std::ostringstream os;
+      printDot(*m, os);
+      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
+    }
+
+    // 4. Autodiff and code generation come next; say so plainly.
+    err << fmt::format("gradc: error: {} is not implemented yet\n",
+                       opts.emit.empty() ? "building an executable" : "--emit=" + opts.emit);
+    return 1;
+  } catch (const CompileError &) {
+    return 1;
+  }
+}
+
+} // namespace gradc

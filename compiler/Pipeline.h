@@ -1,0 +1,25 @@
+// Pipeline.h: the compiler's stages from model file to output, as one straight list.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace gradc {
+
+/// What the user asked the pipeline to do (from the command line).
+struct PipelineOptions {
+  std::string input;                    ///< The model file.
+  std::string emit;                     ///< ast, graph, grad-graph, opt-graph, dot, cpp, llvm; "" = executable.
+  std::string output;                   ///< -o FILE ("" or "-" = stdout for --emit).
+  std::vector<std::string> printAfter;  ///< --print-after=PASS.
+  bool printAfterAll = false;           ///< --print-after-all.
+  std::vector<std::string> disabled;    ///< --disable-pass=PASS.
+  int optLevel = 2;                     ///< -O0 disables every optional pass.
+  bool verifyEachPass = true;           ///< Run the verifier between passes.
+};
+
+/// Runs the pipeline; diagnostics go to `err`. Returns the process exit code.
+int runPipeline(const PipelineOptions &opts, std::ostream &err);
+
+} // namespace gradc

@@ -1,0 +1,94 @@
+// Model.h: what a compiled model tells the runtime (its tensors, state and train block)
+// and the Backend interface through which the training driver runs its steps.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "Tensor.h"
+
+namespace gradc::rt {
+
+/// A fed or returned tensor; shape[0] is the static batch size.
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+};
+
+/// A parameter, buffer or optimizer state tensor, and how it is initialised.
+struct StateSpec {
+  enum Kind { Param, Buffer, OptState };
+  enum Init { Zeros, Ones, Full, Uniform, Normal };
+  std::string name;  ///< "lstm.weight_ih_l0", "bn.running_mean", "optimizer.step".
+  Kind kind = Param;
+  DType dtype = DType::F32; ///< F32 (stored as the backend's float type) or I64.
+  std::vector<int64_t> shape;
+  Init init = Zeros;
+  double a = 0, b = 0; ///< Full: a; Uniform: [a, b); Normal: mean a, std b.
+};
+
+/// The train block, with defaults filled in and paths made absolute.
+struct TrainSpec {
+  std::string optimizer = "adam"; ///< "sgd" or "adam" (the update itself is compiled).
+  double lr = 1e-3;               ///< The compiled learning rate (--lr rescales it).
+  int64_t epochs = 1;
+  int64_t seed = 0;
+  std::string dataKind;           ///< "", "windows", "idx", "tensors".
+  std::string dataPath, dataLabels, column = "value", scale = "minmax";
+  int64_t length = 0, horizon = 1;
+  double split = 0.8;
+  bool earlyStopping = false;
+  int64_t patience = 0;
+  double delta = 0;
+  int64_t validateEvery = 0; ///< Steps; 0 = once per epoch.
+};
+
+/// Everything the driver needs to know about a model.
+struct ModelSpec {
+  std::string name;
+  int64_t batch = 1;
+  std::vector<TensorSpec> inputs;   ///< Inputs, then targets, in declaration order.
+  size_t numInputs = 0;             ///< How many of `inputs` are inputs (the rest are targets).
+  std::vector<TensorSpec> outputs;  ///< What inference returns.
+  std::vector<StateSpec> state;     ///< Params, buffers, optimizer state.
+  TrainSpec train;
+};
+
+/// One batch: a pointer per entry of ModelSpec::inputs, each to batch × sample elements of
+/// its dtype (F32 as float, I32 as int32_t), contiguous.
+struct Batch {
+  std::vector<const void *> data;
+};
+
+/// Runs a model's steps. The compiled executable, the JIT and the reference interpreter
+/// each implement it; the driver does everything else (data, epochs, checkpoints, flags).
+class Backend {
+public:
+  virtual ~Backend() = default;
+  /// The float type parameters are stored in: F32 (compiled code) or F64 (interpreter).
+  virtual DType floatType() const = 0;
+  /// Storage of state tensor i (ModelSpec::state order): floatType() for F32 specs, int64_t for I64.
+  virtual void *stateData(size_t i) = 0;
+  /// Multiplies the learning rate compiled into the update by `factor` (--lr).
+  virtual void setLearningRateScale(double factor) = 0;
+  /// Forward, backward and update on one batch; returns the loss (before the update).
+  virtual double trainStep(const Batch &b) = 0;
+  /// The loss in inference mode (running statistics), changing no state.
+  virtual double evalLoss(const Batch &b) = 0;
+  /// Inference outputs, each ModelSpec::outputs[i] sized, as floatType().
+  virtual void predict(const Batch &b, const std::vector<void *> &outputs) = 0;
+  /// Training-mode loss and the gradient of every parameter (ModelSpec::state order, params
+  /// only, as double), changing no state. Used by --gradcheck.
+  virtual double lossAndGrads(const Batch &b, std::vector<std::vector<double>> &grads) = 0;
+  /// Training-mode loss only, changing no state (the finite differences of --gradcheck).
+  virtual double loss(const Batch &b) = 0;
+};
+
+/// The training executable's main: parses the contract's flags (section 4), loads data,
+/// trains, validates, saves, predicts or checks gradients. `precise`, when given, is a
+/// double-precision build of the same model that --gradcheck uses. Returns the exit code.
+int runMain(const ModelSpec &spec, Backend &backend, int argc, char **argv, Backend *precise = nullptr);
+
+} // namespace gradc::rt

@@ -1,0 +1,51 @@
+# -*- Python -*-
+# lit configuration for gradc. Run through the generated site config:
+#   /usr/bin/python3 /usr/lib/llvm-19/build/utils/lit/lit.py -sv build/tests/lit
+#
+# Substitutions in RUN lines:
+#   %gradc   the built gradc driver        %models  the repository's models/ directory
+#   %inputs  tests/lit/Inputs              %python  /usr/bin/python3 (torch, numpy)
+#   %repo    the repository root
+# plus lit's own (%s, %S, %t, %T, ...). FileCheck, not and count come from llvm-19.
+# RUN lines use lit's internal shell: pipes, &&, ||, redirections, not, env, cd, rm, mkdir.
+import os
+
+import lit.formats
+
+config.name = "gradc"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".model", ".test"]
+config.excludes = ["Inputs", "lit.cfg.py", "lit.site.cfg.py.in"]
+config.test_source_root = os.path.dirname(os.path.abspath(__file__))
+
+# Without a site config (lit run on the source directory), assume the default build/.
+repo_root = getattr(config, "gradc_src_root", None) or os.path.abspath(
+    os.path.join(config.test_source_root, "..", ".."))
+obj_root = getattr(config, "gradc_obj_root", None) or os.path.join(repo_root, "build")
+tools_dir = getattr(config, "gradc_tools_dir", None) or os.path.join(obj_root, "bin")
+llvm_tools_dir = getattr(config, "llvm_tools_dir", None) or "/usr/lib/llvm-19/bin"
+python = getattr(config, "python_executable", None) or "/usr/bin/python3"
+
+config.test_exec_root = os.path.join(obj_root, "tests", "lit")
+
+gradc = os.path.join(tools_dir, "gradc")
+if not os.path.exists(gradc):
+    lit_config.warning("gradc not built: %s does not exist" % gradc)
+
+config.substitutions.append(("%gradc", gradc))
+config.substitutions.append(("%models", os.path.join(repo_root, "models")))
+config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
+config.substitutions.append(("%python", python))
+config.substitutions.append(("%repo", repo_root))
+
+# FileCheck, not, count first, then our own tools, then the caller's PATH.
+config.environment["PATH"] = os.pathsep.join(
+    [llvm_tools_dir, tools_dir, config.environment.get("PATH", os.environ.get("PATH", ""))])
+# lit passes only a few variables through; keep the ones numpy/torch/OpenBLAS need here.
+for var in ["HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS", "TMPDIR"]:
+    if var in os.environ:
+        config.environment[var] = os.environ[var]
+
+if os.path.exists(os.path.join(tools_dir, "gradc-fuzz-frontend")):
+    config.available_features.add("fuzzer")
