@@ -236,6 +236,7 @@ Val Elaborator::callLayer(LayerInstance &inst, const Expr &call, Scope &scope) {
     diag_.error(call.loc, "layer calls nest too deeply");
   Scope local;
   local.parent = &inst.scope;
+  local.functionRoot = true;
   for (size_t i = 0; i < call.args.size(); ++i) {
     if (!call.args[i].keyword.empty())
       diag_.error(call.args[i].loc, "layer inputs are positional");
@@ -268,6 +269,8 @@ void Elaborator::assign(const std::string &name, Val v, Scope &scope, SrcLoc loc
     diag_.error(loc, "'{}' is given nothing: the right-hand side has no value", name);
   if (v.kind == Val::Tensor && v.t->name.empty())
     v.t->name = path_.empty() ? name : path_ + "." + name;
+  // Assignments bind in the enclosing function (a forward, the graph): names of the layer
+  // or the model around it are shadowed, not changed.
   for (Scope *s = &scope; s; s = s->parent) {
     auto it = s->names.find(name);
     if (it != s->names.end()) {
@@ -276,15 +279,18 @@ void Elaborator::assign(const std::string &name, Val v, Scope &scope, SrcLoc loc
       it->second = std::move(v);
       return;
     }
-    if (s->scanBoundary)
+    if (s->scanBoundary || s->functionRoot)
       break;
   }
   // Not bound inside the current scan body: an outer binding would leak a per-step value.
-  for (Scope *s = &scope; s; s = s->parent)
+  for (Scope *s = &scope; s && !s->functionRoot; s = s->parent)
     if (s->scanBoundary) {
-      for (Scope *o = s->parent; o; o = o->parent)
-        if (o->names.count(name) && o != &global_ && !o->names.at(name).isNumber())
+      for (Scope *o = s->parent; o; o = o->parent) {
+        if (o->names.count(name) && !o->names.at(name).isNumber())
           diag_.error(loc, "cannot assign to '{}' inside a scan: it is defined outside; carry it instead", name);
+        if (o->functionRoot)
+          break;
+      }
       break;
     }
   scope.names[name] = std::move(v);
@@ -538,6 +544,7 @@ void Elaborator::buildGraph(Mode mode) {
   path_.clear();
   Scope scope;
   scope.parent = &global_;
+  scope.functionRoot = true;
   Builder b(*m_, g.get());
   for (const TensorDecl *d : [&] {
          std::vector<const TensorDecl *> v;

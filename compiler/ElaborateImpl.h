@@ -49,6 +49,7 @@ std::string describe(const Val &v);
 struct Scope {
   Scope *parent = nullptr;
   bool scanBoundary = false;
+  bool functionRoot = false; ///< A forward's or the graph's scope: assignments stop here.
   std::map<std::string, Val> names;
 
   Val *lookup(const std::string &n) {

@@ -64,6 +64,19 @@ void verifyOrDie(const Module &m, const std::string &after) {
 
 } // namespace
 
+std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId) {
+  uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
+  std::unique_ptr<ModuleAST> prelude = parseModule(preludeId, sm, diag);
+  std::unique_ptr<ModuleAST> ast = parseModule(fileId, sm, diag);
+  std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
+  verifyOrDie(*m, "elaboration");
+  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "autodiff", "optimizer", "fold", "cse", "dce"}) {
+    findPass(name)->run(*m, diag);
+    verifyOrDie(*m, name);
+  }
+  return m;
+}
+
 int runPipeline(const PipelineOptions &opts, std::ostream &err) {
   static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "cpp", "llvm"};
   if (!opts.emit.empty() && std::find(kEmits.begin(), kEmits.end(), opts.emit) == kEmits.end()) {

@@ -1,11 +1,20 @@
 // Pipeline.h: the compiler's stages from model file to output, as one straight list.
 #pragma once
 
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "Diagnostics.h"
+#include "IR.h"
+
 namespace gradc {
+
+/// Parses the prelude and model `fileId`, elaborates, and derives the training step
+/// (autodiff, optimizer, clean-ups), verifying after each stage. Reports errors through
+/// `diag` (which throws CompileError).
+std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId);
 
 /// What the user asked the pipeline to do (from the command line).
 struct PipelineOptions {
