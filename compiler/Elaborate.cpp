@@ -658,7 +658,7 @@ std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &fi
   if (m_->name.empty())
     diag_.error(start, "the file does not name its model; begin it with 'model NAME'");
   if (!graphDecl_)
-    diag_.error(start, "the model has no 'graph {{ ... }}' block");
+    diag_.error(start, "the model has no 'graph { ... }' block");
   for (auto *list : {&m_->inputs, &m_->targets})
     for (auto &x : *list)
       global_.names.erase(x.name);

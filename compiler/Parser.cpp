@@ -234,7 +234,7 @@ private:
     skipNewlines();
     while (!at(Tok::RBrace)) {
       if (at(Tok::Eof))
-        diag_.error(peek().loc, "expected '}}' to close the layer's body, found end of file");
+        diag_.error(peek().loc, "expected '}' to close the layer's body, found end of file");
       items.push_back(layerItem());
       endOfStatement("layer item");
     }
@@ -309,7 +309,7 @@ private:
     skipNewlines();
     while (!at(Tok::RBrace)) {
       if (at(Tok::Eof))
-        diag_.error(peek().loc, "expected '}}' to close the train block, found end of file");
+        diag_.error(peek().loc, "expected '}' to close the train block, found end of file");
       TrainSetting s;
       const Token &k = expect(Tok::Ident, "(a train setting such as 'epochs')");
       s.key = k.text;
@@ -331,7 +331,7 @@ private:
     skipNewlines();
     while (!at(Tok::RBrace)) {
       if (at(Tok::Eof))
-        diag_.error(peek().loc, "expected '}}' to close the block, found end of file");
+        diag_.error(peek().loc, "expected '}' to close the block, found end of file");
       out.push_back(stmt());
       endOfStatement("statement");
     }
