@@ -27,6 +27,7 @@ std::string describe(const Val &v) {
 
 Node *Elaborator::make(Op op, std::vector<Value *> operands, std::map<std::string, AttrValue> attrs,
                        SrcLoc loc, std::unique_ptr<Graph> body) {
+  requireGraph(loc);
   for (Value *&o : operands)
     o = capture(*ctx_, o, loc);
   Builder b(*m_, ctx_->g);
@@ -37,7 +38,13 @@ Node *Elaborator::make(Op op, std::vector<Value *> operands, std::map<std::strin
   return n;
 }
 
+void Elaborator::requireGraph(SrcLoc loc) {
+  if (!ctx_)
+    diag_.error(loc, "tensors only exist inside the graph or a layer's forward; here only constants are allowed");
+}
+
 Value *Elaborator::constant(double v, TensorType t, SrcLoc loc) {
+  requireGraph(loc);
   Builder b(*m_, ctx_->g);
   return b.source(Op::Const, std::move(t), {{"value", v}}, loc);
 }

@@ -109,6 +109,8 @@ public:
     return make(op, std::move(operands), std::move(attrs), loc)->result(0);
   }
   Value *constant(double v, TensorType t, SrcLoc loc);
+  /// Reports an error unless a graph is being built (tensors need one).
+  void requireGraph(SrcLoc loc);
   /// The value as a tensor in the current graph (captures outer values; numbers become f32[]).
   Value *tensor(const Val &v, SrcLoc loc, const char *what);
   /// The value as a constant integer / number / bool / string.
