@@ -86,6 +86,12 @@ public:
   virtual double loss(const Batch &b) = 0;
 };
 
+/// Worker threads a backend may use: --threads N, by default std::thread::hardware_concurrency()
+/// (at least 1). Defined in Driver.cpp.
+int threads();
+/// Sets threads() (runMain calls it for --threads; values below 1 count as 1).
+void setThreads(int n);
+
 /// The training executable's main: parses the contract's flags (section 4), loads data,
 /// trains, validates, saves, predicts or checks gradients. `precise`, when given, is a
 /// double-precision build of the same model that --gradcheck uses. Returns the exit code.

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "Pipeline.h"
+#include "Run.h"
 
 namespace po = boost::program_options;
 
@@ -15,6 +16,7 @@ int main(int argc, char **argv) {
     bool runMode = argc > 1 && std::strcmp(argv[1], "run") == 0;
     std::vector<std::string> printAfter, disabled;
     int opt = 2;
+    bool interpret = false;
     po::options_description desc("usage: gradc MODEL.model [-o EXE | --emit=KIND [-o FILE]]\n"
                                  "       gradc run MODEL.model [-- EXE-ARGS]\noptions");
     desc.add_options()
@@ -25,7 +27,8 @@ int main(int argc, char **argv) {
         ("print-after", po::value(&printAfter)->composing(), "print the IR after PASS (repeatable)")
         ("print-after-all", po::bool_switch(&opts.printAfterAll), "print the IR after every pass")
         ("disable-pass", po::value(&disabled)->composing(), "do not run PASS (repeatable)")
-        ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)");
+        ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)")
+        ("interpret", po::bool_switch(&interpret), "gradc run: execute with the double-precision reference interpreter");
     po::options_description hidden;
     hidden.add_options()("input", po::value<std::vector<std::string>>(), "model file");
     po::options_description all;
@@ -56,10 +59,9 @@ int main(int argc, char **argv) {
     opts.printAfter = printAfter;
     opts.disabled = disabled;
     opts.optLevel = opt;
-    if (runMode) {
-      std::cerr << "gradc: error: 'gradc run' is not implemented yet\n";
-      return 1;
-    }
+    if (runMode)
+      return gradc::runModel(opts.input, std::vector<std::string>(dashdash == args.end() ? dashdash : dashdash + 1, args.end()),
+                             interpret, std::cerr);
     if (opts.emit.empty() && opts.output.empty()) {
       std::cerr << "gradc: error: nothing to do: give -o EXE or --emit=KIND\n";
       return 1;
