@@ -249,30 +249,23 @@ private:
       set(std::move(t));
       return;
     }
-    case Op::Slice: {
-      const auto &begin = n.getInts("begin");
-      const DTensor &x = in(0);
-      auto sx = stridesOf(x.shape);
-      DTensor t(rt.shape);
-      forEach(rt.shape, [&](const std::vector<int64_t> &idx, int64_t lin) {
-        int64_t off = 0;
-        for (size_t a = 0; a < idx.size(); ++a)
-          off += (idx[a] + begin[a]) * sx[a];
-        t.data[lin] = x.data[off];
-      });
-      set(std::move(t));
-      return;
-    }
+    case Op::Slice:
     case Op::Pad: {
+      // slice: out[i] = x[i + begin]; pad: out[i + begin] = x[i] (the rest zeros).
       const auto &begin = n.getInts("begin");
       const DTensor &x = in(0);
       DTensor t(rt.shape);
-      auto st = stridesOf(rt.shape);
-      forEach(x.shape, [&](const std::vector<int64_t> &idx, int64_t lin) {
+      bool pad = n.op == Op::Pad;
+      const std::vector<int64_t> &shifted = pad ? rt.shape : x.shape;
+      auto ss = stridesOf(shifted);
+      forEach(pad ? x.shape : rt.shape, [&](const std::vector<int64_t> &idx, int64_t lin) {
         int64_t off = 0;
         for (size_t a = 0; a < idx.size(); ++a)
-          off += (idx[a] + begin[a]) * st[a];
-        t.data[off] = x.data[lin];
+          off += (idx[a] + begin[a]) * ss[a];
+        if (pad)
+          t.data[off] = x.data[lin];
+        else
+          t.data[lin] = x.data[off];
       });
       set(std::move(t));
       return;
@@ -383,32 +376,29 @@ private:
       vals_[n.results[r]] = std::move(stacked[r - ncarry]);
   }
 
+  /// Calls f(stacked offset, step offset) for every element of step t along `axis`.
+  template <typename F> static void forStep(const std::vector<int64_t> &stacked, int64_t axis, int64_t t, F f) {
+    int64_t outer = 1, inner = 1;
+    for (int64_t a = 0; a < axis; ++a)
+      outer *= stacked[a];
+    for (size_t a = axis + 1; a < stacked.size(); ++a)
+      inner *= stacked[a];
+    int64_t len = stacked[axis];
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < inner; ++i)
+        f((o * len + t) * inner + i, o * inner + i);
+  }
+
   static DTensor takeSlice(const DTensor &x, int64_t axis, int64_t t) {
     std::vector<int64_t> shape = x.shape;
     shape.erase(shape.begin() + axis);
     DTensor out(shape);
-    int64_t outer = 1, inner = 1;
-    for (int64_t a = 0; a < axis; ++a)
-      outer *= x.shape[a];
-    for (size_t a = axis + 1; a < x.shape.size(); ++a)
-      inner *= x.shape[a];
-    int64_t len = x.shape[axis];
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < inner; ++i)
-        out.data[o * inner + i] = x.data[(o * len + t) * inner + i];
+    forStep(x.shape, axis, t, [&](int64_t s, int64_t v) { out.data[v] = x.data[s]; });
     return out;
   }
 
   static void putSlice(DTensor &x, int64_t axis, int64_t t, const DTensor &v) {
-    int64_t outer = 1, inner = 1;
-    for (int64_t a = 0; a < axis; ++a)
-      outer *= x.shape[a];
-    for (size_t a = axis + 1; a < x.shape.size(); ++a)
-      inner *= x.shape[a];
-    int64_t len = x.shape[axis];
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < inner; ++i)
-        x.data[(o * len + t) * inner + i] = v.data[o * inner + i];
+    forStep(x.shape, axis, t, [&](int64_t s, int64_t o) { x.data[s] = v.data[o]; });
   }
 
   const TensorMap &feeds_, &state_;
