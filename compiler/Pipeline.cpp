@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include "ASTPrinter.h"
+#include "Build.h"
+#include "EmitCpp.h"
 #include "Diagnostics.h"
 #include "Elaborate.h"
 #include "IR.h"
@@ -166,10 +168,16 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
 
-    // 4. Autodiff and code generation come next; say so plainly.
-    err << fmt::format("gradc: error: {} is not implemented yet\n",
-                       opts.emit.empty() ? "building an executable" : "--emit=" + opts.emit);
-    return 1;
+    // 5. Code generation.
+    if (opts.emit == "llvm") {
+      err << "gradc: error: --emit=llvm is not implemented yet (the LLVM backend is issue 5)\n";
+      return 1;
+    }
+    std::ostringstream cpp;
+    emitCpp(*m, sm, cpp);
+    if (opts.emit == "cpp")
+      return writeOutput(opts.output, cpp.str(), err) ? 0 : 1;
+    return buildExecutable(cpp.str(), opts, err);
   } catch (const CompileError &) {
     return 1;
   }

@@ -26,6 +26,7 @@ struct PipelineOptions {
   std::vector<std::string> disabled;    ///< --disable-pass=PASS.
   int optLevel = 2;                     ///< -O0 disables every optional pass.
   bool verifyEachPass = true;           ///< Run the verifier between passes.
+  std::string targetCpu = "native";     ///< --target-cpu: -march for the generated code.
 };
 
 /// Runs the pipeline; diagnostics go to `err`. Returns the process exit code.

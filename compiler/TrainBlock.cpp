@@ -86,7 +86,7 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
     std::string p = str(v, what);
     if (p.empty())
       diag_.error(v.second, "{} is empty", what);
-    return std::filesystem::path(p).is_absolute() ? p : (base / p).lexically_normal().string();
+    return std::filesystem::path(p).is_absolute() ? p : std::filesystem::absolute(base / p).lexically_normal().string();
   };
 
   for (const TrainSetting &s : d.settings) {

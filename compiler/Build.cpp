@@ -1,0 +1,91 @@
+// Build.cpp: compiles and links the generated C++ against the runtime (libgradcrt.a),
+// finding the runtime in $GRADC_RUNTIME_DIR, the build tree or the install prefix.
+#include "Build.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace gradc {
+
+namespace {
+
+/// The runtime's headers and static library: (include dir, library file), or empty.
+std::pair<std::string, std::string> findRuntime() {
+  std::vector<std::pair<std::string, std::string>> candidates;
+  if (const char *d = std::getenv("GRADC_RUNTIME_DIR"))
+    candidates.push_back({fmt::format("{}/include", d), fmt::format("{}/lib/libgradcrt.a", d)});
+  candidates.push_back({GRADC_RUNTIME_SRC_DIR, GRADC_RUNTIME_LIB});
+  candidates.push_back({GRADC_INSTALL_PREFIX "/include/gradc", GRADC_INSTALL_PREFIX "/lib/libgradcrt.a"});
+  for (const auto &c : candidates)
+    if (fs::exists(fs::path(c.first) / "Model.h") && fs::exists(c.second))
+      return c;
+  return {};
+}
+
+std::string shellQuote(const std::string &s) {
+  std::string o = "'";
+  for (char c : s) {
+    if (c == '\'')
+      o += "'\\''";
+    else
+      o += c;
+  }
+  return o + "'";
+}
+
+} // namespace
+
+int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::ostream &err) {
+  auto [include, lib] = findRuntime();
+  if (include.empty()) {
+    err << "gradc: error: cannot find the gradc runtime (Model.h and libgradcrt.a); set GRADC_RUNTIME_DIR\n";
+    return 1;
+  }
+  std::error_code ec;
+  fs::path dir = fs::temp_directory_path() / fmt::format("gradc-{}-{}", ::getpid(), std::rand());
+  fs::create_directories(dir, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot create {}: {}\n", dir.string(), ec.message());
+    return 1;
+  }
+  fs::path src = dir / "model.cpp", exe = dir / "model.exe";
+  {
+    std::ofstream out(src);
+    out << cpp;
+    if (!out) {
+      err << fmt::format("gradc: error: cannot write {}\n", src.string());
+      return 1;
+    }
+  }
+  const char *cxx = std::getenv("CXX");
+  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -w -I{} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : "c++",
+                                opts.optLevel, opts.targetCpu, shellQuote(include), shellQuote(src.string()), shellQuote(lib),
+                                shellQuote(exe.string()), shellQuote((dir / "cxx.log").string()));
+  if (std::system(cmd.c_str()) != 0) {
+    std::ifstream log(dir / "cxx.log");
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    err << fmt::format("gradc: internal error: the C++ compiler failed on the generated code (kept in {}):\n{}", dir.string(),
+                       text.substr(0, 4000));
+    return 2;
+  }
+  // Atomic: copy next to the destination, then rename over it.
+  fs::path tmp = fs::path(opts.output).concat(fmt::format(".tmp{}", ::getpid()));
+  fs::copy_file(exe, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec)
+    fs::rename(tmp, opts.output, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot write '{}': {}\n", opts.output, ec.message());
+    fs::remove(tmp, ec);
+    return 1;
+  }
+  fs::remove_all(dir, ec);
+  return 0;
+}
+
+} // namespace gradc

@@ -1,0 +1,18 @@
+// EmitCpp.h: the C++ code generator: a module's graphs as one C++ translation unit that
+// implements the runtime's Backend and links into a training executable.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "Diagnostics.h"
+#include "IR.h"
+
+namespace gradc {
+
+/// Prints the C++ of the module (after autodiff and the optimizer): a Backend class
+/// template instantiated for float (training) and double (--gradcheck), its ModelSpec,
+/// and main() calling rt::runMain. Every value lives in one arena allocated at start-up.
+void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os);
+
+} // namespace gradc
