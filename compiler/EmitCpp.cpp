@@ -146,6 +146,8 @@ private:
                        t.lr, t.epochs, t.seed)
         << fmt::format("    t.dataKind = {};\n    t.dataPath = {};\n    t.dataLabels = {};\n    t.column = {};\n",
                        quote(t.dataKind), quote(t.dataPath), quote(t.dataLabels), quote(t.column))
+        << fmt::format("    t.valKind = {};\n    t.valPath = {};\n    t.valLabels = {};\n", quote(t.valKind), quote(t.valPath),
+                       quote(t.valLabels))
         << fmt::format("    t.scale = {};\n    t.length = {};\n    t.horizon = {};\n    t.split = {:.17g};\n", quote(t.scale),
                        t.length, t.horizon, t.split)
         << fmt::format("    t.earlyStopping = {};\n    t.patience = {};\n    t.delta = {:.17g};\n    t.validateEvery = {};\n",

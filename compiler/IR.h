@@ -156,6 +156,7 @@ struct TrainConfig {
     int64_t length = 0, horizon = 1;
     double split = 0.8;
   } data;
+  Data validation; ///< A held-out validation source (kind "" if none).
   std::optional<double> clipGradValue, clipGradNorm;
   struct EarlyStopping {
     int64_t patience = 0;

@@ -60,6 +60,9 @@ rt::ModelSpec makeModelSpec(const Module &m) {
   t.length = tc.data.length;
   t.horizon = tc.data.horizon;
   t.split = tc.data.split;
+  t.valKind = tc.validation.kind;
+  t.valPath = tc.validation.path;
+  t.valLabels = tc.validation.labels;
   if (tc.earlyStopping) {
     t.earlyStopping = true;
     t.patience = tc.earlyStopping->patience;

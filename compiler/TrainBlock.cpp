@@ -148,12 +148,15 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
           diag_.error(v->second, "delta must not be negative");
       }
       tc.earlyStopping = es;
-    } else if (s.key == "data") {
-      CallArgs c = matchCall(*this, diag_, *s.value, scope, "data source",
-                             {{"windows", {"path", "column", "length", "horizon", "split", "scale"}},
-                              {"idx", {"images", "labels"}},
-                              {"tensors", {"path"}}});
-      auto &dd = tc.data;
+    } else if (s.key == "data" || s.key == "validation") {
+      bool val = s.key == "validation";
+      CallArgs c = val ? matchCall(*this, diag_, *s.value, scope, "validation source",
+                                   {{"idx", {"images", "labels"}}, {"tensors", {"path"}}})
+                       : matchCall(*this, diag_, *s.value, scope, "data source",
+                                   {{"windows", {"path", "column", "length", "horizon", "split", "scale"}},
+                                    {"idx", {"images", "labels"}},
+                                    {"tensors", {"path"}}});
+      auto &dd = val ? tc.validation : tc.data;
       dd.kind = c.fn;
       auto need = [&](const char *k) {
         const auto *v = c.get(k);
@@ -201,7 +204,7 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
       }
     } else {
       diag_.error(s.loc, "unknown train setting '{}'; expected optimizer, epochs, seed, data, clip_grad_value, "
-                         "clip_grad_norm, early_stopping or validate_every", s.key);
+                         "clip_grad_norm, early_stopping, validate_every or validation", s.key);
     }
   }
   if (tc.clipGradValue && tc.clipGradNorm)

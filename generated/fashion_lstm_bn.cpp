@@ -59,6 +59,9 @@ const ModelSpec &spec() {
     t.dataPath = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
     t.dataLabels = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz";
     t.column = "value";
+    t.valKind = "idx";
+    t.valPath = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    t.valLabels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
     t.scale = "minmax";
     t.length = 0;
     t.horizon = 1;

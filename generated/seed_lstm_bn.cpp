@@ -59,6 +59,9 @@ const ModelSpec &spec() {
     t.dataPath = "@REPO@/models/data/series.csv";
     t.dataLabels = "";
     t.column = "value";
+    t.valKind = "";
+    t.valPath = "";
+    t.valLabels = "";
     t.scale = "minmax";
     t.length = 30;
     t.horizon = 1;

@@ -634,6 +634,22 @@ DriverData loadDriverData(const ModelSpec &spec, const std::string &dataPath, bo
     throw DataError("model " + spec.name + ": unknown data source kind " + quoted(kind));
   }
   if (d.n <= 0) throw DataError(path + ": the data has no samples");
+  // A held-out validation source: its samples follow the training ones.
+  if (dataPath.empty() && !tr.valKind.empty() && d.validationCount() == 0) {
+    ModelSpec vs = spec;
+    vs.train.dataKind = tr.valKind;
+    vs.train.dataPath = tr.valPath;
+    vs.train.dataLabels = tr.valLabels;
+    vs.train.valKind.clear();
+    DriverData v = loadDriverData(vs, "", targetsOptional);
+    for (size_t i = 0; i < d.tensors.size(); ++i) {
+      if (!d.present[i]) continue;
+      if (!v.present[i]) throw DataError(v.source + ": the validation data lacks " + describeEntry(spec, i));
+      d.tensors[i].bytes.insert(d.tensors[i].bytes.end(), v.tensors[i].bytes.begin(), v.tensors[i].bytes.end());
+      d.tensors[i].shape[0] += v.n;
+    }
+    d.n += v.n;
+  }
   return d;
 }
 

@@ -37,6 +37,8 @@ struct TrainSpec {
   int64_t seed = 0;
   std::string dataKind;           ///< "", "windows", "idx", "tensors".
   std::string dataPath, dataLabels, column = "value", scale = "minmax";
+  /// A held-out validation source (`validation = idx(...)` or `tensors(...)`): "" if none.
+  std::string valKind, valPath, valLabels;
   int64_t length = 0, horizon = 1;
   double split = 0.8;
   bool earlyStopping = false;
