@@ -1,5 +1,5 @@
 // Build.cpp: compiles and links the generated C++ against the runtime (libgradcrt.a),
-// finding the runtime in $GRADC_RUNTIME_DIR, the build tree or the install prefix.
+// finding the runtime in $GRADC_RUNTIME_DIR, beside an installed gradc, in the build tree or the install prefix.
 #include "Build.h"
 
 #include <cstdlib>
@@ -20,6 +20,13 @@ std::pair<std::string, std::string> findRuntime() {
   std::vector<std::pair<std::string, std::string>> candidates;
   if (const char *d = std::getenv("GRADC_RUNTIME_DIR"))
     candidates.push_back({fmt::format("{}/include", d), fmt::format("{}/lib/libgradcrt.a", d)});
+  // Installed (cmake --install): PREFIX/bin/gradc beside PREFIX/include/gradc, PREFIX/lib.
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path prefix = self.parent_path().parent_path();
+    candidates.push_back({(prefix / "include" / "gradc").string(), (prefix / "lib" / "libgradcrt.a").string()});
+  }
   candidates.push_back({GRADC_RUNTIME_SRC_DIR, GRADC_RUNTIME_LIB});
   candidates.push_back({GRADC_INSTALL_PREFIX "/include/gradc", GRADC_INSTALL_PREFIX "/lib/libgradcrt.a"});
   for (const auto &c : candidates)
@@ -67,6 +74,8 @@ int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::os
   std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -w -I{} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : "c++",
                                 opts.optLevel, opts.targetCpu, shellQuote(include), shellQuote(src.string()), shellQuote(lib),
                                 shellQuote(exe.string()), shellQuote((dir / "cxx.log").string()));
+  if (opts.verbose)
+    err << cmd << "\n";
   if (std::system(cmd.c_str()) != 0) {
     std::ifstream log(dir / "cxx.log");
     std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());

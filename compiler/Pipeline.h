@@ -27,6 +27,7 @@ struct PipelineOptions {
   int optLevel = 2;                     ///< -O0 disables every optional pass.
   bool verifyEachPass = true;           ///< Run the verifier between passes.
   std::string targetCpu = "native";     ///< --target-cpu: -march for the generated code.
+  bool verbose = false;                 ///< -v: print the C++ compiler's command line.
 };
 
 /// Runs the pipeline; diagnostics go to `err`. Returns the process exit code.

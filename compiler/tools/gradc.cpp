@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
         ("disable-pass", po::value(&disabled)->composing(), "do not run PASS (repeatable)")
         ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)")
         ("target-cpu", po::value(&opts.targetCpu), "CPU of the generated code (-march), default native")
+        ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's command line")
         ("interpret", po::bool_switch(&interpret), "gradc run: execute with the double-precision reference interpreter");
     po::options_description hidden;
     hidden.add_options()("input", po::value<std::vector<std::string>>(), "model file");

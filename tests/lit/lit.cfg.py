@@ -5,7 +5,7 @@
 # Substitutions in RUN lines:
 #   %gradc   the built gradc driver        %models  the repository's models/ directory
 #   %inputs  tests/lit/Inputs              %python  /usr/bin/python3 (torch, numpy)
-#   %repo    the repository root
+#   %repo    the repository root           %build   the CMake build directory
 # plus lit's own (%s, %S, %t, %T, ...). FileCheck, not and count come from llvm-19.
 # RUN lines use lit's internal shell: pipes, &&, ||, redirections, not, env, cd, rm, mkdir.
 import os
@@ -37,6 +37,7 @@ config.substitutions.append(("%models", os.path.join(repo_root, "models")))
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
 config.substitutions.append(("%python", python))
 config.substitutions.append(("%repo", repo_root))
+config.substitutions.append(("%build", obj_root))
 
 # FileCheck, not, count first, then our own tools, then the caller's PATH.
 config.environment["PATH"] = os.pathsep.join(
