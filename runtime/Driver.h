@@ -41,6 +41,7 @@ struct DriverOptions {
   std::optional<double> gradcheckTol;    ///< --gradcheck-tol X (X > 0).
   std::optional<int> threads;            ///< --threads N (N >= 1).
   bool quiet = false;                    ///< --quiet.
+  bool timing = false;                   ///< --timing: step times on stderr at the end.
 };
 
 /// Parses the arguments after the program name. Accepts `--flag value` and `--flag=value`;

@@ -1,0 +1,162 @@
+"""run.py: gradc against PyTorch, side by side in one run, on this machine.
+
+The model is LSTM(F, H) -> BatchNorm on the last step -> Dense(H, 1), MSE, Adam, at three
+sizes (small F=1 T=30 H=64 B=32; medium F=28 T=28 H=128 B=64; large F=64 T=50 H=512 B=64),
+plus the Fashion-MNIST classifier LSTM(28, 128) -> BatchNorm -> Dense(128, 10) with
+cross-entropy. For each: gradc's compile time, its executable's time from exec to the end of
+the first training step and ms per step (`--timing`), PyTorch's (bench/torch_reference.py,
+1 and 2 threads, the better is the reference) import-to-first-step and ms per step, the
+matrix-multiply GFLOP/s of forward plus backward, the fraction of the single-precision FMA
+peak measured in the same run (bench/gemm_bench), and the peak RSS of each process.
+
+usage: /usr/bin/python3 bench/run.py [--build DIR] [--steps N] [--sizes small,medium,...]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "tools"))
+import safetensors_io  # noqa: E402
+
+SIZES = {"small": (1, 30, 64, 32), "medium": (28, 28, 128, 64), "large": (64, 50, 512, 64),
+         "fashion": (28, 28, 128, 64)}
+FASHION_STEPS_PER_EPOCH = 60000 // 64
+
+MODEL = """model bench_{name}
+let B = {B}
+let T = {T}
+input x: f32[B, T, {F}]
+target y: {ytype}
+layer lstm = LSTM({F}, {H})
+layer bn = BatchNorm({H})
+layer head = Dense({H}, {O})
+graph {{
+  hs = lstm(x)
+  yhat = head(bn(hs[:, -1, :]))
+  loss = {loss}(yhat, y)
+  output yhat
+}}
+train {{
+  optimizer = adam(lr = 0.001)
+  epochs = 1
+}}
+"""
+
+
+def run_with_rss(cmd):
+    """Runs cmd with wait4 so the peak RSS is this child's own; returns (stdout, stderr, wall, MiB)."""
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
+    if p.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed ({p.returncode}):\n{err[-2000:]}")
+    return out, err, wall, ru.ru_maxrss / 1024
+
+
+def gemm_flops(F, T, H, B):
+    """Matrix-multiply FLOPs of one training step: the LSTM's x@W_ih and h@W_hh per step
+    forward, and twice that backward (gradients of the weights and of the multiplied
+    operand); the head is negligible and left out, as is the input's own gradient."""
+    return 3 * T * 2 * B * 4 * H * (F + H)
+
+
+def gradc_side(gradc, name, work, steps):
+    F, T, H, B = SIZES[name]
+    fashion = name == "fashion"
+    text = MODEL.format(name=name, B=B, T=T, F=F, H=H, O=10 if fashion else 1,
+                        ytype="i32[B]" if fashion else "f32[B, 1]",
+                        loss="cross_entropy" if fashion else "mse")
+    model = os.path.join(work, f"{name}.model")
+    with open(model, "w") as f:
+        f.write(text)
+    rng = np.random.default_rng(0)
+    n = B * (steps + 4)
+    x = rng.standard_normal((n, T, F), dtype=np.float32)
+    y = rng.integers(0, 10, n).astype(np.int32) if fashion else rng.standard_normal((n, 1), dtype=np.float32)
+    data = os.path.join(work, f"{name}.safetensors")
+    safetensors_io.save(data, {"x": x, "y": y})
+    exe = os.path.join(work, name)
+    t0 = time.perf_counter()
+    subprocess.run([gradc, model, "-o", exe], check=True)
+    compile_s = time.perf_counter() - t0
+    _, err, _, rss = run_with_rss([exe, "--quiet", "--timing", "--data", data, "--no-shuffle",
+                                   "--epochs", "1", "--threads", "1"])
+    m = re.search(r"timing first_step_s (\S+) steps (\d+) ms_per_step (\S+)", err)
+    if not m:
+        sys.exit(f"bench: no timing line from {exe}:\n{err}")
+    return {"ms_per_step": float(m.group(3)), "first_step_s": float(m.group(1)), "peak_rss_mib": rss,
+            "compile_s": compile_s}
+
+
+def torch_side(name, steps):
+    best = None
+    for threads in (1, 2):
+        args = ["--fashion"] if name == "fashion" else ["--size", name]
+        out, _, wall, rss = run_with_rss(["/usr/bin/python3", os.path.join(HERE, "torch_reference.py"), *args,
+                                          "--threads", str(threads), "--steps", str(steps)])
+        r = json.loads(out.strip().splitlines()[-1])
+        r["peak_rss_mib"] = rss
+        if best is None or r["ms_per_step"] < best["ms_per_step"]:
+            best = r
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--sizes", default="small,medium,large,fashion")
+    a = ap.parse_args()
+    gradc = os.path.join(a.build, "bin", "gradc")
+    gemm_bench = os.path.join(a.build, "bin", "gemm_bench")
+    out = subprocess.run([gemm_bench, "--quick"], check=True, capture_output=True, text=True).stdout
+    peak = float(re.search(r"FMA peak ([\d.]+) GFLOP/s", out).group(1))
+    print(f"single-precision FMA peak, 1 thread, measured now: {peak:.1f} GFLOP/s")
+    hdr = (f"{'size':8s} {'impl':6s} {'ms/step':>9s} {'samples/s':>10s} {'GFLOP/s':>8s} {'%peak':>6s} "
+           f"{'RSS MiB':>8s} {'1st step s':>10s} {'compile s':>9s}")
+    rows, ratios = [], []
+    with tempfile.TemporaryDirectory(prefix="gradc-bench-") as work:
+        for name in a.sizes.split(","):
+            F, T, H, B = SIZES[name]
+            steps = a.steps if name != "large" else max(10, a.steps // 3)
+            g = gradc_side(gradc, name, work, steps)
+            t = torch_side(name, steps)
+            fl = gemm_flops(F, T, H, B)
+            for impl, r in (("gradc", g), (f"torch{t['threads']}", t)):
+                ms = r["ms_per_step"]
+                first = r.get("first_step_s", r.get("start_to_first_step_s"))
+                rows.append(f"{name:8s} {impl:6s} {ms:9.3f} {B * 1000 / ms:10.0f} {fl / ms / 1e6:8.1f} "
+                            f"{100 * fl / ms / 1e6 / peak:5.1f}% {r['peak_rss_mib']:8.1f} {first:10.3f} "
+                            f"{r.get('compile_s', float('nan')):9.2f}")
+            ratios.append((name, t["ms_per_step"] / g["ms_per_step"], t["peak_rss_mib"] / g["peak_rss_mib"],
+                           t["start_to_first_step_s"] / g["first_step_s"], g, t))
+    print(hdr)
+    for r in rows:
+        print(r)
+    print()
+    print(f"{'size':8s} {'speed-up':>9s} {'RSS ratio':>10s} {'start-up ratio':>15s}   (PyTorch / gradc; higher is better for gradc)")
+    for name, sp, mem, st, g, t in ratios:
+        extra = ""
+        if name == "fashion":
+            extra = (f"   s/epoch ({FASHION_STEPS_PER_EPOCH} steps): gradc {g['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}"
+                     f", torch {t['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}")
+        print(f"{name:8s} {sp:8.2f}x {mem:9.2f}x {st:14.1f}x{extra}")
+
+
+if __name__ == "__main__":
+    main()
