@@ -1,5 +1,6 @@
-// EmitCpp.cpp: lowers each graph node to a loop nest (or a GEMM call) over statically
-// placed buffers of one arena, scans to loops over steps, and prints readable C++.
+// EmitCpp.cpp: lowers the loop-level plan (Fusion.h: single nodes and fused runs of
+// elementwise work) to loop nests and GEMM calls over statically placed buffers of one
+// arena, scans to loops over steps, and prints readable C++.
 #include "EmitCpp.h"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "Fusion.h"
 #include "RunSpec.h"
 
 namespace gradc {
@@ -51,7 +53,8 @@ std::string quote(const std::string &s) {
 
 class Emitter {
 public:
-  Emitter(const Module &m, const SourceManager &sm, std::ostream &os) : m_(m), sm_(sm), os_(os) {}
+  Emitter(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts)
+      : m_(m), sm_(sm), os_(os), opts_(opts) {}
 
   void run() {
     rt::ModelSpec spec = makeModelSpec(m_);
@@ -126,7 +129,11 @@ private:
         << ": the training step, validation loss and inference of model " << s.name << ".\n"
         << "// Do not edit: regenerate with `gradc MODEL --emit=cpp`.\n"
         << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>\n\n"
-        << "#include \"Gemm.h\"\n#include \"Model.h\"\n\nnamespace {\n\nusing namespace gradc::rt;\n\n";
+        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n\n"
+        << "// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).\n"
+        << "#if defined(__clang__)\n#define GRADC_IVDEP _Pragma(\"clang loop vectorize(assume_safety)\")\n"
+        << "#elif defined(__GNUC__)\n#define GRADC_IVDEP _Pragma(\"GCC ivdep\")\n#else\n#define GRADC_IVDEP\n#endif\n\n"
+        << "namespace {\n\nusing namespace gradc::rt;\n\n";
     os_ << "const ModelSpec &spec() {\n  static const ModelSpec s = [] {\n    ModelSpec s;\n";
     os_ << "    s.name = " << quote(s.name) << ";\n    s.batch = " << s.batch << ";\n    s.numInputs = " << s.numInputs << ";\n";
     auto dt = [](rt::DType d) { return fmt::format("DType::{}", rt::dtypeName(d)); };
@@ -188,8 +195,11 @@ private:
 
   /// Emits `for` nests over `shape`; `inner(offsets)` receives, for each stride vector
   /// given, the linear offset expression.
+  /// `independent`: every iteration writes its own output element and reads no element
+  /// another iteration writes (the buffers are distinct), so the innermost loop is marked
+  /// GRADC_IVDEP for the vectoriser.
   void loops(std::ostream &o, int ind, const std::vector<int64_t> &shape, const std::vector<std::vector<int64_t>> &strides,
-             const std::function<void(std::ostream &, int, const std::vector<std::string> &)> &inner) {
+             const std::function<void(std::ostream &, int, const std::vector<std::string> &)> &inner, bool independent = false) {
     std::string pad(ind, ' ');
     int64_t n = 1;
     for (int64_t d : shape)
@@ -203,6 +213,8 @@ private:
     }
     std::vector<std::string> offs;
     if (flat) {
+      if (independent)
+        o << pad << "GRADC_IVDEP\n";
       o << pad << "for (int64_t i = 0; i < " << n << "; ++i) {\n";
       for (const auto &st : strides)
         offs.push_back(std::all_of(st.begin(), st.end(), [](int64_t s) { return s == 0; }) ? "0" : "i");
@@ -210,8 +222,11 @@ private:
       o << pad << "}\n";
       return;
     }
-    for (size_t a = 0; a < shape.size(); ++a)
+    for (size_t a = 0; a < shape.size(); ++a) {
+      if (independent && a + 1 == shape.size())
+        o << std::string(ind + 2 * a, ' ') << "GRADC_IVDEP\n";
       o << std::string(ind + 2 * a, ' ') << fmt::format("for (int64_t i{0} = 0; i{0} < {1}; ++i{0})\n", a, shape[a]);
+    }
     std::string ip(ind + 2 * shape.size(), ' ');
     for (const auto &st : strides) {
       std::string e;
@@ -228,12 +243,12 @@ private:
   static std::string unaryExpr(Op op, const std::string &x) {
     switch (op) {
     case Op::Neg: return "-" + x;
-    case Op::Exp: return "std::exp(" + x + ")";
+    case Op::Exp: return "fexp(" + x + ")";
     case Op::Log: return "std::log(" + x + ")";
     case Op::Sqrt: return "std::sqrt(" + x + ")";
     case Op::Rsqrt: return "T(1) / std::sqrt(" + x + ")";
-    case Op::Sigmoid: return "T(1) / (T(1) + std::exp(-" + x + "))";
-    case Op::Tanh: return "std::tanh(" + x + ")";
+    case Op::Sigmoid: return "fsigmoid(" + x + ")";
+    case Op::Tanh: return "ftanh(" + x + ")";
     case Op::Relu: return fmt::format("({0} > T(0) ? {0} : T(0))", x);
     case Op::Abs: return "std::fabs(" + x + ")";
     case Op::Sign: return fmt::format("T(({0} > T(0)) - ({0} < T(0)))", x);
@@ -255,8 +270,118 @@ private:
   }
 
   void body(const Graph &g, std::ostream &o, int ind) {
+    // A transpose read only by matrix multiplies that take it as a transposed operand
+    // (matOperand) is never materialised.
+    std::unordered_map<const Value *, bool> onlyFolded;
     for (const auto &n : g.nodes)
-      node(*n, o, ind);
+      if (n->op == Op::Transpose)
+        onlyFolded[n->results[0]] = matOperand(n->results[0]).second;
+    for (const auto &n : g.nodes)
+      for (size_t j = 0; j < n->operands.size(); ++j) {
+        auto it = onlyFolded.find(n->operands[j]);
+        if (it != onlyFolded.end() && n->op != Op::MatMul)
+          it->second = false;
+      }
+    for (const Value *y : g.yields)
+      if (onlyFolded.count(y))
+        onlyFolded[y] = false;
+    for (const FusedLoop &l : planLoops(g, opts_.fuse)) {
+      if (l.fused())
+        fusedLoop(l, o, ind);
+      else if (l.nodes[0]->op == Op::Transpose && onlyFolded[l.nodes[0]->results[0]])
+        o << std::string(ind, ' ') << "// transpose  (" << locText(l.nodes[0]->loc) << "): folded into the matmul that reads it\n";
+      else
+        node(*l.nodes[0], o, ind);
+    }
+  }
+
+  /// Where a fusable node reads its operand `j` from memory: strides over the loop's
+  /// iteration space and a constant offset.
+  std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank) {
+    const auto &xs = n.operands[j]->type.shape;
+    switch (n.op) {
+    case Op::Slice: {
+      const auto &begin = n.getInts("begin");
+      auto ss = stridesOf(xs);
+      int64_t base = 0;
+      for (size_t a = 0; a < begin.size(); ++a)
+        base += begin[a] * ss[a];
+      return {ss, base};
+    }
+    case Op::Transpose: {
+      auto si = stridesOf(xs);
+      std::vector<int64_t> st;
+      for (int64_t p : n.getInts("perm"))
+        st.push_back(si[p]);
+      return {st, 0};
+    }
+    default: return {broadcastStrides(xs, rank), 0}; // elementwise and broadcast_to
+    }
+  }
+
+  /// One loop nest computing a run of elementwise and indexed nodes element by element:
+  /// values used only inside the run stay in registers.
+  void fusedLoop(const FusedLoop &l, std::ostream &o, int ind) {
+    std::string pad(ind, ' ');
+    o << pad << "// fused loop over [" << fmt::format("{}", fmt::join(l.shape, ", ")) << "]:\n";
+    std::unordered_map<const Value *, size_t> local;
+    for (size_t k = 0; k < l.nodes.size(); ++k) {
+      const Node &n = *l.nodes[k];
+      o << pad << "//   " << opInfo(n.op).name << (n.results[0]->name.empty() ? "" : " %" + n.results[0]->name);
+      std::string loc = locText(n.loc);
+      o << (loc.empty() ? "" : "  (" + loc + ")") << (l.stored[k] ? "" : "  [register]") << "\n";
+    }
+    const size_t rank = l.shape.size();
+    std::vector<std::vector<int64_t>> strides{stridesOf(l.shape)};
+    // Operand j of member k: a register (local index) or a memory read (stride index, offset).
+    struct Access {
+      bool reg;
+      size_t index;
+      int64_t offset;
+      std::string base;
+    };
+    std::vector<std::vector<Access>> acc(l.nodes.size());
+    for (size_t k = 0; k < l.nodes.size(); ++k) {
+      const Node &n = *l.nodes[k];
+      for (size_t j = 0; j < n.operands.size(); ++j) {
+        auto it = local.find(n.operands[j]);
+        if (it != local.end()) {
+          acc[k].push_back({true, it->second, 0, ""});
+          continue;
+        }
+        auto [st, off] = readAccess(n, j, rank);
+        size_t si = std::find(strides.begin(), strides.end(), st) - strides.begin();
+        if (si == strides.size())
+          strides.push_back(st);
+        acc[k].push_back({false, si, off, ref(n.operands[j])});
+      }
+      local[n.results[0]] = k;
+    }
+    loops(o, ind, l.shape, strides, [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
+      std::string ip(i2, ' ');
+      for (size_t k = 0; k < l.nodes.size(); ++k) {
+        const Node &n = *l.nodes[k];
+        std::vector<std::string> x;
+        for (const Access &a : acc[k]) {
+          if (a.reg)
+            x.push_back(fmt::format("v{}", a.index));
+          else
+            x.push_back(a.base + "[" + (a.offset ? fmt::format("{} + ", a.offset) : "") + off[a.index] + "]");
+        }
+        std::string e;
+        if (hasTrait(n.op, TR_BINARY))
+          e = binaryExpr(n.op, x[0], x[1], n.results[0]->type.dtype);
+        else if (n.op == Op::Cast && n.results[0]->type.dtype != DType::F32)
+          e = "std::trunc(" + x[0] + ")";
+        else if (hasTrait(n.op, TR_UNARY))
+          e = unaryExpr(n.op, x[0]);
+        else
+          e = x[0]; // indexed: the read itself
+        oo << ip << fmt::format("const T v{} = {};\n", k, e);
+        if (l.stored[k])
+          oo << ip << fmt::format("{}[{}] = v{};\n", ptr(n.results[0]), off[0], k);
+      }
+    }, true);
   }
 
   void node(const Node &n, std::ostream &o, int ind) {
@@ -329,7 +454,7 @@ private:
             [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
               oo << std::string(i2, ' ') << out << "[" << off[0] << "] = "
                  << binaryExpr(n.op, a + "[" + off[1] + "]", b + "[" + off[2] + "]", r->type.dtype) << ";\n";
-            });
+            }, true);
       return;
     }
     if (hasTrait(n.op, TR_UNARY) || n.op == Op::BroadcastTo) {
@@ -340,7 +465,7 @@ private:
               std::string x = a + "[" + off[1] + "]";
               oo << std::string(i2, ' ') << out << "[" << off[0] << "] = "
                  << (toInt ? "std::trunc(" + x + ")" : unaryExpr(n.op, x)) << ";\n";
-            });
+            }, true);
       return;
     }
     switch (n.op) {
@@ -353,7 +478,7 @@ private:
       std::string a = in(0);
       loops(o, ind, os, {stridesOf(os), st}, [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
         oo << std::string(i2, ' ') << out << "[" << off[0] << "] = " << a << "[" << off[1] << "];\n";
-      });
+      }, true);
       return;
     }
     case Op::Slice:
@@ -375,7 +500,7 @@ private:
           oo << std::string(i2, ' ') << out << "[" << base << " + " << off[1] << "] = " << a << "[" << off[0] << "];\n";
         else
           oo << std::string(i2, ' ') << out << "[" << off[0] << "] = " << a << "[" << base << " + " << off[1] << "];\n";
-      });
+      }, true);
       return;
     }
     case Op::Concat: {
@@ -387,7 +512,7 @@ private:
         int64_t shift = base * st[axis];
         loops(o, ind, s, {stridesOf(s), st}, [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
           oo << std::string(i2, ' ') << out << "[" << shift << " + " << off[1] << "] = " << a << "[" << off[0] << "];\n";
-        });
+        }, true);
         base += s[axis];
       }
       return;
@@ -518,21 +643,31 @@ private:
     // Stacked outputs, then the next carries (read every yield before writing any carry).
     for (size_t y = ncarry; y < b.yields.size(); ++y)
       stepCopy(o, ind + 2, n.results[y]->type.shape, axis, ptr(n.results[y]), ref(b.yields[y]), false);
+    // Unless a carry's next value is another carry's argument (a swap), each next value is
+    // copied straight into its argument's buffer and the results are copied once at the end;
+    // otherwise through the result buffers, so that every yield is read before any is written.
+    bool swap = false;
+    for (int64_t c = 0; c < ncarry; ++c)
+      for (int64_t c2 = 0; c2 < ncarry; ++c2)
+        swap = swap || (c != c2 && b.yields[c] == b.args[nseq + c2]);
     for (int64_t c = 0; c < ncarry; ++c)
       if (b.yields[c] != b.args[nseq + c])
-        o << ip << fmt::format("std::copy_n({}, {}, {});\n", ref(b.yields[c]), b.args[nseq + c]->type.numel(), ptr(n.results[c]));
-    for (int64_t c = 0; c < ncarry; ++c)
-      if (b.yields[c] != b.args[nseq + c])
-        o << ip << fmt::format("std::copy_n({}, {}, {});\n", ptr(n.results[c]), b.args[nseq + c]->type.numel(), ptr(b.args[nseq + c]));
+        o << ip << fmt::format("std::copy_n({}, {}, {});\n", ref(b.yields[c]), b.args[nseq + c]->type.numel(),
+                               swap ? ptr(n.results[c]) : ptr(b.args[nseq + c]));
+    if (swap)
+      for (int64_t c = 0; c < ncarry; ++c)
+        if (b.yields[c] != b.args[nseq + c])
+          o << ip << fmt::format("std::copy_n({}, {}, {});\n", ptr(n.results[c]), b.args[nseq + c]->type.numel(), ptr(b.args[nseq + c]));
     o << pad << "}\n";
     for (int64_t c = 0; c < ncarry; ++c)
-      if (b.yields[c] == b.args[nseq + c])
+      if (!swap || b.yields[c] == b.args[nseq + c])
         o << pad << fmt::format("std::copy_n({}, {}, {});\n", ptr(b.args[nseq + c]), b.args[nseq + c]->type.numel(), ptr(n.results[c]));
   }
 
   const Module &m_;
   const SourceManager &sm_;
   std::ostream &os_;
+  LowerOptions opts_;
   std::unordered_map<const Value *, int64_t> offset_;
   std::unordered_map<const Value *, std::string> alias_;
   std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
@@ -542,6 +677,8 @@ private:
 
 } // namespace
 
-void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os) { Emitter(m, sm, os).run(); }
+void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts) {
+  Emitter(m, sm, os, opts).run();
+}
 
 } // namespace gradc

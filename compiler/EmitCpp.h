@@ -10,9 +10,14 @@
 
 namespace gradc {
 
+/// Choices of the lowering to loops.
+struct LowerOptions {
+  bool fuse = true; ///< Fuse runs of elementwise work into single loops (--disable-pass=fuse).
+};
+
 /// Prints the C++ of the module (after autodiff and the optimizer): a Backend class
 /// template instantiated for float (training) and double (--gradcheck), its ModelSpec,
 /// and main() calling rt::runMain. Every value lives in one arena allocated at start-up.
-void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os);
+void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts = {});
 
 } // namespace gradc

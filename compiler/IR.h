@@ -48,6 +48,7 @@ enum OpTrait : uint32_t {
   TR_REGION = 1u << 8,      ///< Has a body graph.
   TR_MATMUL = 1u << 9,      ///< Matrix multiply.
   TR_FLOAT = 1u << 10,      ///< Float operands only.
+  TR_INDEXED = 1u << 11,    ///< Each result element is one operand element at an affine index.
 };
 
 /// The operations, from Ops.def.

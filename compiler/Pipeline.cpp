@@ -85,12 +85,16 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     err << fmt::format("gradc: error: unknown --emit kind '{}'; expected {}\n", opts.emit, fmt::join(kEmits, ", "));
     return 1;
   }
-  for (const auto &list : {opts.printAfter, opts.disabled})
-    for (const std::string &p : list)
-      if (!findPass(p)) {
+  // Loop-level passes: they shape the lowering (--disable-pass), not the graph.
+  static const std::vector<std::string> kLoopPasses = {"fuse"};
+  auto isLoopPass = [](const std::string &p) { return std::find(kLoopPasses.begin(), kLoopPasses.end(), p) != kLoopPasses.end(); };
+  for (const std::vector<std::string> *list : {&opts.printAfter, &opts.disabled})
+    for (const std::string &p : *list)
+      if (!findPass(p) && !(isLoopPass(p) && list == &opts.disabled)) {
         std::vector<std::string> names;
         for (const PassInfo &pi : allPasses())
           names.push_back(pi.name);
+        names.insert(names.end(), kLoopPasses.begin(), kLoopPasses.end());
         err << fmt::format("gradc: error: unknown pass '{}'; passes are {}\n", p, fmt::join(names, ", "));
         return 1;
       }
@@ -174,7 +178,9 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       return 1;
     }
     std::ostringstream cpp;
-    emitCpp(*m, sm, cpp);
+    LowerOptions lower;
+    lower.fuse = opts.optLevel > 0 && std::find(opts.disabled.begin(), opts.disabled.end(), "fuse") == opts.disabled.end();
+    emitCpp(*m, sm, cpp, lower);
     if (opts.emit == "cpp")
       return writeOutput(opts.output, cpp.str(), err) ? 0 : 1;
     return buildExecutable(cpp.str(), opts, err);

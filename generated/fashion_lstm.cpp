@@ -6,8 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+
+// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
+#if defined(__clang__)
+#define GRADC_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GRADC_IVDEP _Pragma("GCC ivdep")
+#else
+#define GRADC_IVDEP
+#endif
 
 namespace {
 
@@ -118,12 +128,14 @@ public:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 28; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 5564528)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 5578864)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
@@ -138,91 +150,68 @@ public:
     gemm(false, false, 64, 512, 28, T(1), (A + 5890160), 28, (A + 5564528), 512, T(0), (A + 5989232), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
           (A + 6022000)[i0 * 512 + i1 * 1] = (A + 5989232)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 64, 512, 128, T(1), (A + 5891952), 128, (A + 5578864), 512, T(0), (A + 6054768), 512, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 6087536)[i] = (A + 6022000)[i] + (A + 6054768)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 6120304)[i0 * 512 + i1 * 1] = (A + 6087536)[i0 * 512 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 6022000)[i0 * 512 + i1 * 1] + (A + 6054768)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 6120304)[i0 * 512 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [64, 128]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 6153072)[i0 * 128 + i1 * 1] = (A + 6120304)[0 + i0 * 512 + i1 * 1];
+          const T v0 = (A + 6120304)[i0 * 512 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 6120304)[128 + i0 * 512 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 6120304)[256 + i0 * 512 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 6120304)[384 + i0 * 512 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 5900144)[i0 * 128 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 6234992)[i0 * 128 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 6251376)[i0 * 128 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6161264)[i] = T(1) / (T(1) + std::exp(-(A + 6153072)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 6169456)[i0 * 128 + i1 * 1] = (A + 6120304)[128 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6177648)[i] = T(1) / (T(1) + std::exp(-(A + 6169456)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 6185840)[i0 * 128 + i1 * 1] = (A + 6120304)[256 + i0 * 512 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6194032)[i] = std::tanh((A + 6185840)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 6202224)[i0 * 128 + i1 * 1] = (A + 6120304)[384 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6210416)[i] = T(1) / (T(1) + std::exp(-(A + 6202224)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6218608)[i] = (A + 6177648)[i] * (A + 5900144)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6226800)[i] = (A + 6161264)[i] * (A + 6194032)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6234992)[i] = (A + 6218608)[i] + (A + 6226800)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6243184)[i] = std::tanh((A + 6234992)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6251376)[i] = (A + 6210416)[i] * (A + 6243184)[i];
-    }
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 6251376) + o * 128, 128, (A + 5660784) + (o * 28 + t) * 128);
-    std::copy_n((A + 6251376), 8192, (A + 5644400));
-    std::copy_n((A + 6234992), 8192, (A + 5652592));
-    std::copy_n((A + 5644400), 8192, (A + 5891952));
-    std::copy_n((A + 5652592), 8192, (A + 5900144));
+    std::copy_n((A + 6251376), 8192, (A + 5891952));
+    std::copy_n((A + 6234992), 8192, (A + 5900144));
   }
+  std::copy_n((A + 5891952), 8192, (A + 5644400));
+  std::copy_n((A + 5900144), 8192, (A + 5652592));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 6259568)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 5660784)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
@@ -230,17 +219,13 @@ public:
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 6277232)[i0 * 10 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 128];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 6259568), 128, sf_[4].data(), 128, T(0), (A + 6278512), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 6279168)[i0 * 10 + i1 * 1] = (A + 6278512)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
@@ -279,12 +264,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 28; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 139328)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 153664)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
@@ -299,82 +286,63 @@ private:
     gemm(false, false, 64, 512, 28, T(1), (A + 2070592), 28, (A + 139328), 512, T(0), (A + 2169664), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
           (A + 2202432)[i0 * 512 + i1 * 1] = (A + 2169664)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 64, 512, 128, T(1), (A + 2072384), 128, (A + 153664), 512, T(0), (A + 2235200), 512, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2267968)[i] = (A + 2202432)[i] + (A + 2235200)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 2300736)[i0 * 512 + i1 * 1] = (A + 2267968)[i0 * 512 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 2202432)[i0 * 512 + i1 * 1] + (A + 2235200)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 2300736)[i0 * 512 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [64, 128]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2333504)[i0 * 128 + i1 * 1] = (A + 2300736)[0 + i0 * 512 + i1 * 1];
+          const T v0 = (A + 2300736)[i0 * 512 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          (A + 2341696)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 2300736)[128 + i0 * 512 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 2358080)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 2300736)[256 + i0 * 512 + i1 * 1];
+          const T v5 = ftanh(v4);
+          (A + 2374464)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 2300736)[384 + i0 * 512 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          (A + 2390848)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 2080576)[i0 * 128 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 2415424)[i0 * 128 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          (A + 2423616)[i0 * 128 + i1 * 1] = v11;
+          const T v12 = v7 * v11;
+          (A + 2431808)[i0 * 128 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2341696)[i] = T(1) / (T(1) + std::exp(-(A + 2333504)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2349888)[i0 * 128 + i1 * 1] = (A + 2300736)[128 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2358080)[i] = T(1) / (T(1) + std::exp(-(A + 2349888)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2366272)[i0 * 128 + i1 * 1] = (A + 2300736)[256 + i0 * 512 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2374464)[i] = std::tanh((A + 2366272)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2382656)[i0 * 128 + i1 * 1] = (A + 2300736)[384 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2390848)[i] = T(1) / (T(1) + std::exp(-(A + 2382656)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2399040)[i] = (A + 2358080)[i] * (A + 2080576)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2407232)[i] = (A + 2341696)[i] * (A + 2374464)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2415424)[i] = (A + 2399040)[i] + (A + 2407232)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2423616)[i] = std::tanh((A + 2415424)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2431808)[i] = (A + 2390848)[i] * (A + 2423616)[i];
-    }
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2431808) + o * 128, 128, (A + 235584) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2423616) + o * 128, 128, (A + 464960) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2390848) + o * 128, 128, (A + 694336) + (o * 28 + t) * 128);
@@ -383,14 +351,15 @@ private:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2080576) + o * 128, 128, (A + 1382464) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2358080) + o * 128, 128, (A + 1611840) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2072384) + o * 128, 128, (A + 1841216) + (o * 28 + t) * 128);
-    std::copy_n((A + 2431808), 8192, (A + 219200));
-    std::copy_n((A + 2415424), 8192, (A + 227392));
-    std::copy_n((A + 219200), 8192, (A + 2072384));
-    std::copy_n((A + 227392), 8192, (A + 2080576));
+    std::copy_n((A + 2431808), 8192, (A + 2072384));
+    std::copy_n((A + 2415424), 8192, (A + 2080576));
   }
+  std::copy_n((A + 2072384), 8192, (A + 219200));
+  std::copy_n((A + 2080576), 8192, (A + 227392));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 2440000)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 235584)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
@@ -400,6 +369,7 @@ private:
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 2457664)[i0 * 10 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 128];
@@ -409,6 +379,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 2459600)[i0 * 10 + i1 * 1] = (A + 2458944)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
@@ -434,16 +405,17 @@ private:
       {
         (A + 2460272)[i0 * 1] = std::max((A + 2460272)[i0 * 1], (A + 2459600)[i0 * 10 + i1 * 1]);
       }
-  // sub  (fashion_lstm.model:17:25)
+  // fused loop over [64, 10]:
+  //   sub  (fashion_lstm.model:17:25)  [register]
+  //   exp  (fashion_lstm.model:17:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2460336)[i0 * 10 + i1 * 1] = (A + 2459600)[i0 * 10 + i1 * 1] - (A + 2460272)[i0 * 1];
+        const T v0 = (A + 2459600)[i0 * 10 + i1 * 1] - (A + 2460272)[i0 * 1];
+        const T v1 = fexp(v0);
+        (A + 2460976)[i0 * 10 + i1 * 1] = v1;
       }
-  // exp  (fashion_lstm.model:17:25)
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 2460976)[i] = std::exp((A + 2460336)[i]);
-  }
   // sum  (fashion_lstm.model:17:25)
   std::fill_n((A + 2461616), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
@@ -453,6 +425,7 @@ private:
       }
   // div  (fashion_lstm.model:17:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 2461680)[i0 * 10 + i1 * 1] = (A + 2460976)[i0 * 10 + i1 * 1] / (A + 2461616)[i0 * 1];
@@ -461,12 +434,14 @@ private:
   std::fill_n((A + 2462320), 640, T(0));
   for (int64_t k = 0; k < 64; ++k) (A + 2462320)[k * 10 + int64_t((A + 50176)[k])] = T(1);
   // sub  (fashion_lstm.model:17:25)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
     (A + 2462960)[i] = (A + 2461680)[i] - (A + 2462320)[i];
   }
   // const  (fashion_lstm.model:17:25)
   std::fill_n((A + 2463600), 1, T(0.015625));
   // mul  (fashion_lstm.model:17:25)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
     (A + 2463616)[i] = (A + 2462960)[i] * (A + 2463600)[0];
   }
@@ -477,24 +452,15 @@ private:
       {
         (A + 2464256)[i1 * 1] += (A + 2463616)[i0 * 10 + i1 * 1];
       }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 2464272)[i0 * 128 + i1 * 1] = (A + 2457664)[i0 * 1 + i1 * 10];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 128, 10, T(1), (A + 2463616), 10, (A + 2457664), 10, T(0), (A + 2465552), 128, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 2473744)[i0 * 64 + i1 * 1] = (A + 2440000)[i0 * 1 + i1 * 128];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 128, 10, 64, T(1), (A + 2440000), 128, (A + 2463616), 10, T(0), (A + 2481936), 10, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 10; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 2483216)[i0 * 128 + i1 * 1] = (A + 2481936)[i0 * 1 + i1 * 10];
@@ -505,6 +471,7 @@ private:
   std::fill_n((A + 2492688), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 2492688)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 2465552)[i0 * 128 + i1 * 128 + i2 * 1];
@@ -539,137 +506,128 @@ private:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1611840) + (o * 28 + t) * 128, 128, (A + 3108624) + o * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1841216) + (o * 28 + t) * 128, 128, (A + 3116816) + o * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 3125008) + o * 28);
-    // add
+    // fused loop over [64, 128]:
+    //   add  [register]
+    //   mul  (prelude.model:36:15)
+    //   mul  (prelude.model:36:15)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3369488)[i] = (A + 3126800)[i] + (A + 3059472)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3377680)[i] = (A + 3369488)[i] * (A + 3067664)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3385872)[i] = (A + 3369488)[i] * (A + 3075856)[i];
+      const T v0 = (A + 3126800)[i] + (A + 3059472)[i];
+      const T v1 = v0 * (A + 3067664)[i];
+      (A + 3377680)[i] = v1;
+      const T v2 = v0 * (A + 3075856)[i];
+      (A + 3385872)[i] = v2;
     }
     // const  (prelude.model:36:21)
     std::fill_n((A + 3394064), 1, T(1));
-    // mul  (prelude.model:36:21)
+    // fused loop over [64, 128]:
+    //   mul  (prelude.model:36:21)  [register]
+    //   sub  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   add  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:35:15)
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3394080)[i] = (A + 3067664)[i] * (A + 3067664)[i];
-    }
-    // sub  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3402272)[i] = (A + 3394064)[0] - (A + 3394080)[i];
-    }
-    // mul  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3410464)[i] = (A + 3385872)[i] * (A + 3402272)[i];
-    }
-    // add  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3418656)[i] = (A + 3134992)[i] + (A + 3410464)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3426848)[i] = (A + 3418656)[i] * (A + 3084048)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3435040)[i] = (A + 3418656)[i] * (A + 3092240)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3443232)[i] = (A + 3418656)[i] * (A + 3100432)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3451424)[i] = (A + 3418656)[i] * (A + 3108624)[i];
-    }
-    // sub  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3459616)[i] = (A + 3394064)[0] - (A + 3075856)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3467808)[i] = (A + 3075856)[i] * (A + 3459616)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3476000)[i] = (A + 3377680)[i] * (A + 3467808)[i];
+      const T v0 = (A + 3067664)[i] * (A + 3067664)[i];
+      const T v1 = (A + 3394064)[0] - v0;
+      const T v2 = (A + 3385872)[i] * v1;
+      const T v3 = (A + 3134992)[i] + v2;
+      const T v4 = v3 * (A + 3084048)[i];
+      (A + 3426848)[i] = v4;
+      const T v5 = v3 * (A + 3092240)[i];
+      (A + 3435040)[i] = v5;
+      const T v6 = v3 * (A + 3100432)[i];
+      (A + 3443232)[i] = v6;
+      const T v7 = v3 * (A + 3108624)[i];
+      (A + 3451424)[i] = v7;
+      const T v8 = (A + 3394064)[0] - (A + 3075856)[i];
+      const T v9 = (A + 3075856)[i] * v8;
+      const T v10 = (A + 3377680)[i] * v9;
+      (A + 3476000)[i] = v10;
     }
     // pad  (prelude.model:34:26)
     std::fill_n((A + 3484192), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3484192)[384 + i0 * 512 + i1 * 1] = (A + 3476000)[i0 * 128 + i1 * 1];
         }
-    // mul  (prelude.model:33:17)
+    // fused loop over [64, 128]:
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3516960)[i] = (A + 3084048)[i] * (A + 3084048)[i];
-    }
-    // sub  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3525152)[i] = (A + 3394064)[0] - (A + 3516960)[i];
-    }
-    // mul  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3533344)[i] = (A + 3435040)[i] * (A + 3525152)[i];
+      const T v0 = (A + 3084048)[i] * (A + 3084048)[i];
+      const T v1 = (A + 3394064)[0] - v0;
+      const T v2 = (A + 3435040)[i] * v1;
+      (A + 3533344)[i] = v2;
     }
     // pad  (prelude.model:33:23)
     std::fill_n((A + 3541536), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3541536)[256 + i0 * 512 + i1 * 1] = (A + 3533344)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:33:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 3574304)[i] = (A + 3484192)[i] + (A + 3541536)[i];
     }
-    // sub  (prelude.model:32:20)
+    // fused loop over [64, 128]:
+    //   sub  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3607072)[i] = (A + 3394064)[0] - (A + 3108624)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3615264)[i] = (A + 3108624)[i] * (A + 3607072)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3623456)[i] = (A + 3443232)[i] * (A + 3615264)[i];
+      const T v0 = (A + 3394064)[0] - (A + 3108624)[i];
+      const T v1 = (A + 3108624)[i] * v0;
+      const T v2 = (A + 3443232)[i] * v1;
+      (A + 3623456)[i] = v2;
     }
     // pad  (prelude.model:32:26)
     std::fill_n((A + 3631648), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3631648)[128 + i0 * 512 + i1 * 1] = (A + 3623456)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:32:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 3664416)[i] = (A + 3574304)[i] + (A + 3631648)[i];
     }
-    // sub  (prelude.model:31:20)
+    // fused loop over [64, 128]:
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3697184)[i] = (A + 3394064)[0] - (A + 3092240)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3705376)[i] = (A + 3092240)[i] * (A + 3697184)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3713568)[i] = (A + 3426848)[i] * (A + 3705376)[i];
+      const T v0 = (A + 3394064)[0] - (A + 3092240)[i];
+      const T v1 = (A + 3092240)[i] * v0;
+      const T v2 = (A + 3426848)[i] * v1;
+      (A + 3713568)[i] = v2;
     }
     // pad  (prelude.model:31:26)
     std::fill_n((A + 3721760), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3721760)[0 + i0 * 512 + i1 * 1] = (A + 3713568)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:31:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 3754528)[i] = (A + 3664416)[i] + (A + 3721760)[i];
     }
@@ -680,81 +638,72 @@ private:
         {
           (A + 3787296)[i1 * 1] += (A + 3754528)[i0 * 512 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 512; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 3787808)[i0 * 128 + i1 * 1] = (A + 153664)[i0 * 1 + i1 * 512];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(false, true, 64, 128, 512, T(1), (A + 3754528), 512, (A + 153664), 512, T(0), (A + 3853344), 128, threads());
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 128; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 3861536)[i0 * 64 + i1 * 1] = (A + 3116816)[i0 * 1 + i1 * 128];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(true, false, 128, 512, 64, T(1), (A + 3116816), 128, (A + 3754528), 512, T(0), (A + 3869728), 512, threads());
-    // transpose  (prelude.model:30:20)
-    for (int64_t i0 = 0; i0 < 28; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 3935264)[i0 * 64 + i1 * 1] = (A + 3125008)[i0 * 1 + i1 * 28];
-        }
+    // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
     gemm(true, false, 28, 512, 64, T(1), (A + 3125008), 28, (A + 3754528), 512, T(0), (A + 3937056), 512, threads());
-    // add  (prelude.model:29:13)
+    // fused loop over [512]:
+    //   add  (prelude.model:29:13)
+    //   add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 3951392)[i] = (A + 3157520)[i] + (A + 3787296)[i];
+      const T v0 = (A + 3157520)[i] + (A + 3787296)[i];
+      (A + 3951392)[i] = v0;
+      const T v1 = (A + 3223568)[i] + (A + 3787296)[i];
+      (A + 3951904)[i] = v1;
     }
     // add  (prelude.model:29:13)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 3951904)[i] = (A + 3223568)[i] + (A + 3787296)[i];
-    }
-    // add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 14336; ++i) {
       (A + 3952416)[i] = (A + 3224080)[i] + (A + 3937056)[i];
     }
     // add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 65536; ++i) {
       (A + 3966752)[i] = (A + 3238416)[i] + (A + 3869728)[i];
     }
-    std::copy_n((A + 3853344), 8192, (A + 2882320));
-    std::copy_n((A + 3451424), 8192, (A + 2890512));
-    std::copy_n((A + 3951392), 512, (A + 2913040));
-    std::copy_n((A + 3951904), 512, (A + 2979088));
-    std::copy_n((A + 3952416), 14336, (A + 2979600));
-    std::copy_n((A + 3966752), 65536, (A + 2993936));
-    std::copy_n((A + 2882320), 8192, (A + 3126800));
-    std::copy_n((A + 2890512), 8192, (A + 3134992));
-    std::copy_n((A + 2913040), 512, (A + 3157520));
-    std::copy_n((A + 2979088), 512, (A + 3223568));
-    std::copy_n((A + 2979600), 14336, (A + 3224080));
-    std::copy_n((A + 2993936), 65536, (A + 3238416));
+    std::copy_n((A + 3853344), 8192, (A + 3126800));
+    std::copy_n((A + 3451424), 8192, (A + 3134992));
+    std::copy_n((A + 3951392), 512, (A + 3157520));
+    std::copy_n((A + 3951904), 512, (A + 3223568));
+    std::copy_n((A + 3952416), 14336, (A + 3224080));
+    std::copy_n((A + 3966752), 65536, (A + 3238416));
   }
+  std::copy_n((A + 3126800), 8192, (A + 2882320));
+  std::copy_n((A + 3134992), 8192, (A + 2890512));
   std::copy_n((A + 3143184), 14336, (A + 2898704));
+  std::copy_n((A + 3157520), 512, (A + 2913040));
   std::copy_n((A + 3158032), 65536, (A + 2913552));
-  // transpose  (prelude.model:30:78)
+  std::copy_n((A + 3223568), 512, (A + 2979088));
+  std::copy_n((A + 3224080), 14336, (A + 2979600));
+  std::copy_n((A + 3238416), 65536, (A + 2993936));
+  // fused loop over [512, 128]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 4032288)[i0 * 128 + i1 * 1] = (A + 2993936)[i0 * 1 + i1 * 512];
+        const T v0 = (A + 2993936)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 2913552)[i0 * 128 + i1 * 1] + v0;
+        (A + 4097824)[i0 * 128 + i1 * 1] = v1;
       }
-  // add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4097824)[i] = (A + 2913552)[i] + (A + 4032288)[i];
-  }
-  // transpose  (prelude.model:30:31)
+  // fused loop over [512, 28]:
+  //   transpose  (prelude.model:30:31)  [register]
+  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        (A + 4163360)[i0 * 28 + i1 * 1] = (A + 2979600)[i0 * 1 + i1 * 512];
+        const T v0 = (A + 2979600)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 2898704)[i0 * 28 + i1 * 1] + v0;
+        (A + 4177696)[i0 * 28 + i1 * 1] = v1;
       }
-  // add %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4177696)[i] = (A + 2898704)[i] + (A + 4163360)[i];
-  }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 4177696), (A + 4177696) + 14336);
   // grad  (prelude.model:20:5)
@@ -771,6 +720,7 @@ private:
   (A + 4192032)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm.model:21:1)
   // add %optimizer.step.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 4192064)[0] = sf_[6].data()[0] + (A + 2460256)[0];
   }
@@ -778,407 +728,350 @@ private:
   updates.emplace_back(6, (A + 4192064));
   // const  (fashion_lstm.model:21:1)
   std::fill_n((A + 4192080), 1, T(-0.10536051565782628));
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over []:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   exp  (fashion_lstm.model:21:1)  [register]
+  //   sub  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192096)[0] = (A + 4192064)[0] * (A + 4192080)[0];
-  }
-  // exp  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192112)[0] = std::exp((A + 4192096)[0]);
-  }
-  // sub  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192128)[0] = (A + 2460256)[0] - (A + 4192112)[0];
+    const T v0 = (A + 4192064)[0] * (A + 4192080)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 2460256)[0] - v1;
+    (A + 4192128)[0] = v2;
   }
   // const  (fashion_lstm.model:21:1)
   std::fill_n((A + 4192144), 1, T(-0.0010005003335835344));
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over []:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   exp  (fashion_lstm.model:21:1)  [register]
+  //   sub  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)
+  //   sqrt  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192160)[0] = (A + 4192064)[0] * (A + 4192144)[0];
-  }
-  // exp  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192176)[0] = std::exp((A + 4192160)[0]);
-  }
-  // sub  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192192)[0] = (A + 2460256)[0] - (A + 4192176)[0];
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192208)[0] = (A + 4192032)[0] / (A + 4192128)[0];
-  }
-  // sqrt  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192224)[0] = std::sqrt((A + 4192192)[0]);
+    const T v0 = (A + 4192064)[0] * (A + 4192144)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 2460256)[0] - v1;
+    const T v3 = (A + 4192032)[0] / (A + 4192128)[0];
+    (A + 4192208)[0] = v3;
+    const T v4 = std::sqrt(v2);
+    (A + 4192224)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
   // const  (fashion_lstm.model:21:1)
   std::fill_n((A + 4206576), 1, T(0.90000000000000002));
   // mul  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
     (A + 4206592)[i] = sf_[7].data()[i] * (A + 4206576)[0];
   }
   // const  (fashion_lstm.model:21:1)
   std::fill_n((A + 4220928), 1, T(0.099999999999999978));
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512, 28]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4220944)[i] = (A + 4177696)[i] * (A + 4220928)[0];
-  }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4235280)[i] = (A + 4206592)[i] + (A + 4220944)[i];
+    const T v0 = (A + 4177696)[i] * (A + 4220928)[0];
+    const T v1 = (A + 4206592)[i] + v0;
+    (A + 4235280)[i] = v1;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // const  (fashion_lstm.model:21:1)
   std::fill_n((A + 4263952), 1, T(0.999));
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512, 28]:
+  //   mul  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4263968)[i] = sf_[8].data()[i] * (A + 4263952)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4278304)[i] = (A + 4177696)[i] * (A + 4177696)[i];
+    const T v0 = sf_[8].data()[i] * (A + 4263952)[0];
+    (A + 4263968)[i] = v0;
+    const T v1 = (A + 4177696)[i] * (A + 4177696)[i];
+    (A + 4278304)[i] = v1;
   }
   // const  (fashion_lstm.model:21:1)
   std::fill_n((A + 4292640), 1, T(0.0010000000000000009));
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512, 28]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4292656)[i] = (A + 4278304)[i] * (A + 4292640)[0];
-  }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4306992)[i] = (A + 4263968)[i] + (A + 4292656)[i];
+    const T v0 = (A + 4278304)[i] * (A + 4292640)[0];
+    const T v1 = (A + 4263968)[i] + v0;
+    (A + 4306992)[i] = v1;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(7, (A + 4235280));
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(8, (A + 4306992));
-  // sqrt  (fashion_lstm.model:21:1)
+  // fused loop over [512, 28]:
+  //   sqrt  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4321328)[i] = std::sqrt((A + 4306992)[i]);
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4335664)[i] = (A + 4321328)[i] / (A + 4192224)[0];
+    const T v0 = std::sqrt((A + 4306992)[i]);
+    const T v1 = v0 / (A + 4192224)[0];
+    (A + 4335664)[i] = v1;
   }
   // const  (fashion_lstm.model:21:1)
   std::fill_n((A + 4350000), 1, T(1e-08));
-  // add  (fashion_lstm.model:21:1)
+  // fused loop over [512, 28]:
+  //   add  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4350016)[i] = (A + 4335664)[i] + (A + 4350000)[0];
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4364352)[i] = (A + 4235280)[i] / (A + 4350016)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4378688)[i] = (A + 4192208)[0] * (A + 4364352)[i];
-  }
-  // sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4393024)[i] = sf_[0].data()[i] - (A + 4378688)[i];
+    const T v0 = (A + 4335664)[i] + (A + 4350000)[0];
+    const T v1 = (A + 4235280)[i] / v0;
+    const T v2 = (A + 4192208)[0] * v1;
+    const T v3 = sf_[0].data()[i] - v2;
+    (A + 4393024)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(0, (A + 4393024));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512, 128]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4472896)[i] = sf_[9].data()[i] * (A + 4206576)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4538432)[i] = (A + 4097824)[i] * (A + 4220928)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4603968)[i] = (A + 4472896)[i] + (A + 4538432)[i];
+    const T v0 = sf_[9].data()[i] * (A + 4206576)[0];
+    const T v1 = (A + 4097824)[i] * (A + 4220928)[0];
+    const T v2 = v0 + v1;
+    (A + 4603968)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512, 128]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4735040)[i] = sf_[10].data()[i] * (A + 4263952)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4800576)[i] = (A + 4097824)[i] * (A + 4097824)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4866112)[i] = (A + 4800576)[i] * (A + 4292640)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4931648)[i] = (A + 4735040)[i] + (A + 4866112)[i];
+    const T v0 = sf_[10].data()[i] * (A + 4263952)[0];
+    const T v1 = (A + 4097824)[i] * (A + 4097824)[i];
+    const T v2 = v1 * (A + 4292640)[0];
+    const T v3 = v0 + v2;
+    (A + 4931648)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(9, (A + 4603968));
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(10, (A + 4931648));
-  // sqrt  (fashion_lstm.model:21:1)
+  // fused loop over [512, 128]:
+  //   sqrt  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   add  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4997184)[i] = std::sqrt((A + 4931648)[i]);
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5062720)[i] = (A + 4997184)[i] / (A + 4192224)[0];
-  }
-  // add  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5128256)[i] = (A + 5062720)[i] + (A + 4350000)[0];
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5193792)[i] = (A + 4603968)[i] / (A + 5128256)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5259328)[i] = (A + 4192208)[0] * (A + 5193792)[i];
-  }
-  // sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5324864)[i] = sf_[1].data()[i] - (A + 5259328)[i];
+    const T v0 = std::sqrt((A + 4931648)[i]);
+    const T v1 = v0 / (A + 4192224)[0];
+    const T v2 = v1 + (A + 4350000)[0];
+    const T v3 = (A + 4603968)[i] / v2;
+    const T v4 = (A + 4192208)[0] * v3;
+    const T v5 = sf_[1].data()[i] - v4;
+    (A + 5324864)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(1, (A + 5324864));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5390912)[i] = sf_[11].data()[i] * (A + 4206576)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5391424)[i] = (A + 2913040)[i] * (A + 4220928)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5391936)[i] = (A + 5390912)[i] + (A + 5391424)[i];
+    const T v0 = sf_[11].data()[i] * (A + 4206576)[0];
+    const T v1 = (A + 2913040)[i] * (A + 4220928)[0];
+    const T v2 = v0 + v1;
+    (A + 5391936)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5392960)[i] = sf_[12].data()[i] * (A + 4263952)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5393472)[i] = (A + 2913040)[i] * (A + 2913040)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5393984)[i] = (A + 5393472)[i] * (A + 4292640)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5394496)[i] = (A + 5392960)[i] + (A + 5393984)[i];
+    const T v0 = sf_[12].data()[i] * (A + 4263952)[0];
+    const T v1 = (A + 2913040)[i] * (A + 2913040)[i];
+    const T v2 = v1 * (A + 4292640)[0];
+    const T v3 = v0 + v2;
+    (A + 5394496)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(11, (A + 5391936));
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(12, (A + 5394496));
-  // sqrt  (fashion_lstm.model:21:1)
+  // fused loop over [512]:
+  //   sqrt  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   add  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   sub %lstm.bias_ih_l0.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5395008)[i] = std::sqrt((A + 5394496)[i]);
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5395520)[i] = (A + 5395008)[i] / (A + 4192224)[0];
-  }
-  // add  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5396032)[i] = (A + 5395520)[i] + (A + 4350000)[0];
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5396544)[i] = (A + 5391936)[i] / (A + 5396032)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5397056)[i] = (A + 4192208)[0] * (A + 5396544)[i];
-  }
-  // sub %lstm.bias_ih_l0.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5397568)[i] = sf_[2].data()[i] - (A + 5397056)[i];
+    const T v0 = std::sqrt((A + 5394496)[i]);
+    const T v1 = v0 / (A + 4192224)[0];
+    const T v2 = v1 + (A + 4350000)[0];
+    const T v3 = (A + 5391936)[i] / v2;
+    const T v4 = (A + 4192208)[0] * v3;
+    const T v5 = sf_[2].data()[i] - v4;
+    (A + 5397568)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(2, (A + 5397568));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5398592)[i] = sf_[13].data()[i] * (A + 4206576)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5399104)[i] = (A + 2979088)[i] * (A + 4220928)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5399616)[i] = (A + 5398592)[i] + (A + 5399104)[i];
+    const T v0 = sf_[13].data()[i] * (A + 4206576)[0];
+    const T v1 = (A + 2979088)[i] * (A + 4220928)[0];
+    const T v2 = v0 + v1;
+    (A + 5399616)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5400640)[i] = sf_[14].data()[i] * (A + 4263952)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5401152)[i] = (A + 2979088)[i] * (A + 2979088)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5401664)[i] = (A + 5401152)[i] * (A + 4292640)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5402176)[i] = (A + 5400640)[i] + (A + 5401664)[i];
+    const T v0 = sf_[14].data()[i] * (A + 4263952)[0];
+    const T v1 = (A + 2979088)[i] * (A + 2979088)[i];
+    const T v2 = v1 * (A + 4292640)[0];
+    const T v3 = v0 + v2;
+    (A + 5402176)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(13, (A + 5399616));
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(14, (A + 5402176));
-  // sqrt  (fashion_lstm.model:21:1)
+  // fused loop over [512]:
+  //   sqrt  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   add  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5402688)[i] = std::sqrt((A + 5402176)[i]);
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5403200)[i] = (A + 5402688)[i] / (A + 4192224)[0];
-  }
-  // add  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5403712)[i] = (A + 5403200)[i] + (A + 4350000)[0];
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5404224)[i] = (A + 5399616)[i] / (A + 5403712)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5404736)[i] = (A + 4192208)[0] * (A + 5404224)[i];
-  }
-  // sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5405248)[i] = sf_[3].data()[i] - (A + 5404736)[i];
+    const T v0 = std::sqrt((A + 5402176)[i]);
+    const T v1 = v0 / (A + 4192224)[0];
+    const T v2 = v1 + (A + 4350000)[0];
+    const T v3 = (A + 5399616)[i] / v2;
+    const T v4 = (A + 4192208)[0] * v3;
+    const T v5 = sf_[3].data()[i] - v4;
+    (A + 5405248)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(3, (A + 5405248));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [10, 128]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5407040)[i] = sf_[15].data()[i] * (A + 4206576)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5408320)[i] = (A + 2483216)[i] * (A + 4220928)[0];
-  }
-  // add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5409600)[i] = (A + 5407040)[i] + (A + 5408320)[i];
+    const T v0 = sf_[15].data()[i] * (A + 4206576)[0];
+    const T v1 = (A + 2483216)[i] * (A + 4220928)[0];
+    const T v2 = v0 + v1;
+    (A + 5409600)[i] = v2;
   }
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [10, 128]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5412160)[i] = sf_[16].data()[i] * (A + 4263952)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5413440)[i] = (A + 2483216)[i] * (A + 2483216)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5414720)[i] = (A + 5413440)[i] * (A + 4292640)[0];
-  }
-  // add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5416000)[i] = (A + 5412160)[i] + (A + 5414720)[i];
+    const T v0 = sf_[16].data()[i] * (A + 4263952)[0];
+    const T v1 = (A + 2483216)[i] * (A + 2483216)[i];
+    const T v2 = v1 * (A + 4292640)[0];
+    const T v3 = v0 + v2;
+    (A + 5416000)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(15, (A + 5409600));
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(16, (A + 5416000));
-  // sqrt  (fashion_lstm.model:21:1)
+  // fused loop over [10, 128]:
+  //   sqrt  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   add  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   sub %head.weight.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5417280)[i] = std::sqrt((A + 5416000)[i]);
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5418560)[i] = (A + 5417280)[i] / (A + 4192224)[0];
-  }
-  // add  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5419840)[i] = (A + 5418560)[i] + (A + 4350000)[0];
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5421120)[i] = (A + 5409600)[i] / (A + 5419840)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5422400)[i] = (A + 4192208)[0] * (A + 5421120)[i];
-  }
-  // sub %head.weight.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5423680)[i] = sf_[4].data()[i] - (A + 5422400)[i];
+    const T v0 = std::sqrt((A + 5416000)[i]);
+    const T v1 = v0 / (A + 4192224)[0];
+    const T v2 = v1 + (A + 4350000)[0];
+    const T v3 = (A + 5409600)[i] / v2;
+    const T v4 = (A + 4192208)[0] * v3;
+    const T v5 = sf_[4].data()[i] - v4;
+    (A + 5423680)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(4, (A + 5423680));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [10]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    (A + 5424976)[i] = sf_[17].data()[i] * (A + 4206576)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5424992)[i] = (A + 2464256)[i] * (A + 4220928)[0];
-  }
-  // add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425008)[i] = (A + 5424976)[i] + (A + 5424992)[i];
+    const T v0 = sf_[17].data()[i] * (A + 4206576)[0];
+    const T v1 = (A + 2464256)[i] * (A + 4220928)[0];
+    const T v2 = v0 + v1;
+    (A + 5425008)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm.model:21:1)
-  // mul  (fashion_lstm.model:21:1)
+  // fused loop over [10]:
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425040)[i] = sf_[18].data()[i] * (A + 4263952)[0];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425056)[i] = (A + 2464256)[i] * (A + 2464256)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425072)[i] = (A + 5425056)[i] * (A + 4292640)[0];
-  }
-  // add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425088)[i] = (A + 5425040)[i] + (A + 5425072)[i];
+    const T v0 = sf_[18].data()[i] * (A + 4263952)[0];
+    const T v1 = (A + 2464256)[i] * (A + 2464256)[i];
+    const T v2 = v1 * (A + 4292640)[0];
+    const T v3 = v0 + v2;
+    (A + 5425088)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(17, (A + 5425008));
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(18, (A + 5425088));
-  // sqrt  (fashion_lstm.model:21:1)
+  // fused loop over [10]:
+  //   sqrt  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   add  (fashion_lstm.model:21:1)  [register]
+  //   div  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   sub %head.bias.new  (fashion_lstm.model:21:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425104)[i] = std::sqrt((A + 5425088)[i]);
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425120)[i] = (A + 5425104)[i] / (A + 4192224)[0];
-  }
-  // add  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425136)[i] = (A + 5425120)[i] + (A + 4350000)[0];
-  }
-  // div  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425152)[i] = (A + 5425008)[i] / (A + 5425136)[i];
-  }
-  // mul  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425168)[i] = (A + 4192208)[0] * (A + 5425152)[i];
-  }
-  // sub %head.bias.new  (fashion_lstm.model:21:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5425184)[i] = sf_[5].data()[i] - (A + 5425168)[i];
+    const T v0 = std::sqrt((A + 5425088)[i]);
+    const T v1 = v0 / (A + 4192224)[0];
+    const T v2 = v1 + (A + 4350000)[0];
+    const T v3 = (A + 5425008)[i] / v2;
+    const T v4 = (A + 4192208)[0] * v3;
+    const T v5 = sf_[5].data()[i] - v4;
+    (A + 5425184)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
   updates.emplace_back(5, (A + 5425184));
@@ -1205,12 +1098,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 28; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 6419088)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 6433424)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
@@ -1225,91 +1120,68 @@ private:
     gemm(false, false, 64, 512, 28, T(1), (A + 6744720), 28, (A + 6419088), 512, T(0), (A + 6843792), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
           (A + 6876560)[i0 * 512 + i1 * 1] = (A + 6843792)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 64, 512, 128, T(1), (A + 6746512), 128, (A + 6433424), 512, T(0), (A + 6909328), 512, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 6942096)[i] = (A + 6876560)[i] + (A + 6909328)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 6974864)[i0 * 512 + i1 * 1] = (A + 6942096)[i0 * 512 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 6876560)[i0 * 512 + i1 * 1] + (A + 6909328)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 6974864)[i0 * 512 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [64, 128]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 7007632)[i0 * 128 + i1 * 1] = (A + 6974864)[0 + i0 * 512 + i1 * 1];
+          const T v0 = (A + 6974864)[i0 * 512 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 6974864)[128 + i0 * 512 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 6974864)[256 + i0 * 512 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 6974864)[384 + i0 * 512 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 6754704)[i0 * 128 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 7089552)[i0 * 128 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 7105936)[i0 * 128 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7015824)[i] = T(1) / (T(1) + std::exp(-(A + 7007632)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 7024016)[i0 * 128 + i1 * 1] = (A + 6974864)[128 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7032208)[i] = T(1) / (T(1) + std::exp(-(A + 7024016)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 7040400)[i0 * 128 + i1 * 1] = (A + 6974864)[256 + i0 * 512 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7048592)[i] = std::tanh((A + 7040400)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 7056784)[i0 * 128 + i1 * 1] = (A + 6974864)[384 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7064976)[i] = T(1) / (T(1) + std::exp(-(A + 7056784)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7073168)[i] = (A + 7032208)[i] * (A + 6754704)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7081360)[i] = (A + 7015824)[i] * (A + 7048592)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7089552)[i] = (A + 7073168)[i] + (A + 7081360)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7097744)[i] = std::tanh((A + 7089552)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7105936)[i] = (A + 7064976)[i] * (A + 7097744)[i];
-    }
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 7105936) + o * 128, 128, (A + 6515344) + (o * 28 + t) * 128);
-    std::copy_n((A + 7105936), 8192, (A + 6498960));
-    std::copy_n((A + 7089552), 8192, (A + 6507152));
-    std::copy_n((A + 6498960), 8192, (A + 6746512));
-    std::copy_n((A + 6507152), 8192, (A + 6754704));
+    std::copy_n((A + 7105936), 8192, (A + 6746512));
+    std::copy_n((A + 7089552), 8192, (A + 6754704));
   }
+  std::copy_n((A + 6746512), 8192, (A + 6498960));
+  std::copy_n((A + 6754704), 8192, (A + 6507152));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 7114128)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 6515344)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
@@ -1317,17 +1189,13 @@ private:
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 7131792)[i0 * 10 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 128];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 7114128), 128, sf_[4].data(), 128, T(0), (A + 7133072), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 7133728)[i0 * 10 + i1 * 1] = (A + 7133072)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];

@@ -6,8 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+
+// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
+#if defined(__clang__)
+#define GRADC_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GRADC_IVDEP _Pragma("GCC ivdep")
+#else
+#define GRADC_IVDEP
+#endif
 
 namespace {
 
@@ -136,12 +146,14 @@ public:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 28; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 5702880)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 5717216)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
@@ -156,91 +168,68 @@ public:
     gemm(false, false, 64, 512, 28, T(1), (A + 6028512), 28, (A + 5702880), 512, T(0), (A + 6127584), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
           (A + 6160352)[i0 * 512 + i1 * 1] = (A + 6127584)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 64, 512, 128, T(1), (A + 6030304), 128, (A + 5717216), 512, T(0), (A + 6193120), 512, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 6225888)[i] = (A + 6160352)[i] + (A + 6193120)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 6258656)[i0 * 512 + i1 * 1] = (A + 6225888)[i0 * 512 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 6160352)[i0 * 512 + i1 * 1] + (A + 6193120)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 6258656)[i0 * 512 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [64, 128]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 6291424)[i0 * 128 + i1 * 1] = (A + 6258656)[0 + i0 * 512 + i1 * 1];
+          const T v0 = (A + 6258656)[i0 * 512 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 6258656)[128 + i0 * 512 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 6258656)[256 + i0 * 512 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 6258656)[384 + i0 * 512 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 6038496)[i0 * 128 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 6373344)[i0 * 128 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 6389728)[i0 * 128 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6299616)[i] = T(1) / (T(1) + std::exp(-(A + 6291424)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 6307808)[i0 * 128 + i1 * 1] = (A + 6258656)[128 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6316000)[i] = T(1) / (T(1) + std::exp(-(A + 6307808)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 6324192)[i0 * 128 + i1 * 1] = (A + 6258656)[256 + i0 * 512 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6332384)[i] = std::tanh((A + 6324192)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 6340576)[i0 * 128 + i1 * 1] = (A + 6258656)[384 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6348768)[i] = T(1) / (T(1) + std::exp(-(A + 6340576)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6356960)[i] = (A + 6316000)[i] * (A + 6038496)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6365152)[i] = (A + 6299616)[i] * (A + 6332384)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6373344)[i] = (A + 6356960)[i] + (A + 6365152)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6381536)[i] = std::tanh((A + 6373344)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 6389728)[i] = (A + 6348768)[i] * (A + 6381536)[i];
-    }
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 6389728) + o * 128, 128, (A + 5799136) + (o * 28 + t) * 128);
-    std::copy_n((A + 6389728), 8192, (A + 5782752));
-    std::copy_n((A + 6373344), 8192, (A + 5790944));
-    std::copy_n((A + 5782752), 8192, (A + 6030304));
-    std::copy_n((A + 5790944), 8192, (A + 6038496));
+    std::copy_n((A + 6389728), 8192, (A + 6030304));
+    std::copy_n((A + 6373344), 8192, (A + 6038496));
   }
+  std::copy_n((A + 6030304), 8192, (A + 5782752));
+  std::copy_n((A + 6038496), 8192, (A + 5790944));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 6397920)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 5799136)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
@@ -250,6 +239,7 @@ public:
   // buffer %bn.running_mean  (prelude.model:50:3)
   // sub  (prelude.model:65:17)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 6414432)[i0 * 128 + i1 * 1] = (A + 6397920)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
@@ -257,16 +247,18 @@ public:
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
   std::fill_n((A + 6422752), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:65:53)
+  // fused loop over [128]:
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 6422768)[i] = sf_[9].data()[i] + (A + 6422752)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 6422896)[i] = T(1) / std::sqrt((A + 6422768)[i]);
+    const T v0 = sf_[9].data()[i] + (A + 6422752)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 6422896)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 6423024)[i0 * 128 + i1 * 1] = (A + 6414432)[i0 * 128 + i1 * 1] * (A + 6422896)[i1 * 1];
@@ -274,6 +266,7 @@ public:
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 6431344)[i0 * 128 + i1 * 1] = (A + 6423024)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
@@ -281,22 +274,19 @@ public:
   // param %bn.bias  (prelude.model:49:3)
   // add  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 6439664)[i0 * 128 + i1 * 1] = (A + 6431344)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 6449136)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 6439664), 128, sf_[6].data(), 128, T(0), (A + 6450416), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 6451072)[i0 * 10 + i1 * 1] = (A + 6450416)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
@@ -335,12 +325,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 28; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 139328)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 153664)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
@@ -355,82 +347,63 @@ private:
     gemm(false, false, 64, 512, 28, T(1), (A + 2070592), 28, (A + 139328), 512, T(0), (A + 2169664), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
           (A + 2202432)[i0 * 512 + i1 * 1] = (A + 2169664)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 64, 512, 128, T(1), (A + 2072384), 128, (A + 153664), 512, T(0), (A + 2235200), 512, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2267968)[i] = (A + 2202432)[i] + (A + 2235200)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 2300736)[i0 * 512 + i1 * 1] = (A + 2267968)[i0 * 512 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 2202432)[i0 * 512 + i1 * 1] + (A + 2235200)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 2300736)[i0 * 512 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [64, 128]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2333504)[i0 * 128 + i1 * 1] = (A + 2300736)[0 + i0 * 512 + i1 * 1];
+          const T v0 = (A + 2300736)[i0 * 512 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          (A + 2341696)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 2300736)[128 + i0 * 512 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 2358080)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 2300736)[256 + i0 * 512 + i1 * 1];
+          const T v5 = ftanh(v4);
+          (A + 2374464)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 2300736)[384 + i0 * 512 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          (A + 2390848)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 2080576)[i0 * 128 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 2415424)[i0 * 128 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          (A + 2423616)[i0 * 128 + i1 * 1] = v11;
+          const T v12 = v7 * v11;
+          (A + 2431808)[i0 * 128 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2341696)[i] = T(1) / (T(1) + std::exp(-(A + 2333504)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2349888)[i0 * 128 + i1 * 1] = (A + 2300736)[128 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2358080)[i] = T(1) / (T(1) + std::exp(-(A + 2349888)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2366272)[i0 * 128 + i1 * 1] = (A + 2300736)[256 + i0 * 512 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2374464)[i] = std::tanh((A + 2366272)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2382656)[i0 * 128 + i1 * 1] = (A + 2300736)[384 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2390848)[i] = T(1) / (T(1) + std::exp(-(A + 2382656)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2399040)[i] = (A + 2358080)[i] * (A + 2080576)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2407232)[i] = (A + 2341696)[i] * (A + 2374464)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2415424)[i] = (A + 2399040)[i] + (A + 2407232)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2423616)[i] = std::tanh((A + 2415424)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2431808)[i] = (A + 2390848)[i] * (A + 2423616)[i];
-    }
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2431808) + o * 128, 128, (A + 235584) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2423616) + o * 128, 128, (A + 464960) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2390848) + o * 128, 128, (A + 694336) + (o * 28 + t) * 128);
@@ -439,14 +412,15 @@ private:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2080576) + o * 128, 128, (A + 1382464) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2358080) + o * 128, 128, (A + 1611840) + (o * 28 + t) * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2072384) + o * 128, 128, (A + 1841216) + (o * 28 + t) * 128);
-    std::copy_n((A + 2431808), 8192, (A + 219200));
-    std::copy_n((A + 2415424), 8192, (A + 227392));
-    std::copy_n((A + 219200), 8192, (A + 2072384));
-    std::copy_n((A + 227392), 8192, (A + 2080576));
+    std::copy_n((A + 2431808), 8192, (A + 2072384));
+    std::copy_n((A + 2415424), 8192, (A + 2080576));
   }
+  std::copy_n((A + 2072384), 8192, (A + 219200));
+  std::copy_n((A + 2080576), 8192, (A + 227392));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 2440000)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 235584)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
@@ -461,16 +435,18 @@ private:
         (A + 2456384)[i1 * 1] += (A + 2440000)[i0 * 128 + i1 * 1];
       }
   for (int64_t k = 0; k < 128; ++k) (A + 2456384)[k] /= T(64);
-  // sub %bn.d  (prelude.model:58:13)
+  // fused loop over [64, 128]:
+  //   sub %bn.d  (prelude.model:58:13)
+  //   mul  (prelude.model:59:20)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2456512)[i0 * 128 + i1 * 1] = (A + 2440000)[i0 * 128 + i1 * 1] - (A + 2456384)[i1 * 1];
+        const T v0 = (A + 2440000)[i0 * 128 + i1 * 1] - (A + 2456384)[i1 * 1];
+        (A + 2456512)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 2464704)[i0 * 128 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:59:20)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2464704)[i] = (A + 2456512)[i] * (A + 2456512)[i];
-  }
   // mean %bn.var  (prelude.model:59:17)
   std::fill_n((A + 2472896), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
@@ -483,54 +459,61 @@ private:
   // const  (prelude.model:60:44)
   std::fill_n((A + 2473152), 1, T(0.90000000000000002));
   // mul  (prelude.model:60:44)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 2473168)[i] = (A + 2473152)[0] * sf_[8].data()[i];
   }
   // const  (prelude.model:60:70)
   std::fill_n((A + 2473296), 1, T(0.10000000000000001));
-  // mul  (prelude.model:60:70)
+  // fused loop over [128]:
+  //   mul  (prelude.model:60:70)  [register]
+  //   add %bn.running_mean.new  (prelude.model:60:59)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 2473312)[i] = (A + 2473296)[0] * (A + 2456384)[i];
-  }
-  // add %bn.running_mean.new  (prelude.model:60:59)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 2473440)[i] = (A + 2473168)[i] + (A + 2473312)[i];
+    const T v0 = (A + 2473296)[0] * (A + 2456384)[i];
+    const T v1 = (A + 2473168)[i] + v0;
+    (A + 2473440)[i] = v1;
   }
   // buffer %bn.running_var  (prelude.model:51:3)
   // mul  (prelude.model:61:43)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 2473696)[i] = (A + 2473152)[0] * sf_[9].data()[i];
   }
   // const  (prelude.model:61:84)
   std::fill_n((A + 2473824), 1, T(0.10158730158730159));
-  // mul  (prelude.model:61:84)
+  // fused loop over [128]:
+  //   mul  (prelude.model:61:84)  [register]
+  //   add %bn.running_var.new  (prelude.model:61:57)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 2473840)[i] = (A + 2473824)[0] * (A + 2472896)[i];
-  }
-  // add %bn.running_var.new  (prelude.model:61:57)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 2473968)[i] = (A + 2473696)[i] + (A + 2473840)[i];
+    const T v0 = (A + 2473824)[0] * (A + 2472896)[i];
+    const T v1 = (A + 2473696)[i] + v0;
+    (A + 2473968)[i] = v1;
   }
   // buffer %bn.num_batches_tracked  (prelude.model:52:3)
   for (int64_t k = 0; k < 1; ++k) (A + 2474096)[k] = T(si_[10][k]);
   // const  (prelude.model:62:56)
   std::fill_n((A + 2474112), 1, T(1));
   // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 2474128)[0] = (A + 2474096)[0] + (A + 2474112)[0];
   }
   // const  (prelude.model:63:28)
   std::fill_n((A + 2474144), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:63:28)
+  // fused loop over [128]:
+  //   add  (prelude.model:63:28)  [register]
+  //   rsqrt  (prelude.model:63:23)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 2474160)[i] = (A + 2472896)[i] + (A + 2474144)[0];
-  }
-  // rsqrt  (prelude.model:63:23)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 2474288)[i] = T(1) / std::sqrt((A + 2474160)[i]);
+    const T v0 = (A + 2472896)[i] + (A + 2474144)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 2474288)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:63:16)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 2474416)[i0 * 128 + i1 * 1] = (A + 2456512)[i0 * 128 + i1 * 1] * (A + 2474288)[i1 * 1];
@@ -538,6 +521,7 @@ private:
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 2482736)[i0 * 128 + i1 * 1] = (A + 2474416)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
@@ -545,6 +529,7 @@ private:
   // param %bn.bias  (prelude.model:49:3)
   // add  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 2491056)[i0 * 128 + i1 * 1] = (A + 2482736)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
@@ -552,6 +537,7 @@ private:
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 2500528)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
@@ -561,6 +547,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 2502464)[i0 * 10 + i1 * 1] = (A + 2501808)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
@@ -592,16 +579,17 @@ private:
       {
         (A + 2503136)[i0 * 1] = std::max((A + 2503136)[i0 * 1], (A + 2502464)[i0 * 10 + i1 * 1]);
       }
-  // sub  (fashion_lstm_bn.model:18:25)
+  // fused loop over [64, 10]:
+  //   sub  (fashion_lstm_bn.model:18:25)  [register]
+  //   exp  (fashion_lstm_bn.model:18:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2503200)[i0 * 10 + i1 * 1] = (A + 2502464)[i0 * 10 + i1 * 1] - (A + 2503136)[i0 * 1];
+        const T v0 = (A + 2502464)[i0 * 10 + i1 * 1] - (A + 2503136)[i0 * 1];
+        const T v1 = fexp(v0);
+        (A + 2503840)[i0 * 10 + i1 * 1] = v1;
       }
-  // exp  (fashion_lstm_bn.model:18:25)
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 2503840)[i] = std::exp((A + 2503200)[i]);
-  }
   // sum  (fashion_lstm_bn.model:18:25)
   std::fill_n((A + 2504480), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
@@ -611,6 +599,7 @@ private:
       }
   // div  (fashion_lstm_bn.model:18:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 2504544)[i0 * 10 + i1 * 1] = (A + 2503840)[i0 * 10 + i1 * 1] / (A + 2504480)[i0 * 1];
@@ -619,12 +608,14 @@ private:
   std::fill_n((A + 2505184), 640, T(0));
   for (int64_t k = 0; k < 64; ++k) (A + 2505184)[k * 10 + int64_t((A + 50176)[k])] = T(1);
   // sub  (fashion_lstm_bn.model:18:25)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
     (A + 2505824)[i] = (A + 2504544)[i] - (A + 2505184)[i];
   }
   // const  (fashion_lstm_bn.model:18:25)
   std::fill_n((A + 2506464), 1, T(0.015625));
   // mul  (fashion_lstm_bn.model:18:25)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
     (A + 2506480)[i] = (A + 2505824)[i] * (A + 2506464)[0];
   }
@@ -635,24 +626,15 @@ private:
       {
         (A + 2507120)[i1 * 1] += (A + 2506480)[i0 * 10 + i1 * 1];
       }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 2507136)[i0 * 128 + i1 * 1] = (A + 2500528)[i0 * 1 + i1 * 10];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 128, 10, T(1), (A + 2506480), 10, (A + 2500528), 10, T(0), (A + 2508416), 128, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 2516608)[i0 * 64 + i1 * 1] = (A + 2491056)[i0 * 1 + i1 * 128];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 128, 10, 64, T(1), (A + 2491056), 128, (A + 2506480), 10, T(0), (A + 2524800), 10, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 10; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 2526080)[i0 * 128 + i1 * 1] = (A + 2524800)[i0 * 1 + i1 * 10];
@@ -664,16 +646,18 @@ private:
       {
         (A + 2527360)[i1 * 1] += (A + 2508416)[i0 * 128 + i1 * 1];
       }
-  // mul  (prelude.model:67:17)
+  // fused loop over [64, 128]:
+  //   mul  (prelude.model:67:17)
+  //   mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2527488)[i0 * 128 + i1 * 1] = (A + 2508416)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        const T v0 = (A + 2508416)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 2527488)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = (A + 2508416)[i0 * 128 + i1 * 1] * (A + 2474416)[i0 * 128 + i1 * 1];
+        (A + 2535680)[i0 * 128 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:67:17)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2535680)[i] = (A + 2508416)[i] * (A + 2474416)[i];
-  }
   // sum %d.bn.weight  (prelude.model:67:17)
   std::fill_n((A + 2543872), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
@@ -681,16 +665,18 @@ private:
       {
         (A + 2543872)[i1 * 1] += (A + 2535680)[i0 * 128 + i1 * 1];
       }
-  // mul  (prelude.model:63:16)
+  // fused loop over [64, 128]:
+  //   mul  (prelude.model:63:16)
+  //   mul  (prelude.model:63:16)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2544000)[i0 * 128 + i1 * 1] = (A + 2527488)[i0 * 128 + i1 * 1] * (A + 2474288)[i1 * 1];
+        const T v0 = (A + 2527488)[i0 * 128 + i1 * 1] * (A + 2474288)[i1 * 1];
+        (A + 2544000)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = (A + 2527488)[i0 * 128 + i1 * 1] * (A + 2456512)[i0 * 128 + i1 * 1];
+        (A + 2552192)[i0 * 128 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:63:16)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2552192)[i] = (A + 2527488)[i] * (A + 2456512)[i];
-  }
   // sum  (prelude.model:63:16)
   std::fill_n((A + 2560384), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
@@ -700,50 +686,41 @@ private:
       }
   // const  (prelude.model:63:23)
   std::fill_n((A + 2560512), 1, T(-0.5));
-  // mul  (prelude.model:63:23)
+  // fused loop over [128]:
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:59:17)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 2560528)[i] = (A + 2560384)[i] * (A + 2560512)[0];
-  }
-  // mul  (prelude.model:63:23)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 2560656)[i] = (A + 2474288)[i] * (A + 2474288)[i];
-  }
-  // mul  (prelude.model:63:23)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 2560784)[i] = (A + 2474288)[i] * (A + 2560656)[i];
-  }
-  // mul  (prelude.model:63:23)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 2560912)[i] = (A + 2560528)[i] * (A + 2560784)[i];
-  }
-  // mul  (prelude.model:59:17)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 2561040)[i] = (A + 2560912)[i] * (A + 2506464)[0];
+    const T v0 = (A + 2560384)[i] * (A + 2560512)[0];
+    const T v1 = (A + 2474288)[i] * (A + 2474288)[i];
+    const T v2 = (A + 2474288)[i] * v1;
+    const T v3 = v0 * v2;
+    const T v4 = v3 * (A + 2506464)[0];
+    (A + 2561040)[i] = v4;
   }
   // reshape  (prelude.model:59:17)
   // (a view of its operand)
-  // broadcast_to  (prelude.model:59:17)
+  // fused loop over [64, 128]:
+  //   broadcast_to  (prelude.model:59:17)  [register]
+  //   mul  (prelude.model:59:20)  [register]
+  //   add  (prelude.model:59:20)  [register]
+  //   add  (prelude.model:59:20)
+  //   neg  (prelude.model:58:13)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2561296)[i0 * 128 + i1 * 1] = (A + 2561040)[i1 * 1];
+        const T v0 = (A + 2561040)[i1 * 1];
+        const T v1 = v0 * (A + 2456512)[i0 * 128 + i1 * 1];
+        const T v2 = (A + 2544000)[i0 * 128 + i1 * 1] + v1;
+        const T v3 = v2 + v1;
+        (A + 2585872)[i0 * 128 + i1 * 1] = v3;
+        const T v4 = -v3;
+        (A + 2594064)[i0 * 128 + i1 * 1] = v4;
       }
-  // mul  (prelude.model:59:20)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2569488)[i] = (A + 2561296)[i] * (A + 2456512)[i];
-  }
-  // add  (prelude.model:59:20)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2577680)[i] = (A + 2544000)[i] + (A + 2569488)[i];
-  }
-  // add  (prelude.model:59:20)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2585872)[i] = (A + 2577680)[i] + (A + 2569488)[i];
-  }
-  // neg  (prelude.model:58:13)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2594064)[i] = -(A + 2585872)[i];
-  }
   // sum  (prelude.model:58:13)
   std::fill_n((A + 2602256), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
@@ -752,27 +729,30 @@ private:
         (A + 2602256)[i1 * 1] += (A + 2594064)[i0 * 128 + i1 * 1];
       }
   // mul  (prelude.model:57:16)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 2602384)[i] = (A + 2602256)[i] * (A + 2506464)[0];
   }
   // reshape  (prelude.model:57:16)
   // (a view of its operand)
-  // broadcast_to  (prelude.model:57:16)
+  // fused loop over [64, 128]:
+  //   broadcast_to  (prelude.model:57:16)  [register]
+  //   add  (prelude.model:57:16)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2602640)[i0 * 128 + i1 * 1] = (A + 2602384)[i1 * 1];
+        const T v0 = (A + 2602384)[i1 * 1];
+        const T v1 = (A + 2585872)[i0 * 128 + i1 * 1] + v0;
+        (A + 2610832)[i0 * 128 + i1 * 1] = v1;
       }
-  // add  (prelude.model:57:16)
-  for (int64_t i = 0; i < 8192; ++i) {
-    (A + 2610832)[i] = (A + 2585872)[i] + (A + 2602640)[i];
-  }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
   // pad  (fashion_lstm_bn.model:17:22)
   std::fill_n((A + 2627216), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 2627216)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 2610832)[i0 * 128 + i1 * 128 + i2 * 1];
@@ -807,137 +787,128 @@ private:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1611840) + (o * 28 + t) * 128, 128, (A + 3243152) + o * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1841216) + (o * 28 + t) * 128, 128, (A + 3251344) + o * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 3259536) + o * 28);
-    // add
+    // fused loop over [64, 128]:
+    //   add  [register]
+    //   mul  (prelude.model:36:15)
+    //   mul  (prelude.model:36:15)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3504016)[i] = (A + 3261328)[i] + (A + 3194000)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3512208)[i] = (A + 3504016)[i] * (A + 3202192)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3520400)[i] = (A + 3504016)[i] * (A + 3210384)[i];
+      const T v0 = (A + 3261328)[i] + (A + 3194000)[i];
+      const T v1 = v0 * (A + 3202192)[i];
+      (A + 3512208)[i] = v1;
+      const T v2 = v0 * (A + 3210384)[i];
+      (A + 3520400)[i] = v2;
     }
     // const  (prelude.model:36:21)
     std::fill_n((A + 3528592), 1, T(1));
-    // mul  (prelude.model:36:21)
+    // fused loop over [64, 128]:
+    //   mul  (prelude.model:36:21)  [register]
+    //   sub  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   add  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:35:15)
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3528608)[i] = (A + 3202192)[i] * (A + 3202192)[i];
-    }
-    // sub  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3536800)[i] = (A + 3528592)[0] - (A + 3528608)[i];
-    }
-    // mul  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3544992)[i] = (A + 3520400)[i] * (A + 3536800)[i];
-    }
-    // add  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3553184)[i] = (A + 3269520)[i] + (A + 3544992)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3561376)[i] = (A + 3553184)[i] * (A + 3218576)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3569568)[i] = (A + 3553184)[i] * (A + 3226768)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3577760)[i] = (A + 3553184)[i] * (A + 3234960)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3585952)[i] = (A + 3553184)[i] * (A + 3243152)[i];
-    }
-    // sub  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3594144)[i] = (A + 3528592)[0] - (A + 3210384)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3602336)[i] = (A + 3210384)[i] * (A + 3594144)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3610528)[i] = (A + 3512208)[i] * (A + 3602336)[i];
+      const T v0 = (A + 3202192)[i] * (A + 3202192)[i];
+      const T v1 = (A + 3528592)[0] - v0;
+      const T v2 = (A + 3520400)[i] * v1;
+      const T v3 = (A + 3269520)[i] + v2;
+      const T v4 = v3 * (A + 3218576)[i];
+      (A + 3561376)[i] = v4;
+      const T v5 = v3 * (A + 3226768)[i];
+      (A + 3569568)[i] = v5;
+      const T v6 = v3 * (A + 3234960)[i];
+      (A + 3577760)[i] = v6;
+      const T v7 = v3 * (A + 3243152)[i];
+      (A + 3585952)[i] = v7;
+      const T v8 = (A + 3528592)[0] - (A + 3210384)[i];
+      const T v9 = (A + 3210384)[i] * v8;
+      const T v10 = (A + 3512208)[i] * v9;
+      (A + 3610528)[i] = v10;
     }
     // pad  (prelude.model:34:26)
     std::fill_n((A + 3618720), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3618720)[384 + i0 * 512 + i1 * 1] = (A + 3610528)[i0 * 128 + i1 * 1];
         }
-    // mul  (prelude.model:33:17)
+    // fused loop over [64, 128]:
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3651488)[i] = (A + 3218576)[i] * (A + 3218576)[i];
-    }
-    // sub  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3659680)[i] = (A + 3528592)[0] - (A + 3651488)[i];
-    }
-    // mul  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3667872)[i] = (A + 3569568)[i] * (A + 3659680)[i];
+      const T v0 = (A + 3218576)[i] * (A + 3218576)[i];
+      const T v1 = (A + 3528592)[0] - v0;
+      const T v2 = (A + 3569568)[i] * v1;
+      (A + 3667872)[i] = v2;
     }
     // pad  (prelude.model:33:23)
     std::fill_n((A + 3676064), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3676064)[256 + i0 * 512 + i1 * 1] = (A + 3667872)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:33:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 3708832)[i] = (A + 3618720)[i] + (A + 3676064)[i];
     }
-    // sub  (prelude.model:32:20)
+    // fused loop over [64, 128]:
+    //   sub  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3741600)[i] = (A + 3528592)[0] - (A + 3243152)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3749792)[i] = (A + 3243152)[i] * (A + 3741600)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3757984)[i] = (A + 3577760)[i] * (A + 3749792)[i];
+      const T v0 = (A + 3528592)[0] - (A + 3243152)[i];
+      const T v1 = (A + 3243152)[i] * v0;
+      const T v2 = (A + 3577760)[i] * v1;
+      (A + 3757984)[i] = v2;
     }
     // pad  (prelude.model:32:26)
     std::fill_n((A + 3766176), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3766176)[128 + i0 * 512 + i1 * 1] = (A + 3757984)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:32:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 3798944)[i] = (A + 3708832)[i] + (A + 3766176)[i];
     }
-    // sub  (prelude.model:31:20)
+    // fused loop over [64, 128]:
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3831712)[i] = (A + 3528592)[0] - (A + 3226768)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3839904)[i] = (A + 3226768)[i] * (A + 3831712)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3848096)[i] = (A + 3561376)[i] * (A + 3839904)[i];
+      const T v0 = (A + 3528592)[0] - (A + 3226768)[i];
+      const T v1 = (A + 3226768)[i] * v0;
+      const T v2 = (A + 3561376)[i] * v1;
+      (A + 3848096)[i] = v2;
     }
     // pad  (prelude.model:31:26)
     std::fill_n((A + 3856288), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 3856288)[0 + i0 * 512 + i1 * 1] = (A + 3848096)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:31:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 3889056)[i] = (A + 3798944)[i] + (A + 3856288)[i];
     }
@@ -948,81 +919,72 @@ private:
         {
           (A + 3921824)[i1 * 1] += (A + 3889056)[i0 * 512 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 512; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 3922336)[i0 * 128 + i1 * 1] = (A + 153664)[i0 * 1 + i1 * 512];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(false, true, 64, 128, 512, T(1), (A + 3889056), 512, (A + 153664), 512, T(0), (A + 3987872), 128, threads());
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 128; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 3996064)[i0 * 64 + i1 * 1] = (A + 3251344)[i0 * 1 + i1 * 128];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(true, false, 128, 512, 64, T(1), (A + 3251344), 128, (A + 3889056), 512, T(0), (A + 4004256), 512, threads());
-    // transpose  (prelude.model:30:20)
-    for (int64_t i0 = 0; i0 < 28; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 4069792)[i0 * 64 + i1 * 1] = (A + 3259536)[i0 * 1 + i1 * 28];
-        }
+    // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
     gemm(true, false, 28, 512, 64, T(1), (A + 3259536), 28, (A + 3889056), 512, T(0), (A + 4071584), 512, threads());
-    // add  (prelude.model:29:13)
+    // fused loop over [512]:
+    //   add  (prelude.model:29:13)
+    //   add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 4085920)[i] = (A + 3292048)[i] + (A + 3921824)[i];
+      const T v0 = (A + 3292048)[i] + (A + 3921824)[i];
+      (A + 4085920)[i] = v0;
+      const T v1 = (A + 3358096)[i] + (A + 3921824)[i];
+      (A + 4086432)[i] = v1;
     }
     // add  (prelude.model:29:13)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 4086432)[i] = (A + 3358096)[i] + (A + 3921824)[i];
-    }
-    // add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 14336; ++i) {
       (A + 4086944)[i] = (A + 3358608)[i] + (A + 4071584)[i];
     }
     // add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 65536; ++i) {
       (A + 4101280)[i] = (A + 3372944)[i] + (A + 4004256)[i];
     }
-    std::copy_n((A + 3987872), 8192, (A + 3016848));
-    std::copy_n((A + 3585952), 8192, (A + 3025040));
-    std::copy_n((A + 4085920), 512, (A + 3047568));
-    std::copy_n((A + 4086432), 512, (A + 3113616));
-    std::copy_n((A + 4086944), 14336, (A + 3114128));
-    std::copy_n((A + 4101280), 65536, (A + 3128464));
-    std::copy_n((A + 3016848), 8192, (A + 3261328));
-    std::copy_n((A + 3025040), 8192, (A + 3269520));
-    std::copy_n((A + 3047568), 512, (A + 3292048));
-    std::copy_n((A + 3113616), 512, (A + 3358096));
-    std::copy_n((A + 3114128), 14336, (A + 3358608));
-    std::copy_n((A + 3128464), 65536, (A + 3372944));
+    std::copy_n((A + 3987872), 8192, (A + 3261328));
+    std::copy_n((A + 3585952), 8192, (A + 3269520));
+    std::copy_n((A + 4085920), 512, (A + 3292048));
+    std::copy_n((A + 4086432), 512, (A + 3358096));
+    std::copy_n((A + 4086944), 14336, (A + 3358608));
+    std::copy_n((A + 4101280), 65536, (A + 3372944));
   }
+  std::copy_n((A + 3261328), 8192, (A + 3016848));
+  std::copy_n((A + 3269520), 8192, (A + 3025040));
   std::copy_n((A + 3277712), 14336, (A + 3033232));
+  std::copy_n((A + 3292048), 512, (A + 3047568));
   std::copy_n((A + 3292560), 65536, (A + 3048080));
-  // transpose  (prelude.model:30:78)
+  std::copy_n((A + 3358096), 512, (A + 3113616));
+  std::copy_n((A + 3358608), 14336, (A + 3114128));
+  std::copy_n((A + 3372944), 65536, (A + 3128464));
+  // fused loop over [512, 128]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 4166816)[i0 * 128 + i1 * 1] = (A + 3128464)[i0 * 1 + i1 * 512];
+        const T v0 = (A + 3128464)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 3048080)[i0 * 128 + i1 * 1] + v0;
+        (A + 4232352)[i0 * 128 + i1 * 1] = v1;
       }
-  // add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4232352)[i] = (A + 3048080)[i] + (A + 4166816)[i];
-  }
-  // transpose  (prelude.model:30:31)
+  // fused loop over [512, 28]:
+  //   transpose  (prelude.model:30:31)  [register]
+  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        (A + 4297888)[i0 * 28 + i1 * 1] = (A + 3114128)[i0 * 1 + i1 * 512];
+        const T v0 = (A + 3114128)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 3033232)[i0 * 28 + i1 * 1] + v0;
+        (A + 4312224)[i0 * 28 + i1 * 1] = v1;
       }
-  // add %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4312224)[i] = (A + 3033232)[i] + (A + 4297888)[i];
-  }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 4312224), (A + 4312224) + 14336);
   // grad  (prelude.model:20:5)
@@ -1043,6 +1005,7 @@ private:
   (A + 4326560)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm_bn.model:22:1)
   // add %optimizer.step.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 4326592)[0] = sf_[11].data()[0] + (A + 2503120)[0];
   }
@@ -1050,525 +1013,446 @@ private:
   updates.emplace_back(11, (A + 4326592));
   // const  (fashion_lstm_bn.model:22:1)
   std::fill_n((A + 4326608), 1, T(-0.10536051565782628));
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over []:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   exp  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326624)[0] = (A + 4326592)[0] * (A + 4326608)[0];
-  }
-  // exp  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326640)[0] = std::exp((A + 4326624)[0]);
-  }
-  // sub  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326656)[0] = (A + 2503120)[0] - (A + 4326640)[0];
+    const T v0 = (A + 4326592)[0] * (A + 4326608)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 2503120)[0] - v1;
+    (A + 4326656)[0] = v2;
   }
   // const  (fashion_lstm_bn.model:22:1)
   std::fill_n((A + 4326672), 1, T(-0.0010005003335835344));
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over []:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   exp  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)
+  //   sqrt  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326688)[0] = (A + 4326592)[0] * (A + 4326672)[0];
-  }
-  // exp  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326704)[0] = std::exp((A + 4326688)[0]);
-  }
-  // sub  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326720)[0] = (A + 2503120)[0] - (A + 4326704)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326736)[0] = (A + 4326560)[0] / (A + 4326656)[0];
-  }
-  // sqrt  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326752)[0] = std::sqrt((A + 4326720)[0]);
+    const T v0 = (A + 4326592)[0] * (A + 4326672)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 2503120)[0] - v1;
+    const T v3 = (A + 4326560)[0] / (A + 4326656)[0];
+    (A + 4326736)[0] = v3;
+    const T v4 = std::sqrt(v2);
+    (A + 4326752)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // mul  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
     (A + 4341104)[i] = sf_[12].data()[i] * (A + 2473152)[0];
   }
   // const  (fashion_lstm_bn.model:22:1)
   std::fill_n((A + 4355440), 1, T(0.099999999999999978));
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 28]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4355456)[i] = (A + 4312224)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4369792)[i] = (A + 4341104)[i] + (A + 4355456)[i];
+    const T v0 = (A + 4312224)[i] * (A + 4355440)[0];
+    const T v1 = (A + 4341104)[i] + v0;
+    (A + 4369792)[i] = v1;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // const  (fashion_lstm_bn.model:22:1)
   std::fill_n((A + 4398464), 1, T(0.999));
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 28]:
+  //   mul  (fashion_lstm_bn.model:22:1)
+  //   mul  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4398480)[i] = sf_[13].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4412816)[i] = (A + 4312224)[i] * (A + 4312224)[i];
+    const T v0 = sf_[13].data()[i] * (A + 4398464)[0];
+    (A + 4398480)[i] = v0;
+    const T v1 = (A + 4312224)[i] * (A + 4312224)[i];
+    (A + 4412816)[i] = v1;
   }
   // const  (fashion_lstm_bn.model:22:1)
   std::fill_n((A + 4427152), 1, T(0.0010000000000000009));
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 28]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4427168)[i] = (A + 4412816)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4441504)[i] = (A + 4398480)[i] + (A + 4427168)[i];
+    const T v0 = (A + 4412816)[i] * (A + 4427152)[0];
+    const T v1 = (A + 4398480)[i] + v0;
+    (A + 4441504)[i] = v1;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(12, (A + 4369792));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(13, (A + 4441504));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 28]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4455840)[i] = std::sqrt((A + 4441504)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4470176)[i] = (A + 4455840)[i] / (A + 4326752)[0];
+    const T v0 = std::sqrt((A + 4441504)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    (A + 4470176)[i] = v1;
   }
   // const  (fashion_lstm_bn.model:22:1)
   std::fill_n((A + 4484512), 1, T(1e-08));
-  // add  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 28]:
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4484528)[i] = (A + 4470176)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4498864)[i] = (A + 4369792)[i] / (A + 4484528)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4513200)[i] = (A + 4326736)[0] * (A + 4498864)[i];
-  }
-  // sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4527536)[i] = sf_[0].data()[i] - (A + 4513200)[i];
+    const T v0 = (A + 4470176)[i] + (A + 4484512)[0];
+    const T v1 = (A + 4369792)[i] / v0;
+    const T v2 = (A + 4326736)[0] * v1;
+    const T v3 = sf_[0].data()[i] - v2;
+    (A + 4527536)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(0, (A + 4527536));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4607408)[i] = sf_[14].data()[i] * (A + 2473152)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4672944)[i] = (A + 4232352)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4738480)[i] = (A + 4607408)[i] + (A + 4672944)[i];
+    const T v0 = sf_[14].data()[i] * (A + 2473152)[0];
+    const T v1 = (A + 4232352)[i] * (A + 4355440)[0];
+    const T v2 = v0 + v1;
+    (A + 4738480)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4869552)[i] = sf_[15].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 4935088)[i] = (A + 4232352)[i] * (A + 4232352)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5000624)[i] = (A + 4935088)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5066160)[i] = (A + 4869552)[i] + (A + 5000624)[i];
+    const T v0 = sf_[15].data()[i] * (A + 4398464)[0];
+    const T v1 = (A + 4232352)[i] * (A + 4232352)[i];
+    const T v2 = v1 * (A + 4427152)[0];
+    const T v3 = v0 + v2;
+    (A + 5066160)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(14, (A + 4738480));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(15, (A + 5066160));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512, 128]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5131696)[i] = std::sqrt((A + 5066160)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5197232)[i] = (A + 5131696)[i] / (A + 4326752)[0];
-  }
-  // add  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5262768)[i] = (A + 5197232)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5328304)[i] = (A + 4738480)[i] / (A + 5262768)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5393840)[i] = (A + 4326736)[0] * (A + 5328304)[i];
-  }
-  // sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 65536; ++i) {
-    (A + 5459376)[i] = sf_[1].data()[i] - (A + 5393840)[i];
+    const T v0 = std::sqrt((A + 5066160)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    const T v2 = v1 + (A + 4484512)[0];
+    const T v3 = (A + 4738480)[i] / v2;
+    const T v4 = (A + 4326736)[0] * v3;
+    const T v5 = sf_[1].data()[i] - v4;
+    (A + 5459376)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(1, (A + 5459376));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5525424)[i] = sf_[16].data()[i] * (A + 2473152)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5525936)[i] = (A + 3047568)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5526448)[i] = (A + 5525424)[i] + (A + 5525936)[i];
+    const T v0 = sf_[16].data()[i] * (A + 2473152)[0];
+    const T v1 = (A + 3047568)[i] * (A + 4355440)[0];
+    const T v2 = v0 + v1;
+    (A + 5526448)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5527472)[i] = sf_[17].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5527984)[i] = (A + 3047568)[i] * (A + 3047568)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5528496)[i] = (A + 5527984)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5529008)[i] = (A + 5527472)[i] + (A + 5528496)[i];
+    const T v0 = sf_[17].data()[i] * (A + 4398464)[0];
+    const T v1 = (A + 3047568)[i] * (A + 3047568)[i];
+    const T v2 = v1 * (A + 4427152)[0];
+    const T v3 = v0 + v2;
+    (A + 5529008)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(16, (A + 5526448));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(17, (A + 5529008));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %lstm.bias_ih_l0.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5529520)[i] = std::sqrt((A + 5529008)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5530032)[i] = (A + 5529520)[i] / (A + 4326752)[0];
-  }
-  // add  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5530544)[i] = (A + 5530032)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5531056)[i] = (A + 5526448)[i] / (A + 5530544)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5531568)[i] = (A + 4326736)[0] * (A + 5531056)[i];
-  }
-  // sub %lstm.bias_ih_l0.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5532080)[i] = sf_[2].data()[i] - (A + 5531568)[i];
+    const T v0 = std::sqrt((A + 5529008)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    const T v2 = v1 + (A + 4484512)[0];
+    const T v3 = (A + 5526448)[i] / v2;
+    const T v4 = (A + 4326736)[0] * v3;
+    const T v5 = sf_[2].data()[i] - v4;
+    (A + 5532080)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(2, (A + 5532080));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5533104)[i] = sf_[18].data()[i] * (A + 2473152)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5533616)[i] = (A + 3113616)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5534128)[i] = (A + 5533104)[i] + (A + 5533616)[i];
+    const T v0 = sf_[18].data()[i] * (A + 2473152)[0];
+    const T v1 = (A + 3113616)[i] * (A + 4355440)[0];
+    const T v2 = v0 + v1;
+    (A + 5534128)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5535152)[i] = sf_[19].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5535664)[i] = (A + 3113616)[i] * (A + 3113616)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5536176)[i] = (A + 5535664)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5536688)[i] = (A + 5535152)[i] + (A + 5536176)[i];
+    const T v0 = sf_[19].data()[i] * (A + 4398464)[0];
+    const T v1 = (A + 3113616)[i] * (A + 3113616)[i];
+    const T v2 = v1 * (A + 4427152)[0];
+    const T v3 = v0 + v2;
+    (A + 5536688)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(18, (A + 5534128));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(19, (A + 5536688));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [512]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %lstm.bias_hh_l0.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5537200)[i] = std::sqrt((A + 5536688)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5537712)[i] = (A + 5537200)[i] / (A + 4326752)[0];
-  }
-  // add  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5538224)[i] = (A + 5537712)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5538736)[i] = (A + 5534128)[i] / (A + 5538224)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5539248)[i] = (A + 4326736)[0] * (A + 5538736)[i];
-  }
-  // sub %lstm.bias_hh_l0.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5539760)[i] = sf_[3].data()[i] - (A + 5539248)[i];
+    const T v0 = std::sqrt((A + 5536688)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    const T v2 = v1 + (A + 4484512)[0];
+    const T v3 = (A + 5534128)[i] / v2;
+    const T v4 = (A + 4326736)[0] * v3;
+    const T v5 = sf_[3].data()[i] - v4;
+    (A + 5539760)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(3, (A + 5539760));
   // buffer %optimizer.bn.weight.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.bn.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 5540400)[i] = sf_[20].data()[i] * (A + 2473152)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5540528)[i] = (A + 2543872)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.bn.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5540656)[i] = (A + 5540400)[i] + (A + 5540528)[i];
+    const T v0 = sf_[20].data()[i] * (A + 2473152)[0];
+    const T v1 = (A + 2543872)[i] * (A + 4355440)[0];
+    const T v2 = v0 + v1;
+    (A + 5540656)[i] = v2;
   }
   // buffer %optimizer.bn.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.bn.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 5540912)[i] = sf_[21].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541040)[i] = (A + 2543872)[i] * (A + 2543872)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541168)[i] = (A + 5541040)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.bn.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541296)[i] = (A + 5540912)[i] + (A + 5541168)[i];
+    const T v0 = sf_[21].data()[i] * (A + 4398464)[0];
+    const T v1 = (A + 2543872)[i] * (A + 2543872)[i];
+    const T v2 = v1 * (A + 4427152)[0];
+    const T v3 = v0 + v2;
+    (A + 5541296)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(20, (A + 5540656));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(21, (A + 5541296));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [128]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %bn.weight.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541424)[i] = std::sqrt((A + 5541296)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541552)[i] = (A + 5541424)[i] / (A + 4326752)[0];
-  }
-  // add  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541680)[i] = (A + 5541552)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541808)[i] = (A + 5540656)[i] / (A + 5541680)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5541936)[i] = (A + 4326736)[0] * (A + 5541808)[i];
-  }
-  // sub %bn.weight.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5542064)[i] = sf_[4].data()[i] - (A + 5541936)[i];
+    const T v0 = std::sqrt((A + 5541296)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    const T v2 = v1 + (A + 4484512)[0];
+    const T v3 = (A + 5540656)[i] / v2;
+    const T v4 = (A + 4326736)[0] * v3;
+    const T v5 = sf_[4].data()[i] - v4;
+    (A + 5542064)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(4, (A + 5542064));
   // buffer %optimizer.bn.bias.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.bn.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 5542320)[i] = sf_[22].data()[i] * (A + 2473152)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5542448)[i] = (A + 2527360)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.bn.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5542576)[i] = (A + 5542320)[i] + (A + 5542448)[i];
+    const T v0 = sf_[22].data()[i] * (A + 2473152)[0];
+    const T v1 = (A + 2527360)[i] * (A + 4355440)[0];
+    const T v2 = v0 + v1;
+    (A + 5542576)[i] = v2;
   }
   // buffer %optimizer.bn.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.bn.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 5542832)[i] = sf_[23].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5542960)[i] = (A + 2527360)[i] * (A + 2527360)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543088)[i] = (A + 5542960)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.bn.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543216)[i] = (A + 5542832)[i] + (A + 5543088)[i];
+    const T v0 = sf_[23].data()[i] * (A + 4398464)[0];
+    const T v1 = (A + 2527360)[i] * (A + 2527360)[i];
+    const T v2 = v1 * (A + 4427152)[0];
+    const T v3 = v0 + v2;
+    (A + 5543216)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(22, (A + 5542576));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(23, (A + 5543216));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [128]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %bn.bias.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543344)[i] = std::sqrt((A + 5543216)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543472)[i] = (A + 5543344)[i] / (A + 4326752)[0];
-  }
-  // add  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543600)[i] = (A + 5543472)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543728)[i] = (A + 5542576)[i] / (A + 5543600)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543856)[i] = (A + 4326736)[0] * (A + 5543728)[i];
-  }
-  // sub %bn.bias.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 5543984)[i] = sf_[5].data()[i] - (A + 5543856)[i];
+    const T v0 = std::sqrt((A + 5543216)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    const T v2 = v1 + (A + 4484512)[0];
+    const T v3 = (A + 5542576)[i] / v2;
+    const T v4 = (A + 4326736)[0] * v3;
+    const T v5 = sf_[5].data()[i] - v4;
+    (A + 5543984)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(5, (A + 5543984));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [10, 128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5545392)[i] = sf_[24].data()[i] * (A + 2473152)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5546672)[i] = (A + 2526080)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5547952)[i] = (A + 5545392)[i] + (A + 5546672)[i];
+    const T v0 = sf_[24].data()[i] * (A + 2473152)[0];
+    const T v1 = (A + 2526080)[i] * (A + 4355440)[0];
+    const T v2 = v0 + v1;
+    (A + 5547952)[i] = v2;
   }
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [10, 128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5550512)[i] = sf_[25].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5551792)[i] = (A + 2526080)[i] * (A + 2526080)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5553072)[i] = (A + 5551792)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5554352)[i] = (A + 5550512)[i] + (A + 5553072)[i];
+    const T v0 = sf_[25].data()[i] * (A + 4398464)[0];
+    const T v1 = (A + 2526080)[i] * (A + 2526080)[i];
+    const T v2 = v1 * (A + 4427152)[0];
+    const T v3 = v0 + v2;
+    (A + 5554352)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(24, (A + 5547952));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(25, (A + 5554352));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [10, 128]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %head.weight.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5555632)[i] = std::sqrt((A + 5554352)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5556912)[i] = (A + 5555632)[i] / (A + 4326752)[0];
-  }
-  // add  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5558192)[i] = (A + 5556912)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5559472)[i] = (A + 5547952)[i] / (A + 5558192)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5560752)[i] = (A + 4326736)[0] * (A + 5559472)[i];
-  }
-  // sub %head.weight.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 1280; ++i) {
-    (A + 5562032)[i] = sf_[6].data()[i] - (A + 5560752)[i];
+    const T v0 = std::sqrt((A + 5554352)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    const T v2 = v1 + (A + 4484512)[0];
+    const T v3 = (A + 5547952)[i] / v2;
+    const T v4 = (A + 4326736)[0] * v3;
+    const T v5 = sf_[6].data()[i] - v4;
+    (A + 5562032)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(6, (A + 5562032));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [10]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563328)[i] = sf_[26].data()[i] * (A + 2473152)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563344)[i] = (A + 2507120)[i] * (A + 4355440)[0];
-  }
-  // add %optimizer.head.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563360)[i] = (A + 5563328)[i] + (A + 5563344)[i];
+    const T v0 = sf_[26].data()[i] * (A + 2473152)[0];
+    const T v1 = (A + 2507120)[i] * (A + 4355440)[0];
+    const T v2 = v0 + v1;
+    (A + 5563360)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
+  // fused loop over [10]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563392)[i] = sf_[27].data()[i] * (A + 4398464)[0];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563408)[i] = (A + 2507120)[i] * (A + 2507120)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563424)[i] = (A + 5563408)[i] * (A + 4427152)[0];
-  }
-  // add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563440)[i] = (A + 5563392)[i] + (A + 5563424)[i];
+    const T v0 = sf_[27].data()[i] * (A + 4398464)[0];
+    const T v1 = (A + 2507120)[i] * (A + 2507120)[i];
+    const T v2 = v1 * (A + 4427152)[0];
+    const T v3 = v0 + v2;
+    (A + 5563440)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(26, (A + 5563360));
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(27, (A + 5563440));
-  // sqrt  (fashion_lstm_bn.model:22:1)
+  // fused loop over [10]:
+  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   add  (fashion_lstm_bn.model:22:1)  [register]
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub %head.bias.new  (fashion_lstm_bn.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563456)[i] = std::sqrt((A + 5563440)[i]);
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563472)[i] = (A + 5563456)[i] / (A + 4326752)[0];
-  }
-  // add  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563488)[i] = (A + 5563472)[i] + (A + 4484512)[0];
-  }
-  // div  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563504)[i] = (A + 5563360)[i] / (A + 5563488)[i];
-  }
-  // mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563520)[i] = (A + 4326736)[0] * (A + 5563504)[i];
-  }
-  // sub %head.bias.new  (fashion_lstm_bn.model:22:1)
-  for (int64_t i = 0; i < 10; ++i) {
-    (A + 5563536)[i] = sf_[7].data()[i] - (A + 5563520)[i];
+    const T v0 = std::sqrt((A + 5563440)[i]);
+    const T v1 = v0 / (A + 4326752)[0];
+    const T v2 = v1 + (A + 4484512)[0];
+    const T v3 = (A + 5563360)[i] / v2;
+    const T v4 = (A + 4326736)[0] * v3;
+    const T v5 = sf_[7].data()[i] - v4;
+    (A + 5563536)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(7, (A + 5563536));
@@ -1595,12 +1479,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 28; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 6590992)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
         (A + 6605328)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
@@ -1615,91 +1501,68 @@ private:
     gemm(false, false, 64, 512, 28, T(1), (A + 6916624), 28, (A + 6590992), 512, T(0), (A + 7015696), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
           (A + 7048464)[i0 * 512 + i1 * 1] = (A + 7015696)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 64, 512, 128, T(1), (A + 6918416), 128, (A + 6605328), 512, T(0), (A + 7081232), 512, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 7114000)[i] = (A + 7048464)[i] + (A + 7081232)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 7146768)[i0 * 512 + i1 * 1] = (A + 7114000)[i0 * 512 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 7048464)[i0 * 512 + i1 * 1] + (A + 7081232)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 7146768)[i0 * 512 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [64, 128]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 7179536)[i0 * 128 + i1 * 1] = (A + 7146768)[0 + i0 * 512 + i1 * 1];
+          const T v0 = (A + 7146768)[i0 * 512 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 7146768)[128 + i0 * 512 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 7146768)[256 + i0 * 512 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 7146768)[384 + i0 * 512 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 6926608)[i0 * 128 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 7261456)[i0 * 128 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 7277840)[i0 * 128 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7187728)[i] = T(1) / (T(1) + std::exp(-(A + 7179536)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 7195920)[i0 * 128 + i1 * 1] = (A + 7146768)[128 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7204112)[i] = T(1) / (T(1) + std::exp(-(A + 7195920)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 7212304)[i0 * 128 + i1 * 1] = (A + 7146768)[256 + i0 * 512 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7220496)[i] = std::tanh((A + 7212304)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 7228688)[i0 * 128 + i1 * 1] = (A + 7146768)[384 + i0 * 512 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7236880)[i] = T(1) / (T(1) + std::exp(-(A + 7228688)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7245072)[i] = (A + 7204112)[i] * (A + 6926608)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7253264)[i] = (A + 7187728)[i] * (A + 7220496)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7261456)[i] = (A + 7245072)[i] + (A + 7253264)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7269648)[i] = std::tanh((A + 7261456)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7277840)[i] = (A + 7236880)[i] * (A + 7269648)[i];
-    }
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 7277840) + o * 128, 128, (A + 6687248) + (o * 28 + t) * 128);
-    std::copy_n((A + 7277840), 8192, (A + 6670864));
-    std::copy_n((A + 7261456), 8192, (A + 6679056));
-    std::copy_n((A + 6670864), 8192, (A + 6918416));
-    std::copy_n((A + 6679056), 8192, (A + 6926608));
+    std::copy_n((A + 7277840), 8192, (A + 6918416));
+    std::copy_n((A + 7261456), 8192, (A + 6926608));
   }
+  std::copy_n((A + 6918416), 8192, (A + 6670864));
+  std::copy_n((A + 6926608), 8192, (A + 6679056));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
           (A + 7286032)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 6687248)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
@@ -1709,6 +1572,7 @@ private:
   // buffer %bn.running_mean  (prelude.model:50:3)
   // sub  (prelude.model:65:17)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 7302544)[i0 * 128 + i1 * 1] = (A + 7286032)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
@@ -1716,16 +1580,18 @@ private:
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
   std::fill_n((A + 7310864), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:65:53)
+  // fused loop over [128]:
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 7310880)[i] = sf_[9].data()[i] + (A + 7310864)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 7311008)[i] = T(1) / std::sqrt((A + 7310880)[i]);
+    const T v0 = sf_[9].data()[i] + (A + 7310864)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 7311008)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 7311136)[i0 * 128 + i1 * 1] = (A + 7302544)[i0 * 128 + i1 * 1] * (A + 7311008)[i1 * 1];
@@ -1733,6 +1599,7 @@ private:
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 7319456)[i0 * 128 + i1 * 1] = (A + 7311136)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
@@ -1740,22 +1607,19 @@ private:
   // param %bn.bias  (prelude.model:49:3)
   // add  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 7327776)[i0 * 128 + i1 * 1] = (A + 7319456)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 7337248)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 7327776), 128, sf_[6].data(), 128, T(0), (A + 7338528), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
         (A + 7339184)[i0 * 10 + i1 * 1] = (A + 7338528)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];

@@ -6,8 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+
+// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
+#if defined(__clang__)
+#define GRADC_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GRADC_IVDEP _Pragma("GCC ivdep")
+#else
+#define GRADC_IVDEP
+#endif
 
 namespace {
 
@@ -118,12 +128,14 @@ public:
   // param %gru.bias_hh_l0  (gru.model:19:3)
   // transpose  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
         (A + 738688)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
         (A + 738832)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
@@ -139,6 +151,7 @@ public:
     gemm(false, false, 32, 144, 1, T(1), (A + 793376), 1, (A + 738688), 144, T(0), (A + 802304), 144, threads());
     // add %gru.gi  (gru.model:23:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
           (A + 806912)[i0 * 144 + i1 * 1] = (A + 802304)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
@@ -147,97 +160,60 @@ public:
     gemm(false, false, 32, 144, 48, T(1), (A + 793408), 48, (A + 738832), 144, T(0), (A + 811520), 144, threads());
     // add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
           (A + 816128)[i0 * 144 + i1 * 1] = (A + 811520)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
         }
-    // slice  (gru.model:25:21)
+    // fused loop over [32, 48]:
+    //   slice  (gru.model:25:21)  [register]
+    //   slice  (gru.model:25:34)  [register]
+    //   add  (gru.model:25:30)  [register]
+    //   sigmoid %gru.r  (gru.model:25:18)  [register]
+    //   slice  (gru.model:26:21)  [register]
+    //   slice  (gru.model:26:36)  [register]
+    //   add  (gru.model:26:32)  [register]
+    //   sigmoid %gru.z  (gru.model:26:18)  [register]
+    //   slice  (gru.model:27:18)  [register]
+    //   slice  (gru.model:27:39)  [register]
+    //   mul  (gru.model:27:35)  [register]
+    //   add  (gru.model:27:31)  [register]
+    //   tanh %gru.n  (gru.model:27:15)  [register]
+    //   sub  (gru.model:28:14)  [register]
+    //   mul  (gru.model:28:19)  [register]
+    //   mul  (gru.model:28:27)  [register]
+    //   add %gru.h  (gru.model:28:23)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 820736)[i0 * 48 + i1 * 1] = (A + 806912)[0 + i0 * 144 + i1 * 1];
+          const T v0 = (A + 806912)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 816128)[i0 * 144 + i1 * 1];
+          const T v2 = v0 + v1;
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 806912)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 816128)[48 + i0 * 144 + i1 * 1];
+          const T v6 = v4 + v5;
+          const T v7 = fsigmoid(v6);
+          const T v8 = (A + 806912)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 816128)[96 + i0 * 144 + i1 * 1];
+          const T v10 = v3 * v9;
+          const T v11 = v8 + v10;
+          const T v12 = ftanh(v11);
+          const T v13 = (A + 745744)[0] - v7;
+          const T v14 = v13 * v12;
+          const T v15 = v7 * (A + 793408)[i0 * 48 + i1 * 1];
+          const T v16 = v14 + v15;
+          (A + 845312)[i0 * 48 + i1 * 1] = v16;
         }
-    // slice  (gru.model:25:34)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 822272)[i0 * 48 + i1 * 1] = (A + 816128)[0 + i0 * 144 + i1 * 1];
-        }
-    // add  (gru.model:25:30)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 823808)[i] = (A + 820736)[i] + (A + 822272)[i];
-    }
-    // sigmoid %gru.r  (gru.model:25:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 825344)[i] = T(1) / (T(1) + std::exp(-(A + 823808)[i]));
-    }
-    // slice  (gru.model:26:21)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 826880)[i0 * 48 + i1 * 1] = (A + 806912)[48 + i0 * 144 + i1 * 1];
-        }
-    // slice  (gru.model:26:36)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 828416)[i0 * 48 + i1 * 1] = (A + 816128)[48 + i0 * 144 + i1 * 1];
-        }
-    // add  (gru.model:26:32)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 829952)[i] = (A + 826880)[i] + (A + 828416)[i];
-    }
-    // sigmoid %gru.z  (gru.model:26:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 831488)[i] = T(1) / (T(1) + std::exp(-(A + 829952)[i]));
-    }
-    // slice  (gru.model:27:18)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 833024)[i0 * 48 + i1 * 1] = (A + 806912)[96 + i0 * 144 + i1 * 1];
-        }
-    // slice  (gru.model:27:39)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 834560)[i0 * 48 + i1 * 1] = (A + 816128)[96 + i0 * 144 + i1 * 1];
-        }
-    // mul  (gru.model:27:35)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 836096)[i] = (A + 825344)[i] * (A + 834560)[i];
-    }
-    // add  (gru.model:27:31)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 837632)[i] = (A + 833024)[i] + (A + 836096)[i];
-    }
-    // tanh %gru.n  (gru.model:27:15)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 839168)[i] = std::tanh((A + 837632)[i]);
-    }
-    // sub  (gru.model:28:14)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 840704)[i] = (A + 745744)[0] - (A + 831488)[i];
-    }
-    // mul  (gru.model:28:19)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 842240)[i] = (A + 840704)[i] * (A + 839168)[i];
-    }
-    // mul  (gru.model:28:27)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 843776)[i] = (A + 831488)[i] * (A + 793408)[i];
-    }
-    // add %gru.h  (gru.model:28:23)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 845312)[i] = (A + 842240)[i] + (A + 843776)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 845312) + o * 48, 48, (A + 747296) + (o * 30 + t) * 48);
-    std::copy_n((A + 845312), 1536, (A + 745760));
-    std::copy_n((A + 745760), 1536, (A + 793408));
+    std::copy_n((A + 845312), 1536, (A + 793408));
   }
+  std::copy_n((A + 793408), 1536, (A + 745760));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
           (A + 846848)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 747296)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
@@ -245,17 +221,13 @@ public:
   // reshape  (gru.model:39:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 48; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 849968)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 48, T(1), (A + 846848), 48, sf_[4].data(), 48, T(0), (A + 850016), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 850064)[i0 * 1 + i1 * 1] = (A + 850016)[i0 * 1] + sf_[5].data()[0];
@@ -287,12 +259,14 @@ private:
   // param %gru.bias_hh_l0  (gru.model:19:3)
   // transpose  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
         (A + 9872)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
         (A + 10016)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
@@ -308,6 +282,7 @@ private:
     gemm(false, false, 32, 144, 1, T(1), (A + 341040), 1, (A + 9872), 144, T(0), (A + 349968), 144, threads());
     // add %gru.gi  (gru.model:23:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
           (A + 354576)[i0 * 144 + i1 * 1] = (A + 349968)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
@@ -316,90 +291,57 @@ private:
     gemm(false, false, 32, 144, 48, T(1), (A + 341072), 48, (A + 10016), 144, T(0), (A + 359184), 144, threads());
     // add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
           (A + 363792)[i0 * 144 + i1 * 1] = (A + 359184)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
         }
-    // slice  (gru.model:25:21)
+    // fused loop over [32, 48]:
+    //   slice  (gru.model:25:21)  [register]
+    //   slice  (gru.model:25:34)  [register]
+    //   add  (gru.model:25:30)  [register]
+    //   sigmoid %gru.r  (gru.model:25:18)
+    //   slice  (gru.model:26:21)  [register]
+    //   slice  (gru.model:26:36)  [register]
+    //   add  (gru.model:26:32)  [register]
+    //   sigmoid %gru.z  (gru.model:26:18)
+    //   slice  (gru.model:27:18)  [register]
+    //   slice  (gru.model:27:39)
+    //   mul  (gru.model:27:35)  [register]
+    //   add  (gru.model:27:31)  [register]
+    //   tanh %gru.n  (gru.model:27:15)
+    //   sub  (gru.model:28:14)
+    //   mul  (gru.model:28:19)  [register]
+    //   mul  (gru.model:28:27)  [register]
+    //   add %gru.h  (gru.model:28:23)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 368400)[i0 * 48 + i1 * 1] = (A + 354576)[0 + i0 * 144 + i1 * 1];
+          const T v0 = (A + 354576)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 363792)[i0 * 144 + i1 * 1];
+          const T v2 = v0 + v1;
+          const T v3 = fsigmoid(v2);
+          (A + 373008)[i0 * 48 + i1 * 1] = v3;
+          const T v4 = (A + 354576)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 363792)[48 + i0 * 144 + i1 * 1];
+          const T v6 = v4 + v5;
+          const T v7 = fsigmoid(v6);
+          (A + 379152)[i0 * 48 + i1 * 1] = v7;
+          const T v8 = (A + 354576)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 363792)[96 + i0 * 144 + i1 * 1];
+          (A + 382224)[i0 * 48 + i1 * 1] = v9;
+          const T v10 = v3 * v9;
+          const T v11 = v8 + v10;
+          const T v12 = ftanh(v11);
+          (A + 386832)[i0 * 48 + i1 * 1] = v12;
+          const T v13 = (A + 16928)[0] - v7;
+          (A + 388368)[i0 * 48 + i1 * 1] = v13;
+          const T v14 = v13 * v12;
+          const T v15 = v7 * (A + 341072)[i0 * 48 + i1 * 1];
+          const T v16 = v14 + v15;
+          (A + 392976)[i0 * 48 + i1 * 1] = v16;
         }
-    // slice  (gru.model:25:34)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 369936)[i0 * 48 + i1 * 1] = (A + 363792)[0 + i0 * 144 + i1 * 1];
-        }
-    // add  (gru.model:25:30)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 371472)[i] = (A + 368400)[i] + (A + 369936)[i];
-    }
-    // sigmoid %gru.r  (gru.model:25:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 373008)[i] = T(1) / (T(1) + std::exp(-(A + 371472)[i]));
-    }
-    // slice  (gru.model:26:21)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 374544)[i0 * 48 + i1 * 1] = (A + 354576)[48 + i0 * 144 + i1 * 1];
-        }
-    // slice  (gru.model:26:36)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 376080)[i0 * 48 + i1 * 1] = (A + 363792)[48 + i0 * 144 + i1 * 1];
-        }
-    // add  (gru.model:26:32)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 377616)[i] = (A + 374544)[i] + (A + 376080)[i];
-    }
-    // sigmoid %gru.z  (gru.model:26:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 379152)[i] = T(1) / (T(1) + std::exp(-(A + 377616)[i]));
-    }
-    // slice  (gru.model:27:18)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 380688)[i0 * 48 + i1 * 1] = (A + 354576)[96 + i0 * 144 + i1 * 1];
-        }
-    // slice  (gru.model:27:39)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 382224)[i0 * 48 + i1 * 1] = (A + 363792)[96 + i0 * 144 + i1 * 1];
-        }
-    // mul  (gru.model:27:35)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 383760)[i] = (A + 373008)[i] * (A + 382224)[i];
-    }
-    // add  (gru.model:27:31)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 385296)[i] = (A + 380688)[i] + (A + 383760)[i];
-    }
-    // tanh %gru.n  (gru.model:27:15)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 386832)[i] = std::tanh((A + 385296)[i]);
-    }
-    // sub  (gru.model:28:14)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 388368)[i] = (A + 16928)[0] - (A + 379152)[i];
-    }
-    // mul  (gru.model:28:19)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 389904)[i] = (A + 388368)[i] * (A + 386832)[i];
-    }
-    // mul  (gru.model:28:27)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 391440)[i] = (A + 379152)[i] * (A + 341072)[i];
-    }
-    // add %gru.h  (gru.model:28:23)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 392976)[i] = (A + 389904)[i] + (A + 391440)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 392976) + o * 48, 48, (A + 18480) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 341072) + o * 48, 48, (A + 64560) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 379152) + o * 48, 48, (A + 110640) + (o * 30 + t) * 48);
@@ -407,12 +349,13 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 388368) + o * 48, 48, (A + 202800) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 382224) + o * 48, 48, (A + 248880) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 373008) + o * 48, 48, (A + 294960) + (o * 30 + t) * 48);
-    std::copy_n((A + 392976), 1536, (A + 16944));
-    std::copy_n((A + 16944), 1536, (A + 341072));
+    std::copy_n((A + 392976), 1536, (A + 341072));
   }
+  std::copy_n((A + 341072), 1536, (A + 16944));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
           (A + 394512)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 18480)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
@@ -422,6 +365,7 @@ private:
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 397632)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
@@ -431,6 +375,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 397728)[i0 * 1 + i1 * 1] = (A + 397680)[i0 * 1] + sf_[5].data()[0];
@@ -442,6 +387,7 @@ private:
   loss = double((A + 397760)[0]);
   // sub  (gru.model:40:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 397776)[i0 * 1 + i1 * 1] = (A + 397728)[i0 * 1] - (A + 960)[i0 * 1];
@@ -450,6 +396,7 @@ private:
   std::fill_n((A + 397808), 1, T(0.0625));
   // mul  (gru.model:40:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 397824)[i0 * 1 + i1 * 1] = (A + 397776)[i0 * 1] * (A + 397808)[0];
@@ -459,24 +406,15 @@ private:
   for (int64_t i = 0; i < 32; ++i) {
     (A + 397856)[0] += (A + 397824)[i];
   }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 397872)[i0 * 48 + i1 * 1] = (A + 397632)[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 48, 1, T(1), (A + 397824), 1, (A + 397632), 1, T(0), (A + 397920), 48, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 48; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 399456)[i0 * 32 + i1 * 1] = (A + 394512)[i0 * 1 + i1 * 48];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 48, 1, 32, T(1), (A + 394512), 48, (A + 397824), 1, T(0), (A + 400992), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
         (A + 401040)[i0 * 48 + i1 * 1] = (A + 400992)[i0 * 1 + i1 * 1];
@@ -487,6 +425,7 @@ private:
   std::fill_n((A + 402624), 46080, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
           (A + 402624)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 397920)[i0 * 48 + i1 * 48 + i2 * 1];
@@ -519,59 +458,50 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 248880) + (o * 30 + t) * 48, 48, (A + 486576) + o * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 294960) + (o * 30 + t) * 48, 48, (A + 488112) + o * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 489648) + o * 1);
-    // add
+    // fused loop over [32, 48]:
+    //   add  [register]
+    //   mul  (gru.model:28:27)  [register]
+    //   mul  (gru.model:28:27)
+    //   mul  (gru.model:28:19)  [register]
+    //   mul  (gru.model:28:19)
+    //   neg  (gru.model:28:14)  [register]
+    //   add  (gru.model:28:14)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 512528)[i] = (A + 489680)[i] + (A + 478896)[i];
-    }
-    // mul  (gru.model:28:27)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 514064)[i] = (A + 512528)[i] * (A + 480432)[i];
-    }
-    // mul  (gru.model:28:27)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 515600)[i] = (A + 512528)[i] * (A + 481968)[i];
-    }
-    // mul  (gru.model:28:19)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 517136)[i] = (A + 512528)[i] * (A + 483504)[i];
-    }
-    // mul  (gru.model:28:19)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 518672)[i] = (A + 512528)[i] * (A + 485040)[i];
-    }
-    // neg  (gru.model:28:14)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 520208)[i] = -(A + 517136)[i];
-    }
-    // add  (gru.model:28:14)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 521744)[i] = (A + 514064)[i] + (A + 520208)[i];
+      const T v0 = (A + 489680)[i] + (A + 478896)[i];
+      const T v1 = v0 * (A + 480432)[i];
+      const T v2 = v0 * (A + 481968)[i];
+      (A + 515600)[i] = v2;
+      const T v3 = v0 * (A + 483504)[i];
+      const T v4 = v0 * (A + 485040)[i];
+      (A + 518672)[i] = v4;
+      const T v5 = -v3;
+      const T v6 = v1 + v5;
+      (A + 521744)[i] = v6;
     }
     // const  (gru.model:27:15)
     std::fill_n((A + 523280), 1, T(1));
-    // mul  (gru.model:27:15)
+    // fused loop over [32, 48]:
+    //   mul  (gru.model:27:15)  [register]
+    //   sub  (gru.model:27:15)  [register]
+    //   mul  (gru.model:27:15)
+    //   mul  (gru.model:27:35)
+    //   mul  (gru.model:27:35)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 523296)[i] = (A + 483504)[i] * (A + 483504)[i];
-    }
-    // sub  (gru.model:27:15)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 524832)[i] = (A + 523280)[0] - (A + 523296)[i];
-    }
-    // mul  (gru.model:27:15)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 526368)[i] = (A + 518672)[i] * (A + 524832)[i];
-    }
-    // mul  (gru.model:27:35)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 527904)[i] = (A + 526368)[i] * (A + 486576)[i];
-    }
-    // mul  (gru.model:27:35)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 529440)[i] = (A + 526368)[i] * (A + 488112)[i];
+      const T v0 = (A + 483504)[i] * (A + 483504)[i];
+      const T v1 = (A + 523280)[0] - v0;
+      const T v2 = (A + 518672)[i] * v1;
+      (A + 526368)[i] = v2;
+      const T v3 = v2 * (A + 486576)[i];
+      (A + 527904)[i] = v3;
+      const T v4 = v2 * (A + 488112)[i];
+      (A + 529440)[i] = v4;
     }
     // pad  (gru.model:27:39)
     std::fill_n((A + 530976), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
           (A + 530976)[96 + i0 * 144 + i1 * 1] = (A + 529440)[i0 * 48 + i1 * 1];
@@ -579,63 +509,68 @@ private:
     // pad  (gru.model:27:18)
     std::fill_n((A + 535584), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
           (A + 535584)[96 + i0 * 144 + i1 * 1] = (A + 526368)[i0 * 48 + i1 * 1];
         }
-    // sub  (gru.model:26:18)
+    // fused loop over [32, 48]:
+    //   sub  (gru.model:26:18)  [register]
+    //   mul  (gru.model:26:18)  [register]
+    //   mul  (gru.model:26:18)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 540192)[i] = (A + 523280)[0] - (A + 481968)[i];
-    }
-    // mul  (gru.model:26:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 541728)[i] = (A + 481968)[i] * (A + 540192)[i];
-    }
-    // mul  (gru.model:26:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 543264)[i] = (A + 521744)[i] * (A + 541728)[i];
+      const T v0 = (A + 523280)[0] - (A + 481968)[i];
+      const T v1 = (A + 481968)[i] * v0;
+      const T v2 = (A + 521744)[i] * v1;
+      (A + 543264)[i] = v2;
     }
     // pad  (gru.model:26:36)
     std::fill_n((A + 544800), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
           (A + 544800)[48 + i0 * 144 + i1 * 1] = (A + 543264)[i0 * 48 + i1 * 1];
         }
-    // add  (gru.model:26:36)
+    // fused loop over [32, 144]:
+    //   add  (gru.model:26:36)
+    //   add  (gru.model:26:21)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 4608; ++i) {
-      (A + 549408)[i] = (A + 530976)[i] + (A + 544800)[i];
+      const T v0 = (A + 530976)[i] + (A + 544800)[i];
+      (A + 549408)[i] = v0;
+      const T v1 = (A + 535584)[i] + (A + 544800)[i];
+      (A + 554016)[i] = v1;
     }
-    // add  (gru.model:26:21)
-    for (int64_t i = 0; i < 4608; ++i) {
-      (A + 554016)[i] = (A + 535584)[i] + (A + 544800)[i];
-    }
-    // sub  (gru.model:25:18)
+    // fused loop over [32, 48]:
+    //   sub  (gru.model:25:18)  [register]
+    //   mul  (gru.model:25:18)  [register]
+    //   mul  (gru.model:25:18)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 558624)[i] = (A + 523280)[0] - (A + 488112)[i];
-    }
-    // mul  (gru.model:25:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 560160)[i] = (A + 488112)[i] * (A + 558624)[i];
-    }
-    // mul  (gru.model:25:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 561696)[i] = (A + 527904)[i] * (A + 560160)[i];
+      const T v0 = (A + 523280)[0] - (A + 488112)[i];
+      const T v1 = (A + 488112)[i] * v0;
+      const T v2 = (A + 527904)[i] * v1;
+      (A + 561696)[i] = v2;
     }
     // pad  (gru.model:25:34)
     std::fill_n((A + 563232), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
           (A + 563232)[0 + i0 * 144 + i1 * 1] = (A + 561696)[i0 * 48 + i1 * 1];
         }
-    // add  (gru.model:25:34)
+    // fused loop over [32, 144]:
+    //   add  (gru.model:25:34)
+    //   add  (gru.model:25:21)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 4608; ++i) {
-      (A + 567840)[i] = (A + 549408)[i] + (A + 563232)[i];
-    }
-    // add  (gru.model:25:21)
-    for (int64_t i = 0; i < 4608; ++i) {
-      (A + 572448)[i] = (A + 554016)[i] + (A + 563232)[i];
+      const T v0 = (A + 549408)[i] + (A + 563232)[i];
+      (A + 567840)[i] = v0;
+      const T v1 = (A + 554016)[i] + (A + 563232)[i];
+      (A + 572448)[i] = v1;
     }
     // sum  (gru.model:24:40)
     std::fill_n((A + 577056), 144, T(0));
@@ -644,23 +579,14 @@ private:
         {
           (A + 577056)[i1 * 1] += (A + 567840)[i0 * 144 + i1 * 1];
         }
-    // transpose  (gru.model:24:14)
-    for (int64_t i0 = 0; i0 < 144; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 577200)[i0 * 48 + i1 * 1] = (A + 10016)[i0 * 1 + i1 * 144];
-        }
+    // transpose  (gru.model:24:14): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
     gemm(false, true, 32, 48, 144, T(1), (A + 567840), 144, (A + 10016), 144, T(0), (A + 584112), 48, threads());
-    // transpose  (gru.model:24:14)
-    for (int64_t i0 = 0; i0 < 48; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 585648)[i0 * 32 + i1 * 1] = (A + 480432)[i0 * 1 + i1 * 48];
-        }
+    // transpose  (gru.model:24:14): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
     gemm(true, false, 48, 144, 32, T(1), (A + 480432), 48, (A + 567840), 144, T(0), (A + 587184), 144, threads());
     // add  (gru.model:24:14)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
       (A + 594096)[i] = (A + 515600)[i] + (A + 584112)[i];
     }
@@ -671,66 +597,65 @@ private:
         {
           (A + 595632)[i1 * 1] += (A + 572448)[i0 * 144 + i1 * 1];
         }
-    // transpose  (gru.model:23:15)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 595776)[i0 * 32 + i1 * 1] = (A + 489648)[i0 * 1 + i1 * 1];
-        }
+    // transpose  (gru.model:23:15): folded into the matmul that reads it
     // matmul  (gru.model:23:15)
     gemm(true, false, 1, 144, 32, T(1), (A + 489648), 1, (A + 572448), 144, T(0), (A + 595808), 144, threads());
-    // add  (gru.model:22:12)
+    // fused loop over [144]:
+    //   add  (gru.model:22:12)
+    //   add  (gru.model:22:12)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 144; ++i) {
-      (A + 595952)[i] = (A + 491360)[i] + (A + 595632)[i];
-    }
-    // add  (gru.model:22:12)
-    for (int64_t i = 0; i < 144; ++i) {
-      (A + 596096)[i] = (A + 498416)[i] + (A + 577056)[i];
+      const T v0 = (A + 491360)[i] + (A + 595632)[i];
+      (A + 595952)[i] = v0;
+      const T v1 = (A + 498416)[i] + (A + 577056)[i];
+      (A + 596096)[i] = v1;
     }
     // add  (gru.model:22:12)
     for (int64_t i0 = 0; i0 < 1; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
           (A + 596240)[i0 * 144 + i1 * 1] = (A + 498560)[i1 * 1] + (A + 595808)[i1 * 1];
         }
     // add  (gru.model:22:12)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 6912; ++i) {
       (A + 596384)[i] = (A + 498704)[i] + (A + 587184)[i];
     }
-    std::copy_n((A + 594096), 1536, (A + 462960));
-    std::copy_n((A + 595952), 144, (A + 464640));
-    std::copy_n((A + 596096), 144, (A + 471696));
-    std::copy_n((A + 596240), 144, (A + 471840));
-    std::copy_n((A + 596384), 6912, (A + 471984));
-    std::copy_n((A + 462960), 1536, (A + 489680));
-    std::copy_n((A + 464640), 144, (A + 491360));
-    std::copy_n((A + 471696), 144, (A + 498416));
-    std::copy_n((A + 471840), 144, (A + 498560));
-    std::copy_n((A + 471984), 6912, (A + 498704));
+    std::copy_n((A + 594096), 1536, (A + 489680));
+    std::copy_n((A + 595952), 144, (A + 491360));
+    std::copy_n((A + 596096), 144, (A + 498416));
+    std::copy_n((A + 596240), 144, (A + 498560));
+    std::copy_n((A + 596384), 6912, (A + 498704));
   }
+  std::copy_n((A + 489680), 1536, (A + 462960));
   std::copy_n((A + 491216), 144, (A + 464496));
+  std::copy_n((A + 491360), 144, (A + 464640));
   std::copy_n((A + 491504), 6912, (A + 464784));
-  // transpose  (gru.model:24:25)
+  std::copy_n((A + 498416), 144, (A + 471696));
+  std::copy_n((A + 498560), 144, (A + 471840));
+  std::copy_n((A + 498704), 6912, (A + 471984));
+  // fused loop over [144, 48]:
+  //   transpose  (gru.model:24:25)  [register]
+  //   add %d.gru.weight_hh_l0  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        (A + 603296)[i0 * 48 + i1 * 1] = (A + 471984)[i0 * 1 + i1 * 144];
+        const T v0 = (A + 471984)[i0 * 1 + i1 * 144];
+        const T v1 = (A + 464784)[i0 * 48 + i1 * 1] + v0;
+        (A + 610208)[i0 * 48 + i1 * 1] = v1;
       }
-  // add %d.gru.weight_hh_l0  (gru.model:24:25)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 610208)[i] = (A + 464784)[i] + (A + 603296)[i];
-  }
-  // transpose  (gru.model:23:26)
+  // fused loop over [144, 1]:
+  //   transpose  (gru.model:23:26)  [register]
+  //   add %d.gru.weight_ih_l0  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 617120)[i0 * 1 + i1 * 1] = (A + 471840)[i0 * 1 + i1 * 144];
-      }
-  // add %d.gru.weight_ih_l0  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 617264)[i0 * 1 + i1 * 1] = (A + 464496)[i0 * 1] + (A + 617120)[i0 * 1];
+        const T v0 = (A + 471840)[i0 * 1 + i1 * 144];
+        const T v1 = (A + 464496)[i0 * 1] + v0;
+        (A + 617264)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (gru.model:16:3)
   if (grads) (*grads)[0].assign((A + 617264), (A + 617264) + 144);
@@ -748,6 +673,7 @@ private:
   (A + 617408)[0] = T(lr_);
   // buffer %optimizer.step  (gru.model:44:1)
   // add %optimizer.step.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 617440)[0] = sf_[6].data()[0] + (A + 16928)[0];
   }
@@ -755,459 +681,368 @@ private:
   updates.emplace_back(6, (A + 617440));
   // const  (gru.model:44:1)
   std::fill_n((A + 617456), 1, T(-0.10536051565782628));
-  // mul  (gru.model:44:1)
+  // fused loop over []:
+  //   mul  (gru.model:44:1)  [register]
+  //   exp  (gru.model:44:1)  [register]
+  //   sub  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 617472)[0] = (A + 617440)[0] * (A + 617456)[0];
-  }
-  // exp  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 617488)[0] = std::exp((A + 617472)[0]);
-  }
-  // sub  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 617504)[0] = (A + 16928)[0] - (A + 617488)[0];
+    const T v0 = (A + 617440)[0] * (A + 617456)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 16928)[0] - v1;
+    (A + 617504)[0] = v2;
   }
   // const  (gru.model:44:1)
   std::fill_n((A + 617520), 1, T(-0.0010005003335835344));
-  // mul  (gru.model:44:1)
+  // fused loop over []:
+  //   mul  (gru.model:44:1)  [register]
+  //   exp  (gru.model:44:1)  [register]
+  //   sub  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)
+  //   sqrt  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 617536)[0] = (A + 617440)[0] * (A + 617520)[0];
-  }
-  // exp  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 617552)[0] = std::exp((A + 617536)[0]);
-  }
-  // sub  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 617568)[0] = (A + 16928)[0] - (A + 617552)[0];
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 617584)[0] = (A + 617408)[0] / (A + 617504)[0];
-  }
-  // sqrt  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 617600)[0] = std::sqrt((A + 617568)[0]);
+    const T v0 = (A + 617440)[0] * (A + 617520)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 16928)[0] - v1;
+    const T v3 = (A + 617408)[0] / (A + 617504)[0];
+    (A + 617584)[0] = v3;
+    const T v4 = std::sqrt(v2);
+    (A + 617600)[0] = v4;
   }
   // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
   // const  (gru.model:44:1)
   std::fill_n((A + 617760), 1, T(0.90000000000000002));
   // mul  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 617776)[i0 * 1 + i1 * 1] = sf_[7].data()[i0 * 1] * (A + 617760)[0];
       }
   // const  (gru.model:44:1)
   std::fill_n((A + 617920), 1, T(0.099999999999999978));
-  // mul  (gru.model:44:1)
+  // fused loop over [144, 1]:
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 617936)[i0 * 1 + i1 * 1] = (A + 617264)[i0 * 1] * (A + 617920)[0];
-      }
-  // add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 618080)[i0 * 1 + i1 * 1] = (A + 617776)[i0 * 1] + (A + 617936)[i0 * 1];
+        const T v0 = (A + 617264)[i0 * 1] * (A + 617920)[0];
+        const T v1 = (A + 617776)[i0 * 1] + v0;
+        (A + 618080)[i0 * 1 + i1 * 1] = v1;
       }
   // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
   // const  (gru.model:44:1)
   std::fill_n((A + 618368), 1, T(0.999));
-  // mul  (gru.model:44:1)
+  // fused loop over [144, 1]:
+  //   mul  (gru.model:44:1)
+  //   mul  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 618384)[i0 * 1 + i1 * 1] = sf_[8].data()[i0 * 1] * (A + 618368)[0];
-      }
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 618528)[i0 * 1 + i1 * 1] = (A + 617264)[i0 * 1] * (A + 617264)[i0 * 1];
+        const T v0 = sf_[8].data()[i0 * 1] * (A + 618368)[0];
+        (A + 618384)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = (A + 617264)[i0 * 1] * (A + 617264)[i0 * 1];
+        (A + 618528)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (gru.model:44:1)
   std::fill_n((A + 618672), 1, T(0.0010000000000000009));
-  // mul  (gru.model:44:1)
+  // fused loop over [144, 1]:
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 618688)[i0 * 1 + i1 * 1] = (A + 618528)[i0 * 1] * (A + 618672)[0];
-      }
-  // add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 618832)[i0 * 1 + i1 * 1] = (A + 618384)[i0 * 1] + (A + 618688)[i0 * 1];
+        const T v0 = (A + 618528)[i0 * 1] * (A + 618672)[0];
+        const T v1 = (A + 618384)[i0 * 1] + v0;
+        (A + 618832)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (gru.model:44:1)
   updates.emplace_back(7, (A + 618080));
   // update  (gru.model:44:1)
   updates.emplace_back(8, (A + 618832));
-  // sqrt  (gru.model:44:1)
+  // fused loop over [144, 1]:
+  //   sqrt  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 618976)[i0 * 1 + i1 * 1] = std::sqrt((A + 618832)[i0 * 1]);
-      }
-  // div  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 619120)[i0 * 1 + i1 * 1] = (A + 618976)[i0 * 1] / (A + 617600)[0];
+        const T v0 = std::sqrt((A + 618832)[i0 * 1]);
+        const T v1 = v0 / (A + 617600)[0];
+        (A + 619120)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (gru.model:44:1)
   std::fill_n((A + 619264), 1, T(1e-08));
-  // add  (gru.model:44:1)
+  // fused loop over [144, 1]:
+  //   add  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   sub %gru.weight_ih_l0.new  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 619280)[i0 * 1 + i1 * 1] = (A + 619120)[i0 * 1] + (A + 619264)[0];
-      }
-  // div  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 619424)[i0 * 1 + i1 * 1] = (A + 618080)[i0 * 1] / (A + 619280)[i0 * 1];
-      }
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 619568)[i0 * 1 + i1 * 1] = (A + 617584)[0] * (A + 619424)[i0 * 1];
-      }
-  // sub %gru.weight_ih_l0.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 619712)[i0 * 1 + i1 * 1] = sf_[0].data()[i0 * 1] - (A + 619568)[i0 * 1];
+        const T v0 = (A + 619120)[i0 * 1] + (A + 619264)[0];
+        const T v1 = (A + 618080)[i0 * 1] / v0;
+        const T v2 = (A + 617584)[0] * v1;
+        const T v3 = sf_[0].data()[i0 * 1] - v2;
+        (A + 619712)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (gru.model:44:1)
   updates.emplace_back(0, (A + 619712));
   // buffer %optimizer.gru.weight_hh_l0.exp_avg  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [144, 48]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
-    (A + 626768)[i] = sf_[9].data()[i] * (A + 617760)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 633680)[i] = (A + 610208)[i] * (A + 617920)[0];
-  }
-  // add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 640592)[i] = (A + 626768)[i] + (A + 633680)[i];
+    const T v0 = sf_[9].data()[i] * (A + 617760)[0];
+    const T v1 = (A + 610208)[i] * (A + 617920)[0];
+    const T v2 = v0 + v1;
+    (A + 640592)[i] = v2;
   }
   // buffer %optimizer.gru.weight_hh_l0.exp_avg_sq  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [144, 48]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
-    (A + 654416)[i] = sf_[10].data()[i] * (A + 618368)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 661328)[i] = (A + 610208)[i] * (A + 610208)[i];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 668240)[i] = (A + 661328)[i] * (A + 618672)[0];
-  }
-  // add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 675152)[i] = (A + 654416)[i] + (A + 668240)[i];
+    const T v0 = sf_[10].data()[i] * (A + 618368)[0];
+    const T v1 = (A + 610208)[i] * (A + 610208)[i];
+    const T v2 = v1 * (A + 618672)[0];
+    const T v3 = v0 + v2;
+    (A + 675152)[i] = v3;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(9, (A + 640592));
   // update  (gru.model:44:1)
   updates.emplace_back(10, (A + 675152));
-  // sqrt  (gru.model:44:1)
+  // fused loop over [144, 48]:
+  //   sqrt  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   add  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
-    (A + 682064)[i] = std::sqrt((A + 675152)[i]);
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 688976)[i] = (A + 682064)[i] / (A + 617600)[0];
-  }
-  // add  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 695888)[i] = (A + 688976)[i] + (A + 619264)[0];
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 702800)[i] = (A + 640592)[i] / (A + 695888)[i];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 709712)[i] = (A + 617584)[0] * (A + 702800)[i];
-  }
-  // sub %gru.weight_hh_l0.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 6912; ++i) {
-    (A + 716624)[i] = sf_[1].data()[i] - (A + 709712)[i];
+    const T v0 = std::sqrt((A + 675152)[i]);
+    const T v1 = v0 / (A + 617600)[0];
+    const T v2 = v1 + (A + 619264)[0];
+    const T v3 = (A + 640592)[i] / v2;
+    const T v4 = (A + 617584)[0] * v3;
+    const T v5 = sf_[1].data()[i] - v4;
+    (A + 716624)[i] = v5;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(1, (A + 716624));
   // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [144]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    (A + 723680)[i] = sf_[11].data()[i] * (A + 617760)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 723824)[i] = (A + 464640)[i] * (A + 617920)[0];
-  }
-  // add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 723968)[i] = (A + 723680)[i] + (A + 723824)[i];
+    const T v0 = sf_[11].data()[i] * (A + 617760)[0];
+    const T v1 = (A + 464640)[i] * (A + 617920)[0];
+    const T v2 = v0 + v1;
+    (A + 723968)[i] = v2;
   }
   // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [144]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    (A + 724256)[i] = sf_[12].data()[i] * (A + 618368)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 724400)[i] = (A + 464640)[i] * (A + 464640)[i];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 724544)[i] = (A + 724400)[i] * (A + 618672)[0];
-  }
-  // add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 724688)[i] = (A + 724256)[i] + (A + 724544)[i];
+    const T v0 = sf_[12].data()[i] * (A + 618368)[0];
+    const T v1 = (A + 464640)[i] * (A + 464640)[i];
+    const T v2 = v1 * (A + 618672)[0];
+    const T v3 = v0 + v2;
+    (A + 724688)[i] = v3;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(11, (A + 723968));
   // update  (gru.model:44:1)
   updates.emplace_back(12, (A + 724688));
-  // sqrt  (gru.model:44:1)
+  // fused loop over [144]:
+  //   sqrt  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   add  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   sub %gru.bias_ih_l0.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    (A + 724832)[i] = std::sqrt((A + 724688)[i]);
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 724976)[i] = (A + 724832)[i] / (A + 617600)[0];
-  }
-  // add  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 725120)[i] = (A + 724976)[i] + (A + 619264)[0];
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 725264)[i] = (A + 723968)[i] / (A + 725120)[i];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 725408)[i] = (A + 617584)[0] * (A + 725264)[i];
-  }
-  // sub %gru.bias_ih_l0.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 725552)[i] = sf_[2].data()[i] - (A + 725408)[i];
+    const T v0 = std::sqrt((A + 724688)[i]);
+    const T v1 = v0 / (A + 617600)[0];
+    const T v2 = v1 + (A + 619264)[0];
+    const T v3 = (A + 723968)[i] / v2;
+    const T v4 = (A + 617584)[0] * v3;
+    const T v5 = sf_[2].data()[i] - v4;
+    (A + 725552)[i] = v5;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(2, (A + 725552));
   // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [144]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    (A + 725840)[i] = sf_[13].data()[i] * (A + 617760)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 725984)[i] = (A + 471696)[i] * (A + 617920)[0];
-  }
-  // add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 726128)[i] = (A + 725840)[i] + (A + 725984)[i];
+    const T v0 = sf_[13].data()[i] * (A + 617760)[0];
+    const T v1 = (A + 471696)[i] * (A + 617920)[0];
+    const T v2 = v0 + v1;
+    (A + 726128)[i] = v2;
   }
   // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [144]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    (A + 726416)[i] = sf_[14].data()[i] * (A + 618368)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 726560)[i] = (A + 471696)[i] * (A + 471696)[i];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 726704)[i] = (A + 726560)[i] * (A + 618672)[0];
-  }
-  // add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 726848)[i] = (A + 726416)[i] + (A + 726704)[i];
+    const T v0 = sf_[14].data()[i] * (A + 618368)[0];
+    const T v1 = (A + 471696)[i] * (A + 471696)[i];
+    const T v2 = v1 * (A + 618672)[0];
+    const T v3 = v0 + v2;
+    (A + 726848)[i] = v3;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(13, (A + 726128));
   // update  (gru.model:44:1)
   updates.emplace_back(14, (A + 726848));
-  // sqrt  (gru.model:44:1)
+  // fused loop over [144]:
+  //   sqrt  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   add  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    (A + 726992)[i] = std::sqrt((A + 726848)[i]);
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 727136)[i] = (A + 726992)[i] / (A + 617600)[0];
-  }
-  // add  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 727280)[i] = (A + 727136)[i] + (A + 619264)[0];
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 727424)[i] = (A + 726128)[i] / (A + 727280)[i];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 727568)[i] = (A + 617584)[0] * (A + 727424)[i];
-  }
-  // sub %gru.bias_hh_l0.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 144; ++i) {
-    (A + 727712)[i] = sf_[3].data()[i] - (A + 727568)[i];
+    const T v0 = std::sqrt((A + 726848)[i]);
+    const T v1 = v0 / (A + 617600)[0];
+    const T v2 = v1 + (A + 619264)[0];
+    const T v3 = (A + 726128)[i] / v2;
+    const T v4 = (A + 617584)[0] * v3;
+    const T v5 = sf_[3].data()[i] - v4;
+    (A + 727712)[i] = v5;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(3, (A + 727712));
   // buffer %optimizer.head.weight.exp_avg  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [1, 48]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        (A + 727904)[i0 * 48 + i1 * 1] = sf_[15].data()[i1 * 1] * (A + 617760)[0];
-      }
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 727952)[i0 * 48 + i1 * 1] = (A + 401040)[i1 * 1] * (A + 617920)[0];
-      }
-  // add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728000)[i0 * 48 + i1 * 1] = (A + 727904)[i1 * 1] + (A + 727952)[i1 * 1];
+        const T v0 = sf_[15].data()[i1 * 1] * (A + 617760)[0];
+        const T v1 = (A + 401040)[i1 * 1] * (A + 617920)[0];
+        const T v2 = v0 + v1;
+        (A + 728000)[i0 * 48 + i1 * 1] = v2;
       }
   // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [1, 48]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        (A + 728096)[i0 * 48 + i1 * 1] = sf_[16].data()[i1 * 1] * (A + 618368)[0];
-      }
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728144)[i0 * 48 + i1 * 1] = (A + 401040)[i1 * 1] * (A + 401040)[i1 * 1];
-      }
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728192)[i0 * 48 + i1 * 1] = (A + 728144)[i1 * 1] * (A + 618672)[0];
-      }
-  // add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728240)[i0 * 48 + i1 * 1] = (A + 728096)[i1 * 1] + (A + 728192)[i1 * 1];
+        const T v0 = sf_[16].data()[i1 * 1] * (A + 618368)[0];
+        const T v1 = (A + 401040)[i1 * 1] * (A + 401040)[i1 * 1];
+        const T v2 = v1 * (A + 618672)[0];
+        const T v3 = v0 + v2;
+        (A + 728240)[i0 * 48 + i1 * 1] = v3;
       }
   // update  (gru.model:44:1)
   updates.emplace_back(15, (A + 728000));
   // update  (gru.model:44:1)
   updates.emplace_back(16, (A + 728240));
-  // sqrt  (gru.model:44:1)
+  // fused loop over [1, 48]:
+  //   sqrt  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   add  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   sub %head.weight.new  (gru.model:44:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        (A + 728288)[i0 * 48 + i1 * 1] = std::sqrt((A + 728240)[i1 * 1]);
-      }
-  // div  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728336)[i0 * 48 + i1 * 1] = (A + 728288)[i1 * 1] / (A + 617600)[0];
-      }
-  // add  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728384)[i0 * 48 + i1 * 1] = (A + 728336)[i1 * 1] + (A + 619264)[0];
-      }
-  // div  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728432)[i0 * 48 + i1 * 1] = (A + 728000)[i1 * 1] / (A + 728384)[i1 * 1];
-      }
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728480)[i0 * 48 + i1 * 1] = (A + 617584)[0] * (A + 728432)[i1 * 1];
-      }
-  // sub %head.weight.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 728528)[i0 * 48 + i1 * 1] = sf_[4].data()[i1 * 1] - (A + 728480)[i1 * 1];
+        const T v0 = std::sqrt((A + 728240)[i1 * 1]);
+        const T v1 = v0 / (A + 617600)[0];
+        const T v2 = v1 + (A + 619264)[0];
+        const T v3 = (A + 728000)[i1 * 1] / v2;
+        const T v4 = (A + 617584)[0] * v3;
+        const T v5 = sf_[4].data()[i1 * 1] - v4;
+        (A + 728528)[i0 * 48 + i1 * 1] = v5;
       }
   // update  (gru.model:44:1)
   updates.emplace_back(4, (A + 728528));
   // buffer %optimizer.head.bias.exp_avg  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [1]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 728592)[i] = sf_[17].data()[0] * (A + 617760)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728608)[i] = (A + 397856)[0] * (A + 617920)[0];
-  }
-  // add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728624)[i] = (A + 728592)[0] + (A + 728608)[0];
+    const T v0 = sf_[17].data()[0] * (A + 617760)[0];
+    const T v1 = (A + 397856)[0] * (A + 617920)[0];
+    const T v2 = v0 + v1;
+    (A + 728624)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (gru.model:44:1)
-  // mul  (gru.model:44:1)
+  // fused loop over [1]:
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 728656)[i] = sf_[18].data()[0] * (A + 618368)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728672)[i] = (A + 397856)[0] * (A + 397856)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728688)[i] = (A + 728672)[0] * (A + 618672)[0];
-  }
-  // add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728704)[i] = (A + 728656)[0] + (A + 728688)[0];
+    const T v0 = sf_[18].data()[0] * (A + 618368)[0];
+    const T v1 = (A + 397856)[0] * (A + 397856)[0];
+    const T v2 = v1 * (A + 618672)[0];
+    const T v3 = v0 + v2;
+    (A + 728704)[i] = v3;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(17, (A + 728624));
   // update  (gru.model:44:1)
   updates.emplace_back(18, (A + 728704));
-  // sqrt  (gru.model:44:1)
+  // fused loop over [1]:
+  //   sqrt  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   add  (gru.model:44:1)  [register]
+  //   div  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   sub %head.bias.new  (gru.model:44:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 728720)[i] = std::sqrt((A + 728704)[0]);
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728736)[i] = (A + 728720)[0] / (A + 617600)[0];
-  }
-  // add  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728752)[i] = (A + 728736)[0] + (A + 619264)[0];
-  }
-  // div  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728768)[i] = (A + 728624)[0] / (A + 728752)[0];
-  }
-  // mul  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728784)[i] = (A + 617584)[0] * (A + 728768)[0];
-  }
-  // sub %head.bias.new  (gru.model:44:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 728800)[i] = sf_[5].data()[0] - (A + 728784)[0];
+    const T v0 = std::sqrt((A + 728704)[0]);
+    const T v1 = v0 / (A + 617600)[0];
+    const T v2 = v1 + (A + 619264)[0];
+    const T v3 = (A + 728624)[0] / v2;
+    const T v4 = (A + 617584)[0] * v3;
+    const T v5 = sf_[5].data()[0] - v4;
+    (A + 728800)[i] = v5;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(5, (A + 728800));
@@ -1234,12 +1069,14 @@ private:
   // param %gru.bias_hh_l0  (gru.model:19:3)
   // transpose  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
         (A + 859952)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
         (A + 860096)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
@@ -1255,6 +1092,7 @@ private:
     gemm(false, false, 32, 144, 1, T(1), (A + 914640), 1, (A + 859952), 144, T(0), (A + 923568), 144, threads());
     // add %gru.gi  (gru.model:23:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
           (A + 928176)[i0 * 144 + i1 * 1] = (A + 923568)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
@@ -1263,97 +1101,60 @@ private:
     gemm(false, false, 32, 144, 48, T(1), (A + 914672), 48, (A + 860096), 144, T(0), (A + 932784), 144, threads());
     // add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
           (A + 937392)[i0 * 144 + i1 * 1] = (A + 932784)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
         }
-    // slice  (gru.model:25:21)
+    // fused loop over [32, 48]:
+    //   slice  (gru.model:25:21)  [register]
+    //   slice  (gru.model:25:34)  [register]
+    //   add  (gru.model:25:30)  [register]
+    //   sigmoid %gru.r  (gru.model:25:18)  [register]
+    //   slice  (gru.model:26:21)  [register]
+    //   slice  (gru.model:26:36)  [register]
+    //   add  (gru.model:26:32)  [register]
+    //   sigmoid %gru.z  (gru.model:26:18)  [register]
+    //   slice  (gru.model:27:18)  [register]
+    //   slice  (gru.model:27:39)  [register]
+    //   mul  (gru.model:27:35)  [register]
+    //   add  (gru.model:27:31)  [register]
+    //   tanh %gru.n  (gru.model:27:15)  [register]
+    //   sub  (gru.model:28:14)  [register]
+    //   mul  (gru.model:28:19)  [register]
+    //   mul  (gru.model:28:27)  [register]
+    //   add %gru.h  (gru.model:28:23)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 942000)[i0 * 48 + i1 * 1] = (A + 928176)[0 + i0 * 144 + i1 * 1];
+          const T v0 = (A + 928176)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 937392)[i0 * 144 + i1 * 1];
+          const T v2 = v0 + v1;
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 928176)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 937392)[48 + i0 * 144 + i1 * 1];
+          const T v6 = v4 + v5;
+          const T v7 = fsigmoid(v6);
+          const T v8 = (A + 928176)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 937392)[96 + i0 * 144 + i1 * 1];
+          const T v10 = v3 * v9;
+          const T v11 = v8 + v10;
+          const T v12 = ftanh(v11);
+          const T v13 = (A + 867008)[0] - v7;
+          const T v14 = v13 * v12;
+          const T v15 = v7 * (A + 914672)[i0 * 48 + i1 * 1];
+          const T v16 = v14 + v15;
+          (A + 966576)[i0 * 48 + i1 * 1] = v16;
         }
-    // slice  (gru.model:25:34)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 943536)[i0 * 48 + i1 * 1] = (A + 937392)[0 + i0 * 144 + i1 * 1];
-        }
-    // add  (gru.model:25:30)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 945072)[i] = (A + 942000)[i] + (A + 943536)[i];
-    }
-    // sigmoid %gru.r  (gru.model:25:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 946608)[i] = T(1) / (T(1) + std::exp(-(A + 945072)[i]));
-    }
-    // slice  (gru.model:26:21)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 948144)[i0 * 48 + i1 * 1] = (A + 928176)[48 + i0 * 144 + i1 * 1];
-        }
-    // slice  (gru.model:26:36)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 949680)[i0 * 48 + i1 * 1] = (A + 937392)[48 + i0 * 144 + i1 * 1];
-        }
-    // add  (gru.model:26:32)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 951216)[i] = (A + 948144)[i] + (A + 949680)[i];
-    }
-    // sigmoid %gru.z  (gru.model:26:18)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 952752)[i] = T(1) / (T(1) + std::exp(-(A + 951216)[i]));
-    }
-    // slice  (gru.model:27:18)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 954288)[i0 * 48 + i1 * 1] = (A + 928176)[96 + i0 * 144 + i1 * 1];
-        }
-    // slice  (gru.model:27:39)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 955824)[i0 * 48 + i1 * 1] = (A + 937392)[96 + i0 * 144 + i1 * 1];
-        }
-    // mul  (gru.model:27:35)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 957360)[i] = (A + 946608)[i] * (A + 955824)[i];
-    }
-    // add  (gru.model:27:31)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 958896)[i] = (A + 954288)[i] + (A + 957360)[i];
-    }
-    // tanh %gru.n  (gru.model:27:15)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 960432)[i] = std::tanh((A + 958896)[i]);
-    }
-    // sub  (gru.model:28:14)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 961968)[i] = (A + 867008)[0] - (A + 952752)[i];
-    }
-    // mul  (gru.model:28:19)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 963504)[i] = (A + 961968)[i] * (A + 960432)[i];
-    }
-    // mul  (gru.model:28:27)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 965040)[i] = (A + 952752)[i] * (A + 914672)[i];
-    }
-    // add %gru.h  (gru.model:28:23)
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 966576)[i] = (A + 963504)[i] + (A + 965040)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 966576) + o * 48, 48, (A + 868560) + (o * 30 + t) * 48);
-    std::copy_n((A + 966576), 1536, (A + 867024));
-    std::copy_n((A + 867024), 1536, (A + 914672));
+    std::copy_n((A + 966576), 1536, (A + 914672));
   }
+  std::copy_n((A + 914672), 1536, (A + 867024));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
           (A + 968112)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 868560)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
@@ -1361,17 +1162,13 @@ private:
   // reshape  (gru.model:39:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 48; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 971232)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 48, T(1), (A + 968112), 48, sf_[4].data(), 48, T(0), (A + 971280), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 971328)[i0 * 1 + i1 * 1] = (A + 971280)[i0 * 1] + sf_[5].data()[0];

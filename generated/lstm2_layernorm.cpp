@@ -6,8 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+
+// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
+#if defined(__clang__)
+#define GRADC_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GRADC_IVDEP _Pragma("GCC ivdep")
+#else
+#define GRADC_IVDEP
+#endif
 
 namespace {
 
@@ -166,12 +176,14 @@ public:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 716576)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 716704)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
@@ -186,103 +198,79 @@ public:
     gemm(false, false, 16, 128, 1, T(1), (A + 732064), 1, (A + 716576), 128, T(0), (A + 737584), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 739632)[i0 * 128 + i1 * 1] = (A + 737584)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 128, 32, T(1), (A + 732080), 32, (A + 716704), 128, T(0), (A + 741680), 128, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 743728)[i] = (A + 739632)[i] + (A + 741680)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 745776)[i0 * 128 + i1 * 1] = (A + 743728)[i0 * 128 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 739632)[i0 * 128 + i1 * 1] + (A + 741680)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 745776)[i0 * 128 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 747824)[i0 * 32 + i1 * 1] = (A + 745776)[0 + i0 * 128 + i1 * 1];
+          const T v0 = (A + 745776)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 745776)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 745776)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 745776)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 732592)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 752944)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 753968)[i0 * 32 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 748336)[i] = T(1) / (T(1) + std::exp(-(A + 747824)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 748848)[i0 * 32 + i1 * 1] = (A + 745776)[32 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 749360)[i] = T(1) / (T(1) + std::exp(-(A + 748848)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 749872)[i0 * 32 + i1 * 1] = (A + 745776)[64 + i0 * 128 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 750384)[i] = std::tanh((A + 749872)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 750896)[i0 * 32 + i1 * 1] = (A + 745776)[96 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 751408)[i] = T(1) / (T(1) + std::exp(-(A + 750896)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 751920)[i] = (A + 749360)[i] * (A + 732592)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 752432)[i] = (A + 748336)[i] * (A + 750384)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 752944)[i] = (A + 751920)[i] + (A + 752432)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 753456)[i] = std::tanh((A + 752944)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 753968)[i] = (A + 751408)[i] * (A + 753456)[i];
-    }
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 753968) + o * 32, 32, (A + 721824) + (o * 20 + t) * 32);
-    std::copy_n((A + 753968), 512, (A + 720800));
-    std::copy_n((A + 752944), 512, (A + 721312));
-    std::copy_n((A + 720800), 512, (A + 732080));
-    std::copy_n((A + 721312), 512, (A + 732592));
+    std::copy_n((A + 753968), 512, (A + 732080));
+    std::copy_n((A + 752944), 512, (A + 732592));
   }
+  std::copy_n((A + 732080), 512, (A + 720800));
+  std::copy_n((A + 732592), 512, (A + 721312));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
+  // fused loop over [32, 128]:
+  //   transpose  (prelude.model:30:31)
+  //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 762928)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
-      }
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 767024)[i0 * 128 + i1 * 1] = sf_[5].data()[i0 * 1 + i1 * 32];
+        const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
+        (A + 762928)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
+        (A + 767024)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 711584), 512, (A + 782896));
@@ -294,91 +282,68 @@ public:
     gemm(false, false, 16, 128, 32, T(1), (A + 782384), 32, (A + 762928), 128, T(0), (A + 792368), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 794416)[i0 * 128 + i1 * 1] = (A + 792368)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 128, 32, T(1), (A + 782896), 32, (A + 767024), 128, T(0), (A + 796464), 128, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 798512)[i] = (A + 794416)[i] + (A + 796464)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 800560)[i0 * 128 + i1 * 1] = (A + 798512)[i0 * 128 + i1 * 1] + sf_[7].data()[i1 * 1];
+          const T v0 = (A + 794416)[i0 * 128 + i1 * 1] + (A + 796464)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + sf_[7].data()[i1 * 1];
+          (A + 800560)[i0 * 128 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 802608)[i0 * 32 + i1 * 1] = (A + 800560)[0 + i0 * 128 + i1 * 1];
+          const T v0 = (A + 800560)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 800560)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 800560)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 800560)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 783408)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 807728)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 808752)[i0 * 32 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 803120)[i] = T(1) / (T(1) + std::exp(-(A + 802608)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 803632)[i0 * 32 + i1 * 1] = (A + 800560)[32 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 804144)[i] = T(1) / (T(1) + std::exp(-(A + 803632)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 804656)[i0 * 32 + i1 * 1] = (A + 800560)[64 + i0 * 128 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 805168)[i] = std::tanh((A + 804656)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 805680)[i0 * 32 + i1 * 1] = (A + 800560)[96 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 806192)[i] = T(1) / (T(1) + std::exp(-(A + 805680)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 806704)[i] = (A + 804144)[i] * (A + 783408)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 807216)[i] = (A + 803120)[i] * (A + 805168)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 807728)[i] = (A + 806704)[i] + (A + 807216)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 808240)[i] = std::tanh((A + 807728)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 808752)[i] = (A + 806192)[i] * (A + 808240)[i];
-    }
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 808752) + o * 32, 32, (A + 772144) + (o * 20 + t) * 32);
-    std::copy_n((A + 808752), 512, (A + 771120));
-    std::copy_n((A + 807728), 512, (A + 771632));
-    std::copy_n((A + 771120), 512, (A + 782896));
-    std::copy_n((A + 771632), 512, (A + 783408));
+    std::copy_n((A + 808752), 512, (A + 782896));
+    std::copy_n((A + 807728), 512, (A + 783408));
   }
+  std::copy_n((A + 782896), 512, (A + 771120));
+  std::copy_n((A + 783408), 512, (A + 771632));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
           (A + 809264)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 772144)[608 + i0 * 640 + i1 * 32 + i2 * 1];
@@ -393,16 +358,18 @@ public:
         (A + 810288)[i0 * 1] += (A + 809264)[i0 * 32 + i1 * 1];
       }
   for (int64_t k = 0; k < 16; ++k) (A + 810288)[k] /= T(32);
-  // sub %ln.d  (prelude.model:78:11)
+  // fused loop over [16, 32]:
+  //   sub %ln.d  (prelude.model:78:11)
+  //   mul  (prelude.model:79:18)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 810304)[i0 * 32 + i1 * 1] = (A + 809264)[i0 * 32 + i1 * 1] - (A + 810288)[i0 * 1];
+        const T v0 = (A + 809264)[i0 * 32 + i1 * 1] - (A + 810288)[i0 * 1];
+        (A + 810304)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 810816)[i0 * 32 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:79:18)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 810816)[i] = (A + 810304)[i] * (A + 810304)[i];
-  }
   // mean %ln.var  (prelude.model:79:15)
   std::fill_n((A + 811328), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -413,20 +380,20 @@ public:
   for (int64_t k = 0; k < 16; ++k) (A + 811328)[k] /= T(32);
   // const  (prelude.model:80:26)
   std::fill_n((A + 811344), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:80:26)
+  // fused loop over [16, 1]:
+  //   add  (prelude.model:80:26)  [register]
+  //   rsqrt  (prelude.model:80:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 811360)[i0 * 1 + i1 * 1] = (A + 811328)[i0 * 1] + (A + 811344)[0];
-      }
-  // rsqrt  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 811376)[i0 * 1 + i1 * 1] = T(1) / std::sqrt((A + 811360)[i0 * 1]);
+        const T v0 = (A + 811328)[i0 * 1] + (A + 811344)[0];
+        const T v1 = T(1) / std::sqrt(v0);
+        (A + 811376)[i0 * 1 + i1 * 1] = v1;
       }
   // mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 811392)[i0 * 32 + i1 * 1] = (A + 810304)[i0 * 32 + i1 * 1] * (A + 811376)[i0 * 1];
@@ -434,6 +401,7 @@ public:
   // param %ln.weight  (prelude.model:73:3)
   // mul  (prelude.model:80:33)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 811936)[i0 * 32 + i1 * 1] = (A + 811392)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
@@ -441,42 +409,35 @@ public:
   // param %ln.bias  (prelude.model:74:3)
   // add %z  (prelude.model:80:42)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 812480)[i0 * 32 + i1 * 1] = (A + 811936)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
       }
   // param %fc.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 813504)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 16, 32, T(1), (A + 812480), 32, sf_[10].data(), 32, T(0), (A + 814016), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
-  // add  (prelude.model:10:34)
+  // fused loop over [16, 16]:
+  //   add  (prelude.model:10:34)  [register]
+  //   relu  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 814288)[i0 * 16 + i1 * 1] = (A + 814016)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v0 = (A + 814016)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v1 = (v0 > T(0) ? v0 : T(0));
+        (A + 814544)[i0 * 16 + i1 * 1] = v1;
       }
-  // relu  (lstm2_layernorm.model:20:19)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 814544)[i] = ((A + 814288)[i] > T(0) ? (A + 814288)[i] : T(0));
-  }
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 814816)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 16];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 1, 16, T(1), (A + 814544), 16, sf_[12].data(), 16, T(0), (A + 814832), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 814864)[i0 * 1 + i1 * 1] = (A + 814832)[i0 * 1] + sf_[13].data()[0];
@@ -508,12 +469,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 5328)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 5456)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
@@ -528,82 +491,63 @@ private:
     gemm(false, false, 16, 128, 1, T(1), (A + 92496), 1, (A + 5328), 128, T(0), (A + 98016), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 100064)[i0 * 128 + i1 * 1] = (A + 98016)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 128, 32, T(1), (A + 92512), 32, (A + 5456), 128, T(0), (A + 102112), 128, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 104160)[i] = (A + 100064)[i] + (A + 102112)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 106208)[i0 * 128 + i1 * 1] = (A + 104160)[i0 * 128 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 100064)[i0 * 128 + i1 * 1] + (A + 102112)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 106208)[i0 * 128 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 108256)[i0 * 32 + i1 * 1] = (A + 106208)[0 + i0 * 128 + i1 * 1];
+          const T v0 = (A + 106208)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          (A + 108768)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 106208)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 109792)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 106208)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          (A + 110816)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 106208)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          (A + 111840)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 93024)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 113376)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          (A + 113888)[i0 * 32 + i1 * 1] = v11;
+          const T v12 = v7 * v11;
+          (A + 114400)[i0 * 32 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 108768)[i] = T(1) / (T(1) + std::exp(-(A + 108256)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 109280)[i0 * 32 + i1 * 1] = (A + 106208)[32 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 109792)[i] = T(1) / (T(1) + std::exp(-(A + 109280)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 110304)[i0 * 32 + i1 * 1] = (A + 106208)[64 + i0 * 128 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 110816)[i] = std::tanh((A + 110304)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 111328)[i0 * 32 + i1 * 1] = (A + 106208)[96 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 111840)[i] = T(1) / (T(1) + std::exp(-(A + 111328)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 112352)[i] = (A + 109792)[i] * (A + 93024)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 112864)[i] = (A + 108768)[i] * (A + 110816)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 113376)[i] = (A + 112352)[i] + (A + 112864)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 113888)[i] = std::tanh((A + 113376)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 114400)[i] = (A + 111840)[i] * (A + 113888)[i];
-    }
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 114400) + o * 32, 32, (A + 10576) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 113888) + o * 32, 32, (A + 20816) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 111840) + o * 32, 32, (A + 31056) + (o * 20 + t) * 32);
@@ -612,26 +556,26 @@ private:
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 93024) + o * 32, 32, (A + 61776) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 109792) + o * 32, 32, (A + 72016) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 92512) + o * 32, 32, (A + 82256) + (o * 20 + t) * 32);
-    std::copy_n((A + 114400), 512, (A + 9552));
-    std::copy_n((A + 113376), 512, (A + 10064));
-    std::copy_n((A + 9552), 512, (A + 92512));
-    std::copy_n((A + 10064), 512, (A + 93024));
+    std::copy_n((A + 114400), 512, (A + 92512));
+    std::copy_n((A + 113376), 512, (A + 93024));
   }
+  std::copy_n((A + 92512), 512, (A + 9552));
+  std::copy_n((A + 93024), 512, (A + 10064));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
+  // fused loop over [32, 128]:
+  //   transpose  (prelude.model:30:31)
+  //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 123360)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
-      }
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 127456)[i0 * 128 + i1 * 1] = sf_[5].data()[i0 * 1 + i1 * 32];
+        const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
+        (A + 123360)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
+        (A + 127456)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 215008));
@@ -643,82 +587,63 @@ private:
     gemm(false, false, 16, 128, 32, T(1), (A + 214496), 32, (A + 123360), 128, T(0), (A + 224480), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 226528)[i0 * 128 + i1 * 1] = (A + 224480)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 128, 32, T(1), (A + 215008), 32, (A + 127456), 128, T(0), (A + 228576), 128, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 230624)[i] = (A + 226528)[i] + (A + 228576)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 232672)[i0 * 128 + i1 * 1] = (A + 230624)[i0 * 128 + i1 * 1] + sf_[7].data()[i1 * 1];
+          const T v0 = (A + 226528)[i0 * 128 + i1 * 1] + (A + 228576)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + sf_[7].data()[i1 * 1];
+          (A + 232672)[i0 * 128 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 234720)[i0 * 32 + i1 * 1] = (A + 232672)[0 + i0 * 128 + i1 * 1];
+          const T v0 = (A + 232672)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          (A + 235232)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 232672)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 236256)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 232672)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          (A + 237280)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 232672)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          (A + 238304)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 215520)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 239840)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          (A + 240352)[i0 * 32 + i1 * 1] = v11;
+          const T v12 = v7 * v11;
+          (A + 240864)[i0 * 32 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 235232)[i] = T(1) / (T(1) + std::exp(-(A + 234720)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 235744)[i0 * 32 + i1 * 1] = (A + 232672)[32 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 236256)[i] = T(1) / (T(1) + std::exp(-(A + 235744)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 236768)[i0 * 32 + i1 * 1] = (A + 232672)[64 + i0 * 128 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 237280)[i] = std::tanh((A + 236768)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 237792)[i0 * 32 + i1 * 1] = (A + 232672)[96 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 238304)[i] = T(1) / (T(1) + std::exp(-(A + 237792)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 238816)[i] = (A + 236256)[i] * (A + 215520)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 239328)[i] = (A + 235232)[i] * (A + 237280)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 239840)[i] = (A + 238816)[i] + (A + 239328)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 240352)[i] = std::tanh((A + 239840)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 240864)[i] = (A + 238304)[i] * (A + 240352)[i];
-    }
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 240864) + o * 32, 32, (A + 132576) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 240352) + o * 32, 32, (A + 142816) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 238304) + o * 32, 32, (A + 153056) + (o * 20 + t) * 32);
@@ -727,14 +652,15 @@ private:
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 215520) + o * 32, 32, (A + 183776) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 236256) + o * 32, 32, (A + 194016) + (o * 20 + t) * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 215008) + o * 32, 32, (A + 204256) + (o * 20 + t) * 32);
-    std::copy_n((A + 240864), 512, (A + 131552));
-    std::copy_n((A + 239840), 512, (A + 132064));
-    std::copy_n((A + 131552), 512, (A + 215008));
-    std::copy_n((A + 132064), 512, (A + 215520));
+    std::copy_n((A + 240864), 512, (A + 215008));
+    std::copy_n((A + 239840), 512, (A + 215520));
   }
+  std::copy_n((A + 215008), 512, (A + 131552));
+  std::copy_n((A + 215520), 512, (A + 132064));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
           (A + 241376)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 132576)[608 + i0 * 640 + i1 * 32 + i2 * 1];
@@ -749,16 +675,18 @@ private:
         (A + 242400)[i0 * 1] += (A + 241376)[i0 * 32 + i1 * 1];
       }
   for (int64_t k = 0; k < 16; ++k) (A + 242400)[k] /= T(32);
-  // sub %ln.d  (prelude.model:78:11)
+  // fused loop over [16, 32]:
+  //   sub %ln.d  (prelude.model:78:11)
+  //   mul  (prelude.model:79:18)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 242416)[i0 * 32 + i1 * 1] = (A + 241376)[i0 * 32 + i1 * 1] - (A + 242400)[i0 * 1];
+        const T v0 = (A + 241376)[i0 * 32 + i1 * 1] - (A + 242400)[i0 * 1];
+        (A + 242416)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 242928)[i0 * 32 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:79:18)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 242928)[i] = (A + 242416)[i] * (A + 242416)[i];
-  }
   // mean %ln.var  (prelude.model:79:15)
   std::fill_n((A + 243440), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -769,20 +697,20 @@ private:
   for (int64_t k = 0; k < 16; ++k) (A + 243440)[k] /= T(32);
   // const  (prelude.model:80:26)
   std::fill_n((A + 243456), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:80:26)
+  // fused loop over [16, 1]:
+  //   add  (prelude.model:80:26)  [register]
+  //   rsqrt  (prelude.model:80:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 243472)[i0 * 1 + i1 * 1] = (A + 243440)[i0 * 1] + (A + 243456)[0];
-      }
-  // rsqrt  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 243488)[i0 * 1 + i1 * 1] = T(1) / std::sqrt((A + 243472)[i0 * 1]);
+        const T v0 = (A + 243440)[i0 * 1] + (A + 243456)[0];
+        const T v1 = T(1) / std::sqrt(v0);
+        (A + 243488)[i0 * 1 + i1 * 1] = v1;
       }
   // mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 243504)[i0 * 32 + i1 * 1] = (A + 242416)[i0 * 32 + i1 * 1] * (A + 243488)[i0 * 1];
@@ -790,6 +718,7 @@ private:
   // param %ln.weight  (prelude.model:73:3)
   // mul  (prelude.model:80:33)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 244048)[i0 * 32 + i1 * 1] = (A + 243504)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
@@ -797,6 +726,7 @@ private:
   // param %ln.bias  (prelude.model:74:3)
   // add %z  (prelude.model:80:42)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 244592)[i0 * 32 + i1 * 1] = (A + 244048)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
@@ -804,6 +734,7 @@ private:
   // param %fc.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
         (A + 245616)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
@@ -811,19 +742,22 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 16, 32, T(1), (A + 244592), 32, sf_[10].data(), 32, T(0), (A + 246128), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
-  // add  (prelude.model:10:34)
+  // fused loop over [16, 16]:
+  //   add  (prelude.model:10:34)
+  //   relu  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 246400)[i0 * 16 + i1 * 1] = (A + 246128)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v0 = (A + 246128)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        (A + 246400)[i0 * 16 + i1 * 1] = v0;
+        const T v1 = (v0 > T(0) ? v0 : T(0));
+        (A + 246656)[i0 * 16 + i1 * 1] = v1;
       }
-  // relu  (lstm2_layernorm.model:20:19)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 246656)[i] = ((A + 246400)[i] > T(0) ? (A + 246400)[i] : T(0));
-  }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 246928)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 16];
@@ -833,6 +767,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 246976)[i0 * 1 + i1 * 1] = (A + 246944)[i0 * 1] + sf_[13].data()[0];
@@ -846,6 +781,7 @@ private:
   std::fill_n((A + 247008), 1, T(1));
   // sub  (lstm2_layernorm.model:21:13)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 247024)[i0 * 1 + i1 * 1] = (A + 246976)[i0 * 1] - (A + 320)[i0 * 1];
@@ -854,6 +790,7 @@ private:
   std::fill_n((A + 247040), 1, T(0.125));
   // mul  (lstm2_layernorm.model:21:13)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 247056)[i0 * 1 + i1 * 1] = (A + 247024)[i0 * 1] * (A + 247040)[0];
@@ -863,37 +800,29 @@ private:
   for (int64_t i = 0; i < 16; ++i) {
     (A + 247072)[0] += (A + 247056)[i];
   }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 247088)[i0 * 16 + i1 * 1] = (A + 246928)[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 16, 1, T(1), (A + 247056), 1, (A + 246928), 1, T(0), (A + 247104), 16, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 247360)[i0 * 16 + i1 * 1] = (A + 246656)[i0 * 1 + i1 * 16];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 16, 1, 16, T(1), (A + 246656), 16, (A + 247056), 1, T(0), (A + 247616), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
         (A + 247632)[i0 * 16 + i1 * 1] = (A + 247616)[i0 * 1 + i1 * 1];
       }
   // const  (lstm2_layernorm.model:20:19)
   std::fill_n((A + 247648), 1, T(0));
-  // cmp_gt  (lstm2_layernorm.model:20:19)
+  // fused loop over [16, 16]:
+  //   cmp_gt  (lstm2_layernorm.model:20:19)  [register]
+  //   mul  (lstm2_layernorm.model:20:19)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 247664)[i] = T((A + 246400)[i] > (A + 247648)[0]);
-  }
-  // mul  (lstm2_layernorm.model:20:19)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 247920)[i] = (A + 247104)[i] * (A + 247664)[i];
+    const T v0 = T((A + 246400)[i] > (A + 247648)[0]);
+    const T v1 = (A + 247104)[i] * v0;
+    (A + 247920)[i] = v1;
   }
   // sum %d.fc.bias  (prelude.model:10:34)
   std::fill_n((A + 248176), 16, T(0));
@@ -902,24 +831,15 @@ private:
       {
         (A + 248176)[i1 * 1] += (A + 247920)[i0 * 16 + i1 * 1];
       }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 248192)[i0 * 32 + i1 * 1] = (A + 245616)[i0 * 1 + i1 * 16];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 32, 16, T(1), (A + 247920), 16, (A + 245616), 16, T(0), (A + 248704), 32, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 249216)[i0 * 16 + i1 * 1] = (A + 244592)[i0 * 1 + i1 * 32];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 32, 16, 16, T(1), (A + 244592), 32, (A + 247920), 16, T(0), (A + 249728), 16, threads());
   // transpose %d.fc.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 250240)[i0 * 32 + i1 * 1] = (A + 249728)[i0 * 1 + i1 * 16];
@@ -931,16 +851,18 @@ private:
       {
         (A + 250752)[i1 * 1] += (A + 248704)[i0 * 32 + i1 * 1];
       }
-  // mul  (prelude.model:80:33)
+  // fused loop over [16, 32]:
+  //   mul  (prelude.model:80:33)
+  //   mul  (prelude.model:80:33)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 250784)[i0 * 32 + i1 * 1] = (A + 248704)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        const T v0 = (A + 248704)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 250784)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 248704)[i0 * 32 + i1 * 1] * (A + 243504)[i0 * 32 + i1 * 1];
+        (A + 251296)[i0 * 32 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:80:33)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 251296)[i] = (A + 248704)[i] * (A + 243504)[i];
-  }
   // sum %d.ln.weight  (prelude.model:80:33)
   std::fill_n((A + 251808), 32, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -948,16 +870,18 @@ private:
       {
         (A + 251808)[i1 * 1] += (A + 251296)[i0 * 32 + i1 * 1];
       }
-  // mul  (prelude.model:80:14)
+  // fused loop over [16, 32]:
+  //   mul  (prelude.model:80:14)
+  //   mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 251840)[i0 * 32 + i1 * 1] = (A + 250784)[i0 * 32 + i1 * 1] * (A + 243488)[i0 * 1];
+        const T v0 = (A + 250784)[i0 * 32 + i1 * 1] * (A + 243488)[i0 * 1];
+        (A + 251840)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 250784)[i0 * 32 + i1 * 1] * (A + 242416)[i0 * 32 + i1 * 1];
+        (A + 252352)[i0 * 32 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:80:14)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 252352)[i] = (A + 250784)[i] * (A + 242416)[i];
-  }
   // sum  (prelude.model:80:14)
   std::fill_n((A + 252864), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -969,60 +893,48 @@ private:
   // (a view of its operand)
   // const  (prelude.model:80:21)
   std::fill_n((A + 252896), 1, T(-0.5));
-  // mul  (prelude.model:80:21)
+  // fused loop over [16, 1]:
+  //   mul  (prelude.model:80:21)  [register]
+  //   mul  (prelude.model:80:21)  [register]
+  //   mul  (prelude.model:80:21)  [register]
+  //   mul  (prelude.model:80:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 252912)[i0 * 1 + i1 * 1] = (A + 252864)[i0 * 1] * (A + 252896)[0];
-      }
-  // mul  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 252928)[i0 * 1 + i1 * 1] = (A + 243488)[i0 * 1] * (A + 243488)[i0 * 1];
-      }
-  // mul  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 252944)[i0 * 1 + i1 * 1] = (A + 243488)[i0 * 1] * (A + 252928)[i0 * 1];
-      }
-  // mul  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 252960)[i0 * 1 + i1 * 1] = (A + 252912)[i0 * 1] * (A + 252944)[i0 * 1];
+        const T v0 = (A + 252864)[i0 * 1] * (A + 252896)[0];
+        const T v1 = (A + 243488)[i0 * 1] * (A + 243488)[i0 * 1];
+        const T v2 = (A + 243488)[i0 * 1] * v1;
+        const T v3 = v0 * v2;
+        (A + 252960)[i0 * 1 + i1 * 1] = v3;
       }
   // const  (prelude.model:79:15)
   std::fill_n((A + 252976), 1, T(0.03125));
   // mul  (prelude.model:79:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 252992)[i0 * 1 + i1 * 1] = (A + 252960)[i0 * 1] * (A + 252976)[0];
       }
-  // broadcast_to  (prelude.model:79:15)
+  // fused loop over [16, 32]:
+  //   broadcast_to  (prelude.model:79:15)  [register]
+  //   mul  (prelude.model:79:18)  [register]
+  //   add  (prelude.model:79:18)  [register]
+  //   add  (prelude.model:79:18)
+  //   neg  (prelude.model:78:11)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 253008)[i0 * 32 + i1 * 1] = (A + 252992)[i0 * 1];
+        const T v0 = (A + 252992)[i0 * 1];
+        const T v1 = v0 * (A + 242416)[i0 * 32 + i1 * 1];
+        const T v2 = (A + 251840)[i0 * 32 + i1 * 1] + v1;
+        const T v3 = v2 + v1;
+        (A + 254544)[i0 * 32 + i1 * 1] = v3;
+        const T v4 = -v3;
+        (A + 255056)[i0 * 32 + i1 * 1] = v4;
       }
-  // mul  (prelude.model:79:18)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 253520)[i] = (A + 253008)[i] * (A + 242416)[i];
-  }
-  // add  (prelude.model:79:18)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 254032)[i] = (A + 251840)[i] + (A + 253520)[i];
-  }
-  // add  (prelude.model:79:18)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 254544)[i] = (A + 254032)[i] + (A + 253520)[i];
-  }
-  // neg  (prelude.model:78:11)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 255056)[i] = -(A + 254544)[i];
-  }
   // sum  (prelude.model:78:11)
   std::fill_n((A + 255568), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -1034,26 +946,29 @@ private:
   // (a view of its operand)
   // mul  (prelude.model:77:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 255600)[i0 * 1 + i1 * 1] = (A + 255568)[i0 * 1] * (A + 252976)[0];
       }
-  // broadcast_to  (prelude.model:77:14)
+  // fused loop over [16, 32]:
+  //   broadcast_to  (prelude.model:77:14)  [register]
+  //   add  (prelude.model:77:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 255616)[i0 * 32 + i1 * 1] = (A + 255600)[i0 * 1];
+        const T v0 = (A + 255600)[i0 * 1];
+        const T v1 = (A + 254544)[i0 * 32 + i1 * 1] + v0;
+        (A + 256128)[i0 * 32 + i1 * 1] = v1;
       }
-  // add  (prelude.model:77:14)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 256128)[i] = (A + 254544)[i] + (A + 255616)[i];
-  }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // pad  (lstm2_layernorm.model:19:15)
   std::fill_n((A + 257152), 10240, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
           (A + 257152)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 256128)[i0 * 32 + i1 * 32 + i2 * 1];
@@ -1084,137 +999,128 @@ private:
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 194016) + (o * 20 + t) * 32, 32, (A + 306688) + o * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 204256) + (o * 20 + t) * 32, 32, (A + 307200) + o * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 10576) + (o * 20 + t) * 32, 32, (A + 307712) + o * 32);
-    // add
+    // fused loop over [16, 32]:
+    //   add  [register]
+    //   mul  (prelude.model:36:15)
+    //   mul  (prelude.model:36:15)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 334080)[i] = (A + 308224)[i] + (A + 303616)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 334592)[i] = (A + 334080)[i] * (A + 304128)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 335104)[i] = (A + 334080)[i] * (A + 304640)[i];
+      const T v0 = (A + 308224)[i] + (A + 303616)[i];
+      const T v1 = v0 * (A + 304128)[i];
+      (A + 334592)[i] = v1;
+      const T v2 = v0 * (A + 304640)[i];
+      (A + 335104)[i] = v2;
     }
     // const  (prelude.model:36:21)
     std::fill_n((A + 335616), 1, T(1));
-    // mul  (prelude.model:36:21)
+    // fused loop over [16, 32]:
+    //   mul  (prelude.model:36:21)  [register]
+    //   sub  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   add  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:35:15)
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 335632)[i] = (A + 304128)[i] * (A + 304128)[i];
-    }
-    // sub  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 336144)[i] = (A + 335616)[0] - (A + 335632)[i];
-    }
-    // mul  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 336656)[i] = (A + 335104)[i] * (A + 336144)[i];
-    }
-    // add  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 337168)[i] = (A + 308736)[i] + (A + 336656)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 337680)[i] = (A + 337168)[i] * (A + 305152)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 338192)[i] = (A + 337168)[i] * (A + 305664)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 338704)[i] = (A + 337168)[i] * (A + 306176)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 339216)[i] = (A + 337168)[i] * (A + 306688)[i];
-    }
-    // sub  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 339728)[i] = (A + 335616)[0] - (A + 304640)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 340240)[i] = (A + 304640)[i] * (A + 339728)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 340752)[i] = (A + 334592)[i] * (A + 340240)[i];
+      const T v0 = (A + 304128)[i] * (A + 304128)[i];
+      const T v1 = (A + 335616)[0] - v0;
+      const T v2 = (A + 335104)[i] * v1;
+      const T v3 = (A + 308736)[i] + v2;
+      const T v4 = v3 * (A + 305152)[i];
+      (A + 337680)[i] = v4;
+      const T v5 = v3 * (A + 305664)[i];
+      (A + 338192)[i] = v5;
+      const T v6 = v3 * (A + 306176)[i];
+      (A + 338704)[i] = v6;
+      const T v7 = v3 * (A + 306688)[i];
+      (A + 339216)[i] = v7;
+      const T v8 = (A + 335616)[0] - (A + 304640)[i];
+      const T v9 = (A + 304640)[i] * v8;
+      const T v10 = (A + 334592)[i] * v9;
+      (A + 340752)[i] = v10;
     }
     // pad  (prelude.model:34:26)
     std::fill_n((A + 341264), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 341264)[96 + i0 * 128 + i1 * 1] = (A + 340752)[i0 * 32 + i1 * 1];
         }
-    // mul  (prelude.model:33:17)
+    // fused loop over [16, 32]:
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 343312)[i] = (A + 305152)[i] * (A + 305152)[i];
-    }
-    // sub  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 343824)[i] = (A + 335616)[0] - (A + 343312)[i];
-    }
-    // mul  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 344336)[i] = (A + 338192)[i] * (A + 343824)[i];
+      const T v0 = (A + 305152)[i] * (A + 305152)[i];
+      const T v1 = (A + 335616)[0] - v0;
+      const T v2 = (A + 338192)[i] * v1;
+      (A + 344336)[i] = v2;
     }
     // pad  (prelude.model:33:23)
     std::fill_n((A + 344848), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 344848)[64 + i0 * 128 + i1 * 1] = (A + 344336)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:33:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
       (A + 346896)[i] = (A + 341264)[i] + (A + 344848)[i];
     }
-    // sub  (prelude.model:32:20)
+    // fused loop over [16, 32]:
+    //   sub  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 348944)[i] = (A + 335616)[0] - (A + 306688)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 349456)[i] = (A + 306688)[i] * (A + 348944)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 349968)[i] = (A + 338704)[i] * (A + 349456)[i];
+      const T v0 = (A + 335616)[0] - (A + 306688)[i];
+      const T v1 = (A + 306688)[i] * v0;
+      const T v2 = (A + 338704)[i] * v1;
+      (A + 349968)[i] = v2;
     }
     // pad  (prelude.model:32:26)
     std::fill_n((A + 350480), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 350480)[32 + i0 * 128 + i1 * 1] = (A + 349968)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:32:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
       (A + 352528)[i] = (A + 346896)[i] + (A + 350480)[i];
     }
-    // sub  (prelude.model:31:20)
+    // fused loop over [16, 32]:
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 354576)[i] = (A + 335616)[0] - (A + 305664)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 355088)[i] = (A + 305664)[i] * (A + 354576)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 355600)[i] = (A + 337680)[i] * (A + 355088)[i];
+      const T v0 = (A + 335616)[0] - (A + 305664)[i];
+      const T v1 = (A + 305664)[i] * v0;
+      const T v2 = (A + 337680)[i] * v1;
+      (A + 355600)[i] = v2;
     }
     // pad  (prelude.model:31:26)
     std::fill_n((A + 356112), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 356112)[0 + i0 * 128 + i1 * 1] = (A + 355600)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:31:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
       (A + 358160)[i] = (A + 352528)[i] + (A + 356112)[i];
     }
@@ -1225,90 +1131,70 @@ private:
         {
           (A + 360208)[i1 * 1] += (A + 358160)[i0 * 128 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 128; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 360336)[i0 * 32 + i1 * 1] = (A + 127456)[i0 * 1 + i1 * 128];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(false, true, 16, 32, 128, T(1), (A + 358160), 128, (A + 127456), 128, T(0), (A + 364432), 32, threads());
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 16; ++i1)
-        {
-          (A + 364944)[i0 * 16 + i1 * 1] = (A + 307200)[i0 * 1 + i1 * 32];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(true, false, 32, 128, 16, T(1), (A + 307200), 32, (A + 358160), 128, T(0), (A + 365456), 128, threads());
-    // transpose  (prelude.model:30:20)
-    for (int64_t i0 = 0; i0 < 128; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 369552)[i0 * 32 + i1 * 1] = (A + 123360)[i0 * 1 + i1 * 128];
-        }
+    // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
     gemm(false, true, 16, 32, 128, T(1), (A + 358160), 128, (A + 123360), 128, T(0), (A + 373648), 32, threads());
-    // transpose  (prelude.model:30:20)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 16; ++i1)
-        {
-          (A + 374160)[i0 * 16 + i1 * 1] = (A + 307712)[i0 * 1 + i1 * 32];
-        }
+    // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
     gemm(true, false, 32, 128, 16, T(1), (A + 307712), 32, (A + 358160), 128, T(0), (A + 374672), 128, threads());
-    // add  (prelude.model:29:13)
+    // fused loop over [128]:
+    //   add  (prelude.model:29:13)
+    //   add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
-      (A + 378768)[i] = (A + 313344)[i] + (A + 360208)[i];
+      const T v0 = (A + 313344)[i] + (A + 360208)[i];
+      (A + 378768)[i] = v0;
+      const T v1 = (A + 317568)[i] + (A + 360208)[i];
+      (A + 378896)[i] = v1;
     }
-    // add  (prelude.model:29:13)
-    for (int64_t i = 0; i < 128; ++i) {
-      (A + 378896)[i] = (A + 317568)[i] + (A + 360208)[i];
-    }
-    // add  (prelude.model:29:13)
+    // fused loop over [32, 128]:
+    //   add  (prelude.model:29:13)
+    //   add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 4096; ++i) {
-      (A + 379024)[i] = (A + 317696)[i] + (A + 374672)[i];
-    }
-    // add  (prelude.model:29:13)
-    for (int64_t i = 0; i < 4096; ++i) {
-      (A + 383120)[i] = (A + 321792)[i] + (A + 365456)[i];
+      const T v0 = (A + 317696)[i] + (A + 374672)[i];
+      (A + 379024)[i] = v0;
+      const T v1 = (A + 321792)[i] + (A + 365456)[i];
+      (A + 383120)[i] = v1;
     }
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 373648) + o * 32, 32, (A + 293376) + (o * 20 + t) * 32);
-    std::copy_n((A + 364432), 512, (A + 275712));
-    std::copy_n((A + 339216), 512, (A + 276224));
-    std::copy_n((A + 378768), 128, (A + 280832));
-    std::copy_n((A + 378896), 128, (A + 285056));
-    std::copy_n((A + 379024), 4096, (A + 285184));
-    std::copy_n((A + 383120), 4096, (A + 289280));
-    std::copy_n((A + 275712), 512, (A + 308224));
-    std::copy_n((A + 276224), 512, (A + 308736));
-    std::copy_n((A + 280832), 128, (A + 313344));
-    std::copy_n((A + 285056), 128, (A + 317568));
-    std::copy_n((A + 285184), 4096, (A + 317696));
-    std::copy_n((A + 289280), 4096, (A + 321792));
+    std::copy_n((A + 364432), 512, (A + 308224));
+    std::copy_n((A + 339216), 512, (A + 308736));
+    std::copy_n((A + 378768), 128, (A + 313344));
+    std::copy_n((A + 378896), 128, (A + 317568));
+    std::copy_n((A + 379024), 4096, (A + 317696));
+    std::copy_n((A + 383120), 4096, (A + 321792));
   }
+  std::copy_n((A + 308224), 512, (A + 275712));
+  std::copy_n((A + 308736), 512, (A + 276224));
   std::copy_n((A + 309248), 4096, (A + 276736));
+  std::copy_n((A + 313344), 128, (A + 280832));
   std::copy_n((A + 313472), 4096, (A + 280960));
-  // transpose  (prelude.model:30:78)
+  std::copy_n((A + 317568), 128, (A + 285056));
+  std::copy_n((A + 317696), 4096, (A + 285184));
+  std::copy_n((A + 321792), 4096, (A + 289280));
+  // fused loop over [128, 32]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l1  (prelude.model:30:78)
+  //   transpose  (prelude.model:30:31)  [register]
+  //   add %d.lstm.weight_ih_l1  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 387216)[i0 * 32 + i1 * 1] = (A + 289280)[i0 * 1 + i1 * 128];
+        const T v0 = (A + 289280)[i0 * 1 + i1 * 128];
+        const T v1 = (A + 280960)[i0 * 32 + i1 * 1] + v0;
+        (A + 391312)[i0 * 32 + i1 * 1] = v1;
+        const T v2 = (A + 285184)[i0 * 1 + i1 * 128];
+        const T v3 = (A + 276736)[i0 * 32 + i1 * 1] + v2;
+        (A + 399504)[i0 * 32 + i1 * 1] = v3;
       }
-  // add %d.lstm.weight_hh_l1  (prelude.model:30:78)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 391312)[i] = (A + 280960)[i] + (A + 387216)[i];
-  }
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 395408)[i0 * 32 + i1 * 1] = (A + 285184)[i0 * 1 + i1 * 128];
-      }
-  // add %d.lstm.weight_ih_l1  (prelude.model:30:31)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 399504)[i] = (A + 276736)[i] + (A + 395408)[i];
-  }
   // const  (prelude.model:29:13)
   std::fill_n((A + 403600), 128, T(0));
   // const  (prelude.model:29:13)
@@ -1333,137 +1219,128 @@ private:
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 72016) + (o * 20 + t) * 32, 32, (A + 416656) + o * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 82256) + (o * 20 + t) * 32, 32, (A + 417168) + o * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 417680) + o * 1);
-    // add
+    // fused loop over [16, 32]:
+    //   add  [register]
+    //   mul  (prelude.model:36:15)
+    //   mul  (prelude.model:36:15)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 431520)[i] = (A + 417696)[i] + (A + 413584)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 432032)[i] = (A + 431520)[i] * (A + 414096)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 432544)[i] = (A + 431520)[i] * (A + 414608)[i];
+      const T v0 = (A + 417696)[i] + (A + 413584)[i];
+      const T v1 = v0 * (A + 414096)[i];
+      (A + 432032)[i] = v1;
+      const T v2 = v0 * (A + 414608)[i];
+      (A + 432544)[i] = v2;
     }
     // const  (prelude.model:36:21)
     std::fill_n((A + 433056), 1, T(1));
-    // mul  (prelude.model:36:21)
+    // fused loop over [16, 32]:
+    //   mul  (prelude.model:36:21)  [register]
+    //   sub  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   add  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:35:15)
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 433072)[i] = (A + 414096)[i] * (A + 414096)[i];
-    }
-    // sub  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 433584)[i] = (A + 433056)[0] - (A + 433072)[i];
-    }
-    // mul  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 434096)[i] = (A + 432544)[i] * (A + 433584)[i];
-    }
-    // add  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 434608)[i] = (A + 418208)[i] + (A + 434096)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 435120)[i] = (A + 434608)[i] * (A + 415120)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 435632)[i] = (A + 434608)[i] * (A + 415632)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 436144)[i] = (A + 434608)[i] * (A + 416144)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 436656)[i] = (A + 434608)[i] * (A + 416656)[i];
-    }
-    // sub  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 437168)[i] = (A + 433056)[0] - (A + 414608)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 437680)[i] = (A + 414608)[i] * (A + 437168)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 438192)[i] = (A + 432032)[i] * (A + 437680)[i];
+      const T v0 = (A + 414096)[i] * (A + 414096)[i];
+      const T v1 = (A + 433056)[0] - v0;
+      const T v2 = (A + 432544)[i] * v1;
+      const T v3 = (A + 418208)[i] + v2;
+      const T v4 = v3 * (A + 415120)[i];
+      (A + 435120)[i] = v4;
+      const T v5 = v3 * (A + 415632)[i];
+      (A + 435632)[i] = v5;
+      const T v6 = v3 * (A + 416144)[i];
+      (A + 436144)[i] = v6;
+      const T v7 = v3 * (A + 416656)[i];
+      (A + 436656)[i] = v7;
+      const T v8 = (A + 433056)[0] - (A + 414608)[i];
+      const T v9 = (A + 414608)[i] * v8;
+      const T v10 = (A + 432032)[i] * v9;
+      (A + 438192)[i] = v10;
     }
     // pad  (prelude.model:34:26)
     std::fill_n((A + 438704), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 438704)[96 + i0 * 128 + i1 * 1] = (A + 438192)[i0 * 32 + i1 * 1];
         }
-    // mul  (prelude.model:33:17)
+    // fused loop over [16, 32]:
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 440752)[i] = (A + 415120)[i] * (A + 415120)[i];
-    }
-    // sub  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 441264)[i] = (A + 433056)[0] - (A + 440752)[i];
-    }
-    // mul  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 441776)[i] = (A + 435632)[i] * (A + 441264)[i];
+      const T v0 = (A + 415120)[i] * (A + 415120)[i];
+      const T v1 = (A + 433056)[0] - v0;
+      const T v2 = (A + 435632)[i] * v1;
+      (A + 441776)[i] = v2;
     }
     // pad  (prelude.model:33:23)
     std::fill_n((A + 442288), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 442288)[64 + i0 * 128 + i1 * 1] = (A + 441776)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:33:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
       (A + 444336)[i] = (A + 438704)[i] + (A + 442288)[i];
     }
-    // sub  (prelude.model:32:20)
+    // fused loop over [16, 32]:
+    //   sub  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 446384)[i] = (A + 433056)[0] - (A + 416656)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 446896)[i] = (A + 416656)[i] * (A + 446384)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 447408)[i] = (A + 436144)[i] * (A + 446896)[i];
+      const T v0 = (A + 433056)[0] - (A + 416656)[i];
+      const T v1 = (A + 416656)[i] * v0;
+      const T v2 = (A + 436144)[i] * v1;
+      (A + 447408)[i] = v2;
     }
     // pad  (prelude.model:32:26)
     std::fill_n((A + 447920), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 447920)[32 + i0 * 128 + i1 * 1] = (A + 447408)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:32:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
       (A + 449968)[i] = (A + 444336)[i] + (A + 447920)[i];
     }
-    // sub  (prelude.model:31:20)
+    // fused loop over [16, 32]:
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      (A + 452016)[i] = (A + 433056)[0] - (A + 415632)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 452528)[i] = (A + 415632)[i] * (A + 452016)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 453040)[i] = (A + 435120)[i] * (A + 452528)[i];
+      const T v0 = (A + 433056)[0] - (A + 415632)[i];
+      const T v1 = (A + 415632)[i] * v0;
+      const T v2 = (A + 435120)[i] * v1;
+      (A + 453040)[i] = v2;
     }
     // pad  (prelude.model:31:26)
     std::fill_n((A + 453552), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           (A + 453552)[0 + i0 * 128 + i1 * 1] = (A + 453040)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:31:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
       (A + 455600)[i] = (A + 449968)[i] + (A + 453552)[i];
     }
@@ -1474,84 +1351,73 @@ private:
         {
           (A + 457648)[i1 * 1] += (A + 455600)[i0 * 128 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 128; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 457776)[i0 * 32 + i1 * 1] = (A + 5456)[i0 * 1 + i1 * 128];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(false, true, 16, 32, 128, T(1), (A + 455600), 128, (A + 5456), 128, T(0), (A + 461872), 32, threads());
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 16; ++i1)
-        {
-          (A + 462384)[i0 * 16 + i1 * 1] = (A + 417168)[i0 * 1 + i1 * 32];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(true, false, 32, 128, 16, T(1), (A + 417168), 32, (A + 455600), 128, T(0), (A + 462896), 128, threads());
-    // transpose  (prelude.model:30:20)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      for (int64_t i1 = 0; i1 < 16; ++i1)
-        {
-          (A + 466992)[i0 * 16 + i1 * 1] = (A + 417680)[i0 * 1 + i1 * 1];
-        }
+    // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
     gemm(true, false, 1, 128, 16, T(1), (A + 417680), 1, (A + 455600), 128, T(0), (A + 467008), 128, threads());
-    // add  (prelude.model:29:13)
+    // fused loop over [128]:
+    //   add  (prelude.model:29:13)
+    //   add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
-      (A + 467136)[i] = (A + 418848)[i] + (A + 457648)[i];
-    }
-    // add  (prelude.model:29:13)
-    for (int64_t i = 0; i < 128; ++i) {
-      (A + 467264)[i] = (A + 423072)[i] + (A + 457648)[i];
+      const T v0 = (A + 418848)[i] + (A + 457648)[i];
+      (A + 467136)[i] = v0;
+      const T v1 = (A + 423072)[i] + (A + 457648)[i];
+      (A + 467264)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 467392)[i0 * 128 + i1 * 1] = (A + 423200)[i1 * 1] + (A + 467008)[i1 * 1];
         }
     // add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 4096; ++i) {
       (A + 467520)[i] = (A + 423328)[i] + (A + 462896)[i];
     }
-    std::copy_n((A + 461872), 512, (A + 403856));
-    std::copy_n((A + 436656), 512, (A + 404368));
-    std::copy_n((A + 467136), 128, (A + 405008));
-    std::copy_n((A + 467264), 128, (A + 409232));
-    std::copy_n((A + 467392), 128, (A + 409360));
-    std::copy_n((A + 467520), 4096, (A + 409488));
-    std::copy_n((A + 403856), 512, (A + 417696));
-    std::copy_n((A + 404368), 512, (A + 418208));
-    std::copy_n((A + 405008), 128, (A + 418848));
-    std::copy_n((A + 409232), 128, (A + 423072));
-    std::copy_n((A + 409360), 128, (A + 423200));
-    std::copy_n((A + 409488), 4096, (A + 423328));
+    std::copy_n((A + 461872), 512, (A + 417696));
+    std::copy_n((A + 436656), 512, (A + 418208));
+    std::copy_n((A + 467136), 128, (A + 418848));
+    std::copy_n((A + 467264), 128, (A + 423072));
+    std::copy_n((A + 467392), 128, (A + 423200));
+    std::copy_n((A + 467520), 4096, (A + 423328));
   }
+  std::copy_n((A + 417696), 512, (A + 403856));
+  std::copy_n((A + 418208), 512, (A + 404368));
   std::copy_n((A + 418720), 128, (A + 404880));
+  std::copy_n((A + 418848), 128, (A + 405008));
   std::copy_n((A + 418976), 4096, (A + 405136));
-  // transpose  (prelude.model:30:78)
+  std::copy_n((A + 423072), 128, (A + 409232));
+  std::copy_n((A + 423200), 128, (A + 409360));
+  std::copy_n((A + 423328), 4096, (A + 409488));
+  // fused loop over [128, 32]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 471616)[i0 * 32 + i1 * 1] = (A + 409488)[i0 * 1 + i1 * 128];
+        const T v0 = (A + 409488)[i0 * 1 + i1 * 128];
+        const T v1 = (A + 405136)[i0 * 32 + i1 * 1] + v0;
+        (A + 475712)[i0 * 32 + i1 * 1] = v1;
       }
-  // add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 475712)[i] = (A + 405136)[i] + (A + 471616)[i];
-  }
-  // transpose  (prelude.model:30:31)
+  // fused loop over [128, 1]:
+  //   transpose  (prelude.model:30:31)  [register]
+  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 479808)[i0 * 1 + i1 * 1] = (A + 409360)[i0 * 1 + i1 * 128];
-      }
-  // add %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 479936)[i0 * 1 + i1 * 1] = (A + 404880)[i0 * 1] + (A + 479808)[i0 * 1];
+        const T v0 = (A + 409360)[i0 * 1 + i1 * 128];
+        const T v1 = (A + 404880)[i0 * 1] + v0;
+        (A + 479936)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 479936), (A + 479936) + 128);
@@ -1583,6 +1449,7 @@ private:
   if (grads) (*grads)[13].assign((A + 247072), (A + 247072) + 1);
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 480064)[i0 * 1 + i1 * 1] = (A + 479936)[i0 * 1] * (A + 479936)[i0 * 1];
@@ -1593,6 +1460,7 @@ private:
     (A + 480192)[0] += (A + 480064)[i];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
     (A + 480208)[i] = (A + 475712)[i] * (A + 475712)[i];
   }
@@ -1602,10 +1470,12 @@ private:
     (A + 484304)[0] += (A + 480208)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 484320)[0] = (A + 480192)[0] + (A + 484304)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 484336)[i] = (A + 405008)[i] * (A + 405008)[i];
   }
@@ -1615,10 +1485,12 @@ private:
     (A + 484464)[0] += (A + 484336)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 484480)[0] = (A + 484320)[0] + (A + 484464)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 484496)[i] = (A + 409232)[i] * (A + 409232)[i];
   }
@@ -1628,10 +1500,12 @@ private:
     (A + 484624)[0] += (A + 484496)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 484640)[0] = (A + 484480)[0] + (A + 484624)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
     (A + 484656)[i] = (A + 399504)[i] * (A + 399504)[i];
   }
@@ -1641,10 +1515,12 @@ private:
     (A + 488752)[0] += (A + 484656)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 488768)[0] = (A + 484640)[0] + (A + 488752)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
     (A + 488784)[i] = (A + 391312)[i] * (A + 391312)[i];
   }
@@ -1654,10 +1530,12 @@ private:
     (A + 492880)[0] += (A + 488784)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 492896)[0] = (A + 488768)[0] + (A + 492880)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 492912)[i] = (A + 280832)[i] * (A + 280832)[i];
   }
@@ -1667,10 +1545,12 @@ private:
     (A + 493040)[0] += (A + 492912)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 493056)[0] = (A + 492896)[0] + (A + 493040)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 493072)[i] = (A + 285056)[i] * (A + 285056)[i];
   }
@@ -1680,10 +1560,12 @@ private:
     (A + 493200)[0] += (A + 493072)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 493216)[0] = (A + 493056)[0] + (A + 493200)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
     (A + 493232)[i] = (A + 251808)[i] * (A + 251808)[i];
   }
@@ -1693,10 +1575,12 @@ private:
     (A + 493264)[0] += (A + 493232)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 493280)[0] = (A + 493216)[0] + (A + 493264)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
     (A + 493296)[i] = (A + 250752)[i] * (A + 250752)[i];
   }
@@ -1706,10 +1590,12 @@ private:
     (A + 493328)[0] += (A + 493296)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 493344)[0] = (A + 493280)[0] + (A + 493328)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     (A + 493360)[i] = (A + 250240)[i] * (A + 250240)[i];
   }
@@ -1719,10 +1605,12 @@ private:
     (A + 493872)[0] += (A + 493360)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 493888)[0] = (A + 493344)[0] + (A + 493872)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
     (A + 493904)[i] = (A + 248176)[i] * (A + 248176)[i];
   }
@@ -1732,11 +1620,13 @@ private:
     (A + 493920)[0] += (A + 493904)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 493936)[0] = (A + 493888)[0] + (A + 493920)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
         (A + 493952)[i0 * 16 + i1 * 1] = (A + 247632)[i1 * 1] * (A + 247632)[i1 * 1];
@@ -1747,10 +1637,12 @@ private:
     (A + 493968)[0] += (A + 493952)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 493984)[0] = (A + 493936)[0] + (A + 493968)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 494000)[i] = (A + 247072)[0] * (A + 247072)[0];
   }
@@ -1759,85 +1651,99 @@ private:
   for (int64_t i = 0; i < 1; ++i) {
     (A + 494016)[0] += (A + 494000)[i];
   }
-  // add  (lstm2_layernorm.model:25:1)
+  // fused loop over []:
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   sqrt %grad_norm  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 494032)[0] = (A + 493984)[0] + (A + 494016)[0];
-  }
-  // sqrt %grad_norm  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 494048)[0] = std::sqrt((A + 494032)[0]);
+    const T v0 = (A + 493984)[0] + (A + 494016)[0];
+    const T v1 = std::sqrt(v0);
+    (A + 494048)[0] = v1;
   }
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 494064), 1, T(9.9999999999999995e-07));
-  // add  (lstm2_layernorm.model:25:1)
+  // fused loop over []:
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   minimum  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 494080)[0] = (A + 494048)[0] + (A + 494064)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 494096)[0] = (A + 247008)[0] / (A + 494080)[0];
-  }
-  // minimum  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 494112)[0] = std::min((A + 494096)[0], (A + 247008)[0]);
+    const T v0 = (A + 494048)[0] + (A + 494064)[0];
+    const T v1 = (A + 247008)[0] / v0;
+    const T v2 = std::min(v1, (A + 247008)[0]);
+    (A + 494112)[0] = v2;
   }
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 494128)[i0 * 1 + i1 * 1] = (A + 479936)[i0 * 1] * (A + 494112)[0];
       }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
     (A + 494256)[i] = (A + 475712)[i] * (A + 494112)[0];
   }
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 498352)[i] = (A + 405008)[i] * (A + 494112)[0];
+    const T v0 = (A + 405008)[i] * (A + 494112)[0];
+    (A + 498352)[i] = v0;
+    const T v1 = (A + 409232)[i] * (A + 494112)[0];
+    (A + 498480)[i] = v1;
   }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 498480)[i] = (A + 409232)[i] * (A + 494112)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 498608)[i] = (A + 399504)[i] * (A + 494112)[0];
+    const T v0 = (A + 399504)[i] * (A + 494112)[0];
+    (A + 498608)[i] = v0;
+    const T v1 = (A + 391312)[i] * (A + 494112)[0];
+    (A + 502704)[i] = v1;
   }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 502704)[i] = (A + 391312)[i] * (A + 494112)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 506800)[i] = (A + 280832)[i] * (A + 494112)[0];
+    const T v0 = (A + 280832)[i] * (A + 494112)[0];
+    (A + 506800)[i] = v0;
+    const T v1 = (A + 285056)[i] * (A + 494112)[0];
+    (A + 506928)[i] = v1;
   }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 506928)[i] = (A + 285056)[i] * (A + 494112)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [32]:
+  //   mul  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 507056)[i] = (A + 251808)[i] * (A + 494112)[0];
+    const T v0 = (A + 251808)[i] * (A + 494112)[0];
+    (A + 507056)[i] = v0;
+    const T v1 = (A + 250752)[i] * (A + 494112)[0];
+    (A + 507088)[i] = v1;
   }
   // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 507088)[i] = (A + 250752)[i] * (A + 494112)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     (A + 507120)[i] = (A + 250240)[i] * (A + 494112)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
     (A + 507632)[i] = (A + 248176)[i] * (A + 494112)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
         (A + 507648)[i0 * 16 + i1 * 1] = (A + 247632)[i1 * 1] * (A + 494112)[0];
       }
   // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 507664)[i] = (A + 247072)[0] * (A + 494112)[0];
   }
@@ -1845,6 +1751,7 @@ private:
   (A + 507680)[0] = T(lr_);
   // buffer %optimizer.step  (lstm2_layernorm.model:25:1)
   // add %optimizer.step.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 507712)[0] = sf_[14].data()[0] + (A + 247008)[0];
   }
@@ -1852,939 +1759,760 @@ private:
   updates.emplace_back(14, (A + 507712));
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 507728), 1, T(-0.10536051565782628));
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over []:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   exp  (lstm2_layernorm.model:25:1)  [register]
+  //   sub  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 507744)[0] = (A + 507712)[0] * (A + 507728)[0];
-  }
-  // exp  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 507760)[0] = std::exp((A + 507744)[0]);
-  }
-  // sub  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 507776)[0] = (A + 247008)[0] - (A + 507760)[0];
+    const T v0 = (A + 507712)[0] * (A + 507728)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 247008)[0] - v1;
+    (A + 507776)[0] = v2;
   }
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 507792), 1, T(-0.0010005003335835344));
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over []:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   exp  (lstm2_layernorm.model:25:1)  [register]
+  //   sub  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)
+  //   sqrt  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 507808)[0] = (A + 507712)[0] * (A + 507792)[0];
-  }
-  // exp  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 507824)[0] = std::exp((A + 507808)[0]);
-  }
-  // sub  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 507840)[0] = (A + 247008)[0] - (A + 507824)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 507856)[0] = (A + 507680)[0] / (A + 507776)[0];
-  }
-  // sqrt  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 507872)[0] = std::sqrt((A + 507840)[0]);
+    const T v0 = (A + 507712)[0] * (A + 507792)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 247008)[0] - v1;
+    const T v3 = (A + 507680)[0] / (A + 507776)[0];
+    (A + 507856)[0] = v3;
+    const T v4 = std::sqrt(v2);
+    (A + 507872)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 508016), 1, T(0.90000000000000002));
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 508032)[i0 * 1 + i1 * 1] = sf_[15].data()[i0 * 1] * (A + 508016)[0];
       }
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 508160), 1, T(0.099999999999999978));
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 1]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 508176)[i0 * 1 + i1 * 1] = (A + 494128)[i0 * 1] * (A + 508160)[0];
-      }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 508304)[i0 * 1 + i1 * 1] = (A + 508032)[i0 * 1] + (A + 508176)[i0 * 1];
+        const T v0 = (A + 494128)[i0 * 1] * (A + 508160)[0];
+        const T v1 = (A + 508032)[i0 * 1] + v0;
+        (A + 508304)[i0 * 1 + i1 * 1] = v1;
       }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 508560), 1, T(0.999));
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 1]:
+  //   mul  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 508576)[i0 * 1 + i1 * 1] = sf_[16].data()[i0 * 1] * (A + 508560)[0];
-      }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 508704)[i0 * 1 + i1 * 1] = (A + 494128)[i0 * 1] * (A + 494128)[i0 * 1];
+        const T v0 = sf_[16].data()[i0 * 1] * (A + 508560)[0];
+        (A + 508576)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = (A + 494128)[i0 * 1] * (A + 494128)[i0 * 1];
+        (A + 508704)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 508832), 1, T(0.0010000000000000009));
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 1]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 508848)[i0 * 1 + i1 * 1] = (A + 508704)[i0 * 1] * (A + 508832)[0];
-      }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 508976)[i0 * 1 + i1 * 1] = (A + 508576)[i0 * 1] + (A + 508848)[i0 * 1];
+        const T v0 = (A + 508704)[i0 * 1] * (A + 508832)[0];
+        const T v1 = (A + 508576)[i0 * 1] + v0;
+        (A + 508976)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(15, (A + 508304));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(16, (A + 508976));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 1]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 509104)[i0 * 1 + i1 * 1] = std::sqrt((A + 508976)[i0 * 1]);
-      }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 509232)[i0 * 1 + i1 * 1] = (A + 509104)[i0 * 1] / (A + 507872)[0];
+        const T v0 = std::sqrt((A + 508976)[i0 * 1]);
+        const T v1 = v0 / (A + 507872)[0];
+        (A + 509232)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 509360), 1, T(1e-08));
-  // add  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 1]:
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.weight_ih_l0.new  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 509376)[i0 * 1 + i1 * 1] = (A + 509232)[i0 * 1] + (A + 509360)[0];
-      }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 509504)[i0 * 1 + i1 * 1] = (A + 508304)[i0 * 1] / (A + 509376)[i0 * 1];
-      }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 509632)[i0 * 1 + i1 * 1] = (A + 507856)[0] * (A + 509504)[i0 * 1];
-      }
-  // sub %lstm.weight_ih_l0.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 509760)[i0 * 1 + i1 * 1] = sf_[0].data()[i0 * 1] - (A + 509632)[i0 * 1];
+        const T v0 = (A + 509232)[i0 * 1] + (A + 509360)[0];
+        const T v1 = (A + 508304)[i0 * 1] / v0;
+        const T v2 = (A + 507856)[0] * v1;
+        const T v3 = sf_[0].data()[i0 * 1] - v2;
+        (A + 509760)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(0, (A + 509760));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 513984)[i] = sf_[17].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 518080)[i] = (A + 494256)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 522176)[i] = (A + 513984)[i] + (A + 518080)[i];
+    const T v0 = sf_[17].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 494256)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 522176)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 530368)[i] = sf_[18].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 534464)[i] = (A + 494256)[i] * (A + 494256)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 538560)[i] = (A + 534464)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 542656)[i] = (A + 530368)[i] + (A + 538560)[i];
+    const T v0 = sf_[18].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 494256)[i] * (A + 494256)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 542656)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(17, (A + 522176));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(18, (A + 542656));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.weight_hh_l0.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 546752)[i] = std::sqrt((A + 542656)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 550848)[i] = (A + 546752)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 554944)[i] = (A + 550848)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 559040)[i] = (A + 522176)[i] / (A + 554944)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 563136)[i] = (A + 507856)[0] * (A + 559040)[i];
-  }
-  // sub %lstm.weight_hh_l0.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 567232)[i] = sf_[1].data()[i] - (A + 563136)[i];
+    const T v0 = std::sqrt((A + 542656)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 522176)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[1].data()[i] - v4;
+    (A + 567232)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(1, (A + 567232));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 571456)[i] = sf_[19].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 571584)[i] = (A + 498352)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 571712)[i] = (A + 571456)[i] + (A + 571584)[i];
+    const T v0 = sf_[19].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 498352)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 571712)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 571968)[i] = sf_[20].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 572096)[i] = (A + 498352)[i] * (A + 498352)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 572224)[i] = (A + 572096)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 572352)[i] = (A + 571968)[i] + (A + 572224)[i];
+    const T v0 = sf_[20].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 498352)[i] * (A + 498352)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 572352)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(19, (A + 571712));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(20, (A + 572352));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 572480)[i] = std::sqrt((A + 572352)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 572608)[i] = (A + 572480)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 572736)[i] = (A + 572608)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 572864)[i] = (A + 571712)[i] / (A + 572736)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 572992)[i] = (A + 507856)[0] * (A + 572864)[i];
-  }
-  // sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 573120)[i] = sf_[2].data()[i] - (A + 572992)[i];
+    const T v0 = std::sqrt((A + 572352)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 571712)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[2].data()[i] - v4;
+    (A + 573120)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(2, (A + 573120));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 573376)[i] = sf_[21].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 573504)[i] = (A + 498480)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 573632)[i] = (A + 573376)[i] + (A + 573504)[i];
+    const T v0 = sf_[21].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 498480)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 573632)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 573888)[i] = sf_[22].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 574016)[i] = (A + 498480)[i] * (A + 498480)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 574144)[i] = (A + 574016)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 574272)[i] = (A + 573888)[i] + (A + 574144)[i];
+    const T v0 = sf_[22].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 498480)[i] * (A + 498480)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 574272)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(21, (A + 573632));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(22, (A + 574272));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.bias_hh_l0.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 574400)[i] = std::sqrt((A + 574272)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 574528)[i] = (A + 574400)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 574656)[i] = (A + 574528)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 574784)[i] = (A + 573632)[i] / (A + 574656)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 574912)[i] = (A + 507856)[0] * (A + 574784)[i];
-  }
-  // sub %lstm.bias_hh_l0.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 575040)[i] = sf_[3].data()[i] - (A + 574912)[i];
+    const T v0 = std::sqrt((A + 574272)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 573632)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[3].data()[i] - v4;
+    (A + 575040)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(3, (A + 575040));
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 579264)[i] = sf_[23].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 583360)[i] = (A + 498608)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.lstm.weight_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 587456)[i] = (A + 579264)[i] + (A + 583360)[i];
+    const T v0 = sf_[23].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 498608)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 587456)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 595648)[i] = sf_[24].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 599744)[i] = (A + 498608)[i] * (A + 498608)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 603840)[i] = (A + 599744)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.lstm.weight_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 607936)[i] = (A + 595648)[i] + (A + 603840)[i];
+    const T v0 = sf_[24].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 498608)[i] * (A + 498608)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 607936)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(23, (A + 587456));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(24, (A + 607936));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.weight_ih_l1.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 612032)[i] = std::sqrt((A + 607936)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 616128)[i] = (A + 612032)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 620224)[i] = (A + 616128)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 624320)[i] = (A + 587456)[i] / (A + 620224)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 628416)[i] = (A + 507856)[0] * (A + 624320)[i];
-  }
-  // sub %lstm.weight_ih_l1.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 632512)[i] = sf_[4].data()[i] - (A + 628416)[i];
+    const T v0 = std::sqrt((A + 607936)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 587456)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[4].data()[i] - v4;
+    (A + 632512)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(4, (A + 632512));
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 640704)[i] = sf_[25].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 644800)[i] = (A + 502704)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 648896)[i] = (A + 640704)[i] + (A + 644800)[i];
+    const T v0 = sf_[25].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 502704)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 648896)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 657088)[i] = sf_[26].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 661184)[i] = (A + 502704)[i] * (A + 502704)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 665280)[i] = (A + 661184)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 669376)[i] = (A + 657088)[i] + (A + 665280)[i];
+    const T v0 = sf_[26].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 502704)[i] * (A + 502704)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 669376)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(25, (A + 648896));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(26, (A + 669376));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128, 32]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.weight_hh_l1.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 673472)[i] = std::sqrt((A + 669376)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 677568)[i] = (A + 673472)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 681664)[i] = (A + 677568)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 685760)[i] = (A + 648896)[i] / (A + 681664)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 689856)[i] = (A + 507856)[0] * (A + 685760)[i];
-  }
-  // sub %lstm.weight_hh_l1.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 693952)[i] = sf_[5].data()[i] - (A + 689856)[i];
+    const T v0 = std::sqrt((A + 669376)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 648896)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[5].data()[i] - v4;
+    (A + 693952)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(5, (A + 693952));
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 698176)[i] = sf_[27].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 698304)[i] = (A + 506800)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 698432)[i] = (A + 698176)[i] + (A + 698304)[i];
+    const T v0 = sf_[27].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 506800)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 698432)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 698688)[i] = sf_[28].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 698816)[i] = (A + 506800)[i] * (A + 506800)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 698944)[i] = (A + 698816)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 699072)[i] = (A + 698688)[i] + (A + 698944)[i];
+    const T v0 = sf_[28].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 506800)[i] * (A + 506800)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 699072)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(27, (A + 698432));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(28, (A + 699072));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.bias_ih_l1.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 699200)[i] = std::sqrt((A + 699072)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 699328)[i] = (A + 699200)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 699456)[i] = (A + 699328)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 699584)[i] = (A + 698432)[i] / (A + 699456)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 699712)[i] = (A + 507856)[0] * (A + 699584)[i];
-  }
-  // sub %lstm.bias_ih_l1.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 699840)[i] = sf_[6].data()[i] - (A + 699712)[i];
+    const T v0 = std::sqrt((A + 699072)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 698432)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[6].data()[i] - v4;
+    (A + 699840)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(6, (A + 699840));
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 700096)[i] = sf_[29].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 700224)[i] = (A + 506928)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 700352)[i] = (A + 700096)[i] + (A + 700224)[i];
+    const T v0 = sf_[29].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 506928)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 700352)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 700608)[i] = sf_[30].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 700736)[i] = (A + 506928)[i] * (A + 506928)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 700864)[i] = (A + 700736)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 700992)[i] = (A + 700608)[i] + (A + 700864)[i];
+    const T v0 = sf_[30].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 506928)[i] * (A + 506928)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 700992)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(29, (A + 700352));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(30, (A + 700992));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [128]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.bias_hh_l1.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 701120)[i] = std::sqrt((A + 700992)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 701248)[i] = (A + 701120)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 701376)[i] = (A + 701248)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 701504)[i] = (A + 700352)[i] / (A + 701376)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 701632)[i] = (A + 507856)[0] * (A + 701504)[i];
-  }
-  // sub %lstm.bias_hh_l1.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 701760)[i] = sf_[7].data()[i] - (A + 701632)[i];
+    const T v0 = std::sqrt((A + 700992)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 700352)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[7].data()[i] - v4;
+    (A + 701760)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(7, (A + 701760));
   // buffer %optimizer.ln.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.ln.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 701920)[i] = sf_[31].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 701952)[i] = (A + 507056)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.ln.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 701984)[i] = (A + 701920)[i] + (A + 701952)[i];
+    const T v0 = sf_[31].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 507056)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 701984)[i] = v2;
   }
   // buffer %optimizer.ln.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.ln.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 702048)[i] = sf_[32].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702080)[i] = (A + 507056)[i] * (A + 507056)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702112)[i] = (A + 702080)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.ln.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702144)[i] = (A + 702048)[i] + (A + 702112)[i];
+    const T v0 = sf_[32].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 507056)[i] * (A + 507056)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 702144)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(31, (A + 701984));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(32, (A + 702144));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [32]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %ln.weight.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 702176)[i] = std::sqrt((A + 702144)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702208)[i] = (A + 702176)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702240)[i] = (A + 702208)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702272)[i] = (A + 701984)[i] / (A + 702240)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702304)[i] = (A + 507856)[0] * (A + 702272)[i];
-  }
-  // sub %ln.weight.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702336)[i] = sf_[8].data()[i] - (A + 702304)[i];
+    const T v0 = std::sqrt((A + 702144)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 701984)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[8].data()[i] - v4;
+    (A + 702336)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(8, (A + 702336));
   // buffer %optimizer.ln.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.ln.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 702400)[i] = sf_[33].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702432)[i] = (A + 507088)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.ln.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702464)[i] = (A + 702400)[i] + (A + 702432)[i];
+    const T v0 = sf_[33].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 507088)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 702464)[i] = v2;
   }
   // buffer %optimizer.ln.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.ln.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 702528)[i] = sf_[34].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702560)[i] = (A + 507088)[i] * (A + 507088)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702592)[i] = (A + 702560)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.ln.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702624)[i] = (A + 702528)[i] + (A + 702592)[i];
+    const T v0 = sf_[34].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 507088)[i] * (A + 507088)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 702624)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(33, (A + 702464));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(34, (A + 702624));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [32]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %ln.bias.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 702656)[i] = std::sqrt((A + 702624)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702688)[i] = (A + 702656)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702720)[i] = (A + 702688)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702752)[i] = (A + 702464)[i] / (A + 702720)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702784)[i] = (A + 507856)[0] * (A + 702752)[i];
-  }
-  // sub %ln.bias.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 702816)[i] = sf_[9].data()[i] - (A + 702784)[i];
+    const T v0 = std::sqrt((A + 702624)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 702464)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[9].data()[i] - v4;
+    (A + 702816)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(9, (A + 702816));
   // buffer %optimizer.fc.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [16, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.fc.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 703360)[i] = sf_[35].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 703872)[i] = (A + 507120)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.fc.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 704384)[i] = (A + 703360)[i] + (A + 703872)[i];
+    const T v0 = sf_[35].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 507120)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 704384)[i] = v2;
   }
   // buffer %optimizer.fc.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [16, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.fc.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 705408)[i] = sf_[36].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 705920)[i] = (A + 507120)[i] * (A + 507120)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 706432)[i] = (A + 705920)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.fc.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 706944)[i] = (A + 705408)[i] + (A + 706432)[i];
+    const T v0 = sf_[36].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 507120)[i] * (A + 507120)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 706944)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(35, (A + 704384));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(36, (A + 706944));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [16, 32]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %fc.weight.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 707456)[i] = std::sqrt((A + 706944)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 707968)[i] = (A + 707456)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 708480)[i] = (A + 707968)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 708992)[i] = (A + 704384)[i] / (A + 708480)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 709504)[i] = (A + 507856)[0] * (A + 708992)[i];
-  }
-  // sub %fc.weight.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 710016)[i] = sf_[10].data()[i] - (A + 709504)[i];
+    const T v0 = std::sqrt((A + 706944)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 704384)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[10].data()[i] - v4;
+    (A + 710016)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(10, (A + 710016));
   // buffer %optimizer.fc.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [16]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.fc.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 710544)[i] = sf_[37].data()[i] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710560)[i] = (A + 507632)[i] * (A + 508160)[0];
-  }
-  // add %optimizer.fc.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710576)[i] = (A + 710544)[i] + (A + 710560)[i];
+    const T v0 = sf_[37].data()[i] * (A + 508016)[0];
+    const T v1 = (A + 507632)[i] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 710576)[i] = v2;
   }
   // buffer %optimizer.fc.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [16]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.fc.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 710608)[i] = sf_[38].data()[i] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710624)[i] = (A + 507632)[i] * (A + 507632)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710640)[i] = (A + 710624)[i] * (A + 508832)[0];
-  }
-  // add %optimizer.fc.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710656)[i] = (A + 710608)[i] + (A + 710640)[i];
+    const T v0 = sf_[38].data()[i] * (A + 508560)[0];
+    const T v1 = (A + 507632)[i] * (A + 507632)[i];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 710656)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(37, (A + 710576));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(38, (A + 710656));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [16]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %fc.bias.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 710672)[i] = std::sqrt((A + 710656)[i]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710688)[i] = (A + 710672)[i] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710704)[i] = (A + 710688)[i] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710720)[i] = (A + 710576)[i] / (A + 710704)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710736)[i] = (A + 507856)[0] * (A + 710720)[i];
-  }
-  // sub %fc.bias.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 710752)[i] = sf_[11].data()[i] - (A + 710736)[i];
+    const T v0 = std::sqrt((A + 710656)[i]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 710576)[i] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[11].data()[i] - v4;
+    (A + 710752)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(11, (A + 710752));
   // buffer %optimizer.head.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [1, 16]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 710784)[i0 * 16 + i1 * 1] = sf_[39].data()[i1 * 1] * (A + 508016)[0];
-      }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710800)[i0 * 16 + i1 * 1] = (A + 507648)[i1 * 1] * (A + 508160)[0];
-      }
-  // add %optimizer.head.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710816)[i0 * 16 + i1 * 1] = (A + 710784)[i1 * 1] + (A + 710800)[i1 * 1];
+        const T v0 = sf_[39].data()[i1 * 1] * (A + 508016)[0];
+        const T v1 = (A + 507648)[i1 * 1] * (A + 508160)[0];
+        const T v2 = v0 + v1;
+        (A + 710816)[i0 * 16 + i1 * 1] = v2;
       }
   // buffer %optimizer.head.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [1, 16]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.head.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 710848)[i0 * 16 + i1 * 1] = sf_[40].data()[i1 * 1] * (A + 508560)[0];
-      }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710864)[i0 * 16 + i1 * 1] = (A + 507648)[i1 * 1] * (A + 507648)[i1 * 1];
-      }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710880)[i0 * 16 + i1 * 1] = (A + 710864)[i1 * 1] * (A + 508832)[0];
-      }
-  // add %optimizer.head.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710896)[i0 * 16 + i1 * 1] = (A + 710848)[i1 * 1] + (A + 710880)[i1 * 1];
+        const T v0 = sf_[40].data()[i1 * 1] * (A + 508560)[0];
+        const T v1 = (A + 507648)[i1 * 1] * (A + 507648)[i1 * 1];
+        const T v2 = v1 * (A + 508832)[0];
+        const T v3 = v0 + v2;
+        (A + 710896)[i0 * 16 + i1 * 1] = v3;
       }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(39, (A + 710816));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(40, (A + 710896));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [1, 16]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %head.weight.new  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 710912)[i0 * 16 + i1 * 1] = std::sqrt((A + 710896)[i1 * 1]);
-      }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710928)[i0 * 16 + i1 * 1] = (A + 710912)[i1 * 1] / (A + 507872)[0];
-      }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710944)[i0 * 16 + i1 * 1] = (A + 710928)[i1 * 1] + (A + 509360)[0];
-      }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710960)[i0 * 16 + i1 * 1] = (A + 710816)[i1 * 1] / (A + 710944)[i1 * 1];
-      }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710976)[i0 * 16 + i1 * 1] = (A + 507856)[0] * (A + 710960)[i1 * 1];
-      }
-  // sub %head.weight.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 710992)[i0 * 16 + i1 * 1] = sf_[12].data()[i1 * 1] - (A + 710976)[i1 * 1];
+        const T v0 = std::sqrt((A + 710896)[i1 * 1]);
+        const T v1 = v0 / (A + 507872)[0];
+        const T v2 = v1 + (A + 509360)[0];
+        const T v3 = (A + 710816)[i1 * 1] / v2;
+        const T v4 = (A + 507856)[0] * v3;
+        const T v5 = sf_[12].data()[i1 * 1] - v4;
+        (A + 710992)[i0 * 16 + i1 * 1] = v5;
       }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(12, (A + 710992));
   // buffer %optimizer.head.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [1]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 711024)[i] = sf_[41].data()[0] * (A + 508016)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711040)[i] = (A + 507664)[0] * (A + 508160)[0];
-  }
-  // add %optimizer.head.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711056)[i] = (A + 711024)[0] + (A + 711040)[0];
+    const T v0 = sf_[41].data()[0] * (A + 508016)[0];
+    const T v1 = (A + 507664)[0] * (A + 508160)[0];
+    const T v2 = v0 + v1;
+    (A + 711056)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // mul  (lstm2_layernorm.model:25:1)
+  // fused loop over [1]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.head.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 711088)[i] = sf_[42].data()[0] * (A + 508560)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711104)[i] = (A + 507664)[0] * (A + 507664)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711120)[i] = (A + 711104)[0] * (A + 508832)[0];
-  }
-  // add %optimizer.head.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711136)[i] = (A + 711088)[0] + (A + 711120)[0];
+    const T v0 = sf_[42].data()[0] * (A + 508560)[0];
+    const T v1 = (A + 507664)[0] * (A + 507664)[0];
+    const T v2 = v1 * (A + 508832)[0];
+    const T v3 = v0 + v2;
+    (A + 711136)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(41, (A + 711056));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(42, (A + 711136));
-  // sqrt  (lstm2_layernorm.model:25:1)
+  // fused loop over [1]:
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %head.bias.new  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 711152)[i] = std::sqrt((A + 711136)[0]);
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711168)[i] = (A + 711152)[0] / (A + 507872)[0];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711184)[i] = (A + 711168)[0] + (A + 509360)[0];
-  }
-  // div  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711200)[i] = (A + 711056)[0] / (A + 711184)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711216)[i] = (A + 507856)[0] * (A + 711200)[0];
-  }
-  // sub %head.bias.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 711232)[i] = sf_[13].data()[0] - (A + 711216)[0];
+    const T v0 = std::sqrt((A + 711136)[0]);
+    const T v1 = v0 / (A + 507872)[0];
+    const T v2 = v1 + (A + 509360)[0];
+    const T v3 = (A + 711056)[0] / v2;
+    const T v4 = (A + 507856)[0] * v3;
+    const T v5 = sf_[13].data()[0] - v4;
+    (A + 711232)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(13, (A + 711232));
@@ -2811,12 +2539,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 820208)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 820336)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
@@ -2831,103 +2561,79 @@ private:
     gemm(false, false, 16, 128, 1, T(1), (A + 835696), 1, (A + 820208), 128, T(0), (A + 841216), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 843264)[i0 * 128 + i1 * 1] = (A + 841216)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 128, 32, T(1), (A + 835712), 32, (A + 820336), 128, T(0), (A + 845312), 128, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 847360)[i] = (A + 843264)[i] + (A + 845312)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 849408)[i0 * 128 + i1 * 1] = (A + 847360)[i0 * 128 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 843264)[i0 * 128 + i1 * 1] + (A + 845312)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 849408)[i0 * 128 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 851456)[i0 * 32 + i1 * 1] = (A + 849408)[0 + i0 * 128 + i1 * 1];
+          const T v0 = (A + 849408)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 849408)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 849408)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 849408)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 836224)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 856576)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 857600)[i0 * 32 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 851968)[i] = T(1) / (T(1) + std::exp(-(A + 851456)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 852480)[i0 * 32 + i1 * 1] = (A + 849408)[32 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 852992)[i] = T(1) / (T(1) + std::exp(-(A + 852480)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 853504)[i0 * 32 + i1 * 1] = (A + 849408)[64 + i0 * 128 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 854016)[i] = std::tanh((A + 853504)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 854528)[i0 * 32 + i1 * 1] = (A + 849408)[96 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 855040)[i] = T(1) / (T(1) + std::exp(-(A + 854528)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 855552)[i] = (A + 852992)[i] * (A + 836224)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 856064)[i] = (A + 851968)[i] * (A + 854016)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 856576)[i] = (A + 855552)[i] + (A + 856064)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 857088)[i] = std::tanh((A + 856576)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 857600)[i] = (A + 855040)[i] * (A + 857088)[i];
-    }
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 857600) + o * 32, 32, (A + 825456) + (o * 20 + t) * 32);
-    std::copy_n((A + 857600), 512, (A + 824432));
-    std::copy_n((A + 856576), 512, (A + 824944));
-    std::copy_n((A + 824432), 512, (A + 835712));
-    std::copy_n((A + 824944), 512, (A + 836224));
+    std::copy_n((A + 857600), 512, (A + 835712));
+    std::copy_n((A + 856576), 512, (A + 836224));
   }
+  std::copy_n((A + 835712), 512, (A + 824432));
+  std::copy_n((A + 836224), 512, (A + 824944));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
+  // fused loop over [32, 128]:
+  //   transpose  (prelude.model:30:31)
+  //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 866560)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
-      }
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 870656)[i0 * 128 + i1 * 1] = sf_[5].data()[i0 * 1 + i1 * 32];
+        const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
+        (A + 866560)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
+        (A + 870656)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 815216), 512, (A + 886528));
@@ -2939,91 +2645,68 @@ private:
     gemm(false, false, 16, 128, 32, T(1), (A + 886016), 32, (A + 866560), 128, T(0), (A + 896000), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           (A + 898048)[i0 * 128 + i1 * 1] = (A + 896000)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 128, 32, T(1), (A + 886528), 32, (A + 870656), 128, T(0), (A + 900096), 128, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 902144)[i] = (A + 898048)[i] + (A + 900096)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 904192)[i0 * 128 + i1 * 1] = (A + 902144)[i0 * 128 + i1 * 1] + sf_[7].data()[i1 * 1];
+          const T v0 = (A + 898048)[i0 * 128 + i1 * 1] + (A + 900096)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + sf_[7].data()[i1 * 1];
+          (A + 904192)[i0 * 128 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 906240)[i0 * 32 + i1 * 1] = (A + 904192)[0 + i0 * 128 + i1 * 1];
+          const T v0 = (A + 904192)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 904192)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 904192)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 904192)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 887040)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 911360)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 912384)[i0 * 32 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 906752)[i] = T(1) / (T(1) + std::exp(-(A + 906240)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 907264)[i0 * 32 + i1 * 1] = (A + 904192)[32 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 907776)[i] = T(1) / (T(1) + std::exp(-(A + 907264)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 908288)[i0 * 32 + i1 * 1] = (A + 904192)[64 + i0 * 128 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 908800)[i] = std::tanh((A + 908288)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 909312)[i0 * 32 + i1 * 1] = (A + 904192)[96 + i0 * 128 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 909824)[i] = T(1) / (T(1) + std::exp(-(A + 909312)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 910336)[i] = (A + 907776)[i] * (A + 887040)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 910848)[i] = (A + 906752)[i] * (A + 908800)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 911360)[i] = (A + 910336)[i] + (A + 910848)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 911872)[i] = std::tanh((A + 911360)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 512; ++i) {
-      (A + 912384)[i] = (A + 909824)[i] * (A + 911872)[i];
-    }
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 912384) + o * 32, 32, (A + 875776) + (o * 20 + t) * 32);
-    std::copy_n((A + 912384), 512, (A + 874752));
-    std::copy_n((A + 911360), 512, (A + 875264));
-    std::copy_n((A + 874752), 512, (A + 886528));
-    std::copy_n((A + 875264), 512, (A + 887040));
+    std::copy_n((A + 912384), 512, (A + 886528));
+    std::copy_n((A + 911360), 512, (A + 887040));
   }
+  std::copy_n((A + 886528), 512, (A + 874752));
+  std::copy_n((A + 887040), 512, (A + 875264));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
           (A + 912896)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 875776)[608 + i0 * 640 + i1 * 32 + i2 * 1];
@@ -3038,16 +2721,18 @@ private:
         (A + 913920)[i0 * 1] += (A + 912896)[i0 * 32 + i1 * 1];
       }
   for (int64_t k = 0; k < 16; ++k) (A + 913920)[k] /= T(32);
-  // sub %ln.d  (prelude.model:78:11)
+  // fused loop over [16, 32]:
+  //   sub %ln.d  (prelude.model:78:11)
+  //   mul  (prelude.model:79:18)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 913936)[i0 * 32 + i1 * 1] = (A + 912896)[i0 * 32 + i1 * 1] - (A + 913920)[i0 * 1];
+        const T v0 = (A + 912896)[i0 * 32 + i1 * 1] - (A + 913920)[i0 * 1];
+        (A + 913936)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 914448)[i0 * 32 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:79:18)
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 914448)[i] = (A + 913936)[i] * (A + 913936)[i];
-  }
   // mean %ln.var  (prelude.model:79:15)
   std::fill_n((A + 914960), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -3058,20 +2743,20 @@ private:
   for (int64_t k = 0; k < 16; ++k) (A + 914960)[k] /= T(32);
   // const  (prelude.model:80:26)
   std::fill_n((A + 914976), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:80:26)
+  // fused loop over [16, 1]:
+  //   add  (prelude.model:80:26)  [register]
+  //   rsqrt  (prelude.model:80:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 914992)[i0 * 1 + i1 * 1] = (A + 914960)[i0 * 1] + (A + 914976)[0];
-      }
-  // rsqrt  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 915008)[i0 * 1 + i1 * 1] = T(1) / std::sqrt((A + 914992)[i0 * 1]);
+        const T v0 = (A + 914960)[i0 * 1] + (A + 914976)[0];
+        const T v1 = T(1) / std::sqrt(v0);
+        (A + 915008)[i0 * 1 + i1 * 1] = v1;
       }
   // mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 915024)[i0 * 32 + i1 * 1] = (A + 913936)[i0 * 32 + i1 * 1] * (A + 915008)[i0 * 1];
@@ -3079,6 +2764,7 @@ private:
   // param %ln.weight  (prelude.model:73:3)
   // mul  (prelude.model:80:33)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 915568)[i0 * 32 + i1 * 1] = (A + 915024)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
@@ -3086,42 +2772,35 @@ private:
   // param %ln.bias  (prelude.model:74:3)
   // add %z  (prelude.model:80:42)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         (A + 916112)[i0 * 32 + i1 * 1] = (A + 915568)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
       }
   // param %fc.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 917136)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 16, 32, T(1), (A + 916112), 32, sf_[10].data(), 32, T(0), (A + 917648), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
-  // add  (prelude.model:10:34)
+  // fused loop over [16, 16]:
+  //   add  (prelude.model:10:34)  [register]
+  //   relu  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 917920)[i0 * 16 + i1 * 1] = (A + 917648)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v0 = (A + 917648)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v1 = (v0 > T(0) ? v0 : T(0));
+        (A + 918176)[i0 * 16 + i1 * 1] = v1;
       }
-  // relu  (lstm2_layernorm.model:20:19)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 918176)[i] = ((A + 917920)[i] > T(0) ? (A + 917920)[i] : T(0));
-  }
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 918448)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 16];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 1, 16, T(1), (A + 918176), 16, sf_[12].data(), 16, T(0), (A + 918464), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 918496)[i0 * 1 + i1 * 1] = (A + 918464)[i0 * 1] + sf_[13].data()[0];

@@ -6,8 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+
+// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
+#if defined(__clang__)
+#define GRADC_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GRADC_IVDEP _Pragma("GCC ivdep")
+#else
+#define GRADC_IVDEP
+#endif
 
 namespace {
 
@@ -148,49 +158,43 @@ public:
   // param %cell.bn_o.bias  (prelude.model:49:3)
   // transpose  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 11171152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 11172176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // const  (prelude.model:65:53)
   std::fill_n((A + 11434320), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:65:53)
+  // fused loop over [256]:
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 11434336)[i] = sf_[15].data()[i] + (A + 11434320)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 11434592)[i] = T(1) / std::sqrt((A + 11434336)[i]);
-  }
-  // add  (prelude.model:65:53)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 11434848)[i] = sf_[18].data()[i] + (A + 11434320)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 11435104)[i] = T(1) / std::sqrt((A + 11434848)[i]);
-  }
-  // add  (prelude.model:65:53)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 11435360)[i] = sf_[21].data()[i] + (A + 11434320)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 11435616)[i] = T(1) / std::sqrt((A + 11435360)[i]);
-  }
-  // add  (prelude.model:65:53)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 11435872)[i] = sf_[24].data()[i] + (A + 11434320)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 11436128)[i] = T(1) / std::sqrt((A + 11435872)[i]);
+    const T v0 = sf_[15].data()[i] + (A + 11434320)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 11434592)[i] = v1;
+    const T v2 = sf_[18].data()[i] + (A + 11434320)[0];
+    const T v3 = T(1) / std::sqrt(v2);
+    (A + 11435104)[i] = v3;
+    const T v4 = sf_[21].data()[i] + (A + 11434320)[0];
+    const T v5 = T(1) / std::sqrt(v4);
+    (A + 11435616)[i] = v5;
+    const T v6 = sf_[24].data()[i] + (A + 11434320)[0];
+    const T v7 = T(1) / std::sqrt(v6);
+    (A + 11436128)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 10893648), 8192, (A + 11698560));
@@ -202,187 +206,100 @@ public:
     gemm(false, false, 32, 1024, 1, T(1), (A + 11698528), 1, (A + 11171152), 1024, T(0), (A + 11984256), 1024, threads());
     // add  (seed_gate_bn.model:30:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 12017024)[i0 * 1024 + i1 * 1] = (A + 11984256)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
     gemm(false, false, 32, 1024, 256, T(1), (A + 11698560), 256, (A + 11172176), 1024, T(0), (A + 12049792), 1024, threads());
-    // add  (seed_gate_bn.model:30:51)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 12082560)[i] = (A + 12017024)[i] + (A + 12049792)[i];
-    }
-    // add %cell.gates  (seed_gate_bn.model:30:78)
+    // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:51)  [register]
+    //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 12115328)[i0 * 1024 + i1 * 1] = (A + 12082560)[i0 * 1024 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 12017024)[i0 * 1024 + i1 * 1] + (A + 12049792)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 12115328)[i0 * 1024 + i1 * 1] = v1;
         }
-    // slice  (seed_gate_bn.model:31:29)
+    // fused loop over [32, 256]:
+    //   slice  (seed_gate_bn.model:31:29)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
+    //   slice  (seed_gate_bn.model:32:29)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
+    //   slice  (seed_gate_bn.model:33:26)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
+    //   slice  (seed_gate_bn.model:34:29)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
+    //   mul  (seed_gate_bn.model:35:13)  [register]
+    //   mul  (seed_gate_bn.model:35:21)  [register]
+    //   add %cell.c  (seed_gate_bn.model:35:17)
+    //   tanh  (seed_gate_bn.model:36:19)  [register]
+    //   mul %cell.h  (seed_gate_bn.model:36:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 12148096)[i0 * 256 + i1 * 1] = (A + 12115328)[0 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 12115328)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 - sf_[14].data()[i1 * 1];
+          const T v2 = v1 * (A + 11434592)[i1 * 1];
+          const T v3 = v2 * sf_[4].data()[i1 * 1];
+          const T v4 = v3 + sf_[5].data()[i1 * 1];
+          const T v5 = fsigmoid(v4);
+          const T v6 = (A + 12115328)[256 + i0 * 1024 + i1 * 1];
+          const T v7 = v6 - sf_[17].data()[i1 * 1];
+          const T v8 = v7 * (A + 11435104)[i1 * 1];
+          const T v9 = v8 * sf_[6].data()[i1 * 1];
+          const T v10 = v9 + sf_[7].data()[i1 * 1];
+          const T v11 = fsigmoid(v10);
+          const T v12 = (A + 12115328)[512 + i0 * 1024 + i1 * 1];
+          const T v13 = v12 - sf_[20].data()[i1 * 1];
+          const T v14 = v13 * (A + 11435616)[i1 * 1];
+          const T v15 = v14 * sf_[8].data()[i1 * 1];
+          const T v16 = v15 + sf_[9].data()[i1 * 1];
+          const T v17 = ftanh(v16);
+          const T v18 = (A + 12115328)[768 + i0 * 1024 + i1 * 1];
+          const T v19 = v18 - sf_[23].data()[i1 * 1];
+          const T v20 = v19 * (A + 11436128)[i1 * 1];
+          const T v21 = v20 * sf_[10].data()[i1 * 1];
+          const T v22 = v21 + sf_[11].data()[i1 * 1];
+          const T v23 = fsigmoid(v22);
+          const T v24 = v11 * (A + 11706752)[i0 * 256 + i1 * 1];
+          const T v25 = v5 * v17;
+          const T v26 = v24 + v25;
+          (A + 12361088)[i0 * 256 + i1 * 1] = v26;
+          const T v27 = ftanh(v26);
+          const T v28 = v23 * v27;
+          (A + 12377472)[i0 * 256 + i1 * 1] = v28;
         }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12156288)[i0 * 256 + i1 * 1] = (A + 12148096)[i0 * 256 + i1 * 1] - sf_[14].data()[i1 * 1];
-        }
-    // mul %cell.bn_i.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12164480)[i0 * 256 + i1 * 1] = (A + 12156288)[i0 * 256 + i1 * 1] * (A + 11434592)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12172672)[i0 * 256 + i1 * 1] = (A + 12164480)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12180864)[i0 * 256 + i1 * 1] = (A + 12172672)[i0 * 256 + i1 * 1] + sf_[5].data()[i1 * 1];
-        }
-    // sigmoid %cell.i  (seed_gate_bn.model:31:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12189056)[i] = T(1) / (T(1) + std::exp(-(A + 12180864)[i]));
-    }
-    // slice  (seed_gate_bn.model:32:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12197248)[i0 * 256 + i1 * 1] = (A + 12115328)[256 + i0 * 1024 + i1 * 1];
-        }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12205440)[i0 * 256 + i1 * 1] = (A + 12197248)[i0 * 256 + i1 * 1] - sf_[17].data()[i1 * 1];
-        }
-    // mul %cell.bn_f.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12213632)[i0 * 256 + i1 * 1] = (A + 12205440)[i0 * 256 + i1 * 1] * (A + 11435104)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12221824)[i0 * 256 + i1 * 1] = (A + 12213632)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12230016)[i0 * 256 + i1 * 1] = (A + 12221824)[i0 * 256 + i1 * 1] + sf_[7].data()[i1 * 1];
-        }
-    // sigmoid %cell.f  (seed_gate_bn.model:32:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12238208)[i] = T(1) / (T(1) + std::exp(-(A + 12230016)[i]));
-    }
-    // slice  (seed_gate_bn.model:33:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12246400)[i0 * 256 + i1 * 1] = (A + 12115328)[512 + i0 * 1024 + i1 * 1];
-        }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12254592)[i0 * 256 + i1 * 1] = (A + 12246400)[i0 * 256 + i1 * 1] - sf_[20].data()[i1 * 1];
-        }
-    // mul %cell.bn_g.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12262784)[i0 * 256 + i1 * 1] = (A + 12254592)[i0 * 256 + i1 * 1] * (A + 11435616)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12270976)[i0 * 256 + i1 * 1] = (A + 12262784)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12279168)[i0 * 256 + i1 * 1] = (A + 12270976)[i0 * 256 + i1 * 1] + sf_[9].data()[i1 * 1];
-        }
-    // tanh %cell.g  (seed_gate_bn.model:33:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12287360)[i] = std::tanh((A + 12279168)[i]);
-    }
-    // slice  (seed_gate_bn.model:34:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12295552)[i0 * 256 + i1 * 1] = (A + 12115328)[768 + i0 * 1024 + i1 * 1];
-        }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12303744)[i0 * 256 + i1 * 1] = (A + 12295552)[i0 * 256 + i1 * 1] - sf_[23].data()[i1 * 1];
-        }
-    // mul %cell.bn_o.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12311936)[i0 * 256 + i1 * 1] = (A + 12303744)[i0 * 256 + i1 * 1] * (A + 11436128)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12320128)[i0 * 256 + i1 * 1] = (A + 12311936)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 12328320)[i0 * 256 + i1 * 1] = (A + 12320128)[i0 * 256 + i1 * 1] + sf_[11].data()[i1 * 1];
-        }
-    // sigmoid %cell.o  (seed_gate_bn.model:34:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12336512)[i] = T(1) / (T(1) + std::exp(-(A + 12328320)[i]));
-    }
-    // mul  (seed_gate_bn.model:35:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12344704)[i] = (A + 12238208)[i] * (A + 11706752)[i];
-    }
-    // mul  (seed_gate_bn.model:35:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12352896)[i] = (A + 12189056)[i] * (A + 12287360)[i];
-    }
-    // add %cell.c  (seed_gate_bn.model:35:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12361088)[i] = (A + 12344704)[i] + (A + 12352896)[i];
-    }
-    // tanh  (seed_gate_bn.model:36:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12369280)[i] = std::tanh((A + 12361088)[i]);
-    }
-    // mul %cell.h  (seed_gate_bn.model:36:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 12377472)[i] = (A + 12336512)[i] * (A + 12369280)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12377472) + o * 256, 256, (A + 11452768) + (o * 30 + t) * 256);
-    std::copy_n((A + 12377472), 8192, (A + 11436384));
-    std::copy_n((A + 12361088), 8192, (A + 11444576));
-    std::copy_n((A + 11436384), 8192, (A + 11698560));
-    std::copy_n((A + 11444576), 8192, (A + 11706752));
+    std::copy_n((A + 12377472), 8192, (A + 11698560));
+    std::copy_n((A + 12361088), 8192, (A + 11706752));
   }
+  std::copy_n((A + 11698560), 8192, (A + 11436384));
+  std::copy_n((A + 11706752), 8192, (A + 11444576));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 12385664)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 11452768)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
@@ -390,17 +307,13 @@ public:
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 12402304)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 256, T(1), (A + 12385664), 256, sf_[12].data(), 256, T(0), (A + 12402560), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 12402608)[i0 * 1 + i1 * 1] = (A + 12402560)[i0 * 1] + sf_[13].data()[0];
@@ -456,12 +369,14 @@ private:
   // param %cell.bn_o.bias  (prelude.model:49:3)
   // transpose  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 278560)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 279584)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
@@ -498,24 +413,27 @@ private:
     gemm(false, false, 32, 1024, 1, T(1), (A + 4646064), 1, (A + 278560), 1024, T(0), (A + 4931936), 1024, threads());
     // add  (seed_gate_bn.model:30:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 4964704)[i0 * 1024 + i1 * 1] = (A + 4931936)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
     gemm(false, false, 32, 1024, 256, T(1), (A + 4646096), 256, (A + 279584), 1024, T(0), (A + 4997472), 1024, threads());
-    // add  (seed_gate_bn.model:30:51)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5030240)[i] = (A + 4964704)[i] + (A + 4997472)[i];
-    }
-    // add %cell.gates  (seed_gate_bn.model:30:78)
+    // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:51)  [register]
+    //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 5063008)[i0 * 1024 + i1 * 1] = (A + 5030240)[i0 * 1024 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 4964704)[i0 * 1024 + i1 * 1] + (A + 4997472)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 5063008)[i0 * 1024 + i1 * 1] = v1;
         }
     // slice  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 5095776)[i0 * 256 + i1 * 1] = (A + 5063008)[0 + i0 * 1024 + i1 * 1];
@@ -528,16 +446,18 @@ private:
           (A + 5103968)[i1 * 1] += (A + 5095776)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5103968)[k] /= T(32);
-    // sub %cell.bn_i.d  (prelude.model:58:13)
+    // fused loop over [32, 256]:
+    //   sub %cell.bn_i.d  (prelude.model:58:13)
+    //   mul  (prelude.model:59:20)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5104224)[i0 * 256 + i1 * 1] = (A + 5095776)[i0 * 256 + i1 * 1] - (A + 5103968)[i1 * 1];
+          const T v0 = (A + 5095776)[i0 * 256 + i1 * 1] - (A + 5103968)[i1 * 1];
+          (A + 5104224)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * v0;
+          (A + 5112416)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5112416)[i] = (A + 5104224)[i] * (A + 5104224)[i];
-    }
     // mean %cell.bn_i.var  (prelude.model:59:17)
     std::fill_n((A + 5120608), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -546,69 +466,56 @@ private:
           (A + 5120608)[i1 * 1] += (A + 5112416)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5120608)[k] /= T(32);
-    // mul  (prelude.model:60:44)
+    // fused loop over [256]:
+    //   mul  (prelude.model:60:44)  [register]
+    //   mul  (prelude.model:60:70)  [register]
+    //   add %cell.bn_i.running_mean.new  (prelude.model:60:59)
+    //   mul  (prelude.model:61:43)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add %cell.bn_i.running_var.new  (prelude.model:61:57)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5120864)[i] = (A + 541728)[0] * (A + 4662480)[i];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5121120)[i] = (A + 541744)[0] * (A + 5103968)[i];
-    }
-    // add %cell.bn_i.running_mean.new  (prelude.model:60:59)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5121376)[i] = (A + 5120864)[i] + (A + 5121120)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5121632)[i] = (A + 541728)[0] * (A + 4662736)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5121888)[i] = (A + 541760)[0] * (A + 5120608)[i];
-    }
-    // add %cell.bn_i.running_var.new  (prelude.model:61:57)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5122144)[i] = (A + 5121632)[i] + (A + 5121888)[i];
+      const T v0 = (A + 541728)[0] * (A + 4662480)[i];
+      const T v1 = (A + 541744)[0] * (A + 5103968)[i];
+      const T v2 = v0 + v1;
+      (A + 5121376)[i] = v2;
+      const T v3 = (A + 541728)[0] * (A + 4662736)[i];
+      const T v4 = (A + 541760)[0] * (A + 5120608)[i];
+      const T v5 = v3 + v4;
+      (A + 5122144)[i] = v5;
     }
     // add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
       (A + 5122400)[0] = (A + 4662992)[0] + (A + 541776)[0];
     }
-    // add  (prelude.model:63:28)
+    // fused loop over [256]:
+    //   add  (prelude.model:63:28)  [register]
+    //   rsqrt  (prelude.model:63:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5122416)[i] = (A + 5120608)[i] + (A + 541792)[0];
+      const T v0 = (A + 5120608)[i] + (A + 541792)[0];
+      const T v1 = T(1) / std::sqrt(v0);
+      (A + 5122672)[i] = v1;
     }
-    // rsqrt  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5122672)[i] = T(1) / std::sqrt((A + 5122416)[i]);
-    }
-    // mul %cell.bn_i.xhat  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul %cell.bn_i.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
+    //   slice  (seed_gate_bn.model:32:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5122928)[i0 * 256 + i1 * 1] = (A + 5104224)[i0 * 256 + i1 * 1] * (A + 5122672)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5131120)[i0 * 256 + i1 * 1] = (A + 5122928)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5139312)[i0 * 256 + i1 * 1] = (A + 5131120)[i0 * 256 + i1 * 1] + sf_[5].data()[i1 * 1];
-        }
-    // sigmoid %cell.i  (seed_gate_bn.model:31:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5147504)[i] = T(1) / (T(1) + std::exp(-(A + 5139312)[i]));
-    }
-    // slice  (seed_gate_bn.model:32:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5155696)[i0 * 256 + i1 * 1] = (A + 5063008)[256 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 5104224)[i0 * 256 + i1 * 1] * (A + 5122672)[i1 * 1];
+          (A + 5122928)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * sf_[4].data()[i1 * 1];
+          const T v2 = v1 + sf_[5].data()[i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 5147504)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 5063008)[256 + i0 * 1024 + i1 * 1];
+          (A + 5155696)[i0 * 256 + i1 * 1] = v4;
         }
     // mean %cell.bn_f.mu  (prelude.model:57:16)
     std::fill_n((A + 5163888), 256, T(0));
@@ -618,16 +525,18 @@ private:
           (A + 5163888)[i1 * 1] += (A + 5155696)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5163888)[k] /= T(32);
-    // sub %cell.bn_f.d  (prelude.model:58:13)
+    // fused loop over [32, 256]:
+    //   sub %cell.bn_f.d  (prelude.model:58:13)
+    //   mul  (prelude.model:59:20)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5164144)[i0 * 256 + i1 * 1] = (A + 5155696)[i0 * 256 + i1 * 1] - (A + 5163888)[i1 * 1];
+          const T v0 = (A + 5155696)[i0 * 256 + i1 * 1] - (A + 5163888)[i1 * 1];
+          (A + 5164144)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * v0;
+          (A + 5172336)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5172336)[i] = (A + 5164144)[i] * (A + 5164144)[i];
-    }
     // mean %cell.bn_f.var  (prelude.model:59:17)
     std::fill_n((A + 5180528), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -636,69 +545,56 @@ private:
           (A + 5180528)[i1 * 1] += (A + 5172336)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5180528)[k] /= T(32);
-    // mul  (prelude.model:60:44)
+    // fused loop over [256]:
+    //   mul  (prelude.model:60:44)  [register]
+    //   mul  (prelude.model:60:70)  [register]
+    //   add %cell.bn_f.running_mean.new  (prelude.model:60:59)
+    //   mul  (prelude.model:61:43)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add %cell.bn_f.running_var.new  (prelude.model:61:57)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5180784)[i] = (A + 541728)[0] * (A + 4663008)[i];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5181040)[i] = (A + 541744)[0] * (A + 5163888)[i];
-    }
-    // add %cell.bn_f.running_mean.new  (prelude.model:60:59)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5181296)[i] = (A + 5180784)[i] + (A + 5181040)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5181552)[i] = (A + 541728)[0] * (A + 4663264)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5181808)[i] = (A + 541760)[0] * (A + 5180528)[i];
-    }
-    // add %cell.bn_f.running_var.new  (prelude.model:61:57)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5182064)[i] = (A + 5181552)[i] + (A + 5181808)[i];
+      const T v0 = (A + 541728)[0] * (A + 4663008)[i];
+      const T v1 = (A + 541744)[0] * (A + 5163888)[i];
+      const T v2 = v0 + v1;
+      (A + 5181296)[i] = v2;
+      const T v3 = (A + 541728)[0] * (A + 4663264)[i];
+      const T v4 = (A + 541760)[0] * (A + 5180528)[i];
+      const T v5 = v3 + v4;
+      (A + 5182064)[i] = v5;
     }
     // add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
       (A + 5182320)[0] = (A + 4663520)[0] + (A + 541776)[0];
     }
-    // add  (prelude.model:63:28)
+    // fused loop over [256]:
+    //   add  (prelude.model:63:28)  [register]
+    //   rsqrt  (prelude.model:63:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5182336)[i] = (A + 5180528)[i] + (A + 541792)[0];
+      const T v0 = (A + 5180528)[i] + (A + 541792)[0];
+      const T v1 = T(1) / std::sqrt(v0);
+      (A + 5182592)[i] = v1;
     }
-    // rsqrt  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5182592)[i] = T(1) / std::sqrt((A + 5182336)[i]);
-    }
-    // mul %cell.bn_f.xhat  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul %cell.bn_f.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
+    //   slice  (seed_gate_bn.model:33:26)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5182848)[i0 * 256 + i1 * 1] = (A + 5164144)[i0 * 256 + i1 * 1] * (A + 5182592)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5191040)[i0 * 256 + i1 * 1] = (A + 5182848)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5199232)[i0 * 256 + i1 * 1] = (A + 5191040)[i0 * 256 + i1 * 1] + sf_[7].data()[i1 * 1];
-        }
-    // sigmoid %cell.f  (seed_gate_bn.model:32:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5207424)[i] = T(1) / (T(1) + std::exp(-(A + 5199232)[i]));
-    }
-    // slice  (seed_gate_bn.model:33:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5215616)[i0 * 256 + i1 * 1] = (A + 5063008)[512 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 5164144)[i0 * 256 + i1 * 1] * (A + 5182592)[i1 * 1];
+          (A + 5182848)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * sf_[6].data()[i1 * 1];
+          const T v2 = v1 + sf_[7].data()[i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 5207424)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 5063008)[512 + i0 * 1024 + i1 * 1];
+          (A + 5215616)[i0 * 256 + i1 * 1] = v4;
         }
     // mean %cell.bn_g.mu  (prelude.model:57:16)
     std::fill_n((A + 5223808), 256, T(0));
@@ -708,16 +604,18 @@ private:
           (A + 5223808)[i1 * 1] += (A + 5215616)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5223808)[k] /= T(32);
-    // sub %cell.bn_g.d  (prelude.model:58:13)
+    // fused loop over [32, 256]:
+    //   sub %cell.bn_g.d  (prelude.model:58:13)
+    //   mul  (prelude.model:59:20)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5224064)[i0 * 256 + i1 * 1] = (A + 5215616)[i0 * 256 + i1 * 1] - (A + 5223808)[i1 * 1];
+          const T v0 = (A + 5215616)[i0 * 256 + i1 * 1] - (A + 5223808)[i1 * 1];
+          (A + 5224064)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * v0;
+          (A + 5232256)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5232256)[i] = (A + 5224064)[i] * (A + 5224064)[i];
-    }
     // mean %cell.bn_g.var  (prelude.model:59:17)
     std::fill_n((A + 5240448), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -726,69 +624,56 @@ private:
           (A + 5240448)[i1 * 1] += (A + 5232256)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5240448)[k] /= T(32);
-    // mul  (prelude.model:60:44)
+    // fused loop over [256]:
+    //   mul  (prelude.model:60:44)  [register]
+    //   mul  (prelude.model:60:70)  [register]
+    //   add %cell.bn_g.running_mean.new  (prelude.model:60:59)
+    //   mul  (prelude.model:61:43)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add %cell.bn_g.running_var.new  (prelude.model:61:57)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5240704)[i] = (A + 541728)[0] * (A + 4663536)[i];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5240960)[i] = (A + 541744)[0] * (A + 5223808)[i];
-    }
-    // add %cell.bn_g.running_mean.new  (prelude.model:60:59)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5241216)[i] = (A + 5240704)[i] + (A + 5240960)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5241472)[i] = (A + 541728)[0] * (A + 4663792)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5241728)[i] = (A + 541760)[0] * (A + 5240448)[i];
-    }
-    // add %cell.bn_g.running_var.new  (prelude.model:61:57)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5241984)[i] = (A + 5241472)[i] + (A + 5241728)[i];
+      const T v0 = (A + 541728)[0] * (A + 4663536)[i];
+      const T v1 = (A + 541744)[0] * (A + 5223808)[i];
+      const T v2 = v0 + v1;
+      (A + 5241216)[i] = v2;
+      const T v3 = (A + 541728)[0] * (A + 4663792)[i];
+      const T v4 = (A + 541760)[0] * (A + 5240448)[i];
+      const T v5 = v3 + v4;
+      (A + 5241984)[i] = v5;
     }
     // add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
       (A + 5242240)[0] = (A + 4664048)[0] + (A + 541776)[0];
     }
-    // add  (prelude.model:63:28)
+    // fused loop over [256]:
+    //   add  (prelude.model:63:28)  [register]
+    //   rsqrt  (prelude.model:63:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5242256)[i] = (A + 5240448)[i] + (A + 541792)[0];
+      const T v0 = (A + 5240448)[i] + (A + 541792)[0];
+      const T v1 = T(1) / std::sqrt(v0);
+      (A + 5242512)[i] = v1;
     }
-    // rsqrt  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5242512)[i] = T(1) / std::sqrt((A + 5242256)[i]);
-    }
-    // mul %cell.bn_g.xhat  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul %cell.bn_g.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   tanh %cell.g  (seed_gate_bn.model:33:15)
+    //   slice  (seed_gate_bn.model:34:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5242768)[i0 * 256 + i1 * 1] = (A + 5224064)[i0 * 256 + i1 * 1] * (A + 5242512)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5250960)[i0 * 256 + i1 * 1] = (A + 5242768)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5259152)[i0 * 256 + i1 * 1] = (A + 5250960)[i0 * 256 + i1 * 1] + sf_[9].data()[i1 * 1];
-        }
-    // tanh %cell.g  (seed_gate_bn.model:33:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5267344)[i] = std::tanh((A + 5259152)[i]);
-    }
-    // slice  (seed_gate_bn.model:34:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5275536)[i0 * 256 + i1 * 1] = (A + 5063008)[768 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 5224064)[i0 * 256 + i1 * 1] * (A + 5242512)[i1 * 1];
+          (A + 5242768)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * sf_[8].data()[i1 * 1];
+          const T v2 = v1 + sf_[9].data()[i1 * 1];
+          const T v3 = ftanh(v2);
+          (A + 5267344)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 5063008)[768 + i0 * 1024 + i1 * 1];
+          (A + 5275536)[i0 * 256 + i1 * 1] = v4;
         }
     // mean %cell.bn_o.mu  (prelude.model:57:16)
     std::fill_n((A + 5283728), 256, T(0));
@@ -798,16 +683,18 @@ private:
           (A + 5283728)[i1 * 1] += (A + 5275536)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5283728)[k] /= T(32);
-    // sub %cell.bn_o.d  (prelude.model:58:13)
+    // fused loop over [32, 256]:
+    //   sub %cell.bn_o.d  (prelude.model:58:13)
+    //   mul  (prelude.model:59:20)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5283984)[i0 * 256 + i1 * 1] = (A + 5275536)[i0 * 256 + i1 * 1] - (A + 5283728)[i1 * 1];
+          const T v0 = (A + 5275536)[i0 * 256 + i1 * 1] - (A + 5283728)[i1 * 1];
+          (A + 5283984)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * v0;
+          (A + 5292176)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5292176)[i] = (A + 5283984)[i] * (A + 5283984)[i];
-    }
     // mean %cell.bn_o.var  (prelude.model:59:17)
     std::fill_n((A + 5300368), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -816,84 +703,67 @@ private:
           (A + 5300368)[i1 * 1] += (A + 5292176)[i0 * 256 + i1 * 1];
         }
     for (int64_t k = 0; k < 256; ++k) (A + 5300368)[k] /= T(32);
-    // mul  (prelude.model:60:44)
+    // fused loop over [256]:
+    //   mul  (prelude.model:60:44)  [register]
+    //   mul  (prelude.model:60:70)  [register]
+    //   add %cell.bn_o.running_mean.new  (prelude.model:60:59)
+    //   mul  (prelude.model:61:43)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add %cell.bn_o.running_var.new  (prelude.model:61:57)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5300624)[i] = (A + 541728)[0] * (A + 4664064)[i];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5300880)[i] = (A + 541744)[0] * (A + 5283728)[i];
-    }
-    // add %cell.bn_o.running_mean.new  (prelude.model:60:59)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5301136)[i] = (A + 5300624)[i] + (A + 5300880)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5301392)[i] = (A + 541728)[0] * (A + 4664320)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5301648)[i] = (A + 541760)[0] * (A + 5300368)[i];
-    }
-    // add %cell.bn_o.running_var.new  (prelude.model:61:57)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5301904)[i] = (A + 5301392)[i] + (A + 5301648)[i];
+      const T v0 = (A + 541728)[0] * (A + 4664064)[i];
+      const T v1 = (A + 541744)[0] * (A + 5283728)[i];
+      const T v2 = v0 + v1;
+      (A + 5301136)[i] = v2;
+      const T v3 = (A + 541728)[0] * (A + 4664320)[i];
+      const T v4 = (A + 541760)[0] * (A + 5300368)[i];
+      const T v5 = v3 + v4;
+      (A + 5301904)[i] = v5;
     }
     // add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
       (A + 5302160)[0] = (A + 4664576)[0] + (A + 541776)[0];
     }
-    // add  (prelude.model:63:28)
+    // fused loop over [256]:
+    //   add  (prelude.model:63:28)  [register]
+    //   rsqrt  (prelude.model:63:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 5302176)[i] = (A + 5300368)[i] + (A + 541792)[0];
+      const T v0 = (A + 5300368)[i] + (A + 541792)[0];
+      const T v1 = T(1) / std::sqrt(v0);
+      (A + 5302432)[i] = v1;
     }
-    // rsqrt  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5302432)[i] = T(1) / std::sqrt((A + 5302176)[i]);
-    }
-    // mul %cell.bn_o.xhat  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul %cell.bn_o.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.o  (seed_gate_bn.model:34:18)
+    //   mul  (seed_gate_bn.model:35:13)  [register]
+    //   mul  (seed_gate_bn.model:35:21)  [register]
+    //   add %cell.c  (seed_gate_bn.model:35:17)
+    //   tanh  (seed_gate_bn.model:36:19)
+    //   mul %cell.h  (seed_gate_bn.model:36:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5302688)[i0 * 256 + i1 * 1] = (A + 5283984)[i0 * 256 + i1 * 1] * (A + 5302432)[i1 * 1];
+          const T v0 = (A + 5283984)[i0 * 256 + i1 * 1] * (A + 5302432)[i1 * 1];
+          (A + 5302688)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * sf_[10].data()[i1 * 1];
+          const T v2 = v1 + sf_[11].data()[i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 5327264)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 5207424)[i0 * 256 + i1 * 1] * (A + 4654288)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 5147504)[i0 * 256 + i1 * 1] * (A + 5267344)[i0 * 256 + i1 * 1];
+          const T v6 = v4 + v5;
+          (A + 5351840)[i0 * 256 + i1 * 1] = v6;
+          const T v7 = ftanh(v6);
+          (A + 5360032)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = v3 * v7;
+          (A + 5368224)[i0 * 256 + i1 * 1] = v8;
         }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5310880)[i0 * 256 + i1 * 1] = (A + 5302688)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5319072)[i0 * 256 + i1 * 1] = (A + 5310880)[i0 * 256 + i1 * 1] + sf_[11].data()[i1 * 1];
-        }
-    // sigmoid %cell.o  (seed_gate_bn.model:34:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5327264)[i] = T(1) / (T(1) + std::exp(-(A + 5319072)[i]));
-    }
-    // mul  (seed_gate_bn.model:35:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5335456)[i] = (A + 5207424)[i] * (A + 4654288)[i];
-    }
-    // mul  (seed_gate_bn.model:35:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5343648)[i] = (A + 5147504)[i] * (A + 5267344)[i];
-    }
-    // add %cell.c  (seed_gate_bn.model:35:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5351840)[i] = (A + 5335456)[i] + (A + 5343648)[i];
-    }
-    // tanh  (seed_gate_bn.model:36:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5360032)[i] = std::tanh((A + 5351840)[i]);
-    }
-    // mul %cell.h  (seed_gate_bn.model:36:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5368224)[i] = (A + 5327264)[i] * (A + 5360032)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5368224) + o * 256, 256, (A + 560304) + (o * 30 + t) * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5360032) + o * 256, 256, (A + 806064) + (o * 30 + t) * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5327264) + o * 256, 256, (A + 1051824) + (o * 30 + t) * 256);
@@ -930,38 +800,39 @@ private:
     for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5103968) + o * 1, 1, (A + 4384944) + (o * 30 + t) * 1);
     for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4662480) + o * 1, 1, (A + 4392624) + (o * 30 + t) * 1);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4646096) + o * 256, 256, (A + 4400304) + (o * 30 + t) * 256);
-    std::copy_n((A + 5368224), 8192, (A + 541808));
-    std::copy_n((A + 5351840), 8192, (A + 550000));
-    std::copy_n((A + 5121376), 256, (A + 558192));
-    std::copy_n((A + 5122144), 256, (A + 558448));
-    std::copy_n((A + 5122400), 1, (A + 558704));
-    std::copy_n((A + 5181296), 256, (A + 558720));
-    std::copy_n((A + 5182064), 256, (A + 558976));
-    std::copy_n((A + 5182320), 1, (A + 559232));
-    std::copy_n((A + 5241216), 256, (A + 559248));
-    std::copy_n((A + 5241984), 256, (A + 559504));
-    std::copy_n((A + 5242240), 1, (A + 559760));
-    std::copy_n((A + 5301136), 256, (A + 559776));
-    std::copy_n((A + 5301904), 256, (A + 560032));
-    std::copy_n((A + 5302160), 1, (A + 560288));
-    std::copy_n((A + 541808), 8192, (A + 4646096));
-    std::copy_n((A + 550000), 8192, (A + 4654288));
-    std::copy_n((A + 558192), 256, (A + 4662480));
-    std::copy_n((A + 558448), 256, (A + 4662736));
-    std::copy_n((A + 558704), 1, (A + 4662992));
-    std::copy_n((A + 558720), 256, (A + 4663008));
-    std::copy_n((A + 558976), 256, (A + 4663264));
-    std::copy_n((A + 559232), 1, (A + 4663520));
-    std::copy_n((A + 559248), 256, (A + 4663536));
-    std::copy_n((A + 559504), 256, (A + 4663792));
-    std::copy_n((A + 559760), 1, (A + 4664048));
-    std::copy_n((A + 559776), 256, (A + 4664064));
-    std::copy_n((A + 560032), 256, (A + 4664320));
-    std::copy_n((A + 560288), 1, (A + 4664576));
+    std::copy_n((A + 5368224), 8192, (A + 4646096));
+    std::copy_n((A + 5351840), 8192, (A + 4654288));
+    std::copy_n((A + 5121376), 256, (A + 4662480));
+    std::copy_n((A + 5122144), 256, (A + 4662736));
+    std::copy_n((A + 5122400), 1, (A + 4662992));
+    std::copy_n((A + 5181296), 256, (A + 4663008));
+    std::copy_n((A + 5182064), 256, (A + 4663264));
+    std::copy_n((A + 5182320), 1, (A + 4663520));
+    std::copy_n((A + 5241216), 256, (A + 4663536));
+    std::copy_n((A + 5241984), 256, (A + 4663792));
+    std::copy_n((A + 5242240), 1, (A + 4664048));
+    std::copy_n((A + 5301136), 256, (A + 4664064));
+    std::copy_n((A + 5301904), 256, (A + 4664320));
+    std::copy_n((A + 5302160), 1, (A + 4664576));
   }
+  std::copy_n((A + 4646096), 8192, (A + 541808));
+  std::copy_n((A + 4654288), 8192, (A + 550000));
+  std::copy_n((A + 4662480), 256, (A + 558192));
+  std::copy_n((A + 4662736), 256, (A + 558448));
+  std::copy_n((A + 4662992), 1, (A + 558704));
+  std::copy_n((A + 4663008), 256, (A + 558720));
+  std::copy_n((A + 4663264), 256, (A + 558976));
+  std::copy_n((A + 4663520), 1, (A + 559232));
+  std::copy_n((A + 4663536), 256, (A + 559248));
+  std::copy_n((A + 4663792), 256, (A + 559504));
+  std::copy_n((A + 4664048), 1, (A + 559760));
+  std::copy_n((A + 4664064), 256, (A + 559776));
+  std::copy_n((A + 4664320), 256, (A + 560032));
+  std::copy_n((A + 4664576), 1, (A + 560288));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 5376416)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 560304)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
@@ -971,6 +842,7 @@ private:
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 5393056)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
@@ -980,6 +852,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 5393360)[i0 * 1 + i1 * 1] = (A + 5393312)[i0 * 1] + sf_[13].data()[0];
@@ -1017,6 +890,7 @@ private:
   std::fill_n((A + 5393408), 1, T(1));
   // sub  (seed_gate_bn.model:48:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 5393424)[i0 * 1 + i1 * 1] = (A + 5393360)[i0 * 1] - (A + 960)[i0 * 1];
@@ -1025,6 +899,7 @@ private:
   std::fill_n((A + 5393456), 1, T(0.0625));
   // mul  (seed_gate_bn.model:48:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 5393472)[i0 * 1 + i1 * 1] = (A + 5393424)[i0 * 1] * (A + 5393456)[0];
@@ -1034,24 +909,15 @@ private:
   for (int64_t i = 0; i < 32; ++i) {
     (A + 5393504)[0] += (A + 5393472)[i];
   }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 5393520)[i0 * 256 + i1 * 1] = (A + 5393056)[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 256, 1, T(1), (A + 5393472), 1, (A + 5393056), 1, T(0), (A + 5393776), 256, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 5401968)[i0 * 32 + i1 * 1] = (A + 5376416)[i0 * 1 + i1 * 256];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 256, 1, 32, T(1), (A + 5376416), 256, (A + 5393472), 1, T(0), (A + 5410160), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 5410416)[i0 * 256 + i1 * 1] = (A + 5410160)[i0 * 1 + i1 * 1];
@@ -1062,6 +928,7 @@ private:
   std::fill_n((A + 5418864), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 5418864)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 5393776)[i0 * 256 + i1 * 256 + i2 * 1];
@@ -1142,63 +1009,50 @@ private:
     for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4392624) + (o * 30 + t) * 1, 1, (A + 6868848) + o * 1);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4400304) + (o * 30 + t) * 256, 256, (A + 6869104) + o * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 6877296) + o * 1);
-    // add
+    // fused loop over [32, 256]:
+    //   add  [register]
+    //   mul  (seed_gate_bn.model:36:13)
+    //   mul  (seed_gate_bn.model:36:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7689408)[i] = (A + 6877328)[i] + (A + 6741104)[i];
-    }
-    // mul  (seed_gate_bn.model:36:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7697600)[i] = (A + 7689408)[i] * (A + 6749296)[i];
-    }
-    // mul  (seed_gate_bn.model:36:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7705792)[i] = (A + 7689408)[i] * (A + 6757488)[i];
+      const T v0 = (A + 6877328)[i] + (A + 6741104)[i];
+      const T v1 = v0 * (A + 6749296)[i];
+      (A + 7697600)[i] = v1;
+      const T v2 = v0 * (A + 6757488)[i];
+      (A + 7705792)[i] = v2;
     }
     // const  (seed_gate_bn.model:36:19)
     std::fill_n((A + 7713984), 1, T(1));
-    // mul  (seed_gate_bn.model:36:19)
+    // fused loop over [32, 256]:
+    //   mul  (seed_gate_bn.model:36:19)  [register]
+    //   sub  (seed_gate_bn.model:36:19)  [register]
+    //   mul  (seed_gate_bn.model:36:19)  [register]
+    //   add  (seed_gate_bn.model:36:19)  [register]
+    //   mul  (seed_gate_bn.model:35:21)
+    //   mul  (seed_gate_bn.model:35:21)
+    //   mul  (seed_gate_bn.model:35:13)
+    //   mul  (seed_gate_bn.model:35:13)
+    //   sub  (seed_gate_bn.model:34:18)  [register]
+    //   mul  (seed_gate_bn.model:34:18)  [register]
+    //   mul  (seed_gate_bn.model:34:18)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7714000)[i] = (A + 6749296)[i] * (A + 6749296)[i];
-    }
-    // sub  (seed_gate_bn.model:36:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7722192)[i] = (A + 7713984)[0] - (A + 7714000)[i];
-    }
-    // mul  (seed_gate_bn.model:36:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7730384)[i] = (A + 7705792)[i] * (A + 7722192)[i];
-    }
-    // add  (seed_gate_bn.model:36:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7738576)[i] = (A + 6885520)[i] + (A + 7730384)[i];
-    }
-    // mul  (seed_gate_bn.model:35:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7746768)[i] = (A + 7738576)[i] * (A + 6765680)[i];
-    }
-    // mul  (seed_gate_bn.model:35:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7754960)[i] = (A + 7738576)[i] * (A + 6773872)[i];
-    }
-    // mul  (seed_gate_bn.model:35:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7763152)[i] = (A + 7738576)[i] * (A + 6782064)[i];
-    }
-    // mul  (seed_gate_bn.model:35:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7771344)[i] = (A + 7738576)[i] * (A + 6790256)[i];
-    }
-    // sub  (seed_gate_bn.model:34:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7779536)[i] = (A + 7713984)[0] - (A + 6757488)[i];
-    }
-    // mul  (seed_gate_bn.model:34:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7787728)[i] = (A + 6757488)[i] * (A + 7779536)[i];
-    }
-    // mul  (seed_gate_bn.model:34:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7795920)[i] = (A + 7697600)[i] * (A + 7787728)[i];
+      const T v0 = (A + 6749296)[i] * (A + 6749296)[i];
+      const T v1 = (A + 7713984)[0] - v0;
+      const T v2 = (A + 7705792)[i] * v1;
+      const T v3 = (A + 6885520)[i] + v2;
+      const T v4 = v3 * (A + 6765680)[i];
+      (A + 7746768)[i] = v4;
+      const T v5 = v3 * (A + 6773872)[i];
+      (A + 7754960)[i] = v5;
+      const T v6 = v3 * (A + 6782064)[i];
+      (A + 7763152)[i] = v6;
+      const T v7 = v3 * (A + 6790256)[i];
+      (A + 7771344)[i] = v7;
+      const T v8 = (A + 7713984)[0] - (A + 6757488)[i];
+      const T v9 = (A + 6757488)[i] * v8;
+      const T v10 = (A + 7697600)[i] * v9;
+      (A + 7795920)[i] = v10;
     }
     // sum  (prelude.model:67:26)
     std::fill_n((A + 7804112), 256, T(0));
@@ -1207,16 +1061,18 @@ private:
         {
           (A + 7804112)[i1 * 1] += (A + 7795920)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:67:17)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7804368)[i0 * 256 + i1 * 1] = (A + 7795920)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
+          const T v0 = (A + 7795920)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
+          (A + 7804368)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 7795920)[i0 * 256 + i1 * 1] * (A + 6798448)[i0 * 256 + i1 * 1];
+          (A + 7812560)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:67:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7812560)[i] = (A + 7795920)[i] * (A + 6798448)[i];
-    }
     // sum  (prelude.model:67:17)
     std::fill_n((A + 7820752), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1224,16 +1080,18 @@ private:
         {
           (A + 7820752)[i1 * 1] += (A + 7812560)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7821008)[i0 * 256 + i1 * 1] = (A + 7804368)[i0 * 256 + i1 * 1] * (A + 6806640)[i1 * 1];
+          const T v0 = (A + 7804368)[i0 * 256 + i1 * 1] * (A + 6806640)[i1 * 1];
+          (A + 7821008)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 7804368)[i0 * 256 + i1 * 1] * (A + 6806896)[i0 * 256 + i1 * 1];
+          (A + 7829200)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:63:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7829200)[i] = (A + 7804368)[i] * (A + 6806896)[i];
-    }
     // sum  (prelude.model:63:16)
     std::fill_n((A + 7837392), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1243,72 +1101,59 @@ private:
         }
     // const  (prelude.model:63:23)
     std::fill_n((A + 7837648), 1, T(-0.5));
-    // mul  (prelude.model:63:23)
+    // fused loop over [256]:
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add  (prelude.model:61:84)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:70)
+    //   mul  (prelude.model:60:44)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 7837664)[i] = (A + 7837392)[i] * (A + 7837648)[0];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7837920)[i] = (A + 6806640)[i] * (A + 6806640)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7838176)[i] = (A + 6806640)[i] * (A + 7837920)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7838432)[i] = (A + 7837664)[i] * (A + 7838176)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7838688)[i] = (A + 6895504)[i] * (A + 541760)[0];
-    }
-    // add  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7838944)[i] = (A + 7838432)[i] + (A + 7838688)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7839200)[i] = (A + 6895504)[i] * (A + 541728)[0];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7839456)[i] = (A + 6895248)[i] * (A + 541744)[0];
-    }
-    // mul  (prelude.model:60:44)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7839712)[i] = (A + 6895248)[i] * (A + 541728)[0];
+      const T v0 = (A + 7837392)[i] * (A + 7837648)[0];
+      const T v1 = (A + 6806640)[i] * (A + 6806640)[i];
+      const T v2 = (A + 6806640)[i] * v1;
+      const T v3 = v0 * v2;
+      const T v4 = (A + 6895504)[i] * (A + 541760)[0];
+      const T v5 = v3 + v4;
+      (A + 7838944)[i] = v5;
+      const T v6 = (A + 6895504)[i] * (A + 541728)[0];
+      (A + 7839200)[i] = v6;
+      const T v7 = (A + 6895248)[i] * (A + 541744)[0];
+      (A + 7839456)[i] = v7;
+      const T v8 = (A + 6895248)[i] * (A + 541728)[0];
+      (A + 7839712)[i] = v8;
     }
     // const  (prelude.model:59:17)
     std::fill_n((A + 7839968), 1, T(0.03125));
     // mul  (prelude.model:59:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       (A + 7839984)[i] = (A + 7838944)[i] * (A + 7839968)[0];
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:59:17)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:59:17)  [register]
+    //   mul  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)
+    //   neg  (prelude.model:58:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7840496)[i0 * 256 + i1 * 1] = (A + 7839984)[i1 * 1];
+          const T v0 = (A + 7839984)[i1 * 1];
+          const T v1 = v0 * (A + 6806896)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 7821008)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 7865072)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 7873264)[i0 * 256 + i1 * 1] = v4;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7848688)[i] = (A + 7840496)[i] * (A + 6806896)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7856880)[i] = (A + 7821008)[i] + (A + 7848688)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7865072)[i] = (A + 7856880)[i] + (A + 7848688)[i];
-    }
-    // neg  (prelude.model:58:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7873264)[i] = -(A + 7865072)[i];
-    }
     // sum  (prelude.model:58:13)
     std::fill_n((A + 7881456), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1316,44 +1161,46 @@ private:
         {
           (A + 7881456)[i1 * 1] += (A + 7873264)[i0 * 256 + i1 * 1];
         }
-    // add  (prelude.model:58:13)
+    // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 7881712)[i] = (A + 7839456)[i] + (A + 7881456)[i];
-    }
-    // mul  (prelude.model:57:16)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7881968)[i] = (A + 7881712)[i] * (A + 7839968)[0];
+      const T v0 = (A + 7839456)[i] + (A + 7881456)[i];
+      const T v1 = v0 * (A + 7839968)[0];
+      (A + 7881968)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:57:16)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7882480)[i0 * 256 + i1 * 1] = (A + 7881968)[i1 * 1];
+          const T v0 = (A + 7881968)[i1 * 1];
+          const T v1 = (A + 7865072)[i0 * 256 + i1 * 1] + v0;
+          (A + 7890672)[i0 * 256 + i1 * 1] = v1;
         }
-    // add  (prelude.model:57:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7890672)[i] = (A + 7865072)[i] + (A + 7882480)[i];
-    }
     // pad  (seed_gate_bn.model:34:29)
     std::fill_n((A + 7898864), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 7898864)[768 + i0 * 1024 + i1 * 1] = (A + 7890672)[i0 * 256 + i1 * 1];
         }
-    // mul  (seed_gate_bn.model:33:15)
+    // fused loop over [32, 256]:
+    //   mul  (seed_gate_bn.model:33:15)  [register]
+    //   sub  (seed_gate_bn.model:33:15)  [register]
+    //   mul  (seed_gate_bn.model:33:15)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7931632)[i] = (A + 6765680)[i] * (A + 6765680)[i];
-    }
-    // sub  (seed_gate_bn.model:33:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7939824)[i] = (A + 7713984)[0] - (A + 7931632)[i];
-    }
-    // mul  (seed_gate_bn.model:33:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7948016)[i] = (A + 7754960)[i] * (A + 7939824)[i];
+      const T v0 = (A + 6765680)[i] * (A + 6765680)[i];
+      const T v1 = (A + 7713984)[0] - v0;
+      const T v2 = (A + 7754960)[i] * v1;
+      (A + 7948016)[i] = v2;
     }
     // sum  (prelude.model:67:26)
     std::fill_n((A + 7956208), 256, T(0));
@@ -1362,16 +1209,18 @@ private:
         {
           (A + 7956208)[i1 * 1] += (A + 7948016)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:67:17)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7956464)[i0 * 256 + i1 * 1] = (A + 7948016)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
+          const T v0 = (A + 7948016)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
+          (A + 7956464)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 7948016)[i0 * 256 + i1 * 1] * (A + 6816112)[i0 * 256 + i1 * 1];
+          (A + 7964656)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:67:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7964656)[i] = (A + 7948016)[i] * (A + 6816112)[i];
-    }
     // sum  (prelude.model:67:17)
     std::fill_n((A + 7972848), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1379,16 +1228,18 @@ private:
         {
           (A + 7972848)[i1 * 1] += (A + 7964656)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7973104)[i0 * 256 + i1 * 1] = (A + 7956464)[i0 * 256 + i1 * 1] * (A + 6824304)[i1 * 1];
+          const T v0 = (A + 7956464)[i0 * 256 + i1 * 1] * (A + 6824304)[i1 * 1];
+          (A + 7973104)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 7956464)[i0 * 256 + i1 * 1] * (A + 6824560)[i0 * 256 + i1 * 1];
+          (A + 7981296)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:63:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 7981296)[i] = (A + 7956464)[i] * (A + 6824560)[i];
-    }
     // sum  (prelude.model:63:16)
     std::fill_n((A + 7989488), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1396,70 +1247,54 @@ private:
         {
           (A + 7989488)[i1 * 1] += (A + 7981296)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:63:23)
+    // fused loop over [256]:
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add  (prelude.model:61:84)  [register]
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:70)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:59:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 7989744)[i] = (A + 7989488)[i] * (A + 7837648)[0];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7990000)[i] = (A + 6824304)[i] * (A + 6824304)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7990256)[i] = (A + 6824304)[i] * (A + 7990000)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7990512)[i] = (A + 7989744)[i] * (A + 7990256)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7990768)[i] = (A + 6894992)[i] * (A + 541760)[0];
-    }
-    // add  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7991024)[i] = (A + 7990512)[i] + (A + 7990768)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7991280)[i] = (A + 6894992)[i] * (A + 541728)[0];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7991536)[i] = (A + 6894736)[i] * (A + 541744)[0];
-    }
-    // mul  (prelude.model:60:44)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7991792)[i] = (A + 6894736)[i] * (A + 541728)[0];
-    }
-    // mul  (prelude.model:59:17)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 7992048)[i] = (A + 7991024)[i] * (A + 7839968)[0];
+      const T v0 = (A + 7989488)[i] * (A + 7837648)[0];
+      const T v1 = (A + 6824304)[i] * (A + 6824304)[i];
+      const T v2 = (A + 6824304)[i] * v1;
+      const T v3 = v0 * v2;
+      const T v4 = (A + 6894992)[i] * (A + 541760)[0];
+      const T v5 = v3 + v4;
+      const T v6 = (A + 6894992)[i] * (A + 541728)[0];
+      (A + 7991280)[i] = v6;
+      const T v7 = (A + 6894736)[i] * (A + 541744)[0];
+      (A + 7991536)[i] = v7;
+      const T v8 = (A + 6894736)[i] * (A + 541728)[0];
+      (A + 7991792)[i] = v8;
+      const T v9 = v5 * (A + 7839968)[0];
+      (A + 7992048)[i] = v9;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:59:17)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:59:17)  [register]
+    //   mul  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)
+    //   neg  (prelude.model:58:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7992560)[i0 * 256 + i1 * 1] = (A + 7992048)[i1 * 1];
+          const T v0 = (A + 7992048)[i1 * 1];
+          const T v1 = v0 * (A + 6824560)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 7973104)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 8017136)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 8025328)[i0 * 256 + i1 * 1] = v4;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8000752)[i] = (A + 7992560)[i] * (A + 6824560)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8008944)[i] = (A + 7973104)[i] + (A + 8000752)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8017136)[i] = (A + 8008944)[i] + (A + 8000752)[i];
-    }
-    // neg  (prelude.model:58:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8025328)[i] = -(A + 8017136)[i];
-    }
     // sum  (prelude.model:58:13)
     std::fill_n((A + 8033520), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1467,48 +1302,51 @@ private:
         {
           (A + 8033520)[i1 * 1] += (A + 8025328)[i0 * 256 + i1 * 1];
         }
-    // add  (prelude.model:58:13)
+    // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 8033776)[i] = (A + 7991536)[i] + (A + 8033520)[i];
-    }
-    // mul  (prelude.model:57:16)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8034032)[i] = (A + 8033776)[i] * (A + 7839968)[0];
+      const T v0 = (A + 7991536)[i] + (A + 8033520)[i];
+      const T v1 = v0 * (A + 7839968)[0];
+      (A + 8034032)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:57:16)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8034544)[i0 * 256 + i1 * 1] = (A + 8034032)[i1 * 1];
+          const T v0 = (A + 8034032)[i1 * 1];
+          const T v1 = (A + 8017136)[i0 * 256 + i1 * 1] + v0;
+          (A + 8042736)[i0 * 256 + i1 * 1] = v1;
         }
-    // add  (prelude.model:57:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8042736)[i] = (A + 8017136)[i] + (A + 8034544)[i];
-    }
     // pad  (seed_gate_bn.model:33:26)
     std::fill_n((A + 8050928), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 8050928)[512 + i0 * 1024 + i1 * 1] = (A + 8042736)[i0 * 256 + i1 * 1];
         }
     // add  (seed_gate_bn.model:33:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 8083696)[i] = (A + 7898864)[i] + (A + 8050928)[i];
     }
-    // sub  (seed_gate_bn.model:32:18)
+    // fused loop over [32, 256]:
+    //   sub  (seed_gate_bn.model:32:18)  [register]
+    //   mul  (seed_gate_bn.model:32:18)  [register]
+    //   mul  (seed_gate_bn.model:32:18)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8116464)[i] = (A + 7713984)[0] - (A + 6790256)[i];
-    }
-    // mul  (seed_gate_bn.model:32:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8124656)[i] = (A + 6790256)[i] * (A + 8116464)[i];
-    }
-    // mul  (seed_gate_bn.model:32:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8132848)[i] = (A + 7763152)[i] * (A + 8124656)[i];
+      const T v0 = (A + 7713984)[0] - (A + 6790256)[i];
+      const T v1 = (A + 6790256)[i] * v0;
+      const T v2 = (A + 7763152)[i] * v1;
+      (A + 8132848)[i] = v2;
     }
     // sum  (prelude.model:67:26)
     std::fill_n((A + 8141040), 256, T(0));
@@ -1517,16 +1355,18 @@ private:
         {
           (A + 8141040)[i1 * 1] += (A + 8132848)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:67:17)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8141296)[i0 * 256 + i1 * 1] = (A + 8132848)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
+          const T v0 = (A + 8132848)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
+          (A + 8141296)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 8132848)[i0 * 256 + i1 * 1] * (A + 6833776)[i0 * 256 + i1 * 1];
+          (A + 8149488)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:67:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8149488)[i] = (A + 8132848)[i] * (A + 6833776)[i];
-    }
     // sum  (prelude.model:67:17)
     std::fill_n((A + 8157680), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1534,16 +1374,18 @@ private:
         {
           (A + 8157680)[i1 * 1] += (A + 8149488)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8157936)[i0 * 256 + i1 * 1] = (A + 8141296)[i0 * 256 + i1 * 1] * (A + 6841968)[i1 * 1];
+          const T v0 = (A + 8141296)[i0 * 256 + i1 * 1] * (A + 6841968)[i1 * 1];
+          (A + 8157936)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 8141296)[i0 * 256 + i1 * 1] * (A + 6842224)[i0 * 256 + i1 * 1];
+          (A + 8166128)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:63:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8166128)[i] = (A + 8141296)[i] * (A + 6842224)[i];
-    }
     // sum  (prelude.model:63:16)
     std::fill_n((A + 8174320), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1551,70 +1393,54 @@ private:
         {
           (A + 8174320)[i1 * 1] += (A + 8166128)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:63:23)
+    // fused loop over [256]:
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add  (prelude.model:61:84)  [register]
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:70)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:59:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 8174576)[i] = (A + 8174320)[i] * (A + 7837648)[0];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8174832)[i] = (A + 6841968)[i] * (A + 6841968)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8175088)[i] = (A + 6841968)[i] * (A + 8174832)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8175344)[i] = (A + 8174576)[i] * (A + 8175088)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8175600)[i] = (A + 6894480)[i] * (A + 541760)[0];
-    }
-    // add  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8175856)[i] = (A + 8175344)[i] + (A + 8175600)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8176112)[i] = (A + 6894480)[i] * (A + 541728)[0];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8176368)[i] = (A + 6894224)[i] * (A + 541744)[0];
-    }
-    // mul  (prelude.model:60:44)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8176624)[i] = (A + 6894224)[i] * (A + 541728)[0];
-    }
-    // mul  (prelude.model:59:17)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8176880)[i] = (A + 8175856)[i] * (A + 7839968)[0];
+      const T v0 = (A + 8174320)[i] * (A + 7837648)[0];
+      const T v1 = (A + 6841968)[i] * (A + 6841968)[i];
+      const T v2 = (A + 6841968)[i] * v1;
+      const T v3 = v0 * v2;
+      const T v4 = (A + 6894480)[i] * (A + 541760)[0];
+      const T v5 = v3 + v4;
+      const T v6 = (A + 6894480)[i] * (A + 541728)[0];
+      (A + 8176112)[i] = v6;
+      const T v7 = (A + 6894224)[i] * (A + 541744)[0];
+      (A + 8176368)[i] = v7;
+      const T v8 = (A + 6894224)[i] * (A + 541728)[0];
+      (A + 8176624)[i] = v8;
+      const T v9 = v5 * (A + 7839968)[0];
+      (A + 8176880)[i] = v9;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:59:17)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:59:17)  [register]
+    //   mul  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)
+    //   neg  (prelude.model:58:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8177392)[i0 * 256 + i1 * 1] = (A + 8176880)[i1 * 1];
+          const T v0 = (A + 8176880)[i1 * 1];
+          const T v1 = v0 * (A + 6842224)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 8157936)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 8201968)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 8210160)[i0 * 256 + i1 * 1] = v4;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8185584)[i] = (A + 8177392)[i] * (A + 6842224)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8193776)[i] = (A + 8157936)[i] + (A + 8185584)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8201968)[i] = (A + 8193776)[i] + (A + 8185584)[i];
-    }
-    // neg  (prelude.model:58:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8210160)[i] = -(A + 8201968)[i];
-    }
     // sum  (prelude.model:58:13)
     std::fill_n((A + 8218352), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1622,48 +1448,51 @@ private:
         {
           (A + 8218352)[i1 * 1] += (A + 8210160)[i0 * 256 + i1 * 1];
         }
-    // add  (prelude.model:58:13)
+    // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 8218608)[i] = (A + 8176368)[i] + (A + 8218352)[i];
-    }
-    // mul  (prelude.model:57:16)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8218864)[i] = (A + 8218608)[i] * (A + 7839968)[0];
+      const T v0 = (A + 8176368)[i] + (A + 8218352)[i];
+      const T v1 = v0 * (A + 7839968)[0];
+      (A + 8218864)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:57:16)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8219376)[i0 * 256 + i1 * 1] = (A + 8218864)[i1 * 1];
+          const T v0 = (A + 8218864)[i1 * 1];
+          const T v1 = (A + 8201968)[i0 * 256 + i1 * 1] + v0;
+          (A + 8227568)[i0 * 256 + i1 * 1] = v1;
         }
-    // add  (prelude.model:57:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8227568)[i] = (A + 8201968)[i] + (A + 8219376)[i];
-    }
     // pad  (seed_gate_bn.model:32:29)
     std::fill_n((A + 8235760), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 8235760)[256 + i0 * 1024 + i1 * 1] = (A + 8227568)[i0 * 256 + i1 * 1];
         }
     // add  (seed_gate_bn.model:32:29)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 8268528)[i] = (A + 8083696)[i] + (A + 8235760)[i];
     }
-    // sub  (seed_gate_bn.model:31:18)
+    // fused loop over [32, 256]:
+    //   sub  (seed_gate_bn.model:31:18)  [register]
+    //   mul  (seed_gate_bn.model:31:18)  [register]
+    //   mul  (seed_gate_bn.model:31:18)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8301296)[i] = (A + 7713984)[0] - (A + 6773872)[i];
-    }
-    // mul  (seed_gate_bn.model:31:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8309488)[i] = (A + 6773872)[i] * (A + 8301296)[i];
-    }
-    // mul  (seed_gate_bn.model:31:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8317680)[i] = (A + 7746768)[i] * (A + 8309488)[i];
+      const T v0 = (A + 7713984)[0] - (A + 6773872)[i];
+      const T v1 = (A + 6773872)[i] * v0;
+      const T v2 = (A + 7746768)[i] * v1;
+      (A + 8317680)[i] = v2;
     }
     // sum  (prelude.model:67:26)
     std::fill_n((A + 8325872), 256, T(0));
@@ -1672,16 +1501,18 @@ private:
         {
           (A + 8325872)[i1 * 1] += (A + 8317680)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:67:17)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8326128)[i0 * 256 + i1 * 1] = (A + 8317680)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
+          const T v0 = (A + 8317680)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
+          (A + 8326128)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 8317680)[i0 * 256 + i1 * 1] * (A + 6851440)[i0 * 256 + i1 * 1];
+          (A + 8334320)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:67:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8334320)[i] = (A + 8317680)[i] * (A + 6851440)[i];
-    }
     // sum  (prelude.model:67:17)
     std::fill_n((A + 8342512), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1689,16 +1520,18 @@ private:
         {
           (A + 8342512)[i1 * 1] += (A + 8334320)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:63:16)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8342768)[i0 * 256 + i1 * 1] = (A + 8326128)[i0 * 256 + i1 * 1] * (A + 6859632)[i1 * 1];
+          const T v0 = (A + 8326128)[i0 * 256 + i1 * 1] * (A + 6859632)[i1 * 1];
+          (A + 8342768)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 8326128)[i0 * 256 + i1 * 1] * (A + 6859888)[i0 * 256 + i1 * 1];
+          (A + 8350960)[i0 * 256 + i1 * 1] = v1;
         }
-    // mul  (prelude.model:63:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8350960)[i] = (A + 8326128)[i] * (A + 6859888)[i];
-    }
     // sum  (prelude.model:63:16)
     std::fill_n((A + 8359152), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1706,70 +1539,54 @@ private:
         {
           (A + 8359152)[i1 * 1] += (A + 8350960)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:63:23)
+    // fused loop over [256]:
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add  (prelude.model:61:84)  [register]
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:70)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:59:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 8359408)[i] = (A + 8359152)[i] * (A + 7837648)[0];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8359664)[i] = (A + 6859632)[i] * (A + 6859632)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8359920)[i] = (A + 6859632)[i] * (A + 8359664)[i];
-    }
-    // mul  (prelude.model:63:23)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8360176)[i] = (A + 8359408)[i] * (A + 8359920)[i];
-    }
-    // mul  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8360432)[i] = (A + 6893968)[i] * (A + 541760)[0];
-    }
-    // add  (prelude.model:61:84)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8360688)[i] = (A + 8360176)[i] + (A + 8360432)[i];
-    }
-    // mul  (prelude.model:61:43)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8360944)[i] = (A + 6893968)[i] * (A + 541728)[0];
-    }
-    // mul  (prelude.model:60:70)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8361200)[i] = (A + 6893712)[i] * (A + 541744)[0];
-    }
-    // mul  (prelude.model:60:44)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8361456)[i] = (A + 6893712)[i] * (A + 541728)[0];
-    }
-    // mul  (prelude.model:59:17)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8361712)[i] = (A + 8360688)[i] * (A + 7839968)[0];
+      const T v0 = (A + 8359152)[i] * (A + 7837648)[0];
+      const T v1 = (A + 6859632)[i] * (A + 6859632)[i];
+      const T v2 = (A + 6859632)[i] * v1;
+      const T v3 = v0 * v2;
+      const T v4 = (A + 6893968)[i] * (A + 541760)[0];
+      const T v5 = v3 + v4;
+      const T v6 = (A + 6893968)[i] * (A + 541728)[0];
+      (A + 8360944)[i] = v6;
+      const T v7 = (A + 6893712)[i] * (A + 541744)[0];
+      (A + 8361200)[i] = v7;
+      const T v8 = (A + 6893712)[i] * (A + 541728)[0];
+      (A + 8361456)[i] = v8;
+      const T v9 = v5 * (A + 7839968)[0];
+      (A + 8361712)[i] = v9;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:59:17)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:59:17)  [register]
+    //   mul  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)
+    //   neg  (prelude.model:58:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8362224)[i0 * 256 + i1 * 1] = (A + 8361712)[i1 * 1];
+          const T v0 = (A + 8361712)[i1 * 1];
+          const T v1 = v0 * (A + 6859888)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 8342768)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 8386800)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 8394992)[i0 * 256 + i1 * 1] = v4;
         }
-    // mul  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8370416)[i] = (A + 8362224)[i] * (A + 6859888)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8378608)[i] = (A + 8342768)[i] + (A + 8370416)[i];
-    }
-    // add  (prelude.model:59:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8386800)[i] = (A + 8378608)[i] + (A + 8370416)[i];
-    }
-    // neg  (prelude.model:58:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8394992)[i] = -(A + 8386800)[i];
-    }
     // sum  (prelude.model:58:13)
     std::fill_n((A + 8403184), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1777,34 +1594,38 @@ private:
         {
           (A + 8403184)[i1 * 1] += (A + 8394992)[i0 * 256 + i1 * 1];
         }
-    // add  (prelude.model:58:13)
+    // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 8403440)[i] = (A + 8361200)[i] + (A + 8403184)[i];
-    }
-    // mul  (prelude.model:57:16)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 8403696)[i] = (A + 8403440)[i] * (A + 7839968)[0];
+      const T v0 = (A + 8361200)[i] + (A + 8403184)[i];
+      const T v1 = v0 * (A + 7839968)[0];
+      (A + 8403696)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // broadcast_to  (prelude.model:57:16)
+    // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8404208)[i0 * 256 + i1 * 1] = (A + 8403696)[i1 * 1];
+          const T v0 = (A + 8403696)[i1 * 1];
+          const T v1 = (A + 8386800)[i0 * 256 + i1 * 1] + v0;
+          (A + 8412400)[i0 * 256 + i1 * 1] = v1;
         }
-    // add  (prelude.model:57:16)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 8412400)[i] = (A + 8386800)[i] + (A + 8404208)[i];
-    }
     // pad  (seed_gate_bn.model:31:29)
     std::fill_n((A + 8420592), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 8420592)[0 + i0 * 1024 + i1 * 1] = (A + 8412400)[i0 * 256 + i1 * 1];
         }
     // add  (seed_gate_bn.model:31:29)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 8453360)[i] = (A + 8268528)[i] + (A + 8420592)[i];
     }
@@ -1815,148 +1636,133 @@ private:
         {
           (A + 8486128)[i1 * 1] += (A + 8453360)[i0 * 1024 + i1 * 1];
         }
-    // transpose  (seed_gate_bn.model:30:55)
-    for (int64_t i0 = 0; i0 < 1024; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 8487152)[i0 * 256 + i1 * 1] = (A + 279584)[i0 * 1 + i1 * 1024];
-        }
+    // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
     gemm(false, true, 32, 256, 1024, T(1), (A + 8453360), 1024, (A + 279584), 1024, T(0), (A + 8749296), 256, threads());
-    // transpose  (seed_gate_bn.model:30:55)
-    for (int64_t i0 = 0; i0 < 256; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 8757488)[i0 * 32 + i1 * 1] = (A + 6869104)[i0 * 1 + i1 * 256];
-        }
+    // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
     gemm(true, false, 256, 1024, 32, T(1), (A + 6869104), 256, (A + 8453360), 1024, T(0), (A + 8765680), 1024, threads());
-    // transpose  (seed_gate_bn.model:30:18)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 9027824)[i0 * 32 + i1 * 1] = (A + 6877296)[i0 * 1 + i1 * 1];
-        }
+    // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:18)
     gemm(true, false, 1, 1024, 32, T(1), (A + 6877296), 1, (A + 8453360), 1024, T(0), (A + 9027856), 1024, threads());
-    // add  (seed_gate_bn.model:29:12)
+    // fused loop over [1024]:
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1024; ++i) {
-      (A + 9028880)[i] = (A + 6896784)[i] + (A + 8486128)[i];
+      const T v0 = (A + 6896784)[i] + (A + 8486128)[i];
+      (A + 9028880)[i] = v0;
+      const T v1 = (A + 7159952)[i] + (A + 8486128)[i];
+      (A + 9029904)[i] = v1;
     }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 1024; ++i) {
-      (A + 9029904)[i] = (A + 7159952)[i] + (A + 8486128)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
+    // fused loop over [256]:
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 9030928)[i] = (A + 7160976)[i] + (A + 8342512)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 9031184)[i] = (A + 7161232)[i] + (A + 8325872)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 9031440)[i] = (A + 7161488)[i] + (A + 8157680)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 9031696)[i] = (A + 7161744)[i] + (A + 8141040)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 9031952)[i] = (A + 7162000)[i] + (A + 7972848)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 9032208)[i] = (A + 7162256)[i] + (A + 7956208)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 9032464)[i] = (A + 7162512)[i] + (A + 7820752)[i];
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 9032720)[i] = (A + 7162768)[i] + (A + 7804112)[i];
+      const T v0 = (A + 7160976)[i] + (A + 8342512)[i];
+      (A + 9030928)[i] = v0;
+      const T v1 = (A + 7161232)[i] + (A + 8325872)[i];
+      (A + 9031184)[i] = v1;
+      const T v2 = (A + 7161488)[i] + (A + 8157680)[i];
+      (A + 9031440)[i] = v2;
+      const T v3 = (A + 7161744)[i] + (A + 8141040)[i];
+      (A + 9031696)[i] = v3;
+      const T v4 = (A + 7162000)[i] + (A + 7972848)[i];
+      (A + 9031952)[i] = v4;
+      const T v5 = (A + 7162256)[i] + (A + 7956208)[i];
+      (A + 9032208)[i] = v5;
+      const T v6 = (A + 7162512)[i] + (A + 7820752)[i];
+      (A + 9032464)[i] = v6;
+      const T v7 = (A + 7162768)[i] + (A + 7804112)[i];
+      (A + 9032720)[i] = v7;
     }
     // add  (seed_gate_bn.model:29:12)
     for (int64_t i0 = 0; i0 < 1; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 9032976)[i0 * 1024 + i1 * 1] = (A + 7163024)[i1 * 1] + (A + 9027856)[i1 * 1];
         }
     // add  (seed_gate_bn.model:29:12)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
       (A + 9034000)[i] = (A + 7164048)[i] + (A + 8765680)[i];
     }
-    std::copy_n((A + 8749296), 8192, (A + 6192240));
-    std::copy_n((A + 7771344), 8192, (A + 6200432));
-    std::copy_n((A + 8361456), 256, (A + 6208624));
-    std::copy_n((A + 8360944), 256, (A + 6208880));
-    std::copy_n((A + 8176624), 256, (A + 6209136));
-    std::copy_n((A + 8176112), 256, (A + 6209392));
-    std::copy_n((A + 7991792), 256, (A + 6209648));
-    std::copy_n((A + 7991280), 256, (A + 6209904));
-    std::copy_n((A + 7839712), 256, (A + 6210160));
-    std::copy_n((A + 7839200), 256, (A + 6210416));
-    std::copy_n((A + 9028880), 1024, (A + 6211696));
-    std::copy_n((A + 9029904), 1024, (A + 6474864));
-    std::copy_n((A + 9030928), 256, (A + 6475888));
-    std::copy_n((A + 9031184), 256, (A + 6476144));
-    std::copy_n((A + 9031440), 256, (A + 6476400));
-    std::copy_n((A + 9031696), 256, (A + 6476656));
-    std::copy_n((A + 9031952), 256, (A + 6476912));
-    std::copy_n((A + 9032208), 256, (A + 6477168));
-    std::copy_n((A + 9032464), 256, (A + 6477424));
-    std::copy_n((A + 9032720), 256, (A + 6477680));
-    std::copy_n((A + 9032976), 1024, (A + 6477936));
-    std::copy_n((A + 9034000), 262144, (A + 6478960));
-    std::copy_n((A + 6192240), 8192, (A + 6877328));
-    std::copy_n((A + 6200432), 8192, (A + 6885520));
-    std::copy_n((A + 6208624), 256, (A + 6893712));
-    std::copy_n((A + 6208880), 256, (A + 6893968));
-    std::copy_n((A + 6209136), 256, (A + 6894224));
-    std::copy_n((A + 6209392), 256, (A + 6894480));
-    std::copy_n((A + 6209648), 256, (A + 6894736));
-    std::copy_n((A + 6209904), 256, (A + 6894992));
-    std::copy_n((A + 6210160), 256, (A + 6895248));
-    std::copy_n((A + 6210416), 256, (A + 6895504));
-    std::copy_n((A + 6211696), 1024, (A + 6896784));
-    std::copy_n((A + 6474864), 1024, (A + 7159952));
-    std::copy_n((A + 6475888), 256, (A + 7160976));
-    std::copy_n((A + 6476144), 256, (A + 7161232));
-    std::copy_n((A + 6476400), 256, (A + 7161488));
-    std::copy_n((A + 6476656), 256, (A + 7161744));
-    std::copy_n((A + 6476912), 256, (A + 7162000));
-    std::copy_n((A + 6477168), 256, (A + 7162256));
-    std::copy_n((A + 6477424), 256, (A + 7162512));
-    std::copy_n((A + 6477680), 256, (A + 7162768));
-    std::copy_n((A + 6477936), 1024, (A + 7163024));
-    std::copy_n((A + 6478960), 262144, (A + 7164048));
+    std::copy_n((A + 8749296), 8192, (A + 6877328));
+    std::copy_n((A + 7771344), 8192, (A + 6885520));
+    std::copy_n((A + 8361456), 256, (A + 6893712));
+    std::copy_n((A + 8360944), 256, (A + 6893968));
+    std::copy_n((A + 8176624), 256, (A + 6894224));
+    std::copy_n((A + 8176112), 256, (A + 6894480));
+    std::copy_n((A + 7991792), 256, (A + 6894736));
+    std::copy_n((A + 7991280), 256, (A + 6894992));
+    std::copy_n((A + 7839712), 256, (A + 6895248));
+    std::copy_n((A + 7839200), 256, (A + 6895504));
+    std::copy_n((A + 9028880), 1024, (A + 6896784));
+    std::copy_n((A + 9029904), 1024, (A + 7159952));
+    std::copy_n((A + 9030928), 256, (A + 7160976));
+    std::copy_n((A + 9031184), 256, (A + 7161232));
+    std::copy_n((A + 9031440), 256, (A + 7161488));
+    std::copy_n((A + 9031696), 256, (A + 7161744));
+    std::copy_n((A + 9031952), 256, (A + 7162000));
+    std::copy_n((A + 9032208), 256, (A + 7162256));
+    std::copy_n((A + 9032464), 256, (A + 7162512));
+    std::copy_n((A + 9032720), 256, (A + 7162768));
+    std::copy_n((A + 9032976), 1024, (A + 7163024));
+    std::copy_n((A + 9034000), 262144, (A + 7164048));
   }
+  std::copy_n((A + 6877328), 8192, (A + 6192240));
+  std::copy_n((A + 6885520), 8192, (A + 6200432));
+  std::copy_n((A + 6893712), 256, (A + 6208624));
+  std::copy_n((A + 6893968), 256, (A + 6208880));
+  std::copy_n((A + 6894224), 256, (A + 6209136));
+  std::copy_n((A + 6894480), 256, (A + 6209392));
+  std::copy_n((A + 6894736), 256, (A + 6209648));
+  std::copy_n((A + 6894992), 256, (A + 6209904));
+  std::copy_n((A + 6895248), 256, (A + 6210160));
+  std::copy_n((A + 6895504), 256, (A + 6210416));
   std::copy_n((A + 6895760), 1024, (A + 6210672));
+  std::copy_n((A + 6896784), 1024, (A + 6211696));
   std::copy_n((A + 6897808), 262144, (A + 6212720));
-  // transpose  (seed_gate_bn.model:30:66)
+  std::copy_n((A + 7159952), 1024, (A + 6474864));
+  std::copy_n((A + 7160976), 256, (A + 6475888));
+  std::copy_n((A + 7161232), 256, (A + 6476144));
+  std::copy_n((A + 7161488), 256, (A + 6476400));
+  std::copy_n((A + 7161744), 256, (A + 6476656));
+  std::copy_n((A + 7162000), 256, (A + 6476912));
+  std::copy_n((A + 7162256), 256, (A + 6477168));
+  std::copy_n((A + 7162512), 256, (A + 6477424));
+  std::copy_n((A + 7162768), 256, (A + 6477680));
+  std::copy_n((A + 7163024), 1024, (A + 6477936));
+  std::copy_n((A + 7164048), 262144, (A + 6478960));
+  // fused loop over [1024, 256]:
+  //   transpose  (seed_gate_bn.model:30:66)  [register]
+  //   add %d.cell.weight_hh  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 9296144)[i0 * 256 + i1 * 1] = (A + 6478960)[i0 * 1 + i1 * 1024];
+        const T v0 = (A + 6478960)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 6212720)[i0 * 256 + i1 * 1] + v0;
+        (A + 9558288)[i0 * 256 + i1 * 1] = v1;
       }
-  // add %d.cell.weight_hh  (seed_gate_bn.model:30:66)
-  for (int64_t i = 0; i < 262144; ++i) {
-    (A + 9558288)[i] = (A + 6212720)[i] + (A + 9296144)[i];
-  }
-  // transpose  (seed_gate_bn.model:30:29)
+  // fused loop over [1024, 1]:
+  //   transpose  (seed_gate_bn.model:30:29)  [register]
+  //   add %d.cell.weight_ih  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9820432)[i0 * 1 + i1 * 1] = (A + 6477936)[i0 * 1 + i1 * 1024];
-      }
-  // add %d.cell.weight_ih  (seed_gate_bn.model:30:29)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 9821456)[i0 * 1 + i1 * 1] = (A + 6210672)[i0 * 1] + (A + 9820432)[i0 * 1];
+        const T v0 = (A + 6477936)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 6210672)[i0 * 1] + v0;
+        (A + 9821456)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (seed_gate_bn.model:18:3)
   if (grads) (*grads)[0].assign((A + 9821456), (A + 9821456) + 1024);
@@ -1988,273 +1794,261 @@ private:
   if (grads) (*grads)[13].assign((A + 5393504), (A + 5393504) + 1);
   // const  (seed_gate_bn.model:52:1)
   std::fill_n((A + 9822480), 1, T(-1));
-  // maximum  (seed_gate_bn.model:52:1)
+  // fused loop over [1024, 1]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9822496)[i0 * 1 + i1 * 1] = std::max((A + 9821456)[i0 * 1], (A + 9822480)[0]);
+        const T v0 = std::max((A + 9821456)[i0 * 1], (A + 9822480)[0]);
+        const T v1 = std::min(v0, (A + 5393408)[0]);
+        (A + 9823520)[i0 * 1 + i1 * 1] = v1;
       }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 9823520)[i0 * 1 + i1 * 1] = std::min((A + 9822496)[i0 * 1], (A + 5393408)[0]);
-      }
-  // maximum  (seed_gate_bn.model:52:1)
+  // fused loop over [1024, 256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    (A + 9824544)[i] = std::max((A + 9558288)[i], (A + 9822480)[0]);
+    const T v0 = std::max((A + 9558288)[i], (A + 9822480)[0]);
+    const T v1 = std::min(v0, (A + 5393408)[0]);
+    (A + 10086688)[i] = v1;
   }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 262144; ++i) {
-    (A + 10086688)[i] = std::min((A + 9824544)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
+  // fused loop over [1024]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10348832)[i] = std::max((A + 6211696)[i], (A + 9822480)[0]);
+    const T v0 = std::max((A + 6211696)[i], (A + 9822480)[0]);
+    const T v1 = std::min(v0, (A + 5393408)[0]);
+    (A + 10349856)[i] = v1;
+    const T v2 = std::max((A + 6474864)[i], (A + 9822480)[0]);
+    const T v3 = std::min(v2, (A + 5393408)[0]);
+    (A + 10351904)[i] = v3;
   }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10349856)[i] = std::min((A + 10348832)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10350880)[i] = std::max((A + 6474864)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10351904)[i] = std::min((A + 10350880)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10352928)[i] = std::max((A + 6475888)[i], (A + 9822480)[0]);
+    const T v0 = std::max((A + 6475888)[i], (A + 9822480)[0]);
+    const T v1 = std::min(v0, (A + 5393408)[0]);
+    (A + 10353184)[i] = v1;
+    const T v2 = std::max((A + 6476144)[i], (A + 9822480)[0]);
+    const T v3 = std::min(v2, (A + 5393408)[0]);
+    (A + 10353696)[i] = v3;
+    const T v4 = std::max((A + 6476400)[i], (A + 9822480)[0]);
+    const T v5 = std::min(v4, (A + 5393408)[0]);
+    (A + 10354208)[i] = v5;
+    const T v6 = std::max((A + 6476656)[i], (A + 9822480)[0]);
+    const T v7 = std::min(v6, (A + 5393408)[0]);
+    (A + 10354720)[i] = v7;
+    const T v8 = std::max((A + 6476912)[i], (A + 9822480)[0]);
+    const T v9 = std::min(v8, (A + 5393408)[0]);
+    (A + 10355232)[i] = v9;
+    const T v10 = std::max((A + 6477168)[i], (A + 9822480)[0]);
+    const T v11 = std::min(v10, (A + 5393408)[0]);
+    (A + 10355744)[i] = v11;
+    const T v12 = std::max((A + 6477424)[i], (A + 9822480)[0]);
+    const T v13 = std::min(v12, (A + 5393408)[0]);
+    (A + 10356256)[i] = v13;
+    const T v14 = std::max((A + 6477680)[i], (A + 9822480)[0]);
+    const T v15 = std::min(v14, (A + 5393408)[0]);
+    (A + 10356768)[i] = v15;
   }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10353184)[i] = std::min((A + 10352928)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10353440)[i] = std::max((A + 6476144)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10353696)[i] = std::min((A + 10353440)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10353952)[i] = std::max((A + 6476400)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10354208)[i] = std::min((A + 10353952)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10354464)[i] = std::max((A + 6476656)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10354720)[i] = std::min((A + 10354464)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10354976)[i] = std::max((A + 6476912)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10355232)[i] = std::min((A + 10354976)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10355488)[i] = std::max((A + 6477168)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10355744)[i] = std::min((A + 10355488)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10356000)[i] = std::max((A + 6477424)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10356256)[i] = std::min((A + 10356000)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10356512)[i] = std::max((A + 6477680)[i], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10356768)[i] = std::min((A + 10356512)[i], (A + 5393408)[0]);
-  }
-  // maximum  (seed_gate_bn.model:52:1)
+  // fused loop over [1, 256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 10357024)[i0 * 256 + i1 * 1] = std::max((A + 5410416)[i1 * 1], (A + 9822480)[0]);
+        const T v0 = std::max((A + 5410416)[i1 * 1], (A + 9822480)[0]);
+        const T v1 = std::min(v0, (A + 5393408)[0]);
+        (A + 10357280)[i0 * 256 + i1 * 1] = v1;
       }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 10357280)[i0 * 256 + i1 * 1] = std::min((A + 10357024)[i1 * 1], (A + 5393408)[0]);
-      }
-  // maximum  (seed_gate_bn.model:52:1)
+  // fused loop over [1]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 10357536)[i] = std::max((A + 5393504)[0], (A + 9822480)[0]);
-  }
-  // minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 10357552)[i] = std::min((A + 10357536)[0], (A + 5393408)[0]);
+    const T v0 = std::max((A + 5393504)[0], (A + 9822480)[0]);
+    const T v1 = std::min(v0, (A + 5393408)[0]);
+    (A + 10357552)[i] = v1;
   }
   // hyper %lr  (seed_gate_bn.model:52:1)
   (A + 10357568)[0] = T(lr_);
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [1024, 1]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 10357584)[i0 * 1 + i1 * 1] = (A + 9823520)[i0 * 1] * (A + 10357568)[0];
-      }
-  // sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 10358608)[i0 * 1 + i1 * 1] = sf_[0].data()[i0 * 1] - (A + 10357584)[i0 * 1];
+        const T v0 = (A + 9823520)[i0 * 1] * (A + 10357568)[0];
+        const T v1 = sf_[0].data()[i0 * 1] - v0;
+        (A + 10358608)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(0, (A + 10358608));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [1024, 256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    (A + 10359632)[i] = (A + 10086688)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 262144; ++i) {
-    (A + 10621776)[i] = sf_[1].data()[i] - (A + 10359632)[i];
+    const T v0 = (A + 10086688)[i] * (A + 10357568)[0];
+    const T v1 = sf_[1].data()[i] - v0;
+    (A + 10621776)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(1, (A + 10621776));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [1024]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bias_ih.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10883920)[i] = (A + 10349856)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bias_ih.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10884944)[i] = sf_[2].data()[i] - (A + 10883920)[i];
+    const T v0 = (A + 10349856)[i] * (A + 10357568)[0];
+    const T v1 = sf_[2].data()[i] - v0;
+    (A + 10884944)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(2, (A + 10884944));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [1024]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10885968)[i] = (A + 10351904)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 10886992)[i] = sf_[3].data()[i] - (A + 10885968)[i];
+    const T v0 = (A + 10351904)[i] * (A + 10357568)[0];
+    const T v1 = sf_[3].data()[i] - v0;
+    (A + 10886992)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(3, (A + 10886992));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_i.weight.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10888016)[i] = (A + 10353184)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_i.weight.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10888272)[i] = sf_[4].data()[i] - (A + 10888016)[i];
+    const T v0 = (A + 10353184)[i] * (A + 10357568)[0];
+    const T v1 = sf_[4].data()[i] - v0;
+    (A + 10888272)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(4, (A + 10888272));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_i.bias.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10888528)[i] = (A + 10353696)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_i.bias.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10888784)[i] = sf_[5].data()[i] - (A + 10888528)[i];
+    const T v0 = (A + 10353696)[i] * (A + 10357568)[0];
+    const T v1 = sf_[5].data()[i] - v0;
+    (A + 10888784)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(5, (A + 10888784));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_f.weight.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10889040)[i] = (A + 10354208)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_f.weight.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10889296)[i] = sf_[6].data()[i] - (A + 10889040)[i];
+    const T v0 = (A + 10354208)[i] * (A + 10357568)[0];
+    const T v1 = sf_[6].data()[i] - v0;
+    (A + 10889296)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(6, (A + 10889296));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_f.bias.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10889552)[i] = (A + 10354720)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_f.bias.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10889808)[i] = sf_[7].data()[i] - (A + 10889552)[i];
+    const T v0 = (A + 10354720)[i] * (A + 10357568)[0];
+    const T v1 = sf_[7].data()[i] - v0;
+    (A + 10889808)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(7, (A + 10889808));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_g.weight.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10890064)[i] = (A + 10355232)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_g.weight.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10890320)[i] = sf_[8].data()[i] - (A + 10890064)[i];
+    const T v0 = (A + 10355232)[i] * (A + 10357568)[0];
+    const T v1 = sf_[8].data()[i] - v0;
+    (A + 10890320)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(8, (A + 10890320));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_g.bias.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10890576)[i] = (A + 10355744)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_g.bias.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10890832)[i] = sf_[9].data()[i] - (A + 10890576)[i];
+    const T v0 = (A + 10355744)[i] * (A + 10357568)[0];
+    const T v1 = sf_[9].data()[i] - v0;
+    (A + 10890832)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(9, (A + 10890832));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_o.weight.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10891088)[i] = (A + 10356256)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_o.weight.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10891344)[i] = sf_[10].data()[i] - (A + 10891088)[i];
+    const T v0 = (A + 10356256)[i] * (A + 10357568)[0];
+    const T v1 = sf_[10].data()[i] - v0;
+    (A + 10891344)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(10, (A + 10891344));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 10891600)[i] = (A + 10356768)[i] * (A + 10357568)[0];
-  }
-  // sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 10891856)[i] = sf_[11].data()[i] - (A + 10891600)[i];
+    const T v0 = (A + 10356768)[i] * (A + 10357568)[0];
+    const T v1 = sf_[11].data()[i] - v0;
+    (A + 10891856)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(11, (A + 10891856));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [1, 256]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %head.weight.new  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 10892112)[i0 * 256 + i1 * 1] = (A + 10357280)[i1 * 1] * (A + 10357568)[0];
-      }
-  // sub %head.weight.new  (seed_gate_bn.model:52:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 10892368)[i0 * 256 + i1 * 1] = sf_[12].data()[i1 * 1] - (A + 10892112)[i1 * 1];
+        const T v0 = (A + 10357280)[i1 * 1] * (A + 10357568)[0];
+        const T v1 = sf_[12].data()[i1 * 1] - v0;
+        (A + 10892368)[i0 * 256 + i1 * 1] = v1;
       }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(12, (A + 10892368));
-  // mul  (seed_gate_bn.model:52:1)
+  // fused loop over [1]:
+  //   mul  (seed_gate_bn.model:52:1)  [register]
+  //   sub %head.bias.new  (seed_gate_bn.model:52:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 10892624)[i] = (A + 10357552)[0] * (A + 10357568)[0];
-  }
-  // sub %head.bias.new  (seed_gate_bn.model:52:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 10892640)[i] = sf_[13].data()[0] - (A + 10892624)[0];
+    const T v0 = (A + 10357552)[0] * (A + 10357568)[0];
+    const T v1 = sf_[13].data()[0] - v0;
+    (A + 10892640)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(13, (A + 10892640));
@@ -2297,49 +2091,43 @@ private:
   // param %cell.bn_o.bias  (prelude.model:49:3)
   // transpose  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 12681120)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 12682144)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // const  (prelude.model:65:53)
   std::fill_n((A + 12944288), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:65:53)
+  // fused loop over [256]:
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 12944304)[i] = sf_[15].data()[i] + (A + 12944288)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 12944560)[i] = T(1) / std::sqrt((A + 12944304)[i]);
-  }
-  // add  (prelude.model:65:53)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 12944816)[i] = sf_[18].data()[i] + (A + 12944288)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 12945072)[i] = T(1) / std::sqrt((A + 12944816)[i]);
-  }
-  // add  (prelude.model:65:53)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 12945328)[i] = sf_[21].data()[i] + (A + 12944288)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 12945584)[i] = T(1) / std::sqrt((A + 12945328)[i]);
-  }
-  // add  (prelude.model:65:53)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 12945840)[i] = sf_[24].data()[i] + (A + 12944288)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 12946096)[i] = T(1) / std::sqrt((A + 12945840)[i]);
+    const T v0 = sf_[15].data()[i] + (A + 12944288)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 12944560)[i] = v1;
+    const T v2 = sf_[18].data()[i] + (A + 12944288)[0];
+    const T v3 = T(1) / std::sqrt(v2);
+    (A + 12945072)[i] = v3;
+    const T v4 = sf_[21].data()[i] + (A + 12944288)[0];
+    const T v5 = T(1) / std::sqrt(v4);
+    (A + 12945584)[i] = v5;
+    const T v6 = sf_[24].data()[i] + (A + 12944288)[0];
+    const T v7 = T(1) / std::sqrt(v6);
+    (A + 12946096)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 12403616), 8192, (A + 13208528));
@@ -2351,187 +2139,100 @@ private:
     gemm(false, false, 32, 1024, 1, T(1), (A + 13208496), 1, (A + 12681120), 1024, T(0), (A + 13494224), 1024, threads());
     // add  (seed_gate_bn.model:30:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 13526992)[i0 * 1024 + i1 * 1] = (A + 13494224)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
     gemm(false, false, 32, 1024, 256, T(1), (A + 13208528), 256, (A + 12682144), 1024, T(0), (A + 13559760), 1024, threads());
-    // add  (seed_gate_bn.model:30:51)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 13592528)[i] = (A + 13526992)[i] + (A + 13559760)[i];
-    }
-    // add %cell.gates  (seed_gate_bn.model:30:78)
+    // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:51)  [register]
+    //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 13625296)[i0 * 1024 + i1 * 1] = (A + 13592528)[i0 * 1024 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 13526992)[i0 * 1024 + i1 * 1] + (A + 13559760)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 13625296)[i0 * 1024 + i1 * 1] = v1;
         }
-    // slice  (seed_gate_bn.model:31:29)
+    // fused loop over [32, 256]:
+    //   slice  (seed_gate_bn.model:31:29)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
+    //   slice  (seed_gate_bn.model:32:29)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
+    //   slice  (seed_gate_bn.model:33:26)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
+    //   slice  (seed_gate_bn.model:34:29)  [register]
+    //   sub  (prelude.model:65:17)  [register]
+    //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
+    //   mul  (seed_gate_bn.model:35:13)  [register]
+    //   mul  (seed_gate_bn.model:35:21)  [register]
+    //   add %cell.c  (seed_gate_bn.model:35:17)
+    //   tanh  (seed_gate_bn.model:36:19)  [register]
+    //   mul %cell.h  (seed_gate_bn.model:36:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 13658064)[i0 * 256 + i1 * 1] = (A + 13625296)[0 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 13625296)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 - sf_[14].data()[i1 * 1];
+          const T v2 = v1 * (A + 12944560)[i1 * 1];
+          const T v3 = v2 * sf_[4].data()[i1 * 1];
+          const T v4 = v3 + sf_[5].data()[i1 * 1];
+          const T v5 = fsigmoid(v4);
+          const T v6 = (A + 13625296)[256 + i0 * 1024 + i1 * 1];
+          const T v7 = v6 - sf_[17].data()[i1 * 1];
+          const T v8 = v7 * (A + 12945072)[i1 * 1];
+          const T v9 = v8 * sf_[6].data()[i1 * 1];
+          const T v10 = v9 + sf_[7].data()[i1 * 1];
+          const T v11 = fsigmoid(v10);
+          const T v12 = (A + 13625296)[512 + i0 * 1024 + i1 * 1];
+          const T v13 = v12 - sf_[20].data()[i1 * 1];
+          const T v14 = v13 * (A + 12945584)[i1 * 1];
+          const T v15 = v14 * sf_[8].data()[i1 * 1];
+          const T v16 = v15 + sf_[9].data()[i1 * 1];
+          const T v17 = ftanh(v16);
+          const T v18 = (A + 13625296)[768 + i0 * 1024 + i1 * 1];
+          const T v19 = v18 - sf_[23].data()[i1 * 1];
+          const T v20 = v19 * (A + 12946096)[i1 * 1];
+          const T v21 = v20 * sf_[10].data()[i1 * 1];
+          const T v22 = v21 + sf_[11].data()[i1 * 1];
+          const T v23 = fsigmoid(v22);
+          const T v24 = v11 * (A + 13216720)[i0 * 256 + i1 * 1];
+          const T v25 = v5 * v17;
+          const T v26 = v24 + v25;
+          (A + 13871056)[i0 * 256 + i1 * 1] = v26;
+          const T v27 = ftanh(v26);
+          const T v28 = v23 * v27;
+          (A + 13887440)[i0 * 256 + i1 * 1] = v28;
         }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13666256)[i0 * 256 + i1 * 1] = (A + 13658064)[i0 * 256 + i1 * 1] - sf_[14].data()[i1 * 1];
-        }
-    // mul %cell.bn_i.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13674448)[i0 * 256 + i1 * 1] = (A + 13666256)[i0 * 256 + i1 * 1] * (A + 12944560)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13682640)[i0 * 256 + i1 * 1] = (A + 13674448)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13690832)[i0 * 256 + i1 * 1] = (A + 13682640)[i0 * 256 + i1 * 1] + sf_[5].data()[i1 * 1];
-        }
-    // sigmoid %cell.i  (seed_gate_bn.model:31:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13699024)[i] = T(1) / (T(1) + std::exp(-(A + 13690832)[i]));
-    }
-    // slice  (seed_gate_bn.model:32:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13707216)[i0 * 256 + i1 * 1] = (A + 13625296)[256 + i0 * 1024 + i1 * 1];
-        }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13715408)[i0 * 256 + i1 * 1] = (A + 13707216)[i0 * 256 + i1 * 1] - sf_[17].data()[i1 * 1];
-        }
-    // mul %cell.bn_f.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13723600)[i0 * 256 + i1 * 1] = (A + 13715408)[i0 * 256 + i1 * 1] * (A + 12945072)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13731792)[i0 * 256 + i1 * 1] = (A + 13723600)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13739984)[i0 * 256 + i1 * 1] = (A + 13731792)[i0 * 256 + i1 * 1] + sf_[7].data()[i1 * 1];
-        }
-    // sigmoid %cell.f  (seed_gate_bn.model:32:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13748176)[i] = T(1) / (T(1) + std::exp(-(A + 13739984)[i]));
-    }
-    // slice  (seed_gate_bn.model:33:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13756368)[i0 * 256 + i1 * 1] = (A + 13625296)[512 + i0 * 1024 + i1 * 1];
-        }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13764560)[i0 * 256 + i1 * 1] = (A + 13756368)[i0 * 256 + i1 * 1] - sf_[20].data()[i1 * 1];
-        }
-    // mul %cell.bn_g.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13772752)[i0 * 256 + i1 * 1] = (A + 13764560)[i0 * 256 + i1 * 1] * (A + 12945584)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13780944)[i0 * 256 + i1 * 1] = (A + 13772752)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13789136)[i0 * 256 + i1 * 1] = (A + 13780944)[i0 * 256 + i1 * 1] + sf_[9].data()[i1 * 1];
-        }
-    // tanh %cell.g  (seed_gate_bn.model:33:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13797328)[i] = std::tanh((A + 13789136)[i]);
-    }
-    // slice  (seed_gate_bn.model:34:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13805520)[i0 * 256 + i1 * 1] = (A + 13625296)[768 + i0 * 1024 + i1 * 1];
-        }
-    // sub  (prelude.model:65:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13813712)[i0 * 256 + i1 * 1] = (A + 13805520)[i0 * 256 + i1 * 1] - sf_[23].data()[i1 * 1];
-        }
-    // mul %cell.bn_o.xhat  (prelude.model:65:33)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13821904)[i0 * 256 + i1 * 1] = (A + 13813712)[i0 * 256 + i1 * 1] * (A + 12946096)[i1 * 1];
-        }
-    // mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13830096)[i0 * 256 + i1 * 1] = (A + 13821904)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
-        }
-    // add  (prelude.model:67:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 13838288)[i0 * 256 + i1 * 1] = (A + 13830096)[i0 * 256 + i1 * 1] + sf_[11].data()[i1 * 1];
-        }
-    // sigmoid %cell.o  (seed_gate_bn.model:34:18)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13846480)[i] = T(1) / (T(1) + std::exp(-(A + 13838288)[i]));
-    }
-    // mul  (seed_gate_bn.model:35:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13854672)[i] = (A + 13748176)[i] * (A + 13216720)[i];
-    }
-    // mul  (seed_gate_bn.model:35:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13862864)[i] = (A + 13699024)[i] * (A + 13797328)[i];
-    }
-    // add %cell.c  (seed_gate_bn.model:35:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13871056)[i] = (A + 13854672)[i] + (A + 13862864)[i];
-    }
-    // tanh  (seed_gate_bn.model:36:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13879248)[i] = std::tanh((A + 13871056)[i]);
-    }
-    // mul %cell.h  (seed_gate_bn.model:36:13)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 13887440)[i] = (A + 13846480)[i] * (A + 13879248)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 13887440) + o * 256, 256, (A + 12962736) + (o * 30 + t) * 256);
-    std::copy_n((A + 13887440), 8192, (A + 12946352));
-    std::copy_n((A + 13871056), 8192, (A + 12954544));
-    std::copy_n((A + 12946352), 8192, (A + 13208528));
-    std::copy_n((A + 12954544), 8192, (A + 13216720));
+    std::copy_n((A + 13887440), 8192, (A + 13208528));
+    std::copy_n((A + 13871056), 8192, (A + 13216720));
   }
+  std::copy_n((A + 13208528), 8192, (A + 12946352));
+  std::copy_n((A + 13216720), 8192, (A + 12954544));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 13895632)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 12962736)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
@@ -2539,17 +2240,13 @@ private:
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 13912272)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 256, T(1), (A + 13895632), 256, sf_[12].data(), 256, T(0), (A + 13912528), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 13912576)[i0 * 1 + i1 * 1] = (A + 13912528)[i0 * 1] + sf_[13].data()[0];

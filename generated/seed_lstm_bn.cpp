@@ -6,8 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+
+// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
+#if defined(__clang__)
+#define GRADC_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GRADC_IVDEP _Pragma("GCC ivdep")
+#else
+#define GRADC_IVDEP
+#endif
 
 namespace {
 
@@ -136,12 +146,14 @@ public:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 1343376)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 1343632)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
@@ -156,91 +168,68 @@ public:
     gemm(false, false, 32, 256, 1, T(1), (A + 1425552), 1, (A + 1343376), 256, T(0), (A + 1446832), 256, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 1455024)[i0 * 256 + i1 * 1] = (A + 1446832)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 32, 256, 64, T(1), (A + 1425584), 64, (A + 1343632), 256, T(0), (A + 1463216), 256, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 1471408)[i] = (A + 1455024)[i] + (A + 1463216)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [32, 256]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 1479600)[i0 * 256 + i1 * 1] = (A + 1471408)[i0 * 256 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 1455024)[i0 * 256 + i1 * 1] + (A + 1463216)[i0 * 256 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 1479600)[i0 * 256 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [32, 64]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 1487792)[i0 * 64 + i1 * 1] = (A + 1479600)[0 + i0 * 256 + i1 * 1];
+          const T v0 = (A + 1479600)[i0 * 256 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 1479600)[64 + i0 * 256 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 1479600)[128 + i0 * 256 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 1479600)[192 + i0 * 256 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 1427632)[i0 * 64 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 1508272)[i0 * 64 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 1512368)[i0 * 64 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1489840)[i] = T(1) / (T(1) + std::exp(-(A + 1487792)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 1491888)[i0 * 64 + i1 * 1] = (A + 1479600)[64 + i0 * 256 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1493936)[i] = T(1) / (T(1) + std::exp(-(A + 1491888)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 1495984)[i0 * 64 + i1 * 1] = (A + 1479600)[128 + i0 * 256 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1498032)[i] = std::tanh((A + 1495984)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 1500080)[i0 * 64 + i1 * 1] = (A + 1479600)[192 + i0 * 256 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1502128)[i] = T(1) / (T(1) + std::exp(-(A + 1500080)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1504176)[i] = (A + 1493936)[i] * (A + 1427632)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1506224)[i] = (A + 1489840)[i] * (A + 1498032)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1508272)[i] = (A + 1504176)[i] + (A + 1506224)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1510320)[i] = std::tanh((A + 1508272)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1512368)[i] = (A + 1502128)[i] * (A + 1510320)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1512368) + o * 64, 64, (A + 1364112) + (o * 30 + t) * 64);
-    std::copy_n((A + 1512368), 2048, (A + 1360016));
-    std::copy_n((A + 1508272), 2048, (A + 1362064));
-    std::copy_n((A + 1360016), 2048, (A + 1425584));
-    std::copy_n((A + 1362064), 2048, (A + 1427632));
+    std::copy_n((A + 1512368), 2048, (A + 1425584));
+    std::copy_n((A + 1508272), 2048, (A + 1427632));
   }
+  std::copy_n((A + 1425584), 2048, (A + 1360016));
+  std::copy_n((A + 1427632), 2048, (A + 1362064));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
           (A + 1514416)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 1364112)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
@@ -250,6 +239,7 @@ public:
   // buffer %bn.running_mean  (prelude.model:50:3)
   // sub  (prelude.model:65:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1518576)[i0 * 64 + i1 * 1] = (A + 1514416)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
@@ -257,16 +247,18 @@ public:
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
   std::fill_n((A + 1520688), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:65:53)
+  // fused loop over [64]:
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1520704)[i] = sf_[9].data()[i] + (A + 1520688)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1520768)[i] = T(1) / std::sqrt((A + 1520704)[i]);
+    const T v0 = sf_[9].data()[i] + (A + 1520688)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 1520768)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1520832)[i0 * 64 + i1 * 1] = (A + 1518576)[i0 * 64 + i1 * 1] * (A + 1520768)[i1 * 1];
@@ -274,6 +266,7 @@ public:
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1522944)[i0 * 64 + i1 * 1] = (A + 1520832)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
@@ -281,22 +274,19 @@ public:
   // param %bn.bias  (prelude.model:49:3)
   // add %z  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1525056)[i0 * 64 + i1 * 1] = (A + 1522944)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1527168)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 64, T(1), (A + 1525056), 64, sf_[6].data(), 64, T(0), (A + 1527232), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 1527280)[i0 * 1 + i1 * 1] = (A + 1527232)[i0 * 1] + sf_[7].data()[0];
@@ -328,12 +318,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 20192)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 20448)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
@@ -348,82 +340,63 @@ private:
     gemm(false, false, 32, 256, 1, T(1), (A + 532448), 1, (A + 20192), 256, T(0), (A + 553728), 256, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 561920)[i0 * 256 + i1 * 1] = (A + 553728)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 32, 256, 64, T(1), (A + 532480), 64, (A + 20448), 256, T(0), (A + 570112), 256, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 578304)[i] = (A + 561920)[i] + (A + 570112)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [32, 256]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 586496)[i0 * 256 + i1 * 1] = (A + 578304)[i0 * 256 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 561920)[i0 * 256 + i1 * 1] + (A + 570112)[i0 * 256 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 586496)[i0 * 256 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [32, 64]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 594688)[i0 * 64 + i1 * 1] = (A + 586496)[0 + i0 * 256 + i1 * 1];
+          const T v0 = (A + 586496)[i0 * 256 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          (A + 596736)[i0 * 64 + i1 * 1] = v1;
+          const T v2 = (A + 586496)[64 + i0 * 256 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 600832)[i0 * 64 + i1 * 1] = v3;
+          const T v4 = (A + 586496)[128 + i0 * 256 + i1 * 1];
+          const T v5 = ftanh(v4);
+          (A + 604928)[i0 * 64 + i1 * 1] = v5;
+          const T v6 = (A + 586496)[192 + i0 * 256 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          (A + 609024)[i0 * 64 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 534528)[i0 * 64 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 615168)[i0 * 64 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          (A + 617216)[i0 * 64 + i1 * 1] = v11;
+          const T v12 = v7 * v11;
+          (A + 619264)[i0 * 64 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 596736)[i] = T(1) / (T(1) + std::exp(-(A + 594688)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 598784)[i0 * 64 + i1 * 1] = (A + 586496)[64 + i0 * 256 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 600832)[i] = T(1) / (T(1) + std::exp(-(A + 598784)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 602880)[i0 * 64 + i1 * 1] = (A + 586496)[128 + i0 * 256 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 604928)[i] = std::tanh((A + 602880)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 606976)[i0 * 64 + i1 * 1] = (A + 586496)[192 + i0 * 256 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 609024)[i] = T(1) / (T(1) + std::exp(-(A + 606976)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 611072)[i] = (A + 600832)[i] * (A + 534528)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 613120)[i] = (A + 596736)[i] * (A + 604928)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 615168)[i] = (A + 611072)[i] + (A + 613120)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 617216)[i] = std::tanh((A + 615168)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 619264)[i] = (A + 609024)[i] * (A + 617216)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 619264) + o * 64, 64, (A + 40928) + (o * 30 + t) * 64);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 617216) + o * 64, 64, (A + 102368) + (o * 30 + t) * 64);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 609024) + o * 64, 64, (A + 163808) + (o * 30 + t) * 64);
@@ -432,14 +405,15 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 534528) + o * 64, 64, (A + 348128) + (o * 30 + t) * 64);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 600832) + o * 64, 64, (A + 409568) + (o * 30 + t) * 64);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 532480) + o * 64, 64, (A + 471008) + (o * 30 + t) * 64);
-    std::copy_n((A + 619264), 2048, (A + 36832));
-    std::copy_n((A + 615168), 2048, (A + 38880));
-    std::copy_n((A + 36832), 2048, (A + 532480));
-    std::copy_n((A + 38880), 2048, (A + 534528));
+    std::copy_n((A + 619264), 2048, (A + 532480));
+    std::copy_n((A + 615168), 2048, (A + 534528));
   }
+  std::copy_n((A + 532480), 2048, (A + 36832));
+  std::copy_n((A + 534528), 2048, (A + 38880));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
           (A + 621312)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 40928)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
@@ -454,16 +428,18 @@ private:
         (A + 625408)[i1 * 1] += (A + 621312)[i0 * 64 + i1 * 1];
       }
   for (int64_t k = 0; k < 64; ++k) (A + 625408)[k] /= T(32);
-  // sub %bn.d  (prelude.model:58:13)
+  // fused loop over [32, 64]:
+  //   sub %bn.d  (prelude.model:58:13)
+  //   mul  (prelude.model:59:20)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 625472)[i0 * 64 + i1 * 1] = (A + 621312)[i0 * 64 + i1 * 1] - (A + 625408)[i1 * 1];
+        const T v0 = (A + 621312)[i0 * 64 + i1 * 1] - (A + 625408)[i1 * 1];
+        (A + 625472)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 627520)[i0 * 64 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:59:20)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 627520)[i] = (A + 625472)[i] * (A + 625472)[i];
-  }
   // mean %bn.var  (prelude.model:59:17)
   std::fill_n((A + 629568), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -476,54 +452,61 @@ private:
   // const  (prelude.model:60:44)
   std::fill_n((A + 629696), 1, T(0.90000000000000002));
   // mul  (prelude.model:60:44)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     (A + 629712)[i] = (A + 629696)[0] * sf_[8].data()[i];
   }
   // const  (prelude.model:60:70)
   std::fill_n((A + 629776), 1, T(0.10000000000000001));
-  // mul  (prelude.model:60:70)
+  // fused loop over [64]:
+  //   mul  (prelude.model:60:70)  [register]
+  //   add %bn.running_mean.new  (prelude.model:60:59)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 629792)[i] = (A + 629776)[0] * (A + 625408)[i];
-  }
-  // add %bn.running_mean.new  (prelude.model:60:59)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 629856)[i] = (A + 629712)[i] + (A + 629792)[i];
+    const T v0 = (A + 629776)[0] * (A + 625408)[i];
+    const T v1 = (A + 629712)[i] + v0;
+    (A + 629856)[i] = v1;
   }
   // buffer %bn.running_var  (prelude.model:51:3)
   // mul  (prelude.model:61:43)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     (A + 629984)[i] = (A + 629696)[0] * sf_[9].data()[i];
   }
   // const  (prelude.model:61:84)
   std::fill_n((A + 630048), 1, T(0.1032258064516129));
-  // mul  (prelude.model:61:84)
+  // fused loop over [64]:
+  //   mul  (prelude.model:61:84)  [register]
+  //   add %bn.running_var.new  (prelude.model:61:57)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 630064)[i] = (A + 630048)[0] * (A + 629568)[i];
-  }
-  // add %bn.running_var.new  (prelude.model:61:57)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 630128)[i] = (A + 629984)[i] + (A + 630064)[i];
+    const T v0 = (A + 630048)[0] * (A + 629568)[i];
+    const T v1 = (A + 629984)[i] + v0;
+    (A + 630128)[i] = v1;
   }
   // buffer %bn.num_batches_tracked  (prelude.model:52:3)
   for (int64_t k = 0; k < 1; ++k) (A + 630192)[k] = T(si_[10][k]);
   // const  (prelude.model:62:56)
   std::fill_n((A + 630208), 1, T(1));
   // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 630224)[0] = (A + 630192)[0] + (A + 630208)[0];
   }
   // const  (prelude.model:63:28)
   std::fill_n((A + 630240), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:63:28)
+  // fused loop over [64]:
+  //   add  (prelude.model:63:28)  [register]
+  //   rsqrt  (prelude.model:63:23)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 630256)[i] = (A + 629568)[i] + (A + 630240)[0];
-  }
-  // rsqrt  (prelude.model:63:23)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 630320)[i] = T(1) / std::sqrt((A + 630256)[i]);
+    const T v0 = (A + 629568)[i] + (A + 630240)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 630320)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:63:16)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 630384)[i0 * 64 + i1 * 1] = (A + 625472)[i0 * 64 + i1 * 1] * (A + 630320)[i1 * 1];
@@ -531,6 +514,7 @@ private:
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 632496)[i0 * 64 + i1 * 1] = (A + 630384)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
@@ -538,6 +522,7 @@ private:
   // param %bn.bias  (prelude.model:49:3)
   // add %z  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 634608)[i0 * 64 + i1 * 1] = (A + 632496)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
@@ -545,6 +530,7 @@ private:
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 636720)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
@@ -554,6 +540,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 636832)[i0 * 1 + i1 * 1] = (A + 636784)[i0 * 1] + sf_[7].data()[0];
@@ -573,6 +560,7 @@ private:
   std::fill_n((A + 636880), 1, T(1));
   // sub  (seed_lstm_bn.model:19:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 636896)[i0 * 1 + i1 * 1] = (A + 636832)[i0 * 1] - (A + 960)[i0 * 1];
@@ -581,6 +569,7 @@ private:
   std::fill_n((A + 636928), 1, T(0.0625));
   // mul  (seed_lstm_bn.model:19:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 636944)[i0 * 1 + i1 * 1] = (A + 636896)[i0 * 1] * (A + 636928)[0];
@@ -590,24 +579,15 @@ private:
   for (int64_t i = 0; i < 32; ++i) {
     (A + 636976)[0] += (A + 636944)[i];
   }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 636992)[i0 * 64 + i1 * 1] = (A + 636720)[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 64, 1, T(1), (A + 636944), 1, (A + 636720), 1, T(0), (A + 637056), 64, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 639104)[i0 * 32 + i1 * 1] = (A + 634608)[i0 * 1 + i1 * 64];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 64, 1, 32, T(1), (A + 634608), 64, (A + 636944), 1, T(0), (A + 641152), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 641216)[i0 * 64 + i1 * 1] = (A + 641152)[i0 * 1 + i1 * 1];
@@ -619,16 +599,18 @@ private:
       {
         (A + 641280)[i1 * 1] += (A + 637056)[i0 * 64 + i1 * 1];
       }
-  // mul  (prelude.model:67:17)
+  // fused loop over [32, 64]:
+  //   mul  (prelude.model:67:17)
+  //   mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 641344)[i0 * 64 + i1 * 1] = (A + 637056)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        const T v0 = (A + 637056)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 641344)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = (A + 637056)[i0 * 64 + i1 * 1] * (A + 630384)[i0 * 64 + i1 * 1];
+        (A + 643392)[i0 * 64 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:67:17)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 643392)[i] = (A + 637056)[i] * (A + 630384)[i];
-  }
   // sum %d.bn.weight  (prelude.model:67:17)
   std::fill_n((A + 645440), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -636,16 +618,18 @@ private:
       {
         (A + 645440)[i1 * 1] += (A + 643392)[i0 * 64 + i1 * 1];
       }
-  // mul  (prelude.model:63:16)
+  // fused loop over [32, 64]:
+  //   mul  (prelude.model:63:16)
+  //   mul  (prelude.model:63:16)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 645504)[i0 * 64 + i1 * 1] = (A + 641344)[i0 * 64 + i1 * 1] * (A + 630320)[i1 * 1];
+        const T v0 = (A + 641344)[i0 * 64 + i1 * 1] * (A + 630320)[i1 * 1];
+        (A + 645504)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = (A + 641344)[i0 * 64 + i1 * 1] * (A + 625472)[i0 * 64 + i1 * 1];
+        (A + 647552)[i0 * 64 + i1 * 1] = v1;
       }
-  // mul  (prelude.model:63:16)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 647552)[i] = (A + 641344)[i] * (A + 625472)[i];
-  }
   // sum  (prelude.model:63:16)
   std::fill_n((A + 649600), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -655,52 +639,46 @@ private:
       }
   // const  (prelude.model:63:23)
   std::fill_n((A + 649664), 1, T(-0.5));
-  // mul  (prelude.model:63:23)
+  // fused loop over [64]:
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:63:23)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 649680)[i] = (A + 649600)[i] * (A + 649664)[0];
-  }
-  // mul  (prelude.model:63:23)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 649744)[i] = (A + 630320)[i] * (A + 630320)[i];
-  }
-  // mul  (prelude.model:63:23)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 649808)[i] = (A + 630320)[i] * (A + 649744)[i];
-  }
-  // mul  (prelude.model:63:23)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 649872)[i] = (A + 649680)[i] * (A + 649808)[i];
+    const T v0 = (A + 649600)[i] * (A + 649664)[0];
+    const T v1 = (A + 630320)[i] * (A + 630320)[i];
+    const T v2 = (A + 630320)[i] * v1;
+    const T v3 = v0 * v2;
+    (A + 649872)[i] = v3;
   }
   // const  (prelude.model:59:17)
   std::fill_n((A + 649936), 1, T(0.03125));
   // mul  (prelude.model:59:17)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     (A + 649952)[i] = (A + 649872)[i] * (A + 649936)[0];
   }
   // reshape  (prelude.model:59:17)
   // (a view of its operand)
-  // broadcast_to  (prelude.model:59:17)
+  // fused loop over [32, 64]:
+  //   broadcast_to  (prelude.model:59:17)  [register]
+  //   mul  (prelude.model:59:20)  [register]
+  //   add  (prelude.model:59:20)  [register]
+  //   add  (prelude.model:59:20)
+  //   neg  (prelude.model:58:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 650080)[i0 * 64 + i1 * 1] = (A + 649952)[i1 * 1];
+        const T v0 = (A + 649952)[i1 * 1];
+        const T v1 = v0 * (A + 625472)[i0 * 64 + i1 * 1];
+        const T v2 = (A + 645504)[i0 * 64 + i1 * 1] + v1;
+        const T v3 = v2 + v1;
+        (A + 656224)[i0 * 64 + i1 * 1] = v3;
+        const T v4 = -v3;
+        (A + 658272)[i0 * 64 + i1 * 1] = v4;
       }
-  // mul  (prelude.model:59:20)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 652128)[i] = (A + 650080)[i] * (A + 625472)[i];
-  }
-  // add  (prelude.model:59:20)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 654176)[i] = (A + 645504)[i] + (A + 652128)[i];
-  }
-  // add  (prelude.model:59:20)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 656224)[i] = (A + 654176)[i] + (A + 652128)[i];
-  }
-  // neg  (prelude.model:58:13)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 658272)[i] = -(A + 656224)[i];
-  }
   // sum  (prelude.model:58:13)
   std::fill_n((A + 660320), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -709,27 +687,30 @@ private:
         (A + 660320)[i1 * 1] += (A + 658272)[i0 * 64 + i1 * 1];
       }
   // mul  (prelude.model:57:16)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     (A + 660384)[i] = (A + 660320)[i] * (A + 649936)[0];
   }
   // reshape  (prelude.model:57:16)
   // (a view of its operand)
-  // broadcast_to  (prelude.model:57:16)
+  // fused loop over [32, 64]:
+  //   broadcast_to  (prelude.model:57:16)  [register]
+  //   add  (prelude.model:57:16)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 660512)[i0 * 64 + i1 * 1] = (A + 660384)[i1 * 1];
+        const T v0 = (A + 660384)[i1 * 1];
+        const T v1 = (A + 656224)[i0 * 64 + i1 * 1] + v0;
+        (A + 662560)[i0 * 64 + i1 * 1] = v1;
       }
-  // add  (prelude.model:57:16)
-  for (int64_t i = 0; i < 2048; ++i) {
-    (A + 662560)[i] = (A + 656224)[i] + (A + 660512)[i];
-  }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // pad  (seed_lstm_bn.model:17:14)
   std::fill_n((A + 666656), 61440, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
           (A + 666656)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 662560)[i0 * 64 + i1 * 64 + i2 * 1];
@@ -764,137 +745,128 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 409568) + (o * 30 + t) * 64, 64, (A + 811808) + o * 64);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 471008) + (o * 30 + t) * 64, 64, (A + 813856) + o * 64);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 815904) + o * 1);
-    // add
+    // fused loop over [32, 64]:
+    //   add  [register]
+    //   mul  (prelude.model:36:15)
+    //   mul  (prelude.model:36:15)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 870208)[i] = (A + 815936)[i] + (A + 799520)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 872256)[i] = (A + 870208)[i] * (A + 801568)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 874304)[i] = (A + 870208)[i] * (A + 803616)[i];
+      const T v0 = (A + 815936)[i] + (A + 799520)[i];
+      const T v1 = v0 * (A + 801568)[i];
+      (A + 872256)[i] = v1;
+      const T v2 = v0 * (A + 803616)[i];
+      (A + 874304)[i] = v2;
     }
     // const  (prelude.model:36:21)
     std::fill_n((A + 876352), 1, T(1));
-    // mul  (prelude.model:36:21)
+    // fused loop over [32, 64]:
+    //   mul  (prelude.model:36:21)  [register]
+    //   sub  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   add  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:35:15)
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 876368)[i] = (A + 801568)[i] * (A + 801568)[i];
-    }
-    // sub  (prelude.model:36:21)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 878416)[i] = (A + 876352)[0] - (A + 876368)[i];
-    }
-    // mul  (prelude.model:36:21)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 880464)[i] = (A + 874304)[i] * (A + 878416)[i];
-    }
-    // add  (prelude.model:36:21)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 882512)[i] = (A + 817984)[i] + (A + 880464)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 884560)[i] = (A + 882512)[i] * (A + 805664)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 886608)[i] = (A + 882512)[i] * (A + 807712)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 888656)[i] = (A + 882512)[i] * (A + 809760)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 890704)[i] = (A + 882512)[i] * (A + 811808)[i];
-    }
-    // sub  (prelude.model:34:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 892752)[i] = (A + 876352)[0] - (A + 803616)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 894800)[i] = (A + 803616)[i] * (A + 892752)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 896848)[i] = (A + 872256)[i] * (A + 894800)[i];
+      const T v0 = (A + 801568)[i] * (A + 801568)[i];
+      const T v1 = (A + 876352)[0] - v0;
+      const T v2 = (A + 874304)[i] * v1;
+      const T v3 = (A + 817984)[i] + v2;
+      const T v4 = v3 * (A + 805664)[i];
+      (A + 884560)[i] = v4;
+      const T v5 = v3 * (A + 807712)[i];
+      (A + 886608)[i] = v5;
+      const T v6 = v3 * (A + 809760)[i];
+      (A + 888656)[i] = v6;
+      const T v7 = v3 * (A + 811808)[i];
+      (A + 890704)[i] = v7;
+      const T v8 = (A + 876352)[0] - (A + 803616)[i];
+      const T v9 = (A + 803616)[i] * v8;
+      const T v10 = (A + 872256)[i] * v9;
+      (A + 896848)[i] = v10;
     }
     // pad  (prelude.model:34:26)
     std::fill_n((A + 898896), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           (A + 898896)[192 + i0 * 256 + i1 * 1] = (A + 896848)[i0 * 64 + i1 * 1];
         }
-    // mul  (prelude.model:33:17)
+    // fused loop over [32, 64]:
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 907088)[i] = (A + 805664)[i] * (A + 805664)[i];
-    }
-    // sub  (prelude.model:33:17)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 909136)[i] = (A + 876352)[0] - (A + 907088)[i];
-    }
-    // mul  (prelude.model:33:17)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 911184)[i] = (A + 886608)[i] * (A + 909136)[i];
+      const T v0 = (A + 805664)[i] * (A + 805664)[i];
+      const T v1 = (A + 876352)[0] - v0;
+      const T v2 = (A + 886608)[i] * v1;
+      (A + 911184)[i] = v2;
     }
     // pad  (prelude.model:33:23)
     std::fill_n((A + 913232), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           (A + 913232)[128 + i0 * 256 + i1 * 1] = (A + 911184)[i0 * 64 + i1 * 1];
         }
     // add  (prelude.model:33:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
       (A + 921424)[i] = (A + 898896)[i] + (A + 913232)[i];
     }
-    // sub  (prelude.model:32:20)
+    // fused loop over [32, 64]:
+    //   sub  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 929616)[i] = (A + 876352)[0] - (A + 811808)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 931664)[i] = (A + 811808)[i] * (A + 929616)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 933712)[i] = (A + 888656)[i] * (A + 931664)[i];
+      const T v0 = (A + 876352)[0] - (A + 811808)[i];
+      const T v1 = (A + 811808)[i] * v0;
+      const T v2 = (A + 888656)[i] * v1;
+      (A + 933712)[i] = v2;
     }
     // pad  (prelude.model:32:26)
     std::fill_n((A + 935760), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           (A + 935760)[64 + i0 * 256 + i1 * 1] = (A + 933712)[i0 * 64 + i1 * 1];
         }
     // add  (prelude.model:32:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
       (A + 943952)[i] = (A + 921424)[i] + (A + 935760)[i];
     }
-    // sub  (prelude.model:31:20)
+    // fused loop over [32, 64]:
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 952144)[i] = (A + 876352)[0] - (A + 807712)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 954192)[i] = (A + 807712)[i] * (A + 952144)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 956240)[i] = (A + 884560)[i] * (A + 954192)[i];
+      const T v0 = (A + 876352)[0] - (A + 807712)[i];
+      const T v1 = (A + 807712)[i] * v0;
+      const T v2 = (A + 884560)[i] * v1;
+      (A + 956240)[i] = v2;
     }
     // pad  (prelude.model:31:26)
     std::fill_n((A + 958288), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           (A + 958288)[0 + i0 * 256 + i1 * 1] = (A + 956240)[i0 * 64 + i1 * 1];
         }
     // add  (prelude.model:31:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
       (A + 966480)[i] = (A + 943952)[i] + (A + 958288)[i];
     }
@@ -905,84 +877,73 @@ private:
         {
           (A + 974672)[i1 * 1] += (A + 966480)[i0 * 256 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 256; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 974928)[i0 * 64 + i1 * 1] = (A + 20448)[i0 * 1 + i1 * 256];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(false, true, 32, 64, 256, T(1), (A + 966480), 256, (A + 20448), 256, T(0), (A + 991312), 64, threads());
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 993360)[i0 * 32 + i1 * 1] = (A + 813856)[i0 * 1 + i1 * 64];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(true, false, 64, 256, 32, T(1), (A + 813856), 64, (A + 966480), 256, T(0), (A + 995408), 256, threads());
-    // transpose  (prelude.model:30:20)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 1011792)[i0 * 32 + i1 * 1] = (A + 815904)[i0 * 1 + i1 * 1];
-        }
+    // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
     gemm(true, false, 1, 256, 32, T(1), (A + 815904), 1, (A + 966480), 256, T(0), (A + 1011824), 256, threads());
-    // add  (prelude.model:29:13)
+    // fused loop over [256]:
+    //   add  (prelude.model:29:13)
+    //   add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1012080)[i] = (A + 820288)[i] + (A + 974672)[i];
-    }
-    // add  (prelude.model:29:13)
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 1012336)[i] = (A + 836928)[i] + (A + 974672)[i];
+      const T v0 = (A + 820288)[i] + (A + 974672)[i];
+      (A + 1012080)[i] = v0;
+      const T v1 = (A + 836928)[i] + (A + 974672)[i];
+      (A + 1012336)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 1012592)[i0 * 256 + i1 * 1] = (A + 837184)[i1 * 1] + (A + 1011824)[i1 * 1];
         }
     // add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 16384; ++i) {
       (A + 1012848)[i] = (A + 837440)[i] + (A + 995408)[i];
     }
-    std::copy_n((A + 991312), 2048, (A + 761632));
-    std::copy_n((A + 890704), 2048, (A + 763680));
-    std::copy_n((A + 1012080), 256, (A + 765984));
-    std::copy_n((A + 1012336), 256, (A + 782624));
-    std::copy_n((A + 1012592), 256, (A + 782880));
-    std::copy_n((A + 1012848), 16384, (A + 783136));
-    std::copy_n((A + 761632), 2048, (A + 815936));
-    std::copy_n((A + 763680), 2048, (A + 817984));
-    std::copy_n((A + 765984), 256, (A + 820288));
-    std::copy_n((A + 782624), 256, (A + 836928));
-    std::copy_n((A + 782880), 256, (A + 837184));
-    std::copy_n((A + 783136), 16384, (A + 837440));
+    std::copy_n((A + 991312), 2048, (A + 815936));
+    std::copy_n((A + 890704), 2048, (A + 817984));
+    std::copy_n((A + 1012080), 256, (A + 820288));
+    std::copy_n((A + 1012336), 256, (A + 836928));
+    std::copy_n((A + 1012592), 256, (A + 837184));
+    std::copy_n((A + 1012848), 16384, (A + 837440));
   }
+  std::copy_n((A + 815936), 2048, (A + 761632));
+  std::copy_n((A + 817984), 2048, (A + 763680));
   std::copy_n((A + 820032), 256, (A + 765728));
+  std::copy_n((A + 820288), 256, (A + 765984));
   std::copy_n((A + 820544), 16384, (A + 766240));
-  // transpose  (prelude.model:30:78)
+  std::copy_n((A + 836928), 256, (A + 782624));
+  std::copy_n((A + 837184), 256, (A + 782880));
+  std::copy_n((A + 837440), 16384, (A + 783136));
+  // fused loop over [256, 64]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1029232)[i0 * 64 + i1 * 1] = (A + 783136)[i0 * 1 + i1 * 256];
+        const T v0 = (A + 783136)[i0 * 1 + i1 * 256];
+        const T v1 = (A + 766240)[i0 * 64 + i1 * 1] + v0;
+        (A + 1045616)[i0 * 64 + i1 * 1] = v1;
       }
-  // add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1045616)[i] = (A + 766240)[i] + (A + 1029232)[i];
-  }
-  // transpose  (prelude.model:30:31)
+  // fused loop over [256, 1]:
+  //   transpose  (prelude.model:30:31)  [register]
+  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1062000)[i0 * 1 + i1 * 1] = (A + 782880)[i0 * 1 + i1 * 256];
-      }
-  // add %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1062256)[i0 * 1 + i1 * 1] = (A + 765728)[i0 * 1] + (A + 1062000)[i0 * 1];
+        const T v0 = (A + 782880)[i0 * 1 + i1 * 256];
+        const T v1 = (A + 765728)[i0 * 1] + v0;
+        (A + 1062256)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 1062256), (A + 1062256) + 256);
@@ -1004,6 +965,7 @@ private:
   (A + 1062512)[0] = T(lr_);
   // buffer %optimizer.step  (seed_lstm_bn.model:23:1)
   // add %optimizer.step.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 1062544)[0] = sf_[11].data()[0] + (A + 636880)[0];
   }
@@ -1011,577 +973,464 @@ private:
   updates.emplace_back(11, (A + 1062544));
   // const  (seed_lstm_bn.model:23:1)
   std::fill_n((A + 1062560), 1, T(-0.10536051565782628));
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over []:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   exp  (seed_lstm_bn.model:23:1)  [register]
+  //   sub  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062576)[0] = (A + 1062544)[0] * (A + 1062560)[0];
-  }
-  // exp  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062592)[0] = std::exp((A + 1062576)[0]);
-  }
-  // sub  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062608)[0] = (A + 636880)[0] - (A + 1062592)[0];
+    const T v0 = (A + 1062544)[0] * (A + 1062560)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 636880)[0] - v1;
+    (A + 1062608)[0] = v2;
   }
   // const  (seed_lstm_bn.model:23:1)
   std::fill_n((A + 1062624), 1, T(-0.0010005003335835344));
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over []:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   exp  (seed_lstm_bn.model:23:1)  [register]
+  //   sub  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)
+  //   sqrt  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062640)[0] = (A + 1062544)[0] * (A + 1062624)[0];
-  }
-  // exp  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062656)[0] = std::exp((A + 1062640)[0]);
-  }
-  // sub  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062672)[0] = (A + 636880)[0] - (A + 1062656)[0];
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062688)[0] = (A + 1062512)[0] / (A + 1062608)[0];
-  }
-  // sqrt  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062704)[0] = std::sqrt((A + 1062672)[0]);
+    const T v0 = (A + 1062544)[0] * (A + 1062624)[0];
+    const T v1 = fexp(v0);
+    const T v2 = (A + 636880)[0] - v1;
+    const T v3 = (A + 1062512)[0] / (A + 1062608)[0];
+    (A + 1062688)[0] = v3;
+    const T v4 = std::sqrt(v2);
+    (A + 1062704)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // mul  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 1062976)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1] * (A + 629696)[0];
       }
   // const  (seed_lstm_bn.model:23:1)
   std::fill_n((A + 1063232), 1, T(0.099999999999999978));
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 1]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1063248)[i0 * 1 + i1 * 1] = (A + 1062256)[i0 * 1] * (A + 1063232)[0];
-      }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1063504)[i0 * 1 + i1 * 1] = (A + 1062976)[i0 * 1] + (A + 1063248)[i0 * 1];
+        const T v0 = (A + 1062256)[i0 * 1] * (A + 1063232)[0];
+        const T v1 = (A + 1062976)[i0 * 1] + v0;
+        (A + 1063504)[i0 * 1 + i1 * 1] = v1;
       }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // const  (seed_lstm_bn.model:23:1)
   std::fill_n((A + 1064016), 1, T(0.999));
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 1]:
+  //   mul  (seed_lstm_bn.model:23:1)
+  //   mul  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1064032)[i0 * 1 + i1 * 1] = sf_[13].data()[i0 * 1] * (A + 1064016)[0];
-      }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1064288)[i0 * 1 + i1 * 1] = (A + 1062256)[i0 * 1] * (A + 1062256)[i0 * 1];
+        const T v0 = sf_[13].data()[i0 * 1] * (A + 1064016)[0];
+        (A + 1064032)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = (A + 1062256)[i0 * 1] * (A + 1062256)[i0 * 1];
+        (A + 1064288)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (seed_lstm_bn.model:23:1)
   std::fill_n((A + 1064544), 1, T(0.0010000000000000009));
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 1]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1064560)[i0 * 1 + i1 * 1] = (A + 1064288)[i0 * 1] * (A + 1064544)[0];
-      }
-  // add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1064816)[i0 * 1 + i1 * 1] = (A + 1064032)[i0 * 1] + (A + 1064560)[i0 * 1];
+        const T v0 = (A + 1064288)[i0 * 1] * (A + 1064544)[0];
+        const T v1 = (A + 1064032)[i0 * 1] + v0;
+        (A + 1064816)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(12, (A + 1063504));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(13, (A + 1064816));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 1]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1065072)[i0 * 1 + i1 * 1] = std::sqrt((A + 1064816)[i0 * 1]);
-      }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1065328)[i0 * 1 + i1 * 1] = (A + 1065072)[i0 * 1] / (A + 1062704)[0];
+        const T v0 = std::sqrt((A + 1064816)[i0 * 1]);
+        const T v1 = v0 / (A + 1062704)[0];
+        (A + 1065328)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (seed_lstm_bn.model:23:1)
   std::fill_n((A + 1065584), 1, T(1e-08));
-  // add  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 1]:
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %lstm.weight_ih_l0.new  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1065600)[i0 * 1 + i1 * 1] = (A + 1065328)[i0 * 1] + (A + 1065584)[0];
-      }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1065856)[i0 * 1 + i1 * 1] = (A + 1063504)[i0 * 1] / (A + 1065600)[i0 * 1];
-      }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1066112)[i0 * 1 + i1 * 1] = (A + 1062688)[0] * (A + 1065856)[i0 * 1];
-      }
-  // sub %lstm.weight_ih_l0.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1066368)[i0 * 1 + i1 * 1] = sf_[0].data()[i0 * 1] - (A + 1066112)[i0 * 1];
+        const T v0 = (A + 1065328)[i0 * 1] + (A + 1065584)[0];
+        const T v1 = (A + 1063504)[i0 * 1] / v0;
+        const T v2 = (A + 1062688)[0] * v1;
+        const T v3 = sf_[0].data()[i0 * 1] - v2;
+        (A + 1066368)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(0, (A + 1066368));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1083008)[i] = sf_[14].data()[i] * (A + 629696)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1099392)[i] = (A + 1045616)[i] * (A + 1063232)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1115776)[i] = (A + 1083008)[i] + (A + 1099392)[i];
+    const T v0 = sf_[14].data()[i] * (A + 629696)[0];
+    const T v1 = (A + 1045616)[i] * (A + 1063232)[0];
+    const T v2 = v0 + v1;
+    (A + 1115776)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1148544)[i] = sf_[15].data()[i] * (A + 1064016)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1164928)[i] = (A + 1045616)[i] * (A + 1045616)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1181312)[i] = (A + 1164928)[i] * (A + 1064544)[0];
-  }
-  // add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1197696)[i] = (A + 1148544)[i] + (A + 1181312)[i];
+    const T v0 = sf_[15].data()[i] * (A + 1064016)[0];
+    const T v1 = (A + 1045616)[i] * (A + 1045616)[i];
+    const T v2 = v1 * (A + 1064544)[0];
+    const T v3 = v0 + v2;
+    (A + 1197696)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(14, (A + 1115776));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(15, (A + 1197696));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [256, 64]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1214080)[i] = std::sqrt((A + 1197696)[i]);
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1230464)[i] = (A + 1214080)[i] / (A + 1062704)[0];
-  }
-  // add  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1246848)[i] = (A + 1230464)[i] + (A + 1065584)[0];
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1263232)[i] = (A + 1115776)[i] / (A + 1246848)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1279616)[i] = (A + 1062688)[0] * (A + 1263232)[i];
-  }
-  // sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 16384; ++i) {
-    (A + 1296000)[i] = sf_[1].data()[i] - (A + 1279616)[i];
+    const T v0 = std::sqrt((A + 1197696)[i]);
+    const T v1 = v0 / (A + 1062704)[0];
+    const T v2 = v1 + (A + 1065584)[0];
+    const T v3 = (A + 1115776)[i] / v2;
+    const T v4 = (A + 1062688)[0] * v3;
+    const T v5 = sf_[1].data()[i] - v4;
+    (A + 1296000)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(1, (A + 1296000));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 1312640)[i] = sf_[16].data()[i] * (A + 629696)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1312896)[i] = (A + 765984)[i] * (A + 1063232)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1313152)[i] = (A + 1312640)[i] + (A + 1312896)[i];
+    const T v0 = sf_[16].data()[i] * (A + 629696)[0];
+    const T v1 = (A + 765984)[i] * (A + 1063232)[0];
+    const T v2 = v0 + v1;
+    (A + 1313152)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 1313664)[i] = sf_[17].data()[i] * (A + 1064016)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1313920)[i] = (A + 765984)[i] * (A + 765984)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1314176)[i] = (A + 1313920)[i] * (A + 1064544)[0];
-  }
-  // add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1314432)[i] = (A + 1313664)[i] + (A + 1314176)[i];
+    const T v0 = sf_[17].data()[i] * (A + 1064016)[0];
+    const T v1 = (A + 765984)[i] * (A + 765984)[i];
+    const T v2 = v1 * (A + 1064544)[0];
+    const T v3 = v0 + v2;
+    (A + 1314432)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(16, (A + 1313152));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(17, (A + 1314432));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [256]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %lstm.bias_ih_l0.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 1314688)[i] = std::sqrt((A + 1314432)[i]);
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1314944)[i] = (A + 1314688)[i] / (A + 1062704)[0];
-  }
-  // add  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1315200)[i] = (A + 1314944)[i] + (A + 1065584)[0];
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1315456)[i] = (A + 1313152)[i] / (A + 1315200)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1315712)[i] = (A + 1062688)[0] * (A + 1315456)[i];
-  }
-  // sub %lstm.bias_ih_l0.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1315968)[i] = sf_[2].data()[i] - (A + 1315712)[i];
+    const T v0 = std::sqrt((A + 1314432)[i]);
+    const T v1 = v0 / (A + 1062704)[0];
+    const T v2 = v1 + (A + 1065584)[0];
+    const T v3 = (A + 1313152)[i] / v2;
+    const T v4 = (A + 1062688)[0] * v3;
+    const T v5 = sf_[2].data()[i] - v4;
+    (A + 1315968)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(2, (A + 1315968));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 1316480)[i] = sf_[18].data()[i] * (A + 629696)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1316736)[i] = (A + 782624)[i] * (A + 1063232)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1316992)[i] = (A + 1316480)[i] + (A + 1316736)[i];
+    const T v0 = sf_[18].data()[i] * (A + 629696)[0];
+    const T v1 = (A + 782624)[i] * (A + 1063232)[0];
+    const T v2 = v0 + v1;
+    (A + 1316992)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [256]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 1317504)[i] = sf_[19].data()[i] * (A + 1064016)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1317760)[i] = (A + 782624)[i] * (A + 782624)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1318016)[i] = (A + 1317760)[i] * (A + 1064544)[0];
-  }
-  // add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1318272)[i] = (A + 1317504)[i] + (A + 1318016)[i];
+    const T v0 = sf_[19].data()[i] * (A + 1064016)[0];
+    const T v1 = (A + 782624)[i] * (A + 782624)[i];
+    const T v2 = v1 * (A + 1064544)[0];
+    const T v3 = v0 + v2;
+    (A + 1318272)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(18, (A + 1316992));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(19, (A + 1318272));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [256]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %lstm.bias_hh_l0.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    (A + 1318528)[i] = std::sqrt((A + 1318272)[i]);
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1318784)[i] = (A + 1318528)[i] / (A + 1062704)[0];
-  }
-  // add  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1319040)[i] = (A + 1318784)[i] + (A + 1065584)[0];
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1319296)[i] = (A + 1316992)[i] / (A + 1319040)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1319552)[i] = (A + 1062688)[0] * (A + 1319296)[i];
-  }
-  // sub %lstm.bias_hh_l0.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 256; ++i) {
-    (A + 1319808)[i] = sf_[3].data()[i] - (A + 1319552)[i];
+    const T v0 = std::sqrt((A + 1318272)[i]);
+    const T v1 = v0 / (A + 1062704)[0];
+    const T v2 = v1 + (A + 1065584)[0];
+    const T v3 = (A + 1316992)[i] / v2;
+    const T v4 = (A + 1062688)[0] * v3;
+    const T v5 = sf_[3].data()[i] - v4;
+    (A + 1319808)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(3, (A + 1319808));
   // buffer %optimizer.bn.weight.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.bn.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320128)[i] = sf_[20].data()[i] * (A + 629696)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320192)[i] = (A + 645440)[i] * (A + 1063232)[0];
-  }
-  // add %optimizer.bn.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320256)[i] = (A + 1320128)[i] + (A + 1320192)[i];
+    const T v0 = sf_[20].data()[i] * (A + 629696)[0];
+    const T v1 = (A + 645440)[i] * (A + 1063232)[0];
+    const T v2 = v0 + v1;
+    (A + 1320256)[i] = v2;
   }
   // buffer %optimizer.bn.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.bn.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320384)[i] = sf_[21].data()[i] * (A + 1064016)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320448)[i] = (A + 645440)[i] * (A + 645440)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320512)[i] = (A + 1320448)[i] * (A + 1064544)[0];
-  }
-  // add %optimizer.bn.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320576)[i] = (A + 1320384)[i] + (A + 1320512)[i];
+    const T v0 = sf_[21].data()[i] * (A + 1064016)[0];
+    const T v1 = (A + 645440)[i] * (A + 645440)[i];
+    const T v2 = v1 * (A + 1064544)[0];
+    const T v3 = v0 + v2;
+    (A + 1320576)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(20, (A + 1320256));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(21, (A + 1320576));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [64]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %bn.weight.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320640)[i] = std::sqrt((A + 1320576)[i]);
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320704)[i] = (A + 1320640)[i] / (A + 1062704)[0];
-  }
-  // add  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320768)[i] = (A + 1320704)[i] + (A + 1065584)[0];
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320832)[i] = (A + 1320256)[i] / (A + 1320768)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320896)[i] = (A + 1062688)[0] * (A + 1320832)[i];
-  }
-  // sub %bn.weight.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1320960)[i] = sf_[4].data()[i] - (A + 1320896)[i];
+    const T v0 = std::sqrt((A + 1320576)[i]);
+    const T v1 = v0 / (A + 1062704)[0];
+    const T v2 = v1 + (A + 1065584)[0];
+    const T v3 = (A + 1320256)[i] / v2;
+    const T v4 = (A + 1062688)[0] * v3;
+    const T v5 = sf_[4].data()[i] - v4;
+    (A + 1320960)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(4, (A + 1320960));
   // buffer %optimizer.bn.bias.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.bn.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321088)[i] = sf_[22].data()[i] * (A + 629696)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321152)[i] = (A + 641280)[i] * (A + 1063232)[0];
-  }
-  // add %optimizer.bn.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321216)[i] = (A + 1321088)[i] + (A + 1321152)[i];
+    const T v0 = sf_[22].data()[i] * (A + 629696)[0];
+    const T v1 = (A + 641280)[i] * (A + 1063232)[0];
+    const T v2 = v0 + v1;
+    (A + 1321216)[i] = v2;
   }
   // buffer %optimizer.bn.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.bn.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321344)[i] = sf_[23].data()[i] * (A + 1064016)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321408)[i] = (A + 641280)[i] * (A + 641280)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321472)[i] = (A + 1321408)[i] * (A + 1064544)[0];
-  }
-  // add %optimizer.bn.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321536)[i] = (A + 1321344)[i] + (A + 1321472)[i];
+    const T v0 = sf_[23].data()[i] * (A + 1064016)[0];
+    const T v1 = (A + 641280)[i] * (A + 641280)[i];
+    const T v2 = v1 * (A + 1064544)[0];
+    const T v3 = v0 + v2;
+    (A + 1321536)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(22, (A + 1321216));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(23, (A + 1321536));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [64]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %bn.bias.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321600)[i] = std::sqrt((A + 1321536)[i]);
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321664)[i] = (A + 1321600)[i] / (A + 1062704)[0];
-  }
-  // add  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321728)[i] = (A + 1321664)[i] + (A + 1065584)[0];
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321792)[i] = (A + 1321216)[i] / (A + 1321728)[i];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321856)[i] = (A + 1062688)[0] * (A + 1321792)[i];
-  }
-  // sub %bn.bias.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1321920)[i] = sf_[5].data()[i] - (A + 1321856)[i];
+    const T v0 = std::sqrt((A + 1321536)[i]);
+    const T v1 = v0 / (A + 1062704)[0];
+    const T v2 = v1 + (A + 1065584)[0];
+    const T v3 = (A + 1321216)[i] / v2;
+    const T v4 = (A + 1062688)[0] * v3;
+    const T v5 = sf_[5].data()[i] - v4;
+    (A + 1321920)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(5, (A + 1321920));
   // buffer %optimizer.head.weight.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [1, 64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1322048)[i0 * 64 + i1 * 1] = sf_[24].data()[i1 * 1] * (A + 629696)[0];
-      }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322112)[i0 * 64 + i1 * 1] = (A + 641216)[i1 * 1] * (A + 1063232)[0];
-      }
-  // add %optimizer.head.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322176)[i0 * 64 + i1 * 1] = (A + 1322048)[i1 * 1] + (A + 1322112)[i1 * 1];
+        const T v0 = sf_[24].data()[i1 * 1] * (A + 629696)[0];
+        const T v1 = (A + 641216)[i1 * 1] * (A + 1063232)[0];
+        const T v2 = v0 + v1;
+        (A + 1322176)[i0 * 64 + i1 * 1] = v2;
       }
   // buffer %optimizer.head.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [1, 64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.head.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1322304)[i0 * 64 + i1 * 1] = sf_[25].data()[i1 * 1] * (A + 1064016)[0];
-      }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322368)[i0 * 64 + i1 * 1] = (A + 641216)[i1 * 1] * (A + 641216)[i1 * 1];
-      }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322432)[i0 * 64 + i1 * 1] = (A + 1322368)[i1 * 1] * (A + 1064544)[0];
-      }
-  // add %optimizer.head.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322496)[i0 * 64 + i1 * 1] = (A + 1322304)[i1 * 1] + (A + 1322432)[i1 * 1];
+        const T v0 = sf_[25].data()[i1 * 1] * (A + 1064016)[0];
+        const T v1 = (A + 641216)[i1 * 1] * (A + 641216)[i1 * 1];
+        const T v2 = v1 * (A + 1064544)[0];
+        const T v3 = v0 + v2;
+        (A + 1322496)[i0 * 64 + i1 * 1] = v3;
       }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(24, (A + 1322176));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(25, (A + 1322496));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [1, 64]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %head.weight.new  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1322560)[i0 * 64 + i1 * 1] = std::sqrt((A + 1322496)[i1 * 1]);
-      }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322624)[i0 * 64 + i1 * 1] = (A + 1322560)[i1 * 1] / (A + 1062704)[0];
-      }
-  // add  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322688)[i0 * 64 + i1 * 1] = (A + 1322624)[i1 * 1] + (A + 1065584)[0];
-      }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322752)[i0 * 64 + i1 * 1] = (A + 1322176)[i1 * 1] / (A + 1322688)[i1 * 1];
-      }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322816)[i0 * 64 + i1 * 1] = (A + 1062688)[0] * (A + 1322752)[i1 * 1];
-      }
-  // sub %head.weight.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 1322880)[i0 * 64 + i1 * 1] = sf_[6].data()[i1 * 1] - (A + 1322816)[i1 * 1];
+        const T v0 = std::sqrt((A + 1322496)[i1 * 1]);
+        const T v1 = v0 / (A + 1062704)[0];
+        const T v2 = v1 + (A + 1065584)[0];
+        const T v3 = (A + 1322176)[i1 * 1] / v2;
+        const T v4 = (A + 1062688)[0] * v3;
+        const T v5 = sf_[6].data()[i1 * 1] - v4;
+        (A + 1322880)[i0 * 64 + i1 * 1] = v5;
       }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(6, (A + 1322880));
   // buffer %optimizer.head.bias.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [1]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 1322960)[i] = sf_[26].data()[0] * (A + 629696)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1322976)[i] = (A + 636976)[0] * (A + 1063232)[0];
-  }
-  // add %optimizer.head.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1322992)[i] = (A + 1322960)[0] + (A + 1322976)[0];
+    const T v0 = sf_[26].data()[0] * (A + 629696)[0];
+    const T v1 = (A + 636976)[0] * (A + 1063232)[0];
+    const T v2 = v0 + v1;
+    (A + 1322992)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
+  // fused loop over [1]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.head.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323024)[i] = sf_[27].data()[0] * (A + 1064016)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323040)[i] = (A + 636976)[0] * (A + 636976)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323056)[i] = (A + 1323040)[0] * (A + 1064544)[0];
-  }
-  // add %optimizer.head.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323072)[i] = (A + 1323024)[0] + (A + 1323056)[0];
+    const T v0 = sf_[27].data()[0] * (A + 1064016)[0];
+    const T v1 = (A + 636976)[0] * (A + 636976)[0];
+    const T v2 = v1 * (A + 1064544)[0];
+    const T v3 = v0 + v2;
+    (A + 1323072)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(26, (A + 1322992));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(27, (A + 1323072));
-  // sqrt  (seed_lstm_bn.model:23:1)
+  // fused loop over [1]:
+  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   add  (seed_lstm_bn.model:23:1)  [register]
+  //   div  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   sub %head.bias.new  (seed_lstm_bn.model:23:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323088)[i] = std::sqrt((A + 1323072)[0]);
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323104)[i] = (A + 1323088)[0] / (A + 1062704)[0];
-  }
-  // add  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323120)[i] = (A + 1323104)[0] + (A + 1065584)[0];
-  }
-  // div  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323136)[i] = (A + 1322992)[0] / (A + 1323120)[0];
-  }
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323152)[i] = (A + 1062688)[0] * (A + 1323136)[0];
-  }
-  // sub %head.bias.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 1323168)[i] = sf_[7].data()[0] - (A + 1323152)[0];
+    const T v0 = std::sqrt((A + 1323072)[0]);
+    const T v1 = v0 / (A + 1062704)[0];
+    const T v2 = v1 + (A + 1065584)[0];
+    const T v3 = (A + 1322992)[0] / v2;
+    const T v4 = (A + 1062688)[0] * v3;
+    const T v5 = sf_[7].data()[0] - v4;
+    (A + 1323168)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(7, (A + 1323168));
@@ -1608,12 +1457,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 1547488)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 1547744)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
@@ -1628,91 +1479,68 @@ private:
     gemm(false, false, 32, 256, 1, T(1), (A + 1629664), 1, (A + 1547488), 256, T(0), (A + 1650944), 256, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 1659136)[i0 * 256 + i1 * 1] = (A + 1650944)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 32, 256, 64, T(1), (A + 1629696), 64, (A + 1547744), 256, T(0), (A + 1667328), 256, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 1675520)[i] = (A + 1659136)[i] + (A + 1667328)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [32, 256]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 1683712)[i0 * 256 + i1 * 1] = (A + 1675520)[i0 * 256 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 1659136)[i0 * 256 + i1 * 1] + (A + 1667328)[i0 * 256 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 1683712)[i0 * 256 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [32, 64]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 1691904)[i0 * 64 + i1 * 1] = (A + 1683712)[0 + i0 * 256 + i1 * 1];
+          const T v0 = (A + 1683712)[i0 * 256 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 1683712)[64 + i0 * 256 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 1683712)[128 + i0 * 256 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 1683712)[192 + i0 * 256 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 1631744)[i0 * 64 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 1712384)[i0 * 64 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 1716480)[i0 * 64 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1693952)[i] = T(1) / (T(1) + std::exp(-(A + 1691904)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 1696000)[i0 * 64 + i1 * 1] = (A + 1683712)[64 + i0 * 256 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1698048)[i] = T(1) / (T(1) + std::exp(-(A + 1696000)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 1700096)[i0 * 64 + i1 * 1] = (A + 1683712)[128 + i0 * 256 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1702144)[i] = std::tanh((A + 1700096)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 1704192)[i0 * 64 + i1 * 1] = (A + 1683712)[192 + i0 * 256 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1706240)[i] = T(1) / (T(1) + std::exp(-(A + 1704192)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1708288)[i] = (A + 1698048)[i] * (A + 1631744)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1710336)[i] = (A + 1693952)[i] * (A + 1702144)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1712384)[i] = (A + 1708288)[i] + (A + 1710336)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1714432)[i] = std::tanh((A + 1712384)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 1716480)[i] = (A + 1706240)[i] * (A + 1714432)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1716480) + o * 64, 64, (A + 1568224) + (o * 30 + t) * 64);
-    std::copy_n((A + 1716480), 2048, (A + 1564128));
-    std::copy_n((A + 1712384), 2048, (A + 1566176));
-    std::copy_n((A + 1564128), 2048, (A + 1629696));
-    std::copy_n((A + 1566176), 2048, (A + 1631744));
+    std::copy_n((A + 1716480), 2048, (A + 1629696));
+    std::copy_n((A + 1712384), 2048, (A + 1631744));
   }
+  std::copy_n((A + 1629696), 2048, (A + 1564128));
+  std::copy_n((A + 1631744), 2048, (A + 1566176));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
           (A + 1718528)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 1568224)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
@@ -1722,6 +1550,7 @@ private:
   // buffer %bn.running_mean  (prelude.model:50:3)
   // sub  (prelude.model:65:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1722688)[i0 * 64 + i1 * 1] = (A + 1718528)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
@@ -1729,16 +1558,18 @@ private:
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
   std::fill_n((A + 1724800), 1, T(1.0000000000000001e-05));
-  // add  (prelude.model:65:53)
+  // fused loop over [64]:
+  //   add  (prelude.model:65:53)  [register]
+  //   rsqrt  (prelude.model:65:40)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 1724816)[i] = sf_[9].data()[i] + (A + 1724800)[0];
-  }
-  // rsqrt  (prelude.model:65:40)
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 1724880)[i] = T(1) / std::sqrt((A + 1724816)[i]);
+    const T v0 = sf_[9].data()[i] + (A + 1724800)[0];
+    const T v1 = T(1) / std::sqrt(v0);
+    (A + 1724880)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1724944)[i0 * 64 + i1 * 1] = (A + 1722688)[i0 * 64 + i1 * 1] * (A + 1724880)[i1 * 1];
@@ -1746,6 +1577,7 @@ private:
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1727056)[i0 * 64 + i1 * 1] = (A + 1724944)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
@@ -1753,22 +1585,19 @@ private:
   // param %bn.bias  (prelude.model:49:3)
   // add %z  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
         (A + 1729168)[i0 * 64 + i1 * 1] = (A + 1727056)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 1731280)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 64, T(1), (A + 1729168), 64, sf_[6].data(), 64, T(0), (A + 1731344), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 1731392)[i0 * 1 + i1 * 1] = (A + 1731344)[i0 * 1] + sf_[7].data()[0];

@@ -6,8 +6,18 @@
 #include <cstring>
 #include <vector>
 
+#include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+
+// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
+#if defined(__clang__)
+#define GRADC_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GRADC_IVDEP _Pragma("GCC ivdep")
+#else
+#define GRADC_IVDEP
+#endif
 
 namespace {
 
@@ -92,12 +102,14 @@ public:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 8393312)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 8394336)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
@@ -112,91 +124,68 @@ public:
     gemm(false, false, 32, 1024, 1, T(1), (A + 8918624), 1, (A + 8393312), 1024, T(0), (A + 9200256), 1024, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 9233024)[i0 * 1024 + i1 * 1] = (A + 9200256)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 32, 1024, 256, T(1), (A + 8918656), 256, (A + 8394336), 1024, T(0), (A + 9265792), 1024, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 9298560)[i] = (A + 9233024)[i] + (A + 9265792)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 9331328)[i0 * 1024 + i1 * 1] = (A + 9298560)[i0 * 1024 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 9233024)[i0 * 1024 + i1 * 1] + (A + 9265792)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 9331328)[i0 * 1024 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [32, 256]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 9364096)[i0 * 256 + i1 * 1] = (A + 9331328)[0 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 9331328)[i0 * 1024 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 9331328)[256 + i0 * 1024 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 9331328)[512 + i0 * 1024 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 9331328)[768 + i0 * 1024 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 8926848)[i0 * 256 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 9446016)[i0 * 256 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 9462400)[i0 * 256 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9372288)[i] = T(1) / (T(1) + std::exp(-(A + 9364096)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 9380480)[i0 * 256 + i1 * 1] = (A + 9331328)[256 + i0 * 1024 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9388672)[i] = T(1) / (T(1) + std::exp(-(A + 9380480)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 9396864)[i0 * 256 + i1 * 1] = (A + 9331328)[512 + i0 * 1024 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9405056)[i] = std::tanh((A + 9396864)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 9413248)[i0 * 256 + i1 * 1] = (A + 9331328)[768 + i0 * 1024 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9421440)[i] = T(1) / (T(1) + std::exp(-(A + 9413248)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9429632)[i] = (A + 9388672)[i] * (A + 8926848)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9437824)[i] = (A + 9372288)[i] * (A + 9405056)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9446016)[i] = (A + 9429632)[i] + (A + 9437824)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9454208)[i] = std::tanh((A + 9446016)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 9462400)[i] = (A + 9421440)[i] * (A + 9454208)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9462400) + o * 256, 256, (A + 8672864) + (o * 30 + t) * 256);
-    std::copy_n((A + 9462400), 8192, (A + 8656480));
-    std::copy_n((A + 9446016), 8192, (A + 8664672));
-    std::copy_n((A + 8656480), 8192, (A + 8918656));
-    std::copy_n((A + 8664672), 8192, (A + 8926848));
+    std::copy_n((A + 9462400), 8192, (A + 8918656));
+    std::copy_n((A + 9446016), 8192, (A + 8926848));
   }
+  std::copy_n((A + 8918656), 8192, (A + 8656480));
+  std::copy_n((A + 8926848), 8192, (A + 8664672));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 9470592)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 8672864)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
@@ -204,17 +193,13 @@ public:
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 9487232)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 256, T(1), (A + 9470592), 256, sf_[4].data(), 256, T(0), (A + 9487488), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 9487536)[i0 * 1 + i1 * 1] = (A + 9487488)[i0 * 1] + sf_[5].data()[0];
@@ -246,12 +231,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 274400)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 275424)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
@@ -266,82 +253,63 @@ private:
     gemm(false, false, 32, 1024, 1, T(1), (A + 2520032), 1, (A + 274400), 1024, T(0), (A + 2801664), 1024, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 2834432)[i0 * 1024 + i1 * 1] = (A + 2801664)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 32, 1024, 256, T(1), (A + 2520064), 256, (A + 275424), 1024, T(0), (A + 2867200), 1024, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2899968)[i] = (A + 2834432)[i] + (A + 2867200)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 2932736)[i0 * 1024 + i1 * 1] = (A + 2899968)[i0 * 1024 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 2834432)[i0 * 1024 + i1 * 1] + (A + 2867200)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 2932736)[i0 * 1024 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [32, 256]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 2965504)[i0 * 256 + i1 * 1] = (A + 2932736)[0 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 2932736)[i0 * 1024 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          (A + 2973696)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 2932736)[256 + i0 * 1024 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 2990080)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 2932736)[512 + i0 * 1024 + i1 * 1];
+          const T v5 = ftanh(v4);
+          (A + 3006464)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 2932736)[768 + i0 * 1024 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          (A + 3022848)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 2528256)[i0 * 256 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 3047424)[i0 * 256 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          (A + 3055616)[i0 * 256 + i1 * 1] = v11;
+          const T v12 = v7 * v11;
+          (A + 3063808)[i0 * 256 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2973696)[i] = T(1) / (T(1) + std::exp(-(A + 2965504)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 2981888)[i0 * 256 + i1 * 1] = (A + 2932736)[256 + i0 * 1024 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 2990080)[i] = T(1) / (T(1) + std::exp(-(A + 2981888)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 2998272)[i0 * 256 + i1 * 1] = (A + 2932736)[512 + i0 * 1024 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3006464)[i] = std::tanh((A + 2998272)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 3014656)[i0 * 256 + i1 * 1] = (A + 2932736)[768 + i0 * 1024 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3022848)[i] = T(1) / (T(1) + std::exp(-(A + 3014656)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3031040)[i] = (A + 2990080)[i] * (A + 2528256)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3039232)[i] = (A + 2973696)[i] * (A + 3006464)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3047424)[i] = (A + 3031040)[i] + (A + 3039232)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3055616)[i] = std::tanh((A + 3047424)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 3063808)[i] = (A + 3022848)[i] * (A + 3055616)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3063808) + o * 256, 256, (A + 553952) + (o * 30 + t) * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3055616) + o * 256, 256, (A + 799712) + (o * 30 + t) * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3022848) + o * 256, 256, (A + 1045472) + (o * 30 + t) * 256);
@@ -350,14 +318,15 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528256) + o * 256, 256, (A + 1782752) + (o * 30 + t) * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2990080) + o * 256, 256, (A + 2028512) + (o * 30 + t) * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2520064) + o * 256, 256, (A + 2274272) + (o * 30 + t) * 256);
-    std::copy_n((A + 3063808), 8192, (A + 537568));
-    std::copy_n((A + 3047424), 8192, (A + 545760));
-    std::copy_n((A + 537568), 8192, (A + 2520064));
-    std::copy_n((A + 545760), 8192, (A + 2528256));
+    std::copy_n((A + 3063808), 8192, (A + 2520064));
+    std::copy_n((A + 3047424), 8192, (A + 2528256));
   }
+  std::copy_n((A + 2520064), 8192, (A + 537568));
+  std::copy_n((A + 2528256), 8192, (A + 545760));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 3072000)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 553952)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
@@ -367,6 +336,7 @@ private:
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 3088640)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
@@ -376,6 +346,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 3088944)[i0 * 1 + i1 * 1] = (A + 3088896)[i0 * 1] + sf_[5].data()[0];
@@ -389,6 +360,7 @@ private:
   std::fill_n((A + 3088992), 1, T(1));
   // sub  (seed_plain_lstm.model:18:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 3089008)[i0 * 1 + i1 * 1] = (A + 3088944)[i0 * 1] - (A + 960)[i0 * 1];
@@ -397,6 +369,7 @@ private:
   std::fill_n((A + 3089040), 1, T(0.0625));
   // mul  (seed_plain_lstm.model:18:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 3089056)[i0 * 1 + i1 * 1] = (A + 3089008)[i0 * 1] * (A + 3089040)[0];
@@ -406,24 +379,15 @@ private:
   for (int64_t i = 0; i < 32; ++i) {
     (A + 3089088)[0] += (A + 3089056)[i];
   }
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 3089104)[i0 * 256 + i1 * 1] = (A + 3088640)[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 256, 1, T(1), (A + 3089056), 1, (A + 3088640), 1, T(0), (A + 3089360), 256, threads());
-  // transpose  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 3097552)[i0 * 32 + i1 * 1] = (A + 3072000)[i0 * 1 + i1 * 256];
-      }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 256, 1, 32, T(1), (A + 3072000), 256, (A + 3089056), 1, T(0), (A + 3105744), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 3106000)[i0 * 256 + i1 * 1] = (A + 3105744)[i0 * 1 + i1 * 1];
@@ -434,6 +398,7 @@ private:
   std::fill_n((A + 3114448), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 3114448)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 3089360)[i0 * 256 + i1 * 256 + i2 * 1];
@@ -468,137 +433,128 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2028512) + (o * 30 + t) * 256, 256, (A + 4481488) + o * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2274272) + (o * 30 + t) * 256, 256, (A + 4489680) + o * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 4497872) + o * 1);
-    // add
+    // fused loop over [32, 256]:
+    //   add  [register]
+    //   mul  (prelude.model:36:15)
+    //   mul  (prelude.model:36:15)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5304816)[i] = (A + 4497904)[i] + (A + 4432336)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5313008)[i] = (A + 5304816)[i] * (A + 4440528)[i];
-    }
-    // mul  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5321200)[i] = (A + 5304816)[i] * (A + 4448720)[i];
+      const T v0 = (A + 4497904)[i] + (A + 4432336)[i];
+      const T v1 = v0 * (A + 4440528)[i];
+      (A + 5313008)[i] = v1;
+      const T v2 = v0 * (A + 4448720)[i];
+      (A + 5321200)[i] = v2;
     }
     // const  (prelude.model:36:21)
     std::fill_n((A + 5329392), 1, T(1));
-    // mul  (prelude.model:36:21)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:36:21)  [register]
+    //   sub  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   add  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:23)
+    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:35:15)
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5329408)[i] = (A + 4440528)[i] * (A + 4440528)[i];
-    }
-    // sub  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5337600)[i] = (A + 5329392)[0] - (A + 5329408)[i];
-    }
-    // mul  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5345792)[i] = (A + 5321200)[i] * (A + 5337600)[i];
-    }
-    // add  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5353984)[i] = (A + 4506096)[i] + (A + 5345792)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5362176)[i] = (A + 5353984)[i] * (A + 4456912)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5370368)[i] = (A + 5353984)[i] * (A + 4465104)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5378560)[i] = (A + 5353984)[i] * (A + 4473296)[i];
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5386752)[i] = (A + 5353984)[i] * (A + 4481488)[i];
-    }
-    // sub  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5394944)[i] = (A + 5329392)[0] - (A + 4448720)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5403136)[i] = (A + 4448720)[i] * (A + 5394944)[i];
-    }
-    // mul  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5411328)[i] = (A + 5313008)[i] * (A + 5403136)[i];
+      const T v0 = (A + 4440528)[i] * (A + 4440528)[i];
+      const T v1 = (A + 5329392)[0] - v0;
+      const T v2 = (A + 5321200)[i] * v1;
+      const T v3 = (A + 4506096)[i] + v2;
+      const T v4 = v3 * (A + 4456912)[i];
+      (A + 5362176)[i] = v4;
+      const T v5 = v3 * (A + 4465104)[i];
+      (A + 5370368)[i] = v5;
+      const T v6 = v3 * (A + 4473296)[i];
+      (A + 5378560)[i] = v6;
+      const T v7 = v3 * (A + 4481488)[i];
+      (A + 5386752)[i] = v7;
+      const T v8 = (A + 5329392)[0] - (A + 4448720)[i];
+      const T v9 = (A + 4448720)[i] * v8;
+      const T v10 = (A + 5313008)[i] * v9;
+      (A + 5411328)[i] = v10;
     }
     // pad  (prelude.model:34:26)
     std::fill_n((A + 5419520), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 5419520)[768 + i0 * 1024 + i1 * 1] = (A + 5411328)[i0 * 256 + i1 * 1];
         }
-    // mul  (prelude.model:33:17)
+    // fused loop over [32, 256]:
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5452288)[i] = (A + 4456912)[i] * (A + 4456912)[i];
-    }
-    // sub  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5460480)[i] = (A + 5329392)[0] - (A + 5452288)[i];
-    }
-    // mul  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5468672)[i] = (A + 5370368)[i] * (A + 5460480)[i];
+      const T v0 = (A + 4456912)[i] * (A + 4456912)[i];
+      const T v1 = (A + 5329392)[0] - v0;
+      const T v2 = (A + 5370368)[i] * v1;
+      (A + 5468672)[i] = v2;
     }
     // pad  (prelude.model:33:23)
     std::fill_n((A + 5476864), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 5476864)[512 + i0 * 1024 + i1 * 1] = (A + 5468672)[i0 * 256 + i1 * 1];
         }
     // add  (prelude.model:33:23)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 5509632)[i] = (A + 5419520)[i] + (A + 5476864)[i];
     }
-    // sub  (prelude.model:32:20)
+    // fused loop over [32, 256]:
+    //   sub  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5542400)[i] = (A + 5329392)[0] - (A + 4481488)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5550592)[i] = (A + 4481488)[i] * (A + 5542400)[i];
-    }
-    // mul  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5558784)[i] = (A + 5378560)[i] * (A + 5550592)[i];
+      const T v0 = (A + 5329392)[0] - (A + 4481488)[i];
+      const T v1 = (A + 4481488)[i] * v0;
+      const T v2 = (A + 5378560)[i] * v1;
+      (A + 5558784)[i] = v2;
     }
     // pad  (prelude.model:32:26)
     std::fill_n((A + 5566976), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 5566976)[256 + i0 * 1024 + i1 * 1] = (A + 5558784)[i0 * 256 + i1 * 1];
         }
     // add  (prelude.model:32:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 5599744)[i] = (A + 5509632)[i] + (A + 5566976)[i];
     }
-    // sub  (prelude.model:31:20)
+    // fused loop over [32, 256]:
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5632512)[i] = (A + 5329392)[0] - (A + 4465104)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5640704)[i] = (A + 4465104)[i] * (A + 5632512)[i];
-    }
-    // mul  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 5648896)[i] = (A + 5362176)[i] * (A + 5640704)[i];
+      const T v0 = (A + 5329392)[0] - (A + 4465104)[i];
+      const T v1 = (A + 4465104)[i] * v0;
+      const T v2 = (A + 5362176)[i] * v1;
+      (A + 5648896)[i] = v2;
     }
     // pad  (prelude.model:31:26)
     std::fill_n((A + 5657088), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           (A + 5657088)[0 + i0 * 1024 + i1 * 1] = (A + 5648896)[i0 * 256 + i1 * 1];
         }
     // add  (prelude.model:31:26)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
       (A + 5689856)[i] = (A + 5599744)[i] + (A + 5657088)[i];
     }
@@ -609,84 +565,73 @@ private:
         {
           (A + 5722624)[i1 * 1] += (A + 5689856)[i0 * 1024 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 1024; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5723648)[i0 * 256 + i1 * 1] = (A + 275424)[i0 * 1 + i1 * 1024];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(false, true, 32, 256, 1024, T(1), (A + 5689856), 1024, (A + 275424), 1024, T(0), (A + 5985792), 256, threads());
-    // transpose  (prelude.model:30:67)
-    for (int64_t i0 = 0; i0 < 256; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 5993984)[i0 * 32 + i1 * 1] = (A + 4489680)[i0 * 1 + i1 * 256];
-        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
     gemm(true, false, 256, 1024, 32, T(1), (A + 4489680), 256, (A + 5689856), 1024, T(0), (A + 6002176), 1024, threads());
-    // transpose  (prelude.model:30:20)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 6264320)[i0 * 32 + i1 * 1] = (A + 4497872)[i0 * 1 + i1 * 1];
-        }
+    // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
     gemm(true, false, 1, 1024, 32, T(1), (A + 4497872), 1, (A + 5689856), 1024, T(0), (A + 6264352), 1024, threads());
-    // add  (prelude.model:29:13)
+    // fused loop over [1024]:
+    //   add  (prelude.model:29:13)
+    //   add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 1024; ++i) {
-      (A + 6265376)[i] = (A + 4515312)[i] + (A + 5722624)[i];
-    }
-    // add  (prelude.model:29:13)
-    for (int64_t i = 0; i < 1024; ++i) {
-      (A + 6266400)[i] = (A + 4778480)[i] + (A + 5722624)[i];
+      const T v0 = (A + 4515312)[i] + (A + 5722624)[i];
+      (A + 6265376)[i] = v0;
+      const T v1 = (A + 4778480)[i] + (A + 5722624)[i];
+      (A + 6266400)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 6267424)[i0 * 1024 + i1 * 1] = (A + 4779504)[i1 * 1] + (A + 6264352)[i1 * 1];
         }
     // add  (prelude.model:29:13)
+    GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
       (A + 6268448)[i] = (A + 4780528)[i] + (A + 6002176)[i];
     }
-    std::copy_n((A + 5985792), 8192, (A + 3887568));
-    std::copy_n((A + 5386752), 8192, (A + 3895760));
-    std::copy_n((A + 6265376), 1024, (A + 3904976));
-    std::copy_n((A + 6266400), 1024, (A + 4168144));
-    std::copy_n((A + 6267424), 1024, (A + 4169168));
-    std::copy_n((A + 6268448), 262144, (A + 4170192));
-    std::copy_n((A + 3887568), 8192, (A + 4497904));
-    std::copy_n((A + 3895760), 8192, (A + 4506096));
-    std::copy_n((A + 3904976), 1024, (A + 4515312));
-    std::copy_n((A + 4168144), 1024, (A + 4778480));
-    std::copy_n((A + 4169168), 1024, (A + 4779504));
-    std::copy_n((A + 4170192), 262144, (A + 4780528));
+    std::copy_n((A + 5985792), 8192, (A + 4497904));
+    std::copy_n((A + 5386752), 8192, (A + 4506096));
+    std::copy_n((A + 6265376), 1024, (A + 4515312));
+    std::copy_n((A + 6266400), 1024, (A + 4778480));
+    std::copy_n((A + 6267424), 1024, (A + 4779504));
+    std::copy_n((A + 6268448), 262144, (A + 4780528));
   }
+  std::copy_n((A + 4497904), 8192, (A + 3887568));
+  std::copy_n((A + 4506096), 8192, (A + 3895760));
   std::copy_n((A + 4514288), 1024, (A + 3903952));
+  std::copy_n((A + 4515312), 1024, (A + 3904976));
   std::copy_n((A + 4516336), 262144, (A + 3906000));
-  // transpose  (prelude.model:30:78)
+  std::copy_n((A + 4778480), 1024, (A + 4168144));
+  std::copy_n((A + 4779504), 1024, (A + 4169168));
+  std::copy_n((A + 4780528), 262144, (A + 4170192));
+  // fused loop over [1024, 256]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 6530592)[i0 * 256 + i1 * 1] = (A + 4170192)[i0 * 1 + i1 * 1024];
+        const T v0 = (A + 4170192)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 3906000)[i0 * 256 + i1 * 1] + v0;
+        (A + 6792736)[i0 * 256 + i1 * 1] = v1;
       }
-  // add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i = 0; i < 262144; ++i) {
-    (A + 6792736)[i] = (A + 3906000)[i] + (A + 6530592)[i];
-  }
-  // transpose  (prelude.model:30:31)
+  // fused loop over [1024, 1]:
+  //   transpose  (prelude.model:30:31)  [register]
+  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 7054880)[i0 * 1 + i1 * 1] = (A + 4169168)[i0 * 1 + i1 * 1024];
-      }
-  // add %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 7055904)[i0 * 1 + i1 * 1] = (A + 3903952)[i0 * 1] + (A + 7054880)[i0 * 1];
+        const T v0 = (A + 4169168)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 3903952)[i0 * 1] + v0;
+        (A + 7055904)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 7055904), (A + 7055904) + 1024);
@@ -702,129 +647,129 @@ private:
   if (grads) (*grads)[5].assign((A + 3089088), (A + 3089088) + 1);
   // const  (seed_plain_lstm.model:22:1)
   std::fill_n((A + 7056928), 1, T(-1));
-  // maximum  (seed_plain_lstm.model:22:1)
+  // fused loop over [1024, 1]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 7056944)[i0 * 1 + i1 * 1] = std::max((A + 7055904)[i0 * 1], (A + 7056928)[0]);
+        const T v0 = std::max((A + 7055904)[i0 * 1], (A + 7056928)[0]);
+        const T v1 = std::min(v0, (A + 3088992)[0]);
+        (A + 7057968)[i0 * 1 + i1 * 1] = v1;
       }
-  // minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 7057968)[i0 * 1 + i1 * 1] = std::min((A + 7056944)[i0 * 1], (A + 3088992)[0]);
-      }
-  // maximum  (seed_plain_lstm.model:22:1)
+  // fused loop over [1024, 256]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    (A + 7058992)[i] = std::max((A + 6792736)[i], (A + 7056928)[0]);
+    const T v0 = std::max((A + 6792736)[i], (A + 7056928)[0]);
+    const T v1 = std::min(v0, (A + 3088992)[0]);
+    (A + 7321136)[i] = v1;
   }
-  // minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 262144; ++i) {
-    (A + 7321136)[i] = std::min((A + 7058992)[i], (A + 3088992)[0]);
-  }
-  // maximum  (seed_plain_lstm.model:22:1)
+  // fused loop over [1024]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    (A + 7583280)[i] = std::max((A + 3904976)[i], (A + 7056928)[0]);
+    const T v0 = std::max((A + 3904976)[i], (A + 7056928)[0]);
+    const T v1 = std::min(v0, (A + 3088992)[0]);
+    (A + 7584304)[i] = v1;
+    const T v2 = std::max((A + 4168144)[i], (A + 7056928)[0]);
+    const T v3 = std::min(v2, (A + 3088992)[0]);
+    (A + 7586352)[i] = v3;
   }
-  // minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 7584304)[i] = std::min((A + 7583280)[i], (A + 3088992)[0]);
-  }
-  // maximum  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 7585328)[i] = std::max((A + 4168144)[i], (A + 7056928)[0]);
-  }
-  // minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 7586352)[i] = std::min((A + 7585328)[i], (A + 3088992)[0]);
-  }
-  // maximum  (seed_plain_lstm.model:22:1)
+  // fused loop over [1, 256]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 7587376)[i0 * 256 + i1 * 1] = std::max((A + 3106000)[i1 * 1], (A + 7056928)[0]);
+        const T v0 = std::max((A + 3106000)[i1 * 1], (A + 7056928)[0]);
+        const T v1 = std::min(v0, (A + 3088992)[0]);
+        (A + 7587632)[i0 * 256 + i1 * 1] = v1;
       }
-  // minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 7587632)[i0 * 256 + i1 * 1] = std::min((A + 7587376)[i1 * 1], (A + 3088992)[0]);
-      }
-  // maximum  (seed_plain_lstm.model:22:1)
+  // fused loop over [1]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 7587888)[i] = std::max((A + 3089088)[0], (A + 7056928)[0]);
-  }
-  // minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 7587904)[i] = std::min((A + 7587888)[0], (A + 3088992)[0]);
+    const T v0 = std::max((A + 3089088)[0], (A + 7056928)[0]);
+    const T v1 = std::min(v0, (A + 3088992)[0]);
+    (A + 7587904)[i] = v1;
   }
   // hyper %lr  (seed_plain_lstm.model:22:1)
   (A + 7587920)[0] = T(lr_);
-  // mul  (seed_plain_lstm.model:22:1)
+  // fused loop over [1024, 1]:
+  //   mul  (seed_plain_lstm.model:22:1)  [register]
+  //   sub %lstm.weight_ih_l0.new  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 7587936)[i0 * 1 + i1 * 1] = (A + 7057968)[i0 * 1] * (A + 7587920)[0];
-      }
-  // sub %lstm.weight_ih_l0.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 7588960)[i0 * 1 + i1 * 1] = sf_[0].data()[i0 * 1] - (A + 7587936)[i0 * 1];
+        const T v0 = (A + 7057968)[i0 * 1] * (A + 7587920)[0];
+        const T v1 = sf_[0].data()[i0 * 1] - v0;
+        (A + 7588960)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (seed_plain_lstm.model:22:1)
   updates.emplace_back(0, (A + 7588960));
-  // mul  (seed_plain_lstm.model:22:1)
+  // fused loop over [1024, 256]:
+  //   mul  (seed_plain_lstm.model:22:1)  [register]
+  //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    (A + 7589984)[i] = (A + 7321136)[i] * (A + 7587920)[0];
-  }
-  // sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 262144; ++i) {
-    (A + 7852128)[i] = sf_[1].data()[i] - (A + 7589984)[i];
+    const T v0 = (A + 7321136)[i] * (A + 7587920)[0];
+    const T v1 = sf_[1].data()[i] - v0;
+    (A + 7852128)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
   updates.emplace_back(1, (A + 7852128));
-  // mul  (seed_plain_lstm.model:22:1)
+  // fused loop over [1024]:
+  //   mul  (seed_plain_lstm.model:22:1)  [register]
+  //   sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    (A + 8114272)[i] = (A + 7584304)[i] * (A + 7587920)[0];
-  }
-  // sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 8115296)[i] = sf_[2].data()[i] - (A + 8114272)[i];
+    const T v0 = (A + 7584304)[i] * (A + 7587920)[0];
+    const T v1 = sf_[2].data()[i] - v0;
+    (A + 8115296)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
   updates.emplace_back(2, (A + 8115296));
-  // mul  (seed_plain_lstm.model:22:1)
+  // fused loop over [1024]:
+  //   mul  (seed_plain_lstm.model:22:1)  [register]
+  //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    (A + 8116320)[i] = (A + 7586352)[i] * (A + 7587920)[0];
-  }
-  // sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 1024; ++i) {
-    (A + 8117344)[i] = sf_[3].data()[i] - (A + 8116320)[i];
+    const T v0 = (A + 7586352)[i] * (A + 7587920)[0];
+    const T v1 = sf_[3].data()[i] - v0;
+    (A + 8117344)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
   updates.emplace_back(3, (A + 8117344));
-  // mul  (seed_plain_lstm.model:22:1)
+  // fused loop over [1, 256]:
+  //   mul  (seed_plain_lstm.model:22:1)  [register]
+  //   sub %head.weight.new  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 8118368)[i0 * 256 + i1 * 1] = (A + 7587632)[i1 * 1] * (A + 7587920)[0];
-      }
-  // sub %head.weight.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 8118624)[i0 * 256 + i1 * 1] = sf_[4].data()[i1 * 1] - (A + 8118368)[i1 * 1];
+        const T v0 = (A + 7587632)[i1 * 1] * (A + 7587920)[0];
+        const T v1 = sf_[4].data()[i1 * 1] - v0;
+        (A + 8118624)[i0 * 256 + i1 * 1] = v1;
       }
   // update  (seed_plain_lstm.model:22:1)
   updates.emplace_back(4, (A + 8118624));
-  // mul  (seed_plain_lstm.model:22:1)
+  // fused loop over [1]:
+  //   mul  (seed_plain_lstm.model:22:1)  [register]
+  //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
+  GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 8118880)[i] = (A + 7587904)[0] * (A + 7587920)[0];
-  }
-  // sub %head.bias.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 8118896)[i] = sf_[5].data()[0] - (A + 8118880)[0];
+    const T v0 = (A + 7587904)[0] * (A + 7587920)[0];
+    const T v1 = sf_[5].data()[0] - v0;
+    (A + 8118896)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
   updates.emplace_back(5, (A + 8118896));
@@ -851,12 +796,14 @@ private:
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
   // transpose  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 9761952)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
         (A + 9762976)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
@@ -871,91 +818,68 @@ private:
     gemm(false, false, 32, 1024, 1, T(1), (A + 10287264), 1, (A + 9761952), 1024, T(0), (A + 10568896), 1024, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
           (A + 10601664)[i0 * 1024 + i1 * 1] = (A + 10568896)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 32, 1024, 256, T(1), (A + 10287296), 256, (A + 9762976), 1024, T(0), (A + 10634432), 1024, threads());
-    // add  (prelude.model:30:63)
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 10667200)[i] = (A + 10601664)[i] + (A + 10634432)[i];
-    }
-    // add %lstm.gates  (prelude.model:30:95)
+    // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 10699968)[i0 * 1024 + i1 * 1] = (A + 10667200)[i0 * 1024 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 10601664)[i0 * 1024 + i1 * 1] + (A + 10634432)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + sf_[3].data()[i1 * 1];
+          (A + 10699968)[i0 * 1024 + i1 * 1] = v1;
         }
-    // slice  (prelude.model:31:26)
+    // fused loop over [32, 256]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 10732736)[i0 * 256 + i1 * 1] = (A + 10699968)[0 + i0 * 1024 + i1 * 1];
+          const T v0 = (A + 10699968)[i0 * 1024 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 10699968)[256 + i0 * 1024 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 10699968)[512 + i0 * 1024 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 10699968)[768 + i0 * 1024 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 10295488)[i0 * 256 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 10814656)[i0 * 256 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 10831040)[i0 * 256 + i1 * 1] = v12;
         }
-    // sigmoid %lstm.i  (prelude.model:31:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10740928)[i] = T(1) / (T(1) + std::exp(-(A + 10732736)[i]));
-    }
-    // slice  (prelude.model:32:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 10749120)[i0 * 256 + i1 * 1] = (A + 10699968)[256 + i0 * 1024 + i1 * 1];
-        }
-    // sigmoid %lstm.f  (prelude.model:32:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10757312)[i] = T(1) / (T(1) + std::exp(-(A + 10749120)[i]));
-    }
-    // slice  (prelude.model:33:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 10765504)[i0 * 256 + i1 * 1] = (A + 10699968)[512 + i0 * 1024 + i1 * 1];
-        }
-    // tanh %lstm.g  (prelude.model:33:17)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10773696)[i] = std::tanh((A + 10765504)[i]);
-    }
-    // slice  (prelude.model:34:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 10781888)[i0 * 256 + i1 * 1] = (A + 10699968)[768 + i0 * 1024 + i1 * 1];
-        }
-    // sigmoid %lstm.o  (prelude.model:34:20)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10790080)[i] = T(1) / (T(1) + std::exp(-(A + 10781888)[i]));
-    }
-    // mul  (prelude.model:35:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10798272)[i] = (A + 10757312)[i] * (A + 10295488)[i];
-    }
-    // mul  (prelude.model:35:23)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10806464)[i] = (A + 10740928)[i] * (A + 10773696)[i];
-    }
-    // add %lstm.c  (prelude.model:35:19)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10814656)[i] = (A + 10798272)[i] + (A + 10806464)[i];
-    }
-    // tanh  (prelude.model:36:21)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10822848)[i] = std::tanh((A + 10814656)[i]);
-    }
-    // mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 10831040)[i] = (A + 10790080)[i] * (A + 10822848)[i];
-    }
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 10831040) + o * 256, 256, (A + 10041504) + (o * 30 + t) * 256);
-    std::copy_n((A + 10831040), 8192, (A + 10025120));
-    std::copy_n((A + 10814656), 8192, (A + 10033312));
-    std::copy_n((A + 10025120), 8192, (A + 10287296));
-    std::copy_n((A + 10033312), 8192, (A + 10295488));
+    std::copy_n((A + 10831040), 8192, (A + 10287296));
+    std::copy_n((A + 10814656), 8192, (A + 10295488));
   }
+  std::copy_n((A + 10287296), 8192, (A + 10025120));
+  std::copy_n((A + 10295488), 8192, (A + 10033312));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
+      GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 10839232)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 10041504)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
@@ -963,17 +887,13 @@ private:
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 10855872)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
-      }
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 256, T(1), (A + 10839232), 256, sf_[4].data(), 256, T(0), (A + 10856128), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 10856176)[i0 * 1 + i1 * 1] = (A + 10856128)[i0 * 1] + sf_[5].data()[0];
