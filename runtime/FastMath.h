@@ -10,6 +10,16 @@ namespace gradc::rt {
 
 namespace fastmath_detail {
 
+/// a·b + c: one rounding where the target has FMA instructions (the generated code is
+/// compiled with -ffp-contract=off, so results do not depend on how loops are fused).
+inline float madd(float a, float b, float c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 inline float bitsToFloat(int32_t i) {
   float f;
   std::memcpy(&f, &i, sizeof f);
@@ -26,23 +36,23 @@ inline int32_t floatToBits(float f) {
 /// rounding of a large constant's addition, so NaN stays NaN without undefined behaviour.
 inline float reduce(float y, float &scale) {
   const float shifter = 12582912.0f; // 1.5 · 2^23: adding it rounds to an integer
-  const float t = y * 1.44269504088896341f + shifter;
+  const float t = madd(y, 1.44269504088896341f, shifter);
   const float n = t - shifter;
   const int32_t ni = floatToBits(t) - floatToBits(shifter);
   scale = bitsToFloat((ni + 127) * (1 << 23));
-  return (y - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+  return madd(-n, 1.428606765330187045e-06f, madd(-n, 0.693145751953125f, y));
 }
 
 /// expm1(r) for |r| <= ln2/2: Taylor series to r^8 (truncation below 3e-9 relative).
 inline float expm1Small(float r) {
   float p = 1.0f / 40320;
-  p = p * r + 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  return (p * r) * r + r;
+  p = madd(p, r, 1.0f / 5040);
+  p = madd(p, r, 1.0f / 720);
+  p = madd(p, r, 1.0f / 120);
+  p = madd(p, r, 1.0f / 24);
+  p = madd(p, r, 1.0f / 6);
+  p = madd(p, r, 0.5f);
+  return madd(p * r, r, r);
 }
 
 inline float clampExpArg(float y) {
@@ -57,14 +67,14 @@ inline float clampExpArg(float y) {
 inline float fexp(float x) {
   float s;
   const float r = fastmath_detail::reduce(fastmath_detail::clampExpArg(x), s);
-  return s * (fastmath_detail::expm1Small(r) + 1.0f);
+  return fastmath_detail::madd(s, fastmath_detail::expm1Small(r), s);
 }
 
 /// e^x − 1 without cancellation near 0, within 3 ulp.
 inline float fexpm1(float x) {
   float s;
   const float r = fastmath_detail::reduce(fastmath_detail::clampExpArg(x), s);
-  return s * fastmath_detail::expm1Small(r) + (s - 1.0f);
+  return fastmath_detail::madd(s, fastmath_detail::expm1Small(r), s - 1.0f);
 }
 
 /// tanh(x) = e / (e + 2) with e = expm1(2|x|), sign restored; |x| >= 9 gives ±1.
