@@ -12,12 +12,18 @@ namespace gradc {
 
 /// Choices of the lowering to loops.
 struct LowerOptions {
-  bool fuse = true; ///< Fuse runs of elementwise work into single loops (--disable-pass=fuse).
+  bool fuse = true;       ///< Fuse runs of elementwise work into single loops (--disable-pass=fuse).
+  bool planMemory = true; ///< Share memory between values never alive together (--disable-pass=memory-plan).
 };
 
 /// Prints the C++ of the module (after autodiff and the optimizer): a Backend class
 /// template instantiated for float (training) and double (--gradcheck), its ModelSpec,
 /// and main() calling rt::runMain. Every value lives in one arena allocated at start-up.
 void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts = {});
+
+/// Prints the arena placement of every graph (--emit=memory-plan): each buffer's value,
+/// type, live range in node positions, offset and size, and the totals with and without
+/// sharing memory between values never alive together.
+void printMemoryPlans(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts = {});
 
 } // namespace gradc

@@ -80,13 +80,13 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
 }
 
 int runPipeline(const PipelineOptions &opts, std::ostream &err) {
-  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "cpp", "llvm"};
+  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm"};
   if (!opts.emit.empty() && std::find(kEmits.begin(), kEmits.end(), opts.emit) == kEmits.end()) {
     err << fmt::format("gradc: error: unknown --emit kind '{}'; expected {}\n", opts.emit, fmt::join(kEmits, ", "));
     return 1;
   }
   // Loop-level passes: they shape the lowering (--disable-pass), not the graph.
-  static const std::vector<std::string> kLoopPasses = {"fuse"};
+  static const std::vector<std::string> kLoopPasses = {"fuse", "memory-plan"};
   auto isLoopPass = [](const std::string &p) { return std::find(kLoopPasses.begin(), kLoopPasses.end(), p) != kLoopPasses.end(); };
   for (const std::vector<std::string> *list : {&opts.printAfter, &opts.disabled})
     for (const std::string &p : *list)
@@ -177,9 +177,18 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       err << "gradc: error: --emit=llvm is not implemented yet (the LLVM backend is issue 5)\n";
       return 1;
     }
-    std::ostringstream cpp;
     LowerOptions lower;
-    lower.fuse = opts.optLevel > 0 && std::find(opts.disabled.begin(), opts.disabled.end(), "fuse") == opts.disabled.end();
+    auto enabled = [&](const char *pass) {
+      return opts.optLevel > 0 && std::find(opts.disabled.begin(), opts.disabled.end(), pass) == opts.disabled.end();
+    };
+    lower.fuse = enabled("fuse");
+    lower.planMemory = enabled("memory-plan");
+    if (opts.emit == "memory-plan") {
+      std::ostringstream os;
+      printMemoryPlans(*m, sm, os, lower);
+      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
+    }
+    std::ostringstream cpp;
     emitCpp(*m, sm, cpp, lower);
     if (opts.emit == "cpp")
       return writeOutput(opts.output, cpp.str(), err) ? 0 : 1;

@@ -78,7 +78,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(7134368) {
+  Net() : arena_(2774608) {
     sf_[0].assign(14336, T(0));
     sf_[1].assign(65536, T(0));
     sf_[2].assign(512, T(0));
@@ -115,13 +115,13 @@ public:
     T *const A = arena_.data();
     double loss = 0;
   // input %x  (fashion_lstm.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 5425200);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
   // input %y  (fashion_lstm.model:9:1)
-  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 5475376);
+  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
     for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 5475440), 8192, T(0));
+  std::fill_n((A + 50240), 8192, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -131,32 +131,32 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 5564528)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
+        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 5578864)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 5475440), 8192, (A + 5891952));
-  std::copy_n((A + 5475440), 8192, (A + 5900144));
+  std::copy_n((A + 50240), 8192, (A + 140096));
+  std::copy_n((A + 50240), 8192, (A + 148288));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 5425200) + (o * 28 + t) * 28, 28, (A + 5890160) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 5890160), 28, (A + 5564528), 512, T(0), (A + 5989232), 512, threads());
+    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 6022000)[i0 * 512 + i1 * 1] = (A + 5989232)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 5891952), 128, (A + 5578864), 512, T(0), (A + 6054768), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -164,9 +164,9 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 6022000)[i0 * 512 + i1 * 1] + (A + 6054768)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 6120304)[i0 * 512 + i1 * 1] = v1;
+          (A + 222016)[i0 * 512 + i1 * 1] = v1;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -186,62 +186,62 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 6120304)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 6120304)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 6120304)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 6120304)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 5900144)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 6234992)[i0 * 128 + i1 * 1] = v10;
+          (A + 156480)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 6251376)[i0 * 128 + i1 * 1] = v12;
+          (A + 164672)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 6251376) + o * 128, 128, (A + 5660784) + (o * 28 + t) * 128);
-    std::copy_n((A + 6251376), 8192, (A + 5891952));
-    std::copy_n((A + 6234992), 8192, (A + 5900144));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
+    std::copy_n((A + 164672), 8192, (A + 140096));
+    std::copy_n((A + 156480), 8192, (A + 148288));
   }
-  std::copy_n((A + 5891952), 8192, (A + 5644400));
-  std::copy_n((A + 5900144), 8192, (A + 5652592));
+  std::copy_n((A + 140096), 8192, (A + 254784));
+  std::copy_n((A + 148288), 8192, (A + 262976));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 6259568)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 5660784)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 6259568), 128, sf_[4].data(), 128, T(0), (A + 6278512), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, sf_[4].data(), 128, T(0), (A + 8192), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 6279168)[i0 * 10 + i1 * 1] = (A + 6278512)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 0)[i0 * 10 + i1 * 1] = (A + 8192)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // cross_entropy %loss  (fashion_lstm.model:17:25)
   { T s = 0;
     for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 6279168) + b * 10; T m = x[0];
+      const T *x = (A + 0) + b * 10; T m = x[0];
       for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
       T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
-      s += m + std::log(z) - x[int64_t((A + 5475376)[b])];
+      s += m + std::log(z) - x[int64_t((A + 50176)[b])];
     }
-    (A + 6279808)[0] = s / T(64); }
+    (A + 640)[0] = s / T(64); }
   // output  (fashion_lstm.model:18:3)
   // loss  (fashion_lstm.model:14:1)
-  loss = double((A + 6279808)[0]);
+  loss = double((A + 640)[0]);
     return loss;
   }
 
@@ -267,32 +267,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 139328)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
+        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 153664)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 2072384));
-  std::copy_n((A + 50240), 8192, (A + 2080576));
+  std::copy_n((A + 50240), 8192, (A + 140096));
+  std::copy_n((A + 50240), 8192, (A + 148288));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 2070592) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 2070592), 28, (A + 139328), 512, T(0), (A + 2169664), 512, threads());
+    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 2202432)[i0 * 512 + i1 * 1] = (A + 2169664)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 2072384), 128, (A + 153664), 512, T(0), (A + 2235200), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -300,9 +300,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 2202432)[i0 * 512 + i1 * 1] + (A + 2235200)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 2300736)[i0 * 512 + i1 * 1] = v1;
+          (A + 222016)[i0 * 512 + i1 * 1] = v1;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -322,47 +322,47 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 2300736)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 2341696)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 2300736)[128 + i0 * 512 + i1 * 1];
+          (A + 156480)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 2358080)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 2300736)[256 + i0 * 512 + i1 * 1];
+          (A + 164672)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 2374464)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 2300736)[384 + i0 * 512 + i1 * 1];
+          (A + 172864)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 2390848)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 2080576)[i0 * 128 + i1 * 1];
+          (A + 181056)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 2415424)[i0 * 128 + i1 * 1] = v10;
+          (A + 189248)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 2423616)[i0 * 128 + i1 * 1] = v11;
+          (A + 197440)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 2431808)[i0 * 128 + i1 * 1] = v12;
+          (A + 205632)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2431808) + o * 128, 128, (A + 235584) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2423616) + o * 128, 128, (A + 464960) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2390848) + o * 128, 128, (A + 694336) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2374464) + o * 128, 128, (A + 923712) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2341696) + o * 128, 128, (A + 1153088) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2080576) + o * 128, 128, (A + 1382464) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2358080) + o * 128, 128, (A + 1611840) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2072384) + o * 128, 128, (A + 1841216) + (o * 28 + t) * 128);
-    std::copy_n((A + 2431808), 8192, (A + 2072384));
-    std::copy_n((A + 2415424), 8192, (A + 2080576));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 205632) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 197440) + o * 128, 128, (A + 500544) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 181056) + o * 128, 128, (A + 729920) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 172864) + o * 128, 128, (A + 959296) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 156480) + o * 128, 128, (A + 1188672) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 148288) + o * 128, 128, (A + 1418048) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 1647424) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 140096) + o * 128, 128, (A + 1876800) + (o * 28 + t) * 128);
+    std::copy_n((A + 205632), 8192, (A + 140096));
+    std::copy_n((A + 189248), 8192, (A + 148288));
   }
-  std::copy_n((A + 2072384), 8192, (A + 219200));
-  std::copy_n((A + 2080576), 8192, (A + 227392));
+  std::copy_n((A + 140096), 8192, (A + 254784));
+  std::copy_n((A + 148288), 8192, (A + 262976));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 2440000)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 235584)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -372,38 +372,38 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2457664)[i0 * 10 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 128];
+        (A + 66624)[i0 * 10 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 128];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 2440000), 128, sf_[4].data(), 128, T(0), (A + 2458944), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 58432), 128, sf_[4].data(), 128, T(0), (A + 67904), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2459600)[i0 * 10 + i1 * 1] = (A + 2458944)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 68544)[i0 * 10 + i1 * 1] = (A + 67904)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // cross_entropy %loss  (fashion_lstm.model:17:25)
   { T s = 0;
     for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 2459600) + b * 10; T m = x[0];
+      const T *x = (A + 68544) + b * 10; T m = x[0];
       for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
       T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
       s += m + std::log(z) - x[int64_t((A + 50176)[b])];
     }
-    (A + 2460240)[0] = s / T(64); }
+    (A + 67904)[0] = s / T(64); }
   // output  (fashion_lstm.model:18:3)
   // loss  (fashion_lstm.model:14:1)
-  loss = double((A + 2460240)[0]);
+  loss = double((A + 67904)[0]);
   // const  (fashion_lstm.model:14:1)
-  std::fill_n((A + 2460256), 1, T(1));
+  std::fill_n((A + 67904), 1, T(1));
   // max  (fashion_lstm.model:17:25)
-  std::fill_n((A + 2460272), 64, -INFINITY);
+  std::fill_n((A + 67920), 64, -INFINITY);
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2460272)[i0 * 1] = std::max((A + 2460272)[i0 * 1], (A + 2459600)[i0 * 10 + i1 * 1]);
+        (A + 67920)[i0 * 1] = std::max((A + 67920)[i0 * 1], (A + 68544)[i0 * 10 + i1 * 1]);
       }
   // fused loop over [64, 10]:
   //   sub  (fashion_lstm.model:17:25)  [register]
@@ -412,114 +412,114 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        const T v0 = (A + 2459600)[i0 * 10 + i1 * 1] - (A + 2460272)[i0 * 1];
+        const T v0 = (A + 68544)[i0 * 10 + i1 * 1] - (A + 67920)[i0 * 1];
         const T v1 = fexp(v0);
-        (A + 2460976)[i0 * 10 + i1 * 1] = v1;
+        (A + 69184)[i0 * 10 + i1 * 1] = v1;
       }
   // sum  (fashion_lstm.model:17:25)
-  std::fill_n((A + 2461616), 64, T(0));
+  std::fill_n((A + 67920), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2461616)[i0 * 1] += (A + 2460976)[i0 * 10 + i1 * 1];
+        (A + 67920)[i0 * 1] += (A + 69184)[i0 * 10 + i1 * 1];
       }
   // div  (fashion_lstm.model:17:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2461680)[i0 * 10 + i1 * 1] = (A + 2460976)[i0 * 10 + i1 * 1] / (A + 2461616)[i0 * 1];
+        (A + 67984)[i0 * 10 + i1 * 1] = (A + 69184)[i0 * 10 + i1 * 1] / (A + 67920)[i0 * 1];
       }
   // one_hot  (fashion_lstm.model:17:25)
-  std::fill_n((A + 2462320), 640, T(0));
-  for (int64_t k = 0; k < 64; ++k) (A + 2462320)[k * 10 + int64_t((A + 50176)[k])] = T(1);
+  std::fill_n((A + 68624), 640, T(0));
+  for (int64_t k = 0; k < 64; ++k) (A + 68624)[k * 10 + int64_t((A + 50176)[k])] = T(1);
   // sub  (fashion_lstm.model:17:25)
   GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
-    (A + 2462960)[i] = (A + 2461680)[i] - (A + 2462320)[i];
+    (A + 69264)[i] = (A + 67984)[i] - (A + 68624)[i];
   }
   // const  (fashion_lstm.model:17:25)
-  std::fill_n((A + 2463600), 1, T(0.015625));
+  std::fill_n((A + 50176), 1, T(0.015625));
   // mul  (fashion_lstm.model:17:25)
   GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
-    (A + 2463616)[i] = (A + 2462960)[i] * (A + 2463600)[0];
+    (A + 67920)[i] = (A + 69264)[i] * (A + 50176)[0];
   }
   // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 2464256), 10, T(0));
+  std::fill_n((A + 50176), 10, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2464256)[i1 * 1] += (A + 2463616)[i0 * 10 + i1 * 1];
+        (A + 50176)[i1 * 1] += (A + 67920)[i0 * 10 + i1 * 1];
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 2463616), 10, (A + 2457664), 10, T(0), (A + 2465552), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 67920), 10, (A + 66624), 10, T(0), (A + 138304), 128, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 2440000), 128, (A + 2463616), 10, T(0), (A + 2481936), 10, threads());
+  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 67920), 10, T(0), (A + 58432), 10, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 10; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2483216)[i0 * 128 + i1 * 1] = (A + 2481936)[i0 * 1 + i1 * 10];
+        (A + 59712)[i0 * 128 + i1 * 1] = (A + 58432)[i0 * 1 + i1 * 10];
       }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // pad  (fashion_lstm.model:16:19)
-  std::fill_n((A + 2492688), 229376, T(0));
+  std::fill_n((A + 146496), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 2492688)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 2465552)[i0 * 128 + i1 * 128 + i2 * 1];
+          (A + 146496)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 138304)[i0 * 128 + i1 * 128 + i2 * 1];
         }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2722064), 14336, T(0));
+  std::fill_n((A + 375872), 14336, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2736400), 512, T(0));
+  std::fill_n((A + 58432), 512, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2736912), 65536, T(0));
+  std::fill_n((A + 390208), 65536, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2802448), 14336, T(0));
+  std::fill_n((A + 455744), 14336, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2816784), 65536, T(0));
+  std::fill_n((A + 2106176), 65536, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 3126800));
-  std::copy_n((A + 50240), 8192, (A + 3134992));
-  std::copy_n((A + 2722064), 14336, (A + 3143184));
-  std::copy_n((A + 2736400), 512, (A + 3157520));
-  std::copy_n((A + 2736912), 65536, (A + 3158032));
-  std::copy_n((A + 2736400), 512, (A + 3223568));
-  std::copy_n((A + 2802448), 14336, (A + 3224080));
-  std::copy_n((A + 2816784), 65536, (A + 3238416));
+  std::copy_n((A + 50240), 8192, (A + 2239040));
+  std::copy_n((A + 50240), 8192, (A + 2247232));
+  std::copy_n((A + 375872), 14336, (A + 2255424));
+  std::copy_n((A + 58432), 512, (A + 2269760));
+  std::copy_n((A + 390208), 65536, (A + 2270272));
+  std::copy_n((A + 58432), 512, (A + 2335808));
+  std::copy_n((A + 455744), 14336, (A + 2336320));
+  std::copy_n((A + 2106176), 65536, (A + 2350656));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2492688) + (o * 28 + t) * 128, 128, (A + 3059472) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 464960) + (o * 28 + t) * 128, 128, (A + 3067664) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 694336) + (o * 28 + t) * 128, 128, (A + 3075856) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 923712) + (o * 28 + t) * 128, 128, (A + 3084048) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1153088) + (o * 28 + t) * 128, 128, (A + 3092240) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1382464) + (o * 28 + t) * 128, 128, (A + 3100432) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1611840) + (o * 28 + t) * 128, 128, (A + 3108624) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1841216) + (o * 28 + t) * 128, 128, (A + 3116816) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 3125008) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 146496) + (o * 28 + t) * 128, 128, (A + 2171712) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 500544) + (o * 28 + t) * 128, 128, (A + 2179904) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 729920) + (o * 28 + t) * 128, 128, (A + 2188096) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 959296) + (o * 28 + t) * 128, 128, (A + 2196288) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1188672) + (o * 28 + t) * 128, 128, (A + 2204480) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1418048) + (o * 28 + t) * 128, 128, (A + 2212672) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1647424) + (o * 28 + t) * 128, 128, (A + 2220864) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1876800) + (o * 28 + t) * 128, 128, (A + 2229056) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 2237248) + o * 28);
     // fused loop over [64, 128]:
     //   add  [register]
     //   mul  (prelude.model:36:15)
     //   mul  (prelude.model:36:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3126800)[i] + (A + 3059472)[i];
-      const T v1 = v0 * (A + 3067664)[i];
-      (A + 3377680)[i] = v1;
-      const T v2 = v0 * (A + 3075856)[i];
-      (A + 3385872)[i] = v2;
+      const T v0 = (A + 2239040)[i] + (A + 2171712)[i];
+      const T v1 = v0 * (A + 2179904)[i];
+      (A + 2416192)[i] = v1;
+      const T v2 = v0 * (A + 2188096)[i];
+      (A + 2424384)[i] = v2;
     }
     // const  (prelude.model:36:21)
-    std::fill_n((A + 3394064), 1, T(1));
+    std::fill_n((A + 2432576), 1, T(1));
     // fused loop over [64, 128]:
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
@@ -534,30 +534,30 @@ private:
     //   mul  (prelude.model:34:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3067664)[i] * (A + 3067664)[i];
-      const T v1 = (A + 3394064)[0] - v0;
-      const T v2 = (A + 3385872)[i] * v1;
-      const T v3 = (A + 3134992)[i] + v2;
-      const T v4 = v3 * (A + 3084048)[i];
-      (A + 3426848)[i] = v4;
-      const T v5 = v3 * (A + 3092240)[i];
-      (A + 3435040)[i] = v5;
-      const T v6 = v3 * (A + 3100432)[i];
-      (A + 3443232)[i] = v6;
-      const T v7 = v3 * (A + 3108624)[i];
-      (A + 3451424)[i] = v7;
-      const T v8 = (A + 3394064)[0] - (A + 3075856)[i];
-      const T v9 = (A + 3075856)[i] * v8;
-      const T v10 = (A + 3377680)[i] * v9;
-      (A + 3476000)[i] = v10;
+      const T v0 = (A + 2179904)[i] * (A + 2179904)[i];
+      const T v1 = (A + 2432576)[0] - v0;
+      const T v2 = (A + 2424384)[i] * v1;
+      const T v3 = (A + 2247232)[i] + v2;
+      const T v4 = v3 * (A + 2196288)[i];
+      (A + 2432592)[i] = v4;
+      const T v5 = v3 * (A + 2204480)[i];
+      (A + 2440784)[i] = v5;
+      const T v6 = v3 * (A + 2212672)[i];
+      (A + 2448976)[i] = v6;
+      const T v7 = v3 * (A + 2220864)[i];
+      (A + 2457168)[i] = v7;
+      const T v8 = (A + 2432576)[0] - (A + 2188096)[i];
+      const T v9 = (A + 2188096)[i] * v8;
+      const T v10 = (A + 2416192)[i] * v9;
+      (A + 2465360)[i] = v10;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 3484192), 32768, T(0));
+    std::fill_n((A + 2473552), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3484192)[384 + i0 * 512 + i1 * 1] = (A + 3476000)[i0 * 128 + i1 * 1];
+          (A + 2473552)[384 + i0 * 512 + i1 * 1] = (A + 2465360)[i0 * 128 + i1 * 1];
         }
     // fused loop over [64, 128]:
     //   mul  (prelude.model:33:17)  [register]
@@ -565,23 +565,23 @@ private:
     //   mul  (prelude.model:33:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3084048)[i] * (A + 3084048)[i];
-      const T v1 = (A + 3394064)[0] - v0;
-      const T v2 = (A + 3435040)[i] * v1;
-      (A + 3533344)[i] = v2;
+      const T v0 = (A + 2196288)[i] * (A + 2196288)[i];
+      const T v1 = (A + 2432576)[0] - v0;
+      const T v2 = (A + 2440784)[i] * v1;
+      (A + 2416192)[i] = v2;
     }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 3541536), 32768, T(0));
+    std::fill_n((A + 2506320), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3541536)[256 + i0 * 512 + i1 * 1] = (A + 3533344)[i0 * 128 + i1 * 1];
+          (A + 2506320)[256 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:33:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3574304)[i] = (A + 3484192)[i] + (A + 3541536)[i];
+      (A + 2539088)[i] = (A + 2473552)[i] + (A + 2506320)[i];
     }
     // fused loop over [64, 128]:
     //   sub  (prelude.model:32:20)  [register]
@@ -589,23 +589,23 @@ private:
     //   mul  (prelude.model:32:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3394064)[0] - (A + 3108624)[i];
-      const T v1 = (A + 3108624)[i] * v0;
-      const T v2 = (A + 3443232)[i] * v1;
-      (A + 3623456)[i] = v2;
+      const T v0 = (A + 2432576)[0] - (A + 2220864)[i];
+      const T v1 = (A + 2220864)[i] * v0;
+      const T v2 = (A + 2448976)[i] * v1;
+      (A + 2416192)[i] = v2;
     }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 3631648), 32768, T(0));
+    std::fill_n((A + 2465360), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3631648)[128 + i0 * 512 + i1 * 1] = (A + 3623456)[i0 * 128 + i1 * 1];
+          (A + 2465360)[128 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:32:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3664416)[i] = (A + 3574304)[i] + (A + 3631648)[i];
+      (A + 2498128)[i] = (A + 2539088)[i] + (A + 2465360)[i];
     }
     // fused loop over [64, 128]:
     //   sub  (prelude.model:31:20)  [register]
@@ -613,75 +613,75 @@ private:
     //   mul  (prelude.model:31:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3394064)[0] - (A + 3092240)[i];
-      const T v1 = (A + 3092240)[i] * v0;
-      const T v2 = (A + 3426848)[i] * v1;
-      (A + 3713568)[i] = v2;
+      const T v0 = (A + 2432576)[0] - (A + 2204480)[i];
+      const T v1 = (A + 2204480)[i] * v0;
+      const T v2 = (A + 2432592)[i] * v1;
+      (A + 2416192)[i] = v2;
     }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 3721760), 32768, T(0));
+    std::fill_n((A + 2424384), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3721760)[0 + i0 * 512 + i1 * 1] = (A + 3713568)[i0 * 128 + i1 * 1];
+          (A + 2424384)[0 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3754528)[i] = (A + 3664416)[i] + (A + 3721760)[i];
+      (A + 2465360)[i] = (A + 2498128)[i] + (A + 2424384)[i];
     }
     // sum  (prelude.model:30:95)
-    std::fill_n((A + 3787296), 512, T(0));
+    std::fill_n((A + 2416192), 512, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 3787296)[i1 * 1] += (A + 3754528)[i0 * 512 + i1 * 1];
+          (A + 2416192)[i1 * 1] += (A + 2465360)[i0 * 512 + i1 * 1];
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 3754528), 512, (A + 153664), 512, T(0), (A + 3853344), 128, threads());
+    gemm(false, true, 64, 128, 512, T(1), (A + 2465360), 512, (A + 72768), 512, T(0), (A + 2416704), 128, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 128, 512, 64, T(1), (A + 3116816), 128, (A + 3754528), 512, T(0), (A + 3869728), 512, threads());
+    gemm(true, false, 128, 512, 64, T(1), (A + 2229056), 128, (A + 2465360), 512, T(0), (A + 2498128), 512, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 28, 512, 64, T(1), (A + 3125008), 28, (A + 3754528), 512, T(0), (A + 3937056), 512, threads());
+    gemm(true, false, 28, 512, 64, T(1), (A + 2237248), 28, (A + 2465360), 512, T(0), (A + 2424896), 512, threads());
     // fused loop over [512]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 3157520)[i] + (A + 3787296)[i];
-      (A + 3951392)[i] = v0;
-      const T v1 = (A + 3223568)[i] + (A + 3787296)[i];
-      (A + 3951904)[i] = v1;
+      const T v0 = (A + 2269760)[i] + (A + 2416192)[i];
+      (A + 2439232)[i] = v0;
+      const T v1 = (A + 2335808)[i] + (A + 2416192)[i];
+      (A + 2439744)[i] = v1;
     }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 14336; ++i) {
-      (A + 3952416)[i] = (A + 3224080)[i] + (A + 3937056)[i];
+      (A + 2440256)[i] = (A + 2336320)[i] + (A + 2424896)[i];
     }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 65536; ++i) {
-      (A + 3966752)[i] = (A + 3238416)[i] + (A + 3869728)[i];
+      (A + 2563664)[i] = (A + 2350656)[i] + (A + 2498128)[i];
     }
-    std::copy_n((A + 3853344), 8192, (A + 3126800));
-    std::copy_n((A + 3451424), 8192, (A + 3134992));
-    std::copy_n((A + 3951392), 512, (A + 3157520));
-    std::copy_n((A + 3951904), 512, (A + 3223568));
-    std::copy_n((A + 3952416), 14336, (A + 3224080));
-    std::copy_n((A + 3966752), 65536, (A + 3238416));
+    std::copy_n((A + 2416704), 8192, (A + 2239040));
+    std::copy_n((A + 2457168), 8192, (A + 2247232));
+    std::copy_n((A + 2439232), 512, (A + 2269760));
+    std::copy_n((A + 2439744), 512, (A + 2335808));
+    std::copy_n((A + 2440256), 14336, (A + 2336320));
+    std::copy_n((A + 2563664), 65536, (A + 2350656));
   }
-  std::copy_n((A + 3126800), 8192, (A + 2882320));
-  std::copy_n((A + 3134992), 8192, (A + 2890512));
-  std::copy_n((A + 3143184), 14336, (A + 2898704));
-  std::copy_n((A + 3157520), 512, (A + 2913040));
-  std::copy_n((A + 3158032), 65536, (A + 2913552));
-  std::copy_n((A + 3223568), 512, (A + 2979088));
-  std::copy_n((A + 3224080), 14336, (A + 2979600));
-  std::copy_n((A + 3238416), 65536, (A + 2993936));
+  std::copy_n((A + 2239040), 8192, (A + 138304));
+  std::copy_n((A + 2247232), 8192, (A + 470080));
+  std::copy_n((A + 2255424), 14336, (A + 478272));
+  std::copy_n((A + 2269760), 512, (A + 58944));
+  std::copy_n((A + 2270272), 65536, (A + 2629200));
+  std::copy_n((A + 2335808), 512, (A + 60992));
+  std::copy_n((A + 2336320), 14336, (A + 2694736));
+  std::copy_n((A + 2350656), 65536, (A + 2709072));
   // fused loop over [512, 128]:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
@@ -689,9 +689,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 2993936)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 2913552)[i0 * 128 + i1 * 1] + v0;
-        (A + 4097824)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = (A + 2709072)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 2629200)[i0 * 128 + i1 * 1] + v0;
+        (A + 67920)[i0 * 128 + i1 * 1] = v1;
       }
   // fused loop over [512, 28]:
   //   transpose  (prelude.model:30:31)  [register]
@@ -700,47 +700,47 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        const T v0 = (A + 2979600)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 2898704)[i0 * 28 + i1 * 1] + v0;
-        (A + 4177696)[i0 * 28 + i1 * 1] = v1;
+        const T v0 = (A + 2694736)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 478272)[i0 * 28 + i1 * 1] + v0;
+        (A + 0)[i0 * 28 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 4177696), (A + 4177696) + 14336);
+  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 4097824), (A + 4097824) + 65536);
+  if (grads) (*grads)[1].assign((A + 67920), (A + 67920) + 65536);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 2913040), (A + 2913040) + 512);
+  if (grads) (*grads)[2].assign((A + 58944), (A + 58944) + 512);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 2979088), (A + 2979088) + 512);
+  if (grads) (*grads)[3].assign((A + 60992), (A + 60992) + 512);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 2483216), (A + 2483216) + 1280);
+  if (grads) (*grads)[4].assign((A + 59712), (A + 59712) + 1280);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 2464256), (A + 2464256) + 10);
+  if (grads) (*grads)[5].assign((A + 50176), (A + 50176) + 10);
   // hyper %lr  (fashion_lstm.model:21:1)
-  (A + 4192032)[0] = T(lr_);
+  (A + 14336)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm.model:21:1)
   // add %optimizer.step.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 4192064)[0] = sf_[6].data()[0] + (A + 2460256)[0];
+    (A + 14352)[0] = sf_[6].data()[0] + (A + 67904)[0];
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(6, (A + 4192064));
+  updates.emplace_back(6, (A + 14352));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 4192080), 1, T(-0.10536051565782628));
+  std::fill_n((A + 14368), 1, T(-0.10536051565782628));
   // fused loop over []:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   exp  (fashion_lstm.model:21:1)  [register]
   //   sub  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 4192064)[0] * (A + 4192080)[0];
+    const T v0 = (A + 14352)[0] * (A + 14368)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 2460256)[0] - v1;
-    (A + 4192128)[0] = v2;
+    const T v2 = (A + 67904)[0] - v1;
+    (A + 14384)[0] = v2;
   }
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 4192144), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 14368), 1, T(-0.0010005003335835344));
   // fused loop over []:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   exp  (fashion_lstm.model:21:1)  [register]
@@ -749,72 +749,72 @@ private:
   //   sqrt  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 4192064)[0] * (A + 4192144)[0];
+    const T v0 = (A + 14352)[0] * (A + 14368)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 2460256)[0] - v1;
-    const T v3 = (A + 4192032)[0] / (A + 4192128)[0];
-    (A + 4192208)[0] = v3;
+    const T v2 = (A + 67904)[0] - v1;
+    const T v3 = (A + 14336)[0] / (A + 14384)[0];
+    (A + 14400)[0] = v3;
     const T v4 = std::sqrt(v2);
-    (A + 4192224)[0] = v4;
+    (A + 14416)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 4206576), 1, T(0.90000000000000002));
+  std::fill_n((A + 14336), 1, T(0.90000000000000002));
   // mul  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4206592)[i] = sf_[7].data()[i] * (A + 4206576)[0];
+    (A + 14432)[i] = sf_[7].data()[i] * (A + 14336)[0];
   }
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 4220928), 1, T(0.099999999999999978));
+  std::fill_n((A + 14368), 1, T(0.099999999999999978));
   // fused loop over [512, 28]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 4177696)[i] * (A + 4220928)[0];
-    const T v1 = (A + 4206592)[i] + v0;
-    (A + 4235280)[i] = v1;
+    const T v0 = (A + 0)[i] * (A + 14368)[0];
+    const T v1 = (A + 14432)[i] + v0;
+    (A + 28768)[i] = v1;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 4263952), 1, T(0.999));
+  std::fill_n((A + 14384), 1, T(0.999));
   // fused loop over [512, 28]:
   //   mul  (fashion_lstm.model:21:1)
   //   mul  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[8].data()[i] * (A + 4263952)[0];
-    (A + 4263968)[i] = v0;
-    const T v1 = (A + 4177696)[i] * (A + 4177696)[i];
-    (A + 4278304)[i] = v1;
+    const T v0 = sf_[8].data()[i] * (A + 14384)[0];
+    (A + 14432)[i] = v0;
+    const T v1 = (A + 0)[i] * (A + 0)[i];
+    (A + 133456)[i] = v1;
   }
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 4292640), 1, T(0.0010000000000000009));
+  std::fill_n((A + 0), 1, T(0.0010000000000000009));
   // fused loop over [512, 28]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 4278304)[i] * (A + 4292640)[0];
-    const T v1 = (A + 4263968)[i] + v0;
-    (A + 4306992)[i] = v1;
+    const T v0 = (A + 133456)[i] * (A + 0)[0];
+    const T v1 = (A + 14432)[i] + v0;
+    (A + 147792)[i] = v1;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(7, (A + 4235280));
+  updates.emplace_back(7, (A + 28768));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(8, (A + 4306992));
+  updates.emplace_back(8, (A + 147792));
   // fused loop over [512, 28]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = std::sqrt((A + 4306992)[i]);
-    const T v1 = v0 / (A + 4192224)[0];
-    (A + 4335664)[i] = v1;
+    const T v0 = std::sqrt((A + 147792)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    (A + 14432)[i] = v1;
   }
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 4350000), 1, T(1e-08));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over [512, 28]:
   //   add  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
@@ -822,14 +822,14 @@ private:
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 4335664)[i] + (A + 4350000)[0];
-    const T v1 = (A + 4235280)[i] / v0;
-    const T v2 = (A + 4192208)[0] * v1;
+    const T v0 = (A + 14432)[i] + (A + 16)[0];
+    const T v1 = (A + 28768)[i] / v0;
+    const T v2 = (A + 14400)[0] * v1;
     const T v3 = sf_[0].data()[i] - v2;
-    (A + 4393024)[i] = v3;
+    (A + 133456)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(0, (A + 4393024));
+  updates.emplace_back(0, (A + 133456));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm.model:21:1)
   // fused loop over [512, 128]:
   //   mul  (fashion_lstm.model:21:1)  [register]
@@ -837,10 +837,10 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 4206576)[0];
-    const T v1 = (A + 4097824)[i] * (A + 4220928)[0];
+    const T v0 = sf_[9].data()[i] * (A + 14336)[0];
+    const T v1 = (A + 67920)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
-    (A + 4603968)[i] = v2;
+    (A + 162128)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512, 128]:
@@ -850,16 +850,16 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[10].data()[i] * (A + 4263952)[0];
-    const T v1 = (A + 4097824)[i] * (A + 4097824)[i];
-    const T v2 = v1 * (A + 4292640)[0];
+    const T v0 = sf_[10].data()[i] * (A + 14384)[0];
+    const T v1 = (A + 67920)[i] * (A + 67920)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 4931648)[i] = v3;
+    (A + 227664)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(9, (A + 4603968));
+  updates.emplace_back(9, (A + 162128));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(10, (A + 4931648));
+  updates.emplace_back(10, (A + 227664));
   // fused loop over [512, 128]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
@@ -869,16 +869,16 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = std::sqrt((A + 4931648)[i]);
-    const T v1 = v0 / (A + 4192224)[0];
-    const T v2 = v1 + (A + 4350000)[0];
-    const T v3 = (A + 4603968)[i] / v2;
-    const T v4 = (A + 4192208)[0] * v3;
+    const T v0 = std::sqrt((A + 227664)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 162128)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[1].data()[i] - v4;
-    (A + 5324864)[i] = v5;
+    (A + 61504)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(1, (A + 5324864));
+  updates.emplace_back(1, (A + 61504));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm.model:21:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm.model:21:1)  [register]
@@ -886,10 +886,10 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 4206576)[0];
-    const T v1 = (A + 2913040)[i] * (A + 4220928)[0];
+    const T v0 = sf_[11].data()[i] * (A + 14336)[0];
+    const T v1 = (A + 58944)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
-    (A + 5391936)[i] = v2;
+    (A + 32)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512]:
@@ -899,16 +899,16 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[12].data()[i] * (A + 4263952)[0];
-    const T v1 = (A + 2913040)[i] * (A + 2913040)[i];
-    const T v2 = v1 * (A + 4292640)[0];
+    const T v0 = sf_[12].data()[i] * (A + 14384)[0];
+    const T v1 = (A + 58944)[i] * (A + 58944)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5394496)[i] = v3;
+    (A + 544)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(11, (A + 5391936));
+  updates.emplace_back(11, (A + 32));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(12, (A + 5394496));
+  updates.emplace_back(12, (A + 544));
   // fused loop over [512]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
@@ -918,16 +918,16 @@ private:
   //   sub %lstm.bias_ih_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 5394496)[i]);
-    const T v1 = v0 / (A + 4192224)[0];
-    const T v2 = v1 + (A + 4350000)[0];
-    const T v3 = (A + 5391936)[i] / v2;
-    const T v4 = (A + 4192208)[0] * v3;
+    const T v0 = std::sqrt((A + 544)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 32)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[2].data()[i] - v4;
-    (A + 5397568)[i] = v5;
+    (A + 1056)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(2, (A + 5397568));
+  updates.emplace_back(2, (A + 1056));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm.model:21:1)  [register]
@@ -935,10 +935,10 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[13].data()[i] * (A + 4206576)[0];
-    const T v1 = (A + 2979088)[i] * (A + 4220928)[0];
+    const T v0 = sf_[13].data()[i] * (A + 14336)[0];
+    const T v1 = (A + 60992)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
-    (A + 5399616)[i] = v2;
+    (A + 1568)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512]:
@@ -948,16 +948,16 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 4263952)[0];
-    const T v1 = (A + 2979088)[i] * (A + 2979088)[i];
-    const T v2 = v1 * (A + 4292640)[0];
+    const T v0 = sf_[14].data()[i] * (A + 14384)[0];
+    const T v1 = (A + 60992)[i] * (A + 60992)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5402176)[i] = v3;
+    (A + 2080)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(13, (A + 5399616));
+  updates.emplace_back(13, (A + 1568));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(14, (A + 5402176));
+  updates.emplace_back(14, (A + 2080));
   // fused loop over [512]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
@@ -967,16 +967,16 @@ private:
   //   sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 5402176)[i]);
-    const T v1 = v0 / (A + 4192224)[0];
-    const T v2 = v1 + (A + 4350000)[0];
-    const T v3 = (A + 5399616)[i] / v2;
-    const T v4 = (A + 4192208)[0] * v3;
+    const T v0 = std::sqrt((A + 2080)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 1568)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[3].data()[i] - v4;
-    (A + 5405248)[i] = v5;
+    (A + 2592)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(3, (A + 5405248));
+  updates.emplace_back(3, (A + 2592));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm.model:21:1)
   // fused loop over [10, 128]:
   //   mul  (fashion_lstm.model:21:1)  [register]
@@ -984,10 +984,10 @@ private:
   //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 4206576)[0];
-    const T v1 = (A + 2483216)[i] * (A + 4220928)[0];
+    const T v0 = sf_[15].data()[i] * (A + 14336)[0];
+    const T v1 = (A + 59712)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
-    (A + 5409600)[i] = v2;
+    (A + 3104)[i] = v2;
   }
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10, 128]:
@@ -997,16 +997,16 @@ private:
   //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 4263952)[0];
-    const T v1 = (A + 2483216)[i] * (A + 2483216)[i];
-    const T v2 = v1 * (A + 4292640)[0];
+    const T v0 = sf_[16].data()[i] * (A + 14384)[0];
+    const T v1 = (A + 59712)[i] * (A + 59712)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5416000)[i] = v3;
+    (A + 4384)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(15, (A + 5409600));
+  updates.emplace_back(15, (A + 3104));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(16, (A + 5416000));
+  updates.emplace_back(16, (A + 4384));
   // fused loop over [10, 128]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
@@ -1016,16 +1016,16 @@ private:
   //   sub %head.weight.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = std::sqrt((A + 5416000)[i]);
-    const T v1 = v0 / (A + 4192224)[0];
-    const T v2 = v1 + (A + 4350000)[0];
-    const T v3 = (A + 5409600)[i] / v2;
-    const T v4 = (A + 4192208)[0] * v3;
+    const T v0 = std::sqrt((A + 4384)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 3104)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[4].data()[i] - v4;
-    (A + 5423680)[i] = v5;
+    (A + 5664)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(4, (A + 5423680));
+  updates.emplace_back(4, (A + 5664));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm.model:21:1)
   // fused loop over [10]:
   //   mul  (fashion_lstm.model:21:1)  [register]
@@ -1033,10 +1033,10 @@ private:
   //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 4206576)[0];
-    const T v1 = (A + 2464256)[i] * (A + 4220928)[0];
+    const T v0 = sf_[17].data()[i] * (A + 14336)[0];
+    const T v1 = (A + 50176)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
-    (A + 5425008)[i] = v2;
+    (A + 6944)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10]:
@@ -1046,16 +1046,16 @@ private:
   //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 4263952)[0];
-    const T v1 = (A + 2464256)[i] * (A + 2464256)[i];
-    const T v2 = v1 * (A + 4292640)[0];
+    const T v0 = sf_[18].data()[i] * (A + 14384)[0];
+    const T v1 = (A + 50176)[i] * (A + 50176)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5425088)[i] = v3;
+    (A + 6960)[i] = v3;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(17, (A + 5425008));
+  updates.emplace_back(17, (A + 6944));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(18, (A + 5425088));
+  updates.emplace_back(18, (A + 6960));
   // fused loop over [10]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
@@ -1065,16 +1065,16 @@ private:
   //   sub %head.bias.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = std::sqrt((A + 5425088)[i]);
-    const T v1 = v0 / (A + 4192224)[0];
-    const T v2 = v1 + (A + 4350000)[0];
-    const T v3 = (A + 5425008)[i] / v2;
-    const T v4 = (A + 4192208)[0] * v3;
+    const T v0 = std::sqrt((A + 6960)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 6944)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[5].data()[i] - v4;
-    (A + 5425184)[i] = v5;
+    (A + 0)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(5, (A + 5425184));
+  updates.emplace_back(5, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1088,10 +1088,10 @@ private:
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena_.data();
   // input %x  (fashion_lstm.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 6279824);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 6330000), 8192, T(0));
+  std::fill_n((A + 50176), 8192, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -1101,32 +1101,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 6419088)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
+        (A + 58368)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 6433424)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 72704)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 6330000), 8192, (A + 6746512));
-  std::copy_n((A + 6330000), 8192, (A + 6754704));
+  std::copy_n((A + 50176), 8192, (A + 140032));
+  std::copy_n((A + 50176), 8192, (A + 148224));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 6279824) + (o * 28 + t) * 28, 28, (A + 6744720) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138240) + o * 28);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 6744720), 28, (A + 6419088), 512, T(0), (A + 6843792), 512, threads());
+    gemm(false, false, 64, 512, 28, T(1), (A + 138240), 28, (A + 58368), 512, T(0), (A + 156416), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 6876560)[i0 * 512 + i1 * 1] = (A + 6843792)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 189184)[i0 * 512 + i1 * 1] = (A + 156416)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 6746512), 128, (A + 6433424), 512, T(0), (A + 6909328), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140032), 128, (A + 72704), 512, T(0), (A + 156416), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -1134,9 +1134,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 6876560)[i0 * 512 + i1 * 1] + (A + 6909328)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 189184)[i0 * 512 + i1 * 1] + (A + 156416)[i0 * 512 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 6974864)[i0 * 512 + i1 * 1] = v1;
+          (A + 221952)[i0 * 512 + i1 * 1] = v1;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1156,52 +1156,52 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 6974864)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 221952)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 6974864)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 221952)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 6974864)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 221952)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 6974864)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 221952)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 6754704)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 148224)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 7089552)[i0 * 128 + i1 * 1] = v10;
+          (A + 156416)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 7105936)[i0 * 128 + i1 * 1] = v12;
+          (A + 164608)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 7105936) + o * 128, 128, (A + 6515344) + (o * 28 + t) * 128);
-    std::copy_n((A + 7105936), 8192, (A + 6746512));
-    std::copy_n((A + 7089552), 8192, (A + 6754704));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164608) + o * 128, 128, (A + 271104) + (o * 28 + t) * 128);
+    std::copy_n((A + 164608), 8192, (A + 140032));
+    std::copy_n((A + 156416), 8192, (A + 148224));
   }
-  std::copy_n((A + 6746512), 8192, (A + 6498960));
-  std::copy_n((A + 6754704), 8192, (A + 6507152));
+  std::copy_n((A + 140032), 8192, (A + 254720));
+  std::copy_n((A + 148224), 8192, (A + 262912));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 7114128)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 6515344)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271104)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 7114128), 128, sf_[4].data(), 128, T(0), (A + 7133072), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, sf_[4].data(), 128, T(0), (A + 8192), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 7133728)[i0 * 10 + i1 * 1] = (A + 7133072)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 0)[i0 * 10 + i1 * 1] = (A + 8192)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // output  (fashion_lstm.model:18:3)
-  std::copy_n((A + 7133728), 640, static_cast<T *>(out[0]));
+  std::copy_n((A + 0), 640, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc

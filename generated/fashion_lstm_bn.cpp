@@ -87,7 +87,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(7339824) {
+  Net() : arena_(2774608) {
     sf_[0].assign(14336, T(0));
     sf_[1].assign(65536, T(0));
     sf_[2].assign(512, T(0));
@@ -133,13 +133,13 @@ public:
     T *const A = arena_.data();
     double loss = 0;
   // input %x  (fashion_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 5563552);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
   // input %y  (fashion_lstm_bn.model:9:1)
-  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 5613728);
+  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
     for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 5613792), 8192, T(0));
+  std::fill_n((A + 50240), 8192, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -149,32 +149,32 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 5702880)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
+        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 5717216)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 5613792), 8192, (A + 6030304));
-  std::copy_n((A + 5613792), 8192, (A + 6038496));
+  std::copy_n((A + 50240), 8192, (A + 140096));
+  std::copy_n((A + 50240), 8192, (A + 148288));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 5563552) + (o * 28 + t) * 28, 28, (A + 6028512) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 6028512), 28, (A + 5702880), 512, T(0), (A + 6127584), 512, threads());
+    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 6160352)[i0 * 512 + i1 * 1] = (A + 6127584)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 6030304), 128, (A + 5717216), 512, T(0), (A + 6193120), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -182,9 +182,9 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 6160352)[i0 * 512 + i1 * 1] + (A + 6193120)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 6258656)[i0 * 512 + i1 * 1] = v1;
+          (A + 222016)[i0 * 512 + i1 * 1] = v1;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -204,35 +204,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 6258656)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 6258656)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 6258656)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 6258656)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 6038496)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 6373344)[i0 * 128 + i1 * 1] = v10;
+          (A + 156480)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 6389728)[i0 * 128 + i1 * 1] = v12;
+          (A + 164672)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 6389728) + o * 128, 128, (A + 5799136) + (o * 28 + t) * 128);
-    std::copy_n((A + 6389728), 8192, (A + 6030304));
-    std::copy_n((A + 6373344), 8192, (A + 6038496));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
+    std::copy_n((A + 164672), 8192, (A + 140096));
+    std::copy_n((A + 156480), 8192, (A + 148288));
   }
-  std::copy_n((A + 6030304), 8192, (A + 5782752));
-  std::copy_n((A + 6038496), 8192, (A + 5790944));
+  std::copy_n((A + 140096), 8192, (A + 254784));
+  std::copy_n((A + 148288), 8192, (A + 262976));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 6397920)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 5799136)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -242,26 +242,26 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 6414432)[i0 * 128 + i1 * 1] = (A + 6397920)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
+        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
       }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
-  std::fill_n((A + 6422752), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // fused loop over [128]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 6422752)[0];
+    const T v0 = sf_[9].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 6422896)[i] = v1;
+    (A + 16)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 6423024)[i0 * 128 + i1 * 1] = (A + 6414432)[i0 * 128 + i1 * 1] * (A + 6422896)[i1 * 1];
+        (A + 16384)[i0 * 128 + i1 * 1] = (A + 8192)[i0 * 128 + i1 * 1] * (A + 16)[i1 * 1];
       }
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
@@ -269,7 +269,7 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 6431344)[i0 * 128 + i1 * 1] = (A + 6423024)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 0)[i0 * 128 + i1 * 1] = (A + 16384)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
       }
   // param %bn.bias  (prelude.model:49:3)
   // add  (prelude.model:67:26)
@@ -277,32 +277,32 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 6439664)[i0 * 128 + i1 * 1] = (A + 6431344)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 6439664), 128, sf_[6].data(), 128, T(0), (A + 6450416), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 8192), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 6451072)[i0 * 10 + i1 * 1] = (A + 6450416)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        (A + 640)[i0 * 10 + i1 * 1] = (A + 0)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
       }
   // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
   { T s = 0;
     for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 6451072) + b * 10; T m = x[0];
+      const T *x = (A + 640) + b * 10; T m = x[0];
       for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
       T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
-      s += m + std::log(z) - x[int64_t((A + 5613728)[b])];
+      s += m + std::log(z) - x[int64_t((A + 50176)[b])];
     }
-    (A + 6451712)[0] = s / T(64); }
+    (A + 0)[0] = s / T(64); }
   // output  (fashion_lstm_bn.model:19:3)
   // loss  (fashion_lstm_bn.model:15:1)
-  loss = double((A + 6451712)[0]);
+  loss = double((A + 0)[0]);
     return loss;
   }
 
@@ -328,32 +328,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 139328)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
+        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 153664)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 2072384));
-  std::copy_n((A + 50240), 8192, (A + 2080576));
+  std::copy_n((A + 50240), 8192, (A + 140096));
+  std::copy_n((A + 50240), 8192, (A + 148288));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 2070592) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 2070592), 28, (A + 139328), 512, T(0), (A + 2169664), 512, threads());
+    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 2202432)[i0 * 512 + i1 * 1] = (A + 2169664)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 2072384), 128, (A + 153664), 512, T(0), (A + 2235200), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -361,9 +361,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 2202432)[i0 * 512 + i1 * 1] + (A + 2235200)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 2300736)[i0 * 512 + i1 * 1] = v1;
+          (A + 222016)[i0 * 512 + i1 * 1] = v1;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -383,58 +383,58 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 2300736)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 2341696)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 2300736)[128 + i0 * 512 + i1 * 1];
+          (A + 156480)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 2358080)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 2300736)[256 + i0 * 512 + i1 * 1];
+          (A + 164672)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 2374464)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 2300736)[384 + i0 * 512 + i1 * 1];
+          (A + 172864)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 2390848)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 2080576)[i0 * 128 + i1 * 1];
+          (A + 181056)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 2415424)[i0 * 128 + i1 * 1] = v10;
+          (A + 189248)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 2423616)[i0 * 128 + i1 * 1] = v11;
+          (A + 197440)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 2431808)[i0 * 128 + i1 * 1] = v12;
+          (A + 205632)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2431808) + o * 128, 128, (A + 235584) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2423616) + o * 128, 128, (A + 464960) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2390848) + o * 128, 128, (A + 694336) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2374464) + o * 128, 128, (A + 923712) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2341696) + o * 128, 128, (A + 1153088) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2080576) + o * 128, 128, (A + 1382464) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2358080) + o * 128, 128, (A + 1611840) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2072384) + o * 128, 128, (A + 1841216) + (o * 28 + t) * 128);
-    std::copy_n((A + 2431808), 8192, (A + 2072384));
-    std::copy_n((A + 2415424), 8192, (A + 2080576));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 205632) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 197440) + o * 128, 128, (A + 500544) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 181056) + o * 128, 128, (A + 729920) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 172864) + o * 128, 128, (A + 959296) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 156480) + o * 128, 128, (A + 1188672) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 148288) + o * 128, 128, (A + 1418048) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 1647424) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 140096) + o * 128, 128, (A + 1876800) + (o * 28 + t) * 128);
+    std::copy_n((A + 205632), 8192, (A + 140096));
+    std::copy_n((A + 189248), 8192, (A + 148288));
   }
-  std::copy_n((A + 2072384), 8192, (A + 219200));
-  std::copy_n((A + 2080576), 8192, (A + 227392));
+  std::copy_n((A + 140096), 8192, (A + 254784));
+  std::copy_n((A + 148288), 8192, (A + 262976));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 2440000)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 235584)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
   // mean %bn.mu  (prelude.model:57:16)
-  std::fill_n((A + 2456384), 128, T(0));
+  std::fill_n((A + 66624), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2456384)[i1 * 1] += (A + 2440000)[i0 * 128 + i1 * 1];
+        (A + 66624)[i1 * 1] += (A + 58432)[i0 * 128 + i1 * 1];
       }
-  for (int64_t k = 0; k < 128; ++k) (A + 2456384)[k] /= T(64);
+  for (int64_t k = 0; k < 128; ++k) (A + 66624)[k] /= T(64);
   // fused loop over [64, 128]:
   //   sub %bn.d  (prelude.model:58:13)
   //   mul  (prelude.model:59:20)
@@ -442,81 +442,81 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 2440000)[i0 * 128 + i1 * 1] - (A + 2456384)[i1 * 1];
-        (A + 2456512)[i0 * 128 + i1 * 1] = v0;
+        const T v0 = (A + 58432)[i0 * 128 + i1 * 1] - (A + 66624)[i1 * 1];
+        (A + 138304)[i0 * 128 + i1 * 1] = v0;
         const T v1 = v0 * v0;
-        (A + 2464704)[i0 * 128 + i1 * 1] = v1;
+        (A + 146496)[i0 * 128 + i1 * 1] = v1;
       }
   // mean %bn.var  (prelude.model:59:17)
-  std::fill_n((A + 2472896), 128, T(0));
+  std::fill_n((A + 58432), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2472896)[i1 * 1] += (A + 2464704)[i0 * 128 + i1 * 1];
+        (A + 58432)[i1 * 1] += (A + 146496)[i0 * 128 + i1 * 1];
       }
-  for (int64_t k = 0; k < 128; ++k) (A + 2472896)[k] /= T(64);
+  for (int64_t k = 0; k < 128; ++k) (A + 58432)[k] /= T(64);
   // buffer %bn.running_mean  (prelude.model:50:3)
   // const  (prelude.model:60:44)
-  std::fill_n((A + 2473152), 1, T(0.90000000000000002));
+  std::fill_n((A + 58560), 1, T(0.90000000000000002));
   // mul  (prelude.model:60:44)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 2473168)[i] = (A + 2473152)[0] * sf_[8].data()[i];
+    (A + 58576)[i] = (A + 58560)[0] * sf_[8].data()[i];
   }
   // const  (prelude.model:60:70)
-  std::fill_n((A + 2473296), 1, T(0.10000000000000001));
+  std::fill_n((A + 58704), 1, T(0.10000000000000001));
   // fused loop over [128]:
   //   mul  (prelude.model:60:70)  [register]
   //   add %bn.running_mean.new  (prelude.model:60:59)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 2473296)[0] * (A + 2456384)[i];
-    const T v1 = (A + 2473168)[i] + v0;
-    (A + 2473440)[i] = v1;
+    const T v0 = (A + 58704)[0] * (A + 66624)[i];
+    const T v1 = (A + 58576)[i] + v0;
+    (A + 58720)[i] = v1;
   }
   // buffer %bn.running_var  (prelude.model:51:3)
   // mul  (prelude.model:61:43)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 2473696)[i] = (A + 2473152)[0] * sf_[9].data()[i];
+    (A + 58576)[i] = (A + 58560)[0] * sf_[9].data()[i];
   }
   // const  (prelude.model:61:84)
-  std::fill_n((A + 2473824), 1, T(0.10158730158730159));
+  std::fill_n((A + 58704), 1, T(0.10158730158730159));
   // fused loop over [128]:
   //   mul  (prelude.model:61:84)  [register]
   //   add %bn.running_var.new  (prelude.model:61:57)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 2473824)[0] * (A + 2472896)[i];
-    const T v1 = (A + 2473696)[i] + v0;
-    (A + 2473968)[i] = v1;
+    const T v0 = (A + 58704)[0] * (A + 58432)[i];
+    const T v1 = (A + 58576)[i] + v0;
+    (A + 58848)[i] = v1;
   }
   // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 2474096)[k] = T(si_[10][k]);
+  for (int64_t k = 0; k < 1; ++k) (A + 58576)[k] = T(si_[10][k]);
   // const  (prelude.model:62:56)
-  std::fill_n((A + 2474112), 1, T(1));
+  std::fill_n((A + 58592), 1, T(1));
   // add %bn.num_batches_tracked.new  (prelude.model:62:56)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 2474128)[0] = (A + 2474096)[0] + (A + 2474112)[0];
+    (A + 58608)[0] = (A + 58576)[0] + (A + 58592)[0];
   }
   // const  (prelude.model:63:28)
-  std::fill_n((A + 2474144), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 58576), 1, T(1.0000000000000001e-05));
   // fused loop over [128]:
   //   add  (prelude.model:63:28)  [register]
   //   rsqrt  (prelude.model:63:23)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 2472896)[i] + (A + 2474144)[0];
+    const T v0 = (A + 58432)[i] + (A + 58576)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 2474288)[i] = v1;
+    (A + 58976)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:63:16)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2474416)[i0 * 128 + i1 * 1] = (A + 2456512)[i0 * 128 + i1 * 1] * (A + 2474288)[i1 * 1];
+        (A + 59104)[i0 * 128 + i1 * 1] = (A + 138304)[i0 * 128 + i1 * 1] * (A + 58976)[i1 * 1];
       }
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
@@ -524,7 +524,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2482736)[i0 * 128 + i1 * 1] = (A + 2474416)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 146496)[i0 * 128 + i1 * 1] = (A + 59104)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
       }
   // param %bn.bias  (prelude.model:49:3)
   // add  (prelude.model:67:26)
@@ -532,7 +532,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2491056)[i0 * 128 + i1 * 1] = (A + 2482736)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 154688)[i0 * 128 + i1 * 1] = (A + 146496)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
@@ -540,44 +540,44 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2500528)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
+        (A + 67296)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 2491056), 128, sf_[6].data(), 128, T(0), (A + 2501808), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 154688), 128, sf_[6].data(), 128, T(0), (A + 68576), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2502464)[i0 * 10 + i1 * 1] = (A + 2501808)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        (A + 69216)[i0 * 10 + i1 * 1] = (A + 68576)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
       }
   // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
   { T s = 0;
     for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 2502464) + b * 10; T m = x[0];
+      const T *x = (A + 69216) + b * 10; T m = x[0];
       for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
       T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
       s += m + std::log(z) - x[int64_t((A + 50176)[b])];
     }
-    (A + 2503104)[0] = s / T(64); }
+    (A + 58432)[0] = s / T(64); }
   // output  (fashion_lstm_bn.model:19:3)
   // loss  (fashion_lstm_bn.model:15:1)
-  loss = double((A + 2503104)[0]);
+  loss = double((A + 58432)[0]);
   // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(8, (A + 2473440));
+  updates.emplace_back(8, (A + 58720));
   // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(9, (A + 2473968));
+  updates.emplace_back(9, (A + 58848));
   // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(10, (A + 2474128));
+  updates.emplace_back(10, (A + 58608));
   // const  (fashion_lstm_bn.model:15:1)
-  std::fill_n((A + 2503120), 1, T(1));
+  std::fill_n((A + 58432), 1, T(1));
   // max  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 2503136), 64, -INFINITY);
+  std::fill_n((A + 58448), 64, -INFINITY);
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2503136)[i0 * 1] = std::max((A + 2503136)[i0 * 1], (A + 2502464)[i0 * 10 + i1 * 1]);
+        (A + 58448)[i0 * 1] = std::max((A + 58448)[i0 * 1], (A + 69216)[i0 * 10 + i1 * 1]);
       }
   // fused loop over [64, 10]:
   //   sub  (fashion_lstm_bn.model:18:25)  [register]
@@ -586,65 +586,65 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        const T v0 = (A + 2502464)[i0 * 10 + i1 * 1] - (A + 2503136)[i0 * 1];
+        const T v0 = (A + 69216)[i0 * 10 + i1 * 1] - (A + 58448)[i0 * 1];
         const T v1 = fexp(v0);
-        (A + 2503840)[i0 * 10 + i1 * 1] = v1;
+        (A + 68576)[i0 * 10 + i1 * 1] = v1;
       }
   // sum  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 2504480), 64, T(0));
+  std::fill_n((A + 58448), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2504480)[i0 * 1] += (A + 2503840)[i0 * 10 + i1 * 1];
+        (A + 58448)[i0 * 1] += (A + 68576)[i0 * 10 + i1 * 1];
       }
   // div  (fashion_lstm_bn.model:18:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2504544)[i0 * 10 + i1 * 1] = (A + 2503840)[i0 * 10 + i1 * 1] / (A + 2504480)[i0 * 1];
+        (A + 69216)[i0 * 10 + i1 * 1] = (A + 68576)[i0 * 10 + i1 * 1] / (A + 58448)[i0 * 1];
       }
   // one_hot  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 2505184), 640, T(0));
-  for (int64_t k = 0; k < 64; ++k) (A + 2505184)[k * 10 + int64_t((A + 50176)[k])] = T(1);
+  std::fill_n((A + 68576), 640, T(0));
+  for (int64_t k = 0; k < 64; ++k) (A + 68576)[k * 10 + int64_t((A + 50176)[k])] = T(1);
   // sub  (fashion_lstm_bn.model:18:25)
   GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
-    (A + 2505824)[i] = (A + 2504544)[i] - (A + 2505184)[i];
+    (A + 69856)[i] = (A + 69216)[i] - (A + 68576)[i];
   }
   // const  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 2506464), 1, T(0.015625));
+  std::fill_n((A + 50176), 1, T(0.015625));
   // mul  (fashion_lstm_bn.model:18:25)
   GRADC_IVDEP
   for (int64_t i = 0; i < 640; ++i) {
-    (A + 2506480)[i] = (A + 2505824)[i] * (A + 2506464)[0];
+    (A + 68576)[i] = (A + 69856)[i] * (A + 50176)[0];
   }
   // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 2507120), 10, T(0));
+  std::fill_n((A + 50192), 10, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 2507120)[i1 * 1] += (A + 2506480)[i0 * 10 + i1 * 1];
+        (A + 50192)[i1 * 1] += (A + 68576)[i0 * 10 + i1 * 1];
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 2506480), 10, (A + 2500528), 10, T(0), (A + 2508416), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 68576), 10, (A + 67296), 10, T(0), (A + 146496), 128, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 2491056), 128, (A + 2506480), 10, T(0), (A + 2524800), 10, threads());
+  gemm(true, false, 128, 10, 64, T(1), (A + 154688), 128, (A + 68576), 10, T(0), (A + 67296), 10, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 10; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2526080)[i0 * 128 + i1 * 1] = (A + 2524800)[i0 * 1 + i1 * 10];
+        (A + 68576)[i0 * 128 + i1 * 1] = (A + 67296)[i0 * 1 + i1 * 10];
       }
   // sum %d.bn.bias  (prelude.model:67:26)
-  std::fill_n((A + 2527360), 128, T(0));
+  std::fill_n((A + 67296), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2527360)[i1 * 1] += (A + 2508416)[i0 * 128 + i1 * 1];
+        (A + 67296)[i1 * 1] += (A + 146496)[i0 * 128 + i1 * 1];
       }
   // fused loop over [64, 128]:
   //   mul  (prelude.model:67:17)
@@ -653,17 +653,17 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 2508416)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
-        (A + 2527488)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = (A + 2508416)[i0 * 128 + i1 * 1] * (A + 2474416)[i0 * 128 + i1 * 1];
-        (A + 2535680)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = (A + 146496)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 154688)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = (A + 146496)[i0 * 128 + i1 * 1] * (A + 59104)[i0 * 128 + i1 * 1];
+        (A + 162880)[i0 * 128 + i1 * 1] = v1;
       }
   // sum %d.bn.weight  (prelude.model:67:17)
-  std::fill_n((A + 2543872), 128, T(0));
+  std::fill_n((A + 59104), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2543872)[i1 * 1] += (A + 2535680)[i0 * 128 + i1 * 1];
+        (A + 59104)[i1 * 1] += (A + 162880)[i0 * 128 + i1 * 1];
       }
   // fused loop over [64, 128]:
   //   mul  (prelude.model:63:16)
@@ -672,20 +672,20 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 2527488)[i0 * 128 + i1 * 1] * (A + 2474288)[i1 * 1];
-        (A + 2544000)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = (A + 2527488)[i0 * 128 + i1 * 1] * (A + 2456512)[i0 * 128 + i1 * 1];
-        (A + 2552192)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = (A + 154688)[i0 * 128 + i1 * 1] * (A + 58976)[i1 * 1];
+        (A + 146496)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = (A + 154688)[i0 * 128 + i1 * 1] * (A + 138304)[i0 * 128 + i1 * 1];
+        (A + 162880)[i0 * 128 + i1 * 1] = v1;
       }
   // sum  (prelude.model:63:16)
-  std::fill_n((A + 2560384), 128, T(0));
+  std::fill_n((A + 59232), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2560384)[i1 * 1] += (A + 2552192)[i0 * 128 + i1 * 1];
+        (A + 59232)[i1 * 1] += (A + 162880)[i0 * 128 + i1 * 1];
       }
   // const  (prelude.model:63:23)
-  std::fill_n((A + 2560512), 1, T(-0.5));
+  std::fill_n((A + 50208), 1, T(-0.5));
   // fused loop over [128]:
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
@@ -694,12 +694,12 @@ private:
   //   mul  (prelude.model:59:17)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 2560384)[i] * (A + 2560512)[0];
-    const T v1 = (A + 2474288)[i] * (A + 2474288)[i];
-    const T v2 = (A + 2474288)[i] * v1;
+    const T v0 = (A + 59232)[i] * (A + 50208)[0];
+    const T v1 = (A + 58976)[i] * (A + 58976)[i];
+    const T v2 = (A + 58976)[i] * v1;
     const T v3 = v0 * v2;
-    const T v4 = v3 * (A + 2506464)[0];
-    (A + 2561040)[i] = v4;
+    const T v4 = v3 * (A + 50176)[0];
+    (A + 59360)[i] = v4;
   }
   // reshape  (prelude.model:59:17)
   // (a view of its operand)
@@ -713,25 +713,25 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 2561040)[i1 * 1];
-        const T v1 = v0 * (A + 2456512)[i0 * 128 + i1 * 1];
-        const T v2 = (A + 2544000)[i0 * 128 + i1 * 1] + v1;
+        const T v0 = (A + 59360)[i1 * 1];
+        const T v1 = v0 * (A + 138304)[i0 * 128 + i1 * 1];
+        const T v2 = (A + 146496)[i0 * 128 + i1 * 1] + v1;
         const T v3 = v2 + v1;
-        (A + 2585872)[i0 * 128 + i1 * 1] = v3;
+        (A + 154688)[i0 * 128 + i1 * 1] = v3;
         const T v4 = -v3;
-        (A + 2594064)[i0 * 128 + i1 * 1] = v4;
+        (A + 162880)[i0 * 128 + i1 * 1] = v4;
       }
   // sum  (prelude.model:58:13)
-  std::fill_n((A + 2602256), 128, T(0));
+  std::fill_n((A + 58976), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 2602256)[i1 * 1] += (A + 2594064)[i0 * 128 + i1 * 1];
+        (A + 58976)[i1 * 1] += (A + 162880)[i0 * 128 + i1 * 1];
       }
   // mul  (prelude.model:57:16)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 2602384)[i] = (A + 2602256)[i] * (A + 2506464)[0];
+    (A + 59232)[i] = (A + 58976)[i] * (A + 50176)[0];
   }
   // reshape  (prelude.model:57:16)
   // (a view of its operand)
@@ -742,65 +742,65 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 2602384)[i1 * 1];
-        const T v1 = (A + 2585872)[i0 * 128 + i1 * 1] + v0;
-        (A + 2610832)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = (A + 59232)[i1 * 1];
+        const T v1 = (A + 154688)[i0 * 128 + i1 * 1] + v0;
+        (A + 138304)[i0 * 128 + i1 * 1] = v1;
       }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
   // pad  (fashion_lstm_bn.model:17:22)
-  std::fill_n((A + 2627216), 229376, T(0));
+  std::fill_n((A + 146496), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 2627216)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 2610832)[i0 * 128 + i1 * 128 + i2 * 1];
+          (A + 146496)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 138304)[i0 * 128 + i1 * 128 + i2 * 1];
         }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2856592), 14336, T(0));
+  std::fill_n((A + 375872), 14336, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2870928), 512, T(0));
+  std::fill_n((A + 59232), 512, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2871440), 65536, T(0));
+  std::fill_n((A + 390208), 65536, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2936976), 14336, T(0));
+  std::fill_n((A + 455744), 14336, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 2951312), 65536, T(0));
+  std::fill_n((A + 2106176), 65536, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 3261328));
-  std::copy_n((A + 50240), 8192, (A + 3269520));
-  std::copy_n((A + 2856592), 14336, (A + 3277712));
-  std::copy_n((A + 2870928), 512, (A + 3292048));
-  std::copy_n((A + 2871440), 65536, (A + 3292560));
-  std::copy_n((A + 2870928), 512, (A + 3358096));
-  std::copy_n((A + 2936976), 14336, (A + 3358608));
-  std::copy_n((A + 2951312), 65536, (A + 3372944));
+  std::copy_n((A + 50240), 8192, (A + 2239040));
+  std::copy_n((A + 50240), 8192, (A + 2247232));
+  std::copy_n((A + 375872), 14336, (A + 2255424));
+  std::copy_n((A + 59232), 512, (A + 2269760));
+  std::copy_n((A + 390208), 65536, (A + 2270272));
+  std::copy_n((A + 59232), 512, (A + 2335808));
+  std::copy_n((A + 455744), 14336, (A + 2336320));
+  std::copy_n((A + 2106176), 65536, (A + 2350656));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2627216) + (o * 28 + t) * 128, 128, (A + 3194000) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 464960) + (o * 28 + t) * 128, 128, (A + 3202192) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 694336) + (o * 28 + t) * 128, 128, (A + 3210384) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 923712) + (o * 28 + t) * 128, 128, (A + 3218576) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1153088) + (o * 28 + t) * 128, 128, (A + 3226768) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1382464) + (o * 28 + t) * 128, 128, (A + 3234960) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1611840) + (o * 28 + t) * 128, 128, (A + 3243152) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1841216) + (o * 28 + t) * 128, 128, (A + 3251344) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 3259536) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 146496) + (o * 28 + t) * 128, 128, (A + 2171712) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 500544) + (o * 28 + t) * 128, 128, (A + 2179904) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 729920) + (o * 28 + t) * 128, 128, (A + 2188096) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 959296) + (o * 28 + t) * 128, 128, (A + 2196288) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1188672) + (o * 28 + t) * 128, 128, (A + 2204480) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1418048) + (o * 28 + t) * 128, 128, (A + 2212672) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1647424) + (o * 28 + t) * 128, 128, (A + 2220864) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1876800) + (o * 28 + t) * 128, 128, (A + 2229056) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 2237248) + o * 28);
     // fused loop over [64, 128]:
     //   add  [register]
     //   mul  (prelude.model:36:15)
     //   mul  (prelude.model:36:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3261328)[i] + (A + 3194000)[i];
-      const T v1 = v0 * (A + 3202192)[i];
-      (A + 3512208)[i] = v1;
-      const T v2 = v0 * (A + 3210384)[i];
-      (A + 3520400)[i] = v2;
+      const T v0 = (A + 2239040)[i] + (A + 2171712)[i];
+      const T v1 = v0 * (A + 2179904)[i];
+      (A + 2416192)[i] = v1;
+      const T v2 = v0 * (A + 2188096)[i];
+      (A + 2424384)[i] = v2;
     }
     // const  (prelude.model:36:21)
-    std::fill_n((A + 3528592), 1, T(1));
+    std::fill_n((A + 2432576), 1, T(1));
     // fused loop over [64, 128]:
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
@@ -815,30 +815,30 @@ private:
     //   mul  (prelude.model:34:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3202192)[i] * (A + 3202192)[i];
-      const T v1 = (A + 3528592)[0] - v0;
-      const T v2 = (A + 3520400)[i] * v1;
-      const T v3 = (A + 3269520)[i] + v2;
-      const T v4 = v3 * (A + 3218576)[i];
-      (A + 3561376)[i] = v4;
-      const T v5 = v3 * (A + 3226768)[i];
-      (A + 3569568)[i] = v5;
-      const T v6 = v3 * (A + 3234960)[i];
-      (A + 3577760)[i] = v6;
-      const T v7 = v3 * (A + 3243152)[i];
-      (A + 3585952)[i] = v7;
-      const T v8 = (A + 3528592)[0] - (A + 3210384)[i];
-      const T v9 = (A + 3210384)[i] * v8;
-      const T v10 = (A + 3512208)[i] * v9;
-      (A + 3610528)[i] = v10;
+      const T v0 = (A + 2179904)[i] * (A + 2179904)[i];
+      const T v1 = (A + 2432576)[0] - v0;
+      const T v2 = (A + 2424384)[i] * v1;
+      const T v3 = (A + 2247232)[i] + v2;
+      const T v4 = v3 * (A + 2196288)[i];
+      (A + 2432592)[i] = v4;
+      const T v5 = v3 * (A + 2204480)[i];
+      (A + 2440784)[i] = v5;
+      const T v6 = v3 * (A + 2212672)[i];
+      (A + 2448976)[i] = v6;
+      const T v7 = v3 * (A + 2220864)[i];
+      (A + 2457168)[i] = v7;
+      const T v8 = (A + 2432576)[0] - (A + 2188096)[i];
+      const T v9 = (A + 2188096)[i] * v8;
+      const T v10 = (A + 2416192)[i] * v9;
+      (A + 2465360)[i] = v10;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 3618720), 32768, T(0));
+    std::fill_n((A + 2473552), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3618720)[384 + i0 * 512 + i1 * 1] = (A + 3610528)[i0 * 128 + i1 * 1];
+          (A + 2473552)[384 + i0 * 512 + i1 * 1] = (A + 2465360)[i0 * 128 + i1 * 1];
         }
     // fused loop over [64, 128]:
     //   mul  (prelude.model:33:17)  [register]
@@ -846,23 +846,23 @@ private:
     //   mul  (prelude.model:33:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3218576)[i] * (A + 3218576)[i];
-      const T v1 = (A + 3528592)[0] - v0;
-      const T v2 = (A + 3569568)[i] * v1;
-      (A + 3667872)[i] = v2;
+      const T v0 = (A + 2196288)[i] * (A + 2196288)[i];
+      const T v1 = (A + 2432576)[0] - v0;
+      const T v2 = (A + 2440784)[i] * v1;
+      (A + 2416192)[i] = v2;
     }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 3676064), 32768, T(0));
+    std::fill_n((A + 2506320), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3676064)[256 + i0 * 512 + i1 * 1] = (A + 3667872)[i0 * 128 + i1 * 1];
+          (A + 2506320)[256 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:33:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3708832)[i] = (A + 3618720)[i] + (A + 3676064)[i];
+      (A + 2539088)[i] = (A + 2473552)[i] + (A + 2506320)[i];
     }
     // fused loop over [64, 128]:
     //   sub  (prelude.model:32:20)  [register]
@@ -870,23 +870,23 @@ private:
     //   mul  (prelude.model:32:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3528592)[0] - (A + 3243152)[i];
-      const T v1 = (A + 3243152)[i] * v0;
-      const T v2 = (A + 3577760)[i] * v1;
-      (A + 3757984)[i] = v2;
+      const T v0 = (A + 2432576)[0] - (A + 2220864)[i];
+      const T v1 = (A + 2220864)[i] * v0;
+      const T v2 = (A + 2448976)[i] * v1;
+      (A + 2416192)[i] = v2;
     }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 3766176), 32768, T(0));
+    std::fill_n((A + 2465360), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3766176)[128 + i0 * 512 + i1 * 1] = (A + 3757984)[i0 * 128 + i1 * 1];
+          (A + 2465360)[128 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:32:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3798944)[i] = (A + 3708832)[i] + (A + 3766176)[i];
+      (A + 2498128)[i] = (A + 2539088)[i] + (A + 2465360)[i];
     }
     // fused loop over [64, 128]:
     //   sub  (prelude.model:31:20)  [register]
@@ -894,75 +894,75 @@ private:
     //   mul  (prelude.model:31:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3528592)[0] - (A + 3226768)[i];
-      const T v1 = (A + 3226768)[i] * v0;
-      const T v2 = (A + 3561376)[i] * v1;
-      (A + 3848096)[i] = v2;
+      const T v0 = (A + 2432576)[0] - (A + 2204480)[i];
+      const T v1 = (A + 2204480)[i] * v0;
+      const T v2 = (A + 2432592)[i] * v1;
+      (A + 2416192)[i] = v2;
     }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 3856288), 32768, T(0));
+    std::fill_n((A + 2424384), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 3856288)[0 + i0 * 512 + i1 * 1] = (A + 3848096)[i0 * 128 + i1 * 1];
+          (A + 2424384)[0 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
         }
     // add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3889056)[i] = (A + 3798944)[i] + (A + 3856288)[i];
+      (A + 2465360)[i] = (A + 2498128)[i] + (A + 2424384)[i];
     }
     // sum  (prelude.model:30:95)
-    std::fill_n((A + 3921824), 512, T(0));
+    std::fill_n((A + 2416192), 512, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 3921824)[i1 * 1] += (A + 3889056)[i0 * 512 + i1 * 1];
+          (A + 2416192)[i1 * 1] += (A + 2465360)[i0 * 512 + i1 * 1];
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 3889056), 512, (A + 153664), 512, T(0), (A + 3987872), 128, threads());
+    gemm(false, true, 64, 128, 512, T(1), (A + 2465360), 512, (A + 72768), 512, T(0), (A + 2416704), 128, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 128, 512, 64, T(1), (A + 3251344), 128, (A + 3889056), 512, T(0), (A + 4004256), 512, threads());
+    gemm(true, false, 128, 512, 64, T(1), (A + 2229056), 128, (A + 2465360), 512, T(0), (A + 2498128), 512, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 28, 512, 64, T(1), (A + 3259536), 28, (A + 3889056), 512, T(0), (A + 4071584), 512, threads());
+    gemm(true, false, 28, 512, 64, T(1), (A + 2237248), 28, (A + 2465360), 512, T(0), (A + 2424896), 512, threads());
     // fused loop over [512]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 3292048)[i] + (A + 3921824)[i];
-      (A + 4085920)[i] = v0;
-      const T v1 = (A + 3358096)[i] + (A + 3921824)[i];
-      (A + 4086432)[i] = v1;
+      const T v0 = (A + 2269760)[i] + (A + 2416192)[i];
+      (A + 2439232)[i] = v0;
+      const T v1 = (A + 2335808)[i] + (A + 2416192)[i];
+      (A + 2439744)[i] = v1;
     }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 14336; ++i) {
-      (A + 4086944)[i] = (A + 3358608)[i] + (A + 4071584)[i];
+      (A + 2440256)[i] = (A + 2336320)[i] + (A + 2424896)[i];
     }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 65536; ++i) {
-      (A + 4101280)[i] = (A + 3372944)[i] + (A + 4004256)[i];
+      (A + 2563664)[i] = (A + 2350656)[i] + (A + 2498128)[i];
     }
-    std::copy_n((A + 3987872), 8192, (A + 3261328));
-    std::copy_n((A + 3585952), 8192, (A + 3269520));
-    std::copy_n((A + 4085920), 512, (A + 3292048));
-    std::copy_n((A + 4086432), 512, (A + 3358096));
-    std::copy_n((A + 4086944), 14336, (A + 3358608));
-    std::copy_n((A + 4101280), 65536, (A + 3372944));
+    std::copy_n((A + 2416704), 8192, (A + 2239040));
+    std::copy_n((A + 2457168), 8192, (A + 2247232));
+    std::copy_n((A + 2439232), 512, (A + 2269760));
+    std::copy_n((A + 2439744), 512, (A + 2335808));
+    std::copy_n((A + 2440256), 14336, (A + 2336320));
+    std::copy_n((A + 2563664), 65536, (A + 2350656));
   }
-  std::copy_n((A + 3261328), 8192, (A + 3016848));
-  std::copy_n((A + 3269520), 8192, (A + 3025040));
-  std::copy_n((A + 3277712), 14336, (A + 3033232));
-  std::copy_n((A + 3292048), 512, (A + 3047568));
-  std::copy_n((A + 3292560), 65536, (A + 3048080));
-  std::copy_n((A + 3358096), 512, (A + 3113616));
-  std::copy_n((A + 3358608), 14336, (A + 3114128));
-  std::copy_n((A + 3372944), 65536, (A + 3128464));
+  std::copy_n((A + 2239040), 8192, (A + 138304));
+  std::copy_n((A + 2247232), 8192, (A + 470080));
+  std::copy_n((A + 2255424), 14336, (A + 478272));
+  std::copy_n((A + 2269760), 512, (A + 59744));
+  std::copy_n((A + 2270272), 65536, (A + 2629200));
+  std::copy_n((A + 2335808), 512, (A + 60256));
+  std::copy_n((A + 2336320), 14336, (A + 2694736));
+  std::copy_n((A + 2350656), 65536, (A + 2709072));
   // fused loop over [512, 128]:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
@@ -970,9 +970,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 3128464)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 3048080)[i0 * 128 + i1 * 1] + v0;
-        (A + 4232352)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = (A + 2709072)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 2629200)[i0 * 128 + i1 * 1] + v0;
+        (A + 69856)[i0 * 128 + i1 * 1] = v1;
       }
   // fused loop over [512, 28]:
   //   transpose  (prelude.model:30:31)  [register]
@@ -981,51 +981,51 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        const T v0 = (A + 3114128)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 3033232)[i0 * 28 + i1 * 1] + v0;
-        (A + 4312224)[i0 * 28 + i1 * 1] = v1;
+        const T v0 = (A + 2694736)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 478272)[i0 * 28 + i1 * 1] + v0;
+        (A + 0)[i0 * 28 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 4312224), (A + 4312224) + 14336);
+  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 4232352), (A + 4232352) + 65536);
+  if (grads) (*grads)[1].assign((A + 69856), (A + 69856) + 65536);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 3047568), (A + 3047568) + 512);
+  if (grads) (*grads)[2].assign((A + 59744), (A + 59744) + 512);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 3113616), (A + 3113616) + 512);
+  if (grads) (*grads)[3].assign((A + 60256), (A + 60256) + 512);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 2543872), (A + 2543872) + 128);
+  if (grads) (*grads)[4].assign((A + 59104), (A + 59104) + 128);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 2527360), (A + 2527360) + 128);
+  if (grads) (*grads)[5].assign((A + 67296), (A + 67296) + 128);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 2526080), (A + 2526080) + 1280);
+  if (grads) (*grads)[6].assign((A + 68576), (A + 68576) + 1280);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[7].assign((A + 2507120), (A + 2507120) + 10);
+  if (grads) (*grads)[7].assign((A + 50192), (A + 50192) + 10);
   // hyper %lr  (fashion_lstm_bn.model:22:1)
-  (A + 4326560)[0] = T(lr_);
+  (A + 14336)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm_bn.model:22:1)
   // add %optimizer.step.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 4326592)[0] = sf_[11].data()[0] + (A + 2503120)[0];
+    (A + 14352)[0] = sf_[11].data()[0] + (A + 58432)[0];
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(11, (A + 4326592));
+  updates.emplace_back(11, (A + 14352));
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 4326608), 1, T(-0.10536051565782628));
+  std::fill_n((A + 14368), 1, T(-0.10536051565782628));
   // fused loop over []:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   exp  (fashion_lstm_bn.model:22:1)  [register]
   //   sub  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 4326592)[0] * (A + 4326608)[0];
+    const T v0 = (A + 14352)[0] * (A + 14368)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 2503120)[0] - v1;
-    (A + 4326656)[0] = v2;
+    const T v2 = (A + 58432)[0] - v1;
+    (A + 14384)[0] = v2;
   }
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 4326672), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 14368), 1, T(-0.0010005003335835344));
   // fused loop over []:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   exp  (fashion_lstm_bn.model:22:1)  [register]
@@ -1034,70 +1034,70 @@ private:
   //   sqrt  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 4326592)[0] * (A + 4326672)[0];
+    const T v0 = (A + 14352)[0] * (A + 14368)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 2503120)[0] - v1;
-    const T v3 = (A + 4326560)[0] / (A + 4326656)[0];
-    (A + 4326736)[0] = v3;
+    const T v2 = (A + 58432)[0] - v1;
+    const T v3 = (A + 14336)[0] / (A + 14384)[0];
+    (A + 14400)[0] = v3;
     const T v4 = std::sqrt(v2);
-    (A + 4326752)[0] = v4;
+    (A + 14416)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // mul  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    (A + 4341104)[i] = sf_[12].data()[i] * (A + 2473152)[0];
+    (A + 14432)[i] = sf_[12].data()[i] * (A + 58560)[0];
   }
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 4355440), 1, T(0.099999999999999978));
+  std::fill_n((A + 14336), 1, T(0.099999999999999978));
   // fused loop over [512, 28]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 4312224)[i] * (A + 4355440)[0];
-    const T v1 = (A + 4341104)[i] + v0;
-    (A + 4369792)[i] = v1;
+    const T v0 = (A + 0)[i] * (A + 14336)[0];
+    const T v1 = (A + 14432)[i] + v0;
+    (A + 28768)[i] = v1;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 4398464), 1, T(0.999));
+  std::fill_n((A + 14368), 1, T(0.999));
   // fused loop over [512, 28]:
   //   mul  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[13].data()[i] * (A + 4398464)[0];
-    (A + 4398480)[i] = v0;
-    const T v1 = (A + 4312224)[i] * (A + 4312224)[i];
-    (A + 4412816)[i] = v1;
+    const T v0 = sf_[13].data()[i] * (A + 14368)[0];
+    (A + 14432)[i] = v0;
+    const T v1 = (A + 0)[i] * (A + 0)[i];
+    (A + 135392)[i] = v1;
   }
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 4427152), 1, T(0.0010000000000000009));
+  std::fill_n((A + 0), 1, T(0.0010000000000000009));
   // fused loop over [512, 28]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 4412816)[i] * (A + 4427152)[0];
-    const T v1 = (A + 4398480)[i] + v0;
-    (A + 4441504)[i] = v1;
+    const T v0 = (A + 135392)[i] * (A + 0)[0];
+    const T v1 = (A + 14432)[i] + v0;
+    (A + 149728)[i] = v1;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(12, (A + 4369792));
+  updates.emplace_back(12, (A + 28768));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(13, (A + 4441504));
+  updates.emplace_back(13, (A + 149728));
   // fused loop over [512, 28]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = std::sqrt((A + 4441504)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    (A + 4470176)[i] = v1;
+    const T v0 = std::sqrt((A + 149728)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    (A + 14432)[i] = v1;
   }
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 4484512), 1, T(1e-08));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over [512, 28]:
   //   add  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1105,14 +1105,14 @@ private:
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 4470176)[i] + (A + 4484512)[0];
-    const T v1 = (A + 4369792)[i] / v0;
-    const T v2 = (A + 4326736)[0] * v1;
+    const T v0 = (A + 14432)[i] + (A + 16)[0];
+    const T v1 = (A + 28768)[i] / v0;
+    const T v2 = (A + 14400)[0] * v1;
     const T v3 = sf_[0].data()[i] - v2;
-    (A + 4527536)[i] = v3;
+    (A + 135392)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(0, (A + 4527536));
+  updates.emplace_back(0, (A + 135392));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // fused loop over [512, 128]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1120,10 +1120,10 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 2473152)[0];
-    const T v1 = (A + 4232352)[i] * (A + 4355440)[0];
+    const T v0 = sf_[14].data()[i] * (A + 58560)[0];
+    const T v1 = (A + 69856)[i] * (A + 14336)[0];
     const T v2 = v0 + v1;
-    (A + 4738480)[i] = v2;
+    (A + 164064)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512, 128]:
@@ -1133,16 +1133,16 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 4398464)[0];
-    const T v1 = (A + 4232352)[i] * (A + 4232352)[i];
-    const T v2 = v1 * (A + 4427152)[0];
+    const T v0 = sf_[15].data()[i] * (A + 14368)[0];
+    const T v1 = (A + 69856)[i] * (A + 69856)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5066160)[i] = v3;
+    (A + 229600)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(14, (A + 4738480));
+  updates.emplace_back(14, (A + 164064));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(15, (A + 5066160));
+  updates.emplace_back(15, (A + 229600));
   // fused loop over [512, 128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1152,16 +1152,16 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = std::sqrt((A + 5066160)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    const T v2 = v1 + (A + 4484512)[0];
-    const T v3 = (A + 4738480)[i] / v2;
-    const T v4 = (A + 4326736)[0] * v3;
+    const T v0 = std::sqrt((A + 229600)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 164064)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[1].data()[i] - v4;
-    (A + 5459376)[i] = v5;
+    (A + 69856)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(1, (A + 5459376));
+  updates.emplace_back(1, (A + 69856));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1169,10 +1169,10 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 2473152)[0];
-    const T v1 = (A + 3047568)[i] * (A + 4355440)[0];
+    const T v0 = sf_[16].data()[i] * (A + 58560)[0];
+    const T v1 = (A + 59744)[i] * (A + 14336)[0];
     const T v2 = v0 + v1;
-    (A + 5526448)[i] = v2;
+    (A + 32)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512]:
@@ -1182,16 +1182,16 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 4398464)[0];
-    const T v1 = (A + 3047568)[i] * (A + 3047568)[i];
-    const T v2 = v1 * (A + 4427152)[0];
+    const T v0 = sf_[17].data()[i] * (A + 14368)[0];
+    const T v1 = (A + 59744)[i] * (A + 59744)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5529008)[i] = v3;
+    (A + 544)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(16, (A + 5526448));
+  updates.emplace_back(16, (A + 32));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(17, (A + 5529008));
+  updates.emplace_back(17, (A + 544));
   // fused loop over [512]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1201,16 +1201,16 @@ private:
   //   sub %lstm.bias_ih_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 5529008)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    const T v2 = v1 + (A + 4484512)[0];
-    const T v3 = (A + 5526448)[i] / v2;
-    const T v4 = (A + 4326736)[0] * v3;
+    const T v0 = std::sqrt((A + 544)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 32)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[2].data()[i] - v4;
-    (A + 5532080)[i] = v5;
+    (A + 1056)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(2, (A + 5532080));
+  updates.emplace_back(2, (A + 1056));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1218,10 +1218,10 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 2473152)[0];
-    const T v1 = (A + 3113616)[i] * (A + 4355440)[0];
+    const T v0 = sf_[18].data()[i] * (A + 58560)[0];
+    const T v1 = (A + 60256)[i] * (A + 14336)[0];
     const T v2 = v0 + v1;
-    (A + 5534128)[i] = v2;
+    (A + 1568)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512]:
@@ -1231,16 +1231,16 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 4398464)[0];
-    const T v1 = (A + 3113616)[i] * (A + 3113616)[i];
-    const T v2 = v1 * (A + 4427152)[0];
+    const T v0 = sf_[19].data()[i] * (A + 14368)[0];
+    const T v1 = (A + 60256)[i] * (A + 60256)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5536688)[i] = v3;
+    (A + 2080)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(18, (A + 5534128));
+  updates.emplace_back(18, (A + 1568));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(19, (A + 5536688));
+  updates.emplace_back(19, (A + 2080));
   // fused loop over [512]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1250,16 +1250,16 @@ private:
   //   sub %lstm.bias_hh_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 5536688)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    const T v2 = v1 + (A + 4484512)[0];
-    const T v3 = (A + 5534128)[i] / v2;
-    const T v4 = (A + 4326736)[0] * v3;
+    const T v0 = std::sqrt((A + 2080)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 1568)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[3].data()[i] - v4;
-    (A + 5539760)[i] = v5;
+    (A + 2592)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(3, (A + 5539760));
+  updates.emplace_back(3, (A + 2592));
   // buffer %optimizer.bn.weight.exp_avg  (fashion_lstm_bn.model:22:1)
   // fused loop over [128]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1267,10 +1267,10 @@ private:
   //   add %optimizer.bn.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[20].data()[i] * (A + 2473152)[0];
-    const T v1 = (A + 2543872)[i] * (A + 4355440)[0];
+    const T v0 = sf_[20].data()[i] * (A + 58560)[0];
+    const T v1 = (A + 59104)[i] * (A + 14336)[0];
     const T v2 = v0 + v1;
-    (A + 5540656)[i] = v2;
+    (A + 3104)[i] = v2;
   }
   // buffer %optimizer.bn.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [128]:
@@ -1280,16 +1280,16 @@ private:
   //   add %optimizer.bn.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[21].data()[i] * (A + 4398464)[0];
-    const T v1 = (A + 2543872)[i] * (A + 2543872)[i];
-    const T v2 = v1 * (A + 4427152)[0];
+    const T v0 = sf_[21].data()[i] * (A + 14368)[0];
+    const T v1 = (A + 59104)[i] * (A + 59104)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5541296)[i] = v3;
+    (A + 3232)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(20, (A + 5540656));
+  updates.emplace_back(20, (A + 3104));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(21, (A + 5541296));
+  updates.emplace_back(21, (A + 3232));
   // fused loop over [128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1299,16 +1299,16 @@ private:
   //   sub %bn.weight.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 5541296)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    const T v2 = v1 + (A + 4484512)[0];
-    const T v3 = (A + 5540656)[i] / v2;
-    const T v4 = (A + 4326736)[0] * v3;
+    const T v0 = std::sqrt((A + 3232)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 3104)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[4].data()[i] - v4;
-    (A + 5542064)[i] = v5;
+    (A + 3360)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(4, (A + 5542064));
+  updates.emplace_back(4, (A + 3360));
   // buffer %optimizer.bn.bias.exp_avg  (fashion_lstm_bn.model:22:1)
   // fused loop over [128]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1316,10 +1316,10 @@ private:
   //   add %optimizer.bn.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[22].data()[i] * (A + 2473152)[0];
-    const T v1 = (A + 2527360)[i] * (A + 4355440)[0];
+    const T v0 = sf_[22].data()[i] * (A + 58560)[0];
+    const T v1 = (A + 67296)[i] * (A + 14336)[0];
     const T v2 = v0 + v1;
-    (A + 5542576)[i] = v2;
+    (A + 3488)[i] = v2;
   }
   // buffer %optimizer.bn.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [128]:
@@ -1329,16 +1329,16 @@ private:
   //   add %optimizer.bn.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[23].data()[i] * (A + 4398464)[0];
-    const T v1 = (A + 2527360)[i] * (A + 2527360)[i];
-    const T v2 = v1 * (A + 4427152)[0];
+    const T v0 = sf_[23].data()[i] * (A + 14368)[0];
+    const T v1 = (A + 67296)[i] * (A + 67296)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5543216)[i] = v3;
+    (A + 3616)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(22, (A + 5542576));
+  updates.emplace_back(22, (A + 3488));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(23, (A + 5543216));
+  updates.emplace_back(23, (A + 3616));
   // fused loop over [128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1348,16 +1348,16 @@ private:
   //   sub %bn.bias.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 5543216)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    const T v2 = v1 + (A + 4484512)[0];
-    const T v3 = (A + 5542576)[i] / v2;
-    const T v4 = (A + 4326736)[0] * v3;
+    const T v0 = std::sqrt((A + 3616)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 3488)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[5].data()[i] - v4;
-    (A + 5543984)[i] = v5;
+    (A + 3744)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(5, (A + 5543984));
+  updates.emplace_back(5, (A + 3744));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm_bn.model:22:1)
   // fused loop over [10, 128]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1365,10 +1365,10 @@ private:
   //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[24].data()[i] * (A + 2473152)[0];
-    const T v1 = (A + 2526080)[i] * (A + 4355440)[0];
+    const T v0 = sf_[24].data()[i] * (A + 58560)[0];
+    const T v1 = (A + 68576)[i] * (A + 14336)[0];
     const T v2 = v0 + v1;
-    (A + 5547952)[i] = v2;
+    (A + 3872)[i] = v2;
   }
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [10, 128]:
@@ -1378,16 +1378,16 @@ private:
   //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[25].data()[i] * (A + 4398464)[0];
-    const T v1 = (A + 2526080)[i] * (A + 2526080)[i];
-    const T v2 = v1 * (A + 4427152)[0];
+    const T v0 = sf_[25].data()[i] * (A + 14368)[0];
+    const T v1 = (A + 68576)[i] * (A + 68576)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5554352)[i] = v3;
+    (A + 5152)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(24, (A + 5547952));
+  updates.emplace_back(24, (A + 3872));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(25, (A + 5554352));
+  updates.emplace_back(25, (A + 5152));
   // fused loop over [10, 128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1397,16 +1397,16 @@ private:
   //   sub %head.weight.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = std::sqrt((A + 5554352)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    const T v2 = v1 + (A + 4484512)[0];
-    const T v3 = (A + 5547952)[i] / v2;
-    const T v4 = (A + 4326736)[0] * v3;
+    const T v0 = std::sqrt((A + 5152)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 3872)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[6].data()[i] - v4;
-    (A + 5562032)[i] = v5;
+    (A + 6432)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(6, (A + 5562032));
+  updates.emplace_back(6, (A + 6432));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm_bn.model:22:1)
   // fused loop over [10]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1414,10 +1414,10 @@ private:
   //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[26].data()[i] * (A + 2473152)[0];
-    const T v1 = (A + 2507120)[i] * (A + 4355440)[0];
+    const T v0 = sf_[26].data()[i] * (A + 58560)[0];
+    const T v1 = (A + 50192)[i] * (A + 14336)[0];
     const T v2 = v0 + v1;
-    (A + 5563360)[i] = v2;
+    (A + 7712)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [10]:
@@ -1427,16 +1427,16 @@ private:
   //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[27].data()[i] * (A + 4398464)[0];
-    const T v1 = (A + 2507120)[i] * (A + 2507120)[i];
-    const T v2 = v1 * (A + 4427152)[0];
+    const T v0 = sf_[27].data()[i] * (A + 14368)[0];
+    const T v1 = (A + 50192)[i] * (A + 50192)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 5563440)[i] = v3;
+    (A + 7728)[i] = v3;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(26, (A + 5563360));
+  updates.emplace_back(26, (A + 7712));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(27, (A + 5563440));
+  updates.emplace_back(27, (A + 7728));
   // fused loop over [10]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -1446,16 +1446,16 @@ private:
   //   sub %head.bias.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = std::sqrt((A + 5563440)[i]);
-    const T v1 = v0 / (A + 4326752)[0];
-    const T v2 = v1 + (A + 4484512)[0];
-    const T v3 = (A + 5563360)[i] / v2;
-    const T v4 = (A + 4326736)[0] * v3;
+    const T v0 = std::sqrt((A + 7728)[i]);
+    const T v1 = v0 / (A + 14416)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 7712)[i] / v2;
+    const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[7].data()[i] - v4;
-    (A + 5563536)[i] = v5;
+    (A + 0)[i] = v5;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(7, (A + 5563536));
+  updates.emplace_back(7, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1469,10 +1469,10 @@ private:
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena_.data();
   // input %x  (fashion_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 6451728);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 6501904), 8192, T(0));
+  std::fill_n((A + 50176), 8192, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -1482,32 +1482,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 6590992)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
+        (A + 58368)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 6605328)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 72704)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 6501904), 8192, (A + 6918416));
-  std::copy_n((A + 6501904), 8192, (A + 6926608));
+  std::copy_n((A + 50176), 8192, (A + 140032));
+  std::copy_n((A + 50176), 8192, (A + 148224));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 6451728) + (o * 28 + t) * 28, 28, (A + 6916624) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138240) + o * 28);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 6916624), 28, (A + 6590992), 512, T(0), (A + 7015696), 512, threads());
+    gemm(false, false, 64, 512, 28, T(1), (A + 138240), 28, (A + 58368), 512, T(0), (A + 156416), 512, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 7048464)[i0 * 512 + i1 * 1] = (A + 7015696)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 189184)[i0 * 512 + i1 * 1] = (A + 156416)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 6918416), 128, (A + 6605328), 512, T(0), (A + 7081232), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140032), 128, (A + 72704), 512, T(0), (A + 156416), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -1515,9 +1515,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 7048464)[i0 * 512 + i1 * 1] + (A + 7081232)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 189184)[i0 * 512 + i1 * 1] + (A + 156416)[i0 * 512 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 7146768)[i0 * 512 + i1 * 1] = v1;
+          (A + 221952)[i0 * 512 + i1 * 1] = v1;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1537,35 +1537,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 7146768)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 221952)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 7146768)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 221952)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 7146768)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 221952)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 7146768)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 221952)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 6926608)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 148224)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 7261456)[i0 * 128 + i1 * 1] = v10;
+          (A + 156416)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 7277840)[i0 * 128 + i1 * 1] = v12;
+          (A + 164608)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 7277840) + o * 128, 128, (A + 6687248) + (o * 28 + t) * 128);
-    std::copy_n((A + 7277840), 8192, (A + 6918416));
-    std::copy_n((A + 7261456), 8192, (A + 6926608));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164608) + o * 128, 128, (A + 271104) + (o * 28 + t) * 128);
+    std::copy_n((A + 164608), 8192, (A + 140032));
+    std::copy_n((A + 156416), 8192, (A + 148224));
   }
-  std::copy_n((A + 6918416), 8192, (A + 6670864));
-  std::copy_n((A + 6926608), 8192, (A + 6679056));
+  std::copy_n((A + 140032), 8192, (A + 254720));
+  std::copy_n((A + 148224), 8192, (A + 262912));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 7286032)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 6687248)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271104)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -1575,26 +1575,26 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 7302544)[i0 * 128 + i1 * 1] = (A + 7286032)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
+        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
       }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
-  std::fill_n((A + 7310864), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // fused loop over [128]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 7310864)[0];
+    const T v0 = sf_[9].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 7311008)[i] = v1;
+    (A + 16)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 7311136)[i0 * 128 + i1 * 1] = (A + 7302544)[i0 * 128 + i1 * 1] * (A + 7311008)[i1 * 1];
+        (A + 16384)[i0 * 128 + i1 * 1] = (A + 8192)[i0 * 128 + i1 * 1] * (A + 16)[i1 * 1];
       }
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
@@ -1602,7 +1602,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 7319456)[i0 * 128 + i1 * 1] = (A + 7311136)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 0)[i0 * 128 + i1 * 1] = (A + 16384)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
       }
   // param %bn.bias  (prelude.model:49:3)
   // add  (prelude.model:67:26)
@@ -1610,22 +1610,22 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 7327776)[i0 * 128 + i1 * 1] = (A + 7319456)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 7327776), 128, sf_[6].data(), 128, T(0), (A + 7338528), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 8192), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 7339184)[i0 * 10 + i1 * 1] = (A + 7338528)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        (A + 640)[i0 * 10 + i1 * 1] = (A + 0)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
       }
   // output  (fashion_lstm_bn.model:19:3)
-  std::copy_n((A + 7339184), 640, static_cast<T *>(out[0]));
+  std::copy_n((A + 640), 640, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc

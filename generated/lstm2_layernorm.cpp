@@ -102,7 +102,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(918512) {
+  Net() : arena_(260336) {
     sf_[0].assign(128, T(0));
     sf_[1].assign(4096, T(0));
     sf_[2].assign(128, T(0));
@@ -163,13 +163,13 @@ public:
     T *const A = arena_.data();
     double loss = 0;
   // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 711248);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
   // input %y  (lstm2_layernorm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 711568);
+  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 320);
     for (int64_t k = 0; k < 16; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 711584), 512, T(0));
+  std::fill_n((A + 336), 512, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -179,32 +179,32 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 716576)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 848)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 716704)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
+        (A + 976)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 711584), 512, (A + 732080));
-  std::copy_n((A + 711584), 512, (A + 732592));
+  std::copy_n((A + 336), 512, (A + 5088));
+  std::copy_n((A + 336), 512, (A + 5600));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 711248) + (o * 20 + t) * 1, 1, (A + 732064) + o * 1);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 5072) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 732064), 1, (A + 716576), 128, T(0), (A + 737584), 128, threads());
+    gemm(false, false, 16, 128, 1, T(1), (A + 5072), 1, (A + 848), 128, T(0), (A + 6112), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 739632)[i0 * 128 + i1 * 1] = (A + 737584)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 8160)[i0 * 128 + i1 * 1] = (A + 6112)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 732080), 32, (A + 716704), 128, T(0), (A + 741680), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 5088), 32, (A + 976), 128, T(0), (A + 6112), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -212,9 +212,9 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 739632)[i0 * 128 + i1 * 1] + (A + 741680)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 8160)[i0 * 128 + i1 * 1] + (A + 6112)[i0 * 128 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 745776)[i0 * 128 + i1 * 1] = v1;
+          (A + 10208)[i0 * 128 + i1 * 1] = v1;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -234,28 +234,28 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 745776)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 10208)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 745776)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 10208)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 745776)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 10208)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 745776)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 10208)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 732592)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 5600)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 752944)[i0 * 32 + i1 * 1] = v10;
+          (A + 6112)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 753968)[i0 * 32 + i1 * 1] = v12;
+          (A + 6624)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 753968) + o * 32, 32, (A + 721824) + (o * 20 + t) * 32);
-    std::copy_n((A + 753968), 512, (A + 732080));
-    std::copy_n((A + 752944), 512, (A + 732592));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6624) + o * 32, 32, (A + 13280) + (o * 20 + t) * 32);
+    std::copy_n((A + 6624), 512, (A + 5088));
+    std::copy_n((A + 6112), 512, (A + 5600));
   }
-  std::copy_n((A + 732080), 512, (A + 720800));
-  std::copy_n((A + 732592), 512, (A + 721312));
+  std::copy_n((A + 5088), 512, (A + 12256));
+  std::copy_n((A + 5600), 512, (A + 12768));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
@@ -268,27 +268,27 @@ public:
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 762928)[i0 * 128 + i1 * 1] = v0;
+        (A + 848)[i0 * 128 + i1 * 1] = v0;
         const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 767024)[i0 * 128 + i1 * 1] = v1;
+        (A + 4944)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 711584), 512, (A + 782896));
-  std::copy_n((A + 711584), 512, (A + 783408));
+  std::copy_n((A + 336), 512, (A + 24032));
+  std::copy_n((A + 336), 512, (A + 24544));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 721824) + (o * 20 + t) * 32, 32, (A + 782384) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13280) + (o * 20 + t) * 32, 32, (A + 23520) + o * 32);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 782384), 32, (A + 762928), 128, T(0), (A + 792368), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 23520), 32, (A + 848), 128, T(0), (A + 25056), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 794416)[i0 * 128 + i1 * 1] = (A + 792368)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          (A + 27104)[i0 * 128 + i1 * 1] = (A + 25056)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 782896), 32, (A + 767024), 128, T(0), (A + 796464), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 24032), 32, (A + 4944), 128, T(0), (A + 25056), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -296,9 +296,9 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 794416)[i0 * 128 + i1 * 1] + (A + 796464)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 27104)[i0 * 128 + i1 * 1] + (A + 25056)[i0 * 128 + i1 * 1];
           const T v1 = v0 + sf_[7].data()[i1 * 1];
-          (A + 800560)[i0 * 128 + i1 * 1] = v1;
+          (A + 29152)[i0 * 128 + i1 * 1] = v1;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -318,46 +318,46 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 800560)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 29152)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 800560)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 29152)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 800560)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 29152)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 800560)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 29152)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 783408)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 24544)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 807728)[i0 * 32 + i1 * 1] = v10;
+          (A + 25056)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 808752)[i0 * 32 + i1 * 1] = v12;
+          (A + 25568)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 808752) + o * 32, 32, (A + 772144) + (o * 20 + t) * 32);
-    std::copy_n((A + 808752), 512, (A + 782896));
-    std::copy_n((A + 807728), 512, (A + 783408));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 25568) + o * 32, 32, (A + 31200) + (o * 20 + t) * 32);
+    std::copy_n((A + 25568), 512, (A + 24032));
+    std::copy_n((A + 25056), 512, (A + 24544));
   }
-  std::copy_n((A + 782896), 512, (A + 771120));
-  std::copy_n((A + 783408), 512, (A + 771632));
+  std::copy_n((A + 24032), 512, (A + 9040));
+  std::copy_n((A + 24544), 512, (A + 9552));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 809264)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 772144)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 336)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 31200)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // mean %ln.mu  (prelude.model:77:14)
-  std::fill_n((A + 810288), 16, T(0));
+  std::fill_n((A + 0), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 810288)[i0 * 1] += (A + 809264)[i0 * 32 + i1 * 1];
+        (A + 0)[i0 * 1] += (A + 336)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 810288)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 0)[k] /= T(32);
   // fused loop over [16, 32]:
   //   sub %ln.d  (prelude.model:78:11)
   //   mul  (prelude.model:79:18)
@@ -365,21 +365,21 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 809264)[i0 * 32 + i1 * 1] - (A + 810288)[i0 * 1];
-        (A + 810304)[i0 * 32 + i1 * 1] = v0;
+        const T v0 = (A + 336)[i0 * 32 + i1 * 1] - (A + 0)[i0 * 1];
+        (A + 848)[i0 * 32 + i1 * 1] = v0;
         const T v1 = v0 * v0;
-        (A + 810816)[i0 * 32 + i1 * 1] = v1;
+        (A + 1360)[i0 * 32 + i1 * 1] = v1;
       }
   // mean %ln.var  (prelude.model:79:15)
-  std::fill_n((A + 811328), 16, T(0));
+  std::fill_n((A + 0), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 811328)[i0 * 1] += (A + 810816)[i0 * 32 + i1 * 1];
+        (A + 0)[i0 * 1] += (A + 1360)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 811328)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 0)[k] /= T(32);
   // const  (prelude.model:80:26)
-  std::fill_n((A + 811344), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 16), 1, T(1.0000000000000001e-05));
   // fused loop over [16, 1]:
   //   add  (prelude.model:80:26)  [register]
   //   rsqrt  (prelude.model:80:21)
@@ -387,16 +387,16 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 811328)[i0 * 1] + (A + 811344)[0];
+        const T v0 = (A + 0)[i0 * 1] + (A + 16)[0];
         const T v1 = T(1) / std::sqrt(v0);
-        (A + 811376)[i0 * 1 + i1 * 1] = v1;
+        (A + 32)[i0 * 1 + i1 * 1] = v1;
       }
   // mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 811392)[i0 * 32 + i1 * 1] = (A + 810304)[i0 * 32 + i1 * 1] * (A + 811376)[i0 * 1];
+        (A + 336)[i0 * 32 + i1 * 1] = (A + 848)[i0 * 32 + i1 * 1] * (A + 32)[i0 * 1];
       }
   // param %ln.weight  (prelude.model:73:3)
   // mul  (prelude.model:80:33)
@@ -404,7 +404,7 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 811936)[i0 * 32 + i1 * 1] = (A + 811392)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 848)[i0 * 32 + i1 * 1] = (A + 336)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
       }
   // param %ln.bias  (prelude.model:74:3)
   // add %z  (prelude.model:80:42)
@@ -412,12 +412,12 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 812480)[i0 * 32 + i1 * 1] = (A + 811936)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
+        (A + 336)[i0 * 32 + i1 * 1] = (A + 848)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
       }
   // param %fc.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 812480), 32, sf_[10].data(), 32, T(0), (A + 814016), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 336), 32, sf_[10].data(), 32, T(0), (A + 0), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
   // fused loop over [16, 16]:
   //   add  (prelude.model:10:34)  [register]
@@ -426,27 +426,27 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 814016)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
         const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 814544)[i0 * 16 + i1 * 1] = v1;
+        (A + 336)[i0 * 16 + i1 * 1] = v1;
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 814544), 16, sf_[12].data(), 16, T(0), (A + 814832), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 336), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 814864)[i0 * 1 + i1 * 1] = (A + 814832)[i0 * 1] + sf_[13].data()[0];
+        (A + 16)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[13].data()[0];
       }
   // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 814864)[k] - (A + 711568)[k]; s += d * d; } (A + 814880)[0] = s / T(16); }
+  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 16)[k] - (A + 320)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
   // output  (lstm2_layernorm.model:22:3)
   // loss  (lstm2_layernorm.model:17:1)
-  loss = double((A + 814880)[0]);
+  loss = double((A + 0)[0]);
     return loss;
   }
 
@@ -472,32 +472,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 5328)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 848)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 5456)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
+        (A + 976)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 92512));
-  std::copy_n((A + 336), 512, (A + 93024));
+  std::copy_n((A + 336), 512, (A + 5088));
+  std::copy_n((A + 336), 512, (A + 5600));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 92496) + o * 1);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 5072) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 92496), 1, (A + 5328), 128, T(0), (A + 98016), 128, threads());
+    gemm(false, false, 16, 128, 1, T(1), (A + 5072), 1, (A + 848), 128, T(0), (A + 6112), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 100064)[i0 * 128 + i1 * 1] = (A + 98016)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 8160)[i0 * 128 + i1 * 1] = (A + 6112)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 92512), 32, (A + 5456), 128, T(0), (A + 102112), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 5088), 32, (A + 976), 128, T(0), (A + 6112), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -505,9 +505,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 100064)[i0 * 128 + i1 * 1] + (A + 102112)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 8160)[i0 * 128 + i1 * 1] + (A + 6112)[i0 * 128 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 106208)[i0 * 128 + i1 * 1] = v1;
+          (A + 10208)[i0 * 128 + i1 * 1] = v1;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -527,40 +527,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 106208)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 10208)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 108768)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 106208)[32 + i0 * 128 + i1 * 1];
+          (A + 6112)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 10208)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 109792)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 106208)[64 + i0 * 128 + i1 * 1];
+          (A + 6624)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 10208)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 110816)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 106208)[96 + i0 * 128 + i1 * 1];
+          (A + 7136)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 10208)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 111840)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 93024)[i0 * 32 + i1 * 1];
+          (A + 7648)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 5600)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 113376)[i0 * 32 + i1 * 1] = v10;
+          (A + 8160)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 113888)[i0 * 32 + i1 * 1] = v11;
+          (A + 8672)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 114400)[i0 * 32 + i1 * 1] = v12;
+          (A + 9184)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 114400) + o * 32, 32, (A + 10576) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 113888) + o * 32, 32, (A + 20816) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 111840) + o * 32, 32, (A + 31056) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 110816) + o * 32, 32, (A + 41296) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 108768) + o * 32, 32, (A + 51536) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 93024) + o * 32, 32, (A + 61776) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 109792) + o * 32, 32, (A + 72016) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 92512) + o * 32, 32, (A + 82256) + (o * 20 + t) * 32);
-    std::copy_n((A + 114400), 512, (A + 92512));
-    std::copy_n((A + 113376), 512, (A + 93024));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 9184) + o * 32, 32, (A + 13280) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 8672) + o * 32, 32, (A + 23520) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7648) + o * 32, 32, (A + 33760) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7136) + o * 32, 32, (A + 44000) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6112) + o * 32, 32, (A + 54240) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 5600) + o * 32, 32, (A + 64480) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6624) + o * 32, 32, (A + 74720) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 5088) + o * 32, 32, (A + 84960) + (o * 20 + t) * 32);
+    std::copy_n((A + 9184), 512, (A + 5088));
+    std::copy_n((A + 8160), 512, (A + 5600));
   }
-  std::copy_n((A + 92512), 512, (A + 9552));
-  std::copy_n((A + 93024), 512, (A + 10064));
+  std::copy_n((A + 5088), 512, (A + 12256));
+  std::copy_n((A + 5600), 512, (A + 12768));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
@@ -573,27 +573,27 @@ private:
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 123360)[i0 * 128 + i1 * 1] = v0;
+        (A + 5072)[i0 * 128 + i1 * 1] = v0;
         const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 127456)[i0 * 128 + i1 * 1] = v1;
+        (A + 9168)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 215008));
-  std::copy_n((A + 336), 512, (A + 215520));
+  std::copy_n((A + 336), 512, (A + 95712));
+  std::copy_n((A + 336), 512, (A + 96224));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 10576) + (o * 20 + t) * 32, 32, (A + 214496) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13280) + (o * 20 + t) * 32, 32, (A + 95200) + o * 32);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 214496), 32, (A + 123360), 128, T(0), (A + 224480), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 95200), 32, (A + 5072), 128, T(0), (A + 96736), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 226528)[i0 * 128 + i1 * 1] = (A + 224480)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          (A + 98784)[i0 * 128 + i1 * 1] = (A + 96736)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 215008), 32, (A + 127456), 128, T(0), (A + 228576), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 95712), 32, (A + 9168), 128, T(0), (A + 96736), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -601,9 +601,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 226528)[i0 * 128 + i1 * 1] + (A + 228576)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 98784)[i0 * 128 + i1 * 1] + (A + 96736)[i0 * 128 + i1 * 1];
           const T v1 = v0 + sf_[7].data()[i1 * 1];
-          (A + 232672)[i0 * 128 + i1 * 1] = v1;
+          (A + 100832)[i0 * 128 + i1 * 1] = v1;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -623,58 +623,58 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 232672)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 100832)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 235232)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 232672)[32 + i0 * 128 + i1 * 1];
+          (A + 96736)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 100832)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 236256)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 232672)[64 + i0 * 128 + i1 * 1];
+          (A + 97248)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 100832)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 237280)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 232672)[96 + i0 * 128 + i1 * 1];
+          (A + 97760)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 100832)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 238304)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 215520)[i0 * 32 + i1 * 1];
+          (A + 98272)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 96224)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 239840)[i0 * 32 + i1 * 1] = v10;
+          (A + 98784)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 240352)[i0 * 32 + i1 * 1] = v11;
+          (A + 99296)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 240864)[i0 * 32 + i1 * 1] = v12;
+          (A + 99808)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 240864) + o * 32, 32, (A + 132576) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 240352) + o * 32, 32, (A + 142816) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 238304) + o * 32, 32, (A + 153056) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 237280) + o * 32, 32, (A + 163296) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 235232) + o * 32, 32, (A + 173536) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 215520) + o * 32, 32, (A + 183776) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 236256) + o * 32, 32, (A + 194016) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 215008) + o * 32, 32, (A + 204256) + (o * 20 + t) * 32);
-    std::copy_n((A + 240864), 512, (A + 215008));
-    std::copy_n((A + 239840), 512, (A + 215520));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 99808) + o * 32, 32, (A + 103904) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 99296) + o * 32, 32, (A + 114144) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 98272) + o * 32, 32, (A + 124384) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97760) + o * 32, 32, (A + 134624) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 96736) + o * 32, 32, (A + 144864) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 96224) + o * 32, 32, (A + 155104) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97248) + o * 32, 32, (A + 165344) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 95712) + o * 32, 32, (A + 175584) + (o * 20 + t) * 32);
+    std::copy_n((A + 99808), 512, (A + 95712));
+    std::copy_n((A + 98784), 512, (A + 96224));
   }
-  std::copy_n((A + 215008), 512, (A + 131552));
-  std::copy_n((A + 215520), 512, (A + 132064));
+  std::copy_n((A + 95712), 512, (A + 102880));
+  std::copy_n((A + 96224), 512, (A + 103392));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 241376)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 132576)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 95200)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 103904)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // mean %ln.mu  (prelude.model:77:14)
-  std::fill_n((A + 242400), 16, T(0));
+  std::fill_n((A + 848), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 242400)[i0 * 1] += (A + 241376)[i0 * 32 + i1 * 1];
+        (A + 848)[i0 * 1] += (A + 95200)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 242400)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 848)[k] /= T(32);
   // fused loop over [16, 32]:
   //   sub %ln.d  (prelude.model:78:11)
   //   mul  (prelude.model:79:18)
@@ -682,21 +682,21 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 241376)[i0 * 32 + i1 * 1] - (A + 242400)[i0 * 1];
-        (A + 242416)[i0 * 32 + i1 * 1] = v0;
+        const T v0 = (A + 95200)[i0 * 32 + i1 * 1] - (A + 848)[i0 * 1];
+        (A + 95712)[i0 * 32 + i1 * 1] = v0;
         const T v1 = v0 * v0;
-        (A + 242928)[i0 * 32 + i1 * 1] = v1;
+        (A + 96224)[i0 * 32 + i1 * 1] = v1;
       }
   // mean %ln.var  (prelude.model:79:15)
-  std::fill_n((A + 243440), 16, T(0));
+  std::fill_n((A + 848), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 243440)[i0 * 1] += (A + 242928)[i0 * 32 + i1 * 1];
+        (A + 848)[i0 * 1] += (A + 96224)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 243440)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 848)[k] /= T(32);
   // const  (prelude.model:80:26)
-  std::fill_n((A + 243456), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 864), 1, T(1.0000000000000001e-05));
   // fused loop over [16, 1]:
   //   add  (prelude.model:80:26)  [register]
   //   rsqrt  (prelude.model:80:21)
@@ -704,16 +704,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 243440)[i0 * 1] + (A + 243456)[0];
+        const T v0 = (A + 848)[i0 * 1] + (A + 864)[0];
         const T v1 = T(1) / std::sqrt(v0);
-        (A + 243488)[i0 * 1 + i1 * 1] = v1;
+        (A + 880)[i0 * 1 + i1 * 1] = v1;
       }
   // mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 243504)[i0 * 32 + i1 * 1] = (A + 242416)[i0 * 32 + i1 * 1] * (A + 243488)[i0 * 1];
+        (A + 95200)[i0 * 32 + i1 * 1] = (A + 95712)[i0 * 32 + i1 * 1] * (A + 880)[i0 * 1];
       }
   // param %ln.weight  (prelude.model:73:3)
   // mul  (prelude.model:80:33)
@@ -721,7 +721,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 244048)[i0 * 32 + i1 * 1] = (A + 243504)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 96224)[i0 * 32 + i1 * 1] = (A + 95200)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
       }
   // param %ln.bias  (prelude.model:74:3)
   // add %z  (prelude.model:80:42)
@@ -729,7 +729,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 244592)[i0 * 32 + i1 * 1] = (A + 244048)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
+        (A + 96736)[i0 * 32 + i1 * 1] = (A + 96224)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
       }
   // param %fc.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
@@ -737,10 +737,10 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 245616)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
+        (A + 96224)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 244592), 32, sf_[10].data(), 32, T(0), (A + 246128), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 96736), 32, sf_[10].data(), 32, T(0), (A + 97248), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
   // fused loop over [16, 16]:
   //   add  (prelude.model:10:34)
@@ -749,10 +749,10 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 246128)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        (A + 246400)[i0 * 16 + i1 * 1] = v0;
+        const T v0 = (A + 97248)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        (A + 97504)[i0 * 16 + i1 * 1] = v0;
         const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 246656)[i0 * 16 + i1 * 1] = v1;
+        (A + 97760)[i0 * 16 + i1 * 1] = v1;
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
@@ -760,96 +760,96 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 246928)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 16];
+        (A + 848)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 16];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 246656), 16, sf_[12].data(), 16, T(0), (A + 246944), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 97760), 16, sf_[12].data(), 16, T(0), (A + 864), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 246976)[i0 * 1 + i1 * 1] = (A + 246944)[i0 * 1] + sf_[13].data()[0];
+        (A + 896)[i0 * 1 + i1 * 1] = (A + 864)[i0 * 1] + sf_[13].data()[0];
       }
   // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 246976)[k] - (A + 320)[k]; s += d * d; } (A + 246992)[0] = s / T(16); }
+  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 896)[k] - (A + 320)[k]; s += d * d; } (A + 864)[0] = s / T(16); }
   // output  (lstm2_layernorm.model:22:3)
   // loss  (lstm2_layernorm.model:17:1)
-  loss = double((A + 246992)[0]);
+  loss = double((A + 864)[0]);
   // const  (lstm2_layernorm.model:17:1)
-  std::fill_n((A + 247008), 1, T(1));
+  std::fill_n((A + 864), 1, T(1));
   // sub  (lstm2_layernorm.model:21:13)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 247024)[i0 * 1 + i1 * 1] = (A + 246976)[i0 * 1] - (A + 320)[i0 * 1];
+        (A + 912)[i0 * 1 + i1 * 1] = (A + 896)[i0 * 1] - (A + 320)[i0 * 1];
       }
   // const  (lstm2_layernorm.model:21:13)
-  std::fill_n((A + 247040), 1, T(0.125));
+  std::fill_n((A + 320), 1, T(0.125));
   // mul  (lstm2_layernorm.model:21:13)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 247056)[i0 * 1 + i1 * 1] = (A + 247024)[i0 * 1] * (A + 247040)[0];
+        (A + 896)[i0 * 1 + i1 * 1] = (A + 912)[i0 * 1] * (A + 320)[0];
       }
   // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 247072), 1, T(0));
+  std::fill_n((A + 320), 1, T(0));
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 247072)[0] += (A + 247056)[i];
+    (A + 320)[0] += (A + 896)[i];
   }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 1, T(1), (A + 247056), 1, (A + 246928), 1, T(0), (A + 247104), 16, threads());
+  gemm(false, true, 16, 16, 1, T(1), (A + 896), 1, (A + 848), 1, T(0), (A + 97248), 16, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 16, 1, 16, T(1), (A + 246656), 16, (A + 247056), 1, T(0), (A + 247616), 1, threads());
+  gemm(true, false, 16, 1, 16, T(1), (A + 97760), 16, (A + 896), 1, T(0), (A + 848), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 247632)[i0 * 16 + i1 * 1] = (A + 247616)[i0 * 1 + i1 * 1];
+        (A + 896)[i0 * 16 + i1 * 1] = (A + 848)[i0 * 1 + i1 * 1];
       }
   // const  (lstm2_layernorm.model:20:19)
-  std::fill_n((A + 247648), 1, T(0));
+  std::fill_n((A + 848), 1, T(0));
   // fused loop over [16, 16]:
   //   cmp_gt  (lstm2_layernorm.model:20:19)  [register]
   //   mul  (lstm2_layernorm.model:20:19)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = T((A + 246400)[i] > (A + 247648)[0]);
-    const T v1 = (A + 247104)[i] * v0;
-    (A + 247920)[i] = v1;
+    const T v0 = T((A + 97504)[i] > (A + 848)[0]);
+    const T v1 = (A + 97248)[i] * v0;
+    (A + 97760)[i] = v1;
   }
   // sum %d.fc.bias  (prelude.model:10:34)
-  std::fill_n((A + 248176), 16, T(0));
+  std::fill_n((A + 848), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 248176)[i1 * 1] += (A + 247920)[i0 * 16 + i1 * 1];
+        (A + 848)[i1 * 1] += (A + 97760)[i0 * 16 + i1 * 1];
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 32, 16, T(1), (A + 247920), 16, (A + 245616), 16, T(0), (A + 248704), 32, threads());
+  gemm(false, true, 16, 32, 16, T(1), (A + 97760), 16, (A + 96224), 16, T(0), (A + 96224), 32, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 32, 16, 16, T(1), (A + 244592), 32, (A + 247920), 16, T(0), (A + 249728), 16, threads());
+  gemm(true, false, 32, 16, 16, T(1), (A + 96736), 32, (A + 97760), 16, T(0), (A + 96736), 16, threads());
   // transpose %d.fc.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 250240)[i0 * 32 + i1 * 1] = (A + 249728)[i0 * 1 + i1 * 16];
+        (A + 97248)[i0 * 32 + i1 * 1] = (A + 96736)[i0 * 1 + i1 * 16];
       }
   // sum %d.ln.bias  (prelude.model:80:42)
-  std::fill_n((A + 250752), 32, T(0));
+  std::fill_n((A + 912), 32, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 250752)[i1 * 1] += (A + 248704)[i0 * 32 + i1 * 1];
+        (A + 912)[i1 * 1] += (A + 96224)[i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32]:
   //   mul  (prelude.model:80:33)
@@ -858,17 +858,17 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 248704)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 250784)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 248704)[i0 * 32 + i1 * 1] * (A + 243504)[i0 * 32 + i1 * 1];
-        (A + 251296)[i0 * 32 + i1 * 1] = v1;
+        const T v0 = (A + 96224)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 96736)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 96224)[i0 * 32 + i1 * 1] * (A + 95200)[i0 * 32 + i1 * 1];
+        (A + 97760)[i0 * 32 + i1 * 1] = v1;
       }
   // sum %d.ln.weight  (prelude.model:80:33)
-  std::fill_n((A + 251808), 32, T(0));
+  std::fill_n((A + 944), 32, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 251808)[i1 * 1] += (A + 251296)[i0 * 32 + i1 * 1];
+        (A + 944)[i1 * 1] += (A + 97760)[i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32]:
   //   mul  (prelude.model:80:14)
@@ -877,22 +877,22 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 250784)[i0 * 32 + i1 * 1] * (A + 243488)[i0 * 1];
-        (A + 251840)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 250784)[i0 * 32 + i1 * 1] * (A + 242416)[i0 * 32 + i1 * 1];
-        (A + 252352)[i0 * 32 + i1 * 1] = v1;
+        const T v0 = (A + 96736)[i0 * 32 + i1 * 1] * (A + 880)[i0 * 1];
+        (A + 95200)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 96736)[i0 * 32 + i1 * 1] * (A + 95712)[i0 * 32 + i1 * 1];
+        (A + 96224)[i0 * 32 + i1 * 1] = v1;
       }
   // sum  (prelude.model:80:14)
-  std::fill_n((A + 252864), 16, T(0));
+  std::fill_n((A + 13264), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 252864)[i0 * 1] += (A + 252352)[i0 * 32 + i1 * 1];
+        (A + 13264)[i0 * 1] += (A + 96224)[i0 * 32 + i1 * 1];
       }
   // reshape  (prelude.model:80:14)
   // (a view of its operand)
   // const  (prelude.model:80:21)
-  std::fill_n((A + 252896), 1, T(-0.5));
+  std::fill_n((A + 96224), 1, T(-0.5));
   // fused loop over [16, 1]:
   //   mul  (prelude.model:80:21)  [register]
   //   mul  (prelude.model:80:21)  [register]
@@ -902,20 +902,20 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 252864)[i0 * 1] * (A + 252896)[0];
-        const T v1 = (A + 243488)[i0 * 1] * (A + 243488)[i0 * 1];
-        const T v2 = (A + 243488)[i0 * 1] * v1;
+        const T v0 = (A + 13264)[i0 * 1] * (A + 96224)[0];
+        const T v1 = (A + 880)[i0 * 1] * (A + 880)[i0 * 1];
+        const T v2 = (A + 880)[i0 * 1] * v1;
         const T v3 = v0 * v2;
-        (A + 252960)[i0 * 1 + i1 * 1] = v3;
+        (A + 96240)[i0 * 1 + i1 * 1] = v3;
       }
   // const  (prelude.model:79:15)
-  std::fill_n((A + 252976), 1, T(0.03125));
+  std::fill_n((A + 880), 1, T(0.03125));
   // mul  (prelude.model:79:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 252992)[i0 * 1 + i1 * 1] = (A + 252960)[i0 * 1] * (A + 252976)[0];
+        (A + 13264)[i0 * 1 + i1 * 1] = (A + 96240)[i0 * 1] * (A + 880)[0];
       }
   // fused loop over [16, 32]:
   //   broadcast_to  (prelude.model:79:15)  [register]
@@ -927,20 +927,20 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 252992)[i0 * 1];
-        const T v1 = v0 * (A + 242416)[i0 * 32 + i1 * 1];
-        const T v2 = (A + 251840)[i0 * 32 + i1 * 1] + v1;
+        const T v0 = (A + 13264)[i0 * 1];
+        const T v1 = v0 * (A + 95712)[i0 * 32 + i1 * 1];
+        const T v2 = (A + 95200)[i0 * 32 + i1 * 1] + v1;
         const T v3 = v2 + v1;
-        (A + 254544)[i0 * 32 + i1 * 1] = v3;
+        (A + 96224)[i0 * 32 + i1 * 1] = v3;
         const T v4 = -v3;
-        (A + 255056)[i0 * 32 + i1 * 1] = v4;
+        (A + 96736)[i0 * 32 + i1 * 1] = v4;
       }
   // sum  (prelude.model:78:11)
-  std::fill_n((A + 255568), 16, T(0));
+  std::fill_n((A + 13264), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 255568)[i0 * 1] += (A + 255056)[i0 * 32 + i1 * 1];
+        (A + 13264)[i0 * 1] += (A + 96736)[i0 * 32 + i1 * 1];
       }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -949,7 +949,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 255600)[i0 * 1 + i1 * 1] = (A + 255568)[i0 * 1] * (A + 252976)[0];
+        (A + 95200)[i0 * 1 + i1 * 1] = (A + 13264)[i0 * 1] * (A + 880)[0];
       }
   // fused loop over [16, 32]:
   //   broadcast_to  (prelude.model:77:14)  [register]
@@ -958,61 +958,61 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 255600)[i0 * 1];
-        const T v1 = (A + 254544)[i0 * 32 + i1 * 1] + v0;
-        (A + 256128)[i0 * 32 + i1 * 1] = v1;
+        const T v0 = (A + 95200)[i0 * 1];
+        const T v1 = (A + 96224)[i0 * 32 + i1 * 1] + v0;
+        (A + 95216)[i0 * 32 + i1 * 1] = v1;
       }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // pad  (lstm2_layernorm.model:19:15)
-  std::fill_n((A + 257152), 10240, T(0));
+  std::fill_n((A + 97760), 10240, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 257152)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 256128)[i0 * 32 + i1 * 32 + i2 * 1];
+          (A + 97760)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 95216)[i0 * 32 + i1 * 32 + i2 * 1];
         }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 267392), 4096, T(0));
+  std::fill_n((A + 108000), 4096, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 271488), 128, T(0));
+  std::fill_n((A + 95200), 128, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 271616), 4096, T(0));
+  std::fill_n((A + 185824), 4096, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 308224));
-  std::copy_n((A + 336), 512, (A + 308736));
-  std::copy_n((A + 267392), 4096, (A + 309248));
-  std::copy_n((A + 271488), 128, (A + 313344));
-  std::copy_n((A + 267392), 4096, (A + 313472));
-  std::copy_n((A + 271488), 128, (A + 317568));
-  std::copy_n((A + 271616), 4096, (A + 317696));
-  std::copy_n((A + 271616), 4096, (A + 321792));
+  std::copy_n((A + 336), 512, (A + 194528));
+  std::copy_n((A + 336), 512, (A + 195040));
+  std::copy_n((A + 108000), 4096, (A + 195552));
+  std::copy_n((A + 95200), 128, (A + 199648));
+  std::copy_n((A + 108000), 4096, (A + 199776));
+  std::copy_n((A + 95200), 128, (A + 203872));
+  std::copy_n((A + 185824), 4096, (A + 204000));
+  std::copy_n((A + 185824), 4096, (A + 208096));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 257152) + (o * 20 + t) * 32, 32, (A + 303616) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 142816) + (o * 20 + t) * 32, 32, (A + 304128) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 153056) + (o * 20 + t) * 32, 32, (A + 304640) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 163296) + (o * 20 + t) * 32, 32, (A + 305152) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 173536) + (o * 20 + t) * 32, 32, (A + 305664) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 183776) + (o * 20 + t) * 32, 32, (A + 306176) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 194016) + (o * 20 + t) * 32, 32, (A + 306688) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 204256) + (o * 20 + t) * 32, 32, (A + 307200) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 10576) + (o * 20 + t) * 32, 32, (A + 307712) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97760) + (o * 20 + t) * 32, 32, (A + 189920) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 114144) + (o * 20 + t) * 32, 32, (A + 190432) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 124384) + (o * 20 + t) * 32, 32, (A + 190944) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 134624) + (o * 20 + t) * 32, 32, (A + 191456) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 144864) + (o * 20 + t) * 32, 32, (A + 191968) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 155104) + (o * 20 + t) * 32, 32, (A + 192480) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 165344) + (o * 20 + t) * 32, 32, (A + 192992) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 175584) + (o * 20 + t) * 32, 32, (A + 193504) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13280) + (o * 20 + t) * 32, 32, (A + 194016) + o * 32);
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)
     //   mul  (prelude.model:36:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 308224)[i] + (A + 303616)[i];
-      const T v1 = v0 * (A + 304128)[i];
-      (A + 334592)[i] = v1;
-      const T v2 = v0 * (A + 304640)[i];
-      (A + 335104)[i] = v2;
+      const T v0 = (A + 194528)[i] + (A + 189920)[i];
+      const T v1 = v0 * (A + 190432)[i];
+      (A + 212192)[i] = v1;
+      const T v2 = v0 * (A + 190944)[i];
+      (A + 212704)[i] = v2;
     }
     // const  (prelude.model:36:21)
-    std::fill_n((A + 335616), 1, T(1));
+    std::fill_n((A + 213216), 1, T(1));
     // fused loop over [16, 32]:
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
@@ -1027,30 +1027,30 @@ private:
     //   mul  (prelude.model:34:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 304128)[i] * (A + 304128)[i];
-      const T v1 = (A + 335616)[0] - v0;
-      const T v2 = (A + 335104)[i] * v1;
-      const T v3 = (A + 308736)[i] + v2;
-      const T v4 = v3 * (A + 305152)[i];
-      (A + 337680)[i] = v4;
-      const T v5 = v3 * (A + 305664)[i];
-      (A + 338192)[i] = v5;
-      const T v6 = v3 * (A + 306176)[i];
-      (A + 338704)[i] = v6;
-      const T v7 = v3 * (A + 306688)[i];
-      (A + 339216)[i] = v7;
-      const T v8 = (A + 335616)[0] - (A + 304640)[i];
-      const T v9 = (A + 304640)[i] * v8;
-      const T v10 = (A + 334592)[i] * v9;
-      (A + 340752)[i] = v10;
+      const T v0 = (A + 190432)[i] * (A + 190432)[i];
+      const T v1 = (A + 213216)[0] - v0;
+      const T v2 = (A + 212704)[i] * v1;
+      const T v3 = (A + 195040)[i] + v2;
+      const T v4 = v3 * (A + 191456)[i];
+      (A + 213232)[i] = v4;
+      const T v5 = v3 * (A + 191968)[i];
+      (A + 213744)[i] = v5;
+      const T v6 = v3 * (A + 192480)[i];
+      (A + 214256)[i] = v6;
+      const T v7 = v3 * (A + 192992)[i];
+      (A + 214768)[i] = v7;
+      const T v8 = (A + 213216)[0] - (A + 190944)[i];
+      const T v9 = (A + 190944)[i] * v8;
+      const T v10 = (A + 212192)[i] * v9;
+      (A + 215280)[i] = v10;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 341264), 2048, T(0));
+    std::fill_n((A + 215792), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 341264)[96 + i0 * 128 + i1 * 1] = (A + 340752)[i0 * 32 + i1 * 1];
+          (A + 215792)[96 + i0 * 128 + i1 * 1] = (A + 215280)[i0 * 32 + i1 * 1];
         }
     // fused loop over [16, 32]:
     //   mul  (prelude.model:33:17)  [register]
@@ -1058,23 +1058,23 @@ private:
     //   mul  (prelude.model:33:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 305152)[i] * (A + 305152)[i];
-      const T v1 = (A + 335616)[0] - v0;
-      const T v2 = (A + 338192)[i] * v1;
-      (A + 344336)[i] = v2;
+      const T v0 = (A + 191456)[i] * (A + 191456)[i];
+      const T v1 = (A + 213216)[0] - v0;
+      const T v2 = (A + 213744)[i] * v1;
+      (A + 212192)[i] = v2;
     }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 344848), 2048, T(0));
+    std::fill_n((A + 217840), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 344848)[64 + i0 * 128 + i1 * 1] = (A + 344336)[i0 * 32 + i1 * 1];
+          (A + 217840)[64 + i0 * 128 + i1 * 1] = (A + 212192)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:33:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 346896)[i] = (A + 341264)[i] + (A + 344848)[i];
+      (A + 219888)[i] = (A + 215792)[i] + (A + 217840)[i];
     }
     // fused loop over [16, 32]:
     //   sub  (prelude.model:32:20)  [register]
@@ -1082,23 +1082,23 @@ private:
     //   mul  (prelude.model:32:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 335616)[0] - (A + 306688)[i];
-      const T v1 = (A + 306688)[i] * v0;
-      const T v2 = (A + 338704)[i] * v1;
-      (A + 349968)[i] = v2;
+      const T v0 = (A + 213216)[0] - (A + 192992)[i];
+      const T v1 = (A + 192992)[i] * v0;
+      const T v2 = (A + 214256)[i] * v1;
+      (A + 212192)[i] = v2;
     }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 350480), 2048, T(0));
+    std::fill_n((A + 215280), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 350480)[32 + i0 * 128 + i1 * 1] = (A + 349968)[i0 * 32 + i1 * 1];
+          (A + 215280)[32 + i0 * 128 + i1 * 1] = (A + 212192)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:32:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 352528)[i] = (A + 346896)[i] + (A + 350480)[i];
+      (A + 217328)[i] = (A + 219888)[i] + (A + 215280)[i];
     }
     // fused loop over [16, 32]:
     //   sub  (prelude.model:31:20)  [register]
@@ -1106,79 +1106,79 @@ private:
     //   mul  (prelude.model:31:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 335616)[0] - (A + 305664)[i];
-      const T v1 = (A + 305664)[i] * v0;
-      const T v2 = (A + 337680)[i] * v1;
-      (A + 355600)[i] = v2;
+      const T v0 = (A + 213216)[0] - (A + 191968)[i];
+      const T v1 = (A + 191968)[i] * v0;
+      const T v2 = (A + 213232)[i] * v1;
+      (A + 212192)[i] = v2;
     }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 356112), 2048, T(0));
+    std::fill_n((A + 212704), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 356112)[0 + i0 * 128 + i1 * 1] = (A + 355600)[i0 * 32 + i1 * 1];
+          (A + 212704)[0 + i0 * 128 + i1 * 1] = (A + 212192)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 358160)[i] = (A + 352528)[i] + (A + 356112)[i];
+      (A + 215280)[i] = (A + 217328)[i] + (A + 212704)[i];
     }
     // sum  (prelude.model:30:95)
-    std::fill_n((A + 360208), 128, T(0));
+    std::fill_n((A + 212192), 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 360208)[i1 * 1] += (A + 358160)[i0 * 128 + i1 * 1];
+          (A + 212192)[i1 * 1] += (A + 215280)[i0 * 128 + i1 * 1];
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 358160), 128, (A + 127456), 128, T(0), (A + 364432), 32, threads());
+    gemm(false, true, 16, 32, 128, T(1), (A + 215280), 128, (A + 9168), 128, T(0), (A + 212320), 32, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 32, 128, 16, T(1), (A + 307200), 32, (A + 358160), 128, T(0), (A + 365456), 128, threads());
+    gemm(true, false, 32, 128, 16, T(1), (A + 193504), 32, (A + 215280), 128, T(0), (A + 217328), 128, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(false, true, 16, 32, 128, T(1), (A + 358160), 128, (A + 123360), 128, T(0), (A + 373648), 32, threads());
+    gemm(false, true, 16, 32, 128, T(1), (A + 215280), 128, (A + 5072), 128, T(0), (A + 212832), 32, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 32, 128, 16, T(1), (A + 307712), 32, (A + 358160), 128, T(0), (A + 374672), 128, threads());
+    gemm(true, false, 32, 128, 16, T(1), (A + 194016), 32, (A + 215280), 128, T(0), (A + 221424), 128, threads());
     // fused loop over [128]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
-      const T v0 = (A + 313344)[i] + (A + 360208)[i];
-      (A + 378768)[i] = v0;
-      const T v1 = (A + 317568)[i] + (A + 360208)[i];
-      (A + 378896)[i] = v1;
+      const T v0 = (A + 199648)[i] + (A + 212192)[i];
+      (A + 213344)[i] = v0;
+      const T v1 = (A + 203872)[i] + (A + 212192)[i];
+      (A + 213472)[i] = v1;
     }
     // fused loop over [32, 128]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 4096; ++i) {
-      const T v0 = (A + 317696)[i] + (A + 374672)[i];
-      (A + 379024)[i] = v0;
-      const T v1 = (A + 321792)[i] + (A + 365456)[i];
-      (A + 383120)[i] = v1;
+      const T v0 = (A + 204000)[i] + (A + 221424)[i];
+      (A + 225520)[i] = v0;
+      const T v1 = (A + 208096)[i] + (A + 217328)[i];
+      (A + 229616)[i] = v1;
     }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 373648) + o * 32, 32, (A + 293376) + (o * 20 + t) * 32);
-    std::copy_n((A + 364432), 512, (A + 308224));
-    std::copy_n((A + 339216), 512, (A + 308736));
-    std::copy_n((A + 378768), 128, (A + 313344));
-    std::copy_n((A + 378896), 128, (A + 317568));
-    std::copy_n((A + 379024), 4096, (A + 317696));
-    std::copy_n((A + 383120), 4096, (A + 321792));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 212832) + o * 32, 32, (A + 250096) + (o * 20 + t) * 32);
+    std::copy_n((A + 212320), 512, (A + 194528));
+    std::copy_n((A + 214768), 512, (A + 195040));
+    std::copy_n((A + 213344), 128, (A + 199648));
+    std::copy_n((A + 213472), 128, (A + 203872));
+    std::copy_n((A + 225520), 4096, (A + 204000));
+    std::copy_n((A + 229616), 4096, (A + 208096));
   }
-  std::copy_n((A + 308224), 512, (A + 275712));
-  std::copy_n((A + 308736), 512, (A + 276224));
-  std::copy_n((A + 309248), 4096, (A + 276736));
-  std::copy_n((A + 313344), 128, (A + 280832));
-  std::copy_n((A + 313472), 4096, (A + 280960));
-  std::copy_n((A + 317568), 128, (A + 285056));
-  std::copy_n((A + 317696), 4096, (A + 285184));
-  std::copy_n((A + 321792), 4096, (A + 289280));
+  std::copy_n((A + 194528), 512, (A + 95328));
+  std::copy_n((A + 195040), 512, (A + 95840));
+  std::copy_n((A + 195552), 4096, (A + 233712));
+  std::copy_n((A + 199648), 128, (A + 96352));
+  std::copy_n((A + 199776), 4096, (A + 237808));
+  std::copy_n((A + 203872), 128, (A + 96480));
+  std::copy_n((A + 204000), 4096, (A + 241904));
+  std::copy_n((A + 208096), 4096, (A + 246000));
   // fused loop over [128, 32]:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l1  (prelude.model:30:78)
@@ -1188,51 +1188,51 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 289280)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 280960)[i0 * 32 + i1 * 1] + v0;
-        (A + 391312)[i0 * 32 + i1 * 1] = v1;
-        const T v2 = (A + 285184)[i0 * 1 + i1 * 128];
-        const T v3 = (A + 276736)[i0 * 32 + i1 * 1] + v2;
-        (A + 399504)[i0 * 32 + i1 * 1] = v3;
+        const T v0 = (A + 246000)[i0 * 1 + i1 * 128];
+        const T v1 = (A + 237808)[i0 * 32 + i1 * 1] + v0;
+        (A + 5072)[i0 * 32 + i1 * 1] = v1;
+        const T v2 = (A + 241904)[i0 * 1 + i1 * 128];
+        const T v3 = (A + 233712)[i0 * 32 + i1 * 1] + v2;
+        (A + 9168)[i0 * 32 + i1 * 1] = v3;
       }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 403600), 128, T(0));
+  std::fill_n((A + 13264), 128, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 403728), 128, T(0));
+  std::fill_n((A + 13392), 128, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 417696));
-  std::copy_n((A + 336), 512, (A + 418208));
-  std::copy_n((A + 403600), 128, (A + 418720));
-  std::copy_n((A + 271488), 128, (A + 418848));
-  std::copy_n((A + 267392), 4096, (A + 418976));
-  std::copy_n((A + 271488), 128, (A + 423072));
-  std::copy_n((A + 403728), 128, (A + 423200));
-  std::copy_n((A + 271616), 4096, (A + 423328));
+  std::copy_n((A + 336), 512, (A + 116208));
+  std::copy_n((A + 336), 512, (A + 116720));
+  std::copy_n((A + 13264), 128, (A + 117232));
+  std::copy_n((A + 95200), 128, (A + 117360));
+  std::copy_n((A + 108000), 4096, (A + 117488));
+  std::copy_n((A + 95200), 128, (A + 121584));
+  std::copy_n((A + 13392), 128, (A + 121712));
+  std::copy_n((A + 185824), 4096, (A + 121840));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 293376) + (o * 20 + t) * 32, 32, (A + 413584) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 20816) + (o * 20 + t) * 32, 32, (A + 414096) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 31056) + (o * 20 + t) * 32, 32, (A + 414608) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 41296) + (o * 20 + t) * 32, 32, (A + 415120) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 51536) + (o * 20 + t) * 32, 32, (A + 415632) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61776) + (o * 20 + t) * 32, 32, (A + 416144) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 72016) + (o * 20 + t) * 32, 32, (A + 416656) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 82256) + (o * 20 + t) * 32, 32, (A + 417168) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 417680) + o * 1);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 250096) + (o * 20 + t) * 32, 32, (A + 112096) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 23520) + (o * 20 + t) * 32, 32, (A + 112608) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 33760) + (o * 20 + t) * 32, 32, (A + 113120) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44000) + (o * 20 + t) * 32, 32, (A + 113632) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 54240) + (o * 20 + t) * 32, 32, (A + 114144) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 64480) + (o * 20 + t) * 32, 32, (A + 114656) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 74720) + (o * 20 + t) * 32, 32, (A + 115168) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 84960) + (o * 20 + t) * 32, 32, (A + 115680) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 116192) + o * 1);
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)
     //   mul  (prelude.model:36:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 417696)[i] + (A + 413584)[i];
-      const T v1 = v0 * (A + 414096)[i];
-      (A + 432032)[i] = v1;
-      const T v2 = v0 * (A + 414608)[i];
-      (A + 432544)[i] = v2;
+      const T v0 = (A + 116208)[i] + (A + 112096)[i];
+      const T v1 = v0 * (A + 112608)[i];
+      (A + 125936)[i] = v1;
+      const T v2 = v0 * (A + 113120)[i];
+      (A + 126448)[i] = v2;
     }
     // const  (prelude.model:36:21)
-    std::fill_n((A + 433056), 1, T(1));
+    std::fill_n((A + 126960), 1, T(1));
     // fused loop over [16, 32]:
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
@@ -1247,30 +1247,30 @@ private:
     //   mul  (prelude.model:34:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 414096)[i] * (A + 414096)[i];
-      const T v1 = (A + 433056)[0] - v0;
-      const T v2 = (A + 432544)[i] * v1;
-      const T v3 = (A + 418208)[i] + v2;
-      const T v4 = v3 * (A + 415120)[i];
-      (A + 435120)[i] = v4;
-      const T v5 = v3 * (A + 415632)[i];
-      (A + 435632)[i] = v5;
-      const T v6 = v3 * (A + 416144)[i];
-      (A + 436144)[i] = v6;
-      const T v7 = v3 * (A + 416656)[i];
-      (A + 436656)[i] = v7;
-      const T v8 = (A + 433056)[0] - (A + 414608)[i];
-      const T v9 = (A + 414608)[i] * v8;
-      const T v10 = (A + 432032)[i] * v9;
-      (A + 438192)[i] = v10;
+      const T v0 = (A + 112608)[i] * (A + 112608)[i];
+      const T v1 = (A + 126960)[0] - v0;
+      const T v2 = (A + 126448)[i] * v1;
+      const T v3 = (A + 116720)[i] + v2;
+      const T v4 = v3 * (A + 113632)[i];
+      (A + 126976)[i] = v4;
+      const T v5 = v3 * (A + 114144)[i];
+      (A + 127488)[i] = v5;
+      const T v6 = v3 * (A + 114656)[i];
+      (A + 128000)[i] = v6;
+      const T v7 = v3 * (A + 115168)[i];
+      (A + 128512)[i] = v7;
+      const T v8 = (A + 126960)[0] - (A + 113120)[i];
+      const T v9 = (A + 113120)[i] * v8;
+      const T v10 = (A + 125936)[i] * v9;
+      (A + 129024)[i] = v10;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 438704), 2048, T(0));
+    std::fill_n((A + 129536), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 438704)[96 + i0 * 128 + i1 * 1] = (A + 438192)[i0 * 32 + i1 * 1];
+          (A + 129536)[96 + i0 * 128 + i1 * 1] = (A + 129024)[i0 * 32 + i1 * 1];
         }
     // fused loop over [16, 32]:
     //   mul  (prelude.model:33:17)  [register]
@@ -1278,23 +1278,23 @@ private:
     //   mul  (prelude.model:33:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 415120)[i] * (A + 415120)[i];
-      const T v1 = (A + 433056)[0] - v0;
-      const T v2 = (A + 435632)[i] * v1;
-      (A + 441776)[i] = v2;
+      const T v0 = (A + 113632)[i] * (A + 113632)[i];
+      const T v1 = (A + 126960)[0] - v0;
+      const T v2 = (A + 127488)[i] * v1;
+      (A + 125936)[i] = v2;
     }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 442288), 2048, T(0));
+    std::fill_n((A + 131584), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 442288)[64 + i0 * 128 + i1 * 1] = (A + 441776)[i0 * 32 + i1 * 1];
+          (A + 131584)[64 + i0 * 128 + i1 * 1] = (A + 125936)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:33:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 444336)[i] = (A + 438704)[i] + (A + 442288)[i];
+      (A + 133632)[i] = (A + 129536)[i] + (A + 131584)[i];
     }
     // fused loop over [16, 32]:
     //   sub  (prelude.model:32:20)  [register]
@@ -1302,23 +1302,23 @@ private:
     //   mul  (prelude.model:32:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 433056)[0] - (A + 416656)[i];
-      const T v1 = (A + 416656)[i] * v0;
-      const T v2 = (A + 436144)[i] * v1;
-      (A + 447408)[i] = v2;
+      const T v0 = (A + 126960)[0] - (A + 115168)[i];
+      const T v1 = (A + 115168)[i] * v0;
+      const T v2 = (A + 128000)[i] * v1;
+      (A + 125936)[i] = v2;
     }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 447920), 2048, T(0));
+    std::fill_n((A + 129024), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 447920)[32 + i0 * 128 + i1 * 1] = (A + 447408)[i0 * 32 + i1 * 1];
+          (A + 129024)[32 + i0 * 128 + i1 * 1] = (A + 125936)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:32:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 449968)[i] = (A + 444336)[i] + (A + 447920)[i];
+      (A + 131072)[i] = (A + 133632)[i] + (A + 129024)[i];
     }
     // fused loop over [16, 32]:
     //   sub  (prelude.model:31:20)  [register]
@@ -1326,77 +1326,77 @@ private:
     //   mul  (prelude.model:31:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 433056)[0] - (A + 415632)[i];
-      const T v1 = (A + 415632)[i] * v0;
-      const T v2 = (A + 435120)[i] * v1;
-      (A + 453040)[i] = v2;
+      const T v0 = (A + 126960)[0] - (A + 114144)[i];
+      const T v1 = (A + 114144)[i] * v0;
+      const T v2 = (A + 126976)[i] * v1;
+      (A + 125936)[i] = v2;
     }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 453552), 2048, T(0));
+    std::fill_n((A + 126448), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 453552)[0 + i0 * 128 + i1 * 1] = (A + 453040)[i0 * 32 + i1 * 1];
+          (A + 126448)[0 + i0 * 128 + i1 * 1] = (A + 125936)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 455600)[i] = (A + 449968)[i] + (A + 453552)[i];
+      (A + 129024)[i] = (A + 131072)[i] + (A + 126448)[i];
     }
     // sum  (prelude.model:30:95)
-    std::fill_n((A + 457648), 128, T(0));
+    std::fill_n((A + 125936), 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 457648)[i1 * 1] += (A + 455600)[i0 * 128 + i1 * 1];
+          (A + 125936)[i1 * 1] += (A + 129024)[i0 * 128 + i1 * 1];
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 455600), 128, (A + 5456), 128, T(0), (A + 461872), 32, threads());
+    gemm(false, true, 16, 32, 128, T(1), (A + 129024), 128, (A + 976), 128, T(0), (A + 126064), 32, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 32, 128, 16, T(1), (A + 417168), 32, (A + 455600), 128, T(0), (A + 462896), 128, threads());
+    gemm(true, false, 32, 128, 16, T(1), (A + 115680), 32, (A + 129024), 128, T(0), (A + 131072), 128, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 128, 16, T(1), (A + 417680), 1, (A + 455600), 128, T(0), (A + 467008), 128, threads());
+    gemm(true, false, 1, 128, 16, T(1), (A + 116192), 1, (A + 129024), 128, T(0), (A + 126576), 128, threads());
     // fused loop over [128]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
-      const T v0 = (A + 418848)[i] + (A + 457648)[i];
-      (A + 467136)[i] = v0;
-      const T v1 = (A + 423072)[i] + (A + 457648)[i];
-      (A + 467264)[i] = v1;
+      const T v0 = (A + 117360)[i] + (A + 125936)[i];
+      (A + 126704)[i] = v0;
+      const T v1 = (A + 121584)[i] + (A + 125936)[i];
+      (A + 126832)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 467392)[i0 * 128 + i1 * 1] = (A + 423200)[i1 * 1] + (A + 467008)[i1 * 1];
+          (A + 125936)[i0 * 128 + i1 * 1] = (A + 121712)[i1 * 1] + (A + 126576)[i1 * 1];
         }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 4096; ++i) {
-      (A + 467520)[i] = (A + 423328)[i] + (A + 462896)[i];
+      (A + 135168)[i] = (A + 121840)[i] + (A + 131072)[i];
     }
-    std::copy_n((A + 461872), 512, (A + 417696));
-    std::copy_n((A + 436656), 512, (A + 418208));
-    std::copy_n((A + 467136), 128, (A + 418848));
-    std::copy_n((A + 467264), 128, (A + 423072));
-    std::copy_n((A + 467392), 128, (A + 423200));
-    std::copy_n((A + 467520), 4096, (A + 423328));
+    std::copy_n((A + 126064), 512, (A + 116208));
+    std::copy_n((A + 128512), 512, (A + 116720));
+    std::copy_n((A + 126704), 128, (A + 117360));
+    std::copy_n((A + 126832), 128, (A + 121584));
+    std::copy_n((A + 125936), 128, (A + 121712));
+    std::copy_n((A + 135168), 4096, (A + 121840));
   }
-  std::copy_n((A + 417696), 512, (A + 403856));
-  std::copy_n((A + 418208), 512, (A + 404368));
-  std::copy_n((A + 418720), 128, (A + 404880));
-  std::copy_n((A + 418848), 128, (A + 405008));
-  std::copy_n((A + 418976), 4096, (A + 405136));
-  std::copy_n((A + 423072), 128, (A + 409232));
-  std::copy_n((A + 423200), 128, (A + 409360));
-  std::copy_n((A + 423328), 4096, (A + 409488));
+  std::copy_n((A + 116208), 512, (A + 13520));
+  std::copy_n((A + 116720), 512, (A + 14032));
+  std::copy_n((A + 117232), 128, (A + 14544));
+  std::copy_n((A + 117360), 128, (A + 14672));
+  std::copy_n((A + 117488), 4096, (A + 14800));
+  std::copy_n((A + 121584), 128, (A + 18896));
+  std::copy_n((A + 121712), 128, (A + 19024));
+  std::copy_n((A + 121840), 4096, (A + 19152));
   // fused loop over [128, 32]:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
@@ -1404,9 +1404,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 409488)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 405136)[i0 * 32 + i1 * 1] + v0;
-        (A + 475712)[i0 * 32 + i1 * 1] = v1;
+        const T v0 = (A + 19152)[i0 * 1 + i1 * 128];
+        const T v1 = (A + 14800)[i0 * 32 + i1 * 1] + v0;
+        (A + 976)[i0 * 32 + i1 * 1] = v1;
       }
   // fused loop over [128, 1]:
   //   transpose  (prelude.model:30:31)  [register]
@@ -1415,363 +1415,363 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 409360)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 404880)[i0 * 1] + v0;
-        (A + 479936)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 19024)[i0 * 1 + i1 * 128];
+        const T v1 = (A + 14544)[i0 * 1] + v0;
+        (A + 0)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 479936), (A + 479936) + 128);
+  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 128);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 475712), (A + 475712) + 4096);
+  if (grads) (*grads)[1].assign((A + 976), (A + 976) + 4096);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 405008), (A + 405008) + 128);
+  if (grads) (*grads)[2].assign((A + 14672), (A + 14672) + 128);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 409232), (A + 409232) + 128);
+  if (grads) (*grads)[3].assign((A + 18896), (A + 18896) + 128);
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[4].assign((A + 399504), (A + 399504) + 4096);
+  if (grads) (*grads)[4].assign((A + 9168), (A + 9168) + 4096);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[5].assign((A + 391312), (A + 391312) + 4096);
+  if (grads) (*grads)[5].assign((A + 5072), (A + 5072) + 4096);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[6].assign((A + 280832), (A + 280832) + 128);
+  if (grads) (*grads)[6].assign((A + 96352), (A + 96352) + 128);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[7].assign((A + 285056), (A + 285056) + 128);
+  if (grads) (*grads)[7].assign((A + 96480), (A + 96480) + 128);
   // grad  (prelude.model:73:3)
-  if (grads) (*grads)[8].assign((A + 251808), (A + 251808) + 32);
+  if (grads) (*grads)[8].assign((A + 944), (A + 944) + 32);
   // grad  (prelude.model:74:3)
-  if (grads) (*grads)[9].assign((A + 250752), (A + 250752) + 32);
+  if (grads) (*grads)[9].assign((A + 912), (A + 912) + 32);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 250240), (A + 250240) + 512);
+  if (grads) (*grads)[10].assign((A + 97248), (A + 97248) + 512);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[11].assign((A + 248176), (A + 248176) + 16);
+  if (grads) (*grads)[11].assign((A + 848), (A + 848) + 16);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 247632), (A + 247632) + 16);
+  if (grads) (*grads)[12].assign((A + 896), (A + 896) + 16);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 247072), (A + 247072) + 1);
+  if (grads) (*grads)[13].assign((A + 320), (A + 320) + 1);
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 480064)[i0 * 1 + i1 * 1] = (A + 479936)[i0 * 1] * (A + 479936)[i0 * 1];
+        (A + 128)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
       }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 480192), 1, T(0));
+  std::fill_n((A + 256), 1, T(0));
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 480192)[0] += (A + 480064)[i];
+    (A + 256)[0] += (A + 128)[i];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 480208)[i] = (A + 475712)[i] * (A + 475712)[i];
+    (A + 14800)[i] = (A + 976)[i] * (A + 976)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 484304), 1, T(0));
+  std::fill_n((A + 128), 1, T(0));
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 484304)[0] += (A + 480208)[i];
+    (A + 128)[0] += (A + 14800)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 484320)[0] = (A + 480192)[0] + (A + 484304)[0];
+    (A + 144)[0] = (A + 256)[0] + (A + 128)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 484336)[i] = (A + 405008)[i] * (A + 405008)[i];
+    (A + 160)[i] = (A + 14672)[i] * (A + 14672)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 484464), 1, T(0));
+  std::fill_n((A + 128), 1, T(0));
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 484464)[0] += (A + 484336)[i];
+    (A + 128)[0] += (A + 160)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 484480)[0] = (A + 484320)[0] + (A + 484464)[0];
+    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 484496)[i] = (A + 409232)[i] * (A + 409232)[i];
+    (A + 176)[i] = (A + 18896)[i] * (A + 18896)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 484624), 1, T(0));
+  std::fill_n((A + 128), 1, T(0));
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 484624)[0] += (A + 484496)[i];
+    (A + 128)[0] += (A + 176)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 484640)[0] = (A + 484480)[0] + (A + 484624)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 484656)[i] = (A + 399504)[i] * (A + 399504)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 488752), 1, T(0));
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 488752)[0] += (A + 484656)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 488768)[0] = (A + 484640)[0] + (A + 488752)[0];
+    (A + 144)[0] = (A + 160)[0] + (A + 128)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 488784)[i] = (A + 391312)[i] * (A + 391312)[i];
+    (A + 14800)[i] = (A + 9168)[i] * (A + 9168)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 492880), 1, T(0));
+  std::fill_n((A + 128), 1, T(0));
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 492880)[0] += (A + 488784)[i];
+    (A + 128)[0] += (A + 14800)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 492896)[0] = (A + 488768)[0] + (A + 492880)[0];
+    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
+  }
+  // mul  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
+  for (int64_t i = 0; i < 4096; ++i) {
+    (A + 14800)[i] = (A + 5072)[i] * (A + 5072)[i];
+  }
+  // sum  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 128), 1, T(0));
+  for (int64_t i = 0; i < 4096; ++i) {
+    (A + 128)[0] += (A + 14800)[i];
+  }
+  // add  (lstm2_layernorm.model:25:1)
+  GRADC_IVDEP
+  for (int64_t i = 0; i < 1; ++i) {
+    (A + 144)[0] = (A + 160)[0] + (A + 128)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 492912)[i] = (A + 280832)[i] * (A + 280832)[i];
+    (A + 160)[i] = (A + 96352)[i] * (A + 96352)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 493040), 1, T(0));
+  std::fill_n((A + 128), 1, T(0));
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 493040)[0] += (A + 492912)[i];
+    (A + 128)[0] += (A + 160)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 493056)[0] = (A + 492896)[0] + (A + 493040)[0];
+    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 493072)[i] = (A + 285056)[i] * (A + 285056)[i];
+    (A + 176)[i] = (A + 96480)[i] * (A + 96480)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 493200), 1, T(0));
+  std::fill_n((A + 128), 1, T(0));
   for (int64_t i = 0; i < 128; ++i) {
-    (A + 493200)[0] += (A + 493072)[i];
+    (A + 128)[0] += (A + 176)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 493216)[0] = (A + 493056)[0] + (A + 493200)[0];
+    (A + 144)[0] = (A + 160)[0] + (A + 128)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 493232)[i] = (A + 251808)[i] * (A + 251808)[i];
+    (A + 160)[i] = (A + 944)[i] * (A + 944)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 493264), 1, T(0));
+  std::fill_n((A + 128), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 493264)[0] += (A + 493232)[i];
+    (A + 128)[0] += (A + 160)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 493280)[0] = (A + 493216)[0] + (A + 493264)[0];
+    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 493296)[i] = (A + 250752)[i] * (A + 250752)[i];
+    (A + 128)[i] = (A + 912)[i] * (A + 912)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 493328), 1, T(0));
+  std::fill_n((A + 176), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 493328)[0] += (A + 493296)[i];
+    (A + 176)[0] += (A + 128)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 493344)[0] = (A + 493280)[0] + (A + 493328)[0];
+    (A + 128)[0] = (A + 160)[0] + (A + 176)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 493360)[i] = (A + 250240)[i] * (A + 250240)[i];
+    (A + 336)[i] = (A + 97248)[i] * (A + 97248)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 493872), 1, T(0));
+  std::fill_n((A + 144), 1, T(0));
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 493872)[0] += (A + 493360)[i];
+    (A + 144)[0] += (A + 336)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 493888)[0] = (A + 493344)[0] + (A + 493872)[0];
+    (A + 160)[0] = (A + 128)[0] + (A + 144)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 493904)[i] = (A + 248176)[i] * (A + 248176)[i];
+    (A + 128)[i] = (A + 848)[i] * (A + 848)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 493920), 1, T(0));
+  std::fill_n((A + 144), 1, T(0));
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 493920)[0] += (A + 493904)[i];
+    (A + 144)[0] += (A + 128)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 493936)[0] = (A + 493888)[0] + (A + 493920)[0];
+    (A + 128)[0] = (A + 160)[0] + (A + 144)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 493952)[i0 * 16 + i1 * 1] = (A + 247632)[i1 * 1] * (A + 247632)[i1 * 1];
+        (A + 144)[i0 * 16 + i1 * 1] = (A + 896)[i1 * 1] * (A + 896)[i1 * 1];
       }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 493968), 1, T(0));
+  std::fill_n((A + 160), 1, T(0));
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 493968)[0] += (A + 493952)[i];
+    (A + 160)[0] += (A + 144)[i];
   }
   // add  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 493984)[0] = (A + 493936)[0] + (A + 493968)[0];
+    (A + 144)[0] = (A + 128)[0] + (A + 160)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 494000)[i] = (A + 247072)[0] * (A + 247072)[0];
+    (A + 128)[i] = (A + 320)[0] * (A + 320)[0];
   }
   // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 494016), 1, T(0));
+  std::fill_n((A + 160), 1, T(0));
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 494016)[0] += (A + 494000)[i];
+    (A + 160)[0] += (A + 128)[i];
   }
   // fused loop over []:
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   sqrt %grad_norm  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 493984)[0] + (A + 494016)[0];
+    const T v0 = (A + 144)[0] + (A + 160)[0];
     const T v1 = std::sqrt(v0);
-    (A + 494048)[0] = v1;
+    (A + 128)[0] = v1;
   }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 494064), 1, T(9.9999999999999995e-07));
+  std::fill_n((A + 144), 1, T(9.9999999999999995e-07));
   // fused loop over []:
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   minimum  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 494048)[0] + (A + 494064)[0];
-    const T v1 = (A + 247008)[0] / v0;
-    const T v2 = std::min(v1, (A + 247008)[0]);
-    (A + 494112)[0] = v2;
+    const T v0 = (A + 128)[0] + (A + 144)[0];
+    const T v1 = (A + 864)[0] / v0;
+    const T v2 = std::min(v1, (A + 864)[0]);
+    (A + 160)[0] = v2;
   }
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 494128)[i0 * 1 + i1 * 1] = (A + 479936)[i0 * 1] * (A + 494112)[0];
+        (A + 176)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] * (A + 160)[0];
       }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    (A + 494256)[i] = (A + 475712)[i] * (A + 494112)[0];
+    (A + 14800)[i] = (A + 976)[i] * (A + 160)[0];
   }
   // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 405008)[i] * (A + 494112)[0];
-    (A + 498352)[i] = v0;
-    const T v1 = (A + 409232)[i] * (A + 494112)[0];
-    (A + 498480)[i] = v1;
+    const T v0 = (A + 14672)[i] * (A + 160)[0];
+    (A + 0)[i] = v0;
+    const T v1 = (A + 18896)[i] * (A + 160)[0];
+    (A + 336)[i] = v1;
   }
   // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = (A + 399504)[i] * (A + 494112)[0];
-    (A + 498608)[i] = v0;
-    const T v1 = (A + 391312)[i] * (A + 494112)[0];
-    (A + 502704)[i] = v1;
+    const T v0 = (A + 9168)[i] * (A + 160)[0];
+    (A + 976)[i] = v0;
+    const T v1 = (A + 5072)[i] * (A + 160)[0];
+    (A + 18896)[i] = v1;
   }
   // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 280832)[i] * (A + 494112)[0];
-    (A + 506800)[i] = v0;
-    const T v1 = (A + 285056)[i] * (A + 494112)[0];
-    (A + 506928)[i] = v1;
+    const T v0 = (A + 96352)[i] * (A + 160)[0];
+    (A + 464)[i] = v0;
+    const T v1 = (A + 96480)[i] * (A + 160)[0];
+    (A + 592)[i] = v1;
   }
   // fused loop over [32]:
   //   mul  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = (A + 251808)[i] * (A + 494112)[0];
-    (A + 507056)[i] = v0;
-    const T v1 = (A + 250752)[i] * (A + 494112)[0];
-    (A + 507088)[i] = v1;
+    const T v0 = (A + 944)[i] * (A + 160)[0];
+    (A + 128)[i] = v0;
+    const T v1 = (A + 912)[i] * (A + 160)[0];
+    (A + 720)[i] = v1;
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 507120)[i] = (A + 250240)[i] * (A + 494112)[0];
+    (A + 5072)[i] = (A + 97248)[i] * (A + 160)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    (A + 507632)[i] = (A + 248176)[i] * (A + 494112)[0];
+    (A + 304)[i] = (A + 848)[i] * (A + 160)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 507648)[i0 * 16 + i1 * 1] = (A + 247632)[i1 * 1] * (A + 494112)[0];
+        (A + 752)[i0 * 16 + i1 * 1] = (A + 896)[i1 * 1] * (A + 160)[0];
       }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 507664)[i] = (A + 247072)[0] * (A + 494112)[0];
+    (A + 768)[i] = (A + 320)[0] * (A + 160)[0];
   }
   // hyper %lr  (lstm2_layernorm.model:25:1)
-  (A + 507680)[0] = T(lr_);
+  (A + 160)[0] = T(lr_);
   // buffer %optimizer.step  (lstm2_layernorm.model:25:1)
   // add %optimizer.step.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 507712)[0] = sf_[14].data()[0] + (A + 247008)[0];
+    (A + 320)[0] = sf_[14].data()[0] + (A + 864)[0];
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(14, (A + 507712));
+  updates.emplace_back(14, (A + 320));
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 507728), 1, T(-0.10536051565782628));
+  std::fill_n((A + 784), 1, T(-0.10536051565782628));
   // fused loop over []:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   exp  (lstm2_layernorm.model:25:1)  [register]
   //   sub  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 507712)[0] * (A + 507728)[0];
+    const T v0 = (A + 320)[0] * (A + 784)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 247008)[0] - v1;
-    (A + 507776)[0] = v2;
+    const T v2 = (A + 864)[0] - v1;
+    (A + 800)[0] = v2;
   }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 507792), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 784), 1, T(-0.0010005003335835344));
   // fused loop over []:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   exp  (lstm2_layernorm.model:25:1)  [register]
@@ -1780,26 +1780,26 @@ private:
   //   sqrt  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 507712)[0] * (A + 507792)[0];
+    const T v0 = (A + 320)[0] * (A + 784)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 247008)[0] - v1;
-    const T v3 = (A + 507680)[0] / (A + 507776)[0];
-    (A + 507856)[0] = v3;
+    const T v2 = (A + 864)[0] - v1;
+    const T v3 = (A + 160)[0] / (A + 800)[0];
+    (A + 816)[0] = v3;
     const T v4 = std::sqrt(v2);
-    (A + 507872)[0] = v4;
+    (A + 832)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 508016), 1, T(0.90000000000000002));
+  std::fill_n((A + 160), 1, T(0.90000000000000002));
   // mul  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 508032)[i0 * 1 + i1 * 1] = sf_[15].data()[i0 * 1] * (A + 508016)[0];
+        (A + 848)[i0 * 1 + i1 * 1] = sf_[15].data()[i0 * 1] * (A + 160)[0];
       }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 508160), 1, T(0.099999999999999978));
+  std::fill_n((A + 784), 1, T(0.099999999999999978));
   // fused loop over [128, 1]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
@@ -1807,13 +1807,13 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 494128)[i0 * 1] * (A + 508160)[0];
-        const T v1 = (A + 508032)[i0 * 1] + v0;
-        (A + 508304)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 176)[i0 * 1] * (A + 784)[0];
+        const T v1 = (A + 848)[i0 * 1] + v0;
+        (A + 5584)[i0 * 1 + i1 * 1] = v1;
       }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 508560), 1, T(0.999));
+  std::fill_n((A + 800), 1, T(0.999));
   // fused loop over [128, 1]:
   //   mul  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)
@@ -1821,13 +1821,13 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = sf_[16].data()[i0 * 1] * (A + 508560)[0];
-        (A + 508576)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = (A + 494128)[i0 * 1] * (A + 494128)[i0 * 1];
-        (A + 508704)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = sf_[16].data()[i0 * 1] * (A + 800)[0];
+        (A + 848)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = (A + 176)[i0 * 1] * (A + 176)[i0 * 1];
+        (A + 5712)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 508832), 1, T(0.0010000000000000009));
+  std::fill_n((A + 176), 1, T(0.0010000000000000009));
   // fused loop over [128, 1]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
@@ -1835,14 +1835,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 508704)[i0 * 1] * (A + 508832)[0];
-        const T v1 = (A + 508576)[i0 * 1] + v0;
-        (A + 508976)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 5712)[i0 * 1] * (A + 176)[0];
+        const T v1 = (A + 848)[i0 * 1] + v0;
+        (A + 5840)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(15, (A + 508304));
+  updates.emplace_back(15, (A + 5584));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(16, (A + 508976));
+  updates.emplace_back(16, (A + 5840));
   // fused loop over [128, 1]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)
@@ -1850,12 +1850,12 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = std::sqrt((A + 508976)[i0 * 1]);
-        const T v1 = v0 / (A + 507872)[0];
-        (A + 509232)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::sqrt((A + 5840)[i0 * 1]);
+        const T v1 = v0 / (A + 832)[0];
+        (A + 848)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 509360), 1, T(1e-08));
+  std::fill_n((A + 192), 1, T(1e-08));
   // fused loop over [128, 1]:
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -1865,14 +1865,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 509232)[i0 * 1] + (A + 509360)[0];
-        const T v1 = (A + 508304)[i0 * 1] / v0;
-        const T v2 = (A + 507856)[0] * v1;
+        const T v0 = (A + 848)[i0 * 1] + (A + 192)[0];
+        const T v1 = (A + 5584)[i0 * 1] / v0;
+        const T v2 = (A + 816)[0] * v1;
         const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 509760)[i0 * 1 + i1 * 1] = v3;
+        (A + 5712)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(0, (A + 509760));
+  updates.emplace_back(0, (A + 5712));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1880,10 +1880,10 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 494256)[i] * (A + 508160)[0];
+    const T v0 = sf_[17].data()[i] * (A + 160)[0];
+    const T v1 = (A + 14800)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 522176)[i] = v2;
+    (A + 5968)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
@@ -1893,16 +1893,16 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 494256)[i] * (A + 494256)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[18].data()[i] * (A + 800)[0];
+    const T v1 = (A + 14800)[i] * (A + 14800)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 542656)[i] = v3;
+    (A + 10064)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(17, (A + 522176));
+  updates.emplace_back(17, (A + 5968));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(18, (A + 542656));
+  updates.emplace_back(18, (A + 10064));
   // fused loop over [128, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -1912,16 +1912,16 @@ private:
   //   sub %lstm.weight_hh_l0.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = std::sqrt((A + 542656)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 522176)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 10064)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 5968)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[1].data()[i] - v4;
-    (A + 567232)[i] = v5;
+    (A + 14160)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(1, (A + 567232));
+  updates.emplace_back(1, (A + 14160));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1929,10 +1929,10 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 498352)[i] * (A + 508160)[0];
+    const T v0 = sf_[19].data()[i] * (A + 160)[0];
+    const T v1 = (A + 0)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 571712)[i] = v2;
+    (A + 848)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -1942,16 +1942,16 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[20].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 498352)[i] * (A + 498352)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[20].data()[i] * (A + 800)[0];
+    const T v1 = (A + 0)[i] * (A + 0)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 572352)[i] = v3;
+    (A + 18256)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(19, (A + 571712));
+  updates.emplace_back(19, (A + 848));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(20, (A + 572352));
+  updates.emplace_back(20, (A + 18256));
   // fused loop over [128]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -1961,16 +1961,16 @@ private:
   //   sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 572352)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 571712)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 18256)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 848)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[2].data()[i] - v4;
-    (A + 573120)[i] = v5;
+    (A + 0)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(2, (A + 573120));
+  updates.emplace_back(2, (A + 0));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1978,10 +1978,10 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[21].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 498480)[i] * (A + 508160)[0];
+    const T v0 = sf_[21].data()[i] * (A + 160)[0];
+    const T v1 = (A + 336)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 573632)[i] = v2;
+    (A + 18384)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -1991,16 +1991,16 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[22].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 498480)[i] * (A + 498480)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[22].data()[i] * (A + 800)[0];
+    const T v1 = (A + 336)[i] * (A + 336)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 574272)[i] = v3;
+    (A + 18512)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(21, (A + 573632));
+  updates.emplace_back(21, (A + 18384));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(22, (A + 574272));
+  updates.emplace_back(22, (A + 18512));
   // fused loop over [128]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2010,16 +2010,16 @@ private:
   //   sub %lstm.bias_hh_l0.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 574272)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 573632)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 18512)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 18384)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[3].data()[i] - v4;
-    (A + 575040)[i] = v5;
+    (A + 336)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(3, (A + 575040));
+  updates.emplace_back(3, (A + 336));
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2027,10 +2027,10 @@ private:
   //   add %optimizer.lstm.weight_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[23].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 498608)[i] * (A + 508160)[0];
+    const T v0 = sf_[23].data()[i] * (A + 160)[0];
+    const T v1 = (A + 976)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 587456)[i] = v2;
+    (A + 22992)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
@@ -2040,16 +2040,16 @@ private:
   //   add %optimizer.lstm.weight_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[24].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 498608)[i] * (A + 498608)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[24].data()[i] * (A + 800)[0];
+    const T v1 = (A + 976)[i] * (A + 976)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 607936)[i] = v3;
+    (A + 27088)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(23, (A + 587456));
+  updates.emplace_back(23, (A + 22992));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(24, (A + 607936));
+  updates.emplace_back(24, (A + 27088));
   // fused loop over [128, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2059,16 +2059,16 @@ private:
   //   sub %lstm.weight_ih_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = std::sqrt((A + 607936)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 587456)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 27088)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 22992)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[4].data()[i] - v4;
-    (A + 632512)[i] = v5;
+    (A + 976)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(4, (A + 632512));
+  updates.emplace_back(4, (A + 976));
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2076,10 +2076,10 @@ private:
   //   add %optimizer.lstm.weight_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[25].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 502704)[i] * (A + 508160)[0];
+    const T v0 = sf_[25].data()[i] * (A + 160)[0];
+    const T v1 = (A + 18896)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 648896)[i] = v2;
+    (A + 31184)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
@@ -2089,16 +2089,16 @@ private:
   //   add %optimizer.lstm.weight_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[26].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 502704)[i] * (A + 502704)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[26].data()[i] * (A + 800)[0];
+    const T v1 = (A + 18896)[i] * (A + 18896)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 669376)[i] = v3;
+    (A + 35280)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(25, (A + 648896));
+  updates.emplace_back(25, (A + 31184));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(26, (A + 669376));
+  updates.emplace_back(26, (A + 35280));
   // fused loop over [128, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2108,16 +2108,16 @@ private:
   //   sub %lstm.weight_hh_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = std::sqrt((A + 669376)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 648896)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 35280)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 31184)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[5].data()[i] - v4;
-    (A + 693952)[i] = v5;
+    (A + 18640)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(5, (A + 693952));
+  updates.emplace_back(5, (A + 18640));
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2125,10 +2125,10 @@ private:
   //   add %optimizer.lstm.bias_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[27].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 506800)[i] * (A + 508160)[0];
+    const T v0 = sf_[27].data()[i] * (A + 160)[0];
+    const T v1 = (A + 464)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 698432)[i] = v2;
+    (A + 22736)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -2138,16 +2138,16 @@ private:
   //   add %optimizer.lstm.bias_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[28].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 506800)[i] * (A + 506800)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[28].data()[i] * (A + 800)[0];
+    const T v1 = (A + 464)[i] * (A + 464)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 699072)[i] = v3;
+    (A + 22864)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(27, (A + 698432));
+  updates.emplace_back(27, (A + 22736));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(28, (A + 699072));
+  updates.emplace_back(28, (A + 22864));
   // fused loop over [128]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2157,16 +2157,16 @@ private:
   //   sub %lstm.bias_ih_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 699072)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 698432)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 22864)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 22736)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[6].data()[i] - v4;
-    (A + 699840)[i] = v5;
+    (A + 464)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(6, (A + 699840));
+  updates.emplace_back(6, (A + 464));
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2174,10 +2174,10 @@ private:
   //   add %optimizer.lstm.bias_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[29].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 506928)[i] * (A + 508160)[0];
+    const T v0 = sf_[29].data()[i] * (A + 160)[0];
+    const T v1 = (A + 592)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 700352)[i] = v2;
+    (A + 39376)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -2187,16 +2187,16 @@ private:
   //   add %optimizer.lstm.bias_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[30].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 506928)[i] * (A + 506928)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[30].data()[i] * (A + 800)[0];
+    const T v1 = (A + 592)[i] * (A + 592)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 700992)[i] = v3;
+    (A + 39504)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(29, (A + 700352));
+  updates.emplace_back(29, (A + 39376));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(30, (A + 700992));
+  updates.emplace_back(30, (A + 39504));
   // fused loop over [128]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2206,16 +2206,16 @@ private:
   //   sub %lstm.bias_hh_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 700992)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 700352)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 39504)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 39376)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[7].data()[i] - v4;
-    (A + 701760)[i] = v5;
+    (A + 592)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(7, (A + 701760));
+  updates.emplace_back(7, (A + 592));
   // buffer %optimizer.ln.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2223,10 +2223,10 @@ private:
   //   add %optimizer.ln.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[31].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 507056)[i] * (A + 508160)[0];
+    const T v0 = sf_[31].data()[i] * (A + 160)[0];
+    const T v1 = (A + 128)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 701984)[i] = v2;
+    (A + 208)[i] = v2;
   }
   // buffer %optimizer.ln.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
@@ -2236,16 +2236,16 @@ private:
   //   add %optimizer.ln.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[32].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 507056)[i] * (A + 507056)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[32].data()[i] * (A + 800)[0];
+    const T v1 = (A + 128)[i] * (A + 128)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 702144)[i] = v3;
+    (A + 240)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(31, (A + 701984));
+  updates.emplace_back(31, (A + 208));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(32, (A + 702144));
+  updates.emplace_back(32, (A + 240));
   // fused loop over [32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2255,16 +2255,16 @@ private:
   //   sub %ln.weight.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = std::sqrt((A + 702144)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 701984)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 240)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 208)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[8].data()[i] - v4;
-    (A + 702336)[i] = v5;
+    (A + 128)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(8, (A + 702336));
+  updates.emplace_back(8, (A + 128));
   // buffer %optimizer.ln.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2272,10 +2272,10 @@ private:
   //   add %optimizer.ln.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[33].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 507088)[i] * (A + 508160)[0];
+    const T v0 = sf_[33].data()[i] * (A + 160)[0];
+    const T v1 = (A + 720)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 702464)[i] = v2;
+    (A + 272)[i] = v2;
   }
   // buffer %optimizer.ln.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
@@ -2285,16 +2285,16 @@ private:
   //   add %optimizer.ln.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[34].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 507088)[i] * (A + 507088)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[34].data()[i] * (A + 800)[0];
+    const T v1 = (A + 720)[i] * (A + 720)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 702624)[i] = v3;
+    (A + 39632)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(33, (A + 702464));
+  updates.emplace_back(33, (A + 272));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(34, (A + 702624));
+  updates.emplace_back(34, (A + 39632));
   // fused loop over [32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2304,16 +2304,16 @@ private:
   //   sub %ln.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = std::sqrt((A + 702624)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 702464)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 39632)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 272)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[9].data()[i] - v4;
-    (A + 702816)[i] = v5;
+    (A + 720)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(9, (A + 702816));
+  updates.emplace_back(9, (A + 720));
   // buffer %optimizer.fc.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [16, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2321,10 +2321,10 @@ private:
   //   add %optimizer.fc.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[35].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 507120)[i] * (A + 508160)[0];
+    const T v0 = sf_[35].data()[i] * (A + 160)[0];
+    const T v1 = (A + 5072)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 704384)[i] = v2;
+    (A + 39664)[i] = v2;
   }
   // buffer %optimizer.fc.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16, 32]:
@@ -2334,16 +2334,16 @@ private:
   //   add %optimizer.fc.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[36].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 507120)[i] * (A + 507120)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[36].data()[i] * (A + 800)[0];
+    const T v1 = (A + 5072)[i] * (A + 5072)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 706944)[i] = v3;
+    (A + 40176)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(35, (A + 704384));
+  updates.emplace_back(35, (A + 39664));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(36, (A + 706944));
+  updates.emplace_back(36, (A + 40176));
   // fused loop over [16, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2353,16 +2353,16 @@ private:
   //   sub %fc.weight.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 706944)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 704384)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 40176)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 39664)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[10].data()[i] - v4;
-    (A + 710016)[i] = v5;
+    (A + 5072)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(10, (A + 710016));
+  updates.emplace_back(10, (A + 5072));
   // buffer %optimizer.fc.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [16]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2370,10 +2370,10 @@ private:
   //   add %optimizer.fc.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = sf_[37].data()[i] * (A + 508016)[0];
-    const T v1 = (A + 507632)[i] * (A + 508160)[0];
+    const T v0 = sf_[37].data()[i] * (A + 160)[0];
+    const T v1 = (A + 304)[i] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 710576)[i] = v2;
+    (A + 40688)[i] = v2;
   }
   // buffer %optimizer.fc.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16]:
@@ -2383,16 +2383,16 @@ private:
   //   add %optimizer.fc.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = sf_[38].data()[i] * (A + 508560)[0];
-    const T v1 = (A + 507632)[i] * (A + 507632)[i];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[38].data()[i] * (A + 800)[0];
+    const T v1 = (A + 304)[i] * (A + 304)[i];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 710656)[i] = v3;
+    (A + 40704)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(37, (A + 710576));
+  updates.emplace_back(37, (A + 40688));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(38, (A + 710656));
+  updates.emplace_back(38, (A + 40704));
   // fused loop over [16]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2402,16 +2402,16 @@ private:
   //   sub %fc.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = std::sqrt((A + 710656)[i]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 710576)[i] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 40704)[i]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 40688)[i] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[11].data()[i] - v4;
-    (A + 710752)[i] = v5;
+    (A + 304)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(11, (A + 710752));
+  updates.emplace_back(11, (A + 304));
   // buffer %optimizer.head.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [1, 16]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2421,10 +2421,10 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = sf_[39].data()[i1 * 1] * (A + 508016)[0];
-        const T v1 = (A + 507648)[i1 * 1] * (A + 508160)[0];
+        const T v0 = sf_[39].data()[i1 * 1] * (A + 160)[0];
+        const T v1 = (A + 752)[i1 * 1] * (A + 784)[0];
         const T v2 = v0 + v1;
-        (A + 710816)[i0 * 16 + i1 * 1] = v2;
+        (A + 40720)[i0 * 16 + i1 * 1] = v2;
       }
   // buffer %optimizer.head.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1, 16]:
@@ -2436,16 +2436,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = sf_[40].data()[i1 * 1] * (A + 508560)[0];
-        const T v1 = (A + 507648)[i1 * 1] * (A + 507648)[i1 * 1];
-        const T v2 = v1 * (A + 508832)[0];
+        const T v0 = sf_[40].data()[i1 * 1] * (A + 800)[0];
+        const T v1 = (A + 752)[i1 * 1] * (A + 752)[i1 * 1];
+        const T v2 = v1 * (A + 176)[0];
         const T v3 = v0 + v2;
-        (A + 710896)[i0 * 16 + i1 * 1] = v3;
+        (A + 40736)[i0 * 16 + i1 * 1] = v3;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(39, (A + 710816));
+  updates.emplace_back(39, (A + 40720));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(40, (A + 710896));
+  updates.emplace_back(40, (A + 40736));
   // fused loop over [1, 16]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2457,16 +2457,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = std::sqrt((A + 710896)[i1 * 1]);
-        const T v1 = v0 / (A + 507872)[0];
-        const T v2 = v1 + (A + 509360)[0];
-        const T v3 = (A + 710816)[i1 * 1] / v2;
-        const T v4 = (A + 507856)[0] * v3;
+        const T v0 = std::sqrt((A + 40736)[i1 * 1]);
+        const T v1 = v0 / (A + 832)[0];
+        const T v2 = v1 + (A + 192)[0];
+        const T v3 = (A + 40720)[i1 * 1] / v2;
+        const T v4 = (A + 816)[0] * v3;
         const T v5 = sf_[12].data()[i1 * 1] - v4;
-        (A + 710992)[i0 * 16 + i1 * 1] = v5;
+        (A + 752)[i0 * 16 + i1 * 1] = v5;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(12, (A + 710992));
+  updates.emplace_back(12, (A + 752));
   // buffer %optimizer.head.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // fused loop over [1]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2474,10 +2474,10 @@ private:
   //   add %optimizer.head.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[41].data()[0] * (A + 508016)[0];
-    const T v1 = (A + 507664)[0] * (A + 508160)[0];
+    const T v0 = sf_[41].data()[0] * (A + 160)[0];
+    const T v1 = (A + 768)[0] * (A + 784)[0];
     const T v2 = v0 + v1;
-    (A + 711056)[i] = v2;
+    (A + 40752)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1]:
@@ -2487,16 +2487,16 @@ private:
   //   add %optimizer.head.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[42].data()[0] * (A + 508560)[0];
-    const T v1 = (A + 507664)[0] * (A + 507664)[0];
-    const T v2 = v1 * (A + 508832)[0];
+    const T v0 = sf_[42].data()[0] * (A + 800)[0];
+    const T v1 = (A + 768)[0] * (A + 768)[0];
+    const T v2 = v1 * (A + 176)[0];
     const T v3 = v0 + v2;
-    (A + 711136)[i] = v3;
+    (A + 160)[i] = v3;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(41, (A + 711056));
+  updates.emplace_back(41, (A + 40752));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(42, (A + 711136));
+  updates.emplace_back(42, (A + 160));
   // fused loop over [1]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -2506,16 +2506,16 @@ private:
   //   sub %head.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::sqrt((A + 711136)[0]);
-    const T v1 = v0 / (A + 507872)[0];
-    const T v2 = v1 + (A + 509360)[0];
-    const T v3 = (A + 711056)[0] / v2;
-    const T v4 = (A + 507856)[0] * v3;
+    const T v0 = std::sqrt((A + 160)[0]);
+    const T v1 = v0 / (A + 832)[0];
+    const T v2 = v1 + (A + 192)[0];
+    const T v3 = (A + 40752)[0] / v2;
+    const T v4 = (A + 816)[0] * v3;
     const T v5 = sf_[13].data()[0] - v4;
-    (A + 711232)[i] = v5;
+    (A + 176)[i] = v5;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(13, (A + 711232));
+  updates.emplace_back(13, (A + 176));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -2529,10 +2529,10 @@ private:
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena_.data();
   // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 814896);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 815216), 512, T(0));
+  std::fill_n((A + 320), 512, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -2542,32 +2542,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 820208)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 832)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 820336)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
+        (A + 960)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 815216), 512, (A + 835712));
-  std::copy_n((A + 815216), 512, (A + 836224));
+  std::copy_n((A + 320), 512, (A + 5072));
+  std::copy_n((A + 320), 512, (A + 5584));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 814896) + (o * 20 + t) * 1, 1, (A + 835696) + o * 1);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 5056) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 835696), 1, (A + 820208), 128, T(0), (A + 841216), 128, threads());
+    gemm(false, false, 16, 128, 1, T(1), (A + 5056), 1, (A + 832), 128, T(0), (A + 6096), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 843264)[i0 * 128 + i1 * 1] = (A + 841216)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 8144)[i0 * 128 + i1 * 1] = (A + 6096)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 835712), 32, (A + 820336), 128, T(0), (A + 845312), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 5072), 32, (A + 960), 128, T(0), (A + 6096), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -2575,9 +2575,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 843264)[i0 * 128 + i1 * 1] + (A + 845312)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 8144)[i0 * 128 + i1 * 1] + (A + 6096)[i0 * 128 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 849408)[i0 * 128 + i1 * 1] = v1;
+          (A + 10192)[i0 * 128 + i1 * 1] = v1;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2597,28 +2597,28 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 849408)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 10192)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 849408)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 10192)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 849408)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 10192)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 849408)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 10192)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 836224)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 5584)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 856576)[i0 * 32 + i1 * 1] = v10;
+          (A + 6096)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 857600)[i0 * 32 + i1 * 1] = v12;
+          (A + 6608)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 857600) + o * 32, 32, (A + 825456) + (o * 20 + t) * 32);
-    std::copy_n((A + 857600), 512, (A + 835712));
-    std::copy_n((A + 856576), 512, (A + 836224));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6608) + o * 32, 32, (A + 13264) + (o * 20 + t) * 32);
+    std::copy_n((A + 6608), 512, (A + 5072));
+    std::copy_n((A + 6096), 512, (A + 5584));
   }
-  std::copy_n((A + 835712), 512, (A + 824432));
-  std::copy_n((A + 836224), 512, (A + 824944));
+  std::copy_n((A + 5072), 512, (A + 12240));
+  std::copy_n((A + 5584), 512, (A + 12752));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
@@ -2631,27 +2631,27 @@ private:
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 866560)[i0 * 128 + i1 * 1] = v0;
+        (A + 832)[i0 * 128 + i1 * 1] = v0;
         const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 870656)[i0 * 128 + i1 * 1] = v1;
+        (A + 4928)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 815216), 512, (A + 886528));
-  std::copy_n((A + 815216), 512, (A + 887040));
+  std::copy_n((A + 320), 512, (A + 24016));
+  std::copy_n((A + 320), 512, (A + 24528));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 825456) + (o * 20 + t) * 32, 32, (A + 886016) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13264) + (o * 20 + t) * 32, 32, (A + 23504) + o * 32);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 886016), 32, (A + 866560), 128, T(0), (A + 896000), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 23504), 32, (A + 832), 128, T(0), (A + 25040), 128, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 898048)[i0 * 128 + i1 * 1] = (A + 896000)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          (A + 27088)[i0 * 128 + i1 * 1] = (A + 25040)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 886528), 32, (A + 870656), 128, T(0), (A + 900096), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 24016), 32, (A + 4928), 128, T(0), (A + 25040), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -2659,9 +2659,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 898048)[i0 * 128 + i1 * 1] + (A + 900096)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 27088)[i0 * 128 + i1 * 1] + (A + 25040)[i0 * 128 + i1 * 1];
           const T v1 = v0 + sf_[7].data()[i1 * 1];
-          (A + 904192)[i0 * 128 + i1 * 1] = v1;
+          (A + 29136)[i0 * 128 + i1 * 1] = v1;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2681,46 +2681,46 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 904192)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 29136)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 904192)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 29136)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 904192)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 29136)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 904192)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 29136)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 887040)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 24528)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 911360)[i0 * 32 + i1 * 1] = v10;
+          (A + 25040)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 912384)[i0 * 32 + i1 * 1] = v12;
+          (A + 25552)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 912384) + o * 32, 32, (A + 875776) + (o * 20 + t) * 32);
-    std::copy_n((A + 912384), 512, (A + 886528));
-    std::copy_n((A + 911360), 512, (A + 887040));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 25552) + o * 32, 32, (A + 31184) + (o * 20 + t) * 32);
+    std::copy_n((A + 25552), 512, (A + 24016));
+    std::copy_n((A + 25040), 512, (A + 24528));
   }
-  std::copy_n((A + 886528), 512, (A + 874752));
-  std::copy_n((A + 887040), 512, (A + 875264));
+  std::copy_n((A + 24016), 512, (A + 9024));
+  std::copy_n((A + 24528), 512, (A + 9536));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 912896)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 875776)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 0)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 31184)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // mean %ln.mu  (prelude.model:77:14)
-  std::fill_n((A + 913920), 16, T(0));
+  std::fill_n((A + 512), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 913920)[i0 * 1] += (A + 912896)[i0 * 32 + i1 * 1];
+        (A + 512)[i0 * 1] += (A + 0)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 913920)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 512)[k] /= T(32);
   // fused loop over [16, 32]:
   //   sub %ln.d  (prelude.model:78:11)
   //   mul  (prelude.model:79:18)
@@ -2728,21 +2728,21 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 912896)[i0 * 32 + i1 * 1] - (A + 913920)[i0 * 1];
-        (A + 913936)[i0 * 32 + i1 * 1] = v0;
+        const T v0 = (A + 0)[i0 * 32 + i1 * 1] - (A + 512)[i0 * 1];
+        (A + 528)[i0 * 32 + i1 * 1] = v0;
         const T v1 = v0 * v0;
-        (A + 914448)[i0 * 32 + i1 * 1] = v1;
+        (A + 1040)[i0 * 32 + i1 * 1] = v1;
       }
   // mean %ln.var  (prelude.model:79:15)
-  std::fill_n((A + 914960), 16, T(0));
+  std::fill_n((A + 0), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 914960)[i0 * 1] += (A + 914448)[i0 * 32 + i1 * 1];
+        (A + 0)[i0 * 1] += (A + 1040)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 914960)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 0)[k] /= T(32);
   // const  (prelude.model:80:26)
-  std::fill_n((A + 914976), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 16), 1, T(1.0000000000000001e-05));
   // fused loop over [16, 1]:
   //   add  (prelude.model:80:26)  [register]
   //   rsqrt  (prelude.model:80:21)
@@ -2750,16 +2750,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 914960)[i0 * 1] + (A + 914976)[0];
+        const T v0 = (A + 0)[i0 * 1] + (A + 16)[0];
         const T v1 = T(1) / std::sqrt(v0);
-        (A + 915008)[i0 * 1 + i1 * 1] = v1;
+        (A + 32)[i0 * 1 + i1 * 1] = v1;
       }
   // mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 915024)[i0 * 32 + i1 * 1] = (A + 913936)[i0 * 32 + i1 * 1] * (A + 915008)[i0 * 1];
+        (A + 1040)[i0 * 32 + i1 * 1] = (A + 528)[i0 * 32 + i1 * 1] * (A + 32)[i0 * 1];
       }
   // param %ln.weight  (prelude.model:73:3)
   // mul  (prelude.model:80:33)
@@ -2767,7 +2767,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 915568)[i0 * 32 + i1 * 1] = (A + 915024)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 0)[i0 * 32 + i1 * 1] = (A + 1040)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
       }
   // param %ln.bias  (prelude.model:74:3)
   // add %z  (prelude.model:80:42)
@@ -2775,12 +2775,12 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 916112)[i0 * 32 + i1 * 1] = (A + 915568)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
+        (A + 512)[i0 * 32 + i1 * 1] = (A + 0)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
       }
   // param %fc.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 916112), 32, sf_[10].data(), 32, T(0), (A + 917648), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 512), 32, sf_[10].data(), 32, T(0), (A + 0), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
   // fused loop over [16, 16]:
   //   add  (prelude.model:10:34)  [register]
@@ -2789,24 +2789,24 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 917648)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
         const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 918176)[i0 * 16 + i1 * 1] = v1;
+        (A + 256)[i0 * 16 + i1 * 1] = v1;
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 918176), 16, sf_[12].data(), 16, T(0), (A + 918464), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 256), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 918496)[i0 * 1 + i1 * 1] = (A + 918464)[i0 * 1] + sf_[13].data()[0];
+        (A + 16)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[13].data()[0];
       }
   // output  (lstm2_layernorm.model:22:3)
-  std::copy_n((A + 918496), 16, static_cast<T *>(out[0]));
+  std::copy_n((A + 16), 16, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc

@@ -85,7 +85,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(13912608) {
+  Net() : arena_(6939968) {
     sf_[0].assign(1024, T(0));
     sf_[1].assign(262144, T(0));
     sf_[2].assign(1024, T(0));
@@ -129,13 +129,13 @@ public:
     T *const A = arena_.data();
     double loss = 0;
   // input %x  (seed_gate_bn.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 10892656);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
   // input %y  (seed_gate_bn.model:11:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 10893616);
+  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
   // const  (seed_gate_bn.model:29:49)
-  std::fill_n((A + 10893648), 8192, T(0));
+  std::fill_n((A + 992), 8192, T(0));
   // param %cell.weight_ih  (seed_gate_bn.model:18:3)
   // param %cell.bias_ih  (seed_gate_bn.model:20:3)
   // param %cell.weight_hh  (seed_gate_bn.model:19:3)
@@ -161,17 +161,17 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 11171152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 11172176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // const  (prelude.model:65:53)
-  std::fill_n((A + 11434320), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 272352), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -183,36 +183,36 @@ public:
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 11434320)[0];
+    const T v0 = sf_[15].data()[i] + (A + 272352)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 11434592)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 11434320)[0];
+    (A + 272368)[i] = v1;
+    const T v2 = sf_[18].data()[i] + (A + 272352)[0];
     const T v3 = T(1) / std::sqrt(v2);
-    (A + 11435104)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 11434320)[0];
+    (A + 272624)[i] = v3;
+    const T v4 = sf_[21].data()[i] + (A + 272352)[0];
     const T v5 = T(1) / std::sqrt(v4);
-    (A + 11435616)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 11434320)[0];
+    (A + 272880)[i] = v5;
+    const T v6 = sf_[24].data()[i] + (A + 272352)[0];
     const T v7 = T(1) / std::sqrt(v6);
-    (A + 11436128)[i] = v7;
+    (A + 273136)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 10893648), 8192, (A + 11698560));
-  std::copy_n((A + 10893648), 8192, (A + 11706752));
+  std::copy_n((A + 992), 8192, (A + 273424));
+  std::copy_n((A + 992), 8192, (A + 281616));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 10892656) + (o * 30 + t) * 1, 1, (A + 11698528) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 273392) + o * 1);
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 11698528), 1, (A + 11171152), 1024, T(0), (A + 11984256), 1024, threads());
+    gemm(false, false, 32, 1024, 1, T(1), (A + 273392), 1, (A + 9184), 1024, T(0), (A + 289808), 1024, threads());
     // add  (seed_gate_bn.model:30:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 12017024)[i0 * 1024 + i1 * 1] = (A + 11984256)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 322576)[i0 * 1024 + i1 * 1] = (A + 289808)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 11698560), 256, (A + 11172176), 1024, T(0), (A + 12049792), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 273424), 256, (A + 10208), 1024, T(0), (A + 289808), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
@@ -220,9 +220,9 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 12017024)[i0 * 1024 + i1 * 1] + (A + 12049792)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 322576)[i0 * 1024 + i1 * 1] + (A + 289808)[i0 * 1024 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 12115328)[i0 * 1024 + i1 * 1] = v1;
+          (A + 355344)[i0 * 1024 + i1 * 1] = v1;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -258,71 +258,71 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 12115328)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 355344)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
-          const T v2 = v1 * (A + 11434592)[i1 * 1];
+          const T v2 = v1 * (A + 272368)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 12115328)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 355344)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
-          const T v8 = v7 * (A + 11435104)[i1 * 1];
+          const T v8 = v7 * (A + 272624)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 12115328)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 355344)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
-          const T v14 = v13 * (A + 11435616)[i1 * 1];
+          const T v14 = v13 * (A + 272880)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 12115328)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 355344)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 11436128)[i1 * 1];
+          const T v20 = v19 * (A + 273136)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 11706752)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 281616)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 12361088)[i0 * 256 + i1 * 1] = v26;
+          (A + 289808)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 12377472)[i0 * 256 + i1 * 1] = v28;
+          (A + 298000)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12377472) + o * 256, 256, (A + 11452768) + (o * 30 + t) * 256);
-    std::copy_n((A + 12377472), 8192, (A + 11698560));
-    std::copy_n((A + 12361088), 8192, (A + 11706752));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 298000) + o * 256, 256, (A + 404496) + (o * 30 + t) * 256);
+    std::copy_n((A + 298000), 8192, (A + 273424));
+    std::copy_n((A + 289808), 8192, (A + 281616));
   }
-  std::copy_n((A + 11698560), 8192, (A + 11436384));
-  std::copy_n((A + 11706752), 8192, (A + 11444576));
+  std::copy_n((A + 273424), 8192, (A + 388112));
+  std::copy_n((A + 281616), 8192, (A + 396304));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 12385664)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 11452768)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 404496)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 12385664), 256, sf_[12].data(), 256, T(0), (A + 12402560), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 992), 256, sf_[12].data(), 256, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 12402608)[i0 * 1 + i1 * 1] = (A + 12402560)[i0 * 1] + sf_[13].data()[0];
+        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[13].data()[0];
       }
   // mse %loss  (seed_gate_bn.model:48:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 12402608)[k] - (A + 10893616)[k]; s += d * d; } (A + 12402640)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
   // output  (seed_gate_bn.model:49:3)
   // loss  (seed_gate_bn.model:45:1)
-  loss = double((A + 12402640)[0]);
+  loss = double((A + 0)[0]);
     return loss;
   }
 
@@ -346,25 +346,25 @@ private:
   // buffer %cell.bn_i.running_mean  (prelude.model:50:3)
   // buffer %cell.bn_i.running_var  (prelude.model:51:3)
   // buffer %cell.bn_i.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 274912)[k] = T(si_[16][k]);
+  for (int64_t k = 0; k < 1; ++k) (A + 9184)[k] = T(si_[16][k]);
   // param %cell.bn_i.weight  (prelude.model:48:3)
   // param %cell.bn_i.bias  (prelude.model:49:3)
   // buffer %cell.bn_f.running_mean  (prelude.model:50:3)
   // buffer %cell.bn_f.running_var  (prelude.model:51:3)
   // buffer %cell.bn_f.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 275952)[k] = T(si_[19][k]);
+  for (int64_t k = 0; k < 1; ++k) (A + 9200)[k] = T(si_[19][k]);
   // param %cell.bn_f.weight  (prelude.model:48:3)
   // param %cell.bn_f.bias  (prelude.model:49:3)
   // buffer %cell.bn_g.running_mean  (prelude.model:50:3)
   // buffer %cell.bn_g.running_var  (prelude.model:51:3)
   // buffer %cell.bn_g.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 276992)[k] = T(si_[22][k]);
+  for (int64_t k = 0; k < 1; ++k) (A + 9216)[k] = T(si_[22][k]);
   // param %cell.bn_g.weight  (prelude.model:48:3)
   // param %cell.bn_g.bias  (prelude.model:49:3)
   // buffer %cell.bn_o.running_mean  (prelude.model:50:3)
   // buffer %cell.bn_o.running_var  (prelude.model:51:3)
   // buffer %cell.bn_o.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 278032)[k] = T(si_[25][k]);
+  for (int64_t k = 0; k < 1; ++k) (A + 9232)[k] = T(si_[25][k]);
   // param %cell.bn_o.weight  (prelude.model:48:3)
   // param %cell.bn_o.bias  (prelude.model:49:3)
   // transpose  (seed_gate_bn.model:30:29)
@@ -372,54 +372,54 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 278560)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9248)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 279584)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10272)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // const  (prelude.model:60:44)
-  std::fill_n((A + 541728), 1, T(0.90000000000000002));
+  std::fill_n((A + 272416), 1, T(0.90000000000000002));
   // const  (prelude.model:60:70)
-  std::fill_n((A + 541744), 1, T(0.10000000000000001));
+  std::fill_n((A + 272432), 1, T(0.10000000000000001));
   // const  (prelude.model:61:84)
-  std::fill_n((A + 541760), 1, T(0.1032258064516129));
+  std::fill_n((A + 272448), 1, T(0.1032258064516129));
   // const  (prelude.model:62:56)
-  std::fill_n((A + 541776), 1, T(1));
+  std::fill_n((A + 272464), 1, T(1));
   // const  (prelude.model:63:28)
-  std::fill_n((A + 541792), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 272480), 1, T(1.0000000000000001e-05));
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 4646096));
-  std::copy_n((A + 992), 8192, (A + 4654288));
-  std::copy_n(sf_[14].data(), 256, (A + 4662480));
-  std::copy_n(sf_[15].data(), 256, (A + 4662736));
-  std::copy_n((A + 274912), 1, (A + 4662992));
-  std::copy_n(sf_[17].data(), 256, (A + 4663008));
-  std::copy_n(sf_[18].data(), 256, (A + 4663264));
-  std::copy_n((A + 275952), 1, (A + 4663520));
-  std::copy_n(sf_[20].data(), 256, (A + 4663536));
-  std::copy_n(sf_[21].data(), 256, (A + 4663792));
-  std::copy_n((A + 276992), 1, (A + 4664048));
-  std::copy_n(sf_[23].data(), 256, (A + 4664064));
-  std::copy_n(sf_[24].data(), 256, (A + 4664320));
-  std::copy_n((A + 278032), 1, (A + 4664576));
+  std::copy_n((A + 992), 8192, (A + 272528));
+  std::copy_n((A + 992), 8192, (A + 280720));
+  std::copy_n(sf_[14].data(), 256, (A + 288912));
+  std::copy_n(sf_[15].data(), 256, (A + 289168));
+  std::copy_n((A + 9184), 1, (A + 289424));
+  std::copy_n(sf_[17].data(), 256, (A + 289440));
+  std::copy_n(sf_[18].data(), 256, (A + 289696));
+  std::copy_n((A + 9200), 1, (A + 289952));
+  std::copy_n(sf_[20].data(), 256, (A + 289968));
+  std::copy_n(sf_[21].data(), 256, (A + 290224));
+  std::copy_n((A + 9216), 1, (A + 290480));
+  std::copy_n(sf_[23].data(), 256, (A + 290496));
+  std::copy_n(sf_[24].data(), 256, (A + 290752));
+  std::copy_n((A + 9232), 1, (A + 291008));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 4646064) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272496) + o * 1);
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 4646064), 1, (A + 278560), 1024, T(0), (A + 4931936), 1024, threads());
+    gemm(false, false, 32, 1024, 1, T(1), (A + 272496), 1, (A + 9248), 1024, T(0), (A + 291024), 1024, threads());
     // add  (seed_gate_bn.model:30:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 4964704)[i0 * 1024 + i1 * 1] = (A + 4931936)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 323792)[i0 * 1024 + i1 * 1] = (A + 291024)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 4646096), 256, (A + 279584), 1024, T(0), (A + 4997472), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272528), 256, (A + 10272), 1024, T(0), (A + 291024), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
@@ -427,25 +427,25 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 4964704)[i0 * 1024 + i1 * 1] + (A + 4997472)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 323792)[i0 * 1024 + i1 * 1] + (A + 291024)[i0 * 1024 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 5063008)[i0 * 1024 + i1 * 1] = v1;
+          (A + 356560)[i0 * 1024 + i1 * 1] = v1;
         }
     // slice  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5095776)[i0 * 256 + i1 * 1] = (A + 5063008)[0 + i0 * 1024 + i1 * 1];
+          (A + 291024)[i0 * 256 + i1 * 1] = (A + 356560)[0 + i0 * 1024 + i1 * 1];
         }
     // mean %cell.bn_i.mu  (prelude.model:57:16)
-    std::fill_n((A + 5103968), 256, T(0));
+    std::fill_n((A + 299216), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5103968)[i1 * 1] += (A + 5095776)[i0 * 256 + i1 * 1];
+          (A + 299216)[i1 * 1] += (A + 291024)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5103968)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 299216)[k] /= T(32);
     // fused loop over [32, 256]:
     //   sub %cell.bn_i.d  (prelude.model:58:13)
     //   mul  (prelude.model:59:20)
@@ -453,19 +453,19 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5095776)[i0 * 256 + i1 * 1] - (A + 5103968)[i1 * 1];
-          (A + 5104224)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 291024)[i0 * 256 + i1 * 1] - (A + 299216)[i1 * 1];
+          (A + 299472)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * v0;
-          (A + 5112416)[i0 * 256 + i1 * 1] = v1;
+          (A + 307664)[i0 * 256 + i1 * 1] = v1;
         }
     // mean %cell.bn_i.var  (prelude.model:59:17)
-    std::fill_n((A + 5120608), 256, T(0));
+    std::fill_n((A + 291024), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5120608)[i1 * 1] += (A + 5112416)[i0 * 256 + i1 * 1];
+          (A + 291024)[i1 * 1] += (A + 307664)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5120608)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 291024)[k] /= T(32);
     // fused loop over [256]:
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
@@ -475,28 +475,28 @@ private:
     //   add %cell.bn_i.running_var.new  (prelude.model:61:57)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 541728)[0] * (A + 4662480)[i];
-      const T v1 = (A + 541744)[0] * (A + 5103968)[i];
+      const T v0 = (A + 272416)[0] * (A + 288912)[i];
+      const T v1 = (A + 272432)[0] * (A + 299216)[i];
       const T v2 = v0 + v1;
-      (A + 5121376)[i] = v2;
-      const T v3 = (A + 541728)[0] * (A + 4662736)[i];
-      const T v4 = (A + 541760)[0] * (A + 5120608)[i];
+      (A + 291280)[i] = v2;
+      const T v3 = (A + 272416)[0] * (A + 289168)[i];
+      const T v4 = (A + 272448)[0] * (A + 291024)[i];
       const T v5 = v3 + v4;
-      (A + 5122144)[i] = v5;
+      (A + 291536)[i] = v5;
     }
     // add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
-      (A + 5122400)[0] = (A + 4662992)[0] + (A + 541776)[0];
+      (A + 291792)[0] = (A + 289424)[0] + (A + 272464)[0];
     }
     // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5120608)[i] + (A + 541792)[0];
+      const T v0 = (A + 291024)[i] + (A + 272480)[0];
       const T v1 = T(1) / std::sqrt(v0);
-      (A + 5122672)[i] = v1;
+      (A + 291808)[i] = v1;
     }
     // fused loop over [32, 256]:
     //   mul %cell.bn_i.xhat  (prelude.model:63:16)
@@ -508,23 +508,23 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5104224)[i0 * 256 + i1 * 1] * (A + 5122672)[i1 * 1];
-          (A + 5122928)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 299472)[i0 * 256 + i1 * 1] * (A + 291808)[i1 * 1];
+          (A + 307664)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * sf_[4].data()[i1 * 1];
           const T v2 = v1 + sf_[5].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 5147504)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 5063008)[256 + i0 * 1024 + i1 * 1];
-          (A + 5155696)[i0 * 256 + i1 * 1] = v4;
+          (A + 315856)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 356560)[256 + i0 * 1024 + i1 * 1];
+          (A + 324048)[i0 * 256 + i1 * 1] = v4;
         }
     // mean %cell.bn_f.mu  (prelude.model:57:16)
-    std::fill_n((A + 5163888), 256, T(0));
+    std::fill_n((A + 292064), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5163888)[i1 * 1] += (A + 5155696)[i0 * 256 + i1 * 1];
+          (A + 292064)[i1 * 1] += (A + 324048)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5163888)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 292064)[k] /= T(32);
     // fused loop over [32, 256]:
     //   sub %cell.bn_f.d  (prelude.model:58:13)
     //   mul  (prelude.model:59:20)
@@ -532,19 +532,19 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5155696)[i0 * 256 + i1 * 1] - (A + 5163888)[i1 * 1];
-          (A + 5164144)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 324048)[i0 * 256 + i1 * 1] - (A + 292064)[i1 * 1];
+          (A + 332240)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * v0;
-          (A + 5172336)[i0 * 256 + i1 * 1] = v1;
+          (A + 340432)[i0 * 256 + i1 * 1] = v1;
         }
     // mean %cell.bn_f.var  (prelude.model:59:17)
-    std::fill_n((A + 5180528), 256, T(0));
+    std::fill_n((A + 292320), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5180528)[i1 * 1] += (A + 5172336)[i0 * 256 + i1 * 1];
+          (A + 292320)[i1 * 1] += (A + 340432)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5180528)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 292320)[k] /= T(32);
     // fused loop over [256]:
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
@@ -554,28 +554,28 @@ private:
     //   add %cell.bn_f.running_var.new  (prelude.model:61:57)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 541728)[0] * (A + 4663008)[i];
-      const T v1 = (A + 541744)[0] * (A + 5163888)[i];
+      const T v0 = (A + 272416)[0] * (A + 289440)[i];
+      const T v1 = (A + 272432)[0] * (A + 292064)[i];
       const T v2 = v0 + v1;
-      (A + 5181296)[i] = v2;
-      const T v3 = (A + 541728)[0] * (A + 4663264)[i];
-      const T v4 = (A + 541760)[0] * (A + 5180528)[i];
+      (A + 292576)[i] = v2;
+      const T v3 = (A + 272416)[0] * (A + 289696)[i];
+      const T v4 = (A + 272448)[0] * (A + 292320)[i];
       const T v5 = v3 + v4;
-      (A + 5182064)[i] = v5;
+      (A + 292832)[i] = v5;
     }
     // add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
-      (A + 5182320)[0] = (A + 4663520)[0] + (A + 541776)[0];
+      (A + 293088)[0] = (A + 289952)[0] + (A + 272464)[0];
     }
     // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5180528)[i] + (A + 541792)[0];
+      const T v0 = (A + 292320)[i] + (A + 272480)[0];
       const T v1 = T(1) / std::sqrt(v0);
-      (A + 5182592)[i] = v1;
+      (A + 293104)[i] = v1;
     }
     // fused loop over [32, 256]:
     //   mul %cell.bn_f.xhat  (prelude.model:63:16)
@@ -587,23 +587,23 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5164144)[i0 * 256 + i1 * 1] * (A + 5182592)[i1 * 1];
-          (A + 5182848)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 332240)[i0 * 256 + i1 * 1] * (A + 293104)[i1 * 1];
+          (A + 324048)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * sf_[6].data()[i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 5207424)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 5063008)[512 + i0 * 1024 + i1 * 1];
-          (A + 5215616)[i0 * 256 + i1 * 1] = v4;
+          (A + 340432)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 356560)[512 + i0 * 1024 + i1 * 1];
+          (A + 389328)[i0 * 256 + i1 * 1] = v4;
         }
     // mean %cell.bn_g.mu  (prelude.model:57:16)
-    std::fill_n((A + 5223808), 256, T(0));
+    std::fill_n((A + 293360), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5223808)[i1 * 1] += (A + 5215616)[i0 * 256 + i1 * 1];
+          (A + 293360)[i1 * 1] += (A + 389328)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5223808)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 293360)[k] /= T(32);
     // fused loop over [32, 256]:
     //   sub %cell.bn_g.d  (prelude.model:58:13)
     //   mul  (prelude.model:59:20)
@@ -611,19 +611,19 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5215616)[i0 * 256 + i1 * 1] - (A + 5223808)[i1 * 1];
-          (A + 5224064)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 389328)[i0 * 256 + i1 * 1] - (A + 293360)[i1 * 1];
+          (A + 397520)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * v0;
-          (A + 5232256)[i0 * 256 + i1 * 1] = v1;
+          (A + 405712)[i0 * 256 + i1 * 1] = v1;
         }
     // mean %cell.bn_g.var  (prelude.model:59:17)
-    std::fill_n((A + 5240448), 256, T(0));
+    std::fill_n((A + 293616), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5240448)[i1 * 1] += (A + 5232256)[i0 * 256 + i1 * 1];
+          (A + 293616)[i1 * 1] += (A + 405712)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5240448)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 293616)[k] /= T(32);
     // fused loop over [256]:
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
@@ -633,28 +633,28 @@ private:
     //   add %cell.bn_g.running_var.new  (prelude.model:61:57)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 541728)[0] * (A + 4663536)[i];
-      const T v1 = (A + 541744)[0] * (A + 5223808)[i];
+      const T v0 = (A + 272416)[0] * (A + 289968)[i];
+      const T v1 = (A + 272432)[0] * (A + 293360)[i];
       const T v2 = v0 + v1;
-      (A + 5241216)[i] = v2;
-      const T v3 = (A + 541728)[0] * (A + 4663792)[i];
-      const T v4 = (A + 541760)[0] * (A + 5240448)[i];
+      (A + 293872)[i] = v2;
+      const T v3 = (A + 272416)[0] * (A + 290224)[i];
+      const T v4 = (A + 272448)[0] * (A + 293616)[i];
       const T v5 = v3 + v4;
-      (A + 5241984)[i] = v5;
+      (A + 294128)[i] = v5;
     }
     // add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
-      (A + 5242240)[0] = (A + 4664048)[0] + (A + 541776)[0];
+      (A + 294384)[0] = (A + 290480)[0] + (A + 272464)[0];
     }
     // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5240448)[i] + (A + 541792)[0];
+      const T v0 = (A + 293616)[i] + (A + 272480)[0];
       const T v1 = T(1) / std::sqrt(v0);
-      (A + 5242512)[i] = v1;
+      (A + 294400)[i] = v1;
     }
     // fused loop over [32, 256]:
     //   mul %cell.bn_g.xhat  (prelude.model:63:16)
@@ -666,23 +666,23 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5224064)[i0 * 256 + i1 * 1] * (A + 5242512)[i1 * 1];
-          (A + 5242768)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 397520)[i0 * 256 + i1 * 1] * (A + 294400)[i1 * 1];
+          (A + 389328)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * sf_[8].data()[i1 * 1];
           const T v2 = v1 + sf_[9].data()[i1 * 1];
           const T v3 = ftanh(v2);
-          (A + 5267344)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 5063008)[768 + i0 * 1024 + i1 * 1];
-          (A + 5275536)[i0 * 256 + i1 * 1] = v4;
+          (A + 405712)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 356560)[768 + i0 * 1024 + i1 * 1];
+          (A + 413904)[i0 * 256 + i1 * 1] = v4;
         }
     // mean %cell.bn_o.mu  (prelude.model:57:16)
-    std::fill_n((A + 5283728), 256, T(0));
+    std::fill_n((A + 294656), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5283728)[i1 * 1] += (A + 5275536)[i0 * 256 + i1 * 1];
+          (A + 294656)[i1 * 1] += (A + 413904)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5283728)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 294656)[k] /= T(32);
     // fused loop over [32, 256]:
     //   sub %cell.bn_o.d  (prelude.model:58:13)
     //   mul  (prelude.model:59:20)
@@ -690,19 +690,19 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5275536)[i0 * 256 + i1 * 1] - (A + 5283728)[i1 * 1];
-          (A + 5283984)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 413904)[i0 * 256 + i1 * 1] - (A + 294656)[i1 * 1];
+          (A + 348624)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * v0;
-          (A + 5292176)[i0 * 256 + i1 * 1] = v1;
+          (A + 356816)[i0 * 256 + i1 * 1] = v1;
         }
     // mean %cell.bn_o.var  (prelude.model:59:17)
-    std::fill_n((A + 5300368), 256, T(0));
+    std::fill_n((A + 294912), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5300368)[i1 * 1] += (A + 5292176)[i0 * 256 + i1 * 1];
+          (A + 294912)[i1 * 1] += (A + 356816)[i0 * 256 + i1 * 1];
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 5300368)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 294912)[k] /= T(32);
     // fused loop over [256]:
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
@@ -712,28 +712,28 @@ private:
     //   add %cell.bn_o.running_var.new  (prelude.model:61:57)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 541728)[0] * (A + 4664064)[i];
-      const T v1 = (A + 541744)[0] * (A + 5283728)[i];
+      const T v0 = (A + 272416)[0] * (A + 290496)[i];
+      const T v1 = (A + 272432)[0] * (A + 294656)[i];
       const T v2 = v0 + v1;
-      (A + 5301136)[i] = v2;
-      const T v3 = (A + 541728)[0] * (A + 4664320)[i];
-      const T v4 = (A + 541760)[0] * (A + 5300368)[i];
+      (A + 295168)[i] = v2;
+      const T v3 = (A + 272416)[0] * (A + 290752)[i];
+      const T v4 = (A + 272448)[0] * (A + 294912)[i];
       const T v5 = v3 + v4;
-      (A + 5301904)[i] = v5;
+      (A + 295424)[i] = v5;
     }
     // add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
-      (A + 5302160)[0] = (A + 4664576)[0] + (A + 541776)[0];
+      (A + 295680)[0] = (A + 291008)[0] + (A + 272464)[0];
     }
     // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5300368)[i] + (A + 541792)[0];
+      const T v0 = (A + 294912)[i] + (A + 272480)[0];
       const T v1 = T(1) / std::sqrt(v0);
-      (A + 5302432)[i] = v1;
+      (A + 295696)[i] = v1;
     }
     // fused loop over [32, 256]:
     //   mul %cell.bn_o.xhat  (prelude.model:63:16)
@@ -749,93 +749,93 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5283984)[i0 * 256 + i1 * 1] * (A + 5302432)[i1 * 1];
-          (A + 5302688)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 348624)[i0 * 256 + i1 * 1] * (A + 295696)[i1 * 1];
+          (A + 356816)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * sf_[10].data()[i1 * 1];
           const T v2 = v1 + sf_[11].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 5327264)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 5207424)[i0 * 256 + i1 * 1] * (A + 4654288)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 5147504)[i0 * 256 + i1 * 1] * (A + 5267344)[i0 * 256 + i1 * 1];
+          (A + 365008)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 340432)[i0 * 256 + i1 * 1] * (A + 280720)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 315856)[i0 * 256 + i1 * 1] * (A + 405712)[i0 * 256 + i1 * 1];
           const T v6 = v4 + v5;
-          (A + 5351840)[i0 * 256 + i1 * 1] = v6;
+          (A + 373200)[i0 * 256 + i1 * 1] = v6;
           const T v7 = ftanh(v6);
-          (A + 5360032)[i0 * 256 + i1 * 1] = v7;
+          (A + 413904)[i0 * 256 + i1 * 1] = v7;
           const T v8 = v3 * v7;
-          (A + 5368224)[i0 * 256 + i1 * 1] = v8;
+          (A + 422096)[i0 * 256 + i1 * 1] = v8;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5368224) + o * 256, 256, (A + 560304) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5360032) + o * 256, 256, (A + 806064) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5327264) + o * 256, 256, (A + 1051824) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5267344) + o * 256, 256, (A + 1297584) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5147504) + o * 256, 256, (A + 1543344) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4654288) + o * 256, 256, (A + 1789104) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5207424) + o * 256, 256, (A + 2034864) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5302688) + o * 256, 256, (A + 2280624) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5302432) + o * 1, 1, (A + 2526384) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5283984) + o * 256, 256, (A + 2534064) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5300368) + o * 1, 1, (A + 2779824) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4664320) + o * 1, 1, (A + 2787504) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5283728) + o * 1, 1, (A + 2795184) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4664064) + o * 1, 1, (A + 2802864) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5242768) + o * 256, 256, (A + 2810544) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5242512) + o * 1, 1, (A + 3056304) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5224064) + o * 256, 256, (A + 3063984) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5240448) + o * 1, 1, (A + 3309744) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4663792) + o * 1, 1, (A + 3317424) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5223808) + o * 1, 1, (A + 3325104) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4663536) + o * 1, 1, (A + 3332784) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5182848) + o * 256, 256, (A + 3340464) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5182592) + o * 1, 1, (A + 3586224) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5164144) + o * 256, 256, (A + 3593904) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5180528) + o * 1, 1, (A + 3839664) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4663264) + o * 1, 1, (A + 3847344) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5163888) + o * 1, 1, (A + 3855024) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4663008) + o * 1, 1, (A + 3862704) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5122928) + o * 256, 256, (A + 3870384) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5122672) + o * 1, 1, (A + 4116144) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5104224) + o * 256, 256, (A + 4123824) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5120608) + o * 1, 1, (A + 4369584) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4662736) + o * 1, 1, (A + 4377264) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5103968) + o * 1, 1, (A + 4384944) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4662480) + o * 1, 1, (A + 4392624) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4646096) + o * 256, 256, (A + 4400304) + (o * 30 + t) * 256);
-    std::copy_n((A + 5368224), 8192, (A + 4646096));
-    std::copy_n((A + 5351840), 8192, (A + 4654288));
-    std::copy_n((A + 5121376), 256, (A + 4662480));
-    std::copy_n((A + 5122144), 256, (A + 4662736));
-    std::copy_n((A + 5122400), 1, (A + 4662992));
-    std::copy_n((A + 5181296), 256, (A + 4663008));
-    std::copy_n((A + 5182064), 256, (A + 4663264));
-    std::copy_n((A + 5182320), 1, (A + 4663520));
-    std::copy_n((A + 5241216), 256, (A + 4663536));
-    std::copy_n((A + 5241984), 256, (A + 4663792));
-    std::copy_n((A + 5242240), 1, (A + 4664048));
-    std::copy_n((A + 5301136), 256, (A + 4664064));
-    std::copy_n((A + 5301904), 256, (A + 4664320));
-    std::copy_n((A + 5302160), 1, (A + 4664576));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 422096) + o * 256, 256, (A + 448784) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 413904) + o * 256, 256, (A + 694544) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 365008) + o * 256, 256, (A + 940304) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 405712) + o * 256, 256, (A + 1186064) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 315856) + o * 256, 256, (A + 1431824) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 280720) + o * 256, 256, (A + 1677584) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 340432) + o * 256, 256, (A + 1923344) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 356816) + o * 256, 256, (A + 2169104) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 295696) + o * 1, 1, (A + 2414864) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 348624) + o * 256, 256, (A + 2422544) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294912) + o * 1, 1, (A + 2668304) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290752) + o * 1, 1, (A + 2675984) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294656) + o * 1, 1, (A + 2683664) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290496) + o * 1, 1, (A + 2691344) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 389328) + o * 256, 256, (A + 2699024) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294400) + o * 1, 1, (A + 2944784) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 397520) + o * 256, 256, (A + 2952464) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293616) + o * 1, 1, (A + 3198224) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290224) + o * 1, 1, (A + 3205904) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293360) + o * 1, 1, (A + 3213584) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289968) + o * 1, 1, (A + 3221264) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 324048) + o * 256, 256, (A + 3228944) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293104) + o * 1, 1, (A + 3474704) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 332240) + o * 256, 256, (A + 3482384) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292320) + o * 1, 1, (A + 3728144) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289696) + o * 1, 1, (A + 3735824) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292064) + o * 1, 1, (A + 3743504) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289440) + o * 1, 1, (A + 3751184) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 307664) + o * 256, 256, (A + 3758864) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291808) + o * 1, 1, (A + 4004624) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 299472) + o * 256, 256, (A + 4012304) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291024) + o * 1, 1, (A + 4258064) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289168) + o * 1, 1, (A + 4265744) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 299216) + o * 1, 1, (A + 4273424) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 288912) + o * 1, 1, (A + 4281104) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 272528) + o * 256, 256, (A + 4288784) + (o * 30 + t) * 256);
+    std::copy_n((A + 422096), 8192, (A + 272528));
+    std::copy_n((A + 373200), 8192, (A + 280720));
+    std::copy_n((A + 291280), 256, (A + 288912));
+    std::copy_n((A + 291536), 256, (A + 289168));
+    std::copy_n((A + 291792), 1, (A + 289424));
+    std::copy_n((A + 292576), 256, (A + 289440));
+    std::copy_n((A + 292832), 256, (A + 289696));
+    std::copy_n((A + 293088), 1, (A + 289952));
+    std::copy_n((A + 293872), 256, (A + 289968));
+    std::copy_n((A + 294128), 256, (A + 290224));
+    std::copy_n((A + 294384), 1, (A + 290480));
+    std::copy_n((A + 295168), 256, (A + 290496));
+    std::copy_n((A + 295424), 256, (A + 290752));
+    std::copy_n((A + 295680), 1, (A + 291008));
   }
-  std::copy_n((A + 4646096), 8192, (A + 541808));
-  std::copy_n((A + 4654288), 8192, (A + 550000));
-  std::copy_n((A + 4662480), 256, (A + 558192));
-  std::copy_n((A + 4662736), 256, (A + 558448));
-  std::copy_n((A + 4662992), 1, (A + 558704));
-  std::copy_n((A + 4663008), 256, (A + 558720));
-  std::copy_n((A + 4663264), 256, (A + 558976));
-  std::copy_n((A + 4663520), 1, (A + 559232));
-  std::copy_n((A + 4663536), 256, (A + 559248));
-  std::copy_n((A + 4663792), 256, (A + 559504));
-  std::copy_n((A + 4664048), 1, (A + 559760));
-  std::copy_n((A + 4664064), 256, (A + 559776));
-  std::copy_n((A + 4664320), 256, (A + 560032));
-  std::copy_n((A + 4664576), 1, (A + 560288));
+  std::copy_n((A + 272528), 8192, (A + 430288));
+  std::copy_n((A + 280720), 8192, (A + 438480));
+  std::copy_n((A + 288912), 256, (A + 446672));
+  std::copy_n((A + 289168), 256, (A + 446928));
+  std::copy_n((A + 289424), 1, (A + 447184));
+  std::copy_n((A + 289440), 256, (A + 447200));
+  std::copy_n((A + 289696), 256, (A + 447456));
+  std::copy_n((A + 289952), 1, (A + 447712));
+  std::copy_n((A + 289968), 256, (A + 447728));
+  std::copy_n((A + 290224), 256, (A + 447984));
+  std::copy_n((A + 290480), 1, (A + 448240));
+  std::copy_n((A + 290496), 256, (A + 448256));
+  std::copy_n((A + 290752), 256, (A + 448512));
+  std::copy_n((A + 291008), 1, (A + 448768));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 5376416)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 560304)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 272464)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 448784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -845,184 +845,184 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 5393056)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
+        (A + 9184)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 5376416), 256, sf_[12].data(), 256, T(0), (A + 5393312), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 272464), 256, sf_[12].data(), 256, T(0), (A + 9440), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 5393360)[i0 * 1 + i1 * 1] = (A + 5393312)[i0 * 1] + sf_[13].data()[0];
+        (A + 9472)[i0 * 1 + i1 * 1] = (A + 9440)[i0 * 1] + sf_[13].data()[0];
       }
   // mse %loss  (seed_gate_bn.model:48:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 5393360)[k] - (A + 960)[k]; s += d * d; } (A + 5393392)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9472)[k] - (A + 960)[k]; s += d * d; } (A + 9440)[0] = s / T(32); }
   // output  (seed_gate_bn.model:49:3)
   // loss  (seed_gate_bn.model:45:1)
-  loss = double((A + 5393392)[0]);
+  loss = double((A + 9440)[0]);
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(14, (A + 558192));
+  updates.emplace_back(14, (A + 446672));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(15, (A + 558448));
+  updates.emplace_back(15, (A + 446928));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(16, (A + 558704));
+  updates.emplace_back(16, (A + 447184));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(17, (A + 558720));
+  updates.emplace_back(17, (A + 447200));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(18, (A + 558976));
+  updates.emplace_back(18, (A + 447456));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(19, (A + 559232));
+  updates.emplace_back(19, (A + 447712));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(20, (A + 559248));
+  updates.emplace_back(20, (A + 447728));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(21, (A + 559504));
+  updates.emplace_back(21, (A + 447984));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(22, (A + 559760));
+  updates.emplace_back(22, (A + 448240));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(23, (A + 559776));
+  updates.emplace_back(23, (A + 448256));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(24, (A + 560032));
+  updates.emplace_back(24, (A + 448512));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(25, (A + 560288));
+  updates.emplace_back(25, (A + 448768));
   // const  (seed_gate_bn.model:45:1)
-  std::fill_n((A + 5393408), 1, T(1));
+  std::fill_n((A + 9440), 1, T(1));
   // sub  (seed_gate_bn.model:48:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 5393424)[i0 * 1 + i1 * 1] = (A + 5393360)[i0 * 1] - (A + 960)[i0 * 1];
+        (A + 9504)[i0 * 1 + i1 * 1] = (A + 9472)[i0 * 1] - (A + 960)[i0 * 1];
       }
   // const  (seed_gate_bn.model:48:13)
-  std::fill_n((A + 5393456), 1, T(0.0625));
+  std::fill_n((A + 960), 1, T(0.0625));
   // mul  (seed_gate_bn.model:48:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 5393472)[i0 * 1 + i1 * 1] = (A + 5393424)[i0 * 1] * (A + 5393456)[0];
+        (A + 9456)[i0 * 1 + i1 * 1] = (A + 9504)[i0 * 1] * (A + 960)[0];
       }
   // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 5393504), 1, T(0));
+  std::fill_n((A + 960), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 5393504)[0] += (A + 5393472)[i];
+    (A + 960)[0] += (A + 9456)[i];
   }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 5393472), 1, (A + 5393056), 1, T(0), (A + 5393776), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 9456), 1, (A + 9184), 1, T(0), (A + 280656), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 5376416), 256, (A + 5393472), 1, T(0), (A + 5410160), 1, threads());
+  gemm(true, false, 256, 1, 32, T(1), (A + 272464), 256, (A + 9456), 1, T(0), (A + 9184), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 5410416)[i0 * 256 + i1 * 1] = (A + 5410160)[i0 * 1 + i1 * 1];
+        (A + 9456)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
       }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // pad  (seed_gate_bn.model:47:17)
-  std::fill_n((A + 5418864), 245760, T(0));
+  std::fill_n((A + 448784), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 5418864)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 5393776)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 448784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 280656)[i0 * 256 + i1 * 256 + i2 * 1];
         }
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 5664624), 256, T(0));
+  std::fill_n((A + 9184), 256, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 5664880), 1024, T(0));
+  std::fill_n((A + 272464), 1024, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 5665904), 1024, T(0));
+  std::fill_n((A + 273488), 1024, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 5666928), 262144, T(0));
+  std::fill_n((A + 4534544), 262144, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 5929072), 1024, T(0));
+  std::fill_n((A + 274512), 1024, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 5930096), 262144, T(0));
+  std::fill_n((A + 4796688), 262144, T(0));
   // scan  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 6877328));
-  std::copy_n((A + 992), 8192, (A + 6885520));
-  std::copy_n((A + 5664624), 256, (A + 6893712));
-  std::copy_n((A + 5664624), 256, (A + 6893968));
-  std::copy_n((A + 5664624), 256, (A + 6894224));
-  std::copy_n((A + 5664624), 256, (A + 6894480));
-  std::copy_n((A + 5664624), 256, (A + 6894736));
-  std::copy_n((A + 5664624), 256, (A + 6894992));
-  std::copy_n((A + 5664624), 256, (A + 6895248));
-  std::copy_n((A + 5664624), 256, (A + 6895504));
-  std::copy_n((A + 5664880), 1024, (A + 6895760));
-  std::copy_n((A + 5665904), 1024, (A + 6896784));
-  std::copy_n((A + 5666928), 262144, (A + 6897808));
-  std::copy_n((A + 5665904), 1024, (A + 7159952));
-  std::copy_n((A + 5664624), 256, (A + 7160976));
-  std::copy_n((A + 5664624), 256, (A + 7161232));
-  std::copy_n((A + 5664624), 256, (A + 7161488));
-  std::copy_n((A + 5664624), 256, (A + 7161744));
-  std::copy_n((A + 5664624), 256, (A + 7162000));
-  std::copy_n((A + 5664624), 256, (A + 7162256));
-  std::copy_n((A + 5664624), 256, (A + 7162512));
-  std::copy_n((A + 5664624), 256, (A + 7162768));
-  std::copy_n((A + 5929072), 1024, (A + 7163024));
-  std::copy_n((A + 5930096), 262144, (A + 7164048));
+  std::copy_n((A + 992), 8192, (A + 5195056));
+  std::copy_n((A + 992), 8192, (A + 5203248));
+  std::copy_n((A + 9184), 256, (A + 5211440));
+  std::copy_n((A + 9184), 256, (A + 5211696));
+  std::copy_n((A + 9184), 256, (A + 5211952));
+  std::copy_n((A + 9184), 256, (A + 5212208));
+  std::copy_n((A + 9184), 256, (A + 5212464));
+  std::copy_n((A + 9184), 256, (A + 5212720));
+  std::copy_n((A + 9184), 256, (A + 5212976));
+  std::copy_n((A + 9184), 256, (A + 5213232));
+  std::copy_n((A + 272464), 1024, (A + 5213488));
+  std::copy_n((A + 273488), 1024, (A + 5214512));
+  std::copy_n((A + 4534544), 262144, (A + 5215536));
+  std::copy_n((A + 273488), 1024, (A + 5477680));
+  std::copy_n((A + 9184), 256, (A + 5478704));
+  std::copy_n((A + 9184), 256, (A + 5478960));
+  std::copy_n((A + 9184), 256, (A + 5479216));
+  std::copy_n((A + 9184), 256, (A + 5479472));
+  std::copy_n((A + 9184), 256, (A + 5479728));
+  std::copy_n((A + 9184), 256, (A + 5479984));
+  std::copy_n((A + 9184), 256, (A + 5480240));
+  std::copy_n((A + 9184), 256, (A + 5480496));
+  std::copy_n((A + 274512), 1024, (A + 5480752));
+  std::copy_n((A + 4796688), 262144, (A + 5481776));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5418864) + (o * 30 + t) * 256, 256, (A + 6741104) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 806064) + (o * 30 + t) * 256, 256, (A + 6749296) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1051824) + (o * 30 + t) * 256, 256, (A + 6757488) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1297584) + (o * 30 + t) * 256, 256, (A + 6765680) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1543344) + (o * 30 + t) * 256, 256, (A + 6773872) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1789104) + (o * 30 + t) * 256, 256, (A + 6782064) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2034864) + (o * 30 + t) * 256, 256, (A + 6790256) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2280624) + (o * 30 + t) * 256, 256, (A + 6798448) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2526384) + (o * 30 + t) * 1, 1, (A + 6806640) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2534064) + (o * 30 + t) * 256, 256, (A + 6806896) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2779824) + (o * 30 + t) * 1, 1, (A + 6815088) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2787504) + (o * 30 + t) * 1, 1, (A + 6815344) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2795184) + (o * 30 + t) * 1, 1, (A + 6815600) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2802864) + (o * 30 + t) * 1, 1, (A + 6815856) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2810544) + (o * 30 + t) * 256, 256, (A + 6816112) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3056304) + (o * 30 + t) * 1, 1, (A + 6824304) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3063984) + (o * 30 + t) * 256, 256, (A + 6824560) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3309744) + (o * 30 + t) * 1, 1, (A + 6832752) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3317424) + (o * 30 + t) * 1, 1, (A + 6833008) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3325104) + (o * 30 + t) * 1, 1, (A + 6833264) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3332784) + (o * 30 + t) * 1, 1, (A + 6833520) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3340464) + (o * 30 + t) * 256, 256, (A + 6833776) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3586224) + (o * 30 + t) * 1, 1, (A + 6841968) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3593904) + (o * 30 + t) * 256, 256, (A + 6842224) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3839664) + (o * 30 + t) * 1, 1, (A + 6850416) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3847344) + (o * 30 + t) * 1, 1, (A + 6850672) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3855024) + (o * 30 + t) * 1, 1, (A + 6850928) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3862704) + (o * 30 + t) * 1, 1, (A + 6851184) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3870384) + (o * 30 + t) * 256, 256, (A + 6851440) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4116144) + (o * 30 + t) * 1, 1, (A + 6859632) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4123824) + (o * 30 + t) * 256, 256, (A + 6859888) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4369584) + (o * 30 + t) * 1, 1, (A + 6868080) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4377264) + (o * 30 + t) * 1, 1, (A + 6868336) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4384944) + (o * 30 + t) * 1, 1, (A + 6868592) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4392624) + (o * 30 + t) * 1, 1, (A + 6868848) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4400304) + (o * 30 + t) * 256, 256, (A + 6869104) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 6877296) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 448784) + (o * 30 + t) * 256, 256, (A + 5058832) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 694544) + (o * 30 + t) * 256, 256, (A + 5067024) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 940304) + (o * 30 + t) * 256, 256, (A + 5075216) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1186064) + (o * 30 + t) * 256, 256, (A + 5083408) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1431824) + (o * 30 + t) * 256, 256, (A + 5091600) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1677584) + (o * 30 + t) * 256, 256, (A + 5099792) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1923344) + (o * 30 + t) * 256, 256, (A + 5107984) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2169104) + (o * 30 + t) * 256, 256, (A + 5116176) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2414864) + (o * 30 + t) * 1, 1, (A + 5124368) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2422544) + (o * 30 + t) * 256, 256, (A + 5124624) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2668304) + (o * 30 + t) * 1, 1, (A + 5132816) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2675984) + (o * 30 + t) * 1, 1, (A + 5133072) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2683664) + (o * 30 + t) * 1, 1, (A + 5133328) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2691344) + (o * 30 + t) * 1, 1, (A + 5133584) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2699024) + (o * 30 + t) * 256, 256, (A + 5133840) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2944784) + (o * 30 + t) * 1, 1, (A + 5142032) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2952464) + (o * 30 + t) * 256, 256, (A + 5142288) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3198224) + (o * 30 + t) * 1, 1, (A + 5150480) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3205904) + (o * 30 + t) * 1, 1, (A + 5150736) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3213584) + (o * 30 + t) * 1, 1, (A + 5150992) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3221264) + (o * 30 + t) * 1, 1, (A + 5151248) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3228944) + (o * 30 + t) * 256, 256, (A + 5151504) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3474704) + (o * 30 + t) * 1, 1, (A + 5159696) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3482384) + (o * 30 + t) * 256, 256, (A + 5159952) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3728144) + (o * 30 + t) * 1, 1, (A + 5168144) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3735824) + (o * 30 + t) * 1, 1, (A + 5168400) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3743504) + (o * 30 + t) * 1, 1, (A + 5168656) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3751184) + (o * 30 + t) * 1, 1, (A + 5168912) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3758864) + (o * 30 + t) * 256, 256, (A + 5169168) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4004624) + (o * 30 + t) * 1, 1, (A + 5177360) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4012304) + (o * 30 + t) * 256, 256, (A + 5177616) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4258064) + (o * 30 + t) * 1, 1, (A + 5185808) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4265744) + (o * 30 + t) * 1, 1, (A + 5186064) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4273424) + (o * 30 + t) * 1, 1, (A + 5186320) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4281104) + (o * 30 + t) * 1, 1, (A + 5186576) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4288784) + (o * 30 + t) * 256, 256, (A + 5186832) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 5195024) + o * 1);
     // fused loop over [32, 256]:
     //   add  [register]
     //   mul  (seed_gate_bn.model:36:13)
     //   mul  (seed_gate_bn.model:36:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 6877328)[i] + (A + 6741104)[i];
-      const T v1 = v0 * (A + 6749296)[i];
-      (A + 7697600)[i] = v1;
-      const T v2 = v0 * (A + 6757488)[i];
-      (A + 7705792)[i] = v2;
+      const T v0 = (A + 5195056)[i] + (A + 5058832)[i];
+      const T v1 = v0 * (A + 5067024)[i];
+      (A + 5743920)[i] = v1;
+      const T v2 = v0 * (A + 5075216)[i];
+      (A + 5752112)[i] = v2;
     }
     // const  (seed_gate_bn.model:36:19)
-    std::fill_n((A + 7713984), 1, T(1));
+    std::fill_n((A + 5760304), 1, T(1));
     // fused loop over [32, 256]:
     //   mul  (seed_gate_bn.model:36:19)  [register]
     //   sub  (seed_gate_bn.model:36:19)  [register]
@@ -1037,29 +1037,29 @@ private:
     //   mul  (seed_gate_bn.model:34:18)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 6749296)[i] * (A + 6749296)[i];
-      const T v1 = (A + 7713984)[0] - v0;
-      const T v2 = (A + 7705792)[i] * v1;
-      const T v3 = (A + 6885520)[i] + v2;
-      const T v4 = v3 * (A + 6765680)[i];
-      (A + 7746768)[i] = v4;
-      const T v5 = v3 * (A + 6773872)[i];
-      (A + 7754960)[i] = v5;
-      const T v6 = v3 * (A + 6782064)[i];
-      (A + 7763152)[i] = v6;
-      const T v7 = v3 * (A + 6790256)[i];
-      (A + 7771344)[i] = v7;
-      const T v8 = (A + 7713984)[0] - (A + 6757488)[i];
-      const T v9 = (A + 6757488)[i] * v8;
-      const T v10 = (A + 7697600)[i] * v9;
-      (A + 7795920)[i] = v10;
+      const T v0 = (A + 5067024)[i] * (A + 5067024)[i];
+      const T v1 = (A + 5760304)[0] - v0;
+      const T v2 = (A + 5752112)[i] * v1;
+      const T v3 = (A + 5203248)[i] + v2;
+      const T v4 = v3 * (A + 5083408)[i];
+      (A + 5760320)[i] = v4;
+      const T v5 = v3 * (A + 5091600)[i];
+      (A + 5768512)[i] = v5;
+      const T v6 = v3 * (A + 5099792)[i];
+      (A + 5776704)[i] = v6;
+      const T v7 = v3 * (A + 5107984)[i];
+      (A + 5784896)[i] = v7;
+      const T v8 = (A + 5760304)[0] - (A + 5075216)[i];
+      const T v9 = (A + 5075216)[i] * v8;
+      const T v10 = (A + 5743920)[i] * v9;
+      (A + 5793088)[i] = v10;
     }
     // sum  (prelude.model:67:26)
-    std::fill_n((A + 7804112), 256, T(0));
+    std::fill_n((A + 5743920), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7804112)[i1 * 1] += (A + 7795920)[i0 * 256 + i1 * 1];
+          (A + 5743920)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:67:17)
@@ -1068,17 +1068,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 7795920)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
-          (A + 7804368)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 7795920)[i0 * 256 + i1 * 1] * (A + 6798448)[i0 * 256 + i1 * 1];
-          (A + 7812560)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5793088)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
+          (A + 5744176)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5793088)[i0 * 256 + i1 * 1] * (A + 5116176)[i0 * 256 + i1 * 1];
+          (A + 5801280)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:67:17)
-    std::fill_n((A + 7820752), 256, T(0));
+    std::fill_n((A + 5752368), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7820752)[i1 * 1] += (A + 7812560)[i0 * 256 + i1 * 1];
+          (A + 5752368)[i1 * 1] += (A + 5801280)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:63:16)
@@ -1087,20 +1087,20 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 7804368)[i0 * 256 + i1 * 1] * (A + 6806640)[i1 * 1];
-          (A + 7821008)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 7804368)[i0 * 256 + i1 * 1] * (A + 6806896)[i0 * 256 + i1 * 1];
-          (A + 7829200)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5744176)[i0 * 256 + i1 * 1] * (A + 5124368)[i1 * 1];
+          (A + 5793088)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5744176)[i0 * 256 + i1 * 1] * (A + 5124624)[i0 * 256 + i1 * 1];
+          (A + 5801280)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:63:16)
-    std::fill_n((A + 7837392), 256, T(0));
+    std::fill_n((A + 5744176), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7837392)[i1 * 1] += (A + 7829200)[i0 * 256 + i1 * 1];
+          (A + 5744176)[i1 * 1] += (A + 5801280)[i0 * 256 + i1 * 1];
         }
     // const  (prelude.model:63:23)
-    std::fill_n((A + 7837648), 1, T(-0.5));
+    std::fill_n((A + 5744432), 1, T(-0.5));
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
@@ -1113,26 +1113,26 @@ private:
     //   mul  (prelude.model:60:44)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 7837392)[i] * (A + 7837648)[0];
-      const T v1 = (A + 6806640)[i] * (A + 6806640)[i];
-      const T v2 = (A + 6806640)[i] * v1;
+      const T v0 = (A + 5744176)[i] * (A + 5744432)[0];
+      const T v1 = (A + 5124368)[i] * (A + 5124368)[i];
+      const T v2 = (A + 5124368)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 6895504)[i] * (A + 541760)[0];
+      const T v4 = (A + 5213232)[i] * (A + 272448)[0];
       const T v5 = v3 + v4;
-      (A + 7838944)[i] = v5;
-      const T v6 = (A + 6895504)[i] * (A + 541728)[0];
-      (A + 7839200)[i] = v6;
-      const T v7 = (A + 6895248)[i] * (A + 541744)[0];
-      (A + 7839456)[i] = v7;
-      const T v8 = (A + 6895248)[i] * (A + 541728)[0];
-      (A + 7839712)[i] = v8;
+      (A + 5744448)[i] = v5;
+      const T v6 = (A + 5213232)[i] * (A + 272416)[0];
+      (A + 5744704)[i] = v6;
+      const T v7 = (A + 5212976)[i] * (A + 272432)[0];
+      (A + 5744960)[i] = v7;
+      const T v8 = (A + 5212976)[i] * (A + 272416)[0];
+      (A + 5745216)[i] = v8;
     }
     // const  (prelude.model:59:17)
-    std::fill_n((A + 7839968), 1, T(0.03125));
+    std::fill_n((A + 5744176), 1, T(0.03125));
     // mul  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 7839984)[i] = (A + 7838944)[i] * (A + 7839968)[0];
+      (A + 5745472)[i] = (A + 5744448)[i] * (A + 5744176)[0];
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1146,29 +1146,29 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 7839984)[i1 * 1];
-          const T v1 = v0 * (A + 6806896)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 7821008)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 5745472)[i1 * 1];
+          const T v1 = v0 * (A + 5124624)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5793088)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 7865072)[i0 * 256 + i1 * 1] = v3;
+          (A + 5801280)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 7873264)[i0 * 256 + i1 * 1] = v4;
+          (A + 5809472)[i0 * 256 + i1 * 1] = v4;
         }
     // sum  (prelude.model:58:13)
-    std::fill_n((A + 7881456), 256, T(0));
+    std::fill_n((A + 5744448), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7881456)[i1 * 1] += (A + 7873264)[i0 * 256 + i1 * 1];
+          (A + 5744448)[i1 * 1] += (A + 5809472)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 7839456)[i] + (A + 7881456)[i];
-      const T v1 = v0 * (A + 7839968)[0];
-      (A + 7881968)[i] = v1;
+      const T v0 = (A + 5744960)[i] + (A + 5744448)[i];
+      const T v1 = v0 * (A + 5744176)[0];
+      (A + 5745472)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1179,17 +1179,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 7881968)[i1 * 1];
-          const T v1 = (A + 7865072)[i0 * 256 + i1 * 1] + v0;
-          (A + 7890672)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5745472)[i1 * 1];
+          const T v1 = (A + 5801280)[i0 * 256 + i1 * 1] + v0;
+          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
         }
     // pad  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 7898864), 32768, T(0));
+    std::fill_n((A + 5801280), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7898864)[768 + i0 * 1024 + i1 * 1] = (A + 7890672)[i0 * 256 + i1 * 1];
+          (A + 5801280)[768 + i0 * 1024 + i1 * 1] = (A + 5793088)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (seed_gate_bn.model:33:15)  [register]
@@ -1197,17 +1197,17 @@ private:
     //   mul  (seed_gate_bn.model:33:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 6765680)[i] * (A + 6765680)[i];
-      const T v1 = (A + 7713984)[0] - v0;
-      const T v2 = (A + 7754960)[i] * v1;
-      (A + 7948016)[i] = v2;
+      const T v0 = (A + 5083408)[i] * (A + 5083408)[i];
+      const T v1 = (A + 5760304)[0] - v0;
+      const T v2 = (A + 5768512)[i] * v1;
+      (A + 5793088)[i] = v2;
     }
     // sum  (prelude.model:67:26)
-    std::fill_n((A + 7956208), 256, T(0));
+    std::fill_n((A + 5744448), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7956208)[i1 * 1] += (A + 7948016)[i0 * 256 + i1 * 1];
+          (A + 5744448)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:67:17)
@@ -1216,17 +1216,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 7948016)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
-          (A + 7956464)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 7948016)[i0 * 256 + i1 * 1] * (A + 6816112)[i0 * 256 + i1 * 1];
-          (A + 7964656)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5793088)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
+          (A + 5768512)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5793088)[i0 * 256 + i1 * 1] * (A + 5133840)[i0 * 256 + i1 * 1];
+          (A + 5834048)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:67:17)
-    std::fill_n((A + 7972848), 256, T(0));
+    std::fill_n((A + 5744960), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7972848)[i1 * 1] += (A + 7964656)[i0 * 256 + i1 * 1];
+          (A + 5744960)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:63:16)
@@ -1235,17 +1235,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 7956464)[i0 * 256 + i1 * 1] * (A + 6824304)[i1 * 1];
-          (A + 7973104)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 7956464)[i0 * 256 + i1 * 1] * (A + 6824560)[i0 * 256 + i1 * 1];
-          (A + 7981296)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5142032)[i1 * 1];
+          (A + 5793088)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5142288)[i0 * 256 + i1 * 1];
+          (A + 5834048)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:63:16)
-    std::fill_n((A + 7989488), 256, T(0));
+    std::fill_n((A + 5745472), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 7989488)[i1 * 1] += (A + 7981296)[i0 * 256 + i1 * 1];
+          (A + 5745472)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1260,20 +1260,20 @@ private:
     //   mul  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 7989488)[i] * (A + 7837648)[0];
-      const T v1 = (A + 6824304)[i] * (A + 6824304)[i];
-      const T v2 = (A + 6824304)[i] * v1;
+      const T v0 = (A + 5745472)[i] * (A + 5744432)[0];
+      const T v1 = (A + 5142032)[i] * (A + 5142032)[i];
+      const T v2 = (A + 5142032)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 6894992)[i] * (A + 541760)[0];
+      const T v4 = (A + 5212720)[i] * (A + 272448)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 6894992)[i] * (A + 541728)[0];
-      (A + 7991280)[i] = v6;
-      const T v7 = (A + 6894736)[i] * (A + 541744)[0];
-      (A + 7991536)[i] = v7;
-      const T v8 = (A + 6894736)[i] * (A + 541728)[0];
-      (A + 7991792)[i] = v8;
-      const T v9 = v5 * (A + 7839968)[0];
-      (A + 7992048)[i] = v9;
+      const T v6 = (A + 5212720)[i] * (A + 272416)[0];
+      (A + 5745728)[i] = v6;
+      const T v7 = (A + 5212464)[i] * (A + 272432)[0];
+      (A + 5745984)[i] = v7;
+      const T v8 = (A + 5212464)[i] * (A + 272416)[0];
+      (A + 5746240)[i] = v8;
+      const T v9 = v5 * (A + 5744176)[0];
+      (A + 5746496)[i] = v9;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1287,29 +1287,29 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 7992048)[i1 * 1];
-          const T v1 = v0 * (A + 6824560)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 7973104)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 5746496)[i1 * 1];
+          const T v1 = v0 * (A + 5142288)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5793088)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 8017136)[i0 * 256 + i1 * 1] = v3;
+          (A + 5768512)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 8025328)[i0 * 256 + i1 * 1] = v4;
+          (A + 5834048)[i0 * 256 + i1 * 1] = v4;
         }
     // sum  (prelude.model:58:13)
-    std::fill_n((A + 8033520), 256, T(0));
+    std::fill_n((A + 5745472), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8033520)[i1 * 1] += (A + 8025328)[i0 * 256 + i1 * 1];
+          (A + 5745472)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 7991536)[i] + (A + 8033520)[i];
-      const T v1 = v0 * (A + 7839968)[0];
-      (A + 8034032)[i] = v1;
+      const T v0 = (A + 5745984)[i] + (A + 5745472)[i];
+      const T v1 = v0 * (A + 5744176)[0];
+      (A + 5746496)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1320,22 +1320,22 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8034032)[i1 * 1];
-          const T v1 = (A + 8017136)[i0 * 256 + i1 * 1] + v0;
-          (A + 8042736)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5746496)[i1 * 1];
+          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] + v0;
+          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
         }
     // pad  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 8050928), 32768, T(0));
+    std::fill_n((A + 5834048), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8050928)[512 + i0 * 1024 + i1 * 1] = (A + 8042736)[i0 * 256 + i1 * 1];
+          (A + 5834048)[512 + i0 * 1024 + i1 * 1] = (A + 5793088)[i0 * 256 + i1 * 1];
         }
     // add  (seed_gate_bn.model:33:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 8083696)[i] = (A + 7898864)[i] + (A + 8050928)[i];
+      (A + 5866816)[i] = (A + 5801280)[i] + (A + 5834048)[i];
     }
     // fused loop over [32, 256]:
     //   sub  (seed_gate_bn.model:32:18)  [register]
@@ -1343,17 +1343,17 @@ private:
     //   mul  (seed_gate_bn.model:32:18)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 7713984)[0] - (A + 6790256)[i];
-      const T v1 = (A + 6790256)[i] * v0;
-      const T v2 = (A + 7763152)[i] * v1;
-      (A + 8132848)[i] = v2;
+      const T v0 = (A + 5760304)[0] - (A + 5107984)[i];
+      const T v1 = (A + 5107984)[i] * v0;
+      const T v2 = (A + 5776704)[i] * v1;
+      (A + 5768512)[i] = v2;
     }
     // sum  (prelude.model:67:26)
-    std::fill_n((A + 8141040), 256, T(0));
+    std::fill_n((A + 5745472), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8141040)[i1 * 1] += (A + 8132848)[i0 * 256 + i1 * 1];
+          (A + 5745472)[i1 * 1] += (A + 5768512)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:67:17)
@@ -1362,17 +1362,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8132848)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
-          (A + 8141296)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 8132848)[i0 * 256 + i1 * 1] * (A + 6833776)[i0 * 256 + i1 * 1];
-          (A + 8149488)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
+          (A + 5776704)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5151504)[i0 * 256 + i1 * 1];
+          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:67:17)
-    std::fill_n((A + 8157680), 256, T(0));
+    std::fill_n((A + 5745984), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8157680)[i1 * 1] += (A + 8149488)[i0 * 256 + i1 * 1];
+          (A + 5745984)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:63:16)
@@ -1381,17 +1381,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8141296)[i0 * 256 + i1 * 1] * (A + 6841968)[i1 * 1];
-          (A + 8157936)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 8141296)[i0 * 256 + i1 * 1] * (A + 6842224)[i0 * 256 + i1 * 1];
-          (A + 8166128)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5776704)[i0 * 256 + i1 * 1] * (A + 5159696)[i1 * 1];
+          (A + 5768512)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5776704)[i0 * 256 + i1 * 1] * (A + 5159952)[i0 * 256 + i1 * 1];
+          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:63:16)
-    std::fill_n((A + 8174320), 256, T(0));
+    std::fill_n((A + 5746496), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8174320)[i1 * 1] += (A + 8166128)[i0 * 256 + i1 * 1];
+          (A + 5746496)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1406,20 +1406,20 @@ private:
     //   mul  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 8174320)[i] * (A + 7837648)[0];
-      const T v1 = (A + 6841968)[i] * (A + 6841968)[i];
-      const T v2 = (A + 6841968)[i] * v1;
+      const T v0 = (A + 5746496)[i] * (A + 5744432)[0];
+      const T v1 = (A + 5159696)[i] * (A + 5159696)[i];
+      const T v2 = (A + 5159696)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 6894480)[i] * (A + 541760)[0];
+      const T v4 = (A + 5212208)[i] * (A + 272448)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 6894480)[i] * (A + 541728)[0];
-      (A + 8176112)[i] = v6;
-      const T v7 = (A + 6894224)[i] * (A + 541744)[0];
-      (A + 8176368)[i] = v7;
-      const T v8 = (A + 6894224)[i] * (A + 541728)[0];
-      (A + 8176624)[i] = v8;
-      const T v9 = v5 * (A + 7839968)[0];
-      (A + 8176880)[i] = v9;
+      const T v6 = (A + 5212208)[i] * (A + 272416)[0];
+      (A + 5746752)[i] = v6;
+      const T v7 = (A + 5211952)[i] * (A + 272432)[0];
+      (A + 5747008)[i] = v7;
+      const T v8 = (A + 5211952)[i] * (A + 272416)[0];
+      (A + 5747264)[i] = v8;
+      const T v9 = v5 * (A + 5744176)[0];
+      (A + 5747520)[i] = v9;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1433,29 +1433,29 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8176880)[i1 * 1];
-          const T v1 = v0 * (A + 6842224)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 8157936)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 5747520)[i1 * 1];
+          const T v1 = v0 * (A + 5159952)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5768512)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 8201968)[i0 * 256 + i1 * 1] = v3;
+          (A + 5776704)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 8210160)[i0 * 256 + i1 * 1] = v4;
+          (A + 5793088)[i0 * 256 + i1 * 1] = v4;
         }
     // sum  (prelude.model:58:13)
-    std::fill_n((A + 8218352), 256, T(0));
+    std::fill_n((A + 5746496), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8218352)[i1 * 1] += (A + 8210160)[i0 * 256 + i1 * 1];
+          (A + 5746496)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 8176368)[i] + (A + 8218352)[i];
-      const T v1 = v0 * (A + 7839968)[0];
-      (A + 8218864)[i] = v1;
+      const T v0 = (A + 5747008)[i] + (A + 5746496)[i];
+      const T v1 = v0 * (A + 5744176)[0];
+      (A + 5747520)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1466,22 +1466,22 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8218864)[i1 * 1];
-          const T v1 = (A + 8201968)[i0 * 256 + i1 * 1] + v0;
-          (A + 8227568)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5747520)[i1 * 1];
+          const T v1 = (A + 5776704)[i0 * 256 + i1 * 1] + v0;
+          (A + 5768512)[i0 * 256 + i1 * 1] = v1;
         }
     // pad  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 8235760), 32768, T(0));
+    std::fill_n((A + 5793088), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8235760)[256 + i0 * 1024 + i1 * 1] = (A + 8227568)[i0 * 256 + i1 * 1];
+          (A + 5793088)[256 + i0 * 1024 + i1 * 1] = (A + 5768512)[i0 * 256 + i1 * 1];
         }
     // add  (seed_gate_bn.model:32:29)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 8268528)[i] = (A + 8083696)[i] + (A + 8235760)[i];
+      (A + 5825856)[i] = (A + 5866816)[i] + (A + 5793088)[i];
     }
     // fused loop over [32, 256]:
     //   sub  (seed_gate_bn.model:31:18)  [register]
@@ -1489,17 +1489,17 @@ private:
     //   mul  (seed_gate_bn.model:31:18)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 7713984)[0] - (A + 6773872)[i];
-      const T v1 = (A + 6773872)[i] * v0;
-      const T v2 = (A + 7746768)[i] * v1;
-      (A + 8317680)[i] = v2;
+      const T v0 = (A + 5760304)[0] - (A + 5091600)[i];
+      const T v1 = (A + 5091600)[i] * v0;
+      const T v2 = (A + 5760320)[i] * v1;
+      (A + 5768512)[i] = v2;
     }
     // sum  (prelude.model:67:26)
-    std::fill_n((A + 8325872), 256, T(0));
+    std::fill_n((A + 5746496), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8325872)[i1 * 1] += (A + 8317680)[i0 * 256 + i1 * 1];
+          (A + 5746496)[i1 * 1] += (A + 5768512)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:67:17)
@@ -1508,17 +1508,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8317680)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
-          (A + 8326128)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 8317680)[i0 * 256 + i1 * 1] * (A + 6851440)[i0 * 256 + i1 * 1];
-          (A + 8334320)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
+          (A + 5752624)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5169168)[i0 * 256 + i1 * 1];
+          (A + 5776704)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:67:17)
-    std::fill_n((A + 8342512), 256, T(0));
+    std::fill_n((A + 5747008), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8342512)[i1 * 1] += (A + 8334320)[i0 * 256 + i1 * 1];
+          (A + 5747008)[i1 * 1] += (A + 5776704)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:63:16)
@@ -1527,17 +1527,17 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8326128)[i0 * 256 + i1 * 1] * (A + 6859632)[i1 * 1];
-          (A + 8342768)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 8326128)[i0 * 256 + i1 * 1] * (A + 6859888)[i0 * 256 + i1 * 1];
-          (A + 8350960)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5752624)[i0 * 256 + i1 * 1] * (A + 5177360)[i1 * 1];
+          (A + 5760816)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = (A + 5752624)[i0 * 256 + i1 * 1] * (A + 5177616)[i0 * 256 + i1 * 1];
+          (A + 5769008)[i0 * 256 + i1 * 1] = v1;
         }
     // sum  (prelude.model:63:16)
-    std::fill_n((A + 8359152), 256, T(0));
+    std::fill_n((A + 5747520), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8359152)[i1 * 1] += (A + 8350960)[i0 * 256 + i1 * 1];
+          (A + 5747520)[i1 * 1] += (A + 5769008)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1552,20 +1552,20 @@ private:
     //   mul  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 8359152)[i] * (A + 7837648)[0];
-      const T v1 = (A + 6859632)[i] * (A + 6859632)[i];
-      const T v2 = (A + 6859632)[i] * v1;
+      const T v0 = (A + 5747520)[i] * (A + 5744432)[0];
+      const T v1 = (A + 5177360)[i] * (A + 5177360)[i];
+      const T v2 = (A + 5177360)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 6893968)[i] * (A + 541760)[0];
+      const T v4 = (A + 5211696)[i] * (A + 272448)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 6893968)[i] * (A + 541728)[0];
-      (A + 8360944)[i] = v6;
-      const T v7 = (A + 6893712)[i] * (A + 541744)[0];
-      (A + 8361200)[i] = v7;
-      const T v8 = (A + 6893712)[i] * (A + 541728)[0];
-      (A + 8361456)[i] = v8;
-      const T v9 = v5 * (A + 7839968)[0];
-      (A + 8361712)[i] = v9;
+      const T v6 = (A + 5211696)[i] * (A + 272416)[0];
+      (A + 5747776)[i] = v6;
+      const T v7 = (A + 5211440)[i] * (A + 272432)[0];
+      (A + 5748032)[i] = v7;
+      const T v8 = (A + 5211440)[i] * (A + 272416)[0];
+      (A + 5748288)[i] = v8;
+      const T v9 = v5 * (A + 5744176)[0];
+      (A + 5748544)[i] = v9;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1579,29 +1579,29 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8361712)[i1 * 1];
-          const T v1 = v0 * (A + 6859888)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 8342768)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 5748544)[i1 * 1];
+          const T v1 = v0 * (A + 5177616)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5760816)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 8386800)[i0 * 256 + i1 * 1] = v3;
+          (A + 5752624)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 8394992)[i0 * 256 + i1 * 1] = v4;
+          (A + 5769008)[i0 * 256 + i1 * 1] = v4;
         }
     // sum  (prelude.model:58:13)
-    std::fill_n((A + 8403184), 256, T(0));
+    std::fill_n((A + 5744192), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8403184)[i1 * 1] += (A + 8394992)[i0 * 256 + i1 * 1];
+          (A + 5744192)[i1 * 1] += (A + 5769008)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 8361200)[i] + (A + 8403184)[i];
-      const T v1 = v0 * (A + 7839968)[0];
-      (A + 8403696)[i] = v1;
+      const T v0 = (A + 5748032)[i] + (A + 5744192)[i];
+      const T v1 = v0 * (A + 5744176)[0];
+      (A + 5747520)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1612,48 +1612,48 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 8403696)[i1 * 1];
-          const T v1 = (A + 8386800)[i0 * 256 + i1 * 1] + v0;
-          (A + 8412400)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5747520)[i1 * 1];
+          const T v1 = (A + 5752624)[i0 * 256 + i1 * 1] + v0;
+          (A + 5760816)[i0 * 256 + i1 * 1] = v1;
         }
     // pad  (seed_gate_bn.model:31:29)
-    std::fill_n((A + 8420592), 32768, T(0));
+    std::fill_n((A + 5793088), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 8420592)[0 + i0 * 1024 + i1 * 1] = (A + 8412400)[i0 * 256 + i1 * 1];
+          (A + 5793088)[0 + i0 * 1024 + i1 * 1] = (A + 5760816)[i0 * 256 + i1 * 1];
         }
     // add  (seed_gate_bn.model:31:29)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 8453360)[i] = (A + 8268528)[i] + (A + 8420592)[i];
+      (A + 5858624)[i] = (A + 5825856)[i] + (A + 5793088)[i];
     }
     // sum  (seed_gate_bn.model:30:78)
-    std::fill_n((A + 8486128), 1024, T(0));
+    std::fill_n((A + 5748544), 1024, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 8486128)[i1 * 1] += (A + 8453360)[i0 * 1024 + i1 * 1];
+          (A + 5748544)[i1 * 1] += (A + 5858624)[i0 * 1024 + i1 * 1];
         }
     // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 8453360), 1024, (A + 279584), 1024, T(0), (A + 8749296), 256, threads());
+    gemm(false, true, 32, 256, 1024, T(1), (A + 5858624), 1024, (A + 10272), 1024, T(0), (A + 5752624), 256, threads());
     // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(true, false, 256, 1024, 32, T(1), (A + 6869104), 256, (A + 8453360), 1024, T(0), (A + 8765680), 1024, threads());
+    gemm(true, false, 256, 1024, 32, T(1), (A + 5186832), 256, (A + 5858624), 1024, T(0), (A + 5891392), 1024, threads());
     // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(true, false, 1, 1024, 32, T(1), (A + 6877296), 1, (A + 8453360), 1024, T(0), (A + 9027856), 1024, threads());
+    gemm(true, false, 1, 1024, 32, T(1), (A + 5195024), 1, (A + 5858624), 1024, T(0), (A + 5749568), 1024, threads());
     // fused loop over [1024]:
     //   add  (seed_gate_bn.model:29:12)
     //   add  (seed_gate_bn.model:29:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1024; ++i) {
-      const T v0 = (A + 6896784)[i] + (A + 8486128)[i];
-      (A + 9028880)[i] = v0;
-      const T v1 = (A + 7159952)[i] + (A + 8486128)[i];
-      (A + 9029904)[i] = v1;
+      const T v0 = (A + 5214512)[i] + (A + 5748544)[i];
+      (A + 5750592)[i] = v0;
+      const T v1 = (A + 5477680)[i] + (A + 5748544)[i];
+      (A + 5760816)[i] = v1;
     }
     // fused loop over [256]:
     //   add  (seed_gate_bn.model:29:12)
@@ -1666,82 +1666,82 @@ private:
     //   add  (seed_gate_bn.model:29:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 7160976)[i] + (A + 8342512)[i];
-      (A + 9030928)[i] = v0;
-      const T v1 = (A + 7161232)[i] + (A + 8325872)[i];
-      (A + 9031184)[i] = v1;
-      const T v2 = (A + 7161488)[i] + (A + 8157680)[i];
-      (A + 9031440)[i] = v2;
-      const T v3 = (A + 7161744)[i] + (A + 8141040)[i];
-      (A + 9031696)[i] = v3;
-      const T v4 = (A + 7162000)[i] + (A + 7972848)[i];
-      (A + 9031952)[i] = v4;
-      const T v5 = (A + 7162256)[i] + (A + 7956208)[i];
-      (A + 9032208)[i] = v5;
-      const T v6 = (A + 7162512)[i] + (A + 7820752)[i];
-      (A + 9032464)[i] = v6;
-      const T v7 = (A + 7162768)[i] + (A + 7804112)[i];
-      (A + 9032720)[i] = v7;
+      const T v0 = (A + 5478704)[i] + (A + 5747008)[i];
+      (A + 5744176)[i] = v0;
+      const T v1 = (A + 5478960)[i] + (A + 5746496)[i];
+      (A + 5747520)[i] = v1;
+      const T v2 = (A + 5479216)[i] + (A + 5745984)[i];
+      (A + 5748032)[i] = v2;
+      const T v3 = (A + 5479472)[i] + (A + 5745472)[i];
+      (A + 5748544)[i] = v3;
+      const T v4 = (A + 5479728)[i] + (A + 5744960)[i];
+      (A + 5748800)[i] = v4;
+      const T v5 = (A + 5479984)[i] + (A + 5744448)[i];
+      (A + 5749056)[i] = v5;
+      const T v6 = (A + 5480240)[i] + (A + 5752368)[i];
+      (A + 5749312)[i] = v6;
+      const T v7 = (A + 5480496)[i] + (A + 5743920)[i];
+      (A + 5751616)[i] = v7;
     }
     // add  (seed_gate_bn.model:29:12)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 9032976)[i0 * 1024 + i1 * 1] = (A + 7163024)[i1 * 1] + (A + 9027856)[i1 * 1];
+          (A + 5761840)[i0 * 1024 + i1 * 1] = (A + 5480752)[i1 * 1] + (A + 5749568)[i1 * 1];
         }
     // add  (seed_gate_bn.model:29:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
-      (A + 9034000)[i] = (A + 7164048)[i] + (A + 8765680)[i];
+      (A + 6153536)[i] = (A + 5481776)[i] + (A + 5891392)[i];
     }
-    std::copy_n((A + 8749296), 8192, (A + 6877328));
-    std::copy_n((A + 7771344), 8192, (A + 6885520));
-    std::copy_n((A + 8361456), 256, (A + 6893712));
-    std::copy_n((A + 8360944), 256, (A + 6893968));
-    std::copy_n((A + 8176624), 256, (A + 6894224));
-    std::copy_n((A + 8176112), 256, (A + 6894480));
-    std::copy_n((A + 7991792), 256, (A + 6894736));
-    std::copy_n((A + 7991280), 256, (A + 6894992));
-    std::copy_n((A + 7839712), 256, (A + 6895248));
-    std::copy_n((A + 7839200), 256, (A + 6895504));
-    std::copy_n((A + 9028880), 1024, (A + 6896784));
-    std::copy_n((A + 9029904), 1024, (A + 7159952));
-    std::copy_n((A + 9030928), 256, (A + 7160976));
-    std::copy_n((A + 9031184), 256, (A + 7161232));
-    std::copy_n((A + 9031440), 256, (A + 7161488));
-    std::copy_n((A + 9031696), 256, (A + 7161744));
-    std::copy_n((A + 9031952), 256, (A + 7162000));
-    std::copy_n((A + 9032208), 256, (A + 7162256));
-    std::copy_n((A + 9032464), 256, (A + 7162512));
-    std::copy_n((A + 9032720), 256, (A + 7162768));
-    std::copy_n((A + 9032976), 1024, (A + 7163024));
-    std::copy_n((A + 9034000), 262144, (A + 7164048));
+    std::copy_n((A + 5752624), 8192, (A + 5195056));
+    std::copy_n((A + 5784896), 8192, (A + 5203248));
+    std::copy_n((A + 5748288), 256, (A + 5211440));
+    std::copy_n((A + 5747776), 256, (A + 5211696));
+    std::copy_n((A + 5747264), 256, (A + 5211952));
+    std::copy_n((A + 5746752), 256, (A + 5212208));
+    std::copy_n((A + 5746240), 256, (A + 5212464));
+    std::copy_n((A + 5745728), 256, (A + 5212720));
+    std::copy_n((A + 5745216), 256, (A + 5212976));
+    std::copy_n((A + 5744704), 256, (A + 5213232));
+    std::copy_n((A + 5750592), 1024, (A + 5214512));
+    std::copy_n((A + 5760816), 1024, (A + 5477680));
+    std::copy_n((A + 5744176), 256, (A + 5478704));
+    std::copy_n((A + 5747520), 256, (A + 5478960));
+    std::copy_n((A + 5748032), 256, (A + 5479216));
+    std::copy_n((A + 5748544), 256, (A + 5479472));
+    std::copy_n((A + 5748800), 256, (A + 5479728));
+    std::copy_n((A + 5749056), 256, (A + 5479984));
+    std::copy_n((A + 5749312), 256, (A + 5480240));
+    std::copy_n((A + 5751616), 256, (A + 5480496));
+    std::copy_n((A + 5761840), 1024, (A + 5480752));
+    std::copy_n((A + 6153536), 262144, (A + 5481776));
   }
-  std::copy_n((A + 6877328), 8192, (A + 6192240));
-  std::copy_n((A + 6885520), 8192, (A + 6200432));
-  std::copy_n((A + 6893712), 256, (A + 6208624));
-  std::copy_n((A + 6893968), 256, (A + 6208880));
-  std::copy_n((A + 6894224), 256, (A + 6209136));
-  std::copy_n((A + 6894480), 256, (A + 6209392));
-  std::copy_n((A + 6894736), 256, (A + 6209648));
-  std::copy_n((A + 6894992), 256, (A + 6209904));
-  std::copy_n((A + 6895248), 256, (A + 6210160));
-  std::copy_n((A + 6895504), 256, (A + 6210416));
-  std::copy_n((A + 6895760), 1024, (A + 6210672));
-  std::copy_n((A + 6896784), 1024, (A + 6211696));
-  std::copy_n((A + 6897808), 262144, (A + 6212720));
-  std::copy_n((A + 7159952), 1024, (A + 6474864));
-  std::copy_n((A + 7160976), 256, (A + 6475888));
-  std::copy_n((A + 7161232), 256, (A + 6476144));
-  std::copy_n((A + 7161488), 256, (A + 6476400));
-  std::copy_n((A + 7161744), 256, (A + 6476656));
-  std::copy_n((A + 7162000), 256, (A + 6476912));
-  std::copy_n((A + 7162256), 256, (A + 6477168));
-  std::copy_n((A + 7162512), 256, (A + 6477424));
-  std::copy_n((A + 7162768), 256, (A + 6477680));
-  std::copy_n((A + 7163024), 1024, (A + 6477936));
-  std::copy_n((A + 7164048), 262144, (A + 6478960));
+  std::copy_n((A + 5195056), 8192, (A + 275536));
+  std::copy_n((A + 5203248), 8192, (A + 283728));
+  std::copy_n((A + 5211440), 256, (A + 9712));
+  std::copy_n((A + 5211696), 256, (A + 9968));
+  std::copy_n((A + 5211952), 256, (A + 291920));
+  std::copy_n((A + 5212208), 256, (A + 292176));
+  std::copy_n((A + 5212464), 256, (A + 292432));
+  std::copy_n((A + 5212720), 256, (A + 292688));
+  std::copy_n((A + 5212976), 256, (A + 292944));
+  std::copy_n((A + 5213232), 256, (A + 293200));
+  std::copy_n((A + 5213488), 1024, (A + 293456));
+  std::copy_n((A + 5214512), 1024, (A + 294480));
+  std::copy_n((A + 5215536), 262144, (A + 6415680));
+  std::copy_n((A + 5477680), 1024, (A + 295504));
+  std::copy_n((A + 5478704), 256, (A + 296528));
+  std::copy_n((A + 5478960), 256, (A + 296784));
+  std::copy_n((A + 5479216), 256, (A + 297040));
+  std::copy_n((A + 5479472), 256, (A + 297296));
+  std::copy_n((A + 5479728), 256, (A + 297552));
+  std::copy_n((A + 5479984), 256, (A + 297808));
+  std::copy_n((A + 5480240), 256, (A + 298064));
+  std::copy_n((A + 5480496), 256, (A + 298320));
+  std::copy_n((A + 5480752), 1024, (A + 298576));
+  std::copy_n((A + 5481776), 262144, (A + 6677824));
   // fused loop over [1024, 256]:
   //   transpose  (seed_gate_bn.model:30:66)  [register]
   //   add %d.cell.weight_hh  (seed_gate_bn.model:30:66)
@@ -1749,9 +1749,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 6478960)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 6212720)[i0 * 256 + i1 * 1] + v0;
-        (A + 9558288)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = (A + 6677824)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 6415680)[i0 * 256 + i1 * 1] + v0;
+        (A + 9712)[i0 * 256 + i1 * 1] = v1;
       }
   // fused loop over [1024, 1]:
   //   transpose  (seed_gate_bn.model:30:29)  [register]
@@ -1760,40 +1760,40 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 6477936)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 6210672)[i0 * 1] + v0;
-        (A + 9821456)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 298576)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 293456)[i0 * 1] + v0;
+        (A + 976)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (seed_gate_bn.model:18:3)
-  if (grads) (*grads)[0].assign((A + 9821456), (A + 9821456) + 1024);
+  if (grads) (*grads)[0].assign((A + 976), (A + 976) + 1024);
   // grad  (seed_gate_bn.model:19:3)
-  if (grads) (*grads)[1].assign((A + 9558288), (A + 9558288) + 262144);
+  if (grads) (*grads)[1].assign((A + 9712), (A + 9712) + 262144);
   // grad  (seed_gate_bn.model:20:3)
-  if (grads) (*grads)[2].assign((A + 6211696), (A + 6211696) + 1024);
+  if (grads) (*grads)[2].assign((A + 294480), (A + 294480) + 1024);
   // grad  (seed_gate_bn.model:21:3)
-  if (grads) (*grads)[3].assign((A + 6474864), (A + 6474864) + 1024);
+  if (grads) (*grads)[3].assign((A + 295504), (A + 295504) + 1024);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 6475888), (A + 6475888) + 256);
+  if (grads) (*grads)[4].assign((A + 296528), (A + 296528) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 6476144), (A + 6476144) + 256);
+  if (grads) (*grads)[5].assign((A + 296784), (A + 296784) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[6].assign((A + 6476400), (A + 6476400) + 256);
+  if (grads) (*grads)[6].assign((A + 297040), (A + 297040) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[7].assign((A + 6476656), (A + 6476656) + 256);
+  if (grads) (*grads)[7].assign((A + 297296), (A + 297296) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[8].assign((A + 6476912), (A + 6476912) + 256);
+  if (grads) (*grads)[8].assign((A + 297552), (A + 297552) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[9].assign((A + 6477168), (A + 6477168) + 256);
+  if (grads) (*grads)[9].assign((A + 297808), (A + 297808) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[10].assign((A + 6477424), (A + 6477424) + 256);
+  if (grads) (*grads)[10].assign((A + 298064), (A + 298064) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[11].assign((A + 6477680), (A + 6477680) + 256);
+  if (grads) (*grads)[11].assign((A + 298320), (A + 298320) + 256);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 5410416), (A + 5410416) + 256);
+  if (grads) (*grads)[12].assign((A + 9456), (A + 9456) + 256);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 5393504), (A + 5393504) + 1);
+  if (grads) (*grads)[13].assign((A + 960), (A + 960) + 1);
   // const  (seed_gate_bn.model:52:1)
-  std::fill_n((A + 9822480), 1, T(-1));
+  std::fill_n((A + 0), 1, T(-1));
   // fused loop over [1024, 1]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
   //   minimum  (seed_gate_bn.model:52:1)
@@ -1801,18 +1801,18 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = std::max((A + 9821456)[i0 * 1], (A + 9822480)[0]);
-        const T v1 = std::min(v0, (A + 5393408)[0]);
-        (A + 9823520)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::max((A + 976)[i0 * 1], (A + 0)[0]);
+        const T v1 = std::min(v0, (A + 9440)[0]);
+        (A + 2000)[i0 * 1 + i1 * 1] = v1;
       }
   // fused loop over [1024, 256]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
   //   minimum  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 9558288)[i], (A + 9822480)[0]);
-    const T v1 = std::min(v0, (A + 5393408)[0]);
-    (A + 10086688)[i] = v1;
+    const T v0 = std::max((A + 9712)[i], (A + 0)[0]);
+    const T v1 = std::min(v0, (A + 9440)[0]);
+    (A + 448784)[i] = v1;
   }
   // fused loop over [1024]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
@@ -1821,12 +1821,12 @@ private:
   //   minimum  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 6211696)[i], (A + 9822480)[0]);
-    const T v1 = std::min(v0, (A + 5393408)[0]);
-    (A + 10349856)[i] = v1;
-    const T v2 = std::max((A + 6474864)[i], (A + 9822480)[0]);
-    const T v3 = std::min(v2, (A + 5393408)[0]);
-    (A + 10351904)[i] = v3;
+    const T v0 = std::max((A + 294480)[i], (A + 0)[0]);
+    const T v1 = std::min(v0, (A + 9440)[0]);
+    (A + 976)[i] = v1;
+    const T v2 = std::max((A + 295504)[i], (A + 0)[0]);
+    const T v3 = std::min(v2, (A + 9440)[0]);
+    (A + 3024)[i] = v3;
   }
   // fused loop over [256]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
@@ -1847,30 +1847,30 @@ private:
   //   minimum  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::max((A + 6475888)[i], (A + 9822480)[0]);
-    const T v1 = std::min(v0, (A + 5393408)[0]);
-    (A + 10353184)[i] = v1;
-    const T v2 = std::max((A + 6476144)[i], (A + 9822480)[0]);
-    const T v3 = std::min(v2, (A + 5393408)[0]);
-    (A + 10353696)[i] = v3;
-    const T v4 = std::max((A + 6476400)[i], (A + 9822480)[0]);
-    const T v5 = std::min(v4, (A + 5393408)[0]);
-    (A + 10354208)[i] = v5;
-    const T v6 = std::max((A + 6476656)[i], (A + 9822480)[0]);
-    const T v7 = std::min(v6, (A + 5393408)[0]);
-    (A + 10354720)[i] = v7;
-    const T v8 = std::max((A + 6476912)[i], (A + 9822480)[0]);
-    const T v9 = std::min(v8, (A + 5393408)[0]);
-    (A + 10355232)[i] = v9;
-    const T v10 = std::max((A + 6477168)[i], (A + 9822480)[0]);
-    const T v11 = std::min(v10, (A + 5393408)[0]);
-    (A + 10355744)[i] = v11;
-    const T v12 = std::max((A + 6477424)[i], (A + 9822480)[0]);
-    const T v13 = std::min(v12, (A + 5393408)[0]);
-    (A + 10356256)[i] = v13;
-    const T v14 = std::max((A + 6477680)[i], (A + 9822480)[0]);
-    const T v15 = std::min(v14, (A + 5393408)[0]);
-    (A + 10356768)[i] = v15;
+    const T v0 = std::max((A + 296528)[i], (A + 0)[0]);
+    const T v1 = std::min(v0, (A + 9440)[0]);
+    (A + 16)[i] = v1;
+    const T v2 = std::max((A + 296784)[i], (A + 0)[0]);
+    const T v3 = std::min(v2, (A + 9440)[0]);
+    (A + 272)[i] = v3;
+    const T v4 = std::max((A + 297040)[i], (A + 0)[0]);
+    const T v5 = std::min(v4, (A + 9440)[0]);
+    (A + 528)[i] = v5;
+    const T v6 = std::max((A + 297296)[i], (A + 0)[0]);
+    const T v7 = std::min(v6, (A + 9440)[0]);
+    (A + 4048)[i] = v7;
+    const T v8 = std::max((A + 297552)[i], (A + 0)[0]);
+    const T v9 = std::min(v8, (A + 9440)[0]);
+    (A + 4304)[i] = v9;
+    const T v10 = std::max((A + 297808)[i], (A + 0)[0]);
+    const T v11 = std::min(v10, (A + 9440)[0]);
+    (A + 4560)[i] = v11;
+    const T v12 = std::max((A + 298064)[i], (A + 0)[0]);
+    const T v13 = std::min(v12, (A + 9440)[0]);
+    (A + 4816)[i] = v13;
+    const T v14 = std::max((A + 298320)[i], (A + 0)[0]);
+    const T v15 = std::min(v14, (A + 9440)[0]);
+    (A + 5072)[i] = v15;
   }
   // fused loop over [1, 256]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
@@ -1879,21 +1879,21 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 5410416)[i1 * 1], (A + 9822480)[0]);
-        const T v1 = std::min(v0, (A + 5393408)[0]);
-        (A + 10357280)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = std::max((A + 9456)[i1 * 1], (A + 0)[0]);
+        const T v1 = std::min(v0, (A + 9440)[0]);
+        (A + 5328)[i0 * 256 + i1 * 1] = v1;
       }
   // fused loop over [1]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
   //   minimum  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 5393504)[0], (A + 9822480)[0]);
-    const T v1 = std::min(v0, (A + 5393408)[0]);
-    (A + 10357552)[i] = v1;
+    const T v0 = std::max((A + 960)[0], (A + 0)[0]);
+    const T v1 = std::min(v0, (A + 9440)[0]);
+    (A + 784)[i] = v1;
   }
   // hyper %lr  (seed_gate_bn.model:52:1)
-  (A + 10357568)[0] = T(lr_);
+  (A + 0)[0] = T(lr_);
   // fused loop over [1024, 1]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
@@ -1901,133 +1901,133 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 9823520)[i0 * 1] * (A + 10357568)[0];
+        const T v0 = (A + 2000)[i0 * 1] * (A + 0)[0];
         const T v1 = sf_[0].data()[i0 * 1] - v0;
-        (A + 10358608)[i0 * 1 + i1 * 1] = v1;
+        (A + 5584)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(0, (A + 10358608));
+  updates.emplace_back(0, (A + 5584));
   // fused loop over [1024, 256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = (A + 10086688)[i] * (A + 10357568)[0];
+    const T v0 = (A + 448784)[i] * (A + 0)[0];
     const T v1 = sf_[1].data()[i] - v0;
-    (A + 10621776)[i] = v1;
+    (A + 6608)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(1, (A + 10621776));
+  updates.emplace_back(1, (A + 6608));
   // fused loop over [1024]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bias_ih.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 10349856)[i] * (A + 10357568)[0];
+    const T v0 = (A + 976)[i] * (A + 0)[0];
     const T v1 = sf_[2].data()[i] - v0;
-    (A + 10884944)[i] = v1;
+    (A + 2000)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(2, (A + 10884944));
+  updates.emplace_back(2, (A + 2000));
   // fused loop over [1024]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 10351904)[i] * (A + 10357568)[0];
+    const T v0 = (A + 3024)[i] * (A + 0)[0];
     const T v1 = sf_[3].data()[i] - v0;
-    (A + 10886992)[i] = v1;
+    (A + 800)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(3, (A + 10886992));
+  updates.emplace_back(3, (A + 800));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_i.weight.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10353184)[i] * (A + 10357568)[0];
+    const T v0 = (A + 16)[i] * (A + 0)[0];
     const T v1 = sf_[4].data()[i] - v0;
-    (A + 10888272)[i] = v1;
+    (A + 3024)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(4, (A + 10888272));
+  updates.emplace_back(4, (A + 3024));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_i.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10353696)[i] * (A + 10357568)[0];
+    const T v0 = (A + 272)[i] * (A + 0)[0];
     const T v1 = sf_[5].data()[i] - v0;
-    (A + 10888784)[i] = v1;
+    (A + 16)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(5, (A + 10888784));
+  updates.emplace_back(5, (A + 16));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_f.weight.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10354208)[i] * (A + 10357568)[0];
+    const T v0 = (A + 528)[i] * (A + 0)[0];
     const T v1 = sf_[6].data()[i] - v0;
-    (A + 10889296)[i] = v1;
+    (A + 272)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(6, (A + 10889296));
+  updates.emplace_back(6, (A + 272));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_f.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10354720)[i] * (A + 10357568)[0];
+    const T v0 = (A + 4048)[i] * (A + 0)[0];
     const T v1 = sf_[7].data()[i] - v0;
-    (A + 10889808)[i] = v1;
+    (A + 528)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(7, (A + 10889808));
+  updates.emplace_back(7, (A + 528));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_g.weight.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10355232)[i] * (A + 10357568)[0];
+    const T v0 = (A + 4304)[i] * (A + 0)[0];
     const T v1 = sf_[8].data()[i] - v0;
-    (A + 10890320)[i] = v1;
+    (A + 3280)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(8, (A + 10890320));
+  updates.emplace_back(8, (A + 3280));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_g.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10355744)[i] * (A + 10357568)[0];
+    const T v0 = (A + 4560)[i] * (A + 0)[0];
     const T v1 = sf_[9].data()[i] - v0;
-    (A + 10890832)[i] = v1;
+    (A + 3536)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(9, (A + 10890832));
+  updates.emplace_back(9, (A + 3536));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_o.weight.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10356256)[i] * (A + 10357568)[0];
+    const T v0 = (A + 4816)[i] * (A + 0)[0];
     const T v1 = sf_[10].data()[i] - v0;
-    (A + 10891344)[i] = v1;
+    (A + 3792)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(10, (A + 10891344));
+  updates.emplace_back(10, (A + 3792));
   // fused loop over [256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 10356768)[i] * (A + 10357568)[0];
+    const T v0 = (A + 5072)[i] * (A + 0)[0];
     const T v1 = sf_[11].data()[i] - v0;
-    (A + 10891856)[i] = v1;
+    (A + 4048)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(11, (A + 10891856));
+  updates.emplace_back(11, (A + 4048));
   // fused loop over [1, 256]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %head.weight.new  (seed_gate_bn.model:52:1)
@@ -2035,23 +2035,23 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 10357280)[i1 * 1] * (A + 10357568)[0];
+        const T v0 = (A + 5328)[i1 * 1] * (A + 0)[0];
         const T v1 = sf_[12].data()[i1 * 1] - v0;
-        (A + 10892368)[i0 * 256 + i1 * 1] = v1;
+        (A + 4304)[i0 * 256 + i1 * 1] = v1;
       }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(12, (A + 10892368));
+  updates.emplace_back(12, (A + 4304));
   // fused loop over [1]:
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %head.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 10357552)[0] * (A + 10357568)[0];
+    const T v0 = (A + 784)[0] * (A + 0)[0];
     const T v1 = sf_[13].data()[0] - v0;
-    (A + 10892640)[i] = v1;
+    (A + 1824)[i] = v1;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(13, (A + 10892640));
+  updates.emplace_back(13, (A + 1824));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -2065,10 +2065,10 @@ private:
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena_.data();
   // input %x  (seed_gate_bn.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 12402656);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
   // const  (seed_gate_bn.model:29:49)
-  std::fill_n((A + 12403616), 8192, T(0));
+  std::fill_n((A + 960), 8192, T(0));
   // param %cell.weight_ih  (seed_gate_bn.model:18:3)
   // param %cell.bias_ih  (seed_gate_bn.model:20:3)
   // param %cell.weight_hh  (seed_gate_bn.model:19:3)
@@ -2094,17 +2094,17 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 12681120)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 12682144)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // const  (prelude.model:65:53)
-  std::fill_n((A + 12944288), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 272320), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -2116,36 +2116,36 @@ private:
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 12944288)[0];
+    const T v0 = sf_[15].data()[i] + (A + 272320)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 12944560)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 12944288)[0];
+    (A + 272336)[i] = v1;
+    const T v2 = sf_[18].data()[i] + (A + 272320)[0];
     const T v3 = T(1) / std::sqrt(v2);
-    (A + 12945072)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 12944288)[0];
+    (A + 272592)[i] = v3;
+    const T v4 = sf_[21].data()[i] + (A + 272320)[0];
     const T v5 = T(1) / std::sqrt(v4);
-    (A + 12945584)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 12944288)[0];
+    (A + 272848)[i] = v5;
+    const T v6 = sf_[24].data()[i] + (A + 272320)[0];
     const T v7 = T(1) / std::sqrt(v6);
-    (A + 12946096)[i] = v7;
+    (A + 273104)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 12403616), 8192, (A + 13208528));
-  std::copy_n((A + 12403616), 8192, (A + 13216720));
+  std::copy_n((A + 960), 8192, (A + 273392));
+  std::copy_n((A + 960), 8192, (A + 281584));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12402656) + (o * 30 + t) * 1, 1, (A + 13208496) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 273360) + o * 1);
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 13208496), 1, (A + 12681120), 1024, T(0), (A + 13494224), 1024, threads());
+    gemm(false, false, 32, 1024, 1, T(1), (A + 273360), 1, (A + 9152), 1024, T(0), (A + 289776), 1024, threads());
     // add  (seed_gate_bn.model:30:41)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 13526992)[i0 * 1024 + i1 * 1] = (A + 13494224)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 322544)[i0 * 1024 + i1 * 1] = (A + 289776)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 13208528), 256, (A + 12682144), 1024, T(0), (A + 13559760), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 273392), 256, (A + 10176), 1024, T(0), (A + 289776), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
@@ -2153,9 +2153,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 13526992)[i0 * 1024 + i1 * 1] + (A + 13559760)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 322544)[i0 * 1024 + i1 * 1] + (A + 289776)[i0 * 1024 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 13625296)[i0 * 1024 + i1 * 1] = v1;
+          (A + 355312)[i0 * 1024 + i1 * 1] = v1;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -2191,68 +2191,68 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 13625296)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 355312)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
-          const T v2 = v1 * (A + 12944560)[i1 * 1];
+          const T v2 = v1 * (A + 272336)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 13625296)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 355312)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
-          const T v8 = v7 * (A + 12945072)[i1 * 1];
+          const T v8 = v7 * (A + 272592)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 13625296)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 355312)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
-          const T v14 = v13 * (A + 12945584)[i1 * 1];
+          const T v14 = v13 * (A + 272848)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 13625296)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 355312)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 12946096)[i1 * 1];
+          const T v20 = v19 * (A + 273104)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 13216720)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 281584)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 13871056)[i0 * 256 + i1 * 1] = v26;
+          (A + 289776)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 13887440)[i0 * 256 + i1 * 1] = v28;
+          (A + 297968)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 13887440) + o * 256, 256, (A + 12962736) + (o * 30 + t) * 256);
-    std::copy_n((A + 13887440), 8192, (A + 13208528));
-    std::copy_n((A + 13871056), 8192, (A + 13216720));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 297968) + o * 256, 256, (A + 404464) + (o * 30 + t) * 256);
+    std::copy_n((A + 297968), 8192, (A + 273392));
+    std::copy_n((A + 289776), 8192, (A + 281584));
   }
-  std::copy_n((A + 13208528), 8192, (A + 12946352));
-  std::copy_n((A + 13216720), 8192, (A + 12954544));
+  std::copy_n((A + 273392), 8192, (A + 388080));
+  std::copy_n((A + 281584), 8192, (A + 396272));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 13895632)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 12962736)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 404464)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 13895632), 256, sf_[12].data(), 256, T(0), (A + 13912528), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 0), 256, sf_[12].data(), 256, T(0), (A + 8192), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 13912576)[i0 * 1 + i1 * 1] = (A + 13912528)[i0 * 1] + sf_[13].data()[0];
+        (A + 0)[i0 * 1 + i1 * 1] = (A + 8192)[i0 * 1] + sf_[13].data()[0];
       }
   // output  (seed_gate_bn.model:49:3)
-  std::copy_n((A + 13912576), 32, static_cast<T *>(out[0]));
+  std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc

@@ -87,7 +87,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(1731424) {
+  Net() : arena_(700720) {
     sf_[0].assign(256, T(0));
     sf_[1].assign(16384, T(0));
     sf_[2].assign(256, T(0));
@@ -133,13 +133,13 @@ public:
     T *const A = arena_.data();
     double loss = 0;
   // input %x  (seed_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 1323184);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
   // input %y  (seed_lstm_bn.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 1324144);
+  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 1324176), 2048, T(0));
+  std::fill_n((A + 992), 2048, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -149,32 +149,32 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 1343376)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 3040)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 1343632)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 3296)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 1324176), 2048, (A + 1425584));
-  std::copy_n((A + 1324176), 2048, (A + 1427632));
+  std::copy_n((A + 992), 2048, (A + 19712));
+  std::copy_n((A + 992), 2048, (A + 21760));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1323184) + (o * 30 + t) * 1, 1, (A + 1425552) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19680) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 1425552), 1, (A + 1343376), 256, T(0), (A + 1446832), 256, threads());
+    gemm(false, false, 32, 256, 1, T(1), (A + 19680), 1, (A + 3040), 256, T(0), (A + 23808), 256, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 1455024)[i0 * 256 + i1 * 1] = (A + 1446832)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 32000)[i0 * 256 + i1 * 1] = (A + 23808)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 1425584), 64, (A + 1343632), 256, T(0), (A + 1463216), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 19712), 64, (A + 3296), 256, T(0), (A + 23808), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -182,9 +182,9 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1455024)[i0 * 256 + i1 * 1] + (A + 1463216)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 32000)[i0 * 256 + i1 * 1] + (A + 23808)[i0 * 256 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 1479600)[i0 * 256 + i1 * 1] = v1;
+          (A + 40192)[i0 * 256 + i1 * 1] = v1;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -204,35 +204,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 1479600)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 40192)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1479600)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 40192)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1479600)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 40192)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1479600)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 40192)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1427632)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 21760)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1508272)[i0 * 64 + i1 * 1] = v10;
+          (A + 23808)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1512368)[i0 * 64 + i1 * 1] = v12;
+          (A + 25856)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1512368) + o * 64, 64, (A + 1364112) + (o * 30 + t) * 64);
-    std::copy_n((A + 1512368), 2048, (A + 1425584));
-    std::copy_n((A + 1508272), 2048, (A + 1427632));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25856) + o * 64, 64, (A + 52480) + (o * 30 + t) * 64);
+    std::copy_n((A + 25856), 2048, (A + 19712));
+    std::copy_n((A + 23808), 2048, (A + 21760));
   }
-  std::copy_n((A + 1425584), 2048, (A + 1360016));
-  std::copy_n((A + 1427632), 2048, (A + 1362064));
+  std::copy_n((A + 19712), 2048, (A + 48384));
+  std::copy_n((A + 21760), 2048, (A + 50432));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 1514416)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 1364112)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52480)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -242,26 +242,26 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1518576)[i0 * 64 + i1 * 1] = (A + 1514416)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
+        (A + 3040)[i0 * 64 + i1 * 1] = (A + 992)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
       }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
-  std::fill_n((A + 1520688), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // fused loop over [64]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 1520688)[0];
+    const T v0 = sf_[9].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 1520768)[i] = v1;
+    (A + 16)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1520832)[i0 * 64 + i1 * 1] = (A + 1518576)[i0 * 64 + i1 * 1] * (A + 1520768)[i1 * 1];
+        (A + 992)[i0 * 64 + i1 * 1] = (A + 3040)[i0 * 64 + i1 * 1] * (A + 16)[i1 * 1];
       }
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
@@ -269,7 +269,7 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1522944)[i0 * 64 + i1 * 1] = (A + 1520832)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 3040)[i0 * 64 + i1 * 1] = (A + 992)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
       }
   // param %bn.bias  (prelude.model:49:3)
   // add %z  (prelude.model:67:26)
@@ -277,25 +277,25 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1525056)[i0 * 64 + i1 * 1] = (A + 1522944)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 992)[i0 * 64 + i1 * 1] = (A + 3040)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 1525056), 64, sf_[6].data(), 64, T(0), (A + 1527232), 1, threads());
+  gemm(false, true, 32, 1, 64, T(1), (A + 992), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1527280)[i0 * 1 + i1 * 1] = (A + 1527232)[i0 * 1] + sf_[7].data()[0];
+        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[7].data()[0];
       }
   // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 1527280)[k] - (A + 1324144)[k]; s += d * d; } (A + 1527312)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
   // output  (seed_lstm_bn.model:20:3)
   // loss  (seed_lstm_bn.model:15:1)
-  loss = double((A + 1527312)[0]);
+  loss = double((A + 0)[0]);
     return loss;
   }
 
@@ -321,32 +321,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 20192)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 3040)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 20448)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 3296)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 532480));
-  std::copy_n((A + 992), 2048, (A + 534528));
+  std::copy_n((A + 992), 2048, (A + 19712));
+  std::copy_n((A + 992), 2048, (A + 21760));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 532448) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19680) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 532448), 1, (A + 20192), 256, T(0), (A + 553728), 256, threads());
+    gemm(false, false, 32, 256, 1, T(1), (A + 19680), 1, (A + 3040), 256, T(0), (A + 23808), 256, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 561920)[i0 * 256 + i1 * 1] = (A + 553728)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 32000)[i0 * 256 + i1 * 1] = (A + 23808)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 532480), 64, (A + 20448), 256, T(0), (A + 570112), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 19712), 64, (A + 3296), 256, T(0), (A + 23808), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -354,9 +354,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 561920)[i0 * 256 + i1 * 1] + (A + 570112)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 32000)[i0 * 256 + i1 * 1] + (A + 23808)[i0 * 256 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 586496)[i0 * 256 + i1 * 1] = v1;
+          (A + 40192)[i0 * 256 + i1 * 1] = v1;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -376,58 +376,58 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 586496)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 40192)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 596736)[i0 * 64 + i1 * 1] = v1;
-          const T v2 = (A + 586496)[64 + i0 * 256 + i1 * 1];
+          (A + 23808)[i0 * 64 + i1 * 1] = v1;
+          const T v2 = (A + 40192)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 600832)[i0 * 64 + i1 * 1] = v3;
-          const T v4 = (A + 586496)[128 + i0 * 256 + i1 * 1];
+          (A + 25856)[i0 * 64 + i1 * 1] = v3;
+          const T v4 = (A + 40192)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 604928)[i0 * 64 + i1 * 1] = v5;
-          const T v6 = (A + 586496)[192 + i0 * 256 + i1 * 1];
+          (A + 27904)[i0 * 64 + i1 * 1] = v5;
+          const T v6 = (A + 40192)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 609024)[i0 * 64 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 534528)[i0 * 64 + i1 * 1];
+          (A + 29952)[i0 * 64 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 21760)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 615168)[i0 * 64 + i1 * 1] = v10;
+          (A + 32000)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 617216)[i0 * 64 + i1 * 1] = v11;
+          (A + 34048)[i0 * 64 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 619264)[i0 * 64 + i1 * 1] = v12;
+          (A + 36096)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 619264) + o * 64, 64, (A + 40928) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 617216) + o * 64, 64, (A + 102368) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 609024) + o * 64, 64, (A + 163808) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 604928) + o * 64, 64, (A + 225248) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 596736) + o * 64, 64, (A + 286688) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 534528) + o * 64, 64, (A + 348128) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 600832) + o * 64, 64, (A + 409568) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 532480) + o * 64, 64, (A + 471008) + (o * 30 + t) * 64);
-    std::copy_n((A + 619264), 2048, (A + 532480));
-    std::copy_n((A + 615168), 2048, (A + 534528));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 36096) + o * 64, 64, (A + 52480) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 34048) + o * 64, 64, (A + 113920) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 29952) + o * 64, 64, (A + 175360) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 27904) + o * 64, 64, (A + 236800) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 23808) + o * 64, 64, (A + 298240) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 21760) + o * 64, 64, (A + 359680) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25856) + o * 64, 64, (A + 421120) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 19712) + o * 64, 64, (A + 482560) + (o * 30 + t) * 64);
+    std::copy_n((A + 36096), 2048, (A + 19712));
+    std::copy_n((A + 32000), 2048, (A + 21760));
   }
-  std::copy_n((A + 532480), 2048, (A + 36832));
-  std::copy_n((A + 534528), 2048, (A + 38880));
+  std::copy_n((A + 19712), 2048, (A + 48384));
+  std::copy_n((A + 21760), 2048, (A + 50432));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 621312)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 40928)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 19680)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52480)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // mean %bn.mu  (prelude.model:57:16)
-  std::fill_n((A + 625408), 64, T(0));
+  std::fill_n((A + 3040), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 625408)[i1 * 1] += (A + 621312)[i0 * 64 + i1 * 1];
+        (A + 3040)[i1 * 1] += (A + 19680)[i0 * 64 + i1 * 1];
       }
-  for (int64_t k = 0; k < 64; ++k) (A + 625408)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 3040)[k] /= T(32);
   // fused loop over [32, 64]:
   //   sub %bn.d  (prelude.model:58:13)
   //   mul  (prelude.model:59:20)
@@ -435,81 +435,81 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 621312)[i0 * 64 + i1 * 1] - (A + 625408)[i1 * 1];
-        (A + 625472)[i0 * 64 + i1 * 1] = v0;
+        const T v0 = (A + 19680)[i0 * 64 + i1 * 1] - (A + 3040)[i1 * 1];
+        (A + 21728)[i0 * 64 + i1 * 1] = v0;
         const T v1 = v0 * v0;
-        (A + 627520)[i0 * 64 + i1 * 1] = v1;
+        (A + 23776)[i0 * 64 + i1 * 1] = v1;
       }
   // mean %bn.var  (prelude.model:59:17)
-  std::fill_n((A + 629568), 64, T(0));
+  std::fill_n((A + 3104), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 629568)[i1 * 1] += (A + 627520)[i0 * 64 + i1 * 1];
+        (A + 3104)[i1 * 1] += (A + 23776)[i0 * 64 + i1 * 1];
       }
-  for (int64_t k = 0; k < 64; ++k) (A + 629568)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 3104)[k] /= T(32);
   // buffer %bn.running_mean  (prelude.model:50:3)
   // const  (prelude.model:60:44)
-  std::fill_n((A + 629696), 1, T(0.90000000000000002));
+  std::fill_n((A + 3168), 1, T(0.90000000000000002));
   // mul  (prelude.model:60:44)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 629712)[i] = (A + 629696)[0] * sf_[8].data()[i];
+    (A + 3184)[i] = (A + 3168)[0] * sf_[8].data()[i];
   }
   // const  (prelude.model:60:70)
-  std::fill_n((A + 629776), 1, T(0.10000000000000001));
+  std::fill_n((A + 3248), 1, T(0.10000000000000001));
   // fused loop over [64]:
   //   mul  (prelude.model:60:70)  [register]
   //   add %bn.running_mean.new  (prelude.model:60:59)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 629776)[0] * (A + 625408)[i];
-    const T v1 = (A + 629712)[i] + v0;
-    (A + 629856)[i] = v1;
+    const T v0 = (A + 3248)[0] * (A + 3040)[i];
+    const T v1 = (A + 3184)[i] + v0;
+    (A + 19680)[i] = v1;
   }
   // buffer %bn.running_var  (prelude.model:51:3)
   // mul  (prelude.model:61:43)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 629984)[i] = (A + 629696)[0] * sf_[9].data()[i];
+    (A + 3040)[i] = (A + 3168)[0] * sf_[9].data()[i];
   }
   // const  (prelude.model:61:84)
-  std::fill_n((A + 630048), 1, T(0.1032258064516129));
+  std::fill_n((A + 3184), 1, T(0.1032258064516129));
   // fused loop over [64]:
   //   mul  (prelude.model:61:84)  [register]
   //   add %bn.running_var.new  (prelude.model:61:57)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 630048)[0] * (A + 629568)[i];
-    const T v1 = (A + 629984)[i] + v0;
-    (A + 630128)[i] = v1;
+    const T v0 = (A + 3184)[0] * (A + 3104)[i];
+    const T v1 = (A + 3040)[i] + v0;
+    (A + 3200)[i] = v1;
   }
   // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 630192)[k] = T(si_[10][k]);
+  for (int64_t k = 0; k < 1; ++k) (A + 3040)[k] = T(si_[10][k]);
   // const  (prelude.model:62:56)
-  std::fill_n((A + 630208), 1, T(1));
+  std::fill_n((A + 3056), 1, T(1));
   // add %bn.num_batches_tracked.new  (prelude.model:62:56)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 630224)[0] = (A + 630192)[0] + (A + 630208)[0];
+    (A + 3072)[0] = (A + 3040)[0] + (A + 3056)[0];
   }
   // const  (prelude.model:63:28)
-  std::fill_n((A + 630240), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 3040), 1, T(1.0000000000000001e-05));
   // fused loop over [64]:
   //   add  (prelude.model:63:28)  [register]
   //   rsqrt  (prelude.model:63:23)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 629568)[i] + (A + 630240)[0];
+    const T v0 = (A + 3104)[i] + (A + 3040)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 630320)[i] = v1;
+    (A + 19744)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:63:16)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 630384)[i0 * 64 + i1 * 1] = (A + 625472)[i0 * 64 + i1 * 1] * (A + 630320)[i1 * 1];
+        (A + 23776)[i0 * 64 + i1 * 1] = (A + 21728)[i0 * 64 + i1 * 1] * (A + 19744)[i1 * 1];
       }
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
@@ -517,7 +517,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 632496)[i0 * 64 + i1 * 1] = (A + 630384)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 25824)[i0 * 64 + i1 * 1] = (A + 23776)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
       }
   // param %bn.bias  (prelude.model:49:3)
   // add %z  (prelude.model:67:26)
@@ -525,7 +525,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 634608)[i0 * 64 + i1 * 1] = (A + 632496)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 27872)[i0 * 64 + i1 * 1] = (A + 25824)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
@@ -533,71 +533,71 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 636720)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
+        (A + 3088)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 634608), 64, sf_[6].data(), 64, T(0), (A + 636784), 1, threads());
+  gemm(false, true, 32, 1, 64, T(1), (A + 27872), 64, sf_[6].data(), 64, T(0), (A + 3040), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 636832)[i0 * 1 + i1 * 1] = (A + 636784)[i0 * 1] + sf_[7].data()[0];
+        (A + 3264)[i0 * 1 + i1 * 1] = (A + 3040)[i0 * 1] + sf_[7].data()[0];
       }
   // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 636832)[k] - (A + 960)[k]; s += d * d; } (A + 636864)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 3264)[k] - (A + 960)[k]; s += d * d; } (A + 3040)[0] = s / T(32); }
   // output  (seed_lstm_bn.model:20:3)
   // loss  (seed_lstm_bn.model:15:1)
-  loss = double((A + 636864)[0]);
+  loss = double((A + 3040)[0]);
   // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(8, (A + 629856));
+  updates.emplace_back(8, (A + 19680));
   // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(9, (A + 630128));
+  updates.emplace_back(9, (A + 3200));
   // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(10, (A + 630224));
+  updates.emplace_back(10, (A + 3072));
   // const  (seed_lstm_bn.model:15:1)
-  std::fill_n((A + 636880), 1, T(1));
+  std::fill_n((A + 3040), 1, T(1));
   // sub  (seed_lstm_bn.model:19:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 636896)[i0 * 1 + i1 * 1] = (A + 636832)[i0 * 1] - (A + 960)[i0 * 1];
+        (A + 19808)[i0 * 1 + i1 * 1] = (A + 3264)[i0 * 1] - (A + 960)[i0 * 1];
       }
   // const  (seed_lstm_bn.model:19:13)
-  std::fill_n((A + 636928), 1, T(0.0625));
+  std::fill_n((A + 960), 1, T(0.0625));
   // mul  (seed_lstm_bn.model:19:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 636944)[i0 * 1 + i1 * 1] = (A + 636896)[i0 * 1] * (A + 636928)[0];
+        (A + 3264)[i0 * 1 + i1 * 1] = (A + 19808)[i0 * 1] * (A + 960)[0];
       }
   // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 636976), 1, T(0));
+  std::fill_n((A + 960), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 636976)[0] += (A + 636944)[i];
+    (A + 960)[0] += (A + 3264)[i];
   }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 64, 1, T(1), (A + 636944), 1, (A + 636720), 1, T(0), (A + 637056), 64, threads());
+  gemm(false, true, 32, 64, 1, T(1), (A + 3264), 1, (A + 3088), 1, T(0), (A + 25824), 64, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 64, 1, 32, T(1), (A + 634608), 64, (A + 636944), 1, T(0), (A + 641152), 1, threads());
+  gemm(true, false, 64, 1, 32, T(1), (A + 27872), 64, (A + 3264), 1, T(0), (A + 3088), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 641216)[i0 * 64 + i1 * 1] = (A + 641152)[i0 * 1 + i1 * 1];
+        (A + 19808)[i0 * 64 + i1 * 1] = (A + 3088)[i0 * 1 + i1 * 1];
       }
   // sum %d.bn.bias  (prelude.model:67:26)
-  std::fill_n((A + 641280), 64, T(0));
+  std::fill_n((A + 3088), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 641280)[i1 * 1] += (A + 637056)[i0 * 64 + i1 * 1];
+        (A + 3088)[i1 * 1] += (A + 25824)[i0 * 64 + i1 * 1];
       }
   // fused loop over [32, 64]:
   //   mul  (prelude.model:67:17)
@@ -606,17 +606,17 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 637056)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
-        (A + 641344)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = (A + 637056)[i0 * 64 + i1 * 1] * (A + 630384)[i0 * 64 + i1 * 1];
-        (A + 643392)[i0 * 64 + i1 * 1] = v1;
+        const T v0 = (A + 25824)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 27872)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = (A + 25824)[i0 * 64 + i1 * 1] * (A + 23776)[i0 * 64 + i1 * 1];
+        (A + 29920)[i0 * 64 + i1 * 1] = v1;
       }
   // sum %d.bn.weight  (prelude.model:67:17)
-  std::fill_n((A + 645440), 64, T(0));
+  std::fill_n((A + 19872), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 645440)[i1 * 1] += (A + 643392)[i0 * 64 + i1 * 1];
+        (A + 19872)[i1 * 1] += (A + 29920)[i0 * 64 + i1 * 1];
       }
   // fused loop over [32, 64]:
   //   mul  (prelude.model:63:16)
@@ -625,20 +625,20 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 641344)[i0 * 64 + i1 * 1] * (A + 630320)[i1 * 1];
-        (A + 645504)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = (A + 641344)[i0 * 64 + i1 * 1] * (A + 625472)[i0 * 64 + i1 * 1];
-        (A + 647552)[i0 * 64 + i1 * 1] = v1;
+        const T v0 = (A + 27872)[i0 * 64 + i1 * 1] * (A + 19744)[i1 * 1];
+        (A + 23776)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = (A + 27872)[i0 * 64 + i1 * 1] * (A + 21728)[i0 * 64 + i1 * 1];
+        (A + 25824)[i0 * 64 + i1 * 1] = v1;
       }
   // sum  (prelude.model:63:16)
-  std::fill_n((A + 649600), 64, T(0));
+  std::fill_n((A + 19936), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 649600)[i1 * 1] += (A + 647552)[i0 * 64 + i1 * 1];
+        (A + 19936)[i1 * 1] += (A + 25824)[i0 * 64 + i1 * 1];
       }
   // const  (prelude.model:63:23)
-  std::fill_n((A + 649664), 1, T(-0.5));
+  std::fill_n((A + 976), 1, T(-0.5));
   // fused loop over [64]:
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
@@ -646,18 +646,18 @@ private:
   //   mul  (prelude.model:63:23)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 649600)[i] * (A + 649664)[0];
-    const T v1 = (A + 630320)[i] * (A + 630320)[i];
-    const T v2 = (A + 630320)[i] * v1;
+    const T v0 = (A + 19936)[i] * (A + 976)[0];
+    const T v1 = (A + 19744)[i] * (A + 19744)[i];
+    const T v2 = (A + 19744)[i] * v1;
     const T v3 = v0 * v2;
-    (A + 649872)[i] = v3;
+    (A + 20000)[i] = v3;
   }
   // const  (prelude.model:59:17)
-  std::fill_n((A + 649936), 1, T(0.03125));
+  std::fill_n((A + 976), 1, T(0.03125));
   // mul  (prelude.model:59:17)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 649952)[i] = (A + 649872)[i] * (A + 649936)[0];
+    (A + 19744)[i] = (A + 20000)[i] * (A + 976)[0];
   }
   // reshape  (prelude.model:59:17)
   // (a view of its operand)
@@ -671,25 +671,25 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 649952)[i1 * 1];
-        const T v1 = v0 * (A + 625472)[i0 * 64 + i1 * 1];
-        const T v2 = (A + 645504)[i0 * 64 + i1 * 1] + v1;
+        const T v0 = (A + 19744)[i1 * 1];
+        const T v1 = v0 * (A + 21728)[i0 * 64 + i1 * 1];
+        const T v2 = (A + 23776)[i0 * 64 + i1 * 1] + v1;
         const T v3 = v2 + v1;
-        (A + 656224)[i0 * 64 + i1 * 1] = v3;
+        (A + 25824)[i0 * 64 + i1 * 1] = v3;
         const T v4 = -v3;
-        (A + 658272)[i0 * 64 + i1 * 1] = v4;
+        (A + 27872)[i0 * 64 + i1 * 1] = v4;
       }
   // sum  (prelude.model:58:13)
-  std::fill_n((A + 660320), 64, T(0));
+  std::fill_n((A + 19744), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 660320)[i1 * 1] += (A + 658272)[i0 * 64 + i1 * 1];
+        (A + 19744)[i1 * 1] += (A + 27872)[i0 * 64 + i1 * 1];
       }
   // mul  (prelude.model:57:16)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 660384)[i] = (A + 660320)[i] * (A + 649936)[0];
+    (A + 19936)[i] = (A + 19744)[i] * (A + 976)[0];
   }
   // reshape  (prelude.model:57:16)
   // (a view of its operand)
@@ -700,65 +700,65 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 660384)[i1 * 1];
-        const T v1 = (A + 656224)[i0 * 64 + i1 * 1] + v0;
-        (A + 662560)[i0 * 64 + i1 * 1] = v1;
+        const T v0 = (A + 19936)[i1 * 1];
+        const T v1 = (A + 25824)[i0 * 64 + i1 * 1] + v0;
+        (A + 20000)[i0 * 64 + i1 * 1] = v1;
       }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // pad  (seed_lstm_bn.model:17:14)
-  std::fill_n((A + 666656), 61440, T(0));
+  std::fill_n((A + 22048), 61440, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 666656)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 662560)[i0 * 64 + i1 * 64 + i2 * 1];
+          (A + 22048)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 20000)[i0 * 64 + i1 * 64 + i2 * 1];
         }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 728096), 256, T(0));
+  std::fill_n((A + 19936), 256, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 728352), 256, T(0));
+  std::fill_n((A + 20192), 256, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 728608), 16384, T(0));
+  std::fill_n((A + 83488), 16384, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 744992), 256, T(0));
+  std::fill_n((A + 20448), 256, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 745248), 16384, T(0));
+  std::fill_n((A + 544000), 16384, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 815936));
-  std::copy_n((A + 992), 2048, (A + 817984));
-  std::copy_n((A + 728096), 256, (A + 820032));
-  std::copy_n((A + 728352), 256, (A + 820288));
-  std::copy_n((A + 728608), 16384, (A + 820544));
-  std::copy_n((A + 728352), 256, (A + 836928));
-  std::copy_n((A + 744992), 256, (A + 837184));
-  std::copy_n((A + 745248), 16384, (A + 837440));
+  std::copy_n((A + 992), 2048, (A + 576800));
+  std::copy_n((A + 992), 2048, (A + 578848));
+  std::copy_n((A + 19936), 256, (A + 580896));
+  std::copy_n((A + 20192), 256, (A + 581152));
+  std::copy_n((A + 83488), 16384, (A + 581408));
+  std::copy_n((A + 20192), 256, (A + 597792));
+  std::copy_n((A + 20448), 256, (A + 598048));
+  std::copy_n((A + 544000), 16384, (A + 598304));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 666656) + (o * 30 + t) * 64, 64, (A + 799520) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 102368) + (o * 30 + t) * 64, 64, (A + 801568) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 163808) + (o * 30 + t) * 64, 64, (A + 803616) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 225248) + (o * 30 + t) * 64, 64, (A + 805664) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 286688) + (o * 30 + t) * 64, 64, (A + 807712) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 348128) + (o * 30 + t) * 64, 64, (A + 809760) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 409568) + (o * 30 + t) * 64, 64, (A + 811808) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 471008) + (o * 30 + t) * 64, 64, (A + 813856) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 815904) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 22048) + (o * 30 + t) * 64, 64, (A + 560384) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 113920) + (o * 30 + t) * 64, 64, (A + 562432) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 175360) + (o * 30 + t) * 64, 64, (A + 564480) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 236800) + (o * 30 + t) * 64, 64, (A + 566528) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 298240) + (o * 30 + t) * 64, 64, (A + 568576) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 359680) + (o * 30 + t) * 64, 64, (A + 570624) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 421120) + (o * 30 + t) * 64, 64, (A + 572672) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 482560) + (o * 30 + t) * 64, 64, (A + 574720) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 576768) + o * 1);
     // fused loop over [32, 64]:
     //   add  [register]
     //   mul  (prelude.model:36:15)
     //   mul  (prelude.model:36:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 815936)[i] + (A + 799520)[i];
-      const T v1 = v0 * (A + 801568)[i];
-      (A + 872256)[i] = v1;
-      const T v2 = v0 * (A + 803616)[i];
-      (A + 874304)[i] = v2;
+      const T v0 = (A + 576800)[i] + (A + 560384)[i];
+      const T v1 = v0 * (A + 562432)[i];
+      (A + 614688)[i] = v1;
+      const T v2 = v0 * (A + 564480)[i];
+      (A + 616736)[i] = v2;
     }
     // const  (prelude.model:36:21)
-    std::fill_n((A + 876352), 1, T(1));
+    std::fill_n((A + 618784), 1, T(1));
     // fused loop over [32, 64]:
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
@@ -773,30 +773,30 @@ private:
     //   mul  (prelude.model:34:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 801568)[i] * (A + 801568)[i];
-      const T v1 = (A + 876352)[0] - v0;
-      const T v2 = (A + 874304)[i] * v1;
-      const T v3 = (A + 817984)[i] + v2;
-      const T v4 = v3 * (A + 805664)[i];
-      (A + 884560)[i] = v4;
-      const T v5 = v3 * (A + 807712)[i];
-      (A + 886608)[i] = v5;
-      const T v6 = v3 * (A + 809760)[i];
-      (A + 888656)[i] = v6;
-      const T v7 = v3 * (A + 811808)[i];
-      (A + 890704)[i] = v7;
-      const T v8 = (A + 876352)[0] - (A + 803616)[i];
-      const T v9 = (A + 803616)[i] * v8;
-      const T v10 = (A + 872256)[i] * v9;
-      (A + 896848)[i] = v10;
+      const T v0 = (A + 562432)[i] * (A + 562432)[i];
+      const T v1 = (A + 618784)[0] - v0;
+      const T v2 = (A + 616736)[i] * v1;
+      const T v3 = (A + 578848)[i] + v2;
+      const T v4 = v3 * (A + 566528)[i];
+      (A + 618800)[i] = v4;
+      const T v5 = v3 * (A + 568576)[i];
+      (A + 620848)[i] = v5;
+      const T v6 = v3 * (A + 570624)[i];
+      (A + 622896)[i] = v6;
+      const T v7 = v3 * (A + 572672)[i];
+      (A + 624944)[i] = v7;
+      const T v8 = (A + 618784)[0] - (A + 564480)[i];
+      const T v9 = (A + 564480)[i] * v8;
+      const T v10 = (A + 614688)[i] * v9;
+      (A + 626992)[i] = v10;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 898896), 8192, T(0));
+    std::fill_n((A + 629040), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 898896)[192 + i0 * 256 + i1 * 1] = (A + 896848)[i0 * 64 + i1 * 1];
+          (A + 629040)[192 + i0 * 256 + i1 * 1] = (A + 626992)[i0 * 64 + i1 * 1];
         }
     // fused loop over [32, 64]:
     //   mul  (prelude.model:33:17)  [register]
@@ -804,23 +804,23 @@ private:
     //   mul  (prelude.model:33:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 805664)[i] * (A + 805664)[i];
-      const T v1 = (A + 876352)[0] - v0;
-      const T v2 = (A + 886608)[i] * v1;
-      (A + 911184)[i] = v2;
+      const T v0 = (A + 566528)[i] * (A + 566528)[i];
+      const T v1 = (A + 618784)[0] - v0;
+      const T v2 = (A + 620848)[i] * v1;
+      (A + 614688)[i] = v2;
     }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 913232), 8192, T(0));
+    std::fill_n((A + 637232), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 913232)[128 + i0 * 256 + i1 * 1] = (A + 911184)[i0 * 64 + i1 * 1];
+          (A + 637232)[128 + i0 * 256 + i1 * 1] = (A + 614688)[i0 * 64 + i1 * 1];
         }
     // add  (prelude.model:33:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 921424)[i] = (A + 898896)[i] + (A + 913232)[i];
+      (A + 645424)[i] = (A + 629040)[i] + (A + 637232)[i];
     }
     // fused loop over [32, 64]:
     //   sub  (prelude.model:32:20)  [register]
@@ -828,23 +828,23 @@ private:
     //   mul  (prelude.model:32:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 876352)[0] - (A + 811808)[i];
-      const T v1 = (A + 811808)[i] * v0;
-      const T v2 = (A + 888656)[i] * v1;
-      (A + 933712)[i] = v2;
+      const T v0 = (A + 618784)[0] - (A + 572672)[i];
+      const T v1 = (A + 572672)[i] * v0;
+      const T v2 = (A + 622896)[i] * v1;
+      (A + 614688)[i] = v2;
     }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 935760), 8192, T(0));
+    std::fill_n((A + 626992), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 935760)[64 + i0 * 256 + i1 * 1] = (A + 933712)[i0 * 64 + i1 * 1];
+          (A + 626992)[64 + i0 * 256 + i1 * 1] = (A + 614688)[i0 * 64 + i1 * 1];
         }
     // add  (prelude.model:32:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 943952)[i] = (A + 921424)[i] + (A + 935760)[i];
+      (A + 635184)[i] = (A + 645424)[i] + (A + 626992)[i];
     }
     // fused loop over [32, 64]:
     //   sub  (prelude.model:31:20)  [register]
@@ -852,77 +852,77 @@ private:
     //   mul  (prelude.model:31:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 876352)[0] - (A + 807712)[i];
-      const T v1 = (A + 807712)[i] * v0;
-      const T v2 = (A + 884560)[i] * v1;
-      (A + 956240)[i] = v2;
+      const T v0 = (A + 618784)[0] - (A + 568576)[i];
+      const T v1 = (A + 568576)[i] * v0;
+      const T v2 = (A + 618800)[i] * v1;
+      (A + 614688)[i] = v2;
     }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 958288), 8192, T(0));
+    std::fill_n((A + 616736), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 958288)[0 + i0 * 256 + i1 * 1] = (A + 956240)[i0 * 64 + i1 * 1];
+          (A + 616736)[0 + i0 * 256 + i1 * 1] = (A + 614688)[i0 * 64 + i1 * 1];
         }
     // add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 966480)[i] = (A + 943952)[i] + (A + 958288)[i];
+      (A + 626992)[i] = (A + 635184)[i] + (A + 616736)[i];
     }
     // sum  (prelude.model:30:95)
-    std::fill_n((A + 974672), 256, T(0));
+    std::fill_n((A + 614688), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 974672)[i1 * 1] += (A + 966480)[i0 * 256 + i1 * 1];
+          (A + 614688)[i1 * 1] += (A + 626992)[i0 * 256 + i1 * 1];
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 64, 256, T(1), (A + 966480), 256, (A + 20448), 256, T(0), (A + 991312), 64, threads());
+    gemm(false, true, 32, 64, 256, T(1), (A + 626992), 256, (A + 3296), 256, T(0), (A + 614944), 64, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 64, 256, 32, T(1), (A + 813856), 64, (A + 966480), 256, T(0), (A + 995408), 256, threads());
+    gemm(true, false, 64, 256, 32, T(1), (A + 574720), 64, (A + 626992), 256, T(0), (A + 635184), 256, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 256, 32, T(1), (A + 815904), 1, (A + 966480), 256, T(0), (A + 1011824), 256, threads());
+    gemm(true, false, 1, 256, 32, T(1), (A + 576768), 1, (A + 626992), 256, T(0), (A + 616992), 256, threads());
     // fused loop over [256]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 820288)[i] + (A + 974672)[i];
-      (A + 1012080)[i] = v0;
-      const T v1 = (A + 836928)[i] + (A + 974672)[i];
-      (A + 1012336)[i] = v1;
+      const T v0 = (A + 581152)[i] + (A + 614688)[i];
+      (A + 617248)[i] = v0;
+      const T v1 = (A + 597792)[i] + (A + 614688)[i];
+      (A + 617504)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 1012592)[i0 * 256 + i1 * 1] = (A + 837184)[i1 * 1] + (A + 1011824)[i1 * 1];
+          (A + 614688)[i0 * 256 + i1 * 1] = (A + 598048)[i1 * 1] + (A + 616992)[i1 * 1];
         }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 16384; ++i) {
-      (A + 1012848)[i] = (A + 837440)[i] + (A + 995408)[i];
+      (A + 651568)[i] = (A + 598304)[i] + (A + 635184)[i];
     }
-    std::copy_n((A + 991312), 2048, (A + 815936));
-    std::copy_n((A + 890704), 2048, (A + 817984));
-    std::copy_n((A + 1012080), 256, (A + 820288));
-    std::copy_n((A + 1012336), 256, (A + 836928));
-    std::copy_n((A + 1012592), 256, (A + 837184));
-    std::copy_n((A + 1012848), 16384, (A + 837440));
+    std::copy_n((A + 614944), 2048, (A + 576800));
+    std::copy_n((A + 624944), 2048, (A + 578848));
+    std::copy_n((A + 617248), 256, (A + 581152));
+    std::copy_n((A + 617504), 256, (A + 597792));
+    std::copy_n((A + 614688), 256, (A + 598048));
+    std::copy_n((A + 651568), 16384, (A + 598304));
   }
-  std::copy_n((A + 815936), 2048, (A + 761632));
-  std::copy_n((A + 817984), 2048, (A + 763680));
-  std::copy_n((A + 820032), 256, (A + 765728));
-  std::copy_n((A + 820288), 256, (A + 765984));
-  std::copy_n((A + 820544), 16384, (A + 766240));
-  std::copy_n((A + 836928), 256, (A + 782624));
-  std::copy_n((A + 837184), 256, (A + 782880));
-  std::copy_n((A + 837440), 16384, (A + 783136));
+  std::copy_n((A + 576800), 2048, (A + 99872));
+  std::copy_n((A + 578848), 2048, (A + 101920));
+  std::copy_n((A + 580896), 256, (A + 20704));
+  std::copy_n((A + 581152), 256, (A + 20960));
+  std::copy_n((A + 581408), 16384, (A + 667952));
+  std::copy_n((A + 597792), 256, (A + 21216));
+  std::copy_n((A + 598048), 256, (A + 21472));
+  std::copy_n((A + 598304), 16384, (A + 684336));
   // fused loop over [256, 64]:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
@@ -930,9 +930,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 783136)[i0 * 1 + i1 * 256];
-        const T v1 = (A + 766240)[i0 * 64 + i1 * 1] + v0;
-        (A + 1045616)[i0 * 64 + i1 * 1] = v1;
+        const T v0 = (A + 684336)[i0 * 1 + i1 * 256];
+        const T v1 = (A + 667952)[i0 * 64 + i1 * 1] + v0;
+        (A + 3264)[i0 * 64 + i1 * 1] = v1;
       }
   // fused loop over [256, 1]:
   //   transpose  (prelude.model:30:31)  [register]
@@ -941,51 +941,51 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 782880)[i0 * 1 + i1 * 256];
-        const T v1 = (A + 765728)[i0 * 1] + v0;
-        (A + 1062256)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 21472)[i0 * 1 + i1 * 256];
+        const T v1 = (A + 20704)[i0 * 1] + v0;
+        (A + 0)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 1062256), (A + 1062256) + 256);
+  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 256);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 1045616), (A + 1045616) + 16384);
+  if (grads) (*grads)[1].assign((A + 3264), (A + 3264) + 16384);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 765984), (A + 765984) + 256);
+  if (grads) (*grads)[2].assign((A + 20960), (A + 20960) + 256);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 782624), (A + 782624) + 256);
+  if (grads) (*grads)[3].assign((A + 21216), (A + 21216) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 645440), (A + 645440) + 64);
+  if (grads) (*grads)[4].assign((A + 19872), (A + 19872) + 64);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 641280), (A + 641280) + 64);
+  if (grads) (*grads)[5].assign((A + 3088), (A + 3088) + 64);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 641216), (A + 641216) + 64);
+  if (grads) (*grads)[6].assign((A + 19808), (A + 19808) + 64);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[7].assign((A + 636976), (A + 636976) + 1);
+  if (grads) (*grads)[7].assign((A + 960), (A + 960) + 1);
   // hyper %lr  (seed_lstm_bn.model:23:1)
-  (A + 1062512)[0] = T(lr_);
+  (A + 256)[0] = T(lr_);
   // buffer %optimizer.step  (seed_lstm_bn.model:23:1)
   // add %optimizer.step.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 1062544)[0] = sf_[11].data()[0] + (A + 636880)[0];
+    (A + 272)[0] = sf_[11].data()[0] + (A + 3040)[0];
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(11, (A + 1062544));
+  updates.emplace_back(11, (A + 272));
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 1062560), 1, T(-0.10536051565782628));
+  std::fill_n((A + 288), 1, T(-0.10536051565782628));
   // fused loop over []:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   exp  (seed_lstm_bn.model:23:1)  [register]
   //   sub  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 1062544)[0] * (A + 1062560)[0];
+    const T v0 = (A + 272)[0] * (A + 288)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 636880)[0] - v1;
-    (A + 1062608)[0] = v2;
+    const T v2 = (A + 3040)[0] - v1;
+    (A + 304)[0] = v2;
   }
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 1062624), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 288), 1, T(-0.0010005003335835344));
   // fused loop over []:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   exp  (seed_lstm_bn.model:23:1)  [register]
@@ -994,13 +994,13 @@ private:
   //   sqrt  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 1062544)[0] * (A + 1062624)[0];
+    const T v0 = (A + 272)[0] * (A + 288)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 636880)[0] - v1;
-    const T v3 = (A + 1062512)[0] / (A + 1062608)[0];
-    (A + 1062688)[0] = v3;
+    const T v2 = (A + 3040)[0] - v1;
+    const T v3 = (A + 256)[0] / (A + 304)[0];
+    (A + 320)[0] = v3;
     const T v4 = std::sqrt(v2);
-    (A + 1062704)[0] = v4;
+    (A + 336)[0] = v4;
   }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // mul  (seed_lstm_bn.model:23:1)
@@ -1008,10 +1008,10 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1062976)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1] * (A + 629696)[0];
+        (A + 352)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1] * (A + 3168)[0];
       }
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 1063232), 1, T(0.099999999999999978));
+  std::fill_n((A + 256), 1, T(0.099999999999999978));
   // fused loop over [256, 1]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
@@ -1019,13 +1019,13 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1062256)[i0 * 1] * (A + 1063232)[0];
-        const T v1 = (A + 1062976)[i0 * 1] + v0;
-        (A + 1063504)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 0)[i0 * 1] * (A + 256)[0];
+        const T v1 = (A + 352)[i0 * 1] + v0;
+        (A + 608)[i0 * 1 + i1 * 1] = v1;
       }
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 1064016), 1, T(0.999));
+  std::fill_n((A + 288), 1, T(0.999));
   // fused loop over [256, 1]:
   //   mul  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)
@@ -1033,13 +1033,13 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = sf_[13].data()[i0 * 1] * (A + 1064016)[0];
-        (A + 1064032)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = (A + 1062256)[i0 * 1] * (A + 1062256)[i0 * 1];
-        (A + 1064288)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = sf_[13].data()[i0 * 1] * (A + 288)[0];
+        (A + 352)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
+        (A + 976)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 1064544), 1, T(0.0010000000000000009));
+  std::fill_n((A + 0), 1, T(0.0010000000000000009));
   // fused loop over [256, 1]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
@@ -1047,14 +1047,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1064288)[i0 * 1] * (A + 1064544)[0];
-        const T v1 = (A + 1064032)[i0 * 1] + v0;
-        (A + 1064816)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 976)[i0 * 1] * (A + 0)[0];
+        const T v1 = (A + 352)[i0 * 1] + v0;
+        (A + 1232)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(12, (A + 1063504));
+  updates.emplace_back(12, (A + 608));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(13, (A + 1064816));
+  updates.emplace_back(13, (A + 1232));
   // fused loop over [256, 1]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)
@@ -1062,12 +1062,12 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = std::sqrt((A + 1064816)[i0 * 1]);
-        const T v1 = v0 / (A + 1062704)[0];
-        (A + 1065328)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::sqrt((A + 1232)[i0 * 1]);
+        const T v1 = v0 / (A + 336)[0];
+        (A + 352)[i0 * 1 + i1 * 1] = v1;
       }
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 1065584), 1, T(1e-08));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over [256, 1]:
   //   add  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1077,14 +1077,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1065328)[i0 * 1] + (A + 1065584)[0];
-        const T v1 = (A + 1063504)[i0 * 1] / v0;
-        const T v2 = (A + 1062688)[0] * v1;
+        const T v0 = (A + 352)[i0 * 1] + (A + 16)[0];
+        const T v1 = (A + 608)[i0 * 1] / v0;
+        const T v2 = (A + 320)[0] * v1;
         const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 1066368)[i0 * 1 + i1 * 1] = v3;
+        (A + 976)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(0, (A + 1066368));
+  updates.emplace_back(0, (A + 976));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // fused loop over [256, 64]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1092,10 +1092,10 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 629696)[0];
-    const T v1 = (A + 1045616)[i] * (A + 1063232)[0];
+    const T v0 = sf_[14].data()[i] * (A + 3168)[0];
+    const T v1 = (A + 3264)[i] * (A + 256)[0];
     const T v2 = v0 + v1;
-    (A + 1115776)[i] = v2;
+    (A + 21472)[i] = v2;
   }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [256, 64]:
@@ -1105,16 +1105,16 @@ private:
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 1064016)[0];
-    const T v1 = (A + 1045616)[i] * (A + 1045616)[i];
-    const T v2 = v1 * (A + 1064544)[0];
+    const T v0 = sf_[15].data()[i] * (A + 288)[0];
+    const T v1 = (A + 3264)[i] * (A + 3264)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 1197696)[i] = v3;
+    (A + 37856)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(14, (A + 1115776));
+  updates.emplace_back(14, (A + 21472));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(15, (A + 1197696));
+  updates.emplace_back(15, (A + 37856));
   // fused loop over [256, 64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1124,16 +1124,16 @@ private:
   //   sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = std::sqrt((A + 1197696)[i]);
-    const T v1 = v0 / (A + 1062704)[0];
-    const T v2 = v1 + (A + 1065584)[0];
-    const T v3 = (A + 1115776)[i] / v2;
-    const T v4 = (A + 1062688)[0] * v3;
+    const T v0 = std::sqrt((A + 37856)[i]);
+    const T v1 = v0 / (A + 336)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 21472)[i] / v2;
+    const T v4 = (A + 320)[0] * v3;
     const T v5 = sf_[1].data()[i] - v4;
-    (A + 1296000)[i] = v5;
+    (A + 3264)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(1, (A + 1296000));
+  updates.emplace_back(1, (A + 3264));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // fused loop over [256]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1141,10 +1141,10 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 629696)[0];
-    const T v1 = (A + 765984)[i] * (A + 1063232)[0];
+    const T v0 = sf_[16].data()[i] * (A + 3168)[0];
+    const T v1 = (A + 20960)[i] * (A + 256)[0];
     const T v2 = v0 + v1;
-    (A + 1313152)[i] = v2;
+    (A + 352)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [256]:
@@ -1154,16 +1154,16 @@ private:
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 1064016)[0];
-    const T v1 = (A + 765984)[i] * (A + 765984)[i];
-    const T v2 = v1 * (A + 1064544)[0];
+    const T v0 = sf_[17].data()[i] * (A + 288)[0];
+    const T v1 = (A + 20960)[i] * (A + 20960)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 1314432)[i] = v3;
+    (A + 1488)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(16, (A + 1313152));
+  updates.emplace_back(16, (A + 352));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(17, (A + 1314432));
+  updates.emplace_back(17, (A + 1488));
   // fused loop over [256]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1173,16 +1173,16 @@ private:
   //   sub %lstm.bias_ih_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::sqrt((A + 1314432)[i]);
-    const T v1 = v0 / (A + 1062704)[0];
-    const T v2 = v1 + (A + 1065584)[0];
-    const T v3 = (A + 1313152)[i] / v2;
-    const T v4 = (A + 1062688)[0] * v3;
+    const T v0 = std::sqrt((A + 1488)[i]);
+    const T v1 = v0 / (A + 336)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 352)[i] / v2;
+    const T v4 = (A + 320)[0] * v3;
     const T v5 = sf_[2].data()[i] - v4;
-    (A + 1315968)[i] = v5;
+    (A + 1744)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(2, (A + 1315968));
+  updates.emplace_back(2, (A + 1744));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // fused loop over [256]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1190,10 +1190,10 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 629696)[0];
-    const T v1 = (A + 782624)[i] * (A + 1063232)[0];
+    const T v0 = sf_[18].data()[i] * (A + 3168)[0];
+    const T v1 = (A + 21216)[i] * (A + 256)[0];
     const T v2 = v0 + v1;
-    (A + 1316992)[i] = v2;
+    (A + 2000)[i] = v2;
   }
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [256]:
@@ -1203,16 +1203,16 @@ private:
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 1064016)[0];
-    const T v1 = (A + 782624)[i] * (A + 782624)[i];
-    const T v2 = v1 * (A + 1064544)[0];
+    const T v0 = sf_[19].data()[i] * (A + 288)[0];
+    const T v1 = (A + 21216)[i] * (A + 21216)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 1318272)[i] = v3;
+    (A + 2256)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(18, (A + 1316992));
+  updates.emplace_back(18, (A + 2000));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(19, (A + 1318272));
+  updates.emplace_back(19, (A + 2256));
   // fused loop over [256]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1222,16 +1222,16 @@ private:
   //   sub %lstm.bias_hh_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::sqrt((A + 1318272)[i]);
-    const T v1 = v0 / (A + 1062704)[0];
-    const T v2 = v1 + (A + 1065584)[0];
-    const T v3 = (A + 1316992)[i] / v2;
-    const T v4 = (A + 1062688)[0] * v3;
+    const T v0 = std::sqrt((A + 2256)[i]);
+    const T v1 = v0 / (A + 336)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 2000)[i] / v2;
+    const T v4 = (A + 320)[0] * v3;
     const T v5 = sf_[3].data()[i] - v4;
-    (A + 1319808)[i] = v5;
+    (A + 2512)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(3, (A + 1319808));
+  updates.emplace_back(3, (A + 2512));
   // buffer %optimizer.bn.weight.exp_avg  (seed_lstm_bn.model:23:1)
   // fused loop over [64]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1239,10 +1239,10 @@ private:
   //   add %optimizer.bn.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[20].data()[i] * (A + 629696)[0];
-    const T v1 = (A + 645440)[i] * (A + 1063232)[0];
+    const T v0 = sf_[20].data()[i] * (A + 3168)[0];
+    const T v1 = (A + 19872)[i] * (A + 256)[0];
     const T v2 = v0 + v1;
-    (A + 1320256)[i] = v2;
+    (A + 32)[i] = v2;
   }
   // buffer %optimizer.bn.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [64]:
@@ -1252,16 +1252,16 @@ private:
   //   add %optimizer.bn.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[21].data()[i] * (A + 1064016)[0];
-    const T v1 = (A + 645440)[i] * (A + 645440)[i];
-    const T v2 = v1 * (A + 1064544)[0];
+    const T v0 = sf_[21].data()[i] * (A + 288)[0];
+    const T v1 = (A + 19872)[i] * (A + 19872)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 1320576)[i] = v3;
+    (A + 96)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(20, (A + 1320256));
+  updates.emplace_back(20, (A + 32));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(21, (A + 1320576));
+  updates.emplace_back(21, (A + 96));
   // fused loop over [64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1271,16 +1271,16 @@ private:
   //   sub %bn.weight.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = std::sqrt((A + 1320576)[i]);
-    const T v1 = v0 / (A + 1062704)[0];
-    const T v2 = v1 + (A + 1065584)[0];
-    const T v3 = (A + 1320256)[i] / v2;
-    const T v4 = (A + 1062688)[0] * v3;
+    const T v0 = std::sqrt((A + 96)[i]);
+    const T v1 = v0 / (A + 336)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 32)[i] / v2;
+    const T v4 = (A + 320)[0] * v3;
     const T v5 = sf_[4].data()[i] - v4;
-    (A + 1320960)[i] = v5;
+    (A + 160)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(4, (A + 1320960));
+  updates.emplace_back(4, (A + 160));
   // buffer %optimizer.bn.bias.exp_avg  (seed_lstm_bn.model:23:1)
   // fused loop over [64]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1288,10 +1288,10 @@ private:
   //   add %optimizer.bn.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[22].data()[i] * (A + 629696)[0];
-    const T v1 = (A + 641280)[i] * (A + 1063232)[0];
+    const T v0 = sf_[22].data()[i] * (A + 3168)[0];
+    const T v1 = (A + 3088)[i] * (A + 256)[0];
     const T v2 = v0 + v1;
-    (A + 1321216)[i] = v2;
+    (A + 864)[i] = v2;
   }
   // buffer %optimizer.bn.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [64]:
@@ -1301,16 +1301,16 @@ private:
   //   add %optimizer.bn.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[23].data()[i] * (A + 1064016)[0];
-    const T v1 = (A + 641280)[i] * (A + 641280)[i];
-    const T v2 = v1 * (A + 1064544)[0];
+    const T v0 = sf_[23].data()[i] * (A + 288)[0];
+    const T v1 = (A + 3088)[i] * (A + 3088)[i];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 1321536)[i] = v3;
+    (A + 2768)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(22, (A + 1321216));
+  updates.emplace_back(22, (A + 864));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(23, (A + 1321536));
+  updates.emplace_back(23, (A + 2768));
   // fused loop over [64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1320,16 +1320,16 @@ private:
   //   sub %bn.bias.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = std::sqrt((A + 1321536)[i]);
-    const T v1 = v0 / (A + 1062704)[0];
-    const T v2 = v1 + (A + 1065584)[0];
-    const T v3 = (A + 1321216)[i] / v2;
-    const T v4 = (A + 1062688)[0] * v3;
+    const T v0 = std::sqrt((A + 2768)[i]);
+    const T v1 = v0 / (A + 336)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 864)[i] / v2;
+    const T v4 = (A + 320)[0] * v3;
     const T v5 = sf_[5].data()[i] - v4;
-    (A + 1321920)[i] = v5;
+    (A + 2832)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(5, (A + 1321920));
+  updates.emplace_back(5, (A + 2832));
   // buffer %optimizer.head.weight.exp_avg  (seed_lstm_bn.model:23:1)
   // fused loop over [1, 64]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1339,10 +1339,10 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = sf_[24].data()[i1 * 1] * (A + 629696)[0];
-        const T v1 = (A + 641216)[i1 * 1] * (A + 1063232)[0];
+        const T v0 = sf_[24].data()[i1 * 1] * (A + 3168)[0];
+        const T v1 = (A + 19808)[i1 * 1] * (A + 256)[0];
         const T v2 = v0 + v1;
-        (A + 1322176)[i0 * 64 + i1 * 1] = v2;
+        (A + 2896)[i0 * 64 + i1 * 1] = v2;
       }
   // buffer %optimizer.head.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [1, 64]:
@@ -1354,16 +1354,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = sf_[25].data()[i1 * 1] * (A + 1064016)[0];
-        const T v1 = (A + 641216)[i1 * 1] * (A + 641216)[i1 * 1];
-        const T v2 = v1 * (A + 1064544)[0];
+        const T v0 = sf_[25].data()[i1 * 1] * (A + 288)[0];
+        const T v1 = (A + 19808)[i1 * 1] * (A + 19808)[i1 * 1];
+        const T v2 = v1 * (A + 0)[0];
         const T v3 = v0 + v2;
-        (A + 1322496)[i0 * 64 + i1 * 1] = v3;
+        (A + 2960)[i0 * 64 + i1 * 1] = v3;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(24, (A + 1322176));
+  updates.emplace_back(24, (A + 2896));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(25, (A + 1322496));
+  updates.emplace_back(25, (A + 2960));
   // fused loop over [1, 64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1375,16 +1375,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = std::sqrt((A + 1322496)[i1 * 1]);
-        const T v1 = v0 / (A + 1062704)[0];
-        const T v2 = v1 + (A + 1065584)[0];
-        const T v3 = (A + 1322176)[i1 * 1] / v2;
-        const T v4 = (A + 1062688)[0] * v3;
+        const T v0 = std::sqrt((A + 2960)[i1 * 1]);
+        const T v1 = v0 / (A + 336)[0];
+        const T v2 = v1 + (A + 16)[0];
+        const T v3 = (A + 2896)[i1 * 1] / v2;
+        const T v4 = (A + 320)[0] * v3;
         const T v5 = sf_[6].data()[i1 * 1] - v4;
-        (A + 1322880)[i0 * 64 + i1 * 1] = v5;
+        (A + 3088)[i0 * 64 + i1 * 1] = v5;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(6, (A + 1322880));
+  updates.emplace_back(6, (A + 3088));
   // buffer %optimizer.head.bias.exp_avg  (seed_lstm_bn.model:23:1)
   // fused loop over [1]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1392,10 +1392,10 @@ private:
   //   add %optimizer.head.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[26].data()[0] * (A + 629696)[0];
-    const T v1 = (A + 636976)[0] * (A + 1063232)[0];
+    const T v0 = sf_[26].data()[0] * (A + 3168)[0];
+    const T v1 = (A + 960)[0] * (A + 256)[0];
     const T v2 = v0 + v1;
-    (A + 1322992)[i] = v2;
+    (A + 224)[i] = v2;
   }
   // buffer %optimizer.head.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [1]:
@@ -1405,16 +1405,16 @@ private:
   //   add %optimizer.head.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[27].data()[0] * (A + 1064016)[0];
-    const T v1 = (A + 636976)[0] * (A + 636976)[0];
-    const T v2 = v1 * (A + 1064544)[0];
+    const T v0 = sf_[27].data()[0] * (A + 288)[0];
+    const T v1 = (A + 960)[0] * (A + 960)[0];
+    const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
-    (A + 1323072)[i] = v3;
+    (A + 240)[i] = v3;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(26, (A + 1322992));
+  updates.emplace_back(26, (A + 224));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(27, (A + 1323072));
+  updates.emplace_back(27, (A + 240));
   // fused loop over [1]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -1424,16 +1424,16 @@ private:
   //   sub %head.bias.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::sqrt((A + 1323072)[0]);
-    const T v1 = v0 / (A + 1062704)[0];
-    const T v2 = v1 + (A + 1065584)[0];
-    const T v3 = (A + 1322992)[0] / v2;
-    const T v4 = (A + 1062688)[0] * v3;
+    const T v0 = std::sqrt((A + 240)[0]);
+    const T v1 = v0 / (A + 336)[0];
+    const T v2 = v1 + (A + 16)[0];
+    const T v3 = (A + 224)[0] / v2;
+    const T v4 = (A + 320)[0] * v3;
     const T v5 = sf_[7].data()[0] - v4;
-    (A + 1323168)[i] = v5;
+    (A + 0)[i] = v5;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(7, (A + 1323168));
+  updates.emplace_back(7, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1447,10 +1447,10 @@ private:
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena_.data();
   // input %x  (seed_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 1527328);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 1528288), 2048, T(0));
+  std::fill_n((A + 960), 2048, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -1460,32 +1460,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 1547488)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 3008)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 1547744)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 3264)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 1528288), 2048, (A + 1629696));
-  std::copy_n((A + 1528288), 2048, (A + 1631744));
+  std::copy_n((A + 960), 2048, (A + 19680));
+  std::copy_n((A + 960), 2048, (A + 21728));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1527328) + (o * 30 + t) * 1, 1, (A + 1629664) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19648) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 1629664), 1, (A + 1547488), 256, T(0), (A + 1650944), 256, threads());
+    gemm(false, false, 32, 256, 1, T(1), (A + 19648), 1, (A + 3008), 256, T(0), (A + 23776), 256, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 1659136)[i0 * 256 + i1 * 1] = (A + 1650944)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 31968)[i0 * 256 + i1 * 1] = (A + 23776)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 1629696), 64, (A + 1547744), 256, T(0), (A + 1667328), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 19680), 64, (A + 3264), 256, T(0), (A + 23776), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -1493,9 +1493,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1659136)[i0 * 256 + i1 * 1] + (A + 1667328)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 31968)[i0 * 256 + i1 * 1] + (A + 23776)[i0 * 256 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 1683712)[i0 * 256 + i1 * 1] = v1;
+          (A + 40160)[i0 * 256 + i1 * 1] = v1;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1515,35 +1515,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 1683712)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 40160)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1683712)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 40160)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1683712)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 40160)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1683712)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 40160)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1631744)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 21728)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1712384)[i0 * 64 + i1 * 1] = v10;
+          (A + 23776)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1716480)[i0 * 64 + i1 * 1] = v12;
+          (A + 25824)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1716480) + o * 64, 64, (A + 1568224) + (o * 30 + t) * 64);
-    std::copy_n((A + 1716480), 2048, (A + 1629696));
-    std::copy_n((A + 1712384), 2048, (A + 1631744));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25824) + o * 64, 64, (A + 52448) + (o * 30 + t) * 64);
+    std::copy_n((A + 25824), 2048, (A + 19680));
+    std::copy_n((A + 23776), 2048, (A + 21728));
   }
-  std::copy_n((A + 1629696), 2048, (A + 1564128));
-  std::copy_n((A + 1631744), 2048, (A + 1566176));
+  std::copy_n((A + 19680), 2048, (A + 48352));
+  std::copy_n((A + 21728), 2048, (A + 50400));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 1718528)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 1568224)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52448)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -1553,26 +1553,26 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1722688)[i0 * 64 + i1 * 1] = (A + 1718528)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
+        (A + 2048)[i0 * 64 + i1 * 1] = (A + 0)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
       }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
-  std::fill_n((A + 1724800), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // fused loop over [64]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 1724800)[0];
+    const T v0 = sf_[9].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 1724880)[i] = v1;
+    (A + 16)[i] = v1;
   }
   // mul %bn.xhat  (prelude.model:65:33)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1724944)[i0 * 64 + i1 * 1] = (A + 1722688)[i0 * 64 + i1 * 1] * (A + 1724880)[i1 * 1];
+        (A + 4096)[i0 * 64 + i1 * 1] = (A + 2048)[i0 * 64 + i1 * 1] * (A + 16)[i1 * 1];
       }
   // param %bn.weight  (prelude.model:48:3)
   // mul  (prelude.model:67:17)
@@ -1580,7 +1580,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1727056)[i0 * 64 + i1 * 1] = (A + 1724944)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 0)[i0 * 64 + i1 * 1] = (A + 4096)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
       }
   // param %bn.bias  (prelude.model:49:3)
   // add %z  (prelude.model:67:26)
@@ -1588,22 +1588,22 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 1729168)[i0 * 64 + i1 * 1] = (A + 1727056)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 2048)[i0 * 64 + i1 * 1] = (A + 0)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 1729168), 64, sf_[6].data(), 64, T(0), (A + 1731344), 1, threads());
+  gemm(false, true, 32, 1, 64, T(1), (A + 2048), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1731392)[i0 * 1 + i1 * 1] = (A + 1731344)[i0 * 1] + sf_[7].data()[0];
+        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[7].data()[0];
       }
   // output  (seed_lstm_bn.model:20:3)
-  std::copy_n((A + 1731392), 32, static_cast<T *>(out[0]));
+  std::copy_n((A + 32), 32, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc

@@ -65,7 +65,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(10856208) {
+  Net() : arena_(4634672) {
     sf_[0].assign(1024, T(0));
     sf_[1].assign(262144, T(0));
     sf_[2].assign(1024, T(0));
@@ -89,13 +89,13 @@ public:
     T *const A = arena_.data();
     double loss = 0;
   // input %x  (seed_plain_lstm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 8118912);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
   // input %y  (seed_plain_lstm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 8119872);
+  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 8119904), 8192, T(0));
+  std::fill_n((A + 992), 8192, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -105,32 +105,32 @@ public:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 8393312)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 8394336)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 8119904), 8192, (A + 8918656));
-  std::copy_n((A + 8119904), 8192, (A + 8926848));
+  std::copy_n((A + 992), 8192, (A + 272384));
+  std::copy_n((A + 992), 8192, (A + 280576));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 8118912) + (o * 30 + t) * 1, 1, (A + 8918624) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 8918624), 1, (A + 8393312), 1024, T(0), (A + 9200256), 1024, threads());
+    gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 9233024)[i0 * 1024 + i1 * 1] = (A + 9200256)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 321536)[i0 * 1024 + i1 * 1] = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 8918656), 256, (A + 8394336), 1024, T(0), (A + 9265792), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 288768), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -138,9 +138,9 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 9233024)[i0 * 1024 + i1 * 1] + (A + 9265792)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 321536)[i0 * 1024 + i1 * 1] + (A + 288768)[i0 * 1024 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 9331328)[i0 * 1024 + i1 * 1] = v1;
+          (A + 354304)[i0 * 1024 + i1 * 1] = v1;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -160,55 +160,55 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 9331328)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 354304)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 9331328)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 354304)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 9331328)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 354304)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 9331328)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 354304)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 8926848)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 280576)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 9446016)[i0 * 256 + i1 * 1] = v10;
+          (A + 288768)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 9462400)[i0 * 256 + i1 * 1] = v12;
+          (A + 296960)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9462400) + o * 256, 256, (A + 8672864) + (o * 30 + t) * 256);
-    std::copy_n((A + 9462400), 8192, (A + 8918656));
-    std::copy_n((A + 9446016), 8192, (A + 8926848));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296960) + o * 256, 256, (A + 403456) + (o * 30 + t) * 256);
+    std::copy_n((A + 296960), 8192, (A + 272384));
+    std::copy_n((A + 288768), 8192, (A + 280576));
   }
-  std::copy_n((A + 8918656), 8192, (A + 8656480));
-  std::copy_n((A + 8926848), 8192, (A + 8664672));
+  std::copy_n((A + 272384), 8192, (A + 387072));
+  std::copy_n((A + 280576), 8192, (A + 395264));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 9470592)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 8672864)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403456)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 9470592), 256, sf_[4].data(), 256, T(0), (A + 9487488), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 992), 256, sf_[4].data(), 256, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9487536)[i0 * 1 + i1 * 1] = (A + 9487488)[i0 * 1] + sf_[5].data()[0];
+        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[5].data()[0];
       }
   // mse %loss  (seed_plain_lstm.model:18:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9487536)[k] - (A + 8119872)[k]; s += d * d; } (A + 9487568)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
   // output  (seed_plain_lstm.model:19:3)
   // loss  (seed_plain_lstm.model:15:1)
-  loss = double((A + 9487568)[0]);
+  loss = double((A + 0)[0]);
     return loss;
   }
 
@@ -234,32 +234,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 274400)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 275424)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 2520064));
-  std::copy_n((A + 992), 8192, (A + 2528256));
+  std::copy_n((A + 992), 8192, (A + 272384));
+  std::copy_n((A + 992), 8192, (A + 280576));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 2520032) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 2520032), 1, (A + 274400), 1024, T(0), (A + 2801664), 1024, threads());
+    gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 2834432)[i0 * 1024 + i1 * 1] = (A + 2801664)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 321536)[i0 * 1024 + i1 * 1] = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 2520064), 256, (A + 275424), 1024, T(0), (A + 2867200), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 288768), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -267,9 +267,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 2834432)[i0 * 1024 + i1 * 1] + (A + 2867200)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 321536)[i0 * 1024 + i1 * 1] + (A + 288768)[i0 * 1024 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 2932736)[i0 * 1024 + i1 * 1] = v1;
+          (A + 354304)[i0 * 1024 + i1 * 1] = v1;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -289,47 +289,47 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 2932736)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 354304)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 2973696)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 2932736)[256 + i0 * 1024 + i1 * 1];
+          (A + 288768)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 354304)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 2990080)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 2932736)[512 + i0 * 1024 + i1 * 1];
+          (A + 296960)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 354304)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 3006464)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 2932736)[768 + i0 * 1024 + i1 * 1];
+          (A + 305152)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 354304)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 3022848)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 2528256)[i0 * 256 + i1 * 1];
+          (A + 313344)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 280576)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 3047424)[i0 * 256 + i1 * 1] = v10;
+          (A + 321536)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 3055616)[i0 * 256 + i1 * 1] = v11;
+          (A + 329728)[i0 * 256 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 3063808)[i0 * 256 + i1 * 1] = v12;
+          (A + 337920)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3063808) + o * 256, 256, (A + 553952) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3055616) + o * 256, 256, (A + 799712) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3022848) + o * 256, 256, (A + 1045472) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3006464) + o * 256, 256, (A + 1291232) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2973696) + o * 256, 256, (A + 1536992) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528256) + o * 256, 256, (A + 1782752) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2990080) + o * 256, 256, (A + 2028512) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2520064) + o * 256, 256, (A + 2274272) + (o * 30 + t) * 256);
-    std::copy_n((A + 3063808), 8192, (A + 2520064));
-    std::copy_n((A + 3047424), 8192, (A + 2528256));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 337920) + o * 256, 256, (A + 403456) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 329728) + o * 256, 256, (A + 649216) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 313344) + o * 256, 256, (A + 894976) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 305152) + o * 256, 256, (A + 1140736) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 288768) + o * 256, 256, (A + 1386496) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 280576) + o * 256, 256, (A + 1632256) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296960) + o * 256, 256, (A + 1878016) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 272384) + o * 256, 256, (A + 2123776) + (o * 30 + t) * 256);
+    std::copy_n((A + 337920), 8192, (A + 272384));
+    std::copy_n((A + 321536), 8192, (A + 280576));
   }
-  std::copy_n((A + 2520064), 8192, (A + 537568));
-  std::copy_n((A + 2528256), 8192, (A + 545760));
+  std::copy_n((A + 272384), 8192, (A + 387072));
+  std::copy_n((A + 280576), 8192, (A + 395264));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 3072000)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 553952)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 272352)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403456)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -339,114 +339,114 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 3088640)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
+        (A + 9184)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 3072000), 256, sf_[4].data(), 256, T(0), (A + 3088896), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 272352), 256, sf_[4].data(), 256, T(0), (A + 9440), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 3088944)[i0 * 1 + i1 * 1] = (A + 3088896)[i0 * 1] + sf_[5].data()[0];
+        (A + 9472)[i0 * 1 + i1 * 1] = (A + 9440)[i0 * 1] + sf_[5].data()[0];
       }
   // mse %loss  (seed_plain_lstm.model:18:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 3088944)[k] - (A + 960)[k]; s += d * d; } (A + 3088976)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9472)[k] - (A + 960)[k]; s += d * d; } (A + 9440)[0] = s / T(32); }
   // output  (seed_plain_lstm.model:19:3)
   // loss  (seed_plain_lstm.model:15:1)
-  loss = double((A + 3088976)[0]);
+  loss = double((A + 9440)[0]);
   // const  (seed_plain_lstm.model:15:1)
-  std::fill_n((A + 3088992), 1, T(1));
+  std::fill_n((A + 9440), 1, T(1));
   // sub  (seed_plain_lstm.model:18:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 3089008)[i0 * 1 + i1 * 1] = (A + 3088944)[i0 * 1] - (A + 960)[i0 * 1];
+        (A + 9504)[i0 * 1 + i1 * 1] = (A + 9472)[i0 * 1] - (A + 960)[i0 * 1];
       }
   // const  (seed_plain_lstm.model:18:13)
-  std::fill_n((A + 3089040), 1, T(0.0625));
+  std::fill_n((A + 960), 1, T(0.0625));
   // mul  (seed_plain_lstm.model:18:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 3089056)[i0 * 1 + i1 * 1] = (A + 3089008)[i0 * 1] * (A + 3089040)[0];
+        (A + 9456)[i0 * 1 + i1 * 1] = (A + 9504)[i0 * 1] * (A + 960)[0];
       }
   // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 3089088), 1, T(0));
+  std::fill_n((A + 960), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    (A + 3089088)[0] += (A + 3089056)[i];
+    (A + 960)[0] += (A + 9456)[i];
   }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 3089056), 1, (A + 3088640), 1, T(0), (A + 3089360), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 9456), 1, (A + 9184), 1, T(0), (A + 280544), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 3072000), 256, (A + 3089056), 1, T(0), (A + 3105744), 1, threads());
+  gemm(true, false, 256, 1, 32, T(1), (A + 272352), 256, (A + 9456), 1, T(0), (A + 9184), 1, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 3106000)[i0 * 256 + i1 * 1] = (A + 3105744)[i0 * 1 + i1 * 1];
+        (A + 9456)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
       }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // pad  (seed_plain_lstm.model:17:17)
-  std::fill_n((A + 3114448), 245760, T(0));
+  std::fill_n((A + 288736), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 3114448)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 3089360)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 288736)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 280544)[i0 * 256 + i1 * 256 + i2 * 1];
         }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 3360208), 1024, T(0));
+  std::fill_n((A + 272352), 1024, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 3361232), 1024, T(0));
+  std::fill_n((A + 273376), 1024, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 3362256), 262144, T(0));
+  std::fill_n((A + 2369536), 262144, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 3624400), 1024, T(0));
+  std::fill_n((A + 274400), 1024, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 3625424), 262144, T(0));
+  std::fill_n((A + 2631680), 262144, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 4497904));
-  std::copy_n((A + 992), 8192, (A + 4506096));
-  std::copy_n((A + 3360208), 1024, (A + 4514288));
-  std::copy_n((A + 3361232), 1024, (A + 4515312));
-  std::copy_n((A + 3362256), 262144, (A + 4516336));
-  std::copy_n((A + 3361232), 1024, (A + 4778480));
-  std::copy_n((A + 3624400), 1024, (A + 4779504));
-  std::copy_n((A + 3625424), 262144, (A + 4780528));
+  std::copy_n((A + 992), 8192, (A + 2959392));
+  std::copy_n((A + 992), 8192, (A + 2967584));
+  std::copy_n((A + 272352), 1024, (A + 2975776));
+  std::copy_n((A + 273376), 1024, (A + 2976800));
+  std::copy_n((A + 2369536), 262144, (A + 2977824));
+  std::copy_n((A + 273376), 1024, (A + 3239968));
+  std::copy_n((A + 274400), 1024, (A + 3240992));
+  std::copy_n((A + 2631680), 262144, (A + 3242016));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3114448) + (o * 30 + t) * 256, 256, (A + 4432336) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 799712) + (o * 30 + t) * 256, 256, (A + 4440528) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1045472) + (o * 30 + t) * 256, 256, (A + 4448720) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1291232) + (o * 30 + t) * 256, 256, (A + 4456912) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1536992) + (o * 30 + t) * 256, 256, (A + 4465104) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1782752) + (o * 30 + t) * 256, 256, (A + 4473296) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2028512) + (o * 30 + t) * 256, 256, (A + 4481488) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2274272) + (o * 30 + t) * 256, 256, (A + 4489680) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 4497872) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 288736) + (o * 30 + t) * 256, 256, (A + 2893824) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 649216) + (o * 30 + t) * 256, 256, (A + 2902016) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 894976) + (o * 30 + t) * 256, 256, (A + 2910208) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1140736) + (o * 30 + t) * 256, 256, (A + 2918400) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1386496) + (o * 30 + t) * 256, 256, (A + 2926592) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1632256) + (o * 30 + t) * 256, 256, (A + 2934784) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1878016) + (o * 30 + t) * 256, 256, (A + 2942976) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2123776) + (o * 30 + t) * 256, 256, (A + 2951168) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 2959360) + o * 1);
     // fused loop over [32, 256]:
     //   add  [register]
     //   mul  (prelude.model:36:15)
     //   mul  (prelude.model:36:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 4497904)[i] + (A + 4432336)[i];
-      const T v1 = v0 * (A + 4440528)[i];
-      (A + 5313008)[i] = v1;
-      const T v2 = v0 * (A + 4448720)[i];
-      (A + 5321200)[i] = v2;
+      const T v0 = (A + 2959392)[i] + (A + 2893824)[i];
+      const T v1 = v0 * (A + 2902016)[i];
+      (A + 3504160)[i] = v1;
+      const T v2 = v0 * (A + 2910208)[i];
+      (A + 3512352)[i] = v2;
     }
     // const  (prelude.model:36:21)
-    std::fill_n((A + 5329392), 1, T(1));
+    std::fill_n((A + 3520544), 1, T(1));
     // fused loop over [32, 256]:
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
@@ -461,30 +461,30 @@ private:
     //   mul  (prelude.model:34:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 4440528)[i] * (A + 4440528)[i];
-      const T v1 = (A + 5329392)[0] - v0;
-      const T v2 = (A + 5321200)[i] * v1;
-      const T v3 = (A + 4506096)[i] + v2;
-      const T v4 = v3 * (A + 4456912)[i];
-      (A + 5362176)[i] = v4;
-      const T v5 = v3 * (A + 4465104)[i];
-      (A + 5370368)[i] = v5;
-      const T v6 = v3 * (A + 4473296)[i];
-      (A + 5378560)[i] = v6;
-      const T v7 = v3 * (A + 4481488)[i];
-      (A + 5386752)[i] = v7;
-      const T v8 = (A + 5329392)[0] - (A + 4448720)[i];
-      const T v9 = (A + 4448720)[i] * v8;
-      const T v10 = (A + 5313008)[i] * v9;
-      (A + 5411328)[i] = v10;
+      const T v0 = (A + 2902016)[i] * (A + 2902016)[i];
+      const T v1 = (A + 3520544)[0] - v0;
+      const T v2 = (A + 3512352)[i] * v1;
+      const T v3 = (A + 2967584)[i] + v2;
+      const T v4 = v3 * (A + 2918400)[i];
+      (A + 3520560)[i] = v4;
+      const T v5 = v3 * (A + 2926592)[i];
+      (A + 3528752)[i] = v5;
+      const T v6 = v3 * (A + 2934784)[i];
+      (A + 3536944)[i] = v6;
+      const T v7 = v3 * (A + 2942976)[i];
+      (A + 3545136)[i] = v7;
+      const T v8 = (A + 3520544)[0] - (A + 2910208)[i];
+      const T v9 = (A + 2910208)[i] * v8;
+      const T v10 = (A + 3504160)[i] * v9;
+      (A + 3553328)[i] = v10;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 5419520), 32768, T(0));
+    std::fill_n((A + 3561520), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5419520)[768 + i0 * 1024 + i1 * 1] = (A + 5411328)[i0 * 256 + i1 * 1];
+          (A + 3561520)[768 + i0 * 1024 + i1 * 1] = (A + 3553328)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   mul  (prelude.model:33:17)  [register]
@@ -492,23 +492,23 @@ private:
     //   mul  (prelude.model:33:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 4456912)[i] * (A + 4456912)[i];
-      const T v1 = (A + 5329392)[0] - v0;
-      const T v2 = (A + 5370368)[i] * v1;
-      (A + 5468672)[i] = v2;
+      const T v0 = (A + 2918400)[i] * (A + 2918400)[i];
+      const T v1 = (A + 3520544)[0] - v0;
+      const T v2 = (A + 3528752)[i] * v1;
+      (A + 3504160)[i] = v2;
     }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 5476864), 32768, T(0));
+    std::fill_n((A + 3594288), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5476864)[512 + i0 * 1024 + i1 * 1] = (A + 5468672)[i0 * 256 + i1 * 1];
+          (A + 3594288)[512 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
         }
     // add  (prelude.model:33:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5509632)[i] = (A + 5419520)[i] + (A + 5476864)[i];
+      (A + 3627056)[i] = (A + 3561520)[i] + (A + 3594288)[i];
     }
     // fused loop over [32, 256]:
     //   sub  (prelude.model:32:20)  [register]
@@ -516,23 +516,23 @@ private:
     //   mul  (prelude.model:32:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5329392)[0] - (A + 4481488)[i];
-      const T v1 = (A + 4481488)[i] * v0;
-      const T v2 = (A + 5378560)[i] * v1;
-      (A + 5558784)[i] = v2;
+      const T v0 = (A + 3520544)[0] - (A + 2942976)[i];
+      const T v1 = (A + 2942976)[i] * v0;
+      const T v2 = (A + 3536944)[i] * v1;
+      (A + 3504160)[i] = v2;
     }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 5566976), 32768, T(0));
+    std::fill_n((A + 3553328), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5566976)[256 + i0 * 1024 + i1 * 1] = (A + 5558784)[i0 * 256 + i1 * 1];
+          (A + 3553328)[256 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
         }
     // add  (prelude.model:32:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5599744)[i] = (A + 5509632)[i] + (A + 5566976)[i];
+      (A + 3586096)[i] = (A + 3627056)[i] + (A + 3553328)[i];
     }
     // fused loop over [32, 256]:
     //   sub  (prelude.model:31:20)  [register]
@@ -540,77 +540,77 @@ private:
     //   mul  (prelude.model:31:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5329392)[0] - (A + 4465104)[i];
-      const T v1 = (A + 4465104)[i] * v0;
-      const T v2 = (A + 5362176)[i] * v1;
-      (A + 5648896)[i] = v2;
+      const T v0 = (A + 3520544)[0] - (A + 2926592)[i];
+      const T v1 = (A + 2926592)[i] * v0;
+      const T v2 = (A + 3520560)[i] * v1;
+      (A + 3504160)[i] = v2;
     }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 5657088), 32768, T(0));
+    std::fill_n((A + 3512352), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5657088)[0 + i0 * 1024 + i1 * 1] = (A + 5648896)[i0 * 256 + i1 * 1];
+          (A + 3512352)[0 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
         }
     // add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5689856)[i] = (A + 5599744)[i] + (A + 5657088)[i];
+      (A + 3553328)[i] = (A + 3586096)[i] + (A + 3512352)[i];
     }
     // sum  (prelude.model:30:95)
-    std::fill_n((A + 5722624), 1024, T(0));
+    std::fill_n((A + 3504160), 1024, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 5722624)[i1 * 1] += (A + 5689856)[i0 * 1024 + i1 * 1];
+          (A + 3504160)[i1 * 1] += (A + 3553328)[i0 * 1024 + i1 * 1];
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 5689856), 1024, (A + 275424), 1024, T(0), (A + 5985792), 256, threads());
+    gemm(false, true, 32, 256, 1024, T(1), (A + 3553328), 1024, (A + 10208), 1024, T(0), (A + 3505184), 256, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 256, 1024, 32, T(1), (A + 4489680), 256, (A + 5689856), 1024, T(0), (A + 6002176), 1024, threads());
+    gemm(true, false, 256, 1024, 32, T(1), (A + 2951168), 256, (A + 3553328), 1024, T(0), (A + 3586096), 1024, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 1024, 32, T(1), (A + 4497872), 1, (A + 5689856), 1024, T(0), (A + 6264352), 1024, threads());
+    gemm(true, false, 1, 1024, 32, T(1), (A + 2959360), 1, (A + 3553328), 1024, T(0), (A + 3513376), 1024, threads());
     // fused loop over [1024]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1024; ++i) {
-      const T v0 = (A + 4515312)[i] + (A + 5722624)[i];
-      (A + 6265376)[i] = v0;
-      const T v1 = (A + 4778480)[i] + (A + 5722624)[i];
-      (A + 6266400)[i] = v1;
+      const T v0 = (A + 2976800)[i] + (A + 3504160)[i];
+      (A + 3514400)[i] = v0;
+      const T v1 = (A + 3239968)[i] + (A + 3504160)[i];
+      (A + 3515424)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 6267424)[i0 * 1024 + i1 * 1] = (A + 4779504)[i1 * 1] + (A + 6264352)[i1 * 1];
+          (A + 3504160)[i0 * 1024 + i1 * 1] = (A + 3240992)[i1 * 1] + (A + 3513376)[i1 * 1];
         }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
-      (A + 6268448)[i] = (A + 4780528)[i] + (A + 6002176)[i];
+      (A + 3848240)[i] = (A + 3242016)[i] + (A + 3586096)[i];
     }
-    std::copy_n((A + 5985792), 8192, (A + 4497904));
-    std::copy_n((A + 5386752), 8192, (A + 4506096));
-    std::copy_n((A + 6265376), 1024, (A + 4515312));
-    std::copy_n((A + 6266400), 1024, (A + 4778480));
-    std::copy_n((A + 6267424), 1024, (A + 4779504));
-    std::copy_n((A + 6268448), 262144, (A + 4780528));
+    std::copy_n((A + 3505184), 8192, (A + 2959392));
+    std::copy_n((A + 3545136), 8192, (A + 2967584));
+    std::copy_n((A + 3514400), 1024, (A + 2976800));
+    std::copy_n((A + 3515424), 1024, (A + 3239968));
+    std::copy_n((A + 3504160), 1024, (A + 3240992));
+    std::copy_n((A + 3848240), 262144, (A + 3242016));
   }
-  std::copy_n((A + 4497904), 8192, (A + 3887568));
-  std::copy_n((A + 4506096), 8192, (A + 3895760));
-  std::copy_n((A + 4514288), 1024, (A + 3903952));
-  std::copy_n((A + 4515312), 1024, (A + 3904976));
-  std::copy_n((A + 4516336), 262144, (A + 3906000));
-  std::copy_n((A + 4778480), 1024, (A + 4168144));
-  std::copy_n((A + 4779504), 1024, (A + 4169168));
-  std::copy_n((A + 4780528), 262144, (A + 4170192));
+  std::copy_n((A + 2959392), 8192, (A + 275424));
+  std::copy_n((A + 2967584), 8192, (A + 534496));
+  std::copy_n((A + 2975776), 1024, (A + 283616));
+  std::copy_n((A + 2976800), 1024, (A + 284640));
+  std::copy_n((A + 2977824), 262144, (A + 4110384));
+  std::copy_n((A + 3239968), 1024, (A + 285664));
+  std::copy_n((A + 3240992), 1024, (A + 286688));
+  std::copy_n((A + 3242016), 262144, (A + 4372528));
   // fused loop over [1024, 256]:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
@@ -618,9 +618,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 4170192)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 3906000)[i0 * 256 + i1 * 1] + v0;
-        (A + 6792736)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = (A + 4372528)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 4110384)[i0 * 256 + i1 * 1] + v0;
+        (A + 9712)[i0 * 256 + i1 * 1] = v1;
       }
   // fused loop over [1024, 1]:
   //   transpose  (prelude.model:30:31)  [register]
@@ -629,24 +629,24 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 4169168)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 3903952)[i0 * 1] + v0;
-        (A + 7055904)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 286688)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 283616)[i0 * 1] + v0;
+        (A + 976)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 7055904), (A + 7055904) + 1024);
+  if (grads) (*grads)[0].assign((A + 976), (A + 976) + 1024);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 6792736), (A + 6792736) + 262144);
+  if (grads) (*grads)[1].assign((A + 9712), (A + 9712) + 262144);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 3904976), (A + 3904976) + 1024);
+  if (grads) (*grads)[2].assign((A + 284640), (A + 284640) + 1024);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 4168144), (A + 4168144) + 1024);
+  if (grads) (*grads)[3].assign((A + 285664), (A + 285664) + 1024);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 3106000), (A + 3106000) + 256);
+  if (grads) (*grads)[4].assign((A + 9456), (A + 9456) + 256);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 3089088), (A + 3089088) + 1);
+  if (grads) (*grads)[5].assign((A + 960), (A + 960) + 1);
   // const  (seed_plain_lstm.model:22:1)
-  std::fill_n((A + 7056928), 1, T(-1));
+  std::fill_n((A + 0), 1, T(-1));
   // fused loop over [1024, 1]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)
@@ -654,18 +654,18 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = std::max((A + 7055904)[i0 * 1], (A + 7056928)[0]);
-        const T v1 = std::min(v0, (A + 3088992)[0]);
-        (A + 7057968)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::max((A + 976)[i0 * 1], (A + 0)[0]);
+        const T v1 = std::min(v0, (A + 9440)[0]);
+        (A + 2000)[i0 * 1 + i1 * 1] = v1;
       }
   // fused loop over [1024, 256]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 6792736)[i], (A + 7056928)[0]);
-    const T v1 = std::min(v0, (A + 3088992)[0]);
-    (A + 7321136)[i] = v1;
+    const T v0 = std::max((A + 9712)[i], (A + 0)[0]);
+    const T v1 = std::min(v0, (A + 9440)[0]);
+    (A + 286688)[i] = v1;
   }
   // fused loop over [1024]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
@@ -674,12 +674,12 @@ private:
   //   minimum  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 3904976)[i], (A + 7056928)[0]);
-    const T v1 = std::min(v0, (A + 3088992)[0]);
-    (A + 7584304)[i] = v1;
-    const T v2 = std::max((A + 4168144)[i], (A + 7056928)[0]);
-    const T v3 = std::min(v2, (A + 3088992)[0]);
-    (A + 7586352)[i] = v3;
+    const T v0 = std::max((A + 284640)[i], (A + 0)[0]);
+    const T v1 = std::min(v0, (A + 9440)[0]);
+    (A + 976)[i] = v1;
+    const T v2 = std::max((A + 285664)[i], (A + 0)[0]);
+    const T v3 = std::min(v2, (A + 9440)[0]);
+    (A + 3024)[i] = v3;
   }
   // fused loop over [1, 256]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
@@ -688,21 +688,21 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 3106000)[i1 * 1], (A + 7056928)[0]);
-        const T v1 = std::min(v0, (A + 3088992)[0]);
-        (A + 7587632)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = std::max((A + 9456)[i1 * 1], (A + 0)[0]);
+        const T v1 = std::min(v0, (A + 9440)[0]);
+        (A + 16)[i0 * 256 + i1 * 1] = v1;
       }
   // fused loop over [1]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 3089088)[0], (A + 7056928)[0]);
-    const T v1 = std::min(v0, (A + 3088992)[0]);
-    (A + 7587904)[i] = v1;
+    const T v0 = std::max((A + 960)[0], (A + 0)[0]);
+    const T v1 = std::min(v0, (A + 9440)[0]);
+    (A + 272)[i] = v1;
   }
   // hyper %lr  (seed_plain_lstm.model:22:1)
-  (A + 7587920)[0] = T(lr_);
+  (A + 0)[0] = T(lr_);
   // fused loop over [1024, 1]:
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.weight_ih_l0.new  (seed_plain_lstm.model:22:1)
@@ -710,45 +710,45 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 7057968)[i0 * 1] * (A + 7587920)[0];
+        const T v0 = (A + 2000)[i0 * 1] * (A + 0)[0];
         const T v1 = sf_[0].data()[i0 * 1] - v0;
-        (A + 7588960)[i0 * 1 + i1 * 1] = v1;
+        (A + 4048)[i0 * 1 + i1 * 1] = v1;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(0, (A + 7588960));
+  updates.emplace_back(0, (A + 4048));
   // fused loop over [1024, 256]:
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = (A + 7321136)[i] * (A + 7587920)[0];
+    const T v0 = (A + 286688)[i] * (A + 0)[0];
     const T v1 = sf_[1].data()[i] - v0;
-    (A + 7852128)[i] = v1;
+    (A + 5072)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(1, (A + 7852128));
+  updates.emplace_back(1, (A + 5072));
   // fused loop over [1024]:
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 7584304)[i] * (A + 7587920)[0];
+    const T v0 = (A + 976)[i] * (A + 0)[0];
     const T v1 = sf_[2].data()[i] - v0;
-    (A + 8115296)[i] = v1;
+    (A + 2000)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(2, (A + 8115296));
+  updates.emplace_back(2, (A + 2000));
   // fused loop over [1024]:
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 7586352)[i] * (A + 7587920)[0];
+    const T v0 = (A + 3024)[i] * (A + 0)[0];
     const T v1 = sf_[3].data()[i] - v0;
-    (A + 8117344)[i] = v1;
+    (A + 288)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(3, (A + 8117344));
+  updates.emplace_back(3, (A + 288));
   // fused loop over [1, 256]:
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %head.weight.new  (seed_plain_lstm.model:22:1)
@@ -756,23 +756,23 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 7587632)[i1 * 1] * (A + 7587920)[0];
+        const T v0 = (A + 16)[i1 * 1] * (A + 0)[0];
         const T v1 = sf_[4].data()[i1 * 1] - v0;
-        (A + 8118624)[i0 * 256 + i1 * 1] = v1;
+        (A + 1312)[i0 * 256 + i1 * 1] = v1;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(4, (A + 8118624));
+  updates.emplace_back(4, (A + 1312));
   // fused loop over [1]:
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 7587904)[0] * (A + 7587920)[0];
+    const T v0 = (A + 272)[0] * (A + 0)[0];
     const T v1 = sf_[5].data()[0] - v0;
-    (A + 8118896)[i] = v1;
+    (A + 16)[i] = v1;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(5, (A + 8118896));
+  updates.emplace_back(5, (A + 16));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -786,10 +786,10 @@ private:
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena_.data();
   // input %x  (seed_plain_lstm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 9487584);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 9488544), 8192, T(0));
+  std::fill_n((A + 960), 8192, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
@@ -799,32 +799,32 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 9761952)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 9762976)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 9488544), 8192, (A + 10287296));
-  std::copy_n((A + 9488544), 8192, (A + 10295488));
+  std::copy_n((A + 960), 8192, (A + 272352));
+  std::copy_n((A + 960), 8192, (A + 280544));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9487584) + (o * 30 + t) * 1, 1, (A + 10287264) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272320) + o * 1);
     // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 10287264), 1, (A + 9761952), 1024, T(0), (A + 10568896), 1024, threads());
+    gemm(false, false, 32, 1024, 1, T(1), (A + 272320), 1, (A + 9152), 1024, T(0), (A + 288736), 1024, threads());
     // add  (prelude.model:30:48)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 10601664)[i0 * 1024 + i1 * 1] = (A + 10568896)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 321504)[i0 * 1024 + i1 * 1] = (A + 288736)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 10287296), 256, (A + 9762976), 1024, T(0), (A + 10634432), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272352), 256, (A + 10176), 1024, T(0), (A + 288736), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
@@ -832,9 +832,9 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 10601664)[i0 * 1024 + i1 * 1] + (A + 10634432)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 321504)[i0 * 1024 + i1 * 1] + (A + 288736)[i0 * 1024 + i1 * 1];
           const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 10699968)[i0 * 1024 + i1 * 1] = v1;
+          (A + 354272)[i0 * 1024 + i1 * 1] = v1;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -854,52 +854,52 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 10699968)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 354272)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 10699968)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 354272)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 10699968)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 354272)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 10699968)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 354272)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 10295488)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 280544)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 10814656)[i0 * 256 + i1 * 1] = v10;
+          (A + 288736)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 10831040)[i0 * 256 + i1 * 1] = v12;
+          (A + 296928)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 10831040) + o * 256, 256, (A + 10041504) + (o * 30 + t) * 256);
-    std::copy_n((A + 10831040), 8192, (A + 10287296));
-    std::copy_n((A + 10814656), 8192, (A + 10295488));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296928) + o * 256, 256, (A + 403424) + (o * 30 + t) * 256);
+    std::copy_n((A + 296928), 8192, (A + 272352));
+    std::copy_n((A + 288736), 8192, (A + 280544));
   }
-  std::copy_n((A + 10287296), 8192, (A + 10025120));
-  std::copy_n((A + 10295488), 8192, (A + 10033312));
+  std::copy_n((A + 272352), 8192, (A + 387040));
+  std::copy_n((A + 280544), 8192, (A + 395232));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 10839232)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 10041504)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403424)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 10839232), 256, sf_[4].data(), 256, T(0), (A + 10856128), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 0), 256, sf_[4].data(), 256, T(0), (A + 8192), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 10856176)[i0 * 1 + i1 * 1] = (A + 10856128)[i0 * 1] + sf_[5].data()[0];
+        (A + 0)[i0 * 1 + i1 * 1] = (A + 8192)[i0 * 1] + sf_[5].data()[0];
       }
   // output  (seed_plain_lstm.model:19:3)
-  std::copy_n((A + 10856176), 32, static_cast<T *>(out[0]));
+  std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc
