@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -19,6 +20,8 @@
 #include <unistd.h>
 
 #include "DataSources.h"
+#include "FiniteCheck.h"
+#include "Interrupt.h"
 #include "Json.h"
 #include "Safetensors.h"
 
@@ -313,6 +316,10 @@ DriverOptions parseArgs(const std::vector<std::string> &args) {
     else if (name == "--quiet") { flag(); o.quiet = true; }
     else if (name == "--timing") { flag(); o.timing = true; }
     else if (name == "--help") { flag(); o.help = true; }
+    else if (name == "--resume") o.resume = path();
+    else if (name == "--check-finite") { flag(); o.checkFinite = true; }
+    else if (name == "--checkpoint-every") o.checkpointEvery = parseIntValue(name, value(), 1, big, "a positive integer");
+    else if (name == "--interrupt-after-steps") o.interruptAfter = parseIntValue(name, value(), 1, big, "a positive integer");
     else throw UsageError("unknown option " + quoted(name));
   }
   if (o.help) return o;
@@ -320,6 +327,11 @@ DriverOptions parseArgs(const std::vector<std::string> &args) {
   if (o.predict && o.gradcheck) throw UsageError("options '--predict' and '--gradcheck' cannot be combined");
   if (o.gradcheck && !o.save.empty()) throw UsageError("options '--gradcheck' and '--save' cannot be combined");
   if (o.gradcheckTol && !o.gradcheck) throw UsageError("option '--gradcheck-tol' needs '--gradcheck'");
+  if (!o.resume.empty() && !o.load.empty()) throw UsageError("options '--resume' and '--load' cannot be combined");
+  if (!o.resume.empty() && (o.predict || o.gradcheck))
+    throw UsageError(std::string("option '--resume' continues training; it cannot be combined with '") +
+                     (o.predict ? "--predict" : "--gradcheck") + "' (use '--load')");
+  if (o.checkpointEvery && o.save.empty()) throw UsageError("option '--checkpoint-every' needs '--save'");
   return o;
 }
 
@@ -344,9 +356,16 @@ std::string usageText(const std::string &exe, const ModelSpec &spec) {
   s += "  --gradcheck-tol X   gradcheck tolerance (default 1e-6 in double, 1e-2 in float)\n";
   s += "  --threads N         worker threads (default: all cores, " + std::to_string(defaultThreads()) + ")\n";
   s += "  --timing            at the end, on stderr: time to the first step, ms per step\n";
+  s += "  --resume CKPT       continue the run that wrote CKPT (--save, --checkpoint-every or an\n"
+       "                      interruption) exactly where it stopped; --epochs counts from its start\n";
+  s += "  --checkpoint-every N\n"
+       "                      with --save: also write a resumable checkpoint every N steps\n";
+  s += "  --check-finite      stop at the first NaN or Inf of any step (always on for the first " +
+       std::to_string(kAlwaysCheckedSteps) + ")\n";
   s += "  --quiet             no progress bar; one line per epoch: epoch E loss L [val_loss V]\n";
   s += "  --help              show this help\n";
-  s += "Options also take the form --option=value.\n";
+  s += "Options also take the form --option=value. Ctrl-C (SIGINT) or SIGTERM stops training between\n"
+       "steps and saves a resumable checkpoint to --save (or " + interruptedCheckpointPath(spec) + ").\n";
   return s;
 }
 
@@ -399,10 +418,20 @@ void initState(const ModelSpec &spec, Backend &backend, uint64_t seed) {
   }
 }
 
-void loadCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend) {
+namespace {
+
+/// loadCheckpoint; with `requireAll` optimizer state must be present too. Returns the file's
+/// tensors (their contents copied into the backend) and, in `meta`, its metadata.
+std::map<std::string, HostTensor> loadCheckpointImpl(const std::string &path, const ModelSpec &spec, Backend &backend,
+                                                     bool requireAll, SafetensorsMetadata &meta) {
   checkBackend(backend);
   const DType ft = backend.floatType();
-  std::map<std::string, HostTensor> file = readSafetensors(path);
+  std::map<std::string, HostTensor> file = readSafetensors(path, &meta);
+  {
+    std::vector<std::pair<std::string, const HostTensor *>> all;
+    for (const auto &kv : file) all.emplace_back(kv.first, &kv.second);
+    verifyChecksum(path, meta, all);
+  }
   // Check everything first, so that a bad checkpoint leaves the state as it was.
   std::vector<const HostTensor *> found(spec.state.size(), nullptr);
   for (size_t i = 0; i < spec.state.size(); ++i) {
@@ -412,7 +441,10 @@ void loadCheckpoint(const std::string &path, const ModelSpec &spec, Backend &bac
     std::string want = std::string(isFloat ? "F32" : "I64") + shapeString(s.shape);
     auto it = file.find(s.name);
     if (it == file.end()) {
-      if (s.kind == StateSpec::OptState) continue;
+      if (s.kind == StateSpec::OptState && !requireAll) continue;
+      if (requireAll)
+        throw DataError(path + ": missing tensor " + quoted(s.name) + " (" + kind + ", expected " + want +
+                        "), which resuming needs");
       throw DataError(path + ": missing tensor " + quoted(s.name) + " (" + kind + ", expected " + want + ")");
     }
     const HostTensor &t = it->second;
@@ -443,11 +475,53 @@ void loadCheckpoint(const std::string &path, const ModelSpec &spec, Backend &bac
       }
     }
   }
+  return file;
 }
 
-void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend) {
+} // namespace
+
+void loadCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend) {
+  SafetensorsMetadata meta;
+  (void)loadCheckpointImpl(path, spec, backend, false, meta);
+}
+
+ResumeInput loadResumeCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend) {
+  ResumeInput in;
+  in.path = path;
+  SafetensorsMetadata meta;
+  // Read and check the resume information before the state changes.
+  std::map<std::string, HostTensor> file = readSafetensors(path, &meta);
+  if (!decodeResume(meta, path, in.state))
+    throw DataError(path + ": the checkpoint has no resume information (it was not written by a training run of "
+                    "this version, or early stopping had restored its best state); use --load to start from it");
+  if (in.state.model != spec.name)
+    throw DataError(path + ": the checkpoint is from model " + quoted(in.state.model) + ", this is model " +
+                    quoted(spec.name));
+  file = loadCheckpointImpl(path, spec, backend, true, meta);
+  if (in.state.hasBest) {
+    const std::string prefix = kBestPrefix;
+    for (auto &kv : file)
+      if (kv.first.compare(0, prefix.size(), prefix) == 0) in.best[kv.first.substr(prefix.size())] = std::move(kv.second);
+  }
+  return in;
+}
+
+std::string interruptedCheckpointPath(const ModelSpec &spec) {
+  std::string name = spec.name.empty() ? std::string("model") : spec.name;
+  for (char &c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) c = '_';
+  return name + ".interrupted.safetensors";
+}
+
+void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend, const ResumeState *resume,
+                    const std::vector<std::pair<std::string, const HostTensor *>> &extra) {
   checkBackend(backend);
   const DType ft = backend.floatType();
+  if (auto bad = firstNonFiniteState(spec, backend, ~0u))
+    throw DataError(path + ": not written: " + bad->tensor + " element " + (bad->index.empty() ? "" : bad->index + " ") +
+                    "is " + nonFiniteText(bad->value) + " (the run diverged; use --check-finite to stop at the step "
+                    "where it first appears); the file keeps its previous contents");
+  removeStaleTemporaries(path);
   std::vector<HostTensor> tensors;
   tensors.reserve(spec.state.size());
   for (size_t i = 0; i < spec.state.size(); ++i) {
@@ -458,7 +532,13 @@ void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &bac
   }
   std::vector<std::pair<std::string, const HostTensor *>> named;
   for (size_t i = 0; i < spec.state.size(); ++i) named.emplace_back(spec.state[i].name, &tensors[i]);
-  writeSafetensors(path, named, {{"format", "pt"}});
+  for (const auto &e : extra) named.push_back(e);
+  SafetensorsMetadata meta{{"format", "pt"}};
+  if (resume) encodeResume(*resume, meta);
+  char sum[32];
+  std::snprintf(sum, sizeof sum, "%016llx", static_cast<unsigned long long>(checksumTensors(named)));
+  meta[kChecksumKey] = sum;
+  writeSafetensors(path, named, meta);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -750,14 +830,15 @@ private:
 class StateSnapshot {
 public:
   /// Which tensors a snapshot holds.
-  enum Which { ParamsAndBuffers, ParamsOnly, AllButParams };
+  enum Which { ParamsAndBuffers, ParamsOnly, AllButParams, All };
   StateSnapshot(const ModelSpec &spec, Backend &be, Which which) : spec_(spec), be_(be) {
     const DType ft = be.floatType();
     for (size_t i = 0; i < spec.state.size(); ++i) {
       const StateSpec::Kind k = spec.state[i].kind;
-      const bool in = which == ParamsAndBuffers ? k != StateSpec::OptState
-                      : which == ParamsOnly     ? k == StateSpec::Param
-                                                : k != StateSpec::Param;
+      const bool in = which == All                ? true
+                      : which == ParamsAndBuffers ? k != StateSpec::OptState
+                      : which == ParamsOnly       ? k == StateSpec::Param
+                                                  : k != StateSpec::Param;
       if (!in) continue;
       idx_.push_back(i);
       bytes_.emplace_back(stateBytes(spec.state[i], ft), 0);
@@ -770,6 +851,30 @@ public:
   void restore() {
     for (size_t k = 0; k < idx_.size(); ++k)
       if (!bytes_[k].empty()) std::memcpy(be_.stateData(idx_[k]), bytes_[k].data(), bytes_[k].size());
+  }
+  /// The snapshot as tensors (storage dtype) named like the state, for a checkpoint.
+  std::vector<HostTensor> tensors() const {
+    std::vector<HostTensor> out;
+    const DType ft = be_.floatType();
+    for (size_t k = 0; k < idx_.size(); ++k) {
+      const StateSpec &s = spec_.state[idx_[k]];
+      out.emplace_back(storageType(s, ft), s.shape);
+      if (!bytes_[k].empty()) std::memcpy(out.back().bytes.data(), bytes_[k].data(), bytes_[k].size());
+    }
+    return out;
+  }
+  /// Name of the k-th tensor of the snapshot.
+  const std::string &name(size_t k) const { return spec_.state[idx_[k]].name; }
+  /// Sets the snapshot from tensors keyed by state name (a resumed run's best state).
+  /// Throws DataError naming `file` if one is missing or of the wrong size.
+  void set(const std::map<std::string, HostTensor> &from, const std::string &file) {
+    for (size_t k = 0; k < idx_.size(); ++k) {
+      auto it = from.find(name(k));
+      if (it == from.end() || it->second.bytes.size() != bytes_[k].size() ||
+          it->second.dtype != storageType(spec_.state[idx_[k]], be_.floatType()))
+        throw DataError(file + ": early stopping's best state lacks a matching tensor " + quoted(kBestPrefix + name(k)));
+      if (!bytes_[k].empty()) std::memcpy(bytes_[k].data(), it->second.bytes.data(), bytes_[k].size());
+    }
   }
   /// Name of the first tensor whose contents differ from the snapshot ("" if none).
   std::string firstDifference() {
@@ -816,8 +921,8 @@ void printLine(Progress *progress, const std::string &line) {
 class Trainer {
 public:
   Trainer(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &o, uint64_t seed,
-          const std::string &exe)
-      : spec_(spec), be_(be), data_(data), o_(o), seed_(seed), exe_(exe), batcher_(spec, data),
+          const std::string &exe, const ResumeInput *resume)
+      : spec_(spec), be_(be), data_(data), o_(o), seed_(seed), exe_(exe), resume_(resume), batcher_(spec, data),
         outs_(spec, be.floatType()) {}
 
   int run() {
@@ -846,101 +951,262 @@ public:
     std::vector<int64_t> perm(static_cast<size_t>(data_.trainCount));
     valIdx_.resize(static_cast<size_t>(data_.validationCount()));
     for (size_t k = 0; k < valIdx_.size(); ++k) valIdx_[k] = data_.trainCount + static_cast<int64_t>(k);
-    std::optional<StateSnapshot> best;
-    if (early) best.emplace(spec_, be_, StateSnapshot::ParamsAndBuffers);
-    Progress progress(!o_.quiet && isatty(STDERR_FILENO), total, B);
+    if (early) best_.emplace(spec_, be_, StateSnapshot::ParamsAndBuffers);
 
-    int64_t step = 0, lastEvalStep = -1, bestEpoch = 0, bad = 0, stoppedAt = 0;
-    // --timing: steps after the first kWarmupSteps are timed (validation excluded).
+    // The run's position: what a resumable checkpoint records.
+    st_ = ResumeState{};
+    st_.model = spec_.name;
+    st_.seed = seed_;
+    st_.shuffle = !o_.noShuffle;
+    st_.lr = o_.lr.value_or(spec_.train.lr);
+    st_.batch = B;
+    st_.trainCount = data_.trainCount;
+    st_.bestVal = std::numeric_limits<double>::infinity();
+    if (resume_) startFrom(*resume_, perEpoch, early);
+    const int64_t startStep = st_.step;
+    lastSaveStep_ = st_.step;
+
+    Progress progress(!o_.quiet && isatty(STDERR_FILENO), total - startStep, B);
+    InterruptGuard interrupts;
+
+    int64_t stoppedAt = 0;
+    // --timing: steps after the first kWarmupSteps of this run are timed (validation excluded).
     constexpr int64_t kWarmupSteps = 3;
     Clock::time_point firstStepEnd;
     int64_t timedSteps = 0;
     double timedSeconds = 0;
-    double lastEval = 0, bestVal = std::numeric_limits<double>::infinity();
-    double finalLoss = 0, finalVal = 0;
-    bool ran = false, stop = false;
+    bool stop = false;
+    std::optional<StateSnapshot> before; // the state before a checked step
     // One evaluation of early stopping; true when patience is exhausted.
     auto observe = [&](double v, int64_t epoch) {
-      if (v < bestVal - spec_.train.delta) {
-        bestVal = v;
-        bestEpoch = epoch;
-        bad = 0;
-        best->take();
+      if (v < st_.bestVal - spec_.train.delta) {
+        st_.bestVal = v;
+        st_.bestEpoch = epoch;
+        st_.bad = 0;
+        best_->take();
         return false;
       }
-      return ++bad >= spec_.train.patience;
+      return ++st_.bad >= spec_.train.patience;
     };
 
-    for (int64_t epoch = 1; epoch <= epochs && step < total && !stop; ++epoch) {
+    for (int64_t epoch = st_.epoch; epoch <= epochs && st_.step < total && !stop; ++epoch) {
       const Clock::time_point t0 = Clock::now();
-      epochOrder(perm, seed_, epoch - 1, !o_.noShuffle);
-      double sum = 0;
-      int64_t k = 0;
-      for (int64_t s = 0; s < perEpoch && step < total; ++s) {
+      epochOrder(perm, seed_, epoch - 1, st_.shuffle);
+      const uint64_t orderHash = hashOrder(perm);
+      if (epoch == st_.epoch && st_.epochStep > 0) {
+        if (orderHash != st_.orderHash)
+          throw DataError(resume_->path + ": the sample order of epoch " + std::to_string(epoch) +
+                          " differs from the one the checkpoint's run used (different data?)");
+      } else {
+        st_.epochStep = 0;
+        st_.epochLossSum = 0;
+      }
+      st_.epoch = epoch;
+      st_.orderHash = orderHash;
+      for (int64_t s = st_.epochStep; s < perEpoch && st_.step < total; ++s) {
+        const Batch &batch = batcher_.gather(perm.data() + s * B, B);
+        const bool check = o_.checkFinite || st_.step - startStep < kAlwaysCheckedSteps;
+        if (check) {
+          if (!before) before.emplace(spec_, be_, StateSnapshot::All);
+          before->take();
+        }
         const Clock::time_point s0 = Clock::now();
-        sum += be_.trainStep(batcher_.gather(perm.data() + s * B, B));
+        const double loss = be_.trainStep(batch);
         const Clock::time_point s1 = Clock::now();
-        if (step == 0) firstStepEnd = s1;
-        else if (step >= kWarmupSteps) {
+        if (check) {
+          std::optional<NonFiniteValue> bad;
+          if (!std::isfinite(loss) || (bad = firstNonFiniteState(spec_, be_, ~0u)))
+            return nonFinite(*before, batch, loss, bad, perEpoch, progress);
+        }
+        if (st_.step == startStep) firstStepEnd = s1;
+        else if (st_.step - startStep >= kWarmupSteps) {
           timedSteps += 1;
           timedSeconds += std::chrono::duration<double>(s1 - s0).count();
         }
-        ++k;
-        ++step;
-        progress.update(step, epoch, epochs, sum / static_cast<double>(k));
-        if (hasVal && every > 0 && step % every == 0) {
-          lastEval = validationLoss();
-          lastEvalStep = step;
-          printLine(&progress, "step " + std::to_string(step) + " val_loss " + g6(lastEval));
-          if (early && observe(lastEval, epoch)) {
+        st_.epochLossSum += loss;
+        ++st_.epochStep;
+        ++st_.step;
+        progress.update(st_.step - startStep, epoch, epochs, st_.epochLossSum / static_cast<double>(st_.epochStep));
+        if (o_.interruptAfter && st_.step == *o_.interruptAfter) std::raise(SIGINT);
+        if (hasVal && every > 0 && st_.step % every == 0) {
+          st_.lastEval = validationLoss();
+          st_.lastEvalStep = st_.step;
+          printLine(&progress, "step " + std::to_string(st_.step) + " val_loss " + g6(st_.lastEval));
+          if (early && observe(st_.lastEval, epoch)) {
             stop = true;
             break;
           }
         }
+        if (st_.epochStep < perEpoch && st_.step < total)
+          if (int rc = safePoint(progress, perEpoch); rc >= 0) return rc;
       }
-      const double trainLoss = sum / static_cast<double>(k);
+      const double trainLoss = st_.epochLossSum / static_cast<double>(st_.epochStep);
       std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
       if (hasVal) {
-        const bool fresh = lastEvalStep != step;
-        const double v = fresh ? validationLoss() : lastEval;
-        lastEval = v;
-        lastEvalStep = step;
+        const bool fresh = st_.lastEvalStep != st_.step;
+        const double v = fresh ? validationLoss() : st_.lastEval;
+        st_.lastEval = v;
+        st_.lastEvalStep = st_.step;
         if (early && fresh && !stop) stop = observe(v, epoch);
         line += " val_loss " + g6(v);
         if (acc) line += format(" val_acc %.4f", accuracy(accOut, accTarget));
-        finalVal = v;
+        st_.finalVal = v;
       }
       if (!o_.quiet)
         line += format(" time %.2fs", std::chrono::duration<double>(Clock::now() - t0).count());
       printLine(&progress, line);
-      finalLoss = trainLoss;
-      ran = true;
+      st_.finalLoss = trainLoss;
+      st_.ran = true;
       if (stop) stoppedAt = epoch;
+      if (st_.epochStep == perEpoch) { // the epoch is complete: the position is the next one's start
+        st_.epoch = epoch + 1;
+        st_.epochStep = 0;
+        st_.epochLossSum = 0;
+        st_.orderHash = 0;
+      }
+      if (!stop && epoch < epochs && st_.step < total)
+        if (int rc = safePoint(progress, perEpoch); rc >= 0) return rc;
     }
     progress.clear();
-    if (o_.timing && step > 0) {
+    if (o_.timing && st_.step > startStep) {
       std::fflush(stdout);
       std::fprintf(stderr, "timing first_step_s %.6f steps %lld ms_per_step %.6f\n",
                    std::chrono::duration<double>(firstStepEnd - gProcessStart).count(),
                    static_cast<long long>(timedSteps),
                    timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN);
     }
-    if (early && bestEpoch > 0) {
-      best->restore();
-      finalVal = bestVal;
+    bool restored = false;
+    if (early && st_.bestEpoch > 0) {
+      best_->restore();
+      st_.finalVal = st_.bestVal;
+      restored = true;
     }
     if (stop)
       printLine(nullptr, "early stopping at epoch " + std::to_string(stoppedAt) +
-                             (bestEpoch > 0 ? " (best val_loss " + g6(bestVal) + " at epoch " + std::to_string(bestEpoch) + ")"
-                                            : std::string(" (val_loss never improved)")));
-    if (ran) {
-      printLine(nullptr, "final loss " + g6(finalLoss));
-      if (hasVal) printLine(nullptr, "final val_loss " + g6(finalVal));
+                             (st_.bestEpoch > 0 ? " (best val_loss " + g6(st_.bestVal) + " at epoch " +
+                                                      std::to_string(st_.bestEpoch) + ")"
+                                                : std::string(" (val_loss never improved)")));
+    if (st_.ran) {
+      printLine(nullptr, "final loss " + g6(st_.finalLoss));
+      if (hasVal) printLine(nullptr, "final val_loss " + g6(st_.finalVal));
     }
+    // The best state early stopping restored is not where the run stands: not resumable.
+    if (!o_.save.empty()) saveState(o_.save, !restored);
     return 0;
   }
 
 private:
+  /// Takes over the position of a resumed run, checking it fits this model and data.
+  void startFrom(const ResumeInput &in, int64_t perEpoch, bool early) {
+    const ResumeState &r = in.state;
+    if (r.batch != spec_.batch || r.trainCount != data_.trainCount)
+      throw DataError(in.path + ": the checkpoint's run had " + std::to_string(r.trainCount) +
+                      " training samples in batches of " + std::to_string(r.batch) + "; this one has " +
+                      std::to_string(data_.trainCount) + " in batches of " + std::to_string(spec_.batch) +
+                      ", so its position cannot be continued (use --load to start a new run from it)");
+    if (r.epochStep >= perEpoch)
+      throw DataError(in.path + ": the checkpoint's position (step " + std::to_string(r.epochStep) + " of epoch " +
+                      std::to_string(r.epoch) + ") is past the end of an epoch of " + std::to_string(perEpoch) +
+                      " steps");
+    st_.dataHash = hashData(data_);
+    haveDataHash_ = true;
+    if (st_.dataHash != r.dataHash) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "%s: warning: the training data differ from those of the run that wrote %s; continuing "
+                   "from its position anyway\n", exe_.c_str(), in.path.c_str());
+    }
+    st_.epoch = r.epoch;
+    st_.epochStep = r.epochStep;
+    st_.step = r.step;
+    st_.orderHash = r.orderHash;
+    st_.epochLossSum = r.epochLossSum;
+    st_.ran = r.ran;
+    st_.finalLoss = r.finalLoss;
+    st_.finalVal = r.finalVal;
+    st_.lastEval = r.lastEval;
+    st_.lastEvalStep = r.lastEvalStep;
+    if (early) {
+      st_.bestVal = r.bestVal;
+      st_.bestEpoch = r.bestEpoch;
+      st_.bad = r.bad;
+      if (r.bestEpoch > 0) {
+        if (!r.hasBest) throw DataError(in.path + ": the checkpoint lacks early stopping's best state");
+        best_->set(in.best, in.path);
+      }
+    }
+  }
+
+  /// Writes the state to `path`; with `resumable` also the position and early stopping's best state.
+  void saveState(const std::string &path, bool resumable) {
+    std::vector<HostTensor> bestTensors;
+    std::vector<std::pair<std::string, const HostTensor *>> extra;
+    st_.hasBest = resumable && best_ && st_.bestEpoch > 0;
+    if (st_.hasBest) {
+      bestTensors = best_->tensors();
+      for (size_t k = 0; k < bestTensors.size(); ++k) extra.emplace_back(kBestPrefix + best_->name(k), &bestTensors[k]);
+    }
+    if (resumable && !haveDataHash_) {
+      st_.dataHash = hashData(data_);
+      haveDataHash_ = true;
+    }
+    saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra);
+  }
+
+  /// Between steps: an interruption saves a resumable checkpoint and ends the run (returns
+  /// 128 + the signal); --checkpoint-every saves one when due. Returns -1 to go on.
+  int safePoint(Progress &progress, int64_t perEpoch) {
+    if (int sig = InterruptGuard::pending()) {
+      progress.clear();
+      const std::string path = o_.save.empty() ? interruptedCheckpointPath(spec_) : o_.save;
+      saveState(path, true);
+      std::fflush(stdout);
+      std::fprintf(stderr,
+                   "%s: interrupted by %s after step %lld (epoch %lld, %lld of %lld steps done); saved a resumable "
+                   "checkpoint to %s\n%s: note: continue with --resume %s and the same other options\n",
+                   exe_.c_str(), signalName(sig), static_cast<long long>(st_.step),
+                   static_cast<long long>(st_.epoch), static_cast<long long>(st_.epochStep),
+                   static_cast<long long>(perEpoch), path.c_str(), exe_.c_str(), path.c_str());
+      std::fflush(stderr);
+      return 128 + sig;
+    }
+    if (o_.checkpointEvery && st_.step - lastSaveStep_ >= *o_.checkpointEvery) {
+      saveState(o_.save, true);
+      lastSaveStep_ = st_.step;
+    }
+    return -1;
+  }
+
+  /// A NaN or Inf after the step at the current position: undoes the step, reports where
+  /// the value first appeared, keeps the last good state and returns the exit code 1.
+  int nonFinite(StateSnapshot &before, const Batch &batch, double loss, const std::optional<NonFiniteValue> &after,
+                int64_t perEpoch, Progress &progress) {
+    progress.clear();
+    before.restore();
+    const NonFiniteValue v = locateNonFinite(spec_, be_, batch, loss, after);
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: error: non-finite value at step %lld (epoch %lld, step %lld of %lld): %s%s is %s%s\n",
+                 exe_.c_str(), static_cast<long long>(st_.step + 1), static_cast<long long>(st_.epoch),
+                 static_cast<long long>(st_.epochStep + 1), static_cast<long long>(perEpoch), v.tensor.c_str(),
+                 v.index.empty() ? "" : (" element " + v.index).c_str(), nonFiniteText(v.value).c_str(),
+                 v.beforeStep ? " before the step" : "");
+    std::fprintf(stderr, "%s: note: %s\n", exe_.c_str(), nonFiniteHint(v).c_str());
+    if (o_.save.empty()) {
+      std::fprintf(stderr, "%s: note: training stopped; nothing was saved (no --save)\n", exe_.c_str());
+    } else {
+      try {
+        saveState(o_.save, true);
+        std::fprintf(stderr,
+                     "%s: note: training stopped; the last good state (before step %lld) was saved to %s "
+                     "(--resume %s repeats the step)\n",
+                     exe_.c_str(), static_cast<long long>(st_.step + 1), o_.save.c_str(), o_.save.c_str());
+      } catch (const DataError &e) {
+        std::fprintf(stderr, "%s: note: training stopped; %s\n", exe_.c_str(), e.what());
+      }
+    }
+    std::fflush(stderr);
+    return 1;
+  }
+
   /// Mean per-sample validation loss over all validation samples. Full batches count
   /// B × evalLoss; a final partial batch of r samples is padded with its last sample, and
   /// the padding's share is removed with the loss of a batch made only of that sample:
@@ -991,9 +1257,14 @@ private:
   const DriverOptions &o_;
   uint64_t seed_;
   std::string exe_;
+  const ResumeInput *resume_;
   Batcher batcher_;
   OutputBuffers outs_;
   std::vector<int64_t> valIdx_;
+  ResumeState st_;                     ///< Where the run stands.
+  std::optional<StateSnapshot> best_;  ///< Early stopping's best params and buffers.
+  int64_t lastSaveStep_ = 0;           ///< The step of the last --checkpoint-every save.
+  bool haveDataHash_ = false;          ///< st_.dataHash is computed.
 };
 
 /// --predict: every sample of the data, in order; CSV on stdout or to --out.
@@ -1241,7 +1512,7 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
     return 0;
   }
   setThreads(o.threads.value_or(defaultThreads()));
-  const uint64_t seed = static_cast<uint64_t>(o.seed.value_or(spec.train.seed));
+  uint64_t seed = static_cast<uint64_t>(o.seed.value_or(spec.train.seed));
   Backend &be = o.gradcheck && precise ? *precise : backend;
   checkBackend(be);
   checkSpec(spec);
@@ -1251,12 +1522,26 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
   DriverData data = loadDriverData(spec, o.data, o.predict);
   initState(spec, be, seed);
   if (!o.load.empty()) loadCheckpoint(o.load, spec, be);
+  std::optional<ResumeInput> resume;
+  if (!o.resume.empty()) {
+    // The run continues with the seed, shuffling and learning rate of the one it resumes.
+    resume = loadResumeCheckpoint(o.resume, spec, be);
+    const ResumeState &r = resume->state;
+    if (o.seed && static_cast<uint64_t>(*o.seed) != r.seed)
+      throw DataError(o.resume + ": the checkpoint's run used seed " + std::to_string(static_cast<int64_t>(r.seed)) +
+                      ", not " + std::to_string(*o.seed) + " (omit --seed when resuming)");
+    if (o.noShuffle && r.shuffle)
+      throw DataError(o.resume + ": the checkpoint's run shuffled its batches (omit --no-shuffle when resuming)");
+    seed = r.seed;
+    o.noShuffle = !r.shuffle;
+    if (!o.lr && r.lr != spec.train.lr) o.lr = r.lr;
+  }
   if (o.lr) be.setLearningRateScale(*o.lr / spec.train.lr);
 
   int rc = 0;
   if (o.gradcheck) rc = gradcheck(spec, be, data, o, seed, exe);
   else if (o.predict) rc = predictAll(spec, be, data, o);
-  else rc = runTraining(spec, be, data, o, seed, exe);
+  else return runTraining(spec, be, data, o, seed, exe, resume ? &*resume : nullptr); // saves --save itself
   if (rc == 0 && !o.save.empty()) saveCheckpoint(o.save, spec, be);
   return rc;
 }
@@ -1264,13 +1549,13 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
 } // namespace
 
 int runTraining(const ModelSpec &spec, Backend &backend, const DriverData &data, const DriverOptions &options,
-                uint64_t seed, const std::string &exe) {
+                uint64_t seed, const std::string &exe, const ResumeInput *resume) {
   checkBackend(backend);
   checkSpec(spec);
   if (data.tensors.size() != spec.inputs.size() || data.present.size() != spec.inputs.size() ||
       data.trainCount < 0 || data.trainCount > data.n)
     throw std::runtime_error("runTraining: the data does not match the model");
-  return Trainer(spec, backend, data, options, seed, exe).run();
+  return Trainer(spec, backend, data, options, seed, exe, resume).run();
 }
 
 int runMain(const ModelSpec &spec, Backend &backend, int argc, char **argv, Backend *precise) {

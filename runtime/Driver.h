@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "Model.h"
+#include "Resume.h"
 #include "Tensor.h"
 
 namespace gradc::rt {
@@ -42,6 +44,10 @@ struct DriverOptions {
   std::optional<int> threads;            ///< --threads N (N >= 1).
   bool quiet = false;                    ///< --quiet.
   bool timing = false;                   ///< --timing: step times on stderr at the end.
+  std::string resume;                    ///< --resume CKPT: continue the run that wrote CKPT.
+  bool checkFinite = false;              ///< --check-finite: stop at the first NaN/Inf of any step.
+  std::optional<int64_t> checkpointEvery;///< --checkpoint-every N (N >= 1, needs --save).
+  std::optional<int64_t> interruptAfter; ///< --interrupt-after-steps N (testing): SIGINT to itself after step N.
 };
 
 /// Parses the arguments after the program name. Accepts `--flag value` and `--flag=value`;
@@ -123,12 +129,32 @@ void initState(const ModelSpec &spec, Backend &backend, uint64_t seed);
 /// shape; OptState entries are optional. F32 and F64 tensors are accepted for float state
 /// (converted to the backend's float type), I64 and I32 for I64 state. Other tensors in the
 /// file are ignored. Throws DataError naming the file and the tensor.
+/// A checkpoint's "gradc.checksum" metadata, when present, must match its tensors.
 void loadCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend);
+
+/// What --resume reads besides the state: the run's position and early stopping's best
+/// state (tensors kBestPrefix + name, without the prefix).
+struct ResumeInput {
+  std::string path;
+  ResumeState state;
+  std::map<std::string, HostTensor> best;
+};
+
+/// Reads resumable checkpoint `path` into `backend` like loadCheckpoint, but every state
+/// tensor (optimizer state included) must be present, and the file must carry resume
+/// information (Resume.h). Throws DataError naming the file.
+ResumeInput loadResumeCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend);
 
 /// Writes every state tensor (params, buffers, optimizer state) of `backend` to `path`,
 /// atomically, under its name: float state as F32 or F64 (the backend's float type), I64
-/// state as I64. Throws DataError naming the file.
-void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend);
+/// state as I64; then `extra` tensors. The metadata holds "format": "pt", the checksum
+/// (kChecksumKey) and, when `resume` is given, the run's position. Refuses (DataError,
+/// `path` untouched) to write state that contains NaN or Inf, so a diverged run never
+/// overwrites a good checkpoint. Removes temporary files of killed writers of `path`.
+/// Throws DataError naming the file.
+void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend,
+                    const ResumeState *resume = nullptr,
+                    const std::vector<std::pair<std::string, const HostTensor *>> &extra = {});
 
 // ---------------------------------------------------------------------------------------
 // Data
@@ -175,9 +201,23 @@ private:
 /// The training loop on loaded data (what runMain does without --predict/--gradcheck, after
 /// initialising or loading the state): epochs of shuffled full batches, the per-epoch lines
 /// on stdout, validation on samples [trainCount, n), early stopping, the final lines.
-/// `exe` prefixes warnings. Returns the exit code; throws DataError for unusable data.
+/// `exe` prefixes warnings. With options.save the final state is written there (resumable
+/// unless early stopping restored its best state); with options.checkpointEvery also every
+/// N steps. SIGINT/SIGTERM stop the run between steps: a resumable checkpoint goes to
+/// options.save (or interruptedCheckpointPath) and the exit code is 128 + the signal.
+/// NaN/Inf (every step with options.checkFinite, else during the first kAlwaysCheckedSteps
+/// steps) stops it with exit code 1, keeping the state before the bad step. `resume`
+/// continues from a checkpoint's position. Returns the exit code; throws DataError for
+/// unusable data.
 int runTraining(const ModelSpec &spec, Backend &backend, const DriverData &data, const DriverOptions &options,
-                uint64_t seed, const std::string &exe);
+                uint64_t seed, const std::string &exe, const ResumeInput *resume = nullptr);
+
+/// Steps of every run (resumed ones too) whose loss and state are checked for NaN and Inf
+/// even without --check-finite.
+inline constexpr int64_t kAlwaysCheckedSteps = 10;
+
+/// Where an interrupted run without --save writes its checkpoint: "<model>.interrupted.safetensors".
+std::string interruptedCheckpointPath(const ModelSpec &spec);
 
 /// Index of the first output shaped [B, C] with C > 1 and of the first target shaped i32[B]
 /// (a classification model: val_acc is reported); false if there is no such pair.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <set>
@@ -373,7 +374,14 @@ void writeFileAtomic(const std::string &path, const std::vector<ByteChunk> &chun
     ::unlink(tmp.c_str());
     throw DataError(path + ": " + what + ": " + std::strerror(err));
   };
+  // Testing hook (tests/tools/kill_during_save.py): GRADC_TEST_WRITE_PAUSE_MS=N pauses N ms
+  // after the first chunk, so that a SIGKILL lands in the middle of a write.
+  static const long pauseMs = [] {
+    const char *e = std::getenv("GRADC_TEST_WRITE_PAUSE_MS");
+    return e ? std::strtol(e, nullptr, 10) : 0L;
+  }();
   for (const ByteChunk &c : chunks) {
+    if (&c == chunks.data() + 1 && pauseMs > 0) ::usleep(static_cast<useconds_t>(std::min(pauseMs, 10000L) * 1000));
     const unsigned char *p = static_cast<const unsigned char *>(c.first);
     size_t left = c.second;
     while (left > 0) {
