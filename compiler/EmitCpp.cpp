@@ -227,7 +227,12 @@ private:
 
   /// Whether v needs a buffer of its own in the arena.
   Storage storageOf(const Value *v) const {
-    if (captures_.count(v) || inRegisters_.count(v) || folded_.count(v))
+    // A transpose folded into its matmul is read through its operand's buffer, so for
+    // liveness it is a view of operand 0: the matmul's result must not reuse that buffer
+    // (a parallel gemm would overwrite A while other threads still pack it).
+    if (folded_.count(v))
+      return Storage::AliasOf0;
+    if (captures_.count(v) || inRegisters_.count(v))
       return Storage::None;
     if (const Node *d = v->def) {
       if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)

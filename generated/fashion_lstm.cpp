@@ -457,13 +457,13 @@ private:
   gemm(false, true, 64, 128, 10, T(1), (A + 67920), 10, (A + 66624), 10, T(0), (A + 138304), 128, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 67920), 10, T(0), (A + 58432), 10, threads());
+  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 67920), 10, T(0), (A + 66624), 10, threads());
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 10; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 59712)[i0 * 128 + i1 * 1] = (A + 58432)[i0 * 1 + i1 * 10];
+        (A + 58432)[i0 * 128 + i1 * 1] = (A + 66624)[i0 * 1 + i1 * 10];
       }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -479,7 +479,7 @@ private:
   // const  (prelude.model:29:13)
   std::fill_n((A + 375872), 14336, T(0));
   // const  (prelude.model:29:13)
-  std::fill_n((A + 58432), 512, T(0));
+  std::fill_n((A + 59712), 512, T(0));
   // const  (prelude.model:29:13)
   std::fill_n((A + 390208), 65536, T(0));
   // const  (prelude.model:29:13)
@@ -490,9 +490,9 @@ private:
   std::copy_n((A + 50240), 8192, (A + 2239040));
   std::copy_n((A + 50240), 8192, (A + 2247232));
   std::copy_n((A + 375872), 14336, (A + 2255424));
-  std::copy_n((A + 58432), 512, (A + 2269760));
+  std::copy_n((A + 59712), 512, (A + 2269760));
   std::copy_n((A + 390208), 65536, (A + 2270272));
-  std::copy_n((A + 58432), 512, (A + 2335808));
+  std::copy_n((A + 59712), 512, (A + 2335808));
   std::copy_n((A + 455744), 14336, (A + 2336320));
   std::copy_n((A + 2106176), 65536, (A + 2350656));
   for (int64_t step = 0; step < 28; ++step) {
@@ -677,9 +677,9 @@ private:
   std::copy_n((A + 2239040), 8192, (A + 138304));
   std::copy_n((A + 2247232), 8192, (A + 470080));
   std::copy_n((A + 2255424), 14336, (A + 478272));
-  std::copy_n((A + 2269760), 512, (A + 58944));
+  std::copy_n((A + 2269760), 512, (A + 60224));
   std::copy_n((A + 2270272), 65536, (A + 2629200));
-  std::copy_n((A + 2335808), 512, (A + 60992));
+  std::copy_n((A + 2335808), 512, (A + 60736));
   std::copy_n((A + 2336320), 14336, (A + 2694736));
   std::copy_n((A + 2350656), 65536, (A + 2709072));
   // fused loop over [512, 128]:
@@ -709,11 +709,11 @@ private:
   // grad  (prelude.model:20:5)
   if (grads) (*grads)[1].assign((A + 67920), (A + 67920) + 65536);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 58944), (A + 58944) + 512);
+  if (grads) (*grads)[2].assign((A + 60224), (A + 60224) + 512);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 60992), (A + 60992) + 512);
+  if (grads) (*grads)[3].assign((A + 60736), (A + 60736) + 512);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 59712), (A + 59712) + 1280);
+  if (grads) (*grads)[4].assign((A + 58432), (A + 58432) + 1280);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[5].assign((A + 50176), (A + 50176) + 10);
   // hyper %lr  (fashion_lstm.model:21:1)
@@ -875,10 +875,10 @@ private:
     const T v3 = (A + 162128)[i] / v2;
     const T v4 = (A + 14400)[0] * v3;
     const T v5 = sf_[1].data()[i] - v4;
-    (A + 61504)[i] = v5;
+    (A + 61248)[i] = v5;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(1, (A + 61504));
+  updates.emplace_back(1, (A + 61248));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm.model:21:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm.model:21:1)  [register]
@@ -887,7 +887,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[11].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 58944)[i] * (A + 14368)[0];
+    const T v1 = (A + 60224)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
     (A + 32)[i] = v2;
   }
@@ -900,7 +900,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[12].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 58944)[i] * (A + 58944)[i];
+    const T v1 = (A + 60224)[i] * (A + 60224)[i];
     const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
     (A + 544)[i] = v3;
@@ -936,7 +936,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[13].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 60992)[i] * (A + 14368)[0];
+    const T v1 = (A + 60736)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
     (A + 1568)[i] = v2;
   }
@@ -949,7 +949,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[14].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 60992)[i] * (A + 60992)[i];
+    const T v1 = (A + 60736)[i] * (A + 60736)[i];
     const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
     (A + 2080)[i] = v3;
@@ -985,7 +985,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
     const T v0 = sf_[15].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 59712)[i] * (A + 14368)[0];
+    const T v1 = (A + 58432)[i] * (A + 14368)[0];
     const T v2 = v0 + v1;
     (A + 3104)[i] = v2;
   }
@@ -998,7 +998,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
     const T v0 = sf_[16].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 59712)[i] * (A + 59712)[i];
+    const T v1 = (A + 58432)[i] * (A + 58432)[i];
     const T v2 = v1 * (A + 0)[0];
     const T v3 = v0 + v2;
     (A + 4384)[i] = v3;

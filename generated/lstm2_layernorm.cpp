@@ -833,23 +833,23 @@ private:
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 32, 16, T(1), (A + 97760), 16, (A + 96224), 16, T(0), (A + 96224), 32, threads());
+  gemm(false, true, 16, 32, 16, T(1), (A + 97760), 16, (A + 96224), 16, T(0), (A + 97248), 32, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 32, 16, 16, T(1), (A + 96736), 32, (A + 97760), 16, T(0), (A + 96736), 16, threads());
+  gemm(true, false, 32, 16, 16, T(1), (A + 96736), 32, (A + 97760), 16, T(0), (A + 96224), 16, threads());
   // transpose %d.fc.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 97248)[i0 * 32 + i1 * 1] = (A + 96736)[i0 * 1 + i1 * 16];
+        (A + 96736)[i0 * 32 + i1 * 1] = (A + 96224)[i0 * 1 + i1 * 16];
       }
   // sum %d.ln.bias  (prelude.model:80:42)
   std::fill_n((A + 912), 32, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 912)[i1 * 1] += (A + 96224)[i0 * 32 + i1 * 1];
+        (A + 912)[i1 * 1] += (A + 97248)[i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32]:
   //   mul  (prelude.model:80:33)
@@ -858,9 +858,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 96224)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 96736)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 96224)[i0 * 32 + i1 * 1] * (A + 95200)[i0 * 32 + i1 * 1];
+        const T v0 = (A + 97248)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 96224)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 97248)[i0 * 32 + i1 * 1] * (A + 95200)[i0 * 32 + i1 * 1];
         (A + 97760)[i0 * 32 + i1 * 1] = v1;
       }
   // sum %d.ln.weight  (prelude.model:80:33)
@@ -877,17 +877,17 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 96736)[i0 * 32 + i1 * 1] * (A + 880)[i0 * 1];
+        const T v0 = (A + 96224)[i0 * 32 + i1 * 1] * (A + 880)[i0 * 1];
         (A + 95200)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 96736)[i0 * 32 + i1 * 1] * (A + 95712)[i0 * 32 + i1 * 1];
-        (A + 96224)[i0 * 32 + i1 * 1] = v1;
+        const T v1 = (A + 96224)[i0 * 32 + i1 * 1] * (A + 95712)[i0 * 32 + i1 * 1];
+        (A + 97248)[i0 * 32 + i1 * 1] = v1;
       }
   // sum  (prelude.model:80:14)
   std::fill_n((A + 13264), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 13264)[i0 * 1] += (A + 96224)[i0 * 32 + i1 * 1];
+        (A + 13264)[i0 * 1] += (A + 97248)[i0 * 32 + i1 * 1];
       }
   // reshape  (prelude.model:80:14)
   // (a view of its operand)
@@ -933,14 +933,14 @@ private:
         const T v3 = v2 + v1;
         (A + 96224)[i0 * 32 + i1 * 1] = v3;
         const T v4 = -v3;
-        (A + 96736)[i0 * 32 + i1 * 1] = v4;
+        (A + 97248)[i0 * 32 + i1 * 1] = v4;
       }
   // sum  (prelude.model:78:11)
   std::fill_n((A + 13264), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 13264)[i0 * 1] += (A + 96736)[i0 * 32 + i1 * 1];
+        (A + 13264)[i0 * 1] += (A + 97248)[i0 * 32 + i1 * 1];
       }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -965,16 +965,16 @@ private:
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // pad  (lstm2_layernorm.model:19:15)
-  std::fill_n((A + 97760), 10240, T(0));
+  std::fill_n((A + 97248), 10240, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 97760)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 95216)[i0 * 32 + i1 * 32 + i2 * 1];
+          (A + 97248)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 95216)[i0 * 32 + i1 * 32 + i2 * 1];
         }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 108000), 4096, T(0));
+  std::fill_n((A + 107488), 4096, T(0));
   // const  (prelude.model:29:13)
   std::fill_n((A + 95200), 128, T(0));
   // const  (prelude.model:29:13)
@@ -982,15 +982,15 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 194528));
   std::copy_n((A + 336), 512, (A + 195040));
-  std::copy_n((A + 108000), 4096, (A + 195552));
+  std::copy_n((A + 107488), 4096, (A + 195552));
   std::copy_n((A + 95200), 128, (A + 199648));
-  std::copy_n((A + 108000), 4096, (A + 199776));
+  std::copy_n((A + 107488), 4096, (A + 199776));
   std::copy_n((A + 95200), 128, (A + 203872));
   std::copy_n((A + 185824), 4096, (A + 204000));
   std::copy_n((A + 185824), 4096, (A + 208096));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97760) + (o * 20 + t) * 32, 32, (A + 189920) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97248) + (o * 20 + t) * 32, 32, (A + 189920) + o * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 114144) + (o * 20 + t) * 32, 32, (A + 190432) + o * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 124384) + (o * 20 + t) * 32, 32, (A + 190944) + o * 32);
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 134624) + (o * 20 + t) * 32, 32, (A + 191456) + o * 32);
@@ -1200,39 +1200,39 @@ private:
   // const  (prelude.model:29:13)
   std::fill_n((A + 13392), 128, T(0));
   // scan  (prelude.model:29:13)
+  std::copy_n((A + 336), 512, (A + 115696));
   std::copy_n((A + 336), 512, (A + 116208));
-  std::copy_n((A + 336), 512, (A + 116720));
-  std::copy_n((A + 13264), 128, (A + 117232));
-  std::copy_n((A + 95200), 128, (A + 117360));
-  std::copy_n((A + 108000), 4096, (A + 117488));
-  std::copy_n((A + 95200), 128, (A + 121584));
-  std::copy_n((A + 13392), 128, (A + 121712));
-  std::copy_n((A + 185824), 4096, (A + 121840));
+  std::copy_n((A + 13264), 128, (A + 116720));
+  std::copy_n((A + 95200), 128, (A + 116848));
+  std::copy_n((A + 107488), 4096, (A + 116976));
+  std::copy_n((A + 95200), 128, (A + 121072));
+  std::copy_n((A + 13392), 128, (A + 121200));
+  std::copy_n((A + 185824), 4096, (A + 121328));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 250096) + (o * 20 + t) * 32, 32, (A + 112096) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 23520) + (o * 20 + t) * 32, 32, (A + 112608) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 33760) + (o * 20 + t) * 32, 32, (A + 113120) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44000) + (o * 20 + t) * 32, 32, (A + 113632) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 54240) + (o * 20 + t) * 32, 32, (A + 114144) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 64480) + (o * 20 + t) * 32, 32, (A + 114656) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 74720) + (o * 20 + t) * 32, 32, (A + 115168) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 84960) + (o * 20 + t) * 32, 32, (A + 115680) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 116192) + o * 1);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 250096) + (o * 20 + t) * 32, 32, (A + 111584) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 23520) + (o * 20 + t) * 32, 32, (A + 112096) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 33760) + (o * 20 + t) * 32, 32, (A + 112608) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44000) + (o * 20 + t) * 32, 32, (A + 113120) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 54240) + (o * 20 + t) * 32, 32, (A + 113632) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 64480) + (o * 20 + t) * 32, 32, (A + 114144) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 74720) + (o * 20 + t) * 32, 32, (A + 114656) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 84960) + (o * 20 + t) * 32, 32, (A + 115168) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 115680) + o * 1);
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)
     //   mul  (prelude.model:36:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 116208)[i] + (A + 112096)[i];
-      const T v1 = v0 * (A + 112608)[i];
-      (A + 125936)[i] = v1;
-      const T v2 = v0 * (A + 113120)[i];
-      (A + 126448)[i] = v2;
+      const T v0 = (A + 115696)[i] + (A + 111584)[i];
+      const T v1 = v0 * (A + 112096)[i];
+      (A + 125424)[i] = v1;
+      const T v2 = v0 * (A + 112608)[i];
+      (A + 125936)[i] = v2;
     }
     // const  (prelude.model:36:21)
-    std::fill_n((A + 126960), 1, T(1));
+    std::fill_n((A + 126448), 1, T(1));
     // fused loop over [16, 32]:
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
@@ -1247,30 +1247,30 @@ private:
     //   mul  (prelude.model:34:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 112608)[i] * (A + 112608)[i];
-      const T v1 = (A + 126960)[0] - v0;
-      const T v2 = (A + 126448)[i] * v1;
-      const T v3 = (A + 116720)[i] + v2;
-      const T v4 = v3 * (A + 113632)[i];
-      (A + 126976)[i] = v4;
-      const T v5 = v3 * (A + 114144)[i];
-      (A + 127488)[i] = v5;
-      const T v6 = v3 * (A + 114656)[i];
-      (A + 128000)[i] = v6;
-      const T v7 = v3 * (A + 115168)[i];
-      (A + 128512)[i] = v7;
-      const T v8 = (A + 126960)[0] - (A + 113120)[i];
-      const T v9 = (A + 113120)[i] * v8;
-      const T v10 = (A + 125936)[i] * v9;
-      (A + 129024)[i] = v10;
+      const T v0 = (A + 112096)[i] * (A + 112096)[i];
+      const T v1 = (A + 126448)[0] - v0;
+      const T v2 = (A + 125936)[i] * v1;
+      const T v3 = (A + 116208)[i] + v2;
+      const T v4 = v3 * (A + 113120)[i];
+      (A + 126464)[i] = v4;
+      const T v5 = v3 * (A + 113632)[i];
+      (A + 126976)[i] = v5;
+      const T v6 = v3 * (A + 114144)[i];
+      (A + 127488)[i] = v6;
+      const T v7 = v3 * (A + 114656)[i];
+      (A + 128000)[i] = v7;
+      const T v8 = (A + 126448)[0] - (A + 112608)[i];
+      const T v9 = (A + 112608)[i] * v8;
+      const T v10 = (A + 125424)[i] * v9;
+      (A + 128512)[i] = v10;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 129536), 2048, T(0));
+    std::fill_n((A + 129024), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 129536)[96 + i0 * 128 + i1 * 1] = (A + 129024)[i0 * 32 + i1 * 1];
+          (A + 129024)[96 + i0 * 128 + i1 * 1] = (A + 128512)[i0 * 32 + i1 * 1];
         }
     // fused loop over [16, 32]:
     //   mul  (prelude.model:33:17)  [register]
@@ -1278,23 +1278,23 @@ private:
     //   mul  (prelude.model:33:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 113632)[i] * (A + 113632)[i];
-      const T v1 = (A + 126960)[0] - v0;
-      const T v2 = (A + 127488)[i] * v1;
-      (A + 125936)[i] = v2;
+      const T v0 = (A + 113120)[i] * (A + 113120)[i];
+      const T v1 = (A + 126448)[0] - v0;
+      const T v2 = (A + 126976)[i] * v1;
+      (A + 125424)[i] = v2;
     }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 131584), 2048, T(0));
+    std::fill_n((A + 131072), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 131584)[64 + i0 * 128 + i1 * 1] = (A + 125936)[i0 * 32 + i1 * 1];
+          (A + 131072)[64 + i0 * 128 + i1 * 1] = (A + 125424)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:33:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 133632)[i] = (A + 129536)[i] + (A + 131584)[i];
+      (A + 133120)[i] = (A + 129024)[i] + (A + 131072)[i];
     }
     // fused loop over [16, 32]:
     //   sub  (prelude.model:32:20)  [register]
@@ -1302,23 +1302,23 @@ private:
     //   mul  (prelude.model:32:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 126960)[0] - (A + 115168)[i];
-      const T v1 = (A + 115168)[i] * v0;
-      const T v2 = (A + 128000)[i] * v1;
-      (A + 125936)[i] = v2;
+      const T v0 = (A + 126448)[0] - (A + 114656)[i];
+      const T v1 = (A + 114656)[i] * v0;
+      const T v2 = (A + 127488)[i] * v1;
+      (A + 125424)[i] = v2;
     }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 129024), 2048, T(0));
+    std::fill_n((A + 128512), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 129024)[32 + i0 * 128 + i1 * 1] = (A + 125936)[i0 * 32 + i1 * 1];
+          (A + 128512)[32 + i0 * 128 + i1 * 1] = (A + 125424)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:32:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 131072)[i] = (A + 133632)[i] + (A + 129024)[i];
+      (A + 130560)[i] = (A + 133120)[i] + (A + 128512)[i];
     }
     // fused loop over [16, 32]:
     //   sub  (prelude.model:31:20)  [register]
@@ -1326,77 +1326,77 @@ private:
     //   mul  (prelude.model:31:20)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 126960)[0] - (A + 114144)[i];
-      const T v1 = (A + 114144)[i] * v0;
-      const T v2 = (A + 126976)[i] * v1;
-      (A + 125936)[i] = v2;
+      const T v0 = (A + 126448)[0] - (A + 113632)[i];
+      const T v1 = (A + 113632)[i] * v0;
+      const T v2 = (A + 126464)[i] * v1;
+      (A + 125424)[i] = v2;
     }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 126448), 2048, T(0));
+    std::fill_n((A + 125936), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 126448)[0 + i0 * 128 + i1 * 1] = (A + 125936)[i0 * 32 + i1 * 1];
+          (A + 125936)[0 + i0 * 128 + i1 * 1] = (A + 125424)[i0 * 32 + i1 * 1];
         }
     // add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 129024)[i] = (A + 131072)[i] + (A + 126448)[i];
+      (A + 128512)[i] = (A + 130560)[i] + (A + 125936)[i];
     }
     // sum  (prelude.model:30:95)
-    std::fill_n((A + 125936), 128, T(0));
+    std::fill_n((A + 125424), 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 125936)[i1 * 1] += (A + 129024)[i0 * 128 + i1 * 1];
+          (A + 125424)[i1 * 1] += (A + 128512)[i0 * 128 + i1 * 1];
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 129024), 128, (A + 976), 128, T(0), (A + 126064), 32, threads());
+    gemm(false, true, 16, 32, 128, T(1), (A + 128512), 128, (A + 976), 128, T(0), (A + 125552), 32, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 32, 128, 16, T(1), (A + 115680), 32, (A + 129024), 128, T(0), (A + 131072), 128, threads());
+    gemm(true, false, 32, 128, 16, T(1), (A + 115168), 32, (A + 128512), 128, T(0), (A + 130560), 128, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 128, 16, T(1), (A + 116192), 1, (A + 129024), 128, T(0), (A + 126576), 128, threads());
+    gemm(true, false, 1, 128, 16, T(1), (A + 115680), 1, (A + 128512), 128, T(0), (A + 126064), 128, threads());
     // fused loop over [128]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
-      const T v0 = (A + 117360)[i] + (A + 125936)[i];
-      (A + 126704)[i] = v0;
-      const T v1 = (A + 121584)[i] + (A + 125936)[i];
-      (A + 126832)[i] = v1;
+      const T v0 = (A + 116848)[i] + (A + 125424)[i];
+      (A + 126192)[i] = v0;
+      const T v1 = (A + 121072)[i] + (A + 125424)[i];
+      (A + 126320)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 125936)[i0 * 128 + i1 * 1] = (A + 121712)[i1 * 1] + (A + 126576)[i1 * 1];
+          (A + 125424)[i0 * 128 + i1 * 1] = (A + 121200)[i1 * 1] + (A + 126064)[i1 * 1];
         }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 4096; ++i) {
-      (A + 135168)[i] = (A + 121840)[i] + (A + 131072)[i];
+      (A + 134656)[i] = (A + 121328)[i] + (A + 130560)[i];
     }
-    std::copy_n((A + 126064), 512, (A + 116208));
-    std::copy_n((A + 128512), 512, (A + 116720));
-    std::copy_n((A + 126704), 128, (A + 117360));
-    std::copy_n((A + 126832), 128, (A + 121584));
-    std::copy_n((A + 125936), 128, (A + 121712));
-    std::copy_n((A + 135168), 4096, (A + 121840));
+    std::copy_n((A + 125552), 512, (A + 115696));
+    std::copy_n((A + 128000), 512, (A + 116208));
+    std::copy_n((A + 126192), 128, (A + 116848));
+    std::copy_n((A + 126320), 128, (A + 121072));
+    std::copy_n((A + 125424), 128, (A + 121200));
+    std::copy_n((A + 134656), 4096, (A + 121328));
   }
-  std::copy_n((A + 116208), 512, (A + 13520));
-  std::copy_n((A + 116720), 512, (A + 14032));
-  std::copy_n((A + 117232), 128, (A + 14544));
-  std::copy_n((A + 117360), 128, (A + 14672));
-  std::copy_n((A + 117488), 4096, (A + 14800));
-  std::copy_n((A + 121584), 128, (A + 18896));
-  std::copy_n((A + 121712), 128, (A + 19024));
-  std::copy_n((A + 121840), 4096, (A + 19152));
+  std::copy_n((A + 115696), 512, (A + 13520));
+  std::copy_n((A + 116208), 512, (A + 14032));
+  std::copy_n((A + 116720), 128, (A + 14544));
+  std::copy_n((A + 116848), 128, (A + 14672));
+  std::copy_n((A + 116976), 4096, (A + 14800));
+  std::copy_n((A + 121072), 128, (A + 18896));
+  std::copy_n((A + 121200), 128, (A + 19024));
+  std::copy_n((A + 121328), 4096, (A + 19152));
   // fused loop over [128, 32]:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
@@ -1440,7 +1440,7 @@ private:
   // grad  (prelude.model:74:3)
   if (grads) (*grads)[9].assign((A + 912), (A + 912) + 32);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 97248), (A + 97248) + 512);
+  if (grads) (*grads)[10].assign((A + 96736), (A + 96736) + 512);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[11].assign((A + 848), (A + 848) + 16);
   // grad  (prelude.model:7:3)
@@ -1597,7 +1597,7 @@ private:
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 336)[i] = (A + 97248)[i] * (A + 97248)[i];
+    (A + 336)[i] = (A + 96736)[i] * (A + 96736)[i];
   }
   // sum  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 144), 1, T(0));
@@ -1728,7 +1728,7 @@ private:
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    (A + 5072)[i] = (A + 97248)[i] * (A + 160)[0];
+    (A + 5072)[i] = (A + 96736)[i] * (A + 160)[0];
   }
   // mul  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP

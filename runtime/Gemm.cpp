@@ -28,8 +28,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -797,11 +800,30 @@ int64_t hardwareThreads() {
 /// costs more than it saves).
 constexpr double kMinParallelFma = 1 << 20;
 
+/// Throws std::logic_error if C shares memory with A or B (the caller's bug: the kernels
+/// read A and B after writing parts of C, and threads write C while others pack A).
+template <class T>
+void checkNoOverlap(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,
+                    int64_t ldb, const T *C, int64_t ldc) {
+  if (K <= 0) return;
+  auto overlaps = [](const T *x, int64_t nx, const T *y, int64_t ny) {
+    const auto a = reinterpret_cast<std::uintptr_t>(x), b = reinterpret_cast<std::uintptr_t>(y);
+    return a < b + static_cast<std::uintptr_t>(ny) * sizeof(T) && b < a + static_cast<std::uintptr_t>(nx) * sizeof(T);
+  };
+  const int64_t nc = (M - 1) * ldc + N;
+  const int64_t na = transA ? (K - 1) * lda + M : (M - 1) * lda + K;
+  const int64_t nb = transB ? (N - 1) * ldb + K : (K - 1) * ldb + N;
+  if (overlaps(C, nc, A, na) || overlaps(C, nc, B, nb))
+    throw std::logic_error("gemm: the output C overlaps an input (" + std::string(overlaps(C, nc, A, na) ? "A" : "B") +
+                           "), M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+}
+
 /// gemm for element type T: special cases, then matrix-vector, blocked or parallel blocked.
 template <class T>
 void gemmImpl(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
               const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int threads) {
   if (M <= 0 || N <= 0) return;
+  checkNoOverlap(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
   if (K <= 0 || alpha == T(0)) {
     scaleC(M, N, beta, C, ldc);
     return;

@@ -21,7 +21,8 @@ namespace gradc::rt {
 /// every thread count: threads split C into disjoint blocks, and every element is reduced
 /// over K in the same fixed order whatever the split. No heap allocation happens in the
 /// steady state (per-thread packing buffers grow to their high-water mark once).
-/// Safe to call from several threads at once.
+/// Safe to call from several threads at once. C must not overlap A or B (std::logic_error
+/// otherwise: the blocked kernels read A and B after writing parts of C).
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
           const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
           int64_t ldc, int threads = 1);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -241,3 +242,17 @@ TEST(Gemm, ConcurrentCallers) {
 }
 
 } // namespace
+
+// An output that shares memory with an input is refused (it once came from a memory plan
+// that let a matmul's result reuse the buffer of a transposed operand: with two threads,
+// one wrote C while the other still packed A, and results changed from run to run).
+TEST(Gemm, OutputOverlappingAnInputIsRefused) {
+  std::vector<float> buf(64 * 64, 1.0f);
+  std::vector<float> other(64 * 64, 1.0f);
+  EXPECT_THROW(gemm(true, false, 64, 64, 64, 1.0f, buf.data(), 64, other.data(), 64, 0.0f, buf.data(), 64, 2),
+               std::logic_error);
+  EXPECT_THROW(gemm(false, false, 64, 64, 64, 1.0f, other.data(), 64, buf.data() + 100, 64, 0.0f, buf.data(), 64),
+               std::logic_error);
+  std::vector<float> c(64 * 64, 0.0f);
+  EXPECT_NO_THROW(gemm(false, false, 64, 64, 64, 1.0f, buf.data(), 64, other.data(), 64, 0.0f, c.data(), 64, 2));
+}
