@@ -70,9 +70,23 @@ int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::os
       return 1;
     }
   }
+  // $CXX, else the compiler of a sanitized gradc build (its runtime is instrumented), else c++.
+  // Extra flags: those of a sanitized build (GRADC_SANITIZE), then $GRADC_EXTRA_CXXFLAGS.
+#ifdef GRADC_DEFAULT_CXX
+  const char *defaultCxx = GRADC_DEFAULT_CXX;
+#else
+  const char *defaultCxx = "c++";
+#endif
+#ifdef GRADC_GENERATED_CXXFLAGS
+  std::string extra = GRADC_GENERATED_CXXFLAGS;
+#else
+  std::string extra;
+#endif
+  if (const char *e = std::getenv("GRADC_EXTRA_CXXFLAGS"); e && *e)
+    extra += std::string(extra.empty() ? "" : " ") + e;
   const char *cxx = std::getenv("CXX");
-  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off -w -I{} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : "c++",
-                                opts.optLevel, opts.targetCpu, shellQuote(include), shellQuote(src.string()), shellQuote(lib),
+  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off {} -w -I{} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : defaultCxx,
+                                opts.optLevel, opts.targetCpu, extra, shellQuote(include), shellQuote(src.string()), shellQuote(lib),
                                 shellQuote(exe.string()), shellQuote((dir / "cxx.log").string()));
   if (opts.verbose)
     err << cmd << "\n";

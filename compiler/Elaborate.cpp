@@ -12,6 +12,13 @@ namespace gradc {
 namespace {
 constexpr uint64_t kMaxWork = 2'000'000; ///< Bound on elaborated expressions (unrolled loops).
 constexpr int kMaxDepth = 64;            ///< Bound on nested layer instantiations and calls.
+
+/// "tiny.model:12": the file name and line of a location ("" if unknown).
+std::string whereText(const SourceManager &sm, SrcLoc loc) {
+  if (!loc.valid())
+    return "";
+  return fmt::format("{}:{}", std::filesystem::path(sm.get(loc.file).path).filename().string(), loc.line);
+}
 } // namespace
 
 void Elaborator::countWork(SrcLoc loc) {
@@ -563,6 +570,8 @@ void Elaborator::buildGraph(Mode mode) {
     if (l->type.rank() != 0 || l->type.dtype != DType::F32)
       diag_.error(graphDecl_->loc, "'loss' must be a scalar f32[], got {}", l->type.str());
     b.sink(Op::Loss, l, {}, graphDecl_->loc);
+    if (m_->lossWhere.empty())
+      m_->lossWhere = whereText(sm_, l->def ? l->def->loc : graphDecl_->loc);
   }
   if (training) {
     for (const std::string &n : ctx.updated)
@@ -638,6 +647,7 @@ std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &fi
       v.kind = Val::Layer;
       v.layer = instantiate(n, *d.value, global_, d.loc);
       global_.names[n] = v;
+      m_->layerWhere[n] = whereText(sm_, d.loc);
       break;
     }
     case DeclKind::Graph:

@@ -174,6 +174,11 @@ private:
     for (const auto &st : s.state)
       os_ << fmt::format("    s.state.push_back({{{}, {}, {}, {{{}}}, {}, {:.17g}, {:.17g}}});\n", quote(st.name),
                          kinds[st.kind], dt(st.dtype), fmt::join(st.shape, ", "), inits[st.init], st.a, st.b);
+    for (size_t i = 0; i < s.state.size(); ++i)
+      if (!s.state[i].where.empty())
+        os_ << fmt::format("    s.state[{}].where = {};\n", i, quote(s.state[i].where));
+    if (!s.lossWhere.empty())
+      os_ << "    s.lossWhere = " << quote(s.lossWhere) << ";\n";
     const auto &t = s.train;
     os_ << "    TrainSpec &t = s.train;\n"
         << fmt::format("    t.optimizer = {};\n    t.lr = {:.17g};\n    t.epochs = {};\n    t.seed = {};\n", quote(t.optimizer),

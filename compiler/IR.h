@@ -176,6 +176,10 @@ public:
   std::vector<TensorDecl> inputs, targets;
   std::vector<StateDecl> params, buffers;
   std::vector<StateDecl> optState; ///< Optimizer state (moments, step), saved with checkpoints.
+  /// "file:line" of each top-level `layer` declaration and of the loss (for run-time
+  /// messages about non-finite values).
+  std::map<std::string, std::string> layerWhere;
+  std::string lossWhere;
   TrainConfig train;
   std::unique_ptr<Graph> trainGraph; ///< The training step: loss, outputs, updates (and grads).
   std::unique_ptr<Graph> evalGraph;  ///< Inference mode with the loss (validation).

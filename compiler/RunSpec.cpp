@@ -69,6 +69,21 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     t.delta = tc.earlyStopping->delta;
   }
   t.validateEvery = tc.validateEvery;
+  // Source lines for run-time messages: a state tensor's is that of the first component of
+  // its name that is a top-level layer ("head" in "head.weight", "optimizer.exp_avg.head.weight").
+  s.lossWhere = m.lossWhere;
+  for (rt::StateSpec &st : s.state) {
+    size_t b = 0;
+    while (b <= st.name.size() && st.where.empty()) {
+      size_t e = st.name.find('.', b);
+      if (e == std::string::npos)
+        e = st.name.size();
+      auto it = m.layerWhere.find(st.name.substr(b, e - b));
+      if (it != m.layerWhere.end())
+        st.where = "layer " + it->first + ", " + it->second;
+      b = e + 1;
+    }
+  }
   return s;
 }
 

@@ -38,6 +38,13 @@ const ModelSpec &spec() {
     s.state.push_back({"lstm.bias_hh_l0", StateSpec::Param, DType::F32, {1024}, StateSpec::Uniform, -0.0625, 0.0625});
     s.state.push_back({"head.weight", StateSpec::Param, DType::F32, {1, 256}, StateSpec::Uniform, -0.0625, 0.0625});
     s.state.push_back({"head.bias", StateSpec::Param, DType::F32, {1}, StateSpec::Uniform, -0.0625, 0.0625});
+    s.state[0].where = "layer lstm, seed_plain_lstm.model:12";
+    s.state[1].where = "layer lstm, seed_plain_lstm.model:12";
+    s.state[2].where = "layer lstm, seed_plain_lstm.model:12";
+    s.state[3].where = "layer lstm, seed_plain_lstm.model:12";
+    s.state[4].where = "layer head, seed_plain_lstm.model:13";
+    s.state[5].where = "layer head, seed_plain_lstm.model:13";
+    s.lossWhere = "seed_plain_lstm.model:18";
     TrainSpec &t = s.train;
     t.optimizer = "sgd";
     t.lr = 0.001;

@@ -518,8 +518,9 @@ void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &bac
   checkBackend(backend);
   const DType ft = backend.floatType();
   if (auto bad = firstNonFiniteState(spec, backend, ~0u))
-    throw DataError(path + ": not written: " + bad->tensor + " element " + (bad->index.empty() ? "" : bad->index + " ") +
-                    "is " + nonFiniteText(bad->value) + " (the run diverged; use --check-finite to stop at the step "
+    throw DataError(path + ": not written: " + bad->tensor + (bad->where.empty() ? "" : " (" + bad->where + ")") +
+                    " element " + (bad->index.empty() ? "" : bad->index + " ") + "is " + nonFiniteText(bad->value) +
+                    " (the run diverged; use --check-finite to stop at the step "
                     "where it first appears); the file keeps its previous contents");
   removeStaleTemporaries(path);
   std::vector<HostTensor> tensors;
@@ -1184,11 +1185,11 @@ private:
     before.restore();
     const NonFiniteValue v = locateNonFinite(spec_, be_, batch, loss, after);
     std::fflush(stdout);
-    std::fprintf(stderr, "%s: error: non-finite value at step %lld (epoch %lld, step %lld of %lld): %s%s is %s%s\n",
+    std::fprintf(stderr, "%s: error: non-finite value at step %lld (epoch %lld, step %lld of %lld): %s%s is %s%s%s\n",
                  exe_.c_str(), static_cast<long long>(st_.step + 1), static_cast<long long>(st_.epoch),
                  static_cast<long long>(st_.epochStep + 1), static_cast<long long>(perEpoch), v.tensor.c_str(),
                  v.index.empty() ? "" : (" element " + v.index).c_str(), nonFiniteText(v.value).c_str(),
-                 v.beforeStep ? " before the step" : "");
+                 v.beforeStep ? " before the step" : "", v.where.empty() ? "" : (" (" + v.where + ")").c_str());
     std::fprintf(stderr, "%s: note: %s\n", exe_.c_str(), nonFiniteHint(v).c_str());
     if (o_.save.empty()) {
       std::fprintf(stderr, "%s: note: training stopped; nothing was saved (no --save)\n", exe_.c_str());

@@ -39,7 +39,9 @@ inline float reduce(float y, float &scale) {
   const float t = madd(y, 1.44269504088896341f, shifter);
   const float n = t - shifter;
   const int32_t ni = floatToBits(t) - floatToBits(shifter);
-  scale = bitsToFloat((ni + 127) * (1 << 23));
+  // Unsigned, so that a NaN's bits (any ni) wrap instead of overflowing (UBSan found that).
+  const uint32_t bits = (static_cast<uint32_t>(ni) + 127u) << 23;
+  std::memcpy(&scale, &bits, sizeof scale);
   return madd(-n, 1.428606765330187045e-06f, madd(-n, 0.693145751953125f, y));
 }
 

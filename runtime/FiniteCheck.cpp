@@ -68,7 +68,7 @@ std::optional<NonFiniteValue> firstNonFiniteState(const ModelSpec &spec, Backend
         }
     }
     if (bad >= 0)
-      return NonFiniteValue{std::string(kindName(s.kind)) + " '" + s.name + "'", s.name, bad,
+      return NonFiniteValue{std::string(kindName(s.kind)) + " '" + s.name + "'", s.name, s.where, bad,
                             elementIndex(s.shape, bad), v};
   }
   return std::nullopt;
@@ -83,7 +83,7 @@ std::optional<NonFiniteValue> firstNonFiniteGradient(const ModelSpec &spec,
     const std::vector<double> &v = grads[g++];
     for (size_t k = 0; k < v.size(); ++k)
       if (!std::isfinite(v[k]))
-        return NonFiniteValue{"gradient of parameter '" + s.name + "'", s.name, static_cast<int64_t>(k),
+        return NonFiniteValue{"gradient of parameter '" + s.name + "'", s.name, s.where, static_cast<int64_t>(k),
                               elementIndex(s.shape, static_cast<int64_t>(k)), v[k]};
   }
   return std::nullopt;
@@ -96,16 +96,16 @@ NonFiniteValue locateNonFinite(const ModelSpec &spec, Backend &backend, const Ba
     v->beforeStep = true;
     return *v;
   }
-  if (!std::isfinite(loss)) return NonFiniteValue{"the loss", "", 0, "", loss};
+  if (!std::isfinite(loss)) return NonFiniteValue{"the loss", "", spec.lossWhere, 0, "", loss};
   // The forward pass's buffer updates (BatchNorm running statistics) come next, then the
   // backward pass; the update last.
   if (after && after->tensor.rfind("buffer ", 0) == 0) return *after;
   std::vector<std::vector<double>> grads;
   const double lg = backend.lossAndGrads(batch, grads);
-  if (!std::isfinite(lg)) return NonFiniteValue{"the loss", "", 0, "", lg};
+  if (!std::isfinite(lg)) return NonFiniteValue{"the loss", "", spec.lossWhere, 0, "", lg};
   if (auto g = firstNonFiniteGradient(spec, grads)) return *g;
   if (after) return *after;
-  return NonFiniteValue{"the loss", "", 0, "", loss};
+  return NonFiniteValue{"the loss", "", spec.lossWhere, 0, "", loss};
 }
 
 std::string nonFiniteHint(const NonFiniteValue &v) {

@@ -14,6 +14,7 @@ namespace gradc::rt {
 struct NonFiniteValue {
   std::string tensor; ///< "parameter 'head.weight'", "gradient of parameter 'head.weight'", "the loss".
   std::string name;   ///< The state tensor's name ("" for the loss).
+  std::string where;  ///< StateSpec::where or ModelSpec::lossWhere ("" if unknown).
   int64_t element = 0;
   std::string index;  ///< "[3, 0]" (empty for a scalar).
   double value = 0;   ///< NaN, +Inf or -Inf.

@@ -27,6 +27,7 @@ struct StateSpec {
   std::vector<int64_t> shape;
   Init init = Zeros;
   double a = 0, b = 0; ///< Full: a; Uniform: [a, b); Normal: mean a, std b.
+  std::string where; ///< Its layer and that layer's model line ("layer head, tiny.model:6"), "" if unknown.
 };
 
 /// The train block, with defaults filled in and paths made absolute.
@@ -56,6 +57,7 @@ struct ModelSpec {
   std::vector<TensorSpec> outputs;  ///< What inference returns.
   std::vector<StateSpec> state;     ///< Params, buffers, optimizer state.
   TrainSpec train;
+  std::string lossWhere;            ///< The model line computing the loss ("tiny.model:12"), "" if unknown.
 };
 
 /// One batch: a pointer per entry of ModelSpec::inputs, each to batch × sample elements of

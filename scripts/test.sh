@@ -5,7 +5,10 @@
 #   build  a failed build counts as 1 failure (later parts still run what was built)
 #   lit    tests/lit through llvm-19's lit, one count per test
 #   unit   the GoogleTest unit tests through ctest (when built), one count per test
-#   fuzz   gradc-fuzz-frontend for FUZZ_SECONDS (default 60) when built, counts as 1
+#   asan   build-asan (-DGRADC_SANITIZE=ON): lit (minus the slowest) and unit tests under
+#          ASan + UBSan; each sanitizer report counts as 1 failure (GRADC_SANITIZE_TESTS=0: off)
+#   fuzz   each libFuzzer target (front end, safetensors, CSV, IDX) for FUZZ_SECONDS
+#          (default 30) when built, 1 count each
 # Logs go to build/test-logs/.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -18,7 +21,8 @@ PY=/usr/bin/python3
 # count <regex> <file>: the number after "<regex>:" in lit's summary, 0 when absent.
 lit_count() {
   local n
-  n=$(grep -E "^ *$1: *[0-9]+" "$2" | tail -n 1 | sed -E "s/^ *$1: *([0-9]+).*/\1/")
+  # (lit pads the names when the summary has an "Excluded" line: "  Passed  : 93".)
+  n=$(grep -E "^ *$1 *: *[0-9]+" "$2" | tail -n 1 | sed -E "s/^ *$1 *: *([0-9]+).*/\1/")
   echo "${n:-0}"
 }
 
@@ -30,86 +34,146 @@ fi
 LOGS=build/test-logs
 mkdir -p "$LOGS"
 
-echo "== lit"
-if [[ -f build/tests/lit/lit.site.cfg.py ]]; then
-  "$PY" "$LIT" -sv build/tests/lit 2>&1 | tee "$LOGS/lit.log"
-  lit_status=${PIPESTATUS[0]}
-  lit_pass=$(( $(lit_count 'Passed' "$LOGS/lit.log") + $(lit_count 'Passed With Retry' "$LOGS/lit.log") \
-             + $(lit_count 'Expectedly Failed' "$LOGS/lit.log") ))
-  lit_fail=$(( $(lit_count 'Failed' "$LOGS/lit.log") + $(lit_count 'Unresolved' "$LOGS/lit.log") \
-             + $(lit_count 'Timed Out' "$LOGS/lit.log") + $(lit_count 'Unexpectedly Passed' "$LOGS/lit.log") ))
-  if [[ $lit_status -ne 0 && $lit_fail -eq 0 ]]; then
-    echo "test: lit exited with $lit_status"
-    lit_fail=1
+# run_lit BUILD LABEL [LIT ARGS...]: the lit tests of BUILD, counted.
+run_lit() {
+  local dir=$1 label=$2
+  shift 2
+  local log="$LOGS/$label.log"
+  if [[ ! -f $dir/tests/lit/lit.site.cfg.py ]]; then
+    echo "test: $dir/tests/lit/lit.site.cfg.py missing (configure failed?)"
+    failed=$((failed + 1))
+    return
   fi
-  if [[ $((lit_pass + lit_fail)) -eq 0 ]]; then
+  "$PY" "$LIT" -sv "$@" "$dir/tests/lit" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  local p=$(( $(lit_count 'Passed' "$log") + $(lit_count 'Passed With Retry' "$log") \
+             + $(lit_count 'Expectedly Failed' "$log") ))
+  local f=$(( $(lit_count 'Failed' "$log") + $(lit_count 'Unresolved' "$log") \
+             + $(lit_count 'Timed Out' "$log") + $(lit_count 'Unexpectedly Passed' "$log") ))
+  if [[ $status -ne 0 && $f -eq 0 ]]; then
+    echo "test: lit exited with $status"
+    f=1
+  fi
+  if [[ $((p + f)) -eq 0 ]]; then
     echo "test: lit ran no test"
-    lit_fail=1
+    f=1
   fi
-  echo "lit: $lit_pass passed, $lit_fail failed"
-  passed=$((passed + lit_pass))
-  failed=$((failed + lit_fail))
-else
-  echo "test: build/tests/lit/lit.site.cfg.py missing (configure failed?)"
-  failed=$((failed + 1))
-fi
+  echo "$label: $p passed, $f failed"
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+# run_ctest BUILD LABEL: the GoogleTest unit tests of BUILD through ctest, counted.
+run_ctest() {
+  local dir=$1 label=$2
+  local log="$LOGS/$label.log"
+  # Only targets whose sources still exist: bin/ may hold stale binaries.
+  if ! compgen -G 'tests/unit/*.cpp' >/dev/null || [[ ! -x $dir/bin/gradc-unittests ]]; then
+    echo "(no unit tests built in $dir)"
+    return
+  fi
+  ctest --test-dir "$dir" --output-on-failure -j2 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]} p=0 f=0
+  local line
+  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+  if [[ -n "$line" ]]; then
+    f=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    p=$(( $(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line") - f ))
+  fi
+  if [[ $status -ne 0 && $f -eq 0 ]]; then
+    echo "test: ctest exited with $status"
+    f=1
+  elif [[ $((p + f)) -eq 0 ]]; then
+    echo "test: ctest found no unit test"
+    f=1
+  fi
+  echo "$label: $p passed, $f failed"
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+echo "== lit"
+run_lit build lit
 
 echo "== unit tests"
-# Only targets whose sources still exist: build/bin may hold stale binaries.
-if compgen -G 'tests/unit/*.cpp' >/dev/null && [[ -x build/bin/gradc-unittests ]]; then
-  ctest --test-dir build --output-on-failure -j2 2>&1 | tee "$LOGS/ctest.log"
-  ctest_status=${PIPESTATUS[0]}
-  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$LOGS/ctest.log" | tail -n 1)
-  if [[ -n "$line" ]]; then
-    ctest_fail=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
-    ctest_total=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")
-    ctest_pass=$((ctest_total - ctest_fail))
-  else
-    ctest_pass=0
-    ctest_fail=0
-  fi
-  if [[ $ctest_status -ne 0 && $ctest_fail -eq 0 ]]; then
-    echo "test: ctest exited with $ctest_status"
-    ctest_fail=1
-  elif [[ $((ctest_pass + ctest_fail)) -eq 0 ]]; then
-    echo "test: ctest found no unit test"
-    ctest_fail=1
-  fi
-  echo "unit: $ctest_pass passed, $ctest_fail failed"
-  passed=$((passed + ctest_pass))
-  failed=$((failed + ctest_fail))
-else
-  echo "(no unit tests built)"
-fi
+run_ctest build unit
 
 echo "== fuzz"
-FUZZER=build/bin/gradc-fuzz-frontend
-SEEDS=tests/fuzz/corpus/frontend
-if [[ -f compiler/fuzz/FuzzFrontend.cpp && -x "$FUZZER" ]]; then
+# Every libFuzzer target (the model front end and the runtime's readers) for FUZZ_SECONDS
+# each (default 30), from its checked-in corpus tests/fuzz/corpus/<target>; one count each.
+# The temp dir is the first (writable) corpus; the checked-in seeds are only read.
+# -close_fd_mask=3 silences the target's own printing; libFuzzer and the sanitizers still
+# report. To reproduce a crash: build/bin/<fuzzer> build/fuzz-artifacts/<target>/crash-...
+fuzz_ran=0
+for target in frontend safetensors csv idx; do
+  case $target in
+    frontend) FUZZER=build/bin/gradc-fuzz-frontend; SRC=compiler/fuzz/FuzzFrontend.cpp ;;
+    safetensors) FUZZER=build/bin/gradcrt-fuzz-safetensors; SRC=runtime/fuzz/FuzzSafetensors.cpp ;;
+    csv) FUZZER=build/bin/gradcrt-fuzz-csv; SRC=runtime/fuzz/FuzzCsv.cpp ;;
+    idx) FUZZER=build/bin/gradcrt-fuzz-idx; SRC=runtime/fuzz/FuzzIdx.cpp ;;
+  esac
+  SEEDS=tests/fuzz/corpus/$target
+  [[ -f "$SRC" && -x "$FUZZER" ]] || continue
+  fuzz_ran=$((fuzz_ran + 1))
   corpus=$(mktemp -d /tmp/gradc-fuzz-corpus.XXXXXX)
-  mkdir -p build/fuzz-artifacts
-  if [[ -d "$SEEDS" ]]; then cp -R "$SEEDS"/. "$corpus"/; fi
-  # The temp dir is the first (writable) corpus; the checked-in seeds are only read.
-  # -close_fd_mask=3 silences the target's own printing; libFuzzer and the sanitizers still
-  # report. To reproduce a crash: build/bin/gradc-fuzz-frontend build/fuzz-artifacts/crash-...
-  echo "running $FUZZER for ${FUZZ_SECONDS:-60}s (log: $LOGS/fuzz.log)"
-  "$FUZZER" -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=4096 -timeout=10 \
-    -close_fd_mask=3 -print_final_stats=1 -artifact_prefix=build/fuzz-artifacts/ \
-    "$corpus" "$SEEDS" >"$LOGS/fuzz.log" 2>&1 </dev/null
+  mkdir -p "build/fuzz-artifacts/$target"
+  log="$LOGS/fuzz-$target.log"
+  echo "running $FUZZER for ${FUZZ_SECONDS:-30}s (log: $log)"
+  "$FUZZER" -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=4096 -timeout=10 \
+    -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="build/fuzz-artifacts/$target/" \
+    "$corpus" "$SEEDS" >"$log" 2>&1 </dev/null
   fuzz_status=$?
-  runs=$(grep -Eo 'Done [0-9]+ runs' "$LOGS/fuzz.log" | tail -n 1 | grep -Eo '[0-9]+')
-  [[ -n "$runs" ]] || runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$LOGS/fuzz.log" | grep -Eo '[0-9]+$' | tail -n 1)
+  runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -n 1 | grep -Eo '[0-9]+')
+  [[ -n "$runs" ]] || runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1)
   if [[ $fuzz_status -eq 0 ]]; then
-    echo "fuzz: passed, ${runs:-?} executions, corpus $(find "$corpus" -type f | wc -l) inputs"
+    echo "fuzz $target: passed, ${runs:-?} executions, corpus $(find "$corpus" -type f | wc -l) new inputs"
     passed=$((passed + 1))
   else
-    echo "fuzz: FAILED (exit $fuzz_status) after ${runs:-?} executions; last lines of $LOGS/fuzz.log:"
-    tail -n 60 "$LOGS/fuzz.log"
+    echo "fuzz $target: FAILED (exit $fuzz_status) after ${runs:-?} executions; last lines of $log:"
+    tail -n 60 "$log"
     failed=$((failed + 1))
   fi
   rm -rf "$corpus"
-else
-  echo "(no fuzz target built)"
+done
+[[ $fuzz_ran -gt 0 ]] || echo "(no fuzz target built)"
+
+echo "== sanitizers"
+# build-asan: the compiler, the runtime, the unit tests and every executable its gradc
+# generates under AddressSanitizer + UBSan (-DGRADC_SANITIZE=ON), running the lit tests
+# (but the slowest, listed in ASAN_SKIP, which train for long or compare many models with
+# PyTorch: the plain build runs them) and the unit tests. Every sanitizer report is written
+# to build-asan/sanitizer-logs/ and counts as one failure, even in a test that expected
+# its command to fail. GRADC_SANITIZE_TESTS=0 skips this part.
+ASAN_SKIP='torch/exe_vs_torch|torch/layers_vs_torch|codegen/fashion_accuracy|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal'
+if [[ "${GRADC_SANITIZE_TESTS:-1}" != 0 ]]; then
+  if [[ ! -f build-asan/build.ninja && ! -f build-asan/Makefile ]]; then
+    generator=()
+    if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+    cmake -S . -B build-asan "${generator[@]}" -DGRADC_SANITIZE=ON -DGRADC_DEBUG_VERIFY=ON >"$LOGS/asan-configure.log" 2>&1
+  fi
+  echo "building build-asan (log: $LOGS/asan-build.log)"
+  if cmake --build build-asan -j2 >"$LOGS/asan-build.log" 2>&1; then
+    SANLOGS=$(pwd)/build-asan/sanitizer-logs
+    rm -rf "$SANLOGS"
+    mkdir -p "$SANLOGS"
+    export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$SANLOGS/asan"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$SANLOGS/ubsan"
+    run_lit build-asan asan-lit --filter-out "$ASAN_SKIP"
+    run_ctest build-asan asan-unit
+    reports=$(find "$SANLOGS" -type f | wc -l)
+    if [[ $reports -gt 0 ]]; then
+      echo "sanitizers: $reports report(s):"
+      for r in "$SANLOGS"/*; do echo "--- $r"; head -n 40 "$r"; done
+      failed=$((failed + reports))
+    else
+      echo "sanitizers: no report"
+    fi
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+  else
+    echo "test: build-asan FAILED; last lines of $LOGS/asan-build.log:"
+    tail -n 40 "$LOGS/asan-build.log"
+    failed=$((failed + 1))
+  fi
 fi
 
 echo "summary: $passed passed, $failed failed"

@@ -1,10 +1,11 @@
-// FuzzSafetensors.cpp: libFuzzer target for the safetensors reader and the JSON parser: any bytes either parse or give a DataError, and whatever parses re-serializes to a file that parses back to the same tensors.
+// FuzzSafetensors.cpp: libFuzzer target for the safetensors reader, the JSON parser and the resume metadata of checkpoints: any bytes either parse or give a DataError, and whatever parses re-serializes to a file that parses back to the same tensors.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
 #include "Json.h"
+#include "Resume.h"
 #include "Safetensors.h"
 
 using namespace gradc::rt;
@@ -22,8 +23,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } catch (const DataError &) {
     return 0;
   }
-  // Round trip: serialize what was read and read it back.
+  // What --resume and --load do with a checkpoint's metadata: decode the position, verify the checksum.
   std::vector<std::pair<std::string, const HostTensor *>> list;
+  for (const auto &kv : tensors) list.emplace_back(kv.first, &kv.second);
+  try {
+    ResumeState r;
+    (void)decodeResume(meta, "fuzz.safetensors", r);
+  } catch (const DataError &) {
+  }
+  try {
+    verifyChecksum("fuzz.safetensors", meta, list);
+  } catch (const DataError &) {
+  }
+  list.clear();
+  // Round trip: serialize what was read and read it back.
   for (const auto &kv : tensors) {
     if (!kv.second.consistent()) {
       std::fprintf(stderr, "inconsistent tensor '%s'\n", kv.first.c_str());

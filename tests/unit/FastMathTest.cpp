@@ -53,6 +53,7 @@ TEST(FastMath, SigmoidWithinTwoUlps) {
 
 TEST(FastMath, NanPropagates) {
   EXPECT_TRUE(std::isnan(fexp(NAN)));
+  EXPECT_TRUE(std::isnan(fexp(-NAN)));
   EXPECT_TRUE(std::isnan(fexpm1(NAN)));
   EXPECT_TRUE(std::isnan(ftanh(NAN)));
   EXPECT_TRUE(std::isnan(fsigmoid(NAN)));
