@@ -1,0 +1,388 @@
+// Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the NaN/Inf checks, periodic and interrupt checkpoints, and resuming a run where its checkpoint left it.
+#include <csignal>
+#include <limits>
+#include <optional>
+
+#include <unistd.h>
+
+#include "DataSources.h"
+#include "Driver.h"
+#include "DriverInternal.h"
+#include "FiniteCheck.h"
+#include "Interrupt.h"
+#include "Resume.h"
+
+// The random transforms must round identically everywhere: no a*b+c fused into one FMA.
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+namespace gradc::rt {
+
+namespace {
+
+using namespace detail;
+
+/// The training run: epochs, validation, early stopping.
+class Trainer {
+public:
+  Trainer(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &o, uint64_t seed,
+          const std::string &exe, const ResumeInput *resume)
+      : spec_(spec), be_(be), data_(data), o_(o), seed_(seed), exe_(exe), resume_(resume), batcher_(spec, data),
+        outs_(spec, be.floatType()) {}
+
+  int run() {
+    const int64_t B = spec_.batch;
+    if (data_.trainCount < B)
+      throw DataError(data_.source + ": the training split has " + std::to_string(data_.trainCount) +
+                      " samples, fewer than the batch size " + std::to_string(B));
+    const int64_t epochs = o_.epochs.value_or(spec_.train.epochs);
+    const int64_t perEpoch = data_.trainCount / B;
+    const int64_t limit = o_.batchLimit.value_or(std::numeric_limits<int64_t>::max());
+    const int64_t total = std::min(limit, epochs > std::numeric_limits<int64_t>::max() / perEpoch
+                                              ? std::numeric_limits<int64_t>::max()
+                                              : epochs * perEpoch);
+    const bool hasVal = data_.validationCount() > 0;
+    const int64_t every = spec_.train.validateEvery;
+    size_t accOut = 0, accTarget = 0;
+    const bool acc = hasVal && !o_.quiet && findClassification(spec_, accOut, accTarget) &&
+                     data_.present[accTarget];
+    const bool early = spec_.train.earlyStopping && hasVal;
+    if (spec_.train.earlyStopping && !hasVal) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "%s: warning: early stopping needs a validation split and %s has none; it is off\n",
+                   exe_.c_str(), data_.source.c_str());
+    }
+
+    std::vector<int64_t> perm(static_cast<size_t>(data_.trainCount));
+    valIdx_.resize(static_cast<size_t>(data_.validationCount()));
+    for (size_t k = 0; k < valIdx_.size(); ++k) valIdx_[k] = data_.trainCount + static_cast<int64_t>(k);
+    if (early) best_.emplace(spec_, be_, StateSnapshot::ParamsAndBuffers);
+
+    // The run's position: what a resumable checkpoint records.
+    st_ = ResumeState{};
+    st_.model = spec_.name;
+    st_.seed = seed_;
+    st_.shuffle = !o_.noShuffle;
+    st_.lr = o_.lr.value_or(spec_.train.lr);
+    st_.batch = B;
+    st_.trainCount = data_.trainCount;
+    st_.bestVal = std::numeric_limits<double>::infinity();
+    if (resume_) startFrom(*resume_, perEpoch, early);
+    const int64_t startStep = st_.step;
+    lastSaveStep_ = st_.step;
+
+    Progress progress(!o_.quiet && isatty(STDERR_FILENO), total - startStep, B);
+    InterruptGuard interrupts;
+
+    int64_t stoppedAt = 0;
+    // --timing: steps after the first kWarmupSteps of this run are timed (validation excluded).
+    constexpr int64_t kWarmupSteps = 3;
+    Clock::time_point firstStepEnd;
+    int64_t timedSteps = 0;
+    double timedSeconds = 0;
+    bool stop = false;
+    std::optional<StateSnapshot> before; // the state before a checked step
+    // One evaluation of early stopping; true when patience is exhausted.
+    auto observe = [&](double v, int64_t epoch) {
+      if (v < st_.bestVal - spec_.train.delta) {
+        st_.bestVal = v;
+        st_.bestEpoch = epoch;
+        st_.bad = 0;
+        best_->take();
+        return false;
+      }
+      return ++st_.bad >= spec_.train.patience;
+    };
+
+    for (int64_t epoch = st_.epoch; epoch <= epochs && st_.step < total && !stop; ++epoch) {
+      const Clock::time_point t0 = Clock::now();
+      epochOrder(perm, seed_, epoch - 1, st_.shuffle);
+      const uint64_t orderHash = hashOrder(perm);
+      if (epoch == st_.epoch && st_.epochStep > 0) {
+        if (orderHash != st_.orderHash)
+          throw DataError(resume_->path + ": the sample order of epoch " + std::to_string(epoch) +
+                          " differs from the one the checkpoint's run used (different data?)");
+      } else {
+        st_.epochStep = 0;
+        st_.epochLossSum = 0;
+      }
+      st_.epoch = epoch;
+      st_.orderHash = orderHash;
+      for (int64_t s = st_.epochStep; s < perEpoch && st_.step < total; ++s) {
+        const Batch &batch = batcher_.gather(perm.data() + s * B, B);
+        const bool check = o_.checkFinite || st_.step - startStep < kAlwaysCheckedSteps;
+        if (check) {
+          if (!before) before.emplace(spec_, be_, StateSnapshot::All);
+          before->take();
+        }
+        const Clock::time_point s0 = Clock::now();
+        const double loss = be_.trainStep(batch);
+        const Clock::time_point s1 = Clock::now();
+        if (check) {
+          std::optional<NonFiniteValue> bad;
+          if (!std::isfinite(loss) || (bad = firstNonFiniteState(spec_, be_, ~0u)))
+            return nonFinite(*before, batch, loss, bad, perEpoch, progress);
+        }
+        if (st_.step == startStep) firstStepEnd = s1;
+        else if (st_.step - startStep >= kWarmupSteps) {
+          timedSteps += 1;
+          timedSeconds += std::chrono::duration<double>(s1 - s0).count();
+        }
+        st_.epochLossSum += loss;
+        ++st_.epochStep;
+        ++st_.step;
+        progress.update(st_.step - startStep, epoch, epochs, st_.epochLossSum / static_cast<double>(st_.epochStep));
+        if (o_.interruptAfter && st_.step == *o_.interruptAfter) std::raise(SIGINT);
+        if (hasVal && every > 0 && st_.step % every == 0) {
+          st_.lastEval = validationLoss();
+          st_.lastEvalStep = st_.step;
+          printLine(&progress, "step " + std::to_string(st_.step) + " val_loss " + g6(st_.lastEval));
+          if (early && observe(st_.lastEval, epoch)) {
+            stop = true;
+            break;
+          }
+        }
+        if (st_.epochStep < perEpoch && st_.step < total)
+          if (int rc = safePoint(progress, perEpoch); rc >= 0) return rc;
+      }
+      const double trainLoss = st_.epochLossSum / static_cast<double>(st_.epochStep);
+      std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
+      if (hasVal) {
+        const bool fresh = st_.lastEvalStep != st_.step;
+        const double v = fresh ? validationLoss() : st_.lastEval;
+        st_.lastEval = v;
+        st_.lastEvalStep = st_.step;
+        if (early && fresh && !stop) stop = observe(v, epoch);
+        line += " val_loss " + g6(v);
+        if (acc) line += format(" val_acc %.4f", accuracy(accOut, accTarget));
+        st_.finalVal = v;
+      }
+      if (!o_.quiet)
+        line += format(" time %.2fs", std::chrono::duration<double>(Clock::now() - t0).count());
+      printLine(&progress, line);
+      st_.finalLoss = trainLoss;
+      st_.ran = true;
+      if (stop) stoppedAt = epoch;
+      if (st_.epochStep == perEpoch) { // the epoch is complete: the position is the next one's start
+        st_.epoch = epoch + 1;
+        st_.epochStep = 0;
+        st_.epochLossSum = 0;
+        st_.orderHash = 0;
+      }
+      if (!stop && epoch < epochs && st_.step < total)
+        if (int rc = safePoint(progress, perEpoch); rc >= 0) return rc;
+    }
+    progress.clear();
+    if (o_.timing && st_.step > startStep) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "timing first_step_s %.6f steps %lld ms_per_step %.6f\n",
+                   std::chrono::duration<double>(firstStepEnd - gProcessStart).count(),
+                   static_cast<long long>(timedSteps),
+                   timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN);
+    }
+    bool restored = false;
+    if (early && st_.bestEpoch > 0) {
+      best_->restore();
+      st_.finalVal = st_.bestVal;
+      restored = true;
+    }
+    if (stop)
+      printLine(nullptr, "early stopping at epoch " + std::to_string(stoppedAt) +
+                             (st_.bestEpoch > 0 ? " (best val_loss " + g6(st_.bestVal) + " at epoch " +
+                                                      std::to_string(st_.bestEpoch) + ")"
+                                                : std::string(" (val_loss never improved)")));
+    if (st_.ran) {
+      printLine(nullptr, "final loss " + g6(st_.finalLoss));
+      if (hasVal) printLine(nullptr, "final val_loss " + g6(st_.finalVal));
+    }
+    // The best state early stopping restored is not where the run stands: not resumable.
+    if (!o_.save.empty()) saveState(o_.save, !restored);
+    return 0;
+  }
+
+private:
+  /// Takes over the position of a resumed run, checking it fits this model and data.
+  void startFrom(const ResumeInput &in, int64_t perEpoch, bool early) {
+    const ResumeState &r = in.state;
+    if (r.batch != spec_.batch || r.trainCount != data_.trainCount)
+      throw DataError(in.path + ": the checkpoint's run had " + std::to_string(r.trainCount) +
+                      " training samples in batches of " + std::to_string(r.batch) + "; this one has " +
+                      std::to_string(data_.trainCount) + " in batches of " + std::to_string(spec_.batch) +
+                      ", so its position cannot be continued (use --load to start a new run from it)");
+    if (r.epochStep >= perEpoch)
+      throw DataError(in.path + ": the checkpoint's position (step " + std::to_string(r.epochStep) + " of epoch " +
+                      std::to_string(r.epoch) + ") is past the end of an epoch of " + std::to_string(perEpoch) +
+                      " steps");
+    st_.dataHash = hashData(data_);
+    haveDataHash_ = true;
+    if (st_.dataHash != r.dataHash) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "%s: warning: the training data differ from those of the run that wrote %s; continuing "
+                   "from its position anyway\n", exe_.c_str(), in.path.c_str());
+    }
+    st_.epoch = r.epoch;
+    st_.epochStep = r.epochStep;
+    st_.step = r.step;
+    st_.orderHash = r.orderHash;
+    st_.epochLossSum = r.epochLossSum;
+    st_.ran = r.ran;
+    st_.finalLoss = r.finalLoss;
+    st_.finalVal = r.finalVal;
+    st_.lastEval = r.lastEval;
+    st_.lastEvalStep = r.lastEvalStep;
+    if (early) {
+      st_.bestVal = r.bestVal;
+      st_.bestEpoch = r.bestEpoch;
+      st_.bad = r.bad;
+      if (r.bestEpoch > 0) {
+        if (!r.hasBest) throw DataError(in.path + ": the checkpoint lacks early stopping's best state");
+        best_->set(in.best, in.path);
+      }
+    }
+  }
+
+  /// Writes the state to `path`; with `resumable` also the position and early stopping's best state.
+  void saveState(const std::string &path, bool resumable) {
+    std::vector<HostTensor> bestTensors;
+    std::vector<std::pair<std::string, const HostTensor *>> extra;
+    st_.hasBest = resumable && best_ && st_.bestEpoch > 0;
+    if (st_.hasBest) {
+      bestTensors = best_->tensors();
+      for (size_t k = 0; k < bestTensors.size(); ++k) extra.emplace_back(kBestPrefix + best_->name(k), &bestTensors[k]);
+    }
+    if (resumable && !haveDataHash_) {
+      st_.dataHash = hashData(data_);
+      haveDataHash_ = true;
+    }
+    saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra);
+  }
+
+  /// Between steps: an interruption saves a resumable checkpoint and ends the run (returns
+  /// 128 + the signal); --checkpoint-every saves one when due. Returns -1 to go on.
+  int safePoint(Progress &progress, int64_t perEpoch) {
+    if (int sig = InterruptGuard::pending()) {
+      progress.clear();
+      const std::string path = o_.save.empty() ? interruptedCheckpointPath(spec_) : o_.save;
+      saveState(path, true);
+      std::fflush(stdout);
+      std::fprintf(stderr,
+                   "%s: interrupted by %s after step %lld (epoch %lld, %lld of %lld steps done); saved a resumable "
+                   "checkpoint to %s\n%s: note: continue with --resume %s and the same other options\n",
+                   exe_.c_str(), signalName(sig), static_cast<long long>(st_.step),
+                   static_cast<long long>(st_.epoch), static_cast<long long>(st_.epochStep),
+                   static_cast<long long>(perEpoch), path.c_str(), exe_.c_str(), path.c_str());
+      std::fflush(stderr);
+      return 128 + sig;
+    }
+    if (o_.checkpointEvery && st_.step - lastSaveStep_ >= *o_.checkpointEvery) {
+      saveState(o_.save, true);
+      lastSaveStep_ = st_.step;
+    }
+    return -1;
+  }
+
+  /// A NaN or Inf after the step at the current position: undoes the step, reports where
+  /// the value first appeared, keeps the last good state and returns the exit code 1.
+  int nonFinite(StateSnapshot &before, const Batch &batch, double loss, const std::optional<NonFiniteValue> &after,
+                int64_t perEpoch, Progress &progress) {
+    progress.clear();
+    before.restore();
+    const NonFiniteValue v = locateNonFinite(spec_, be_, batch, loss, after);
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: error: non-finite value at step %lld (epoch %lld, step %lld of %lld): %s%s is %s%s%s\n",
+                 exe_.c_str(), static_cast<long long>(st_.step + 1), static_cast<long long>(st_.epoch),
+                 static_cast<long long>(st_.epochStep + 1), static_cast<long long>(perEpoch), v.tensor.c_str(),
+                 v.index.empty() ? "" : (" element " + v.index).c_str(), nonFiniteText(v.value).c_str(),
+                 v.beforeStep ? " before the step" : "", v.where.empty() ? "" : (" (" + v.where + ")").c_str());
+    std::fprintf(stderr, "%s: note: %s\n", exe_.c_str(), nonFiniteHint(v).c_str());
+    if (o_.save.empty()) {
+      std::fprintf(stderr, "%s: note: training stopped; nothing was saved (no --save)\n", exe_.c_str());
+    } else {
+      try {
+        saveState(o_.save, true);
+        std::fprintf(stderr,
+                     "%s: note: training stopped; the last good state (before step %lld) was saved to %s "
+                     "(--resume %s repeats the step)\n",
+                     exe_.c_str(), static_cast<long long>(st_.step + 1), o_.save.c_str(), o_.save.c_str());
+      } catch (const DataError &e) {
+        std::fprintf(stderr, "%s: note: training stopped; %s\n", exe_.c_str(), e.what());
+      }
+    }
+    std::fflush(stderr);
+    return 1;
+  }
+
+  /// Mean per-sample validation loss over all validation samples. Full batches count
+  /// B × evalLoss; a final partial batch of r samples is padded with its last sample, and
+  /// the padding's share is removed with the loss of a batch made only of that sample:
+  /// sum_r = B·L(padded) − (B − r)·L(last). Exact for losses that are a mean over the
+  /// batch (mse, cross_entropy, bce_with_logits) in inference mode.
+  double validationLoss() {
+    const int64_t B = spec_.batch, nv = static_cast<int64_t>(valIdx_.size());
+    const int64_t full = nv / B, r = nv % B;
+    const double dB = static_cast<double>(B);
+    double sum = 0;
+    for (int64_t j = 0; j < full; ++j) sum += dB * be_.evalLoss(batcher_.gather(valIdx_.data() + j * B, B));
+    if (r > 0) {
+      const double padded = be_.evalLoss(batcher_.gather(valIdx_.data() + full * B, r));
+      const double last = be_.evalLoss(batcher_.fillWith(valIdx_.back()));
+      sum += dB * padded - static_cast<double>(B - r) * last;
+    }
+    return sum / static_cast<double>(nv);
+  }
+
+  /// Fraction of validation samples whose arg-max of output `o` equals target `t`.
+  double accuracy(size_t o, size_t t) {
+    const int64_t B = spec_.batch, nv = static_cast<int64_t>(valIdx_.size());
+    const int64_t C = outs_.perSample[o];
+    const int32_t *labels = data_.tensors[t].i32();
+    int64_t correct = 0;
+    for (int64_t start = 0; start < nv; start += B) {
+      const int64_t cnt = std::min(B, nv - start);
+      be_.predict(batcher_.gather(valIdx_.data() + start, cnt), outs_.ptrs);
+      for (int64_t r = 0; r < cnt; ++r) {
+        int64_t arg = 0;
+        double bestV = outs_.value(o, r * C);
+        for (int64_t c = 1; c < C; ++c) {
+          const double v = outs_.value(o, r * C + c);
+          if (v > bestV || (std::isnan(v) && !std::isnan(bestV))) {
+            bestV = v;
+            arg = c;
+          }
+        }
+        if (arg == labels[valIdx_[static_cast<size_t>(start + r)]]) ++correct;
+      }
+    }
+    return static_cast<double>(correct) / static_cast<double>(nv);
+  }
+
+  const ModelSpec &spec_;
+  Backend &be_;
+  const DriverData &data_;
+  const DriverOptions &o_;
+  uint64_t seed_;
+  std::string exe_;
+  const ResumeInput *resume_;
+  Batcher batcher_;
+  OutputBuffers outs_;
+  std::vector<int64_t> valIdx_;
+  ResumeState st_;                     ///< Where the run stands.
+  std::optional<StateSnapshot> best_;  ///< Early stopping's best params and buffers.
+  int64_t lastSaveStep_ = 0;           ///< The step of the last --checkpoint-every save.
+  bool haveDataHash_ = false;          ///< st_.dataHash is computed.
+};
+
+} // namespace
+
+int runTraining(const ModelSpec &spec, Backend &backend, const DriverData &data, const DriverOptions &options,
+                uint64_t seed, const std::string &exe, const ResumeInput *resume) {
+  checkBackend(backend);
+  checkSpec(spec);
+  if (data.tensors.size() != spec.inputs.size() || data.present.size() != spec.inputs.size() ||
+      data.trainCount < 0 || data.trainCount > data.n)
+    throw std::runtime_error("runTraining: the data does not match the model");
+  return Trainer(spec, backend, data, options, seed, exe, resume).run();
+}
+
+} // namespace gradc::rt
