@@ -46,6 +46,23 @@ std::string shellQuote(const std::string &s) {
   return o + "'";
 }
 
+/// Moves the built `exe` to opts.output (atomically: a copy beside it, then a rename) and
+/// removes the temporary directory `dir`.
+int installExecutable(const fs::path &dir, const fs::path &exe, const PipelineOptions &opts, std::ostream &err) {
+  std::error_code ec;
+  fs::path tmp = fs::path(opts.output).concat(fmt::format(".tmp{}", ::getpid()));
+  fs::copy_file(exe, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec)
+    fs::rename(tmp, opts.output, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot write '{}': {}\n", opts.output, ec.message());
+    fs::remove(tmp, ec);
+    return 1;
+  }
+  fs::remove_all(dir, ec);
+  return 0;
+}
+
 } // namespace
 
 int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::ostream &err) {
@@ -83,18 +100,44 @@ int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::os
                        text.substr(0, 4000));
     return 2;
   }
-  // Atomic: copy next to the destination, then rename over it.
-  fs::path tmp = fs::path(opts.output).concat(fmt::format(".tmp{}", ::getpid()));
-  fs::copy_file(exe, tmp, fs::copy_options::overwrite_existing, ec);
-  if (!ec)
-    fs::rename(tmp, opts.output, ec);
-  if (ec) {
-    err << fmt::format("gradc: error: cannot write '{}': {}\n", opts.output, ec.message());
-    fs::remove(tmp, ec);
+  return installExecutable(dir, exe, opts, err);
+}
+
+int linkExecutable(const std::string &object, const PipelineOptions &opts, std::ostream &err) {
+  auto [include, lib] = findRuntime();
+  if (include.empty()) {
+    err << "gradc: error: cannot find the gradc runtime (libgradcrt.a); set GRADC_RUNTIME_DIR\n";
     return 1;
   }
-  fs::remove_all(dir, ec);
-  return 0;
+  std::error_code ec;
+  fs::path dir = fs::temp_directory_path() / fmt::format("gradc-{}-{}", ::getpid(), std::rand());
+  fs::create_directories(dir, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot create {}: {}\n", dir.string(), ec.message());
+    return 1;
+  }
+  fs::path obj = dir / "model.o", exe = dir / "model.exe";
+  {
+    std::ofstream out(obj, std::ios::binary);
+    out << object;
+    if (!out) {
+      err << fmt::format("gradc: error: cannot write {}\n", obj.string());
+      return 1;
+    }
+  }
+  const char *cxx = std::getenv("CXX");
+  std::string cmd = fmt::format("{} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : "c++", shellQuote(obj.string()), shellQuote(lib),
+                                shellQuote(exe.string()), shellQuote((dir / "link.log").string()));
+  if (opts.verbose)
+    err << cmd << "\n";
+  if (std::system(cmd.c_str()) != 0) {
+    std::ifstream log(dir / "link.log");
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    err << fmt::format("gradc: error: linking the model's object with the runtime failed (kept in {}):\n{}", dir.string(),
+                       text.substr(0, 4000));
+    return 1;
+  }
+  return installExecutable(dir, exe, opts, err);
 }
 
 } // namespace gradc

@@ -16,6 +16,7 @@
 #include "Diagnostics.h"
 #include "Elaborate.h"
 #include "IR.h"
+#include "LLVMCodegen.h"
 #include "Parser.h"
 #include "Passes.h"
 #include "Pipeline.h"
@@ -66,6 +67,8 @@ void verifyOrDie(const Module &m, const std::string &after) {
 
 } // namespace
 
+bool writeOutputFile(const std::string &path, const std::string &text, std::ostream &err) { return writeOutput(path, text, err); }
+
 std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId) {
   uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
   std::unique_ptr<ModuleAST> prelude = parseModule(preludeId, sm, diag);
@@ -80,13 +83,14 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
 }
 
 int runPipeline(const PipelineOptions &opts, std::ostream &err) {
-  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm"};
+  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm", "obj"};
   if (!opts.emit.empty() && std::find(kEmits.begin(), kEmits.end(), opts.emit) == kEmits.end()) {
     err << fmt::format("gradc: error: unknown --emit kind '{}'; expected {}\n", opts.emit, fmt::join(kEmits, ", "));
     return 1;
   }
   // Loop-level passes: they shape the lowering (--disable-pass), not the graph.
-  static const std::vector<std::string> kLoopPasses = {"fuse", "memory-plan"};
+  // llvm-opt is the LLVM backend's optimisation pipeline (--emit=llvm without it: the emitter's IR).
+  static const std::vector<std::string> kLoopPasses = {"fuse", "memory-plan", "llvm-opt"};
   auto isLoopPass = [](const std::string &p) { return std::find(kLoopPasses.begin(), kLoopPasses.end(), p) != kLoopPasses.end(); };
   for (const std::vector<std::string> *list : {&opts.printAfter, &opts.disabled})
     for (const std::string &p : *list)
@@ -173,8 +177,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     }
 
     // 5. Code generation.
-    if (opts.emit == "llvm") {
-      err << "gradc: error: --emit=llvm is not implemented yet (the LLVM backend is issue 5)\n";
+    if (opts.backend != "cpp" && opts.backend != "llvm") {
+      err << fmt::format("gradc: error: unknown --backend '{}'; expected cpp or llvm\n", opts.backend);
       return 1;
     }
     LowerOptions lower;
@@ -188,6 +192,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       printMemoryPlans(*m, sm, os, lower);
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
+    if (opts.emit == "llvm" || opts.emit == "obj" || (opts.emit.empty() && opts.backend == "llvm"))
+      return runLLVMBackend(*m, sm, opts, lower, err);
     std::ostringstream cpp;
     emitCpp(*m, sm, cpp, lower);
     if (opts.emit == "cpp")

@@ -19,7 +19,8 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
 /// What the user asked the pipeline to do (from the command line).
 struct PipelineOptions {
   std::string input;                    ///< The model file.
-  std::string emit;                     ///< ast, graph, grad-graph, opt-graph, dot, cpp, llvm; "" = executable.
+  std::string emit;                     ///< ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj; "" = executable.
+  std::string backend = "cpp";          ///< --backend: cpp (generated C++, $CXX) or llvm (in-process LLVM) for -o EXE.
   std::string output;                   ///< -o FILE ("" or "-" = stdout for --emit).
   std::vector<std::string> printAfter;  ///< --print-after=PASS.
   bool printAfterAll = false;           ///< --print-after-all.

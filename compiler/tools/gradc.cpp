@@ -23,7 +23,8 @@ int main(int argc, char **argv) {
         ("help,h", "print this help")
         ("version", "print the version")
         ("output,o", po::value(&opts.output), "output file")
-        ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm")
+        ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj")
+        ("backend", po::value(&opts.backend), "code generator for -o EXE: cpp (default) or llvm")
         ("print-after", po::value(&printAfter)->composing(), "print the IR after PASS (repeatable)")
         ("print-after-all", po::bool_switch(&opts.printAfterAll), "print the IR after every pass")
         ("disable-pass", po::value(&disabled)->composing(), "do not run PASS (repeatable)")
@@ -61,9 +62,15 @@ int main(int argc, char **argv) {
     opts.printAfter = printAfter;
     opts.disabled = disabled;
     opts.optLevel = opt;
-    if (runMode)
-      return gradc::runModel(opts.input, std::vector<std::string>(dashdash == args.end() ? dashdash : dashdash + 1, args.end()),
+    if (runMode) {
+      if (vm.count("backend") && opts.backend != "llvm") {
+        std::cerr << "gradc: error: 'gradc run' compiles with the LLVM JIT (or --interpret); --backend=" << opts.backend
+                  << " applies to -o EXE\n";
+        return 1;
+      }
+      return gradc::runModel(opts, std::vector<std::string>(dashdash == args.end() ? dashdash : dashdash + 1, args.end()),
                              interpret, std::cerr);
+    }
     if (opts.emit.empty() && opts.output.empty()) {
       std::cerr << "gradc: error: nothing to do: give -o EXE or --emit=KIND\n";
       return 1;
