@@ -52,8 +52,12 @@ bool allZero(const Strides &s) {
   return std::all_of(s.begin(), s.end(), [](int64_t x) { return x == 0; });
 }
 
-/// A usable LLVM name for a model value ("lstm.gates"), or "" for unnamed ones.
-std::string irName(const Value *v) { return v ? v->name : std::string(); }
+/// The LLVM name of a model value: its name ("lstm.gates"), or v<id> for unnamed ones.
+std::string irName(const Value *v) {
+  if (!v)
+    return "";
+  return v->name.empty() ? fmt::format("v{}", v->id) : v->name;
+}
 
 /// The loop-level plan of every graph and the arena placement, computed as the C++ emitter
 /// does: fused loops (Fusion.h), values kept in registers, transposes folded into GEMMs, and
@@ -190,10 +194,16 @@ public:
     sinks_ = f->getArg(5);
     emitOutputs_ = outputs;
     alias_.clear();
-    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", f));
+    buffers_.clear();
+    // The entry block holds the loss, the thread count and every arena buffer's address.
+    entry_ = llvm::BasicBlock::Create(ctx_, "entry", f);
+    b_.SetInsertPoint(entry_);
     loss_ = b_.CreateAlloca(dbl_, nullptr, "loss");
     b_.CreateStore(llvm::ConstantFP::get(dbl_, 0.0), loss_);
     threads_ = b_.CreateCall(threadsFn_, {}, "threads");
+    llvm::BasicBlock *start = llvm::BasicBlock::Create(ctx_, "start", f);
+    b_.CreateBr(start);
+    b_.SetInsertPoint(start);
     body(g);
     b_.CreateRet(b_.CreateLoad(dbl_, loss_));
     return f;
@@ -319,7 +329,15 @@ private:
   }
 
   /// The arena buffer of v.
-  llvm::Value *ptr(const Value *v) { return gep(arena_, layout_.offset.at(v), irName(v)); }
+  llvm::Value *ptr(const Value *v) {
+    llvm::Value *&p = buffers_[v];
+    if (!p) {
+      llvm::IRBuilderBase::InsertPointGuard guard(b_);
+      b_.SetInsertPoint(entry_->getTerminator());
+      p = b_.CreateConstInBoundsGEP1_64(T_, arena_, static_cast<uint64_t>(layout_.offset.at(v)), irName(v) + ".buf");
+    }
+    return p;
+  }
   /// v's storage: its arena buffer, or what it aliases (state, a reshaped operand, a capture).
   llvm::Value *ref(const Value *v) {
     auto it = alias_.find(v);
@@ -335,7 +353,6 @@ private:
     llvm::Function *f = b_.GetInsertBlock()->getParent();
     llvm::BasicBlock *pre = b_.GetInsertBlock();
     llvm::BasicBlock *loop = llvm::BasicBlock::Create(ctx_, name, f);
-    llvm::BasicBlock *exit = llvm::BasicBlock::Create(ctx_, name + ".end", f);
     b_.CreateBr(loop);
     b_.SetInsertPoint(loop);
     llvm::PHINode *i = b_.CreatePHI(i64_, 2, name + ".i");
@@ -345,6 +362,7 @@ private:
     bodyFn(i);
     llvm::MDNode *inner = group_;
     llvm::Value *next = b_.CreateAdd(i, ci(1), name + ".next", true, true);
+    llvm::BasicBlock *exit = llvm::BasicBlock::Create(ctx_, name + ".end", f);
     llvm::BranchInst *br = b_.CreateCondBr(b_.CreateICmpEQ(next, ci(n)), exit, loop);
     i->addIncoming(next, b_.GetInsertBlock());
     llvm::SmallVector<llvm::Metadata *, 3> md{nullptr, llvm::MDNode::get(ctx_, llvm::MDString::get(ctx_, "llvm.loop.mustprogress"))};
@@ -387,8 +405,11 @@ private:
       forLoop(shape[a], fmt::format("{}.{}", name, a), [&](llvm::Value *i) {
         std::vector<llvm::Value *> offs = base;
         for (size_t k = 0; k < strides.size(); ++k)
-          if (strides[k][a])
-            offs[k] = b_.CreateAdd(offs[k], b_.CreateMul(i, ci(strides[k][a]), "", true, true), "", true, true);
+          if (strides[k][a]) {
+            llvm::Value *term = strides[k][a] == 1 ? i : b_.CreateMul(i, ci(strides[k][a]), "", true, true);
+            auto *zero = llvm::dyn_cast<llvm::ConstantInt>(offs[k]);
+            offs[k] = zero && zero->isZero() ? term : b_.CreateAdd(offs[k], term, "", true, true);
+          }
         level(a + 1, offs);
       }, independent && a + 1 == shape.size());
     };
@@ -833,7 +854,8 @@ private:
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;
   llvm::MDNode *group_ = nullptr; ///< The access group of the innermost parallel loop being emitted.
   bool emitOutputs_ = false;
-  std::unordered_map<const Value *, llvm::Value *> alias_;
+  std::unordered_map<const Value *, llvm::Value *> alias_, buffers_;
+  llvm::BasicBlock *entry_ = nullptr;
   std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
 };
 
