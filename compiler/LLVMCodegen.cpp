@@ -45,6 +45,12 @@ bool makeLLVMTarget(const std::string &cpuName, int optLevel, LLVMTarget &out, s
       features.AddFeature(f.first(), f.second);
     out.features = features.getString();
   } else {
+    // Checked on a generic subtarget first: LLVM itself only warns about an unknown CPU.
+    std::unique_ptr<llvm::MCSubtargetInfo> generic(target->createMCSubtargetInfo(out.triple, "", ""));
+    if (!generic || !generic->isCPUStringValid(cpuName)) {
+      error = fmt::format("unknown --target-cpu '{}' for {}", cpuName, out.triple);
+      return false;
+    }
     out.cpu = cpuName;
     out.features.clear();
   }
@@ -57,12 +63,7 @@ bool makeLLVMTarget(const std::string &cpuName, int optLevel, LLVMTarget &out, s
     error = fmt::format("cannot create a target machine for {}", out.triple);
     return false;
   }
-  const llvm::MCSubtargetInfo *sti = out.tm->getMCSubtargetInfo();
-  if (!sti->isCPUStringValid(out.cpu)) {
-    error = fmt::format("unknown --target-cpu '{}' for {}", cpuName, out.triple);
-    return false;
-  }
-  out.fma = sti->checkFeatures("+fma");
+  out.fma = out.tm->getMCSubtargetInfo()->checkFeatures("+fma");
   return true;
 }
 
