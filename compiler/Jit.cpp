@@ -106,6 +106,7 @@ int runJit(const Module &m, const SourceManager &sm, const PipelineOptions &opts
     err << "gradc: error: " << error << "\n";
     return 1;
   }
+  target.contract = opts.fpContract;
   ModelJit jit(m, sm, target, lower);
   error = jit.init();
   if (!error.empty()) {

@@ -71,6 +71,7 @@ LLVMEmitOptions llvmEmitOptions(const LLVMTarget &target, const LowerOptions &lo
   LLVMEmitOptions o;
   o.lower = lower;
   o.fma = target.fma;
+  o.contract = target.contract;
   o.targetCpu = target.cpu;
   o.targetFeatures = target.features;
   return o;
@@ -119,6 +120,7 @@ int runLLVMBackend(const Module &m, const SourceManager &sm, const PipelineOptio
     err << "gradc: error: " << error << "\n";
     return 1;
   }
+  target.contract = opts.fpContract;
   llvm::LLVMContext ctx;
   LLVMEmitResult res = emitLLVM(m, sm, ctx, llvmEmitOptions(target, lower));
   bool optimize = std::find(opts.disabled.begin(), opts.disabled.end(), "llvm-opt") == opts.disabled.end();

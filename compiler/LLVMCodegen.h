@@ -21,6 +21,7 @@ struct LLVMTarget {
   std::unique_ptr<llvm::TargetMachine> tm;
   std::string triple, cpu, features; ///< The CPU name and feature string the machine was made for.
   bool fma = false;                  ///< The CPU has fused multiply-add.
+  bool contract = false;             ///< --fp-contract=on: float arithmetic may be contracted into FMAs.
   int optLevel = 2;
 };
 

@@ -28,6 +28,7 @@ struct PipelineOptions {
   int optLevel = 2;                     ///< -O0 disables every optional pass.
   bool verifyEachPass = true;           ///< Run the verifier between passes.
   std::string targetCpu = "native";     ///< --target-cpu: -march for the generated code.
+  bool fpContract = false;              ///< --fp-contract=on: the LLVM backend may contract a*b+c into FMAs.
   bool verbose = false;                 ///< -v: print the C++ compiler's command line.
 };
 

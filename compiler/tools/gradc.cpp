@@ -17,6 +17,7 @@ int main(int argc, char **argv) {
     std::vector<std::string> printAfter, disabled;
     int opt = 2;
     bool interpret = false;
+    std::string fpContract;
     po::options_description desc("usage: gradc MODEL.model [-o EXE | --emit=KIND [-o FILE]]\n"
                                  "       gradc run MODEL.model [-- EXE-ARGS]\noptions");
     desc.add_options()
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
         ("disable-pass", po::value(&disabled)->composing(), "do not run PASS (repeatable)")
         ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)")
         ("target-cpu", po::value(&opts.targetCpu), "CPU of the generated code (-march), default native")
+        ("fp-contract", po::value(&fpContract)->default_value("off"), "LLVM backend: on lets a*b+c become one FMA (rounds differently from the C++ backend)")
         ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's command line")
         ("interpret", po::bool_switch(&interpret), "gradc run: execute with the double-precision reference interpreter");
     po::options_description hidden;
@@ -62,6 +64,11 @@ int main(int argc, char **argv) {
     opts.printAfter = printAfter;
     opts.disabled = disabled;
     opts.optLevel = opt;
+    if (fpContract != "on" && fpContract != "off") {
+      std::cerr << "gradc: error: --fp-contract must be on or off, not '" << fpContract << "'\n";
+      return 1;
+    }
+    opts.fpContract = fpContract == "on";
     if (runMode) {
       if (vm.count("backend") && opts.backend != "llvm") {
         std::cerr << "gradc: error: 'gradc run' compiles with the LLVM JIT (or --interpret); --backend=" << opts.backend
