@@ -513,6 +513,9 @@ private:
     std::vector<llvm::Value *> outs(l.nodes.size(), nullptr);
     for (size_t k = 0; k < l.nodes.size(); ++k) {
       const Node &n = *l.nodes[k];
+      if (!isLoopFusable(n))
+        throw std::logic_error(fmt::format("emit-llvm: a fused loop holds '{}', which this emitter only lowers on its own",
+                                           opInfo(n.op).name));
       for (size_t j = 0; j < n.operands.size(); ++j) {
         auto it = local.find(n.operands[j]);
         if (it != local.end()) {
@@ -674,10 +677,15 @@ private:
       bool mx = n.op == Op::Max;
       fill(out, r->type.numel(), mx ? -INFINITY : 0.0);
       llvm::Value *a = in(0);
-      loops(xs, {stridesOf(xs), broadcastStrides(keep, xs.size())}, [&](const std::vector<llvm::Value *> &off) {
+      // Each element accumulates in the C++ backend's order. When the innermost axis is kept
+      // (a sum over the batch, say), its iterations update distinct elements: parallel.
+      Strides keepStrides = broadcastStrides(keep, xs.size());
+      const auto &axes = n.getInts("axes");
+      bool innerKept = !xs.empty() && std::find(axes.begin(), axes.end(), int64_t(xs.size() - 1)) == axes.end() && !allZero(keepStrides);
+      loops(xs, {stridesOf(xs), keepStrides}, [&](const std::vector<llvm::Value *> &off) {
         llvm::Value *d = load(out, off[1]), *s = load(a, off[0]);
         store(mx ? maxOf(d, s) : b_.CreateFAdd(d, s), out, off[1]);
-      }, false, opInfo(n.op).name);
+      }, innerKept, opInfo(n.op).name);
       if (n.op == Op::Mean)
         forLoop(r->type.numel(), "mean", [&](llvm::Value *k) { store(b_.CreateFDiv(load(out, k), c(double(count))), out, k); }, true);
       return;

@@ -15,6 +15,7 @@
 #include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/CommandLine.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
@@ -32,6 +33,10 @@ bool makeLLVMTarget(const std::string &cpuName, int optLevel, LLVMTarget &out, s
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
     llvm::InitializeNativeTargetAsmParser();
+    // The post-RA scheduler (on for Zen) took ~40% of code generation on lstm2_layernorm and
+    // changed no step time measurably (bench/startup.py): off, as `llc -post-RA-scheduler=false`.
+    const char *args[] = {"gradc", "-post-RA-scheduler=false"};
+    llvm::cl::ParseCommandLineOptions(2, args, "", &llvm::nulls());
   });
   out.triple = llvm::sys::getProcessTriple();
   const llvm::Target *target = llvm::TargetRegistry::lookupTarget(out.triple, error);

@@ -20,7 +20,7 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
 struct PipelineOptions {
   std::string input;                    ///< The model file.
   std::string emit;                     ///< ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj; "" = executable.
-  std::string backend = "cpp";          ///< --backend: cpp (generated C++, $CXX) or llvm (in-process LLVM) for -o EXE.
+  std::string backend = "llvm";         ///< --backend for -o EXE: llvm (in process, default) or cpp (generated C++, $CXX).
   std::string output;                   ///< -o FILE ("" or "-" = stdout for --emit).
   std::vector<std::string> printAfter;  ///< --print-after=PASS.
   bool printAfterAll = false;           ///< --print-after-all.

@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
         ("version", "print the version")
         ("output,o", po::value(&opts.output), "output file")
         ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj")
-        ("backend", po::value(&opts.backend), "code generator for -o EXE: cpp (default) or llvm")
+        ("backend", po::value(&opts.backend), "code generator for -o EXE: llvm (default) or cpp")
         ("print-after", po::value(&printAfter)->composing(), "print the IR after PASS (repeatable)")
         ("print-after-all", po::bool_switch(&opts.printAfterAll), "print the IR after every pass")
         ("disable-pass", po::value(&disabled)->composing(), "do not run PASS (repeatable)")
