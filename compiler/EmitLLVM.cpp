@@ -622,8 +622,7 @@ private:
     }
     switch (n.op) {
     case Op::Transpose: {
-      auto [st, unused] = readAccess(n, 0, os.size());
-      (void)unused;
+      Strides st = readAccess(n, 0, os.size()).first;
       llvm::Value *a = in(0);
       loops(os, {stridesOf(os), st}, [&](const std::vector<llvm::Value *> &off) { store(load(a, off[1]), out, off[0]); }, true,
             "transpose");
@@ -894,8 +893,8 @@ void emitExecutableEntry(const Module &m, llvm::Module &mod, int64_t arenaElemen
 
 } // namespace
 
-LLVMEmitResult emitLLVM(const Module &m, const SourceManager &sm, llvm::LLVMContext &ctx, const LLVMEmitOptions &opts) {
-  (void)sm;
+LLVMEmitResult emitLLVM(const Module &m, const SourceManager & /*sm: for source locations, not emitted yet*/, llvm::LLVMContext &ctx,
+                        const LLVMEmitOptions &opts) {
   ArenaLayout layout(m, opts.lower);
   LLVMEmitResult res;
   res.arenaElements = layout.arenaSize;
