@@ -3,6 +3,7 @@
 #include "Jit.h"
 
 #include <algorithm>
+#include <chrono>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -116,12 +117,16 @@ int runJit(const Module &m, const SourceManager &sm, const PipelineOptions &opts
   rt::ModelSpec spec = makeModelSpec(m);
   int64_t arena = 0;
   GradcGraphs f32;
+  auto t0 = std::chrono::steady_clock::now();
   try {
     f32 = jit.compile(true, arena);
   } catch (const std::exception &e) {
     err << "gradc: internal error: " << e.what() << "\n";
     return 2;
   }
+  if (opts.verbose)
+    err << fmt::format("gradc: JIT: emitted, optimised (-O{}) and compiled for {} in {:.3f} s\n", target.optLevel, target.cpu,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   rt::CompiledBackend<float> net(spec, arena, [f32] { return f32; });
   rt::CompiledBackend<double> precise(spec, arena, [&jit] {
     int64_t unused;

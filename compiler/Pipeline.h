@@ -29,7 +29,7 @@ struct PipelineOptions {
   bool verifyEachPass = true;           ///< Run the verifier between passes.
   std::string targetCpu = "native";     ///< --target-cpu: -march for the generated code.
   bool fpContract = false;              ///< --fp-contract=on: the LLVM backend may contract a*b+c into FMAs.
-  bool verbose = false;                 ///< -v: print the C++ compiler's command line.
+  bool verbose = false;                 ///< -v: print the C++ compiler's / linker's command line, the JIT's time.
 };
 
 /// Runs the pipeline; diagnostics go to `err`. Returns the process exit code.

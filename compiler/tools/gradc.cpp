@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
         ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)")
         ("target-cpu", po::value(&opts.targetCpu), "CPU of the generated code (-march), default native")
         ("fp-contract", po::value(&fpContract)->default_value("off"), "LLVM backend: on lets a*b+c become one FMA (rounds differently from the C++ backend)")
-        ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's command line")
+        ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's or linker's command line (gradc run: the JIT's compile time)")
         ("interpret", po::bool_switch(&interpret), "gradc run: execute with the double-precision reference interpreter");
     po::options_description hidden;
     hidden.add_options()("input", po::value<std::vector<std::string>>(), "model file");
