@@ -59,6 +59,11 @@ std::string irName(const Value *v) {
   return v->name.empty() ? fmt::format("v{}", v->id) : v->name;
 }
 
+/// Whether a member of a fused loop is one this emitter computes element by element.
+bool emitterFusable(const Node &n) {
+  return n.results.size() == 1 && !n.body && (hasTrait(n.op, TR_ELEMENTWISE) || hasTrait(n.op, TR_INDEXED));
+}
+
 /// The loop-level plan of every graph and the arena placement, computed as the C++ emitter
 /// does: fused loops (Fusion.h), values kept in registers, transposes folded into GEMMs, and
 /// one arena shared by the three graphs (MemoryPlan.h).
@@ -95,7 +100,22 @@ public:
 
 private:
   void planGraphLoops(const Graph &g) {
-    loops[&g] = planLoops(g, opts_.fuse);
+    // A fused loop this emitter cannot lower as one (a member that is not elementwise or
+    // indexed, should planLoops ever fuse more) becomes one loop per node, as without fusion.
+    std::vector<FusedLoop> &mine = loops[&g];
+    for (FusedLoop &l : planLoops(g, opts_.fuse)) {
+      if (!l.fused() || std::all_of(l.nodes.begin(), l.nodes.end(), [](const Node *n) { return emitterFusable(*n); })) {
+        mine.push_back(std::move(l));
+        continue;
+      }
+      for (const Node *n : l.nodes) {
+        FusedLoop single;
+        single.nodes = {n};
+        single.stored = {true};
+        single.shape = n->results.empty() ? std::vector<int64_t>{} : n->results[0]->type.shape;
+        mine.push_back(std::move(single));
+      }
+    }
     for (const FusedLoop &l : loops[&g])
       for (size_t k = 0; k < l.nodes.size(); ++k) {
         loopStart_[l.nodes[k]] = l.nodes[0];
@@ -433,7 +453,8 @@ private:
     case Op::Relu: return b_.CreateSelect(b_.CreateFCmpOGT(x, c(0.0)), x, c(0.0));
     case Op::Abs: return unaryIntrinsic(llvm::Intrinsic::fabs, x);
     case Op::Sign: return b_.CreateFSub(boolToT(b_.CreateFCmpOGT(x, c(0.0))), boolToT(b_.CreateFCmpOLT(x, c(0.0))));
-    default: return x;
+    case Op::Cast: return x; // to f32 (stored as T already); to an integer type: trunc, in elementwise()
+    default: throw std::logic_error(fmt::format("emit-llvm: no lowering for unary '{}'", opInfo(op).name));
     }
   }
   llvm::Value *binary(Op op, llvm::Value *a, llvm::Value *bb, DType dt) {
@@ -449,7 +470,7 @@ private:
     case Op::Minimum: return minOf(a, bb);
     case Op::CmpGT: return boolToT(b_.CreateFCmpOGT(a, bb));
     case Op::CmpEQ: return boolToT(b_.CreateFCmpOEQ(a, bb));
-    default: return a;
+    default: throw std::logic_error(fmt::format("emit-llvm: no lowering for binary '{}'", opInfo(op).name));
     }
   }
   /// The value of an elementwise or indexed node from its operands' values.
@@ -460,7 +481,9 @@ private:
       return unaryIntrinsic(llvm::Intrinsic::trunc, x[0]);
     if (hasTrait(n.op, TR_UNARY))
       return unary(n.op, x[0]);
-    return x[0]; // indexed: the read itself
+    if (hasTrait(n.op, TR_INDEXED))
+      return x[0]; // the read itself
+    throw std::logic_error(fmt::format("emit-llvm: no elementwise lowering for '{}'", opInfo(n.op).name));
   }
 
   // --- Graphs and nodes.
@@ -513,7 +536,7 @@ private:
     std::vector<llvm::Value *> outs(l.nodes.size(), nullptr);
     for (size_t k = 0; k < l.nodes.size(); ++k) {
       const Node &n = *l.nodes[k];
-      if (!isLoopFusable(n))
+      if (!emitterFusable(n))
         throw std::logic_error(fmt::format("emit-llvm: a fused loop holds '{}', which this emitter only lowers on its own",
                                            opInfo(n.op).name));
       for (size_t j = 0; j < n.operands.size(); ++j) {
