@@ -133,10 +133,7 @@ public:
       planGraphLoops(*g);
       MemoryPlan plan = planMemory(
           *g, [&](const Value *v) { return storageOf(v); },
-          [&](const Node *n) {
-            auto it = loopStart_.find(n);
-            return it == loopStart_.end() ? n : it->second;
-          },
+          [&](const Node *n) { return loopIndex_.at(n); },
           opts_.planMemory);
       for (const auto &[v, off] : plan.offset)
         offset_[v] = off;
@@ -191,15 +188,8 @@ private:
 
   // --- The loop-level plan: fused loops per graph and how each value is stored.
   void planGraphLoops(const Graph &g) {
-    loopPlans_[&g] = planLoops(g, opts_.fuse);
-    for (const FusedLoop &l : loopPlans_[&g])
-      for (size_t k = 0; k < l.nodes.size(); ++k) {
-        loopStart_[l.nodes[k]] = l.nodes[0];
-        if (!l.stored[k])
-          inRegisters_.insert(l.nodes[k]->results[0]);
-      }
     // A transpose read only by matrix multiplies that take it as a transposed operand
-    // (matOperand) is never materialised.
+    // (matOperand) is never materialised, so it stays out of fused loops.
     std::unordered_map<const Value *, bool> onlyFolded;
     for (const auto &n : g.nodes)
       if (n->op == Op::Transpose)
@@ -216,6 +206,20 @@ private:
     for (const auto &[v, folded] : onlyFolded)
       if (folded)
         folded_.insert(v);
+    LoopHooks hooks;
+    hooks.alone = [&](const Node &n) { return n.results.size() == 1 && folded_.count(n.results[0]); };
+    hooks.readyAtStart = [](const Node &n) {
+      return (n.op == Op::Param || n.op == Op::Buffer) && n.results[0]->type.dtype == DType::F32; // views of the state
+    };
+    loopPlans_[&g] = planLoops(g, opts_.fuse, hooks);
+    const std::vector<FusedLoop> &plan = loopPlans_[&g];
+    for (size_t li = 0; li < plan.size(); ++li)
+      for (size_t k = 0; k < plan[li].nodes.size(); ++k) {
+        const FusedLoop &l = plan[li];
+        loopIndex_[l.nodes[k]] = static_cast<int>(li);
+        if (!l.stored[k])
+          inRegisters_.insert(l.nodes[k]->results[0]);
+      }
     for (const auto &n : g.nodes)
       if (n->body) {
         const int64_t firstCapture = n->getInt("nseq") + n->getInt("ncarry");
@@ -227,8 +231,10 @@ private:
 
   /// Whether v needs a buffer of its own in the arena.
   Storage storageOf(const Value *v) const {
-    if (captures_.count(v) || inRegisters_.count(v) || folded_.count(v))
+    if (captures_.count(v) || inRegisters_.count(v))
       return Storage::None;
+    if (folded_.count(v))
+      return Storage::AliasOf0; // the matmul reads the transpose's operand
     if (const Node *d = v->def) {
       if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)
         return Storage::None; // state, outside the arena
@@ -238,7 +244,13 @@ private:
     return Storage::Slot;
   }
 
-  std::string ptr(const Value *v) { return fmt::format("(A + {})", offset_.at(v)); }
+  std::string ptr(const Value *v) {
+    auto it = offset_.find(v);
+    if (it == offset_.end())
+      throw std::logic_error(fmt::format("emit-cpp: value %{} ({}) has no buffer", v->name.empty() ? std::to_string(v->id) : v->name,
+                                         v->def ? opInfo(v->def->op).name : "argument"));
+    return fmt::format("(A + {})", it->second);
+  }
   /// The expression of v's storage (state lives outside the arena).
   std::string ref(const Value *v) {
     auto it = alias_.find(v);
@@ -328,6 +340,12 @@ private:
   }
 
   void body(const Graph &g, std::ostream &o, int ind) {
+    // Views first (state, reshapes): a fused loop may read one before its node's turn.
+    for (const auto &n : g.nodes)
+      if (n->op == Op::Reshape)
+        alias_[n->results[0]] = ref(n->operands[0]);
+      else if ((n->op == Op::Param || n->op == Op::Buffer) && n->results[0]->type.dtype == DType::F32)
+        alias_[n->results[0]] = fmt::format("sf_[{}].data()", stateIndex_.at(n->getStr("name")));
     for (const FusedLoop &l : loopPlans_.at(&g)) {
       if (l.fused())
         fusedLoop(l, o, ind);
@@ -366,7 +384,11 @@ private:
   /// values used only inside the run stay in registers.
   void fusedLoop(const FusedLoop &l, std::ostream &o, int ind) {
     std::string pad(ind, ' ');
-    o << pad << "// fused loop over [" << fmt::format("{}", fmt::join(l.shape, ", ")) << "]:\n";
+    o << pad << "// fused loop over [" << fmt::format("{}", fmt::join(l.shape, ", ")) << "]";
+    const int nred = l.reductions();
+    if (nred)
+      o << fmt::format(", {} reduction{} over axes [{}]", nred, nred > 1 ? "s" : "", fmt::join(l.axes, ", "));
+    o << ":\n";
     std::unordered_map<const Value *, size_t> local;
     for (size_t k = 0; k < l.nodes.size(); ++k) {
       const Node &n = *l.nodes[k];
@@ -400,6 +422,25 @@ private:
       }
       local[n.results[0]] = k;
     }
+    // A reduction member accumulates into its result, zeroed (or -inf for max) first, at the
+    // element's index with the reduced axes dropped.
+    std::vector<size_t> outStride(l.nodes.size(), 0);
+    std::vector<int64_t> keep = l.shape;
+    for (int64_t a : l.axes)
+      keep[a] = 1;
+    for (size_t k = 0; k < l.nodes.size(); ++k) {
+      const Node &n = *l.nodes[k];
+      if (!hasTrait(n.op, TR_REDUCTION))
+        continue;
+      auto st = broadcastStrides(keep, rank);
+      outStride[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
+      if (outStride[k] == strides.size())
+        strides.push_back(st);
+      o << pad << fmt::format("std::fill_n({}, {}, {});\n", ptr(n.results[0]), n.results[0]->type.numel(),
+                              n.op == Op::Max ? "-INFINITY" : "T(0)");
+    }
+    // Iterations are independent unless a reduction accumulates along the innermost axis.
+    const bool independent = !nred || std::find(l.axes.begin(), l.axes.end(), int64_t(rank) - 1) == l.axes.end();
     loops(o, ind, l.shape, strides, [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
       std::string ip(i2, ' ');
       for (size_t k = 0; k < l.nodes.size(); ++k) {
@@ -410,6 +451,11 @@ private:
             x.push_back(fmt::format("v{}", a.index));
           else
             x.push_back(a.base + "[" + (a.offset ? fmt::format("{} + ", a.offset) : "") + off[a.index] + "]");
+        }
+        if (hasTrait(n.op, TR_REDUCTION)) {
+          std::string d = ptr(n.results[0]) + "[" + off[outStride[k]] + "]";
+          oo << ip << (n.op == Op::Max ? d + " = std::max(" + d + ", " + x[0] + ");\n" : d + " += " + x[0] + ";\n");
+          continue;
         }
         std::string e;
         if (hasTrait(n.op, TR_BINARY))
@@ -424,7 +470,19 @@ private:
         if (l.stored[k])
           oo << ip << fmt::format("{}[{}] = v{};\n", ptr(n.results[0]), off[0], k);
       }
-    }, true);
+    }, independent);
+    for (size_t k = 0; k < l.nodes.size(); ++k)
+      if (l.nodes[k]->op == Op::Mean)
+        meanDivide(*l.nodes[k], o, ind);
+  }
+
+  /// Divides a mean's accumulated sums by the number of elements each one reduced.
+  void meanDivide(const Node &n, std::ostream &o, int ind) {
+    int64_t count = 1;
+    for (int64_t a : n.getInts("axes"))
+      count *= n.operands[0]->type.shape[a];
+    o << std::string(ind, ' ')
+      << fmt::format("for (int64_t k = 0; k < {}; ++k) {}[k] /= T({});\n", n.results[0]->type.numel(), ptr(n.results[0]), count);
   }
 
   void node(const Node &n, std::ostream &o, int ind) {
@@ -565,11 +623,8 @@ private:
     case Op::Max: {
       const auto &xs = n.operands[0]->type.shape;
       std::vector<int64_t> keep = xs;
-      int64_t count = 1;
-      for (int64_t a : n.getInts("axes")) {
+      for (int64_t a : n.getInts("axes"))
         keep[a] = 1;
-        count *= xs[a];
-      }
       bool mx = n.op == Op::Max;
       o << pad << fmt::format("std::fill_n({}, {}, {});\n", out, r->type.numel(), mx ? "-INFINITY" : "T(0)");
       std::string a = in(0);
@@ -579,7 +634,7 @@ private:
               oo << std::string(i2, ' ') << (mx ? d + " = std::max(" + d + ", " + s + ");\n" : d + " += " + s + ";\n");
             });
       if (n.op == Op::Mean)
-        o << pad << fmt::format("for (int64_t k = 0; k < {}; ++k) {}[k] /= T({});\n", r->type.numel(), out, count);
+        meanDivide(n, o, ind);
       return;
     }
     case Op::OneHot: {
@@ -713,7 +768,7 @@ private:
   LowerOptions opts_;
   std::unordered_map<const Value *, int64_t> offset_;
   std::unordered_map<const Graph *, std::vector<FusedLoop>> loopPlans_;
-  std::unordered_map<const Node *, const Node *> loopStart_;
+  std::unordered_map<const Node *, int> loopIndex_; ///< Node -> its loop's index in its graph's plan.
   std::unordered_set<const Value *> inRegisters_, folded_, captures_;
   int64_t unsharedSize_ = 0;
   std::unordered_map<const Value *, std::string> alias_;

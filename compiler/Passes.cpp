@@ -8,6 +8,7 @@
 
 #include "Autodiff.h"
 #include "Passes.h"
+#include "Reductions.h"
 
 namespace gradc {
 
@@ -200,6 +201,8 @@ const std::vector<PassInfo> &allPasses() {
       {"licm", "hoist loop-invariant operations out of scans", [](Module &m, Diagnostics &) { hoistLoopInvariants(m); }, true},
       {"autodiff", "derive the backward pass (grad sinks)", differentiate, true},
       {"optimizer", "clip gradients and update parameters and optimizer state", [](Module &m, Diagnostics &) { addOptimizer(m); }, true},
+      {"centered-sums", "split sums of linear combinations where a centred term sums to zero", [](Module &m, Diagnostics &) { cancelCenteredSums(m); }, false},
+      {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
   };
   return passes;
 }

@@ -72,7 +72,8 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
   std::unique_ptr<ModuleAST> ast = parseModule(fileId, sm, diag);
   std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
   verifyOrDie(*m, "elaboration");
-  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "autodiff", "optimizer", "fold", "cse", "dce"}) {
+  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "autodiff", "optimizer", "fold", "cse", "dce", "centered-sums",
+                           "one-pass-variance", "fold", "cse", "dce"}) {
     findPass(name)->run(*m, diag);
     verifyOrDie(*m, name);
   }
@@ -160,7 +161,13 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
 
-    // 4. Optimisations of the training step (fusion, memory planning) come here.
+    // 4. Rewrites for fewer passes over the data; fusion and memory planning are loop-level
+    // (step 5).
+    runPass("centered-sums");
+    runPass("one-pass-variance");
+    runPass("fold");
+    runPass("cse");
+    runPass("dce");
     if (opts.emit == "opt-graph") {
       std::ostringstream os;
       printModule(*m, sm, os);

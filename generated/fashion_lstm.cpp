@@ -78,7 +78,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(2774608) {
+  Net() : arena_(2741840) {
     sf_[0].assign(14336, T(0));
     sf_[1].assign(65536, T(0));
     sf_[2].assign(512, T(0));
@@ -148,25 +148,20 @@ public:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
     // matmul  (prelude.model:30:20)
     gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 189248), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 222016)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 189248)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 222016)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -284,25 +279,20 @@ private:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
     // matmul  (prelude.model:30:20)
     gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 189248), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 222016)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 189248)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 222016)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -377,12 +367,16 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 58432), 128, sf_[4].data(), 128, T(0), (A + 67904), 10, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
+  // fused loop over [64, 10], 1 reduction over axes [1]:
+  //   add %logits  (prelude.model:10:34)
+  //   max  (fashion_lstm.model:17:25)
+  std::fill_n((A + 69184), 64, -INFINITY);
   for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 68544)[i0 * 10 + i1 * 1] = (A + 67904)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
+        const T v0 = (A + 67904)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 68544)[i0 * 10 + i1 * 1] = v0;
+        (A + 69184)[i0 * 1] = std::max((A + 69184)[i0 * 1], v0);
       }
   // cross_entropy %loss  (fashion_lstm.model:17:25)
   { T s = 0;
@@ -398,73 +392,46 @@ private:
   loss = double((A + 67904)[0]);
   // const  (fashion_lstm.model:14:1)
   std::fill_n((A + 67904), 1, T(1));
-  // max  (fashion_lstm.model:17:25)
-  std::fill_n((A + 67920), 64, -INFINITY);
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 67920)[i0 * 1] = std::max((A + 67920)[i0 * 1], (A + 68544)[i0 * 10 + i1 * 1]);
-      }
-  // fused loop over [64, 10]:
+  // fused loop over [64, 10], 1 reduction over axes [1]:
   //   sub  (fashion_lstm.model:17:25)  [register]
   //   exp  (fashion_lstm.model:17:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 68544)[i0 * 10 + i1 * 1] - (A + 67920)[i0 * 1];
-        const T v1 = fexp(v0);
-        (A + 69184)[i0 * 10 + i1 * 1] = v1;
-      }
-  // sum  (fashion_lstm.model:17:25)
+  //   sum  (fashion_lstm.model:17:25)
   std::fill_n((A + 67920), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 67920)[i0 * 1] += (A + 69184)[i0 * 10 + i1 * 1];
-      }
-  // div  (fashion_lstm.model:17:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 67984)[i0 * 10 + i1 * 1] = (A + 69184)[i0 * 10 + i1 * 1] / (A + 67920)[i0 * 1];
+        const T v0 = (A + 68544)[i0 * 10 + i1 * 1] - (A + 69184)[i0 * 1];
+        const T v1 = fexp(v0);
+        (A + 69248)[i0 * 10 + i1 * 1] = v1;
+        (A + 67920)[i0 * 1] += v1;
       }
   // one_hot  (fashion_lstm.model:17:25)
-  std::fill_n((A + 68624), 640, T(0));
-  for (int64_t k = 0; k < 64; ++k) (A + 68624)[k * 10 + int64_t((A + 50176)[k])] = T(1);
-  // sub  (fashion_lstm.model:17:25)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 69264)[i] = (A + 67984)[i] - (A + 68624)[i];
-  }
+  std::fill_n((A + 67984), 640, T(0));
+  for (int64_t k = 0; k < 64; ++k) (A + 67984)[k * 10 + int64_t((A + 50176)[k])] = T(1);
   // const  (fashion_lstm.model:17:25)
   std::fill_n((A + 50176), 1, T(0.015625));
-  // mul  (fashion_lstm.model:17:25)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 67920)[i] = (A + 69264)[i] * (A + 50176)[0];
-  }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 50176), 10, T(0));
+  // fused loop over [64, 10], 1 reduction over axes [0]:
+  //   div  (fashion_lstm.model:17:25)  [register]
+  //   sub  (fashion_lstm.model:17:25)  [register]
+  //   mul  (fashion_lstm.model:17:25)
+  //   sum %d.head.bias  (prelude.model:10:34)
+  std::fill_n((A + 50192), 10, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 50176)[i1 * 1] += (A + 67920)[i0 * 10 + i1 * 1];
+        const T v0 = (A + 69248)[i0 * 10 + i1 * 1] / (A + 67920)[i0 * 1];
+        const T v1 = v0 - (A + 67984)[i0 * 10 + i1 * 1];
+        const T v2 = v1 * (A + 50176)[0];
+        (A + 69888)[i0 * 10 + i1 * 1] = v2;
+        (A + 50192)[i1 * 1] += v2;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 67920), 10, (A + 66624), 10, T(0), (A + 138304), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 69888), 10, (A + 66624), 10, T(0), (A + 138304), 128, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 67920), 10, T(0), (A + 58432), 10, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 59712)[i0 * 128 + i1 * 1] = (A + 58432)[i0 * 1 + i1 * 10];
-      }
+  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 69888), 10, T(0), (A + 66624), 10, threads());
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // pad  (fashion_lstm.model:16:19)
@@ -506,193 +473,155 @@ private:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1647424) + (o * 28 + t) * 128, 128, (A + 2220864) + o * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1876800) + (o * 28 + t) * 128, 128, (A + 2229056) + o * 128);
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 2237248) + o * 28);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 2416192), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2239040)[i] + (A + 2171712)[i];
-      const T v1 = v0 * (A + 2179904)[i];
-      (A + 2416192)[i] = v1;
-      const T v2 = v0 * (A + 2188096)[i];
-      (A + 2424384)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 2432576), 1, T(1));
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2179904)[i] * (A + 2179904)[i];
-      const T v1 = (A + 2432576)[0] - v0;
-      const T v2 = (A + 2424384)[i] * v1;
-      const T v3 = (A + 2247232)[i] + v2;
-      const T v4 = v3 * (A + 2196288)[i];
-      (A + 2432592)[i] = v4;
-      const T v5 = v3 * (A + 2204480)[i];
-      (A + 2440784)[i] = v5;
-      const T v6 = v3 * (A + 2212672)[i];
-      (A + 2448976)[i] = v6;
-      const T v7 = v3 * (A + 2220864)[i];
-      (A + 2457168)[i] = v7;
-      const T v8 = (A + 2432576)[0] - (A + 2188096)[i];
-      const T v9 = (A + 2188096)[i] * v8;
-      const T v10 = (A + 2416192)[i] * v9;
-      (A + 2465360)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 2473552), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2473552)[384 + i0 * 512 + i1 * 1] = (A + 2465360)[i0 * 128 + i1 * 1];
-        }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2196288)[i] * (A + 2196288)[i];
-      const T v1 = (A + 2432576)[0] - v0;
-      const T v2 = (A + 2440784)[i] * v1;
-      (A + 2416192)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 2506320), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2506320)[256 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2539088)[i] = (A + 2473552)[i] + (A + 2506320)[i];
-    }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2432576)[0] - (A + 2220864)[i];
-      const T v1 = (A + 2220864)[i] * v0;
-      const T v2 = (A + 2448976)[i] * v1;
-      (A + 2416192)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 2465360), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2465360)[128 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2498128)[i] = (A + 2539088)[i] + (A + 2465360)[i];
-    }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2432576)[0] - (A + 2204480)[i];
-      const T v1 = (A + 2204480)[i] * v0;
-      const T v2 = (A + 2432592)[i] * v1;
-      (A + 2416192)[i] = v2;
+      const T v0 = (A + 2239040)[i] + (A + 2171712)[i];
+      const T v1 = v0 * (A + 2179904)[i];
+      const T v2 = (A + 2416192)[0] - (A + 2188096)[i];
+      const T v3 = (A + 2188096)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 2424400)[i] = v4;
+      const T v5 = v0 * (A + 2188096)[i];
+      const T v6 = (A + 2179904)[i] * (A + 2179904)[i];
+      const T v7 = (A + 2416192)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 2247232)[i] + v8;
+      const T v10 = v9 * (A + 2204480)[i];
+      const T v11 = (A + 2196288)[i] * (A + 2196288)[i];
+      const T v12 = (A + 2416192)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 2432592)[i] = v13;
+      const T v14 = v9 * (A + 2212672)[i];
+      const T v15 = (A + 2416192)[0] - (A + 2220864)[i];
+      const T v16 = (A + 2220864)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 2440784)[i] = v17;
+      const T v18 = v9 * (A + 2196288)[i];
+      const T v19 = (A + 2416192)[0] - (A + 2204480)[i];
+      const T v20 = (A + 2204480)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 2448976)[i] = v21;
+      const T v22 = v9 * (A + 2220864)[i];
+      (A + 2416208)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 2424384), 32768, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 2457168), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2424384)[0 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
+          (A + 2457168)[384 + i0 * 512 + i1 * 1] = (A + 2424400)[i0 * 128 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2465360)[i] = (A + 2498128)[i] + (A + 2424384)[i];
-    }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 2416192), 512, T(0));
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 2489936), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 2489936)[256 + i0 * 512 + i1 * 1] = (A + 2432592)[i0 * 128 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 2522704), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 2522704)[128 + i0 * 512 + i1 * 1] = (A + 2440784)[i0 * 128 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 2555472), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 2555472)[0 + i0 * 512 + i1 * 1] = (A + 2448976)[i0 * 128 + i1 * 1];
+        }
+    // fused loop over [64, 512], 1 reduction over axes [0]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
+    //   sum  (prelude.model:30:95)
+    std::fill_n((A + 2588240), 512, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          (A + 2416192)[i1 * 1] += (A + 2465360)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 2457168)[i0 * 512 + i1 * 1] + (A + 2489936)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + (A + 2522704)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + (A + 2555472)[i0 * 512 + i1 * 1];
+          (A + 2424400)[i0 * 512 + i1 * 1] = v2;
+          (A + 2588240)[i1 * 1] += v2;
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 2465360), 512, (A + 72768), 512, T(0), (A + 2416704), 128, threads());
+    gemm(false, true, 64, 128, 512, T(1), (A + 2424400), 512, (A + 72768), 512, T(0), (A + 2457168), 128, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 128, 512, 64, T(1), (A + 2229056), 128, (A + 2465360), 512, T(0), (A + 2498128), 512, threads());
+    gemm(true, false, 128, 512, 64, T(1), (A + 2229056), 128, (A + 2424400), 512, T(0), (A + 2465360), 512, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 28, 512, 64, T(1), (A + 2237248), 28, (A + 2465360), 512, T(0), (A + 2424896), 512, threads());
+    gemm(true, false, 28, 512, 64, T(1), (A + 2237248), 28, (A + 2424400), 512, T(0), (A + 2530896), 512, threads());
     // fused loop over [512]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 2269760)[i] + (A + 2416192)[i];
-      (A + 2439232)[i] = v0;
-      const T v1 = (A + 2335808)[i] + (A + 2416192)[i];
-      (A + 2439744)[i] = v1;
+      const T v0 = (A + 2269760)[i] + (A + 2588240)[i];
+      (A + 2424400)[i] = v0;
+      const T v1 = (A + 2335808)[i] + (A + 2588240)[i];
+      (A + 2424912)[i] = v1;
     }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 14336; ++i) {
-      (A + 2440256)[i] = (A + 2336320)[i] + (A + 2424896)[i];
+      (A + 2425424)[i] = (A + 2336320)[i] + (A + 2530896)[i];
     }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 65536; ++i) {
-      (A + 2563664)[i] = (A + 2350656)[i] + (A + 2498128)[i];
+      (A + 2530896)[i] = (A + 2350656)[i] + (A + 2465360)[i];
     }
-    std::copy_n((A + 2416704), 8192, (A + 2239040));
-    std::copy_n((A + 2457168), 8192, (A + 2247232));
-    std::copy_n((A + 2439232), 512, (A + 2269760));
-    std::copy_n((A + 2439744), 512, (A + 2335808));
-    std::copy_n((A + 2440256), 14336, (A + 2336320));
-    std::copy_n((A + 2563664), 65536, (A + 2350656));
+    std::copy_n((A + 2457168), 8192, (A + 2239040));
+    std::copy_n((A + 2416208), 8192, (A + 2247232));
+    std::copy_n((A + 2424400), 512, (A + 2269760));
+    std::copy_n((A + 2424912), 512, (A + 2335808));
+    std::copy_n((A + 2425424), 14336, (A + 2336320));
+    std::copy_n((A + 2530896), 65536, (A + 2350656));
   }
   std::copy_n((A + 2239040), 8192, (A + 138304));
   std::copy_n((A + 2247232), 8192, (A + 470080));
   std::copy_n((A + 2255424), 14336, (A + 478272));
   std::copy_n((A + 2269760), 512, (A + 58944));
-  std::copy_n((A + 2270272), 65536, (A + 2629200));
-  std::copy_n((A + 2335808), 512, (A + 60992));
-  std::copy_n((A + 2336320), 14336, (A + 2694736));
-  std::copy_n((A + 2350656), 65536, (A + 2709072));
-  // fused loop over [512, 128]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 512; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 2709072)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 2629200)[i0 * 128 + i1 * 1] + v0;
-        (A + 67920)[i0 * 128 + i1 * 1] = v1;
-      }
+  std::copy_n((A + 2270272), 65536, (A + 2596432));
+  std::copy_n((A + 2335808), 512, (A + 59456));
+  std::copy_n((A + 2336320), 14336, (A + 2661968));
+  std::copy_n((A + 2350656), 65536, (A + 2676304));
   // fused loop over [512, 28]:
   //   transpose  (prelude.model:30:31)  [register]
   //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
@@ -700,167 +629,142 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        const T v0 = (A + 2694736)[i0 * 1 + i1 * 512];
+        const T v0 = (A + 2661968)[i0 * 1 + i1 * 512];
         const T v1 = (A + 478272)[i0 * 28 + i1 * 1] + v0;
         (A + 0)[i0 * 28 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
+  // fused loop over [512, 128]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        const T v0 = (A + 2676304)[i0 * 1 + i1 * 512];
+        const T v1 = (A + 2596432)[i0 * 128 + i1 * 1] + v0;
+        (A + 67920)[i0 * 128 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:20:5)
   if (grads) (*grads)[1].assign((A + 67920), (A + 67920) + 65536);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 58944), (A + 58944) + 512);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 60992), (A + 60992) + 512);
+  if (grads) (*grads)[3].assign((A + 59456), (A + 59456) + 512);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        (A + 14336)[i0 * 128 + i1 * 1] = (A + 66624)[i0 * 1 + i1 * 10];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 59712), (A + 59712) + 1280);
+  if (grads) (*grads)[4].assign((A + 14336), (A + 14336) + 1280);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 50176), (A + 50176) + 10);
+  if (grads) (*grads)[5].assign((A + 50192), (A + 50192) + 10);
   // hyper %lr  (fashion_lstm.model:21:1)
-  (A + 14336)[0] = T(lr_);
+  (A + 15616)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm.model:21:1)
   // add %optimizer.step.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 14352)[0] = sf_[6].data()[0] + (A + 67904)[0];
+    (A + 15632)[0] = sf_[6].data()[0] + (A + 67904)[0];
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(6, (A + 14352));
+  updates.emplace_back(6, (A + 15632));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14368), 1, T(-0.10536051565782628));
-  // fused loop over []:
+  std::fill_n((A + 15648), 1, T(-0.10536051565782628));
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15664), 1, T(-0.0010005003335835344));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15680), 1, T(0.90000000000000002));
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15696), 1, T(0.099999999999999978));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15712), 1, T(0.999));
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15728), 1, T(0.0010000000000000009));
+  // fused loop over [512, 28]:
   //   mul  (fashion_lstm.model:21:1)  [register]
-  //   exp  (fashion_lstm.model:21:1)  [register]
-  //   sub  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  //   sqrt  (fashion_lstm.model:21:1)
   GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 14352)[0] * (A + 14368)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 67904)[0] - v1;
-    (A + 14384)[0] = v2;
+  for (int64_t i = 0; i < 14336; ++i) {
+    const T v0 = sf_[7].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 0)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 15744)[i] = v2;
+    const T v3 = sf_[8].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 0)[i] * (A + 0)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 30080)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    (A + 133456)[i] = v7;
   }
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(7, (A + 15744));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(8, (A + 30080));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14368), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 0), 1, T(1e-08));
   // fused loop over []:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   exp  (fashion_lstm.model:21:1)  [register]
   //   sub  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   exp  (fashion_lstm.model:21:1)  [register]
+  //   sub  (fashion_lstm.model:21:1)  [register]
   //   sqrt  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 14352)[0] * (A + 14368)[0];
+    const T v0 = (A + 15632)[0] * (A + 15648)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 67904)[0] - v1;
-    const T v3 = (A + 14336)[0] / (A + 14384)[0];
-    (A + 14400)[0] = v3;
-    const T v4 = std::sqrt(v2);
-    (A + 14416)[0] = v4;
+    const T v3 = (A + 15616)[0] / v2;
+    (A + 16)[0] = v3;
+    const T v4 = (A + 15632)[0] * (A + 15664)[0];
+    const T v5 = fexp(v4);
+    const T v6 = (A + 67904)[0] - v5;
+    const T v7 = std::sqrt(v6);
+    (A + 32)[0] = v7;
   }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14336), 1, T(0.90000000000000002));
-  // mul  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 14432)[i] = sf_[7].data()[i] * (A + 14336)[0];
-  }
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14368), 1, T(0.099999999999999978));
   // fused loop over [512, 28]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 0)[i] * (A + 14368)[0];
-    const T v1 = (A + 14432)[i] + v0;
-    (A + 28768)[i] = v1;
-  }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14384), 1, T(0.999));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[8].data()[i] * (A + 14384)[0];
-    (A + 14432)[i] = v0;
-    const T v1 = (A + 0)[i] * (A + 0)[i];
-    (A + 133456)[i] = v1;
-  }
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 0), 1, T(0.0010000000000000009));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 133456)[i] * (A + 0)[0];
-    const T v1 = (A + 14432)[i] + v0;
-    (A + 147792)[i] = v1;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(7, (A + 28768));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(8, (A + 147792));
-  // fused loop over [512, 28]:
-  //   sqrt  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = std::sqrt((A + 147792)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    (A + 14432)[i] = v1;
-  }
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over [512, 28]:
+  //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 14432)[i] + (A + 16)[0];
-    const T v1 = (A + 28768)[i] / v0;
-    const T v2 = (A + 14400)[0] * v1;
-    const T v3 = sf_[0].data()[i] - v2;
-    (A + 133456)[i] = v3;
+    const T v0 = (A + 133456)[i] / (A + 32)[0];
+    const T v1 = v0 + (A + 0)[0];
+    const T v2 = (A + 15744)[i] / v1;
+    const T v3 = (A + 16)[0] * v2;
+    const T v4 = sf_[0].data()[i] - v3;
+    (A + 147792)[i] = v4;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(0, (A + 133456));
+  updates.emplace_back(0, (A + 147792));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [512, 128]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 67920)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 162128)[i] = v2;
-  }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512, 128]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[10].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 67920)[i] * (A + 67920)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 227664)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(9, (A + 162128));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(10, (A + 227664));
-  // fused loop over [512, 128]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -869,96 +773,52 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = std::sqrt((A + 227664)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 162128)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[1].data()[i] - v4;
-    (A + 61504)[i] = v5;
+    const T v0 = sf_[9].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 67920)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 162128)[i] = v2;
+    const T v3 = sf_[10].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 67920)[i] * (A + 67920)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 227664)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[1].data()[i] - v11;
+    (A + 293200)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(1, (A + 61504));
+  updates.emplace_back(9, (A + 162128));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(10, (A + 227664));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(1, (A + 293200));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 58944)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 32)[i] = v2;
-  }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[12].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 58944)[i] * (A + 58944)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 544)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(11, (A + 32));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(12, (A + 544));
-  // fused loop over [512]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 544)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 32)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[2].data()[i] - v4;
-    (A + 1056)[i] = v5;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(2, (A + 1056));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [512]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[13].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 60992)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 1568)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // fused loop over [512]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 60992)[i] * (A + 60992)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 2080)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(13, (A + 1568));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(14, (A + 2080));
-  // fused loop over [512]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -967,47 +827,63 @@ private:
   //   sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 2080)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 1568)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[3].data()[i] - v4;
-    (A + 2592)[i] = v5;
+    const T v0 = sf_[11].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 58944)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 48)[i] = v2;
+    const T v3 = sf_[12].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 58944)[i] * (A + 58944)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 560)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[2].data()[i] - v11;
+    (A + 1072)[i] = v12;
+    const T v13 = sf_[13].data()[i] * (A + 15680)[0];
+    const T v14 = (A + 59456)[i] * (A + 15696)[0];
+    const T v15 = v13 + v14;
+    (A + 1584)[i] = v15;
+    const T v16 = sf_[14].data()[i] * (A + 15712)[0];
+    const T v17 = (A + 59456)[i] * (A + 59456)[i];
+    const T v18 = v17 * (A + 15728)[0];
+    const T v19 = v16 + v18;
+    (A + 2096)[i] = v19;
+    const T v20 = std::sqrt(v19);
+    const T v21 = v20 / (A + 32)[0];
+    const T v22 = v21 + (A + 0)[0];
+    const T v23 = v15 / v22;
+    const T v24 = (A + 16)[0] * v23;
+    const T v25 = sf_[3].data()[i] - v24;
+    (A + 2608)[i] = v25;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(3, (A + 2592));
+  updates.emplace_back(11, (A + 48));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(12, (A + 560));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(2, (A + 1072));
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(13, (A + 1584));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(14, (A + 2096));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(3, (A + 2608));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [10, 128]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 59712)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 3104)[i] = v2;
-  }
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10, 128]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 59712)[i] * (A + 59712)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 4384)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(15, (A + 3104));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(16, (A + 4384));
-  // fused loop over [10, 128]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -1016,47 +892,39 @@ private:
   //   sub %head.weight.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = std::sqrt((A + 4384)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 3104)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[4].data()[i] - v4;
-    (A + 5664)[i] = v5;
+    const T v0 = sf_[15].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 14336)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 3120)[i] = v2;
+    const T v3 = sf_[16].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 14336)[i] * (A + 14336)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 4400)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[4].data()[i] - v11;
+    (A + 5680)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(4, (A + 5664));
+  updates.emplace_back(15, (A + 3120));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(16, (A + 4400));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(4, (A + 5680));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [10]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 50176)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 6944)[i] = v2;
-  }
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 50176)[i] * (A + 50176)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 6960)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(17, (A + 6944));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(18, (A + 6960));
-  // fused loop over [10]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -1065,16 +933,29 @@ private:
   //   sub %head.bias.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = std::sqrt((A + 6960)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 6944)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[5].data()[i] - v4;
-    (A + 0)[i] = v5;
+    const T v0 = sf_[17].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 50192)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 6960)[i] = v2;
+    const T v3 = sf_[18].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 50192)[i] * (A + 50192)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 6976)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[5].data()[i] - v11;
+    (A + 6992)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(5, (A + 0));
+  updates.emplace_back(17, (A + 6960));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(18, (A + 6976));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(5, (A + 6992));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1118,25 +999,20 @@ private:
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138240) + o * 28);
     // matmul  (prelude.model:30:20)
     gemm(false, false, 64, 512, 28, T(1), (A + 138240), 28, (A + 58368), 512, T(0), (A + 156416), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189184)[i0 * 512 + i1 * 1] = (A + 156416)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140032), 128, (A + 72704), 512, T(0), (A + 156416), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 140032), 128, (A + 72704), 512, T(0), (A + 189184), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189184)[i0 * 512 + i1 * 1] + (A + 156416)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 221952)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 156416)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 189184)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 221952)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]

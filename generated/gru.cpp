@@ -78,7 +78,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(426512) {
+  Net() : arena_(424976) {
     sf_[0].assign(144, T(0));
     sf_[1].assign(6912, T(0));
     sf_[2].assign(144, T(0));
@@ -126,44 +126,42 @@ public:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
+  // const  (gru.model:28:14)
+  std::fill_n((A + 2528), 1, T(1));
   // transpose  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2528)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 2544)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2672)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 2688)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
-  // const  (gru.model:28:14)
-  std::fill_n((A + 9584), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 992), 1536, (A + 9632));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9600) + o * 1);
     // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2528), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gi  (gru.model:23:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 15776)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2544), 144, T(0), (A + 11168), 144, threads());
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2672), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gh  (gru.model:24:40)
+    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2688), 144, T(0), (A + 15776), 144, threads());
+    // fused loop over [32, 144]:
+    //   add %gru.gi  (gru.model:23:41)
+    //   add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 20384)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 20384)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 15776)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 24992)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -187,36 +185,36 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 15776)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 20384)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 20384)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 24992)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 15776)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 20384)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 20384)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 24992)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 15776)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 20384)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 20384)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 24992)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          const T v13 = (A + 9584)[0] - v7;
+          const T v13 = (A + 2528)[0] - v7;
           const T v14 = v13 * v12;
           const T v15 = v7 * (A + 9632)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
           (A + 11168)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11168) + o * 48, 48, (A + 26528) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11168) + o * 48, 48, (A + 31136) + (o * 30 + t) * 48);
     std::copy_n((A + 11168), 1536, (A + 9632));
   }
-  std::copy_n((A + 9632), 1536, (A + 24992));
+  std::copy_n((A + 9632), 1536, (A + 29600));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 26528)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 31136)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -257,44 +255,42 @@ private:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
+  // const  (gru.model:28:14)
+  std::fill_n((A + 2528), 1, T(1));
   // transpose  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2528)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 2544)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2672)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 2688)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
-  // const  (gru.model:28:14)
-  std::fill_n((A + 9584), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 992), 1536, (A + 9632));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9600) + o * 1);
     // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2528), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gi  (gru.model:23:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 15776)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2544), 144, T(0), (A + 11168), 144, threads());
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2672), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gh  (gru.model:24:40)
+    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2688), 144, T(0), (A + 15776), 144, threads());
+    // fused loop over [32, 144]:
+    //   add %gru.gi  (gru.model:23:41)
+    //   add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 20384)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 20384)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 15776)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 24992)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -318,38 +314,38 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 15776)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 20384)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 20384)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 24992)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
           (A + 11168)[i0 * 48 + i1 * 1] = v3;
-          const T v4 = (A + 15776)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 20384)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 20384)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 24992)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
           (A + 12704)[i0 * 48 + i1 * 1] = v7;
-          const T v8 = (A + 15776)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 20384)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 20384)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 24992)[96 + i0 * 144 + i1 * 1];
           (A + 14240)[i0 * 48 + i1 * 1] = v9;
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          (A + 24992)[i0 * 48 + i1 * 1] = v12;
-          const T v13 = (A + 9584)[0] - v7;
-          (A + 26528)[i0 * 48 + i1 * 1] = v13;
+          (A + 15776)[i0 * 48 + i1 * 1] = v12;
+          const T v13 = (A + 2528)[0] - v7;
+          (A + 17312)[i0 * 48 + i1 * 1] = v13;
           const T v14 = v13 * v12;
           const T v15 = v7 * (A + 9632)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 28064)[i0 * 48 + i1 * 1] = v16;
+          (A + 18848)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 28064) + o * 48, 48, (A + 31136) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 18848) + o * 48, 48, (A + 31136) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9632) + o * 48, 48, (A + 77216) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12704) + o * 48, 48, (A + 123296) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 24992) + o * 48, 48, (A + 169376) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 26528) + o * 48, 48, (A + 215456) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 15776) + o * 48, 48, (A + 169376) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 17312) + o * 48, 48, (A + 215456) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 14240) + o * 48, 48, (A + 261536) + (o * 30 + t) * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11168) + o * 48, 48, (A + 307616) + (o * 30 + t) * 48);
-    std::copy_n((A + 28064), 1536, (A + 9632));
+    std::copy_n((A + 18848), 1536, (A + 9632));
   }
   std::copy_n((A + 9632), 1536, (A + 29600));
   // slice  (gru.model:39:17)
@@ -368,57 +364,48 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 2528)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
+        (A + 2544)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 48, T(1), (A + 9600), 48, sf_[4].data(), 48, T(0), (A + 2576), 1, threads());
+  gemm(false, true, 32, 1, 48, T(1), (A + 9600), 48, sf_[4].data(), 48, T(0), (A + 2592), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (gru.model:40:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 2608)[i0 * 1 + i1 * 1] = (A + 2576)[i0 * 1] + sf_[5].data()[0];
+        const T v0 = (A + 2592)[i0 * 1] + sf_[5].data()[0];
+        (A + 2624)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 960)[i0 * 1];
+        (A + 2656)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (gru.model:40:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 2608)[k] - (A + 960)[k]; s += d * d; } (A + 2576)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 2624)[k] - (A + 960)[k]; s += d * d; } (A + 2592)[0] = s / T(32); }
   // output  (gru.model:41:3)
   // loss  (gru.model:37:1)
-  loss = double((A + 2576)[0]);
-  // sub  (gru.model:40:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 2576)[i0 * 1 + i1 * 1] = (A + 2608)[i0 * 1] - (A + 960)[i0 * 1];
-      }
+  loss = double((A + 2592)[0]);
   // const  (gru.model:40:13)
   std::fill_n((A + 960), 1, T(0.0625));
-  // mul  (gru.model:40:13)
+  // fused loop over [32, 1], 1 reduction over axes [0]:
+  //   mul  (gru.model:40:13)
+  //   sum %d.head.bias  (prelude.model:10:34)
+  std::fill_n((A + 976), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 2608)[i0 * 1 + i1 * 1] = (A + 2576)[i0 * 1] * (A + 960)[0];
+        const T v0 = (A + 2656)[i0 * 1] * (A + 960)[0];
+        (A + 2592)[i0 * 1 + i1 * 1] = v0;
+        (A + 976)[0] += v0;
       }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 960), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 960)[0] += (A + 2608)[i];
-  }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 48, 1, T(1), (A + 2608), 1, (A + 2528), 1, T(0), (A + 11136), 48, threads());
+  gemm(false, true, 32, 48, 1, T(1), (A + 2592), 1, (A + 2544), 1, T(0), (A + 11136), 48, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 48, 1, 32, T(1), (A + 9600), 48, (A + 2608), 1, T(0), (A + 2528), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 2576)[i0 * 48 + i1 * 1] = (A + 2528)[i0 * 1 + i1 * 1];
-      }
+  gemm(true, false, 48, 1, 32, T(1), (A + 9600), 48, (A + 2592), 1, T(0), (A + 2544), 1, threads());
   // reshape  (gru.model:39:17)
   // (a view of its operand)
   // pad  (gru.model:39:17)
@@ -458,194 +445,156 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 261536) + (o * 30 + t) * 48, 48, (A + 361376) + o * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 307616) + (o * 30 + t) * 48, 48, (A + 362912) + o * 48);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 364448) + o * 1);
+    // const  (gru.model:27:15)
+    std::fill_n((A + 380416), 1, T(1));
     // fused loop over [32, 48]:
     //   add  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   mul  (gru.model:28:27)
     //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:19)
-    //   neg  (gru.model:28:14)  [register]
-    //   add  (gru.model:28:14)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 364480)[i] + (A + 353696)[i];
-      const T v1 = v0 * (A + 355232)[i];
-      const T v2 = v0 * (A + 356768)[i];
-      (A + 380416)[i] = v2;
-      const T v3 = v0 * (A + 358304)[i];
-      const T v4 = v0 * (A + 359840)[i];
-      (A + 381952)[i] = v4;
-      const T v5 = -v3;
-      const T v6 = v1 + v5;
-      (A + 383488)[i] = v6;
-    }
-    // const  (gru.model:27:15)
-    std::fill_n((A + 385024), 1, T(1));
-    // fused loop over [32, 48]:
     //   mul  (gru.model:27:15)  [register]
     //   sub  (gru.model:27:15)  [register]
     //   mul  (gru.model:27:15)
     //   mul  (gru.model:27:35)
-    //   mul  (gru.model:27:35)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 358304)[i] * (A + 358304)[i];
-      const T v1 = (A + 385024)[0] - v0;
-      const T v2 = (A + 381952)[i] * v1;
-      (A + 385040)[i] = v2;
-      const T v3 = v2 * (A + 361376)[i];
-      (A + 386576)[i] = v3;
-      const T v4 = v2 * (A + 362912)[i];
-      (A + 388112)[i] = v4;
-    }
-    // pad  (gru.model:27:39)
-    std::fill_n((A + 389648), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 389648)[96 + i0 * 144 + i1 * 1] = (A + 388112)[i0 * 48 + i1 * 1];
-        }
-    // pad  (gru.model:27:18)
-    std::fill_n((A + 394256), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 394256)[96 + i0 * 144 + i1 * 1] = (A + 385040)[i0 * 48 + i1 * 1];
-        }
-    // fused loop over [32, 48]:
+    //   mul  (gru.model:28:27)  [register]
+    //   mul  (gru.model:28:19)  [register]
+    //   neg  (gru.model:28:14)  [register]
+    //   add  (gru.model:28:14)  [register]
     //   sub  (gru.model:26:18)  [register]
     //   mul  (gru.model:26:18)  [register]
     //   mul  (gru.model:26:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 385024)[0] - (A + 356768)[i];
-      const T v1 = (A + 356768)[i] * v0;
-      const T v2 = (A + 383488)[i] * v1;
-      (A + 381952)[i] = v2;
-    }
-    // pad  (gru.model:26:36)
-    std::fill_n((A + 398864), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 398864)[48 + i0 * 144 + i1 * 1] = (A + 381952)[i0 * 48 + i1 * 1];
-        }
-    // fused loop over [32, 144]:
-    //   add  (gru.model:26:36)
-    //   add  (gru.model:26:21)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4608; ++i) {
-      const T v0 = (A + 389648)[i] + (A + 398864)[i];
-      (A + 403472)[i] = v0;
-      const T v1 = (A + 394256)[i] + (A + 398864)[i];
-      (A + 408080)[i] = v1;
-    }
-    // fused loop over [32, 48]:
+    //   mul  (gru.model:27:35)  [register]
     //   sub  (gru.model:25:18)  [register]
     //   mul  (gru.model:25:18)  [register]
     //   mul  (gru.model:25:18)
+    //   mul  (gru.model:28:27)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 385024)[0] - (A + 362912)[i];
-      const T v1 = (A + 362912)[i] * v0;
-      const T v2 = (A + 386576)[i] * v1;
-      (A + 381952)[i] = v2;
+      const T v0 = (A + 364480)[i] + (A + 353696)[i];
+      const T v1 = v0 * (A + 359840)[i];
+      const T v2 = (A + 358304)[i] * (A + 358304)[i];
+      const T v3 = (A + 380416)[0] - v2;
+      const T v4 = v1 * v3;
+      (A + 381968)[i] = v4;
+      const T v5 = v4 * (A + 362912)[i];
+      (A + 383504)[i] = v5;
+      const T v6 = v0 * (A + 355232)[i];
+      const T v7 = v0 * (A + 358304)[i];
+      const T v8 = -v7;
+      const T v9 = v6 + v8;
+      const T v10 = (A + 380416)[0] - (A + 356768)[i];
+      const T v11 = (A + 356768)[i] * v10;
+      const T v12 = v9 * v11;
+      (A + 385040)[i] = v12;
+      const T v13 = v4 * (A + 361376)[i];
+      const T v14 = (A + 380416)[0] - (A + 362912)[i];
+      const T v15 = (A + 362912)[i] * v14;
+      const T v16 = v13 * v15;
+      (A + 386576)[i] = v16;
+      const T v17 = v0 * (A + 356768)[i];
+      (A + 380432)[i] = v17;
     }
-    // pad  (gru.model:25:34)
-    std::fill_n((A + 383488), 4608, T(0));
+    // pad  (gru.model:27:39)
+    std::fill_n((A + 388112), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 383488)[0 + i0 * 144 + i1 * 1] = (A + 381952)[i0 * 48 + i1 * 1];
+          (A + 388112)[96 + i0 * 144 + i1 * 1] = (A + 383504)[i0 * 48 + i1 * 1];
         }
-    // fused loop over [32, 144]:
-    //   add  (gru.model:25:34)
-    //   add  (gru.model:25:21)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4608; ++i) {
-      const T v0 = (A + 403472)[i] + (A + 383488)[i];
-      (A + 388096)[i] = v0;
-      const T v1 = (A + 408080)[i] + (A + 383488)[i];
-      (A + 392704)[i] = v1;
-    }
-    // sum  (gru.model:24:40)
-    std::fill_n((A + 381952), 144, T(0));
+    // pad  (gru.model:27:18)
+    std::fill_n((A + 392720), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 392720)[96 + i0 * 144 + i1 * 1] = (A + 381968)[i0 * 48 + i1 * 1];
+        }
+    // pad  (gru.model:26:36)
+    std::fill_n((A + 397328), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 397328)[48 + i0 * 144 + i1 * 1] = (A + 385040)[i0 * 48 + i1 * 1];
+        }
+    // pad  (gru.model:25:34)
+    std::fill_n((A + 381968), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 381968)[0 + i0 * 144 + i1 * 1] = (A + 386576)[i0 * 48 + i1 * 1];
+        }
+    // fused loop over [32, 144], 2 reductions over axes [0]:
+    //   add  (gru.model:26:36)  [register]
+    //   add  (gru.model:25:34)
+    //   sum  (gru.model:24:40)
+    //   add  (gru.model:26:21)  [register]
+    //   add  (gru.model:25:21)
+    //   sum  (gru.model:23:41)
+    std::fill_n((A + 386576), 144, T(0));
+    std::fill_n((A + 386720), 144, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 381952)[i1 * 1] += (A + 388096)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 388112)[i0 * 144 + i1 * 1] + (A + 397328)[i0 * 144 + i1 * 1];
+          const T v1 = v0 + (A + 381968)[i0 * 144 + i1 * 1];
+          (A + 401936)[i0 * 144 + i1 * 1] = v1;
+          (A + 386576)[i1 * 1] += v1;
+          const T v3 = (A + 392720)[i0 * 144 + i1 * 1] + (A + 397328)[i0 * 144 + i1 * 1];
+          const T v4 = v3 + (A + 381968)[i0 * 144 + i1 * 1];
+          (A + 406544)[i0 * 144 + i1 * 1] = v4;
+          (A + 386720)[i1 * 1] += v4;
         }
     // transpose  (gru.model:24:14): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 48, 144, T(1), (A + 388096), 144, (A + 2672), 144, T(0), (A + 382096), 48, threads());
+    gemm(false, true, 32, 48, 144, T(1), (A + 401936), 144, (A + 2688), 144, T(0), (A + 381968), 48, threads());
     // transpose  (gru.model:24:14): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(true, false, 48, 144, 32, T(1), (A + 355232), 48, (A + 388096), 144, T(0), (A + 397312), 144, threads());
+    gemm(true, false, 48, 144, 32, T(1), (A + 355232), 48, (A + 401936), 144, T(0), (A + 386864), 144, threads());
+    // transpose  (gru.model:23:15): folded into the matmul that reads it
+    // matmul  (gru.model:23:15)
+    gemm(true, false, 1, 144, 32, T(1), (A + 364448), 1, (A + 406544), 144, T(0), (A + 383504), 144, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 383632)[i] = (A + 380416)[i] + (A + 382096)[i];
+      (A + 383648)[i] = (A + 380432)[i] + (A + 381968)[i];
     }
-    // sum  (gru.model:23:41)
-    std::fill_n((A + 380416), 144, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 380416)[i1 * 1] += (A + 392704)[i0 * 144 + i1 * 1];
-        }
-    // transpose  (gru.model:23:15): folded into the matmul that reads it
-    // matmul  (gru.model:23:15)
-    gemm(true, false, 1, 144, 32, T(1), (A + 364448), 1, (A + 392704), 144, T(0), (A + 380560), 144, threads());
     // fused loop over [144]:
     //   add  (gru.model:22:12)
     //   add  (gru.model:22:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 144; ++i) {
-      const T v0 = (A + 366160)[i] + (A + 380416)[i];
-      (A + 380704)[i] = v0;
-      const T v1 = (A + 373216)[i] + (A + 381952)[i];
-      (A + 380848)[i] = v1;
+      const T v0 = (A + 366160)[i] + (A + 386720)[i];
+      (A + 380416)[i] = v0;
+      const T v1 = (A + 373216)[i] + (A + 386576)[i];
+      (A + 380560)[i] = v1;
     }
     // add  (gru.model:22:12)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 380416)[i0 * 144 + i1 * 1] = (A + 373360)[i1 * 1] + (A + 380560)[i1 * 1];
+          (A + 380704)[i0 * 144 + i1 * 1] = (A + 373360)[i1 * 1] + (A + 383504)[i1 * 1];
         }
     // add  (gru.model:22:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 6912; ++i) {
-      (A + 385168)[i] = (A + 373504)[i] + (A + 397312)[i];
+      (A + 393776)[i] = (A + 373504)[i] + (A + 386864)[i];
     }
-    std::copy_n((A + 383632), 1536, (A + 364480));
-    std::copy_n((A + 380704), 144, (A + 366160));
-    std::copy_n((A + 380848), 144, (A + 373216));
-    std::copy_n((A + 380416), 144, (A + 373360));
-    std::copy_n((A + 385168), 6912, (A + 373504));
+    std::copy_n((A + 383648), 1536, (A + 364480));
+    std::copy_n((A + 380416), 144, (A + 366160));
+    std::copy_n((A + 380560), 144, (A + 373216));
+    std::copy_n((A + 380704), 144, (A + 373360));
+    std::copy_n((A + 393776), 6912, (A + 373504));
   }
   std::copy_n((A + 364480), 1536, (A + 10032));
   std::copy_n((A + 366016), 144, (A + 11568));
   std::copy_n((A + 366160), 144, (A + 11712));
-  std::copy_n((A + 366304), 6912, (A + 412688));
+  std::copy_n((A + 366304), 6912, (A + 411152));
   std::copy_n((A + 373216), 144, (A + 11856));
   std::copy_n((A + 373360), 144, (A + 12000));
-  std::copy_n((A + 373504), 6912, (A + 419600));
-  // fused loop over [144, 48]:
-  //   transpose  (gru.model:24:25)  [register]
-  //   add %d.gru.weight_hh_l0  (gru.model:24:25)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        const T v0 = (A + 419600)[i0 * 1 + i1 * 144];
-        const T v1 = (A + 412688)[i0 * 48 + i1 * 1] + v0;
-        (A + 2624)[i0 * 48 + i1 * 1] = v1;
-      }
+  std::copy_n((A + 373504), 6912, (A + 418064));
   // fused loop over [144, 1]:
   //   transpose  (gru.model:23:26)  [register]
   //   add %d.gru.weight_ih_l0  (gru.model:23:26)
@@ -659,126 +608,113 @@ private:
       }
   // grad  (gru.model:16:3)
   if (grads) (*grads)[0].assign((A + 0), (A + 0) + 144);
+  // fused loop over [144, 48]:
+  //   transpose  (gru.model:24:25)  [register]
+  //   add %d.gru.weight_hh_l0  (gru.model:24:25)
+  for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1)
+      {
+        const T v0 = (A + 418064)[i0 * 1 + i1 * 144];
+        const T v1 = (A + 411152)[i0 * 48 + i1 * 1] + v0;
+        (A + 2592)[i0 * 48 + i1 * 1] = v1;
+      }
   // grad  (gru.model:17:3)
-  if (grads) (*grads)[1].assign((A + 2624), (A + 2624) + 6912);
+  if (grads) (*grads)[1].assign((A + 2592), (A + 2592) + 6912);
   // grad  (gru.model:18:3)
   if (grads) (*grads)[2].assign((A + 11712), (A + 11712) + 144);
   // grad  (gru.model:19:3)
   if (grads) (*grads)[3].assign((A + 11856), (A + 11856) + 144);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1)
+      {
+        (A + 144)[i0 * 48 + i1 * 1] = (A + 2544)[i0 * 1 + i1 * 1];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 2576), (A + 2576) + 48);
+  if (grads) (*grads)[4].assign((A + 144), (A + 144) + 48);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 960), (A + 960) + 1);
+  if (grads) (*grads)[5].assign((A + 976), (A + 976) + 1);
   // hyper %lr  (gru.model:44:1)
-  (A + 144)[0] = T(lr_);
+  (A + 192)[0] = T(lr_);
   // buffer %optimizer.step  (gru.model:44:1)
   // add %optimizer.step.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] = sf_[6].data()[0] + (A + 9584)[0];
+    (A + 208)[0] = sf_[6].data()[0] + (A + 2528)[0];
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(6, (A + 160));
+  updates.emplace_back(6, (A + 208));
   // const  (gru.model:44:1)
-  std::fill_n((A + 176), 1, T(-0.10536051565782628));
-  // fused loop over []:
+  std::fill_n((A + 224), 1, T(-0.10536051565782628));
+  // const  (gru.model:44:1)
+  std::fill_n((A + 240), 1, T(-0.0010005003335835344));
+  // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
+  // const  (gru.model:44:1)
+  std::fill_n((A + 256), 1, T(0.90000000000000002));
+  // const  (gru.model:44:1)
+  std::fill_n((A + 272), 1, T(0.099999999999999978));
+  // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
+  // const  (gru.model:44:1)
+  std::fill_n((A + 288), 1, T(0.999));
+  // const  (gru.model:44:1)
+  std::fill_n((A + 304), 1, T(0.0010000000000000009));
+  // fused loop over [144, 1]:
   //   mul  (gru.model:44:1)  [register]
-  //   exp  (gru.model:44:1)  [register]
-  //   sub  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 160)[0] * (A + 176)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 9584)[0] - v1;
-    (A + 192)[0] = v2;
-  }
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
+  //   sqrt  (gru.model:44:1)
+  for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        const T v0 = sf_[7].data()[i0 * 1] * (A + 256)[0];
+        const T v1 = (A + 0)[i0 * 1] * (A + 272)[0];
+        const T v2 = v0 + v1;
+        (A + 320)[i0 * 1 + i1 * 1] = v2;
+        const T v3 = sf_[8].data()[i0 * 1] * (A + 288)[0];
+        const T v4 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
+        const T v5 = v4 * (A + 304)[0];
+        const T v6 = v3 + v5;
+        (A + 464)[i0 * 1 + i1 * 1] = v6;
+        const T v7 = std::sqrt(v6);
+        (A + 608)[i0 * 1 + i1 * 1] = v7;
+      }
+  // update  (gru.model:44:1)
+  updates.emplace_back(7, (A + 320));
+  // update  (gru.model:44:1)
+  updates.emplace_back(8, (A + 464));
   // const  (gru.model:44:1)
-  std::fill_n((A + 176), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 0), 1, T(1e-08));
   // fused loop over []:
   //   mul  (gru.model:44:1)  [register]
   //   exp  (gru.model:44:1)  [register]
   //   sub  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   exp  (gru.model:44:1)  [register]
+  //   sub  (gru.model:44:1)  [register]
   //   sqrt  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 160)[0] * (A + 176)[0];
+    const T v0 = (A + 208)[0] * (A + 224)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 9584)[0] - v1;
-    const T v3 = (A + 144)[0] / (A + 192)[0];
-    (A + 208)[0] = v3;
-    const T v4 = std::sqrt(v2);
-    (A + 224)[0] = v4;
+    const T v2 = (A + 2528)[0] - v1;
+    const T v3 = (A + 192)[0] / v2;
+    (A + 16)[0] = v3;
+    const T v4 = (A + 208)[0] * (A + 240)[0];
+    const T v5 = fexp(v4);
+    const T v6 = (A + 2528)[0] - v5;
+    const T v7 = std::sqrt(v6);
+    (A + 32)[0] = v7;
   }
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
-  // const  (gru.model:44:1)
-  std::fill_n((A + 144), 1, T(0.90000000000000002));
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 240)[i0 * 1 + i1 * 1] = sf_[7].data()[i0 * 1] * (A + 144)[0];
-      }
-  // const  (gru.model:44:1)
-  std::fill_n((A + 176), 1, T(0.099999999999999978));
   // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 0)[i0 * 1] * (A + 176)[0];
-        const T v1 = (A + 240)[i0 * 1] + v0;
-        (A + 384)[i0 * 1 + i1 * 1] = v1;
-      }
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
-  // const  (gru.model:44:1)
-  std::fill_n((A + 192), 1, T(0.999));
-  // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)
-  //   mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = sf_[8].data()[i0 * 1] * (A + 192)[0];
-        (A + 240)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
-        (A + 528)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (gru.model:44:1)
-  std::fill_n((A + 0), 1, T(0.0010000000000000009));
-  // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 528)[i0 * 1] * (A + 0)[0];
-        const T v1 = (A + 240)[i0 * 1] + v0;
-        (A + 672)[i0 * 1 + i1 * 1] = v1;
-      }
-  // update  (gru.model:44:1)
-  updates.emplace_back(7, (A + 384));
-  // update  (gru.model:44:1)
-  updates.emplace_back(8, (A + 672));
-  // fused loop over [144, 1]:
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::sqrt((A + 672)[i0 * 1]);
-        const T v1 = v0 / (A + 224)[0];
-        (A + 240)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (gru.model:44:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over [144, 1]:
+  //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
@@ -787,45 +723,25 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 240)[i0 * 1] + (A + 16)[0];
-        const T v1 = (A + 384)[i0 * 1] / v0;
-        const T v2 = (A + 208)[0] * v1;
-        const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 528)[i0 * 1 + i1 * 1] = v3;
+        const T v0 = (A + 608)[i0 * 1] / (A + 32)[0];
+        const T v1 = v0 + (A + 0)[0];
+        const T v2 = (A + 320)[i0 * 1] / v1;
+        const T v3 = (A + 16)[0] * v2;
+        const T v4 = sf_[0].data()[i0 * 1] - v3;
+        (A + 752)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (gru.model:44:1)
-  updates.emplace_back(0, (A + 528));
+  updates.emplace_back(0, (A + 752));
   // buffer %optimizer.gru.weight_hh_l0.exp_avg  (gru.model:44:1)
-  // fused loop over [144, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 144)[0];
-    const T v1 = (A + 2624)[i] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 12000)[i] = v2;
-  }
   // buffer %optimizer.gru.weight_hh_l0.exp_avg_sq  (gru.model:44:1)
   // fused loop over [144, 48]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = sf_[10].data()[i] * (A + 192)[0];
-    const T v1 = (A + 2624)[i] * (A + 2624)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 18912)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(9, (A + 12000));
-  // update  (gru.model:44:1)
-  updates.emplace_back(10, (A + 18912));
-  // fused loop over [144, 48]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -834,96 +750,52 @@ private:
   //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = std::sqrt((A + 18912)[i]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 12000)[i] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[1].data()[i] - v4;
-    (A + 2624)[i] = v5;
+    const T v0 = sf_[9].data()[i] * (A + 256)[0];
+    const T v1 = (A + 2592)[i] * (A + 272)[0];
+    const T v2 = v0 + v1;
+    (A + 12000)[i] = v2;
+    const T v3 = sf_[10].data()[i] * (A + 288)[0];
+    const T v4 = (A + 2592)[i] * (A + 2592)[i];
+    const T v5 = v4 * (A + 304)[0];
+    const T v6 = v3 + v5;
+    (A + 18912)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[1].data()[i] - v11;
+    (A + 25824)[i] = v12;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(1, (A + 2624));
+  updates.emplace_back(9, (A + 12000));
+  // update  (gru.model:44:1)
+  updates.emplace_back(10, (A + 18912));
+  // update  (gru.model:44:1)
+  updates.emplace_back(1, (A + 25824));
   // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:44:1)
-  // fused loop over [144]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 144)[0];
-    const T v1 = (A + 11712)[i] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 240)[i] = v2;
-  }
   // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:44:1)
   // fused loop over [144]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[12].data()[i] * (A + 192)[0];
-    const T v1 = (A + 11712)[i] * (A + 11712)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 816)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(11, (A + 240));
-  // update  (gru.model:44:1)
-  updates.emplace_back(12, (A + 816));
-  // fused loop over [144]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   sub %gru.bias_ih_l0.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = std::sqrt((A + 816)[i]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 240)[i] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[2].data()[i] - v4;
-    (A + 976)[i] = v5;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(2, (A + 976));
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
-  // fused loop over [144]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[13].data()[i] * (A + 144)[0];
-    const T v1 = (A + 11856)[i] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 1120)[i] = v2;
-  }
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
-  // fused loop over [144]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 192)[0];
-    const T v1 = (A + 11856)[i] * (A + 11856)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 1264)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(13, (A + 1120));
-  // update  (gru.model:44:1)
-  updates.emplace_back(14, (A + 1264));
-  // fused loop over [144]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -932,51 +804,63 @@ private:
   //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = std::sqrt((A + 1264)[i]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 1120)[i] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[3].data()[i] - v4;
-    (A + 1408)[i] = v5;
+    const T v0 = sf_[11].data()[i] * (A + 256)[0];
+    const T v1 = (A + 11712)[i] * (A + 272)[0];
+    const T v2 = v0 + v1;
+    (A + 608)[i] = v2;
+    const T v3 = sf_[12].data()[i] * (A + 288)[0];
+    const T v4 = (A + 11712)[i] * (A + 11712)[i];
+    const T v5 = v4 * (A + 304)[0];
+    const T v6 = v3 + v5;
+    (A + 992)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[2].data()[i] - v11;
+    (A + 1136)[i] = v12;
+    const T v13 = sf_[13].data()[i] * (A + 256)[0];
+    const T v14 = (A + 11856)[i] * (A + 272)[0];
+    const T v15 = v13 + v14;
+    (A + 1280)[i] = v15;
+    const T v16 = sf_[14].data()[i] * (A + 288)[0];
+    const T v17 = (A + 11856)[i] * (A + 11856)[i];
+    const T v18 = v17 * (A + 304)[0];
+    const T v19 = v16 + v18;
+    (A + 1424)[i] = v19;
+    const T v20 = std::sqrt(v19);
+    const T v21 = v20 / (A + 32)[0];
+    const T v22 = v21 + (A + 0)[0];
+    const T v23 = v15 / v22;
+    const T v24 = (A + 16)[0] * v23;
+    const T v25 = sf_[3].data()[i] - v24;
+    (A + 1568)[i] = v25;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(3, (A + 1408));
+  updates.emplace_back(11, (A + 608));
+  // update  (gru.model:44:1)
+  updates.emplace_back(12, (A + 992));
+  // update  (gru.model:44:1)
+  updates.emplace_back(2, (A + 1136));
+  // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
+  // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
+  // update  (gru.model:44:1)
+  updates.emplace_back(13, (A + 1280));
+  // update  (gru.model:44:1)
+  updates.emplace_back(14, (A + 1424));
+  // update  (gru.model:44:1)
+  updates.emplace_back(3, (A + 1568));
   // buffer %optimizer.head.weight.exp_avg  (gru.model:44:1)
-  // fused loop over [1, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        const T v0 = sf_[15].data()[i1 * 1] * (A + 144)[0];
-        const T v1 = (A + 2576)[i1 * 1] * (A + 176)[0];
-        const T v2 = v0 + v1;
-        (A + 32)[i0 * 48 + i1 * 1] = v2;
-      }
   // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:44:1)
   // fused loop over [1, 48]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        const T v0 = sf_[16].data()[i1 * 1] * (A + 192)[0];
-        const T v1 = (A + 2576)[i1 * 1] * (A + 2576)[i1 * 1];
-        const T v2 = v1 * (A + 0)[0];
-        const T v3 = v0 + v2;
-        (A + 80)[i0 * 48 + i1 * 1] = v3;
-      }
-  // update  (gru.model:44:1)
-  updates.emplace_back(15, (A + 32));
-  // update  (gru.model:44:1)
-  updates.emplace_back(16, (A + 80));
-  // fused loop over [1, 48]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -987,47 +871,39 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        const T v0 = std::sqrt((A + 80)[i1 * 1]);
-        const T v1 = v0 / (A + 224)[0];
-        const T v2 = v1 + (A + 16)[0];
-        const T v3 = (A + 32)[i1 * 1] / v2;
-        const T v4 = (A + 208)[0] * v3;
-        const T v5 = sf_[4].data()[i1 * 1] - v4;
-        (A + 1552)[i0 * 48 + i1 * 1] = v5;
+        const T v0 = sf_[15].data()[i1 * 1] * (A + 256)[0];
+        const T v1 = (A + 144)[i1 * 1] * (A + 272)[0];
+        const T v2 = v0 + v1;
+        (A + 48)[i0 * 48 + i1 * 1] = v2;
+        const T v3 = sf_[16].data()[i1 * 1] * (A + 288)[0];
+        const T v4 = (A + 144)[i1 * 1] * (A + 144)[i1 * 1];
+        const T v5 = v4 * (A + 304)[0];
+        const T v6 = v3 + v5;
+        (A + 96)[i0 * 48 + i1 * 1] = v6;
+        const T v7 = std::sqrt(v6);
+        const T v8 = v7 / (A + 32)[0];
+        const T v9 = v8 + (A + 0)[0];
+        const T v10 = v2 / v9;
+        const T v11 = (A + 16)[0] * v10;
+        const T v12 = sf_[4].data()[i1 * 1] - v11;
+        (A + 896)[i0 * 48 + i1 * 1] = v12;
       }
   // update  (gru.model:44:1)
-  updates.emplace_back(4, (A + 1552));
+  updates.emplace_back(15, (A + 48));
+  // update  (gru.model:44:1)
+  updates.emplace_back(16, (A + 96));
+  // update  (gru.model:44:1)
+  updates.emplace_back(4, (A + 896));
   // buffer %optimizer.head.bias.exp_avg  (gru.model:44:1)
-  // fused loop over [1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[17].data()[0] * (A + 144)[0];
-    const T v1 = (A + 960)[0] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 128)[i] = v2;
-  }
   // buffer %optimizer.head.bias.exp_avg_sq  (gru.model:44:1)
   // fused loop over [1]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[18].data()[0] * (A + 192)[0];
-    const T v1 = (A + 960)[0] * (A + 960)[0];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 144)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(17, (A + 128));
-  // update  (gru.model:44:1)
-  updates.emplace_back(18, (A + 144));
-  // fused loop over [1]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -1036,16 +912,29 @@ private:
   //   sub %head.bias.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::sqrt((A + 144)[0]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 128)[0] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[5].data()[0] - v4;
-    (A + 0)[i] = v5;
+    const T v0 = sf_[17].data()[0] * (A + 256)[0];
+    const T v1 = (A + 976)[0] * (A + 272)[0];
+    const T v2 = v0 + v1;
+    (A + 144)[i] = v2;
+    const T v3 = sf_[18].data()[0] * (A + 288)[0];
+    const T v4 = (A + 976)[0] * (A + 976)[0];
+    const T v5 = v4 * (A + 304)[0];
+    const T v6 = v3 + v5;
+    (A + 160)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[5].data()[0] - v11;
+    (A + 176)[i] = v12;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(5, (A + 0));
+  updates.emplace_back(17, (A + 144));
+  // update  (gru.model:44:1)
+  updates.emplace_back(18, (A + 160));
+  // update  (gru.model:44:1)
+  updates.emplace_back(5, (A + 176));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1067,44 +956,42 @@ private:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
+  // const  (gru.model:28:14)
+  std::fill_n((A + 2496), 1, T(1));
   // transpose  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2496)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 2512)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2640)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 2656)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
-  // const  (gru.model:28:14)
-  std::fill_n((A + 9552), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 960), 1536, (A + 9600));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9568) + o * 1);
     // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9568), 1, (A + 2496), 144, T(0), (A + 11136), 144, threads());
-    // add %gru.gi  (gru.model:23:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 15744)[i0 * 144 + i1 * 1] = (A + 11136)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    gemm(false, false, 32, 144, 1, T(1), (A + 9568), 1, (A + 2512), 144, T(0), (A + 11136), 144, threads());
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9600), 48, (A + 2640), 144, T(0), (A + 11136), 144, threads());
-    // add %gru.gh  (gru.model:24:40)
+    gemm(false, false, 32, 144, 48, T(1), (A + 9600), 48, (A + 2656), 144, T(0), (A + 15744), 144, threads());
+    // fused loop over [32, 144]:
+    //   add %gru.gi  (gru.model:23:41)
+    //   add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 20352)[i0 * 144 + i1 * 1] = (A + 11136)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 11136)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 20352)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 15744)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 24960)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -1128,36 +1015,36 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 15744)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 20352)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 20352)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 24960)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 15744)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 20352)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 20352)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 24960)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 15744)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 20352)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 20352)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 24960)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          const T v13 = (A + 9552)[0] - v7;
+          const T v13 = (A + 2496)[0] - v7;
           const T v14 = v13 * v12;
           const T v15 = v7 * (A + 9600)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
           (A + 11136)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11136) + o * 48, 48, (A + 26496) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11136) + o * 48, 48, (A + 31104) + (o * 30 + t) * 48);
     std::copy_n((A + 11136), 1536, (A + 9600));
   }
-  std::copy_n((A + 9600), 1536, (A + 24960));
+  std::copy_n((A + 9600), 1536, (A + 29568));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 26496)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 31104)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)

@@ -85,7 +85,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(6939968) {
+  Net() : arena_(7018608) {
     sf_[0].assign(1024, T(0));
     sf_[1].assign(262144, T(0));
     sf_[2].assign(1024, T(0));
@@ -156,22 +156,22 @@ public:
   // buffer %cell.bn_o.running_var  (prelude.model:51:3)
   // param %cell.bn_o.weight  (prelude.model:48:3)
   // param %cell.bn_o.bias  (prelude.model:49:3)
+  // const  (prelude.model:65:53)
+  std::fill_n((A + 9184), 1, T(1.0000000000000001e-05));
   // transpose  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9200)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 272352), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -183,16 +183,16 @@ public:
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 272352)[0];
+    const T v0 = sf_[15].data()[i] + (A + 9184)[0];
     const T v1 = T(1) / std::sqrt(v0);
     (A + 272368)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 272352)[0];
+    const T v2 = sf_[18].data()[i] + (A + 9184)[0];
     const T v3 = T(1) / std::sqrt(v2);
     (A + 272624)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 272352)[0];
+    const T v4 = sf_[21].data()[i] + (A + 9184)[0];
     const T v5 = T(1) / std::sqrt(v4);
     (A + 272880)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 272352)[0];
+    const T v6 = sf_[24].data()[i] + (A + 9184)[0];
     const T v7 = T(1) / std::sqrt(v6);
     (A + 273136)[i] = v7;
   }
@@ -203,26 +203,21 @@ public:
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 273392) + o * 1);
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 273392), 1, (A + 9184), 1024, T(0), (A + 289808), 1024, threads());
-    // add  (seed_gate_bn.model:30:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 322576)[i0 * 1024 + i1 * 1] = (A + 289808)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    gemm(false, false, 32, 1024, 1, T(1), (A + 273392), 1, (A + 9200), 1024, T(0), (A + 289808), 1024, threads());
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 273424), 256, (A + 10208), 1024, T(0), (A + 289808), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 273424), 256, (A + 10224), 1024, T(0), (A + 322576), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 322576)[i0 * 1024 + i1 * 1] + (A + 289808)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 355344)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 289808)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 322576)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 355344)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -367,30 +362,30 @@ private:
   for (int64_t k = 0; k < 1; ++k) (A + 9232)[k] = T(si_[25][k]);
   // param %cell.bn_o.weight  (prelude.model:48:3)
   // param %cell.bn_o.bias  (prelude.model:49:3)
+  // const  (prelude.model:60:44)
+  std::fill_n((A + 9248), 1, T(0.90000000000000002));
+  // const  (prelude.model:60:70)
+  std::fill_n((A + 9264), 1, T(0.10000000000000001));
+  // const  (prelude.model:61:84)
+  std::fill_n((A + 9280), 1, T(0.1032258064516129));
+  // const  (prelude.model:62:56)
+  std::fill_n((A + 9296), 1, T(1));
+  // const  (prelude.model:63:28)
+  std::fill_n((A + 9312), 1, T(1.0000000000000001e-05));
   // transpose  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 9248)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9328)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10272)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10352)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
-  // const  (prelude.model:60:44)
-  std::fill_n((A + 272416), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
-  std::fill_n((A + 272432), 1, T(0.10000000000000001));
-  // const  (prelude.model:61:84)
-  std::fill_n((A + 272448), 1, T(0.1032258064516129));
-  // const  (prelude.model:62:56)
-  std::fill_n((A + 272464), 1, T(1));
-  // const  (prelude.model:63:28)
-  std::fill_n((A + 272480), 1, T(1.0000000000000001e-05));
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 992), 8192, (A + 272528));
   std::copy_n((A + 992), 8192, (A + 280720));
@@ -409,333 +404,292 @@ private:
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272496) + o * 1);
+    // const  (prelude.model:59:17)
+    std::fill_n((A + 291024), 1, T(0));
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272496), 1, (A + 9248), 1024, T(0), (A + 291024), 1024, threads());
-    // add  (seed_gate_bn.model:30:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 323792)[i0 * 1024 + i1 * 1] = (A + 291024)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    gemm(false, false, 32, 1024, 1, T(1), (A + 272496), 1, (A + 9328), 1024, T(0), (A + 291040), 1024, threads());
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272528), 256, (A + 10272), 1024, T(0), (A + 291024), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272528), 256, (A + 10352), 1024, T(0), (A + 323808), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 323792)[i0 * 1024 + i1 * 1] + (A + 291024)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 356560)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 291040)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 323808)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 356576)[i0 * 1024 + i1 * 1] = v2;
         }
     // slice  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 291024)[i0 * 256 + i1 * 1] = (A + 356560)[0 + i0 * 1024 + i1 * 1];
+          (A + 291040)[i0 * 256 + i1 * 1] = (A + 356576)[0 + i0 * 1024 + i1 * 1];
         }
-    // mean %cell.bn_i.mu  (prelude.model:57:16)
-    std::fill_n((A + 299216), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 299216)[i1 * 1] += (A + 291024)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 299216)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_i.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 299232)[i] = (A + 291040)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions over axes [0]:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mean %cell.bn_i.mu  (prelude.model:57:16)
+    //   slice  (seed_gate_bn.model:32:29)
+    std::fill_n((A + 299488), 256, T(0));
+    std::fill_n((A + 299744), 256, T(0));
+    std::fill_n((A + 300000), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 291024)[i0 * 256 + i1 * 1] - (A + 299216)[i1 * 1];
-          (A + 299472)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 307664)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 291040)[i0 * 256 + i1 * 1] - (A + 299232)[i1 * 1];
+          (A + 299488)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 299744)[i1 * 1] += v2;
+          (A + 300000)[i1 * 1] += (A + 291040)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 356576)[256 + i0 * 1024 + i1 * 1];
+          (A + 300256)[i0 * 256 + i1 * 1] = v5;
         }
-    // mean %cell.bn_i.var  (prelude.model:59:17)
-    std::fill_n((A + 291024), 256, T(0));
+    for (int64_t k = 0; k < 256; ++k) (A + 299488)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 299744)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 300000)[k] /= T(32);
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 299232)[i] = (A + 300256)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions over axes [0]:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mean %cell.bn_f.mu  (prelude.model:57:16)
+    //   slice  (seed_gate_bn.model:33:26)
+    std::fill_n((A + 308448), 256, T(0));
+    std::fill_n((A + 308704), 256, T(0));
+    std::fill_n((A + 308960), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 291024)[i1 * 1] += (A + 307664)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 300256)[i0 * 256 + i1 * 1] - (A + 299232)[i1 * 1];
+          (A + 308448)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 308704)[i1 * 1] += v2;
+          (A + 308960)[i1 * 1] += (A + 300256)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 356576)[512 + i0 * 1024 + i1 * 1];
+          (A + 309216)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 291024)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 308448)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 308704)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 308960)[k] /= T(32);
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 299232)[i] = (A + 309216)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions over axes [0]:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mean %cell.bn_g.mu  (prelude.model:57:16)
+    //   slice  (seed_gate_bn.model:34:29)
+    std::fill_n((A + 317408), 256, T(0));
+    std::fill_n((A + 317664), 256, T(0));
+    std::fill_n((A + 317920), 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          const T v0 = (A + 309216)[i0 * 256 + i1 * 1] - (A + 299232)[i1 * 1];
+          (A + 317408)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 317664)[i1 * 1] += v2;
+          (A + 317920)[i1 * 1] += (A + 309216)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 356576)[768 + i0 * 1024 + i1 * 1];
+          (A + 318176)[i0 * 256 + i1 * 1] = v5;
+        }
+    for (int64_t k = 0; k < 256; ++k) (A + 317408)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 317664)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 317920)[k] /= T(32);
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 299232)[i] = (A + 318176)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions over axes [0]:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean  (prelude.model:59:17)
+    //   mean %cell.bn_o.mu  (prelude.model:57:16)
+    //   sub %cell.bn_i.d  (prelude.model:58:13)
+    std::fill_n((A + 334560), 256, T(0));
+    std::fill_n((A + 334816), 256, T(0));
+    std::fill_n((A + 335072), 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          const T v0 = (A + 318176)[i0 * 256 + i1 * 1] - (A + 299232)[i1 * 1];
+          (A + 334560)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 334816)[i1 * 1] += v2;
+          (A + 335072)[i1 * 1] += (A + 318176)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 291040)[i0 * 256 + i1 * 1] - (A + 300000)[i1 * 1];
+          (A + 326368)[i0 * 256 + i1 * 1] = v5;
+        }
+    for (int64_t k = 0; k < 256; ++k) (A + 334560)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 334816)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 335072)[k] /= T(32);
     // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_i.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_i.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 288912)[i];
-      const T v1 = (A + 272432)[0] * (A + 299216)[i];
-      const T v2 = v0 + v1;
-      (A + 291280)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 289168)[i];
-      const T v4 = (A + 272448)[0] * (A + 291024)[i];
-      const T v5 = v3 + v4;
-      (A + 291536)[i] = v5;
-    }
-    // add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 291792)[0] = (A + 289424)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 291024)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 291808)[i] = v1;
-    }
-    // fused loop over [32, 256]:
-    //   mul %cell.bn_i.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
-    //   slice  (seed_gate_bn.model:32:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 299472)[i0 * 256 + i1 * 1] * (A + 291808)[i1 * 1];
-          (A + 307664)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[4].data()[i1 * 1];
-          const T v2 = v1 + sf_[5].data()[i1 * 1];
-          const T v3 = fsigmoid(v2);
-          (A + 315856)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 356560)[256 + i0 * 1024 + i1 * 1];
-          (A + 324048)[i0 * 256 + i1 * 1] = v4;
-        }
-    // mean %cell.bn_f.mu  (prelude.model:57:16)
-    std::fill_n((A + 292064), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 292064)[i1 * 1] += (A + 324048)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 292064)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_f.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 324048)[i0 * 256 + i1 * 1] - (A + 292064)[i1 * 1];
-          (A + 332240)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 340432)[i0 * 256 + i1 * 1] = v1;
-        }
-    // mean %cell.bn_f.var  (prelude.model:59:17)
-    std::fill_n((A + 292320), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 292320)[i1 * 1] += (A + 340432)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 292320)[k] /= T(32);
-    // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_f.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_f.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 289440)[i];
-      const T v1 = (A + 272432)[0] * (A + 292064)[i];
-      const T v2 = v0 + v1;
-      (A + 292576)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 289696)[i];
-      const T v4 = (A + 272448)[0] * (A + 292320)[i];
-      const T v5 = v3 + v4;
-      (A + 292832)[i] = v5;
-    }
-    // add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 293088)[0] = (A + 289952)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 292320)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 293104)[i] = v1;
-    }
-    // fused loop over [32, 256]:
-    //   mul %cell.bn_f.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
-    //   slice  (seed_gate_bn.model:33:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 332240)[i0 * 256 + i1 * 1] * (A + 293104)[i1 * 1];
-          (A + 324048)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[6].data()[i1 * 1];
-          const T v2 = v1 + sf_[7].data()[i1 * 1];
-          const T v3 = fsigmoid(v2);
-          (A + 340432)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 356560)[512 + i0 * 1024 + i1 * 1];
-          (A + 389328)[i0 * 256 + i1 * 1] = v4;
-        }
-    // mean %cell.bn_g.mu  (prelude.model:57:16)
-    std::fill_n((A + 293360), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 293360)[i1 * 1] += (A + 389328)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 293360)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_g.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 389328)[i0 * 256 + i1 * 1] - (A + 293360)[i1 * 1];
-          (A + 397520)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 405712)[i0 * 256 + i1 * 1] = v1;
-        }
-    // mean %cell.bn_g.var  (prelude.model:59:17)
-    std::fill_n((A + 293616), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 293616)[i1 * 1] += (A + 405712)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 293616)[k] /= T(32);
-    // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_g.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_g.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 289968)[i];
-      const T v1 = (A + 272432)[0] * (A + 293360)[i];
-      const T v2 = v0 + v1;
-      (A + 293872)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 290224)[i];
-      const T v4 = (A + 272448)[0] * (A + 293616)[i];
-      const T v5 = v3 + v4;
-      (A + 294128)[i] = v5;
-    }
-    // add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 294384)[0] = (A + 290480)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 293616)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 294400)[i] = v1;
-    }
-    // fused loop over [32, 256]:
-    //   mul %cell.bn_g.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   tanh %cell.g  (seed_gate_bn.model:33:15)
-    //   slice  (seed_gate_bn.model:34:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 397520)[i0 * 256 + i1 * 1] * (A + 294400)[i1 * 1];
-          (A + 389328)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[8].data()[i1 * 1];
-          const T v2 = v1 + sf_[9].data()[i1 * 1];
-          const T v3 = ftanh(v2);
-          (A + 405712)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 356560)[768 + i0 * 1024 + i1 * 1];
-          (A + 413904)[i0 * 256 + i1 * 1] = v4;
-        }
-    // mean %cell.bn_o.mu  (prelude.model:57:16)
-    std::fill_n((A + 294656), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 294656)[i1 * 1] += (A + 413904)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 294656)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_o.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 413904)[i0 * 256 + i1 * 1] - (A + 294656)[i1 * 1];
-          (A + 348624)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 356816)[i0 * 256 + i1 * 1] = v1;
-        }
-    // mean %cell.bn_o.var  (prelude.model:59:17)
-    std::fill_n((A + 294912), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 294912)[i1 * 1] += (A + 356816)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 294912)[k] /= T(32);
-    // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_o.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_o.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 290496)[i];
-      const T v1 = (A + 272432)[0] * (A + 294656)[i];
-      const T v2 = v0 + v1;
-      (A + 295168)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 290752)[i];
-      const T v4 = (A + 272448)[0] * (A + 294912)[i];
-      const T v5 = v3 + v4;
-      (A + 295424)[i] = v5;
-    }
-    // add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 295680)[0] = (A + 291008)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 294912)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 295696)[i] = v1;
+      const T v0 = (A + 299488)[i] * (A + 299488)[i];
+      const T v1 = (A + 299744)[i] - v0;
+      const T v2 = std::max(v1, (A + 291024)[0]);
+      (A + 291040)[i] = v2;
+      const T v3 = (A + 9248)[0] * (A + 288912)[i];
+      const T v4 = (A + 9264)[0] * (A + 300000)[i];
+      const T v5 = v3 + v4;
+      (A + 291296)[i] = v5;
+      const T v6 = (A + 9248)[0] * (A + 289168)[i];
+      const T v7 = (A + 9280)[0] * v2;
+      const T v8 = v6 + v7;
+      (A + 291552)[i] = v8;
+      const T v9 = v2 + (A + 9312)[0];
+      const T v10 = T(1) / std::sqrt(v9);
+      (A + 291808)[i] = v10;
+      const T v11 = (A + 308448)[i] * (A + 308448)[i];
+      const T v12 = (A + 308704)[i] - v11;
+      const T v13 = std::max(v12, (A + 291024)[0]);
+      (A + 292064)[i] = v13;
+      const T v14 = (A + 9248)[0] * (A + 289440)[i];
+      const T v15 = (A + 9264)[0] * (A + 308960)[i];
+      const T v16 = v14 + v15;
+      (A + 292320)[i] = v16;
+      const T v17 = (A + 9248)[0] * (A + 289696)[i];
+      const T v18 = (A + 9280)[0] * v13;
+      const T v19 = v17 + v18;
+      (A + 292576)[i] = v19;
+      const T v20 = v13 + (A + 9312)[0];
+      const T v21 = T(1) / std::sqrt(v20);
+      (A + 292832)[i] = v21;
+      const T v22 = (A + 317408)[i] * (A + 317408)[i];
+      const T v23 = (A + 317664)[i] - v22;
+      const T v24 = std::max(v23, (A + 291024)[0]);
+      (A + 293088)[i] = v24;
+      const T v25 = (A + 9248)[0] * (A + 289968)[i];
+      const T v26 = (A + 9264)[0] * (A + 317920)[i];
+      const T v27 = v25 + v26;
+      (A + 293344)[i] = v27;
+      const T v28 = (A + 9248)[0] * (A + 290224)[i];
+      const T v29 = (A + 9280)[0] * v24;
+      const T v30 = v28 + v29;
+      (A + 293600)[i] = v30;
+      const T v31 = v24 + (A + 9312)[0];
+      const T v32 = T(1) / std::sqrt(v31);
+      (A + 293856)[i] = v32;
+      const T v33 = (A + 334560)[i] * (A + 334560)[i];
+      const T v34 = (A + 334816)[i] - v33;
+      const T v35 = std::max(v34, (A + 291024)[0]);
+      (A + 294112)[i] = v35;
+      const T v36 = (A + 9248)[0] * (A + 290496)[i];
+      const T v37 = (A + 9264)[0] * (A + 335072)[i];
+      const T v38 = v36 + v37;
+      (A + 294368)[i] = v38;
+      const T v39 = (A + 9248)[0] * (A + 290752)[i];
+      const T v40 = (A + 9280)[0] * v35;
+      const T v41 = v39 + v40;
+      (A + 294624)[i] = v41;
+      const T v42 = v35 + (A + 9312)[0];
+      const T v43 = T(1) / std::sqrt(v42);
+      (A + 294880)[i] = v43;
+    }
+    // fused loop over []:
+    //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
+    //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
+    //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
+    //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 1; ++i) {
+      const T v0 = (A + 289424)[0] + (A + 9296)[0];
+      (A + 291024)[0] = v0;
+      const T v1 = (A + 289952)[0] + (A + 9296)[0];
+      (A + 295136)[0] = v1;
+      const T v2 = (A + 290480)[0] + (A + 9296)[0];
+      (A + 295152)[0] = v2;
+      const T v3 = (A + 291008)[0] + (A + 9296)[0];
+      (A + 295168)[0] = v3;
     }
     // fused loop over [32, 256]:
+    //   mul %cell.bn_i.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
+    //   sub %cell.bn_f.d  (prelude.model:58:13)
+    //   mul %cell.bn_f.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
+    //   sub %cell.bn_g.d  (prelude.model:58:13)
+    //   mul %cell.bn_g.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   tanh %cell.g  (seed_gate_bn.model:33:15)
+    //   sub %cell.bn_o.d  (prelude.model:58:13)
     //   mul %cell.bn_o.xhat  (prelude.model:63:16)
     //   mul  (prelude.model:67:17)  [register]
     //   add  (prelude.model:67:26)  [register]
@@ -749,93 +703,117 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 348624)[i0 * 256 + i1 * 1] * (A + 295696)[i1 * 1];
-          (A + 356816)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[10].data()[i1 * 1];
-          const T v2 = v1 + sf_[11].data()[i1 * 1];
+          const T v0 = (A + 326368)[i0 * 256 + i1 * 1] * (A + 291808)[i1 * 1];
+          (A + 335328)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * sf_[4].data()[i1 * 1];
+          const T v2 = v1 + sf_[5].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 365008)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 340432)[i0 * 256 + i1 * 1] * (A + 280720)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 315856)[i0 * 256 + i1 * 1] * (A + 405712)[i0 * 256 + i1 * 1];
-          const T v6 = v4 + v5;
-          (A + 373200)[i0 * 256 + i1 * 1] = v6;
-          const T v7 = ftanh(v6);
-          (A + 413904)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = v3 * v7;
-          (A + 422096)[i0 * 256 + i1 * 1] = v8;
+          (A + 343520)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 300256)[i0 * 256 + i1 * 1] - (A + 308960)[i1 * 1];
+          (A + 351712)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = v4 * (A + 292832)[i1 * 1];
+          (A + 359904)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = v5 * sf_[6].data()[i1 * 1];
+          const T v7 = v6 + sf_[7].data()[i1 * 1];
+          const T v8 = fsigmoid(v7);
+          (A + 368096)[i0 * 256 + i1 * 1] = v8;
+          const T v9 = (A + 309216)[i0 * 256 + i1 * 1] - (A + 317920)[i1 * 1];
+          (A + 376288)[i0 * 256 + i1 * 1] = v9;
+          const T v10 = v9 * (A + 293856)[i1 * 1];
+          (A + 384480)[i0 * 256 + i1 * 1] = v10;
+          const T v11 = v10 * sf_[8].data()[i1 * 1];
+          const T v12 = v11 + sf_[9].data()[i1 * 1];
+          const T v13 = ftanh(v12);
+          (A + 392672)[i0 * 256 + i1 * 1] = v13;
+          const T v14 = (A + 318176)[i0 * 256 + i1 * 1] - (A + 335072)[i1 * 1];
+          (A + 400864)[i0 * 256 + i1 * 1] = v14;
+          const T v15 = v14 * (A + 294880)[i1 * 1];
+          (A + 409056)[i0 * 256 + i1 * 1] = v15;
+          const T v16 = v15 * sf_[10].data()[i1 * 1];
+          const T v17 = v16 + sf_[11].data()[i1 * 1];
+          const T v18 = fsigmoid(v17);
+          (A + 417248)[i0 * 256 + i1 * 1] = v18;
+          const T v19 = v8 * (A + 280720)[i0 * 256 + i1 * 1];
+          const T v20 = v3 * v13;
+          const T v21 = v19 + v20;
+          (A + 425440)[i0 * 256 + i1 * 1] = v21;
+          const T v22 = ftanh(v21);
+          (A + 433632)[i0 * 256 + i1 * 1] = v22;
+          const T v23 = v18 * v22;
+          (A + 441824)[i0 * 256 + i1 * 1] = v23;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 422096) + o * 256, 256, (A + 448784) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 413904) + o * 256, 256, (A + 694544) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 365008) + o * 256, 256, (A + 940304) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 405712) + o * 256, 256, (A + 1186064) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 315856) + o * 256, 256, (A + 1431824) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 280720) + o * 256, 256, (A + 1677584) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 340432) + o * 256, 256, (A + 1923344) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 356816) + o * 256, 256, (A + 2169104) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 295696) + o * 1, 1, (A + 2414864) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 348624) + o * 256, 256, (A + 2422544) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294912) + o * 1, 1, (A + 2668304) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290752) + o * 1, 1, (A + 2675984) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294656) + o * 1, 1, (A + 2683664) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290496) + o * 1, 1, (A + 2691344) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 389328) + o * 256, 256, (A + 2699024) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294400) + o * 1, 1, (A + 2944784) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 397520) + o * 256, 256, (A + 2952464) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293616) + o * 1, 1, (A + 3198224) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290224) + o * 1, 1, (A + 3205904) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293360) + o * 1, 1, (A + 3213584) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289968) + o * 1, 1, (A + 3221264) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 324048) + o * 256, 256, (A + 3228944) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293104) + o * 1, 1, (A + 3474704) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 332240) + o * 256, 256, (A + 3482384) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292320) + o * 1, 1, (A + 3728144) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289696) + o * 1, 1, (A + 3735824) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292064) + o * 1, 1, (A + 3743504) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289440) + o * 1, 1, (A + 3751184) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 307664) + o * 256, 256, (A + 3758864) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291808) + o * 1, 1, (A + 4004624) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 299472) + o * 256, 256, (A + 4012304) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291024) + o * 1, 1, (A + 4258064) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289168) + o * 1, 1, (A + 4265744) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 299216) + o * 1, 1, (A + 4273424) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 288912) + o * 1, 1, (A + 4281104) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 272528) + o * 256, 256, (A + 4288784) + (o * 30 + t) * 256);
-    std::copy_n((A + 422096), 8192, (A + 272528));
-    std::copy_n((A + 373200), 8192, (A + 280720));
-    std::copy_n((A + 291280), 256, (A + 288912));
-    std::copy_n((A + 291536), 256, (A + 289168));
-    std::copy_n((A + 291792), 1, (A + 289424));
-    std::copy_n((A + 292576), 256, (A + 289440));
-    std::copy_n((A + 292832), 256, (A + 289696));
-    std::copy_n((A + 293088), 1, (A + 289952));
-    std::copy_n((A + 293872), 256, (A + 289968));
-    std::copy_n((A + 294128), 256, (A + 290224));
-    std::copy_n((A + 294384), 1, (A + 290480));
-    std::copy_n((A + 295168), 256, (A + 290496));
-    std::copy_n((A + 295424), 256, (A + 290752));
-    std::copy_n((A + 295680), 1, (A + 291008));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 441824) + o * 256, 256, (A + 468512) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 433632) + o * 256, 256, (A + 714272) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 417248) + o * 256, 256, (A + 960032) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 392672) + o * 256, 256, (A + 1205792) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 343520) + o * 256, 256, (A + 1451552) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 280720) + o * 256, 256, (A + 1697312) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 368096) + o * 256, 256, (A + 1943072) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 409056) + o * 256, 256, (A + 2188832) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294880) + o * 1, 1, (A + 2434592) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 400864) + o * 256, 256, (A + 2442272) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294112) + o * 1, 1, (A + 2688032) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290752) + o * 1, 1, (A + 2695712) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 335072) + o * 1, 1, (A + 2703392) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290496) + o * 1, 1, (A + 2711072) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 384480) + o * 256, 256, (A + 2718752) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293856) + o * 1, 1, (A + 2964512) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 376288) + o * 256, 256, (A + 2972192) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293088) + o * 1, 1, (A + 3217952) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290224) + o * 1, 1, (A + 3225632) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 317920) + o * 1, 1, (A + 3233312) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289968) + o * 1, 1, (A + 3240992) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 359904) + o * 256, 256, (A + 3248672) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292832) + o * 1, 1, (A + 3494432) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 351712) + o * 256, 256, (A + 3502112) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292064) + o * 1, 1, (A + 3747872) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289696) + o * 1, 1, (A + 3755552) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 308960) + o * 1, 1, (A + 3763232) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289440) + o * 1, 1, (A + 3770912) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 335328) + o * 256, 256, (A + 3778592) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291808) + o * 1, 1, (A + 4024352) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 326368) + o * 256, 256, (A + 4032032) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291040) + o * 1, 1, (A + 4277792) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289168) + o * 1, 1, (A + 4285472) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 300000) + o * 1, 1, (A + 4293152) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 288912) + o * 1, 1, (A + 4300832) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 272528) + o * 256, 256, (A + 4308512) + (o * 30 + t) * 256);
+    std::copy_n((A + 441824), 8192, (A + 272528));
+    std::copy_n((A + 425440), 8192, (A + 280720));
+    std::copy_n((A + 291296), 256, (A + 288912));
+    std::copy_n((A + 291552), 256, (A + 289168));
+    std::copy_n((A + 291024), 1, (A + 289424));
+    std::copy_n((A + 292320), 256, (A + 289440));
+    std::copy_n((A + 292576), 256, (A + 289696));
+    std::copy_n((A + 295136), 1, (A + 289952));
+    std::copy_n((A + 293344), 256, (A + 289968));
+    std::copy_n((A + 293600), 256, (A + 290224));
+    std::copy_n((A + 295152), 1, (A + 290480));
+    std::copy_n((A + 294368), 256, (A + 290496));
+    std::copy_n((A + 294624), 256, (A + 290752));
+    std::copy_n((A + 295168), 1, (A + 291008));
   }
-  std::copy_n((A + 272528), 8192, (A + 430288));
-  std::copy_n((A + 280720), 8192, (A + 438480));
-  std::copy_n((A + 288912), 256, (A + 446672));
-  std::copy_n((A + 289168), 256, (A + 446928));
-  std::copy_n((A + 289424), 1, (A + 447184));
-  std::copy_n((A + 289440), 256, (A + 447200));
-  std::copy_n((A + 289696), 256, (A + 447456));
-  std::copy_n((A + 289952), 1, (A + 447712));
-  std::copy_n((A + 289968), 256, (A + 447728));
-  std::copy_n((A + 290224), 256, (A + 447984));
-  std::copy_n((A + 290480), 1, (A + 448240));
-  std::copy_n((A + 290496), 256, (A + 448256));
-  std::copy_n((A + 290752), 256, (A + 448512));
-  std::copy_n((A + 291008), 1, (A + 448768));
+  std::copy_n((A + 272528), 8192, (A + 450016));
+  std::copy_n((A + 280720), 8192, (A + 458208));
+  std::copy_n((A + 288912), 256, (A + 466400));
+  std::copy_n((A + 289168), 256, (A + 466656));
+  std::copy_n((A + 289424), 1, (A + 466912));
+  std::copy_n((A + 289440), 256, (A + 466928));
+  std::copy_n((A + 289696), 256, (A + 467184));
+  std::copy_n((A + 289952), 1, (A + 467440));
+  std::copy_n((A + 289968), 256, (A + 467456));
+  std::copy_n((A + 290224), 256, (A + 467712));
+  std::copy_n((A + 290480), 1, (A + 467968));
+  std::copy_n((A + 290496), 256, (A + 467984));
+  std::copy_n((A + 290752), 256, (A + 468240));
+  std::copy_n((A + 291008), 1, (A + 468496));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 272464)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 448784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 272496)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 468512)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -845,407 +823,312 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9184)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
+        (A + 9296)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 272464), 256, sf_[12].data(), 256, T(0), (A + 9440), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 272496), 256, sf_[12].data(), 256, T(0), (A + 9184), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (seed_gate_bn.model:48:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9472)[i0 * 1 + i1 * 1] = (A + 9440)[i0 * 1] + sf_[13].data()[0];
+        const T v0 = (A + 9184)[i0 * 1] + sf_[13].data()[0];
+        (A + 9216)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 960)[i0 * 1];
+        (A + 9552)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_gate_bn.model:48:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9472)[k] - (A + 960)[k]; s += d * d; } (A + 9440)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9216)[k] - (A + 960)[k]; s += d * d; } (A + 9184)[0] = s / T(32); }
   // output  (seed_gate_bn.model:49:3)
   // loss  (seed_gate_bn.model:45:1)
-  loss = double((A + 9440)[0]);
+  loss = double((A + 9184)[0]);
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(14, (A + 446672));
+  updates.emplace_back(14, (A + 466400));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(15, (A + 446928));
+  updates.emplace_back(15, (A + 466656));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(16, (A + 447184));
+  updates.emplace_back(16, (A + 466912));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(17, (A + 447200));
+  updates.emplace_back(17, (A + 466928));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(18, (A + 447456));
+  updates.emplace_back(18, (A + 467184));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(19, (A + 447712));
+  updates.emplace_back(19, (A + 467440));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(20, (A + 447728));
+  updates.emplace_back(20, (A + 467456));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(21, (A + 447984));
+  updates.emplace_back(21, (A + 467712));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(22, (A + 448240));
+  updates.emplace_back(22, (A + 467968));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(23, (A + 448256));
+  updates.emplace_back(23, (A + 467984));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(24, (A + 448512));
+  updates.emplace_back(24, (A + 468240));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(25, (A + 448768));
+  updates.emplace_back(25, (A + 468496));
   // const  (seed_gate_bn.model:45:1)
-  std::fill_n((A + 9440), 1, T(1));
-  // sub  (seed_gate_bn.model:48:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 9504)[i0 * 1 + i1 * 1] = (A + 9472)[i0 * 1] - (A + 960)[i0 * 1];
-      }
+  std::fill_n((A + 960), 1, T(1));
   // const  (seed_gate_bn.model:48:13)
-  std::fill_n((A + 960), 1, T(0.0625));
-  // mul  (seed_gate_bn.model:48:13)
+  std::fill_n((A + 976), 1, T(0.0625));
+  // fused loop over [32, 1], 1 reduction over axes [0]:
+  //   mul  (seed_gate_bn.model:48:13)
+  //   sum %d.head.bias  (prelude.model:10:34)
+  std::fill_n((A + 9216), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9456)[i0 * 1 + i1 * 1] = (A + 9504)[i0 * 1] * (A + 960)[0];
+        const T v0 = (A + 9552)[i0 * 1] * (A + 976)[0];
+        (A + 9184)[i0 * 1 + i1 * 1] = v0;
+        (A + 9216)[0] += v0;
       }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 960), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 960)[0] += (A + 9456)[i];
-  }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 9456), 1, (A + 9184), 1, T(0), (A + 280656), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 9184), 1, (A + 9296), 1, T(0), (A + 280688), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 272464), 256, (A + 9456), 1, T(0), (A + 9184), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 9456)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
-      }
+  gemm(true, false, 256, 1, 32, T(1), (A + 272496), 256, (A + 9184), 1, T(0), (A + 9296), 1, threads());
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // pad  (seed_gate_bn.model:47:17)
-  std::fill_n((A + 448784), 245760, T(0));
+  std::fill_n((A + 468512), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 448784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 280656)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 468512)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 280688)[i0 * 256 + i1 * 256 + i2 * 1];
         }
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 9184), 256, T(0));
+  std::fill_n((A + 9552), 256, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 272464), 1024, T(0));
+  std::fill_n((A + 272496), 1024, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 273488), 1024, T(0));
+  std::fill_n((A + 273520), 1024, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 4534544), 262144, T(0));
+  std::fill_n((A + 4554272), 262144, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 274512), 1024, T(0));
+  std::fill_n((A + 274544), 1024, T(0));
   // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 4796688), 262144, T(0));
+  std::fill_n((A + 4816416), 262144, T(0));
   // scan  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 5195056));
-  std::copy_n((A + 992), 8192, (A + 5203248));
-  std::copy_n((A + 9184), 256, (A + 5211440));
-  std::copy_n((A + 9184), 256, (A + 5211696));
-  std::copy_n((A + 9184), 256, (A + 5211952));
-  std::copy_n((A + 9184), 256, (A + 5212208));
-  std::copy_n((A + 9184), 256, (A + 5212464));
-  std::copy_n((A + 9184), 256, (A + 5212720));
-  std::copy_n((A + 9184), 256, (A + 5212976));
-  std::copy_n((A + 9184), 256, (A + 5213232));
-  std::copy_n((A + 272464), 1024, (A + 5213488));
-  std::copy_n((A + 273488), 1024, (A + 5214512));
-  std::copy_n((A + 4534544), 262144, (A + 5215536));
-  std::copy_n((A + 273488), 1024, (A + 5477680));
-  std::copy_n((A + 9184), 256, (A + 5478704));
-  std::copy_n((A + 9184), 256, (A + 5478960));
-  std::copy_n((A + 9184), 256, (A + 5479216));
-  std::copy_n((A + 9184), 256, (A + 5479472));
-  std::copy_n((A + 9184), 256, (A + 5479728));
-  std::copy_n((A + 9184), 256, (A + 5479984));
-  std::copy_n((A + 9184), 256, (A + 5480240));
-  std::copy_n((A + 9184), 256, (A + 5480496));
-  std::copy_n((A + 274512), 1024, (A + 5480752));
-  std::copy_n((A + 4796688), 262144, (A + 5481776));
+  std::copy_n((A + 992), 8192, (A + 5214784));
+  std::copy_n((A + 992), 8192, (A + 5222976));
+  std::copy_n((A + 9552), 256, (A + 5231168));
+  std::copy_n((A + 9552), 256, (A + 5231424));
+  std::copy_n((A + 9552), 256, (A + 5231680));
+  std::copy_n((A + 9552), 256, (A + 5231936));
+  std::copy_n((A + 9552), 256, (A + 5232192));
+  std::copy_n((A + 9552), 256, (A + 5232448));
+  std::copy_n((A + 9552), 256, (A + 5232704));
+  std::copy_n((A + 9552), 256, (A + 5232960));
+  std::copy_n((A + 272496), 1024, (A + 5233216));
+  std::copy_n((A + 273520), 1024, (A + 5234240));
+  std::copy_n((A + 4554272), 262144, (A + 5235264));
+  std::copy_n((A + 273520), 1024, (A + 5497408));
+  std::copy_n((A + 9552), 256, (A + 5498432));
+  std::copy_n((A + 9552), 256, (A + 5498688));
+  std::copy_n((A + 9552), 256, (A + 5498944));
+  std::copy_n((A + 9552), 256, (A + 5499200));
+  std::copy_n((A + 9552), 256, (A + 5499456));
+  std::copy_n((A + 9552), 256, (A + 5499712));
+  std::copy_n((A + 9552), 256, (A + 5499968));
+  std::copy_n((A + 9552), 256, (A + 5500224));
+  std::copy_n((A + 274544), 1024, (A + 5500480));
+  std::copy_n((A + 4816416), 262144, (A + 5501504));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 448784) + (o * 30 + t) * 256, 256, (A + 5058832) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 694544) + (o * 30 + t) * 256, 256, (A + 5067024) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 940304) + (o * 30 + t) * 256, 256, (A + 5075216) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1186064) + (o * 30 + t) * 256, 256, (A + 5083408) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1431824) + (o * 30 + t) * 256, 256, (A + 5091600) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1677584) + (o * 30 + t) * 256, 256, (A + 5099792) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1923344) + (o * 30 + t) * 256, 256, (A + 5107984) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2169104) + (o * 30 + t) * 256, 256, (A + 5116176) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2414864) + (o * 30 + t) * 1, 1, (A + 5124368) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2422544) + (o * 30 + t) * 256, 256, (A + 5124624) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2668304) + (o * 30 + t) * 1, 1, (A + 5132816) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2675984) + (o * 30 + t) * 1, 1, (A + 5133072) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2683664) + (o * 30 + t) * 1, 1, (A + 5133328) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2691344) + (o * 30 + t) * 1, 1, (A + 5133584) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2699024) + (o * 30 + t) * 256, 256, (A + 5133840) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2944784) + (o * 30 + t) * 1, 1, (A + 5142032) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2952464) + (o * 30 + t) * 256, 256, (A + 5142288) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3198224) + (o * 30 + t) * 1, 1, (A + 5150480) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3205904) + (o * 30 + t) * 1, 1, (A + 5150736) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3213584) + (o * 30 + t) * 1, 1, (A + 5150992) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3221264) + (o * 30 + t) * 1, 1, (A + 5151248) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3228944) + (o * 30 + t) * 256, 256, (A + 5151504) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3474704) + (o * 30 + t) * 1, 1, (A + 5159696) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3482384) + (o * 30 + t) * 256, 256, (A + 5159952) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3728144) + (o * 30 + t) * 1, 1, (A + 5168144) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3735824) + (o * 30 + t) * 1, 1, (A + 5168400) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3743504) + (o * 30 + t) * 1, 1, (A + 5168656) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3751184) + (o * 30 + t) * 1, 1, (A + 5168912) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3758864) + (o * 30 + t) * 256, 256, (A + 5169168) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4004624) + (o * 30 + t) * 1, 1, (A + 5177360) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4012304) + (o * 30 + t) * 256, 256, (A + 5177616) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4258064) + (o * 30 + t) * 1, 1, (A + 5185808) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4265744) + (o * 30 + t) * 1, 1, (A + 5186064) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4273424) + (o * 30 + t) * 1, 1, (A + 5186320) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4281104) + (o * 30 + t) * 1, 1, (A + 5186576) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4288784) + (o * 30 + t) * 256, 256, (A + 5186832) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 5195024) + o * 1);
-    // fused loop over [32, 256]:
-    //   add  [register]
-    //   mul  (seed_gate_bn.model:36:13)
-    //   mul  (seed_gate_bn.model:36:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5195056)[i] + (A + 5058832)[i];
-      const T v1 = v0 * (A + 5067024)[i];
-      (A + 5743920)[i] = v1;
-      const T v2 = v0 * (A + 5075216)[i];
-      (A + 5752112)[i] = v2;
-    }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 468512) + (o * 30 + t) * 256, 256, (A + 5078560) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 714272) + (o * 30 + t) * 256, 256, (A + 5086752) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 960032) + (o * 30 + t) * 256, 256, (A + 5094944) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1205792) + (o * 30 + t) * 256, 256, (A + 5103136) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1451552) + (o * 30 + t) * 256, 256, (A + 5111328) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1697312) + (o * 30 + t) * 256, 256, (A + 5119520) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1943072) + (o * 30 + t) * 256, 256, (A + 5127712) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2188832) + (o * 30 + t) * 256, 256, (A + 5135904) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2434592) + (o * 30 + t) * 1, 1, (A + 5144096) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2442272) + (o * 30 + t) * 256, 256, (A + 5144352) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2688032) + (o * 30 + t) * 1, 1, (A + 5152544) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2695712) + (o * 30 + t) * 1, 1, (A + 5152800) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2703392) + (o * 30 + t) * 1, 1, (A + 5153056) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2711072) + (o * 30 + t) * 1, 1, (A + 5153312) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2718752) + (o * 30 + t) * 256, 256, (A + 5153568) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2964512) + (o * 30 + t) * 1, 1, (A + 5161760) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2972192) + (o * 30 + t) * 256, 256, (A + 5162016) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3217952) + (o * 30 + t) * 1, 1, (A + 5170208) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3225632) + (o * 30 + t) * 1, 1, (A + 5170464) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3233312) + (o * 30 + t) * 1, 1, (A + 5170720) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3240992) + (o * 30 + t) * 1, 1, (A + 5170976) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3248672) + (o * 30 + t) * 256, 256, (A + 5171232) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3494432) + (o * 30 + t) * 1, 1, (A + 5179424) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3502112) + (o * 30 + t) * 256, 256, (A + 5179680) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3747872) + (o * 30 + t) * 1, 1, (A + 5187872) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3755552) + (o * 30 + t) * 1, 1, (A + 5188128) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3763232) + (o * 30 + t) * 1, 1, (A + 5188384) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3770912) + (o * 30 + t) * 1, 1, (A + 5188640) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3778592) + (o * 30 + t) * 256, 256, (A + 5188896) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4024352) + (o * 30 + t) * 1, 1, (A + 5197088) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4032032) + (o * 30 + t) * 256, 256, (A + 5197344) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4277792) + (o * 30 + t) * 1, 1, (A + 5205536) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4285472) + (o * 30 + t) * 1, 1, (A + 5205792) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4293152) + (o * 30 + t) * 1, 1, (A + 5206048) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4300832) + (o * 30 + t) * 1, 1, (A + 5206304) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4308512) + (o * 30 + t) * 256, 256, (A + 5206560) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 5214752) + o * 1);
     // const  (seed_gate_bn.model:36:19)
-    std::fill_n((A + 5760304), 1, T(1));
-    // fused loop over [32, 256]:
+    std::fill_n((A + 5763648), 1, T(1));
+    // fused loop over [32, 256], 3 reductions over axes [0]:
+    //   add
+    //   mul  (seed_gate_bn.model:36:13)  [register]
+    //   sub  (seed_gate_bn.model:34:18)  [register]
+    //   mul  (seed_gate_bn.model:34:18)  [register]
+    //   mul  (seed_gate_bn.model:34:18)  [register]
+    //   sum  (prelude.model:67:26)
+    //   mul  (prelude.model:67:17)  [register]
+    //   sum  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 5771856), 256, T(0));
+    std::fill_n((A + 5772112), 256, T(0));
+    std::fill_n((A + 5780560), 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          const T v0 = (A + 5214784)[i0 * 256 + i1 * 1] + (A + 5078560)[i0 * 256 + i1 * 1];
+          (A + 5763664)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * (A + 5086752)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5763648)[0] - (A + 5094944)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 5094944)[i0 * 256 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 5771856)[i1 * 1] += v4;
+          const T v6 = v4 * (A + 5135904)[i0 * 256 + i1 * 1];
+          (A + 5772112)[i1 * 1] += v6;
+          const T v8 = v4 * sf_[10].data()[i1 * 1];
+          const T v9 = v8 * (A + 5144352)[i0 * 256 + i1 * 1];
+          (A + 5780560)[i1 * 1] += v9;
+          const T v11 = v8 * (A + 5144096)[i1 * 1];
+          (A + 5772368)[i0 * 256 + i1 * 1] = v11;
+        }
+    // const  (prelude.model:63:23)
+    std::fill_n((A + 5780816), 1, T(-0.5));
+    // const  (prelude.model:59:17)
+    std::fill_n((A + 5780832), 1, T(0.03125));
+    // fused loop over [256]:
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add  (prelude.model:61:84)  [register]
+    //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:60:70)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      const T v0 = (A + 5780560)[i] * (A + 5780816)[0];
+      const T v1 = (A + 5144096)[i] * (A + 5144096)[i];
+      const T v2 = (A + 5144096)[i] * v1;
+      const T v3 = v0 * v2;
+      const T v4 = (A + 5232960)[i] * (A + 9280)[0];
+      const T v5 = v3 + v4;
+      const T v6 = v5 * (A + 5780832)[0];
+      (A + 5781104)[i] = v6;
+      const T v7 = (A + 5232704)[i] * (A + 9264)[0];
+      (A + 5780848)[i] = v7;
+    }
+    // reshape  (prelude.model:59:17)
+    // (a view of its operand)
+    // fused loop over [32, 256], 1 reduction over axes [0]:
+    //   broadcast_to  (prelude.model:59:17)  [register]
+    //   mul  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum  (prelude.model:58:13)
+    std::fill_n((A + 5780560), 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          const T v0 = (A + 5781104)[i1 * 1];
+          const T v1 = v0 * (A + 5144352)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5772368)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 5781360)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 5780560)[i1 * 1] += v4;
+        }
+    // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      const T v0 = (A + 5780848)[i] + (A + 5780560)[i];
+      const T v1 = v0 * (A + 5780832)[0];
+      (A + 5772368)[i] = v1;
+    }
+    // reshape  (prelude.model:57:16)
+    // (a view of its operand)
+    // fused loop over [32, 256], 3 reductions over axes [0]:
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
+    //   mul  (seed_gate_bn.model:36:13)  [register]
     //   mul  (seed_gate_bn.model:36:19)  [register]
     //   sub  (seed_gate_bn.model:36:19)  [register]
     //   mul  (seed_gate_bn.model:36:19)  [register]
-    //   add  (seed_gate_bn.model:36:19)  [register]
-    //   mul  (seed_gate_bn.model:35:21)
-    //   mul  (seed_gate_bn.model:35:21)
-    //   mul  (seed_gate_bn.model:35:13)
-    //   mul  (seed_gate_bn.model:35:13)
-    //   sub  (seed_gate_bn.model:34:18)  [register]
-    //   mul  (seed_gate_bn.model:34:18)  [register]
-    //   mul  (seed_gate_bn.model:34:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5067024)[i] * (A + 5067024)[i];
-      const T v1 = (A + 5760304)[0] - v0;
-      const T v2 = (A + 5752112)[i] * v1;
-      const T v3 = (A + 5203248)[i] + v2;
-      const T v4 = v3 * (A + 5083408)[i];
-      (A + 5760320)[i] = v4;
-      const T v5 = v3 * (A + 5091600)[i];
-      (A + 5768512)[i] = v5;
-      const T v6 = v3 * (A + 5099792)[i];
-      (A + 5776704)[i] = v6;
-      const T v7 = v3 * (A + 5107984)[i];
-      (A + 5784896)[i] = v7;
-      const T v8 = (A + 5760304)[0] - (A + 5075216)[i];
-      const T v9 = (A + 5075216)[i] * v8;
-      const T v10 = (A + 5743920)[i] * v9;
-      (A + 5793088)[i] = v10;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5743920), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5743920)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5793088)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
-          (A + 5744176)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5793088)[i0 * 256 + i1 * 1] * (A + 5116176)[i0 * 256 + i1 * 1];
-          (A + 5801280)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5752368), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5752368)[i1 * 1] += (A + 5801280)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5744176)[i0 * 256 + i1 * 1] * (A + 5124368)[i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5744176)[i0 * 256 + i1 * 1] * (A + 5124624)[i0 * 256 + i1 * 1];
-          (A + 5801280)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5744176), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744176)[i1 * 1] += (A + 5801280)[i0 * 256 + i1 * 1];
-        }
-    // const  (prelude.model:63:23)
-    std::fill_n((A + 5744432), 1, T(-0.5));
-    // fused loop over [256]:
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5744176)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5124368)[i] * (A + 5124368)[i];
-      const T v2 = (A + 5124368)[i] * v1;
-      const T v3 = v0 * v2;
-      const T v4 = (A + 5213232)[i] * (A + 272448)[0];
-      const T v5 = v3 + v4;
-      (A + 5744448)[i] = v5;
-      const T v6 = (A + 5213232)[i] * (A + 272416)[0];
-      (A + 5744704)[i] = v6;
-      const T v7 = (A + 5212976)[i] * (A + 272432)[0];
-      (A + 5744960)[i] = v7;
-      const T v8 = (A + 5212976)[i] * (A + 272416)[0];
-      (A + 5745216)[i] = v8;
-    }
-    // const  (prelude.model:59:17)
-    std::fill_n((A + 5744176), 1, T(0.03125));
-    // mul  (prelude.model:59:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5745472)[i] = (A + 5744448)[i] * (A + 5744176)[0];
-    }
-    // reshape  (prelude.model:59:17)
-    // (a view of its operand)
-    // fused loop over [32, 256]:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5745472)[i1 * 1];
-          const T v1 = v0 * (A + 5124624)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5793088)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 5801280)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 5809472)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5744448), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744448)[i1 * 1] += (A + 5809472)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5744960)[i] + (A + 5744448)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5745472)[i] = v1;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // fused loop over [32, 256]:
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5745472)[i1 * 1];
-          const T v1 = (A + 5801280)[i0 * 256 + i1 * 1] + v0;
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
-        }
-    // pad  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 5801280), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5801280)[768 + i0 * 1024 + i1 * 1] = (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
+    //   add  (seed_gate_bn.model:36:19)
+    //   mul  (seed_gate_bn.model:35:21)  [register]
     //   mul  (seed_gate_bn.model:33:15)  [register]
     //   sub  (seed_gate_bn.model:33:15)  [register]
-    //   mul  (seed_gate_bn.model:33:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5083408)[i] * (A + 5083408)[i];
-      const T v1 = (A + 5760304)[0] - v0;
-      const T v2 = (A + 5768512)[i] * v1;
-      (A + 5793088)[i] = v2;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5744448), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744448)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (seed_gate_bn.model:33:15)  [register]
+    //   sum  (prelude.model:67:26)
+    //   mul  (prelude.model:67:17)  [register]
+    //   sum  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 5780848), 256, T(0));
+    std::fill_n((A + 5781104), 256, T(0));
+    std::fill_n((A + 5805936), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5793088)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
-          (A + 5768512)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5793088)[i0 * 256 + i1 * 1] * (A + 5133840)[i0 * 256 + i1 * 1];
-          (A + 5834048)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5772368)[i1 * 1];
+          const T v1 = (A + 5781360)[i0 * 256 + i1 * 1] + v0;
+          (A + 5789552)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 5763664)[i0 * 256 + i1 * 1] * (A + 5094944)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 5086752)[i0 * 256 + i1 * 1] * (A + 5086752)[i0 * 256 + i1 * 1];
+          const T v4 = (A + 5763648)[0] - v3;
+          const T v5 = v2 * v4;
+          const T v6 = (A + 5222976)[i0 * 256 + i1 * 1] + v5;
+          (A + 5772624)[i0 * 256 + i1 * 1] = v6;
+          const T v7 = v6 * (A + 5111328)[i0 * 256 + i1 * 1];
+          const T v8 = (A + 5103136)[i0 * 256 + i1 * 1] * (A + 5103136)[i0 * 256 + i1 * 1];
+          const T v9 = (A + 5763648)[0] - v8;
+          const T v10 = v7 * v9;
+          (A + 5780848)[i1 * 1] += v10;
+          const T v12 = v10 * (A + 5153568)[i0 * 256 + i1 * 1];
+          (A + 5781104)[i1 * 1] += v12;
+          const T v14 = v10 * sf_[8].data()[i1 * 1];
+          const T v15 = v14 * (A + 5162016)[i0 * 256 + i1 * 1];
+          (A + 5805936)[i1 * 1] += v15;
+          const T v17 = v14 * (A + 5161760)[i1 * 1];
+          (A + 5797744)[i0 * 256 + i1 * 1] = v17;
         }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5744960), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744960)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    // pad  (seed_gate_bn.model:34:29)
+    std::fill_n((A + 5806192), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5142032)[i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5142288)[i0 * 256 + i1 * 1];
-          (A + 5834048)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5745472), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745472)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
+          (A + 5806192)[768 + i0 * 1024 + i1 * 1] = (A + 5789552)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1254,144 +1137,98 @@ private:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
     //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5745472)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5142032)[i] * (A + 5142032)[i];
-      const T v2 = (A + 5142032)[i] * v1;
+      const T v0 = (A + 5805936)[i] * (A + 5780816)[0];
+      const T v1 = (A + 5161760)[i] * (A + 5161760)[i];
+      const T v2 = (A + 5161760)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 5212720)[i] * (A + 272448)[0];
+      const T v4 = (A + 5232448)[i] * (A + 9280)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 5212720)[i] * (A + 272416)[0];
-      (A + 5745728)[i] = v6;
-      const T v7 = (A + 5212464)[i] * (A + 272432)[0];
-      (A + 5745984)[i] = v7;
-      const T v8 = (A + 5212464)[i] * (A + 272416)[0];
-      (A + 5746240)[i] = v8;
-      const T v9 = v5 * (A + 5744176)[0];
-      (A + 5746496)[i] = v9;
+      const T v6 = v5 * (A + 5780832)[0];
+      (A + 5763920)[i] = v6;
+      const T v7 = (A + 5232192)[i] * (A + 9264)[0];
+      (A + 5763664)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction over axes [0]:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum  (prelude.model:58:13)
+    std::fill_n((A + 5764176), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5746496)[i1 * 1];
-          const T v1 = v0 * (A + 5142288)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5793088)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 5763920)[i1 * 1];
+          const T v1 = v0 * (A + 5162016)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5797744)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 5768512)[i0 * 256 + i1 * 1] = v3;
+          (A + 5781360)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 5834048)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5745472), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745472)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
+          (A + 5764176)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5745984)[i] + (A + 5745472)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5746496)[i] = v1;
+      const T v0 = (A + 5763664)[i] + (A + 5764176)[i];
+      const T v1 = v0 * (A + 5780832)[0];
+      (A + 5763920)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 3 reductions over axes [0]:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5746496)[i1 * 1];
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] + v0;
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
-        }
-    // pad  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 5834048), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5834048)[512 + i0 * 1024 + i1 * 1] = (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // add  (seed_gate_bn.model:33:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5866816)[i] = (A + 5801280)[i] + (A + 5834048)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (seed_gate_bn.model:35:13)  [register]
     //   sub  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)  [register]
-    //   mul  (seed_gate_bn.model:32:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5760304)[0] - (A + 5107984)[i];
-      const T v1 = (A + 5107984)[i] * v0;
-      const T v2 = (A + 5776704)[i] * v1;
-      (A + 5768512)[i] = v2;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5745472), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745472)[i1 * 1] += (A + 5768512)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (seed_gate_bn.model:32:18)  [register]
+    //   sum  (prelude.model:67:26)
+    //   mul  (prelude.model:67:17)  [register]
+    //   sum  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 5763664), 256, T(0));
+    std::fill_n((A + 5764176), 256, T(0));
+    std::fill_n((A + 5764432), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
-          (A + 5776704)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5151504)[i0 * 256 + i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5763920)[i1 * 1];
+          const T v1 = (A + 5781360)[i0 * 256 + i1 * 1] + v0;
+          (A + 5789552)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 5772624)[i0 * 256 + i1 * 1] * (A + 5119520)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 5763648)[0] - (A + 5127712)[i0 * 256 + i1 * 1];
+          const T v4 = (A + 5127712)[i0 * 256 + i1 * 1] * v3;
+          const T v5 = v2 * v4;
+          (A + 5763664)[i1 * 1] += v5;
+          const T v7 = v5 * (A + 5171232)[i0 * 256 + i1 * 1];
+          (A + 5764176)[i1 * 1] += v7;
+          const T v9 = v5 * sf_[6].data()[i1 * 1];
+          const T v10 = v9 * (A + 5179680)[i0 * 256 + i1 * 1];
+          (A + 5764432)[i1 * 1] += v10;
+          const T v12 = v9 * (A + 5179424)[i1 * 1];
+          (A + 5797744)[i0 * 256 + i1 * 1] = v12;
         }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5745984), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745984)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    // pad  (seed_gate_bn.model:33:26)
+    std::fill_n((A + 5838960), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5776704)[i0 * 256 + i1 * 1] * (A + 5159696)[i1 * 1];
-          (A + 5768512)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5776704)[i0 * 256 + i1 * 1] * (A + 5159952)[i0 * 256 + i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5746496), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5746496)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
+          (A + 5838960)[512 + i0 * 1024 + i1 * 1] = (A + 5789552)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1400,144 +1237,98 @@ private:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
     //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5746496)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5159696)[i] * (A + 5159696)[i];
-      const T v2 = (A + 5159696)[i] * v1;
+      const T v0 = (A + 5764432)[i] * (A + 5780816)[0];
+      const T v1 = (A + 5179424)[i] * (A + 5179424)[i];
+      const T v2 = (A + 5179424)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 5212208)[i] * (A + 272448)[0];
+      const T v4 = (A + 5231936)[i] * (A + 9280)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 5212208)[i] * (A + 272416)[0];
-      (A + 5746752)[i] = v6;
-      const T v7 = (A + 5211952)[i] * (A + 272432)[0];
-      (A + 5747008)[i] = v7;
-      const T v8 = (A + 5211952)[i] * (A + 272416)[0];
-      (A + 5747264)[i] = v8;
-      const T v9 = v5 * (A + 5744176)[0];
-      (A + 5747520)[i] = v9;
+      const T v6 = v5 * (A + 5780832)[0];
+      (A + 5764688)[i] = v6;
+      const T v7 = (A + 5231680)[i] * (A + 9264)[0];
+      (A + 5763920)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction over axes [0]:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum  (prelude.model:58:13)
+    std::fill_n((A + 5764432), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5747520)[i1 * 1];
-          const T v1 = v0 * (A + 5159952)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5768512)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 5764688)[i1 * 1];
+          const T v1 = v0 * (A + 5179680)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5797744)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 5776704)[i0 * 256 + i1 * 1] = v3;
+          (A + 5781360)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 5793088)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5746496), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5746496)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
+          (A + 5764432)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5747008)[i] + (A + 5746496)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5747520)[i] = v1;
+      const T v0 = (A + 5763920)[i] + (A + 5764432)[i];
+      const T v1 = v0 * (A + 5780832)[0];
+      (A + 5764688)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 3 reductions over axes [0]:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5747520)[i1 * 1];
-          const T v1 = (A + 5776704)[i0 * 256 + i1 * 1] + v0;
-          (A + 5768512)[i0 * 256 + i1 * 1] = v1;
-        }
-    // pad  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 5793088), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5793088)[256 + i0 * 1024 + i1 * 1] = (A + 5768512)[i0 * 256 + i1 * 1];
-        }
-    // add  (seed_gate_bn.model:32:29)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5825856)[i] = (A + 5866816)[i] + (A + 5793088)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (seed_gate_bn.model:35:21)  [register]
     //   sub  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)  [register]
-    //   mul  (seed_gate_bn.model:31:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5760304)[0] - (A + 5091600)[i];
-      const T v1 = (A + 5091600)[i] * v0;
-      const T v2 = (A + 5760320)[i] * v1;
-      (A + 5768512)[i] = v2;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5746496), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5746496)[i1 * 1] += (A + 5768512)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (seed_gate_bn.model:31:18)  [register]
+    //   sum  (prelude.model:67:26)
+    //   mul  (prelude.model:67:17)  [register]
+    //   sum  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 5763920), 256, T(0));
+    std::fill_n((A + 5764432), 256, T(0));
+    std::fill_n((A + 5764944), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
-          (A + 5752624)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5169168)[i0 * 256 + i1 * 1];
-          (A + 5776704)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5764688)[i1 * 1];
+          const T v1 = (A + 5781360)[i0 * 256 + i1 * 1] + v0;
+          (A + 5789552)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 5772624)[i0 * 256 + i1 * 1] * (A + 5103136)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 5763648)[0] - (A + 5111328)[i0 * 256 + i1 * 1];
+          const T v4 = (A + 5111328)[i0 * 256 + i1 * 1] * v3;
+          const T v5 = v2 * v4;
+          (A + 5763920)[i1 * 1] += v5;
+          const T v7 = v5 * (A + 5188896)[i0 * 256 + i1 * 1];
+          (A + 5764432)[i1 * 1] += v7;
+          const T v9 = v5 * sf_[4].data()[i1 * 1];
+          const T v10 = v9 * (A + 5197344)[i0 * 256 + i1 * 1];
+          (A + 5764944)[i1 * 1] += v10;
+          const T v12 = v9 * (A + 5197088)[i1 * 1];
+          (A + 5797744)[i0 * 256 + i1 * 1] = v12;
         }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5747008), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5747008)[i1 * 1] += (A + 5776704)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    // pad  (seed_gate_bn.model:32:29)
+    std::fill_n((A + 5871728), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5752624)[i0 * 256 + i1 * 1] * (A + 5177360)[i1 * 1];
-          (A + 5760816)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5752624)[i0 * 256 + i1 * 1] * (A + 5177616)[i0 * 256 + i1 * 1];
-          (A + 5769008)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5747520), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5747520)[i1 * 1] += (A + 5769008)[i0 * 256 + i1 * 1];
+          (A + 5871728)[256 + i0 * 1024 + i1 * 1] = (A + 5789552)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1546,213 +1337,218 @@ private:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
     //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5747520)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5177360)[i] * (A + 5177360)[i];
-      const T v2 = (A + 5177360)[i] * v1;
+      const T v0 = (A + 5764944)[i] * (A + 5780816)[0];
+      const T v1 = (A + 5197088)[i] * (A + 5197088)[i];
+      const T v2 = (A + 5197088)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 5211696)[i] * (A + 272448)[0];
+      const T v4 = (A + 5231424)[i] * (A + 9280)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 5211696)[i] * (A + 272416)[0];
-      (A + 5747776)[i] = v6;
-      const T v7 = (A + 5211440)[i] * (A + 272432)[0];
-      (A + 5748032)[i] = v7;
-      const T v8 = (A + 5211440)[i] * (A + 272416)[0];
-      (A + 5748288)[i] = v8;
-      const T v9 = v5 * (A + 5744176)[0];
-      (A + 5748544)[i] = v9;
+      const T v6 = v5 * (A + 5780832)[0];
+      (A + 5765200)[i] = v6;
+      const T v7 = (A + 5231168)[i] * (A + 9264)[0];
+      (A + 5764688)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction over axes [0]:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum  (prelude.model:58:13)
+    std::fill_n((A + 5764944), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5748544)[i1 * 1];
-          const T v1 = v0 * (A + 5177616)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5760816)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 5765200)[i1 * 1];
+          const T v1 = v0 * (A + 5197344)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 5797744)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 5752624)[i0 * 256 + i1 * 1] = v3;
+          (A + 5781360)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 5769008)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5744192), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744192)[i1 * 1] += (A + 5769008)[i0 * 256 + i1 * 1];
+          (A + 5764944)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
+    //   add  (seed_gate_bn.model:29:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5748032)[i] + (A + 5744192)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5747520)[i] = v1;
+      const T v0 = (A + 5764688)[i] + (A + 5764944)[i];
+      const T v1 = v0 * (A + 5780832)[0];
+      (A + 5767248)[i] = v1;
+      const T v2 = (A + 5232960)[i] * (A + 9248)[0];
+      (A + 5765200)[i] = v2;
+      const T v3 = (A + 5232704)[i] * (A + 9248)[0];
+      (A + 5765456)[i] = v3;
+      const T v4 = (A + 5232448)[i] * (A + 9248)[0];
+      (A + 5765712)[i] = v4;
+      const T v5 = (A + 5232192)[i] * (A + 9248)[0];
+      (A + 5765968)[i] = v5;
+      const T v6 = (A + 5231936)[i] * (A + 9248)[0];
+      (A + 5766224)[i] = v6;
+      const T v7 = (A + 5231680)[i] * (A + 9248)[0];
+      (A + 5766480)[i] = v7;
+      const T v8 = (A + 5231424)[i] * (A + 9248)[0];
+      (A + 5766736)[i] = v8;
+      const T v9 = (A + 5231168)[i] * (A + 9248)[0];
+      (A + 5766992)[i] = v9;
+      const T v10 = (A + 5498432)[i] + (A + 5764432)[i];
+      (A + 5767504)[i] = v10;
+      const T v11 = (A + 5498688)[i] + (A + 5763920)[i];
+      (A + 5767760)[i] = v11;
+      const T v12 = (A + 5498944)[i] + (A + 5764176)[i];
+      (A + 5768016)[i] = v12;
+      const T v13 = (A + 5499200)[i] + (A + 5763664)[i];
+      (A + 5768272)[i] = v13;
+      const T v14 = (A + 5499456)[i] + (A + 5781104)[i];
+      (A + 5768528)[i] = v14;
+      const T v15 = (A + 5499712)[i] + (A + 5780848)[i];
+      (A + 5768784)[i] = v15;
+      const T v16 = (A + 5499968)[i] + (A + 5772112)[i];
+      (A + 5769040)[i] = v16;
+      const T v17 = (A + 5500224)[i] + (A + 5771856)[i];
+      (A + 5769296)[i] = v17;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
     // fused loop over [32, 256]:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
+    //   mul  (seed_gate_bn.model:35:13)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5747520)[i1 * 1];
-          const T v1 = (A + 5752624)[i0 * 256 + i1 * 1] + v0;
-          (A + 5760816)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 5767248)[i1 * 1];
+          const T v1 = (A + 5781360)[i0 * 256 + i1 * 1] + v0;
+          (A + 5797744)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 5772624)[i0 * 256 + i1 * 1] * (A + 5127712)[i0 * 256 + i1 * 1];
+          (A + 5789552)[i0 * 256 + i1 * 1] = v2;
         }
     // pad  (seed_gate_bn.model:31:29)
-    std::fill_n((A + 5793088), 32768, T(0));
+    std::fill_n((A + 5904496), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5793088)[0 + i0 * 1024 + i1 * 1] = (A + 5760816)[i0 * 256 + i1 * 1];
+          (A + 5904496)[0 + i0 * 1024 + i1 * 1] = (A + 5797744)[i0 * 256 + i1 * 1];
         }
-    // add  (seed_gate_bn.model:31:29)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5858624)[i] = (A + 5825856)[i] + (A + 5793088)[i];
-    }
-    // sum  (seed_gate_bn.model:30:78)
-    std::fill_n((A + 5748544), 1024, T(0));
+    // fused loop over [32, 1024], 1 reduction over axes [0]:
+    //   add  (seed_gate_bn.model:33:26)  [register]
+    //   add  (seed_gate_bn.model:32:29)  [register]
+    //   add  (seed_gate_bn.model:31:29)
+    //   sum  (seed_gate_bn.model:30:78)
+    std::fill_n((A + 5763648), 1024, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 5748544)[i1 * 1] += (A + 5858624)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 5806192)[i0 * 1024 + i1 * 1] + (A + 5838960)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + (A + 5871728)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + (A + 5904496)[i0 * 1024 + i1 * 1];
+          (A + 5937264)[i0 * 1024 + i1 * 1] = v2;
+          (A + 5763648)[i1 * 1] += v2;
         }
     // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 5858624), 1024, (A + 10272), 1024, T(0), (A + 5752624), 256, threads());
+    gemm(false, true, 32, 256, 1024, T(1), (A + 5937264), 1024, (A + 10352), 1024, T(0), (A + 5769552), 256, threads());
     // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(true, false, 256, 1024, 32, T(1), (A + 5186832), 256, (A + 5858624), 1024, T(0), (A + 5891392), 1024, threads());
+    gemm(true, false, 256, 1024, 32, T(1), (A + 5206560), 256, (A + 5937264), 1024, T(0), (A + 5970032), 1024, threads());
     // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(true, false, 1, 1024, 32, T(1), (A + 5195024), 1, (A + 5858624), 1024, T(0), (A + 5749568), 1024, threads());
+    gemm(true, false, 1, 1024, 32, T(1), (A + 5214752), 1, (A + 5937264), 1024, T(0), (A + 5777744), 1024, threads());
     // fused loop over [1024]:
     //   add  (seed_gate_bn.model:29:12)
     //   add  (seed_gate_bn.model:29:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1024; ++i) {
-      const T v0 = (A + 5214512)[i] + (A + 5748544)[i];
-      (A + 5750592)[i] = v0;
-      const T v1 = (A + 5477680)[i] + (A + 5748544)[i];
-      (A + 5760816)[i] = v1;
-    }
-    // fused loop over [256]:
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5478704)[i] + (A + 5747008)[i];
-      (A + 5744176)[i] = v0;
-      const T v1 = (A + 5478960)[i] + (A + 5746496)[i];
-      (A + 5747520)[i] = v1;
-      const T v2 = (A + 5479216)[i] + (A + 5745984)[i];
-      (A + 5748032)[i] = v2;
-      const T v3 = (A + 5479472)[i] + (A + 5745472)[i];
-      (A + 5748544)[i] = v3;
-      const T v4 = (A + 5479728)[i] + (A + 5744960)[i];
-      (A + 5748800)[i] = v4;
-      const T v5 = (A + 5479984)[i] + (A + 5744448)[i];
-      (A + 5749056)[i] = v5;
-      const T v6 = (A + 5480240)[i] + (A + 5752368)[i];
-      (A + 5749312)[i] = v6;
-      const T v7 = (A + 5480496)[i] + (A + 5743920)[i];
-      (A + 5751616)[i] = v7;
+      const T v0 = (A + 5234240)[i] + (A + 5763648)[i];
+      (A + 5778768)[i] = v0;
+      const T v1 = (A + 5497408)[i] + (A + 5763648)[i];
+      (A + 5779792)[i] = v1;
     }
     // add  (seed_gate_bn.model:29:12)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 5761840)[i0 * 1024 + i1 * 1] = (A + 5480752)[i1 * 1] + (A + 5749568)[i1 * 1];
+          (A + 5763648)[i0 * 1024 + i1 * 1] = (A + 5500480)[i1 * 1] + (A + 5777744)[i1 * 1];
         }
     // add  (seed_gate_bn.model:29:12)
     GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
-      (A + 6153536)[i] = (A + 5481776)[i] + (A + 5891392)[i];
+      (A + 6232176)[i] = (A + 5501504)[i] + (A + 5970032)[i];
     }
-    std::copy_n((A + 5752624), 8192, (A + 5195056));
-    std::copy_n((A + 5784896), 8192, (A + 5203248));
-    std::copy_n((A + 5748288), 256, (A + 5211440));
-    std::copy_n((A + 5747776), 256, (A + 5211696));
-    std::copy_n((A + 5747264), 256, (A + 5211952));
-    std::copy_n((A + 5746752), 256, (A + 5212208));
-    std::copy_n((A + 5746240), 256, (A + 5212464));
-    std::copy_n((A + 5745728), 256, (A + 5212720));
-    std::copy_n((A + 5745216), 256, (A + 5212976));
-    std::copy_n((A + 5744704), 256, (A + 5213232));
-    std::copy_n((A + 5750592), 1024, (A + 5214512));
-    std::copy_n((A + 5760816), 1024, (A + 5477680));
-    std::copy_n((A + 5744176), 256, (A + 5478704));
-    std::copy_n((A + 5747520), 256, (A + 5478960));
-    std::copy_n((A + 5748032), 256, (A + 5479216));
-    std::copy_n((A + 5748544), 256, (A + 5479472));
-    std::copy_n((A + 5748800), 256, (A + 5479728));
-    std::copy_n((A + 5749056), 256, (A + 5479984));
-    std::copy_n((A + 5749312), 256, (A + 5480240));
-    std::copy_n((A + 5751616), 256, (A + 5480496));
-    std::copy_n((A + 5761840), 1024, (A + 5480752));
-    std::copy_n((A + 6153536), 262144, (A + 5481776));
+    std::copy_n((A + 5769552), 8192, (A + 5214784));
+    std::copy_n((A + 5789552), 8192, (A + 5222976));
+    std::copy_n((A + 5766992), 256, (A + 5231168));
+    std::copy_n((A + 5766736), 256, (A + 5231424));
+    std::copy_n((A + 5766480), 256, (A + 5231680));
+    std::copy_n((A + 5766224), 256, (A + 5231936));
+    std::copy_n((A + 5765968), 256, (A + 5232192));
+    std::copy_n((A + 5765712), 256, (A + 5232448));
+    std::copy_n((A + 5765456), 256, (A + 5232704));
+    std::copy_n((A + 5765200), 256, (A + 5232960));
+    std::copy_n((A + 5778768), 1024, (A + 5234240));
+    std::copy_n((A + 5779792), 1024, (A + 5497408));
+    std::copy_n((A + 5767504), 256, (A + 5498432));
+    std::copy_n((A + 5767760), 256, (A + 5498688));
+    std::copy_n((A + 5768016), 256, (A + 5498944));
+    std::copy_n((A + 5768272), 256, (A + 5499200));
+    std::copy_n((A + 5768528), 256, (A + 5499456));
+    std::copy_n((A + 5768784), 256, (A + 5499712));
+    std::copy_n((A + 5769040), 256, (A + 5499968));
+    std::copy_n((A + 5769296), 256, (A + 5500224));
+    std::copy_n((A + 5763648), 1024, (A + 5500480));
+    std::copy_n((A + 6232176), 262144, (A + 5501504));
   }
-  std::copy_n((A + 5195056), 8192, (A + 275536));
-  std::copy_n((A + 5203248), 8192, (A + 283728));
-  std::copy_n((A + 5211440), 256, (A + 9712));
-  std::copy_n((A + 5211696), 256, (A + 9968));
-  std::copy_n((A + 5211952), 256, (A + 291920));
-  std::copy_n((A + 5212208), 256, (A + 292176));
-  std::copy_n((A + 5212464), 256, (A + 292432));
-  std::copy_n((A + 5212720), 256, (A + 292688));
-  std::copy_n((A + 5212976), 256, (A + 292944));
-  std::copy_n((A + 5213232), 256, (A + 293200));
-  std::copy_n((A + 5213488), 1024, (A + 293456));
-  std::copy_n((A + 5214512), 1024, (A + 294480));
-  std::copy_n((A + 5215536), 262144, (A + 6415680));
-  std::copy_n((A + 5477680), 1024, (A + 295504));
-  std::copy_n((A + 5478704), 256, (A + 296528));
-  std::copy_n((A + 5478960), 256, (A + 296784));
-  std::copy_n((A + 5479216), 256, (A + 297040));
-  std::copy_n((A + 5479472), 256, (A + 297296));
-  std::copy_n((A + 5479728), 256, (A + 297552));
-  std::copy_n((A + 5479984), 256, (A + 297808));
-  std::copy_n((A + 5480240), 256, (A + 298064));
-  std::copy_n((A + 5480496), 256, (A + 298320));
-  std::copy_n((A + 5480752), 1024, (A + 298576));
-  std::copy_n((A + 5481776), 262144, (A + 6677824));
-  // fused loop over [1024, 256]:
-  //   transpose  (seed_gate_bn.model:30:66)  [register]
-  //   add %d.cell.weight_hh  (seed_gate_bn.model:30:66)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        const T v0 = (A + 6677824)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 6415680)[i0 * 256 + i1 * 1] + v0;
-        (A + 9712)[i0 * 256 + i1 * 1] = v1;
-      }
+  std::copy_n((A + 5214784), 8192, (A + 275568));
+  std::copy_n((A + 5222976), 8192, (A + 283760));
+  std::copy_n((A + 5231168), 256, (A + 9808));
+  std::copy_n((A + 5231424), 256, (A + 10064));
+  std::copy_n((A + 5231680), 256, (A + 291952));
+  std::copy_n((A + 5231936), 256, (A + 292208));
+  std::copy_n((A + 5232192), 256, (A + 292464));
+  std::copy_n((A + 5232448), 256, (A + 292720));
+  std::copy_n((A + 5232704), 256, (A + 292976));
+  std::copy_n((A + 5232960), 256, (A + 293232));
+  std::copy_n((A + 5233216), 1024, (A + 293488));
+  std::copy_n((A + 5234240), 1024, (A + 294512));
+  std::copy_n((A + 5235264), 262144, (A + 6494320));
+  std::copy_n((A + 5497408), 1024, (A + 295536));
+  std::copy_n((A + 5498432), 256, (A + 296560));
+  std::copy_n((A + 5498688), 256, (A + 296816));
+  std::copy_n((A + 5498944), 256, (A + 297072));
+  std::copy_n((A + 5499200), 256, (A + 297328));
+  std::copy_n((A + 5499456), 256, (A + 297584));
+  std::copy_n((A + 5499712), 256, (A + 297840));
+  std::copy_n((A + 5499968), 256, (A + 298096));
+  std::copy_n((A + 5500224), 256, (A + 298352));
+  std::copy_n((A + 5500480), 1024, (A + 298608));
+  std::copy_n((A + 5501504), 262144, (A + 6756464));
   // fused loop over [1024, 1]:
   //   transpose  (seed_gate_bn.model:30:29)  [register]
   //   add %d.cell.weight_ih  (seed_gate_bn.model:30:29)
@@ -1760,298 +1556,242 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 298576)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 293456)[i0 * 1] + v0;
+        const T v0 = (A + 298608)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 293488)[i0 * 1] + v0;
         (A + 976)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (seed_gate_bn.model:18:3)
   if (grads) (*grads)[0].assign((A + 976), (A + 976) + 1024);
-  // grad  (seed_gate_bn.model:19:3)
-  if (grads) (*grads)[1].assign((A + 9712), (A + 9712) + 262144);
-  // grad  (seed_gate_bn.model:20:3)
-  if (grads) (*grads)[2].assign((A + 294480), (A + 294480) + 1024);
-  // grad  (seed_gate_bn.model:21:3)
-  if (grads) (*grads)[3].assign((A + 295504), (A + 295504) + 1024);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 296528), (A + 296528) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 296784), (A + 296784) + 256);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[6].assign((A + 297040), (A + 297040) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[7].assign((A + 297296), (A + 297296) + 256);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[8].assign((A + 297552), (A + 297552) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[9].assign((A + 297808), (A + 297808) + 256);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[10].assign((A + 298064), (A + 298064) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[11].assign((A + 298320), (A + 298320) + 256);
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 9456), (A + 9456) + 256);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 960), (A + 960) + 1);
-  // const  (seed_gate_bn.model:52:1)
-  std::fill_n((A + 0), 1, T(-1));
-  // fused loop over [1024, 1]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
+  // fused loop over [1024, 256]:
+  //   transpose  (seed_gate_bn.model:30:66)  [register]
+  //   add %d.cell.weight_hh  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
+    for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 976)[i0 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 2000)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 6756464)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 6494320)[i0 * 256 + i1 * 1] + v0;
+        (A + 9552)[i0 * 256 + i1 * 1] = v1;
       }
-  // fused loop over [1024, 256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 9712)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 448784)[i] = v1;
-  }
-  // fused loop over [1024]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 294480)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 976)[i] = v1;
-    const T v2 = std::max((A + 295504)[i], (A + 0)[0]);
-    const T v3 = std::min(v2, (A + 9440)[0]);
-    (A + 3024)[i] = v3;
-  }
-  // fused loop over [256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::max((A + 296528)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 16)[i] = v1;
-    const T v2 = std::max((A + 296784)[i], (A + 0)[0]);
-    const T v3 = std::min(v2, (A + 9440)[0]);
-    (A + 272)[i] = v3;
-    const T v4 = std::max((A + 297040)[i], (A + 0)[0]);
-    const T v5 = std::min(v4, (A + 9440)[0]);
-    (A + 528)[i] = v5;
-    const T v6 = std::max((A + 297296)[i], (A + 0)[0]);
-    const T v7 = std::min(v6, (A + 9440)[0]);
-    (A + 4048)[i] = v7;
-    const T v8 = std::max((A + 297552)[i], (A + 0)[0]);
-    const T v9 = std::min(v8, (A + 9440)[0]);
-    (A + 4304)[i] = v9;
-    const T v10 = std::max((A + 297808)[i], (A + 0)[0]);
-    const T v11 = std::min(v10, (A + 9440)[0]);
-    (A + 4560)[i] = v11;
-    const T v12 = std::max((A + 298064)[i], (A + 0)[0]);
-    const T v13 = std::min(v12, (A + 9440)[0]);
-    (A + 4816)[i] = v13;
-    const T v14 = std::max((A + 298320)[i], (A + 0)[0]);
-    const T v15 = std::min(v14, (A + 9440)[0]);
-    (A + 5072)[i] = v15;
-  }
-  // fused loop over [1, 256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
+  // grad  (seed_gate_bn.model:19:3)
+  if (grads) (*grads)[1].assign((A + 9552), (A + 9552) + 262144);
+  // grad  (seed_gate_bn.model:20:3)
+  if (grads) (*grads)[2].assign((A + 294512), (A + 294512) + 1024);
+  // grad  (seed_gate_bn.model:21:3)
+  if (grads) (*grads)[3].assign((A + 295536), (A + 295536) + 1024);
+  // grad  (prelude.model:48:3)
+  if (grads) (*grads)[4].assign((A + 296560), (A + 296560) + 256);
+  // grad  (prelude.model:49:3)
+  if (grads) (*grads)[5].assign((A + 296816), (A + 296816) + 256);
+  // grad  (prelude.model:48:3)
+  if (grads) (*grads)[6].assign((A + 297072), (A + 297072) + 256);
+  // grad  (prelude.model:49:3)
+  if (grads) (*grads)[7].assign((A + 297328), (A + 297328) + 256);
+  // grad  (prelude.model:48:3)
+  if (grads) (*grads)[8].assign((A + 297584), (A + 297584) + 256);
+  // grad  (prelude.model:49:3)
+  if (grads) (*grads)[9].assign((A + 297840), (A + 297840) + 256);
+  // grad  (prelude.model:48:3)
+  if (grads) (*grads)[10].assign((A + 298096), (A + 298096) + 256);
+  // grad  (prelude.model:49:3)
+  if (grads) (*grads)[11].assign((A + 298352), (A + 298352) + 256);
+  // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 9456)[i1 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 5328)[i0 * 256 + i1 * 1] = v1;
+        (A + 0)[i0 * 256 + i1 * 1] = (A + 9296)[i0 * 1 + i1 * 1];
       }
-  // fused loop over [1]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 960)[0], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 784)[i] = v1;
-  }
+  // grad  (prelude.model:7:3)
+  if (grads) (*grads)[12].assign((A + 0), (A + 0) + 256);
+  // grad  (prelude.model:8:3)
+  if (grads) (*grads)[13].assign((A + 9216), (A + 9216) + 1);
+  // const  (seed_gate_bn.model:52:1)
+  std::fill_n((A + 256), 1, T(-1));
   // hyper %lr  (seed_gate_bn.model:52:1)
-  (A + 0)[0] = T(lr_);
+  (A + 272)[0] = T(lr_);
   // fused loop over [1024, 1]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 2000)[i0 * 1] * (A + 0)[0];
-        const T v1 = sf_[0].data()[i0 * 1] - v0;
-        (A + 5584)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::max((A + 976)[i0 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[0].data()[i0 * 1] - v2;
+        (A + 2000)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(0, (A + 5584));
+  updates.emplace_back(0, (A + 2000));
   // fused loop over [1024, 256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = (A + 448784)[i] * (A + 0)[0];
-    const T v1 = sf_[1].data()[i] - v0;
-    (A + 6608)[i] = v1;
+    const T v0 = std::max((A + 9552)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[1].data()[i] - v2;
+    (A + 468512)[i] = v3;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(1, (A + 6608));
+  updates.emplace_back(1, (A + 468512));
   // fused loop over [1024]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bias_ih.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 976)[i] * (A + 0)[0];
-    const T v1 = sf_[2].data()[i] - v0;
-    (A + 2000)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(2, (A + 2000));
-  // fused loop over [1024]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 3024)[i] * (A + 0)[0];
-    const T v1 = sf_[3].data()[i] - v0;
-    (A + 800)[i] = v1;
+    const T v0 = std::max((A + 294512)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[2].data()[i] - v2;
+    (A + 976)[i] = v3;
+    const T v4 = std::max((A + 295536)[i], (A + 256)[0]);
+    const T v5 = std::min(v4, (A + 960)[0]);
+    const T v6 = v5 * (A + 272)[0];
+    const T v7 = sf_[3].data()[i] - v6;
+    (A + 3024)[i] = v7;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(3, (A + 800));
+  updates.emplace_back(2, (A + 976));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(3, (A + 3024));
   // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_i.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 16)[i] * (A + 0)[0];
-    const T v1 = sf_[4].data()[i] - v0;
-    (A + 3024)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(4, (A + 3024));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_i.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 272)[i] * (A + 0)[0];
-    const T v1 = sf_[5].data()[i] - v0;
-    (A + 16)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(5, (A + 16));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_f.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 528)[i] * (A + 0)[0];
-    const T v1 = sf_[6].data()[i] - v0;
-    (A + 272)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(6, (A + 272));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_f.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4048)[i] * (A + 0)[0];
-    const T v1 = sf_[7].data()[i] - v0;
-    (A + 528)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(7, (A + 528));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_g.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4304)[i] * (A + 0)[0];
-    const T v1 = sf_[8].data()[i] - v0;
-    (A + 3280)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(8, (A + 3280));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_g.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4560)[i] * (A + 0)[0];
-    const T v1 = sf_[9].data()[i] - v0;
-    (A + 3536)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(9, (A + 3536));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_o.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4816)[i] * (A + 0)[0];
-    const T v1 = sf_[10].data()[i] - v0;
-    (A + 3792)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(10, (A + 3792));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 5072)[i] * (A + 0)[0];
-    const T v1 = sf_[11].data()[i] - v0;
-    (A + 4048)[i] = v1;
+    const T v0 = std::max((A + 296560)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[4].data()[i] - v2;
+    (A + 288)[i] = v3;
+    const T v4 = std::max((A + 296816)[i], (A + 256)[0]);
+    const T v5 = std::min(v4, (A + 960)[0]);
+    const T v6 = v5 * (A + 272)[0];
+    const T v7 = sf_[5].data()[i] - v6;
+    (A + 544)[i] = v7;
+    const T v8 = std::max((A + 297072)[i], (A + 256)[0]);
+    const T v9 = std::min(v8, (A + 960)[0]);
+    const T v10 = v9 * (A + 272)[0];
+    const T v11 = sf_[6].data()[i] - v10;
+    (A + 4048)[i] = v11;
+    const T v12 = std::max((A + 297328)[i], (A + 256)[0]);
+    const T v13 = std::min(v12, (A + 960)[0]);
+    const T v14 = v13 * (A + 272)[0];
+    const T v15 = sf_[7].data()[i] - v14;
+    (A + 4304)[i] = v15;
+    const T v16 = std::max((A + 297584)[i], (A + 256)[0]);
+    const T v17 = std::min(v16, (A + 960)[0]);
+    const T v18 = v17 * (A + 272)[0];
+    const T v19 = sf_[8].data()[i] - v18;
+    (A + 4560)[i] = v19;
+    const T v20 = std::max((A + 297840)[i], (A + 256)[0]);
+    const T v21 = std::min(v20, (A + 960)[0]);
+    const T v22 = v21 * (A + 272)[0];
+    const T v23 = sf_[9].data()[i] - v22;
+    (A + 4816)[i] = v23;
+    const T v24 = std::max((A + 298096)[i], (A + 256)[0]);
+    const T v25 = std::min(v24, (A + 960)[0]);
+    const T v26 = v25 * (A + 272)[0];
+    const T v27 = sf_[10].data()[i] - v26;
+    (A + 5072)[i] = v27;
+    const T v28 = std::max((A + 298352)[i], (A + 256)[0]);
+    const T v29 = std::min(v28, (A + 960)[0]);
+    const T v30 = v29 * (A + 272)[0];
+    const T v31 = sf_[11].data()[i] - v30;
+    (A + 5328)[i] = v31;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(11, (A + 4048));
+  updates.emplace_back(4, (A + 288));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(5, (A + 544));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(6, (A + 4048));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(7, (A + 4304));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(8, (A + 4560));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(9, (A + 4816));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(10, (A + 5072));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(11, (A + 5328));
   // fused loop over [1, 256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %head.weight.new  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 5328)[i1 * 1] * (A + 0)[0];
-        const T v1 = sf_[12].data()[i1 * 1] - v0;
-        (A + 4304)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[12].data()[i1 * 1] - v2;
+        (A + 5584)[i0 * 256 + i1 * 1] = v3;
       }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(12, (A + 4304));
+  updates.emplace_back(12, (A + 5584));
   // fused loop over [1]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %head.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 784)[0] * (A + 0)[0];
-    const T v1 = sf_[13].data()[0] - v0;
-    (A + 1824)[i] = v1;
+    const T v0 = std::max((A + 9216)[0], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[13].data()[0] - v2;
+    (A + 0)[i] = v3;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(13, (A + 1824));
+  updates.emplace_back(13, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -2089,22 +1829,22 @@ private:
   // buffer %cell.bn_o.running_var  (prelude.model:51:3)
   // param %cell.bn_o.weight  (prelude.model:48:3)
   // param %cell.bn_o.bias  (prelude.model:49:3)
+  // const  (prelude.model:65:53)
+  std::fill_n((A + 9152), 1, T(1.0000000000000001e-05));
   // transpose  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 9152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
+        (A + 9168)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
       }
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 10192)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 272320), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -2116,16 +1856,16 @@ private:
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 272320)[0];
+    const T v0 = sf_[15].data()[i] + (A + 9152)[0];
     const T v1 = T(1) / std::sqrt(v0);
     (A + 272336)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 272320)[0];
+    const T v2 = sf_[18].data()[i] + (A + 9152)[0];
     const T v3 = T(1) / std::sqrt(v2);
     (A + 272592)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 272320)[0];
+    const T v4 = sf_[21].data()[i] + (A + 9152)[0];
     const T v5 = T(1) / std::sqrt(v4);
     (A + 272848)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 272320)[0];
+    const T v6 = sf_[24].data()[i] + (A + 9152)[0];
     const T v7 = T(1) / std::sqrt(v6);
     (A + 273104)[i] = v7;
   }
@@ -2136,26 +1876,21 @@ private:
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 273360) + o * 1);
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 273360), 1, (A + 9152), 1024, T(0), (A + 289776), 1024, threads());
-    // add  (seed_gate_bn.model:30:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 322544)[i0 * 1024 + i1 * 1] = (A + 289776)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    gemm(false, false, 32, 1024, 1, T(1), (A + 273360), 1, (A + 9168), 1024, T(0), (A + 289776), 1024, threads());
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 273392), 256, (A + 10176), 1024, T(0), (A + 289776), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 273392), 256, (A + 10192), 1024, T(0), (A + 322544), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 322544)[i0 * 1024 + i1 * 1] + (A + 289776)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 355312)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 289776)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 322544)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 355312)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]

@@ -65,7 +65,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(4634672) {
+  Net() : arena_(4725808) {
     sf_[0].assign(1024, T(0));
     sf_[1].assign(262144, T(0));
     sf_[2].assign(1024, T(0));
@@ -122,25 +122,20 @@ public:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
     // matmul  (prelude.model:30:20)
     gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 321536)[i0 * 1024 + i1 * 1] = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 288768), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 321536), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 321536)[i0 * 1024 + i1 * 1] + (A + 288768)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 354304)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 321536)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 354304)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -251,25 +246,20 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
     // matmul  (prelude.model:30:20)
     gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 321536)[i0 * 1024 + i1 * 1] = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 288768), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 321536), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 321536)[i0 * 1024 + i1 * 1] + (A + 288768)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 354304)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 321536)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 354304)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -344,12 +334,17 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 1, 256, T(1), (A + 272352), 256, sf_[4].data(), 256, T(0), (A + 9440), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (seed_plain_lstm.model:18:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9472)[i0 * 1 + i1 * 1] = (A + 9440)[i0 * 1] + sf_[5].data()[0];
+        const T v0 = (A + 9440)[i0 * 1] + sf_[5].data()[0];
+        (A + 9472)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 960)[i0 * 1];
+        (A + 9504)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_plain_lstm.model:18:13)
   { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9472)[k] - (A + 960)[k]; s += d * d; } (A + 9440)[0] = s / T(32); }
@@ -357,41 +352,27 @@ private:
   // loss  (seed_plain_lstm.model:15:1)
   loss = double((A + 9440)[0]);
   // const  (seed_plain_lstm.model:15:1)
-  std::fill_n((A + 9440), 1, T(1));
-  // sub  (seed_plain_lstm.model:18:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 9504)[i0 * 1 + i1 * 1] = (A + 9472)[i0 * 1] - (A + 960)[i0 * 1];
-      }
+  std::fill_n((A + 960), 1, T(1));
   // const  (seed_plain_lstm.model:18:13)
-  std::fill_n((A + 960), 1, T(0.0625));
-  // mul  (seed_plain_lstm.model:18:13)
+  std::fill_n((A + 976), 1, T(0.0625));
+  // fused loop over [32, 1], 1 reduction over axes [0]:
+  //   mul  (seed_plain_lstm.model:18:13)
+  //   sum %d.head.bias  (prelude.model:10:34)
+  std::fill_n((A + 9472), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9456)[i0 * 1 + i1 * 1] = (A + 9504)[i0 * 1] * (A + 960)[0];
+        const T v0 = (A + 9504)[i0 * 1] * (A + 976)[0];
+        (A + 9440)[i0 * 1 + i1 * 1] = v0;
+        (A + 9472)[0] += v0;
       }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 960), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 960)[0] += (A + 9456)[i];
-  }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 9456), 1, (A + 9184), 1, T(0), (A + 280544), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 9440), 1, (A + 9184), 1, T(0), (A + 280544), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 272352), 256, (A + 9456), 1, T(0), (A + 9184), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 9456)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
-      }
+  gemm(true, false, 256, 1, 32, T(1), (A + 272352), 256, (A + 9440), 1, T(0), (A + 9184), 1, threads());
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // pad  (seed_plain_lstm.model:17:17)
@@ -433,195 +414,157 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1878016) + (o * 30 + t) * 256, 256, (A + 2942976) + o * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2123776) + (o * 30 + t) * 256, 256, (A + 2951168) + o * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 2959360) + o * 1);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 3504160), 1, T(1));
     // fused loop over [32, 256]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2959392)[i] + (A + 2893824)[i];
-      const T v1 = v0 * (A + 2902016)[i];
-      (A + 3504160)[i] = v1;
-      const T v2 = v0 * (A + 2910208)[i];
-      (A + 3512352)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 3520544), 1, T(1));
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2902016)[i] * (A + 2902016)[i];
-      const T v1 = (A + 3520544)[0] - v0;
-      const T v2 = (A + 3512352)[i] * v1;
-      const T v3 = (A + 2967584)[i] + v2;
-      const T v4 = v3 * (A + 2918400)[i];
-      (A + 3520560)[i] = v4;
-      const T v5 = v3 * (A + 2926592)[i];
-      (A + 3528752)[i] = v5;
-      const T v6 = v3 * (A + 2934784)[i];
-      (A + 3536944)[i] = v6;
-      const T v7 = v3 * (A + 2942976)[i];
-      (A + 3545136)[i] = v7;
-      const T v8 = (A + 3520544)[0] - (A + 2910208)[i];
-      const T v9 = (A + 2910208)[i] * v8;
-      const T v10 = (A + 3504160)[i] * v9;
-      (A + 3553328)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 3561520), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 3561520)[768 + i0 * 1024 + i1 * 1] = (A + 3553328)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2918400)[i] * (A + 2918400)[i];
-      const T v1 = (A + 3520544)[0] - v0;
-      const T v2 = (A + 3528752)[i] * v1;
-      (A + 3504160)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 3594288), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 3594288)[512 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3627056)[i] = (A + 3561520)[i] + (A + 3594288)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3520544)[0] - (A + 2942976)[i];
-      const T v1 = (A + 2942976)[i] * v0;
-      const T v2 = (A + 3536944)[i] * v1;
-      (A + 3504160)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 3553328), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 3553328)[256 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3586096)[i] = (A + 3627056)[i] + (A + 3553328)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3520544)[0] - (A + 2926592)[i];
-      const T v1 = (A + 2926592)[i] * v0;
-      const T v2 = (A + 3520560)[i] * v1;
-      (A + 3504160)[i] = v2;
+      const T v0 = (A + 2959392)[i] + (A + 2893824)[i];
+      const T v1 = v0 * (A + 2902016)[i];
+      const T v2 = (A + 3504160)[0] - (A + 2910208)[i];
+      const T v3 = (A + 2910208)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 3512368)[i] = v4;
+      const T v5 = v0 * (A + 2910208)[i];
+      const T v6 = (A + 2902016)[i] * (A + 2902016)[i];
+      const T v7 = (A + 3504160)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 2967584)[i] + v8;
+      const T v10 = v9 * (A + 2926592)[i];
+      const T v11 = (A + 2918400)[i] * (A + 2918400)[i];
+      const T v12 = (A + 3504160)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 3520560)[i] = v13;
+      const T v14 = v9 * (A + 2934784)[i];
+      const T v15 = (A + 3504160)[0] - (A + 2942976)[i];
+      const T v16 = (A + 2942976)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 3528752)[i] = v17;
+      const T v18 = v9 * (A + 2918400)[i];
+      const T v19 = (A + 3504160)[0] - (A + 2926592)[i];
+      const T v20 = (A + 2926592)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 3536944)[i] = v21;
+      const T v22 = v9 * (A + 2942976)[i];
+      (A + 3504176)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 3512352), 32768, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 3545136), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 3512352)[0 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
+          (A + 3545136)[768 + i0 * 1024 + i1 * 1] = (A + 3512368)[i0 * 256 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3553328)[i] = (A + 3586096)[i] + (A + 3512352)[i];
-    }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 3504160), 1024, T(0));
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 3577904), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          (A + 3577904)[512 + i0 * 1024 + i1 * 1] = (A + 3520560)[i0 * 256 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 3610672), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          (A + 3610672)[256 + i0 * 1024 + i1 * 1] = (A + 3528752)[i0 * 256 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 3643440), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          (A + 3643440)[0 + i0 * 1024 + i1 * 1] = (A + 3536944)[i0 * 256 + i1 * 1];
+        }
+    // fused loop over [32, 1024], 1 reduction over axes [0]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
+    //   sum  (prelude.model:30:95)
+    std::fill_n((A + 3676208), 1024, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 3504160)[i1 * 1] += (A + 3553328)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 3545136)[i0 * 1024 + i1 * 1] + (A + 3577904)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + (A + 3610672)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + (A + 3643440)[i0 * 1024 + i1 * 1];
+          (A + 3512368)[i0 * 1024 + i1 * 1] = v2;
+          (A + 3676208)[i1 * 1] += v2;
         }
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 3553328), 1024, (A + 10208), 1024, T(0), (A + 3505184), 256, threads());
+    gemm(false, true, 32, 256, 1024, T(1), (A + 3512368), 1024, (A + 10208), 1024, T(0), (A + 3545136), 256, threads());
     // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(true, false, 256, 1024, 32, T(1), (A + 2951168), 256, (A + 3553328), 1024, T(0), (A + 3586096), 1024, threads());
+    gemm(true, false, 256, 1024, 32, T(1), (A + 2951168), 256, (A + 3512368), 1024, T(0), (A + 3677232), 1024, threads());
     // transpose  (prelude.model:30:20): folded into the matmul that reads it
     // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 1024, 32, T(1), (A + 2959360), 1, (A + 3553328), 1024, T(0), (A + 3513376), 1024, threads());
+    gemm(true, false, 1, 1024, 32, T(1), (A + 2959360), 1, (A + 3512368), 1024, T(0), (A + 3553328), 1024, threads());
     // fused loop over [1024]:
     //   add  (prelude.model:29:13)
     //   add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1024; ++i) {
-      const T v0 = (A + 2976800)[i] + (A + 3504160)[i];
-      (A + 3514400)[i] = v0;
-      const T v1 = (A + 3239968)[i] + (A + 3504160)[i];
-      (A + 3515424)[i] = v1;
+      const T v0 = (A + 2976800)[i] + (A + 3676208)[i];
+      (A + 3512368)[i] = v0;
+      const T v1 = (A + 3239968)[i] + (A + 3676208)[i];
+      (A + 3513392)[i] = v1;
     }
     // add  (prelude.model:29:13)
     for (int64_t i0 = 0; i0 < 1; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          (A + 3504160)[i0 * 1024 + i1 * 1] = (A + 3240992)[i1 * 1] + (A + 3513376)[i1 * 1];
+          (A + 3514416)[i0 * 1024 + i1 * 1] = (A + 3240992)[i1 * 1] + (A + 3553328)[i1 * 1];
         }
     // add  (prelude.model:29:13)
     GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
-      (A + 3848240)[i] = (A + 3242016)[i] + (A + 3586096)[i];
+      (A + 3939376)[i] = (A + 3242016)[i] + (A + 3677232)[i];
     }
-    std::copy_n((A + 3505184), 8192, (A + 2959392));
-    std::copy_n((A + 3545136), 8192, (A + 2967584));
-    std::copy_n((A + 3514400), 1024, (A + 2976800));
-    std::copy_n((A + 3515424), 1024, (A + 3239968));
-    std::copy_n((A + 3504160), 1024, (A + 3240992));
-    std::copy_n((A + 3848240), 262144, (A + 3242016));
+    std::copy_n((A + 3545136), 8192, (A + 2959392));
+    std::copy_n((A + 3504176), 8192, (A + 2967584));
+    std::copy_n((A + 3512368), 1024, (A + 2976800));
+    std::copy_n((A + 3513392), 1024, (A + 3239968));
+    std::copy_n((A + 3514416), 1024, (A + 3240992));
+    std::copy_n((A + 3939376), 262144, (A + 3242016));
   }
   std::copy_n((A + 2959392), 8192, (A + 275424));
   std::copy_n((A + 2967584), 8192, (A + 534496));
   std::copy_n((A + 2975776), 1024, (A + 283616));
   std::copy_n((A + 2976800), 1024, (A + 284640));
-  std::copy_n((A + 2977824), 262144, (A + 4110384));
+  std::copy_n((A + 2977824), 262144, (A + 4201520));
   std::copy_n((A + 3239968), 1024, (A + 285664));
   std::copy_n((A + 3240992), 1024, (A + 286688));
-  std::copy_n((A + 3242016), 262144, (A + 4372528));
-  // fused loop over [1024, 256]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        const T v0 = (A + 4372528)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 4110384)[i0 * 256 + i1 * 1] + v0;
-        (A + 9712)[i0 * 256 + i1 * 1] = v1;
-      }
+  std::copy_n((A + 3242016), 262144, (A + 4463664));
   // fused loop over [1024, 1]:
   //   transpose  (prelude.model:30:31)  [register]
   //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
@@ -635,144 +578,128 @@ private:
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 976), (A + 976) + 1024);
+  // fused loop over [1024, 256]:
+  //   transpose  (prelude.model:30:78)  [register]
+  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1)
+      {
+        const T v0 = (A + 4463664)[i0 * 1 + i1 * 1024];
+        const T v1 = (A + 4201520)[i0 * 256 + i1 * 1] + v0;
+        (A + 9488)[i0 * 256 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 9712), (A + 9712) + 262144);
+  if (grads) (*grads)[1].assign((A + 9488), (A + 9488) + 262144);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 284640), (A + 284640) + 1024);
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[3].assign((A + 285664), (A + 285664) + 1024);
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 9456), (A + 9456) + 256);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 960), (A + 960) + 1);
-  // const  (seed_plain_lstm.model:22:1)
-  std::fill_n((A + 0), 1, T(-1));
-  // fused loop over [1024, 1]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::max((A + 976)[i0 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 2000)[i0 * 1 + i1 * 1] = v1;
-      }
-  // fused loop over [1024, 256]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 9712)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 286688)[i] = v1;
-  }
-  // fused loop over [1024]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 284640)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 976)[i] = v1;
-    const T v2 = std::max((A + 285664)[i], (A + 0)[0]);
-    const T v3 = std::min(v2, (A + 9440)[0]);
-    (A + 3024)[i] = v3;
-  }
-  // fused loop over [1, 256]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
+  // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 9456)[i1 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 16)[i0 * 256 + i1 * 1] = v1;
+        (A + 0)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
       }
-  // fused loop over [1]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 960)[0], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 272)[i] = v1;
-  }
+  // grad  (prelude.model:7:3)
+  if (grads) (*grads)[4].assign((A + 0), (A + 0) + 256);
+  // grad  (prelude.model:8:3)
+  if (grads) (*grads)[5].assign((A + 9472), (A + 9472) + 1);
+  // const  (seed_plain_lstm.model:22:1)
+  std::fill_n((A + 256), 1, T(-1));
   // hyper %lr  (seed_plain_lstm.model:22:1)
-  (A + 0)[0] = T(lr_);
+  (A + 272)[0] = T(lr_);
   // fused loop over [1024, 1]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.weight_ih_l0.new  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 2000)[i0 * 1] * (A + 0)[0];
-        const T v1 = sf_[0].data()[i0 * 1] - v0;
-        (A + 4048)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::max((A + 976)[i0 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[0].data()[i0 * 1] - v2;
+        (A + 2000)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(0, (A + 4048));
+  updates.emplace_back(0, (A + 2000));
   // fused loop over [1024, 256]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = (A + 286688)[i] * (A + 0)[0];
-    const T v1 = sf_[1].data()[i] - v0;
-    (A + 5072)[i] = v1;
+    const T v0 = std::max((A + 9488)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[1].data()[i] - v2;
+    (A + 286688)[i] = v3;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(1, (A + 5072));
+  updates.emplace_back(1, (A + 286688));
   // fused loop over [1024]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 976)[i] * (A + 0)[0];
-    const T v1 = sf_[2].data()[i] - v0;
-    (A + 2000)[i] = v1;
-  }
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(2, (A + 2000));
-  // fused loop over [1024]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 3024)[i] * (A + 0)[0];
-    const T v1 = sf_[3].data()[i] - v0;
-    (A + 288)[i] = v1;
+    const T v0 = std::max((A + 284640)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[2].data()[i] - v2;
+    (A + 976)[i] = v3;
+    const T v4 = std::max((A + 285664)[i], (A + 256)[0]);
+    const T v5 = std::min(v4, (A + 960)[0]);
+    const T v6 = v5 * (A + 272)[0];
+    const T v7 = sf_[3].data()[i] - v6;
+    (A + 3024)[i] = v7;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(3, (A + 288));
+  updates.emplace_back(2, (A + 976));
+  // update  (seed_plain_lstm.model:22:1)
+  updates.emplace_back(3, (A + 3024));
   // fused loop over [1, 256]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %head.weight.new  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 16)[i1 * 1] * (A + 0)[0];
-        const T v1 = sf_[4].data()[i1 * 1] - v0;
-        (A + 1312)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[4].data()[i1 * 1] - v2;
+        (A + 288)[i0 * 256 + i1 * 1] = v3;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(4, (A + 1312));
+  updates.emplace_back(4, (A + 288));
   // fused loop over [1]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 272)[0] * (A + 0)[0];
-    const T v1 = sf_[5].data()[0] - v0;
-    (A + 16)[i] = v1;
+    const T v0 = std::max((A + 9472)[0], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[5].data()[0] - v2;
+    (A + 0)[i] = v3;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(5, (A + 16));
+  updates.emplace_back(5, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -816,25 +743,20 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272320) + o * 1);
     // matmul  (prelude.model:30:20)
     gemm(false, false, 32, 1024, 1, T(1), (A + 272320), 1, (A + 9152), 1024, T(0), (A + 288736), 1024, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 321504)[i0 * 1024 + i1 * 1] = (A + 288736)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272352), 256, (A + 10176), 1024, T(0), (A + 288736), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 272352), 256, (A + 10176), 1024, T(0), (A + 321504), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 321504)[i0 * 1024 + i1 * 1] + (A + 288736)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 354272)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 288736)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 321504)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 354272)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
