@@ -380,20 +380,22 @@ private:
     }
   }
 
-  /// One loop nest computing a run of elementwise and indexed nodes element by element:
-  /// values used only inside the run stay in registers.
+  /// One loop nest computing its elementwise and indexed members element by element and
+  /// accumulating its reductions: values used only inside the loop stay in registers.
   void fusedLoop(const FusedLoop &l, std::ostream &o, int ind) {
     std::string pad(ind, ' ');
     o << pad << "// fused loop over [" << fmt::format("{}", fmt::join(l.shape, ", ")) << "]";
     const int nred = l.reductions();
     if (nred)
-      o << fmt::format(", {} reduction{} over axes [{}]", nred, nred > 1 ? "s" : "", fmt::join(l.axes, ", "));
+      o << fmt::format(", {} reduction{}", nred, nred > 1 ? "s" : "");
     o << ":\n";
     std::unordered_map<const Value *, size_t> local;
     for (size_t k = 0; k < l.nodes.size(); ++k) {
       const Node &n = *l.nodes[k];
       o << pad << "//   " << opInfo(n.op).name << (n.results[0]->name.empty() ? "" : " %" + n.results[0]->name);
       std::string loc = locText(n.loc);
+      if (hasTrait(n.op, TR_REDUCTION))
+        o << fmt::format(" over axes [{}]", fmt::join(n.getInts("axes"), ", "));
       o << (loc.empty() ? "" : "  (" + loc + ")") << (l.stored[k] ? "" : "  [register]") << "\n";
     }
     const size_t rank = l.shape.size();
@@ -425,13 +427,16 @@ private:
     // A reduction member accumulates into its result, zeroed (or -inf for max) first, at the
     // element's index with the reduced axes dropped.
     std::vector<size_t> outStride(l.nodes.size(), 0);
-    std::vector<int64_t> keep = l.shape;
-    for (int64_t a : l.axes)
-      keep[a] = 1;
+    bool independent = true; // unless a reduction accumulates along the innermost axis
     for (size_t k = 0; k < l.nodes.size(); ++k) {
       const Node &n = *l.nodes[k];
       if (!hasTrait(n.op, TR_REDUCTION))
         continue;
+      std::vector<int64_t> keep = l.shape;
+      for (int64_t a : n.getInts("axes")) {
+        keep[a] = 1;
+        independent = independent && a + 1 != static_cast<int64_t>(rank);
+      }
       auto st = broadcastStrides(keep, rank);
       outStride[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
       if (outStride[k] == strides.size())
@@ -439,8 +444,6 @@ private:
       o << pad << fmt::format("std::fill_n({}, {}, {});\n", ptr(n.results[0]), n.results[0]->type.numel(),
                               n.op == Op::Max ? "-INFINITY" : "T(0)");
     }
-    // Iterations are independent unless a reduction accumulates along the innermost axis.
-    const bool independent = !nred || std::find(l.axes.begin(), l.axes.end(), int64_t(rank) - 1) == l.axes.end();
     loops(o, ind, l.shape, strides, [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
       std::string ip(i2, ' ');
       for (size_t k = 0; k < l.nodes.size(); ++k) {

@@ -80,15 +80,12 @@ std::vector<FusedLoop> planLoops(const Graph &g, bool fuse, const LoopHooks &hoo
     const bool elementwise = !single && isLoopFusable(n);
     std::vector<int64_t> space = reduction ? n.operands[0]->type.shape
                                            : (n.results.empty() ? std::vector<int64_t>{} : n.results[0]->type.shape);
-    std::vector<int64_t> axes = reduction ? n.getInts("axes") : std::vector<int64_t>{};
     // The latest group n may join.
     size_t chosen = groups.size();
     if (fuse && (reduction || elementwise)) {
       for (size_t gi = groups.size(); gi-- > 0;) {
         const Group &G = groups[gi];
         if (!G.fusable || G.loop.shape != space)
-          continue;
-        if (reduction && !G.loop.axes.empty() && G.loop.axes != axes)
           continue;
         bool ok = true;
         for (const Value *o : n.operands) {
@@ -122,8 +119,6 @@ std::vector<FusedLoop> planLoops(const Graph &g, bool fuse, const LoopHooks &hoo
     }
     Group &G = groups[chosen];
     G.loop.nodes.push_back(&n);
-    if (reduction)
-      G.loop.axes = axes;
     for (const Value *r : n.results) {
       G.results.insert(r);
       time[r] = G.start;

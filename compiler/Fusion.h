@@ -11,7 +11,7 @@ namespace gradc {
 
 /// One loop nest of the loop-level plan: `nodes` computed together for each element of
 /// `shape`. Elementwise and indexed members compute one element each; reduction members
-/// (all over the same `axes` of `shape`) accumulate their input element into their result.
+/// (each over its own axes of `shape`) accumulate their input element into their result.
 /// A single node that is not fusable is a group of its own. A group runs where its first
 /// member stood in the graph; later members were moved up to it (their operands are ready
 /// there).
@@ -22,7 +22,6 @@ struct FusedLoop {
   std::vector<bool> stored;
   std::vector<int64_t> shape; ///< The iteration space (an elementwise member's result shape,
                               ///< a reduction member's operand shape).
-  std::vector<int64_t> axes;  ///< The axes the reduction members reduce (empty: none).
   bool fused() const { return nodes.size() > 1; }
   /// How many members are reductions.
   int reductions() const;
@@ -51,7 +50,7 @@ struct LoopHooks {
 /// over the same iteration space whose start its operands are computed before (or computed
 /// inside it, unless it is an indexed read, which reads memory, or the operand is a
 /// reduction of the group, complete only after the loop); a reduction joins a group over
-/// its operand's shape with the same reduced axes. So a reduction is fused with the
+/// its operand's shape, whatever axes it reduces. So a reduction is fused with the
 /// elementwise work producing its input and with its sibling reductions over the same
 /// data. Every other node is its own group. With `fuse` false, each node is its own group,
 /// in graph order.

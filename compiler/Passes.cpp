@@ -8,6 +8,7 @@
 
 #include "Autodiff.h"
 #include "Passes.h"
+#include "FoldAffine.h"
 #include "Reductions.h"
 
 namespace gradc {
@@ -202,6 +203,7 @@ const std::vector<PassInfo> &allPasses() {
       {"autodiff", "derive the backward pass (grad sinks)", differentiate, true},
       {"optimizer", "clip gradients and update parameters and optimizer state", [](Module &m, Diagnostics &) { addOptimizer(m); }, true},
       {"centered-sums", "split sums of linear combinations where a centred term sums to zero", [](Module &m, Diagnostics &) { cancelCenteredSums(m); }, false},
+      {"fold-affine", "fold inference-mode per-feature affine maps (BatchNorm) into adjacent matmul weights", [](Module &m, Diagnostics &) { foldAffineIntoMatmul(m); }, false},
       {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
   };
   return passes;

@@ -367,9 +367,9 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 58432), 128, sf_[4].data(), 128, T(0), (A + 67904), 10, threads());
   // param %head.bias  (prelude.model:8:3)
-  // fused loop over [64, 10], 1 reduction over axes [1]:
+  // fused loop over [64, 10], 1 reduction:
   //   add %logits  (prelude.model:10:34)
-  //   max  (fashion_lstm.model:17:25)
+  //   max over axes [1]  (fashion_lstm.model:17:25)
   std::fill_n((A + 69184), 64, -INFINITY);
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
@@ -392,10 +392,10 @@ private:
   loss = double((A + 67904)[0]);
   // const  (fashion_lstm.model:14:1)
   std::fill_n((A + 67904), 1, T(1));
-  // fused loop over [64, 10], 1 reduction over axes [1]:
+  // fused loop over [64, 10], 1 reduction:
   //   sub  (fashion_lstm.model:17:25)  [register]
   //   exp  (fashion_lstm.model:17:25)
-  //   sum  (fashion_lstm.model:17:25)
+  //   sum over axes [1]  (fashion_lstm.model:17:25)
   std::fill_n((A + 67920), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
@@ -410,11 +410,11 @@ private:
   for (int64_t k = 0; k < 64; ++k) (A + 67984)[k * 10 + int64_t((A + 50176)[k])] = T(1);
   // const  (fashion_lstm.model:17:25)
   std::fill_n((A + 50176), 1, T(0.015625));
-  // fused loop over [64, 10], 1 reduction over axes [0]:
+  // fused loop over [64, 10], 1 reduction:
   //   div  (fashion_lstm.model:17:25)  [register]
   //   sub  (fashion_lstm.model:17:25)  [register]
   //   mul  (fashion_lstm.model:17:25)
-  //   sum %d.head.bias  (prelude.model:10:34)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 50192), 10, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
@@ -562,11 +562,11 @@ private:
         {
           (A + 2555472)[0 + i0 * 512 + i1 * 1] = (A + 2448976)[i0 * 128 + i1 * 1];
         }
-    // fused loop over [64, 512], 1 reduction over axes [0]:
+    // fused loop over [64, 512], 1 reduction:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum  (prelude.model:30:95)
+    //   sum over axes [0]  (prelude.model:30:95)
     std::fill_n((A + 2588240), 512, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP

@@ -236,47 +236,63 @@ public:
   // const  (prelude.model:65:53)
   std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
   // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [128]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     const T v0 = sf_[9].data()[i] + (A + 8192)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 8208)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 8208)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 8336)[i] = v6;
   }
-  // fused loop over [64, 128]:
-  //   sub  (prelude.model:65:17)  [register]
-  //   mul %bn.xhat  (prelude.model:65:33)  [register]
-  //   mul  (prelude.model:67:17)  [register]
-  //   add  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %bn.bias  (prelude.model:49:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
-        const T v1 = v0 * (A + 8208)[i1 * 1];
-        const T v2 = v1 * sf_[4].data()[i1 * 1];
-        const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 8336)[i0 * 128 + i1 * 1] = v3;
+        (A + 8464)[i0 * 128 + i1 * 1] = sf_[6].data()[i0 * 128 + i1 * 1] * (A + 8208)[i1 * 1];
       }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, (A + 8464), 128, T(0), (A + 9744), 10, threads());
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 1, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
+  // fused loop over [64, 10]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 640)[i0 * 10 + i1 * 1] = (A + 0)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        const T v0 = (A + 9744)[i0 * 10 + i1 * 1] + (A + 0)[i1 * 1];
+        const T v1 = v0 + sf_[7].data()[i1 * 1];
+        (A + 16)[i0 * 10 + i1 * 1] = v1;
       }
   // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
   { T s = 0;
     for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 640) + b * 10; T m = x[0];
+      const T *x = (A + 16) + b * 10; T m = x[0];
       for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
       T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
       s += m + std::log(z) - x[int64_t((A + 50176)[b])];
@@ -413,12 +429,12 @@ private:
   for (int64_t i = 0; i < 128; ++i) {
     (A + 66656)[i] = (A + 58464)[0 + i];
   }
-  // fused loop over [64, 128], 3 reductions over axes [0]:
+  // fused loop over [64, 128], 3 reductions:
   //   sub  (prelude.model:59:17)  [register]
-  //   mean  (prelude.model:59:17)
+  //   mean over axes [0]  (prelude.model:59:17)
   //   mul  (prelude.model:59:17)  [register]
-  //   mean  (prelude.model:59:17)
-  //   mean %bn.mu  (prelude.model:57:16)
+  //   mean over axes [0]  (prelude.model:59:17)
+  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
   std::fill_n((A + 66784), 128, T(0));
   std::fill_n((A + 66912), 128, T(0));
   std::fill_n((A + 67040), 128, T(0));
@@ -508,9 +524,9 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 154720), 128, sf_[6].data(), 128, T(0), (A + 59744), 10, threads());
   // param %head.bias  (prelude.model:8:3)
-  // fused loop over [64, 10], 1 reduction over axes [1]:
+  // fused loop over [64, 10], 1 reduction:
   //   add %logits  (prelude.model:10:34)
-  //   max  (fashion_lstm_bn.model:18:25)
+  //   max over axes [1]  (fashion_lstm_bn.model:18:25)
   std::fill_n((A + 61024), 64, -INFINITY);
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
@@ -544,10 +560,10 @@ private:
   updates.emplace_back(10, (A + 0));
   // const  (fashion_lstm_bn.model:15:1)
   std::fill_n((A + 59744), 1, T(1));
-  // fused loop over [64, 10], 1 reduction over axes [1]:
+  // fused loop over [64, 10], 1 reduction:
   //   sub  (fashion_lstm_bn.model:18:25)  [register]
   //   exp  (fashion_lstm_bn.model:18:25)
-  //   sum  (fashion_lstm_bn.model:18:25)
+  //   sum over axes [1]  (fashion_lstm_bn.model:18:25)
   std::fill_n((A + 59760), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
@@ -562,11 +578,11 @@ private:
   for (int64_t k = 0; k < 64; ++k) (A + 59824)[k * 10 + int64_t((A + 50208)[k])] = T(1);
   // const  (fashion_lstm_bn.model:18:25)
   std::fill_n((A + 50208), 1, T(0.015625));
-  // fused loop over [64, 10], 1 reduction over axes [0]:
+  // fused loop over [64, 10], 1 reduction:
   //   div  (fashion_lstm_bn.model:18:25)  [register]
   //   sub  (fashion_lstm_bn.model:18:25)  [register]
   //   mul  (fashion_lstm_bn.model:18:25)
-  //   sum %d.head.bias  (prelude.model:10:34)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 50224), 10, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
@@ -581,13 +597,13 @@ private:
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 162912), 128, threads());
-  // fused loop over [64, 128], 3 reductions over axes [0]:
-  //   sum  (prelude.model:58:13)
+  // fused loop over [64, 128], 3 reductions:
+  //   sum over axes [0]  (prelude.model:58:13)
   //   mul  (prelude.model:67:17)  [register]
-  //   sum %d.bn.weight  (prelude.model:67:17)
+  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
   //   mul  (prelude.model:67:17)  [register]
   //   mul  (prelude.model:63:16)  [register]
-  //   sum  (prelude.model:63:16)
+  //   sum over axes [0]  (prelude.model:63:16)
   //   mul  (prelude.model:63:16)
   std::fill_n((A + 58464), 128, T(0));
   std::fill_n((A + 58592), 128, T(0));
@@ -790,11 +806,11 @@ private:
         {
           (A + 2555504)[0 + i0 * 512 + i1 * 1] = (A + 2449008)[i0 * 128 + i1 * 1];
         }
-    // fused loop over [64, 512], 1 reduction over axes [0]:
+    // fused loop over [64, 512], 1 reduction:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum  (prelude.model:30:95)
+    //   sum over axes [0]  (prelude.model:30:95)
     std::fill_n((A + 2588272), 512, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
@@ -1380,45 +1396,61 @@ private:
   // const  (prelude.model:65:53)
   std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
   // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [128]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     const T v0 = sf_[9].data()[i] + (A + 8192)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 8208)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 8208)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 8336)[i] = v6;
   }
-  // fused loop over [64, 128]:
-  //   sub  (prelude.model:65:17)  [register]
-  //   mul %bn.xhat  (prelude.model:65:33)  [register]
-  //   mul  (prelude.model:67:17)  [register]
-  //   add  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %bn.bias  (prelude.model:49:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
-        const T v1 = v0 * (A + 8208)[i1 * 1];
-        const T v2 = v1 * sf_[4].data()[i1 * 1];
-        const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 8336)[i0 * 128 + i1 * 1] = v3;
+        (A + 8464)[i0 * 128 + i1 * 1] = sf_[6].data()[i0 * 128 + i1 * 1] * (A + 8208)[i1 * 1];
       }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, (A + 8464), 128, T(0), (A + 9744), 10, threads());
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 1, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
+  // fused loop over [64, 10]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 640)[i0 * 10 + i1 * 1] = (A + 0)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        const T v0 = (A + 9744)[i0 * 10 + i1 * 1] + (A + 0)[i1 * 1];
+        const T v1 = v0 + sf_[7].data()[i1 * 1];
+        (A + 16)[i0 * 10 + i1 * 1] = v1;
       }
   // output  (fashion_lstm_bn.model:19:3)
-  std::copy_n((A + 640), 640, static_cast<T *>(out[0]));
+  std::copy_n((A + 16), 640, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc

@@ -388,9 +388,9 @@ private:
   loss = double((A + 2592)[0]);
   // const  (gru.model:40:13)
   std::fill_n((A + 960), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction over axes [0]:
+  // fused loop over [32, 1], 1 reduction:
   //   mul  (gru.model:40:13)
-  //   sum %d.head.bias  (prelude.model:10:34)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 976), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
@@ -524,13 +524,13 @@ private:
         {
           (A + 381968)[0 + i0 * 144 + i1 * 1] = (A + 386576)[i0 * 48 + i1 * 1];
         }
-    // fused loop over [32, 144], 2 reductions over axes [0]:
+    // fused loop over [32, 144], 2 reductions:
     //   add  (gru.model:26:36)  [register]
     //   add  (gru.model:25:34)
-    //   sum  (gru.model:24:40)
+    //   sum over axes [0]  (gru.model:24:40)
     //   add  (gru.model:26:21)  [register]
     //   add  (gru.model:25:21)
-    //   sum  (gru.model:23:41)
+    //   sum over axes [0]  (gru.model:23:41)
     std::fill_n((A + 386576), 144, T(0));
     std::fill_n((A + 386720), 144, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)

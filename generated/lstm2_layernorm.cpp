@@ -345,12 +345,13 @@ public:
       {
         (A + 16)[i0 * 1 + i1 * 1] = (A + 352)[0 + i0 * 32 + i1 * 1];
       }
-  // fused loop over [16, 32], 3 reductions over axes [1]:
+  // fused loop over [16, 32], 3 reductions:
   //   sub  (prelude.model:79:15)  [register]
-  //   mean  (prelude.model:79:15)
+  //   mean over axes [1]  (prelude.model:79:15)
   //   mul  (prelude.model:79:15)  [register]
-  //   mean  (prelude.model:79:15)
-  //   mean %ln.mu  (prelude.model:77:14)
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  //   mul  (prelude.model:10:14)
   std::fill_n((A + 32), 16, T(0));
   std::fill_n((A + 48), 16, T(0));
   std::fill_n((A + 64), 16, T(0));
@@ -362,6 +363,8 @@ public:
         const T v2 = v0 * v0;
         (A + 48)[i0 * 1] += v2;
         (A + 64)[i0 * 1] += (A + 352)[i0 * 32 + i1 * 1];
+        const T v5 = sf_[10].data()[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 864)[i0 * 32 + i1 * 1] = v5;
       }
   for (int64_t k = 0; k < 16; ++k) (A + 32)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 48)[k] /= T(32);
@@ -369,9 +372,13 @@ public:
   // const  (prelude.model:80:26)
   std::fill_n((A + 16), 1, T(1.0000000000000001e-05));
   // param %ln.weight  (prelude.model:73:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %ln.bias  (prelude.model:74:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %fc.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // fused loop over [16, 1]:
   //   mul  (prelude.model:79:15)  [register]
   //   sub  (prelude.model:79:15)  [register]
@@ -391,34 +398,37 @@ public:
       }
   // fused loop over [16, 32]:
   //   sub %ln.d  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:80:14)  [register]
-  //   mul  (prelude.model:80:33)  [register]
-  //   add %z  (prelude.model:80:42)
+  //   mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         const T v0 = (A + 352)[i0 * 32 + i1 * 1] - (A + 64)[i0 * 1];
         const T v1 = v0 * (A + 80)[i0 * 1];
-        const T v2 = v1 * sf_[8].data()[i1 * 1];
-        const T v3 = v2 + sf_[9].data()[i1 * 1];
-        (A + 864)[i0 * 32 + i1 * 1] = v3;
+        (A + 1376)[i0 * 32 + i1 * 1] = v1;
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 864), 32, sf_[10].data(), 32, T(0), (A + 0), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 1376), 32, (A + 864), 32, T(0), (A + 0), 16, threads());
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 1, 16, 32, T(1), sf_[9].data(), 32, sf_[10].data(), 32, T(0), (A + 256), 16, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %fc.bias  (prelude.model:8:3)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [16, 16]:
+  //   add  (prelude.model:10:14)  [register]
   //   add  (prelude.model:10:34)  [register]
   //   relu  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 352)[i0 * 16 + i1 * 1] = v1;
+        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
+        const T v1 = v0 + sf_[11].data()[i1 * 1];
+        const T v2 = (v1 > T(0) ? v1 : T(0));
+        (A + 352)[i0 * 16 + i1 * 1] = v2;
       }
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 1, 16, T(1), (A + 352), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
@@ -652,12 +662,12 @@ private:
       {
         (A + 880)[i0 * 1 + i1 * 1] = (A + 13296)[0 + i0 * 32 + i1 * 1];
       }
-  // fused loop over [16, 32], 3 reductions over axes [1]:
+  // fused loop over [16, 32], 3 reductions:
   //   sub  (prelude.model:79:15)  [register]
-  //   mean  (prelude.model:79:15)
+  //   mean over axes [1]  (prelude.model:79:15)
   //   mul  (prelude.model:79:15)  [register]
-  //   mean  (prelude.model:79:15)
-  //   mean %ln.mu  (prelude.model:77:14)
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
   std::fill_n((A + 896), 16, T(0));
   std::fill_n((A + 912), 16, T(0));
   std::fill_n((A + 928), 16, T(0));
@@ -766,9 +776,9 @@ private:
   std::fill_n((A + 0), 1, T(1));
   // const  (lstm2_layernorm.model:21:13)
   std::fill_n((A + 352), 1, T(0.125));
-  // fused loop over [16, 1], 1 reduction over axes [0]:
+  // fused loop over [16, 1], 1 reduction:
   //   mul  (lstm2_layernorm.model:21:13)
-  //   sum %d.head.bias  (prelude.model:10:34)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 912), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
@@ -784,9 +794,9 @@ private:
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 16, 1, 16, T(1), (A + 15600), 16, (A + 880), 1, T(0), (A + 352), 1, threads());
-  // fused loop over [16, 16], 1 reduction over axes [0]:
+  // fused loop over [16, 16], 1 reduction:
   //   mul  (lstm2_layernorm.model:20:19)
-  //   sum %d.fc.bias  (prelude.model:10:34)
+  //   sum %d.fc.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 880), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
@@ -802,70 +812,50 @@ private:
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 32, 16, 16, T(1), (A + 14832), 32, (A + 15600), 16, T(0), (A + 13296), 16, threads());
-  // fused loop over [16, 32], 1 reduction over axes [0]:
-  //   sum %d.ln.bias  (prelude.model:80:42)
-  //   mul  (prelude.model:80:33)
+  // fused loop over [16, 32], 4 reductions:
+  //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
+  //   mul  (prelude.model:80:33)  [register]
+  //   sum over axes [1]  (prelude.model:78:11)
+  //   mul  (prelude.model:80:33)  [register]
+  //   sum %d.ln.weight over axes [0]  (prelude.model:80:33)
+  //   mul  (prelude.model:80:14)  [register]
+  //   sum over axes [1]  (prelude.model:80:14)
+  //   mul  (prelude.model:80:14)
   std::fill_n((A + 960), 32, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 960)[i1 * 1] += (A + 15856)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 15856)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 14832)[i0 * 32 + i1 * 1] = v1;
-      }
-  // fused loop over [16, 32], 1 reduction over axes [1]:
-  //   sum  (prelude.model:78:11)
-  //   mul  (prelude.model:80:33)
   std::fill_n((A + 896), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 896)[i0 * 1] += (A + 14832)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 15856)[i0 * 32 + i1 * 1] * (A + 14320)[i0 * 32 + i1 * 1];
-        (A + 15344)[i0 * 32 + i1 * 1] = v1;
-      }
-  // fused loop over [16, 32], 1 reduction over axes [0]:
-  //   sum %d.ln.weight  (prelude.model:80:33)
-  //   mul  (prelude.model:80:14)
-  std::fill_n((A + 14320), 32, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 14320)[i1 * 1] += (A + 15344)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 14832)[i0 * 32 + i1 * 1] * (A + 13808)[i0 * 32 + i1 * 1];
-        (A + 15856)[i0 * 32 + i1 * 1] = v1;
-      }
-  // fused loop over [16, 32], 1 reduction over axes [1]:
-  //   sum  (prelude.model:80:14)
-  //   mul  (prelude.model:80:14)
+  std::fill_n((A + 14832), 32, T(0));
   std::fill_n((A + 928), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 928)[i0 * 1] += (A + 15856)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 14832)[i0 * 32 + i1 * 1] * (A + 944)[i0 * 1];
-        (A + 15344)[i0 * 32 + i1 * 1] = v1;
+        (A + 960)[i1 * 1] += (A + 15856)[i0 * 32 + i1 * 1];
+        const T v1 = (A + 15856)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 896)[i0 * 1] += v1;
+        const T v3 = (A + 15856)[i0 * 32 + i1 * 1] * (A + 14320)[i0 * 32 + i1 * 1];
+        (A + 14832)[i1 * 1] += v3;
+        const T v5 = v1 * (A + 13808)[i0 * 32 + i1 * 1];
+        (A + 928)[i0 * 1] += v5;
+        const T v7 = v1 * (A + 944)[i0 * 1];
+        (A + 14864)[i0 * 32 + i1 * 1] = v7;
       }
   // reshape  (prelude.model:80:14)
   // (a view of its operand)
   // const  (prelude.model:80:21)
   std::fill_n((A + 992), 1, T(-0.5));
   // const  (prelude.model:79:15)
-  std::fill_n((A + 14352), 1, T(0.03125));
-  // fused loop over [16], 1 reduction over axes [0]:
+  std::fill_n((A + 14320), 1, T(0.03125));
+  // fused loop over [16], 1 reduction:
   //   mul  (prelude.model:78:11)  [register]
   //   mul  (prelude.model:78:11)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 14384), 1, T(0));
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 14352), 1, T(0));
   for (int64_t i = 0; i < 16; ++i) {
     const T v0 = (A + 896)[i] * (A + 944)[i];
     const T v1 = v0 * (A + 16)[0];
-    (A + 14368)[i] = v1;
+    (A + 14336)[i] = v1;
     const T v2 = (A + 880)[i] * (A + 880)[i];
-    (A + 14384)[0] += v2;
+    (A + 14352)[0] += v2;
   }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -884,12 +874,12 @@ private:
         const T v1 = (A + 944)[i0 * 1] * (A + 944)[i0 * 1];
         const T v2 = (A + 944)[i0 * 1] * v1;
         const T v3 = v0 * v2;
-        const T v4 = v3 * (A + 14352)[0];
+        const T v4 = v3 * (A + 14320)[0];
         (A + 16)[i0 * 1 + i1 * 1] = v4;
-        const T v5 = (A + 14368)[i0 * 1] * (A + 14352)[0];
+        const T v5 = (A + 14336)[i0 * 1] * (A + 14320)[0];
         (A + 896)[i0 * 1 + i1 * 1] = v5;
       }
-  // fused loop over [16, 32], 1 reduction over axes [0, 1]:
+  // fused loop over [16, 32], 1 reduction:
   //   broadcast_to  (prelude.model:79:15)  [register]
   //   mul  (prelude.model:79:18)  [register]
   //   add  (prelude.model:79:18)  [register]
@@ -898,20 +888,20 @@ private:
   //   add  (prelude.model:77:14)
   //   transpose %d.fc.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 928), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         const T v0 = (A + 16)[i0 * 1];
         const T v1 = v0 * (A + 13808)[i0 * 32 + i1 * 1];
-        const T v2 = (A + 15344)[i0 * 32 + i1 * 1] + v1;
+        const T v2 = (A + 14864)[i0 * 32 + i1 * 1] + v1;
         const T v3 = v2 + v1;
         const T v4 = (A + 896)[i0 * 1];
         const T v5 = v3 + v4;
-        (A + 15856)[i0 * 32 + i1 * 1] = v5;
+        (A + 15888)[i0 * 32 + i1 * 1] = v5;
         const T v6 = (A + 13296)[i0 * 1 + i1 * 16];
-        (A + 14400)[i0 * 32 + i1 * 1] = v6;
+        (A + 15376)[i0 * 32 + i1 * 1] = v6;
         const T v7 = v6 * v6;
         (A + 928)[0] += v7;
       }
@@ -924,10 +914,10 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 103424)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 15856)[i0 * 32 + i1 * 32 + i2 * 1];
+          (A + 103424)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 15888)[i0 * 32 + i1 * 32 + i2 * 1];
         }
   // const  (prelude.model:29:13)
-  std::fill_n((A + 14912), 4096, T(0));
+  std::fill_n((A + 15888), 4096, T(0));
   // const  (prelude.model:29:13)
   std::fill_n((A + 13296), 128, T(0));
   // const  (prelude.model:29:13)
@@ -935,9 +925,9 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 194560));
   std::copy_n((A + 368), 512, (A + 195072));
-  std::copy_n((A + 14912), 4096, (A + 195584));
+  std::copy_n((A + 15888), 4096, (A + 195584));
   std::copy_n((A + 13296), 128, (A + 199680));
-  std::copy_n((A + 14912), 4096, (A + 199808));
+  std::copy_n((A + 15888), 4096, (A + 199808));
   std::copy_n((A + 13296), 128, (A + 203904));
   std::copy_n((A + 185856), 4096, (A + 204032));
   std::copy_n((A + 185856), 4096, (A + 208128));
@@ -1041,11 +1031,11 @@ private:
         {
           (A + 220944)[0 + i0 * 128 + i1 * 1] = (A + 214288)[i0 * 32 + i1 * 1];
         }
-    // fused loop over [16, 128], 1 reduction over axes [0]:
+    // fused loop over [16, 128], 1 reduction:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum  (prelude.model:30:95)
+    //   sum over axes [0]  (prelude.model:30:95)
     std::fill_n((A + 222992), 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
@@ -1098,7 +1088,7 @@ private:
     std::copy_n((A + 231312), 4096, (A + 208128));
   }
   std::copy_n((A + 194560), 512, (A + 13424));
-  std::copy_n((A + 195072), 512, (A + 19008));
+  std::copy_n((A + 195072), 512, (A + 14864));
   std::copy_n((A + 195584), 4096, (A + 235408));
   std::copy_n((A + 199680), 128, (A + 13936));
   std::copy_n((A + 199808), 4096, (A + 239504));
@@ -1114,7 +1104,7 @@ private:
   std::copy_n((A + 368), 512, (A + 108048));
   std::copy_n((A + 5104), 128, (A + 108560));
   std::copy_n((A + 13296), 128, (A + 108688));
-  std::copy_n((A + 14912), 4096, (A + 108816));
+  std::copy_n((A + 15888), 4096, (A + 108816));
   std::copy_n((A + 13296), 128, (A + 112912));
   std::copy_n((A + 5232), 128, (A + 113040));
   std::copy_n((A + 185856), 4096, (A + 113168));
@@ -1218,11 +1208,11 @@ private:
         {
           (A + 125984)[0 + i0 * 128 + i1 * 1] = (A + 119328)[i0 * 32 + i1 * 1];
         }
-    // fused loop over [16, 128], 1 reduction over axes [0]:
+    // fused loop over [16, 128], 1 reduction:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum  (prelude.model:30:95)
+    //   sum over axes [0]  (prelude.model:30:95)
     std::fill_n((A + 128032), 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
@@ -1279,12 +1269,12 @@ private:
   std::copy_n((A + 108816), 4096, (A + 6640));
   std::copy_n((A + 112912), 128, (A + 10736));
   std::copy_n((A + 113040), 128, (A + 10864));
-  std::copy_n((A + 113168), 4096, (A + 19008));
-  // fused loop over [128, 1], 1 reduction over axes [0, 1]:
+  std::copy_n((A + 113168), 4096, (A + 19984));
+  // fused loop over [128, 1], 1 reduction:
   //   transpose  (prelude.model:30:31)  [register]
   //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 144), 1, T(0));
   for (int64_t i0 = 0; i0 < 128; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -1297,7 +1287,7 @@ private:
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 16), (A + 16) + 128);
-  // fused loop over [128, 32], 3 reductions over axes [0, 1]:
+  // fused loop over [128, 32], 3 reductions:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
   //   transpose  (prelude.model:30:31)  [register]
@@ -1305,23 +1295,23 @@ private:
   //   transpose  (prelude.model:30:78)  [register]
   //   add %d.lstm.weight_hh_l1  (prelude.model:30:78)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 160), 1, T(0));
   std::fill_n((A + 176), 1, T(0));
   std::fill_n((A + 192), 1, T(0));
   for (int64_t i0 = 0; i0 < 128; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 19008)[i0 * 1 + i1 * 128];
+        const T v0 = (A + 19984)[i0 * 1 + i1 * 128];
         const T v1 = (A + 6640)[i0 * 32 + i1 * 1] + v0;
-        (A + 23104)[i0 * 32 + i1 * 1] = v1;
+        (A + 24080)[i0 * 32 + i1 * 1] = v1;
         const T v2 = (A + 243600)[i0 * 1 + i1 * 128];
         const T v3 = (A + 235408)[i0 * 32 + i1 * 1] + v2;
-        (A + 14912)[i0 * 32 + i1 * 1] = v3;
+        (A + 15888)[i0 * 32 + i1 * 1] = v3;
         const T v4 = (A + 247696)[i0 * 1 + i1 * 128];
         const T v5 = (A + 239504)[i0 * 32 + i1 * 1] + v4;
         (A + 992)[i0 * 32 + i1 * 1] = v5;
@@ -1333,13 +1323,13 @@ private:
         (A + 192)[0] += v10;
       }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 23104), (A + 23104) + 4096);
+  if (grads) (*grads)[1].assign((A + 24080), (A + 24080) + 4096);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 6512), (A + 6512) + 128);
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[3].assign((A + 10736), (A + 10736) + 128);
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[4].assign((A + 14912), (A + 14912) + 4096);
+  if (grads) (*grads)[4].assign((A + 15888), (A + 15888) + 4096);
   // grad  (prelude.model:20:5)
   if (grads) (*grads)[5].assign((A + 992), (A + 992) + 4096);
   // grad  (prelude.model:21:5)
@@ -1347,17 +1337,17 @@ private:
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[7].assign((A + 14064), (A + 14064) + 128);
   // grad  (prelude.model:73:3)
-  if (grads) (*grads)[8].assign((A + 14320), (A + 14320) + 32);
+  if (grads) (*grads)[8].assign((A + 14832), (A + 14832) + 32);
   // grad  (prelude.model:74:3)
   if (grads) (*grads)[9].assign((A + 960), (A + 960) + 32);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 14400), (A + 14400) + 512);
+  if (grads) (*grads)[10].assign((A + 15376), (A + 15376) + 512);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[11].assign((A + 880), (A + 880) + 16);
-  // fused loop over [1, 16], 1 reduction over axes [0, 1]:
+  // fused loop over [1, 16], 1 reduction:
   //   transpose %d.head.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 224), 1, T(0));
   for (int64_t i0 = 0; i0 < 1; ++i0)
     for (int64_t i1 = 0; i1 < 16; ++i1)
@@ -1371,15 +1361,15 @@ private:
   if (grads) (*grads)[12].assign((A + 208), (A + 208) + 16);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[13].assign((A + 912), (A + 912) + 1);
-  // fused loop over [128], 4 reductions over axes [0]:
+  // fused loop over [128], 4 reductions:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 240), 1, T(0));
   std::fill_n((A + 256), 1, T(0));
   std::fill_n((A + 272), 1, T(0));
@@ -1394,22 +1384,22 @@ private:
     const T v6 = (A + 14064)[i] * (A + 14064)[i];
     (A + 288)[0] += v6;
   }
-  // fused loop over [32], 2 reductions over axes [0]:
+  // fused loop over [32], 2 reductions:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 304), 1, T(0));
   std::fill_n((A + 320), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = (A + 14320)[i] * (A + 14320)[i];
+    const T v0 = (A + 14832)[i] * (A + 14832)[i];
     (A + 304)[0] += v0;
     const T v2 = (A + 960)[i] * (A + 960)[i];
     (A + 320)[0] += v2;
   }
-  // fused loop over [1], 1 reduction over axes [0]:
+  // fused loop over [1], 1 reduction:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum  (lstm2_layernorm.model:25:1)
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 336), 1, T(0));
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = (A + 912)[0] * (A + 912)[0];
@@ -1453,7 +1443,7 @@ private:
     const T v8 = v7 + (A + 304)[0];
     const T v9 = v8 + (A + 320)[0];
     const T v10 = v9 + (A + 928)[0];
-    const T v11 = v10 + (A + 14384)[0];
+    const T v11 = v10 + (A + 14352)[0];
     const T v12 = v11 + (A + 224)[0];
     const T v13 = v12 + (A + 336)[0];
     const T v14 = std::sqrt(v13);
@@ -1600,7 +1590,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
     const T v0 = sf_[17].data()[i] * (A + 176)[0];
-    const T v1 = (A + 23104)[i] * (A + 384)[0];
+    const T v1 = (A + 24080)[i] * (A + 384)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 6640)[i] = v3;
@@ -1608,55 +1598,55 @@ private:
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 19008)[i] = v7;
+    (A + 19984)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[1].data()[i] - v12;
-    (A + 27200)[i] = v13;
+    (A + 28176)[i] = v13;
     const T v14 = sf_[23].data()[i] * (A + 176)[0];
-    const T v15 = (A + 14912)[i] * (A + 384)[0];
+    const T v15 = (A + 15888)[i] * (A + 384)[0];
     const T v16 = v15 * (A + 192)[0];
     const T v17 = v14 + v16;
-    (A + 31296)[i] = v17;
+    (A + 32272)[i] = v17;
     const T v18 = sf_[24].data()[i] * (A + 224)[0];
     const T v19 = v15 * v15;
     const T v20 = v19 * (A + 240)[0];
     const T v21 = v18 + v20;
-    (A + 35392)[i] = v21;
+    (A + 36368)[i] = v21;
     const T v22 = std::sqrt(v21);
     const T v23 = v22 / (A + 48)[0];
     const T v24 = v23 + (A + 16)[0];
     const T v25 = v17 / v24;
     const T v26 = (A + 32)[0] * v25;
     const T v27 = sf_[4].data()[i] - v26;
-    (A + 39488)[i] = v27;
+    (A + 40464)[i] = v27;
     const T v28 = sf_[25].data()[i] * (A + 176)[0];
     const T v29 = (A + 992)[i] * (A + 384)[0];
     const T v30 = v29 * (A + 192)[0];
     const T v31 = v28 + v30;
-    (A + 43584)[i] = v31;
+    (A + 44560)[i] = v31;
     const T v32 = sf_[26].data()[i] * (A + 224)[0];
     const T v33 = v29 * v29;
     const T v34 = v33 * (A + 240)[0];
     const T v35 = v32 + v34;
-    (A + 47680)[i] = v35;
+    (A + 48656)[i] = v35;
     const T v36 = std::sqrt(v35);
     const T v37 = v36 / (A + 48)[0];
     const T v38 = v37 + (A + 16)[0];
     const T v39 = v31 / v38;
     const T v40 = (A + 32)[0] * v39;
     const T v41 = sf_[5].data()[i] - v40;
-    (A + 51776)[i] = v41;
+    (A + 52752)[i] = v41;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(17, (A + 6640));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(18, (A + 19008));
+  updates.emplace_back(18, (A + 19984));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(1, (A + 27200));
+  updates.emplace_back(1, (A + 28176));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -1804,19 +1794,19 @@ private:
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(23, (A + 31296));
+  updates.emplace_back(23, (A + 32272));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(24, (A + 35392));
+  updates.emplace_back(24, (A + 36368));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(4, (A + 39488));
+  updates.emplace_back(4, (A + 40464));
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(25, (A + 43584));
+  updates.emplace_back(25, (A + 44560));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(26, (A + 47680));
+  updates.emplace_back(26, (A + 48656));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(5, (A + 51776));
+  updates.emplace_back(5, (A + 52752));
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
@@ -1867,7 +1857,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
     const T v0 = sf_[31].data()[i] * (A + 176)[0];
-    const T v1 = (A + 14320)[i] * (A + 384)[0];
+    const T v1 = (A + 14832)[i] * (A + 384)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 64)[i] = v3;
@@ -1935,7 +1925,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[35].data()[i] * (A + 176)[0];
-    const T v1 = (A + 14400)[i] * (A + 384)[0];
+    const T v1 = (A + 15376)[i] * (A + 384)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 2400)[i] = v3;
@@ -2281,12 +2271,13 @@ private:
       {
         (A + 528)[i0 * 1 + i1 * 1] = (A + 16)[0 + i0 * 32 + i1 * 1];
       }
-  // fused loop over [16, 32], 3 reductions over axes [1]:
+  // fused loop over [16, 32], 3 reductions:
   //   sub  (prelude.model:79:15)  [register]
-  //   mean  (prelude.model:79:15)
+  //   mean over axes [1]  (prelude.model:79:15)
   //   mul  (prelude.model:79:15)  [register]
-  //   mean  (prelude.model:79:15)
-  //   mean %ln.mu  (prelude.model:77:14)
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  //   mul  (prelude.model:10:14)
   std::fill_n((A + 544), 16, T(0));
   std::fill_n((A + 560), 16, T(0));
   std::fill_n((A + 576), 16, T(0));
@@ -2298,6 +2289,8 @@ private:
         const T v2 = v0 * v0;
         (A + 560)[i0 * 1] += v2;
         (A + 576)[i0 * 1] += (A + 16)[i0 * 32 + i1 * 1];
+        const T v5 = sf_[10].data()[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 592)[i0 * 32 + i1 * 1] = v5;
       }
   for (int64_t k = 0; k < 16; ++k) (A + 544)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 560)[k] /= T(32);
@@ -2305,9 +2298,13 @@ private:
   // const  (prelude.model:80:26)
   std::fill_n((A + 528), 1, T(1.0000000000000001e-05));
   // param %ln.weight  (prelude.model:73:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %ln.bias  (prelude.model:74:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %fc.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // fused loop over [16, 1]:
   //   mul  (prelude.model:79:15)  [register]
   //   sub  (prelude.model:79:15)  [register]
@@ -2323,41 +2320,44 @@ private:
         const T v2 = std::max(v1, (A + 0)[0]);
         const T v3 = v2 + (A + 528)[0];
         const T v4 = T(1) / std::sqrt(v3);
-        (A + 592)[i0 * 1 + i1 * 1] = v4;
+        (A + 1104)[i0 * 1 + i1 * 1] = v4;
       }
   // fused loop over [16, 32]:
   //   sub %ln.d  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:80:14)  [register]
-  //   mul  (prelude.model:80:33)  [register]
-  //   add %z  (prelude.model:80:42)
+  //   mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         const T v0 = (A + 16)[i0 * 32 + i1 * 1] - (A + 576)[i0 * 1];
-        const T v1 = v0 * (A + 592)[i0 * 1];
-        const T v2 = v1 * sf_[8].data()[i1 * 1];
-        const T v3 = v2 + sf_[9].data()[i1 * 1];
-        (A + 608)[i0 * 32 + i1 * 1] = v3;
+        const T v1 = v0 * (A + 1104)[i0 * 1];
+        (A + 1120)[i0 * 32 + i1 * 1] = v1;
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 608), 32, sf_[10].data(), 32, T(0), (A + 0), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 1120), 32, (A + 592), 32, T(0), (A + 0), 16, threads());
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 1, 16, 32, T(1), sf_[9].data(), 32, sf_[10].data(), 32, T(0), (A + 256), 16, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %fc.bias  (prelude.model:8:3)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [16, 16]:
+  //   add  (prelude.model:10:14)  [register]
   //   add  (prelude.model:10:34)  [register]
   //   relu  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 256)[i0 * 16 + i1 * 1] = v1;
+        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
+        const T v1 = v0 + sf_[11].data()[i1 * 1];
+        const T v2 = (v1 > T(0) ? v1 : T(0));
+        (A + 272)[i0 * 16 + i1 * 1] = v2;
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 256), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 272), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)

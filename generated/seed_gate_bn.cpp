@@ -435,12 +435,12 @@ private:
     for (int64_t i = 0; i < 256; ++i) {
       (A + 299232)[i] = (A + 291040)[0 + i];
     }
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
+    //   mean over axes [0]  (prelude.model:59:17)
     //   mul  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
-    //   mean %cell.bn_i.mu  (prelude.model:57:16)
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_i.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:32:29)
     std::fill_n((A + 299488), 256, T(0));
     std::fill_n((A + 299744), 256, T(0));
@@ -465,12 +465,12 @@ private:
     for (int64_t i = 0; i < 256; ++i) {
       (A + 299232)[i] = (A + 300256)[0 + i];
     }
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
+    //   mean over axes [0]  (prelude.model:59:17)
     //   mul  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
-    //   mean %cell.bn_f.mu  (prelude.model:57:16)
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_f.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:33:26)
     std::fill_n((A + 308448), 256, T(0));
     std::fill_n((A + 308704), 256, T(0));
@@ -495,12 +495,12 @@ private:
     for (int64_t i = 0; i < 256; ++i) {
       (A + 299232)[i] = (A + 309216)[0 + i];
     }
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
+    //   mean over axes [0]  (prelude.model:59:17)
     //   mul  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
-    //   mean %cell.bn_g.mu  (prelude.model:57:16)
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_g.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:34:29)
     std::fill_n((A + 317408), 256, T(0));
     std::fill_n((A + 317664), 256, T(0));
@@ -525,12 +525,12 @@ private:
     for (int64_t i = 0; i < 256; ++i) {
       (A + 299232)[i] = (A + 318176)[0 + i];
     }
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
+    //   mean over axes [0]  (prelude.model:59:17)
     //   mul  (prelude.model:59:17)  [register]
-    //   mean  (prelude.model:59:17)
-    //   mean %cell.bn_o.mu  (prelude.model:57:16)
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
     //   sub %cell.bn_i.d  (prelude.model:58:13)
     std::fill_n((A + 334560), 256, T(0));
     std::fill_n((A + 334816), 256, T(0));
@@ -873,9 +873,9 @@ private:
   std::fill_n((A + 960), 1, T(1));
   // const  (seed_gate_bn.model:48:13)
   std::fill_n((A + 976), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction over axes [0]:
+  // fused loop over [32, 1], 1 reduction:
   //   mul  (seed_gate_bn.model:48:13)
-  //   sum %d.head.bias  (prelude.model:10:34)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 9216), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
@@ -980,18 +980,18 @@ private:
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 5214752) + o * 1);
     // const  (seed_gate_bn.model:36:19)
     std::fill_n((A + 5763648), 1, T(1));
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   add
     //   mul  (seed_gate_bn.model:36:13)  [register]
     //   sub  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:34:18)  [register]
-    //   sum  (prelude.model:67:26)
+    //   sum over axes [0]  (prelude.model:67:26)
     //   mul  (prelude.model:67:17)  [register]
-    //   sum  (prelude.model:67:17)
+    //   sum over axes [0]  (prelude.model:67:17)
     //   mul  (prelude.model:67:17)  [register]
     //   mul  (prelude.model:63:16)  [register]
-    //   sum  (prelude.model:63:16)
+    //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
     std::fill_n((A + 5771856), 256, T(0));
     std::fill_n((A + 5772112), 256, T(0));
@@ -1043,13 +1043,13 @@ private:
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction over axes [0]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
-    //   sum  (prelude.model:58:13)
+    //   sum over axes [0]  (prelude.model:58:13)
     std::fill_n((A + 5780560), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -1074,7 +1074,7 @@ private:
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
     //   mul  (seed_gate_bn.model:36:13)  [register]
@@ -1086,12 +1086,12 @@ private:
     //   mul  (seed_gate_bn.model:33:15)  [register]
     //   sub  (seed_gate_bn.model:33:15)  [register]
     //   mul  (seed_gate_bn.model:33:15)  [register]
-    //   sum  (prelude.model:67:26)
+    //   sum over axes [0]  (prelude.model:67:26)
     //   mul  (prelude.model:67:17)  [register]
-    //   sum  (prelude.model:67:17)
+    //   sum over axes [0]  (prelude.model:67:17)
     //   mul  (prelude.model:67:17)  [register]
     //   mul  (prelude.model:63:16)  [register]
-    //   sum  (prelude.model:63:16)
+    //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
     std::fill_n((A + 5780848), 256, T(0));
     std::fill_n((A + 5781104), 256, T(0));
@@ -1154,13 +1154,13 @@ private:
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction over axes [0]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
-    //   sum  (prelude.model:58:13)
+    //   sum over axes [0]  (prelude.model:58:13)
     std::fill_n((A + 5764176), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -1185,19 +1185,19 @@ private:
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
     //   mul  (seed_gate_bn.model:35:13)  [register]
     //   sub  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)  [register]
-    //   sum  (prelude.model:67:26)
+    //   sum over axes [0]  (prelude.model:67:26)
     //   mul  (prelude.model:67:17)  [register]
-    //   sum  (prelude.model:67:17)
+    //   sum over axes [0]  (prelude.model:67:17)
     //   mul  (prelude.model:67:17)  [register]
     //   mul  (prelude.model:63:16)  [register]
-    //   sum  (prelude.model:63:16)
+    //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
     std::fill_n((A + 5763664), 256, T(0));
     std::fill_n((A + 5764176), 256, T(0));
@@ -1254,13 +1254,13 @@ private:
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction over axes [0]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
-    //   sum  (prelude.model:58:13)
+    //   sum over axes [0]  (prelude.model:58:13)
     std::fill_n((A + 5764432), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -1285,19 +1285,19 @@ private:
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256], 3 reductions over axes [0]:
+    // fused loop over [32, 256], 3 reductions:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
     //   mul  (seed_gate_bn.model:35:21)  [register]
     //   sub  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)  [register]
-    //   sum  (prelude.model:67:26)
+    //   sum over axes [0]  (prelude.model:67:26)
     //   mul  (prelude.model:67:17)  [register]
-    //   sum  (prelude.model:67:17)
+    //   sum over axes [0]  (prelude.model:67:17)
     //   mul  (prelude.model:67:17)  [register]
     //   mul  (prelude.model:63:16)  [register]
-    //   sum  (prelude.model:63:16)
+    //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
     std::fill_n((A + 5763920), 256, T(0));
     std::fill_n((A + 5764432), 256, T(0));
@@ -1354,13 +1354,13 @@ private:
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction over axes [0]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
-    //   sum  (prelude.model:58:13)
+    //   sum over axes [0]  (prelude.model:58:13)
     std::fill_n((A + 5764944), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -1455,11 +1455,11 @@ private:
         {
           (A + 5904496)[0 + i0 * 1024 + i1 * 1] = (A + 5797744)[i0 * 256 + i1 * 1];
         }
-    // fused loop over [32, 1024], 1 reduction over axes [0]:
+    // fused loop over [32, 1024], 1 reduction:
     //   add  (seed_gate_bn.model:33:26)  [register]
     //   add  (seed_gate_bn.model:32:29)  [register]
     //   add  (seed_gate_bn.model:31:29)
-    //   sum  (seed_gate_bn.model:30:78)
+    //   sum over axes [0]  (seed_gate_bn.model:30:78)
     std::fill_n((A + 5763648), 1024, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP

@@ -236,45 +236,61 @@ public:
   // const  (prelude.model:65:53)
   std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [64]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     const T v0 = sf_[9].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 16)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 16)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 80)[i] = v6;
   }
-  // fused loop over [32, 64]:
-  //   sub  (prelude.model:65:17)  [register]
-  //   mul %bn.xhat  (prelude.model:65:33)  [register]
-  //   mul  (prelude.model:67:17)  [register]
-  //   add %z  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %bn.bias  (prelude.model:49:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 992)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
-        const T v1 = v0 * (A + 16)[i1 * 1];
-        const T v2 = v1 * sf_[4].data()[i1 * 1];
-        const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 3040)[i0 * 64 + i1 * 1] = v3;
+        (A + 144)[i0 * 64 + i1 * 1] = sf_[6].data()[i1 * 1] * (A + 16)[i1 * 1];
       }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 3040), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
+  gemm(false, true, 32, 1, 64, T(1), (A + 992), 64, (A + 144), 64, T(0), (A + 0), 1, threads());
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 1, 1, 64, T(1), (A + 80), 64, sf_[6].data(), 64, T(0), (A + 32), 1, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[7].data()[0];
+        const T v0 = (A + 0)[i0 * 1] + (A + 32)[0];
+        const T v1 = v0 + sf_[7].data()[0];
+        (A + 48)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 48)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
   // output  (seed_lstm_bn.model:20:3)
   // loss  (seed_lstm_bn.model:15:1)
   loss = double((A + 0)[0]);
@@ -406,12 +422,12 @@ private:
   for (int64_t i = 0; i < 64; ++i) {
     (A + 3072)[i] = (A + 19712)[0 + i];
   }
-  // fused loop over [32, 64], 3 reductions over axes [0]:
+  // fused loop over [32, 64], 3 reductions:
   //   sub  (prelude.model:59:17)  [register]
-  //   mean  (prelude.model:59:17)
+  //   mean over axes [0]  (prelude.model:59:17)
   //   mul  (prelude.model:59:17)  [register]
-  //   mean  (prelude.model:59:17)
-  //   mean %bn.mu  (prelude.model:57:16)
+  //   mean over axes [0]  (prelude.model:59:17)
+  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
   std::fill_n((A + 3136), 64, T(0));
   std::fill_n((A + 3200), 64, T(0));
   std::fill_n((A + 3264), 64, T(0));
@@ -533,9 +549,9 @@ private:
   std::fill_n((A + 992), 1, T(1));
   // const  (seed_lstm_bn.model:19:13)
   std::fill_n((A + 1008), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction over axes [0]:
+  // fused loop over [32, 1], 1 reduction:
   //   mul  (seed_lstm_bn.model:19:13)
-  //   sum %d.head.bias  (prelude.model:10:34)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 3120), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
@@ -548,13 +564,13 @@ private:
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 64, 1, T(1), (A + 3088), 1, (A + 3136), 1, T(0), (A + 19712), 64, threads());
-  // fused loop over [32, 64], 3 reductions over axes [0]:
-  //   sum  (prelude.model:58:13)
+  // fused loop over [32, 64], 3 reductions:
+  //   sum over axes [0]  (prelude.model:58:13)
   //   mul  (prelude.model:67:17)  [register]
-  //   sum %d.bn.weight  (prelude.model:67:17)
+  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
   //   mul  (prelude.model:67:17)  [register]
   //   mul  (prelude.model:63:16)  [register]
-  //   sum  (prelude.model:63:16)
+  //   sum over axes [0]  (prelude.model:63:16)
   //   mul  (prelude.model:63:16)
   std::fill_n((A + 3136), 64, T(0));
   std::fill_n((A + 3200), 64, T(0));
@@ -759,11 +775,11 @@ private:
         {
           (A + 649552)[0 + i0 * 256 + i1 * 1] = (A + 622928)[i0 * 64 + i1 * 1];
         }
-    // fused loop over [32, 256], 1 reduction over axes [0]:
+    // fused loop over [32, 256], 1 reduction:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum  (prelude.model:30:95)
+    //   sum over axes [0]  (prelude.model:30:95)
     std::fill_n((A + 657744), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -1357,45 +1373,61 @@ private:
   // const  (prelude.model:65:53)
   std::fill_n((A + 2048), 1, T(1.0000000000000001e-05));
   // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [64]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     const T v0 = sf_[9].data()[i] + (A + 2048)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 2064)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 2064)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 2128)[i] = v6;
   }
-  // fused loop over [32, 64]:
-  //   sub  (prelude.model:65:17)  [register]
-  //   mul %bn.xhat  (prelude.model:65:33)  [register]
-  //   mul  (prelude.model:67:17)  [register]
-  //   add %z  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %bn.bias  (prelude.model:49:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
-        const T v1 = v0 * (A + 2064)[i1 * 1];
-        const T v2 = v1 * sf_[4].data()[i1 * 1];
-        const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 2128)[i0 * 64 + i1 * 1] = v3;
+        (A + 2192)[i0 * 64 + i1 * 1] = sf_[6].data()[i1 * 1] * (A + 2064)[i1 * 1];
       }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 2128), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
+  gemm(false, true, 32, 1, 64, T(1), (A + 0), 64, (A + 2192), 64, T(0), (A + 2048), 1, threads());
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 1, 1, 64, T(1), (A + 2128), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[7].data()[0];
+        const T v0 = (A + 2048)[i0 * 1] + (A + 0)[0];
+        const T v1 = v0 + sf_[7].data()[0];
+        (A + 16)[i0 * 1 + i1 * 1] = v1;
       }
   // output  (seed_lstm_bn.model:20:3)
-  std::copy_n((A + 32), 32, static_cast<T *>(out[0]));
+  std::copy_n((A + 16), 32, static_cast<T *>(out[0]));
   }
 
   std::vector<T> arena_; // every value of every graph, placed by gradc

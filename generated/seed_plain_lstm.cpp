@@ -355,9 +355,9 @@ private:
   std::fill_n((A + 960), 1, T(1));
   // const  (seed_plain_lstm.model:18:13)
   std::fill_n((A + 976), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction over axes [0]:
+  // fused loop over [32, 1], 1 reduction:
   //   mul  (seed_plain_lstm.model:18:13)
-  //   sum %d.head.bias  (prelude.model:10:34)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 9472), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
@@ -503,11 +503,11 @@ private:
         {
           (A + 3643440)[0 + i0 * 1024 + i1 * 1] = (A + 3536944)[i0 * 256 + i1 * 1];
         }
-    // fused loop over [32, 1024], 1 reduction over axes [0]:
+    // fused loop over [32, 1024], 1 reduction:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum  (prelude.model:30:95)
+    //   sum over axes [0]  (prelude.model:30:95)
     std::fill_n((A + 3676208), 1024, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
