@@ -72,8 +72,8 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
   std::unique_ptr<ModuleAST> ast = parseModule(fileId, sm, diag);
   std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
   verifyOrDie(*m, "elaboration");
-  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "autodiff", "optimizer", "fold", "cse", "dce", "centered-sums",
-                           "one-pass-variance", "fold-affine", "fold", "cse", "dce"}) {
+  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "hoist-projections", "dce", "autodiff", "optimizer", "fold", "cse",
+                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "fold-affine", "fold", "cse", "dce"}) {
     const PassInfo &pass = *findPass(name);
     if (!pass.required && std::find(skip.begin(), skip.end(), name) != skip.end())
       continue;
@@ -153,6 +153,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     runPass("cse");
     runPass("dce");
     runPass("licm");
+    runPass("hoist-projections");
+    runPass("dce");
     runPass("autodiff");
     runPass("optimizer");
     runPass("fold");
@@ -166,6 +168,7 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
 
     // 4. Rewrites for fewer passes over the data; fusion and memory planning are loop-level
     // (step 5).
+    runPass("hoist-accumulations");
     runPass("centered-sums");
     runPass("one-pass-variance");
     runPass("fold-affine");

@@ -87,7 +87,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(2741872) {
+  Net() : arena_(3949664) {
     sf_[0].assign(14336, T(0));
     sf_[1].assign(65536, T(0));
     sf_[2].assign(512, T(0));
@@ -144,30 +144,24 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975936)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 140096));
-  std::copy_n((A + 50240), 8192, (A + 148288));
+  std::copy_n((A + 50240), 8192, (A + 1074240));
+  std::copy_n((A + 50240), 8192, (A + 1082432));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 189248), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -176,10 +170,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 189248)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1041472)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090624)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 222016)[i0 * 512 + i1 * 1] = v2;
+          (A + 1123392)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -199,35 +193,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123392)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1123392)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1123392)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1123392)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1082432)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 156480)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090624)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 164672)[i0 * 128 + i1 * 1] = v12;
+          (A + 1098816)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
-    std::copy_n((A + 164672), 8192, (A + 140096));
-    std::copy_n((A + 156480), 8192, (A + 148288));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 1156160) + (o * 28 + t) * 128);
+    std::copy_n((A + 1098816), 8192, (A + 1074240));
+    std::copy_n((A + 1090624), 8192, (A + 1082432));
   }
-  std::copy_n((A + 140096), 8192, (A + 254784));
-  std::copy_n((A + 148288), 8192, (A + 262976));
+  std::copy_n((A + 1074240), 8192, (A + 0));
+  std::copy_n((A + 1082432), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156160)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -325,30 +319,24 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58464)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 32), 28, sf_[0].data(), 28, T(0), (A + 58464), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72800)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975968)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50272), 8192, (A + 140128));
-  std::copy_n((A + 50272), 8192, (A + 148320));
+  std::copy_n((A + 50272), 8192, (A + 1074272));
+  std::copy_n((A + 50272), 8192, (A + 1082464));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 32) + (o * 28 + t) * 28, 28, (A + 138336) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138336), 28, (A + 58464), 512, T(0), (A + 156512), 512, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58464) + (o * 28 + t) * 512, 512, (A + 1041504) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140128), 128, (A + 72800), 512, T(0), (A + 189280), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074272), 128, (A + 975968), 512, T(0), (A + 1090656), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -357,10 +345,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 156512)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 189280)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1041504)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090656)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 222048)[i0 * 512 + i1 * 1] = v2;
+          (A + 1123424)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -380,47 +368,50 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 222048)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123424)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 156512)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 222048)[128 + i0 * 512 + i1 * 1];
+          (A + 1090656)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 1123424)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 164704)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 222048)[256 + i0 * 512 + i1 * 1];
+          (A + 1098848)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 1123424)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 172896)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 222048)[384 + i0 * 512 + i1 * 1];
+          (A + 1107040)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 1123424)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 181088)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 148320)[i0 * 128 + i1 * 1];
+          (A + 1115232)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1082464)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 189280)[i0 * 128 + i1 * 1] = v10;
+          (A + 1156192)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 197472)[i0 * 128 + i1 * 1] = v11;
+          (A + 1164384)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 205664)[i0 * 128 + i1 * 1] = v12;
+          (A + 1172576)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 205664) + o * 128, 128, (A + 271200) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 197472) + o * 128, 128, (A + 500576) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 181088) + o * 128, 128, (A + 729952) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 172896) + o * 128, 128, (A + 959328) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 156512) + o * 128, 128, (A + 1188704) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 148320) + o * 128, 128, (A + 1418080) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164704) + o * 128, 128, (A + 1647456) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 140128) + o * 128, 128, (A + 1876832) + (o * 28 + t) * 128);
-    std::copy_n((A + 205664), 8192, (A + 140128));
-    std::copy_n((A + 189280), 8192, (A + 148320));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1172576) + o * 128, 128, (A + 1197152) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1164384) + o * 128, 128, (A + 1426528) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1115232) + o * 128, 128, (A + 1655904) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107040) + o * 128, 128, (A + 1885280) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1090656) + o * 128, 128, (A + 2114656) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1082464) + o * 128, 128, (A + 2344032) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098848) + o * 128, 128, (A + 2573408) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074272) + o * 128, 128, (A + 2802784) + (o * 28 + t) * 128);
+    std::copy_n((A + 1172576), 8192, (A + 1074272));
+    std::copy_n((A + 1156192), 8192, (A + 1082464));
   }
-  std::copy_n((A + 140128), 8192, (A + 254816));
-  std::copy_n((A + 148320), 8192, (A + 263008));
+  std::copy_n((A + 1074272), 8192, (A + 1180768));
+  std::copy_n((A + 1082464), 8192, (A + 1188960));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271200)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1197152)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -507,12 +498,12 @@ private:
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = (A + 58464)[i0 * 128 + i1 * 1] - (A + 67040)[i1 * 1];
-        (A + 138336)[i0 * 128 + i1 * 1] = v0;
+        (A + 67552)[i0 * 128 + i1 * 1] = v0;
         const T v1 = v0 * (A + 67424)[i1 * 1];
-        (A + 146528)[i0 * 128 + i1 * 1] = v1;
+        (A + 75744)[i0 * 128 + i1 * 1] = v1;
         const T v2 = v1 * sf_[4].data()[i1 * 1];
         const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 154720)[i0 * 128 + i1 * 1] = v3;
+        (A + 83936)[i0 * 128 + i1 * 1] = v3;
       }
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 128; ++i0)
@@ -522,7 +513,7 @@ private:
         (A + 58464)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 154720), 128, sf_[6].data(), 128, T(0), (A + 59744), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 83936), 128, sf_[6].data(), 128, T(0), (A + 59744), 10, threads());
   // param %head.bias  (prelude.model:8:3)
   // fused loop over [64, 10], 1 reduction:
   //   add %logits  (prelude.model:10:34)
@@ -596,7 +587,7 @@ private:
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 162912), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 92128), 128, threads());
   // fused loop over [64, 128], 3 reductions:
   //   sum over axes [0]  (prelude.model:58:13)
   //   mul  (prelude.model:67:17)  [register]
@@ -612,18 +603,18 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 58464)[i1 * 1] += (A + 162912)[i0 * 128 + i1 * 1];
-        const T v1 = (A + 162912)[i0 * 128 + i1 * 1] * (A + 146528)[i0 * 128 + i1 * 1];
+        (A + 58464)[i1 * 1] += (A + 92128)[i0 * 128 + i1 * 1];
+        const T v1 = (A + 92128)[i0 * 128 + i1 * 1] * (A + 75744)[i0 * 128 + i1 * 1];
         (A + 58592)[i1 * 1] += v1;
-        const T v3 = (A + 162912)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
-        const T v4 = v3 * (A + 138336)[i0 * 128 + i1 * 1];
+        const T v3 = (A + 92128)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        const T v4 = v3 * (A + 67552)[i0 * 128 + i1 * 1];
         (A + 58720)[i1 * 1] += v4;
         const T v6 = v3 * (A + 67424)[i1 * 1];
-        (A + 171104)[i0 * 128 + i1 * 1] = v6;
+        (A + 100320)[i0 * 128 + i1 * 1] = v6;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 154720), 128, (A + 61728), 10, T(0), (A + 59760), 10, threads());
+  gemm(true, false, 128, 10, 64, T(1), (A + 83936), 128, (A + 61728), 10, T(0), (A + 59760), 10, threads());
   // const  (prelude.model:63:23)
   std::fill_n((A + 50240), 1, T(-0.5));
   // fused loop over [128]:
@@ -669,56 +660,39 @@ private:
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = (A + 58848)[i1 * 1];
-        const T v1 = v0 * (A + 138336)[i0 * 128 + i1 * 1];
-        const T v2 = (A + 171104)[i0 * 128 + i1 * 1] + v1;
+        const T v1 = v0 * (A + 67552)[i0 * 128 + i1 * 1];
+        const T v2 = (A + 100320)[i0 * 128 + i1 * 1] + v1;
         const T v3 = v2 + v1;
         const T v4 = (A + 58976)[i1 * 1];
         const T v5 = v3 + v4;
-        (A + 146528)[i0 * 128 + i1 * 1] = v5;
+        (A + 75744)[i0 * 128 + i1 * 1] = v5;
       }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
   // pad  (fashion_lstm_bn.model:17:22)
-  std::fill_n((A + 154720), 229376, T(0));
+  std::fill_n((A + 83936), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 154720)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 146528)[i0 * 128 + i1 * 128 + i2 * 1];
+          (A + 83936)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 75744)[i0 * 128 + i1 * 128 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 138336), 14336, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 59232), 512, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 384096), 65536, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 449632), 14336, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 2106208), 65536, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50272), 8192, (A + 2239072));
-  std::copy_n((A + 50272), 8192, (A + 2247264));
-  std::copy_n((A + 138336), 14336, (A + 2255456));
-  std::copy_n((A + 59232), 512, (A + 2269792));
-  std::copy_n((A + 384096), 65536, (A + 2270304));
-  std::copy_n((A + 59232), 512, (A + 2335840));
-  std::copy_n((A + 449632), 14336, (A + 2336352));
-  std::copy_n((A + 2106208), 65536, (A + 2350688));
+  std::copy_n((A + 50272), 8192, (A + 378848));
+  std::copy_n((A + 50272), 8192, (A + 387040));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 154720) + (o * 28 + t) * 128, 128, (A + 2171744) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 500576) + (o * 28 + t) * 128, 128, (A + 2179936) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 729952) + (o * 28 + t) * 128, 128, (A + 2188128) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 959328) + (o * 28 + t) * 128, 128, (A + 2196320) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1188704) + (o * 28 + t) * 128, 128, (A + 2204512) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1418080) + (o * 28 + t) * 128, 128, (A + 2212704) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1647456) + (o * 28 + t) * 128, 128, (A + 2220896) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1876832) + (o * 28 + t) * 128, 128, (A + 2229088) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 32) + (o * 28 + t) * 28, 28, (A + 2237280) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 83936) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1426528) + (o * 28 + t) * 128, 128, (A + 321504) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1655904) + (o * 28 + t) * 128, 128, (A + 329696) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1885280) + (o * 28 + t) * 128, 128, (A + 337888) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2114656) + (o * 28 + t) * 128, 128, (A + 346080) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2344032) + (o * 28 + t) * 128, 128, (A + 354272) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2573408) + (o * 28 + t) * 128, 128, (A + 362464) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2802784) + (o * 28 + t) * 128, 128, (A + 370656) + o * 128);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 2416224), 1, T(1));
+    std::fill_n((A + 395232), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -745,163 +719,136 @@ private:
     //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2239072)[i] + (A + 2171744)[i];
-      const T v1 = v0 * (A + 2179936)[i];
-      const T v2 = (A + 2416224)[0] - (A + 2188128)[i];
-      const T v3 = (A + 2188128)[i] * v2;
+      const T v0 = (A + 378848)[i] + (A + 313312)[i];
+      const T v1 = v0 * (A + 321504)[i];
+      const T v2 = (A + 395232)[0] - (A + 329696)[i];
+      const T v3 = (A + 329696)[i] * v2;
       const T v4 = v1 * v3;
-      (A + 2424432)[i] = v4;
-      const T v5 = v0 * (A + 2188128)[i];
-      const T v6 = (A + 2179936)[i] * (A + 2179936)[i];
-      const T v7 = (A + 2416224)[0] - v6;
+      (A + 403440)[i] = v4;
+      const T v5 = v0 * (A + 329696)[i];
+      const T v6 = (A + 321504)[i] * (A + 321504)[i];
+      const T v7 = (A + 395232)[0] - v6;
       const T v8 = v5 * v7;
-      const T v9 = (A + 2247264)[i] + v8;
-      const T v10 = v9 * (A + 2204512)[i];
-      const T v11 = (A + 2196320)[i] * (A + 2196320)[i];
-      const T v12 = (A + 2416224)[0] - v11;
+      const T v9 = (A + 387040)[i] + v8;
+      const T v10 = v9 * (A + 346080)[i];
+      const T v11 = (A + 337888)[i] * (A + 337888)[i];
+      const T v12 = (A + 395232)[0] - v11;
       const T v13 = v10 * v12;
-      (A + 2432624)[i] = v13;
-      const T v14 = v9 * (A + 2212704)[i];
-      const T v15 = (A + 2416224)[0] - (A + 2220896)[i];
-      const T v16 = (A + 2220896)[i] * v15;
+      (A + 411632)[i] = v13;
+      const T v14 = v9 * (A + 354272)[i];
+      const T v15 = (A + 395232)[0] - (A + 362464)[i];
+      const T v16 = (A + 362464)[i] * v15;
       const T v17 = v14 * v16;
-      (A + 2440816)[i] = v17;
-      const T v18 = v9 * (A + 2196320)[i];
-      const T v19 = (A + 2416224)[0] - (A + 2204512)[i];
-      const T v20 = (A + 2204512)[i] * v19;
+      (A + 419824)[i] = v17;
+      const T v18 = v9 * (A + 337888)[i];
+      const T v19 = (A + 395232)[0] - (A + 346080)[i];
+      const T v20 = (A + 346080)[i] * v19;
       const T v21 = v18 * v20;
-      (A + 2449008)[i] = v21;
-      const T v22 = v9 * (A + 2220896)[i];
-      (A + 2416240)[i] = v22;
+      (A + 428016)[i] = v21;
+      const T v22 = v9 * (A + 362464)[i];
+      (A + 395248)[i] = v22;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 2457200), 32768, T(0));
+    std::fill_n((A + 436208), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2457200)[384 + i0 * 512 + i1 * 1] = (A + 2424432)[i0 * 128 + i1 * 1];
+          (A + 436208)[384 + i0 * 512 + i1 * 1] = (A + 403440)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 2489968), 32768, T(0));
+    std::fill_n((A + 468976), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2489968)[256 + i0 * 512 + i1 * 1] = (A + 2432624)[i0 * 128 + i1 * 1];
+          (A + 468976)[256 + i0 * 512 + i1 * 1] = (A + 411632)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 2522736), 32768, T(0));
+    std::fill_n((A + 501744), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2522736)[128 + i0 * 512 + i1 * 1] = (A + 2440816)[i0 * 128 + i1 * 1];
+          (A + 501744)[128 + i0 * 512 + i1 * 1] = (A + 419824)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 2555504), 32768, T(0));
+    std::fill_n((A + 534512), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2555504)[0 + i0 * 512 + i1 * 1] = (A + 2449008)[i0 * 128 + i1 * 1];
+          (A + 534512)[0 + i0 * 512 + i1 * 1] = (A + 428016)[i0 * 128 + i1 * 1];
         }
-    // fused loop over [64, 512], 1 reduction:
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [64, 512]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum over axes [0]  (prelude.model:30:95)
-    std::fill_n((A + 2588272), 512, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = (A + 2457200)[i0 * 512 + i1 * 1] + (A + 2489968)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + (A + 2522736)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + (A + 2555504)[i0 * 512 + i1 * 1];
-          (A + 2424432)[i0 * 512 + i1 * 1] = v2;
-          (A + 2588272)[i1 * 1] += v2;
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 32768; ++i) {
+      const T v0 = (A + 436208)[i] + (A + 468976)[i];
+      const T v1 = v0 + (A + 501744)[i];
+      const T v2 = v1 + (A + 534512)[i];
+      (A + 403440)[i] = v2;
+    }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 2424432), 512, (A + 72800), 512, T(0), (A + 2457200), 128, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 128, 512, 64, T(1), (A + 2229088), 128, (A + 2424432), 512, T(0), (A + 2465392), 512, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 28, 512, 64, T(1), (A + 2237280), 28, (A + 2424432), 512, T(0), (A + 2530928), 512, threads());
-    // fused loop over [512]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 2269792)[i] + (A + 2588272)[i];
-      (A + 2424432)[i] = v0;
-      const T v1 = (A + 2335840)[i] + (A + 2588272)[i];
-      (A + 2424944)[i] = v1;
-    }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 14336; ++i) {
-      (A + 2425456)[i] = (A + 2336352)[i] + (A + 2530928)[i];
-    }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 65536; ++i) {
-      (A + 2530928)[i] = (A + 2350688)[i] + (A + 2465392)[i];
-    }
-    std::copy_n((A + 2457200), 8192, (A + 2239072));
-    std::copy_n((A + 2416240), 8192, (A + 2247264));
-    std::copy_n((A + 2424432), 512, (A + 2269792));
-    std::copy_n((A + 2424944), 512, (A + 2335840));
-    std::copy_n((A + 2425456), 14336, (A + 2336352));
-    std::copy_n((A + 2530928), 65536, (A + 2350688));
+    gemm(false, true, 64, 128, 512, T(1), (A + 403440), 512, (A + 975968), 512, T(0), (A + 436208), 128, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 403440) + o * 512, 512, (A + 3032160) + (o * 28 + t) * 512);
+    std::copy_n((A + 436208), 8192, (A + 378848));
+    std::copy_n((A + 395248), 8192, (A + 387040));
   }
-  std::copy_n((A + 2239072), 8192, (A + 463968));
-  std::copy_n((A + 2247264), 8192, (A + 472160));
-  std::copy_n((A + 2255456), 14336, (A + 480352));
-  std::copy_n((A + 2269792), 512, (A + 61040));
-  std::copy_n((A + 2270304), 65536, (A + 2596464));
-  std::copy_n((A + 2335840), 512, (A + 61552));
-  std::copy_n((A + 2336352), 14336, (A + 2662000));
-  std::copy_n((A + 2350688), 65536, (A + 2676336));
+  std::copy_n((A + 378848), 8192, (A + 67424));
+  std::copy_n((A + 387040), 8192, (A + 75616));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 50240), 512, T(0));
+  for (int64_t i0 = 0; i0 < 64; ++i0)
+    for (int64_t i1 = 0; i1 < 28; ++i1)
+      for (int64_t i2 = 0; i2 < 512; ++i2)
+        {
+          (A + 50240)[i2 * 1] += (A + 3032160)[i0 * 14336 + i1 * 512 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2802784), 128, (A + 3032160), 512, T(0), (A + 67424), 512, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 3032160), 512, T(0), (A + 132960), 512, threads());
   // fused loop over [512, 28]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (fashion_lstm_bn.model:22:1)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        const T v0 = (A + 2662000)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 480352)[i0 * 28 + i1 * 1] + v0;
-        (A + 16)[i0 * 28 + i1 * 1] = v1;
-        const T v2 = sf_[12].data()[i0 * 28 + i1 * 1] * (A + 66656)[0];
-        (A + 14352)[i0 * 28 + i1 * 1] = v2;
+        const T v0 = (A + 132960)[i0 * 1 + i1 * 512];
+        (A + 16)[i0 * 28 + i1 * 1] = v0;
+        const T v1 = sf_[12].data()[i0 * 28 + i1 * 1] * (A + 66656)[0];
+        (A + 14352)[i0 * 28 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 16), (A + 16) + 14336);
   // fused loop over [512, 128]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
   //   mul  (fashion_lstm_bn.model:22:1)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 2676336)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 2596464)[i0 * 128 + i1 * 1] + v0;
-        (A + 67424)[i0 * 128 + i1 * 1] = v1;
-        const T v2 = sf_[14].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
-        (A + 132960)[i0 * 128 + i1 * 1] = v2;
+        const T v0 = (A + 67424)[i0 * 1 + i1 * 512];
+        (A + 132960)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[14].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
+        (A + 198496)[i0 * 128 + i1 * 1] = v1;
       }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 67424), (A + 67424) + 65536);
+  if (grads) (*grads)[1].assign((A + 132960), (A + 132960) + 65536);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 61040), (A + 61040) + 512);
+  if (grads) (*grads)[2].assign((A + 50240), (A + 50240) + 512);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 61552), (A + 61552) + 512);
+  if (grads) (*grads)[3].assign((A + 50240), (A + 50240) + 512);
   // grad  (prelude.model:48:3)
   if (grads) (*grads)[4].assign((A + 58592), (A + 58592) + 128);
   // grad  (prelude.model:49:3)
@@ -961,14 +908,14 @@ private:
     const T v3 = (A + 16)[i] * (A + 16)[i];
     const T v4 = v3 * (A + 31344)[0];
     const T v5 = v2 + v4;
-    (A + 198496)[i] = v5;
+    (A + 67424)[i] = v5;
     const T v6 = std::sqrt(v5);
-    (A + 212832)[i] = v6;
+    (A + 81760)[i] = v6;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(12, (A + 31360));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(13, (A + 198496));
+  updates.emplace_back(13, (A + 67424));
   // const  (fashion_lstm_bn.model:22:1)
   std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
@@ -1001,7 +948,7 @@ private:
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 212832)[i] / (A + 48)[0];
+    const T v0 = (A + 81760)[i] / (A + 48)[0];
     const T v1 = v0 + (A + 16)[0];
     const T v2 = (A + 31360)[i] / v1;
     const T v3 = (A + 32)[0] * v2;
@@ -1027,28 +974,28 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = (A + 67424)[i] * (A + 31312)[0];
-    const T v1 = (A + 132960)[i] + v0;
-    (A + 212832)[i] = v1;
+    const T v0 = (A + 132960)[i] * (A + 31312)[0];
+    const T v1 = (A + 198496)[i] + v0;
+    (A + 264032)[i] = v1;
     const T v2 = sf_[15].data()[i] * (A + 31328)[0];
-    const T v3 = (A + 67424)[i] * (A + 67424)[i];
+    const T v3 = (A + 132960)[i] * (A + 132960)[i];
     const T v4 = v3 * (A + 31344)[0];
     const T v5 = v2 + v4;
-    (A + 278368)[i] = v5;
+    (A + 329568)[i] = v5;
     const T v6 = std::sqrt(v5);
     const T v7 = v6 / (A + 48)[0];
     const T v8 = v7 + (A + 16)[0];
     const T v9 = v1 / v8;
     const T v10 = (A + 32)[0] * v9;
     const T v11 = sf_[1].data()[i] - v10;
-    (A + 343904)[i] = v11;
+    (A + 395104)[i] = v11;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(14, (A + 212832));
+  updates.emplace_back(14, (A + 264032));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(15, (A + 278368));
+  updates.emplace_back(15, (A + 329568));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(1, (A + 343904));
+  updates.emplace_back(1, (A + 395104));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512]:
@@ -1066,10 +1013,7 @@ private:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
@@ -1081,11 +1025,11 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[16].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 61040)[i] * (A + 31312)[0];
+    const T v1 = (A + 50240)[i] * (A + 31312)[0];
     const T v2 = v0 + v1;
     (A + 14400)[i] = v2;
     const T v3 = sf_[17].data()[i] * (A + 31328)[0];
-    const T v4 = (A + 61040)[i] * (A + 61040)[i];
+    const T v4 = (A + 50240)[i] * (A + 50240)[i];
     const T v5 = v4 * (A + 31344)[0];
     const T v6 = v3 + v5;
     (A + 14912)[i] = v6;
@@ -1097,21 +1041,18 @@ private:
     const T v12 = sf_[2].data()[i] - v11;
     (A + 15424)[i] = v12;
     const T v13 = sf_[18].data()[i] * (A + 66656)[0];
-    const T v14 = (A + 61552)[i] * (A + 31312)[0];
-    const T v15 = v13 + v14;
-    (A + 15936)[i] = v15;
-    const T v16 = sf_[19].data()[i] * (A + 31328)[0];
-    const T v17 = (A + 61552)[i] * (A + 61552)[i];
-    const T v18 = v17 * (A + 31344)[0];
-    const T v19 = v16 + v18;
-    (A + 16448)[i] = v19;
-    const T v20 = std::sqrt(v19);
-    const T v21 = v20 / (A + 48)[0];
-    const T v22 = v21 + (A + 16)[0];
-    const T v23 = v15 / v22;
-    const T v24 = (A + 32)[0] * v23;
-    const T v25 = sf_[3].data()[i] - v24;
-    (A + 16960)[i] = v25;
+    const T v14 = v13 + v1;
+    (A + 15936)[i] = v14;
+    const T v15 = sf_[19].data()[i] * (A + 31328)[0];
+    const T v16 = v15 + v5;
+    (A + 16448)[i] = v16;
+    const T v17 = std::sqrt(v16);
+    const T v18 = v17 / (A + 48)[0];
+    const T v19 = v18 + (A + 16)[0];
+    const T v20 = v14 / v19;
+    const T v21 = (A + 32)[0] * v20;
+    const T v22 = sf_[3].data()[i] - v21;
+    (A + 16960)[i] = v22;
   }
   // update  (fashion_lstm_bn.model:22:1)
   updates.emplace_back(16, (A + 14400));
@@ -1304,30 +1245,24 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58368)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72704)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975872)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 140032));
-  std::copy_n((A + 50176), 8192, (A + 148224));
+  std::copy_n((A + 50176), 8192, (A + 1074176));
+  std::copy_n((A + 50176), 8192, (A + 1082368));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138240) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138240), 28, (A + 58368), 512, T(0), (A + 156416), 512, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 1041408) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140032), 128, (A + 72704), 512, T(0), (A + 189184), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -1336,10 +1271,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 156416)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 189184)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1041408)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090560)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 221952)[i0 * 512 + i1 * 1] = v2;
+          (A + 1123328)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1359,35 +1294,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 221952)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123328)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 221952)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1123328)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 221952)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1123328)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 221952)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1123328)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 148224)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1082368)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 156416)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090560)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 164608)[i0 * 128 + i1 * 1] = v12;
+          (A + 1098752)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164608) + o * 128, 128, (A + 271104) + (o * 28 + t) * 128);
-    std::copy_n((A + 164608), 8192, (A + 140032));
-    std::copy_n((A + 156416), 8192, (A + 148224));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098752) + o * 128, 128, (A + 1156096) + (o * 28 + t) * 128);
+    std::copy_n((A + 1098752), 8192, (A + 1074176));
+    std::copy_n((A + 1090560), 8192, (A + 1082368));
   }
-  std::copy_n((A + 140032), 8192, (A + 254720));
-  std::copy_n((A + 148224), 8192, (A + 262912));
+  std::copy_n((A + 1074176), 8192, (A + 0));
+  std::copy_n((A + 1082368), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271104)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156096)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)

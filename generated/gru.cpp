@@ -78,7 +78,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(424976) {
+  Net() : arena_(772848) {
     sf_[0].assign(144, T(0));
     sf_[1].assign(6912, T(0));
     sf_[2].assign(144, T(0));
@@ -126,31 +126,25 @@ public:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
+  // transpose  (gru.model:23:26): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
   // const  (gru.model:28:14)
-  std::fill_n((A + 2528), 1, T(1));
-  // transpose  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 2544)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  std::fill_n((A + 0), 1, T(1));
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2688)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 140768)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 9632));
+  std::copy_n((A + 992), 1536, (A + 152288));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9600) + o * 1);
-    // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2544), 144, T(0), (A + 11168), 144, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 147680) + o * 144);
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2688), 144, T(0), (A + 15776), 144, threads());
+    gemm(false, false, 32, 144, 48, T(1), (A + 152288), 48, (A + 140768), 144, T(0), (A + 153824), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -158,10 +152,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 20384)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 15776)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 24992)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = (A + 147680)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 158432)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 153824)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 163040)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -185,36 +179,36 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 20384)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 24992)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 158432)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 163040)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 20384)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 24992)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 158432)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 163040)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 20384)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 24992)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 158432)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 163040)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          const T v13 = (A + 2528)[0] - v7;
+          const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 9632)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 152288)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 11168)[i0 * 48 + i1 * 1] = v16;
+          (A + 153824)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11168) + o * 48, 48, (A + 31136) + (o * 30 + t) * 48);
-    std::copy_n((A + 11168), 1536, (A + 9632));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153824) + o * 48, 48, (A + 169184) + (o * 30 + t) * 48);
+    std::copy_n((A + 153824), 1536, (A + 152288));
   }
-  std::copy_n((A + 9632), 1536, (A + 29600));
+  std::copy_n((A + 152288), 1536, (A + 167648));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 31136)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 169184)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -255,31 +249,25 @@ private:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
+  // transpose  (gru.model:23:26): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
   // const  (gru.model:28:14)
-  std::fill_n((A + 2528), 1, T(1));
-  // transpose  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 2544)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  std::fill_n((A + 140768), 1, T(1));
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2688)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 140784)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 9632));
+  std::copy_n((A + 992), 1536, (A + 152304));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9600) + o * 1);
-    // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2544), 144, T(0), (A + 11168), 144, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 147696) + o * 144);
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2688), 144, T(0), (A + 15776), 144, threads());
+    gemm(false, false, 32, 144, 48, T(1), (A + 152304), 48, (A + 140784), 144, T(0), (A + 153840), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -287,10 +275,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 20384)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 15776)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 24992)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = (A + 147696)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 158448)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 153840)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 163056)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -314,47 +302,50 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 20384)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 24992)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 158448)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 163056)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          (A + 11168)[i0 * 48 + i1 * 1] = v3;
-          const T v4 = (A + 20384)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 24992)[48 + i0 * 144 + i1 * 1];
+          (A + 153840)[i0 * 48 + i1 * 1] = v3;
+          const T v4 = (A + 158448)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 163056)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          (A + 12704)[i0 * 48 + i1 * 1] = v7;
-          const T v8 = (A + 20384)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 24992)[96 + i0 * 144 + i1 * 1];
-          (A + 14240)[i0 * 48 + i1 * 1] = v9;
+          (A + 155376)[i0 * 48 + i1 * 1] = v7;
+          const T v8 = (A + 158448)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 163056)[96 + i0 * 144 + i1 * 1];
+          (A + 156912)[i0 * 48 + i1 * 1] = v9;
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          (A + 15776)[i0 * 48 + i1 * 1] = v12;
-          const T v13 = (A + 2528)[0] - v7;
-          (A + 17312)[i0 * 48 + i1 * 1] = v13;
+          (A + 167664)[i0 * 48 + i1 * 1] = v12;
+          const T v13 = (A + 140768)[0] - v7;
+          (A + 169200)[i0 * 48 + i1 * 1] = v13;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 9632)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 152304)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 18848)[i0 * 48 + i1 * 1] = v16;
+          (A + 170736)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 18848) + o * 48, 48, (A + 31136) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9632) + o * 48, 48, (A + 77216) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12704) + o * 48, 48, (A + 123296) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 15776) + o * 48, 48, (A + 169376) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 17312) + o * 48, 48, (A + 215456) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 14240) + o * 48, 48, (A + 261536) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11168) + o * 48, 48, (A + 307616) + (o * 30 + t) * 48);
-    std::copy_n((A + 18848), 1536, (A + 9632));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 170736) + o * 48, 48, (A + 173808) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 152304) + o * 48, 48, (A + 219888) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 155376) + o * 48, 48, (A + 265968) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 167664) + o * 48, 48, (A + 312048) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 169200) + o * 48, 48, (A + 358128) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 156912) + o * 48, 48, (A + 404208) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153840) + o * 48, 48, (A + 450288) + (o * 30 + t) * 48);
+    std::copy_n((A + 170736), 1536, (A + 152304));
   }
-  std::copy_n((A + 9632), 1536, (A + 29600));
+  std::copy_n((A + 152304), 1536, (A + 172272));
+  // reshape  (gru.model:22:12)
+  // (a view of its operand)
+  // transpose  (gru.model:22:12): folded into the matmul that reads it
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 9600)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 31136)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 173808)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -364,10 +355,10 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 2544)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
+        (A + 4064)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 48, T(1), (A + 9600), 48, sf_[4].data(), 48, T(0), (A + 2592), 1, threads());
+  gemm(false, true, 32, 1, 48, T(1), (A + 2528), 48, sf_[4].data(), 48, T(0), (A + 4112), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // fused loop over [32, 1]:
   //   add %yhat  (prelude.model:10:34)
@@ -376,16 +367,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 2592)[i0 * 1] + sf_[5].data()[0];
-        (A + 2624)[i0 * 1 + i1 * 1] = v0;
+        const T v0 = (A + 4112)[i0 * 1] + sf_[5].data()[0];
+        (A + 4144)[i0 * 1 + i1 * 1] = v0;
         const T v1 = v0 - (A + 960)[i0 * 1];
-        (A + 2656)[i0 * 1 + i1 * 1] = v1;
+        (A + 4176)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (gru.model:40:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 2624)[k] - (A + 960)[k]; s += d * d; } (A + 2592)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 4144)[k] - (A + 960)[k]; s += d * d; } (A + 4112)[0] = s / T(32); }
   // output  (gru.model:41:3)
   // loss  (gru.model:37:1)
-  loss = double((A + 2592)[0]);
+  loss = double((A + 4112)[0]);
   // const  (gru.model:40:13)
   std::fill_n((A + 960), 1, T(0.0625));
   // fused loop over [32, 1], 1 reduction:
@@ -396,57 +387,40 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 2656)[i0 * 1] * (A + 960)[0];
-        (A + 2592)[i0 * 1 + i1 * 1] = v0;
+        const T v0 = (A + 4176)[i0 * 1] * (A + 960)[0];
+        (A + 4112)[i0 * 1 + i1 * 1] = v0;
         (A + 976)[0] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 48, 1, T(1), (A + 2592), 1, (A + 2544), 1, T(0), (A + 11136), 48, threads());
+  gemm(false, true, 32, 48, 1, T(1), (A + 4112), 1, (A + 4064), 1, T(0), (A + 4144), 48, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 48, 1, 32, T(1), (A + 9600), 48, (A + 2592), 1, T(0), (A + 2544), 1, threads());
+  gemm(true, false, 48, 1, 32, T(1), (A + 2528), 48, (A + 4112), 1, T(0), (A + 4064), 1, threads());
   // reshape  (gru.model:39:17)
   // (a view of its operand)
   // pad  (gru.model:39:17)
-  std::fill_n((A + 12672), 46080, T(0));
+  std::fill_n((A + 5680), 46080, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 12672)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 11136)[i0 * 48 + i1 * 48 + i2 * 1];
+          (A + 5680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 4144)[i0 * 48 + i1 * 48 + i2 * 1];
         }
-  // const  (gru.model:22:12)
-  std::fill_n((A + 9600), 144, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 9744), 144, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 58752), 6912, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 9888), 144, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 65664), 6912, T(0));
   // scan  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 364480));
-  std::copy_n((A + 9600), 144, (A + 366016));
-  std::copy_n((A + 9744), 144, (A + 366160));
-  std::copy_n((A + 58752), 6912, (A + 366304));
-  std::copy_n((A + 9744), 144, (A + 373216));
-  std::copy_n((A + 9888), 144, (A + 373360));
-  std::copy_n((A + 65664), 6912, (A + 373504));
+  std::copy_n((A + 992), 1536, (A + 62512));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12672) + (o * 30 + t) * 48, 48, (A + 353696) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 77216) + (o * 30 + t) * 48, 48, (A + 355232) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 123296) + (o * 30 + t) * 48, 48, (A + 356768) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 169376) + (o * 30 + t) * 48, 48, (A + 358304) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 215456) + (o * 30 + t) * 48, 48, (A + 359840) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 261536) + (o * 30 + t) * 48, 48, (A + 361376) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 307616) + (o * 30 + t) * 48, 48, (A + 362912) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 364448) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5680) + (o * 30 + t) * 48, 48, (A + 51760) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 219888) + (o * 30 + t) * 48, 48, (A + 53296) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 265968) + (o * 30 + t) * 48, 48, (A + 54832) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 312048) + (o * 30 + t) * 48, 48, (A + 56368) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 358128) + (o * 30 + t) * 48, 48, (A + 57904) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 404208) + (o * 30 + t) * 48, 48, (A + 59440) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 450288) + (o * 30 + t) * 48, 48, (A + 60976) + o * 48);
     // const  (gru.model:27:15)
-    std::fill_n((A + 380416), 1, T(1));
+    std::fill_n((A + 64048), 1, T(1));
     // fused loop over [32, 48]:
     //   add  [register]
     //   mul  (gru.model:28:19)  [register]
@@ -468,169 +442,141 @@ private:
     //   mul  (gru.model:28:27)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 364480)[i] + (A + 353696)[i];
-      const T v1 = v0 * (A + 359840)[i];
-      const T v2 = (A + 358304)[i] * (A + 358304)[i];
-      const T v3 = (A + 380416)[0] - v2;
+      const T v0 = (A + 62512)[i] + (A + 51760)[i];
+      const T v1 = v0 * (A + 57904)[i];
+      const T v2 = (A + 56368)[i] * (A + 56368)[i];
+      const T v3 = (A + 64048)[0] - v2;
       const T v4 = v1 * v3;
-      (A + 381968)[i] = v4;
-      const T v5 = v4 * (A + 362912)[i];
-      (A + 383504)[i] = v5;
-      const T v6 = v0 * (A + 355232)[i];
-      const T v7 = v0 * (A + 358304)[i];
+      (A + 65600)[i] = v4;
+      const T v5 = v4 * (A + 60976)[i];
+      (A + 67136)[i] = v5;
+      const T v6 = v0 * (A + 53296)[i];
+      const T v7 = v0 * (A + 56368)[i];
       const T v8 = -v7;
       const T v9 = v6 + v8;
-      const T v10 = (A + 380416)[0] - (A + 356768)[i];
-      const T v11 = (A + 356768)[i] * v10;
+      const T v10 = (A + 64048)[0] - (A + 54832)[i];
+      const T v11 = (A + 54832)[i] * v10;
       const T v12 = v9 * v11;
-      (A + 385040)[i] = v12;
-      const T v13 = v4 * (A + 361376)[i];
-      const T v14 = (A + 380416)[0] - (A + 362912)[i];
-      const T v15 = (A + 362912)[i] * v14;
+      (A + 68672)[i] = v12;
+      const T v13 = v4 * (A + 59440)[i];
+      const T v14 = (A + 64048)[0] - (A + 60976)[i];
+      const T v15 = (A + 60976)[i] * v14;
       const T v16 = v13 * v15;
-      (A + 386576)[i] = v16;
-      const T v17 = v0 * (A + 356768)[i];
-      (A + 380432)[i] = v17;
+      (A + 70208)[i] = v16;
+      const T v17 = v0 * (A + 54832)[i];
+      (A + 64064)[i] = v17;
     }
     // pad  (gru.model:27:39)
-    std::fill_n((A + 388112), 4608, T(0));
+    std::fill_n((A + 71744), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 388112)[96 + i0 * 144 + i1 * 1] = (A + 383504)[i0 * 48 + i1 * 1];
+          (A + 71744)[96 + i0 * 144 + i1 * 1] = (A + 67136)[i0 * 48 + i1 * 1];
         }
     // pad  (gru.model:27:18)
-    std::fill_n((A + 392720), 4608, T(0));
+    std::fill_n((A + 76352), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 392720)[96 + i0 * 144 + i1 * 1] = (A + 381968)[i0 * 48 + i1 * 1];
+          (A + 76352)[96 + i0 * 144 + i1 * 1] = (A + 65600)[i0 * 48 + i1 * 1];
         }
     // pad  (gru.model:26:36)
-    std::fill_n((A + 397328), 4608, T(0));
+    std::fill_n((A + 80960), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 397328)[48 + i0 * 144 + i1 * 1] = (A + 385040)[i0 * 48 + i1 * 1];
+          (A + 80960)[48 + i0 * 144 + i1 * 1] = (A + 68672)[i0 * 48 + i1 * 1];
         }
     // pad  (gru.model:25:34)
-    std::fill_n((A + 381968), 4608, T(0));
+    std::fill_n((A + 65600), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 381968)[0 + i0 * 144 + i1 * 1] = (A + 386576)[i0 * 48 + i1 * 1];
+          (A + 65600)[0 + i0 * 144 + i1 * 1] = (A + 70208)[i0 * 48 + i1 * 1];
         }
-    // fused loop over [32, 144], 2 reductions:
+    // transpose  (gru.model:24:14): folded into the matmul that reads it
+    // fused loop over [32, 144]:
     //   add  (gru.model:26:36)  [register]
     //   add  (gru.model:25:34)
-    //   sum over axes [0]  (gru.model:24:40)
     //   add  (gru.model:26:21)  [register]
     //   add  (gru.model:25:21)
-    //   sum over axes [0]  (gru.model:23:41)
-    std::fill_n((A + 386576), 144, T(0));
-    std::fill_n((A + 386720), 144, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          const T v0 = (A + 388112)[i0 * 144 + i1 * 1] + (A + 397328)[i0 * 144 + i1 * 1];
-          const T v1 = v0 + (A + 381968)[i0 * 144 + i1 * 1];
-          (A + 401936)[i0 * 144 + i1 * 1] = v1;
-          (A + 386576)[i1 * 1] += v1;
-          const T v3 = (A + 392720)[i0 * 144 + i1 * 1] + (A + 397328)[i0 * 144 + i1 * 1];
-          const T v4 = v3 + (A + 381968)[i0 * 144 + i1 * 1];
-          (A + 406544)[i0 * 144 + i1 * 1] = v4;
-          (A + 386720)[i1 * 1] += v4;
-        }
-    // transpose  (gru.model:24:14): folded into the matmul that reads it
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 4608; ++i) {
+      const T v0 = (A + 71744)[i] + (A + 80960)[i];
+      const T v1 = v0 + (A + 65600)[i];
+      (A + 85568)[i] = v1;
+      const T v2 = (A + 76352)[i] + (A + 80960)[i];
+      const T v3 = v2 + (A + 65600)[i];
+      (A + 90176)[i] = v3;
+    }
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 48, 144, T(1), (A + 401936), 144, (A + 2688), 144, T(0), (A + 381968), 48, threads());
-    // transpose  (gru.model:24:14): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
-    gemm(true, false, 48, 144, 32, T(1), (A + 355232), 48, (A + 401936), 144, T(0), (A + 386864), 144, threads());
-    // transpose  (gru.model:23:15): folded into the matmul that reads it
-    // matmul  (gru.model:23:15)
-    gemm(true, false, 1, 144, 32, T(1), (A + 364448), 1, (A + 406544), 144, T(0), (A + 383504), 144, threads());
+    gemm(false, true, 32, 48, 144, T(1), (A + 85568), 144, (A + 140784), 144, T(0), (A + 65600), 48, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 383648)[i] = (A + 380432)[i] + (A + 381968)[i];
+      (A + 67136)[i] = (A + 64064)[i] + (A + 65600)[i];
     }
-    // fused loop over [144]:
-    //   add  (gru.model:22:12)
-    //   add  (gru.model:22:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 144; ++i) {
-      const T v0 = (A + 366160)[i] + (A + 386720)[i];
-      (A + 380416)[i] = v0;
-      const T v1 = (A + 373216)[i] + (A + 386576)[i];
-      (A + 380560)[i] = v1;
-    }
-    // add  (gru.model:22:12)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 380704)[i0 * 144 + i1 * 1] = (A + 373360)[i1 * 1] + (A + 383504)[i1 * 1];
-        }
-    // add  (gru.model:22:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 6912; ++i) {
-      (A + 393776)[i] = (A + 373504)[i] + (A + 386864)[i];
-    }
-    std::copy_n((A + 383648), 1536, (A + 364480));
-    std::copy_n((A + 380416), 144, (A + 366160));
-    std::copy_n((A + 380560), 144, (A + 373216));
-    std::copy_n((A + 380704), 144, (A + 373360));
-    std::copy_n((A + 393776), 6912, (A + 373504));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 90176) + o * 144, 144, (A + 496368) + (o * 30 + t) * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 85568) + o * 144, 144, (A + 634608) + (o * 30 + t) * 144);
+    std::copy_n((A + 67136), 1536, (A + 62512));
   }
-  std::copy_n((A + 364480), 1536, (A + 10032));
-  std::copy_n((A + 366016), 144, (A + 11568));
-  std::copy_n((A + 366160), 144, (A + 11712));
-  std::copy_n((A + 366304), 6912, (A + 411152));
-  std::copy_n((A + 373216), 144, (A + 11856));
-  std::copy_n((A + 373360), 144, (A + 12000));
-  std::copy_n((A + 373504), 6912, (A + 418064));
-  // fused loop over [144, 1]:
-  //   transpose  (gru.model:23:26)  [register]
-  //   add %d.gru.weight_ih_l0  (gru.model:23:26)
+  std::copy_n((A + 62512), 1536, (A + 2528));
+  // fused loop over [32, 30, 144], 2 reductions:
+  //   sum over axes [0, 1]  (gru.model:22:12)
+  //   sum over axes [0, 1]  (gru.model:22:12)
+  std::fill_n((A + 992), 144, T(0));
+  std::fill_n((A + 1136), 144, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 144; ++i2)
+        {
+          (A + 992)[i2 * 1] += (A + 496368)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 1136)[i2 * 1] += (A + 634608)[i0 * 4320 + i1 * 144 + i2 * 1];
+        }
+  // reshape  (gru.model:22:12)
+  // (a view of its operand)
+  // matmul  (gru.model:22:12)
+  gemm(true, false, 48, 144, 960, T(1), (A + 219888), 48, (A + 634608), 144, T(0), (A + 4112), 144, threads());
+  // reshape  (gru.model:23:15)
+  // (a view of its operand)
+  // reshape  (gru.model:23:15)
+  // (a view of its operand)
+  // transpose  (gru.model:23:15): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 496368), 144, T(0), (A + 1280), 144, threads());
+  // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 12000)[i0 * 1 + i1 * 144];
-        const T v1 = (A + 11568)[i0 * 1] + v0;
-        (A + 0)[i0 * 1 + i1 * 1] = v1;
+        (A + 0)[i0 * 1 + i1 * 1] = (A + 1280)[i0 * 1 + i1 * 144];
       }
   // grad  (gru.model:16:3)
   if (grads) (*grads)[0].assign((A + 0), (A + 0) + 144);
-  // fused loop over [144, 48]:
-  //   transpose  (gru.model:24:25)  [register]
-  //   add %d.gru.weight_hh_l0  (gru.model:24:25)
+  // transpose %d.gru.weight_hh_l0  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        const T v0 = (A + 418064)[i0 * 1 + i1 * 144];
-        const T v1 = (A + 411152)[i0 * 48 + i1 * 1] + v0;
-        (A + 2592)[i0 * 48 + i1 * 1] = v1;
+        (A + 11024)[i0 * 48 + i1 * 1] = (A + 4112)[i0 * 1 + i1 * 144];
       }
   // grad  (gru.model:17:3)
-  if (grads) (*grads)[1].assign((A + 2592), (A + 2592) + 6912);
+  if (grads) (*grads)[1].assign((A + 11024), (A + 11024) + 6912);
   // grad  (gru.model:18:3)
-  if (grads) (*grads)[2].assign((A + 11712), (A + 11712) + 144);
+  if (grads) (*grads)[2].assign((A + 992), (A + 992) + 144);
   // grad  (gru.model:19:3)
-  if (grads) (*grads)[3].assign((A + 11856), (A + 11856) + 144);
+  if (grads) (*grads)[3].assign((A + 1136), (A + 1136) + 144);
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        (A + 144)[i0 * 48 + i1 * 1] = (A + 2544)[i0 * 1 + i1 * 1];
+        (A + 144)[i0 * 48 + i1 * 1] = (A + 4064)[i0 * 1 + i1 * 1];
       }
   // grad  (prelude.model:7:3)
   if (grads) (*grads)[4].assign((A + 144), (A + 144) + 48);
@@ -642,7 +588,7 @@ private:
   // add %optimizer.step.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 208)[0] = sf_[6].data()[0] + (A + 2528)[0];
+    (A + 208)[0] = sf_[6].data()[0] + (A + 140768)[0];
   }
   // update  (gru.model:44:1)
   updates.emplace_back(6, (A + 208));
@@ -704,12 +650,12 @@ private:
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = (A + 208)[0] * (A + 224)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 2528)[0] - v1;
+    const T v2 = (A + 140768)[0] - v1;
     const T v3 = (A + 192)[0] / v2;
     (A + 16)[0] = v3;
     const T v4 = (A + 208)[0] * (A + 240)[0];
     const T v5 = fexp(v4);
-    const T v6 = (A + 2528)[0] - v5;
+    const T v6 = (A + 140768)[0] - v5;
     const T v7 = std::sqrt(v6);
     (A + 32)[0] = v7;
   }
@@ -751,28 +697,28 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
     const T v0 = sf_[9].data()[i] * (A + 256)[0];
-    const T v1 = (A + 2592)[i] * (A + 272)[0];
+    const T v1 = (A + 11024)[i] * (A + 272)[0];
     const T v2 = v0 + v1;
-    (A + 12000)[i] = v2;
+    (A + 1280)[i] = v2;
     const T v3 = sf_[10].data()[i] * (A + 288)[0];
-    const T v4 = (A + 2592)[i] * (A + 2592)[i];
+    const T v4 = (A + 11024)[i] * (A + 11024)[i];
     const T v5 = v4 * (A + 304)[0];
     const T v6 = v3 + v5;
-    (A + 18912)[i] = v6;
+    (A + 17936)[i] = v6;
     const T v7 = std::sqrt(v6);
     const T v8 = v7 / (A + 32)[0];
     const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
     const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[1].data()[i] - v11;
-    (A + 25824)[i] = v12;
+    (A + 24848)[i] = v12;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(9, (A + 12000));
+  updates.emplace_back(9, (A + 1280));
   // update  (gru.model:44:1)
-  updates.emplace_back(10, (A + 18912));
+  updates.emplace_back(10, (A + 17936));
   // update  (gru.model:44:1)
-  updates.emplace_back(1, (A + 25824));
+  updates.emplace_back(1, (A + 24848));
   // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:44:1)
   // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:44:1)
   // fused loop over [144]:
@@ -805,52 +751,52 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
     const T v0 = sf_[11].data()[i] * (A + 256)[0];
-    const T v1 = (A + 11712)[i] * (A + 272)[0];
+    const T v1 = (A + 992)[i] * (A + 272)[0];
     const T v2 = v0 + v1;
     (A + 608)[i] = v2;
     const T v3 = sf_[12].data()[i] * (A + 288)[0];
-    const T v4 = (A + 11712)[i] * (A + 11712)[i];
+    const T v4 = (A + 992)[i] * (A + 992)[i];
     const T v5 = v4 * (A + 304)[0];
     const T v6 = v3 + v5;
-    (A + 992)[i] = v6;
+    (A + 8192)[i] = v6;
     const T v7 = std::sqrt(v6);
     const T v8 = v7 / (A + 32)[0];
     const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
     const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[2].data()[i] - v11;
-    (A + 1136)[i] = v12;
+    (A + 8336)[i] = v12;
     const T v13 = sf_[13].data()[i] * (A + 256)[0];
-    const T v14 = (A + 11856)[i] * (A + 272)[0];
+    const T v14 = (A + 1136)[i] * (A + 272)[0];
     const T v15 = v13 + v14;
-    (A + 1280)[i] = v15;
+    (A + 8480)[i] = v15;
     const T v16 = sf_[14].data()[i] * (A + 288)[0];
-    const T v17 = (A + 11856)[i] * (A + 11856)[i];
+    const T v17 = (A + 1136)[i] * (A + 1136)[i];
     const T v18 = v17 * (A + 304)[0];
     const T v19 = v16 + v18;
-    (A + 1424)[i] = v19;
+    (A + 8624)[i] = v19;
     const T v20 = std::sqrt(v19);
     const T v21 = v20 / (A + 32)[0];
     const T v22 = v21 + (A + 0)[0];
     const T v23 = v15 / v22;
     const T v24 = (A + 16)[0] * v23;
     const T v25 = sf_[3].data()[i] - v24;
-    (A + 1568)[i] = v25;
+    (A + 8768)[i] = v25;
   }
   // update  (gru.model:44:1)
   updates.emplace_back(11, (A + 608));
   // update  (gru.model:44:1)
-  updates.emplace_back(12, (A + 992));
+  updates.emplace_back(12, (A + 8192));
   // update  (gru.model:44:1)
-  updates.emplace_back(2, (A + 1136));
+  updates.emplace_back(2, (A + 8336));
   // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
   // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
   // update  (gru.model:44:1)
-  updates.emplace_back(13, (A + 1280));
+  updates.emplace_back(13, (A + 8480));
   // update  (gru.model:44:1)
-  updates.emplace_back(14, (A + 1424));
+  updates.emplace_back(14, (A + 8624));
   // update  (gru.model:44:1)
-  updates.emplace_back(3, (A + 1568));
+  updates.emplace_back(3, (A + 8768));
   // buffer %optimizer.head.weight.exp_avg  (gru.model:44:1)
   // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:44:1)
   // fused loop over [1, 48]:
@@ -956,31 +902,25 @@ private:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
+  // transpose  (gru.model:23:26): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2496), 144, threads());
   // const  (gru.model:28:14)
-  std::fill_n((A + 2496), 1, T(1));
-  // transpose  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 2512)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  std::fill_n((A + 0), 1, T(1));
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2656)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 140736)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 960), 1536, (A + 9600));
+  std::copy_n((A + 960), 1536, (A + 152256));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9568) + o * 1);
-    // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9568), 1, (A + 2512), 144, T(0), (A + 11136), 144, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2496) + (o * 30 + t) * 144, 144, (A + 147648) + o * 144);
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9600), 48, (A + 2656), 144, T(0), (A + 15744), 144, threads());
+    gemm(false, false, 32, 144, 48, T(1), (A + 152256), 48, (A + 140736), 144, T(0), (A + 153792), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -988,10 +928,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 11136)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 20352)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 15744)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 24960)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = (A + 147648)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 158400)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 153792)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 163008)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -1015,36 +955,36 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 20352)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 24960)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 158400)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 163008)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 20352)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 24960)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 158400)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 163008)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 20352)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 24960)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 158400)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 163008)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          const T v13 = (A + 2496)[0] - v7;
+          const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 9600)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 152256)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 11136)[i0 * 48 + i1 * 1] = v16;
+          (A + 153792)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11136) + o * 48, 48, (A + 31104) + (o * 30 + t) * 48);
-    std::copy_n((A + 11136), 1536, (A + 9600));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153792) + o * 48, 48, (A + 169152) + (o * 30 + t) * 48);
+    std::copy_n((A + 153792), 1536, (A + 152256));
   }
-  std::copy_n((A + 9600), 1536, (A + 29568));
+  std::copy_n((A + 152256), 1536, (A + 167616));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 31104)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 169152)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)

@@ -102,7 +102,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(262032) {
+  Net() : arena_(268656) {
     sf_[0].assign(128, T(0));
     sf_[1].assign(4096, T(0));
     sf_[2].assign(128, T(0));
@@ -176,38 +176,29 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 864)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 864), 128, threads());
   // fused loop over [32, 128]:
   //   transpose  (prelude.model:30:78)
-  //   transpose  (prelude.model:30:31)
   //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
-        (A + 992)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 5088)[i0 * 128 + i1 * 1] = v1;
-        const T v2 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 9184)[i0 * 128 + i1 * 1] = v2;
+        (A + 41824)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
+        (A + 45920)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 13296));
-  std::copy_n((A + 352), 512, (A + 13808));
+  std::copy_n((A + 352), 512, (A + 52064));
+  std::copy_n((A + 352), 512, (A + 52576));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 16) + (o * 20 + t) * 1, 1, (A + 13280) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 13280), 1, (A + 864), 128, T(0), (A + 14320), 128, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13296), 32, (A + 992), 128, T(0), (A + 16368), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 41824), 128, T(0), (A + 53088), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -216,10 +207,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 14320)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 16368)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 50016)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 53088)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 18416)[i0 * 128 + i1 * 1] = v2;
+          (A + 55136)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -239,42 +230,43 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 18416)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 55136)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 18416)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 55136)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 18416)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 55136)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 18416)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 55136)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 13808)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 52576)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 14320)[i0 * 32 + i1 * 1] = v10;
+          (A + 53088)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 14832)[i0 * 32 + i1 * 1] = v12;
+          (A + 53600)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 14832) + o * 32, 32, (A + 21488) + (o * 20 + t) * 32);
-    std::copy_n((A + 14832), 512, (A + 13296));
-    std::copy_n((A + 14320), 512, (A + 13808));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53600) + o * 32, 32, (A + 58208) + (o * 20 + t) * 32);
+    std::copy_n((A + 53600), 512, (A + 52064));
+    std::copy_n((A + 53088), 512, (A + 52576));
   }
-  std::copy_n((A + 13296), 512, (A + 20464));
-  std::copy_n((A + 13808), 512, (A + 20976));
+  std::copy_n((A + 52064), 512, (A + 57184));
+  std::copy_n((A + 52576), 512, (A + 57696));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 32, T(1), (A + 58208), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 13792));
-  std::copy_n((A + 352), 512, (A + 14304));
+  std::copy_n((A + 352), 512, (A + 52064));
+  std::copy_n((A + 352), 512, (A + 52576));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 21488) + (o * 20 + t) * 32, 32, (A + 13280) + o * 32);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13280), 32, (A + 5088), 128, T(0), (A + 14816), 128, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13792), 32, (A + 9184), 128, T(0), (A + 16864), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 45920), 128, T(0), (A + 53088), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -283,10 +275,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 14816)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 16864)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 50016)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 53088)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 18912)[i0 * 128 + i1 * 1] = v2;
+          (A + 55136)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -306,35 +298,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 18912)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 55136)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 18912)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 55136)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 18912)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 55136)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 18912)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 55136)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 14304)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 52576)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 14816)[i0 * 32 + i1 * 1] = v10;
+          (A + 53088)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 15328)[i0 * 32 + i1 * 1] = v12;
+          (A + 53600)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 15328) + o * 32, 32, (A + 31728) + (o * 20 + t) * 32);
-    std::copy_n((A + 15328), 512, (A + 13792));
-    std::copy_n((A + 14816), 512, (A + 14304));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53600) + o * 32, 32, (A + 57184) + (o * 20 + t) * 32);
+    std::copy_n((A + 53600), 512, (A + 52064));
+    std::copy_n((A + 53088), 512, (A + 52576));
   }
-  std::copy_n((A + 13792), 512, (A + 864));
-  std::copy_n((A + 14304), 512, (A + 1376));
+  std::copy_n((A + 52064), 512, (A + 41824));
+  std::copy_n((A + 52576), 512, (A + 42336));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 31728)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 57184)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -469,13 +461,9 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 880)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 880), 128, threads());
   // fused loop over [32, 128]:
   //   transpose  (prelude.model:30:78)
   //   transpose  (prelude.model:30:31)
@@ -485,22 +473,20 @@ private:
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
-        (A + 1008)[i0 * 128 + i1 * 1] = v0;
+        (A + 41840)[i0 * 128 + i1 * 1] = v0;
         const T v1 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 5104)[i0 * 128 + i1 * 1] = v1;
+        (A + 45936)[i0 * 128 + i1 * 1] = v1;
         const T v2 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 9200)[i0 * 128 + i1 * 1] = v2;
+        (A + 50032)[i0 * 128 + i1 * 1] = v2;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 13312));
-  std::copy_n((A + 368), 512, (A + 13824));
+  std::copy_n((A + 368), 512, (A + 56176));
+  std::copy_n((A + 368), 512, (A + 56688));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 32) + (o * 20 + t) * 1, 1, (A + 13296) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 13296), 1, (A + 880), 128, T(0), (A + 14336), 128, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13312), 32, (A + 1008), 128, T(0), (A + 16384), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 41840), 128, T(0), (A + 57200), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -509,10 +495,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 14336)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 16384)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 54128)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 57200)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 18432)[i0 * 128 + i1 * 1] = v2;
+          (A + 59248)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -532,54 +518,57 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 18432)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 59248)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 14336)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 18432)[32 + i0 * 128 + i1 * 1];
+          (A + 57200)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 59248)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 14848)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 18432)[64 + i0 * 128 + i1 * 1];
+          (A + 57712)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 59248)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 15360)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 18432)[96 + i0 * 128 + i1 * 1];
+          (A + 58224)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 59248)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 15872)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 13824)[i0 * 32 + i1 * 1];
+          (A + 58736)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 56688)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 16384)[i0 * 32 + i1 * 1] = v10;
+          (A + 61296)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 16896)[i0 * 32 + i1 * 1] = v11;
+          (A + 61808)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 17408)[i0 * 32 + i1 * 1] = v12;
+          (A + 62320)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 17408) + o * 32, 32, (A + 21504) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 16896) + o * 32, 32, (A + 31744) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 15872) + o * 32, 32, (A + 41984) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 15360) + o * 32, 32, (A + 52224) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 14336) + o * 32, 32, (A + 62464) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13824) + o * 32, 32, (A + 72704) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 14848) + o * 32, 32, (A + 82944) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13312) + o * 32, 32, (A + 93184) + (o * 20 + t) * 32);
-    std::copy_n((A + 17408), 512, (A + 13312));
-    std::copy_n((A + 16384), 512, (A + 13824));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 62320) + o * 32, 32, (A + 63856) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + o * 32, 32, (A + 74096) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58736) + o * 32, 32, (A + 84336) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58224) + o * 32, 32, (A + 94576) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57200) + o * 32, 32, (A + 104816) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56688) + o * 32, 32, (A + 115056) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57712) + o * 32, 32, (A + 125296) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56176) + o * 32, 32, (A + 135536) + (o * 20 + t) * 32);
+    std::copy_n((A + 62320), 512, (A + 56176));
+    std::copy_n((A + 61296), 512, (A + 56688));
   }
-  std::copy_n((A + 13312), 512, (A + 20480));
-  std::copy_n((A + 13824), 512, (A + 20992));
+  std::copy_n((A + 56176), 512, (A + 62832));
+  std::copy_n((A + 56688), 512, (A + 63344));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 32, T(1), (A + 63856), 32, sf_[4].data(), 32, T(0), (A + 880), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 13808));
-  std::copy_n((A + 368), 512, (A + 14320));
+  std::copy_n((A + 368), 512, (A + 56176));
+  std::copy_n((A + 368), 512, (A + 56688));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 21504) + (o * 20 + t) * 32, 32, (A + 13296) + o * 32);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13296), 32, (A + 5104), 128, T(0), (A + 14832), 128, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13808), 32, (A + 9200), 128, T(0), (A + 16880), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 50032), 128, T(0), (A + 57200), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -588,10 +577,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 14832)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 16880)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 54128)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 57200)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 18928)[i0 * 128 + i1 * 1] = v2;
+          (A + 59248)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -611,47 +600,50 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 18928)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 59248)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 14832)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 18928)[32 + i0 * 128 + i1 * 1];
+          (A + 57200)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 59248)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 15344)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 18928)[64 + i0 * 128 + i1 * 1];
+          (A + 57712)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 59248)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 15856)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 18928)[96 + i0 * 128 + i1 * 1];
+          (A + 58224)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 59248)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 16368)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 14320)[i0 * 32 + i1 * 1];
+          (A + 58736)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 56688)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 16880)[i0 * 32 + i1 * 1] = v10;
+          (A + 61296)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 17392)[i0 * 32 + i1 * 1] = v11;
+          (A + 61808)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 17904)[i0 * 32 + i1 * 1] = v12;
+          (A + 62320)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 17904) + o * 32, 32, (A + 103936) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 17392) + o * 32, 32, (A + 114176) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 16368) + o * 32, 32, (A + 124416) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 15856) + o * 32, 32, (A + 134656) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 14832) + o * 32, 32, (A + 144896) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 14320) + o * 32, 32, (A + 155136) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 15344) + o * 32, 32, (A + 165376) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13808) + o * 32, 32, (A + 175616) + (o * 20 + t) * 32);
-    std::copy_n((A + 17904), 512, (A + 13808));
-    std::copy_n((A + 16880), 512, (A + 14320));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 62320) + o * 32, 32, (A + 145776) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + o * 32, 32, (A + 156016) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58736) + o * 32, 32, (A + 166256) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58224) + o * 32, 32, (A + 176496) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57200) + o * 32, 32, (A + 186736) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56688) + o * 32, 32, (A + 196976) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57712) + o * 32, 32, (A + 207216) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56176) + o * 32, 32, (A + 217456) + (o * 20 + t) * 32);
+    std::copy_n((A + 62320), 512, (A + 56176));
+    std::copy_n((A + 61296), 512, (A + 56688));
   }
-  std::copy_n((A + 13808), 512, (A + 20976));
-  std::copy_n((A + 14320), 512, (A + 103424));
+  std::copy_n((A + 56176), 512, (A + 62832));
+  std::copy_n((A + 56688), 512, (A + 63344));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 13296)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 103936)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 880)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 145776)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -660,7 +652,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 880)[i0 * 1 + i1 * 1] = (A + 13296)[0 + i0 * 32 + i1 * 1];
+        (A + 1392)[i0 * 1 + i1 * 1] = (A + 880)[0 + i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32], 3 reductions:
   //   sub  (prelude.model:79:15)  [register]
@@ -668,23 +660,23 @@ private:
   //   mul  (prelude.model:79:15)  [register]
   //   mean over axes [1]  (prelude.model:79:15)
   //   mean %ln.mu over axes [1]  (prelude.model:77:14)
-  std::fill_n((A + 896), 16, T(0));
-  std::fill_n((A + 912), 16, T(0));
-  std::fill_n((A + 928), 16, T(0));
+  std::fill_n((A + 1408), 16, T(0));
+  std::fill_n((A + 1424), 16, T(0));
+  std::fill_n((A + 1440), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 13296)[i0 * 32 + i1 * 1] - (A + 880)[i0 * 1];
-        (A + 896)[i0 * 1] += v0;
+        const T v0 = (A + 880)[i0 * 32 + i1 * 1] - (A + 1392)[i0 * 1];
+        (A + 1408)[i0 * 1] += v0;
         const T v2 = v0 * v0;
-        (A + 912)[i0 * 1] += v2;
-        (A + 928)[i0 * 1] += (A + 13296)[i0 * 32 + i1 * 1];
+        (A + 1424)[i0 * 1] += v2;
+        (A + 1440)[i0 * 1] += (A + 880)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 896)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 912)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 928)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 1408)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 1424)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 1440)[k] /= T(32);
   // const  (prelude.model:80:26)
-  std::fill_n((A + 880), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 1392), 1, T(1.0000000000000001e-05));
   // fused loop over [16, 1]:
   //   mul  (prelude.model:79:15)  [register]
   //   sub  (prelude.model:79:15)  [register]
@@ -696,14 +688,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 896)[i0 * 1] * (A + 896)[i0 * 1];
-        const T v1 = (A + 912)[i0 * 1] - v0;
+        const T v0 = (A + 1408)[i0 * 1] * (A + 1408)[i0 * 1];
+        const T v1 = (A + 1424)[i0 * 1] - v0;
         const T v2 = std::max(v1, (A + 0)[0]);
-        const T v3 = v2 + (A + 880)[0];
+        const T v3 = v2 + (A + 1392)[0];
         const T v4 = T(1) / std::sqrt(v3);
-        (A + 944)[i0 * 1 + i1 * 1] = v4;
+        (A + 1456)[i0 * 1 + i1 * 1] = v4;
         const T v5 = sf_[12].data()[i0 * 1 + i1 * 16];
-        (A + 960)[i0 * 1 + i1 * 1] = v5;
+        (A + 1472)[i0 * 1 + i1 * 1] = v5;
       }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -719,23 +711,23 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 13296)[i0 * 32 + i1 * 1] - (A + 928)[i0 * 1];
-        (A + 13808)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = v0 * (A + 944)[i0 * 1];
-        (A + 14320)[i0 * 32 + i1 * 1] = v1;
+        const T v0 = (A + 880)[i0 * 32 + i1 * 1] - (A + 1440)[i0 * 1];
+        (A + 1488)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = v0 * (A + 1456)[i0 * 1];
+        (A + 2000)[i0 * 32 + i1 * 1] = v1;
         const T v2 = v1 * sf_[8].data()[i1 * 1];
         const T v3 = v2 + sf_[9].data()[i1 * 1];
-        (A + 14832)[i0 * 32 + i1 * 1] = v3;
+        (A + 2512)[i0 * 32 + i1 * 1] = v3;
       }
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 13296)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
+        (A + 880)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 14832), 32, sf_[10].data(), 32, T(0), (A + 15344), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 2512), 32, sf_[10].data(), 32, T(0), (A + 3024), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
   // param %head.weight  (prelude.model:7:3)
   // fused loop over [16, 16]:
@@ -746,14 +738,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 15344)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v0 = (A + 3024)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
         const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 15600)[i0 * 16 + i1 * 1] = v1;
+        (A + 3280)[i0 * 16 + i1 * 1] = v1;
         const T v2 = T(v0 > (A + 0)[0]);
-        (A + 15856)[i0 * 16 + i1 * 1] = v2;
+        (A + 3536)[i0 * 16 + i1 * 1] = v2;
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 15600), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 3280), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // fused loop over [16, 1]:
   //   add %yhat  (prelude.model:10:34)
@@ -763,12 +755,12 @@ private:
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         const T v0 = (A + 0)[i0 * 1] + sf_[13].data()[0];
-        (A + 880)[i0 * 1 + i1 * 1] = v0;
+        (A + 1392)[i0 * 1 + i1 * 1] = v0;
         const T v1 = v0 - (A + 352)[i0 * 1];
-        (A + 896)[i0 * 1 + i1 * 1] = v1;
+        (A + 1408)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 880)[k] - (A + 352)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
+  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 1392)[k] - (A + 352)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
   // output  (lstm2_layernorm.model:22:3)
   // loss  (lstm2_layernorm.model:17:1)
   loss = double((A + 0)[0]);
@@ -779,39 +771,39 @@ private:
   // fused loop over [16, 1], 1 reduction:
   //   mul  (lstm2_layernorm.model:21:13)
   //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 912), 1, T(0));
+  std::fill_n((A + 1424), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 896)[i0 * 1] * (A + 352)[0];
-        (A + 880)[i0 * 1 + i1 * 1] = v0;
-        (A + 912)[0] += v0;
+        const T v0 = (A + 1408)[i0 * 1] * (A + 352)[0];
+        (A + 1392)[i0 * 1 + i1 * 1] = v0;
+        (A + 1424)[0] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 1, T(1), (A + 880), 1, (A + 960), 1, T(0), (A + 15344), 16, threads());
+  gemm(false, true, 16, 16, 1, T(1), (A + 1392), 1, (A + 1472), 1, T(0), (A + 3024), 16, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 16, 1, 16, T(1), (A + 15600), 16, (A + 880), 1, T(0), (A + 352), 1, threads());
+  gemm(true, false, 16, 1, 16, T(1), (A + 3280), 16, (A + 1392), 1, T(0), (A + 352), 1, threads());
   // fused loop over [16, 16], 1 reduction:
   //   mul  (lstm2_layernorm.model:20:19)
   //   sum %d.fc.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 880), 16, T(0));
+  std::fill_n((A + 1392), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 15344)[i0 * 16 + i1 * 1] * (A + 15856)[i0 * 16 + i1 * 1];
-        (A + 15600)[i0 * 16 + i1 * 1] = v0;
-        (A + 880)[i1 * 1] += v0;
+        const T v0 = (A + 3024)[i0 * 16 + i1 * 1] * (A + 3536)[i0 * 16 + i1 * 1];
+        (A + 3280)[i0 * 16 + i1 * 1] = v0;
+        (A + 1392)[i1 * 1] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 32, 16, T(1), (A + 15600), 16, (A + 13296), 16, T(0), (A + 15856), 32, threads());
+  gemm(false, true, 16, 32, 16, T(1), (A + 3280), 16, (A + 880), 16, T(0), (A + 3536), 32, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 32, 16, 16, T(1), (A + 14832), 32, (A + 15600), 16, T(0), (A + 13296), 16, threads());
+  gemm(true, false, 32, 16, 16, T(1), (A + 2512), 32, (A + 3280), 16, T(0), (A + 880), 16, threads());
   // fused loop over [16, 32], 4 reductions:
   //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
   //   mul  (prelude.model:80:33)  [register]
@@ -821,41 +813,41 @@ private:
   //   mul  (prelude.model:80:14)  [register]
   //   sum over axes [1]  (prelude.model:80:14)
   //   mul  (prelude.model:80:14)
-  std::fill_n((A + 960), 32, T(0));
-  std::fill_n((A + 896), 16, T(0));
-  std::fill_n((A + 14832), 32, T(0));
-  std::fill_n((A + 928), 16, T(0));
+  std::fill_n((A + 2512), 32, T(0));
+  std::fill_n((A + 1408), 16, T(0));
+  std::fill_n((A + 2544), 32, T(0));
+  std::fill_n((A + 1440), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 960)[i1 * 1] += (A + 15856)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 15856)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 896)[i0 * 1] += v1;
-        const T v3 = (A + 15856)[i0 * 32 + i1 * 1] * (A + 14320)[i0 * 32 + i1 * 1];
-        (A + 14832)[i1 * 1] += v3;
-        const T v5 = v1 * (A + 13808)[i0 * 32 + i1 * 1];
-        (A + 928)[i0 * 1] += v5;
-        const T v7 = v1 * (A + 944)[i0 * 1];
-        (A + 14864)[i0 * 32 + i1 * 1] = v7;
+        (A + 2512)[i1 * 1] += (A + 3536)[i0 * 32 + i1 * 1];
+        const T v1 = (A + 3536)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 1408)[i0 * 1] += v1;
+        const T v3 = (A + 3536)[i0 * 32 + i1 * 1] * (A + 2000)[i0 * 32 + i1 * 1];
+        (A + 2544)[i1 * 1] += v3;
+        const T v5 = v1 * (A + 1488)[i0 * 32 + i1 * 1];
+        (A + 1440)[i0 * 1] += v5;
+        const T v7 = v1 * (A + 1456)[i0 * 1];
+        (A + 2576)[i0 * 32 + i1 * 1] = v7;
       }
   // reshape  (prelude.model:80:14)
   // (a view of its operand)
   // const  (prelude.model:80:21)
-  std::fill_n((A + 992), 1, T(-0.5));
+  std::fill_n((A + 1472), 1, T(-0.5));
   // const  (prelude.model:79:15)
-  std::fill_n((A + 14320), 1, T(0.03125));
+  std::fill_n((A + 2000), 1, T(0.03125));
   // fused loop over [16], 1 reduction:
   //   mul  (prelude.model:78:11)  [register]
   //   mul  (prelude.model:78:11)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 14352), 1, T(0));
+  std::fill_n((A + 2032), 1, T(0));
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = (A + 896)[i] * (A + 944)[i];
+    const T v0 = (A + 1408)[i] * (A + 1456)[i];
     const T v1 = v0 * (A + 16)[0];
-    (A + 14336)[i] = v1;
-    const T v2 = (A + 880)[i] * (A + 880)[i];
-    (A + 14352)[0] += v2;
+    (A + 2016)[i] = v1;
+    const T v2 = (A + 1392)[i] * (A + 1392)[i];
+    (A + 2032)[0] += v2;
   }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -870,14 +862,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 928)[i0 * 1] * (A + 992)[0];
-        const T v1 = (A + 944)[i0 * 1] * (A + 944)[i0 * 1];
-        const T v2 = (A + 944)[i0 * 1] * v1;
+        const T v0 = (A + 1440)[i0 * 1] * (A + 1472)[0];
+        const T v1 = (A + 1456)[i0 * 1] * (A + 1456)[i0 * 1];
+        const T v2 = (A + 1456)[i0 * 1] * v1;
         const T v3 = v0 * v2;
-        const T v4 = v3 * (A + 14320)[0];
+        const T v4 = v3 * (A + 2000)[0];
         (A + 16)[i0 * 1 + i1 * 1] = v4;
-        const T v5 = (A + 14336)[i0 * 1] * (A + 14320)[0];
-        (A + 896)[i0 * 1 + i1 * 1] = v5;
+        const T v5 = (A + 2016)[i0 * 1] * (A + 2000)[0];
+        (A + 1408)[i0 * 1 + i1 * 1] = v5;
       }
   // fused loop over [16, 32], 1 reduction:
   //   broadcast_to  (prelude.model:79:15)  [register]
@@ -889,61 +881,48 @@ private:
   //   transpose %d.fc.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 928), 1, T(0));
+  std::fill_n((A + 1440), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         const T v0 = (A + 16)[i0 * 1];
-        const T v1 = v0 * (A + 13808)[i0 * 32 + i1 * 1];
-        const T v2 = (A + 14864)[i0 * 32 + i1 * 1] + v1;
+        const T v1 = v0 * (A + 1488)[i0 * 32 + i1 * 1];
+        const T v2 = (A + 2576)[i0 * 32 + i1 * 1] + v1;
         const T v3 = v2 + v1;
-        const T v4 = (A + 896)[i0 * 1];
+        const T v4 = (A + 1408)[i0 * 1];
         const T v5 = v3 + v4;
-        (A + 15888)[i0 * 32 + i1 * 1] = v5;
-        const T v6 = (A + 13296)[i0 * 1 + i1 * 16];
-        (A + 15376)[i0 * 32 + i1 * 1] = v6;
+        (A + 3600)[i0 * 32 + i1 * 1] = v5;
+        const T v6 = (A + 880)[i0 * 1 + i1 * 16];
+        (A + 3088)[i0 * 32 + i1 * 1] = v6;
         const T v7 = v6 * v6;
-        (A + 928)[0] += v7;
+        (A + 1440)[0] += v7;
       }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // pad  (lstm2_layernorm.model:19:15)
-  std::fill_n((A + 103424), 10240, T(0));
+  std::fill_n((A + 4112), 10240, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 103424)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 15888)[i0 * 32 + i1 * 32 + i2 * 1];
+          (A + 4112)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 3600)[i0 * 32 + i1 * 32 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 15888), 4096, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 13296), 128, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 185856), 4096, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 194560));
-  std::copy_n((A + 368), 512, (A + 195072));
-  std::copy_n((A + 15888), 4096, (A + 195584));
-  std::copy_n((A + 13296), 128, (A + 199680));
-  std::copy_n((A + 15888), 4096, (A + 199808));
-  std::copy_n((A + 13296), 128, (A + 203904));
-  std::copy_n((A + 185856), 4096, (A + 204032));
-  std::copy_n((A + 185856), 4096, (A + 208128));
+  std::copy_n((A + 368), 512, (A + 18448));
+  std::copy_n((A + 368), 512, (A + 18960));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 103424) + (o * 20 + t) * 32, 32, (A + 189952) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 114176) + (o * 20 + t) * 32, 32, (A + 190464) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 124416) + (o * 20 + t) * 32, 32, (A + 190976) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 134656) + (o * 20 + t) * 32, 32, (A + 191488) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 144896) + (o * 20 + t) * 32, 32, (A + 192000) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 155136) + (o * 20 + t) * 32, 32, (A + 192512) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 165376) + (o * 20 + t) * 32, 32, (A + 193024) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 175616) + (o * 20 + t) * 32, 32, (A + 193536) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 21504) + (o * 20 + t) * 32, 32, (A + 194048) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 4112) + (o * 20 + t) * 32, 32, (A + 14352) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 156016) + (o * 20 + t) * 32, 32, (A + 14864) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 166256) + (o * 20 + t) * 32, 32, (A + 15376) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 176496) + (o * 20 + t) * 32, 32, (A + 15888) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 186736) + (o * 20 + t) * 32, 32, (A + 16400) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 196976) + (o * 20 + t) * 32, 32, (A + 16912) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 207216) + (o * 20 + t) * 32, 32, (A + 17424) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 217456) + (o * 20 + t) * 32, 32, (A + 17936) + o * 32);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 212224), 1, T(1));
+    std::fill_n((A + 19472), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -970,157 +949,122 @@ private:
     //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 194560)[i] + (A + 189952)[i];
-      const T v1 = v0 * (A + 190464)[i];
-      const T v2 = (A + 212224)[0] - (A + 190976)[i];
-      const T v3 = (A + 190976)[i] * v2;
+      const T v0 = (A + 18448)[i] + (A + 14352)[i];
+      const T v1 = v0 * (A + 14864)[i];
+      const T v2 = (A + 19472)[0] - (A + 15376)[i];
+      const T v3 = (A + 15376)[i] * v2;
       const T v4 = v1 * v3;
-      (A + 212752)[i] = v4;
-      const T v5 = v0 * (A + 190976)[i];
-      const T v6 = (A + 190464)[i] * (A + 190464)[i];
-      const T v7 = (A + 212224)[0] - v6;
+      (A + 20000)[i] = v4;
+      const T v5 = v0 * (A + 15376)[i];
+      const T v6 = (A + 14864)[i] * (A + 14864)[i];
+      const T v7 = (A + 19472)[0] - v6;
       const T v8 = v5 * v7;
-      const T v9 = (A + 195072)[i] + v8;
-      const T v10 = v9 * (A + 192000)[i];
-      const T v11 = (A + 191488)[i] * (A + 191488)[i];
-      const T v12 = (A + 212224)[0] - v11;
+      const T v9 = (A + 18960)[i] + v8;
+      const T v10 = v9 * (A + 16400)[i];
+      const T v11 = (A + 15888)[i] * (A + 15888)[i];
+      const T v12 = (A + 19472)[0] - v11;
       const T v13 = v10 * v12;
-      (A + 213264)[i] = v13;
-      const T v14 = v9 * (A + 192512)[i];
-      const T v15 = (A + 212224)[0] - (A + 193024)[i];
-      const T v16 = (A + 193024)[i] * v15;
+      (A + 20512)[i] = v13;
+      const T v14 = v9 * (A + 16912)[i];
+      const T v15 = (A + 19472)[0] - (A + 17424)[i];
+      const T v16 = (A + 17424)[i] * v15;
       const T v17 = v14 * v16;
-      (A + 213776)[i] = v17;
-      const T v18 = v9 * (A + 191488)[i];
-      const T v19 = (A + 212224)[0] - (A + 192000)[i];
-      const T v20 = (A + 192000)[i] * v19;
+      (A + 21024)[i] = v17;
+      const T v18 = v9 * (A + 15888)[i];
+      const T v19 = (A + 19472)[0] - (A + 16400)[i];
+      const T v20 = (A + 16400)[i] * v19;
       const T v21 = v18 * v20;
-      (A + 214288)[i] = v21;
-      const T v22 = v9 * (A + 193024)[i];
-      (A + 212240)[i] = v22;
+      (A + 21536)[i] = v21;
+      const T v22 = v9 * (A + 17424)[i];
+      (A + 19488)[i] = v22;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 214800), 2048, T(0));
+    std::fill_n((A + 22048), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 214800)[96 + i0 * 128 + i1 * 1] = (A + 212752)[i0 * 32 + i1 * 1];
+          (A + 22048)[96 + i0 * 128 + i1 * 1] = (A + 20000)[i0 * 32 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 216848), 2048, T(0));
+    std::fill_n((A + 24096), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 216848)[64 + i0 * 128 + i1 * 1] = (A + 213264)[i0 * 32 + i1 * 1];
+          (A + 24096)[64 + i0 * 128 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 218896), 2048, T(0));
+    std::fill_n((A + 26144), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 218896)[32 + i0 * 128 + i1 * 1] = (A + 213776)[i0 * 32 + i1 * 1];
+          (A + 26144)[32 + i0 * 128 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 220944), 2048, T(0));
+    std::fill_n((A + 28192), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 220944)[0 + i0 * 128 + i1 * 1] = (A + 214288)[i0 * 32 + i1 * 1];
+          (A + 28192)[0 + i0 * 128 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
         }
-    // fused loop over [16, 128], 1 reduction:
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [16, 128]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum over axes [0]  (prelude.model:30:95)
-    std::fill_n((A + 222992), 128, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 214800)[i0 * 128 + i1 * 1] + (A + 216848)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + (A + 218896)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + (A + 220944)[i0 * 128 + i1 * 1];
-          (A + 212752)[i0 * 128 + i1 * 1] = v2;
-          (A + 222992)[i1 * 1] += v2;
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 212752), 128, (A + 9200), 128, T(0), (A + 214800), 32, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 32, 128, 16, T(1), (A + 193536), 32, (A + 212752), 128, T(0), (A + 215312), 128, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(false, true, 16, 32, 128, T(1), (A + 212752), 128, (A + 5104), 128, T(0), (A + 219408), 32, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 32, 128, 16, T(1), (A + 194048), 32, (A + 212752), 128, T(0), (A + 223120), 128, threads());
-    // fused loop over [128]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
     GRADC_IVDEP
-    for (int64_t i = 0; i < 128; ++i) {
-      const T v0 = (A + 199680)[i] + (A + 222992)[i];
-      (A + 212752)[i] = v0;
-      const T v1 = (A + 203904)[i] + (A + 222992)[i];
-      (A + 212880)[i] = v1;
+    for (int64_t i = 0; i < 2048; ++i) {
+      const T v0 = (A + 22048)[i] + (A + 24096)[i];
+      const T v1 = v0 + (A + 26144)[i];
+      const T v2 = v1 + (A + 28192)[i];
+      (A + 20000)[i] = v2;
     }
-    // fused loop over [32, 128]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4096; ++i) {
-      const T v0 = (A + 204032)[i] + (A + 223120)[i];
-      (A + 227216)[i] = v0;
-      const T v1 = (A + 208128)[i] + (A + 215312)[i];
-      (A + 231312)[i] = v1;
-    }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 219408) + o * 32, 32, (A + 251792) + (o * 20 + t) * 32);
-    std::copy_n((A + 214800), 512, (A + 194560));
-    std::copy_n((A + 212240), 512, (A + 195072));
-    std::copy_n((A + 212752), 128, (A + 199680));
-    std::copy_n((A + 212880), 128, (A + 203904));
-    std::copy_n((A + 227216), 4096, (A + 204032));
-    std::copy_n((A + 231312), 4096, (A + 208128));
+    // matmul  (prelude.model:30:67)
+    gemm(false, true, 16, 32, 128, T(1), (A + 20000), 128, (A + 50032), 128, T(0), (A + 22048), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 20000) + o * 128, 128, (A + 227696) + (o * 20 + t) * 128);
+    std::copy_n((A + 22048), 512, (A + 18448));
+    std::copy_n((A + 19488), 512, (A + 18960));
   }
-  std::copy_n((A + 194560), 512, (A + 13424));
-  std::copy_n((A + 195072), 512, (A + 14864));
-  std::copy_n((A + 195584), 4096, (A + 235408));
-  std::copy_n((A + 199680), 128, (A + 13936));
-  std::copy_n((A + 199808), 4096, (A + 239504));
-  std::copy_n((A + 203904), 128, (A + 14064));
-  std::copy_n((A + 204032), 4096, (A + 243600));
-  std::copy_n((A + 208128), 4096, (A + 247696));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 5104), 128, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 5232), 128, T(0));
+  std::copy_n((A + 18448), 512, (A + 880));
+  std::copy_n((A + 18960), 512, (A + 1456));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 880), 128, T(0));
+  for (int64_t i0 = 0; i0 < 16; ++i0)
+    for (int64_t i1 = 0; i1 < 20; ++i1)
+      for (int64_t i2 = 0; i2 < 128; ++i2)
+        {
+          (A + 880)[i2 * 1] += (A + 227696)[i0 * 2560 + i1 * 128 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 32, 128, 320, T(1), (A + 217456), 32, (A + 227696), 128, T(0), (A + 3600), 128, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 32, 128, T(1), (A + 227696), 128, (A + 45936), 128, T(0), (A + 7696), 32, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 32, 128, 320, T(1), (A + 63856), 32, (A + 227696), 128, T(0), (A + 17936), 128, threads());
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 107536));
-  std::copy_n((A + 368), 512, (A + 108048));
-  std::copy_n((A + 5104), 128, (A + 108560));
-  std::copy_n((A + 13296), 128, (A + 108688));
-  std::copy_n((A + 15888), 4096, (A + 108816));
-  std::copy_n((A + 13296), 128, (A + 112912));
-  std::copy_n((A + 5232), 128, (A + 113040));
-  std::copy_n((A + 185856), 4096, (A + 113168));
+  std::copy_n((A + 368), 512, (A + 26128));
+  std::copy_n((A + 368), 512, (A + 26640));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 251792) + (o * 20 + t) * 32, 32, (A + 103424) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 31744) + (o * 20 + t) * 32, 32, (A + 103936) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 41984) + (o * 20 + t) * 32, 32, (A + 104448) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 52224) + (o * 20 + t) * 32, 32, (A + 104960) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 62464) + (o * 20 + t) * 32, 32, (A + 105472) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 72704) + (o * 20 + t) * 32, 32, (A + 105984) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 82944) + (o * 20 + t) * 32, 32, (A + 106496) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 93184) + (o * 20 + t) * 32, 32, (A + 107008) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 32) + (o * 20 + t) * 1, 1, (A + 107520) + o * 1);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7696) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 74096) + (o * 20 + t) * 32, 32, (A + 22544) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 84336) + (o * 20 + t) * 32, 32, (A + 23056) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 94576) + (o * 20 + t) * 32, 32, (A + 23568) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 104816) + (o * 20 + t) * 32, 32, (A + 24080) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 115056) + (o * 20 + t) * 32, 32, (A + 24592) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 125296) + (o * 20 + t) * 32, 32, (A + 25104) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 135536) + (o * 20 + t) * 32, 32, (A + 25616) + o * 32);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 117264), 1, T(1));
+    std::fill_n((A + 27152), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -1147,153 +1091,123 @@ private:
     //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 107536)[i] + (A + 103424)[i];
-      const T v1 = v0 * (A + 103936)[i];
-      const T v2 = (A + 117264)[0] - (A + 104448)[i];
-      const T v3 = (A + 104448)[i] * v2;
+      const T v0 = (A + 26128)[i] + (A + 22032)[i];
+      const T v1 = v0 * (A + 22544)[i];
+      const T v2 = (A + 27152)[0] - (A + 23056)[i];
+      const T v3 = (A + 23056)[i] * v2;
       const T v4 = v1 * v3;
-      (A + 117792)[i] = v4;
-      const T v5 = v0 * (A + 104448)[i];
-      const T v6 = (A + 103936)[i] * (A + 103936)[i];
-      const T v7 = (A + 117264)[0] - v6;
+      (A + 27680)[i] = v4;
+      const T v5 = v0 * (A + 23056)[i];
+      const T v6 = (A + 22544)[i] * (A + 22544)[i];
+      const T v7 = (A + 27152)[0] - v6;
       const T v8 = v5 * v7;
-      const T v9 = (A + 108048)[i] + v8;
-      const T v10 = v9 * (A + 105472)[i];
-      const T v11 = (A + 104960)[i] * (A + 104960)[i];
-      const T v12 = (A + 117264)[0] - v11;
+      const T v9 = (A + 26640)[i] + v8;
+      const T v10 = v9 * (A + 24080)[i];
+      const T v11 = (A + 23568)[i] * (A + 23568)[i];
+      const T v12 = (A + 27152)[0] - v11;
       const T v13 = v10 * v12;
-      (A + 118304)[i] = v13;
-      const T v14 = v9 * (A + 105984)[i];
-      const T v15 = (A + 117264)[0] - (A + 106496)[i];
-      const T v16 = (A + 106496)[i] * v15;
+      (A + 28192)[i] = v13;
+      const T v14 = v9 * (A + 24592)[i];
+      const T v15 = (A + 27152)[0] - (A + 25104)[i];
+      const T v16 = (A + 25104)[i] * v15;
       const T v17 = v14 * v16;
-      (A + 118816)[i] = v17;
-      const T v18 = v9 * (A + 104960)[i];
-      const T v19 = (A + 117264)[0] - (A + 105472)[i];
-      const T v20 = (A + 105472)[i] * v19;
+      (A + 28704)[i] = v17;
+      const T v18 = v9 * (A + 23568)[i];
+      const T v19 = (A + 27152)[0] - (A + 24080)[i];
+      const T v20 = (A + 24080)[i] * v19;
       const T v21 = v18 * v20;
-      (A + 119328)[i] = v21;
-      const T v22 = v9 * (A + 106496)[i];
-      (A + 117280)[i] = v22;
+      (A + 29216)[i] = v21;
+      const T v22 = v9 * (A + 25104)[i];
+      (A + 27168)[i] = v22;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 119840), 2048, T(0));
+    std::fill_n((A + 29728), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 119840)[96 + i0 * 128 + i1 * 1] = (A + 117792)[i0 * 32 + i1 * 1];
+          (A + 29728)[96 + i0 * 128 + i1 * 1] = (A + 27680)[i0 * 32 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 121888), 2048, T(0));
+    std::fill_n((A + 31776), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 121888)[64 + i0 * 128 + i1 * 1] = (A + 118304)[i0 * 32 + i1 * 1];
+          (A + 31776)[64 + i0 * 128 + i1 * 1] = (A + 28192)[i0 * 32 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 123936), 2048, T(0));
+    std::fill_n((A + 33824), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 123936)[32 + i0 * 128 + i1 * 1] = (A + 118816)[i0 * 32 + i1 * 1];
+          (A + 33824)[32 + i0 * 128 + i1 * 1] = (A + 28704)[i0 * 32 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 125984), 2048, T(0));
+    std::fill_n((A + 35872), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 125984)[0 + i0 * 128 + i1 * 1] = (A + 119328)[i0 * 32 + i1 * 1];
+          (A + 35872)[0 + i0 * 128 + i1 * 1] = (A + 29216)[i0 * 32 + i1 * 1];
         }
-    // fused loop over [16, 128], 1 reduction:
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [16, 128]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum over axes [0]  (prelude.model:30:95)
-    std::fill_n((A + 128032), 128, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 119840)[i0 * 128 + i1 * 1] + (A + 121888)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + (A + 123936)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + (A + 125984)[i0 * 128 + i1 * 1];
-          (A + 117792)[i0 * 128 + i1 * 1] = v2;
-          (A + 128032)[i1 * 1] += v2;
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 117792), 128, (A + 1008), 128, T(0), (A + 119840), 32, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 32, 128, 16, T(1), (A + 107008), 32, (A + 117792), 128, T(0), (A + 120352), 128, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 128, 16, T(1), (A + 107520), 1, (A + 117792), 128, T(0), (A + 124448), 128, threads());
-    // fused loop over [128]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
     GRADC_IVDEP
-    for (int64_t i = 0; i < 128; ++i) {
-      const T v0 = (A + 108688)[i] + (A + 128032)[i];
-      (A + 117792)[i] = v0;
-      const T v1 = (A + 112912)[i] + (A + 128032)[i];
-      (A + 117920)[i] = v1;
+    for (int64_t i = 0; i < 2048; ++i) {
+      const T v0 = (A + 29728)[i] + (A + 31776)[i];
+      const T v1 = v0 + (A + 33824)[i];
+      const T v2 = v1 + (A + 35872)[i];
+      (A + 27680)[i] = v2;
     }
-    // add  (prelude.model:29:13)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 118048)[i0 * 128 + i1 * 1] = (A + 113040)[i1 * 1] + (A + 124448)[i1 * 1];
-        }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4096; ++i) {
-      (A + 124448)[i] = (A + 113168)[i] + (A + 120352)[i];
-    }
-    std::copy_n((A + 119840), 512, (A + 107536));
-    std::copy_n((A + 117280), 512, (A + 108048));
-    std::copy_n((A + 117792), 128, (A + 108688));
-    std::copy_n((A + 117920), 128, (A + 112912));
-    std::copy_n((A + 118048), 128, (A + 113040));
-    std::copy_n((A + 124448), 4096, (A + 113168));
+    // matmul  (prelude.model:30:67)
+    gemm(false, true, 16, 32, 128, T(1), (A + 27680), 128, (A + 41840), 128, T(0), (A + 29728), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 27680) + o * 128, 128, (A + 145776) + (o * 20 + t) * 128);
+    std::copy_n((A + 29728), 512, (A + 26128));
+    std::copy_n((A + 27168), 512, (A + 26640));
   }
-  std::copy_n((A + 107536), 512, (A + 5360));
-  std::copy_n((A + 108048), 512, (A + 5872));
-  std::copy_n((A + 108560), 128, (A + 6384));
-  std::copy_n((A + 108688), 128, (A + 6512));
-  std::copy_n((A + 108816), 4096, (A + 6640));
-  std::copy_n((A + 112912), 128, (A + 10736));
-  std::copy_n((A + 113040), 128, (A + 10864));
-  std::copy_n((A + 113168), 4096, (A + 19984));
+  std::copy_n((A + 26128), 512, (A + 1456));
+  std::copy_n((A + 26640), 512, (A + 2576));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 368), 128, T(0));
+  for (int64_t i0 = 0; i0 < 16; ++i0)
+    for (int64_t i1 = 0; i1 < 20; ++i1)
+      for (int64_t i2 = 0; i2 < 128; ++i2)
+        {
+          (A + 368)[i2 * 1] += (A + 145776)[i0 * 2560 + i1 * 128 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 32, 128, 320, T(1), (A + 135536), 32, (A + 145776), 128, T(0), (A + 7696), 128, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 145776), 128, T(0), (A + 496), 128, threads());
   // fused loop over [128, 1], 1 reduction:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 144), 1, T(0));
   for (int64_t i0 = 0; i0 < 128; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 10864)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 6384)[i0 * 1] + v0;
-        (A + 16)[i0 * 1 + i1 * 1] = v1;
-        const T v2 = v1 * v1;
-        (A + 144)[0] += v2;
+        const T v0 = (A + 496)[i0 * 1 + i1 * 128];
+        (A + 16)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 144)[0] += v1;
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 16), (A + 16) + 128);
   // fused loop over [128, 32], 3 reductions:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l1  (prelude.model:30:31)
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l1  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_ih_l1  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_hh_l1  (prelude.model:30:78)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1306,44 +1220,41 @@ private:
   for (int64_t i0 = 0; i0 < 128; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 19984)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 6640)[i0 * 32 + i1 * 1] + v0;
-        (A + 24080)[i0 * 32 + i1 * 1] = v1;
-        const T v2 = (A + 243600)[i0 * 1 + i1 * 128];
-        const T v3 = (A + 235408)[i0 * 32 + i1 * 1] + v2;
-        (A + 15888)[i0 * 32 + i1 * 1] = v3;
-        const T v4 = (A + 247696)[i0 * 1 + i1 * 128];
-        const T v5 = (A + 239504)[i0 * 32 + i1 * 1] + v4;
-        (A + 992)[i0 * 32 + i1 * 1] = v5;
-        const T v6 = v1 * v1;
-        (A + 160)[0] += v6;
-        const T v8 = v3 * v3;
-        (A + 176)[0] += v8;
-        const T v10 = v5 * v5;
-        (A + 192)[0] += v10;
+        const T v0 = (A + 7696)[i0 * 1 + i1 * 128];
+        (A + 26128)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 17936)[i0 * 1 + i1 * 128];
+        (A + 22032)[i0 * 32 + i1 * 1] = v1;
+        const T v2 = (A + 3600)[i0 * 1 + i1 * 128];
+        (A + 11792)[i0 * 32 + i1 * 1] = v2;
+        const T v3 = v0 * v0;
+        (A + 160)[0] += v3;
+        const T v5 = v1 * v1;
+        (A + 176)[0] += v5;
+        const T v7 = v2 * v2;
+        (A + 192)[0] += v7;
       }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 24080), (A + 24080) + 4096);
+  if (grads) (*grads)[1].assign((A + 26128), (A + 26128) + 4096);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 6512), (A + 6512) + 128);
+  if (grads) (*grads)[2].assign((A + 368), (A + 368) + 128);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 10736), (A + 10736) + 128);
+  if (grads) (*grads)[3].assign((A + 368), (A + 368) + 128);
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[4].assign((A + 15888), (A + 15888) + 4096);
+  if (grads) (*grads)[4].assign((A + 22032), (A + 22032) + 4096);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[5].assign((A + 992), (A + 992) + 4096);
+  if (grads) (*grads)[5].assign((A + 11792), (A + 11792) + 4096);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[6].assign((A + 13936), (A + 13936) + 128);
+  if (grads) (*grads)[6].assign((A + 880), (A + 880) + 128);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[7].assign((A + 14064), (A + 14064) + 128);
+  if (grads) (*grads)[7].assign((A + 880), (A + 880) + 128);
   // grad  (prelude.model:73:3)
-  if (grads) (*grads)[8].assign((A + 14832), (A + 14832) + 32);
+  if (grads) (*grads)[8].assign((A + 2544), (A + 2544) + 32);
   // grad  (prelude.model:74:3)
-  if (grads) (*grads)[9].assign((A + 960), (A + 960) + 32);
+  if (grads) (*grads)[9].assign((A + 2512), (A + 2512) + 32);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 15376), (A + 15376) + 512);
+  if (grads) (*grads)[10].assign((A + 3088), (A + 3088) + 512);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[11].assign((A + 880), (A + 880) + 16);
+  if (grads) (*grads)[11].assign((A + 1392), (A + 1392) + 16);
   // fused loop over [1, 16], 1 reduction:
   //   transpose %d.head.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1360,55 +1271,45 @@ private:
   // grad  (prelude.model:7:3)
   if (grads) (*grads)[12].assign((A + 208), (A + 208) + 16);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 912), (A + 912) + 1);
-  // fused loop over [128], 4 reductions:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  if (grads) (*grads)[13].assign((A + 1424), (A + 1424) + 1);
+  // fused loop over [128], 2 reductions:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 240), 1, T(0));
   std::fill_n((A + 256), 1, T(0));
-  std::fill_n((A + 272), 1, T(0));
-  std::fill_n((A + 288), 1, T(0));
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 6512)[i] * (A + 6512)[i];
+    const T v0 = (A + 368)[i] * (A + 368)[i];
     (A + 240)[0] += v0;
-    const T v2 = (A + 10736)[i] * (A + 10736)[i];
+    const T v2 = (A + 880)[i] * (A + 880)[i];
     (A + 256)[0] += v2;
-    const T v4 = (A + 13936)[i] * (A + 13936)[i];
-    (A + 272)[0] += v4;
-    const T v6 = (A + 14064)[i] * (A + 14064)[i];
-    (A + 288)[0] += v6;
   }
   // fused loop over [32], 2 reductions:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 304), 1, T(0));
-  std::fill_n((A + 320), 1, T(0));
+  std::fill_n((A + 272), 1, T(0));
+  std::fill_n((A + 288), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = (A + 14832)[i] * (A + 14832)[i];
-    (A + 304)[0] += v0;
-    const T v2 = (A + 960)[i] * (A + 960)[i];
-    (A + 320)[0] += v2;
+    const T v0 = (A + 2544)[i] * (A + 2544)[i];
+    (A + 272)[0] += v0;
+    const T v2 = (A + 2512)[i] * (A + 2512)[i];
+    (A + 288)[0] += v2;
   }
   // fused loop over [1], 1 reduction:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 336), 1, T(0));
+  std::fill_n((A + 304), 1, T(0));
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 912)[0] * (A + 912)[0];
-    (A + 336)[0] += v0;
+    const T v0 = (A + 1424)[0] * (A + 1424)[0];
+    (A + 304)[0] += v0;
   }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 352), 1, T(9.9999999999999995e-07));
+  std::fill_n((A + 320), 1, T(9.9999999999999995e-07));
   // hyper %lr  (lstm2_layernorm.model:25:1)
-  (A + 368)[0] = T(lr_);
+  (A + 336)[0] = T(lr_);
   // buffer %optimizer.step  (lstm2_layernorm.model:25:1)
   // fused loop over []:
   //   add %optimizer.step.new  (lstm2_layernorm.model:25:1)
@@ -1432,28 +1333,28 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = sf_[14].data()[0] + (A + 0)[0];
-    (A + 400)[0] = v0;
+    (A + 496)[0] = v0;
     const T v1 = (A + 144)[0] + (A + 160)[0];
     const T v2 = v1 + (A + 240)[0];
-    const T v3 = v2 + (A + 256)[0];
+    const T v3 = v2 + (A + 240)[0];
     const T v4 = v3 + (A + 176)[0];
     const T v5 = v4 + (A + 192)[0];
-    const T v6 = v5 + (A + 272)[0];
-    const T v7 = v6 + (A + 288)[0];
-    const T v8 = v7 + (A + 304)[0];
-    const T v9 = v8 + (A + 320)[0];
-    const T v10 = v9 + (A + 928)[0];
-    const T v11 = v10 + (A + 14352)[0];
+    const T v6 = v5 + (A + 256)[0];
+    const T v7 = v6 + (A + 256)[0];
+    const T v8 = v7 + (A + 272)[0];
+    const T v9 = v8 + (A + 288)[0];
+    const T v10 = v9 + (A + 1440)[0];
+    const T v11 = v10 + (A + 2032)[0];
     const T v12 = v11 + (A + 224)[0];
-    const T v13 = v12 + (A + 336)[0];
+    const T v13 = v12 + (A + 304)[0];
     const T v14 = std::sqrt(v13);
-    const T v15 = v14 + (A + 352)[0];
+    const T v15 = v14 + (A + 320)[0];
     const T v16 = (A + 0)[0] / v15;
     const T v17 = std::min(v16, (A + 0)[0]);
-    (A + 384)[0] = v17;
+    (A + 352)[0] = v17;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(14, (A + 400));
+  updates.emplace_back(14, (A + 496));
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 144), 1, T(-0.10536051565782628));
   // const  (lstm2_layernorm.model:25:1)
@@ -1483,22 +1384,22 @@ private:
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         const T v0 = sf_[15].data()[i0 * 1] * (A + 176)[0];
-        const T v1 = (A + 16)[i0 * 1] * (A + 384)[0];
+        const T v1 = (A + 16)[i0 * 1] * (A + 352)[0];
         const T v2 = v1 * (A + 192)[0];
         const T v3 = v0 + v2;
-        (A + 416)[i0 * 1 + i1 * 1] = v3;
+        (A + 512)[i0 * 1 + i1 * 1] = v3;
         const T v4 = sf_[16].data()[i0 * 1] * (A + 224)[0];
         const T v5 = v1 * v1;
         const T v6 = v5 * (A + 240)[0];
         const T v7 = v4 + v6;
-        (A + 544)[i0 * 1 + i1 * 1] = v7;
+        (A + 640)[i0 * 1 + i1 * 1] = v7;
         const T v8 = std::sqrt(v7);
-        (A + 672)[i0 * 1 + i1 * 1] = v8;
+        (A + 1008)[i0 * 1 + i1 * 1] = v8;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(15, (A + 416));
+  updates.emplace_back(15, (A + 512));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(16, (A + 544));
+  updates.emplace_back(16, (A + 640));
   // const  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
@@ -1512,12 +1413,12 @@ private:
   //   sqrt  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 400)[0] * (A + 144)[0];
+    const T v0 = (A + 496)[0] * (A + 144)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 0)[0] - v1;
-    const T v3 = (A + 368)[0] / v2;
+    const T v3 = (A + 336)[0] / v2;
     (A + 32)[0] = v3;
-    const T v4 = (A + 400)[0] * (A + 160)[0];
+    const T v4 = (A + 496)[0] * (A + 160)[0];
     const T v5 = fexp(v4);
     const T v6 = (A + 0)[0] - v5;
     const T v7 = std::sqrt(v6);
@@ -1533,15 +1434,15 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 672)[i0 * 1] / (A + 48)[0];
+        const T v0 = (A + 1008)[i0 * 1] / (A + 48)[0];
         const T v1 = v0 + (A + 16)[0];
-        const T v2 = (A + 416)[i0 * 1] / v1;
+        const T v2 = (A + 512)[i0 * 1] / v1;
         const T v3 = (A + 32)[0] * v2;
         const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 256)[i0 * 1 + i1 * 1] = v4;
+        (A + 1136)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(0, (A + 256));
+  updates.emplace_back(0, (A + 1136));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
@@ -1590,63 +1491,63 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
     const T v0 = sf_[17].data()[i] * (A + 176)[0];
-    const T v1 = (A + 24080)[i] * (A + 384)[0];
+    const T v1 = (A + 26128)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 6640)[i] = v3;
+    (A + 3600)[i] = v3;
     const T v4 = sf_[18].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 19984)[i] = v7;
+    (A + 7696)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[1].data()[i] - v12;
-    (A + 28176)[i] = v13;
+    (A + 15888)[i] = v13;
     const T v14 = sf_[23].data()[i] * (A + 176)[0];
-    const T v15 = (A + 15888)[i] * (A + 384)[0];
+    const T v15 = (A + 22032)[i] * (A + 352)[0];
     const T v16 = v15 * (A + 192)[0];
     const T v17 = v14 + v16;
-    (A + 32272)[i] = v17;
+    (A + 30224)[i] = v17;
     const T v18 = sf_[24].data()[i] * (A + 224)[0];
     const T v19 = v15 * v15;
     const T v20 = v19 * (A + 240)[0];
     const T v21 = v18 + v20;
-    (A + 36368)[i] = v21;
+    (A + 34320)[i] = v21;
     const T v22 = std::sqrt(v21);
     const T v23 = v22 / (A + 48)[0];
     const T v24 = v23 + (A + 16)[0];
     const T v25 = v17 / v24;
     const T v26 = (A + 32)[0] * v25;
     const T v27 = sf_[4].data()[i] - v26;
-    (A + 40464)[i] = v27;
+    (A + 38416)[i] = v27;
     const T v28 = sf_[25].data()[i] * (A + 176)[0];
-    const T v29 = (A + 992)[i] * (A + 384)[0];
+    const T v29 = (A + 11792)[i] * (A + 352)[0];
     const T v30 = v29 * (A + 192)[0];
     const T v31 = v28 + v30;
-    (A + 44560)[i] = v31;
+    (A + 42512)[i] = v31;
     const T v32 = sf_[26].data()[i] * (A + 224)[0];
     const T v33 = v29 * v29;
     const T v34 = v33 * (A + 240)[0];
     const T v35 = v32 + v34;
-    (A + 48656)[i] = v35;
+    (A + 46608)[i] = v35;
     const T v36 = std::sqrt(v35);
     const T v37 = v36 / (A + 48)[0];
     const T v38 = v37 + (A + 16)[0];
     const T v39 = v31 / v38;
     const T v40 = (A + 32)[0] * v39;
     const T v41 = sf_[5].data()[i] - v40;
-    (A + 52752)[i] = v41;
+    (A + 50704)[i] = v41;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(17, (A + 6640));
+  updates.emplace_back(17, (A + 3600));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(18, (A + 19984));
+  updates.emplace_back(18, (A + 7696));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(1, (A + 28176));
+  updates.emplace_back(1, (A + 15888));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -1665,11 +1566,7 @@ private:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
@@ -1693,11 +1590,7 @@ private:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sub %lstm.bias_ih_l1.new  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
@@ -1709,120 +1602,112 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     const T v0 = sf_[19].data()[i] * (A + 176)[0];
-    const T v1 = (A + 6512)[i] * (A + 384)[0];
+    const T v1 = (A + 368)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 672)[i] = v3;
+    (A + 1008)[i] = v3;
     const T v4 = sf_[20].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 992)[i] = v7;
+    (A + 1264)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[2].data()[i] - v12;
-    (A + 1120)[i] = v13;
+    (A + 1440)[i] = v13;
     const T v14 = sf_[21].data()[i] * (A + 176)[0];
-    const T v15 = (A + 10736)[i] * (A + 384)[0];
-    const T v16 = v15 * (A + 192)[0];
-    const T v17 = v14 + v16;
-    (A + 1248)[i] = v17;
-    const T v18 = sf_[22].data()[i] * (A + 224)[0];
-    const T v19 = v15 * v15;
-    const T v20 = v19 * (A + 240)[0];
-    const T v21 = v18 + v20;
-    (A + 1376)[i] = v21;
-    const T v22 = std::sqrt(v21);
-    const T v23 = v22 / (A + 48)[0];
-    const T v24 = v23 + (A + 16)[0];
-    const T v25 = v17 / v24;
-    const T v26 = (A + 32)[0] * v25;
-    const T v27 = sf_[3].data()[i] - v26;
-    (A + 1504)[i] = v27;
-    const T v28 = sf_[27].data()[i] * (A + 176)[0];
-    const T v29 = (A + 13936)[i] * (A + 384)[0];
-    const T v30 = v29 * (A + 192)[0];
+    const T v15 = v14 + v2;
+    (A + 1568)[i] = v15;
+    const T v16 = sf_[22].data()[i] * (A + 224)[0];
+    const T v17 = v16 + v6;
+    (A + 1696)[i] = v17;
+    const T v18 = std::sqrt(v17);
+    const T v19 = v18 / (A + 48)[0];
+    const T v20 = v19 + (A + 16)[0];
+    const T v21 = v15 / v20;
+    const T v22 = (A + 32)[0] * v21;
+    const T v23 = sf_[3].data()[i] - v22;
+    (A + 1824)[i] = v23;
+    const T v24 = sf_[27].data()[i] * (A + 176)[0];
+    const T v25 = (A + 880)[i] * (A + 352)[0];
+    const T v26 = v25 * (A + 192)[0];
+    const T v27 = v24 + v26;
+    (A + 1952)[i] = v27;
+    const T v28 = sf_[28].data()[i] * (A + 224)[0];
+    const T v29 = v25 * v25;
+    const T v30 = v29 * (A + 240)[0];
     const T v31 = v28 + v30;
-    (A + 1632)[i] = v31;
-    const T v32 = sf_[28].data()[i] * (A + 224)[0];
-    const T v33 = v29 * v29;
-    const T v34 = v33 * (A + 240)[0];
-    const T v35 = v32 + v34;
-    (A + 1760)[i] = v35;
-    const T v36 = std::sqrt(v35);
-    const T v37 = v36 / (A + 48)[0];
-    const T v38 = v37 + (A + 16)[0];
-    const T v39 = v31 / v38;
-    const T v40 = (A + 32)[0] * v39;
-    const T v41 = sf_[6].data()[i] - v40;
-    (A + 1888)[i] = v41;
-    const T v42 = sf_[29].data()[i] * (A + 176)[0];
-    const T v43 = (A + 14064)[i] * (A + 384)[0];
-    const T v44 = v43 * (A + 192)[0];
-    const T v45 = v42 + v44;
-    (A + 2016)[i] = v45;
-    const T v46 = sf_[30].data()[i] * (A + 224)[0];
-    const T v47 = v43 * v43;
-    const T v48 = v47 * (A + 240)[0];
-    const T v49 = v46 + v48;
-    (A + 2144)[i] = v49;
-    const T v50 = std::sqrt(v49);
-    const T v51 = v50 / (A + 48)[0];
-    const T v52 = v51 + (A + 16)[0];
-    const T v53 = v45 / v52;
-    const T v54 = (A + 32)[0] * v53;
-    const T v55 = sf_[7].data()[i] - v54;
-    (A + 2272)[i] = v55;
+    (A + 2080)[i] = v31;
+    const T v32 = std::sqrt(v31);
+    const T v33 = v32 / (A + 48)[0];
+    const T v34 = v33 + (A + 16)[0];
+    const T v35 = v27 / v34;
+    const T v36 = (A + 32)[0] * v35;
+    const T v37 = sf_[6].data()[i] - v36;
+    (A + 2208)[i] = v37;
+    const T v38 = sf_[29].data()[i] * (A + 176)[0];
+    const T v39 = v38 + v26;
+    (A + 2336)[i] = v39;
+    const T v40 = sf_[30].data()[i] * (A + 224)[0];
+    const T v41 = v40 + v30;
+    (A + 2576)[i] = v41;
+    const T v42 = std::sqrt(v41);
+    const T v43 = v42 / (A + 48)[0];
+    const T v44 = v43 + (A + 16)[0];
+    const T v45 = v39 / v44;
+    const T v46 = (A + 32)[0] * v45;
+    const T v47 = sf_[7].data()[i] - v46;
+    (A + 2704)[i] = v47;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(19, (A + 672));
+  updates.emplace_back(19, (A + 1008));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(20, (A + 992));
+  updates.emplace_back(20, (A + 1264));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(2, (A + 1120));
+  updates.emplace_back(2, (A + 1440));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(21, (A + 1248));
+  updates.emplace_back(21, (A + 1568));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(22, (A + 1376));
+  updates.emplace_back(22, (A + 1696));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(3, (A + 1504));
+  updates.emplace_back(3, (A + 1824));
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(23, (A + 32272));
+  updates.emplace_back(23, (A + 30224));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(24, (A + 36368));
+  updates.emplace_back(24, (A + 34320));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(4, (A + 40464));
+  updates.emplace_back(4, (A + 38416));
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(25, (A + 44560));
+  updates.emplace_back(25, (A + 42512));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(26, (A + 48656));
+  updates.emplace_back(26, (A + 46608));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(5, (A + 52752));
+  updates.emplace_back(5, (A + 50704));
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(27, (A + 1632));
+  updates.emplace_back(27, (A + 1952));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(28, (A + 1760));
+  updates.emplace_back(28, (A + 2080));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(6, (A + 1888));
+  updates.emplace_back(6, (A + 2208));
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(29, (A + 2016));
+  updates.emplace_back(29, (A + 2336));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(30, (A + 2144));
+  updates.emplace_back(30, (A + 2576));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(7, (A + 2272));
+  updates.emplace_back(7, (A + 2704));
   // buffer %optimizer.ln.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.ln.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
@@ -1857,7 +1742,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
     const T v0 = sf_[31].data()[i] * (A + 176)[0];
-    const T v1 = (A + 14832)[i] * (A + 384)[0];
+    const T v1 = (A + 2544)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 64)[i] = v3;
@@ -1874,22 +1759,22 @@ private:
     const T v13 = sf_[8].data()[i] - v12;
     (A + 128)[i] = v13;
     const T v14 = sf_[33].data()[i] * (A + 176)[0];
-    const T v15 = (A + 960)[i] * (A + 384)[0];
+    const T v15 = (A + 2512)[i] * (A + 352)[0];
     const T v16 = v15 * (A + 192)[0];
     const T v17 = v14 + v16;
-    (A + 800)[i] = v17;
+    (A + 256)[i] = v17;
     const T v18 = sf_[34].data()[i] * (A + 224)[0];
     const T v19 = v15 * v15;
     const T v20 = v19 * (A + 240)[0];
     const T v21 = v18 + v20;
-    (A + 832)[i] = v21;
+    (A + 288)[i] = v21;
     const T v22 = std::sqrt(v21);
     const T v23 = v22 / (A + 48)[0];
     const T v24 = v23 + (A + 16)[0];
     const T v25 = v17 / v24;
     const T v26 = (A + 32)[0] * v25;
     const T v27 = sf_[9].data()[i] - v26;
-    (A + 928)[i] = v27;
+    (A + 320)[i] = v27;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(31, (A + 64));
@@ -1900,11 +1785,11 @@ private:
   // buffer %optimizer.ln.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.ln.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(33, (A + 800));
+  updates.emplace_back(33, (A + 256));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(34, (A + 832));
+  updates.emplace_back(34, (A + 288));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(9, (A + 928));
+  updates.emplace_back(9, (A + 320));
   // buffer %optimizer.fc.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.fc.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16, 32]:
@@ -1925,29 +1810,29 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[35].data()[i] * (A + 176)[0];
-    const T v1 = (A + 15376)[i] * (A + 384)[0];
+    const T v1 = (A + 3088)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 2400)[i] = v3;
+    (A + 11792)[i] = v3;
     const T v4 = sf_[36].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 2912)[i] = v7;
+    (A + 12304)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[10].data()[i] - v12;
-    (A + 3424)[i] = v13;
+    (A + 12816)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(35, (A + 2400));
+  updates.emplace_back(35, (A + 11792));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(36, (A + 2912));
+  updates.emplace_back(36, (A + 12304));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(10, (A + 3424));
+  updates.emplace_back(10, (A + 12816));
   // buffer %optimizer.fc.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.fc.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16]:
@@ -1968,7 +1853,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
     const T v0 = sf_[37].data()[i] * (A + 176)[0];
-    const T v1 = (A + 880)[i] * (A + 384)[0];
+    const T v1 = (A + 1392)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 0)[i] = v3;
@@ -1983,14 +1868,14 @@ private:
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[11].data()[i] - v12;
-    (A + 864)[i] = v13;
+    (A + 368)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(37, (A + 0));
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(38, (A + 160));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(11, (A + 864));
+  updates.emplace_back(11, (A + 368));
   // buffer %optimizer.head.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.head.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1, 16]:
@@ -2013,29 +1898,29 @@ private:
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
         const T v0 = sf_[39].data()[i1 * 1] * (A + 176)[0];
-        const T v1 = (A + 208)[i1 * 1] * (A + 384)[0];
+        const T v1 = (A + 208)[i1 * 1] * (A + 352)[0];
         const T v2 = v1 * (A + 192)[0];
         const T v3 = v0 + v2;
-        (A + 880)[i0 * 16 + i1 * 1] = v3;
+        (A + 384)[i0 * 16 + i1 * 1] = v3;
         const T v4 = sf_[40].data()[i1 * 1] * (A + 224)[0];
         const T v5 = v1 * v1;
         const T v6 = v5 * (A + 240)[0];
         const T v7 = v4 + v6;
-        (A + 896)[i0 * 16 + i1 * 1] = v7;
+        (A + 400)[i0 * 16 + i1 * 1] = v7;
         const T v8 = std::sqrt(v7);
         const T v9 = v8 / (A + 48)[0];
         const T v10 = v9 + (A + 16)[0];
         const T v11 = v3 / v10;
         const T v12 = (A + 32)[0] * v11;
         const T v13 = sf_[12].data()[i1 * 1] - v12;
-        (A + 960)[i0 * 16 + i1 * 1] = v13;
+        (A + 416)[i0 * 16 + i1 * 1] = v13;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(39, (A + 880));
+  updates.emplace_back(39, (A + 384));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(40, (A + 896));
+  updates.emplace_back(40, (A + 400));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(12, (A + 960));
+  updates.emplace_back(12, (A + 416));
   // buffer %optimizer.head.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.head.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1]:
@@ -2056,7 +1941,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = sf_[41].data()[0] * (A + 176)[0];
-    const T v1 = (A + 912)[0] * (A + 384)[0];
+    const T v1 = (A + 1424)[0] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 208)[i] = v3;
@@ -2064,21 +1949,21 @@ private:
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 976)[i] = v7;
+    (A + 432)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[13].data()[0] - v12;
-    (A + 3936)[i] = v13;
+    (A + 448)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(41, (A + 208));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(42, (A + 976));
+  updates.emplace_back(42, (A + 432));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(13, (A + 3936));
+  updates.emplace_back(13, (A + 448));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -2102,38 +1987,29 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 848)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 848), 128, threads());
   // fused loop over [32, 128]:
   //   transpose  (prelude.model:30:78)
-  //   transpose  (prelude.model:30:31)
   //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
-        (A + 976)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 5072)[i0 * 128 + i1 * 1] = v1;
-        const T v2 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 9168)[i0 * 128 + i1 * 1] = v2;
+        (A + 41808)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
+        (A + 45904)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 13280));
-  std::copy_n((A + 336), 512, (A + 13792));
+  std::copy_n((A + 336), 512, (A + 52048));
+  std::copy_n((A + 336), 512, (A + 52560));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 16) + (o * 20 + t) * 1, 1, (A + 13264) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 13264), 1, (A + 848), 128, T(0), (A + 14304), 128, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13280), 32, (A + 976), 128, T(0), (A + 16352), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 41808), 128, T(0), (A + 53072), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2142,10 +2018,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 14304)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 16352)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 50000)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 53072)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 18400)[i0 * 128 + i1 * 1] = v2;
+          (A + 55120)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2165,42 +2041,43 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 18400)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 55120)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 18400)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 55120)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 18400)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 55120)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 18400)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 55120)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 13792)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 52560)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 14304)[i0 * 32 + i1 * 1] = v10;
+          (A + 53072)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 14816)[i0 * 32 + i1 * 1] = v12;
+          (A + 53584)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 14816) + o * 32, 32, (A + 21472) + (o * 20 + t) * 32);
-    std::copy_n((A + 14816), 512, (A + 13280));
-    std::copy_n((A + 14304), 512, (A + 13792));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53584) + o * 32, 32, (A + 58192) + (o * 20 + t) * 32);
+    std::copy_n((A + 53584), 512, (A + 52048));
+    std::copy_n((A + 53072), 512, (A + 52560));
   }
-  std::copy_n((A + 13280), 512, (A + 20448));
-  std::copy_n((A + 13792), 512, (A + 20960));
+  std::copy_n((A + 52048), 512, (A + 57168));
+  std::copy_n((A + 52560), 512, (A + 57680));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 32, T(1), (A + 58192), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 13776));
-  std::copy_n((A + 336), 512, (A + 14288));
+  std::copy_n((A + 336), 512, (A + 52048));
+  std::copy_n((A + 336), 512, (A + 52560));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 21472) + (o * 20 + t) * 32, 32, (A + 13264) + o * 32);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13264), 32, (A + 5072), 128, T(0), (A + 14800), 128, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 13776), 32, (A + 9168), 128, T(0), (A + 16848), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 45904), 128, T(0), (A + 53072), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2209,10 +2086,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 14800)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 16848)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 50000)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 53072)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 18896)[i0 * 128 + i1 * 1] = v2;
+          (A + 55120)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2232,35 +2109,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 18896)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 55120)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 18896)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 55120)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 18896)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 55120)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 18896)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 55120)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 14288)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 52560)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 14800)[i0 * 32 + i1 * 1] = v10;
+          (A + 53072)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 15312)[i0 * 32 + i1 * 1] = v12;
+          (A + 53584)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 15312) + o * 32, 32, (A + 31712) + (o * 20 + t) * 32);
-    std::copy_n((A + 15312), 512, (A + 13776));
-    std::copy_n((A + 14800), 512, (A + 14288));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53584) + o * 32, 32, (A + 57168) + (o * 20 + t) * 32);
+    std::copy_n((A + 53584), 512, (A + 52048));
+    std::copy_n((A + 53072), 512, (A + 52560));
   }
-  std::copy_n((A + 13776), 512, (A + 848));
-  std::copy_n((A + 14288), 512, (A + 1360));
+  std::copy_n((A + 52048), 512, (A + 41808));
+  std::copy_n((A + 52560), 512, (A + 42320));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 31712)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 57168)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)

@@ -87,7 +87,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(692560) {
+  Net() : arena_(1041408) {
     sf_[0].assign(256, T(0));
     sf_[1].assign(16384, T(0));
     sf_[2].assign(256, T(0));
@@ -144,30 +144,24 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 3040)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3040), 256, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 3296)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 248800)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 19712));
-  std::copy_n((A + 992), 2048, (A + 21760));
+  std::copy_n((A + 992), 2048, (A + 273376));
+  std::copy_n((A + 992), 2048, (A + 275424));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19680) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 19680), 1, (A + 3040), 256, T(0), (A + 23808), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3040) + (o * 30 + t) * 256, 256, (A + 265184) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 19712), 64, (A + 3296), 256, T(0), (A + 32000), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 273376), 64, (A + 248800), 256, T(0), (A + 277472), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -176,10 +170,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 23808)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 32000)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 265184)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 277472)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 40192)[i0 * 256 + i1 * 1] = v2;
+          (A + 285664)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -199,35 +193,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 40192)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 285664)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 40192)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 285664)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 40192)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 285664)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 40192)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 285664)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 21760)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 275424)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 23808)[i0 * 64 + i1 * 1] = v10;
+          (A + 277472)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 25856)[i0 * 64 + i1 * 1] = v12;
+          (A + 279520)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25856) + o * 64, 64, (A + 52480) + (o * 30 + t) * 64);
-    std::copy_n((A + 25856), 2048, (A + 19712));
-    std::copy_n((A + 23808), 2048, (A + 21760));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279520) + o * 64, 64, (A + 297952) + (o * 30 + t) * 64);
+    std::copy_n((A + 279520), 2048, (A + 273376));
+    std::copy_n((A + 277472), 2048, (A + 275424));
   }
-  std::copy_n((A + 19712), 2048, (A + 48384));
-  std::copy_n((A + 21760), 2048, (A + 50432));
+  std::copy_n((A + 273376), 2048, (A + 293856));
+  std::copy_n((A + 275424), 2048, (A + 295904));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52480)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 297952)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -318,30 +312,24 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 3072)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 256, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 3072), 256, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 3328)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 248832)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 1024), 2048, (A + 19744));
-  std::copy_n((A + 1024), 2048, (A + 21792));
+  std::copy_n((A + 1024), 2048, (A + 273408));
+  std::copy_n((A + 1024), 2048, (A + 275456));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 32) + (o * 30 + t) * 1, 1, (A + 19712) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 19712), 1, (A + 3072), 256, T(0), (A + 23840), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3072) + (o * 30 + t) * 256, 256, (A + 265216) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 19744), 64, (A + 3328), 256, T(0), (A + 32032), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 273408), 64, (A + 248832), 256, T(0), (A + 277504), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -350,10 +338,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 23840)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 32032)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 265216)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 277504)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 40224)[i0 * 256 + i1 * 1] = v2;
+          (A + 285696)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -373,54 +361,57 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 40224)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 285696)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 23840)[i0 * 64 + i1 * 1] = v1;
-          const T v2 = (A + 40224)[64 + i0 * 256 + i1 * 1];
+          (A + 277504)[i0 * 64 + i1 * 1] = v1;
+          const T v2 = (A + 285696)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 25888)[i0 * 64 + i1 * 1] = v3;
-          const T v4 = (A + 40224)[128 + i0 * 256 + i1 * 1];
+          (A + 279552)[i0 * 64 + i1 * 1] = v3;
+          const T v4 = (A + 285696)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 27936)[i0 * 64 + i1 * 1] = v5;
-          const T v6 = (A + 40224)[192 + i0 * 256 + i1 * 1];
+          (A + 281600)[i0 * 64 + i1 * 1] = v5;
+          const T v6 = (A + 285696)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 29984)[i0 * 64 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 21792)[i0 * 64 + i1 * 1];
+          (A + 283648)[i0 * 64 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 275456)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 32032)[i0 * 64 + i1 * 1] = v10;
+          (A + 293888)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 34080)[i0 * 64 + i1 * 1] = v11;
+          (A + 295936)[i0 * 64 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 36128)[i0 * 64 + i1 * 1] = v12;
+          (A + 297984)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 36128) + o * 64, 64, (A + 52512) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 34080) + o * 64, 64, (A + 113952) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 29984) + o * 64, 64, (A + 175392) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 27936) + o * 64, 64, (A + 236832) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 23840) + o * 64, 64, (A + 298272) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 21792) + o * 64, 64, (A + 359712) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25888) + o * 64, 64, (A + 421152) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 19744) + o * 64, 64, (A + 482592) + (o * 30 + t) * 64);
-    std::copy_n((A + 36128), 2048, (A + 19744));
-    std::copy_n((A + 32032), 2048, (A + 21792));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 297984) + o * 64, 64, (A + 304128) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 295936) + o * 64, 64, (A + 365568) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 283648) + o * 64, 64, (A + 427008) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 281600) + o * 64, 64, (A + 488448) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 277504) + o * 64, 64, (A + 549888) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 275456) + o * 64, 64, (A + 611328) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279552) + o * 64, 64, (A + 672768) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 273408) + o * 64, 64, (A + 734208) + (o * 30 + t) * 64);
+    std::copy_n((A + 297984), 2048, (A + 273408));
+    std::copy_n((A + 293888), 2048, (A + 275456));
   }
-  std::copy_n((A + 19744), 2048, (A + 48416));
-  std::copy_n((A + 21792), 2048, (A + 50464));
+  std::copy_n((A + 273408), 2048, (A + 300032));
+  std::copy_n((A + 275456), 2048, (A + 302080));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 19712)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52512)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 304128)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // slice  (prelude.model:59:17)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    (A + 3072)[i] = (A + 19712)[0 + i];
+    (A + 5120)[i] = (A + 3072)[0 + i];
   }
   // fused loop over [32, 64], 3 reductions:
   //   sub  (prelude.model:59:17)  [register]
@@ -428,36 +419,36 @@ private:
   //   mul  (prelude.model:59:17)  [register]
   //   mean over axes [0]  (prelude.model:59:17)
   //   mean %bn.mu over axes [0]  (prelude.model:57:16)
-  std::fill_n((A + 3136), 64, T(0));
-  std::fill_n((A + 3200), 64, T(0));
-  std::fill_n((A + 3264), 64, T(0));
+  std::fill_n((A + 5184), 64, T(0));
+  std::fill_n((A + 5248), 64, T(0));
+  std::fill_n((A + 5312), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 19712)[i0 * 64 + i1 * 1] - (A + 3072)[i1 * 1];
-        (A + 3136)[i1 * 1] += v0;
+        const T v0 = (A + 3072)[i0 * 64 + i1 * 1] - (A + 5120)[i1 * 1];
+        (A + 5184)[i1 * 1] += v0;
         const T v2 = v0 * v0;
-        (A + 3200)[i1 * 1] += v2;
-        (A + 3264)[i1 * 1] += (A + 19712)[i0 * 64 + i1 * 1];
+        (A + 5248)[i1 * 1] += v2;
+        (A + 5312)[i1 * 1] += (A + 3072)[i0 * 64 + i1 * 1];
       }
-  for (int64_t k = 0; k < 64; ++k) (A + 3136)[k] /= T(32);
-  for (int64_t k = 0; k < 64; ++k) (A + 3200)[k] /= T(32);
-  for (int64_t k = 0; k < 64; ++k) (A + 3264)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 5184)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 5248)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 5312)[k] /= T(32);
   // buffer %bn.running_mean  (prelude.model:50:3)
   // const  (prelude.model:60:44)
-  std::fill_n((A + 3072), 1, T(0.90000000000000002));
+  std::fill_n((A + 5120), 1, T(0.90000000000000002));
   // const  (prelude.model:60:70)
-  std::fill_n((A + 3088), 1, T(0.10000000000000001));
+  std::fill_n((A + 5136), 1, T(0.10000000000000001));
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:61:84)
-  std::fill_n((A + 3104), 1, T(0.1032258064516129));
+  std::fill_n((A + 5152), 1, T(0.1032258064516129));
   // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 3120)[k] = T(si_[10][k]);
+  for (int64_t k = 0; k < 1; ++k) (A + 5168)[k] = T(si_[10][k]);
   // const  (prelude.model:62:56)
-  std::fill_n((A + 21760), 1, T(1));
+  std::fill_n((A + 5376), 1, T(1));
   // const  (prelude.model:63:28)
-  std::fill_n((A + 21776), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 5392), 1, T(1.0000000000000001e-05));
   // param %bn.weight  (prelude.model:48:3)
   // param %bn.bias  (prelude.model:49:3)
   // param %head.weight  (prelude.model:7:3)
@@ -475,20 +466,20 @@ private:
   //   add %bn.running_var.new  (prelude.model:61:57)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3136)[i] * (A + 3136)[i];
-    const T v1 = (A + 3200)[i] - v0;
+    const T v0 = (A + 5184)[i] * (A + 5184)[i];
+    const T v1 = (A + 5248)[i] - v0;
     const T v2 = std::max(v1, (A + 0)[0]);
-    const T v3 = v2 + (A + 21776)[0];
+    const T v3 = v2 + (A + 5392)[0];
     const T v4 = T(1) / std::sqrt(v3);
-    (A + 21920)[i] = v4;
-    const T v5 = (A + 3072)[0] * sf_[8].data()[i];
-    const T v6 = (A + 3088)[0] * (A + 3264)[i];
+    (A + 5536)[i] = v4;
+    const T v5 = (A + 5120)[0] * sf_[8].data()[i];
+    const T v6 = (A + 5136)[0] * (A + 5312)[i];
     const T v7 = v5 + v6;
-    (A + 21792)[i] = v7;
-    const T v8 = (A + 3072)[0] * sf_[9].data()[i];
-    const T v9 = (A + 3104)[0] * v2;
+    (A + 5408)[i] = v7;
+    const T v8 = (A + 5120)[0] * sf_[9].data()[i];
+    const T v9 = (A + 5152)[0] * v2;
     const T v10 = v8 + v9;
-    (A + 21856)[i] = v10;
+    (A + 5472)[i] = v10;
   }
   // fused loop over [32, 64]:
   //   sub %bn.d  (prelude.model:58:13)
@@ -499,23 +490,23 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 19712)[i0 * 64 + i1 * 1] - (A + 3264)[i1 * 1];
-        (A + 21984)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = v0 * (A + 21920)[i1 * 1];
-        (A + 24032)[i0 * 64 + i1 * 1] = v1;
+        const T v0 = (A + 3072)[i0 * 64 + i1 * 1] - (A + 5312)[i1 * 1];
+        (A + 5600)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = v0 * (A + 5536)[i1 * 1];
+        (A + 7648)[i0 * 64 + i1 * 1] = v1;
         const T v2 = v1 * sf_[4].data()[i1 * 1];
         const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 26080)[i0 * 64 + i1 * 1] = v3;
+        (A + 9696)[i0 * 64 + i1 * 1] = v3;
       }
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 3136)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
+        (A + 3072)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 26080), 64, sf_[6].data(), 64, T(0), (A + 3088), 1, threads());
+  gemm(false, true, 32, 1, 64, T(1), (A + 9696), 64, sf_[6].data(), 64, T(0), (A + 3136), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // fused loop over [32, 1]:
   //   add %yhat  (prelude.model:10:34)
@@ -524,24 +515,24 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 3088)[i0 * 1] + sf_[7].data()[0];
-        (A + 3200)[i0 * 1 + i1 * 1] = v0;
+        const T v0 = (A + 3136)[i0 * 1] + sf_[7].data()[0];
+        (A + 3168)[i0 * 1 + i1 * 1] = v0;
         const T v1 = v0 - (A + 992)[i0 * 1];
-        (A + 3232)[i0 * 1 + i1 * 1] = v1;
+        (A + 3200)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 3200)[k] - (A + 992)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 3168)[k] - (A + 992)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
   // output  (seed_lstm_bn.model:20:3)
   // loss  (seed_lstm_bn.model:15:1)
   loss = double((A + 0)[0]);
   // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(8, (A + 21792));
+  updates.emplace_back(8, (A + 5408));
   // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(9, (A + 21856));
+  updates.emplace_back(9, (A + 5472));
   // add %bn.num_batches_tracked.new  (prelude.model:62:56)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 0)[0] = (A + 3120)[0] + (A + 21760)[0];
+    (A + 0)[0] = (A + 5168)[0] + (A + 5376)[0];
   }
   // update  (seed_lstm_bn.model:15:1)
   updates.emplace_back(10, (A + 0));
@@ -552,18 +543,18 @@ private:
   // fused loop over [32, 1], 1 reduction:
   //   mul  (seed_lstm_bn.model:19:13)
   //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 3120), 1, T(0));
+  std::fill_n((A + 3168), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 3232)[i0 * 1] * (A + 1008)[0];
-        (A + 3088)[i0 * 1 + i1 * 1] = v0;
-        (A + 3120)[0] += v0;
+        const T v0 = (A + 3200)[i0 * 1] * (A + 1008)[0];
+        (A + 3136)[i0 * 1 + i1 * 1] = v0;
+        (A + 3168)[0] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 64, 1, T(1), (A + 3088), 1, (A + 3136), 1, T(0), (A + 19712), 64, threads());
+  gemm(false, true, 32, 64, 1, T(1), (A + 3136), 1, (A + 3072), 1, T(0), (A + 11744), 64, threads());
   // fused loop over [32, 64], 3 reductions:
   //   sum over axes [0]  (prelude.model:58:13)
   //   mul  (prelude.model:67:17)  [register]
@@ -572,29 +563,29 @@ private:
   //   mul  (prelude.model:63:16)  [register]
   //   sum over axes [0]  (prelude.model:63:16)
   //   mul  (prelude.model:63:16)
-  std::fill_n((A + 3136), 64, T(0));
-  std::fill_n((A + 3200), 64, T(0));
-  std::fill_n((A + 3264), 64, T(0));
+  std::fill_n((A + 3072), 64, T(0));
+  std::fill_n((A + 3184), 64, T(0));
+  std::fill_n((A + 3248), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 3136)[i1 * 1] += (A + 19712)[i0 * 64 + i1 * 1];
-        const T v1 = (A + 19712)[i0 * 64 + i1 * 1] * (A + 24032)[i0 * 64 + i1 * 1];
-        (A + 3200)[i1 * 1] += v1;
-        const T v3 = (A + 19712)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
-        const T v4 = v3 * (A + 21984)[i0 * 64 + i1 * 1];
-        (A + 3264)[i1 * 1] += v4;
-        const T v6 = v3 * (A + 21920)[i1 * 1];
-        (A + 28128)[i0 * 64 + i1 * 1] = v6;
+        (A + 3072)[i1 * 1] += (A + 11744)[i0 * 64 + i1 * 1];
+        const T v1 = (A + 11744)[i0 * 64 + i1 * 1] * (A + 7648)[i0 * 64 + i1 * 1];
+        (A + 3184)[i1 * 1] += v1;
+        const T v3 = (A + 11744)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        const T v4 = v3 * (A + 5600)[i0 * 64 + i1 * 1];
+        (A + 3248)[i1 * 1] += v4;
+        const T v6 = v3 * (A + 5536)[i1 * 1];
+        (A + 13792)[i0 * 64 + i1 * 1] = v6;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 64, 1, 32, T(1), (A + 26080), 64, (A + 3088), 1, T(0), (A + 19712), 1, threads());
+  gemm(true, false, 64, 1, 32, T(1), (A + 9696), 64, (A + 3136), 1, T(0), (A + 3312), 1, threads());
   // const  (prelude.model:63:23)
   std::fill_n((A + 1008), 1, T(-0.5));
   // const  (prelude.model:59:17)
-  std::fill_n((A + 3088), 1, T(0.03125));
+  std::fill_n((A + 3136), 1, T(0.03125));
   // fused loop over [64]:
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
@@ -608,19 +599,19 @@ private:
   //   mul  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3264)[i] * (A + 1008)[0];
-    const T v1 = (A + 21920)[i] * (A + 21920)[i];
-    const T v2 = (A + 21920)[i] * v1;
+    const T v0 = (A + 3248)[i] * (A + 1008)[0];
+    const T v1 = (A + 5536)[i] * (A + 5536)[i];
+    const T v2 = (A + 5536)[i] * v1;
     const T v3 = v0 * v2;
-    const T v4 = v3 * (A + 3088)[0];
-    (A + 19776)[i] = v4;
-    const T v5 = (A + 3136)[i] * (A + 21920)[i];
+    const T v4 = v3 * (A + 3136)[0];
+    (A + 3376)[i] = v4;
+    const T v5 = (A + 3072)[i] * (A + 5536)[i];
     const T v6 = v5 * sf_[4].data()[i];
     const T v7 = v6 * (A + 16)[0];
-    const T v8 = v7 * (A + 3088)[0];
-    (A + 19840)[i] = v8;
-    const T v9 = sf_[20].data()[i] * (A + 3072)[0];
-    (A + 19904)[i] = v9;
+    const T v8 = v7 * (A + 3136)[0];
+    (A + 3440)[i] = v8;
+    const T v9 = sf_[20].data()[i] * (A + 5120)[0];
+    (A + 3504)[i] = v9;
   }
   // reshape  (prelude.model:59:17)
   // (a view of its operand)
@@ -637,57 +628,40 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 19776)[i1 * 1];
-        const T v1 = v0 * (A + 21984)[i0 * 64 + i1 * 1];
-        const T v2 = (A + 28128)[i0 * 64 + i1 * 1] + v1;
+        const T v0 = (A + 3376)[i1 * 1];
+        const T v1 = v0 * (A + 5600)[i0 * 64 + i1 * 1];
+        const T v2 = (A + 13792)[i0 * 64 + i1 * 1] + v1;
         const T v3 = v2 + v1;
-        const T v4 = (A + 19840)[i1 * 1];
+        const T v4 = (A + 3440)[i1 * 1];
         const T v5 = v3 + v4;
-        (A + 24032)[i0 * 64 + i1 * 1] = v5;
+        (A + 7648)[i0 * 64 + i1 * 1] = v5;
       }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // pad  (seed_lstm_bn.model:17:14)
-  std::fill_n((A + 26080), 61440, T(0));
+  std::fill_n((A + 9696), 61440, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 26080)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 24032)[i0 * 64 + i1 * 64 + i2 * 1];
+          (A + 9696)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 7648)[i0 * 64 + i1 * 64 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 19968), 256, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 20224), 256, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 87520), 16384, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 20480), 256, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 544032), 16384, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 1024), 2048, (A + 576832));
-  std::copy_n((A + 1024), 2048, (A + 578880));
-  std::copy_n((A + 19968), 256, (A + 580928));
-  std::copy_n((A + 20224), 256, (A + 581184));
-  std::copy_n((A + 87520), 16384, (A + 581440));
-  std::copy_n((A + 20224), 256, (A + 597824));
-  std::copy_n((A + 20480), 256, (A + 598080));
-  std::copy_n((A + 544032), 16384, (A + 598336));
+  std::copy_n((A + 1024), 2048, (A + 87520));
+  std::copy_n((A + 1024), 2048, (A + 89568));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 26080) + (o * 30 + t) * 64, 64, (A + 560416) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 113952) + (o * 30 + t) * 64, 64, (A + 562464) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 175392) + (o * 30 + t) * 64, 64, (A + 564512) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 236832) + (o * 30 + t) * 64, 64, (A + 566560) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 298272) + (o * 30 + t) * 64, 64, (A + 568608) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 359712) + (o * 30 + t) * 64, 64, (A + 570656) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 421152) + (o * 30 + t) * 64, 64, (A + 572704) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 482592) + (o * 30 + t) * 64, 64, (A + 574752) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 32) + (o * 30 + t) * 1, 1, (A + 576800) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9696) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 365568) + (o * 30 + t) * 64, 64, (A + 73184) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 427008) + (o * 30 + t) * 64, 64, (A + 75232) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 488448) + (o * 30 + t) * 64, 64, (A + 77280) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 549888) + (o * 30 + t) * 64, 64, (A + 79328) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 611328) + (o * 30 + t) * 64, 64, (A + 81376) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 672768) + (o * 30 + t) * 64, 64, (A + 83424) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 734208) + (o * 30 + t) * 64, 64, (A + 85472) + o * 64);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 614720), 1, T(1));
+    std::fill_n((A + 91616), 1, T(1));
     // fused loop over [32, 64]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -714,169 +688,140 @@ private:
     //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 576832)[i] + (A + 560416)[i];
-      const T v1 = v0 * (A + 562464)[i];
-      const T v2 = (A + 614720)[0] - (A + 564512)[i];
-      const T v3 = (A + 564512)[i] * v2;
+      const T v0 = (A + 87520)[i] + (A + 71136)[i];
+      const T v1 = v0 * (A + 73184)[i];
+      const T v2 = (A + 91616)[0] - (A + 75232)[i];
+      const T v3 = (A + 75232)[i] * v2;
       const T v4 = v1 * v3;
-      (A + 616784)[i] = v4;
-      const T v5 = v0 * (A + 564512)[i];
-      const T v6 = (A + 562464)[i] * (A + 562464)[i];
-      const T v7 = (A + 614720)[0] - v6;
+      (A + 93680)[i] = v4;
+      const T v5 = v0 * (A + 75232)[i];
+      const T v6 = (A + 73184)[i] * (A + 73184)[i];
+      const T v7 = (A + 91616)[0] - v6;
       const T v8 = v5 * v7;
-      const T v9 = (A + 578880)[i] + v8;
-      const T v10 = v9 * (A + 568608)[i];
-      const T v11 = (A + 566560)[i] * (A + 566560)[i];
-      const T v12 = (A + 614720)[0] - v11;
+      const T v9 = (A + 89568)[i] + v8;
+      const T v10 = v9 * (A + 79328)[i];
+      const T v11 = (A + 77280)[i] * (A + 77280)[i];
+      const T v12 = (A + 91616)[0] - v11;
       const T v13 = v10 * v12;
-      (A + 618832)[i] = v13;
-      const T v14 = v9 * (A + 570656)[i];
-      const T v15 = (A + 614720)[0] - (A + 572704)[i];
-      const T v16 = (A + 572704)[i] * v15;
+      (A + 95728)[i] = v13;
+      const T v14 = v9 * (A + 81376)[i];
+      const T v15 = (A + 91616)[0] - (A + 83424)[i];
+      const T v16 = (A + 83424)[i] * v15;
       const T v17 = v14 * v16;
-      (A + 620880)[i] = v17;
-      const T v18 = v9 * (A + 566560)[i];
-      const T v19 = (A + 614720)[0] - (A + 568608)[i];
-      const T v20 = (A + 568608)[i] * v19;
+      (A + 97776)[i] = v17;
+      const T v18 = v9 * (A + 77280)[i];
+      const T v19 = (A + 91616)[0] - (A + 79328)[i];
+      const T v20 = (A + 79328)[i] * v19;
       const T v21 = v18 * v20;
-      (A + 622928)[i] = v21;
-      const T v22 = v9 * (A + 572704)[i];
-      (A + 614736)[i] = v22;
+      (A + 99824)[i] = v21;
+      const T v22 = v9 * (A + 83424)[i];
+      (A + 91632)[i] = v22;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 624976), 8192, T(0));
+    std::fill_n((A + 101872), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 624976)[192 + i0 * 256 + i1 * 1] = (A + 616784)[i0 * 64 + i1 * 1];
+          (A + 101872)[192 + i0 * 256 + i1 * 1] = (A + 93680)[i0 * 64 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 633168), 8192, T(0));
+    std::fill_n((A + 110064), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 633168)[128 + i0 * 256 + i1 * 1] = (A + 618832)[i0 * 64 + i1 * 1];
+          (A + 110064)[128 + i0 * 256 + i1 * 1] = (A + 95728)[i0 * 64 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 641360), 8192, T(0));
+    std::fill_n((A + 118256), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 641360)[64 + i0 * 256 + i1 * 1] = (A + 620880)[i0 * 64 + i1 * 1];
+          (A + 118256)[64 + i0 * 256 + i1 * 1] = (A + 97776)[i0 * 64 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 649552), 8192, T(0));
+    std::fill_n((A + 126448), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 649552)[0 + i0 * 256 + i1 * 1] = (A + 622928)[i0 * 64 + i1 * 1];
+          (A + 126448)[0 + i0 * 256 + i1 * 1] = (A + 99824)[i0 * 64 + i1 * 1];
         }
-    // fused loop over [32, 256], 1 reduction:
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [32, 256]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum over axes [0]  (prelude.model:30:95)
-    std::fill_n((A + 657744), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 624976)[i0 * 256 + i1 * 1] + (A + 633168)[i0 * 256 + i1 * 1];
-          const T v1 = v0 + (A + 641360)[i0 * 256 + i1 * 1];
-          const T v2 = v1 + (A + 649552)[i0 * 256 + i1 * 1];
-          (A + 616784)[i0 * 256 + i1 * 1] = v2;
-          (A + 657744)[i1 * 1] += v2;
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 64, 256, T(1), (A + 616784), 256, (A + 3328), 256, T(0), (A + 624976), 64, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 64, 256, 32, T(1), (A + 574752), 64, (A + 616784), 256, T(0), (A + 627024), 256, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 256, 32, T(1), (A + 576800), 1, (A + 616784), 256, T(0), (A + 643408), 256, threads());
-    // fused loop over [256]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
     GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 581184)[i] + (A + 657744)[i];
-      (A + 616784)[i] = v0;
-      const T v1 = (A + 597824)[i] + (A + 657744)[i];
-      (A + 617040)[i] = v1;
+    for (int64_t i = 0; i < 8192; ++i) {
+      const T v0 = (A + 101872)[i] + (A + 110064)[i];
+      const T v1 = v0 + (A + 118256)[i];
+      const T v2 = v1 + (A + 126448)[i];
+      (A + 93680)[i] = v2;
     }
-    // add  (prelude.model:29:13)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 617296)[i0 * 256 + i1 * 1] = (A + 598080)[i1 * 1] + (A + 643408)[i1 * 1];
-        }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 16384; ++i) {
-      (A + 643408)[i] = (A + 598336)[i] + (A + 627024)[i];
-    }
-    std::copy_n((A + 624976), 2048, (A + 576832));
-    std::copy_n((A + 614736), 2048, (A + 578880));
-    std::copy_n((A + 616784), 256, (A + 581184));
-    std::copy_n((A + 617040), 256, (A + 597824));
-    std::copy_n((A + 617296), 256, (A + 598080));
-    std::copy_n((A + 643408), 16384, (A + 598336));
+    // matmul  (prelude.model:30:67)
+    gemm(false, true, 32, 64, 256, T(1), (A + 93680), 256, (A + 248832), 256, T(0), (A + 101872), 64, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 93680) + o * 256, 256, (A + 795648) + (o * 30 + t) * 256);
+    std::copy_n((A + 101872), 2048, (A + 87520));
+    std::copy_n((A + 91632), 2048, (A + 89568));
   }
-  std::copy_n((A + 576832), 2048, (A + 21920));
-  std::copy_n((A + 578880), 2048, (A + 23968));
-  std::copy_n((A + 580928), 256, (A + 20736));
-  std::copy_n((A + 581184), 256, (A + 20992));
-  std::copy_n((A + 581440), 16384, (A + 659792));
-  std::copy_n((A + 597824), 256, (A + 21248));
-  std::copy_n((A + 598080), 256, (A + 21504));
-  std::copy_n((A + 598336), 16384, (A + 676176));
+  std::copy_n((A + 87520), 2048, (A + 5536));
+  std::copy_n((A + 89568), 2048, (A + 7584));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 1008), 256, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      for (int64_t i2 = 0; i2 < 256; ++i2)
+        {
+          (A + 1008)[i2 * 1] += (A + 795648)[i0 * 7680 + i1 * 256 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 64, 256, 960, T(1), (A + 734208), 64, (A + 795648), 256, T(0), (A + 5536), 256, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 795648), 256, T(0), (A + 1264), 256, threads());
   // fused loop over [256, 1]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 21504)[i0 * 1 + i1 * 256];
-        const T v1 = (A + 20736)[i0 * 1] + v0;
-        (A + 16)[i0 * 1 + i1 * 1] = v1;
-        const T v2 = sf_[12].data()[i0 * 1] * (A + 3072)[0];
-        (A + 272)[i0 * 1 + i1 * 1] = v2;
+        const T v0 = (A + 1264)[i0 * 1 + i1 * 256];
+        (A + 16)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = sf_[12].data()[i0 * 1] * (A + 5120)[0];
+        (A + 272)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 16), (A + 16) + 256);
   // fused loop over [256, 64]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
   //   mul  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 676176)[i0 * 1 + i1 * 256];
-        const T v1 = (A + 659792)[i0 * 64 + i1 * 1] + v0;
-        (A + 3264)[i0 * 64 + i1 * 1] = v1;
-        const T v2 = sf_[14].data()[i0 * 64 + i1 * 1] * (A + 3072)[0];
-        (A + 21920)[i0 * 64 + i1 * 1] = v2;
+        const T v0 = (A + 5536)[i0 * 1 + i1 * 256];
+        (A + 21920)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = sf_[14].data()[i0 * 64 + i1 * 1] * (A + 5120)[0];
+        (A + 38304)[i0 * 64 + i1 * 1] = v1;
       }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 3264), (A + 3264) + 16384);
+  if (grads) (*grads)[1].assign((A + 21920), (A + 21920) + 16384);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 20992), (A + 20992) + 256);
+  if (grads) (*grads)[2].assign((A + 1008), (A + 1008) + 256);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 21248), (A + 21248) + 256);
+  if (grads) (*grads)[3].assign((A + 1008), (A + 1008) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 3200), (A + 3200) + 64);
+  if (grads) (*grads)[4].assign((A + 3184), (A + 3184) + 64);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 3136), (A + 3136) + 64);
+  if (grads) (*grads)[5].assign((A + 3072), (A + 3072) + 64);
   // fused loop over [1, 64]:
   //   transpose %d.head.weight  (prelude.model:10:25)
   //   mul  (seed_lstm_bn.model:23:1)
@@ -884,15 +829,15 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 19712)[i0 * 1 + i1 * 1];
+        const T v0 = (A + 3312)[i0 * 1 + i1 * 1];
         (A + 528)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = sf_[24].data()[i1 * 1] * (A + 3072)[0];
+        const T v1 = sf_[24].data()[i1 * 1] * (A + 5120)[0];
         (A + 592)[i0 * 64 + i1 * 1] = v1;
       }
   // grad  (prelude.model:7:3)
   if (grads) (*grads)[6].assign((A + 528), (A + 528) + 64);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[7].assign((A + 3120), (A + 3120) + 1);
+  if (grads) (*grads)[7].assign((A + 3168), (A + 3168) + 1);
   // hyper %lr  (seed_lstm_bn.model:23:1)
   (A + 656)[0] = T(lr_);
   // buffer %optimizer.step  (seed_lstm_bn.model:23:1)
@@ -929,19 +874,19 @@ private:
       {
         const T v0 = (A + 16)[i0 * 1] * (A + 720)[0];
         const T v1 = (A + 272)[i0 * 1] + v0;
-        (A + 1008)[i0 * 1 + i1 * 1] = v1;
+        (A + 1264)[i0 * 1 + i1 * 1] = v1;
         const T v2 = sf_[13].data()[i0 * 1] * (A + 736)[0];
         const T v3 = (A + 16)[i0 * 1] * (A + 16)[i0 * 1];
         const T v4 = v3 * (A + 752)[0];
         const T v5 = v2 + v4;
-        (A + 1264)[i0 * 1 + i1 * 1] = v5;
+        (A + 1520)[i0 * 1 + i1 * 1] = v5;
         const T v6 = std::sqrt(v5);
-        (A + 1520)[i0 * 1 + i1 * 1] = v6;
+        (A + 1776)[i0 * 1 + i1 * 1] = v6;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(12, (A + 1008));
+  updates.emplace_back(12, (A + 1264));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(13, (A + 1264));
+  updates.emplace_back(13, (A + 1520));
   // const  (seed_lstm_bn.model:23:1)
   std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
@@ -976,9 +921,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1520)[i0 * 1] / (A + 48)[0];
+        const T v0 = (A + 1776)[i0 * 1] / (A + 48)[0];
         const T v1 = v0 + (A + 16)[0];
-        const T v2 = (A + 1008)[i0 * 1] / v1;
+        const T v2 = (A + 1264)[i0 * 1] / v1;
         const T v3 = (A + 32)[0] * v2;
         const T v4 = sf_[0].data()[i0 * 1] - v3;
         (A + 64)[i0 * 1 + i1 * 1] = v4;
@@ -1002,11 +947,11 @@ private:
   //   sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = (A + 3264)[i] * (A + 720)[0];
-    const T v1 = (A + 21920)[i] + v0;
-    (A + 38304)[i] = v1;
+    const T v0 = (A + 21920)[i] * (A + 720)[0];
+    const T v1 = (A + 38304)[i] + v0;
+    (A + 5536)[i] = v1;
     const T v2 = sf_[15].data()[i] * (A + 736)[0];
-    const T v3 = (A + 3264)[i] * (A + 3264)[i];
+    const T v3 = (A + 21920)[i] * (A + 21920)[i];
     const T v4 = v3 * (A + 752)[0];
     const T v5 = v2 + v4;
     (A + 54688)[i] = v5;
@@ -1019,7 +964,7 @@ private:
     (A + 71072)[i] = v11;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(14, (A + 38304));
+  updates.emplace_back(14, (A + 5536));
   // update  (seed_lstm_bn.model:23:1)
   updates.emplace_back(15, (A + 54688));
   // update  (seed_lstm_bn.model:23:1)
@@ -1041,10 +986,7 @@ private:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
@@ -1055,53 +997,50 @@ private:
   //   sub %lstm.bias_hh_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 3072)[0];
-    const T v1 = (A + 20992)[i] * (A + 720)[0];
+    const T v0 = sf_[16].data()[i] * (A + 5120)[0];
+    const T v1 = (A + 1008)[i] * (A + 720)[0];
     const T v2 = v0 + v1;
-    (A + 1520)[i] = v2;
+    (A + 1776)[i] = v2;
     const T v3 = sf_[17].data()[i] * (A + 736)[0];
-    const T v4 = (A + 20992)[i] * (A + 20992)[i];
+    const T v4 = (A + 1008)[i] * (A + 1008)[i];
     const T v5 = v4 * (A + 752)[0];
     const T v6 = v3 + v5;
-    (A + 1776)[i] = v6;
+    (A + 2032)[i] = v6;
     const T v7 = std::sqrt(v6);
     const T v8 = v7 / (A + 48)[0];
     const T v9 = v8 + (A + 16)[0];
     const T v10 = v2 / v9;
     const T v11 = (A + 32)[0] * v10;
     const T v12 = sf_[2].data()[i] - v11;
-    (A + 2032)[i] = v12;
-    const T v13 = sf_[18].data()[i] * (A + 3072)[0];
-    const T v14 = (A + 21248)[i] * (A + 720)[0];
-    const T v15 = v13 + v14;
-    (A + 2288)[i] = v15;
-    const T v16 = sf_[19].data()[i] * (A + 736)[0];
-    const T v17 = (A + 21248)[i] * (A + 21248)[i];
-    const T v18 = v17 * (A + 752)[0];
-    const T v19 = v16 + v18;
-    (A + 2544)[i] = v19;
-    const T v20 = std::sqrt(v19);
-    const T v21 = v20 / (A + 48)[0];
-    const T v22 = v21 + (A + 16)[0];
-    const T v23 = v15 / v22;
-    const T v24 = (A + 32)[0] * v23;
-    const T v25 = sf_[3].data()[i] - v24;
-    (A + 2800)[i] = v25;
+    (A + 2288)[i] = v12;
+    const T v13 = sf_[18].data()[i] * (A + 5120)[0];
+    const T v14 = v13 + v1;
+    (A + 2544)[i] = v14;
+    const T v15 = sf_[19].data()[i] * (A + 736)[0];
+    const T v16 = v15 + v5;
+    (A + 2800)[i] = v16;
+    const T v17 = std::sqrt(v16);
+    const T v18 = v17 / (A + 48)[0];
+    const T v19 = v18 + (A + 16)[0];
+    const T v20 = v14 / v19;
+    const T v21 = (A + 32)[0] * v20;
+    const T v22 = sf_[3].data()[i] - v21;
+    (A + 3248)[i] = v22;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(16, (A + 1520));
+  updates.emplace_back(16, (A + 1776));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(17, (A + 1776));
+  updates.emplace_back(17, (A + 2032));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(2, (A + 2032));
+  updates.emplace_back(2, (A + 2288));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(18, (A + 2288));
+  updates.emplace_back(18, (A + 2544));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(19, (A + 2544));
+  updates.emplace_back(19, (A + 2800));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(3, (A + 2800));
+  updates.emplace_back(3, (A + 3248));
   // buffer %optimizer.bn.weight.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.bn.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [64]:
@@ -1132,11 +1071,11 @@ private:
   //   sub %bn.bias.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3200)[i] * (A + 720)[0];
-    const T v1 = (A + 19904)[i] + v0;
+    const T v0 = (A + 3184)[i] * (A + 720)[0];
+    const T v1 = (A + 3504)[i] + v0;
     (A + 320)[i] = v1;
     const T v2 = sf_[21].data()[i] * (A + 736)[0];
-    const T v3 = (A + 3200)[i] * (A + 3200)[i];
+    const T v3 = (A + 3184)[i] * (A + 3184)[i];
     const T v4 = v3 * (A + 752)[0];
     const T v5 = v2 + v4;
     (A + 384)[i] = v5;
@@ -1147,12 +1086,12 @@ private:
     const T v10 = (A + 32)[0] * v9;
     const T v11 = sf_[4].data()[i] - v10;
     (A + 448)[i] = v11;
-    const T v12 = sf_[22].data()[i] * (A + 3072)[0];
-    const T v13 = (A + 3136)[i] * (A + 720)[0];
+    const T v12 = sf_[22].data()[i] * (A + 5120)[0];
+    const T v13 = (A + 3072)[i] * (A + 720)[0];
     const T v14 = v12 + v13;
     (A + 768)[i] = v14;
     const T v15 = sf_[23].data()[i] * (A + 736)[0];
-    const T v16 = (A + 3136)[i] * (A + 3136)[i];
+    const T v16 = (A + 3072)[i] * (A + 3072)[i];
     const T v17 = v16 * (A + 752)[0];
     const T v18 = v15 + v17;
     (A + 832)[i] = v18;
@@ -1199,26 +1138,26 @@ private:
       {
         const T v0 = (A + 528)[i1 * 1] * (A + 720)[0];
         const T v1 = (A + 592)[i1 * 1] + v0;
-        (A + 3136)[i0 * 64 + i1 * 1] = v1;
+        (A + 960)[i0 * 64 + i1 * 1] = v1;
         const T v2 = sf_[25].data()[i1 * 1] * (A + 736)[0];
         const T v3 = (A + 528)[i1 * 1] * (A + 528)[i1 * 1];
         const T v4 = v3 * (A + 752)[0];
         const T v5 = v2 + v4;
-        (A + 3200)[i0 * 64 + i1 * 1] = v5;
+        (A + 1024)[i0 * 64 + i1 * 1] = v5;
         const T v6 = std::sqrt(v5);
         const T v7 = v6 / (A + 48)[0];
         const T v8 = v7 + (A + 16)[0];
         const T v9 = v1 / v8;
         const T v10 = (A + 32)[0] * v9;
         const T v11 = sf_[6].data()[i1 * 1] - v10;
-        (A + 3264)[i0 * 64 + i1 * 1] = v11;
+        (A + 1088)[i0 * 64 + i1 * 1] = v11;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(24, (A + 3136));
+  updates.emplace_back(24, (A + 960));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(25, (A + 3200));
+  updates.emplace_back(25, (A + 1024));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(6, (A + 3264));
+  updates.emplace_back(6, (A + 1088));
   // buffer %optimizer.head.bias.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.head.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [1]:
@@ -1237,12 +1176,12 @@ private:
   //   sub %head.bias.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[26].data()[0] * (A + 3072)[0];
-    const T v1 = (A + 3120)[0] * (A + 720)[0];
+    const T v0 = sf_[26].data()[0] * (A + 5120)[0];
+    const T v1 = (A + 3168)[0] * (A + 720)[0];
     const T v2 = v0 + v1;
     (A + 512)[i] = v2;
     const T v3 = sf_[27].data()[0] * (A + 736)[0];
-    const T v4 = (A + 3120)[0] * (A + 3120)[0];
+    const T v4 = (A + 3168)[0] * (A + 3168)[0];
     const T v5 = v4 * (A + 752)[0];
     const T v6 = v3 + v5;
     (A + 528)[i] = v6;
@@ -1281,30 +1220,24 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 3008)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3008), 256, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 3264)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 248768)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 2048, (A + 19680));
-  std::copy_n((A + 960), 2048, (A + 21728));
+  std::copy_n((A + 960), 2048, (A + 273344));
+  std::copy_n((A + 960), 2048, (A + 275392));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19648) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 19648), 1, (A + 3008), 256, T(0), (A + 23776), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3008) + (o * 30 + t) * 256, 256, (A + 265152) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 19680), 64, (A + 3264), 256, T(0), (A + 31968), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 273344), 64, (A + 248768), 256, T(0), (A + 277440), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -1313,10 +1246,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 23776)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 31968)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 265152)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 277440)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 40160)[i0 * 256 + i1 * 1] = v2;
+          (A + 285632)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1336,35 +1269,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 40160)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 285632)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 40160)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 285632)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 40160)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 285632)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 40160)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 285632)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 21728)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 275392)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 23776)[i0 * 64 + i1 * 1] = v10;
+          (A + 277440)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 25824)[i0 * 64 + i1 * 1] = v12;
+          (A + 279488)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25824) + o * 64, 64, (A + 52448) + (o * 30 + t) * 64);
-    std::copy_n((A + 25824), 2048, (A + 19680));
-    std::copy_n((A + 23776), 2048, (A + 21728));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279488) + o * 64, 64, (A + 297920) + (o * 30 + t) * 64);
+    std::copy_n((A + 279488), 2048, (A + 273344));
+    std::copy_n((A + 277440), 2048, (A + 275392));
   }
-  std::copy_n((A + 19680), 2048, (A + 48352));
-  std::copy_n((A + 21728), 2048, (A + 50400));
+  std::copy_n((A + 273344), 2048, (A + 293824));
+  std::copy_n((A + 275392), 2048, (A + 295872));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52448)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 297920)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)

@@ -65,7 +65,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(4725808) {
+  Net() : arena_(4359136) {
     sf_[0].assign(1024, T(0));
     sf_[1].assign(262144, T(0));
     sf_[2].assign(1024, T(0));
@@ -100,30 +100,24 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 272384));
-  std::copy_n((A + 992), 8192, (A + 280576));
+  std::copy_n((A + 992), 8192, (A + 1287136));
+  std::copy_n((A + 992), 8192, (A + 1295328));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 321536), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -132,10 +126,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 321536)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1254368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303520)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 354304)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1336288)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -155,35 +149,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 354304)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336288)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 354304)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1336288)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 354304)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1336288)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 354304)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1336288)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 280576)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1295328)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 288768)[i0 * 256 + i1 * 1] = v10;
+          (A + 1303520)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 296960)[i0 * 256 + i1 * 1] = v12;
+          (A + 1311712)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296960) + o * 256, 256, (A + 403456) + (o * 30 + t) * 256);
-    std::copy_n((A + 296960), 8192, (A + 272384));
-    std::copy_n((A + 288768), 8192, (A + 280576));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311712) + o * 256, 256, (A + 1385440) + (o * 30 + t) * 256);
+    std::copy_n((A + 1311712), 8192, (A + 1287136));
+    std::copy_n((A + 1303520), 8192, (A + 1295328));
   }
-  std::copy_n((A + 272384), 8192, (A + 387072));
-  std::copy_n((A + 280576), 8192, (A + 395264));
+  std::copy_n((A + 1287136), 8192, (A + 1369056));
+  std::copy_n((A + 1295328), 8192, (A + 1377248));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403456)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385440)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -224,30 +218,24 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 272384));
-  std::copy_n((A + 992), 8192, (A + 280576));
+  std::copy_n((A + 992), 8192, (A + 1287136));
+  std::copy_n((A + 992), 8192, (A + 1295328));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 321536), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -256,10 +244,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 321536)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1254368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303520)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 354304)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1336288)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -279,47 +267,50 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 354304)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336288)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 288768)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 354304)[256 + i0 * 1024 + i1 * 1];
+          (A + 1303520)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 1336288)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 296960)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 354304)[512 + i0 * 1024 + i1 * 1];
+          (A + 1311712)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 1336288)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 305152)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 354304)[768 + i0 * 1024 + i1 * 1];
+          (A + 1319904)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 1336288)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 313344)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 280576)[i0 * 256 + i1 * 1];
+          (A + 1328096)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1295328)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 321536)[i0 * 256 + i1 * 1] = v10;
+          (A + 1369056)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 329728)[i0 * 256 + i1 * 1] = v11;
+          (A + 1377248)[i0 * 256 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 337920)[i0 * 256 + i1 * 1] = v12;
+          (A + 1385440)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 337920) + o * 256, 256, (A + 403456) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 329728) + o * 256, 256, (A + 649216) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 313344) + o * 256, 256, (A + 894976) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 305152) + o * 256, 256, (A + 1140736) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 288768) + o * 256, 256, (A + 1386496) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 280576) + o * 256, 256, (A + 1632256) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296960) + o * 256, 256, (A + 1878016) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 272384) + o * 256, 256, (A + 2123776) + (o * 30 + t) * 256);
-    std::copy_n((A + 337920), 8192, (A + 272384));
-    std::copy_n((A + 321536), 8192, (A + 280576));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1385440) + o * 256, 256, (A + 1410016) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1377248) + o * 256, 256, (A + 1655776) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1328096) + o * 256, 256, (A + 1901536) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1319904) + o * 256, 256, (A + 2147296) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1303520) + o * 256, 256, (A + 2393056) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1295328) + o * 256, 256, (A + 2638816) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311712) + o * 256, 256, (A + 2884576) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1287136) + o * 256, 256, (A + 3130336) + (o * 30 + t) * 256);
+    std::copy_n((A + 1385440), 8192, (A + 1287136));
+    std::copy_n((A + 1369056), 8192, (A + 1295328));
   }
-  std::copy_n((A + 272384), 8192, (A + 387072));
-  std::copy_n((A + 280576), 8192, (A + 395264));
+  std::copy_n((A + 1287136), 8192, (A + 1393632));
+  std::copy_n((A + 1295328), 8192, (A + 1401824));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 272352)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403456)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1410016)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -329,10 +320,10 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9184)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
+        (A + 17376)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 272352), 256, sf_[4].data(), 256, T(0), (A + 9440), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 9184), 256, sf_[4].data(), 256, T(0), (A + 17632), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // fused loop over [32, 1]:
   //   add %yhat  (prelude.model:10:34)
@@ -341,16 +332,16 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 9440)[i0 * 1] + sf_[5].data()[0];
-        (A + 9472)[i0 * 1 + i1 * 1] = v0;
+        const T v0 = (A + 17632)[i0 * 1] + sf_[5].data()[0];
+        (A + 17664)[i0 * 1 + i1 * 1] = v0;
         const T v1 = v0 - (A + 960)[i0 * 1];
-        (A + 9504)[i0 * 1 + i1 * 1] = v1;
+        (A + 17696)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_plain_lstm.model:18:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9472)[k] - (A + 960)[k]; s += d * d; } (A + 9440)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 17664)[k] - (A + 960)[k]; s += d * d; } (A + 17632)[0] = s / T(32); }
   // output  (seed_plain_lstm.model:19:3)
   // loss  (seed_plain_lstm.model:15:1)
-  loss = double((A + 9440)[0]);
+  loss = double((A + 17632)[0]);
   // const  (seed_plain_lstm.model:15:1)
   std::fill_n((A + 960), 1, T(1));
   // const  (seed_plain_lstm.model:18:13)
@@ -358,64 +349,47 @@ private:
   // fused loop over [32, 1], 1 reduction:
   //   mul  (seed_plain_lstm.model:18:13)
   //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 9472), 1, T(0));
+  std::fill_n((A + 17664), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 9504)[i0 * 1] * (A + 976)[0];
-        (A + 9440)[i0 * 1 + i1 * 1] = v0;
-        (A + 9472)[0] += v0;
+        const T v0 = (A + 17696)[i0 * 1] * (A + 976)[0];
+        (A + 17632)[i0 * 1 + i1 * 1] = v0;
+        (A + 17664)[0] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 9440), 1, (A + 9184), 1, T(0), (A + 280544), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 17680), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 272352), 256, (A + 9440), 1, T(0), (A + 9184), 1, threads());
+  gemm(true, false, 256, 1, 32, T(1), (A + 9184), 256, (A + 17632), 1, T(0), (A + 17376), 1, threads());
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // pad  (seed_plain_lstm.model:17:17)
-  std::fill_n((A + 288736), 245760, T(0));
+  std::fill_n((A + 25872), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 288736)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 280544)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 272352), 1024, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 273376), 1024, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 2369536), 262144, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 274400), 1024, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 2631680), 262144, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 2959392));
-  std::copy_n((A + 992), 8192, (A + 2967584));
-  std::copy_n((A + 272352), 1024, (A + 2975776));
-  std::copy_n((A + 273376), 1024, (A + 2976800));
-  std::copy_n((A + 2369536), 262144, (A + 2977824));
-  std::copy_n((A + 273376), 1024, (A + 3239968));
-  std::copy_n((A + 274400), 1024, (A + 3240992));
-  std::copy_n((A + 2631680), 262144, (A + 3242016));
+  std::copy_n((A + 992), 8192, (A + 337168));
+  std::copy_n((A + 992), 8192, (A + 345360));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 288736) + (o * 30 + t) * 256, 256, (A + 2893824) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 649216) + (o * 30 + t) * 256, 256, (A + 2902016) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 894976) + (o * 30 + t) * 256, 256, (A + 2910208) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1140736) + (o * 30 + t) * 256, 256, (A + 2918400) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1386496) + (o * 30 + t) * 256, 256, (A + 2926592) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1632256) + (o * 30 + t) * 256, 256, (A + 2934784) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1878016) + (o * 30 + t) * 256, 256, (A + 2942976) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2123776) + (o * 30 + t) * 256, 256, (A + 2951168) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 2959360) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1655776) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1901536) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2147296) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2393056) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2638816) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2884576) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3130336) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 3504160), 1, T(1));
+    std::fill_n((A + 353552), 1, T(1));
     // fused loop over [32, 256]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -442,170 +416,137 @@ private:
     //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2959392)[i] + (A + 2893824)[i];
-      const T v1 = v0 * (A + 2902016)[i];
-      const T v2 = (A + 3504160)[0] - (A + 2910208)[i];
-      const T v3 = (A + 2910208)[i] * v2;
+      const T v0 = (A + 337168)[i] + (A + 271632)[i];
+      const T v1 = v0 * (A + 279824)[i];
+      const T v2 = (A + 353552)[0] - (A + 288016)[i];
+      const T v3 = (A + 288016)[i] * v2;
       const T v4 = v1 * v3;
-      (A + 3512368)[i] = v4;
-      const T v5 = v0 * (A + 2910208)[i];
-      const T v6 = (A + 2902016)[i] * (A + 2902016)[i];
-      const T v7 = (A + 3504160)[0] - v6;
+      (A + 361760)[i] = v4;
+      const T v5 = v0 * (A + 288016)[i];
+      const T v6 = (A + 279824)[i] * (A + 279824)[i];
+      const T v7 = (A + 353552)[0] - v6;
       const T v8 = v5 * v7;
-      const T v9 = (A + 2967584)[i] + v8;
-      const T v10 = v9 * (A + 2926592)[i];
-      const T v11 = (A + 2918400)[i] * (A + 2918400)[i];
-      const T v12 = (A + 3504160)[0] - v11;
+      const T v9 = (A + 345360)[i] + v8;
+      const T v10 = v9 * (A + 304400)[i];
+      const T v11 = (A + 296208)[i] * (A + 296208)[i];
+      const T v12 = (A + 353552)[0] - v11;
       const T v13 = v10 * v12;
-      (A + 3520560)[i] = v13;
-      const T v14 = v9 * (A + 2934784)[i];
-      const T v15 = (A + 3504160)[0] - (A + 2942976)[i];
-      const T v16 = (A + 2942976)[i] * v15;
+      (A + 369952)[i] = v13;
+      const T v14 = v9 * (A + 312592)[i];
+      const T v15 = (A + 353552)[0] - (A + 320784)[i];
+      const T v16 = (A + 320784)[i] * v15;
       const T v17 = v14 * v16;
-      (A + 3528752)[i] = v17;
-      const T v18 = v9 * (A + 2918400)[i];
-      const T v19 = (A + 3504160)[0] - (A + 2926592)[i];
-      const T v20 = (A + 2926592)[i] * v19;
+      (A + 378144)[i] = v17;
+      const T v18 = v9 * (A + 296208)[i];
+      const T v19 = (A + 353552)[0] - (A + 304400)[i];
+      const T v20 = (A + 304400)[i] * v19;
       const T v21 = v18 * v20;
-      (A + 3536944)[i] = v21;
-      const T v22 = v9 * (A + 2942976)[i];
-      (A + 3504176)[i] = v22;
+      (A + 386336)[i] = v21;
+      const T v22 = v9 * (A + 320784)[i];
+      (A + 353568)[i] = v22;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 3545136), 32768, T(0));
+    std::fill_n((A + 394528), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 3545136)[768 + i0 * 1024 + i1 * 1] = (A + 3512368)[i0 * 256 + i1 * 1];
+          (A + 394528)[768 + i0 * 1024 + i1 * 1] = (A + 361760)[i0 * 256 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 3577904), 32768, T(0));
+    std::fill_n((A + 427296), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 3577904)[512 + i0 * 1024 + i1 * 1] = (A + 3520560)[i0 * 256 + i1 * 1];
+          (A + 427296)[512 + i0 * 1024 + i1 * 1] = (A + 369952)[i0 * 256 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 3610672), 32768, T(0));
+    std::fill_n((A + 460064), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 3610672)[256 + i0 * 1024 + i1 * 1] = (A + 3528752)[i0 * 256 + i1 * 1];
+          (A + 460064)[256 + i0 * 1024 + i1 * 1] = (A + 378144)[i0 * 256 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 3643440), 32768, T(0));
+    std::fill_n((A + 492832), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 3643440)[0 + i0 * 1024 + i1 * 1] = (A + 3536944)[i0 * 256 + i1 * 1];
+          (A + 492832)[0 + i0 * 1024 + i1 * 1] = (A + 386336)[i0 * 256 + i1 * 1];
         }
-    // fused loop over [32, 1024], 1 reduction:
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [32, 1024]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    //   sum over axes [0]  (prelude.model:30:95)
-    std::fill_n((A + 3676208), 1024, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = (A + 3545136)[i0 * 1024 + i1 * 1] + (A + 3577904)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + (A + 3610672)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + (A + 3643440)[i0 * 1024 + i1 * 1];
-          (A + 3512368)[i0 * 1024 + i1 * 1] = v2;
-          (A + 3676208)[i1 * 1] += v2;
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 3512368), 1024, (A + 10208), 1024, T(0), (A + 3545136), 256, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 256, 1024, 32, T(1), (A + 2951168), 256, (A + 3512368), 1024, T(0), (A + 3677232), 1024, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 1024, 32, T(1), (A + 2959360), 1, (A + 3512368), 1024, T(0), (A + 3553328), 1024, threads());
-    // fused loop over [1024]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
     GRADC_IVDEP
-    for (int64_t i = 0; i < 1024; ++i) {
-      const T v0 = (A + 2976800)[i] + (A + 3676208)[i];
-      (A + 3512368)[i] = v0;
-      const T v1 = (A + 3239968)[i] + (A + 3676208)[i];
-      (A + 3513392)[i] = v1;
+    for (int64_t i = 0; i < 32768; ++i) {
+      const T v0 = (A + 394528)[i] + (A + 427296)[i];
+      const T v1 = v0 + (A + 460064)[i];
+      const T v2 = v1 + (A + 492832)[i];
+      (A + 361760)[i] = v2;
     }
-    // add  (prelude.model:29:13)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 3514416)[i0 * 1024 + i1 * 1] = (A + 3240992)[i1 * 1] + (A + 3553328)[i1 * 1];
-        }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 262144; ++i) {
-      (A + 3939376)[i] = (A + 3242016)[i] + (A + 3677232)[i];
-    }
-    std::copy_n((A + 3545136), 8192, (A + 2959392));
-    std::copy_n((A + 3504176), 8192, (A + 2967584));
-    std::copy_n((A + 3512368), 1024, (A + 2976800));
-    std::copy_n((A + 3513392), 1024, (A + 3239968));
-    std::copy_n((A + 3514416), 1024, (A + 3240992));
-    std::copy_n((A + 3939376), 262144, (A + 3242016));
+    // matmul  (prelude.model:30:67)
+    gemm(false, true, 32, 256, 1024, T(1), (A + 361760), 1024, (A + 992224), 1024, T(0), (A + 394528), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 361760) + o * 1024, 1024, (A + 3376096) + (o * 30 + t) * 1024);
+    std::copy_n((A + 394528), 8192, (A + 337168));
+    std::copy_n((A + 353568), 8192, (A + 345360));
   }
-  std::copy_n((A + 2959392), 8192, (A + 275424));
-  std::copy_n((A + 2967584), 8192, (A + 534496));
-  std::copy_n((A + 2975776), 1024, (A + 283616));
-  std::copy_n((A + 2976800), 1024, (A + 284640));
-  std::copy_n((A + 2977824), 262144, (A + 4201520));
-  std::copy_n((A + 3239968), 1024, (A + 285664));
-  std::copy_n((A + 3240992), 1024, (A + 286688));
-  std::copy_n((A + 3242016), 262144, (A + 4463664));
-  // fused loop over [1024, 1]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  std::copy_n((A + 337168), 8192, (A + 9184));
+  std::copy_n((A + 345360), 8192, (A + 17680));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 976), 1024, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      for (int64_t i2 = 0; i2 < 1024; ++i2)
+        {
+          (A + 976)[i2 * 1] += (A + 3376096)[i0 * 30720 + i1 * 1024 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 256, 1024, 960, T(1), (A + 3130336), 256, (A + 3376096), 1024, T(0), (A + 17680), 1024, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3376096), 1024, T(0), (A + 2000), 1024, threads());
+  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 286688)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 283616)[i0 * 1] + v0;
-        (A + 976)[i0 * 1 + i1 * 1] = v1;
+        (A + 3024)[i0 * 1 + i1 * 1] = (A + 2000)[i0 * 1 + i1 * 1024];
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 976), (A + 976) + 1024);
-  // fused loop over [1024, 256]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  if (grads) (*grads)[0].assign((A + 3024), (A + 3024) + 1024);
+  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 4463664)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 4201520)[i0 * 256 + i1 * 1] + v0;
-        (A + 9488)[i0 * 256 + i1 * 1] = v1;
+        (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
       }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 9488), (A + 9488) + 262144);
+  if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 284640), (A + 284640) + 1024);
+  if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 285664), (A + 285664) + 1024);
+  if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 0)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
+        (A + 0)[i0 * 256 + i1 * 1] = (A + 17376)[i0 * 1 + i1 * 1];
       }
   // grad  (prelude.model:7:3)
   if (grads) (*grads)[4].assign((A + 0), (A + 0) + 256);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 9472), (A + 9472) + 1);
+  if (grads) (*grads)[5].assign((A + 17664), (A + 17664) + 1);
   // const  (seed_plain_lstm.model:22:1)
   std::fill_n((A + 256), 1, T(-1));
   // hyper %lr  (seed_plain_lstm.model:22:1)
@@ -619,7 +560,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = std::max((A + 976)[i0 * 1], (A + 256)[0]);
+        const T v0 = std::max((A + 3024)[i0 * 1], (A + 256)[0]);
         const T v1 = std::min(v0, (A + 960)[0]);
         const T v2 = v1 * (A + 272)[0];
         const T v3 = sf_[0].data()[i0 * 1] - v2;
@@ -634,40 +575,34 @@ private:
   //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 9488)[i], (A + 256)[0]);
+    const T v0 = std::max((A + 279824)[i], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
     const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[1].data()[i] - v2;
-    (A + 286688)[i] = v3;
+    (A + 17680)[i] = v3;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(1, (A + 286688));
+  updates.emplace_back(1, (A + 17680));
   // fused loop over [1024]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)  [register]
-  //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 284640)[i], (A + 256)[0]);
+    const T v0 = std::max((A + 976)[i], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
     const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[2].data()[i] - v2;
-    (A + 976)[i] = v3;
-    const T v4 = std::max((A + 285664)[i], (A + 256)[0]);
-    const T v5 = std::min(v4, (A + 960)[0]);
-    const T v6 = v5 * (A + 272)[0];
-    const T v7 = sf_[3].data()[i] - v6;
-    (A + 3024)[i] = v7;
+    (A + 3024)[i] = v3;
+    const T v4 = sf_[3].data()[i] - v2;
+    (A + 4048)[i] = v4;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(2, (A + 976));
+  updates.emplace_back(2, (A + 3024));
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(3, (A + 3024));
+  updates.emplace_back(3, (A + 4048));
   // fused loop over [1, 256]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)  [register]
@@ -692,7 +627,7 @@ private:
   //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 9472)[0], (A + 256)[0]);
+    const T v0 = std::max((A + 17664)[0], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
     const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[5].data()[0] - v2;
@@ -721,30 +656,24 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992192)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 8192, (A + 272352));
-  std::copy_n((A + 960), 8192, (A + 280544));
+  std::copy_n((A + 960), 8192, (A + 1287104));
+  std::copy_n((A + 960), 8192, (A + 1295296));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272320) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272320), 1, (A + 9152), 1024, T(0), (A + 288736), 1024, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254336) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272352), 256, (A + 10176), 1024, T(0), (A + 321504), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287104), 256, (A + 992192), 1024, T(0), (A + 1303488), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -753,10 +682,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 288736)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 321504)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1254336)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303488)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 354272)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1336256)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -776,35 +705,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 354272)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336256)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 354272)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1336256)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 354272)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1336256)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 354272)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1336256)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 280544)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1295296)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 288736)[i0 * 256 + i1 * 1] = v10;
+          (A + 1303488)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 296928)[i0 * 256 + i1 * 1] = v12;
+          (A + 1311680)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296928) + o * 256, 256, (A + 403424) + (o * 30 + t) * 256);
-    std::copy_n((A + 296928), 8192, (A + 272352));
-    std::copy_n((A + 288736), 8192, (A + 280544));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311680) + o * 256, 256, (A + 1385408) + (o * 30 + t) * 256);
+    std::copy_n((A + 1311680), 8192, (A + 1287104));
+    std::copy_n((A + 1303488), 8192, (A + 1295296));
   }
-  std::copy_n((A + 272352), 8192, (A + 387040));
-  std::copy_n((A + 280544), 8192, (A + 395232));
+  std::copy_n((A + 1287104), 8192, (A + 1369024));
+  std::copy_n((A + 1295296), 8192, (A + 1377216));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403424)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385408)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)

@@ -1,5 +1,6 @@
-// RewriteTest.cpp: the graph rewrites that cut passes over the data (centered-sums,
-// one-pass-variance, fold-affine) compute what the unrewritten graphs compute: in double
+// RewriteTest.cpp: the graph rewrites that cut passes over the data or move work out of
+// scans (hoist-projections, hoist-accumulations, centered-sums, one-pass-variance,
+// fold-affine) compute what the unrewritten graphs compute: in double
 // precision, 100 training steps from the same state and batches give the same losses,
 // parameters, buffers and optimizer state with and without them, and so do the inference
 // outputs and validation losses afterwards. Prints the worst relative difference per model.
@@ -16,7 +17,8 @@
 namespace gradc {
 namespace {
 
-const std::vector<std::string> kRewrites = {"centered-sums", "one-pass-variance", "fold-affine"};
+const std::vector<std::string> kRewrites = {"hoist-projections", "hoist-accumulations", "centered-sums", "one-pass-variance",
+                                            "fold-affine"};
 
 struct Compiled {
   SourceManager sm;
@@ -152,6 +154,12 @@ TEST(Rewrites, LstmBatchNormDense) {
   std::string m = model("input x: f32[B, 4, 2]\ntarget y: f32[B, 1]\nlayer lstm = LSTM(2, 4)\nlayer bn = BatchNorm(4)\nlayer head = Dense(4, 1)\n",
                         "  h = lstm(x)\n  yhat = head(bn(h[:, -1, :]))\n  loss = mse(yhat, y)\n  output yhat", "adam(lr = 0.01)");
   EXPECT_LE(compare("lstm_bn", m, 30), kTol);
+}
+
+TEST(Rewrites, TwoLayerLstmLayerNorm) {
+  std::string m = model("input x: f32[B, 5, 3]\ntarget y: f32[B, 1]\nlayer lstm = LSTM(3, 4, layers = 2)\nlayer ln = LayerNorm(4)\nlayer head = Dense(4, 1)\n",
+                        "  h = lstm(x)\n  yhat = head(ln(h[:, -1, :]))\n  loss = mse(yhat, y)\n  output yhat", "adam(lr = 0.01)");
+  EXPECT_LE(compare("lstm2_ln", m, 30), kTol);
 }
 
 } // namespace
