@@ -81,7 +81,7 @@ public:
     body(*m_.inferGraph, infer, 2);
     header(spec);
     os_ << "template <typename T> class Net final : public Backend {\npublic:\n";
-    os_ << "  Net() : arena_(" << arenaSize_ << ") {\n";
+    os_ << "  Net() {\n";
     for (size_t i = 0; i < spec.state.size(); ++i) {
       int64_t n = 1;
       for (int64_t d : spec.state[i].shape)
@@ -105,19 +105,22 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
 )" << eval.str() << "    return loss;\n  }\n\nprivate:\n";
     os_ << "  double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {\n"
-        << "    T *const A = arena_.data();\n    double loss = 0;\n    std::vector<std::pair<size_t, const T *>> updates;\n"
+        << "    T *const A = arena();\n    double loss = 0;\n    std::vector<std::pair<size_t, const T *>> updates;\n"
         << train.str()
         << "    if (apply)\n      for (auto &[i, v] : updates) {\n        if (!si_[i].empty())\n"
         << "          for (size_t k = 0; k < si_[i].size(); ++k) si_[i][k] = static_cast<int64_t>(std::llround(v[k]));\n"
         << "        else\n          std::copy(v, v + sf_[i].size(), sf_[i].data());\n      }\n"
         << "    return loss;\n  }\n\n";
-    os_ << "  void infer(const Batch &b, const std::vector<void *> &out) {\n    T *const A = arena_.data();\n"
+    os_ << "  void infer(const Batch &b, const std::vector<void *> &out) {\n    T *const A = arena();\n"
         << infer.str() << "  }\n\n";
-    os_ << "  std::vector<T> arena_; // every value of every graph, placed by gradc\n";
+    os_ << "  // Every value of every graph, placed by gradc; allocated at the first step, so a build\n"
+        << "  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.\n"
+        << "  std::vector<T> arena_;\n"
+        << fmt::format("  T *arena() {{\n    if (arena_.empty())\n      arena_.resize({});\n    return arena_.data();\n  }}\n", arenaSize_);
     os_ << fmt::format("  std::vector<T> sf_[{}];       // float state (params, buffers, optimizer), spec order\n",
                        std::max<size_t>(1, spec.state.size()));
     os_ << fmt::format("  std::vector<int64_t> si_[{}]; // integer state\n", std::max<size_t>(1, spec.state.size()));

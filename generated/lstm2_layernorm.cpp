@@ -102,7 +102,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(268656) {
+  Net() {
     sf_[0].assign(128, T(0));
     sf_[1].assign(4096, T(0));
     sf_[2].assign(128, T(0));
@@ -160,7 +160,7 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
   // const  (prelude.model:79:15)
   std::fill_n((A + 0), 1, T(0));
@@ -442,7 +442,7 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
   // const  (prelude.model:79:15)
@@ -1975,7 +1975,7 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
   // const  (prelude.model:79:15)
   std::fill_n((A + 0), 1, T(0));
   // input %x  (lstm2_layernorm.model:9:1)
@@ -2247,7 +2247,14 @@ private:
   std::copy_n((A + 16), 16, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(268656);
+    return arena_.data();
+  }
   std::vector<T> sf_[43];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[43]; // integer state
   double lr_ = 0.0030000000000000001;
