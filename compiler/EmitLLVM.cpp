@@ -59,9 +59,12 @@ std::string irName(const Value *v) {
   return v->name.empty() ? fmt::format("v{}", v->id) : v->name;
 }
 
-/// Whether a member of a fused loop is one this emitter computes element by element.
+/// Whether a member of a fused loop is one this emitter computes element by element (or, for
+/// sum, mean and max, accumulates element by element).
 bool emitterFusable(const Node &n) {
-  return n.results.size() == 1 && !n.body && (hasTrait(n.op, TR_ELEMENTWISE) || hasTrait(n.op, TR_INDEXED));
+  if (n.results.size() != 1 || n.body)
+    return false;
+  return hasTrait(n.op, TR_ELEMENTWISE) || hasTrait(n.op, TR_INDEXED) || n.op == Op::Sum || n.op == Op::Mean || n.op == Op::Max;
 }
 
 /// The loop-level plan of every graph and the arena placement, computed as the C++ emitter
@@ -74,11 +77,7 @@ public:
       planGraphLoops(*g);
       MemoryPlan plan = planMemory(
           *g, [&](const Value *v) { return storageOf(v); },
-          [&](const Node *n) {
-            auto it = loopStart_.find(n);
-            return it == loopStart_.end() ? n : it->second;
-          },
-          opts_.planMemory);
+          [&](const Node *n) { return loopIndex_.at(n); }, opts_.planMemory);
       for (const auto &[v, off] : plan.offset)
         offset[v] = off;
       arenaSize = std::max(arenaSize, plan.size);
@@ -100,30 +99,8 @@ public:
 
 private:
   void planGraphLoops(const Graph &g) {
-    // A fused loop this emitter cannot lower as one (a member that is not elementwise or
-    // indexed, should planLoops ever fuse more) becomes one loop per node, as without fusion.
-    std::vector<FusedLoop> &mine = loops[&g];
-    for (FusedLoop &l : planLoops(g, opts_.fuse)) {
-      if (!l.fused() || std::all_of(l.nodes.begin(), l.nodes.end(), [](const Node *n) { return emitterFusable(*n); })) {
-        mine.push_back(std::move(l));
-        continue;
-      }
-      for (const Node *n : l.nodes) {
-        FusedLoop single;
-        single.nodes = {n};
-        single.stored = {true};
-        single.shape = n->results.empty() ? std::vector<int64_t>{} : n->results[0]->type.shape;
-        mine.push_back(std::move(single));
-      }
-    }
-    for (const FusedLoop &l : loops[&g])
-      for (size_t k = 0; k < l.nodes.size(); ++k) {
-        loopStart_[l.nodes[k]] = l.nodes[0];
-        if (!l.stored[k])
-          inRegisters_.insert(l.nodes[k]->results[0]);
-      }
     // A transpose read only by matrix multiplies that take it as a transposed operand is
-    // never materialised.
+    // never materialised, so it stays out of fused loops.
     std::unordered_map<const Value *, bool> onlyFolded;
     for (const auto &n : g.nodes)
       if (n->op == Op::Transpose)
@@ -140,6 +117,33 @@ private:
     for (const auto &[v, f] : onlyFolded)
       if (f)
         folded.insert(v);
+    LoopHooks hooks;
+    hooks.alone = [&](const Node &n) { return n.results.size() == 1 && folded.count(n.results[0]); };
+    hooks.readyAtStart = [](const Node &n) {
+      return (n.op == Op::Param || n.op == Op::Buffer) && n.results[0]->type.dtype == DType::F32; // views of the state
+    };
+    // A fused loop this emitter cannot lower as one (a member it does not know how to compute
+    // element by element or accumulate) becomes one loop per node, as without fusion.
+    std::vector<FusedLoop> &mine = loops[&g];
+    for (FusedLoop &l : planLoops(g, opts_.fuse, hooks)) {
+      if (!l.fused() || std::all_of(l.nodes.begin(), l.nodes.end(), [](const Node *n) { return emitterFusable(*n); })) {
+        mine.push_back(std::move(l));
+        continue;
+      }
+      for (const Node *n : l.nodes) {
+        FusedLoop single;
+        single.nodes = {n};
+        single.stored = {true};
+        single.shape = n->results.empty() ? std::vector<int64_t>{} : n->results[0]->type.shape;
+        mine.push_back(std::move(single));
+      }
+    }
+    for (size_t li = 0; li < mine.size(); ++li)
+      for (size_t k = 0; k < mine[li].nodes.size(); ++k) {
+        loopIndex_[mine[li].nodes[k]] = static_cast<int>(li);
+        if (!mine[li].stored[k])
+          inRegisters_.insert(mine[li].nodes[k]->results[0]);
+      }
     for (const auto &n : g.nodes)
       if (n->body) {
         const int64_t firstCapture = n->getInt("nseq") + n->getInt("ncarry");
@@ -150,8 +154,10 @@ private:
   }
 
   Storage storageOf(const Value *v) const {
-    if (captures_.count(v) || inRegisters_.count(v) || folded.count(v))
+    if (captures_.count(v) || inRegisters_.count(v))
       return Storage::None;
+    if (folded.count(v))
+      return Storage::AliasOf0; // the matmul reads the transpose's operand
     if (const Node *d = v->def) {
       if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)
         return Storage::None; // state, outside the arena
@@ -162,7 +168,7 @@ private:
   }
 
   LowerOptions opts_;
-  std::unordered_map<const Node *, const Node *> loopStart_;
+  std::unordered_map<const Node *, int> loopIndex_; ///< Node -> its loop's index in its graph's plan.
   std::unordered_set<const Value *> inRegisters_, captures_;
 };
 
@@ -352,6 +358,8 @@ private:
   llvm::Value *ptr(const Value *v) {
     llvm::Value *&p = buffers_[v];
     if (!p) {
+      if (!layout_.offset.count(v))
+        throw std::logic_error(fmt::format("emit-llvm: value %{} ({}) has no buffer", irName(v), v->def ? opInfo(v->def->op).name : "argument"));
       llvm::IRBuilderBase::InsertPointGuard guard(b_);
       b_.SetInsertPoint(entry_->getTerminator());
       p = b_.CreateConstInBoundsGEP1_64(T_, arena_, static_cast<uint64_t>(layout_.offset.at(v)), irName(v) + ".buf");
@@ -488,6 +496,13 @@ private:
 
   // --- Graphs and nodes.
   void body(const Graph &g) {
+    // Views first (state, reshapes): a fused loop may read one before its node's turn.
+    for (const auto &n : g.nodes)
+      if (n->op == Op::Reshape)
+        alias_[n->results[0]] = ref(n->operands[0]);
+      else if ((n->op == Op::Param || n->op == Op::Buffer) && n->results[0]->type.dtype == DType::F32)
+        alias_[n->results[0]] = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, state_, stateIndex_.at(n->getStr("name"))),
+                                              n->getStr("name"));
     for (const FusedLoop &l : layout_.loops.at(&g)) {
       if (l.fused())
         fusedLoop(l);
@@ -552,21 +567,59 @@ private:
         acc[k].push_back({false, si, off, gep(ref(n.operands[j]), off)});
       }
       local[n.results[0]] = k;
-      if (l.stored[k])
+      if (l.stored[k] || hasTrait(n.op, TR_REDUCTION))
         outs[k] = ptr(n.results[0]);
+    }
+    // A reduction member accumulates into its result, zeroed (or -inf for max) first, at the
+    // element's index with the reduced axes dropped.
+    const size_t rank = l.shape.size();
+    std::vector<size_t> outStride(l.nodes.size(), 0);
+    bool independent = true; // unless a reduction accumulates along the innermost axis
+    for (size_t k = 0; k < l.nodes.size(); ++k) {
+      const Node &n = *l.nodes[k];
+      if (!hasTrait(n.op, TR_REDUCTION))
+        continue;
+      std::vector<int64_t> keep = l.shape;
+      for (int64_t a : n.getInts("axes")) {
+        keep[a] = 1;
+        independent = independent && a + 1 != static_cast<int64_t>(rank);
+      }
+      Strides st = broadcastStrides(keep, rank);
+      outStride[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
+      if (outStride[k] == strides.size())
+        strides.push_back(st);
+      fill(outs[k], n.results[0]->type.numel(), n.op == Op::Max ? -INFINITY : 0.0);
     }
     loops(l.shape, strides, [&](const std::vector<llvm::Value *> &off) {
       std::vector<llvm::Value *> v(l.nodes.size());
       for (size_t k = 0; k < l.nodes.size(); ++k) {
+        const Node &n = *l.nodes[k];
         std::vector<llvm::Value *> x;
         for (const Access &a : acc[k])
           x.push_back(a.reg ? v[a.index] : load(a.base, off[a.index]));
-        v[k] = elementwise(*l.nodes[k], x);
-        v[k]->setName(irName(l.nodes[k]->results[0]));
+        if (hasTrait(n.op, TR_REDUCTION)) {
+          llvm::Value *d = load(outs[k], off[outStride[k]]);
+          store(n.op == Op::Max ? maxOf(d, x[0]) : b_.CreateFAdd(d, x[0]), outs[k], off[outStride[k]]);
+          continue;
+        }
+        v[k] = elementwise(n, x);
+        v[k]->setName(irName(n.results[0]));
         if (outs[k])
           store(v[k], outs[k], off[0]);
       }
-    }, true, "fused");
+    }, independent, "fused");
+    for (const Node *n : l.nodes)
+      if (n->op == Op::Mean)
+        meanDivide(*n);
+  }
+
+  /// Divides a mean's accumulated sums by the number of elements each one reduced.
+  void meanDivide(const Node &n) {
+    int64_t count = 1;
+    for (int64_t a : n.getInts("axes"))
+      count *= n.operands[0]->type.shape[a];
+    llvm::Value *out = ptr(n.results[0]);
+    forLoop(n.results[0]->type.numel(), "mean", [&](llvm::Value *k) { store(b_.CreateFDiv(load(out, k), c(double(count))), out, k); }, true);
   }
 
   void node(const Node &n) {
@@ -589,12 +642,10 @@ private:
     }
     case Op::Param:
     case Op::Buffer: {
+      if (r->type.dtype == DType::F32)
+        return; // a view of the state, made by body()
       size_t i = stateIndex_.at(n.getStr("name"));
       llvm::Value *p = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, state_, i), n.getStr("name"));
-      if (r->type.dtype == DType::F32) {
-        alias_[r] = p;
-        return;
-      }
       llvm::Value *dst = ptr(r);
       forLoop(r->type.numel(), "state", [&](llvm::Value *k) {
         llvm::Value *x = b_.CreateAlignedLoad(i64_, b_.CreateInBoundsGEP(i64_, p, k), llvm::MaybeAlign(8));
@@ -619,7 +670,7 @@ private:
     }
     case Op::Update: b_.CreateCall(update_, {sinks_, ci(stateIndex_.at(n.getStr("name"))), in(0)}); return;
     case Op::Grad: b_.CreateCall(grad_, {sinks_, ci(paramOrder_.at(n.getStr("name"))), in(0), ci(numel(0))}); return;
-    case Op::Reshape: alias_[r] = in(0); return;
+    case Op::Reshape: return; // a view of its operand, made by body()
     case Op::MatMul: matmul(n); return;
     case Op::Scan: scan(n); return;
     default: break;
@@ -691,11 +742,8 @@ private:
     case Op::Max: {
       const auto &xs = n.operands[0]->type.shape;
       std::vector<int64_t> keep = xs;
-      int64_t count = 1;
-      for (int64_t a : n.getInts("axes")) {
+      for (int64_t a : n.getInts("axes"))
         keep[a] = 1;
-        count *= xs[a];
-      }
       bool mx = n.op == Op::Max;
       fill(out, r->type.numel(), mx ? -INFINITY : 0.0);
       llvm::Value *a = in(0);
@@ -709,7 +757,7 @@ private:
         store(mx ? maxOf(d, s) : b_.CreateFAdd(d, s), out, off[1]);
       }, innerKept, opInfo(n.op).name);
       if (n.op == Op::Mean)
-        forLoop(r->type.numel(), "mean", [&](llvm::Value *k) { store(b_.CreateFDiv(load(out, k), c(double(count))), out, k); }, true);
+        meanDivide(n);
       return;
     }
     case Op::OneHot: {

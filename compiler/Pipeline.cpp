@@ -69,14 +69,18 @@ void verifyOrDie(const Module &m, const std::string &after) {
 
 bool writeOutputFile(const std::string &path, const std::string &text, std::ostream &err) { return writeOutput(path, text, err); }
 
-std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId) {
+std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId, const std::vector<std::string> &skip) {
   uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
   std::unique_ptr<ModuleAST> prelude = parseModule(preludeId, sm, diag);
   std::unique_ptr<ModuleAST> ast = parseModule(fileId, sm, diag);
   std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
   verifyOrDie(*m, "elaboration");
-  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "autodiff", "optimizer", "fold", "cse", "dce"}) {
-    findPass(name)->run(*m, diag);
+  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "hoist-projections", "dce", "autodiff", "optimizer", "fold", "cse",
+                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "fold-affine", "fold", "cse", "dce"}) {
+    const PassInfo &pass = *findPass(name);
+    if (!pass.required && std::find(skip.begin(), skip.end(), name) != skip.end())
+      continue;
+    pass.run(*m, diag);
     verifyOrDie(*m, name);
   }
   return m;
@@ -153,6 +157,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     runPass("cse");
     runPass("dce");
     runPass("licm");
+    runPass("hoist-projections");
+    runPass("dce");
     runPass("autodiff");
     runPass("optimizer");
     runPass("fold");
@@ -164,7 +170,15 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
 
-    // 4. Optimisations of the training step (fusion, memory planning) come here.
+    // 4. Rewrites for fewer passes over the data; fusion and memory planning are loop-level
+    // (step 5).
+    runPass("hoist-accumulations");
+    runPass("centered-sums");
+    runPass("one-pass-variance");
+    runPass("fold-affine");
+    runPass("fold");
+    runPass("cse");
+    runPass("dce");
     if (opts.emit == "opt-graph") {
       std::ostringstream os;
       printModule(*m, sm, os);

@@ -14,7 +14,8 @@ namespace gradc {
 /// Parses the prelude and model `fileId`, elaborates, and derives the training step
 /// (autodiff, optimizer, clean-ups), verifying after each stage. Reports errors through
 /// `diag` (which throws CompileError).
-std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId);
+/// `skip` names optional passes not to run (a test compares the results with and without them).
+std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId, const std::vector<std::string> &skip = {});
 
 /// What the user asked the pipeline to do (from the command line).
 struct PipelineOptions {
