@@ -167,10 +167,7 @@ constexpr size_t kArenaAlign = 64; // the emitted code assumes it (align 64 on t
 
 template <typename T>
 CompiledBackend<T>::CompiledBackend(const ModelSpec &spec, int64_t arenaElements, std::function<GradcGraphs()> resolve)
-    : spec_(spec), resolve_(std::move(resolve)), lr_(spec.train.lr) {
-  size_t bytes = (static_cast<size_t>(std::max<int64_t>(arenaElements, 1)) * sizeof(T) + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
-  arena_ = static_cast<T *>(::operator new(bytes, std::align_val_t(kArenaAlign)));
-  std::memset(arena_, 0, bytes);
+    : spec_(spec), resolve_(std::move(resolve)), arenaElements_(arenaElements), lr_(spec.train.lr) {
   sf_.resize(spec.state.size());
   si_.resize(spec.state.size());
   for (size_t i = 0; i < spec.state.size(); ++i) {
@@ -188,7 +185,10 @@ CompiledBackend<T>::CompiledBackend(const ModelSpec &spec, int64_t arenaElements
     statePtrs_.push_back(stateData(i));
 }
 
-template <typename T> CompiledBackend<T>::~CompiledBackend() { ::operator delete(arena_, std::align_val_t(kArenaAlign)); }
+template <typename T> CompiledBackend<T>::~CompiledBackend() {
+  if (arena_)
+    ::operator delete(arena_, std::align_val_t(kArenaAlign));
+}
 
 template <typename T> void *CompiledBackend<T>::stateData(size_t i) {
   return si_[i].empty() ? static_cast<void *>(sf_[i].data()) : static_cast<void *>(si_[i].data());
@@ -199,6 +199,11 @@ template <typename T> const GradcGraphs &CompiledBackend<T>::fns() {
     fns_ = resolve_();
     resolved_ = true;
   }
+  if (!arena_) { // at the first step: a build that never runs (the double one without --gradcheck) costs no memory
+    size_t bytes = (static_cast<size_t>(std::max<int64_t>(arenaElements_, 1)) * sizeof(T) + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+    arena_ = static_cast<T *>(::operator new(bytes, std::align_val_t(kArenaAlign)));
+    std::memset(arena_, 0, bytes);
+  }
   return fns_;
 }
 
@@ -206,7 +211,8 @@ template <typename T> double CompiledBackend<T>::train(const Batch &b, bool appl
   CompiledSinks sinks;
   sinks.grads = grads;
   sinks.isDouble = sizeof(T) == 8;
-  double loss = fns().train(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  const GradcGraphs &f = fns();
+  double loss = f.train(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
   if (apply)
     for (auto &[i, p] : sinks.updates) {
       const T *v = static_cast<const T *>(p);
@@ -227,13 +233,15 @@ template <typename T> double CompiledBackend<T>::lossAndGrads(const Batch &b, st
 template <typename T> void CompiledBackend<T>::predict(const Batch &b, const std::vector<void *> &out) {
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
-  fns().infer(arena_, statePtrs_.data(), b.data.data(), out.data(), lr_, &sinks);
+  const GradcGraphs &f = fns();
+  f.infer(arena_, statePtrs_.data(), b.data.data(), out.data(), lr_, &sinks);
 }
 
 template <typename T> double CompiledBackend<T>::evalLoss(const Batch &b) {
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
-  return fns().eval(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  const GradcGraphs &f = fns();
+  return f.eval(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
 }
 
 template class CompiledBackend<float>;

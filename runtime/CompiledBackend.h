@@ -68,8 +68,8 @@ struct CompiledSinks {
 };
 
 /// Runs emitted graph functions for float type T (float for training, double for
-/// --gradcheck): owns the arena and the state, applies updates after each step as the
-/// C++ backend's generated class does.
+/// --gradcheck): owns the arena (allocated at the first step) and the state, applies updates
+/// after each step as the C++ backend's generated class does.
 template <typename T> class CompiledBackend final : public Backend {
 public:
   /// `resolve` returns the graph functions; it is called once, before the first step (so a
@@ -94,7 +94,8 @@ private:
   std::function<GradcGraphs()> resolve_;
   GradcGraphs fns_{};
   bool resolved_ = false;
-  T *arena_ = nullptr;
+  int64_t arenaElements_;
+  T *arena_ = nullptr; ///< Allocated (64-byte aligned, zeroed) before the first step.
   std::vector<std::vector<T>> sf_;       ///< Float state, spec order (empty for I64).
   std::vector<std::vector<int64_t>> si_; ///< Integer state (empty for float).
   std::vector<void *> statePtrs_;
