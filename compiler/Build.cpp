@@ -88,7 +88,7 @@ int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::os
     }
   }
   const char *cxx = std::getenv("CXX");
-  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off -w -I{} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : "c++",
+  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off -fno-math-errno -w -I{} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : "c++",
                                 opts.optLevel, opts.targetCpu, shellQuote(include), shellQuote(src.string()), shellQuote(lib),
                                 shellQuote(exe.string()), shellQuote((dir / "cxx.log").string()));
   if (opts.verbose)
