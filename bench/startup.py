@@ -1,6 +1,7 @@
 """startup.py: for each model in models/, how long until it trains, with each backend.
 
-Per model it measures (median of --repeat runs, wall clock on this machine):
+Per model it measures (the best of --repeat runs, wall clock on this machine: the least
+disturbed by other work on a shared machine):
   run_first_step   `gradc run MODEL` (LLVM JIT, in process): from exec of gradc to the end of
                    the first training step, as the driver's --timing reports it (includes
                    parsing, autodiff, LLVM's -O2 pipeline and code generation, data loading)
@@ -16,7 +17,6 @@ usage: /usr/bin/python3 bench/startup.py [--build DIR] [--steps N] [--repeat N] 
 import argparse
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,10 +75,10 @@ def main():
                     samples[f"first_{backend}"].append(first)
                     samples[f"ms_{backend}"].append(ms)
             for k, v in samples.items():
-                r[k] = statistics.median(v)
+                r[k] = min(v)
             rows.append(r)
             print(f"{name}: done", file=sys.stderr, flush=True)
-    print(f"median of {a.repeat} runs, {a.steps} steps, --threads {a.threads}; seconds unless marked ms")
+    print(f"best of {a.repeat} runs, {a.steps} steps, --threads {a.threads}; seconds unless marked ms")
     head = ("model", "run_first_step", "build_llvm", "build_cpp", "llvm_build+first", "cpp_build+first",
             "ms/step_jit", "ms/step_llvm", "ms/step_cpp")
     print(" ".join(f"{h:>16}" for h in head))
