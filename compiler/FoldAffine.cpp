@@ -4,10 +4,9 @@
 // follows, so the map's pass over the data disappears.
 #include "FoldAffine.h"
 
-#include <stdexcept>
 #include <unordered_map>
 
-#include "Reductions.h"
+#include "Rewrite.h"
 
 namespace gradc {
 
@@ -42,20 +41,6 @@ struct Step {
   Op op;
   Value *k;
   bool kFirst; ///< k is the left operand.
-};
-
-/// Builds nodes at the end of a graph; a type error here is a compiler bug.
-struct Emit {
-  Builder b;
-  SrcLoc loc;
-  Value *op(Op o, std::vector<Value *> xs, std::map<std::string, AttrValue> attrs = {}) {
-    std::string err;
-    Node *n = b.create(o, std::move(xs), std::move(attrs), loc, err);
-    if (!n)
-      throw std::logic_error("fold-affine: " + err);
-    return n->results[0];
-  }
-  Value *reshape(Value *v, const std::vector<int64_t> &shape) { return v->type.shape == shape ? v : op(Op::Reshape, {v}, {{"shape", shape}}); }
 };
 
 class Folder {
@@ -114,7 +99,7 @@ private:
   }
 
   /// scale and shift ([width]) of the chain `steps` applied in order to the chain's start.
-  std::pair<Value *, Value *> affine(Emit &e, const std::vector<Step> &steps, int64_t width) {
+  std::pair<Value *, Value *> affine(NodeEmitter &e, const std::vector<Step> &steps, int64_t width) {
     Value *a = nullptr, *c = nullptr;
     auto vec = [&](Value *k) { return e.reshape(k, {k->type.shape.empty() ? 1 : k->type.shape.back()}); };
     for (const Step &s : steps) {
@@ -134,7 +119,7 @@ private:
         c = c ? e.op(Op::Mul, {c, k}) : nullptr;
         break;
       case Op::Div:
-        a = a ? e.op(Op::Div, {a, k}) : e.op(Op::Div, {e.b.source(Op::Const, TensorType{DType::F32, {}}, {{"value", 1.0}}, e.loc), k});
+        a = a ? e.op(Op::Div, {a, k}) : e.op(Op::Div, {e.scalar(1.0), k});
         c = c ? e.op(Op::Div, {c, k}) : nullptr;
         break;
       default: break;
@@ -147,7 +132,7 @@ private:
   /// The weight scaled along axis `axis` (0: rows of M, 1: columns) by `a` ([len]), written
   /// through the transpose when M is a transposed parameter so the GEMM keeps reading it
   /// transposed.
-  Value *scaleWeight(Emit &e, Value *M, Value *a, int axis) {
+  Value *scaleWeight(NodeEmitter &e, Value *M, Value *a, int axis) {
     const int64_t len = a->type.shape[0];
     const Node *d = M->def;
     if (d && d->op == Op::Transpose && d->getInts("perm") == std::vector<int64_t>{1, 0}) {
@@ -168,7 +153,7 @@ private:
       steps.insert(steps.begin(), s);
     if (steps.empty())
       return false;
-    Emit e{Builder(m_, &g_), mm.loc};
+    NodeEmitter e{Builder(m_, &g_), mm.loc, "fold-affine"};
     auto [a, c] = affine(e, steps, K);
     Value *M = mm.operands[1];
     Value *M2 = a ? scaleWeight(e, M, a, 0) : M;
@@ -177,7 +162,7 @@ private:
       Value *shift = e.reshape(e.op(Op::MatMul, {e.reshape(c, {1, K}), M}), {M->type.shape[1]});
       y = e.op(Op::Add, {y, shift});
     }
-    replace(mm.results[0], y);
+    replaceUses(g_, mm.results[0], y);
     return true;
   }
 
@@ -203,12 +188,12 @@ private:
       scales = scales || s.op == Op::Mul || s.op == Op::Div || (s.op == Op::Sub && s.kFirst);
     if (!end || !scales)
       return false;
-    Emit e{Builder(m_, &g_), mm.loc};
+    NodeEmitter e{Builder(m_, &g_), mm.loc, "fold-affine"};
     auto [a, c] = affine(e, steps, N);
     Value *y = e.op(Op::MatMul, {mm.operands[0], scaleWeight(e, mm.operands[1], a, 1)});
     if (c)
       y = e.op(Op::Add, {y, c});
-    replace(end, y);
+    replaceUses(g_, end, y);
     return true;
   }
 
@@ -218,16 +203,6 @@ private:
         if (o == v)
           return n.get();
     return nullptr;
-  }
-
-  void replace(const Value *from, Value *to) {
-    for (auto &n : g_.nodes)
-      for (Value *&o : n->operands)
-        if (o == from)
-          o = to;
-    for (Value *&y : g_.yields)
-      if (y == from)
-        y = to;
   }
 
   Module &m_;

@@ -6,28 +6,12 @@
 #include "HoistScan.h"
 
 #include <algorithm>
-#include <stdexcept>
 
-#include "Reductions.h"
+#include "Rewrite.h"
 
 namespace gradc {
 
 namespace {
-
-/// Builds nodes at the end of a graph; a type error here is a compiler bug.
-struct Emit {
-  Builder b;
-  SrcLoc loc;
-  Value *op(Op o, std::vector<Value *> xs, std::map<std::string, AttrValue> attrs = {}) {
-    std::string err;
-    Node *n = b.create(o, std::move(xs), std::move(attrs), loc, err);
-    if (!n)
-      throw std::logic_error("hoist: " + err);
-    return n->results[0];
-  }
-  Value *reshape(Value *v, const std::vector<int64_t> &shape) { return v->type.shape == shape ? v : op(Op::Reshape, {v}, {{"shape", shape}}); }
-  Value *transpose(Value *v) { return op(Op::Transpose, {v}, {{"perm", std::vector<int64_t>{1, 0}}}); }
-};
 
 /// The number of uses of v in g (operands and yields).
 int usesIn(const Graph &g, const Value *v) {
@@ -35,16 +19,6 @@ int usesIn(const Graph &g, const Value *v) {
   for (const auto &node : g.nodes)
     n += static_cast<int>(std::count(node->operands.begin(), node->operands.end(), v));
   return n + static_cast<int>(std::count(g.yields.begin(), g.yields.end(), v));
-}
-
-void replaceUses(Graph &g, const Value *from, Value *to) {
-  for (auto &n : g.nodes)
-    for (Value *&o : n->operands)
-      if (o == from)
-        o = to;
-  for (Value *&y : g.yields)
-    if (y == from)
-      y = to;
 }
 
 /// Removes node n (whose results nothing uses) from g.
@@ -86,7 +60,7 @@ bool hoistProjectionsOf(Module &m, Graph &g, Node &sc) {
     Value *S = sc.operands[k];
     if (axis >= S->type.rank() - 1)
       continue; // the step axis is the contracted one
-    Emit e{Builder(m, &g), mm->loc};
+    NodeEmitter e{Builder(m, &g), mm->loc, "hoist-projections"};
     Value *P = e.op(Op::MatMul, {S, sc.operands[j]});
     Value *step = m.newValue(mm->results[0]->type, &b, mm->results[0]->name);
     sc.operands.insert(sc.operands.begin() + nseq, P);
@@ -163,7 +137,7 @@ bool hoistAccumulation(Module &m, Graph &g, Node &sc, int64_t i, std::vector<Val
     renumberResults(sc);
     stacked.push_back(res);
   }
-  Emit e{Builder(m, &g), add->loc};
+  NodeEmitter e{Builder(m, &g), add->loc, "hoist-accumulations"};
   Value *total;
   if (isMatmul) {
     auto rows = [](Value *s) {

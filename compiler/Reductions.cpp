@@ -1,11 +1,11 @@
 // Reductions.cpp: the centered-sums and one-pass-variance rewrites of reductions (graph IR,
-// scan bodies included), and the re-ordering of a graph after nodes were appended to it.
+// scan bodies included).
 #include "Reductions.h"
 
+#include "Rewrite.h"
+
 #include <functional>
-#include <stdexcept>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -111,32 +111,6 @@ bool decompose(Value *v, double coef, std::vector<Value *> factors, const std::v
   return true;
 }
 
-/// Replaces every use of `from` in g (operands and yields) by `to`.
-void replaceUses(Graph &g, const Value *from, Value *to) {
-  for (auto &n : g.nodes)
-    for (Value *&o : n->operands)
-      if (o == from)
-        o = to;
-  for (Value *&y : g.yields)
-    if (y == from)
-      y = to;
-}
-
-/// Builds nodes at the end of a graph; a type error here is a compiler bug.
-struct Emit {
-  Builder b;
-  SrcLoc loc;
-  Value *op(Op o, std::vector<Value *> xs, std::map<std::string, AttrValue> attrs = {}) {
-    std::string err;
-    Node *n = b.create(o, std::move(xs), std::move(attrs), loc, err);
-    if (!n)
-      throw std::logic_error("reductions: " + err);
-    return n->results[0];
-  }
-  Value *scalar(double v) { return b.source(Op::Const, TensorType{DType::F32, {}}, {{"value", v}}, loc); }
-  Value *reshape(Value *v, const std::vector<int64_t> &shape) { return v->type.shape == shape ? v : op(Op::Reshape, {v}, {{"shape", shape}}); }
-};
-
 /// The rewrite of one reduction node, or null when nothing cancels.
 Value *splitReduction(Module &m, Graph &g, Node &red) {
   if (red.op != Op::Sum && red.op != Op::Mean)
@@ -151,7 +125,7 @@ Value *splitReduction(Module &m, Graph &g, Node &red) {
   int64_t count = 1;
   for (int64_t a : axes)
     count *= space[a];
-  Emit e{Builder(m, &g), red.loc};
+  NodeEmitter e{Builder(m, &g), red.loc, "centered-sums"};
   const Value *res = red.results[0];
   Value *total = nullptr;
   for (const Term &t : terms) {
@@ -197,7 +171,7 @@ Value *onePass(Module &m, Graph &g, Node &v) {
   for (size_t a = 0; a < end.size(); ++a)
     if (end[a] != 1 || std::find(axes.begin(), axes.end(), static_cast<int64_t>(a)) == axes.end())
       end[a] = x->type.shape[a];
-  Emit e{Builder(m, &g), v.loc};
+  NodeEmitter e{Builder(m, &g), v.loc, "one-pass-variance"};
   Value *shift = e.op(Op::Slice, {x}, {{"begin", begin}, {"end", end}});
   Value *c = e.op(Op::Sub, {x, shift});
   Value *m1 = e.op(Op::Mean, {c}, v.attrs);
@@ -226,56 +200,6 @@ void rewriteGraph(Module &m, Graph &g, const std::function<Value *(Module &, Gra
 }
 
 } // namespace
-
-void restoreDefinitionOrder(Graph &g, size_t firstNew) {
-  // Nodes from firstNew on are new: each goes as early as its operands allow, so that a new
-  // reduction can join the first loop over its data.
-  std::unordered_map<const Node *, size_t> index;
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    index[g.nodes[i].get()] = i;
-  std::vector<bool> isNew(g.nodes.size(), false);
-  for (size_t i = firstNew; i < g.nodes.size(); ++i)
-    isNew[i] = true;
-  std::vector<bool> done(g.nodes.size(), false);
-  std::vector<size_t> order;
-  std::function<void(size_t)> place = [&](size_t i) {
-    if (done[i])
-      return;
-    done[i] = true;
-    for (const Value *o : g.nodes[i]->operands)
-      if (o->def && o->def->parent == &g)
-        place(index.at(o->def));
-    order.push_back(i);
-  };
-  auto ready = [&](size_t i) {
-    for (const Value *o : g.nodes[i]->operands)
-      if (o->def && o->def->parent == &g && !done[index.at(o->def)])
-        return false;
-    return true;
-  };
-  auto placeReadyNew = [&]() {
-    for (bool more = true; more;) {
-      more = false;
-      for (size_t i = 0; i < g.nodes.size(); ++i)
-        if (isNew[i] && !done[i] && ready(i)) {
-          place(i);
-          more = true;
-        }
-    }
-  };
-  placeReadyNew();
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    if (!isNew[i]) {
-      place(i);
-      placeReadyNew();
-    }
-  for (size_t i = 0; i < g.nodes.size(); ++i)
-    place(i);
-  std::vector<std::unique_ptr<Node>> nodes;
-  for (size_t i : order)
-    nodes.push_back(std::move(g.nodes[i]));
-  g.nodes = std::move(nodes);
-}
 
 void cancelCenteredSums(Module &m) {
   for (Graph *g : m.graphs())

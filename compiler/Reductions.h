@@ -20,9 +20,4 @@ void cancelCenteredSums(Module &m);
 /// `mean(x, A)` itself, so the loop level computes the three in one pass.
 void onePassVariance(Module &m);
 
-/// Rebuilds g's node order after a rewrite appended nodes from index `firstNew` on: the
-/// other nodes keep their order, and each new node goes right after the last definition of
-/// its operands (as early as it can).
-void restoreDefinitionOrder(Graph &g, size_t firstNew);
-
 } // namespace gradc
