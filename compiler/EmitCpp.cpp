@@ -81,7 +81,7 @@ public:
     body(*m_.inferGraph, infer, 2);
     header(spec);
     os_ << "template <typename T> class Net final : public Backend {\npublic:\n";
-    os_ << "  Net() : arena_(" << arenaSize_ << ") {\n";
+    os_ << "  Net() {\n";
     for (size_t i = 0; i < spec.state.size(); ++i) {
       int64_t n = 1;
       for (int64_t d : spec.state[i].shape)
@@ -105,19 +105,22 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
 )" << eval.str() << "    return loss;\n  }\n\nprivate:\n";
     os_ << "  double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {\n"
-        << "    T *const A = arena_.data();\n    double loss = 0;\n    std::vector<std::pair<size_t, const T *>> updates;\n"
+        << "    T *const A = arena();\n    double loss = 0;\n    std::vector<std::pair<size_t, const T *>> updates;\n"
         << train.str()
         << "    if (apply)\n      for (auto &[i, v] : updates) {\n        if (!si_[i].empty())\n"
         << "          for (size_t k = 0; k < si_[i].size(); ++k) si_[i][k] = static_cast<int64_t>(std::llround(v[k]));\n"
         << "        else\n          std::copy(v, v + sf_[i].size(), sf_[i].data());\n      }\n"
         << "    return loss;\n  }\n\n";
-    os_ << "  void infer(const Batch &b, const std::vector<void *> &out) {\n    T *const A = arena_.data();\n"
+    os_ << "  void infer(const Batch &b, const std::vector<void *> &out) {\n    T *const A = arena();\n"
         << infer.str() << "  }\n\n";
-    os_ << "  std::vector<T> arena_; // every value of every graph, placed by gradc\n";
+    os_ << "  // Every value of every graph, placed by gradc; allocated at the first step, so a build\n"
+        << "  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.\n"
+        << "  std::vector<T> arena_;\n"
+        << fmt::format("  T *arena() {{\n    if (arena_.empty())\n      arena_.resize({});\n    return arena_.data();\n  }}\n", arenaSize_);
     os_ << fmt::format("  std::vector<T> sf_[{}];       // float state (params, buffers, optimizer), spec order\n",
                        std::max<size_t>(1, spec.state.size()));
     os_ << fmt::format("  std::vector<int64_t> si_[{}]; // integer state\n", std::max<size_t>(1, spec.state.size()));
@@ -133,10 +136,7 @@ public:
       planGraphLoops(*g);
       MemoryPlan plan = planMemory(
           *g, [&](const Value *v) { return storageOf(v); },
-          [&](const Node *n) {
-            auto it = loopStart_.find(n);
-            return it == loopStart_.end() ? n : it->second;
-          },
+          [&](const Node *n) { return loopIndex_.at(n); },
           opts_.planMemory);
       for (const auto &[v, off] : plan.offset)
         offset_[v] = off;
@@ -196,15 +196,8 @@ private:
 
   // --- The loop-level plan: fused loops per graph and how each value is stored.
   void planGraphLoops(const Graph &g) {
-    loopPlans_[&g] = planLoops(g, opts_.fuse);
-    for (const FusedLoop &l : loopPlans_[&g])
-      for (size_t k = 0; k < l.nodes.size(); ++k) {
-        loopStart_[l.nodes[k]] = l.nodes[0];
-        if (!l.stored[k])
-          inRegisters_.insert(l.nodes[k]->results[0]);
-      }
     // A transpose read only by matrix multiplies that take it as a transposed operand
-    // (matOperand) is never materialised.
+    // (matOperand) is never materialised, so it stays out of fused loops.
     std::unordered_map<const Value *, bool> onlyFolded;
     for (const auto &n : g.nodes)
       if (n->op == Op::Transpose)
@@ -221,6 +214,20 @@ private:
     for (const auto &[v, folded] : onlyFolded)
       if (folded)
         folded_.insert(v);
+    LoopHooks hooks;
+    hooks.alone = [&](const Node &n) { return n.results.size() == 1 && folded_.count(n.results[0]); };
+    hooks.readyAtStart = [](const Node &n) {
+      return (n.op == Op::Param || n.op == Op::Buffer) && n.results[0]->type.dtype == DType::F32; // views of the state
+    };
+    loopPlans_[&g] = planLoops(g, opts_.fuse, hooks);
+    const std::vector<FusedLoop> &plan = loopPlans_[&g];
+    for (size_t li = 0; li < plan.size(); ++li)
+      for (size_t k = 0; k < plan[li].nodes.size(); ++k) {
+        const FusedLoop &l = plan[li];
+        loopIndex_[l.nodes[k]] = static_cast<int>(li);
+        if (!l.stored[k])
+          inRegisters_.insert(l.nodes[k]->results[0]);
+      }
     for (const auto &n : g.nodes)
       if (n->body) {
         const int64_t firstCapture = n->getInt("nseq") + n->getInt("ncarry");
@@ -232,13 +239,10 @@ private:
 
   /// Whether v needs a buffer of its own in the arena.
   Storage storageOf(const Value *v) const {
-    // A transpose folded into its matmul is read through its operand's buffer, so for
-    // liveness it is a view of operand 0: the matmul's result must not reuse that buffer
-    // (a parallel gemm would overwrite A while other threads still pack it).
-    if (folded_.count(v))
-      return Storage::AliasOf0;
     if (captures_.count(v) || inRegisters_.count(v))
       return Storage::None;
+    if (folded_.count(v))
+      return Storage::AliasOf0; // the matmul reads the transpose's operand
     if (const Node *d = v->def) {
       if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)
         return Storage::None; // state, outside the arena
@@ -248,7 +252,13 @@ private:
     return Storage::Slot;
   }
 
-  std::string ptr(const Value *v) { return fmt::format("(A + {})", offset_.at(v)); }
+  std::string ptr(const Value *v) {
+    auto it = offset_.find(v);
+    if (it == offset_.end())
+      throw std::logic_error(fmt::format("emit-cpp: value %{} ({}) has no buffer", v->name.empty() ? std::to_string(v->id) : v->name,
+                                         v->def ? opInfo(v->def->op).name : "argument"));
+    return fmt::format("(A + {})", it->second);
+  }
   /// The expression of v's storage (state lives outside the arena).
   std::string ref(const Value *v) {
     auto it = alias_.find(v);
@@ -338,6 +348,12 @@ private:
   }
 
   void body(const Graph &g, std::ostream &o, int ind) {
+    // Views first (state, reshapes): a fused loop may read one before its node's turn.
+    for (const auto &n : g.nodes)
+      if (n->op == Op::Reshape)
+        alias_[n->results[0]] = ref(n->operands[0]);
+      else if ((n->op == Op::Param || n->op == Op::Buffer) && n->results[0]->type.dtype == DType::F32)
+        alias_[n->results[0]] = fmt::format("sf_[{}].data()", stateIndex_.at(n->getStr("name")));
     for (const FusedLoop &l : loopPlans_.at(&g)) {
       if (l.fused())
         fusedLoop(l, o, ind);
@@ -372,16 +388,22 @@ private:
     }
   }
 
-  /// One loop nest computing a run of elementwise and indexed nodes element by element:
-  /// values used only inside the run stay in registers.
+  /// One loop nest computing its elementwise and indexed members element by element and
+  /// accumulating its reductions: values used only inside the loop stay in registers.
   void fusedLoop(const FusedLoop &l, std::ostream &o, int ind) {
     std::string pad(ind, ' ');
-    o << pad << "// fused loop over [" << fmt::format("{}", fmt::join(l.shape, ", ")) << "]:\n";
+    o << pad << "// fused loop over [" << fmt::format("{}", fmt::join(l.shape, ", ")) << "]";
+    const int nred = l.reductions();
+    if (nred)
+      o << fmt::format(", {} reduction{}", nred, nred > 1 ? "s" : "");
+    o << ":\n";
     std::unordered_map<const Value *, size_t> local;
     for (size_t k = 0; k < l.nodes.size(); ++k) {
       const Node &n = *l.nodes[k];
       o << pad << "//   " << opInfo(n.op).name << (n.results[0]->name.empty() ? "" : " %" + n.results[0]->name);
       std::string loc = locText(n.loc);
+      if (hasTrait(n.op, TR_REDUCTION))
+        o << fmt::format(" over axes [{}]", fmt::join(n.getInts("axes"), ", "));
       o << (loc.empty() ? "" : "  (" + loc + ")") << (l.stored[k] ? "" : "  [register]") << "\n";
     }
     const size_t rank = l.shape.size();
@@ -410,6 +432,26 @@ private:
       }
       local[n.results[0]] = k;
     }
+    // A reduction member accumulates into its result, zeroed (or -inf for max) first, at the
+    // element's index with the reduced axes dropped.
+    std::vector<size_t> outStride(l.nodes.size(), 0);
+    bool independent = true; // unless a reduction accumulates along the innermost axis
+    for (size_t k = 0; k < l.nodes.size(); ++k) {
+      const Node &n = *l.nodes[k];
+      if (!hasTrait(n.op, TR_REDUCTION))
+        continue;
+      std::vector<int64_t> keep = l.shape;
+      for (int64_t a : n.getInts("axes")) {
+        keep[a] = 1;
+        independent = independent && a + 1 != static_cast<int64_t>(rank);
+      }
+      auto st = broadcastStrides(keep, rank);
+      outStride[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
+      if (outStride[k] == strides.size())
+        strides.push_back(st);
+      o << pad << fmt::format("std::fill_n({}, {}, {});\n", ptr(n.results[0]), n.results[0]->type.numel(),
+                              n.op == Op::Max ? "-INFINITY" : "T(0)");
+    }
     loops(o, ind, l.shape, strides, [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
       std::string ip(i2, ' ');
       for (size_t k = 0; k < l.nodes.size(); ++k) {
@@ -420,6 +462,11 @@ private:
             x.push_back(fmt::format("v{}", a.index));
           else
             x.push_back(a.base + "[" + (a.offset ? fmt::format("{} + ", a.offset) : "") + off[a.index] + "]");
+        }
+        if (hasTrait(n.op, TR_REDUCTION)) {
+          std::string d = ptr(n.results[0]) + "[" + off[outStride[k]] + "]";
+          oo << ip << (n.op == Op::Max ? d + " = std::max(" + d + ", " + x[0] + ");\n" : d + " += " + x[0] + ";\n");
+          continue;
         }
         std::string e;
         if (hasTrait(n.op, TR_BINARY))
@@ -434,7 +481,19 @@ private:
         if (l.stored[k])
           oo << ip << fmt::format("{}[{}] = v{};\n", ptr(n.results[0]), off[0], k);
       }
-    }, true);
+    }, independent);
+    for (size_t k = 0; k < l.nodes.size(); ++k)
+      if (l.nodes[k]->op == Op::Mean)
+        meanDivide(*l.nodes[k], o, ind);
+  }
+
+  /// Divides a mean's accumulated sums by the number of elements each one reduced.
+  void meanDivide(const Node &n, std::ostream &o, int ind) {
+    int64_t count = 1;
+    for (int64_t a : n.getInts("axes"))
+      count *= n.operands[0]->type.shape[a];
+    o << std::string(ind, ' ')
+      << fmt::format("for (int64_t k = 0; k < {}; ++k) {}[k] /= T({});\n", n.results[0]->type.numel(), ptr(n.results[0]), count);
   }
 
   void node(const Node &n, std::ostream &o, int ind) {
@@ -575,11 +634,8 @@ private:
     case Op::Max: {
       const auto &xs = n.operands[0]->type.shape;
       std::vector<int64_t> keep = xs;
-      int64_t count = 1;
-      for (int64_t a : n.getInts("axes")) {
+      for (int64_t a : n.getInts("axes"))
         keep[a] = 1;
-        count *= xs[a];
-      }
       bool mx = n.op == Op::Max;
       o << pad << fmt::format("std::fill_n({}, {}, {});\n", out, r->type.numel(), mx ? "-INFINITY" : "T(0)");
       std::string a = in(0);
@@ -589,7 +645,7 @@ private:
               oo << std::string(i2, ' ') << (mx ? d + " = std::max(" + d + ", " + s + ");\n" : d + " += " + s + ";\n");
             });
       if (n.op == Op::Mean)
-        o << pad << fmt::format("for (int64_t k = 0; k < {}; ++k) {}[k] /= T({});\n", r->type.numel(), out, count);
+        meanDivide(n, o, ind);
       return;
     }
     case Op::OneHot: {
@@ -723,7 +779,7 @@ private:
   LowerOptions opts_;
   std::unordered_map<const Value *, int64_t> offset_;
   std::unordered_map<const Graph *, std::vector<FusedLoop>> loopPlans_;
-  std::unordered_map<const Node *, const Node *> loopStart_;
+  std::unordered_map<const Node *, int> loopIndex_; ///< Node -> its loop's index in its graph's plan.
   std::unordered_set<const Value *> inRegisters_, folded_, captures_;
   int64_t unsharedSize_ = 0;
   std::unordered_map<const Value *, std::string> alias_;

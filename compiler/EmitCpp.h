@@ -18,7 +18,7 @@ struct LowerOptions {
 
 /// Prints the C++ of the module (after autodiff and the optimizer): a Backend class
 /// template instantiated for float (training) and double (--gradcheck), its ModelSpec,
-/// and main() calling rt::runMain. Every value lives in one arena allocated at start-up.
+/// and main() calling rt::runMain. Every value lives in one arena, allocated at the first step.
 void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts = {});
 
 /// Prints the arena placement of every graph (--emit=memory-plan): each buffer's value,

@@ -58,13 +58,10 @@ int64_t placeIntervals(std::vector<Interval> &iv, bool share) {
 }
 
 using StorageFn = std::function<Storage(const Value *)>;
-using LoopStartFn = std::function<const Node *(const Node *)>;
+using TimeFn = std::function<int(const Node *)>;
 
-MemoryPlan planGraph(const Graph &g, const StorageFn &storage, const LoopStartFn &loopStart, bool share, int depth) {
-  const int N = static_cast<int>(g.nodes.size());
-  std::unordered_map<const Node *, int> position;
-  for (int i = 0; i < N; ++i)
-    position[g.nodes[i].get()] = i;
+MemoryPlan planGraph(const Graph &g, const StorageFn &storage, const TimeFn &timeOf, bool share, int depth) {
+  const int N = static_cast<int>(g.nodes.size()); // after every loop of the graph
   std::unordered_map<const Value *, const Value *> root; // alias -> the value owning the memory
   auto rootOf = [&](const Value *v) {
     auto it = root.find(v);
@@ -91,11 +88,11 @@ MemoryPlan planGraph(const Graph &g, const StorageFn &storage, const LoopStartFn
   std::vector<MemoryPlan> bodies;
   for (int k = 0; k < N; ++k) {
     const Node &n = *g.nodes[k];
-    const int i = position.at(loopStart(&n)); // fused nodes share their loop's time
+    const int i = timeOf(&n); // fused nodes share their loop's time
     for (const Value *v : n.operands)
       use(v, n.op == Op::Update ? N : i);
     if (n.body) {
-      bodies.push_back(planGraph(*n.body, storage, loopStart, share, depth + 1));
+      bodies.push_back(planGraph(*n.body, storage, timeOf, share, depth + 1));
       iv.push_back({nullptr, &n, bodies.back().size, i, i});
     }
     for (const Value *r : n.results) {
@@ -132,8 +129,8 @@ MemoryPlan planGraph(const Graph &g, const StorageFn &storage, const LoopStartFn
 
 } // namespace
 
-MemoryPlan planMemory(const Graph &g, const StorageFn &storage, const LoopStartFn &loopStart, bool share) {
-  return planGraph(g, storage, loopStart, share, 0);
+MemoryPlan planMemory(const Graph &g, const StorageFn &storage, const TimeFn &timeOf, bool share) {
+  return planGraph(g, storage, timeOf, share, 0);
 }
 
 void printMemoryPlan(const std::string &graphName, const MemoryPlan &p, std::ostream &os) {

@@ -15,7 +15,7 @@ namespace gradc {
 enum class Storage {
   Slot,     ///< A buffer of its own in the arena.
   None,     ///< No memory: kept in registers (fused), folded away, or state outside the arena.
-  AliasOf0, ///< A view of its node's operand 0 (reshape): extends that operand's lifetime.
+  AliasOf0, ///< A view of its node's operand 0 (a reshape, or a transpose a matmul reads through): extends that operand's lifetime.
 };
 
 /// One placed buffer, for --emit=memory-plan.
@@ -35,14 +35,15 @@ struct MemoryPlan {
 };
 
 /// Places the values of `g` (and of nested scan bodies, each body as one block live while its
-/// scan runs). `storage` says how each value is stored. `share` = false gives every value
+/// scan runs) over the time of its loop plan. `storage` says how each value is stored. `share` = false gives every value
 /// its own memory (the plan without liveness). A value consumed by an `update` sink stays
 /// alive to the end of the graph (updates are applied after the step).
-/// `loopStart(n)` is the first node of the loop nest that computes n (n itself unless fused):
-/// the nodes of one fused loop run interleaved, element by element, so they count as one
-/// point in time and none of their operands shares memory with any of their results.
+/// `timeOf(n)` is the index of the loop nest that computes n in its graph's loop plan, the
+/// order the lowering runs them in: the nodes of one fused loop run interleaved, element by
+/// element, so they count as one point in time and none of their operands shares memory
+/// with any of their results.
 MemoryPlan planMemory(const Graph &g, const std::function<Storage(const Value *)> &storage,
-                      const std::function<const Node *(const Node *)> &loopStart, bool share);
+                      const std::function<int(const Node *)> &timeOf, bool share);
 
 /// Prints a plan: one line per buffer (value, node range, offset, size) and the totals.
 void printMemoryPlan(const std::string &graphName, const MemoryPlan &p, std::ostream &os);

@@ -8,6 +8,9 @@
 
 #include "Autodiff.h"
 #include "Passes.h"
+#include "FoldAffine.h"
+#include "HoistScan.h"
+#include "Reductions.h"
 
 namespace gradc {
 
@@ -198,8 +201,13 @@ const std::vector<PassInfo> &allPasses() {
       {"cse", "merge identical operations", [](Module &m, Diagnostics &) { eliminateCommonSubexpressions(m); }, false},
       {"dce", "remove operations whose results are unused", [](Module &m, Diagnostics &) { eliminateDeadCode(m); }, false},
       {"licm", "hoist loop-invariant operations out of scans", [](Module &m, Diagnostics &) { hoistLoopInvariants(m); }, true},
+      {"hoist-projections", "compute a scan step's input times a captured matrix for every step in one matmul outside", [](Module &m, Diagnostics &) { hoistProjections(m); }, false},
       {"autodiff", "derive the backward pass (grad sinks)", differentiate, true},
       {"optimizer", "clip gradients and update parameters and optimizer state", [](Module &m, Diagnostics &) { addOptimizer(m); }, true},
+      {"hoist-accumulations", "turn a scan's carried sums of per-step matmuls or sums into one over the stacked steps", [](Module &m, Diagnostics &) { hoistAccumulations(m); }, false},
+      {"centered-sums", "split sums of linear combinations where a centred term sums to zero", [](Module &m, Diagnostics &) { cancelCenteredSums(m); }, false},
+      {"fold-affine", "fold inference-mode per-feature affine maps (BatchNorm) into adjacent matmul weights", [](Module &m, Diagnostics &) { foldAffineIntoMatmul(m); }, false},
+      {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
   };
   return passes;
 }

@@ -16,6 +16,7 @@
 #include "Diagnostics.h"
 #include "Elaborate.h"
 #include "IR.h"
+#include "LLVMCodegen.h"
 #include "Parser.h"
 #include "Passes.h"
 #include "Pipeline.h"
@@ -66,27 +67,34 @@ void verifyOrDie(const Module &m, const std::string &after) {
 
 } // namespace
 
-std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId) {
+bool writeOutputFile(const std::string &path, const std::string &text, std::ostream &err) { return writeOutput(path, text, err); }
+
+std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId, const std::vector<std::string> &skip) {
   uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
   std::unique_ptr<ModuleAST> prelude = parseModule(preludeId, sm, diag);
   std::unique_ptr<ModuleAST> ast = parseModule(fileId, sm, diag);
   std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
   verifyOrDie(*m, "elaboration");
-  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "autodiff", "optimizer", "fold", "cse", "dce"}) {
-    findPass(name)->run(*m, diag);
+  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "hoist-projections", "dce", "autodiff", "optimizer", "fold", "cse",
+                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "fold-affine", "fold", "cse", "dce"}) {
+    const PassInfo &pass = *findPass(name);
+    if (!pass.required && std::find(skip.begin(), skip.end(), name) != skip.end())
+      continue;
+    pass.run(*m, diag);
     verifyOrDie(*m, name);
   }
   return m;
 }
 
 int runPipeline(const PipelineOptions &opts, std::ostream &err) {
-  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm"};
+  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm", "obj"};
   if (!opts.emit.empty() && std::find(kEmits.begin(), kEmits.end(), opts.emit) == kEmits.end()) {
     err << fmt::format("gradc: error: unknown --emit kind '{}'; expected {}\n", opts.emit, fmt::join(kEmits, ", "));
     return 1;
   }
   // Loop-level passes: they shape the lowering (--disable-pass), not the graph.
-  static const std::vector<std::string> kLoopPasses = {"fuse", "memory-plan"};
+  // llvm-opt is the LLVM backend's optimisation pipeline (--emit=llvm without it: the emitter's IR).
+  static const std::vector<std::string> kLoopPasses = {"fuse", "memory-plan", "llvm-opt"};
   auto isLoopPass = [](const std::string &p) { return std::find(kLoopPasses.begin(), kLoopPasses.end(), p) != kLoopPasses.end(); };
   for (const std::vector<std::string> *list : {&opts.printAfter, &opts.disabled})
     for (const std::string &p : *list)
@@ -149,6 +157,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     runPass("cse");
     runPass("dce");
     runPass("licm");
+    runPass("hoist-projections");
+    runPass("dce");
     runPass("autodiff");
     runPass("optimizer");
     runPass("fold");
@@ -160,7 +170,15 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
 
-    // 4. Optimisations of the training step (fusion, memory planning) come here.
+    // 4. Rewrites for fewer passes over the data; fusion and memory planning are loop-level
+    // (step 5).
+    runPass("hoist-accumulations");
+    runPass("centered-sums");
+    runPass("one-pass-variance");
+    runPass("fold-affine");
+    runPass("fold");
+    runPass("cse");
+    runPass("dce");
     if (opts.emit == "opt-graph") {
       std::ostringstream os;
       printModule(*m, sm, os);
@@ -173,8 +191,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     }
 
     // 5. Code generation.
-    if (opts.emit == "llvm") {
-      err << "gradc: error: --emit=llvm is not implemented yet (the LLVM backend is issue 5)\n";
+    if (opts.backend != "cpp" && opts.backend != "llvm") {
+      err << fmt::format("gradc: error: unknown --backend '{}'; expected cpp or llvm\n", opts.backend);
       return 1;
     }
     LowerOptions lower;
@@ -188,6 +206,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       printMemoryPlans(*m, sm, os, lower);
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
+    if (opts.emit == "llvm" || opts.emit == "obj" || (opts.emit.empty() && opts.backend == "llvm"))
+      return runLLVMBackend(*m, sm, opts, lower, err);
     std::ostringstream cpp;
     emitCpp(*m, sm, cpp, lower);
     if (opts.emit == "cpp")

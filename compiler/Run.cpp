@@ -1,14 +1,19 @@
-// Run.cpp: `gradc run --interpret`: the training driver over the interpreter backend.
+// Run.cpp: `gradc run`: the training driver over the JIT-compiled model (LLVM backend), or
+// over the interpreter backend with --interpret.
 #include "Run.h"
+
+#include <algorithm>
 
 #include "../runtime/Model.h"
 #include "InterpBackend.h"
+#include "Jit.h"
 #include "Pipeline.h"
 #include "RunSpec.h"
 
 namespace gradc {
 
-int runModel(const std::string &model, const std::vector<std::string> &exeArgs, bool interpret, std::ostream &err) {
+int runModel(const PipelineOptions &opts, const std::vector<std::string> &exeArgs, bool interpret, std::ostream &err) {
+  const std::string &model = opts.input;
   SourceManager sm;
   Diagnostics diag(sm, err);
   std::unique_ptr<Module> m;
@@ -23,14 +28,19 @@ int runModel(const std::string &model, const std::vector<std::string> &exeArgs, 
   } catch (const CompileError &) {
     return 1;
   }
+  std::vector<std::string> args = {model};
+  args.insert(args.end(), exeArgs.begin(), exeArgs.end());
   if (!interpret) {
-    err << "gradc: error: 'gradc run' needs --interpret until a JIT backend exists\n";
-    return 1;
+    auto enabled = [&](const char *pass) {
+      return opts.optLevel > 0 && std::find(opts.disabled.begin(), opts.disabled.end(), pass) == opts.disabled.end();
+    };
+    LowerOptions lower;
+    lower.fuse = enabled("fuse");
+    lower.planMemory = enabled("memory-plan");
+    return runJit(*m, sm, opts, lower, args, err);
   }
   rt::ModelSpec spec = makeModelSpec(*m);
   InterpBackend backend(*m, spec);
-  std::vector<std::string> args = {model};
-  args.insert(args.end(), exeArgs.begin(), exeArgs.end());
   std::vector<char *> argv;
   for (std::string &a : args)
     argv.push_back(a.data());

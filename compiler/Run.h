@@ -5,11 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "Pipeline.h"
+
 namespace gradc {
 
-/// Compiles `model` and hands `exeArgs` (the executable's flags, section 4 of the contract)
-/// to the training driver. With `interpret`, the reference interpreter runs the steps in
-/// double precision (slow, needs no C++ compiler). Returns the exit code.
-int runModel(const std::string &model, const std::vector<std::string> &exeArgs, bool interpret, std::ostream &err);
+/// Compiles the model `opts.input` and hands `exeArgs` (the executable's flags, section 4 of
+/// the contract) to the training driver. The steps run as code compiled in process by the
+/// LLVM backend's JIT (-O, --target-cpu and --disable-pass=fuse|memory-plan|llvm-opt apply);
+/// with `interpret`, the reference interpreter runs them in double precision. Returns the exit code.
+int runModel(const PipelineOptions &opts, const std::vector<std::string> &exeArgs, bool interpret, std::ostream &err);
 
 } // namespace gradc

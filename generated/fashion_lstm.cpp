@@ -97,7 +97,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(2774608) {
+  Net() {
     sf_[0].assign(14336, T(0));
     sf_[1].assign(65536, T(0));
     sf_[2].assign(512, T(0));
@@ -131,7 +131,7 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
   // input %x  (fashion_lstm.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
@@ -145,47 +145,36 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975936)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 140096));
-  std::copy_n((A + 50240), 8192, (A + 148288));
+  std::copy_n((A + 50240), 8192, (A + 1074240));
+  std::copy_n((A + 50240), 8192, (A + 1082432));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 222016)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 1041472)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090624)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1123392)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -205,35 +194,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123392)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1123392)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1123392)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1123392)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1082432)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 156480)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090624)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 164672)[i0 * 128 + i1 * 1] = v12;
+          (A + 1098816)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
-    std::copy_n((A + 164672), 8192, (A + 140096));
-    std::copy_n((A + 156480), 8192, (A + 148288));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 1156160) + (o * 28 + t) * 128);
+    std::copy_n((A + 1098816), 8192, (A + 1074240));
+    std::copy_n((A + 1090624), 8192, (A + 1082432));
   }
-  std::copy_n((A + 140096), 8192, (A + 254784));
-  std::copy_n((A + 148288), 8192, (A + 262976));
+  std::copy_n((A + 1074240), 8192, (A + 0));
+  std::copy_n((A + 1082432), 8192, (A + 8192));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156160)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -266,7 +255,7 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
   // input %x  (fashion_lstm.model:8:1)
@@ -281,47 +270,36 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975936)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 140096));
-  std::copy_n((A + 50240), 8192, (A + 148288));
+  std::copy_n((A + 50240), 8192, (A + 1074240));
+  std::copy_n((A + 50240), 8192, (A + 1082432));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 222016)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 1041472)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090624)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1123392)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -341,47 +319,50 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123392)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 156480)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
+          (A + 1090624)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 1123392)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 164672)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
+          (A + 1098816)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 1123392)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 172864)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
+          (A + 1107008)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 1123392)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 181056)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
+          (A + 1115200)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1082432)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 189248)[i0 * 128 + i1 * 1] = v10;
+          (A + 1156160)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 197440)[i0 * 128 + i1 * 1] = v11;
+          (A + 1164352)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 205632)[i0 * 128 + i1 * 1] = v12;
+          (A + 1172544)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 205632) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 197440) + o * 128, 128, (A + 500544) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 181056) + o * 128, 128, (A + 729920) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 172864) + o * 128, 128, (A + 959296) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 156480) + o * 128, 128, (A + 1188672) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 148288) + o * 128, 128, (A + 1418048) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 1647424) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 140096) + o * 128, 128, (A + 1876800) + (o * 28 + t) * 128);
-    std::copy_n((A + 205632), 8192, (A + 140096));
-    std::copy_n((A + 189248), 8192, (A + 148288));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1172544) + o * 128, 128, (A + 1197120) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1164352) + o * 128, 128, (A + 1426496) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1115200) + o * 128, 128, (A + 1655872) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107008) + o * 128, 128, (A + 1885248) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1090624) + o * 128, 128, (A + 2114624) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1082432) + o * 128, 128, (A + 2344000) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 2573376) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074240) + o * 128, 128, (A + 2802752) + (o * 28 + t) * 128);
+    std::copy_n((A + 1172544), 8192, (A + 1074240));
+    std::copy_n((A + 1156160), 8192, (A + 1082432));
   }
-  std::copy_n((A + 140096), 8192, (A + 254784));
-  std::copy_n((A + 148288), 8192, (A + 262976));
+  std::copy_n((A + 1074240), 8192, (A + 1180736));
+  std::copy_n((A + 1082432), 8192, (A + 1188928));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1197120)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -396,12 +377,16 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 10, 128, T(1), (A + 58432), 128, sf_[4].data(), 128, T(0), (A + 67904), 10, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
+  // fused loop over [64, 10], 1 reduction:
+  //   add %logits  (prelude.model:10:34)
+  //   max over axes [1]  (fashion_lstm.model:17:25)
+  std::fill_n((A + 69184), 64, -INFINITY);
   for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 68544)[i0 * 10 + i1 * 1] = (A + 67904)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
+        const T v0 = (A + 67904)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 68544)[i0 * 10 + i1 * 1] = v0;
+        (A + 69184)[i0 * 1] = std::max((A + 69184)[i0 * 1], v0);
       }
   // cross_entropy %loss  (fashion_lstm.model:17:25)
   { T s = 0;
@@ -417,469 +402,331 @@ private:
   loss = double((A + 67904)[0]);
   // const  (fashion_lstm.model:14:1)
   std::fill_n((A + 67904), 1, T(1));
-  // max  (fashion_lstm.model:17:25)
-  std::fill_n((A + 67920), 64, -INFINITY);
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 67920)[i0 * 1] = std::max((A + 67920)[i0 * 1], (A + 68544)[i0 * 10 + i1 * 1]);
-      }
-  // fused loop over [64, 10]:
+  // fused loop over [64, 10], 1 reduction:
   //   sub  (fashion_lstm.model:17:25)  [register]
   //   exp  (fashion_lstm.model:17:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 68544)[i0 * 10 + i1 * 1] - (A + 67920)[i0 * 1];
-        const T v1 = fexp(v0);
-        (A + 69184)[i0 * 10 + i1 * 1] = v1;
-      }
-  // sum  (fashion_lstm.model:17:25)
+  //   sum over axes [1]  (fashion_lstm.model:17:25)
   std::fill_n((A + 67920), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 67920)[i0 * 1] += (A + 69184)[i0 * 10 + i1 * 1];
-      }
-  // div  (fashion_lstm.model:17:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 67984)[i0 * 10 + i1 * 1] = (A + 69184)[i0 * 10 + i1 * 1] / (A + 67920)[i0 * 1];
+        const T v0 = (A + 68544)[i0 * 10 + i1 * 1] - (A + 69184)[i0 * 1];
+        const T v1 = fexp(v0);
+        (A + 69248)[i0 * 10 + i1 * 1] = v1;
+        (A + 67920)[i0 * 1] += v1;
       }
   // one_hot  (fashion_lstm.model:17:25)
-  std::fill_n((A + 68624), 640, T(0));
-  for (int64_t k = 0; k < 64; ++k) (A + 68624)[k * 10 + int64_t((A + 50176)[k])] = T(1);
-  // sub  (fashion_lstm.model:17:25)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 69264)[i] = (A + 67984)[i] - (A + 68624)[i];
-  }
+  std::fill_n((A + 67984), 640, T(0));
+  for (int64_t k = 0; k < 64; ++k) (A + 67984)[k * 10 + int64_t((A + 50176)[k])] = T(1);
   // const  (fashion_lstm.model:17:25)
   std::fill_n((A + 50176), 1, T(0.015625));
-  // mul  (fashion_lstm.model:17:25)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 67920)[i] = (A + 69264)[i] * (A + 50176)[0];
-  }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 50176), 10, T(0));
+  // fused loop over [64, 10], 1 reduction:
+  //   div  (fashion_lstm.model:17:25)  [register]
+  //   sub  (fashion_lstm.model:17:25)  [register]
+  //   mul  (fashion_lstm.model:17:25)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 50192), 10, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 50176)[i1 * 1] += (A + 67920)[i0 * 10 + i1 * 1];
+        const T v0 = (A + 69248)[i0 * 10 + i1 * 1] / (A + 67920)[i0 * 1];
+        const T v1 = v0 - (A + 67984)[i0 * 10 + i1 * 1];
+        const T v2 = v1 * (A + 50176)[0];
+        (A + 69888)[i0 * 10 + i1 * 1] = v2;
+        (A + 50192)[i1 * 1] += v2;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 67920), 10, (A + 66624), 10, T(0), (A + 138304), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 69888), 10, (A + 66624), 10, T(0), (A + 70528), 128, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 67920), 10, T(0), (A + 66624), 10, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 58432)[i0 * 128 + i1 * 1] = (A + 66624)[i0 * 1 + i1 * 10];
-      }
+  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 69888), 10, T(0), (A + 66624), 10, threads());
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // pad  (fashion_lstm.model:16:19)
-  std::fill_n((A + 146496), 229376, T(0));
+  std::fill_n((A + 78720), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 146496)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 138304)[i0 * 128 + i1 * 128 + i2 * 1];
+          (A + 78720)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 70528)[i0 * 128 + i1 * 128 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 375872), 14336, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 59712), 512, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 390208), 65536, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 455744), 14336, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 2106176), 65536, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 2239040));
-  std::copy_n((A + 50240), 8192, (A + 2247232));
-  std::copy_n((A + 375872), 14336, (A + 2255424));
-  std::copy_n((A + 59712), 512, (A + 2269760));
-  std::copy_n((A + 390208), 65536, (A + 2270272));
-  std::copy_n((A + 59712), 512, (A + 2335808));
-  std::copy_n((A + 455744), 14336, (A + 2336320));
-  std::copy_n((A + 2106176), 65536, (A + 2350656));
+  std::copy_n((A + 50240), 8192, (A + 373632));
+  std::copy_n((A + 50240), 8192, (A + 381824));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 146496) + (o * 28 + t) * 128, 128, (A + 2171712) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 500544) + (o * 28 + t) * 128, 128, (A + 2179904) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 729920) + (o * 28 + t) * 128, 128, (A + 2188096) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 959296) + (o * 28 + t) * 128, 128, (A + 2196288) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1188672) + (o * 28 + t) * 128, 128, (A + 2204480) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1418048) + (o * 28 + t) * 128, 128, (A + 2212672) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1647424) + (o * 28 + t) * 128, 128, (A + 2220864) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1876800) + (o * 28 + t) * 128, 128, (A + 2229056) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 2237248) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 78720) + (o * 28 + t) * 128, 128, (A + 308096) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1426496) + (o * 28 + t) * 128, 128, (A + 316288) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1655872) + (o * 28 + t) * 128, 128, (A + 324480) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1885248) + (o * 28 + t) * 128, 128, (A + 332672) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2114624) + (o * 28 + t) * 128, 128, (A + 340864) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2344000) + (o * 28 + t) * 128, 128, (A + 349056) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2573376) + (o * 28 + t) * 128, 128, (A + 357248) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2802752) + (o * 28 + t) * 128, 128, (A + 365440) + o * 128);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 390016), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2239040)[i] + (A + 2171712)[i];
-      const T v1 = v0 * (A + 2179904)[i];
-      (A + 2416192)[i] = v1;
-      const T v2 = v0 * (A + 2188096)[i];
-      (A + 2424384)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 2432576), 1, T(1));
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2179904)[i] * (A + 2179904)[i];
-      const T v1 = (A + 2432576)[0] - v0;
-      const T v2 = (A + 2424384)[i] * v1;
-      const T v3 = (A + 2247232)[i] + v2;
-      const T v4 = v3 * (A + 2196288)[i];
-      (A + 2432592)[i] = v4;
-      const T v5 = v3 * (A + 2204480)[i];
-      (A + 2440784)[i] = v5;
-      const T v6 = v3 * (A + 2212672)[i];
-      (A + 2448976)[i] = v6;
-      const T v7 = v3 * (A + 2220864)[i];
-      (A + 2457168)[i] = v7;
-      const T v8 = (A + 2432576)[0] - (A + 2188096)[i];
-      const T v9 = (A + 2188096)[i] * v8;
-      const T v10 = (A + 2416192)[i] * v9;
-      (A + 2465360)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 2473552), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2473552)[384 + i0 * 512 + i1 * 1] = (A + 2465360)[i0 * 128 + i1 * 1];
-        }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2196288)[i] * (A + 2196288)[i];
-      const T v1 = (A + 2432576)[0] - v0;
-      const T v2 = (A + 2440784)[i] * v1;
-      (A + 2416192)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 2506320), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2506320)[256 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2539088)[i] = (A + 2473552)[i] + (A + 2506320)[i];
-    }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2432576)[0] - (A + 2220864)[i];
-      const T v1 = (A + 2220864)[i] * v0;
-      const T v2 = (A + 2448976)[i] * v1;
-      (A + 2416192)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 2465360), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2465360)[128 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2498128)[i] = (A + 2539088)[i] + (A + 2465360)[i];
-    }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2432576)[0] - (A + 2204480)[i];
-      const T v1 = (A + 2204480)[i] * v0;
-      const T v2 = (A + 2432592)[i] * v1;
-      (A + 2416192)[i] = v2;
+      const T v0 = (A + 373632)[i] + (A + 308096)[i];
+      const T v1 = v0 * (A + 316288)[i];
+      const T v2 = (A + 390016)[0] - (A + 324480)[i];
+      const T v3 = (A + 324480)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 398224)[i] = v4;
+      const T v5 = v0 * (A + 324480)[i];
+      const T v6 = (A + 316288)[i] * (A + 316288)[i];
+      const T v7 = (A + 390016)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 381824)[i] + v8;
+      const T v10 = v9 * (A + 340864)[i];
+      const T v11 = (A + 332672)[i] * (A + 332672)[i];
+      const T v12 = (A + 390016)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 406416)[i] = v13;
+      const T v14 = v9 * (A + 349056)[i];
+      const T v15 = (A + 390016)[0] - (A + 357248)[i];
+      const T v16 = (A + 357248)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 414608)[i] = v17;
+      const T v18 = v9 * (A + 332672)[i];
+      const T v19 = (A + 390016)[0] - (A + 340864)[i];
+      const T v20 = (A + 340864)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 422800)[i] = v21;
+      const T v22 = v9 * (A + 357248)[i];
+      (A + 390032)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 2424384), 32768, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 430992), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2424384)[0 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
+          (A + 430992)[384 + i0 * 512 + i1 * 1] = (A + 398224)[i0 * 128 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 463760), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 463760)[256 + i0 * 512 + i1 * 1] = (A + 406416)[i0 * 128 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 496528), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 496528)[128 + i0 * 512 + i1 * 1] = (A + 414608)[i0 * 128 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 529296), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 529296)[0 + i0 * 512 + i1 * 1] = (A + 422800)[i0 * 128 + i1 * 1];
+        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2465360)[i] = (A + 2498128)[i] + (A + 2424384)[i];
+      const T v0 = (A + 430992)[i] + (A + 463760)[i];
+      const T v1 = v0 + (A + 496528)[i];
+      const T v2 = v1 + (A + 529296)[i];
+      (A + 398224)[i] = v2;
     }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 2416192), 512, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 2416192)[i1 * 1] += (A + 2465360)[i0 * 512 + i1 * 1];
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 2465360), 512, (A + 72768), 512, T(0), (A + 2416704), 128, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 128, 512, 64, T(1), (A + 2229056), 128, (A + 2465360), 512, T(0), (A + 2498128), 512, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 28, 512, 64, T(1), (A + 2237248), 28, (A + 2465360), 512, T(0), (A + 2424896), 512, threads());
-    // fused loop over [512]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 2269760)[i] + (A + 2416192)[i];
-      (A + 2439232)[i] = v0;
-      const T v1 = (A + 2335808)[i] + (A + 2416192)[i];
-      (A + 2439744)[i] = v1;
-    }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 14336; ++i) {
-      (A + 2440256)[i] = (A + 2336320)[i] + (A + 2424896)[i];
-    }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 65536; ++i) {
-      (A + 2563664)[i] = (A + 2350656)[i] + (A + 2498128)[i];
-    }
-    std::copy_n((A + 2416704), 8192, (A + 2239040));
-    std::copy_n((A + 2457168), 8192, (A + 2247232));
-    std::copy_n((A + 2439232), 512, (A + 2269760));
-    std::copy_n((A + 2439744), 512, (A + 2335808));
-    std::copy_n((A + 2440256), 14336, (A + 2336320));
-    std::copy_n((A + 2563664), 65536, (A + 2350656));
+    gemm(false, true, 64, 128, 512, T(1), (A + 398224), 512, (A + 975936), 512, T(0), (A + 430992), 128, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 398224) + o * 512, 512, (A + 3032128) + (o * 28 + t) * 512);
+    std::copy_n((A + 430992), 8192, (A + 373632));
+    std::copy_n((A + 390032), 8192, (A + 381824));
   }
-  std::copy_n((A + 2239040), 8192, (A + 138304));
-  std::copy_n((A + 2247232), 8192, (A + 470080));
-  std::copy_n((A + 2255424), 14336, (A + 478272));
-  std::copy_n((A + 2269760), 512, (A + 60224));
-  std::copy_n((A + 2270272), 65536, (A + 2629200));
-  std::copy_n((A + 2335808), 512, (A + 60736));
-  std::copy_n((A + 2336320), 14336, (A + 2694736));
-  std::copy_n((A + 2350656), 65536, (A + 2709072));
-  // fused loop over [512, 128]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 512; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 2709072)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 2629200)[i0 * 128 + i1 * 1] + v0;
-        (A + 67920)[i0 * 128 + i1 * 1] = v1;
-      }
-  // fused loop over [512, 28]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  std::copy_n((A + 373632), 8192, (A + 58432));
+  std::copy_n((A + 381824), 8192, (A + 67920));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 50208), 512, T(0));
+  for (int64_t i0 = 0; i0 < 64; ++i0)
+    for (int64_t i1 = 0; i1 < 28; ++i1)
+      for (int64_t i2 = 0; i2 < 512; ++i2)
+        {
+          (A + 50208)[i2 * 1] += (A + 3032128)[i0 * 14336 + i1 * 512 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2802752), 128, (A + 3032128), 512, T(0), (A + 67920), 512, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 3032128), 512, T(0), (A + 50720), 512, threads());
+  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        const T v0 = (A + 2694736)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 478272)[i0 * 28 + i1 * 1] + v0;
-        (A + 0)[i0 * 28 + i1 * 1] = v1;
+        (A + 0)[i0 * 28 + i1 * 1] = (A + 50720)[i0 * 1 + i1 * 512];
       }
   // grad  (prelude.model:19:5)
   if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
+  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        (A + 133456)[i0 * 128 + i1 * 1] = (A + 67920)[i0 * 1 + i1 * 512];
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 67920), (A + 67920) + 65536);
+  if (grads) (*grads)[1].assign((A + 133456), (A + 133456) + 65536);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 60224), (A + 60224) + 512);
+  if (grads) (*grads)[2].assign((A + 50208), (A + 50208) + 512);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 60736), (A + 60736) + 512);
+  if (grads) (*grads)[3].assign((A + 50208), (A + 50208) + 512);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        (A + 14336)[i0 * 128 + i1 * 1] = (A + 66624)[i0 * 1 + i1 * 10];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 58432), (A + 58432) + 1280);
+  if (grads) (*grads)[4].assign((A + 14336), (A + 14336) + 1280);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 50176), (A + 50176) + 10);
+  if (grads) (*grads)[5].assign((A + 50192), (A + 50192) + 10);
   // hyper %lr  (fashion_lstm.model:21:1)
-  (A + 14336)[0] = T(lr_);
+  (A + 15616)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm.model:21:1)
   // add %optimizer.step.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 14352)[0] = sf_[6].data()[0] + (A + 67904)[0];
+    (A + 15632)[0] = sf_[6].data()[0] + (A + 67904)[0];
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(6, (A + 14352));
+  updates.emplace_back(6, (A + 15632));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14368), 1, T(-0.10536051565782628));
-  // fused loop over []:
+  std::fill_n((A + 15648), 1, T(-0.10536051565782628));
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15664), 1, T(-0.0010005003335835344));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15680), 1, T(0.90000000000000002));
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15696), 1, T(0.099999999999999978));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15712), 1, T(0.999));
+  // const  (fashion_lstm.model:21:1)
+  std::fill_n((A + 15728), 1, T(0.0010000000000000009));
+  // fused loop over [512, 28]:
   //   mul  (fashion_lstm.model:21:1)  [register]
-  //   exp  (fashion_lstm.model:21:1)  [register]
-  //   sub  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+  //   sqrt  (fashion_lstm.model:21:1)
   GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 14352)[0] * (A + 14368)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 67904)[0] - v1;
-    (A + 14384)[0] = v2;
+  for (int64_t i = 0; i < 14336; ++i) {
+    const T v0 = sf_[7].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 0)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 15744)[i] = v2;
+    const T v3 = sf_[8].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 0)[i] * (A + 0)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 30080)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    (A + 50720)[i] = v7;
   }
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(7, (A + 15744));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(8, (A + 30080));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14368), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 0), 1, T(1e-08));
   // fused loop over []:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   exp  (fashion_lstm.model:21:1)  [register]
   //   sub  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   exp  (fashion_lstm.model:21:1)  [register]
+  //   sub  (fashion_lstm.model:21:1)  [register]
   //   sqrt  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 14352)[0] * (A + 14368)[0];
+    const T v0 = (A + 15632)[0] * (A + 15648)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 67904)[0] - v1;
-    const T v3 = (A + 14336)[0] / (A + 14384)[0];
-    (A + 14400)[0] = v3;
-    const T v4 = std::sqrt(v2);
-    (A + 14416)[0] = v4;
+    const T v3 = (A + 15616)[0] / v2;
+    (A + 16)[0] = v3;
+    const T v4 = (A + 15632)[0] * (A + 15664)[0];
+    const T v5 = fexp(v4);
+    const T v6 = (A + 67904)[0] - v5;
+    const T v7 = std::sqrt(v6);
+    (A + 32)[0] = v7;
   }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14336), 1, T(0.90000000000000002));
-  // mul  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 14432)[i] = sf_[7].data()[i] * (A + 14336)[0];
-  }
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14368), 1, T(0.099999999999999978));
   // fused loop over [512, 28]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 0)[i] * (A + 14368)[0];
-    const T v1 = (A + 14432)[i] + v0;
-    (A + 28768)[i] = v1;
-  }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 14384), 1, T(0.999));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[8].data()[i] * (A + 14384)[0];
-    (A + 14432)[i] = v0;
-    const T v1 = (A + 0)[i] * (A + 0)[i];
-    (A + 133456)[i] = v1;
-  }
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 0), 1, T(0.0010000000000000009));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 133456)[i] * (A + 0)[0];
-    const T v1 = (A + 14432)[i] + v0;
-    (A + 147792)[i] = v1;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(7, (A + 28768));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(8, (A + 147792));
-  // fused loop over [512, 28]:
-  //   sqrt  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = std::sqrt((A + 147792)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    (A + 14432)[i] = v1;
-  }
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over [512, 28]:
+  //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 14432)[i] + (A + 16)[0];
-    const T v1 = (A + 28768)[i] / v0;
-    const T v2 = (A + 14400)[0] * v1;
-    const T v3 = sf_[0].data()[i] - v2;
-    (A + 133456)[i] = v3;
+    const T v0 = (A + 50720)[i] / (A + 32)[0];
+    const T v1 = v0 + (A + 0)[0];
+    const T v2 = (A + 15744)[i] / v1;
+    const T v3 = (A + 16)[0] * v2;
+    const T v4 = sf_[0].data()[i] - v3;
+    (A + 65056)[i] = v4;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(0, (A + 133456));
+  updates.emplace_back(0, (A + 65056));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [512, 128]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 67920)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 162128)[i] = v2;
-  }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512, 128]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[10].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 67920)[i] * (A + 67920)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 227664)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(9, (A + 162128));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(10, (A + 227664));
-  // fused loop over [512, 128]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -888,96 +735,49 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = std::sqrt((A + 227664)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 162128)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[1].data()[i] - v4;
-    (A + 61248)[i] = v5;
+    const T v0 = sf_[9].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 133456)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 198992)[i] = v2;
+    const T v3 = sf_[10].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 133456)[i] * (A + 133456)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 264528)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[1].data()[i] - v11;
+    (A + 330064)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(1, (A + 61248));
+  updates.emplace_back(9, (A + 198992));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(10, (A + 264528));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(1, (A + 330064));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 60224)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 32)[i] = v2;
-  }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[12].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 60224)[i] * (A + 60224)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 544)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(11, (A + 32));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(12, (A + 544));
-  // fused loop over [512]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 544)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 32)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[2].data()[i] - v4;
-    (A + 1056)[i] = v5;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(2, (A + 1056));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[13].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 60736)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 1568)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 60736)[i] * (A + 60736)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 2080)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(13, (A + 1568));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(14, (A + 2080));
-  // fused loop over [512]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -986,47 +786,60 @@ private:
   //   sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 2080)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 1568)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[3].data()[i] - v4;
-    (A + 2592)[i] = v5;
+    const T v0 = sf_[11].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 50208)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 48)[i] = v2;
+    const T v3 = sf_[12].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 50208)[i] * (A + 50208)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 560)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[2].data()[i] - v11;
+    (A + 1072)[i] = v12;
+    const T v13 = sf_[13].data()[i] * (A + 15680)[0];
+    const T v14 = v13 + v1;
+    (A + 1584)[i] = v14;
+    const T v15 = sf_[14].data()[i] * (A + 15712)[0];
+    const T v16 = v15 + v5;
+    (A + 2096)[i] = v16;
+    const T v17 = std::sqrt(v16);
+    const T v18 = v17 / (A + 32)[0];
+    const T v19 = v18 + (A + 0)[0];
+    const T v20 = v14 / v19;
+    const T v21 = (A + 16)[0] * v20;
+    const T v22 = sf_[3].data()[i] - v21;
+    (A + 2608)[i] = v22;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(3, (A + 2592));
+  updates.emplace_back(11, (A + 48));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(12, (A + 560));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(2, (A + 1072));
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(13, (A + 1584));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(14, (A + 2096));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(3, (A + 2608));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [10, 128]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 58432)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 3104)[i] = v2;
-  }
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10, 128]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 58432)[i] * (A + 58432)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 4384)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(15, (A + 3104));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(16, (A + 4384));
-  // fused loop over [10, 128]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -1035,47 +848,39 @@ private:
   //   sub %head.weight.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = std::sqrt((A + 4384)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 3104)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[4].data()[i] - v4;
-    (A + 5664)[i] = v5;
+    const T v0 = sf_[15].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 14336)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 3120)[i] = v2;
+    const T v3 = sf_[16].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 14336)[i] * (A + 14336)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 4400)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[4].data()[i] - v11;
+    (A + 5680)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(4, (A + 5664));
+  updates.emplace_back(15, (A + 3120));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(16, (A + 4400));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(4, (A + 5680));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm.model:21:1)
-  // fused loop over [10]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 14336)[0];
-    const T v1 = (A + 50176)[i] * (A + 14368)[0];
-    const T v2 = v0 + v1;
-    (A + 6944)[i] = v2;
-  }
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
+  //   mul  (fashion_lstm.model:21:1)  [register]
+  //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 14384)[0];
-    const T v1 = (A + 50176)[i] * (A + 50176)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 6960)[i] = v3;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(17, (A + 6944));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(18, (A + 6960));
-  // fused loop over [10]:
   //   sqrt  (fashion_lstm.model:21:1)  [register]
   //   div  (fashion_lstm.model:21:1)  [register]
   //   add  (fashion_lstm.model:21:1)  [register]
@@ -1084,16 +889,29 @@ private:
   //   sub %head.bias.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = std::sqrt((A + 6960)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 6944)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[5].data()[i] - v4;
-    (A + 0)[i] = v5;
+    const T v0 = sf_[17].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 50192)[i] * (A + 15696)[0];
+    const T v2 = v0 + v1;
+    (A + 6960)[i] = v2;
+    const T v3 = sf_[18].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 50192)[i] * (A + 50192)[i];
+    const T v5 = v4 * (A + 15728)[0];
+    const T v6 = v3 + v5;
+    (A + 6976)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[5].data()[i] - v11;
+    (A + 6992)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(5, (A + 0));
+  updates.emplace_back(17, (A + 6960));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(18, (A + 6976));
+  // update  (fashion_lstm.model:21:1)
+  updates.emplace_back(5, (A + 6992));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1105,7 +923,7 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
   // input %x  (fashion_lstm.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
@@ -1115,47 +933,36 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58368)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72704)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975872)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 140032));
-  std::copy_n((A + 50176), 8192, (A + 148224));
+  std::copy_n((A + 50176), 8192, (A + 1074176));
+  std::copy_n((A + 50176), 8192, (A + 1082368));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138240) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138240), 28, (A + 58368), 512, T(0), (A + 156416), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189184)[i0 * 512 + i1 * 1] = (A + 156416)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 1041408) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140032), 128, (A + 72704), 512, T(0), (A + 156416), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189184)[i0 * 512 + i1 * 1] + (A + 156416)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 221952)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 1041408)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090560)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1123328)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1175,35 +982,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 221952)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123328)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 221952)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1123328)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 221952)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1123328)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 221952)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1123328)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 148224)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1082368)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 156416)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090560)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 164608)[i0 * 128 + i1 * 1] = v12;
+          (A + 1098752)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164608) + o * 128, 128, (A + 271104) + (o * 28 + t) * 128);
-    std::copy_n((A + 164608), 8192, (A + 140032));
-    std::copy_n((A + 156416), 8192, (A + 148224));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098752) + o * 128, 128, (A + 1156096) + (o * 28 + t) * 128);
+    std::copy_n((A + 1098752), 8192, (A + 1074176));
+    std::copy_n((A + 1090560), 8192, (A + 1082368));
   }
-  std::copy_n((A + 140032), 8192, (A + 254720));
-  std::copy_n((A + 148224), 8192, (A + 262912));
+  std::copy_n((A + 1074176), 8192, (A + 0));
+  std::copy_n((A + 1082368), 8192, (A + 8192));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271104)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156096)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -1223,7 +1030,14 @@ private:
   std::copy_n((A + 0), 640, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(3949632);
+    return arena_.data();
+  }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[19]; // integer state
   double lr_ = 0.002;

@@ -115,7 +115,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(2774608) {
+  Net() {
     sf_[0].assign(14336, T(0));
     sf_[1].assign(65536, T(0));
     sf_[2].assign(512, T(0));
@@ -158,7 +158,7 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
   // input %x  (fashion_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
@@ -172,47 +172,36 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975936)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 140096));
-  std::copy_n((A + 50240), 8192, (A + 148288));
+  std::copy_n((A + 50240), 8192, (A + 1074240));
+  std::copy_n((A + 50240), 8192, (A + 1082432));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 222016)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 1041472)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090624)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1123392)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -232,97 +221,100 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123392)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1123392)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1123392)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1123392)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1082432)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 156480)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090624)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 164672)[i0 * 128 + i1 * 1] = v12;
+          (A + 1098816)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
-    std::copy_n((A + 164672), 8192, (A + 140096));
-    std::copy_n((A + 156480), 8192, (A + 148288));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 1156160) + (o * 28 + t) * 128);
+    std::copy_n((A + 1098816), 8192, (A + 1074240));
+    std::copy_n((A + 1090624), 8192, (A + 1082432));
   }
-  std::copy_n((A + 140096), 8192, (A + 254784));
-  std::copy_n((A + 148288), 8192, (A + 262976));
+  std::copy_n((A + 1074240), 8192, (A + 0));
+  std::copy_n((A + 1082432), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156160)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
   // buffer %bn.running_mean  (prelude.model:50:3)
-  // sub  (prelude.model:65:17)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
-      }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
-  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
+  // param %bn.weight  (prelude.model:48:3)
   // fused loop over [128]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 0)[0];
+    const T v0 = sf_[9].data()[i] + (A + 8192)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 16)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 8208)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 8336)[i] = v6;
   }
-  // mul %bn.xhat  (prelude.model:65:33)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 16384)[i0 * 128 + i1 * 1] = (A + 8192)[i0 * 128 + i1 * 1] * (A + 16)[i1 * 1];
-      }
-  // param %bn.weight  (prelude.model:48:3)
-  // mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 0)[i0 * 128 + i1 * 1] = (A + 16384)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
-      }
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %bn.bias  (prelude.model:49:3)
-  // add  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 8464)[i0 * 128 + i1 * 1] = sf_[6].data()[i0 * 128 + i1 * 1] * (A + 8208)[i1 * 1];
       }
-  // param %head.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, (A + 8464), 128, T(0), (A + 9744), 10, threads());
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 8192), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  gemm(false, true, 1, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
+  // fused loop over [64, 10]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 640)[i0 * 10 + i1 * 1] = (A + 0)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        const T v0 = (A + 9744)[i0 * 10 + i1 * 1] + (A + 0)[i1 * 1];
+        const T v1 = v0 + sf_[7].data()[i1 * 1];
+        (A + 16)[i0 * 10 + i1 * 1] = v1;
       }
   // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
   { T s = 0;
     for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 640) + b * 10; T m = x[0];
+      const T *x = (A + 16) + b * 10; T m = x[0];
       for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
       T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
       s += m + std::log(z) - x[int64_t((A + 50176)[b])];
@@ -336,62 +328,55 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
+  // const  (prelude.model:59:17)
+  std::fill_n((A + 0), 1, T(0));
+  // const  (prelude.model:58:13)
+  std::fill_n((A + 16), 1, T(-1));
   // input %x  (fashion_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
   // input %y  (fashion_lstm_bn.model:9:1)
-  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
+  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50208);
     for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 50240), 8192, T(0));
+  std::fill_n((A + 50272), 8192, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58432)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 32), 28, sf_[0].data(), 28, T(0), (A + 58464), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72768)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975968)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 140096));
-  std::copy_n((A + 50240), 8192, (A + 148288));
+  std::copy_n((A + 50272), 8192, (A + 1074272));
+  std::copy_n((A + 50272), 8192, (A + 1082464));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138304) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138304), 28, (A + 58432), 512, T(0), (A + 156480), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189248)[i0 * 512 + i1 * 1] = (A + 156480)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58464) + (o * 28 + t) * 512, 512, (A + 1041504) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140096), 128, (A + 72768), 512, T(0), (A + 156480), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074272), 128, (A + 975968), 512, T(0), (A + 1090656), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189248)[i0 * 512 + i1 * 1] + (A + 156480)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 222016)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 1041504)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090656)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1123424)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -411,767 +396,604 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 222016)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123424)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 156480)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 222016)[128 + i0 * 512 + i1 * 1];
+          (A + 1090656)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 1123424)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 164672)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 222016)[256 + i0 * 512 + i1 * 1];
+          (A + 1098848)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 1123424)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 172864)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 222016)[384 + i0 * 512 + i1 * 1];
+          (A + 1107040)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 1123424)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 181056)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 148288)[i0 * 128 + i1 * 1];
+          (A + 1115232)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1082464)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 189248)[i0 * 128 + i1 * 1] = v10;
+          (A + 1156192)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 197440)[i0 * 128 + i1 * 1] = v11;
+          (A + 1164384)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 205632)[i0 * 128 + i1 * 1] = v12;
+          (A + 1172576)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 205632) + o * 128, 128, (A + 271168) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 197440) + o * 128, 128, (A + 500544) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 181056) + o * 128, 128, (A + 729920) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 172864) + o * 128, 128, (A + 959296) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 156480) + o * 128, 128, (A + 1188672) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 148288) + o * 128, 128, (A + 1418048) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164672) + o * 128, 128, (A + 1647424) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 140096) + o * 128, 128, (A + 1876800) + (o * 28 + t) * 128);
-    std::copy_n((A + 205632), 8192, (A + 140096));
-    std::copy_n((A + 189248), 8192, (A + 148288));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1172576) + o * 128, 128, (A + 1197152) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1164384) + o * 128, 128, (A + 1426528) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1115232) + o * 128, 128, (A + 1655904) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107040) + o * 128, 128, (A + 1885280) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1090656) + o * 128, 128, (A + 2114656) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1082464) + o * 128, 128, (A + 2344032) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098848) + o * 128, 128, (A + 2573408) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074272) + o * 128, 128, (A + 2802784) + (o * 28 + t) * 128);
+    std::copy_n((A + 1172576), 8192, (A + 1074272));
+    std::copy_n((A + 1156192), 8192, (A + 1082464));
   }
-  std::copy_n((A + 140096), 8192, (A + 254784));
-  std::copy_n((A + 148288), 8192, (A + 262976));
+  std::copy_n((A + 1074272), 8192, (A + 1180768));
+  std::copy_n((A + 1082464), 8192, (A + 1188960));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271168)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1197152)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
-  // mean %bn.mu  (prelude.model:57:16)
-  std::fill_n((A + 66624), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 66624)[i1 * 1] += (A + 58432)[i0 * 128 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 128; ++k) (A + 66624)[k] /= T(64);
-  // fused loop over [64, 128]:
-  //   sub %bn.d  (prelude.model:58:13)
-  //   mul  (prelude.model:59:20)
+  // slice  (prelude.model:59:17)
+  GRADC_IVDEP
+  for (int64_t i = 0; i < 128; ++i) {
+    (A + 66656)[i] = (A + 58464)[0 + i];
+  }
+  // fused loop over [64, 128], 3 reductions:
+  //   sub  (prelude.model:59:17)  [register]
+  //   mean over axes [0]  (prelude.model:59:17)
+  //   mul  (prelude.model:59:17)  [register]
+  //   mean over axes [0]  (prelude.model:59:17)
+  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
+  std::fill_n((A + 66784), 128, T(0));
+  std::fill_n((A + 66912), 128, T(0));
+  std::fill_n((A + 67040), 128, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 58432)[i0 * 128 + i1 * 1] - (A + 66624)[i1 * 1];
-        (A + 138304)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = v0 * v0;
-        (A + 146496)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = (A + 58464)[i0 * 128 + i1 * 1] - (A + 66656)[i1 * 1];
+        (A + 66784)[i1 * 1] += v0;
+        const T v2 = v0 * v0;
+        (A + 66912)[i1 * 1] += v2;
+        (A + 67040)[i1 * 1] += (A + 58464)[i0 * 128 + i1 * 1];
       }
-  // mean %bn.var  (prelude.model:59:17)
-  std::fill_n((A + 58432), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 58432)[i1 * 1] += (A + 146496)[i0 * 128 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 128; ++k) (A + 58432)[k] /= T(64);
+  for (int64_t k = 0; k < 128; ++k) (A + 66784)[k] /= T(64);
+  for (int64_t k = 0; k < 128; ++k) (A + 66912)[k] /= T(64);
+  for (int64_t k = 0; k < 128; ++k) (A + 67040)[k] /= T(64);
   // buffer %bn.running_mean  (prelude.model:50:3)
   // const  (prelude.model:60:44)
-  std::fill_n((A + 58560), 1, T(0.90000000000000002));
-  // mul  (prelude.model:60:44)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 58576)[i] = (A + 58560)[0] * sf_[8].data()[i];
-  }
+  std::fill_n((A + 66656), 1, T(0.90000000000000002));
   // const  (prelude.model:60:70)
-  std::fill_n((A + 58704), 1, T(0.10000000000000001));
+  std::fill_n((A + 66672), 1, T(0.10000000000000001));
+  // buffer %bn.running_var  (prelude.model:51:3)
+  // const  (prelude.model:61:84)
+  std::fill_n((A + 66688), 1, T(0.10158730158730159));
+  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
+  for (int64_t k = 0; k < 1; ++k) (A + 66704)[k] = T(si_[10][k]);
+  // const  (prelude.model:62:56)
+  std::fill_n((A + 66720), 1, T(1));
+  // const  (prelude.model:63:28)
+  std::fill_n((A + 66736), 1, T(1.0000000000000001e-05));
+  // param %bn.weight  (prelude.model:48:3)
+  // param %bn.bias  (prelude.model:49:3)
+  // param %head.weight  (prelude.model:7:3)
   // fused loop over [128]:
+  //   mul  (prelude.model:59:17)  [register]
+  //   sub  (prelude.model:59:17)  [register]
+  //   maximum  (prelude.model:59:17)  [register]
+  //   add  (prelude.model:63:28)  [register]
+  //   rsqrt  (prelude.model:63:23)
+  //   mul  (prelude.model:60:44)  [register]
   //   mul  (prelude.model:60:70)  [register]
   //   add %bn.running_mean.new  (prelude.model:60:59)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 58704)[0] * (A + 66624)[i];
-    const T v1 = (A + 58576)[i] + v0;
-    (A + 58720)[i] = v1;
-  }
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // mul  (prelude.model:61:43)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 58576)[i] = (A + 58560)[0] * sf_[9].data()[i];
-  }
-  // const  (prelude.model:61:84)
-  std::fill_n((A + 58704), 1, T(0.10158730158730159));
-  // fused loop over [128]:
+  //   mul  (prelude.model:61:43)  [register]
   //   mul  (prelude.model:61:84)  [register]
   //   add %bn.running_var.new  (prelude.model:61:57)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 58704)[0] * (A + 58432)[i];
-    const T v1 = (A + 58576)[i] + v0;
-    (A + 58848)[i] = v1;
+    const T v0 = (A + 66784)[i] * (A + 66784)[i];
+    const T v1 = (A + 66912)[i] - v0;
+    const T v2 = std::max(v1, (A + 0)[0]);
+    const T v3 = v2 + (A + 66736)[0];
+    const T v4 = T(1) / std::sqrt(v3);
+    (A + 67424)[i] = v4;
+    const T v5 = (A + 66656)[0] * sf_[8].data()[i];
+    const T v6 = (A + 66672)[0] * (A + 67040)[i];
+    const T v7 = v5 + v6;
+    (A + 67168)[i] = v7;
+    const T v8 = (A + 66656)[0] * sf_[9].data()[i];
+    const T v9 = (A + 66688)[0] * v2;
+    const T v10 = v8 + v9;
+    (A + 67296)[i] = v10;
   }
-  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 58576)[k] = T(si_[10][k]);
-  // const  (prelude.model:62:56)
-  std::fill_n((A + 58592), 1, T(1));
-  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 58608)[0] = (A + 58576)[0] + (A + 58592)[0];
-  }
-  // const  (prelude.model:63:28)
-  std::fill_n((A + 58576), 1, T(1.0000000000000001e-05));
-  // fused loop over [128]:
-  //   add  (prelude.model:63:28)  [register]
-  //   rsqrt  (prelude.model:63:23)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 58432)[i] + (A + 58576)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    (A + 58976)[i] = v1;
-  }
-  // mul %bn.xhat  (prelude.model:63:16)
+  // fused loop over [64, 128]:
+  //   sub %bn.d  (prelude.model:58:13)
+  //   mul %bn.xhat  (prelude.model:63:16)
+  //   mul  (prelude.model:67:17)  [register]
+  //   add  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 59104)[i0 * 128 + i1 * 1] = (A + 138304)[i0 * 128 + i1 * 1] * (A + 58976)[i1 * 1];
+        const T v0 = (A + 58464)[i0 * 128 + i1 * 1] - (A + 67040)[i1 * 1];
+        (A + 67552)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = v0 * (A + 67424)[i1 * 1];
+        (A + 75744)[i0 * 128 + i1 * 1] = v1;
+        const T v2 = v1 * sf_[4].data()[i1 * 1];
+        const T v3 = v2 + sf_[5].data()[i1 * 1];
+        (A + 83936)[i0 * 128 + i1 * 1] = v3;
       }
-  // param %bn.weight  (prelude.model:48:3)
-  // mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 146496)[i0 * 128 + i1 * 1] = (A + 59104)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
-      }
-  // param %bn.bias  (prelude.model:49:3)
-  // add  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 154688)[i0 * 128 + i1 * 1] = (A + 146496)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
-      }
-  // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 67296)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
+        (A + 58464)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 154688), 128, sf_[6].data(), 128, T(0), (A + 68576), 10, threads());
+  gemm(false, true, 64, 10, 128, T(1), (A + 83936), 128, sf_[6].data(), 128, T(0), (A + 59744), 10, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
+  // fused loop over [64, 10], 1 reduction:
+  //   add %logits  (prelude.model:10:34)
+  //   max over axes [1]  (fashion_lstm_bn.model:18:25)
+  std::fill_n((A + 61024), 64, -INFINITY);
   for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 69216)[i0 * 10 + i1 * 1] = (A + 68576)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        const T v0 = (A + 59744)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        (A + 60384)[i0 * 10 + i1 * 1] = v0;
+        (A + 61024)[i0 * 1] = std::max((A + 61024)[i0 * 1], v0);
       }
   // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
   { T s = 0;
     for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 69216) + b * 10; T m = x[0];
+      const T *x = (A + 60384) + b * 10; T m = x[0];
       for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
       T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
-      s += m + std::log(z) - x[int64_t((A + 50176)[b])];
+      s += m + std::log(z) - x[int64_t((A + 50208)[b])];
     }
-    (A + 58432)[0] = s / T(64); }
+    (A + 0)[0] = s / T(64); }
   // output  (fashion_lstm_bn.model:19:3)
   // loss  (fashion_lstm_bn.model:15:1)
-  loss = double((A + 58432)[0]);
+  loss = double((A + 0)[0]);
   // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(8, (A + 58720));
+  updates.emplace_back(8, (A + 67168));
   // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(9, (A + 58848));
+  updates.emplace_back(9, (A + 67296));
+  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+  GRADC_IVDEP
+  for (int64_t i = 0; i < 1; ++i) {
+    (A + 0)[0] = (A + 66704)[0] + (A + 66720)[0];
+  }
   // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(10, (A + 58608));
+  updates.emplace_back(10, (A + 0));
   // const  (fashion_lstm_bn.model:15:1)
-  std::fill_n((A + 58432), 1, T(1));
-  // max  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 58448), 64, -INFINITY);
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 58448)[i0 * 1] = std::max((A + 58448)[i0 * 1], (A + 69216)[i0 * 10 + i1 * 1]);
-      }
-  // fused loop over [64, 10]:
+  std::fill_n((A + 59744), 1, T(1));
+  // fused loop over [64, 10], 1 reduction:
   //   sub  (fashion_lstm_bn.model:18:25)  [register]
   //   exp  (fashion_lstm_bn.model:18:25)
+  //   sum over axes [1]  (fashion_lstm_bn.model:18:25)
+  std::fill_n((A + 59760), 64, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        const T v0 = (A + 69216)[i0 * 10 + i1 * 1] - (A + 58448)[i0 * 1];
+        const T v0 = (A + 60384)[i0 * 10 + i1 * 1] - (A + 61024)[i0 * 1];
         const T v1 = fexp(v0);
-        (A + 68576)[i0 * 10 + i1 * 1] = v1;
-      }
-  // sum  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 58448), 64, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 58448)[i0 * 1] += (A + 68576)[i0 * 10 + i1 * 1];
-      }
-  // div  (fashion_lstm_bn.model:18:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 69216)[i0 * 10 + i1 * 1] = (A + 68576)[i0 * 10 + i1 * 1] / (A + 58448)[i0 * 1];
+        (A + 61088)[i0 * 10 + i1 * 1] = v1;
+        (A + 59760)[i0 * 1] += v1;
       }
   // one_hot  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 68576), 640, T(0));
-  for (int64_t k = 0; k < 64; ++k) (A + 68576)[k * 10 + int64_t((A + 50176)[k])] = T(1);
-  // sub  (fashion_lstm_bn.model:18:25)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 69856)[i] = (A + 69216)[i] - (A + 68576)[i];
-  }
+  std::fill_n((A + 59824), 640, T(0));
+  for (int64_t k = 0; k < 64; ++k) (A + 59824)[k * 10 + int64_t((A + 50208)[k])] = T(1);
   // const  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 50176), 1, T(0.015625));
-  // mul  (fashion_lstm_bn.model:18:25)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 640; ++i) {
-    (A + 68576)[i] = (A + 69856)[i] * (A + 50176)[0];
-  }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 50192), 10, T(0));
+  std::fill_n((A + 50208), 1, T(0.015625));
+  // fused loop over [64, 10], 1 reduction:
+  //   div  (fashion_lstm_bn.model:18:25)  [register]
+  //   sub  (fashion_lstm_bn.model:18:25)  [register]
+  //   mul  (fashion_lstm_bn.model:18:25)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 50224), 10, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 50192)[i1 * 1] += (A + 68576)[i0 * 10 + i1 * 1];
+        const T v0 = (A + 61088)[i0 * 10 + i1 * 1] / (A + 59760)[i0 * 1];
+        const T v1 = v0 - (A + 59824)[i0 * 10 + i1 * 1];
+        const T v2 = v1 * (A + 50208)[0];
+        (A + 61728)[i0 * 10 + i1 * 1] = v2;
+        (A + 50224)[i1 * 1] += v2;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 68576), 10, (A + 67296), 10, T(0), (A + 146496), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 92128), 128, threads());
+  // fused loop over [64, 128], 3 reductions:
+  //   sum over axes [0]  (prelude.model:58:13)
+  //   mul  (prelude.model:67:17)  [register]
+  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
+  //   mul  (prelude.model:67:17)  [register]
+  //   mul  (prelude.model:63:16)  [register]
+  //   sum over axes [0]  (prelude.model:63:16)
+  //   mul  (prelude.model:63:16)
+  std::fill_n((A + 58464), 128, T(0));
+  std::fill_n((A + 58592), 128, T(0));
+  std::fill_n((A + 58720), 128, T(0));
+  for (int64_t i0 = 0; i0 < 64; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        (A + 58464)[i1 * 1] += (A + 92128)[i0 * 128 + i1 * 1];
+        const T v1 = (A + 92128)[i0 * 128 + i1 * 1] * (A + 75744)[i0 * 128 + i1 * 1];
+        (A + 58592)[i1 * 1] += v1;
+        const T v3 = (A + 92128)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        const T v4 = v3 * (A + 67552)[i0 * 128 + i1 * 1];
+        (A + 58720)[i1 * 1] += v4;
+        const T v6 = v3 * (A + 67424)[i1 * 1];
+        (A + 100320)[i0 * 128 + i1 * 1] = v6;
+      }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 154688), 128, (A + 68576), 10, T(0), (A + 67296), 10, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 68576)[i0 * 128 + i1 * 1] = (A + 67296)[i0 * 1 + i1 * 10];
-      }
-  // sum %d.bn.bias  (prelude.model:67:26)
-  std::fill_n((A + 67296), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 67296)[i1 * 1] += (A + 146496)[i0 * 128 + i1 * 1];
-      }
-  // fused loop over [64, 128]:
-  //   mul  (prelude.model:67:17)
-  //   mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 146496)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
-        (A + 154688)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = (A + 146496)[i0 * 128 + i1 * 1] * (A + 59104)[i0 * 128 + i1 * 1];
-        (A + 162880)[i0 * 128 + i1 * 1] = v1;
-      }
-  // sum %d.bn.weight  (prelude.model:67:17)
-  std::fill_n((A + 59104), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 59104)[i1 * 1] += (A + 162880)[i0 * 128 + i1 * 1];
-      }
-  // fused loop over [64, 128]:
-  //   mul  (prelude.model:63:16)
-  //   mul  (prelude.model:63:16)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 154688)[i0 * 128 + i1 * 1] * (A + 58976)[i1 * 1];
-        (A + 146496)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = (A + 154688)[i0 * 128 + i1 * 1] * (A + 138304)[i0 * 128 + i1 * 1];
-        (A + 162880)[i0 * 128 + i1 * 1] = v1;
-      }
-  // sum  (prelude.model:63:16)
-  std::fill_n((A + 59232), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 59232)[i1 * 1] += (A + 162880)[i0 * 128 + i1 * 1];
-      }
+  gemm(true, false, 128, 10, 64, T(1), (A + 83936), 128, (A + 61728), 10, T(0), (A + 59760), 10, threads());
   // const  (prelude.model:63:23)
-  std::fill_n((A + 50208), 1, T(-0.5));
+  std::fill_n((A + 50240), 1, T(-0.5));
   // fused loop over [128]:
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:59:17)
+  //   mul  (prelude.model:58:13)  [register]
+  //   mul  (prelude.model:58:13)  [register]
+  //   mul  (prelude.model:58:13)  [register]
+  //   mul  (prelude.model:57:16)
+  //   mul  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 59232)[i] * (A + 50208)[0];
-    const T v1 = (A + 58976)[i] * (A + 58976)[i];
-    const T v2 = (A + 58976)[i] * v1;
+    const T v0 = (A + 58720)[i] * (A + 50240)[0];
+    const T v1 = (A + 67424)[i] * (A + 67424)[i];
+    const T v2 = (A + 67424)[i] * v1;
     const T v3 = v0 * v2;
-    const T v4 = v3 * (A + 50176)[0];
-    (A + 59360)[i] = v4;
+    const T v4 = v3 * (A + 50208)[0];
+    (A + 58848)[i] = v4;
+    const T v5 = (A + 58464)[i] * (A + 67424)[i];
+    const T v6 = v5 * sf_[4].data()[i];
+    const T v7 = v6 * (A + 16)[0];
+    const T v8 = v7 * (A + 50208)[0];
+    (A + 58976)[i] = v8;
+    const T v9 = sf_[20].data()[i] * (A + 66656)[0];
+    (A + 59104)[i] = v9;
   }
   // reshape  (prelude.model:59:17)
+  // (a view of its operand)
+  // reshape  (prelude.model:57:16)
   // (a view of its operand)
   // fused loop over [64, 128]:
   //   broadcast_to  (prelude.model:59:17)  [register]
   //   mul  (prelude.model:59:20)  [register]
   //   add  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)
-  //   neg  (prelude.model:58:13)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 59360)[i1 * 1];
-        const T v1 = v0 * (A + 138304)[i0 * 128 + i1 * 1];
-        const T v2 = (A + 146496)[i0 * 128 + i1 * 1] + v1;
-        const T v3 = v2 + v1;
-        (A + 154688)[i0 * 128 + i1 * 1] = v3;
-        const T v4 = -v3;
-        (A + 162880)[i0 * 128 + i1 * 1] = v4;
-      }
-  // sum  (prelude.model:58:13)
-  std::fill_n((A + 58976), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 58976)[i1 * 1] += (A + 162880)[i0 * 128 + i1 * 1];
-      }
-  // mul  (prelude.model:57:16)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 59232)[i] = (A + 58976)[i] * (A + 50176)[0];
-  }
-  // reshape  (prelude.model:57:16)
-  // (a view of its operand)
-  // fused loop over [64, 128]:
+  //   add  (prelude.model:59:20)  [register]
   //   broadcast_to  (prelude.model:57:16)  [register]
   //   add  (prelude.model:57:16)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = (A + 59232)[i1 * 1];
-        const T v1 = (A + 154688)[i0 * 128 + i1 * 1] + v0;
-        (A + 138304)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = (A + 58848)[i1 * 1];
+        const T v1 = v0 * (A + 67552)[i0 * 128 + i1 * 1];
+        const T v2 = (A + 100320)[i0 * 128 + i1 * 1] + v1;
+        const T v3 = v2 + v1;
+        const T v4 = (A + 58976)[i1 * 1];
+        const T v5 = v3 + v4;
+        (A + 75744)[i0 * 128 + i1 * 1] = v5;
       }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
   // pad  (fashion_lstm_bn.model:17:22)
-  std::fill_n((A + 146496), 229376, T(0));
+  std::fill_n((A + 83936), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 146496)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 138304)[i0 * 128 + i1 * 128 + i2 * 1];
+          (A + 83936)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 75744)[i0 * 128 + i1 * 128 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 375872), 14336, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 59232), 512, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 390208), 65536, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 455744), 14336, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 2106176), 65536, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 2239040));
-  std::copy_n((A + 50240), 8192, (A + 2247232));
-  std::copy_n((A + 375872), 14336, (A + 2255424));
-  std::copy_n((A + 59232), 512, (A + 2269760));
-  std::copy_n((A + 390208), 65536, (A + 2270272));
-  std::copy_n((A + 59232), 512, (A + 2335808));
-  std::copy_n((A + 455744), 14336, (A + 2336320));
-  std::copy_n((A + 2106176), 65536, (A + 2350656));
+  std::copy_n((A + 50272), 8192, (A + 378848));
+  std::copy_n((A + 50272), 8192, (A + 387040));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 146496) + (o * 28 + t) * 128, 128, (A + 2171712) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 500544) + (o * 28 + t) * 128, 128, (A + 2179904) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 729920) + (o * 28 + t) * 128, 128, (A + 2188096) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 959296) + (o * 28 + t) * 128, 128, (A + 2196288) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1188672) + (o * 28 + t) * 128, 128, (A + 2204480) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1418048) + (o * 28 + t) * 128, 128, (A + 2212672) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1647424) + (o * 28 + t) * 128, 128, (A + 2220864) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1876800) + (o * 28 + t) * 128, 128, (A + 2229056) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 2237248) + o * 28);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 83936) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1426528) + (o * 28 + t) * 128, 128, (A + 321504) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1655904) + (o * 28 + t) * 128, 128, (A + 329696) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1885280) + (o * 28 + t) * 128, 128, (A + 337888) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2114656) + (o * 28 + t) * 128, 128, (A + 346080) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2344032) + (o * 28 + t) * 128, 128, (A + 354272) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2573408) + (o * 28 + t) * 128, 128, (A + 362464) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2802784) + (o * 28 + t) * 128, 128, (A + 370656) + o * 128);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 395232), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2239040)[i] + (A + 2171712)[i];
-      const T v1 = v0 * (A + 2179904)[i];
-      (A + 2416192)[i] = v1;
-      const T v2 = v0 * (A + 2188096)[i];
-      (A + 2424384)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 2432576), 1, T(1));
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2179904)[i] * (A + 2179904)[i];
-      const T v1 = (A + 2432576)[0] - v0;
-      const T v2 = (A + 2424384)[i] * v1;
-      const T v3 = (A + 2247232)[i] + v2;
-      const T v4 = v3 * (A + 2196288)[i];
-      (A + 2432592)[i] = v4;
-      const T v5 = v3 * (A + 2204480)[i];
-      (A + 2440784)[i] = v5;
-      const T v6 = v3 * (A + 2212672)[i];
-      (A + 2448976)[i] = v6;
-      const T v7 = v3 * (A + 2220864)[i];
-      (A + 2457168)[i] = v7;
-      const T v8 = (A + 2432576)[0] - (A + 2188096)[i];
-      const T v9 = (A + 2188096)[i] * v8;
-      const T v10 = (A + 2416192)[i] * v9;
-      (A + 2465360)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 2473552), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2473552)[384 + i0 * 512 + i1 * 1] = (A + 2465360)[i0 * 128 + i1 * 1];
-        }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2196288)[i] * (A + 2196288)[i];
-      const T v1 = (A + 2432576)[0] - v0;
-      const T v2 = (A + 2440784)[i] * v1;
-      (A + 2416192)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 2506320), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2506320)[256 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2539088)[i] = (A + 2473552)[i] + (A + 2506320)[i];
-    }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2432576)[0] - (A + 2220864)[i];
-      const T v1 = (A + 2220864)[i] * v0;
-      const T v2 = (A + 2448976)[i] * v1;
-      (A + 2416192)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 2465360), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 2465360)[128 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2498128)[i] = (A + 2539088)[i] + (A + 2465360)[i];
-    }
-    // fused loop over [64, 128]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2432576)[0] - (A + 2204480)[i];
-      const T v1 = (A + 2204480)[i] * v0;
-      const T v2 = (A + 2432592)[i] * v1;
-      (A + 2416192)[i] = v2;
+      const T v0 = (A + 378848)[i] + (A + 313312)[i];
+      const T v1 = v0 * (A + 321504)[i];
+      const T v2 = (A + 395232)[0] - (A + 329696)[i];
+      const T v3 = (A + 329696)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 403440)[i] = v4;
+      const T v5 = v0 * (A + 329696)[i];
+      const T v6 = (A + 321504)[i] * (A + 321504)[i];
+      const T v7 = (A + 395232)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 387040)[i] + v8;
+      const T v10 = v9 * (A + 346080)[i];
+      const T v11 = (A + 337888)[i] * (A + 337888)[i];
+      const T v12 = (A + 395232)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 411632)[i] = v13;
+      const T v14 = v9 * (A + 354272)[i];
+      const T v15 = (A + 395232)[0] - (A + 362464)[i];
+      const T v16 = (A + 362464)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 419824)[i] = v17;
+      const T v18 = v9 * (A + 337888)[i];
+      const T v19 = (A + 395232)[0] - (A + 346080)[i];
+      const T v20 = (A + 346080)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 428016)[i] = v21;
+      const T v22 = v9 * (A + 362464)[i];
+      (A + 395248)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 2424384), 32768, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 436208), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 2424384)[0 + i0 * 512 + i1 * 1] = (A + 2416192)[i0 * 128 + i1 * 1];
+          (A + 436208)[384 + i0 * 512 + i1 * 1] = (A + 403440)[i0 * 128 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 468976), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 468976)[256 + i0 * 512 + i1 * 1] = (A + 411632)[i0 * 128 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 501744), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 501744)[128 + i0 * 512 + i1 * 1] = (A + 419824)[i0 * 128 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 534512), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 534512)[0 + i0 * 512 + i1 * 1] = (A + 428016)[i0 * 128 + i1 * 1];
+        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [64, 512]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 2465360)[i] = (A + 2498128)[i] + (A + 2424384)[i];
+      const T v0 = (A + 436208)[i] + (A + 468976)[i];
+      const T v1 = v0 + (A + 501744)[i];
+      const T v2 = v1 + (A + 534512)[i];
+      (A + 403440)[i] = v2;
     }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 2416192), 512, T(0));
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 2416192)[i1 * 1] += (A + 2465360)[i0 * 512 + i1 * 1];
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 2465360), 512, (A + 72768), 512, T(0), (A + 2416704), 128, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 128, 512, 64, T(1), (A + 2229056), 128, (A + 2465360), 512, T(0), (A + 2498128), 512, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 28, 512, 64, T(1), (A + 2237248), 28, (A + 2465360), 512, T(0), (A + 2424896), 512, threads());
-    // fused loop over [512]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 2269760)[i] + (A + 2416192)[i];
-      (A + 2439232)[i] = v0;
-      const T v1 = (A + 2335808)[i] + (A + 2416192)[i];
-      (A + 2439744)[i] = v1;
-    }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 14336; ++i) {
-      (A + 2440256)[i] = (A + 2336320)[i] + (A + 2424896)[i];
-    }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 65536; ++i) {
-      (A + 2563664)[i] = (A + 2350656)[i] + (A + 2498128)[i];
-    }
-    std::copy_n((A + 2416704), 8192, (A + 2239040));
-    std::copy_n((A + 2457168), 8192, (A + 2247232));
-    std::copy_n((A + 2439232), 512, (A + 2269760));
-    std::copy_n((A + 2439744), 512, (A + 2335808));
-    std::copy_n((A + 2440256), 14336, (A + 2336320));
-    std::copy_n((A + 2563664), 65536, (A + 2350656));
+    gemm(false, true, 64, 128, 512, T(1), (A + 403440), 512, (A + 975968), 512, T(0), (A + 436208), 128, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 403440) + o * 512, 512, (A + 3032160) + (o * 28 + t) * 512);
+    std::copy_n((A + 436208), 8192, (A + 378848));
+    std::copy_n((A + 395248), 8192, (A + 387040));
   }
-  std::copy_n((A + 2239040), 8192, (A + 138304));
-  std::copy_n((A + 2247232), 8192, (A + 470080));
-  std::copy_n((A + 2255424), 14336, (A + 478272));
-  std::copy_n((A + 2269760), 512, (A + 59744));
-  std::copy_n((A + 2270272), 65536, (A + 2629200));
-  std::copy_n((A + 2335808), 512, (A + 60256));
-  std::copy_n((A + 2336320), 14336, (A + 2694736));
-  std::copy_n((A + 2350656), 65536, (A + 2709072));
-  // fused loop over [512, 128]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 512; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 2709072)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 2629200)[i0 * 128 + i1 * 1] + v0;
-        (A + 69856)[i0 * 128 + i1 * 1] = v1;
-      }
+  std::copy_n((A + 378848), 8192, (A + 67424));
+  std::copy_n((A + 387040), 8192, (A + 75616));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 50240), 512, T(0));
+  for (int64_t i0 = 0; i0 < 64; ++i0)
+    for (int64_t i1 = 0; i1 < 28; ++i1)
+      for (int64_t i2 = 0; i2 < 512; ++i2)
+        {
+          (A + 50240)[i2 * 1] += (A + 3032160)[i0 * 14336 + i1 * 512 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2802784), 128, (A + 3032160), 512, T(0), (A + 67424), 512, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 3032160), 512, T(0), (A + 132960), 512, threads());
   // fused loop over [512, 28]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   mul  (fashion_lstm_bn.model:22:1)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
-        const T v0 = (A + 2694736)[i0 * 1 + i1 * 512];
-        const T v1 = (A + 478272)[i0 * 28 + i1 * 1] + v0;
-        (A + 0)[i0 * 28 + i1 * 1] = v1;
+        const T v0 = (A + 132960)[i0 * 1 + i1 * 512];
+        (A + 16)[i0 * 28 + i1 * 1] = v0;
+        const T v1 = sf_[12].data()[i0 * 28 + i1 * 1] * (A + 66656)[0];
+        (A + 14352)[i0 * 28 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
+  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 14336);
+  // fused loop over [512, 128]:
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   mul  (fashion_lstm_bn.model:22:1)
+  for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        const T v0 = (A + 67424)[i0 * 1 + i1 * 512];
+        (A + 132960)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[14].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
+        (A + 198496)[i0 * 128 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 69856), (A + 69856) + 65536);
+  if (grads) (*grads)[1].assign((A + 132960), (A + 132960) + 65536);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 59744), (A + 59744) + 512);
+  if (grads) (*grads)[2].assign((A + 50240), (A + 50240) + 512);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 60256), (A + 60256) + 512);
+  if (grads) (*grads)[3].assign((A + 50240), (A + 50240) + 512);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 59104), (A + 59104) + 128);
+  if (grads) (*grads)[4].assign((A + 58592), (A + 58592) + 128);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 67296), (A + 67296) + 128);
+  if (grads) (*grads)[5].assign((A + 58464), (A + 58464) + 128);
+  // fused loop over [10, 128]:
+  //   transpose %d.head.weight  (prelude.model:10:25)
+  //   mul  (fashion_lstm_bn.model:22:1)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        const T v0 = (A + 59760)[i0 * 1 + i1 * 10];
+        (A + 28688)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[24].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
+        (A + 29968)[i0 * 128 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 68576), (A + 68576) + 1280);
+  if (grads) (*grads)[6].assign((A + 28688), (A + 28688) + 1280);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[7].assign((A + 50192), (A + 50192) + 10);
+  if (grads) (*grads)[7].assign((A + 50224), (A + 50224) + 10);
   // hyper %lr  (fashion_lstm_bn.model:22:1)
-  (A + 14336)[0] = T(lr_);
+  (A + 31248)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm_bn.model:22:1)
   // add %optimizer.step.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 14352)[0] = sf_[11].data()[0] + (A + 58432)[0];
+    (A + 31264)[0] = sf_[11].data()[0] + (A + 59744)[0];
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(11, (A + 14352));
+  updates.emplace_back(11, (A + 31264));
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 14368), 1, T(-0.10536051565782628));
-  // fused loop over []:
+  std::fill_n((A + 31280), 1, T(-0.10536051565782628));
+  // const  (fashion_lstm_bn.model:22:1)
+  std::fill_n((A + 31296), 1, T(-0.0010005003335835344));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
+  // const  (fashion_lstm_bn.model:22:1)
+  std::fill_n((A + 31312), 1, T(0.099999999999999978));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
+  // const  (fashion_lstm_bn.model:22:1)
+  std::fill_n((A + 31328), 1, T(0.999));
+  // const  (fashion_lstm_bn.model:22:1)
+  std::fill_n((A + 31344), 1, T(0.0010000000000000009));
+  // fused loop over [512, 28]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   exp  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub  (fashion_lstm_bn.model:22:1)
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+  //   sqrt  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 14352)[0] * (A + 14368)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 58432)[0] - v1;
-    (A + 14384)[0] = v2;
+  for (int64_t i = 0; i < 14336; ++i) {
+    const T v0 = (A + 16)[i] * (A + 31312)[0];
+    const T v1 = (A + 14352)[i] + v0;
+    (A + 31360)[i] = v1;
+    const T v2 = sf_[13].data()[i] * (A + 31328)[0];
+    const T v3 = (A + 16)[i] * (A + 16)[i];
+    const T v4 = v3 * (A + 31344)[0];
+    const T v5 = v2 + v4;
+    (A + 67424)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    (A + 81760)[i] = v6;
   }
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(12, (A + 31360));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(13, (A + 67424));
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 14368), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   exp  (fashion_lstm_bn.model:22:1)  [register]
   //   sub  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   exp  (fashion_lstm_bn.model:22:1)  [register]
+  //   sub  (fashion_lstm_bn.model:22:1)  [register]
   //   sqrt  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 14352)[0] * (A + 14368)[0];
+    const T v0 = (A + 31264)[0] * (A + 31280)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 58432)[0] - v1;
-    const T v3 = (A + 14336)[0] / (A + 14384)[0];
-    (A + 14400)[0] = v3;
-    const T v4 = std::sqrt(v2);
-    (A + 14416)[0] = v4;
+    const T v2 = (A + 59744)[0] - v1;
+    const T v3 = (A + 31248)[0] / v2;
+    (A + 32)[0] = v3;
+    const T v4 = (A + 31264)[0] * (A + 31296)[0];
+    const T v5 = fexp(v4);
+    const T v6 = (A + 59744)[0] - v5;
+    const T v7 = std::sqrt(v6);
+    (A + 48)[0] = v7;
   }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // mul  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    (A + 14432)[i] = sf_[12].data()[i] * (A + 58560)[0];
-  }
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 14336), 1, T(0.099999999999999978));
   // fused loop over [512, 28]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 0)[i] * (A + 14336)[0];
-    const T v1 = (A + 14432)[i] + v0;
-    (A + 28768)[i] = v1;
-  }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 14368), 1, T(0.999));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[13].data()[i] * (A + 14368)[0];
-    (A + 14432)[i] = v0;
-    const T v1 = (A + 0)[i] * (A + 0)[i];
-    (A + 135392)[i] = v1;
-  }
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 0), 1, T(0.0010000000000000009));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 135392)[i] * (A + 0)[0];
-    const T v1 = (A + 14432)[i] + v0;
-    (A + 149728)[i] = v1;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(12, (A + 28768));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(13, (A + 149728));
-  // fused loop over [512, 28]:
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = std::sqrt((A + 149728)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    (A + 14432)[i] = v1;
-  }
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over [512, 28]:
+  //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 14432)[i] + (A + 16)[0];
-    const T v1 = (A + 28768)[i] / v0;
-    const T v2 = (A + 14400)[0] * v1;
-    const T v3 = sf_[0].data()[i] - v2;
-    (A + 135392)[i] = v3;
+    const T v0 = (A + 81760)[i] / (A + 48)[0];
+    const T v1 = v0 + (A + 16)[0];
+    const T v2 = (A + 31360)[i] / v1;
+    const T v3 = (A + 32)[0] * v2;
+    const T v4 = sf_[0].data()[i] - v3;
+    (A + 64)[i] = v4;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(0, (A + 135392));
+  updates.emplace_back(0, (A + 64));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // fused loop over [512, 128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 58560)[0];
-    const T v1 = (A + 69856)[i] * (A + 14336)[0];
-    const T v2 = v0 + v1;
-    (A + 164064)[i] = v2;
-  }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512, 128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 14368)[0];
-    const T v1 = (A + 69856)[i] * (A + 69856)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 229600)[i] = v3;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(14, (A + 164064));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(15, (A + 229600));
-  // fused loop over [512, 128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
@@ -1180,96 +1002,48 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = std::sqrt((A + 229600)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 164064)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[1].data()[i] - v4;
-    (A + 69856)[i] = v5;
+    const T v0 = (A + 132960)[i] * (A + 31312)[0];
+    const T v1 = (A + 198496)[i] + v0;
+    (A + 264032)[i] = v1;
+    const T v2 = sf_[15].data()[i] * (A + 31328)[0];
+    const T v3 = (A + 132960)[i] * (A + 132960)[i];
+    const T v4 = v3 * (A + 31344)[0];
+    const T v5 = v2 + v4;
+    (A + 329568)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[1].data()[i] - v10;
+    (A + 395104)[i] = v11;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(1, (A + 69856));
+  updates.emplace_back(14, (A + 264032));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(15, (A + 329568));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(1, (A + 395104));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 58560)[0];
-    const T v1 = (A + 59744)[i] * (A + 14336)[0];
-    const T v2 = v0 + v1;
-    (A + 32)[i] = v2;
-  }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 14368)[0];
-    const T v1 = (A + 59744)[i] * (A + 59744)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 544)[i] = v3;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(16, (A + 32));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(17, (A + 544));
-  // fused loop over [512]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 544)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 32)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[2].data()[i] - v4;
-    (A + 1056)[i] = v5;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(2, (A + 1056));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 58560)[0];
-    const T v1 = (A + 60256)[i] * (A + 14336)[0];
-    const T v2 = v0 + v1;
-    (A + 1568)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 14368)[0];
-    const T v1 = (A + 60256)[i] * (A + 60256)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 2080)[i] = v3;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(18, (A + 1568));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(19, (A + 2080));
-  // fused loop over [512]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
@@ -1278,96 +1052,72 @@ private:
   //   sub %lstm.bias_hh_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 2080)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 1568)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[3].data()[i] - v4;
-    (A + 2592)[i] = v5;
+    const T v0 = sf_[16].data()[i] * (A + 66656)[0];
+    const T v1 = (A + 50240)[i] * (A + 31312)[0];
+    const T v2 = v0 + v1;
+    (A + 14400)[i] = v2;
+    const T v3 = sf_[17].data()[i] * (A + 31328)[0];
+    const T v4 = (A + 50240)[i] * (A + 50240)[i];
+    const T v5 = v4 * (A + 31344)[0];
+    const T v6 = v3 + v5;
+    (A + 14912)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 32)[0] * v10;
+    const T v12 = sf_[2].data()[i] - v11;
+    (A + 15424)[i] = v12;
+    const T v13 = sf_[18].data()[i] * (A + 66656)[0];
+    const T v14 = v13 + v1;
+    (A + 15936)[i] = v14;
+    const T v15 = sf_[19].data()[i] * (A + 31328)[0];
+    const T v16 = v15 + v5;
+    (A + 16448)[i] = v16;
+    const T v17 = std::sqrt(v16);
+    const T v18 = v17 / (A + 48)[0];
+    const T v19 = v18 + (A + 16)[0];
+    const T v20 = v14 / v19;
+    const T v21 = (A + 32)[0] * v20;
+    const T v22 = sf_[3].data()[i] - v21;
+    (A + 16960)[i] = v22;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(3, (A + 2592));
+  updates.emplace_back(16, (A + 14400));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(17, (A + 14912));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(2, (A + 15424));
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(18, (A + 15936));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(19, (A + 16448));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(3, (A + 16960));
   // buffer %optimizer.bn.weight.exp_avg  (fashion_lstm_bn.model:22:1)
-  // fused loop over [128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.bn.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[20].data()[i] * (A + 58560)[0];
-    const T v1 = (A + 59104)[i] * (A + 14336)[0];
-    const T v2 = v0 + v1;
-    (A + 3104)[i] = v2;
-  }
   // buffer %optimizer.bn.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.bn.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.bn.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[21].data()[i] * (A + 14368)[0];
-    const T v1 = (A + 59104)[i] * (A + 59104)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 3232)[i] = v3;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(20, (A + 3104));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(21, (A + 3232));
-  // fused loop over [128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   sub %bn.weight.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 3232)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 3104)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[4].data()[i] - v4;
-    (A + 3360)[i] = v5;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(4, (A + 3360));
-  // buffer %optimizer.bn.bias.exp_avg  (fashion_lstm_bn.model:22:1)
-  // fused loop over [128]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.bn.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[22].data()[i] * (A + 58560)[0];
-    const T v1 = (A + 67296)[i] * (A + 14336)[0];
-    const T v2 = v0 + v1;
-    (A + 3488)[i] = v2;
-  }
-  // buffer %optimizer.bn.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // fused loop over [128]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.bn.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[23].data()[i] * (A + 14368)[0];
-    const T v1 = (A + 67296)[i] * (A + 67296)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 3616)[i] = v3;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(22, (A + 3488));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(23, (A + 3616));
-  // fused loop over [128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
@@ -1376,47 +1126,61 @@ private:
   //   sub %bn.bias.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 3616)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 3488)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[5].data()[i] - v4;
-    (A + 3744)[i] = v5;
+    const T v0 = (A + 58592)[i] * (A + 31312)[0];
+    const T v1 = (A + 59104)[i] + v0;
+    (A + 17472)[i] = v1;
+    const T v2 = sf_[21].data()[i] * (A + 31328)[0];
+    const T v3 = (A + 58592)[i] * (A + 58592)[i];
+    const T v4 = v3 * (A + 31344)[0];
+    const T v5 = v2 + v4;
+    (A + 17600)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[4].data()[i] - v10;
+    (A + 17728)[i] = v11;
+    const T v12 = sf_[22].data()[i] * (A + 66656)[0];
+    const T v13 = (A + 58464)[i] * (A + 31312)[0];
+    const T v14 = v12 + v13;
+    (A + 17856)[i] = v14;
+    const T v15 = sf_[23].data()[i] * (A + 31328)[0];
+    const T v16 = (A + 58464)[i] * (A + 58464)[i];
+    const T v17 = v16 * (A + 31344)[0];
+    const T v18 = v15 + v17;
+    (A + 17984)[i] = v18;
+    const T v19 = std::sqrt(v18);
+    const T v20 = v19 / (A + 48)[0];
+    const T v21 = v20 + (A + 16)[0];
+    const T v22 = v14 / v21;
+    const T v23 = (A + 32)[0] * v22;
+    const T v24 = sf_[5].data()[i] - v23;
+    (A + 18112)[i] = v24;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(5, (A + 3744));
+  updates.emplace_back(20, (A + 17472));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(21, (A + 17600));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(4, (A + 17728));
+  // buffer %optimizer.bn.bias.exp_avg  (fashion_lstm_bn.model:22:1)
+  // buffer %optimizer.bn.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(22, (A + 17856));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(23, (A + 17984));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(5, (A + 18112));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm_bn.model:22:1)
-  // fused loop over [10, 128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[24].data()[i] * (A + 58560)[0];
-    const T v1 = (A + 68576)[i] * (A + 14336)[0];
-    const T v2 = v0 + v1;
-    (A + 3872)[i] = v2;
-  }
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [10, 128]:
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[25].data()[i] * (A + 14368)[0];
-    const T v1 = (A + 68576)[i] * (A + 68576)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 5152)[i] = v3;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(24, (A + 3872));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(25, (A + 5152));
-  // fused loop over [10, 128]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
@@ -1425,47 +1189,38 @@ private:
   //   sub %head.weight.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = std::sqrt((A + 5152)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 3872)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[6].data()[i] - v4;
-    (A + 6432)[i] = v5;
+    const T v0 = (A + 28688)[i] * (A + 31312)[0];
+    const T v1 = (A + 29968)[i] + v0;
+    (A + 18240)[i] = v1;
+    const T v2 = sf_[25].data()[i] * (A + 31328)[0];
+    const T v3 = (A + 28688)[i] * (A + 28688)[i];
+    const T v4 = v3 * (A + 31344)[0];
+    const T v5 = v2 + v4;
+    (A + 19520)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[6].data()[i] - v10;
+    (A + 20800)[i] = v11;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(6, (A + 6432));
+  updates.emplace_back(24, (A + 18240));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(25, (A + 19520));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(6, (A + 20800));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm_bn.model:22:1)
-  // fused loop over [10]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[26].data()[i] * (A + 58560)[0];
-    const T v1 = (A + 50192)[i] * (A + 14336)[0];
-    const T v2 = v0 + v1;
-    (A + 7712)[i] = v2;
-  }
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [10]:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
+  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[27].data()[i] * (A + 14368)[0];
-    const T v1 = (A + 50192)[i] * (A + 50192)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 7728)[i] = v3;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(26, (A + 7712));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(27, (A + 7728));
-  // fused loop over [10]:
   //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
   //   div  (fashion_lstm_bn.model:22:1)  [register]
   //   add  (fashion_lstm_bn.model:22:1)  [register]
@@ -1474,16 +1229,29 @@ private:
   //   sub %head.bias.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = std::sqrt((A + 7728)[i]);
-    const T v1 = v0 / (A + 14416)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 7712)[i] / v2;
-    const T v4 = (A + 14400)[0] * v3;
-    const T v5 = sf_[7].data()[i] - v4;
-    (A + 0)[i] = v5;
+    const T v0 = sf_[26].data()[i] * (A + 66656)[0];
+    const T v1 = (A + 50224)[i] * (A + 31312)[0];
+    const T v2 = v0 + v1;
+    (A + 22080)[i] = v2;
+    const T v3 = sf_[27].data()[i] * (A + 31328)[0];
+    const T v4 = (A + 50224)[i] * (A + 50224)[i];
+    const T v5 = v4 * (A + 31344)[0];
+    const T v6 = v3 + v5;
+    (A + 22096)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 32)[0] * v10;
+    const T v12 = sf_[7].data()[i] - v11;
+    (A + 22112)[i] = v12;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(7, (A + 0));
+  updates.emplace_back(26, (A + 22080));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(27, (A + 22096));
+  // update  (fashion_lstm_bn.model:22:1)
+  updates.emplace_back(7, (A + 22112));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1495,7 +1263,7 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
   // input %x  (fashion_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
@@ -1505,47 +1273,36 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 28; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 58368)[i0 * 512 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 28];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 512; ++i1)
       {
-        (A + 72704)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
+        (A + 975872)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 140032));
-  std::copy_n((A + 50176), 8192, (A + 148224));
+  std::copy_n((A + 50176), 8192, (A + 1074176));
+  std::copy_n((A + 50176), 8192, (A + 1082368));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 0) + (o * 28 + t) * 28, 28, (A + 138240) + o * 28);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 64, 512, 28, T(1), (A + 138240), 28, (A + 58368), 512, T(0), (A + 156416), 512, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          (A + 189184)[i0 * 512 + i1 * 1] = (A + 156416)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 1041408) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 140032), 128, (A + 72704), 512, T(0), (A + 156416), 512, threads());
+    gemm(false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
     // fused loop over [64, 512]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 189184)[i0 * 512 + i1 * 1] + (A + 156416)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 221952)[i0 * 512 + i1 * 1] = v1;
+          const T v0 = (A + 1041408)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1090560)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1123328)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1565,98 +1322,108 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 221952)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1123328)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 221952)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1123328)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 221952)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1123328)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 221952)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1123328)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 148224)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1082368)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 156416)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090560)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 164608)[i0 * 128 + i1 * 1] = v12;
+          (A + 1098752)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 164608) + o * 128, 128, (A + 271104) + (o * 28 + t) * 128);
-    std::copy_n((A + 164608), 8192, (A + 140032));
-    std::copy_n((A + 156416), 8192, (A + 148224));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098752) + o * 128, 128, (A + 1156096) + (o * 28 + t) * 128);
+    std::copy_n((A + 1098752), 8192, (A + 1074176));
+    std::copy_n((A + 1090560), 8192, (A + 1082368));
   }
-  std::copy_n((A + 140032), 8192, (A + 254720));
-  std::copy_n((A + 148224), 8192, (A + 262912));
+  std::copy_n((A + 1074176), 8192, (A + 0));
+  std::copy_n((A + 1082368), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 271104)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156096)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
   // buffer %bn.running_mean  (prelude.model:50:3)
-  // sub  (prelude.model:65:17)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] - sf_[8].data()[i1 * 1];
-      }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
-  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
+  // param %bn.weight  (prelude.model:48:3)
   // fused loop over [128]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 0)[0];
+    const T v0 = sf_[9].data()[i] + (A + 8192)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 16)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 8208)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 8336)[i] = v6;
   }
-  // mul %bn.xhat  (prelude.model:65:33)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 16384)[i0 * 128 + i1 * 1] = (A + 8192)[i0 * 128 + i1 * 1] * (A + 16)[i1 * 1];
-      }
-  // param %bn.weight  (prelude.model:48:3)
-  // mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 0)[i0 * 128 + i1 * 1] = (A + 16384)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
-      }
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %bn.bias  (prelude.model:49:3)
-  // add  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 8192)[i0 * 128 + i1 * 1] = (A + 0)[i0 * 128 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 8464)[i0 * 128 + i1 * 1] = sf_[6].data()[i0 * 128 + i1 * 1] * (A + 8208)[i1 * 1];
       }
-  // param %head.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, (A + 8464), 128, T(0), (A + 9744), 10, threads());
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 8192), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  gemm(false, true, 1, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
+  // fused loop over [64, 10]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %logits  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 10; ++i1)
       {
-        (A + 640)[i0 * 10 + i1 * 1] = (A + 0)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
+        const T v0 = (A + 9744)[i0 * 10 + i1 * 1] + (A + 0)[i1 * 1];
+        const T v1 = v0 + sf_[7].data()[i1 * 1];
+        (A + 16)[i0 * 10 + i1 * 1] = v1;
       }
   // output  (fashion_lstm_bn.model:19:3)
-  std::copy_n((A + 640), 640, static_cast<T *>(out[0]));
+  std::copy_n((A + 16), 640, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(3949664);
+    return arena_.data();
+  }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[28]; // integer state
   double lr_ = 0.002;

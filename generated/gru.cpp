@@ -97,7 +97,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(426512) {
+  Net() {
     sf_[0].assign(144, T(0));
     sf_[1].assign(6912, T(0));
     sf_[2].assign(144, T(0));
@@ -131,7 +131,7 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
   // input %x  (gru.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
@@ -145,44 +145,36 @@ public:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 2528)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (gru.model:23:26): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
+  // const  (gru.model:28:14)
+  std::fill_n((A + 0), 1, T(1));
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2672)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 140768)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
-  // const  (gru.model:28:14)
-  std::fill_n((A + 9584), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 9632));
+  std::copy_n((A + 992), 1536, (A + 152288));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9600) + o * 1);
-    // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2528), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gi  (gru.model:23:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 15776)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 147680) + o * 144);
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2672), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gh  (gru.model:24:40)
+    gemm(false, false, 32, 144, 48, T(1), (A + 152288), 48, (A + 140768), 144, T(0), (A + 153824), 144, threads());
+    // fused loop over [32, 144]:
+    //   add %gru.gi  (gru.model:23:41)
+    //   add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 20384)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 147680)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 158432)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 153824)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 163040)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -206,36 +198,36 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 15776)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 20384)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 158432)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 163040)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 15776)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 20384)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 158432)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 163040)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 15776)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 20384)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 158432)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 163040)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          const T v13 = (A + 9584)[0] - v7;
+          const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 9632)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 152288)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 11168)[i0 * 48 + i1 * 1] = v16;
+          (A + 153824)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11168) + o * 48, 48, (A + 26528) + (o * 30 + t) * 48);
-    std::copy_n((A + 11168), 1536, (A + 9632));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153824) + o * 48, 48, (A + 169184) + (o * 30 + t) * 48);
+    std::copy_n((A + 153824), 1536, (A + 152288));
   }
-  std::copy_n((A + 9632), 1536, (A + 24992));
+  std::copy_n((A + 152288), 1536, (A + 167648));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 26528)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 169184)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -261,7 +253,7 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
   // input %x  (gru.model:9:1)
@@ -276,44 +268,36 @@ private:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 2528)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (gru.model:23:26): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
+  // const  (gru.model:28:14)
+  std::fill_n((A + 140768), 1, T(1));
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2672)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 140784)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
-  // const  (gru.model:28:14)
-  std::fill_n((A + 9584), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 9632));
+  std::copy_n((A + 992), 1536, (A + 152304));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9600) + o * 1);
-    // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9600), 1, (A + 2528), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gi  (gru.model:23:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 15776)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 147696) + o * 144);
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9632), 48, (A + 2672), 144, T(0), (A + 11168), 144, threads());
-    // add %gru.gh  (gru.model:24:40)
+    gemm(false, false, 32, 144, 48, T(1), (A + 152304), 48, (A + 140784), 144, T(0), (A + 153840), 144, threads());
+    // fused loop over [32, 144]:
+    //   add %gru.gi  (gru.model:23:41)
+    //   add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 20384)[i0 * 144 + i1 * 1] = (A + 11168)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 147696)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 158448)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 153840)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 163056)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -337,47 +321,50 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 15776)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 20384)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 158448)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 163056)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          (A + 11168)[i0 * 48 + i1 * 1] = v3;
-          const T v4 = (A + 15776)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 20384)[48 + i0 * 144 + i1 * 1];
+          (A + 153840)[i0 * 48 + i1 * 1] = v3;
+          const T v4 = (A + 158448)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 163056)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          (A + 12704)[i0 * 48 + i1 * 1] = v7;
-          const T v8 = (A + 15776)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 20384)[96 + i0 * 144 + i1 * 1];
-          (A + 14240)[i0 * 48 + i1 * 1] = v9;
+          (A + 155376)[i0 * 48 + i1 * 1] = v7;
+          const T v8 = (A + 158448)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 163056)[96 + i0 * 144 + i1 * 1];
+          (A + 156912)[i0 * 48 + i1 * 1] = v9;
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          (A + 24992)[i0 * 48 + i1 * 1] = v12;
-          const T v13 = (A + 9584)[0] - v7;
-          (A + 26528)[i0 * 48 + i1 * 1] = v13;
+          (A + 167664)[i0 * 48 + i1 * 1] = v12;
+          const T v13 = (A + 140768)[0] - v7;
+          (A + 169200)[i0 * 48 + i1 * 1] = v13;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 9632)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 152304)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 28064)[i0 * 48 + i1 * 1] = v16;
+          (A + 170736)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 28064) + o * 48, 48, (A + 31136) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9632) + o * 48, 48, (A + 77216) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12704) + o * 48, 48, (A + 123296) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 24992) + o * 48, 48, (A + 169376) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 26528) + o * 48, 48, (A + 215456) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 14240) + o * 48, 48, (A + 261536) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11168) + o * 48, 48, (A + 307616) + (o * 30 + t) * 48);
-    std::copy_n((A + 28064), 1536, (A + 9632));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 170736) + o * 48, 48, (A + 173808) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 152304) + o * 48, 48, (A + 219888) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 155376) + o * 48, 48, (A + 265968) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 167664) + o * 48, 48, (A + 312048) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 169200) + o * 48, 48, (A + 358128) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 156912) + o * 48, 48, (A + 404208) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153840) + o * 48, 48, (A + 450288) + (o * 30 + t) * 48);
+    std::copy_n((A + 170736), 1536, (A + 152304));
   }
-  std::copy_n((A + 9632), 1536, (A + 29600));
+  std::copy_n((A + 152304), 1536, (A + 172272));
+  // reshape  (gru.model:22:12)
+  // (a view of its operand)
+  // transpose  (gru.model:22:12): folded into the matmul that reads it
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 9600)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 31136)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 173808)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -387,417 +374,312 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 2528)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
+        (A + 4064)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 48, T(1), (A + 9600), 48, sf_[4].data(), 48, T(0), (A + 2576), 1, threads());
+  gemm(false, true, 32, 1, 48, T(1), (A + 2528), 48, sf_[4].data(), 48, T(0), (A + 4112), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (gru.model:40:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 2608)[i0 * 1 + i1 * 1] = (A + 2576)[i0 * 1] + sf_[5].data()[0];
+        const T v0 = (A + 4112)[i0 * 1] + sf_[5].data()[0];
+        (A + 4144)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 960)[i0 * 1];
+        (A + 4176)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (gru.model:40:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 2608)[k] - (A + 960)[k]; s += d * d; } (A + 2576)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 4144)[k] - (A + 960)[k]; s += d * d; } (A + 4112)[0] = s / T(32); }
   // output  (gru.model:41:3)
   // loss  (gru.model:37:1)
-  loss = double((A + 2576)[0]);
-  // sub  (gru.model:40:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 2576)[i0 * 1 + i1 * 1] = (A + 2608)[i0 * 1] - (A + 960)[i0 * 1];
-      }
+  loss = double((A + 4112)[0]);
   // const  (gru.model:40:13)
   std::fill_n((A + 960), 1, T(0.0625));
-  // mul  (gru.model:40:13)
+  // fused loop over [32, 1], 1 reduction:
+  //   mul  (gru.model:40:13)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 976), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 2608)[i0 * 1 + i1 * 1] = (A + 2576)[i0 * 1] * (A + 960)[0];
+        const T v0 = (A + 4176)[i0 * 1] * (A + 960)[0];
+        (A + 4112)[i0 * 1 + i1 * 1] = v0;
+        (A + 976)[0] += v0;
       }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 960), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 960)[0] += (A + 2608)[i];
-  }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 48, 1, T(1), (A + 2608), 1, (A + 2528), 1, T(0), (A + 11136), 48, threads());
+  gemm(false, true, 32, 48, 1, T(1), (A + 4112), 1, (A + 4064), 1, T(0), (A + 4144), 48, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 48, 1, 32, T(1), (A + 9600), 48, (A + 2608), 1, T(0), (A + 2528), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 2576)[i0 * 48 + i1 * 1] = (A + 2528)[i0 * 1 + i1 * 1];
-      }
+  gemm(true, false, 48, 1, 32, T(1), (A + 2528), 48, (A + 4112), 1, T(0), (A + 4064), 1, threads());
   // reshape  (gru.model:39:17)
   // (a view of its operand)
   // pad  (gru.model:39:17)
-  std::fill_n((A + 12672), 46080, T(0));
+  std::fill_n((A + 5680), 46080, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 12672)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 11136)[i0 * 48 + i1 * 48 + i2 * 1];
+          (A + 5680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 4144)[i0 * 48 + i1 * 48 + i2 * 1];
         }
-  // const  (gru.model:22:12)
-  std::fill_n((A + 9600), 144, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 9744), 144, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 58752), 6912, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 9888), 144, T(0));
-  // const  (gru.model:22:12)
-  std::fill_n((A + 65664), 6912, T(0));
   // scan  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 364480));
-  std::copy_n((A + 9600), 144, (A + 366016));
-  std::copy_n((A + 9744), 144, (A + 366160));
-  std::copy_n((A + 58752), 6912, (A + 366304));
-  std::copy_n((A + 9744), 144, (A + 373216));
-  std::copy_n((A + 9888), 144, (A + 373360));
-  std::copy_n((A + 65664), 6912, (A + 373504));
+  std::copy_n((A + 992), 1536, (A + 62512));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 12672) + (o * 30 + t) * 48, 48, (A + 353696) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 77216) + (o * 30 + t) * 48, 48, (A + 355232) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 123296) + (o * 30 + t) * 48, 48, (A + 356768) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 169376) + (o * 30 + t) * 48, 48, (A + 358304) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 215456) + (o * 30 + t) * 48, 48, (A + 359840) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 261536) + (o * 30 + t) * 48, 48, (A + 361376) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 307616) + (o * 30 + t) * 48, 48, (A + 362912) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 364448) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5680) + (o * 30 + t) * 48, 48, (A + 51760) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 219888) + (o * 30 + t) * 48, 48, (A + 53296) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 265968) + (o * 30 + t) * 48, 48, (A + 54832) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 312048) + (o * 30 + t) * 48, 48, (A + 56368) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 358128) + (o * 30 + t) * 48, 48, (A + 57904) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 404208) + (o * 30 + t) * 48, 48, (A + 59440) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 450288) + (o * 30 + t) * 48, 48, (A + 60976) + o * 48);
+    // const  (gru.model:27:15)
+    std::fill_n((A + 64048), 1, T(1));
     // fused loop over [32, 48]:
     //   add  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   mul  (gru.model:28:27)
     //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:19)
-    //   neg  (gru.model:28:14)  [register]
-    //   add  (gru.model:28:14)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 364480)[i] + (A + 353696)[i];
-      const T v1 = v0 * (A + 355232)[i];
-      const T v2 = v0 * (A + 356768)[i];
-      (A + 380416)[i] = v2;
-      const T v3 = v0 * (A + 358304)[i];
-      const T v4 = v0 * (A + 359840)[i];
-      (A + 381952)[i] = v4;
-      const T v5 = -v3;
-      const T v6 = v1 + v5;
-      (A + 383488)[i] = v6;
-    }
-    // const  (gru.model:27:15)
-    std::fill_n((A + 385024), 1, T(1));
-    // fused loop over [32, 48]:
     //   mul  (gru.model:27:15)  [register]
     //   sub  (gru.model:27:15)  [register]
     //   mul  (gru.model:27:15)
     //   mul  (gru.model:27:35)
-    //   mul  (gru.model:27:35)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 358304)[i] * (A + 358304)[i];
-      const T v1 = (A + 385024)[0] - v0;
-      const T v2 = (A + 381952)[i] * v1;
-      (A + 385040)[i] = v2;
-      const T v3 = v2 * (A + 361376)[i];
-      (A + 386576)[i] = v3;
-      const T v4 = v2 * (A + 362912)[i];
-      (A + 388112)[i] = v4;
-    }
-    // pad  (gru.model:27:39)
-    std::fill_n((A + 389648), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 389648)[96 + i0 * 144 + i1 * 1] = (A + 388112)[i0 * 48 + i1 * 1];
-        }
-    // pad  (gru.model:27:18)
-    std::fill_n((A + 394256), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 394256)[96 + i0 * 144 + i1 * 1] = (A + 385040)[i0 * 48 + i1 * 1];
-        }
-    // fused loop over [32, 48]:
+    //   mul  (gru.model:28:27)  [register]
+    //   mul  (gru.model:28:19)  [register]
+    //   neg  (gru.model:28:14)  [register]
+    //   add  (gru.model:28:14)  [register]
     //   sub  (gru.model:26:18)  [register]
     //   mul  (gru.model:26:18)  [register]
     //   mul  (gru.model:26:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 385024)[0] - (A + 356768)[i];
-      const T v1 = (A + 356768)[i] * v0;
-      const T v2 = (A + 383488)[i] * v1;
-      (A + 381952)[i] = v2;
-    }
-    // pad  (gru.model:26:36)
-    std::fill_n((A + 398864), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 398864)[48 + i0 * 144 + i1 * 1] = (A + 381952)[i0 * 48 + i1 * 1];
-        }
-    // fused loop over [32, 144]:
-    //   add  (gru.model:26:36)
-    //   add  (gru.model:26:21)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4608; ++i) {
-      const T v0 = (A + 389648)[i] + (A + 398864)[i];
-      (A + 403472)[i] = v0;
-      const T v1 = (A + 394256)[i] + (A + 398864)[i];
-      (A + 408080)[i] = v1;
-    }
-    // fused loop over [32, 48]:
+    //   mul  (gru.model:27:35)  [register]
     //   sub  (gru.model:25:18)  [register]
     //   mul  (gru.model:25:18)  [register]
     //   mul  (gru.model:25:18)
+    //   mul  (gru.model:28:27)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 385024)[0] - (A + 362912)[i];
-      const T v1 = (A + 362912)[i] * v0;
-      const T v2 = (A + 386576)[i] * v1;
-      (A + 381952)[i] = v2;
+      const T v0 = (A + 62512)[i] + (A + 51760)[i];
+      const T v1 = v0 * (A + 57904)[i];
+      const T v2 = (A + 56368)[i] * (A + 56368)[i];
+      const T v3 = (A + 64048)[0] - v2;
+      const T v4 = v1 * v3;
+      (A + 65600)[i] = v4;
+      const T v5 = v4 * (A + 60976)[i];
+      (A + 67136)[i] = v5;
+      const T v6 = v0 * (A + 53296)[i];
+      const T v7 = v0 * (A + 56368)[i];
+      const T v8 = -v7;
+      const T v9 = v6 + v8;
+      const T v10 = (A + 64048)[0] - (A + 54832)[i];
+      const T v11 = (A + 54832)[i] * v10;
+      const T v12 = v9 * v11;
+      (A + 68672)[i] = v12;
+      const T v13 = v4 * (A + 59440)[i];
+      const T v14 = (A + 64048)[0] - (A + 60976)[i];
+      const T v15 = (A + 60976)[i] * v14;
+      const T v16 = v13 * v15;
+      (A + 70208)[i] = v16;
+      const T v17 = v0 * (A + 54832)[i];
+      (A + 64064)[i] = v17;
     }
-    // pad  (gru.model:25:34)
-    std::fill_n((A + 383488), 4608, T(0));
+    // pad  (gru.model:27:39)
+    std::fill_n((A + 71744), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 383488)[0 + i0 * 144 + i1 * 1] = (A + 381952)[i0 * 48 + i1 * 1];
+          (A + 71744)[96 + i0 * 144 + i1 * 1] = (A + 67136)[i0 * 48 + i1 * 1];
         }
+    // pad  (gru.model:27:18)
+    std::fill_n((A + 76352), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 76352)[96 + i0 * 144 + i1 * 1] = (A + 65600)[i0 * 48 + i1 * 1];
+        }
+    // pad  (gru.model:26:36)
+    std::fill_n((A + 80960), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 80960)[48 + i0 * 144 + i1 * 1] = (A + 68672)[i0 * 48 + i1 * 1];
+        }
+    // pad  (gru.model:25:34)
+    std::fill_n((A + 65600), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 65600)[0 + i0 * 144 + i1 * 1] = (A + 70208)[i0 * 48 + i1 * 1];
+        }
+    // transpose  (gru.model:24:14): folded into the matmul that reads it
     // fused loop over [32, 144]:
+    //   add  (gru.model:26:36)  [register]
     //   add  (gru.model:25:34)
+    //   add  (gru.model:26:21)  [register]
     //   add  (gru.model:25:21)
     GRADC_IVDEP
     for (int64_t i = 0; i < 4608; ++i) {
-      const T v0 = (A + 403472)[i] + (A + 383488)[i];
-      (A + 388096)[i] = v0;
-      const T v1 = (A + 408080)[i] + (A + 383488)[i];
-      (A + 392704)[i] = v1;
+      const T v0 = (A + 71744)[i] + (A + 80960)[i];
+      const T v1 = v0 + (A + 65600)[i];
+      (A + 85568)[i] = v1;
+      const T v2 = (A + 76352)[i] + (A + 80960)[i];
+      const T v3 = v2 + (A + 65600)[i];
+      (A + 90176)[i] = v3;
     }
-    // sum  (gru.model:24:40)
-    std::fill_n((A + 381952), 144, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 381952)[i1 * 1] += (A + 388096)[i0 * 144 + i1 * 1];
-        }
-    // transpose  (gru.model:24:14): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 48, 144, T(1), (A + 388096), 144, (A + 2672), 144, T(0), (A + 382096), 48, threads());
-    // transpose  (gru.model:24:14): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
-    gemm(true, false, 48, 144, 32, T(1), (A + 355232), 48, (A + 388096), 144, T(0), (A + 397312), 144, threads());
+    gemm(false, true, 32, 48, 144, T(1), (A + 85568), 144, (A + 140784), 144, T(0), (A + 65600), 48, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 383632)[i] = (A + 380416)[i] + (A + 382096)[i];
+      (A + 67136)[i] = (A + 64064)[i] + (A + 65600)[i];
     }
-    // sum  (gru.model:23:41)
-    std::fill_n((A + 380416), 144, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 380416)[i1 * 1] += (A + 392704)[i0 * 144 + i1 * 1];
-        }
-    // transpose  (gru.model:23:15): folded into the matmul that reads it
-    // matmul  (gru.model:23:15)
-    gemm(true, false, 1, 144, 32, T(1), (A + 364448), 1, (A + 392704), 144, T(0), (A + 380560), 144, threads());
-    // fused loop over [144]:
-    //   add  (gru.model:22:12)
-    //   add  (gru.model:22:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 144; ++i) {
-      const T v0 = (A + 366160)[i] + (A + 380416)[i];
-      (A + 380704)[i] = v0;
-      const T v1 = (A + 373216)[i] + (A + 381952)[i];
-      (A + 380848)[i] = v1;
-    }
-    // add  (gru.model:22:12)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 380416)[i0 * 144 + i1 * 1] = (A + 373360)[i1 * 1] + (A + 380560)[i1 * 1];
-        }
-    // add  (gru.model:22:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 6912; ++i) {
-      (A + 385168)[i] = (A + 373504)[i] + (A + 397312)[i];
-    }
-    std::copy_n((A + 383632), 1536, (A + 364480));
-    std::copy_n((A + 380704), 144, (A + 366160));
-    std::copy_n((A + 380848), 144, (A + 373216));
-    std::copy_n((A + 380416), 144, (A + 373360));
-    std::copy_n((A + 385168), 6912, (A + 373504));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 90176) + o * 144, 144, (A + 496368) + (o * 30 + t) * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 85568) + o * 144, 144, (A + 634608) + (o * 30 + t) * 144);
+    std::copy_n((A + 67136), 1536, (A + 62512));
   }
-  std::copy_n((A + 364480), 1536, (A + 10032));
-  std::copy_n((A + 366016), 144, (A + 11568));
-  std::copy_n((A + 366160), 144, (A + 11712));
-  std::copy_n((A + 366304), 6912, (A + 412688));
-  std::copy_n((A + 373216), 144, (A + 11856));
-  std::copy_n((A + 373360), 144, (A + 12000));
-  std::copy_n((A + 373504), 6912, (A + 419600));
-  // fused loop over [144, 48]:
-  //   transpose  (gru.model:24:25)  [register]
-  //   add %d.gru.weight_hh_l0  (gru.model:24:25)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        const T v0 = (A + 419600)[i0 * 1 + i1 * 144];
-        const T v1 = (A + 412688)[i0 * 48 + i1 * 1] + v0;
-        (A + 2624)[i0 * 48 + i1 * 1] = v1;
-      }
-  // fused loop over [144, 1]:
-  //   transpose  (gru.model:23:26)  [register]
-  //   add %d.gru.weight_ih_l0  (gru.model:23:26)
+  std::copy_n((A + 62512), 1536, (A + 2528));
+  // fused loop over [32, 30, 144], 2 reductions:
+  //   sum over axes [0, 1]  (gru.model:22:12)
+  //   sum over axes [0, 1]  (gru.model:22:12)
+  std::fill_n((A + 992), 144, T(0));
+  std::fill_n((A + 1136), 144, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 144; ++i2)
+        {
+          (A + 992)[i2 * 1] += (A + 496368)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 1136)[i2 * 1] += (A + 634608)[i0 * 4320 + i1 * 144 + i2 * 1];
+        }
+  // reshape  (gru.model:22:12)
+  // (a view of its operand)
+  // matmul  (gru.model:22:12)
+  gemm(true, false, 48, 144, 960, T(1), (A + 219888), 48, (A + 634608), 144, T(0), (A + 4112), 144, threads());
+  // reshape  (gru.model:23:15)
+  // (a view of its operand)
+  // reshape  (gru.model:23:15)
+  // (a view of its operand)
+  // transpose  (gru.model:23:15): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 496368), 144, T(0), (A + 1280), 144, threads());
+  // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 12000)[i0 * 1 + i1 * 144];
-        const T v1 = (A + 11568)[i0 * 1] + v0;
-        (A + 0)[i0 * 1 + i1 * 1] = v1;
+        (A + 0)[i0 * 1 + i1 * 1] = (A + 1280)[i0 * 1 + i1 * 144];
       }
   // grad  (gru.model:16:3)
   if (grads) (*grads)[0].assign((A + 0), (A + 0) + 144);
+  // transpose %d.gru.weight_hh_l0  (gru.model:24:25)
+  for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1)
+      {
+        (A + 11024)[i0 * 48 + i1 * 1] = (A + 4112)[i0 * 1 + i1 * 144];
+      }
   // grad  (gru.model:17:3)
-  if (grads) (*grads)[1].assign((A + 2624), (A + 2624) + 6912);
+  if (grads) (*grads)[1].assign((A + 11024), (A + 11024) + 6912);
   // grad  (gru.model:18:3)
-  if (grads) (*grads)[2].assign((A + 11712), (A + 11712) + 144);
+  if (grads) (*grads)[2].assign((A + 992), (A + 992) + 144);
   // grad  (gru.model:19:3)
-  if (grads) (*grads)[3].assign((A + 11856), (A + 11856) + 144);
+  if (grads) (*grads)[3].assign((A + 1136), (A + 1136) + 144);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1)
+      {
+        (A + 144)[i0 * 48 + i1 * 1] = (A + 4064)[i0 * 1 + i1 * 1];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 2576), (A + 2576) + 48);
+  if (grads) (*grads)[4].assign((A + 144), (A + 144) + 48);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 960), (A + 960) + 1);
+  if (grads) (*grads)[5].assign((A + 976), (A + 976) + 1);
   // hyper %lr  (gru.model:44:1)
-  (A + 144)[0] = T(lr_);
+  (A + 192)[0] = T(lr_);
   // buffer %optimizer.step  (gru.model:44:1)
   // add %optimizer.step.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] = sf_[6].data()[0] + (A + 9584)[0];
+    (A + 208)[0] = sf_[6].data()[0] + (A + 140768)[0];
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(6, (A + 160));
+  updates.emplace_back(6, (A + 208));
   // const  (gru.model:44:1)
-  std::fill_n((A + 176), 1, T(-0.10536051565782628));
-  // fused loop over []:
+  std::fill_n((A + 224), 1, T(-0.10536051565782628));
+  // const  (gru.model:44:1)
+  std::fill_n((A + 240), 1, T(-0.0010005003335835344));
+  // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
+  // const  (gru.model:44:1)
+  std::fill_n((A + 256), 1, T(0.90000000000000002));
+  // const  (gru.model:44:1)
+  std::fill_n((A + 272), 1, T(0.099999999999999978));
+  // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
+  // const  (gru.model:44:1)
+  std::fill_n((A + 288), 1, T(0.999));
+  // const  (gru.model:44:1)
+  std::fill_n((A + 304), 1, T(0.0010000000000000009));
+  // fused loop over [144, 1]:
   //   mul  (gru.model:44:1)  [register]
-  //   exp  (gru.model:44:1)  [register]
-  //   sub  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 160)[0] * (A + 176)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 9584)[0] - v1;
-    (A + 192)[0] = v2;
-  }
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
+  //   sqrt  (gru.model:44:1)
+  for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        const T v0 = sf_[7].data()[i0 * 1] * (A + 256)[0];
+        const T v1 = (A + 0)[i0 * 1] * (A + 272)[0];
+        const T v2 = v0 + v1;
+        (A + 320)[i0 * 1 + i1 * 1] = v2;
+        const T v3 = sf_[8].data()[i0 * 1] * (A + 288)[0];
+        const T v4 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
+        const T v5 = v4 * (A + 304)[0];
+        const T v6 = v3 + v5;
+        (A + 464)[i0 * 1 + i1 * 1] = v6;
+        const T v7 = std::sqrt(v6);
+        (A + 608)[i0 * 1 + i1 * 1] = v7;
+      }
+  // update  (gru.model:44:1)
+  updates.emplace_back(7, (A + 320));
+  // update  (gru.model:44:1)
+  updates.emplace_back(8, (A + 464));
   // const  (gru.model:44:1)
-  std::fill_n((A + 176), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 0), 1, T(1e-08));
   // fused loop over []:
   //   mul  (gru.model:44:1)  [register]
   //   exp  (gru.model:44:1)  [register]
   //   sub  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   exp  (gru.model:44:1)  [register]
+  //   sub  (gru.model:44:1)  [register]
   //   sqrt  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 160)[0] * (A + 176)[0];
+    const T v0 = (A + 208)[0] * (A + 224)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 9584)[0] - v1;
-    const T v3 = (A + 144)[0] / (A + 192)[0];
-    (A + 208)[0] = v3;
-    const T v4 = std::sqrt(v2);
-    (A + 224)[0] = v4;
+    const T v2 = (A + 140768)[0] - v1;
+    const T v3 = (A + 192)[0] / v2;
+    (A + 16)[0] = v3;
+    const T v4 = (A + 208)[0] * (A + 240)[0];
+    const T v5 = fexp(v4);
+    const T v6 = (A + 140768)[0] - v5;
+    const T v7 = std::sqrt(v6);
+    (A + 32)[0] = v7;
   }
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
-  // const  (gru.model:44:1)
-  std::fill_n((A + 144), 1, T(0.90000000000000002));
-  // mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 240)[i0 * 1 + i1 * 1] = sf_[7].data()[i0 * 1] * (A + 144)[0];
-      }
-  // const  (gru.model:44:1)
-  std::fill_n((A + 176), 1, T(0.099999999999999978));
   // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 0)[i0 * 1] * (A + 176)[0];
-        const T v1 = (A + 240)[i0 * 1] + v0;
-        (A + 384)[i0 * 1 + i1 * 1] = v1;
-      }
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
-  // const  (gru.model:44:1)
-  std::fill_n((A + 192), 1, T(0.999));
-  // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)
-  //   mul  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = sf_[8].data()[i0 * 1] * (A + 192)[0];
-        (A + 240)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
-        (A + 528)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (gru.model:44:1)
-  std::fill_n((A + 0), 1, T(0.0010000000000000009));
-  // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 528)[i0 * 1] * (A + 0)[0];
-        const T v1 = (A + 240)[i0 * 1] + v0;
-        (A + 672)[i0 * 1 + i1 * 1] = v1;
-      }
-  // update  (gru.model:44:1)
-  updates.emplace_back(7, (A + 384));
-  // update  (gru.model:44:1)
-  updates.emplace_back(8, (A + 672));
-  // fused loop over [144, 1]:
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::sqrt((A + 672)[i0 * 1]);
-        const T v1 = v0 / (A + 224)[0];
-        (A + 240)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (gru.model:44:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over [144, 1]:
+  //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
@@ -806,45 +688,25 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 240)[i0 * 1] + (A + 16)[0];
-        const T v1 = (A + 384)[i0 * 1] / v0;
-        const T v2 = (A + 208)[0] * v1;
-        const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 528)[i0 * 1 + i1 * 1] = v3;
+        const T v0 = (A + 608)[i0 * 1] / (A + 32)[0];
+        const T v1 = v0 + (A + 0)[0];
+        const T v2 = (A + 320)[i0 * 1] / v1;
+        const T v3 = (A + 16)[0] * v2;
+        const T v4 = sf_[0].data()[i0 * 1] - v3;
+        (A + 752)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (gru.model:44:1)
-  updates.emplace_back(0, (A + 528));
+  updates.emplace_back(0, (A + 752));
   // buffer %optimizer.gru.weight_hh_l0.exp_avg  (gru.model:44:1)
-  // fused loop over [144, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 144)[0];
-    const T v1 = (A + 2624)[i] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 12000)[i] = v2;
-  }
   // buffer %optimizer.gru.weight_hh_l0.exp_avg_sq  (gru.model:44:1)
   // fused loop over [144, 48]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = sf_[10].data()[i] * (A + 192)[0];
-    const T v1 = (A + 2624)[i] * (A + 2624)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 18912)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(9, (A + 12000));
-  // update  (gru.model:44:1)
-  updates.emplace_back(10, (A + 18912));
-  // fused loop over [144, 48]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -853,96 +715,52 @@ private:
   //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = std::sqrt((A + 18912)[i]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 12000)[i] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[1].data()[i] - v4;
-    (A + 2624)[i] = v5;
+    const T v0 = sf_[9].data()[i] * (A + 256)[0];
+    const T v1 = (A + 11024)[i] * (A + 272)[0];
+    const T v2 = v0 + v1;
+    (A + 1280)[i] = v2;
+    const T v3 = sf_[10].data()[i] * (A + 288)[0];
+    const T v4 = (A + 11024)[i] * (A + 11024)[i];
+    const T v5 = v4 * (A + 304)[0];
+    const T v6 = v3 + v5;
+    (A + 17936)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[1].data()[i] - v11;
+    (A + 24848)[i] = v12;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(1, (A + 2624));
+  updates.emplace_back(9, (A + 1280));
+  // update  (gru.model:44:1)
+  updates.emplace_back(10, (A + 17936));
+  // update  (gru.model:44:1)
+  updates.emplace_back(1, (A + 24848));
   // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:44:1)
-  // fused loop over [144]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 144)[0];
-    const T v1 = (A + 11712)[i] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 240)[i] = v2;
-  }
   // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:44:1)
   // fused loop over [144]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[12].data()[i] * (A + 192)[0];
-    const T v1 = (A + 11712)[i] * (A + 11712)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 816)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(11, (A + 240));
-  // update  (gru.model:44:1)
-  updates.emplace_back(12, (A + 816));
-  // fused loop over [144]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   sub %gru.bias_ih_l0.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = std::sqrt((A + 816)[i]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 240)[i] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[2].data()[i] - v4;
-    (A + 976)[i] = v5;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(2, (A + 976));
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
-  // fused loop over [144]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[13].data()[i] * (A + 144)[0];
-    const T v1 = (A + 11856)[i] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 1120)[i] = v2;
-  }
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
-  // fused loop over [144]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 192)[0];
-    const T v1 = (A + 11856)[i] * (A + 11856)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 1264)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(13, (A + 1120));
-  // update  (gru.model:44:1)
-  updates.emplace_back(14, (A + 1264));
-  // fused loop over [144]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -951,51 +769,63 @@ private:
   //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = std::sqrt((A + 1264)[i]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 1120)[i] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[3].data()[i] - v4;
-    (A + 1408)[i] = v5;
+    const T v0 = sf_[11].data()[i] * (A + 256)[0];
+    const T v1 = (A + 992)[i] * (A + 272)[0];
+    const T v2 = v0 + v1;
+    (A + 608)[i] = v2;
+    const T v3 = sf_[12].data()[i] * (A + 288)[0];
+    const T v4 = (A + 992)[i] * (A + 992)[i];
+    const T v5 = v4 * (A + 304)[0];
+    const T v6 = v3 + v5;
+    (A + 8192)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[2].data()[i] - v11;
+    (A + 8336)[i] = v12;
+    const T v13 = sf_[13].data()[i] * (A + 256)[0];
+    const T v14 = (A + 1136)[i] * (A + 272)[0];
+    const T v15 = v13 + v14;
+    (A + 8480)[i] = v15;
+    const T v16 = sf_[14].data()[i] * (A + 288)[0];
+    const T v17 = (A + 1136)[i] * (A + 1136)[i];
+    const T v18 = v17 * (A + 304)[0];
+    const T v19 = v16 + v18;
+    (A + 8624)[i] = v19;
+    const T v20 = std::sqrt(v19);
+    const T v21 = v20 / (A + 32)[0];
+    const T v22 = v21 + (A + 0)[0];
+    const T v23 = v15 / v22;
+    const T v24 = (A + 16)[0] * v23;
+    const T v25 = sf_[3].data()[i] - v24;
+    (A + 8768)[i] = v25;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(3, (A + 1408));
+  updates.emplace_back(11, (A + 608));
+  // update  (gru.model:44:1)
+  updates.emplace_back(12, (A + 8192));
+  // update  (gru.model:44:1)
+  updates.emplace_back(2, (A + 8336));
+  // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
+  // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
+  // update  (gru.model:44:1)
+  updates.emplace_back(13, (A + 8480));
+  // update  (gru.model:44:1)
+  updates.emplace_back(14, (A + 8624));
+  // update  (gru.model:44:1)
+  updates.emplace_back(3, (A + 8768));
   // buffer %optimizer.head.weight.exp_avg  (gru.model:44:1)
-  // fused loop over [1, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        const T v0 = sf_[15].data()[i1 * 1] * (A + 144)[0];
-        const T v1 = (A + 2576)[i1 * 1] * (A + 176)[0];
-        const T v2 = v0 + v1;
-        (A + 32)[i0 * 48 + i1 * 1] = v2;
-      }
   // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:44:1)
   // fused loop over [1, 48]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        const T v0 = sf_[16].data()[i1 * 1] * (A + 192)[0];
-        const T v1 = (A + 2576)[i1 * 1] * (A + 2576)[i1 * 1];
-        const T v2 = v1 * (A + 0)[0];
-        const T v3 = v0 + v2;
-        (A + 80)[i0 * 48 + i1 * 1] = v3;
-      }
-  // update  (gru.model:44:1)
-  updates.emplace_back(15, (A + 32));
-  // update  (gru.model:44:1)
-  updates.emplace_back(16, (A + 80));
-  // fused loop over [1, 48]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -1006,47 +836,39 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        const T v0 = std::sqrt((A + 80)[i1 * 1]);
-        const T v1 = v0 / (A + 224)[0];
-        const T v2 = v1 + (A + 16)[0];
-        const T v3 = (A + 32)[i1 * 1] / v2;
-        const T v4 = (A + 208)[0] * v3;
-        const T v5 = sf_[4].data()[i1 * 1] - v4;
-        (A + 1552)[i0 * 48 + i1 * 1] = v5;
+        const T v0 = sf_[15].data()[i1 * 1] * (A + 256)[0];
+        const T v1 = (A + 144)[i1 * 1] * (A + 272)[0];
+        const T v2 = v0 + v1;
+        (A + 48)[i0 * 48 + i1 * 1] = v2;
+        const T v3 = sf_[16].data()[i1 * 1] * (A + 288)[0];
+        const T v4 = (A + 144)[i1 * 1] * (A + 144)[i1 * 1];
+        const T v5 = v4 * (A + 304)[0];
+        const T v6 = v3 + v5;
+        (A + 96)[i0 * 48 + i1 * 1] = v6;
+        const T v7 = std::sqrt(v6);
+        const T v8 = v7 / (A + 32)[0];
+        const T v9 = v8 + (A + 0)[0];
+        const T v10 = v2 / v9;
+        const T v11 = (A + 16)[0] * v10;
+        const T v12 = sf_[4].data()[i1 * 1] - v11;
+        (A + 896)[i0 * 48 + i1 * 1] = v12;
       }
   // update  (gru.model:44:1)
-  updates.emplace_back(4, (A + 1552));
+  updates.emplace_back(15, (A + 48));
+  // update  (gru.model:44:1)
+  updates.emplace_back(16, (A + 96));
+  // update  (gru.model:44:1)
+  updates.emplace_back(4, (A + 896));
   // buffer %optimizer.head.bias.exp_avg  (gru.model:44:1)
-  // fused loop over [1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[17].data()[0] * (A + 144)[0];
-    const T v1 = (A + 960)[0] * (A + 176)[0];
-    const T v2 = v0 + v1;
-    (A + 128)[i] = v2;
-  }
   // buffer %optimizer.head.bias.exp_avg_sq  (gru.model:44:1)
   // fused loop over [1]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
+  //   mul  (gru.model:44:1)  [register]
+  //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
   //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[18].data()[0] * (A + 192)[0];
-    const T v1 = (A + 960)[0] * (A + 960)[0];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 144)[i] = v3;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(17, (A + 128));
-  // update  (gru.model:44:1)
-  updates.emplace_back(18, (A + 144));
-  // fused loop over [1]:
   //   sqrt  (gru.model:44:1)  [register]
   //   div  (gru.model:44:1)  [register]
   //   add  (gru.model:44:1)  [register]
@@ -1055,16 +877,29 @@ private:
   //   sub %head.bias.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::sqrt((A + 144)[0]);
-    const T v1 = v0 / (A + 224)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 128)[0] / v2;
-    const T v4 = (A + 208)[0] * v3;
-    const T v5 = sf_[5].data()[0] - v4;
-    (A + 0)[i] = v5;
+    const T v0 = sf_[17].data()[0] * (A + 256)[0];
+    const T v1 = (A + 976)[0] * (A + 272)[0];
+    const T v2 = v0 + v1;
+    (A + 144)[i] = v2;
+    const T v3 = sf_[18].data()[0] * (A + 288)[0];
+    const T v4 = (A + 976)[0] * (A + 976)[0];
+    const T v5 = v4 * (A + 304)[0];
+    const T v6 = v3 + v5;
+    (A + 160)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 16)[0] * v10;
+    const T v12 = sf_[5].data()[0] - v11;
+    (A + 176)[i] = v12;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(5, (A + 0));
+  updates.emplace_back(17, (A + 144));
+  // update  (gru.model:44:1)
+  updates.emplace_back(18, (A + 160));
+  // update  (gru.model:44:1)
+  updates.emplace_back(5, (A + 176));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1076,7 +911,7 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
   // input %x  (gru.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
@@ -1086,44 +921,36 @@ private:
   // param %gru.bias_ih_l0  (gru.model:18:3)
   // param %gru.weight_hh_l0  (gru.model:17:3)
   // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 2496)[i0 * 144 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (gru.model:23:26): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2496), 144, threads());
+  // const  (gru.model:28:14)
+  std::fill_n((A + 0), 1, T(1));
   // transpose  (gru.model:24:25)
   for (int64_t i0 = 0; i0 < 48; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 144; ++i1)
       {
-        (A + 2640)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
+        (A + 140736)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
       }
-  // const  (gru.model:28:14)
-  std::fill_n((A + 9552), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 960), 1536, (A + 9600));
+  std::copy_n((A + 960), 1536, (A + 152256));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 9568) + o * 1);
-    // matmul  (gru.model:23:15)
-    gemm(false, false, 32, 144, 1, T(1), (A + 9568), 1, (A + 2496), 144, T(0), (A + 11136), 144, threads());
-    // add %gru.gi  (gru.model:23:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          (A + 15744)[i0 * 144 + i1 * 1] = (A + 11136)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2496) + (o * 30 + t) * 144, 144, (A + 147648) + o * 144);
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 9600), 48, (A + 2640), 144, T(0), (A + 11136), 144, threads());
-    // add %gru.gh  (gru.model:24:40)
+    gemm(false, false, 32, 144, 48, T(1), (A + 152256), 48, (A + 140736), 144, T(0), (A + 153792), 144, threads());
+    // fused loop over [32, 144]:
+    //   add %gru.gi  (gru.model:23:41)
+    //   add %gru.gh  (gru.model:24:40)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          (A + 20352)[i0 * 144 + i1 * 1] = (A + 11136)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          const T v0 = (A + 147648)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 158400)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 153792)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 163008)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -1147,36 +974,36 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 15744)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 20352)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 158400)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 163008)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 15744)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 20352)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 158400)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 163008)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 15744)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 20352)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 158400)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 163008)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          const T v13 = (A + 9552)[0] - v7;
+          const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 9600)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 152256)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 11136)[i0 * 48 + i1 * 1] = v16;
+          (A + 153792)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 11136) + o * 48, 48, (A + 26496) + (o * 30 + t) * 48);
-    std::copy_n((A + 11136), 1536, (A + 9600));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153792) + o * 48, 48, (A + 169152) + (o * 30 + t) * 48);
+    std::copy_n((A + 153792), 1536, (A + 152256));
   }
-  std::copy_n((A + 9600), 1536, (A + 24960));
+  std::copy_n((A + 152256), 1536, (A + 167616));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 26496)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 169152)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -1196,7 +1023,14 @@ private:
   std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(772848);
+    return arena_.data();
+  }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[19]; // integer state
   double lr_ = 0.002;

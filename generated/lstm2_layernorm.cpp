@@ -145,7 +145,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(260336) {
+  Net() {
     sf_[0].assign(128, T(0));
     sf_[1].assign(4096, T(0));
     sf_[2].assign(128, T(0));
@@ -203,145 +203,57 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
+  // const  (prelude.model:79:15)
+  std::fill_n((A + 0), 1, T(0));
   // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 16);
     for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
   // input %y  (lstm2_layernorm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 320);
+  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 336);
     for (int64_t k = 0; k < 16; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 336), 512, T(0));
+  std::fill_n((A + 352), 512, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 848)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 976)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
-      }
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 5088));
-  std::copy_n((A + 336), 512, (A + 5600));
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 5072) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 5072), 1, (A + 848), 128, T(0), (A + 6112), 128, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 8160)[i0 * 128 + i1 * 1] = (A + 6112)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 5088), 32, (A + 976), 128, T(0), (A + 6112), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 8160)[i0 * 128 + i1 * 1] + (A + 6112)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 10208)[i0 * 128 + i1 * 1] = v1;
-        }
-    // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 10208)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
-          const T v2 = (A + 10208)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
-          const T v4 = (A + 10208)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 10208)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 5600)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 6112)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 6624)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6624) + o * 32, 32, (A + 13280) + (o * 20 + t) * 32);
-    std::copy_n((A + 6624), 512, (A + 5088));
-    std::copy_n((A + 6112), 512, (A + 5600));
-  }
-  std::copy_n((A + 5088), 512, (A + 12256));
-  std::copy_n((A + 5600), 512, (A + 12768));
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 864), 128, threads());
   // fused loop over [32, 128]:
-  //   transpose  (prelude.model:30:31)
+  //   transpose  (prelude.model:30:78)
   //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 848)[i0 * 128 + i1 * 1] = v0;
+        const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
+        (A + 41824)[i0 * 128 + i1 * 1] = v0;
         const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 4944)[i0 * 128 + i1 * 1] = v1;
+        (A + 45920)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 24032));
-  std::copy_n((A + 336), 512, (A + 24544));
+  std::copy_n((A + 352), 512, (A + 52064));
+  std::copy_n((A + 352), 512, (A + 52576));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13280) + (o * 20 + t) * 32, 32, (A + 23520) + o * 32);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 23520), 32, (A + 848), 128, T(0), (A + 25056), 128, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 27104)[i0 * 128 + i1 * 1] = (A + 25056)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 24032), 32, (A + 4944), 128, T(0), (A + 25056), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 41824), 128, T(0), (A + 53088), 128, threads());
     // fused loop over [16, 128]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 27104)[i0 * 128 + i1 * 1] + (A + 25056)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + sf_[7].data()[i1 * 1];
-          (A + 29152)[i0 * 128 + i1 * 1] = v1;
+          const T v0 = (A + 50016)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 53088)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 55136)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -361,122 +273,200 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 29152)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 55136)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 29152)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 55136)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 29152)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 55136)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 29152)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 55136)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 24544)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 52576)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 25056)[i0 * 32 + i1 * 1] = v10;
+          (A + 53088)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 25568)[i0 * 32 + i1 * 1] = v12;
+          (A + 53600)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 25568) + o * 32, 32, (A + 31200) + (o * 20 + t) * 32);
-    std::copy_n((A + 25568), 512, (A + 24032));
-    std::copy_n((A + 25056), 512, (A + 24544));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53600) + o * 32, 32, (A + 58208) + (o * 20 + t) * 32);
+    std::copy_n((A + 53600), 512, (A + 52064));
+    std::copy_n((A + 53088), 512, (A + 52576));
   }
-  std::copy_n((A + 24032), 512, (A + 9040));
-  std::copy_n((A + 24544), 512, (A + 9552));
+  std::copy_n((A + 52064), 512, (A + 57184));
+  std::copy_n((A + 52576), 512, (A + 57696));
+  // param %lstm.weight_ih_l1  (prelude.model:19:5)
+  // param %lstm.bias_ih_l1  (prelude.model:21:5)
+  // param %lstm.weight_hh_l1  (prelude.model:20:5)
+  // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 32, T(1), (A + 58208), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
+  // scan %lstm.h  (prelude.model:29:13)
+  std::copy_n((A + 352), 512, (A + 52064));
+  std::copy_n((A + 352), 512, (A + 52576));
+  for (int64_t step = 0; step < 20; ++step) {
+    const int64_t t = step;
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
+    // matmul  (prelude.model:30:67)
+    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 45920), 128, T(0), (A + 53088), 128, threads());
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:48)  [register]
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          const T v0 = (A + 50016)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 53088)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + sf_[7].data()[i1 * 1];
+          (A + 55136)[i0 * 128 + i1 * 1] = v2;
+        }
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          const T v0 = (A + 55136)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 55136)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 55136)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 55136)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 52576)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 53088)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 53600)[i0 * 32 + i1 * 1] = v12;
+        }
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53600) + o * 32, 32, (A + 57184) + (o * 20 + t) * 32);
+    std::copy_n((A + 53600), 512, (A + 52064));
+    std::copy_n((A + 53088), 512, (A + 52576));
+  }
+  std::copy_n((A + 52064), 512, (A + 41824));
+  std::copy_n((A + 52576), 512, (A + 42336));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 336)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 31200)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 57184)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
-  // mean %ln.mu  (prelude.model:77:14)
-  std::fill_n((A + 0), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 0)[i0 * 1] += (A + 336)[i0 * 32 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 16; ++k) (A + 0)[k] /= T(32);
-  // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)
-  //   mul  (prelude.model:79:18)
+  // slice  (prelude.model:79:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
+    for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 336)[i0 * 32 + i1 * 1] - (A + 0)[i0 * 1];
-        (A + 848)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = v0 * v0;
-        (A + 1360)[i0 * 32 + i1 * 1] = v1;
+        (A + 16)[i0 * 1 + i1 * 1] = (A + 352)[0 + i0 * 32 + i1 * 1];
       }
-  // mean %ln.var  (prelude.model:79:15)
-  std::fill_n((A + 0), 16, T(0));
+  // fused loop over [16, 32], 3 reductions:
+  //   sub  (prelude.model:79:15)  [register]
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mul  (prelude.model:79:15)  [register]
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  //   mul  (prelude.model:10:14)
+  std::fill_n((A + 32), 16, T(0));
+  std::fill_n((A + 48), 16, T(0));
+  std::fill_n((A + 64), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 0)[i0 * 1] += (A + 1360)[i0 * 32 + i1 * 1];
+        const T v0 = (A + 352)[i0 * 32 + i1 * 1] - (A + 16)[i0 * 1];
+        (A + 32)[i0 * 1] += v0;
+        const T v2 = v0 * v0;
+        (A + 48)[i0 * 1] += v2;
+        (A + 64)[i0 * 1] += (A + 352)[i0 * 32 + i1 * 1];
+        const T v5 = sf_[10].data()[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 864)[i0 * 32 + i1 * 1] = v5;
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 0)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 32)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 48)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 64)[k] /= T(32);
   // const  (prelude.model:80:26)
   std::fill_n((A + 16), 1, T(1.0000000000000001e-05));
+  // param %ln.weight  (prelude.model:73:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %ln.bias  (prelude.model:74:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %fc.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // fused loop over [16, 1]:
+  //   mul  (prelude.model:79:15)  [register]
+  //   sub  (prelude.model:79:15)  [register]
+  //   maximum  (prelude.model:79:15)  [register]
   //   add  (prelude.model:80:26)  [register]
   //   rsqrt  (prelude.model:80:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 1] + (A + 16)[0];
-        const T v1 = T(1) / std::sqrt(v0);
-        (A + 32)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 32)[i0 * 1] * (A + 32)[i0 * 1];
+        const T v1 = (A + 48)[i0 * 1] - v0;
+        const T v2 = std::max(v1, (A + 0)[0]);
+        const T v3 = v2 + (A + 16)[0];
+        const T v4 = T(1) / std::sqrt(v3);
+        (A + 80)[i0 * 1 + i1 * 1] = v4;
       }
-  // mul  (prelude.model:80:14)
+  // fused loop over [16, 32]:
+  //   sub %ln.d  (prelude.model:78:11)  [register]
+  //   mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 336)[i0 * 32 + i1 * 1] = (A + 848)[i0 * 32 + i1 * 1] * (A + 32)[i0 * 1];
+        const T v0 = (A + 352)[i0 * 32 + i1 * 1] - (A + 64)[i0 * 1];
+        const T v1 = v0 * (A + 80)[i0 * 1];
+        (A + 1376)[i0 * 32 + i1 * 1] = v1;
       }
-  // param %ln.weight  (prelude.model:73:3)
-  // mul  (prelude.model:80:33)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 848)[i0 * 32 + i1 * 1] = (A + 336)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-      }
-  // param %ln.bias  (prelude.model:74:3)
-  // add %z  (prelude.model:80:42)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 336)[i0 * 32 + i1 * 1] = (A + 848)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
-      }
-  // param %fc.weight  (prelude.model:7:3)
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 16, 16, 32, T(1), (A + 1376), 32, (A + 864), 32, T(0), (A + 0), 16, threads());
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 336), 32, sf_[10].data(), 32, T(0), (A + 0), 16, threads());
+  gemm(false, true, 1, 16, 32, T(1), sf_[9].data(), 32, sf_[10].data(), 32, T(0), (A + 256), 16, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %fc.bias  (prelude.model:8:3)
+  // param %head.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [16, 16]:
+  //   add  (prelude.model:10:14)  [register]
   //   add  (prelude.model:10:34)  [register]
   //   relu  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 336)[i0 * 16 + i1 * 1] = v1;
+        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
+        const T v1 = v0 + sf_[11].data()[i1 * 1];
+        const T v2 = (v1 > T(0) ? v1 : T(0));
+        (A + 352)[i0 * 16 + i1 * 1] = v2;
       }
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 336), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 352), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -486,7 +476,7 @@ public:
         (A + 16)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[13].data()[0];
       }
   // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 16)[k] - (A + 320)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
+  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 16)[k] - (A + 336)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
   // output  (lstm2_layernorm.model:22:3)
   // loss  (lstm2_layernorm.model:17:1)
   loss = double((A + 0)[0]);
@@ -495,158 +485,63 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
+  // const  (prelude.model:79:15)
+  std::fill_n((A + 0), 1, T(0));
+  // const  (prelude.model:78:11)
+  std::fill_n((A + 16), 1, T(-1));
   // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
     for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
   // input %y  (lstm2_layernorm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 320);
+  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 352);
     for (int64_t k = 0; k < 16; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 336), 512, T(0));
+  std::fill_n((A + 368), 512, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 848)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 976)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
-      }
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 5088));
-  std::copy_n((A + 336), 512, (A + 5600));
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 5072) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 5072), 1, (A + 848), 128, T(0), (A + 6112), 128, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 8160)[i0 * 128 + i1 * 1] = (A + 6112)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 5088), 32, (A + 976), 128, T(0), (A + 6112), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 8160)[i0 * 128 + i1 * 1] + (A + 6112)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 10208)[i0 * 128 + i1 * 1] = v1;
-        }
-    // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 10208)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
-          (A + 6112)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 10208)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
-          (A + 6624)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 10208)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          (A + 7136)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 10208)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
-          (A + 7648)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 5600)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 8160)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          (A + 8672)[i0 * 32 + i1 * 1] = v11;
-          const T v12 = v7 * v11;
-          (A + 9184)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 9184) + o * 32, 32, (A + 13280) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 8672) + o * 32, 32, (A + 23520) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7648) + o * 32, 32, (A + 33760) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7136) + o * 32, 32, (A + 44000) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6112) + o * 32, 32, (A + 54240) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 5600) + o * 32, 32, (A + 64480) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6624) + o * 32, 32, (A + 74720) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 5088) + o * 32, 32, (A + 84960) + (o * 20 + t) * 32);
-    std::copy_n((A + 9184), 512, (A + 5088));
-    std::copy_n((A + 8160), 512, (A + 5600));
-  }
-  std::copy_n((A + 5088), 512, (A + 12256));
-  std::copy_n((A + 5600), 512, (A + 12768));
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 880), 128, threads());
   // fused loop over [32, 128]:
+  //   transpose  (prelude.model:30:78)
   //   transpose  (prelude.model:30:31)
   //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 5072)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 9168)[i0 * 128 + i1 * 1] = v1;
+        const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
+        (A + 41840)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[4].data()[i0 * 1 + i1 * 32];
+        (A + 45936)[i0 * 128 + i1 * 1] = v1;
+        const T v2 = sf_[5].data()[i0 * 1 + i1 * 32];
+        (A + 50032)[i0 * 128 + i1 * 1] = v2;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 95712));
-  std::copy_n((A + 336), 512, (A + 96224));
+  std::copy_n((A + 368), 512, (A + 56176));
+  std::copy_n((A + 368), 512, (A + 56688));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13280) + (o * 20 + t) * 32, 32, (A + 95200) + o * 32);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 95200), 32, (A + 5072), 128, T(0), (A + 96736), 128, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 98784)[i0 * 128 + i1 * 1] = (A + 96736)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 95712), 32, (A + 9168), 128, T(0), (A + 96736), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 41840), 128, T(0), (A + 57200), 128, threads());
     // fused loop over [16, 128]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 98784)[i0 * 128 + i1 * 1] + (A + 96736)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + sf_[7].data()[i1 * 1];
-          (A + 100832)[i0 * 128 + i1 * 1] = v1;
+          const T v0 = (A + 54128)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 57200)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 59248)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -666,1240 +561,914 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 100832)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 59248)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 96736)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 100832)[32 + i0 * 128 + i1 * 1];
+          (A + 57200)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 59248)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 97248)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 100832)[64 + i0 * 128 + i1 * 1];
+          (A + 57712)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 59248)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 97760)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 100832)[96 + i0 * 128 + i1 * 1];
+          (A + 58224)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 59248)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 98272)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 96224)[i0 * 32 + i1 * 1];
+          (A + 58736)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 56688)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 98784)[i0 * 32 + i1 * 1] = v10;
+          (A + 61296)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 99296)[i0 * 32 + i1 * 1] = v11;
+          (A + 61808)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 99808)[i0 * 32 + i1 * 1] = v12;
+          (A + 62320)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 99808) + o * 32, 32, (A + 103904) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 99296) + o * 32, 32, (A + 114144) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 98272) + o * 32, 32, (A + 124384) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97760) + o * 32, 32, (A + 134624) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 96736) + o * 32, 32, (A + 144864) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 96224) + o * 32, 32, (A + 155104) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97248) + o * 32, 32, (A + 165344) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 95712) + o * 32, 32, (A + 175584) + (o * 20 + t) * 32);
-    std::copy_n((A + 99808), 512, (A + 95712));
-    std::copy_n((A + 98784), 512, (A + 96224));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 62320) + o * 32, 32, (A + 63856) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + o * 32, 32, (A + 74096) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58736) + o * 32, 32, (A + 84336) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58224) + o * 32, 32, (A + 94576) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57200) + o * 32, 32, (A + 104816) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56688) + o * 32, 32, (A + 115056) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57712) + o * 32, 32, (A + 125296) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56176) + o * 32, 32, (A + 135536) + (o * 20 + t) * 32);
+    std::copy_n((A + 62320), 512, (A + 56176));
+    std::copy_n((A + 61296), 512, (A + 56688));
   }
-  std::copy_n((A + 95712), 512, (A + 102880));
-  std::copy_n((A + 96224), 512, (A + 103392));
+  std::copy_n((A + 56176), 512, (A + 62832));
+  std::copy_n((A + 56688), 512, (A + 63344));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
+  // param %lstm.weight_ih_l1  (prelude.model:19:5)
+  // param %lstm.bias_ih_l1  (prelude.model:21:5)
+  // param %lstm.weight_hh_l1  (prelude.model:20:5)
+  // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 32, T(1), (A + 63856), 32, sf_[4].data(), 32, T(0), (A + 880), 128, threads());
+  // scan %lstm.h  (prelude.model:29:13)
+  std::copy_n((A + 368), 512, (A + 56176));
+  std::copy_n((A + 368), 512, (A + 56688));
+  for (int64_t step = 0; step < 20; ++step) {
+    const int64_t t = step;
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
+    // matmul  (prelude.model:30:67)
+    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 50032), 128, T(0), (A + 57200), 128, threads());
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:48)  [register]
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          const T v0 = (A + 54128)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 57200)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + sf_[7].data()[i1 * 1];
+          (A + 59248)[i0 * 128 + i1 * 1] = v2;
+        }
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)
+    //   mul %lstm.h  (prelude.model:36:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          const T v0 = (A + 59248)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          (A + 57200)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 59248)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          (A + 57712)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 59248)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          (A + 58224)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 59248)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          (A + 58736)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 56688)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 61296)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          (A + 61808)[i0 * 32 + i1 * 1] = v11;
+          const T v12 = v7 * v11;
+          (A + 62320)[i0 * 32 + i1 * 1] = v12;
+        }
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 62320) + o * 32, 32, (A + 145776) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + o * 32, 32, (A + 156016) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58736) + o * 32, 32, (A + 166256) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58224) + o * 32, 32, (A + 176496) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57200) + o * 32, 32, (A + 186736) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56688) + o * 32, 32, (A + 196976) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57712) + o * 32, 32, (A + 207216) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56176) + o * 32, 32, (A + 217456) + (o * 20 + t) * 32);
+    std::copy_n((A + 62320), 512, (A + 56176));
+    std::copy_n((A + 61296), 512, (A + 56688));
+  }
+  std::copy_n((A + 56176), 512, (A + 62832));
+  std::copy_n((A + 56688), 512, (A + 63344));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 95200)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 103904)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 880)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 145776)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
-  // mean %ln.mu  (prelude.model:77:14)
-  std::fill_n((A + 848), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 848)[i0 * 1] += (A + 95200)[i0 * 32 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 16; ++k) (A + 848)[k] /= T(32);
-  // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)
-  //   mul  (prelude.model:79:18)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 95200)[i0 * 32 + i1 * 1] - (A + 848)[i0 * 1];
-        (A + 95712)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = v0 * v0;
-        (A + 96224)[i0 * 32 + i1 * 1] = v1;
-      }
-  // mean %ln.var  (prelude.model:79:15)
-  std::fill_n((A + 848), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 848)[i0 * 1] += (A + 96224)[i0 * 32 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 16; ++k) (A + 848)[k] /= T(32);
-  // const  (prelude.model:80:26)
-  std::fill_n((A + 864), 1, T(1.0000000000000001e-05));
-  // fused loop over [16, 1]:
-  //   add  (prelude.model:80:26)  [register]
-  //   rsqrt  (prelude.model:80:21)
+  // slice  (prelude.model:79:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 848)[i0 * 1] + (A + 864)[0];
-        const T v1 = T(1) / std::sqrt(v0);
-        (A + 880)[i0 * 1 + i1 * 1] = v1;
+        (A + 1392)[i0 * 1 + i1 * 1] = (A + 880)[0 + i0 * 32 + i1 * 1];
       }
-  // mul  (prelude.model:80:14)
+  // fused loop over [16, 32], 3 reductions:
+  //   sub  (prelude.model:79:15)  [register]
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mul  (prelude.model:79:15)  [register]
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  std::fill_n((A + 1408), 16, T(0));
+  std::fill_n((A + 1424), 16, T(0));
+  std::fill_n((A + 1440), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 95200)[i0 * 32 + i1 * 1] = (A + 95712)[i0 * 32 + i1 * 1] * (A + 880)[i0 * 1];
+        const T v0 = (A + 880)[i0 * 32 + i1 * 1] - (A + 1392)[i0 * 1];
+        (A + 1408)[i0 * 1] += v0;
+        const T v2 = v0 * v0;
+        (A + 1424)[i0 * 1] += v2;
+        (A + 1440)[i0 * 1] += (A + 880)[i0 * 32 + i1 * 1];
       }
+  for (int64_t k = 0; k < 16; ++k) (A + 1408)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 1424)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 1440)[k] /= T(32);
+  // const  (prelude.model:80:26)
+  std::fill_n((A + 1392), 1, T(1.0000000000000001e-05));
+  // fused loop over [16, 1]:
+  //   mul  (prelude.model:79:15)  [register]
+  //   sub  (prelude.model:79:15)  [register]
+  //   maximum  (prelude.model:79:15)  [register]
+  //   add  (prelude.model:80:26)  [register]
+  //   rsqrt  (prelude.model:80:21)
+  //   transpose  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        const T v0 = (A + 1408)[i0 * 1] * (A + 1408)[i0 * 1];
+        const T v1 = (A + 1424)[i0 * 1] - v0;
+        const T v2 = std::max(v1, (A + 0)[0]);
+        const T v3 = v2 + (A + 1392)[0];
+        const T v4 = T(1) / std::sqrt(v3);
+        (A + 1456)[i0 * 1 + i1 * 1] = v4;
+        const T v5 = sf_[12].data()[i0 * 1 + i1 * 16];
+        (A + 1472)[i0 * 1 + i1 * 1] = v5;
+      }
+  // reshape  (prelude.model:78:11)
+  // (a view of its operand)
   // param %ln.weight  (prelude.model:73:3)
-  // mul  (prelude.model:80:33)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 96224)[i0 * 32 + i1 * 1] = (A + 95200)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-      }
   // param %ln.bias  (prelude.model:74:3)
-  // add %z  (prelude.model:80:42)
+  // param %fc.weight  (prelude.model:7:3)
+  // fused loop over [16, 32]:
+  //   sub %ln.d  (prelude.model:78:11)
+  //   mul  (prelude.model:80:14)
+  //   mul  (prelude.model:80:33)  [register]
+  //   add %z  (prelude.model:80:42)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 96736)[i0 * 32 + i1 * 1] = (A + 96224)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
+        const T v0 = (A + 880)[i0 * 32 + i1 * 1] - (A + 1440)[i0 * 1];
+        (A + 1488)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = v0 * (A + 1456)[i0 * 1];
+        (A + 2000)[i0 * 32 + i1 * 1] = v1;
+        const T v2 = v1 * sf_[8].data()[i1 * 1];
+        const T v3 = v2 + sf_[9].data()[i1 * 1];
+        (A + 2512)[i0 * 32 + i1 * 1] = v3;
       }
-  // param %fc.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 96224)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
+        (A + 880)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 96736), 32, sf_[10].data(), 32, T(0), (A + 97248), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 2512), 32, sf_[10].data(), 32, T(0), (A + 3024), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
+  // param %head.weight  (prelude.model:7:3)
   // fused loop over [16, 16]:
-  //   add  (prelude.model:10:34)
+  //   add  (prelude.model:10:34)  [register]
   //   relu  (lstm2_layernorm.model:20:19)
+  //   cmp_gt  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 97248)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        (A + 97504)[i0 * 16 + i1 * 1] = v0;
+        const T v0 = (A + 3024)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
         const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 97760)[i0 * 16 + i1 * 1] = v1;
-      }
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 848)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 16];
+        (A + 3280)[i0 * 16 + i1 * 1] = v1;
+        const T v2 = T(v0 > (A + 0)[0]);
+        (A + 3536)[i0 * 16 + i1 * 1] = v2;
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 97760), 16, sf_[12].data(), 16, T(0), (A + 864), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 3280), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [16, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (lstm2_layernorm.model:21:13)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 896)[i0 * 1 + i1 * 1] = (A + 864)[i0 * 1] + sf_[13].data()[0];
+        const T v0 = (A + 0)[i0 * 1] + sf_[13].data()[0];
+        (A + 1392)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 352)[i0 * 1];
+        (A + 1408)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 896)[k] - (A + 320)[k]; s += d * d; } (A + 864)[0] = s / T(16); }
+  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 1392)[k] - (A + 352)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
   // output  (lstm2_layernorm.model:22:3)
   // loss  (lstm2_layernorm.model:17:1)
-  loss = double((A + 864)[0]);
+  loss = double((A + 0)[0]);
   // const  (lstm2_layernorm.model:17:1)
-  std::fill_n((A + 864), 1, T(1));
-  // sub  (lstm2_layernorm.model:21:13)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 912)[i0 * 1 + i1 * 1] = (A + 896)[i0 * 1] - (A + 320)[i0 * 1];
-      }
+  std::fill_n((A + 0), 1, T(1));
   // const  (lstm2_layernorm.model:21:13)
-  std::fill_n((A + 320), 1, T(0.125));
-  // mul  (lstm2_layernorm.model:21:13)
+  std::fill_n((A + 352), 1, T(0.125));
+  // fused loop over [16, 1], 1 reduction:
+  //   mul  (lstm2_layernorm.model:21:13)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 1424), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 896)[i0 * 1 + i1 * 1] = (A + 912)[i0 * 1] * (A + 320)[0];
+        const T v0 = (A + 1408)[i0 * 1] * (A + 352)[0];
+        (A + 1392)[i0 * 1 + i1 * 1] = v0;
+        (A + 1424)[0] += v0;
       }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 320), 1, T(0));
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 320)[0] += (A + 896)[i];
-  }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 1, T(1), (A + 896), 1, (A + 848), 1, T(0), (A + 97248), 16, threads());
+  gemm(false, true, 16, 16, 1, T(1), (A + 1392), 1, (A + 1472), 1, T(0), (A + 3024), 16, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 16, 1, 16, T(1), (A + 97760), 16, (A + 896), 1, T(0), (A + 848), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 896)[i0 * 16 + i1 * 1] = (A + 848)[i0 * 1 + i1 * 1];
-      }
-  // const  (lstm2_layernorm.model:20:19)
-  std::fill_n((A + 848), 1, T(0));
-  // fused loop over [16, 16]:
-  //   cmp_gt  (lstm2_layernorm.model:20:19)  [register]
+  gemm(true, false, 16, 1, 16, T(1), (A + 3280), 16, (A + 1392), 1, T(0), (A + 352), 1, threads());
+  // fused loop over [16, 16], 1 reduction:
   //   mul  (lstm2_layernorm.model:20:19)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = T((A + 97504)[i] > (A + 848)[0]);
-    const T v1 = (A + 97248)[i] * v0;
-    (A + 97760)[i] = v1;
-  }
-  // sum %d.fc.bias  (prelude.model:10:34)
-  std::fill_n((A + 848), 16, T(0));
+  //   sum %d.fc.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 1392), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
+    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 848)[i1 * 1] += (A + 97760)[i0 * 16 + i1 * 1];
+        const T v0 = (A + 3024)[i0 * 16 + i1 * 1] * (A + 3536)[i0 * 16 + i1 * 1];
+        (A + 3280)[i0 * 16 + i1 * 1] = v0;
+        (A + 1392)[i1 * 1] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 32, 16, T(1), (A + 97760), 16, (A + 96224), 16, T(0), (A + 97248), 32, threads());
+  gemm(false, true, 16, 32, 16, T(1), (A + 3280), 16, (A + 880), 16, T(0), (A + 3536), 32, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 32, 16, 16, T(1), (A + 96736), 32, (A + 97760), 16, T(0), (A + 96224), 16, threads());
-  // transpose %d.fc.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 96736)[i0 * 32 + i1 * 1] = (A + 96224)[i0 * 1 + i1 * 16];
-      }
-  // sum %d.ln.bias  (prelude.model:80:42)
-  std::fill_n((A + 912), 32, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 912)[i1 * 1] += (A + 97248)[i0 * 32 + i1 * 1];
-      }
-  // fused loop over [16, 32]:
-  //   mul  (prelude.model:80:33)
-  //   mul  (prelude.model:80:33)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 97248)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 96224)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 97248)[i0 * 32 + i1 * 1] * (A + 95200)[i0 * 32 + i1 * 1];
-        (A + 97760)[i0 * 32 + i1 * 1] = v1;
-      }
-  // sum %d.ln.weight  (prelude.model:80:33)
-  std::fill_n((A + 944), 32, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 944)[i1 * 1] += (A + 97760)[i0 * 32 + i1 * 1];
-      }
-  // fused loop over [16, 32]:
+  gemm(true, false, 32, 16, 16, T(1), (A + 2512), 32, (A + 3280), 16, T(0), (A + 880), 16, threads());
+  // fused loop over [16, 32], 4 reductions:
+  //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
+  //   mul  (prelude.model:80:33)  [register]
+  //   sum over axes [1]  (prelude.model:78:11)
+  //   mul  (prelude.model:80:33)  [register]
+  //   sum %d.ln.weight over axes [0]  (prelude.model:80:33)
+  //   mul  (prelude.model:80:14)  [register]
+  //   sum over axes [1]  (prelude.model:80:14)
   //   mul  (prelude.model:80:14)
-  //   mul  (prelude.model:80:14)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 96224)[i0 * 32 + i1 * 1] * (A + 880)[i0 * 1];
-        (A + 95200)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 96224)[i0 * 32 + i1 * 1] * (A + 95712)[i0 * 32 + i1 * 1];
-        (A + 97248)[i0 * 32 + i1 * 1] = v1;
-      }
-  // sum  (prelude.model:80:14)
-  std::fill_n((A + 13264), 16, T(0));
+  std::fill_n((A + 2512), 32, T(0));
+  std::fill_n((A + 1408), 16, T(0));
+  std::fill_n((A + 2544), 32, T(0));
+  std::fill_n((A + 1440), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 13264)[i0 * 1] += (A + 97248)[i0 * 32 + i1 * 1];
+        (A + 2512)[i1 * 1] += (A + 3536)[i0 * 32 + i1 * 1];
+        const T v1 = (A + 3536)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 1408)[i0 * 1] += v1;
+        const T v3 = (A + 3536)[i0 * 32 + i1 * 1] * (A + 2000)[i0 * 32 + i1 * 1];
+        (A + 2544)[i1 * 1] += v3;
+        const T v5 = v1 * (A + 1488)[i0 * 32 + i1 * 1];
+        (A + 1440)[i0 * 1] += v5;
+        const T v7 = v1 * (A + 1456)[i0 * 1];
+        (A + 2576)[i0 * 32 + i1 * 1] = v7;
       }
   // reshape  (prelude.model:80:14)
   // (a view of its operand)
   // const  (prelude.model:80:21)
-  std::fill_n((A + 96224), 1, T(-0.5));
+  std::fill_n((A + 1472), 1, T(-0.5));
+  // const  (prelude.model:79:15)
+  std::fill_n((A + 2000), 1, T(0.03125));
+  // fused loop over [16], 1 reduction:
+  //   mul  (prelude.model:78:11)  [register]
+  //   mul  (prelude.model:78:11)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 2032), 1, T(0));
+  for (int64_t i = 0; i < 16; ++i) {
+    const T v0 = (A + 1408)[i] * (A + 1456)[i];
+    const T v1 = v0 * (A + 16)[0];
+    (A + 2016)[i] = v1;
+    const T v2 = (A + 1392)[i] * (A + 1392)[i];
+    (A + 2032)[0] += v2;
+  }
+  // reshape  (prelude.model:78:11)
+  // (a view of its operand)
   // fused loop over [16, 1]:
   //   mul  (prelude.model:80:21)  [register]
   //   mul  (prelude.model:80:21)  [register]
   //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:80:21)
+  //   mul  (prelude.model:80:21)  [register]
+  //   mul  (prelude.model:79:15)
+  //   mul  (prelude.model:77:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 13264)[i0 * 1] * (A + 96224)[0];
-        const T v1 = (A + 880)[i0 * 1] * (A + 880)[i0 * 1];
-        const T v2 = (A + 880)[i0 * 1] * v1;
+        const T v0 = (A + 1440)[i0 * 1] * (A + 1472)[0];
+        const T v1 = (A + 1456)[i0 * 1] * (A + 1456)[i0 * 1];
+        const T v2 = (A + 1456)[i0 * 1] * v1;
         const T v3 = v0 * v2;
-        (A + 96240)[i0 * 1 + i1 * 1] = v3;
+        const T v4 = v3 * (A + 2000)[0];
+        (A + 16)[i0 * 1 + i1 * 1] = v4;
+        const T v5 = (A + 2016)[i0 * 1] * (A + 2000)[0];
+        (A + 1408)[i0 * 1 + i1 * 1] = v5;
       }
-  // const  (prelude.model:79:15)
-  std::fill_n((A + 880), 1, T(0.03125));
-  // mul  (prelude.model:79:15)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 13264)[i0 * 1 + i1 * 1] = (A + 96240)[i0 * 1] * (A + 880)[0];
-      }
-  // fused loop over [16, 32]:
+  // fused loop over [16, 32], 1 reduction:
   //   broadcast_to  (prelude.model:79:15)  [register]
   //   mul  (prelude.model:79:18)  [register]
   //   add  (prelude.model:79:18)  [register]
-  //   add  (prelude.model:79:18)
-  //   neg  (prelude.model:78:11)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 13264)[i0 * 1];
-        const T v1 = v0 * (A + 95712)[i0 * 32 + i1 * 1];
-        const T v2 = (A + 95200)[i0 * 32 + i1 * 1] + v1;
-        const T v3 = v2 + v1;
-        (A + 96224)[i0 * 32 + i1 * 1] = v3;
-        const T v4 = -v3;
-        (A + 97248)[i0 * 32 + i1 * 1] = v4;
-      }
-  // sum  (prelude.model:78:11)
-  std::fill_n((A + 13264), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 13264)[i0 * 1] += (A + 97248)[i0 * 32 + i1 * 1];
-      }
-  // reshape  (prelude.model:78:11)
-  // (a view of its operand)
-  // mul  (prelude.model:77:14)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 95200)[i0 * 1 + i1 * 1] = (A + 13264)[i0 * 1] * (A + 880)[0];
-      }
-  // fused loop over [16, 32]:
+  //   add  (prelude.model:79:18)  [register]
   //   broadcast_to  (prelude.model:77:14)  [register]
   //   add  (prelude.model:77:14)
+  //   transpose %d.fc.weight  (prelude.model:10:25)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 1440), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 95200)[i0 * 1];
-        const T v1 = (A + 96224)[i0 * 32 + i1 * 1] + v0;
-        (A + 95216)[i0 * 32 + i1 * 1] = v1;
+        const T v0 = (A + 16)[i0 * 1];
+        const T v1 = v0 * (A + 1488)[i0 * 32 + i1 * 1];
+        const T v2 = (A + 2576)[i0 * 32 + i1 * 1] + v1;
+        const T v3 = v2 + v1;
+        const T v4 = (A + 1408)[i0 * 1];
+        const T v5 = v3 + v4;
+        (A + 3600)[i0 * 32 + i1 * 1] = v5;
+        const T v6 = (A + 880)[i0 * 1 + i1 * 16];
+        (A + 3088)[i0 * 32 + i1 * 1] = v6;
+        const T v7 = v6 * v6;
+        (A + 1440)[0] += v7;
       }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // pad  (lstm2_layernorm.model:19:15)
-  std::fill_n((A + 97248), 10240, T(0));
+  std::fill_n((A + 4112), 10240, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 97248)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 95216)[i0 * 32 + i1 * 32 + i2 * 1];
+          (A + 4112)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 3600)[i0 * 32 + i1 * 32 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 107488), 4096, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 95200), 128, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 185824), 4096, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 194528));
-  std::copy_n((A + 336), 512, (A + 195040));
-  std::copy_n((A + 107488), 4096, (A + 195552));
-  std::copy_n((A + 95200), 128, (A + 199648));
-  std::copy_n((A + 107488), 4096, (A + 199776));
-  std::copy_n((A + 95200), 128, (A + 203872));
-  std::copy_n((A + 185824), 4096, (A + 204000));
-  std::copy_n((A + 185824), 4096, (A + 208096));
+  std::copy_n((A + 368), 512, (A + 18448));
+  std::copy_n((A + 368), 512, (A + 18960));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 97248) + (o * 20 + t) * 32, 32, (A + 189920) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 114144) + (o * 20 + t) * 32, 32, (A + 190432) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 124384) + (o * 20 + t) * 32, 32, (A + 190944) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 134624) + (o * 20 + t) * 32, 32, (A + 191456) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 144864) + (o * 20 + t) * 32, 32, (A + 191968) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 155104) + (o * 20 + t) * 32, 32, (A + 192480) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 165344) + (o * 20 + t) * 32, 32, (A + 192992) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 175584) + (o * 20 + t) * 32, 32, (A + 193504) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13280) + (o * 20 + t) * 32, 32, (A + 194016) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 4112) + (o * 20 + t) * 32, 32, (A + 14352) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 156016) + (o * 20 + t) * 32, 32, (A + 14864) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 166256) + (o * 20 + t) * 32, 32, (A + 15376) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 176496) + (o * 20 + t) * 32, 32, (A + 15888) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 186736) + (o * 20 + t) * 32, 32, (A + 16400) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 196976) + (o * 20 + t) * 32, 32, (A + 16912) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 207216) + (o * 20 + t) * 32, 32, (A + 17424) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 217456) + (o * 20 + t) * 32, 32, (A + 17936) + o * 32);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 19472), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 194528)[i] + (A + 189920)[i];
-      const T v1 = v0 * (A + 190432)[i];
-      (A + 212192)[i] = v1;
-      const T v2 = v0 * (A + 190944)[i];
-      (A + 212704)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 213216), 1, T(1));
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 190432)[i] * (A + 190432)[i];
-      const T v1 = (A + 213216)[0] - v0;
-      const T v2 = (A + 212704)[i] * v1;
-      const T v3 = (A + 195040)[i] + v2;
-      const T v4 = v3 * (A + 191456)[i];
-      (A + 213232)[i] = v4;
-      const T v5 = v3 * (A + 191968)[i];
-      (A + 213744)[i] = v5;
-      const T v6 = v3 * (A + 192480)[i];
-      (A + 214256)[i] = v6;
-      const T v7 = v3 * (A + 192992)[i];
-      (A + 214768)[i] = v7;
-      const T v8 = (A + 213216)[0] - (A + 190944)[i];
-      const T v9 = (A + 190944)[i] * v8;
-      const T v10 = (A + 212192)[i] * v9;
-      (A + 215280)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 215792), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 215792)[96 + i0 * 128 + i1 * 1] = (A + 215280)[i0 * 32 + i1 * 1];
-        }
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 191456)[i] * (A + 191456)[i];
-      const T v1 = (A + 213216)[0] - v0;
-      const T v2 = (A + 213744)[i] * v1;
-      (A + 212192)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 217840), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 217840)[64 + i0 * 128 + i1 * 1] = (A + 212192)[i0 * 32 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 219888)[i] = (A + 215792)[i] + (A + 217840)[i];
-    }
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 213216)[0] - (A + 192992)[i];
-      const T v1 = (A + 192992)[i] * v0;
-      const T v2 = (A + 214256)[i] * v1;
-      (A + 212192)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 215280), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 215280)[32 + i0 * 128 + i1 * 1] = (A + 212192)[i0 * 32 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 217328)[i] = (A + 219888)[i] + (A + 215280)[i];
-    }
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 213216)[0] - (A + 191968)[i];
-      const T v1 = (A + 191968)[i] * v0;
-      const T v2 = (A + 213232)[i] * v1;
-      (A + 212192)[i] = v2;
+      const T v0 = (A + 18448)[i] + (A + 14352)[i];
+      const T v1 = v0 * (A + 14864)[i];
+      const T v2 = (A + 19472)[0] - (A + 15376)[i];
+      const T v3 = (A + 15376)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 20000)[i] = v4;
+      const T v5 = v0 * (A + 15376)[i];
+      const T v6 = (A + 14864)[i] * (A + 14864)[i];
+      const T v7 = (A + 19472)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 18960)[i] + v8;
+      const T v10 = v9 * (A + 16400)[i];
+      const T v11 = (A + 15888)[i] * (A + 15888)[i];
+      const T v12 = (A + 19472)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 20512)[i] = v13;
+      const T v14 = v9 * (A + 16912)[i];
+      const T v15 = (A + 19472)[0] - (A + 17424)[i];
+      const T v16 = (A + 17424)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 21024)[i] = v17;
+      const T v18 = v9 * (A + 15888)[i];
+      const T v19 = (A + 19472)[0] - (A + 16400)[i];
+      const T v20 = (A + 16400)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 21536)[i] = v21;
+      const T v22 = v9 * (A + 17424)[i];
+      (A + 19488)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 212704), 2048, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 22048), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 212704)[0 + i0 * 128 + i1 * 1] = (A + 212192)[i0 * 32 + i1 * 1];
+          (A + 22048)[96 + i0 * 128 + i1 * 1] = (A + 20000)[i0 * 32 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 24096), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 24096)[64 + i0 * 128 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 26144), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 26144)[32 + i0 * 128 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 28192), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 28192)[0 + i0 * 128 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
+        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 215280)[i] = (A + 217328)[i] + (A + 212704)[i];
+      const T v0 = (A + 22048)[i] + (A + 24096)[i];
+      const T v1 = v0 + (A + 26144)[i];
+      const T v2 = v1 + (A + 28192)[i];
+      (A + 20000)[i] = v2;
     }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 212192), 128, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 212192)[i1 * 1] += (A + 215280)[i0 * 128 + i1 * 1];
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 215280), 128, (A + 9168), 128, T(0), (A + 212320), 32, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 32, 128, 16, T(1), (A + 193504), 32, (A + 215280), 128, T(0), (A + 217328), 128, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(false, true, 16, 32, 128, T(1), (A + 215280), 128, (A + 5072), 128, T(0), (A + 212832), 32, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 32, 128, 16, T(1), (A + 194016), 32, (A + 215280), 128, T(0), (A + 221424), 128, threads());
-    // fused loop over [128]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 128; ++i) {
-      const T v0 = (A + 199648)[i] + (A + 212192)[i];
-      (A + 213344)[i] = v0;
-      const T v1 = (A + 203872)[i] + (A + 212192)[i];
-      (A + 213472)[i] = v1;
-    }
-    // fused loop over [32, 128]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4096; ++i) {
-      const T v0 = (A + 204000)[i] + (A + 221424)[i];
-      (A + 225520)[i] = v0;
-      const T v1 = (A + 208096)[i] + (A + 217328)[i];
-      (A + 229616)[i] = v1;
-    }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 212832) + o * 32, 32, (A + 250096) + (o * 20 + t) * 32);
-    std::copy_n((A + 212320), 512, (A + 194528));
-    std::copy_n((A + 214768), 512, (A + 195040));
-    std::copy_n((A + 213344), 128, (A + 199648));
-    std::copy_n((A + 213472), 128, (A + 203872));
-    std::copy_n((A + 225520), 4096, (A + 204000));
-    std::copy_n((A + 229616), 4096, (A + 208096));
+    gemm(false, true, 16, 32, 128, T(1), (A + 20000), 128, (A + 50032), 128, T(0), (A + 22048), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 20000) + o * 128, 128, (A + 227696) + (o * 20 + t) * 128);
+    std::copy_n((A + 22048), 512, (A + 18448));
+    std::copy_n((A + 19488), 512, (A + 18960));
   }
-  std::copy_n((A + 194528), 512, (A + 95328));
-  std::copy_n((A + 195040), 512, (A + 95840));
-  std::copy_n((A + 195552), 4096, (A + 233712));
-  std::copy_n((A + 199648), 128, (A + 96352));
-  std::copy_n((A + 199776), 4096, (A + 237808));
-  std::copy_n((A + 203872), 128, (A + 96480));
-  std::copy_n((A + 204000), 4096, (A + 241904));
-  std::copy_n((A + 208096), 4096, (A + 246000));
-  // fused loop over [128, 32]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l1  (prelude.model:30:78)
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l1  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 246000)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 237808)[i0 * 32 + i1 * 1] + v0;
-        (A + 5072)[i0 * 32 + i1 * 1] = v1;
-        const T v2 = (A + 241904)[i0 * 1 + i1 * 128];
-        const T v3 = (A + 233712)[i0 * 32 + i1 * 1] + v2;
-        (A + 9168)[i0 * 32 + i1 * 1] = v3;
-      }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 13264), 128, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 13392), 128, T(0));
+  std::copy_n((A + 18448), 512, (A + 880));
+  std::copy_n((A + 18960), 512, (A + 1456));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 880), 128, T(0));
+  for (int64_t i0 = 0; i0 < 16; ++i0)
+    for (int64_t i1 = 0; i1 < 20; ++i1)
+      for (int64_t i2 = 0; i2 < 128; ++i2)
+        {
+          (A + 880)[i2 * 1] += (A + 227696)[i0 * 2560 + i1 * 128 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 32, 128, 320, T(1), (A + 217456), 32, (A + 227696), 128, T(0), (A + 3600), 128, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 32, 128, T(1), (A + 227696), 128, (A + 45936), 128, T(0), (A + 7696), 32, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 32, 128, 320, T(1), (A + 63856), 32, (A + 227696), 128, T(0), (A + 17936), 128, threads());
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 115696));
-  std::copy_n((A + 336), 512, (A + 116208));
-  std::copy_n((A + 13264), 128, (A + 116720));
-  std::copy_n((A + 95200), 128, (A + 116848));
-  std::copy_n((A + 107488), 4096, (A + 116976));
-  std::copy_n((A + 95200), 128, (A + 121072));
-  std::copy_n((A + 13392), 128, (A + 121200));
-  std::copy_n((A + 185824), 4096, (A + 121328));
+  std::copy_n((A + 368), 512, (A + 26128));
+  std::copy_n((A + 368), 512, (A + 26640));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 250096) + (o * 20 + t) * 32, 32, (A + 111584) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 23520) + (o * 20 + t) * 32, 32, (A + 112096) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 33760) + (o * 20 + t) * 32, 32, (A + 112608) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44000) + (o * 20 + t) * 32, 32, (A + 113120) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 54240) + (o * 20 + t) * 32, 32, (A + 113632) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 64480) + (o * 20 + t) * 32, 32, (A + 114144) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 74720) + (o * 20 + t) * 32, 32, (A + 114656) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 84960) + (o * 20 + t) * 32, 32, (A + 115168) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 115680) + o * 1);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7696) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 74096) + (o * 20 + t) * 32, 32, (A + 22544) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 84336) + (o * 20 + t) * 32, 32, (A + 23056) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 94576) + (o * 20 + t) * 32, 32, (A + 23568) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 104816) + (o * 20 + t) * 32, 32, (A + 24080) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 115056) + (o * 20 + t) * 32, 32, (A + 24592) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 125296) + (o * 20 + t) * 32, 32, (A + 25104) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 135536) + (o * 20 + t) * 32, 32, (A + 25616) + o * 32);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 27152), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 115696)[i] + (A + 111584)[i];
-      const T v1 = v0 * (A + 112096)[i];
-      (A + 125424)[i] = v1;
-      const T v2 = v0 * (A + 112608)[i];
-      (A + 125936)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 126448), 1, T(1));
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 112096)[i] * (A + 112096)[i];
-      const T v1 = (A + 126448)[0] - v0;
-      const T v2 = (A + 125936)[i] * v1;
-      const T v3 = (A + 116208)[i] + v2;
-      const T v4 = v3 * (A + 113120)[i];
-      (A + 126464)[i] = v4;
-      const T v5 = v3 * (A + 113632)[i];
-      (A + 126976)[i] = v5;
-      const T v6 = v3 * (A + 114144)[i];
-      (A + 127488)[i] = v6;
-      const T v7 = v3 * (A + 114656)[i];
-      (A + 128000)[i] = v7;
-      const T v8 = (A + 126448)[0] - (A + 112608)[i];
-      const T v9 = (A + 112608)[i] * v8;
-      const T v10 = (A + 125424)[i] * v9;
-      (A + 128512)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 129024), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 129024)[96 + i0 * 128 + i1 * 1] = (A + 128512)[i0 * 32 + i1 * 1];
-        }
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 113120)[i] * (A + 113120)[i];
-      const T v1 = (A + 126448)[0] - v0;
-      const T v2 = (A + 126976)[i] * v1;
-      (A + 125424)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 131072), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 131072)[64 + i0 * 128 + i1 * 1] = (A + 125424)[i0 * 32 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 133120)[i] = (A + 129024)[i] + (A + 131072)[i];
-    }
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 126448)[0] - (A + 114656)[i];
-      const T v1 = (A + 114656)[i] * v0;
-      const T v2 = (A + 127488)[i] * v1;
-      (A + 125424)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 128512), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 128512)[32 + i0 * 128 + i1 * 1] = (A + 125424)[i0 * 32 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      (A + 130560)[i] = (A + 133120)[i] + (A + 128512)[i];
-    }
-    // fused loop over [16, 32]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 126448)[0] - (A + 113632)[i];
-      const T v1 = (A + 113632)[i] * v0;
-      const T v2 = (A + 126464)[i] * v1;
-      (A + 125424)[i] = v2;
+      const T v0 = (A + 26128)[i] + (A + 22032)[i];
+      const T v1 = v0 * (A + 22544)[i];
+      const T v2 = (A + 27152)[0] - (A + 23056)[i];
+      const T v3 = (A + 23056)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 27680)[i] = v4;
+      const T v5 = v0 * (A + 23056)[i];
+      const T v6 = (A + 22544)[i] * (A + 22544)[i];
+      const T v7 = (A + 27152)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 26640)[i] + v8;
+      const T v10 = v9 * (A + 24080)[i];
+      const T v11 = (A + 23568)[i] * (A + 23568)[i];
+      const T v12 = (A + 27152)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 28192)[i] = v13;
+      const T v14 = v9 * (A + 24592)[i];
+      const T v15 = (A + 27152)[0] - (A + 25104)[i];
+      const T v16 = (A + 25104)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 28704)[i] = v17;
+      const T v18 = v9 * (A + 23568)[i];
+      const T v19 = (A + 27152)[0] - (A + 24080)[i];
+      const T v20 = (A + 24080)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 29216)[i] = v21;
+      const T v22 = v9 * (A + 25104)[i];
+      (A + 27168)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 125936), 2048, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 29728), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 125936)[0 + i0 * 128 + i1 * 1] = (A + 125424)[i0 * 32 + i1 * 1];
+          (A + 29728)[96 + i0 * 128 + i1 * 1] = (A + 27680)[i0 * 32 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 31776), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 31776)[64 + i0 * 128 + i1 * 1] = (A + 28192)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 33824), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 33824)[32 + i0 * 128 + i1 * 1] = (A + 28704)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 35872), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 35872)[0 + i0 * 128 + i1 * 1] = (A + 29216)[i0 * 32 + i1 * 1];
+        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      (A + 128512)[i] = (A + 130560)[i] + (A + 125936)[i];
+      const T v0 = (A + 29728)[i] + (A + 31776)[i];
+      const T v1 = v0 + (A + 33824)[i];
+      const T v2 = v1 + (A + 35872)[i];
+      (A + 27680)[i] = v2;
     }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 125424), 128, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 125424)[i1 * 1] += (A + 128512)[i0 * 128 + i1 * 1];
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 128512), 128, (A + 976), 128, T(0), (A + 125552), 32, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 32, 128, 16, T(1), (A + 115168), 32, (A + 128512), 128, T(0), (A + 130560), 128, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 128, 16, T(1), (A + 115680), 1, (A + 128512), 128, T(0), (A + 126064), 128, threads());
-    // fused loop over [128]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 128; ++i) {
-      const T v0 = (A + 116848)[i] + (A + 125424)[i];
-      (A + 126192)[i] = v0;
-      const T v1 = (A + 121072)[i] + (A + 125424)[i];
-      (A + 126320)[i] = v1;
-    }
-    // add  (prelude.model:29:13)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 125424)[i0 * 128 + i1 * 1] = (A + 121200)[i1 * 1] + (A + 126064)[i1 * 1];
-        }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4096; ++i) {
-      (A + 134656)[i] = (A + 121328)[i] + (A + 130560)[i];
-    }
-    std::copy_n((A + 125552), 512, (A + 115696));
-    std::copy_n((A + 128000), 512, (A + 116208));
-    std::copy_n((A + 126192), 128, (A + 116848));
-    std::copy_n((A + 126320), 128, (A + 121072));
-    std::copy_n((A + 125424), 128, (A + 121200));
-    std::copy_n((A + 134656), 4096, (A + 121328));
+    gemm(false, true, 16, 32, 128, T(1), (A + 27680), 128, (A + 41840), 128, T(0), (A + 29728), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 27680) + o * 128, 128, (A + 145776) + (o * 20 + t) * 128);
+    std::copy_n((A + 29728), 512, (A + 26128));
+    std::copy_n((A + 27168), 512, (A + 26640));
   }
-  std::copy_n((A + 115696), 512, (A + 13520));
-  std::copy_n((A + 116208), 512, (A + 14032));
-  std::copy_n((A + 116720), 128, (A + 14544));
-  std::copy_n((A + 116848), 128, (A + 14672));
-  std::copy_n((A + 116976), 4096, (A + 14800));
-  std::copy_n((A + 121072), 128, (A + 18896));
-  std::copy_n((A + 121200), 128, (A + 19024));
-  std::copy_n((A + 121328), 4096, (A + 19152));
-  // fused loop over [128, 32]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  std::copy_n((A + 26128), 512, (A + 1456));
+  std::copy_n((A + 26640), 512, (A + 2576));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 368), 128, T(0));
+  for (int64_t i0 = 0; i0 < 16; ++i0)
+    for (int64_t i1 = 0; i1 < 20; ++i1)
+      for (int64_t i2 = 0; i2 < 128; ++i2)
+        {
+          (A + 368)[i2 * 1] += (A + 145776)[i0 * 2560 + i1 * 128 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 32, 128, 320, T(1), (A + 135536), 32, (A + 145776), 128, T(0), (A + 7696), 128, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 145776), 128, T(0), (A + 496), 128, threads());
+  // fused loop over [128, 1], 1 reduction:
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 144), 1, T(0));
   for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 19152)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 14800)[i0 * 32 + i1 * 1] + v0;
-        (A + 976)[i0 * 32 + i1 * 1] = v1;
-      }
-  // fused loop over [128, 1]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 19024)[i0 * 1 + i1 * 128];
-        const T v1 = (A + 14544)[i0 * 1] + v0;
-        (A + 0)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 496)[i0 * 1 + i1 * 128];
+        (A + 16)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 144)[0] += v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 128);
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 976), (A + 976) + 4096);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 14672), (A + 14672) + 128);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 18896), (A + 18896) + 128);
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[4].assign((A + 9168), (A + 9168) + 4096);
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[5].assign((A + 5072), (A + 5072) + 4096);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[6].assign((A + 96352), (A + 96352) + 128);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[7].assign((A + 96480), (A + 96480) + 128);
-  // grad  (prelude.model:73:3)
-  if (grads) (*grads)[8].assign((A + 944), (A + 944) + 32);
-  // grad  (prelude.model:74:3)
-  if (grads) (*grads)[9].assign((A + 912), (A + 912) + 32);
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 96736), (A + 96736) + 512);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[11].assign((A + 848), (A + 848) + 16);
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 896), (A + 896) + 16);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 320), (A + 320) + 1);
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 128)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
-      }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 256), 1, T(0));
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 256)[0] += (A + 128)[i];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 14800)[i] = (A + 976)[i] * (A + 976)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 128)[0] += (A + 14800)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 144)[0] = (A + 256)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 160)[i] = (A + 14672)[i] * (A + 14672)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 128)[0] += (A + 160)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 176)[i] = (A + 18896)[i] * (A + 18896)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 128)[0] += (A + 176)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 144)[0] = (A + 160)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 14800)[i] = (A + 9168)[i] * (A + 9168)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 128)[0] += (A + 14800)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 14800)[i] = (A + 5072)[i] * (A + 5072)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 128)[0] += (A + 14800)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 144)[0] = (A + 160)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 160)[i] = (A + 96352)[i] * (A + 96352)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 128)[0] += (A + 160)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 176)[i] = (A + 96480)[i] * (A + 96480)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 128)[0] += (A + 176)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 144)[0] = (A + 160)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 160)[i] = (A + 944)[i] * (A + 944)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 128), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 128)[0] += (A + 160)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] = (A + 144)[0] + (A + 128)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 128)[i] = (A + 912)[i] * (A + 912)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
+  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 128);
+  // fused loop over [128, 32], 3 reductions:
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_ih_l1  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_hh_l1  (prelude.model:30:78)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 160), 1, T(0));
   std::fill_n((A + 176), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 176)[0] += (A + 128)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 128)[0] = (A + 160)[0] + (A + 176)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 336)[i] = (A + 96736)[i] * (A + 96736)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 144), 1, T(0));
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 144)[0] += (A + 336)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] = (A + 128)[0] + (A + 144)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 128)[i] = (A + 848)[i] * (A + 848)[i];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 144), 1, T(0));
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 144)[0] += (A + 128)[i];
-  }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 128)[0] = (A + 160)[0] + (A + 144)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 192), 1, T(0));
+  for (int64_t i0 = 0; i0 < 128; ++i0)
+    for (int64_t i1 = 0; i1 < 32; ++i1)
+      {
+        const T v0 = (A + 7696)[i0 * 1 + i1 * 128];
+        (A + 26128)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 17936)[i0 * 1 + i1 * 128];
+        (A + 22032)[i0 * 32 + i1 * 1] = v1;
+        const T v2 = (A + 3600)[i0 * 1 + i1 * 128];
+        (A + 11792)[i0 * 32 + i1 * 1] = v2;
+        const T v3 = v0 * v0;
+        (A + 160)[0] += v3;
+        const T v5 = v1 * v1;
+        (A + 176)[0] += v5;
+        const T v7 = v2 * v2;
+        (A + 192)[0] += v7;
+      }
+  // grad  (prelude.model:20:5)
+  if (grads) (*grads)[1].assign((A + 26128), (A + 26128) + 4096);
+  // grad  (prelude.model:21:5)
+  if (grads) (*grads)[2].assign((A + 368), (A + 368) + 128);
+  // grad  (prelude.model:22:5)
+  if (grads) (*grads)[3].assign((A + 368), (A + 368) + 128);
+  // grad  (prelude.model:19:5)
+  if (grads) (*grads)[4].assign((A + 22032), (A + 22032) + 4096);
+  // grad  (prelude.model:20:5)
+  if (grads) (*grads)[5].assign((A + 11792), (A + 11792) + 4096);
+  // grad  (prelude.model:21:5)
+  if (grads) (*grads)[6].assign((A + 880), (A + 880) + 128);
+  // grad  (prelude.model:22:5)
+  if (grads) (*grads)[7].assign((A + 880), (A + 880) + 128);
+  // grad  (prelude.model:73:3)
+  if (grads) (*grads)[8].assign((A + 2544), (A + 2544) + 32);
+  // grad  (prelude.model:74:3)
+  if (grads) (*grads)[9].assign((A + 2512), (A + 2512) + 32);
+  // grad  (prelude.model:7:3)
+  if (grads) (*grads)[10].assign((A + 3088), (A + 3088) + 512);
+  // grad  (prelude.model:8:3)
+  if (grads) (*grads)[11].assign((A + 1392), (A + 1392) + 16);
+  // fused loop over [1, 16], 1 reduction:
+  //   transpose %d.head.weight  (prelude.model:10:25)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 224), 1, T(0));
   for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 144)[i0 * 16 + i1 * 1] = (A + 896)[i1 * 1] * (A + 896)[i1 * 1];
+        const T v0 = (A + 352)[i0 * 1 + i1 * 1];
+        (A + 208)[i0 * 16 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 224)[0] += v1;
       }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 160), 1, T(0));
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 160)[0] += (A + 144)[i];
+  // grad  (prelude.model:7:3)
+  if (grads) (*grads)[12].assign((A + 208), (A + 208) + 16);
+  // grad  (prelude.model:8:3)
+  if (grads) (*grads)[13].assign((A + 1424), (A + 1424) + 1);
+  // fused loop over [128], 2 reductions:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 240), 1, T(0));
+  std::fill_n((A + 256), 1, T(0));
+  for (int64_t i = 0; i < 128; ++i) {
+    const T v0 = (A + 368)[i] * (A + 368)[i];
+    (A + 240)[0] += v0;
+    const T v2 = (A + 880)[i] * (A + 880)[i];
+    (A + 256)[0] += v2;
   }
-  // add  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 144)[0] = (A + 128)[0] + (A + 160)[0];
+  // fused loop over [32], 2 reductions:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 272), 1, T(0));
+  std::fill_n((A + 288), 1, T(0));
+  for (int64_t i = 0; i < 32; ++i) {
+    const T v0 = (A + 2544)[i] * (A + 2544)[i];
+    (A + 272)[0] += v0;
+    const T v2 = (A + 2512)[i] * (A + 2512)[i];
+    (A + 288)[0] += v2;
   }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
+  // fused loop over [1], 1 reduction:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 304), 1, T(0));
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 128)[i] = (A + 320)[0] * (A + 320)[0];
-  }
-  // sum  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 160), 1, T(0));
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 160)[0] += (A + 128)[i];
-  }
-  // fused loop over []:
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   sqrt %grad_norm  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 144)[0] + (A + 160)[0];
-    const T v1 = std::sqrt(v0);
-    (A + 128)[0] = v1;
+    const T v0 = (A + 1424)[0] * (A + 1424)[0];
+    (A + 304)[0] += v0;
   }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 144), 1, T(9.9999999999999995e-07));
+  std::fill_n((A + 320), 1, T(9.9999999999999995e-07));
+  // hyper %lr  (lstm2_layernorm.model:25:1)
+  (A + 336)[0] = T(lr_);
+  // buffer %optimizer.step  (lstm2_layernorm.model:25:1)
   // fused loop over []:
+  //   add %optimizer.step.new  (lstm2_layernorm.model:25:1)
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   sqrt %grad_norm  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   minimum  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 128)[0] + (A + 144)[0];
-    const T v1 = (A + 864)[0] / v0;
-    const T v2 = std::min(v1, (A + 864)[0]);
-    (A + 160)[0] = v2;
+    const T v0 = sf_[14].data()[0] + (A + 0)[0];
+    (A + 496)[0] = v0;
+    const T v1 = (A + 144)[0] + (A + 160)[0];
+    const T v2 = v1 + (A + 240)[0];
+    const T v3 = v2 + (A + 240)[0];
+    const T v4 = v3 + (A + 176)[0];
+    const T v5 = v4 + (A + 192)[0];
+    const T v6 = v5 + (A + 256)[0];
+    const T v7 = v6 + (A + 256)[0];
+    const T v8 = v7 + (A + 272)[0];
+    const T v9 = v8 + (A + 288)[0];
+    const T v10 = v9 + (A + 1440)[0];
+    const T v11 = v10 + (A + 2032)[0];
+    const T v12 = v11 + (A + 224)[0];
+    const T v13 = v12 + (A + 304)[0];
+    const T v14 = std::sqrt(v13);
+    const T v15 = v14 + (A + 320)[0];
+    const T v16 = (A + 0)[0] / v15;
+    const T v17 = std::min(v16, (A + 0)[0]);
+    (A + 352)[0] = v17;
   }
-  // mul  (lstm2_layernorm.model:25:1)
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(14, (A + 496));
+  // const  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 144), 1, T(-0.10536051565782628));
+  // const  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 160), 1, T(-0.0010005003335835344));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
+  // const  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 176), 1, T(0.90000000000000002));
+  // const  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 192), 1, T(0.099999999999999978));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
+  // const  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 224), 1, T(0.999));
+  // const  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 240), 1, T(0.0010000000000000009));
+  // fused loop over [128, 1]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  //   sqrt  (lstm2_layernorm.model:25:1)
   for (int64_t i0 = 0; i0 < 128; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 176)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] * (A + 160)[0];
+        const T v0 = sf_[15].data()[i0 * 1] * (A + 176)[0];
+        const T v1 = (A + 16)[i0 * 1] * (A + 352)[0];
+        const T v2 = v1 * (A + 192)[0];
+        const T v3 = v0 + v2;
+        (A + 512)[i0 * 1 + i1 * 1] = v3;
+        const T v4 = sf_[16].data()[i0 * 1] * (A + 224)[0];
+        const T v5 = v1 * v1;
+        const T v6 = v5 * (A + 240)[0];
+        const T v7 = v4 + v6;
+        (A + 640)[i0 * 1 + i1 * 1] = v7;
+        const T v8 = std::sqrt(v7);
+        (A + 1008)[i0 * 1 + i1 * 1] = v8;
       }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    (A + 14800)[i] = (A + 976)[i] * (A + 160)[0];
-  }
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 14672)[i] * (A + 160)[0];
-    (A + 0)[i] = v0;
-    const T v1 = (A + 18896)[i] * (A + 160)[0];
-    (A + 336)[i] = v1;
-  }
-  // fused loop over [128, 32]:
-  //   mul  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = (A + 9168)[i] * (A + 160)[0];
-    (A + 976)[i] = v0;
-    const T v1 = (A + 5072)[i] * (A + 160)[0];
-    (A + 18896)[i] = v1;
-  }
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 96352)[i] * (A + 160)[0];
-    (A + 464)[i] = v0;
-    const T v1 = (A + 96480)[i] * (A + 160)[0];
-    (A + 592)[i] = v1;
-  }
-  // fused loop over [32]:
-  //   mul  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = (A + 944)[i] * (A + 160)[0];
-    (A + 128)[i] = v0;
-    const T v1 = (A + 912)[i] * (A + 160)[0];
-    (A + 720)[i] = v1;
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    (A + 5072)[i] = (A + 96736)[i] * (A + 160)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16; ++i) {
-    (A + 304)[i] = (A + 848)[i] * (A + 160)[0];
-  }
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 752)[i0 * 16 + i1 * 1] = (A + 896)[i1 * 1] * (A + 160)[0];
-      }
-  // mul  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 768)[i] = (A + 320)[0] * (A + 160)[0];
-  }
-  // hyper %lr  (lstm2_layernorm.model:25:1)
-  (A + 160)[0] = T(lr_);
-  // buffer %optimizer.step  (lstm2_layernorm.model:25:1)
-  // add %optimizer.step.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 320)[0] = sf_[14].data()[0] + (A + 864)[0];
-  }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(14, (A + 320));
+  updates.emplace_back(15, (A + 512));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(16, (A + 640));
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 784), 1, T(-0.10536051565782628));
-  // fused loop over []:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   exp  (lstm2_layernorm.model:25:1)  [register]
-  //   sub  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 320)[0] * (A + 784)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 864)[0] - v1;
-    (A + 800)[0] = v2;
-  }
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 784), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   exp  (lstm2_layernorm.model:25:1)  [register]
   //   sub  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   exp  (lstm2_layernorm.model:25:1)  [register]
+  //   sub  (lstm2_layernorm.model:25:1)  [register]
   //   sqrt  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 320)[0] * (A + 784)[0];
+    const T v0 = (A + 496)[0] * (A + 144)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 864)[0] - v1;
-    const T v3 = (A + 160)[0] / (A + 800)[0];
-    (A + 816)[0] = v3;
-    const T v4 = std::sqrt(v2);
-    (A + 832)[0] = v4;
+    const T v2 = (A + 0)[0] - v1;
+    const T v3 = (A + 336)[0] / v2;
+    (A + 32)[0] = v3;
+    const T v4 = (A + 496)[0] * (A + 160)[0];
+    const T v5 = fexp(v4);
+    const T v6 = (A + 0)[0] - v5;
+    const T v7 = std::sqrt(v6);
+    (A + 48)[0] = v7;
   }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 160), 1, T(0.90000000000000002));
-  // mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 848)[i0 * 1 + i1 * 1] = sf_[15].data()[i0 * 1] * (A + 160)[0];
-      }
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 784), 1, T(0.099999999999999978));
   // fused loop over [128, 1]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 176)[i0 * 1] * (A + 784)[0];
-        const T v1 = (A + 848)[i0 * 1] + v0;
-        (A + 5584)[i0 * 1 + i1 * 1] = v1;
-      }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 800), 1, T(0.999));
-  // fused loop over [128, 1]:
-  //   mul  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = sf_[16].data()[i0 * 1] * (A + 800)[0];
-        (A + 848)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = (A + 176)[i0 * 1] * (A + 176)[i0 * 1];
-        (A + 5712)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 176), 1, T(0.0010000000000000009));
-  // fused loop over [128, 1]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 5712)[i0 * 1] * (A + 176)[0];
-        const T v1 = (A + 848)[i0 * 1] + v0;
-        (A + 5840)[i0 * 1 + i1 * 1] = v1;
-      }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(15, (A + 5584));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(16, (A + 5840));
-  // fused loop over [128, 1]:
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::sqrt((A + 5840)[i0 * 1]);
-        const T v1 = v0 / (A + 832)[0];
-        (A + 848)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 192), 1, T(1e-08));
-  // fused loop over [128, 1]:
+  //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1908,241 +1477,54 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 848)[i0 * 1] + (A + 192)[0];
-        const T v1 = (A + 5584)[i0 * 1] / v0;
-        const T v2 = (A + 816)[0] * v1;
-        const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 5712)[i0 * 1 + i1 * 1] = v3;
+        const T v0 = (A + 1008)[i0 * 1] / (A + 48)[0];
+        const T v1 = v0 + (A + 16)[0];
+        const T v2 = (A + 512)[i0 * 1] / v1;
+        const T v3 = (A + 32)[0] * v2;
+        const T v4 = sf_[0].data()[i0 * 1] - v3;
+        (A + 1136)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(0, (A + 5712));
+  updates.emplace_back(0, (A + 1136));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [128, 32]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 160)[0];
-    const T v1 = (A + 14800)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 5968)[i] = v2;
-  }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 800)[0];
-    const T v1 = (A + 14800)[i] * (A + 14800)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 10064)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(17, (A + 5968));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(18, (A + 10064));
-  // fused loop over [128, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sub %lstm.weight_hh_l0.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = std::sqrt((A + 10064)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 5968)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[1].data()[i] - v4;
-    (A + 14160)[i] = v5;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(1, (A + 14160));
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 160)[0];
-    const T v1 = (A + 0)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 848)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[20].data()[i] * (A + 800)[0];
-    const T v1 = (A + 0)[i] * (A + 0)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 18256)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(19, (A + 848));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(20, (A + 18256));
-  // fused loop over [128]:
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 18256)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 848)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[2].data()[i] - v4;
-    (A + 0)[i] = v5;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(2, (A + 0));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[21].data()[i] * (A + 160)[0];
-    const T v1 = (A + 336)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 18384)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[22].data()[i] * (A + 800)[0];
-    const T v1 = (A + 336)[i] * (A + 336)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 18512)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(21, (A + 18384));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(22, (A + 18512));
-  // fused loop over [128]:
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.bias_hh_l0.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 18512)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 18384)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[3].data()[i] - v4;
-    (A + 336)[i] = v5;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(3, (A + 336));
-  // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.weight_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[23].data()[i] * (A + 160)[0];
-    const T v1 = (A + 976)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 22992)[i] = v2;
-  }
-  // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.weight_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[24].data()[i] * (A + 800)[0];
-    const T v1 = (A + 976)[i] * (A + 976)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 27088)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(23, (A + 22992));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(24, (A + 27088));
-  // fused loop over [128, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sub %lstm.weight_ih_l1.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = std::sqrt((A + 27088)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 22992)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[4].data()[i] - v4;
-    (A + 976)[i] = v5;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(4, (A + 976));
-  // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [128, 32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.weight_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[25].data()[i] * (A + 160)[0];
-    const T v1 = (A + 18896)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 31184)[i] = v2;
-  }
-  // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.weight_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[26].data()[i] * (A + 800)[0];
-    const T v1 = (A + 18896)[i] * (A + 18896)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 35280)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(25, (A + 31184));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(26, (A + 35280));
-  // fused loop over [128, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
@@ -2151,96 +1533,109 @@ private:
   //   sub %lstm.weight_hh_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = std::sqrt((A + 35280)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 31184)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[5].data()[i] - v4;
-    (A + 18640)[i] = v5;
+    const T v0 = sf_[17].data()[i] * (A + 176)[0];
+    const T v1 = (A + 26128)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
+    const T v3 = v0 + v2;
+    (A + 3600)[i] = v3;
+    const T v4 = sf_[18].data()[i] * (A + 224)[0];
+    const T v5 = v1 * v1;
+    const T v6 = v5 * (A + 240)[0];
+    const T v7 = v4 + v6;
+    (A + 7696)[i] = v7;
+    const T v8 = std::sqrt(v7);
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
+    const T v11 = v3 / v10;
+    const T v12 = (A + 32)[0] * v11;
+    const T v13 = sf_[1].data()[i] - v12;
+    (A + 15888)[i] = v13;
+    const T v14 = sf_[23].data()[i] * (A + 176)[0];
+    const T v15 = (A + 22032)[i] * (A + 352)[0];
+    const T v16 = v15 * (A + 192)[0];
+    const T v17 = v14 + v16;
+    (A + 30224)[i] = v17;
+    const T v18 = sf_[24].data()[i] * (A + 224)[0];
+    const T v19 = v15 * v15;
+    const T v20 = v19 * (A + 240)[0];
+    const T v21 = v18 + v20;
+    (A + 34320)[i] = v21;
+    const T v22 = std::sqrt(v21);
+    const T v23 = v22 / (A + 48)[0];
+    const T v24 = v23 + (A + 16)[0];
+    const T v25 = v17 / v24;
+    const T v26 = (A + 32)[0] * v25;
+    const T v27 = sf_[4].data()[i] - v26;
+    (A + 38416)[i] = v27;
+    const T v28 = sf_[25].data()[i] * (A + 176)[0];
+    const T v29 = (A + 11792)[i] * (A + 352)[0];
+    const T v30 = v29 * (A + 192)[0];
+    const T v31 = v28 + v30;
+    (A + 42512)[i] = v31;
+    const T v32 = sf_[26].data()[i] * (A + 224)[0];
+    const T v33 = v29 * v29;
+    const T v34 = v33 * (A + 240)[0];
+    const T v35 = v32 + v34;
+    (A + 46608)[i] = v35;
+    const T v36 = std::sqrt(v35);
+    const T v37 = v36 / (A + 48)[0];
+    const T v38 = v37 + (A + 16)[0];
+    const T v39 = v31 / v38;
+    const T v40 = (A + 32)[0] * v39;
+    const T v41 = sf_[5].data()[i] - v40;
+    (A + 50704)[i] = v41;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(5, (A + 18640));
-  // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(17, (A + 3600));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(18, (A + 7696));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(1, (A + 15888));
+  // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
+  // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   add  (lstm2_layernorm.model:25:1)  [register]
+  //   div  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sub %lstm.bias_hh_l0.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[27].data()[i] * (A + 160)[0];
-    const T v1 = (A + 464)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 22736)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[28].data()[i] * (A + 800)[0];
-    const T v1 = (A + 464)[i] * (A + 464)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 22864)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(27, (A + 22736));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(28, (A + 22864));
-  // fused loop over [128]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sub %lstm.bias_ih_l1.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 22864)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 22736)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[6].data()[i] - v4;
-    (A + 464)[i] = v5;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(6, (A + 464));
-  // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[29].data()[i] * (A + 160)[0];
-    const T v1 = (A + 592)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 39376)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.lstm.bias_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[30].data()[i] * (A + 800)[0];
-    const T v1 = (A + 592)[i] * (A + 592)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 39504)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(29, (A + 39376));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(30, (A + 39504));
-  // fused loop over [128]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
@@ -2249,96 +1644,138 @@ private:
   //   sub %lstm.bias_hh_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = std::sqrt((A + 39504)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 39376)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[7].data()[i] - v4;
-    (A + 592)[i] = v5;
+    const T v0 = sf_[19].data()[i] * (A + 176)[0];
+    const T v1 = (A + 368)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
+    const T v3 = v0 + v2;
+    (A + 1008)[i] = v3;
+    const T v4 = sf_[20].data()[i] * (A + 224)[0];
+    const T v5 = v1 * v1;
+    const T v6 = v5 * (A + 240)[0];
+    const T v7 = v4 + v6;
+    (A + 1264)[i] = v7;
+    const T v8 = std::sqrt(v7);
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
+    const T v11 = v3 / v10;
+    const T v12 = (A + 32)[0] * v11;
+    const T v13 = sf_[2].data()[i] - v12;
+    (A + 1440)[i] = v13;
+    const T v14 = sf_[21].data()[i] * (A + 176)[0];
+    const T v15 = v14 + v2;
+    (A + 1568)[i] = v15;
+    const T v16 = sf_[22].data()[i] * (A + 224)[0];
+    const T v17 = v16 + v6;
+    (A + 1696)[i] = v17;
+    const T v18 = std::sqrt(v17);
+    const T v19 = v18 / (A + 48)[0];
+    const T v20 = v19 + (A + 16)[0];
+    const T v21 = v15 / v20;
+    const T v22 = (A + 32)[0] * v21;
+    const T v23 = sf_[3].data()[i] - v22;
+    (A + 1824)[i] = v23;
+    const T v24 = sf_[27].data()[i] * (A + 176)[0];
+    const T v25 = (A + 880)[i] * (A + 352)[0];
+    const T v26 = v25 * (A + 192)[0];
+    const T v27 = v24 + v26;
+    (A + 1952)[i] = v27;
+    const T v28 = sf_[28].data()[i] * (A + 224)[0];
+    const T v29 = v25 * v25;
+    const T v30 = v29 * (A + 240)[0];
+    const T v31 = v28 + v30;
+    (A + 2080)[i] = v31;
+    const T v32 = std::sqrt(v31);
+    const T v33 = v32 / (A + 48)[0];
+    const T v34 = v33 + (A + 16)[0];
+    const T v35 = v27 / v34;
+    const T v36 = (A + 32)[0] * v35;
+    const T v37 = sf_[6].data()[i] - v36;
+    (A + 2208)[i] = v37;
+    const T v38 = sf_[29].data()[i] * (A + 176)[0];
+    const T v39 = v38 + v26;
+    (A + 2336)[i] = v39;
+    const T v40 = sf_[30].data()[i] * (A + 224)[0];
+    const T v41 = v40 + v30;
+    (A + 2576)[i] = v41;
+    const T v42 = std::sqrt(v41);
+    const T v43 = v42 / (A + 48)[0];
+    const T v44 = v43 + (A + 16)[0];
+    const T v45 = v39 / v44;
+    const T v46 = (A + 32)[0] * v45;
+    const T v47 = sf_[7].data()[i] - v46;
+    (A + 2704)[i] = v47;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(7, (A + 592));
+  updates.emplace_back(19, (A + 1008));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(20, (A + 1264));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(2, (A + 1440));
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(21, (A + 1568));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(22, (A + 1696));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(3, (A + 1824));
+  // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
+  // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(23, (A + 30224));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(24, (A + 34320));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(4, (A + 38416));
+  // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
+  // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(25, (A + 42512));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(26, (A + 46608));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(5, (A + 50704));
+  // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
+  // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(27, (A + 1952));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(28, (A + 2080));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(6, (A + 2208));
+  // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
+  // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(29, (A + 2336));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(30, (A + 2576));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(7, (A + 2704));
   // buffer %optimizer.ln.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [32]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.ln.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[31].data()[i] * (A + 160)[0];
-    const T v1 = (A + 128)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 208)[i] = v2;
-  }
   // buffer %optimizer.ln.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.ln.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.ln.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[32].data()[i] * (A + 800)[0];
-    const T v1 = (A + 128)[i] * (A + 128)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 240)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(31, (A + 208));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(32, (A + 240));
-  // fused loop over [32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sub %ln.weight.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = std::sqrt((A + 240)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 208)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[8].data()[i] - v4;
-    (A + 128)[i] = v5;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(8, (A + 128));
-  // buffer %optimizer.ln.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [32]:
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.ln.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[33].data()[i] * (A + 160)[0];
-    const T v1 = (A + 720)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 272)[i] = v2;
-  }
-  // buffer %optimizer.ln.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.ln.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[34].data()[i] * (A + 800)[0];
-    const T v1 = (A + 720)[i] * (A + 720)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 39632)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(33, (A + 272));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(34, (A + 39632));
-  // fused loop over [32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
@@ -2347,47 +1784,66 @@ private:
   //   sub %ln.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = std::sqrt((A + 39632)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 272)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[9].data()[i] - v4;
-    (A + 720)[i] = v5;
+    const T v0 = sf_[31].data()[i] * (A + 176)[0];
+    const T v1 = (A + 2544)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
+    const T v3 = v0 + v2;
+    (A + 64)[i] = v3;
+    const T v4 = sf_[32].data()[i] * (A + 224)[0];
+    const T v5 = v1 * v1;
+    const T v6 = v5 * (A + 240)[0];
+    const T v7 = v4 + v6;
+    (A + 96)[i] = v7;
+    const T v8 = std::sqrt(v7);
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
+    const T v11 = v3 / v10;
+    const T v12 = (A + 32)[0] * v11;
+    const T v13 = sf_[8].data()[i] - v12;
+    (A + 128)[i] = v13;
+    const T v14 = sf_[33].data()[i] * (A + 176)[0];
+    const T v15 = (A + 2512)[i] * (A + 352)[0];
+    const T v16 = v15 * (A + 192)[0];
+    const T v17 = v14 + v16;
+    (A + 256)[i] = v17;
+    const T v18 = sf_[34].data()[i] * (A + 224)[0];
+    const T v19 = v15 * v15;
+    const T v20 = v19 * (A + 240)[0];
+    const T v21 = v18 + v20;
+    (A + 288)[i] = v21;
+    const T v22 = std::sqrt(v21);
+    const T v23 = v22 / (A + 48)[0];
+    const T v24 = v23 + (A + 16)[0];
+    const T v25 = v17 / v24;
+    const T v26 = (A + 32)[0] * v25;
+    const T v27 = sf_[9].data()[i] - v26;
+    (A + 320)[i] = v27;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(9, (A + 720));
+  updates.emplace_back(31, (A + 64));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(32, (A + 96));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(8, (A + 128));
+  // buffer %optimizer.ln.bias.exp_avg  (lstm2_layernorm.model:25:1)
+  // buffer %optimizer.ln.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(33, (A + 256));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(34, (A + 288));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(9, (A + 320));
   // buffer %optimizer.fc.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [16, 32]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.fc.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[35].data()[i] * (A + 160)[0];
-    const T v1 = (A + 5072)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 39664)[i] = v2;
-  }
   // buffer %optimizer.fc.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16, 32]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.fc.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.fc.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[36].data()[i] * (A + 800)[0];
-    const T v1 = (A + 5072)[i] * (A + 5072)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 40176)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(35, (A + 39664));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(36, (A + 40176));
-  // fused loop over [16, 32]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
@@ -2396,47 +1852,41 @@ private:
   //   sub %fc.weight.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = std::sqrt((A + 40176)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 39664)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[10].data()[i] - v4;
-    (A + 5072)[i] = v5;
+    const T v0 = sf_[35].data()[i] * (A + 176)[0];
+    const T v1 = (A + 3088)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
+    const T v3 = v0 + v2;
+    (A + 11792)[i] = v3;
+    const T v4 = sf_[36].data()[i] * (A + 224)[0];
+    const T v5 = v1 * v1;
+    const T v6 = v5 * (A + 240)[0];
+    const T v7 = v4 + v6;
+    (A + 12304)[i] = v7;
+    const T v8 = std::sqrt(v7);
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
+    const T v11 = v3 / v10;
+    const T v12 = (A + 32)[0] * v11;
+    const T v13 = sf_[10].data()[i] - v12;
+    (A + 12816)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(10, (A + 5072));
+  updates.emplace_back(35, (A + 11792));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(36, (A + 12304));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(10, (A + 12816));
   // buffer %optimizer.fc.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [16]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.fc.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = sf_[37].data()[i] * (A + 160)[0];
-    const T v1 = (A + 304)[i] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 40688)[i] = v2;
-  }
   // buffer %optimizer.fc.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.fc.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.fc.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = sf_[38].data()[i] * (A + 800)[0];
-    const T v1 = (A + 304)[i] * (A + 304)[i];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 40704)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(37, (A + 40688));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(38, (A + 40704));
-  // fused loop over [16]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
@@ -2445,51 +1895,41 @@ private:
   //   sub %fc.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = std::sqrt((A + 40704)[i]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 40688)[i] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[11].data()[i] - v4;
-    (A + 304)[i] = v5;
+    const T v0 = sf_[37].data()[i] * (A + 176)[0];
+    const T v1 = (A + 1392)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
+    const T v3 = v0 + v2;
+    (A + 0)[i] = v3;
+    const T v4 = sf_[38].data()[i] * (A + 224)[0];
+    const T v5 = v1 * v1;
+    const T v6 = v5 * (A + 240)[0];
+    const T v7 = v4 + v6;
+    (A + 160)[i] = v7;
+    const T v8 = std::sqrt(v7);
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
+    const T v11 = v3 / v10;
+    const T v12 = (A + 32)[0] * v11;
+    const T v13 = sf_[11].data()[i] - v12;
+    (A + 368)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(11, (A + 304));
+  updates.emplace_back(37, (A + 0));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(38, (A + 160));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(11, (A + 368));
   // buffer %optimizer.head.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [1, 16]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = sf_[39].data()[i1 * 1] * (A + 160)[0];
-        const T v1 = (A + 752)[i1 * 1] * (A + 784)[0];
-        const T v2 = v0 + v1;
-        (A + 40720)[i0 * 16 + i1 * 1] = v2;
-      }
   // buffer %optimizer.head.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1, 16]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.head.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = sf_[40].data()[i1 * 1] * (A + 800)[0];
-        const T v1 = (A + 752)[i1 * 1] * (A + 752)[i1 * 1];
-        const T v2 = v1 * (A + 176)[0];
-        const T v3 = v0 + v2;
-        (A + 40736)[i0 * 16 + i1 * 1] = v3;
-      }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(39, (A + 40720));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(40, (A + 40736));
-  // fused loop over [1, 16]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
@@ -2500,47 +1940,41 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = std::sqrt((A + 40736)[i1 * 1]);
-        const T v1 = v0 / (A + 832)[0];
-        const T v2 = v1 + (A + 192)[0];
-        const T v3 = (A + 40720)[i1 * 1] / v2;
-        const T v4 = (A + 816)[0] * v3;
-        const T v5 = sf_[12].data()[i1 * 1] - v4;
-        (A + 752)[i0 * 16 + i1 * 1] = v5;
+        const T v0 = sf_[39].data()[i1 * 1] * (A + 176)[0];
+        const T v1 = (A + 208)[i1 * 1] * (A + 352)[0];
+        const T v2 = v1 * (A + 192)[0];
+        const T v3 = v0 + v2;
+        (A + 384)[i0 * 16 + i1 * 1] = v3;
+        const T v4 = sf_[40].data()[i1 * 1] * (A + 224)[0];
+        const T v5 = v1 * v1;
+        const T v6 = v5 * (A + 240)[0];
+        const T v7 = v4 + v6;
+        (A + 400)[i0 * 16 + i1 * 1] = v7;
+        const T v8 = std::sqrt(v7);
+        const T v9 = v8 / (A + 48)[0];
+        const T v10 = v9 + (A + 16)[0];
+        const T v11 = v3 / v10;
+        const T v12 = (A + 32)[0] * v11;
+        const T v13 = sf_[12].data()[i1 * 1] - v12;
+        (A + 416)[i0 * 16 + i1 * 1] = v13;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(12, (A + 752));
+  updates.emplace_back(39, (A + 384));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(40, (A + 400));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(12, (A + 416));
   // buffer %optimizer.head.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // fused loop over [1]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[41].data()[0] * (A + 160)[0];
-    const T v1 = (A + 768)[0] * (A + 784)[0];
-    const T v2 = v0 + v1;
-    (A + 40752)[i] = v2;
-  }
   // buffer %optimizer.head.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   add %optimizer.head.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[42].data()[0] * (A + 800)[0];
-    const T v1 = (A + 768)[0] * (A + 768)[0];
-    const T v2 = v1 * (A + 176)[0];
-    const T v3 = v0 + v2;
-    (A + 160)[i] = v3;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(41, (A + 40752));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(42, (A + 160));
-  // fused loop over [1]:
   //   sqrt  (lstm2_layernorm.model:25:1)  [register]
   //   div  (lstm2_layernorm.model:25:1)  [register]
   //   add  (lstm2_layernorm.model:25:1)  [register]
@@ -2549,16 +1983,30 @@ private:
   //   sub %head.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::sqrt((A + 160)[0]);
-    const T v1 = v0 / (A + 832)[0];
-    const T v2 = v1 + (A + 192)[0];
-    const T v3 = (A + 40752)[0] / v2;
-    const T v4 = (A + 816)[0] * v3;
-    const T v5 = sf_[13].data()[0] - v4;
-    (A + 176)[i] = v5;
+    const T v0 = sf_[41].data()[0] * (A + 176)[0];
+    const T v1 = (A + 1424)[0] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
+    const T v3 = v0 + v2;
+    (A + 208)[i] = v3;
+    const T v4 = sf_[42].data()[0] * (A + 224)[0];
+    const T v5 = v1 * v1;
+    const T v6 = v5 * (A + 240)[0];
+    const T v7 = v4 + v6;
+    (A + 432)[i] = v7;
+    const T v8 = std::sqrt(v7);
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
+    const T v11 = v3 / v10;
+    const T v12 = (A + 32)[0] * v11;
+    const T v13 = sf_[13].data()[0] - v12;
+    (A + 448)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(13, (A + 176));
+  updates.emplace_back(41, (A + 208));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(42, (A + 432));
+  // update  (lstm2_layernorm.model:25:1)
+  updates.emplace_back(13, (A + 448));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -2570,141 +2018,53 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
+  // const  (prelude.model:79:15)
+  std::fill_n((A + 0), 1, T(0));
   // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 16);
     for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 320), 512, T(0));
+  std::fill_n((A + 336), 512, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 832)[i0 * 128 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 960)[i0 * 128 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 32];
-      }
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 320), 512, (A + 5072));
-  std::copy_n((A + 320), 512, (A + 5584));
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 0) + (o * 20 + t) * 1, 1, (A + 5056) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 1, T(1), (A + 5056), 1, (A + 832), 128, T(0), (A + 6096), 128, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 8144)[i0 * 128 + i1 * 1] = (A + 6096)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 5072), 32, (A + 960), 128, T(0), (A + 6096), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 8144)[i0 * 128 + i1 * 1] + (A + 6096)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 10192)[i0 * 128 + i1 * 1] = v1;
-        }
-    // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 10192)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
-          const T v2 = (A + 10192)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
-          const T v4 = (A + 10192)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 10192)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 5584)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 6096)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 6608)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 6608) + o * 32, 32, (A + 13264) + (o * 20 + t) * 32);
-    std::copy_n((A + 6608), 512, (A + 5072));
-    std::copy_n((A + 6096), 512, (A + 5584));
-  }
-  std::copy_n((A + 5072), 512, (A + 12240));
-  std::copy_n((A + 5584), 512, (A + 12752));
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 848), 128, threads());
   // fused loop over [32, 128]:
-  //   transpose  (prelude.model:30:31)
+  //   transpose  (prelude.model:30:78)
   //   transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        const T v0 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 832)[i0 * 128 + i1 * 1] = v0;
+        const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
+        (A + 41808)[i0 * 128 + i1 * 1] = v0;
         const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 4928)[i0 * 128 + i1 * 1] = v1;
+        (A + 45904)[i0 * 128 + i1 * 1] = v1;
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 320), 512, (A + 24016));
-  std::copy_n((A + 320), 512, (A + 24528));
+  std::copy_n((A + 336), 512, (A + 52048));
+  std::copy_n((A + 336), 512, (A + 52560));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 13264) + (o * 20 + t) * 32, 32, (A + 23504) + o * 32);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 16, 128, 32, T(1), (A + 23504), 32, (A + 832), 128, T(0), (A + 25040), 128, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          (A + 27088)[i0 * 128 + i1 * 1] = (A + 25040)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 24016), 32, (A + 4928), 128, T(0), (A + 25040), 128, threads());
+    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 41808), 128, T(0), (A + 53072), 128, threads());
     // fused loop over [16, 128]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 27088)[i0 * 128 + i1 * 1] + (A + 25040)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + sf_[7].data()[i1 * 1];
-          (A + 29136)[i0 * 128 + i1 * 1] = v1;
+          const T v0 = (A + 50000)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 53072)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 55120)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2724,122 +2084,200 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 29136)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 55120)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 29136)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 55120)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 29136)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 55120)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 29136)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 55120)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 24528)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 52560)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 25040)[i0 * 32 + i1 * 1] = v10;
+          (A + 53072)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 25552)[i0 * 32 + i1 * 1] = v12;
+          (A + 53584)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 25552) + o * 32, 32, (A + 31184) + (o * 20 + t) * 32);
-    std::copy_n((A + 25552), 512, (A + 24016));
-    std::copy_n((A + 25040), 512, (A + 24528));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53584) + o * 32, 32, (A + 58192) + (o * 20 + t) * 32);
+    std::copy_n((A + 53584), 512, (A + 52048));
+    std::copy_n((A + 53072), 512, (A + 52560));
   }
-  std::copy_n((A + 24016), 512, (A + 9024));
-  std::copy_n((A + 24528), 512, (A + 9536));
+  std::copy_n((A + 52048), 512, (A + 57168));
+  std::copy_n((A + 52560), 512, (A + 57680));
+  // param %lstm.weight_ih_l1  (prelude.model:19:5)
+  // param %lstm.bias_ih_l1  (prelude.model:21:5)
+  // param %lstm.weight_hh_l1  (prelude.model:20:5)
+  // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 128, 32, T(1), (A + 58192), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
+  // scan %lstm.h  (prelude.model:29:13)
+  std::copy_n((A + 336), 512, (A + 52048));
+  std::copy_n((A + 336), 512, (A + 52560));
+  for (int64_t step = 0; step < 20; ++step) {
+    const int64_t t = step;
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
+    // matmul  (prelude.model:30:67)
+    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 45904), 128, T(0), (A + 53072), 128, threads());
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:30:48)  [register]
+    //   add  (prelude.model:30:63)  [register]
+    //   add %lstm.gates  (prelude.model:30:95)
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          const T v0 = (A + 50000)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 53072)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + sf_[7].data()[i1 * 1];
+          (A + 55120)[i0 * 128 + i1 * 1] = v2;
+        }
+    // fused loop over [16, 32]:
+    //   slice  (prelude.model:31:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+    //   slice  (prelude.model:32:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+    //   slice  (prelude.model:33:23)  [register]
+    //   tanh %lstm.g  (prelude.model:33:17)  [register]
+    //   slice  (prelude.model:34:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:35:15)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   add %lstm.c  (prelude.model:35:19)
+    //   tanh  (prelude.model:36:21)  [register]
+    //   mul %lstm.h  (prelude.model:36:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          const T v0 = (A + 55120)[i0 * 128 + i1 * 1];
+          const T v1 = fsigmoid(v0);
+          const T v2 = (A + 55120)[32 + i0 * 128 + i1 * 1];
+          const T v3 = fsigmoid(v2);
+          const T v4 = (A + 55120)[64 + i0 * 128 + i1 * 1];
+          const T v5 = ftanh(v4);
+          const T v6 = (A + 55120)[96 + i0 * 128 + i1 * 1];
+          const T v7 = fsigmoid(v6);
+          const T v8 = v3 * (A + 52560)[i0 * 32 + i1 * 1];
+          const T v9 = v1 * v5;
+          const T v10 = v8 + v9;
+          (A + 53072)[i0 * 32 + i1 * 1] = v10;
+          const T v11 = ftanh(v10);
+          const T v12 = v7 * v11;
+          (A + 53584)[i0 * 32 + i1 * 1] = v12;
+        }
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53584) + o * 32, 32, (A + 57168) + (o * 20 + t) * 32);
+    std::copy_n((A + 53584), 512, (A + 52048));
+    std::copy_n((A + 53072), 512, (A + 52560));
+  }
+  std::copy_n((A + 52048), 512, (A + 41808));
+  std::copy_n((A + 52560), 512, (A + 42320));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 0)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 31184)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 57168)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
-  // mean %ln.mu  (prelude.model:77:14)
-  std::fill_n((A + 512), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 512)[i0 * 1] += (A + 0)[i0 * 32 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 16; ++k) (A + 512)[k] /= T(32);
-  // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)
-  //   mul  (prelude.model:79:18)
+  // slice  (prelude.model:79:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
+    for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 32 + i1 * 1] - (A + 512)[i0 * 1];
-        (A + 528)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = v0 * v0;
-        (A + 1040)[i0 * 32 + i1 * 1] = v1;
+        (A + 528)[i0 * 1 + i1 * 1] = (A + 16)[0 + i0 * 32 + i1 * 1];
       }
-  // mean %ln.var  (prelude.model:79:15)
-  std::fill_n((A + 0), 16, T(0));
+  // fused loop over [16, 32], 3 reductions:
+  //   sub  (prelude.model:79:15)  [register]
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mul  (prelude.model:79:15)  [register]
+  //   mean over axes [1]  (prelude.model:79:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  //   mul  (prelude.model:10:14)
+  std::fill_n((A + 544), 16, T(0));
+  std::fill_n((A + 560), 16, T(0));
+  std::fill_n((A + 576), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 0)[i0 * 1] += (A + 1040)[i0 * 32 + i1 * 1];
+        const T v0 = (A + 16)[i0 * 32 + i1 * 1] - (A + 528)[i0 * 1];
+        (A + 544)[i0 * 1] += v0;
+        const T v2 = v0 * v0;
+        (A + 560)[i0 * 1] += v2;
+        (A + 576)[i0 * 1] += (A + 16)[i0 * 32 + i1 * 1];
+        const T v5 = sf_[10].data()[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 592)[i0 * 32 + i1 * 1] = v5;
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 0)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 544)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 560)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 576)[k] /= T(32);
   // const  (prelude.model:80:26)
-  std::fill_n((A + 16), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 528), 1, T(1.0000000000000001e-05));
+  // param %ln.weight  (prelude.model:73:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %ln.bias  (prelude.model:74:3)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %fc.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // fused loop over [16, 1]:
+  //   mul  (prelude.model:79:15)  [register]
+  //   sub  (prelude.model:79:15)  [register]
+  //   maximum  (prelude.model:79:15)  [register]
   //   add  (prelude.model:80:26)  [register]
   //   rsqrt  (prelude.model:80:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 1] + (A + 16)[0];
-        const T v1 = T(1) / std::sqrt(v0);
-        (A + 32)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 544)[i0 * 1] * (A + 544)[i0 * 1];
+        const T v1 = (A + 560)[i0 * 1] - v0;
+        const T v2 = std::max(v1, (A + 0)[0]);
+        const T v3 = v2 + (A + 528)[0];
+        const T v4 = T(1) / std::sqrt(v3);
+        (A + 1104)[i0 * 1 + i1 * 1] = v4;
       }
-  // mul  (prelude.model:80:14)
+  // fused loop over [16, 32]:
+  //   sub %ln.d  (prelude.model:78:11)  [register]
+  //   mul  (prelude.model:80:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 1040)[i0 * 32 + i1 * 1] = (A + 528)[i0 * 32 + i1 * 1] * (A + 32)[i0 * 1];
+        const T v0 = (A + 16)[i0 * 32 + i1 * 1] - (A + 576)[i0 * 1];
+        const T v1 = v0 * (A + 1104)[i0 * 1];
+        (A + 1120)[i0 * 32 + i1 * 1] = v1;
       }
-  // param %ln.weight  (prelude.model:73:3)
-  // mul  (prelude.model:80:33)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 0)[i0 * 32 + i1 * 1] = (A + 1040)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-      }
-  // param %ln.bias  (prelude.model:74:3)
-  // add %z  (prelude.model:80:42)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 512)[i0 * 32 + i1 * 1] = (A + 0)[i0 * 32 + i1 * 1] + sf_[9].data()[i1 * 1];
-      }
-  // param %fc.weight  (prelude.model:7:3)
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 16, 16, 32, T(1), (A + 1120), 32, (A + 592), 32, T(0), (A + 0), 16, threads());
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 512), 32, sf_[10].data(), 32, T(0), (A + 0), 16, threads());
+  gemm(false, true, 1, 16, 32, T(1), sf_[9].data(), 32, sf_[10].data(), 32, T(0), (A + 256), 16, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %fc.bias  (prelude.model:8:3)
+  // param %head.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // fused loop over [16, 16]:
+  //   add  (prelude.model:10:14)  [register]
   //   add  (prelude.model:10:34)  [register]
   //   relu  (lstm2_layernorm.model:20:19)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 256)[i0 * 16 + i1 * 1] = v1;
+        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
+        const T v1 = v0 + sf_[11].data()[i1 * 1];
+        const T v2 = (v1 > T(0) ? v1 : T(0));
+        (A + 272)[i0 * 16 + i1 * 1] = v2;
       }
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 256), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 272), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -2852,7 +2290,14 @@ private:
   std::copy_n((A + 16), 16, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(268656);
+    return arena_.data();
+  }
   std::vector<T> sf_[43];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[43]; // integer state
   double lr_ = 0.0030000000000000001;

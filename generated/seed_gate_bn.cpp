@@ -112,7 +112,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(6939968) {
+  Net() {
     sf_[0].assign(1024, T(0));
     sf_[1].assign(262144, T(0));
     sf_[2].assign(1024, T(0));
@@ -153,7 +153,7 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
   // input %x  (seed_gate_bn.model:10:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
@@ -183,22 +183,18 @@ public:
   // buffer %cell.bn_o.running_var  (prelude.model:51:3)
   // param %cell.bn_o.weight  (prelude.model:48:3)
   // param %cell.bn_o.bias  (prelude.model:49:3)
-  // transpose  (seed_gate_bn.model:30:29)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
+  // matmul  (seed_gate_bn.model:30:18)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
+  // const  (prelude.model:65:53)
+  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 272352), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -210,46 +206,39 @@ public:
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 272352)[0];
+    const T v0 = sf_[15].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 272368)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 272352)[0];
+    (A + 16)[i] = v1;
+    const T v2 = sf_[18].data()[i] + (A + 0)[0];
     const T v3 = T(1) / std::sqrt(v2);
-    (A + 272624)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 272352)[0];
+    (A + 272)[i] = v3;
+    const T v4 = sf_[21].data()[i] + (A + 0)[0];
     const T v5 = T(1) / std::sqrt(v4);
-    (A + 272880)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 272352)[0];
+    (A + 528)[i] = v5;
+    const T v6 = sf_[24].data()[i] + (A + 0)[0];
     const T v7 = T(1) / std::sqrt(v6);
-    (A + 273136)[i] = v7;
+    (A + 1254368)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 273424));
-  std::copy_n((A + 992), 8192, (A + 281616));
+  std::copy_n((A + 992), 8192, (A + 1287392));
+  std::copy_n((A + 992), 8192, (A + 1295584));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 273392) + o * 1);
-    // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 273392), 1, (A + 9184), 1024, T(0), (A + 289808), 1024, threads());
-    // add  (seed_gate_bn.model:30:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 322576)[i0 * 1024 + i1 * 1] = (A + 289808)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254624) + o * 1024);
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 273424), 256, (A + 10208), 1024, T(0), (A + 289808), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287392), 256, (A + 992224), 1024, T(0), (A + 1303776), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 322576)[i0 * 1024 + i1 * 1] + (A + 289808)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 355344)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 1254624)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303776)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1336544)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -285,51 +274,51 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 355344)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336544)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
-          const T v2 = v1 * (A + 272368)[i1 * 1];
+          const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 355344)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1336544)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
-          const T v8 = v7 * (A + 272624)[i1 * 1];
+          const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 355344)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 1336544)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
-          const T v14 = v13 * (A + 272880)[i1 * 1];
+          const T v14 = v13 * (A + 528)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 355344)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 1336544)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 273136)[i1 * 1];
+          const T v20 = v19 * (A + 1254368)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 281616)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 1295584)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 289808)[i0 * 256 + i1 * 1] = v26;
+          (A + 1303776)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 298000)[i0 * 256 + i1 * 1] = v28;
+          (A + 1311968)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 298000) + o * 256, 256, (A + 404496) + (o * 30 + t) * 256);
-    std::copy_n((A + 298000), 8192, (A + 273424));
-    std::copy_n((A + 289808), 8192, (A + 281616));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311968) + o * 256, 256, (A + 1385696) + (o * 30 + t) * 256);
+    std::copy_n((A + 1311968), 8192, (A + 1287392));
+    std::copy_n((A + 1303776), 8192, (A + 1295584));
   }
-  std::copy_n((A + 273424), 8192, (A + 388112));
-  std::copy_n((A + 281616), 8192, (A + 396304));
+  std::copy_n((A + 1287392), 8192, (A + 1369312));
+  std::copy_n((A + 1295584), 8192, (A + 1377504));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 404496)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385696)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -355,7 +344,7 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
   // input %x  (seed_gate_bn.model:10:1)
@@ -394,375 +383,328 @@ private:
   for (int64_t k = 0; k < 1; ++k) (A + 9232)[k] = T(si_[25][k]);
   // param %cell.bn_o.weight  (prelude.model:48:3)
   // param %cell.bn_o.bias  (prelude.model:49:3)
-  // transpose  (seed_gate_bn.model:30:29)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9248)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
+  // matmul  (seed_gate_bn.model:30:18)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9248), 1024, threads());
+  // const  (prelude.model:60:44)
+  std::fill_n((A + 992288), 1, T(0.90000000000000002));
+  // const  (prelude.model:60:70)
+  std::fill_n((A + 992304), 1, T(0.10000000000000001));
+  // const  (prelude.model:61:84)
+  std::fill_n((A + 992320), 1, T(0.1032258064516129));
+  // const  (prelude.model:62:56)
+  std::fill_n((A + 992336), 1, T(1));
+  // const  (prelude.model:63:28)
+  std::fill_n((A + 992352), 1, T(1.0000000000000001e-05));
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10272)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992368)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
-  // const  (prelude.model:60:44)
-  std::fill_n((A + 272416), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
-  std::fill_n((A + 272432), 1, T(0.10000000000000001));
-  // const  (prelude.model:61:84)
-  std::fill_n((A + 272448), 1, T(0.1032258064516129));
-  // const  (prelude.model:62:56)
-  std::fill_n((A + 272464), 1, T(1));
-  // const  (prelude.model:63:28)
-  std::fill_n((A + 272480), 1, T(1.0000000000000001e-05));
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 272528));
-  std::copy_n((A + 992), 8192, (A + 280720));
-  std::copy_n(sf_[14].data(), 256, (A + 288912));
-  std::copy_n(sf_[15].data(), 256, (A + 289168));
-  std::copy_n((A + 9184), 1, (A + 289424));
-  std::copy_n(sf_[17].data(), 256, (A + 289440));
-  std::copy_n(sf_[18].data(), 256, (A + 289696));
-  std::copy_n((A + 9200), 1, (A + 289952));
-  std::copy_n(sf_[20].data(), 256, (A + 289968));
-  std::copy_n(sf_[21].data(), 256, (A + 290224));
-  std::copy_n((A + 9216), 1, (A + 290480));
-  std::copy_n(sf_[23].data(), 256, (A + 290496));
-  std::copy_n(sf_[24].data(), 256, (A + 290752));
-  std::copy_n((A + 9232), 1, (A + 291008));
+  std::copy_n((A + 992), 8192, (A + 1287280));
+  std::copy_n((A + 992), 8192, (A + 1295472));
+  std::copy_n(sf_[14].data(), 256, (A + 1303664));
+  std::copy_n(sf_[15].data(), 256, (A + 1303920));
+  std::copy_n((A + 9184), 1, (A + 1304176));
+  std::copy_n(sf_[17].data(), 256, (A + 1304192));
+  std::copy_n(sf_[18].data(), 256, (A + 1304448));
+  std::copy_n((A + 9200), 1, (A + 1304704));
+  std::copy_n(sf_[20].data(), 256, (A + 1304720));
+  std::copy_n(sf_[21].data(), 256, (A + 1304976));
+  std::copy_n((A + 9216), 1, (A + 1305232));
+  std::copy_n(sf_[23].data(), 256, (A + 1305248));
+  std::copy_n(sf_[24].data(), 256, (A + 1305504));
+  std::copy_n((A + 9232), 1, (A + 1305760));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272496) + o * 1);
-    // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272496), 1, (A + 9248), 1024, T(0), (A + 291024), 1024, threads());
-    // add  (seed_gate_bn.model:30:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 323792)[i0 * 1024 + i1 * 1] = (A + 291024)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9248) + (o * 30 + t) * 1024, 1024, (A + 1254512) + o * 1024);
+    // const  (prelude.model:59:17)
+    std::fill_n((A + 1305776), 1, T(0));
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272528), 256, (A + 10272), 1024, T(0), (A + 291024), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287280), 256, (A + 992368), 1024, T(0), (A + 1305792), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 323792)[i0 * 1024 + i1 * 1] + (A + 291024)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 356560)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 1254512)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1305792)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1338560)[i0 * 1024 + i1 * 1] = v2;
         }
     // slice  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 291024)[i0 * 256 + i1 * 1] = (A + 356560)[0 + i0 * 1024 + i1 * 1];
+          (A + 1305792)[i0 * 256 + i1 * 1] = (A + 1338560)[0 + i0 * 1024 + i1 * 1];
         }
-    // mean %cell.bn_i.mu  (prelude.model:57:16)
-    std::fill_n((A + 299216), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 299216)[i1 * 1] += (A + 291024)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 299216)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_i.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 1313984)[i] = (A + 1305792)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_i.mu over axes [0]  (prelude.model:57:16)
+    //   slice  (seed_gate_bn.model:32:29)
+    std::fill_n((A + 1314240), 256, T(0));
+    std::fill_n((A + 1314496), 256, T(0));
+    std::fill_n((A + 1314752), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 291024)[i0 * 256 + i1 * 1] - (A + 299216)[i1 * 1];
-          (A + 299472)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 307664)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 1305792)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
+          (A + 1314240)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 1314496)[i1 * 1] += v2;
+          (A + 1314752)[i1 * 1] += (A + 1305792)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1338560)[256 + i0 * 1024 + i1 * 1];
+          (A + 1315008)[i0 * 256 + i1 * 1] = v5;
         }
-    // mean %cell.bn_i.var  (prelude.model:59:17)
-    std::fill_n((A + 291024), 256, T(0));
+    for (int64_t k = 0; k < 256; ++k) (A + 1314240)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1314496)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1314752)[k] /= T(32);
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 1313984)[i] = (A + 1315008)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_f.mu over axes [0]  (prelude.model:57:16)
+    //   slice  (seed_gate_bn.model:33:26)
+    std::fill_n((A + 1323200), 256, T(0));
+    std::fill_n((A + 1323456), 256, T(0));
+    std::fill_n((A + 1323712), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 291024)[i1 * 1] += (A + 307664)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 1315008)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
+          (A + 1323200)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 1323456)[i1 * 1] += v2;
+          (A + 1323712)[i1 * 1] += (A + 1315008)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1338560)[512 + i0 * 1024 + i1 * 1];
+          (A + 1323968)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 291024)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1323200)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1323456)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1323712)[k] /= T(32);
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 1313984)[i] = (A + 1323968)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_g.mu over axes [0]  (prelude.model:57:16)
+    //   slice  (seed_gate_bn.model:34:29)
+    std::fill_n((A + 1332160), 256, T(0));
+    std::fill_n((A + 1332416), 256, T(0));
+    std::fill_n((A + 1332672), 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          const T v0 = (A + 1323968)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
+          (A + 1332160)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 1332416)[i1 * 1] += v2;
+          (A + 1332672)[i1 * 1] += (A + 1323968)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1338560)[768 + i0 * 1024 + i1 * 1];
+          (A + 1371328)[i0 * 256 + i1 * 1] = v5;
+        }
+    for (int64_t k = 0; k < 256; ++k) (A + 1332160)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1332416)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1332672)[k] /= T(32);
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 256; ++i) {
+      (A + 1313984)[i] = (A + 1371328)[0 + i];
+    }
+    // fused loop over [32, 256], 3 reductions:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
+    //   sub %cell.bn_i.d  (prelude.model:58:13)
+    std::fill_n((A + 1341120), 256, T(0));
+    std::fill_n((A + 1341376), 256, T(0));
+    std::fill_n((A + 1341632), 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          const T v0 = (A + 1371328)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
+          (A + 1341120)[i1 * 1] += v0;
+          const T v2 = v0 * v0;
+          (A + 1341376)[i1 * 1] += v2;
+          (A + 1341632)[i1 * 1] += (A + 1371328)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1305792)[i0 * 256 + i1 * 1] - (A + 1314752)[i1 * 1];
+          (A + 1332928)[i0 * 256 + i1 * 1] = v5;
+        }
+    for (int64_t k = 0; k < 256; ++k) (A + 1341120)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1341376)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1341632)[k] /= T(32);
     // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_i.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_i.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 288912)[i];
-      const T v1 = (A + 272432)[0] * (A + 299216)[i];
-      const T v2 = v0 + v1;
-      (A + 291280)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 289168)[i];
-      const T v4 = (A + 272448)[0] * (A + 291024)[i];
-      const T v5 = v3 + v4;
-      (A + 291536)[i] = v5;
-    }
-    // add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 291792)[0] = (A + 289424)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 291024)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 291808)[i] = v1;
-    }
-    // fused loop over [32, 256]:
-    //   mul %cell.bn_i.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
-    //   slice  (seed_gate_bn.model:32:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 299472)[i0 * 256 + i1 * 1] * (A + 291808)[i1 * 1];
-          (A + 307664)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[4].data()[i1 * 1];
-          const T v2 = v1 + sf_[5].data()[i1 * 1];
-          const T v3 = fsigmoid(v2);
-          (A + 315856)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 356560)[256 + i0 * 1024 + i1 * 1];
-          (A + 324048)[i0 * 256 + i1 * 1] = v4;
-        }
-    // mean %cell.bn_f.mu  (prelude.model:57:16)
-    std::fill_n((A + 292064), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 292064)[i1 * 1] += (A + 324048)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 292064)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_f.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 324048)[i0 * 256 + i1 * 1] - (A + 292064)[i1 * 1];
-          (A + 332240)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 340432)[i0 * 256 + i1 * 1] = v1;
-        }
-    // mean %cell.bn_f.var  (prelude.model:59:17)
-    std::fill_n((A + 292320), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 292320)[i1 * 1] += (A + 340432)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 292320)[k] /= T(32);
-    // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_f.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_f.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 289440)[i];
-      const T v1 = (A + 272432)[0] * (A + 292064)[i];
-      const T v2 = v0 + v1;
-      (A + 292576)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 289696)[i];
-      const T v4 = (A + 272448)[0] * (A + 292320)[i];
-      const T v5 = v3 + v4;
-      (A + 292832)[i] = v5;
-    }
-    // add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 293088)[0] = (A + 289952)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 292320)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 293104)[i] = v1;
-    }
-    // fused loop over [32, 256]:
-    //   mul %cell.bn_f.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
-    //   slice  (seed_gate_bn.model:33:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 332240)[i0 * 256 + i1 * 1] * (A + 293104)[i1 * 1];
-          (A + 324048)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[6].data()[i1 * 1];
-          const T v2 = v1 + sf_[7].data()[i1 * 1];
-          const T v3 = fsigmoid(v2);
-          (A + 340432)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 356560)[512 + i0 * 1024 + i1 * 1];
-          (A + 389328)[i0 * 256 + i1 * 1] = v4;
-        }
-    // mean %cell.bn_g.mu  (prelude.model:57:16)
-    std::fill_n((A + 293360), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 293360)[i1 * 1] += (A + 389328)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 293360)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_g.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 389328)[i0 * 256 + i1 * 1] - (A + 293360)[i1 * 1];
-          (A + 397520)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 405712)[i0 * 256 + i1 * 1] = v1;
-        }
-    // mean %cell.bn_g.var  (prelude.model:59:17)
-    std::fill_n((A + 293616), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 293616)[i1 * 1] += (A + 405712)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 293616)[k] /= T(32);
-    // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_g.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_g.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 289968)[i];
-      const T v1 = (A + 272432)[0] * (A + 293360)[i];
-      const T v2 = v0 + v1;
-      (A + 293872)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 290224)[i];
-      const T v4 = (A + 272448)[0] * (A + 293616)[i];
-      const T v5 = v3 + v4;
-      (A + 294128)[i] = v5;
-    }
-    // add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 294384)[0] = (A + 290480)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 293616)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 294400)[i] = v1;
-    }
-    // fused loop over [32, 256]:
-    //   mul %cell.bn_g.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   tanh %cell.g  (seed_gate_bn.model:33:15)
-    //   slice  (seed_gate_bn.model:34:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 397520)[i0 * 256 + i1 * 1] * (A + 294400)[i1 * 1];
-          (A + 389328)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[8].data()[i1 * 1];
-          const T v2 = v1 + sf_[9].data()[i1 * 1];
-          const T v3 = ftanh(v2);
-          (A + 405712)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 356560)[768 + i0 * 1024 + i1 * 1];
-          (A + 413904)[i0 * 256 + i1 * 1] = v4;
-        }
-    // mean %cell.bn_o.mu  (prelude.model:57:16)
-    std::fill_n((A + 294656), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 294656)[i1 * 1] += (A + 413904)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 294656)[k] /= T(32);
-    // fused loop over [32, 256]:
-    //   sub %cell.bn_o.d  (prelude.model:58:13)
-    //   mul  (prelude.model:59:20)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 413904)[i0 * 256 + i1 * 1] - (A + 294656)[i1 * 1];
-          (A + 348624)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * v0;
-          (A + 356816)[i0 * 256 + i1 * 1] = v1;
-        }
-    // mean %cell.bn_o.var  (prelude.model:59:17)
-    std::fill_n((A + 294912), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 294912)[i1 * 1] += (A + 356816)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 294912)[k] /= T(32);
-    // fused loop over [256]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)
     //   mul  (prelude.model:60:44)  [register]
     //   mul  (prelude.model:60:70)  [register]
     //   add %cell.bn_o.running_mean.new  (prelude.model:60:59)
     //   mul  (prelude.model:61:43)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add %cell.bn_o.running_var.new  (prelude.model:61:57)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 272416)[0] * (A + 290496)[i];
-      const T v1 = (A + 272432)[0] * (A + 294656)[i];
-      const T v2 = v0 + v1;
-      (A + 295168)[i] = v2;
-      const T v3 = (A + 272416)[0] * (A + 290752)[i];
-      const T v4 = (A + 272448)[0] * (A + 294912)[i];
-      const T v5 = v3 + v4;
-      (A + 295424)[i] = v5;
-    }
-    // add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      (A + 295680)[0] = (A + 291008)[0] + (A + 272464)[0];
-    }
-    // fused loop over [256]:
     //   add  (prelude.model:63:28)  [register]
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 294912)[i] + (A + 272480)[0];
-      const T v1 = T(1) / std::sqrt(v0);
-      (A + 295696)[i] = v1;
+      const T v0 = (A + 1314240)[i] * (A + 1314240)[i];
+      const T v1 = (A + 1314496)[i] - v0;
+      const T v2 = std::max(v1, (A + 1305776)[0]);
+      (A + 1305792)[i] = v2;
+      const T v3 = (A + 992288)[0] * (A + 1303664)[i];
+      const T v4 = (A + 992304)[0] * (A + 1314752)[i];
+      const T v5 = v3 + v4;
+      (A + 1306048)[i] = v5;
+      const T v6 = (A + 992288)[0] * (A + 1303920)[i];
+      const T v7 = (A + 992320)[0] * v2;
+      const T v8 = v6 + v7;
+      (A + 1306304)[i] = v8;
+      const T v9 = v2 + (A + 992352)[0];
+      const T v10 = T(1) / std::sqrt(v9);
+      (A + 1306560)[i] = v10;
+      const T v11 = (A + 1323200)[i] * (A + 1323200)[i];
+      const T v12 = (A + 1323456)[i] - v11;
+      const T v13 = std::max(v12, (A + 1305776)[0]);
+      (A + 1306816)[i] = v13;
+      const T v14 = (A + 992288)[0] * (A + 1304192)[i];
+      const T v15 = (A + 992304)[0] * (A + 1323712)[i];
+      const T v16 = v14 + v15;
+      (A + 1307072)[i] = v16;
+      const T v17 = (A + 992288)[0] * (A + 1304448)[i];
+      const T v18 = (A + 992320)[0] * v13;
+      const T v19 = v17 + v18;
+      (A + 1307328)[i] = v19;
+      const T v20 = v13 + (A + 992352)[0];
+      const T v21 = T(1) / std::sqrt(v20);
+      (A + 1307584)[i] = v21;
+      const T v22 = (A + 1332160)[i] * (A + 1332160)[i];
+      const T v23 = (A + 1332416)[i] - v22;
+      const T v24 = std::max(v23, (A + 1305776)[0]);
+      (A + 1307840)[i] = v24;
+      const T v25 = (A + 992288)[0] * (A + 1304720)[i];
+      const T v26 = (A + 992304)[0] * (A + 1332672)[i];
+      const T v27 = v25 + v26;
+      (A + 1308096)[i] = v27;
+      const T v28 = (A + 992288)[0] * (A + 1304976)[i];
+      const T v29 = (A + 992320)[0] * v24;
+      const T v30 = v28 + v29;
+      (A + 1308352)[i] = v30;
+      const T v31 = v24 + (A + 992352)[0];
+      const T v32 = T(1) / std::sqrt(v31);
+      (A + 1308608)[i] = v32;
+      const T v33 = (A + 1341120)[i] * (A + 1341120)[i];
+      const T v34 = (A + 1341376)[i] - v33;
+      const T v35 = std::max(v34, (A + 1305776)[0]);
+      (A + 1308864)[i] = v35;
+      const T v36 = (A + 992288)[0] * (A + 1305248)[i];
+      const T v37 = (A + 992304)[0] * (A + 1341632)[i];
+      const T v38 = v36 + v37;
+      (A + 1309120)[i] = v38;
+      const T v39 = (A + 992288)[0] * (A + 1305504)[i];
+      const T v40 = (A + 992320)[0] * v35;
+      const T v41 = v39 + v40;
+      (A + 1309376)[i] = v41;
+      const T v42 = v35 + (A + 992352)[0];
+      const T v43 = T(1) / std::sqrt(v42);
+      (A + 1309632)[i] = v43;
+    }
+    // fused loop over []:
+    //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
+    //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
+    //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
+    //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 1; ++i) {
+      const T v0 = (A + 1304176)[0] + (A + 992336)[0];
+      (A + 1305776)[0] = v0;
+      const T v1 = (A + 1304704)[0] + (A + 992336)[0];
+      (A + 1309888)[0] = v1;
+      const T v2 = (A + 1305232)[0] + (A + 992336)[0];
+      (A + 1309904)[0] = v2;
+      const T v3 = (A + 1305760)[0] + (A + 992336)[0];
+      (A + 1309920)[0] = v3;
     }
     // fused loop over [32, 256]:
+    //   mul %cell.bn_i.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
+    //   sub %cell.bn_f.d  (prelude.model:58:13)
+    //   mul %cell.bn_f.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
+    //   sub %cell.bn_g.d  (prelude.model:58:13)
+    //   mul %cell.bn_g.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)  [register]
+    //   tanh %cell.g  (seed_gate_bn.model:33:15)
+    //   sub %cell.bn_o.d  (prelude.model:58:13)
     //   mul %cell.bn_o.xhat  (prelude.model:63:16)
     //   mul  (prelude.model:67:17)  [register]
     //   add  (prelude.model:67:26)  [register]
@@ -776,93 +718,120 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 348624)[i0 * 256 + i1 * 1] * (A + 295696)[i1 * 1];
-          (A + 356816)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[10].data()[i1 * 1];
-          const T v2 = v1 + sf_[11].data()[i1 * 1];
+          const T v0 = (A + 1332928)[i0 * 256 + i1 * 1] * (A + 1306560)[i1 * 1];
+          (A + 1341888)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * sf_[4].data()[i1 * 1];
+          const T v2 = v1 + sf_[5].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 365008)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 340432)[i0 * 256 + i1 * 1] * (A + 280720)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 315856)[i0 * 256 + i1 * 1] * (A + 405712)[i0 * 256 + i1 * 1];
-          const T v6 = v4 + v5;
-          (A + 373200)[i0 * 256 + i1 * 1] = v6;
-          const T v7 = ftanh(v6);
-          (A + 413904)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = v3 * v7;
-          (A + 422096)[i0 * 256 + i1 * 1] = v8;
+          (A + 1350080)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 1315008)[i0 * 256 + i1 * 1] - (A + 1323712)[i1 * 1];
+          (A + 1358272)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = v4 * (A + 1307584)[i1 * 1];
+          (A + 1379520)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = v5 * sf_[6].data()[i1 * 1];
+          const T v7 = v6 + sf_[7].data()[i1 * 1];
+          const T v8 = fsigmoid(v7);
+          (A + 1387712)[i0 * 256 + i1 * 1] = v8;
+          const T v9 = (A + 1323968)[i0 * 256 + i1 * 1] - (A + 1332672)[i1 * 1];
+          (A + 1395904)[i0 * 256 + i1 * 1] = v9;
+          const T v10 = v9 * (A + 1308608)[i1 * 1];
+          (A + 1404096)[i0 * 256 + i1 * 1] = v10;
+          const T v11 = v10 * sf_[8].data()[i1 * 1];
+          const T v12 = v11 + sf_[9].data()[i1 * 1];
+          const T v13 = ftanh(v12);
+          (A + 1412288)[i0 * 256 + i1 * 1] = v13;
+          const T v14 = (A + 1371328)[i0 * 256 + i1 * 1] - (A + 1341632)[i1 * 1];
+          (A + 1420480)[i0 * 256 + i1 * 1] = v14;
+          const T v15 = v14 * (A + 1309632)[i1 * 1];
+          (A + 1428672)[i0 * 256 + i1 * 1] = v15;
+          const T v16 = v15 * sf_[10].data()[i1 * 1];
+          const T v17 = v16 + sf_[11].data()[i1 * 1];
+          const T v18 = fsigmoid(v17);
+          (A + 1436864)[i0 * 256 + i1 * 1] = v18;
+          const T v19 = v8 * (A + 1295472)[i0 * 256 + i1 * 1];
+          const T v20 = v3 * v13;
+          const T v21 = v19 + v20;
+          (A + 1445056)[i0 * 256 + i1 * 1] = v21;
+          const T v22 = ftanh(v21);
+          (A + 1453248)[i0 * 256 + i1 * 1] = v22;
+          const T v23 = v18 * v22;
+          (A + 1461440)[i0 * 256 + i1 * 1] = v23;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 422096) + o * 256, 256, (A + 448784) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 413904) + o * 256, 256, (A + 694544) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 365008) + o * 256, 256, (A + 940304) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 405712) + o * 256, 256, (A + 1186064) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 315856) + o * 256, 256, (A + 1431824) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 280720) + o * 256, 256, (A + 1677584) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 340432) + o * 256, 256, (A + 1923344) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 356816) + o * 256, 256, (A + 2169104) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 295696) + o * 1, 1, (A + 2414864) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 348624) + o * 256, 256, (A + 2422544) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294912) + o * 1, 1, (A + 2668304) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290752) + o * 1, 1, (A + 2675984) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294656) + o * 1, 1, (A + 2683664) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290496) + o * 1, 1, (A + 2691344) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 389328) + o * 256, 256, (A + 2699024) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 294400) + o * 1, 1, (A + 2944784) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 397520) + o * 256, 256, (A + 2952464) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293616) + o * 1, 1, (A + 3198224) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 290224) + o * 1, 1, (A + 3205904) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293360) + o * 1, 1, (A + 3213584) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289968) + o * 1, 1, (A + 3221264) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 324048) + o * 256, 256, (A + 3228944) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 293104) + o * 1, 1, (A + 3474704) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 332240) + o * 256, 256, (A + 3482384) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292320) + o * 1, 1, (A + 3728144) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289696) + o * 1, 1, (A + 3735824) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 292064) + o * 1, 1, (A + 3743504) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289440) + o * 1, 1, (A + 3751184) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 307664) + o * 256, 256, (A + 3758864) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291808) + o * 1, 1, (A + 4004624) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 299472) + o * 256, 256, (A + 4012304) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 291024) + o * 1, 1, (A + 4258064) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 289168) + o * 1, 1, (A + 4265744) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 299216) + o * 1, 1, (A + 4273424) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 288912) + o * 1, 1, (A + 4281104) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 272528) + o * 256, 256, (A + 4288784) + (o * 30 + t) * 256);
-    std::copy_n((A + 422096), 8192, (A + 272528));
-    std::copy_n((A + 373200), 8192, (A + 280720));
-    std::copy_n((A + 291280), 256, (A + 288912));
-    std::copy_n((A + 291536), 256, (A + 289168));
-    std::copy_n((A + 291792), 1, (A + 289424));
-    std::copy_n((A + 292576), 256, (A + 289440));
-    std::copy_n((A + 292832), 256, (A + 289696));
-    std::copy_n((A + 293088), 1, (A + 289952));
-    std::copy_n((A + 293872), 256, (A + 289968));
-    std::copy_n((A + 294128), 256, (A + 290224));
-    std::copy_n((A + 294384), 1, (A + 290480));
-    std::copy_n((A + 295168), 256, (A + 290496));
-    std::copy_n((A + 295424), 256, (A + 290752));
-    std::copy_n((A + 295680), 1, (A + 291008));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1461440) + o * 256, 256, (A + 1488128) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1453248) + o * 256, 256, (A + 1733888) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1436864) + o * 256, 256, (A + 1979648) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1412288) + o * 256, 256, (A + 2225408) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1350080) + o * 256, 256, (A + 2471168) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1295472) + o * 256, 256, (A + 2716928) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1387712) + o * 256, 256, (A + 2962688) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1428672) + o * 256, 256, (A + 3208448) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1309632) + o * 1, 1, (A + 3454208) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1420480) + o * 256, 256, (A + 3461888) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1308864) + o * 1, 1, (A + 3707648) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1305504) + o * 1, 1, (A + 3715328) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1341632) + o * 1, 1, (A + 3723008) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1305248) + o * 1, 1, (A + 3730688) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1404096) + o * 256, 256, (A + 3738368) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1308608) + o * 1, 1, (A + 3984128) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1395904) + o * 256, 256, (A + 3991808) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1307840) + o * 1, 1, (A + 4237568) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304976) + o * 1, 1, (A + 4245248) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1332672) + o * 1, 1, (A + 4252928) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304720) + o * 1, 1, (A + 4260608) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1379520) + o * 256, 256, (A + 4268288) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1307584) + o * 1, 1, (A + 4514048) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1358272) + o * 256, 256, (A + 4521728) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1306816) + o * 1, 1, (A + 4767488) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304448) + o * 1, 1, (A + 4775168) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1323712) + o * 1, 1, (A + 4782848) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304192) + o * 1, 1, (A + 4790528) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1341888) + o * 256, 256, (A + 4798208) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1306560) + o * 1, 1, (A + 5043968) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1332928) + o * 256, 256, (A + 5051648) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1305792) + o * 1, 1, (A + 5297408) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1303920) + o * 1, 1, (A + 5305088) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1314752) + o * 1, 1, (A + 5312768) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1303664) + o * 1, 1, (A + 5320448) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1287280) + o * 256, 256, (A + 5328128) + (o * 30 + t) * 256);
+    std::copy_n((A + 1461440), 8192, (A + 1287280));
+    std::copy_n((A + 1445056), 8192, (A + 1295472));
+    std::copy_n((A + 1306048), 256, (A + 1303664));
+    std::copy_n((A + 1306304), 256, (A + 1303920));
+    std::copy_n((A + 1305776), 1, (A + 1304176));
+    std::copy_n((A + 1307072), 256, (A + 1304192));
+    std::copy_n((A + 1307328), 256, (A + 1304448));
+    std::copy_n((A + 1309888), 1, (A + 1304704));
+    std::copy_n((A + 1308096), 256, (A + 1304720));
+    std::copy_n((A + 1308352), 256, (A + 1304976));
+    std::copy_n((A + 1309904), 1, (A + 1305232));
+    std::copy_n((A + 1309120), 256, (A + 1305248));
+    std::copy_n((A + 1309376), 256, (A + 1305504));
+    std::copy_n((A + 1309920), 1, (A + 1305760));
   }
-  std::copy_n((A + 272528), 8192, (A + 430288));
-  std::copy_n((A + 280720), 8192, (A + 438480));
-  std::copy_n((A + 288912), 256, (A + 446672));
-  std::copy_n((A + 289168), 256, (A + 446928));
-  std::copy_n((A + 289424), 1, (A + 447184));
-  std::copy_n((A + 289440), 256, (A + 447200));
-  std::copy_n((A + 289696), 256, (A + 447456));
-  std::copy_n((A + 289952), 1, (A + 447712));
-  std::copy_n((A + 289968), 256, (A + 447728));
-  std::copy_n((A + 290224), 256, (A + 447984));
-  std::copy_n((A + 290480), 1, (A + 448240));
-  std::copy_n((A + 290496), 256, (A + 448256));
-  std::copy_n((A + 290752), 256, (A + 448512));
-  std::copy_n((A + 291008), 1, (A + 448768));
+  std::copy_n((A + 1287280), 8192, (A + 1469632));
+  std::copy_n((A + 1295472), 8192, (A + 1477824));
+  std::copy_n((A + 1303664), 256, (A + 1486016));
+  std::copy_n((A + 1303920), 256, (A + 1486272));
+  std::copy_n((A + 1304176), 1, (A + 1486528));
+  std::copy_n((A + 1304192), 256, (A + 1486544));
+  std::copy_n((A + 1304448), 256, (A + 1486800));
+  std::copy_n((A + 1304704), 1, (A + 1487056));
+  std::copy_n((A + 1304720), 256, (A + 1487072));
+  std::copy_n((A + 1304976), 256, (A + 1487328));
+  std::copy_n((A + 1305232), 1, (A + 1487584));
+  std::copy_n((A + 1305248), 256, (A + 1487600));
+  std::copy_n((A + 1305504), 256, (A + 1487856));
+  std::copy_n((A + 1305760), 1, (A + 1488112));
+  // reshape  (seed_gate_bn.model:29:12)
+  // (a view of its operand)
+  // transpose  (seed_gate_bn.model:29:12): folded into the matmul that reads it
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 272464)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 448784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1488128)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -872,407 +841,273 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9184)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
+        (A + 17376)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 272464), 256, sf_[12].data(), 256, T(0), (A + 9440), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 9184), 256, sf_[12].data(), 256, T(0), (A + 17632), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (seed_gate_bn.model:48:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9472)[i0 * 1 + i1 * 1] = (A + 9440)[i0 * 1] + sf_[13].data()[0];
+        const T v0 = (A + 17632)[i0 * 1] + sf_[13].data()[0];
+        (A + 17664)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 960)[i0 * 1];
+        (A + 17696)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_gate_bn.model:48:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9472)[k] - (A + 960)[k]; s += d * d; } (A + 9440)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 17664)[k] - (A + 960)[k]; s += d * d; } (A + 17632)[0] = s / T(32); }
   // output  (seed_gate_bn.model:49:3)
   // loss  (seed_gate_bn.model:45:1)
-  loss = double((A + 9440)[0]);
+  loss = double((A + 17632)[0]);
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(14, (A + 446672));
+  updates.emplace_back(14, (A + 1486016));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(15, (A + 446928));
+  updates.emplace_back(15, (A + 1486272));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(16, (A + 447184));
+  updates.emplace_back(16, (A + 1486528));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(17, (A + 447200));
+  updates.emplace_back(17, (A + 1486544));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(18, (A + 447456));
+  updates.emplace_back(18, (A + 1486800));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(19, (A + 447712));
+  updates.emplace_back(19, (A + 1487056));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(20, (A + 447728));
+  updates.emplace_back(20, (A + 1487072));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(21, (A + 447984));
+  updates.emplace_back(21, (A + 1487328));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(22, (A + 448240));
+  updates.emplace_back(22, (A + 1487584));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(23, (A + 448256));
+  updates.emplace_back(23, (A + 1487600));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(24, (A + 448512));
+  updates.emplace_back(24, (A + 1487856));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(25, (A + 448768));
+  updates.emplace_back(25, (A + 1488112));
   // const  (seed_gate_bn.model:45:1)
-  std::fill_n((A + 9440), 1, T(1));
-  // sub  (seed_gate_bn.model:48:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 9504)[i0 * 1 + i1 * 1] = (A + 9472)[i0 * 1] - (A + 960)[i0 * 1];
-      }
+  std::fill_n((A + 960), 1, T(1));
   // const  (seed_gate_bn.model:48:13)
-  std::fill_n((A + 960), 1, T(0.0625));
-  // mul  (seed_gate_bn.model:48:13)
+  std::fill_n((A + 976), 1, T(0.0625));
+  // fused loop over [32, 1], 1 reduction:
+  //   mul  (seed_gate_bn.model:48:13)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 17664), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9456)[i0 * 1 + i1 * 1] = (A + 9504)[i0 * 1] * (A + 960)[0];
+        const T v0 = (A + 17696)[i0 * 1] * (A + 976)[0];
+        (A + 17632)[i0 * 1 + i1 * 1] = v0;
+        (A + 17664)[0] += v0;
       }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 960), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 960)[0] += (A + 9456)[i];
-  }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 9456), 1, (A + 9184), 1, T(0), (A + 280656), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 17680), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 272464), 256, (A + 9456), 1, T(0), (A + 9184), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 9456)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
-      }
+  gemm(true, false, 256, 1, 32, T(1), (A + 9184), 256, (A + 17632), 1, T(0), (A + 17376), 1, threads());
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // pad  (seed_gate_bn.model:47:17)
-  std::fill_n((A + 448784), 245760, T(0));
+  std::fill_n((A + 25872), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 448784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 280656)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
         }
   // const  (seed_gate_bn.model:29:12)
   std::fill_n((A + 9184), 256, T(0));
-  // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 272464), 1024, T(0));
-  // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 273488), 1024, T(0));
-  // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 4534544), 262144, T(0));
-  // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 274512), 1024, T(0));
-  // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 4796688), 262144, T(0));
   // scan  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 5195056));
-  std::copy_n((A + 992), 8192, (A + 5203248));
-  std::copy_n((A + 9184), 256, (A + 5211440));
-  std::copy_n((A + 9184), 256, (A + 5211696));
-  std::copy_n((A + 9184), 256, (A + 5211952));
-  std::copy_n((A + 9184), 256, (A + 5212208));
-  std::copy_n((A + 9184), 256, (A + 5212464));
-  std::copy_n((A + 9184), 256, (A + 5212720));
-  std::copy_n((A + 9184), 256, (A + 5212976));
-  std::copy_n((A + 9184), 256, (A + 5213232));
-  std::copy_n((A + 272464), 1024, (A + 5213488));
-  std::copy_n((A + 273488), 1024, (A + 5214512));
-  std::copy_n((A + 4534544), 262144, (A + 5215536));
-  std::copy_n((A + 273488), 1024, (A + 5477680));
-  std::copy_n((A + 9184), 256, (A + 5478704));
-  std::copy_n((A + 9184), 256, (A + 5478960));
-  std::copy_n((A + 9184), 256, (A + 5479216));
-  std::copy_n((A + 9184), 256, (A + 5479472));
-  std::copy_n((A + 9184), 256, (A + 5479728));
-  std::copy_n((A + 9184), 256, (A + 5479984));
-  std::copy_n((A + 9184), 256, (A + 5480240));
-  std::copy_n((A + 9184), 256, (A + 5480496));
-  std::copy_n((A + 274512), 1024, (A + 5480752));
-  std::copy_n((A + 4796688), 262144, (A + 5481776));
+  std::copy_n((A + 992), 8192, (A + 407824));
+  std::copy_n((A + 992), 8192, (A + 416016));
+  std::copy_n((A + 9184), 256, (A + 424208));
+  std::copy_n((A + 9184), 256, (A + 424464));
+  std::copy_n((A + 9184), 256, (A + 424720));
+  std::copy_n((A + 9184), 256, (A + 424976));
+  std::copy_n((A + 9184), 256, (A + 425232));
+  std::copy_n((A + 9184), 256, (A + 425488));
+  std::copy_n((A + 9184), 256, (A + 425744));
+  std::copy_n((A + 9184), 256, (A + 426000));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 448784) + (o * 30 + t) * 256, 256, (A + 5058832) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 694544) + (o * 30 + t) * 256, 256, (A + 5067024) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 940304) + (o * 30 + t) * 256, 256, (A + 5075216) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1186064) + (o * 30 + t) * 256, 256, (A + 5083408) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1431824) + (o * 30 + t) * 256, 256, (A + 5091600) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1677584) + (o * 30 + t) * 256, 256, (A + 5099792) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1923344) + (o * 30 + t) * 256, 256, (A + 5107984) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2169104) + (o * 30 + t) * 256, 256, (A + 5116176) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2414864) + (o * 30 + t) * 1, 1, (A + 5124368) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2422544) + (o * 30 + t) * 256, 256, (A + 5124624) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2668304) + (o * 30 + t) * 1, 1, (A + 5132816) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2675984) + (o * 30 + t) * 1, 1, (A + 5133072) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2683664) + (o * 30 + t) * 1, 1, (A + 5133328) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2691344) + (o * 30 + t) * 1, 1, (A + 5133584) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2699024) + (o * 30 + t) * 256, 256, (A + 5133840) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 2944784) + (o * 30 + t) * 1, 1, (A + 5142032) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2952464) + (o * 30 + t) * 256, 256, (A + 5142288) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3198224) + (o * 30 + t) * 1, 1, (A + 5150480) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3205904) + (o * 30 + t) * 1, 1, (A + 5150736) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3213584) + (o * 30 + t) * 1, 1, (A + 5150992) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3221264) + (o * 30 + t) * 1, 1, (A + 5151248) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3228944) + (o * 30 + t) * 256, 256, (A + 5151504) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3474704) + (o * 30 + t) * 1, 1, (A + 5159696) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3482384) + (o * 30 + t) * 256, 256, (A + 5159952) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3728144) + (o * 30 + t) * 1, 1, (A + 5168144) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3735824) + (o * 30 + t) * 1, 1, (A + 5168400) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3743504) + (o * 30 + t) * 1, 1, (A + 5168656) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3751184) + (o * 30 + t) * 1, 1, (A + 5168912) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3758864) + (o * 30 + t) * 256, 256, (A + 5169168) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4004624) + (o * 30 + t) * 1, 1, (A + 5177360) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4012304) + (o * 30 + t) * 256, 256, (A + 5177616) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4258064) + (o * 30 + t) * 1, 1, (A + 5185808) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4265744) + (o * 30 + t) * 1, 1, (A + 5186064) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4273424) + (o * 30 + t) * 1, 1, (A + 5186320) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4281104) + (o * 30 + t) * 1, 1, (A + 5186576) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4288784) + (o * 30 + t) * 256, 256, (A + 5186832) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 5195024) + o * 1);
-    // fused loop over [32, 256]:
-    //   add  [register]
-    //   mul  (seed_gate_bn.model:36:13)
-    //   mul  (seed_gate_bn.model:36:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5195056)[i] + (A + 5058832)[i];
-      const T v1 = v0 * (A + 5067024)[i];
-      (A + 5743920)[i] = v1;
-      const T v2 = v0 * (A + 5075216)[i];
-      (A + 5752112)[i] = v2;
-    }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1733888) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1979648) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2225408) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2471168) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2716928) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2962688) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3208448) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3454208) + (o * 30 + t) * 1, 1, (A + 337168) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3461888) + (o * 30 + t) * 256, 256, (A + 337424) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3707648) + (o * 30 + t) * 1, 1, (A + 345616) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3715328) + (o * 30 + t) * 1, 1, (A + 345872) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3723008) + (o * 30 + t) * 1, 1, (A + 346128) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3730688) + (o * 30 + t) * 1, 1, (A + 346384) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3738368) + (o * 30 + t) * 256, 256, (A + 346640) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3984128) + (o * 30 + t) * 1, 1, (A + 354832) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3991808) + (o * 30 + t) * 256, 256, (A + 355088) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4237568) + (o * 30 + t) * 1, 1, (A + 363280) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4245248) + (o * 30 + t) * 1, 1, (A + 363536) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4252928) + (o * 30 + t) * 1, 1, (A + 363792) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4260608) + (o * 30 + t) * 1, 1, (A + 364048) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4268288) + (o * 30 + t) * 256, 256, (A + 364304) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4514048) + (o * 30 + t) * 1, 1, (A + 372496) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4521728) + (o * 30 + t) * 256, 256, (A + 372752) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4767488) + (o * 30 + t) * 1, 1, (A + 380944) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4775168) + (o * 30 + t) * 1, 1, (A + 381200) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4782848) + (o * 30 + t) * 1, 1, (A + 381456) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4790528) + (o * 30 + t) * 1, 1, (A + 381712) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4798208) + (o * 30 + t) * 256, 256, (A + 381968) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5043968) + (o * 30 + t) * 1, 1, (A + 390160) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5051648) + (o * 30 + t) * 256, 256, (A + 390416) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5297408) + (o * 30 + t) * 1, 1, (A + 398608) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5305088) + (o * 30 + t) * 1, 1, (A + 398864) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5312768) + (o * 30 + t) * 1, 1, (A + 399120) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5320448) + (o * 30 + t) * 1, 1, (A + 399376) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5328128) + (o * 30 + t) * 256, 256, (A + 399632) + o * 256);
     // const  (seed_gate_bn.model:36:19)
-    std::fill_n((A + 5760304), 1, T(1));
-    // fused loop over [32, 256]:
-    //   mul  (seed_gate_bn.model:36:19)  [register]
-    //   sub  (seed_gate_bn.model:36:19)  [register]
-    //   mul  (seed_gate_bn.model:36:19)  [register]
-    //   add  (seed_gate_bn.model:36:19)  [register]
-    //   mul  (seed_gate_bn.model:35:21)
-    //   mul  (seed_gate_bn.model:35:21)
-    //   mul  (seed_gate_bn.model:35:13)
-    //   mul  (seed_gate_bn.model:35:13)
+    std::fill_n((A + 426256), 1, T(1));
+    // fused loop over [32, 256], 1 reduction:
+    //   add
+    //   mul  (seed_gate_bn.model:36:13)  [register]
     //   sub  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:34:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5067024)[i] * (A + 5067024)[i];
-      const T v1 = (A + 5760304)[0] - v0;
-      const T v2 = (A + 5752112)[i] * v1;
-      const T v3 = (A + 5203248)[i] + v2;
-      const T v4 = v3 * (A + 5083408)[i];
-      (A + 5760320)[i] = v4;
-      const T v5 = v3 * (A + 5091600)[i];
-      (A + 5768512)[i] = v5;
-      const T v6 = v3 * (A + 5099792)[i];
-      (A + 5776704)[i] = v6;
-      const T v7 = v3 * (A + 5107984)[i];
-      (A + 5784896)[i] = v7;
-      const T v8 = (A + 5760304)[0] - (A + 5075216)[i];
-      const T v9 = (A + 5075216)[i] * v8;
-      const T v10 = (A + 5743920)[i] * v9;
-      (A + 5793088)[i] = v10;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5743920), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5743920)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum over axes [0]  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 450848), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5793088)[i0 * 256 + i1 * 1] * sf_[10].data()[i1 * 1];
-          (A + 5744176)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5793088)[i0 * 256 + i1 * 1] * (A + 5116176)[i0 * 256 + i1 * 1];
-          (A + 5801280)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5752368), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5752368)[i1 * 1] += (A + 5801280)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5744176)[i0 * 256 + i1 * 1] * (A + 5124368)[i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5744176)[i0 * 256 + i1 * 1] * (A + 5124624)[i0 * 256 + i1 * 1];
-          (A + 5801280)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5744176), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744176)[i1 * 1] += (A + 5801280)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 407824)[i0 * 256 + i1 * 1] + (A + 271632)[i0 * 256 + i1 * 1];
+          (A + 426272)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * (A + 279824)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 426256)[0] - (A + 288016)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 288016)[i0 * 256 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 434464)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = v4 * sf_[10].data()[i1 * 1];
+          const T v6 = v5 * (A + 337424)[i0 * 256 + i1 * 1];
+          (A + 450848)[i1 * 1] += v6;
+          const T v8 = v5 * (A + 337168)[i1 * 1];
+          (A + 442656)[i0 * 256 + i1 * 1] = v8;
         }
     // const  (prelude.model:63:23)
-    std::fill_n((A + 5744432), 1, T(-0.5));
+    std::fill_n((A + 451104), 1, T(-0.5));
+    // const  (prelude.model:59:17)
+    std::fill_n((A + 451120), 1, T(0.03125));
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)
-    //   mul  (prelude.model:61:43)
+    //   add  (prelude.model:61:84)  [register]
+    //   mul  (prelude.model:59:17)
     //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5744176)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5124368)[i] * (A + 5124368)[i];
-      const T v2 = (A + 5124368)[i] * v1;
+      const T v0 = (A + 450848)[i] * (A + 451104)[0];
+      const T v1 = (A + 337168)[i] * (A + 337168)[i];
+      const T v2 = (A + 337168)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 5213232)[i] * (A + 272448)[0];
+      const T v4 = (A + 426000)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      (A + 5744448)[i] = v5;
-      const T v6 = (A + 5213232)[i] * (A + 272416)[0];
-      (A + 5744704)[i] = v6;
-      const T v7 = (A + 5212976)[i] * (A + 272432)[0];
-      (A + 5744960)[i] = v7;
-      const T v8 = (A + 5212976)[i] * (A + 272416)[0];
-      (A + 5745216)[i] = v8;
-    }
-    // const  (prelude.model:59:17)
-    std::fill_n((A + 5744176), 1, T(0.03125));
-    // mul  (prelude.model:59:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 5745472)[i] = (A + 5744448)[i] * (A + 5744176)[0];
+      const T v6 = v5 * (A + 451120)[0];
+      (A + 451392)[i] = v6;
+      const T v7 = (A + 425744)[i] * (A + 992304)[0];
+      (A + 451136)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum over axes [0]  (prelude.model:58:13)
+    std::fill_n((A + 450848), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5745472)[i1 * 1];
-          const T v1 = v0 * (A + 5124624)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5793088)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 451392)[i1 * 1];
+          const T v1 = v0 * (A + 337424)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 442656)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 5801280)[i0 * 256 + i1 * 1] = v3;
+          (A + 451648)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 5809472)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5744448), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744448)[i1 * 1] += (A + 5809472)[i0 * 256 + i1 * 1];
+          (A + 450848)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5744960)[i] + (A + 5744448)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5745472)[i] = v1;
+      const T v0 = (A + 451136)[i] + (A + 450848)[i];
+      const T v1 = v0 * (A + 451120)[0];
+      (A + 442656)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5745472)[i1 * 1];
-          const T v1 = (A + 5801280)[i0 * 256 + i1 * 1] + v0;
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
-        }
-    // pad  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 5801280), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5801280)[768 + i0 * 1024 + i1 * 1] = (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
+    //   mul  (seed_gate_bn.model:36:13)  [register]
+    //   mul  (seed_gate_bn.model:36:19)  [register]
+    //   sub  (seed_gate_bn.model:36:19)  [register]
+    //   mul  (seed_gate_bn.model:36:19)  [register]
+    //   add  (seed_gate_bn.model:36:19)
+    //   mul  (seed_gate_bn.model:35:21)  [register]
     //   mul  (seed_gate_bn.model:33:15)  [register]
     //   sub  (seed_gate_bn.model:33:15)  [register]
     //   mul  (seed_gate_bn.model:33:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5083408)[i] * (A + 5083408)[i];
-      const T v1 = (A + 5760304)[0] - v0;
-      const T v2 = (A + 5768512)[i] * v1;
-      (A + 5793088)[i] = v2;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5744448), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744448)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum over axes [0]  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 451136), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5793088)[i0 * 256 + i1 * 1] * sf_[8].data()[i1 * 1];
-          (A + 5768512)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5793088)[i0 * 256 + i1 * 1] * (A + 5133840)[i0 * 256 + i1 * 1];
-          (A + 5834048)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 442656)[i1 * 1];
+          const T v1 = (A + 451648)[i0 * 256 + i1 * 1] + v0;
+          (A + 459840)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 426272)[i0 * 256 + i1 * 1] * (A + 288016)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 279824)[i0 * 256 + i1 * 1] * (A + 279824)[i0 * 256 + i1 * 1];
+          const T v4 = (A + 426256)[0] - v3;
+          const T v5 = v2 * v4;
+          const T v6 = (A + 416016)[i0 * 256 + i1 * 1] + v5;
+          (A + 442912)[i0 * 256 + i1 * 1] = v6;
+          const T v7 = v6 * (A + 304400)[i0 * 256 + i1 * 1];
+          const T v8 = (A + 296208)[i0 * 256 + i1 * 1] * (A + 296208)[i0 * 256 + i1 * 1];
+          const T v9 = (A + 426256)[0] - v8;
+          const T v10 = v7 * v9;
+          (A + 468032)[i0 * 256 + i1 * 1] = v10;
+          const T v11 = v10 * sf_[8].data()[i1 * 1];
+          const T v12 = v11 * (A + 355088)[i0 * 256 + i1 * 1];
+          (A + 451136)[i1 * 1] += v12;
+          const T v14 = v11 * (A + 354832)[i1 * 1];
+          (A + 476224)[i0 * 256 + i1 * 1] = v14;
         }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5744960), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744960)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    // pad  (seed_gate_bn.model:34:29)
+    std::fill_n((A + 484416), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5142032)[i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5142288)[i0 * 256 + i1 * 1];
-          (A + 5834048)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5745472), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745472)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
+          (A + 484416)[768 + i0 * 1024 + i1 * 1] = (A + 459840)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1281,144 +1116,91 @@ private:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
     //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5745472)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5142032)[i] * (A + 5142032)[i];
-      const T v2 = (A + 5142032)[i] * v1;
+      const T v0 = (A + 451136)[i] * (A + 451104)[0];
+      const T v1 = (A + 354832)[i] * (A + 354832)[i];
+      const T v2 = (A + 354832)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 5212720)[i] * (A + 272448)[0];
+      const T v4 = (A + 425488)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 5212720)[i] * (A + 272416)[0];
-      (A + 5745728)[i] = v6;
-      const T v7 = (A + 5212464)[i] * (A + 272432)[0];
-      (A + 5745984)[i] = v7;
-      const T v8 = (A + 5212464)[i] * (A + 272416)[0];
-      (A + 5746240)[i] = v8;
-      const T v9 = v5 * (A + 5744176)[0];
-      (A + 5746496)[i] = v9;
+      const T v6 = v5 * (A + 451120)[0];
+      (A + 426528)[i] = v6;
+      const T v7 = (A + 425232)[i] * (A + 992304)[0];
+      (A + 426272)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum over axes [0]  (prelude.model:58:13)
+    std::fill_n((A + 426784), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5746496)[i1 * 1];
-          const T v1 = v0 * (A + 5142288)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5793088)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 426528)[i1 * 1];
+          const T v1 = v0 * (A + 355088)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 476224)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 5768512)[i0 * 256 + i1 * 1] = v3;
+          (A + 451136)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 5834048)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5745472), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745472)[i1 * 1] += (A + 5834048)[i0 * 256 + i1 * 1];
+          (A + 426784)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5745984)[i] + (A + 5745472)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5746496)[i] = v1;
+      const T v0 = (A + 426272)[i] + (A + 426784)[i];
+      const T v1 = v0 * (A + 451120)[0];
+      (A + 426528)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5746496)[i1 * 1];
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] + v0;
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
-        }
-    // pad  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 5834048), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5834048)[512 + i0 * 1024 + i1 * 1] = (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // add  (seed_gate_bn.model:33:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5866816)[i] = (A + 5801280)[i] + (A + 5834048)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (seed_gate_bn.model:35:13)  [register]
     //   sub  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5760304)[0] - (A + 5107984)[i];
-      const T v1 = (A + 5107984)[i] * v0;
-      const T v2 = (A + 5776704)[i] * v1;
-      (A + 5768512)[i] = v2;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5745472), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745472)[i1 * 1] += (A + 5768512)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum over axes [0]  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 426272), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * sf_[6].data()[i1 * 1];
-          (A + 5776704)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5151504)[i0 * 256 + i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 426528)[i1 * 1];
+          const T v1 = (A + 451136)[i0 * 256 + i1 * 1] + v0;
+          (A + 459328)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 442912)[i0 * 256 + i1 * 1] * (A + 312592)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 426256)[0] - (A + 320784)[i0 * 256 + i1 * 1];
+          const T v4 = (A + 320784)[i0 * 256 + i1 * 1] * v3;
+          const T v5 = v2 * v4;
+          (A + 476224)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = v5 * sf_[6].data()[i1 * 1];
+          const T v7 = v6 * (A + 372752)[i0 * 256 + i1 * 1];
+          (A + 426272)[i1 * 1] += v7;
+          const T v9 = v6 * (A + 372496)[i1 * 1];
+          (A + 517184)[i0 * 256 + i1 * 1] = v9;
         }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5745984), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5745984)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    // pad  (seed_gate_bn.model:33:26)
+    std::fill_n((A + 525376), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5776704)[i0 * 256 + i1 * 1] * (A + 5159696)[i1 * 1];
-          (A + 5768512)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5776704)[i0 * 256 + i1 * 1] * (A + 5159952)[i0 * 256 + i1 * 1];
-          (A + 5793088)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5746496), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5746496)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
+          (A + 525376)[512 + i0 * 1024 + i1 * 1] = (A + 459328)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1427,144 +1209,91 @@ private:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
     //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5746496)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5159696)[i] * (A + 5159696)[i];
-      const T v2 = (A + 5159696)[i] * v1;
+      const T v0 = (A + 426272)[i] * (A + 451104)[0];
+      const T v1 = (A + 372496)[i] * (A + 372496)[i];
+      const T v2 = (A + 372496)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 5212208)[i] * (A + 272448)[0];
+      const T v4 = (A + 424976)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 5212208)[i] * (A + 272416)[0];
-      (A + 5746752)[i] = v6;
-      const T v7 = (A + 5211952)[i] * (A + 272432)[0];
-      (A + 5747008)[i] = v7;
-      const T v8 = (A + 5211952)[i] * (A + 272416)[0];
-      (A + 5747264)[i] = v8;
-      const T v9 = v5 * (A + 5744176)[0];
-      (A + 5747520)[i] = v9;
+      const T v6 = v5 * (A + 451120)[0];
+      (A + 426784)[i] = v6;
+      const T v7 = (A + 424720)[i] * (A + 992304)[0];
+      (A + 426528)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum over axes [0]  (prelude.model:58:13)
+    std::fill_n((A + 426272), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5747520)[i1 * 1];
-          const T v1 = v0 * (A + 5159952)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5768512)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 426784)[i1 * 1];
+          const T v1 = v0 * (A + 372752)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 517184)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 5776704)[i0 * 256 + i1 * 1] = v3;
+          (A + 451136)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 5793088)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5746496), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5746496)[i1 * 1] += (A + 5793088)[i0 * 256 + i1 * 1];
+          (A + 426272)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5747008)[i] + (A + 5746496)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5747520)[i] = v1;
+      const T v0 = (A + 426528)[i] + (A + 426272)[i];
+      const T v1 = v0 * (A + 451120)[0];
+      (A + 426784)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 5747520)[i1 * 1];
-          const T v1 = (A + 5776704)[i0 * 256 + i1 * 1] + v0;
-          (A + 5768512)[i0 * 256 + i1 * 1] = v1;
-        }
-    // pad  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 5793088), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5793088)[256 + i0 * 1024 + i1 * 1] = (A + 5768512)[i0 * 256 + i1 * 1];
-        }
-    // add  (seed_gate_bn.model:32:29)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5825856)[i] = (A + 5866816)[i] + (A + 5793088)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (seed_gate_bn.model:35:21)  [register]
     //   sub  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 5760304)[0] - (A + 5091600)[i];
-      const T v1 = (A + 5091600)[i] * v0;
-      const T v2 = (A + 5760320)[i] * v1;
-      (A + 5768512)[i] = v2;
-    }
-    // sum  (prelude.model:67:26)
-    std::fill_n((A + 5746496), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5746496)[i1 * 1] += (A + 5768512)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum over axes [0]  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n((A + 426272), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5768512)[i0 * 256 + i1 * 1] * sf_[4].data()[i1 * 1];
-          (A + 5752624)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5768512)[i0 * 256 + i1 * 1] * (A + 5169168)[i0 * 256 + i1 * 1];
-          (A + 5776704)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 426784)[i1 * 1];
+          const T v1 = (A + 451136)[i0 * 256 + i1 * 1] + v0;
+          (A + 459328)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 442912)[i0 * 256 + i1 * 1] * (A + 296208)[i0 * 256 + i1 * 1];
+          const T v3 = (A + 426256)[0] - (A + 304400)[i0 * 256 + i1 * 1];
+          const T v4 = (A + 304400)[i0 * 256 + i1 * 1] * v3;
+          const T v5 = v2 * v4;
+          (A + 517184)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = v5 * sf_[4].data()[i1 * 1];
+          const T v7 = v6 * (A + 390416)[i0 * 256 + i1 * 1];
+          (A + 426272)[i1 * 1] += v7;
+          const T v9 = v6 * (A + 390160)[i1 * 1];
+          (A + 558144)[i0 * 256 + i1 * 1] = v9;
         }
-    // sum  (prelude.model:67:17)
-    std::fill_n((A + 5747008), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5747008)[i1 * 1] += (A + 5776704)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
-    //   mul  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    // pad  (seed_gate_bn.model:32:29)
+    std::fill_n((A + 566336), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5752624)[i0 * 256 + i1 * 1] * (A + 5177360)[i1 * 1];
-          (A + 5760816)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = (A + 5752624)[i0 * 256 + i1 * 1] * (A + 5177616)[i0 * 256 + i1 * 1];
-          (A + 5769008)[i0 * 256 + i1 * 1] = v1;
-        }
-    // sum  (prelude.model:63:16)
-    std::fill_n((A + 5747520), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5747520)[i1 * 1] += (A + 5769008)[i0 * 256 + i1 * 1];
+          (A + 566336)[256 + i0 * 1024 + i1 * 1] = (A + 459328)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1573,512 +1302,433 @@ private:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:61:84)  [register]
     //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:70)
-    //   mul  (prelude.model:60:44)
     //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5747520)[i] * (A + 5744432)[0];
-      const T v1 = (A + 5177360)[i] * (A + 5177360)[i];
-      const T v2 = (A + 5177360)[i] * v1;
+      const T v0 = (A + 426272)[i] * (A + 451104)[0];
+      const T v1 = (A + 390160)[i] * (A + 390160)[i];
+      const T v2 = (A + 390160)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 5211696)[i] * (A + 272448)[0];
+      const T v4 = (A + 424464)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = (A + 5211696)[i] * (A + 272416)[0];
-      (A + 5747776)[i] = v6;
-      const T v7 = (A + 5211440)[i] * (A + 272432)[0];
-      (A + 5748032)[i] = v7;
-      const T v8 = (A + 5211440)[i] * (A + 272416)[0];
-      (A + 5748288)[i] = v8;
-      const T v9 = v5 * (A + 5744176)[0];
-      (A + 5748544)[i] = v9;
+      const T v6 = v5 * (A + 451120)[0];
+      (A + 426784)[i] = v6;
+      const T v7 = (A + 424208)[i] * (A + 992304)[0];
+      (A + 426528)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256]:
+    // fused loop over [32, 256], 1 reduction:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)
+    //   neg  (prelude.model:58:13)  [register]
+    //   sum over axes [0]  (prelude.model:58:13)
+    std::fill_n((A + 426256), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5748544)[i1 * 1];
-          const T v1 = v0 * (A + 5177616)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 5760816)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 426784)[i1 * 1];
+          const T v1 = v0 * (A + 390416)[i0 * 256 + i1 * 1];
+          const T v2 = (A + 558144)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 5752624)[i0 * 256 + i1 * 1] = v3;
+          (A + 451136)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 5769008)[i0 * 256 + i1 * 1] = v4;
-        }
-    // sum  (prelude.model:58:13)
-    std::fill_n((A + 5744192), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 5744192)[i1 * 1] += (A + 5769008)[i0 * 256 + i1 * 1];
+          (A + 426256)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
+    //   mul  (prelude.model:61:43)
+    //   mul  (prelude.model:60:44)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5748032)[i] + (A + 5744192)[i];
-      const T v1 = v0 * (A + 5744176)[0];
-      (A + 5747520)[i] = v1;
+      const T v0 = (A + 426528)[i] + (A + 426256)[i];
+      const T v1 = v0 * (A + 451120)[0];
+      (A + 428832)[i] = v1;
+      const T v2 = (A + 426000)[i] * (A + 992288)[0];
+      (A + 426784)[i] = v2;
+      const T v3 = (A + 425744)[i] * (A + 992288)[0];
+      (A + 427040)[i] = v3;
+      const T v4 = (A + 425488)[i] * (A + 992288)[0];
+      (A + 427296)[i] = v4;
+      const T v5 = (A + 425232)[i] * (A + 992288)[0];
+      (A + 427552)[i] = v5;
+      const T v6 = (A + 424976)[i] * (A + 992288)[0];
+      (A + 427808)[i] = v6;
+      const T v7 = (A + 424720)[i] * (A + 992288)[0];
+      (A + 428064)[i] = v7;
+      const T v8 = (A + 424464)[i] * (A + 992288)[0];
+      (A + 428320)[i] = v8;
+      const T v9 = (A + 424208)[i] * (A + 992288)[0];
+      (A + 428576)[i] = v9;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
     // fused loop over [32, 256]:
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
+    //   mul  (seed_gate_bn.model:35:13)
+    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 5747520)[i1 * 1];
-          const T v1 = (A + 5752624)[i0 * 256 + i1 * 1] + v0;
-          (A + 5760816)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 428832)[i1 * 1];
+          const T v1 = (A + 451136)[i0 * 256 + i1 * 1] + v0;
+          (A + 623680)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 442912)[i0 * 256 + i1 * 1] * (A + 320784)[i0 * 256 + i1 * 1];
+          (A + 459328)[i0 * 256 + i1 * 1] = v2;
+          const T v3 = (A + 434464)[i0 * 256 + i1 * 1] * (A + 328976)[i0 * 256 + i1 * 1];
+          (A + 558144)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 468032)[i0 * 256 + i1 * 1] * (A + 346640)[i0 * 256 + i1 * 1];
+          (A + 599104)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = (A + 476224)[i0 * 256 + i1 * 1] * (A + 364304)[i0 * 256 + i1 * 1];
+          (A + 607296)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 517184)[i0 * 256 + i1 * 1] * (A + 381968)[i0 * 256 + i1 * 1];
+          (A + 615488)[i0 * 256 + i1 * 1] = v6;
         }
     // pad  (seed_gate_bn.model:31:29)
-    std::fill_n((A + 5793088), 32768, T(0));
+    std::fill_n((A + 631872), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 5793088)[0 + i0 * 1024 + i1 * 1] = (A + 5760816)[i0 * 256 + i1 * 1];
+          (A + 631872)[0 + i0 * 1024 + i1 * 1] = (A + 623680)[i0 * 256 + i1 * 1];
         }
-    // add  (seed_gate_bn.model:31:29)
+    // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
+    // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:33:26)  [register]
+    //   add  (seed_gate_bn.model:32:29)  [register]
+    //   add  (seed_gate_bn.model:31:29)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 5858624)[i] = (A + 5825856)[i] + (A + 5793088)[i];
+      const T v0 = (A + 484416)[i] + (A + 525376)[i];
+      const T v1 = v0 + (A + 566336)[i];
+      const T v2 = v1 + (A + 631872)[i];
+      (A + 664640)[i] = v2;
     }
-    // sum  (seed_gate_bn.model:30:78)
-    std::fill_n((A + 5748544), 1024, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 5748544)[i1 * 1] += (A + 5858624)[i0 * 1024 + i1 * 1];
-        }
-    // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 5858624), 1024, (A + 10272), 1024, T(0), (A + 5752624), 256, threads());
-    // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
-    // matmul  (seed_gate_bn.model:30:55)
-    gemm(true, false, 256, 1024, 32, T(1), (A + 5186832), 256, (A + 5858624), 1024, T(0), (A + 5891392), 1024, threads());
-    // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
-    // matmul  (seed_gate_bn.model:30:18)
-    gemm(true, false, 1, 1024, 32, T(1), (A + 5195024), 1, (A + 5858624), 1024, T(0), (A + 5749568), 1024, threads());
-    // fused loop over [1024]:
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1024; ++i) {
-      const T v0 = (A + 5214512)[i] + (A + 5748544)[i];
-      (A + 5750592)[i] = v0;
-      const T v1 = (A + 5477680)[i] + (A + 5748544)[i];
-      (A + 5760816)[i] = v1;
-    }
-    // fused loop over [256]:
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    //   add  (seed_gate_bn.model:29:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 5478704)[i] + (A + 5747008)[i];
-      (A + 5744176)[i] = v0;
-      const T v1 = (A + 5478960)[i] + (A + 5746496)[i];
-      (A + 5747520)[i] = v1;
-      const T v2 = (A + 5479216)[i] + (A + 5745984)[i];
-      (A + 5748032)[i] = v2;
-      const T v3 = (A + 5479472)[i] + (A + 5745472)[i];
-      (A + 5748544)[i] = v3;
-      const T v4 = (A + 5479728)[i] + (A + 5744960)[i];
-      (A + 5748800)[i] = v4;
-      const T v5 = (A + 5479984)[i] + (A + 5744448)[i];
-      (A + 5749056)[i] = v5;
-      const T v6 = (A + 5480240)[i] + (A + 5752368)[i];
-      (A + 5749312)[i] = v6;
-      const T v7 = (A + 5480496)[i] + (A + 5743920)[i];
-      (A + 5751616)[i] = v7;
-    }
-    // add  (seed_gate_bn.model:29:12)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 5761840)[i0 * 1024 + i1 * 1] = (A + 5480752)[i1 * 1] + (A + 5749568)[i1 * 1];
-        }
-    // add  (seed_gate_bn.model:29:12)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 262144; ++i) {
-      (A + 6153536)[i] = (A + 5481776)[i] + (A + 5891392)[i];
-    }
-    std::copy_n((A + 5752624), 8192, (A + 5195056));
-    std::copy_n((A + 5784896), 8192, (A + 5203248));
-    std::copy_n((A + 5748288), 256, (A + 5211440));
-    std::copy_n((A + 5747776), 256, (A + 5211696));
-    std::copy_n((A + 5747264), 256, (A + 5211952));
-    std::copy_n((A + 5746752), 256, (A + 5212208));
-    std::copy_n((A + 5746240), 256, (A + 5212464));
-    std::copy_n((A + 5745728), 256, (A + 5212720));
-    std::copy_n((A + 5745216), 256, (A + 5212976));
-    std::copy_n((A + 5744704), 256, (A + 5213232));
-    std::copy_n((A + 5750592), 1024, (A + 5214512));
-    std::copy_n((A + 5760816), 1024, (A + 5477680));
-    std::copy_n((A + 5744176), 256, (A + 5478704));
-    std::copy_n((A + 5747520), 256, (A + 5478960));
-    std::copy_n((A + 5748032), 256, (A + 5479216));
-    std::copy_n((A + 5748544), 256, (A + 5479472));
-    std::copy_n((A + 5748800), 256, (A + 5479728));
-    std::copy_n((A + 5749056), 256, (A + 5479984));
-    std::copy_n((A + 5749312), 256, (A + 5480240));
-    std::copy_n((A + 5751616), 256, (A + 5480496));
-    std::copy_n((A + 5761840), 1024, (A + 5480752));
-    std::copy_n((A + 6153536), 262144, (A + 5481776));
+    gemm(false, true, 32, 256, 1024, T(1), (A + 664640), 1024, (A + 992368), 1024, T(0), (A + 442656), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 664640) + o * 1024, 1024, (A + 5573888) + (o * 30 + t) * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 615488) + o * 256, 256, (A + 705600) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 517184) + o * 256, 256, (A + 1488128) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 607296) + o * 256, 256, (A + 6556928) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 476224) + o * 256, 256, (A + 6802688) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 599104) + o * 256, 256, (A + 7048448) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 468032) + o * 256, 256, (A + 7294208) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 558144) + o * 256, 256, (A + 7539968) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 434464) + o * 256, 256, (A + 7785728) + (o * 30 + t) * 256);
+    std::copy_n((A + 442656), 8192, (A + 407824));
+    std::copy_n((A + 459328), 8192, (A + 416016));
+    std::copy_n((A + 428576), 256, (A + 424208));
+    std::copy_n((A + 428320), 256, (A + 424464));
+    std::copy_n((A + 428064), 256, (A + 424720));
+    std::copy_n((A + 427808), 256, (A + 424976));
+    std::copy_n((A + 427552), 256, (A + 425232));
+    std::copy_n((A + 427296), 256, (A + 425488));
+    std::copy_n((A + 427040), 256, (A + 425744));
+    std::copy_n((A + 426784), 256, (A + 426000));
   }
-  std::copy_n((A + 5195056), 8192, (A + 275536));
-  std::copy_n((A + 5203248), 8192, (A + 283728));
-  std::copy_n((A + 5211440), 256, (A + 9712));
-  std::copy_n((A + 5211696), 256, (A + 9968));
-  std::copy_n((A + 5211952), 256, (A + 291920));
-  std::copy_n((A + 5212208), 256, (A + 292176));
-  std::copy_n((A + 5212464), 256, (A + 292432));
-  std::copy_n((A + 5212720), 256, (A + 292688));
-  std::copy_n((A + 5212976), 256, (A + 292944));
-  std::copy_n((A + 5213232), 256, (A + 293200));
-  std::copy_n((A + 5213488), 1024, (A + 293456));
-  std::copy_n((A + 5214512), 1024, (A + 294480));
-  std::copy_n((A + 5215536), 262144, (A + 6415680));
-  std::copy_n((A + 5477680), 1024, (A + 295504));
-  std::copy_n((A + 5478704), 256, (A + 296528));
-  std::copy_n((A + 5478960), 256, (A + 296784));
-  std::copy_n((A + 5479216), 256, (A + 297040));
-  std::copy_n((A + 5479472), 256, (A + 297296));
-  std::copy_n((A + 5479728), 256, (A + 297552));
-  std::copy_n((A + 5479984), 256, (A + 297808));
-  std::copy_n((A + 5480240), 256, (A + 298064));
-  std::copy_n((A + 5480496), 256, (A + 298320));
-  std::copy_n((A + 5480752), 1024, (A + 298576));
-  std::copy_n((A + 5481776), 262144, (A + 6677824));
-  // fused loop over [1024, 256]:
-  //   transpose  (seed_gate_bn.model:30:66)  [register]
-  //   add %d.cell.weight_hh  (seed_gate_bn.model:30:66)
+  std::copy_n((A + 407824), 8192, (A + 17680));
+  std::copy_n((A + 416016), 8192, (A + 697408));
+  std::copy_n((A + 424208), 256, (A + 9440));
+  std::copy_n((A + 424464), 256, (A + 9696));
+  std::copy_n((A + 424720), 256, (A + 9952));
+  std::copy_n((A + 424976), 256, (A + 10208));
+  std::copy_n((A + 425232), 256, (A + 10464));
+  std::copy_n((A + 425488), 256, (A + 10720));
+  std::copy_n((A + 425744), 256, (A + 10976));
+  std::copy_n((A + 426000), 256, (A + 11232));
+  // sum  (seed_gate_bn.model:29:12)
+  std::fill_n((A + 976), 1024, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      for (int64_t i2 = 0; i2 < 1024; ++i2)
+        {
+          (A + 976)[i2 * 1] += (A + 5573888)[i0 * 30720 + i1 * 1024 + i2 * 1];
+        }
+  // fused loop over [32, 30, 256], 8 reductions:
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+  std::fill_n((A + 2000), 256, T(0));
+  std::fill_n((A + 2256), 256, T(0));
+  std::fill_n((A + 2512), 256, T(0));
+  std::fill_n((A + 2768), 256, T(0));
+  std::fill_n((A + 3024), 256, T(0));
+  std::fill_n((A + 3280), 256, T(0));
+  std::fill_n((A + 3536), 256, T(0));
+  std::fill_n((A + 3792), 256, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 256; ++i2)
+        {
+          (A + 2000)[i2 * 1] += (A + 705600)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2256)[i2 * 1] += (A + 1488128)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2512)[i2 * 1] += (A + 6556928)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2768)[i2 * 1] += (A + 6802688)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3024)[i2 * 1] += (A + 7048448)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3280)[i2 * 1] += (A + 7294208)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3536)[i2 * 1] += (A + 7539968)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3792)[i2 * 1] += (A + 7785728)[i0 * 7680 + i1 * 256 + i2 * 1];
+        }
+  // reshape  (seed_gate_bn.model:29:12)
+  // (a view of its operand)
+  // matmul  (seed_gate_bn.model:29:12)
+  gemm(true, false, 256, 1024, 960, T(1), (A + 5328128), 256, (A + 5573888), 1024, T(0), (A + 17680), 1024, threads());
+  // reshape  (seed_gate_bn.model:30:18)
+  // (a view of its operand)
+  // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
+  // matmul  (seed_gate_bn.model:30:18)
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5573888), 1024, T(0), (A + 4048), 1024, threads());
+  // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
+  for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        (A + 5072)[i0 * 1 + i1 * 1] = (A + 4048)[i0 * 1 + i1 * 1024];
+      }
+  // grad  (seed_gate_bn.model:18:3)
+  if (grads) (*grads)[0].assign((A + 5072), (A + 5072) + 1024);
+  // transpose %d.cell.weight_hh  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 6677824)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 6415680)[i0 * 256 + i1 * 1] + v0;
-        (A + 9712)[i0 * 256 + i1 * 1] = v1;
+        (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
       }
-  // fused loop over [1024, 1]:
-  //   transpose  (seed_gate_bn.model:30:29)  [register]
-  //   add %d.cell.weight_ih  (seed_gate_bn.model:30:29)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 298576)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 293456)[i0 * 1] + v0;
-        (A + 976)[i0 * 1 + i1 * 1] = v1;
-      }
-  // grad  (seed_gate_bn.model:18:3)
-  if (grads) (*grads)[0].assign((A + 976), (A + 976) + 1024);
   // grad  (seed_gate_bn.model:19:3)
-  if (grads) (*grads)[1].assign((A + 9712), (A + 9712) + 262144);
+  if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
   // grad  (seed_gate_bn.model:20:3)
-  if (grads) (*grads)[2].assign((A + 294480), (A + 294480) + 1024);
+  if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
   // grad  (seed_gate_bn.model:21:3)
-  if (grads) (*grads)[3].assign((A + 295504), (A + 295504) + 1024);
+  if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 296528), (A + 296528) + 256);
+  if (grads) (*grads)[4].assign((A + 2000), (A + 2000) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 296784), (A + 296784) + 256);
+  if (grads) (*grads)[5].assign((A + 2256), (A + 2256) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[6].assign((A + 297040), (A + 297040) + 256);
+  if (grads) (*grads)[6].assign((A + 2512), (A + 2512) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[7].assign((A + 297296), (A + 297296) + 256);
+  if (grads) (*grads)[7].assign((A + 2768), (A + 2768) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[8].assign((A + 297552), (A + 297552) + 256);
+  if (grads) (*grads)[8].assign((A + 3024), (A + 3024) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[9].assign((A + 297808), (A + 297808) + 256);
+  if (grads) (*grads)[9].assign((A + 3280), (A + 3280) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[10].assign((A + 298064), (A + 298064) + 256);
+  if (grads) (*grads)[10].assign((A + 3536), (A + 3536) + 256);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[11].assign((A + 298320), (A + 298320) + 256);
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 9456), (A + 9456) + 256);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 960), (A + 960) + 1);
-  // const  (seed_gate_bn.model:52:1)
-  std::fill_n((A + 0), 1, T(-1));
-  // fused loop over [1024, 1]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::max((A + 976)[i0 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 2000)[i0 * 1 + i1 * 1] = v1;
-      }
-  // fused loop over [1024, 256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 9712)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 448784)[i] = v1;
-  }
-  // fused loop over [1024]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 294480)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 976)[i] = v1;
-    const T v2 = std::max((A + 295504)[i], (A + 0)[0]);
-    const T v3 = std::min(v2, (A + 9440)[0]);
-    (A + 3024)[i] = v3;
-  }
-  // fused loop over [256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::max((A + 296528)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 16)[i] = v1;
-    const T v2 = std::max((A + 296784)[i], (A + 0)[0]);
-    const T v3 = std::min(v2, (A + 9440)[0]);
-    (A + 272)[i] = v3;
-    const T v4 = std::max((A + 297040)[i], (A + 0)[0]);
-    const T v5 = std::min(v4, (A + 9440)[0]);
-    (A + 528)[i] = v5;
-    const T v6 = std::max((A + 297296)[i], (A + 0)[0]);
-    const T v7 = std::min(v6, (A + 9440)[0]);
-    (A + 4048)[i] = v7;
-    const T v8 = std::max((A + 297552)[i], (A + 0)[0]);
-    const T v9 = std::min(v8, (A + 9440)[0]);
-    (A + 4304)[i] = v9;
-    const T v10 = std::max((A + 297808)[i], (A + 0)[0]);
-    const T v11 = std::min(v10, (A + 9440)[0]);
-    (A + 4560)[i] = v11;
-    const T v12 = std::max((A + 298064)[i], (A + 0)[0]);
-    const T v13 = std::min(v12, (A + 9440)[0]);
-    (A + 4816)[i] = v13;
-    const T v14 = std::max((A + 298320)[i], (A + 0)[0]);
-    const T v15 = std::min(v14, (A + 9440)[0]);
-    (A + 5072)[i] = v15;
-  }
-  // fused loop over [1, 256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
+  if (grads) (*grads)[11].assign((A + 3792), (A + 3792) + 256);
+  // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 9456)[i1 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 5328)[i0 * 256 + i1 * 1] = v1;
+        (A + 0)[i0 * 256 + i1 * 1] = (A + 17376)[i0 * 1 + i1 * 1];
       }
-  // fused loop over [1]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 960)[0], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 784)[i] = v1;
-  }
+  // grad  (prelude.model:7:3)
+  if (grads) (*grads)[12].assign((A + 0), (A + 0) + 256);
+  // grad  (prelude.model:8:3)
+  if (grads) (*grads)[13].assign((A + 17664), (A + 17664) + 1);
+  // const  (seed_gate_bn.model:52:1)
+  std::fill_n((A + 256), 1, T(-1));
   // hyper %lr  (seed_gate_bn.model:52:1)
-  (A + 0)[0] = T(lr_);
+  (A + 272)[0] = T(lr_);
   // fused loop over [1024, 1]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 2000)[i0 * 1] * (A + 0)[0];
-        const T v1 = sf_[0].data()[i0 * 1] - v0;
-        (A + 5584)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::max((A + 5072)[i0 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[0].data()[i0 * 1] - v2;
+        (A + 4048)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(0, (A + 5584));
+  updates.emplace_back(0, (A + 4048));
   // fused loop over [1024, 256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = (A + 448784)[i] * (A + 0)[0];
-    const T v1 = sf_[1].data()[i] - v0;
-    (A + 6608)[i] = v1;
+    const T v0 = std::max((A + 279824)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[1].data()[i] - v2;
+    (A + 17680)[i] = v3;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(1, (A + 6608));
+  updates.emplace_back(1, (A + 17680));
   // fused loop over [1024]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bias_ih.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 976)[i] * (A + 0)[0];
-    const T v1 = sf_[2].data()[i] - v0;
-    (A + 2000)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(2, (A + 2000));
-  // fused loop over [1024]:
-  //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 3024)[i] * (A + 0)[0];
-    const T v1 = sf_[3].data()[i] - v0;
-    (A + 800)[i] = v1;
+    const T v0 = std::max((A + 976)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[2].data()[i] - v2;
+    (A + 5072)[i] = v3;
+    const T v4 = sf_[3].data()[i] - v2;
+    (A + 6096)[i] = v4;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(3, (A + 800));
+  updates.emplace_back(2, (A + 5072));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(3, (A + 6096));
   // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_i.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 16)[i] * (A + 0)[0];
-    const T v1 = sf_[4].data()[i] - v0;
-    (A + 3024)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(4, (A + 3024));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_i.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 272)[i] * (A + 0)[0];
-    const T v1 = sf_[5].data()[i] - v0;
-    (A + 16)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(5, (A + 16));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_f.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 528)[i] * (A + 0)[0];
-    const T v1 = sf_[6].data()[i] - v0;
-    (A + 272)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(6, (A + 272));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_f.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4048)[i] * (A + 0)[0];
-    const T v1 = sf_[7].data()[i] - v0;
-    (A + 528)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(7, (A + 528));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_g.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4304)[i] * (A + 0)[0];
-    const T v1 = sf_[8].data()[i] - v0;
-    (A + 3280)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(8, (A + 3280));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_g.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4560)[i] * (A + 0)[0];
-    const T v1 = sf_[9].data()[i] - v0;
-    (A + 3536)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(9, (A + 3536));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_o.weight.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 4816)[i] * (A + 0)[0];
-    const T v1 = sf_[10].data()[i] - v0;
-    (A + 3792)[i] = v1;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(10, (A + 3792));
-  // fused loop over [256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = (A + 5072)[i] * (A + 0)[0];
-    const T v1 = sf_[11].data()[i] - v0;
-    (A + 4048)[i] = v1;
+    const T v0 = std::max((A + 2000)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[4].data()[i] - v2;
+    (A + 288)[i] = v3;
+    const T v4 = std::max((A + 2256)[i], (A + 256)[0]);
+    const T v5 = std::min(v4, (A + 960)[0]);
+    const T v6 = v5 * (A + 272)[0];
+    const T v7 = sf_[5].data()[i] - v6;
+    (A + 544)[i] = v7;
+    const T v8 = std::max((A + 2512)[i], (A + 256)[0]);
+    const T v9 = std::min(v8, (A + 960)[0]);
+    const T v10 = v9 * (A + 272)[0];
+    const T v11 = sf_[6].data()[i] - v10;
+    (A + 976)[i] = v11;
+    const T v12 = std::max((A + 2768)[i], (A + 256)[0]);
+    const T v13 = std::min(v12, (A + 960)[0]);
+    const T v14 = v13 * (A + 272)[0];
+    const T v15 = sf_[7].data()[i] - v14;
+    (A + 1232)[i] = v15;
+    const T v16 = std::max((A + 3024)[i], (A + 256)[0]);
+    const T v17 = std::min(v16, (A + 960)[0]);
+    const T v18 = v17 * (A + 272)[0];
+    const T v19 = sf_[8].data()[i] - v18;
+    (A + 1488)[i] = v19;
+    const T v20 = std::max((A + 3280)[i], (A + 256)[0]);
+    const T v21 = std::min(v20, (A + 960)[0]);
+    const T v22 = v21 * (A + 272)[0];
+    const T v23 = sf_[9].data()[i] - v22;
+    (A + 1744)[i] = v23;
+    const T v24 = std::max((A + 3536)[i], (A + 256)[0]);
+    const T v25 = std::min(v24, (A + 960)[0]);
+    const T v26 = v25 * (A + 272)[0];
+    const T v27 = sf_[10].data()[i] - v26;
+    (A + 7120)[i] = v27;
+    const T v28 = std::max((A + 3792)[i], (A + 256)[0]);
+    const T v29 = std::min(v28, (A + 960)[0]);
+    const T v30 = v29 * (A + 272)[0];
+    const T v31 = sf_[11].data()[i] - v30;
+    (A + 7376)[i] = v31;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(11, (A + 4048));
+  updates.emplace_back(4, (A + 288));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(5, (A + 544));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(6, (A + 976));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(7, (A + 1232));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(8, (A + 1488));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(9, (A + 1744));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(10, (A + 7120));
+  // update  (seed_gate_bn.model:52:1)
+  updates.emplace_back(11, (A + 7376));
   // fused loop over [1, 256]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %head.weight.new  (seed_gate_bn.model:52:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 5328)[i1 * 1] * (A + 0)[0];
-        const T v1 = sf_[12].data()[i1 * 1] - v0;
-        (A + 4304)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[12].data()[i1 * 1] - v2;
+        (A + 2000)[i0 * 256 + i1 * 1] = v3;
       }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(12, (A + 4304));
+  updates.emplace_back(12, (A + 2000));
   // fused loop over [1]:
+  //   maximum  (seed_gate_bn.model:52:1)  [register]
+  //   minimum  (seed_gate_bn.model:52:1)  [register]
   //   mul  (seed_gate_bn.model:52:1)  [register]
   //   sub %head.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 784)[0] * (A + 0)[0];
-    const T v1 = sf_[13].data()[0] - v0;
-    (A + 1824)[i] = v1;
+    const T v0 = std::max((A + 17664)[0], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[13].data()[0] - v2;
+    (A + 0)[i] = v3;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(13, (A + 1824));
+  updates.emplace_back(13, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -2090,7 +1740,7 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
   // input %x  (seed_gate_bn.model:10:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
@@ -2116,22 +1766,18 @@ private:
   // buffer %cell.bn_o.running_var  (prelude.model:51:3)
   // param %cell.bn_o.weight  (prelude.model:48:3)
   // param %cell.bn_o.bias  (prelude.model:49:3)
-  // transpose  (seed_gate_bn.model:30:29)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
+  // matmul  (seed_gate_bn.model:30:18)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
+  // const  (prelude.model:65:53)
+  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // transpose  (seed_gate_bn.model:30:66)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992192)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 272320), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -2143,46 +1789,39 @@ private:
   //   rsqrt  (prelude.model:65:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 272320)[0];
+    const T v0 = sf_[15].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 272336)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 272320)[0];
+    (A + 16)[i] = v1;
+    const T v2 = sf_[18].data()[i] + (A + 0)[0];
     const T v3 = T(1) / std::sqrt(v2);
-    (A + 272592)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 272320)[0];
+    (A + 272)[i] = v3;
+    const T v4 = sf_[21].data()[i] + (A + 0)[0];
     const T v5 = T(1) / std::sqrt(v4);
-    (A + 272848)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 272320)[0];
+    (A + 528)[i] = v5;
+    const T v6 = sf_[24].data()[i] + (A + 0)[0];
     const T v7 = T(1) / std::sqrt(v6);
-    (A + 273104)[i] = v7;
+    (A + 1254336)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 960), 8192, (A + 273392));
-  std::copy_n((A + 960), 8192, (A + 281584));
+  std::copy_n((A + 960), 8192, (A + 1287360));
+  std::copy_n((A + 960), 8192, (A + 1295552));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 273360) + o * 1);
-    // matmul  (seed_gate_bn.model:30:18)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 273360), 1, (A + 9152), 1024, T(0), (A + 289776), 1024, threads());
-    // add  (seed_gate_bn.model:30:41)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 322544)[i0 * 1024 + i1 * 1] = (A + 289776)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254592) + o * 1024);
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 273392), 256, (A + 10176), 1024, T(0), (A + 289776), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287360), 256, (A + 992192), 1024, T(0), (A + 1303744), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
     //   add %cell.gates  (seed_gate_bn.model:30:78)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 322544)[i0 * 1024 + i1 * 1] + (A + 289776)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 355312)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 1254592)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303744)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1336512)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -2218,51 +1857,51 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 355312)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336512)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
-          const T v2 = v1 * (A + 272336)[i1 * 1];
+          const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 355312)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1336512)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
-          const T v8 = v7 * (A + 272592)[i1 * 1];
+          const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 355312)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 1336512)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
-          const T v14 = v13 * (A + 272848)[i1 * 1];
+          const T v14 = v13 * (A + 528)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 355312)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 1336512)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 273104)[i1 * 1];
+          const T v20 = v19 * (A + 1254336)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 281584)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 1295552)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 289776)[i0 * 256 + i1 * 1] = v26;
+          (A + 1303744)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 297968)[i0 * 256 + i1 * 1] = v28;
+          (A + 1311936)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 297968) + o * 256, 256, (A + 404464) + (o * 30 + t) * 256);
-    std::copy_n((A + 297968), 8192, (A + 273392));
-    std::copy_n((A + 289776), 8192, (A + 281584));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311936) + o * 256, 256, (A + 1385664) + (o * 30 + t) * 256);
+    std::copy_n((A + 1311936), 8192, (A + 1287360));
+    std::copy_n((A + 1303744), 8192, (A + 1295552));
   }
-  std::copy_n((A + 273392), 8192, (A + 388080));
-  std::copy_n((A + 281584), 8192, (A + 396272));
+  std::copy_n((A + 1287360), 8192, (A + 1369280));
+  std::copy_n((A + 1295552), 8192, (A + 1377472));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 404464)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385664)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -2282,7 +1921,14 @@ private:
   std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(8031488);
+    return arena_.data();
+  }
   std::vector<T> sf_[26];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[26]; // integer state
   double lr_ = 0.001;

@@ -115,7 +115,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(700720) {
+  Net() {
     sf_[0].assign(256, T(0));
     sf_[1].assign(16384, T(0));
     sf_[2].assign(256, T(0));
@@ -158,7 +158,7 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
   // input %x  (seed_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
@@ -172,47 +172,36 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 3040)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3040), 256, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 3296)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 248800)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 19712));
-  std::copy_n((A + 992), 2048, (A + 21760));
+  std::copy_n((A + 992), 2048, (A + 273376));
+  std::copy_n((A + 992), 2048, (A + 275424));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19680) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 19680), 1, (A + 3040), 256, T(0), (A + 23808), 256, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 32000)[i0 * 256 + i1 * 1] = (A + 23808)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3040) + (o * 30 + t) * 256, 256, (A + 265184) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 19712), 64, (A + 3296), 256, T(0), (A + 23808), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 273376), 64, (A + 248800), 256, T(0), (A + 277472), 256, threads());
     // fused loop over [32, 256]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 32000)[i0 * 256 + i1 * 1] + (A + 23808)[i0 * 256 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 40192)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 265184)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 277472)[i0 * 256 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 285664)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -232,95 +221,98 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 40192)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 285664)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 40192)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 285664)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 40192)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 285664)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 40192)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 285664)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 21760)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 275424)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 23808)[i0 * 64 + i1 * 1] = v10;
+          (A + 277472)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 25856)[i0 * 64 + i1 * 1] = v12;
+          (A + 279520)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25856) + o * 64, 64, (A + 52480) + (o * 30 + t) * 64);
-    std::copy_n((A + 25856), 2048, (A + 19712));
-    std::copy_n((A + 23808), 2048, (A + 21760));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279520) + o * 64, 64, (A + 297952) + (o * 30 + t) * 64);
+    std::copy_n((A + 279520), 2048, (A + 273376));
+    std::copy_n((A + 277472), 2048, (A + 275424));
   }
-  std::copy_n((A + 19712), 2048, (A + 48384));
-  std::copy_n((A + 21760), 2048, (A + 50432));
+  std::copy_n((A + 273376), 2048, (A + 293856));
+  std::copy_n((A + 275424), 2048, (A + 295904));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52480)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 297952)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // buffer %bn.running_mean  (prelude.model:50:3)
-  // sub  (prelude.model:65:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 3040)[i0 * 64 + i1 * 1] = (A + 992)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
-      }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
   std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
+  // param %bn.weight  (prelude.model:48:3)
   // fused loop over [64]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     const T v0 = sf_[9].data()[i] + (A + 0)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 16)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 16)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 80)[i] = v6;
   }
-  // mul %bn.xhat  (prelude.model:65:33)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 992)[i0 * 64 + i1 * 1] = (A + 3040)[i0 * 64 + i1 * 1] * (A + 16)[i1 * 1];
-      }
-  // param %bn.weight  (prelude.model:48:3)
-  // mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 3040)[i0 * 64 + i1 * 1] = (A + 992)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
-      }
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %bn.bias  (prelude.model:49:3)
-  // add %z  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 992)[i0 * 64 + i1 * 1] = (A + 3040)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 144)[i0 * 64 + i1 * 1] = sf_[6].data()[i1 * 1] * (A + 16)[i1 * 1];
       }
-  // param %head.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 32, 1, 64, T(1), (A + 992), 64, (A + 144), 64, T(0), (A + 0), 1, threads());
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 992), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
+  gemm(false, true, 1, 1, 64, T(1), (A + 80), 64, sf_[6].data(), 64, T(0), (A + 32), 1, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[7].data()[0];
+        const T v0 = (A + 0)[i0 * 1] + (A + 32)[0];
+        const T v1 = v0 + sf_[7].data()[0];
+        (A + 48)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 48)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
   // output  (seed_lstm_bn.model:20:3)
   // loss  (seed_lstm_bn.model:15:1)
   loss = double((A + 0)[0]);
@@ -329,62 +321,55 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
+  // const  (prelude.model:59:17)
+  std::fill_n((A + 0), 1, T(0));
+  // const  (prelude.model:58:13)
+  std::fill_n((A + 16), 1, T(-1));
   // input %x  (seed_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
+  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
   // input %y  (seed_lstm_bn.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
+  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 992);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
   // const  (prelude.model:29:52)
-  std::fill_n((A + 992), 2048, T(0));
+  std::fill_n((A + 1024), 2048, T(0));
   // param %lstm.weight_ih_l0  (prelude.model:19:5)
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 3040)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 256, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 3072), 256, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 3296)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 248832)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 19712));
-  std::copy_n((A + 992), 2048, (A + 21760));
+  std::copy_n((A + 1024), 2048, (A + 273408));
+  std::copy_n((A + 1024), 2048, (A + 275456));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19680) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 19680), 1, (A + 3040), 256, T(0), (A + 23808), 256, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 32000)[i0 * 256 + i1 * 1] = (A + 23808)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3072) + (o * 30 + t) * 256, 256, (A + 265216) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 19712), 64, (A + 3296), 256, T(0), (A + 23808), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 273408), 64, (A + 248832), 256, T(0), (A + 277504), 256, threads());
     // fused loop over [32, 256]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 32000)[i0 * 256 + i1 * 1] + (A + 23808)[i0 * 256 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 40192)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 265216)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 277504)[i0 * 256 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 285696)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -404,699 +389,558 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 40192)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 285696)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 23808)[i0 * 64 + i1 * 1] = v1;
-          const T v2 = (A + 40192)[64 + i0 * 256 + i1 * 1];
+          (A + 277504)[i0 * 64 + i1 * 1] = v1;
+          const T v2 = (A + 285696)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 25856)[i0 * 64 + i1 * 1] = v3;
-          const T v4 = (A + 40192)[128 + i0 * 256 + i1 * 1];
+          (A + 279552)[i0 * 64 + i1 * 1] = v3;
+          const T v4 = (A + 285696)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 27904)[i0 * 64 + i1 * 1] = v5;
-          const T v6 = (A + 40192)[192 + i0 * 256 + i1 * 1];
+          (A + 281600)[i0 * 64 + i1 * 1] = v5;
+          const T v6 = (A + 285696)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 29952)[i0 * 64 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 21760)[i0 * 64 + i1 * 1];
+          (A + 283648)[i0 * 64 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 275456)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 32000)[i0 * 64 + i1 * 1] = v10;
+          (A + 293888)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 34048)[i0 * 64 + i1 * 1] = v11;
+          (A + 295936)[i0 * 64 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 36096)[i0 * 64 + i1 * 1] = v12;
+          (A + 297984)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 36096) + o * 64, 64, (A + 52480) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 34048) + o * 64, 64, (A + 113920) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 29952) + o * 64, 64, (A + 175360) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 27904) + o * 64, 64, (A + 236800) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 23808) + o * 64, 64, (A + 298240) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 21760) + o * 64, 64, (A + 359680) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25856) + o * 64, 64, (A + 421120) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 19712) + o * 64, 64, (A + 482560) + (o * 30 + t) * 64);
-    std::copy_n((A + 36096), 2048, (A + 19712));
-    std::copy_n((A + 32000), 2048, (A + 21760));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 297984) + o * 64, 64, (A + 304128) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 295936) + o * 64, 64, (A + 365568) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 283648) + o * 64, 64, (A + 427008) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 281600) + o * 64, 64, (A + 488448) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 277504) + o * 64, 64, (A + 549888) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 275456) + o * 64, 64, (A + 611328) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279552) + o * 64, 64, (A + 672768) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 273408) + o * 64, 64, (A + 734208) + (o * 30 + t) * 64);
+    std::copy_n((A + 297984), 2048, (A + 273408));
+    std::copy_n((A + 293888), 2048, (A + 275456));
   }
-  std::copy_n((A + 19712), 2048, (A + 48384));
-  std::copy_n((A + 21760), 2048, (A + 50432));
+  std::copy_n((A + 273408), 2048, (A + 300032));
+  std::copy_n((A + 275456), 2048, (A + 302080));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 19680)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52480)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 304128)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
-  // mean %bn.mu  (prelude.model:57:16)
-  std::fill_n((A + 3040), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 3040)[i1 * 1] += (A + 19680)[i0 * 64 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 64; ++k) (A + 3040)[k] /= T(32);
-  // fused loop over [32, 64]:
-  //   sub %bn.d  (prelude.model:58:13)
-  //   mul  (prelude.model:59:20)
+  // slice  (prelude.model:59:17)
+  GRADC_IVDEP
+  for (int64_t i = 0; i < 64; ++i) {
+    (A + 5120)[i] = (A + 3072)[0 + i];
+  }
+  // fused loop over [32, 64], 3 reductions:
+  //   sub  (prelude.model:59:17)  [register]
+  //   mean over axes [0]  (prelude.model:59:17)
+  //   mul  (prelude.model:59:17)  [register]
+  //   mean over axes [0]  (prelude.model:59:17)
+  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
+  std::fill_n((A + 5184), 64, T(0));
+  std::fill_n((A + 5248), 64, T(0));
+  std::fill_n((A + 5312), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 19680)[i0 * 64 + i1 * 1] - (A + 3040)[i1 * 1];
-        (A + 21728)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = v0 * v0;
-        (A + 23776)[i0 * 64 + i1 * 1] = v1;
+        const T v0 = (A + 3072)[i0 * 64 + i1 * 1] - (A + 5120)[i1 * 1];
+        (A + 5184)[i1 * 1] += v0;
+        const T v2 = v0 * v0;
+        (A + 5248)[i1 * 1] += v2;
+        (A + 5312)[i1 * 1] += (A + 3072)[i0 * 64 + i1 * 1];
       }
-  // mean %bn.var  (prelude.model:59:17)
-  std::fill_n((A + 3104), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 3104)[i1 * 1] += (A + 23776)[i0 * 64 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 64; ++k) (A + 3104)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 5184)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 5248)[k] /= T(32);
+  for (int64_t k = 0; k < 64; ++k) (A + 5312)[k] /= T(32);
   // buffer %bn.running_mean  (prelude.model:50:3)
   // const  (prelude.model:60:44)
-  std::fill_n((A + 3168), 1, T(0.90000000000000002));
-  // mul  (prelude.model:60:44)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 3184)[i] = (A + 3168)[0] * sf_[8].data()[i];
-  }
+  std::fill_n((A + 5120), 1, T(0.90000000000000002));
   // const  (prelude.model:60:70)
-  std::fill_n((A + 3248), 1, T(0.10000000000000001));
+  std::fill_n((A + 5136), 1, T(0.10000000000000001));
+  // buffer %bn.running_var  (prelude.model:51:3)
+  // const  (prelude.model:61:84)
+  std::fill_n((A + 5152), 1, T(0.1032258064516129));
+  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
+  for (int64_t k = 0; k < 1; ++k) (A + 5168)[k] = T(si_[10][k]);
+  // const  (prelude.model:62:56)
+  std::fill_n((A + 5376), 1, T(1));
+  // const  (prelude.model:63:28)
+  std::fill_n((A + 5392), 1, T(1.0000000000000001e-05));
+  // param %bn.weight  (prelude.model:48:3)
+  // param %bn.bias  (prelude.model:49:3)
+  // param %head.weight  (prelude.model:7:3)
   // fused loop over [64]:
+  //   mul  (prelude.model:59:17)  [register]
+  //   sub  (prelude.model:59:17)  [register]
+  //   maximum  (prelude.model:59:17)  [register]
+  //   add  (prelude.model:63:28)  [register]
+  //   rsqrt  (prelude.model:63:23)
+  //   mul  (prelude.model:60:44)  [register]
   //   mul  (prelude.model:60:70)  [register]
   //   add %bn.running_mean.new  (prelude.model:60:59)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3248)[0] * (A + 3040)[i];
-    const T v1 = (A + 3184)[i] + v0;
-    (A + 19680)[i] = v1;
-  }
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // mul  (prelude.model:61:43)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 3040)[i] = (A + 3168)[0] * sf_[9].data()[i];
-  }
-  // const  (prelude.model:61:84)
-  std::fill_n((A + 3184), 1, T(0.1032258064516129));
-  // fused loop over [64]:
+  //   mul  (prelude.model:61:43)  [register]
   //   mul  (prelude.model:61:84)  [register]
   //   add %bn.running_var.new  (prelude.model:61:57)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3184)[0] * (A + 3104)[i];
-    const T v1 = (A + 3040)[i] + v0;
-    (A + 3200)[i] = v1;
+    const T v0 = (A + 5184)[i] * (A + 5184)[i];
+    const T v1 = (A + 5248)[i] - v0;
+    const T v2 = std::max(v1, (A + 0)[0]);
+    const T v3 = v2 + (A + 5392)[0];
+    const T v4 = T(1) / std::sqrt(v3);
+    (A + 5536)[i] = v4;
+    const T v5 = (A + 5120)[0] * sf_[8].data()[i];
+    const T v6 = (A + 5136)[0] * (A + 5312)[i];
+    const T v7 = v5 + v6;
+    (A + 5408)[i] = v7;
+    const T v8 = (A + 5120)[0] * sf_[9].data()[i];
+    const T v9 = (A + 5152)[0] * v2;
+    const T v10 = v8 + v9;
+    (A + 5472)[i] = v10;
   }
-  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 3040)[k] = T(si_[10][k]);
-  // const  (prelude.model:62:56)
-  std::fill_n((A + 3056), 1, T(1));
-  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 3072)[0] = (A + 3040)[0] + (A + 3056)[0];
-  }
-  // const  (prelude.model:63:28)
-  std::fill_n((A + 3040), 1, T(1.0000000000000001e-05));
-  // fused loop over [64]:
-  //   add  (prelude.model:63:28)  [register]
-  //   rsqrt  (prelude.model:63:23)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3104)[i] + (A + 3040)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    (A + 19744)[i] = v1;
-  }
-  // mul %bn.xhat  (prelude.model:63:16)
+  // fused loop over [32, 64]:
+  //   sub %bn.d  (prelude.model:58:13)
+  //   mul %bn.xhat  (prelude.model:63:16)
+  //   mul  (prelude.model:67:17)  [register]
+  //   add %z  (prelude.model:67:26)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 23776)[i0 * 64 + i1 * 1] = (A + 21728)[i0 * 64 + i1 * 1] * (A + 19744)[i1 * 1];
+        const T v0 = (A + 3072)[i0 * 64 + i1 * 1] - (A + 5312)[i1 * 1];
+        (A + 5600)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = v0 * (A + 5536)[i1 * 1];
+        (A + 7648)[i0 * 64 + i1 * 1] = v1;
+        const T v2 = v1 * sf_[4].data()[i1 * 1];
+        const T v3 = v2 + sf_[5].data()[i1 * 1];
+        (A + 9696)[i0 * 64 + i1 * 1] = v3;
       }
-  // param %bn.weight  (prelude.model:48:3)
-  // mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 25824)[i0 * 64 + i1 * 1] = (A + 23776)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
-      }
-  // param %bn.bias  (prelude.model:49:3)
-  // add %z  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 27872)[i0 * 64 + i1 * 1] = (A + 25824)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
-      }
-  // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 3088)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
+        (A + 3072)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 27872), 64, sf_[6].data(), 64, T(0), (A + 3040), 1, threads());
+  gemm(false, true, 32, 1, 64, T(1), (A + 9696), 64, sf_[6].data(), 64, T(0), (A + 3136), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (seed_lstm_bn.model:19:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 3264)[i0 * 1 + i1 * 1] = (A + 3040)[i0 * 1] + sf_[7].data()[0];
+        const T v0 = (A + 3136)[i0 * 1] + sf_[7].data()[0];
+        (A + 3168)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 992)[i0 * 1];
+        (A + 3200)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 3264)[k] - (A + 960)[k]; s += d * d; } (A + 3040)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 3168)[k] - (A + 992)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
   // output  (seed_lstm_bn.model:20:3)
   // loss  (seed_lstm_bn.model:15:1)
-  loss = double((A + 3040)[0]);
+  loss = double((A + 0)[0]);
   // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(8, (A + 19680));
+  updates.emplace_back(8, (A + 5408));
   // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(9, (A + 3200));
-  // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(10, (A + 3072));
-  // const  (seed_lstm_bn.model:15:1)
-  std::fill_n((A + 3040), 1, T(1));
-  // sub  (seed_lstm_bn.model:19:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 19808)[i0 * 1 + i1 * 1] = (A + 3264)[i0 * 1] - (A + 960)[i0 * 1];
-      }
-  // const  (seed_lstm_bn.model:19:13)
-  std::fill_n((A + 960), 1, T(0.0625));
-  // mul  (seed_lstm_bn.model:19:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 3264)[i0 * 1 + i1 * 1] = (A + 19808)[i0 * 1] * (A + 960)[0];
-      }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 960), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 960)[0] += (A + 3264)[i];
+  updates.emplace_back(9, (A + 5472));
+  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+  GRADC_IVDEP
+  for (int64_t i = 0; i < 1; ++i) {
+    (A + 0)[0] = (A + 5168)[0] + (A + 5376)[0];
   }
+  // update  (seed_lstm_bn.model:15:1)
+  updates.emplace_back(10, (A + 0));
+  // const  (seed_lstm_bn.model:15:1)
+  std::fill_n((A + 992), 1, T(1));
+  // const  (seed_lstm_bn.model:19:13)
+  std::fill_n((A + 1008), 1, T(0.0625));
+  // fused loop over [32, 1], 1 reduction:
+  //   mul  (seed_lstm_bn.model:19:13)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 3168), 1, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        const T v0 = (A + 3200)[i0 * 1] * (A + 1008)[0];
+        (A + 3136)[i0 * 1 + i1 * 1] = v0;
+        (A + 3168)[0] += v0;
+      }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 64, 1, T(1), (A + 3264), 1, (A + 3088), 1, T(0), (A + 25824), 64, threads());
+  gemm(false, true, 32, 64, 1, T(1), (A + 3136), 1, (A + 3072), 1, T(0), (A + 11744), 64, threads());
+  // fused loop over [32, 64], 3 reductions:
+  //   sum over axes [0]  (prelude.model:58:13)
+  //   mul  (prelude.model:67:17)  [register]
+  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
+  //   mul  (prelude.model:67:17)  [register]
+  //   mul  (prelude.model:63:16)  [register]
+  //   sum over axes [0]  (prelude.model:63:16)
+  //   mul  (prelude.model:63:16)
+  std::fill_n((A + 3072), 64, T(0));
+  std::fill_n((A + 3184), 64, T(0));
+  std::fill_n((A + 3248), 64, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 64; ++i1)
+      {
+        (A + 3072)[i1 * 1] += (A + 11744)[i0 * 64 + i1 * 1];
+        const T v1 = (A + 11744)[i0 * 64 + i1 * 1] * (A + 7648)[i0 * 64 + i1 * 1];
+        (A + 3184)[i1 * 1] += v1;
+        const T v3 = (A + 11744)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        const T v4 = v3 * (A + 5600)[i0 * 64 + i1 * 1];
+        (A + 3248)[i1 * 1] += v4;
+        const T v6 = v3 * (A + 5536)[i1 * 1];
+        (A + 13792)[i0 * 64 + i1 * 1] = v6;
+      }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 64, 1, 32, T(1), (A + 27872), 64, (A + 3264), 1, T(0), (A + 3088), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 19808)[i0 * 64 + i1 * 1] = (A + 3088)[i0 * 1 + i1 * 1];
-      }
-  // sum %d.bn.bias  (prelude.model:67:26)
-  std::fill_n((A + 3088), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 3088)[i1 * 1] += (A + 25824)[i0 * 64 + i1 * 1];
-      }
-  // fused loop over [32, 64]:
-  //   mul  (prelude.model:67:17)
-  //   mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 25824)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
-        (A + 27872)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = (A + 25824)[i0 * 64 + i1 * 1] * (A + 23776)[i0 * 64 + i1 * 1];
-        (A + 29920)[i0 * 64 + i1 * 1] = v1;
-      }
-  // sum %d.bn.weight  (prelude.model:67:17)
-  std::fill_n((A + 19872), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 19872)[i1 * 1] += (A + 29920)[i0 * 64 + i1 * 1];
-      }
-  // fused loop over [32, 64]:
-  //   mul  (prelude.model:63:16)
-  //   mul  (prelude.model:63:16)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 27872)[i0 * 64 + i1 * 1] * (A + 19744)[i1 * 1];
-        (A + 23776)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = (A + 27872)[i0 * 64 + i1 * 1] * (A + 21728)[i0 * 64 + i1 * 1];
-        (A + 25824)[i0 * 64 + i1 * 1] = v1;
-      }
-  // sum  (prelude.model:63:16)
-  std::fill_n((A + 19936), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 19936)[i1 * 1] += (A + 25824)[i0 * 64 + i1 * 1];
-      }
+  gemm(true, false, 64, 1, 32, T(1), (A + 9696), 64, (A + 3136), 1, T(0), (A + 3312), 1, threads());
   // const  (prelude.model:63:23)
-  std::fill_n((A + 976), 1, T(-0.5));
+  std::fill_n((A + 1008), 1, T(-0.5));
+  // const  (prelude.model:59:17)
+  std::fill_n((A + 3136), 1, T(0.03125));
   // fused loop over [64]:
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
   //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)
+  //   mul  (prelude.model:63:23)  [register]
+  //   mul  (prelude.model:59:17)
+  //   mul  (prelude.model:58:13)  [register]
+  //   mul  (prelude.model:58:13)  [register]
+  //   mul  (prelude.model:58:13)  [register]
+  //   mul  (prelude.model:57:16)
+  //   mul  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 19936)[i] * (A + 976)[0];
-    const T v1 = (A + 19744)[i] * (A + 19744)[i];
-    const T v2 = (A + 19744)[i] * v1;
+    const T v0 = (A + 3248)[i] * (A + 1008)[0];
+    const T v1 = (A + 5536)[i] * (A + 5536)[i];
+    const T v2 = (A + 5536)[i] * v1;
     const T v3 = v0 * v2;
-    (A + 20000)[i] = v3;
-  }
-  // const  (prelude.model:59:17)
-  std::fill_n((A + 976), 1, T(0.03125));
-  // mul  (prelude.model:59:17)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 19744)[i] = (A + 20000)[i] * (A + 976)[0];
+    const T v4 = v3 * (A + 3136)[0];
+    (A + 3376)[i] = v4;
+    const T v5 = (A + 3072)[i] * (A + 5536)[i];
+    const T v6 = v5 * sf_[4].data()[i];
+    const T v7 = v6 * (A + 16)[0];
+    const T v8 = v7 * (A + 3136)[0];
+    (A + 3440)[i] = v8;
+    const T v9 = sf_[20].data()[i] * (A + 5120)[0];
+    (A + 3504)[i] = v9;
   }
   // reshape  (prelude.model:59:17)
+  // (a view of its operand)
+  // reshape  (prelude.model:57:16)
   // (a view of its operand)
   // fused loop over [32, 64]:
   //   broadcast_to  (prelude.model:59:17)  [register]
   //   mul  (prelude.model:59:20)  [register]
   //   add  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)
-  //   neg  (prelude.model:58:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 19744)[i1 * 1];
-        const T v1 = v0 * (A + 21728)[i0 * 64 + i1 * 1];
-        const T v2 = (A + 23776)[i0 * 64 + i1 * 1] + v1;
-        const T v3 = v2 + v1;
-        (A + 25824)[i0 * 64 + i1 * 1] = v3;
-        const T v4 = -v3;
-        (A + 27872)[i0 * 64 + i1 * 1] = v4;
-      }
-  // sum  (prelude.model:58:13)
-  std::fill_n((A + 19744), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 19744)[i1 * 1] += (A + 27872)[i0 * 64 + i1 * 1];
-      }
-  // mul  (prelude.model:57:16)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 19936)[i] = (A + 19744)[i] * (A + 976)[0];
-  }
-  // reshape  (prelude.model:57:16)
-  // (a view of its operand)
-  // fused loop over [32, 64]:
+  //   add  (prelude.model:59:20)  [register]
   //   broadcast_to  (prelude.model:57:16)  [register]
   //   add  (prelude.model:57:16)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = (A + 19936)[i1 * 1];
-        const T v1 = (A + 25824)[i0 * 64 + i1 * 1] + v0;
-        (A + 20000)[i0 * 64 + i1 * 1] = v1;
+        const T v0 = (A + 3376)[i1 * 1];
+        const T v1 = v0 * (A + 5600)[i0 * 64 + i1 * 1];
+        const T v2 = (A + 13792)[i0 * 64 + i1 * 1] + v1;
+        const T v3 = v2 + v1;
+        const T v4 = (A + 3440)[i1 * 1];
+        const T v5 = v3 + v4;
+        (A + 7648)[i0 * 64 + i1 * 1] = v5;
       }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // pad  (seed_lstm_bn.model:17:14)
-  std::fill_n((A + 22048), 61440, T(0));
+  std::fill_n((A + 9696), 61440, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 22048)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 20000)[i0 * 64 + i1 * 64 + i2 * 1];
+          (A + 9696)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 7648)[i0 * 64 + i1 * 64 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 19936), 256, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 20192), 256, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 83488), 16384, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 20448), 256, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 544000), 16384, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 576800));
-  std::copy_n((A + 992), 2048, (A + 578848));
-  std::copy_n((A + 19936), 256, (A + 580896));
-  std::copy_n((A + 20192), 256, (A + 581152));
-  std::copy_n((A + 83488), 16384, (A + 581408));
-  std::copy_n((A + 20192), 256, (A + 597792));
-  std::copy_n((A + 20448), 256, (A + 598048));
-  std::copy_n((A + 544000), 16384, (A + 598304));
+  std::copy_n((A + 1024), 2048, (A + 87520));
+  std::copy_n((A + 1024), 2048, (A + 89568));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 22048) + (o * 30 + t) * 64, 64, (A + 560384) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 113920) + (o * 30 + t) * 64, 64, (A + 562432) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 175360) + (o * 30 + t) * 64, 64, (A + 564480) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 236800) + (o * 30 + t) * 64, 64, (A + 566528) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 298240) + (o * 30 + t) * 64, 64, (A + 568576) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 359680) + (o * 30 + t) * 64, 64, (A + 570624) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 421120) + (o * 30 + t) * 64, 64, (A + 572672) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 482560) + (o * 30 + t) * 64, 64, (A + 574720) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 576768) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9696) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 365568) + (o * 30 + t) * 64, 64, (A + 73184) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 427008) + (o * 30 + t) * 64, 64, (A + 75232) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 488448) + (o * 30 + t) * 64, 64, (A + 77280) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 549888) + (o * 30 + t) * 64, 64, (A + 79328) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 611328) + (o * 30 + t) * 64, 64, (A + 81376) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 672768) + (o * 30 + t) * 64, 64, (A + 83424) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 734208) + (o * 30 + t) * 64, 64, (A + 85472) + o * 64);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 91616), 1, T(1));
     // fused loop over [32, 64]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 576800)[i] + (A + 560384)[i];
-      const T v1 = v0 * (A + 562432)[i];
-      (A + 614688)[i] = v1;
-      const T v2 = v0 * (A + 564480)[i];
-      (A + 616736)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 618784), 1, T(1));
-    // fused loop over [32, 64]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 562432)[i] * (A + 562432)[i];
-      const T v1 = (A + 618784)[0] - v0;
-      const T v2 = (A + 616736)[i] * v1;
-      const T v3 = (A + 578848)[i] + v2;
-      const T v4 = v3 * (A + 566528)[i];
-      (A + 618800)[i] = v4;
-      const T v5 = v3 * (A + 568576)[i];
-      (A + 620848)[i] = v5;
-      const T v6 = v3 * (A + 570624)[i];
-      (A + 622896)[i] = v6;
-      const T v7 = v3 * (A + 572672)[i];
-      (A + 624944)[i] = v7;
-      const T v8 = (A + 618784)[0] - (A + 564480)[i];
-      const T v9 = (A + 564480)[i] * v8;
-      const T v10 = (A + 614688)[i] * v9;
-      (A + 626992)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 629040), 8192, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 629040)[192 + i0 * 256 + i1 * 1] = (A + 626992)[i0 * 64 + i1 * 1];
-        }
-    // fused loop over [32, 64]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 566528)[i] * (A + 566528)[i];
-      const T v1 = (A + 618784)[0] - v0;
-      const T v2 = (A + 620848)[i] * v1;
-      (A + 614688)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 637232), 8192, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 637232)[128 + i0 * 256 + i1 * 1] = (A + 614688)[i0 * 64 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 645424)[i] = (A + 629040)[i] + (A + 637232)[i];
-    }
-    // fused loop over [32, 64]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 618784)[0] - (A + 572672)[i];
-      const T v1 = (A + 572672)[i] * v0;
-      const T v2 = (A + 622896)[i] * v1;
-      (A + 614688)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 626992), 8192, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          (A + 626992)[64 + i0 * 256 + i1 * 1] = (A + 614688)[i0 * 64 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      (A + 635184)[i] = (A + 645424)[i] + (A + 626992)[i];
-    }
-    // fused loop over [32, 64]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 618784)[0] - (A + 568576)[i];
-      const T v1 = (A + 568576)[i] * v0;
-      const T v2 = (A + 618800)[i] * v1;
-      (A + 614688)[i] = v2;
+      const T v0 = (A + 87520)[i] + (A + 71136)[i];
+      const T v1 = v0 * (A + 73184)[i];
+      const T v2 = (A + 91616)[0] - (A + 75232)[i];
+      const T v3 = (A + 75232)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 93680)[i] = v4;
+      const T v5 = v0 * (A + 75232)[i];
+      const T v6 = (A + 73184)[i] * (A + 73184)[i];
+      const T v7 = (A + 91616)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 89568)[i] + v8;
+      const T v10 = v9 * (A + 79328)[i];
+      const T v11 = (A + 77280)[i] * (A + 77280)[i];
+      const T v12 = (A + 91616)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 95728)[i] = v13;
+      const T v14 = v9 * (A + 81376)[i];
+      const T v15 = (A + 91616)[0] - (A + 83424)[i];
+      const T v16 = (A + 83424)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 97776)[i] = v17;
+      const T v18 = v9 * (A + 77280)[i];
+      const T v19 = (A + 91616)[0] - (A + 79328)[i];
+      const T v20 = (A + 79328)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 99824)[i] = v21;
+      const T v22 = v9 * (A + 83424)[i];
+      (A + 91632)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 616736), 8192, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 101872), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 616736)[0 + i0 * 256 + i1 * 1] = (A + 614688)[i0 * 64 + i1 * 1];
+          (A + 101872)[192 + i0 * 256 + i1 * 1] = (A + 93680)[i0 * 64 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 110064), 8192, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 64; ++i1)
+        {
+          (A + 110064)[128 + i0 * 256 + i1 * 1] = (A + 95728)[i0 * 64 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 118256), 8192, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 64; ++i1)
+        {
+          (A + 118256)[64 + i0 * 256 + i1 * 1] = (A + 97776)[i0 * 64 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 126448), 8192, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 64; ++i1)
+        {
+          (A + 126448)[0 + i0 * 256 + i1 * 1] = (A + 99824)[i0 * 64 + i1 * 1];
+        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [32, 256]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      (A + 626992)[i] = (A + 635184)[i] + (A + 616736)[i];
+      const T v0 = (A + 101872)[i] + (A + 110064)[i];
+      const T v1 = v0 + (A + 118256)[i];
+      const T v2 = v1 + (A + 126448)[i];
+      (A + 93680)[i] = v2;
     }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 614688), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 614688)[i1 * 1] += (A + 626992)[i0 * 256 + i1 * 1];
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 64, 256, T(1), (A + 626992), 256, (A + 3296), 256, T(0), (A + 614944), 64, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 64, 256, 32, T(1), (A + 574720), 64, (A + 626992), 256, T(0), (A + 635184), 256, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 256, 32, T(1), (A + 576768), 1, (A + 626992), 256, T(0), (A + 616992), 256, threads());
-    // fused loop over [256]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 581152)[i] + (A + 614688)[i];
-      (A + 617248)[i] = v0;
-      const T v1 = (A + 597792)[i] + (A + 614688)[i];
-      (A + 617504)[i] = v1;
-    }
-    // add  (prelude.model:29:13)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 614688)[i0 * 256 + i1 * 1] = (A + 598048)[i1 * 1] + (A + 616992)[i1 * 1];
-        }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 16384; ++i) {
-      (A + 651568)[i] = (A + 598304)[i] + (A + 635184)[i];
-    }
-    std::copy_n((A + 614944), 2048, (A + 576800));
-    std::copy_n((A + 624944), 2048, (A + 578848));
-    std::copy_n((A + 617248), 256, (A + 581152));
-    std::copy_n((A + 617504), 256, (A + 597792));
-    std::copy_n((A + 614688), 256, (A + 598048));
-    std::copy_n((A + 651568), 16384, (A + 598304));
+    gemm(false, true, 32, 64, 256, T(1), (A + 93680), 256, (A + 248832), 256, T(0), (A + 101872), 64, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 93680) + o * 256, 256, (A + 795648) + (o * 30 + t) * 256);
+    std::copy_n((A + 101872), 2048, (A + 87520));
+    std::copy_n((A + 91632), 2048, (A + 89568));
   }
-  std::copy_n((A + 576800), 2048, (A + 99872));
-  std::copy_n((A + 578848), 2048, (A + 101920));
-  std::copy_n((A + 580896), 256, (A + 20704));
-  std::copy_n((A + 581152), 256, (A + 20960));
-  std::copy_n((A + 581408), 16384, (A + 667952));
-  std::copy_n((A + 597792), 256, (A + 21216));
-  std::copy_n((A + 598048), 256, (A + 21472));
-  std::copy_n((A + 598304), 16384, (A + 684336));
-  // fused loop over [256, 64]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 684336)[i0 * 1 + i1 * 256];
-        const T v1 = (A + 667952)[i0 * 64 + i1 * 1] + v0;
-        (A + 3264)[i0 * 64 + i1 * 1] = v1;
-      }
+  std::copy_n((A + 87520), 2048, (A + 5536));
+  std::copy_n((A + 89568), 2048, (A + 7584));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 1008), 256, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      for (int64_t i2 = 0; i2 < 256; ++i2)
+        {
+          (A + 1008)[i2 * 1] += (A + 795648)[i0 * 7680 + i1 * 256 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 64, 256, 960, T(1), (A + 734208), 64, (A + 795648), 256, T(0), (A + 5536), 256, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 795648), 256, T(0), (A + 1264), 256, threads());
   // fused loop over [256, 1]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   mul  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 21472)[i0 * 1 + i1 * 256];
-        const T v1 = (A + 20704)[i0 * 1] + v0;
-        (A + 0)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = (A + 1264)[i0 * 1 + i1 * 256];
+        (A + 16)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = sf_[12].data()[i0 * 1] * (A + 5120)[0];
+        (A + 272)[i0 * 1 + i1 * 1] = v1;
       }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 256);
+  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 256);
+  // fused loop over [256, 64]:
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   mul  (seed_lstm_bn.model:23:1)
+  for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 64; ++i1)
+      {
+        const T v0 = (A + 5536)[i0 * 1 + i1 * 256];
+        (A + 21920)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = sf_[14].data()[i0 * 64 + i1 * 1] * (A + 5120)[0];
+        (A + 38304)[i0 * 64 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 3264), (A + 3264) + 16384);
+  if (grads) (*grads)[1].assign((A + 21920), (A + 21920) + 16384);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 20960), (A + 20960) + 256);
+  if (grads) (*grads)[2].assign((A + 1008), (A + 1008) + 256);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 21216), (A + 21216) + 256);
+  if (grads) (*grads)[3].assign((A + 1008), (A + 1008) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 19872), (A + 19872) + 64);
+  if (grads) (*grads)[4].assign((A + 3184), (A + 3184) + 64);
   // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 3088), (A + 3088) + 64);
+  if (grads) (*grads)[5].assign((A + 3072), (A + 3072) + 64);
+  // fused loop over [1, 64]:
+  //   transpose %d.head.weight  (prelude.model:10:25)
+  //   mul  (seed_lstm_bn.model:23:1)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 64; ++i1)
+      {
+        const T v0 = (A + 3312)[i0 * 1 + i1 * 1];
+        (A + 528)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = sf_[24].data()[i1 * 1] * (A + 5120)[0];
+        (A + 592)[i0 * 64 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 19808), (A + 19808) + 64);
+  if (grads) (*grads)[6].assign((A + 528), (A + 528) + 64);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[7].assign((A + 960), (A + 960) + 1);
+  if (grads) (*grads)[7].assign((A + 3168), (A + 3168) + 1);
   // hyper %lr  (seed_lstm_bn.model:23:1)
-  (A + 256)[0] = T(lr_);
+  (A + 656)[0] = T(lr_);
   // buffer %optimizer.step  (seed_lstm_bn.model:23:1)
   // add %optimizer.step.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 272)[0] = sf_[11].data()[0] + (A + 3040)[0];
+    (A + 672)[0] = sf_[11].data()[0] + (A + 992)[0];
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(11, (A + 272));
+  updates.emplace_back(11, (A + 672));
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 288), 1, T(-0.10536051565782628));
-  // fused loop over []:
+  std::fill_n((A + 688), 1, T(-0.10536051565782628));
+  // const  (seed_lstm_bn.model:23:1)
+  std::fill_n((A + 704), 1, T(-0.0010005003335835344));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
+  // const  (seed_lstm_bn.model:23:1)
+  std::fill_n((A + 720), 1, T(0.099999999999999978));
+  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
+  // const  (seed_lstm_bn.model:23:1)
+  std::fill_n((A + 736), 1, T(0.999));
+  // const  (seed_lstm_bn.model:23:1)
+  std::fill_n((A + 752), 1, T(0.0010000000000000009));
+  // fused loop over [256, 1]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   exp  (seed_lstm_bn.model:23:1)  [register]
-  //   sub  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 272)[0] * (A + 288)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 3040)[0] - v1;
-    (A + 304)[0] = v2;
-  }
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+  //   sqrt  (seed_lstm_bn.model:23:1)
+  for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        const T v0 = (A + 16)[i0 * 1] * (A + 720)[0];
+        const T v1 = (A + 272)[i0 * 1] + v0;
+        (A + 1264)[i0 * 1 + i1 * 1] = v1;
+        const T v2 = sf_[13].data()[i0 * 1] * (A + 736)[0];
+        const T v3 = (A + 16)[i0 * 1] * (A + 16)[i0 * 1];
+        const T v4 = v3 * (A + 752)[0];
+        const T v5 = v2 + v4;
+        (A + 1520)[i0 * 1 + i1 * 1] = v5;
+        const T v6 = std::sqrt(v5);
+        (A + 1776)[i0 * 1 + i1 * 1] = v6;
+      }
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(12, (A + 1264));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(13, (A + 1520));
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 288), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   exp  (seed_lstm_bn.model:23:1)  [register]
   //   sub  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   exp  (seed_lstm_bn.model:23:1)  [register]
+  //   sub  (seed_lstm_bn.model:23:1)  [register]
   //   sqrt  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 272)[0] * (A + 288)[0];
+    const T v0 = (A + 672)[0] * (A + 688)[0];
     const T v1 = fexp(v0);
-    const T v2 = (A + 3040)[0] - v1;
-    const T v3 = (A + 256)[0] / (A + 304)[0];
-    (A + 320)[0] = v3;
-    const T v4 = std::sqrt(v2);
-    (A + 336)[0] = v4;
+    const T v2 = (A + 992)[0] - v1;
+    const T v3 = (A + 656)[0] / v2;
+    (A + 32)[0] = v3;
+    const T v4 = (A + 672)[0] * (A + 704)[0];
+    const T v5 = fexp(v4);
+    const T v6 = (A + 992)[0] - v5;
+    const T v7 = std::sqrt(v6);
+    (A + 48)[0] = v7;
   }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 352)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1] * (A + 3168)[0];
-      }
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 256), 1, T(0.099999999999999978));
   // fused loop over [256, 1]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 0)[i0 * 1] * (A + 256)[0];
-        const T v1 = (A + 352)[i0 * 1] + v0;
-        (A + 608)[i0 * 1 + i1 * 1] = v1;
-      }
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 288), 1, T(0.999));
-  // fused loop over [256, 1]:
-  //   mul  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = sf_[13].data()[i0 * 1] * (A + 288)[0];
-        (A + 352)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
-        (A + 976)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 0), 1, T(0.0010000000000000009));
-  // fused loop over [256, 1]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 976)[i0 * 1] * (A + 0)[0];
-        const T v1 = (A + 352)[i0 * 1] + v0;
-        (A + 1232)[i0 * 1 + i1 * 1] = v1;
-      }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(12, (A + 608));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(13, (A + 1232));
-  // fused loop over [256, 1]:
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::sqrt((A + 1232)[i0 * 1]);
-        const T v1 = v0 / (A + 336)[0];
-        (A + 352)[i0 * 1 + i1 * 1] = v1;
-      }
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over [256, 1]:
+  //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1105,45 +949,24 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 352)[i0 * 1] + (A + 16)[0];
-        const T v1 = (A + 608)[i0 * 1] / v0;
-        const T v2 = (A + 320)[0] * v1;
-        const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 976)[i0 * 1 + i1 * 1] = v3;
+        const T v0 = (A + 1776)[i0 * 1] / (A + 48)[0];
+        const T v1 = v0 + (A + 16)[0];
+        const T v2 = (A + 1264)[i0 * 1] / v1;
+        const T v3 = (A + 32)[0] * v2;
+        const T v4 = sf_[0].data()[i0 * 1] - v3;
+        (A + 64)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(0, (A + 976));
+  updates.emplace_back(0, (A + 64));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // fused loop over [256, 64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 3168)[0];
-    const T v1 = (A + 3264)[i] * (A + 256)[0];
-    const T v2 = v0 + v1;
-    (A + 21472)[i] = v2;
-  }
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [256, 64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 288)[0];
-    const T v1 = (A + 3264)[i] * (A + 3264)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 37856)[i] = v3;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(14, (A + 21472));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(15, (A + 37856));
-  // fused loop over [256, 64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
@@ -1152,96 +975,48 @@ private:
   //   sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = std::sqrt((A + 37856)[i]);
-    const T v1 = v0 / (A + 336)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 21472)[i] / v2;
-    const T v4 = (A + 320)[0] * v3;
-    const T v5 = sf_[1].data()[i] - v4;
-    (A + 3264)[i] = v5;
+    const T v0 = (A + 21920)[i] * (A + 720)[0];
+    const T v1 = (A + 38304)[i] + v0;
+    (A + 5536)[i] = v1;
+    const T v2 = sf_[15].data()[i] * (A + 736)[0];
+    const T v3 = (A + 21920)[i] * (A + 21920)[i];
+    const T v4 = v3 * (A + 752)[0];
+    const T v5 = v2 + v4;
+    (A + 54688)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[1].data()[i] - v10;
+    (A + 71072)[i] = v11;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(1, (A + 3264));
+  updates.emplace_back(14, (A + 5536));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(15, (A + 54688));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(1, (A + 71072));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // fused loop over [256]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 3168)[0];
-    const T v1 = (A + 20960)[i] * (A + 256)[0];
-    const T v2 = v0 + v1;
-    (A + 352)[i] = v2;
-  }
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [256]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 288)[0];
-    const T v1 = (A + 20960)[i] * (A + 20960)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 1488)[i] = v3;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(16, (A + 352));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(17, (A + 1488));
-  // fused loop over [256]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::sqrt((A + 1488)[i]);
-    const T v1 = v0 / (A + 336)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 352)[i] / v2;
-    const T v4 = (A + 320)[0] * v3;
-    const T v5 = sf_[2].data()[i] - v4;
-    (A + 1744)[i] = v5;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(2, (A + 1744));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // fused loop over [256]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[18].data()[i] * (A + 3168)[0];
-    const T v1 = (A + 21216)[i] * (A + 256)[0];
-    const T v2 = v0 + v1;
-    (A + 2000)[i] = v2;
-  }
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // fused loop over [256]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 288)[0];
-    const T v1 = (A + 21216)[i] * (A + 21216)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 2256)[i] = v3;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(18, (A + 2000));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(19, (A + 2256));
-  // fused loop over [256]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
@@ -1250,96 +1025,72 @@ private:
   //   sub %lstm.bias_hh_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::sqrt((A + 2256)[i]);
-    const T v1 = v0 / (A + 336)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 2000)[i] / v2;
-    const T v4 = (A + 320)[0] * v3;
-    const T v5 = sf_[3].data()[i] - v4;
-    (A + 2512)[i] = v5;
+    const T v0 = sf_[16].data()[i] * (A + 5120)[0];
+    const T v1 = (A + 1008)[i] * (A + 720)[0];
+    const T v2 = v0 + v1;
+    (A + 1776)[i] = v2;
+    const T v3 = sf_[17].data()[i] * (A + 736)[0];
+    const T v4 = (A + 1008)[i] * (A + 1008)[i];
+    const T v5 = v4 * (A + 752)[0];
+    const T v6 = v3 + v5;
+    (A + 2032)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 32)[0] * v10;
+    const T v12 = sf_[2].data()[i] - v11;
+    (A + 2288)[i] = v12;
+    const T v13 = sf_[18].data()[i] * (A + 5120)[0];
+    const T v14 = v13 + v1;
+    (A + 2544)[i] = v14;
+    const T v15 = sf_[19].data()[i] * (A + 736)[0];
+    const T v16 = v15 + v5;
+    (A + 2800)[i] = v16;
+    const T v17 = std::sqrt(v16);
+    const T v18 = v17 / (A + 48)[0];
+    const T v19 = v18 + (A + 16)[0];
+    const T v20 = v14 / v19;
+    const T v21 = (A + 32)[0] * v20;
+    const T v22 = sf_[3].data()[i] - v21;
+    (A + 3248)[i] = v22;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(3, (A + 2512));
+  updates.emplace_back(16, (A + 1776));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(17, (A + 2032));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(2, (A + 2288));
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
+  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(18, (A + 2544));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(19, (A + 2800));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(3, (A + 3248));
   // buffer %optimizer.bn.weight.exp_avg  (seed_lstm_bn.model:23:1)
-  // fused loop over [64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.bn.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[20].data()[i] * (A + 3168)[0];
-    const T v1 = (A + 19872)[i] * (A + 256)[0];
-    const T v2 = v0 + v1;
-    (A + 32)[i] = v2;
-  }
   // buffer %optimizer.bn.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.bn.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.bn.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[21].data()[i] * (A + 288)[0];
-    const T v1 = (A + 19872)[i] * (A + 19872)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 96)[i] = v3;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(20, (A + 32));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(21, (A + 96));
-  // fused loop over [64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   sub %bn.weight.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = std::sqrt((A + 96)[i]);
-    const T v1 = v0 / (A + 336)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 32)[i] / v2;
-    const T v4 = (A + 320)[0] * v3;
-    const T v5 = sf_[4].data()[i] - v4;
-    (A + 160)[i] = v5;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(4, (A + 160));
-  // buffer %optimizer.bn.bias.exp_avg  (seed_lstm_bn.model:23:1)
-  // fused loop over [64]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.bn.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[22].data()[i] * (A + 3168)[0];
-    const T v1 = (A + 3088)[i] * (A + 256)[0];
-    const T v2 = v0 + v1;
-    (A + 864)[i] = v2;
-  }
-  // buffer %optimizer.bn.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // fused loop over [64]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.bn.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[23].data()[i] * (A + 288)[0];
-    const T v1 = (A + 3088)[i] * (A + 3088)[i];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 2768)[i] = v3;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(22, (A + 864));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(23, (A + 2768));
-  // fused loop over [64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
@@ -1348,51 +1099,61 @@ private:
   //   sub %bn.bias.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = std::sqrt((A + 2768)[i]);
-    const T v1 = v0 / (A + 336)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 864)[i] / v2;
-    const T v4 = (A + 320)[0] * v3;
-    const T v5 = sf_[5].data()[i] - v4;
-    (A + 2832)[i] = v5;
+    const T v0 = (A + 3184)[i] * (A + 720)[0];
+    const T v1 = (A + 3504)[i] + v0;
+    (A + 320)[i] = v1;
+    const T v2 = sf_[21].data()[i] * (A + 736)[0];
+    const T v3 = (A + 3184)[i] * (A + 3184)[i];
+    const T v4 = v3 * (A + 752)[0];
+    const T v5 = v2 + v4;
+    (A + 384)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[4].data()[i] - v10;
+    (A + 448)[i] = v11;
+    const T v12 = sf_[22].data()[i] * (A + 5120)[0];
+    const T v13 = (A + 3072)[i] * (A + 720)[0];
+    const T v14 = v12 + v13;
+    (A + 768)[i] = v14;
+    const T v15 = sf_[23].data()[i] * (A + 736)[0];
+    const T v16 = (A + 3072)[i] * (A + 3072)[i];
+    const T v17 = v16 * (A + 752)[0];
+    const T v18 = v15 + v17;
+    (A + 832)[i] = v18;
+    const T v19 = std::sqrt(v18);
+    const T v20 = v19 / (A + 48)[0];
+    const T v21 = v20 + (A + 16)[0];
+    const T v22 = v14 / v21;
+    const T v23 = (A + 32)[0] * v22;
+    const T v24 = sf_[5].data()[i] - v23;
+    (A + 896)[i] = v24;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(5, (A + 2832));
+  updates.emplace_back(20, (A + 320));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(21, (A + 384));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(4, (A + 448));
+  // buffer %optimizer.bn.bias.exp_avg  (seed_lstm_bn.model:23:1)
+  // buffer %optimizer.bn.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(22, (A + 768));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(23, (A + 832));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(5, (A + 896));
   // buffer %optimizer.head.weight.exp_avg  (seed_lstm_bn.model:23:1)
-  // fused loop over [1, 64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = sf_[24].data()[i1 * 1] * (A + 3168)[0];
-        const T v1 = (A + 19808)[i1 * 1] * (A + 256)[0];
-        const T v2 = v0 + v1;
-        (A + 2896)[i0 * 64 + i1 * 1] = v2;
-      }
   // buffer %optimizer.head.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [1, 64]:
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.head.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = sf_[25].data()[i1 * 1] * (A + 288)[0];
-        const T v1 = (A + 19808)[i1 * 1] * (A + 19808)[i1 * 1];
-        const T v2 = v1 * (A + 0)[0];
-        const T v3 = v0 + v2;
-        (A + 2960)[i0 * 64 + i1 * 1] = v3;
-      }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(24, (A + 2896));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(25, (A + 2960));
-  // fused loop over [1, 64]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
@@ -1403,47 +1164,38 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = std::sqrt((A + 2960)[i1 * 1]);
-        const T v1 = v0 / (A + 336)[0];
-        const T v2 = v1 + (A + 16)[0];
-        const T v3 = (A + 2896)[i1 * 1] / v2;
-        const T v4 = (A + 320)[0] * v3;
-        const T v5 = sf_[6].data()[i1 * 1] - v4;
-        (A + 3088)[i0 * 64 + i1 * 1] = v5;
+        const T v0 = (A + 528)[i1 * 1] * (A + 720)[0];
+        const T v1 = (A + 592)[i1 * 1] + v0;
+        (A + 960)[i0 * 64 + i1 * 1] = v1;
+        const T v2 = sf_[25].data()[i1 * 1] * (A + 736)[0];
+        const T v3 = (A + 528)[i1 * 1] * (A + 528)[i1 * 1];
+        const T v4 = v3 * (A + 752)[0];
+        const T v5 = v2 + v4;
+        (A + 1024)[i0 * 64 + i1 * 1] = v5;
+        const T v6 = std::sqrt(v5);
+        const T v7 = v6 / (A + 48)[0];
+        const T v8 = v7 + (A + 16)[0];
+        const T v9 = v1 / v8;
+        const T v10 = (A + 32)[0] * v9;
+        const T v11 = sf_[6].data()[i1 * 1] - v10;
+        (A + 1088)[i0 * 64 + i1 * 1] = v11;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(6, (A + 3088));
+  updates.emplace_back(24, (A + 960));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(25, (A + 1024));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(6, (A + 1088));
   // buffer %optimizer.head.bias.exp_avg  (seed_lstm_bn.model:23:1)
-  // fused loop over [1]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[26].data()[0] * (A + 3168)[0];
-    const T v1 = (A + 960)[0] * (A + 256)[0];
-    const T v2 = v0 + v1;
-    (A + 224)[i] = v2;
-  }
   // buffer %optimizer.head.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [1]:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
+  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.head.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[27].data()[0] * (A + 288)[0];
-    const T v1 = (A + 960)[0] * (A + 960)[0];
-    const T v2 = v1 * (A + 0)[0];
-    const T v3 = v0 + v2;
-    (A + 240)[i] = v3;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(26, (A + 224));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(27, (A + 240));
-  // fused loop over [1]:
   //   sqrt  (seed_lstm_bn.model:23:1)  [register]
   //   div  (seed_lstm_bn.model:23:1)  [register]
   //   add  (seed_lstm_bn.model:23:1)  [register]
@@ -1452,16 +1204,29 @@ private:
   //   sub %head.bias.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::sqrt((A + 240)[0]);
-    const T v1 = v0 / (A + 336)[0];
-    const T v2 = v1 + (A + 16)[0];
-    const T v3 = (A + 224)[0] / v2;
-    const T v4 = (A + 320)[0] * v3;
-    const T v5 = sf_[7].data()[0] - v4;
-    (A + 0)[i] = v5;
+    const T v0 = sf_[26].data()[0] * (A + 5120)[0];
+    const T v1 = (A + 3168)[0] * (A + 720)[0];
+    const T v2 = v0 + v1;
+    (A + 512)[i] = v2;
+    const T v3 = sf_[27].data()[0] * (A + 736)[0];
+    const T v4 = (A + 3168)[0] * (A + 3168)[0];
+    const T v5 = v4 * (A + 752)[0];
+    const T v6 = v3 + v5;
+    (A + 528)[i] = v6;
+    const T v7 = std::sqrt(v6);
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
+    const T v10 = v2 / v9;
+    const T v11 = (A + 32)[0] * v10;
+    const T v12 = sf_[7].data()[0] - v11;
+    (A + 544)[i] = v12;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(7, (A + 0));
+  updates.emplace_back(26, (A + 512));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(27, (A + 528));
+  // update  (seed_lstm_bn.model:23:1)
+  updates.emplace_back(7, (A + 544));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1473,7 +1238,7 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
   // input %x  (seed_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
@@ -1483,47 +1248,36 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 3008)[i0 * 256 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3008), 256, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        (A + 3264)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
+        (A + 248768)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 2048, (A + 19680));
-  std::copy_n((A + 960), 2048, (A + 21728));
+  std::copy_n((A + 960), 2048, (A + 273344));
+  std::copy_n((A + 960), 2048, (A + 275392));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 19648) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 256, 1, T(1), (A + 19648), 1, (A + 3008), 256, T(0), (A + 23776), 256, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 31968)[i0 * 256 + i1 * 1] = (A + 23776)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3008) + (o * 30 + t) * 256, 256, (A + 265152) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 19680), 64, (A + 3264), 256, T(0), (A + 23776), 256, threads());
+    gemm(false, false, 32, 256, 64, T(1), (A + 273344), 64, (A + 248768), 256, T(0), (A + 277440), 256, threads());
     // fused loop over [32, 256]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 31968)[i0 * 256 + i1 * 1] + (A + 23776)[i0 * 256 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 40160)[i0 * 256 + i1 * 1] = v1;
+          const T v0 = (A + 265152)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 277440)[i0 * 256 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 285632)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1543,98 +1297,108 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 40160)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 285632)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 40160)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 285632)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 40160)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 285632)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 40160)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 285632)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 21728)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 275392)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 23776)[i0 * 64 + i1 * 1] = v10;
+          (A + 277440)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 25824)[i0 * 64 + i1 * 1] = v12;
+          (A + 279488)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25824) + o * 64, 64, (A + 52448) + (o * 30 + t) * 64);
-    std::copy_n((A + 25824), 2048, (A + 19680));
-    std::copy_n((A + 23776), 2048, (A + 21728));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279488) + o * 64, 64, (A + 297920) + (o * 30 + t) * 64);
+    std::copy_n((A + 279488), 2048, (A + 273344));
+    std::copy_n((A + 277440), 2048, (A + 275392));
   }
-  std::copy_n((A + 19680), 2048, (A + 48352));
-  std::copy_n((A + 21728), 2048, (A + 50400));
+  std::copy_n((A + 273344), 2048, (A + 293824));
+  std::copy_n((A + 275392), 2048, (A + 295872));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 52448)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 297920)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
   // buffer %bn.running_mean  (prelude.model:50:3)
-  // sub  (prelude.model:65:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 2048)[i0 * 64 + i1 * 1] = (A + 0)[i0 * 64 + i1 * 1] - sf_[8].data()[i1 * 1];
-      }
   // buffer %bn.running_var  (prelude.model:51:3)
   // const  (prelude.model:65:53)
-  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 2048), 1, T(1.0000000000000001e-05));
+  // param %bn.weight  (prelude.model:48:3)
   // fused loop over [64]:
   //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   rsqrt  (prelude.model:65:40)  [register]
+  //   mul  (prelude.model:10:14)
+  //   neg  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   mul  (prelude.model:10:14)  [register]
+  //   add  (prelude.model:10:14)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 0)[0];
+    const T v0 = sf_[9].data()[i] + (A + 2048)[0];
     const T v1 = T(1) / std::sqrt(v0);
-    (A + 16)[i] = v1;
+    const T v2 = v1 * sf_[4].data()[i];
+    (A + 2064)[i] = v2;
+    const T v3 = -sf_[8].data()[i];
+    const T v4 = v3 * v1;
+    const T v5 = v4 * sf_[4].data()[i];
+    const T v6 = v5 + sf_[5].data()[i];
+    (A + 2128)[i] = v6;
   }
-  // mul %bn.xhat  (prelude.model:65:33)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 4096)[i0 * 64 + i1 * 1] = (A + 2048)[i0 * 64 + i1 * 1] * (A + 16)[i1 * 1];
-      }
-  // param %bn.weight  (prelude.model:48:3)
-  // mul  (prelude.model:67:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 0)[i0 * 64 + i1 * 1] = (A + 4096)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
-      }
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %bn.bias  (prelude.model:49:3)
-  // add %z  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
+  // param %head.weight  (prelude.model:7:3)
+  // mul  (prelude.model:10:14)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 2048)[i0 * 64 + i1 * 1] = (A + 0)[i0 * 64 + i1 * 1] + sf_[5].data()[i1 * 1];
+        (A + 2192)[i0 * 64 + i1 * 1] = sf_[6].data()[i1 * 1] * (A + 2064)[i1 * 1];
       }
-  // param %head.weight  (prelude.model:7:3)
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(false, true, 32, 1, 64, T(1), (A + 0), 64, (A + 2192), 64, T(0), (A + 2048), 1, threads());
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 2048), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
+  gemm(false, true, 1, 1, 64, T(1), (A + 2128), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
+  // reshape  (prelude.model:10:14)
+  // (a view of its operand)
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add  (prelude.model:10:14)  [register]
+  //   add %yhat  (prelude.model:10:34)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[7].data()[0];
+        const T v0 = (A + 2048)[i0 * 1] + (A + 0)[0];
+        const T v1 = v0 + sf_[7].data()[0];
+        (A + 16)[i0 * 1 + i1 * 1] = v1;
       }
   // output  (seed_lstm_bn.model:20:3)
-  std::copy_n((A + 32), 32, static_cast<T *>(out[0]));
+  std::copy_n((A + 16), 32, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(1041408);
+    return arena_.data();
+  }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[28]; // integer state
   double lr_ = 0.001;

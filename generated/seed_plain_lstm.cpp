@@ -72,7 +72,7 @@ const ModelSpec &spec() {
 
 template <typename T> class Net final : public Backend {
 public:
-  Net() : arena_(4634672) {
+  Net() {
     sf_[0].assign(1024, T(0));
     sf_[1].assign(262144, T(0));
     sf_[2].assign(1024, T(0));
@@ -93,7 +93,7 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
   // input %x  (seed_plain_lstm.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
@@ -107,47 +107,36 @@ public:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 272384));
-  std::copy_n((A + 992), 8192, (A + 280576));
+  std::copy_n((A + 992), 8192, (A + 1287136));
+  std::copy_n((A + 992), 8192, (A + 1295328));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 321536)[i0 * 1024 + i1 * 1] = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 288768), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 321536)[i0 * 1024 + i1 * 1] + (A + 288768)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 354304)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 1254368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303520)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1336288)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -167,35 +156,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 354304)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336288)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 354304)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1336288)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 354304)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1336288)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 354304)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1336288)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 280576)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1295328)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 288768)[i0 * 256 + i1 * 1] = v10;
+          (A + 1303520)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 296960)[i0 * 256 + i1 * 1] = v12;
+          (A + 1311712)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296960) + o * 256, 256, (A + 403456) + (o * 30 + t) * 256);
-    std::copy_n((A + 296960), 8192, (A + 272384));
-    std::copy_n((A + 288768), 8192, (A + 280576));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311712) + o * 256, 256, (A + 1385440) + (o * 30 + t) * 256);
+    std::copy_n((A + 1311712), 8192, (A + 1287136));
+    std::copy_n((A + 1303520), 8192, (A + 1295328));
   }
-  std::copy_n((A + 272384), 8192, (A + 387072));
-  std::copy_n((A + 280576), 8192, (A + 395264));
+  std::copy_n((A + 1287136), 8192, (A + 1369056));
+  std::copy_n((A + 1295328), 8192, (A + 1377248));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403456)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385440)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -221,7 +210,7 @@ public:
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena_.data();
+    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
   // input %x  (seed_plain_lstm.model:9:1)
@@ -236,47 +225,36 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9184)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10208)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 272384));
-  std::copy_n((A + 992), 8192, (A + 280576));
+  std::copy_n((A + 992), 8192, (A + 1287136));
+  std::copy_n((A + 992), 8192, (A + 1295328));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272352) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272352), 1, (A + 9184), 1024, T(0), (A + 288768), 1024, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 321536)[i0 * 1024 + i1 * 1] = (A + 288768)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272384), 256, (A + 10208), 1024, T(0), (A + 288768), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 321536)[i0 * 1024 + i1 * 1] + (A + 288768)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 354304)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 1254368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303520)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1336288)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -296,47 +274,50 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 354304)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336288)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 288768)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 354304)[256 + i0 * 1024 + i1 * 1];
+          (A + 1303520)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 1336288)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 296960)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 354304)[512 + i0 * 1024 + i1 * 1];
+          (A + 1311712)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 1336288)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 305152)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 354304)[768 + i0 * 1024 + i1 * 1];
+          (A + 1319904)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 1336288)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 313344)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 280576)[i0 * 256 + i1 * 1];
+          (A + 1328096)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1295328)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 321536)[i0 * 256 + i1 * 1] = v10;
+          (A + 1369056)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 329728)[i0 * 256 + i1 * 1] = v11;
+          (A + 1377248)[i0 * 256 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 337920)[i0 * 256 + i1 * 1] = v12;
+          (A + 1385440)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 337920) + o * 256, 256, (A + 403456) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 329728) + o * 256, 256, (A + 649216) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 313344) + o * 256, 256, (A + 894976) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 305152) + o * 256, 256, (A + 1140736) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 288768) + o * 256, 256, (A + 1386496) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 280576) + o * 256, 256, (A + 1632256) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296960) + o * 256, 256, (A + 1878016) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 272384) + o * 256, 256, (A + 2123776) + (o * 30 + t) * 256);
-    std::copy_n((A + 337920), 8192, (A + 272384));
-    std::copy_n((A + 321536), 8192, (A + 280576));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1385440) + o * 256, 256, (A + 1410016) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1377248) + o * 256, 256, (A + 1655776) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1328096) + o * 256, 256, (A + 1901536) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1319904) + o * 256, 256, (A + 2147296) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1303520) + o * 256, 256, (A + 2393056) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1295328) + o * 256, 256, (A + 2638816) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311712) + o * 256, 256, (A + 2884576) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1287136) + o * 256, 256, (A + 3130336) + (o * 30 + t) * 256);
+    std::copy_n((A + 1385440), 8192, (A + 1287136));
+    std::copy_n((A + 1369056), 8192, (A + 1295328));
   }
-  std::copy_n((A + 272384), 8192, (A + 387072));
-  std::copy_n((A + 280576), 8192, (A + 395264));
+  std::copy_n((A + 1287136), 8192, (A + 1393632));
+  std::copy_n((A + 1295328), 8192, (A + 1401824));
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 272352)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403456)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1410016)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -346,440 +327,321 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9184)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
+        (A + 17376)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 272352), 256, sf_[4].data(), 256, T(0), (A + 9440), 1, threads());
+  gemm(false, true, 32, 1, 256, T(1), (A + 9184), 256, sf_[4].data(), 256, T(0), (A + 17632), 1, threads());
   // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
+  // fused loop over [32, 1]:
+  //   add %yhat  (prelude.model:10:34)
+  //   sub  (seed_plain_lstm.model:18:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9472)[i0 * 1 + i1 * 1] = (A + 9440)[i0 * 1] + sf_[5].data()[0];
+        const T v0 = (A + 17632)[i0 * 1] + sf_[5].data()[0];
+        (A + 17664)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 - (A + 960)[i0 * 1];
+        (A + 17696)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (seed_plain_lstm.model:18:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 9472)[k] - (A + 960)[k]; s += d * d; } (A + 9440)[0] = s / T(32); }
+  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 17664)[k] - (A + 960)[k]; s += d * d; } (A + 17632)[0] = s / T(32); }
   // output  (seed_plain_lstm.model:19:3)
   // loss  (seed_plain_lstm.model:15:1)
-  loss = double((A + 9440)[0]);
+  loss = double((A + 17632)[0]);
   // const  (seed_plain_lstm.model:15:1)
-  std::fill_n((A + 9440), 1, T(1));
-  // sub  (seed_plain_lstm.model:18:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 9504)[i0 * 1 + i1 * 1] = (A + 9472)[i0 * 1] - (A + 960)[i0 * 1];
-      }
+  std::fill_n((A + 960), 1, T(1));
   // const  (seed_plain_lstm.model:18:13)
-  std::fill_n((A + 960), 1, T(0.0625));
-  // mul  (seed_plain_lstm.model:18:13)
+  std::fill_n((A + 976), 1, T(0.0625));
+  // fused loop over [32, 1], 1 reduction:
+  //   mul  (seed_plain_lstm.model:18:13)
+  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+  std::fill_n((A + 17664), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 9456)[i0 * 1 + i1 * 1] = (A + 9504)[i0 * 1] * (A + 960)[0];
+        const T v0 = (A + 17696)[i0 * 1] * (A + 976)[0];
+        (A + 17632)[i0 * 1 + i1 * 1] = v0;
+        (A + 17664)[0] += v0;
       }
-  // sum %d.head.bias  (prelude.model:10:34)
-  std::fill_n((A + 960), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    (A + 960)[0] += (A + 9456)[i];
-  }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 9456), 1, (A + 9184), 1, T(0), (A + 280544), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 17680), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 272352), 256, (A + 9456), 1, T(0), (A + 9184), 1, threads());
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 9456)[i0 * 256 + i1 * 1] = (A + 9184)[i0 * 1 + i1 * 1];
-      }
+  gemm(true, false, 256, 1, 32, T(1), (A + 9184), 256, (A + 17632), 1, T(0), (A + 17376), 1, threads());
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // pad  (seed_plain_lstm.model:17:17)
-  std::fill_n((A + 288736), 245760, T(0));
+  std::fill_n((A + 25872), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 288736)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 280544)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
         }
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 272352), 1024, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 273376), 1024, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 2369536), 262144, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 274400), 1024, T(0));
-  // const  (prelude.model:29:13)
-  std::fill_n((A + 2631680), 262144, T(0));
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 2959392));
-  std::copy_n((A + 992), 8192, (A + 2967584));
-  std::copy_n((A + 272352), 1024, (A + 2975776));
-  std::copy_n((A + 273376), 1024, (A + 2976800));
-  std::copy_n((A + 2369536), 262144, (A + 2977824));
-  std::copy_n((A + 273376), 1024, (A + 3239968));
-  std::copy_n((A + 274400), 1024, (A + 3240992));
-  std::copy_n((A + 2631680), 262144, (A + 3242016));
+  std::copy_n((A + 992), 8192, (A + 337168));
+  std::copy_n((A + 992), 8192, (A + 345360));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 288736) + (o * 30 + t) * 256, 256, (A + 2893824) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 649216) + (o * 30 + t) * 256, 256, (A + 2902016) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 894976) + (o * 30 + t) * 256, 256, (A + 2910208) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1140736) + (o * 30 + t) * 256, 256, (A + 2918400) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1386496) + (o * 30 + t) * 256, 256, (A + 2926592) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1632256) + (o * 30 + t) * 256, 256, (A + 2934784) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1878016) + (o * 30 + t) * 256, 256, (A + 2942976) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2123776) + (o * 30 + t) * 256, 256, (A + 2951168) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 2959360) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1655776) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1901536) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2147296) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2393056) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2638816) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2884576) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3130336) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 353552), 1, T(1));
     // fused loop over [32, 256]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)
-    //   mul  (prelude.model:36:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2959392)[i] + (A + 2893824)[i];
-      const T v1 = v0 * (A + 2902016)[i];
-      (A + 3504160)[i] = v1;
-      const T v2 = v0 * (A + 2910208)[i];
-      (A + 3512352)[i] = v2;
-    }
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 3520544), 1, T(1));
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:23)
-    //   mul  (prelude.model:35:15)
-    //   mul  (prelude.model:35:15)
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2902016)[i] * (A + 2902016)[i];
-      const T v1 = (A + 3520544)[0] - v0;
-      const T v2 = (A + 3512352)[i] * v1;
-      const T v3 = (A + 2967584)[i] + v2;
-      const T v4 = v3 * (A + 2918400)[i];
-      (A + 3520560)[i] = v4;
-      const T v5 = v3 * (A + 2926592)[i];
-      (A + 3528752)[i] = v5;
-      const T v6 = v3 * (A + 2934784)[i];
-      (A + 3536944)[i] = v6;
-      const T v7 = v3 * (A + 2942976)[i];
-      (A + 3545136)[i] = v7;
-      const T v8 = (A + 3520544)[0] - (A + 2910208)[i];
-      const T v9 = (A + 2910208)[i] * v8;
-      const T v10 = (A + 3504160)[i] * v9;
-      (A + 3553328)[i] = v10;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 3561520), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 3561520)[768 + i0 * 1024 + i1 * 1] = (A + 3553328)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:35:23)  [register]
     //   mul  (prelude.model:33:17)  [register]
     //   sub  (prelude.model:33:17)  [register]
     //   mul  (prelude.model:33:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 2918400)[i] * (A + 2918400)[i];
-      const T v1 = (A + 3520544)[0] - v0;
-      const T v2 = (A + 3528752)[i] * v1;
-      (A + 3504160)[i] = v2;
-    }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 3594288), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 3594288)[512 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
-        }
-    // add  (prelude.model:33:23)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3627056)[i] = (A + 3561520)[i] + (A + 3594288)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3520544)[0] - (A + 2942976)[i];
-      const T v1 = (A + 2942976)[i] * v0;
-      const T v2 = (A + 3536944)[i] * v1;
-      (A + 3504160)[i] = v2;
-    }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 3553328), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 3553328)[256 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
-        }
-    // add  (prelude.model:32:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3586096)[i] = (A + 3627056)[i] + (A + 3553328)[i];
-    }
-    // fused loop over [32, 256]:
+    //   mul  (prelude.model:35:23)  [register]
     //   sub  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 3520544)[0] - (A + 2926592)[i];
-      const T v1 = (A + 2926592)[i] * v0;
-      const T v2 = (A + 3520560)[i] * v1;
-      (A + 3504160)[i] = v2;
+      const T v0 = (A + 337168)[i] + (A + 271632)[i];
+      const T v1 = v0 * (A + 279824)[i];
+      const T v2 = (A + 353552)[0] - (A + 288016)[i];
+      const T v3 = (A + 288016)[i] * v2;
+      const T v4 = v1 * v3;
+      (A + 361760)[i] = v4;
+      const T v5 = v0 * (A + 288016)[i];
+      const T v6 = (A + 279824)[i] * (A + 279824)[i];
+      const T v7 = (A + 353552)[0] - v6;
+      const T v8 = v5 * v7;
+      const T v9 = (A + 345360)[i] + v8;
+      const T v10 = v9 * (A + 304400)[i];
+      const T v11 = (A + 296208)[i] * (A + 296208)[i];
+      const T v12 = (A + 353552)[0] - v11;
+      const T v13 = v10 * v12;
+      (A + 369952)[i] = v13;
+      const T v14 = v9 * (A + 312592)[i];
+      const T v15 = (A + 353552)[0] - (A + 320784)[i];
+      const T v16 = (A + 320784)[i] * v15;
+      const T v17 = v14 * v16;
+      (A + 378144)[i] = v17;
+      const T v18 = v9 * (A + 296208)[i];
+      const T v19 = (A + 353552)[0] - (A + 304400)[i];
+      const T v20 = (A + 304400)[i] * v19;
+      const T v21 = v18 * v20;
+      (A + 386336)[i] = v21;
+      const T v22 = v9 * (A + 320784)[i];
+      (A + 353568)[i] = v22;
     }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 3512352), 32768, T(0));
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 394528), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 3512352)[0 + i0 * 1024 + i1 * 1] = (A + 3504160)[i0 * 256 + i1 * 1];
+          (A + 394528)[768 + i0 * 1024 + i1 * 1] = (A + 361760)[i0 * 256 + i1 * 1];
         }
-    // add  (prelude.model:31:26)
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 427296), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          (A + 427296)[512 + i0 * 1024 + i1 * 1] = (A + 369952)[i0 * 256 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 460064), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          (A + 460064)[256 + i0 * 1024 + i1 * 1] = (A + 378144)[i0 * 256 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 492832), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          (A + 492832)[0 + i0 * 1024 + i1 * 1] = (A + 386336)[i0 * 256 + i1 * 1];
+        }
+    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // fused loop over [32, 1024]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      (A + 3553328)[i] = (A + 3586096)[i] + (A + 3512352)[i];
+      const T v0 = (A + 394528)[i] + (A + 427296)[i];
+      const T v1 = v0 + (A + 460064)[i];
+      const T v2 = v1 + (A + 492832)[i];
+      (A + 361760)[i] = v2;
     }
-    // sum  (prelude.model:30:95)
-    std::fill_n((A + 3504160), 1024, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 3504160)[i1 * 1] += (A + 3553328)[i0 * 1024 + i1 * 1];
-        }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 3553328), 1024, (A + 10208), 1024, T(0), (A + 3505184), 256, threads());
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemm(true, false, 256, 1024, 32, T(1), (A + 2951168), 256, (A + 3553328), 1024, T(0), (A + 3586096), 1024, threads());
-    // transpose  (prelude.model:30:20): folded into the matmul that reads it
-    // matmul  (prelude.model:30:20)
-    gemm(true, false, 1, 1024, 32, T(1), (A + 2959360), 1, (A + 3553328), 1024, T(0), (A + 3513376), 1024, threads());
-    // fused loop over [1024]:
-    //   add  (prelude.model:29:13)
-    //   add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1024; ++i) {
-      const T v0 = (A + 2976800)[i] + (A + 3504160)[i];
-      (A + 3514400)[i] = v0;
-      const T v1 = (A + 3239968)[i] + (A + 3504160)[i];
-      (A + 3515424)[i] = v1;
-    }
-    // add  (prelude.model:29:13)
-    for (int64_t i0 = 0; i0 < 1; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 3504160)[i0 * 1024 + i1 * 1] = (A + 3240992)[i1 * 1] + (A + 3513376)[i1 * 1];
-        }
-    // add  (prelude.model:29:13)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 262144; ++i) {
-      (A + 3848240)[i] = (A + 3242016)[i] + (A + 3586096)[i];
-    }
-    std::copy_n((A + 3505184), 8192, (A + 2959392));
-    std::copy_n((A + 3545136), 8192, (A + 2967584));
-    std::copy_n((A + 3514400), 1024, (A + 2976800));
-    std::copy_n((A + 3515424), 1024, (A + 3239968));
-    std::copy_n((A + 3504160), 1024, (A + 3240992));
-    std::copy_n((A + 3848240), 262144, (A + 3242016));
+    gemm(false, true, 32, 256, 1024, T(1), (A + 361760), 1024, (A + 992224), 1024, T(0), (A + 394528), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 361760) + o * 1024, 1024, (A + 3376096) + (o * 30 + t) * 1024);
+    std::copy_n((A + 394528), 8192, (A + 337168));
+    std::copy_n((A + 353568), 8192, (A + 345360));
   }
-  std::copy_n((A + 2959392), 8192, (A + 275424));
-  std::copy_n((A + 2967584), 8192, (A + 534496));
-  std::copy_n((A + 2975776), 1024, (A + 283616));
-  std::copy_n((A + 2976800), 1024, (A + 284640));
-  std::copy_n((A + 2977824), 262144, (A + 4110384));
-  std::copy_n((A + 3239968), 1024, (A + 285664));
-  std::copy_n((A + 3240992), 1024, (A + 286688));
-  std::copy_n((A + 3242016), 262144, (A + 4372528));
-  // fused loop over [1024, 256]:
-  //   transpose  (prelude.model:30:78)  [register]
-  //   add %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  std::copy_n((A + 337168), 8192, (A + 9184));
+  std::copy_n((A + 345360), 8192, (A + 17680));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 976), 1024, T(0));
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    for (int64_t i1 = 0; i1 < 30; ++i1)
+      for (int64_t i2 = 0; i2 < 1024; ++i2)
+        {
+          (A + 976)[i2 * 1] += (A + 3376096)[i0 * 30720 + i1 * 1024 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 256, 1024, 960, T(1), (A + 3130336), 256, (A + 3376096), 1024, T(0), (A + 17680), 1024, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3376096), 1024, T(0), (A + 2000), 1024, threads());
+  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        (A + 3024)[i0 * 1 + i1 * 1] = (A + 2000)[i0 * 1 + i1 * 1024];
+      }
+  // grad  (prelude.model:19:5)
+  if (grads) (*grads)[0].assign((A + 3024), (A + 3024) + 1024);
+  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 4372528)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 4110384)[i0 * 256 + i1 * 1] + v0;
-        (A + 9712)[i0 * 256 + i1 * 1] = v1;
+        (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
       }
-  // fused loop over [1024, 1]:
-  //   transpose  (prelude.model:30:31)  [register]
-  //   add %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 286688)[i0 * 1 + i1 * 1024];
-        const T v1 = (A + 283616)[i0 * 1] + v0;
-        (A + 976)[i0 * 1 + i1 * 1] = v1;
-      }
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 976), (A + 976) + 1024);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 9712), (A + 9712) + 262144);
+  if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 284640), (A + 284640) + 1024);
+  if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 285664), (A + 285664) + 1024);
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 9456), (A + 9456) + 256);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 960), (A + 960) + 1);
-  // const  (seed_plain_lstm.model:22:1)
-  std::fill_n((A + 0), 1, T(-1));
-  // fused loop over [1024, 1]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::max((A + 976)[i0 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 2000)[i0 * 1 + i1 * 1] = v1;
-      }
-  // fused loop over [1024, 256]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 9712)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 286688)[i] = v1;
-  }
-  // fused loop over [1024]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 284640)[i], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 976)[i] = v1;
-    const T v2 = std::max((A + 285664)[i], (A + 0)[0]);
-    const T v3 = std::min(v2, (A + 9440)[0]);
-    (A + 3024)[i] = v3;
-  }
-  // fused loop over [1, 256]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
+  if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
+  // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 9456)[i1 * 1], (A + 0)[0]);
-        const T v1 = std::min(v0, (A + 9440)[0]);
-        (A + 16)[i0 * 256 + i1 * 1] = v1;
+        (A + 0)[i0 * 256 + i1 * 1] = (A + 17376)[i0 * 1 + i1 * 1];
       }
-  // fused loop over [1]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 960)[0], (A + 0)[0]);
-    const T v1 = std::min(v0, (A + 9440)[0]);
-    (A + 272)[i] = v1;
-  }
+  // grad  (prelude.model:7:3)
+  if (grads) (*grads)[4].assign((A + 0), (A + 0) + 256);
+  // grad  (prelude.model:8:3)
+  if (grads) (*grads)[5].assign((A + 17664), (A + 17664) + 1);
+  // const  (seed_plain_lstm.model:22:1)
+  std::fill_n((A + 256), 1, T(-1));
   // hyper %lr  (seed_plain_lstm.model:22:1)
-  (A + 0)[0] = T(lr_);
+  (A + 272)[0] = T(lr_);
   // fused loop over [1024, 1]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.weight_ih_l0.new  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 2000)[i0 * 1] * (A + 0)[0];
-        const T v1 = sf_[0].data()[i0 * 1] - v0;
-        (A + 4048)[i0 * 1 + i1 * 1] = v1;
+        const T v0 = std::max((A + 3024)[i0 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[0].data()[i0 * 1] - v2;
+        (A + 2000)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(0, (A + 4048));
+  updates.emplace_back(0, (A + 2000));
   // fused loop over [1024, 256]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = (A + 286688)[i] * (A + 0)[0];
-    const T v1 = sf_[1].data()[i] - v0;
-    (A + 5072)[i] = v1;
+    const T v0 = std::max((A + 279824)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[1].data()[i] - v2;
+    (A + 17680)[i] = v3;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(1, (A + 5072));
+  updates.emplace_back(1, (A + 17680));
   // fused loop over [1024]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 976)[i] * (A + 0)[0];
-    const T v1 = sf_[2].data()[i] - v0;
-    (A + 2000)[i] = v1;
-  }
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(2, (A + 2000));
-  // fused loop over [1024]:
-  //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = (A + 3024)[i] * (A + 0)[0];
-    const T v1 = sf_[3].data()[i] - v0;
-    (A + 288)[i] = v1;
+    const T v0 = std::max((A + 976)[i], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[2].data()[i] - v2;
+    (A + 3024)[i] = v3;
+    const T v4 = sf_[3].data()[i] - v2;
+    (A + 4048)[i] = v4;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(3, (A + 288));
+  updates.emplace_back(2, (A + 3024));
+  // update  (seed_plain_lstm.model:22:1)
+  updates.emplace_back(3, (A + 4048));
   // fused loop over [1, 256]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %head.weight.new  (seed_plain_lstm.model:22:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = (A + 16)[i1 * 1] * (A + 0)[0];
-        const T v1 = sf_[4].data()[i1 * 1] - v0;
-        (A + 1312)[i0 * 256 + i1 * 1] = v1;
+        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
+        const T v1 = std::min(v0, (A + 960)[0]);
+        const T v2 = v1 * (A + 272)[0];
+        const T v3 = sf_[4].data()[i1 * 1] - v2;
+        (A + 288)[i0 * 256 + i1 * 1] = v3;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(4, (A + 1312));
+  updates.emplace_back(4, (A + 288));
   // fused loop over [1]:
+  //   maximum  (seed_plain_lstm.model:22:1)  [register]
+  //   minimum  (seed_plain_lstm.model:22:1)  [register]
   //   mul  (seed_plain_lstm.model:22:1)  [register]
   //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 272)[0] * (A + 0)[0];
-    const T v1 = sf_[5].data()[0] - v0;
-    (A + 16)[i] = v1;
+    const T v0 = std::max((A + 17664)[0], (A + 256)[0]);
+    const T v1 = std::min(v0, (A + 960)[0]);
+    const T v2 = v1 * (A + 272)[0];
+    const T v3 = sf_[5].data()[0] - v2;
+    (A + 0)[i] = v3;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(5, (A + 16));
+  updates.emplace_back(5, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -791,7 +653,7 @@ private:
   }
 
   void infer(const Batch &b, const std::vector<void *> &out) {
-    T *const A = arena_.data();
+    T *const A = arena();
   // input %x  (seed_plain_lstm.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
@@ -801,47 +663,36 @@ private:
   // param %lstm.bias_ih_l0  (prelude.model:21:5)
   // param %lstm.weight_hh_l0  (prelude.model:20:5)
   // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 9152)[i0 * 1024 + i1 * 1] = sf_[0].data()[i0 * 1 + i1 * 1];
-      }
+  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
   // transpose  (prelude.model:30:78)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1024; ++i1)
       {
-        (A + 10176)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
+        (A + 992192)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
       }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 8192, (A + 272352));
-  std::copy_n((A + 960), 8192, (A + 280544));
+  std::copy_n((A + 960), 8192, (A + 1287104));
+  std::copy_n((A + 960), 8192, (A + 1295296));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 0) + (o * 30 + t) * 1, 1, (A + 272320) + o * 1);
-    // matmul  (prelude.model:30:20)
-    gemm(false, false, 32, 1024, 1, T(1), (A + 272320), 1, (A + 9152), 1024, T(0), (A + 288736), 1024, threads());
-    // add  (prelude.model:30:48)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          (A + 321504)[i0 * 1024 + i1 * 1] = (A + 288736)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-        }
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254336) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 272352), 256, (A + 10176), 1024, T(0), (A + 288736), 1024, threads());
+    gemm(false, false, 32, 1024, 256, T(1), (A + 1287104), 256, (A + 992192), 1024, T(0), (A + 1303488), 1024, threads());
     // fused loop over [32, 1024]:
+    //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
     //   add %lstm.gates  (prelude.model:30:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 321504)[i0 * 1024 + i1 * 1] + (A + 288736)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + sf_[3].data()[i1 * 1];
-          (A + 354272)[i0 * 1024 + i1 * 1] = v1;
+          const T v0 = (A + 1254336)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1303488)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + sf_[3].data()[i1 * 1];
+          (A + 1336256)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -861,35 +712,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 354272)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1336256)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 354272)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1336256)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 354272)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1336256)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 354272)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1336256)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 280544)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1295296)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 288736)[i0 * 256 + i1 * 1] = v10;
+          (A + 1303488)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 296928)[i0 * 256 + i1 * 1] = v12;
+          (A + 1311680)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 296928) + o * 256, 256, (A + 403424) + (o * 30 + t) * 256);
-    std::copy_n((A + 296928), 8192, (A + 272352));
-    std::copy_n((A + 288736), 8192, (A + 280544));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311680) + o * 256, 256, (A + 1385408) + (o * 30 + t) * 256);
+    std::copy_n((A + 1311680), 8192, (A + 1287104));
+    std::copy_n((A + 1303488), 8192, (A + 1295296));
   }
-  std::copy_n((A + 272352), 8192, (A + 387040));
-  std::copy_n((A + 280544), 8192, (A + 395232));
+  std::copy_n((A + 1287104), 8192, (A + 1369024));
+  std::copy_n((A + 1295296), 8192, (A + 1377216));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 403424)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385408)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -909,7 +760,14 @@ private:
   std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
   }
 
-  std::vector<T> arena_; // every value of every graph, placed by gradc
+  // Every value of every graph, placed by gradc; allocated at the first step, so a build
+  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.
+  std::vector<T> arena_;
+  T *arena() {
+    if (arena_.empty())
+      arena_.resize(4359136);
+    return arena_.data();
+  }
   std::vector<T> sf_[6];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[6]; // integer state
   double lr_ = 0.001;

@@ -17,19 +17,22 @@ int main(int argc, char **argv) {
     std::vector<std::string> printAfter, disabled;
     int opt = 2;
     bool interpret = false;
+    std::string fpContract;
     po::options_description desc("usage: gradc MODEL.model [-o EXE | --emit=KIND [-o FILE]]\n"
                                  "       gradc run MODEL.model [-- EXE-ARGS]\noptions");
     desc.add_options()
         ("help,h", "print this help")
         ("version", "print the version")
         ("output,o", po::value(&opts.output), "output file")
-        ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm")
+        ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj")
+        ("backend", po::value(&opts.backend), "code generator for -o EXE: llvm (default) or cpp")
         ("print-after", po::value(&printAfter)->composing(), "print the IR after PASS (repeatable)")
         ("print-after-all", po::bool_switch(&opts.printAfterAll), "print the IR after every pass")
         ("disable-pass", po::value(&disabled)->composing(), "do not run PASS (repeatable)")
         ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)")
         ("target-cpu", po::value(&opts.targetCpu), "CPU of the generated code (-march), default native")
-        ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's command line")
+        ("fp-contract", po::value(&fpContract)->default_value("off"), "LLVM backend: on lets a*b+c become one FMA (rounds differently from the C++ backend)")
+        ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's or linker's command line (gradc run: the JIT's compile time)")
         ("interpret", po::bool_switch(&interpret), "gradc run: execute with the double-precision reference interpreter");
     po::options_description hidden;
     hidden.add_options()("input", po::value<std::vector<std::string>>(), "model file");
@@ -61,9 +64,20 @@ int main(int argc, char **argv) {
     opts.printAfter = printAfter;
     opts.disabled = disabled;
     opts.optLevel = opt;
-    if (runMode)
-      return gradc::runModel(opts.input, std::vector<std::string>(dashdash == args.end() ? dashdash : dashdash + 1, args.end()),
+    if (fpContract != "on" && fpContract != "off") {
+      std::cerr << "gradc: error: --fp-contract must be on or off, not '" << fpContract << "'\n";
+      return 1;
+    }
+    opts.fpContract = fpContract == "on";
+    if (runMode) {
+      if (vm.count("backend") && opts.backend != "llvm") {
+        std::cerr << "gradc: error: 'gradc run' compiles with the LLVM JIT (or --interpret); --backend=" << opts.backend
+                  << " applies to -o EXE\n";
+        return 1;
+      }
+      return gradc::runModel(opts, std::vector<std::string>(dashdash == args.end() ? dashdash : dashdash + 1, args.end()),
                              interpret, std::cerr);
+    }
     if (opts.emit.empty() && opts.output.empty()) {
       std::cerr << "gradc: error: nothing to do: give -o EXE or --emit=KIND\n";
       return 1;

@@ -1,0 +1,21 @@
+// HoistScan.h: passes that move work not tied to the recurrence out of scan bodies.
+#pragma once
+
+#include "IR.h"
+
+namespace gradc {
+
+/// `hoist-projections` (before autodiff): a body's `xt @ W`, xt a step of a sequence S (not
+/// sliced along its last axis) and W a captured matrix, becomes a new sequence `S @ W`
+/// computed outside in one matmul over every step (an LSTM's input projection); a
+/// sequence the body no longer reads is dropped. Autodiff then derives the projection's
+/// backward outside the reverse scan too (one matmul for the weight's gradient).
+void hoistProjections(Module &m);
+
+/// `hoist-accumulations` (after autodiff): a carry that only accumulates `c + U^T @ V` or
+/// `c + sum(V)`, U and V per-step values, leaves the scan: U and V are stacked (a sequence
+/// already, or a new stacked output) and one matmul or sum outside gives the total (a
+/// weight or bias gradient of backpropagation through time).
+void hoistAccumulations(Module &m);
+
+} // namespace gradc

@@ -1,0 +1,306 @@
+// CompiledBackend.cpp: the runtime side of the LLVM backend: the Backend over emitted graph
+// functions, the C entry points the emitted code calls, and the ModelSpec's JSON form.
+#include "CompiledBackend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "Gemm.h"
+#include "Json.h"
+
+namespace gradc::rt {
+
+// --- The ModelSpec as JSON.
+
+namespace {
+
+std::string num(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::string shapeJson(const std::vector<int64_t> &s) {
+  std::string o = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    o += (i ? "," : "") + std::to_string(s[i]);
+  return o + "]";
+}
+
+std::string tensorJson(const TensorSpec &t) {
+  return "{\"name\":" + jsonQuote(t.name) + ",\"dtype\":\"" + dtypeName(t.dtype) + "\",\"shape\":" + shapeJson(t.shape) + "}";
+}
+
+const JsonValue &member(const JsonValue &o, const char *key) {
+  const JsonValue *v = o.find(key);
+  if (!v)
+    throw DataError(std::string("model spec: missing '") + key + "'");
+  return *v;
+}
+std::string str(const JsonValue &o, const char *key) {
+  const JsonValue &v = member(o, key);
+  if (v.kind != JsonValue::Kind::String)
+    throw DataError(std::string("model spec: '") + key + "' is not a string");
+  return v.text;
+}
+int64_t integer(const JsonValue &o, const char *key) {
+  int64_t x;
+  if (!member(o, key).asInt64(x))
+    throw DataError(std::string("model spec: '") + key + "' is not an integer");
+  return x;
+}
+double real(const JsonValue &o, const char *key) {
+  double x;
+  if (!member(o, key).asDouble(x))
+    throw DataError(std::string("model spec: '") + key + "' is not a number");
+  return x;
+}
+const std::vector<JsonValue> &array(const JsonValue &o, const char *key) {
+  const JsonValue &v = member(o, key);
+  if (v.kind != JsonValue::Kind::Array)
+    throw DataError(std::string("model spec: '") + key + "' is not an array");
+  return v.items;
+}
+std::vector<int64_t> shapeOf(const JsonValue &o) {
+  std::vector<int64_t> s;
+  for (const JsonValue &d : array(o, "shape")) {
+    int64_t x;
+    if (!d.asInt64(x))
+      throw DataError("model spec: a shape holds a non-integer");
+    s.push_back(x);
+  }
+  return s;
+}
+DType dtypeOf(const JsonValue &o) {
+  DType t;
+  if (!parseDType(str(o, "dtype"), t))
+    throw DataError("model spec: unknown dtype");
+  return t;
+}
+
+} // namespace
+
+std::string specToJson(const ModelSpec &s) {
+  std::string o = "{\"name\":" + jsonQuote(s.name) + ",\"batch\":" + std::to_string(s.batch) +
+                  ",\"numInputs\":" + std::to_string(s.numInputs) + ",\"inputs\":[";
+  for (size_t i = 0; i < s.inputs.size(); ++i)
+    o += (i ? "," : "") + tensorJson(s.inputs[i]);
+  o += "],\"outputs\":[";
+  for (size_t i = 0; i < s.outputs.size(); ++i)
+    o += (i ? "," : "") + tensorJson(s.outputs[i]);
+  o += "],\"state\":[";
+  for (size_t i = 0; i < s.state.size(); ++i) {
+    const StateSpec &st = s.state[i];
+    o += std::string(i ? "," : "") + "{\"name\":" + jsonQuote(st.name) + ",\"kind\":" + std::to_string(st.kind) + ",\"dtype\":\"" +
+         dtypeName(st.dtype) + "\",\"shape\":" + shapeJson(st.shape) + ",\"init\":" + std::to_string(st.init) +
+         ",\"a\":" + num(st.a) + ",\"b\":" + num(st.b) + ",\"where\":" + jsonQuote(st.where) + "}";
+  }
+  const TrainSpec &t = s.train;
+  o += "],\"train\":{\"optimizer\":" + jsonQuote(t.optimizer) + ",\"lr\":" + num(t.lr) + ",\"epochs\":" + std::to_string(t.epochs) +
+       ",\"seed\":" + std::to_string(t.seed) + ",\"dataKind\":" + jsonQuote(t.dataKind) + ",\"dataPath\":" + jsonQuote(t.dataPath) +
+       ",\"dataLabels\":" + jsonQuote(t.dataLabels) + ",\"column\":" + jsonQuote(t.column) + ",\"scale\":" + jsonQuote(t.scale) +
+       ",\"valKind\":" + jsonQuote(t.valKind) + ",\"valPath\":" + jsonQuote(t.valPath) + ",\"valLabels\":" + jsonQuote(t.valLabels) +
+       ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
+       ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
+       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery) +
+       "},\"lossWhere\":" + jsonQuote(s.lossWhere) + "}";
+  return o;
+}
+
+ModelSpec specFromJson(std::string_view json) {
+  JsonValue root;
+  try {
+    root = parseJson(json);
+  } catch (const JsonError &e) {
+    throw DataError(std::string("model spec: ") + e.what());
+  }
+  ModelSpec s;
+  s.name = str(root, "name");
+  s.batch = integer(root, "batch");
+  s.numInputs = static_cast<size_t>(integer(root, "numInputs"));
+  for (const char *key : {"inputs", "outputs"})
+    for (const JsonValue &t : array(root, key))
+      (key[0] == 'i' ? s.inputs : s.outputs).push_back({str(t, "name"), dtypeOf(t), shapeOf(t)});
+  for (const JsonValue &j : array(root, "state")) {
+    StateSpec st;
+    st.name = str(j, "name");
+    st.kind = static_cast<StateSpec::Kind>(integer(j, "kind"));
+    st.dtype = dtypeOf(j);
+    st.shape = shapeOf(j);
+    st.init = static_cast<StateSpec::Init>(integer(j, "init"));
+    st.a = real(j, "a");
+    st.b = real(j, "b");
+    st.where = str(j, "where");
+    s.state.push_back(st);
+  }
+  const JsonValue &j = member(root, "train");
+  TrainSpec &t = s.train;
+  t.optimizer = str(j, "optimizer");
+  t.lr = real(j, "lr");
+  t.epochs = integer(j, "epochs");
+  t.seed = integer(j, "seed");
+  t.dataKind = str(j, "dataKind");
+  t.dataPath = str(j, "dataPath");
+  t.dataLabels = str(j, "dataLabels");
+  t.column = str(j, "column");
+  t.scale = str(j, "scale");
+  t.valKind = str(j, "valKind");
+  t.valPath = str(j, "valPath");
+  t.valLabels = str(j, "valLabels");
+  t.length = integer(j, "length");
+  t.horizon = integer(j, "horizon");
+  t.split = real(j, "split");
+  t.earlyStopping = member(j, "earlyStopping").boolean;
+  t.patience = integer(j, "patience");
+  t.delta = real(j, "delta");
+  t.validateEvery = integer(j, "validateEvery");
+  s.lossWhere = str(root, "lossWhere");
+  return s;
+}
+
+// --- The Backend.
+
+namespace {
+constexpr size_t kArenaAlign = 64; // the emitted code assumes it (align 64 on the arena)
+}
+
+template <typename T>
+CompiledBackend<T>::CompiledBackend(const ModelSpec &spec, int64_t arenaElements, std::function<GradcGraphs()> resolve)
+    : spec_(spec), resolve_(std::move(resolve)), arenaElements_(arenaElements), lr_(spec.train.lr) {
+  sf_.resize(spec.state.size());
+  si_.resize(spec.state.size());
+  for (size_t i = 0; i < spec.state.size(); ++i) {
+    int64_t n = 1;
+    for (int64_t d : spec.state[i].shape)
+      n *= d;
+    if (spec.state[i].dtype == DType::I64)
+      si_[i].assign(static_cast<size_t>(n), 0);
+    else
+      sf_[i].assign(static_cast<size_t>(n), T(0));
+    if (spec.state[i].kind == StateSpec::Param)
+      ++numParams_;
+  }
+  for (size_t i = 0; i < spec.state.size(); ++i)
+    statePtrs_.push_back(stateData(i));
+}
+
+template <typename T> CompiledBackend<T>::~CompiledBackend() {
+  if (arena_)
+    ::operator delete(arena_, std::align_val_t(kArenaAlign));
+}
+
+template <typename T> void *CompiledBackend<T>::stateData(size_t i) {
+  return si_[i].empty() ? static_cast<void *>(sf_[i].data()) : static_cast<void *>(si_[i].data());
+}
+
+template <typename T> const GradcGraphs &CompiledBackend<T>::fns() {
+  if (!resolved_) {
+    fns_ = resolve_();
+    resolved_ = true;
+  }
+  if (!arena_) { // at the first step: a build that never runs (the double one without --gradcheck) costs no memory
+    size_t bytes = (static_cast<size_t>(std::max<int64_t>(arenaElements_, 1)) * sizeof(T) + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+    arena_ = static_cast<T *>(::operator new(bytes, std::align_val_t(kArenaAlign)));
+    std::memset(arena_, 0, bytes);
+  }
+  return fns_;
+}
+
+template <typename T> double CompiledBackend<T>::train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
+  CompiledSinks sinks;
+  sinks.grads = grads;
+  sinks.isDouble = sizeof(T) == 8;
+  const GradcGraphs &f = fns();
+  double loss = f.train(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  if (apply)
+    for (auto &[i, p] : sinks.updates) {
+      const T *v = static_cast<const T *>(p);
+      if (!si_[i].empty())
+        for (size_t k = 0; k < si_[i].size(); ++k)
+          si_[i][k] = static_cast<int64_t>(std::llround(v[k]));
+      else
+        std::copy(v, v + sf_[i].size(), sf_[i].data());
+    }
+  return loss;
+}
+
+template <typename T> double CompiledBackend<T>::lossAndGrads(const Batch &b, std::vector<std::vector<double>> &g) {
+  g.assign(numParams_, {});
+  return train(b, false, &g);
+}
+
+template <typename T> void CompiledBackend<T>::predict(const Batch &b, const std::vector<void *> &out) {
+  CompiledSinks sinks;
+  sinks.isDouble = sizeof(T) == 8;
+  const GradcGraphs &f = fns();
+  f.infer(arena_, statePtrs_.data(), b.data.data(), out.data(), lr_, &sinks);
+}
+
+template <typename T> double CompiledBackend<T>::evalLoss(const Batch &b) {
+  CompiledSinks sinks;
+  sinks.isDouble = sizeof(T) == 8;
+  const GradcGraphs &f = fns();
+  return f.eval(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+}
+
+template class CompiledBackend<float>;
+template class CompiledBackend<double>;
+
+} // namespace gradc::rt
+
+// --- The C entry points of the emitted code.
+
+using namespace gradc::rt;
+
+extern "C" {
+
+void gradc_rt_sgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int32_t threads) {
+  gemm(transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+void gradc_rt_dgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t K, double alpha, const double *A, int64_t lda,
+                    const double *B, int64_t ldb, double beta, double *C, int64_t ldc, int32_t threads) {
+  gemm(transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+int32_t gradc_rt_threads(void) { return threads(); }
+
+void gradc_rt_update(void *sinks, int64_t state, const void *values) {
+  static_cast<CompiledSinks *>(sinks)->updates.emplace_back(state, values);
+}
+
+void gradc_rt_grad(void *sinks, int64_t param, const void *values, int64_t n) {
+  CompiledSinks &s = *static_cast<CompiledSinks *>(sinks);
+  if (!s.grads)
+    return;
+  std::vector<double> &g = (*s.grads)[static_cast<size_t>(param)];
+  if (s.isDouble)
+    g.assign(static_cast<const double *>(values), static_cast<const double *>(values) + n);
+  else
+    g.assign(static_cast<const float *>(values), static_cast<const float *>(values) + n);
+}
+
+int gradc_rt_llvm_main(const GradcCompiledModel *model, int argc, char **argv) {
+  if (!model || model->abiVersion != kGradcAbiVersion) {
+    std::fprintf(stderr, "%s: error: the model was compiled for another version of the gradc runtime\n",
+                 argc > 0 && argv[0] ? argv[0] : "gradc-model");
+    return 2;
+  }
+  static ModelSpec spec;
+  try {
+    spec = specFromJson(model->specJson);
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "%s: internal error: %s\n", argc > 0 && argv[0] ? argv[0] : "gradc-model", e.what());
+    return 2;
+  }
+  static CompiledBackend<float> net(spec, model->arenaElements, [model] { return model->f32; });
+  static CompiledBackend<double> precise(spec, model->arenaElements, [model] { return model->f64; });
+  return runMain(spec, net, argc, argv, &precise);
+}
+
+} // extern "C"
