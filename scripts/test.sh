@@ -139,7 +139,8 @@ done
 
 echo "== sanitizers"
 # build-asan: the compiler, the runtime, the unit tests and every executable its gradc
-# generates under AddressSanitizer + UBSan (-DGRADC_SANITIZE=ON), running the lit tests
+# generates (with the C++ backend, GRADC_BACKEND=cpp) under AddressSanitizer + UBSan
+# (-DGRADC_SANITIZE=ON), running the lit tests
 # (but the slowest, listed in ASAN_SKIP, which train for long or compare many models with
 # PyTorch: the plain build runs them) and the unit tests. Every sanitizer report is written
 # to build-asan/sanitizer-logs/ and counts as one failure, even in a test that expected
@@ -158,7 +159,9 @@ if [[ "${GRADC_SANITIZE_TESTS:-1}" != 0 ]]; then
     mkdir -p "$SANLOGS"
     export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$SANLOGS/asan"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$SANLOGS/ubsan"
-    run_lit build-asan asan-lit --filter-out "$ASAN_SKIP"
+    # The C++ backend: its generated code is compiled with the sanitizers (the LLVM
+    # backend's objects are not instrumented).
+    GRADC_BACKEND=cpp run_lit build-asan asan-lit --filter-out "$ASAN_SKIP"
     run_ctest build-asan asan-unit
     reports=$(find "$SANLOGS" -type f | wc -l)
     if [[ $reports -gt 0 ]]; then

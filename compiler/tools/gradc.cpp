@@ -1,4 +1,5 @@
 // gradc.cpp: the command line of the gradc compiler (see the contract, section 3).
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -69,6 +70,10 @@ int main(int argc, char **argv) {
       return 1;
     }
     opts.fpContract = fpContract == "on";
+    // GRADC_BACKEND chooses the backend of -o EXE when --backend does not (the sanitizer
+    // test run sets cpp, so the generated code it runs is instrumented).
+    if (const char *env = std::getenv("GRADC_BACKEND"); env && *env && !vm.count("backend") && !runMode)
+      opts.backend = env;
     if (runMode) {
       if (vm.count("backend") && opts.backend != "llvm") {
         std::cerr << "gradc: error: 'gradc run' compiles with the LLVM JIT (or --interpret); --backend=" << opts.backend

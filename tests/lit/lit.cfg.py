@@ -44,7 +44,7 @@ config.environment["PATH"] = os.pathsep.join(
     [llvm_tools_dir, tools_dir, config.environment.get("PATH", os.environ.get("PATH", ""))])
 # lit passes only a few variables through; keep the ones numpy/torch/OpenBLAS need here.
 for var in ["HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-            "OPENBLAS_NUM_THREADS", "TMPDIR", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+            "OPENBLAS_NUM_THREADS", "TMPDIR", "ASAN_OPTIONS", "UBSAN_OPTIONS", "GRADC_BACKEND", "LSAN_OPTIONS",
             "ASAN_SYMBOLIZER_PATH", "GRADC_EXTRA_CXXFLAGS"]:
     if var in os.environ:
         config.environment[var] = os.environ[var]
