@@ -1,6 +1,6 @@
-// EmitCpp.cpp: lowers the loop-level plan (Fusion.h: single nodes and fused runs of
-// elementwise work) to loop nests and GEMM calls over statically placed buffers of one
-// arena, scans to loops over steps, and prints readable C++.
+// EmitCpp.cpp: lowers the loop-level plan (LoopLevel.h: single nodes and fused loops of
+// elementwise work and reductions, every buffer placed in one arena) to loop nests and GEMM
+// calls, scans to loops over steps, and prints readable C++.
 #include "EmitCpp.h"
 
 #include <algorithm>
@@ -56,7 +56,7 @@ std::string quote(const std::string &s) {
 class Emitter {
 public:
   Emitter(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts)
-      : m_(m), sm_(sm), os_(os), opts_(opts) {}
+      : m_(m), sm_(sm), os_(os), opts_(opts), layout_(m, opts) {}
 
   void run() {
     rt::ModelSpec spec = makeModelSpec(m_);
@@ -70,10 +70,6 @@ public:
     for (size_t i = 0; i < spec.state.size(); ++i)
       if (spec.state[i].kind == rt::StateSpec::Param)
         paramOrder_[spec.state[i].name] = paramOrder_.size();
-    // The loop-level plan of every graph, then its memory: the three graphs run one at a
-    // time, so each is placed from the start of the one arena.
-    planArena(nullptr);
-
     std::ostringstream train, eval, infer;
     body(*m_.trainGraph, train, 2);
     body(*m_.evalGraph, eval, 2);
@@ -120,34 +116,13 @@ public:
     os_ << "  // Every value of every graph, placed by gradc; allocated at the first step, so a build\n"
         << "  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.\n"
         << "  std::vector<T> arena_;\n"
-        << fmt::format("  T *arena() {{\n    if (arena_.empty())\n      arena_.resize({});\n    return arena_.data();\n  }}\n", arenaSize_);
+        << fmt::format("  T *arena() {{\n    if (arena_.empty())\n      arena_.resize({});\n    return arena_.data();\n  }}\n", layout_.arenaSize);
     os_ << fmt::format("  std::vector<T> sf_[{}];       // float state (params, buffers, optimizer), spec order\n",
                        std::max<size_t>(1, spec.state.size()));
     os_ << fmt::format("  std::vector<int64_t> si_[{}]; // integer state\n", std::max<size_t>(1, spec.state.size()));
     os_ << "  double lr_ = " << fmt::format("{:.17g}", spec.train.lr) << ";\n};\n\n} // namespace\n\n";
     os_ << "int main(int argc, char **argv) {\n  static Net<float> net;\n  static Net<double> precise;\n"
         << "  return gradc::rt::runMain(spec(), net, argc, argv, &precise);\n}\n";
-  }
-
-  /// The loop-level plan of every graph, then its memory: the three graphs run one at a
-  /// time, so each is placed from the start of the one arena. Prints the plans to `dump`.
-  void planArena(std::ostream *dump) {
-    for (const Graph *g : m_.graphs()) {
-      planGraphLoops(*g);
-      MemoryPlan plan = planMemory(
-          *g, [&](const Value *v) { return storageOf(v); },
-          [&](const Node *n) { return loopIndex_.at(n); },
-          opts_.planMemory);
-      for (const auto &[v, off] : plan.offset)
-        offset_[v] = off;
-      arenaSize_ = std::max(arenaSize_, plan.size);
-      unsharedSize_ += plan.unsharedSize;
-      if (dump)
-        printMemoryPlan(g->name, plan, *dump);
-    }
-    if (dump)
-      *dump << fmt::format("arena: {} elements ({:.1f} KiB in f32), the largest graph's; without sharing {} ({:.1f} KiB)\n",
-                           arenaSize_, arenaSize_ * 4 / 1024.0, unsharedSize_, unsharedSize_ * 4 / 1024.0);
   }
 
 private:
@@ -194,67 +169,9 @@ private:
         << "    return s;\n  }();\n  return s;\n}\n\n";
   }
 
-  // --- The loop-level plan: fused loops per graph and how each value is stored.
-  void planGraphLoops(const Graph &g) {
-    // A transpose read only by matrix multiplies that take it as a transposed operand
-    // (matOperand) is never materialised, so it stays out of fused loops.
-    std::unordered_map<const Value *, bool> onlyFolded;
-    for (const auto &n : g.nodes)
-      if (n->op == Op::Transpose)
-        onlyFolded[n->results[0]] = matOperand(n->results[0]).second;
-    for (const auto &n : g.nodes)
-      for (const Value *v : n->operands) {
-        auto it = onlyFolded.find(v);
-        if (it != onlyFolded.end() && n->op != Op::MatMul)
-          it->second = false;
-      }
-    for (const Value *y : g.yields)
-      if (onlyFolded.count(y))
-        onlyFolded[y] = false;
-    for (const auto &[v, folded] : onlyFolded)
-      if (folded)
-        folded_.insert(v);
-    LoopHooks hooks;
-    hooks.alone = [&](const Node &n) { return n.results.size() == 1 && folded_.count(n.results[0]); };
-    hooks.readyAtStart = [](const Node &n) {
-      return (n.op == Op::Param || n.op == Op::Buffer) && n.results[0]->type.dtype == DType::F32; // views of the state
-    };
-    loopPlans_[&g] = planLoops(g, opts_.fuse, hooks);
-    const std::vector<FusedLoop> &plan = loopPlans_[&g];
-    for (size_t li = 0; li < plan.size(); ++li)
-      for (size_t k = 0; k < plan[li].nodes.size(); ++k) {
-        const FusedLoop &l = plan[li];
-        loopIndex_[l.nodes[k]] = static_cast<int>(li);
-        if (!l.stored[k])
-          inRegisters_.insert(l.nodes[k]->results[0]);
-      }
-    for (const auto &n : g.nodes)
-      if (n->body) {
-        const int64_t firstCapture = n->getInt("nseq") + n->getInt("ncarry");
-        for (size_t k = firstCapture; k < n->body->args.size(); ++k)
-          captures_.insert(n->body->args[k]);
-        planGraphLoops(*n->body);
-      }
-  }
-
-  /// Whether v needs a buffer of its own in the arena.
-  Storage storageOf(const Value *v) const {
-    if (captures_.count(v) || inRegisters_.count(v))
-      return Storage::None;
-    if (folded_.count(v))
-      return Storage::AliasOf0; // the matmul reads the transpose's operand
-    if (const Node *d = v->def) {
-      if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)
-        return Storage::None; // state, outside the arena
-      if (d->op == Op::Reshape)
-        return Storage::AliasOf0;
-    }
-    return Storage::Slot;
-  }
-
   std::string ptr(const Value *v) {
-    auto it = offset_.find(v);
-    if (it == offset_.end())
+    auto it = layout_.offset.find(v);
+    if (it == layout_.offset.end())
       throw std::logic_error(fmt::format("emit-cpp: value %{} ({}) has no buffer", v->name.empty() ? std::to_string(v->id) : v->name,
                                          v->def ? opInfo(v->def->op).name : "argument"));
     return fmt::format("(A + {})", it->second);
@@ -354,10 +271,10 @@ private:
         alias_[n->results[0]] = ref(n->operands[0]);
       else if ((n->op == Op::Param || n->op == Op::Buffer) && n->results[0]->type.dtype == DType::F32)
         alias_[n->results[0]] = fmt::format("sf_[{}].data()", stateIndex_.at(n->getStr("name")));
-    for (const FusedLoop &l : loopPlans_.at(&g)) {
+    for (const FusedLoop &l : layout_.loops.at(&g)) {
       if (l.fused())
         fusedLoop(l, o, ind);
-      else if (!l.nodes[0]->results.empty() && folded_.count(l.nodes[0]->results[0]))
+      else if (!l.nodes[0]->results.empty() && layout_.folded.count(l.nodes[0]->results[0]))
         o << std::string(ind, ' ') << "// transpose  (" << locText(l.nodes[0]->loc) << "): folded into the matmul that reads it\n";
       else
         node(*l.nodes[0], o, ind);
@@ -680,19 +597,11 @@ private:
     }
   }
 
-  /// The operand of a matmul, with a transpose of the last two axes folded into a flag.
-  std::pair<const Value *, bool> matOperand(const Value *v) {
-    const Node *d = v->def;
-    if (d && d->op == Op::Transpose && v->type.rank() == 2 && d->getInts("perm") == std::vector<int64_t>{1, 0})
-      return {d->operands[0], true};
-    return {v, false};
-  }
-
   void matmul(const Node &n, std::ostream &o, int ind) {
     std::string pad(ind, ' ');
     const Value *r = n.results[0];
-    auto [a, ta] = matOperand(n.operands[0]);
-    auto [b, tb] = matOperand(n.operands[1]);
+    auto [a, ta] = LoopLevel::matOperand(n.operands[0]);
+    auto [b, tb] = LoopLevel::matOperand(n.operands[1]);
     const auto &as = n.operands[0]->type.shape, &bs = n.operands[1]->type.shape, &cs = r->type.shape;
     int64_t M = as[as.size() - 2], K = as.back(), N = bs.back();
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
@@ -777,14 +686,9 @@ private:
   const SourceManager &sm_;
   std::ostream &os_;
   LowerOptions opts_;
-  std::unordered_map<const Value *, int64_t> offset_;
-  std::unordered_map<const Graph *, std::vector<FusedLoop>> loopPlans_;
-  std::unordered_map<const Node *, int> loopIndex_; ///< Node -> its loop's index in its graph's plan.
-  std::unordered_set<const Value *> inRegisters_, folded_, captures_;
-  int64_t unsharedSize_ = 0;
+  LoopLevel layout_; ///< The loops and the arena this emitter prints.
   std::unordered_map<const Value *, std::string> alias_;
   std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
-  int64_t arenaSize_ = 0;
   bool emitOutputs_ = false;
 };
 
@@ -795,8 +699,8 @@ void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os, const L
 }
 
 void printMemoryPlans(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts) {
-  std::ostringstream unused;
-  Emitter(m, sm, unused, opts).planArena(&os);
+  (void)sm;
+  LoopLevel(m, opts, {}, &os);
 }
 
 } // namespace gradc

@@ -7,14 +7,9 @@
 
 #include "Diagnostics.h"
 #include "IR.h"
+#include "LoopLevel.h"
 
 namespace gradc {
-
-/// Choices of the lowering to loops.
-struct LowerOptions {
-  bool fuse = true;       ///< Fuse runs of elementwise work into single loops (--disable-pass=fuse).
-  bool planMemory = true; ///< Share memory between values never alive together (--disable-pass=memory-plan).
-};
 
 /// Prints the C++ of the module (after autodiff and the optimizer): a Backend class
 /// template instantiated for float (training) and double (--gradcheck), its ModelSpec,

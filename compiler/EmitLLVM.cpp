@@ -22,8 +22,7 @@
 #include <llvm/Support/raw_ostream.h>
 
 #include "../runtime/CompiledBackend.h"
-#include "Fusion.h"
-#include "MemoryPlan.h"
+#include "LoopLevel.h"
 #include "RunSpec.h"
 
 namespace gradc {
@@ -67,115 +66,10 @@ bool emitterFusable(const Node &n) {
   return hasTrait(n.op, TR_ELEMENTWISE) || hasTrait(n.op, TR_INDEXED) || n.op == Op::Sum || n.op == Op::Mean || n.op == Op::Max;
 }
 
-/// The loop-level plan of every graph and the arena placement, computed as the C++ emitter
-/// does: fused loops (Fusion.h), values kept in registers, transposes folded into GEMMs, and
-/// one arena shared by the three graphs (MemoryPlan.h).
-class ArenaLayout {
-public:
-  ArenaLayout(const Module &m, const LowerOptions &opts) : opts_(opts) {
-    for (const Graph *g : m.graphs()) {
-      planGraphLoops(*g);
-      MemoryPlan plan = planMemory(
-          *g, [&](const Value *v) { return storageOf(v); },
-          [&](const Node *n) { return loopIndex_.at(n); }, opts_.planMemory);
-      for (const auto &[v, off] : plan.offset)
-        offset[v] = off;
-      arenaSize = std::max(arenaSize, plan.size);
-    }
-  }
-
-  /// The operand of a matmul, with a transpose of the last two axes folded into a flag.
-  static std::pair<const Value *, bool> matOperand(const Value *v) {
-    const Node *d = v->def;
-    if (d && d->op == Op::Transpose && v->type.rank() == 2 && d->getInts("perm") == std::vector<int64_t>{1, 0})
-      return {d->operands[0], true};
-    return {v, false};
-  }
-
-  std::unordered_map<const Value *, int64_t> offset;
-  std::unordered_map<const Graph *, std::vector<FusedLoop>> loops;
-  std::unordered_set<const Value *> folded;
-  int64_t arenaSize = 0;
-
-private:
-  void planGraphLoops(const Graph &g) {
-    // A transpose read only by matrix multiplies that take it as a transposed operand is
-    // never materialised, so it stays out of fused loops.
-    std::unordered_map<const Value *, bool> onlyFolded;
-    for (const auto &n : g.nodes)
-      if (n->op == Op::Transpose)
-        onlyFolded[n->results[0]] = matOperand(n->results[0]).second;
-    for (const auto &n : g.nodes)
-      for (const Value *v : n->operands) {
-        auto it = onlyFolded.find(v);
-        if (it != onlyFolded.end() && n->op != Op::MatMul)
-          it->second = false;
-      }
-    for (const Value *y : g.yields)
-      if (onlyFolded.count(y))
-        onlyFolded[y] = false;
-    for (const auto &[v, f] : onlyFolded)
-      if (f)
-        folded.insert(v);
-    LoopHooks hooks;
-    hooks.alone = [&](const Node &n) { return n.results.size() == 1 && folded.count(n.results[0]); };
-    hooks.readyAtStart = [](const Node &n) {
-      return (n.op == Op::Param || n.op == Op::Buffer) && n.results[0]->type.dtype == DType::F32; // views of the state
-    };
-    // A fused loop this emitter cannot lower as one (a member it does not know how to compute
-    // element by element or accumulate) becomes one loop per node, as without fusion.
-    std::vector<FusedLoop> &mine = loops[&g];
-    for (FusedLoop &l : planLoops(g, opts_.fuse, hooks)) {
-      if (!l.fused() || std::all_of(l.nodes.begin(), l.nodes.end(), [](const Node *n) { return emitterFusable(*n); })) {
-        mine.push_back(std::move(l));
-        continue;
-      }
-      for (const Node *n : l.nodes) {
-        FusedLoop single;
-        single.nodes = {n};
-        single.stored = {true};
-        single.shape = n->results.empty() ? std::vector<int64_t>{} : n->results[0]->type.shape;
-        mine.push_back(std::move(single));
-      }
-    }
-    for (size_t li = 0; li < mine.size(); ++li)
-      for (size_t k = 0; k < mine[li].nodes.size(); ++k) {
-        loopIndex_[mine[li].nodes[k]] = static_cast<int>(li);
-        if (!mine[li].stored[k])
-          inRegisters_.insert(mine[li].nodes[k]->results[0]);
-      }
-    for (const auto &n : g.nodes)
-      if (n->body) {
-        const int64_t firstCapture = n->getInt("nseq") + n->getInt("ncarry");
-        for (size_t k = firstCapture; k < n->body->args.size(); ++k)
-          captures_.insert(n->body->args[k]);
-        planGraphLoops(*n->body);
-      }
-  }
-
-  Storage storageOf(const Value *v) const {
-    if (captures_.count(v) || inRegisters_.count(v))
-      return Storage::None;
-    if (folded.count(v))
-      return Storage::AliasOf0; // the matmul reads the transpose's operand
-    if (const Node *d = v->def) {
-      if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)
-        return Storage::None; // state, outside the arena
-      if (d->op == Op::Reshape)
-        return Storage::AliasOf0;
-    }
-    return Storage::Slot;
-  }
-
-  LowerOptions opts_;
-  std::unordered_map<const Node *, int> loopIndex_; ///< Node -> its loop's index in its graph's plan.
-  std::unordered_set<const Value *> inRegisters_, captures_;
-};
-
 /// Emits the functions of one float type into an llvm::Module.
 class FunctionEmitter {
 public:
-  FunctionEmitter(const Module &m, const ArenaLayout &layout, llvm::Module &mod, bool isF32, const LLVMEmitOptions &opts)
+  FunctionEmitter(const Module &m, const LoopLevel &layout, llvm::Module &mod, bool isF32, const LLVMEmitOptions &opts)
       : m_(m), layout_(layout), mod_(mod), ctx_(mod.getContext()), b_(ctx_), isF32_(isF32), opts_(opts) {
     T_ = isF32 ? llvm::Type::getFloatTy(ctx_) : llvm::Type::getDoubleTy(ctx_);
     i64_ = llvm::Type::getInt64Ty(ctx_);
@@ -836,8 +730,8 @@ private:
 
   void matmul(const Node &n) {
     const Value *r = n.results[0];
-    auto [a, ta] = ArenaLayout::matOperand(n.operands[0]);
-    auto [bv, tb] = ArenaLayout::matOperand(n.operands[1]);
+    auto [a, ta] = LoopLevel::matOperand(n.operands[0]);
+    auto [bv, tb] = LoopLevel::matOperand(n.operands[1]);
     const auto &as = n.operands[0]->type.shape, &bs = n.operands[1]->type.shape, &cs = r->type.shape;
     int64_t M = as[as.size() - 2], K = as.back(), N = bs.back();
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
@@ -918,7 +812,7 @@ private:
   }
 
   const Module &m_;
-  const ArenaLayout &layout_;
+  const LoopLevel &layout_;
   llvm::Module &mod_;
   llvm::LLVMContext &ctx_;
   llvm::IRBuilder<> b_;
@@ -966,7 +860,7 @@ void emitExecutableEntry(const Module &m, llvm::Module &mod, int64_t arenaElemen
 
 LLVMEmitResult emitLLVM(const Module &m, const SourceManager & /*sm: for source locations, not emitted yet*/, llvm::LLVMContext &ctx,
                         const LLVMEmitOptions &opts) {
-  ArenaLayout layout(m, opts.lower);
+  LoopLevel layout(m, opts.lower, emitterFusable);
   LLVMEmitResult res;
   res.arenaElements = layout.arenaSize;
   res.module = std::make_unique<llvm::Module>(m.name, ctx);

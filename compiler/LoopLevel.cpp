@@ -1,0 +1,105 @@
+// LoopLevel.cpp: plans each graph's loops (Fusion.h) and places its buffers (MemoryPlan.h):
+// the representation both code generators lower.
+#include "LoopLevel.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace gradc {
+
+LoopLevel::LoopLevel(const Module &m, const LowerOptions &opts, std::function<bool(const Node &)> canFuse, std::ostream *dump)
+    : opts_(opts), canFuse_(std::move(canFuse)) {
+  for (const Graph *g : m.graphs()) {
+    planGraphLoops(*g);
+    MemoryPlan plan = planMemory(
+        *g, [&](const Value *v) { return storageOf(v); }, [&](const Node *n) { return loopIndex_.at(n); }, opts_.planMemory);
+    for (const auto &[v, off] : plan.offset)
+      offset[v] = off;
+    arenaSize = std::max(arenaSize, plan.size);
+    unsharedSize += plan.unsharedSize;
+    if (dump)
+      printMemoryPlan(g->name, plan, *dump);
+  }
+  if (dump)
+    *dump << fmt::format("arena: {} elements ({:.1f} KiB in f32), the largest graph's; without sharing {} ({:.1f} KiB)\n", arenaSize,
+                         arenaSize * 4 / 1024.0, unsharedSize, unsharedSize * 4 / 1024.0);
+}
+
+std::pair<const Value *, bool> LoopLevel::matOperand(const Value *v) {
+  const Node *d = v->def;
+  if (d && d->op == Op::Transpose && v->type.rank() == 2 && d->getInts("perm") == std::vector<int64_t>{1, 0})
+    return {d->operands[0], true};
+  return {v, false};
+}
+
+void LoopLevel::planGraphLoops(const Graph &g) {
+  // A transpose read only by matrix multiplies that take it as a transposed operand is never
+  // materialised, so it stays out of fused loops.
+  std::unordered_map<const Value *, bool> onlyFolded;
+  for (const auto &n : g.nodes)
+    if (n->op == Op::Transpose)
+      onlyFolded[n->results[0]] = matOperand(n->results[0]).second;
+  for (const auto &n : g.nodes)
+    for (const Value *v : n->operands) {
+      auto it = onlyFolded.find(v);
+      if (it != onlyFolded.end() && n->op != Op::MatMul)
+        it->second = false;
+    }
+  for (const Value *y : g.yields)
+    if (onlyFolded.count(y))
+      onlyFolded[y] = false;
+  for (const auto &[v, f] : onlyFolded)
+    if (f)
+      folded.insert(v);
+  LoopHooks hooks;
+  hooks.alone = [&](const Node &n) { return n.results.size() == 1 && folded.count(n.results[0]); };
+  hooks.readyAtStart = [](const Node &n) {
+    return (n.op == Op::Param || n.op == Op::Buffer) && n.results[0]->type.dtype == DType::F32; // views of the state
+  };
+  // A fused loop with a member the generator cannot compute inside it becomes one loop per
+  // node, as without fusion.
+  std::vector<FusedLoop> &mine = loops[&g];
+  for (FusedLoop &l : planLoops(g, opts_.fuse, hooks)) {
+    if (!l.fused() || !canFuse_ || std::all_of(l.nodes.begin(), l.nodes.end(), [&](const Node *n) { return canFuse_(*n); })) {
+      mine.push_back(std::move(l));
+      continue;
+    }
+    for (const Node *n : l.nodes) {
+      FusedLoop single;
+      single.nodes = {n};
+      single.stored = {true};
+      single.shape = n->results.empty() ? std::vector<int64_t>{} : n->results[0]->type.shape;
+      mine.push_back(std::move(single));
+    }
+  }
+  for (size_t li = 0; li < mine.size(); ++li)
+    for (size_t k = 0; k < mine[li].nodes.size(); ++k) {
+      loopIndex_[mine[li].nodes[k]] = static_cast<int>(li);
+      if (!mine[li].stored[k])
+        inRegisters_.insert(mine[li].nodes[k]->results[0]);
+    }
+  for (const auto &n : g.nodes)
+    if (n->body) {
+      const int64_t firstCapture = n->getInt("nseq") + n->getInt("ncarry");
+      for (size_t k = firstCapture; k < n->body->args.size(); ++k)
+        captures_.insert(n->body->args[k]);
+      planGraphLoops(*n->body);
+    }
+}
+
+Storage LoopLevel::storageOf(const Value *v) const {
+  if (captures_.count(v) || inRegisters_.count(v))
+    return Storage::None;
+  if (folded.count(v))
+    return Storage::AliasOf0; // the matmul reads the transpose's operand
+  if (const Node *d = v->def) {
+    if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)
+      return Storage::None; // state, outside the arena
+    if (d->op == Op::Reshape)
+      return Storage::AliasOf0;
+  }
+  return Storage::Slot;
+}
+
+} // namespace gradc

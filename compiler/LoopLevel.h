@@ -1,0 +1,53 @@
+// LoopLevel.h: the loop-level plan that every code generator lowers: per graph, the fused
+// loops in the order they run, which values stay in registers, which transposes fold into
+// the matmul reading them, and every buffer's place in the one arena.
+#pragma once
+
+#include <functional>
+#include <ostream>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "Fusion.h"
+#include "IR.h"
+#include "MemoryPlan.h"
+
+namespace gradc {
+
+/// Choices of the lowering to loops.
+struct LowerOptions {
+  bool fuse = true;       ///< Fuse runs of elementwise work into single loops (--disable-pass=fuse).
+  bool planMemory = true; ///< Share memory between values never alive together (--disable-pass=memory-plan).
+};
+
+/// The loop plan (Fusion.h) and arena placement (MemoryPlan.h) of a module's graphs. The
+/// three top-level graphs run one at a time, so each is placed from the start of the arena.
+class LoopLevel {
+public:
+  /// Plans `m`. `canFuse` says which members a generator can compute inside a fused loop;
+  /// a fused loop with another member becomes one loop per node (default: every member).
+  /// With `dump`, prints each graph's memory plan and the arena's totals (--emit=memory-plan).
+  LoopLevel(const Module &m, const LowerOptions &opts, std::function<bool(const Node &)> canFuse = {}, std::ostream *dump = nullptr);
+
+  /// The operand of a matmul, with a transpose of the last two axes folded into a flag.
+  static std::pair<const Value *, bool> matOperand(const Value *v);
+  /// How the lowering stores v (a slot of its own, a view, or no memory).
+  Storage storageOf(const Value *v) const;
+
+  std::unordered_map<const Value *, int64_t> offset;             ///< Arena offset of every slot.
+  std::unordered_map<const Graph *, std::vector<FusedLoop>> loops; ///< Each graph's loops, in run order.
+  std::unordered_set<const Value *> folded;                        ///< Transposes no buffer holds.
+  int64_t arenaSize = 0;    ///< Elements: the largest graph's plan.
+  int64_t unsharedSize = 0; ///< Elements if no two values shared memory (all graphs).
+
+private:
+  void planGraphLoops(const Graph &g);
+
+  LowerOptions opts_;
+  std::function<bool(const Node &)> canFuse_;
+  std::unordered_map<const Node *, int> loopIndex_; ///< Node -> its loop's index in its graph's plan.
+  std::unordered_set<const Value *> inRegisters_, captures_;
+};
+
+} // namespace gradc
