@@ -21,22 +21,6 @@ namespace gradc {
 
 namespace {
 
-std::vector<int64_t> stridesOf(const std::vector<int64_t> &shape) {
-  std::vector<int64_t> st(shape.size(), 1);
-  for (size_t i = shape.size(); i-- > 1;)
-    st[i - 1] = st[i] * shape[i];
-  return st;
-}
-
-/// Strides of `shape` broadcast into an output of rank `rank` (0 where broadcast).
-std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t rank) {
-  std::vector<int64_t> st = stridesOf(shape), out(rank, 0);
-  size_t lead = rank - shape.size();
-  for (size_t a = 0; a < shape.size(); ++a)
-    out[lead + a] = shape[a] == 1 ? 0 : st[a];
-  return out;
-}
-
 std::string num(double v) {
   if (std::isinf(v))
     return v > 0 ? "INFINITY" : "-INFINITY";
@@ -281,30 +265,6 @@ private:
     }
   }
 
-  /// Where a fusable node reads its operand `j` from memory: strides over the loop's
-  /// iteration space and a constant offset.
-  std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank) {
-    const auto &xs = n.operands[j]->type.shape;
-    switch (n.op) {
-    case Op::Slice: {
-      const auto &begin = n.getInts("begin");
-      auto ss = stridesOf(xs);
-      int64_t base = 0;
-      for (size_t a = 0; a < begin.size(); ++a)
-        base += begin[a] * ss[a];
-      return {ss, base};
-    }
-    case Op::Transpose: {
-      auto si = stridesOf(xs);
-      std::vector<int64_t> st;
-      for (int64_t p : n.getInts("perm"))
-        st.push_back(si[p]);
-      return {st, 0};
-    }
-    default: return {broadcastStrides(xs, rank), 0}; // elementwise and broadcast_to
-    }
-  }
-
   /// One loop nest computing its elementwise and indexed members element by element and
   /// accumulating its reductions: values used only inside the loop stay in registers.
   void fusedLoop(const FusedLoop &l, std::ostream &o, int ind) {
@@ -357,12 +317,7 @@ private:
       const Node &n = *l.nodes[k];
       if (!hasTrait(n.op, TR_REDUCTION))
         continue;
-      std::vector<int64_t> keep = l.shape;
-      for (int64_t a : n.getInts("axes")) {
-        keep[a] = 1;
-        independent = independent && a + 1 != static_cast<int64_t>(rank);
-      }
-      auto st = broadcastStrides(keep, rank);
+      auto st = reductionStrides(n, l.shape, independent);
       outStride[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
       if (outStride[k] == strides.size())
         strides.push_back(st);

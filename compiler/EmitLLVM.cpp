@@ -31,22 +31,6 @@ namespace {
 
 using Strides = std::vector<int64_t>;
 
-Strides stridesOf(const std::vector<int64_t> &shape) {
-  Strides st(shape.size(), 1);
-  for (size_t i = shape.size(); i-- > 1;)
-    st[i - 1] = st[i] * shape[i];
-  return st;
-}
-
-/// Strides of `shape` broadcast into an output of rank `rank` (0 where broadcast).
-Strides broadcastStrides(const std::vector<int64_t> &shape, size_t rank) {
-  Strides st = stridesOf(shape), out(rank, 0);
-  size_t lead = rank - shape.size();
-  for (size_t a = 0; a < shape.size(); ++a)
-    out[lead + a] = shape[a] == 1 ? 0 : st[a];
-  return out;
-}
-
 bool allZero(const Strides &s) {
   return std::all_of(s.begin(), s.end(), [](int64_t x) { return x == 0; });
 }
@@ -407,29 +391,6 @@ private:
     }
   }
 
-  /// Where a fusable node reads its operand `j` from memory: strides over the loop's
-  /// iteration space and a constant offset.
-  std::pair<Strides, int64_t> readAccess(const Node &n, size_t j, size_t rank) {
-    const auto &xs = n.operands[j]->type.shape;
-    switch (n.op) {
-    case Op::Slice: {
-      const auto &begin = n.getInts("begin");
-      Strides ss = stridesOf(xs);
-      int64_t base = 0;
-      for (size_t a = 0; a < begin.size(); ++a)
-        base += begin[a] * ss[a];
-      return {ss, base};
-    }
-    case Op::Transpose: {
-      Strides si = stridesOf(xs), st;
-      for (int64_t p : n.getInts("perm"))
-        st.push_back(si[p]);
-      return {st, 0};
-    }
-    default: return {broadcastStrides(xs, rank), 0};
-    }
-  }
-
   /// One loop nest computing a run of elementwise and indexed nodes element by element;
   /// values used only inside the run stay in registers.
   void fusedLoop(const FusedLoop &l) {
@@ -473,12 +434,7 @@ private:
       const Node &n = *l.nodes[k];
       if (!hasTrait(n.op, TR_REDUCTION))
         continue;
-      std::vector<int64_t> keep = l.shape;
-      for (int64_t a : n.getInts("axes")) {
-        keep[a] = 1;
-        independent = independent && a + 1 != static_cast<int64_t>(rank);
-      }
-      Strides st = broadcastStrides(keep, rank);
+      Strides st = reductionStrides(n, l.shape, independent);
       outStride[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
       if (outStride[k] == strides.size())
         strides.push_back(st);

@@ -8,6 +8,51 @@
 
 namespace gradc {
 
+std::vector<int64_t> stridesOf(const std::vector<int64_t> &shape) {
+  std::vector<int64_t> st(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;)
+    st[i - 1] = st[i] * shape[i];
+  return st;
+}
+
+std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t rank) {
+  std::vector<int64_t> st = stridesOf(shape), out(rank, 0);
+  size_t lead = rank - shape.size();
+  for (size_t a = 0; a < shape.size(); ++a)
+    out[lead + a] = shape[a] == 1 ? 0 : st[a];
+  return out;
+}
+
+std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank) {
+  const auto &xs = n.operands[j]->type.shape;
+  switch (n.op) {
+  case Op::Slice: {
+    const auto &begin = n.getInts("begin");
+    std::vector<int64_t> ss = stridesOf(xs);
+    int64_t base = 0;
+    for (size_t a = 0; a < begin.size(); ++a)
+      base += begin[a] * ss[a];
+    return {ss, base};
+  }
+  case Op::Transpose: {
+    std::vector<int64_t> si = stridesOf(xs), st;
+    for (int64_t p : n.getInts("perm"))
+      st.push_back(si[p]);
+    return {st, 0};
+  }
+  default: return {broadcastStrides(xs, rank), 0}; // elementwise and broadcast_to
+  }
+}
+
+std::vector<int64_t> reductionStrides(const Node &red, const std::vector<int64_t> &space, bool &independent) {
+  std::vector<int64_t> keep = space;
+  for (int64_t a : red.getInts("axes")) {
+    keep[a] = 1;
+    independent = independent && a + 1 != static_cast<int64_t>(space.size());
+  }
+  return broadcastStrides(keep, space.size());
+}
+
 LoopLevel::LoopLevel(const Module &m, const LowerOptions &opts, std::function<bool(const Node &)> canFuse, std::ostream *dump)
     : opts_(opts), canFuse_(std::move(canFuse)) {
   for (const Graph *g : m.graphs()) {

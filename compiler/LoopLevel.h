@@ -21,6 +21,21 @@ struct LowerOptions {
   bool planMemory = true; ///< Share memory between values never alive together (--disable-pass=memory-plan).
 };
 
+/// Row-major strides of `shape`.
+std::vector<int64_t> stridesOf(const std::vector<int64_t> &shape);
+
+/// Strides of `shape` broadcast into an iteration space of rank `rank` (0 where broadcast).
+std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t rank);
+
+/// Where a fusable node reads its operand `j` from memory: strides over the loop's
+/// iteration space of rank `rank` and a constant offset (slices, transposes, broadcasts).
+std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank);
+
+/// Where a reduction member of a loop over `space` accumulates each element: strides with the
+/// reduced axes zero. Clears `independent` when it reduces the innermost axis (iterations of
+/// the innermost loop then update the same element).
+std::vector<int64_t> reductionStrides(const Node &red, const std::vector<int64_t> &space, bool &independent);
+
 /// The loop plan (Fusion.h) and arena placement (MemoryPlan.h) of a module's graphs. The
 /// three top-level graphs run one at a time, so each is placed from the start of the arena.
 class LoopLevel {
