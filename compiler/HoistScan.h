@@ -19,3 +19,14 @@ void hoistProjections(Module &m);
 void hoistAccumulations(Module &m);
 
 } // namespace gradc
+
+namespace gradc {
+
+/// `sink-transposes` (late): a scan capture that is the transpose of a matrix and that the
+/// body reads only as a matmul operand is replaced by the matrix itself, transposed inside
+/// the body, where the transpose folds into the matmul (a transposed-operand flag). This
+/// undoes licm's hoisting for transposes, which cost a pass over the matrix per step of
+/// training outside the loop but nothing inside it.
+void sinkTransposes(Module &m);
+
+} // namespace gradc

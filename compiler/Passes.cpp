@@ -208,6 +208,7 @@ const std::vector<PassInfo> &allPasses() {
       {"centered-sums", "split sums of linear combinations where a centred term sums to zero", [](Module &m, Diagnostics &) { cancelCenteredSums(m); }, false},
       {"fold-affine", "fold inference-mode per-feature affine maps (BatchNorm) into adjacent matmul weights", [](Module &m, Diagnostics &) { foldAffineIntoMatmul(m); }, false},
       {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
+      {"sink-transposes", "transpose a scan's captured matrix inside the body when only its matmuls read it (the transpose folds into them)", [](Module &m, Diagnostics &) { sinkTransposes(m); }, false},
   };
   return passes;
 }

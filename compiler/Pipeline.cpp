@@ -76,7 +76,8 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
   std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
   verifyOrDie(*m, "elaboration");
   for (const char *name : {"dce", "fold", "cse", "dce", "licm", "hoist-projections", "dce", "autodiff", "optimizer", "fold", "cse",
-                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "fold-affine", "fold", "cse", "dce"}) {
+                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "fold-affine", "fold", "cse", "dce",
+                           "sink-transposes", "dce"}) {
     const PassInfo &pass = *findPass(name);
     if (!pass.required && std::find(skip.begin(), skip.end(), name) != skip.end())
       continue;
@@ -178,6 +179,8 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     runPass("fold-affine");
     runPass("fold");
     runPass("cse");
+    runPass("dce");
+    runPass("sink-transposes");
     runPass("dce");
     if (opts.emit == "opt-graph") {
       std::ostringstream os;

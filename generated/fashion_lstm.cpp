@@ -148,21 +148,15 @@ public:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 975936)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 1074240));
-  std::copy_n((A + 50240), 8192, (A + 1082432));
+  std::copy_n((A + 50240), 8192, (A + 1008704));
+  std::copy_n((A + 50240), 8192, (A + 1016896));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 975936) + o * 512);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 1008704), 128, sf_[1].data(), 128, T(0), (A + 1025088), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -171,10 +165,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 1041472)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1090624)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 975936)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1025088)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1123392)[i0 * 512 + i1 * 1] = v2;
+          (A + 1057856)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -194,35 +188,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1123392)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1057856)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1123392)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1057856)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1123392)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1057856)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1123392)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1057856)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1082432)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1016896)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1090624)[i0 * 128 + i1 * 1] = v10;
+          (A + 1025088)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1098816)[i0 * 128 + i1 * 1] = v12;
+          (A + 1033280)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 1156160) + (o * 28 + t) * 128);
-    std::copy_n((A + 1098816), 8192, (A + 1074240));
-    std::copy_n((A + 1090624), 8192, (A + 1082432));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033280) + o * 128, 128, (A + 1090624) + (o * 28 + t) * 128);
+    std::copy_n((A + 1033280), 8192, (A + 1008704));
+    std::copy_n((A + 1025088), 8192, (A + 1016896));
   }
-  std::copy_n((A + 1074240), 8192, (A + 0));
-  std::copy_n((A + 1082432), 8192, (A + 8192));
+  std::copy_n((A + 1008704), 8192, (A + 0));
+  std::copy_n((A + 1016896), 8192, (A + 8192));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156160)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090624)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -273,21 +267,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 975936)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 1074240));
-  std::copy_n((A + 50240), 8192, (A + 1082432));
+  std::copy_n((A + 50240), 8192, (A + 1008704));
+  std::copy_n((A + 50240), 8192, (A + 1016896));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 975936) + o * 512);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 1008704), 128, sf_[1].data(), 128, T(0), (A + 1025088), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -296,10 +284,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 1041472)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1090624)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 975936)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1025088)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1123392)[i0 * 512 + i1 * 1] = v2;
+          (A + 1057856)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -319,40 +307,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1123392)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1057856)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 1090624)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 1123392)[128 + i0 * 512 + i1 * 1];
+          (A + 1025088)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 1057856)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1098816)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 1123392)[256 + i0 * 512 + i1 * 1];
+          (A + 1033280)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 1057856)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1107008)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 1123392)[384 + i0 * 512 + i1 * 1];
+          (A + 1041472)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 1057856)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1115200)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 1082432)[i0 * 128 + i1 * 1];
+          (A + 1049664)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1016896)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1156160)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090624)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1164352)[i0 * 128 + i1 * 1] = v11;
+          (A + 1098816)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1172544)[i0 * 128 + i1 * 1] = v12;
+          (A + 1107008)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1172544) + o * 128, 128, (A + 1197120) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1164352) + o * 128, 128, (A + 1426496) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1115200) + o * 128, 128, (A + 1655872) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107008) + o * 128, 128, (A + 1885248) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1090624) + o * 128, 128, (A + 2114624) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1082432) + o * 128, 128, (A + 2344000) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 2573376) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074240) + o * 128, 128, (A + 2802752) + (o * 28 + t) * 128);
-    std::copy_n((A + 1172544), 8192, (A + 1074240));
-    std::copy_n((A + 1156160), 8192, (A + 1082432));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107008) + o * 128, 128, (A + 1131584) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 1360960) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1049664) + o * 128, 128, (A + 1590336) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1041472) + o * 128, 128, (A + 1819712) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1025088) + o * 128, 128, (A + 2049088) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016896) + o * 128, 128, (A + 2278464) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033280) + o * 128, 128, (A + 2507840) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008704) + o * 128, 128, (A + 2737216) + (o * 28 + t) * 128);
+    std::copy_n((A + 1107008), 8192, (A + 1008704));
+    std::copy_n((A + 1090624), 8192, (A + 1016896));
   }
-  std::copy_n((A + 1074240), 8192, (A + 1180736));
-  std::copy_n((A + 1082432), 8192, (A + 1188928));
+  std::copy_n((A + 1008704), 8192, (A + 1115200));
+  std::copy_n((A + 1016896), 8192, (A + 1123392));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -362,7 +350,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1197120)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1131584)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -459,13 +447,13 @@ private:
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 78720) + (o * 28 + t) * 128, 128, (A + 308096) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1426496) + (o * 28 + t) * 128, 128, (A + 316288) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1655872) + (o * 28 + t) * 128, 128, (A + 324480) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1885248) + (o * 28 + t) * 128, 128, (A + 332672) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2114624) + (o * 28 + t) * 128, 128, (A + 340864) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2344000) + (o * 28 + t) * 128, 128, (A + 349056) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2573376) + (o * 28 + t) * 128, 128, (A + 357248) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2802752) + (o * 28 + t) * 128, 128, (A + 365440) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1360960) + (o * 28 + t) * 128, 128, (A + 316288) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1590336) + (o * 28 + t) * 128, 128, (A + 324480) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1819712) + (o * 28 + t) * 128, 128, (A + 332672) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2049088) + (o * 28 + t) * 128, 128, (A + 340864) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2278464) + (o * 28 + t) * 128, 128, (A + 349056) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2507840) + (o * 28 + t) * 128, 128, (A + 357248) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2737216) + (o * 28 + t) * 128, 128, (A + 365440) + o * 128);
     // const  (prelude.model:36:21)
     std::fill_n((A + 390016), 1, T(1));
     // fused loop over [64, 128]:
@@ -555,7 +543,6 @@ private:
         {
           (A + 529296)[0 + i0 * 512 + i1 * 1] = (A + 422800)[i0 * 128 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // fused loop over [64, 512]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
@@ -568,8 +555,8 @@ private:
       (A + 398224)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 398224), 512, (A + 975936), 512, T(0), (A + 430992), 128, threads());
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 398224) + o * 512, 512, (A + 3032128) + (o * 28 + t) * 512);
+    gemm(false, false, 64, 128, 512, T(1), (A + 398224), 512, sf_[1].data(), 128, T(0), (A + 430992), 128, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 398224) + o * 512, 512, (A + 2966592) + (o * 28 + t) * 512);
     std::copy_n((A + 430992), 8192, (A + 373632));
     std::copy_n((A + 390032), 8192, (A + 381824));
   }
@@ -581,17 +568,17 @@ private:
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50208)[i2 * 1] += (A + 3032128)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50208)[i2 * 1] += (A + 2966592)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2802752), 128, (A + 3032128), 512, T(0), (A + 67920), 512, threads());
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2737216), 128, (A + 2966592), 512, T(0), (A + 67920), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 3032128), 512, T(0), (A + 50720), 512, threads());
+  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 2966592), 512, T(0), (A + 50720), 512, threads());
   // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
@@ -936,21 +923,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 975872)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 1074176));
-  std::copy_n((A + 50176), 8192, (A + 1082368));
+  std::copy_n((A + 50176), 8192, (A + 1008640));
+  std::copy_n((A + 50176), 8192, (A + 1016832));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 1041408) + o * 512);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 975872) + o * 512);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 1008640), 128, sf_[1].data(), 128, T(0), (A + 1025024), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -959,10 +940,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 1041408)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1090560)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 975872)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1025024)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1123328)[i0 * 512 + i1 * 1] = v2;
+          (A + 1057792)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -982,35 +963,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1123328)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1057792)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1123328)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1057792)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1123328)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1057792)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1123328)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1057792)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1082368)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1016832)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1090560)[i0 * 128 + i1 * 1] = v10;
+          (A + 1025024)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1098752)[i0 * 128 + i1 * 1] = v12;
+          (A + 1033216)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098752) + o * 128, 128, (A + 1156096) + (o * 28 + t) * 128);
-    std::copy_n((A + 1098752), 8192, (A + 1074176));
-    std::copy_n((A + 1090560), 8192, (A + 1082368));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033216) + o * 128, 128, (A + 1090560) + (o * 28 + t) * 128);
+    std::copy_n((A + 1033216), 8192, (A + 1008640));
+    std::copy_n((A + 1025024), 8192, (A + 1016832));
   }
-  std::copy_n((A + 1074176), 8192, (A + 0));
-  std::copy_n((A + 1082368), 8192, (A + 8192));
+  std::copy_n((A + 1008640), 8192, (A + 0));
+  std::copy_n((A + 1016832), 8192, (A + 8192));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156096)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090560)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -1035,7 +1016,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(3949632);
+      arena_.resize(3884096);
     return arena_.data();
   }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order

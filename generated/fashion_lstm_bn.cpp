@@ -175,21 +175,15 @@ public:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 975936)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 1074240));
-  std::copy_n((A + 50240), 8192, (A + 1082432));
+  std::copy_n((A + 50240), 8192, (A + 1008704));
+  std::copy_n((A + 50240), 8192, (A + 1016896));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 975936) + o * 512);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 1008704), 128, sf_[1].data(), 128, T(0), (A + 1025088), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -198,10 +192,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 1041472)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1090624)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 975936)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1025088)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1123392)[i0 * 512 + i1 * 1] = v2;
+          (A + 1057856)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -221,35 +215,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1123392)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1057856)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1123392)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1057856)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1123392)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1057856)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1123392)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1057856)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1082432)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1016896)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1090624)[i0 * 128 + i1 * 1] = v10;
+          (A + 1025088)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1098816)[i0 * 128 + i1 * 1] = v12;
+          (A + 1033280)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 1156160) + (o * 28 + t) * 128);
-    std::copy_n((A + 1098816), 8192, (A + 1074240));
-    std::copy_n((A + 1090624), 8192, (A + 1082432));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033280) + o * 128, 128, (A + 1090624) + (o * 28 + t) * 128);
+    std::copy_n((A + 1033280), 8192, (A + 1008704));
+    std::copy_n((A + 1025088), 8192, (A + 1016896));
   }
-  std::copy_n((A + 1074240), 8192, (A + 0));
-  std::copy_n((A + 1082432), 8192, (A + 8192));
+  std::copy_n((A + 1008704), 8192, (A + 0));
+  std::copy_n((A + 1016896), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156160)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090624)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -350,21 +344,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 32), 28, sf_[0].data(), 28, T(0), (A + 58464), 512, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 975968)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50272), 8192, (A + 1074272));
-  std::copy_n((A + 50272), 8192, (A + 1082464));
+  std::copy_n((A + 50272), 8192, (A + 1008736));
+  std::copy_n((A + 50272), 8192, (A + 1016928));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58464) + (o * 28 + t) * 512, 512, (A + 1041504) + o * 512);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58464) + (o * 28 + t) * 512, 512, (A + 975968) + o * 512);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074272), 128, (A + 975968), 512, T(0), (A + 1090656), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 1008736), 128, sf_[1].data(), 128, T(0), (A + 1025120), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -373,10 +361,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 1041504)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1090656)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 975968)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1025120)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1123424)[i0 * 512 + i1 * 1] = v2;
+          (A + 1057888)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -396,40 +384,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1123424)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1057888)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 1090656)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 1123424)[128 + i0 * 512 + i1 * 1];
+          (A + 1025120)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 1057888)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1098848)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 1123424)[256 + i0 * 512 + i1 * 1];
+          (A + 1033312)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 1057888)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1107040)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 1123424)[384 + i0 * 512 + i1 * 1];
+          (A + 1041504)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 1057888)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1115232)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 1082464)[i0 * 128 + i1 * 1];
+          (A + 1049696)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1016928)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1156192)[i0 * 128 + i1 * 1] = v10;
+          (A + 1090656)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1164384)[i0 * 128 + i1 * 1] = v11;
+          (A + 1098848)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1172576)[i0 * 128 + i1 * 1] = v12;
+          (A + 1107040)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1172576) + o * 128, 128, (A + 1197152) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1164384) + o * 128, 128, (A + 1426528) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1115232) + o * 128, 128, (A + 1655904) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107040) + o * 128, 128, (A + 1885280) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1090656) + o * 128, 128, (A + 2114656) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1082464) + o * 128, 128, (A + 2344032) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098848) + o * 128, 128, (A + 2573408) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074272) + o * 128, 128, (A + 2802784) + (o * 28 + t) * 128);
-    std::copy_n((A + 1172576), 8192, (A + 1074272));
-    std::copy_n((A + 1156192), 8192, (A + 1082464));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107040) + o * 128, 128, (A + 1131616) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098848) + o * 128, 128, (A + 1360992) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1049696) + o * 128, 128, (A + 1590368) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1041504) + o * 128, 128, (A + 1819744) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1025120) + o * 128, 128, (A + 2049120) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016928) + o * 128, 128, (A + 2278496) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033312) + o * 128, 128, (A + 2507872) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008736) + o * 128, 128, (A + 2737248) + (o * 28 + t) * 128);
+    std::copy_n((A + 1107040), 8192, (A + 1008736));
+    std::copy_n((A + 1090656), 8192, (A + 1016928));
   }
-  std::copy_n((A + 1074272), 8192, (A + 1180768));
-  std::copy_n((A + 1082464), 8192, (A + 1188960));
+  std::copy_n((A + 1008736), 8192, (A + 1115232));
+  std::copy_n((A + 1016928), 8192, (A + 1123424));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -439,7 +427,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1197152)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1131616)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -712,13 +700,13 @@ private:
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 83936) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1426528) + (o * 28 + t) * 128, 128, (A + 321504) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1655904) + (o * 28 + t) * 128, 128, (A + 329696) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1885280) + (o * 28 + t) * 128, 128, (A + 337888) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2114656) + (o * 28 + t) * 128, 128, (A + 346080) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2344032) + (o * 28 + t) * 128, 128, (A + 354272) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2573408) + (o * 28 + t) * 128, 128, (A + 362464) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2802784) + (o * 28 + t) * 128, 128, (A + 370656) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1360992) + (o * 28 + t) * 128, 128, (A + 321504) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1590368) + (o * 28 + t) * 128, 128, (A + 329696) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1819744) + (o * 28 + t) * 128, 128, (A + 337888) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2049120) + (o * 28 + t) * 128, 128, (A + 346080) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2278496) + (o * 28 + t) * 128, 128, (A + 354272) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2507872) + (o * 28 + t) * 128, 128, (A + 362464) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2737248) + (o * 28 + t) * 128, 128, (A + 370656) + o * 128);
     // const  (prelude.model:36:21)
     std::fill_n((A + 395232), 1, T(1));
     // fused loop over [64, 128]:
@@ -808,7 +796,6 @@ private:
         {
           (A + 534512)[0 + i0 * 512 + i1 * 1] = (A + 428016)[i0 * 128 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // fused loop over [64, 512]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
@@ -821,8 +808,8 @@ private:
       (A + 403440)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 403440), 512, (A + 975968), 512, T(0), (A + 436208), 128, threads());
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 403440) + o * 512, 512, (A + 3032160) + (o * 28 + t) * 512);
+    gemm(false, false, 64, 128, 512, T(1), (A + 403440), 512, sf_[1].data(), 128, T(0), (A + 436208), 128, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 403440) + o * 512, 512, (A + 2966624) + (o * 28 + t) * 512);
     std::copy_n((A + 436208), 8192, (A + 378848));
     std::copy_n((A + 395248), 8192, (A + 387040));
   }
@@ -834,17 +821,17 @@ private:
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50240)[i2 * 1] += (A + 3032160)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50240)[i2 * 1] += (A + 2966624)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2802784), 128, (A + 3032160), 512, T(0), (A + 67424), 512, threads());
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2737248), 128, (A + 2966624), 512, T(0), (A + 67424), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 3032160), 512, T(0), (A + 132960), 512, threads());
+  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 2966624), 512, T(0), (A + 132960), 512, threads());
   // fused loop over [512, 28]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (fashion_lstm_bn.model:22:1)
@@ -1276,21 +1263,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 512; ++i1)
-      {
-        (A + 975872)[i0 * 512 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 128];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 1074176));
-  std::copy_n((A + 50176), 8192, (A + 1082368));
+  std::copy_n((A + 50176), 8192, (A + 1008640));
+  std::copy_n((A + 50176), 8192, (A + 1016832));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 1041408) + o * 512);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 975872) + o * 512);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 1008640), 128, sf_[1].data(), 128, T(0), (A + 1025024), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -1299,10 +1280,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 1041408)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1090560)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 975872)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1025024)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1123328)[i0 * 512 + i1 * 1] = v2;
+          (A + 1057792)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1322,35 +1303,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1123328)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1057792)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1123328)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1057792)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1123328)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1057792)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1123328)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1057792)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1082368)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 1016832)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1090560)[i0 * 128 + i1 * 1] = v10;
+          (A + 1025024)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1098752)[i0 * 128 + i1 * 1] = v12;
+          (A + 1033216)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098752) + o * 128, 128, (A + 1156096) + (o * 28 + t) * 128);
-    std::copy_n((A + 1098752), 8192, (A + 1074176));
-    std::copy_n((A + 1090560), 8192, (A + 1082368));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033216) + o * 128, 128, (A + 1090560) + (o * 28 + t) * 128);
+    std::copy_n((A + 1033216), 8192, (A + 1008640));
+    std::copy_n((A + 1025024), 8192, (A + 1016832));
   }
-  std::copy_n((A + 1074176), 8192, (A + 0));
-  std::copy_n((A + 1082368), 8192, (A + 8192));
+  std::copy_n((A + 1008640), 8192, (A + 0));
+  std::copy_n((A + 1016832), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1156096)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090560)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -1421,7 +1402,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(3949664);
+      arena_.resize(3884128);
     return arena_.data();
   }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order

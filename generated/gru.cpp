@@ -150,20 +150,14 @@ public:
   gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
   // const  (gru.model:28:14)
   std::fill_n((A + 0), 1, T(1));
-  // transpose  (gru.model:24:25)
-  for (int64_t i0 = 0; i0 < 48; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 140768)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
-      }
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 152288));
+  std::copy_n((A + 992), 1536, (A + 145376));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 147680) + o * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 140768) + o * 144);
+    // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 152288), 48, (A + 140768), 144, T(0), (A + 153824), 144, threads());
+    gemm(false, true, 32, 144, 48, T(1), (A + 145376), 48, sf_[1].data(), 48, T(0), (A + 146912), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -171,10 +165,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 147680)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 158432)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 153824)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 163040)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = (A + 140768)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 151520)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 146912)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 156128)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -198,36 +192,36 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 158432)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 163040)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 151520)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 156128)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 158432)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 163040)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 151520)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 156128)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 158432)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 163040)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 151520)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 156128)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
           const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 152288)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 145376)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 153824)[i0 * 48 + i1 * 1] = v16;
+          (A + 146912)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153824) + o * 48, 48, (A + 169184) + (o * 30 + t) * 48);
-    std::copy_n((A + 153824), 1536, (A + 152288));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 146912) + o * 48, 48, (A + 162272) + (o * 30 + t) * 48);
+    std::copy_n((A + 146912), 1536, (A + 145376));
   }
-  std::copy_n((A + 152288), 1536, (A + 167648));
+  std::copy_n((A + 145376), 1536, (A + 160736));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 169184)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 162272)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -273,20 +267,14 @@ private:
   gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
   // const  (gru.model:28:14)
   std::fill_n((A + 140768), 1, T(1));
-  // transpose  (gru.model:24:25)
-  for (int64_t i0 = 0; i0 < 48; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 140784)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
-      }
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 152304));
+  std::copy_n((A + 992), 1536, (A + 145392));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 147696) + o * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 140784) + o * 144);
+    // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 152304), 48, (A + 140784), 144, T(0), (A + 153840), 144, threads());
+    gemm(false, true, 32, 144, 48, T(1), (A + 145392), 48, sf_[1].data(), 48, T(0), (A + 146928), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -294,10 +282,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 147696)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 158448)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 153840)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 163056)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = (A + 140784)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 151536)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 146928)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 156144)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -321,40 +309,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 158448)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 163056)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 151536)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 156144)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          (A + 153840)[i0 * 48 + i1 * 1] = v3;
-          const T v4 = (A + 158448)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 163056)[48 + i0 * 144 + i1 * 1];
+          (A + 146928)[i0 * 48 + i1 * 1] = v3;
+          const T v4 = (A + 151536)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 156144)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          (A + 155376)[i0 * 48 + i1 * 1] = v7;
-          const T v8 = (A + 158448)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 163056)[96 + i0 * 144 + i1 * 1];
-          (A + 156912)[i0 * 48 + i1 * 1] = v9;
+          (A + 148464)[i0 * 48 + i1 * 1] = v7;
+          const T v8 = (A + 151536)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 156144)[96 + i0 * 144 + i1 * 1];
+          (A + 150000)[i0 * 48 + i1 * 1] = v9;
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          (A + 167664)[i0 * 48 + i1 * 1] = v12;
+          (A + 160752)[i0 * 48 + i1 * 1] = v12;
           const T v13 = (A + 140768)[0] - v7;
-          (A + 169200)[i0 * 48 + i1 * 1] = v13;
+          (A + 162288)[i0 * 48 + i1 * 1] = v13;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 152304)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 145392)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 170736)[i0 * 48 + i1 * 1] = v16;
+          (A + 163824)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 170736) + o * 48, 48, (A + 173808) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 152304) + o * 48, 48, (A + 219888) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 155376) + o * 48, 48, (A + 265968) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 167664) + o * 48, 48, (A + 312048) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 169200) + o * 48, 48, (A + 358128) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 156912) + o * 48, 48, (A + 404208) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153840) + o * 48, 48, (A + 450288) + (o * 30 + t) * 48);
-    std::copy_n((A + 170736), 1536, (A + 152304));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 163824) + o * 48, 48, (A + 166896) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 145392) + o * 48, 48, (A + 212976) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 148464) + o * 48, 48, (A + 259056) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 160752) + o * 48, 48, (A + 305136) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 162288) + o * 48, 48, (A + 351216) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 150000) + o * 48, 48, (A + 397296) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 146928) + o * 48, 48, (A + 443376) + (o * 30 + t) * 48);
+    std::copy_n((A + 163824), 1536, (A + 145392));
   }
-  std::copy_n((A + 152304), 1536, (A + 172272));
+  std::copy_n((A + 145392), 1536, (A + 165360));
   // reshape  (gru.model:22:12)
   // (a view of its operand)
   // transpose  (gru.model:22:12): folded into the matmul that reads it
@@ -364,7 +352,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 173808)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 166896)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -432,12 +420,12 @@ private:
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5680) + (o * 30 + t) * 48, 48, (A + 51760) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 219888) + (o * 30 + t) * 48, 48, (A + 53296) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 265968) + (o * 30 + t) * 48, 48, (A + 54832) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 312048) + (o * 30 + t) * 48, 48, (A + 56368) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 358128) + (o * 30 + t) * 48, 48, (A + 57904) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 404208) + (o * 30 + t) * 48, 48, (A + 59440) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 450288) + (o * 30 + t) * 48, 48, (A + 60976) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 212976) + (o * 30 + t) * 48, 48, (A + 53296) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 259056) + (o * 30 + t) * 48, 48, (A + 54832) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 305136) + (o * 30 + t) * 48, 48, (A + 56368) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 351216) + (o * 30 + t) * 48, 48, (A + 57904) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 397296) + (o * 30 + t) * 48, 48, (A + 59440) + o * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 443376) + (o * 30 + t) * 48, 48, (A + 60976) + o * 48);
     // const  (gru.model:27:15)
     std::fill_n((A + 64048), 1, T(1));
     // fused loop over [32, 48]:
@@ -517,7 +505,6 @@ private:
         {
           (A + 65600)[0 + i0 * 144 + i1 * 1] = (A + 70208)[i0 * 48 + i1 * 1];
         }
-    // transpose  (gru.model:24:14): folded into the matmul that reads it
     // fused loop over [32, 144]:
     //   add  (gru.model:26:36)  [register]
     //   add  (gru.model:25:34)
@@ -533,14 +520,14 @@ private:
       (A + 90176)[i] = v3;
     }
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 48, 144, T(1), (A + 85568), 144, (A + 140784), 144, T(0), (A + 65600), 48, threads());
+    gemm(false, false, 32, 48, 144, T(1), (A + 85568), 144, sf_[1].data(), 48, T(0), (A + 65600), 48, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
       (A + 67136)[i] = (A + 64064)[i] + (A + 65600)[i];
     }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 90176) + o * 144, 144, (A + 496368) + (o * 30 + t) * 144);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 85568) + o * 144, 144, (A + 634608) + (o * 30 + t) * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 90176) + o * 144, 144, (A + 489456) + (o * 30 + t) * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 85568) + o * 144, 144, (A + 627696) + (o * 30 + t) * 144);
     std::copy_n((A + 67136), 1536, (A + 62512));
   }
   std::copy_n((A + 62512), 1536, (A + 2528));
@@ -554,20 +541,20 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 144; ++i2)
         {
-          (A + 992)[i2 * 1] += (A + 496368)[i0 * 4320 + i1 * 144 + i2 * 1];
-          (A + 1136)[i2 * 1] += (A + 634608)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 992)[i2 * 1] += (A + 489456)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 1136)[i2 * 1] += (A + 627696)[i0 * 4320 + i1 * 144 + i2 * 1];
         }
   // reshape  (gru.model:22:12)
   // (a view of its operand)
   // matmul  (gru.model:22:12)
-  gemm(true, false, 48, 144, 960, T(1), (A + 219888), 48, (A + 634608), 144, T(0), (A + 4112), 144, threads());
+  gemm(true, false, 48, 144, 960, T(1), (A + 212976), 48, (A + 627696), 144, T(0), (A + 4112), 144, threads());
   // reshape  (gru.model:23:15)
   // (a view of its operand)
   // reshape  (gru.model:23:15)
   // (a view of its operand)
   // transpose  (gru.model:23:15): folded into the matmul that reads it
   // matmul  (gru.model:23:15)
-  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 496368), 144, T(0), (A + 1280), 144, threads());
+  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 489456), 144, T(0), (A + 1280), 144, threads());
   // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
@@ -926,20 +913,14 @@ private:
   gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2496), 144, threads());
   // const  (gru.model:28:14)
   std::fill_n((A + 0), 1, T(1));
-  // transpose  (gru.model:24:25)
-  for (int64_t i0 = 0; i0 < 48; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 144; ++i1)
-      {
-        (A + 140736)[i0 * 144 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 48];
-      }
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 960), 1536, (A + 152256));
+  std::copy_n((A + 960), 1536, (A + 145344));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2496) + (o * 30 + t) * 144, 144, (A + 147648) + o * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2496) + (o * 30 + t) * 144, 144, (A + 140736) + o * 144);
+    // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 144, 48, T(1), (A + 152256), 48, (A + 140736), 144, T(0), (A + 153792), 144, threads());
+    gemm(false, true, 32, 144, 48, T(1), (A + 145344), 48, sf_[1].data(), 48, T(0), (A + 146880), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -947,10 +928,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 147648)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 158400)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 153792)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 163008)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = (A + 140736)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 151488)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 146880)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 156096)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -974,36 +955,36 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 158400)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 163008)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 151488)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 156096)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 158400)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 163008)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 151488)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 156096)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 158400)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 163008)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 151488)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 156096)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
           const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 152256)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 145344)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 153792)[i0 * 48 + i1 * 1] = v16;
+          (A + 146880)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 153792) + o * 48, 48, (A + 169152) + (o * 30 + t) * 48);
-    std::copy_n((A + 153792), 1536, (A + 152256));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 146880) + o * 48, 48, (A + 162240) + (o * 30 + t) * 48);
+    std::copy_n((A + 146880), 1536, (A + 145344));
   }
-  std::copy_n((A + 152256), 1536, (A + 167616));
+  std::copy_n((A + 145344), 1536, (A + 160704));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 169152)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 162240)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -1028,7 +1009,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(772848);
+      arena_.resize(765936);
     return arena_.data();
   }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order

@@ -222,26 +222,15 @@ public:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 864), 128, threads());
-  // fused loop over [32, 128]:
-  //   transpose  (prelude.model:30:78)
-  //   transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
-        (A + 41824)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 45920)[i0 * 128 + i1 * 1] = v1;
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 52064));
-  std::copy_n((A + 352), 512, (A + 52576));
+  std::copy_n((A + 352), 512, (A + 43872));
+  std::copy_n((A + 352), 512, (A + 44384));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 41824) + o * 128);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 41824), 128, T(0), (A + 53088), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 43872), 32, sf_[1].data(), 32, T(0), (A + 44896), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -250,10 +239,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 50016)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 53088)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 41824)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 44896)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 55136)[i0 * 128 + i1 * 1] = v2;
+          (A + 46944)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -273,43 +262,44 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 55136)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 46944)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 55136)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 46944)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 55136)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 46944)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 55136)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 46944)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 52576)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 44384)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 53088)[i0 * 32 + i1 * 1] = v10;
+          (A + 44896)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 53600)[i0 * 32 + i1 * 1] = v12;
+          (A + 45408)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53600) + o * 32, 32, (A + 58208) + (o * 20 + t) * 32);
-    std::copy_n((A + 53600), 512, (A + 52064));
-    std::copy_n((A + 53088), 512, (A + 52576));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45408) + o * 32, 32, (A + 50016) + (o * 20 + t) * 32);
+    std::copy_n((A + 45408), 512, (A + 43872));
+    std::copy_n((A + 44896), 512, (A + 44384));
   }
-  std::copy_n((A + 52064), 512, (A + 57184));
-  std::copy_n((A + 52576), 512, (A + 57696));
+  std::copy_n((A + 43872), 512, (A + 48992));
+  std::copy_n((A + 44384), 512, (A + 49504));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 58208), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
+  gemm(false, true, 320, 128, 32, T(1), (A + 50016), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 52064));
-  std::copy_n((A + 352), 512, (A + 52576));
+  std::copy_n((A + 352), 512, (A + 43872));
+  std::copy_n((A + 352), 512, (A + 44384));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 41824) + o * 128);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 45920), 128, T(0), (A + 53088), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 43872), 32, sf_[5].data(), 32, T(0), (A + 44896), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -318,10 +308,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 50016)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 53088)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 41824)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 44896)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 55136)[i0 * 128 + i1 * 1] = v2;
+          (A + 46944)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -341,35 +331,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 55136)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 46944)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 55136)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 46944)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 55136)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 46944)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 55136)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 46944)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 52576)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 44384)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 53088)[i0 * 32 + i1 * 1] = v10;
+          (A + 44896)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 53600)[i0 * 32 + i1 * 1] = v12;
+          (A + 45408)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53600) + o * 32, 32, (A + 57184) + (o * 20 + t) * 32);
-    std::copy_n((A + 53600), 512, (A + 52064));
-    std::copy_n((A + 53088), 512, (A + 52576));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45408) + o * 32, 32, (A + 50016) + (o * 20 + t) * 32);
+    std::copy_n((A + 45408), 512, (A + 43872));
+    std::copy_n((A + 44896), 512, (A + 44384));
   }
-  std::copy_n((A + 52064), 512, (A + 41824));
-  std::copy_n((A + 52576), 512, (A + 42336));
+  std::copy_n((A + 43872), 512, (A + 48992));
+  std::copy_n((A + 44384), 512, (A + 49504));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 57184)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 50016)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -507,29 +497,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 880), 128, threads());
-  // fused loop over [32, 128]:
-  //   transpose  (prelude.model:30:78)
-  //   transpose  (prelude.model:30:31)
-  //   transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
-        (A + 41840)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[4].data()[i0 * 1 + i1 * 32];
-        (A + 45936)[i0 * 128 + i1 * 1] = v1;
-        const T v2 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 50032)[i0 * 128 + i1 * 1] = v2;
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 56176));
-  std::copy_n((A + 368), 512, (A + 56688));
+  std::copy_n((A + 368), 512, (A + 43888));
+  std::copy_n((A + 368), 512, (A + 44400));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 41840) + o * 128);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 41840), 128, T(0), (A + 57200), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 43888), 32, sf_[1].data(), 32, T(0), (A + 44912), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -538,10 +514,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 54128)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 57200)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 41840)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 44912)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 59248)[i0 * 128 + i1 * 1] = v2;
+          (A + 46960)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -561,40 +537,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 59248)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 46960)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 57200)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 59248)[32 + i0 * 128 + i1 * 1];
+          (A + 44912)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 46960)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 57712)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 59248)[64 + i0 * 128 + i1 * 1];
+          (A + 45424)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 46960)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 58224)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 59248)[96 + i0 * 128 + i1 * 1];
+          (A + 45936)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 46960)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 58736)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 56688)[i0 * 32 + i1 * 1];
+          (A + 46448)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 44400)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 61296)[i0 * 32 + i1 * 1] = v10;
+          (A + 49008)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 61808)[i0 * 32 + i1 * 1] = v11;
+          (A + 49520)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 62320)[i0 * 32 + i1 * 1] = v12;
+          (A + 50032)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 62320) + o * 32, 32, (A + 63856) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + o * 32, 32, (A + 74096) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58736) + o * 32, 32, (A + 84336) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58224) + o * 32, 32, (A + 94576) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57200) + o * 32, 32, (A + 104816) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56688) + o * 32, 32, (A + 115056) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57712) + o * 32, 32, (A + 125296) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56176) + o * 32, 32, (A + 135536) + (o * 20 + t) * 32);
-    std::copy_n((A + 62320), 512, (A + 56176));
-    std::copy_n((A + 61296), 512, (A + 56688));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 50032) + o * 32, 32, (A + 51568) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 49520) + o * 32, 32, (A + 61808) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 46448) + o * 32, 32, (A + 72048) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45936) + o * 32, 32, (A + 82288) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44912) + o * 32, 32, (A + 92528) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44400) + o * 32, 32, (A + 102768) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45424) + o * 32, 32, (A + 113008) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43888) + o * 32, 32, (A + 123248) + (o * 20 + t) * 32);
+    std::copy_n((A + 50032), 512, (A + 43888));
+    std::copy_n((A + 49008), 512, (A + 44400));
   }
-  std::copy_n((A + 56176), 512, (A + 62832));
-  std::copy_n((A + 56688), 512, (A + 63344));
+  std::copy_n((A + 43888), 512, (A + 50544));
+  std::copy_n((A + 44400), 512, (A + 51056));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -602,16 +578,24 @@ private:
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
+  // transpose  (prelude.model:30:31)
+  for (int64_t i0 = 0; i0 < 32; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        (A + 880)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
+      }
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 63856), 32, sf_[4].data(), 32, T(0), (A + 880), 128, threads());
+  gemm(false, true, 320, 128, 32, T(1), (A + 51568), 32, sf_[4].data(), 32, T(0), (A + 4976), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 56176));
-  std::copy_n((A + 368), 512, (A + 56688));
+  std::copy_n((A + 368), 512, (A + 135536));
+  std::copy_n((A + 368), 512, (A + 136048));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 4976) + (o * 20 + t) * 128, 128, (A + 133488) + o * 128);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 50032), 128, T(0), (A + 57200), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 135536), 32, sf_[5].data(), 32, T(0), (A + 136560), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -620,10 +604,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 54128)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 57200)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 133488)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 136560)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 59248)[i0 * 128 + i1 * 1] = v2;
+          (A + 138608)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -643,40 +627,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 59248)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 138608)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 57200)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 59248)[32 + i0 * 128 + i1 * 1];
+          (A + 136560)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 138608)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 57712)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 59248)[64 + i0 * 128 + i1 * 1];
+          (A + 137072)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 138608)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 58224)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 59248)[96 + i0 * 128 + i1 * 1];
+          (A + 137584)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 138608)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 58736)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 56688)[i0 * 32 + i1 * 1];
+          (A + 138096)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 136048)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 61296)[i0 * 32 + i1 * 1] = v10;
+          (A + 140656)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 61808)[i0 * 32 + i1 * 1] = v11;
+          (A + 141168)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 62320)[i0 * 32 + i1 * 1] = v12;
+          (A + 141680)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 62320) + o * 32, 32, (A + 145776) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + o * 32, 32, (A + 156016) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58736) + o * 32, 32, (A + 166256) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 58224) + o * 32, 32, (A + 176496) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57200) + o * 32, 32, (A + 186736) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56688) + o * 32, 32, (A + 196976) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 57712) + o * 32, 32, (A + 207216) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 56176) + o * 32, 32, (A + 217456) + (o * 20 + t) * 32);
-    std::copy_n((A + 62320), 512, (A + 56176));
-    std::copy_n((A + 61296), 512, (A + 56688));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 141680) + o * 32, 32, (A + 142192) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 141168) + o * 32, 32, (A + 152432) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 138096) + o * 32, 32, (A + 162672) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137584) + o * 32, 32, (A + 172912) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 136560) + o * 32, 32, (A + 183152) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 136048) + o * 32, 32, (A + 193392) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137072) + o * 32, 32, (A + 203632) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 135536) + o * 32, 32, (A + 213872) + (o * 20 + t) * 32);
+    std::copy_n((A + 141680), 512, (A + 135536));
+    std::copy_n((A + 140656), 512, (A + 136048));
   }
-  std::copy_n((A + 56176), 512, (A + 62832));
-  std::copy_n((A + 56688), 512, (A + 63344));
+  std::copy_n((A + 135536), 512, (A + 45936));
+  std::copy_n((A + 136048), 512, (A + 46448));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -686,7 +670,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 880)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 145776)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 4976)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 142192)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -695,7 +679,7 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        (A + 1392)[i0 * 1 + i1 * 1] = (A + 880)[0 + i0 * 32 + i1 * 1];
+        (A + 5488)[i0 * 1 + i1 * 1] = (A + 4976)[0 + i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32], 3 reductions:
   //   sub  (prelude.model:79:15)  [register]
@@ -703,23 +687,23 @@ private:
   //   mul  (prelude.model:79:15)  [register]
   //   mean over axes [1]  (prelude.model:79:15)
   //   mean %ln.mu over axes [1]  (prelude.model:77:14)
-  std::fill_n((A + 1408), 16, T(0));
-  std::fill_n((A + 1424), 16, T(0));
-  std::fill_n((A + 1440), 16, T(0));
+  std::fill_n((A + 5504), 16, T(0));
+  std::fill_n((A + 5520), 16, T(0));
+  std::fill_n((A + 5536), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 880)[i0 * 32 + i1 * 1] - (A + 1392)[i0 * 1];
-        (A + 1408)[i0 * 1] += v0;
+        const T v0 = (A + 4976)[i0 * 32 + i1 * 1] - (A + 5488)[i0 * 1];
+        (A + 5504)[i0 * 1] += v0;
         const T v2 = v0 * v0;
-        (A + 1424)[i0 * 1] += v2;
-        (A + 1440)[i0 * 1] += (A + 880)[i0 * 32 + i1 * 1];
+        (A + 5520)[i0 * 1] += v2;
+        (A + 5536)[i0 * 1] += (A + 4976)[i0 * 32 + i1 * 1];
       }
-  for (int64_t k = 0; k < 16; ++k) (A + 1408)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 1424)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 1440)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 5504)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 5520)[k] /= T(32);
+  for (int64_t k = 0; k < 16; ++k) (A + 5536)[k] /= T(32);
   // const  (prelude.model:80:26)
-  std::fill_n((A + 1392), 1, T(1.0000000000000001e-05));
+  std::fill_n((A + 5488), 1, T(1.0000000000000001e-05));
   // fused loop over [16, 1]:
   //   mul  (prelude.model:79:15)  [register]
   //   sub  (prelude.model:79:15)  [register]
@@ -731,14 +715,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1408)[i0 * 1] * (A + 1408)[i0 * 1];
-        const T v1 = (A + 1424)[i0 * 1] - v0;
+        const T v0 = (A + 5504)[i0 * 1] * (A + 5504)[i0 * 1];
+        const T v1 = (A + 5520)[i0 * 1] - v0;
         const T v2 = std::max(v1, (A + 0)[0]);
-        const T v3 = v2 + (A + 1392)[0];
+        const T v3 = v2 + (A + 5488)[0];
         const T v4 = T(1) / std::sqrt(v3);
-        (A + 1456)[i0 * 1 + i1 * 1] = v4;
+        (A + 5552)[i0 * 1 + i1 * 1] = v4;
         const T v5 = sf_[12].data()[i0 * 1 + i1 * 16];
-        (A + 1472)[i0 * 1 + i1 * 1] = v5;
+        (A + 5568)[i0 * 1 + i1 * 1] = v5;
       }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -754,23 +738,23 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 880)[i0 * 32 + i1 * 1] - (A + 1440)[i0 * 1];
-        (A + 1488)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = v0 * (A + 1456)[i0 * 1];
-        (A + 2000)[i0 * 32 + i1 * 1] = v1;
+        const T v0 = (A + 4976)[i0 * 32 + i1 * 1] - (A + 5536)[i0 * 1];
+        (A + 5584)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = v0 * (A + 5552)[i0 * 1];
+        (A + 6096)[i0 * 32 + i1 * 1] = v1;
         const T v2 = v1 * sf_[8].data()[i1 * 1];
         const T v3 = v2 + sf_[9].data()[i1 * 1];
-        (A + 2512)[i0 * 32 + i1 * 1] = v3;
+        (A + 6608)[i0 * 32 + i1 * 1] = v3;
       }
   // transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        (A + 880)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
+        (A + 4976)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 2512), 32, sf_[10].data(), 32, T(0), (A + 3024), 16, threads());
+  gemm(false, true, 16, 16, 32, T(1), (A + 6608), 32, sf_[10].data(), 32, T(0), (A + 7120), 16, threads());
   // param %fc.bias  (prelude.model:8:3)
   // param %head.weight  (prelude.model:7:3)
   // fused loop over [16, 16]:
@@ -781,14 +765,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 3024)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
+        const T v0 = (A + 7120)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
         const T v1 = (v0 > T(0) ? v0 : T(0));
-        (A + 3280)[i0 * 16 + i1 * 1] = v1;
+        (A + 7376)[i0 * 16 + i1 * 1] = v1;
         const T v2 = T(v0 > (A + 0)[0]);
-        (A + 3536)[i0 * 16 + i1 * 1] = v2;
+        (A + 7632)[i0 * 16 + i1 * 1] = v2;
       }
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 3280), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
+  gemm(false, true, 16, 1, 16, T(1), (A + 7376), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
   // param %head.bias  (prelude.model:8:3)
   // fused loop over [16, 1]:
   //   add %yhat  (prelude.model:10:34)
@@ -798,12 +782,12 @@ private:
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         const T v0 = (A + 0)[i0 * 1] + sf_[13].data()[0];
-        (A + 1392)[i0 * 1 + i1 * 1] = v0;
+        (A + 5488)[i0 * 1 + i1 * 1] = v0;
         const T v1 = v0 - (A + 352)[i0 * 1];
-        (A + 1408)[i0 * 1 + i1 * 1] = v1;
+        (A + 5504)[i0 * 1 + i1 * 1] = v1;
       }
   // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 1392)[k] - (A + 352)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
+  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 5488)[k] - (A + 352)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
   // output  (lstm2_layernorm.model:22:3)
   // loss  (lstm2_layernorm.model:17:1)
   loss = double((A + 0)[0]);
@@ -814,39 +798,39 @@ private:
   // fused loop over [16, 1], 1 reduction:
   //   mul  (lstm2_layernorm.model:21:13)
   //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 1424), 1, T(0));
+  std::fill_n((A + 5520), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1408)[i0 * 1] * (A + 352)[0];
-        (A + 1392)[i0 * 1 + i1 * 1] = v0;
-        (A + 1424)[0] += v0;
+        const T v0 = (A + 5504)[i0 * 1] * (A + 352)[0];
+        (A + 5488)[i0 * 1 + i1 * 1] = v0;
+        (A + 5520)[0] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 1, T(1), (A + 1392), 1, (A + 1472), 1, T(0), (A + 3024), 16, threads());
+  gemm(false, true, 16, 16, 1, T(1), (A + 5488), 1, (A + 5568), 1, T(0), (A + 7120), 16, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 16, 1, 16, T(1), (A + 3280), 16, (A + 1392), 1, T(0), (A + 352), 1, threads());
+  gemm(true, false, 16, 1, 16, T(1), (A + 7376), 16, (A + 5488), 1, T(0), (A + 352), 1, threads());
   // fused loop over [16, 16], 1 reduction:
   //   mul  (lstm2_layernorm.model:20:19)
   //   sum %d.fc.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 1392), 16, T(0));
+  std::fill_n((A + 5488), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = (A + 3024)[i0 * 16 + i1 * 1] * (A + 3536)[i0 * 16 + i1 * 1];
-        (A + 3280)[i0 * 16 + i1 * 1] = v0;
-        (A + 1392)[i1 * 1] += v0;
+        const T v0 = (A + 7120)[i0 * 16 + i1 * 1] * (A + 7632)[i0 * 16 + i1 * 1];
+        (A + 7376)[i0 * 16 + i1 * 1] = v0;
+        (A + 5488)[i1 * 1] += v0;
       }
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 32, 16, T(1), (A + 3280), 16, (A + 880), 16, T(0), (A + 3536), 32, threads());
+  gemm(false, true, 16, 32, 16, T(1), (A + 7376), 16, (A + 4976), 16, T(0), (A + 7632), 32, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(true, false, 32, 16, 16, T(1), (A + 2512), 32, (A + 3280), 16, T(0), (A + 880), 16, threads());
+  gemm(true, false, 32, 16, 16, T(1), (A + 6608), 32, (A + 7376), 16, T(0), (A + 4976), 16, threads());
   // fused loop over [16, 32], 4 reductions:
   //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
   //   mul  (prelude.model:80:33)  [register]
@@ -856,41 +840,41 @@ private:
   //   mul  (prelude.model:80:14)  [register]
   //   sum over axes [1]  (prelude.model:80:14)
   //   mul  (prelude.model:80:14)
-  std::fill_n((A + 2512), 32, T(0));
-  std::fill_n((A + 1408), 16, T(0));
-  std::fill_n((A + 2544), 32, T(0));
-  std::fill_n((A + 1440), 16, T(0));
+  std::fill_n((A + 6608), 32, T(0));
+  std::fill_n((A + 5504), 16, T(0));
+  std::fill_n((A + 6640), 32, T(0));
+  std::fill_n((A + 5536), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 2512)[i1 * 1] += (A + 3536)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 3536)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 1408)[i0 * 1] += v1;
-        const T v3 = (A + 3536)[i0 * 32 + i1 * 1] * (A + 2000)[i0 * 32 + i1 * 1];
-        (A + 2544)[i1 * 1] += v3;
-        const T v5 = v1 * (A + 1488)[i0 * 32 + i1 * 1];
-        (A + 1440)[i0 * 1] += v5;
-        const T v7 = v1 * (A + 1456)[i0 * 1];
-        (A + 2576)[i0 * 32 + i1 * 1] = v7;
+        (A + 6608)[i1 * 1] += (A + 7632)[i0 * 32 + i1 * 1];
+        const T v1 = (A + 7632)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 5504)[i0 * 1] += v1;
+        const T v3 = (A + 7632)[i0 * 32 + i1 * 1] * (A + 6096)[i0 * 32 + i1 * 1];
+        (A + 6640)[i1 * 1] += v3;
+        const T v5 = v1 * (A + 5584)[i0 * 32 + i1 * 1];
+        (A + 5536)[i0 * 1] += v5;
+        const T v7 = v1 * (A + 5552)[i0 * 1];
+        (A + 6672)[i0 * 32 + i1 * 1] = v7;
       }
   // reshape  (prelude.model:80:14)
   // (a view of its operand)
   // const  (prelude.model:80:21)
-  std::fill_n((A + 1472), 1, T(-0.5));
+  std::fill_n((A + 5568), 1, T(-0.5));
   // const  (prelude.model:79:15)
-  std::fill_n((A + 2000), 1, T(0.03125));
+  std::fill_n((A + 6096), 1, T(0.03125));
   // fused loop over [16], 1 reduction:
   //   mul  (prelude.model:78:11)  [register]
   //   mul  (prelude.model:78:11)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 2032), 1, T(0));
+  std::fill_n((A + 6128), 1, T(0));
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = (A + 1408)[i] * (A + 1456)[i];
+    const T v0 = (A + 5504)[i] * (A + 5552)[i];
     const T v1 = v0 * (A + 16)[0];
-    (A + 2016)[i] = v1;
-    const T v2 = (A + 1392)[i] * (A + 1392)[i];
-    (A + 2032)[0] += v2;
+    (A + 6112)[i] = v1;
+    const T v2 = (A + 5488)[i] * (A + 5488)[i];
+    (A + 6128)[0] += v2;
   }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -905,14 +889,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1440)[i0 * 1] * (A + 1472)[0];
-        const T v1 = (A + 1456)[i0 * 1] * (A + 1456)[i0 * 1];
-        const T v2 = (A + 1456)[i0 * 1] * v1;
+        const T v0 = (A + 5536)[i0 * 1] * (A + 5568)[0];
+        const T v1 = (A + 5552)[i0 * 1] * (A + 5552)[i0 * 1];
+        const T v2 = (A + 5552)[i0 * 1] * v1;
         const T v3 = v0 * v2;
-        const T v4 = v3 * (A + 2000)[0];
+        const T v4 = v3 * (A + 6096)[0];
         (A + 16)[i0 * 1 + i1 * 1] = v4;
-        const T v5 = (A + 2016)[i0 * 1] * (A + 2000)[0];
-        (A + 1408)[i0 * 1 + i1 * 1] = v5;
+        const T v5 = (A + 6112)[i0 * 1] * (A + 6096)[0];
+        (A + 5504)[i0 * 1 + i1 * 1] = v5;
       }
   // fused loop over [16, 32], 1 reduction:
   //   broadcast_to  (prelude.model:79:15)  [register]
@@ -924,48 +908,48 @@ private:
   //   transpose %d.fc.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 1440), 1, T(0));
+  std::fill_n((A + 5536), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         const T v0 = (A + 16)[i0 * 1];
-        const T v1 = v0 * (A + 1488)[i0 * 32 + i1 * 1];
-        const T v2 = (A + 2576)[i0 * 32 + i1 * 1] + v1;
+        const T v1 = v0 * (A + 5584)[i0 * 32 + i1 * 1];
+        const T v2 = (A + 6672)[i0 * 32 + i1 * 1] + v1;
         const T v3 = v2 + v1;
-        const T v4 = (A + 1408)[i0 * 1];
+        const T v4 = (A + 5504)[i0 * 1];
         const T v5 = v3 + v4;
-        (A + 3600)[i0 * 32 + i1 * 1] = v5;
-        const T v6 = (A + 880)[i0 * 1 + i1 * 16];
-        (A + 3088)[i0 * 32 + i1 * 1] = v6;
+        (A + 7696)[i0 * 32 + i1 * 1] = v5;
+        const T v6 = (A + 4976)[i0 * 1 + i1 * 16];
+        (A + 7184)[i0 * 32 + i1 * 1] = v6;
         const T v7 = v6 * v6;
-        (A + 1440)[0] += v7;
+        (A + 5536)[0] += v7;
       }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // pad  (lstm2_layernorm.model:19:15)
-  std::fill_n((A + 4112), 10240, T(0));
+  std::fill_n((A + 8208), 10240, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 4112)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 3600)[i0 * 32 + i1 * 32 + i2 * 1];
+          (A + 8208)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 7696)[i0 * 32 + i1 * 32 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 18448));
-  std::copy_n((A + 368), 512, (A + 18960));
+  std::copy_n((A + 368), 512, (A + 22544));
+  std::copy_n((A + 368), 512, (A + 23056));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 4112) + (o * 20 + t) * 32, 32, (A + 14352) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 156016) + (o * 20 + t) * 32, 32, (A + 14864) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 166256) + (o * 20 + t) * 32, 32, (A + 15376) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 176496) + (o * 20 + t) * 32, 32, (A + 15888) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 186736) + (o * 20 + t) * 32, 32, (A + 16400) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 196976) + (o * 20 + t) * 32, 32, (A + 16912) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 207216) + (o * 20 + t) * 32, 32, (A + 17424) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 217456) + (o * 20 + t) * 32, 32, (A + 17936) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 8208) + (o * 20 + t) * 32, 32, (A + 18448) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 152432) + (o * 20 + t) * 32, 32, (A + 18960) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 162672) + (o * 20 + t) * 32, 32, (A + 19472) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 172912) + (o * 20 + t) * 32, 32, (A + 19984) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 183152) + (o * 20 + t) * 32, 32, (A + 20496) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 193392) + (o * 20 + t) * 32, 32, (A + 21008) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 203632) + (o * 20 + t) * 32, 32, (A + 21520) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 213872) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 19472), 1, T(1));
+    std::fill_n((A + 23568), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -992,120 +976,119 @@ private:
     //   mul  (prelude.model:35:15)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 18448)[i] + (A + 14352)[i];
-      const T v1 = v0 * (A + 14864)[i];
-      const T v2 = (A + 19472)[0] - (A + 15376)[i];
-      const T v3 = (A + 15376)[i] * v2;
+      const T v0 = (A + 22544)[i] + (A + 18448)[i];
+      const T v1 = v0 * (A + 18960)[i];
+      const T v2 = (A + 23568)[0] - (A + 19472)[i];
+      const T v3 = (A + 19472)[i] * v2;
       const T v4 = v1 * v3;
-      (A + 20000)[i] = v4;
-      const T v5 = v0 * (A + 15376)[i];
-      const T v6 = (A + 14864)[i] * (A + 14864)[i];
-      const T v7 = (A + 19472)[0] - v6;
+      (A + 24096)[i] = v4;
+      const T v5 = v0 * (A + 19472)[i];
+      const T v6 = (A + 18960)[i] * (A + 18960)[i];
+      const T v7 = (A + 23568)[0] - v6;
       const T v8 = v5 * v7;
-      const T v9 = (A + 18960)[i] + v8;
-      const T v10 = v9 * (A + 16400)[i];
-      const T v11 = (A + 15888)[i] * (A + 15888)[i];
-      const T v12 = (A + 19472)[0] - v11;
+      const T v9 = (A + 23056)[i] + v8;
+      const T v10 = v9 * (A + 20496)[i];
+      const T v11 = (A + 19984)[i] * (A + 19984)[i];
+      const T v12 = (A + 23568)[0] - v11;
       const T v13 = v10 * v12;
-      (A + 20512)[i] = v13;
-      const T v14 = v9 * (A + 16912)[i];
-      const T v15 = (A + 19472)[0] - (A + 17424)[i];
-      const T v16 = (A + 17424)[i] * v15;
+      (A + 24608)[i] = v13;
+      const T v14 = v9 * (A + 21008)[i];
+      const T v15 = (A + 23568)[0] - (A + 21520)[i];
+      const T v16 = (A + 21520)[i] * v15;
       const T v17 = v14 * v16;
-      (A + 21024)[i] = v17;
-      const T v18 = v9 * (A + 15888)[i];
-      const T v19 = (A + 19472)[0] - (A + 16400)[i];
-      const T v20 = (A + 16400)[i] * v19;
+      (A + 25120)[i] = v17;
+      const T v18 = v9 * (A + 19984)[i];
+      const T v19 = (A + 23568)[0] - (A + 20496)[i];
+      const T v20 = (A + 20496)[i] * v19;
       const T v21 = v18 * v20;
-      (A + 21536)[i] = v21;
-      const T v22 = v9 * (A + 17424)[i];
-      (A + 19488)[i] = v22;
+      (A + 25632)[i] = v21;
+      const T v22 = v9 * (A + 21520)[i];
+      (A + 23584)[i] = v22;
     }
     // pad  (prelude.model:34:26)
-    std::fill_n((A + 22048), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 22048)[96 + i0 * 128 + i1 * 1] = (A + 20000)[i0 * 32 + i1 * 1];
-        }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 24096), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 24096)[64 + i0 * 128 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
-        }
-    // pad  (prelude.model:32:26)
     std::fill_n((A + 26144), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 26144)[32 + i0 * 128 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
+          (A + 26144)[96 + i0 * 128 + i1 * 1] = (A + 24096)[i0 * 32 + i1 * 1];
         }
-    // pad  (prelude.model:31:26)
+    // pad  (prelude.model:33:23)
     std::fill_n((A + 28192), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 28192)[0 + i0 * 128 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
+          (A + 28192)[64 + i0 * 128 + i1 * 1] = (A + 24608)[i0 * 32 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 30240), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 30240)[32 + i0 * 128 + i1 * 1] = (A + 25120)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 32288), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 32288)[0 + i0 * 128 + i1 * 1] = (A + 25632)[i0 * 32 + i1 * 1];
+        }
     // fused loop over [16, 128]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 22048)[i] + (A + 24096)[i];
-      const T v1 = v0 + (A + 26144)[i];
-      const T v2 = v1 + (A + 28192)[i];
-      (A + 20000)[i] = v2;
+      const T v0 = (A + 26144)[i] + (A + 28192)[i];
+      const T v1 = v0 + (A + 30240)[i];
+      const T v2 = v1 + (A + 32288)[i];
+      (A + 24096)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 20000), 128, (A + 50032), 128, T(0), (A + 22048), 32, threads());
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 20000) + o * 128, 128, (A + 227696) + (o * 20 + t) * 128);
-    std::copy_n((A + 22048), 512, (A + 18448));
-    std::copy_n((A + 19488), 512, (A + 18960));
+    gemm(false, false, 16, 32, 128, T(1), (A + 24096), 128, sf_[5].data(), 32, T(0), (A + 26144), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 24096) + o * 128, 128, (A + 224112) + (o * 20 + t) * 128);
+    std::copy_n((A + 26144), 512, (A + 22544));
+    std::copy_n((A + 23584), 512, (A + 23056));
   }
-  std::copy_n((A + 18448), 512, (A + 880));
-  std::copy_n((A + 18960), 512, (A + 1456));
+  std::copy_n((A + 22544), 512, (A + 4976));
+  std::copy_n((A + 23056), 512, (A + 5552));
   // sum  (prelude.model:29:13)
-  std::fill_n((A + 880), 128, T(0));
+  std::fill_n((A + 4976), 128, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 20; ++i1)
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 880)[i2 * 1] += (A + 227696)[i0 * 2560 + i1 * 128 + i2 * 1];
+          (A + 4976)[i2 * 1] += (A + 224112)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 217456), 32, (A + 227696), 128, T(0), (A + 3600), 128, threads());
+  gemm(true, false, 32, 128, 320, T(1), (A + 213872), 32, (A + 224112), 128, T(0), (A + 7696), 128, threads());
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 32, 128, T(1), (A + 227696), 128, (A + 45936), 128, T(0), (A + 7696), 32, threads());
+  gemm(false, true, 320, 32, 128, T(1), (A + 224112), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 32, 128, 320, T(1), (A + 63856), 32, (A + 227696), 128, T(0), (A + 17936), 128, threads());
+  gemm(true, false, 32, 128, 320, T(1), (A + 51568), 32, (A + 224112), 128, T(0), (A + 880), 128, threads());
   // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 26128));
   std::copy_n((A + 368), 512, (A + 26640));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7696) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 74096) + (o * 20 + t) * 32, 32, (A + 22544) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 84336) + (o * 20 + t) * 32, 32, (A + 23056) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 94576) + (o * 20 + t) * 32, 32, (A + 23568) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 104816) + (o * 20 + t) * 32, 32, (A + 24080) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 115056) + (o * 20 + t) * 32, 32, (A + 24592) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 125296) + (o * 20 + t) * 32, 32, (A + 25104) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 135536) + (o * 20 + t) * 32, 32, (A + 25616) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 11792) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + (o * 20 + t) * 32, 32, (A + 22544) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 72048) + (o * 20 + t) * 32, 32, (A + 23056) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 82288) + (o * 20 + t) * 32, 32, (A + 23568) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 92528) + (o * 20 + t) * 32, 32, (A + 24080) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 102768) + (o * 20 + t) * 32, 32, (A + 24592) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 113008) + (o * 20 + t) * 32, 32, (A + 25104) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 123248) + (o * 20 + t) * 32, 32, (A + 25616) + o * 32);
     // const  (prelude.model:36:21)
     std::fill_n((A + 27152), 1, T(1));
     // fused loop over [16, 32]:
@@ -1195,7 +1178,6 @@ private:
         {
           (A + 35872)[0 + i0 * 128 + i1 * 1] = (A + 29216)[i0 * 32 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // fused loop over [16, 128]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
@@ -1208,30 +1190,30 @@ private:
       (A + 27680)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 27680), 128, (A + 41840), 128, T(0), (A + 29728), 32, threads());
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 27680) + o * 128, 128, (A + 145776) + (o * 20 + t) * 128);
+    gemm(false, false, 16, 32, 128, T(1), (A + 27680), 128, sf_[1].data(), 32, T(0), (A + 29728), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 27680) + o * 128, 128, (A + 133488) + (o * 20 + t) * 128);
     std::copy_n((A + 29728), 512, (A + 26128));
     std::copy_n((A + 27168), 512, (A + 26640));
   }
-  std::copy_n((A + 26128), 512, (A + 1456));
-  std::copy_n((A + 26640), 512, (A + 2576));
+  std::copy_n((A + 26128), 512, (A + 5552));
+  std::copy_n((A + 26640), 512, (A + 6672));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 368), 128, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 20; ++i1)
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 368)[i2 * 1] += (A + 145776)[i0 * 2560 + i1 * 128 + i2 * 1];
+          (A + 368)[i2 * 1] += (A + 133488)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 135536), 32, (A + 145776), 128, T(0), (A + 7696), 128, threads());
+  gemm(true, false, 32, 128, 320, T(1), (A + 123248), 32, (A + 133488), 128, T(0), (A + 11792), 128, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 145776), 128, T(0), (A + 496), 128, threads());
+  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 133488), 128, T(0), (A + 496), 128, threads());
   // fused loop over [128, 1], 1 reduction:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1263,12 +1245,12 @@ private:
   for (int64_t i0 = 0; i0 < 128; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        const T v0 = (A + 7696)[i0 * 1 + i1 * 128];
-        (A + 26128)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 17936)[i0 * 1 + i1 * 128];
-        (A + 22032)[i0 * 32 + i1 * 1] = v1;
-        const T v2 = (A + 3600)[i0 * 1 + i1 * 128];
-        (A + 11792)[i0 * 32 + i1 * 1] = v2;
+        const T v0 = (A + 11792)[i0 * 1 + i1 * 128];
+        (A + 24080)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 880)[i0 * 1 + i1 * 128];
+        (A + 19984)[i0 * 32 + i1 * 1] = v1;
+        const T v2 = (A + 7696)[i0 * 1 + i1 * 128];
+        (A + 15888)[i0 * 32 + i1 * 1] = v2;
         const T v3 = v0 * v0;
         (A + 160)[0] += v3;
         const T v5 = v1 * v1;
@@ -1277,27 +1259,27 @@ private:
         (A + 192)[0] += v7;
       }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 26128), (A + 26128) + 4096);
+  if (grads) (*grads)[1].assign((A + 24080), (A + 24080) + 4096);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 368), (A + 368) + 128);
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[3].assign((A + 368), (A + 368) + 128);
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[4].assign((A + 22032), (A + 22032) + 4096);
+  if (grads) (*grads)[4].assign((A + 19984), (A + 19984) + 4096);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[5].assign((A + 11792), (A + 11792) + 4096);
+  if (grads) (*grads)[5].assign((A + 15888), (A + 15888) + 4096);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[6].assign((A + 880), (A + 880) + 128);
+  if (grads) (*grads)[6].assign((A + 4976), (A + 4976) + 128);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[7].assign((A + 880), (A + 880) + 128);
+  if (grads) (*grads)[7].assign((A + 4976), (A + 4976) + 128);
   // grad  (prelude.model:73:3)
-  if (grads) (*grads)[8].assign((A + 2544), (A + 2544) + 32);
+  if (grads) (*grads)[8].assign((A + 6640), (A + 6640) + 32);
   // grad  (prelude.model:74:3)
-  if (grads) (*grads)[9].assign((A + 2512), (A + 2512) + 32);
+  if (grads) (*grads)[9].assign((A + 6608), (A + 6608) + 32);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 3088), (A + 3088) + 512);
+  if (grads) (*grads)[10].assign((A + 7184), (A + 7184) + 512);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[11].assign((A + 1392), (A + 1392) + 16);
+  if (grads) (*grads)[11].assign((A + 5488), (A + 5488) + 16);
   // fused loop over [1, 16], 1 reduction:
   //   transpose %d.head.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1314,7 +1296,7 @@ private:
   // grad  (prelude.model:7:3)
   if (grads) (*grads)[12].assign((A + 208), (A + 208) + 16);
   // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 1424), (A + 1424) + 1);
+  if (grads) (*grads)[13].assign((A + 5520), (A + 5520) + 1);
   // fused loop over [128], 2 reductions:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
@@ -1325,7 +1307,7 @@ private:
   for (int64_t i = 0; i < 128; ++i) {
     const T v0 = (A + 368)[i] * (A + 368)[i];
     (A + 240)[0] += v0;
-    const T v2 = (A + 880)[i] * (A + 880)[i];
+    const T v2 = (A + 4976)[i] * (A + 4976)[i];
     (A + 256)[0] += v2;
   }
   // fused loop over [32], 2 reductions:
@@ -1336,9 +1318,9 @@ private:
   std::fill_n((A + 272), 1, T(0));
   std::fill_n((A + 288), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = (A + 2544)[i] * (A + 2544)[i];
+    const T v0 = (A + 6640)[i] * (A + 6640)[i];
     (A + 272)[0] += v0;
-    const T v2 = (A + 2512)[i] * (A + 2512)[i];
+    const T v2 = (A + 6608)[i] * (A + 6608)[i];
     (A + 288)[0] += v2;
   }
   // fused loop over [1], 1 reduction:
@@ -1346,7 +1328,7 @@ private:
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 304), 1, T(0));
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 1424)[0] * (A + 1424)[0];
+    const T v0 = (A + 5520)[0] * (A + 5520)[0];
     (A + 304)[0] += v0;
   }
   // const  (lstm2_layernorm.model:25:1)
@@ -1386,8 +1368,8 @@ private:
     const T v7 = v6 + (A + 256)[0];
     const T v8 = v7 + (A + 272)[0];
     const T v9 = v8 + (A + 288)[0];
-    const T v10 = v9 + (A + 1440)[0];
-    const T v11 = v10 + (A + 2032)[0];
+    const T v10 = v9 + (A + 5536)[0];
+    const T v11 = v10 + (A + 6128)[0];
     const T v12 = v11 + (A + 224)[0];
     const T v13 = v12 + (A + 304)[0];
     const T v14 = std::sqrt(v13);
@@ -1437,7 +1419,7 @@ private:
         const T v7 = v4 + v6;
         (A + 640)[i0 * 1 + i1 * 1] = v7;
         const T v8 = std::sqrt(v7);
-        (A + 1008)[i0 * 1 + i1 * 1] = v8;
+        (A + 768)[i0 * 1 + i1 * 1] = v8;
       }
   // update  (lstm2_layernorm.model:25:1)
   updates.emplace_back(15, (A + 512));
@@ -1477,15 +1459,15 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 1008)[i0 * 1] / (A + 48)[0];
+        const T v0 = (A + 768)[i0 * 1] / (A + 48)[0];
         const T v1 = v0 + (A + 16)[0];
         const T v2 = (A + 512)[i0 * 1] / v1;
         const T v3 = (A + 32)[0] * v2;
         const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 1136)[i0 * 1 + i1 * 1] = v4;
+        (A + 896)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(0, (A + 1136));
+  updates.emplace_back(0, (A + 896));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
@@ -1534,63 +1516,63 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
     const T v0 = sf_[17].data()[i] * (A + 176)[0];
-    const T v1 = (A + 26128)[i] * (A + 352)[0];
+    const T v1 = (A + 24080)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 3600)[i] = v3;
+    (A + 7696)[i] = v3;
     const T v4 = sf_[18].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 7696)[i] = v7;
+    (A + 11792)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[1].data()[i] - v12;
-    (A + 15888)[i] = v13;
+    (A + 28176)[i] = v13;
     const T v14 = sf_[23].data()[i] * (A + 176)[0];
-    const T v15 = (A + 22032)[i] * (A + 352)[0];
+    const T v15 = (A + 19984)[i] * (A + 352)[0];
     const T v16 = v15 * (A + 192)[0];
     const T v17 = v14 + v16;
-    (A + 30224)[i] = v17;
+    (A + 32272)[i] = v17;
     const T v18 = sf_[24].data()[i] * (A + 224)[0];
     const T v19 = v15 * v15;
     const T v20 = v19 * (A + 240)[0];
     const T v21 = v18 + v20;
-    (A + 34320)[i] = v21;
+    (A + 36368)[i] = v21;
     const T v22 = std::sqrt(v21);
     const T v23 = v22 / (A + 48)[0];
     const T v24 = v23 + (A + 16)[0];
     const T v25 = v17 / v24;
     const T v26 = (A + 32)[0] * v25;
     const T v27 = sf_[4].data()[i] - v26;
-    (A + 38416)[i] = v27;
+    (A + 40464)[i] = v27;
     const T v28 = sf_[25].data()[i] * (A + 176)[0];
-    const T v29 = (A + 11792)[i] * (A + 352)[0];
+    const T v29 = (A + 15888)[i] * (A + 352)[0];
     const T v30 = v29 * (A + 192)[0];
     const T v31 = v28 + v30;
-    (A + 42512)[i] = v31;
+    (A + 44560)[i] = v31;
     const T v32 = sf_[26].data()[i] * (A + 224)[0];
     const T v33 = v29 * v29;
     const T v34 = v33 * (A + 240)[0];
     const T v35 = v32 + v34;
-    (A + 46608)[i] = v35;
+    (A + 48656)[i] = v35;
     const T v36 = std::sqrt(v35);
     const T v37 = v36 / (A + 48)[0];
     const T v38 = v37 + (A + 16)[0];
     const T v39 = v31 / v38;
     const T v40 = (A + 32)[0] * v39;
     const T v41 = sf_[5].data()[i] - v40;
-    (A + 50704)[i] = v41;
+    (A + 52752)[i] = v41;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(17, (A + 3600));
+  updates.emplace_back(17, (A + 7696));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(18, (A + 7696));
+  updates.emplace_back(18, (A + 11792));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(1, (A + 15888));
+  updates.emplace_back(1, (A + 28176));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -1648,109 +1630,109 @@ private:
     const T v1 = (A + 368)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 1008)[i] = v3;
+    (A + 768)[i] = v3;
     const T v4 = sf_[20].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 1264)[i] = v7;
+    (A + 1024)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[2].data()[i] - v12;
-    (A + 1440)[i] = v13;
+    (A + 1152)[i] = v13;
     const T v14 = sf_[21].data()[i] * (A + 176)[0];
     const T v15 = v14 + v2;
-    (A + 1568)[i] = v15;
+    (A + 1280)[i] = v15;
     const T v16 = sf_[22].data()[i] * (A + 224)[0];
     const T v17 = v16 + v6;
-    (A + 1696)[i] = v17;
+    (A + 1408)[i] = v17;
     const T v18 = std::sqrt(v17);
     const T v19 = v18 / (A + 48)[0];
     const T v20 = v19 + (A + 16)[0];
     const T v21 = v15 / v20;
     const T v22 = (A + 32)[0] * v21;
     const T v23 = sf_[3].data()[i] - v22;
-    (A + 1824)[i] = v23;
+    (A + 1536)[i] = v23;
     const T v24 = sf_[27].data()[i] * (A + 176)[0];
-    const T v25 = (A + 880)[i] * (A + 352)[0];
+    const T v25 = (A + 4976)[i] * (A + 352)[0];
     const T v26 = v25 * (A + 192)[0];
     const T v27 = v24 + v26;
-    (A + 1952)[i] = v27;
+    (A + 1664)[i] = v27;
     const T v28 = sf_[28].data()[i] * (A + 224)[0];
     const T v29 = v25 * v25;
     const T v30 = v29 * (A + 240)[0];
     const T v31 = v28 + v30;
-    (A + 2080)[i] = v31;
+    (A + 1792)[i] = v31;
     const T v32 = std::sqrt(v31);
     const T v33 = v32 / (A + 48)[0];
     const T v34 = v33 + (A + 16)[0];
     const T v35 = v27 / v34;
     const T v36 = (A + 32)[0] * v35;
     const T v37 = sf_[6].data()[i] - v36;
-    (A + 2208)[i] = v37;
+    (A + 1920)[i] = v37;
     const T v38 = sf_[29].data()[i] * (A + 176)[0];
     const T v39 = v38 + v26;
-    (A + 2336)[i] = v39;
+    (A + 2048)[i] = v39;
     const T v40 = sf_[30].data()[i] * (A + 224)[0];
     const T v41 = v40 + v30;
-    (A + 2576)[i] = v41;
+    (A + 2176)[i] = v41;
     const T v42 = std::sqrt(v41);
     const T v43 = v42 / (A + 48)[0];
     const T v44 = v43 + (A + 16)[0];
     const T v45 = v39 / v44;
     const T v46 = (A + 32)[0] * v45;
     const T v47 = sf_[7].data()[i] - v46;
-    (A + 2704)[i] = v47;
+    (A + 2304)[i] = v47;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(19, (A + 1008));
+  updates.emplace_back(19, (A + 768));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(20, (A + 1264));
+  updates.emplace_back(20, (A + 1024));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(2, (A + 1440));
+  updates.emplace_back(2, (A + 1152));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(21, (A + 1568));
+  updates.emplace_back(21, (A + 1280));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(22, (A + 1696));
+  updates.emplace_back(22, (A + 1408));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(3, (A + 1824));
+  updates.emplace_back(3, (A + 1536));
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(23, (A + 30224));
+  updates.emplace_back(23, (A + 32272));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(24, (A + 34320));
+  updates.emplace_back(24, (A + 36368));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(4, (A + 38416));
+  updates.emplace_back(4, (A + 40464));
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(25, (A + 42512));
+  updates.emplace_back(25, (A + 44560));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(26, (A + 46608));
+  updates.emplace_back(26, (A + 48656));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(5, (A + 50704));
+  updates.emplace_back(5, (A + 52752));
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(27, (A + 1952));
+  updates.emplace_back(27, (A + 1664));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(28, (A + 2080));
+  updates.emplace_back(28, (A + 1792));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(6, (A + 2208));
+  updates.emplace_back(6, (A + 1920));
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(29, (A + 2336));
+  updates.emplace_back(29, (A + 2048));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(30, (A + 2576));
+  updates.emplace_back(30, (A + 2176));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(7, (A + 2704));
+  updates.emplace_back(7, (A + 2304));
   // buffer %optimizer.ln.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.ln.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
@@ -1785,7 +1767,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
     const T v0 = sf_[31].data()[i] * (A + 176)[0];
-    const T v1 = (A + 2544)[i] * (A + 352)[0];
+    const T v1 = (A + 6640)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 64)[i] = v3;
@@ -1802,7 +1784,7 @@ private:
     const T v13 = sf_[8].data()[i] - v12;
     (A + 128)[i] = v13;
     const T v14 = sf_[33].data()[i] * (A + 176)[0];
-    const T v15 = (A + 2512)[i] * (A + 352)[0];
+    const T v15 = (A + 6608)[i] * (A + 352)[0];
     const T v16 = v15 * (A + 192)[0];
     const T v17 = v14 + v16;
     (A + 256)[i] = v17;
@@ -1853,29 +1835,29 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[35].data()[i] * (A + 176)[0];
-    const T v1 = (A + 3088)[i] * (A + 352)[0];
+    const T v1 = (A + 7184)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 11792)[i] = v3;
+    (A + 2432)[i] = v3;
     const T v4 = sf_[36].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
     const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 12304)[i] = v7;
+    (A + 2944)[i] = v7;
     const T v8 = std::sqrt(v7);
     const T v9 = v8 / (A + 48)[0];
     const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
     const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[10].data()[i] - v12;
-    (A + 12816)[i] = v13;
+    (A + 3456)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(35, (A + 11792));
+  updates.emplace_back(35, (A + 2432));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(36, (A + 12304));
+  updates.emplace_back(36, (A + 2944));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(10, (A + 12816));
+  updates.emplace_back(10, (A + 3456));
   // buffer %optimizer.fc.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.fc.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16]:
@@ -1896,7 +1878,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
     const T v0 = sf_[37].data()[i] * (A + 176)[0];
-    const T v1 = (A + 1392)[i] * (A + 352)[0];
+    const T v1 = (A + 5488)[i] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 0)[i] = v3;
@@ -1984,7 +1966,7 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = sf_[41].data()[0] * (A + 176)[0];
-    const T v1 = (A + 1424)[0] * (A + 352)[0];
+    const T v1 = (A + 5520)[0] * (A + 352)[0];
     const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
     (A + 208)[i] = v3;
@@ -2033,26 +2015,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 848), 128, threads());
-  // fused loop over [32, 128]:
-  //   transpose  (prelude.model:30:78)
-  //   transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = sf_[1].data()[i0 * 1 + i1 * 32];
-        (A + 41808)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[5].data()[i0 * 1 + i1 * 32];
-        (A + 45904)[i0 * 128 + i1 * 1] = v1;
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 52048));
-  std::copy_n((A + 336), 512, (A + 52560));
+  std::copy_n((A + 336), 512, (A + 43856));
+  std::copy_n((A + 336), 512, (A + 44368));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 41808) + o * 128);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 41808), 128, T(0), (A + 53072), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 43856), 32, sf_[1].data(), 32, T(0), (A + 44880), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2061,10 +2032,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 50000)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 53072)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 41808)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 44880)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 55120)[i0 * 128 + i1 * 1] = v2;
+          (A + 46928)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2084,43 +2055,44 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 55120)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 46928)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 55120)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 46928)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 55120)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 46928)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 55120)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 46928)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 52560)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 44368)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 53072)[i0 * 32 + i1 * 1] = v10;
+          (A + 44880)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 53584)[i0 * 32 + i1 * 1] = v12;
+          (A + 45392)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53584) + o * 32, 32, (A + 58192) + (o * 20 + t) * 32);
-    std::copy_n((A + 53584), 512, (A + 52048));
-    std::copy_n((A + 53072), 512, (A + 52560));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45392) + o * 32, 32, (A + 50000) + (o * 20 + t) * 32);
+    std::copy_n((A + 45392), 512, (A + 43856));
+    std::copy_n((A + 44880), 512, (A + 44368));
   }
-  std::copy_n((A + 52048), 512, (A + 57168));
-  std::copy_n((A + 52560), 512, (A + 57680));
+  std::copy_n((A + 43856), 512, (A + 48976));
+  std::copy_n((A + 44368), 512, (A + 49488));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 58192), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
+  gemm(false, true, 320, 128, 32, T(1), (A + 50000), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 52048));
-  std::copy_n((A + 336), 512, (A + 52560));
+  std::copy_n((A + 336), 512, (A + 43856));
+  std::copy_n((A + 336), 512, (A + 44368));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 41808) + o * 128);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 45904), 128, T(0), (A + 53072), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 43856), 32, sf_[5].data(), 32, T(0), (A + 44880), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2129,10 +2101,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 50000)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 53072)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 41808)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 44880)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 55120)[i0 * 128 + i1 * 1] = v2;
+          (A + 46928)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2152,35 +2124,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 55120)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 46928)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 55120)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 46928)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 55120)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 46928)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 55120)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 46928)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 52560)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 44368)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 53072)[i0 * 32 + i1 * 1] = v10;
+          (A + 44880)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 53584)[i0 * 32 + i1 * 1] = v12;
+          (A + 45392)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 53584) + o * 32, 32, (A + 57168) + (o * 20 + t) * 32);
-    std::copy_n((A + 53584), 512, (A + 52048));
-    std::copy_n((A + 53072), 512, (A + 52560));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45392) + o * 32, 32, (A + 50000) + (o * 20 + t) * 32);
+    std::copy_n((A + 45392), 512, (A + 43856));
+    std::copy_n((A + 44880), 512, (A + 44368));
   }
-  std::copy_n((A + 52048), 512, (A + 41808));
-  std::copy_n((A + 52560), 512, (A + 42320));
+  std::copy_n((A + 43856), 512, (A + 48976));
+  std::copy_n((A + 44368), 512, (A + 49488));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 57168)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 50000)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -2295,7 +2267,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(268656);
+      arena_.resize(265072);
     return arena_.data();
   }
   std::vector<T> sf_[43];       // float state (params, buffers, optimizer), spec order

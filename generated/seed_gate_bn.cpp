@@ -188,13 +188,6 @@ public:
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
   // const  (prelude.model:65:53)
   std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
-  // transpose  (seed_gate_bn.model:30:66)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
-      }
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -217,16 +210,17 @@ public:
     (A + 528)[i] = v5;
     const T v6 = sf_[24].data()[i] + (A + 0)[0];
     const T v7 = T(1) / std::sqrt(v6);
-    (A + 1254368)[i] = v7;
+    (A + 992224)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 1287392));
-  std::copy_n((A + 992), 8192, (A + 1295584));
+  std::copy_n((A + 992), 8192, (A + 1025248));
+  std::copy_n((A + 992), 8192, (A + 1033440));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254624) + o * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 992480) + o * 1024);
+    // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287392), 256, (A + 992224), 1024, T(0), (A + 1303776), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 1025248), 256, sf_[1].data(), 256, T(0), (A + 1041632), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -235,10 +229,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 1254624)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1303776)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 992480)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1041632)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1336544)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1074400)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -274,51 +268,51 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1336544)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1074400)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
           const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 1336544)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1074400)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
           const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 1336544)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 1074400)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
           const T v14 = v13 * (A + 528)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 1336544)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 1074400)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 1254368)[i1 * 1];
+          const T v20 = v19 * (A + 992224)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 1295584)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 1033440)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 1303776)[i0 * 256 + i1 * 1] = v26;
+          (A + 1041632)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 1311968)[i0 * 256 + i1 * 1] = v28;
+          (A + 1049824)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311968) + o * 256, 256, (A + 1385696) + (o * 30 + t) * 256);
-    std::copy_n((A + 1311968), 8192, (A + 1287392));
-    std::copy_n((A + 1303776), 8192, (A + 1295584));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049824) + o * 256, 256, (A + 1123552) + (o * 30 + t) * 256);
+    std::copy_n((A + 1049824), 8192, (A + 1025248));
+    std::copy_n((A + 1041632), 8192, (A + 1033440));
   }
-  std::copy_n((A + 1287392), 8192, (A + 1369312));
-  std::copy_n((A + 1295584), 8192, (A + 1377504));
+  std::copy_n((A + 1025248), 8192, (A + 1107168));
+  std::copy_n((A + 1033440), 8192, (A + 1115360));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385696)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123552)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -396,35 +390,29 @@ private:
   std::fill_n((A + 992336), 1, T(1));
   // const  (prelude.model:63:28)
   std::fill_n((A + 992352), 1, T(1.0000000000000001e-05));
-  // transpose  (seed_gate_bn.model:30:66)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 992368)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
-      }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 1287280));
-  std::copy_n((A + 992), 8192, (A + 1295472));
-  std::copy_n(sf_[14].data(), 256, (A + 1303664));
-  std::copy_n(sf_[15].data(), 256, (A + 1303920));
-  std::copy_n((A + 9184), 1, (A + 1304176));
-  std::copy_n(sf_[17].data(), 256, (A + 1304192));
-  std::copy_n(sf_[18].data(), 256, (A + 1304448));
-  std::copy_n((A + 9200), 1, (A + 1304704));
-  std::copy_n(sf_[20].data(), 256, (A + 1304720));
-  std::copy_n(sf_[21].data(), 256, (A + 1304976));
-  std::copy_n((A + 9216), 1, (A + 1305232));
-  std::copy_n(sf_[23].data(), 256, (A + 1305248));
-  std::copy_n(sf_[24].data(), 256, (A + 1305504));
-  std::copy_n((A + 9232), 1, (A + 1305760));
+  std::copy_n((A + 992), 8192, (A + 1025136));
+  std::copy_n((A + 992), 8192, (A + 1033328));
+  std::copy_n(sf_[14].data(), 256, (A + 1041520));
+  std::copy_n(sf_[15].data(), 256, (A + 1041776));
+  std::copy_n((A + 9184), 1, (A + 1042032));
+  std::copy_n(sf_[17].data(), 256, (A + 1042048));
+  std::copy_n(sf_[18].data(), 256, (A + 1042304));
+  std::copy_n((A + 9200), 1, (A + 1042560));
+  std::copy_n(sf_[20].data(), 256, (A + 1042576));
+  std::copy_n(sf_[21].data(), 256, (A + 1042832));
+  std::copy_n((A + 9216), 1, (A + 1043088));
+  std::copy_n(sf_[23].data(), 256, (A + 1043104));
+  std::copy_n(sf_[24].data(), 256, (A + 1043360));
+  std::copy_n((A + 9232), 1, (A + 1043616));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9248) + (o * 30 + t) * 1024, 1024, (A + 1254512) + o * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9248) + (o * 30 + t) * 1024, 1024, (A + 992368) + o * 1024);
+    // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // const  (prelude.model:59:17)
-    std::fill_n((A + 1305776), 1, T(0));
+    std::fill_n((A + 1043632), 1, T(0));
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287280), 256, (A + 992368), 1024, T(0), (A + 1305792), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 1025136), 256, sf_[1].data(), 256, T(0), (A + 1043648), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -433,22 +421,22 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 1254512)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1305792)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 992368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1043648)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1338560)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1076416)[i0 * 1024 + i1 * 1] = v2;
         }
     // slice  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 1305792)[i0 * 256 + i1 * 1] = (A + 1338560)[0 + i0 * 1024 + i1 * 1];
+          (A + 1043648)[i0 * 256 + i1 * 1] = (A + 1076416)[0 + i0 * 1024 + i1 * 1];
         }
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1313984)[i] = (A + 1305792)[0 + i];
+      (A + 1051840)[i] = (A + 1043648)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -457,28 +445,28 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_i.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 1314240), 256, T(0));
-    std::fill_n((A + 1314496), 256, T(0));
-    std::fill_n((A + 1314752), 256, T(0));
+    std::fill_n((A + 1052096), 256, T(0));
+    std::fill_n((A + 1052352), 256, T(0));
+    std::fill_n((A + 1052608), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1305792)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
-          (A + 1314240)[i1 * 1] += v0;
+          const T v0 = (A + 1043648)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
+          (A + 1052096)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1314496)[i1 * 1] += v2;
-          (A + 1314752)[i1 * 1] += (A + 1305792)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1338560)[256 + i0 * 1024 + i1 * 1];
-          (A + 1315008)[i0 * 256 + i1 * 1] = v5;
+          (A + 1052352)[i1 * 1] += v2;
+          (A + 1052608)[i1 * 1] += (A + 1043648)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1076416)[256 + i0 * 1024 + i1 * 1];
+          (A + 1052864)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1314240)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1314496)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1314752)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1052096)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1052352)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1052608)[k] /= T(32);
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1313984)[i] = (A + 1315008)[0 + i];
+      (A + 1051840)[i] = (A + 1052864)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -487,28 +475,28 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_f.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 1323200), 256, T(0));
-    std::fill_n((A + 1323456), 256, T(0));
-    std::fill_n((A + 1323712), 256, T(0));
+    std::fill_n((A + 1061056), 256, T(0));
+    std::fill_n((A + 1061312), 256, T(0));
+    std::fill_n((A + 1061568), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1315008)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
-          (A + 1323200)[i1 * 1] += v0;
+          const T v0 = (A + 1052864)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
+          (A + 1061056)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1323456)[i1 * 1] += v2;
-          (A + 1323712)[i1 * 1] += (A + 1315008)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1338560)[512 + i0 * 1024 + i1 * 1];
-          (A + 1323968)[i0 * 256 + i1 * 1] = v5;
+          (A + 1061312)[i1 * 1] += v2;
+          (A + 1061568)[i1 * 1] += (A + 1052864)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1076416)[512 + i0 * 1024 + i1 * 1];
+          (A + 1061824)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1323200)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1323456)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1323712)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1061056)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1061312)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1061568)[k] /= T(32);
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1313984)[i] = (A + 1323968)[0 + i];
+      (A + 1051840)[i] = (A + 1061824)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -517,28 +505,28 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_g.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 1332160), 256, T(0));
-    std::fill_n((A + 1332416), 256, T(0));
-    std::fill_n((A + 1332672), 256, T(0));
+    std::fill_n((A + 1070016), 256, T(0));
+    std::fill_n((A + 1070272), 256, T(0));
+    std::fill_n((A + 1070528), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1323968)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
-          (A + 1332160)[i1 * 1] += v0;
+          const T v0 = (A + 1061824)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
+          (A + 1070016)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1332416)[i1 * 1] += v2;
-          (A + 1332672)[i1 * 1] += (A + 1323968)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1338560)[768 + i0 * 1024 + i1 * 1];
-          (A + 1371328)[i0 * 256 + i1 * 1] = v5;
+          (A + 1070272)[i1 * 1] += v2;
+          (A + 1070528)[i1 * 1] += (A + 1061824)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1076416)[768 + i0 * 1024 + i1 * 1];
+          (A + 1109184)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1332160)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1332416)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1332672)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1070016)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1070272)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1070528)[k] /= T(32);
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1313984)[i] = (A + 1371328)[0 + i];
+      (A + 1051840)[i] = (A + 1109184)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -547,24 +535,24 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
     //   sub %cell.bn_i.d  (prelude.model:58:13)
-    std::fill_n((A + 1341120), 256, T(0));
-    std::fill_n((A + 1341376), 256, T(0));
-    std::fill_n((A + 1341632), 256, T(0));
+    std::fill_n((A + 1078976), 256, T(0));
+    std::fill_n((A + 1079232), 256, T(0));
+    std::fill_n((A + 1079488), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1371328)[i0 * 256 + i1 * 1] - (A + 1313984)[i1 * 1];
-          (A + 1341120)[i1 * 1] += v0;
+          const T v0 = (A + 1109184)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
+          (A + 1078976)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1341376)[i1 * 1] += v2;
-          (A + 1341632)[i1 * 1] += (A + 1371328)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1305792)[i0 * 256 + i1 * 1] - (A + 1314752)[i1 * 1];
-          (A + 1332928)[i0 * 256 + i1 * 1] = v5;
+          (A + 1079232)[i1 * 1] += v2;
+          (A + 1079488)[i1 * 1] += (A + 1109184)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1043648)[i0 * 256 + i1 * 1] - (A + 1052608)[i1 * 1];
+          (A + 1070784)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1341120)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1341376)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1341632)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1078976)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1079232)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1079488)[k] /= T(32);
     // fused loop over [256]:
     //   mul  (prelude.model:59:17)  [register]
     //   sub  (prelude.model:59:17)  [register]
@@ -612,66 +600,66 @@ private:
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 1314240)[i] * (A + 1314240)[i];
-      const T v1 = (A + 1314496)[i] - v0;
-      const T v2 = std::max(v1, (A + 1305776)[0]);
-      (A + 1305792)[i] = v2;
-      const T v3 = (A + 992288)[0] * (A + 1303664)[i];
-      const T v4 = (A + 992304)[0] * (A + 1314752)[i];
+      const T v0 = (A + 1052096)[i] * (A + 1052096)[i];
+      const T v1 = (A + 1052352)[i] - v0;
+      const T v2 = std::max(v1, (A + 1043632)[0]);
+      (A + 1043648)[i] = v2;
+      const T v3 = (A + 992288)[0] * (A + 1041520)[i];
+      const T v4 = (A + 992304)[0] * (A + 1052608)[i];
       const T v5 = v3 + v4;
-      (A + 1306048)[i] = v5;
-      const T v6 = (A + 992288)[0] * (A + 1303920)[i];
+      (A + 1043904)[i] = v5;
+      const T v6 = (A + 992288)[0] * (A + 1041776)[i];
       const T v7 = (A + 992320)[0] * v2;
       const T v8 = v6 + v7;
-      (A + 1306304)[i] = v8;
+      (A + 1044160)[i] = v8;
       const T v9 = v2 + (A + 992352)[0];
       const T v10 = T(1) / std::sqrt(v9);
-      (A + 1306560)[i] = v10;
-      const T v11 = (A + 1323200)[i] * (A + 1323200)[i];
-      const T v12 = (A + 1323456)[i] - v11;
-      const T v13 = std::max(v12, (A + 1305776)[0]);
-      (A + 1306816)[i] = v13;
-      const T v14 = (A + 992288)[0] * (A + 1304192)[i];
-      const T v15 = (A + 992304)[0] * (A + 1323712)[i];
+      (A + 1044416)[i] = v10;
+      const T v11 = (A + 1061056)[i] * (A + 1061056)[i];
+      const T v12 = (A + 1061312)[i] - v11;
+      const T v13 = std::max(v12, (A + 1043632)[0]);
+      (A + 1044672)[i] = v13;
+      const T v14 = (A + 992288)[0] * (A + 1042048)[i];
+      const T v15 = (A + 992304)[0] * (A + 1061568)[i];
       const T v16 = v14 + v15;
-      (A + 1307072)[i] = v16;
-      const T v17 = (A + 992288)[0] * (A + 1304448)[i];
+      (A + 1044928)[i] = v16;
+      const T v17 = (A + 992288)[0] * (A + 1042304)[i];
       const T v18 = (A + 992320)[0] * v13;
       const T v19 = v17 + v18;
-      (A + 1307328)[i] = v19;
+      (A + 1045184)[i] = v19;
       const T v20 = v13 + (A + 992352)[0];
       const T v21 = T(1) / std::sqrt(v20);
-      (A + 1307584)[i] = v21;
-      const T v22 = (A + 1332160)[i] * (A + 1332160)[i];
-      const T v23 = (A + 1332416)[i] - v22;
-      const T v24 = std::max(v23, (A + 1305776)[0]);
-      (A + 1307840)[i] = v24;
-      const T v25 = (A + 992288)[0] * (A + 1304720)[i];
-      const T v26 = (A + 992304)[0] * (A + 1332672)[i];
+      (A + 1045440)[i] = v21;
+      const T v22 = (A + 1070016)[i] * (A + 1070016)[i];
+      const T v23 = (A + 1070272)[i] - v22;
+      const T v24 = std::max(v23, (A + 1043632)[0]);
+      (A + 1045696)[i] = v24;
+      const T v25 = (A + 992288)[0] * (A + 1042576)[i];
+      const T v26 = (A + 992304)[0] * (A + 1070528)[i];
       const T v27 = v25 + v26;
-      (A + 1308096)[i] = v27;
-      const T v28 = (A + 992288)[0] * (A + 1304976)[i];
+      (A + 1045952)[i] = v27;
+      const T v28 = (A + 992288)[0] * (A + 1042832)[i];
       const T v29 = (A + 992320)[0] * v24;
       const T v30 = v28 + v29;
-      (A + 1308352)[i] = v30;
+      (A + 1046208)[i] = v30;
       const T v31 = v24 + (A + 992352)[0];
       const T v32 = T(1) / std::sqrt(v31);
-      (A + 1308608)[i] = v32;
-      const T v33 = (A + 1341120)[i] * (A + 1341120)[i];
-      const T v34 = (A + 1341376)[i] - v33;
-      const T v35 = std::max(v34, (A + 1305776)[0]);
-      (A + 1308864)[i] = v35;
-      const T v36 = (A + 992288)[0] * (A + 1305248)[i];
-      const T v37 = (A + 992304)[0] * (A + 1341632)[i];
+      (A + 1046464)[i] = v32;
+      const T v33 = (A + 1078976)[i] * (A + 1078976)[i];
+      const T v34 = (A + 1079232)[i] - v33;
+      const T v35 = std::max(v34, (A + 1043632)[0]);
+      (A + 1046720)[i] = v35;
+      const T v36 = (A + 992288)[0] * (A + 1043104)[i];
+      const T v37 = (A + 992304)[0] * (A + 1079488)[i];
       const T v38 = v36 + v37;
-      (A + 1309120)[i] = v38;
-      const T v39 = (A + 992288)[0] * (A + 1305504)[i];
+      (A + 1046976)[i] = v38;
+      const T v39 = (A + 992288)[0] * (A + 1043360)[i];
       const T v40 = (A + 992320)[0] * v35;
       const T v41 = v39 + v40;
-      (A + 1309376)[i] = v41;
+      (A + 1047232)[i] = v41;
       const T v42 = v35 + (A + 992352)[0];
       const T v43 = T(1) / std::sqrt(v42);
-      (A + 1309632)[i] = v43;
+      (A + 1047488)[i] = v43;
     }
     // fused loop over []:
     //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
@@ -680,14 +668,14 @@ private:
     //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
-      const T v0 = (A + 1304176)[0] + (A + 992336)[0];
-      (A + 1305776)[0] = v0;
-      const T v1 = (A + 1304704)[0] + (A + 992336)[0];
-      (A + 1309888)[0] = v1;
-      const T v2 = (A + 1305232)[0] + (A + 992336)[0];
-      (A + 1309904)[0] = v2;
-      const T v3 = (A + 1305760)[0] + (A + 992336)[0];
-      (A + 1309920)[0] = v3;
+      const T v0 = (A + 1042032)[0] + (A + 992336)[0];
+      (A + 1043632)[0] = v0;
+      const T v1 = (A + 1042560)[0] + (A + 992336)[0];
+      (A + 1047744)[0] = v1;
+      const T v2 = (A + 1043088)[0] + (A + 992336)[0];
+      (A + 1047760)[0] = v2;
+      const T v3 = (A + 1043616)[0] + (A + 992336)[0];
+      (A + 1047776)[0] = v3;
     }
     // fused loop over [32, 256]:
     //   mul %cell.bn_i.xhat  (prelude.model:63:16)
@@ -718,110 +706,110 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1332928)[i0 * 256 + i1 * 1] * (A + 1306560)[i1 * 1];
-          (A + 1341888)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 1070784)[i0 * 256 + i1 * 1] * (A + 1044416)[i1 * 1];
+          (A + 1079744)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * sf_[4].data()[i1 * 1];
           const T v2 = v1 + sf_[5].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1350080)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 1315008)[i0 * 256 + i1 * 1] - (A + 1323712)[i1 * 1];
-          (A + 1358272)[i0 * 256 + i1 * 1] = v4;
-          const T v5 = v4 * (A + 1307584)[i1 * 1];
-          (A + 1379520)[i0 * 256 + i1 * 1] = v5;
+          (A + 1087936)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 1052864)[i0 * 256 + i1 * 1] - (A + 1061568)[i1 * 1];
+          (A + 1096128)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = v4 * (A + 1045440)[i1 * 1];
+          (A + 1117376)[i0 * 256 + i1 * 1] = v5;
           const T v6 = v5 * sf_[6].data()[i1 * 1];
           const T v7 = v6 + sf_[7].data()[i1 * 1];
           const T v8 = fsigmoid(v7);
-          (A + 1387712)[i0 * 256 + i1 * 1] = v8;
-          const T v9 = (A + 1323968)[i0 * 256 + i1 * 1] - (A + 1332672)[i1 * 1];
-          (A + 1395904)[i0 * 256 + i1 * 1] = v9;
-          const T v10 = v9 * (A + 1308608)[i1 * 1];
-          (A + 1404096)[i0 * 256 + i1 * 1] = v10;
+          (A + 1125568)[i0 * 256 + i1 * 1] = v8;
+          const T v9 = (A + 1061824)[i0 * 256 + i1 * 1] - (A + 1070528)[i1 * 1];
+          (A + 1133760)[i0 * 256 + i1 * 1] = v9;
+          const T v10 = v9 * (A + 1046464)[i1 * 1];
+          (A + 1141952)[i0 * 256 + i1 * 1] = v10;
           const T v11 = v10 * sf_[8].data()[i1 * 1];
           const T v12 = v11 + sf_[9].data()[i1 * 1];
           const T v13 = ftanh(v12);
-          (A + 1412288)[i0 * 256 + i1 * 1] = v13;
-          const T v14 = (A + 1371328)[i0 * 256 + i1 * 1] - (A + 1341632)[i1 * 1];
-          (A + 1420480)[i0 * 256 + i1 * 1] = v14;
-          const T v15 = v14 * (A + 1309632)[i1 * 1];
-          (A + 1428672)[i0 * 256 + i1 * 1] = v15;
+          (A + 1150144)[i0 * 256 + i1 * 1] = v13;
+          const T v14 = (A + 1109184)[i0 * 256 + i1 * 1] - (A + 1079488)[i1 * 1];
+          (A + 1158336)[i0 * 256 + i1 * 1] = v14;
+          const T v15 = v14 * (A + 1047488)[i1 * 1];
+          (A + 1166528)[i0 * 256 + i1 * 1] = v15;
           const T v16 = v15 * sf_[10].data()[i1 * 1];
           const T v17 = v16 + sf_[11].data()[i1 * 1];
           const T v18 = fsigmoid(v17);
-          (A + 1436864)[i0 * 256 + i1 * 1] = v18;
-          const T v19 = v8 * (A + 1295472)[i0 * 256 + i1 * 1];
+          (A + 1174720)[i0 * 256 + i1 * 1] = v18;
+          const T v19 = v8 * (A + 1033328)[i0 * 256 + i1 * 1];
           const T v20 = v3 * v13;
           const T v21 = v19 + v20;
-          (A + 1445056)[i0 * 256 + i1 * 1] = v21;
+          (A + 1182912)[i0 * 256 + i1 * 1] = v21;
           const T v22 = ftanh(v21);
-          (A + 1453248)[i0 * 256 + i1 * 1] = v22;
+          (A + 1191104)[i0 * 256 + i1 * 1] = v22;
           const T v23 = v18 * v22;
-          (A + 1461440)[i0 * 256 + i1 * 1] = v23;
+          (A + 1199296)[i0 * 256 + i1 * 1] = v23;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1461440) + o * 256, 256, (A + 1488128) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1453248) + o * 256, 256, (A + 1733888) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1436864) + o * 256, 256, (A + 1979648) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1412288) + o * 256, 256, (A + 2225408) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1350080) + o * 256, 256, (A + 2471168) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1295472) + o * 256, 256, (A + 2716928) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1387712) + o * 256, 256, (A + 2962688) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1428672) + o * 256, 256, (A + 3208448) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1309632) + o * 1, 1, (A + 3454208) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1420480) + o * 256, 256, (A + 3461888) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1308864) + o * 1, 1, (A + 3707648) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1305504) + o * 1, 1, (A + 3715328) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1341632) + o * 1, 1, (A + 3723008) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1305248) + o * 1, 1, (A + 3730688) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1404096) + o * 256, 256, (A + 3738368) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1308608) + o * 1, 1, (A + 3984128) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1395904) + o * 256, 256, (A + 3991808) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1307840) + o * 1, 1, (A + 4237568) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304976) + o * 1, 1, (A + 4245248) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1332672) + o * 1, 1, (A + 4252928) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304720) + o * 1, 1, (A + 4260608) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1379520) + o * 256, 256, (A + 4268288) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1307584) + o * 1, 1, (A + 4514048) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1358272) + o * 256, 256, (A + 4521728) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1306816) + o * 1, 1, (A + 4767488) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304448) + o * 1, 1, (A + 4775168) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1323712) + o * 1, 1, (A + 4782848) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1304192) + o * 1, 1, (A + 4790528) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1341888) + o * 256, 256, (A + 4798208) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1306560) + o * 1, 1, (A + 5043968) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1332928) + o * 256, 256, (A + 5051648) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1305792) + o * 1, 1, (A + 5297408) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1303920) + o * 1, 1, (A + 5305088) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1314752) + o * 1, 1, (A + 5312768) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1303664) + o * 1, 1, (A + 5320448) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1287280) + o * 256, 256, (A + 5328128) + (o * 30 + t) * 256);
-    std::copy_n((A + 1461440), 8192, (A + 1287280));
-    std::copy_n((A + 1445056), 8192, (A + 1295472));
-    std::copy_n((A + 1306048), 256, (A + 1303664));
-    std::copy_n((A + 1306304), 256, (A + 1303920));
-    std::copy_n((A + 1305776), 1, (A + 1304176));
-    std::copy_n((A + 1307072), 256, (A + 1304192));
-    std::copy_n((A + 1307328), 256, (A + 1304448));
-    std::copy_n((A + 1309888), 1, (A + 1304704));
-    std::copy_n((A + 1308096), 256, (A + 1304720));
-    std::copy_n((A + 1308352), 256, (A + 1304976));
-    std::copy_n((A + 1309904), 1, (A + 1305232));
-    std::copy_n((A + 1309120), 256, (A + 1305248));
-    std::copy_n((A + 1309376), 256, (A + 1305504));
-    std::copy_n((A + 1309920), 1, (A + 1305760));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1199296) + o * 256, 256, (A + 1225984) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1191104) + o * 256, 256, (A + 1471744) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1174720) + o * 256, 256, (A + 1717504) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1150144) + o * 256, 256, (A + 1963264) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1087936) + o * 256, 256, (A + 2209024) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1033328) + o * 256, 256, (A + 2454784) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1125568) + o * 256, 256, (A + 2700544) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1166528) + o * 256, 256, (A + 2946304) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1047488) + o * 1, 1, (A + 3192064) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1158336) + o * 256, 256, (A + 3199744) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1046720) + o * 1, 1, (A + 3445504) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1043360) + o * 1, 1, (A + 3453184) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1079488) + o * 1, 1, (A + 3460864) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1043104) + o * 1, 1, (A + 3468544) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1141952) + o * 256, 256, (A + 3476224) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1046464) + o * 1, 1, (A + 3721984) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1133760) + o * 256, 256, (A + 3729664) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1045696) + o * 1, 1, (A + 3975424) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042832) + o * 1, 1, (A + 3983104) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1070528) + o * 1, 1, (A + 3990784) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042576) + o * 1, 1, (A + 3998464) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1117376) + o * 256, 256, (A + 4006144) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1045440) + o * 1, 1, (A + 4251904) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1096128) + o * 256, 256, (A + 4259584) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1044672) + o * 1, 1, (A + 4505344) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042304) + o * 1, 1, (A + 4513024) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1061568) + o * 1, 1, (A + 4520704) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042048) + o * 1, 1, (A + 4528384) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1079744) + o * 256, 256, (A + 4536064) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1044416) + o * 1, 1, (A + 4781824) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1070784) + o * 256, 256, (A + 4789504) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1043648) + o * 1, 1, (A + 5035264) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1041776) + o * 1, 1, (A + 5042944) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1052608) + o * 1, 1, (A + 5050624) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1041520) + o * 1, 1, (A + 5058304) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1025136) + o * 256, 256, (A + 5065984) + (o * 30 + t) * 256);
+    std::copy_n((A + 1199296), 8192, (A + 1025136));
+    std::copy_n((A + 1182912), 8192, (A + 1033328));
+    std::copy_n((A + 1043904), 256, (A + 1041520));
+    std::copy_n((A + 1044160), 256, (A + 1041776));
+    std::copy_n((A + 1043632), 1, (A + 1042032));
+    std::copy_n((A + 1044928), 256, (A + 1042048));
+    std::copy_n((A + 1045184), 256, (A + 1042304));
+    std::copy_n((A + 1047744), 1, (A + 1042560));
+    std::copy_n((A + 1045952), 256, (A + 1042576));
+    std::copy_n((A + 1046208), 256, (A + 1042832));
+    std::copy_n((A + 1047760), 1, (A + 1043088));
+    std::copy_n((A + 1046976), 256, (A + 1043104));
+    std::copy_n((A + 1047232), 256, (A + 1043360));
+    std::copy_n((A + 1047776), 1, (A + 1043616));
   }
-  std::copy_n((A + 1287280), 8192, (A + 1469632));
-  std::copy_n((A + 1295472), 8192, (A + 1477824));
-  std::copy_n((A + 1303664), 256, (A + 1486016));
-  std::copy_n((A + 1303920), 256, (A + 1486272));
-  std::copy_n((A + 1304176), 1, (A + 1486528));
-  std::copy_n((A + 1304192), 256, (A + 1486544));
-  std::copy_n((A + 1304448), 256, (A + 1486800));
-  std::copy_n((A + 1304704), 1, (A + 1487056));
-  std::copy_n((A + 1304720), 256, (A + 1487072));
-  std::copy_n((A + 1304976), 256, (A + 1487328));
-  std::copy_n((A + 1305232), 1, (A + 1487584));
-  std::copy_n((A + 1305248), 256, (A + 1487600));
-  std::copy_n((A + 1305504), 256, (A + 1487856));
-  std::copy_n((A + 1305760), 1, (A + 1488112));
+  std::copy_n((A + 1025136), 8192, (A + 1207488));
+  std::copy_n((A + 1033328), 8192, (A + 1215680));
+  std::copy_n((A + 1041520), 256, (A + 1223872));
+  std::copy_n((A + 1041776), 256, (A + 1224128));
+  std::copy_n((A + 1042032), 1, (A + 1224384));
+  std::copy_n((A + 1042048), 256, (A + 1224400));
+  std::copy_n((A + 1042304), 256, (A + 1224656));
+  std::copy_n((A + 1042560), 1, (A + 1224912));
+  std::copy_n((A + 1042576), 256, (A + 1224928));
+  std::copy_n((A + 1042832), 256, (A + 1225184));
+  std::copy_n((A + 1043088), 1, (A + 1225440));
+  std::copy_n((A + 1043104), 256, (A + 1225456));
+  std::copy_n((A + 1043360), 256, (A + 1225712));
+  std::copy_n((A + 1043616), 1, (A + 1225968));
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
   // transpose  (seed_gate_bn.model:29:12): folded into the matmul that reads it
@@ -831,7 +819,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1488128)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1225984)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -864,29 +852,29 @@ private:
   // loss  (seed_gate_bn.model:45:1)
   loss = double((A + 17632)[0]);
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(14, (A + 1486016));
+  updates.emplace_back(14, (A + 1223872));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(15, (A + 1486272));
+  updates.emplace_back(15, (A + 1224128));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(16, (A + 1486528));
+  updates.emplace_back(16, (A + 1224384));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(17, (A + 1486544));
+  updates.emplace_back(17, (A + 1224400));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(18, (A + 1486800));
+  updates.emplace_back(18, (A + 1224656));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(19, (A + 1487056));
+  updates.emplace_back(19, (A + 1224912));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(20, (A + 1487072));
+  updates.emplace_back(20, (A + 1224928));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(21, (A + 1487328));
+  updates.emplace_back(21, (A + 1225184));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(22, (A + 1487584));
+  updates.emplace_back(22, (A + 1225440));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(23, (A + 1487600));
+  updates.emplace_back(23, (A + 1225456));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(24, (A + 1487856));
+  updates.emplace_back(24, (A + 1225712));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(25, (A + 1488112));
+  updates.emplace_back(25, (A + 1225968));
   // const  (seed_gate_bn.model:45:1)
   std::fill_n((A + 960), 1, T(1));
   // const  (seed_gate_bn.model:48:13)
@@ -936,41 +924,41 @@ private:
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1733888) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1979648) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2225408) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2471168) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2716928) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2962688) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3208448) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3454208) + (o * 30 + t) * 1, 1, (A + 337168) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3461888) + (o * 30 + t) * 256, 256, (A + 337424) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3707648) + (o * 30 + t) * 1, 1, (A + 345616) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3715328) + (o * 30 + t) * 1, 1, (A + 345872) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3723008) + (o * 30 + t) * 1, 1, (A + 346128) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3730688) + (o * 30 + t) * 1, 1, (A + 346384) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3738368) + (o * 30 + t) * 256, 256, (A + 346640) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3984128) + (o * 30 + t) * 1, 1, (A + 354832) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3991808) + (o * 30 + t) * 256, 256, (A + 355088) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4237568) + (o * 30 + t) * 1, 1, (A + 363280) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4245248) + (o * 30 + t) * 1, 1, (A + 363536) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4252928) + (o * 30 + t) * 1, 1, (A + 363792) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4260608) + (o * 30 + t) * 1, 1, (A + 364048) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4268288) + (o * 30 + t) * 256, 256, (A + 364304) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4514048) + (o * 30 + t) * 1, 1, (A + 372496) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4521728) + (o * 30 + t) * 256, 256, (A + 372752) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4767488) + (o * 30 + t) * 1, 1, (A + 380944) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4775168) + (o * 30 + t) * 1, 1, (A + 381200) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4782848) + (o * 30 + t) * 1, 1, (A + 381456) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4790528) + (o * 30 + t) * 1, 1, (A + 381712) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4798208) + (o * 30 + t) * 256, 256, (A + 381968) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5043968) + (o * 30 + t) * 1, 1, (A + 390160) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5051648) + (o * 30 + t) * 256, 256, (A + 390416) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5297408) + (o * 30 + t) * 1, 1, (A + 398608) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5305088) + (o * 30 + t) * 1, 1, (A + 398864) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5312768) + (o * 30 + t) * 1, 1, (A + 399120) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5320448) + (o * 30 + t) * 1, 1, (A + 399376) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5328128) + (o * 30 + t) * 256, 256, (A + 399632) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1471744) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1717504) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1963264) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2209024) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2454784) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2700544) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2946304) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3192064) + (o * 30 + t) * 1, 1, (A + 337168) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3199744) + (o * 30 + t) * 256, 256, (A + 337424) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3445504) + (o * 30 + t) * 1, 1, (A + 345616) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3453184) + (o * 30 + t) * 1, 1, (A + 345872) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3460864) + (o * 30 + t) * 1, 1, (A + 346128) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3468544) + (o * 30 + t) * 1, 1, (A + 346384) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3476224) + (o * 30 + t) * 256, 256, (A + 346640) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3721984) + (o * 30 + t) * 1, 1, (A + 354832) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3729664) + (o * 30 + t) * 256, 256, (A + 355088) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3975424) + (o * 30 + t) * 1, 1, (A + 363280) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3983104) + (o * 30 + t) * 1, 1, (A + 363536) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3990784) + (o * 30 + t) * 1, 1, (A + 363792) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3998464) + (o * 30 + t) * 1, 1, (A + 364048) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4006144) + (o * 30 + t) * 256, 256, (A + 364304) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4251904) + (o * 30 + t) * 1, 1, (A + 372496) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4259584) + (o * 30 + t) * 256, 256, (A + 372752) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4505344) + (o * 30 + t) * 1, 1, (A + 380944) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4513024) + (o * 30 + t) * 1, 1, (A + 381200) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4520704) + (o * 30 + t) * 1, 1, (A + 381456) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4528384) + (o * 30 + t) * 1, 1, (A + 381712) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4536064) + (o * 30 + t) * 256, 256, (A + 381968) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4781824) + (o * 30 + t) * 1, 1, (A + 390160) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4789504) + (o * 30 + t) * 256, 256, (A + 390416) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5035264) + (o * 30 + t) * 1, 1, (A + 398608) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5042944) + (o * 30 + t) * 1, 1, (A + 398864) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5050624) + (o * 30 + t) * 1, 1, (A + 399120) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5058304) + (o * 30 + t) * 1, 1, (A + 399376) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5065984) + (o * 30 + t) * 256, 256, (A + 399632) + o * 256);
     // const  (seed_gate_bn.model:36:19)
     std::fill_n((A + 426256), 1, T(1));
     // fused loop over [32, 256], 1 reduction:
@@ -1408,7 +1396,6 @@ private:
         {
           (A + 631872)[0 + i0 * 1024 + i1 * 1] = (A + 623680)[i0 * 256 + i1 * 1];
         }
-    // transpose  (seed_gate_bn.model:30:55): folded into the matmul that reads it
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:33:26)  [register]
     //   add  (seed_gate_bn.model:32:29)  [register]
@@ -1421,16 +1408,16 @@ private:
       (A + 664640)[i] = v2;
     }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 664640), 1024, (A + 992368), 1024, T(0), (A + 442656), 256, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 664640) + o * 1024, 1024, (A + 5573888) + (o * 30 + t) * 1024);
+    gemm(false, false, 32, 256, 1024, T(1), (A + 664640), 1024, sf_[1].data(), 256, T(0), (A + 442656), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 664640) + o * 1024, 1024, (A + 5311744) + (o * 30 + t) * 1024);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 615488) + o * 256, 256, (A + 705600) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 517184) + o * 256, 256, (A + 1488128) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 607296) + o * 256, 256, (A + 6556928) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 476224) + o * 256, 256, (A + 6802688) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 599104) + o * 256, 256, (A + 7048448) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 468032) + o * 256, 256, (A + 7294208) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 558144) + o * 256, 256, (A + 7539968) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 434464) + o * 256, 256, (A + 7785728) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 517184) + o * 256, 256, (A + 1225984) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 607296) + o * 256, 256, (A + 6294784) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 476224) + o * 256, 256, (A + 6540544) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 599104) + o * 256, 256, (A + 6786304) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 468032) + o * 256, 256, (A + 7032064) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 558144) + o * 256, 256, (A + 7277824) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 434464) + o * 256, 256, (A + 7523584) + (o * 30 + t) * 256);
     std::copy_n((A + 442656), 8192, (A + 407824));
     std::copy_n((A + 459328), 8192, (A + 416016));
     std::copy_n((A + 428576), 256, (A + 424208));
@@ -1458,7 +1445,7 @@ private:
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 5573888)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 5311744)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // fused loop over [32, 30, 256], 8 reductions:
   //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
@@ -1483,23 +1470,23 @@ private:
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
           (A + 2000)[i2 * 1] += (A + 705600)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2256)[i2 * 1] += (A + 1488128)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2512)[i2 * 1] += (A + 6556928)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2768)[i2 * 1] += (A + 6802688)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3024)[i2 * 1] += (A + 7048448)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3280)[i2 * 1] += (A + 7294208)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3536)[i2 * 1] += (A + 7539968)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3792)[i2 * 1] += (A + 7785728)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2256)[i2 * 1] += (A + 1225984)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2512)[i2 * 1] += (A + 6294784)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2768)[i2 * 1] += (A + 6540544)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3024)[i2 * 1] += (A + 6786304)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3280)[i2 * 1] += (A + 7032064)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3536)[i2 * 1] += (A + 7277824)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3792)[i2 * 1] += (A + 7523584)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
   // matmul  (seed_gate_bn.model:29:12)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 5328128), 256, (A + 5573888), 1024, T(0), (A + 17680), 1024, threads());
+  gemm(true, false, 256, 1024, 960, T(1), (A + 5065984), 256, (A + 5311744), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (seed_gate_bn.model:30:18)
   // (a view of its operand)
   // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
   // matmul  (seed_gate_bn.model:30:18)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5573888), 1024, T(0), (A + 4048), 1024, threads());
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5311744), 1024, T(0), (A + 4048), 1024, threads());
   // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
@@ -1771,13 +1758,6 @@ private:
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
   // const  (prelude.model:65:53)
   std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
-  // transpose  (seed_gate_bn.model:30:66)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 992192)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
-      }
   // fused loop over [256]:
   //   add  (prelude.model:65:53)  [register]
   //   rsqrt  (prelude.model:65:40)
@@ -1800,16 +1780,17 @@ private:
     (A + 528)[i] = v5;
     const T v6 = sf_[24].data()[i] + (A + 0)[0];
     const T v7 = T(1) / std::sqrt(v6);
-    (A + 1254336)[i] = v7;
+    (A + 992192)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 960), 8192, (A + 1287360));
-  std::copy_n((A + 960), 8192, (A + 1295552));
+  std::copy_n((A + 960), 8192, (A + 1025216));
+  std::copy_n((A + 960), 8192, (A + 1033408));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254592) + o * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 992448) + o * 1024);
+    // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287360), 256, (A + 992192), 1024, T(0), (A + 1303744), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 1025216), 256, sf_[1].data(), 256, T(0), (A + 1041600), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -1818,10 +1799,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 1254592)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1303744)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 992448)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1041600)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1336512)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1074368)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -1857,51 +1838,51 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1336512)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1074368)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
           const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 1336512)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1074368)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
           const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 1336512)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 1074368)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
           const T v14 = v13 * (A + 528)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 1336512)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 1074368)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 1254336)[i1 * 1];
+          const T v20 = v19 * (A + 992192)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 1295552)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 1033408)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 1303744)[i0 * 256 + i1 * 1] = v26;
+          (A + 1041600)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 1311936)[i0 * 256 + i1 * 1] = v28;
+          (A + 1049792)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311936) + o * 256, 256, (A + 1385664) + (o * 30 + t) * 256);
-    std::copy_n((A + 1311936), 8192, (A + 1287360));
-    std::copy_n((A + 1303744), 8192, (A + 1295552));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049792) + o * 256, 256, (A + 1123520) + (o * 30 + t) * 256);
+    std::copy_n((A + 1049792), 8192, (A + 1025216));
+    std::copy_n((A + 1041600), 8192, (A + 1033408));
   }
-  std::copy_n((A + 1287360), 8192, (A + 1369280));
-  std::copy_n((A + 1295552), 8192, (A + 1377472));
+  std::copy_n((A + 1025216), 8192, (A + 1107136));
+  std::copy_n((A + 1033408), 8192, (A + 1115328));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385664)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123520)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -1926,7 +1907,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(8031488);
+      arena_.resize(7769344);
     return arena_.data();
   }
   std::vector<T> sf_[26];       // float state (params, buffers, optimizer), spec order

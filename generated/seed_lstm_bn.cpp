@@ -175,21 +175,15 @@ public:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3040), 256, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 248800)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 273376));
-  std::copy_n((A + 992), 2048, (A + 275424));
+  std::copy_n((A + 992), 2048, (A + 256992));
+  std::copy_n((A + 992), 2048, (A + 259040));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3040) + (o * 30 + t) * 256, 256, (A + 265184) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3040) + (o * 30 + t) * 256, 256, (A + 248800) + o * 256);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 273376), 64, (A + 248800), 256, T(0), (A + 277472), 256, threads());
+    gemm(false, true, 32, 256, 64, T(1), (A + 256992), 64, sf_[1].data(), 64, T(0), (A + 261088), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -198,10 +192,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 265184)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 277472)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 248800)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 261088)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 285664)[i0 * 256 + i1 * 1] = v2;
+          (A + 269280)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -221,35 +215,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 285664)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 269280)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 285664)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 269280)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 285664)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 269280)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 285664)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 269280)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 275424)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 259040)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 277472)[i0 * 64 + i1 * 1] = v10;
+          (A + 261088)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 279520)[i0 * 64 + i1 * 1] = v12;
+          (A + 263136)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279520) + o * 64, 64, (A + 297952) + (o * 30 + t) * 64);
-    std::copy_n((A + 279520), 2048, (A + 273376));
-    std::copy_n((A + 277472), 2048, (A + 275424));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 263136) + o * 64, 64, (A + 281568) + (o * 30 + t) * 64);
+    std::copy_n((A + 263136), 2048, (A + 256992));
+    std::copy_n((A + 261088), 2048, (A + 259040));
   }
-  std::copy_n((A + 273376), 2048, (A + 293856));
-  std::copy_n((A + 275424), 2048, (A + 295904));
+  std::copy_n((A + 256992), 2048, (A + 277472));
+  std::copy_n((A + 259040), 2048, (A + 279520));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 297952)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 281568)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -343,21 +337,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 3072), 256, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 248832)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 1024), 2048, (A + 273408));
-  std::copy_n((A + 1024), 2048, (A + 275456));
+  std::copy_n((A + 1024), 2048, (A + 257024));
+  std::copy_n((A + 1024), 2048, (A + 259072));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3072) + (o * 30 + t) * 256, 256, (A + 265216) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3072) + (o * 30 + t) * 256, 256, (A + 248832) + o * 256);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 273408), 64, (A + 248832), 256, T(0), (A + 277504), 256, threads());
+    gemm(false, true, 32, 256, 64, T(1), (A + 257024), 64, sf_[1].data(), 64, T(0), (A + 261120), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -366,10 +354,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 265216)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 277504)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 248832)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 261120)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 285696)[i0 * 256 + i1 * 1] = v2;
+          (A + 269312)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -389,40 +377,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 285696)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 269312)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 277504)[i0 * 64 + i1 * 1] = v1;
-          const T v2 = (A + 285696)[64 + i0 * 256 + i1 * 1];
+          (A + 261120)[i0 * 64 + i1 * 1] = v1;
+          const T v2 = (A + 269312)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 279552)[i0 * 64 + i1 * 1] = v3;
-          const T v4 = (A + 285696)[128 + i0 * 256 + i1 * 1];
+          (A + 263168)[i0 * 64 + i1 * 1] = v3;
+          const T v4 = (A + 269312)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 281600)[i0 * 64 + i1 * 1] = v5;
-          const T v6 = (A + 285696)[192 + i0 * 256 + i1 * 1];
+          (A + 265216)[i0 * 64 + i1 * 1] = v5;
+          const T v6 = (A + 269312)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 283648)[i0 * 64 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 275456)[i0 * 64 + i1 * 1];
+          (A + 267264)[i0 * 64 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 259072)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 293888)[i0 * 64 + i1 * 1] = v10;
+          (A + 277504)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 295936)[i0 * 64 + i1 * 1] = v11;
+          (A + 279552)[i0 * 64 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 297984)[i0 * 64 + i1 * 1] = v12;
+          (A + 281600)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 297984) + o * 64, 64, (A + 304128) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 295936) + o * 64, 64, (A + 365568) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 283648) + o * 64, 64, (A + 427008) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 281600) + o * 64, 64, (A + 488448) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 277504) + o * 64, 64, (A + 549888) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 275456) + o * 64, 64, (A + 611328) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279552) + o * 64, 64, (A + 672768) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 273408) + o * 64, 64, (A + 734208) + (o * 30 + t) * 64);
-    std::copy_n((A + 297984), 2048, (A + 273408));
-    std::copy_n((A + 293888), 2048, (A + 275456));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 281600) + o * 64, 64, (A + 287744) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279552) + o * 64, 64, (A + 349184) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 267264) + o * 64, 64, (A + 410624) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 265216) + o * 64, 64, (A + 472064) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 261120) + o * 64, 64, (A + 533504) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 259072) + o * 64, 64, (A + 594944) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 263168) + o * 64, 64, (A + 656384) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 257024) + o * 64, 64, (A + 717824) + (o * 30 + t) * 64);
+    std::copy_n((A + 281600), 2048, (A + 257024));
+    std::copy_n((A + 277504), 2048, (A + 259072));
   }
-  std::copy_n((A + 273408), 2048, (A + 300032));
-  std::copy_n((A + 275456), 2048, (A + 302080));
+  std::copy_n((A + 257024), 2048, (A + 283648));
+  std::copy_n((A + 259072), 2048, (A + 285696));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -432,7 +420,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 304128)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 287744)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -681,13 +669,13 @@ private:
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9696) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 365568) + (o * 30 + t) * 64, 64, (A + 73184) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 427008) + (o * 30 + t) * 64, 64, (A + 75232) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 488448) + (o * 30 + t) * 64, 64, (A + 77280) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 549888) + (o * 30 + t) * 64, 64, (A + 79328) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 611328) + (o * 30 + t) * 64, 64, (A + 81376) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 672768) + (o * 30 + t) * 64, 64, (A + 83424) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 734208) + (o * 30 + t) * 64, 64, (A + 85472) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 349184) + (o * 30 + t) * 64, 64, (A + 73184) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 410624) + (o * 30 + t) * 64, 64, (A + 75232) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 472064) + (o * 30 + t) * 64, 64, (A + 77280) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 533504) + (o * 30 + t) * 64, 64, (A + 79328) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 594944) + (o * 30 + t) * 64, 64, (A + 81376) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 656384) + (o * 30 + t) * 64, 64, (A + 83424) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 717824) + (o * 30 + t) * 64, 64, (A + 85472) + o * 64);
     // const  (prelude.model:36:21)
     std::fill_n((A + 91616), 1, T(1));
     // fused loop over [32, 64]:
@@ -777,7 +765,6 @@ private:
         {
           (A + 126448)[0 + i0 * 256 + i1 * 1] = (A + 99824)[i0 * 64 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // fused loop over [32, 256]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
@@ -790,8 +777,8 @@ private:
       (A + 93680)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 64, 256, T(1), (A + 93680), 256, (A + 248832), 256, T(0), (A + 101872), 64, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 93680) + o * 256, 256, (A + 795648) + (o * 30 + t) * 256);
+    gemm(false, false, 32, 64, 256, T(1), (A + 93680), 256, sf_[1].data(), 64, T(0), (A + 101872), 64, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 93680) + o * 256, 256, (A + 779264) + (o * 30 + t) * 256);
     std::copy_n((A + 101872), 2048, (A + 87520));
     std::copy_n((A + 91632), 2048, (A + 89568));
   }
@@ -803,17 +790,17 @@ private:
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 1008)[i2 * 1] += (A + 795648)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 1008)[i2 * 1] += (A + 779264)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 64, 256, 960, T(1), (A + 734208), 64, (A + 795648), 256, T(0), (A + 5536), 256, threads());
+  gemm(true, false, 64, 256, 960, T(1), (A + 717824), 64, (A + 779264), 256, T(0), (A + 5536), 256, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 795648), 256, T(0), (A + 1264), 256, threads());
+  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 779264), 256, T(0), (A + 1264), 256, threads());
   // fused loop over [256, 1]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (seed_lstm_bn.model:23:1)
@@ -1251,21 +1238,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3008), 256, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 248768)[i0 * 256 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 64];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 2048, (A + 273344));
-  std::copy_n((A + 960), 2048, (A + 275392));
+  std::copy_n((A + 960), 2048, (A + 256960));
+  std::copy_n((A + 960), 2048, (A + 259008));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3008) + (o * 30 + t) * 256, 256, (A + 265152) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3008) + (o * 30 + t) * 256, 256, (A + 248768) + o * 256);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 273344), 64, (A + 248768), 256, T(0), (A + 277440), 256, threads());
+    gemm(false, true, 32, 256, 64, T(1), (A + 256960), 64, sf_[1].data(), 64, T(0), (A + 261056), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -1274,10 +1255,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 265152)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 277440)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 248768)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 261056)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 285632)[i0 * 256 + i1 * 1] = v2;
+          (A + 269248)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1297,35 +1278,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 285632)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 269248)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 285632)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 269248)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 285632)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 269248)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 285632)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 269248)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 275392)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 259008)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 277440)[i0 * 64 + i1 * 1] = v10;
+          (A + 261056)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 279488)[i0 * 64 + i1 * 1] = v12;
+          (A + 263104)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279488) + o * 64, 64, (A + 297920) + (o * 30 + t) * 64);
-    std::copy_n((A + 279488), 2048, (A + 273344));
-    std::copy_n((A + 277440), 2048, (A + 275392));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 263104) + o * 64, 64, (A + 281536) + (o * 30 + t) * 64);
+    std::copy_n((A + 263104), 2048, (A + 256960));
+    std::copy_n((A + 261056), 2048, (A + 259008));
   }
-  std::copy_n((A + 273344), 2048, (A + 293824));
-  std::copy_n((A + 275392), 2048, (A + 295872));
+  std::copy_n((A + 256960), 2048, (A + 277440));
+  std::copy_n((A + 259008), 2048, (A + 279488));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 297920)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 281536)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -1396,7 +1377,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(1041408);
+      arena_.resize(1025024);
     return arena_.data();
   }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order

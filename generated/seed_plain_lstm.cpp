@@ -110,21 +110,15 @@ public:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 1287136));
-  std::copy_n((A + 992), 8192, (A + 1295328));
+  std::copy_n((A + 992), 8192, (A + 1024992));
+  std::copy_n((A + 992), 8192, (A + 1033184));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 992224) + o * 1024);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 1024992), 256, sf_[1].data(), 256, T(0), (A + 1041376), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -133,10 +127,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 1254368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1303520)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 992224)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1041376)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1336288)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1074144)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -156,35 +150,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1336288)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1074144)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1336288)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1074144)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1336288)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1074144)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1336288)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1074144)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1295328)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1033184)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1303520)[i0 * 256 + i1 * 1] = v10;
+          (A + 1041376)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1311712)[i0 * 256 + i1 * 1] = v12;
+          (A + 1049568)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311712) + o * 256, 256, (A + 1385440) + (o * 30 + t) * 256);
-    std::copy_n((A + 1311712), 8192, (A + 1287136));
-    std::copy_n((A + 1303520), 8192, (A + 1295328));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049568) + o * 256, 256, (A + 1123296) + (o * 30 + t) * 256);
+    std::copy_n((A + 1049568), 8192, (A + 1024992));
+    std::copy_n((A + 1041376), 8192, (A + 1033184));
   }
-  std::copy_n((A + 1287136), 8192, (A + 1369056));
-  std::copy_n((A + 1295328), 8192, (A + 1377248));
+  std::copy_n((A + 1024992), 8192, (A + 1106912));
+  std::copy_n((A + 1033184), 8192, (A + 1115104));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385440)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123296)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -228,21 +222,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 992224)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 1287136));
-  std::copy_n((A + 992), 8192, (A + 1295328));
+  std::copy_n((A + 992), 8192, (A + 1024992));
+  std::copy_n((A + 992), 8192, (A + 1033184));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 992224) + o * 1024);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 1024992), 256, sf_[1].data(), 256, T(0), (A + 1041376), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -251,10 +239,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 1254368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1303520)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 992224)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1041376)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1336288)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1074144)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -274,40 +262,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1336288)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1074144)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 1303520)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 1336288)[256 + i0 * 1024 + i1 * 1];
+          (A + 1041376)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 1074144)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1311712)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 1336288)[512 + i0 * 1024 + i1 * 1];
+          (A + 1049568)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 1074144)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1319904)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 1336288)[768 + i0 * 1024 + i1 * 1];
+          (A + 1057760)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 1074144)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1328096)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 1295328)[i0 * 256 + i1 * 1];
+          (A + 1065952)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1033184)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1369056)[i0 * 256 + i1 * 1] = v10;
+          (A + 1106912)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1377248)[i0 * 256 + i1 * 1] = v11;
+          (A + 1115104)[i0 * 256 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1385440)[i0 * 256 + i1 * 1] = v12;
+          (A + 1123296)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1385440) + o * 256, 256, (A + 1410016) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1377248) + o * 256, 256, (A + 1655776) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1328096) + o * 256, 256, (A + 1901536) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1319904) + o * 256, 256, (A + 2147296) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1303520) + o * 256, 256, (A + 2393056) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1295328) + o * 256, 256, (A + 2638816) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311712) + o * 256, 256, (A + 2884576) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1287136) + o * 256, 256, (A + 3130336) + (o * 30 + t) * 256);
-    std::copy_n((A + 1385440), 8192, (A + 1287136));
-    std::copy_n((A + 1369056), 8192, (A + 1295328));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1123296) + o * 256, 256, (A + 1147872) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1115104) + o * 256, 256, (A + 1393632) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1065952) + o * 256, 256, (A + 1639392) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1057760) + o * 256, 256, (A + 1885152) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1041376) + o * 256, 256, (A + 2130912) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1033184) + o * 256, 256, (A + 2376672) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049568) + o * 256, 256, (A + 2622432) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1024992) + o * 256, 256, (A + 2868192) + (o * 30 + t) * 256);
+    std::copy_n((A + 1123296), 8192, (A + 1024992));
+    std::copy_n((A + 1106912), 8192, (A + 1033184));
   }
-  std::copy_n((A + 1287136), 8192, (A + 1393632));
-  std::copy_n((A + 1295328), 8192, (A + 1401824));
+  std::copy_n((A + 1024992), 8192, (A + 1131488));
+  std::copy_n((A + 1033184), 8192, (A + 1139680));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -317,7 +305,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1410016)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1147872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -388,13 +376,13 @@ private:
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1655776) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1901536) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2147296) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2393056) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2638816) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2884576) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3130336) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1393632) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1639392) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1885152) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2130912) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2376672) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2622432) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2868192) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
     // const  (prelude.model:36:21)
     std::fill_n((A + 353552), 1, T(1));
     // fused loop over [32, 256]:
@@ -484,7 +472,6 @@ private:
         {
           (A + 492832)[0 + i0 * 1024 + i1 * 1] = (A + 386336)[i0 * 256 + i1 * 1];
         }
-    // transpose  (prelude.model:30:67): folded into the matmul that reads it
     // fused loop over [32, 1024]:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
@@ -497,8 +484,8 @@ private:
       (A + 361760)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 361760), 1024, (A + 992224), 1024, T(0), (A + 394528), 256, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 361760) + o * 1024, 1024, (A + 3376096) + (o * 30 + t) * 1024);
+    gemm(false, false, 32, 256, 1024, T(1), (A + 361760), 1024, sf_[1].data(), 256, T(0), (A + 394528), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 361760) + o * 1024, 1024, (A + 3113952) + (o * 30 + t) * 1024);
     std::copy_n((A + 394528), 8192, (A + 337168));
     std::copy_n((A + 353568), 8192, (A + 345360));
   }
@@ -510,17 +497,17 @@ private:
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 3376096)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 3113952)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 3130336), 256, (A + 3376096), 1024, T(0), (A + 17680), 1024, threads());
+  gemm(true, false, 256, 1024, 960, T(1), (A + 2868192), 256, (A + 3113952), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3376096), 1024, T(0), (A + 2000), 1024, threads());
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3113952), 1024, T(0), (A + 2000), 1024, threads());
   // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
@@ -666,21 +653,15 @@ private:
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
-  // transpose  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1024; ++i1)
-      {
-        (A + 992192)[i0 * 1024 + i1 * 1] = sf_[1].data()[i0 * 1 + i1 * 256];
-      }
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 8192, (A + 1287104));
-  std::copy_n((A + 960), 8192, (A + 1295296));
+  std::copy_n((A + 960), 8192, (A + 1024960));
+  std::copy_n((A + 960), 8192, (A + 1033152));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254336) + o * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 992192) + o * 1024);
+    // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287104), 256, (A + 992192), 1024, T(0), (A + 1303488), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 1024960), 256, sf_[1].data(), 256, T(0), (A + 1041344), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -689,10 +670,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 1254336)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1303488)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 992192)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1041344)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1336256)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1074112)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -712,35 +693,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1336256)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1074112)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1336256)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1074112)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1336256)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1074112)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1336256)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1074112)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1295296)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1033152)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1303488)[i0 * 256 + i1 * 1] = v10;
+          (A + 1041344)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1311680)[i0 * 256 + i1 * 1] = v12;
+          (A + 1049536)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1311680) + o * 256, 256, (A + 1385408) + (o * 30 + t) * 256);
-    std::copy_n((A + 1311680), 8192, (A + 1287104));
-    std::copy_n((A + 1303488), 8192, (A + 1295296));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049536) + o * 256, 256, (A + 1123264) + (o * 30 + t) * 256);
+    std::copy_n((A + 1049536), 8192, (A + 1024960));
+    std::copy_n((A + 1041344), 8192, (A + 1033152));
   }
-  std::copy_n((A + 1287104), 8192, (A + 1369024));
-  std::copy_n((A + 1295296), 8192, (A + 1377216));
+  std::copy_n((A + 1024960), 8192, (A + 1106880));
+  std::copy_n((A + 1033152), 8192, (A + 1115072));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1385408)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123264)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -765,7 +746,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(4359136);
+      arena_.resize(4096992);
     return arena_.data();
   }
   std::vector<T> sf_[6];       // float state (params, buffers, optimizer), spec order
