@@ -1,10 +1,13 @@
 // gemm_bench.cpp: measures the runtime's gemm against single-threaded OpenBLAS and the machine's single-precision FMA peak on the matmul shapes of the LSTM benchmark models.
 //
-// usage: gemm_bench [--quick] [--threads N]
+// usage: gemm_bench [--quick] [--threads N] [--peaks]
 //   For each shape prints GFLOP/s (best of many short batches) of gradc::rt::gemm on 1
 //   thread and on N threads (default 2), of cblas_sgemm with openblas_set_num_threads(1),
 //   gradc's share of the peak measured by a register-only FMA loop on one thread, and the
 //   ratio gradc / OpenBLAS (both 1 thread).
+//   --peaks prints only this machine's peaks, on 1 thread and on N: the FMA peak (the FMA
+//   loop on every thread at once) and the GEMM peak, the best GFLOP/s of gradc's gemm and of
+//   OpenBLAS (as many threads) on square products of 512 and 1024.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,6 +17,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -106,6 +110,42 @@ double peakGflops(double minBatch) {
   return 2.0 * kIters * kChains * kLanes / t * 1e-9;
 }
 
+/// The FMA peak of `threads` threads running the FMA loop at the same time (their sum).
+double peakGflopsThreads(int threads, double minBatch) {
+  if (threads <= 1) return peakGflops(minBatch);
+  std::vector<double> each(static_cast<size_t>(threads));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { each[static_cast<size_t>(t)] = peakGflops(minBatch); });
+  for (std::thread &t : pool) t.join();
+  double sum = 0;
+  for (double g : each) sum += g;
+  return sum;
+}
+
+/// The GEMM peak on `threads` threads: the best GFLOP/s of gradc's gemm and OpenBLAS's
+/// sgemm on square row-major products (512 and 1024; NN).
+double gemmPeak(int threads, double minBatch, int batches) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  double best = 0;
+  openblas_set_num_threads(threads);
+  for (int64_t n : {512, 1024}) {
+    std::vector<float> A(static_cast<size_t>(n * n)), B(A.size()), C(A.size());
+    for (float &x : A) x = dist(rng);
+    for (float &x : B) x = dist(rng);
+    const double flops = 2.0 * n * n * n;
+    double tg = bestTime([&] { gradc::rt::gemm(false, false, n, n, n, 1.f, A.data(), n, B.data(), n, 0.f, C.data(), n, threads); },
+                         minBatch, batches);
+    const int ni = static_cast<int>(n);
+    double to = bestTime([&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.f, A.data(), ni, B.data(), ni, 0.f, C.data(), ni);
+    }, minBatch, batches);
+    best = std::max({best, flops / tg * 1e-9, flops / to * 1e-9});
+  }
+  openblas_set_num_threads(1);
+  return best;
+}
+
 struct Shape {
   std::string name;
   bool ta, tb;
@@ -141,13 +181,14 @@ std::vector<Shape> shapes() {
 } // namespace
 
 int main(int argc, char **argv) {
-  bool quick = false;
+  bool quick = false, peaks = false;
   int threads = 2;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--peaks")) peaks = true;
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--threads N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--threads N] [--peaks]\n", argv[0]);
       return 2;
     }
   }
@@ -156,6 +197,15 @@ int main(int argc, char **argv) {
   const double minBatch = quick ? 0.002 : 0.005;
   const int batches = quick ? 10 : 30;
   openblas_set_num_threads(1);
+  if (peaks) {
+    for (int t : {1, threads}) {
+      std::printf("threads %d FMA peak %.1f GFLOP/s GEMM peak %.1f GFLOP/s\n", t, peakGflopsThreads(t, minBatch),
+                  gemmPeak(t, minBatch, batches));
+      std::fflush(stdout);
+      if (threads == 1) break;
+    }
+    return 0;
+  }
   const double peak = peakGflops(minBatch);
   std::printf("gemm_bench: gradc kernels %s, OpenBLAS core %s (1 thread), FMA peak %.1f GFLOP/s (1 thread)\n",
               gradc::rt::gemmIsa(), openblas_get_corename(), peak);

@@ -3,11 +3,12 @@
 The model is LSTM(F, H) -> BatchNorm on the last step -> Dense(H, 1), MSE, Adam, at three
 sizes (small F=1 T=30 H=64 B=32; medium F=28 T=28 H=128 B=64; large F=64 T=50 H=512 B=64),
 plus the Fashion-MNIST classifier LSTM(28, 128) -> BatchNorm -> Dense(128, 10) with
-cross-entropy. For each: gradc's compile time, its executable's time from exec to the end of
-the first training step and ms per step (`--timing`), PyTorch's (bench/torch_reference.py,
-1 and 2 threads, the better is the reference) import-to-first-step and ms per step, the
-matrix-multiply GFLOP/s of forward plus backward, the fraction of the single-precision FMA
-peak measured in the same run (bench/gemm_bench), and the peak RSS of each process.
+cross-entropy. Both sides run with 1 and with 2 threads, each in its own process, and the
+better of each side is its reference. For each run: ms per step, samples/s, the
+matrix-multiply GFLOP/s of forward plus backward, that as a share of this machine's GEMM
+peak and FMA peak for the same number of threads (bench/gemm_bench --peaks, measured in the
+same run), peak RSS, start-up (exec or import to the start of the first step: `ready`) and
+to the end of the first step, and gradc's compile time.
 
 usage: /usr/bin/python3 bench/run.py [--build DIR] [--steps N] [--sizes small,medium,...]
 """
@@ -94,26 +95,34 @@ def gradc_side(gradc, name, work, steps):
     t0 = time.perf_counter()
     subprocess.run([gradc, model, "-o", exe], check=True)
     compile_s = time.perf_counter() - t0
-    _, err, _, rss = run_with_rss([exe, "--quiet", "--timing", "--data", data, "--no-shuffle",
-                                   "--epochs", "1", "--threads", "1"])
-    m = re.search(r"timing first_step_s (\S+) steps (\d+) ms_per_step (\S+)", err)
-    if not m:
-        sys.exit(f"bench: no timing line from {exe}:\n{err}")
-    return {"ms_per_step": float(m.group(3)), "first_step_s": float(m.group(1)), "peak_rss_mib": rss,
-            "compile_s": compile_s}
+    runs = []
+    for threads in (1, 2):
+        _, err, _, rss = run_with_rss([exe, "--quiet", "--timing", "--data", data, "--no-shuffle",
+                                       "--epochs", "1", "--threads", str(threads)])
+        m = re.search(r"timing first_step_s (\S+) steps (\d+) ms_per_step (\S+) ready_s (\S+)", err)
+        if not m:
+            sys.exit(f"bench: no timing line from {exe}:\n{err}")
+        runs.append({"threads": threads, "ms_per_step": float(m.group(3)), "first_step_s": float(m.group(1)),
+                     "ready_s": float(m.group(4)), "peak_rss_mib": rss, "compile_s": compile_s})
+    return runs
 
 
 def torch_side(name, steps):
-    best = None
+    runs = []
     for threads in (1, 2):
         args = ["--fashion"] if name == "fashion" else ["--size", name]
         out, _, wall, rss = run_with_rss(["/usr/bin/python3", os.path.join(HERE, "torch_reference.py"), *args,
                                           "--threads", str(threads), "--steps", str(steps)])
         r = json.loads(out.strip().splitlines()[-1])
         r["peak_rss_mib"] = rss
-        if best is None or r["ms_per_step"] < best["ms_per_step"]:
-            best = r
-    return best
+        r["first_step_s"] = r["start_to_first_step_s"]
+        runs.append(r)
+    return runs
+
+
+def best(runs):
+    """The run with the fewest ms per step."""
+    return min(runs, key=lambda r: r["ms_per_step"])
 
 
 def main():
@@ -124,11 +133,15 @@ def main():
     a = ap.parse_args()
     gradc = os.path.join(a.build, "bin", "gradc")
     gemm_bench = os.path.join(a.build, "bin", "gemm_bench")
-    out = subprocess.run([gemm_bench, "--quick"], check=True, capture_output=True, text=True).stdout
-    peak = float(re.search(r"FMA peak ([\d.]+) GFLOP/s", out).group(1))
-    print(f"single-precision FMA peak, 1 thread, measured now: {peak:.1f} GFLOP/s")
-    hdr = (f"{'size':8s} {'impl':6s} {'ms/step':>9s} {'samples/s':>10s} {'GFLOP/s':>8s} {'%peak':>6s} "
-           f"{'RSS MiB':>8s} {'1st step s':>10s} {'compile s':>9s}")
+    out = subprocess.run([gemm_bench, "--quick", "--peaks", "--threads", "2"], check=True, capture_output=True,
+                         text=True).stdout
+    peaks = {int(t): (float(f), float(g))
+             for t, f, g in re.findall(r"threads (\d+) FMA peak ([\d.]+) GFLOP/s GEMM peak ([\d.]+) GFLOP/s", out)}
+    for t, (f, g) in sorted(peaks.items()):
+        print(f"measured now, {t} thread{'s' if t > 1 else ''}: single-precision GEMM peak {g:.1f} GFLOP/s "
+              f"(best of gradc and OpenBLAS, square 512/1024), FMA peak {f:.1f} GFLOP/s")
+    hdr = (f"{'size':8s} {'impl':6s} {'ms/step':>9s} {'samples/s':>10s} {'GFLOP/s':>8s} {'%GEMM':>6s} {'%FMA':>6s} "
+           f"{'RSS MiB':>8s} {'ready s':>8s} {'1st step s':>10s} {'compile s':>9s}")
     rows, ratios = [], []
     with tempfile.TemporaryDirectory(prefix="gradc-bench-") as work:
         for name in a.sizes.split(","):
@@ -137,25 +150,33 @@ def main():
             g = gradc_side(gradc, name, work, steps)
             t = torch_side(name, steps)
             fl = gemm_flops(F, T, H, B)
-            for impl, r in (("gradc", g), (f"torch{t['threads']}", t)):
+            for impl, r in [(f"gradc{r['threads']}", r) for r in g] + [(f"torch{r['threads']}", r) for r in t]:
                 ms = r["ms_per_step"]
-                first = r.get("first_step_s", r.get("start_to_first_step_s"))
-                rows.append(f"{name:8s} {impl:6s} {ms:9.3f} {B * 1000 / ms:10.0f} {fl / ms / 1e6:8.1f} "
-                            f"{100 * fl / ms / 1e6 / peak:5.1f}% {r['peak_rss_mib']:8.1f} {first:10.3f} "
+                fma, gp = peaks[r["threads"]]
+                gf = fl / ms / 1e6
+                rows.append(f"{name:8s} {impl:6s} {ms:9.3f} {B * 1000 / ms:10.0f} {gf:8.1f} {100 * gf / gp:5.1f}% "
+                            f"{100 * gf / fma:5.1f}% {r['peak_rss_mib']:8.1f} {r['ready_s']:8.3f} {r['first_step_s']:10.3f} "
                             f"{r.get('compile_s', float('nan')):9.2f}")
-            ratios.append((name, t["ms_per_step"] / g["ms_per_step"], t["peak_rss_mib"] / g["peak_rss_mib"],
-                           t["start_to_first_step_s"] / g["first_step_s"], g, t))
+            bg, bt = best(g), best(t)
+            g1 = next(r for r in g if r["threads"] == 1)
+            ratios.append((name, bt["ms_per_step"] / bg["ms_per_step"], bt["ms_per_step"] / g1["ms_per_step"],
+                           bt["peak_rss_mib"] / bg["peak_rss_mib"], bt["ready_s"] / bg["ready_s"],
+                           bt["first_step_s"] / bg["first_step_s"], bg, bt))
     print(hdr)
     for r in rows:
         print(r)
     print()
-    print(f"{'size':8s} {'speed-up':>9s} {'RSS ratio':>10s} {'start-up ratio':>15s}   (PyTorch / gradc; higher is better for gradc)")
-    for name, sp, mem, st, g, t in ratios:
+    print("PyTorch / gradc, each side's best thread count (higher is better for gradc); 'speed-up 1T' is against")
+    print("gradc on one thread; start-up is to the start of the first step, '+1st step' to its end")
+    print(f"{'size':8s} {'threads':>7s} {'speed-up':>9s} {'speed-up 1T':>11s} {'RSS ratio':>10s} {'start-up':>9s} "
+          f"{'+1st step':>9s}")
+    for name, sp, sp1, mem, st, st1, g, t in ratios:
         extra = ""
         if name == "fashion":
             extra = (f"   s/epoch ({FASHION_STEPS_PER_EPOCH} steps): gradc {g['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}"
                      f", torch {t['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}")
-        print(f"{name:8s} {sp:8.2f}x {mem:9.2f}x {st:14.1f}x{extra}")
+        print(f"{name:8s} {g['threads']:>3d}/{t['threads']:<3d} {sp:8.2f}x {sp1:10.2f}x {mem:9.2f}x {st:8.1f}x "
+              f"{st1:8.1f}x{extra}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """torch_reference.py: PyTorch's side of the gradc benchmark: the same model as gradc's
 bench models (LSTM(F, H) -> BatchNorm on the last step -> Dense(H, 1), MSE, Adam) trained on
-random data; prints one JSON line with ms per step, peak RSS and import-to-first-step time.
+random data; prints one JSON line with ms per step, peak RSS, import-to-first-step time (ready_s: until
+the first step starts; start_to_first_step_s: until it ends).
 
 usage: torch_reference.py --size small|medium|large --threads N [--steps S] [--warmup W]
        torch_reference.py --fashion --threads N [--steps S]   (LSTM(28,128) -> BN -> Dense(128,10), CE)
@@ -56,6 +57,7 @@ def main():
         opt.step()
         return loss
 
+    ready = time.perf_counter() - T0
     step()
     first = time.perf_counter() - T0
     for _ in range(a.warmup):
@@ -67,6 +69,7 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux
     print(json.dumps({"impl": "torch", "size": "fashion" if a.fashion else a.size, "threads": a.threads,
                       "ms_per_step": ms, "peak_rss_mib": rss, "start_to_first_step_s": first,
+                      "ready_s": ready,
                       "torch": torch.__version__}))
 
 

@@ -247,7 +247,8 @@ std::string usageText(const std::string &exe, const ModelSpec &spec) {
   s += "  --gradcheck         compare every parameter's gradient with finite differences\n";
   s += "  --gradcheck-tol X   gradcheck tolerance (default 1e-6 in double, 1e-2 in float)\n";
   s += "  --threads N         worker threads (default: all cores, " + std::to_string(defaultThreads()) + ")\n";
-  s += "  --timing            at the end, on stderr: time to the first step, ms per step\n";
+  s += "  --timing            at the end, on stderr: seconds from exec to the end of the first step, ms per\n"
+       "                      step, seconds from exec to the start of the first step (ready_s)\n";
   s += "  --resume CKPT       continue the run that wrote CKPT (--save, --checkpoint-every or an\n"
        "                      interruption) exactly where it stopped; --epochs counts from its start\n";
   s += "  --checkpoint-every N\n"

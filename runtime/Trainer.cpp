@@ -78,7 +78,7 @@ public:
     int64_t stoppedAt = 0;
     // --timing: steps after the first kWarmupSteps of this run are timed (validation excluded).
     constexpr int64_t kWarmupSteps = 3;
-    Clock::time_point firstStepEnd;
+    Clock::time_point firstStepStart, firstStepEnd;
     int64_t timedSteps = 0;
     double timedSeconds = 0;
     bool stop = false;
@@ -110,6 +110,7 @@ public:
       st_.epoch = epoch;
       st_.orderHash = orderHash;
       for (int64_t s = st_.epochStep; s < perEpoch && st_.step < total; ++s) {
+        if (st_.step == startStep) firstStepStart = Clock::now();
         const Batch &batch = batcher_.gather(perm.data() + s * B, B);
         const bool check = o_.checkFinite || st_.step - startStep < kAlwaysCheckedSteps;
         if (check) {
@@ -176,10 +177,11 @@ public:
     progress.clear();
     if (o_.timing && st_.step > startStep) {
       std::fflush(stdout);
-      std::fprintf(stderr, "timing first_step_s %.6f steps %lld ms_per_step %.6f\n",
+      std::fprintf(stderr, "timing first_step_s %.6f steps %lld ms_per_step %.6f ready_s %.6f\n",
                    std::chrono::duration<double>(firstStepEnd - gProcessStart).count(),
                    static_cast<long long>(timedSteps),
-                   timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN);
+                   timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
+                   std::chrono::duration<double>(firstStepStart - gProcessStart).count());
     }
     bool restored = false;
     if (early && st_.bestEpoch > 0) {
