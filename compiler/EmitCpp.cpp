@@ -301,7 +301,7 @@ private:
           acc[k].push_back({true, it->second, 0, ""});
           continue;
         }
-        auto [st, off] = readAccess(n, j, rank);
+        auto [st, off] = readAccess(n, j, rank, layout_.memStrides(n.operands[j]));
         size_t si = std::find(strides.begin(), strides.end(), st) - strides.begin();
         if (si == strides.size())
           strides.push_back(st);
@@ -561,10 +561,15 @@ private:
     int64_t M = as[as.size() - 2], K = as.back(), N = bs.back();
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
     if (bs.size() == 2) {
-      // [..., M, K] @ [K, N]: the leading axes fold into M (A is contiguous).
+      // [..., M, K] @ [K, N]: the leading axes fold into M (A is contiguous, or a step read
+      // in place, rows apart by its memory stride).
       int64_t rows = r->type.numel() / N;
       if (as.size() > 2 && ta)
         throw std::logic_error("emit-cpp: transposed batched operand");
+      if (layout_.seqViews.count(a))
+        lda = layout_.memStrides(a)[0];
+      if (layout_.seqViews.count(b))
+        ldb = layout_.memStrides(b)[0];
       o << pad << fmt::format("gemm({}, {}, {}, {}, {}, T(1), {}, {}, {}, {}, T(0), {}, {}, threads());\n", ta, tb, rows, N, K, ref(a),
                               lda, ref(b), ldb, ptr(r), N);
       return;
@@ -610,8 +615,13 @@ private:
     o << pad << fmt::format("for (int64_t step = 0; step < {}; ++step) {{\n", len);
     std::string ip(ind + 2, ' ');
     o << ip << (rev ? fmt::format("const int64_t t = {} - step;\n", len - 1) : "const int64_t t = step;\n");
-    for (int64_t s = 0; s < nseq; ++s)
-      stepCopy(o, ind + 2, n.operands[s]->type.shape, axis, ref(n.operands[s]), ptr(b.args[s]), true);
+    for (int64_t s = 0; s < nseq; ++s) {
+      auto view = layout_.seqViews.find(b.args[s]);
+      if (view != layout_.seqViews.end()) // read in place
+        alias_[b.args[s]] = fmt::format("({} + t * {})", ref(n.operands[s]), view->second.step);
+      else
+        stepCopy(o, ind + 2, n.operands[s]->type.shape, axis, ref(n.operands[s]), ptr(b.args[s]), true);
+    }
     body(b, o, ind + 2);
     // Stacked outputs, then the next carries (read every yield before writing any carry).
     for (size_t y = ncarry; y < b.yields.size(); ++y)

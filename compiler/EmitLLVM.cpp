@@ -415,7 +415,7 @@ private:
           acc[k].push_back({true, it->second, 0, nullptr});
           continue;
         }
-        auto [st, off] = readAccess(n, j, l.shape.size());
+        auto [st, off] = readAccess(n, j, l.shape.size(), layout_.memStrides(n.operands[j]));
         size_t si = std::find(strides.begin(), strides.end(), st) - strides.begin();
         if (si == strides.size())
           strides.push_back(st);
@@ -692,9 +692,14 @@ private:
     int64_t M = as[as.size() - 2], K = as.back(), N = bs.back();
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
     if (bs.size() == 2) {
-      // [..., M, K] @ [K, N]: the leading axes fold into M (A is contiguous).
+      // [..., M, K] @ [K, N]: the leading axes fold into M (A is contiguous, or a step read
+      // in place, rows apart by its memory stride).
       if (as.size() > 2 && ta)
         throw std::logic_error("emit-llvm: transposed batched operand");
+      if (layout_.seqViews.count(a))
+        lda = layout_.memStrides(a)[0];
+      if (layout_.seqViews.count(bv))
+        ldb = layout_.memStrides(bv)[0];
       gemm(ta, tb, r->type.numel() / N, N, K, ref(a), lda, ref(bv), ldb, ptr(r), N);
       return;
     }
@@ -748,8 +753,13 @@ private:
         swap = swap || (c != c2 && b.yields[c] == b.args[nseq + c2]);
     forLoop(len, "scan", [&](llvm::Value *step) {
       llvm::Value *t = rev ? b_.CreateSub(ci(len - 1), step, "t") : step;
-      for (int64_t s = 0; s < nseq; ++s)
-        stepCopy(n.operands[s]->type.shape, axis, ref(n.operands[s]), ptr(b.args[s]), t, true);
+      for (int64_t s = 0; s < nseq; ++s) {
+        auto view = layout_.seqViews.find(b.args[s]);
+        if (view != layout_.seqViews.end()) // read in place
+          alias_[b.args[s]] = gep(ref(n.operands[s]), b_.CreateMul(t, ci(view->second.step)));
+        else
+          stepCopy(n.operands[s]->type.shape, axis, ref(n.operands[s]), ptr(b.args[s]), t, true);
+      }
       body(b);
       // Stacked outputs, then the next carries (read every yield before writing any carry).
       for (size_t y = ncarry; y < b.yields.size(); ++y)

@@ -15,32 +15,32 @@ std::vector<int64_t> stridesOf(const std::vector<int64_t> &shape) {
   return st;
 }
 
-std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t rank) {
-  std::vector<int64_t> st = stridesOf(shape), out(rank, 0);
+std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t rank, const std::vector<int64_t> &mem) {
+  std::vector<int64_t> st = mem.empty() ? stridesOf(shape) : mem, out(rank, 0);
   size_t lead = rank - shape.size();
   for (size_t a = 0; a < shape.size(); ++a)
     out[lead + a] = shape[a] == 1 ? 0 : st[a];
   return out;
 }
 
-std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank) {
+std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank, const std::vector<int64_t> &mem) {
   const auto &xs = n.operands[j]->type.shape;
   switch (n.op) {
   case Op::Slice: {
     const auto &begin = n.getInts("begin");
-    std::vector<int64_t> ss = stridesOf(xs);
+    std::vector<int64_t> ss = mem.empty() ? stridesOf(xs) : mem;
     int64_t base = 0;
     for (size_t a = 0; a < begin.size(); ++a)
       base += begin[a] * ss[a];
     return {ss, base};
   }
   case Op::Transpose: {
-    std::vector<int64_t> si = stridesOf(xs), st;
+    std::vector<int64_t> si = mem.empty() ? stridesOf(xs) : mem, st;
     for (int64_t p : n.getInts("perm"))
       st.push_back(si[p]);
     return {st, 0};
   }
-  default: return {broadcastStrides(xs, rank), 0}; // elementwise and broadcast_to
+  default: return {broadcastStrides(xs, rank, mem), 0}; // elementwise and broadcast_to
   }
 }
 
@@ -130,11 +130,49 @@ void LoopLevel::planGraphLoops(const Graph &g) {
       for (size_t k = firstCapture; k < n->body->args.size(); ++k)
         captures_.insert(n->body->args[k]);
       planGraphLoops(*n->body);
+      if (opts_.fuse)
+        planSeqViews(*n);
     }
 }
 
+void LoopLevel::planSeqViews(const Node &scan) {
+  const Graph &b = *scan.body;
+  const int64_t axis = scan.getInt("axis"), nseq = scan.getInt("nseq");
+  std::unordered_map<const Node *, bool> inFusedLoop;
+  for (const FusedLoop &l : loops.at(&b))
+    for (const Node *n : l.nodes)
+      inFusedLoop[n] = l.fused();
+  for (int64_t s = 0; s < nseq; ++s) {
+    const Value *arg = b.args[s], *stacked = scan.operands[s];
+    const auto &shape = stacked->type.shape;
+    if (axis + 1 >= static_cast<int64_t>(shape.size())) // a step's rows must stay contiguous
+      continue;
+    bool ok = std::find(b.yields.begin(), b.yields.end(), arg) == b.yields.end(), used = false;
+    for (const auto &n : b.nodes)
+      for (size_t j = 0; j < n->operands.size() && ok; ++j) {
+        if (n->operands[j] != arg)
+          continue;
+        used = true;
+        const bool matrix = n->op == Op::MatMul && j < 2 && arg->type.rank() == 2 && n->operands[1 - j]->type.rank() == 2;
+        const bool fused = inFusedLoop.count(n.get()) && inFusedLoop.at(n.get()) && n->op != Op::Reshape;
+        ok = !n->body && (matrix || fused);
+      }
+    if (!ok || !used)
+      continue;
+    std::vector<int64_t> st = stridesOf(shape);
+    const int64_t step = st[axis];
+    st.erase(st.begin() + axis);
+    seqViews[arg] = {stacked, step, st};
+  }
+}
+
+std::vector<int64_t> LoopLevel::memStrides(const Value *v) const {
+  auto it = seqViews.find(v);
+  return it != seqViews.end() ? it->second.strides : stridesOf(v->type.shape);
+}
+
 Storage LoopLevel::storageOf(const Value *v) const {
-  if (captures_.count(v) || inRegisters_.count(v))
+  if (captures_.count(v) || inRegisters_.count(v) || seqViews.count(v))
     return Storage::None;
   if (folded.count(v))
     return Storage::AliasOf0; // the matmul reads the transpose's operand

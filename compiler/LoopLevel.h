@@ -24,12 +24,22 @@ struct LowerOptions {
 /// Row-major strides of `shape`.
 std::vector<int64_t> stridesOf(const std::vector<int64_t> &shape);
 
-/// Strides of `shape` broadcast into an iteration space of rank `rank` (0 where broadcast).
-std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t rank);
+/// Strides of `shape` broadcast into an iteration space of rank `rank` (0 where broadcast);
+/// `mem` gives the memory strides of shape's axes (row-major when empty).
+std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t rank, const std::vector<int64_t> &mem = {});
 
 /// Where a fusable node reads its operand `j` from memory: strides over the loop's
 /// iteration space of rank `rank` and a constant offset (slices, transposes, broadcasts).
-std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank);
+/// `mem` gives the memory strides of the operand's axes (row-major when empty).
+std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank, const std::vector<int64_t> &mem = {});
+
+/// A scan body's sequence argument read in place from the stacked operand instead of being
+/// copied out each step: element i of step t is at stacked + t·step + Σ i[a]·strides[a].
+struct SeqView {
+  const Value *stacked = nullptr;
+  int64_t step = 0;
+  std::vector<int64_t> strides;
+};
 
 /// Where a reduction member of a loop over `space` accumulates each element: strides with the
 /// reduced axes zero. Clears `independent` when it reduces the innermost axis (iterations of
@@ -49,15 +59,21 @@ public:
   static std::pair<const Value *, bool> matOperand(const Value *v);
   /// How the lowering stores v (a slot of its own, a view, or no memory).
   Storage storageOf(const Value *v) const;
+  /// The memory strides of v's axes: row-major, or a SeqView's.
+  std::vector<int64_t> memStrides(const Value *v) const;
 
   std::unordered_map<const Value *, int64_t> offset;             ///< Arena offset of every slot.
   std::unordered_map<const Graph *, std::vector<FusedLoop>> loops; ///< Each graph's loops, in run order.
   std::unordered_set<const Value *> folded;                        ///< Transposes no buffer holds.
+  /// Sequence arguments read in place: every reader is a fused loop or a 2-D matmul (which
+  /// take memory strides), so the step is not copied out (with fusion on only).
+  std::unordered_map<const Value *, SeqView> seqViews;
   int64_t arenaSize = 0;    ///< Elements: the largest graph's plan.
   int64_t unsharedSize = 0; ///< Elements if no two values shared memory (all graphs).
 
 private:
   void planGraphLoops(const Graph &g);
+  void planSeqViews(const Node &scan);
 
   LowerOptions opts_;
   std::function<bool(const Node &)> canFuse_;

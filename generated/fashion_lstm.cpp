@@ -149,14 +149,13 @@ public:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 1008704));
-  std::copy_n((A + 50240), 8192, (A + 1016896));
+  std::copy_n((A + 50240), 8192, (A + 975936));
+  std::copy_n((A + 50240), 8192, (A + 984128));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 975936) + o * 512);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 1008704), 128, sf_[1].data(), 128, T(0), (A + 1025088), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -165,10 +164,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 975936)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1025088)[i0 * 512 + i1 * 1];
+          const T v0 = ((A + 58432) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 992320)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1057856)[i0 * 512 + i1 * 1] = v2;
+          (A + 1025088)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -188,35 +187,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1057856)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1057856)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1057856)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1057856)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1016896)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1025088)[i0 * 128 + i1 * 1] = v10;
+          (A + 992320)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1033280)[i0 * 128 + i1 * 1] = v12;
+          (A + 1000512)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033280) + o * 128, 128, (A + 1090624) + (o * 28 + t) * 128);
-    std::copy_n((A + 1033280), 8192, (A + 1008704));
-    std::copy_n((A + 1025088), 8192, (A + 1016896));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 1057856) + (o * 28 + t) * 128);
+    std::copy_n((A + 1000512), 8192, (A + 975936));
+    std::copy_n((A + 992320), 8192, (A + 984128));
   }
-  std::copy_n((A + 1008704), 8192, (A + 0));
-  std::copy_n((A + 1016896), 8192, (A + 8192));
+  std::copy_n((A + 975936), 8192, (A + 0));
+  std::copy_n((A + 984128), 8192, (A + 8192));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090624)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057856)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -268,14 +267,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 1008704));
-  std::copy_n((A + 50240), 8192, (A + 1016896));
+  std::copy_n((A + 50240), 8192, (A + 975936));
+  std::copy_n((A + 50240), 8192, (A + 984128));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 975936) + o * 512);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 1008704), 128, sf_[1].data(), 128, T(0), (A + 1025088), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -284,10 +282,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 975936)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1025088)[i0 * 512 + i1 * 1];
+          const T v0 = ((A + 58432) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 992320)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1057856)[i0 * 512 + i1 * 1] = v2;
+          (A + 1025088)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -307,40 +305,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1057856)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 1025088)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 1057856)[128 + i0 * 512 + i1 * 1];
+          (A + 992320)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1033280)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 1057856)[256 + i0 * 512 + i1 * 1];
+          (A + 1000512)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1041472)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 1057856)[384 + i0 * 512 + i1 * 1];
+          (A + 1008704)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1049664)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 1016896)[i0 * 128 + i1 * 1];
+          (A + 1016896)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1090624)[i0 * 128 + i1 * 1] = v10;
+          (A + 1057856)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1098816)[i0 * 128 + i1 * 1] = v11;
+          (A + 1066048)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1107008)[i0 * 128 + i1 * 1] = v12;
+          (A + 1074240)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107008) + o * 128, 128, (A + 1131584) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098816) + o * 128, 128, (A + 1360960) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1049664) + o * 128, 128, (A + 1590336) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1041472) + o * 128, 128, (A + 1819712) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1025088) + o * 128, 128, (A + 2049088) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016896) + o * 128, 128, (A + 2278464) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033280) + o * 128, 128, (A + 2507840) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008704) + o * 128, 128, (A + 2737216) + (o * 28 + t) * 128);
-    std::copy_n((A + 1107008), 8192, (A + 1008704));
-    std::copy_n((A + 1090624), 8192, (A + 1016896));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074240) + o * 128, 128, (A + 1098816) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1066048) + o * 128, 128, (A + 1328192) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016896) + o * 128, 128, (A + 1557568) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008704) + o * 128, 128, (A + 1786944) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 992320) + o * 128, 128, (A + 2016320) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984128) + o * 128, 128, (A + 2245696) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 2475072) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975936) + o * 128, 128, (A + 2704448) + (o * 28 + t) * 128);
+    std::copy_n((A + 1074240), 8192, (A + 975936));
+    std::copy_n((A + 1057856), 8192, (A + 984128));
   }
-  std::copy_n((A + 1008704), 8192, (A + 1115200));
-  std::copy_n((A + 1016896), 8192, (A + 1123392));
+  std::copy_n((A + 975936), 8192, (A + 1082432));
+  std::copy_n((A + 984128), 8192, (A + 1090624));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -350,7 +348,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1131584)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1098816)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -442,20 +440,13 @@ private:
           (A + 78720)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 70528)[i0 * 128 + i1 * 128 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 373632));
-  std::copy_n((A + 50240), 8192, (A + 381824));
+  std::copy_n((A + 50240), 8192, (A + 316288));
+  std::copy_n((A + 50240), 8192, (A + 324480));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 78720) + (o * 28 + t) * 128, 128, (A + 308096) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1360960) + (o * 28 + t) * 128, 128, (A + 316288) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1590336) + (o * 28 + t) * 128, 128, (A + 324480) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1819712) + (o * 28 + t) * 128, 128, (A + 332672) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2049088) + (o * 28 + t) * 128, 128, (A + 340864) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2278464) + (o * 28 + t) * 128, 128, (A + 349056) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2507840) + (o * 28 + t) * 128, 128, (A + 357248) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2737216) + (o * 28 + t) * 128, 128, (A + 365440) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2704448) + (o * 28 + t) * 128, 128, (A + 308096) + o * 128);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 390016), 1, T(1));
+    std::fill_n((A + 332672), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -480,68 +471,70 @@ private:
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 373632)[i] + (A + 308096)[i];
-      const T v1 = v0 * (A + 316288)[i];
-      const T v2 = (A + 390016)[0] - (A + 324480)[i];
-      const T v3 = (A + 324480)[i] * v2;
-      const T v4 = v1 * v3;
-      (A + 398224)[i] = v4;
-      const T v5 = v0 * (A + 324480)[i];
-      const T v6 = (A + 316288)[i] * (A + 316288)[i];
-      const T v7 = (A + 390016)[0] - v6;
-      const T v8 = v5 * v7;
-      const T v9 = (A + 381824)[i] + v8;
-      const T v10 = v9 * (A + 340864)[i];
-      const T v11 = (A + 332672)[i] * (A + 332672)[i];
-      const T v12 = (A + 390016)[0] - v11;
-      const T v13 = v10 * v12;
-      (A + 406416)[i] = v13;
-      const T v14 = v9 * (A + 349056)[i];
-      const T v15 = (A + 390016)[0] - (A + 357248)[i];
-      const T v16 = (A + 357248)[i] * v15;
-      const T v17 = v14 * v16;
-      (A + 414608)[i] = v17;
-      const T v18 = v9 * (A + 332672)[i];
-      const T v19 = (A + 390016)[0] - (A + 340864)[i];
-      const T v20 = (A + 340864)[i] * v19;
-      const T v21 = v18 * v20;
-      (A + 422800)[i] = v21;
-      const T v22 = v9 * (A + 357248)[i];
-      (A + 390032)[i] = v22;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 430992), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 430992)[384 + i0 * 512 + i1 * 1] = (A + 398224)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 316288)[i0 * 128 + i1 * 1] + ((A + 78720) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v1 = v0 * ((A + 1328192) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v2 = (A + 332672)[0] - ((A + 1557568) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v3 = ((A + 1557568) + t * 128)[i0 * 3584 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 340880)[i0 * 128 + i1 * 1] = v4;
+          const T v5 = v0 * ((A + 1557568) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v6 = ((A + 1328192) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1328192) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v7 = (A + 332672)[0] - v6;
+          const T v8 = v5 * v7;
+          const T v9 = (A + 324480)[i0 * 128 + i1 * 1] + v8;
+          const T v10 = v9 * ((A + 2016320) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v11 = ((A + 1786944) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1786944) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v12 = (A + 332672)[0] - v11;
+          const T v13 = v10 * v12;
+          (A + 349072)[i0 * 128 + i1 * 1] = v13;
+          const T v14 = v9 * ((A + 2245696) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v15 = (A + 332672)[0] - ((A + 2475072) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v16 = ((A + 2475072) + t * 128)[i0 * 3584 + i1 * 1] * v15;
+          const T v17 = v14 * v16;
+          (A + 357264)[i0 * 128 + i1 * 1] = v17;
+          const T v18 = v9 * ((A + 1786944) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v19 = (A + 332672)[0] - ((A + 2016320) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v20 = ((A + 2016320) + t * 128)[i0 * 3584 + i1 * 1] * v19;
+          const T v21 = v18 * v20;
+          (A + 365456)[i0 * 128 + i1 * 1] = v21;
+          const T v22 = v9 * ((A + 2475072) + t * 128)[i0 * 3584 + i1 * 1];
+          (A + 332688)[i0 * 128 + i1 * 1] = v22;
+        }
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 373648), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 373648)[384 + i0 * 512 + i1 * 1] = (A + 340880)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 463760), 32768, T(0));
+    std::fill_n((A + 406416), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 463760)[256 + i0 * 512 + i1 * 1] = (A + 406416)[i0 * 128 + i1 * 1];
+          (A + 406416)[256 + i0 * 512 + i1 * 1] = (A + 349072)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 496528), 32768, T(0));
+    std::fill_n((A + 439184), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 496528)[128 + i0 * 512 + i1 * 1] = (A + 414608)[i0 * 128 + i1 * 1];
+          (A + 439184)[128 + i0 * 512 + i1 * 1] = (A + 357264)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 529296), 32768, T(0));
+    std::fill_n((A + 471952), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 529296)[0 + i0 * 512 + i1 * 1] = (A + 422800)[i0 * 128 + i1 * 1];
+          (A + 471952)[0 + i0 * 512 + i1 * 1] = (A + 365456)[i0 * 128 + i1 * 1];
         }
     // fused loop over [64, 512]:
     //   add  (prelude.model:33:23)  [register]
@@ -549,36 +542,36 @@ private:
     //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 430992)[i] + (A + 463760)[i];
-      const T v1 = v0 + (A + 496528)[i];
-      const T v2 = v1 + (A + 529296)[i];
-      (A + 398224)[i] = v2;
+      const T v0 = (A + 373648)[i] + (A + 406416)[i];
+      const T v1 = v0 + (A + 439184)[i];
+      const T v2 = v1 + (A + 471952)[i];
+      (A + 340880)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 128, 512, T(1), (A + 398224), 512, sf_[1].data(), 128, T(0), (A + 430992), 128, threads());
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 398224) + o * 512, 512, (A + 2966592) + (o * 28 + t) * 512);
-    std::copy_n((A + 430992), 8192, (A + 373632));
-    std::copy_n((A + 390032), 8192, (A + 381824));
+    gemm(false, false, 64, 128, 512, T(1), (A + 340880), 512, sf_[1].data(), 128, T(0), (A + 373648), 128, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 340880) + o * 512, 512, (A + 2933824) + (o * 28 + t) * 512);
+    std::copy_n((A + 373648), 8192, (A + 316288));
+    std::copy_n((A + 332688), 8192, (A + 324480));
   }
-  std::copy_n((A + 373632), 8192, (A + 58432));
-  std::copy_n((A + 381824), 8192, (A + 67920));
+  std::copy_n((A + 316288), 8192, (A + 58432));
+  std::copy_n((A + 324480), 8192, (A + 67920));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 50208), 512, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50208)[i2 * 1] += (A + 2966592)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50208)[i2 * 1] += (A + 2933824)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2737216), 128, (A + 2966592), 512, T(0), (A + 67920), 512, threads());
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2704448), 128, (A + 2933824), 512, T(0), (A + 67920), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 2966592), 512, T(0), (A + 50720), 512, threads());
+  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 2933824), 512, T(0), (A + 50720), 512, threads());
   // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
@@ -924,14 +917,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 1008640));
-  std::copy_n((A + 50176), 8192, (A + 1016832));
+  std::copy_n((A + 50176), 8192, (A + 975872));
+  std::copy_n((A + 50176), 8192, (A + 984064));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 975872) + o * 512);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 1008640), 128, sf_[1].data(), 128, T(0), (A + 1025024), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -940,10 +932,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 975872)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1025024)[i0 * 512 + i1 * 1];
+          const T v0 = ((A + 58368) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 992256)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1057792)[i0 * 512 + i1 * 1] = v2;
+          (A + 1025024)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -963,35 +955,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1057792)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1025024)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1057792)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1025024)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1057792)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1025024)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1057792)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1025024)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1016832)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 984064)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1025024)[i0 * 128 + i1 * 1] = v10;
+          (A + 992256)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1033216)[i0 * 128 + i1 * 1] = v12;
+          (A + 1000448)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033216) + o * 128, 128, (A + 1090560) + (o * 28 + t) * 128);
-    std::copy_n((A + 1033216), 8192, (A + 1008640));
-    std::copy_n((A + 1025024), 8192, (A + 1016832));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000448) + o * 128, 128, (A + 1057792) + (o * 28 + t) * 128);
+    std::copy_n((A + 1000448), 8192, (A + 975872));
+    std::copy_n((A + 992256), 8192, (A + 984064));
   }
-  std::copy_n((A + 1008640), 8192, (A + 0));
-  std::copy_n((A + 1016832), 8192, (A + 8192));
+  std::copy_n((A + 975872), 8192, (A + 0));
+  std::copy_n((A + 984064), 8192, (A + 8192));
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090560)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057792)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -1016,7 +1008,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(3884096);
+      arena_.resize(3851328);
     return arena_.data();
   }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order

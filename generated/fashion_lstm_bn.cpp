@@ -176,14 +176,13 @@ public:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 1008704));
-  std::copy_n((A + 50240), 8192, (A + 1016896));
+  std::copy_n((A + 50240), 8192, (A + 975936));
+  std::copy_n((A + 50240), 8192, (A + 984128));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 975936) + o * 512);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 1008704), 128, sf_[1].data(), 128, T(0), (A + 1025088), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -192,10 +191,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 975936)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1025088)[i0 * 512 + i1 * 1];
+          const T v0 = ((A + 58432) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 992320)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1057856)[i0 * 512 + i1 * 1] = v2;
+          (A + 1025088)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -215,35 +214,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1057856)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1057856)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1057856)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1057856)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1016896)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1025088)[i0 * 128 + i1 * 1] = v10;
+          (A + 992320)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1033280)[i0 * 128 + i1 * 1] = v12;
+          (A + 1000512)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033280) + o * 128, 128, (A + 1090624) + (o * 28 + t) * 128);
-    std::copy_n((A + 1033280), 8192, (A + 1008704));
-    std::copy_n((A + 1025088), 8192, (A + 1016896));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 1057856) + (o * 28 + t) * 128);
+    std::copy_n((A + 1000512), 8192, (A + 975936));
+    std::copy_n((A + 992320), 8192, (A + 984128));
   }
-  std::copy_n((A + 1008704), 8192, (A + 0));
-  std::copy_n((A + 1016896), 8192, (A + 8192));
+  std::copy_n((A + 975936), 8192, (A + 0));
+  std::copy_n((A + 984128), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090624)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057856)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -345,14 +344,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 32), 28, sf_[0].data(), 28, T(0), (A + 58464), 512, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50272), 8192, (A + 1008736));
-  std::copy_n((A + 50272), 8192, (A + 1016928));
+  std::copy_n((A + 50272), 8192, (A + 975968));
+  std::copy_n((A + 50272), 8192, (A + 984160));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58464) + (o * 28 + t) * 512, 512, (A + 975968) + o * 512);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 1008736), 128, sf_[1].data(), 128, T(0), (A + 1025120), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 975968), 128, sf_[1].data(), 128, T(0), (A + 992352), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -361,10 +359,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 975968)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1025120)[i0 * 512 + i1 * 1];
+          const T v0 = ((A + 58464) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 992352)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1057888)[i0 * 512 + i1 * 1] = v2;
+          (A + 1025120)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -384,40 +382,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1057888)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1025120)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 1025120)[i0 * 128 + i1 * 1] = v1;
-          const T v2 = (A + 1057888)[128 + i0 * 512 + i1 * 1];
+          (A + 992352)[i0 * 128 + i1 * 1] = v1;
+          const T v2 = (A + 1025120)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1033312)[i0 * 128 + i1 * 1] = v3;
-          const T v4 = (A + 1057888)[256 + i0 * 512 + i1 * 1];
+          (A + 1000544)[i0 * 128 + i1 * 1] = v3;
+          const T v4 = (A + 1025120)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1041504)[i0 * 128 + i1 * 1] = v5;
-          const T v6 = (A + 1057888)[384 + i0 * 512 + i1 * 1];
+          (A + 1008736)[i0 * 128 + i1 * 1] = v5;
+          const T v6 = (A + 1025120)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1049696)[i0 * 128 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 1016928)[i0 * 128 + i1 * 1];
+          (A + 1016928)[i0 * 128 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 984160)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1090656)[i0 * 128 + i1 * 1] = v10;
+          (A + 1057888)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1098848)[i0 * 128 + i1 * 1] = v11;
+          (A + 1066080)[i0 * 128 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1107040)[i0 * 128 + i1 * 1] = v12;
+          (A + 1074272)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1107040) + o * 128, 128, (A + 1131616) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1098848) + o * 128, 128, (A + 1360992) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1049696) + o * 128, 128, (A + 1590368) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1041504) + o * 128, 128, (A + 1819744) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1025120) + o * 128, 128, (A + 2049120) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016928) + o * 128, 128, (A + 2278496) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033312) + o * 128, 128, (A + 2507872) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008736) + o * 128, 128, (A + 2737248) + (o * 28 + t) * 128);
-    std::copy_n((A + 1107040), 8192, (A + 1008736));
-    std::copy_n((A + 1090656), 8192, (A + 1016928));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074272) + o * 128, 128, (A + 1098848) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1066080) + o * 128, 128, (A + 1328224) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016928) + o * 128, 128, (A + 1557600) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008736) + o * 128, 128, (A + 1786976) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 992352) + o * 128, 128, (A + 2016352) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984160) + o * 128, 128, (A + 2245728) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000544) + o * 128, 128, (A + 2475104) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975968) + o * 128, 128, (A + 2704480) + (o * 28 + t) * 128);
+    std::copy_n((A + 1074272), 8192, (A + 975968));
+    std::copy_n((A + 1057888), 8192, (A + 984160));
   }
-  std::copy_n((A + 1008736), 8192, (A + 1115232));
-  std::copy_n((A + 1016928), 8192, (A + 1123424));
+  std::copy_n((A + 975968), 8192, (A + 1082464));
+  std::copy_n((A + 984160), 8192, (A + 1090656));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -427,7 +425,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1131616)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1098848)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -695,20 +693,13 @@ private:
           (A + 83936)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 75744)[i0 * 128 + i1 * 128 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50272), 8192, (A + 378848));
-  std::copy_n((A + 50272), 8192, (A + 387040));
+  std::copy_n((A + 50272), 8192, (A + 321504));
+  std::copy_n((A + 50272), 8192, (A + 329696));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 83936) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1360992) + (o * 28 + t) * 128, 128, (A + 321504) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1590368) + (o * 28 + t) * 128, 128, (A + 329696) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1819744) + (o * 28 + t) * 128, 128, (A + 337888) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2049120) + (o * 28 + t) * 128, 128, (A + 346080) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2278496) + (o * 28 + t) * 128, 128, (A + 354272) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2507872) + (o * 28 + t) * 128, 128, (A + 362464) + o * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2737248) + (o * 28 + t) * 128, 128, (A + 370656) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2704480) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 395232), 1, T(1));
+    std::fill_n((A + 337888), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -733,68 +724,70 @@ private:
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 378848)[i] + (A + 313312)[i];
-      const T v1 = v0 * (A + 321504)[i];
-      const T v2 = (A + 395232)[0] - (A + 329696)[i];
-      const T v3 = (A + 329696)[i] * v2;
-      const T v4 = v1 * v3;
-      (A + 403440)[i] = v4;
-      const T v5 = v0 * (A + 329696)[i];
-      const T v6 = (A + 321504)[i] * (A + 321504)[i];
-      const T v7 = (A + 395232)[0] - v6;
-      const T v8 = v5 * v7;
-      const T v9 = (A + 387040)[i] + v8;
-      const T v10 = v9 * (A + 346080)[i];
-      const T v11 = (A + 337888)[i] * (A + 337888)[i];
-      const T v12 = (A + 395232)[0] - v11;
-      const T v13 = v10 * v12;
-      (A + 411632)[i] = v13;
-      const T v14 = v9 * (A + 354272)[i];
-      const T v15 = (A + 395232)[0] - (A + 362464)[i];
-      const T v16 = (A + 362464)[i] * v15;
-      const T v17 = v14 * v16;
-      (A + 419824)[i] = v17;
-      const T v18 = v9 * (A + 337888)[i];
-      const T v19 = (A + 395232)[0] - (A + 346080)[i];
-      const T v20 = (A + 346080)[i] * v19;
-      const T v21 = v18 * v20;
-      (A + 428016)[i] = v21;
-      const T v22 = v9 * (A + 362464)[i];
-      (A + 395248)[i] = v22;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 436208), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 436208)[384 + i0 * 512 + i1 * 1] = (A + 403440)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 321504)[i0 * 128 + i1 * 1] + ((A + 83936) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v1 = v0 * ((A + 1328224) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v2 = (A + 337888)[0] - ((A + 1557600) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v3 = ((A + 1557600) + t * 128)[i0 * 3584 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 346096)[i0 * 128 + i1 * 1] = v4;
+          const T v5 = v0 * ((A + 1557600) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v6 = ((A + 1328224) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1328224) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v7 = (A + 337888)[0] - v6;
+          const T v8 = v5 * v7;
+          const T v9 = (A + 329696)[i0 * 128 + i1 * 1] + v8;
+          const T v10 = v9 * ((A + 2016352) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v11 = ((A + 1786976) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1786976) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v12 = (A + 337888)[0] - v11;
+          const T v13 = v10 * v12;
+          (A + 354288)[i0 * 128 + i1 * 1] = v13;
+          const T v14 = v9 * ((A + 2245728) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v15 = (A + 337888)[0] - ((A + 2475104) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v16 = ((A + 2475104) + t * 128)[i0 * 3584 + i1 * 1] * v15;
+          const T v17 = v14 * v16;
+          (A + 362480)[i0 * 128 + i1 * 1] = v17;
+          const T v18 = v9 * ((A + 1786976) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v19 = (A + 337888)[0] - ((A + 2016352) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v20 = ((A + 2016352) + t * 128)[i0 * 3584 + i1 * 1] * v19;
+          const T v21 = v18 * v20;
+          (A + 370672)[i0 * 128 + i1 * 1] = v21;
+          const T v22 = v9 * ((A + 2475104) + t * 128)[i0 * 3584 + i1 * 1];
+          (A + 337904)[i0 * 128 + i1 * 1] = v22;
+        }
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 378864), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          (A + 378864)[384 + i0 * 512 + i1 * 1] = (A + 346096)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 468976), 32768, T(0));
+    std::fill_n((A + 411632), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 468976)[256 + i0 * 512 + i1 * 1] = (A + 411632)[i0 * 128 + i1 * 1];
+          (A + 411632)[256 + i0 * 512 + i1 * 1] = (A + 354288)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 501744), 32768, T(0));
+    std::fill_n((A + 444400), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 501744)[128 + i0 * 512 + i1 * 1] = (A + 419824)[i0 * 128 + i1 * 1];
+          (A + 444400)[128 + i0 * 512 + i1 * 1] = (A + 362480)[i0 * 128 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 534512), 32768, T(0));
+    std::fill_n((A + 477168), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 534512)[0 + i0 * 512 + i1 * 1] = (A + 428016)[i0 * 128 + i1 * 1];
+          (A + 477168)[0 + i0 * 512 + i1 * 1] = (A + 370672)[i0 * 128 + i1 * 1];
         }
     // fused loop over [64, 512]:
     //   add  (prelude.model:33:23)  [register]
@@ -802,36 +795,36 @@ private:
     //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 436208)[i] + (A + 468976)[i];
-      const T v1 = v0 + (A + 501744)[i];
-      const T v2 = v1 + (A + 534512)[i];
-      (A + 403440)[i] = v2;
+      const T v0 = (A + 378864)[i] + (A + 411632)[i];
+      const T v1 = v0 + (A + 444400)[i];
+      const T v2 = v1 + (A + 477168)[i];
+      (A + 346096)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 128, 512, T(1), (A + 403440), 512, sf_[1].data(), 128, T(0), (A + 436208), 128, threads());
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 403440) + o * 512, 512, (A + 2966624) + (o * 28 + t) * 512);
-    std::copy_n((A + 436208), 8192, (A + 378848));
-    std::copy_n((A + 395248), 8192, (A + 387040));
+    gemm(false, false, 64, 128, 512, T(1), (A + 346096), 512, sf_[1].data(), 128, T(0), (A + 378864), 128, threads());
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 346096) + o * 512, 512, (A + 2933856) + (o * 28 + t) * 512);
+    std::copy_n((A + 378864), 8192, (A + 321504));
+    std::copy_n((A + 337904), 8192, (A + 329696));
   }
-  std::copy_n((A + 378848), 8192, (A + 67424));
-  std::copy_n((A + 387040), 8192, (A + 75616));
+  std::copy_n((A + 321504), 8192, (A + 67424));
+  std::copy_n((A + 329696), 8192, (A + 75616));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 50240), 512, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50240)[i2 * 1] += (A + 2966624)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50240)[i2 * 1] += (A + 2933856)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2737248), 128, (A + 2966624), 512, T(0), (A + 67424), 512, threads());
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2704480), 128, (A + 2933856), 512, T(0), (A + 67424), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 2966624), 512, T(0), (A + 132960), 512, threads());
+  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 2933856), 512, T(0), (A + 132960), 512, threads());
   // fused loop over [512, 28]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (fashion_lstm_bn.model:22:1)
@@ -1264,14 +1257,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 1008640));
-  std::copy_n((A + 50176), 8192, (A + 1016832));
+  std::copy_n((A + 50176), 8192, (A + 975872));
+  std::copy_n((A + 50176), 8192, (A + 984064));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 975872) + o * 512);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 1008640), 128, sf_[1].data(), 128, T(0), (A + 1025024), 512, threads());
+    gemm(false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -1280,10 +1272,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
         {
-          const T v0 = (A + 975872)[i0 * 512 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1025024)[i0 * 512 + i1 * 1];
+          const T v0 = ((A + 58368) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 992256)[i0 * 512 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1057792)[i0 * 512 + i1 * 1] = v2;
+          (A + 1025024)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1303,35 +1295,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 1057792)[i0 * 512 + i1 * 1];
+          const T v0 = (A + 1025024)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1057792)[128 + i0 * 512 + i1 * 1];
+          const T v2 = (A + 1025024)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1057792)[256 + i0 * 512 + i1 * 1];
+          const T v4 = (A + 1025024)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1057792)[384 + i0 * 512 + i1 * 1];
+          const T v6 = (A + 1025024)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1016832)[i0 * 128 + i1 * 1];
+          const T v8 = v3 * (A + 984064)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1025024)[i0 * 128 + i1 * 1] = v10;
+          (A + 992256)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1033216)[i0 * 128 + i1 * 1] = v12;
+          (A + 1000448)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1033216) + o * 128, 128, (A + 1090560) + (o * 28 + t) * 128);
-    std::copy_n((A + 1033216), 8192, (A + 1008640));
-    std::copy_n((A + 1025024), 8192, (A + 1016832));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000448) + o * 128, 128, (A + 1057792) + (o * 28 + t) * 128);
+    std::copy_n((A + 1000448), 8192, (A + 975872));
+    std::copy_n((A + 992256), 8192, (A + 984064));
   }
-  std::copy_n((A + 1008640), 8192, (A + 0));
-  std::copy_n((A + 1016832), 8192, (A + 8192));
+  std::copy_n((A + 975872), 8192, (A + 0));
+  std::copy_n((A + 984064), 8192, (A + 8192));
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1090560)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057792)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -1402,7 +1394,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(3884128);
+      arena_.resize(3851360);
     return arena_.data();
   }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order

@@ -151,13 +151,12 @@ public:
   // const  (gru.model:28:14)
   std::fill_n((A + 0), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 145376));
+  std::copy_n((A + 992), 1536, (A + 140768));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 140768) + o * 144);
     // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 144, 48, T(1), (A + 145376), 48, sf_[1].data(), 48, T(0), (A + 146912), 144, threads());
+    gemm(false, true, 32, 144, 48, T(1), (A + 140768), 48, sf_[1].data(), 48, T(0), (A + 142304), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -165,10 +164,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 140768)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 151520)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 146912)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 156128)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = ((A + 2528) + t * 144)[i0 * 4320 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 146912)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 142304)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 151520)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -192,36 +191,36 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 151520)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 156128)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 146912)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 151520)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 151520)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 156128)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 146912)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 151520)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 151520)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 156128)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 146912)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 151520)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
           const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 145376)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 140768)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 146912)[i0 * 48 + i1 * 1] = v16;
+          (A + 142304)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 146912) + o * 48, 48, (A + 162272) + (o * 30 + t) * 48);
-    std::copy_n((A + 146912), 1536, (A + 145376));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142304) + o * 48, 48, (A + 157664) + (o * 30 + t) * 48);
+    std::copy_n((A + 142304), 1536, (A + 140768));
   }
-  std::copy_n((A + 145376), 1536, (A + 160736));
+  std::copy_n((A + 140768), 1536, (A + 156128));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 162272)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157664)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -268,13 +267,12 @@ private:
   // const  (gru.model:28:14)
   std::fill_n((A + 140768), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 145392));
+  std::copy_n((A + 992), 1536, (A + 140784));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 140784) + o * 144);
     // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 144, 48, T(1), (A + 145392), 48, sf_[1].data(), 48, T(0), (A + 146928), 144, threads());
+    gemm(false, true, 32, 144, 48, T(1), (A + 140784), 48, sf_[1].data(), 48, T(0), (A + 142320), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -282,10 +280,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 140784)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 151536)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 146928)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 156144)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = ((A + 2528) + t * 144)[i0 * 4320 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 146928)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 142320)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 151536)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -309,40 +307,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 151536)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 156144)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 146928)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 151536)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          (A + 146928)[i0 * 48 + i1 * 1] = v3;
-          const T v4 = (A + 151536)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 156144)[48 + i0 * 144 + i1 * 1];
+          (A + 142320)[i0 * 48 + i1 * 1] = v3;
+          const T v4 = (A + 146928)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 151536)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          (A + 148464)[i0 * 48 + i1 * 1] = v7;
-          const T v8 = (A + 151536)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 156144)[96 + i0 * 144 + i1 * 1];
-          (A + 150000)[i0 * 48 + i1 * 1] = v9;
+          (A + 143856)[i0 * 48 + i1 * 1] = v7;
+          const T v8 = (A + 146928)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 151536)[96 + i0 * 144 + i1 * 1];
+          (A + 145392)[i0 * 48 + i1 * 1] = v9;
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          (A + 160752)[i0 * 48 + i1 * 1] = v12;
+          (A + 156144)[i0 * 48 + i1 * 1] = v12;
           const T v13 = (A + 140768)[0] - v7;
-          (A + 162288)[i0 * 48 + i1 * 1] = v13;
+          (A + 157680)[i0 * 48 + i1 * 1] = v13;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 145392)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 140784)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 163824)[i0 * 48 + i1 * 1] = v16;
+          (A + 159216)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 163824) + o * 48, 48, (A + 166896) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 145392) + o * 48, 48, (A + 212976) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 148464) + o * 48, 48, (A + 259056) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 160752) + o * 48, 48, (A + 305136) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 162288) + o * 48, 48, (A + 351216) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 150000) + o * 48, 48, (A + 397296) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 146928) + o * 48, 48, (A + 443376) + (o * 30 + t) * 48);
-    std::copy_n((A + 163824), 1536, (A + 145392));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 159216) + o * 48, 48, (A + 162288) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 140784) + o * 48, 48, (A + 208368) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 143856) + o * 48, 48, (A + 254448) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 156144) + o * 48, 48, (A + 300528) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 157680) + o * 48, 48, (A + 346608) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 145392) + o * 48, 48, (A + 392688) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142320) + o * 48, 48, (A + 438768) + (o * 30 + t) * 48);
+    std::copy_n((A + 159216), 1536, (A + 140784));
   }
-  std::copy_n((A + 145392), 1536, (A + 165360));
+  std::copy_n((A + 140784), 1536, (A + 160752));
   // reshape  (gru.model:22:12)
   // (a view of its operand)
   // transpose  (gru.model:22:12): folded into the matmul that reads it
@@ -352,7 +350,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 166896)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 162288)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -416,18 +414,11 @@ private:
           (A + 5680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 4144)[i0 * 48 + i1 * 48 + i2 * 1];
         }
   // scan  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 62512));
+  std::copy_n((A + 992), 1536, (A + 51760));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5680) + (o * 30 + t) * 48, 48, (A + 51760) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 212976) + (o * 30 + t) * 48, 48, (A + 53296) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 259056) + (o * 30 + t) * 48, 48, (A + 54832) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 305136) + (o * 30 + t) * 48, 48, (A + 56368) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 351216) + (o * 30 + t) * 48, 48, (A + 57904) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 397296) + (o * 30 + t) * 48, 48, (A + 59440) + o * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 443376) + (o * 30 + t) * 48, 48, (A + 60976) + o * 48);
     // const  (gru.model:27:15)
-    std::fill_n((A + 64048), 1, T(1));
+    std::fill_n((A + 53296), 1, T(1));
     // fused loop over [32, 48]:
     //   add  [register]
     //   mul  (gru.model:28:19)  [register]
@@ -447,63 +438,65 @@ private:
     //   mul  (gru.model:25:18)  [register]
     //   mul  (gru.model:25:18)
     //   mul  (gru.model:28:27)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      const T v0 = (A + 62512)[i] + (A + 51760)[i];
-      const T v1 = v0 * (A + 57904)[i];
-      const T v2 = (A + 56368)[i] * (A + 56368)[i];
-      const T v3 = (A + 64048)[0] - v2;
-      const T v4 = v1 * v3;
-      (A + 65600)[i] = v4;
-      const T v5 = v4 * (A + 60976)[i];
-      (A + 67136)[i] = v5;
-      const T v6 = v0 * (A + 53296)[i];
-      const T v7 = v0 * (A + 56368)[i];
-      const T v8 = -v7;
-      const T v9 = v6 + v8;
-      const T v10 = (A + 64048)[0] - (A + 54832)[i];
-      const T v11 = (A + 54832)[i] * v10;
-      const T v12 = v9 * v11;
-      (A + 68672)[i] = v12;
-      const T v13 = v4 * (A + 59440)[i];
-      const T v14 = (A + 64048)[0] - (A + 60976)[i];
-      const T v15 = (A + 60976)[i] * v14;
-      const T v16 = v13 * v15;
-      (A + 70208)[i] = v16;
-      const T v17 = v0 * (A + 54832)[i];
-      (A + 64064)[i] = v17;
-    }
-    // pad  (gru.model:27:39)
-    std::fill_n((A + 71744), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 71744)[96 + i0 * 144 + i1 * 1] = (A + 67136)[i0 * 48 + i1 * 1];
+          const T v0 = (A + 51760)[i0 * 48 + i1 * 1] + ((A + 5680) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v1 = v0 * ((A + 346608) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v2 = ((A + 300528) + t * 48)[i0 * 1440 + i1 * 1] * ((A + 300528) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v3 = (A + 53296)[0] - v2;
+          const T v4 = v1 * v3;
+          (A + 54848)[i0 * 48 + i1 * 1] = v4;
+          const T v5 = v4 * ((A + 438768) + t * 48)[i0 * 1440 + i1 * 1];
+          (A + 56384)[i0 * 48 + i1 * 1] = v5;
+          const T v6 = v0 * ((A + 208368) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v7 = v0 * ((A + 300528) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v8 = -v7;
+          const T v9 = v6 + v8;
+          const T v10 = (A + 53296)[0] - ((A + 254448) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v11 = ((A + 254448) + t * 48)[i0 * 1440 + i1 * 1] * v10;
+          const T v12 = v9 * v11;
+          (A + 57920)[i0 * 48 + i1 * 1] = v12;
+          const T v13 = v4 * ((A + 392688) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v14 = (A + 53296)[0] - ((A + 438768) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v15 = ((A + 438768) + t * 48)[i0 * 1440 + i1 * 1] * v14;
+          const T v16 = v13 * v15;
+          (A + 59456)[i0 * 48 + i1 * 1] = v16;
+          const T v17 = v0 * ((A + 254448) + t * 48)[i0 * 1440 + i1 * 1];
+          (A + 53312)[i0 * 48 + i1 * 1] = v17;
+        }
+    // pad  (gru.model:27:39)
+    std::fill_n((A + 60992), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 60992)[96 + i0 * 144 + i1 * 1] = (A + 56384)[i0 * 48 + i1 * 1];
         }
     // pad  (gru.model:27:18)
-    std::fill_n((A + 76352), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 76352)[96 + i0 * 144 + i1 * 1] = (A + 65600)[i0 * 48 + i1 * 1];
-        }
-    // pad  (gru.model:26:36)
-    std::fill_n((A + 80960), 4608, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          (A + 80960)[48 + i0 * 144 + i1 * 1] = (A + 68672)[i0 * 48 + i1 * 1];
-        }
-    // pad  (gru.model:25:34)
     std::fill_n((A + 65600), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 65600)[0 + i0 * 144 + i1 * 1] = (A + 70208)[i0 * 48 + i1 * 1];
+          (A + 65600)[96 + i0 * 144 + i1 * 1] = (A + 54848)[i0 * 48 + i1 * 1];
+        }
+    // pad  (gru.model:26:36)
+    std::fill_n((A + 70208), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 70208)[48 + i0 * 144 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
+        }
+    // pad  (gru.model:25:34)
+    std::fill_n((A + 54848), 4608, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          (A + 54848)[0 + i0 * 144 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
         }
     // fused loop over [32, 144]:
     //   add  (gru.model:26:36)  [register]
@@ -512,25 +505,25 @@ private:
     //   add  (gru.model:25:21)
     GRADC_IVDEP
     for (int64_t i = 0; i < 4608; ++i) {
-      const T v0 = (A + 71744)[i] + (A + 80960)[i];
-      const T v1 = v0 + (A + 65600)[i];
-      (A + 85568)[i] = v1;
-      const T v2 = (A + 76352)[i] + (A + 80960)[i];
-      const T v3 = v2 + (A + 65600)[i];
-      (A + 90176)[i] = v3;
+      const T v0 = (A + 60992)[i] + (A + 70208)[i];
+      const T v1 = v0 + (A + 54848)[i];
+      (A + 74816)[i] = v1;
+      const T v2 = (A + 65600)[i] + (A + 70208)[i];
+      const T v3 = v2 + (A + 54848)[i];
+      (A + 79424)[i] = v3;
     }
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 48, 144, T(1), (A + 85568), 144, sf_[1].data(), 48, T(0), (A + 65600), 48, threads());
+    gemm(false, false, 32, 48, 144, T(1), (A + 74816), 144, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 67136)[i] = (A + 64064)[i] + (A + 65600)[i];
+      (A + 56384)[i] = (A + 53312)[i] + (A + 54848)[i];
     }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 90176) + o * 144, 144, (A + 489456) + (o * 30 + t) * 144);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 85568) + o * 144, 144, (A + 627696) + (o * 30 + t) * 144);
-    std::copy_n((A + 67136), 1536, (A + 62512));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 79424) + o * 144, 144, (A + 484848) + (o * 30 + t) * 144);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 74816) + o * 144, 144, (A + 623088) + (o * 30 + t) * 144);
+    std::copy_n((A + 56384), 1536, (A + 51760));
   }
-  std::copy_n((A + 62512), 1536, (A + 2528));
+  std::copy_n((A + 51760), 1536, (A + 2528));
   // fused loop over [32, 30, 144], 2 reductions:
   //   sum over axes [0, 1]  (gru.model:22:12)
   //   sum over axes [0, 1]  (gru.model:22:12)
@@ -541,20 +534,20 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 144; ++i2)
         {
-          (A + 992)[i2 * 1] += (A + 489456)[i0 * 4320 + i1 * 144 + i2 * 1];
-          (A + 1136)[i2 * 1] += (A + 627696)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 992)[i2 * 1] += (A + 484848)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 1136)[i2 * 1] += (A + 623088)[i0 * 4320 + i1 * 144 + i2 * 1];
         }
   // reshape  (gru.model:22:12)
   // (a view of its operand)
   // matmul  (gru.model:22:12)
-  gemm(true, false, 48, 144, 960, T(1), (A + 212976), 48, (A + 627696), 144, T(0), (A + 4112), 144, threads());
+  gemm(true, false, 48, 144, 960, T(1), (A + 208368), 48, (A + 623088), 144, T(0), (A + 4112), 144, threads());
   // reshape  (gru.model:23:15)
   // (a view of its operand)
   // reshape  (gru.model:23:15)
   // (a view of its operand)
   // transpose  (gru.model:23:15): folded into the matmul that reads it
   // matmul  (gru.model:23:15)
-  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 489456), 144, T(0), (A + 1280), 144, threads());
+  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 484848), 144, T(0), (A + 1280), 144, threads());
   // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
@@ -914,13 +907,12 @@ private:
   // const  (gru.model:28:14)
   std::fill_n((A + 0), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 960), 1536, (A + 145344));
+  std::copy_n((A + 960), 1536, (A + 140736));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2496) + (o * 30 + t) * 144, 144, (A + 140736) + o * 144);
     // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 144, 48, T(1), (A + 145344), 48, sf_[1].data(), 48, T(0), (A + 146880), 144, threads());
+    gemm(false, true, 32, 144, 48, T(1), (A + 140736), 48, sf_[1].data(), 48, T(0), (A + 142272), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -928,10 +920,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
         {
-          const T v0 = (A + 140736)[i0 * 144 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 151488)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 146880)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 156096)[i0 * 144 + i1 * 1] = v1;
+          const T v0 = ((A + 2496) + t * 144)[i0 * 4320 + i1 * 1] + sf_[2].data()[i1 * 1];
+          (A + 146880)[i0 * 144 + i1 * 1] = v0;
+          const T v1 = (A + 142272)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
+          (A + 151488)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
     //   slice  (gru.model:25:21)  [register]
@@ -955,36 +947,36 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 151488)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 156096)[i0 * 144 + i1 * 1];
+          const T v0 = (A + 146880)[i0 * 144 + i1 * 1];
+          const T v1 = (A + 151488)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 151488)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 156096)[48 + i0 * 144 + i1 * 1];
+          const T v4 = (A + 146880)[48 + i0 * 144 + i1 * 1];
+          const T v5 = (A + 151488)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          const T v8 = (A + 151488)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 156096)[96 + i0 * 144 + i1 * 1];
+          const T v8 = (A + 146880)[96 + i0 * 144 + i1 * 1];
+          const T v9 = (A + 151488)[96 + i0 * 144 + i1 * 1];
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
           const T v13 = (A + 0)[0] - v7;
           const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 145344)[i0 * 48 + i1 * 1];
+          const T v15 = v7 * (A + 140736)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 146880)[i0 * 48 + i1 * 1] = v16;
+          (A + 142272)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 146880) + o * 48, 48, (A + 162240) + (o * 30 + t) * 48);
-    std::copy_n((A + 146880), 1536, (A + 145344));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142272) + o * 48, 48, (A + 157632) + (o * 30 + t) * 48);
+    std::copy_n((A + 142272), 1536, (A + 140736));
   }
-  std::copy_n((A + 145344), 1536, (A + 160704));
+  std::copy_n((A + 140736), 1536, (A + 156096));
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 162240)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157632)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -1009,7 +1001,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(765936);
+      arena_.resize(761328);
     return arena_.data();
   }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order

@@ -223,14 +223,13 @@ public:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 864), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 43872));
-  std::copy_n((A + 352), 512, (A + 44384));
+  std::copy_n((A + 352), 512, (A + 41824));
+  std::copy_n((A + 352), 512, (A + 42336));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 41824) + o * 128);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 43872), 32, sf_[1].data(), 32, T(0), (A + 44896), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[1].data(), 32, T(0), (A + 42848), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -239,10 +238,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 41824)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 44896)[i0 * 128 + i1 * 1];
+          const T v0 = ((A + 864) + t * 128)[i0 * 2560 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 42848)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 46944)[i0 * 128 + i1 * 1] = v2;
+          (A + 44896)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -262,44 +261,43 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 46944)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 44896)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 46944)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 44896)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 46944)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 44896)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 46944)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 44896)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 44384)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 42336)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 44896)[i0 * 32 + i1 * 1] = v10;
+          (A + 42848)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 45408)[i0 * 32 + i1 * 1] = v12;
+          (A + 43360)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45408) + o * 32, 32, (A + 50016) + (o * 20 + t) * 32);
-    std::copy_n((A + 45408), 512, (A + 43872));
-    std::copy_n((A + 44896), 512, (A + 44384));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43360) + o * 32, 32, (A + 47968) + (o * 20 + t) * 32);
+    std::copy_n((A + 43360), 512, (A + 41824));
+    std::copy_n((A + 42848), 512, (A + 42336));
   }
-  std::copy_n((A + 43872), 512, (A + 48992));
-  std::copy_n((A + 44384), 512, (A + 49504));
+  std::copy_n((A + 41824), 512, (A + 46944));
+  std::copy_n((A + 42336), 512, (A + 47456));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 50016), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
+  gemm(false, true, 320, 128, 32, T(1), (A + 47968), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 43872));
-  std::copy_n((A + 352), 512, (A + 44384));
+  std::copy_n((A + 352), 512, (A + 41824));
+  std::copy_n((A + 352), 512, (A + 42336));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 41824) + o * 128);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 43872), 32, sf_[5].data(), 32, T(0), (A + 44896), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[5].data(), 32, T(0), (A + 42848), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -308,10 +306,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 41824)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 44896)[i0 * 128 + i1 * 1];
+          const T v0 = ((A + 864) + t * 128)[i0 * 2560 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 42848)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 46944)[i0 * 128 + i1 * 1] = v2;
+          (A + 44896)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -331,35 +329,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 46944)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 44896)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 46944)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 44896)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 46944)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 44896)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 46944)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 44896)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 44384)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 42336)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 44896)[i0 * 32 + i1 * 1] = v10;
+          (A + 42848)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 45408)[i0 * 32 + i1 * 1] = v12;
+          (A + 43360)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45408) + o * 32, 32, (A + 50016) + (o * 20 + t) * 32);
-    std::copy_n((A + 45408), 512, (A + 43872));
-    std::copy_n((A + 44896), 512, (A + 44384));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43360) + o * 32, 32, (A + 47968) + (o * 20 + t) * 32);
+    std::copy_n((A + 43360), 512, (A + 41824));
+    std::copy_n((A + 42848), 512, (A + 42336));
   }
-  std::copy_n((A + 43872), 512, (A + 48992));
-  std::copy_n((A + 44384), 512, (A + 49504));
+  std::copy_n((A + 41824), 512, (A + 46944));
+  std::copy_n((A + 42336), 512, (A + 47456));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 50016)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 47968)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -498,14 +496,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 880), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 43888));
-  std::copy_n((A + 368), 512, (A + 44400));
+  std::copy_n((A + 368), 512, (A + 41840));
+  std::copy_n((A + 368), 512, (A + 42352));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 41840) + o * 128);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 43888), 32, sf_[1].data(), 32, T(0), (A + 44912), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 41840), 32, sf_[1].data(), 32, T(0), (A + 42864), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -514,10 +511,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 41840)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 44912)[i0 * 128 + i1 * 1];
+          const T v0 = ((A + 880) + t * 128)[i0 * 2560 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 42864)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 46960)[i0 * 128 + i1 * 1] = v2;
+          (A + 44912)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -537,40 +534,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 46960)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 44912)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 44912)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 46960)[32 + i0 * 128 + i1 * 1];
+          (A + 42864)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 44912)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 45424)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 46960)[64 + i0 * 128 + i1 * 1];
+          (A + 43376)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 44912)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 45936)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 46960)[96 + i0 * 128 + i1 * 1];
+          (A + 43888)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 44912)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 46448)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 44400)[i0 * 32 + i1 * 1];
+          (A + 44400)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 42352)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 49008)[i0 * 32 + i1 * 1] = v10;
+          (A + 46960)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 49520)[i0 * 32 + i1 * 1] = v11;
+          (A + 47472)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 50032)[i0 * 32 + i1 * 1] = v12;
+          (A + 47984)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 50032) + o * 32, 32, (A + 51568) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 49520) + o * 32, 32, (A + 61808) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 46448) + o * 32, 32, (A + 72048) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45936) + o * 32, 32, (A + 82288) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44912) + o * 32, 32, (A + 92528) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44400) + o * 32, 32, (A + 102768) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45424) + o * 32, 32, (A + 113008) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43888) + o * 32, 32, (A + 123248) + (o * 20 + t) * 32);
-    std::copy_n((A + 50032), 512, (A + 43888));
-    std::copy_n((A + 49008), 512, (A + 44400));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 47984) + o * 32, 32, (A + 49520) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 47472) + o * 32, 32, (A + 59760) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44400) + o * 32, 32, (A + 70000) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43888) + o * 32, 32, (A + 80240) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 42864) + o * 32, 32, (A + 90480) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 42352) + o * 32, 32, (A + 100720) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43376) + o * 32, 32, (A + 110960) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 41840) + o * 32, 32, (A + 121200) + (o * 20 + t) * 32);
+    std::copy_n((A + 47984), 512, (A + 41840));
+    std::copy_n((A + 46960), 512, (A + 42352));
   }
-  std::copy_n((A + 43888), 512, (A + 50544));
-  std::copy_n((A + 44400), 512, (A + 51056));
+  std::copy_n((A + 41840), 512, (A + 48496));
+  std::copy_n((A + 42352), 512, (A + 49008));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -586,16 +583,15 @@ private:
         (A + 880)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
       }
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 51568), 32, sf_[4].data(), 32, T(0), (A + 4976), 128, threads());
+  gemm(false, true, 320, 128, 32, T(1), (A + 49520), 32, sf_[4].data(), 32, T(0), (A + 4976), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 135536));
-  std::copy_n((A + 368), 512, (A + 136048));
+  std::copy_n((A + 368), 512, (A + 131440));
+  std::copy_n((A + 368), 512, (A + 131952));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 4976) + (o * 20 + t) * 128, 128, (A + 133488) + o * 128);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 135536), 32, sf_[5].data(), 32, T(0), (A + 136560), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 131440), 32, sf_[5].data(), 32, T(0), (A + 132464), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -604,10 +600,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 133488)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 136560)[i0 * 128 + i1 * 1];
+          const T v0 = ((A + 4976) + t * 128)[i0 * 2560 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 132464)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 138608)[i0 * 128 + i1 * 1] = v2;
+          (A + 134512)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -627,40 +623,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 138608)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 134512)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 136560)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 138608)[32 + i0 * 128 + i1 * 1];
+          (A + 132464)[i0 * 32 + i1 * 1] = v1;
+          const T v2 = (A + 134512)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 137072)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 138608)[64 + i0 * 128 + i1 * 1];
+          (A + 132976)[i0 * 32 + i1 * 1] = v3;
+          const T v4 = (A + 134512)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 137584)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 138608)[96 + i0 * 128 + i1 * 1];
+          (A + 133488)[i0 * 32 + i1 * 1] = v5;
+          const T v6 = (A + 134512)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 138096)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 136048)[i0 * 32 + i1 * 1];
+          (A + 134000)[i0 * 32 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 131952)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 140656)[i0 * 32 + i1 * 1] = v10;
+          (A + 136560)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 141168)[i0 * 32 + i1 * 1] = v11;
+          (A + 137072)[i0 * 32 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 141680)[i0 * 32 + i1 * 1] = v12;
+          (A + 137584)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 141680) + o * 32, 32, (A + 142192) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 141168) + o * 32, 32, (A + 152432) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 138096) + o * 32, 32, (A + 162672) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137584) + o * 32, 32, (A + 172912) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 136560) + o * 32, 32, (A + 183152) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 136048) + o * 32, 32, (A + 193392) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137072) + o * 32, 32, (A + 203632) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 135536) + o * 32, 32, (A + 213872) + (o * 20 + t) * 32);
-    std::copy_n((A + 141680), 512, (A + 135536));
-    std::copy_n((A + 140656), 512, (A + 136048));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137584) + o * 32, 32, (A + 138096) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137072) + o * 32, 32, (A + 148336) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 134000) + o * 32, 32, (A + 158576) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 133488) + o * 32, 32, (A + 168816) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 132464) + o * 32, 32, (A + 179056) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 131952) + o * 32, 32, (A + 189296) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 132976) + o * 32, 32, (A + 199536) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 131440) + o * 32, 32, (A + 209776) + (o * 20 + t) * 32);
+    std::copy_n((A + 137584), 512, (A + 131440));
+    std::copy_n((A + 136560), 512, (A + 131952));
   }
-  std::copy_n((A + 135536), 512, (A + 45936));
-  std::copy_n((A + 136048), 512, (A + 46448));
+  std::copy_n((A + 131440), 512, (A + 45936));
+  std::copy_n((A + 131952), 512, (A + 46448));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -670,7 +666,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 4976)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 142192)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 4976)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 138096)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -936,18 +932,147 @@ private:
           (A + 8208)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 7696)[i0 * 32 + i1 * 32 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
+  std::copy_n((A + 368), 512, (A + 18960));
+  std::copy_n((A + 368), 512, (A + 19472));
+  for (int64_t step = 0; step < 20; ++step) {
+    const int64_t t = 19 - step;
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 209776) + (o * 20 + t) * 32, 32, (A + 18448) + o * 32);
+    // const  (prelude.model:36:21)
+    std::fill_n((A + 19984), 1, T(1));
+    // fused loop over [16, 32]:
+    //   add  [register]
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
+    //   mul  (prelude.model:36:15)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   sub  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:36:21)  [register]
+    //   add  (prelude.model:36:21)  [register]
+    //   mul  (prelude.model:35:23)  [register]
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    //   mul  (prelude.model:35:15)  [register]
+    //   sub  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)  [register]
+    //   mul  (prelude.model:32:20)
+    //   mul  (prelude.model:35:23)  [register]
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:35:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          const T v0 = (A + 18960)[i0 * 32 + i1 * 1] + ((A + 8208) + t * 32)[i0 * 640 + i1 * 1];
+          const T v1 = v0 * ((A + 148336) + t * 32)[i0 * 640 + i1 * 1];
+          const T v2 = (A + 19984)[0] - ((A + 158576) + t * 32)[i0 * 640 + i1 * 1];
+          const T v3 = ((A + 158576) + t * 32)[i0 * 640 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 20512)[i0 * 32 + i1 * 1] = v4;
+          const T v5 = v0 * ((A + 158576) + t * 32)[i0 * 640 + i1 * 1];
+          const T v6 = ((A + 148336) + t * 32)[i0 * 640 + i1 * 1] * ((A + 148336) + t * 32)[i0 * 640 + i1 * 1];
+          const T v7 = (A + 19984)[0] - v6;
+          const T v8 = v5 * v7;
+          const T v9 = (A + 19472)[i0 * 32 + i1 * 1] + v8;
+          const T v10 = v9 * ((A + 179056) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = ((A + 168816) + t * 32)[i0 * 640 + i1 * 1] * ((A + 168816) + t * 32)[i0 * 640 + i1 * 1];
+          const T v12 = (A + 19984)[0] - v11;
+          const T v13 = v10 * v12;
+          (A + 21024)[i0 * 32 + i1 * 1] = v13;
+          const T v14 = v9 * ((A + 189296) + t * 32)[i0 * 640 + i1 * 1];
+          const T v15 = (A + 19984)[0] - ((A + 199536) + t * 32)[i0 * 640 + i1 * 1];
+          const T v16 = ((A + 199536) + t * 32)[i0 * 640 + i1 * 1] * v15;
+          const T v17 = v14 * v16;
+          (A + 21536)[i0 * 32 + i1 * 1] = v17;
+          const T v18 = v9 * ((A + 168816) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 19984)[0] - ((A + 179056) + t * 32)[i0 * 640 + i1 * 1];
+          const T v20 = ((A + 179056) + t * 32)[i0 * 640 + i1 * 1] * v19;
+          const T v21 = v18 * v20;
+          (A + 22048)[i0 * 32 + i1 * 1] = v21;
+          const T v22 = v9 * ((A + 199536) + t * 32)[i0 * 640 + i1 * 1];
+          (A + 20000)[i0 * 32 + i1 * 1] = v22;
+        }
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 22560), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 22560)[96 + i0 * 128 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:33:23)
+    std::fill_n((A + 24608), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 24608)[64 + i0 * 128 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:32:26)
+    std::fill_n((A + 26656), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 26656)[32 + i0 * 128 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
+        }
+    // pad  (prelude.model:31:26)
+    std::fill_n((A + 28704), 2048, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          (A + 28704)[0 + i0 * 128 + i1 * 1] = (A + 22048)[i0 * 32 + i1 * 1];
+        }
+    // fused loop over [16, 128]:
+    //   add  (prelude.model:33:23)  [register]
+    //   add  (prelude.model:32:26)  [register]
+    //   add  (prelude.model:31:26)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 2048; ++i) {
+      const T v0 = (A + 22560)[i] + (A + 24608)[i];
+      const T v1 = v0 + (A + 26656)[i];
+      const T v2 = v1 + (A + 28704)[i];
+      (A + 20512)[i] = v2;
+    }
+    // matmul  (prelude.model:30:67)
+    gemm(false, false, 16, 32, 128, T(1), (A + 20512), 128, sf_[5].data(), 32, T(0), (A + 22560), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 20512) + o * 128, 128, (A + 220016) + (o * 20 + t) * 128);
+    std::copy_n((A + 22560), 512, (A + 18960));
+    std::copy_n((A + 20000), 512, (A + 19472));
+  }
+  std::copy_n((A + 18960), 512, (A + 4976));
+  std::copy_n((A + 19472), 512, (A + 5552));
+  // sum  (prelude.model:29:13)
+  std::fill_n((A + 4976), 128, T(0));
+  for (int64_t i0 = 0; i0 < 16; ++i0)
+    for (int64_t i1 = 0; i1 < 20; ++i1)
+      for (int64_t i2 = 0; i2 < 128; ++i2)
+        {
+          (A + 4976)[i2 * 1] += (A + 220016)[i0 * 2560 + i1 * 128 + i2 * 1];
+        }
+  // reshape  (prelude.model:29:13)
+  // (a view of its operand)
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 32, 128, 320, T(1), (A + 209776), 32, (A + 220016), 128, T(0), (A + 7696), 128, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(false, true, 320, 32, 128, T(1), (A + 220016), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
+  // reshape  (prelude.model:30:20)
+  // (a view of its operand)
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 32, 128, 320, T(1), (A + 49520), 32, (A + 220016), 128, T(0), (A + 880), 128, threads());
+  // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 22544));
   std::copy_n((A + 368), 512, (A + 23056));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 8208) + (o * 20 + t) * 32, 32, (A + 18448) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 152432) + (o * 20 + t) * 32, 32, (A + 18960) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 162672) + (o * 20 + t) * 32, 32, (A + 19472) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 172912) + (o * 20 + t) * 32, 32, (A + 19984) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 183152) + (o * 20 + t) * 32, 32, (A + 20496) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 193392) + (o * 20 + t) * 32, 32, (A + 21008) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 203632) + (o * 20 + t) * 32, 32, (A + 21520) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 213872) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 121200) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
     // const  (prelude.model:36:21)
     std::fill_n((A + 23568), 1, T(1));
     // fused loop over [16, 32]:
@@ -974,37 +1099,39 @@ private:
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 22544)[i] + (A + 18448)[i];
-      const T v1 = v0 * (A + 18960)[i];
-      const T v2 = (A + 23568)[0] - (A + 19472)[i];
-      const T v3 = (A + 19472)[i] * v2;
-      const T v4 = v1 * v3;
-      (A + 24096)[i] = v4;
-      const T v5 = v0 * (A + 19472)[i];
-      const T v6 = (A + 18960)[i] * (A + 18960)[i];
-      const T v7 = (A + 23568)[0] - v6;
-      const T v8 = v5 * v7;
-      const T v9 = (A + 23056)[i] + v8;
-      const T v10 = v9 * (A + 20496)[i];
-      const T v11 = (A + 19984)[i] * (A + 19984)[i];
-      const T v12 = (A + 23568)[0] - v11;
-      const T v13 = v10 * v12;
-      (A + 24608)[i] = v13;
-      const T v14 = v9 * (A + 21008)[i];
-      const T v15 = (A + 23568)[0] - (A + 21520)[i];
-      const T v16 = (A + 21520)[i] * v15;
-      const T v17 = v14 * v16;
-      (A + 25120)[i] = v17;
-      const T v18 = v9 * (A + 19984)[i];
-      const T v19 = (A + 23568)[0] - (A + 20496)[i];
-      const T v20 = (A + 20496)[i] * v19;
-      const T v21 = v18 * v20;
-      (A + 25632)[i] = v21;
-      const T v22 = v9 * (A + 21520)[i];
-      (A + 23584)[i] = v22;
-    }
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 32; ++i1)
+        {
+          const T v0 = (A + 22544)[i0 * 32 + i1 * 1] + ((A + 11792) + t * 32)[i0 * 640 + i1 * 1];
+          const T v1 = v0 * ((A + 59760) + t * 32)[i0 * 640 + i1 * 1];
+          const T v2 = (A + 23568)[0] - ((A + 70000) + t * 32)[i0 * 640 + i1 * 1];
+          const T v3 = ((A + 70000) + t * 32)[i0 * 640 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 24096)[i0 * 32 + i1 * 1] = v4;
+          const T v5 = v0 * ((A + 70000) + t * 32)[i0 * 640 + i1 * 1];
+          const T v6 = ((A + 59760) + t * 32)[i0 * 640 + i1 * 1] * ((A + 59760) + t * 32)[i0 * 640 + i1 * 1];
+          const T v7 = (A + 23568)[0] - v6;
+          const T v8 = v5 * v7;
+          const T v9 = (A + 23056)[i0 * 32 + i1 * 1] + v8;
+          const T v10 = v9 * ((A + 90480) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = ((A + 80240) + t * 32)[i0 * 640 + i1 * 1] * ((A + 80240) + t * 32)[i0 * 640 + i1 * 1];
+          const T v12 = (A + 23568)[0] - v11;
+          const T v13 = v10 * v12;
+          (A + 24608)[i0 * 32 + i1 * 1] = v13;
+          const T v14 = v9 * ((A + 100720) + t * 32)[i0 * 640 + i1 * 1];
+          const T v15 = (A + 23568)[0] - ((A + 110960) + t * 32)[i0 * 640 + i1 * 1];
+          const T v16 = ((A + 110960) + t * 32)[i0 * 640 + i1 * 1] * v15;
+          const T v17 = v14 * v16;
+          (A + 25120)[i0 * 32 + i1 * 1] = v17;
+          const T v18 = v9 * ((A + 80240) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 23568)[0] - ((A + 90480) + t * 32)[i0 * 640 + i1 * 1];
+          const T v20 = ((A + 90480) + t * 32)[i0 * 640 + i1 * 1] * v19;
+          const T v21 = v18 * v20;
+          (A + 25632)[i0 * 32 + i1 * 1] = v21;
+          const T v22 = v9 * ((A + 110960) + t * 32)[i0 * 640 + i1 * 1];
+          (A + 23584)[i0 * 32 + i1 * 1] = v22;
+        }
     // pad  (prelude.model:34:26)
     std::fill_n((A + 26144), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -1049,171 +1176,30 @@ private:
       (A + 24096)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 32, 128, T(1), (A + 24096), 128, sf_[5].data(), 32, T(0), (A + 26144), 32, threads());
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 24096) + o * 128, 128, (A + 224112) + (o * 20 + t) * 128);
+    gemm(false, false, 16, 32, 128, T(1), (A + 24096), 128, sf_[1].data(), 32, T(0), (A + 26144), 32, threads());
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 24096) + o * 128, 128, (A + 131440) + (o * 20 + t) * 128);
     std::copy_n((A + 26144), 512, (A + 22544));
     std::copy_n((A + 23584), 512, (A + 23056));
   }
-  std::copy_n((A + 22544), 512, (A + 4976));
-  std::copy_n((A + 23056), 512, (A + 5552));
-  // sum  (prelude.model:29:13)
-  std::fill_n((A + 4976), 128, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 20; ++i1)
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 4976)[i2 * 1] += (A + 224112)[i0 * 2560 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 213872), 32, (A + 224112), 128, T(0), (A + 7696), 128, threads());
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 32, 128, T(1), (A + 224112), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
-  // reshape  (prelude.model:30:20)
-  // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(true, false, 32, 128, 320, T(1), (A + 51568), 32, (A + 224112), 128, T(0), (A + 880), 128, threads());
-  // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 26128));
-  std::copy_n((A + 368), 512, (A + 26640));
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 11792) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 61808) + (o * 20 + t) * 32, 32, (A + 22544) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 72048) + (o * 20 + t) * 32, 32, (A + 23056) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 82288) + (o * 20 + t) * 32, 32, (A + 23568) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 92528) + (o * 20 + t) * 32, 32, (A + 24080) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 102768) + (o * 20 + t) * 32, 32, (A + 24592) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 113008) + (o * 20 + t) * 32, 32, (A + 25104) + o * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 123248) + (o * 20 + t) * 32, 32, (A + 25616) + o * 32);
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 27152), 1, T(1));
-    // fused loop over [16, 32]:
-    //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 512; ++i) {
-      const T v0 = (A + 26128)[i] + (A + 22032)[i];
-      const T v1 = v0 * (A + 22544)[i];
-      const T v2 = (A + 27152)[0] - (A + 23056)[i];
-      const T v3 = (A + 23056)[i] * v2;
-      const T v4 = v1 * v3;
-      (A + 27680)[i] = v4;
-      const T v5 = v0 * (A + 23056)[i];
-      const T v6 = (A + 22544)[i] * (A + 22544)[i];
-      const T v7 = (A + 27152)[0] - v6;
-      const T v8 = v5 * v7;
-      const T v9 = (A + 26640)[i] + v8;
-      const T v10 = v9 * (A + 24080)[i];
-      const T v11 = (A + 23568)[i] * (A + 23568)[i];
-      const T v12 = (A + 27152)[0] - v11;
-      const T v13 = v10 * v12;
-      (A + 28192)[i] = v13;
-      const T v14 = v9 * (A + 24592)[i];
-      const T v15 = (A + 27152)[0] - (A + 25104)[i];
-      const T v16 = (A + 25104)[i] * v15;
-      const T v17 = v14 * v16;
-      (A + 28704)[i] = v17;
-      const T v18 = v9 * (A + 23568)[i];
-      const T v19 = (A + 27152)[0] - (A + 24080)[i];
-      const T v20 = (A + 24080)[i] * v19;
-      const T v21 = v18 * v20;
-      (A + 29216)[i] = v21;
-      const T v22 = v9 * (A + 25104)[i];
-      (A + 27168)[i] = v22;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 29728), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 29728)[96 + i0 * 128 + i1 * 1] = (A + 27680)[i0 * 32 + i1 * 1];
-        }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 31776), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 31776)[64 + i0 * 128 + i1 * 1] = (A + 28192)[i0 * 32 + i1 * 1];
-        }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 33824), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 33824)[32 + i0 * 128 + i1 * 1] = (A + 28704)[i0 * 32 + i1 * 1];
-        }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 35872), 2048, T(0));
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          (A + 35872)[0 + i0 * 128 + i1 * 1] = (A + 29216)[i0 * 32 + i1 * 1];
-        }
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:33:23)  [register]
-    //   add  (prelude.model:32:26)  [register]
-    //   add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 29728)[i] + (A + 31776)[i];
-      const T v1 = v0 + (A + 33824)[i];
-      const T v2 = v1 + (A + 35872)[i];
-      (A + 27680)[i] = v2;
-    }
-    // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 32, 128, T(1), (A + 27680), 128, sf_[1].data(), 32, T(0), (A + 29728), 32, threads());
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 27680) + o * 128, 128, (A + 133488) + (o * 20 + t) * 128);
-    std::copy_n((A + 29728), 512, (A + 26128));
-    std::copy_n((A + 27168), 512, (A + 26640));
-  }
-  std::copy_n((A + 26128), 512, (A + 5552));
-  std::copy_n((A + 26640), 512, (A + 6672));
+  std::copy_n((A + 22544), 512, (A + 5552));
+  std::copy_n((A + 23056), 512, (A + 6672));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 368), 128, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 20; ++i1)
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 368)[i2 * 1] += (A + 133488)[i0 * 2560 + i1 * 128 + i2 * 1];
+          (A + 368)[i2 * 1] += (A + 131440)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 123248), 32, (A + 133488), 128, T(0), (A + 11792), 128, threads());
+  gemm(true, false, 32, 128, 320, T(1), (A + 121200), 32, (A + 131440), 128, T(0), (A + 11792), 128, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 133488), 128, T(0), (A + 496), 128, threads());
+  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 131440), 128, T(0), (A + 496), 128, threads());
   // fused loop over [128, 1], 1 reduction:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2016,14 +2002,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 848), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 43856));
-  std::copy_n((A + 336), 512, (A + 44368));
+  std::copy_n((A + 336), 512, (A + 41808));
+  std::copy_n((A + 336), 512, (A + 42320));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 41808) + o * 128);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 43856), 32, sf_[1].data(), 32, T(0), (A + 44880), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[1].data(), 32, T(0), (A + 42832), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2032,10 +2017,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 41808)[i0 * 128 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 44880)[i0 * 128 + i1 * 1];
+          const T v0 = ((A + 848) + t * 128)[i0 * 2560 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 42832)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 46928)[i0 * 128 + i1 * 1] = v2;
+          (A + 44880)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2055,44 +2040,43 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 46928)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 44880)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 46928)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 44880)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 46928)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 44880)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 46928)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 44880)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 44368)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 42320)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 44880)[i0 * 32 + i1 * 1] = v10;
+          (A + 42832)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 45392)[i0 * 32 + i1 * 1] = v12;
+          (A + 43344)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45392) + o * 32, 32, (A + 50000) + (o * 20 + t) * 32);
-    std::copy_n((A + 45392), 512, (A + 43856));
-    std::copy_n((A + 44880), 512, (A + 44368));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43344) + o * 32, 32, (A + 47952) + (o * 20 + t) * 32);
+    std::copy_n((A + 43344), 512, (A + 41808));
+    std::copy_n((A + 42832), 512, (A + 42320));
   }
-  std::copy_n((A + 43856), 512, (A + 48976));
-  std::copy_n((A + 44368), 512, (A + 49488));
+  std::copy_n((A + 41808), 512, (A + 46928));
+  std::copy_n((A + 42320), 512, (A + 47440));
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
   // param %lstm.bias_hh_l1  (prelude.model:22:5)
   // transpose  (prelude.model:30:31): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 50000), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
+  gemm(false, true, 320, 128, 32, T(1), (A + 47952), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 43856));
-  std::copy_n((A + 336), 512, (A + 44368));
+  std::copy_n((A + 336), 512, (A + 41808));
+  std::copy_n((A + 336), 512, (A + 42320));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 41808) + o * 128);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 43856), 32, sf_[5].data(), 32, T(0), (A + 44880), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[5].data(), 32, T(0), (A + 42832), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2101,10 +2085,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 41808)[i0 * 128 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 44880)[i0 * 128 + i1 * 1];
+          const T v0 = ((A + 848) + t * 128)[i0 * 2560 + i1 * 1] + sf_[6].data()[i1 * 1];
+          const T v1 = v0 + (A + 42832)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 46928)[i0 * 128 + i1 * 1] = v2;
+          (A + 44880)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -2124,35 +2108,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 46928)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 44880)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 46928)[32 + i0 * 128 + i1 * 1];
+          const T v2 = (A + 44880)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 46928)[64 + i0 * 128 + i1 * 1];
+          const T v4 = (A + 44880)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 46928)[96 + i0 * 128 + i1 * 1];
+          const T v6 = (A + 44880)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 44368)[i0 * 32 + i1 * 1];
+          const T v8 = v3 * (A + 42320)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 44880)[i0 * 32 + i1 * 1] = v10;
+          (A + 42832)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 45392)[i0 * 32 + i1 * 1] = v12;
+          (A + 43344)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 45392) + o * 32, 32, (A + 50000) + (o * 20 + t) * 32);
-    std::copy_n((A + 45392), 512, (A + 43856));
-    std::copy_n((A + 44880), 512, (A + 44368));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43344) + o * 32, 32, (A + 47952) + (o * 20 + t) * 32);
+    std::copy_n((A + 43344), 512, (A + 41808));
+    std::copy_n((A + 42832), 512, (A + 42320));
   }
-  std::copy_n((A + 43856), 512, (A + 48976));
-  std::copy_n((A + 44368), 512, (A + 49488));
+  std::copy_n((A + 41808), 512, (A + 46928));
+  std::copy_n((A + 42320), 512, (A + 47440));
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 50000)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 47952)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -2267,7 +2251,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(265072);
+      arena_.resize(260976);
     return arena_.data();
   }
   std::vector<T> sf_[43];       // float state (params, buffers, optimizer), spec order

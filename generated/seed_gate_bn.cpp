@@ -213,14 +213,13 @@ public:
     (A + 992224)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 1025248));
-  std::copy_n((A + 992), 8192, (A + 1033440));
+  std::copy_n((A + 992), 8192, (A + 992480));
+  std::copy_n((A + 992), 8192, (A + 1000672));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 992480) + o * 1024);
     // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 1025248), 256, sf_[1].data(), 256, T(0), (A + 1041632), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 992480), 256, sf_[1].data(), 256, T(0), (A + 1008864), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -229,10 +228,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 992480)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1041632)[i0 * 1024 + i1 * 1];
+          const T v0 = ((A + 9184) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1008864)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1074400)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1041632)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -268,51 +267,51 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1074400)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1041632)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
           const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 1074400)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1041632)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
           const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 1074400)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 1041632)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
           const T v14 = v13 * (A + 528)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 1074400)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 1041632)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
           const T v20 = v19 * (A + 992224)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 1033440)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 1000672)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 1041632)[i0 * 256 + i1 * 1] = v26;
+          (A + 1008864)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 1049824)[i0 * 256 + i1 * 1] = v28;
+          (A + 1017056)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049824) + o * 256, 256, (A + 1123552) + (o * 30 + t) * 256);
-    std::copy_n((A + 1049824), 8192, (A + 1025248));
-    std::copy_n((A + 1041632), 8192, (A + 1033440));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1017056) + o * 256, 256, (A + 1090784) + (o * 30 + t) * 256);
+    std::copy_n((A + 1017056), 8192, (A + 992480));
+    std::copy_n((A + 1008864), 8192, (A + 1000672));
   }
-  std::copy_n((A + 1025248), 8192, (A + 1107168));
-  std::copy_n((A + 1033440), 8192, (A + 1115360));
+  std::copy_n((A + 992480), 8192, (A + 1074400));
+  std::copy_n((A + 1000672), 8192, (A + 1082592));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123552)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -391,28 +390,27 @@ private:
   // const  (prelude.model:63:28)
   std::fill_n((A + 992352), 1, T(1.0000000000000001e-05));
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 1025136));
-  std::copy_n((A + 992), 8192, (A + 1033328));
-  std::copy_n(sf_[14].data(), 256, (A + 1041520));
-  std::copy_n(sf_[15].data(), 256, (A + 1041776));
-  std::copy_n((A + 9184), 1, (A + 1042032));
-  std::copy_n(sf_[17].data(), 256, (A + 1042048));
-  std::copy_n(sf_[18].data(), 256, (A + 1042304));
-  std::copy_n((A + 9200), 1, (A + 1042560));
-  std::copy_n(sf_[20].data(), 256, (A + 1042576));
-  std::copy_n(sf_[21].data(), 256, (A + 1042832));
-  std::copy_n((A + 9216), 1, (A + 1043088));
-  std::copy_n(sf_[23].data(), 256, (A + 1043104));
-  std::copy_n(sf_[24].data(), 256, (A + 1043360));
-  std::copy_n((A + 9232), 1, (A + 1043616));
+  std::copy_n((A + 992), 8192, (A + 992368));
+  std::copy_n((A + 992), 8192, (A + 1000560));
+  std::copy_n(sf_[14].data(), 256, (A + 1008752));
+  std::copy_n(sf_[15].data(), 256, (A + 1009008));
+  std::copy_n((A + 9184), 1, (A + 1009264));
+  std::copy_n(sf_[17].data(), 256, (A + 1009280));
+  std::copy_n(sf_[18].data(), 256, (A + 1009536));
+  std::copy_n((A + 9200), 1, (A + 1009792));
+  std::copy_n(sf_[20].data(), 256, (A + 1009808));
+  std::copy_n(sf_[21].data(), 256, (A + 1010064));
+  std::copy_n((A + 9216), 1, (A + 1010320));
+  std::copy_n(sf_[23].data(), 256, (A + 1010336));
+  std::copy_n(sf_[24].data(), 256, (A + 1010592));
+  std::copy_n((A + 9232), 1, (A + 1010848));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9248) + (o * 30 + t) * 1024, 1024, (A + 992368) + o * 1024);
     // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // const  (prelude.model:59:17)
-    std::fill_n((A + 1043632), 1, T(0));
+    std::fill_n((A + 1010864), 1, T(0));
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 1025136), 256, sf_[1].data(), 256, T(0), (A + 1043648), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 992368), 256, sf_[1].data(), 256, T(0), (A + 1010880), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -421,22 +419,22 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 992368)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1043648)[i0 * 1024 + i1 * 1];
+          const T v0 = ((A + 9248) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1010880)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1076416)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1043648)[i0 * 1024 + i1 * 1] = v2;
         }
     // slice  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 1043648)[i0 * 256 + i1 * 1] = (A + 1076416)[0 + i0 * 1024 + i1 * 1];
+          (A + 1010880)[i0 * 256 + i1 * 1] = (A + 1043648)[0 + i0 * 1024 + i1 * 1];
         }
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1051840)[i] = (A + 1043648)[0 + i];
+      (A + 1019072)[i] = (A + 1010880)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -445,28 +443,28 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_i.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 1052096), 256, T(0));
-    std::fill_n((A + 1052352), 256, T(0));
-    std::fill_n((A + 1052608), 256, T(0));
+    std::fill_n((A + 1019328), 256, T(0));
+    std::fill_n((A + 1019584), 256, T(0));
+    std::fill_n((A + 1019840), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1043648)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
-          (A + 1052096)[i1 * 1] += v0;
+          const T v0 = (A + 1010880)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
+          (A + 1019328)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1052352)[i1 * 1] += v2;
-          (A + 1052608)[i1 * 1] += (A + 1043648)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1076416)[256 + i0 * 1024 + i1 * 1];
-          (A + 1052864)[i0 * 256 + i1 * 1] = v5;
+          (A + 1019584)[i1 * 1] += v2;
+          (A + 1019840)[i1 * 1] += (A + 1010880)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1043648)[256 + i0 * 1024 + i1 * 1];
+          (A + 1020096)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1052096)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1052352)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1052608)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1019328)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1019584)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1019840)[k] /= T(32);
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1051840)[i] = (A + 1052864)[0 + i];
+      (A + 1019072)[i] = (A + 1020096)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -475,28 +473,28 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_f.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 1061056), 256, T(0));
-    std::fill_n((A + 1061312), 256, T(0));
-    std::fill_n((A + 1061568), 256, T(0));
+    std::fill_n((A + 1028288), 256, T(0));
+    std::fill_n((A + 1028544), 256, T(0));
+    std::fill_n((A + 1028800), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1052864)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
-          (A + 1061056)[i1 * 1] += v0;
+          const T v0 = (A + 1020096)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
+          (A + 1028288)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1061312)[i1 * 1] += v2;
-          (A + 1061568)[i1 * 1] += (A + 1052864)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1076416)[512 + i0 * 1024 + i1 * 1];
-          (A + 1061824)[i0 * 256 + i1 * 1] = v5;
+          (A + 1028544)[i1 * 1] += v2;
+          (A + 1028800)[i1 * 1] += (A + 1020096)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1043648)[512 + i0 * 1024 + i1 * 1];
+          (A + 1029056)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1061056)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1061312)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1061568)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1028288)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1028544)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1028800)[k] /= T(32);
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1051840)[i] = (A + 1061824)[0 + i];
+      (A + 1019072)[i] = (A + 1029056)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -505,28 +503,28 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_g.mu over axes [0]  (prelude.model:57:16)
     //   slice  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 1070016), 256, T(0));
-    std::fill_n((A + 1070272), 256, T(0));
-    std::fill_n((A + 1070528), 256, T(0));
+    std::fill_n((A + 1037248), 256, T(0));
+    std::fill_n((A + 1037504), 256, T(0));
+    std::fill_n((A + 1037760), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1061824)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
-          (A + 1070016)[i1 * 1] += v0;
+          const T v0 = (A + 1029056)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
+          (A + 1037248)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1070272)[i1 * 1] += v2;
-          (A + 1070528)[i1 * 1] += (A + 1061824)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1076416)[768 + i0 * 1024 + i1 * 1];
-          (A + 1109184)[i0 * 256 + i1 * 1] = v5;
+          (A + 1037504)[i1 * 1] += v2;
+          (A + 1037760)[i1 * 1] += (A + 1029056)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1043648)[768 + i0 * 1024 + i1 * 1];
+          (A + 1076416)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1070016)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1070272)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1070528)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1037248)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1037504)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1037760)[k] /= T(32);
     // slice  (prelude.model:59:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      (A + 1051840)[i] = (A + 1109184)[0 + i];
+      (A + 1019072)[i] = (A + 1076416)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
     //   sub  (prelude.model:59:17)  [register]
@@ -535,24 +533,24 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
     //   sub %cell.bn_i.d  (prelude.model:58:13)
-    std::fill_n((A + 1078976), 256, T(0));
-    std::fill_n((A + 1079232), 256, T(0));
-    std::fill_n((A + 1079488), 256, T(0));
+    std::fill_n((A + 1046208), 256, T(0));
+    std::fill_n((A + 1046464), 256, T(0));
+    std::fill_n((A + 1046720), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1109184)[i0 * 256 + i1 * 1] - (A + 1051840)[i1 * 1];
-          (A + 1078976)[i1 * 1] += v0;
+          const T v0 = (A + 1076416)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
+          (A + 1046208)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1079232)[i1 * 1] += v2;
-          (A + 1079488)[i1 * 1] += (A + 1109184)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1043648)[i0 * 256 + i1 * 1] - (A + 1052608)[i1 * 1];
-          (A + 1070784)[i0 * 256 + i1 * 1] = v5;
+          (A + 1046464)[i1 * 1] += v2;
+          (A + 1046720)[i1 * 1] += (A + 1076416)[i0 * 256 + i1 * 1];
+          const T v5 = (A + 1010880)[i0 * 256 + i1 * 1] - (A + 1019840)[i1 * 1];
+          (A + 1038016)[i0 * 256 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1078976)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1079232)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1079488)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1046208)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1046464)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1046720)[k] /= T(32);
     // fused loop over [256]:
     //   mul  (prelude.model:59:17)  [register]
     //   sub  (prelude.model:59:17)  [register]
@@ -600,66 +598,66 @@ private:
     //   rsqrt  (prelude.model:63:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 1052096)[i] * (A + 1052096)[i];
-      const T v1 = (A + 1052352)[i] - v0;
-      const T v2 = std::max(v1, (A + 1043632)[0]);
-      (A + 1043648)[i] = v2;
-      const T v3 = (A + 992288)[0] * (A + 1041520)[i];
-      const T v4 = (A + 992304)[0] * (A + 1052608)[i];
+      const T v0 = (A + 1019328)[i] * (A + 1019328)[i];
+      const T v1 = (A + 1019584)[i] - v0;
+      const T v2 = std::max(v1, (A + 1010864)[0]);
+      (A + 1010880)[i] = v2;
+      const T v3 = (A + 992288)[0] * (A + 1008752)[i];
+      const T v4 = (A + 992304)[0] * (A + 1019840)[i];
       const T v5 = v3 + v4;
-      (A + 1043904)[i] = v5;
-      const T v6 = (A + 992288)[0] * (A + 1041776)[i];
+      (A + 1011136)[i] = v5;
+      const T v6 = (A + 992288)[0] * (A + 1009008)[i];
       const T v7 = (A + 992320)[0] * v2;
       const T v8 = v6 + v7;
-      (A + 1044160)[i] = v8;
+      (A + 1011392)[i] = v8;
       const T v9 = v2 + (A + 992352)[0];
       const T v10 = T(1) / std::sqrt(v9);
-      (A + 1044416)[i] = v10;
-      const T v11 = (A + 1061056)[i] * (A + 1061056)[i];
-      const T v12 = (A + 1061312)[i] - v11;
-      const T v13 = std::max(v12, (A + 1043632)[0]);
-      (A + 1044672)[i] = v13;
-      const T v14 = (A + 992288)[0] * (A + 1042048)[i];
-      const T v15 = (A + 992304)[0] * (A + 1061568)[i];
+      (A + 1011648)[i] = v10;
+      const T v11 = (A + 1028288)[i] * (A + 1028288)[i];
+      const T v12 = (A + 1028544)[i] - v11;
+      const T v13 = std::max(v12, (A + 1010864)[0]);
+      (A + 1011904)[i] = v13;
+      const T v14 = (A + 992288)[0] * (A + 1009280)[i];
+      const T v15 = (A + 992304)[0] * (A + 1028800)[i];
       const T v16 = v14 + v15;
-      (A + 1044928)[i] = v16;
-      const T v17 = (A + 992288)[0] * (A + 1042304)[i];
+      (A + 1012160)[i] = v16;
+      const T v17 = (A + 992288)[0] * (A + 1009536)[i];
       const T v18 = (A + 992320)[0] * v13;
       const T v19 = v17 + v18;
-      (A + 1045184)[i] = v19;
+      (A + 1012416)[i] = v19;
       const T v20 = v13 + (A + 992352)[0];
       const T v21 = T(1) / std::sqrt(v20);
-      (A + 1045440)[i] = v21;
-      const T v22 = (A + 1070016)[i] * (A + 1070016)[i];
-      const T v23 = (A + 1070272)[i] - v22;
-      const T v24 = std::max(v23, (A + 1043632)[0]);
-      (A + 1045696)[i] = v24;
-      const T v25 = (A + 992288)[0] * (A + 1042576)[i];
-      const T v26 = (A + 992304)[0] * (A + 1070528)[i];
+      (A + 1012672)[i] = v21;
+      const T v22 = (A + 1037248)[i] * (A + 1037248)[i];
+      const T v23 = (A + 1037504)[i] - v22;
+      const T v24 = std::max(v23, (A + 1010864)[0]);
+      (A + 1012928)[i] = v24;
+      const T v25 = (A + 992288)[0] * (A + 1009808)[i];
+      const T v26 = (A + 992304)[0] * (A + 1037760)[i];
       const T v27 = v25 + v26;
-      (A + 1045952)[i] = v27;
-      const T v28 = (A + 992288)[0] * (A + 1042832)[i];
+      (A + 1013184)[i] = v27;
+      const T v28 = (A + 992288)[0] * (A + 1010064)[i];
       const T v29 = (A + 992320)[0] * v24;
       const T v30 = v28 + v29;
-      (A + 1046208)[i] = v30;
+      (A + 1013440)[i] = v30;
       const T v31 = v24 + (A + 992352)[0];
       const T v32 = T(1) / std::sqrt(v31);
-      (A + 1046464)[i] = v32;
-      const T v33 = (A + 1078976)[i] * (A + 1078976)[i];
-      const T v34 = (A + 1079232)[i] - v33;
-      const T v35 = std::max(v34, (A + 1043632)[0]);
-      (A + 1046720)[i] = v35;
-      const T v36 = (A + 992288)[0] * (A + 1043104)[i];
-      const T v37 = (A + 992304)[0] * (A + 1079488)[i];
+      (A + 1013696)[i] = v32;
+      const T v33 = (A + 1046208)[i] * (A + 1046208)[i];
+      const T v34 = (A + 1046464)[i] - v33;
+      const T v35 = std::max(v34, (A + 1010864)[0]);
+      (A + 1013952)[i] = v35;
+      const T v36 = (A + 992288)[0] * (A + 1010336)[i];
+      const T v37 = (A + 992304)[0] * (A + 1046720)[i];
       const T v38 = v36 + v37;
-      (A + 1046976)[i] = v38;
-      const T v39 = (A + 992288)[0] * (A + 1043360)[i];
+      (A + 1014208)[i] = v38;
+      const T v39 = (A + 992288)[0] * (A + 1010592)[i];
       const T v40 = (A + 992320)[0] * v35;
       const T v41 = v39 + v40;
-      (A + 1047232)[i] = v41;
+      (A + 1014464)[i] = v41;
       const T v42 = v35 + (A + 992352)[0];
       const T v43 = T(1) / std::sqrt(v42);
-      (A + 1047488)[i] = v43;
+      (A + 1014720)[i] = v43;
     }
     // fused loop over []:
     //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
@@ -668,14 +666,14 @@ private:
     //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
-      const T v0 = (A + 1042032)[0] + (A + 992336)[0];
-      (A + 1043632)[0] = v0;
-      const T v1 = (A + 1042560)[0] + (A + 992336)[0];
-      (A + 1047744)[0] = v1;
-      const T v2 = (A + 1043088)[0] + (A + 992336)[0];
-      (A + 1047760)[0] = v2;
-      const T v3 = (A + 1043616)[0] + (A + 992336)[0];
-      (A + 1047776)[0] = v3;
+      const T v0 = (A + 1009264)[0] + (A + 992336)[0];
+      (A + 1010864)[0] = v0;
+      const T v1 = (A + 1009792)[0] + (A + 992336)[0];
+      (A + 1014976)[0] = v1;
+      const T v2 = (A + 1010320)[0] + (A + 992336)[0];
+      (A + 1014992)[0] = v2;
+      const T v3 = (A + 1010848)[0] + (A + 992336)[0];
+      (A + 1015008)[0] = v3;
     }
     // fused loop over [32, 256]:
     //   mul %cell.bn_i.xhat  (prelude.model:63:16)
@@ -706,110 +704,110 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1070784)[i0 * 256 + i1 * 1] * (A + 1044416)[i1 * 1];
-          (A + 1079744)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 1038016)[i0 * 256 + i1 * 1] * (A + 1011648)[i1 * 1];
+          (A + 1046976)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * sf_[4].data()[i1 * 1];
           const T v2 = v1 + sf_[5].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1087936)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 1052864)[i0 * 256 + i1 * 1] - (A + 1061568)[i1 * 1];
-          (A + 1096128)[i0 * 256 + i1 * 1] = v4;
-          const T v5 = v4 * (A + 1045440)[i1 * 1];
-          (A + 1117376)[i0 * 256 + i1 * 1] = v5;
+          (A + 1055168)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 1020096)[i0 * 256 + i1 * 1] - (A + 1028800)[i1 * 1];
+          (A + 1063360)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = v4 * (A + 1012672)[i1 * 1];
+          (A + 1084608)[i0 * 256 + i1 * 1] = v5;
           const T v6 = v5 * sf_[6].data()[i1 * 1];
           const T v7 = v6 + sf_[7].data()[i1 * 1];
           const T v8 = fsigmoid(v7);
-          (A + 1125568)[i0 * 256 + i1 * 1] = v8;
-          const T v9 = (A + 1061824)[i0 * 256 + i1 * 1] - (A + 1070528)[i1 * 1];
-          (A + 1133760)[i0 * 256 + i1 * 1] = v9;
-          const T v10 = v9 * (A + 1046464)[i1 * 1];
-          (A + 1141952)[i0 * 256 + i1 * 1] = v10;
+          (A + 1092800)[i0 * 256 + i1 * 1] = v8;
+          const T v9 = (A + 1029056)[i0 * 256 + i1 * 1] - (A + 1037760)[i1 * 1];
+          (A + 1100992)[i0 * 256 + i1 * 1] = v9;
+          const T v10 = v9 * (A + 1013696)[i1 * 1];
+          (A + 1109184)[i0 * 256 + i1 * 1] = v10;
           const T v11 = v10 * sf_[8].data()[i1 * 1];
           const T v12 = v11 + sf_[9].data()[i1 * 1];
           const T v13 = ftanh(v12);
-          (A + 1150144)[i0 * 256 + i1 * 1] = v13;
-          const T v14 = (A + 1109184)[i0 * 256 + i1 * 1] - (A + 1079488)[i1 * 1];
-          (A + 1158336)[i0 * 256 + i1 * 1] = v14;
-          const T v15 = v14 * (A + 1047488)[i1 * 1];
-          (A + 1166528)[i0 * 256 + i1 * 1] = v15;
+          (A + 1117376)[i0 * 256 + i1 * 1] = v13;
+          const T v14 = (A + 1076416)[i0 * 256 + i1 * 1] - (A + 1046720)[i1 * 1];
+          (A + 1125568)[i0 * 256 + i1 * 1] = v14;
+          const T v15 = v14 * (A + 1014720)[i1 * 1];
+          (A + 1133760)[i0 * 256 + i1 * 1] = v15;
           const T v16 = v15 * sf_[10].data()[i1 * 1];
           const T v17 = v16 + sf_[11].data()[i1 * 1];
           const T v18 = fsigmoid(v17);
-          (A + 1174720)[i0 * 256 + i1 * 1] = v18;
-          const T v19 = v8 * (A + 1033328)[i0 * 256 + i1 * 1];
+          (A + 1141952)[i0 * 256 + i1 * 1] = v18;
+          const T v19 = v8 * (A + 1000560)[i0 * 256 + i1 * 1];
           const T v20 = v3 * v13;
           const T v21 = v19 + v20;
-          (A + 1182912)[i0 * 256 + i1 * 1] = v21;
+          (A + 1150144)[i0 * 256 + i1 * 1] = v21;
           const T v22 = ftanh(v21);
-          (A + 1191104)[i0 * 256 + i1 * 1] = v22;
+          (A + 1158336)[i0 * 256 + i1 * 1] = v22;
           const T v23 = v18 * v22;
-          (A + 1199296)[i0 * 256 + i1 * 1] = v23;
+          (A + 1166528)[i0 * 256 + i1 * 1] = v23;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1199296) + o * 256, 256, (A + 1225984) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1191104) + o * 256, 256, (A + 1471744) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1174720) + o * 256, 256, (A + 1717504) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1150144) + o * 256, 256, (A + 1963264) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1087936) + o * 256, 256, (A + 2209024) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1033328) + o * 256, 256, (A + 2454784) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1125568) + o * 256, 256, (A + 2700544) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1166528) + o * 256, 256, (A + 2946304) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1047488) + o * 1, 1, (A + 3192064) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1158336) + o * 256, 256, (A + 3199744) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1046720) + o * 1, 1, (A + 3445504) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1043360) + o * 1, 1, (A + 3453184) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1079488) + o * 1, 1, (A + 3460864) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1043104) + o * 1, 1, (A + 3468544) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1141952) + o * 256, 256, (A + 3476224) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1046464) + o * 1, 1, (A + 3721984) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1133760) + o * 256, 256, (A + 3729664) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1045696) + o * 1, 1, (A + 3975424) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042832) + o * 1, 1, (A + 3983104) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1070528) + o * 1, 1, (A + 3990784) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042576) + o * 1, 1, (A + 3998464) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1117376) + o * 256, 256, (A + 4006144) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1045440) + o * 1, 1, (A + 4251904) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1096128) + o * 256, 256, (A + 4259584) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1044672) + o * 1, 1, (A + 4505344) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042304) + o * 1, 1, (A + 4513024) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1061568) + o * 1, 1, (A + 4520704) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1042048) + o * 1, 1, (A + 4528384) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1079744) + o * 256, 256, (A + 4536064) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1044416) + o * 1, 1, (A + 4781824) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1070784) + o * 256, 256, (A + 4789504) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1043648) + o * 1, 1, (A + 5035264) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1041776) + o * 1, 1, (A + 5042944) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1052608) + o * 1, 1, (A + 5050624) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1041520) + o * 1, 1, (A + 5058304) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1025136) + o * 256, 256, (A + 5065984) + (o * 30 + t) * 256);
-    std::copy_n((A + 1199296), 8192, (A + 1025136));
-    std::copy_n((A + 1182912), 8192, (A + 1033328));
-    std::copy_n((A + 1043904), 256, (A + 1041520));
-    std::copy_n((A + 1044160), 256, (A + 1041776));
-    std::copy_n((A + 1043632), 1, (A + 1042032));
-    std::copy_n((A + 1044928), 256, (A + 1042048));
-    std::copy_n((A + 1045184), 256, (A + 1042304));
-    std::copy_n((A + 1047744), 1, (A + 1042560));
-    std::copy_n((A + 1045952), 256, (A + 1042576));
-    std::copy_n((A + 1046208), 256, (A + 1042832));
-    std::copy_n((A + 1047760), 1, (A + 1043088));
-    std::copy_n((A + 1046976), 256, (A + 1043104));
-    std::copy_n((A + 1047232), 256, (A + 1043360));
-    std::copy_n((A + 1047776), 1, (A + 1043616));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1166528) + o * 256, 256, (A + 1193216) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1158336) + o * 256, 256, (A + 1438976) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1141952) + o * 256, 256, (A + 1684736) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1117376) + o * 256, 256, (A + 1930496) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1055168) + o * 256, 256, (A + 2176256) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000560) + o * 256, 256, (A + 2422016) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1092800) + o * 256, 256, (A + 2667776) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1133760) + o * 256, 256, (A + 2913536) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1014720) + o * 1, 1, (A + 3159296) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1125568) + o * 256, 256, (A + 3166976) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013952) + o * 1, 1, (A + 3412736) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010592) + o * 1, 1, (A + 3420416) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1046720) + o * 1, 1, (A + 3428096) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010336) + o * 1, 1, (A + 3435776) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1109184) + o * 256, 256, (A + 3443456) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013696) + o * 1, 1, (A + 3689216) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1100992) + o * 256, 256, (A + 3696896) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012928) + o * 1, 1, (A + 3942656) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010064) + o * 1, 1, (A + 3950336) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1037760) + o * 1, 1, (A + 3958016) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009808) + o * 1, 1, (A + 3965696) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1084608) + o * 256, 256, (A + 3973376) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012672) + o * 1, 1, (A + 4219136) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1063360) + o * 256, 256, (A + 4226816) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011904) + o * 1, 1, (A + 4472576) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009536) + o * 1, 1, (A + 4480256) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1028800) + o * 1, 1, (A + 4487936) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009280) + o * 1, 1, (A + 4495616) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1046976) + o * 256, 256, (A + 4503296) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011648) + o * 1, 1, (A + 4749056) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1038016) + o * 256, 256, (A + 4756736) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010880) + o * 1, 1, (A + 5002496) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009008) + o * 1, 1, (A + 5010176) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1019840) + o * 1, 1, (A + 5017856) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1008752) + o * 1, 1, (A + 5025536) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992368) + o * 256, 256, (A + 5033216) + (o * 30 + t) * 256);
+    std::copy_n((A + 1166528), 8192, (A + 992368));
+    std::copy_n((A + 1150144), 8192, (A + 1000560));
+    std::copy_n((A + 1011136), 256, (A + 1008752));
+    std::copy_n((A + 1011392), 256, (A + 1009008));
+    std::copy_n((A + 1010864), 1, (A + 1009264));
+    std::copy_n((A + 1012160), 256, (A + 1009280));
+    std::copy_n((A + 1012416), 256, (A + 1009536));
+    std::copy_n((A + 1014976), 1, (A + 1009792));
+    std::copy_n((A + 1013184), 256, (A + 1009808));
+    std::copy_n((A + 1013440), 256, (A + 1010064));
+    std::copy_n((A + 1014992), 1, (A + 1010320));
+    std::copy_n((A + 1014208), 256, (A + 1010336));
+    std::copy_n((A + 1014464), 256, (A + 1010592));
+    std::copy_n((A + 1015008), 1, (A + 1010848));
   }
-  std::copy_n((A + 1025136), 8192, (A + 1207488));
-  std::copy_n((A + 1033328), 8192, (A + 1215680));
-  std::copy_n((A + 1041520), 256, (A + 1223872));
-  std::copy_n((A + 1041776), 256, (A + 1224128));
-  std::copy_n((A + 1042032), 1, (A + 1224384));
-  std::copy_n((A + 1042048), 256, (A + 1224400));
-  std::copy_n((A + 1042304), 256, (A + 1224656));
-  std::copy_n((A + 1042560), 1, (A + 1224912));
-  std::copy_n((A + 1042576), 256, (A + 1224928));
-  std::copy_n((A + 1042832), 256, (A + 1225184));
-  std::copy_n((A + 1043088), 1, (A + 1225440));
-  std::copy_n((A + 1043104), 256, (A + 1225456));
-  std::copy_n((A + 1043360), 256, (A + 1225712));
-  std::copy_n((A + 1043616), 1, (A + 1225968));
+  std::copy_n((A + 992368), 8192, (A + 1174720));
+  std::copy_n((A + 1000560), 8192, (A + 1182912));
+  std::copy_n((A + 1008752), 256, (A + 1191104));
+  std::copy_n((A + 1009008), 256, (A + 1191360));
+  std::copy_n((A + 1009264), 1, (A + 1191616));
+  std::copy_n((A + 1009280), 256, (A + 1191632));
+  std::copy_n((A + 1009536), 256, (A + 1191888));
+  std::copy_n((A + 1009792), 1, (A + 1192144));
+  std::copy_n((A + 1009808), 256, (A + 1192160));
+  std::copy_n((A + 1010064), 256, (A + 1192416));
+  std::copy_n((A + 1010320), 1, (A + 1192672));
+  std::copy_n((A + 1010336), 256, (A + 1192688));
+  std::copy_n((A + 1010592), 256, (A + 1192944));
+  std::copy_n((A + 1010848), 1, (A + 1193200));
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
   // transpose  (seed_gate_bn.model:29:12): folded into the matmul that reads it
@@ -819,7 +817,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1225984)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1193216)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -852,29 +850,29 @@ private:
   // loss  (seed_gate_bn.model:45:1)
   loss = double((A + 17632)[0]);
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(14, (A + 1223872));
+  updates.emplace_back(14, (A + 1191104));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(15, (A + 1224128));
+  updates.emplace_back(15, (A + 1191360));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(16, (A + 1224384));
+  updates.emplace_back(16, (A + 1191616));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(17, (A + 1224400));
+  updates.emplace_back(17, (A + 1191632));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(18, (A + 1224656));
+  updates.emplace_back(18, (A + 1191888));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(19, (A + 1224912));
+  updates.emplace_back(19, (A + 1192144));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(20, (A + 1224928));
+  updates.emplace_back(20, (A + 1192160));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(21, (A + 1225184));
+  updates.emplace_back(21, (A + 1192416));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(22, (A + 1225440));
+  updates.emplace_back(22, (A + 1192672));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(23, (A + 1225456));
+  updates.emplace_back(23, (A + 1192688));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(24, (A + 1225712));
+  updates.emplace_back(24, (A + 1192944));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(25, (A + 1225968));
+  updates.emplace_back(25, (A + 1193200));
   // const  (seed_gate_bn.model:45:1)
   std::fill_n((A + 960), 1, T(1));
   // const  (seed_gate_bn.model:48:13)
@@ -911,56 +909,41 @@ private:
   // const  (seed_gate_bn.model:29:12)
   std::fill_n((A + 9184), 256, T(0));
   // scan  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 407824));
-  std::copy_n((A + 992), 8192, (A + 416016));
-  std::copy_n((A + 9184), 256, (A + 424208));
-  std::copy_n((A + 9184), 256, (A + 424464));
-  std::copy_n((A + 9184), 256, (A + 424720));
-  std::copy_n((A + 9184), 256, (A + 424976));
-  std::copy_n((A + 9184), 256, (A + 425232));
-  std::copy_n((A + 9184), 256, (A + 425488));
-  std::copy_n((A + 9184), 256, (A + 425744));
-  std::copy_n((A + 9184), 256, (A + 426000));
+  std::copy_n((A + 992), 8192, (A + 284944));
+  std::copy_n((A + 992), 8192, (A + 293136));
+  std::copy_n((A + 9184), 256, (A + 301328));
+  std::copy_n((A + 9184), 256, (A + 301584));
+  std::copy_n((A + 9184), 256, (A + 301840));
+  std::copy_n((A + 9184), 256, (A + 302096));
+  std::copy_n((A + 9184), 256, (A + 302352));
+  std::copy_n((A + 9184), 256, (A + 302608));
+  std::copy_n((A + 9184), 256, (A + 302864));
+  std::copy_n((A + 9184), 256, (A + 303120));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1471744) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1717504) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1963264) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2209024) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2454784) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2700544) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2946304) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3192064) + (o * 30 + t) * 1, 1, (A + 337168) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3199744) + (o * 30 + t) * 256, 256, (A + 337424) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3445504) + (o * 30 + t) * 1, 1, (A + 345616) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3453184) + (o * 30 + t) * 1, 1, (A + 345872) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3460864) + (o * 30 + t) * 1, 1, (A + 346128) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3468544) + (o * 30 + t) * 1, 1, (A + 346384) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3476224) + (o * 30 + t) * 256, 256, (A + 346640) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3721984) + (o * 30 + t) * 1, 1, (A + 354832) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3729664) + (o * 30 + t) * 256, 256, (A + 355088) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3975424) + (o * 30 + t) * 1, 1, (A + 363280) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3983104) + (o * 30 + t) * 1, 1, (A + 363536) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3990784) + (o * 30 + t) * 1, 1, (A + 363792) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3998464) + (o * 30 + t) * 1, 1, (A + 364048) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4006144) + (o * 30 + t) * 256, 256, (A + 364304) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4251904) + (o * 30 + t) * 1, 1, (A + 372496) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4259584) + (o * 30 + t) * 256, 256, (A + 372752) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4505344) + (o * 30 + t) * 1, 1, (A + 380944) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4513024) + (o * 30 + t) * 1, 1, (A + 381200) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4520704) + (o * 30 + t) * 1, 1, (A + 381456) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4528384) + (o * 30 + t) * 1, 1, (A + 381712) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4536064) + (o * 30 + t) * 256, 256, (A + 381968) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4781824) + (o * 30 + t) * 1, 1, (A + 390160) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4789504) + (o * 30 + t) * 256, 256, (A + 390416) + o * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5035264) + (o * 30 + t) * 1, 1, (A + 398608) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5042944) + (o * 30 + t) * 1, 1, (A + 398864) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5050624) + (o * 30 + t) * 1, 1, (A + 399120) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5058304) + (o * 30 + t) * 1, 1, (A + 399376) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5065984) + (o * 30 + t) * 256, 256, (A + 399632) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3159296) + (o * 30 + t) * 1, 1, (A + 271632) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3412736) + (o * 30 + t) * 1, 1, (A + 271888) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3420416) + (o * 30 + t) * 1, 1, (A + 272144) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3428096) + (o * 30 + t) * 1, 1, (A + 272400) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3435776) + (o * 30 + t) * 1, 1, (A + 272656) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3689216) + (o * 30 + t) * 1, 1, (A + 272912) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3942656) + (o * 30 + t) * 1, 1, (A + 273168) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3950336) + (o * 30 + t) * 1, 1, (A + 273424) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3958016) + (o * 30 + t) * 1, 1, (A + 273680) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3965696) + (o * 30 + t) * 1, 1, (A + 273936) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4219136) + (o * 30 + t) * 1, 1, (A + 274192) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4472576) + (o * 30 + t) * 1, 1, (A + 274448) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4480256) + (o * 30 + t) * 1, 1, (A + 274704) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4487936) + (o * 30 + t) * 1, 1, (A + 274960) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4495616) + (o * 30 + t) * 1, 1, (A + 275216) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4749056) + (o * 30 + t) * 1, 1, (A + 275472) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5002496) + (o * 30 + t) * 1, 1, (A + 275728) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5010176) + (o * 30 + t) * 1, 1, (A + 275984) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5017856) + (o * 30 + t) * 1, 1, (A + 276240) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5025536) + (o * 30 + t) * 1, 1, (A + 276496) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5033216) + (o * 30 + t) * 256, 256, (A + 276752) + o * 256);
     // const  (seed_gate_bn.model:36:19)
-    std::fill_n((A + 426256), 1, T(1));
+    std::fill_n((A + 303376), 1, T(1));
     // fused loop over [32, 256], 1 reduction:
     //   add
     //   mul  (seed_gate_bn.model:36:13)  [register]
@@ -971,28 +954,28 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 450848), 256, T(0));
+    std::fill_n((A + 327968), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 407824)[i0 * 256 + i1 * 1] + (A + 271632)[i0 * 256 + i1 * 1];
-          (A + 426272)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * (A + 279824)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 426256)[0] - (A + 288016)[i0 * 256 + i1 * 1];
-          const T v3 = (A + 288016)[i0 * 256 + i1 * 1] * v2;
+          const T v0 = (A + 284944)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 303392)[i0 * 256 + i1 * 1] = v0;
+          const T v1 = v0 * ((A + 1438976) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 303376)[0] - ((A + 1684736) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = ((A + 1684736) + t * 256)[i0 * 7680 + i1 * 1] * v2;
           const T v4 = v1 * v3;
-          (A + 434464)[i0 * 256 + i1 * 1] = v4;
+          (A + 311584)[i0 * 256 + i1 * 1] = v4;
           const T v5 = v4 * sf_[10].data()[i1 * 1];
-          const T v6 = v5 * (A + 337424)[i0 * 256 + i1 * 1];
-          (A + 450848)[i1 * 1] += v6;
-          const T v8 = v5 * (A + 337168)[i1 * 1];
-          (A + 442656)[i0 * 256 + i1 * 1] = v8;
+          const T v6 = v5 * ((A + 3166976) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 327968)[i1 * 1] += v6;
+          const T v8 = v5 * (A + 271632)[i1 * 1];
+          (A + 319776)[i0 * 256 + i1 * 1] = v8;
         }
     // const  (prelude.model:63:23)
-    std::fill_n((A + 451104), 1, T(-0.5));
+    std::fill_n((A + 328224), 1, T(-0.5));
     // const  (prelude.model:59:17)
-    std::fill_n((A + 451120), 1, T(0.03125));
+    std::fill_n((A + 328240), 1, T(0.03125));
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
@@ -1004,16 +987,16 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 450848)[i] * (A + 451104)[0];
-      const T v1 = (A + 337168)[i] * (A + 337168)[i];
-      const T v2 = (A + 337168)[i] * v1;
+      const T v0 = (A + 327968)[i] * (A + 328224)[0];
+      const T v1 = (A + 271632)[i] * (A + 271632)[i];
+      const T v2 = (A + 271632)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 426000)[i] * (A + 992320)[0];
+      const T v4 = (A + 303120)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 451120)[0];
-      (A + 451392)[i] = v6;
-      const T v7 = (A + 425744)[i] * (A + 992304)[0];
-      (A + 451136)[i] = v7;
+      const T v6 = v5 * (A + 328240)[0];
+      (A + 328512)[i] = v6;
+      const T v7 = (A + 302864)[i] * (A + 992304)[0];
+      (A + 328256)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1024,27 +1007,27 @@ private:
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 450848), 256, T(0));
+    std::fill_n((A + 327968), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 451392)[i1 * 1];
-          const T v1 = v0 * (A + 337424)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 442656)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 328512)[i1 * 1];
+          const T v1 = v0 * ((A + 3166976) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 319776)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 451648)[i0 * 256 + i1 * 1] = v3;
+          (A + 328768)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 450848)[i1 * 1] += v4;
+          (A + 327968)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 451136)[i] + (A + 450848)[i];
-      const T v1 = v0 * (A + 451120)[0];
-      (A + 442656)[i] = v1;
+      const T v0 = (A + 328256)[i] + (A + 327968)[i];
+      const T v1 = v0 * (A + 328240)[0];
+      (A + 319776)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1064,38 +1047,38 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 451136), 256, T(0));
+    std::fill_n((A + 328256), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 442656)[i1 * 1];
-          const T v1 = (A + 451648)[i0 * 256 + i1 * 1] + v0;
-          (A + 459840)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 426272)[i0 * 256 + i1 * 1] * (A + 288016)[i0 * 256 + i1 * 1];
-          const T v3 = (A + 279824)[i0 * 256 + i1 * 1] * (A + 279824)[i0 * 256 + i1 * 1];
-          const T v4 = (A + 426256)[0] - v3;
+          const T v0 = (A + 319776)[i1 * 1];
+          const T v1 = (A + 328768)[i0 * 256 + i1 * 1] + v0;
+          (A + 336960)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 303392)[i0 * 256 + i1 * 1] * ((A + 1684736) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = ((A + 1438976) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1438976) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v4 = (A + 303376)[0] - v3;
           const T v5 = v2 * v4;
-          const T v6 = (A + 416016)[i0 * 256 + i1 * 1] + v5;
-          (A + 442912)[i0 * 256 + i1 * 1] = v6;
-          const T v7 = v6 * (A + 304400)[i0 * 256 + i1 * 1];
-          const T v8 = (A + 296208)[i0 * 256 + i1 * 1] * (A + 296208)[i0 * 256 + i1 * 1];
-          const T v9 = (A + 426256)[0] - v8;
+          const T v6 = (A + 293136)[i0 * 256 + i1 * 1] + v5;
+          (A + 320032)[i0 * 256 + i1 * 1] = v6;
+          const T v7 = v6 * ((A + 2176256) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v8 = ((A + 1930496) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1930496) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v9 = (A + 303376)[0] - v8;
           const T v10 = v7 * v9;
-          (A + 468032)[i0 * 256 + i1 * 1] = v10;
+          (A + 345152)[i0 * 256 + i1 * 1] = v10;
           const T v11 = v10 * sf_[8].data()[i1 * 1];
-          const T v12 = v11 * (A + 355088)[i0 * 256 + i1 * 1];
-          (A + 451136)[i1 * 1] += v12;
-          const T v14 = v11 * (A + 354832)[i1 * 1];
-          (A + 476224)[i0 * 256 + i1 * 1] = v14;
+          const T v12 = v11 * ((A + 3696896) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 328256)[i1 * 1] += v12;
+          const T v14 = v11 * (A + 272912)[i1 * 1];
+          (A + 353344)[i0 * 256 + i1 * 1] = v14;
         }
     // pad  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 484416), 32768, T(0));
+    std::fill_n((A + 361536), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 484416)[768 + i0 * 1024 + i1 * 1] = (A + 459840)[i0 * 256 + i1 * 1];
+          (A + 361536)[768 + i0 * 1024 + i1 * 1] = (A + 336960)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1108,16 +1091,16 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 451136)[i] * (A + 451104)[0];
-      const T v1 = (A + 354832)[i] * (A + 354832)[i];
-      const T v2 = (A + 354832)[i] * v1;
+      const T v0 = (A + 328256)[i] * (A + 328224)[0];
+      const T v1 = (A + 272912)[i] * (A + 272912)[i];
+      const T v2 = (A + 272912)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 425488)[i] * (A + 992320)[0];
+      const T v4 = (A + 302608)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 451120)[0];
-      (A + 426528)[i] = v6;
-      const T v7 = (A + 425232)[i] * (A + 992304)[0];
-      (A + 426272)[i] = v7;
+      const T v6 = v5 * (A + 328240)[0];
+      (A + 303648)[i] = v6;
+      const T v7 = (A + 302352)[i] * (A + 992304)[0];
+      (A + 303392)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1128,27 +1111,27 @@ private:
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 426784), 256, T(0));
+    std::fill_n((A + 303904), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 426528)[i1 * 1];
-          const T v1 = v0 * (A + 355088)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 476224)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 303648)[i1 * 1];
+          const T v1 = v0 * ((A + 3696896) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 353344)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 451136)[i0 * 256 + i1 * 1] = v3;
+          (A + 328256)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 426784)[i1 * 1] += v4;
+          (A + 303904)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 426272)[i] + (A + 426784)[i];
-      const T v1 = v0 * (A + 451120)[0];
-      (A + 426528)[i] = v1;
+      const T v0 = (A + 303392)[i] + (A + 303904)[i];
+      const T v1 = v0 * (A + 328240)[0];
+      (A + 303648)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1163,32 +1146,32 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 426272), 256, T(0));
+    std::fill_n((A + 303392), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 426528)[i1 * 1];
-          const T v1 = (A + 451136)[i0 * 256 + i1 * 1] + v0;
-          (A + 459328)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 442912)[i0 * 256 + i1 * 1] * (A + 312592)[i0 * 256 + i1 * 1];
-          const T v3 = (A + 426256)[0] - (A + 320784)[i0 * 256 + i1 * 1];
-          const T v4 = (A + 320784)[i0 * 256 + i1 * 1] * v3;
+          const T v0 = (A + 303648)[i1 * 1];
+          const T v1 = (A + 328256)[i0 * 256 + i1 * 1] + v0;
+          (A + 336448)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 320032)[i0 * 256 + i1 * 1] * ((A + 2422016) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = (A + 303376)[0] - ((A + 2667776) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v4 = ((A + 2667776) + t * 256)[i0 * 7680 + i1 * 1] * v3;
           const T v5 = v2 * v4;
-          (A + 476224)[i0 * 256 + i1 * 1] = v5;
+          (A + 353344)[i0 * 256 + i1 * 1] = v5;
           const T v6 = v5 * sf_[6].data()[i1 * 1];
-          const T v7 = v6 * (A + 372752)[i0 * 256 + i1 * 1];
-          (A + 426272)[i1 * 1] += v7;
-          const T v9 = v6 * (A + 372496)[i1 * 1];
-          (A + 517184)[i0 * 256 + i1 * 1] = v9;
+          const T v7 = v6 * ((A + 4226816) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 303392)[i1 * 1] += v7;
+          const T v9 = v6 * (A + 274192)[i1 * 1];
+          (A + 394304)[i0 * 256 + i1 * 1] = v9;
         }
     // pad  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 525376), 32768, T(0));
+    std::fill_n((A + 402496), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 525376)[512 + i0 * 1024 + i1 * 1] = (A + 459328)[i0 * 256 + i1 * 1];
+          (A + 402496)[512 + i0 * 1024 + i1 * 1] = (A + 336448)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1201,16 +1184,16 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 426272)[i] * (A + 451104)[0];
-      const T v1 = (A + 372496)[i] * (A + 372496)[i];
-      const T v2 = (A + 372496)[i] * v1;
+      const T v0 = (A + 303392)[i] * (A + 328224)[0];
+      const T v1 = (A + 274192)[i] * (A + 274192)[i];
+      const T v2 = (A + 274192)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 424976)[i] * (A + 992320)[0];
+      const T v4 = (A + 302096)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 451120)[0];
-      (A + 426784)[i] = v6;
-      const T v7 = (A + 424720)[i] * (A + 992304)[0];
-      (A + 426528)[i] = v7;
+      const T v6 = v5 * (A + 328240)[0];
+      (A + 303904)[i] = v6;
+      const T v7 = (A + 301840)[i] * (A + 992304)[0];
+      (A + 303648)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1221,27 +1204,27 @@ private:
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 426272), 256, T(0));
+    std::fill_n((A + 303392), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 426784)[i1 * 1];
-          const T v1 = v0 * (A + 372752)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 517184)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 303904)[i1 * 1];
+          const T v1 = v0 * ((A + 4226816) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 394304)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 451136)[i0 * 256 + i1 * 1] = v3;
+          (A + 328256)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 426272)[i1 * 1] += v4;
+          (A + 303392)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 426528)[i] + (A + 426272)[i];
-      const T v1 = v0 * (A + 451120)[0];
-      (A + 426784)[i] = v1;
+      const T v0 = (A + 303648)[i] + (A + 303392)[i];
+      const T v1 = v0 * (A + 328240)[0];
+      (A + 303904)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1256,32 +1239,32 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 426272), 256, T(0));
+    std::fill_n((A + 303392), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 426784)[i1 * 1];
-          const T v1 = (A + 451136)[i0 * 256 + i1 * 1] + v0;
-          (A + 459328)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 442912)[i0 * 256 + i1 * 1] * (A + 296208)[i0 * 256 + i1 * 1];
-          const T v3 = (A + 426256)[0] - (A + 304400)[i0 * 256 + i1 * 1];
-          const T v4 = (A + 304400)[i0 * 256 + i1 * 1] * v3;
+          const T v0 = (A + 303904)[i1 * 1];
+          const T v1 = (A + 328256)[i0 * 256 + i1 * 1] + v0;
+          (A + 336448)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 320032)[i0 * 256 + i1 * 1] * ((A + 1930496) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = (A + 303376)[0] - ((A + 2176256) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v4 = ((A + 2176256) + t * 256)[i0 * 7680 + i1 * 1] * v3;
           const T v5 = v2 * v4;
-          (A + 517184)[i0 * 256 + i1 * 1] = v5;
+          (A + 394304)[i0 * 256 + i1 * 1] = v5;
           const T v6 = v5 * sf_[4].data()[i1 * 1];
-          const T v7 = v6 * (A + 390416)[i0 * 256 + i1 * 1];
-          (A + 426272)[i1 * 1] += v7;
-          const T v9 = v6 * (A + 390160)[i1 * 1];
-          (A + 558144)[i0 * 256 + i1 * 1] = v9;
+          const T v7 = v6 * ((A + 4756736) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 303392)[i1 * 1] += v7;
+          const T v9 = v6 * (A + 275472)[i1 * 1];
+          (A + 435264)[i0 * 256 + i1 * 1] = v9;
         }
     // pad  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 566336), 32768, T(0));
+    std::fill_n((A + 443456), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 566336)[256 + i0 * 1024 + i1 * 1] = (A + 459328)[i0 * 256 + i1 * 1];
+          (A + 443456)[256 + i0 * 1024 + i1 * 1] = (A + 336448)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1294,16 +1277,16 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 426272)[i] * (A + 451104)[0];
-      const T v1 = (A + 390160)[i] * (A + 390160)[i];
-      const T v2 = (A + 390160)[i] * v1;
+      const T v0 = (A + 303392)[i] * (A + 328224)[0];
+      const T v1 = (A + 275472)[i] * (A + 275472)[i];
+      const T v2 = (A + 275472)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 424464)[i] * (A + 992320)[0];
+      const T v4 = (A + 301584)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 451120)[0];
-      (A + 426784)[i] = v6;
-      const T v7 = (A + 424208)[i] * (A + 992304)[0];
-      (A + 426528)[i] = v7;
+      const T v6 = v5 * (A + 328240)[0];
+      (A + 303904)[i] = v6;
+      const T v7 = (A + 301328)[i] * (A + 992304)[0];
+      (A + 303648)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1314,18 +1297,18 @@ private:
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 426256), 256, T(0));
+    std::fill_n((A + 303376), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 426784)[i1 * 1];
-          const T v1 = v0 * (A + 390416)[i0 * 256 + i1 * 1];
-          const T v2 = (A + 558144)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 303904)[i1 * 1];
+          const T v1 = v0 * ((A + 4756736) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 435264)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 451136)[i0 * 256 + i1 * 1] = v3;
+          (A + 328256)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 426256)[i1 * 1] += v4;
+          (A + 303376)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
@@ -1340,25 +1323,25 @@ private:
     //   mul  (prelude.model:60:44)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 426528)[i] + (A + 426256)[i];
-      const T v1 = v0 * (A + 451120)[0];
-      (A + 428832)[i] = v1;
-      const T v2 = (A + 426000)[i] * (A + 992288)[0];
-      (A + 426784)[i] = v2;
-      const T v3 = (A + 425744)[i] * (A + 992288)[0];
-      (A + 427040)[i] = v3;
-      const T v4 = (A + 425488)[i] * (A + 992288)[0];
-      (A + 427296)[i] = v4;
-      const T v5 = (A + 425232)[i] * (A + 992288)[0];
-      (A + 427552)[i] = v5;
-      const T v6 = (A + 424976)[i] * (A + 992288)[0];
-      (A + 427808)[i] = v6;
-      const T v7 = (A + 424720)[i] * (A + 992288)[0];
-      (A + 428064)[i] = v7;
-      const T v8 = (A + 424464)[i] * (A + 992288)[0];
-      (A + 428320)[i] = v8;
-      const T v9 = (A + 424208)[i] * (A + 992288)[0];
-      (A + 428576)[i] = v9;
+      const T v0 = (A + 303648)[i] + (A + 303376)[i];
+      const T v1 = v0 * (A + 328240)[0];
+      (A + 305952)[i] = v1;
+      const T v2 = (A + 303120)[i] * (A + 992288)[0];
+      (A + 303904)[i] = v2;
+      const T v3 = (A + 302864)[i] * (A + 992288)[0];
+      (A + 304160)[i] = v3;
+      const T v4 = (A + 302608)[i] * (A + 992288)[0];
+      (A + 304416)[i] = v4;
+      const T v5 = (A + 302352)[i] * (A + 992288)[0];
+      (A + 304672)[i] = v5;
+      const T v6 = (A + 302096)[i] * (A + 992288)[0];
+      (A + 304928)[i] = v6;
+      const T v7 = (A + 301840)[i] * (A + 992288)[0];
+      (A + 305184)[i] = v7;
+      const T v8 = (A + 301584)[i] * (A + 992288)[0];
+      (A + 305440)[i] = v8;
+      const T v9 = (A + 301328)[i] * (A + 992288)[0];
+      (A + 305696)[i] = v9;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1374,27 +1357,27 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 428832)[i1 * 1];
-          const T v1 = (A + 451136)[i0 * 256 + i1 * 1] + v0;
-          (A + 623680)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 442912)[i0 * 256 + i1 * 1] * (A + 320784)[i0 * 256 + i1 * 1];
-          (A + 459328)[i0 * 256 + i1 * 1] = v2;
-          const T v3 = (A + 434464)[i0 * 256 + i1 * 1] * (A + 328976)[i0 * 256 + i1 * 1];
-          (A + 558144)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 468032)[i0 * 256 + i1 * 1] * (A + 346640)[i0 * 256 + i1 * 1];
-          (A + 599104)[i0 * 256 + i1 * 1] = v4;
-          const T v5 = (A + 476224)[i0 * 256 + i1 * 1] * (A + 364304)[i0 * 256 + i1 * 1];
-          (A + 607296)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 517184)[i0 * 256 + i1 * 1] * (A + 381968)[i0 * 256 + i1 * 1];
-          (A + 615488)[i0 * 256 + i1 * 1] = v6;
+          const T v0 = (A + 305952)[i1 * 1];
+          const T v1 = (A + 328256)[i0 * 256 + i1 * 1] + v0;
+          (A + 500800)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 320032)[i0 * 256 + i1 * 1] * ((A + 2667776) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 336448)[i0 * 256 + i1 * 1] = v2;
+          const T v3 = (A + 311584)[i0 * 256 + i1 * 1] * ((A + 2913536) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 435264)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 345152)[i0 * 256 + i1 * 1] * ((A + 3443456) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 476224)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = (A + 353344)[i0 * 256 + i1 * 1] * ((A + 3973376) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 484416)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 394304)[i0 * 256 + i1 * 1] * ((A + 4503296) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 492608)[i0 * 256 + i1 * 1] = v6;
         }
     // pad  (seed_gate_bn.model:31:29)
-    std::fill_n((A + 631872), 32768, T(0));
+    std::fill_n((A + 508992), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 631872)[0 + i0 * 1024 + i1 * 1] = (A + 623680)[i0 * 256 + i1 * 1];
+          (A + 508992)[0 + i0 * 1024 + i1 * 1] = (A + 500800)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:33:26)  [register]
@@ -1402,50 +1385,50 @@ private:
     //   add  (seed_gate_bn.model:31:29)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 484416)[i] + (A + 525376)[i];
-      const T v1 = v0 + (A + 566336)[i];
-      const T v2 = v1 + (A + 631872)[i];
-      (A + 664640)[i] = v2;
+      const T v0 = (A + 361536)[i] + (A + 402496)[i];
+      const T v1 = v0 + (A + 443456)[i];
+      const T v2 = v1 + (A + 508992)[i];
+      (A + 541760)[i] = v2;
     }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 256, 1024, T(1), (A + 664640), 1024, sf_[1].data(), 256, T(0), (A + 442656), 256, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 664640) + o * 1024, 1024, (A + 5311744) + (o * 30 + t) * 1024);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 615488) + o * 256, 256, (A + 705600) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 517184) + o * 256, 256, (A + 1225984) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 607296) + o * 256, 256, (A + 6294784) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 476224) + o * 256, 256, (A + 6540544) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 599104) + o * 256, 256, (A + 6786304) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 468032) + o * 256, 256, (A + 7032064) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 558144) + o * 256, 256, (A + 7277824) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 434464) + o * 256, 256, (A + 7523584) + (o * 30 + t) * 256);
-    std::copy_n((A + 442656), 8192, (A + 407824));
-    std::copy_n((A + 459328), 8192, (A + 416016));
-    std::copy_n((A + 428576), 256, (A + 424208));
-    std::copy_n((A + 428320), 256, (A + 424464));
-    std::copy_n((A + 428064), 256, (A + 424720));
-    std::copy_n((A + 427808), 256, (A + 424976));
-    std::copy_n((A + 427552), 256, (A + 425232));
-    std::copy_n((A + 427296), 256, (A + 425488));
-    std::copy_n((A + 427040), 256, (A + 425744));
-    std::copy_n((A + 426784), 256, (A + 426000));
+    gemm(false, false, 32, 256, 1024, T(1), (A + 541760), 1024, sf_[1].data(), 256, T(0), (A + 319776), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 541760) + o * 1024, 1024, (A + 5278976) + (o * 30 + t) * 1024);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 492608) + o * 256, 256, (A + 582720) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 394304) + o * 256, 256, (A + 1193216) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 484416) + o * 256, 256, (A + 6262016) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 353344) + o * 256, 256, (A + 6507776) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 476224) + o * 256, 256, (A + 6753536) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 345152) + o * 256, 256, (A + 6999296) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 435264) + o * 256, 256, (A + 7245056) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 311584) + o * 256, 256, (A + 7490816) + (o * 30 + t) * 256);
+    std::copy_n((A + 319776), 8192, (A + 284944));
+    std::copy_n((A + 336448), 8192, (A + 293136));
+    std::copy_n((A + 305696), 256, (A + 301328));
+    std::copy_n((A + 305440), 256, (A + 301584));
+    std::copy_n((A + 305184), 256, (A + 301840));
+    std::copy_n((A + 304928), 256, (A + 302096));
+    std::copy_n((A + 304672), 256, (A + 302352));
+    std::copy_n((A + 304416), 256, (A + 302608));
+    std::copy_n((A + 304160), 256, (A + 302864));
+    std::copy_n((A + 303904), 256, (A + 303120));
   }
-  std::copy_n((A + 407824), 8192, (A + 17680));
-  std::copy_n((A + 416016), 8192, (A + 697408));
-  std::copy_n((A + 424208), 256, (A + 9440));
-  std::copy_n((A + 424464), 256, (A + 9696));
-  std::copy_n((A + 424720), 256, (A + 9952));
-  std::copy_n((A + 424976), 256, (A + 10208));
-  std::copy_n((A + 425232), 256, (A + 10464));
-  std::copy_n((A + 425488), 256, (A + 10720));
-  std::copy_n((A + 425744), 256, (A + 10976));
-  std::copy_n((A + 426000), 256, (A + 11232));
+  std::copy_n((A + 284944), 8192, (A + 17680));
+  std::copy_n((A + 293136), 8192, (A + 574528));
+  std::copy_n((A + 301328), 256, (A + 9440));
+  std::copy_n((A + 301584), 256, (A + 9696));
+  std::copy_n((A + 301840), 256, (A + 9952));
+  std::copy_n((A + 302096), 256, (A + 10208));
+  std::copy_n((A + 302352), 256, (A + 10464));
+  std::copy_n((A + 302608), 256, (A + 10720));
+  std::copy_n((A + 302864), 256, (A + 10976));
+  std::copy_n((A + 303120), 256, (A + 11232));
   // sum  (seed_gate_bn.model:29:12)
   std::fill_n((A + 976), 1024, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 5311744)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 5278976)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // fused loop over [32, 30, 256], 8 reductions:
   //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
@@ -1469,24 +1452,24 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 2000)[i2 * 1] += (A + 705600)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2256)[i2 * 1] += (A + 1225984)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2512)[i2 * 1] += (A + 6294784)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2768)[i2 * 1] += (A + 6540544)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3024)[i2 * 1] += (A + 6786304)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3280)[i2 * 1] += (A + 7032064)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3536)[i2 * 1] += (A + 7277824)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3792)[i2 * 1] += (A + 7523584)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2000)[i2 * 1] += (A + 582720)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2256)[i2 * 1] += (A + 1193216)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2512)[i2 * 1] += (A + 6262016)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2768)[i2 * 1] += (A + 6507776)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3024)[i2 * 1] += (A + 6753536)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3280)[i2 * 1] += (A + 6999296)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3536)[i2 * 1] += (A + 7245056)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3792)[i2 * 1] += (A + 7490816)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
   // matmul  (seed_gate_bn.model:29:12)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 5065984), 256, (A + 5311744), 1024, T(0), (A + 17680), 1024, threads());
+  gemm(true, false, 256, 1024, 960, T(1), (A + 5033216), 256, (A + 5278976), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (seed_gate_bn.model:30:18)
   // (a view of its operand)
   // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
   // matmul  (seed_gate_bn.model:30:18)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5311744), 1024, T(0), (A + 4048), 1024, threads());
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5278976), 1024, T(0), (A + 4048), 1024, threads());
   // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
@@ -1783,14 +1766,13 @@ private:
     (A + 992192)[i] = v7;
   }
   // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 960), 8192, (A + 1025216));
-  std::copy_n((A + 960), 8192, (A + 1033408));
+  std::copy_n((A + 960), 8192, (A + 992448));
+  std::copy_n((A + 960), 8192, (A + 1000640));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 992448) + o * 1024);
     // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 1025216), 256, sf_[1].data(), 256, T(0), (A + 1041600), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 992448), 256, sf_[1].data(), 256, T(0), (A + 1008832), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -1799,10 +1781,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 992448)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1041600)[i0 * 1024 + i1 * 1];
+          const T v0 = ((A + 9152) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1008832)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1074368)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1041600)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
@@ -1838,51 +1820,51 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1074368)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1041600)[i0 * 1024 + i1 * 1];
           const T v1 = v0 - sf_[14].data()[i1 * 1];
           const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
           const T v5 = fsigmoid(v4);
-          const T v6 = (A + 1074368)[256 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1041600)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
           const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
           const T v11 = fsigmoid(v10);
-          const T v12 = (A + 1074368)[512 + i0 * 1024 + i1 * 1];
+          const T v12 = (A + 1041600)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
           const T v14 = v13 * (A + 528)[i1 * 1];
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 + sf_[9].data()[i1 * 1];
           const T v17 = ftanh(v16);
-          const T v18 = (A + 1074368)[768 + i0 * 1024 + i1 * 1];
+          const T v18 = (A + 1041600)[768 + i0 * 1024 + i1 * 1];
           const T v19 = v18 - sf_[23].data()[i1 * 1];
           const T v20 = v19 * (A + 992192)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
           const T v23 = fsigmoid(v22);
-          const T v24 = v11 * (A + 1033408)[i0 * 256 + i1 * 1];
+          const T v24 = v11 * (A + 1000640)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
-          (A + 1041600)[i0 * 256 + i1 * 1] = v26;
+          (A + 1008832)[i0 * 256 + i1 * 1] = v26;
           const T v27 = ftanh(v26);
           const T v28 = v23 * v27;
-          (A + 1049792)[i0 * 256 + i1 * 1] = v28;
+          (A + 1017024)[i0 * 256 + i1 * 1] = v28;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049792) + o * 256, 256, (A + 1123520) + (o * 30 + t) * 256);
-    std::copy_n((A + 1049792), 8192, (A + 1025216));
-    std::copy_n((A + 1041600), 8192, (A + 1033408));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1017024) + o * 256, 256, (A + 1090752) + (o * 30 + t) * 256);
+    std::copy_n((A + 1017024), 8192, (A + 992448));
+    std::copy_n((A + 1008832), 8192, (A + 1000640));
   }
-  std::copy_n((A + 1025216), 8192, (A + 1107136));
-  std::copy_n((A + 1033408), 8192, (A + 1115328));
+  std::copy_n((A + 992448), 8192, (A + 1074368));
+  std::copy_n((A + 1000640), 8192, (A + 1082560));
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123520)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090752)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -1907,7 +1889,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(7769344);
+      arena_.resize(7736576);
     return arena_.data();
   }
   std::vector<T> sf_[26];       // float state (params, buffers, optimizer), spec order

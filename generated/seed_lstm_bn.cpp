@@ -176,14 +176,13 @@ public:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3040), 256, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 256992));
-  std::copy_n((A + 992), 2048, (A + 259040));
+  std::copy_n((A + 992), 2048, (A + 248800));
+  std::copy_n((A + 992), 2048, (A + 250848));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3040) + (o * 30 + t) * 256, 256, (A + 248800) + o * 256);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 64, T(1), (A + 256992), 64, sf_[1].data(), 64, T(0), (A + 261088), 256, threads());
+    gemm(false, true, 32, 256, 64, T(1), (A + 248800), 64, sf_[1].data(), 64, T(0), (A + 252896), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -192,10 +191,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 248800)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 261088)[i0 * 256 + i1 * 1];
+          const T v0 = ((A + 3040) + t * 256)[i0 * 7680 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 252896)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 269280)[i0 * 256 + i1 * 1] = v2;
+          (A + 261088)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -215,35 +214,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 269280)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 261088)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 269280)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 261088)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 269280)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 261088)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 269280)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 261088)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 259040)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 250848)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 261088)[i0 * 64 + i1 * 1] = v10;
+          (A + 252896)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 263136)[i0 * 64 + i1 * 1] = v12;
+          (A + 254944)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 263136) + o * 64, 64, (A + 281568) + (o * 30 + t) * 64);
-    std::copy_n((A + 263136), 2048, (A + 256992));
-    std::copy_n((A + 261088), 2048, (A + 259040));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254944) + o * 64, 64, (A + 273376) + (o * 30 + t) * 64);
+    std::copy_n((A + 254944), 2048, (A + 248800));
+    std::copy_n((A + 252896), 2048, (A + 250848));
   }
-  std::copy_n((A + 256992), 2048, (A + 277472));
-  std::copy_n((A + 259040), 2048, (A + 279520));
+  std::copy_n((A + 248800), 2048, (A + 269280));
+  std::copy_n((A + 250848), 2048, (A + 271328));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 281568)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 273376)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -338,14 +337,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 3072), 256, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 1024), 2048, (A + 257024));
-  std::copy_n((A + 1024), 2048, (A + 259072));
+  std::copy_n((A + 1024), 2048, (A + 248832));
+  std::copy_n((A + 1024), 2048, (A + 250880));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3072) + (o * 30 + t) * 256, 256, (A + 248832) + o * 256);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 64, T(1), (A + 257024), 64, sf_[1].data(), 64, T(0), (A + 261120), 256, threads());
+    gemm(false, true, 32, 256, 64, T(1), (A + 248832), 64, sf_[1].data(), 64, T(0), (A + 252928), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -354,10 +352,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 248832)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 261120)[i0 * 256 + i1 * 1];
+          const T v0 = ((A + 3072) + t * 256)[i0 * 7680 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 252928)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 269312)[i0 * 256 + i1 * 1] = v2;
+          (A + 261120)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -377,40 +375,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 269312)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 261120)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 261120)[i0 * 64 + i1 * 1] = v1;
-          const T v2 = (A + 269312)[64 + i0 * 256 + i1 * 1];
+          (A + 252928)[i0 * 64 + i1 * 1] = v1;
+          const T v2 = (A + 261120)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 263168)[i0 * 64 + i1 * 1] = v3;
-          const T v4 = (A + 269312)[128 + i0 * 256 + i1 * 1];
+          (A + 254976)[i0 * 64 + i1 * 1] = v3;
+          const T v4 = (A + 261120)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 265216)[i0 * 64 + i1 * 1] = v5;
-          const T v6 = (A + 269312)[192 + i0 * 256 + i1 * 1];
+          (A + 257024)[i0 * 64 + i1 * 1] = v5;
+          const T v6 = (A + 261120)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 267264)[i0 * 64 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 259072)[i0 * 64 + i1 * 1];
+          (A + 259072)[i0 * 64 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 250880)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 277504)[i0 * 64 + i1 * 1] = v10;
+          (A + 269312)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 279552)[i0 * 64 + i1 * 1] = v11;
+          (A + 271360)[i0 * 64 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 281600)[i0 * 64 + i1 * 1] = v12;
+          (A + 273408)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 281600) + o * 64, 64, (A + 287744) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 279552) + o * 64, 64, (A + 349184) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 267264) + o * 64, 64, (A + 410624) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 265216) + o * 64, 64, (A + 472064) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 261120) + o * 64, 64, (A + 533504) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 259072) + o * 64, 64, (A + 594944) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 263168) + o * 64, 64, (A + 656384) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 257024) + o * 64, 64, (A + 717824) + (o * 30 + t) * 64);
-    std::copy_n((A + 281600), 2048, (A + 257024));
-    std::copy_n((A + 277504), 2048, (A + 259072));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 273408) + o * 64, 64, (A + 279552) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 271360) + o * 64, 64, (A + 340992) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 259072) + o * 64, 64, (A + 402432) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 257024) + o * 64, 64, (A + 463872) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 252928) + o * 64, 64, (A + 525312) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 250880) + o * 64, 64, (A + 586752) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254976) + o * 64, 64, (A + 648192) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 248832) + o * 64, 64, (A + 709632) + (o * 30 + t) * 64);
+    std::copy_n((A + 273408), 2048, (A + 248832));
+    std::copy_n((A + 269312), 2048, (A + 250880));
   }
-  std::copy_n((A + 257024), 2048, (A + 283648));
-  std::copy_n((A + 259072), 2048, (A + 285696));
+  std::copy_n((A + 248832), 2048, (A + 275456));
+  std::copy_n((A + 250880), 2048, (A + 277504));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -420,7 +418,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 287744)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 279552)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -664,20 +662,13 @@ private:
           (A + 9696)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 7648)[i0 * 64 + i1 * 64 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 1024), 2048, (A + 87520));
-  std::copy_n((A + 1024), 2048, (A + 89568));
+  std::copy_n((A + 1024), 2048, (A + 73184));
+  std::copy_n((A + 1024), 2048, (A + 75232));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9696) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 349184) + (o * 30 + t) * 64, 64, (A + 73184) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 410624) + (o * 30 + t) * 64, 64, (A + 75232) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 472064) + (o * 30 + t) * 64, 64, (A + 77280) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 533504) + (o * 30 + t) * 64, 64, (A + 79328) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 594944) + (o * 30 + t) * 64, 64, (A + 81376) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 656384) + (o * 30 + t) * 64, 64, (A + 83424) + o * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 717824) + (o * 30 + t) * 64, 64, (A + 85472) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 709632) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 91616), 1, T(1));
+    std::fill_n((A + 77280), 1, T(1));
     // fused loop over [32, 64]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -702,68 +693,70 @@ private:
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 87520)[i] + (A + 71136)[i];
-      const T v1 = v0 * (A + 73184)[i];
-      const T v2 = (A + 91616)[0] - (A + 75232)[i];
-      const T v3 = (A + 75232)[i] * v2;
-      const T v4 = v1 * v3;
-      (A + 93680)[i] = v4;
-      const T v5 = v0 * (A + 75232)[i];
-      const T v6 = (A + 73184)[i] * (A + 73184)[i];
-      const T v7 = (A + 91616)[0] - v6;
-      const T v8 = v5 * v7;
-      const T v9 = (A + 89568)[i] + v8;
-      const T v10 = v9 * (A + 79328)[i];
-      const T v11 = (A + 77280)[i] * (A + 77280)[i];
-      const T v12 = (A + 91616)[0] - v11;
-      const T v13 = v10 * v12;
-      (A + 95728)[i] = v13;
-      const T v14 = v9 * (A + 81376)[i];
-      const T v15 = (A + 91616)[0] - (A + 83424)[i];
-      const T v16 = (A + 83424)[i] * v15;
-      const T v17 = v14 * v16;
-      (A + 97776)[i] = v17;
-      const T v18 = v9 * (A + 77280)[i];
-      const T v19 = (A + 91616)[0] - (A + 79328)[i];
-      const T v20 = (A + 79328)[i] * v19;
-      const T v21 = v18 * v20;
-      (A + 99824)[i] = v21;
-      const T v22 = v9 * (A + 83424)[i];
-      (A + 91632)[i] = v22;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 101872), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 101872)[192 + i0 * 256 + i1 * 1] = (A + 93680)[i0 * 64 + i1 * 1];
+          const T v0 = (A + 73184)[i0 * 64 + i1 * 1] + ((A + 9696) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v1 = v0 * ((A + 340992) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v2 = (A + 77280)[0] - ((A + 402432) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v3 = ((A + 402432) + t * 64)[i0 * 1920 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 79344)[i0 * 64 + i1 * 1] = v4;
+          const T v5 = v0 * ((A + 402432) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v6 = ((A + 340992) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 340992) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v7 = (A + 77280)[0] - v6;
+          const T v8 = v5 * v7;
+          const T v9 = (A + 75232)[i0 * 64 + i1 * 1] + v8;
+          const T v10 = v9 * ((A + 525312) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v11 = ((A + 463872) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 463872) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v12 = (A + 77280)[0] - v11;
+          const T v13 = v10 * v12;
+          (A + 81392)[i0 * 64 + i1 * 1] = v13;
+          const T v14 = v9 * ((A + 586752) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v15 = (A + 77280)[0] - ((A + 648192) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v16 = ((A + 648192) + t * 64)[i0 * 1920 + i1 * 1] * v15;
+          const T v17 = v14 * v16;
+          (A + 83440)[i0 * 64 + i1 * 1] = v17;
+          const T v18 = v9 * ((A + 463872) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v19 = (A + 77280)[0] - ((A + 525312) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v20 = ((A + 525312) + t * 64)[i0 * 1920 + i1 * 1] * v19;
+          const T v21 = v18 * v20;
+          (A + 85488)[i0 * 64 + i1 * 1] = v21;
+          const T v22 = v9 * ((A + 648192) + t * 64)[i0 * 1920 + i1 * 1];
+          (A + 77296)[i0 * 64 + i1 * 1] = v22;
+        }
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 87536), 8192, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 64; ++i1)
+        {
+          (A + 87536)[192 + i0 * 256 + i1 * 1] = (A + 79344)[i0 * 64 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 110064), 8192, T(0));
+    std::fill_n((A + 95728), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 110064)[128 + i0 * 256 + i1 * 1] = (A + 95728)[i0 * 64 + i1 * 1];
+          (A + 95728)[128 + i0 * 256 + i1 * 1] = (A + 81392)[i0 * 64 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 118256), 8192, T(0));
+    std::fill_n((A + 103920), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 118256)[64 + i0 * 256 + i1 * 1] = (A + 97776)[i0 * 64 + i1 * 1];
+          (A + 103920)[64 + i0 * 256 + i1 * 1] = (A + 83440)[i0 * 64 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 126448), 8192, T(0));
+    std::fill_n((A + 112112), 8192, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          (A + 126448)[0 + i0 * 256 + i1 * 1] = (A + 99824)[i0 * 64 + i1 * 1];
+          (A + 112112)[0 + i0 * 256 + i1 * 1] = (A + 85488)[i0 * 64 + i1 * 1];
         }
     // fused loop over [32, 256]:
     //   add  (prelude.model:33:23)  [register]
@@ -771,36 +764,36 @@ private:
     //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 101872)[i] + (A + 110064)[i];
-      const T v1 = v0 + (A + 118256)[i];
-      const T v2 = v1 + (A + 126448)[i];
-      (A + 93680)[i] = v2;
+      const T v0 = (A + 87536)[i] + (A + 95728)[i];
+      const T v1 = v0 + (A + 103920)[i];
+      const T v2 = v1 + (A + 112112)[i];
+      (A + 79344)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 64, 256, T(1), (A + 93680), 256, sf_[1].data(), 64, T(0), (A + 101872), 64, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 93680) + o * 256, 256, (A + 779264) + (o * 30 + t) * 256);
-    std::copy_n((A + 101872), 2048, (A + 87520));
-    std::copy_n((A + 91632), 2048, (A + 89568));
+    gemm(false, false, 32, 64, 256, T(1), (A + 79344), 256, sf_[1].data(), 64, T(0), (A + 87536), 64, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 79344) + o * 256, 256, (A + 771072) + (o * 30 + t) * 256);
+    std::copy_n((A + 87536), 2048, (A + 73184));
+    std::copy_n((A + 77296), 2048, (A + 75232));
   }
-  std::copy_n((A + 87520), 2048, (A + 5536));
-  std::copy_n((A + 89568), 2048, (A + 7584));
+  std::copy_n((A + 73184), 2048, (A + 5536));
+  std::copy_n((A + 75232), 2048, (A + 7584));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 1008), 256, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 1008)[i2 * 1] += (A + 779264)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 1008)[i2 * 1] += (A + 771072)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 64, 256, 960, T(1), (A + 717824), 64, (A + 779264), 256, T(0), (A + 5536), 256, threads());
+  gemm(true, false, 64, 256, 960, T(1), (A + 709632), 64, (A + 771072), 256, T(0), (A + 5536), 256, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 779264), 256, T(0), (A + 1264), 256, threads());
+  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 771072), 256, T(0), (A + 1264), 256, threads());
   // fused loop over [256, 1]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (seed_lstm_bn.model:23:1)
@@ -1239,14 +1232,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3008), 256, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 2048, (A + 256960));
-  std::copy_n((A + 960), 2048, (A + 259008));
+  std::copy_n((A + 960), 2048, (A + 248768));
+  std::copy_n((A + 960), 2048, (A + 250816));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3008) + (o * 30 + t) * 256, 256, (A + 248768) + o * 256);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 64, T(1), (A + 256960), 64, sf_[1].data(), 64, T(0), (A + 261056), 256, threads());
+    gemm(false, true, 32, 256, 64, T(1), (A + 248768), 64, sf_[1].data(), 64, T(0), (A + 252864), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -1255,10 +1247,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 248768)[i0 * 256 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 261056)[i0 * 256 + i1 * 1];
+          const T v0 = ((A + 3008) + t * 256)[i0 * 7680 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 252864)[i0 * 256 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 269248)[i0 * 256 + i1 * 1] = v2;
+          (A + 261056)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
     //   slice  (prelude.model:31:26)  [register]
@@ -1278,35 +1270,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 269248)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 261056)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 269248)[64 + i0 * 256 + i1 * 1];
+          const T v2 = (A + 261056)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 269248)[128 + i0 * 256 + i1 * 1];
+          const T v4 = (A + 261056)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 269248)[192 + i0 * 256 + i1 * 1];
+          const T v6 = (A + 261056)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 259008)[i0 * 64 + i1 * 1];
+          const T v8 = v3 * (A + 250816)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 261056)[i0 * 64 + i1 * 1] = v10;
+          (A + 252864)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 263104)[i0 * 64 + i1 * 1] = v12;
+          (A + 254912)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 263104) + o * 64, 64, (A + 281536) + (o * 30 + t) * 64);
-    std::copy_n((A + 263104), 2048, (A + 256960));
-    std::copy_n((A + 261056), 2048, (A + 259008));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254912) + o * 64, 64, (A + 273344) + (o * 30 + t) * 64);
+    std::copy_n((A + 254912), 2048, (A + 248768));
+    std::copy_n((A + 252864), 2048, (A + 250816));
   }
-  std::copy_n((A + 256960), 2048, (A + 277440));
-  std::copy_n((A + 259008), 2048, (A + 279488));
+  std::copy_n((A + 248768), 2048, (A + 269248));
+  std::copy_n((A + 250816), 2048, (A + 271296));
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 281536)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 273344)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -1377,7 +1369,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(1025024);
+      arena_.resize(1016832);
     return arena_.data();
   }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order

@@ -111,14 +111,13 @@ public:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 1024992));
-  std::copy_n((A + 992), 8192, (A + 1033184));
+  std::copy_n((A + 992), 8192, (A + 992224));
+  std::copy_n((A + 992), 8192, (A + 1000416));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 992224) + o * 1024);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 1024992), 256, sf_[1].data(), 256, T(0), (A + 1041376), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -127,10 +126,10 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 992224)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1041376)[i0 * 1024 + i1 * 1];
+          const T v0 = ((A + 9184) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1008608)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1074144)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1041376)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -150,35 +149,35 @@ public:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1074144)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1041376)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1074144)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1041376)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1074144)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1041376)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1074144)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1041376)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1033184)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1000416)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1041376)[i0 * 256 + i1 * 1] = v10;
+          (A + 1008608)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1049568)[i0 * 256 + i1 * 1] = v12;
+          (A + 1016800)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049568) + o * 256, 256, (A + 1123296) + (o * 30 + t) * 256);
-    std::copy_n((A + 1049568), 8192, (A + 1024992));
-    std::copy_n((A + 1041376), 8192, (A + 1033184));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016800) + o * 256, 256, (A + 1090528) + (o * 30 + t) * 256);
+    std::copy_n((A + 1016800), 8192, (A + 992224));
+    std::copy_n((A + 1008608), 8192, (A + 1000416));
   }
-  std::copy_n((A + 1024992), 8192, (A + 1106912));
-  std::copy_n((A + 1033184), 8192, (A + 1115104));
+  std::copy_n((A + 992224), 8192, (A + 1074144));
+  std::copy_n((A + 1000416), 8192, (A + 1082336));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123296)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090528)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -223,14 +222,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 1024992));
-  std::copy_n((A + 992), 8192, (A + 1033184));
+  std::copy_n((A + 992), 8192, (A + 992224));
+  std::copy_n((A + 992), 8192, (A + 1000416));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 992224) + o * 1024);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 1024992), 256, sf_[1].data(), 256, T(0), (A + 1041376), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -239,10 +237,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 992224)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1041376)[i0 * 1024 + i1 * 1];
+          const T v0 = ((A + 9184) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1008608)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1074144)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1041376)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -262,40 +260,40 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1074144)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1041376)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 1041376)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 1074144)[256 + i0 * 1024 + i1 * 1];
+          (A + 1008608)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 1041376)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1049568)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 1074144)[512 + i0 * 1024 + i1 * 1];
+          (A + 1016800)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 1041376)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1057760)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 1074144)[768 + i0 * 1024 + i1 * 1];
+          (A + 1024992)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 1041376)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1065952)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 1033184)[i0 * 256 + i1 * 1];
+          (A + 1033184)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 1000416)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1106912)[i0 * 256 + i1 * 1] = v10;
+          (A + 1074144)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1115104)[i0 * 256 + i1 * 1] = v11;
+          (A + 1082336)[i0 * 256 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1123296)[i0 * 256 + i1 * 1] = v12;
+          (A + 1090528)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1123296) + o * 256, 256, (A + 1147872) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1115104) + o * 256, 256, (A + 1393632) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1065952) + o * 256, 256, (A + 1639392) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1057760) + o * 256, 256, (A + 1885152) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1041376) + o * 256, 256, (A + 2130912) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1033184) + o * 256, 256, (A + 2376672) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049568) + o * 256, 256, (A + 2622432) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1024992) + o * 256, 256, (A + 2868192) + (o * 30 + t) * 256);
-    std::copy_n((A + 1123296), 8192, (A + 1024992));
-    std::copy_n((A + 1106912), 8192, (A + 1033184));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1090528) + o * 256, 256, (A + 1115104) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1082336) + o * 256, 256, (A + 1360864) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1033184) + o * 256, 256, (A + 1606624) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1024992) + o * 256, 256, (A + 1852384) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1008608) + o * 256, 256, (A + 2098144) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000416) + o * 256, 256, (A + 2343904) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016800) + o * 256, 256, (A + 2589664) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992224) + o * 256, 256, (A + 2835424) + (o * 30 + t) * 256);
+    std::copy_n((A + 1090528), 8192, (A + 992224));
+    std::copy_n((A + 1074144), 8192, (A + 1000416));
   }
-  std::copy_n((A + 1024992), 8192, (A + 1131488));
-  std::copy_n((A + 1033184), 8192, (A + 1139680));
+  std::copy_n((A + 992224), 8192, (A + 1098720));
+  std::copy_n((A + 1000416), 8192, (A + 1106912));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -305,7 +303,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1147872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1115104)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -371,20 +369,13 @@ private:
           (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 337168));
-  std::copy_n((A + 992), 8192, (A + 345360));
+  std::copy_n((A + 992), 8192, (A + 279824));
+  std::copy_n((A + 992), 8192, (A + 288016));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1393632) + (o * 30 + t) * 256, 256, (A + 279824) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1639392) + (o * 30 + t) * 256, 256, (A + 288016) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1885152) + (o * 30 + t) * 256, 256, (A + 296208) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2130912) + (o * 30 + t) * 256, 256, (A + 304400) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2376672) + (o * 30 + t) * 256, 256, (A + 312592) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2622432) + (o * 30 + t) * 256, 256, (A + 320784) + o * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2868192) + (o * 30 + t) * 256, 256, (A + 328976) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2835424) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 353552), 1, T(1));
+    std::fill_n((A + 296208), 1, T(1));
     // fused loop over [32, 256]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -409,68 +400,70 @@ private:
     //   mul  (prelude.model:31:20)  [register]
     //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 337168)[i] + (A + 271632)[i];
-      const T v1 = v0 * (A + 279824)[i];
-      const T v2 = (A + 353552)[0] - (A + 288016)[i];
-      const T v3 = (A + 288016)[i] * v2;
-      const T v4 = v1 * v3;
-      (A + 361760)[i] = v4;
-      const T v5 = v0 * (A + 288016)[i];
-      const T v6 = (A + 279824)[i] * (A + 279824)[i];
-      const T v7 = (A + 353552)[0] - v6;
-      const T v8 = v5 * v7;
-      const T v9 = (A + 345360)[i] + v8;
-      const T v10 = v9 * (A + 304400)[i];
-      const T v11 = (A + 296208)[i] * (A + 296208)[i];
-      const T v12 = (A + 353552)[0] - v11;
-      const T v13 = v10 * v12;
-      (A + 369952)[i] = v13;
-      const T v14 = v9 * (A + 312592)[i];
-      const T v15 = (A + 353552)[0] - (A + 320784)[i];
-      const T v16 = (A + 320784)[i] * v15;
-      const T v17 = v14 * v16;
-      (A + 378144)[i] = v17;
-      const T v18 = v9 * (A + 296208)[i];
-      const T v19 = (A + 353552)[0] - (A + 304400)[i];
-      const T v20 = (A + 304400)[i] * v19;
-      const T v21 = v18 * v20;
-      (A + 386336)[i] = v21;
-      const T v22 = v9 * (A + 320784)[i];
-      (A + 353568)[i] = v22;
-    }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 394528), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 394528)[768 + i0 * 1024 + i1 * 1] = (A + 361760)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 279824)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v1 = v0 * ((A + 1360864) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 296208)[0] - ((A + 1606624) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = ((A + 1606624) + t * 256)[i0 * 7680 + i1 * 1] * v2;
+          const T v4 = v1 * v3;
+          (A + 304416)[i0 * 256 + i1 * 1] = v4;
+          const T v5 = v0 * ((A + 1606624) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v6 = ((A + 1360864) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1360864) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = (A + 296208)[0] - v6;
+          const T v8 = v5 * v7;
+          const T v9 = (A + 288016)[i0 * 256 + i1 * 1] + v8;
+          const T v10 = v9 * ((A + 2098144) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v11 = ((A + 1852384) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1852384) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v12 = (A + 296208)[0] - v11;
+          const T v13 = v10 * v12;
+          (A + 312608)[i0 * 256 + i1 * 1] = v13;
+          const T v14 = v9 * ((A + 2343904) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v15 = (A + 296208)[0] - ((A + 2589664) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v16 = ((A + 2589664) + t * 256)[i0 * 7680 + i1 * 1] * v15;
+          const T v17 = v14 * v16;
+          (A + 320800)[i0 * 256 + i1 * 1] = v17;
+          const T v18 = v9 * ((A + 1852384) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v19 = (A + 296208)[0] - ((A + 2098144) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v20 = ((A + 2098144) + t * 256)[i0 * 7680 + i1 * 1] * v19;
+          const T v21 = v18 * v20;
+          (A + 328992)[i0 * 256 + i1 * 1] = v21;
+          const T v22 = v9 * ((A + 2589664) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 296224)[i0 * 256 + i1 * 1] = v22;
+        }
+    // pad  (prelude.model:34:26)
+    std::fill_n((A + 337184), 32768, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          (A + 337184)[768 + i0 * 1024 + i1 * 1] = (A + 304416)[i0 * 256 + i1 * 1];
         }
     // pad  (prelude.model:33:23)
-    std::fill_n((A + 427296), 32768, T(0));
+    std::fill_n((A + 369952), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 427296)[512 + i0 * 1024 + i1 * 1] = (A + 369952)[i0 * 256 + i1 * 1];
+          (A + 369952)[512 + i0 * 1024 + i1 * 1] = (A + 312608)[i0 * 256 + i1 * 1];
         }
     // pad  (prelude.model:32:26)
-    std::fill_n((A + 460064), 32768, T(0));
+    std::fill_n((A + 402720), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 460064)[256 + i0 * 1024 + i1 * 1] = (A + 378144)[i0 * 256 + i1 * 1];
+          (A + 402720)[256 + i0 * 1024 + i1 * 1] = (A + 320800)[i0 * 256 + i1 * 1];
         }
     // pad  (prelude.model:31:26)
-    std::fill_n((A + 492832), 32768, T(0));
+    std::fill_n((A + 435488), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 492832)[0 + i0 * 1024 + i1 * 1] = (A + 386336)[i0 * 256 + i1 * 1];
+          (A + 435488)[0 + i0 * 1024 + i1 * 1] = (A + 328992)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 1024]:
     //   add  (prelude.model:33:23)  [register]
@@ -478,36 +471,36 @@ private:
     //   add  (prelude.model:31:26)
     GRADC_IVDEP
     for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 394528)[i] + (A + 427296)[i];
-      const T v1 = v0 + (A + 460064)[i];
-      const T v2 = v1 + (A + 492832)[i];
-      (A + 361760)[i] = v2;
+      const T v0 = (A + 337184)[i] + (A + 369952)[i];
+      const T v1 = v0 + (A + 402720)[i];
+      const T v2 = v1 + (A + 435488)[i];
+      (A + 304416)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 1024, T(1), (A + 361760), 1024, sf_[1].data(), 256, T(0), (A + 394528), 256, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 361760) + o * 1024, 1024, (A + 3113952) + (o * 30 + t) * 1024);
-    std::copy_n((A + 394528), 8192, (A + 337168));
-    std::copy_n((A + 353568), 8192, (A + 345360));
+    gemm(false, false, 32, 256, 1024, T(1), (A + 304416), 1024, sf_[1].data(), 256, T(0), (A + 337184), 256, threads());
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 304416) + o * 1024, 1024, (A + 3081184) + (o * 30 + t) * 1024);
+    std::copy_n((A + 337184), 8192, (A + 279824));
+    std::copy_n((A + 296224), 8192, (A + 288016));
   }
-  std::copy_n((A + 337168), 8192, (A + 9184));
-  std::copy_n((A + 345360), 8192, (A + 17680));
+  std::copy_n((A + 279824), 8192, (A + 9184));
+  std::copy_n((A + 288016), 8192, (A + 17680));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 976), 1024, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 3113952)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 3081184)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 2868192), 256, (A + 3113952), 1024, T(0), (A + 17680), 1024, threads());
+  gemm(true, false, 256, 1024, 960, T(1), (A + 2835424), 256, (A + 3081184), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3113952), 1024, T(0), (A + 2000), 1024, threads());
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3081184), 1024, T(0), (A + 2000), 1024, threads());
   // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
@@ -654,14 +647,13 @@ private:
   // matmul  (prelude.model:30:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 8192, (A + 1024960));
-  std::copy_n((A + 960), 8192, (A + 1033152));
+  std::copy_n((A + 960), 8192, (A + 992192));
+  std::copy_n((A + 960), 8192, (A + 1000384));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 992192) + o * 1024);
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 1024960), 256, sf_[1].data(), 256, T(0), (A + 1041344), 1024, threads());
+    gemm(false, true, 32, 1024, 256, T(1), (A + 992192), 256, sf_[1].data(), 256, T(0), (A + 1008576), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -670,10 +662,10 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
         {
-          const T v0 = (A + 992192)[i0 * 1024 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1041344)[i0 * 1024 + i1 * 1];
+          const T v0 = ((A + 9152) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
+          const T v1 = v0 + (A + 1008576)[i0 * 1024 + i1 * 1];
           const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1074112)[i0 * 1024 + i1 * 1] = v2;
+          (A + 1041344)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
     //   slice  (prelude.model:31:26)  [register]
@@ -693,35 +685,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1074112)[i0 * 1024 + i1 * 1];
+          const T v0 = (A + 1041344)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          const T v2 = (A + 1074112)[256 + i0 * 1024 + i1 * 1];
+          const T v2 = (A + 1041344)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          const T v4 = (A + 1074112)[512 + i0 * 1024 + i1 * 1];
+          const T v4 = (A + 1041344)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          const T v6 = (A + 1074112)[768 + i0 * 1024 + i1 * 1];
+          const T v6 = (A + 1041344)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          const T v8 = v3 * (A + 1033152)[i0 * 256 + i1 * 1];
+          const T v8 = v3 * (A + 1000384)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1041344)[i0 * 256 + i1 * 1] = v10;
+          (A + 1008576)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
           const T v12 = v7 * v11;
-          (A + 1049536)[i0 * 256 + i1 * 1] = v12;
+          (A + 1016768)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1049536) + o * 256, 256, (A + 1123264) + (o * 30 + t) * 256);
-    std::copy_n((A + 1049536), 8192, (A + 1024960));
-    std::copy_n((A + 1041344), 8192, (A + 1033152));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016768) + o * 256, 256, (A + 1090496) + (o * 30 + t) * 256);
+    std::copy_n((A + 1016768), 8192, (A + 992192));
+    std::copy_n((A + 1008576), 8192, (A + 1000384));
   }
-  std::copy_n((A + 1024960), 8192, (A + 1106880));
-  std::copy_n((A + 1033152), 8192, (A + 1115072));
+  std::copy_n((A + 992192), 8192, (A + 1074112));
+  std::copy_n((A + 1000384), 8192, (A + 1082304));
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1123264)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090496)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -746,7 +738,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(4096992);
+      arena_.resize(4064224);
     return arena_.data();
   }
   std::vector<T> sf_[6];       // float state (params, buffers, optimizer), spec order
