@@ -324,6 +324,22 @@ private:
       o << pad << fmt::format("std::fill_n({}, {}, {});\n", ptr(n.results[0]), n.results[0]->type.numel(),
                               n.op == Op::Max ? "-INFINITY" : "T(0)");
     }
+    // Where each stored elementwise member writes: its buffer (row-major, stride 0), or a
+    // stacked output's step in place.
+    std::vector<size_t> outIndex(l.nodes.size(), 0);
+    std::vector<std::string> outBase(l.nodes.size());
+    for (size_t k = 0; k < l.nodes.size(); ++k) {
+      const Value *r = l.nodes[k]->results[0];
+      if (!l.stored[k] || hasTrait(l.nodes[k]->op, TR_REDUCTION))
+        continue;
+      outBase[k] = layout_.seqViews.count(r) ? ref(r) : ptr(r);
+      if (!layout_.seqViews.count(r))
+        continue;
+      auto st = layout_.memStrides(r);
+      outIndex[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
+      if (outIndex[k] == strides.size())
+        strides.push_back(st);
+    }
     loops(o, ind, l.shape, strides, [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
       std::string ip(i2, ' ');
       for (size_t k = 0; k < l.nodes.size(); ++k) {
@@ -351,7 +367,7 @@ private:
           e = x[0]; // indexed: the read itself
         oo << ip << fmt::format("const T v{} = {};\n", k, e);
         if (l.stored[k])
-          oo << ip << fmt::format("{}[{}] = v{};\n", ptr(n.results[0]), off[0], k);
+          oo << ip << fmt::format("{}[{}] = v{};\n", outBase[k], off[outIndex[k]], k);
       }
     }, independent);
     for (size_t k = 0; k < l.nodes.size(); ++k)
@@ -622,10 +638,16 @@ private:
       else
         stepCopy(o, ind + 2, n.operands[s]->type.shape, axis, ref(n.operands[s]), ptr(b.args[s]), true);
     }
+    for (size_t y = ncarry; y < b.yields.size(); ++y) {
+      auto view = layout_.seqViews.find(b.yields[y]);
+      if (view != layout_.seqViews.end()) // written in place
+        alias_[b.yields[y]] = fmt::format("({} + t * {})", ptr(n.results[y]), view->second.step);
+    }
     body(b, o, ind + 2);
     // Stacked outputs, then the next carries (read every yield before writing any carry).
     for (size_t y = ncarry; y < b.yields.size(); ++y)
-      stepCopy(o, ind + 2, n.results[y]->type.shape, axis, ptr(n.results[y]), ref(b.yields[y]), false);
+      if (!layout_.seqViews.count(b.yields[y]))
+        stepCopy(o, ind + 2, n.results[y]->type.shape, axis, ptr(n.results[y]), ref(b.yields[y]), false);
     // Unless a carry's next value is another carry's argument (a swap), each next value is
     // copied straight into its argument's buffer and the results are copied once at the end;
     // otherwise through the result buffers, so that every yield is read before any is written.

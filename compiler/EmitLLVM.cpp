@@ -423,7 +423,18 @@ private:
       }
       local[n.results[0]] = k;
       if (l.stored[k] || hasTrait(n.op, TR_REDUCTION))
-        outs[k] = ptr(n.results[0]);
+        outs[k] = layout_.seqViews.count(n.results[0]) ? ref(n.results[0]) : ptr(n.results[0]);
+    }
+    // A stored member that is a stacked output's step writes it in place, at its strides.
+    std::vector<size_t> outIndex(l.nodes.size(), 0);
+    for (size_t k = 0; k < l.nodes.size(); ++k) {
+      const Value *r = l.nodes[k]->results[0];
+      if (!layout_.seqViews.count(r) || hasTrait(l.nodes[k]->op, TR_REDUCTION))
+        continue;
+      Strides st = layout_.memStrides(r);
+      outIndex[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
+      if (outIndex[k] == strides.size())
+        strides.push_back(st);
     }
     // A reduction member accumulates into its result, zeroed (or -inf for max) first, at the
     // element's index with the reduced axes dropped.
@@ -455,7 +466,7 @@ private:
         v[k] = elementwise(n, x);
         v[k]->setName(irName(n.results[0]));
         if (outs[k])
-          store(v[k], outs[k], off[0]);
+          store(v[k], outs[k], off[outIndex[k]]);
       }
     }, independent, "fused");
     for (const Node *n : l.nodes)
@@ -760,10 +771,16 @@ private:
         else
           stepCopy(n.operands[s]->type.shape, axis, ref(n.operands[s]), ptr(b.args[s]), t, true);
       }
+      for (size_t y = ncarry; y < b.yields.size(); ++y) {
+        auto view = layout_.seqViews.find(b.yields[y]);
+        if (view != layout_.seqViews.end()) // written in place
+          alias_[b.yields[y]] = gep(ptr(n.results[y]), b_.CreateMul(t, ci(view->second.step)));
+      }
       body(b);
       // Stacked outputs, then the next carries (read every yield before writing any carry).
       for (size_t y = ncarry; y < b.yields.size(); ++y)
-        stepCopy(n.results[y]->type.shape, axis, ptr(n.results[y]), ref(b.yields[y]), t, false);
+        if (!layout_.seqViews.count(b.yields[y]))
+          stepCopy(n.results[y]->type.shape, axis, ptr(n.results[y]), ref(b.yields[y]), t, false);
       for (int64_t c = 0; c < ncarry; ++c)
         if (b.yields[c] != b.args[nseq + c])
           copy(swap ? ptr(n.results[c]) : ptr(b.args[nseq + c]), ref(b.yields[c]), b.args[nseq + c]->type.numel());

@@ -137,32 +137,53 @@ void LoopLevel::planGraphLoops(const Graph &g) {
 
 void LoopLevel::planSeqViews(const Node &scan) {
   const Graph &b = *scan.body;
-  const int64_t axis = scan.getInt("axis"), nseq = scan.getInt("nseq");
-  std::unordered_map<const Node *, bool> inFusedLoop;
+  const int64_t axis = scan.getInt("axis"), nseq = scan.getInt("nseq"), ncarry = scan.getInt("ncarry");
+  std::unordered_map<const Node *, const FusedLoop *> loopOf;
   for (const FusedLoop &l : loops.at(&b))
     for (const Node *n : l.nodes)
-      inFusedLoop[n] = l.fused();
-  for (int64_t s = 0; s < nseq; ++s) {
-    const Value *arg = b.args[s], *stacked = scan.operands[s];
-    const auto &shape = stacked->type.shape;
-    if (axis + 1 >= static_cast<int64_t>(shape.size())) // a step's rows must stay contiguous
-      continue;
-    bool ok = std::find(b.yields.begin(), b.yields.end(), arg) == b.yields.end(), used = false;
+      loopOf[n] = &l;
+  auto inFusedLoop = [&](const Node *n) {
+    auto it = loopOf.find(n);
+    return it != loopOf.end() && it->second->fused();
+  };
+  // Every reader of v in the body takes memory strides; v is yielded at most once (as `yield`).
+  auto readersTakeStrides = [&](const Value *v, size_t yieldedAt) {
+    for (size_t y = 0; y < b.yields.size(); ++y)
+      if (b.yields[y] == v && y != yieldedAt)
+        return false;
     for (const auto &n : b.nodes)
-      for (size_t j = 0; j < n->operands.size() && ok; ++j) {
-        if (n->operands[j] != arg)
+      for (size_t j = 0; j < n->operands.size(); ++j) {
+        if (n->operands[j] != v)
           continue;
-        used = true;
-        const bool matrix = n->op == Op::MatMul && j < 2 && arg->type.rank() == 2 && n->operands[1 - j]->type.rank() == 2;
-        const bool fused = inFusedLoop.count(n.get()) && inFusedLoop.at(n.get()) && n->op != Op::Reshape;
-        ok = !n->body && (matrix || fused);
+        const bool matrix = n->op == Op::MatMul && j < 2 && v->type.rank() == 2 && n->operands[1 - j]->type.rank() == 2;
+        if (n->body || !(matrix || (inFusedLoop(n.get()) && n->op != Op::Reshape)))
+          return false;
       }
-    if (!ok || !used)
-      continue;
-    std::vector<int64_t> st = stridesOf(shape);
+    return true;
+  };
+  auto view = [&](const Value *stacked) {
+    std::vector<int64_t> st = stridesOf(stacked->type.shape);
     const int64_t step = st[axis];
     st.erase(st.begin() + axis);
-    seqViews[arg] = {stacked, step, st};
+    return SeqView{stacked, step, st};
+  };
+  const auto contiguousRows = [&](const Value *stacked) { return axis + 1 < static_cast<int64_t>(stacked->type.rank()); };
+  for (int64_t s = 0; s < nseq; ++s) {
+    const Value *arg = b.args[s];
+    const bool used = std::any_of(b.nodes.begin(), b.nodes.end(), [&](const auto &n) {
+      return std::find(n->operands.begin(), n->operands.end(), arg) != n->operands.end();
+    });
+    if (used && contiguousRows(scan.operands[s]) && readersTakeStrides(arg, b.yields.size()) &&
+        std::find(b.yields.begin(), b.yields.end(), arg) == b.yields.end())
+      seqViews[arg] = view(scan.operands[s]);
+  }
+  for (size_t y = ncarry; y < b.yields.size(); ++y) {
+    const Value *v = b.yields[y];
+    const Node *d = v->def;
+    if (!d || d->parent != &b || !inFusedLoop(d) || !hasTrait(d->op, TR_ELEMENTWISE) || seqViews.count(v))
+      continue;
+    if (contiguousRows(scan.results[y]) && readersTakeStrides(v, y))
+      seqViews[v] = view(scan.results[y]);
   }
 }
 

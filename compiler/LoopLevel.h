@@ -33,8 +33,9 @@ std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t 
 /// `mem` gives the memory strides of the operand's axes (row-major when empty).
 std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank, const std::vector<int64_t> &mem = {});
 
-/// A scan body's sequence argument read in place from the stacked operand instead of being
-/// copied out each step: element i of step t is at stacked + t·step + Σ i[a]·strides[a].
+/// A scan body's step of a stacked tensor used in place instead of being copied each step: a
+/// sequence argument read from the stacked operand, or a stacked output written straight
+/// into the scan's result. Element i of step t is at stacked + t·step + Σ i[a]·strides[a].
 struct SeqView {
   const Value *stacked = nullptr;
   int64_t step = 0;
@@ -65,8 +66,9 @@ public:
   std::unordered_map<const Value *, int64_t> offset;             ///< Arena offset of every slot.
   std::unordered_map<const Graph *, std::vector<FusedLoop>> loops; ///< Each graph's loops, in run order.
   std::unordered_set<const Value *> folded;                        ///< Transposes no buffer holds.
-  /// Sequence arguments read in place: every reader is a fused loop or a 2-D matmul (which
-  /// take memory strides), so the step is not copied out (with fusion on only).
+  /// Steps used in place (with fusion on only): sequence arguments whose readers are all
+  /// fused loops or 2-D matmuls (which take memory strides), and stacked outputs that a fused
+  /// loop computes elementwise and only such readers read.
   std::unordered_map<const Value *, SeqView> seqViews;
   int64_t arenaSize = 0;    ///< Elements: the largest graph's plan.
   int64_t unsharedSize = 0; ///< Elements if no two values shared memory (all graphs).

@@ -307,38 +307,33 @@ private:
         {
           const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 992320)[i0 * 128 + i1 * 1] = v1;
+          ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1] = v1;
           const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1000512)[i0 * 128 + i1 * 1] = v3;
+          ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1] = v3;
           const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1008704)[i0 * 128 + i1 * 1] = v5;
+          ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1] = v5;
           const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1016896)[i0 * 128 + i1 * 1] = v7;
+          ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1] = v7;
           const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1057856)[i0 * 128 + i1 * 1] = v10;
+          (A + 992320)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1066048)[i0 * 128 + i1 * 1] = v11;
+          ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1074240)[i0 * 128 + i1 * 1] = v12;
+          (A + 1000512)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074240) + o * 128, 128, (A + 1098816) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1066048) + o * 128, 128, (A + 1328192) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016896) + o * 128, 128, (A + 1557568) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008704) + o * 128, 128, (A + 1786944) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 992320) + o * 128, 128, (A + 2016320) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984128) + o * 128, 128, (A + 2245696) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 2475072) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975936) + o * 128, 128, (A + 2704448) + (o * 28 + t) * 128);
-    std::copy_n((A + 1074240), 8192, (A + 975936));
-    std::copy_n((A + 1057856), 8192, (A + 984128));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 1074240) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984128) + o * 128, 128, (A + 2221120) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975936) + o * 128, 128, (A + 2679872) + (o * 28 + t) * 128);
+    std::copy_n((A + 1000512), 8192, (A + 975936));
+    std::copy_n((A + 992320), 8192, (A + 984128));
   }
-  std::copy_n((A + 975936), 8192, (A + 1082432));
-  std::copy_n((A + 984128), 8192, (A + 1090624));
+  std::copy_n((A + 975936), 8192, (A + 1057856));
+  std::copy_n((A + 984128), 8192, (A + 1066048));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -348,7 +343,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1098816)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1074240)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
@@ -444,7 +439,7 @@ private:
   std::copy_n((A + 50240), 8192, (A + 324480));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2704448) + (o * 28 + t) * 128, 128, (A + 308096) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2679872) + (o * 28 + t) * 128, 128, (A + 308096) + o * 128);
     // const  (prelude.model:36:21)
     std::fill_n((A + 332672), 1, T(1));
     // fused loop over [64, 128]:
@@ -476,32 +471,32 @@ private:
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           const T v0 = (A + 316288)[i0 * 128 + i1 * 1] + ((A + 78720) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v1 = v0 * ((A + 1328192) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v2 = (A + 332672)[0] - ((A + 1557568) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v3 = ((A + 1557568) + t * 128)[i0 * 3584 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v2 = (A + 332672)[0] - ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v3 = ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1] * v2;
           const T v4 = v1 * v3;
           (A + 340880)[i0 * 128 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 1557568) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v6 = ((A + 1328192) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1328192) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v5 = v0 * ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v6 = ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1];
           const T v7 = (A + 332672)[0] - v6;
           const T v8 = v5 * v7;
           const T v9 = (A + 324480)[i0 * 128 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 2016320) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v11 = ((A + 1786944) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1786944) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v10 = v9 * ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v11 = ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1];
           const T v12 = (A + 332672)[0] - v11;
           const T v13 = v10 * v12;
           (A + 349072)[i0 * 128 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 2245696) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v15 = (A + 332672)[0] - ((A + 2475072) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v16 = ((A + 2475072) + t * 128)[i0 * 3584 + i1 * 1] * v15;
+          const T v14 = v9 * ((A + 2221120) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v15 = (A + 332672)[0] - ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v16 = ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1] * v15;
           const T v17 = v14 * v16;
           (A + 357264)[i0 * 128 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 1786944) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v19 = (A + 332672)[0] - ((A + 2016320) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v20 = ((A + 2016320) + t * 128)[i0 * 3584 + i1 * 1] * v19;
+          const T v18 = v9 * ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v19 = (A + 332672)[0] - ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v20 = ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1] * v19;
           const T v21 = v18 * v20;
           (A + 365456)[i0 * 128 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 2475072) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v22 = v9 * ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
           (A + 332688)[i0 * 128 + i1 * 1] = v22;
         }
     // pad  (prelude.model:34:26)
@@ -540,17 +535,18 @@ private:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 373648)[i] + (A + 406416)[i];
-      const T v1 = v0 + (A + 439184)[i];
-      const T v2 = v1 + (A + 471952)[i];
-      (A + 340880)[i] = v2;
-    }
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 512; ++i1)
+        {
+          const T v0 = (A + 373648)[i0 * 512 + i1 * 1] + (A + 406416)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + (A + 439184)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + (A + 471952)[i0 * 512 + i1 * 1];
+          ((A + 2909248) + t * 512)[i0 * 14336 + i1 * 1] = v2;
+        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 128, 512, T(1), (A + 340880), 512, sf_[1].data(), 128, T(0), (A + 373648), 128, threads());
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 340880) + o * 512, 512, (A + 2933824) + (o * 28 + t) * 512);
-    std::copy_n((A + 373648), 8192, (A + 316288));
+    gemm(false, false, 64, 128, 512, T(1), ((A + 2909248) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 340880), 128, threads());
+    std::copy_n((A + 340880), 8192, (A + 316288));
     std::copy_n((A + 332688), 8192, (A + 324480));
   }
   std::copy_n((A + 316288), 8192, (A + 58432));
@@ -561,17 +557,17 @@ private:
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50208)[i2 * 1] += (A + 2933824)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50208)[i2 * 1] += (A + 2909248)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2704448), 128, (A + 2933824), 512, T(0), (A + 67920), 512, threads());
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2679872), 128, (A + 2909248), 512, T(0), (A + 67920), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 2933824), 512, T(0), (A + 50720), 512, threads());
+  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 2909248), 512, T(0), (A + 50720), 512, threads());
   // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
@@ -1008,7 +1004,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(3851328);
+      arena_.resize(3826752);
     return arena_.data();
   }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order

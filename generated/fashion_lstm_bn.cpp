@@ -384,38 +384,33 @@ private:
         {
           const T v0 = (A + 1025120)[i0 * 512 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 992352)[i0 * 128 + i1 * 1] = v1;
+          ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1] = v1;
           const T v2 = (A + 1025120)[128 + i0 * 512 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1000544)[i0 * 128 + i1 * 1] = v3;
+          ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1] = v3;
           const T v4 = (A + 1025120)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1008736)[i0 * 128 + i1 * 1] = v5;
+          ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1] = v5;
           const T v6 = (A + 1025120)[384 + i0 * 512 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1016928)[i0 * 128 + i1 * 1] = v7;
+          ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1] = v7;
           const T v8 = v3 * (A + 984160)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1057888)[i0 * 128 + i1 * 1] = v10;
+          (A + 992352)[i0 * 128 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1066080)[i0 * 128 + i1 * 1] = v11;
+          ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1074272)[i0 * 128 + i1 * 1] = v12;
+          (A + 1000544)[i0 * 128 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1074272) + o * 128, 128, (A + 1098848) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1066080) + o * 128, 128, (A + 1328224) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1016928) + o * 128, 128, (A + 1557600) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1008736) + o * 128, 128, (A + 1786976) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 992352) + o * 128, 128, (A + 2016352) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984160) + o * 128, 128, (A + 2245728) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000544) + o * 128, 128, (A + 2475104) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975968) + o * 128, 128, (A + 2704480) + (o * 28 + t) * 128);
-    std::copy_n((A + 1074272), 8192, (A + 975968));
-    std::copy_n((A + 1057888), 8192, (A + 984160));
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000544) + o * 128, 128, (A + 1074272) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984160) + o * 128, 128, (A + 2221152) + (o * 28 + t) * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975968) + o * 128, 128, (A + 2679904) + (o * 28 + t) * 128);
+    std::copy_n((A + 1000544), 8192, (A + 975968));
+    std::copy_n((A + 992352), 8192, (A + 984160));
   }
-  std::copy_n((A + 975968), 8192, (A + 1082464));
-  std::copy_n((A + 984160), 8192, (A + 1090656));
+  std::copy_n((A + 975968), 8192, (A + 1057888));
+  std::copy_n((A + 984160), 8192, (A + 1066080));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -425,7 +420,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1098848)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
+          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1074272)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
@@ -697,7 +692,7 @@ private:
   std::copy_n((A + 50272), 8192, (A + 329696));
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2704480) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
+    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 2679904) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
     // const  (prelude.model:36:21)
     std::fill_n((A + 337888), 1, T(1));
     // fused loop over [64, 128]:
@@ -729,32 +724,32 @@ private:
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           const T v0 = (A + 321504)[i0 * 128 + i1 * 1] + ((A + 83936) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v1 = v0 * ((A + 1328224) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v2 = (A + 337888)[0] - ((A + 1557600) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v3 = ((A + 1557600) + t * 128)[i0 * 3584 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v2 = (A + 337888)[0] - ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v3 = ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1] * v2;
           const T v4 = v1 * v3;
           (A + 346096)[i0 * 128 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 1557600) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v6 = ((A + 1328224) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1328224) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v5 = v0 * ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v6 = ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
           const T v7 = (A + 337888)[0] - v6;
           const T v8 = v5 * v7;
           const T v9 = (A + 329696)[i0 * 128 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 2016352) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v11 = ((A + 1786976) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1786976) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v10 = v9 * ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v11 = ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
           const T v12 = (A + 337888)[0] - v11;
           const T v13 = v10 * v12;
           (A + 354288)[i0 * 128 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 2245728) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v15 = (A + 337888)[0] - ((A + 2475104) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v16 = ((A + 2475104) + t * 128)[i0 * 3584 + i1 * 1] * v15;
+          const T v14 = v9 * ((A + 2221152) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v15 = (A + 337888)[0] - ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v16 = ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1] * v15;
           const T v17 = v14 * v16;
           (A + 362480)[i0 * 128 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 1786976) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v19 = (A + 337888)[0] - ((A + 2016352) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v20 = ((A + 2016352) + t * 128)[i0 * 3584 + i1 * 1] * v19;
+          const T v18 = v9 * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v19 = (A + 337888)[0] - ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v20 = ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1] * v19;
           const T v21 = v18 * v20;
           (A + 370672)[i0 * 128 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 2475104) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v22 = v9 * ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
           (A + 337904)[i0 * 128 + i1 * 1] = v22;
         }
     // pad  (prelude.model:34:26)
@@ -793,17 +788,18 @@ private:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 378864)[i] + (A + 411632)[i];
-      const T v1 = v0 + (A + 444400)[i];
-      const T v2 = v1 + (A + 477168)[i];
-      (A + 346096)[i] = v2;
-    }
+    for (int64_t i0 = 0; i0 < 64; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 512; ++i1)
+        {
+          const T v0 = (A + 378864)[i0 * 512 + i1 * 1] + (A + 411632)[i0 * 512 + i1 * 1];
+          const T v1 = v0 + (A + 444400)[i0 * 512 + i1 * 1];
+          const T v2 = v1 + (A + 477168)[i0 * 512 + i1 * 1];
+          ((A + 2909280) + t * 512)[i0 * 14336 + i1 * 1] = v2;
+        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 128, 512, T(1), (A + 346096), 512, sf_[1].data(), 128, T(0), (A + 378864), 128, threads());
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 346096) + o * 512, 512, (A + 2933856) + (o * 28 + t) * 512);
-    std::copy_n((A + 378864), 8192, (A + 321504));
+    gemm(false, false, 64, 128, 512, T(1), ((A + 2909280) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 346096), 128, threads());
+    std::copy_n((A + 346096), 8192, (A + 321504));
     std::copy_n((A + 337904), 8192, (A + 329696));
   }
   std::copy_n((A + 321504), 8192, (A + 67424));
@@ -814,17 +810,17 @@ private:
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50240)[i2 * 1] += (A + 2933856)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50240)[i2 * 1] += (A + 2909280)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2704480), 128, (A + 2933856), 512, T(0), (A + 67424), 512, threads());
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2679904), 128, (A + 2909280), 512, T(0), (A + 67424), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 2933856), 512, T(0), (A + 132960), 512, threads());
+  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 2909280), 512, T(0), (A + 132960), 512, threads());
   // fused loop over [512, 28]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (fashion_lstm_bn.model:22:1)
@@ -1394,7 +1390,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(3851360);
+      arena_.resize(3826784);
     return arena_.data();
   }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order

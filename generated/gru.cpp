@@ -311,36 +311,32 @@ private:
           const T v1 = (A + 151536)[i0 * 144 + i1 * 1];
           const T v2 = v0 + v1;
           const T v3 = fsigmoid(v2);
-          (A + 142320)[i0 * 48 + i1 * 1] = v3;
+          ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1] = v3;
           const T v4 = (A + 146928)[48 + i0 * 144 + i1 * 1];
           const T v5 = (A + 151536)[48 + i0 * 144 + i1 * 1];
           const T v6 = v4 + v5;
           const T v7 = fsigmoid(v6);
-          (A + 143856)[i0 * 48 + i1 * 1] = v7;
+          ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1] = v7;
           const T v8 = (A + 146928)[96 + i0 * 144 + i1 * 1];
           const T v9 = (A + 151536)[96 + i0 * 144 + i1 * 1];
-          (A + 145392)[i0 * 48 + i1 * 1] = v9;
+          (A + 142320)[i0 * 48 + i1 * 1] = v9;
           const T v10 = v3 * v9;
           const T v11 = v8 + v10;
           const T v12 = ftanh(v11);
-          (A + 156144)[i0 * 48 + i1 * 1] = v12;
+          ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1] = v12;
           const T v13 = (A + 140768)[0] - v7;
-          (A + 157680)[i0 * 48 + i1 * 1] = v13;
+          ((A + 342000) + t * 48)[i0 * 1440 + i1 * 1] = v13;
           const T v14 = v13 * v12;
           const T v15 = v7 * (A + 140784)[i0 * 48 + i1 * 1];
           const T v16 = v14 + v15;
-          (A + 159216)[i0 * 48 + i1 * 1] = v16;
+          (A + 143856)[i0 * 48 + i1 * 1] = v16;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 159216) + o * 48, 48, (A + 162288) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 140784) + o * 48, 48, (A + 208368) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 143856) + o * 48, 48, (A + 254448) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 156144) + o * 48, 48, (A + 300528) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 157680) + o * 48, 48, (A + 346608) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 145392) + o * 48, 48, (A + 392688) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142320) + o * 48, 48, (A + 438768) + (o * 30 + t) * 48);
-    std::copy_n((A + 159216), 1536, (A + 140784));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 143856) + o * 48, 48, (A + 157680) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 140784) + o * 48, 48, (A + 203760) + (o * 30 + t) * 48);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142320) + o * 48, 48, (A + 388080) + (o * 30 + t) * 48);
+    std::copy_n((A + 143856), 1536, (A + 140784));
   }
-  std::copy_n((A + 140784), 1536, (A + 160752));
+  std::copy_n((A + 140784), 1536, (A + 156144));
   // reshape  (gru.model:22:12)
   // (a view of its operand)
   // transpose  (gru.model:22:12): folded into the matmul that reads it
@@ -350,7 +346,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 162288)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
+          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
   // reshape  (gru.model:39:17)
   // (a view of its operand)
@@ -443,27 +439,27 @@ private:
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
           const T v0 = (A + 51760)[i0 * 48 + i1 * 1] + ((A + 5680) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v1 = v0 * ((A + 346608) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v2 = ((A + 300528) + t * 48)[i0 * 1440 + i1 * 1] * ((A + 300528) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v1 = v0 * ((A + 342000) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v2 = ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1] * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
           const T v3 = (A + 53296)[0] - v2;
           const T v4 = v1 * v3;
           (A + 54848)[i0 * 48 + i1 * 1] = v4;
-          const T v5 = v4 * ((A + 438768) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v5 = v4 * ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
           (A + 56384)[i0 * 48 + i1 * 1] = v5;
-          const T v6 = v0 * ((A + 208368) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v7 = v0 * ((A + 300528) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v6 = v0 * ((A + 203760) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v7 = v0 * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
           const T v8 = -v7;
           const T v9 = v6 + v8;
-          const T v10 = (A + 53296)[0] - ((A + 254448) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v11 = ((A + 254448) + t * 48)[i0 * 1440 + i1 * 1] * v10;
+          const T v10 = (A + 53296)[0] - ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v11 = ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1] * v10;
           const T v12 = v9 * v11;
           (A + 57920)[i0 * 48 + i1 * 1] = v12;
-          const T v13 = v4 * ((A + 392688) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v14 = (A + 53296)[0] - ((A + 438768) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v15 = ((A + 438768) + t * 48)[i0 * 1440 + i1 * 1] * v14;
+          const T v13 = v4 * ((A + 388080) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v14 = (A + 53296)[0] - ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v15 = ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1] * v14;
           const T v16 = v13 * v15;
           (A + 59456)[i0 * 48 + i1 * 1] = v16;
-          const T v17 = v0 * ((A + 254448) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v17 = v0 * ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
           (A + 53312)[i0 * 48 + i1 * 1] = v17;
         }
     // pad  (gru.model:27:39)
@@ -503,24 +499,24 @@ private:
     //   add  (gru.model:25:34)
     //   add  (gru.model:26:21)  [register]
     //   add  (gru.model:25:21)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 4608; ++i) {
-      const T v0 = (A + 60992)[i] + (A + 70208)[i];
-      const T v1 = v0 + (A + 54848)[i];
-      (A + 74816)[i] = v1;
-      const T v2 = (A + 65600)[i] + (A + 70208)[i];
-      const T v3 = v2 + (A + 54848)[i];
-      (A + 79424)[i] = v3;
-    }
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 144; ++i1)
+        {
+          const T v0 = (A + 60992)[i0 * 144 + i1 * 1] + (A + 70208)[i0 * 144 + i1 * 1];
+          const T v1 = v0 + (A + 54848)[i0 * 144 + i1 * 1];
+          ((A + 618480) + t * 144)[i0 * 4320 + i1 * 1] = v1;
+          const T v2 = (A + 65600)[i0 * 144 + i1 * 1] + (A + 70208)[i0 * 144 + i1 * 1];
+          const T v3 = v2 + (A + 54848)[i0 * 144 + i1 * 1];
+          ((A + 480240) + t * 144)[i0 * 4320 + i1 * 1] = v3;
+        }
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 48, 144, T(1), (A + 74816), 144, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
+    gemm(false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
       (A + 56384)[i] = (A + 53312)[i] + (A + 54848)[i];
     }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 79424) + o * 144, 144, (A + 484848) + (o * 30 + t) * 144);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 74816) + o * 144, 144, (A + 623088) + (o * 30 + t) * 144);
     std::copy_n((A + 56384), 1536, (A + 51760));
   }
   std::copy_n((A + 51760), 1536, (A + 2528));
@@ -534,20 +530,20 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 144; ++i2)
         {
-          (A + 992)[i2 * 1] += (A + 484848)[i0 * 4320 + i1 * 144 + i2 * 1];
-          (A + 1136)[i2 * 1] += (A + 623088)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 992)[i2 * 1] += (A + 480240)[i0 * 4320 + i1 * 144 + i2 * 1];
+          (A + 1136)[i2 * 1] += (A + 618480)[i0 * 4320 + i1 * 144 + i2 * 1];
         }
   // reshape  (gru.model:22:12)
   // (a view of its operand)
   // matmul  (gru.model:22:12)
-  gemm(true, false, 48, 144, 960, T(1), (A + 208368), 48, (A + 623088), 144, T(0), (A + 4112), 144, threads());
+  gemm(true, false, 48, 144, 960, T(1), (A + 203760), 48, (A + 618480), 144, T(0), (A + 4112), 144, threads());
   // reshape  (gru.model:23:15)
   // (a view of its operand)
   // reshape  (gru.model:23:15)
   // (a view of its operand)
   // transpose  (gru.model:23:15): folded into the matmul that reads it
   // matmul  (gru.model:23:15)
-  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 484848), 144, T(0), (A + 1280), 144, threads());
+  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 480240), 144, T(0), (A + 1280), 144, threads());
   // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
@@ -1001,7 +997,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(761328);
+      arena_.resize(756720);
     return arena_.data();
   }
   std::vector<T> sf_[19];       // float state (params, buffers, optimizer), spec order

@@ -536,38 +536,33 @@ private:
         {
           const T v0 = (A + 44912)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 42864)[i0 * 32 + i1 * 1] = v1;
+          ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] = v1;
           const T v2 = (A + 44912)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 43376)[i0 * 32 + i1 * 1] = v3;
+          ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] = v3;
           const T v4 = (A + 44912)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 43888)[i0 * 32 + i1 * 1] = v5;
+          ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] = v5;
           const T v6 = (A + 44912)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 44400)[i0 * 32 + i1 * 1] = v7;
+          ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] = v7;
           const T v8 = v3 * (A + 42352)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 46960)[i0 * 32 + i1 * 1] = v10;
+          (A + 42864)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 47472)[i0 * 32 + i1 * 1] = v11;
+          ((A + 58224) + t * 32)[i0 * 640 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 47984)[i0 * 32 + i1 * 1] = v12;
+          (A + 43376)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 47984) + o * 32, 32, (A + 49520) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 47472) + o * 32, 32, (A + 59760) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 44400) + o * 32, 32, (A + 70000) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43888) + o * 32, 32, (A + 80240) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 42864) + o * 32, 32, (A + 90480) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 42352) + o * 32, 32, (A + 100720) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43376) + o * 32, 32, (A + 110960) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 41840) + o * 32, 32, (A + 121200) + (o * 20 + t) * 32);
-    std::copy_n((A + 47984), 512, (A + 41840));
-    std::copy_n((A + 46960), 512, (A + 42352));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43376) + o * 32, 32, (A + 47984) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 42352) + o * 32, 32, (A + 99184) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 41840) + o * 32, 32, (A + 119664) + (o * 20 + t) * 32);
+    std::copy_n((A + 43376), 512, (A + 41840));
+    std::copy_n((A + 42864), 512, (A + 42352));
   }
-  std::copy_n((A + 41840), 512, (A + 48496));
-  std::copy_n((A + 42352), 512, (A + 49008));
+  std::copy_n((A + 41840), 512, (A + 46960));
+  std::copy_n((A + 42352), 512, (A + 47472));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -583,15 +578,15 @@ private:
         (A + 880)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
       }
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 49520), 32, sf_[4].data(), 32, T(0), (A + 4976), 128, threads());
+  gemm(false, true, 320, 128, 32, T(1), (A + 47984), 32, sf_[4].data(), 32, T(0), (A + 4976), 128, threads());
   // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 131440));
-  std::copy_n((A + 368), 512, (A + 131952));
+  std::copy_n((A + 368), 512, (A + 129904));
+  std::copy_n((A + 368), 512, (A + 130416));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 131440), 32, sf_[5].data(), 32, T(0), (A + 132464), 128, threads());
+    gemm(false, true, 16, 128, 32, T(1), (A + 129904), 32, sf_[5].data(), 32, T(0), (A + 130928), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -601,9 +596,9 @@ private:
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           const T v0 = ((A + 4976) + t * 128)[i0 * 2560 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 132464)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + (A + 130928)[i0 * 128 + i1 * 1];
           const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 134512)[i0 * 128 + i1 * 1] = v2;
+          (A + 132976)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
     //   slice  (prelude.model:31:26)  [register]
@@ -623,40 +618,35 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 134512)[i0 * 128 + i1 * 1];
+          const T v0 = (A + 132976)[i0 * 128 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 132464)[i0 * 32 + i1 * 1] = v1;
-          const T v2 = (A + 134512)[32 + i0 * 128 + i1 * 1];
+          ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] = v1;
+          const T v2 = (A + 132976)[32 + i0 * 128 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 132976)[i0 * 32 + i1 * 1] = v3;
-          const T v4 = (A + 134512)[64 + i0 * 128 + i1 * 1];
+          ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] = v3;
+          const T v4 = (A + 132976)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 133488)[i0 * 32 + i1 * 1] = v5;
-          const T v6 = (A + 134512)[96 + i0 * 128 + i1 * 1];
+          ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] = v5;
+          const T v6 = (A + 132976)[96 + i0 * 128 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 134000)[i0 * 32 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 131952)[i0 * 32 + i1 * 1];
+          ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] = v7;
+          const T v8 = v3 * (A + 130416)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 136560)[i0 * 32 + i1 * 1] = v10;
+          (A + 130928)[i0 * 32 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 137072)[i0 * 32 + i1 * 1] = v11;
+          ((A + 145264) + t * 32)[i0 * 640 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 137584)[i0 * 32 + i1 * 1] = v12;
+          (A + 131440)[i0 * 32 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137584) + o * 32, 32, (A + 138096) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 137072) + o * 32, 32, (A + 148336) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 134000) + o * 32, 32, (A + 158576) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 133488) + o * 32, 32, (A + 168816) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 132464) + o * 32, 32, (A + 179056) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 131952) + o * 32, 32, (A + 189296) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 132976) + o * 32, 32, (A + 199536) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 131440) + o * 32, 32, (A + 209776) + (o * 20 + t) * 32);
-    std::copy_n((A + 137584), 512, (A + 131440));
-    std::copy_n((A + 136560), 512, (A + 131952));
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 131440) + o * 32, 32, (A + 135024) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 130416) + o * 32, 32, (A + 186224) + (o * 20 + t) * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 129904) + o * 32, 32, (A + 206704) + (o * 20 + t) * 32);
+    std::copy_n((A + 131440), 512, (A + 129904));
+    std::copy_n((A + 130928), 512, (A + 130416));
   }
-  std::copy_n((A + 131440), 512, (A + 45936));
-  std::copy_n((A + 131952), 512, (A + 46448));
+  std::copy_n((A + 129904), 512, (A + 45936));
+  std::copy_n((A + 130416), 512, (A + 46448));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -666,7 +656,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 4976)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 138096)[608 + i0 * 640 + i1 * 32 + i2 * 1];
+          (A + 4976)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 135024)[608 + i0 * 640 + i1 * 32 + i2 * 1];
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
@@ -936,7 +926,7 @@ private:
   std::copy_n((A + 368), 512, (A + 19472));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 209776) + (o * 20 + t) * 32, 32, (A + 18448) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 206704) + (o * 20 + t) * 32, 32, (A + 18448) + o * 32);
     // const  (prelude.model:36:21)
     std::fill_n((A + 19984), 1, T(1));
     // fused loop over [16, 32]:
@@ -968,32 +958,32 @@ private:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 18960)[i0 * 32 + i1 * 1] + ((A + 8208) + t * 32)[i0 * 640 + i1 * 1];
-          const T v1 = v0 * ((A + 148336) + t * 32)[i0 * 640 + i1 * 1];
-          const T v2 = (A + 19984)[0] - ((A + 158576) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = ((A + 158576) + t * 32)[i0 * 640 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
+          const T v2 = (A + 19984)[0] - ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
+          const T v3 = ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] * v2;
           const T v4 = v1 * v3;
           (A + 20512)[i0 * 32 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 158576) + t * 32)[i0 * 640 + i1 * 1];
-          const T v6 = ((A + 148336) + t * 32)[i0 * 640 + i1 * 1] * ((A + 148336) + t * 32)[i0 * 640 + i1 * 1];
+          const T v5 = v0 * ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
+          const T v6 = ((A + 145264) + t * 32)[i0 * 640 + i1 * 1] * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
           const T v7 = (A + 19984)[0] - v6;
           const T v8 = v5 * v7;
           const T v9 = (A + 19472)[i0 * 32 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 179056) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = ((A + 168816) + t * 32)[i0 * 640 + i1 * 1] * ((A + 168816) + t * 32)[i0 * 640 + i1 * 1];
+          const T v10 = v9 * ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
           const T v12 = (A + 19984)[0] - v11;
           const T v13 = v10 * v12;
           (A + 21024)[i0 * 32 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 189296) + t * 32)[i0 * 640 + i1 * 1];
-          const T v15 = (A + 19984)[0] - ((A + 199536) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = ((A + 199536) + t * 32)[i0 * 640 + i1 * 1] * v15;
+          const T v14 = v9 * ((A + 186224) + t * 32)[i0 * 640 + i1 * 1];
+          const T v15 = (A + 19984)[0] - ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v16 = ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] * v15;
           const T v17 = v14 * v16;
           (A + 21536)[i0 * 32 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 168816) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 19984)[0] - ((A + 179056) + t * 32)[i0 * 640 + i1 * 1];
-          const T v20 = ((A + 179056) + t * 32)[i0 * 640 + i1 * 1] * v19;
+          const T v18 = v9 * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 19984)[0] - ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
+          const T v20 = ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] * v19;
           const T v21 = v18 * v20;
           (A + 22048)[i0 * 32 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 199536) + t * 32)[i0 * 640 + i1 * 1];
+          const T v22 = v9 * ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
           (A + 20000)[i0 * 32 + i1 * 1] = v22;
         }
     // pad  (prelude.model:34:26)
@@ -1032,17 +1022,18 @@ private:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 22560)[i] + (A + 24608)[i];
-      const T v1 = v0 + (A + 26656)[i];
-      const T v2 = v1 + (A + 28704)[i];
-      (A + 20512)[i] = v2;
-    }
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          const T v0 = (A + 22560)[i0 * 128 + i1 * 1] + (A + 24608)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + (A + 26656)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + (A + 28704)[i0 * 128 + i1 * 1];
+          ((A + 216944) + t * 128)[i0 * 2560 + i1 * 1] = v2;
+        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 32, 128, T(1), (A + 20512), 128, sf_[5].data(), 32, T(0), (A + 22560), 32, threads());
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 20512) + o * 128, 128, (A + 220016) + (o * 20 + t) * 128);
-    std::copy_n((A + 22560), 512, (A + 18960));
+    gemm(false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 20512), 32, threads());
+    std::copy_n((A + 20512), 512, (A + 18960));
     std::copy_n((A + 20000), 512, (A + 19472));
   }
   std::copy_n((A + 18960), 512, (A + 4976));
@@ -1053,26 +1044,26 @@ private:
     for (int64_t i1 = 0; i1 < 20; ++i1)
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 4976)[i2 * 1] += (A + 220016)[i0 * 2560 + i1 * 128 + i2 * 1];
+          (A + 4976)[i2 * 1] += (A + 216944)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 209776), 32, (A + 220016), 128, T(0), (A + 7696), 128, threads());
+  gemm(true, false, 32, 128, 320, T(1), (A + 206704), 32, (A + 216944), 128, T(0), (A + 7696), 128, threads());
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 32, 128, T(1), (A + 220016), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
+  gemm(false, true, 320, 32, 128, T(1), (A + 216944), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 32, 128, 320, T(1), (A + 49520), 32, (A + 220016), 128, T(0), (A + 880), 128, threads());
+  gemm(true, false, 32, 128, 320, T(1), (A + 47984), 32, (A + 216944), 128, T(0), (A + 880), 128, threads());
   // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 22544));
   std::copy_n((A + 368), 512, (A + 23056));
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 121200) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
+    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 119664) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
     // const  (prelude.model:36:21)
     std::fill_n((A + 23568), 1, T(1));
     // fused loop over [16, 32]:
@@ -1104,32 +1095,32 @@ private:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 22544)[i0 * 32 + i1 * 1] + ((A + 11792) + t * 32)[i0 * 640 + i1 * 1];
-          const T v1 = v0 * ((A + 59760) + t * 32)[i0 * 640 + i1 * 1];
-          const T v2 = (A + 23568)[0] - ((A + 70000) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = ((A + 70000) + t * 32)[i0 * 640 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
+          const T v2 = (A + 23568)[0] - ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v3 = ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] * v2;
           const T v4 = v1 * v3;
           (A + 24096)[i0 * 32 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 70000) + t * 32)[i0 * 640 + i1 * 1];
-          const T v6 = ((A + 59760) + t * 32)[i0 * 640 + i1 * 1] * ((A + 59760) + t * 32)[i0 * 640 + i1 * 1];
+          const T v5 = v0 * ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v6 = ((A + 58224) + t * 32)[i0 * 640 + i1 * 1] * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
           const T v7 = (A + 23568)[0] - v6;
           const T v8 = v5 * v7;
           const T v9 = (A + 23056)[i0 * 32 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 90480) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = ((A + 80240) + t * 32)[i0 * 640 + i1 * 1] * ((A + 80240) + t * 32)[i0 * 640 + i1 * 1];
+          const T v10 = v9 * ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
           const T v12 = (A + 23568)[0] - v11;
           const T v13 = v10 * v12;
           (A + 24608)[i0 * 32 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 100720) + t * 32)[i0 * 640 + i1 * 1];
-          const T v15 = (A + 23568)[0] - ((A + 110960) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = ((A + 110960) + t * 32)[i0 * 640 + i1 * 1] * v15;
+          const T v14 = v9 * ((A + 99184) + t * 32)[i0 * 640 + i1 * 1];
+          const T v15 = (A + 23568)[0] - ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
+          const T v16 = ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] * v15;
           const T v17 = v14 * v16;
           (A + 25120)[i0 * 32 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 80240) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 23568)[0] - ((A + 90480) + t * 32)[i0 * 640 + i1 * 1];
-          const T v20 = ((A + 90480) + t * 32)[i0 * 640 + i1 * 1] * v19;
+          const T v18 = v9 * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 23568)[0] - ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
+          const T v20 = ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] * v19;
           const T v21 = v18 * v20;
           (A + 25632)[i0 * 32 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 110960) + t * 32)[i0 * 640 + i1 * 1];
+          const T v22 = v9 * ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
           (A + 23584)[i0 * 32 + i1 * 1] = v22;
         }
     // pad  (prelude.model:34:26)
@@ -1168,17 +1159,18 @@ private:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 2048; ++i) {
-      const T v0 = (A + 26144)[i] + (A + 28192)[i];
-      const T v1 = v0 + (A + 30240)[i];
-      const T v2 = v1 + (A + 32288)[i];
-      (A + 24096)[i] = v2;
-    }
+    for (int64_t i0 = 0; i0 < 16; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1)
+        {
+          const T v0 = (A + 26144)[i0 * 128 + i1 * 1] + (A + 28192)[i0 * 128 + i1 * 1];
+          const T v1 = v0 + (A + 30240)[i0 * 128 + i1 * 1];
+          const T v2 = v1 + (A + 32288)[i0 * 128 + i1 * 1];
+          ((A + 129904) + t * 128)[i0 * 2560 + i1 * 1] = v2;
+        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 32, 128, T(1), (A + 24096), 128, sf_[1].data(), 32, T(0), (A + 26144), 32, threads());
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 24096) + o * 128, 128, (A + 131440) + (o * 20 + t) * 128);
-    std::copy_n((A + 26144), 512, (A + 22544));
+    gemm(false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 24096), 32, threads());
+    std::copy_n((A + 24096), 512, (A + 22544));
     std::copy_n((A + 23584), 512, (A + 23056));
   }
   std::copy_n((A + 22544), 512, (A + 5552));
@@ -1189,17 +1181,17 @@ private:
     for (int64_t i1 = 0; i1 < 20; ++i1)
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 368)[i2 * 1] += (A + 131440)[i0 * 2560 + i1 * 128 + i2 * 1];
+          (A + 368)[i2 * 1] += (A + 129904)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 121200), 32, (A + 131440), 128, T(0), (A + 11792), 128, threads());
+  gemm(true, false, 32, 128, 320, T(1), (A + 119664), 32, (A + 129904), 128, T(0), (A + 11792), 128, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 131440), 128, T(0), (A + 496), 128, threads());
+  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 129904), 128, T(0), (A + 496), 128, threads());
   // fused loop over [128, 1], 1 reduction:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2251,7 +2243,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(260976);
+      arena_.resize(257904);
     return arena_.data();
   }
   std::vector<T> sf_[43];       // float state (params, buffers, optimizer), spec order

@@ -533,24 +533,24 @@ private:
     //   mean over axes [0]  (prelude.model:59:17)
     //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
     //   sub %cell.bn_i.d  (prelude.model:58:13)
-    std::fill_n((A + 1046208), 256, T(0));
-    std::fill_n((A + 1046464), 256, T(0));
-    std::fill_n((A + 1046720), 256, T(0));
+    std::fill_n((A + 1038016), 256, T(0));
+    std::fill_n((A + 1038272), 256, T(0));
+    std::fill_n((A + 1038528), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 1076416)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
-          (A + 1046208)[i1 * 1] += v0;
+          (A + 1038016)[i1 * 1] += v0;
           const T v2 = v0 * v0;
-          (A + 1046464)[i1 * 1] += v2;
-          (A + 1046720)[i1 * 1] += (A + 1076416)[i0 * 256 + i1 * 1];
+          (A + 1038272)[i1 * 1] += v2;
+          (A + 1038528)[i1 * 1] += (A + 1076416)[i0 * 256 + i1 * 1];
           const T v5 = (A + 1010880)[i0 * 256 + i1 * 1] - (A + 1019840)[i1 * 1];
-          (A + 1038016)[i0 * 256 + i1 * 1] = v5;
+          ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1] = v5;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1046208)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1046464)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1046720)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1038016)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1038272)[k] /= T(32);
+    for (int64_t k = 0; k < 256; ++k) (A + 1038528)[k] /= T(32);
     // fused loop over [256]:
     //   mul  (prelude.model:59:17)  [register]
     //   sub  (prelude.model:59:17)  [register]
@@ -643,12 +643,12 @@ private:
       const T v31 = v24 + (A + 992352)[0];
       const T v32 = T(1) / std::sqrt(v31);
       (A + 1013696)[i] = v32;
-      const T v33 = (A + 1046208)[i] * (A + 1046208)[i];
-      const T v34 = (A + 1046464)[i] - v33;
+      const T v33 = (A + 1038016)[i] * (A + 1038016)[i];
+      const T v34 = (A + 1038272)[i] - v33;
       const T v35 = std::max(v34, (A + 1010864)[0]);
       (A + 1013952)[i] = v35;
       const T v36 = (A + 992288)[0] * (A + 1010336)[i];
-      const T v37 = (A + 992304)[0] * (A + 1046720)[i];
+      const T v37 = (A + 992304)[0] * (A + 1038528)[i];
       const T v38 = v36 + v37;
       (A + 1014208)[i] = v38;
       const T v39 = (A + 992288)[0] * (A + 1010592)[i];
@@ -704,83 +704,70 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 1038016)[i0 * 256 + i1 * 1] * (A + 1011648)[i1 * 1];
-          (A + 1046976)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1] * (A + 1011648)[i1 * 1];
+          ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1] = v0;
           const T v1 = v0 * sf_[4].data()[i1 * 1];
           const T v2 = v1 + sf_[5].data()[i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1055168)[i0 * 256 + i1 * 1] = v3;
+          ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] = v3;
           const T v4 = (A + 1020096)[i0 * 256 + i1 * 1] - (A + 1028800)[i1 * 1];
-          (A + 1063360)[i0 * 256 + i1 * 1] = v4;
+          ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1] = v4;
           const T v5 = v4 * (A + 1012672)[i1 * 1];
-          (A + 1084608)[i0 * 256 + i1 * 1] = v5;
+          ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1] = v5;
           const T v6 = v5 * sf_[6].data()[i1 * 1];
           const T v7 = v6 + sf_[7].data()[i1 * 1];
           const T v8 = fsigmoid(v7);
-          (A + 1092800)[i0 * 256 + i1 * 1] = v8;
+          ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] = v8;
           const T v9 = (A + 1029056)[i0 * 256 + i1 * 1] - (A + 1037760)[i1 * 1];
-          (A + 1100992)[i0 * 256 + i1 * 1] = v9;
+          ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1] = v9;
           const T v10 = v9 * (A + 1013696)[i1 * 1];
-          (A + 1109184)[i0 * 256 + i1 * 1] = v10;
+          ((A + 3353344) + t * 256)[i0 * 7680 + i1 * 1] = v10;
           const T v11 = v10 * sf_[8].data()[i1 * 1];
           const T v12 = v11 + sf_[9].data()[i1 * 1];
           const T v13 = ftanh(v12);
-          (A + 1117376)[i0 * 256 + i1 * 1] = v13;
-          const T v14 = (A + 1076416)[i0 * 256 + i1 * 1] - (A + 1046720)[i1 * 1];
-          (A + 1125568)[i0 * 256 + i1 * 1] = v14;
+          ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1] = v13;
+          const T v14 = (A + 1076416)[i0 * 256 + i1 * 1] - (A + 1038528)[i1 * 1];
+          ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1] = v14;
           const T v15 = v14 * (A + 1014720)[i1 * 1];
-          (A + 1133760)[i0 * 256 + i1 * 1] = v15;
+          ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1] = v15;
           const T v16 = v15 * sf_[10].data()[i1 * 1];
           const T v17 = v16 + sf_[11].data()[i1 * 1];
           const T v18 = fsigmoid(v17);
-          (A + 1141952)[i0 * 256 + i1 * 1] = v18;
+          ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1] = v18;
           const T v19 = v8 * (A + 1000560)[i0 * 256 + i1 * 1];
           const T v20 = v3 * v13;
           const T v21 = v19 + v20;
-          (A + 1150144)[i0 * 256 + i1 * 1] = v21;
+          (A + 1038784)[i0 * 256 + i1 * 1] = v21;
           const T v22 = ftanh(v21);
-          (A + 1158336)[i0 * 256 + i1 * 1] = v22;
+          ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1] = v22;
           const T v23 = v18 * v22;
-          (A + 1166528)[i0 * 256 + i1 * 1] = v23;
+          (A + 1046976)[i0 * 256 + i1 * 1] = v23;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1166528) + o * 256, 256, (A + 1193216) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1158336) + o * 256, 256, (A + 1438976) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1141952) + o * 256, 256, (A + 1684736) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1117376) + o * 256, 256, (A + 1930496) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1055168) + o * 256, 256, (A + 2176256) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000560) + o * 256, 256, (A + 2422016) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1092800) + o * 256, 256, (A + 2667776) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1133760) + o * 256, 256, (A + 2913536) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1014720) + o * 1, 1, (A + 3159296) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1125568) + o * 256, 256, (A + 3166976) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013952) + o * 1, 1, (A + 3412736) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010592) + o * 1, 1, (A + 3420416) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1046720) + o * 1, 1, (A + 3428096) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010336) + o * 1, 1, (A + 3435776) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1109184) + o * 256, 256, (A + 3443456) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013696) + o * 1, 1, (A + 3689216) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1100992) + o * 256, 256, (A + 3696896) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012928) + o * 1, 1, (A + 3942656) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010064) + o * 1, 1, (A + 3950336) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1037760) + o * 1, 1, (A + 3958016) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009808) + o * 1, 1, (A + 3965696) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1084608) + o * 256, 256, (A + 3973376) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012672) + o * 1, 1, (A + 4219136) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1063360) + o * 256, 256, (A + 4226816) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011904) + o * 1, 1, (A + 4472576) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009536) + o * 1, 1, (A + 4480256) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1028800) + o * 1, 1, (A + 4487936) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009280) + o * 1, 1, (A + 4495616) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1046976) + o * 256, 256, (A + 4503296) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011648) + o * 1, 1, (A + 4749056) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1038016) + o * 256, 256, (A + 4756736) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010880) + o * 1, 1, (A + 5002496) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009008) + o * 1, 1, (A + 5010176) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1019840) + o * 1, 1, (A + 5017856) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1008752) + o * 1, 1, (A + 5025536) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992368) + o * 256, 256, (A + 5033216) + (o * 30 + t) * 256);
-    std::copy_n((A + 1166528), 8192, (A + 992368));
-    std::copy_n((A + 1150144), 8192, (A + 1000560));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1046976) + o * 256, 256, (A + 1103104) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000560) + o * 256, 256, (A + 2331904) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1014720) + o * 1, 1, (A + 3069184) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013952) + o * 1, 1, (A + 3322624) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010592) + o * 1, 1, (A + 3330304) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1038528) + o * 1, 1, (A + 3337984) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010336) + o * 1, 1, (A + 3345664) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013696) + o * 1, 1, (A + 3599104) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012928) + o * 1, 1, (A + 3852544) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010064) + o * 1, 1, (A + 3860224) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1037760) + o * 1, 1, (A + 3867904) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009808) + o * 1, 1, (A + 3875584) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012672) + o * 1, 1, (A + 4129024) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011904) + o * 1, 1, (A + 4382464) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009536) + o * 1, 1, (A + 4390144) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1028800) + o * 1, 1, (A + 4397824) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009280) + o * 1, 1, (A + 4405504) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011648) + o * 1, 1, (A + 4658944) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010880) + o * 1, 1, (A + 4912384) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009008) + o * 1, 1, (A + 4920064) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1019840) + o * 1, 1, (A + 4927744) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1008752) + o * 1, 1, (A + 4935424) + (o * 30 + t) * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992368) + o * 256, 256, (A + 4943104) + (o * 30 + t) * 256);
+    std::copy_n((A + 1046976), 8192, (A + 992368));
+    std::copy_n((A + 1038784), 8192, (A + 1000560));
     std::copy_n((A + 1011136), 256, (A + 1008752));
     std::copy_n((A + 1011392), 256, (A + 1009008));
     std::copy_n((A + 1010864), 1, (A + 1009264));
@@ -794,20 +781,20 @@ private:
     std::copy_n((A + 1014464), 256, (A + 1010592));
     std::copy_n((A + 1015008), 1, (A + 1010848));
   }
-  std::copy_n((A + 992368), 8192, (A + 1174720));
-  std::copy_n((A + 1000560), 8192, (A + 1182912));
-  std::copy_n((A + 1008752), 256, (A + 1191104));
-  std::copy_n((A + 1009008), 256, (A + 1191360));
-  std::copy_n((A + 1009264), 1, (A + 1191616));
-  std::copy_n((A + 1009280), 256, (A + 1191632));
-  std::copy_n((A + 1009536), 256, (A + 1191888));
-  std::copy_n((A + 1009792), 1, (A + 1192144));
-  std::copy_n((A + 1009808), 256, (A + 1192160));
-  std::copy_n((A + 1010064), 256, (A + 1192416));
-  std::copy_n((A + 1010320), 1, (A + 1192672));
-  std::copy_n((A + 1010336), 256, (A + 1192688));
-  std::copy_n((A + 1010592), 256, (A + 1192944));
-  std::copy_n((A + 1010848), 1, (A + 1193200));
+  std::copy_n((A + 992368), 8192, (A + 1084608));
+  std::copy_n((A + 1000560), 8192, (A + 1092800));
+  std::copy_n((A + 1008752), 256, (A + 1100992));
+  std::copy_n((A + 1009008), 256, (A + 1101248));
+  std::copy_n((A + 1009264), 1, (A + 1101504));
+  std::copy_n((A + 1009280), 256, (A + 1101520));
+  std::copy_n((A + 1009536), 256, (A + 1101776));
+  std::copy_n((A + 1009792), 1, (A + 1102032));
+  std::copy_n((A + 1009808), 256, (A + 1102048));
+  std::copy_n((A + 1010064), 256, (A + 1102304));
+  std::copy_n((A + 1010320), 1, (A + 1102560));
+  std::copy_n((A + 1010336), 256, (A + 1102576));
+  std::copy_n((A + 1010592), 256, (A + 1102832));
+  std::copy_n((A + 1010848), 1, (A + 1103088));
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
   // transpose  (seed_gate_bn.model:29:12): folded into the matmul that reads it
@@ -817,7 +804,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1193216)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1103104)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
@@ -850,29 +837,29 @@ private:
   // loss  (seed_gate_bn.model:45:1)
   loss = double((A + 17632)[0]);
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(14, (A + 1191104));
+  updates.emplace_back(14, (A + 1100992));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(15, (A + 1191360));
+  updates.emplace_back(15, (A + 1101248));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(16, (A + 1191616));
+  updates.emplace_back(16, (A + 1101504));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(17, (A + 1191632));
+  updates.emplace_back(17, (A + 1101520));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(18, (A + 1191888));
+  updates.emplace_back(18, (A + 1101776));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(19, (A + 1192144));
+  updates.emplace_back(19, (A + 1102032));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(20, (A + 1192160));
+  updates.emplace_back(20, (A + 1102048));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(21, (A + 1192416));
+  updates.emplace_back(21, (A + 1102304));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(22, (A + 1192672));
+  updates.emplace_back(22, (A + 1102560));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(23, (A + 1192688));
+  updates.emplace_back(23, (A + 1102576));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(24, (A + 1192944));
+  updates.emplace_back(24, (A + 1102832));
   // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(25, (A + 1193200));
+  updates.emplace_back(25, (A + 1103088));
   // const  (seed_gate_bn.model:45:1)
   std::fill_n((A + 960), 1, T(1));
   // const  (seed_gate_bn.model:48:13)
@@ -921,27 +908,27 @@ private:
   std::copy_n((A + 9184), 256, (A + 303120));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3159296) + (o * 30 + t) * 1, 1, (A + 271632) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3412736) + (o * 30 + t) * 1, 1, (A + 271888) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3420416) + (o * 30 + t) * 1, 1, (A + 272144) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3428096) + (o * 30 + t) * 1, 1, (A + 272400) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3435776) + (o * 30 + t) * 1, 1, (A + 272656) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3689216) + (o * 30 + t) * 1, 1, (A + 272912) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3942656) + (o * 30 + t) * 1, 1, (A + 273168) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3950336) + (o * 30 + t) * 1, 1, (A + 273424) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3958016) + (o * 30 + t) * 1, 1, (A + 273680) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3965696) + (o * 30 + t) * 1, 1, (A + 273936) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4219136) + (o * 30 + t) * 1, 1, (A + 274192) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4472576) + (o * 30 + t) * 1, 1, (A + 274448) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4480256) + (o * 30 + t) * 1, 1, (A + 274704) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4487936) + (o * 30 + t) * 1, 1, (A + 274960) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4495616) + (o * 30 + t) * 1, 1, (A + 275216) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4749056) + (o * 30 + t) * 1, 1, (A + 275472) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5002496) + (o * 30 + t) * 1, 1, (A + 275728) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5010176) + (o * 30 + t) * 1, 1, (A + 275984) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5017856) + (o * 30 + t) * 1, 1, (A + 276240) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 5025536) + (o * 30 + t) * 1, 1, (A + 276496) + o * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 5033216) + (o * 30 + t) * 256, 256, (A + 276752) + o * 256);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3069184) + (o * 30 + t) * 1, 1, (A + 271632) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3322624) + (o * 30 + t) * 1, 1, (A + 271888) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3330304) + (o * 30 + t) * 1, 1, (A + 272144) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3337984) + (o * 30 + t) * 1, 1, (A + 272400) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3345664) + (o * 30 + t) * 1, 1, (A + 272656) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3599104) + (o * 30 + t) * 1, 1, (A + 272912) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3852544) + (o * 30 + t) * 1, 1, (A + 273168) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3860224) + (o * 30 + t) * 1, 1, (A + 273424) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3867904) + (o * 30 + t) * 1, 1, (A + 273680) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3875584) + (o * 30 + t) * 1, 1, (A + 273936) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4129024) + (o * 30 + t) * 1, 1, (A + 274192) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4382464) + (o * 30 + t) * 1, 1, (A + 274448) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4390144) + (o * 30 + t) * 1, 1, (A + 274704) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4397824) + (o * 30 + t) * 1, 1, (A + 274960) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4405504) + (o * 30 + t) * 1, 1, (A + 275216) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4658944) + (o * 30 + t) * 1, 1, (A + 275472) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4912384) + (o * 30 + t) * 1, 1, (A + 275728) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4920064) + (o * 30 + t) * 1, 1, (A + 275984) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4927744) + (o * 30 + t) * 1, 1, (A + 276240) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4935424) + (o * 30 + t) * 1, 1, (A + 276496) + o * 1);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 4943104) + (o * 30 + t) * 256, 256, (A + 276752) + o * 256);
     // const  (seed_gate_bn.model:36:19)
     std::fill_n((A + 303376), 1, T(1));
     // fused loop over [32, 256], 1 reduction:
@@ -954,28 +941,28 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 327968), 256, T(0));
+    std::fill_n((A + 319776), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 284944)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
           (A + 303392)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * ((A + 1438976) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 303376)[0] - ((A + 1684736) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = ((A + 1684736) + t * 256)[i0 * 7680 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 303376)[0] - ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1] * v2;
           const T v4 = v1 * v3;
-          (A + 311584)[i0 * 256 + i1 * 1] = v4;
+          ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] = v4;
           const T v5 = v4 * sf_[10].data()[i1 * 1];
-          const T v6 = v5 * ((A + 3166976) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 327968)[i1 * 1] += v6;
+          const T v6 = v5 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 319776)[i1 * 1] += v6;
           const T v8 = v5 * (A + 271632)[i1 * 1];
-          (A + 319776)[i0 * 256 + i1 * 1] = v8;
+          (A + 311584)[i0 * 256 + i1 * 1] = v8;
         }
     // const  (prelude.model:63:23)
-    std::fill_n((A + 328224), 1, T(-0.5));
+    std::fill_n((A + 320032), 1, T(-0.5));
     // const  (prelude.model:59:17)
-    std::fill_n((A + 328240), 1, T(0.03125));
+    std::fill_n((A + 320048), 1, T(0.03125));
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
@@ -987,16 +974,16 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 327968)[i] * (A + 328224)[0];
+      const T v0 = (A + 319776)[i] * (A + 320032)[0];
       const T v1 = (A + 271632)[i] * (A + 271632)[i];
       const T v2 = (A + 271632)[i] * v1;
       const T v3 = v0 * v2;
       const T v4 = (A + 303120)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 328240)[0];
-      (A + 328512)[i] = v6;
+      const T v6 = v5 * (A + 320048)[0];
+      (A + 320320)[i] = v6;
       const T v7 = (A + 302864)[i] * (A + 992304)[0];
-      (A + 328256)[i] = v7;
+      (A + 320064)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1007,27 +994,27 @@ private:
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 327968), 256, T(0));
+    std::fill_n((A + 319776), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 328512)[i1 * 1];
-          const T v1 = v0 * ((A + 3166976) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 319776)[i0 * 256 + i1 * 1] + v1;
+          const T v0 = (A + 320320)[i1 * 1];
+          const T v1 = v0 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 311584)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 328768)[i0 * 256 + i1 * 1] = v3;
+          (A + 320576)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 327968)[i1 * 1] += v4;
+          (A + 319776)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
     //   mul  (prelude.model:57:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 328256)[i] + (A + 327968)[i];
-      const T v1 = v0 * (A + 328240)[0];
-      (A + 319776)[i] = v1;
+      const T v0 = (A + 320064)[i] + (A + 319776)[i];
+      const T v1 = v0 * (A + 320048)[0];
+      (A + 311584)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1047,38 +1034,38 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 328256), 256, T(0));
+    std::fill_n((A + 320064), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 319776)[i1 * 1];
-          const T v1 = (A + 328768)[i0 * 256 + i1 * 1] + v0;
-          (A + 336960)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 303392)[i0 * 256 + i1 * 1] * ((A + 1684736) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = ((A + 1438976) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1438976) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v0 = (A + 311584)[i1 * 1];
+          const T v1 = (A + 320576)[i0 * 256 + i1 * 1] + v0;
+          (A + 328768)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 303392)[i0 * 256 + i1 * 1] * ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
           const T v4 = (A + 303376)[0] - v3;
           const T v5 = v2 * v4;
           const T v6 = (A + 293136)[i0 * 256 + i1 * 1] + v5;
-          (A + 320032)[i0 * 256 + i1 * 1] = v6;
-          const T v7 = v6 * ((A + 2176256) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v8 = ((A + 1930496) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1930496) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 311840)[i0 * 256 + i1 * 1] = v6;
+          const T v7 = v6 * ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v8 = ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
           const T v9 = (A + 303376)[0] - v8;
           const T v10 = v7 * v9;
-          (A + 345152)[i0 * 256 + i1 * 1] = v10;
+          ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] = v10;
           const T v11 = v10 * sf_[8].data()[i1 * 1];
-          const T v12 = v11 * ((A + 3696896) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 328256)[i1 * 1] += v12;
+          const T v12 = v11 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 320064)[i1 * 1] += v12;
           const T v14 = v11 * (A + 272912)[i1 * 1];
-          (A + 353344)[i0 * 256 + i1 * 1] = v14;
+          (A + 336960)[i0 * 256 + i1 * 1] = v14;
         }
     // pad  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 361536), 32768, T(0));
+    std::fill_n((A + 345152), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 361536)[768 + i0 * 1024 + i1 * 1] = (A + 336960)[i0 * 256 + i1 * 1];
+          (A + 345152)[768 + i0 * 1024 + i1 * 1] = (A + 328768)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1091,13 +1078,13 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 328256)[i] * (A + 328224)[0];
+      const T v0 = (A + 320064)[i] * (A + 320032)[0];
       const T v1 = (A + 272912)[i] * (A + 272912)[i];
       const T v2 = (A + 272912)[i] * v1;
       const T v3 = v0 * v2;
       const T v4 = (A + 302608)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 328240)[0];
+      const T v6 = v5 * (A + 320048)[0];
       (A + 303648)[i] = v6;
       const T v7 = (A + 302352)[i] * (A + 992304)[0];
       (A + 303392)[i] = v7;
@@ -1117,10 +1104,10 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 303648)[i1 * 1];
-          const T v1 = v0 * ((A + 3696896) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 353344)[i0 * 256 + i1 * 1] + v1;
+          const T v1 = v0 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 336960)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 328256)[i0 * 256 + i1 * 1] = v3;
+          (A + 320064)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
           (A + 303904)[i1 * 1] += v4;
         }
@@ -1130,7 +1117,7 @@ private:
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 303392)[i] + (A + 303904)[i];
-      const T v1 = v0 * (A + 328240)[0];
+      const T v1 = v0 * (A + 320048)[0];
       (A + 303648)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
@@ -1152,26 +1139,26 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 303648)[i1 * 1];
-          const T v1 = (A + 328256)[i0 * 256 + i1 * 1] + v0;
-          (A + 336448)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 320032)[i0 * 256 + i1 * 1] * ((A + 2422016) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = (A + 303376)[0] - ((A + 2667776) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v4 = ((A + 2667776) + t * 256)[i0 * 7680 + i1 * 1] * v3;
+          const T v1 = (A + 320064)[i0 * 256 + i1 * 1] + v0;
+          (A + 328256)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 311840)[i0 * 256 + i1 * 1] * ((A + 2331904) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = (A + 303376)[0] - ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v4 = ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] * v3;
           const T v5 = v2 * v4;
-          (A + 353344)[i0 * 256 + i1 * 1] = v5;
+          ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] = v5;
           const T v6 = v5 * sf_[6].data()[i1 * 1];
-          const T v7 = v6 * ((A + 4226816) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = v6 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
           (A + 303392)[i1 * 1] += v7;
           const T v9 = v6 * (A + 274192)[i1 * 1];
-          (A + 394304)[i0 * 256 + i1 * 1] = v9;
+          (A + 336448)[i0 * 256 + i1 * 1] = v9;
         }
     // pad  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 402496), 32768, T(0));
+    std::fill_n((A + 377920), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 402496)[512 + i0 * 1024 + i1 * 1] = (A + 336448)[i0 * 256 + i1 * 1];
+          (A + 377920)[512 + i0 * 1024 + i1 * 1] = (A + 328256)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1184,13 +1171,13 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303392)[i] * (A + 328224)[0];
+      const T v0 = (A + 303392)[i] * (A + 320032)[0];
       const T v1 = (A + 274192)[i] * (A + 274192)[i];
       const T v2 = (A + 274192)[i] * v1;
       const T v3 = v0 * v2;
       const T v4 = (A + 302096)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 328240)[0];
+      const T v6 = v5 * (A + 320048)[0];
       (A + 303904)[i] = v6;
       const T v7 = (A + 301840)[i] * (A + 992304)[0];
       (A + 303648)[i] = v7;
@@ -1210,10 +1197,10 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 303904)[i1 * 1];
-          const T v1 = v0 * ((A + 4226816) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 394304)[i0 * 256 + i1 * 1] + v1;
+          const T v1 = v0 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 336448)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 328256)[i0 * 256 + i1 * 1] = v3;
+          (A + 320064)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
           (A + 303392)[i1 * 1] += v4;
         }
@@ -1223,7 +1210,7 @@ private:
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 303648)[i] + (A + 303392)[i];
-      const T v1 = v0 * (A + 328240)[0];
+      const T v1 = v0 * (A + 320048)[0];
       (A + 303904)[i] = v1;
     }
     // reshape  (prelude.model:57:16)
@@ -1245,26 +1232,26 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 303904)[i1 * 1];
-          const T v1 = (A + 328256)[i0 * 256 + i1 * 1] + v0;
-          (A + 336448)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 320032)[i0 * 256 + i1 * 1] * ((A + 1930496) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = (A + 303376)[0] - ((A + 2176256) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v4 = ((A + 2176256) + t * 256)[i0 * 7680 + i1 * 1] * v3;
+          const T v1 = (A + 320064)[i0 * 256 + i1 * 1] + v0;
+          (A + 328256)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 311840)[i0 * 256 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = (A + 303376)[0] - ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v4 = ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] * v3;
           const T v5 = v2 * v4;
-          (A + 394304)[i0 * 256 + i1 * 1] = v5;
+          ((A + 730176) + t * 256)[i0 * 7680 + i1 * 1] = v5;
           const T v6 = v5 * sf_[4].data()[i1 * 1];
-          const T v7 = v6 * ((A + 4756736) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = v6 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
           (A + 303392)[i1 * 1] += v7;
           const T v9 = v6 * (A + 275472)[i1 * 1];
-          (A + 435264)[i0 * 256 + i1 * 1] = v9;
+          (A + 336448)[i0 * 256 + i1 * 1] = v9;
         }
     // pad  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 443456), 32768, T(0));
+    std::fill_n((A + 410688), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 443456)[256 + i0 * 1024 + i1 * 1] = (A + 336448)[i0 * 256 + i1 * 1];
+          (A + 410688)[256 + i0 * 1024 + i1 * 1] = (A + 328256)[i0 * 256 + i1 * 1];
         }
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
@@ -1277,13 +1264,13 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303392)[i] * (A + 328224)[0];
+      const T v0 = (A + 303392)[i] * (A + 320032)[0];
       const T v1 = (A + 275472)[i] * (A + 275472)[i];
       const T v2 = (A + 275472)[i] * v1;
       const T v3 = v0 * v2;
       const T v4 = (A + 301584)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 328240)[0];
+      const T v6 = v5 * (A + 320048)[0];
       (A + 303904)[i] = v6;
       const T v7 = (A + 301328)[i] * (A + 992304)[0];
       (A + 303648)[i] = v7;
@@ -1303,10 +1290,10 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 303904)[i1 * 1];
-          const T v1 = v0 * ((A + 4756736) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 435264)[i0 * 256 + i1 * 1] + v1;
+          const T v1 = v0 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 336448)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 328256)[i0 * 256 + i1 * 1] = v3;
+          (A + 320064)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
           (A + 303376)[i1 * 1] += v4;
         }
@@ -1324,7 +1311,7 @@ private:
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 303648)[i] + (A + 303376)[i];
-      const T v1 = v0 * (A + 328240)[0];
+      const T v1 = v0 * (A + 320048)[0];
       (A + 305952)[i] = v1;
       const T v2 = (A + 303120)[i] * (A + 992288)[0];
       (A + 303904)[i] = v2;
@@ -1358,51 +1345,44 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 305952)[i1 * 1];
-          const T v1 = (A + 328256)[i0 * 256 + i1 * 1] + v0;
-          (A + 500800)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 320032)[i0 * 256 + i1 * 1] * ((A + 2667776) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 336448)[i0 * 256 + i1 * 1] = v2;
-          const T v3 = (A + 311584)[i0 * 256 + i1 * 1] * ((A + 2913536) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 435264)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 345152)[i0 * 256 + i1 * 1] * ((A + 3443456) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 476224)[i0 * 256 + i1 * 1] = v4;
-          const T v5 = (A + 353344)[i0 * 256 + i1 * 1] * ((A + 3973376) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 484416)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 394304)[i0 * 256 + i1 * 1] * ((A + 4503296) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 492608)[i0 * 256 + i1 * 1] = v6;
+          const T v1 = (A + 320064)[i0 * 256 + i1 * 1] + v0;
+          (A + 336448)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 311840)[i0 * 256 + i1 * 1] * ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 328256)[i0 * 256 + i1 * 1] = v2;
+          const T v3 = ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 6909184) + t * 256)[i0 * 7680 + i1 * 1] = v3;
+          const T v4 = ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3353344) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 6417664) + t * 256)[i0 * 7680 + i1 * 1] = v4;
+          const T v5 = ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 1103104) + t * 256)[i0 * 7680 + i1 * 1] = v5;
+          const T v6 = ((A + 730176) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 484416) + t * 256)[i0 * 7680 + i1 * 1] = v6;
         }
     // pad  (seed_gate_bn.model:31:29)
-    std::fill_n((A + 508992), 32768, T(0));
+    std::fill_n((A + 443456), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 508992)[0 + i0 * 1024 + i1 * 1] = (A + 500800)[i0 * 256 + i1 * 1];
+          (A + 443456)[0 + i0 * 1024 + i1 * 1] = (A + 336448)[i0 * 256 + i1 * 1];
         }
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:33:26)  [register]
     //   add  (seed_gate_bn.model:32:29)  [register]
     //   add  (seed_gate_bn.model:31:29)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 361536)[i] + (A + 402496)[i];
-      const T v1 = v0 + (A + 443456)[i];
-      const T v2 = v1 + (A + 508992)[i];
-      (A + 541760)[i] = v2;
-    }
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 1024; ++i1)
+        {
+          const T v0 = (A + 345152)[i0 * 1024 + i1 * 1] + (A + 377920)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + (A + 410688)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + (A + 443456)[i0 * 1024 + i1 * 1];
+          ((A + 5188864) + t * 1024)[i0 * 30720 + i1 * 1] = v2;
+        }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 256, 1024, T(1), (A + 541760), 1024, sf_[1].data(), 256, T(0), (A + 319776), 256, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 541760) + o * 1024, 1024, (A + 5278976) + (o * 30 + t) * 1024);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 492608) + o * 256, 256, (A + 582720) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 394304) + o * 256, 256, (A + 1193216) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 484416) + o * 256, 256, (A + 6262016) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 353344) + o * 256, 256, (A + 6507776) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 476224) + o * 256, 256, (A + 6753536) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 345152) + o * 256, 256, (A + 6999296) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 435264) + o * 256, 256, (A + 7245056) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 311584) + o * 256, 256, (A + 7490816) + (o * 30 + t) * 256);
-    std::copy_n((A + 319776), 8192, (A + 284944));
-    std::copy_n((A + 336448), 8192, (A + 293136));
+    gemm(false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 305952), 256, threads());
+    std::copy_n((A + 305952), 8192, (A + 284944));
+    std::copy_n((A + 328256), 8192, (A + 293136));
     std::copy_n((A + 305696), 256, (A + 301328));
     std::copy_n((A + 305440), 256, (A + 301584));
     std::copy_n((A + 305184), 256, (A + 301840));
@@ -1413,7 +1393,7 @@ private:
     std::copy_n((A + 303904), 256, (A + 303120));
   }
   std::copy_n((A + 284944), 8192, (A + 17680));
-  std::copy_n((A + 293136), 8192, (A + 574528));
+  std::copy_n((A + 293136), 8192, (A + 476224));
   std::copy_n((A + 301328), 256, (A + 9440));
   std::copy_n((A + 301584), 256, (A + 9696));
   std::copy_n((A + 301840), 256, (A + 9952));
@@ -1428,7 +1408,7 @@ private:
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 5278976)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 5188864)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // fused loop over [32, 30, 256], 8 reductions:
   //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
@@ -1452,24 +1432,24 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 2000)[i2 * 1] += (A + 582720)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2256)[i2 * 1] += (A + 1193216)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2512)[i2 * 1] += (A + 6262016)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2768)[i2 * 1] += (A + 6507776)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3024)[i2 * 1] += (A + 6753536)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3280)[i2 * 1] += (A + 6999296)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3536)[i2 * 1] += (A + 7245056)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3792)[i2 * 1] += (A + 7490816)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2000)[i2 * 1] += (A + 484416)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2256)[i2 * 1] += (A + 730176)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2512)[i2 * 1] += (A + 1103104)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2768)[i2 * 1] += (A + 6171904)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3024)[i2 * 1] += (A + 6417664)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3280)[i2 * 1] += (A + 6663424)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3536)[i2 * 1] += (A + 6909184)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 3792)[i2 * 1] += (A + 7154944)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
   // matmul  (seed_gate_bn.model:29:12)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 5033216), 256, (A + 5278976), 1024, T(0), (A + 17680), 1024, threads());
+  gemm(true, false, 256, 1024, 960, T(1), (A + 4943104), 256, (A + 5188864), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (seed_gate_bn.model:30:18)
   // (a view of its operand)
   // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
   // matmul  (seed_gate_bn.model:30:18)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5278976), 1024, T(0), (A + 4048), 1024, threads());
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5188864), 1024, T(0), (A + 4048), 1024, threads());
   // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
@@ -1889,7 +1869,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(7736576);
+      arena_.resize(7400704);
     return arena_.data();
   }
   std::vector<T> sf_[26];       // float state (params, buffers, optimizer), spec order

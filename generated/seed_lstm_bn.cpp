@@ -377,38 +377,33 @@ private:
         {
           const T v0 = (A + 261120)[i0 * 256 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 252928)[i0 * 64 + i1 * 1] = v1;
+          ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1] = v1;
           const T v2 = (A + 261120)[64 + i0 * 256 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 254976)[i0 * 64 + i1 * 1] = v3;
+          ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1] = v3;
           const T v4 = (A + 261120)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 257024)[i0 * 64 + i1 * 1] = v5;
+          ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1] = v5;
           const T v6 = (A + 261120)[192 + i0 * 256 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 259072)[i0 * 64 + i1 * 1] = v7;
+          ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1] = v7;
           const T v8 = v3 * (A + 250880)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 269312)[i0 * 64 + i1 * 1] = v10;
+          (A + 252928)[i0 * 64 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 271360)[i0 * 64 + i1 * 1] = v11;
+          ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 273408)[i0 * 64 + i1 * 1] = v12;
+          (A + 254976)[i0 * 64 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 273408) + o * 64, 64, (A + 279552) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 271360) + o * 64, 64, (A + 340992) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 259072) + o * 64, 64, (A + 402432) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 257024) + o * 64, 64, (A + 463872) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 252928) + o * 64, 64, (A + 525312) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 250880) + o * 64, 64, (A + 586752) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254976) + o * 64, 64, (A + 648192) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 248832) + o * 64, 64, (A + 709632) + (o * 30 + t) * 64);
-    std::copy_n((A + 273408), 2048, (A + 248832));
-    std::copy_n((A + 269312), 2048, (A + 250880));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254976) + o * 64, 64, (A + 273408) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 250880) + o * 64, 64, (A + 580608) + (o * 30 + t) * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 248832) + o * 64, 64, (A + 703488) + (o * 30 + t) * 64);
+    std::copy_n((A + 254976), 2048, (A + 248832));
+    std::copy_n((A + 252928), 2048, (A + 250880));
   }
-  std::copy_n((A + 248832), 2048, (A + 275456));
-  std::copy_n((A + 250880), 2048, (A + 277504));
+  std::copy_n((A + 248832), 2048, (A + 269312));
+  std::copy_n((A + 250880), 2048, (A + 271360));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -418,7 +413,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 64; ++i2)
         {
-          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 279552)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
+          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 273408)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
@@ -666,7 +661,7 @@ private:
   std::copy_n((A + 1024), 2048, (A + 75232));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 709632) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 703488) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
     // const  (prelude.model:36:21)
     std::fill_n((A + 77280), 1, T(1));
     // fused loop over [32, 64]:
@@ -698,32 +693,32 @@ private:
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           const T v0 = (A + 73184)[i0 * 64 + i1 * 1] + ((A + 9696) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v1 = v0 * ((A + 340992) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v2 = (A + 77280)[0] - ((A + 402432) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v3 = ((A + 402432) + t * 64)[i0 * 1920 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v2 = (A + 77280)[0] - ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v3 = ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1] * v2;
           const T v4 = v1 * v3;
           (A + 79344)[i0 * 64 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 402432) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v6 = ((A + 340992) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 340992) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v5 = v0 * ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v6 = ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1];
           const T v7 = (A + 77280)[0] - v6;
           const T v8 = v5 * v7;
           const T v9 = (A + 75232)[i0 * 64 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 525312) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v11 = ((A + 463872) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 463872) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v10 = v9 * ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v11 = ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1];
           const T v12 = (A + 77280)[0] - v11;
           const T v13 = v10 * v12;
           (A + 81392)[i0 * 64 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 586752) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v15 = (A + 77280)[0] - ((A + 648192) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v16 = ((A + 648192) + t * 64)[i0 * 1920 + i1 * 1] * v15;
+          const T v14 = v9 * ((A + 580608) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v15 = (A + 77280)[0] - ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v16 = ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1] * v15;
           const T v17 = v14 * v16;
           (A + 83440)[i0 * 64 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 463872) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v19 = (A + 77280)[0] - ((A + 525312) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v20 = ((A + 525312) + t * 64)[i0 * 1920 + i1 * 1] * v19;
+          const T v18 = v9 * ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v19 = (A + 77280)[0] - ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v20 = ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1] * v19;
           const T v21 = v18 * v20;
           (A + 85488)[i0 * 64 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 648192) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v22 = v9 * ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
           (A + 77296)[i0 * 64 + i1 * 1] = v22;
         }
     // pad  (prelude.model:34:26)
@@ -762,17 +757,18 @@ private:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 8192; ++i) {
-      const T v0 = (A + 87536)[i] + (A + 95728)[i];
-      const T v1 = v0 + (A + 103920)[i];
-      const T v2 = v1 + (A + 112112)[i];
-      (A + 79344)[i] = v2;
-    }
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          const T v0 = (A + 87536)[i0 * 256 + i1 * 1] + (A + 95728)[i0 * 256 + i1 * 1];
+          const T v1 = v0 + (A + 103920)[i0 * 256 + i1 * 1];
+          const T v2 = v1 + (A + 112112)[i0 * 256 + i1 * 1];
+          ((A + 764928) + t * 256)[i0 * 7680 + i1 * 1] = v2;
+        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 64, 256, T(1), (A + 79344), 256, sf_[1].data(), 64, T(0), (A + 87536), 64, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 79344) + o * 256, 256, (A + 771072) + (o * 30 + t) * 256);
-    std::copy_n((A + 87536), 2048, (A + 73184));
+    gemm(false, false, 32, 64, 256, T(1), ((A + 764928) + t * 256), 7680, sf_[1].data(), 64, T(0), (A + 79344), 64, threads());
+    std::copy_n((A + 79344), 2048, (A + 73184));
     std::copy_n((A + 77296), 2048, (A + 75232));
   }
   std::copy_n((A + 73184), 2048, (A + 5536));
@@ -783,17 +779,17 @@ private:
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 1008)[i2 * 1] += (A + 771072)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 1008)[i2 * 1] += (A + 764928)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 64, 256, 960, T(1), (A + 709632), 64, (A + 771072), 256, T(0), (A + 5536), 256, threads());
+  gemm(true, false, 64, 256, 960, T(1), (A + 703488), 64, (A + 764928), 256, T(0), (A + 5536), 256, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 771072), 256, T(0), (A + 1264), 256, threads());
+  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 764928), 256, T(0), (A + 1264), 256, threads());
   // fused loop over [256, 1]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (seed_lstm_bn.model:23:1)
@@ -1369,7 +1365,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(1016832);
+      arena_.resize(1010688);
     return arena_.data();
   }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order

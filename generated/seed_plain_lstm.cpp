@@ -262,38 +262,33 @@ private:
         {
           const T v0 = (A + 1041376)[i0 * 1024 + i1 * 1];
           const T v1 = fsigmoid(v0);
-          (A + 1008608)[i0 * 256 + i1 * 1] = v1;
+          ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] = v1;
           const T v2 = (A + 1041376)[256 + i0 * 1024 + i1 * 1];
           const T v3 = fsigmoid(v2);
-          (A + 1016800)[i0 * 256 + i1 * 1] = v3;
+          ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] = v3;
           const T v4 = (A + 1041376)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
-          (A + 1024992)[i0 * 256 + i1 * 1] = v5;
+          ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] = v5;
           const T v6 = (A + 1041376)[768 + i0 * 1024 + i1 * 1];
           const T v7 = fsigmoid(v6);
-          (A + 1033184)[i0 * 256 + i1 * 1] = v7;
+          ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] = v7;
           const T v8 = v3 * (A + 1000416)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
-          (A + 1074144)[i0 * 256 + i1 * 1] = v10;
+          (A + 1008608)[i0 * 256 + i1 * 1] = v10;
           const T v11 = ftanh(v10);
-          (A + 1082336)[i0 * 256 + i1 * 1] = v11;
+          ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1] = v11;
           const T v12 = v7 * v11;
-          (A + 1090528)[i0 * 256 + i1 * 1] = v12;
+          (A + 1016800)[i0 * 256 + i1 * 1] = v12;
         }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1090528) + o * 256, 256, (A + 1115104) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1082336) + o * 256, 256, (A + 1360864) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1033184) + o * 256, 256, (A + 1606624) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1024992) + o * 256, 256, (A + 1852384) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1008608) + o * 256, 256, (A + 2098144) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000416) + o * 256, 256, (A + 2343904) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016800) + o * 256, 256, (A + 2589664) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992224) + o * 256, 256, (A + 2835424) + (o * 30 + t) * 256);
-    std::copy_n((A + 1090528), 8192, (A + 992224));
-    std::copy_n((A + 1074144), 8192, (A + 1000416));
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016800) + o * 256, 256, (A + 1090528) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000416) + o * 256, 256, (A + 2319328) + (o * 30 + t) * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992224) + o * 256, 256, (A + 2810848) + (o * 30 + t) * 256);
+    std::copy_n((A + 1016800), 8192, (A + 992224));
+    std::copy_n((A + 1008608), 8192, (A + 1000416));
   }
-  std::copy_n((A + 992224), 8192, (A + 1098720));
-  std::copy_n((A + 1000416), 8192, (A + 1106912));
+  std::copy_n((A + 992224), 8192, (A + 1074144));
+  std::copy_n((A + 1000416), 8192, (A + 1082336));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // transpose  (prelude.model:29:13): folded into the matmul that reads it
@@ -303,7 +298,7 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1115104)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090528)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
@@ -373,7 +368,7 @@ private:
   std::copy_n((A + 992), 8192, (A + 288016));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2835424) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
+    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2810848) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
     // const  (prelude.model:36:21)
     std::fill_n((A + 296208), 1, T(1));
     // fused loop over [32, 256]:
@@ -405,32 +400,32 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 279824)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v1 = v0 * ((A + 1360864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 296208)[0] - ((A + 1606624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = ((A + 1606624) + t * 256)[i0 * 7680 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 296208)[0] - ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] * v2;
           const T v4 = v1 * v3;
           (A + 304416)[i0 * 256 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 1606624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v6 = ((A + 1360864) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1360864) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v5 = v0 * ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v6 = ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
           const T v7 = (A + 296208)[0] - v6;
           const T v8 = v5 * v7;
           const T v9 = (A + 288016)[i0 * 256 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 2098144) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v11 = ((A + 1852384) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1852384) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v10 = v9 * ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v11 = ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
           const T v12 = (A + 296208)[0] - v11;
           const T v13 = v10 * v12;
           (A + 312608)[i0 * 256 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 2343904) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v15 = (A + 296208)[0] - ((A + 2589664) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v16 = ((A + 2589664) + t * 256)[i0 * 7680 + i1 * 1] * v15;
+          const T v14 = v9 * ((A + 2319328) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v15 = (A + 296208)[0] - ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v16 = ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] * v15;
           const T v17 = v14 * v16;
           (A + 320800)[i0 * 256 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 1852384) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v19 = (A + 296208)[0] - ((A + 2098144) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v20 = ((A + 2098144) + t * 256)[i0 * 7680 + i1 * 1] * v19;
+          const T v18 = v9 * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v19 = (A + 296208)[0] - ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v20 = ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] * v19;
           const T v21 = v18 * v20;
           (A + 328992)[i0 * 256 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 2589664) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v22 = v9 * ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
           (A + 296224)[i0 * 256 + i1 * 1] = v22;
         }
     // pad  (prelude.model:34:26)
@@ -469,17 +464,18 @@ private:
     //   add  (prelude.model:33:23)  [register]
     //   add  (prelude.model:32:26)  [register]
     //   add  (prelude.model:31:26)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 32768; ++i) {
-      const T v0 = (A + 337184)[i] + (A + 369952)[i];
-      const T v1 = v0 + (A + 402720)[i];
-      const T v2 = v1 + (A + 435488)[i];
-      (A + 304416)[i] = v2;
-    }
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 1024; ++i1)
+        {
+          const T v0 = (A + 337184)[i0 * 1024 + i1 * 1] + (A + 369952)[i0 * 1024 + i1 * 1];
+          const T v1 = v0 + (A + 402720)[i0 * 1024 + i1 * 1];
+          const T v2 = v1 + (A + 435488)[i0 * 1024 + i1 * 1];
+          ((A + 3056608) + t * 1024)[i0 * 30720 + i1 * 1] = v2;
+        }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 1024, T(1), (A + 304416), 1024, sf_[1].data(), 256, T(0), (A + 337184), 256, threads());
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 304416) + o * 1024, 1024, (A + 3081184) + (o * 30 + t) * 1024);
-    std::copy_n((A + 337184), 8192, (A + 279824));
+    gemm(false, false, 32, 256, 1024, T(1), ((A + 3056608) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 304416), 256, threads());
+    std::copy_n((A + 304416), 8192, (A + 279824));
     std::copy_n((A + 296224), 8192, (A + 288016));
   }
   std::copy_n((A + 279824), 8192, (A + 9184));
@@ -490,17 +486,17 @@ private:
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 3081184)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 3056608)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 2835424), 256, (A + 3081184), 1024, T(0), (A + 17680), 1024, threads());
+  gemm(true, false, 256, 1024, 960, T(1), (A + 2810848), 256, (A + 3056608), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3081184), 1024, T(0), (A + 2000), 1024, threads());
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3056608), 1024, T(0), (A + 2000), 1024, threads());
   // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
@@ -738,7 +734,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(4064224);
+      arena_.resize(4039648);
     return arena_.data();
   }
   std::vector<T> sf_[6];       // float state (params, buffers, optimizer), spec order
