@@ -445,7 +445,7 @@ private:
     case Op::Scan: scan(n, o, ind); return;
     default: break;
     }
-    std::string out = ptr(r);
+    std::string out = layout_.seqViews.count(r) ? ref(r) : ptr(r); // a concat may write a stacked step
     const auto &os = r->type.shape;
     if (hasTrait(n.op, TR_BINARY)) {
       std::string a = in(0), b = in(1);
@@ -505,7 +505,7 @@ private:
     }
     case Op::Concat: {
       int64_t axis = n.getInt("axis"), base = 0;
-      auto st = stridesOf(os);
+      auto st = layout_.memStrides(r); // row-major, or a stacked output's step in place
       for (size_t i = 0; i < n.operands.size(); ++i) {
         const auto &s = n.operands[i]->type.shape;
         std::string a = in(i);

@@ -536,7 +536,7 @@ private:
     case Op::Scan: scan(n); return;
     default: break;
     }
-    llvm::Value *out = ptr(r);
+    llvm::Value *out = layout_.seqViews.count(r) ? ref(r) : ptr(r); // a concat may write a stacked step
     const auto &os = r->type.shape;
     if (hasTrait(n.op, TR_ELEMENTWISE) || n.op == Op::BroadcastTo) {
       std::vector<Strides> strides{stridesOf(os)};
@@ -588,7 +588,7 @@ private:
     }
     case Op::Concat: {
       int64_t axis = n.getInt("axis"), base = 0;
-      Strides st = stridesOf(os);
+      Strides st = layout_.memStrides(r); // row-major, or a stacked output's step in place
       for (size_t i = 0; i < n.operands.size(); ++i) {
         const auto &s = n.operands[i]->type.shape;
         llvm::Value *a = in(i), *dst = gep(out, base * st[axis]);

@@ -180,7 +180,9 @@ void LoopLevel::planSeqViews(const Node &scan) {
   for (size_t y = ncarry; y < b.yields.size(); ++y) {
     const Value *v = b.yields[y];
     const Node *d = v->def;
-    if (!d || d->parent != &b || !inFusedLoop(d) || !hasTrait(d->op, TR_ELEMENTWISE) || seqViews.count(v))
+    const bool computed = d && d->parent == &b &&
+                          ((inFusedLoop(d) && hasTrait(d->op, TR_ELEMENTWISE)) || d->op == Op::Concat); // writers that take strides
+    if (!computed || seqViews.count(v))
       continue;
     if (contiguousRows(scan.results[y]) && readersTakeStrides(v, y))
       seqViews[v] = view(scan.results[y]);

@@ -68,7 +68,7 @@ public:
   std::unordered_set<const Value *> folded;                        ///< Transposes no buffer holds.
   /// Steps used in place (with fusion on only): sequence arguments whose readers are all
   /// fused loops or 2-D matmuls (which take memory strides), and stacked outputs that a fused
-  /// loop computes elementwise and only such readers read.
+  /// loop computes elementwise or a concat assembles, and only such readers read.
   std::unordered_map<const Value *, SeqView> seqViews;
   int64_t arenaSize = 0;    ///< Elements: the largest graph's plan.
   int64_t unsharedSize = 0; ///< Elements if no two values shared memory (all graphs).

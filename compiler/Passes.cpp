@@ -209,6 +209,7 @@ const std::vector<PassInfo> &allPasses() {
       {"fold-affine", "fold inference-mode per-feature affine maps (BatchNorm) into adjacent matmul weights", [](Module &m, Diagnostics &) { foldAffineIntoMatmul(m); }, false},
       {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
       {"sink-transposes", "transpose a scan's captured matrix inside the body when only its matmuls read it (the transpose folds into them)", [](Module &m, Diagnostics &) { sinkTransposes(m); }, false},
+      {"pads-to-concat", "turn a sum of zero-padded blocks that tile one axis into a concat of the blocks", [](Module &m, Diagnostics &) { padsToConcat(m); }, false},
   };
   return passes;
 }

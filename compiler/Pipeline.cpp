@@ -76,7 +76,7 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
   std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
   verifyOrDie(*m, "elaboration");
   for (const char *name : {"dce", "fold", "cse", "dce", "licm", "hoist-projections", "dce", "autodiff", "optimizer", "fold", "cse",
-                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "fold-affine", "fold", "cse", "dce",
+                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "pads-to-concat", "fold-affine", "fold", "cse", "dce",
                            "sink-transposes", "dce"}) {
     const PassInfo &pass = *findPass(name);
     if (!pass.required && std::find(skip.begin(), skip.end(), name) != skip.end())
@@ -176,6 +176,7 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     runPass("hoist-accumulations");
     runPass("centered-sums");
     runPass("one-pass-variance");
+    runPass("pads-to-concat");
     runPass("fold-affine");
     runPass("fold");
     runPass("cse");

@@ -21,3 +21,13 @@ void cancelCenteredSums(Module &m);
 void onePassVariance(Module &m);
 
 } // namespace gradc
+
+namespace gradc {
+
+/// `pads-to-concat`: a sum of zero-padded tensors whose blocks tile the result along one
+/// axis (the gradient of slicing a tensor into parts, like an LSTM's four gates) becomes
+/// one concat of the blocks: each element is written once instead of zero-filled per
+/// part and added up.
+void padsToConcat(Module &m);
+
+} // namespace gradc

@@ -698,107 +698,87 @@ private:
     // fused loop over [64, 128]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
     //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
     //   mul  (prelude.model:35:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           const T v0 = (A + 321504)[i0 * 128 + i1 * 1] + ((A + 83936) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v1 = v0 * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v2 = (A + 337888)[0] - ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v3 = ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v2 = ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v3 = (A + 337888)[0] - v2;
           const T v4 = v1 * v3;
-          (A + 346096)[i0 * 128 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v6 = ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v7 = (A + 337888)[0] - v6;
-          const T v8 = v5 * v7;
-          const T v9 = (A + 329696)[i0 * 128 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v11 = ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v12 = (A + 337888)[0] - v11;
+          const T v5 = (A + 329696)[i0 * 128 + i1 * 1] + v4;
+          const T v6 = v5 * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v7 = (A + 337888)[0] - ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v8 = ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1] * v7;
+          const T v9 = v6 * v8;
+          (A + 370672)[i0 * 128 + i1 * 1] = v9;
+          const T v10 = v5 * ((A + 2221152) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v11 = (A + 337888)[0] - ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v12 = ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 354288)[i0 * 128 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 2221152) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v15 = (A + 337888)[0] - ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v16 = ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1] * v15;
+          (A + 362480)[i0 * 128 + i1 * 1] = v13;
+          const T v14 = v5 * ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v15 = ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v16 = (A + 337888)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 362480)[i0 * 128 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v19 = (A + 337888)[0] - ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v20 = ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1] * v19;
+          (A + 354288)[i0 * 128 + i1 * 1] = v17;
+          const T v18 = v0 * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v19 = (A + 337888)[0] - ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v20 = ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 370672)[i0 * 128 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
+          (A + 346096)[i0 * 128 + i1 * 1] = v21;
+          const T v22 = v5 * ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
           (A + 337904)[i0 * 128 + i1 * 1] = v22;
         }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 378864), 32768, T(0));
+    // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 378864)[384 + i0 * 512 + i1 * 1] = (A + 346096)[i0 * 128 + i1 * 1];
+          ((A + 378864) + t * 512)[0 + i0 * 14336 + i1 * 1] = (A + 370672)[i0 * 128 + i1 * 1];
         }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 411632), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 411632)[256 + i0 * 512 + i1 * 1] = (A + 354288)[i0 * 128 + i1 * 1];
+          ((A + 378864) + t * 512)[128 + i0 * 14336 + i1 * 1] = (A + 362480)[i0 * 128 + i1 * 1];
         }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 444400), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 444400)[128 + i0 * 512 + i1 * 1] = (A + 362480)[i0 * 128 + i1 * 1];
+          ((A + 378864) + t * 512)[256 + i0 * 14336 + i1 * 1] = (A + 354288)[i0 * 128 + i1 * 1];
         }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 477168), 32768, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          (A + 477168)[0 + i0 * 512 + i1 * 1] = (A + 370672)[i0 * 128 + i1 * 1];
-        }
-    // fused loop over [64, 512]:
-    //   add  (prelude.model:33:23)  [register]
-    //   add  (prelude.model:32:26)  [register]
-    //   add  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = (A + 378864)[i0 * 512 + i1 * 1] + (A + 411632)[i0 * 512 + i1 * 1];
-          const T v1 = v0 + (A + 444400)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + (A + 477168)[i0 * 512 + i1 * 1];
-          ((A + 2909280) + t * 512)[i0 * 14336 + i1 * 1] = v2;
+          ((A + 378864) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 346096)[i0 * 128 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 128, 512, T(1), ((A + 2909280) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 346096), 128, threads());
+    gemm(false, false, 64, 128, 512, T(1), ((A + 378864) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 346096), 128, threads());
     std::copy_n((A + 346096), 8192, (A + 321504));
     std::copy_n((A + 337904), 8192, (A + 329696));
   }
@@ -810,17 +790,17 @@ private:
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50240)[i2 * 1] += (A + 2909280)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50240)[i2 * 1] += (A + 378864)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2679904), 128, (A + 2909280), 512, T(0), (A + 67424), 512, threads());
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2679904), 128, (A + 378864), 512, T(0), (A + 67424), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 2909280), 512, T(0), (A + 132960), 512, threads());
+  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 378864), 512, T(0), (A + 132960), 512, threads());
   // fused loop over [512, 28]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (fashion_lstm_bn.model:22:1)
@@ -1390,7 +1370,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(3826784);
+      arena_.resize(2909280);
     return arena_.data();
   }
   std::vector<T> sf_[28];       // float state (params, buffers, optimizer), spec order

@@ -421,7 +421,10 @@ private:
     //   mul  (gru.model:27:15)  [register]
     //   sub  (gru.model:27:15)  [register]
     //   mul  (gru.model:27:15)
-    //   mul  (gru.model:27:35)
+    //   mul  (gru.model:27:35)  [register]
+    //   sub  (gru.model:25:18)  [register]
+    //   mul  (gru.model:25:18)  [register]
+    //   mul  (gru.model:25:18)
     //   mul  (gru.model:28:27)  [register]
     //   mul  (gru.model:28:19)  [register]
     //   neg  (gru.model:28:14)  [register]
@@ -429,10 +432,7 @@ private:
     //   sub  (gru.model:26:18)  [register]
     //   mul  (gru.model:26:18)  [register]
     //   mul  (gru.model:26:18)
-    //   mul  (gru.model:27:35)  [register]
-    //   sub  (gru.model:25:18)  [register]
-    //   mul  (gru.model:25:18)  [register]
-    //   mul  (gru.model:25:18)
+    //   mul  (gru.model:27:35)
     //   mul  (gru.model:28:27)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -444,71 +444,61 @@ private:
           const T v3 = (A + 53296)[0] - v2;
           const T v4 = v1 * v3;
           (A + 54848)[i0 * 48 + i1 * 1] = v4;
-          const T v5 = v4 * ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
-          (A + 56384)[i0 * 48 + i1 * 1] = v5;
-          const T v6 = v0 * ((A + 203760) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v7 = v0 * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v8 = -v7;
-          const T v9 = v6 + v8;
-          const T v10 = (A + 53296)[0] - ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v11 = ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1] * v10;
-          const T v12 = v9 * v11;
-          (A + 57920)[i0 * 48 + i1 * 1] = v12;
-          const T v13 = v4 * ((A + 388080) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v14 = (A + 53296)[0] - ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v15 = ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1] * v14;
-          const T v16 = v13 * v15;
-          (A + 59456)[i0 * 48 + i1 * 1] = v16;
+          const T v5 = v4 * ((A + 388080) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v6 = (A + 53296)[0] - ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v7 = ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1] * v6;
+          const T v8 = v5 * v7;
+          (A + 59456)[i0 * 48 + i1 * 1] = v8;
+          const T v9 = v0 * ((A + 203760) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v10 = v0 * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v11 = -v10;
+          const T v12 = v9 + v11;
+          const T v13 = (A + 53296)[0] - ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v14 = ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1] * v13;
+          const T v15 = v12 * v14;
+          (A + 57920)[i0 * 48 + i1 * 1] = v15;
+          const T v16 = v4 * ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
+          (A + 56384)[i0 * 48 + i1 * 1] = v16;
           const T v17 = v0 * ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
           (A + 53312)[i0 * 48 + i1 * 1] = v17;
         }
-    // pad  (gru.model:27:39)
-    std::fill_n((A + 60992), 4608, T(0));
+    // concat  (gru.model:25:34)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 60992)[96 + i0 * 144 + i1 * 1] = (A + 56384)[i0 * 48 + i1 * 1];
+          ((A + 618480) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
         }
-    // pad  (gru.model:27:18)
-    std::fill_n((A + 65600), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 65600)[96 + i0 * 144 + i1 * 1] = (A + 54848)[i0 * 48 + i1 * 1];
+          ((A + 618480) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
         }
-    // pad  (gru.model:26:36)
-    std::fill_n((A + 70208), 4608, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 70208)[48 + i0 * 144 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
+          ((A + 618480) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 56384)[i0 * 48 + i1 * 1];
         }
-    // pad  (gru.model:25:34)
-    std::fill_n((A + 54848), 4608, T(0));
+    // concat  (gru.model:25:21)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          (A + 54848)[0 + i0 * 144 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
+          ((A + 480240) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
         }
-    // fused loop over [32, 144]:
-    //   add  (gru.model:26:36)  [register]
-    //   add  (gru.model:25:34)
-    //   add  (gru.model:26:21)  [register]
-    //   add  (gru.model:25:21)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
+      for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 60992)[i0 * 144 + i1 * 1] + (A + 70208)[i0 * 144 + i1 * 1];
-          const T v1 = v0 + (A + 54848)[i0 * 144 + i1 * 1];
-          ((A + 618480) + t * 144)[i0 * 4320 + i1 * 1] = v1;
-          const T v2 = (A + 65600)[i0 * 144 + i1 * 1] + (A + 70208)[i0 * 144 + i1 * 1];
-          const T v3 = v2 + (A + 54848)[i0 * 144 + i1 * 1];
-          ((A + 480240) + t * 144)[i0 * 4320 + i1 * 1] = v3;
+          ((A + 480240) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
+        }
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1)
+        {
+          ((A + 480240) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 54848)[i0 * 48 + i1 * 1];
         }
     // matmul  (gru.model:24:14)
     gemm(false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());

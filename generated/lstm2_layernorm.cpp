@@ -932,104 +932,84 @@ private:
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
     //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
     //   mul  (prelude.model:35:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 18960)[i0 * 32 + i1 * 1] + ((A + 8208) + t * 32)[i0 * 640 + i1 * 1];
-          const T v1 = v0 * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
-          const T v2 = (A + 19984)[0] - ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
+          const T v2 = ((A + 145264) + t * 32)[i0 * 640 + i1 * 1] * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
+          const T v3 = (A + 19984)[0] - v2;
           const T v4 = v1 * v3;
-          (A + 20512)[i0 * 32 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
-          const T v6 = ((A + 145264) + t * 32)[i0 * 640 + i1 * 1] * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
-          const T v7 = (A + 19984)[0] - v6;
-          const T v8 = v5 * v7;
-          const T v9 = (A + 19472)[i0 * 32 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
-          const T v12 = (A + 19984)[0] - v11;
+          const T v5 = (A + 19472)[i0 * 32 + i1 * 1] + v4;
+          const T v6 = v5 * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
+          const T v7 = (A + 19984)[0] - ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
+          const T v8 = ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] * v7;
+          const T v9 = v6 * v8;
+          (A + 22048)[i0 * 32 + i1 * 1] = v9;
+          const T v10 = v5 * ((A + 186224) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = (A + 19984)[0] - ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v12 = ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 21024)[i0 * 32 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 186224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v15 = (A + 19984)[0] - ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] * v15;
+          (A + 21536)[i0 * 32 + i1 * 1] = v13;
+          const T v14 = v5 * ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
+          const T v15 = ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
+          const T v16 = (A + 19984)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 21536)[i0 * 32 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 19984)[0] - ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
-          const T v20 = ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] * v19;
+          (A + 21024)[i0 * 32 + i1 * 1] = v17;
+          const T v18 = v0 * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 19984)[0] - ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
+          const T v20 = ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 22048)[i0 * 32 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
+          (A + 20512)[i0 * 32 + i1 * 1] = v21;
+          const T v22 = v5 * ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
           (A + 20000)[i0 * 32 + i1 * 1] = v22;
         }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 22560), 2048, T(0));
+    // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 22560)[96 + i0 * 128 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
+          ((A + 216944) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 22048)[i0 * 32 + i1 * 1];
         }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 24608), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 24608)[64 + i0 * 128 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
+          ((A + 216944) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
         }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 26656), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 26656)[32 + i0 * 128 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
+          ((A + 216944) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
         }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 28704), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 28704)[0 + i0 * 128 + i1 * 1] = (A + 22048)[i0 * 32 + i1 * 1];
-        }
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:33:23)  [register]
-    //   add  (prelude.model:32:26)  [register]
-    //   add  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 22560)[i0 * 128 + i1 * 1] + (A + 24608)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + (A + 26656)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + (A + 28704)[i0 * 128 + i1 * 1];
-          ((A + 216944) + t * 128)[i0 * 2560 + i1 * 1] = v2;
+          ((A + 216944) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 20512), 32, threads());
@@ -1069,104 +1049,84 @@ private:
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
     //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
     //   mul  (prelude.model:35:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 22544)[i0 * 32 + i1 * 1] + ((A + 11792) + t * 32)[i0 * 640 + i1 * 1];
-          const T v1 = v0 * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v2 = (A + 23568)[0] - ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v2 = ((A + 58224) + t * 32)[i0 * 640 + i1 * 1] * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
+          const T v3 = (A + 23568)[0] - v2;
           const T v4 = v1 * v3;
-          (A + 24096)[i0 * 32 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
-          const T v6 = ((A + 58224) + t * 32)[i0 * 640 + i1 * 1] * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v7 = (A + 23568)[0] - v6;
-          const T v8 = v5 * v7;
-          const T v9 = (A + 23056)[i0 * 32 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
-          const T v12 = (A + 23568)[0] - v11;
+          const T v5 = (A + 23056)[i0 * 32 + i1 * 1] + v4;
+          const T v6 = v5 * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
+          const T v7 = (A + 23568)[0] - ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
+          const T v8 = ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] * v7;
+          const T v9 = v6 * v8;
+          (A + 25632)[i0 * 32 + i1 * 1] = v9;
+          const T v10 = v5 * ((A + 99184) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = (A + 23568)[0] - ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
+          const T v12 = ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 24608)[i0 * 32 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 99184) + t * 32)[i0 * 640 + i1 * 1];
-          const T v15 = (A + 23568)[0] - ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] * v15;
+          (A + 25120)[i0 * 32 + i1 * 1] = v13;
+          const T v14 = v5 * ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
+          const T v15 = ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
+          const T v16 = (A + 23568)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 25120)[i0 * 32 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 23568)[0] - ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
-          const T v20 = ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] * v19;
+          (A + 24608)[i0 * 32 + i1 * 1] = v17;
+          const T v18 = v0 * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 23568)[0] - ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v20 = ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 25632)[i0 * 32 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
+          (A + 24096)[i0 * 32 + i1 * 1] = v21;
+          const T v22 = v5 * ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
           (A + 23584)[i0 * 32 + i1 * 1] = v22;
         }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 26144), 2048, T(0));
+    // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 26144)[96 + i0 * 128 + i1 * 1] = (A + 24096)[i0 * 32 + i1 * 1];
+          ((A + 129904) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 25632)[i0 * 32 + i1 * 1];
         }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 28192), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 28192)[64 + i0 * 128 + i1 * 1] = (A + 24608)[i0 * 32 + i1 * 1];
+          ((A + 129904) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 25120)[i0 * 32 + i1 * 1];
         }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 30240), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 30240)[32 + i0 * 128 + i1 * 1] = (A + 25120)[i0 * 32 + i1 * 1];
+          ((A + 129904) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 24608)[i0 * 32 + i1 * 1];
         }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 32288), 2048, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          (A + 32288)[0 + i0 * 128 + i1 * 1] = (A + 25632)[i0 * 32 + i1 * 1];
-        }
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:33:23)  [register]
-    //   add  (prelude.model:32:26)  [register]
-    //   add  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 26144)[i0 * 128 + i1 * 1] + (A + 28192)[i0 * 128 + i1 * 1];
-          const T v1 = v0 + (A + 30240)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + (A + 32288)[i0 * 128 + i1 * 1];
-          ((A + 129904) + t * 128)[i0 * 2560 + i1 * 1] = v2;
+          ((A + 129904) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 24096)[i0 * 32 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
     gemm(false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 24096), 32, threads());

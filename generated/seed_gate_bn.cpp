@@ -987,40 +987,13 @@ private:
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction:
+    // fused loop over [32, 256], 2 reductions:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 319776), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 320320)[i1 * 1];
-          const T v1 = v0 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 311584)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 320576)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 319776)[i1 * 1] += v4;
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 320064)[i] + (A + 319776)[i];
-      const T v1 = v0 * (A + 320048)[0];
-      (A + 311584)[i] = v1;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction:
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
     //   mul  (seed_gate_bn.model:36:13)  [register]
     //   mul  (seed_gate_bn.model:36:19)  [register]
     //   sub  (seed_gate_bn.model:36:19)  [register]
@@ -1034,40 +1007,39 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 320064), 256, T(0));
+    std::fill_n((A + 319776), 256, T(0));
+    std::fill_n((A + 345152), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 311584)[i1 * 1];
-          const T v1 = (A + 320576)[i0 * 256 + i1 * 1] + v0;
-          (A + 328768)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 303392)[i0 * 256 + i1 * 1] * ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v4 = (A + 303376)[0] - v3;
-          const T v5 = v2 * v4;
-          const T v6 = (A + 293136)[i0 * 256 + i1 * 1] + v5;
-          (A + 311840)[i0 * 256 + i1 * 1] = v6;
-          const T v7 = v6 * ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v8 = ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v9 = (A + 303376)[0] - v8;
-          const T v10 = v7 * v9;
-          ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] = v10;
-          const T v11 = v10 * sf_[8].data()[i1 * 1];
-          const T v12 = v11 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 320064)[i1 * 1] += v12;
-          const T v14 = v11 * (A + 272912)[i1 * 1];
-          (A + 336960)[i0 * 256 + i1 * 1] = v14;
-        }
-    // pad  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 345152), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 345152)[768 + i0 * 1024 + i1 * 1] = (A + 328768)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 320320)[i1 * 1];
+          const T v1 = v0 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 311584)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 328768)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 319776)[i1 * 1] += v4;
+          const T v6 = (A + 303392)[i0 * 256 + i1 * 1] * ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v8 = (A + 303376)[0] - v7;
+          const T v9 = v6 * v8;
+          const T v10 = (A + 293136)[i0 * 256 + i1 * 1] + v9;
+          (A + 320576)[i0 * 256 + i1 * 1] = v10;
+          const T v11 = v10 * ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v12 = ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v13 = (A + 303376)[0] - v12;
+          const T v14 = v11 * v13;
+          ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] = v14;
+          const T v15 = v14 * sf_[8].data()[i1 * 1];
+          const T v16 = v15 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 345152)[i1 * 1] += v16;
+          const T v18 = v15 * (A + 272912)[i1 * 1];
+          (A + 336960)[i0 * 256 + i1 * 1] = v18;
         }
     // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
@@ -1078,53 +1050,31 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 320064)[i] * (A + 320032)[0];
-      const T v1 = (A + 272912)[i] * (A + 272912)[i];
-      const T v2 = (A + 272912)[i] * v1;
-      const T v3 = v0 * v2;
-      const T v4 = (A + 302608)[i] * (A + 992320)[0];
-      const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 320048)[0];
-      (A + 303648)[i] = v6;
-      const T v7 = (A + 302352)[i] * (A + 992304)[0];
-      (A + 303392)[i] = v7;
+      const T v0 = (A + 320064)[i] + (A + 319776)[i];
+      const T v1 = v0 * (A + 320048)[0];
+      (A + 303392)[i] = v1;
+      const T v2 = (A + 345152)[i] * (A + 320032)[0];
+      const T v3 = (A + 272912)[i] * (A + 272912)[i];
+      const T v4 = (A + 272912)[i] * v3;
+      const T v5 = v2 * v4;
+      const T v6 = (A + 302608)[i] * (A + 992320)[0];
+      const T v7 = v5 + v6;
+      const T v8 = v7 * (A + 320048)[0];
+      (A + 303904)[i] = v8;
+      const T v9 = (A + 302352)[i] * (A + 992304)[0];
+      (A + 303648)[i] = v9;
     }
+    // reshape  (prelude.model:57:16)
+    // (a view of its operand)
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction:
+    // fused loop over [32, 256], 2 reductions:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 303904), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 303648)[i1 * 1];
-          const T v1 = v0 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 336960)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 320064)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 303904)[i1 * 1] += v4;
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303392)[i] + (A + 303904)[i];
-      const T v1 = v0 * (A + 320048)[0];
-      (A + 303648)[i] = v1;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction:
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
     //   mul  (seed_gate_bn.model:35:13)  [register]
     //   sub  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)  [register]
@@ -1133,34 +1083,33 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 303392), 256, T(0));
+    std::fill_n((A + 312352), 256, T(0));
+    std::fill_n((A + 312608), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 303648)[i1 * 1];
-          const T v1 = (A + 320064)[i0 * 256 + i1 * 1] + v0;
-          (A + 328256)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 311840)[i0 * 256 + i1 * 1] * ((A + 2331904) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = (A + 303376)[0] - ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v4 = ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] * v3;
-          const T v5 = v2 * v4;
-          ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] = v5;
-          const T v6 = v5 * sf_[6].data()[i1 * 1];
-          const T v7 = v6 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 303392)[i1 * 1] += v7;
-          const T v9 = v6 * (A + 274192)[i1 * 1];
-          (A + 336448)[i0 * 256 + i1 * 1] = v9;
-        }
-    // pad  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 377920), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 377920)[512 + i0 * 1024 + i1 * 1] = (A + 328256)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 303904)[i1 * 1];
+          const T v1 = v0 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 336960)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 304160)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 312352)[i1 * 1] += v4;
+          const T v6 = (A + 320576)[i0 * 256 + i1 * 1] * ((A + 2331904) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = (A + 303376)[0] - ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v8 = ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] * v7;
+          const T v9 = v6 * v8;
+          ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] = v9;
+          const T v10 = v9 * sf_[6].data()[i1 * 1];
+          const T v11 = v10 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 312608)[i1 * 1] += v11;
+          const T v13 = v10 * (A + 274192)[i1 * 1];
+          (A + 345152)[i0 * 256 + i1 * 1] = v13;
         }
     // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
@@ -1171,53 +1120,31 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303392)[i] * (A + 320032)[0];
-      const T v1 = (A + 274192)[i] * (A + 274192)[i];
-      const T v2 = (A + 274192)[i] * v1;
-      const T v3 = v0 * v2;
-      const T v4 = (A + 302096)[i] * (A + 992320)[0];
-      const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 320048)[0];
-      (A + 303904)[i] = v6;
-      const T v7 = (A + 301840)[i] * (A + 992304)[0];
-      (A + 303648)[i] = v7;
+      const T v0 = (A + 303648)[i] + (A + 312352)[i];
+      const T v1 = v0 * (A + 320048)[0];
+      (A + 303904)[i] = v1;
+      const T v2 = (A + 312608)[i] * (A + 320032)[0];
+      const T v3 = (A + 274192)[i] * (A + 274192)[i];
+      const T v4 = (A + 274192)[i] * v3;
+      const T v5 = v2 * v4;
+      const T v6 = (A + 302096)[i] * (A + 992320)[0];
+      const T v7 = v5 + v6;
+      const T v8 = v7 * (A + 320048)[0];
+      (A + 313120)[i] = v8;
+      const T v9 = (A + 301840)[i] * (A + 992304)[0];
+      (A + 312864)[i] = v9;
     }
+    // reshape  (prelude.model:57:16)
+    // (a view of its operand)
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction:
+    // fused loop over [32, 256], 2 reductions:
     //   broadcast_to  (prelude.model:59:17)  [register]
     //   mul  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)  [register]
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 303392), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 303904)[i1 * 1];
-          const T v1 = v0 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 336448)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 320064)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 303392)[i1 * 1] += v4;
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303648)[i] + (A + 303392)[i];
-      const T v1 = v0 * (A + 320048)[0];
-      (A + 303904)[i] = v1;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction:
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
     //   mul  (seed_gate_bn.model:35:21)  [register]
     //   sub  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)  [register]
@@ -1226,34 +1153,33 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 303392), 256, T(0));
+    std::fill_n((A + 303648), 256, T(0));
+    std::fill_n((A + 312352), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 303904)[i1 * 1];
-          const T v1 = (A + 320064)[i0 * 256 + i1 * 1] + v0;
-          (A + 328256)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 311840)[i0 * 256 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = (A + 303376)[0] - ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v4 = ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] * v3;
-          const T v5 = v2 * v4;
-          ((A + 730176) + t * 256)[i0 * 7680 + i1 * 1] = v5;
-          const T v6 = v5 * sf_[4].data()[i1 * 1];
-          const T v7 = v6 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 303392)[i1 * 1] += v7;
-          const T v9 = v6 * (A + 275472)[i1 * 1];
-          (A + 336448)[i0 * 256 + i1 * 1] = v9;
-        }
-    // pad  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 410688), 32768, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 410688)[256 + i0 * 1024 + i1 * 1] = (A + 328256)[i0 * 256 + i1 * 1];
+          const T v0 = (A + 313120)[i1 * 1];
+          const T v1 = v0 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 345152)[i0 * 256 + i1 * 1] + v1;
+          const T v3 = v2 + v1;
+          (A + 336960)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = -v3;
+          (A + 303648)[i1 * 1] += v4;
+          const T v6 = (A + 320576)[i0 * 256 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = (A + 303376)[0] - ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v8 = ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] * v7;
+          const T v9 = v6 * v8;
+          ((A + 648256) + t * 256)[i0 * 7680 + i1 * 1] = v9;
+          const T v10 = v9 * sf_[4].data()[i1 * 1];
+          const T v11 = v10 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 312352)[i1 * 1] += v11;
+          const T v13 = v10 * (A + 275472)[i1 * 1];
+          (A + 353344)[i0 * 256 + i1 * 1] = v13;
         }
     // fused loop over [256]:
+    //   add  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
@@ -1264,17 +1190,22 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303392)[i] * (A + 320032)[0];
-      const T v1 = (A + 275472)[i] * (A + 275472)[i];
-      const T v2 = (A + 275472)[i] * v1;
-      const T v3 = v0 * v2;
-      const T v4 = (A + 301584)[i] * (A + 992320)[0];
-      const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 320048)[0];
-      (A + 303904)[i] = v6;
-      const T v7 = (A + 301328)[i] * (A + 992304)[0];
-      (A + 303648)[i] = v7;
+      const T v0 = (A + 312864)[i] + (A + 303648)[i];
+      const T v1 = v0 * (A + 320048)[0];
+      (A + 312608)[i] = v1;
+      const T v2 = (A + 312352)[i] * (A + 320032)[0];
+      const T v3 = (A + 275472)[i] * (A + 275472)[i];
+      const T v4 = (A + 275472)[i] * v3;
+      const T v5 = v2 * v4;
+      const T v6 = (A + 301584)[i] * (A + 992320)[0];
+      const T v7 = v5 + v6;
+      const T v8 = v7 * (A + 320048)[0];
+      (A + 313376)[i] = v8;
+      const T v9 = (A + 301328)[i] * (A + 992304)[0];
+      (A + 313120)[i] = v9;
     }
+    // reshape  (prelude.model:57:16)
+    // (a view of its operand)
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
     // fused loop over [32, 256], 1 reduction:
@@ -1284,18 +1215,18 @@ private:
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 303376), 256, T(0));
+    std::fill_n((A + 303648), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 303904)[i1 * 1];
+          const T v0 = (A + 313376)[i1 * 1];
           const T v1 = v0 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 336448)[i0 * 256 + i1 * 1] + v1;
+          const T v2 = (A + 353344)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 320064)[i0 * 256 + i1 * 1] = v3;
+          (A + 345152)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 303376)[i1 * 1] += v4;
+          (A + 303648)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
@@ -1310,29 +1241,35 @@ private:
     //   mul  (prelude.model:60:44)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303648)[i] + (A + 303376)[i];
+      const T v0 = (A + 313120)[i] + (A + 303648)[i];
       const T v1 = v0 * (A + 320048)[0];
-      (A + 305952)[i] = v1;
+      (A + 314912)[i] = v1;
       const T v2 = (A + 303120)[i] * (A + 992288)[0];
-      (A + 303904)[i] = v2;
+      (A + 312352)[i] = v2;
       const T v3 = (A + 302864)[i] * (A + 992288)[0];
-      (A + 304160)[i] = v3;
+      (A + 312864)[i] = v3;
       const T v4 = (A + 302608)[i] * (A + 992288)[0];
-      (A + 304416)[i] = v4;
+      (A + 313376)[i] = v4;
       const T v5 = (A + 302352)[i] * (A + 992288)[0];
-      (A + 304672)[i] = v5;
+      (A + 313632)[i] = v5;
       const T v6 = (A + 302096)[i] * (A + 992288)[0];
-      (A + 304928)[i] = v6;
+      (A + 313888)[i] = v6;
       const T v7 = (A + 301840)[i] * (A + 992288)[0];
-      (A + 305184)[i] = v7;
+      (A + 314144)[i] = v7;
       const T v8 = (A + 301584)[i] * (A + 992288)[0];
-      (A + 305440)[i] = v8;
+      (A + 314400)[i] = v8;
       const T v9 = (A + 301328)[i] * (A + 992288)[0];
-      (A + 305696)[i] = v9;
+      (A + 314656)[i] = v9;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
     // fused loop over [32, 256]:
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
     //   broadcast_to  (prelude.model:57:16)  [register]
     //   add  (prelude.model:57:16)
     //   mul  (seed_gate_bn.model:35:13)
@@ -1344,56 +1281,69 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 305952)[i1 * 1];
-          const T v1 = (A + 320064)[i0 * 256 + i1 * 1] + v0;
-          (A + 336448)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 311840)[i0 * 256 + i1 * 1] * ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 328256)[i0 * 256 + i1 * 1] = v2;
-          const T v3 = ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 6909184) + t * 256)[i0 * 7680 + i1 * 1] = v3;
-          const T v4 = ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3353344) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 6417664) + t * 256)[i0 * 7680 + i1 * 1] = v4;
-          const T v5 = ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 1103104) + t * 256)[i0 * 7680 + i1 * 1] = v5;
-          const T v6 = ((A + 730176) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 484416) + t * 256)[i0 * 7680 + i1 * 1] = v6;
+          const T v0 = (A + 314912)[i1 * 1];
+          const T v1 = (A + 345152)[i0 * 256 + i1 * 1] + v0;
+          (A + 386112)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 312608)[i1 * 1];
+          const T v3 = (A + 336960)[i0 * 256 + i1 * 1] + v2;
+          (A + 377920)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 303904)[i1 * 1];
+          const T v5 = (A + 304160)[i0 * 256 + i1 * 1] + v4;
+          (A + 369728)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 303392)[i1 * 1];
+          const T v7 = (A + 328768)[i0 * 256 + i1 * 1] + v6;
+          (A + 361536)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = (A + 320576)[i0 * 256 + i1 * 1] * ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 353344)[i0 * 256 + i1 * 1] = v8;
+          const T v9 = ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 6909184) + t * 256)[i0 * 7680 + i1 * 1] = v9;
+          const T v10 = ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3353344) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 6417664) + t * 256)[i0 * 7680 + i1 * 1] = v10;
+          const T v11 = ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 1103104) + t * 256)[i0 * 7680 + i1 * 1] = v11;
+          const T v12 = ((A + 648256) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 402496) + t * 256)[i0 * 7680 + i1 * 1] = v12;
         }
-    // pad  (seed_gate_bn.model:31:29)
-    std::fill_n((A + 443456), 32768, T(0));
+    // concat  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 443456)[0 + i0 * 1024 + i1 * 1] = (A + 336448)[i0 * 256 + i1 * 1];
+          ((A + 5188864) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 386112)[i0 * 256 + i1 * 1];
         }
-    // fused loop over [32, 1024]:
-    //   add  (seed_gate_bn.model:33:26)  [register]
-    //   add  (seed_gate_bn.model:32:29)  [register]
-    //   add  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
+      for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 345152)[i0 * 1024 + i1 * 1] + (A + 377920)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + (A + 410688)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + (A + 443456)[i0 * 1024 + i1 * 1];
-          ((A + 5188864) + t * 1024)[i0 * 30720 + i1 * 1] = v2;
+          ((A + 5188864) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 377920)[i0 * 256 + i1 * 1];
+        }
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          ((A + 5188864) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 369728)[i0 * 256 + i1 * 1];
+        }
+    for (int64_t i0 = 0; i0 < 32; ++i0)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1)
+        {
+          ((A + 5188864) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 361536)[i0 * 256 + i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 305952), 256, threads());
-    std::copy_n((A + 305952), 8192, (A + 284944));
-    std::copy_n((A + 328256), 8192, (A + 293136));
-    std::copy_n((A + 305696), 256, (A + 301328));
-    std::copy_n((A + 305440), 256, (A + 301584));
-    std::copy_n((A + 305184), 256, (A + 301840));
-    std::copy_n((A + 304928), 256, (A + 302096));
-    std::copy_n((A + 304672), 256, (A + 302352));
-    std::copy_n((A + 304416), 256, (A + 302608));
-    std::copy_n((A + 304160), 256, (A + 302864));
-    std::copy_n((A + 303904), 256, (A + 303120));
+    gemm(false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 303376), 256, threads());
+    std::copy_n((A + 303376), 8192, (A + 284944));
+    std::copy_n((A + 353344), 8192, (A + 293136));
+    std::copy_n((A + 314656), 256, (A + 301328));
+    std::copy_n((A + 314400), 256, (A + 301584));
+    std::copy_n((A + 314144), 256, (A + 301840));
+    std::copy_n((A + 313888), 256, (A + 302096));
+    std::copy_n((A + 313632), 256, (A + 302352));
+    std::copy_n((A + 313376), 256, (A + 302608));
+    std::copy_n((A + 312864), 256, (A + 302864));
+    std::copy_n((A + 312352), 256, (A + 303120));
   }
   std::copy_n((A + 284944), 8192, (A + 17680));
-  std::copy_n((A + 293136), 8192, (A + 476224));
+  std::copy_n((A + 293136), 8192, (A + 394304));
   std::copy_n((A + 301328), 256, (A + 9440));
   std::copy_n((A + 301584), 256, (A + 9696));
   std::copy_n((A + 301840), 256, (A + 9952));
@@ -1432,8 +1382,8 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 2000)[i2 * 1] += (A + 484416)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2256)[i2 * 1] += (A + 730176)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2000)[i2 * 1] += (A + 402496)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2256)[i2 * 1] += (A + 648256)[i0 * 7680 + i1 * 256 + i2 * 1];
           (A + 2512)[i2 * 1] += (A + 1103104)[i0 * 7680 + i1 * 256 + i2 * 1];
           (A + 2768)[i2 * 1] += (A + 6171904)[i0 * 7680 + i1 * 256 + i2 * 1];
           (A + 3024)[i2 * 1] += (A + 6417664)[i0 * 7680 + i1 * 256 + i2 * 1];

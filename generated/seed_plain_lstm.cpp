@@ -374,107 +374,87 @@ private:
     // fused loop over [32, 256]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:36:15)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   sub  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:36:21)  [register]
     //   add  (prelude.model:36:21)  [register]
     //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
+    //   sub  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)  [register]
+    //   mul  (prelude.model:31:20)
     //   mul  (prelude.model:35:15)  [register]
     //   sub  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)  [register]
     //   mul  (prelude.model:32:20)
     //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
+    //   mul  (prelude.model:33:17)  [register]
+    //   sub  (prelude.model:33:17)  [register]
+    //   mul  (prelude.model:33:17)
+    //   mul  (prelude.model:36:15)  [register]
+    //   sub  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)  [register]
+    //   mul  (prelude.model:34:20)
     //   mul  (prelude.model:35:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 279824)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v1 = v0 * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 296208)[0] - ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] * v2;
+          const T v1 = v0 * ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v3 = (A + 296208)[0] - v2;
           const T v4 = v1 * v3;
-          (A + 304416)[i0 * 256 + i1 * 1] = v4;
-          const T v5 = v0 * ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v6 = ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = (A + 296208)[0] - v6;
-          const T v8 = v5 * v7;
-          const T v9 = (A + 288016)[i0 * 256 + i1 * 1] + v8;
-          const T v10 = v9 * ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v11 = ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v12 = (A + 296208)[0] - v11;
+          const T v5 = (A + 288016)[i0 * 256 + i1 * 1] + v4;
+          const T v6 = v5 * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = (A + 296208)[0] - ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v8 = ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] * v7;
+          const T v9 = v6 * v8;
+          (A + 328992)[i0 * 256 + i1 * 1] = v9;
+          const T v10 = v5 * ((A + 2319328) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v11 = (A + 296208)[0] - ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v12 = ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 312608)[i0 * 256 + i1 * 1] = v13;
-          const T v14 = v9 * ((A + 2319328) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v15 = (A + 296208)[0] - ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v16 = ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] * v15;
+          (A + 320800)[i0 * 256 + i1 * 1] = v13;
+          const T v14 = v5 * ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v15 = ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v16 = (A + 296208)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 320800)[i0 * 256 + i1 * 1] = v17;
-          const T v18 = v9 * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v19 = (A + 296208)[0] - ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v20 = ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] * v19;
+          (A + 312608)[i0 * 256 + i1 * 1] = v17;
+          const T v18 = v0 * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v19 = (A + 296208)[0] - ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v20 = ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 328992)[i0 * 256 + i1 * 1] = v21;
-          const T v22 = v9 * ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 304416)[i0 * 256 + i1 * 1] = v21;
+          const T v22 = v5 * ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
           (A + 296224)[i0 * 256 + i1 * 1] = v22;
         }
-    // pad  (prelude.model:34:26)
-    std::fill_n((A + 337184), 32768, T(0));
+    // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 337184)[768 + i0 * 1024 + i1 * 1] = (A + 304416)[i0 * 256 + i1 * 1];
+          ((A + 337184) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 328992)[i0 * 256 + i1 * 1];
         }
-    // pad  (prelude.model:33:23)
-    std::fill_n((A + 369952), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 369952)[512 + i0 * 1024 + i1 * 1] = (A + 312608)[i0 * 256 + i1 * 1];
+          ((A + 337184) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 320800)[i0 * 256 + i1 * 1];
         }
-    // pad  (prelude.model:32:26)
-    std::fill_n((A + 402720), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 402720)[256 + i0 * 1024 + i1 * 1] = (A + 320800)[i0 * 256 + i1 * 1];
+          ((A + 337184) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 312608)[i0 * 256 + i1 * 1];
         }
-    // pad  (prelude.model:31:26)
-    std::fill_n((A + 435488), 32768, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          (A + 435488)[0 + i0 * 1024 + i1 * 1] = (A + 328992)[i0 * 256 + i1 * 1];
-        }
-    // fused loop over [32, 1024]:
-    //   add  (prelude.model:33:23)  [register]
-    //   add  (prelude.model:32:26)  [register]
-    //   add  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = (A + 337184)[i0 * 1024 + i1 * 1] + (A + 369952)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 + (A + 402720)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + (A + 435488)[i0 * 1024 + i1 * 1];
-          ((A + 3056608) + t * 1024)[i0 * 30720 + i1 * 1] = v2;
+          ((A + 337184) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 304416)[i0 * 256 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 1024, T(1), ((A + 3056608) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 304416), 256, threads());
+    gemm(false, false, 32, 256, 1024, T(1), ((A + 337184) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 304416), 256, threads());
     std::copy_n((A + 304416), 8192, (A + 279824));
     std::copy_n((A + 296224), 8192, (A + 288016));
   }
@@ -486,17 +466,17 @@ private:
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 3056608)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 337184)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 2810848), 256, (A + 3056608), 1024, T(0), (A + 17680), 1024, threads());
+  gemm(true, false, 256, 1024, 960, T(1), (A + 2810848), 256, (A + 337184), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 3056608), 1024, T(0), (A + 2000), 1024, threads());
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 337184), 1024, T(0), (A + 2000), 1024, threads());
   // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
@@ -734,7 +714,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(4039648);
+      arena_.resize(3056608);
     return arena_.data();
   }
   std::vector<T> sf_[6];       // float state (params, buffers, optimizer), spec order
