@@ -169,11 +169,8 @@ void LoopLevel::planSeqViews(const Node &scan) {
   };
   const auto contiguousRows = [&](const Value *stacked) { return axis + 1 < static_cast<int64_t>(stacked->type.rank()); };
   for (int64_t s = 0; s < nseq; ++s) {
-    const Value *arg = b.args[s];
-    const bool used = std::any_of(b.nodes.begin(), b.nodes.end(), [&](const auto &n) {
-      return std::find(n->operands.begin(), n->operands.end(), arg) != n->operands.end();
-    });
-    if (used && contiguousRows(scan.operands[s]) && readersTakeStrides(arg, b.yields.size()) &&
+    const Value *arg = b.args[s]; // (one the body never reads costs nothing either)
+    if (contiguousRows(scan.operands[s]) && readersTakeStrides(arg, b.yields.size()) &&
         std::find(b.yields.begin(), b.yields.end(), arg) == b.yields.end())
       seqViews[arg] = view(scan.operands[s]);
   }

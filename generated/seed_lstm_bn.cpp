@@ -657,13 +657,12 @@ private:
           (A + 9696)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 7648)[i0 * 64 + i1 * 64 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
+  std::copy_n((A + 1024), 2048, (A + 71136));
   std::copy_n((A + 1024), 2048, (A + 73184));
-  std::copy_n((A + 1024), 2048, (A + 75232));
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 703488) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
     // const  (prelude.model:36:21)
-    std::fill_n((A + 77280), 1, T(1));
+    std::fill_n((A + 75232), 1, T(1));
     // fused loop over [32, 64]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -692,84 +691,84 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          const T v0 = (A + 73184)[i0 * 64 + i1 * 1] + ((A + 9696) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v0 = (A + 71136)[i0 * 64 + i1 * 1] + ((A + 9696) + t * 64)[i0 * 1920 + i1 * 1];
           const T v1 = v0 * ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1];
           const T v2 = ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v3 = (A + 77280)[0] - v2;
+          const T v3 = (A + 75232)[0] - v2;
           const T v4 = v1 * v3;
-          const T v5 = (A + 75232)[i0 * 64 + i1 * 1] + v4;
+          const T v5 = (A + 73184)[i0 * 64 + i1 * 1] + v4;
           const T v6 = v5 * ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v7 = (A + 77280)[0] - ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v7 = (A + 75232)[0] - ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1];
           const T v8 = ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1] * v7;
           const T v9 = v6 * v8;
-          (A + 85488)[i0 * 64 + i1 * 1] = v9;
+          (A + 83440)[i0 * 64 + i1 * 1] = v9;
           const T v10 = v5 * ((A + 580608) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v11 = (A + 77280)[0] - ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v11 = (A + 75232)[0] - ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
           const T v12 = ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 83440)[i0 * 64 + i1 * 1] = v13;
+          (A + 81392)[i0 * 64 + i1 * 1] = v13;
           const T v14 = v5 * ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1];
           const T v15 = ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v16 = (A + 77280)[0] - v15;
+          const T v16 = (A + 75232)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 81392)[i0 * 64 + i1 * 1] = v17;
+          (A + 79344)[i0 * 64 + i1 * 1] = v17;
           const T v18 = v0 * ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v19 = (A + 77280)[0] - ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1];
+          const T v19 = (A + 75232)[0] - ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1];
           const T v20 = ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 79344)[i0 * 64 + i1 * 1] = v21;
+          (A + 77296)[i0 * 64 + i1 * 1] = v21;
           const T v22 = v5 * ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
-          (A + 77296)[i0 * 64 + i1 * 1] = v22;
+          (A + 75248)[i0 * 64 + i1 * 1] = v22;
         }
     // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          ((A + 87536) + t * 256)[0 + i0 * 7680 + i1 * 1] = (A + 85488)[i0 * 64 + i1 * 1];
+          ((A + 85488) + t * 256)[0 + i0 * 7680 + i1 * 1] = (A + 83440)[i0 * 64 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          ((A + 87536) + t * 256)[64 + i0 * 7680 + i1 * 1] = (A + 83440)[i0 * 64 + i1 * 1];
+          ((A + 85488) + t * 256)[64 + i0 * 7680 + i1 * 1] = (A + 81392)[i0 * 64 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          ((A + 87536) + t * 256)[128 + i0 * 7680 + i1 * 1] = (A + 81392)[i0 * 64 + i1 * 1];
+          ((A + 85488) + t * 256)[128 + i0 * 7680 + i1 * 1] = (A + 79344)[i0 * 64 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
-          ((A + 87536) + t * 256)[192 + i0 * 7680 + i1 * 1] = (A + 79344)[i0 * 64 + i1 * 1];
+          ((A + 85488) + t * 256)[192 + i0 * 7680 + i1 * 1] = (A + 77296)[i0 * 64 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 64, 256, T(1), ((A + 87536) + t * 256), 7680, sf_[1].data(), 64, T(0), (A + 79344), 64, threads());
-    std::copy_n((A + 79344), 2048, (A + 73184));
-    std::copy_n((A + 77296), 2048, (A + 75232));
+    gemm(false, false, 32, 64, 256, T(1), ((A + 85488) + t * 256), 7680, sf_[1].data(), 64, T(0), (A + 77296), 64, threads());
+    std::copy_n((A + 77296), 2048, (A + 71136));
+    std::copy_n((A + 75248), 2048, (A + 73184));
   }
-  std::copy_n((A + 73184), 2048, (A + 5536));
-  std::copy_n((A + 75232), 2048, (A + 7584));
+  std::copy_n((A + 71136), 2048, (A + 5536));
+  std::copy_n((A + 73184), 2048, (A + 7584));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 1008), 256, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 1008)[i2 * 1] += (A + 87536)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 1008)[i2 * 1] += (A + 85488)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
   // matmul  (prelude.model:29:13)
-  gemm(true, false, 64, 256, 960, T(1), (A + 703488), 64, (A + 87536), 256, T(0), (A + 5536), 256, threads());
+  gemm(true, false, 64, 256, 960, T(1), (A + 703488), 64, (A + 85488), 256, T(0), (A + 5536), 256, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 87536), 256, T(0), (A + 1264), 256, threads());
+  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 85488), 256, T(0), (A + 1264), 256, threads());
   // fused loop over [256, 1]:
   //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
   //   mul  (seed_lstm_bn.model:23:1)
