@@ -185,11 +185,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50240), 8192, (A + 1074240));
   std::copy_n((A + 50240), 8192, (A + 1082432));
+  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
+    gemmInvariantB(2, false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -360,11 +361,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50272), 8192, (A + 1074272));
   std::copy_n((A + 50272), 8192, (A + 1082464));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58464) + (o * 28 + t) * 512, 512, (A + 1041504) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074272), 128, (A + 975968), 512, T(0), (A + 1090656), 512, threads());
+    gemmInvariantB(0, false, false, 64, 512, 128, T(1), (A + 1074272), 128, (A + 975968), 512, T(0), (A + 1090656), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -709,6 +711,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 50272), 8192, (A + 378848));
   std::copy_n((A + 50272), 8192, (A + 387040));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 83936) + (o * 28 + t) * 128, 128, (A + 313312) + o * 128);
@@ -821,7 +824,7 @@ private:
       (A + 403440)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 128, 512, T(1), (A + 403440), 512, (A + 975968), 512, T(0), (A + 436208), 128, threads());
+    gemmInvariantB(1, false, true, 64, 128, 512, T(1), (A + 403440), 512, (A + 975968), 512, T(0), (A + 436208), 128, threads());
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 403440) + o * 512, 512, (A + 3032160) + (o * 28 + t) * 512);
     std::copy_n((A + 436208), 8192, (A + 378848));
     std::copy_n((A + 395248), 8192, (A + 387040));
@@ -1286,11 +1289,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50176), 8192, (A + 1074176));
   std::copy_n((A + 50176), 8192, (A + 1082368));
+  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 1041408) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
+    gemmInvariantB(3, false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

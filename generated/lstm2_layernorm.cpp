@@ -237,11 +237,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 352), 512, (A + 52064));
   std::copy_n((A + 352), 512, (A + 52576));
+  gemmInvariantReset(4, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 41824), 128, T(0), (A + 53088), 128, threads());
+    gemmInvariantB(4, false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 41824), 128, T(0), (A + 53088), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -305,11 +306,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 352), 512, (A + 52064));
   std::copy_n((A + 352), 512, (A + 52576));
+  gemmInvariantReset(5, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 45920), 128, T(0), (A + 53088), 128, threads());
+    gemmInvariantB(5, false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 45920), 128, T(0), (A + 53088), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -525,11 +527,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 56176));
   std::copy_n((A + 368), 512, (A + 56688));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 41840), 128, T(0), (A + 57200), 128, threads());
+    gemmInvariantB(0, false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 41840), 128, T(0), (A + 57200), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -607,11 +610,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 56176));
   std::copy_n((A + 368), 512, (A + 56688));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 880) + (o * 20 + t) * 128, 128, (A + 54128) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 50032), 128, T(0), (A + 57200), 128, threads());
+    gemmInvariantB(1, false, false, 16, 128, 32, T(1), (A + 56176), 32, (A + 50032), 128, T(0), (A + 57200), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -954,6 +958,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 18448));
   std::copy_n((A + 368), 512, (A + 18960));
+  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 4112) + (o * 20 + t) * 32, 32, (A + 14352) + o * 32);
@@ -1066,7 +1071,7 @@ private:
       (A + 20000)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 20000), 128, (A + 50032), 128, T(0), (A + 22048), 32, threads());
+    gemmInvariantB(2, false, true, 16, 32, 128, T(1), (A + 20000), 128, (A + 50032), 128, T(0), (A + 22048), 32, threads());
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 20000) + o * 128, 128, (A + 227696) + (o * 20 + t) * 128);
     std::copy_n((A + 22048), 512, (A + 18448));
     std::copy_n((A + 19488), 512, (A + 18960));
@@ -1096,6 +1101,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 26128));
   std::copy_n((A + 368), 512, (A + 26640));
+  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 7696) + (o * 20 + t) * 32, 32, (A + 22032) + o * 32);
@@ -1208,7 +1214,7 @@ private:
       (A + 27680)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 32, 128, T(1), (A + 27680), 128, (A + 41840), 128, T(0), (A + 29728), 32, threads());
+    gemmInvariantB(3, false, true, 16, 32, 128, T(1), (A + 27680), 128, (A + 41840), 128, T(0), (A + 29728), 32, threads());
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 27680) + o * 128, 128, (A + 145776) + (o * 20 + t) * 128);
     std::copy_n((A + 29728), 512, (A + 26128));
     std::copy_n((A + 27168), 512, (A + 26640));
@@ -2048,11 +2054,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 52048));
   std::copy_n((A + 336), 512, (A + 52560));
+  gemmInvariantReset(6, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 41808), 128, T(0), (A + 53072), 128, threads());
+    gemmInvariantB(6, false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 41808), 128, T(0), (A + 53072), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2116,11 +2123,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 52048));
   std::copy_n((A + 336), 512, (A + 52560));
+  gemmInvariantReset(7, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 45904), 128, T(0), (A + 53072), 128, threads());
+    gemmInvariantB(7, false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 45904), 128, T(0), (A + 53072), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

@@ -222,11 +222,12 @@ public:
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 992), 8192, (A + 1287392));
   std::copy_n((A + 992), 8192, (A + 1295584));
+  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254624) + o * 1024);
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287392), 256, (A + 992224), 1024, T(0), (A + 1303776), 1024, threads());
+    gemmInvariantB(2, false, false, 32, 1024, 256, T(1), (A + 1287392), 256, (A + 992224), 1024, T(0), (A + 1303776), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -418,13 +419,14 @@ private:
   std::copy_n(sf_[23].data(), 256, (A + 1305248));
   std::copy_n(sf_[24].data(), 256, (A + 1305504));
   std::copy_n((A + 9232), 1, (A + 1305760));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9248) + (o * 30 + t) * 1024, 1024, (A + 1254512) + o * 1024);
     // const  (prelude.model:59:17)
     std::fill_n((A + 1305776), 1, T(0));
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287280), 256, (A + 992368), 1024, T(0), (A + 1305792), 1024, threads());
+    gemmInvariantB(0, false, false, 32, 1024, 256, T(1), (A + 1287280), 256, (A + 992368), 1024, T(0), (A + 1305792), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -933,6 +935,7 @@ private:
   std::copy_n((A + 9184), 256, (A + 425488));
   std::copy_n((A + 9184), 256, (A + 425744));
   std::copy_n((A + 9184), 256, (A + 426000));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
@@ -1421,7 +1424,7 @@ private:
       (A + 664640)[i] = v2;
     }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 664640), 1024, (A + 992368), 1024, T(0), (A + 442656), 256, threads());
+    gemmInvariantB(1, false, true, 32, 256, 1024, T(1), (A + 664640), 1024, (A + 992368), 1024, T(0), (A + 442656), 256, threads());
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 664640) + o * 1024, 1024, (A + 5573888) + (o * 30 + t) * 1024);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 615488) + o * 256, 256, (A + 705600) + (o * 30 + t) * 256);
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 517184) + o * 256, 256, (A + 1488128) + (o * 30 + t) * 256);
@@ -1805,11 +1808,12 @@ private:
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 960), 8192, (A + 1287360));
   std::copy_n((A + 960), 8192, (A + 1295552));
+  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254592) + o * 1024);
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287360), 256, (A + 992192), 1024, T(0), (A + 1303744), 1024, threads());
+    gemmInvariantB(3, false, false, 32, 1024, 256, T(1), (A + 1287360), 256, (A + 992192), 1024, T(0), (A + 1303744), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]

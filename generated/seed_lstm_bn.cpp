@@ -185,11 +185,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 2048, (A + 273376));
   std::copy_n((A + 992), 2048, (A + 275424));
+  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3040) + (o * 30 + t) * 256, 256, (A + 265184) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 273376), 64, (A + 248800), 256, T(0), (A + 277472), 256, threads());
+    gemmInvariantB(2, false, false, 32, 256, 64, T(1), (A + 273376), 64, (A + 248800), 256, T(0), (A + 277472), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -353,11 +354,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 1024), 2048, (A + 273408));
   std::copy_n((A + 1024), 2048, (A + 275456));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3072) + (o * 30 + t) * 256, 256, (A + 265216) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 273408), 64, (A + 248832), 256, T(0), (A + 277504), 256, threads());
+    gemmInvariantB(0, false, false, 32, 256, 64, T(1), (A + 273408), 64, (A + 248832), 256, T(0), (A + 277504), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -678,6 +680,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 1024), 2048, (A + 87520));
   std::copy_n((A + 1024), 2048, (A + 89568));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9696) + (o * 30 + t) * 64, 64, (A + 71136) + o * 64);
@@ -790,7 +793,7 @@ private:
       (A + 93680)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 64, 256, T(1), (A + 93680), 256, (A + 248832), 256, T(0), (A + 101872), 64, threads());
+    gemmInvariantB(1, false, true, 32, 64, 256, T(1), (A + 93680), 256, (A + 248832), 256, T(0), (A + 101872), 64, threads());
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 93680) + o * 256, 256, (A + 795648) + (o * 30 + t) * 256);
     std::copy_n((A + 101872), 2048, (A + 87520));
     std::copy_n((A + 91632), 2048, (A + 89568));
@@ -1261,11 +1264,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 960), 2048, (A + 273344));
   std::copy_n((A + 960), 2048, (A + 275392));
+  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3008) + (o * 30 + t) * 256, 256, (A + 265152) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 64, T(1), (A + 273344), 64, (A + 248768), 256, T(0), (A + 277440), 256, threads());
+    gemmInvariantB(3, false, false, 32, 256, 64, T(1), (A + 273344), 64, (A + 248768), 256, T(0), (A + 277440), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

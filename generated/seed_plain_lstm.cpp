@@ -120,11 +120,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 8192, (A + 1287136));
   std::copy_n((A + 992), 8192, (A + 1295328));
+  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
+    gemmInvariantB(2, false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -238,11 +239,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 8192, (A + 1287136));
   std::copy_n((A + 992), 8192, (A + 1295328));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
+    gemmInvariantB(0, false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -385,6 +387,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 992), 8192, (A + 337168));
   std::copy_n((A + 992), 8192, (A + 345360));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 25872) + (o * 30 + t) * 256, 256, (A + 271632) + o * 256);
@@ -497,7 +500,7 @@ private:
       (A + 361760)[i] = v2;
     }
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 1024, T(1), (A + 361760), 1024, (A + 992224), 1024, T(0), (A + 394528), 256, threads());
+    gemmInvariantB(1, false, true, 32, 256, 1024, T(1), (A + 361760), 1024, (A + 992224), 1024, T(0), (A + 394528), 256, threads());
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 361760) + o * 1024, 1024, (A + 3376096) + (o * 30 + t) * 1024);
     std::copy_n((A + 394528), 8192, (A + 337168));
     std::copy_n((A + 353568), 8192, (A + 345360));
@@ -676,11 +679,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 960), 8192, (A + 1287104));
   std::copy_n((A + 960), 8192, (A + 1295296));
+  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254336) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 1024, 256, T(1), (A + 1287104), 256, (A + 992192), 1024, T(0), (A + 1303488), 1024, threads());
+    gemmInvariantB(3, false, false, 32, 1024, 256, T(1), (A + 1287104), 256, (A + 992192), 1024, T(0), (A + 1303488), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
