@@ -1,4 +1,4 @@
-// Gemm.cpp: the runtime's packed, register-blocked GEMM (AVX-512 micro-kernels, or portable SIMD fallback) for float and double, with a small persistent thread pool.
+// Gemm.cpp: the runtime's packed, register-blocked GEMM (AVX-512 micro-kernels, or portable SIMD fallback) for float and double, with a small persistent thread pool and per-thread slots of pre-packed loop-invariant B.
 //
 // Design (BLIS-style). C is row-major, so the micro-kernel vectorises along N: it keeps an
 // MR×NR tile of C in registers (NR = NV vectors; 8×32 floats = 16 zmm accumulators with
@@ -13,6 +13,11 @@
 // in-register transposes), pads B panels with zeros, and edge tiles use kernels
 // instantiated for fewer rows (m < MR) and fewer vectors, with masked loads/stores of C, so
 // no work is wasted at the edges. M == 1 or N == 1 (matrix-vector) skip packing entirely.
+//
+// A loop-invariant B (gemmInvariantB: the recurrent weight of a scan) is packed whole once,
+// every K block and every NR panel exactly as packB would pack them, into a per-thread
+// slot; gemmBlocked then points at those panels instead of packing chunks, so the kernels
+// read the same values in the same order and C is bitwise what gemm computes.
 //
 // Determinism: every element of C is reduced over k = 0..K-1 in order, in KC blocks whose
 // boundaries depend only on K; C = alpha·acc + beta·C after the first block and
