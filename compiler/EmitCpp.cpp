@@ -55,8 +55,12 @@ public:
       if (spec.state[i].kind == rt::StateSpec::Param)
         paramOrder_[spec.state[i].name] = paramOrder_.size();
     std::ostringstream train, eval, infer;
+    // The three graphs never run at the same time and every scan resets its slots at its
+    // entry, so each graph numbers its gemmInvariantB slots from 0 (fewer packed copies).
     body(*m_.trainGraph, train, 2);
+    nextSlot_ = 0;
     body(*m_.evalGraph, eval, 2);
+    nextSlot_ = 0;
     emitOutputs_ = true; // only infer() has output buffers
     body(*m_.inferGraph, infer, 2);
     header(spec);
@@ -658,7 +662,7 @@ private:
   LoopLevel layout_; ///< The loops and the arena this emitter prints.
   std::unordered_map<const Value *, std::string> alias_;
   std::unordered_map<const Node *, int64_t> invariantSlot_; ///< gemmInvariantB slot of each matmul by a scan-invariant B.
-  int64_t nextSlot_ = 0;                                     ///< The next unused slot.
+  int64_t nextSlot_ = 0;                                     ///< The next unused slot of the graph being emitted.
   std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
   bool emitOutputs_ = false;
 };

@@ -98,6 +98,9 @@ public:
     sinks_ = f->getArg(5);
     emitOutputs_ = outputs;
     alias_.clear();
+    // The graphs never run at the same time and every scan resets its slots at its entry,
+    // so each graph numbers its gemmInvariantB slots from 0 (fewer packed copies).
+    nextSlot_ = 0;
     buffers_.clear();
     // The entry block holds the loss, the thread count and every arena buffer's address.
     entry_ = llvm::BasicBlock::Create(ctx_, "entry", f);
@@ -797,7 +800,7 @@ private:
   llvm::PointerType *ptr_;
   llvm::FunctionCallee gemm_, gemmInvariant_, invariantReset_, threadsFn_, update_, grad_;
   std::unordered_map<const Node *, int64_t> invariantSlot_; ///< gemmInvariantB slot of each matmul by a scan-invariant B.
-  int64_t nextSlot_ = 0;                                     ///< The next unused slot.
+  int64_t nextSlot_ = 0;                                     ///< The next unused slot of the graph being emitted.
   llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr, *fsigmoid_ = nullptr;
   llvm::Value *arena_ = nullptr, *state_ = nullptr, *batch_ = nullptr, *outs_ = nullptr, *lr_ = nullptr, *sinks_ = nullptr;
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;

@@ -158,12 +158,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50240), 8192, (A + 1074240));
   std::copy_n((A + 50240), 8192, (A + 1082432));
-  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58432) + (o * 28 + t) * 512, 512, (A + 1041472) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(2, false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
+    gemmInvariantB(0, false, false, 64, 512, 128, T(1), (A + 1074240), 128, (A + 975936), 512, T(0), (A + 1090624), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -949,12 +949,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50176), 8192, (A + 1074176));
   std::copy_n((A + 50176), 8192, (A + 1082368));
-  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 58368) + (o * 28 + t) * 512, 512, (A + 1041408) + o * 512);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(3, false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
+    gemmInvariantB(0, false, false, 64, 512, 128, T(1), (A + 1074176), 128, (A + 975872), 512, T(0), (A + 1090560), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

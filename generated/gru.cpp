@@ -159,12 +159,12 @@ public:
       }
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 992), 1536, (A + 152288));
-  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2528) + (o * 30 + t) * 144, 144, (A + 147680) + o * 144);
     // matmul  (gru.model:24:14)
-    gemmInvariantB(2, false, false, 32, 144, 48, T(1), (A + 152288), 48, (A + 140768), 144, T(0), (A + 153824), 144, threads());
+    gemmInvariantB(0, false, false, 32, 144, 48, T(1), (A + 152288), 48, (A + 140768), 144, T(0), (A + 153824), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -938,12 +938,12 @@ private:
       }
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 960), 1536, (A + 152256));
-  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 2496) + (o * 30 + t) * 144, 144, (A + 147648) + o * 144);
     // matmul  (gru.model:24:14)
-    gemmInvariantB(3, false, false, 32, 144, 48, T(1), (A + 152256), 48, (A + 140736), 144, T(0), (A + 153792), 144, threads());
+    gemmInvariantB(0, false, false, 32, 144, 48, T(1), (A + 152256), 48, (A + 140736), 144, T(0), (A + 153792), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)

@@ -237,12 +237,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 352), 512, (A + 52064));
   std::copy_n((A + 352), 512, (A + 52576));
-  gemmInvariantReset(4, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(4, false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 41824), 128, T(0), (A + 53088), 128, threads());
+    gemmInvariantB(0, false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 41824), 128, T(0), (A + 53088), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -306,12 +306,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 352), 512, (A + 52064));
   std::copy_n((A + 352), 512, (A + 52576));
-  gemmInvariantReset(5, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 864) + (o * 20 + t) * 128, 128, (A + 50016) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(5, false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 45920), 128, T(0), (A + 53088), 128, threads());
+    gemmInvariantB(1, false, false, 16, 128, 32, T(1), (A + 52064), 32, (A + 45920), 128, T(0), (A + 53088), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2054,12 +2054,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 52048));
   std::copy_n((A + 336), 512, (A + 52560));
-  gemmInvariantReset(6, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(6, false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 41808), 128, T(0), (A + 53072), 128, threads());
+    gemmInvariantB(0, false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 41808), 128, T(0), (A + 53072), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2123,12 +2123,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 52048));
   std::copy_n((A + 336), 512, (A + 52560));
-  gemmInvariantReset(7, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 848) + (o * 20 + t) * 128, 128, (A + 50000) + o * 128);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(7, false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 45904), 128, T(0), (A + 53072), 128, threads());
+    gemmInvariantB(1, false, false, 16, 128, 32, T(1), (A + 52048), 32, (A + 45904), 128, T(0), (A + 53072), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

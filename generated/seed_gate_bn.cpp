@@ -222,12 +222,12 @@ public:
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 992), 8192, (A + 1287392));
   std::copy_n((A + 992), 8192, (A + 1295584));
-  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254624) + o * 1024);
     // matmul  (seed_gate_bn.model:30:55)
-    gemmInvariantB(2, false, false, 32, 1024, 256, T(1), (A + 1287392), 256, (A + 992224), 1024, T(0), (A + 1303776), 1024, threads());
+    gemmInvariantB(0, false, false, 32, 1024, 256, T(1), (A + 1287392), 256, (A + 992224), 1024, T(0), (A + 1303776), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -1808,12 +1808,12 @@ private:
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 960), 8192, (A + 1287360));
   std::copy_n((A + 960), 8192, (A + 1295552));
-  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254592) + o * 1024);
     // matmul  (seed_gate_bn.model:30:55)
-    gemmInvariantB(3, false, false, 32, 1024, 256, T(1), (A + 1287360), 256, (A + 992192), 1024, T(0), (A + 1303744), 1024, threads());
+    gemmInvariantB(0, false, false, 32, 1024, 256, T(1), (A + 1287360), 256, (A + 992192), 1024, T(0), (A + 1303744), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]

@@ -185,12 +185,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 2048, (A + 273376));
   std::copy_n((A + 992), 2048, (A + 275424));
-  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3040) + (o * 30 + t) * 256, 256, (A + 265184) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(2, false, false, 32, 256, 64, T(1), (A + 273376), 64, (A + 248800), 256, T(0), (A + 277472), 256, threads());
+    gemmInvariantB(0, false, false, 32, 256, 64, T(1), (A + 273376), 64, (A + 248800), 256, T(0), (A + 277472), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -1264,12 +1264,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 960), 2048, (A + 273344));
   std::copy_n((A + 960), 2048, (A + 275392));
-  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 3008) + (o * 30 + t) * 256, 256, (A + 265152) + o * 256);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(3, false, false, 32, 256, 64, T(1), (A + 273344), 64, (A + 248768), 256, T(0), (A + 277440), 256, threads());
+    gemmInvariantB(0, false, false, 32, 256, 64, T(1), (A + 273344), 64, (A + 248768), 256, T(0), (A + 277440), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

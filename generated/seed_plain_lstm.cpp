@@ -120,12 +120,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 8192, (A + 1287136));
   std::copy_n((A + 992), 8192, (A + 1295328));
-  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9184) + (o * 30 + t) * 1024, 1024, (A + 1254368) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(2, false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
+    gemmInvariantB(0, false, false, 32, 1024, 256, T(1), (A + 1287136), 256, (A + 992224), 1024, T(0), (A + 1303520), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -679,12 +679,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 960), 8192, (A + 1287104));
   std::copy_n((A + 960), 8192, (A + 1295296));
-  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 9152) + (o * 30 + t) * 1024, 1024, (A + 1254336) + o * 1024);
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(3, false, false, 32, 1024, 256, T(1), (A + 1287104), 256, (A + 992192), 1024, T(0), (A + 1303488), 1024, threads());
+    gemmInvariantB(0, false, false, 32, 1024, 256, T(1), (A + 1287104), 256, (A + 992192), 1024, T(0), (A + 1303488), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
