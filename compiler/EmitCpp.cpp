@@ -55,8 +55,12 @@ public:
       if (spec.state[i].kind == rt::StateSpec::Param)
         paramOrder_[spec.state[i].name] = paramOrder_.size();
     std::ostringstream train, eval, infer;
+    // The three graphs never run at the same time and every scan resets its slots at its
+    // entry, so each graph numbers its gemmInvariantB slots from 0 (fewer packed copies).
     body(*m_.trainGraph, train, 2);
+    nextSlot_ = 0;
     body(*m_.evalGraph, eval, 2);
+    nextSlot_ = 0;
     emitOutputs_ = true; // only infer() has output buffers
     body(*m_.inferGraph, infer, 2);
     header(spec);
@@ -586,8 +590,14 @@ private:
         lda = layout_.memStrides(a)[0];
       if (layout_.seqViews.count(b))
         ldb = layout_.memStrides(b)[0];
-      o << pad << fmt::format("gemm({}, {}, {}, {}, {}, T(1), {}, {}, {}, {}, T(0), {}, {}, threads());\n", ta, tb, rows, N, K, ref(a),
-                              lda, ref(b), ldb, ptr(r), N);
+      // A B that no step of the enclosing scan changes is packed once per scan, in its slot.
+      auto slot = invariantSlot_.find(&n);
+      if (slot != invariantSlot_.end())
+        o << pad << fmt::format("gemmInvariantB({}, {}, {}, {}, {}, {}, T(1), {}, {}, {}, {}, T(0), {}, {}, threads());\n", slot->second, ta,
+                                tb, rows, N, K, ref(a), lda, ref(b), ldb, ptr(r), N);
+      else
+        o << pad << fmt::format("gemm({}, {}, {}, {}, {}, T(1), {}, {}, {}, {}, T(0), {}, {}, threads());\n", ta, tb, rows, N, K, ref(a),
+                                lda, ref(b), ldb, ptr(r), N);
       return;
     }
     // Batched: one GEMM per batch index, operands broadcast over the leading axes.
@@ -628,6 +638,14 @@ private:
       alias_[b.args[k]] = ref(n.operands[k]);
     for (int64_t c = 0; c < ncarry; ++c)
       o << pad << fmt::format("std::copy_n({}, {}, {});\n", ref(n.operands[nseq + c]), b.args[nseq + c]->type.numel(), ptr(b.args[nseq + c]));
+    // The body's matmuls by a loop-invariant B get slots, stale until their first call here.
+    std::vector<const Node *> invariant = LoopLevel::invariantMatmuls(n);
+    if (!invariant.empty()) {
+      o << pad << fmt::format("gemmInvariantReset({}, {}); // B packed once per scan for {} matmul{}\n", nextSlot_, invariant.size(),
+                              invariant.size(), invariant.size() > 1 ? "s" : "");
+      for (const Node *mm : invariant)
+        invariantSlot_[mm] = nextSlot_++;
+    }
     o << pad << fmt::format("for (int64_t step = 0; step < {}; ++step) {{\n", len);
     std::string ip(ind + 2, ' ');
     o << ip << (rev ? fmt::format("const int64_t t = {} - step;\n", len - 1) : "const int64_t t = step;\n");
@@ -675,6 +693,8 @@ private:
   LowerOptions opts_;
   LoopLevel layout_; ///< The loops and the arena this emitter prints.
   std::unordered_map<const Value *, std::string> alias_;
+  std::unordered_map<const Node *, int64_t> invariantSlot_; ///< gemmInvariantB slot of each matmul by a scan-invariant B.
+  int64_t nextSlot_ = 0;                                     ///< The next unused slot of the graph being emitted.
   std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
   bool emitOutputs_ = false;
 };

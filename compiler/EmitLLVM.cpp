@@ -98,6 +98,9 @@ public:
     sinks_ = f->getArg(5);
     emitOutputs_ = outputs;
     alias_.clear();
+    // The graphs never run at the same time and every scan resets its slots at its entry,
+    // so each graph numbers its gemmInvariantB slots from 0 (fewer packed copies).
+    nextSlot_ = 0;
     buffers_.clear();
     // The entry block holds the loss, the thread count and every arena buffer's address.
     entry_ = llvm::BasicBlock::Create(ctx_, "entry", f);
@@ -119,6 +122,11 @@ private:
     auto gemmTy = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_),
                                           {i32_, i32_, i64_, i64_, i64_, T_, ptr_, i64_, ptr_, i64_, T_, ptr_, i64_, i32_}, false);
     gemm_ = mod_.getOrInsertFunction(isF32_ ? "gradc_rt_sgemm" : "gradc_rt_dgemm", gemmTy);
+    auto invTy = llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_),
+                                         {i64_, i32_, i32_, i64_, i64_, i64_, T_, ptr_, i64_, ptr_, i64_, T_, ptr_, i64_, i32_}, false);
+    gemmInvariant_ = mod_.getOrInsertFunction(isF32_ ? "gradc_rt_sgemm_invariant" : "gradc_rt_dgemm_invariant", invTy);
+    invariantReset_ = mod_.getOrInsertFunction("gradc_rt_gemm_invariant_reset",
+                                               llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {i64_, i64_}, false));
     threadsFn_ = mod_.getOrInsertFunction("gradc_rt_threads", llvm::FunctionType::get(i32_, {}, false));
     update_ = mod_.getOrInsertFunction("gradc_rt_update", llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, ptr_}, false));
     grad_ = mod_.getOrInsertFunction("gradc_rt_grad",
@@ -690,9 +698,14 @@ private:
     return reduceLoop(n, name, c(0.0), [&](llvm::Value *acc, llvm::Value *k) { return b_.CreateFAdd(acc, term(k)); });
   }
 
+  /// C = op(A)·op(B); with a slot (>= 0), through gemmInvariantB (B packed once per scan).
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, llvm::Value *a, int64_t lda, llvm::Value *bb, int64_t ldb, llvm::Value *cc,
-            int64_t ldc) {
-    b_.CreateCall(gemm_, {b_.getInt32(ta), b_.getInt32(tb), ci(M), ci(N), ci(K), c(1.0), a, ci(lda), bb, ci(ldb), c(0.0), cc, ci(ldc), threads_});
+            int64_t ldc, int64_t slot = -1) {
+    if (slot >= 0)
+      b_.CreateCall(gemmInvariant_, {ci(slot), b_.getInt32(ta), b_.getInt32(tb), ci(M), ci(N), ci(K), c(1.0), a, ci(lda), bb, ci(ldb),
+                                     c(0.0), cc, ci(ldc), threads_});
+    else
+      b_.CreateCall(gemm_, {b_.getInt32(ta), b_.getInt32(tb), ci(M), ci(N), ci(K), c(1.0), a, ci(lda), bb, ci(ldb), c(0.0), cc, ci(ldc), threads_});
   }
 
   void matmul(const Node &n) {
@@ -711,7 +724,9 @@ private:
         lda = layout_.memStrides(a)[0];
       if (layout_.seqViews.count(bv))
         ldb = layout_.memStrides(bv)[0];
-      gemm(ta, tb, r->type.numel() / N, N, K, ref(a), lda, ref(bv), ldb, ptr(r), N);
+      auto slot = invariantSlot_.find(&n);
+      gemm(ta, tb, r->type.numel() / N, N, K, ref(a), lda, ref(bv), ldb, ptr(r), N,
+           slot == invariantSlot_.end() ? -1 : slot->second);
       return;
     }
     // Batched: one GEMM per batch index, operands broadcast over the leading axes.
@@ -762,6 +777,13 @@ private:
     for (int64_t c = 0; c < ncarry; ++c)
       for (int64_t c2 = 0; c2 < ncarry; ++c2)
         swap = swap || (c != c2 && b.yields[c] == b.args[nseq + c2]);
+    // The body's matmuls by a loop-invariant B get slots, stale until their first call here.
+    std::vector<const Node *> invariant = LoopLevel::invariantMatmuls(n);
+    if (!invariant.empty()) {
+      b_.CreateCall(invariantReset_, {ci(nextSlot_), ci(static_cast<int64_t>(invariant.size()))});
+      for (const Node *mm : invariant)
+        invariantSlot_[mm] = nextSlot_++;
+    }
     forLoop(len, "scan", [&](llvm::Value *step) {
       llvm::Value *t = rev ? b_.CreateSub(ci(len - 1), step, "t") : step;
       for (int64_t s = 0; s < nseq; ++s) {
@@ -803,7 +825,9 @@ private:
   LLVMEmitOptions opts_;
   llvm::Type *T_, *i64_, *i32_, *dbl_;
   llvm::PointerType *ptr_;
-  llvm::FunctionCallee gemm_, threadsFn_, update_, grad_;
+  llvm::FunctionCallee gemm_, gemmInvariant_, invariantReset_, threadsFn_, update_, grad_;
+  std::unordered_map<const Node *, int64_t> invariantSlot_; ///< gemmInvariantB slot of each matmul by a scan-invariant B.
+  int64_t nextSlot_ = 0;                                     ///< The next unused slot of the graph being emitted.
   llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr, *fsigmoid_ = nullptr;
   llvm::Value *arena_ = nullptr, *state_ = nullptr, *batch_ = nullptr, *outs_ = nullptr, *lr_ = nullptr, *sinks_ = nullptr;
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;

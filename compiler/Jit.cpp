@@ -52,6 +52,9 @@ public:
     };
     add("gradc_rt_sgemm", &gradc_rt_sgemm);
     add("gradc_rt_dgemm", &gradc_rt_dgemm);
+    add("gradc_rt_sgemm_invariant", &gradc_rt_sgemm_invariant);
+    add("gradc_rt_dgemm_invariant", &gradc_rt_dgemm_invariant);
+    add("gradc_rt_gemm_invariant_reset", &gradc_rt_gemm_invariant_reset);
     add("gradc_rt_threads", &gradc_rt_threads);
     add("gradc_rt_update", &gradc_rt_update);
     add("gradc_rt_grad", &gradc_rt_grad);

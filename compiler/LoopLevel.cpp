@@ -78,6 +78,28 @@ std::pair<const Value *, bool> LoopLevel::matOperand(const Value *v) {
   return {v, false};
 }
 
+bool LoopLevel::invariantRhs(const Node &n) {
+  const Graph *g = n.parent;
+  if (n.op != Op::MatMul || !g || !g->parentNode || n.operands[1]->type.rank() != 2)
+    return false;
+  const Node &scan = *g->parentNode;
+  const int64_t N = n.operands[1]->type.shape.back();
+  if (N <= 1 || n.results[0]->type.numel() / N <= 1)
+    return false;
+  const Value *b = matOperand(n.operands[1]).first;
+  if (b->owner != g)
+    return true;
+  return !b->def && b->index >= static_cast<unsigned>(scan.getInt("nseq") + scan.getInt("ncarry"));
+}
+
+std::vector<const Node *> LoopLevel::invariantMatmuls(const Node &scan) {
+  std::vector<const Node *> out;
+  for (const auto &n : scan.body->nodes)
+    if (invariantRhs(*n))
+      out.push_back(n.get());
+  return out;
+}
+
 void LoopLevel::planGraphLoops(const Graph &g) {
   // A transpose read only by matrix multiplies that take it as a transposed operand is never
   // materialised, so it stays out of fused loops.

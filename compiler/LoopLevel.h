@@ -58,6 +58,15 @@ public:
 
   /// The operand of a matmul, with a transpose of the last two axes folded into a flag.
   static std::pair<const Value *, bool> matOperand(const Value *v);
+  /// Whether matmul `n` sits in a scan body and multiplies by a 2-D right-hand operand
+  /// (after matOperand) that every step of that scan reads unchanged: one of the scan's
+  /// captures, or a value defined outside the body. Matrix-vector shapes (a single row of
+  /// A or column of B) do not count: gemm never packs their B. Such matmuls call
+  /// gemmInvariantB, which packs B once per scan instead of once per step.
+  static bool invariantRhs(const Node &n);
+  /// The matmuls of `scan`'s body (not of scans nested in it) for which invariantRhs
+  /// holds, in the body's node order: the slots the scan resets at its entry.
+  static std::vector<const Node *> invariantMatmuls(const Node &scan);
   /// How the lowering stores v (a slot of its own, a view, or no memory).
   Storage storageOf(const Value *v) const;
   /// The memory strides of v's axes: row-major, or a SeqView's.

@@ -151,11 +151,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50240), 8192, (A + 975936));
   std::copy_n((A + 50240), 8192, (A + 984128));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
+    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -269,11 +270,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50240), 8192, (A + 975936));
   std::copy_n((A + 50240), 8192, (A + 984128));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
+    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -437,6 +439,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 50240), 8192, (A + 308096));
   std::copy_n((A + 50240), 8192, (A + 316288));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
     // const  (prelude.model:36:21)
@@ -524,7 +527,7 @@ private:
           ((A + 365456) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 332688)[i0 * 128 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 64, 128, 512, T(1), ((A + 365456) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 332688), 128, threads());
+    gemmInvariantB(1, false, false, 64, 128, 512, T(1), ((A + 365456) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 332688), 128, threads());
     std::copy_n((A + 332688), 8192, (A + 308096));
     std::copy_n((A + 324496), 8192, (A + 316288));
   }
@@ -894,11 +897,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 50176), 8192, (A + 975872));
   std::copy_n((A + 50176), 8192, (A + 984064));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
+    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
     // fused loop over [64, 512]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

@@ -152,11 +152,12 @@ public:
   std::fill_n((A + 0), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 992), 1536, (A + 140768));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 144, 48, T(1), (A + 140768), 48, sf_[1].data(), 48, T(0), (A + 142304), 144, threads());
+    gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140768), 48, sf_[1].data(), 48, T(0), (A + 142304), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -268,11 +269,12 @@ private:
   std::fill_n((A + 140768), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 992), 1536, (A + 140784));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 144, 48, T(1), (A + 140784), 48, sf_[1].data(), 48, T(0), (A + 142320), 144, threads());
+    gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140784), 48, sf_[1].data(), 48, T(0), (A + 142320), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)
@@ -411,6 +413,7 @@ private:
         }
   // scan  (gru.model:22:12)
   std::copy_n((A + 992), 1536, (A + 51760));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     // const  (gru.model:27:15)
@@ -501,7 +504,7 @@ private:
           ((A + 480240) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 54848)[i0 * 48 + i1 * 1];
         }
     // matmul  (gru.model:24:14)
-    gemm(false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
+    gemmInvariantB(1, false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
@@ -894,11 +897,12 @@ private:
   std::fill_n((A + 0), 1, T(1));
   // scan %gru.h  (gru.model:22:12)
   std::copy_n((A + 960), 1536, (A + 140736));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (gru.model:24:25): folded into the matmul that reads it
     // matmul  (gru.model:24:14)
-    gemm(false, true, 32, 144, 48, T(1), (A + 140736), 48, sf_[1].data(), 48, T(0), (A + 142272), 144, threads());
+    gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140736), 48, sf_[1].data(), 48, T(0), (A + 142272), 144, threads());
     // fused loop over [32, 144]:
     //   add %gru.gi  (gru.model:23:41)
     //   add %gru.gh  (gru.model:24:40)

@@ -225,11 +225,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 352), 512, (A + 41824));
   std::copy_n((A + 352), 512, (A + 42336));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[1].data(), 32, T(0), (A + 42848), 128, threads());
+    gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[1].data(), 32, T(0), (A + 42848), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -293,11 +294,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 352), 512, (A + 41824));
   std::copy_n((A + 352), 512, (A + 42336));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[5].data(), 32, T(0), (A + 42848), 128, threads());
+    gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[5].data(), 32, T(0), (A + 42848), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -498,11 +500,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 41840));
   std::copy_n((A + 368), 512, (A + 42352));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 41840), 32, sf_[1].data(), 32, T(0), (A + 42864), 128, threads());
+    gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41840), 32, sf_[1].data(), 32, T(0), (A + 42864), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -582,11 +585,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 129904));
   std::copy_n((A + 368), 512, (A + 130416));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 129904), 32, sf_[5].data(), 32, T(0), (A + 130928), 128, threads());
+    gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 129904), 32, sf_[5].data(), 32, T(0), (A + 130928), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -924,6 +928,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 18448));
   std::copy_n((A + 368), 512, (A + 18960));
+  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
     // const  (prelude.model:36:21)
@@ -1011,7 +1016,7 @@ private:
           ((A + 216944) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 20000)[i0 * 32 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 20000), 32, threads());
+    gemmInvariantB(2, false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 20000), 32, threads());
     std::copy_n((A + 20000), 512, (A + 18448));
     std::copy_n((A + 19488), 512, (A + 18960));
   }
@@ -1040,6 +1045,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 368), 512, (A + 22032));
   std::copy_n((A + 368), 512, (A + 22544));
+  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
     // const  (prelude.model:36:21)
@@ -1127,7 +1133,7 @@ private:
           ((A + 129904) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 23584)[i0 * 32 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 23584), 32, threads());
+    gemmInvariantB(3, false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 23584), 32, threads());
     std::copy_n((A + 23584), 512, (A + 22032));
     std::copy_n((A + 23072), 512, (A + 22544));
   }
@@ -1954,11 +1960,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 41808));
   std::copy_n((A + 336), 512, (A + 42320));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[1].data(), 32, T(0), (A + 42832), 128, threads());
+    gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[1].data(), 32, T(0), (A + 42832), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -2022,11 +2029,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 336), 512, (A + 41808));
   std::copy_n((A + 336), 512, (A + 42320));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[5].data(), 32, T(0), (A + 42832), 128, threads());
+    gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[5].data(), 32, T(0), (A + 42832), 128, threads());
     // fused loop over [16, 128]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

@@ -215,11 +215,12 @@ public:
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 992), 8192, (A + 992480));
   std::copy_n((A + 992), 8192, (A + 1000672));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 992480), 256, sf_[1].data(), 256, T(0), (A + 1008864), 1024, threads());
+    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992480), 256, sf_[1].data(), 256, T(0), (A + 1008864), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -404,13 +405,14 @@ private:
   std::copy_n(sf_[23].data(), 256, (A + 1010336));
   std::copy_n(sf_[24].data(), 256, (A + 1010592));
   std::copy_n((A + 9232), 1, (A + 1010848));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // const  (prelude.model:59:17)
     std::fill_n((A + 1010864), 1, T(0));
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 992368), 256, sf_[1].data(), 256, T(0), (A + 1010880), 1024, threads());
+    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992368), 256, sf_[1].data(), 256, T(0), (A + 1010880), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]
@@ -906,6 +908,7 @@ private:
   std::copy_n((A + 9184), 256, (A + 294416));
   std::copy_n((A + 9184), 256, (A + 294672));
   std::copy_n((A + 9184), 256, (A + 294928));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3069184) + (o * 30 + t) * 1, 1, (A + 271632) + o * 1);
@@ -1329,7 +1332,7 @@ private:
           ((A + 5188864) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 353344)[i0 * 256 + i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 295184), 256, threads());
+    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 295184), 256, threads());
     std::copy_n((A + 295184), 8192, (A + 276752));
     std::copy_n((A + 345152), 8192, (A + 284944));
     std::copy_n((A + 306464), 256, (A + 293136));
@@ -1697,11 +1700,12 @@ private:
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 960), 8192, (A + 992448));
   std::copy_n((A + 960), 8192, (A + 1000640));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
     // matmul  (seed_gate_bn.model:30:55)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 992448), 256, sf_[1].data(), 256, T(0), (A + 1008832), 1024, threads());
+    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992448), 256, sf_[1].data(), 256, T(0), (A + 1008832), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (seed_gate_bn.model:30:41)  [register]
     //   add  (seed_gate_bn.model:30:51)  [register]

@@ -178,11 +178,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 2048, (A + 248800));
   std::copy_n((A + 992), 2048, (A + 250848));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 64, T(1), (A + 248800), 64, sf_[1].data(), 64, T(0), (A + 252896), 256, threads());
+    gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248800), 64, sf_[1].data(), 64, T(0), (A + 252896), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -339,11 +340,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 1024), 2048, (A + 248832));
   std::copy_n((A + 1024), 2048, (A + 250880));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 64, T(1), (A + 248832), 64, sf_[1].data(), 64, T(0), (A + 252928), 256, threads());
+    gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248832), 64, sf_[1].data(), 64, T(0), (A + 252928), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -659,6 +661,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 1024), 2048, (A + 71136));
   std::copy_n((A + 1024), 2048, (A + 73184));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     // const  (prelude.model:36:21)
@@ -746,7 +749,7 @@ private:
           ((A + 85488) + t * 256)[192 + i0 * 7680 + i1 * 1] = (A + 77296)[i0 * 64 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 64, 256, T(1), ((A + 85488) + t * 256), 7680, sf_[1].data(), 64, T(0), (A + 77296), 64, threads());
+    gemmInvariantB(1, false, false, 32, 64, 256, T(1), ((A + 85488) + t * 256), 7680, sf_[1].data(), 64, T(0), (A + 77296), 64, threads());
     std::copy_n((A + 77296), 2048, (A + 71136));
     std::copy_n((A + 75248), 2048, (A + 73184));
   }
@@ -1209,11 +1212,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 960), 2048, (A + 248768));
   std::copy_n((A + 960), 2048, (A + 250816));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 256, 64, T(1), (A + 248768), 64, sf_[1].data(), 64, T(0), (A + 252864), 256, threads());
+    gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248768), 64, sf_[1].data(), 64, T(0), (A + 252864), 256, threads());
     // fused loop over [32, 256]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

@@ -113,11 +113,12 @@ public:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 8192, (A + 992224));
   std::copy_n((A + 992), 8192, (A + 1000416));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
+    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -224,11 +225,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 992), 8192, (A + 992224));
   std::copy_n((A + 992), 8192, (A + 1000416));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
+    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]
@@ -366,6 +368,7 @@ private:
   // scan  (prelude.model:29:13)
   std::copy_n((A + 992), 8192, (A + 271632));
   std::copy_n((A + 992), 8192, (A + 279824));
+  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     // const  (prelude.model:36:21)
@@ -453,7 +456,7 @@ private:
           ((A + 328992) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 296224)[i0 * 256 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemm(false, false, 32, 256, 1024, T(1), ((A + 328992) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 296224), 256, threads());
+    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 328992) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 296224), 256, threads());
     std::copy_n((A + 296224), 8192, (A + 271632));
     std::copy_n((A + 288032), 8192, (A + 279824));
   }
@@ -624,11 +627,12 @@ private:
   // scan %lstm.h  (prelude.model:29:13)
   std::copy_n((A + 960), 8192, (A + 992192));
   std::copy_n((A + 960), 8192, (A + 1000384));
+  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (prelude.model:30:78): folded into the matmul that reads it
     // matmul  (prelude.model:30:67)
-    gemm(false, true, 32, 1024, 256, T(1), (A + 992192), 256, sf_[1].data(), 256, T(0), (A + 1008576), 1024, threads());
+    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992192), 256, sf_[1].data(), 256, T(0), (A + 1008576), 1024, threads());
     // fused loop over [32, 1024]:
     //   add  (prelude.model:30:48)  [register]
     //   add  (prelude.model:30:63)  [register]

@@ -268,6 +268,20 @@ void gradc_rt_dgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_
   gemm(transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }
 
+void gradc_rt_sgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t K, float alpha,
+                              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                              int32_t threads) {
+  gemmInvariantB(slot, transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+void gradc_rt_dgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t K, double alpha,
+                              const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
+                              int32_t threads) {
+  gemmInvariantB(slot, transA != 0, transB != 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count) { gemmInvariantReset(first, count); }
+
 int32_t gradc_rt_threads(void) { return threads(); }
 
 void gradc_rt_update(void *sinks, int64_t state, const void *values) {

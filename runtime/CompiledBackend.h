@@ -43,6 +43,15 @@ void gradc_rt_sgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_
                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int32_t threads);
 void gradc_rt_dgemm(int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t K, double alpha, const double *A, int64_t lda,
                     const double *B, int64_t ldb, double beta, double *C, int64_t ldc, int32_t threads);
+/// rt::gemmInvariantB in single and double precision (op(B) packed once into `slot`).
+void gradc_rt_sgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t K, float alpha,
+                              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                              int32_t threads);
+void gradc_rt_dgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int64_t M, int64_t N, int64_t K, double alpha,
+                              const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
+                              int32_t threads);
+/// rt::gemmInvariantReset: slots [first, first+count) repack on their next call.
+void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count);
 /// rt::threads().
 int32_t gradc_rt_threads(void);
 /// An `update` sink: state tensor `state` takes `values` (T, alive to the end of the step).

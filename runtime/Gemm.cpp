@@ -1,4 +1,4 @@
-// Gemm.cpp: the runtime's packed, register-blocked GEMM (AVX-512 micro-kernels, or portable SIMD fallback) for float and double, with a small persistent thread pool.
+// Gemm.cpp: the runtime's packed, register-blocked GEMM (AVX-512 micro-kernels, or portable SIMD fallback) for float and double, with a small persistent thread pool and per-thread slots of pre-packed loop-invariant B.
 //
 // Design (BLIS-style). C is row-major, so the micro-kernel vectorises along N: it keeps an
 // MR×NR tile of C in registers (NR = NV vectors; 8×32 floats = 16 zmm accumulators with
@@ -13,6 +13,11 @@
 // in-register transposes), pads B panels with zeros, and edge tiles use kernels
 // instantiated for fewer rows (m < MR) and fewer vectors, with masked loads/stores of C, so
 // no work is wasted at the edges. M == 1 or N == 1 (matrix-vector) skip packing entirely.
+//
+// A loop-invariant B (gemmInvariantB: the recurrent weight of a scan) is packed whole once,
+// every K block and every NR panel exactly as packB would pack them, into a per-thread
+// slot; gemmBlocked then points at those panels instead of packing chunks, so the kernels
+// read the same values in the same order and C is bitwise what gemm computes.
 //
 // Determinism: every element of C is reduced over k = 0..K-1 in order, in KC blocks whose
 // boundaries depend only on K; C = alpha·acc + beta·C after the first block and
@@ -461,10 +466,36 @@ template <class T> int64_t kBlock(int64_t K) {
 #define GRADC_GEMM_CHUNK_PANELS 4
 #endif
 
-/// Single-threaded packed GEMM on the whole of the given C (arguments as gemm).
+/// op(B) packed once for every K block (packWhole), seen from column `col0` of the whole
+/// matrix (a multiple of NR): the K block starting at row pc begins at data + pc·ld, and in
+/// it the NR-column panel of column j at + (col0 + j)·kc, laid out exactly as packB
+/// writes it (so the micro-kernels read the same values as from a freshly packed chunk).
+template <class T> struct PackedView {
+  const T *data = nullptr;
+  int64_t ld = 0;   ///< The whole matrix's N rounded up to NR.
+  int64_t col0 = 0; ///< The first column of this view.
+};
+
+/// The padded width of a packed op(B) with N columns: N rounded up to NR.
+template <class T> int64_t packedWidth(int64_t N) {
+  constexpr int64_t NR = Cfg<T>::NV * Simd<T>::W;
+  return (N + NR - 1) / NR * NR;
+}
+
+/// Packs the whole of op(B) (K×N) into dst (K·packedWidth(N) elements): the K blocks of
+/// kBlock(K) rows one after the other, each as packB packs it for columns [0, N).
+template <class T> void packWhole(bool transB, const T *B, int64_t ldb, int64_t N, int64_t K, T *dst) {
+  const int64_t KB = kBlock<T>(K), ld = packedWidth<T>(N);
+  for (int64_t pc = 0; pc < K; pc += KB)
+    packB(transB, B, ldb, pc, std::min(KB, K - pc), 0, N, dst + pc * ld);
+}
+
+/// Single-threaded packed GEMM on the whole of the given C (arguments as gemm). With
+/// `packed`, op(B) is read from that pre-packed copy instead of being packed here; the
+/// micro-kernels then see the same values in the same order, so C is bitwise the same.
 template <class T>
 void gemmBlocked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
-                 const T *B, int64_t ldb, T beta, T *C, int64_t ldc) {
+                 const T *B, int64_t ldb, T beta, T *C, int64_t ldc, const PackedView<T> *packed = nullptr) {
   using S = Simd<T>;
   constexpr int W = S::W, MR = Cfg<T>::MR, NR = Cfg<T>::NV * W;
   constexpr int64_t MC = Cfg<T>::MC, NC = Cfg<T>::NC;
@@ -477,7 +508,7 @@ void gemmBlocked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T al
   const int64_t ncMax = std::min<int64_t>(chunk, (N + NR - 1) / NR * NR);
   PackBuffers<T> &buf = packBuffers<T>();
   T *Ap = buf.a.get(static_cast<std::size_t>(mcMax * KB));
-  T *Bp = buf.b.get(static_cast<std::size_t>(ncMax * KB));
+  T *Bbuf = packed ? nullptr : buf.b.get(static_cast<std::size_t>(ncMax * KB));
   const int64_t NCouter = M > MC ? NC : N; // one A block: A is packed once per K block
   for (int64_t jc = 0; jc < N; jc += NCouter) {
     const int64_t ncOuter = std::min(NCouter, N - jc);
@@ -489,7 +520,11 @@ void gemmBlocked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T al
       if (M <= MC) packA(transA, A, lda, 0, M, pc, kc, Ap);
       for (int64_t jb = 0; jb < ncOuter; jb += chunk) {
         const int64_t nc = std::min(chunk, ncOuter - jb);
-        packB(transB, B, ldb, pc, kc, jc + jb, nc, Bp);
+        const T *Bp = Bbuf;
+        if (packed)
+          Bp = packed->data + pc * packed->ld + (packed->col0 + jc + jb) * kc;
+        else
+          packB(transB, B, ldb, pc, kc, jc + jb, nc, Bbuf);
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
           if (M > MC) packA(transA, A, lda, ic, mc, pc, kc, Ap);
@@ -772,18 +807,21 @@ template <class T> struct Job {
   bool splitN;
   int parts;
   int64_t units, unit; // the split dimension has `units` blocks of `unit` rows/columns
+  const PackedView<T> *packed; // op(B) pre-packed (column 0 of the whole matrix), or null
 
   void runPart(int p) const {
     const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
     const int64_t total = splitN ? N : M;
     const int64_t b0 = std::min(total, u0 * unit), b1 = std::min(total, u1 * unit);
     if (b0 >= b1) return;
-    if (splitN) {
+    if (splitN) { // b0 is a multiple of NR: a panel boundary of the packed copy
+      PackedView<T> view;
+      if (packed) view = {packed->data, packed->ld, packed->col0 + b0};
       gemmBlocked(transA, transB, M, b1 - b0, K, alpha, A, lda, transB ? B + b0 * ldb : B + b0, ldb, beta,
-                  C + b0, ldc);
+                  C + b0, ldc, packed ? &view : nullptr);
     } else {
       gemmBlocked(transA, transB, b1 - b0, N, K, alpha, transA ? A + b0 : A + b0 * lda, lda, B, ldb, beta,
-                  C + b0 * ldc, ldc);
+                  C + b0 * ldc, ldc, packed);
     }
   }
   static void call(void *ctx, int p) { static_cast<const Job *>(ctx)->runPart(p); }
@@ -819,9 +857,12 @@ void checkNoOverlap(bool transA, bool transB, int64_t M, int64_t N, int64_t K, c
 }
 
 /// gemm for element type T: special cases, then matrix-vector, blocked or parallel blocked.
+/// With `packed` (only when neither M nor N is 1), the blocked kernels read op(B) from that
+/// pre-packed copy of B.
 template <class T>
 void gemmImpl(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
-              const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int threads) {
+              const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int threads,
+              const PackedView<T> *packed = nullptr) {
   if (M <= 0 || N <= 0) return;
   checkNoOverlap(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
   if (K <= 0 || alpha == T(0)) {
@@ -836,10 +877,10 @@ void gemmImpl(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha
   if (threads > 1 && fma >= kMinParallelFma)
     parts = static_cast<int>(std::min<int64_t>({threads, hardwareThreads(), std::max(tilesN, tilesM), 64}));
   if (parts <= 1) {
-    gemmBlocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemmBlocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packed);
     return;
   }
-  Job<T> job{transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, false, parts, 0, 0};
+  Job<T> job{transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, false, parts, 0, 0, packed};
   // Split N when it has enough column tiles for every part, else M.
   job.splitN = tilesN >= 2 * parts || tilesN >= tilesM;
   job.units = job.splitN ? tilesN : tilesM;
@@ -847,7 +888,80 @@ void gemmImpl(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha
   pool().run(parts, &Job<T>::call, &job);
 }
 
+// ---------------------------------------------------------------------------------------
+// Loop-invariant B: per-thread slots holding a packed copy of op(B).
+
+/// One slot: a packed op(B) and what it was packed from. `valid` is cleared by
+/// gemmInvariantReset; the buffer only grows.
+template <class T> struct InvariantSlot {
+  AlignedBuffer<T> buffer;
+  bool valid = false;
+  const T *B = nullptr;
+  int64_t ldb = 0, N = 0, K = 0;
+  bool transB = false;
+};
+
+/// This thread's slots for element type T (index = slot number; created on first use).
+template <class T> std::vector<std::unique_ptr<InvariantSlot<T>>> &invariantSlots() {
+  thread_local std::vector<std::unique_ptr<InvariantSlot<T>>> slots;
+  return slots;
+}
+
+/// Marks slots [first, first+count) of type T stale.
+template <class T> void resetSlots(int64_t first, int64_t count) {
+  auto &slots = invariantSlots<T>();
+  const int64_t end = std::min<int64_t>(first + count, static_cast<int64_t>(slots.size()));
+  for (int64_t i = std::max<int64_t>(first, 0); i < end; ++i)
+    if (slots[i]) slots[i]->valid = false;
+}
+
+/// gemmInvariantB for element type T: packs op(B) into the slot unless it already holds a
+/// valid copy of the same B (pointer, ldb, N, K, transB), then runs the blocked gemm on it.
+template <class T>
+void gemmInvariantImpl(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha,
+                       const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C, int64_t ldc, int threads) {
+  // Shapes that never pack B (empty, scaling only, matrix-vector) take the plain path.
+  if (slot < 0 || M <= 1 || N <= 1 || K <= 0 || alpha == T(0)) {
+    gemmImpl(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+    return;
+  }
+  checkNoOverlap(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
+  auto &slots = invariantSlots<T>();
+  if (static_cast<int64_t>(slots.size()) <= slot) slots.resize(static_cast<std::size_t>(slot) + 1);
+  if (!slots[slot]) slots[slot] = std::make_unique<InvariantSlot<T>>();
+  InvariantSlot<T> &s = *slots[slot];
+  if (!s.valid || s.B != B || s.ldb != ldb || s.N != N || s.K != K || s.transB != transB) {
+    T *dst = s.buffer.get(static_cast<std::size_t>(K * packedWidth<T>(N)));
+    packWhole(transB, B, ldb, N, K, dst);
+    s.valid = true;
+    s.B = B;
+    s.ldb = ldb;
+    s.N = N;
+    s.K = K;
+    s.transB = transB;
+  }
+  const PackedView<T> view{s.buffer.data.get(), packedWidth<T>(N), 0};
+  gemmImpl(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads, &view);
+}
+
 } // namespace
+
+void gemmInvariantReset(int64_t first, int64_t count) {
+  resetSlots<float>(first, count);
+  resetSlots<double>(first, count);
+}
+
+void gemmInvariantB(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                    int threads) {
+  gemmInvariantImpl<float>(slot, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+void gemmInvariantB(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alpha,
+                    const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
+                    int threads) {
+  gemmInvariantImpl<double>(slot, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
 
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
           const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads) {

@@ -32,6 +32,29 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alph
           const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
           int64_t ldc, int threads = 1);
 
+/// gemm with a loop-invariant B: the same arguments and a bitwise identical result, but
+/// op(B) is packed once into this thread's `slot` (a small non-negative number the caller
+/// picks; each distinct B needs its own) and reused by later calls on the same slot, until
+/// gemmInvariantReset marks it stale. A call repacks when the slot is stale or was packed
+/// from a different B, ldb, N, K or transB. The caller guarantees that the contents of B
+/// do not change between a slot's reset and its last use: generated code resets a scan's
+/// slots at the scan's entry, and uses them only for matmuls whose B every step of that
+/// scan reads unchanged. Slot buffers are 64-byte aligned and only grow (no allocation in
+/// the steady state). Matrix-vector shapes (M or N == 1), K == 0 and alpha == 0 never pack
+/// and behave exactly like gemm.
+void gemmInvariantB(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                    int threads = 1);
+
+/// The double-precision gemmInvariantB (its slots are separate from the float ones).
+void gemmInvariantB(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int64_t K, double alpha,
+                    const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+                    int64_t ldc, int threads = 1);
+
+/// Marks this thread's gemmInvariantB slots [first, first+count) stale (float and double),
+/// so that each repacks on its next call. Cheap: no memory is freed or touched.
+void gemmInvariantReset(int64_t first, int64_t count);
+
 /// The instruction set the gemm kernels were compiled for: "avx512", "avx2" or "generic".
 const char *gemmIsa();
 

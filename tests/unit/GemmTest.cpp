@@ -1,4 +1,4 @@
-// GemmTest.cpp: GoogleTest unit tests of the runtime's gemm (float and double) against a naive double-accumulated reference: every transpose combination, odd sizes, alpha/beta cases, padded leading dimensions, determinism across thread counts.
+// GemmTest.cpp: GoogleTest unit tests of the runtime's gemm (float and double) against a naive double-accumulated reference: every transpose combination, odd sizes, alpha/beta cases, padded leading dimensions, determinism across thread counts, and gemmInvariantB (pre-packed B) being bitwise equal to gemm.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -14,6 +14,8 @@
 #include "Gemm.h"
 
 using gradc::rt::gemm;
+using gradc::rt::gemmInvariantB;
+using gradc::rt::gemmInvariantReset;
 
 namespace {
 
@@ -225,6 +227,81 @@ template <class T> void deterministicAcrossThreads() {
 
 TEST(Gemm, FloatDeterministicAcrossThreads) { deterministicAcrossThreads<float>(); }
 TEST(Gemm, DoubleDeterministicAcrossThreads) { deterministicAcrossThreads<double>(); }
+
+/// Runs gemmInvariantB on slot `slot` for p on a copy of `c`.
+template <class T>
+std::vector<T> runInvariant(const Problem<T> &p, int64_t slot, T alpha, T beta, int threads, const std::vector<T> &c) {
+  std::vector<T> C = c;
+  gemmInvariantB(slot, p.ta, p.tb, p.M, p.N, p.K, alpha, p.A.data(), p.lda, p.B.data(), p.ldb, beta, C.data(), p.ldc,
+                 threads);
+  return C;
+}
+
+/// gemmInvariantB equals gemm bitwise, on the call that packs B and on the calls that reuse
+/// the packed copy: M from a matrix-vector row to several A blocks (MC is 192 floats, 64
+/// doubles), N not a multiple of the 32-float / 16-double panel width, K within one KC = 256
+/// block and across two or three, every transpose combination, 1 and 2 threads.
+template <class T> void invariantEqualsGemm() {
+  std::mt19937_64 rng(21);
+  const int64_t Ms[] = {1, 7, 64, 250}, Ns[] = {33, 70, 515}, Ks[] = {64, 300, 520};
+  int64_t slot = 0;
+  for (int t = 0; t < 4; ++t)
+    for (int64_t M : Ms)
+      for (int64_t N : Ns)
+        for (int64_t K : Ks) {
+          Problem<T> p(t & 1, t & 2, M, N, K, (M + N) % 3, rng);
+          gemmInvariantReset(slot, 1);
+          for (int threads : {1, 2}) {
+            for (T beta : {T(0), T(0.5)}) { // the first call packs, the others reuse
+              const std::vector<T> want = p.run(T(1.25), beta, threads);
+              const std::vector<T> got = runInvariant(p, slot, T(1.25), beta, threads, p.C0);
+              ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(T)), 0)
+                  << describe(p, T(1.25), beta) << " threads=" << threads;
+            }
+          }
+          slot = (slot + 1) % 5;
+        }
+}
+
+TEST(GemmInvariant, FloatEqualsGemmBitwise) { invariantEqualsGemm<float>(); }
+TEST(GemmInvariant, DoubleEqualsGemmBitwise) { invariantEqualsGemm<double>(); }
+
+/// A reset makes the slot repack B (the same memory, changed contents); a different B in a
+/// slot repacks even without a reset; a stale copy is used only while the caller promises B
+/// unchanged (no reset), which is what makes the reuse pay.
+template <class T> void invariantRepacks() {
+  std::mt19937_64 rng(22);
+  Problem<T> p(false, false, 64, 100, 300, 0, rng);
+  const int64_t slot = 3;
+  gemmInvariantReset(slot, 1);
+  const std::vector<T> before = runInvariant(p, slot, T(1), T(0), 1, p.C0);
+  ASSERT_EQ(std::memcmp(before.data(), p.run(T(1), T(0)).data(), before.size() * sizeof(T)), 0);
+  for (T &x : p.B) x = -x; // new weights in the same memory
+  const std::vector<T> stale = runInvariant(p, slot, T(1), T(0), 1, p.C0);
+  EXPECT_EQ(std::memcmp(stale.data(), before.data(), stale.size() * sizeof(T)), 0) << "reused without a reset";
+  gemmInvariantReset(slot, 1);
+  const std::vector<T> fresh = runInvariant(p, slot, T(1), T(0), 1, p.C0);
+  const std::vector<T> want = p.run(T(1), T(0));
+  EXPECT_EQ(std::memcmp(fresh.data(), want.data(), want.size() * sizeof(T)), 0) << "not repacked after a reset";
+  EXPECT_NE(std::memcmp(fresh.data(), before.data(), want.size() * sizeof(T)), 0);
+  // Another B (another address, and another shape) in the same slot, without a reset.
+  Problem<T> q(true, true, 70, 90, 260, 1, rng);
+  const std::vector<T> other = runInvariant(q, slot, T(1), T(1), 2, q.C0);
+  const std::vector<T> wantQ = q.run(T(1), T(1), 2);
+  EXPECT_EQ(std::memcmp(other.data(), wantQ.data(), wantQ.size() * sizeof(T)), 0) << "a different B was not repacked";
+}
+
+TEST(GemmInvariant, FloatRepacksAfterReset) { invariantRepacks<float>(); }
+TEST(GemmInvariant, DoubleRepacksAfterReset) { invariantRepacks<double>(); }
+
+/// gemmInvariantB keeps gemm's refusal of an output overlapping an input.
+TEST(GemmInvariant, OutputOverlappingAnInputIsRefused) {
+  std::vector<float> buf(64 * 64, 1.0f), other(64 * 64, 1.0f);
+  gemmInvariantReset(0, 1);
+  EXPECT_THROW(gemmInvariantB(0, false, false, 64, 64, 64, 1.0f, other.data(), 64, buf.data() + 100, 64, 0.0f,
+                              buf.data(), 64),
+               std::logic_error);
+}
 
 /// Several threads may call gemm (itself multi-threaded) at the same time.
 TEST(Gemm, ConcurrentCallers) {
