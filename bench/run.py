@@ -146,7 +146,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="gradc-bench-") as work:
         for name in a.sizes.split(","):
             F, T, H, B = SIZES[name]
-            steps = a.steps if name != "large" else max(10, a.steps // 3)
+            steps = a.steps if name != "large" else max(20, a.steps * 2 // 3)  # ~0.1-0.6 s a step
             g = gradc_side(gradc, name, work, steps)
             t = torch_side(name, steps)
             fl = gemm_flops(F, T, H, B)
