@@ -171,21 +171,27 @@ constexpr size_t kArenaAlign = 64; // the emitted code assumes it (align 64 on t
 template <typename T>
 CompiledBackend<T>::CompiledBackend(const ModelSpec &spec, int64_t arenaElements, std::function<GradcGraphs()> resolve)
     : spec_(spec), resolve_(std::move(resolve)), arenaElements_(arenaElements), lr_(spec.train.lr) {
-  sf_.resize(spec.state.size());
-  si_.resize(spec.state.size());
-  for (size_t i = 0; i < spec.state.size(); ++i) {
+  for (const StateSpec &s : spec.state)
+    if (s.kind == StateSpec::Param)
+      ++numParams_;
+}
+
+template <typename T> void CompiledBackend<T>::ensureState() {
+  if (!statePtrs_.empty() || spec_.state.empty())
+    return;
+  sf_.resize(spec_.state.size());
+  si_.resize(spec_.state.size());
+  for (size_t i = 0; i < spec_.state.size(); ++i) {
     int64_t n = 1;
-    for (int64_t d : spec.state[i].shape)
+    for (int64_t d : spec_.state[i].shape)
       n *= d;
-    if (spec.state[i].dtype == DType::I64)
+    if (spec_.state[i].dtype == DType::I64)
       si_[i].assign(static_cast<size_t>(n), 0);
     else
       sf_[i].assign(static_cast<size_t>(n), T(0));
-    if (spec.state[i].kind == StateSpec::Param)
-      ++numParams_;
   }
-  for (size_t i = 0; i < spec.state.size(); ++i)
-    statePtrs_.push_back(stateData(i));
+  for (size_t i = 0; i < spec_.state.size(); ++i)
+    statePtrs_.push_back(si_[i].empty() ? static_cast<void *>(sf_[i].data()) : static_cast<void *>(si_[i].data()));
 }
 
 template <typename T> CompiledBackend<T>::~CompiledBackend() {
@@ -194,10 +200,12 @@ template <typename T> CompiledBackend<T>::~CompiledBackend() {
 }
 
 template <typename T> void *CompiledBackend<T>::stateData(size_t i) {
-  return si_[i].empty() ? static_cast<void *>(sf_[i].data()) : static_cast<void *>(si_[i].data());
+  ensureState();
+  return statePtrs_.at(i);
 }
 
 template <typename T> const GradcGraphs &CompiledBackend<T>::fns() {
+  ensureState();
   if (!resolved_) {
     fns_ = resolve_();
     resolved_ = true;

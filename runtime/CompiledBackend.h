@@ -77,8 +77,8 @@ struct CompiledSinks {
 };
 
 /// Runs emitted graph functions for float type T (float for training, double for
-/// --gradcheck): owns the arena (allocated at the first step) and the state, applies updates
-/// after each step as the C++ backend's generated class does.
+/// --gradcheck): owns the arena (allocated at the first step) and the state (at first use),
+/// applies updates after each step as the C++ backend's generated class does.
 template <typename T> class CompiledBackend final : public Backend {
 public:
   /// `resolve` returns the graph functions; it is called once, before the first step (so a
@@ -98,6 +98,9 @@ public:
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads);
   const GradcGraphs &fns();
+  /// Allocates the state on first use (so the double build that only --gradcheck runs costs
+  /// neither memory nor start-up time).
+  void ensureState();
 
   ModelSpec spec_;
   std::function<GradcGraphs()> resolve_;

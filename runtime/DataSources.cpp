@@ -558,8 +558,10 @@ std::map<std::string, HostTensor> loadTensors(const std::string &path, const std
 Dataset loadTensorDataset(const std::string &path, const std::string &xName, const std::string &yName) {
   std::map<std::string, HostTensor> t = loadTensors(path, {xName, yName});
   Dataset d;
-  d.x = t[xName];
-  d.y = std::move(t[yName]);
+  // Moved, not copied (a copy of x alone is most of the start-up of a large data set); one
+  // tensor named for both x and y is copied once.
+  d.y = t[yName];
+  d.x = xName == yName ? t[xName] : std::move(t[xName]);
   if (d.x.shape.empty())
     throw DataError(path + ": tensor " + quoted(xName) + " is a scalar; expected a sample axis first ([N, ...])");
   if (d.y.shape.empty())
