@@ -1,5 +1,9 @@
 // Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the NaN/Inf checks, periodic and interrupt checkpoints, and resuming a run where its checkpoint left it.
 #include <csignal>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -20,6 +24,22 @@
 namespace gradc::rt {
 
 namespace {
+
+/// This process's peak resident set in MiB: VmHWM of /proc/self/status, which (unlike
+/// getrusage's ru_maxrss) does not include what the parent process had resident when it
+/// forked this one; NaN where it cannot be read.
+double peakRssMiB() {
+  std::FILE *f = std::fopen("/proc/self/status", "r");
+  if (!f)
+    return NAN;
+  char line[256];
+  double kib = NAN;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "VmHWM:", 6) == 0)
+      kib = std::strtod(line + 6, nullptr);
+  std::fclose(f);
+  return kib / 1024.0;
+}
 
 using namespace detail;
 
@@ -177,11 +197,11 @@ public:
     progress.clear();
     if (o_.timing && st_.step > startStep) {
       std::fflush(stdout);
-      std::fprintf(stderr, "timing first_step_s %.6f steps %lld ms_per_step %.6f ready_s %.6f\n",
+      std::fprintf(stderr, "timing first_step_s %.6f steps %lld ms_per_step %.6f ready_s %.6f peak_rss_mib %.1f\n",
                    std::chrono::duration<double>(firstStepEnd - gProcessStart).count(),
                    static_cast<long long>(timedSteps),
                    timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
-                   std::chrono::duration<double>(firstStepStart - gProcessStart).count());
+                   std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB());
     }
     bool restored = false;
     if (early && st_.bestEpoch > 0) {
