@@ -210,7 +210,6 @@ const std::vector<PassInfo> &allPasses() {
       {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
       {"sink-transposes", "transpose a scan's captured matrix inside the body when only its matmuls read it (the transpose folds into them)", [](Module &m, Diagnostics &) { sinkTransposes(m); }, false},
       {"pads-to-concat", "turn a sum of zero-padded blocks that tile one axis into a concat of the blocks", [](Module &m, Diagnostics &) { padsToConcat(m); }, false},
-      {"transpose-products", "turn the transpose of a matrix product into the product of the transposed operands (folded into the matmul)", [](Module &m, Diagnostics &) { transposeProducts(m); }, false},
   };
   return passes;
 }

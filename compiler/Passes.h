@@ -28,11 +28,5 @@ void eliminateCommonSubexpressions(Module &m);
 /// Removes nodes whose results are never used (sinks and their inputs stay), and scan
 /// captures and outputs that nothing uses.
 void eliminateDeadCode(Module &m);
-/// `transpose-products`: `transpose(A @ B)` of 2-D matrices, when nothing else reads the
-/// product, becomes `transpose(B) @ transpose(A)` (a transpose of a transpose cancels), so
-/// the transposes fold into the matmul's operand flags instead of a strided pass over the
-/// result (a weight gradient in the layout of its weight). Every element is the same sum of
-/// the same products in the same order, so results are bitwise unchanged.
-void transposeProducts(Module &m);
 
 } // namespace gradc

@@ -77,7 +77,7 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
   verifyOrDie(*m, "elaboration");
   for (const char *name : {"dce", "fold", "cse", "dce", "licm", "hoist-projections", "dce", "autodiff", "optimizer", "fold", "cse",
                            "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "pads-to-concat", "fold-affine", "fold", "cse", "dce",
-                           "sink-transposes", "transpose-products", "dce"}) {
+                           "sink-transposes", "dce"}) {
     const PassInfo &pass = *findPass(name);
     if (!pass.required && std::find(skip.begin(), skip.end(), name) != skip.end())
       continue;
@@ -182,7 +182,6 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     runPass("cse");
     runPass("dce");
     runPass("sink-transposes");
-    runPass("transpose-products");
     runPass("dce");
     if (opts.emit == "opt-graph") {
       std::ostringstream os;

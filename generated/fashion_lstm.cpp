@@ -338,6 +338,7 @@ private:
   std::copy_n((A + 984128), 8192, (A + 1066048));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -418,31 +419,31 @@ private:
         (A + 69888)[i0 * 10 + i1 * 1] = v2;
         (A + 50192)[i1 * 1] += v2;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 10, 128, 64, T(1), (A + 69888), 10, (A + 58432), 128, T(0), (A + 67920), 128, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 69888), 10, (A + 66624), 10, T(0), (A + 58432), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 69888), 10, (A + 66624), 10, T(0), (A + 70528), 128, threads());
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 69888), 10, T(0), (A + 66624), 10, threads());
   // reshape  (fashion_lstm.model:16:19)
   // (a view of its operand)
   // pad  (fashion_lstm.model:16:19)
-  std::fill_n((A + 69200), 229376, T(0));
+  std::fill_n((A + 78720), 229376, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 69200)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1];
+          (A + 78720)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 70528)[i0 * 128 + i1 * 128 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 298576));
-  std::copy_n((A + 50240), 8192, (A + 306768));
+  std::copy_n((A + 50240), 8192, (A + 308096));
+  std::copy_n((A + 50240), 8192, (A + 316288));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
     // const  (prelude.model:36:21)
-    std::fill_n((A + 314960), 1, T(1));
+    std::fill_n((A + 324480), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -471,121 +472,141 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          const T v0 = (A + 298576)[i0 * 128 + i1 * 1] + ((A + 69200) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v0 = (A + 308096)[i0 * 128 + i1 * 1] + ((A + 78720) + t * 128)[i0 * 3584 + i1 * 1];
           const T v1 = v0 * ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1];
           const T v2 = ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v3 = (A + 314960)[0] - v2;
+          const T v3 = (A + 324480)[0] - v2;
           const T v4 = v1 * v3;
-          const T v5 = (A + 306768)[i0 * 128 + i1 * 1] + v4;
+          const T v5 = (A + 316288)[i0 * 128 + i1 * 1] + v4;
           const T v6 = v5 * ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v7 = (A + 314960)[0] - ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v7 = (A + 324480)[0] - ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1];
           const T v8 = ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1] * v7;
           const T v9 = v6 * v8;
-          (A + 347744)[i0 * 128 + i1 * 1] = v9;
+          (A + 357264)[i0 * 128 + i1 * 1] = v9;
           const T v10 = v5 * ((A + 2221120) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v11 = (A + 314960)[0] - ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v11 = (A + 324480)[0] - ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
           const T v12 = ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 339552)[i0 * 128 + i1 * 1] = v13;
+          (A + 349072)[i0 * 128 + i1 * 1] = v13;
           const T v14 = v5 * ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1];
           const T v15 = ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v16 = (A + 314960)[0] - v15;
+          const T v16 = (A + 324480)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 331360)[i0 * 128 + i1 * 1] = v17;
+          (A + 340880)[i0 * 128 + i1 * 1] = v17;
           const T v18 = v0 * ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v19 = (A + 314960)[0] - ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1];
+          const T v19 = (A + 324480)[0] - ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1];
           const T v20 = ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 323168)[i0 * 128 + i1 * 1] = v21;
+          (A + 332688)[i0 * 128 + i1 * 1] = v21;
           const T v22 = v5 * ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
-          (A + 314976)[i0 * 128 + i1 * 1] = v22;
+          (A + 324496)[i0 * 128 + i1 * 1] = v22;
         }
     // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          ((A + 364128) + t * 512)[0 + i0 * 14336 + i1 * 1] = (A + 347744)[i0 * 128 + i1 * 1];
+          ((A + 365456) + t * 512)[0 + i0 * 14336 + i1 * 1] = (A + 357264)[i0 * 128 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          ((A + 364128) + t * 512)[128 + i0 * 14336 + i1 * 1] = (A + 339552)[i0 * 128 + i1 * 1];
+          ((A + 365456) + t * 512)[128 + i0 * 14336 + i1 * 1] = (A + 349072)[i0 * 128 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          ((A + 364128) + t * 512)[256 + i0 * 14336 + i1 * 1] = (A + 331360)[i0 * 128 + i1 * 1];
+          ((A + 365456) + t * 512)[256 + i0 * 14336 + i1 * 1] = (A + 340880)[i0 * 128 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
-          ((A + 364128) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 323168)[i0 * 128 + i1 * 1];
+          ((A + 365456) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 332688)[i0 * 128 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, false, 64, 128, 512, T(1), ((A + 364128) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 323168), 128, threads());
-    std::copy_n((A + 323168), 8192, (A + 298576));
-    std::copy_n((A + 314976), 8192, (A + 306768));
+    gemmInvariantB(1, false, false, 64, 128, 512, T(1), ((A + 365456) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 332688), 128, threads());
+    std::copy_n((A + 332688), 8192, (A + 308096));
+    std::copy_n((A + 324496), 8192, (A + 316288));
   }
-  std::copy_n((A + 298576), 8192, (A + 58432));
-  std::copy_n((A + 306768), 8192, (A + 355936));
+  std::copy_n((A + 308096), 8192, (A + 58432));
+  std::copy_n((A + 316288), 8192, (A + 67920));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 50208), 512, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 28; ++i1)
       for (int64_t i2 = 0; i2 < 512; ++i2)
         {
-          (A + 50208)[i2 * 1] += (A + 364128)[i0 * 14336 + i1 * 512 + i2 * 1];
+          (A + 50208)[i2 * 1] += (A + 365456)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
-  // transpose  (prelude.model:30:78): folded into the matmul that reads it
-  // matmul  (prelude.model:30:78)
-  gemm(true, false, 512, 128, 1792, T(1), (A + 364128), 512, (A + 2679872), 128, T(0), (A + 69200), 128, threads());
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2679872), 128, (A + 365456), 512, T(0), (A + 67920), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
-  // matmul  (prelude.model:30:31)
-  gemm(true, false, 512, 28, 1792, T(1), (A + 364128), 512, (A + 0), 28, T(0), (A + 50720), 28, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 365456), 512, T(0), (A + 50720), 512, threads());
+  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 28; ++i1)
+      {
+        (A + 0)[i0 * 28 + i1 * 1] = (A + 50720)[i0 * 1 + i1 * 512];
+      }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 50720), (A + 50720) + 14336);
+  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
+  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        (A + 133456)[i0 * 128 + i1 * 1] = (A + 67920)[i0 * 1 + i1 * 512];
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 69200), (A + 69200) + 65536);
+  if (grads) (*grads)[1].assign((A + 133456), (A + 133456) + 65536);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 50208), (A + 50208) + 512);
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[3].assign((A + 50208), (A + 50208) + 512);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        (A + 14336)[i0 * 128 + i1 * 1] = (A + 66624)[i0 * 1 + i1 * 10];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 67920), (A + 67920) + 1280);
+  if (grads) (*grads)[4].assign((A + 14336), (A + 14336) + 1280);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[5].assign((A + 50192), (A + 50192) + 10);
   // hyper %lr  (fashion_lstm.model:21:1)
-  (A + 0)[0] = T(lr_);
+  (A + 15616)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm.model:21:1)
   // add %optimizer.step.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 16)[0] = sf_[6].data()[0] + (A + 67904)[0];
+    (A + 15632)[0] = sf_[6].data()[0] + (A + 67904)[0];
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(6, (A + 16));
+  updates.emplace_back(6, (A + 15632));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 32), 1, T(-0.10536051565782628));
+  std::fill_n((A + 15648), 1, T(-0.10536051565782628));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 48), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 15664), 1, T(-0.0010005003335835344));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 64), 1, T(0.90000000000000002));
+  std::fill_n((A + 15680), 1, T(0.90000000000000002));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 80), 1, T(0.099999999999999978));
+  std::fill_n((A + 15696), 1, T(0.099999999999999978));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 96), 1, T(0.999));
+  std::fill_n((A + 15712), 1, T(0.999));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 112), 1, T(0.0010000000000000009));
+  std::fill_n((A + 15728), 1, T(0.0010000000000000009));
   // fused loop over [512, 28]:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   mul  (fashion_lstm.model:21:1)  [register]
@@ -597,24 +618,24 @@ private:
   //   sqrt  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[7].data()[i] * (A + 64)[0];
-    const T v1 = (A + 50720)[i] * (A + 80)[0];
+    const T v0 = sf_[7].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 0)[i] * (A + 15696)[0];
     const T v2 = v0 + v1;
-    (A + 128)[i] = v2;
-    const T v3 = sf_[8].data()[i] * (A + 96)[0];
-    const T v4 = (A + 50720)[i] * (A + 50720)[i];
-    const T v5 = v4 * (A + 112)[0];
+    (A + 15744)[i] = v2;
+    const T v3 = sf_[8].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 0)[i] * (A + 0)[i];
+    const T v5 = v4 * (A + 15728)[0];
     const T v6 = v3 + v5;
-    (A + 14464)[i] = v6;
+    (A + 30080)[i] = v6;
     const T v7 = std::sqrt(v6);
-    (A + 28800)[i] = v7;
+    (A + 50720)[i] = v7;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(7, (A + 128));
+  updates.emplace_back(7, (A + 15744));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(8, (A + 14464));
+  updates.emplace_back(8, (A + 30080));
   // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 43136), 1, T(1e-08));
+  std::fill_n((A + 0), 1, T(1e-08));
   // fused loop over []:
   //   mul  (fashion_lstm.model:21:1)  [register]
   //   exp  (fashion_lstm.model:21:1)  [register]
@@ -626,16 +647,16 @@ private:
   //   sqrt  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 16)[0] * (A + 32)[0];
+    const T v0 = (A + 15632)[0] * (A + 15648)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 67904)[0] - v1;
-    const T v3 = (A + 0)[0] / v2;
-    (A + 43152)[0] = v3;
-    const T v4 = (A + 16)[0] * (A + 48)[0];
+    const T v3 = (A + 15616)[0] / v2;
+    (A + 16)[0] = v3;
+    const T v4 = (A + 15632)[0] * (A + 15664)[0];
     const T v5 = fexp(v4);
     const T v6 = (A + 67904)[0] - v5;
     const T v7 = std::sqrt(v6);
-    (A + 43168)[0] = v7;
+    (A + 32)[0] = v7;
   }
   // fused loop over [512, 28]:
   //   div  (fashion_lstm.model:21:1)  [register]
@@ -645,15 +666,15 @@ private:
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 28800)[i] / (A + 43168)[0];
-    const T v1 = v0 + (A + 43136)[0];
-    const T v2 = (A + 128)[i] / v1;
-    const T v3 = (A + 43152)[0] * v2;
+    const T v0 = (A + 50720)[i] / (A + 32)[0];
+    const T v1 = v0 + (A + 0)[0];
+    const T v2 = (A + 15744)[i] / v1;
+    const T v3 = (A + 16)[0] * v2;
     const T v4 = sf_[0].data()[i] - v3;
-    (A + 50720)[i] = v4;
+    (A + 65056)[i] = v4;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(0, (A + 50720));
+  updates.emplace_back(0, (A + 65056));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm.model:21:1)
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512, 128]:
@@ -672,29 +693,29 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 64)[0];
-    const T v1 = (A + 69200)[i] * (A + 80)[0];
+    const T v0 = sf_[9].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 133456)[i] * (A + 15696)[0];
     const T v2 = v0 + v1;
-    (A + 134736)[i] = v2;
-    const T v3 = sf_[10].data()[i] * (A + 96)[0];
-    const T v4 = (A + 69200)[i] * (A + 69200)[i];
-    const T v5 = v4 * (A + 112)[0];
+    (A + 198992)[i] = v2;
+    const T v3 = sf_[10].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 133456)[i] * (A + 133456)[i];
+    const T v5 = v4 * (A + 15728)[0];
     const T v6 = v3 + v5;
-    (A + 200272)[i] = v6;
+    (A + 264528)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
+    const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[1].data()[i] - v11;
-    (A + 265808)[i] = v12;
+    (A + 330064)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(9, (A + 134736));
+  updates.emplace_back(9, (A + 198992));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(10, (A + 200272));
+  updates.emplace_back(10, (A + 264528));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(1, (A + 265808));
+  updates.emplace_back(1, (A + 330064));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm.model:21:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [512]:
@@ -723,50 +744,50 @@ private:
   //   sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 64)[0];
-    const T v1 = (A + 50208)[i] * (A + 80)[0];
+    const T v0 = sf_[11].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 50208)[i] * (A + 15696)[0];
     const T v2 = v0 + v1;
-    (A + 28800)[i] = v2;
-    const T v3 = sf_[12].data()[i] * (A + 96)[0];
+    (A + 48)[i] = v2;
+    const T v3 = sf_[12].data()[i] * (A + 15712)[0];
     const T v4 = (A + 50208)[i] * (A + 50208)[i];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 15728)[0];
     const T v6 = v3 + v5;
-    (A + 29312)[i] = v6;
+    (A + 560)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
+    const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[2].data()[i] - v11;
-    (A + 29824)[i] = v12;
-    const T v13 = sf_[13].data()[i] * (A + 64)[0];
+    (A + 1072)[i] = v12;
+    const T v13 = sf_[13].data()[i] * (A + 15680)[0];
     const T v14 = v13 + v1;
-    (A + 30336)[i] = v14;
-    const T v15 = sf_[14].data()[i] * (A + 96)[0];
+    (A + 1584)[i] = v14;
+    const T v15 = sf_[14].data()[i] * (A + 15712)[0];
     const T v16 = v15 + v5;
-    (A + 30848)[i] = v16;
+    (A + 2096)[i] = v16;
     const T v17 = std::sqrt(v16);
-    const T v18 = v17 / (A + 43168)[0];
-    const T v19 = v18 + (A + 43136)[0];
+    const T v18 = v17 / (A + 32)[0];
+    const T v19 = v18 + (A + 0)[0];
     const T v20 = v14 / v19;
-    const T v21 = (A + 43152)[0] * v20;
+    const T v21 = (A + 16)[0] * v20;
     const T v22 = sf_[3].data()[i] - v21;
-    (A + 31360)[i] = v22;
+    (A + 2608)[i] = v22;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(11, (A + 28800));
+  updates.emplace_back(11, (A + 48));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(12, (A + 29312));
+  updates.emplace_back(12, (A + 560));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(2, (A + 29824));
+  updates.emplace_back(2, (A + 1072));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(13, (A + 30336));
+  updates.emplace_back(13, (A + 1584));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(14, (A + 30848));
+  updates.emplace_back(14, (A + 2096));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(3, (A + 31360));
+  updates.emplace_back(3, (A + 2608));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm.model:21:1)
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10, 128]:
@@ -785,29 +806,29 @@ private:
   //   sub %head.weight.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 64)[0];
-    const T v1 = (A + 67920)[i] * (A + 80)[0];
+    const T v0 = sf_[15].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 14336)[i] * (A + 15696)[0];
     const T v2 = v0 + v1;
-    (A + 31872)[i] = v2;
-    const T v3 = sf_[16].data()[i] * (A + 96)[0];
-    const T v4 = (A + 67920)[i] * (A + 67920)[i];
-    const T v5 = v4 * (A + 112)[0];
+    (A + 3120)[i] = v2;
+    const T v3 = sf_[16].data()[i] * (A + 15712)[0];
+    const T v4 = (A + 14336)[i] * (A + 14336)[i];
+    const T v5 = v4 * (A + 15728)[0];
     const T v6 = v3 + v5;
-    (A + 33152)[i] = v6;
+    (A + 4400)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
+    const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[4].data()[i] - v11;
-    (A + 34432)[i] = v12;
+    (A + 5680)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(15, (A + 31872));
+  updates.emplace_back(15, (A + 3120));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(16, (A + 33152));
+  updates.emplace_back(16, (A + 4400));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(4, (A + 34432));
+  updates.emplace_back(4, (A + 5680));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm.model:21:1)
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm.model:21:1)
   // fused loop over [10]:
@@ -826,29 +847,29 @@ private:
   //   sub %head.bias.new  (fashion_lstm.model:21:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 64)[0];
-    const T v1 = (A + 50192)[i] * (A + 80)[0];
+    const T v0 = sf_[17].data()[i] * (A + 15680)[0];
+    const T v1 = (A + 50192)[i] * (A + 15696)[0];
     const T v2 = v0 + v1;
-    (A + 0)[i] = v2;
-    const T v3 = sf_[18].data()[i] * (A + 96)[0];
+    (A + 6960)[i] = v2;
+    const T v3 = sf_[18].data()[i] * (A + 15712)[0];
     const T v4 = (A + 50192)[i] * (A + 50192)[i];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 15728)[0];
     const T v6 = v3 + v5;
-    (A + 32)[i] = v6;
+    (A + 6976)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
+    const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[5].data()[i] - v11;
-    (A + 48)[i] = v12;
+    (A + 6992)[i] = v12;
   }
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(17, (A + 0));
+  updates.emplace_back(17, (A + 6960));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(18, (A + 32));
+  updates.emplace_back(18, (A + 6976));
   // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(5, (A + 48));
+  updates.emplace_back(5, (A + 6992));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())

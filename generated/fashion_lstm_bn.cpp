@@ -415,6 +415,7 @@ private:
   std::copy_n((A + 984160), 8192, (A + 1066080));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -595,12 +596,9 @@ private:
         (A + 61728)[i0 * 10 + i1 * 1] = v2;
         (A + 50224)[i1 * 1] += v2;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 10, 128, 64, T(1), (A + 61728), 10, (A + 83936), 128, T(0), (A + 59760), 128, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 83936), 128, threads());
+  gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 92128), 128, threads());
   // fused loop over [64, 128], 3 reductions:
   //   sum over axes [0]  (prelude.model:58:13)
   //   mul  (prelude.model:67:17)  [register]
@@ -616,15 +614,18 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
-        (A + 58464)[i1 * 1] += (A + 83936)[i0 * 128 + i1 * 1];
-        const T v1 = (A + 83936)[i0 * 128 + i1 * 1] * (A + 75744)[i0 * 128 + i1 * 1];
+        (A + 58464)[i1 * 1] += (A + 92128)[i0 * 128 + i1 * 1];
+        const T v1 = (A + 92128)[i0 * 128 + i1 * 1] * (A + 75744)[i0 * 128 + i1 * 1];
         (A + 58592)[i1 * 1] += v1;
-        const T v3 = (A + 83936)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
+        const T v3 = (A + 92128)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
         const T v4 = v3 * (A + 67552)[i0 * 128 + i1 * 1];
         (A + 58720)[i1 * 1] += v4;
         const T v6 = v3 * (A + 67424)[i1 * 1];
-        (A + 92128)[i0 * 128 + i1 * 1] = v6;
+        (A + 100320)[i0 * 128 + i1 * 1] = v6;
       }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 128, 10, 64, T(1), (A + 83936), 128, (A + 61728), 10, T(0), (A + 59760), 10, threads());
   // const  (prelude.model:63:23)
   std::fill_n((A + 50240), 1, T(-0.5));
   // fused loop over [128]:
@@ -671,7 +672,7 @@ private:
       {
         const T v0 = (A + 58848)[i1 * 1];
         const T v1 = v0 * (A + 67552)[i0 * 128 + i1 * 1];
-        const T v2 = (A + 92128)[i0 * 128 + i1 * 1] + v1;
+        const T v2 = (A + 100320)[i0 * 128 + i1 * 1] + v1;
         const T v3 = v2 + v1;
         const T v4 = (A + 58976)[i1 * 1];
         const T v5 = v3 + v4;
@@ -795,18 +796,41 @@ private:
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
-  // transpose  (prelude.model:30:78): folded into the matmul that reads it
-  // matmul  (prelude.model:30:78)
-  gemm(true, false, 512, 128, 1792, T(1), (A + 370672), 512, (A + 2679904), 128, T(0), (A + 67424), 128, threads());
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 128, 512, 1792, T(1), (A + 2679904), 128, (A + 370672), 512, T(0), (A + 67424), 512, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
-  // matmul  (prelude.model:30:31)
-  gemm(true, false, 512, 28, 1792, T(1), (A + 370672), 512, (A + 32), 28, T(0), (A + 132960), 28, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 370672), 512, T(0), (A + 132960), 512, threads());
+  // fused loop over [512, 28]:
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   mul  (fashion_lstm_bn.model:22:1)
+  for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 28; ++i1)
+      {
+        const T v0 = (A + 132960)[i0 * 1 + i1 * 512];
+        (A + 16)[i0 * 28 + i1 * 1] = v0;
+        const T v1 = sf_[12].data()[i0 * 28 + i1 * 1] * (A + 66656)[0];
+        (A + 14352)[i0 * 28 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 132960), (A + 132960) + 14336);
+  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 14336);
+  // fused loop over [512, 128]:
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   mul  (fashion_lstm_bn.model:22:1)
+  for (int64_t i0 = 0; i0 < 512; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        const T v0 = (A + 67424)[i0 * 1 + i1 * 512];
+        (A + 132960)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[14].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
+        (A + 198496)[i0 * 128 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 67424), (A + 67424) + 65536);
+  if (grads) (*grads)[1].assign((A + 132960), (A + 132960) + 65536);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 50240), (A + 50240) + 512);
   // grad  (prelude.model:22:5)
@@ -815,34 +839,45 @@ private:
   if (grads) (*grads)[4].assign((A + 58592), (A + 58592) + 128);
   // grad  (prelude.model:49:3)
   if (grads) (*grads)[5].assign((A + 58464), (A + 58464) + 128);
+  // fused loop over [10, 128]:
+  //   transpose %d.head.weight  (prelude.model:10:25)
+  //   mul  (fashion_lstm_bn.model:22:1)
+  for (int64_t i0 = 0; i0 < 10; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 128; ++i1)
+      {
+        const T v0 = (A + 59760)[i0 * 1 + i1 * 10];
+        (A + 28688)[i0 * 128 + i1 * 1] = v0;
+        const T v1 = sf_[24].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
+        (A + 29968)[i0 * 128 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 59760), (A + 59760) + 1280);
+  if (grads) (*grads)[6].assign((A + 28688), (A + 28688) + 1280);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[7].assign((A + 50224), (A + 50224) + 10);
   // hyper %lr  (fashion_lstm_bn.model:22:1)
-  (A + 16)[0] = T(lr_);
+  (A + 31248)[0] = T(lr_);
   // buffer %optimizer.step  (fashion_lstm_bn.model:22:1)
   // add %optimizer.step.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 32)[0] = sf_[11].data()[0] + (A + 59744)[0];
+    (A + 31264)[0] = sf_[11].data()[0] + (A + 59744)[0];
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(11, (A + 32));
+  updates.emplace_back(11, (A + 31264));
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 48), 1, T(-0.10536051565782628));
+  std::fill_n((A + 31280), 1, T(-0.10536051565782628));
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 64), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 31296), 1, T(-0.0010005003335835344));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 80), 1, T(0.099999999999999978));
+  std::fill_n((A + 31312), 1, T(0.099999999999999978));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 96), 1, T(0.999));
+  std::fill_n((A + 31328), 1, T(0.999));
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 112), 1, T(0.0010000000000000009));
+  std::fill_n((A + 31344), 1, T(0.0010000000000000009));
   // fused loop over [512, 28]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -852,24 +887,23 @@ private:
   //   sqrt  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[12].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 132960)[i] * (A + 80)[0];
-    const T v2 = v0 + v1;
-    (A + 128)[i] = v2;
-    const T v3 = sf_[13].data()[i] * (A + 96)[0];
-    const T v4 = (A + 132960)[i] * (A + 132960)[i];
-    const T v5 = v4 * (A + 112)[0];
-    const T v6 = v3 + v5;
-    (A + 14464)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    (A + 28800)[i] = v7;
+    const T v0 = (A + 16)[i] * (A + 31312)[0];
+    const T v1 = (A + 14352)[i] + v0;
+    (A + 31360)[i] = v1;
+    const T v2 = sf_[13].data()[i] * (A + 31328)[0];
+    const T v3 = (A + 16)[i] * (A + 16)[i];
+    const T v4 = v3 * (A + 31344)[0];
+    const T v5 = v2 + v4;
+    (A + 67424)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    (A + 81760)[i] = v6;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(12, (A + 128));
+  updates.emplace_back(12, (A + 31360));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(13, (A + 14464));
+  updates.emplace_back(13, (A + 67424));
   // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 43136), 1, T(1e-08));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   exp  (fashion_lstm_bn.model:22:1)  [register]
@@ -881,16 +915,16 @@ private:
   //   sqrt  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 32)[0] * (A + 48)[0];
+    const T v0 = (A + 31264)[0] * (A + 31280)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 59744)[0] - v1;
-    const T v3 = (A + 16)[0] / v2;
-    (A + 43152)[0] = v3;
-    const T v4 = (A + 32)[0] * (A + 64)[0];
+    const T v3 = (A + 31248)[0] / v2;
+    (A + 32)[0] = v3;
+    const T v4 = (A + 31264)[0] * (A + 31296)[0];
     const T v5 = fexp(v4);
     const T v6 = (A + 59744)[0] - v5;
     const T v7 = std::sqrt(v6);
-    (A + 43168)[0] = v7;
+    (A + 48)[0] = v7;
   }
   // fused loop over [512, 28]:
   //   div  (fashion_lstm_bn.model:22:1)  [register]
@@ -900,19 +934,18 @@ private:
   //   sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 28800)[i] / (A + 43168)[0];
-    const T v1 = v0 + (A + 43136)[0];
-    const T v2 = (A + 128)[i] / v1;
-    const T v3 = (A + 43152)[0] * v2;
+    const T v0 = (A + 81760)[i] / (A + 48)[0];
+    const T v1 = v0 + (A + 16)[0];
+    const T v2 = (A + 31360)[i] / v1;
+    const T v3 = (A + 32)[0] * v2;
     const T v4 = sf_[0].data()[i] - v3;
-    (A + 132960)[i] = v4;
+    (A + 64)[i] = v4;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(0, (A + 132960));
+  updates.emplace_back(0, (A + 64));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512, 128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -927,29 +960,28 @@ private:
   //   sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 67424)[i] * (A + 80)[0];
-    const T v2 = v0 + v1;
-    (A + 147296)[i] = v2;
-    const T v3 = sf_[15].data()[i] * (A + 96)[0];
-    const T v4 = (A + 67424)[i] * (A + 67424)[i];
-    const T v5 = v4 * (A + 112)[0];
-    const T v6 = v3 + v5;
-    (A + 212832)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
-    const T v12 = sf_[1].data()[i] - v11;
-    (A + 278368)[i] = v12;
+    const T v0 = (A + 132960)[i] * (A + 31312)[0];
+    const T v1 = (A + 198496)[i] + v0;
+    (A + 264032)[i] = v1;
+    const T v2 = sf_[15].data()[i] * (A + 31328)[0];
+    const T v3 = (A + 132960)[i] * (A + 132960)[i];
+    const T v4 = v3 * (A + 31344)[0];
+    const T v5 = v2 + v4;
+    (A + 329568)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[1].data()[i] - v10;
+    (A + 395104)[i] = v11;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(14, (A + 147296));
+  updates.emplace_back(14, (A + 264032));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(15, (A + 212832));
+  updates.emplace_back(15, (A + 329568));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(1, (A + 278368));
+  updates.emplace_back(1, (A + 395104));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [512]:
@@ -979,49 +1011,49 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
     const T v0 = sf_[16].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 50240)[i] * (A + 80)[0];
+    const T v1 = (A + 50240)[i] * (A + 31312)[0];
     const T v2 = v0 + v1;
-    (A + 28800)[i] = v2;
-    const T v3 = sf_[17].data()[i] * (A + 96)[0];
+    (A + 14400)[i] = v2;
+    const T v3 = sf_[17].data()[i] * (A + 31328)[0];
     const T v4 = (A + 50240)[i] * (A + 50240)[i];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 31344)[0];
     const T v6 = v3 + v5;
-    (A + 29312)[i] = v6;
+    (A + 14912)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
+    const T v11 = (A + 32)[0] * v10;
     const T v12 = sf_[2].data()[i] - v11;
-    (A + 29824)[i] = v12;
+    (A + 15424)[i] = v12;
     const T v13 = sf_[18].data()[i] * (A + 66656)[0];
     const T v14 = v13 + v1;
-    (A + 30336)[i] = v14;
-    const T v15 = sf_[19].data()[i] * (A + 96)[0];
+    (A + 15936)[i] = v14;
+    const T v15 = sf_[19].data()[i] * (A + 31328)[0];
     const T v16 = v15 + v5;
-    (A + 30848)[i] = v16;
+    (A + 16448)[i] = v16;
     const T v17 = std::sqrt(v16);
-    const T v18 = v17 / (A + 43168)[0];
-    const T v19 = v18 + (A + 43136)[0];
+    const T v18 = v17 / (A + 48)[0];
+    const T v19 = v18 + (A + 16)[0];
     const T v20 = v14 / v19;
-    const T v21 = (A + 43152)[0] * v20;
+    const T v21 = (A + 32)[0] * v20;
     const T v22 = sf_[3].data()[i] - v21;
-    (A + 31360)[i] = v22;
+    (A + 16960)[i] = v22;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(16, (A + 28800));
+  updates.emplace_back(16, (A + 14400));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(17, (A + 29312));
+  updates.emplace_back(17, (A + 14912));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(2, (A + 29824));
+  updates.emplace_back(2, (A + 15424));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(18, (A + 30336));
+  updates.emplace_back(18, (A + 15936));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(19, (A + 30848));
+  updates.emplace_back(19, (A + 16448));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(3, (A + 31360));
+  updates.emplace_back(3, (A + 16960));
   // buffer %optimizer.bn.weight.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.bn.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [128]:
@@ -1052,56 +1084,55 @@ private:
   //   sub %bn.bias.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 58592)[i] * (A + 80)[0];
+    const T v0 = (A + 58592)[i] * (A + 31312)[0];
     const T v1 = (A + 59104)[i] + v0;
-    (A + 31872)[i] = v1;
-    const T v2 = sf_[21].data()[i] * (A + 96)[0];
+    (A + 17472)[i] = v1;
+    const T v2 = sf_[21].data()[i] * (A + 31328)[0];
     const T v3 = (A + 58592)[i] * (A + 58592)[i];
-    const T v4 = v3 * (A + 112)[0];
+    const T v4 = v3 * (A + 31344)[0];
     const T v5 = v2 + v4;
-    (A + 32000)[i] = v5;
+    (A + 17600)[i] = v5;
     const T v6 = std::sqrt(v5);
-    const T v7 = v6 / (A + 43168)[0];
-    const T v8 = v7 + (A + 43136)[0];
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
     const T v9 = v1 / v8;
-    const T v10 = (A + 43152)[0] * v9;
+    const T v10 = (A + 32)[0] * v9;
     const T v11 = sf_[4].data()[i] - v10;
-    (A + 32128)[i] = v11;
+    (A + 17728)[i] = v11;
     const T v12 = sf_[22].data()[i] * (A + 66656)[0];
-    const T v13 = (A + 58464)[i] * (A + 80)[0];
+    const T v13 = (A + 58464)[i] * (A + 31312)[0];
     const T v14 = v12 + v13;
-    (A + 32256)[i] = v14;
-    const T v15 = sf_[23].data()[i] * (A + 96)[0];
+    (A + 17856)[i] = v14;
+    const T v15 = sf_[23].data()[i] * (A + 31328)[0];
     const T v16 = (A + 58464)[i] * (A + 58464)[i];
-    const T v17 = v16 * (A + 112)[0];
+    const T v17 = v16 * (A + 31344)[0];
     const T v18 = v15 + v17;
-    (A + 32384)[i] = v18;
+    (A + 17984)[i] = v18;
     const T v19 = std::sqrt(v18);
-    const T v20 = v19 / (A + 43168)[0];
-    const T v21 = v20 + (A + 43136)[0];
+    const T v20 = v19 / (A + 48)[0];
+    const T v21 = v20 + (A + 16)[0];
     const T v22 = v14 / v21;
-    const T v23 = (A + 43152)[0] * v22;
+    const T v23 = (A + 32)[0] * v22;
     const T v24 = sf_[5].data()[i] - v23;
-    (A + 32512)[i] = v24;
+    (A + 18112)[i] = v24;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(20, (A + 31872));
+  updates.emplace_back(20, (A + 17472));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(21, (A + 32000));
+  updates.emplace_back(21, (A + 17600));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(4, (A + 32128));
+  updates.emplace_back(4, (A + 17728));
   // buffer %optimizer.bn.bias.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.bn.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(22, (A + 32256));
+  updates.emplace_back(22, (A + 17856));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(23, (A + 32384));
+  updates.emplace_back(23, (A + 17984));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(5, (A + 32512));
+  updates.emplace_back(5, (A + 18112));
   // buffer %optimizer.head.weight.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [10, 128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
   //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
   //   mul  (fashion_lstm_bn.model:22:1)  [register]
@@ -1116,29 +1147,28 @@ private:
   //   sub %head.weight.new  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[24].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 59760)[i] * (A + 80)[0];
-    const T v2 = v0 + v1;
-    (A + 32640)[i] = v2;
-    const T v3 = sf_[25].data()[i] * (A + 96)[0];
-    const T v4 = (A + 59760)[i] * (A + 59760)[i];
-    const T v5 = v4 * (A + 112)[0];
-    const T v6 = v3 + v5;
-    (A + 33920)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
-    const T v12 = sf_[6].data()[i] - v11;
-    (A + 35200)[i] = v12;
+    const T v0 = (A + 28688)[i] * (A + 31312)[0];
+    const T v1 = (A + 29968)[i] + v0;
+    (A + 18240)[i] = v1;
+    const T v2 = sf_[25].data()[i] * (A + 31328)[0];
+    const T v3 = (A + 28688)[i] * (A + 28688)[i];
+    const T v4 = v3 * (A + 31344)[0];
+    const T v5 = v2 + v4;
+    (A + 19520)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[6].data()[i] - v10;
+    (A + 20800)[i] = v11;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(24, (A + 32640));
+  updates.emplace_back(24, (A + 18240));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(25, (A + 33920));
+  updates.emplace_back(25, (A + 19520));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(6, (A + 35200));
+  updates.emplace_back(6, (A + 20800));
   // buffer %optimizer.head.bias.exp_avg  (fashion_lstm_bn.model:22:1)
   // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
   // fused loop over [10]:
@@ -1158,28 +1188,28 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 10; ++i) {
     const T v0 = sf_[26].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 50224)[i] * (A + 80)[0];
+    const T v1 = (A + 50224)[i] * (A + 31312)[0];
     const T v2 = v0 + v1;
-    (A + 16)[i] = v2;
-    const T v3 = sf_[27].data()[i] * (A + 96)[0];
+    (A + 22080)[i] = v2;
+    const T v3 = sf_[27].data()[i] * (A + 31328)[0];
     const T v4 = (A + 50224)[i] * (A + 50224)[i];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 31344)[0];
     const T v6 = v3 + v5;
-    (A + 48)[i] = v6;
+    (A + 22096)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 43168)[0];
-    const T v9 = v8 + (A + 43136)[0];
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 43152)[0] * v10;
+    const T v11 = (A + 32)[0] * v10;
     const T v12 = sf_[7].data()[i] - v11;
-    (A + 64)[i] = v12;
+    (A + 22112)[i] = v12;
   }
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(26, (A + 16));
+  updates.emplace_back(26, (A + 22080));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(27, (A + 48));
+  updates.emplace_back(27, (A + 22096));
   // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(7, (A + 64));
+  updates.emplace_back(7, (A + 22112));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())

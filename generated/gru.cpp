@@ -341,6 +341,7 @@ private:
   std::copy_n((A + 140784), 1536, (A + 156144));
   // reshape  (gru.model:22:12)
   // (a view of its operand)
+  // transpose  (gru.model:22:12): folded into the matmul that reads it
   // slice  (gru.model:39:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -393,30 +394,30 @@ private:
         (A + 4112)[i0 * 1 + i1 * 1] = v0;
         (A + 976)[0] += v0;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 1, 48, 32, T(1), (A + 4112), 1, (A + 2528), 48, T(0), (A + 4144), 48, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 48, 1, T(1), (A + 4112), 1, (A + 4064), 1, T(0), (A + 2528), 48, threads());
+  gemm(false, true, 32, 48, 1, T(1), (A + 4112), 1, (A + 4064), 1, T(0), (A + 4144), 48, threads());
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 48, 1, 32, T(1), (A + 2528), 48, (A + 4112), 1, T(0), (A + 4064), 1, threads());
   // reshape  (gru.model:39:17)
   // (a view of its operand)
   // pad  (gru.model:39:17)
-  std::fill_n((A + 4192), 46080, T(0));
+  std::fill_n((A + 5680), 46080, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2)
         {
-          (A + 4192)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1];
+          (A + 5680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 4144)[i0 * 48 + i1 * 48 + i2 * 1];
         }
   // scan  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 50272));
+  std::copy_n((A + 992), 1536, (A + 51760));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     // const  (gru.model:27:15)
-    std::fill_n((A + 51808), 1, T(1));
+    std::fill_n((A + 53296), 1, T(1));
     // fused loop over [32, 48]:
     //   add  [register]
     //   mul  (gru.model:28:19)  [register]
@@ -440,78 +441,78 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          const T v0 = (A + 50272)[i0 * 48 + i1 * 1] + ((A + 4192) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v0 = (A + 51760)[i0 * 48 + i1 * 1] + ((A + 5680) + t * 48)[i0 * 1440 + i1 * 1];
           const T v1 = v0 * ((A + 342000) + t * 48)[i0 * 1440 + i1 * 1];
           const T v2 = ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1] * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v3 = (A + 51808)[0] - v2;
+          const T v3 = (A + 53296)[0] - v2;
           const T v4 = v1 * v3;
-          (A + 53360)[i0 * 48 + i1 * 1] = v4;
+          (A + 54848)[i0 * 48 + i1 * 1] = v4;
           const T v5 = v4 * ((A + 388080) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v6 = (A + 51808)[0] - ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v6 = (A + 53296)[0] - ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
           const T v7 = ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1] * v6;
           const T v8 = v5 * v7;
-          (A + 57968)[i0 * 48 + i1 * 1] = v8;
+          (A + 59456)[i0 * 48 + i1 * 1] = v8;
           const T v9 = v0 * ((A + 203760) + t * 48)[i0 * 1440 + i1 * 1];
           const T v10 = v0 * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
           const T v11 = -v10;
           const T v12 = v9 + v11;
-          const T v13 = (A + 51808)[0] - ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
+          const T v13 = (A + 53296)[0] - ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
           const T v14 = ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1] * v13;
           const T v15 = v12 * v14;
-          (A + 56432)[i0 * 48 + i1 * 1] = v15;
+          (A + 57920)[i0 * 48 + i1 * 1] = v15;
           const T v16 = v4 * ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
-          (A + 54896)[i0 * 48 + i1 * 1] = v16;
+          (A + 56384)[i0 * 48 + i1 * 1] = v16;
           const T v17 = v0 * ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
-          (A + 51824)[i0 * 48 + i1 * 1] = v17;
+          (A + 53312)[i0 * 48 + i1 * 1] = v17;
         }
     // concat  (gru.model:25:34)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          ((A + 618480) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 57968)[i0 * 48 + i1 * 1];
+          ((A + 618480) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          ((A + 618480) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 56432)[i0 * 48 + i1 * 1];
+          ((A + 618480) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          ((A + 618480) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 54896)[i0 * 48 + i1 * 1];
+          ((A + 618480) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 56384)[i0 * 48 + i1 * 1];
         }
     // concat  (gru.model:25:21)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          ((A + 480240) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 57968)[i0 * 48 + i1 * 1];
+          ((A + 480240) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          ((A + 480240) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 56432)[i0 * 48 + i1 * 1];
+          ((A + 480240) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
         {
-          ((A + 480240) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 53360)[i0 * 48 + i1 * 1];
+          ((A + 480240) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 54848)[i0 * 48 + i1 * 1];
         }
     // matmul  (gru.model:24:14)
-    gemmInvariantB(1, false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 53360), 48, threads());
+    gemmInvariantB(1, false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
     // add  (gru.model:24:14)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
-      (A + 54896)[i] = (A + 51824)[i] + (A + 53360)[i];
+      (A + 56384)[i] = (A + 53312)[i] + (A + 54848)[i];
     }
-    std::copy_n((A + 54896), 1536, (A + 50272));
+    std::copy_n((A + 56384), 1536, (A + 51760));
   }
-  std::copy_n((A + 50272), 1536, (A + 2528));
+  std::copy_n((A + 51760), 1536, (A + 2528));
   // fused loop over [32, 30, 144], 2 reductions:
   //   sum over axes [0, 1]  (gru.model:22:12)
   //   sum over axes [0, 1]  (gru.model:22:12)
@@ -527,52 +528,72 @@ private:
         }
   // reshape  (gru.model:22:12)
   // (a view of its operand)
-  // transpose  (gru.model:24:25): folded into the matmul that reads it
-  // matmul  (gru.model:24:25)
-  gemm(true, false, 144, 48, 960, T(1), (A + 618480), 144, (A + 203760), 48, T(0), (A + 4192), 48, threads());
+  // matmul  (gru.model:22:12)
+  gemm(true, false, 48, 144, 960, T(1), (A + 203760), 48, (A + 618480), 144, T(0), (A + 4112), 144, threads());
   // reshape  (gru.model:23:15)
   // (a view of its operand)
   // reshape  (gru.model:23:15)
   // (a view of its operand)
-  // transpose  (gru.model:23:26): folded into the matmul that reads it
-  // matmul  (gru.model:23:26)
-  gemm(true, false, 144, 1, 960, T(1), (A + 480240), 144, (A + 0), 1, T(0), (A + 1280), 1, threads());
+  // transpose  (gru.model:23:15): folded into the matmul that reads it
+  // matmul  (gru.model:23:15)
+  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 480240), 144, T(0), (A + 1280), 144, threads());
+  // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
+  for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        (A + 0)[i0 * 1 + i1 * 1] = (A + 1280)[i0 * 1 + i1 * 144];
+      }
   // grad  (gru.model:16:3)
-  if (grads) (*grads)[0].assign((A + 1280), (A + 1280) + 144);
+  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 144);
+  // transpose %d.gru.weight_hh_l0  (gru.model:24:25)
+  for (int64_t i0 = 0; i0 < 144; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1)
+      {
+        (A + 11024)[i0 * 48 + i1 * 1] = (A + 4112)[i0 * 1 + i1 * 144];
+      }
   // grad  (gru.model:17:3)
-  if (grads) (*grads)[1].assign((A + 4192), (A + 4192) + 6912);
+  if (grads) (*grads)[1].assign((A + 11024), (A + 11024) + 6912);
   // grad  (gru.model:18:3)
   if (grads) (*grads)[2].assign((A + 992), (A + 992) + 144);
   // grad  (gru.model:19:3)
   if (grads) (*grads)[3].assign((A + 1136), (A + 1136) + 144);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1)
+      {
+        (A + 144)[i0 * 48 + i1 * 1] = (A + 4064)[i0 * 1 + i1 * 1];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 4144), (A + 4144) + 48);
+  if (grads) (*grads)[4].assign((A + 144), (A + 144) + 48);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[5].assign((A + 976), (A + 976) + 1);
   // hyper %lr  (gru.model:44:1)
-  (A + 0)[0] = T(lr_);
+  (A + 192)[0] = T(lr_);
   // buffer %optimizer.step  (gru.model:44:1)
   // add %optimizer.step.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 16)[0] = sf_[6].data()[0] + (A + 140768)[0];
+    (A + 208)[0] = sf_[6].data()[0] + (A + 140768)[0];
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(6, (A + 16));
+  updates.emplace_back(6, (A + 208));
   // const  (gru.model:44:1)
-  std::fill_n((A + 32), 1, T(-0.10536051565782628));
+  std::fill_n((A + 224), 1, T(-0.10536051565782628));
   // const  (gru.model:44:1)
-  std::fill_n((A + 48), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 240), 1, T(-0.0010005003335835344));
   // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
   // const  (gru.model:44:1)
-  std::fill_n((A + 64), 1, T(0.90000000000000002));
+  std::fill_n((A + 256), 1, T(0.90000000000000002));
   // const  (gru.model:44:1)
-  std::fill_n((A + 80), 1, T(0.099999999999999978));
+  std::fill_n((A + 272), 1, T(0.099999999999999978));
   // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
   // const  (gru.model:44:1)
-  std::fill_n((A + 96), 1, T(0.999));
+  std::fill_n((A + 288), 1, T(0.999));
   // const  (gru.model:44:1)
-  std::fill_n((A + 112), 1, T(0.0010000000000000009));
+  std::fill_n((A + 304), 1, T(0.0010000000000000009));
   // fused loop over [144, 1]:
   //   mul  (gru.model:44:1)  [register]
   //   mul  (gru.model:44:1)  [register]
@@ -586,24 +607,24 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = sf_[7].data()[i0 * 1] * (A + 64)[0];
-        const T v1 = (A + 1280)[i0 * 1] * (A + 80)[0];
+        const T v0 = sf_[7].data()[i0 * 1] * (A + 256)[0];
+        const T v1 = (A + 0)[i0 * 1] * (A + 272)[0];
         const T v2 = v0 + v1;
-        (A + 128)[i0 * 1 + i1 * 1] = v2;
-        const T v3 = sf_[8].data()[i0 * 1] * (A + 96)[0];
-        const T v4 = (A + 1280)[i0 * 1] * (A + 1280)[i0 * 1];
-        const T v5 = v4 * (A + 112)[0];
+        (A + 320)[i0 * 1 + i1 * 1] = v2;
+        const T v3 = sf_[8].data()[i0 * 1] * (A + 288)[0];
+        const T v4 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
+        const T v5 = v4 * (A + 304)[0];
         const T v6 = v3 + v5;
-        (A + 272)[i0 * 1 + i1 * 1] = v6;
+        (A + 464)[i0 * 1 + i1 * 1] = v6;
         const T v7 = std::sqrt(v6);
-        (A + 416)[i0 * 1 + i1 * 1] = v7;
+        (A + 608)[i0 * 1 + i1 * 1] = v7;
       }
   // update  (gru.model:44:1)
-  updates.emplace_back(7, (A + 128));
+  updates.emplace_back(7, (A + 320));
   // update  (gru.model:44:1)
-  updates.emplace_back(8, (A + 272));
+  updates.emplace_back(8, (A + 464));
   // const  (gru.model:44:1)
-  std::fill_n((A + 560), 1, T(1e-08));
+  std::fill_n((A + 0), 1, T(1e-08));
   // fused loop over []:
   //   mul  (gru.model:44:1)  [register]
   //   exp  (gru.model:44:1)  [register]
@@ -615,16 +636,16 @@ private:
   //   sqrt  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 16)[0] * (A + 32)[0];
+    const T v0 = (A + 208)[0] * (A + 224)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 140768)[0] - v1;
-    const T v3 = (A + 0)[0] / v2;
-    (A + 576)[0] = v3;
-    const T v4 = (A + 16)[0] * (A + 48)[0];
+    const T v3 = (A + 192)[0] / v2;
+    (A + 16)[0] = v3;
+    const T v4 = (A + 208)[0] * (A + 240)[0];
     const T v5 = fexp(v4);
     const T v6 = (A + 140768)[0] - v5;
     const T v7 = std::sqrt(v6);
-    (A + 592)[0] = v7;
+    (A + 32)[0] = v7;
   }
   // fused loop over [144, 1]:
   //   div  (gru.model:44:1)  [register]
@@ -636,15 +657,15 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 416)[i0 * 1] / (A + 592)[0];
-        const T v1 = v0 + (A + 560)[0];
-        const T v2 = (A + 128)[i0 * 1] / v1;
-        const T v3 = (A + 576)[0] * v2;
+        const T v0 = (A + 608)[i0 * 1] / (A + 32)[0];
+        const T v1 = v0 + (A + 0)[0];
+        const T v2 = (A + 320)[i0 * 1] / v1;
+        const T v3 = (A + 16)[0] * v2;
         const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 608)[i0 * 1 + i1 * 1] = v4;
+        (A + 752)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (gru.model:44:1)
-  updates.emplace_back(0, (A + 608));
+  updates.emplace_back(0, (A + 752));
   // buffer %optimizer.gru.weight_hh_l0.exp_avg  (gru.model:44:1)
   // buffer %optimizer.gru.weight_hh_l0.exp_avg_sq  (gru.model:44:1)
   // fused loop over [144, 48]:
@@ -663,29 +684,29 @@ private:
   //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 64)[0];
-    const T v1 = (A + 4192)[i] * (A + 80)[0];
+    const T v0 = sf_[9].data()[i] * (A + 256)[0];
+    const T v1 = (A + 11024)[i] * (A + 272)[0];
     const T v2 = v0 + v1;
-    (A + 11104)[i] = v2;
-    const T v3 = sf_[10].data()[i] * (A + 96)[0];
-    const T v4 = (A + 4192)[i] * (A + 4192)[i];
-    const T v5 = v4 * (A + 112)[0];
+    (A + 1280)[i] = v2;
+    const T v3 = sf_[10].data()[i] * (A + 288)[0];
+    const T v4 = (A + 11024)[i] * (A + 11024)[i];
+    const T v5 = v4 * (A + 304)[0];
     const T v6 = v3 + v5;
-    (A + 18016)[i] = v6;
+    (A + 17936)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 592)[0];
-    const T v9 = v8 + (A + 560)[0];
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 576)[0] * v10;
+    const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[1].data()[i] - v11;
-    (A + 24928)[i] = v12;
+    (A + 24848)[i] = v12;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(9, (A + 11104));
+  updates.emplace_back(9, (A + 1280));
   // update  (gru.model:44:1)
-  updates.emplace_back(10, (A + 18016));
+  updates.emplace_back(10, (A + 17936));
   // update  (gru.model:44:1)
-  updates.emplace_back(1, (A + 24928));
+  updates.emplace_back(1, (A + 24848));
   // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:44:1)
   // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:44:1)
   // fused loop over [144]:
@@ -717,53 +738,53 @@ private:
   //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 64)[0];
-    const T v1 = (A + 992)[i] * (A + 80)[0];
+    const T v0 = sf_[11].data()[i] * (A + 256)[0];
+    const T v1 = (A + 992)[i] * (A + 272)[0];
     const T v2 = v0 + v1;
-    (A + 416)[i] = v2;
-    const T v3 = sf_[12].data()[i] * (A + 96)[0];
+    (A + 608)[i] = v2;
+    const T v3 = sf_[12].data()[i] * (A + 288)[0];
     const T v4 = (A + 992)[i] * (A + 992)[i];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 304)[0];
     const T v6 = v3 + v5;
-    (A + 752)[i] = v6;
+    (A + 8192)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 592)[0];
-    const T v9 = v8 + (A + 560)[0];
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 576)[0] * v10;
+    const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[2].data()[i] - v11;
-    (A + 1280)[i] = v12;
-    const T v13 = sf_[13].data()[i] * (A + 64)[0];
-    const T v14 = (A + 1136)[i] * (A + 80)[0];
+    (A + 8336)[i] = v12;
+    const T v13 = sf_[13].data()[i] * (A + 256)[0];
+    const T v14 = (A + 1136)[i] * (A + 272)[0];
     const T v15 = v13 + v14;
-    (A + 1424)[i] = v15;
-    const T v16 = sf_[14].data()[i] * (A + 96)[0];
+    (A + 8480)[i] = v15;
+    const T v16 = sf_[14].data()[i] * (A + 288)[0];
     const T v17 = (A + 1136)[i] * (A + 1136)[i];
-    const T v18 = v17 * (A + 112)[0];
+    const T v18 = v17 * (A + 304)[0];
     const T v19 = v16 + v18;
-    (A + 1568)[i] = v19;
+    (A + 8624)[i] = v19;
     const T v20 = std::sqrt(v19);
-    const T v21 = v20 / (A + 592)[0];
-    const T v22 = v21 + (A + 560)[0];
+    const T v21 = v20 / (A + 32)[0];
+    const T v22 = v21 + (A + 0)[0];
     const T v23 = v15 / v22;
-    const T v24 = (A + 576)[0] * v23;
+    const T v24 = (A + 16)[0] * v23;
     const T v25 = sf_[3].data()[i] - v24;
-    (A + 1712)[i] = v25;
+    (A + 8768)[i] = v25;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(11, (A + 416));
+  updates.emplace_back(11, (A + 608));
   // update  (gru.model:44:1)
-  updates.emplace_back(12, (A + 752));
+  updates.emplace_back(12, (A + 8192));
   // update  (gru.model:44:1)
-  updates.emplace_back(2, (A + 1280));
+  updates.emplace_back(2, (A + 8336));
   // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
   // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
   // update  (gru.model:44:1)
-  updates.emplace_back(13, (A + 1424));
+  updates.emplace_back(13, (A + 8480));
   // update  (gru.model:44:1)
-  updates.emplace_back(14, (A + 1568));
+  updates.emplace_back(14, (A + 8624));
   // update  (gru.model:44:1)
-  updates.emplace_back(3, (A + 1712));
+  updates.emplace_back(3, (A + 8768));
   // buffer %optimizer.head.weight.exp_avg  (gru.model:44:1)
   // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:44:1)
   // fused loop over [1, 48]:
@@ -784,29 +805,29 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
-        const T v0 = sf_[15].data()[i1 * 1] * (A + 64)[0];
-        const T v1 = (A + 4144)[i1 * 1] * (A + 80)[0];
+        const T v0 = sf_[15].data()[i1 * 1] * (A + 256)[0];
+        const T v1 = (A + 144)[i1 * 1] * (A + 272)[0];
         const T v2 = v0 + v1;
-        (A + 896)[i0 * 48 + i1 * 1] = v2;
-        const T v3 = sf_[16].data()[i1 * 1] * (A + 96)[0];
-        const T v4 = (A + 4144)[i1 * 1] * (A + 4144)[i1 * 1];
-        const T v5 = v4 * (A + 112)[0];
+        (A + 48)[i0 * 48 + i1 * 1] = v2;
+        const T v3 = sf_[16].data()[i1 * 1] * (A + 288)[0];
+        const T v4 = (A + 144)[i1 * 1] * (A + 144)[i1 * 1];
+        const T v5 = v4 * (A + 304)[0];
         const T v6 = v3 + v5;
-        (A + 992)[i0 * 48 + i1 * 1] = v6;
+        (A + 96)[i0 * 48 + i1 * 1] = v6;
         const T v7 = std::sqrt(v6);
-        const T v8 = v7 / (A + 592)[0];
-        const T v9 = v8 + (A + 560)[0];
+        const T v8 = v7 / (A + 32)[0];
+        const T v9 = v8 + (A + 0)[0];
         const T v10 = v2 / v9;
-        const T v11 = (A + 576)[0] * v10;
+        const T v11 = (A + 16)[0] * v10;
         const T v12 = sf_[4].data()[i1 * 1] - v11;
-        (A + 1040)[i0 * 48 + i1 * 1] = v12;
+        (A + 896)[i0 * 48 + i1 * 1] = v12;
       }
   // update  (gru.model:44:1)
-  updates.emplace_back(15, (A + 896));
+  updates.emplace_back(15, (A + 48));
   // update  (gru.model:44:1)
-  updates.emplace_back(16, (A + 992));
+  updates.emplace_back(16, (A + 96));
   // update  (gru.model:44:1)
-  updates.emplace_back(4, (A + 1040));
+  updates.emplace_back(4, (A + 896));
   // buffer %optimizer.head.bias.exp_avg  (gru.model:44:1)
   // buffer %optimizer.head.bias.exp_avg_sq  (gru.model:44:1)
   // fused loop over [1]:
@@ -825,29 +846,29 @@ private:
   //   sub %head.bias.new  (gru.model:44:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[17].data()[0] * (A + 64)[0];
-    const T v1 = (A + 976)[0] * (A + 80)[0];
+    const T v0 = sf_[17].data()[0] * (A + 256)[0];
+    const T v1 = (A + 976)[0] * (A + 272)[0];
     const T v2 = v0 + v1;
-    (A + 0)[i] = v2;
-    const T v3 = sf_[18].data()[0] * (A + 96)[0];
+    (A + 144)[i] = v2;
+    const T v3 = sf_[18].data()[0] * (A + 288)[0];
     const T v4 = (A + 976)[0] * (A + 976)[0];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 304)[0];
     const T v6 = v3 + v5;
-    (A + 32)[i] = v6;
+    (A + 160)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 592)[0];
-    const T v9 = v8 + (A + 560)[0];
+    const T v8 = v7 / (A + 32)[0];
+    const T v9 = v8 + (A + 0)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 576)[0] * v10;
+    const T v11 = (A + 16)[0] * v10;
     const T v12 = sf_[5].data()[0] - v11;
-    (A + 48)[i] = v12;
+    (A + 176)[i] = v12;
   }
   // update  (gru.model:44:1)
-  updates.emplace_back(17, (A + 0));
+  updates.emplace_back(17, (A + 144));
   // update  (gru.model:44:1)
-  updates.emplace_back(18, (A + 32));
+  updates.emplace_back(18, (A + 160));
   // update  (gru.model:44:1)
-  updates.emplace_back(5, (A + 48));
+  updates.emplace_back(5, (A + 176));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())

@@ -568,6 +568,7 @@ private:
   std::copy_n((A + 42352), 512, (A + 47472));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // param %lstm.weight_ih_l1  (prelude.model:19:5)
   // param %lstm.bias_ih_l1  (prelude.model:21:5)
   // param %lstm.weight_hh_l1  (prelude.model:20:5)
@@ -652,6 +653,7 @@ private:
   std::copy_n((A + 130416), 512, (A + 46448));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -795,12 +797,12 @@ private:
         (A + 5488)[i0 * 1 + i1 * 1] = v0;
         (A + 5520)[0] += v0;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 1, 16, 16, T(1), (A + 5488), 1, (A + 7376), 16, T(0), (A + 352), 16, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(false, true, 16, 16, 1, T(1), (A + 5488), 1, (A + 5568), 1, T(0), (A + 7120), 16, threads());
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 16, 1, 16, T(1), (A + 7376), 16, (A + 5488), 1, T(0), (A + 352), 1, threads());
   // fused loop over [16, 16], 1 reduction:
   //   mul  (lstm2_layernorm.model:20:19)
   //   sum %d.fc.bias over axes [0]  (prelude.model:10:34)
@@ -813,12 +815,12 @@ private:
         (A + 7376)[i0 * 16 + i1 * 1] = v0;
         (A + 5488)[i1 * 1] += v0;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 16, 32, 16, T(1), (A + 7376), 16, (A + 6608), 32, T(0), (A + 7632), 32, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 32, 16, T(1), (A + 7376), 16, (A + 4976), 16, T(0), (A + 6608), 32, threads());
+  gemm(false, true, 16, 32, 16, T(1), (A + 7376), 16, (A + 4976), 16, T(0), (A + 7632), 32, threads());
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 32, 16, 16, T(1), (A + 6608), 32, (A + 7376), 16, T(0), (A + 4976), 16, threads());
   // fused loop over [16, 32], 4 reductions:
   //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
   //   mul  (prelude.model:80:33)  [register]
@@ -828,41 +830,41 @@ private:
   //   mul  (prelude.model:80:14)  [register]
   //   sum over axes [1]  (prelude.model:80:14)
   //   mul  (prelude.model:80:14)
-  std::fill_n((A + 4976), 32, T(0));
-  std::fill_n((A + 5008), 16, T(0));
-  std::fill_n((A + 5024), 32, T(0));
-  std::fill_n((A + 5056), 16, T(0));
+  std::fill_n((A + 6608), 32, T(0));
+  std::fill_n((A + 5504), 16, T(0));
+  std::fill_n((A + 6640), 32, T(0));
+  std::fill_n((A + 5536), 16, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
-        (A + 4976)[i1 * 1] += (A + 6608)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 6608)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 5008)[i0 * 1] += v1;
-        const T v3 = (A + 6608)[i0 * 32 + i1 * 1] * (A + 6096)[i0 * 32 + i1 * 1];
-        (A + 5024)[i1 * 1] += v3;
+        (A + 6608)[i1 * 1] += (A + 7632)[i0 * 32 + i1 * 1];
+        const T v1 = (A + 7632)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
+        (A + 5504)[i0 * 1] += v1;
+        const T v3 = (A + 7632)[i0 * 32 + i1 * 1] * (A + 6096)[i0 * 32 + i1 * 1];
+        (A + 6640)[i1 * 1] += v3;
         const T v5 = v1 * (A + 5584)[i0 * 32 + i1 * 1];
-        (A + 5056)[i0 * 1] += v5;
+        (A + 5536)[i0 * 1] += v5;
         const T v7 = v1 * (A + 5552)[i0 * 1];
-        (A + 7120)[i0 * 32 + i1 * 1] = v7;
+        (A + 6672)[i0 * 32 + i1 * 1] = v7;
       }
   // reshape  (prelude.model:80:14)
   // (a view of its operand)
   // const  (prelude.model:80:21)
-  std::fill_n((A + 5072), 1, T(-0.5));
+  std::fill_n((A + 5568), 1, T(-0.5));
   // const  (prelude.model:79:15)
-  std::fill_n((A + 5088), 1, T(0.03125));
+  std::fill_n((A + 6096), 1, T(0.03125));
   // fused loop over [16], 1 reduction:
   //   mul  (prelude.model:78:11)  [register]
   //   mul  (prelude.model:78:11)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 5120), 1, T(0));
+  std::fill_n((A + 6128), 1, T(0));
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = (A + 5008)[i] * (A + 5552)[i];
+    const T v0 = (A + 5504)[i] * (A + 5552)[i];
     const T v1 = v0 * (A + 16)[0];
-    (A + 5104)[i] = v1;
+    (A + 6112)[i] = v1;
     const T v2 = (A + 5488)[i] * (A + 5488)[i];
-    (A + 5120)[0] += v2;
+    (A + 6128)[0] += v2;
   }
   // reshape  (prelude.model:78:11)
   // (a view of its operand)
@@ -877,14 +879,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 5056)[i0 * 1] * (A + 5072)[0];
+        const T v0 = (A + 5536)[i0 * 1] * (A + 5568)[0];
         const T v1 = (A + 5552)[i0 * 1] * (A + 5552)[i0 * 1];
         const T v2 = (A + 5552)[i0 * 1] * v1;
         const T v3 = v0 * v2;
-        const T v4 = v3 * (A + 5088)[0];
+        const T v4 = v3 * (A + 6096)[0];
         (A + 16)[i0 * 1 + i1 * 1] = v4;
-        const T v5 = (A + 5104)[i0 * 1] * (A + 5088)[0];
-        (A + 5008)[i0 * 1 + i1 * 1] = v5;
+        const T v5 = (A + 6112)[i0 * 1] * (A + 6096)[0];
+        (A + 5504)[i0 * 1 + i1 * 1] = v5;
       }
   // fused loop over [16, 32], 1 reduction:
   //   broadcast_to  (prelude.model:79:15)  [register]
@@ -893,41 +895,44 @@ private:
   //   add  (prelude.model:79:18)  [register]
   //   broadcast_to  (prelude.model:77:14)  [register]
   //   add  (prelude.model:77:14)
+  //   transpose %d.fc.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 5056), 1, T(0));
+  std::fill_n((A + 5536), 1, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 32; ++i1)
       {
         const T v0 = (A + 16)[i0 * 1];
         const T v1 = v0 * (A + 5584)[i0 * 32 + i1 * 1];
-        const T v2 = (A + 7120)[i0 * 32 + i1 * 1] + v1;
+        const T v2 = (A + 6672)[i0 * 32 + i1 * 1] + v1;
         const T v3 = v2 + v1;
-        const T v4 = (A + 5008)[i0 * 1];
+        const T v4 = (A + 5504)[i0 * 1];
         const T v5 = v3 + v4;
-        (A + 6096)[i0 * 32 + i1 * 1] = v5;
-        const T v6 = (A + 7632)[i0 * 32 + i1 * 1] * (A + 7632)[i0 * 32 + i1 * 1];
-        (A + 5056)[0] += v6;
+        (A + 7696)[i0 * 32 + i1 * 1] = v5;
+        const T v6 = (A + 4976)[i0 * 1 + i1 * 16];
+        (A + 7184)[i0 * 32 + i1 * 1] = v6;
+        const T v7 = v6 * v6;
+        (A + 5536)[0] += v7;
       }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
   // pad  (lstm2_layernorm.model:19:15)
-  std::fill_n((A + 8144), 10240, T(0));
+  std::fill_n((A + 8208), 10240, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 32; ++i2)
         {
-          (A + 8144)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 6096)[i0 * 32 + i1 * 32 + i2 * 1];
+          (A + 8208)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 7696)[i0 * 32 + i1 * 32 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 18384));
-  std::copy_n((A + 368), 512, (A + 18896));
+  std::copy_n((A + 368), 512, (A + 18448));
+  std::copy_n((A + 368), 512, (A + 18960));
   gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
     // const  (prelude.model:36:21)
-    std::fill_n((A + 19408), 1, T(1));
+    std::fill_n((A + 19472), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -956,96 +961,95 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 18384)[i0 * 32 + i1 * 1] + ((A + 8144) + t * 32)[i0 * 640 + i1 * 1];
+          const T v0 = (A + 18448)[i0 * 32 + i1 * 1] + ((A + 8208) + t * 32)[i0 * 640 + i1 * 1];
           const T v1 = v0 * ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
           const T v2 = ((A + 145264) + t * 32)[i0 * 640 + i1 * 1] * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = (A + 19408)[0] - v2;
+          const T v3 = (A + 19472)[0] - v2;
           const T v4 = v1 * v3;
-          const T v5 = (A + 18896)[i0 * 32 + i1 * 1] + v4;
+          const T v5 = (A + 18960)[i0 * 32 + i1 * 1] + v4;
           const T v6 = v5 * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
-          const T v7 = (A + 19408)[0] - ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
+          const T v7 = (A + 19472)[0] - ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
           const T v8 = ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] * v7;
           const T v9 = v6 * v8;
-          (A + 21472)[i0 * 32 + i1 * 1] = v9;
+          (A + 21536)[i0 * 32 + i1 * 1] = v9;
           const T v10 = v5 * ((A + 186224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = (A + 19408)[0] - ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = (A + 19472)[0] - ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
           const T v12 = ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 20960)[i0 * 32 + i1 * 1] = v13;
+          (A + 21024)[i0 * 32 + i1 * 1] = v13;
           const T v14 = v5 * ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
           const T v15 = ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = (A + 19408)[0] - v15;
+          const T v16 = (A + 19472)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 20448)[i0 * 32 + i1 * 1] = v17;
+          (A + 20512)[i0 * 32 + i1 * 1] = v17;
           const T v18 = v0 * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 19408)[0] - ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 19472)[0] - ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
           const T v20 = ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 19936)[i0 * 32 + i1 * 1] = v21;
+          (A + 20000)[i0 * 32 + i1 * 1] = v21;
           const T v22 = v5 * ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
-          (A + 19424)[i0 * 32 + i1 * 1] = v22;
+          (A + 19488)[i0 * 32 + i1 * 1] = v22;
         }
     // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 216944) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 21472)[i0 * 32 + i1 * 1];
+          ((A + 216944) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 216944) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 20960)[i0 * 32 + i1 * 1];
+          ((A + 216944) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 216944) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 20448)[i0 * 32 + i1 * 1];
+          ((A + 216944) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 216944) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 19936)[i0 * 32 + i1 * 1];
+          ((A + 216944) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 20000)[i0 * 32 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(2, false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 19936), 32, threads());
-    std::copy_n((A + 19936), 512, (A + 18384));
-    std::copy_n((A + 19424), 512, (A + 18896));
+    gemmInvariantB(2, false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 20000), 32, threads());
+    std::copy_n((A + 20000), 512, (A + 18448));
+    std::copy_n((A + 19488), 512, (A + 18960));
   }
-  std::copy_n((A + 18384), 512, (A + 5536));
-  std::copy_n((A + 18896), 512, (A + 6048));
+  std::copy_n((A + 18448), 512, (A + 4976));
+  std::copy_n((A + 18960), 512, (A + 5552));
   // sum  (prelude.model:29:13)
-  std::fill_n((A + 5136), 128, T(0));
+  std::fill_n((A + 4976), 128, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 20; ++i1)
       for (int64_t i2 = 0; i2 < 128; ++i2)
         {
-          (A + 5136)[i2 * 1] += (A + 216944)[i0 * 2560 + i1 * 128 + i2 * 1];
+          (A + 4976)[i2 * 1] += (A + 216944)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
-  // transpose  (prelude.model:30:78): folded into the matmul that reads it
-  // matmul  (prelude.model:30:78)
-  gemm(true, false, 128, 32, 320, T(1), (A + 216944), 128, (A + 206704), 32, T(0), (A + 8144), 32, threads());
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 32, 128, 320, T(1), (A + 206704), 32, (A + 216944), 128, T(0), (A + 7696), 128, threads());
   // transpose  (prelude.model:30:20): folded into the matmul that reads it
   // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 32, 128, T(1), (A + 216944), 128, (A + 880), 128, T(0), (A + 12240), 32, threads());
+  gemm(false, true, 320, 32, 128, T(1), (A + 216944), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
-  // matmul  (prelude.model:30:31)
-  gemm(true, false, 128, 32, 320, T(1), (A + 216944), 128, (A + 47984), 32, T(0), (A + 880), 32, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 32, 128, 320, T(1), (A + 47984), 32, (A + 216944), 128, T(0), (A + 880), 128, threads());
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 22480));
-  std::copy_n((A + 368), 512, (A + 22992));
+  std::copy_n((A + 368), 512, (A + 22032));
+  std::copy_n((A + 368), 512, (A + 22544));
   gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
     // const  (prelude.model:36:21)
-    std::fill_n((A + 23504), 1, T(1));
+    std::fill_n((A + 23056), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -1074,67 +1078,67 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          const T v0 = (A + 22480)[i0 * 32 + i1 * 1] + ((A + 12240) + t * 32)[i0 * 640 + i1 * 1];
+          const T v0 = (A + 22032)[i0 * 32 + i1 * 1] + ((A + 11792) + t * 32)[i0 * 640 + i1 * 1];
           const T v1 = v0 * ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
           const T v2 = ((A + 58224) + t * 32)[i0 * 640 + i1 * 1] * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = (A + 23504)[0] - v2;
+          const T v3 = (A + 23056)[0] - v2;
           const T v4 = v1 * v3;
-          const T v5 = (A + 22992)[i0 * 32 + i1 * 1] + v4;
+          const T v5 = (A + 22544)[i0 * 32 + i1 * 1] + v4;
           const T v6 = v5 * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
-          const T v7 = (A + 23504)[0] - ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
+          const T v7 = (A + 23056)[0] - ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
           const T v8 = ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] * v7;
           const T v9 = v6 * v8;
-          (A + 25568)[i0 * 32 + i1 * 1] = v9;
+          (A + 25120)[i0 * 32 + i1 * 1] = v9;
           const T v10 = v5 * ((A + 99184) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = (A + 23504)[0] - ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
+          const T v11 = (A + 23056)[0] - ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
           const T v12 = ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 25056)[i0 * 32 + i1 * 1] = v13;
+          (A + 24608)[i0 * 32 + i1 * 1] = v13;
           const T v14 = v5 * ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
           const T v15 = ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = (A + 23504)[0] - v15;
+          const T v16 = (A + 23056)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 24544)[i0 * 32 + i1 * 1] = v17;
+          (A + 24096)[i0 * 32 + i1 * 1] = v17;
           const T v18 = v0 * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 23504)[0] - ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
+          const T v19 = (A + 23056)[0] - ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
           const T v20 = ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 24032)[i0 * 32 + i1 * 1] = v21;
+          (A + 23584)[i0 * 32 + i1 * 1] = v21;
           const T v22 = v5 * ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
-          (A + 23520)[i0 * 32 + i1 * 1] = v22;
+          (A + 23072)[i0 * 32 + i1 * 1] = v22;
         }
     // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 129904) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 25568)[i0 * 32 + i1 * 1];
+          ((A + 129904) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 25120)[i0 * 32 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 129904) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 25056)[i0 * 32 + i1 * 1];
+          ((A + 129904) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 24608)[i0 * 32 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 129904) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 24544)[i0 * 32 + i1 * 1];
+          ((A + 129904) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 24096)[i0 * 32 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
-          ((A + 129904) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 24032)[i0 * 32 + i1 * 1];
+          ((A + 129904) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 23584)[i0 * 32 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(3, false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 24032), 32, threads());
-    std::copy_n((A + 24032), 512, (A + 22480));
-    std::copy_n((A + 23520), 512, (A + 22992));
+    gemmInvariantB(3, false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 23584), 32, threads());
+    std::copy_n((A + 23584), 512, (A + 22032));
+    std::copy_n((A + 23072), 512, (A + 22544));
   }
-  std::copy_n((A + 22480), 512, (A + 5536));
-  std::copy_n((A + 22992), 512, (A + 6048));
+  std::copy_n((A + 22032), 512, (A + 5552));
+  std::copy_n((A + 22544), 512, (A + 6672));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 368), 128, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
@@ -1145,118 +1149,134 @@ private:
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
-  // transpose  (prelude.model:30:78): folded into the matmul that reads it
-  // matmul  (prelude.model:30:78)
-  gemm(true, false, 128, 32, 320, T(1), (A + 129904), 128, (A + 119664), 32, T(0), (A + 12240), 32, threads());
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 32, 128, 320, T(1), (A + 119664), 32, (A + 129904), 128, T(0), (A + 11792), 128, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
-  // matmul  (prelude.model:30:31)
-  gemm(true, false, 128, 1, 320, T(1), (A + 129904), 128, (A + 32), 1, T(0), (A + 496), 1, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 129904), 128, T(0), (A + 496), 128, threads());
+  // fused loop over [128, 1], 1 reduction:
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 144), 1, T(0));
+  for (int64_t i0 = 0; i0 < 128; ++i0)
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        const T v0 = (A + 496)[i0 * 1 + i1 * 128];
+        (A + 16)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 144)[0] += v1;
+      }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 496), (A + 496) + 128);
+  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 128);
+  // fused loop over [128, 32], 3 reductions:
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_ih_l1  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_hh_l1  (prelude.model:30:78)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 160), 1, T(0));
+  std::fill_n((A + 176), 1, T(0));
+  std::fill_n((A + 192), 1, T(0));
+  for (int64_t i0 = 0; i0 < 128; ++i0)
+    for (int64_t i1 = 0; i1 < 32; ++i1)
+      {
+        const T v0 = (A + 11792)[i0 * 1 + i1 * 128];
+        (A + 24080)[i0 * 32 + i1 * 1] = v0;
+        const T v1 = (A + 880)[i0 * 1 + i1 * 128];
+        (A + 19984)[i0 * 32 + i1 * 1] = v1;
+        const T v2 = (A + 7696)[i0 * 1 + i1 * 128];
+        (A + 15888)[i0 * 32 + i1 * 1] = v2;
+        const T v3 = v0 * v0;
+        (A + 160)[0] += v3;
+        const T v5 = v1 * v1;
+        (A + 176)[0] += v5;
+        const T v7 = v2 * v2;
+        (A + 192)[0] += v7;
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 12240), (A + 12240) + 4096);
+  if (grads) (*grads)[1].assign((A + 24080), (A + 24080) + 4096);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 368), (A + 368) + 128);
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[3].assign((A + 368), (A + 368) + 128);
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[4].assign((A + 880), (A + 880) + 4096);
+  if (grads) (*grads)[4].assign((A + 19984), (A + 19984) + 4096);
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[5].assign((A + 8144), (A + 8144) + 4096);
+  if (grads) (*grads)[5].assign((A + 15888), (A + 15888) + 4096);
   // grad  (prelude.model:21:5)
-  if (grads) (*grads)[6].assign((A + 5136), (A + 5136) + 128);
+  if (grads) (*grads)[6].assign((A + 4976), (A + 4976) + 128);
   // grad  (prelude.model:22:5)
-  if (grads) (*grads)[7].assign((A + 5136), (A + 5136) + 128);
+  if (grads) (*grads)[7].assign((A + 4976), (A + 4976) + 128);
   // grad  (prelude.model:73:3)
-  if (grads) (*grads)[8].assign((A + 5024), (A + 5024) + 32);
+  if (grads) (*grads)[8].assign((A + 6640), (A + 6640) + 32);
   // grad  (prelude.model:74:3)
-  if (grads) (*grads)[9].assign((A + 4976), (A + 4976) + 32);
+  if (grads) (*grads)[9].assign((A + 6608), (A + 6608) + 32);
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 7632), (A + 7632) + 512);
+  if (grads) (*grads)[10].assign((A + 7184), (A + 7184) + 512);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[11].assign((A + 5488), (A + 5488) + 16);
+  // fused loop over [1, 16], 1 reduction:
+  //   transpose %d.head.weight  (prelude.model:10:25)
+  //   mul  (lstm2_layernorm.model:25:1)  [register]
+  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+  std::fill_n((A + 224), 1, T(0));
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    for (int64_t i1 = 0; i1 < 16; ++i1)
+      {
+        const T v0 = (A + 352)[i0 * 1 + i1 * 1];
+        (A + 208)[i0 * 16 + i1 * 1] = v0;
+        const T v1 = v0 * v0;
+        (A + 224)[0] += v1;
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 352), (A + 352) + 16);
+  if (grads) (*grads)[12].assign((A + 208), (A + 208) + 16);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[13].assign((A + 5520), (A + 5520) + 1);
-  // fused loop over [128, 1], 1 reduction:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 16), 1, T(0));
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 496)[i0 * 1] * (A + 496)[i0 * 1];
-        (A + 16)[0] += v0;
-      }
-  // fused loop over [128, 32], 3 reductions:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 32), 1, T(0));
-  std::fill_n((A + 48), 1, T(0));
-  std::fill_n((A + 64), 1, T(0));
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = (A + 12240)[i] * (A + 12240)[i];
-    (A + 32)[0] += v0;
-    const T v2 = (A + 880)[i] * (A + 880)[i];
-    (A + 48)[0] += v2;
-    const T v4 = (A + 8144)[i] * (A + 8144)[i];
-    (A + 64)[0] += v4;
-  }
   // fused loop over [128], 2 reductions:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 80), 1, T(0));
-  std::fill_n((A + 96), 1, T(0));
+  std::fill_n((A + 240), 1, T(0));
+  std::fill_n((A + 256), 1, T(0));
   for (int64_t i = 0; i < 128; ++i) {
     const T v0 = (A + 368)[i] * (A + 368)[i];
-    (A + 80)[0] += v0;
-    const T v2 = (A + 5136)[i] * (A + 5136)[i];
-    (A + 96)[0] += v2;
+    (A + 240)[0] += v0;
+    const T v2 = (A + 4976)[i] * (A + 4976)[i];
+    (A + 256)[0] += v2;
   }
   // fused loop over [32], 2 reductions:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 112), 1, T(0));
-  std::fill_n((A + 128), 1, T(0));
+  std::fill_n((A + 272), 1, T(0));
+  std::fill_n((A + 288), 1, T(0));
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = (A + 5024)[i] * (A + 5024)[i];
-    (A + 112)[0] += v0;
-    const T v2 = (A + 4976)[i] * (A + 4976)[i];
-    (A + 128)[0] += v2;
+    const T v0 = (A + 6640)[i] * (A + 6640)[i];
+    (A + 272)[0] += v0;
+    const T v2 = (A + 6608)[i] * (A + 6608)[i];
+    (A + 288)[0] += v2;
   }
-  // fused loop over [1, 16], 1 reduction:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 144), 1, T(0));
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = (A + 352)[i1 * 1] * (A + 352)[i1 * 1];
-        (A + 144)[0] += v0;
-      }
   // fused loop over [1], 1 reduction:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 160), 1, T(0));
+  std::fill_n((A + 304), 1, T(0));
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = (A + 5520)[0] * (A + 5520)[0];
-    (A + 160)[0] += v0;
+    (A + 304)[0] += v0;
   }
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 176), 1, T(9.9999999999999995e-07));
+  std::fill_n((A + 320), 1, T(9.9999999999999995e-07));
   // hyper %lr  (lstm2_layernorm.model:25:1)
-  (A + 192)[0] = T(lr_);
+  (A + 336)[0] = T(lr_);
   // buffer %optimizer.step  (lstm2_layernorm.model:25:1)
   // fused loop over []:
   //   add %optimizer.step.new  (lstm2_layernorm.model:25:1)
@@ -1280,42 +1300,42 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = sf_[14].data()[0] + (A + 0)[0];
-    (A + 224)[0] = v0;
-    const T v1 = (A + 16)[0] + (A + 32)[0];
-    const T v2 = v1 + (A + 80)[0];
-    const T v3 = v2 + (A + 80)[0];
-    const T v4 = v3 + (A + 48)[0];
-    const T v5 = v4 + (A + 64)[0];
-    const T v6 = v5 + (A + 96)[0];
-    const T v7 = v6 + (A + 96)[0];
-    const T v8 = v7 + (A + 112)[0];
-    const T v9 = v8 + (A + 128)[0];
-    const T v10 = v9 + (A + 5056)[0];
-    const T v11 = v10 + (A + 5120)[0];
-    const T v12 = v11 + (A + 144)[0];
-    const T v13 = v12 + (A + 160)[0];
+    (A + 496)[0] = v0;
+    const T v1 = (A + 144)[0] + (A + 160)[0];
+    const T v2 = v1 + (A + 240)[0];
+    const T v3 = v2 + (A + 240)[0];
+    const T v4 = v3 + (A + 176)[0];
+    const T v5 = v4 + (A + 192)[0];
+    const T v6 = v5 + (A + 256)[0];
+    const T v7 = v6 + (A + 256)[0];
+    const T v8 = v7 + (A + 272)[0];
+    const T v9 = v8 + (A + 288)[0];
+    const T v10 = v9 + (A + 5536)[0];
+    const T v11 = v10 + (A + 6128)[0];
+    const T v12 = v11 + (A + 224)[0];
+    const T v13 = v12 + (A + 304)[0];
     const T v14 = std::sqrt(v13);
-    const T v15 = v14 + (A + 176)[0];
+    const T v15 = v14 + (A + 320)[0];
     const T v16 = (A + 0)[0] / v15;
     const T v17 = std::min(v16, (A + 0)[0]);
-    (A + 208)[0] = v17;
+    (A + 352)[0] = v17;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(14, (A + 224));
+  updates.emplace_back(14, (A + 496));
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 16), 1, T(-0.10536051565782628));
+  std::fill_n((A + 144), 1, T(-0.10536051565782628));
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 32), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 160), 1, T(-0.0010005003335835344));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 48), 1, T(0.90000000000000002));
+  std::fill_n((A + 176), 1, T(0.90000000000000002));
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 64), 1, T(0.099999999999999978));
+  std::fill_n((A + 192), 1, T(0.099999999999999978));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 80), 1, T(0.999));
+  std::fill_n((A + 224), 1, T(0.999));
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 96), 1, T(0.0010000000000000009));
+  std::fill_n((A + 240), 1, T(0.0010000000000000009));
   // fused loop over [128, 1]:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1330,25 +1350,25 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = sf_[15].data()[i0 * 1] * (A + 48)[0];
-        const T v1 = (A + 496)[i0 * 1] * (A + 208)[0];
-        const T v2 = v1 * (A + 64)[0];
+        const T v0 = sf_[15].data()[i0 * 1] * (A + 176)[0];
+        const T v1 = (A + 16)[i0 * 1] * (A + 352)[0];
+        const T v2 = v1 * (A + 192)[0];
         const T v3 = v0 + v2;
-        (A + 624)[i0 * 1 + i1 * 1] = v3;
-        const T v4 = sf_[16].data()[i0 * 1] * (A + 80)[0];
+        (A + 512)[i0 * 1 + i1 * 1] = v3;
+        const T v4 = sf_[16].data()[i0 * 1] * (A + 224)[0];
         const T v5 = v1 * v1;
-        const T v6 = v5 * (A + 96)[0];
+        const T v6 = v5 * (A + 240)[0];
         const T v7 = v4 + v6;
-        (A + 752)[i0 * 1 + i1 * 1] = v7;
+        (A + 640)[i0 * 1 + i1 * 1] = v7;
         const T v8 = std::sqrt(v7);
-        (A + 5264)[i0 * 1 + i1 * 1] = v8;
+        (A + 768)[i0 * 1 + i1 * 1] = v8;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(15, (A + 624));
+  updates.emplace_back(15, (A + 512));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(16, (A + 752));
+  updates.emplace_back(16, (A + 640));
   // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 112), 1, T(1e-08));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   exp  (lstm2_layernorm.model:25:1)  [register]
@@ -1360,16 +1380,16 @@ private:
   //   sqrt  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 224)[0] * (A + 16)[0];
+    const T v0 = (A + 496)[0] * (A + 144)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 0)[0] - v1;
-    const T v3 = (A + 192)[0] / v2;
-    (A + 128)[0] = v3;
-    const T v4 = (A + 224)[0] * (A + 32)[0];
+    const T v3 = (A + 336)[0] / v2;
+    (A + 32)[0] = v3;
+    const T v4 = (A + 496)[0] * (A + 160)[0];
     const T v5 = fexp(v4);
     const T v6 = (A + 0)[0] - v5;
     const T v7 = std::sqrt(v6);
-    (A + 144)[0] = v7;
+    (A + 48)[0] = v7;
   }
   // fused loop over [128, 1]:
   //   div  (lstm2_layernorm.model:25:1)  [register]
@@ -1381,15 +1401,15 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 5264)[i0 * 1] / (A + 144)[0];
-        const T v1 = v0 + (A + 112)[0];
-        const T v2 = (A + 624)[i0 * 1] / v1;
-        const T v3 = (A + 128)[0] * v2;
+        const T v0 = (A + 768)[i0 * 1] / (A + 48)[0];
+        const T v1 = v0 + (A + 16)[0];
+        const T v2 = (A + 512)[i0 * 1] / v1;
+        const T v3 = (A + 32)[0] * v2;
         const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 496)[i0 * 1 + i1 * 1] = v4;
+        (A + 896)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(0, (A + 496));
+  updates.emplace_back(0, (A + 896));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128, 32]:
@@ -1437,64 +1457,64 @@ private:
   //   sub %lstm.weight_hh_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 48)[0];
-    const T v1 = (A + 12240)[i] * (A + 208)[0];
-    const T v2 = v1 * (A + 64)[0];
+    const T v0 = sf_[17].data()[i] * (A + 176)[0];
+    const T v1 = (A + 24080)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 16336)[i] = v3;
-    const T v4 = sf_[18].data()[i] * (A + 80)[0];
+    (A + 7696)[i] = v3;
+    const T v4 = sf_[18].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 96)[0];
+    const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 20432)[i] = v7;
+    (A + 11792)[i] = v7;
     const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 144)[0];
-    const T v10 = v9 + (A + 112)[0];
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
-    const T v12 = (A + 128)[0] * v11;
+    const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[1].data()[i] - v12;
-    (A + 24528)[i] = v13;
-    const T v14 = sf_[23].data()[i] * (A + 48)[0];
-    const T v15 = (A + 880)[i] * (A + 208)[0];
-    const T v16 = v15 * (A + 64)[0];
+    (A + 28176)[i] = v13;
+    const T v14 = sf_[23].data()[i] * (A + 176)[0];
+    const T v15 = (A + 19984)[i] * (A + 352)[0];
+    const T v16 = v15 * (A + 192)[0];
     const T v17 = v14 + v16;
-    (A + 28624)[i] = v17;
-    const T v18 = sf_[24].data()[i] * (A + 80)[0];
+    (A + 32272)[i] = v17;
+    const T v18 = sf_[24].data()[i] * (A + 224)[0];
     const T v19 = v15 * v15;
-    const T v20 = v19 * (A + 96)[0];
+    const T v20 = v19 * (A + 240)[0];
     const T v21 = v18 + v20;
-    (A + 32720)[i] = v21;
+    (A + 36368)[i] = v21;
     const T v22 = std::sqrt(v21);
-    const T v23 = v22 / (A + 144)[0];
-    const T v24 = v23 + (A + 112)[0];
+    const T v23 = v22 / (A + 48)[0];
+    const T v24 = v23 + (A + 16)[0];
     const T v25 = v17 / v24;
-    const T v26 = (A + 128)[0] * v25;
+    const T v26 = (A + 32)[0] * v25;
     const T v27 = sf_[4].data()[i] - v26;
-    (A + 36816)[i] = v27;
-    const T v28 = sf_[25].data()[i] * (A + 48)[0];
-    const T v29 = (A + 8144)[i] * (A + 208)[0];
-    const T v30 = v29 * (A + 64)[0];
+    (A + 40464)[i] = v27;
+    const T v28 = sf_[25].data()[i] * (A + 176)[0];
+    const T v29 = (A + 15888)[i] * (A + 352)[0];
+    const T v30 = v29 * (A + 192)[0];
     const T v31 = v28 + v30;
-    (A + 40912)[i] = v31;
-    const T v32 = sf_[26].data()[i] * (A + 80)[0];
+    (A + 44560)[i] = v31;
+    const T v32 = sf_[26].data()[i] * (A + 224)[0];
     const T v33 = v29 * v29;
-    const T v34 = v33 * (A + 96)[0];
+    const T v34 = v33 * (A + 240)[0];
     const T v35 = v32 + v34;
-    (A + 45008)[i] = v35;
+    (A + 48656)[i] = v35;
     const T v36 = std::sqrt(v35);
-    const T v37 = v36 / (A + 144)[0];
-    const T v38 = v37 + (A + 112)[0];
+    const T v37 = v36 / (A + 48)[0];
+    const T v38 = v37 + (A + 16)[0];
     const T v39 = v31 / v38;
-    const T v40 = (A + 128)[0] * v39;
+    const T v40 = (A + 32)[0] * v39;
     const T v41 = sf_[5].data()[i] - v40;
-    (A + 49104)[i] = v41;
+    (A + 52752)[i] = v41;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(17, (A + 16336));
+  updates.emplace_back(17, (A + 7696));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(18, (A + 20432));
+  updates.emplace_back(18, (A + 11792));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(1, (A + 24528));
+  updates.emplace_back(1, (A + 28176));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [128]:
@@ -1548,113 +1568,113 @@ private:
   //   sub %lstm.bias_hh_l1.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 48)[0];
-    const T v1 = (A + 368)[i] * (A + 208)[0];
-    const T v2 = v1 * (A + 64)[0];
+    const T v0 = sf_[19].data()[i] * (A + 176)[0];
+    const T v1 = (A + 368)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 880)[i] = v3;
-    const T v4 = sf_[20].data()[i] * (A + 80)[0];
+    (A + 768)[i] = v3;
+    const T v4 = sf_[20].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 96)[0];
+    const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 1008)[i] = v7;
+    (A + 1024)[i] = v7;
     const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 144)[0];
-    const T v10 = v9 + (A + 112)[0];
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
-    const T v12 = (A + 128)[0] * v11;
+    const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[2].data()[i] - v12;
-    (A + 1136)[i] = v13;
-    const T v14 = sf_[21].data()[i] * (A + 48)[0];
+    (A + 1152)[i] = v13;
+    const T v14 = sf_[21].data()[i] * (A + 176)[0];
     const T v15 = v14 + v2;
-    (A + 1264)[i] = v15;
-    const T v16 = sf_[22].data()[i] * (A + 80)[0];
+    (A + 1280)[i] = v15;
+    const T v16 = sf_[22].data()[i] * (A + 224)[0];
     const T v17 = v16 + v6;
-    (A + 1392)[i] = v17;
+    (A + 1408)[i] = v17;
     const T v18 = std::sqrt(v17);
-    const T v19 = v18 / (A + 144)[0];
-    const T v20 = v19 + (A + 112)[0];
+    const T v19 = v18 / (A + 48)[0];
+    const T v20 = v19 + (A + 16)[0];
     const T v21 = v15 / v20;
-    const T v22 = (A + 128)[0] * v21;
+    const T v22 = (A + 32)[0] * v21;
     const T v23 = sf_[3].data()[i] - v22;
-    (A + 1520)[i] = v23;
-    const T v24 = sf_[27].data()[i] * (A + 48)[0];
-    const T v25 = (A + 5136)[i] * (A + 208)[0];
-    const T v26 = v25 * (A + 64)[0];
+    (A + 1536)[i] = v23;
+    const T v24 = sf_[27].data()[i] * (A + 176)[0];
+    const T v25 = (A + 4976)[i] * (A + 352)[0];
+    const T v26 = v25 * (A + 192)[0];
     const T v27 = v24 + v26;
-    (A + 1648)[i] = v27;
-    const T v28 = sf_[28].data()[i] * (A + 80)[0];
+    (A + 1664)[i] = v27;
+    const T v28 = sf_[28].data()[i] * (A + 224)[0];
     const T v29 = v25 * v25;
-    const T v30 = v29 * (A + 96)[0];
+    const T v30 = v29 * (A + 240)[0];
     const T v31 = v28 + v30;
-    (A + 1776)[i] = v31;
+    (A + 1792)[i] = v31;
     const T v32 = std::sqrt(v31);
-    const T v33 = v32 / (A + 144)[0];
-    const T v34 = v33 + (A + 112)[0];
+    const T v33 = v32 / (A + 48)[0];
+    const T v34 = v33 + (A + 16)[0];
     const T v35 = v27 / v34;
-    const T v36 = (A + 128)[0] * v35;
+    const T v36 = (A + 32)[0] * v35;
     const T v37 = sf_[6].data()[i] - v36;
-    (A + 1904)[i] = v37;
-    const T v38 = sf_[29].data()[i] * (A + 48)[0];
+    (A + 1920)[i] = v37;
+    const T v38 = sf_[29].data()[i] * (A + 176)[0];
     const T v39 = v38 + v26;
-    (A + 2032)[i] = v39;
-    const T v40 = sf_[30].data()[i] * (A + 80)[0];
+    (A + 2048)[i] = v39;
+    const T v40 = sf_[30].data()[i] * (A + 224)[0];
     const T v41 = v40 + v30;
-    (A + 2160)[i] = v41;
+    (A + 2176)[i] = v41;
     const T v42 = std::sqrt(v41);
-    const T v43 = v42 / (A + 144)[0];
-    const T v44 = v43 + (A + 112)[0];
+    const T v43 = v42 / (A + 48)[0];
+    const T v44 = v43 + (A + 16)[0];
     const T v45 = v39 / v44;
-    const T v46 = (A + 128)[0] * v45;
+    const T v46 = (A + 32)[0] * v45;
     const T v47 = sf_[7].data()[i] - v46;
-    (A + 2288)[i] = v47;
+    (A + 2304)[i] = v47;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(19, (A + 880));
+  updates.emplace_back(19, (A + 768));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(20, (A + 1008));
+  updates.emplace_back(20, (A + 1024));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(2, (A + 1136));
+  updates.emplace_back(2, (A + 1152));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(21, (A + 1264));
+  updates.emplace_back(21, (A + 1280));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(22, (A + 1392));
+  updates.emplace_back(22, (A + 1408));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(3, (A + 1520));
+  updates.emplace_back(3, (A + 1536));
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(23, (A + 28624));
+  updates.emplace_back(23, (A + 32272));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(24, (A + 32720));
+  updates.emplace_back(24, (A + 36368));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(4, (A + 36816));
+  updates.emplace_back(4, (A + 40464));
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(25, (A + 40912));
+  updates.emplace_back(25, (A + 44560));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(26, (A + 45008));
+  updates.emplace_back(26, (A + 48656));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(5, (A + 49104));
+  updates.emplace_back(5, (A + 52752));
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(27, (A + 1648));
+  updates.emplace_back(27, (A + 1664));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(28, (A + 1776));
+  updates.emplace_back(28, (A + 1792));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(6, (A + 1904));
+  updates.emplace_back(6, (A + 1920));
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(29, (A + 2032));
+  updates.emplace_back(29, (A + 2048));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(30, (A + 2160));
+  updates.emplace_back(30, (A + 2176));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(7, (A + 2288));
+  updates.emplace_back(7, (A + 2304));
   // buffer %optimizer.ln.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.ln.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [32]:
@@ -1688,55 +1708,55 @@ private:
   //   sub %ln.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[31].data()[i] * (A + 48)[0];
-    const T v1 = (A + 5024)[i] * (A + 208)[0];
-    const T v2 = v1 * (A + 64)[0];
+    const T v0 = sf_[31].data()[i] * (A + 176)[0];
+    const T v1 = (A + 6640)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 0)[i] = v3;
-    const T v4 = sf_[32].data()[i] * (A + 80)[0];
+    (A + 64)[i] = v3;
+    const T v4 = sf_[32].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 96)[0];
+    const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 160)[i] = v7;
+    (A + 96)[i] = v7;
     const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 144)[0];
-    const T v10 = v9 + (A + 112)[0];
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
-    const T v12 = (A + 128)[0] * v11;
+    const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[8].data()[i] - v12;
-    (A + 240)[i] = v13;
-    const T v14 = sf_[33].data()[i] * (A + 48)[0];
-    const T v15 = (A + 4976)[i] * (A + 208)[0];
-    const T v16 = v15 * (A + 64)[0];
+    (A + 128)[i] = v13;
+    const T v14 = sf_[33].data()[i] * (A + 176)[0];
+    const T v15 = (A + 6608)[i] * (A + 352)[0];
+    const T v16 = v15 * (A + 192)[0];
     const T v17 = v14 + v16;
-    (A + 272)[i] = v17;
-    const T v18 = sf_[34].data()[i] * (A + 80)[0];
+    (A + 256)[i] = v17;
+    const T v18 = sf_[34].data()[i] * (A + 224)[0];
     const T v19 = v15 * v15;
-    const T v20 = v19 * (A + 96)[0];
+    const T v20 = v19 * (A + 240)[0];
     const T v21 = v18 + v20;
-    (A + 304)[i] = v21;
+    (A + 288)[i] = v21;
     const T v22 = std::sqrt(v21);
-    const T v23 = v22 / (A + 144)[0];
-    const T v24 = v23 + (A + 112)[0];
+    const T v23 = v22 / (A + 48)[0];
+    const T v24 = v23 + (A + 16)[0];
     const T v25 = v17 / v24;
-    const T v26 = (A + 128)[0] * v25;
+    const T v26 = (A + 32)[0] * v25;
     const T v27 = sf_[9].data()[i] - v26;
-    (A + 368)[i] = v27;
+    (A + 320)[i] = v27;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(31, (A + 0));
+  updates.emplace_back(31, (A + 64));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(32, (A + 160));
+  updates.emplace_back(32, (A + 96));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(8, (A + 240));
+  updates.emplace_back(8, (A + 128));
   // buffer %optimizer.ln.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.ln.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(33, (A + 272));
+  updates.emplace_back(33, (A + 256));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(34, (A + 304));
+  updates.emplace_back(34, (A + 288));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(9, (A + 368));
+  updates.emplace_back(9, (A + 320));
   // buffer %optimizer.fc.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.fc.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16, 32]:
@@ -1756,30 +1776,30 @@ private:
   //   sub %fc.weight.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[35].data()[i] * (A + 48)[0];
-    const T v1 = (A + 7632)[i] * (A + 208)[0];
-    const T v2 = v1 * (A + 64)[0];
+    const T v0 = sf_[35].data()[i] * (A + 176)[0];
+    const T v1 = (A + 7184)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 2416)[i] = v3;
-    const T v4 = sf_[36].data()[i] * (A + 80)[0];
+    (A + 2432)[i] = v3;
+    const T v4 = sf_[36].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 96)[0];
+    const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 2928)[i] = v7;
+    (A + 2944)[i] = v7;
     const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 144)[0];
-    const T v10 = v9 + (A + 112)[0];
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
-    const T v12 = (A + 128)[0] * v11;
+    const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[10].data()[i] - v12;
-    (A + 3440)[i] = v13;
+    (A + 3456)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(35, (A + 2416));
+  updates.emplace_back(35, (A + 2432));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(36, (A + 2928));
+  updates.emplace_back(36, (A + 2944));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(10, (A + 3440));
+  updates.emplace_back(10, (A + 3456));
   // buffer %optimizer.fc.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.fc.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [16]:
@@ -1799,30 +1819,30 @@ private:
   //   sub %fc.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = sf_[37].data()[i] * (A + 48)[0];
-    const T v1 = (A + 5488)[i] * (A + 208)[0];
-    const T v2 = v1 * (A + 64)[0];
+    const T v0 = sf_[37].data()[i] * (A + 176)[0];
+    const T v1 = (A + 5488)[i] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 32)[i] = v3;
-    const T v4 = sf_[38].data()[i] * (A + 80)[0];
+    (A + 0)[i] = v3;
+    const T v4 = sf_[38].data()[i] * (A + 224)[0];
     const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 96)[0];
+    const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 192)[i] = v7;
+    (A + 160)[i] = v7;
     const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 144)[0];
-    const T v10 = v9 + (A + 112)[0];
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
-    const T v12 = (A + 128)[0] * v11;
+    const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[11].data()[i] - v12;
-    (A + 336)[i] = v13;
+    (A + 368)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(37, (A + 32));
+  updates.emplace_back(37, (A + 0));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(38, (A + 192));
+  updates.emplace_back(38, (A + 160));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(11, (A + 336));
+  updates.emplace_back(11, (A + 368));
   // buffer %optimizer.head.weight.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.head.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1, 16]:
@@ -1844,30 +1864,30 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
-        const T v0 = sf_[39].data()[i1 * 1] * (A + 48)[0];
-        const T v1 = (A + 352)[i1 * 1] * (A + 208)[0];
-        const T v2 = v1 * (A + 64)[0];
+        const T v0 = sf_[39].data()[i1 * 1] * (A + 176)[0];
+        const T v1 = (A + 208)[i1 * 1] * (A + 352)[0];
+        const T v2 = v1 * (A + 192)[0];
         const T v3 = v0 + v2;
-        (A + 400)[i0 * 16 + i1 * 1] = v3;
-        const T v4 = sf_[40].data()[i1 * 1] * (A + 80)[0];
+        (A + 384)[i0 * 16 + i1 * 1] = v3;
+        const T v4 = sf_[40].data()[i1 * 1] * (A + 224)[0];
         const T v5 = v1 * v1;
-        const T v6 = v5 * (A + 96)[0];
+        const T v6 = v5 * (A + 240)[0];
         const T v7 = v4 + v6;
-        (A + 416)[i0 * 16 + i1 * 1] = v7;
+        (A + 400)[i0 * 16 + i1 * 1] = v7;
         const T v8 = std::sqrt(v7);
-        const T v9 = v8 / (A + 144)[0];
-        const T v10 = v9 + (A + 112)[0];
+        const T v9 = v8 / (A + 48)[0];
+        const T v10 = v9 + (A + 16)[0];
         const T v11 = v3 / v10;
-        const T v12 = (A + 128)[0] * v11;
+        const T v12 = (A + 32)[0] * v11;
         const T v13 = sf_[12].data()[i1 * 1] - v12;
-        (A + 432)[i0 * 16 + i1 * 1] = v13;
+        (A + 416)[i0 * 16 + i1 * 1] = v13;
       }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(39, (A + 400));
+  updates.emplace_back(39, (A + 384));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(40, (A + 416));
+  updates.emplace_back(40, (A + 400));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(12, (A + 432));
+  updates.emplace_back(12, (A + 416));
   // buffer %optimizer.head.bias.exp_avg  (lstm2_layernorm.model:25:1)
   // buffer %optimizer.head.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
   // fused loop over [1]:
@@ -1887,30 +1907,30 @@ private:
   //   sub %head.bias.new  (lstm2_layernorm.model:25:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[41].data()[0] * (A + 48)[0];
-    const T v1 = (A + 5520)[0] * (A + 208)[0];
-    const T v2 = v1 * (A + 64)[0];
+    const T v0 = sf_[41].data()[0] * (A + 176)[0];
+    const T v1 = (A + 5520)[0] * (A + 352)[0];
+    const T v2 = v1 * (A + 192)[0];
     const T v3 = v0 + v2;
-    (A + 352)[i] = v3;
-    const T v4 = sf_[42].data()[0] * (A + 80)[0];
+    (A + 208)[i] = v3;
+    const T v4 = sf_[42].data()[0] * (A + 224)[0];
     const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 96)[0];
+    const T v6 = v5 * (A + 240)[0];
     const T v7 = v4 + v6;
-    (A + 448)[i] = v7;
+    (A + 432)[i] = v7;
     const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 144)[0];
-    const T v10 = v9 + (A + 112)[0];
+    const T v9 = v8 / (A + 48)[0];
+    const T v10 = v9 + (A + 16)[0];
     const T v11 = v3 / v10;
-    const T v12 = (A + 128)[0] * v11;
+    const T v12 = (A + 32)[0] * v11;
     const T v13 = sf_[13].data()[0] - v12;
-    (A + 464)[i] = v13;
+    (A + 448)[i] = v13;
   }
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(41, (A + 352));
+  updates.emplace_back(41, (A + 208));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(42, (A + 448));
+  updates.emplace_back(42, (A + 432));
   // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(13, (A + 464));
+  updates.emplace_back(13, (A + 448));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())

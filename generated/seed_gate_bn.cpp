@@ -799,6 +799,7 @@ private:
   std::copy_n((A + 1010848), 1, (A + 1103088));
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
+  // transpose  (seed_gate_bn.model:29:12): folded into the matmul that reads it
   // slice  (seed_gate_bn.model:47:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -877,61 +878,61 @@ private:
         (A + 17632)[i0 * 1 + i1 * 1] = v0;
         (A + 17664)[0] += v0;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 1, 256, 32, T(1), (A + 17632), 1, (A + 9184), 256, T(0), (A + 17680), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 9184), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 17680), 256, threads());
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 256, 1, 32, T(1), (A + 9184), 256, (A + 17632), 1, T(0), (A + 17376), 1, threads());
   // reshape  (seed_gate_bn.model:47:17)
   // (a view of its operand)
   // pad  (seed_gate_bn.model:47:17)
-  std::fill_n((A + 17936), 245760, T(0));
+  std::fill_n((A + 25872), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 17936)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
         }
   // const  (seed_gate_bn.model:29:12)
   std::fill_n((A + 9184), 256, T(0));
   // scan  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 268816));
-  std::copy_n((A + 992), 8192, (A + 277008));
-  std::copy_n((A + 9184), 256, (A + 285200));
-  std::copy_n((A + 9184), 256, (A + 285456));
-  std::copy_n((A + 9184), 256, (A + 285712));
-  std::copy_n((A + 9184), 256, (A + 285968));
-  std::copy_n((A + 9184), 256, (A + 286224));
-  std::copy_n((A + 9184), 256, (A + 286480));
-  std::copy_n((A + 9184), 256, (A + 286736));
-  std::copy_n((A + 9184), 256, (A + 286992));
+  std::copy_n((A + 992), 8192, (A + 276752));
+  std::copy_n((A + 992), 8192, (A + 284944));
+  std::copy_n((A + 9184), 256, (A + 293136));
+  std::copy_n((A + 9184), 256, (A + 293392));
+  std::copy_n((A + 9184), 256, (A + 293648));
+  std::copy_n((A + 9184), 256, (A + 293904));
+  std::copy_n((A + 9184), 256, (A + 294160));
+  std::copy_n((A + 9184), 256, (A + 294416));
+  std::copy_n((A + 9184), 256, (A + 294672));
+  std::copy_n((A + 9184), 256, (A + 294928));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3069184) + (o * 30 + t) * 1, 1, (A + 263696) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3322624) + (o * 30 + t) * 1, 1, (A + 263952) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3330304) + (o * 30 + t) * 1, 1, (A + 264208) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3337984) + (o * 30 + t) * 1, 1, (A + 264464) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3345664) + (o * 30 + t) * 1, 1, (A + 264720) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3599104) + (o * 30 + t) * 1, 1, (A + 264976) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3852544) + (o * 30 + t) * 1, 1, (A + 265232) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3860224) + (o * 30 + t) * 1, 1, (A + 265488) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3867904) + (o * 30 + t) * 1, 1, (A + 265744) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3875584) + (o * 30 + t) * 1, 1, (A + 266000) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4129024) + (o * 30 + t) * 1, 1, (A + 266256) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4382464) + (o * 30 + t) * 1, 1, (A + 266512) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4390144) + (o * 30 + t) * 1, 1, (A + 266768) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4397824) + (o * 30 + t) * 1, 1, (A + 267024) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4405504) + (o * 30 + t) * 1, 1, (A + 267280) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4658944) + (o * 30 + t) * 1, 1, (A + 267536) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4912384) + (o * 30 + t) * 1, 1, (A + 267792) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4920064) + (o * 30 + t) * 1, 1, (A + 268048) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4927744) + (o * 30 + t) * 1, 1, (A + 268304) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4935424) + (o * 30 + t) * 1, 1, (A + 268560) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3069184) + (o * 30 + t) * 1, 1, (A + 271632) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3322624) + (o * 30 + t) * 1, 1, (A + 271888) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3330304) + (o * 30 + t) * 1, 1, (A + 272144) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3337984) + (o * 30 + t) * 1, 1, (A + 272400) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3345664) + (o * 30 + t) * 1, 1, (A + 272656) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3599104) + (o * 30 + t) * 1, 1, (A + 272912) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3852544) + (o * 30 + t) * 1, 1, (A + 273168) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3860224) + (o * 30 + t) * 1, 1, (A + 273424) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3867904) + (o * 30 + t) * 1, 1, (A + 273680) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3875584) + (o * 30 + t) * 1, 1, (A + 273936) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4129024) + (o * 30 + t) * 1, 1, (A + 274192) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4382464) + (o * 30 + t) * 1, 1, (A + 274448) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4390144) + (o * 30 + t) * 1, 1, (A + 274704) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4397824) + (o * 30 + t) * 1, 1, (A + 274960) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4405504) + (o * 30 + t) * 1, 1, (A + 275216) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4658944) + (o * 30 + t) * 1, 1, (A + 275472) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4912384) + (o * 30 + t) * 1, 1, (A + 275728) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4920064) + (o * 30 + t) * 1, 1, (A + 275984) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4927744) + (o * 30 + t) * 1, 1, (A + 276240) + o * 1);
+    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4935424) + (o * 30 + t) * 1, 1, (A + 276496) + o * 1);
     // const  (seed_gate_bn.model:36:19)
-    std::fill_n((A + 287248), 1, T(1));
+    std::fill_n((A + 295184), 1, T(1));
     // fused loop over [32, 256], 1 reduction:
     //   add
     //   mul  (seed_gate_bn.model:36:13)  [register]
@@ -942,28 +943,28 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 303648), 256, T(0));
+    std::fill_n((A + 311584), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 268816)[i0 * 256 + i1 * 1] + ((A + 17936) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 287264)[i0 * 256 + i1 * 1] = v0;
+          const T v0 = (A + 276752)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 295200)[i0 * 256 + i1 * 1] = v0;
           const T v1 = v0 * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 287248)[0] - ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v2 = (A + 295184)[0] - ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
           const T v3 = ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1] * v2;
           const T v4 = v1 * v3;
           ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] = v4;
           const T v5 = v4 * sf_[10].data()[i1 * 1];
           const T v6 = v5 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 303648)[i1 * 1] += v6;
-          const T v8 = v5 * (A + 263696)[i1 * 1];
-          (A + 295456)[i0 * 256 + i1 * 1] = v8;
+          (A + 311584)[i1 * 1] += v6;
+          const T v8 = v5 * (A + 271632)[i1 * 1];
+          (A + 303392)[i0 * 256 + i1 * 1] = v8;
         }
     // const  (prelude.model:63:23)
-    std::fill_n((A + 303904), 1, T(-0.5));
+    std::fill_n((A + 311840), 1, T(-0.5));
     // const  (prelude.model:59:17)
-    std::fill_n((A + 303920), 1, T(0.03125));
+    std::fill_n((A + 311856), 1, T(0.03125));
     // fused loop over [256]:
     //   mul  (prelude.model:63:23)  [register]
     //   mul  (prelude.model:63:23)  [register]
@@ -975,16 +976,16 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303648)[i] * (A + 303904)[0];
-      const T v1 = (A + 263696)[i] * (A + 263696)[i];
-      const T v2 = (A + 263696)[i] * v1;
+      const T v0 = (A + 311584)[i] * (A + 311840)[0];
+      const T v1 = (A + 271632)[i] * (A + 271632)[i];
+      const T v2 = (A + 271632)[i] * v1;
       const T v3 = v0 * v2;
-      const T v4 = (A + 286992)[i] * (A + 992320)[0];
+      const T v4 = (A + 294928)[i] * (A + 992320)[0];
       const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 303920)[0];
-      (A + 304192)[i] = v6;
-      const T v7 = (A + 286736)[i] * (A + 992304)[0];
-      (A + 303936)[i] = v7;
+      const T v6 = v5 * (A + 311856)[0];
+      (A + 312128)[i] = v6;
+      const T v7 = (A + 294672)[i] * (A + 992304)[0];
+      (A + 311872)[i] = v7;
     }
     // reshape  (prelude.model:59:17)
     // (a view of its operand)
@@ -1008,35 +1009,35 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 303648), 256, T(0));
-    std::fill_n((A + 329024), 256, T(0));
+    std::fill_n((A + 311584), 256, T(0));
+    std::fill_n((A + 336960), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 304192)[i1 * 1];
+          const T v0 = (A + 312128)[i1 * 1];
           const T v1 = v0 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 295456)[i0 * 256 + i1 * 1] + v1;
+          const T v2 = (A + 303392)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 312640)[i0 * 256 + i1 * 1] = v3;
+          (A + 320576)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 303648)[i1 * 1] += v4;
-          const T v6 = (A + 287264)[i0 * 256 + i1 * 1] * ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 311584)[i1 * 1] += v4;
+          const T v6 = (A + 295200)[i0 * 256 + i1 * 1] * ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
           const T v7 = ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v8 = (A + 287248)[0] - v7;
+          const T v8 = (A + 295184)[0] - v7;
           const T v9 = v6 * v8;
-          const T v10 = (A + 277008)[i0 * 256 + i1 * 1] + v9;
-          (A + 304448)[i0 * 256 + i1 * 1] = v10;
+          const T v10 = (A + 284944)[i0 * 256 + i1 * 1] + v9;
+          (A + 312384)[i0 * 256 + i1 * 1] = v10;
           const T v11 = v10 * ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
           const T v12 = ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v13 = (A + 287248)[0] - v12;
+          const T v13 = (A + 295184)[0] - v12;
           const T v14 = v11 * v13;
           ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] = v14;
           const T v15 = v14 * sf_[8].data()[i1 * 1];
           const T v16 = v15 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 329024)[i1 * 1] += v16;
-          const T v18 = v15 * (A + 264976)[i1 * 1];
-          (A + 320832)[i0 * 256 + i1 * 1] = v18;
+          (A + 336960)[i1 * 1] += v16;
+          const T v18 = v15 * (A + 272912)[i1 * 1];
+          (A + 328768)[i0 * 256 + i1 * 1] = v18;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
@@ -1051,19 +1052,19 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 303936)[i] + (A + 303648)[i];
-      const T v1 = v0 * (A + 303920)[0];
-      (A + 287264)[i] = v1;
-      const T v2 = (A + 329024)[i] * (A + 303904)[0];
-      const T v3 = (A + 264976)[i] * (A + 264976)[i];
-      const T v4 = (A + 264976)[i] * v3;
+      const T v0 = (A + 311872)[i] + (A + 311584)[i];
+      const T v1 = v0 * (A + 311856)[0];
+      (A + 295200)[i] = v1;
+      const T v2 = (A + 336960)[i] * (A + 311840)[0];
+      const T v3 = (A + 272912)[i] * (A + 272912)[i];
+      const T v4 = (A + 272912)[i] * v3;
       const T v5 = v2 * v4;
-      const T v6 = (A + 286480)[i] * (A + 992320)[0];
+      const T v6 = (A + 294416)[i] * (A + 992320)[0];
       const T v7 = v5 + v6;
-      const T v8 = v7 * (A + 303920)[0];
-      (A + 287776)[i] = v8;
-      const T v9 = (A + 286224)[i] * (A + 992304)[0];
-      (A + 287520)[i] = v9;
+      const T v8 = v7 * (A + 311856)[0];
+      (A + 295712)[i] = v8;
+      const T v9 = (A + 294160)[i] * (A + 992304)[0];
+      (A + 295456)[i] = v9;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1084,29 +1085,29 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 296224), 256, T(0));
-    std::fill_n((A + 296480), 256, T(0));
+    std::fill_n((A + 304160), 256, T(0));
+    std::fill_n((A + 304416), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 287776)[i1 * 1];
+          const T v0 = (A + 295712)[i1 * 1];
           const T v1 = v0 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 320832)[i0 * 256 + i1 * 1] + v1;
+          const T v2 = (A + 328768)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 288032)[i0 * 256 + i1 * 1] = v3;
+          (A + 295968)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 296224)[i1 * 1] += v4;
-          const T v6 = (A + 304448)[i0 * 256 + i1 * 1] * ((A + 2331904) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = (A + 287248)[0] - ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 304160)[i1 * 1] += v4;
+          const T v6 = (A + 312384)[i0 * 256 + i1 * 1] * ((A + 2331904) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = (A + 295184)[0] - ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
           const T v8 = ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] * v7;
           const T v9 = v6 * v8;
           ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] = v9;
           const T v10 = v9 * sf_[6].data()[i1 * 1];
           const T v11 = v10 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 296480)[i1 * 1] += v11;
-          const T v13 = v10 * (A + 266256)[i1 * 1];
-          (A + 329024)[i0 * 256 + i1 * 1] = v13;
+          (A + 304416)[i1 * 1] += v11;
+          const T v13 = v10 * (A + 274192)[i1 * 1];
+          (A + 336960)[i0 * 256 + i1 * 1] = v13;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
@@ -1121,19 +1122,19 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 287520)[i] + (A + 296224)[i];
-      const T v1 = v0 * (A + 303920)[0];
-      (A + 287776)[i] = v1;
-      const T v2 = (A + 296480)[i] * (A + 303904)[0];
-      const T v3 = (A + 266256)[i] * (A + 266256)[i];
-      const T v4 = (A + 266256)[i] * v3;
+      const T v0 = (A + 295456)[i] + (A + 304160)[i];
+      const T v1 = v0 * (A + 311856)[0];
+      (A + 295712)[i] = v1;
+      const T v2 = (A + 304416)[i] * (A + 311840)[0];
+      const T v3 = (A + 274192)[i] * (A + 274192)[i];
+      const T v4 = (A + 274192)[i] * v3;
       const T v5 = v2 * v4;
-      const T v6 = (A + 285968)[i] * (A + 992320)[0];
+      const T v6 = (A + 293904)[i] * (A + 992320)[0];
       const T v7 = v5 + v6;
-      const T v8 = v7 * (A + 303920)[0];
-      (A + 296992)[i] = v8;
-      const T v9 = (A + 285712)[i] * (A + 992304)[0];
-      (A + 296736)[i] = v9;
+      const T v8 = v7 * (A + 311856)[0];
+      (A + 304928)[i] = v8;
+      const T v9 = (A + 293648)[i] * (A + 992304)[0];
+      (A + 304672)[i] = v9;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1154,29 +1155,29 @@ private:
     //   mul  (prelude.model:63:16)  [register]
     //   sum over axes [0]  (prelude.model:63:16)
     //   mul  (prelude.model:63:16)
-    std::fill_n((A + 287520), 256, T(0));
-    std::fill_n((A + 296224), 256, T(0));
+    std::fill_n((A + 295456), 256, T(0));
+    std::fill_n((A + 304160), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 296992)[i1 * 1];
+          const T v0 = (A + 304928)[i1 * 1];
           const T v1 = v0 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 329024)[i0 * 256 + i1 * 1] + v1;
+          const T v2 = (A + 336960)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 320832)[i0 * 256 + i1 * 1] = v3;
+          (A + 328768)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 287520)[i1 * 1] += v4;
-          const T v6 = (A + 304448)[i0 * 256 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = (A + 287248)[0] - ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 295456)[i1 * 1] += v4;
+          const T v6 = (A + 312384)[i0 * 256 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = (A + 295184)[0] - ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
           const T v8 = ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] * v7;
           const T v9 = v6 * v8;
-          ((A + 634176) + t * 256)[i0 * 7680 + i1 * 1] = v9;
+          ((A + 640064) + t * 256)[i0 * 7680 + i1 * 1] = v9;
           const T v10 = v9 * sf_[4].data()[i1 * 1];
           const T v11 = v10 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 296224)[i1 * 1] += v11;
-          const T v13 = v10 * (A + 267536)[i1 * 1];
-          (A + 337216)[i0 * 256 + i1 * 1] = v13;
+          (A + 304160)[i1 * 1] += v11;
+          const T v13 = v10 * (A + 275472)[i1 * 1];
+          (A + 345152)[i0 * 256 + i1 * 1] = v13;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
@@ -1191,19 +1192,19 @@ private:
     //   mul  (prelude.model:60:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 296736)[i] + (A + 287520)[i];
-      const T v1 = v0 * (A + 303920)[0];
-      (A + 296480)[i] = v1;
-      const T v2 = (A + 296224)[i] * (A + 303904)[0];
-      const T v3 = (A + 267536)[i] * (A + 267536)[i];
-      const T v4 = (A + 267536)[i] * v3;
+      const T v0 = (A + 304672)[i] + (A + 295456)[i];
+      const T v1 = v0 * (A + 311856)[0];
+      (A + 304416)[i] = v1;
+      const T v2 = (A + 304160)[i] * (A + 311840)[0];
+      const T v3 = (A + 275472)[i] * (A + 275472)[i];
+      const T v4 = (A + 275472)[i] * v3;
       const T v5 = v2 * v4;
-      const T v6 = (A + 285456)[i] * (A + 992320)[0];
+      const T v6 = (A + 293392)[i] * (A + 992320)[0];
       const T v7 = v5 + v6;
-      const T v8 = v7 * (A + 303920)[0];
-      (A + 297248)[i] = v8;
-      const T v9 = (A + 285200)[i] * (A + 992304)[0];
-      (A + 296992)[i] = v9;
+      const T v8 = v7 * (A + 311856)[0];
+      (A + 305184)[i] = v8;
+      const T v9 = (A + 293136)[i] * (A + 992304)[0];
+      (A + 304928)[i] = v9;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1216,18 +1217,18 @@ private:
     //   add  (prelude.model:59:20)
     //   neg  (prelude.model:58:13)  [register]
     //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 287520), 256, T(0));
+    std::fill_n((A + 295456), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 297248)[i1 * 1];
+          const T v0 = (A + 305184)[i1 * 1];
           const T v1 = v0 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 337216)[i0 * 256 + i1 * 1] + v1;
+          const T v2 = (A + 345152)[i0 * 256 + i1 * 1] + v1;
           const T v3 = v2 + v1;
-          (A + 329024)[i0 * 256 + i1 * 1] = v3;
+          (A + 336960)[i0 * 256 + i1 * 1] = v3;
           const T v4 = -v3;
-          (A + 287520)[i1 * 1] += v4;
+          (A + 295456)[i1 * 1] += v4;
         }
     // fused loop over [256]:
     //   add  (prelude.model:58:13)  [register]
@@ -1242,25 +1243,25 @@ private:
     //   mul  (prelude.model:60:44)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 296992)[i] + (A + 287520)[i];
-      const T v1 = v0 * (A + 303920)[0];
-      (A + 298784)[i] = v1;
-      const T v2 = (A + 286992)[i] * (A + 992288)[0];
-      (A + 296224)[i] = v2;
-      const T v3 = (A + 286736)[i] * (A + 992288)[0];
-      (A + 296736)[i] = v3;
-      const T v4 = (A + 286480)[i] * (A + 992288)[0];
-      (A + 297248)[i] = v4;
-      const T v5 = (A + 286224)[i] * (A + 992288)[0];
-      (A + 297504)[i] = v5;
-      const T v6 = (A + 285968)[i] * (A + 992288)[0];
-      (A + 297760)[i] = v6;
-      const T v7 = (A + 285712)[i] * (A + 992288)[0];
-      (A + 298016)[i] = v7;
-      const T v8 = (A + 285456)[i] * (A + 992288)[0];
-      (A + 298272)[i] = v8;
-      const T v9 = (A + 285200)[i] * (A + 992288)[0];
-      (A + 298528)[i] = v9;
+      const T v0 = (A + 304928)[i] + (A + 295456)[i];
+      const T v1 = v0 * (A + 311856)[0];
+      (A + 306720)[i] = v1;
+      const T v2 = (A + 294928)[i] * (A + 992288)[0];
+      (A + 304160)[i] = v2;
+      const T v3 = (A + 294672)[i] * (A + 992288)[0];
+      (A + 304672)[i] = v3;
+      const T v4 = (A + 294416)[i] * (A + 992288)[0];
+      (A + 305184)[i] = v4;
+      const T v5 = (A + 294160)[i] * (A + 992288)[0];
+      (A + 305440)[i] = v5;
+      const T v6 = (A + 293904)[i] * (A + 992288)[0];
+      (A + 305696)[i] = v6;
+      const T v7 = (A + 293648)[i] * (A + 992288)[0];
+      (A + 305952)[i] = v7;
+      const T v8 = (A + 293392)[i] * (A + 992288)[0];
+      (A + 306208)[i] = v8;
+      const T v9 = (A + 293136)[i] * (A + 992288)[0];
+      (A + 306464)[i] = v9;
     }
     // reshape  (prelude.model:57:16)
     // (a view of its operand)
@@ -1282,77 +1283,77 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 298784)[i1 * 1];
-          const T v1 = (A + 329024)[i0 * 256 + i1 * 1] + v0;
-          (A + 369984)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 296480)[i1 * 1];
-          const T v3 = (A + 320832)[i0 * 256 + i1 * 1] + v2;
-          (A + 361792)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 287776)[i1 * 1];
-          const T v5 = (A + 288032)[i0 * 256 + i1 * 1] + v4;
-          (A + 353600)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 287264)[i1 * 1];
-          const T v7 = (A + 312640)[i0 * 256 + i1 * 1] + v6;
-          (A + 345408)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = (A + 304448)[i0 * 256 + i1 * 1] * ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 337216)[i0 * 256 + i1 * 1] = v8;
+          const T v0 = (A + 306720)[i1 * 1];
+          const T v1 = (A + 336960)[i0 * 256 + i1 * 1] + v0;
+          (A + 377920)[i0 * 256 + i1 * 1] = v1;
+          const T v2 = (A + 304416)[i1 * 1];
+          const T v3 = (A + 328768)[i0 * 256 + i1 * 1] + v2;
+          (A + 369728)[i0 * 256 + i1 * 1] = v3;
+          const T v4 = (A + 295712)[i1 * 1];
+          const T v5 = (A + 295968)[i0 * 256 + i1 * 1] + v4;
+          (A + 361536)[i0 * 256 + i1 * 1] = v5;
+          const T v6 = (A + 295200)[i1 * 1];
+          const T v7 = (A + 320576)[i0 * 256 + i1 * 1] + v6;
+          (A + 353344)[i0 * 256 + i1 * 1] = v7;
+          const T v8 = (A + 312384)[i0 * 256 + i1 * 1] * ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
+          (A + 345152)[i0 * 256 + i1 * 1] = v8;
           const T v9 = ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1];
           ((A + 6909184) + t * 256)[i0 * 7680 + i1 * 1] = v9;
           const T v10 = ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3353344) + t * 256)[i0 * 7680 + i1 * 1];
           ((A + 6417664) + t * 256)[i0 * 7680 + i1 * 1] = v10;
           const T v11 = ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1];
           ((A + 1103104) + t * 256)[i0 * 7680 + i1 * 1] = v11;
-          const T v12 = ((A + 634176) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 388416) + t * 256)[i0 * 7680 + i1 * 1] = v12;
+          const T v12 = ((A + 640064) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1];
+          ((A + 394304) + t * 256)[i0 * 7680 + i1 * 1] = v12;
         }
     // concat  (seed_gate_bn.model:31:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 5188864) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 369984)[i0 * 256 + i1 * 1];
+          ((A + 5188864) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 377920)[i0 * 256 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 5188864) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 361792)[i0 * 256 + i1 * 1];
+          ((A + 5188864) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 369728)[i0 * 256 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 5188864) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 353600)[i0 * 256 + i1 * 1];
+          ((A + 5188864) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 361536)[i0 * 256 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 5188864) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 345408)[i0 * 256 + i1 * 1];
+          ((A + 5188864) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 353344)[i0 * 256 + i1 * 1];
         }
     // matmul  (seed_gate_bn.model:30:55)
-    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 287248), 256, threads());
-    std::copy_n((A + 287248), 8192, (A + 268816));
-    std::copy_n((A + 337216), 8192, (A + 277008));
-    std::copy_n((A + 298528), 256, (A + 285200));
-    std::copy_n((A + 298272), 256, (A + 285456));
-    std::copy_n((A + 298016), 256, (A + 285712));
-    std::copy_n((A + 297760), 256, (A + 285968));
-    std::copy_n((A + 297504), 256, (A + 286224));
-    std::copy_n((A + 297248), 256, (A + 286480));
-    std::copy_n((A + 296736), 256, (A + 286736));
-    std::copy_n((A + 296224), 256, (A + 286992));
+    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 295184), 256, threads());
+    std::copy_n((A + 295184), 8192, (A + 276752));
+    std::copy_n((A + 345152), 8192, (A + 284944));
+    std::copy_n((A + 306464), 256, (A + 293136));
+    std::copy_n((A + 306208), 256, (A + 293392));
+    std::copy_n((A + 305952), 256, (A + 293648));
+    std::copy_n((A + 305696), 256, (A + 293904));
+    std::copy_n((A + 305440), 256, (A + 294160));
+    std::copy_n((A + 305184), 256, (A + 294416));
+    std::copy_n((A + 304672), 256, (A + 294672));
+    std::copy_n((A + 304160), 256, (A + 294928));
   }
-  std::copy_n((A + 268816), 8192, (A + 9440));
-  std::copy_n((A + 277008), 8192, (A + 378176));
-  std::copy_n((A + 285200), 256, (A + 386368));
-  std::copy_n((A + 285456), 256, (A + 386624));
-  std::copy_n((A + 285712), 256, (A + 386880));
-  std::copy_n((A + 285968), 256, (A + 387136));
-  std::copy_n((A + 286224), 256, (A + 387392));
-  std::copy_n((A + 286480), 256, (A + 387648));
-  std::copy_n((A + 286736), 256, (A + 387904));
-  std::copy_n((A + 286992), 256, (A + 388160));
+  std::copy_n((A + 276752), 8192, (A + 17680));
+  std::copy_n((A + 284944), 8192, (A + 386112));
+  std::copy_n((A + 293136), 256, (A + 9440));
+  std::copy_n((A + 293392), 256, (A + 9696));
+  std::copy_n((A + 293648), 256, (A + 9952));
+  std::copy_n((A + 293904), 256, (A + 10208));
+  std::copy_n((A + 294160), 256, (A + 10464));
+  std::copy_n((A + 294416), 256, (A + 10720));
+  std::copy_n((A + 294672), 256, (A + 10976));
+  std::copy_n((A + 294928), 256, (A + 11232));
   // sum  (seed_gate_bn.model:29:12)
   std::fill_n((A + 976), 1024, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1383,8 +1384,8 @@ private:
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 2000)[i2 * 1] += (A + 388416)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2256)[i2 * 1] += (A + 634176)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2000)[i2 * 1] += (A + 394304)[i0 * 7680 + i1 * 256 + i2 * 1];
+          (A + 2256)[i2 * 1] += (A + 640064)[i0 * 7680 + i1 * 256 + i2 * 1];
           (A + 2512)[i2 * 1] += (A + 1103104)[i0 * 7680 + i1 * 256 + i2 * 1];
           (A + 2768)[i2 * 1] += (A + 6171904)[i0 * 7680 + i1 * 256 + i2 * 1];
           (A + 3024)[i2 * 1] += (A + 6417664)[i0 * 7680 + i1 * 256 + i2 * 1];
@@ -1394,18 +1395,31 @@ private:
         }
   // reshape  (seed_gate_bn.model:29:12)
   // (a view of its operand)
-  // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
-  // matmul  (seed_gate_bn.model:30:66)
-  gemm(true, false, 1024, 256, 960, T(1), (A + 5188864), 1024, (A + 4943104), 256, T(0), (A + 17936), 256, threads());
-  // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
+  // matmul  (seed_gate_bn.model:29:12)
+  gemm(true, false, 256, 1024, 960, T(1), (A + 4943104), 256, (A + 5188864), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (seed_gate_bn.model:30:18)
   // (a view of its operand)
-  // matmul  (seed_gate_bn.model:30:29)
-  gemm(true, false, 1024, 1, 960, T(1), (A + 5188864), 1024, (A + 0), 1, T(0), (A + 4048), 1, threads());
+  // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
+  // matmul  (seed_gate_bn.model:30:18)
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5188864), 1024, T(0), (A + 4048), 1024, threads());
+  // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
+  for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        (A + 5072)[i0 * 1 + i1 * 1] = (A + 4048)[i0 * 1 + i1 * 1024];
+      }
   // grad  (seed_gate_bn.model:18:3)
-  if (grads) (*grads)[0].assign((A + 4048), (A + 4048) + 1024);
+  if (grads) (*grads)[0].assign((A + 5072), (A + 5072) + 1024);
+  // transpose %d.cell.weight_hh  (seed_gate_bn.model:30:66)
+  for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1)
+      {
+        (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
+      }
   // grad  (seed_gate_bn.model:19:3)
-  if (grads) (*grads)[1].assign((A + 17936), (A + 17936) + 262144);
+  if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
   // grad  (seed_gate_bn.model:20:3)
   if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
   // grad  (seed_gate_bn.model:21:3)
@@ -1426,14 +1440,21 @@ private:
   if (grads) (*grads)[10].assign((A + 3536), (A + 3536) + 256);
   // grad  (prelude.model:49:3)
   if (grads) (*grads)[11].assign((A + 3792), (A + 3792) + 256);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1)
+      {
+        (A + 0)[i0 * 256 + i1 * 1] = (A + 17376)[i0 * 1 + i1 * 1];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 17680), (A + 17680) + 256);
+  if (grads) (*grads)[12].assign((A + 0), (A + 0) + 256);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[13].assign((A + 17664), (A + 17664) + 1);
   // const  (seed_gate_bn.model:52:1)
-  std::fill_n((A + 0), 1, T(-1));
+  std::fill_n((A + 256), 1, T(-1));
   // hyper %lr  (seed_gate_bn.model:52:1)
-  (A + 16)[0] = T(lr_);
+  (A + 272)[0] = T(lr_);
   // fused loop over [1024, 1]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
   //   minimum  (seed_gate_bn.model:52:1)  [register]
@@ -1443,14 +1464,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = std::max((A + 4048)[i0 * 1], (A + 0)[0]);
+        const T v0 = std::max((A + 5072)[i0 * 1], (A + 256)[0]);
         const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 16)[0];
+        const T v2 = v1 * (A + 272)[0];
         const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 5072)[i0 * 1 + i1 * 1] = v3;
+        (A + 4048)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(0, (A + 5072));
+  updates.emplace_back(0, (A + 4048));
   // fused loop over [1024, 256]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
   //   minimum  (seed_gate_bn.model:52:1)  [register]
@@ -1458,14 +1479,14 @@ private:
   //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 17936)[i], (A + 0)[0]);
+    const T v0 = std::max((A + 279824)[i], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 16)[0];
+    const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[1].data()[i] - v2;
-    (A + 280080)[i] = v3;
+    (A + 17680)[i] = v3;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(1, (A + 280080));
+  updates.emplace_back(1, (A + 17680));
   // fused loop over [1024]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
   //   minimum  (seed_gate_bn.model:52:1)  [register]
@@ -1474,16 +1495,16 @@ private:
   //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 976)[i], (A + 0)[0]);
+    const T v0 = std::max((A + 976)[i], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 16)[0];
+    const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[2].data()[i] - v2;
-    (A + 4048)[i] = v3;
+    (A + 5072)[i] = v3;
     const T v4 = sf_[3].data()[i] - v2;
     (A + 6096)[i] = v4;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(2, (A + 4048));
+  updates.emplace_back(2, (A + 5072));
   // update  (seed_gate_bn.model:52:1)
   updates.emplace_back(3, (A + 6096));
   // fused loop over [256]:
@@ -1521,63 +1542,63 @@ private:
   //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::max((A + 2000)[i], (A + 0)[0]);
+    const T v0 = std::max((A + 2000)[i], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 16)[0];
+    const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[4].data()[i] - v2;
-    (A + 32)[i] = v3;
-    const T v4 = std::max((A + 2256)[i], (A + 0)[0]);
+    (A + 288)[i] = v3;
+    const T v4 = std::max((A + 2256)[i], (A + 256)[0]);
     const T v5 = std::min(v4, (A + 960)[0]);
-    const T v6 = v5 * (A + 16)[0];
+    const T v6 = v5 * (A + 272)[0];
     const T v7 = sf_[5].data()[i] - v6;
-    (A + 288)[i] = v7;
-    const T v8 = std::max((A + 2512)[i], (A + 0)[0]);
+    (A + 544)[i] = v7;
+    const T v8 = std::max((A + 2512)[i], (A + 256)[0]);
     const T v9 = std::min(v8, (A + 960)[0]);
-    const T v10 = v9 * (A + 16)[0];
+    const T v10 = v9 * (A + 272)[0];
     const T v11 = sf_[6].data()[i] - v10;
-    (A + 544)[i] = v11;
-    const T v12 = std::max((A + 2768)[i], (A + 0)[0]);
+    (A + 976)[i] = v11;
+    const T v12 = std::max((A + 2768)[i], (A + 256)[0]);
     const T v13 = std::min(v12, (A + 960)[0]);
-    const T v14 = v13 * (A + 16)[0];
+    const T v14 = v13 * (A + 272)[0];
     const T v15 = sf_[7].data()[i] - v14;
-    (A + 976)[i] = v15;
-    const T v16 = std::max((A + 3024)[i], (A + 0)[0]);
+    (A + 1232)[i] = v15;
+    const T v16 = std::max((A + 3024)[i], (A + 256)[0]);
     const T v17 = std::min(v16, (A + 960)[0]);
-    const T v18 = v17 * (A + 16)[0];
+    const T v18 = v17 * (A + 272)[0];
     const T v19 = sf_[8].data()[i] - v18;
-    (A + 1232)[i] = v19;
-    const T v20 = std::max((A + 3280)[i], (A + 0)[0]);
+    (A + 1488)[i] = v19;
+    const T v20 = std::max((A + 3280)[i], (A + 256)[0]);
     const T v21 = std::min(v20, (A + 960)[0]);
-    const T v22 = v21 * (A + 16)[0];
+    const T v22 = v21 * (A + 272)[0];
     const T v23 = sf_[9].data()[i] - v22;
-    (A + 1488)[i] = v23;
-    const T v24 = std::max((A + 3536)[i], (A + 0)[0]);
+    (A + 1744)[i] = v23;
+    const T v24 = std::max((A + 3536)[i], (A + 256)[0]);
     const T v25 = std::min(v24, (A + 960)[0]);
-    const T v26 = v25 * (A + 16)[0];
+    const T v26 = v25 * (A + 272)[0];
     const T v27 = sf_[10].data()[i] - v26;
-    (A + 1744)[i] = v27;
-    const T v28 = std::max((A + 3792)[i], (A + 0)[0]);
+    (A + 7120)[i] = v27;
+    const T v28 = std::max((A + 3792)[i], (A + 256)[0]);
     const T v29 = std::min(v28, (A + 960)[0]);
-    const T v30 = v29 * (A + 16)[0];
+    const T v30 = v29 * (A + 272)[0];
     const T v31 = sf_[11].data()[i] - v30;
-    (A + 7120)[i] = v31;
+    (A + 7376)[i] = v31;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(4, (A + 32));
+  updates.emplace_back(4, (A + 288));
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(5, (A + 288));
+  updates.emplace_back(5, (A + 544));
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(6, (A + 544));
+  updates.emplace_back(6, (A + 976));
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(7, (A + 976));
+  updates.emplace_back(7, (A + 1232));
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(8, (A + 1232));
+  updates.emplace_back(8, (A + 1488));
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(9, (A + 1488));
+  updates.emplace_back(9, (A + 1744));
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(10, (A + 1744));
+  updates.emplace_back(10, (A + 7120));
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(11, (A + 7120));
+  updates.emplace_back(11, (A + 7376));
   // fused loop over [1, 256]:
   //   maximum  (seed_gate_bn.model:52:1)  [register]
   //   minimum  (seed_gate_bn.model:52:1)  [register]
@@ -1587,9 +1608,9 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 17680)[i1 * 1], (A + 0)[0]);
+        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
         const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 16)[0];
+        const T v2 = v1 * (A + 272)[0];
         const T v3 = sf_[12].data()[i1 * 1] - v2;
         (A + 2000)[i0 * 256 + i1 * 1] = v3;
       }
@@ -1602,14 +1623,14 @@ private:
   //   sub %head.bias.new  (seed_gate_bn.model:52:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 17664)[0], (A + 0)[0]);
+    const T v0 = std::max((A + 17664)[0], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 16)[0];
+    const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[13].data()[0] - v2;
-    (A + 800)[i] = v3;
+    (A + 0)[i] = v3;
   }
   // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(13, (A + 800));
+  updates.emplace_back(13, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())

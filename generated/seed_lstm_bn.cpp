@@ -408,6 +408,7 @@ private:
   std::copy_n((A + 250880), 2048, (A + 271360));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -562,12 +563,9 @@ private:
         (A + 3136)[i0 * 1 + i1 * 1] = v0;
         (A + 3168)[0] += v0;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 1, 64, 32, T(1), (A + 3136), 1, (A + 9696), 64, T(0), (A + 3184), 64, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 64, 1, T(1), (A + 3136), 1, (A + 3072), 1, T(0), (A + 9696), 64, threads());
+  gemm(false, true, 32, 64, 1, T(1), (A + 3136), 1, (A + 3072), 1, T(0), (A + 11744), 64, threads());
   // fused loop over [32, 64], 3 reductions:
   //   sum over axes [0]  (prelude.model:58:13)
   //   mul  (prelude.model:67:17)  [register]
@@ -577,21 +575,24 @@ private:
   //   sum over axes [0]  (prelude.model:63:16)
   //   mul  (prelude.model:63:16)
   std::fill_n((A + 3072), 64, T(0));
+  std::fill_n((A + 3184), 64, T(0));
   std::fill_n((A + 3248), 64, T(0));
-  std::fill_n((A + 3312), 64, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        (A + 3072)[i1 * 1] += (A + 9696)[i0 * 64 + i1 * 1];
-        const T v1 = (A + 9696)[i0 * 64 + i1 * 1] * (A + 7648)[i0 * 64 + i1 * 1];
-        (A + 3248)[i1 * 1] += v1;
-        const T v3 = (A + 9696)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
+        (A + 3072)[i1 * 1] += (A + 11744)[i0 * 64 + i1 * 1];
+        const T v1 = (A + 11744)[i0 * 64 + i1 * 1] * (A + 7648)[i0 * 64 + i1 * 1];
+        (A + 3184)[i1 * 1] += v1;
+        const T v3 = (A + 11744)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
         const T v4 = v3 * (A + 5600)[i0 * 64 + i1 * 1];
-        (A + 3312)[i1 * 1] += v4;
+        (A + 3248)[i1 * 1] += v4;
         const T v6 = v3 * (A + 5536)[i1 * 1];
-        (A + 11744)[i0 * 64 + i1 * 1] = v6;
+        (A + 13792)[i0 * 64 + i1 * 1] = v6;
       }
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 64, 1, 32, T(1), (A + 9696), 64, (A + 3136), 1, T(0), (A + 3312), 1, threads());
   // const  (prelude.model:63:23)
   std::fill_n((A + 1008), 1, T(-0.5));
   // const  (prelude.model:59:17)
@@ -609,7 +610,7 @@ private:
   //   mul  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3312)[i] * (A + 1008)[0];
+    const T v0 = (A + 3248)[i] * (A + 1008)[0];
     const T v1 = (A + 5536)[i] * (A + 5536)[i];
     const T v2 = (A + 5536)[i] * v1;
     const T v3 = v0 * v2;
@@ -640,7 +641,7 @@ private:
       {
         const T v0 = (A + 3376)[i1 * 1];
         const T v1 = v0 * (A + 5600)[i0 * 64 + i1 * 1];
-        const T v2 = (A + 11744)[i0 * 64 + i1 * 1] + v1;
+        const T v2 = (A + 13792)[i0 * 64 + i1 * 1] + v1;
         const T v3 = v2 + v1;
         const T v4 = (A + 3440)[i1 * 1];
         const T v5 = v3 + v4;
@@ -764,54 +765,88 @@ private:
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
-  // transpose  (prelude.model:30:78): folded into the matmul that reads it
-  // matmul  (prelude.model:30:78)
-  gemm(true, false, 256, 64, 960, T(1), (A + 85488), 256, (A + 703488), 64, T(0), (A + 5536), 64, threads());
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 64, 256, 960, T(1), (A + 703488), 64, (A + 85488), 256, T(0), (A + 5536), 256, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
-  // matmul  (prelude.model:30:31)
-  gemm(true, false, 256, 1, 960, T(1), (A + 85488), 256, (A + 32), 1, T(0), (A + 1264), 1, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 85488), 256, T(0), (A + 1264), 256, threads());
+  // fused loop over [256, 1]:
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   mul  (seed_lstm_bn.model:23:1)
+  for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        const T v0 = (A + 1264)[i0 * 1 + i1 * 256];
+        (A + 16)[i0 * 1 + i1 * 1] = v0;
+        const T v1 = sf_[12].data()[i0 * 1] * (A + 5120)[0];
+        (A + 272)[i0 * 1 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 1264), (A + 1264) + 256);
+  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 256);
+  // fused loop over [256, 64]:
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   mul  (seed_lstm_bn.model:23:1)
+  for (int64_t i0 = 0; i0 < 256; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 64; ++i1)
+      {
+        const T v0 = (A + 5536)[i0 * 1 + i1 * 256];
+        (A + 21920)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = sf_[14].data()[i0 * 64 + i1 * 1] * (A + 5120)[0];
+        (A + 38304)[i0 * 64 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 5536), (A + 5536) + 16384);
+  if (grads) (*grads)[1].assign((A + 21920), (A + 21920) + 16384);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 1008), (A + 1008) + 256);
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[3].assign((A + 1008), (A + 1008) + 256);
   // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 3248), (A + 3248) + 64);
+  if (grads) (*grads)[4].assign((A + 3184), (A + 3184) + 64);
   // grad  (prelude.model:49:3)
   if (grads) (*grads)[5].assign((A + 3072), (A + 3072) + 64);
+  // fused loop over [1, 64]:
+  //   transpose %d.head.weight  (prelude.model:10:25)
+  //   mul  (seed_lstm_bn.model:23:1)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 64; ++i1)
+      {
+        const T v0 = (A + 3312)[i0 * 1 + i1 * 1];
+        (A + 528)[i0 * 64 + i1 * 1] = v0;
+        const T v1 = sf_[24].data()[i1 * 1] * (A + 5120)[0];
+        (A + 592)[i0 * 64 + i1 * 1] = v1;
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 3184), (A + 3184) + 64);
+  if (grads) (*grads)[6].assign((A + 528), (A + 528) + 64);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[7].assign((A + 3168), (A + 3168) + 1);
   // hyper %lr  (seed_lstm_bn.model:23:1)
-  (A + 16)[0] = T(lr_);
+  (A + 656)[0] = T(lr_);
   // buffer %optimizer.step  (seed_lstm_bn.model:23:1)
   // add %optimizer.step.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    (A + 32)[0] = sf_[11].data()[0] + (A + 992)[0];
+    (A + 672)[0] = sf_[11].data()[0] + (A + 992)[0];
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(11, (A + 32));
+  updates.emplace_back(11, (A + 672));
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 48), 1, T(-0.10536051565782628));
+  std::fill_n((A + 688), 1, T(-0.10536051565782628));
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 64), 1, T(-0.0010005003335835344));
+  std::fill_n((A + 704), 1, T(-0.0010005003335835344));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 80), 1, T(0.099999999999999978));
+  std::fill_n((A + 720), 1, T(0.099999999999999978));
   // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 96), 1, T(0.999));
+  std::fill_n((A + 736), 1, T(0.999));
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 112), 1, T(0.0010000000000000009));
+  std::fill_n((A + 752), 1, T(0.0010000000000000009));
   // fused loop over [256, 1]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -823,24 +858,23 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = sf_[12].data()[i0 * 1] * (A + 5120)[0];
-        const T v1 = (A + 1264)[i0 * 1] * (A + 80)[0];
-        const T v2 = v0 + v1;
-        (A + 128)[i0 * 1 + i1 * 1] = v2;
-        const T v3 = sf_[13].data()[i0 * 1] * (A + 96)[0];
-        const T v4 = (A + 1264)[i0 * 1] * (A + 1264)[i0 * 1];
-        const T v5 = v4 * (A + 112)[0];
-        const T v6 = v3 + v5;
-        (A + 384)[i0 * 1 + i1 * 1] = v6;
-        const T v7 = std::sqrt(v6);
-        (A + 640)[i0 * 1 + i1 * 1] = v7;
+        const T v0 = (A + 16)[i0 * 1] * (A + 720)[0];
+        const T v1 = (A + 272)[i0 * 1] + v0;
+        (A + 1264)[i0 * 1 + i1 * 1] = v1;
+        const T v2 = sf_[13].data()[i0 * 1] * (A + 736)[0];
+        const T v3 = (A + 16)[i0 * 1] * (A + 16)[i0 * 1];
+        const T v4 = v3 * (A + 752)[0];
+        const T v5 = v2 + v4;
+        (A + 1520)[i0 * 1 + i1 * 1] = v5;
+        const T v6 = std::sqrt(v5);
+        (A + 1776)[i0 * 1 + i1 * 1] = v6;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(12, (A + 128));
+  updates.emplace_back(12, (A + 1264));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(13, (A + 384));
+  updates.emplace_back(13, (A + 1520));
   // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 896), 1, T(1e-08));
+  std::fill_n((A + 16), 1, T(1e-08));
   // fused loop over []:
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   exp  (seed_lstm_bn.model:23:1)  [register]
@@ -852,16 +886,16 @@ private:
   //   sqrt  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 32)[0] * (A + 48)[0];
+    const T v0 = (A + 672)[0] * (A + 688)[0];
     const T v1 = fexp(v0);
     const T v2 = (A + 992)[0] - v1;
-    const T v3 = (A + 16)[0] / v2;
-    (A + 912)[0] = v3;
-    const T v4 = (A + 32)[0] * (A + 64)[0];
+    const T v3 = (A + 656)[0] / v2;
+    (A + 32)[0] = v3;
+    const T v4 = (A + 672)[0] * (A + 704)[0];
     const T v5 = fexp(v4);
     const T v6 = (A + 992)[0] - v5;
     const T v7 = std::sqrt(v6);
-    (A + 928)[0] = v7;
+    (A + 48)[0] = v7;
   }
   // fused loop over [256, 1]:
   //   div  (seed_lstm_bn.model:23:1)  [register]
@@ -873,19 +907,18 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = (A + 640)[i0 * 1] / (A + 928)[0];
-        const T v1 = v0 + (A + 896)[0];
-        const T v2 = (A + 128)[i0 * 1] / v1;
-        const T v3 = (A + 912)[0] * v2;
+        const T v0 = (A + 1776)[i0 * 1] / (A + 48)[0];
+        const T v1 = v0 + (A + 16)[0];
+        const T v2 = (A + 1264)[i0 * 1] / v1;
+        const T v3 = (A + 32)[0] * v2;
         const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 1264)[i0 * 1 + i1 * 1] = v4;
+        (A + 64)[i0 * 1 + i1 * 1] = v4;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(0, (A + 1264));
+  updates.emplace_back(0, (A + 64));
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [256, 64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -900,29 +933,28 @@ private:
   //   sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = sf_[14].data()[i] * (A + 5120)[0];
-    const T v1 = (A + 5536)[i] * (A + 80)[0];
-    const T v2 = v0 + v1;
-    (A + 21920)[i] = v2;
-    const T v3 = sf_[15].data()[i] * (A + 96)[0];
-    const T v4 = (A + 5536)[i] * (A + 5536)[i];
-    const T v5 = v4 * (A + 112)[0];
-    const T v6 = v3 + v5;
-    (A + 38304)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 928)[0];
-    const T v9 = v8 + (A + 896)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 912)[0] * v10;
-    const T v12 = sf_[1].data()[i] - v11;
-    (A + 54688)[i] = v12;
+    const T v0 = (A + 21920)[i] * (A + 720)[0];
+    const T v1 = (A + 38304)[i] + v0;
+    (A + 5536)[i] = v1;
+    const T v2 = sf_[15].data()[i] * (A + 736)[0];
+    const T v3 = (A + 21920)[i] * (A + 21920)[i];
+    const T v4 = v3 * (A + 752)[0];
+    const T v5 = v2 + v4;
+    (A + 54688)[i] = v5;
+    const T v6 = std::sqrt(v5);
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
+    const T v9 = v1 / v8;
+    const T v10 = (A + 32)[0] * v9;
+    const T v11 = sf_[1].data()[i] - v10;
+    (A + 71072)[i] = v11;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(14, (A + 21920));
+  updates.emplace_back(14, (A + 5536));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(15, (A + 38304));
+  updates.emplace_back(15, (A + 54688));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(1, (A + 54688));
+  updates.emplace_back(1, (A + 71072));
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [256]:
@@ -952,49 +984,49 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
     const T v0 = sf_[16].data()[i] * (A + 5120)[0];
-    const T v1 = (A + 1008)[i] * (A + 80)[0];
+    const T v1 = (A + 1008)[i] * (A + 720)[0];
     const T v2 = v0 + v1;
-    (A + 640)[i] = v2;
-    const T v3 = sf_[17].data()[i] * (A + 96)[0];
+    (A + 1776)[i] = v2;
+    const T v3 = sf_[17].data()[i] * (A + 736)[0];
     const T v4 = (A + 1008)[i] * (A + 1008)[i];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 752)[0];
     const T v6 = v3 + v5;
-    (A + 1520)[i] = v6;
+    (A + 2032)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 928)[0];
-    const T v9 = v8 + (A + 896)[0];
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 912)[0] * v10;
+    const T v11 = (A + 32)[0] * v10;
     const T v12 = sf_[2].data()[i] - v11;
-    (A + 1776)[i] = v12;
+    (A + 2288)[i] = v12;
     const T v13 = sf_[18].data()[i] * (A + 5120)[0];
     const T v14 = v13 + v1;
-    (A + 2032)[i] = v14;
-    const T v15 = sf_[19].data()[i] * (A + 96)[0];
+    (A + 2544)[i] = v14;
+    const T v15 = sf_[19].data()[i] * (A + 736)[0];
     const T v16 = v15 + v5;
-    (A + 2288)[i] = v16;
+    (A + 2800)[i] = v16;
     const T v17 = std::sqrt(v16);
-    const T v18 = v17 / (A + 928)[0];
-    const T v19 = v18 + (A + 896)[0];
+    const T v18 = v17 / (A + 48)[0];
+    const T v19 = v18 + (A + 16)[0];
     const T v20 = v14 / v19;
-    const T v21 = (A + 912)[0] * v20;
+    const T v21 = (A + 32)[0] * v20;
     const T v22 = sf_[3].data()[i] - v21;
-    (A + 2544)[i] = v22;
+    (A + 3248)[i] = v22;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(16, (A + 640));
+  updates.emplace_back(16, (A + 1776));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(17, (A + 1520));
+  updates.emplace_back(17, (A + 2032));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(2, (A + 1776));
+  updates.emplace_back(2, (A + 2288));
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(18, (A + 2032));
+  updates.emplace_back(18, (A + 2544));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(19, (A + 2288));
+  updates.emplace_back(19, (A + 2800));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(3, (A + 2544));
+  updates.emplace_back(3, (A + 3248));
   // buffer %optimizer.bn.weight.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.bn.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [64]:
@@ -1025,56 +1057,55 @@ private:
   //   sub %bn.bias.new  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3248)[i] * (A + 80)[0];
+    const T v0 = (A + 3184)[i] * (A + 720)[0];
     const T v1 = (A + 3504)[i] + v0;
-    (A + 944)[i] = v1;
-    const T v2 = sf_[21].data()[i] * (A + 96)[0];
-    const T v3 = (A + 3248)[i] * (A + 3248)[i];
-    const T v4 = v3 * (A + 112)[0];
+    (A + 320)[i] = v1;
+    const T v2 = sf_[21].data()[i] * (A + 736)[0];
+    const T v3 = (A + 3184)[i] * (A + 3184)[i];
+    const T v4 = v3 * (A + 752)[0];
     const T v5 = v2 + v4;
-    (A + 1008)[i] = v5;
+    (A + 384)[i] = v5;
     const T v6 = std::sqrt(v5);
-    const T v7 = v6 / (A + 928)[0];
-    const T v8 = v7 + (A + 896)[0];
+    const T v7 = v6 / (A + 48)[0];
+    const T v8 = v7 + (A + 16)[0];
     const T v9 = v1 / v8;
-    const T v10 = (A + 912)[0] * v9;
+    const T v10 = (A + 32)[0] * v9;
     const T v11 = sf_[4].data()[i] - v10;
-    (A + 1072)[i] = v11;
+    (A + 448)[i] = v11;
     const T v12 = sf_[22].data()[i] * (A + 5120)[0];
-    const T v13 = (A + 3072)[i] * (A + 80)[0];
+    const T v13 = (A + 3072)[i] * (A + 720)[0];
     const T v14 = v12 + v13;
-    (A + 1136)[i] = v14;
-    const T v15 = sf_[23].data()[i] * (A + 96)[0];
+    (A + 768)[i] = v14;
+    const T v15 = sf_[23].data()[i] * (A + 736)[0];
     const T v16 = (A + 3072)[i] * (A + 3072)[i];
-    const T v17 = v16 * (A + 112)[0];
+    const T v17 = v16 * (A + 752)[0];
     const T v18 = v15 + v17;
-    (A + 1200)[i] = v18;
+    (A + 832)[i] = v18;
     const T v19 = std::sqrt(v18);
-    const T v20 = v19 / (A + 928)[0];
-    const T v21 = v20 + (A + 896)[0];
+    const T v20 = v19 / (A + 48)[0];
+    const T v21 = v20 + (A + 16)[0];
     const T v22 = v14 / v21;
-    const T v23 = (A + 912)[0] * v22;
+    const T v23 = (A + 32)[0] * v22;
     const T v24 = sf_[5].data()[i] - v23;
-    (A + 2800)[i] = v24;
+    (A + 896)[i] = v24;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(20, (A + 944));
+  updates.emplace_back(20, (A + 320));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(21, (A + 1008));
+  updates.emplace_back(21, (A + 384));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(4, (A + 1072));
+  updates.emplace_back(4, (A + 448));
   // buffer %optimizer.bn.bias.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.bn.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(22, (A + 1136));
+  updates.emplace_back(22, (A + 768));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(23, (A + 1200));
+  updates.emplace_back(23, (A + 832));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(5, (A + 2800));
+  updates.emplace_back(5, (A + 896));
   // buffer %optimizer.head.weight.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.head.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [1, 64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   mul  (seed_lstm_bn.model:23:1)  [register]
   //   add %optimizer.head.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
   //   mul  (seed_lstm_bn.model:23:1)  [register]
@@ -1091,29 +1122,28 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
       {
-        const T v0 = sf_[24].data()[i1 * 1] * (A + 5120)[0];
-        const T v1 = (A + 3184)[i1 * 1] * (A + 80)[0];
-        const T v2 = v0 + v1;
-        (A + 2864)[i0 * 64 + i1 * 1] = v2;
-        const T v3 = sf_[25].data()[i1 * 1] * (A + 96)[0];
-        const T v4 = (A + 3184)[i1 * 1] * (A + 3184)[i1 * 1];
-        const T v5 = v4 * (A + 112)[0];
-        const T v6 = v3 + v5;
-        (A + 2928)[i0 * 64 + i1 * 1] = v6;
-        const T v7 = std::sqrt(v6);
-        const T v8 = v7 / (A + 928)[0];
-        const T v9 = v8 + (A + 896)[0];
-        const T v10 = v2 / v9;
-        const T v11 = (A + 912)[0] * v10;
-        const T v12 = sf_[6].data()[i1 * 1] - v11;
-        (A + 2992)[i0 * 64 + i1 * 1] = v12;
+        const T v0 = (A + 528)[i1 * 1] * (A + 720)[0];
+        const T v1 = (A + 592)[i1 * 1] + v0;
+        (A + 960)[i0 * 64 + i1 * 1] = v1;
+        const T v2 = sf_[25].data()[i1 * 1] * (A + 736)[0];
+        const T v3 = (A + 528)[i1 * 1] * (A + 528)[i1 * 1];
+        const T v4 = v3 * (A + 752)[0];
+        const T v5 = v2 + v4;
+        (A + 1024)[i0 * 64 + i1 * 1] = v5;
+        const T v6 = std::sqrt(v5);
+        const T v7 = v6 / (A + 48)[0];
+        const T v8 = v7 + (A + 16)[0];
+        const T v9 = v1 / v8;
+        const T v10 = (A + 32)[0] * v9;
+        const T v11 = sf_[6].data()[i1 * 1] - v10;
+        (A + 1088)[i0 * 64 + i1 * 1] = v11;
       }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(24, (A + 2864));
+  updates.emplace_back(24, (A + 960));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(25, (A + 2928));
+  updates.emplace_back(25, (A + 1024));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(6, (A + 2992));
+  updates.emplace_back(6, (A + 1088));
   // buffer %optimizer.head.bias.exp_avg  (seed_lstm_bn.model:23:1)
   // buffer %optimizer.head.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
   // fused loop over [1]:
@@ -1133,28 +1163,28 @@ private:
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = sf_[26].data()[0] * (A + 5120)[0];
-    const T v1 = (A + 3168)[0] * (A + 80)[0];
+    const T v1 = (A + 3168)[0] * (A + 720)[0];
     const T v2 = v0 + v1;
-    (A + 16)[i] = v2;
-    const T v3 = sf_[27].data()[0] * (A + 96)[0];
+    (A + 512)[i] = v2;
+    const T v3 = sf_[27].data()[0] * (A + 736)[0];
     const T v4 = (A + 3168)[0] * (A + 3168)[0];
-    const T v5 = v4 * (A + 112)[0];
+    const T v5 = v4 * (A + 752)[0];
     const T v6 = v3 + v5;
-    (A + 48)[i] = v6;
+    (A + 528)[i] = v6;
     const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 928)[0];
-    const T v9 = v8 + (A + 896)[0];
+    const T v8 = v7 / (A + 48)[0];
+    const T v9 = v8 + (A + 16)[0];
     const T v10 = v2 / v9;
-    const T v11 = (A + 912)[0] * v10;
+    const T v11 = (A + 32)[0] * v10;
     const T v12 = sf_[7].data()[0] - v11;
-    (A + 64)[i] = v12;
+    (A + 544)[i] = v12;
   }
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(26, (A + 16));
+  updates.emplace_back(26, (A + 512));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(27, (A + 48));
+  updates.emplace_back(27, (A + 528));
   // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(7, (A + 64));
+  updates.emplace_back(7, (A + 544));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())

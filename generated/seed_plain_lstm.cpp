@@ -293,6 +293,7 @@ private:
   std::copy_n((A + 1000416), 8192, (A + 1082336));
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
+  // transpose  (prelude.model:29:13): folded into the matmul that reads it
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -347,31 +348,31 @@ private:
         (A + 17632)[i0 * 1 + i1 * 1] = v0;
         (A + 17664)[0] += v0;
       }
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:25)
-  gemm(true, false, 1, 256, 32, T(1), (A + 17632), 1, (A + 9184), 256, T(0), (A + 17680), 256, threads());
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 9184), 256, threads());
+  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 17680), 256, threads());
+  // transpose  (prelude.model:10:14): folded into the matmul that reads it
+  // matmul  (prelude.model:10:14)
+  gemm(true, false, 256, 1, 32, T(1), (A + 9184), 256, (A + 17632), 1, T(0), (A + 17376), 1, threads());
   // reshape  (seed_plain_lstm.model:17:17)
   // (a view of its operand)
   // pad  (seed_plain_lstm.model:17:17)
-  std::fill_n((A + 17936), 245760, T(0));
+  std::fill_n((A + 25872), 245760, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 256; ++i2)
         {
-          (A + 17936)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1];
+          (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
         }
   // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 263696));
-  std::copy_n((A + 992), 8192, (A + 271888));
+  std::copy_n((A + 992), 8192, (A + 271632));
+  std::copy_n((A + 992), 8192, (A + 279824));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
     // const  (prelude.model:36:21)
-    std::fill_n((A + 280080), 1, T(1));
+    std::fill_n((A + 288016), 1, T(1));
     // fused loop over [32, 256]:
     //   add  [register]
     //   mul  (prelude.model:36:15)  [register]
@@ -400,101 +401,121 @@ private:
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          const T v0 = (A + 263696)[i0 * 256 + i1 * 1] + ((A + 17936) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v0 = (A + 271632)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
           const T v1 = v0 * ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
           const T v2 = ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = (A + 280080)[0] - v2;
+          const T v3 = (A + 288016)[0] - v2;
           const T v4 = v1 * v3;
-          const T v5 = (A + 271888)[i0 * 256 + i1 * 1] + v4;
+          const T v5 = (A + 279824)[i0 * 256 + i1 * 1] + v4;
           const T v6 = v5 * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = (A + 280080)[0] - ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v7 = (A + 288016)[0] - ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
           const T v8 = ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] * v7;
           const T v9 = v6 * v8;
-          (A + 312864)[i0 * 256 + i1 * 1] = v9;
+          (A + 320800)[i0 * 256 + i1 * 1] = v9;
           const T v10 = v5 * ((A + 2319328) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v11 = (A + 280080)[0] - ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v11 = (A + 288016)[0] - ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
           const T v12 = ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] * v11;
           const T v13 = v10 * v12;
-          (A + 304672)[i0 * 256 + i1 * 1] = v13;
+          (A + 312608)[i0 * 256 + i1 * 1] = v13;
           const T v14 = v5 * ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
           const T v15 = ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v16 = (A + 280080)[0] - v15;
+          const T v16 = (A + 288016)[0] - v15;
           const T v17 = v14 * v16;
-          (A + 296480)[i0 * 256 + i1 * 1] = v17;
+          (A + 304416)[i0 * 256 + i1 * 1] = v17;
           const T v18 = v0 * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v19 = (A + 280080)[0] - ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
+          const T v19 = (A + 288016)[0] - ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
           const T v20 = ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] * v19;
           const T v21 = v18 * v20;
-          (A + 288288)[i0 * 256 + i1 * 1] = v21;
+          (A + 296224)[i0 * 256 + i1 * 1] = v21;
           const T v22 = v5 * ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 280096)[i0 * 256 + i1 * 1] = v22;
+          (A + 288032)[i0 * 256 + i1 * 1] = v22;
         }
     // concat  (prelude.model:31:26)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 329248) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 312864)[i0 * 256 + i1 * 1];
+          ((A + 328992) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 320800)[i0 * 256 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 329248) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 304672)[i0 * 256 + i1 * 1];
+          ((A + 328992) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 312608)[i0 * 256 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 329248) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 296480)[i0 * 256 + i1 * 1];
+          ((A + 328992) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 304416)[i0 * 256 + i1 * 1];
         }
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
-          ((A + 329248) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 288288)[i0 * 256 + i1 * 1];
+          ((A + 328992) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 296224)[i0 * 256 + i1 * 1];
         }
     // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 329248) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 288288), 256, threads());
-    std::copy_n((A + 288288), 8192, (A + 263696));
-    std::copy_n((A + 280096), 8192, (A + 271888));
+    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 328992) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 296224), 256, threads());
+    std::copy_n((A + 296224), 8192, (A + 271632));
+    std::copy_n((A + 288032), 8192, (A + 279824));
   }
-  std::copy_n((A + 263696), 8192, (A + 9184));
-  std::copy_n((A + 271888), 8192, (A + 321056));
+  std::copy_n((A + 271632), 8192, (A + 9184));
+  std::copy_n((A + 279824), 8192, (A + 17680));
   // sum  (prelude.model:29:13)
   std::fill_n((A + 976), 1024, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 30; ++i1)
       for (int64_t i2 = 0; i2 < 1024; ++i2)
         {
-          (A + 976)[i2 * 1] += (A + 329248)[i0 * 30720 + i1 * 1024 + i2 * 1];
+          (A + 976)[i2 * 1] += (A + 328992)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
   // reshape  (prelude.model:29:13)
   // (a view of its operand)
-  // transpose  (prelude.model:30:78): folded into the matmul that reads it
-  // matmul  (prelude.model:30:78)
-  gemm(true, false, 1024, 256, 960, T(1), (A + 329248), 1024, (A + 2810848), 256, T(0), (A + 17936), 256, threads());
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
+  // matmul  (prelude.model:29:13)
+  gemm(true, false, 256, 1024, 960, T(1), (A + 2810848), 256, (A + 328992), 1024, T(0), (A + 17680), 1024, threads());
   // reshape  (prelude.model:30:20)
   // (a view of its operand)
-  // matmul  (prelude.model:30:31)
-  gemm(true, false, 1024, 1, 960, T(1), (A + 329248), 1024, (A + 0), 1, T(0), (A + 2000), 1, threads());
+  // transpose  (prelude.model:30:20): folded into the matmul that reads it
+  // matmul  (prelude.model:30:20)
+  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 328992), 1024, T(0), (A + 2000), 1024, threads());
+  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 1; ++i1)
+      {
+        (A + 3024)[i0 * 1 + i1 * 1] = (A + 2000)[i0 * 1 + i1 * 1024];
+      }
   // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 2000), (A + 2000) + 1024);
+  if (grads) (*grads)[0].assign((A + 3024), (A + 3024) + 1024);
+  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  for (int64_t i0 = 0; i0 < 1024; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1)
+      {
+        (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
+      }
   // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 17936), (A + 17936) + 262144);
+  if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
   // grad  (prelude.model:21:5)
   if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
   // grad  (prelude.model:22:5)
   if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
+  // transpose %d.head.weight  (prelude.model:10:25)
+  for (int64_t i0 = 0; i0 < 1; ++i0)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1)
+      {
+        (A + 0)[i0 * 256 + i1 * 1] = (A + 17376)[i0 * 1 + i1 * 1];
+      }
   // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 17680), (A + 17680) + 256);
+  if (grads) (*grads)[4].assign((A + 0), (A + 0) + 256);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[5].assign((A + 17664), (A + 17664) + 1);
   // const  (seed_plain_lstm.model:22:1)
-  std::fill_n((A + 0), 1, T(-1));
+  std::fill_n((A + 256), 1, T(-1));
   // hyper %lr  (seed_plain_lstm.model:22:1)
-  (A + 16)[0] = T(lr_);
+  (A + 272)[0] = T(lr_);
   // fused loop over [1024, 1]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)  [register]
@@ -504,14 +525,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
-        const T v0 = std::max((A + 2000)[i0 * 1], (A + 0)[0]);
+        const T v0 = std::max((A + 3024)[i0 * 1], (A + 256)[0]);
         const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 16)[0];
+        const T v2 = v1 * (A + 272)[0];
         const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 3024)[i0 * 1 + i1 * 1] = v3;
+        (A + 2000)[i0 * 1 + i1 * 1] = v3;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(0, (A + 3024));
+  updates.emplace_back(0, (A + 2000));
   // fused loop over [1024, 256]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)  [register]
@@ -519,14 +540,14 @@ private:
   //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 17936)[i], (A + 0)[0]);
+    const T v0 = std::max((A + 279824)[i], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 16)[0];
+    const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[1].data()[i] - v2;
-    (A + 280080)[i] = v3;
+    (A + 17680)[i] = v3;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(1, (A + 280080));
+  updates.emplace_back(1, (A + 17680));
   // fused loop over [1024]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)  [register]
@@ -535,16 +556,16 @@ private:
   //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 976)[i], (A + 0)[0]);
+    const T v0 = std::max((A + 976)[i], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 16)[0];
+    const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[2].data()[i] - v2;
-    (A + 2000)[i] = v3;
+    (A + 3024)[i] = v3;
     const T v4 = sf_[3].data()[i] - v2;
     (A + 4048)[i] = v4;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(2, (A + 2000));
+  updates.emplace_back(2, (A + 3024));
   // update  (seed_plain_lstm.model:22:1)
   updates.emplace_back(3, (A + 4048));
   // fused loop over [1, 256]:
@@ -556,14 +577,14 @@ private:
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
-        const T v0 = std::max((A + 17680)[i1 * 1], (A + 0)[0]);
+        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
         const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 16)[0];
+        const T v2 = v1 * (A + 272)[0];
         const T v3 = sf_[4].data()[i1 * 1] - v2;
-        (A + 32)[i0 * 256 + i1 * 1] = v3;
+        (A + 288)[i0 * 256 + i1 * 1] = v3;
       }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(4, (A + 32));
+  updates.emplace_back(4, (A + 288));
   // fused loop over [1]:
   //   maximum  (seed_plain_lstm.model:22:1)  [register]
   //   minimum  (seed_plain_lstm.model:22:1)  [register]
@@ -571,14 +592,14 @@ private:
   //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 17664)[0], (A + 0)[0]);
+    const T v0 = std::max((A + 17664)[0], (A + 256)[0]);
     const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 16)[0];
+    const T v2 = v1 * (A + 272)[0];
     const T v3 = sf_[5].data()[0] - v2;
-    (A + 288)[i] = v3;
+    (A + 0)[i] = v3;
   }
   // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(5, (A + 288));
+  updates.emplace_back(5, (A + 0));
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
