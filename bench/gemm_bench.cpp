@@ -170,6 +170,10 @@ std::vector<Shape> shapes() {
     s.push_back({p + "bwd dG@W_hh^T   [B,4H]@[4H,H]", false, true, B, H, G, 0, true});
     s.push_back({p + "bwd h^T@dG +=   [H,B]@[B,4H]", true, false, H, G, B, 1});
     s.push_back({p + "bwd x^T@dG      [F,BT]@[BT,4H]", true, false, F, G, B * T, 0});
+    // The forms gradc emits outside the scans: weight gradients over all steps at once
+    // (hoist-accumulations), and the input projection with the weight as stored.
+    s.push_back({p + "bwd h^T@dG all  [H,BT]@[BT,4H]", true, false, H, G, B * T, 0});
+    s.push_back({p + "fwd x@W_ih^T    [BT,F]@[F,4H]^T", false, true, B * T, G, F, 0});
     s.push_back({p + "head h@W_d      [B,H]@[H,1]", false, false, B, 1, H, 0});
     s.push_back({p + "head dY@W_d^T   [B,1]@[1,H]", false, true, B, H, 1, 0});
     s.push_back({p + "head h^T@dY +=  [H,B]@[B,1]", true, false, H, 1, B, 1});
