@@ -135,10 +135,10 @@ private:
   Value *scaleWeight(NodeEmitter &e, Value *M, Value *a, int axis) {
     const int64_t len = a->type.shape[0];
     const Node *d = M->def;
-    if (d && d->op == Op::Transpose && d->getInts("perm") == std::vector<int64_t>{1, 0}) {
+    if (isMatrixTranspose(M)) {
       Value *W = d->operands[0]; // M = W^T: M's rows are W's columns
       Value *ar = e.reshape(a, axis == 0 ? std::vector<int64_t>{1, len} : std::vector<int64_t>{len, 1});
-      return e.op(Op::Transpose, {e.op(Op::Mul, {W, ar})}, {{"perm", std::vector<int64_t>{1, 0}}});
+      return e.transpose(e.op(Op::Mul, {W, ar}));
     }
     Value *ar = e.reshape(a, axis == 0 ? std::vector<int64_t>{len, 1} : std::vector<int64_t>{1, len});
     return e.op(Op::Mul, {M, ar});

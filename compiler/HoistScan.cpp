@@ -101,8 +101,7 @@ bool hoistAccumulation(Module &m, Graph &g, Node &sc, int64_t i, std::vector<Val
   // The per-step operands, each a step of a sequence or a value computed in the body.
   std::vector<Value *> perStep;
   bool isMatmul = false;
-  if (r.op == Op::MatMul && r.operands[0]->def && r.operands[0]->def->op == Op::Transpose &&
-      r.operands[0]->def->getInts("perm") == std::vector<int64_t>{1, 0} && r.operands[0]->type.rank() == 2 && r.operands[1]->type.rank() == 2) {
+  if (r.op == Op::MatMul && isMatrixTranspose(r.operands[0]) && r.operands[1]->type.rank() == 2) {
     perStep = {r.operands[0]->def->operands[0], r.operands[1]};
     isMatmul = true;
   } else if (r.op == Op::Sum && r.getInt("keepdims") == 0) {

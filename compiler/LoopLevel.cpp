@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "Rewrite.h"
+
 namespace gradc {
 
 std::vector<int64_t> stridesOf(const std::vector<int64_t> &shape) {
@@ -73,7 +75,7 @@ LoopLevel::LoopLevel(const Module &m, const LowerOptions &opts, std::function<bo
 
 std::pair<const Value *, bool> LoopLevel::matOperand(const Value *v) {
   const Node *d = v->def;
-  if (d && d->op == Op::Transpose && v->type.rank() == 2 && d->getInts("perm") == std::vector<int64_t>{1, 0})
+  if (isMatrixTranspose(v))
     return {d->operands[0], true};
   return {v, false};
 }

@@ -23,6 +23,11 @@ Value *NodeEmitter::reshape(Value *v, const std::vector<int64_t> &shape) {
 
 Value *NodeEmitter::transpose(Value *v) { return op(Op::Transpose, {v}, {{"perm", std::vector<int64_t>{1, 0}}}); }
 
+bool isMatrixTranspose(const Value *v) {
+  const Node *d = v->def;
+  return d && d->op == Op::Transpose && v->type.rank() == 2 && d->getInts("perm") == std::vector<int64_t>{1, 0};
+}
+
 void replaceUses(Graph &g, const Value *from, Value *to) {
   for (auto &n : g.nodes)
     for (Value *&o : n->operands)

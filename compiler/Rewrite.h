@@ -25,6 +25,9 @@ struct NodeEmitter {
   Value *transpose(Value *v);
 };
 
+/// Whether v is the transpose of a matrix (a 2-D transpose, perm [1, 0]).
+bool isMatrixTranspose(const Value *v);
+
 /// Replaces every use of `from` in g (its nodes' operands and its yields) by `to`.
 void replaceUses(Graph &g, const Value *from, Value *to);
 

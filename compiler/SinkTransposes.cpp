@@ -10,12 +10,8 @@
 namespace gradc {
 namespace {
 
-/// Whether v is a 2-D transpose (perm [1, 0]) defined in g.
-bool isMatrixTranspose(const Value *v, const Graph &g) {
-  const Node *d = v->def;
-  return d && d->parent == &g && d->op == Op::Transpose && v->type.rank() == 2 &&
-         d->getInts("perm") == std::vector<int64_t>{1, 0};
-}
+/// Whether v is a matrix transpose defined in g.
+bool isMatrixTransposeIn(const Value *v, const Graph &g) { return isMatrixTranspose(v) && v->def->parent == &g; }
 
 /// Whether the body reads `arg` at least once and only as a matmul operand or through a
 /// transpose back (which then cancels).
@@ -26,7 +22,7 @@ bool onlyMatmulOperand(const Graph &b, const Value *arg) {
   for (const auto &n : b.nodes)
     for (const Value *o : n->operands)
       if (o == arg) {
-        if (n->op != Op::MatMul && !isMatrixTranspose(n->results[0], b))
+        if (n->op != Op::MatMul && !isMatrixTransposeIn(n->results[0], b))
           return false;
         used = true;
       }
@@ -45,7 +41,7 @@ void sinkGraph(Module &m, Graph &g) {
     const size_t nCaptures = b.args.size();
     for (size_t a = firstCapture; a < nCaptures; ++a) {
       Value *arg = b.args[a];
-      if (!isMatrixTranspose(s.operands[a], g) || !onlyMatmulOperand(b, arg))
+      if (!isMatrixTransposeIn(s.operands[a], g) || !onlyMatmulOperand(b, arg))
         continue;
       const Node &t = *s.operands[a]->def;
       Value *x = t.operands[0];
