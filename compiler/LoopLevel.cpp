@@ -189,13 +189,12 @@ void LoopLevel::planSeqViews(const Node &scan) {
     std::vector<int64_t> st = stridesOf(stacked->type.shape);
     const int64_t step = st[axis];
     st.erase(st.begin() + axis);
-    return SeqView{stacked, step, st};
+    return SeqView{step, st};
   };
   const auto contiguousRows = [&](const Value *stacked) { return axis + 1 < static_cast<int64_t>(stacked->type.rank()); };
   for (int64_t s = 0; s < nseq; ++s) {
     const Value *arg = b.args[s]; // (one the body never reads costs nothing either)
-    if (contiguousRows(scan.operands[s]) && readersTakeStrides(arg, b.yields.size()) &&
-        std::find(b.yields.begin(), b.yields.end(), arg) == b.yields.end())
+    if (contiguousRows(scan.operands[s]) && readersTakeStrides(arg, b.yields.size())) // (not yielded either)
       seqViews[arg] = view(scan.operands[s]);
   }
   for (size_t y = ncarry; y < b.yields.size(); ++y) {

@@ -37,7 +37,6 @@ std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, siz
 /// sequence argument read from the stacked operand, or a stacked output written straight
 /// into the scan's result. Element i of step t is at stacked + t·step + Σ i[a]·strides[a].
 struct SeqView {
-  const Value *stacked = nullptr;
   int64_t step = 0;
   std::vector<int64_t> strides;
 };
