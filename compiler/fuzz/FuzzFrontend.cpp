@@ -4,11 +4,11 @@
 #include <sstream>
 #include <string>
 
-#include "Autodiff.h"
-#include "Diagnostics.h"
-#include "Elaborate.h"
-#include "Parser.h"
-#include "Passes.h"
+#include "autodiff/Autodiff.h"
+#include "support/Diagnostics.h"
+#include "elaborate/Elaborate.h"
+#include "frontend/Parser.h"
+#include "transforms/Passes.h"
 
 namespace gradc {
 extern const char *const kPreludeText;

@@ -51,3 +51,14 @@ for var in ["HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
 
 if os.path.exists(os.path.join(tools_dir, "gradc-fuzz-frontend")):
     config.available_features.add("fuzzer")
+
+# Recorded checkpoint digests exist for this CPU's vector ISA (codegen/checkpoints_bitwise.test).
+_isa = "avx2"
+try:
+    with open("/proc/cpuinfo") as _f:
+        if "avx512f" in _f.read():
+            _isa = "avx512"
+except OSError:
+    pass
+if os.path.exists(os.path.join(config.test_source_root, "Inputs", "checkpoint_digests", _isa + ".txt")):
+    config.available_features.add("checkpoint-digests")

@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "../../runtime/Safetensors.h"
-#include "Interpreter.h"
-#include "Pipeline.h"
+#include "Safetensors.h"
+#include "interp/Interpreter.h"
+#include "driver/Pipeline.h"
 
 using namespace gradc;
 

@@ -11,8 +11,8 @@
 
 #include <gtest/gtest.h>
 
-#include "Interpreter.h"
-#include "Pipeline.h"
+#include "interp/Interpreter.h"
+#include "driver/Pipeline.h"
 
 namespace gradc {
 namespace {

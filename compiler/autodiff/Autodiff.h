@@ -1,0 +1,22 @@
+// Autodiff.h: reverse-mode differentiation of the training graph, through scans, and the
+// optimizer update that turns it into one training step.
+#pragma once
+
+#include "support/Diagnostics.h"
+#include "ir/IR.h"
+
+namespace gradc {
+
+/// Appends to `m.trainGraph` the backward pass: the gradient of the loss with respect to
+/// every parameter, as `grad` sinks. Scans are differentiated as reverse scans that read
+/// what the forward scan saved per step. An op with no gradient rule is a diagnostic.
+void differentiate(Module &m, Diagnostics &diag);
+
+/// Appends gradient clipping and the optimizer's update (`update` sinks for every
+/// parameter and optimizer state), following PyTorch's update rules exactly.
+void addOptimizer(Module &m);
+
+/// Moves loop-invariant nodes out of scan bodies (a pass; autodiff relies on it).
+void hoistLoopInvariants(Module &m);
+
+} // namespace gradc

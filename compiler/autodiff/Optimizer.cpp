@@ -1,0 +1,109 @@
+// Optimizer.cpp: gradient clipping and the SGD / Adam updates as graph nodes, following
+// PyTorch's update rules (torch.optim.SGD, torch.optim.Adam, clip_grad_value_/norm_).
+#include <cmath>
+#include <iostream>
+#include <unordered_map>
+
+#include "autodiff/AutodiffImpl.h"
+
+namespace gradc {
+
+void addOptimizer(Module &m) {
+  Graph &g = *m.trainGraph;
+  const TrainConfig &tc = m.train;
+  SourceManager sm;
+  Diagnostics diag(sm, std::cerr); // The optimizer builds well-typed nodes only.
+  GradCtx c(m, &g, diag);
+  c.loc = tc.loc;
+
+  std::unordered_map<std::string, Value *> grads, params;
+  for (const auto &n : g.nodes) {
+    if (n->op == Op::Grad)
+      grads[n->getStr("name")] = n->operands[0];
+    if (n->op == Op::Param)
+      params[n->getStr("name")] = n->results[0];
+  }
+  std::vector<Value *> gs, ps;
+  for (const StateDecl &p : m.params) {
+    Value *pv = params.count(p.name) ? params[p.name] : c.b.source(Op::Param, p.type, {{"name", p.name}}, p.loc, p.name);
+    ps.push_back(pv);
+    gs.push_back(grads.at(p.name));
+  }
+
+  // Clipping, as torch.nn.utils.clip_grad_value_ / clip_grad_norm_.
+  if (tc.clipGradValue) {
+    for (Value *&gr : gs)
+      gr = c.op(Op::Minimum, {c.op(Op::Maximum, {gr, c.scalar(-*tc.clipGradValue)}), c.scalar(*tc.clipGradValue)});
+  } else if (tc.clipGradNorm) {
+    Value *total = nullptr;
+    for (Value *gr : gs) {
+      std::vector<int64_t> axes;
+      for (int i = 0; i < gr->type.rank(); ++i)
+        axes.push_back(i);
+      Value *sq = c.mul(gr, gr);
+      Value *s = axes.empty() ? sq : c.op(Op::Sum, {sq}, {{"axes", axes}, {"keepdims", int64_t{0}}});
+      total = total ? c.add(total, s) : s;
+    }
+    if (total) {
+      Value *norm = c.op(Op::Sqrt, {total});
+      norm->name = "grad_norm";
+      Value *coef = c.div(c.scalar(*tc.clipGradNorm), c.add(norm, c.scalar(1e-6)));
+      coef = c.op(Op::Minimum, {coef, c.scalar(1.0)});
+      for (Value *&gr : gs)
+        gr = c.mul(gr, coef);
+    }
+  }
+
+  auto state = [&](const std::string &name, const TensorType &t) {
+    m.optState.push_back({name, t, Init{}, tc.loc});
+    return c.b.source(Op::Buffer, t, {{"name", name}}, tc.loc, name);
+  };
+  auto update = [&](const std::string &name, Value *v) {
+    if (v->name.empty())
+      v->name = name + ".new";
+    c.b.sink(Op::Update, v, {{"name", name}}, tc.loc);
+  };
+  const auto &o = tc.optimizer;
+  // The learning rate is read at run time, so --lr needs no recompilation.
+  Value *lr = c.b.source(Op::Hyper, {DType::F32, {}}, {{"name", std::string("lr")}}, tc.loc, "lr");
+  Value *stepSize = nullptr, *bc2sqrt = nullptr;
+  if (o.kind == "adam") {
+    Value *step = state("optimizer.step", {DType::F32, {}});
+    Value *next = c.add(step, c.scalar(1));
+    update("optimizer.step", next);
+    // bias corrections 1 - beta^step, as exp(step * log(beta)).
+    Value *bc1 = c.sub(c.scalar(1), c.op(Op::Exp, {c.mul(next, c.scalar(std::log(o.beta1)))}));
+    Value *bc2 = c.sub(c.scalar(1), c.op(Op::Exp, {c.mul(next, c.scalar(std::log(o.beta2)))}));
+    stepSize = c.div(lr, bc1);
+    bc2sqrt = c.op(Op::Sqrt, {bc2});
+  }
+  for (size_t i = 0; i < m.params.size(); ++i) {
+    const std::string &name = m.params[i].name;
+    const TensorType &t = m.params[i].type;
+    Value *p = ps[i], *gr = gs[i];
+    if (o.weightDecay != 0)
+      gr = c.add(gr, c.mul(p, c.scalar(o.weightDecay)));
+    Value *np;
+    if (o.kind == "sgd") {
+      Value *d = gr;
+      if (o.momentum != 0) {
+        std::string bn = "optimizer." + name + ".momentum_buffer";
+        Value *buf = c.add(c.mul(state(bn, t), c.scalar(o.momentum)), gr);
+        update(bn, buf);
+        d = o.nesterov ? c.add(gr, c.mul(buf, c.scalar(o.momentum))) : buf;
+      }
+      np = c.sub(p, c.mul(d, lr));
+    } else {
+      std::string mn = "optimizer." + name + ".exp_avg", vn = "optimizer." + name + ".exp_avg_sq";
+      Value *mv = c.add(c.mul(state(mn, t), c.scalar(o.beta1)), c.mul(gr, c.scalar(1 - o.beta1)));
+      Value *vv = c.add(c.mul(state(vn, t), c.scalar(o.beta2)), c.mul(c.mul(gr, gr), c.scalar(1 - o.beta2)));
+      update(mn, mv);
+      update(vn, vv);
+      Value *denom = c.add(c.div(c.op(Op::Sqrt, {vv}), bc2sqrt), c.scalar(o.eps));
+      np = c.sub(p, c.mul(stepSize, c.div(mv, denom)));
+    }
+    update(name, np);
+  }
+}
+
+} // namespace gradc

@@ -1,0 +1,171 @@
+// Build.cpp: compiles and links the generated C++ against the runtime (libgradcrt.a),
+// finding the runtime in $GRADC_RUNTIME_DIR, beside an installed gradc, in the build tree or the install prefix.
+#include "codegen/Build.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace gradc {
+
+namespace {
+
+/// The runtime's headers and static library: (include dir, library file), or empty.
+std::pair<std::string, std::string> findRuntime() {
+  std::vector<std::pair<std::string, std::string>> candidates;
+  if (const char *d = std::getenv("GRADC_RUNTIME_DIR"))
+    candidates.push_back({fmt::format("{}/include", d), fmt::format("{}/lib/libgradcrt.a", d)});
+  // Installed (cmake --install): PREFIX/bin/gradc beside PREFIX/include/gradc, PREFIX/lib.
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path prefix = self.parent_path().parent_path();
+    candidates.push_back({(prefix / "include" / "gradc").string(), (prefix / "lib" / "libgradcrt.a").string()});
+  }
+  candidates.push_back({GRADC_RUNTIME_SRC_DIR, GRADC_RUNTIME_LIB});
+  candidates.push_back({GRADC_INSTALL_PREFIX "/include/gradc", GRADC_INSTALL_PREFIX "/lib/libgradcrt.a"});
+  for (const auto &c : candidates)
+    if (fs::exists(fs::path(c.first) / "Model.h") && fs::exists(c.second))
+      return c;
+  return {};
+}
+
+/// The C++ compiler when $CXX is unset: that of a sanitized gradc build (its runtime is
+/// instrumented, so the same clang must link it), else c++.
+const char *defaultCompiler() {
+#ifdef GRADC_DEFAULT_CXX
+  return GRADC_DEFAULT_CXX;
+#else
+  return "c++";
+#endif
+}
+
+/// Extra compile and link flags: those of a sanitized build (GRADC_SANITIZE), then
+/// $GRADC_EXTRA_CXXFLAGS.
+std::string extraFlags() {
+#ifdef GRADC_GENERATED_CXXFLAGS
+  std::string extra = GRADC_GENERATED_CXXFLAGS;
+#else
+  std::string extra;
+#endif
+  if (const char *e = std::getenv("GRADC_EXTRA_CXXFLAGS"); e && *e)
+    extra += std::string(extra.empty() ? "" : " ") + e;
+  return extra;
+}
+
+std::string shellQuote(const std::string &s) {
+  std::string o = "'";
+  for (char c : s) {
+    if (c == '\'')
+      o += "'\\''";
+    else
+      o += c;
+  }
+  return o + "'";
+}
+
+/// Moves the built `exe` to opts.output (atomically: a copy beside it, then a rename) and
+/// removes the temporary directory `dir`.
+int installExecutable(const fs::path &dir, const fs::path &exe, const PipelineOptions &opts, std::ostream &err) {
+  std::error_code ec;
+  fs::path tmp = fs::path(opts.output).concat(fmt::format(".tmp{}", ::getpid()));
+  fs::copy_file(exe, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec)
+    fs::rename(tmp, opts.output, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot write '{}': {}\n", opts.output, ec.message());
+    fs::remove(tmp, ec);
+    return 1;
+  }
+  fs::remove_all(dir, ec);
+  return 0;
+}
+
+} // namespace
+
+int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::ostream &err) {
+  auto [include, lib] = findRuntime();
+  if (include.empty()) {
+    err << "gradc: error: cannot find the gradc runtime (Model.h and libgradcrt.a); set GRADC_RUNTIME_DIR\n";
+    return 1;
+  }
+  std::error_code ec;
+  fs::path dir = fs::temp_directory_path() / fmt::format("gradc-{}-{}", ::getpid(), std::rand());
+  fs::create_directories(dir, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot create {}: {}\n", dir.string(), ec.message());
+    return 1;
+  }
+  fs::path src = dir / "model.cpp", exe = dir / "model.exe";
+  {
+    std::ofstream out(src);
+    out << cpp;
+    if (!out) {
+      err << fmt::format("gradc: error: cannot write {}\n", src.string());
+      return 1;
+    }
+  }
+  const char *defaultCxx = defaultCompiler();
+  const std::string extra = extraFlags();
+  const char *cxx = std::getenv("CXX");
+  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off -fno-math-errno {} -w -I{} {} {} -lz -lpthread -o {} 2> {}",
+                                cxx && *cxx ? cxx : defaultCxx, opts.optLevel, opts.targetCpu, extra, shellQuote(include),
+                                shellQuote(src.string()), shellQuote(lib),
+                                shellQuote(exe.string()), shellQuote((dir / "cxx.log").string()));
+  if (opts.verbose)
+    err << cmd << "\n";
+  if (std::system(cmd.c_str()) != 0) {
+    std::ifstream log(dir / "cxx.log");
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    err << fmt::format("gradc: internal error: the C++ compiler failed on the generated code (kept in {}):\n{}", dir.string(),
+                       text.substr(0, 4000));
+    return 2;
+  }
+  return installExecutable(dir, exe, opts, err);
+}
+
+int linkExecutable(const std::string &object, const PipelineOptions &opts, std::ostream &err) {
+  auto [include, lib] = findRuntime();
+  if (include.empty()) {
+    err << "gradc: error: cannot find the gradc runtime (libgradcrt.a); set GRADC_RUNTIME_DIR\n";
+    return 1;
+  }
+  std::error_code ec;
+  fs::path dir = fs::temp_directory_path() / fmt::format("gradc-{}-{}", ::getpid(), std::rand());
+  fs::create_directories(dir, ec);
+  if (ec) {
+    err << fmt::format("gradc: error: cannot create {}: {}\n", dir.string(), ec.message());
+    return 1;
+  }
+  fs::path obj = dir / "model.o", exe = dir / "model.exe";
+  {
+    std::ofstream out(obj, std::ios::binary);
+    out << object;
+    if (!out) {
+      err << fmt::format("gradc: error: cannot write {}\n", obj.string());
+      return 1;
+    }
+  }
+  const char *cxx = std::getenv("CXX");
+  // A sanitized build's runtime needs the sanitizer runtimes at link time (extraFlags).
+  std::string cmd = fmt::format("{} {} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : defaultCompiler(), extraFlags(),
+                                shellQuote(obj.string()), shellQuote(lib), shellQuote(exe.string()),
+                                shellQuote((dir / "link.log").string()));
+  if (opts.verbose)
+    err << cmd << "\n";
+  if (std::system(cmd.c_str()) != 0) {
+    std::ifstream log(dir / "link.log");
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    err << fmt::format("gradc: error: linking the model's object with the runtime failed (kept in {}):\n{}", dir.string(),
+                       text.substr(0, 4000));
+    return 1;
+  }
+  return installExecutable(dir, exe, opts, err);
+}
+
+} // namespace gradc

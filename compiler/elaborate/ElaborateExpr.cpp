@@ -1,0 +1,593 @@
+// ElaborateExpr.cpp: expressions during elaboration: constant folding, tensor operators,
+// indexing and the built-in functions of docs/language.md.
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "elaborate/ElaborateImpl.h"
+
+namespace gradc {
+
+std::string describe(const Val &v) {
+  switch (v.kind) {
+  case Val::None: return "nothing";
+  case Val::Int: return fmt::format("the integer {}", v.i);
+  case Val::Float: return fmt::format("the number {}", v.f);
+  case Val::Bool: return v.b ? "true" : "false";
+  case Val::Str: return fmt::format("the string \"{}\"", v.s);
+  case Val::List: return fmt::format("the list [{}]", fmt::join(v.list, ", "));
+  case Val::Tensor: return "a tensor " + v.t->type.str();
+  case Val::Layer: return fmt::format("layer '{}'", v.layer->path);
+  case Val::State: return fmt::format("{} '{}'", v.isBuffer ? "buffer" : "parameter", v.s);
+  case Val::Tuple: return fmt::format("a tuple of {} values", v.tuple.size());
+  }
+  return "?";
+}
+
+Node *Elaborator::make(Op op, std::vector<Value *> operands, std::map<std::string, AttrValue> attrs,
+                       SrcLoc loc, std::unique_ptr<Graph> body) {
+  requireGraph(loc);
+  for (Value *&o : operands)
+    o = capture(*ctx_, o, loc);
+  Builder b(*m_, ctx_->g);
+  std::string err;
+  Node *n = b.create(op, std::move(operands), std::move(attrs), loc, err, std::move(body));
+  if (!n)
+    diag_.error(loc, err);
+  return n;
+}
+
+void Elaborator::requireGraph(SrcLoc loc) {
+  if (!ctx_)
+    diag_.error(loc, "tensors only exist inside the graph or a layer's forward; here only constants are allowed");
+}
+
+Value *Elaborator::constant(double v, TensorType t, SrcLoc loc) {
+  requireGraph(loc);
+  Builder b(*m_, ctx_->g);
+  return b.source(Op::Const, std::move(t), {{"value", v}}, loc);
+}
+
+TensorType Elaborator::makeType(DType dt, std::vector<int64_t> dims, SrcLoc loc) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d <= 0)
+      diag_.error(loc, "dimension must be a positive integer, got {}", d);
+    if (n > (int64_t{1} << 31) / d)
+      diag_.error(loc, "tensor too large: [{}] has more than 2^31 elements", fmt::join(dims, ","));
+    n *= d;
+  }
+  if (dims.size() > 8)
+    diag_.error(loc, "tensors have at most 8 axes, got {}", dims.size());
+  return TensorType{dt, std::move(dims)};
+}
+
+TensorType Elaborator::evalType(const TypeExpr &t, Scope &scope) {
+  auto dt = dtypeByName(t.dtype);
+  if (!dt)
+    diag_.error(t.loc, "unknown dtype '{}'; expected f32, i32 or i64", t.dtype);
+  std::vector<int64_t> dims;
+  for (const ExprPtr &d : t.dims)
+    dims.push_back(constInt(eval(*d, scope), d->loc, "a dimension"));
+  return makeType(*dt, std::move(dims), t.loc);
+}
+
+Value *Elaborator::tensor(const Val &v, SrcLoc loc, const char *what) {
+  switch (v.kind) {
+  case Val::Tensor: return capture(*ctx_, v.t, loc);
+  case Val::State: return stateValue(v, loc);
+  case Val::Int:
+  case Val::Float: return constant(v.num(), {DType::F32, {}}, loc);
+  default: diag_.error(loc, "{} must be a tensor, got {}", what, describe(v));
+  }
+}
+
+int64_t Elaborator::constInt(const Val &v, SrcLoc loc, const char *what) {
+  if (v.kind == Val::Int)
+    return v.i;
+  if (v.kind == Val::Float && std::floor(v.f) == v.f && std::fabs(v.f) < 9.0e15)
+    return static_cast<int64_t>(v.f);
+  diag_.error(loc, "{} must be a constant integer, got {}", what, describe(v));
+}
+
+double Elaborator::constNum(const Val &v, SrcLoc loc, const char *what) {
+  if (v.isNumber())
+    return v.num();
+  diag_.error(loc, "{} must be a constant number, got {}", what, describe(v));
+}
+
+bool Elaborator::constBool(const Val &v, SrcLoc loc, const char *what) {
+  if (v.kind == Val::Bool)
+    return v.b;
+  diag_.error(loc, "{} must be a compile-time condition, got {}", what, describe(v));
+}
+
+std::vector<int64_t> Elaborator::constAxes(const Val &v, int rank, SrcLoc loc, const char *what) {
+  std::vector<int64_t> axes;
+  if (v.kind == Val::List)
+    axes = v.list;
+  else
+    axes.push_back(constInt(v, loc, what));
+  for (int64_t &a : axes) {
+    int64_t orig = a;
+    if (a < 0)
+      a += rank;
+    if (a < 0 || a >= rank)
+      diag_.error(loc, "{}: axis {} is out of range for a tensor of {} axes", what, orig, rank);
+  }
+  std::sort(axes.begin(), axes.end());
+  if (std::adjacent_find(axes.begin(), axes.end()) != axes.end())
+    diag_.error(loc, "{}: an axis is repeated", what);
+  return axes;
+}
+
+std::string Elaborator::resolveName(const Name &n, Scope &scope) {
+  std::string out = n.text[0];
+  for (size_t i = 0; i < n.holes.size(); ++i) {
+    Val v = eval(*n.holes[i], scope);
+    if (v.kind == Val::Int)
+      out += std::to_string(v.i);
+    else if (v.kind == Val::Str)
+      out += v.s;
+    else
+      diag_.error(n.holes[i]->loc, "a name can only interpolate integers and strings, got {}", describe(v));
+    out += n.text[i + 1];
+  }
+  return out;
+}
+
+Value *Elaborator::unary(Op op, Value *x, SrcLoc loc) { return make1(op, {x}, {}, loc); }
+
+Value *Elaborator::elementwise(Op op, const Val &a, const Val &b, SrcLoc loc) {
+  // A number next to a tensor takes the tensor's dtype.
+  auto side = [&](const Val &v, const Val &other) -> Value * {
+    if (v.isNumber() && (other.kind == Val::Tensor || other.kind == Val::State)) {
+      Value *o = tensor(other, loc, "operand");
+      if (o->type.dtype != DType::F32 && v.kind == Val::Float && std::floor(v.f) != v.f)
+        diag_.error(loc, "cannot combine the number {} with an integer tensor {}", v.f, o->type.str());
+      return constant(v.num(), {o->type.dtype, {}}, loc);
+    }
+    return tensor(v, loc, "operand");
+  };
+  Value *x = side(a, b);
+  Value *y = side(b, a);
+  return make1(op, {x, y}, {}, loc);
+}
+
+static std::optional<double> foldArith(const std::string &op, double a, double b) {
+  if (op == "+") return a + b;
+  if (op == "-") return a - b;
+  if (op == "*") return a * b;
+  if (op == "/") return a / b;
+  if (op == "%") return std::fmod(a, b);
+  return std::nullopt;
+}
+
+Val Elaborator::binary(const std::string &op, const Val &a, const Val &b, SrcLoc loc) {
+  bool cmp = op == "==" || op == "!=" || op == "<" || op == "<=" || op == ">" || op == ">=";
+  if (cmp) {
+    if (a.kind == Val::Str && b.kind == Val::Str && (op == "==" || op == "!="))
+      return Val::ofBool((a.s == b.s) == (op == "=="));
+    if (a.kind == Val::Bool && b.kind == Val::Bool && (op == "==" || op == "!="))
+      return Val::ofBool((a.b == b.b) == (op == "=="));
+    if (!a.isNumber() || !b.isNumber())
+      diag_.error(loc, "'{}' compares constants; got {} and {}", op, describe(a), describe(b));
+    double x = a.num(), y = b.num();
+    bool r = op == "==" ? x == y : op == "!=" ? x != y : op == "<" ? x < y : op == "<=" ? x <= y : op == ">" ? x > y : x >= y;
+    return Val::ofBool(r);
+  }
+  if (a.isNumber() && b.isNumber()) {
+    if (op == "@")
+      diag_.error(loc, "'@' multiplies tensors; got {} and {}", describe(a), describe(b));
+    if ((op == "/" || op == "%") && b.num() == 0)
+      diag_.error(loc, "division by zero in a constant expression");
+    if (a.kind == Val::Int && b.kind == Val::Int && op != "/") {
+      __int128 x = a.i, y = b.i;
+      __int128 r = op == "+" ? x + y : op == "-" ? x - y : op == "*" ? x * y : x % y;
+      if (r > std::numeric_limits<int64_t>::max() || r < std::numeric_limits<int64_t>::min())
+        diag_.error(loc, "integer overflow in a constant expression");
+      return Val::ofInt(static_cast<int64_t>(r));
+    }
+    return Val::ofFloat(*foldArith(op, a.num(), b.num()));
+  }
+  auto isT = [](const Val &v) { return v.kind == Val::Tensor || v.kind == Val::State; };
+  if (!(isT(a) || a.isNumber()) || !(isT(b) || b.isNumber()))
+    diag_.error(loc, "'{}' needs numbers or tensors; got {} and {}", op, describe(a), describe(b));
+  if (op == "@") {
+    if (!isT(a) || !isT(b))
+      diag_.error(loc, "'@' multiplies tensors; got {} and {}", describe(a), describe(b));
+    return Val::ofTensor(make1(Op::MatMul, {tensor(a, loc, "'@'"), tensor(b, loc, "'@'")}, {}, loc));
+  }
+  Op o = op == "+" ? Op::Add : op == "-" ? Op::Sub : op == "*" ? Op::Mul : op == "/" ? Op::Div : Op::Add;
+  if (op == "%")
+    diag_.error(loc, "'%' is only defined on constants");
+  return Val::ofTensor(elementwise(o, a, b, loc));
+}
+
+Val Elaborator::evalBinary(const Expr &e, Scope &scope) {
+  if (e.op == "&&" || e.op == "||") {
+    bool x = constBool(eval(*e.operands[0], scope), e.operands[0]->loc, "a condition");
+    if (e.op == "&&" ? !x : x)
+      return Val::ofBool(x);
+    return Val::ofBool(constBool(eval(*e.operands[1], scope), e.operands[1]->loc, "a condition"));
+  }
+  Val a = eval(*e.operands[0], scope);
+  Val b = eval(*e.operands[1], scope);
+  return binary(e.op, a, b, e.loc);
+}
+
+Val Elaborator::eval(const Expr &e, Scope &scope) {
+  countWork(e.loc);
+  switch (e.kind) {
+  case ExprKind::Int: return Val::ofInt(e.intValue);
+  case ExprKind::Float: return Val::ofFloat(e.floatValue);
+  case ExprKind::String: return Val::ofStr(e.str);
+  case ExprKind::Bool: return Val::ofBool(e.boolValue);
+  case ExprKind::Training:
+    if (!ctx_)
+      diag_.error(e.loc, "'training' is only known inside a graph or a forward");
+    return Val::ofBool(training_);
+  case ExprKind::NameRef: {
+    std::string n = resolveName(e.name, scope);
+    Val *v = scope.lookup(n);
+    if (!v) {
+      if (layerDefs_.count(n))
+        diag_.error(e.loc, "'{}' is a layer definition; instantiate it with 'layer x = {}(...)'", n, n);
+      diag_.error(e.loc, "unknown name '{}'", n);
+    }
+    if (v->kind == Val::State) {
+      if (!ctx_)
+        diag_.error(e.loc, "{} can only be used inside forward", describe(*v));
+      return Val::ofTensor(stateValue(*v, e.loc));
+    }
+    return *v;
+  }
+  case ExprKind::List: {
+    std::vector<int64_t> items;
+    for (const ExprPtr &x : e.operands)
+      items.push_back(constInt(eval(*x, scope), x->loc, "a list item"));
+    return Val::ofList(std::move(items));
+  }
+  case ExprKind::Unary: {
+    Val v = eval(*e.operands[0], scope);
+    if (e.op == "!")
+      return Val::ofBool(!constBool(v, e.loc, "the operand of '!'"));
+    if (v.kind == Val::Int) {
+      if (v.i == std::numeric_limits<int64_t>::min())
+        diag_.error(e.loc, "integer overflow in a constant expression");
+      return Val::ofInt(-v.i);
+    }
+    if (v.kind == Val::Float)
+      return Val::ofFloat(-v.f);
+    return Val::ofTensor(unary(Op::Neg, tensor(v, e.loc, "the operand of '-'"), e.loc));
+  }
+  case ExprKind::Binary: return evalBinary(e, scope);
+  case ExprKind::Ternary: {
+    bool c = constBool(eval(*e.operands[0], scope), e.operands[0]->loc, "the condition of '?:'");
+    return eval(*e.operands[c ? 1 : 2], scope);
+  }
+  case ExprKind::Range: {
+    int64_t lo = constInt(eval(*e.operands[0], scope), e.operands[0]->loc, "a range bound");
+    int64_t hi = constInt(eval(*e.operands[1], scope), e.operands[1]->loc, "a range bound");
+    if (hi - lo > 4096)
+      diag_.error(e.loc, "range {}..{} is too long for a list", lo, hi);
+    std::vector<int64_t> items;
+    for (int64_t i = lo; i < hi; ++i)
+      items.push_back(i);
+    return Val::ofList(std::move(items));
+  }
+  case ExprKind::Call: return evalCall(e, scope);
+  case ExprKind::Index: return evalIndex(e, scope);
+  case ExprKind::Scan: return evalScan(e, scope);
+  }
+  diag_.error(e.loc, "unsupported expression");
+}
+
+Val Elaborator::evalIndex(const Expr &e, Scope &scope) {
+  Val base = eval(*e.operands[0], scope);
+  if (base.kind == Val::List) {
+    if (e.indices.size() != 1 || e.indices[0].isSlice)
+      diag_.error(e.loc, "a list takes one integer index");
+    int64_t i = constInt(eval(*e.indices[0].index, scope), e.indices[0].loc, "an index");
+    int64_t n = static_cast<int64_t>(base.list.size());
+    if (i < -n || i >= n)
+      diag_.error(e.indices[0].loc, "index {} is out of bounds for a list of {} items", i, n);
+    return Val::ofInt(base.list[i < 0 ? i + n : i]);
+  }
+  if (base.kind == Val::Tuple) {
+    if (e.indices.size() != 1 || e.indices[0].isSlice)
+      diag_.error(e.loc, "a tuple takes one integer index");
+    int64_t i = constInt(eval(*e.indices[0].index, scope), e.indices[0].loc, "an index");
+    int64_t n = static_cast<int64_t>(base.tuple.size());
+    if (i < -n || i >= n)
+      diag_.error(e.indices[0].loc, "index {} is out of bounds for a tuple of {} values", i, n);
+    return base.tuple[i < 0 ? i + n : i];
+  }
+  Value *x = tensor(base, e.loc, "an indexed value");
+  const TensorType &t = x->type;
+  if (static_cast<int>(e.indices.size()) > t.rank())
+    diag_.error(e.loc, "too many indices for {}: {}", t.str(), e.indices.size());
+  std::vector<int64_t> begin(t.rank(), 0), end = t.shape, keep;
+  bool sliced = false;
+  for (int a = 0; a < t.rank(); ++a) {
+    int64_t n = t.shape[a];
+    if (a >= static_cast<int>(e.indices.size())) {
+      keep.push_back(n);
+      continue;
+    }
+    const IndexItem &it = e.indices[a];
+    if (!it.isSlice) {
+      int64_t i = constInt(eval(*it.index, scope), it.loc, "an index");
+      if (i < -n || i >= n)
+        diag_.error(it.loc, "index {} is out of bounds for axis {} of size {}", i, a, n);
+      begin[a] = i < 0 ? i + n : i;
+      end[a] = begin[a] + 1;
+      sliced = sliced || n != 1;
+      continue;
+    }
+    auto bound = [&](const ExprPtr &p, int64_t dflt) {
+      if (!p)
+        return dflt;
+      int64_t v = constInt(eval(*p, scope), p->loc, "a slice bound");
+      if (v < 0)
+        v += n;
+      return std::clamp<int64_t>(v, 0, n);
+    };
+    begin[a] = bound(it.lo, 0);
+    end[a] = bound(it.hi, n);
+    if (end[a] <= begin[a])
+      diag_.error(it.loc, "slice selects nothing from axis {} of size {}", a, n);
+    sliced = sliced || begin[a] != 0 || end[a] != n;
+    keep.push_back(end[a] - begin[a]);
+  }
+  Value *r = x;
+  if (sliced)
+    r = make1(Op::Slice, {r}, {{"begin", begin}, {"end", end}}, e.loc);
+  if (keep.size() != static_cast<size_t>(t.rank()))
+    r = make1(Op::Reshape, {r}, {{"shape", keep}}, e.loc);
+  return Val::ofTensor(r);
+}
+
+Val Elaborator::evalCall(const Expr &e, Scope &scope) {
+  const Expr &callee = *e.operands[0];
+  if (callee.kind != ExprKind::NameRef)
+    diag_.error(e.loc, "only named layers and built-in functions can be called");
+  std::string name = resolveName(callee.name, scope);
+  if (Val *v = scope.lookup(name)) {
+    if (v->kind == Val::Layer)
+      return callLayer(*v->layer, e, scope);
+    diag_.error(callee.loc, "'{}' is {}, which cannot be called", name, describe(*v));
+  }
+  if (layerDefs_.count(name))
+    diag_.error(callee.loc, "layer constructor '{}' can only be used in a 'layer' declaration", name);
+  return evalBuiltin(name, e, scope);
+}
+
+namespace {
+
+/// Positional and keyword arguments of a built-in call, evaluated.
+struct Args {
+  std::vector<Val> pos;
+  std::vector<SrcLoc> posLoc;
+  std::map<std::string, std::pair<Val, SrcLoc>> kw;
+};
+
+} // namespace
+
+Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope) {
+  Args a;
+  for (const Arg &arg : e.args) {
+    Val v = eval(*arg.value, scope);
+    if (arg.keyword.empty()) {
+      if (!a.kw.empty())
+        diag_.error(arg.loc, "a positional argument cannot follow keyword arguments");
+      a.pos.push_back(std::move(v));
+      a.posLoc.push_back(arg.loc);
+    } else if (!a.kw.emplace(arg.keyword, std::make_pair(std::move(v), arg.loc)).second) {
+      diag_.error(arg.loc, "argument '{}' given twice", arg.keyword);
+    }
+  }
+  SrcLoc loc = e.loc;
+  auto expectArgs = [&](size_t lo, size_t hi, std::initializer_list<const char *> kws) {
+    if (a.pos.size() < lo || a.pos.size() > hi) {
+      if (lo == hi)
+        diag_.error(loc, "{}() takes {} argument{}, got {}", name, lo, lo == 1 ? "" : "s", a.pos.size());
+      diag_.error(loc, "{}() takes {} to {} arguments, got {}", name, lo, hi, a.pos.size());
+    }
+    for (const auto &[k, v] : a.kw) {
+      bool ok = false;
+      for (const char *kw : kws)
+        ok = ok || k == kw;
+      if (!ok)
+        diag_.error(v.second, "{}() has no argument '{}'", name, k);
+    }
+  };
+  auto kw = [&](const char *k) -> const std::pair<Val, SrcLoc> * {
+    auto it = a.kw.find(k);
+    return it == a.kw.end() ? nullptr : &it->second;
+  };
+
+  static const std::map<std::string, Op> kUnary = {
+      {"sigmoid", Op::Sigmoid}, {"tanh", Op::Tanh}, {"relu", Op::Relu}, {"exp", Op::Exp},
+      {"log", Op::Log},         {"sqrt", Op::Sqrt}, {"rsqrt", Op::Rsqrt}, {"abs", Op::Abs},
+      {"neg", Op::Neg},         {"sign", Op::Sign}};
+  if (auto it = kUnary.find(name); it != kUnary.end()) {
+    expectArgs(1, 1, {});
+    const Val &x = a.pos[0];
+    if (x.isNumber()) {
+      double v = x.num(), r;
+      switch (it->second) {
+      case Op::Sigmoid: r = 1 / (1 + std::exp(-v)); break;
+      case Op::Tanh: r = std::tanh(v); break;
+      case Op::Relu: r = v > 0 ? v : 0; break;
+      case Op::Exp: r = std::exp(v); break;
+      case Op::Log: r = std::log(v); break;
+      case Op::Sqrt: r = std::sqrt(v); break;
+      case Op::Rsqrt: r = 1 / std::sqrt(v); break;
+      case Op::Abs: r = std::fabs(v); break;
+      case Op::Sign: r = (v > 0) - (v < 0); break;
+      default: r = -v; break;
+      }
+      if (!std::isfinite(r))
+        diag_.error(loc, "{}({}) is not a finite number", name, v);
+      return Val::ofFloat(r);
+    }
+    return Val::ofTensor(unary(it->second, tensor(x, a.posLoc[0], "the argument"), loc));
+  }
+  if (name == "maximum" || name == "minimum") {
+    expectArgs(2, 2, {});
+    if (a.pos[0].isNumber() && a.pos[1].isNumber())
+      return Val::ofFloat(name == "maximum" ? std::max(a.pos[0].num(), a.pos[1].num())
+                                            : std::min(a.pos[0].num(), a.pos[1].num()));
+    return Val::ofTensor(elementwise(name == "maximum" ? Op::Maximum : Op::Minimum, a.pos[0], a.pos[1], loc));
+  }
+  if (name == "min" && a.pos.size() == 2 && a.pos[0].isNumber()) {
+    expectArgs(2, 2, {});
+    Val x = a.pos[0], y = a.pos[1];
+    constNum(y, a.posLoc[1], "min()'s argument");
+    return (x.num() <= y.num()) ? x : y;
+  }
+  if (name == "max" && a.pos.size() == 2 && a.pos[0].isNumber()) {
+    expectArgs(2, 2, {});
+    Val x = a.pos[0], y = a.pos[1];
+    constNum(y, a.posLoc[1], "max()'s argument");
+    return (x.num() >= y.num()) ? x : y;
+  }
+  if (name == "sum" || name == "mean" || name == "max") {
+    expectArgs(1, 1, {"axis", "keepdims"});
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    std::vector<int64_t> axes;
+    if (auto *ax = kw("axis"))
+      axes = constAxes(ax->first, x->type.rank(), ax->second, (name + "()").c_str());
+    else
+      for (int i = 0; i < x->type.rank(); ++i)
+        axes.push_back(i);
+    int64_t keep = 0;
+    if (auto *k = kw("keepdims"))
+      keep = constBool(k->first, k->second, "keepdims");
+    Op op = name == "sum" ? Op::Sum : name == "mean" ? Op::Mean : Op::Max;
+    if (axes.empty())
+      return Val::ofTensor(x);
+    return Val::ofTensor(make1(op, {x}, {{"axes", axes}, {"keepdims", keep}}, loc));
+  }
+  if (name == "transpose") {
+    expectArgs(1, 2, {});
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    int r = x->type.rank();
+    std::vector<int64_t> perm;
+    if (a.pos.size() == 2) {
+      if (a.pos[1].kind != Val::List)
+        diag_.error(a.posLoc[1], "transpose()'s permutation must be a list, got {}", describe(a.pos[1]));
+      perm = a.pos[1].list;
+      for (int64_t &p : perm)
+        if (p < 0)
+          p += r;
+    } else {
+      if (r < 2)
+        diag_.error(loc, "transpose() needs at least 2 axes, got {}", x->type.str());
+      for (int i = 0; i < r; ++i)
+        perm.push_back(i);
+      std::swap(perm[r - 1], perm[r - 2]);
+    }
+    return Val::ofTensor(make1(Op::Transpose, {x}, {{"perm", perm}}, loc));
+  }
+  if (name == "reshape") {
+    if (a.pos.size() < 2)
+      diag_.error(loc, "reshape() takes a tensor and its new dimensions");
+    expectArgs(2, 9, {});
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    std::vector<int64_t> dims;
+    if (a.pos.size() == 2 && a.pos[1].kind == Val::List)
+      dims = a.pos[1].list;
+    else
+      for (size_t i = 1; i < a.pos.size(); ++i)
+        dims.push_back(constInt(a.pos[i], a.posLoc[i], "a dimension"));
+    int infer = -1;
+    int64_t known = 1;
+    for (size_t i = 0; i < dims.size(); ++i) {
+      if (dims[i] == -1) {
+        if (infer >= 0)
+          diag_.error(loc, "reshape() can infer only one dimension");
+        infer = static_cast<int>(i);
+      } else if (dims[i] <= 0) {
+        diag_.error(loc, "dimension must be a positive integer, got {}", dims[i]);
+      } else {
+        known *= dims[i];
+        if (known > (int64_t{1} << 31))
+          diag_.error(loc, "tensor too large");
+      }
+    }
+    if (infer >= 0) {
+      if (x->type.numel() % known != 0)
+        diag_.error(loc, "reshape: cannot reshape {} to [{}]", x->type.str(), fmt::join(dims, ","));
+      dims[infer] = x->type.numel() / known;
+    }
+    return Val::ofTensor(make1(Op::Reshape, {x}, {{"shape", dims}}, loc));
+  }
+  if (name == "concat") {
+    if (a.pos.empty())
+      diag_.error(loc, "concat() needs at least one tensor");
+    expectArgs(1, 64, {"axis"});
+    std::vector<Value *> xs;
+    for (size_t i = 0; i < a.pos.size(); ++i)
+      xs.push_back(tensor(a.pos[i], a.posLoc[i], "concat()'s argument"));
+    int64_t axis = -1;
+    if (auto *ax = kw("axis"))
+      axis = constInt(ax->first, ax->second, "axis");
+    int r = xs[0]->type.rank();
+    if (axis < -r || axis >= r)
+      diag_.error(loc, "concat(): axis {} is out of range for {}", axis, xs[0]->type.str());
+    if (axis < 0)
+      axis += r;
+    return Val::ofTensor(make1(Op::Concat, xs, {{"axis", axis}}, loc));
+  }
+  if (name == "zeros" || name == "ones" || name == "full") {
+    size_t first = name == "full" ? 1 : 0;
+    if (a.pos.size() < first)
+      diag_.error(loc, "full() takes a value and dimensions");
+    expectArgs(first, first + 8, {});
+    double v = name == "zeros" ? 0 : name == "ones" ? 1 : constNum(a.pos[0], a.posLoc[0], "full()'s value");
+    std::vector<int64_t> dims;
+    if (a.pos.size() == first + 1 && a.pos[first].kind == Val::List)
+      dims = a.pos[first].list;
+    else
+      for (size_t i = first; i < a.pos.size(); ++i)
+        dims.push_back(constInt(a.pos[i], a.posLoc[i], "a dimension"));
+    if (!ctx_)
+      diag_.error(loc, "{}() makes a tensor, which only exists inside a graph or a forward", name);
+    return Val::ofTensor(constant(v, makeType(DType::F32, dims, loc), loc));
+  }
+  if (name == "cast") {
+    expectArgs(2, 2, {});
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    if (a.pos[1].kind != Val::Str || !dtypeByName(a.pos[1].s))
+      diag_.error(a.posLoc[1], "cast() takes a dtype name: \"f32\", \"i32\" or \"i64\"");
+    return Val::ofTensor(make1(Op::Cast, {x}, {{"dtype", a.pos[1].s}}, loc));
+  }
+  if (name == "mse" || name == "cross_entropy" || name == "bce_with_logits") {
+    expectArgs(2, 2, {});
+    Value *p = tensor(a.pos[0], a.posLoc[0], "the prediction");
+    Value *t = tensor(a.pos[1], a.posLoc[1], "the target");
+    Op op = name == "mse" ? Op::Mse : name == "cross_entropy" ? Op::CrossEntropy : Op::BceWithLogits;
+    return Val::ofTensor(make1(op, {p, t}, {}, loc));
+  }
+  if (name == "dim" || name == "rank" || name == "numel") {
+    expectArgs(name == "dim" ? 2 : 1, name == "dim" ? 2 : 1, {});
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    if (name == "rank")
+      return Val::ofInt(x->type.rank());
+    if (name == "numel")
+      return Val::ofInt(x->type.numel());
+    int64_t i = constInt(a.pos[1], a.posLoc[1], "an axis");
+    int r = x->type.rank();
+    if (i < -r || i >= r)
+      diag_.error(a.posLoc[1], "dim(): axis {} is out of range for {}", i, x->type.str());
+    return Val::ofInt(x->type.shape[i < 0 ? i + r : i]);
+  }
+  if (name == "uniform" || name == "normal")
+    diag_.error(loc, "{}() is an initializer; it belongs after 'param NAME: TYPE ='", name);
+  diag_.error(e.operands[0]->loc, "unknown function '{}'", name);
+}
+
+} // namespace gradc
