@@ -216,13 +216,13 @@ public:
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
@@ -385,16 +385,16 @@ private:
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           const T v0 = (A + 1025120)[i0 * 512 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1] = v1;
           const T v2 = (A + 1025120)[128 + i0 * 512 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1] = v3;
           const T v4 = (A + 1025120)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
           ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1] = v5;
           const T v6 = (A + 1025120)[384 + i0 * 512 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1] = v7;
           const T v8 = v3 * (A + 984160)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
@@ -1275,13 +1275,13 @@ private:
       for (int64_t i1 = 0; i1 < 128; ++i1)
         {
           const T v0 = (A + 1025024)[i0 * 512 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 1025024)[128 + i0 * 512 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 1025024)[256 + i0 * 512 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 1025024)[384 + i0 * 512 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 984064)[i0 * 128 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;

@@ -263,13 +263,13 @@ public:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 44896)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 44896)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 44896)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 44896)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 42336)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
@@ -332,13 +332,13 @@ public:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 44896)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 44896)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 44896)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 44896)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 42336)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
@@ -452,7 +452,7 @@ public:
       {
         const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
         const T v1 = v0 + sf_[11].data()[i1 * 1];
-        const T v2 = (v1 > T(0) ? v1 : T(0));
+        const T v2 = (v1 > T(0)) ? v1 : T(0);
         (A + 352)[i0 * 16 + i1 * 1] = v2;
       }
   // matmul  (prelude.model:10:14)
@@ -538,16 +538,16 @@ private:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 44912)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] = v1;
           const T v2 = (A + 44912)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] = v3;
           const T v4 = (A + 44912)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
           ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] = v5;
           const T v6 = (A + 44912)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] = v7;
           const T v8 = v3 * (A + 42352)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
@@ -623,16 +623,16 @@ private:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 132976)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] = v1;
           const T v2 = (A + 132976)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] = v3;
           const T v4 = (A + 132976)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
           ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] = v5;
           const T v6 = (A + 132976)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] = v7;
           const T v8 = v3 * (A + 130416)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
@@ -756,7 +756,7 @@ private:
     for (int64_t i1 = 0; i1 < 16; ++i1)
       {
         const T v0 = (A + 7120)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        const T v1 = (v0 > T(0) ? v0 : T(0));
+        const T v1 = (v0 > T(0)) ? v0 : T(0);
         (A + 7376)[i0 * 16 + i1 * 1] = v1;
         const T v2 = T(v0 > (A + 0)[0]);
         (A + 7632)[i0 * 16 + i1 * 1] = v2;
@@ -1998,13 +1998,13 @@ private:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 44880)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 44880)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 44880)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 44880)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 42320)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
@@ -2067,13 +2067,13 @@ private:
       for (int64_t i1 = 0; i1 < 32; ++i1)
         {
           const T v0 = (A + 44880)[i0 * 128 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 44880)[32 + i0 * 128 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 44880)[64 + i0 * 128 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 44880)[96 + i0 * 128 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 42320)[i0 * 32 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
@@ -2187,7 +2187,7 @@ private:
       {
         const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
         const T v1 = v0 + sf_[11].data()[i1 * 1];
-        const T v2 = (v1 > T(0) ? v1 : T(0));
+        const T v2 = (v1 > T(0)) ? v1 : T(0);
         (A + 272)[i0 * 16 + i1 * 1] = v2;
       }
   // matmul  (prelude.model:10:14)

@@ -273,13 +273,13 @@ public:
           const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
-          const T v5 = fsigmoid(v4);
+          const T v5 = T(1) / (T(1) + fexp(-v4));
           const T v6 = (A + 1041632)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
           const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
-          const T v11 = fsigmoid(v10);
+          const T v11 = T(1) / (T(1) + fexp(-v10));
           const T v12 = (A + 1041632)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
           const T v14 = v13 * (A + 528)[i1 * 1];
@@ -291,7 +291,7 @@ public:
           const T v20 = v19 * (A + 992224)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
-          const T v23 = fsigmoid(v22);
+          const T v23 = T(1) / (T(1) + fexp(-v22));
           const T v24 = v11 * (A + 1000672)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;
@@ -710,7 +710,7 @@ private:
           ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1] = v0;
           const T v1 = v0 * sf_[4].data()[i1 * 1];
           const T v2 = v1 + sf_[5].data()[i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] = v3;
           const T v4 = (A + 1020096)[i0 * 256 + i1 * 1] - (A + 1028800)[i1 * 1];
           ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1] = v4;
@@ -718,7 +718,7 @@ private:
           ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1] = v5;
           const T v6 = v5 * sf_[6].data()[i1 * 1];
           const T v7 = v6 + sf_[7].data()[i1 * 1];
-          const T v8 = fsigmoid(v7);
+          const T v8 = T(1) / (T(1) + fexp(-v7));
           ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] = v8;
           const T v9 = (A + 1029056)[i0 * 256 + i1 * 1] - (A + 1037760)[i1 * 1];
           ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1] = v9;
@@ -734,7 +734,7 @@ private:
           ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1] = v15;
           const T v16 = v15 * sf_[10].data()[i1 * 1];
           const T v17 = v16 + sf_[11].data()[i1 * 1];
-          const T v18 = fsigmoid(v17);
+          const T v18 = T(1) / (T(1) + fexp(-v17));
           ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1] = v18;
           const T v19 = v8 * (A + 1000560)[i0 * 256 + i1 * 1];
           const T v20 = v3 * v13;
@@ -1758,13 +1758,13 @@ private:
           const T v2 = v1 * (A + 16)[i1 * 1];
           const T v3 = v2 * sf_[4].data()[i1 * 1];
           const T v4 = v3 + sf_[5].data()[i1 * 1];
-          const T v5 = fsigmoid(v4);
+          const T v5 = T(1) / (T(1) + fexp(-v4));
           const T v6 = (A + 1041600)[256 + i0 * 1024 + i1 * 1];
           const T v7 = v6 - sf_[17].data()[i1 * 1];
           const T v8 = v7 * (A + 272)[i1 * 1];
           const T v9 = v8 * sf_[6].data()[i1 * 1];
           const T v10 = v9 + sf_[7].data()[i1 * 1];
-          const T v11 = fsigmoid(v10);
+          const T v11 = T(1) / (T(1) + fexp(-v10));
           const T v12 = (A + 1041600)[512 + i0 * 1024 + i1 * 1];
           const T v13 = v12 - sf_[20].data()[i1 * 1];
           const T v14 = v13 * (A + 528)[i1 * 1];
@@ -1776,7 +1776,7 @@ private:
           const T v20 = v19 * (A + 992192)[i1 * 1];
           const T v21 = v20 * sf_[10].data()[i1 * 1];
           const T v22 = v21 + sf_[11].data()[i1 * 1];
-          const T v23 = fsigmoid(v22);
+          const T v23 = T(1) / (T(1) + fexp(-v22));
           const T v24 = v11 * (A + 1000640)[i0 * 256 + i1 * 1];
           const T v25 = v5 * v17;
           const T v26 = v24 + v25;

@@ -216,13 +216,13 @@ public:
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           const T v0 = (A + 261088)[i0 * 256 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 261088)[64 + i0 * 256 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 261088)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 261088)[192 + i0 * 256 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 250848)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
@@ -378,16 +378,16 @@ private:
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           const T v0 = (A + 261120)[i0 * 256 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1] = v1;
           const T v2 = (A + 261120)[64 + i0 * 256 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1] = v3;
           const T v4 = (A + 261120)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
           ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1] = v5;
           const T v6 = (A + 261120)[192 + i0 * 256 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1] = v7;
           const T v8 = v3 * (A + 250880)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
@@ -1250,13 +1250,13 @@ private:
       for (int64_t i1 = 0; i1 < 64; ++i1)
         {
           const T v0 = (A + 261056)[i0 * 256 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 261056)[64 + i0 * 256 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 261056)[128 + i0 * 256 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 261056)[192 + i0 * 256 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 250816)[i0 * 64 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;

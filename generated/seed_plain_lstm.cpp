@@ -151,13 +151,13 @@ public:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 1041376)[i0 * 1024 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 1041376)[256 + i0 * 1024 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 1041376)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 1041376)[768 + i0 * 1024 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 1000416)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;
@@ -263,16 +263,16 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 1041376)[i0 * 1024 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] = v1;
           const T v2 = (A + 1041376)[256 + i0 * 1024 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] = v3;
           const T v4 = (A + 1041376)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
           ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] = v5;
           const T v6 = (A + 1041376)[768 + i0 * 1024 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] = v7;
           const T v8 = v3 * (A + 1000416)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
@@ -665,13 +665,13 @@ private:
       for (int64_t i1 = 0; i1 < 256; ++i1)
         {
           const T v0 = (A + 1041344)[i0 * 1024 + i1 * 1];
-          const T v1 = fsigmoid(v0);
+          const T v1 = T(1) / (T(1) + fexp(-v0));
           const T v2 = (A + 1041344)[256 + i0 * 1024 + i1 * 1];
-          const T v3 = fsigmoid(v2);
+          const T v3 = T(1) / (T(1) + fexp(-v2));
           const T v4 = (A + 1041344)[512 + i0 * 1024 + i1 * 1];
           const T v5 = ftanh(v4);
           const T v6 = (A + 1041344)[768 + i0 * 1024 + i1 * 1];
-          const T v7 = fsigmoid(v6);
+          const T v7 = T(1) / (T(1) + fexp(-v6));
           const T v8 = v3 * (A + 1000384)[i0 * 256 + i1 * 1];
           const T v9 = v1 * v5;
           const T v10 = v8 + v9;

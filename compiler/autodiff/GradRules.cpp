@@ -127,6 +127,11 @@ void vjpTanh(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Va
   dx[0] = c.mul(dy[0], c.sub(c.scalar(1), c.mul(y, y)));
 }
 
+// y = softplus(x): dx = dy * sigmoid(x)
+void vjpSoftplus(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
+  dx[0] = c.mul(dy[0], c.op(Op::Sigmoid, {n.operands[0]}));
+}
+
 // y = relu(x): dx = dy * [x > 0]
 void vjpRelu(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
   Value *x = c.x(n, 0);
@@ -283,6 +288,7 @@ const std::array<VjpRule, kNumOps> &table() {
     set(Op::Sigmoid, vjpSigmoid);
     set(Op::Tanh, vjpTanh);
     set(Op::Relu, vjpRelu);
+    set(Op::Softplus, vjpSoftplus);
     set(Op::Abs, vjpAbs);
     set(Op::Cast, vjpCast);
     set(Op::MatMul, vjpMatMul);

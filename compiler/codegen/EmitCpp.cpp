@@ -2,6 +2,7 @@
 // elementwise work and reductions, every buffer placed in one arena) to loop nests and GEMM
 // calls, scans to loops over steps, and prints readable C++.
 #include "codegen/EmitCpp.h"
+#include "codegen/CppScalar.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -223,33 +224,12 @@ private:
     o << ip << "}\n";
   }
 
-  static std::string unaryExpr(Op op, const std::string &x) {
-    switch (op) {
-    case Op::Neg: return "-" + x;
-    case Op::Exp: return "fexp(" + x + ")";
-    case Op::Log: return "std::log(" + x + ")";
-    case Op::Sqrt: return "std::sqrt(" + x + ")";
-    case Op::Rsqrt: return "T(1) / std::sqrt(" + x + ")";
-    case Op::Sigmoid: return "fsigmoid(" + x + ")";
-    case Op::Tanh: return "ftanh(" + x + ")";
-    case Op::Relu: return fmt::format("({0} > T(0) ? {0} : T(0))", x);
-    case Op::Abs: return "std::fabs(" + x + ")";
-    case Op::Sign: return fmt::format("T(({0} > T(0)) - ({0} < T(0)))", x);
-    default: return x;
-    }
-  }
-  static std::string binaryExpr(Op op, const std::string &a, const std::string &b, DType dt) {
-    switch (op) {
-    case Op::Add: return a + " + " + b;
-    case Op::Sub: return a + " - " + b;
-    case Op::Mul: return a + " * " + b;
-    case Op::Div: return dt == DType::F32 ? a + " / " + b : "std::trunc(" + a + " / " + b + ")";
-    case Op::Maximum: return fmt::format("std::max({}, {})", a, b);
-    case Op::Minimum: return fmt::format("std::min({}, {})", a, b);
-    case Op::CmpGT: return fmt::format("T({} > {})", a, b);
-    case Op::CmpEQ: return fmt::format("T({} == {})", a, b);
-    default: return a;
-    }
+  /// The value of elementwise or indexed member `op` (result dtype `dt`) on operand
+  /// expressions `x`: its math from Ops.def, or (indexed) the read itself.
+  static std::string scalar(Op op, DType dt, const std::vector<std::string> &x) {
+    if (hasTrait(op, TR_INDEXED) || op == Op::BroadcastTo)
+      return x[0];
+    return cppScalarExpr(op, dt, x.data());
   }
 
   void body(const Graph &g, std::ostream &o, int ind) {
@@ -360,15 +340,7 @@ private:
           oo << ip << (n.op == Op::Max ? d + " = std::max(" + d + ", " + x[0] + ");\n" : d + " += " + x[0] + ";\n");
           continue;
         }
-        std::string e;
-        if (hasTrait(n.op, TR_BINARY))
-          e = binaryExpr(n.op, x[0], x[1], n.results[0]->type.dtype);
-        else if (n.op == Op::Cast && n.results[0]->type.dtype != DType::F32)
-          e = "std::trunc(" + x[0] + ")";
-        else if (hasTrait(n.op, TR_UNARY))
-          e = unaryExpr(n.op, x[0]);
-        else
-          e = x[0]; // indexed: the read itself
+        std::string e = scalar(n.op, n.results[0]->type.dtype, x);
         oo << ip << fmt::format("const T v{} = {};\n", k, e);
         if (l.stored[k])
           oo << ip << fmt::format("{}[{}] = v{};\n", outBase[k], off[outIndex[k]], k);
@@ -457,18 +429,15 @@ private:
                          broadcastStrides(n.operands[1]->type.shape, os.size())},
             [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
               oo << std::string(i2, ' ') << out << "[" << off[0] << "] = "
-                 << binaryExpr(n.op, a + "[" + off[1] + "]", b + "[" + off[2] + "]", r->type.dtype) << ";\n";
+                 << scalar(n.op, r->type.dtype, {a + "[" + off[1] + "]", b + "[" + off[2] + "]"}) << ";\n";
             }, true);
       return;
     }
     if (hasTrait(n.op, TR_UNARY) || n.op == Op::BroadcastTo) {
       std::string a = in(0);
-      bool toInt = n.op == Op::Cast && r->type.dtype != DType::F32;
       loops(o, ind, os, {stridesOf(os), broadcastStrides(n.operands[0]->type.shape, os.size())},
             [&](std::ostream &oo, int i2, const std::vector<std::string> &off) {
-              std::string x = a + "[" + off[1] + "]";
-              oo << std::string(i2, ' ') << out << "[" << off[0] << "] = "
-                 << (toInt ? "std::trunc(" + x + ")" : unaryExpr(n.op, x)) << ";\n";
+              oo << std::string(i2, ' ') << out << "[" << off[0] << "] = " << scalar(n.op, r->type.dtype, {a + "[" + off[1] + "]"}) << ";\n";
             }, true);
       return;
     }

@@ -22,6 +22,7 @@
 #include <llvm/Support/raw_ostream.h>
 
 #include "CompiledBackend.h"
+#include "ir/ScalarMath.h"
 #include "lower/LoopLevel.h"
 #include "lower/RunSpec.h"
 
@@ -141,11 +142,6 @@ private:
       llvm::Value *e = b_.CreateCall(fexpm1_, {b_.CreateFMul(c(2.0f), b_.CreateSelect(b_.CreateFCmpOGT(a, nine), nine, a))});
       llvm::Value *t = b_.CreateFDiv(e, b_.CreateFAdd(e, c(2.0f)));
       return b_.CreateSelect(b_.CreateFCmpOLT(x, c(0.0f)), b_.CreateFNeg(t), t);
-    });
-    fsigmoid_ = mathFunction("fsigmoid", [&](llvm::Value *x) {
-      llvm::Value *e = isF32_ ? static_cast<llvm::Value *>(b_.CreateCall(fexp_, {b_.CreateFNeg(x)}))
-                              : unaryIntrinsic(llvm::Intrinsic::exp, b_.CreateFNeg(x));
-      return b_.CreateFDiv(c(1.0), b_.CreateFAdd(c(1.0), e));
     });
   }
 
@@ -330,53 +326,43 @@ private:
     level(0, std::vector<llvm::Value *>(strides.size(), ci(0)));
   }
 
-  // --- Scalar kernels (EmitCpp's unaryExpr / binaryExpr).
+  // --- Scalar math: Ops.def's, over this builder.
   llvm::Value *maxOf(llvm::Value *a, llvm::Value *bb) { return b_.CreateSelect(b_.CreateFCmpOLT(a, bb), bb, a); } // std::max
   llvm::Value *minOf(llvm::Value *a, llvm::Value *bb) { return b_.CreateSelect(b_.CreateFCmpOLT(bb, a), bb, a); } // std::min
-  llvm::Value *boolToT(llvm::Value *bit) { return b_.CreateUIToFP(bit, T_); }
 
-  llvm::Value *unary(Op op, llvm::Value *x) {
-    switch (op) {
-    case Op::Neg: return b_.CreateFNeg(x);
-    case Op::Exp: return b_.CreateCall(fexp_, {x});
-    case Op::Log: return unaryIntrinsic(llvm::Intrinsic::log, x);
-    case Op::Sqrt: return unaryIntrinsic(llvm::Intrinsic::sqrt, x);
-    case Op::Rsqrt: return b_.CreateFDiv(c(1.0), unaryIntrinsic(llvm::Intrinsic::sqrt, x));
-    case Op::Sigmoid: return b_.CreateCall(fsigmoid_, {x});
-    case Op::Tanh: return b_.CreateCall(ftanh_, {x});
-    case Op::Relu: return b_.CreateSelect(b_.CreateFCmpOGT(x, c(0.0)), x, c(0.0));
-    case Op::Abs: return unaryIntrinsic(llvm::Intrinsic::fabs, x);
-    case Op::Sign: return b_.CreateFSub(boolToT(b_.CreateFCmpOGT(x, c(0.0))), boolToT(b_.CreateFCmpOLT(x, c(0.0))));
-    case Op::Cast: return x; // to f32 (stored as T already); to an integer type: trunc, in elementwise()
-    default: throw std::logic_error(fmt::format("emit-llvm: no lowering for unary '{}'", opInfo(op).name));
-    }
-  }
-  llvm::Value *binary(Op op, llvm::Value *a, llvm::Value *bb, DType dt) {
-    switch (op) {
-    case Op::Add: return b_.CreateFAdd(a, bb);
-    case Op::Sub: return b_.CreateFSub(a, bb);
-    case Op::Mul: return b_.CreateFMul(a, bb);
-    case Op::Div: {
-      llvm::Value *q = b_.CreateFDiv(a, bb);
-      return dt == DType::F32 ? q : unaryIntrinsic(llvm::Intrinsic::trunc, q);
-    }
-    case Op::Maximum: return maxOf(a, bb);
-    case Op::Minimum: return minOf(a, bb);
-    case Op::CmpGT: return boolToT(b_.CreateFCmpOGT(a, bb));
-    case Op::CmpEQ: return boolToT(b_.CreateFCmpOEQ(a, bb));
-    default: throw std::logic_error(fmt::format("emit-llvm: no lowering for binary '{}'", opInfo(op).name));
-    }
-  }
+  /// The scalar builder (ScalarMath.h) over IR values of the float type T.
+  struct Scalar {
+    using V = llvm::Value *;
+    FunctionEmitter &e;
+    llvm::IRBuilder<> &b;
+    V c(double v) { return e.c(v); }
+    V add(V x, V y) { return b.CreateFAdd(x, y); }
+    V sub(V x, V y) { return b.CreateFSub(x, y); }
+    V mul(V x, V y) { return b.CreateFMul(x, y); }
+    V div(V x, V y) { return b.CreateFDiv(x, y); }
+    V max(V x, V y) { return e.maxOf(x, y); }
+    V min(V x, V y) { return e.minOf(x, y); }
+    V neg(V x) { return b.CreateFNeg(x); }
+    V exp(V x) { return b.CreateCall(e.fexp_, {x}); }
+    V log(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::log, x); }
+    V sqrt(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x); }
+    V tanh(V x) { return b.CreateCall(e.ftanh_, {x}); }
+    V abs(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x); }
+    V trunc(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::trunc, x); }
+    V gt(V x, V y) { return b.CreateFCmpOGT(x, y); }
+    V lt(V x, V y) { return b.CreateFCmpOLT(x, y); }
+    V eq(V x, V y) { return b.CreateFCmpOEQ(x, y); }
+    V number(V cond) { return b.CreateUIToFP(cond, e.T_); }
+    V select(V cond, V x, V y) { return b.CreateSelect(cond, x, y); }
+  };
+
   /// The value of an elementwise or indexed node from its operands' values.
   llvm::Value *elementwise(const Node &n, const std::vector<llvm::Value *> &x) {
-    if (hasTrait(n.op, TR_BINARY))
-      return binary(n.op, x[0], x[1], n.results[0]->type.dtype);
-    if (n.op == Op::Cast && n.results[0]->type.dtype != DType::F32)
-      return unaryIntrinsic(llvm::Intrinsic::trunc, x[0]);
-    if (hasTrait(n.op, TR_UNARY))
-      return unary(n.op, x[0]);
     if (hasTrait(n.op, TR_INDEXED))
       return x[0]; // the read itself
+    Scalar s{*this, b_};
+    if (std::optional<llvm::Value *> v = scalarMath(s, n.op, n.results[0]->type.dtype, x.data()))
+      return *v;
     throw std::logic_error(fmt::format("emit-llvm: no elementwise lowering for '{}'", opInfo(n.op).name));
   }
 
@@ -828,7 +814,7 @@ private:
   llvm::FunctionCallee gemm_, gemmInvariant_, invariantReset_, threadsFn_, update_, grad_;
   std::unordered_map<const Node *, int64_t> invariantSlot_; ///< gemmInvariantB slot of each matmul by a scan-invariant B.
   int64_t nextSlot_ = 0;                                     ///< The next unused slot of the graph being emitted.
-  llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr, *fsigmoid_ = nullptr;
+  llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr;
   llvm::Value *arena_ = nullptr, *state_ = nullptr, *batch_ = nullptr, *outs_ = nullptr, *lr_ = nullptr, *sinks_ = nullptr;
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;
   llvm::MDNode *group_ = nullptr; ///< The access group of the innermost parallel loop being emitted.

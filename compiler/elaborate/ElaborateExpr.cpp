@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "elaborate/ElaborateImpl.h"
+#include "ir/ScalarMath.h"
 
 namespace gradc {
 
@@ -408,39 +409,23 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     return it == a.kw.end() ? nullptr : &it->second;
   };
 
-  static const std::map<std::string, Op> kUnary = {
-      {"sigmoid", Op::Sigmoid}, {"tanh", Op::Tanh}, {"relu", Op::Relu}, {"exp", Op::Exp},
-      {"log", Op::Log},         {"sqrt", Op::Sqrt}, {"rsqrt", Op::Rsqrt}, {"abs", Op::Abs},
-      {"neg", Op::Neg},         {"sign", Op::Sign}};
-  if (auto it = kUnary.find(name); it != kUnary.end()) {
-    expectArgs(1, 1, {});
-    const Val &x = a.pos[0];
-    if (x.isNumber()) {
-      double v = x.num(), r;
-      switch (it->second) {
-      case Op::Sigmoid: r = 1 / (1 + std::exp(-v)); break;
-      case Op::Tanh: r = std::tanh(v); break;
-      case Op::Relu: r = v > 0 ? v : 0; break;
-      case Op::Exp: r = std::exp(v); break;
-      case Op::Log: r = std::log(v); break;
-      case Op::Sqrt: r = std::sqrt(v); break;
-      case Op::Rsqrt: r = 1 / std::sqrt(v); break;
-      case Op::Abs: r = std::fabs(v); break;
-      case Op::Sign: r = (v > 0) - (v < 0); break;
-      default: r = -v; break;
-      }
+  // The elementwise builtins (TR_BUILTIN in Ops.def), on numbers folded with their math there.
+  if (std::optional<Op> op = opByName(name); op && hasTrait(*op, TR_BUILTIN)) {
+    const int arity = opInfo(*op).numOperands;
+    expectArgs(arity, arity, {});
+    bool numbers = true;
+    for (const Val &x : a.pos)
+      numbers = numbers && x.isNumber();
+    if (numbers) {
+      double r = *evalScalarMath(*op, DType::F32, a.pos[0].num(), arity > 1 ? a.pos[1].num() : 0);
       if (!std::isfinite(r))
-        diag_.error(loc, "{}({}) is not a finite number", name, v);
+        diag_.error(loc, "{}({}) is not a finite number", name,
+                    arity > 1 ? fmt::format("{}, {}", a.pos[0].num(), a.pos[1].num()) : fmt::format("{}", a.pos[0].num()));
       return Val::ofFloat(r);
     }
-    return Val::ofTensor(unary(it->second, tensor(x, a.posLoc[0], "the argument"), loc));
-  }
-  if (name == "maximum" || name == "minimum") {
-    expectArgs(2, 2, {});
-    if (a.pos[0].isNumber() && a.pos[1].isNumber())
-      return Val::ofFloat(name == "maximum" ? std::max(a.pos[0].num(), a.pos[1].num())
-                                            : std::min(a.pos[0].num(), a.pos[1].num()));
-    return Val::ofTensor(elementwise(name == "maximum" ? Op::Maximum : Op::Minimum, a.pos[0], a.pos[1], loc));
+    if (arity == 1)
+      return Val::ofTensor(unary(*op, tensor(a.pos[0], a.posLoc[0], "the argument"), loc));
+    return Val::ofTensor(elementwise(*op, a.pos[0], a.pos[1], loc));
   }
   if (name == "min" && a.pos.size() == 2 && a.pos[0].isNumber()) {
     expectArgs(2, 2, {});

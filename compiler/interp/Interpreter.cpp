@@ -1,6 +1,7 @@
 // Interpreter.cpp: executes the graph IR op by op on DTensors, in double precision.
 // Simple loops over multi-indices: slow, short and easy to check.
 #include "interp/Interpreter.h"
+#include "ir/ScalarMath.h"
 
 #include <algorithm>
 #include <cmath>
@@ -54,34 +55,12 @@ int64_t broadcastOffset(const std::vector<int64_t> &shape, const std::vector<int
   return off;
 }
 
-double unaryOp(Op op, double x) {
-  switch (op) {
-  case Op::Neg: return -x;
-  case Op::Exp: return std::exp(x);
-  case Op::Log: return std::log(x);
-  case Op::Sqrt: return std::sqrt(x);
-  case Op::Rsqrt: return 1 / std::sqrt(x);
-  case Op::Sigmoid: return 1 / (1 + std::exp(-x));
-  case Op::Tanh: return std::tanh(x);
-  case Op::Relu: return x > 0 ? x : 0;
-  case Op::Abs: return std::fabs(x);
-  case Op::Sign: return (x > 0) - (x < 0);
-  default: throw InterpError(fmt::format("{} is not unary", opInfo(op).name));
-  }
-}
-
-double binaryOp(Op op, double a, double b) {
-  switch (op) {
-  case Op::Add: return a + b;
-  case Op::Sub: return a - b;
-  case Op::Mul: return a * b;
-  case Op::Div: return a / b;
-  case Op::Maximum: return std::max(a, b);
-  case Op::Minimum: return std::min(a, b);
-  case Op::CmpGT: return a > b ? 1 : 0;
-  case Op::CmpEQ: return a == b ? 1 : 0;
-  default: throw InterpError(fmt::format("{} is not binary", opInfo(op).name));
-  }
+/// The value of elementwise op `op` (its math in Ops.def) on double operands.
+double scalarOp(Op op, DType dt, double a, double b = 0) {
+  std::optional<double> r = evalScalarMath(op, dt, a, b);
+  if (!r)
+    throw InterpError(fmt::format("{} is not elementwise", opInfo(op).name));
+  return *r;
 }
 
 // out = a (op) b, NumPy broadcasting.
@@ -89,10 +68,7 @@ DTensor elementwise2(Op op, const DTensor &a, const DTensor &b, const std::vecto
   DTensor out(outShape);
   auto sa = stridesOf(a.shape), sb = stridesOf(b.shape);
   forEach(outShape, [&](const std::vector<int64_t> &idx, int64_t lin) {
-    double r = binaryOp(op, a.data[broadcastOffset(a.shape, sa, idx)], b.data[broadcastOffset(b.shape, sb, idx)]);
-    if (dt != DType::F32 && op == Op::Div)
-      r = std::trunc(r);
-    out.data[lin] = r;
+    out.data[lin] = scalarOp(op, dt, a.data[broadcastOffset(a.shape, sa, idx)], b.data[broadcastOffset(b.shape, sb, idx)]);
   });
   return out;
 }
@@ -198,14 +174,6 @@ private:
       if (it == hypers_.end())
         throw InterpError(fmt::format("no value for hyper-parameter '{}'", n.getStr("name")));
       set(DTensor(rt.shape, it->second));
-      return;
-    }
-    case Op::Cast: {
-      DTensor t = in(0);
-      if (rt.dtype != DType::F32)
-        for (double &v : t.data)
-          v = std::trunc(v);
-      set(std::move(t));
       return;
     }
     case Op::OneHot: {
@@ -337,7 +305,7 @@ private:
     if (hasTrait(n.op, TR_UNARY)) {
       DTensor t = in(0);
       for (double &v : t.data)
-        v = unaryOp(n.op, v);
+        v = scalarOp(n.op, rt.dtype, v);
       set(std::move(t));
       return;
     }

@@ -33,7 +33,7 @@ std::string TensorType::str() const {
 }
 
 static const OpInfo kOpInfo[] = {
-#define OP(ID, NAME, NOPS, NRES, TRAITS) {NAME, NOPS, NRES, TRAITS},
+#define OP(ID, NAME, NOPS, NRES, TRAITS, ...) {NAME, NOPS, NRES, TRAITS},
 #include "ir/Ops.def"
 #undef OP
 };

@@ -49,18 +49,19 @@ enum OpTrait : uint32_t {
   TR_MATMUL = 1u << 9,      ///< Matrix multiply.
   TR_FLOAT = 1u << 10,      ///< Float operands only.
   TR_INDEXED = 1u << 11,    ///< Each result element is one operand element at an affine index.
+  TR_BUILTIN = 1u << 12,    ///< Callable by its name in a model file: `name(x)` or `name(x, y)`.
 };
 
 /// The operations, from Ops.def.
 enum class Op : uint16_t {
-#define OP(ID, NAME, NOPS, NRES, TRAITS) ID,
+#define OP(ID, NAME, NOPS, NRES, TRAITS, ...) ID,
 #include "ir/Ops.def"
 #undef OP
 };
 
 /// How many operations Ops.def defines.
 constexpr size_t kNumOps = 0
-#define OP(ID, NAME, NOPS, NRES, TRAITS) +1
+#define OP(ID, NAME, NOPS, NRES, TRAITS, ...) +1
 #include "ir/Ops.def"
 #undef OP
     ;
@@ -75,6 +76,7 @@ struct OpInfo {
 
 const OpInfo &opInfo(Op op);
 inline bool hasTrait(Op op, OpTrait t) { return (opInfo(op).traits & t) != 0; }
+/// The op named `name` in Ops.def.
 std::optional<Op> opByName(std::string_view name);
 
 /// An attribute value: integer, float, string or list of integers.

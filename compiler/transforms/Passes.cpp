@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "autodiff/Autodiff.h"
+#include "ir/ScalarMath.h"
 #include "transforms/Passes.h"
 #include "transforms/FoldAffine.h"
 #include "transforms/HoistScan.h"
@@ -22,31 +23,16 @@ std::optional<double> constValue(const Value *v) {
   return std::nullopt;
 }
 
-std::optional<double> evalScalar(Op op, double a, double b, DType dt) {
-  double r;
-  switch (op) {
-  case Op::Add: r = a + b; break;
-  case Op::Sub: r = a - b; break;
-  case Op::Mul: r = a * b; break;
-  case Op::Div: r = a / b; break;
-  case Op::Maximum: r = std::max(a, b); break;
-  case Op::Minimum: r = std::min(a, b); break;
-  case Op::Neg: r = -a; break;
-  case Op::Exp: r = std::exp(a); break;
-  case Op::Log: r = std::log(a); break;
-  case Op::Sqrt: r = std::sqrt(a); break;
-  case Op::Rsqrt: r = 1 / std::sqrt(a); break;
-  case Op::Sigmoid: r = 1 / (1 + std::exp(-a)); break;
-  case Op::Tanh: r = std::tanh(a); break;
-  case Op::Relu: r = a > 0 ? a : 0; break;
-  case Op::Abs: r = std::fabs(a); break;
-  default: return std::nullopt;
-  }
-  if (!std::isfinite(r))
+/// The folded value of elementwise op `op` on constants (its math in Ops.def), kept in
+/// double (code generators round f32 constants when they emit them); nothing when the result
+/// is not finite, or not a whole number for an integer type.
+std::optional<double> foldScalar(Op op, double a, double b, DType dt) {
+  std::optional<double> r = evalScalarMath(op, dt, a, b);
+  if (!r || !std::isfinite(*r))
     return std::nullopt;
-  if (dt != DType::F32 && std::trunc(r) != r)
+  if (!isFloat(dt) && std::trunc(*r) != *r)
     return std::nullopt;
-  return r; // Kept in double; code generators round f32 constants when they emit them.
+  return r;
 }
 
 void foldGraph(Module &m, Graph &g) {
@@ -60,7 +46,7 @@ void foldGraph(Module &m, Graph &g) {
     std::optional<double> b = n.operands.size() > 1 ? constValue(n.operands[1]) : 0.0;
     if (!a || !b)
       continue;
-    auto r = evalScalar(n.op, *a, *b, n.results[0]->type.dtype);
+    auto r = foldScalar(n.op, *a, *b, n.results[0]->type.dtype);
     if (!r)
       continue;
     // Rewrite in place into a constant of the same (scalar) type.
