@@ -30,7 +30,12 @@ bool SourceManager::load(const std::string &path, uint32_t &id, std::string &err
     error = fmt::format("cannot read '{}'", path);
     return false;
   }
-  id = add(path, ss.str());
+  std::string text = ss.str();
+  // A UTF-8 byte-order mark is not part of the model (editors on Windows write one); skipped
+  // as clang does, so line 1's columns count from the first real character.
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0)
+    text.erase(0, 3);
+  id = add(path, std::move(text));
   return true;
 }
 
