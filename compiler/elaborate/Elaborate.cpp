@@ -83,6 +83,25 @@ Value *Elaborator::stateValue(const Val &ref, SrcLoc loc) {
 
 // --- Layers.
 
+namespace {
+
+/// The call that starts at `loc` as written on its line, up to its closing parenthesis.
+std::string callText(const SourceManager &sm, SrcLoc loc, const std::string &fallback) {
+  std::string_view line = sm.lineText(loc);
+  if (loc.col == 0 || loc.col > line.size())
+    return fallback;
+  std::string_view rest = line.substr(loc.col - 1);
+  int depth = 0;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    depth += rest[i] == '(' ? 1 : rest[i] == ')' ? -1 : 0;
+    if (rest[i] == ')' && depth == 0)
+      return std::string(rest.substr(0, i + 1));
+  }
+  return fallback; // the call goes on over more lines
+}
+
+} // namespace
+
 LayerInstance *Elaborator::instantiate(const std::string &path, const Expr &ctor, Scope &scope, SrcLoc declLoc) {
   if (ctor.kind != ExprKind::Call || ctor.operands[0]->kind != ExprKind::NameRef)
     diag_.error(ctor.loc, "a layer is declared as 'layer NAME = Constructor(arguments)'");
@@ -97,6 +116,7 @@ LayerInstance *Elaborator::instantiate(const std::string &path, const Expr &ctor
   auto inst = std::make_unique<LayerInstance>();
   inst->path = path;
   inst->defName = defName;
+  inst->ctorText = callText(sm_, callee.loc, defName);
   inst->def = &def;
   inst->loc = declLoc;
   inst->scope.parent = &global_;
@@ -124,7 +144,8 @@ LayerInstance *Elaborator::instantiate(const std::string &path, const Expr &ctor
     bound[idx] = true;
     inst->scope.names[def.params[idx].name] = v;
   }
-  DiagContext dc(diag_, declLoc, fmt::format("in layer '{}' ({}) declared here", path, defName));
+  DiagContext dc(diag_, declLoc, fmt::format("in layer '{}' ({}) declared here", path, inst->ctorText),
+                 fmt::format("layer '{}' ({})", path, inst->ctorText));
   for (size_t i = 0; i < def.params.size(); ++i) {
     if (bound[i])
       continue;
@@ -252,7 +273,8 @@ Val Elaborator::callLayer(LayerInstance &inst, const Expr &call, Scope &scope) {
       diag_.error(call.args[i].loc, "layer input must be a tensor, got {}", describe(v));
     local.names[fwd.forwardArgs[i]] = v;
   }
-  DiagContext dc(diag_, call.loc, fmt::format("in layer '{}' ({}) called here", inst.path, inst.defName));
+  DiagContext dc(diag_, call.loc, fmt::format("in layer '{}' ({}) called here", inst.path, inst.ctorText),
+                 fmt::format("layer '{}' ({})", inst.path, inst.ctorText));
   std::string savedPath = path_;
   Where savedWhere = where_;
   auto savedScans = std::move(scans_);

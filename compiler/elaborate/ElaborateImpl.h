@@ -66,6 +66,7 @@ struct Scope {
 struct LayerInstance {
   std::string path;
   std::string defName;
+  std::string ctorText; ///< The constructor call as written ("Dense(9, 1)"), for diagnostics.
   const Decl *def = nullptr;
   const Decl *forward = nullptr;
   Scope scope;

@@ -81,9 +81,23 @@ void Diagnostics::print(SrcLoc loc, std::string_view kind, const std::string &ms
 
 void Diagnostics::error(SrcLoc loc, const std::string &msg) {
   ++errors_;
-  print(loc, "error", msg);
-  for (auto it = context_.rbegin(); it != context_.rend(); ++it)
-    print(it->site, "note", it->what);
+  // Raised in a library file for the user's call: the user's innermost site first.
+  size_t user = context_.size();
+  if (!context_.empty() && loc.valid() && context_.front().site.valid() && loc.file != context_.front().site.file)
+    for (size_t i = context_.size(); i-- > 0;)
+      if (context_[i].site.file == context_.front().site.file && !context_[i].subject.empty()) {
+        user = i;
+        break;
+      }
+  if (user < context_.size()) {
+    print(context_[user].site, "error", context_[user].subject + ": " + msg);
+    print(loc, "note", "raised here, inside the layer");
+  } else {
+    print(loc, "error", msg);
+  }
+  for (size_t i = context_.size(); i-- > 0;)
+    if (i != user)
+      print(context_[i].site, "note", context_[i].what);
   os_.flush();
   throw CompileError();
 }

@@ -69,8 +69,14 @@ public:
   /// Prints a warning (no throw).
   void warning(SrcLoc loc, const std::string &msg);
 
-  /// Enters a context: errors reported inside it get "note: <what>" at `site`.
-  void pushContext(SrcLoc site, std::string what) { context_.push_back({site, std::move(what)}); }
+  /// Enters a context: errors reported inside it get "note: <what>" at `site`. `subject`
+  /// names what the context instantiates ("layer 'head' (Dense(9, 1))"): an error raised in
+  /// another file than the outermost context's (inside a prelude layer, for a cause at the
+  /// user's call) is reported at the user's innermost site, prefixed with the subject, and
+  /// the library location follows as a note.
+  void pushContext(SrcLoc site, std::string what, std::string subject = {}) {
+    context_.push_back({site, std::move(what), std::move(subject)});
+  }
   void popContext() { context_.pop_back(); }
   unsigned errorCount() const { return errors_; }
 
@@ -79,6 +85,7 @@ private:
   struct Context {
     SrcLoc site;
     std::string what;
+    std::string subject;
   };
   const SourceManager &sm_;
   std::ostream &os_;
@@ -89,7 +96,9 @@ private:
 /// RAII helper for Diagnostics::pushContext / popContext.
 class DiagContext {
 public:
-  DiagContext(Diagnostics &d, SrcLoc site, std::string what) : d_(d) { d_.pushContext(site, std::move(what)); }
+  DiagContext(Diagnostics &d, SrcLoc site, std::string what, std::string subject = {}) : d_(d) {
+    d_.pushContext(site, std::move(what), std::move(subject));
+  }
   ~DiagContext() { d_.popContext(); }
   DiagContext(const DiagContext &) = delete;
   DiagContext &operator=(const DiagContext &) = delete;
