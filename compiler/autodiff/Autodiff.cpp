@@ -6,8 +6,6 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <fmt/format.h>
-
 #include "autodiff/AutodiffImpl.h"
 
 namespace gradc {
