@@ -6,16 +6,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <fmt/format.h>
-
 #include "autodiff/AutodiffImpl.h"
 
 namespace gradc {
 
 namespace {
-
-using ValueSet = std::unordered_set<const Value *>;
-using CotangentMap = std::unordered_map<const Value *, Value *>;
 
 bool differentiableType(const Value *v) { return v->type.dtype == DType::F32; }
 
@@ -60,16 +55,10 @@ void markActive(const Graph &g, ValueSet &active) {
   }
 }
 
-void accumulate(GradCtx &c, CotangentMap &ct, const Value *v, Value *g) {
-  auto it = ct.find(v);
-  if (it == ct.end())
-    ct[v] = g;
-  else
-    it->second = c.add(it->second, g);
-}
-
-/// Differentiates g's nodes in reverse, propagating the cotangents in `ct` to operands.
-void reverseSweep(GradCtx &c, const Graph &g, const ValueSet &active, CotangentMap &ct) {
+/// Differentiates g's nodes in reverse, propagating the cotangents in `c.ct` to operands.
+void reverseSweep(GradCtx &c, const Graph &g) {
+  const ValueSet &active = c.active;
+  CotangentMap &ct = c.ct;
   for (size_t i = g.nodes.size(); i-- > 0;) {
     Node &n = *g.nodes[i];
     if (hasTrait(n.op, TR_SOURCE) || hasTrait(n.op, TR_SINK))
@@ -84,22 +73,27 @@ void reverseSweep(GradCtx &c, const Graph &g, const ValueSet &active, CotangentM
     bool needed = std::any_of(n.operands.begin(), n.operands.end(), [&](const Value *o) { return active.count(o); });
     if (!any || !needed)
       continue;
-    VjpRule rule = vjpRule(n.op);
+    VjpRule rule = c.rules[static_cast<size_t>(n.op)];
     if (!rule)
-      c.diag.error(n.loc, "'{}' cannot be differentiated", opInfo(n.op).name);
+      c.diag.error(n.loc, "cannot differentiate the loss: no gradient rule for op '{}'", opInfo(n.op).name);
     std::vector<Value *> dx(n.operands.size(), nullptr);
     c.loc = n.loc;
     rule(c, n, dy, dx);
     for (size_t o = 0; o < n.operands.size(); ++o)
       if (dx[o] && active.count(n.operands[o]))
-        accumulate(c, ct, n.operands[o], dx[o]);
+        c.accumulate(n.operands[o], dx[o]);
   }
 }
 
-/// The activity of every value in the module's training graph, computed once.
-ValueSet *gActive = nullptr;
-
 } // namespace
+
+void GradCtx::accumulate(const Value *v, Value *g) {
+  auto it = ct.find(v);
+  if (it == ct.end())
+    ct[v] = g;
+  else
+    it->second = add(it->second, g);
+}
 
 // --- Scans: the reverse scan and the residuals the forward scan saves for it.
 //
@@ -111,10 +105,10 @@ ValueSet *gActive = nullptr;
 // gradient accumulator per active capture. Its results are d(inits), d(caps) and d(seqs).
 void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
   Graph &body = *s.body;
-  const ValueSet &active = *gActive;
+  const ValueSet &active = c.active;
   int64_t nseq = s.getInt("nseq"), ncarry = s.getInt("ncarry"), axis = s.getInt("axis");
   size_t nops = s.operands.size();
-  Module &m = c.b.module();
+  Module &m = c.module();
   auto bb = std::make_unique<Graph>();
   Graph *bg = bb.get();
 
@@ -123,7 +117,7 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
   std::vector<Value *> residualArg;
   std::unordered_map<const Value *, Value *> mapped;
 
-  GradCtx inner(m, bg, c.diag);
+  GradCtx inner(c, bg);
   inner.use = [&](Value *v) -> Value * {
     if (v->owner == bg)
       return v;
@@ -153,7 +147,7 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
   };
 
   // Carries of the reverse scan: the cotangent of each active carry, then accumulators.
-  CotangentMap ct;
+  CotangentMap &ct = inner.ct;
   std::vector<int64_t> activeCarries, activeCaps, activeSeqs;
   for (int64_t i = 0; i < ncarry; ++i)
     if (active.count(body.args[nseq + i])) {
@@ -163,7 +157,7 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
       c.loc = s.loc;
       carryInit.push_back(dy[i] ? dy[i] : c.fill(0, s.results[i]->type));
       if (active.count(body.yields[i]))
-        accumulate(inner, ct, body.yields[i], dc);
+        inner.accumulate(body.yields[i], dc);
     }
   for (size_t k = nseq + ncarry; k < nops; ++k)
     if (active.count(body.args[k])) {
@@ -182,10 +176,10 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
       Value *a = m.newValue(body.yields[r]->type, bg, "d." + body.yields[r]->name);
       seqArgs.push_back(a);
       seqOuter.push_back(dy[r]);
-      accumulate(inner, ct, body.yields[r], a);
+      inner.accumulate(body.yields[r], a);
     }
 
-  reverseSweep(inner, body, active, ct);
+  reverseSweep(inner, body);
 
   // Yields: the previous step's carry cotangents, the updated accumulators, then dxs.
   std::vector<Value *> yields;
@@ -241,11 +235,8 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
                                             {"nseq", static_cast<int64_t>(seqArgs.size())},
                                             {"ncarry", static_cast<int64_t>(carryArgs.size())},
                                             {"reverse", static_cast<int64_t>(!s.getInt("reverse"))}};
-  std::string err;
   c.loc = s.loc;
-  Node *back = c.b.create(Op::Scan, operands, attrs, s.loc, err, std::move(bb));
-  if (!back)
-    throw std::logic_error("autodiff: ill-typed reverse scan: " + err);
+  Node *back = c.node(Op::Scan, operands, attrs, std::move(bb));
   size_t r = 0;
   for (int64_t i : activeCarries)
     dx[nseq + i] = back->results[r++];
@@ -326,12 +317,13 @@ void hoistLoopInvariants(Module &m) {
     hoistGraph(m, *g);
 }
 
-void differentiate(Module &m, Diagnostics &diag) {
+void differentiate(Module &m, Diagnostics &diag) { differentiate(m, diag, gradRules()); }
+
+void differentiate(Module &m, Diagnostics &diag, const GradRuleTable &rules) {
   Graph &g = *m.trainGraph;
   hoistGraph(m, g);
   ValueSet active;
   markActive(g, active);
-  gActive = &active;
   const Node *lossNode = nullptr;
   for (const auto &n : g.nodes)
     if (n->op == Op::Loss)
@@ -341,15 +333,14 @@ void differentiate(Module &m, Diagnostics &diag) {
   std::vector<Node *> fwdNodes;
   for (auto &n : g.nodes)
     fwdNodes.push_back(n.get());
-  GradCtx c(m, &g, diag);
+  GradCtx c(m, &g, diag, active, rules);
   c.loc = lossNode->loc;
-  CotangentMap ct;
+  CotangentMap &ct = c.ct;
   Value *loss = lossNode->operands[0];
   if (active.count(loss))
     ct[loss] = c.scalar(1.0);
   // The backward nodes are appended behind the forward ones, which the sweep visits.
-  reverseSweep(c, g, active, ct);
-  gActive = nullptr;
+  reverseSweep(c, g);
   // One grad sink per parameter, in declaration order.
   std::unordered_map<std::string, Value *> paramValue;
   for (Node *n : fwdNodes)
@@ -365,7 +356,7 @@ void differentiate(Module &m, Diagnostics &diag) {
       grad = c.fill(0, p.type);
     if (grad->name.empty())
       grad->name = "d." + p.name;
-    c.b.sink(Op::Grad, grad, {{"name", p.name}}, p.loc);
+    c.sink(Op::Grad, grad, {{"name", p.name}}, p.loc);
   }
 }
 

@@ -1,54 +1,8 @@
 // GradRules.cpp: the gradient table: one vector-Jacobian product per op, written in terms
 // of the graph's own primitives. An op missing here cannot be differentiated.
-#include <array>
-#include <stdexcept>
-
-#include <fmt/format.h>
-
 #include "autodiff/AutodiffImpl.h"
 
 namespace gradc {
-
-Value *GradCtx::op(Op o, std::vector<Value *> operands, std::map<std::string, AttrValue> attrs) {
-  std::string err;
-  Node *n = b.create(o, std::move(operands), std::move(attrs), loc, err);
-  if (!n)
-    throw std::logic_error("autodiff built an ill-typed node: " + err);
-  return n->result(0);
-}
-
-Value *GradCtx::scalar(double v, DType dt) { return b.source(Op::Const, {dt, {}}, {{"value", v}}, loc); }
-
-Value *GradCtx::fill(double v, const TensorType &t) { return b.source(Op::Const, t, {{"value", v}}, loc); }
-
-Value *GradCtx::reshape(Value *a, const std::vector<int64_t> &shape) {
-  return a->type.shape == shape ? a : op(Op::Reshape, {a}, {{"shape", shape}});
-}
-
-Value *GradCtx::broadcastTo(Value *a, const std::vector<int64_t> &shape) {
-  return a->type.shape == shape ? a : op(Op::BroadcastTo, {a}, {{"shape", shape}});
-}
-
-Value *GradCtx::transposeLast(Value *a) {
-  std::vector<int64_t> perm;
-  for (int i = 0; i < a->type.rank(); ++i)
-    perm.push_back(i);
-  std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
-  return op(Op::Transpose, {a}, {{"perm", perm}});
-}
-
-Value *GradCtx::unbroadcast(Value *g, const std::vector<int64_t> &shape) {
-  if (g->type.shape == shape)
-    return g;
-  const auto &gs = g->type.shape;
-  size_t lead = gs.size() - shape.size();
-  std::vector<int64_t> axes;
-  for (size_t i = 0; i < gs.size(); ++i)
-    if (i < lead || (shape[i - lead] == 1 && gs[i] != 1))
-      axes.push_back(static_cast<int64_t>(i));
-  Value *s = axes.empty() ? g : op(Op::Sum, {g}, {{"axes", axes}, {"keepdims", int64_t{0}}});
-  return reshape(s, shape);
-}
 
 namespace {
 
@@ -265,10 +219,11 @@ void vjpBce(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Val
   dx[1] = c.neg(c.mul(x, g));
 }
 
-/// The table: one rule per differentiable op.
-const std::array<VjpRule, kNumOps> &table() {
-  static const auto t = [] {
-    std::array<VjpRule, kNumOps> r{};
+} // namespace
+
+const GradRuleTable &gradRules() {
+  static const GradRuleTable t = [] {
+    GradRuleTable r{};
     auto set = [&](Op o, VjpRule f) { r[static_cast<size_t>(o)] = f; };
     set(Op::Add, vjpAdd);
     set(Op::Sub, vjpSub);
@@ -308,13 +263,6 @@ const std::array<VjpRule, kNumOps> &table() {
     return r;
   }();
   return t;
-}
-
-} // namespace
-
-VjpRule vjpRule(Op op) {
-  size_t i = static_cast<size_t>(op);
-  return i < table().size() ? table()[i] : nullptr;
 }
 
 } // namespace gradc

@@ -1,20 +1,17 @@
 // Optimizer.cpp: gradient clipping and the SGD / Adam updates as graph nodes, following
 // PyTorch's update rules (torch.optim.SGD, torch.optim.Adam, clip_grad_value_/norm_).
 #include <cmath>
-#include <iostream>
 #include <unordered_map>
 
-#include "autodiff/AutodiffImpl.h"
+#include "autodiff/Autodiff.h"
+#include "ir/Builder.h"
 
 namespace gradc {
 
 void addOptimizer(Module &m) {
   Graph &g = *m.trainGraph;
   const TrainConfig &tc = m.train;
-  SourceManager sm;
-  Diagnostics diag(sm, std::cerr); // The optimizer builds well-typed nodes only.
-  GradCtx c(m, &g, diag);
-  c.loc = tc.loc;
+  NodeBuilder c(m, &g, tc.loc, "optimizer");
 
   std::unordered_map<std::string, Value *> grads, params;
   for (const auto &n : g.nodes) {
@@ -25,7 +22,7 @@ void addOptimizer(Module &m) {
   }
   std::vector<Value *> gs, ps;
   for (const StateDecl &p : m.params) {
-    Value *pv = params.count(p.name) ? params[p.name] : c.b.source(Op::Param, p.type, {{"name", p.name}}, p.loc, p.name);
+    Value *pv = params.count(p.name) ? params[p.name] : c.source(Op::Param, p.type, {{"name", p.name}}, p.loc, p.name);
     ps.push_back(pv);
     gs.push_back(grads.at(p.name));
   }
@@ -41,7 +38,7 @@ void addOptimizer(Module &m) {
       for (int i = 0; i < gr->type.rank(); ++i)
         axes.push_back(i);
       Value *sq = c.mul(gr, gr);
-      Value *s = axes.empty() ? sq : c.op(Op::Sum, {sq}, {{"axes", axes}, {"keepdims", int64_t{0}}});
+      Value *s = c.sum(sq, axes);
       total = total ? c.add(total, s) : s;
     }
     if (total) {
@@ -56,16 +53,16 @@ void addOptimizer(Module &m) {
 
   auto state = [&](const std::string &name, const TensorType &t) {
     m.optState.push_back({name, t, Init{}, tc.loc});
-    return c.b.source(Op::Buffer, t, {{"name", name}}, tc.loc, name);
+    return c.source(Op::Buffer, t, {{"name", name}}, name);
   };
   auto update = [&](const std::string &name, Value *v) {
     if (v->name.empty())
       v->name = name + ".new";
-    c.b.sink(Op::Update, v, {{"name", name}}, tc.loc);
+    c.sink(Op::Update, v, {{"name", name}});
   };
   const auto &o = tc.optimizer;
   // The learning rate is read at run time, so --lr needs no recompilation.
-  Value *lr = c.b.source(Op::Hyper, {DType::F32, {}}, {{"name", std::string("lr")}}, tc.loc, "lr");
+  Value *lr = c.source(Op::Hyper, {DType::F32, {}}, {{"name", std::string("lr")}}, "lr");
   Value *stepSize = nullptr, *bc2sqrt = nullptr;
   if (o.kind == "adam") {
     Value *step = state("optimizer.step", {DType::F32, {}});

@@ -2,26 +2,9 @@
 #include "ir/Rewrite.h"
 
 #include <functional>
-#include <stdexcept>
 #include <unordered_map>
 
 namespace gradc {
-
-Value *NodeEmitter::op(Op o, std::vector<Value *> xs, std::map<std::string, AttrValue> attrs) {
-  std::string err;
-  Node *n = b.create(o, std::move(xs), std::move(attrs), loc, err);
-  if (!n)
-    throw std::logic_error(std::string(pass) + ": " + err);
-  return n->results[0];
-}
-
-Value *NodeEmitter::scalar(double v) { return b.source(Op::Const, TensorType{DType::F32, {}}, {{"value", v}}, loc); }
-
-Value *NodeEmitter::reshape(Value *v, const std::vector<int64_t> &shape) {
-  return v->type.shape == shape ? v : op(Op::Reshape, {v}, {{"shape", shape}});
-}
-
-Value *NodeEmitter::transpose(Value *v) { return op(Op::Transpose, {v}, {{"perm", std::vector<int64_t>{1, 0}}}); }
 
 bool isMatrixTranspose(const Value *v) {
   const Node *d = v->def;

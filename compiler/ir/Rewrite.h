@@ -1,4 +1,4 @@
-// Rewrite.h: what the graph rewrites share: building nodes at the end of a graph, replacing
+// Rewrite.h: what the graph rewrites share besides building nodes (ir/Builder.h): replacing
 // a value's uses, and restoring definition order afterwards.
 #pragma once
 
@@ -8,22 +8,6 @@
 #include "ir/IR.h"
 
 namespace gradc {
-
-/// Builds nodes at the end of a graph for a rewrite; a type error is a compiler bug,
-/// thrown as std::logic_error naming the pass.
-struct NodeEmitter {
-  Builder b;
-  SrcLoc loc;
-  const char *pass;
-  /// A node of op `o`; returns its (single) result.
-  Value *op(Op o, std::vector<Value *> xs, std::map<std::string, AttrValue> attrs = {});
-  /// An f32 scalar constant.
-  Value *scalar(double v);
-  /// v reshaped to `shape` (v itself when it already has it).
-  Value *reshape(Value *v, const std::vector<int64_t> &shape);
-  /// The transpose of a matrix.
-  Value *transpose(Value *v);
-};
 
 /// Whether v is the transpose of a matrix (a 2-D transpose, perm [1, 0]).
 bool isMatrixTranspose(const Value *v);

@@ -6,6 +6,7 @@
 
 #include <unordered_map>
 
+#include "ir/Builder.h"
 #include "ir/Rewrite.h"
 
 namespace gradc {
@@ -99,49 +100,49 @@ private:
   }
 
   /// scale and shift ([width]) of the chain `steps` applied in order to the chain's start.
-  std::pair<Value *, Value *> affine(NodeEmitter &e, const std::vector<Step> &steps, int64_t width) {
+  std::pair<Value *, Value *> affine(NodeBuilder &e, const std::vector<Step> &steps, int64_t width) {
     Value *a = nullptr, *c = nullptr;
     auto vec = [&](Value *k) { return e.reshape(k, {k->type.shape.empty() ? 1 : k->type.shape.back()}); };
     for (const Step &s : steps) {
       Value *k = vec(s.k);
       switch (s.op) {
-      case Op::Add: c = c ? e.op(Op::Add, {c, k}) : k; break;
+      case Op::Add: c = c ? e.add(c, k) : k; break;
       case Op::Sub:
         if (s.kFirst) { // k - v
-          a = a ? e.op(Op::Neg, {a}) : e.op(Op::Neg, {e.b.source(Op::Const, TensorType{DType::F32, {1}}, {{"value", 1.0}}, e.loc)});
-          c = c ? e.op(Op::Sub, {k, c}) : k;
+          a = a ? e.neg(a) : e.op(Op::Neg, {e.fill(1.0, TensorType{DType::F32, {1}})});
+          c = c ? e.sub(k, c) : k;
         } else {
-          c = c ? e.op(Op::Sub, {c, k}) : e.op(Op::Neg, {k});
+          c = c ? e.sub(c, k) : e.neg(k);
         }
         break;
       case Op::Mul:
-        a = a ? e.op(Op::Mul, {a, k}) : k;
-        c = c ? e.op(Op::Mul, {c, k}) : nullptr;
+        a = a ? e.mul(a, k) : k;
+        c = c ? e.mul(c, k) : nullptr;
         break;
       case Op::Div:
-        a = a ? e.op(Op::Div, {a, k}) : e.op(Op::Div, {e.scalar(1.0), k});
-        c = c ? e.op(Op::Div, {c, k}) : nullptr;
+        a = a ? e.div(a, k) : e.div(e.scalar(1.0), k);
+        c = c ? e.div(c, k) : nullptr;
         break;
       default: break;
       }
     }
-    auto full = [&](Value *v) { return v && v->type.shape != std::vector<int64_t>{width} ? e.op(Op::BroadcastTo, {v}, {{"shape", std::vector<int64_t>{width}}}) : v; };
+    auto full = [&](Value *v) { return v ? e.broadcastTo(v, {width}) : v; };
     return {full(a), full(c)};
   }
 
   /// The weight scaled along axis `axis` (0: rows of M, 1: columns) by `a` ([len]), written
   /// through the transpose when M is a transposed parameter so the GEMM keeps reading it
   /// transposed.
-  Value *scaleWeight(NodeEmitter &e, Value *M, Value *a, int axis) {
+  Value *scaleWeight(NodeBuilder &e, Value *M, Value *a, int axis) {
     const int64_t len = a->type.shape[0];
     const Node *d = M->def;
     if (isMatrixTranspose(M)) {
       Value *W = d->operands[0]; // M = W^T: M's rows are W's columns
       Value *ar = e.reshape(a, axis == 0 ? std::vector<int64_t>{1, len} : std::vector<int64_t>{len, 1});
-      return e.transpose(e.op(Op::Mul, {W, ar}));
+      return e.transposeLast(e.mul(W, ar));
     }
     Value *ar = e.reshape(a, axis == 0 ? std::vector<int64_t>{len, 1} : std::vector<int64_t>{1, len});
-    return e.op(Op::Mul, {M, ar});
+    return e.mul(M, ar);
   }
 
   /// (x * a + c) @ M  ->  x @ (a[:, None] * M) + c @ M.
@@ -153,14 +154,14 @@ private:
       steps.insert(steps.begin(), s);
     if (steps.empty())
       return false;
-    NodeEmitter e{Builder(m_, &g_), mm.loc, "fold-affine"};
+    NodeBuilder e(m_, &g_, mm.loc, "fold-affine");
     auto [a, c] = affine(e, steps, K);
     Value *M = mm.operands[1];
     Value *M2 = a ? scaleWeight(e, M, a, 0) : M;
     Value *y = e.op(Op::MatMul, {v, M2});
     if (c) {
       Value *shift = e.reshape(e.op(Op::MatMul, {e.reshape(c, {1, K}), M}), {M->type.shape[1]});
-      y = e.op(Op::Add, {y, shift});
+      y = e.add(y, shift);
     }
     replaceUses(g_, mm.results[0], y);
     return true;
@@ -188,11 +189,11 @@ private:
       scales = scales || s.op == Op::Mul || s.op == Op::Div || (s.op == Op::Sub && s.kFirst);
     if (!end || !scales)
       return false;
-    NodeEmitter e{Builder(m_, &g_), mm.loc, "fold-affine"};
+    NodeBuilder e(m_, &g_, mm.loc, "fold-affine");
     auto [a, c] = affine(e, steps, N);
     Value *y = e.op(Op::MatMul, {mm.operands[0], scaleWeight(e, mm.operands[1], a, 1)});
     if (c)
-      y = e.op(Op::Add, {y, c});
+      y = e.add(y, c);
     replaceUses(g_, end, y);
     return true;
   }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "ir/Builder.h"
 #include "ir/Rewrite.h"
 
 namespace gradc {
@@ -60,7 +61,7 @@ bool hoistProjectionsOf(Module &m, Graph &g, Node &sc) {
     Value *S = sc.operands[k];
     if (axis >= S->type.rank() - 1)
       continue; // the step axis is the contracted one
-    NodeEmitter e{Builder(m, &g), mm->loc, "hoist-projections"};
+    NodeBuilder e(m, &g, mm->loc, "hoist-projections");
     Value *P = e.op(Op::MatMul, {S, sc.operands[j]});
     Value *step = m.newValue(mm->results[0]->type, &b, mm->results[0]->name);
     sc.operands.insert(sc.operands.begin() + nseq, P);
@@ -136,14 +137,14 @@ bool hoistAccumulation(Module &m, Graph &g, Node &sc, int64_t i, std::vector<Val
     renumberResults(sc);
     stacked.push_back(res);
   }
-  NodeEmitter e{Builder(m, &g), add->loc, "hoist-accumulations"};
+  NodeBuilder e(m, &g, add->loc, "hoist-accumulations");
   Value *total;
   if (isMatmul) {
     auto rows = [](Value *s) {
       int64_t last = s->type.shape.back();
       return std::vector<int64_t>{s->type.numel() / last, last};
     };
-    total = e.op(Op::MatMul, {e.transpose(e.reshape(stacked[0], rows(stacked[0]))), e.reshape(stacked[1], rows(stacked[1]))});
+    total = e.op(Op::MatMul, {e.transposeLast(e.reshape(stacked[0], rows(stacked[0]))), e.reshape(stacked[1], rows(stacked[1]))});
   } else {
     std::vector<int64_t> axes = {axis};
     for (int64_t a : r.getInts("axes"))
@@ -154,7 +155,7 @@ bool hoistAccumulation(Module &m, Graph &g, Node &sc, int64_t i, std::vector<Val
   Value *init = sc.operands[nseq + i];
   const bool zeroInit = init->def && init->def->op == Op::Const && init->def->getFloat("value") == 0.0;
   if (!zeroInit)
-    total = e.op(Op::Add, {init, total});
+    total = e.add(init, total);
   replaceUses(g, sc.results[i], total);
   replacedResults.push_back(sc.results[i]);
   return true;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "transforms/Reductions.h"
+#include "ir/Builder.h"
 #include "ir/Rewrite.h"
 
 namespace gradc {
@@ -100,7 +101,7 @@ void rewriteGraph(Module &m, Graph &g, const std::unordered_map<const Value *, i
     std::vector<Value *> parts = tiling(leaves, r->type, axis);
     if (parts.empty())
       continue;
-    NodeEmitter e{Builder(m, &g), n.loc, "pads-to-concat"};
+    NodeBuilder e(m, &g, n.loc, "pads-to-concat");
     Value *cat = e.op(Op::Concat, parts, {{"axis", axis}});
     replaceUses(g, r, cat);
   }

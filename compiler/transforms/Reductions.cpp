@@ -2,6 +2,7 @@
 // scan bodies included).
 #include "transforms/Reductions.h"
 
+#include "ir/Builder.h"
 #include "ir/Rewrite.h"
 
 #include <functional>
@@ -125,7 +126,7 @@ Value *splitReduction(Module &m, Graph &g, Node &red) {
   int64_t count = 1;
   for (int64_t a : axes)
     count *= space[a];
-  NodeEmitter e{Builder(m, &g), red.loc, "centered-sums"};
+  NodeBuilder e(m, &g, red.loc, "centered-sums");
   const Value *res = red.results[0];
   Value *total = nullptr;
   for (const Term &t : terms) {
@@ -142,14 +143,14 @@ Value *splitReduction(Module &m, Graph &g, Node &red) {
         if (keepdims || std::find(axes.begin(), axes.end(), static_cast<int64_t>(a)) == axes.end())
           shape.push_back(p[a]);
       Value *fr = e.reshape(f, shape);
-      v = v ? e.op(Op::Mul, {v, fr}) : fr;
+      v = v ? e.mul(v, fr) : fr;
     }
     if (coef != 1.0)
-      v = e.op(Op::Mul, {v, e.scalar(coef)});
-    total = total ? e.op(Op::Add, {total, v}) : v;
+      v = e.mul(v, e.scalar(coef));
+    total = total ? e.add(total, v) : v;
   }
   if (!total)
-    total = e.b.source(Op::Const, res->type, {{"value", 0.0}}, red.loc);
+    total = e.fill(0.0, res->type);
   if (total->type != res->type)
     total = e.op(Op::BroadcastTo, {total}, {{"shape", res->type.shape}});
   return total;
@@ -171,12 +172,12 @@ Value *onePass(Module &m, Graph &g, Node &v) {
   for (size_t a = 0; a < end.size(); ++a)
     if (end[a] != 1 || std::find(axes.begin(), axes.end(), static_cast<int64_t>(a)) == axes.end())
       end[a] = x->type.shape[a];
-  NodeEmitter e{Builder(m, &g), v.loc, "one-pass-variance"};
+  NodeBuilder e(m, &g, v.loc, "one-pass-variance");
   Value *shift = e.op(Op::Slice, {x}, {{"begin", begin}, {"end", end}});
-  Value *c = e.op(Op::Sub, {x, shift});
+  Value *c = e.sub(x, shift);
   Value *m1 = e.op(Op::Mean, {c}, v.attrs);
-  Value *m2 = e.op(Op::Mean, {e.op(Op::Mul, {c, c})}, v.attrs);
-  Value *var = e.op(Op::Sub, {m2, e.op(Op::Mul, {m1, m1})});
+  Value *m2 = e.op(Op::Mean, {e.mul(c, c)}, v.attrs);
+  Value *var = e.sub(m2, e.mul(m1, m1));
   return e.op(Op::Maximum, {var, e.scalar(0.0)});
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "transforms/HoistScan.h"
+#include "ir/Builder.h"
 #include "ir/Rewrite.h"
 
 namespace gradc {
@@ -63,8 +64,8 @@ void sinkGraph(Module &m, Graph &g) {
           replaceUses(b, n.results[0], xArg);
       }
       const size_t firstNew = b.nodes.size();
-      NodeEmitter e{Builder(m, &b), t.loc, "sink-transposes"};
-      Value *inside = e.transpose(xArg);
+      NodeBuilder e(m, &b, t.loc, "sink-transposes");
+      Value *inside = e.transposeLast(xArg);
       replaceUses(b, arg, inside);
       restoreDefinitionOrder(b, firstNew);
       dropped.push_back(a);
