@@ -135,8 +135,9 @@ int runJit(const Module &m, const SourceManager &sm, const CodegenOptions &opts,
     return 2;
   }
   if (opts.verbose)
-    err << fmt::format("gradc: JIT: emitted, optimised (-O{}) and compiled for {} in {:.3f} s\n", target.optLevel, target.cpu,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    err << fmt::format("gradc: JIT: emitted, {} and compiled for {} in {:.3f} s\n",
+                       opts.llvmOpt ? fmt::format("optimised (-O{})", target.optLevel) : std::string("not optimised (llvm-opt disabled)"),
+                       target.cpu, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   rt::CompiledBackend<float> net(spec, arena, [f32] { return f32; });
   rt::CompiledBackend<double> precise(spec, arena, [&jit] {
     int64_t unused;
