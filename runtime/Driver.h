@@ -26,7 +26,7 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// The executable's flags (section 4 of the contract) after parsing; unset optionals keep
+/// The executable's flags (README.md lists them, usageText in Driver.cpp prints them) after parsing; unset optionals keep
 /// the train block's values.
 struct DriverOptions {
   bool help = false;                     ///< --help / -h.

@@ -96,7 +96,7 @@ int threads();
 /// Sets threads() (runMain calls it for --threads; values below 1 count as 1).
 void setThreads(int n);
 
-/// The training executable's main: parses the contract's flags (section 4), loads data,
+/// The training executable's main: parses the executable's flags (README.md, --help), loads data,
 /// trains, validates, saves, predicts or checks gradients. `precise`, when given, is a
 /// double-precision build of the same model that --gradcheck uses. Returns the exit code.
 int runMain(const ModelSpec &spec, Backend &backend, int argc, char **argv, Backend *precise = nullptr);

@@ -5,9 +5,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
-#include <unistd.h>
+
+#include "support/Output.h"
 
 namespace fs = std::filesystem;
 
@@ -69,47 +72,44 @@ std::string shellQuote(const std::string &s) {
   return o + "'";
 }
 
-/// Moves the built `exe` to opts.output (atomically: a copy beside it, then a rename) and
-/// removes the temporary directory `dir`.
-int installExecutable(const fs::path &dir, const fs::path &exe, const PipelineOptions &opts, std::ostream &err) {
-  std::error_code ec;
-  fs::path tmp = fs::path(opts.output).concat(fmt::format(".tmp{}", ::getpid()));
-  fs::copy_file(exe, tmp, fs::copy_options::overwrite_existing, ec);
-  if (!ec)
-    fs::rename(tmp, opts.output, ec);
-  if (ec) {
-    err << fmt::format("gradc: error: cannot write '{}': {}\n", opts.output, ec.message());
-    fs::remove(tmp, ec);
+/// Writes the built `exe` to `output` (atomically) and removes the temporary directory `dir`.
+int installExecutable(const fs::path &dir, const fs::path &exe, const std::string &output, std::ostream &err) {
+  std::ifstream in(exe, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    err << fmt::format("gradc: error: cannot read the built executable {}\n", exe.string());
     return 1;
   }
+  if (!writeFileAtomically(output, bytes, err, /*executable=*/true))
+    return 1;
+  std::error_code ec;
   fs::remove_all(dir, ec);
   return 0;
 }
 
+/// A fresh temporary directory for one build, or "" after reporting why not.
+std::string buildDirectory(std::ostream &err) {
+  std::string error;
+  std::string dir = makeTempDirectory(error);
+  if (dir.empty())
+    err << "gradc: error: " << error << "\n";
+  return dir;
+}
+
 } // namespace
 
-int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::ostream &err) {
+int buildExecutable(const std::string &cpp, const std::string &output, const CodegenOptions &opts, std::ostream &err) {
   auto [include, lib] = findRuntime();
   if (include.empty()) {
     err << "gradc: error: cannot find the gradc runtime (Model.h and libgradcrt.a); set GRADC_RUNTIME_DIR\n";
     return 1;
   }
-  std::error_code ec;
-  fs::path dir = fs::temp_directory_path() / fmt::format("gradc-{}-{}", ::getpid(), std::rand());
-  fs::create_directories(dir, ec);
-  if (ec) {
-    err << fmt::format("gradc: error: cannot create {}: {}\n", dir.string(), ec.message());
+  const fs::path dir = buildDirectory(err);
+  if (dir.empty())
     return 1;
-  }
   fs::path src = dir / "model.cpp", exe = dir / "model.exe";
-  {
-    std::ofstream out(src);
-    out << cpp;
-    if (!out) {
-      err << fmt::format("gradc: error: cannot write {}\n", src.string());
-      return 1;
-    }
-  }
+  if (!writeFileAtomically(src.string(), cpp, err))
+    return 1;
   const char *defaultCxx = defaultCompiler();
   const std::string extra = extraFlags();
   const char *cxx = std::getenv("CXX");
@@ -126,31 +126,21 @@ int buildExecutable(const std::string &cpp, const PipelineOptions &opts, std::os
                        text.substr(0, 4000));
     return 2;
   }
-  return installExecutable(dir, exe, opts, err);
+  return installExecutable(dir, exe, output, err);
 }
 
-int linkExecutable(const std::string &object, const PipelineOptions &opts, std::ostream &err) {
+int linkExecutable(const std::string &object, const std::string &output, const CodegenOptions &opts, std::ostream &err) {
   auto [include, lib] = findRuntime();
   if (include.empty()) {
     err << "gradc: error: cannot find the gradc runtime (libgradcrt.a); set GRADC_RUNTIME_DIR\n";
     return 1;
   }
-  std::error_code ec;
-  fs::path dir = fs::temp_directory_path() / fmt::format("gradc-{}-{}", ::getpid(), std::rand());
-  fs::create_directories(dir, ec);
-  if (ec) {
-    err << fmt::format("gradc: error: cannot create {}: {}\n", dir.string(), ec.message());
+  const fs::path dir = buildDirectory(err);
+  if (dir.empty())
     return 1;
-  }
   fs::path obj = dir / "model.o", exe = dir / "model.exe";
-  {
-    std::ofstream out(obj, std::ios::binary);
-    out << object;
-    if (!out) {
-      err << fmt::format("gradc: error: cannot write {}\n", obj.string());
-      return 1;
-    }
-  }
+  if (!writeFileAtomically(obj.string(), object, err))
+    return 1;
   const char *cxx = std::getenv("CXX");
   // A sanitized build's runtime needs the sanitizer runtimes at link time (extraFlags).
   std::string cmd = fmt::format("{} {} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : defaultCompiler(), extraFlags(),
@@ -165,7 +155,7 @@ int linkExecutable(const std::string &object, const PipelineOptions &opts, std::
                        text.substr(0, 4000));
     return 1;
   }
-  return installExecutable(dir, exe, opts, err);
+  return installExecutable(dir, exe, output, err);
 }
 
 } // namespace gradc

@@ -29,8 +29,9 @@ std::string message(llvm::Error e) { return llvm::toString(std::move(e)); }
 /// One LLJIT instance holding the model's functions.
 class ModelJit {
 public:
-  ModelJit(const Module &m, const SourceManager &sm, const LLVMTarget &target, const LowerOptions &lower)
-      : m_(m), sm_(sm), target_(target), lower_(lower), ctx_(std::make_unique<llvm::LLVMContext>()) {}
+  /// `optimize`: run LLVM's optimisation pipeline on each build (off for --disable-pass=llvm-opt).
+  ModelJit(const Module &m, const SourceManager &sm, const LLVMTarget &target, const LowerOptions &lower, bool optimize)
+      : m_(m), sm_(sm), target_(target), lower_(lower), optimize_(optimize), ctx_(std::make_unique<llvm::LLVMContext>()) {}
 
   /// Creates the JIT; returns "" or an error message.
   std::string init() {
@@ -76,7 +77,12 @@ public:
     eo.executable = false;
     LLVMEmitResult res = emitLLVM(m_, sm_, *ctx_.getContext(), eo);
     arenaElements = res.arenaElements;
-    optimizeLLVMModule(*res.module, target_);
+    if (optimize_)
+      optimizeLLVMModule(*res.module, target_);
+    else {
+      res.module->setTargetTriple(target_.triple);
+      res.module->setDataLayout(target_.tm->createDataLayout());
+    }
     if (llvm::Error e = jit_->addIRModule(llvm::orc::ThreadSafeModule(std::move(res.module), ctx_)))
       throw std::runtime_error("JIT: " + message(std::move(e)));
     GradcGraphs g{};
@@ -96,13 +102,14 @@ private:
   const SourceManager &sm_;
   const LLVMTarget &target_;
   LowerOptions lower_;
+  bool optimize_;
   llvm::orc::ThreadSafeContext ctx_;
   std::unique_ptr<llvm::orc::LLJIT> jit_;
 };
 
 } // namespace
 
-int runJit(const Module &m, const SourceManager &sm, const PipelineOptions &opts, const LowerOptions &lower, std::vector<std::string> args,
+int runJit(const Module &m, const SourceManager &sm, const CodegenOptions &opts, const LowerOptions &lower, std::vector<std::string> args,
            std::ostream &err) {
   LLVMTarget target;
   std::string error;
@@ -111,7 +118,7 @@ int runJit(const Module &m, const SourceManager &sm, const PipelineOptions &opts
     return 1;
   }
   target.contract = opts.fpContract;
-  ModelJit jit(m, sm, target, lower);
+  ModelJit jit(m, sm, target, lower, opts.llvmOpt);
   error = jit.init();
   if (!error.empty()) {
     err << "gradc: error: cannot start the JIT: " << error << "\n";
@@ -128,8 +135,9 @@ int runJit(const Module &m, const SourceManager &sm, const PipelineOptions &opts
     return 2;
   }
   if (opts.verbose)
-    err << fmt::format("gradc: JIT: emitted, optimised (-O{}) and compiled for {} in {:.3f} s\n", target.optLevel, target.cpu,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    err << fmt::format("gradc: JIT: emitted, {} and compiled for {} in {:.3f} s\n",
+                       opts.llvmOpt ? fmt::format("optimised (-O{})", target.optLevel) : std::string("not optimised (llvm-opt disabled)"),
+                       target.cpu, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   rt::CompiledBackend<float> net(spec, arena, [f32] { return f32; });
   rt::CompiledBackend<double> precise(spec, arena, [&jit] {
     int64_t unused;

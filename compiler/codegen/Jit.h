@@ -8,14 +8,15 @@
 
 #include "codegen/EmitCpp.h"
 #include "ir/IR.h"
-#include "driver/Pipeline.h"
+#include "codegen/CodegenOptions.h"
 
 namespace gradc {
 
-/// JIT-compiles the float build of `m` for the host at -O`opts.optLevel` and runs the
+/// JIT-compiles the float build of `m` for the host at -O`opts.optLevel` (LLVM's pipeline
+/// unless `opts.llvmOpt` is off) and runs the
 /// training driver with `args` (args[0] names the program); the double build (--gradcheck)
 /// is compiled only when first used. Returns the exit code.
-int runJit(const Module &m, const SourceManager &sm, const PipelineOptions &opts, const LowerOptions &lower, std::vector<std::string> args,
+int runJit(const Module &m, const SourceManager &sm, const CodegenOptions &opts, const LowerOptions &lower, std::vector<std::string> args,
            std::ostream &err);
 
 } // namespace gradc

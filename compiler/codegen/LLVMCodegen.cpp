@@ -1,9 +1,9 @@
 // LLVMCodegen.cpp: target machines, the optimisation pipeline, object emission and linking
-// for the LLVM backend (gradc --backend=llvm, --emit=llvm, --emit=obj).
+// for the LLVM backend (gradc --backend=llvm, --emit=llvm, --emit=obj); the driver writes or
+// links what it produces.
 #include "codegen/LLVMCodegen.h"
 
 #include <algorithm>
-#include <fstream>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -23,7 +23,6 @@
 #include <llvm/TargetParser/Host.h>
 #include <llvm/TargetParser/SubtargetFeature.h>
 
-#include "codegen/Build.h"
 
 namespace gradc {
 
@@ -118,7 +117,8 @@ bool emitObjectFile(llvm::Module &mod, const LLVMTarget &target, std::string &by
   return true;
 }
 
-int runLLVMBackend(const Module &m, const SourceManager &sm, const PipelineOptions &opts, const LowerOptions &lower, std::ostream &err) {
+int compileWithLLVM(const Module &m, const SourceManager &sm, const CodegenOptions &opts, const LowerOptions &lower, LLVMOutput kind,
+                    std::string &out, std::ostream &err) {
   LLVMTarget target;
   std::string error;
   if (!makeLLVMTarget(opts.targetCpu, opts.optLevel, target, error)) {
@@ -128,33 +128,24 @@ int runLLVMBackend(const Module &m, const SourceManager &sm, const PipelineOptio
   target.contract = opts.fpContract;
   llvm::LLVMContext ctx;
   LLVMEmitResult res = emitLLVM(m, sm, ctx, llvmEmitOptions(target, lower));
-  bool optimize = std::find(opts.disabled.begin(), opts.disabled.end(), "llvm-opt") == opts.disabled.end();
-  if (optimize)
+  if (opts.llvmOpt)
     optimizeLLVMModule(*res.module, target);
   else {
     res.module->setTargetTriple(target.triple);
     res.module->setDataLayout(target.tm->createDataLayout());
   }
-  if (opts.emit == "llvm") {
-    std::string text;
-    llvm::raw_string_ostream os(text);
+  if (kind == LLVMOutput::IR) {
+    out.clear();
+    llvm::raw_string_ostream os(out);
     res.module->print(os, nullptr);
     os.flush();
-    return writeOutputFile(opts.output, text, err) ? 0 : 1;
+    return 0;
   }
-  std::string object;
-  if (!emitObjectFile(*res.module, target, object, error)) {
+  if (!emitObjectFile(*res.module, target, out, error)) {
     err << "gradc: internal error: " << error << "\n";
     return 2;
   }
-  if (opts.emit == "obj") {
-    if (opts.output.empty() || opts.output == "-") {
-      err << "gradc: error: --emit=obj needs -o FILE\n";
-      return 1;
-    }
-    return writeOutputFile(opts.output, object, err) ? 0 : 1;
-  }
-  return linkExecutable(object, opts, err);
+  return 0;
 }
 
 } // namespace gradc

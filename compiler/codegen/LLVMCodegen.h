@@ -1,5 +1,5 @@
 // LLVMCodegen.h: the LLVM backend's driver: target machine for the host (or --target-cpu),
-// the new pass manager's pipeline at -O<n>, object files and linked executables.
+// the new pass manager's pipeline at -O<n>, LLVM IR text and object files.
 #pragma once
 
 #include <memory>
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "codegen/EmitLLVM.h"
-#include "driver/Pipeline.h"
+#include "codegen/CodegenOptions.h"
 
 namespace llvm {
 class Module;
@@ -39,9 +39,17 @@ void optimizeLLVMModule(llvm::Module &mod, const LLVMTarget &target);
 /// The module as an object file in memory. Returns false with `error` set on failure.
 bool emitObjectFile(llvm::Module &mod, const LLVMTarget &target, std::string &bytes, std::string &error);
 
-/// --backend=llvm: --emit=llvm prints the IR (after the optimisation pipeline unless
-/// --disable-pass=llvm-opt), --emit=obj writes the object, otherwise -o EXE links the
-/// object with the runtime. Returns the exit code.
-int runLLVMBackend(const Module &m, const SourceManager &sm, const PipelineOptions &opts, const LowerOptions &lower, std::ostream &err);
+/// What compileWithLLVM produces.
+enum class LLVMOutput {
+  IR,     ///< The module as LLVM IR text (--emit=llvm).
+  Object, ///< An object file defining main (--emit=obj, or linked into -o EXE).
+};
+
+/// The LLVM backend: emits `m` for the target of `opts` (--target-cpu, -O, --fp-contract),
+/// runs LLVM's optimisation pipeline unless `opts.llvmOpt` is off, and sets `out` to the IR
+/// text or the object's bytes. Returns the exit code (1 for a bad --target-cpu, 2 for an
+/// internal failure, reported on `err`).
+int compileWithLLVM(const Module &m, const SourceManager &sm, const CodegenOptions &opts, const LowerOptions &lower, LLVMOutput kind,
+                    std::string &out, std::ostream &err);
 
 } // namespace gradc

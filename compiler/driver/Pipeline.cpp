@@ -1,59 +1,71 @@
-// Pipeline.cpp: parse, elaborate, verify, then each pass with a verifier after it, and
-// stop at whatever --emit asks for. Reads top to bottom.
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <sstream>
+// Pipeline.cpp: parse, elaborate, verify, then the one list of graph passes (graphPipeline)
+// with the verifier between them, stopping at whatever --emit asks for; then the loop level
+// and a backend. Reads top to bottom.
+#include "driver/Pipeline.h"
 
-#include <unistd.h>
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
-#include "frontend/ASTPrinter.h"
 #include "codegen/Build.h"
 #include "codegen/EmitCpp.h"
-#include "support/Diagnostics.h"
-#include "elaborate/Elaborate.h"
-#include "ir/IR.h"
 #include "codegen/LLVMCodegen.h"
+#include "elaborate/Elaborate.h"
+#include "frontend/ASTPrinter.h"
 #include "frontend/Parser.h"
+#include "support/Output.h"
 #include "transforms/Passes.h"
-#include "driver/Pipeline.h"
 
 namespace gradc {
 
 extern const char *const kPreludeText;
 extern const char *const kPreludeName;
 
+const std::vector<PipelineStep> &graphPipeline() {
+  static const std::vector<PipelineStep> steps = {
+      {"dce", nullptr, true}, // e.g. the loss computation in @infer
+      {nullptr, "graph"},
+      // Clean-ups, autodiff and the optimizer.
+      {"fold", nullptr},
+      {"cse", nullptr},
+      {"dce", nullptr},
+      {"licm", nullptr},
+      {"hoist-projections", nullptr},
+      {"dce", nullptr},
+      {"autodiff", nullptr},
+      {"optimizer", nullptr},
+      {"fold", nullptr},
+      {"cse", nullptr},
+      {"dce", nullptr},
+      {nullptr, "grad-graph"},
+      // Rewrites for fewer passes over the data (fusion and memory planning are loop-level).
+      {"hoist-accumulations", nullptr},
+      {"centered-sums", nullptr},
+      {"one-pass-variance", nullptr},
+      {"pads-to-concat", nullptr},
+      {"fold-affine", nullptr},
+      {"fold", nullptr},
+      {"cse", nullptr},
+      {"dce", nullptr},
+      {"sink-transposes", nullptr},
+      {"dce", nullptr},
+      {nullptr, "opt-graph"},
+  };
+  return steps;
+}
+
 namespace {
 
-/// Writes `text` to `path` atomically (a temporary file, then rename), or to stdout.
-bool writeOutput(const std::string &path, const std::string &text, std::ostream &err) {
-  if (path.empty() || path == "-") {
-    std::cout << text;
-    std::cout.flush();
-    return true;
-  }
-  std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    out.flush();
-    if (!out) {
-      err << fmt::format("gradc: error: cannot write '{}'\n", path);
-      std::filesystem::remove(tmp);
-      return false;
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    err << fmt::format("gradc: error: cannot write '{}': {}\n", path, ec.message());
-    std::filesystem::remove(tmp, ec);
-    return false;
-  }
-  return true;
+#ifdef GRADC_VERIFY_EACH_PASS
+constexpr bool kVerifyEachPass = true;
+#else
+constexpr bool kVerifyEachPass = false;
+#endif
+
+bool contains(const std::vector<std::string> &list, const std::string &name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
 }
 
 /// Verifies the module; a failure is a compiler bug, reported as such.
@@ -65,158 +77,199 @@ void verifyOrDie(const Module &m, const std::string &after) {
   throw std::logic_error(msg);
 }
 
+/// The prelude's and the model's syntax trees.
+struct Sources {
+  std::unique_ptr<ModuleAST> prelude, model;
+};
+
+Sources parseSources(SourceManager &sm, Diagnostics &diag, uint32_t fileId) {
+  uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
+  Sources s;
+  s.prelude = parseModule(preludeId, sm, diag);
+  s.model = parseModule(fileId, sm, diag);
+  return s;
+}
+
+/// Whether `stop` is "" or a stop point of the pipeline.
+bool isStopPoint(const std::string &stop) {
+  if (stop.empty())
+    return true;
+  for (const PipelineStep &s : graphPipeline())
+    if (!s.pass && stop == s.stop)
+      return true;
+  return false;
+}
+
 } // namespace
 
-bool writeOutputFile(const std::string &path, const std::string &text, std::ostream &err) { return writeOutput(path, text, err); }
+PassSelection passSelection(const PipelineOptions &opts) {
+  PassSelection sel;
+  sel.skip = opts.disabled;
+  sel.skipOptional = opts.optLevel == 0;
+  sel.printAfter = opts.printAfter;
+  sel.printAfterAll = opts.printAfterAll;
+  return sel;
+}
 
-std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId, const std::vector<std::string> &skip) {
-  uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
-  std::unique_ptr<ModuleAST> prelude = parseModule(preludeId, sm, diag);
-  std::unique_ptr<ModuleAST> ast = parseModule(fileId, sm, diag);
-  std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
+CodegenOptions codegenOptions(const PipelineOptions &opts) {
+  CodegenOptions cg;
+  cg.targetCpu = opts.targetCpu;
+  cg.optLevel = opts.optLevel;
+  cg.fpContract = opts.fpContract;
+  cg.llvmOpt = !contains(opts.disabled, "llvm-opt");
+  cg.verbose = opts.verbose;
+  return cg;
+}
+
+LowerOptions lowerOptions(const PipelineOptions &opts) {
+  auto enabled = [&](const char *pass) { return opts.optLevel > 0 && !contains(opts.disabled, pass); };
+  LowerOptions lower;
+  lower.fuse = enabled("fuse");
+  lower.planMemory = enabled("memory-plan");
+  return lower;
+}
+
+bool checkPassNames(const PipelineOptions &opts, std::ostream &err) {
+  for (const std::vector<std::string> *list : {&opts.printAfter, &opts.disabled})
+    for (const std::string &p : *list) {
+      const PassInfo *pass = findPass(p);
+      if (pass && (pass->run || list == &opts.disabled))
+        continue;
+      std::vector<std::string> names;
+      for (const PassInfo &pi : allPasses())
+        if (pi.run || list == &opts.disabled)
+          names.push_back(pi.name);
+      err << fmt::format("gradc: error: unknown pass '{}'; passes are {}\n", p, fmt::join(names, ", "));
+      return false;
+    }
+  return true;
+}
+
+std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId, const PassSelection &sel,
+                                      const std::string &stopAt, std::ostream &dump) {
+  if (!isStopPoint(stopAt))
+    throw std::logic_error("compileModule: no stop point '" + stopAt + "'");
+  Sources src = parseSources(sm, diag, fileId);
+  std::unique_ptr<Module> m = elaborate({src.prelude.get(), src.model.get()}, sm, diag);
   verifyOrDie(*m, "elaboration");
-  for (const char *name : {"dce", "fold", "cse", "dce", "licm", "hoist-projections", "dce", "autodiff", "optimizer", "fold", "cse",
-                           "dce", "hoist-accumulations", "centered-sums", "one-pass-variance", "pads-to-concat", "fold-affine", "fold", "cse", "dce",
-                           "sink-transposes", "dce"}) {
-    const PassInfo &pass = *findPass(name);
-    if (!pass.required && std::find(skip.begin(), skip.end(), name) != skip.end())
+  std::string last = "elaboration";
+  for (const PipelineStep &step : graphPipeline()) {
+    if (!step.pass) {
+      if (stopAt == step.stop)
+        break;
+      continue;
+    }
+    const PassInfo &pass = *findPass(step.pass);
+    bool off = !pass.required && !step.always && (sel.skipOptional || contains(sel.skip, pass.name));
+    if (off)
       continue;
     pass.run(*m, diag);
-    verifyOrDie(*m, name);
+    last = pass.name;
+    if (kVerifyEachPass)
+      verifyOrDie(*m, pass.name);
+    if (sel.printAfterAll || contains(sel.printAfter, pass.name)) {
+      dump << fmt::format("// ----- IR after {} -----\n", pass.name);
+      printModule(*m, sm, dump);
+    }
   }
+  if (!kVerifyEachPass)
+    verifyOrDie(*m, last);
   return m;
+}
+
+std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint32_t fileId, const std::vector<std::string> &skip) {
+  PassSelection sel;
+  sel.skip = skip;
+  std::ostringstream unused;
+  return compileModule(sm, diag, fileId, sel, "", unused);
+}
+
+void listPasses(std::ostream &os) {
+  auto row = [&](const PassInfo &p, bool always) {
+    const char *kind = p.required ? "required" : always ? "always" : "optional";
+    os << fmt::format("  {:<20} {:<9} {}\n", p.name, kind, p.description);
+  };
+  os << "graph passes, in pipeline order (--print-after, --disable-pass; -O0 skips the optional ones):\n";
+  for (const PipelineStep &s : graphPipeline()) {
+    if (s.pass)
+      row(*findPass(s.pass), s.always);
+    else
+      os << fmt::format("  (--emit={} stops here)\n", s.stop);
+  }
+  os << "loop-level and backend passes (--disable-pass only; -O0 skips fuse and memory-plan, and gives llvm-opt LLVM's -O0 pipeline):\n";
+  for (const PassInfo &p : allPasses())
+    if (!p.run)
+      row(p, false);
 }
 
 int runPipeline(const PipelineOptions &opts, std::ostream &err) {
   static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm", "obj"};
-  if (!opts.emit.empty() && std::find(kEmits.begin(), kEmits.end(), opts.emit) == kEmits.end()) {
+  if (!opts.emit.empty() && !contains(kEmits, opts.emit)) {
     err << fmt::format("gradc: error: unknown --emit kind '{}'; expected {}\n", opts.emit, fmt::join(kEmits, ", "));
     return 1;
   }
-  // Loop-level passes: they shape the lowering (--disable-pass), not the graph.
-  // llvm-opt is the LLVM backend's optimisation pipeline (--emit=llvm without it: the emitter's IR).
-  static const std::vector<std::string> kLoopPasses = {"fuse", "memory-plan", "llvm-opt"};
-  auto isLoopPass = [](const std::string &p) { return std::find(kLoopPasses.begin(), kLoopPasses.end(), p) != kLoopPasses.end(); };
-  for (const std::vector<std::string> *list : {&opts.printAfter, &opts.disabled})
-    for (const std::string &p : *list)
-      if (!findPass(p) && !(isLoopPass(p) && list == &opts.disabled)) {
-        std::vector<std::string> names;
-        for (const PassInfo &pi : allPasses())
-          names.push_back(pi.name);
-        names.insert(names.end(), kLoopPasses.begin(), kLoopPasses.end());
-        err << fmt::format("gradc: error: unknown pass '{}'; passes are {}\n", p, fmt::join(names, ", "));
-        return 1;
-      }
+  if (!checkPassNames(opts, err))
+    return 1;
 
   SourceManager sm;
   Diagnostics diag(sm, err);
   try {
-    // 1. Read and parse the prelude and the model.
-    uint32_t preludeId = sm.add(kPreludeName, kPreludeText);
     uint32_t modelId;
     std::string loadError;
     if (!sm.load(opts.input, modelId, loadError)) {
       err << "gradc: error: " << loadError << "\n";
       return 1;
     }
-    std::unique_ptr<ModuleAST> prelude = parseModule(preludeId, sm, diag);
-    std::unique_ptr<ModuleAST> ast = parseModule(modelId, sm, diag);
+    // 1. --emit=ast: the model's syntax tree.
     if (opts.emit == "ast") {
+      Sources src = parseSources(sm, diag, modelId);
       std::ostringstream os;
-      printAST(*ast, sm, os);
+      printAST(*src.model, sm, os);
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
 
-    // 2. Elaborate into the shape-checked graph IR.
-    std::unique_ptr<Module> m = elaborate({prelude.get(), ast.get()}, sm, diag);
-    verifyOrDie(*m, "elaboration");
-    eliminateDeadCode(*m); // e.g. the loss computation in @infer
-    verifyOrDie(*m, "dce");
-    if (opts.emit == "graph") {
+    // 2. The graph pipeline, up to the stop point of --emit=graph, grad-graph, opt-graph.
+    const bool graphEmit = isStopPoint(opts.emit) && !opts.emit.empty();
+    std::unique_ptr<Module> m = compileModule(sm, diag, modelId, passSelection(opts), graphEmit ? opts.emit : "", err);
+    if (graphEmit || opts.emit == "dot") {
       std::ostringstream os;
-      printModule(*m, sm, os);
+      if (graphEmit)
+        printModule(*m, sm, os);
+      else
+        printDot(*m, os);
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
 
-    // 3. Clean-ups, autodiff and the optimizer: each pass is followed by the verifier.
-    auto runPass = [&](const char *name) {
-      const PassInfo &pass = *findPass(name);
-      bool off = !pass.required && (opts.optLevel == 0 || std::find(opts.disabled.begin(), opts.disabled.end(),
-                                                                     pass.name) != opts.disabled.end());
-      if (off)
-        return;
-      pass.run(*m, diag);
-      if (opts.verifyEachPass)
-        verifyOrDie(*m, pass.name);
-      if (opts.printAfterAll ||
-          std::find(opts.printAfter.begin(), opts.printAfter.end(), pass.name) != opts.printAfter.end()) {
-        err << fmt::format("// ----- IR after {} -----\n", pass.name);
-        printModule(*m, sm, err);
-      }
-    };
-    runPass("fold");
-    runPass("cse");
-    runPass("dce");
-    runPass("licm");
-    runPass("hoist-projections");
-    runPass("dce");
-    runPass("autodiff");
-    runPass("optimizer");
-    runPass("fold");
-    runPass("cse");
-    runPass("dce");
-    if (opts.emit == "grad-graph") {
-      std::ostringstream os;
-      printModule(*m, sm, os);
-      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
-    }
-
-    // 4. Rewrites for fewer passes over the data; fusion and memory planning are loop-level
-    // (step 5).
-    runPass("hoist-accumulations");
-    runPass("centered-sums");
-    runPass("one-pass-variance");
-    runPass("pads-to-concat");
-    runPass("fold-affine");
-    runPass("fold");
-    runPass("cse");
-    runPass("dce");
-    runPass("sink-transposes");
-    runPass("dce");
-    if (opts.emit == "opt-graph") {
-      std::ostringstream os;
-      printModule(*m, sm, os);
-      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
-    }
-    if (opts.emit == "dot") {
-      std::ostringstream os;
-      printDot(*m, os);
-      return writeOutput(opts.output, os.str(), err) ? 0 : 1;
-    }
-
-    // 5. Code generation.
+    // 3. The loop level and code generation.
     if (opts.backend != "cpp" && opts.backend != "llvm") {
       err << fmt::format("gradc: error: unknown --backend '{}'; expected cpp or llvm\n", opts.backend);
       return 1;
     }
-    LowerOptions lower;
-    auto enabled = [&](const char *pass) {
-      return opts.optLevel > 0 && std::find(opts.disabled.begin(), opts.disabled.end(), pass) == opts.disabled.end();
-    };
-    lower.fuse = enabled("fuse");
-    lower.planMemory = enabled("memory-plan");
+    const LowerOptions lower = lowerOptions(opts);
+    const CodegenOptions cg = codegenOptions(opts);
     if (opts.emit == "memory-plan") {
       std::ostringstream os;
       printMemoryPlans(*m, sm, os, lower);
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
-    if (opts.emit == "llvm" || opts.emit == "obj" || (opts.emit.empty() && opts.backend == "llvm"))
-      return runLLVMBackend(*m, sm, opts, lower, err);
+    if (opts.emit == "llvm" || opts.emit == "obj" || (opts.emit.empty() && opts.backend == "llvm")) {
+      if (opts.emit == "obj" && (opts.output.empty() || opts.output == "-")) {
+        err << "gradc: error: --emit=obj needs -o FILE\n";
+        return 1;
+      }
+      std::string out;
+      LLVMOutput kind = opts.emit == "llvm" ? LLVMOutput::IR : LLVMOutput::Object;
+      if (int rc = compileWithLLVM(*m, sm, cg, lower, kind, out, err); rc != 0)
+        return rc;
+      if (opts.emit.empty())
+        return linkExecutable(out, opts.output, cg, err);
+      return writeOutput(opts.output, out, err) ? 0 : 1;
+    }
     std::ostringstream cpp;
     emitCpp(*m, sm, cpp, lower);
     if (opts.emit == "cpp")
       return writeOutput(opts.output, cpp.str(), err) ? 0 : 1;
-    return buildExecutable(cpp.str(), opts, err);
+    return buildExecutable(cpp.str(), opts.output, cg, err);
   } catch (const CompileError &) {
     return 1;
   }

@@ -2,8 +2,6 @@
 // over the interpreter backend with --interpret.
 #include "driver/Run.h"
 
-#include <algorithm>
-
 #include "Model.h"
 #include "interp/InterpBackend.h"
 #include "codegen/Jit.h"
@@ -13,6 +11,8 @@
 namespace gradc {
 
 int runModel(const PipelineOptions &opts, const std::vector<std::string> &exeArgs, bool interpret, std::ostream &err) {
+  if (!checkPassNames(opts, err))
+    return 1;
   const std::string &model = opts.input;
   SourceManager sm;
   Diagnostics diag(sm, err);
@@ -24,21 +24,14 @@ int runModel(const PipelineOptions &opts, const std::vector<std::string> &exeArg
       err << "gradc: error: " << loadError << "\n";
       return 1;
     }
-    m = compileModule(sm, diag, id);
+    m = compileModule(sm, diag, id, passSelection(opts), "", err);
   } catch (const CompileError &) {
     return 1;
   }
   std::vector<std::string> args = {model};
   args.insert(args.end(), exeArgs.begin(), exeArgs.end());
-  if (!interpret) {
-    auto enabled = [&](const char *pass) {
-      return opts.optLevel > 0 && std::find(opts.disabled.begin(), opts.disabled.end(), pass) == opts.disabled.end();
-    };
-    LowerOptions lower;
-    lower.fuse = enabled("fuse");
-    lower.planMemory = enabled("memory-plan");
-    return runJit(*m, sm, opts, lower, args, err);
-  }
+  if (!interpret)
+    return runJit(*m, sm, codegenOptions(opts), lowerOptions(opts), args, err);
   rt::ModelSpec spec = makeModelSpec(*m);
   InterpBackend backend(*m, spec);
   std::vector<char *> argv;

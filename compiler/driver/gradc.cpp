@@ -1,4 +1,4 @@
-// gradc.cpp: the command line of the gradc compiler (see the contract, section 3).
+// gradc.cpp: the command line of the gradc compiler (README.md and docs/ir.md describe it).
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -6,6 +6,7 @@
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
 
+#include "driver/Options.h"
 #include "driver/Pipeline.h"
 #include "driver/Run.h"
 
@@ -24,6 +25,7 @@ int main(int argc, char **argv) {
     desc.add_options()
         ("help,h", "print this help")
         ("version", "print the version")
+        ("list-passes", "print the passes in pipeline order, with the --emit stop points")
         ("output,o", po::value(&opts.output), "output file")
         ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj")
         ("backend", po::value(&opts.backend), "code generator for -o EXE: llvm (default) or cpp")
@@ -53,6 +55,10 @@ int main(int argc, char **argv) {
     }
     if (vm.count("version")) {
       std::cout << "gradc 0.1 (a compiler for training neural networks)\n";
+      return 0;
+    }
+    if (vm.count("list-passes")) {
+      gradc::listPasses(std::cout);
       return 0;
     }
     auto inputs = vm.count("input") ? vm["input"].as<std::vector<std::string>>() : std::vector<std::string>{};

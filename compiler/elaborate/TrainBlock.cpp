@@ -1,5 +1,6 @@
 // TrainBlock.cpp: checks the train block (optimizer, epochs, data source, clipping, early
-// stopping) against the contract and fills the module's TrainConfig.
+// stopping) against the language's rules (docs/language.md, Train block) and fills the
+// module's TrainConfig.
 #include <filesystem>
 
 #include <fmt/format.h>

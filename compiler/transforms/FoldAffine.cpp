@@ -2,7 +2,7 @@
 // whose scale and shift come from the model's state only (an inference-mode BatchNorm, a
 // Dense bias) is folded into the weights and bias of the matrix multiply it feeds or
 // follows, so the map's pass over the data disappears.
-#include "transforms/FoldAffine.h"
+#include "transforms/Passes.h"
 
 #include <unordered_map>
 

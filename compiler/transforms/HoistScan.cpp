@@ -3,7 +3,7 @@
 // sequence) and the hoist-accumulations pass (a carried sum of per-step matmuls or sums,
 // such as a weight gradient in backpropagation through time, becomes one matmul or sum over
 // the stacked steps).
-#include "transforms/HoistScan.h"
+#include "transforms/Passes.h"
 
 #include <algorithm>
 

@@ -1,10 +1,10 @@
-// PadsToConcat.cpp: the `pads-to-concat` rewrite (Reductions.h): a sum of zero-padded
+// PadsToConcat.cpp: the `pads-to-concat` rewrite (declared in Passes.h): a sum of zero-padded
 // blocks that tile their shape along one axis becomes a concat of the blocks.
 #include <algorithm>
 #include <unordered_map>
 #include <vector>
 
-#include "transforms/Reductions.h"
+#include "transforms/Passes.h"
 #include "ir/Builder.h"
 #include "ir/Rewrite.h"
 

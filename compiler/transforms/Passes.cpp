@@ -1,5 +1,5 @@
 // Passes.cpp: constant folding, common-subexpression elimination and dead-code
-// elimination on the graph IR (scan bodies included), and the pass registry.
+// elimination on the graph IR (scan bodies included), and the pass registry (Passes.h).
 #include <cmath>
 #include <functional>
 #include <map>
@@ -9,9 +9,6 @@
 #include "autodiff/Autodiff.h"
 #include "ir/ScalarMath.h"
 #include "transforms/Passes.h"
-#include "transforms/FoldAffine.h"
-#include "transforms/HoistScan.h"
-#include "transforms/Reductions.h"
 
 namespace gradc {
 
@@ -196,6 +193,10 @@ const std::vector<PassInfo> &allPasses() {
       {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
       {"sink-transposes", "transpose a scan's captured matrix inside the body when only its matmuls read it (the transpose folds into them)", [](Module &m, Diagnostics &) { sinkTransposes(m); }, false},
       {"pads-to-concat", "turn a sum of zero-padded blocks that tile one axis into a concat of the blocks", [](Module &m, Diagnostics &) { padsToConcat(m); }, false},
+      // Loop-level and backend switches: they shape the lowering, not the graph (--disable-pass only).
+      {"fuse", "loop level: fuse runs of elementwise work into single loops", nullptr, false},
+      {"memory-plan", "loop level: share arena memory between values never alive together", nullptr, false},
+      {"llvm-opt", "LLVM backend: LLVM's optimisation pipeline (--emit=llvm without it: the emitter's IR)", nullptr, false},
   };
   return passes;
 }

@@ -1,6 +1,6 @@
 // Reductions.cpp: the centered-sums and one-pass-variance rewrites of reductions (graph IR,
 // scan bodies included).
-#include "transforms/Reductions.h"
+#include "transforms/Passes.h"
 
 #include "ir/Builder.h"
 #include "ir/Rewrite.h"

@@ -1,10 +1,10 @@
-// SinkTransposes.cpp: the `sink-transposes` pass (HoistScan.h): transposed matrices that a
+// SinkTransposes.cpp: the `sink-transposes` pass (declared in Passes.h): transposed matrices that a
 // scan captures only for its matmuls are transposed inside the body instead, where the
 // transpose folds into the matmul and no transposed copy is materialised.
 #include <algorithm>
 #include <vector>
 
-#include "transforms/HoistScan.h"
+#include "transforms/Passes.h"
 #include "ir/Builder.h"
 #include "ir/Rewrite.h"
 
