@@ -12,7 +12,7 @@
 #include "FiniteCheck.h"
 #include "Safetensors.h"
 
-// The random transforms must round identically everywhere: no a*b+c fused into one FMA.
+// Initial values must round identically everywhere: no a*b+c fused into one FMA.
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <type_traits>
 #include <variant>
 
 #include <fmt/format.h>

@@ -10,7 +10,7 @@
 #include "DriverInternal.h"
 #include "Progress.h"
 
-// The random transforms must round identically everywhere: no a*b+c fused into one FMA.
+// The finite differences must round identically everywhere: no a*b+c fused into one FMA.
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
