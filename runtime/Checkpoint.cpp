@@ -75,6 +75,7 @@ struct CheckpointFile {
   SafetensorsMetadata meta;
 };
 
+/// Reads checkpoint `path` (once) and verifies its checksum; throws DataError.
 CheckpointFile readCheckpoint(const std::string &path) {
   CheckpointFile f;
   f.tensors = readSafetensors(path, &f.meta);

@@ -42,6 +42,8 @@ std::string exeName(int argc, char **argv, const ModelSpec &spec) {
   return slash == std::string::npos ? s : s.substr(slash + 1);
 }
 
+/// runMain without its error reporting: parses the flags, loads the data and the state, then
+/// trains, predicts or checks gradients. Returns the exit code; throws for errors.
 int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, Backend *precise,
                 const std::string &exe) {
   std::vector<std::string> args;

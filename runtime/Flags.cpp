@@ -90,12 +90,14 @@ const Flag kFlags[] = {
 };
 // clang-format on
 
+/// The table entry spelled `name` (or its alias), or nullptr.
 const Flag *findFlag(const std::string &name) {
   for (const Flag &f : kFlags)
     if (name == f.name || (*f.alias && name == f.alias)) return &f;
   return nullptr;
 }
 
+/// The integer value `v` of flag `f`, in [f.min, f.max]; throws UsageError.
 int64_t parseIntValue(const Flag &f, const std::string &v) {
   int64_t out = 0;
   const char *b = v.data(), *e = v.data() + v.size();
@@ -107,6 +109,7 @@ int64_t parseIntValue(const Flag &f, const std::string &v) {
   return out;
 }
 
+/// The number value `v` of flag `f`: finite, >= 0 (> 0 when f.min is 1); throws UsageError.
 double parseDoubleValue(const Flag &f, const std::string &v) {
   double out = 0;
   const char *b = v.data(), *e = v.data() + v.size();
@@ -116,8 +119,8 @@ double parseDoubleValue(const Flag &f, const std::string &v) {
   return out;
 }
 
-/// Stores one occurrence of flag `f` (spelled `a`; `value` after '=' when `inlineValue`)
-/// into `o`, taking the value from args[i + 1] when it is not inline.
+/// Stores one occurrence of flag `f` (the argument `a`; `inlineValue` is its text after '=',
+/// if any) into `o`, taking the value from args[i + 1] when it is not inline.
 void apply(const Flag &f, const std::string &a, const std::optional<std::string> &inlineValue,
            const std::vector<std::string> &args, size_t &i, DriverOptions &o) {
   const std::string name = a.substr(0, a.find('='));
