@@ -9,6 +9,8 @@
 #include <cstring>
 #include <new>
 
+#include <fmt/format.h>
+
 #include "Gemm.h"
 #include "Json.h"
 
@@ -18,11 +20,7 @@ namespace gradc::rt {
 
 namespace {
 
-std::string num(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
+std::string num(double v) { return fmt::format("{:.17g}", v); }
 
 std::string shapeJson(const std::vector<int64_t> &s) {
   std::string o = "[";
@@ -309,15 +307,15 @@ void gradc_rt_grad(void *sinks, int64_t param, const void *values, int64_t n) {
 
 int gradc_rt_llvm_main(const GradcCompiledModel *model, int argc, char **argv) {
   if (!model || model->abiVersion != kGradcAbiVersion) {
-    std::fprintf(stderr, "%s: error: the model was compiled for another version of the gradc runtime\n",
-                 argc > 0 && argv[0] ? argv[0] : "gradc-model");
+    fmt::print(stderr, "{}: error: the model was compiled for another version of the gradc runtime\n",
+               argc > 0 && argv[0] ? argv[0] : "gradc-model");
     return 2;
   }
   static ModelSpec spec;
   try {
     spec = specFromJson(model->specJson);
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "%s: internal error: %s\n", argc > 0 && argv[0] ? argv[0] : "gradc-model", e.what());
+    fmt::print(stderr, "{}: internal error: {}\n", argc > 0 && argv[0] ? argv[0] : "gradc-model", e.what());
     return 2;
   }
   static CompiledBackend<float> net(spec, model->arenaElements, [model] { return model->f32; });

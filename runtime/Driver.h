@@ -57,6 +57,17 @@ DriverOptions parseArgs(const std::vector<std::string> &args);
 /// The --help text for executable `exe` of model `spec` (ends with a newline).
 std::string usageText(const std::string &exe, const ModelSpec &spec);
 
+/// One entry of the flag table that parseArgs and usageText are generated from.
+struct FlagInfo {
+  std::string name;  ///< "--epochs".
+  std::string alias; ///< Another spelling ("-h"), or "".
+  std::string arg;   ///< Placeholder of its value in --help ("N"); "" for a switch.
+  bool hidden;       ///< A testing flag, absent from --help.
+};
+
+/// Every flag parseArgs accepts, in --help order.
+std::vector<FlagInfo> driverFlags();
+
 // ---------------------------------------------------------------------------------------
 // Deterministic random numbers
 //

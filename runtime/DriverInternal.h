@@ -1,4 +1,4 @@
-// DriverInternal.h: helpers shared by the training driver's sources (Driver.cpp, Trainer.cpp): message formatting, spec checks, the progress bar, state snapshots and output buffers. Not part of the runtime's interface.
+// DriverInternal.h: helpers shared by the training driver's sources (Driver.cpp, Flags.cpp, Checkpoint.cpp, DriverData.cpp, Predict.cpp, Gradcheck.cpp, Trainer.cpp): number formatting, spec checks, state snapshots, output buffers and the entry points of --predict and --gradcheck. Not part of the runtime's interface.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "Driver.h"
 #include "Json.h"
@@ -30,19 +32,15 @@ inline const Clock::time_point gProcessStart = Clock::now();
 /// A user-supplied string in single quotes, made printable.
 inline std::string quoted(std::string_view s) { return "'" + printableForMessage(s, 200) + "'"; }
 
-/// printf-style formatting into a std::string (for messages, never per step).
-template <class... A> std::string format(const char *fmt, A... args) {
-  char buf[512];
-  int n = std::snprintf(buf, sizeof buf, fmt, args...);
-  return n < 0 ? std::string() : std::string(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
-}
+/// A loss or other value for the output lines: 6 significant digits (as printf's "%.6g");
+/// NaN is always "nan" (never "-nan").
+inline std::string g6(double v) { return std::isnan(v) ? std::string("nan") : fmt::format("{:.6g}", v); }
 
-/// A loss or other value for the output lines: 6 significant digits ("%.6g"); NaN is
-/// always "nan" (printf may write "-nan").
-inline std::string g6(double v) { return std::isnan(v) ? std::string("nan") : format("%.6g", v); }
+/// A relative error for the gradcheck lines (as printf's "%.3e", NaN as "nan").
+inline std::string e3(double v) { return std::isnan(v) ? std::string("nan") : fmt::format("{:.3e}", v); }
 
-/// A relative error for the gradcheck lines ("%.3e", NaN as "nan").
-inline std::string e3(double v) { return std::isnan(v) ? std::string("nan") : format("%.3e", v); }
+/// The default of --threads: the hardware's threads (at least 1, at most 65536).
+int defaultThreads();
 
 /// Number of elements of a shape; throws if it is invalid.
 inline int64_t numelOf(const std::vector<int64_t> &shape) {
@@ -129,63 +127,6 @@ template <class T> size_t toChars(char *buf, size_t cap, T v) {
 }
 
 
-/// "1h02m", "3m07s", "12s".
-inline void formatDuration(char *buf, size_t cap, double seconds) {
-  if (!(seconds >= 0) || seconds > 1e8) {
-    std::snprintf(buf, cap, "?");
-    return;
-  }
-  long long s = static_cast<long long>(seconds + 0.5);
-  if (s >= 3600) std::snprintf(buf, cap, "%lldh%02lldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60) std::snprintf(buf, cap, "%lldm%02llds", s / 60, s % 60);
-  else std::snprintf(buf, cap, "%llds", s);
-}
-
-/// The progress bar on stderr (only on a terminal, and not with --quiet): redrawn at most
-/// ten times a second; cleared before anything is printed and when destroyed.
-class Progress {
-public:
-  Progress(bool enabled, int64_t totalSteps, int64_t batch)
-      : enabled_(enabled), total_(totalSteps), batch_(batch), start_(Clock::now()) {}
-  ~Progress() { clear(); }
-  Progress(const Progress &) = delete;
-  Progress &operator=(const Progress &) = delete;
-
-  void update(int64_t step, int64_t epoch, int64_t epochs, double loss) {
-    if (!enabled_) return;
-    const Clock::time_point now = Clock::now();
-    if (shown_ && step < total_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? static_cast<double>(step * batch_) / elapsed : 0;
-    char eta[32];
-    formatDuration(eta, sizeof eta, step > 0 ? elapsed * static_cast<double>(total_ - step) / static_cast<double>(step) : -1);
-    constexpr int width = 24;
-    char bar[width + 1];
-    const int64_t filled = total_ > 0 ? std::min<int64_t>(width, step * width / total_) : width;
-    for (int i = 0; i < width; ++i) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
-    bar[width] = 0;
-    std::fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld loss %.5g %.0f samples/s ETA %s",
-                 static_cast<long long>(epoch), static_cast<long long>(epochs), bar, static_cast<long long>(step),
-                 static_cast<long long>(total_), loss, rate, eta);
-    std::fflush(stderr);
-    shown_ = true;
-  }
-
-  void clear() {
-    if (!shown_) return;
-    std::fputs("\r\033[K", stderr);
-    std::fflush(stderr);
-    shown_ = false;
-  }
-
-private:
-  bool enabled_;
-  int64_t total_, batch_;
-  Clock::time_point start_, last_;
-  bool shown_ = false;
-};
-
 /// Copies of some state tensors of a backend: early stopping's best params and buffers,
 /// and --gradcheck's check that nothing but the perturbed parameter changes.
 class StateSnapshot {
@@ -270,12 +211,14 @@ struct OutputBuffers {
   }
 };
 
-/// Prints one line to stdout (clearing the progress bar first) and flushes it.
-inline void printLine(Progress *progress, const std::string &line) {
-  if (progress) progress->clear();
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
-}
+/// --predict: every sample of the data, in order; CSV on stdout or to options.out
+/// (.safetensors, else CSV). Returns the exit code.
+int predictAll(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &options);
+
+/// --gradcheck on the first training batch (samples 0 .. B-1 in file order): one line per
+/// parameter and the worst relative error on stdout; exit code 1 (message prefixed with
+/// `exe`) above the tolerance.
+int gradcheck(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &options, uint64_t seed,
+              const std::string &exe);
 
 } // namespace gradc::rt::detail

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include <fmt/format.h>
+
 namespace gradc::rt {
 
 namespace {
@@ -35,9 +37,7 @@ std::string elementIndex(const std::vector<int64_t> &shape, int64_t k) {
 std::string nonFiniteText(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
+  return fmt::format("{:.6g}", v);
 }
 
 std::optional<NonFiniteValue> firstNonFiniteState(const ModelSpec &spec, Backend &backend, unsigned kinds) {

@@ -3,6 +3,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <string>
+
+#include <fmt/format.h>
 
 #include <signal.h>
 
@@ -52,9 +55,9 @@ const char *signalName(int sig) {
   case SIGINT: return "SIGINT";
   case SIGTERM: return "SIGTERM";
   default: {
-    static char buf[32];
-    std::snprintf(buf, sizeof buf, "signal %d", sig);
-    return buf;
+    static std::string name; // not called from the handler
+    name = fmt::format("signal {}", sig);
+    return name.c_str();
   }
   }
 }

@@ -1,4 +1,4 @@
-// Resume.cpp: implements the resume metadata of training checkpoints (Resume.h), gradc-hash64 checksums and the cleanup of temporary files left by killed writers.
+// Resume.cpp: implements the resume metadata of training checkpoints (Resume.h), their checksums (crc32, and the gradc-hash64 of earlier versions) and the cleanup of temporary files left by killed writers.
 #include "Resume.h"
 
 #include <algorithm>
@@ -12,6 +12,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <zlib.h>
+
 #include "Driver.h"
 #include "Json.h"
 
@@ -19,17 +22,11 @@ namespace gradc::rt {
 
 namespace {
 
-std::string hexFloat(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%a", v);
-  return buf;
-}
+/// A double as a C99 hexadecimal float (printf's "%a"), exact.
+std::string hexFloat(double v) { return fmt::format("{:a}", v); }
 
-std::string hex64(uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
+/// 16 lower-case hex digits.
+std::string hex64(uint64_t v) { return fmt::format("{:016x}", v); }
 
 /// Reads metadata values, reporting malformed ones as DataError naming the file and key.
 struct Reader {
@@ -150,12 +147,59 @@ uint64_t hashBytes(uint64_t h, const void *data, size_t n) {
   return mix(h, w ^ (static_cast<uint64_t>(n - i) << 56));
 }
 
-uint64_t checksumTensors(const std::vector<std::pair<std::string, const HostTensor *>> &tensors) {
-  std::vector<const std::pair<std::string, const HostTensor *> *> order;
+namespace {
+
+using NamedTensors = std::vector<std::pair<std::string, const HostTensor *>>;
+
+/// The entries of `tensors` in ascending byte order of their names.
+std::vector<const NamedTensors::value_type *> byName(const NamedTensors &tensors) {
+  std::vector<const NamedTensors::value_type *> order;
   for (const auto &t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](auto *a, auto *b) { return a->first < b->first; });
+  return order;
+}
+
+/// Continues crc32 `crc` over `n` bytes (in pieces zlib's uInt length can hold).
+uLong crcBytes(uLong crc, const void *data, size_t n) {
+  const Bytef *p = static_cast<const Bytef *>(data);
+  while (n > 0) {
+    const size_t piece = std::min<size_t>(n, 1u << 30);
+    crc = ::crc32(crc, p, static_cast<uInt>(piece));
+    p += piece;
+    n -= piece;
+  }
+  return crc;
+}
+
+/// Continues crc32 `crc` over v as 8 bytes little-endian.
+uLong crcU64(uLong crc, uint64_t v) {
+  unsigned char b[8];
+  for (int k = 0; k < 8; ++k) b[k] = static_cast<unsigned char>(v >> (8 * k));
+  return crcBytes(crc, b, 8);
+}
+
+} // namespace
+
+uint32_t checksumTensors(const NamedTensors &tensors) {
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  for (const auto *e : byName(tensors)) {
+    const HostTensor &t = *e->second;
+    const std::string dtype = dtypeName(t.dtype);
+    crc = crcU64(crc, e->first.size());
+    crc = crcBytes(crc, e->first.data(), e->first.size());
+    crc = crcU64(crc, dtype.size());
+    crc = crcBytes(crc, dtype.data(), dtype.size());
+    crc = crcU64(crc, t.shape.size());
+    for (int64_t d : t.shape) crc = crcU64(crc, static_cast<uint64_t>(d));
+    crc = crcU64(crc, t.bytes.size());
+    crc = crcBytes(crc, t.bytes.data(), t.bytes.size());
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+uint64_t legacyChecksumTensors(const NamedTensors &tensors) {
   uint64_t h = kHashSeed;
-  for (const auto *e : order) {
+  for (const auto *e : byName(tensors)) {
     const HostTensor &t = *e->second;
     h = hashBytes(h, e->first.data(), e->first.size());
     h = mix(h, static_cast<uint64_t>(t.dtype));
@@ -185,12 +229,14 @@ uint64_t hashOrder(const std::vector<int64_t> &perm) {
 
 void verifyChecksum(const std::string &path, const SafetensorsMetadata &meta,
                     const std::vector<std::pair<std::string, const HostTensor *>> &tensors) {
-  auto it = meta.find(kChecksumKey);
-  if (it == meta.end()) return;
-  const std::string want = hex64(checksumTensors(tensors));
-  if (it->second != want)
-    throw DataError(path + ": checksum mismatch (the file says " + printableForMessage(it->second, 40) +
-                    ", its tensors hash to " + want + "): the checkpoint is damaged");
+  auto check = [&](const char *key, const std::string &want) {
+    auto it = meta.find(key);
+    if (it != meta.end() && it->second != want)
+      throw DataError(path + ": checksum mismatch (the file says " + printableForMessage(it->second, 40) +
+                      ", its tensors hash to " + want + "): the checkpoint is damaged");
+  };
+  if (meta.count(kChecksumKey)) check(kChecksumKey, fmt::format("{:08x}", checksumTensors(tensors)));
+  if (meta.count(kLegacyChecksumKey)) check(kLegacyChecksumKey, hex64(legacyChecksumTensors(tensors)));
 }
 
 void removeStaleTemporaries(const std::string &path) {

@@ -1,4 +1,4 @@
-// Resume.h: resumable training checkpoints: the position of a run (epoch, step, data order, seed, loss sums, early-stopping state) stored in a safetensors checkpoint's metadata, the checkpoint checksum, and cleanup after killed writers.
+// Resume.h: resumable training checkpoints: the position of a run (epoch, step, data order, seed, loss sums, early-stopping state) stored in a safetensors checkpoint's metadata, the checkpoint checksum (crc32; the gradc-hash64 one of earlier versions is still verified), and cleanup after killed writers.
 #pragma once
 
 #include <cstdint>
@@ -47,8 +47,14 @@ struct ResumeState {
 /// so that code which sets optimizer state aside before load_state_dict skips them too).
 inline constexpr const char *kBestPrefix = "optimizer.best.";
 
-/// Metadata key of the checkpoint checksum (16 lower-case hex digits of checksumTensors).
-inline constexpr const char *kChecksumKey = "gradc.checksum";
+/// Metadata key of the checkpoint checksum: 8 lower-case hex digits of checksumTensors
+/// (zlib's crc32; docs/robustness.md says which bytes it covers).
+inline constexpr const char *kChecksumKey = "gradc.crc32";
+
+/// Metadata key of the checksum of checkpoints written by earlier versions: 16 lower-case
+/// hex digits of legacyChecksumTensors (gradc-hash64). Still verified when present; never
+/// written.
+inline constexpr const char *kLegacyChecksumKey = "gradc.checksum";
 
 /// Adds the "gradc.*" keys of `r` to `meta`.
 void encodeResume(const ResumeState &r, SafetensorsMetadata &meta);
@@ -58,10 +64,17 @@ void encodeResume(const ResumeState &r, SafetensorsMetadata &meta);
 /// `path` for a malformed value.
 bool decodeResume(const SafetensorsMetadata &meta, const std::string &path, ResumeState &r);
 
-/// A 64-bit hash (gradc-hash64: 8-byte little-endian words, multiply-xor mixing) over
-/// each tensor's name, dtype, shape and bytes, in name order, so it does not depend on the
-/// order of the file's entries.
-uint64_t checksumTensors(const std::vector<std::pair<std::string, const HostTensor *>> &tensors);
+/// zlib's crc32 over each tensor's name, dtype, shape and bytes, in name order (so it does
+/// not depend on the order of the file's entries). Per tensor, in ascending byte order of
+/// the names, the bytes are: u64 len(name), name (UTF-8), u64 len(dtype), the safetensors
+/// dtype ("F32", "I64", ...), u64 rank, u64 each dimension, u64 len(data), the data bytes
+/// as stored in the file; every u64 is 8 bytes little-endian.
+uint32_t checksumTensors(const std::vector<std::pair<std::string, const HostTensor *>> &tensors);
+
+/// The checksum of earlier versions (kLegacyChecksumKey): a 64-bit hash (gradc-hash64:
+/// 8-byte little-endian words, multiply-xor mixing) over each tensor's name, dtype, shape
+/// and bytes, in name order.
+uint64_t legacyChecksumTensors(const std::vector<std::pair<std::string, const HostTensor *>> &tensors);
 
 /// Continues gradc-hash64 state `h` over `n` bytes.
 uint64_t hashBytes(uint64_t h, const void *data, size_t n);
@@ -73,8 +86,10 @@ uint64_t hashData(const DriverData &data);
 /// gradc-hash64 of a sample order.
 uint64_t hashOrder(const std::vector<int64_t> &perm);
 
-/// Throws DataError naming `path` if `meta` holds a checksum that does not match `tensors`
-/// (a damaged or hand-edited checkpoint). A checkpoint without checksum passes.
+/// Throws DataError naming `path` if `meta` holds a checksum (kChecksumKey, or
+/// kLegacyChecksumKey of an earlier version; each one present is checked) that does not
+/// match `tensors` (a damaged or hand-edited checkpoint). A checkpoint without checksum
+/// passes.
 void verifyChecksum(const std::string &path, const SafetensorsMetadata &meta,
                     const std::vector<std::pair<std::string, const HostTensor *>> &tensors);
 

@@ -9,11 +9,14 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include "DataSources.h"
 #include "Driver.h"
 #include "DriverInternal.h"
 #include "FiniteCheck.h"
 #include "Interrupt.h"
+#include "Progress.h"
 #include "Resume.h"
 
 // The random transforms must round identically everywhere: no a*b+c fused into one FMA.
@@ -70,8 +73,8 @@ public:
     const bool early = spec_.train.earlyStopping && hasVal;
     if (spec_.train.earlyStopping && !hasVal) {
       std::fflush(stdout);
-      std::fprintf(stderr, "%s: warning: early stopping needs a validation split and %s has none; it is off\n",
-                   exe_.c_str(), data_.source.c_str());
+      fmt::print(stderr, "{}: warning: early stopping needs a validation split and {} has none; it is off\n", exe_,
+                 data_.source);
     }
 
     std::vector<int64_t> perm(static_cast<size_t>(data_.trainCount));
@@ -176,11 +179,11 @@ public:
         st_.lastEvalStep = st_.step;
         if (early && fresh && !stop) stop = observe(v, epoch);
         line += " val_loss " + g6(v);
-        if (acc) line += format(" val_acc %.4f", accuracy(accOut, accTarget));
+        if (acc) line += fmt::format(" val_acc {:.4f}", accuracy(accOut, accTarget));
         st_.finalVal = v;
       }
       if (!o_.quiet)
-        line += format(" time %.2fs", std::chrono::duration<double>(Clock::now() - t0).count());
+        line += fmt::format(" time {:.2f}s", std::chrono::duration<double>(Clock::now() - t0).count());
       printLine(&progress, line);
       st_.finalLoss = trainLoss;
       st_.ran = true;
@@ -197,11 +200,10 @@ public:
     progress.clear();
     if (o_.timing && st_.step > startStep) {
       std::fflush(stdout);
-      std::fprintf(stderr, "timing first_step_s %.6f steps %lld ms_per_step %.6f ready_s %.6f peak_rss_mib %.1f\n",
-                   std::chrono::duration<double>(firstStepEnd - gProcessStart).count(),
-                   static_cast<long long>(timedSteps),
-                   timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
-                   std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB());
+      fmt::print(stderr, "timing first_step_s {:.6f} steps {} ms_per_step {:.6f} ready_s {:.6f} peak_rss_mib {:.1f}\n",
+                 std::chrono::duration<double>(firstStepEnd - gProcessStart).count(), timedSteps,
+                 timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
+                 std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB());
     }
     bool restored = false;
     if (early && st_.bestEpoch > 0) {
@@ -240,8 +242,10 @@ private:
     haveDataHash_ = true;
     if (st_.dataHash != r.dataHash) {
       std::fflush(stdout);
-      std::fprintf(stderr, "%s: warning: the training data differ from those of the run that wrote %s; continuing "
-                   "from its position anyway\n", exe_.c_str(), in.path.c_str());
+      fmt::print(stderr,
+                 "{}: warning: the training data differ from those of the run that wrote {}; continuing from its "
+                 "position anyway\n",
+                 exe_, in.path);
     }
     st_.epoch = r.epoch;
     st_.epochStep = r.epochStep;
@@ -288,12 +292,10 @@ private:
       const std::string path = o_.save.empty() ? interruptedCheckpointPath(spec_) : o_.save;
       saveState(path, true);
       std::fflush(stdout);
-      std::fprintf(stderr,
-                   "%s: interrupted by %s after step %lld (epoch %lld, %lld of %lld steps done); saved a resumable "
-                   "checkpoint to %s\n%s: note: continue with --resume %s and the same other options\n",
-                   exe_.c_str(), signalName(sig), static_cast<long long>(st_.step),
-                   static_cast<long long>(st_.epoch), static_cast<long long>(st_.epochStep),
-                   static_cast<long long>(perEpoch), path.c_str(), exe_.c_str(), path.c_str());
+      fmt::print(stderr,
+                 "{0}: interrupted by {1} after step {2} (epoch {3}, {4} of {5} steps done); saved a resumable "
+                 "checkpoint to {6}\n{0}: note: continue with --resume {6} and the same other options\n",
+                 exe_, signalName(sig), st_.step, st_.epoch, st_.epochStep, perEpoch, path);
       std::fflush(stderr);
       return 128 + sig;
     }
@@ -312,23 +314,22 @@ private:
     before.restore();
     const NonFiniteValue v = locateNonFinite(spec_, be_, batch, loss, after);
     std::fflush(stdout);
-    std::fprintf(stderr, "%s: error: non-finite value at step %lld (epoch %lld, step %lld of %lld): %s%s is %s%s%s\n",
-                 exe_.c_str(), static_cast<long long>(st_.step + 1), static_cast<long long>(st_.epoch),
-                 static_cast<long long>(st_.epochStep + 1), static_cast<long long>(perEpoch), v.tensor.c_str(),
-                 v.index.empty() ? "" : (" element " + v.index).c_str(), nonFiniteText(v.value).c_str(),
-                 v.beforeStep ? " before the step" : "", v.where.empty() ? "" : (" (" + v.where + ")").c_str());
-    std::fprintf(stderr, "%s: note: %s\n", exe_.c_str(), nonFiniteHint(v).c_str());
+    fmt::print(stderr, "{}: error: non-finite value at step {} (epoch {}, step {} of {}): {}{} is {}{}{}\n", exe_,
+               st_.step + 1, st_.epoch, st_.epochStep + 1, perEpoch, v.tensor,
+               v.index.empty() ? "" : " element " + v.index, nonFiniteText(v.value),
+               v.beforeStep ? " before the step" : "", v.where.empty() ? "" : " (" + v.where + ")");
+    fmt::print(stderr, "{}: note: {}\n", exe_, nonFiniteHint(v));
     if (o_.save.empty()) {
-      std::fprintf(stderr, "%s: note: training stopped; nothing was saved (no --save)\n", exe_.c_str());
+      fmt::print(stderr, "{}: note: training stopped; nothing was saved (no --save)\n", exe_);
     } else {
       try {
         saveState(o_.save, true);
-        std::fprintf(stderr,
-                     "%s: note: training stopped; the last good state (before step %lld) was saved to %s "
-                     "(--resume %s repeats the step)\n",
-                     exe_.c_str(), static_cast<long long>(st_.step + 1), o_.save.c_str(), o_.save.c_str());
+        fmt::print(stderr,
+                   "{}: note: training stopped; the last good state (before step {}) was saved to {} "
+                   "(--resume {} repeats the step)\n",
+                   exe_, st_.step + 1, o_.save, o_.save);
       } catch (const DataError &e) {
-        std::fprintf(stderr, "%s: note: training stopped; %s\n", exe_.c_str(), e.what());
+        fmt::print(stderr, "{}: note: training stopped; {}\n", exe_, e.what());
       }
     }
     std::fflush(stderr);

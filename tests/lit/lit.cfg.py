@@ -62,3 +62,12 @@ except OSError:
     pass
 if os.path.exists(os.path.join(config.test_source_root, "Inputs", "checkpoint_digests", _isa + ".txt")):
     config.available_features.add("checkpoint-digests")
+
+# strace can trace a child here (robust/resume_reads_once.test counts the opens of a file).
+try:
+    import subprocess
+    if subprocess.call(["strace", "-o", os.devnull, "true"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) == 0:
+        config.available_features.add("strace")
+except OSError:
+    pass

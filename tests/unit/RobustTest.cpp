@@ -1,6 +1,7 @@
 // RobustTest.cpp: unit tests of the robustness pieces of the runtime: resume metadata (runtime/Resume.h), checkpoint checksums, cleanup after killed writers, the SIGINT/SIGTERM guard (runtime/Interrupt.h) and the non-finite scans (runtime/FiniteCheck.h).
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -97,6 +99,52 @@ TEST(Resume, ChecksumCoversNamesShapesAndBytesNotOrder) {
   a.f32()[1] = 0;
   a.shape = {2, 1};
   EXPECT_NE(h, checksumTensors({{"a", &a}, {"b", &b}}));
+}
+
+// The checksum is zlib's crc32 over the bytes docs/robustness.md lists, built here by hand.
+TEST(Resume, ChecksumIsCrc32OfTheDocumentedBytes) {
+  HostTensor a(DType::F32, {2, 1}), b(DType::I64, {1});
+  a.f32()[0] = 1.5f;
+  b.i64()[0] = -3;
+  std::string bytes;
+  auto u64 = [&](uint64_t v) {
+    for (int k = 0; k < 8; ++k) bytes += static_cast<char>((v >> (8 * k)) & 0xff);
+  };
+  auto entry = [&](const std::string &name, const char *dtype, const HostTensor &t) {
+    u64(name.size());
+    bytes += name;
+    u64(std::strlen(dtype));
+    bytes += dtype;
+    u64(t.shape.size());
+    for (int64_t d : t.shape) u64(static_cast<uint64_t>(d));
+    u64(t.bytes.size());
+    bytes.append(reinterpret_cast<const char *>(t.bytes.data()), t.bytes.size());
+  };
+  entry("a", "F32", a); // name order, whatever the order given
+  entry("b", "I64", b);
+  const uLong want = ::crc32(0L, reinterpret_cast<const Bytef *>(bytes.data()), static_cast<uInt>(bytes.size()));
+  EXPECT_EQ(checksumTensors({{"b", &b}, {"a", &a}}), static_cast<uint32_t>(want));
+}
+
+// Checkpoints of earlier versions carry only the gradc-hash64 checksum: still verified.
+TEST(Resume, LegacyChecksumIsStillVerified) {
+  HostTensor a(DType::F32, {3});
+  a.f32()[2] = 2;
+  const std::vector<std::pair<std::string, const HostTensor *>> t = {{"a", &a}};
+  char legacy[32];
+  std::snprintf(legacy, sizeof legacy, "%016llx", static_cast<unsigned long long>(legacyChecksumTensors(t)));
+  SafetensorsMetadata meta{{kLegacyChecksumKey, legacy}};
+  EXPECT_NO_THROW(verifyChecksum("old.safetensors", meta, t));
+  a.f32()[2] = 3;
+  EXPECT_THROW(verifyChecksum("old.safetensors", meta, t), DataError);
+  // Both present (a file an earlier version wrote, then re-saved by hand): both must match.
+  a.f32()[2] = 2;
+  char crc[16];
+  std::snprintf(crc, sizeof crc, "%08x", checksumTensors(t));
+  meta[kChecksumKey] = crc;
+  EXPECT_NO_THROW(verifyChecksum("old.safetensors", meta, t));
+  meta[kLegacyChecksumKey] = "0000000000000000";
+  EXPECT_THROW(verifyChecksum("old.safetensors", meta, t), DataError);
 }
 
 TEST(Resume, StaleTemporariesOfDeadWritersAreRemoved) {
