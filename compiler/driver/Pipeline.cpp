@@ -13,6 +13,7 @@
 #include "frontend/ASTPrinter.h"
 #include "codegen/Build.h"
 #include "codegen/EmitCpp.h"
+#include "lower/LoopLevel.h"
 #include "support/Diagnostics.h"
 #include "elaborate/Elaborate.h"
 #include "ir/IR.h"
@@ -207,7 +208,7 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     lower.planMemory = enabled("memory-plan");
     if (opts.emit == "memory-plan") {
       std::ostringstream os;
-      printMemoryPlans(*m, sm, os, lower);
+      printMemoryPlans(*m, os, lower);
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
     if (opts.emit == "llvm" || opts.emit == "obj" || (opts.emit.empty() && opts.backend == "llvm"))

@@ -228,4 +228,6 @@ Storage LoopLevel::storageOf(const Value *v) const {
   return Storage::Slot;
 }
 
+void printMemoryPlans(const Module &m, std::ostream &os, const LowerOptions &opts) { LoopLevel(m, opts, {}, &os); }
+
 } // namespace gradc

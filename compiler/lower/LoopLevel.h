@@ -91,4 +91,9 @@ private:
   std::unordered_set<const Value *> inRegisters_, captures_;
 };
 
+/// Prints the arena placement of every graph (--emit=memory-plan): each buffer's value,
+/// type, live range in node positions, offset and size, and the totals with and without
+/// sharing memory between values never alive together.
+void printMemoryPlans(const Module &m, std::ostream &os, const LowerOptions &opts = {});
+
 } // namespace gradc
