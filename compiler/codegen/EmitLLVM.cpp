@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -289,7 +290,12 @@ private:
 
   // --- Kernel statements.
   llvm::Value *index(const Affine &a) {
-    llvm::Value *e = nullptr;
+    std::vector<int64_t> key{a.constant};
+    for (const auto &[v, st] : a.terms)
+      key.insert(key.end(), {v, st});
+    llvm::Value *&e = indices_[key]; // computed once per block
+    if (e)
+      return e;
     for (const auto &[v, s] : a.terms) {
       llvm::Value *term = s == 1 ? vars_[v] : b_.CreateMul(vars_[v], ci(s), "", true, true);
       e = e ? b_.CreateAdd(e, term, "", true, true) : term;
@@ -308,21 +314,29 @@ private:
   }
 
   void block(const std::vector<Stmt> &body) {
-    for (const Stmt &s : body)
+    for (const Stmt &s : body) {
+      const bool scalar = s.kind == Stmt::Let || s.kind == Stmt::Store || s.kind == Stmt::Accum;
+      if (!scalar)
+        indices_.clear(); // it may start and end blocks
       stmt(s);
+      if (!scalar)
+        indices_.clear();
+    }
   }
 
   void stmt(const Stmt &s) {
     switch (s.kind) {
     case Stmt::Comment: return;
     case Stmt::Loop:
-      forLoop(s.extent, k_->vars[s.var], [&](llvm::Value *i) {
+      forLoop(s.extent, "for." + k_->vars[s.var], [&](llvm::Value *i) {
+        i->setName(k_->vars[s.var]);
         vars_[s.var] = i;
         block(s.body);
       }, s.independent);
       return;
     case Stmt::Scan:
       forLoop(s.extent, "scan", [&](llvm::Value *step) {
+        step->setName(s.reverse ? "step" : k_->vars[s.var]);
         vars_[s.var] = s.reverse ? b_.CreateSub(ci(s.extent - 1), step, k_->vars[s.var]) : step;
         block(s.body);
       });
@@ -461,6 +475,7 @@ private:
   llvm::MDNode *group_ = nullptr; ///< The access group of the innermost parallel loop being emitted.
   const Function *k_ = nullptr;   ///< The kernel being built.
   std::vector<llvm::Value *> buffers_, vars_, regs_; ///< Its buffers' addresses, loop variables and registers, by id.
+  std::map<std::vector<int64_t>, llvm::Value *> indices_; ///< Index values of the current block.
 };
 
 /// `gradc_model` (GradcCompiledModel) and main() for an executable's object.
