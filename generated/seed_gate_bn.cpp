@@ -634,13 +634,13 @@ private:
     // const  (seed_gate_bn.model:29:49)
     std::fill_n(const2, 8192, T(0));
     // buffer %cell.bn_i.num_batches_tracked  (prelude.model:52:3)
-    for (int64_t k = 0; k < 1; ++k) cell_bn_i_num_batches_tracked[k] = T(si_[16][k]);
+    cell_bn_i_num_batches_tracked[0] = T(si_[16][0]);
     // buffer %cell.bn_f.num_batches_tracked  (prelude.model:52:3)
-    for (int64_t k = 0; k < 1; ++k) cell_bn_f_num_batches_tracked[k] = T(si_[19][k]);
+    cell_bn_f_num_batches_tracked[0] = T(si_[19][0]);
     // buffer %cell.bn_g.num_batches_tracked  (prelude.model:52:3)
-    for (int64_t k = 0; k < 1; ++k) cell_bn_g_num_batches_tracked[k] = T(si_[22][k]);
+    cell_bn_g_num_batches_tracked[0] = T(si_[22][0]);
     // buffer %cell.bn_o.num_batches_tracked  (prelude.model:52:3)
-    for (int64_t k = 0; k < 1; ++k) cell_bn_o_num_batches_tracked[k] = T(si_[25][k]);
+    cell_bn_o_num_batches_tracked[0] = T(si_[25][0]);
     // matmul  (seed_gate_bn.model:30:18)
     gemm(false, true, 960, 1024, 1, T(1), x, 1, cell_weight_ih, 1, T(0), matmul417, 1024, threads());
     // const  (prelude.model:60:44)

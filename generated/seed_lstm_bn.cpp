@@ -570,7 +570,7 @@ private:
       bn_mu[i] /= T(32);
     }
     // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-    for (int64_t k = 0; k < 1; ++k) bn_num_batches_tracked[k] = T(si_[10][k]);
+    bn_num_batches_tracked[0] = T(si_[10][0]);
     // fused loop over [64]:
     //   mul  (prelude.model:59:17)  [register]
     //   sub  (prelude.model:59:17)  [register]

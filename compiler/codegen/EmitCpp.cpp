@@ -160,10 +160,10 @@ private:
                             s.count > 1 ? "s" : ""));
       return;
     case Stmt::Input:
-      line(ind, fmt::format("for (int64_t k = 0; k < {}; ++k) {}[k] = T(static_cast<const {} *>(b.data[{}])[k]);", s.count,
-                            ptr(s.dst), s.integer ? "int32_t" : "float", s.index));
+      forEach(ind, s.count, fmt::format("{}[{{k}}] = T(static_cast<const {} *>(b.data[{}])[{{k}}]);", ptr(s.dst),
+                                        s.integer ? "int32_t" : "float", s.index));
       return;
-    case Stmt::StateInt: line(ind, fmt::format("for (int64_t k = 0; k < {}; ++k) {}[k] = T(si_[{}][k]);", s.count, ptr(s.dst), s.index)); return;
+    case Stmt::StateInt: forEach(ind, s.count, fmt::format("{}[{{k}}] = T(si_[{}][{{k}}]);", ptr(s.dst), s.index)); return;
     case Stmt::Hyper: line(ind, fmt::format("{}[0] = T(lr_);", ptr(s.dst))); return;
     case Stmt::Loss: line(ind, fmt::format("loss = double({});", elem(s.src))); return;
     case Stmt::Output: line(ind, fmt::format("std::copy_n({}, {}, static_cast<T *>(out[{}]));", ptr(s.src), s.count, s.index)); return;
@@ -174,11 +174,18 @@ private:
       return;
     }
     case Stmt::OneHot:
-      line(ind, fmt::format("for (int64_t k = 0; k < {}; ++k) {}[k * {} + int64_t({}[k])] = T(1);", s.count, ptr(s.dst), s.classes,
-                            ptr(s.src)));
+      forEach(ind, s.count, fmt::format("{}[{{k}} * {} + int64_t({}[{{k}}])] = T(1);", ptr(s.dst), s.classes, ptr(s.src)));
       return;
     case Stmt::LossKernel: lossKernel(s, ind); return;
     }
+  }
+
+  /// `body` ({k}: the element) for each of n elements: a loop over k, or element 0 alone.
+  void forEach(int ind, int64_t n, const std::string &body) {
+    if (n == 1)
+      line(ind, fmt::format(fmt::runtime(body), fmt::arg("k", "0")));
+    else
+      line(ind, fmt::format("for (int64_t k = 0; k < {}; ++k) ", n) + fmt::format(fmt::runtime(body), fmt::arg("k", "k")));
   }
 
   void lossKernel(const Stmt &s, int ind) {
