@@ -193,9 +193,6 @@ private:
       return base;
     return b_.CreateInBoundsGEP(T_, base, off, name);
   }
-  llvm::Value *gep(llvm::Value *base, int64_t off, const llvm::Twine &name = "") {
-    return off == 0 ? base : b_.CreateConstInBoundsGEP1_64(T_, base, static_cast<uint64_t>(off), name);
-  }
   llvm::Value *load(llvm::Value *base, llvm::Value *off, const llvm::Twine &name = "") {
     llvm::LoadInst *l = b_.CreateAlignedLoad(T_, gep(base, off), llvm::MaybeAlign(T_->getPrimitiveSizeInBits() / 8), name);
     if (group_)

@@ -610,15 +610,10 @@ private:
   /// Copies step `t` of axis `axis` between a stacked tensor and a step tensor.
   void stepCopy(std::vector<Stmt> &out, const std::vector<int64_t> &stacked, int64_t axis, const Ref &stackedRef, const Ref &stepRef,
                 int t, bool toStep) {
-    int64_t outer = 1, inner = 1;
-    for (int64_t a = 0; a < axis; ++a)
-      outer *= stacked[a];
-    for (size_t a = axis + 1; a < stacked.size(); ++a)
-      inner *= stacked[a];
-    const int64_t len = stacked[axis];
-    loops(out, {outer}, {{1}}, false, [&](std::vector<Stmt> &body, const std::vector<Affine> &off) {
-      Ref s = at(at(stackedRef, off[0], len * inner), Affine{0, {{t, inner}}}), p = at(stepRef, off[0], inner);
-      body.push_back(toStep ? copy(p, s, inner) : copy(s, p, inner));
+    const StepLayout l = stepLayout(stacked, axis);
+    loops(out, {l.outer}, {{1}}, false, [&](std::vector<Stmt> &body, const std::vector<Affine> &off) {
+      Ref s = at(at(stackedRef, off[0], l.len * l.inner), Affine{0, {{t, l.inner}}}), p = at(stepRef, off[0], l.inner);
+      body.push_back(toStep ? copy(p, s, l.inner) : copy(s, p, l.inner));
     });
   }
 
