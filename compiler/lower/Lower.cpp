@@ -455,8 +455,15 @@ private:
     case Op::Grad: sink(Stmt::Grad, static_cast<int64_t>(paramOrder_.at(n.getStr("name"))), numel(0)); return;
     case Op::MatMul: matmul(n, out); return;
     case Op::Scan: scan(n, out); return;
-    default: break;
+    default: loopNode(n, out); return;
     }
+  }
+
+  /// A node computed by loops of its own: elementwise, indexed, pad, concat, a reduction,
+  /// one_hot or a loss.
+  void loopNode(const Node &n, std::vector<Stmt> &out) {
+    const Value *r = n.results[0];
+    auto in = [&](size_t i) { return ref(n.operands[i]); };
     const Ref dst = plan_.seqViews.count(r) ? ref(r) : arena(r); // a concat may write a stacked step
     const auto &os = r->type.shape;
     if (hasTrait(n.op, TR_ELEMENTWISE) || n.op == Op::BroadcastTo) {
@@ -536,7 +543,7 @@ private:
       Stmt s = stmt(Stmt::OneHot);
       s.dst = dst;
       s.src = in(0);
-      s.count = numel(0);
+      s.count = n.operands[0]->type.numel();
       s.classes = n.getInt("classes");
       out.push_back(std::move(s));
       return;
@@ -549,7 +556,7 @@ private:
       s.dst = dst;
       s.src = in(0);
       s.src2 = in(1);
-      s.count = n.op == Op::CrossEntropy ? n.operands[0]->type.shape[0] : numel(0);
+      s.count = n.op == Op::CrossEntropy ? n.operands[0]->type.shape[0] : n.operands[0]->type.numel();
       s.classes = n.op == Op::CrossEntropy ? n.operands[0]->type.shape[1] : 0;
       out.push_back(std::move(s));
       return;
