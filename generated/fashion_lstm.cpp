@@ -291,7 +291,7 @@ private:
     T *const matmul144 = A + 58432;  // f32[64,28,512], prelude.model:30
     T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:29
     T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:29
-    T *const _saved = A + 1303616;  // f32[64,28,128], prelude.model:29
+    T *const saved = A + 1303616;  // f32[64,28,128], prelude.model:29
     T *const lstm_o_saved = A + 1532992;  // f32[64,28,128], prelude.model:29
     T *const lstm_g_saved = A + 1762368;  // f32[64,28,128], prelude.model:29
     T *const lstm_i_saved = A + 1991744;  // f32[64,28,128], prelude.model:29
@@ -417,7 +417,7 @@ private:
           const T lstm_c_3 = v30 + v31;
           lstm_c_2[i0 * 128 + i1] = lstm_c_3;
           const T v33 = ftanh(lstm_c_3);
-          _saved[t * 128 + i0 * 3584 + i1] = v33;
+          saved[t * 128 + i0 * 3584 + i1] = v33;
           const T lstm_h_3 = lstm_o * v33;
           lstm_h_2[i0 * 128 + i1] = lstm_h_3;
         }
@@ -553,7 +553,7 @@ private:
         for (int64_t i1 = 0; i1 < 128; ++i1) {
           const T v180 = d_lstm_h[i0 * 128 + i1] + pad168[t * 128 + i0 * 3584 + i1];
           const T v184 = v180 * lstm_o_saved[t * 128 + i0 * 3584 + i1];
-          const T v186 = _saved[t * 128 + i0 * 3584 + i1] * _saved[t * 128 + i0 * 3584 + i1];
+          const T v186 = saved[t * 128 + i0 * 3584 + i1] * saved[t * 128 + i0 * 3584 + i1];
           const T v187 = T(1) - v186;
           const T v188 = v184 * v187;
           const T v189 = d_lstm_c[i0 * 128 + i1] + v188;
@@ -572,7 +572,7 @@ private:
           const T v205 = T(1) - v204;
           const T v206 = v193 * v205;
           mul206[i0 * 128 + i1] = v206;
-          const T v182 = v180 * _saved[t * 128 + i0 * 3584 + i1];
+          const T v182 = v180 * saved[t * 128 + i0 * 3584 + i1];
           const T v199 = T(1) - lstm_o_saved[t * 128 + i0 * 3584 + i1];
           const T v200 = lstm_o_saved[t * 128 + i0 * 3584 + i1] * v199;
           const T v201 = v182 * v200;

@@ -369,7 +369,7 @@ private:
     T *const matmul193 = A + 58464;  // f32[64,28,512], prelude.model:30
     T *const lstm_h = A + 975968;  // f32[64,128], prelude.model:29
     T *const lstm_c = A + 984160;  // f32[64,128], prelude.model:29
-    T *const _saved = A + 1303648;  // f32[64,28,128], prelude.model:29
+    T *const saved = A + 1303648;  // f32[64,28,128], prelude.model:29
     T *const lstm_o_saved = A + 1533024;  // f32[64,28,128], prelude.model:29
     T *const lstm_g_saved = A + 1762400;  // f32[64,28,128], prelude.model:29
     T *const lstm_i_saved = A + 1991776;  // f32[64,28,128], prelude.model:29
@@ -522,7 +522,7 @@ private:
           const T lstm_c_3 = v30 + v31;
           lstm_c_2[i0 * 128 + i1] = lstm_c_3;
           const T v33 = ftanh(lstm_c_3);
-          _saved[t * 128 + i0 * 3584 + i1] = v33;
+          saved[t * 128 + i0 * 3584 + i1] = v33;
           const T lstm_h_3 = lstm_o * v33;
           lstm_h_2[i0 * 128 + i1] = lstm_h_3;
         }
@@ -821,7 +821,7 @@ private:
         for (int64_t i1 = 0; i1 < 128; ++i1) {
           const T v257 = d_lstm_h[i0 * 128 + i1] + pad245[t * 128 + i0 * 3584 + i1];
           const T v261 = v257 * lstm_o_saved[t * 128 + i0 * 3584 + i1];
-          const T v263 = _saved[t * 128 + i0 * 3584 + i1] * _saved[t * 128 + i0 * 3584 + i1];
+          const T v263 = saved[t * 128 + i0 * 3584 + i1] * saved[t * 128 + i0 * 3584 + i1];
           const T v264 = T(1) - v263;
           const T v265 = v261 * v264;
           const T v266 = d_lstm_c[i0 * 128 + i1] + v265;
@@ -840,7 +840,7 @@ private:
           const T v282 = T(1) - v281;
           const T v283 = v270 * v282;
           mul283[i0 * 128 + i1] = v283;
-          const T v259 = v257 * _saved[t * 128 + i0 * 3584 + i1];
+          const T v259 = v257 * saved[t * 128 + i0 * 3584 + i1];
           const T v276 = T(1) - lstm_o_saved[t * 128 + i0 * 3584 + i1];
           const T v277 = lstm_o_saved[t * 128 + i0 * 3584 + i1] * v276;
           const T v278 = v259 * v277;

@@ -288,7 +288,7 @@ private:
     T *const gru_h = A + 140784;  // f32[32,48], gru.model:22
     T *const gru_z_saved = A + 249840;  // f32[32,30,48], gru.model:22
     T *const gru_n_saved = A + 295920;  // f32[32,30,48], gru.model:22
-    T *const _saved = A + 342000;  // f32[32,30,48], gru.model:22
+    T *const saved = A + 342000;  // f32[32,30,48], gru.model:22
     T *const gru_r_saved = A + 434160;  // f32[32,30,48], gru.model:22
     T *const matmul15 = A + 142320;  // f32[32,144], gru.model:24
     T *const gru_gi = A + 146928;  // f32[32,144], gru.model:23
@@ -296,7 +296,7 @@ private:
     T *const slice28 = A + 142320;  // f32[32,48], gru.model:27
     T *const gru_h_2 = A + 143856;  // f32[32,48], gru.model:28
     T *const hs = A + 157680;  // f32[32,30,48], gru.model:22
-    T *const _saved_2 = A + 388080;  // f32[32,30,48], gru.model:22
+    T *const saved_2 = A + 388080;  // f32[32,30,48], gru.model:22
     T *const gru_h_4 = A + 156144;  // f32[32,48], gru.model:22
     T *const transpose42 = A + 4064;  // f32[48,1], prelude.model:10
     T *const matmul43 = A + 4112;  // f32[32,1], prelude.model:10
@@ -413,7 +413,7 @@ private:
           const T gru_n = ftanh(v30);
           gru_n_saved[t * 48 + i0 * 1440 + i1] = gru_n;
           const T v33 = const32[0] - gru_z;
-          _saved[t * 48 + i0 * 1440 + i1] = v33;
+          saved[t * 48 + i0 * 1440 + i1] = v33;
           const T v34 = v33 * gru_n;
           const T v35 = gru_z * gru_h[i0 * 48 + i1];
           const T gru_h_3 = v34 + v35;
@@ -427,7 +427,7 @@ private:
         std::copy_n(gru_h + i * 48, 48, gru_h_saved + (i * 1440 + t * 48));
       }
       for (int64_t i = 0; i < 32; ++i) {
-        std::copy_n(slice28 + i * 48, 48, _saved_2 + (i * 1440 + t * 48));
+        std::copy_n(slice28 + i * 48, 48, saved_2 + (i * 1440 + t * 48));
       }
       std::copy_n(gru_h_2, 1536, gru_h);
     }
@@ -507,12 +507,12 @@ private:
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
           const T v179 = d_gru_h[i0 * 48 + i1] + pad169[t * 48 + i0 * 1440 + i1];
-          const T v187 = v179 * _saved[t * 48 + i0 * 1440 + i1];
+          const T v187 = v179 * saved[t * 48 + i0 * 1440 + i1];
           const T v192 = gru_n_saved[t * 48 + i0 * 1440 + i1] * gru_n_saved[t * 48 + i0 * 1440 + i1];
           const T v193 = T(1) - v192;
           const T v194 = v187 * v193;
           mul194[i0 * 48 + i1] = v194;
-          const T v196 = v194 * _saved_2[t * 48 + i0 * 1440 + i1];
+          const T v196 = v194 * saved_2[t * 48 + i0 * 1440 + i1];
           const T v210 = T(1) - gru_r_saved[t * 48 + i0 * 1440 + i1];
           const T v211 = gru_r_saved[t * 48 + i0 * 1440 + i1] * v210;
           const T v212 = v196 * v211;

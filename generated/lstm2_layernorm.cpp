@@ -554,7 +554,7 @@ private:
     T *const matmul312 = A + 880;  // f32[16,20,128], prelude.model:30
     T *const lstm_h = A + 41840;  // f32[16,32], prelude.model:29
     T *const lstm_c = A + 42352;  // f32[16,32], prelude.model:29
-    T *const _saved = A + 58224;  // f32[16,20,32], prelude.model:29
+    T *const saved = A + 58224;  // f32[16,20,32], prelude.model:29
     T *const lstm_o_saved = A + 68464;  // f32[16,20,32], prelude.model:29
     T *const lstm_g_saved = A + 78704;  // f32[16,20,32], prelude.model:29
     T *const lstm_i_saved = A + 88944;  // f32[16,20,32], prelude.model:29
@@ -570,7 +570,7 @@ private:
     T *const matmul314 = A + 4976;  // f32[16,20,128], prelude.model:30
     T *const lstm_h_5 = A + 129904;  // f32[16,32], prelude.model:29
     T *const lstm_c_5 = A + 130416;  // f32[16,32], prelude.model:29
-    T *const _saved_2 = A + 145264;  // f32[16,20,32], prelude.model:29
+    T *const saved_2 = A + 145264;  // f32[16,20,32], prelude.model:29
     T *const lstm_o_saved_2 = A + 155504;  // f32[16,20,32], prelude.model:29
     T *const lstm_g_saved_2 = A + 165744;  // f32[16,20,32], prelude.model:29
     T *const lstm_i_saved_2 = A + 175984;  // f32[16,20,32], prelude.model:29
@@ -769,7 +769,7 @@ private:
           const T lstm_c_3 = v30 + v31;
           lstm_c_2[i0 * 32 + i1] = lstm_c_3;
           const T v33 = ftanh(lstm_c_3);
-          _saved[t * 32 + i0 * 640 + i1] = v33;
+          saved[t * 32 + i0 * 640 + i1] = v33;
           const T lstm_h_3 = lstm_o * v33;
           lstm_h_2[i0 * 32 + i1] = lstm_h_3;
         }
@@ -851,7 +851,7 @@ private:
           const T lstm_c_7 = v66 + v67;
           lstm_c_6[i0 * 32 + i1] = lstm_c_7;
           const T v69 = ftanh(lstm_c_7);
-          _saved_2[t * 32 + i0 * 640 + i1] = v69;
+          saved_2[t * 32 + i0 * 640 + i1] = v69;
           const T lstm_h_7 = lstm_o_2 * v69;
           lstm_h_6[i0 * 32 + i1] = lstm_h_7;
         }
@@ -1137,7 +1137,7 @@ private:
         for (int64_t i1 = 0; i1 < 32; ++i1) {
           const T v386 = d_lstm_h[i0 * 32 + i1] + pad374[t * 32 + i0 * 640 + i1];
           const T v390 = v386 * lstm_o_saved_2[t * 32 + i0 * 640 + i1];
-          const T v392 = _saved_2[t * 32 + i0 * 640 + i1] * _saved_2[t * 32 + i0 * 640 + i1];
+          const T v392 = saved_2[t * 32 + i0 * 640 + i1] * saved_2[t * 32 + i0 * 640 + i1];
           const T v393 = T(1) - v392;
           const T v394 = v390 * v393;
           const T v395 = d_lstm_c[i0 * 32 + i1] + v394;
@@ -1156,7 +1156,7 @@ private:
           const T v411 = T(1) - v410;
           const T v412 = v399 * v411;
           mul412[i0 * 32 + i1] = v412;
-          const T v388 = v386 * _saved_2[t * 32 + i0 * 640 + i1];
+          const T v388 = v386 * saved_2[t * 32 + i0 * 640 + i1];
           const T v405 = T(1) - lstm_o_saved_2[t * 32 + i0 * 640 + i1];
           const T v406 = lstm_o_saved_2[t * 32 + i0 * 640 + i1] * v405;
           const T v407 = v388 * v406;
@@ -1248,7 +1248,7 @@ private:
         for (int64_t i1 = 0; i1 < 32; ++i1) {
           const T v470 = d_lstm_h_2[i0 * 32 + i1] + matmul453[t * 32 + i0 * 640 + i1];
           const T v474 = v470 * lstm_o_saved[t * 32 + i0 * 640 + i1];
-          const T v476 = _saved[t * 32 + i0 * 640 + i1] * _saved[t * 32 + i0 * 640 + i1];
+          const T v476 = saved[t * 32 + i0 * 640 + i1] * saved[t * 32 + i0 * 640 + i1];
           const T v477 = T(1) - v476;
           const T v478 = v474 * v477;
           const T v479 = d_lstm_c_2[i0 * 32 + i1] + v478;
@@ -1267,7 +1267,7 @@ private:
           const T v495 = T(1) - v494;
           const T v496 = v483 * v495;
           mul496[i0 * 32 + i1] = v496;
-          const T v472 = v470 * _saved[t * 32 + i0 * 640 + i1];
+          const T v472 = v470 * saved[t * 32 + i0 * 640 + i1];
           const T v489 = T(1) - lstm_o_saved[t * 32 + i0 * 640 + i1];
           const T v490 = lstm_o_saved[t * 32 + i0 * 640 + i1] * v489;
           const T v491 = v472 * v490;

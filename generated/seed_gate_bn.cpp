@@ -403,7 +403,7 @@ private:
     T *const cell_bn_o_running_mean_2 = A + 1010336;  // f32[256], seed_gate_bn.model:29
     T *const cell_bn_o_running_var_2 = A + 1010592;  // f32[256], seed_gate_bn.model:29
     T *const cell_bn_o_num_batches_tracked_2 = A + 1010848;  // i64[], seed_gate_bn.model:29
-    T *const _saved = A + 1348864;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const saved = A + 1348864;  // f32[32,30,256], seed_gate_bn.model:29
     T *const cell_o_saved = A + 1594624;  // f32[32,30,256], seed_gate_bn.model:29
     T *const cell_g_saved = A + 1840384;  // f32[32,30,256], seed_gate_bn.model:29
     T *const cell_i_saved = A + 2086144;  // f32[32,30,256], seed_gate_bn.model:29
@@ -462,22 +462,22 @@ private:
     T *const cell_h_2 = A + 1046976;  // f32[32,256], seed_gate_bn.model:36
     T *const hs = A + 1103104;  // f32[32,30,256], seed_gate_bn.model:29
     T *const cell_c_saved = A + 2331904;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const _saved_2 = A + 3069184;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_2 = A + 3069184;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_o_var_saved = A + 3322624;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_o_running_var_saved = A + 3330304;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_o_mu_saved = A + 3337984;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_o_running_mean_saved = A + 3345664;  // f32[256,30], seed_gate_bn.model:29
-    T *const _saved_3 = A + 3599104;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_3 = A + 3599104;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_g_var_saved = A + 3852544;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_g_running_var_saved = A + 3860224;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_g_mu_saved = A + 3867904;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_g_running_mean_saved = A + 3875584;  // f32[256,30], seed_gate_bn.model:29
-    T *const _saved_4 = A + 4129024;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_4 = A + 4129024;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_f_var_saved = A + 4382464;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_f_running_var_saved = A + 4390144;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_f_mu_saved = A + 4397824;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_f_running_mean_saved = A + 4405504;  // f32[256,30], seed_gate_bn.model:29
-    T *const _saved_5 = A + 4658944;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_5 = A + 4658944;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_i_var_saved = A + 4912384;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_i_running_var_saved = A + 4920064;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_bn_i_mu_saved = A + 4927744;  // f32[256,30], seed_gate_bn.model:29
@@ -1032,7 +1032,7 @@ private:
           const T cell_c_3 = v158 + v159;
           cell_c_2[i0 * 256 + i1] = cell_c_3;
           const T v161 = ftanh(cell_c_3);
-          _saved[t * 256 + i0 * 7680 + i1] = v161;
+          saved[t * 256 + i0 * 7680 + i1] = v161;
           const T cell_h_3 = cell_o * v161;
           cell_h_2[i0 * 256 + i1] = cell_h_3;
         }
@@ -1044,7 +1044,7 @@ private:
         std::copy_n(cell_c + i * 256, 256, cell_c_saved + (i * 7680 + t * 256));
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(rsqrt149 + i, 1, _saved_2 + (i * 30 + t));
+        std::copy_n(rsqrt149 + i, 1, saved_2 + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(maximum950 + i, 1, cell_bn_o_var_saved + (i * 30 + t));
@@ -1059,7 +1059,7 @@ private:
         std::copy_n(cell_bn_o_running_mean_2 + i, 1, cell_bn_o_running_mean_saved + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(rsqrt115 + i, 1, _saved_3 + (i * 30 + t));
+        std::copy_n(rsqrt115 + i, 1, saved_3 + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(maximum941 + i, 1, cell_bn_g_var_saved + (i * 30 + t));
@@ -1074,7 +1074,7 @@ private:
         std::copy_n(cell_bn_g_running_mean_2 + i, 1, cell_bn_g_running_mean_saved + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(rsqrt81 + i, 1, _saved_4 + (i * 30 + t));
+        std::copy_n(rsqrt81 + i, 1, saved_4 + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(maximum932 + i, 1, cell_bn_f_var_saved + (i * 30 + t));
@@ -1089,7 +1089,7 @@ private:
         std::copy_n(cell_bn_f_running_mean_2 + i, 1, cell_bn_f_running_mean_saved + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(rsqrt47 + i, 1, _saved_5 + (i * 30 + t));
+        std::copy_n(rsqrt47 + i, 1, saved_5 + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(maximum923 + i, 1, cell_bn_i_var_saved + (i * 30 + t));
@@ -1223,7 +1223,7 @@ private:
     for (int64_t step = 0; step < 30; ++step) {
       const int64_t t = 29 - step;
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(_saved_2 + (i * 30 + t), 1, arg508 + i);
+        std::copy_n(saved_2 + (i * 30 + t), 1, arg508 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(cell_bn_o_var_saved + (i * 30 + t), 1, cell_bn_o_var + i);
@@ -1238,7 +1238,7 @@ private:
         std::copy_n(cell_bn_o_running_mean_saved + (i * 30 + t), 1, cell_bn_o_running_mean_4 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(_saved_3 + (i * 30 + t), 1, arg566 + i);
+        std::copy_n(saved_3 + (i * 30 + t), 1, arg566 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(cell_bn_g_var_saved + (i * 30 + t), 1, cell_bn_g_var + i);
@@ -1253,7 +1253,7 @@ private:
         std::copy_n(cell_bn_g_running_mean_saved + (i * 30 + t), 1, cell_bn_g_running_mean_4 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(_saved_4 + (i * 30 + t), 1, arg622 + i);
+        std::copy_n(saved_4 + (i * 30 + t), 1, arg622 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(cell_bn_f_var_saved + (i * 30 + t), 1, cell_bn_f_var + i);
@@ -1268,7 +1268,7 @@ private:
         std::copy_n(cell_bn_f_running_mean_saved + (i * 30 + t), 1, cell_bn_f_running_mean_4 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(_saved_5 + (i * 30 + t), 1, arg678 + i);
+        std::copy_n(saved_5 + (i * 30 + t), 1, arg678 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(cell_bn_i_var_saved + (i * 30 + t), 1, cell_bn_i_var + i);
@@ -1298,7 +1298,7 @@ private:
         for (int64_t i1 = 0; i1 < 256; ++i1) {
           const T v480 = d_cell_h[i0 * 256 + i1] + pad436[t * 256 + i0 * 7680 + i1];
           add480[i0 * 256 + i1] = v480;
-          const T v482 = v480 * _saved[t * 256 + i0 * 7680 + i1];
+          const T v482 = v480 * saved[t * 256 + i0 * 7680 + i1];
           const T v499 = T(1) - cell_o_saved[t * 256 + i0 * 7680 + i1];
           const T v500 = cell_o_saved[t * 256 + i0 * 7680 + i1] * v499;
           const T v501 = v482 * v500;
@@ -1365,7 +1365,7 @@ private:
           const T v547 = -v546;
           sum548[i1] += v547;
           const T v484 = add480[i0 * 256 + i1] * cell_o_saved[t * 256 + i0 * 7680 + i1];
-          const T v486 = _saved[t * 256 + i0 * 7680 + i1] * _saved[t * 256 + i0 * 7680 + i1];
+          const T v486 = saved[t * 256 + i0 * 7680 + i1] * saved[t * 256 + i0 * 7680 + i1];
           const T v487 = T(1) - v486;
           const T v488 = v484 * v487;
           const T v489 = d_cell_c[i0 * 256 + i1] + v488;

@@ -357,7 +357,7 @@ private:
     T *const matmul193 = A + 3072;  // f32[32,30,256], prelude.model:30
     T *const lstm_h = A + 248832;  // f32[32,64], prelude.model:29
     T *const lstm_c = A + 250880;  // f32[32,64], prelude.model:29
-    T *const _saved = A + 334848;  // f32[32,30,64], prelude.model:29
+    T *const saved = A + 334848;  // f32[32,30,64], prelude.model:29
     T *const lstm_o_saved = A + 396288;  // f32[32,30,64], prelude.model:29
     T *const lstm_g_saved = A + 457728;  // f32[32,30,64], prelude.model:29
     T *const lstm_i_saved = A + 519168;  // f32[32,30,64], prelude.model:29
@@ -507,7 +507,7 @@ private:
           const T lstm_c_3 = v30 + v31;
           lstm_c_2[i0 * 64 + i1] = lstm_c_3;
           const T v33 = ftanh(lstm_c_3);
-          _saved[t * 64 + i0 * 1920 + i1] = v33;
+          saved[t * 64 + i0 * 1920 + i1] = v33;
           const T lstm_h_3 = lstm_o * v33;
           lstm_h_2[i0 * 64 + i1] = lstm_h_3;
         }
@@ -771,7 +771,7 @@ private:
         for (int64_t i1 = 0; i1 < 64; ++i1) {
           const T v252 = d_lstm_h[i0 * 64 + i1] + pad240[t * 64 + i0 * 1920 + i1];
           const T v256 = v252 * lstm_o_saved[t * 64 + i0 * 1920 + i1];
-          const T v258 = _saved[t * 64 + i0 * 1920 + i1] * _saved[t * 64 + i0 * 1920 + i1];
+          const T v258 = saved[t * 64 + i0 * 1920 + i1] * saved[t * 64 + i0 * 1920 + i1];
           const T v259 = T(1) - v258;
           const T v260 = v256 * v259;
           const T v261 = d_lstm_c[i0 * 64 + i1] + v260;
@@ -790,7 +790,7 @@ private:
           const T v277 = T(1) - v276;
           const T v278 = v265 * v277;
           mul278[i0 * 64 + i1] = v278;
-          const T v254 = v252 * _saved[t * 64 + i0 * 1920 + i1];
+          const T v254 = v252 * saved[t * 64 + i0 * 1920 + i1];
           const T v271 = T(1) - lstm_o_saved[t * 64 + i0 * 1920 + i1];
           const T v272 = lstm_o_saved[t * 64 + i0 * 1920 + i1] * v271;
           const T v273 = v254 * v272;

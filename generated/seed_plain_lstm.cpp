@@ -230,7 +230,7 @@ private:
     T *const matmul144 = A + 9184;  // f32[32,30,1024], prelude.model:30
     T *const lstm_h = A + 992224;  // f32[32,256], prelude.model:29
     T *const lstm_c = A + 1000416;  // f32[32,256], prelude.model:29
-    T *const _saved = A + 1336288;  // f32[32,30,256], prelude.model:29
+    T *const saved = A + 1336288;  // f32[32,30,256], prelude.model:29
     T *const lstm_o_saved = A + 1582048;  // f32[32,30,256], prelude.model:29
     T *const lstm_g_saved = A + 1827808;  // f32[32,30,256], prelude.model:29
     T *const lstm_i_saved = A + 2073568;  // f32[32,30,256], prelude.model:29
@@ -337,7 +337,7 @@ private:
           const T lstm_c_3 = v30 + v31;
           lstm_c_2[i0 * 256 + i1] = lstm_c_3;
           const T v33 = ftanh(lstm_c_3);
-          _saved[t * 256 + i0 * 7680 + i1] = v33;
+          saved[t * 256 + i0 * 7680 + i1] = v33;
           const T lstm_h_3 = lstm_o * v33;
           lstm_h_2[i0 * 256 + i1] = lstm_h_3;
         }
@@ -438,7 +438,7 @@ private:
         for (int64_t i1 = 0; i1 < 256; ++i1) {
           const T v175 = d_lstm_h[i0 * 256 + i1] + pad163[t * 256 + i0 * 7680 + i1];
           const T v179 = v175 * lstm_o_saved[t * 256 + i0 * 7680 + i1];
-          const T v181 = _saved[t * 256 + i0 * 7680 + i1] * _saved[t * 256 + i0 * 7680 + i1];
+          const T v181 = saved[t * 256 + i0 * 7680 + i1] * saved[t * 256 + i0 * 7680 + i1];
           const T v182 = T(1) - v181;
           const T v183 = v179 * v182;
           const T v184 = d_lstm_c[i0 * 256 + i1] + v183;
@@ -457,7 +457,7 @@ private:
           const T v200 = T(1) - v199;
           const T v201 = v188 * v200;
           mul201[i0 * 256 + i1] = v201;
-          const T v177 = v175 * _saved[t * 256 + i0 * 7680 + i1];
+          const T v177 = v175 * saved[t * 256 + i0 * 7680 + i1];
           const T v194 = T(1) - lstm_o_saved[t * 256 + i0 * 7680 + i1];
           const T v195 = lstm_o_saved[t * 256 + i0 * 7680 + i1] * v194;
           const T v196 = v177 * v195;

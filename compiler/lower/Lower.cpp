@@ -119,6 +119,7 @@ private:
     std::string s;
     for (char c : hint)
       s += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    s.erase(0, s.find_first_not_of('_')); // (".saved" of an unnamed value: "saved")
     if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0])))
       s = "v" + s;
     std::string name = s;
