@@ -20,6 +20,7 @@ struct Buffer {
   enum Kind { Arena, State } kind = Arena;
   std::string name;  ///< A valid identifier, unique in its function, from the model value's name.
   int64_t offset = 0; ///< Arena: element offset; State: index in the model's state (spec order).
+  std::string value; ///< The model value's (or state tensor's) name, as the graph prints it.
   TensorType type;   ///< The type of the value it holds (numel, dtype, shape).
   std::string where; ///< "file:line" of the model value, or empty.
 };

@@ -151,7 +151,7 @@ private:
     auto off = plan_.offset.find(v);
     if (off == plan_.offset.end())
       throw std::logic_error(fmt::format("lower: value %{} ({}) has no buffer", valueName(v), v->def ? opInfo(v->def->op).name : "argument"));
-    f_->buffers.push_back({Buffer::Arena, uniqueName(valueName(v)), off->second, v->type, where(v)});
+    f_->buffers.push_back({Buffer::Arena, uniqueName(valueName(v)), off->second, valueName(v), v->type, where(v)});
     return {bufferOf_[v] = static_cast<int>(f_->buffers.size() - 1), {}};
   }
   /// Where v lives: its arena buffer, or what it aliases (state, a reshaped operand, a
@@ -165,7 +165,7 @@ private:
     int64_t index = static_cast<int64_t>(stateIndex_.at(name));
     auto it = stateBuffer_.find(index);
     if (it == stateBuffer_.end()) {
-      f_->buffers.push_back({Buffer::State, uniqueName(name), index, n.results[0]->type, where(n.results[0])});
+      f_->buffers.push_back({Buffer::State, uniqueName(name), index, name, n.results[0]->type, where(n.results[0])});
       it = stateBuffer_.emplace(index, static_cast<int>(f_->buffers.size() - 1)).first;
     }
     return {it->second, {}};
