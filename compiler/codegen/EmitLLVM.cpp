@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <functional>
 #include <map>
-#include <unordered_map>
 
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
