@@ -32,12 +32,12 @@ const ModelSpec &spec() {
     s.inputs.push_back({"x", DType::F32, {64, 28, 28}});
     s.inputs.push_back({"y", DType::I32, {64}});
     s.outputs.push_back({"logits", DType::F32, {64, 10}});
-    s.state.push_back({"lstm.weight_ih_l0", StateSpec::Param, DType::F32, {512, 28}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"lstm.weight_hh_l0", StateSpec::Param, DType::F32, {512, 128}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"lstm.bias_ih_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"lstm.bias_hh_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"head.weight", StateSpec::Param, DType::F32, {10, 128}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"head.bias", StateSpec::Param, DType::F32, {10}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
+    s.state.push_back({"lstm.weight_ih_l0", StateSpec::Param, DType::F32, {512, 28}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"lstm.weight_hh_l0", StateSpec::Param, DType::F32, {512, 128}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"lstm.bias_ih_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"lstm.bias_hh_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"head.weight", StateSpec::Param, DType::F32, {10, 128}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"head.bias", StateSpec::Param, DType::F32, {10}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
     s.state.push_back({"optimizer.step", StateSpec::OptState, DType::F32, {}, StateSpec::Zeros, 0, 0});
     s.state.push_back({"optimizer.lstm.weight_ih_l0.exp_avg", StateSpec::OptState, DType::F32, {512, 28}, StateSpec::Zeros, 0, 0});
     s.state.push_back({"optimizer.lstm.weight_ih_l0.exp_avg_sq", StateSpec::OptState, DType::F32, {512, 28}, StateSpec::Zeros, 0, 0});
@@ -85,7 +85,7 @@ const ModelSpec &spec() {
     t.scale = "minmax";
     t.length = 0;
     t.horizon = 1;
-    t.split = 0.80000000000000004;
+    t.split = 0.8;
     t.earlyStopping = false;
     t.patience = 0;
     t.delta = 0;
@@ -131,745 +131,790 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena();
     double loss = 0;
-  // input %x  (fashion_lstm.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // input %y  (fashion_lstm.model:9:1)
-  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
-    for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 50240), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 975936));
-  std::copy_n((A + 50240), 8192, (A + 984128));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
-    // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = ((A + 58432) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 992320)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1025088)[i0 * 512 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:22
+    T *const slice84 = A + 0;  // f32[64,1,128], fashion_lstm.model:16
+    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
+    T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
+    T *const y = A + 50176;  // i32[64], fashion_lstm.model:9
+    T *const const48 = A + 50240;  // f32[64,128], prelude.model:29
+    T *const matmul146 = A + 58432;  // f32[64,28,512], prelude.model:30
+    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:29
+    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:29
+    T *const matmul63 = A + 992320;  // f32[64,512], prelude.model:30
+    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:30
+    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:35
+    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:36
+    T *const lstm_seq = A + 1057856;  // f32[64,28,128], prelude.model:29
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:29
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:29
+    T *const matmul88 = A + 8192;  // f32[64,10], prelude.model:10
+    T *const logits = A + 0;  // f32[64,10], prelude.model:10
+    T *const loss_2 = A + 640;  // f32[], fashion_lstm.model:17
+    // input %x  (fashion_lstm.model:8:1)
+    for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (fashion_lstm.model:9:1)
+    for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const48, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul146, 512, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const48, 8192, lstm_h);
+    std::copy_n(const48, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 28; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul63, 512, threads());
+      // fused loop over [64, 512]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 512; ++i1) {
+          const T v59 = matmul146[t * 512 + i0 * 14336 + i1] + lstm_bias_ih_l0[i1];
+          const T v64 = v59 + matmul63[i0 * 512 + i1];
+          const T lstm_gates_2 = v64 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 512 + i1] = lstm_gates_2;
         }
-    // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 992320)[i0 * 128 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 1000512)[i0 * 128 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 1057856) + (o * 28 + t) * 128);
-    std::copy_n((A + 1000512), 8192, (A + 975936));
-    std::copy_n((A + 992320), 8192, (A + 984128));
-  }
-  std::copy_n((A + 975936), 8192, (A + 0));
-  std::copy_n((A + 984128), 8192, (A + 8192));
-  // slice  (fashion_lstm.model:16:19)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057856)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (fashion_lstm.model:16:19)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, sf_[4].data(), 128, T(0), (A + 8192), 10, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 0)[i0 * 10 + i1 * 1] = (A + 8192)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
-  // cross_entropy %loss  (fashion_lstm.model:17:25)
-  { T s = 0;
-    for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 0) + b * 10; T m = x[0];
-      for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
-      T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
-      s += m + std::log(z) - x[int64_t((A + 50176)[b])];
+      // fused loop over [64, 128]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v68 = lstm_gates[i0 * 512 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v68));
+          const T v70 = lstm_gates[i0 * 512 + i1 + 128];
+          const T lstm_f = T(1) / (T(1) + fexp(-v70));
+          const T v72 = lstm_gates[i0 * 512 + i1 + 256];
+          const T lstm_g = ftanh(v72);
+          const T v74 = lstm_gates[i0 * 512 + i1 + 384];
+          const T lstm_o = T(1) / (T(1) + fexp(-v74));
+          const T v76 = lstm_f * lstm_c[i0 * 128 + i1];
+          const T v77 = lstm_i * lstm_g;
+          const T lstm_c_3 = v76 + v77;
+          lstm_c_2[i0 * 128 + i1] = lstm_c_3;
+          const T v79 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v79;
+          lstm_h_2[i0 * 128 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h_2 + i * 128, 128, lstm_seq + (i * 3584 + t * 128));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
     }
-    (A + 640)[0] = s / T(64); }
-  // output  (fashion_lstm.model:18:3)
-  // loss  (fashion_lstm.model:14:1)
-  loss = double((A + 640)[0]);
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (fashion_lstm.model:16:19)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        slice84[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 10, 128, T(1), slice84, 128, head_weight, 128, T(0), matmul88, 10, threads());
+    // add %logits  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T logits_2 = matmul88[i0 * 10 + i1] + head_bias[i1];
+        logits[i0 * 10 + i1] = logits_2;
+      }
+    }
+    // cross_entropy %loss  (fashion_lstm.model:17:25)
+    { T s_ = 0;
+      for (int64_t b_ = 0; b_ < 64; ++b_) {
+        const T *x_ = logits + b_ * 10; T m_ = x_[0];
+        for (int64_t c_ = 1; c_ < 10; ++c_) m_ = std::max(m_, x_[c_]);
+        T z_ = 0; for (int64_t c_ = 0; c_ < 10; ++c_) z_ += std::exp(x_[c_] - m_);
+        s_ += m_ + std::log(z_) - x_[int64_t(y[b_])];
+      }
+      loss_2[0] = s_ / T(64); }
+    // loss  (fashion_lstm.model:14:1)
+    loss = double(loss_2[0]);
     return loss;
   }
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // input %x  (fashion_lstm.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // input %y  (fashion_lstm.model:9:1)
-  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
-    for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 50240), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 975936));
-  std::copy_n((A + 50240), 8192, (A + 984128));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
-    // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = ((A + 58432) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 992320)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1025088)[i0 * 512 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:22
+    T *const lstm_h_saved = A + 2679872;  // f32[64,28,128], prelude.model:29
+    T *const slice38 = A + 58432;  // f32[64,1,128], fashion_lstm.model:16
+    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
+    T *const matmul163 = A + 70528;  // f32[64,128], prelude.model:10
+    T *const scan244 = A + 365456;  // f32[64,28,512], prelude.model:29
+    T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
+    T *const optimizer_step = sf_[6].data();  // f32[], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[7].data();  // f32[512,28], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq = sf_[8].data();  // f32[512,28], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_hh_l0_exp_avg = sf_[9].data();  // f32[512,128], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq = sf_[10].data();  // f32[512,128], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_ih_l0_exp_avg = sf_[11].data();  // f32[512], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq = sf_[12].data();  // f32[512], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_hh_l0_exp_avg = sf_[13].data();  // f32[512], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq = sf_[14].data();  // f32[512], fashion_lstm.model:21
+    T *const optimizer_head_weight_exp_avg = sf_[15].data();  // f32[10,128], fashion_lstm.model:21
+    T *const optimizer_head_weight_exp_avg_sq = sf_[16].data();  // f32[10,128], fashion_lstm.model:21
+    T *const optimizer_head_bias_exp_avg = sf_[17].data();  // f32[10], fashion_lstm.model:21
+    T *const optimizer_head_bias_exp_avg_sq = sf_[18].data();  // f32[10], fashion_lstm.model:21
+    T *const y = A + 50176;  // i32[64], fashion_lstm.model:9
+    T *const const2 = A + 50240;  // f32[64,128], prelude.model:29
+    T *const matmul144 = A + 58432;  // f32[64,28,512], prelude.model:30
+    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:29
+    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:29
+    T *const saved = A + 1303616;  // f32[64,28,128], prelude.model:29
+    T *const lstm_o_saved = A + 1532992;  // f32[64,28,128], prelude.model:29
+    T *const lstm_g_saved = A + 1762368;  // f32[64,28,128], prelude.model:29
+    T *const lstm_i_saved = A + 1991744;  // f32[64,28,128], prelude.model:29
+    T *const lstm_f_saved = A + 2450496;  // f32[64,28,128], prelude.model:29
+    T *const matmul17 = A + 992320;  // f32[64,512], prelude.model:30
+    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:30
+    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:35
+    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:36
+    T *const lstm_seq = A + 1074240;  // f32[64,28,128], prelude.model:29
+    T *const lstm_c_saved = A + 2221120;  // f32[64,28,128], prelude.model:29
+    T *const lstm_h_4 = A + 1057856;  // f32[64,128], prelude.model:29
+    T *const lstm_c_4 = A + 1066048;  // f32[64,128], prelude.model:29
+    T *const transpose41 = A + 66624;  // f32[128,10], prelude.model:10
+    T *const matmul42 = A + 67904;  // f32[64,10], prelude.model:10
+    T *const logits = A + 68544;  // f32[64,10], prelude.model:10
+    T *const max151 = A + 69184;  // f32[64,1], fashion_lstm.model:17
+    T *const loss_2 = A + 67904;  // f32[], fashion_lstm.model:17
+    T *const exp153 = A + 69248;  // f32[64,10], fashion_lstm.model:17
+    T *const sum154 = A + 67920;  // f32[64,1], fashion_lstm.model:17
+    T *const one_hot156 = A + 67984;  // f32[64,10], fashion_lstm.model:17
+    T *const mul160 = A + 69888;  // f32[64,10], fashion_lstm.model:17
+    T *const d_head_bias = A + 50192;  // f32[10], prelude.model:10
+    T *const matmul165 = A + 66624;  // f32[128,10], prelude.model:10
+    T *const pad168 = A + 78720;  // f32[64,28,128], fashion_lstm.model:16
+    T *const d_lstm_h = A + 308096;  // f32[64,128], prelude.model:29
+    T *const d_lstm_c = A + 316288;  // f32[64,128], prelude.model:29
+    T *const mul218 = A + 357264;  // f32[64,128], prelude.model:31
+    T *const mul212 = A + 349072;  // f32[64,128], prelude.model:32
+    T *const mul206 = A + 340880;  // f32[64,128], prelude.model:33
+    T *const mul201 = A + 332688;  // f32[64,128], prelude.model:34
+    T *const mul197 = A + 324496;  // f32[64,128], prelude.model:35
+    T *const matmul225 = A + 332688;  // f32[64,128], prelude.model:30
+    T *const scan239 = A + 58432;  // f32[64,128], prelude.model:29
+    T *const scan240 = A + 67920;  // f32[64,128], prelude.model:29
+    T *const sum389 = A + 50208;  // f32[512], prelude.model:29
+    T *const matmul394 = A + 67920;  // f32[128,512], prelude.model:29
+    T *const matmul251 = A + 50720;  // f32[28,512], prelude.model:30
+    T *const d_lstm_weight_ih_l0 = A + 0;  // f32[512,28], prelude.model:30
+    T *const d_lstm_weight_hh_l0 = A + 133456;  // f32[512,128], prelude.model:30
+    T *const d_head_weight = A + 14336;  // f32[10,128], prelude.model:10
+    T *const lr_2 = A + 15616;  // f32[], fashion_lstm.model:21
+    T *const optimizer_step_new = A + 15632;  // f32[], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_new = A + 15744;  // f32[512,28], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq_new = A + 30080;  // f32[512,28], fashion_lstm.model:21
+    T *const sqrt282 = A + 50720;  // f32[512,28], fashion_lstm.model:21
+    T *const div267 = A + 16;  // f32[], fashion_lstm.model:21
+    T *const sqrt268 = A + 32;  // f32[], fashion_lstm.model:21
+    T *const lstm_weight_ih_l0_new = A + 65056;  // f32[512,28], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_new = A + 198992;  // f32[512,128], fashion_lstm.model:21
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq_new = A + 264528;  // f32[512,128], fashion_lstm.model:21
+    T *const lstm_weight_hh_l0_new = A + 330064;  // f32[512,128], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_new = A + 48;  // f32[512], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq_new = A + 560;  // f32[512], fashion_lstm.model:21
+    T *const lstm_bias_ih_l0_new = A + 1072;  // f32[512], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_new = A + 1584;  // f32[512], fashion_lstm.model:21
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq_new = A + 2096;  // f32[512], fashion_lstm.model:21
+    T *const lstm_bias_hh_l0_new = A + 2608;  // f32[512], fashion_lstm.model:21
+    T *const optimizer_head_weight_exp_avg_new = A + 3120;  // f32[10,128], fashion_lstm.model:21
+    T *const optimizer_head_weight_exp_avg_sq_new = A + 4400;  // f32[10,128], fashion_lstm.model:21
+    T *const head_weight_new = A + 5680;  // f32[10,128], fashion_lstm.model:21
+    T *const optimizer_head_bias_exp_avg_new = A + 6960;  // f32[10], fashion_lstm.model:21
+    T *const optimizer_head_bias_exp_avg_sq_new = A + 6976;  // f32[10], fashion_lstm.model:21
+    T *const head_bias_new = A + 6992;  // f32[10], fashion_lstm.model:21
+    // input %x  (fashion_lstm.model:8:1)
+    for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (fashion_lstm.model:9:1)
+    for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const2, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul144, 512, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const2, 8192, lstm_h);
+    std::copy_n(const2, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 28; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul17, 512, threads());
+      // fused loop over [64, 512]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 512; ++i1) {
+          const T v13 = matmul144[t * 512 + i0 * 14336 + i1] + lstm_bias_ih_l0[i1];
+          const T v18 = v13 + matmul17[i0 * 512 + i1];
+          const T lstm_gates_2 = v18 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 512 + i1] = lstm_gates_2;
         }
-    // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1] = v1;
-          const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1] = v3;
-          const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
-          const T v5 = ftanh(v4);
-          ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1] = v5;
-          const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 992320)[i0 * 128 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1] = v11;
-          const T v12 = v7 * v11;
-          (A + 1000512)[i0 * 128 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 1074240) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984128) + o * 128, 128, (A + 2221120) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975936) + o * 128, 128, (A + 2679872) + (o * 28 + t) * 128);
-    std::copy_n((A + 1000512), 8192, (A + 975936));
-    std::copy_n((A + 992320), 8192, (A + 984128));
-  }
-  std::copy_n((A + 975936), 8192, (A + 1057856));
-  std::copy_n((A + 984128), 8192, (A + 1066048));
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
-  // slice  (fashion_lstm.model:16:19)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 58432)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1074240)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (fashion_lstm.model:16:19)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 66624)[i0 * 10 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 128];
       }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 58432), 128, sf_[4].data(), 128, T(0), (A + 67904), 10, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [64, 10], 1 reduction:
-  //   add %logits  (prelude.model:10:34)
-  //   max over axes [1]  (fashion_lstm.model:17:25)
-  std::fill_n((A + 69184), 64, -INFINITY);
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 67904)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
-        (A + 68544)[i0 * 10 + i1 * 1] = v0;
-        (A + 69184)[i0 * 1] = std::max((A + 69184)[i0 * 1], v0);
+      // fused loop over [64, 128]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v22 = lstm_gates[i0 * 512 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v22));
+          lstm_i_saved[t * 128 + i0 * 3584 + i1] = lstm_i;
+          const T v24 = lstm_gates[i0 * 512 + i1 + 128];
+          const T lstm_f = T(1) / (T(1) + fexp(-v24));
+          lstm_f_saved[t * 128 + i0 * 3584 + i1] = lstm_f;
+          const T v26 = lstm_gates[i0 * 512 + i1 + 256];
+          const T lstm_g = ftanh(v26);
+          lstm_g_saved[t * 128 + i0 * 3584 + i1] = lstm_g;
+          const T v28 = lstm_gates[i0 * 512 + i1 + 384];
+          const T lstm_o = T(1) / (T(1) + fexp(-v28));
+          lstm_o_saved[t * 128 + i0 * 3584 + i1] = lstm_o;
+          const T v30 = lstm_f * lstm_c[i0 * 128 + i1];
+          const T v31 = lstm_i * lstm_g;
+          const T lstm_c_3 = v30 + v31;
+          lstm_c_2[i0 * 128 + i1] = lstm_c_3;
+          const T v33 = ftanh(lstm_c_3);
+          saved[t * 128 + i0 * 3584 + i1] = v33;
+          const T lstm_h_3 = lstm_o * v33;
+          lstm_h_2[i0 * 128 + i1] = lstm_h_3;
+        }
       }
-  // cross_entropy %loss  (fashion_lstm.model:17:25)
-  { T s = 0;
-    for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 68544) + b * 10; T m = x[0];
-      for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
-      T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
-      s += m + std::log(z) - x[int64_t((A + 50176)[b])];
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h_2 + i * 128, 128, lstm_seq + (i * 3584 + t * 128));
+      }
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_c + i * 128, 128, lstm_c_saved + (i * 3584 + t * 128));
+      }
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h + i * 128, 128, lstm_h_saved + (i * 3584 + t * 128));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
     }
-    (A + 67904)[0] = s / T(64); }
-  // output  (fashion_lstm.model:18:3)
-  // loss  (fashion_lstm.model:14:1)
-  loss = double((A + 67904)[0]);
-  // const  (fashion_lstm.model:14:1)
-  std::fill_n((A + 67904), 1, T(1));
-  // fused loop over [64, 10], 1 reduction:
-  //   sub  (fashion_lstm.model:17:25)  [register]
-  //   exp  (fashion_lstm.model:17:25)
-  //   sum over axes [1]  (fashion_lstm.model:17:25)
-  std::fill_n((A + 67920), 64, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 68544)[i0 * 10 + i1 * 1] - (A + 69184)[i0 * 1];
-        const T v1 = fexp(v0);
-        (A + 69248)[i0 * 10 + i1 * 1] = v1;
-        (A + 67920)[i0 * 1] += v1;
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (fashion_lstm.model:16:19)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        slice38[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
       }
-  // one_hot  (fashion_lstm.model:17:25)
-  std::fill_n((A + 67984), 640, T(0));
-  for (int64_t k = 0; k < 64; ++k) (A + 67984)[k * 10 + int64_t((A + 50176)[k])] = T(1);
-  // const  (fashion_lstm.model:17:25)
-  std::fill_n((A + 50176), 1, T(0.015625));
-  // fused loop over [64, 10], 1 reduction:
-  //   div  (fashion_lstm.model:17:25)  [register]
-  //   sub  (fashion_lstm.model:17:25)  [register]
-  //   mul  (fashion_lstm.model:17:25)
-  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 50192), 10, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
+    }
+    // transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 128; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        transpose41[i0 * 10 + i1] = head_weight[i0 + i1 * 128];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 10, 128, T(1), slice38, 128, head_weight, 128, T(0), matmul42, 10, threads());
+    // fused loop over [64, 10], 1 reduction:
+    //   add %logits  (prelude.model:10:34)
+    //   max over axes [1]  (fashion_lstm.model:17:25)
+    std::fill_n(max151, 64, -INFINITY);
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T logits_2 = matmul42[i0 * 10 + i1] + head_bias[i1];
+        logits[i0 * 10 + i1] = logits_2;
+        max151[i0] = std::max(max151[i0], logits_2);
+      }
+    }
+    // cross_entropy %loss  (fashion_lstm.model:17:25)
+    { T s_ = 0;
+      for (int64_t b_ = 0; b_ < 64; ++b_) {
+        const T *x_ = logits + b_ * 10; T m_ = x_[0];
+        for (int64_t c_ = 1; c_ < 10; ++c_) m_ = std::max(m_, x_[c_]);
+        T z_ = 0; for (int64_t c_ = 0; c_ < 10; ++c_) z_ += std::exp(x_[c_] - m_);
+        s_ += m_ + std::log(z_) - x_[int64_t(y[b_])];
+      }
+      loss_2[0] = s_ / T(64); }
+    // loss  (fashion_lstm.model:14:1)
+    loss = double(loss_2[0]);
+    // fused loop over [64, 10], 1 reduction:
+    //   sub  (fashion_lstm.model:17:25)  [register]
+    //   exp  (fashion_lstm.model:17:25)
+    //   sum over axes [1]  (fashion_lstm.model:17:25)
+    std::fill_n(sum154, 64, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T v152 = logits[i0 * 10 + i1] - max151[i0];
+        const T v153 = fexp(v152);
+        exp153[i0 * 10 + i1] = v153;
+        sum154[i0] += v153;
+      }
+    }
+    // one_hot  (fashion_lstm.model:17:25)
+    std::fill_n(one_hot156, 640, T(0));
+    for (int64_t k = 0; k < 64; ++k) one_hot156[k * 10 + int64_t(y[k])] = T(1);
+    // fused loop over [64, 10], 1 reduction:
+    //   div  (fashion_lstm.model:17:25)  [register]
+    //   sub  (fashion_lstm.model:17:25)  [register]
+    //   mul  (fashion_lstm.model:17:25)
+    //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_head_bias, 10, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T v155 = exp153[i0 * 10 + i1] / sum154[i0];
+        const T v157 = v155 - one_hot156[i0 * 10 + i1];
+        const T v160 = v157 * T(0.015625);
+        mul160[i0 * 10 + i1] = v160;
+        d_head_bias[i1] += v160;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 128, 10, T(1), mul160, 10, transpose41, 10, T(0), matmul163, 128, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 128, 10, 64, T(1), slice38, 128, mul160, 10, T(0), matmul165, 10, threads());
+    // pad  (fashion_lstm.model:16:19)
+    std::fill_n(pad168, 229376, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        pad168[i0 * 3584 + i2 + 3456] = matmul163[i0 * 128 + i2];
+      }
+    }
+    // scan  (prelude.model:29:13)
+    std::copy_n(const2, 8192, d_lstm_h);
+    std::copy_n(const2, 8192, d_lstm_c);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 28; ++step) {
+      const int64_t t = 27 - step;
+      // fused loop over [64, 128]:
+      //   add  [register]
+      //   mul  (prelude.model:36:15)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   sub  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   add  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   sub  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   sub  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)
+      //   mul  (prelude.model:35:23)  [register]
+      //   mul  (prelude.model:33:17)  [register]
+      //   sub  (prelude.model:33:17)  [register]
+      //   mul  (prelude.model:33:17)
+      //   mul  (prelude.model:36:15)  [register]
+      //   sub  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v180 = d_lstm_h[i0 * 128 + i1] + pad168[t * 128 + i0 * 3584 + i1];
+          const T v184 = v180 * lstm_o_saved[t * 128 + i0 * 3584 + i1];
+          const T v186 = saved[t * 128 + i0 * 3584 + i1] * saved[t * 128 + i0 * 3584 + i1];
+          const T v187 = T(1) - v186;
+          const T v188 = v184 * v187;
+          const T v189 = d_lstm_c[i0 * 128 + i1] + v188;
+          const T v191 = v189 * lstm_g_saved[t * 128 + i0 * 3584 + i1];
+          const T v216 = T(1) - lstm_i_saved[t * 128 + i0 * 3584 + i1];
+          const T v217 = lstm_i_saved[t * 128 + i0 * 3584 + i1] * v216;
+          const T v218 = v191 * v217;
+          mul218[i0 * 128 + i1] = v218;
+          const T v195 = v189 * lstm_c_saved[t * 128 + i0 * 3584 + i1];
+          const T v210 = T(1) - lstm_f_saved[t * 128 + i0 * 3584 + i1];
+          const T v211 = lstm_f_saved[t * 128 + i0 * 3584 + i1] * v210;
+          const T v212 = v195 * v211;
+          mul212[i0 * 128 + i1] = v212;
+          const T v193 = v189 * lstm_i_saved[t * 128 + i0 * 3584 + i1];
+          const T v204 = lstm_g_saved[t * 128 + i0 * 3584 + i1] * lstm_g_saved[t * 128 + i0 * 3584 + i1];
+          const T v205 = T(1) - v204;
+          const T v206 = v193 * v205;
+          mul206[i0 * 128 + i1] = v206;
+          const T v182 = v180 * saved[t * 128 + i0 * 3584 + i1];
+          const T v199 = T(1) - lstm_o_saved[t * 128 + i0 * 3584 + i1];
+          const T v200 = lstm_o_saved[t * 128 + i0 * 3584 + i1] * v199;
+          const T v201 = v182 * v200;
+          mul201[i0 * 128 + i1] = v201;
+          const T v197 = v189 * lstm_f_saved[t * 128 + i0 * 3584 + i1];
+          mul197[i0 * 128 + i1] = v197;
+        }
+      }
+      // concat  (prelude.model:31:26)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan244[t * 512 + i0 * 14336 + i1] = mul218[i0 * 128 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan244[t * 512 + i0 * 14336 + i1 + 128] = mul212[i0 * 128 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan244[t * 512 + i0 * 14336 + i1 + 256] = mul206[i0 * 128 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan244[t * 512 + i0 * 14336 + i1 + 384] = mul201[i0 * 128 + i1];
+        }
+      }
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(1, false, false, 64, 128, 512, T(1), scan244 + t * 512, 14336, lstm_weight_hh_l0, 128, T(0), matmul225, 128, threads());
+      std::copy_n(matmul225, 8192, d_lstm_h);
+      std::copy_n(mul197, 8192, d_lstm_c);
+    }
+    std::copy_n(d_lstm_h, 8192, scan239);
+    std::copy_n(d_lstm_c, 8192, scan240);
+    // sum  (prelude.model:29:13)
+    std::fill_n(sum389, 512, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      for (int64_t i1 = 0; i1 < 28; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 512; ++i2) {
+          sum389[i2] += scan244[i0 * 14336 + i1 * 512 + i2];
+        }
+      }
+    }
+    // matmul  (prelude.model:29:13)
+    gemm(true, false, 128, 512, 1792, T(1), lstm_h_saved, 128, scan244, 512, T(0), matmul394, 512, threads());
+    // matmul  (prelude.model:30:20)
+    gemm(true, false, 28, 512, 1792, T(1), x, 28, scan244, 512, T(0), matmul251, 512, threads());
+    // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+    for (int64_t i0 = 0; i0 < 512; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 28; ++i1) {
+        d_lstm_weight_ih_l0[i0 * 28 + i1] = matmul251[i0 + i1 * 512];
+      }
+    }
+    // grad  (prelude.model:19:5)
+    if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 14336);
+    // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+    for (int64_t i0 = 0; i0 < 512; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        d_lstm_weight_hh_l0[i0 * 128 + i1] = matmul394[i0 + i1 * 512];
+      }
+    }
+    // grad  (prelude.model:20:5)
+    if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 65536);
+    // grad  (prelude.model:21:5)
+    if (grads) (*grads)[2].assign(sum389, sum389 + 512);
+    // grad  (prelude.model:22:5)
+    if (grads) (*grads)[3].assign(sum389, sum389 + 512);
+    // transpose %d.head.weight  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 10; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        d_head_weight[i0 * 128 + i1] = matmul165[i0 + i1 * 10];
+      }
+    }
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 1280);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 10);
+    // hyper %lr  (fashion_lstm.model:21:1)
+    lr_2[0] = T(lr_);
+    // add %optimizer.step.new  (fashion_lstm.model:21:1)
+    const T optimizer_step_new_2 = optimizer_step[0] + T(1);
+    optimizer_step_new[0] = optimizer_step_new_2;
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(6, optimizer_step_new);
+    // fused loop over [512, 28]:
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+    //   sqrt  (fashion_lstm.model:21:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 69248)[i0 * 10 + i1 * 1] / (A + 67920)[i0 * 1];
-        const T v1 = v0 - (A + 67984)[i0 * 10 + i1 * 1];
-        const T v2 = v1 * (A + 50176)[0];
-        (A + 69888)[i0 * 10 + i1 * 1] = v2;
-        (A + 50192)[i1 * 1] += v2;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 69888), 10, (A + 66624), 10, T(0), (A + 70528), 128, threads());
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 58432), 128, (A + 69888), 10, T(0), (A + 66624), 10, threads());
-  // reshape  (fashion_lstm.model:16:19)
-  // (a view of its operand)
-  // pad  (fashion_lstm.model:16:19)
-  std::fill_n((A + 78720), 229376, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 78720)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 70528)[i0 * 128 + i1 * 128 + i2 * 1];
-        }
-  // scan  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 308096));
-  std::copy_n((A + 50240), 8192, (A + 316288));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = 27 - step;
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 324480), 1, T(1));
-    // fused loop over [64, 128]:
-    //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 308096)[i0 * 128 + i1 * 1] + ((A + 78720) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v1 = v0 * ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v2 = ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v3 = (A + 324480)[0] - v2;
-          const T v4 = v1 * v3;
-          const T v5 = (A + 316288)[i0 * 128 + i1 * 1] + v4;
-          const T v6 = v5 * ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v7 = (A + 324480)[0] - ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v8 = ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          (A + 357264)[i0 * 128 + i1 * 1] = v9;
-          const T v10 = v5 * ((A + 2221120) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v11 = (A + 324480)[0] - ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v12 = ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1] * v11;
-          const T v13 = v10 * v12;
-          (A + 349072)[i0 * 128 + i1 * 1] = v13;
-          const T v14 = v5 * ((A + 1991744) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v15 = ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1762368) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v16 = (A + 324480)[0] - v15;
-          const T v17 = v14 * v16;
-          (A + 340880)[i0 * 128 + i1 * 1] = v17;
-          const T v18 = v0 * ((A + 1303616) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v19 = (A + 324480)[0] - ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v20 = ((A + 1532992) + t * 128)[i0 * 3584 + i1 * 1] * v19;
-          const T v21 = v18 * v20;
-          (A + 332688)[i0 * 128 + i1 * 1] = v21;
-          const T v22 = v5 * ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
-          (A + 324496)[i0 * 128 + i1 * 1] = v22;
-        }
-    // concat  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 365456) + t * 512)[0 + i0 * 14336 + i1 * 1] = (A + 357264)[i0 * 128 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 365456) + t * 512)[128 + i0 * 14336 + i1 * 1] = (A + 349072)[i0 * 128 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 365456) + t * 512)[256 + i0 * 14336 + i1 * 1] = (A + 340880)[i0 * 128 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 365456) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 332688)[i0 * 128 + i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, false, 64, 128, 512, T(1), ((A + 365456) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 332688), 128, threads());
-    std::copy_n((A + 332688), 8192, (A + 308096));
-    std::copy_n((A + 324496), 8192, (A + 316288));
-  }
-  std::copy_n((A + 308096), 8192, (A + 58432));
-  std::copy_n((A + 316288), 8192, (A + 67920));
-  // sum  (prelude.model:29:13)
-  std::fill_n((A + 50208), 512, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 28; ++i1)
-      for (int64_t i2 = 0; i2 < 512; ++i2)
-        {
-          (A + 50208)[i2 * 1] += (A + 365456)[i0 * 14336 + i1 * 512 + i2 * 1];
-        }
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2679872), 128, (A + 365456), 512, T(0), (A + 67920), 512, threads());
-  // reshape  (prelude.model:30:20)
-  // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 365456), 512, T(0), (A + 50720), 512, threads());
-  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 512; ++i0)
+    for (int64_t i = 0; i < 14336; ++i) {
+      const T v271 = optimizer_lstm_weight_ih_l0_exp_avg[i] * T(0.9);
+      const T v273 = d_lstm_weight_ih_l0[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_new_2 = v271 + v273;
+      optimizer_lstm_weight_ih_l0_exp_avg_new[i] = optimizer_lstm_weight_ih_l0_exp_avg_new_2;
+      const T v277 = optimizer_lstm_weight_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v278 = d_lstm_weight_ih_l0[i] * d_lstm_weight_ih_l0[i];
+      const T v280 = v278 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2 = v277 + v280;
+      optimizer_lstm_weight_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2;
+      const T v282 = std::sqrt(optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2);
+      sqrt282[i] = v282;
+    }
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(7, optimizer_lstm_weight_ih_l0_exp_avg_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(8, optimizer_lstm_weight_ih_l0_exp_avg_sq_new);
+    // fused loop over []:
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   exp  (fashion_lstm.model:21:1)  [register]
+    //   sub  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   exp  (fashion_lstm.model:21:1)  [register]
+    //   sub  (fashion_lstm.model:21:1)  [register]
+    //   sqrt  (fashion_lstm.model:21:1)
+    const T v259 = optimizer_step_new[0] * T(-0.10536051565782628);
+    const T v260 = fexp(v259);
+    const T v261 = T(1) - v260;
+    const T v267 = lr_2[0] / v261;
+    div267[0] = v267;
+    const T v264 = optimizer_step_new[0] * T(-0.0010005003335835344);
+    const T v265 = fexp(v264);
+    const T v266 = T(1) - v265;
+    const T v268 = std::sqrt(v266);
+    sqrt268[0] = v268;
+    // fused loop over [512, 28]:
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   add  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 28; ++i1)
-      {
-        (A + 0)[i0 * 28 + i1 * 1] = (A + 50720)[i0 * 1 + i1 * 512];
-      }
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
-  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 512; ++i0)
+    for (int64_t i = 0; i < 14336; ++i) {
+      const T v283 = sqrt282[i] / sqrt268[0];
+      const T v285 = v283 + T(1e-08);
+      const T v286 = optimizer_lstm_weight_ih_l0_exp_avg_new[i] / v285;
+      const T v287 = div267[0] * v286;
+      const T lstm_weight_ih_l0_new_2 = lstm_weight_ih_l0[i] - v287;
+      lstm_weight_ih_l0_new[i] = lstm_weight_ih_l0_new_2;
+    }
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(0, lstm_weight_ih_l0_new);
+    // fused loop over [512, 128]:
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+    //   sqrt  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   add  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 133456)[i0 * 128 + i1 * 1] = (A + 67920)[i0 * 1 + i1 * 512];
-      }
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 133456), (A + 133456) + 65536);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 50208), (A + 50208) + 512);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 50208), (A + 50208) + 512);
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
+    for (int64_t i = 0; i < 65536; ++i) {
+      const T v291 = optimizer_lstm_weight_hh_l0_exp_avg[i] * T(0.9);
+      const T v293 = d_lstm_weight_hh_l0[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_new_2 = v291 + v293;
+      optimizer_lstm_weight_hh_l0_exp_avg_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_new_2;
+      const T v297 = optimizer_lstm_weight_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T v298 = d_lstm_weight_hh_l0[i] * d_lstm_weight_hh_l0[i];
+      const T v300 = v298 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2 = v297 + v300;
+      optimizer_lstm_weight_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2;
+      const T v302 = std::sqrt(optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2);
+      const T v303 = v302 / sqrt268[0];
+      const T v305 = v303 + T(1e-08);
+      const T v306 = optimizer_lstm_weight_hh_l0_exp_avg_new_2 / v305;
+      const T v307 = div267[0] * v306;
+      const T lstm_weight_hh_l0_new_2 = lstm_weight_hh_l0[i] - v307;
+      lstm_weight_hh_l0_new[i] = lstm_weight_hh_l0_new_2;
+    }
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(9, optimizer_lstm_weight_hh_l0_exp_avg_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(10, optimizer_lstm_weight_hh_l0_exp_avg_sq_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(1, lstm_weight_hh_l0_new);
+    // fused loop over [512]:
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+    //   sqrt  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   add  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   sub %lstm.bias_ih_l0.new  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
+    //   sqrt  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   add  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 14336)[i0 * 128 + i1 * 1] = (A + 66624)[i0 * 1 + i1 * 10];
-      }
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 14336), (A + 14336) + 1280);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 50192), (A + 50192) + 10);
-  // hyper %lr  (fashion_lstm.model:21:1)
-  (A + 15616)[0] = T(lr_);
-  // buffer %optimizer.step  (fashion_lstm.model:21:1)
-  // add %optimizer.step.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 15632)[0] = sf_[6].data()[0] + (A + 67904)[0];
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(6, (A + 15632));
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 15648), 1, T(-0.10536051565782628));
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 15664), 1, T(-0.0010005003335835344));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm.model:21:1)
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 15680), 1, T(0.90000000000000002));
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 15696), 1, T(0.099999999999999978));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 15712), 1, T(0.999));
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 15728), 1, T(0.0010000000000000009));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  //   sqrt  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = sf_[7].data()[i] * (A + 15680)[0];
-    const T v1 = (A + 0)[i] * (A + 15696)[0];
-    const T v2 = v0 + v1;
-    (A + 15744)[i] = v2;
-    const T v3 = sf_[8].data()[i] * (A + 15712)[0];
-    const T v4 = (A + 0)[i] * (A + 0)[i];
-    const T v5 = v4 * (A + 15728)[0];
-    const T v6 = v3 + v5;
-    (A + 30080)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    (A + 50720)[i] = v7;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(7, (A + 15744));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(8, (A + 30080));
-  // const  (fashion_lstm.model:21:1)
-  std::fill_n((A + 0), 1, T(1e-08));
-  // fused loop over []:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   exp  (fashion_lstm.model:21:1)  [register]
-  //   sub  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   exp  (fashion_lstm.model:21:1)  [register]
-  //   sub  (fashion_lstm.model:21:1)  [register]
-  //   sqrt  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 15632)[0] * (A + 15648)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 67904)[0] - v1;
-    const T v3 = (A + 15616)[0] / v2;
-    (A + 16)[0] = v3;
-    const T v4 = (A + 15632)[0] * (A + 15664)[0];
-    const T v5 = fexp(v4);
-    const T v6 = (A + 67904)[0] - v5;
-    const T v7 = std::sqrt(v6);
-    (A + 32)[0] = v7;
-  }
-  // fused loop over [512, 28]:
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   add  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   sub %lstm.weight_ih_l0.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 50720)[i] / (A + 32)[0];
-    const T v1 = v0 + (A + 0)[0];
-    const T v2 = (A + 15744)[i] / v1;
-    const T v3 = (A + 16)[0] * v2;
-    const T v4 = sf_[0].data()[i] - v3;
-    (A + 65056)[i] = v4;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(0, (A + 65056));
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // fused loop over [512, 128]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  //   sqrt  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   add  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   sub %lstm.weight_hh_l0.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 15680)[0];
-    const T v1 = (A + 133456)[i] * (A + 15696)[0];
-    const T v2 = v0 + v1;
-    (A + 198992)[i] = v2;
-    const T v3 = sf_[10].data()[i] * (A + 15712)[0];
-    const T v4 = (A + 133456)[i] * (A + 133456)[i];
-    const T v5 = v4 * (A + 15728)[0];
-    const T v6 = v3 + v5;
-    (A + 264528)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 32)[0];
-    const T v9 = v8 + (A + 0)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 16)[0] * v10;
-    const T v12 = sf_[1].data()[i] - v11;
-    (A + 330064)[i] = v12;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(9, (A + 198992));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(10, (A + 264528));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(1, (A + 330064));
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm.model:21:1)
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  //   sqrt  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   add  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   sub %lstm.bias_ih_l0.new  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  //   sqrt  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   add  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   sub %lstm.bias_hh_l0.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 15680)[0];
-    const T v1 = (A + 50208)[i] * (A + 15696)[0];
-    const T v2 = v0 + v1;
-    (A + 48)[i] = v2;
-    const T v3 = sf_[12].data()[i] * (A + 15712)[0];
-    const T v4 = (A + 50208)[i] * (A + 50208)[i];
-    const T v5 = v4 * (A + 15728)[0];
-    const T v6 = v3 + v5;
-    (A + 560)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 32)[0];
-    const T v9 = v8 + (A + 0)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 16)[0] * v10;
-    const T v12 = sf_[2].data()[i] - v11;
-    (A + 1072)[i] = v12;
-    const T v13 = sf_[13].data()[i] * (A + 15680)[0];
-    const T v14 = v13 + v1;
-    (A + 1584)[i] = v14;
-    const T v15 = sf_[14].data()[i] * (A + 15712)[0];
-    const T v16 = v15 + v5;
-    (A + 2096)[i] = v16;
-    const T v17 = std::sqrt(v16);
-    const T v18 = v17 / (A + 32)[0];
-    const T v19 = v18 + (A + 0)[0];
-    const T v20 = v14 / v19;
-    const T v21 = (A + 16)[0] * v20;
-    const T v22 = sf_[3].data()[i] - v21;
-    (A + 2608)[i] = v22;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(11, (A + 48));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(12, (A + 560));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(2, (A + 1072));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm.model:21:1)
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm.model:21:1)
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(13, (A + 1584));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(14, (A + 2096));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(3, (A + 2608));
-  // buffer %optimizer.head.weight.exp_avg  (fashion_lstm.model:21:1)
-  // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm.model:21:1)
-  // fused loop over [10, 128]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  //   sqrt  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   add  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   sub %head.weight.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = sf_[15].data()[i] * (A + 15680)[0];
-    const T v1 = (A + 14336)[i] * (A + 15696)[0];
-    const T v2 = v0 + v1;
-    (A + 3120)[i] = v2;
-    const T v3 = sf_[16].data()[i] * (A + 15712)[0];
-    const T v4 = (A + 14336)[i] * (A + 14336)[i];
-    const T v5 = v4 * (A + 15728)[0];
-    const T v6 = v3 + v5;
-    (A + 4400)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 32)[0];
-    const T v9 = v8 + (A + 0)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 16)[0] * v10;
-    const T v12 = sf_[4].data()[i] - v11;
-    (A + 5680)[i] = v12;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(15, (A + 3120));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(16, (A + 4400));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(4, (A + 5680));
-  // buffer %optimizer.head.bias.exp_avg  (fashion_lstm.model:21:1)
-  // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm.model:21:1)
-  // fused loop over [10]:
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm.model:21:1)
-  //   sqrt  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   add  (fashion_lstm.model:21:1)  [register]
-  //   div  (fashion_lstm.model:21:1)  [register]
-  //   mul  (fashion_lstm.model:21:1)  [register]
-  //   sub %head.bias.new  (fashion_lstm.model:21:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 15680)[0];
-    const T v1 = (A + 50192)[i] * (A + 15696)[0];
-    const T v2 = v0 + v1;
-    (A + 6960)[i] = v2;
-    const T v3 = sf_[18].data()[i] * (A + 15712)[0];
-    const T v4 = (A + 50192)[i] * (A + 50192)[i];
-    const T v5 = v4 * (A + 15728)[0];
-    const T v6 = v3 + v5;
-    (A + 6976)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 32)[0];
-    const T v9 = v8 + (A + 0)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 16)[0] * v10;
-    const T v12 = sf_[5].data()[i] - v11;
-    (A + 6992)[i] = v12;
-  }
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(17, (A + 6960));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(18, (A + 6976));
-  // update  (fashion_lstm.model:21:1)
-  updates.emplace_back(5, (A + 6992));
+    for (int64_t i = 0; i < 512; ++i) {
+      const T v311 = optimizer_lstm_bias_ih_l0_exp_avg[i] * T(0.9);
+      const T v313 = sum389[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_new_2 = v311 + v313;
+      optimizer_lstm_bias_ih_l0_exp_avg_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_new_2;
+      const T v317 = optimizer_lstm_bias_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v318 = sum389[i] * sum389[i];
+      const T v320 = v318 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2 = v317 + v320;
+      optimizer_lstm_bias_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2;
+      const T v322 = std::sqrt(optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2);
+      const T v323 = v322 / sqrt268[0];
+      const T v325 = v323 + T(1e-08);
+      const T v326 = optimizer_lstm_bias_ih_l0_exp_avg_new_2 / v325;
+      const T v327 = div267[0] * v326;
+      const T lstm_bias_ih_l0_new_2 = lstm_bias_ih_l0[i] - v327;
+      lstm_bias_ih_l0_new[i] = lstm_bias_ih_l0_new_2;
+      const T v331 = optimizer_lstm_bias_hh_l0_exp_avg[i] * T(0.9);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_new_2 = v331 + v313;
+      optimizer_lstm_bias_hh_l0_exp_avg_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_new_2;
+      const T v337 = optimizer_lstm_bias_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2 = v337 + v320;
+      optimizer_lstm_bias_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2;
+      const T v342 = std::sqrt(optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2);
+      const T v343 = v342 / sqrt268[0];
+      const T v345 = v343 + T(1e-08);
+      const T v346 = optimizer_lstm_bias_hh_l0_exp_avg_new_2 / v345;
+      const T v347 = div267[0] * v346;
+      const T lstm_bias_hh_l0_new_2 = lstm_bias_hh_l0[i] - v347;
+      lstm_bias_hh_l0_new[i] = lstm_bias_hh_l0_new_2;
+    }
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(11, optimizer_lstm_bias_ih_l0_exp_avg_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(12, optimizer_lstm_bias_ih_l0_exp_avg_sq_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(2, lstm_bias_ih_l0_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(13, optimizer_lstm_bias_hh_l0_exp_avg_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(14, optimizer_lstm_bias_hh_l0_exp_avg_sq_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(3, lstm_bias_hh_l0_new);
+    // fused loop over [10, 128]:
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm.model:21:1)
+    //   sqrt  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   add  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   sub %head.weight.new  (fashion_lstm.model:21:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 1280; ++i) {
+      const T v351 = optimizer_head_weight_exp_avg[i] * T(0.9);
+      const T v353 = d_head_weight[i] * T(0.09999999999999998);
+      const T optimizer_head_weight_exp_avg_new_2 = v351 + v353;
+      optimizer_head_weight_exp_avg_new[i] = optimizer_head_weight_exp_avg_new_2;
+      const T v357 = optimizer_head_weight_exp_avg_sq[i] * T(0.999);
+      const T v358 = d_head_weight[i] * d_head_weight[i];
+      const T v360 = v358 * T(0.0010000000000000009);
+      const T optimizer_head_weight_exp_avg_sq_new_2 = v357 + v360;
+      optimizer_head_weight_exp_avg_sq_new[i] = optimizer_head_weight_exp_avg_sq_new_2;
+      const T v362 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
+      const T v363 = v362 / sqrt268[0];
+      const T v365 = v363 + T(1e-08);
+      const T v366 = optimizer_head_weight_exp_avg_new_2 / v365;
+      const T v367 = div267[0] * v366;
+      const T head_weight_new_2 = head_weight[i] - v367;
+      head_weight_new[i] = head_weight_new_2;
+    }
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(15, optimizer_head_weight_exp_avg_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(16, optimizer_head_weight_exp_avg_sq_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(4, head_weight_new);
+    // fused loop over [10]:
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm.model:21:1)
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm.model:21:1)
+    //   sqrt  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   add  (fashion_lstm.model:21:1)  [register]
+    //   div  (fashion_lstm.model:21:1)  [register]
+    //   mul  (fashion_lstm.model:21:1)  [register]
+    //   sub %head.bias.new  (fashion_lstm.model:21:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 10; ++i) {
+      const T v371 = optimizer_head_bias_exp_avg[i] * T(0.9);
+      const T v373 = d_head_bias[i] * T(0.09999999999999998);
+      const T optimizer_head_bias_exp_avg_new_2 = v371 + v373;
+      optimizer_head_bias_exp_avg_new[i] = optimizer_head_bias_exp_avg_new_2;
+      const T v377 = optimizer_head_bias_exp_avg_sq[i] * T(0.999);
+      const T v378 = d_head_bias[i] * d_head_bias[i];
+      const T v380 = v378 * T(0.0010000000000000009);
+      const T optimizer_head_bias_exp_avg_sq_new_2 = v377 + v380;
+      optimizer_head_bias_exp_avg_sq_new[i] = optimizer_head_bias_exp_avg_sq_new_2;
+      const T v382 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
+      const T v383 = v382 / sqrt268[0];
+      const T v385 = v383 + T(1e-08);
+      const T v386 = optimizer_head_bias_exp_avg_new_2 / v385;
+      const T v387 = div267[0] * v386;
+      const T head_bias_new_2 = head_bias[i] - v387;
+      head_bias_new[i] = head_bias_new_2;
+    }
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(17, optimizer_head_bias_exp_avg_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(18, optimizer_head_bias_exp_avg_sq_new);
+    // update  (fashion_lstm.model:21:1)
+    updates.emplace_back(5, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -882,104 +927,114 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // input %x  (fashion_lstm.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 50176), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 975872));
-  std::copy_n((A + 50176), 8192, (A + 984064));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
-    // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = ((A + 58368) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 992256)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1025024)[i0 * 512 + i1 * 1] = v2;
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:22
+    T *const slice130 = A + 0;  // f32[64,1,128], fashion_lstm.model:16
+    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
+    T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
+    T *const const94 = A + 50176;  // f32[64,128], prelude.model:29
+    T *const matmul148 = A + 58368;  // f32[64,28,512], prelude.model:30
+    T *const lstm_h = A + 975872;  // f32[64,128], prelude.model:29
+    T *const lstm_c = A + 984064;  // f32[64,128], prelude.model:29
+    T *const matmul109 = A + 992256;  // f32[64,512], prelude.model:30
+    T *const lstm_gates = A + 1025024;  // f32[64,512], prelude.model:30
+    T *const lstm_c_2 = A + 992256;  // f32[64,128], prelude.model:35
+    T *const lstm_h_2 = A + 1000448;  // f32[64,128], prelude.model:36
+    T *const lstm_seq = A + 1057792;  // f32[64,28,128], prelude.model:29
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:29
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:29
+    T *const matmul134 = A + 8192;  // f32[64,10], prelude.model:10
+    T *const logits = A + 0;  // f32[64,10], prelude.model:10
+    // input %x  (fashion_lstm.model:8:1)
+    for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const94, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul148, 512, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const94, 8192, lstm_h);
+    std::copy_n(const94, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 28; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul109, 512, threads());
+      // fused loop over [64, 512]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 512; ++i1) {
+          const T v105 = matmul148[t * 512 + i0 * 14336 + i1] + lstm_bias_ih_l0[i1];
+          const T v110 = v105 + matmul109[i0 * 512 + i1];
+          const T lstm_gates_2 = v110 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 512 + i1] = lstm_gates_2;
         }
-    // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 1025024)[i0 * 512 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 1025024)[128 + i0 * 512 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 1025024)[256 + i0 * 512 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 1025024)[384 + i0 * 512 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 984064)[i0 * 128 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 992256)[i0 * 128 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 1000448)[i0 * 128 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000448) + o * 128, 128, (A + 1057792) + (o * 28 + t) * 128);
-    std::copy_n((A + 1000448), 8192, (A + 975872));
-    std::copy_n((A + 992256), 8192, (A + 984064));
-  }
-  std::copy_n((A + 975872), 8192, (A + 0));
-  std::copy_n((A + 984064), 8192, (A + 8192));
-  // slice  (fashion_lstm.model:16:19)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057792)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (fashion_lstm.model:16:19)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, sf_[4].data(), 128, T(0), (A + 8192), 10, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %logits  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 0)[i0 * 10 + i1 * 1] = (A + 8192)[i0 * 10 + i1 * 1] + sf_[5].data()[i1 * 1];
       }
-  // output  (fashion_lstm.model:18:3)
-  std::copy_n((A + 0), 640, static_cast<T *>(out[0]));
+      // fused loop over [64, 128]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v114 = lstm_gates[i0 * 512 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v114));
+          const T v116 = lstm_gates[i0 * 512 + i1 + 128];
+          const T lstm_f = T(1) / (T(1) + fexp(-v116));
+          const T v118 = lstm_gates[i0 * 512 + i1 + 256];
+          const T lstm_g = ftanh(v118);
+          const T v120 = lstm_gates[i0 * 512 + i1 + 384];
+          const T lstm_o = T(1) / (T(1) + fexp(-v120));
+          const T v122 = lstm_f * lstm_c[i0 * 128 + i1];
+          const T v123 = lstm_i * lstm_g;
+          const T lstm_c_3 = v122 + v123;
+          lstm_c_2[i0 * 128 + i1] = lstm_c_3;
+          const T v125 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v125;
+          lstm_h_2[i0 * 128 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h_2 + i * 128, 128, lstm_seq + (i * 3584 + t * 128));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
+    }
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (fashion_lstm.model:16:19)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        slice130[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 10, 128, T(1), slice130, 128, head_weight, 128, T(0), matmul134, 10, threads());
+    // add %logits  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T logits_2 = matmul134[i0 * 10 + i1] + head_bias[i1];
+        logits[i0 * 10 + i1] = logits_2;
+      }
+    }
+    // output  (fashion_lstm.model:18:3)
+    std::copy_n(logits, 640, static_cast<T *>(out[0]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build

@@ -32,14 +32,14 @@ const ModelSpec &spec() {
     s.inputs.push_back({"x", DType::F32, {64, 28, 28}});
     s.inputs.push_back({"y", DType::I32, {64}});
     s.outputs.push_back({"logits", DType::F32, {64, 10}});
-    s.state.push_back({"lstm.weight_ih_l0", StateSpec::Param, DType::F32, {512, 28}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"lstm.weight_hh_l0", StateSpec::Param, DType::F32, {512, 128}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"lstm.bias_ih_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"lstm.bias_hh_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
+    s.state.push_back({"lstm.weight_ih_l0", StateSpec::Param, DType::F32, {512, 28}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"lstm.weight_hh_l0", StateSpec::Param, DType::F32, {512, 128}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"lstm.bias_ih_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"lstm.bias_hh_l0", StateSpec::Param, DType::F32, {512}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
     s.state.push_back({"bn.weight", StateSpec::Param, DType::F32, {128}, StateSpec::Ones, 0, 0});
     s.state.push_back({"bn.bias", StateSpec::Param, DType::F32, {128}, StateSpec::Zeros, 0, 0});
-    s.state.push_back({"head.weight", StateSpec::Param, DType::F32, {10, 128}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
-    s.state.push_back({"head.bias", StateSpec::Param, DType::F32, {10}, StateSpec::Uniform, -0.088388347648318433, 0.088388347648318433});
+    s.state.push_back({"head.weight", StateSpec::Param, DType::F32, {10, 128}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
+    s.state.push_back({"head.bias", StateSpec::Param, DType::F32, {10}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
     s.state.push_back({"bn.running_mean", StateSpec::Buffer, DType::F32, {128}, StateSpec::Zeros, 0, 0});
     s.state.push_back({"bn.running_var", StateSpec::Buffer, DType::F32, {128}, StateSpec::Ones, 0, 0});
     s.state.push_back({"bn.num_batches_tracked", StateSpec::Buffer, DType::I64, {}, StateSpec::Zeros, 0, 0});
@@ -103,7 +103,7 @@ const ModelSpec &spec() {
     t.scale = "minmax";
     t.length = 0;
     t.horizon = 1;
-    t.split = 0.80000000000000004;
+    t.split = 0.8;
     t.earlyStopping = false;
     t.patience = 0;
     t.delta = 0;
@@ -158,1058 +158,1116 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena();
     double loss = 0;
-  // input %x  (fashion_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // input %y  (fashion_lstm_bn.model:9:1)
-  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
-    for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 50240), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50240), 8192, (A + 975936));
-  std::copy_n((A + 50240), 8192, (A + 984128));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
-    // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = ((A + 58432) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 992320)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1025088)[i0 * 512 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:22
+    T *const slice111 = A + 0;  // f32[64,1,128], fashion_lstm_bn.model:17
+    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:50
+    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:51
+    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:48
+    T *const mul529 = A + 8208;  // f32[128], prelude.model:10
+    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:49
+    T *const add531 = A + 8336;  // f32[128], prelude.model:10
+    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
+    T *const matmul537 = A + 0;  // f32[1,10], prelude.model:10
+    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
+    T *const x = A + 0;  // f32[64,28,28], fashion_lstm_bn.model:8
+    T *const y = A + 50176;  // i32[64], fashion_lstm_bn.model:9
+    T *const const75 = A + 50240;  // f32[64,128], prelude.model:29
+    T *const matmul195 = A + 58432;  // f32[64,28,512], prelude.model:30
+    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:29
+    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:29
+    T *const matmul90 = A + 992320;  // f32[64,512], prelude.model:30
+    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:30
+    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:35
+    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:36
+    T *const lstm_seq = A + 1057856;  // f32[64,28,128], prelude.model:29
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:29
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:29
+    T *const mul533 = A + 8464;  // f32[10,128], prelude.model:10
+    T *const matmul535 = A + 9744;  // f32[64,10], prelude.model:10
+    T *const logits = A + 16;  // f32[64,10], prelude.model:10
+    T *const loss_2 = A + 0;  // f32[], fashion_lstm_bn.model:18
+    // input %x  (fashion_lstm_bn.model:8:1)
+    for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (fashion_lstm_bn.model:9:1)
+    for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const75, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul195, 512, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const75, 8192, lstm_h);
+    std::copy_n(const75, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 28; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul90, 512, threads());
+      // fused loop over [64, 512]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 512; ++i1) {
+          const T v86 = matmul195[t * 512 + i0 * 14336 + i1] + lstm_bias_ih_l0[i1];
+          const T v91 = v86 + matmul90[i0 * 512 + i1];
+          const T lstm_gates_2 = v91 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 512 + i1] = lstm_gates_2;
         }
-    // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 1025088)[i0 * 512 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 1025088)[128 + i0 * 512 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 1025088)[256 + i0 * 512 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 1025088)[384 + i0 * 512 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 984128)[i0 * 128 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 992320)[i0 * 128 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 1000512)[i0 * 128 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000512) + o * 128, 128, (A + 1057856) + (o * 28 + t) * 128);
-    std::copy_n((A + 1000512), 8192, (A + 975936));
-    std::copy_n((A + 992320), 8192, (A + 984128));
-  }
-  std::copy_n((A + 975936), 8192, (A + 0));
-  std::copy_n((A + 984128), 8192, (A + 8192));
-  // slice  (fashion_lstm_bn.model:17:22)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057856)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (fashion_lstm_bn.model:17:22)
-  // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // fused loop over [128]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
-  //   mul  (prelude.model:10:14)
-  //   neg  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   add  (prelude.model:10:14)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 8192)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    const T v2 = v1 * sf_[4].data()[i];
-    (A + 8208)[i] = v2;
-    const T v3 = -sf_[8].data()[i];
-    const T v4 = v3 * v1;
-    const T v5 = v4 * sf_[4].data()[i];
-    const T v6 = v5 + sf_[5].data()[i];
-    (A + 8336)[i] = v6;
-  }
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // mul  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 8464)[i0 * 128 + i1 * 1] = sf_[6].data()[i0 * 128 + i1 * 1] * (A + 8208)[i1 * 1];
       }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, (A + 8464), 128, T(0), (A + 9744), 10, threads());
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 1, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [64, 10]:
-  //   add  (prelude.model:10:14)  [register]
-  //   add %logits  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 9744)[i0 * 10 + i1 * 1] + (A + 0)[i1 * 1];
-        const T v1 = v0 + sf_[7].data()[i1 * 1];
-        (A + 16)[i0 * 10 + i1 * 1] = v1;
+      // fused loop over [64, 128]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v95 = lstm_gates[i0 * 512 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v95));
+          const T v97 = lstm_gates[i0 * 512 + i1 + 128];
+          const T lstm_f = T(1) / (T(1) + fexp(-v97));
+          const T v99 = lstm_gates[i0 * 512 + i1 + 256];
+          const T lstm_g = ftanh(v99);
+          const T v101 = lstm_gates[i0 * 512 + i1 + 384];
+          const T lstm_o = T(1) / (T(1) + fexp(-v101));
+          const T v103 = lstm_f * lstm_c[i0 * 128 + i1];
+          const T v104 = lstm_i * lstm_g;
+          const T lstm_c_3 = v103 + v104;
+          lstm_c_2[i0 * 128 + i1] = lstm_c_3;
+          const T v106 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v106;
+          lstm_h_2[i0 * 128 + i1] = lstm_h_3;
+        }
       }
-  // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
-  { T s = 0;
-    for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 16) + b * 10; T m = x[0];
-      for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
-      T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
-      s += m + std::log(z) - x[int64_t((A + 50176)[b])];
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h_2 + i * 128, 128, lstm_seq + (i * 3584 + t * 128));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
     }
-    (A + 0)[0] = s / T(64); }
-  // output  (fashion_lstm_bn.model:19:3)
-  // loss  (fashion_lstm_bn.model:15:1)
-  loss = double((A + 0)[0]);
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (fashion_lstm_bn.model:17:22)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        slice111[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
+      }
+    }
+    // fused loop over [128]:
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)  [register]
+    //   mul  (prelude.model:10:14)
+    //   neg  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   add  (prelude.model:10:14)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      const T v117 = bn_running_var[i] + T(1e-05);
+      const T v118 = T(1) / std::sqrt(v117);
+      const T v529 = v118 * bn_weight[i];
+      mul529[i] = v529;
+      const T v527 = -bn_running_mean[i];
+      const T v528 = v527 * v118;
+      const T v530 = v528 * bn_weight[i];
+      const T v531 = v530 + bn_bias[i];
+      add531[i] = v531;
+    }
+    // mul  (prelude.model:10:14)
+    for (int64_t i0 = 0; i0 < 10; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T v533 = head_weight[i0 * 128 + i1] * mul529[i1];
+        mul533[i0 * 128 + i1] = v533;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 10, 128, T(1), slice111, 128, mul533, 128, T(0), matmul535, 10, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 1, 10, 128, T(1), add531, 128, head_weight, 128, T(0), matmul537, 10, threads());
+    // fused loop over [64, 10]:
+    //   add  (prelude.model:10:14)  [register]
+    //   add %logits  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T v539 = matmul535[i0 * 10 + i1] + matmul537[i1];
+        const T logits_2 = v539 + head_bias[i1];
+        logits[i0 * 10 + i1] = logits_2;
+      }
+    }
+    // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
+    { T s_ = 0;
+      for (int64_t b_ = 0; b_ < 64; ++b_) {
+        const T *x_ = logits + b_ * 10; T m_ = x_[0];
+        for (int64_t c_ = 1; c_ < 10; ++c_) m_ = std::max(m_, x_[c_]);
+        T z_ = 0; for (int64_t c_ = 0; c_ < 10; ++c_) z_ += std::exp(x_[c_] - m_);
+        s_ += m_ + std::log(z_) - x_[int64_t(y[b_])];
+      }
+      loss_2[0] = s_ / T(64); }
+    // loss  (fashion_lstm_bn.model:15:1)
+    loss = double(loss_2[0]);
     return loss;
   }
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // const  (prelude.model:59:17)
-  std::fill_n((A + 0), 1, T(0));
-  // const  (prelude.model:58:13)
-  std::fill_n((A + 16), 1, T(-1));
-  // input %x  (fashion_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
-    for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // input %y  (fashion_lstm_bn.model:9:1)
-  { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50208);
-    for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 50272), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 1792, 512, 28, T(1), (A + 32), 28, sf_[0].data(), 28, T(0), (A + 58464), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50272), 8192, (A + 975968));
-  std::copy_n((A + 50272), 8192, (A + 984160));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975968), 128, sf_[1].data(), 128, T(0), (A + 992352), 512, threads());
-    // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = ((A + 58464) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 992352)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1025120)[i0 * 512 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:22
+    T *const lstm_h_saved = A + 2679904;  // f32[64,28,128], prelude.model:29
+    T *const slice38 = A + 58464;  // f32[64,1,128], fashion_lstm_bn.model:17
+    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:50
+    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:51
+    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:48
+    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:49
+    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
+    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
+    T *const mul230 = A + 58848;  // f32[128], prelude.model:59
+    T *const mul240 = A + 58976;  // f32[128], prelude.model:57
+    T *const add243 = A + 75744;  // f32[64,128], prelude.model:57
+    T *const scan321 = A + 370672;  // f32[64,28,512], prelude.model:29
+    T *const x = A + 32;  // f32[64,28,28], fashion_lstm_bn.model:8
+    T *const optimizer_step = sf_[11].data();  // f32[], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[12].data();  // f32[512,28], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq = sf_[13].data();  // f32[512,28], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_hh_l0_exp_avg = sf_[14].data();  // f32[512,128], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq = sf_[15].data();  // f32[512,128], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_ih_l0_exp_avg = sf_[16].data();  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq = sf_[17].data();  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_hh_l0_exp_avg = sf_[18].data();  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq = sf_[19].data();  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_bn_weight_exp_avg = sf_[20].data();  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_bn_weight_exp_avg_sq = sf_[21].data();  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_bn_bias_exp_avg = sf_[22].data();  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_bn_bias_exp_avg_sq = sf_[23].data();  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_head_weight_exp_avg = sf_[24].data();  // f32[10,128], fashion_lstm_bn.model:22
+    T *const optimizer_head_weight_exp_avg_sq = sf_[25].data();  // f32[10,128], fashion_lstm_bn.model:22
+    T *const optimizer_head_bias_exp_avg = sf_[26].data();  // f32[10], fashion_lstm_bn.model:22
+    T *const optimizer_head_bias_exp_avg_sq = sf_[27].data();  // f32[10], fashion_lstm_bn.model:22
+    T *const y = A + 50208;  // i32[64], fashion_lstm_bn.model:9
+    T *const const2 = A + 50272;  // f32[64,128], prelude.model:29
+    T *const matmul193 = A + 58464;  // f32[64,28,512], prelude.model:30
+    T *const lstm_h = A + 975968;  // f32[64,128], prelude.model:29
+    T *const lstm_c = A + 984160;  // f32[64,128], prelude.model:29
+    T *const saved = A + 1303648;  // f32[64,28,128], prelude.model:29
+    T *const lstm_o_saved = A + 1533024;  // f32[64,28,128], prelude.model:29
+    T *const lstm_g_saved = A + 1762400;  // f32[64,28,128], prelude.model:29
+    T *const lstm_i_saved = A + 1991776;  // f32[64,28,128], prelude.model:29
+    T *const lstm_f_saved = A + 2450528;  // f32[64,28,128], prelude.model:29
+    T *const matmul17 = A + 992352;  // f32[64,512], prelude.model:30
+    T *const lstm_gates = A + 1025120;  // f32[64,512], prelude.model:30
+    T *const lstm_c_2 = A + 992352;  // f32[64,128], prelude.model:35
+    T *const lstm_h_2 = A + 1000544;  // f32[64,128], prelude.model:36
+    T *const lstm_seq = A + 1074272;  // f32[64,28,128], prelude.model:29
+    T *const lstm_c_saved = A + 2221152;  // f32[64,28,128], prelude.model:29
+    T *const lstm_h_4 = A + 1057888;  // f32[64,128], prelude.model:29
+    T *const lstm_c_4 = A + 1066080;  // f32[64,128], prelude.model:29
+    T *const slice517 = A + 66656;  // f32[1,128], prelude.model:59
+    T *const mean519 = A + 66784;  // f32[128], prelude.model:59
+    T *const mean521 = A + 66912;  // f32[128], prelude.model:59
+    T *const bn_mu = A + 67040;  // f32[128], prelude.model:57
+    T *const bn_num_batches_tracked = A + 66704;  // i64[], prelude.model:52
+    T *const rsqrt61 = A + 67424;  // f32[128], prelude.model:63
+    T *const bn_running_mean_new = A + 67168;  // f32[128], prelude.model:60
+    T *const bn_running_var_new = A + 67296;  // f32[128], prelude.model:61
+    T *const bn_d = A + 67552;  // f32[64,128], prelude.model:58
+    T *const bn_xhat = A + 75744;  // f32[64,128], prelude.model:63
+    T *const add66 = A + 83936;  // f32[64,128], prelude.model:67
+    T *const transpose68 = A + 58464;  // f32[128,10], prelude.model:10
+    T *const matmul69 = A + 59744;  // f32[64,10], prelude.model:10
+    T *const logits = A + 60384;  // f32[64,10], prelude.model:10
+    T *const max200 = A + 61024;  // f32[64,1], fashion_lstm_bn.model:18
+    T *const loss_2 = A + 0;  // f32[], fashion_lstm_bn.model:18
+    T *const bn_num_batches_tracked_new = A + 0;  // i64[], prelude.model:62
+    T *const exp202 = A + 61088;  // f32[64,10], fashion_lstm_bn.model:18
+    T *const sum203 = A + 59760;  // f32[64,1], fashion_lstm_bn.model:18
+    T *const one_hot205 = A + 59824;  // f32[64,10], fashion_lstm_bn.model:18
+    T *const mul209 = A + 61728;  // f32[64,10], fashion_lstm_bn.model:18
+    T *const d_head_bias = A + 50224;  // f32[10], prelude.model:10
+    T *const matmul212 = A + 92128;  // f32[64,128], prelude.model:10
+    T *const sum512 = A + 58464;  // f32[128], prelude.model:58
+    T *const d_bn_weight = A + 58592;  // f32[128], prelude.model:67
+    T *const sum222 = A + 58720;  // f32[128], prelude.model:63
+    T *const mul220 = A + 100320;  // f32[64,128], prelude.model:63
+    T *const matmul214 = A + 59760;  // f32[128,10], prelude.model:10
+    T *const mul428 = A + 59104;  // f32[128], fashion_lstm_bn.model:22
+    T *const pad245 = A + 83936;  // f32[64,28,128], fashion_lstm_bn.model:17
+    T *const d_lstm_h = A + 313312;  // f32[64,128], prelude.model:29
+    T *const d_lstm_c = A + 321504;  // f32[64,128], prelude.model:29
+    T *const mul295 = A + 362480;  // f32[64,128], prelude.model:31
+    T *const mul289 = A + 354288;  // f32[64,128], prelude.model:32
+    T *const mul283 = A + 346096;  // f32[64,128], prelude.model:33
+    T *const mul278 = A + 337904;  // f32[64,128], prelude.model:34
+    T *const mul274 = A + 329712;  // f32[64,128], prelude.model:35
+    T *const matmul302 = A + 337904;  // f32[64,128], prelude.model:30
+    T *const scan316 = A + 67424;  // f32[64,128], prelude.model:29
+    T *const scan317 = A + 75616;  // f32[64,128], prelude.model:29
+    T *const sum506 = A + 50240;  // f32[512], prelude.model:29
+    T *const matmul511 = A + 67424;  // f32[128,512], prelude.model:29
+    T *const matmul328 = A + 132960;  // f32[28,512], prelude.model:30
+    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[512,28], prelude.model:30
+    T *const mul348 = A + 14352;  // f32[512,28], fashion_lstm_bn.model:22
+    T *const d_lstm_weight_hh_l0 = A + 132960;  // f32[512,128], prelude.model:30
+    T *const mul368 = A + 198496;  // f32[512,128], fashion_lstm_bn.model:22
+    T *const d_head_weight = A + 28688;  // f32[10,128], prelude.model:10
+    T *const mul468 = A + 29968;  // f32[10,128], fashion_lstm_bn.model:22
+    T *const lr_2 = A + 31248;  // f32[], fashion_lstm_bn.model:22
+    T *const optimizer_step_new = A + 31264;  // f32[], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_new = A + 31360;  // f32[512,28], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq_new = A + 67424;  // f32[512,28], fashion_lstm_bn.model:22
+    T *const sqrt359 = A + 81760;  // f32[512,28], fashion_lstm_bn.model:22
+    T *const div344 = A + 32;  // f32[], fashion_lstm_bn.model:22
+    T *const sqrt345 = A + 48;  // f32[], fashion_lstm_bn.model:22
+    T *const lstm_weight_ih_l0_new = A + 64;  // f32[512,28], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_new = A + 264032;  // f32[512,128], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq_new = A + 329568;  // f32[512,128], fashion_lstm_bn.model:22
+    T *const lstm_weight_hh_l0_new = A + 395104;  // f32[512,128], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_new = A + 14400;  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq_new = A + 14912;  // f32[512], fashion_lstm_bn.model:22
+    T *const lstm_bias_ih_l0_new = A + 15424;  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_new = A + 15936;  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq_new = A + 16448;  // f32[512], fashion_lstm_bn.model:22
+    T *const lstm_bias_hh_l0_new = A + 16960;  // f32[512], fashion_lstm_bn.model:22
+    T *const optimizer_bn_weight_exp_avg_new = A + 17472;  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_bn_weight_exp_avg_sq_new = A + 17600;  // f32[128], fashion_lstm_bn.model:22
+    T *const bn_weight_new = A + 17728;  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_bn_bias_exp_avg_new = A + 17856;  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_bn_bias_exp_avg_sq_new = A + 17984;  // f32[128], fashion_lstm_bn.model:22
+    T *const bn_bias_new = A + 18112;  // f32[128], fashion_lstm_bn.model:22
+    T *const optimizer_head_weight_exp_avg_new = A + 18240;  // f32[10,128], fashion_lstm_bn.model:22
+    T *const optimizer_head_weight_exp_avg_sq_new = A + 19520;  // f32[10,128], fashion_lstm_bn.model:22
+    T *const head_weight_new = A + 20800;  // f32[10,128], fashion_lstm_bn.model:22
+    T *const optimizer_head_bias_exp_avg_new = A + 22080;  // f32[10], fashion_lstm_bn.model:22
+    T *const optimizer_head_bias_exp_avg_sq_new = A + 22096;  // f32[10], fashion_lstm_bn.model:22
+    T *const head_bias_new = A + 22112;  // f32[10], fashion_lstm_bn.model:22
+    // input %x  (fashion_lstm_bn.model:8:1)
+    for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (fashion_lstm_bn.model:9:1)
+    for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const2, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul193, 512, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const2, 8192, lstm_h);
+    std::copy_n(const2, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 28; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul17, 512, threads());
+      // fused loop over [64, 512]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 512; ++i1) {
+          const T v13 = matmul193[t * 512 + i0 * 14336 + i1] + lstm_bias_ih_l0[i1];
+          const T v18 = v13 + matmul17[i0 * 512 + i1];
+          const T lstm_gates_2 = v18 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 512 + i1] = lstm_gates_2;
         }
-    // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 1025120)[i0 * 512 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1] = v1;
-          const T v2 = (A + 1025120)[128 + i0 * 512 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1] = v3;
-          const T v4 = (A + 1025120)[256 + i0 * 512 + i1 * 1];
-          const T v5 = ftanh(v4);
-          ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1] = v5;
-          const T v6 = (A + 1025120)[384 + i0 * 512 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 984160)[i0 * 128 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 992352)[i0 * 128 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1] = v11;
-          const T v12 = v7 * v11;
-          (A + 1000544)[i0 * 128 + i1 * 1] = v12;
+      }
+      // fused loop over [64, 128]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v22 = lstm_gates[i0 * 512 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v22));
+          lstm_i_saved[t * 128 + i0 * 3584 + i1] = lstm_i;
+          const T v24 = lstm_gates[i0 * 512 + i1 + 128];
+          const T lstm_f = T(1) / (T(1) + fexp(-v24));
+          lstm_f_saved[t * 128 + i0 * 3584 + i1] = lstm_f;
+          const T v26 = lstm_gates[i0 * 512 + i1 + 256];
+          const T lstm_g = ftanh(v26);
+          lstm_g_saved[t * 128 + i0 * 3584 + i1] = lstm_g;
+          const T v28 = lstm_gates[i0 * 512 + i1 + 384];
+          const T lstm_o = T(1) / (T(1) + fexp(-v28));
+          lstm_o_saved[t * 128 + i0 * 3584 + i1] = lstm_o;
+          const T v30 = lstm_f * lstm_c[i0 * 128 + i1];
+          const T v31 = lstm_i * lstm_g;
+          const T lstm_c_3 = v30 + v31;
+          lstm_c_2[i0 * 128 + i1] = lstm_c_3;
+          const T v33 = ftanh(lstm_c_3);
+          saved[t * 128 + i0 * 3584 + i1] = v33;
+          const T lstm_h_3 = lstm_o * v33;
+          lstm_h_2[i0 * 128 + i1] = lstm_h_3;
         }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000544) + o * 128, 128, (A + 1074272) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 984160) + o * 128, 128, (A + 2221152) + (o * 28 + t) * 128);
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 975968) + o * 128, 128, (A + 2679904) + (o * 28 + t) * 128);
-    std::copy_n((A + 1000544), 8192, (A + 975968));
-    std::copy_n((A + 992352), 8192, (A + 984160));
-  }
-  std::copy_n((A + 975968), 8192, (A + 1057888));
-  std::copy_n((A + 984160), 8192, (A + 1066080));
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
-  // slice  (fashion_lstm_bn.model:17:22)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 58464)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1074272)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (fashion_lstm_bn.model:17:22)
-  // (a view of its operand)
-  // slice  (prelude.model:59:17)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    (A + 66656)[i] = (A + 58464)[0 + i];
-  }
-  // fused loop over [64, 128], 3 reductions:
-  //   sub  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mul  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
-  std::fill_n((A + 66784), 128, T(0));
-  std::fill_n((A + 66912), 128, T(0));
-  std::fill_n((A + 67040), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 58464)[i0 * 128 + i1 * 1] - (A + 66656)[i1 * 1];
-        (A + 66784)[i1 * 1] += v0;
-        const T v2 = v0 * v0;
-        (A + 66912)[i1 * 1] += v2;
-        (A + 67040)[i1 * 1] += (A + 58464)[i0 * 128 + i1 * 1];
       }
-  for (int64_t k = 0; k < 128; ++k) (A + 66784)[k] /= T(64);
-  for (int64_t k = 0; k < 128; ++k) (A + 66912)[k] /= T(64);
-  for (int64_t k = 0; k < 128; ++k) (A + 67040)[k] /= T(64);
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // const  (prelude.model:60:44)
-  std::fill_n((A + 66656), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
-  std::fill_n((A + 66672), 1, T(0.10000000000000001));
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:61:84)
-  std::fill_n((A + 66688), 1, T(0.10158730158730159));
-  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 66704)[k] = T(si_[10][k]);
-  // const  (prelude.model:62:56)
-  std::fill_n((A + 66720), 1, T(1));
-  // const  (prelude.model:63:28)
-  std::fill_n((A + 66736), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
-  // param %head.weight  (prelude.model:7:3)
-  // fused loop over [128]:
-  //   mul  (prelude.model:59:17)  [register]
-  //   sub  (prelude.model:59:17)  [register]
-  //   maximum  (prelude.model:59:17)  [register]
-  //   add  (prelude.model:63:28)  [register]
-  //   rsqrt  (prelude.model:63:23)
-  //   mul  (prelude.model:60:44)  [register]
-  //   mul  (prelude.model:60:70)  [register]
-  //   add %bn.running_mean.new  (prelude.model:60:59)
-  //   mul  (prelude.model:61:43)  [register]
-  //   mul  (prelude.model:61:84)  [register]
-  //   add %bn.running_var.new  (prelude.model:61:57)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 66784)[i] * (A + 66784)[i];
-    const T v1 = (A + 66912)[i] - v0;
-    const T v2 = std::max(v1, (A + 0)[0]);
-    const T v3 = v2 + (A + 66736)[0];
-    const T v4 = T(1) / std::sqrt(v3);
-    (A + 67424)[i] = v4;
-    const T v5 = (A + 66656)[0] * sf_[8].data()[i];
-    const T v6 = (A + 66672)[0] * (A + 67040)[i];
-    const T v7 = v5 + v6;
-    (A + 67168)[i] = v7;
-    const T v8 = (A + 66656)[0] * sf_[9].data()[i];
-    const T v9 = (A + 66688)[0] * v2;
-    const T v10 = v8 + v9;
-    (A + 67296)[i] = v10;
-  }
-  // fused loop over [64, 128]:
-  //   sub %bn.d  (prelude.model:58:13)
-  //   mul %bn.xhat  (prelude.model:63:16)
-  //   mul  (prelude.model:67:17)  [register]
-  //   add  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 58464)[i0 * 128 + i1 * 1] - (A + 67040)[i1 * 1];
-        (A + 67552)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = v0 * (A + 67424)[i1 * 1];
-        (A + 75744)[i0 * 128 + i1 * 1] = v1;
-        const T v2 = v1 * sf_[4].data()[i1 * 1];
-        const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 83936)[i0 * 128 + i1 * 1] = v3;
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h_2 + i * 128, 128, lstm_seq + (i * 3584 + t * 128));
       }
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        (A + 58464)[i0 * 10 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 128];
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_c + i * 128, 128, lstm_c_saved + (i * 3584 + t * 128));
       }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 83936), 128, sf_[6].data(), 128, T(0), (A + 59744), 10, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [64, 10], 1 reduction:
-  //   add %logits  (prelude.model:10:34)
-  //   max over axes [1]  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 61024), 64, -INFINITY);
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 59744)[i0 * 10 + i1 * 1] + sf_[7].data()[i1 * 1];
-        (A + 60384)[i0 * 10 + i1 * 1] = v0;
-        (A + 61024)[i0 * 1] = std::max((A + 61024)[i0 * 1], v0);
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h + i * 128, 128, lstm_h_saved + (i * 3584 + t * 128));
       }
-  // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
-  { T s = 0;
-    for (int64_t b = 0; b < 64; ++b) {
-      const T *x = (A + 60384) + b * 10; T m = x[0];
-      for (int64_t c = 1; c < 10; ++c) m = std::max(m, x[c]);
-      T z = 0; for (int64_t c = 0; c < 10; ++c) z += std::exp(x[c] - m);
-      s += m + std::log(z) - x[int64_t((A + 50208)[b])];
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
     }
-    (A + 0)[0] = s / T(64); }
-  // output  (fashion_lstm_bn.model:19:3)
-  // loss  (fashion_lstm_bn.model:15:1)
-  loss = double((A + 0)[0]);
-  // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(8, (A + 67168));
-  // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(9, (A + 67296));
-  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 0)[0] = (A + 66704)[0] + (A + 66720)[0];
-  }
-  // update  (fashion_lstm_bn.model:15:1)
-  updates.emplace_back(10, (A + 0));
-  // const  (fashion_lstm_bn.model:15:1)
-  std::fill_n((A + 59744), 1, T(1));
-  // fused loop over [64, 10], 1 reduction:
-  //   sub  (fashion_lstm_bn.model:18:25)  [register]
-  //   exp  (fashion_lstm_bn.model:18:25)
-  //   sum over axes [1]  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 59760), 64, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 60384)[i0 * 10 + i1 * 1] - (A + 61024)[i0 * 1];
-        const T v1 = fexp(v0);
-        (A + 61088)[i0 * 10 + i1 * 1] = v1;
-        (A + 59760)[i0 * 1] += v1;
-      }
-  // one_hot  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 59824), 640, T(0));
-  for (int64_t k = 0; k < 64; ++k) (A + 59824)[k * 10 + int64_t((A + 50208)[k])] = T(1);
-  // const  (fashion_lstm_bn.model:18:25)
-  std::fill_n((A + 50208), 1, T(0.015625));
-  // fused loop over [64, 10], 1 reduction:
-  //   div  (fashion_lstm_bn.model:18:25)  [register]
-  //   sub  (fashion_lstm_bn.model:18:25)  [register]
-  //   mul  (fashion_lstm_bn.model:18:25)
-  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 50224), 10, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 61088)[i0 * 10 + i1 * 1] / (A + 59760)[i0 * 1];
-        const T v1 = v0 - (A + 59824)[i0 * 10 + i1 * 1];
-        const T v2 = v1 * (A + 50208)[0];
-        (A + 61728)[i0 * 10 + i1 * 1] = v2;
-        (A + 50224)[i1 * 1] += v2;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 92128), 128, threads());
-  // fused loop over [64, 128], 3 reductions:
-  //   sum over axes [0]  (prelude.model:58:13)
-  //   mul  (prelude.model:67:17)  [register]
-  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
-  //   mul  (prelude.model:67:17)  [register]
-  //   mul  (prelude.model:63:16)  [register]
-  //   sum over axes [0]  (prelude.model:63:16)
-  //   mul  (prelude.model:63:16)
-  std::fill_n((A + 58464), 128, T(0));
-  std::fill_n((A + 58592), 128, T(0));
-  std::fill_n((A + 58720), 128, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 58464)[i1 * 1] += (A + 92128)[i0 * 128 + i1 * 1];
-        const T v1 = (A + 92128)[i0 * 128 + i1 * 1] * (A + 75744)[i0 * 128 + i1 * 1];
-        (A + 58592)[i1 * 1] += v1;
-        const T v3 = (A + 92128)[i0 * 128 + i1 * 1] * sf_[4].data()[i1 * 1];
-        const T v4 = v3 * (A + 67552)[i0 * 128 + i1 * 1];
-        (A + 58720)[i1 * 1] += v4;
-        const T v6 = v3 * (A + 67424)[i1 * 1];
-        (A + 100320)[i0 * 128 + i1 * 1] = v6;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 128, 10, 64, T(1), (A + 83936), 128, (A + 61728), 10, T(0), (A + 59760), 10, threads());
-  // const  (prelude.model:63:23)
-  std::fill_n((A + 50240), 1, T(-0.5));
-  // fused loop over [128]:
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:59:17)
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:57:16)
-  //   mul  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 58720)[i] * (A + 50240)[0];
-    const T v1 = (A + 67424)[i] * (A + 67424)[i];
-    const T v2 = (A + 67424)[i] * v1;
-    const T v3 = v0 * v2;
-    const T v4 = v3 * (A + 50208)[0];
-    (A + 58848)[i] = v4;
-    const T v5 = (A + 58464)[i] * (A + 67424)[i];
-    const T v6 = v5 * sf_[4].data()[i];
-    const T v7 = v6 * (A + 16)[0];
-    const T v8 = v7 * (A + 50208)[0];
-    (A + 58976)[i] = v8;
-    const T v9 = sf_[20].data()[i] * (A + 66656)[0];
-    (A + 59104)[i] = v9;
-  }
-  // reshape  (prelude.model:59:17)
-  // (a view of its operand)
-  // reshape  (prelude.model:57:16)
-  // (a view of its operand)
-  // fused loop over [64, 128]:
-  //   broadcast_to  (prelude.model:59:17)  [register]
-  //   mul  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   broadcast_to  (prelude.model:57:16)  [register]
-  //   add  (prelude.model:57:16)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 58848)[i1 * 1];
-        const T v1 = v0 * (A + 67552)[i0 * 128 + i1 * 1];
-        const T v2 = (A + 100320)[i0 * 128 + i1 * 1] + v1;
-        const T v3 = v2 + v1;
-        const T v4 = (A + 58976)[i1 * 1];
-        const T v5 = v3 + v4;
-        (A + 75744)[i0 * 128 + i1 * 1] = v5;
-      }
-  // reshape  (fashion_lstm_bn.model:17:22)
-  // (a view of its operand)
-  // pad  (fashion_lstm_bn.model:17:22)
-  std::fill_n((A + 83936), 229376, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (fashion_lstm_bn.model:17:22)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
       GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 83936)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 75744)[i0 * 128 + i1 * 128 + i2 * 1];
-        }
-  // scan  (prelude.model:29:13)
-  std::copy_n((A + 50272), 8192, (A + 313312));
-  std::copy_n((A + 50272), 8192, (A + 321504));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = 27 - step;
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 329696), 1, T(1));
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        slice38[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
+      }
+    }
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      slice517[i] = slice38[i];
+    }
+    // fused loop over [64, 128], 3 reductions:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %bn.mu over axes [0]  (prelude.model:57:16)
+    std::fill_n(mean519, 128, T(0));
+    std::fill_n(mean521, 128, T(0));
+    std::fill_n(bn_mu, 128, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T v518 = slice38[i0 * 128 + i1] - slice517[i1];
+        mean519[i1] += v518;
+        const T v520 = v518 * v518;
+        mean521[i1] += v520;
+        bn_mu[i1] += slice38[i0 * 128 + i1];
+      }
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      mean519[i] /= T(64);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      mean521[i] /= T(64);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      bn_mu[i] /= T(64);
+    }
+    // buffer %bn.num_batches_tracked  (prelude.model:52:3)
+    bn_num_batches_tracked[0] = T(si_[10][0]);
+    // fused loop over [128]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)  [register]
+    //   add  (prelude.model:63:28)  [register]
+    //   rsqrt  (prelude.model:63:23)
+    //   mul  (prelude.model:60:44)  [register]
+    //   mul  (prelude.model:60:70)  [register]
+    //   add %bn.running_mean.new  (prelude.model:60:59)
+    //   mul  (prelude.model:61:43)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add %bn.running_var.new  (prelude.model:61:57)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      const T v522 = mean519[i] * mean519[i];
+      const T v523 = mean521[i] - v522;
+      const T v525 = std::max(v523, T(0));
+      const T v60 = v525 + T(1e-05);
+      const T v61 = T(1) / std::sqrt(v60);
+      rsqrt61[i] = v61;
+      const T v46 = T(0.9) * bn_running_mean[i];
+      const T v48 = T(0.1) * bn_mu[i];
+      const T bn_running_mean_new_2 = v46 + v48;
+      bn_running_mean_new[i] = bn_running_mean_new_2;
+      const T v52 = T(0.9) * bn_running_var[i];
+      const T v54 = T(0.10158730158730159) * v525;
+      const T bn_running_var_new_2 = v52 + v54;
+      bn_running_var_new[i] = bn_running_var_new_2;
+    }
     // fused loop over [64, 128]:
-    //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
+    //   sub %bn.d  (prelude.model:58:13)
+    //   mul %bn.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add  (prelude.model:67:26)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 313312)[i0 * 128 + i1 * 1] + ((A + 83936) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v1 = v0 * ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v2 = ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v3 = (A + 329696)[0] - v2;
-          const T v4 = v1 * v3;
-          const T v5 = (A + 321504)[i0 * 128 + i1 * 1] + v4;
-          const T v6 = v5 * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v7 = (A + 329696)[0] - ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v8 = ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          (A + 362480)[i0 * 128 + i1 * 1] = v9;
-          const T v10 = v5 * ((A + 2221152) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v11 = (A + 329696)[0] - ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v12 = ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1] * v11;
-          const T v13 = v10 * v12;
-          (A + 354288)[i0 * 128 + i1 * 1] = v13;
-          const T v14 = v5 * ((A + 1991776) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v15 = ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1] * ((A + 1762400) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v16 = (A + 329696)[0] - v15;
-          const T v17 = v14 * v16;
-          (A + 346096)[i0 * 128 + i1 * 1] = v17;
-          const T v18 = v0 * ((A + 1303648) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v19 = (A + 329696)[0] - ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1];
-          const T v20 = ((A + 1533024) + t * 128)[i0 * 3584 + i1 * 1] * v19;
-          const T v21 = v18 * v20;
-          (A + 337904)[i0 * 128 + i1 * 1] = v21;
-          const T v22 = v5 * ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
-          (A + 329712)[i0 * 128 + i1 * 1] = v22;
-        }
-    // concat  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 370672) + t * 512)[0 + i0 * 14336 + i1 * 1] = (A + 362480)[i0 * 128 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 370672) + t * 512)[128 + i0 * 14336 + i1 * 1] = (A + 354288)[i0 * 128 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 370672) + t * 512)[256 + i0 * 14336 + i1 * 1] = (A + 346096)[i0 * 128 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          ((A + 370672) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 337904)[i0 * 128 + i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, false, 64, 128, 512, T(1), ((A + 370672) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 337904), 128, threads());
-    std::copy_n((A + 337904), 8192, (A + 313312));
-    std::copy_n((A + 329712), 8192, (A + 321504));
-  }
-  std::copy_n((A + 313312), 8192, (A + 67424));
-  std::copy_n((A + 321504), 8192, (A + 75616));
-  // sum  (prelude.model:29:13)
-  std::fill_n((A + 50240), 512, T(0));
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 28; ++i1)
-      for (int64_t i2 = 0; i2 < 512; ++i2)
-        {
-          (A + 50240)[i2 * 1] += (A + 370672)[i0 * 14336 + i1 * 512 + i2 * 1];
-        }
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // matmul  (prelude.model:29:13)
-  gemm(true, false, 128, 512, 1792, T(1), (A + 2679904), 128, (A + 370672), 512, T(0), (A + 67424), 512, threads());
-  // reshape  (prelude.model:30:20)
-  // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 370672), 512, T(0), (A + 132960), 512, threads());
-  // fused loop over [512, 28]:
-  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  //   mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i0 = 0; i0 < 512; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 28; ++i1)
-      {
-        const T v0 = (A + 132960)[i0 * 1 + i1 * 512];
-        (A + 16)[i0 * 28 + i1 * 1] = v0;
-        const T v1 = sf_[12].data()[i0 * 28 + i1 * 1] * (A + 66656)[0];
-        (A + 14352)[i0 * 28 + i1 * 1] = v1;
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T bn_d_2 = slice38[i0 * 128 + i1] - bn_mu[i1];
+        bn_d[i0 * 128 + i1] = bn_d_2;
+        const T bn_xhat_2 = bn_d_2 * rsqrt61[i1];
+        bn_xhat[i0 * 128 + i1] = bn_xhat_2;
+        const T v64 = bn_xhat_2 * bn_weight[i1];
+        const T v66 = v64 + bn_bias[i1];
+        add66[i0 * 128 + i1] = v66;
       }
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 14336);
-  // fused loop over [512, 128]:
-  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  //   mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i0 = 0; i0 < 512; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 67424)[i0 * 1 + i1 * 512];
-        (A + 132960)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[14].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
-        (A + 198496)[i0 * 128 + i1 * 1] = v1;
+    }
+    // transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 128; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        transpose68[i0 * 10 + i1] = head_weight[i0 + i1 * 128];
       }
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 132960), (A + 132960) + 65536);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 50240), (A + 50240) + 512);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 50240), (A + 50240) + 512);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 58592), (A + 58592) + 128);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 58464), (A + 58464) + 128);
-  // fused loop over [10, 128]:
-  //   transpose %d.head.weight  (prelude.model:10:25)
-  //   mul  (fashion_lstm_bn.model:22:1)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        const T v0 = (A + 59760)[i0 * 1 + i1 * 10];
-        (A + 28688)[i0 * 128 + i1 * 1] = v0;
-        const T v1 = sf_[24].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
-        (A + 29968)[i0 * 128 + i1 * 1] = v1;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 10, 128, T(1), add66, 128, head_weight, 128, T(0), matmul69, 10, threads());
+    // fused loop over [64, 10], 1 reduction:
+    //   add %logits  (prelude.model:10:34)
+    //   max over axes [1]  (fashion_lstm_bn.model:18:25)
+    std::fill_n(max200, 64, -INFINITY);
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T logits_2 = matmul69[i0 * 10 + i1] + head_bias[i1];
+        logits[i0 * 10 + i1] = logits_2;
+        max200[i0] = std::max(max200[i0], logits_2);
       }
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 28688), (A + 28688) + 1280);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[7].assign((A + 50224), (A + 50224) + 10);
-  // hyper %lr  (fashion_lstm_bn.model:22:1)
-  (A + 31248)[0] = T(lr_);
-  // buffer %optimizer.step  (fashion_lstm_bn.model:22:1)
-  // add %optimizer.step.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 31264)[0] = sf_[11].data()[0] + (A + 59744)[0];
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(11, (A + 31264));
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 31280), 1, T(-0.10536051565782628));
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 31296), 1, T(-0.0010005003335835344));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 31312), 1, T(0.099999999999999978));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 31328), 1, T(0.999));
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 31344), 1, T(0.0010000000000000009));
-  // fused loop over [512, 28]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 16)[i] * (A + 31312)[0];
-    const T v1 = (A + 14352)[i] + v0;
-    (A + 31360)[i] = v1;
-    const T v2 = sf_[13].data()[i] * (A + 31328)[0];
-    const T v3 = (A + 16)[i] * (A + 16)[i];
-    const T v4 = v3 * (A + 31344)[0];
-    const T v5 = v2 + v4;
-    (A + 67424)[i] = v5;
-    const T v6 = std::sqrt(v5);
-    (A + 81760)[i] = v6;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(12, (A + 31360));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(13, (A + 67424));
-  // const  (fashion_lstm_bn.model:22:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over []:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   exp  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   exp  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub  (fashion_lstm_bn.model:22:1)  [register]
-  //   sqrt  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 31264)[0] * (A + 31280)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 59744)[0] - v1;
-    const T v3 = (A + 31248)[0] / v2;
-    (A + 32)[0] = v3;
-    const T v4 = (A + 31264)[0] * (A + 31296)[0];
-    const T v5 = fexp(v4);
-    const T v6 = (A + 59744)[0] - v5;
-    const T v7 = std::sqrt(v6);
-    (A + 48)[0] = v7;
-  }
-  // fused loop over [512, 28]:
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 14336; ++i) {
-    const T v0 = (A + 81760)[i] / (A + 48)[0];
-    const T v1 = v0 + (A + 16)[0];
-    const T v2 = (A + 31360)[i] / v1;
-    const T v3 = (A + 32)[0] * v2;
-    const T v4 = sf_[0].data()[i] - v3;
-    (A + 64)[i] = v4;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(0, (A + 64));
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // fused loop over [512, 128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 65536; ++i) {
-    const T v0 = (A + 132960)[i] * (A + 31312)[0];
-    const T v1 = (A + 198496)[i] + v0;
-    (A + 264032)[i] = v1;
-    const T v2 = sf_[15].data()[i] * (A + 31328)[0];
-    const T v3 = (A + 132960)[i] * (A + 132960)[i];
-    const T v4 = v3 * (A + 31344)[0];
-    const T v5 = v2 + v4;
-    (A + 329568)[i] = v5;
-    const T v6 = std::sqrt(v5);
-    const T v7 = v6 / (A + 48)[0];
-    const T v8 = v7 + (A + 16)[0];
-    const T v9 = v1 / v8;
-    const T v10 = (A + 32)[0] * v9;
-    const T v11 = sf_[1].data()[i] - v10;
-    (A + 395104)[i] = v11;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(14, (A + 264032));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(15, (A + 329568));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(1, (A + 395104));
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // fused loop over [512]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %lstm.bias_ih_l0.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %lstm.bias_hh_l0.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 50240)[i] * (A + 31312)[0];
-    const T v2 = v0 + v1;
-    (A + 14400)[i] = v2;
-    const T v3 = sf_[17].data()[i] * (A + 31328)[0];
-    const T v4 = (A + 50240)[i] * (A + 50240)[i];
-    const T v5 = v4 * (A + 31344)[0];
-    const T v6 = v3 + v5;
-    (A + 14912)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 48)[0];
-    const T v9 = v8 + (A + 16)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 32)[0] * v10;
-    const T v12 = sf_[2].data()[i] - v11;
-    (A + 15424)[i] = v12;
-    const T v13 = sf_[18].data()[i] * (A + 66656)[0];
-    const T v14 = v13 + v1;
-    (A + 15936)[i] = v14;
-    const T v15 = sf_[19].data()[i] * (A + 31328)[0];
-    const T v16 = v15 + v5;
-    (A + 16448)[i] = v16;
-    const T v17 = std::sqrt(v16);
-    const T v18 = v17 / (A + 48)[0];
-    const T v19 = v18 + (A + 16)[0];
-    const T v20 = v14 / v19;
-    const T v21 = (A + 32)[0] * v20;
-    const T v22 = sf_[3].data()[i] - v21;
-    (A + 16960)[i] = v22;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(16, (A + 14400));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(17, (A + 14912));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(2, (A + 15424));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (fashion_lstm_bn.model:22:1)
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(18, (A + 15936));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(19, (A + 16448));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(3, (A + 16960));
-  // buffer %optimizer.bn.weight.exp_avg  (fashion_lstm_bn.model:22:1)
-  // buffer %optimizer.bn.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // fused loop over [128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.bn.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.bn.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %bn.weight.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.bn.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.bn.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %bn.bias.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 58592)[i] * (A + 31312)[0];
-    const T v1 = (A + 59104)[i] + v0;
-    (A + 17472)[i] = v1;
-    const T v2 = sf_[21].data()[i] * (A + 31328)[0];
-    const T v3 = (A + 58592)[i] * (A + 58592)[i];
-    const T v4 = v3 * (A + 31344)[0];
-    const T v5 = v2 + v4;
-    (A + 17600)[i] = v5;
-    const T v6 = std::sqrt(v5);
-    const T v7 = v6 / (A + 48)[0];
-    const T v8 = v7 + (A + 16)[0];
-    const T v9 = v1 / v8;
-    const T v10 = (A + 32)[0] * v9;
-    const T v11 = sf_[4].data()[i] - v10;
-    (A + 17728)[i] = v11;
-    const T v12 = sf_[22].data()[i] * (A + 66656)[0];
-    const T v13 = (A + 58464)[i] * (A + 31312)[0];
-    const T v14 = v12 + v13;
-    (A + 17856)[i] = v14;
-    const T v15 = sf_[23].data()[i] * (A + 31328)[0];
-    const T v16 = (A + 58464)[i] * (A + 58464)[i];
-    const T v17 = v16 * (A + 31344)[0];
-    const T v18 = v15 + v17;
-    (A + 17984)[i] = v18;
-    const T v19 = std::sqrt(v18);
-    const T v20 = v19 / (A + 48)[0];
-    const T v21 = v20 + (A + 16)[0];
-    const T v22 = v14 / v21;
-    const T v23 = (A + 32)[0] * v22;
-    const T v24 = sf_[5].data()[i] - v23;
-    (A + 18112)[i] = v24;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(20, (A + 17472));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(21, (A + 17600));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(4, (A + 17728));
-  // buffer %optimizer.bn.bias.exp_avg  (fashion_lstm_bn.model:22:1)
-  // buffer %optimizer.bn.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(22, (A + 17856));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(23, (A + 17984));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(5, (A + 18112));
-  // buffer %optimizer.head.weight.exp_avg  (fashion_lstm_bn.model:22:1)
-  // buffer %optimizer.head.weight.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // fused loop over [10, 128]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %head.weight.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1280; ++i) {
-    const T v0 = (A + 28688)[i] * (A + 31312)[0];
-    const T v1 = (A + 29968)[i] + v0;
-    (A + 18240)[i] = v1;
-    const T v2 = sf_[25].data()[i] * (A + 31328)[0];
-    const T v3 = (A + 28688)[i] * (A + 28688)[i];
-    const T v4 = v3 * (A + 31344)[0];
-    const T v5 = v2 + v4;
-    (A + 19520)[i] = v5;
-    const T v6 = std::sqrt(v5);
-    const T v7 = v6 / (A + 48)[0];
-    const T v8 = v7 + (A + 16)[0];
-    const T v9 = v1 / v8;
-    const T v10 = (A + 32)[0] * v9;
-    const T v11 = sf_[6].data()[i] - v10;
-    (A + 20800)[i] = v11;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(24, (A + 18240));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(25, (A + 19520));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(6, (A + 20800));
-  // buffer %optimizer.head.bias.exp_avg  (fashion_lstm_bn.model:22:1)
-  // buffer %optimizer.head.bias.exp_avg_sq  (fashion_lstm_bn.model:22:1)
-  // fused loop over [10]:
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
-  //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   add  (fashion_lstm_bn.model:22:1)  [register]
-  //   div  (fashion_lstm_bn.model:22:1)  [register]
-  //   mul  (fashion_lstm_bn.model:22:1)  [register]
-  //   sub %head.bias.new  (fashion_lstm_bn.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 10; ++i) {
-    const T v0 = sf_[26].data()[i] * (A + 66656)[0];
-    const T v1 = (A + 50224)[i] * (A + 31312)[0];
-    const T v2 = v0 + v1;
-    (A + 22080)[i] = v2;
-    const T v3 = sf_[27].data()[i] * (A + 31328)[0];
-    const T v4 = (A + 50224)[i] * (A + 50224)[i];
-    const T v5 = v4 * (A + 31344)[0];
-    const T v6 = v3 + v5;
-    (A + 22096)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 48)[0];
-    const T v9 = v8 + (A + 16)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 32)[0] * v10;
-    const T v12 = sf_[7].data()[i] - v11;
-    (A + 22112)[i] = v12;
-  }
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(26, (A + 22080));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(27, (A + 22096));
-  // update  (fashion_lstm_bn.model:22:1)
-  updates.emplace_back(7, (A + 22112));
+    }
+    // cross_entropy %loss  (fashion_lstm_bn.model:18:25)
+    { T s_ = 0;
+      for (int64_t b_ = 0; b_ < 64; ++b_) {
+        const T *x_ = logits + b_ * 10; T m_ = x_[0];
+        for (int64_t c_ = 1; c_ < 10; ++c_) m_ = std::max(m_, x_[c_]);
+        T z_ = 0; for (int64_t c_ = 0; c_ < 10; ++c_) z_ += std::exp(x_[c_] - m_);
+        s_ += m_ + std::log(z_) - x_[int64_t(y[b_])];
+      }
+      loss_2[0] = s_ / T(64); }
+    // loss  (fashion_lstm_bn.model:15:1)
+    loss = double(loss_2[0]);
+    // update  (fashion_lstm_bn.model:15:1)
+    updates.emplace_back(8, bn_running_mean_new);
+    // update  (fashion_lstm_bn.model:15:1)
+    updates.emplace_back(9, bn_running_var_new);
+    // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+    const T bn_num_batches_tracked_new_2 = bn_num_batches_tracked[0] + T(1);
+    bn_num_batches_tracked_new[0] = bn_num_batches_tracked_new_2;
+    // update  (fashion_lstm_bn.model:15:1)
+    updates.emplace_back(10, bn_num_batches_tracked_new);
+    // fused loop over [64, 10], 1 reduction:
+    //   sub  (fashion_lstm_bn.model:18:25)  [register]
+    //   exp  (fashion_lstm_bn.model:18:25)
+    //   sum over axes [1]  (fashion_lstm_bn.model:18:25)
+    std::fill_n(sum203, 64, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T v201 = logits[i0 * 10 + i1] - max200[i0];
+        const T v202 = fexp(v201);
+        exp202[i0 * 10 + i1] = v202;
+        sum203[i0] += v202;
+      }
+    }
+    // one_hot  (fashion_lstm_bn.model:18:25)
+    std::fill_n(one_hot205, 640, T(0));
+    for (int64_t k = 0; k < 64; ++k) one_hot205[k * 10 + int64_t(y[k])] = T(1);
+    // fused loop over [64, 10], 1 reduction:
+    //   div  (fashion_lstm_bn.model:18:25)  [register]
+    //   sub  (fashion_lstm_bn.model:18:25)  [register]
+    //   mul  (fashion_lstm_bn.model:18:25)
+    //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_head_bias, 10, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T v204 = exp202[i0 * 10 + i1] / sum203[i0];
+        const T v206 = v204 - one_hot205[i0 * 10 + i1];
+        const T v209 = v206 * T(0.015625);
+        mul209[i0 * 10 + i1] = v209;
+        d_head_bias[i1] += v209;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 128, 10, T(1), mul209, 10, transpose68, 10, T(0), matmul212, 128, threads());
+    // fused loop over [64, 128], 3 reductions:
+    //   sum over axes [0]  (prelude.model:58:13)
+    //   mul  (prelude.model:67:17)  [register]
+    //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum over axes [0]  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n(sum512, 128, T(0));
+    std::fill_n(d_bn_weight, 128, T(0));
+    std::fill_n(sum222, 128, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        sum512[i1] += matmul212[i0 * 128 + i1];
+        const T v218 = matmul212[i0 * 128 + i1] * bn_xhat[i0 * 128 + i1];
+        d_bn_weight[i1] += v218;
+        const T v217 = matmul212[i0 * 128 + i1] * bn_weight[i1];
+        const T v221 = v217 * bn_d[i0 * 128 + i1];
+        sum222[i1] += v221;
+        const T v220 = v217 * rsqrt61[i1];
+        mul220[i0 * 128 + i1] = v220;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 128, 10, 64, T(1), add66, 128, mul209, 10, T(0), matmul214, 10, threads());
+    // fused loop over [128]:
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
+    //   mul  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      const T v224 = sum222[i] * T(-0.5);
+      const T v225 = rsqrt61[i] * rsqrt61[i];
+      const T v226 = rsqrt61[i] * v225;
+      const T v227 = v224 * v226;
+      const T v230 = v227 * T(0.015625);
+      mul230[i] = v230;
+      const T v513 = sum512[i] * rsqrt61[i];
+      const T v514 = v513 * bn_weight[i];
+      const T v516 = v514 * T(-1);
+      const T v240 = v516 * T(0.015625);
+      mul240[i] = v240;
+      const T v428 = optimizer_bn_weight_exp_avg[i] * T(0.9);
+      mul428[i] = v428;
+    }
+    // fused loop over [64, 128]:
+    //   broadcast_to  (prelude.model:59:17)  [register]
+    //   mul  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T v232 = mul230[i1];
+        const T v233 = v232 * bn_d[i0 * 128 + i1];
+        const T v235 = mul220[i0 * 128 + i1] + v233;
+        const T v236 = v235 + v233;
+        const T v242 = mul240[i1];
+        const T v243 = v236 + v242;
+        add243[i0 * 128 + i1] = v243;
+      }
+    }
+    // pad  (fashion_lstm_bn.model:17:22)
+    std::fill_n(pad245, 229376, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        pad245[i0 * 3584 + i2 + 3456] = add243[i0 * 128 + i2];
+      }
+    }
+    // scan  (prelude.model:29:13)
+    std::copy_n(const2, 8192, d_lstm_h);
+    std::copy_n(const2, 8192, d_lstm_c);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 28; ++step) {
+      const int64_t t = 27 - step;
+      // fused loop over [64, 128]:
+      //   add  [register]
+      //   mul  (prelude.model:36:15)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   sub  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   add  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   sub  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   sub  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)
+      //   mul  (prelude.model:35:23)  [register]
+      //   mul  (prelude.model:33:17)  [register]
+      //   sub  (prelude.model:33:17)  [register]
+      //   mul  (prelude.model:33:17)
+      //   mul  (prelude.model:36:15)  [register]
+      //   sub  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v257 = d_lstm_h[i0 * 128 + i1] + pad245[t * 128 + i0 * 3584 + i1];
+          const T v261 = v257 * lstm_o_saved[t * 128 + i0 * 3584 + i1];
+          const T v263 = saved[t * 128 + i0 * 3584 + i1] * saved[t * 128 + i0 * 3584 + i1];
+          const T v264 = T(1) - v263;
+          const T v265 = v261 * v264;
+          const T v266 = d_lstm_c[i0 * 128 + i1] + v265;
+          const T v268 = v266 * lstm_g_saved[t * 128 + i0 * 3584 + i1];
+          const T v293 = T(1) - lstm_i_saved[t * 128 + i0 * 3584 + i1];
+          const T v294 = lstm_i_saved[t * 128 + i0 * 3584 + i1] * v293;
+          const T v295 = v268 * v294;
+          mul295[i0 * 128 + i1] = v295;
+          const T v272 = v266 * lstm_c_saved[t * 128 + i0 * 3584 + i1];
+          const T v287 = T(1) - lstm_f_saved[t * 128 + i0 * 3584 + i1];
+          const T v288 = lstm_f_saved[t * 128 + i0 * 3584 + i1] * v287;
+          const T v289 = v272 * v288;
+          mul289[i0 * 128 + i1] = v289;
+          const T v270 = v266 * lstm_i_saved[t * 128 + i0 * 3584 + i1];
+          const T v281 = lstm_g_saved[t * 128 + i0 * 3584 + i1] * lstm_g_saved[t * 128 + i0 * 3584 + i1];
+          const T v282 = T(1) - v281;
+          const T v283 = v270 * v282;
+          mul283[i0 * 128 + i1] = v283;
+          const T v259 = v257 * saved[t * 128 + i0 * 3584 + i1];
+          const T v276 = T(1) - lstm_o_saved[t * 128 + i0 * 3584 + i1];
+          const T v277 = lstm_o_saved[t * 128 + i0 * 3584 + i1] * v276;
+          const T v278 = v259 * v277;
+          mul278[i0 * 128 + i1] = v278;
+          const T v274 = v266 * lstm_f_saved[t * 128 + i0 * 3584 + i1];
+          mul274[i0 * 128 + i1] = v274;
+        }
+      }
+      // concat  (prelude.model:31:26)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan321[t * 512 + i0 * 14336 + i1] = mul295[i0 * 128 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan321[t * 512 + i0 * 14336 + i1 + 128] = mul289[i0 * 128 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan321[t * 512 + i0 * 14336 + i1 + 256] = mul283[i0 * 128 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          scan321[t * 512 + i0 * 14336 + i1 + 384] = mul278[i0 * 128 + i1];
+        }
+      }
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(1, false, false, 64, 128, 512, T(1), scan321 + t * 512, 14336, lstm_weight_hh_l0, 128, T(0), matmul302, 128, threads());
+      std::copy_n(matmul302, 8192, d_lstm_h);
+      std::copy_n(mul274, 8192, d_lstm_c);
+    }
+    std::copy_n(d_lstm_h, 8192, scan316);
+    std::copy_n(d_lstm_c, 8192, scan317);
+    // sum  (prelude.model:29:13)
+    std::fill_n(sum506, 512, T(0));
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      for (int64_t i1 = 0; i1 < 28; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 512; ++i2) {
+          sum506[i2] += scan321[i0 * 14336 + i1 * 512 + i2];
+        }
+      }
+    }
+    // matmul  (prelude.model:29:13)
+    gemm(true, false, 128, 512, 1792, T(1), lstm_h_saved, 128, scan321, 512, T(0), matmul511, 512, threads());
+    // matmul  (prelude.model:30:20)
+    gemm(true, false, 28, 512, 1792, T(1), x, 28, scan321, 512, T(0), matmul328, 512, threads());
+    // fused loop over [512, 28]:
+    //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+    //   mul  (fashion_lstm_bn.model:22:1)
+    for (int64_t i0 = 0; i0 < 512; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 28; ++i1) {
+        const T d_lstm_weight_ih_l0_2 = matmul328[i0 + i1 * 512];
+        d_lstm_weight_ih_l0[i0 * 28 + i1] = d_lstm_weight_ih_l0_2;
+        const T v348 = optimizer_lstm_weight_ih_l0_exp_avg[i0 * 28 + i1] * T(0.9);
+        mul348[i0 * 28 + i1] = v348;
+      }
+    }
+    // grad  (prelude.model:19:5)
+    if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 14336);
+    // fused loop over [512, 128]:
+    //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+    //   mul  (fashion_lstm_bn.model:22:1)
+    for (int64_t i0 = 0; i0 < 512; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T d_lstm_weight_hh_l0_2 = matmul511[i0 + i1 * 512];
+        d_lstm_weight_hh_l0[i0 * 128 + i1] = d_lstm_weight_hh_l0_2;
+        const T v368 = optimizer_lstm_weight_hh_l0_exp_avg[i0 * 128 + i1] * T(0.9);
+        mul368[i0 * 128 + i1] = v368;
+      }
+    }
+    // grad  (prelude.model:20:5)
+    if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 65536);
+    // grad  (prelude.model:21:5)
+    if (grads) (*grads)[2].assign(sum506, sum506 + 512);
+    // grad  (prelude.model:22:5)
+    if (grads) (*grads)[3].assign(sum506, sum506 + 512);
+    // grad  (prelude.model:48:3)
+    if (grads) (*grads)[4].assign(d_bn_weight, d_bn_weight + 128);
+    // grad  (prelude.model:49:3)
+    if (grads) (*grads)[5].assign(sum512, sum512 + 128);
+    // fused loop over [10, 128]:
+    //   transpose %d.head.weight  (prelude.model:10:25)
+    //   mul  (fashion_lstm_bn.model:22:1)
+    for (int64_t i0 = 0; i0 < 10; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T d_head_weight_2 = matmul214[i0 + i1 * 10];
+        d_head_weight[i0 * 128 + i1] = d_head_weight_2;
+        const T v468 = optimizer_head_weight_exp_avg[i0 * 128 + i1] * T(0.9);
+        mul468[i0 * 128 + i1] = v468;
+      }
+    }
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[6].assign(d_head_weight, d_head_weight + 1280);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[7].assign(d_head_bias, d_head_bias + 10);
+    // hyper %lr  (fashion_lstm_bn.model:22:1)
+    lr_2[0] = T(lr_);
+    // add %optimizer.step.new  (fashion_lstm_bn.model:22:1)
+    const T optimizer_step_new_2 = optimizer_step[0] + T(1);
+    optimizer_step_new[0] = optimizer_step_new_2;
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(11, optimizer_step_new);
+    // fused loop over [512, 28]:
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 14336; ++i) {
+      const T v350 = d_lstm_weight_ih_l0[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_new_2 = mul348[i] + v350;
+      optimizer_lstm_weight_ih_l0_exp_avg_new[i] = optimizer_lstm_weight_ih_l0_exp_avg_new_2;
+      const T v354 = optimizer_lstm_weight_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v355 = d_lstm_weight_ih_l0[i] * d_lstm_weight_ih_l0[i];
+      const T v357 = v355 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2 = v354 + v357;
+      optimizer_lstm_weight_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2;
+      const T v359 = std::sqrt(optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2);
+      sqrt359[i] = v359;
+    }
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(12, optimizer_lstm_weight_ih_l0_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(13, optimizer_lstm_weight_ih_l0_exp_avg_sq_new);
+    // fused loop over []:
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   exp  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   exp  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub  (fashion_lstm_bn.model:22:1)  [register]
+    //   sqrt  (fashion_lstm_bn.model:22:1)
+    const T v336 = optimizer_step_new[0] * T(-0.10536051565782628);
+    const T v337 = fexp(v336);
+    const T v338 = T(1) - v337;
+    const T v344 = lr_2[0] / v338;
+    div344[0] = v344;
+    const T v341 = optimizer_step_new[0] * T(-0.0010005003335835344);
+    const T v342 = fexp(v341);
+    const T v343 = T(1) - v342;
+    const T v345 = std::sqrt(v343);
+    sqrt345[0] = v345;
+    // fused loop over [512, 28]:
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %lstm.weight_ih_l0.new  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 14336; ++i) {
+      const T v360 = sqrt359[i] / sqrt345[0];
+      const T v362 = v360 + T(1e-08);
+      const T v363 = optimizer_lstm_weight_ih_l0_exp_avg_new[i] / v362;
+      const T v364 = div344[0] * v363;
+      const T lstm_weight_ih_l0_new_2 = lstm_weight_ih_l0[i] - v364;
+      lstm_weight_ih_l0_new[i] = lstm_weight_ih_l0_new_2;
+    }
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(0, lstm_weight_ih_l0_new);
+    // fused loop over [512, 128]:
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %lstm.weight_hh_l0.new  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 65536; ++i) {
+      const T v370 = d_lstm_weight_hh_l0[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_new_2 = mul368[i] + v370;
+      optimizer_lstm_weight_hh_l0_exp_avg_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_new_2;
+      const T v374 = optimizer_lstm_weight_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T v375 = d_lstm_weight_hh_l0[i] * d_lstm_weight_hh_l0[i];
+      const T v377 = v375 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2 = v374 + v377;
+      optimizer_lstm_weight_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2;
+      const T v379 = std::sqrt(optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2);
+      const T v380 = v379 / sqrt345[0];
+      const T v382 = v380 + T(1e-08);
+      const T v383 = optimizer_lstm_weight_hh_l0_exp_avg_new_2 / v382;
+      const T v384 = div344[0] * v383;
+      const T lstm_weight_hh_l0_new_2 = lstm_weight_hh_l0[i] - v384;
+      lstm_weight_hh_l0_new[i] = lstm_weight_hh_l0_new_2;
+    }
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(14, optimizer_lstm_weight_hh_l0_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(15, optimizer_lstm_weight_hh_l0_exp_avg_sq_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(1, lstm_weight_hh_l0_new);
+    // fused loop over [512]:
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %lstm.bias_ih_l0.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %lstm.bias_hh_l0.new  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 512; ++i) {
+      const T v388 = optimizer_lstm_bias_ih_l0_exp_avg[i] * T(0.9);
+      const T v390 = sum506[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_new_2 = v388 + v390;
+      optimizer_lstm_bias_ih_l0_exp_avg_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_new_2;
+      const T v394 = optimizer_lstm_bias_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v395 = sum506[i] * sum506[i];
+      const T v397 = v395 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2 = v394 + v397;
+      optimizer_lstm_bias_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2;
+      const T v399 = std::sqrt(optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2);
+      const T v400 = v399 / sqrt345[0];
+      const T v402 = v400 + T(1e-08);
+      const T v403 = optimizer_lstm_bias_ih_l0_exp_avg_new_2 / v402;
+      const T v404 = div344[0] * v403;
+      const T lstm_bias_ih_l0_new_2 = lstm_bias_ih_l0[i] - v404;
+      lstm_bias_ih_l0_new[i] = lstm_bias_ih_l0_new_2;
+      const T v408 = optimizer_lstm_bias_hh_l0_exp_avg[i] * T(0.9);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_new_2 = v408 + v390;
+      optimizer_lstm_bias_hh_l0_exp_avg_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_new_2;
+      const T v414 = optimizer_lstm_bias_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2 = v414 + v397;
+      optimizer_lstm_bias_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2;
+      const T v419 = std::sqrt(optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2);
+      const T v420 = v419 / sqrt345[0];
+      const T v422 = v420 + T(1e-08);
+      const T v423 = optimizer_lstm_bias_hh_l0_exp_avg_new_2 / v422;
+      const T v424 = div344[0] * v423;
+      const T lstm_bias_hh_l0_new_2 = lstm_bias_hh_l0[i] - v424;
+      lstm_bias_hh_l0_new[i] = lstm_bias_hh_l0_new_2;
+    }
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(16, optimizer_lstm_bias_ih_l0_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(17, optimizer_lstm_bias_ih_l0_exp_avg_sq_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(2, lstm_bias_ih_l0_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(18, optimizer_lstm_bias_hh_l0_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(19, optimizer_lstm_bias_hh_l0_exp_avg_sq_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(3, lstm_bias_hh_l0_new);
+    // fused loop over [128]:
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.bn.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.bn.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %bn.weight.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.bn.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.bn.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %bn.bias.new  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      const T v430 = d_bn_weight[i] * T(0.09999999999999998);
+      const T optimizer_bn_weight_exp_avg_new_2 = mul428[i] + v430;
+      optimizer_bn_weight_exp_avg_new[i] = optimizer_bn_weight_exp_avg_new_2;
+      const T v434 = optimizer_bn_weight_exp_avg_sq[i] * T(0.999);
+      const T v435 = d_bn_weight[i] * d_bn_weight[i];
+      const T v437 = v435 * T(0.0010000000000000009);
+      const T optimizer_bn_weight_exp_avg_sq_new_2 = v434 + v437;
+      optimizer_bn_weight_exp_avg_sq_new[i] = optimizer_bn_weight_exp_avg_sq_new_2;
+      const T v439 = std::sqrt(optimizer_bn_weight_exp_avg_sq_new_2);
+      const T v440 = v439 / sqrt345[0];
+      const T v442 = v440 + T(1e-08);
+      const T v443 = optimizer_bn_weight_exp_avg_new_2 / v442;
+      const T v444 = div344[0] * v443;
+      const T bn_weight_new_2 = bn_weight[i] - v444;
+      bn_weight_new[i] = bn_weight_new_2;
+      const T v448 = optimizer_bn_bias_exp_avg[i] * T(0.9);
+      const T v450 = sum512[i] * T(0.09999999999999998);
+      const T optimizer_bn_bias_exp_avg_new_2 = v448 + v450;
+      optimizer_bn_bias_exp_avg_new[i] = optimizer_bn_bias_exp_avg_new_2;
+      const T v454 = optimizer_bn_bias_exp_avg_sq[i] * T(0.999);
+      const T v455 = sum512[i] * sum512[i];
+      const T v457 = v455 * T(0.0010000000000000009);
+      const T optimizer_bn_bias_exp_avg_sq_new_2 = v454 + v457;
+      optimizer_bn_bias_exp_avg_sq_new[i] = optimizer_bn_bias_exp_avg_sq_new_2;
+      const T v459 = std::sqrt(optimizer_bn_bias_exp_avg_sq_new_2);
+      const T v460 = v459 / sqrt345[0];
+      const T v462 = v460 + T(1e-08);
+      const T v463 = optimizer_bn_bias_exp_avg_new_2 / v462;
+      const T v464 = div344[0] * v463;
+      const T bn_bias_new_2 = bn_bias[i] - v464;
+      bn_bias_new[i] = bn_bias_new_2;
+    }
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(20, optimizer_bn_weight_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(21, optimizer_bn_weight_exp_avg_sq_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(4, bn_weight_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(22, optimizer_bn_bias_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(23, optimizer_bn_bias_exp_avg_sq_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(5, bn_bias_new);
+    // fused loop over [10, 128]:
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.head.weight.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.head.weight.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %head.weight.new  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 1280; ++i) {
+      const T v470 = d_head_weight[i] * T(0.09999999999999998);
+      const T optimizer_head_weight_exp_avg_new_2 = mul468[i] + v470;
+      optimizer_head_weight_exp_avg_new[i] = optimizer_head_weight_exp_avg_new_2;
+      const T v474 = optimizer_head_weight_exp_avg_sq[i] * T(0.999);
+      const T v475 = d_head_weight[i] * d_head_weight[i];
+      const T v477 = v475 * T(0.0010000000000000009);
+      const T optimizer_head_weight_exp_avg_sq_new_2 = v474 + v477;
+      optimizer_head_weight_exp_avg_sq_new[i] = optimizer_head_weight_exp_avg_sq_new_2;
+      const T v479 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
+      const T v480 = v479 / sqrt345[0];
+      const T v482 = v480 + T(1e-08);
+      const T v483 = optimizer_head_weight_exp_avg_new_2 / v482;
+      const T v484 = div344[0] * v483;
+      const T head_weight_new_2 = head_weight[i] - v484;
+      head_weight_new[i] = head_weight_new_2;
+    }
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(24, optimizer_head_weight_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(25, optimizer_head_weight_exp_avg_sq_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(6, head_weight_new);
+    // fused loop over [10]:
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.head.bias.exp_avg.new  (fashion_lstm_bn.model:22:1)
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   add %optimizer.head.bias.exp_avg_sq.new  (fashion_lstm_bn.model:22:1)
+    //   sqrt  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   add  (fashion_lstm_bn.model:22:1)  [register]
+    //   div  (fashion_lstm_bn.model:22:1)  [register]
+    //   mul  (fashion_lstm_bn.model:22:1)  [register]
+    //   sub %head.bias.new  (fashion_lstm_bn.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 10; ++i) {
+      const T v488 = optimizer_head_bias_exp_avg[i] * T(0.9);
+      const T v490 = d_head_bias[i] * T(0.09999999999999998);
+      const T optimizer_head_bias_exp_avg_new_2 = v488 + v490;
+      optimizer_head_bias_exp_avg_new[i] = optimizer_head_bias_exp_avg_new_2;
+      const T v494 = optimizer_head_bias_exp_avg_sq[i] * T(0.999);
+      const T v495 = d_head_bias[i] * d_head_bias[i];
+      const T v497 = v495 * T(0.0010000000000000009);
+      const T optimizer_head_bias_exp_avg_sq_new_2 = v494 + v497;
+      optimizer_head_bias_exp_avg_sq_new[i] = optimizer_head_bias_exp_avg_sq_new_2;
+      const T v499 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
+      const T v500 = v499 / sqrt345[0];
+      const T v502 = v500 + T(1e-08);
+      const T v503 = optimizer_head_bias_exp_avg_new_2 / v502;
+      const T v504 = div344[0] * v503;
+      const T head_bias_new_2 = head_bias[i] - v504;
+      head_bias_new[i] = head_bias_new_2;
+    }
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(26, optimizer_head_bias_exp_avg_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(27, optimizer_head_bias_exp_avg_sq_new);
+    // update  (fashion_lstm_bn.model:22:1)
+    updates.emplace_back(7, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1222,150 +1280,155 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // input %x  (fashion_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 50176), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 50176), 8192, (A + 975872));
-  std::copy_n((A + 50176), 8192, (A + 984064));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 28; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
-    // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 512; ++i1)
-        {
-          const T v0 = ((A + 58368) + t * 512)[i0 * 14336 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 992256)[i0 * 512 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1025024)[i0 * 512 + i1 * 1] = v2;
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:22
+    T *const slice168 = A + 0;  // f32[64,1,128], fashion_lstm_bn.model:17
+    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:50
+    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:51
+    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:48
+    T *const mul542 = A + 8208;  // f32[128], prelude.model:10
+    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:49
+    T *const add544 = A + 8336;  // f32[128], prelude.model:10
+    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
+    T *const matmul550 = A + 0;  // f32[1,10], prelude.model:10
+    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
+    T *const x = A + 0;  // f32[64,28,28], fashion_lstm_bn.model:8
+    T *const const132 = A + 50176;  // f32[64,128], prelude.model:29
+    T *const matmul197 = A + 58368;  // f32[64,28,512], prelude.model:30
+    T *const lstm_h = A + 975872;  // f32[64,128], prelude.model:29
+    T *const lstm_c = A + 984064;  // f32[64,128], prelude.model:29
+    T *const matmul147 = A + 992256;  // f32[64,512], prelude.model:30
+    T *const lstm_gates = A + 1025024;  // f32[64,512], prelude.model:30
+    T *const lstm_c_2 = A + 992256;  // f32[64,128], prelude.model:35
+    T *const lstm_h_2 = A + 1000448;  // f32[64,128], prelude.model:36
+    T *const lstm_seq = A + 1057792;  // f32[64,28,128], prelude.model:29
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:29
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:29
+    T *const mul546 = A + 8464;  // f32[10,128], prelude.model:10
+    T *const matmul548 = A + 9744;  // f32[64,10], prelude.model:10
+    T *const logits = A + 16;  // f32[64,10], prelude.model:10
+    // input %x  (fashion_lstm_bn.model:8:1)
+    for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const132, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul197, 512, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const132, 8192, lstm_h);
+    std::copy_n(const132, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 28; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul147, 512, threads());
+      // fused loop over [64, 512]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 512; ++i1) {
+          const T v143 = matmul197[t * 512 + i0 * 14336 + i1] + lstm_bias_ih_l0[i1];
+          const T v148 = v143 + matmul147[i0 * 512 + i1];
+          const T lstm_gates_2 = v148 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 512 + i1] = lstm_gates_2;
         }
-    // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 64; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = (A + 1025024)[i0 * 512 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 1025024)[128 + i0 * 512 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 1025024)[256 + i0 * 512 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 1025024)[384 + i0 * 512 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 984064)[i0 * 128 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 992256)[i0 * 128 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 1000448)[i0 * 128 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 64; ++o) std::copy_n((A + 1000448) + o * 128, 128, (A + 1057792) + (o * 28 + t) * 128);
-    std::copy_n((A + 1000448), 8192, (A + 975872));
-    std::copy_n((A + 992256), 8192, (A + 984064));
-  }
-  std::copy_n((A + 975872), 8192, (A + 0));
-  std::copy_n((A + 984064), 8192, (A + 8192));
-  // slice  (fashion_lstm_bn.model:17:22)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 0)[i0 * 128 + i1 * 128 + i2 * 1] = (A + 1057792)[3456 + i0 * 3584 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (fashion_lstm_bn.model:17:22)
-  // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // fused loop over [128]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
-  //   mul  (prelude.model:10:14)
-  //   neg  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   add  (prelude.model:10:14)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 8192)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    const T v2 = v1 * sf_[4].data()[i];
-    (A + 8208)[i] = v2;
-    const T v3 = -sf_[8].data()[i];
-    const T v4 = v3 * v1;
-    const T v5 = v4 * sf_[4].data()[i];
-    const T v6 = v5 + sf_[5].data()[i];
-    (A + 8336)[i] = v6;
-  }
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // mul  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 10; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 8464)[i0 * 128 + i1 * 1] = sf_[6].data()[i0 * 128 + i1 * 1] * (A + 8208)[i1 * 1];
       }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 64, 10, 128, T(1), (A + 0), 128, (A + 8464), 128, T(0), (A + 9744), 10, threads());
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 1, 10, 128, T(1), (A + 8336), 128, sf_[6].data(), 128, T(0), (A + 0), 10, threads());
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [64, 10]:
-  //   add  (prelude.model:10:14)  [register]
-  //   add %logits  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 10; ++i1)
-      {
-        const T v0 = (A + 9744)[i0 * 10 + i1 * 1] + (A + 0)[i1 * 1];
-        const T v1 = v0 + sf_[7].data()[i1 * 1];
-        (A + 16)[i0 * 10 + i1 * 1] = v1;
+      // fused loop over [64, 128]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 64; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v152 = lstm_gates[i0 * 512 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v152));
+          const T v154 = lstm_gates[i0 * 512 + i1 + 128];
+          const T lstm_f = T(1) / (T(1) + fexp(-v154));
+          const T v156 = lstm_gates[i0 * 512 + i1 + 256];
+          const T lstm_g = ftanh(v156);
+          const T v158 = lstm_gates[i0 * 512 + i1 + 384];
+          const T lstm_o = T(1) / (T(1) + fexp(-v158));
+          const T v160 = lstm_f * lstm_c[i0 * 128 + i1];
+          const T v161 = lstm_i * lstm_g;
+          const T lstm_c_3 = v160 + v161;
+          lstm_c_2[i0 * 128 + i1] = lstm_c_3;
+          const T v163 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v163;
+          lstm_h_2[i0 * 128 + i1] = lstm_h_3;
+        }
       }
-  // output  (fashion_lstm_bn.model:19:3)
-  std::copy_n((A + 16), 640, static_cast<T *>(out[0]));
+      for (int64_t i = 0; i < 64; ++i) {
+        std::copy_n(lstm_h_2 + i * 128, 128, lstm_seq + (i * 3584 + t * 128));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
+    }
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (fashion_lstm_bn.model:17:22)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 128; ++i2) {
+        slice168[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
+      }
+    }
+    // fused loop over [128]:
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)  [register]
+    //   mul  (prelude.model:10:14)
+    //   neg  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   add  (prelude.model:10:14)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      const T v174 = bn_running_var[i] + T(1e-05);
+      const T v175 = T(1) / std::sqrt(v174);
+      const T v542 = v175 * bn_weight[i];
+      mul542[i] = v542;
+      const T v540 = -bn_running_mean[i];
+      const T v541 = v540 * v175;
+      const T v543 = v541 * bn_weight[i];
+      const T v544 = v543 + bn_bias[i];
+      add544[i] = v544;
+    }
+    // mul  (prelude.model:10:14)
+    for (int64_t i0 = 0; i0 < 10; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T v546 = head_weight[i0 * 128 + i1] * mul542[i1];
+        mul546[i0 * 128 + i1] = v546;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 64, 10, 128, T(1), slice168, 128, mul546, 128, T(0), matmul548, 10, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 1, 10, 128, T(1), add544, 128, head_weight, 128, T(0), matmul550, 10, threads());
+    // fused loop over [64, 10]:
+    //   add  (prelude.model:10:14)  [register]
+    //   add %logits  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 10; ++i1) {
+        const T v552 = matmul548[i0 * 10 + i1] + matmul550[i1];
+        const T logits_2 = v552 + head_bias[i1];
+        logits[i0 * 10 + i1] = logits_2;
+      }
+    }
+    // output  (fashion_lstm_bn.model:19:3)
+    std::copy_n(logits, 640, static_cast<T *>(out[0]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build

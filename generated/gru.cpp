@@ -85,7 +85,7 @@ const ModelSpec &spec() {
     t.scale = "minmax";
     t.length = 30;
     t.horizon = 1;
-    t.split = 0.80000000000000004;
+    t.split = 0.8;
     t.earlyStopping = false;
     t.patience = 0;
     t.delta = 0;
@@ -131,744 +131,757 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena();
     double loss = 0;
-  // input %x  (gru.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (gru.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (gru.model:22:49)
-  std::fill_n((A + 992), 1536, T(0));
-  // param %gru.weight_ih_l0  (gru.model:16:3)
-  // param %gru.bias_ih_l0  (gru.model:18:3)
-  // param %gru.weight_hh_l0  (gru.model:17:3)
-  // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
-  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
-  // const  (gru.model:28:14)
-  std::fill_n((A + 0), 1, T(1));
-  // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 140768));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (gru.model:24:25): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
-    gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140768), 48, sf_[1].data(), 48, T(0), (A + 142304), 144, threads());
-    // fused loop over [32, 144]:
-    //   add %gru.gi  (gru.model:23:41)
-    //   add %gru.gh  (gru.model:24:40)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          const T v0 = ((A + 2528) + t * 144)[i0 * 4320 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 146912)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 142304)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 151520)[i0 * 144 + i1 * 1] = v1;
+    T *const A = arena();
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], gru.model:16
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], gru.model:18
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], gru.model:17
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], gru.model:19
+    T *const slice86 = A + 992;  // f32[32,1,48], gru.model:39
+    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], gru.model:9
+    T *const y = A + 960;  // f32[32,1], gru.model:10
+    T *const const49 = A + 992;  // f32[32,48], gru.model:22
+    T *const matmul152 = A + 2528;  // f32[32,30,144], gru.model:23
+    T *const const79 = A + 0;  // f32[], gru.model:28
+    T *const gru_h = A + 140768;  // f32[32,48], gru.model:22
+    T *const matmul62 = A + 142304;  // f32[32,144], gru.model:24
+    T *const gru_gi = A + 146912;  // f32[32,144], gru.model:23
+    T *const gru_gh = A + 151520;  // f32[32,144], gru.model:24
+    T *const gru_h_2 = A + 142304;  // f32[32,48], gru.model:28
+    T *const hs = A + 157664;  // f32[32,30,48], gru.model:22
+    T *const gru_h_4 = A + 156128;  // f32[32,48], gru.model:22
+    T *const matmul90 = A + 0;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 32;  // f32[32,1], prelude.model:10
+    T *const loss_2 = A + 0;  // f32[], gru.model:40
+    // input %x  (gru.model:9:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (gru.model:10:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (gru.model:22:49)
+    std::fill_n(const49, 1536, T(0));
+    // matmul  (gru.model:23:15)
+    gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul152, 144, threads());
+    // const  (gru.model:28:14)
+    std::fill_n(const79, 1, T(1));
+    // scan %gru.h  (gru.model:22:12)
+    std::copy_n(const49, 1536, gru_h);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (gru.model:24:14)
+      gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul62, 144, threads());
+      // fused loop over [32, 144]:
+      //   add %gru.gi  (gru.model:23:41)
+      //   add %gru.gh  (gru.model:24:40)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 144; ++i1) {
+          const T gru_gi_2 = matmul152[t * 144 + i0 * 4320 + i1] + gru_bias_ih_l0[i1];
+          gru_gi[i0 * 144 + i1] = gru_gi_2;
+          const T gru_gh_2 = matmul62[i0 * 144 + i1] + gru_bias_hh_l0[i1];
+          gru_gh[i0 * 144 + i1] = gru_gh_2;
         }
-    // fused loop over [32, 48]:
-    //   slice  (gru.model:25:21)  [register]
-    //   slice  (gru.model:25:34)  [register]
-    //   add  (gru.model:25:30)  [register]
-    //   sigmoid %gru.r  (gru.model:25:18)  [register]
-    //   slice  (gru.model:26:21)  [register]
-    //   slice  (gru.model:26:36)  [register]
-    //   add  (gru.model:26:32)  [register]
-    //   sigmoid %gru.z  (gru.model:26:18)  [register]
-    //   slice  (gru.model:27:18)  [register]
-    //   slice  (gru.model:27:39)  [register]
-    //   mul  (gru.model:27:35)  [register]
-    //   add  (gru.model:27:31)  [register]
-    //   tanh %gru.n  (gru.model:27:15)  [register]
-    //   sub  (gru.model:28:14)  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   add %gru.h  (gru.model:28:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          const T v0 = (A + 146912)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 151520)[i0 * 144 + i1 * 1];
-          const T v2 = v0 + v1;
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 146912)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 151520)[48 + i0 * 144 + i1 * 1];
-          const T v6 = v4 + v5;
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = (A + 146912)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 151520)[96 + i0 * 144 + i1 * 1];
-          const T v10 = v3 * v9;
-          const T v11 = v8 + v10;
-          const T v12 = ftanh(v11);
-          const T v13 = (A + 0)[0] - v7;
-          const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 140768)[i0 * 48 + i1 * 1];
-          const T v16 = v14 + v15;
-          (A + 142304)[i0 * 48 + i1 * 1] = v16;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142304) + o * 48, 48, (A + 157664) + (o * 30 + t) * 48);
-    std::copy_n((A + 142304), 1536, (A + 140768));
-  }
-  std::copy_n((A + 140768), 1536, (A + 156128));
-  // slice  (gru.model:39:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 48; ++i2)
-        {
-          (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157664)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
-        }
-  // reshape  (gru.model:39:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 48, T(1), (A + 992), 48, sf_[4].data(), 48, T(0), (A + 0), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[5].data()[0];
       }
-  // mse %loss  (gru.model:40:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
-  // output  (gru.model:41:3)
-  // loss  (gru.model:37:1)
-  loss = double((A + 0)[0]);
+      // fused loop over [32, 48]:
+      //   slice  (gru.model:25:21)  [register]
+      //   slice  (gru.model:25:34)  [register]
+      //   add  (gru.model:25:30)  [register]
+      //   sigmoid %gru.r  (gru.model:25:18)  [register]
+      //   slice  (gru.model:26:21)  [register]
+      //   slice  (gru.model:26:36)  [register]
+      //   add  (gru.model:26:32)  [register]
+      //   sigmoid %gru.z  (gru.model:26:18)  [register]
+      //   slice  (gru.model:27:18)  [register]
+      //   slice  (gru.model:27:39)  [register]
+      //   mul  (gru.model:27:35)  [register]
+      //   add  (gru.model:27:31)  [register]
+      //   tanh %gru.n  (gru.model:27:15)  [register]
+      //   sub  (gru.model:28:14)  [register]
+      //   mul  (gru.model:28:19)  [register]
+      //   mul  (gru.model:28:27)  [register]
+      //   add %gru.h  (gru.model:28:23)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          const T v66 = gru_gi[i0 * 144 + i1];
+          const T v67 = gru_gh[i0 * 144 + i1];
+          const T v68 = v66 + v67;
+          const T gru_r = T(1) / (T(1) + fexp(-v68));
+          const T v70 = gru_gi[i0 * 144 + i1 + 48];
+          const T v71 = gru_gh[i0 * 144 + i1 + 48];
+          const T v72 = v70 + v71;
+          const T gru_z = T(1) / (T(1) + fexp(-v72));
+          const T v74 = gru_gi[i0 * 144 + i1 + 96];
+          const T v75 = gru_gh[i0 * 144 + i1 + 96];
+          const T v76 = gru_r * v75;
+          const T v77 = v74 + v76;
+          const T gru_n = ftanh(v77);
+          const T v80 = const79[0] - gru_z;
+          const T v81 = v80 * gru_n;
+          const T v82 = gru_z * gru_h[i0 * 48 + i1];
+          const T gru_h_3 = v81 + v82;
+          gru_h_2[i0 * 48 + i1] = gru_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(gru_h_2 + i * 48, 48, hs + (i * 1440 + t * 48));
+      }
+      std::copy_n(gru_h_2, 1536, gru_h);
+    }
+    std::copy_n(gru_h, 1536, gru_h_4);
+    // slice  (gru.model:39:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 48; ++i2) {
+        slice86[i0 * 48 + i2] = hs[i0 * 1440 + i2 + 1392];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 48, T(1), slice86, 48, head_weight, 48, T(0), matmul90, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul90[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // mse %loss  (gru.model:40:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (gru.model:37:1)
+    loss = double(loss_2[0]);
     return loss;
   }
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // input %x  (gru.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (gru.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (gru.model:22:49)
-  std::fill_n((A + 992), 1536, T(0));
-  // param %gru.weight_ih_l0  (gru.model:16:3)
-  // param %gru.bias_ih_l0  (gru.model:18:3)
-  // param %gru.weight_hh_l0  (gru.model:17:3)
-  // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
-  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
-  // const  (gru.model:28:14)
-  std::fill_n((A + 140768), 1, T(1));
-  // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 140784));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (gru.model:24:25): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
-    gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140784), 48, sf_[1].data(), 48, T(0), (A + 142320), 144, threads());
-    // fused loop over [32, 144]:
-    //   add %gru.gi  (gru.model:23:41)
-    //   add %gru.gh  (gru.model:24:40)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          const T v0 = ((A + 2528) + t * 144)[i0 * 4320 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 146928)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 142320)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 151536)[i0 * 144 + i1 * 1] = v1;
+    T *const A = arena();
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], gru.model:16
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], gru.model:18
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], gru.model:17
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], gru.model:19
+    T *const gru_h_saved = A + 203760;  // f32[32,30,48], gru.model:22
+    T *const slice39 = A + 2528;  // f32[32,1,48], gru.model:39
+    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const matmul164 = A + 4144;  // f32[32,48], prelude.model:10
+    T *const scan384 = A + 618480;  // f32[32,30,144], gru.model:22
+    T *const x = A + 0;  // f32[32,30,1], gru.model:9
+    T *const scan238 = A + 480240;  // f32[32,30,144], gru.model:22
+    T *const optimizer_step = sf_[6].data();  // f32[], gru.model:44
+    T *const optimizer_gru_weight_ih_l0_exp_avg = sf_[7].data();  // f32[144,1], gru.model:44
+    T *const optimizer_gru_weight_ih_l0_exp_avg_sq = sf_[8].data();  // f32[144,1], gru.model:44
+    T *const optimizer_gru_weight_hh_l0_exp_avg = sf_[9].data();  // f32[144,48], gru.model:44
+    T *const optimizer_gru_weight_hh_l0_exp_avg_sq = sf_[10].data();  // f32[144,48], gru.model:44
+    T *const optimizer_gru_bias_ih_l0_exp_avg = sf_[11].data();  // f32[144], gru.model:44
+    T *const optimizer_gru_bias_ih_l0_exp_avg_sq = sf_[12].data();  // f32[144], gru.model:44
+    T *const optimizer_gru_bias_hh_l0_exp_avg = sf_[13].data();  // f32[144], gru.model:44
+    T *const optimizer_gru_bias_hh_l0_exp_avg_sq = sf_[14].data();  // f32[144], gru.model:44
+    T *const optimizer_head_weight_exp_avg = sf_[15].data();  // f32[1,48], gru.model:44
+    T *const optimizer_head_weight_exp_avg_sq = sf_[16].data();  // f32[1,48], gru.model:44
+    T *const optimizer_head_bias_exp_avg = sf_[17].data();  // f32[1], gru.model:44
+    T *const optimizer_head_bias_exp_avg_sq = sf_[18].data();  // f32[1], gru.model:44
+    T *const y = A + 960;  // f32[32,1], gru.model:10
+    T *const const2 = A + 992;  // f32[32,48], gru.model:22
+    T *const matmul150 = A + 2528;  // f32[32,30,144], gru.model:23
+    T *const const32 = A + 140768;  // f32[], gru.model:28
+    T *const gru_h = A + 140784;  // f32[32,48], gru.model:22
+    T *const gru_z_saved = A + 249840;  // f32[32,30,48], gru.model:22
+    T *const gru_n_saved = A + 295920;  // f32[32,30,48], gru.model:22
+    T *const saved = A + 342000;  // f32[32,30,48], gru.model:22
+    T *const gru_r_saved = A + 434160;  // f32[32,30,48], gru.model:22
+    T *const matmul15 = A + 142320;  // f32[32,144], gru.model:24
+    T *const gru_gi = A + 146928;  // f32[32,144], gru.model:23
+    T *const gru_gh = A + 151536;  // f32[32,144], gru.model:24
+    T *const slice28 = A + 142320;  // f32[32,48], gru.model:27
+    T *const gru_h_2 = A + 143856;  // f32[32,48], gru.model:28
+    T *const hs = A + 157680;  // f32[32,30,48], gru.model:22
+    T *const saved_2 = A + 388080;  // f32[32,30,48], gru.model:22
+    T *const gru_h_4 = A + 156144;  // f32[32,48], gru.model:22
+    T *const transpose42 = A + 4064;  // f32[48,1], prelude.model:10
+    T *const matmul43 = A + 4112;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 4144;  // f32[32,1], prelude.model:10
+    T *const sub157 = A + 4176;  // f32[32,1], gru.model:40
+    T *const loss_2 = A + 4112;  // f32[], gru.model:40
+    T *const mul160 = A + 4112;  // f32[32,1], gru.model:40
+    T *const d_head_bias = A + 976;  // f32[1], prelude.model:10
+    T *const matmul166 = A + 4064;  // f32[48,1], prelude.model:10
+    T *const pad169 = A + 5680;  // f32[32,30,48], gru.model:39
+    T *const d_gru_h = A + 51760;  // f32[32,48], gru.model:22
+    T *const mul194 = A + 54848;  // f32[32,48], gru.model:27
+    T *const mul212 = A + 59456;  // f32[32,48], gru.model:25
+    T *const mul204 = A + 57920;  // f32[32,48], gru.model:26
+    T *const mul198 = A + 56384;  // f32[32,48], gru.model:27
+    T *const mul183 = A + 53312;  // f32[32,48], gru.model:28
+    T *const matmul220 = A + 54848;  // f32[32,48], gru.model:24
+    T *const add223 = A + 56384;  // f32[32,48], gru.model:24
+    T *const scan234 = A + 2528;  // f32[32,48], gru.model:22
+    T *const sum383 = A + 992;  // f32[144], gru.model:22
+    T *const sum385 = A + 1136;  // f32[144], gru.model:22
+    T *const matmul389 = A + 4112;  // f32[48,144], gru.model:22
+    T *const matmul245 = A + 1280;  // f32[1,144], gru.model:23
+    T *const d_gru_weight_ih_l0 = A + 0;  // f32[144,1], gru.model:23
+    T *const d_gru_weight_hh_l0 = A + 11024;  // f32[144,48], gru.model:24
+    T *const d_head_weight = A + 144;  // f32[1,48], prelude.model:10
+    T *const lr_2 = A + 192;  // f32[], gru.model:44
+    T *const optimizer_step_new = A + 208;  // f32[], gru.model:44
+    T *const optimizer_gru_weight_ih_l0_exp_avg_new = A + 320;  // f32[144,1], gru.model:44
+    T *const optimizer_gru_weight_ih_l0_exp_avg_sq_new = A + 464;  // f32[144,1], gru.model:44
+    T *const sqrt276 = A + 608;  // f32[144,1], gru.model:44
+    T *const div261 = A + 16;  // f32[], gru.model:44
+    T *const sqrt262 = A + 32;  // f32[], gru.model:44
+    T *const gru_weight_ih_l0_new = A + 752;  // f32[144,1], gru.model:44
+    T *const optimizer_gru_weight_hh_l0_exp_avg_new = A + 1280;  // f32[144,48], gru.model:44
+    T *const optimizer_gru_weight_hh_l0_exp_avg_sq_new = A + 17936;  // f32[144,48], gru.model:44
+    T *const gru_weight_hh_l0_new = A + 24848;  // f32[144,48], gru.model:44
+    T *const optimizer_gru_bias_ih_l0_exp_avg_new = A + 608;  // f32[144], gru.model:44
+    T *const optimizer_gru_bias_ih_l0_exp_avg_sq_new = A + 8192;  // f32[144], gru.model:44
+    T *const gru_bias_ih_l0_new = A + 8336;  // f32[144], gru.model:44
+    T *const optimizer_gru_bias_hh_l0_exp_avg_new = A + 8480;  // f32[144], gru.model:44
+    T *const optimizer_gru_bias_hh_l0_exp_avg_sq_new = A + 8624;  // f32[144], gru.model:44
+    T *const gru_bias_hh_l0_new = A + 8768;  // f32[144], gru.model:44
+    T *const optimizer_head_weight_exp_avg_new = A + 48;  // f32[1,48], gru.model:44
+    T *const optimizer_head_weight_exp_avg_sq_new = A + 96;  // f32[1,48], gru.model:44
+    T *const head_weight_new = A + 896;  // f32[1,48], gru.model:44
+    T *const optimizer_head_bias_exp_avg_new = A + 144;  // f32[1], gru.model:44
+    T *const optimizer_head_bias_exp_avg_sq_new = A + 160;  // f32[1], gru.model:44
+    T *const head_bias_new = A + 176;  // f32[1], gru.model:44
+    // input %x  (gru.model:9:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (gru.model:10:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (gru.model:22:49)
+    std::fill_n(const2, 1536, T(0));
+    // matmul  (gru.model:23:15)
+    gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul150, 144, threads());
+    // const  (gru.model:28:14)
+    std::fill_n(const32, 1, T(1));
+    // scan %gru.h  (gru.model:22:12)
+    std::copy_n(const2, 1536, gru_h);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (gru.model:24:14)
+      gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul15, 144, threads());
+      // fused loop over [32, 144]:
+      //   add %gru.gi  (gru.model:23:41)
+      //   add %gru.gh  (gru.model:24:40)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 144; ++i1) {
+          const T gru_gi_2 = matmul150[t * 144 + i0 * 4320 + i1] + gru_bias_ih_l0[i1];
+          gru_gi[i0 * 144 + i1] = gru_gi_2;
+          const T gru_gh_2 = matmul15[i0 * 144 + i1] + gru_bias_hh_l0[i1];
+          gru_gh[i0 * 144 + i1] = gru_gh_2;
         }
-    // fused loop over [32, 48]:
-    //   slice  (gru.model:25:21)  [register]
-    //   slice  (gru.model:25:34)  [register]
-    //   add  (gru.model:25:30)  [register]
-    //   sigmoid %gru.r  (gru.model:25:18)
-    //   slice  (gru.model:26:21)  [register]
-    //   slice  (gru.model:26:36)  [register]
-    //   add  (gru.model:26:32)  [register]
-    //   sigmoid %gru.z  (gru.model:26:18)
-    //   slice  (gru.model:27:18)  [register]
-    //   slice  (gru.model:27:39)
-    //   mul  (gru.model:27:35)  [register]
-    //   add  (gru.model:27:31)  [register]
-    //   tanh %gru.n  (gru.model:27:15)
-    //   sub  (gru.model:28:14)
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   add %gru.h  (gru.model:28:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          const T v0 = (A + 146928)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 151536)[i0 * 144 + i1 * 1];
-          const T v2 = v0 + v1;
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1] = v3;
-          const T v4 = (A + 146928)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 151536)[48 + i0 * 144 + i1 * 1];
-          const T v6 = v4 + v5;
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1] = v7;
-          const T v8 = (A + 146928)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 151536)[96 + i0 * 144 + i1 * 1];
-          (A + 142320)[i0 * 48 + i1 * 1] = v9;
-          const T v10 = v3 * v9;
-          const T v11 = v8 + v10;
-          const T v12 = ftanh(v11);
-          ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1] = v12;
-          const T v13 = (A + 140768)[0] - v7;
-          ((A + 342000) + t * 48)[i0 * 1440 + i1 * 1] = v13;
-          const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 140784)[i0 * 48 + i1 * 1];
-          const T v16 = v14 + v15;
-          (A + 143856)[i0 * 48 + i1 * 1] = v16;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 143856) + o * 48, 48, (A + 157680) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 140784) + o * 48, 48, (A + 203760) + (o * 30 + t) * 48);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142320) + o * 48, 48, (A + 388080) + (o * 30 + t) * 48);
-    std::copy_n((A + 143856), 1536, (A + 140784));
-  }
-  std::copy_n((A + 140784), 1536, (A + 156144));
-  // reshape  (gru.model:22:12)
-  // (a view of its operand)
-  // transpose  (gru.model:22:12): folded into the matmul that reads it
-  // slice  (gru.model:39:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 48; ++i2)
-        {
-          (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
-        }
-  // reshape  (gru.model:39:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 48; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 4064)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 48];
       }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 48, T(1), (A + 2528), 48, sf_[4].data(), 48, T(0), (A + 4112), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [32, 1]:
-  //   add %yhat  (prelude.model:10:34)
-  //   sub  (gru.model:40:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 4112)[i0 * 1] + sf_[5].data()[0];
-        (A + 4144)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = v0 - (A + 960)[i0 * 1];
-        (A + 4176)[i0 * 1 + i1 * 1] = v1;
+      // fused loop over [32, 48]:
+      //   slice  (gru.model:25:21)  [register]
+      //   slice  (gru.model:25:34)  [register]
+      //   add  (gru.model:25:30)  [register]
+      //   sigmoid %gru.r  (gru.model:25:18)
+      //   slice  (gru.model:26:21)  [register]
+      //   slice  (gru.model:26:36)  [register]
+      //   add  (gru.model:26:32)  [register]
+      //   sigmoid %gru.z  (gru.model:26:18)
+      //   slice  (gru.model:27:18)  [register]
+      //   slice  (gru.model:27:39)
+      //   mul  (gru.model:27:35)  [register]
+      //   add  (gru.model:27:31)  [register]
+      //   tanh %gru.n  (gru.model:27:15)
+      //   sub  (gru.model:28:14)
+      //   mul  (gru.model:28:19)  [register]
+      //   mul  (gru.model:28:27)  [register]
+      //   add %gru.h  (gru.model:28:23)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          const T v19 = gru_gi[i0 * 144 + i1];
+          const T v20 = gru_gh[i0 * 144 + i1];
+          const T v21 = v19 + v20;
+          const T gru_r = T(1) / (T(1) + fexp(-v21));
+          gru_r_saved[t * 48 + i0 * 1440 + i1] = gru_r;
+          const T v23 = gru_gi[i0 * 144 + i1 + 48];
+          const T v24 = gru_gh[i0 * 144 + i1 + 48];
+          const T v25 = v23 + v24;
+          const T gru_z = T(1) / (T(1) + fexp(-v25));
+          gru_z_saved[t * 48 + i0 * 1440 + i1] = gru_z;
+          const T v27 = gru_gi[i0 * 144 + i1 + 96];
+          const T v28 = gru_gh[i0 * 144 + i1 + 96];
+          slice28[i0 * 48 + i1] = v28;
+          const T v29 = gru_r * v28;
+          const T v30 = v27 + v29;
+          const T gru_n = ftanh(v30);
+          gru_n_saved[t * 48 + i0 * 1440 + i1] = gru_n;
+          const T v33 = const32[0] - gru_z;
+          saved[t * 48 + i0 * 1440 + i1] = v33;
+          const T v34 = v33 * gru_n;
+          const T v35 = gru_z * gru_h[i0 * 48 + i1];
+          const T gru_h_3 = v34 + v35;
+          gru_h_2[i0 * 48 + i1] = gru_h_3;
+        }
       }
-  // mse %loss  (gru.model:40:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 4144)[k] - (A + 960)[k]; s += d * d; } (A + 4112)[0] = s / T(32); }
-  // output  (gru.model:41:3)
-  // loss  (gru.model:37:1)
-  loss = double((A + 4112)[0]);
-  // const  (gru.model:40:13)
-  std::fill_n((A + 960), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction:
-  //   mul  (gru.model:40:13)
-  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 976), 1, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 4176)[i0 * 1] * (A + 960)[0];
-        (A + 4112)[i0 * 1 + i1 * 1] = v0;
-        (A + 976)[0] += v0;
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(gru_h_2 + i * 48, 48, hs + (i * 1440 + t * 48));
       }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 48, 1, T(1), (A + 4112), 1, (A + 4064), 1, T(0), (A + 4144), 48, threads());
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 48, 1, 32, T(1), (A + 2528), 48, (A + 4112), 1, T(0), (A + 4064), 1, threads());
-  // reshape  (gru.model:39:17)
-  // (a view of its operand)
-  // pad  (gru.model:39:17)
-  std::fill_n((A + 5680), 46080, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 48; ++i2)
-        {
-          (A + 5680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 4144)[i0 * 48 + i1 * 48 + i2 * 1];
-        }
-  // scan  (gru.model:22:12)
-  std::copy_n((A + 992), 1536, (A + 51760));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = 29 - step;
-    // const  (gru.model:27:15)
-    std::fill_n((A + 53296), 1, T(1));
-    // fused loop over [32, 48]:
-    //   add  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:27:15)  [register]
-    //   sub  (gru.model:27:15)  [register]
-    //   mul  (gru.model:27:15)
-    //   mul  (gru.model:27:35)  [register]
-    //   sub  (gru.model:25:18)  [register]
-    //   mul  (gru.model:25:18)  [register]
-    //   mul  (gru.model:25:18)
-    //   mul  (gru.model:28:27)  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   neg  (gru.model:28:14)  [register]
-    //   add  (gru.model:28:14)  [register]
-    //   sub  (gru.model:26:18)  [register]
-    //   mul  (gru.model:26:18)  [register]
-    //   mul  (gru.model:26:18)
-    //   mul  (gru.model:27:35)
-    //   mul  (gru.model:28:27)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          const T v0 = (A + 51760)[i0 * 48 + i1 * 1] + ((A + 5680) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v1 = v0 * ((A + 342000) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v2 = ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1] * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v3 = (A + 53296)[0] - v2;
-          const T v4 = v1 * v3;
-          (A + 54848)[i0 * 48 + i1 * 1] = v4;
-          const T v5 = v4 * ((A + 388080) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v6 = (A + 53296)[0] - ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v7 = ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1] * v6;
-          const T v8 = v5 * v7;
-          (A + 59456)[i0 * 48 + i1 * 1] = v8;
-          const T v9 = v0 * ((A + 203760) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v10 = v0 * ((A + 295920) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v11 = -v10;
-          const T v12 = v9 + v11;
-          const T v13 = (A + 53296)[0] - ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
-          const T v14 = ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1] * v13;
-          const T v15 = v12 * v14;
-          (A + 57920)[i0 * 48 + i1 * 1] = v15;
-          const T v16 = v4 * ((A + 434160) + t * 48)[i0 * 1440 + i1 * 1];
-          (A + 56384)[i0 * 48 + i1 * 1] = v16;
-          const T v17 = v0 * ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
-          (A + 53312)[i0 * 48 + i1 * 1] = v17;
-        }
-    // concat  (gru.model:25:34)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          ((A + 618480) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          ((A + 618480) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          ((A + 618480) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 56384)[i0 * 48 + i1 * 1];
-        }
-    // concat  (gru.model:25:21)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          ((A + 480240) + t * 144)[0 + i0 * 4320 + i1 * 1] = (A + 59456)[i0 * 48 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          ((A + 480240) + t * 144)[48 + i0 * 4320 + i1 * 1] = (A + 57920)[i0 * 48 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          ((A + 480240) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 54848)[i0 * 48 + i1 * 1];
-        }
-    // matmul  (gru.model:24:14)
-    gemmInvariantB(1, false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
-    // add  (gru.model:24:14)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 1536; ++i) {
-      (A + 56384)[i] = (A + 53312)[i] + (A + 54848)[i];
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(gru_h + i * 48, 48, gru_h_saved + (i * 1440 + t * 48));
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(slice28 + i * 48, 48, saved_2 + (i * 1440 + t * 48));
+      }
+      std::copy_n(gru_h_2, 1536, gru_h);
     }
-    std::copy_n((A + 56384), 1536, (A + 51760));
-  }
-  std::copy_n((A + 51760), 1536, (A + 2528));
-  // fused loop over [32, 30, 144], 2 reductions:
-  //   sum over axes [0, 1]  (gru.model:22:12)
-  //   sum over axes [0, 1]  (gru.model:22:12)
-  std::fill_n((A + 992), 144, T(0));
-  std::fill_n((A + 1136), 144, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 30; ++i1)
+    std::copy_n(gru_h, 1536, gru_h_4);
+    // slice  (gru.model:39:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 144; ++i2)
-        {
-          (A + 992)[i2 * 1] += (A + 480240)[i0 * 4320 + i1 * 144 + i2 * 1];
-          (A + 1136)[i2 * 1] += (A + 618480)[i0 * 4320 + i1 * 144 + i2 * 1];
+      for (int64_t i2 = 0; i2 < 48; ++i2) {
+        slice39[i0 * 48 + i2] = hs[i0 * 1440 + i2 + 1392];
+      }
+    }
+    // transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 48; ++i0) {
+      transpose42[i0] = head_weight[i0];
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 48, T(1), slice39, 48, head_weight, 48, T(0), matmul43, 1, threads());
+    // fused loop over [32, 1]:
+    //   add %yhat  (prelude.model:10:34)
+    //   sub  (gru.model:40:13)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul43[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+      const T v157 = yhat_2 - y[i0];
+      sub157[i0] = v157;
+    }
+    // mse %loss  (gru.model:40:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (gru.model:37:1)
+    loss = double(loss_2[0]);
+    // fused loop over [32, 1], 1 reduction:
+    //   mul  (gru.model:40:13)
+    //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_head_bias, 1, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T v160 = sub157[i0] * T(0.0625);
+      mul160[i0] = v160;
+      d_head_bias[0] += v160;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 48, 1, T(1), mul160, 1, transpose42, 1, T(0), matmul164, 48, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 48, 1, 32, T(1), slice39, 48, mul160, 1, T(0), matmul166, 1, threads());
+    // pad  (gru.model:39:17)
+    std::fill_n(pad169, 46080, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 48; ++i2) {
+        pad169[i0 * 1440 + i2 + 1392] = matmul164[i0 * 48 + i2];
+      }
+    }
+    // scan  (gru.model:22:12)
+    std::copy_n(const2, 1536, d_gru_h);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 30; ++step) {
+      const int64_t t = 29 - step;
+      // fused loop over [32, 48]:
+      //   add  [register]
+      //   mul  (gru.model:28:19)  [register]
+      //   mul  (gru.model:27:15)  [register]
+      //   sub  (gru.model:27:15)  [register]
+      //   mul  (gru.model:27:15)
+      //   mul  (gru.model:27:35)  [register]
+      //   sub  (gru.model:25:18)  [register]
+      //   mul  (gru.model:25:18)  [register]
+      //   mul  (gru.model:25:18)
+      //   mul  (gru.model:28:27)  [register]
+      //   mul  (gru.model:28:19)  [register]
+      //   neg  (gru.model:28:14)  [register]
+      //   add  (gru.model:28:14)  [register]
+      //   sub  (gru.model:26:18)  [register]
+      //   mul  (gru.model:26:18)  [register]
+      //   mul  (gru.model:26:18)
+      //   mul  (gru.model:27:35)
+      //   mul  (gru.model:28:27)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          const T v179 = d_gru_h[i0 * 48 + i1] + pad169[t * 48 + i0 * 1440 + i1];
+          const T v187 = v179 * saved[t * 48 + i0 * 1440 + i1];
+          const T v192 = gru_n_saved[t * 48 + i0 * 1440 + i1] * gru_n_saved[t * 48 + i0 * 1440 + i1];
+          const T v193 = T(1) - v192;
+          const T v194 = v187 * v193;
+          mul194[i0 * 48 + i1] = v194;
+          const T v196 = v194 * saved_2[t * 48 + i0 * 1440 + i1];
+          const T v210 = T(1) - gru_r_saved[t * 48 + i0 * 1440 + i1];
+          const T v211 = gru_r_saved[t * 48 + i0 * 1440 + i1] * v210;
+          const T v212 = v196 * v211;
+          mul212[i0 * 48 + i1] = v212;
+          const T v181 = v179 * gru_h_saved[t * 48 + i0 * 1440 + i1];
+          const T v185 = v179 * gru_n_saved[t * 48 + i0 * 1440 + i1];
+          const T v189 = -v185;
+          const T v190 = v181 + v189;
+          const T v202 = T(1) - gru_z_saved[t * 48 + i0 * 1440 + i1];
+          const T v203 = gru_z_saved[t * 48 + i0 * 1440 + i1] * v202;
+          const T v204 = v190 * v203;
+          mul204[i0 * 48 + i1] = v204;
+          const T v198 = v194 * gru_r_saved[t * 48 + i0 * 1440 + i1];
+          mul198[i0 * 48 + i1] = v198;
+          const T v183 = v179 * gru_z_saved[t * 48 + i0 * 1440 + i1];
+          mul183[i0 * 48 + i1] = v183;
         }
-  // reshape  (gru.model:22:12)
-  // (a view of its operand)
-  // matmul  (gru.model:22:12)
-  gemm(true, false, 48, 144, 960, T(1), (A + 203760), 48, (A + 618480), 144, T(0), (A + 4112), 144, threads());
-  // reshape  (gru.model:23:15)
-  // (a view of its operand)
-  // reshape  (gru.model:23:15)
-  // (a view of its operand)
-  // transpose  (gru.model:23:15): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
-  gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 480240), 144, T(0), (A + 1280), 144, threads());
-  // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 0)[i0 * 1 + i1 * 1] = (A + 1280)[i0 * 1 + i1 * 144];
       }
-  // grad  (gru.model:16:3)
-  if (grads) (*grads)[0].assign((A + 0), (A + 0) + 144);
-  // transpose %d.gru.weight_hh_l0  (gru.model:24:25)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 11024)[i0 * 48 + i1 * 1] = (A + 4112)[i0 * 1 + i1 * 144];
+      // concat  (gru.model:25:34)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          scan384[t * 144 + i0 * 4320 + i1] = mul212[i0 * 48 + i1];
+        }
       }
-  // grad  (gru.model:17:3)
-  if (grads) (*grads)[1].assign((A + 11024), (A + 11024) + 6912);
-  // grad  (gru.model:18:3)
-  if (grads) (*grads)[2].assign((A + 992), (A + 992) + 144);
-  // grad  (gru.model:19:3)
-  if (grads) (*grads)[3].assign((A + 1136), (A + 1136) + 144);
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        (A + 144)[i0 * 48 + i1 * 1] = (A + 4064)[i0 * 1 + i1 * 1];
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          scan384[t * 144 + i0 * 4320 + i1 + 48] = mul204[i0 * 48 + i1];
+        }
       }
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 144), (A + 144) + 48);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 976), (A + 976) + 1);
-  // hyper %lr  (gru.model:44:1)
-  (A + 192)[0] = T(lr_);
-  // buffer %optimizer.step  (gru.model:44:1)
-  // add %optimizer.step.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 208)[0] = sf_[6].data()[0] + (A + 140768)[0];
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(6, (A + 208));
-  // const  (gru.model:44:1)
-  std::fill_n((A + 224), 1, T(-0.10536051565782628));
-  // const  (gru.model:44:1)
-  std::fill_n((A + 240), 1, T(-0.0010005003335835344));
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
-  // const  (gru.model:44:1)
-  std::fill_n((A + 256), 1, T(0.90000000000000002));
-  // const  (gru.model:44:1)
-  std::fill_n((A + 272), 1, T(0.099999999999999978));
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
-  // const  (gru.model:44:1)
-  std::fill_n((A + 288), 1, T(0.999));
-  // const  (gru.model:44:1)
-  std::fill_n((A + 304), 1, T(0.0010000000000000009));
-  // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = sf_[7].data()[i0 * 1] * (A + 256)[0];
-        const T v1 = (A + 0)[i0 * 1] * (A + 272)[0];
-        const T v2 = v0 + v1;
-        (A + 320)[i0 * 1 + i1 * 1] = v2;
-        const T v3 = sf_[8].data()[i0 * 1] * (A + 288)[0];
-        const T v4 = (A + 0)[i0 * 1] * (A + 0)[i0 * 1];
-        const T v5 = v4 * (A + 304)[0];
-        const T v6 = v3 + v5;
-        (A + 464)[i0 * 1 + i1 * 1] = v6;
-        const T v7 = std::sqrt(v6);
-        (A + 608)[i0 * 1 + i1 * 1] = v7;
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          scan384[t * 144 + i0 * 4320 + i1 + 96] = mul198[i0 * 48 + i1];
+        }
       }
-  // update  (gru.model:44:1)
-  updates.emplace_back(7, (A + 320));
-  // update  (gru.model:44:1)
-  updates.emplace_back(8, (A + 464));
-  // const  (gru.model:44:1)
-  std::fill_n((A + 0), 1, T(1e-08));
-  // fused loop over []:
-  //   mul  (gru.model:44:1)  [register]
-  //   exp  (gru.model:44:1)  [register]
-  //   sub  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   exp  (gru.model:44:1)  [register]
-  //   sub  (gru.model:44:1)  [register]
-  //   sqrt  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 208)[0] * (A + 224)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 140768)[0] - v1;
-    const T v3 = (A + 192)[0] / v2;
-    (A + 16)[0] = v3;
-    const T v4 = (A + 208)[0] * (A + 240)[0];
-    const T v5 = fexp(v4);
-    const T v6 = (A + 140768)[0] - v5;
-    const T v7 = std::sqrt(v6);
-    (A + 32)[0] = v7;
-  }
-  // fused loop over [144, 1]:
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.weight_ih_l0.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 144; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 608)[i0 * 1] / (A + 32)[0];
-        const T v1 = v0 + (A + 0)[0];
-        const T v2 = (A + 320)[i0 * 1] / v1;
-        const T v3 = (A + 16)[0] * v2;
-        const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 752)[i0 * 1 + i1 * 1] = v4;
+      // concat  (gru.model:25:21)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          scan238[t * 144 + i0 * 4320 + i1] = mul212[i0 * 48 + i1];
+        }
       }
-  // update  (gru.model:44:1)
-  updates.emplace_back(0, (A + 752));
-  // buffer %optimizer.gru.weight_hh_l0.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.gru.weight_hh_l0.exp_avg_sq  (gru.model:44:1)
-  // fused loop over [144, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 6912; ++i) {
-    const T v0 = sf_[9].data()[i] * (A + 256)[0];
-    const T v1 = (A + 11024)[i] * (A + 272)[0];
-    const T v2 = v0 + v1;
-    (A + 1280)[i] = v2;
-    const T v3 = sf_[10].data()[i] * (A + 288)[0];
-    const T v4 = (A + 11024)[i] * (A + 11024)[i];
-    const T v5 = v4 * (A + 304)[0];
-    const T v6 = v3 + v5;
-    (A + 17936)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 32)[0];
-    const T v9 = v8 + (A + 0)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 16)[0] * v10;
-    const T v12 = sf_[1].data()[i] - v11;
-    (A + 24848)[i] = v12;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(9, (A + 1280));
-  // update  (gru.model:44:1)
-  updates.emplace_back(10, (A + 17936));
-  // update  (gru.model:44:1)
-  updates.emplace_back(1, (A + 24848));
-  // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:44:1)
-  // fused loop over [144]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.bias_ih_l0.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 144; ++i) {
-    const T v0 = sf_[11].data()[i] * (A + 256)[0];
-    const T v1 = (A + 992)[i] * (A + 272)[0];
-    const T v2 = v0 + v1;
-    (A + 608)[i] = v2;
-    const T v3 = sf_[12].data()[i] * (A + 288)[0];
-    const T v4 = (A + 992)[i] * (A + 992)[i];
-    const T v5 = v4 * (A + 304)[0];
-    const T v6 = v3 + v5;
-    (A + 8192)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 32)[0];
-    const T v9 = v8 + (A + 0)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 16)[0] * v10;
-    const T v12 = sf_[2].data()[i] - v11;
-    (A + 8336)[i] = v12;
-    const T v13 = sf_[13].data()[i] * (A + 256)[0];
-    const T v14 = (A + 1136)[i] * (A + 272)[0];
-    const T v15 = v13 + v14;
-    (A + 8480)[i] = v15;
-    const T v16 = sf_[14].data()[i] * (A + 288)[0];
-    const T v17 = (A + 1136)[i] * (A + 1136)[i];
-    const T v18 = v17 * (A + 304)[0];
-    const T v19 = v16 + v18;
-    (A + 8624)[i] = v19;
-    const T v20 = std::sqrt(v19);
-    const T v21 = v20 / (A + 32)[0];
-    const T v22 = v21 + (A + 0)[0];
-    const T v23 = v15 / v22;
-    const T v24 = (A + 16)[0] * v23;
-    const T v25 = sf_[3].data()[i] - v24;
-    (A + 8768)[i] = v25;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(11, (A + 608));
-  // update  (gru.model:44:1)
-  updates.emplace_back(12, (A + 8192));
-  // update  (gru.model:44:1)
-  updates.emplace_back(2, (A + 8336));
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
-  // update  (gru.model:44:1)
-  updates.emplace_back(13, (A + 8480));
-  // update  (gru.model:44:1)
-  updates.emplace_back(14, (A + 8624));
-  // update  (gru.model:44:1)
-  updates.emplace_back(3, (A + 8768));
-  // buffer %optimizer.head.weight.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:44:1)
-  // fused loop over [1, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %head.weight.new  (gru.model:44:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 48; ++i1)
-      {
-        const T v0 = sf_[15].data()[i1 * 1] * (A + 256)[0];
-        const T v1 = (A + 144)[i1 * 1] * (A + 272)[0];
-        const T v2 = v0 + v1;
-        (A + 48)[i0 * 48 + i1 * 1] = v2;
-        const T v3 = sf_[16].data()[i1 * 1] * (A + 288)[0];
-        const T v4 = (A + 144)[i1 * 1] * (A + 144)[i1 * 1];
-        const T v5 = v4 * (A + 304)[0];
-        const T v6 = v3 + v5;
-        (A + 96)[i0 * 48 + i1 * 1] = v6;
-        const T v7 = std::sqrt(v6);
-        const T v8 = v7 / (A + 32)[0];
-        const T v9 = v8 + (A + 0)[0];
-        const T v10 = v2 / v9;
-        const T v11 = (A + 16)[0] * v10;
-        const T v12 = sf_[4].data()[i1 * 1] - v11;
-        (A + 896)[i0 * 48 + i1 * 1] = v12;
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          scan238[t * 144 + i0 * 4320 + i1 + 48] = mul204[i0 * 48 + i1];
+        }
       }
-  // update  (gru.model:44:1)
-  updates.emplace_back(15, (A + 48));
-  // update  (gru.model:44:1)
-  updates.emplace_back(16, (A + 96));
-  // update  (gru.model:44:1)
-  updates.emplace_back(4, (A + 896));
-  // buffer %optimizer.head.bias.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.head.bias.exp_avg_sq  (gru.model:44:1)
-  // fused loop over [1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %head.bias.new  (gru.model:44:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[17].data()[0] * (A + 256)[0];
-    const T v1 = (A + 976)[0] * (A + 272)[0];
-    const T v2 = v0 + v1;
-    (A + 144)[i] = v2;
-    const T v3 = sf_[18].data()[0] * (A + 288)[0];
-    const T v4 = (A + 976)[0] * (A + 976)[0];
-    const T v5 = v4 * (A + 304)[0];
-    const T v6 = v3 + v5;
-    (A + 160)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 32)[0];
-    const T v9 = v8 + (A + 0)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 16)[0] * v10;
-    const T v12 = sf_[5].data()[0] - v11;
-    (A + 176)[i] = v12;
-  }
-  // update  (gru.model:44:1)
-  updates.emplace_back(17, (A + 144));
-  // update  (gru.model:44:1)
-  updates.emplace_back(18, (A + 160));
-  // update  (gru.model:44:1)
-  updates.emplace_back(5, (A + 176));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          scan238[t * 144 + i0 * 4320 + i1 + 96] = mul194[i0 * 48 + i1];
+        }
+      }
+      // matmul  (gru.model:24:14)
+      gemmInvariantB(1, false, false, 32, 48, 144, T(1), scan384 + t * 144, 4320, gru_weight_hh_l0, 48, T(0), matmul220, 48, threads());
+      // add  (gru.model:24:14)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 1536; ++i) {
+        const T v223 = mul183[i] + matmul220[i];
+        add223[i] = v223;
+      }
+      std::copy_n(add223, 1536, d_gru_h);
+    }
+    std::copy_n(d_gru_h, 1536, scan234);
+    // fused loop over [32, 30, 144], 2 reductions:
+    //   sum over axes [0, 1]  (gru.model:22:12)
+    //   sum over axes [0, 1]  (gru.model:22:12)
+    std::fill_n(sum383, 144, T(0));
+    std::fill_n(sum385, 144, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      for (int64_t i1 = 0; i1 < 30; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 144; ++i2) {
+          sum383[i2] += scan238[i0 * 4320 + i1 * 144 + i2];
+          sum385[i2] += scan384[i0 * 4320 + i1 * 144 + i2];
+        }
+      }
+    }
+    // matmul  (gru.model:22:12)
+    gemm(true, false, 48, 144, 960, T(1), gru_h_saved, 48, scan384, 144, T(0), matmul389, 144, threads());
+    // matmul  (gru.model:23:15)
+    gemm(true, false, 1, 144, 960, T(1), x, 1, scan238, 144, T(0), matmul245, 144, threads());
+    // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
+    for (int64_t i0 = 0; i0 < 144; ++i0) {
+      d_gru_weight_ih_l0[i0] = matmul245[i0];
+    }
+    // grad  (gru.model:16:3)
+    if (grads) (*grads)[0].assign(d_gru_weight_ih_l0, d_gru_weight_ih_l0 + 144);
+    // transpose %d.gru.weight_hh_l0  (gru.model:24:25)
+    for (int64_t i0 = 0; i0 < 144; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 48; ++i1) {
+        d_gru_weight_hh_l0[i0 * 48 + i1] = matmul389[i0 + i1 * 144];
+      }
+    }
+    // grad  (gru.model:17:3)
+    if (grads) (*grads)[1].assign(d_gru_weight_hh_l0, d_gru_weight_hh_l0 + 6912);
+    // grad  (gru.model:18:3)
+    if (grads) (*grads)[2].assign(sum383, sum383 + 144);
+    // grad  (gru.model:19:3)
+    if (grads) (*grads)[3].assign(sum385, sum385 + 144);
+    // transpose %d.head.weight  (prelude.model:10:25)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1) {
+      d_head_weight[i1] = matmul166[i1];
+    }
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 48);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 1);
+    // hyper %lr  (gru.model:44:1)
+    lr_2[0] = T(lr_);
+    // add %optimizer.step.new  (gru.model:44:1)
+    const T optimizer_step_new_2 = optimizer_step[0] + const32[0];
+    optimizer_step_new[0] = optimizer_step_new_2;
+    // update  (gru.model:44:1)
+    updates.emplace_back(6, optimizer_step_new);
+    // fused loop over [144, 1]:
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
+    //   sqrt  (gru.model:44:1)
+    for (int64_t i0 = 0; i0 < 144; ++i0) {
+      const T v265 = optimizer_gru_weight_ih_l0_exp_avg[i0] * T(0.9);
+      const T v267 = d_gru_weight_ih_l0[i0] * T(0.09999999999999998);
+      const T optimizer_gru_weight_ih_l0_exp_avg_new_2 = v265 + v267;
+      optimizer_gru_weight_ih_l0_exp_avg_new[i0] = optimizer_gru_weight_ih_l0_exp_avg_new_2;
+      const T v271 = optimizer_gru_weight_ih_l0_exp_avg_sq[i0] * T(0.999);
+      const T v272 = d_gru_weight_ih_l0[i0] * d_gru_weight_ih_l0[i0];
+      const T v274 = v272 * T(0.0010000000000000009);
+      const T optimizer_gru_weight_ih_l0_exp_avg_sq_new_2 = v271 + v274;
+      optimizer_gru_weight_ih_l0_exp_avg_sq_new[i0] = optimizer_gru_weight_ih_l0_exp_avg_sq_new_2;
+      const T v276 = std::sqrt(optimizer_gru_weight_ih_l0_exp_avg_sq_new_2);
+      sqrt276[i0] = v276;
+    }
+    // update  (gru.model:44:1)
+    updates.emplace_back(7, optimizer_gru_weight_ih_l0_exp_avg_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(8, optimizer_gru_weight_ih_l0_exp_avg_sq_new);
+    // fused loop over []:
+    //   mul  (gru.model:44:1)  [register]
+    //   exp  (gru.model:44:1)  [register]
+    //   sub  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   exp  (gru.model:44:1)  [register]
+    //   sub  (gru.model:44:1)  [register]
+    //   sqrt  (gru.model:44:1)
+    const T v253 = optimizer_step_new[0] * T(-0.10536051565782628);
+    const T v254 = fexp(v253);
+    const T v255 = const32[0] - v254;
+    const T v261 = lr_2[0] / v255;
+    div261[0] = v261;
+    const T v258 = optimizer_step_new[0] * T(-0.0010005003335835344);
+    const T v259 = fexp(v258);
+    const T v260 = const32[0] - v259;
+    const T v262 = std::sqrt(v260);
+    sqrt262[0] = v262;
+    // fused loop over [144, 1]:
+    //   div  (gru.model:44:1)  [register]
+    //   add  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   sub %gru.weight_ih_l0.new  (gru.model:44:1)
+    for (int64_t i0 = 0; i0 < 144; ++i0) {
+      const T v277 = sqrt276[i0] / sqrt262[0];
+      const T v279 = v277 + T(1e-08);
+      const T v280 = optimizer_gru_weight_ih_l0_exp_avg_new[i0] / v279;
+      const T v281 = div261[0] * v280;
+      const T gru_weight_ih_l0_new_2 = gru_weight_ih_l0[i0] - v281;
+      gru_weight_ih_l0_new[i0] = gru_weight_ih_l0_new_2;
+    }
+    // update  (gru.model:44:1)
+    updates.emplace_back(0, gru_weight_ih_l0_new);
+    // fused loop over [144, 48]:
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
+    //   sqrt  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   add  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 6912; ++i) {
+      const T v285 = optimizer_gru_weight_hh_l0_exp_avg[i] * T(0.9);
+      const T v287 = d_gru_weight_hh_l0[i] * T(0.09999999999999998);
+      const T optimizer_gru_weight_hh_l0_exp_avg_new_2 = v285 + v287;
+      optimizer_gru_weight_hh_l0_exp_avg_new[i] = optimizer_gru_weight_hh_l0_exp_avg_new_2;
+      const T v291 = optimizer_gru_weight_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T v292 = d_gru_weight_hh_l0[i] * d_gru_weight_hh_l0[i];
+      const T v294 = v292 * T(0.0010000000000000009);
+      const T optimizer_gru_weight_hh_l0_exp_avg_sq_new_2 = v291 + v294;
+      optimizer_gru_weight_hh_l0_exp_avg_sq_new[i] = optimizer_gru_weight_hh_l0_exp_avg_sq_new_2;
+      const T v296 = std::sqrt(optimizer_gru_weight_hh_l0_exp_avg_sq_new_2);
+      const T v297 = v296 / sqrt262[0];
+      const T v299 = v297 + T(1e-08);
+      const T v300 = optimizer_gru_weight_hh_l0_exp_avg_new_2 / v299;
+      const T v301 = div261[0] * v300;
+      const T gru_weight_hh_l0_new_2 = gru_weight_hh_l0[i] - v301;
+      gru_weight_hh_l0_new[i] = gru_weight_hh_l0_new_2;
+    }
+    // update  (gru.model:44:1)
+    updates.emplace_back(9, optimizer_gru_weight_hh_l0_exp_avg_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(10, optimizer_gru_weight_hh_l0_exp_avg_sq_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(1, gru_weight_hh_l0_new);
+    // fused loop over [144]:
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
+    //   sqrt  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   add  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   sub %gru.bias_ih_l0.new  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
+    //   sqrt  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   add  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 144; ++i) {
+      const T v305 = optimizer_gru_bias_ih_l0_exp_avg[i] * T(0.9);
+      const T v307 = sum383[i] * T(0.09999999999999998);
+      const T optimizer_gru_bias_ih_l0_exp_avg_new_2 = v305 + v307;
+      optimizer_gru_bias_ih_l0_exp_avg_new[i] = optimizer_gru_bias_ih_l0_exp_avg_new_2;
+      const T v311 = optimizer_gru_bias_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v312 = sum383[i] * sum383[i];
+      const T v314 = v312 * T(0.0010000000000000009);
+      const T optimizer_gru_bias_ih_l0_exp_avg_sq_new_2 = v311 + v314;
+      optimizer_gru_bias_ih_l0_exp_avg_sq_new[i] = optimizer_gru_bias_ih_l0_exp_avg_sq_new_2;
+      const T v316 = std::sqrt(optimizer_gru_bias_ih_l0_exp_avg_sq_new_2);
+      const T v317 = v316 / sqrt262[0];
+      const T v319 = v317 + T(1e-08);
+      const T v320 = optimizer_gru_bias_ih_l0_exp_avg_new_2 / v319;
+      const T v321 = div261[0] * v320;
+      const T gru_bias_ih_l0_new_2 = gru_bias_ih_l0[i] - v321;
+      gru_bias_ih_l0_new[i] = gru_bias_ih_l0_new_2;
+      const T v325 = optimizer_gru_bias_hh_l0_exp_avg[i] * T(0.9);
+      const T v327 = sum385[i] * T(0.09999999999999998);
+      const T optimizer_gru_bias_hh_l0_exp_avg_new_2 = v325 + v327;
+      optimizer_gru_bias_hh_l0_exp_avg_new[i] = optimizer_gru_bias_hh_l0_exp_avg_new_2;
+      const T v331 = optimizer_gru_bias_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T v332 = sum385[i] * sum385[i];
+      const T v334 = v332 * T(0.0010000000000000009);
+      const T optimizer_gru_bias_hh_l0_exp_avg_sq_new_2 = v331 + v334;
+      optimizer_gru_bias_hh_l0_exp_avg_sq_new[i] = optimizer_gru_bias_hh_l0_exp_avg_sq_new_2;
+      const T v336 = std::sqrt(optimizer_gru_bias_hh_l0_exp_avg_sq_new_2);
+      const T v337 = v336 / sqrt262[0];
+      const T v339 = v337 + T(1e-08);
+      const T v340 = optimizer_gru_bias_hh_l0_exp_avg_new_2 / v339;
+      const T v341 = div261[0] * v340;
+      const T gru_bias_hh_l0_new_2 = gru_bias_hh_l0[i] - v341;
+      gru_bias_hh_l0_new[i] = gru_bias_hh_l0_new_2;
+    }
+    // update  (gru.model:44:1)
+    updates.emplace_back(11, optimizer_gru_bias_ih_l0_exp_avg_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(12, optimizer_gru_bias_ih_l0_exp_avg_sq_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(2, gru_bias_ih_l0_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(13, optimizer_gru_bias_hh_l0_exp_avg_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(14, optimizer_gru_bias_hh_l0_exp_avg_sq_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(3, gru_bias_hh_l0_new);
+    // fused loop over [1, 48]:
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
+    //   sqrt  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   add  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   sub %head.weight.new  (gru.model:44:1)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 48; ++i1) {
+      const T v345 = optimizer_head_weight_exp_avg[i1] * T(0.9);
+      const T v347 = d_head_weight[i1] * T(0.09999999999999998);
+      const T optimizer_head_weight_exp_avg_new_2 = v345 + v347;
+      optimizer_head_weight_exp_avg_new[i1] = optimizer_head_weight_exp_avg_new_2;
+      const T v351 = optimizer_head_weight_exp_avg_sq[i1] * T(0.999);
+      const T v352 = d_head_weight[i1] * d_head_weight[i1];
+      const T v354 = v352 * T(0.0010000000000000009);
+      const T optimizer_head_weight_exp_avg_sq_new_2 = v351 + v354;
+      optimizer_head_weight_exp_avg_sq_new[i1] = optimizer_head_weight_exp_avg_sq_new_2;
+      const T v356 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
+      const T v357 = v356 / sqrt262[0];
+      const T v359 = v357 + T(1e-08);
+      const T v360 = optimizer_head_weight_exp_avg_new_2 / v359;
+      const T v361 = div261[0] * v360;
+      const T head_weight_new_2 = head_weight[i1] - v361;
+      head_weight_new[i1] = head_weight_new_2;
+    }
+    // update  (gru.model:44:1)
+    updates.emplace_back(15, optimizer_head_weight_exp_avg_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(16, optimizer_head_weight_exp_avg_sq_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(4, head_weight_new);
+    // fused loop over [1]:
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
+    //   sqrt  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   add  (gru.model:44:1)  [register]
+    //   div  (gru.model:44:1)  [register]
+    //   mul  (gru.model:44:1)  [register]
+    //   sub %head.bias.new  (gru.model:44:1)
+    const T v365 = optimizer_head_bias_exp_avg[0] * T(0.9);
+    const T v367 = d_head_bias[0] * T(0.09999999999999998);
+    const T optimizer_head_bias_exp_avg_new_2 = v365 + v367;
+    optimizer_head_bias_exp_avg_new[0] = optimizer_head_bias_exp_avg_new_2;
+    const T v371 = optimizer_head_bias_exp_avg_sq[0] * T(0.999);
+    const T v372 = d_head_bias[0] * d_head_bias[0];
+    const T v374 = v372 * T(0.0010000000000000009);
+    const T optimizer_head_bias_exp_avg_sq_new_2 = v371 + v374;
+    optimizer_head_bias_exp_avg_sq_new[0] = optimizer_head_bias_exp_avg_sq_new_2;
+    const T v376 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
+    const T v377 = v376 / sqrt262[0];
+    const T v379 = v377 + T(1e-08);
+    const T v380 = optimizer_head_bias_exp_avg_new_2 / v379;
+    const T v381 = div261[0] * v380;
+    const T head_bias_new_2 = head_bias[0] - v381;
+    head_bias_new[0] = head_bias_new_2;
+    // update  (gru.model:44:1)
+    updates.emplace_back(17, optimizer_head_bias_exp_avg_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(18, optimizer_head_bias_exp_avg_sq_new);
+    // update  (gru.model:44:1)
+    updates.emplace_back(5, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -881,109 +894,115 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // input %x  (gru.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // const  (gru.model:22:49)
-  std::fill_n((A + 960), 1536, T(0));
-  // param %gru.weight_ih_l0  (gru.model:16:3)
-  // param %gru.bias_ih_l0  (gru.model:18:3)
-  // param %gru.weight_hh_l0  (gru.model:17:3)
-  // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
-  gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2496), 144, threads());
-  // const  (gru.model:28:14)
-  std::fill_n((A + 0), 1, T(1));
-  // scan %gru.h  (gru.model:22:12)
-  std::copy_n((A + 960), 1536, (A + 140736));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (gru.model:24:25): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
-    gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140736), 48, sf_[1].data(), 48, T(0), (A + 142272), 144, threads());
-    // fused loop over [32, 144]:
-    //   add %gru.gi  (gru.model:23:41)
-    //   add %gru.gh  (gru.model:24:40)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 144; ++i1)
-        {
-          const T v0 = ((A + 2496) + t * 144)[i0 * 4320 + i1 * 1] + sf_[2].data()[i1 * 1];
-          (A + 146880)[i0 * 144 + i1 * 1] = v0;
-          const T v1 = (A + 142272)[i0 * 144 + i1 * 1] + sf_[3].data()[i1 * 1];
-          (A + 151488)[i0 * 144 + i1 * 1] = v1;
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], gru.model:16
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], gru.model:18
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], gru.model:17
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], gru.model:19
+    T *const slice133 = A + 0;  // f32[32,1,48], gru.model:39
+    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], gru.model:9
+    T *const const96 = A + 960;  // f32[32,48], gru.model:22
+    T *const matmul154 = A + 2496;  // f32[32,30,144], gru.model:23
+    T *const const126 = A + 0;  // f32[], gru.model:28
+    T *const gru_h = A + 140736;  // f32[32,48], gru.model:22
+    T *const matmul109 = A + 142272;  // f32[32,144], gru.model:24
+    T *const gru_gi = A + 146880;  // f32[32,144], gru.model:23
+    T *const gru_gh = A + 151488;  // f32[32,144], gru.model:24
+    T *const gru_h_2 = A + 142272;  // f32[32,48], gru.model:28
+    T *const hs = A + 157632;  // f32[32,30,48], gru.model:22
+    T *const gru_h_4 = A + 156096;  // f32[32,48], gru.model:22
+    T *const matmul137 = A + 1536;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 0;  // f32[32,1], prelude.model:10
+    // input %x  (gru.model:9:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // const  (gru.model:22:49)
+    std::fill_n(const96, 1536, T(0));
+    // matmul  (gru.model:23:15)
+    gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul154, 144, threads());
+    // const  (gru.model:28:14)
+    std::fill_n(const126, 1, T(1));
+    // scan %gru.h  (gru.model:22:12)
+    std::copy_n(const96, 1536, gru_h);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (gru.model:24:14)
+      gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul109, 144, threads());
+      // fused loop over [32, 144]:
+      //   add %gru.gi  (gru.model:23:41)
+      //   add %gru.gh  (gru.model:24:40)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 144; ++i1) {
+          const T gru_gi_2 = matmul154[t * 144 + i0 * 4320 + i1] + gru_bias_ih_l0[i1];
+          gru_gi[i0 * 144 + i1] = gru_gi_2;
+          const T gru_gh_2 = matmul109[i0 * 144 + i1] + gru_bias_hh_l0[i1];
+          gru_gh[i0 * 144 + i1] = gru_gh_2;
         }
-    // fused loop over [32, 48]:
-    //   slice  (gru.model:25:21)  [register]
-    //   slice  (gru.model:25:34)  [register]
-    //   add  (gru.model:25:30)  [register]
-    //   sigmoid %gru.r  (gru.model:25:18)  [register]
-    //   slice  (gru.model:26:21)  [register]
-    //   slice  (gru.model:26:36)  [register]
-    //   add  (gru.model:26:32)  [register]
-    //   sigmoid %gru.z  (gru.model:26:18)  [register]
-    //   slice  (gru.model:27:18)  [register]
-    //   slice  (gru.model:27:39)  [register]
-    //   mul  (gru.model:27:35)  [register]
-    //   add  (gru.model:27:31)  [register]
-    //   tanh %gru.n  (gru.model:27:15)  [register]
-    //   sub  (gru.model:28:14)  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   add %gru.h  (gru.model:28:23)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 48; ++i1)
-        {
-          const T v0 = (A + 146880)[i0 * 144 + i1 * 1];
-          const T v1 = (A + 151488)[i0 * 144 + i1 * 1];
-          const T v2 = v0 + v1;
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 146880)[48 + i0 * 144 + i1 * 1];
-          const T v5 = (A + 151488)[48 + i0 * 144 + i1 * 1];
-          const T v6 = v4 + v5;
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = (A + 146880)[96 + i0 * 144 + i1 * 1];
-          const T v9 = (A + 151488)[96 + i0 * 144 + i1 * 1];
-          const T v10 = v3 * v9;
-          const T v11 = v8 + v10;
-          const T v12 = ftanh(v11);
-          const T v13 = (A + 0)[0] - v7;
-          const T v14 = v13 * v12;
-          const T v15 = v7 * (A + 140736)[i0 * 48 + i1 * 1];
-          const T v16 = v14 + v15;
-          (A + 142272)[i0 * 48 + i1 * 1] = v16;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 142272) + o * 48, 48, (A + 157632) + (o * 30 + t) * 48);
-    std::copy_n((A + 142272), 1536, (A + 140736));
-  }
-  std::copy_n((A + 140736), 1536, (A + 156096));
-  // slice  (gru.model:39:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 48; ++i2)
-        {
-          (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157632)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
-        }
-  // reshape  (gru.model:39:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 48, T(1), (A + 0), 48, sf_[4].data(), 48, T(0), (A + 1536), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 0)[i0 * 1 + i1 * 1] = (A + 1536)[i0 * 1] + sf_[5].data()[0];
       }
-  // output  (gru.model:41:3)
-  std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
+      // fused loop over [32, 48]:
+      //   slice  (gru.model:25:21)  [register]
+      //   slice  (gru.model:25:34)  [register]
+      //   add  (gru.model:25:30)  [register]
+      //   sigmoid %gru.r  (gru.model:25:18)  [register]
+      //   slice  (gru.model:26:21)  [register]
+      //   slice  (gru.model:26:36)  [register]
+      //   add  (gru.model:26:32)  [register]
+      //   sigmoid %gru.z  (gru.model:26:18)  [register]
+      //   slice  (gru.model:27:18)  [register]
+      //   slice  (gru.model:27:39)  [register]
+      //   mul  (gru.model:27:35)  [register]
+      //   add  (gru.model:27:31)  [register]
+      //   tanh %gru.n  (gru.model:27:15)  [register]
+      //   sub  (gru.model:28:14)  [register]
+      //   mul  (gru.model:28:19)  [register]
+      //   mul  (gru.model:28:27)  [register]
+      //   add %gru.h  (gru.model:28:23)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 48; ++i1) {
+          const T v113 = gru_gi[i0 * 144 + i1];
+          const T v114 = gru_gh[i0 * 144 + i1];
+          const T v115 = v113 + v114;
+          const T gru_r = T(1) / (T(1) + fexp(-v115));
+          const T v117 = gru_gi[i0 * 144 + i1 + 48];
+          const T v118 = gru_gh[i0 * 144 + i1 + 48];
+          const T v119 = v117 + v118;
+          const T gru_z = T(1) / (T(1) + fexp(-v119));
+          const T v121 = gru_gi[i0 * 144 + i1 + 96];
+          const T v122 = gru_gh[i0 * 144 + i1 + 96];
+          const T v123 = gru_r * v122;
+          const T v124 = v121 + v123;
+          const T gru_n = ftanh(v124);
+          const T v127 = const126[0] - gru_z;
+          const T v128 = v127 * gru_n;
+          const T v129 = gru_z * gru_h[i0 * 48 + i1];
+          const T gru_h_3 = v128 + v129;
+          gru_h_2[i0 * 48 + i1] = gru_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(gru_h_2 + i * 48, 48, hs + (i * 1440 + t * 48));
+      }
+      std::copy_n(gru_h_2, 1536, gru_h);
+    }
+    std::copy_n(gru_h, 1536, gru_h_4);
+    // slice  (gru.model:39:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 48; ++i2) {
+        slice133[i0 * 48 + i2] = hs[i0 * 1440 + i2 + 1392];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 48, T(1), slice133, 48, head_weight, 48, T(0), matmul137, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul137[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // output  (gru.model:41:3)
+    std::copy_n(yhat, 32, static_cast<T *>(out[0]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build

@@ -120,7 +120,7 @@ const ModelSpec &spec() {
     s.lossWhere = "lstm2_layernorm.model:21";
     TrainSpec &t = s.train;
     t.optimizer = "adam";
-    t.lr = 0.0030000000000000001;
+    t.lr = 0.003;
     t.epochs = 10;
     t.seed = 7;
     t.dataKind = "windows";
@@ -133,7 +133,7 @@ const ModelSpec &spec() {
     t.scale = "minmax";
     t.length = 20;
     t.horizon = 1;
-    t.split = 0.80000000000000004;
+    t.split = 0.8;
     t.earlyStopping = false;
     t.patience = 0;
     t.delta = 0;
@@ -194,7 +194,7 @@ public:
   void *stateData(size_t i) override {
     return si_[i].empty() ? static_cast<void *>(sf_[i].data()) : static_cast<void *>(si_[i].data());
   }
-  void setLearningRateScale(double f) override { lr_ = 0.0030000000000000001 * f; }
+  void setLearningRateScale(double f) override { lr_ = 0.003 * f; }
   double trainStep(const Batch &b) override { return train(b, true, nullptr); }
   double loss(const Batch &b) override { return train(b, false, nullptr); }
   double lossAndGrads(const Batch &b, std::vector<std::vector<double>> &g) override {
@@ -203,1734 +203,1832 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena();
     double loss = 0;
-  // const  (prelude.model:79:15)
-  std::fill_n((A + 0), 1, T(0));
-  // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 16);
-    for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
-  // input %y  (lstm2_layernorm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 336);
-    for (int64_t k = 0; k < 16; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 352), 512, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 864), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 41824));
-  std::copy_n((A + 352), 512, (A + 42336));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[1].data(), 32, T(0), (A + 42848), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = ((A + 864) + t * 128)[i0 * 2560 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 42848)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 44896)[i0 * 128 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:22
+    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:19
+    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:21
+    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:20
+    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:22
+    T *const slice174 = A + 352;  // f32[16,1,32], lstm2_layernorm.model:19
+    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:73
+    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:74
+    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
+    T *const matmul952 = A + 256;  // f32[1,16], prelude.model:10
+    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
+    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const x = A + 16;  // f32[16,20,1], lstm2_layernorm.model:9
+    T *const y = A + 336;  // f32[16,1], lstm2_layernorm.model:10
+    T *const const102 = A + 352;  // f32[16,32], prelude.model:29
+    T *const matmul316 = A + 864;  // f32[16,20,128], prelude.model:30
+    T *const lstm_h = A + 41824;  // f32[16,32], prelude.model:29
+    T *const lstm_c = A + 42336;  // f32[16,32], prelude.model:29
+    T *const matmul117 = A + 42848;  // f32[16,128], prelude.model:30
+    T *const lstm_gates = A + 44896;  // f32[16,128], prelude.model:30
+    T *const lstm_c_2 = A + 42848;  // f32[16,32], prelude.model:35
+    T *const lstm_h_2 = A + 43360;  // f32[16,32], prelude.model:36
+    T *const lstm_seq = A + 47968;  // f32[16,20,32], prelude.model:29
+    T *const lstm_h_4 = A + 46944;  // f32[16,32], prelude.model:29
+    T *const lstm_c_4 = A + 47456;  // f32[16,32], prelude.model:29
+    T *const matmul318 = A + 864;  // f32[16,20,128], prelude.model:30
+    T *const lstm_h_5 = A + 41824;  // f32[16,32], prelude.model:29
+    T *const lstm_c_5 = A + 42336;  // f32[16,32], prelude.model:29
+    T *const matmul153 = A + 42848;  // f32[16,128], prelude.model:30
+    T *const lstm_gates_3 = A + 44896;  // f32[16,128], prelude.model:30
+    T *const lstm_c_6 = A + 42848;  // f32[16,32], prelude.model:35
+    T *const lstm_h_6 = A + 43360;  // f32[16,32], prelude.model:36
+    T *const lstm_seq_2 = A + 47968;  // f32[16,20,32], prelude.model:29
+    T *const lstm_h_8 = A + 46944;  // f32[16,32], prelude.model:29
+    T *const lstm_c_8 = A + 47456;  // f32[16,32], prelude.model:29
+    T *const slice927 = A + 16;  // f32[16,1], prelude.model:79
+    T *const mean929 = A + 32;  // f32[16,1], prelude.model:79
+    T *const mean931 = A + 48;  // f32[16,1], prelude.model:79
+    T *const ln_mu = A + 64;  // f32[16,1], prelude.model:77
+    T *const mul948 = A + 864;  // f32[16,32], prelude.model:10
+    T *const rsqrt182 = A + 80;  // f32[16,1], prelude.model:80
+    T *const mul183 = A + 1376;  // f32[16,32], prelude.model:80
+    T *const matmul950 = A + 0;  // f32[16,16], prelude.model:10
+    T *const relu193 = A + 352;  // f32[16,16], lstm2_layernorm.model:20
+    T *const matmul196 = A + 0;  // f32[16,1], prelude.model:10
+    T *const yhat = A + 16;  // f32[16,1], prelude.model:10
+    T *const loss_2 = A + 0;  // f32[], lstm2_layernorm.model:21
+    // input %x  (lstm2_layernorm.model:9:1)
+    for (int64_t k = 0; k < 320; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (lstm2_layernorm.model:10:1)
+    for (int64_t k = 0; k < 16; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const102, 512, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 320, 128, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul316, 128, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const102, 512, lstm_h);
+    std::copy_n(const102, 512, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 20; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul117, 128, threads());
+      // fused loop over [16, 128]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v113 = matmul316[t * 128 + i0 * 2560 + i1] + lstm_bias_ih_l0[i1];
+          const T v118 = v113 + matmul117[i0 * 128 + i1];
+          const T lstm_gates_2 = v118 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 128 + i1] = lstm_gates_2;
         }
+      }
+      // fused loop over [16, 32]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v122 = lstm_gates[i0 * 128 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v122));
+          const T v124 = lstm_gates[i0 * 128 + i1 + 32];
+          const T lstm_f = T(1) / (T(1) + fexp(-v124));
+          const T v126 = lstm_gates[i0 * 128 + i1 + 64];
+          const T lstm_g = ftanh(v126);
+          const T v128 = lstm_gates[i0 * 128 + i1 + 96];
+          const T lstm_o = T(1) / (T(1) + fexp(-v128));
+          const T v130 = lstm_f * lstm_c[i0 * 32 + i1];
+          const T v131 = lstm_i * lstm_g;
+          const T lstm_c_3 = v130 + v131;
+          lstm_c_2[i0 * 32 + i1] = lstm_c_3;
+          const T v133 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v133;
+          lstm_h_2[i0 * 32 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h_2 + i * 32, 32, lstm_seq + (i * 640 + t * 32));
+      }
+      std::copy_n(lstm_h_2, 512, lstm_h);
+      std::copy_n(lstm_c_2, 512, lstm_c);
+    }
+    std::copy_n(lstm_h, 512, lstm_h_4);
+    std::copy_n(lstm_c, 512, lstm_c_4);
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 320, 128, 32, T(1), lstm_seq, 32, lstm_weight_ih_l1, 32, T(0), matmul318, 128, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const102, 512, lstm_h_5);
+    std::copy_n(const102, 512, lstm_c_5);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 20; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(1, false, true, 16, 128, 32, T(1), lstm_h_5, 32, lstm_weight_hh_l1, 32, T(0), matmul153, 128, threads());
+      // fused loop over [16, 128]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v149 = matmul318[t * 128 + i0 * 2560 + i1] + lstm_bias_ih_l1[i1];
+          const T v154 = v149 + matmul153[i0 * 128 + i1];
+          const T lstm_gates_4 = v154 + lstm_bias_hh_l1[i1];
+          lstm_gates_3[i0 * 128 + i1] = lstm_gates_4;
+        }
+      }
+      // fused loop over [16, 32]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v158 = lstm_gates_3[i0 * 128 + i1];
+          const T lstm_i_2 = T(1) / (T(1) + fexp(-v158));
+          const T v160 = lstm_gates_3[i0 * 128 + i1 + 32];
+          const T lstm_f_2 = T(1) / (T(1) + fexp(-v160));
+          const T v162 = lstm_gates_3[i0 * 128 + i1 + 64];
+          const T lstm_g_2 = ftanh(v162);
+          const T v164 = lstm_gates_3[i0 * 128 + i1 + 96];
+          const T lstm_o_2 = T(1) / (T(1) + fexp(-v164));
+          const T v166 = lstm_f_2 * lstm_c_5[i0 * 32 + i1];
+          const T v167 = lstm_i_2 * lstm_g_2;
+          const T lstm_c_7 = v166 + v167;
+          lstm_c_6[i0 * 32 + i1] = lstm_c_7;
+          const T v169 = ftanh(lstm_c_7);
+          const T lstm_h_7 = lstm_o_2 * v169;
+          lstm_h_6[i0 * 32 + i1] = lstm_h_7;
+        }
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h_6 + i * 32, 32, lstm_seq_2 + (i * 640 + t * 32));
+      }
+      std::copy_n(lstm_h_6, 512, lstm_h_5);
+      std::copy_n(lstm_c_6, 512, lstm_c_5);
+    }
+    std::copy_n(lstm_h_5, 512, lstm_h_8);
+    std::copy_n(lstm_c_5, 512, lstm_c_8);
+    // slice  (lstm2_layernorm.model:19:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 32; ++i2) {
+        slice174[i0 * 32 + i2] = lstm_seq_2[i0 * 640 + i2 + 608];
+      }
+    }
+    // slice  (prelude.model:79:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      slice927[i0] = slice174[i0 * 32];
+    }
+    // fused loop over [16, 32], 3 reductions:
+    //   sub  (prelude.model:79:15)  [register]
+    //   mean over axes [1]  (prelude.model:79:15)
+    //   mul  (prelude.model:79:15)  [register]
+    //   mean over axes [1]  (prelude.model:79:15)
+    //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+    //   mul  (prelude.model:10:14)
+    std::fill_n(mean929, 16, T(0));
+    std::fill_n(mean931, 16, T(0));
+    std::fill_n(ln_mu, 16, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T v928 = slice174[i0 * 32 + i1] - slice927[i0];
+        mean929[i0] += v928;
+        const T v930 = v928 * v928;
+        mean931[i0] += v930;
+        ln_mu[i0] += slice174[i0 * 32 + i1];
+        const T v948 = fc_weight[i0 * 32 + i1] * ln_weight[i1];
+        mul948[i0 * 32 + i1] = v948;
+      }
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      mean929[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      mean931[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      ln_mu[i] /= T(32);
+    }
+    // fused loop over [16, 1]:
+    //   mul  (prelude.model:79:15)  [register]
+    //   sub  (prelude.model:79:15)  [register]
+    //   maximum  (prelude.model:79:15)  [register]
+    //   add  (prelude.model:80:26)  [register]
+    //   rsqrt  (prelude.model:80:21)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T v932 = mean929[i0] * mean929[i0];
+      const T v933 = mean931[i0] - v932;
+      const T v935 = std::max(v933, T(0));
+      const T v181 = v935 + T(1e-05);
+      const T v182 = T(1) / std::sqrt(v181);
+      rsqrt182[i0] = v182;
+    }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
+    //   sub %ln.d  (prelude.model:78:11)  [register]
+    //   mul  (prelude.model:80:14)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 44896)[i0 * 128 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 44896)[32 + i0 * 128 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 44896)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 44896)[96 + i0 * 128 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 42336)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 42848)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 43360)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43360) + o * 32, 32, (A + 47968) + (o * 20 + t) * 32);
-    std::copy_n((A + 43360), 512, (A + 41824));
-    std::copy_n((A + 42848), 512, (A + 42336));
-  }
-  std::copy_n((A + 41824), 512, (A + 46944));
-  std::copy_n((A + 42336), 512, (A + 47456));
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 47968), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 352), 512, (A + 41824));
-  std::copy_n((A + 352), 512, (A + 42336));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[5].data(), 32, T(0), (A + 42848), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T ln_d = slice174[i0 * 32 + i1] - ln_mu[i0];
+        const T v183 = ln_d * rsqrt182[i0];
+        mul183[i0 * 32 + i1] = v183;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 16, 32, T(1), mul183, 32, mul948, 32, T(0), matmul950, 16, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 1, 16, 32, T(1), ln_bias, 32, fc_weight, 32, T(0), matmul952, 16, threads());
+    // fused loop over [16, 16]:
+    //   add  (prelude.model:10:14)  [register]
+    //   add  (prelude.model:10:34)  [register]
+    //   relu  (lstm2_layernorm.model:20:19)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = ((A + 864) + t * 128)[i0 * 2560 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 42848)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 44896)[i0 * 128 + i1 * 1] = v2;
-        }
-    // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 44896)[i0 * 128 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 44896)[32 + i0 * 128 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 44896)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 44896)[96 + i0 * 128 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 42336)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 42848)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 43360)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43360) + o * 32, 32, (A + 47968) + (o * 20 + t) * 32);
-    std::copy_n((A + 43360), 512, (A + 41824));
-    std::copy_n((A + 42848), 512, (A + 42336));
-  }
-  std::copy_n((A + 41824), 512, (A + 46944));
-  std::copy_n((A + 42336), 512, (A + 47456));
-  // slice  (lstm2_layernorm.model:19:15)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 32; ++i2)
-        {
-          (A + 352)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 47968)[608 + i0 * 640 + i1 * 32 + i2 * 1];
-        }
-  // reshape  (lstm2_layernorm.model:19:15)
-  // (a view of its operand)
-  // slice  (prelude.model:79:15)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 16)[i0 * 1 + i1 * 1] = (A + 352)[0 + i0 * 32 + i1 * 1];
+      for (int64_t i1 = 0; i1 < 16; ++i1) {
+        const T v954 = matmul950[i0 * 16 + i1] + matmul952[i1];
+        const T v192 = v954 + fc_bias[i1];
+        const T v193 = (v192 > T(0)) ? v192 : T(0);
+        relu193[i0 * 16 + i1] = v193;
       }
-  // fused loop over [16, 32], 3 reductions:
-  //   sub  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mul  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
-  //   mul  (prelude.model:10:14)
-  std::fill_n((A + 32), 16, T(0));
-  std::fill_n((A + 48), 16, T(0));
-  std::fill_n((A + 64), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 352)[i0 * 32 + i1 * 1] - (A + 16)[i0 * 1];
-        (A + 32)[i0 * 1] += v0;
-        const T v2 = v0 * v0;
-        (A + 48)[i0 * 1] += v2;
-        (A + 64)[i0 * 1] += (A + 352)[i0 * 32 + i1 * 1];
-        const T v5 = sf_[10].data()[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 864)[i0 * 32 + i1 * 1] = v5;
-      }
-  for (int64_t k = 0; k < 16; ++k) (A + 32)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 48)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 64)[k] /= T(32);
-  // const  (prelude.model:80:26)
-  std::fill_n((A + 16), 1, T(1.0000000000000001e-05));
-  // param %ln.weight  (prelude.model:73:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %ln.bias  (prelude.model:74:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %fc.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // fused loop over [16, 1]:
-  //   mul  (prelude.model:79:15)  [register]
-  //   sub  (prelude.model:79:15)  [register]
-  //   maximum  (prelude.model:79:15)  [register]
-  //   add  (prelude.model:80:26)  [register]
-  //   rsqrt  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 32)[i0 * 1] * (A + 32)[i0 * 1];
-        const T v1 = (A + 48)[i0 * 1] - v0;
-        const T v2 = std::max(v1, (A + 0)[0]);
-        const T v3 = v2 + (A + 16)[0];
-        const T v4 = T(1) / std::sqrt(v3);
-        (A + 80)[i0 * 1 + i1 * 1] = v4;
-      }
-  // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:80:14)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 352)[i0 * 32 + i1 * 1] - (A + 64)[i0 * 1];
-        const T v1 = v0 * (A + 80)[i0 * 1];
-        (A + 1376)[i0 * 32 + i1 * 1] = v1;
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 1376), 32, (A + 864), 32, T(0), (A + 0), 16, threads());
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 1, 16, 32, T(1), sf_[9].data(), 32, sf_[10].data(), 32, T(0), (A + 256), 16, threads());
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %fc.bias  (prelude.model:8:3)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // fused loop over [16, 16]:
-  //   add  (prelude.model:10:14)  [register]
-  //   add  (prelude.model:10:34)  [register]
-  //   relu  (lstm2_layernorm.model:20:19)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
-        const T v1 = v0 + sf_[11].data()[i1 * 1];
-        const T v2 = (v1 > T(0)) ? v1 : T(0);
-        (A + 352)[i0 * 16 + i1 * 1] = v2;
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 352), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 16)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[13].data()[0];
-      }
-  // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 16)[k] - (A + 336)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
-  // output  (lstm2_layernorm.model:22:3)
-  // loss  (lstm2_layernorm.model:17:1)
-  loss = double((A + 0)[0]);
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 1, 16, T(1), relu193, 16, head_weight, 16, T(0), matmul196, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T yhat_2 = matmul196[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // mse %loss  (lstm2_layernorm.model:21:13)
+    { T s_ = 0; for (int64_t k = 0; k < 16; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(16); }
+    // loss  (lstm2_layernorm.model:17:1)
+    loss = double(loss_2[0]);
     return loss;
   }
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // const  (prelude.model:79:15)
-  std::fill_n((A + 0), 1, T(0));
-  // const  (prelude.model:78:11)
-  std::fill_n((A + 16), 1, T(-1));
-  // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
-    for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
-  // input %y  (lstm2_layernorm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 352);
-    for (int64_t k = 0; k < 16; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 368), 512, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 880), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 41840));
-  std::copy_n((A + 368), 512, (A + 42352));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41840), 32, sf_[1].data(), 32, T(0), (A + 42864), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = ((A + 880) + t * 128)[i0 * 2560 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 42864)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 44912)[i0 * 128 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:22
+    T *const lstm_h_saved = A + 119664;  // f32[16,20,32], prelude.model:29
+    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:19
+    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:21
+    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:20
+    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:22
+    T *const lstm_h_saved_2 = A + 206704;  // f32[16,20,32], prelude.model:29
+    T *const slice74 = A + 4976;  // f32[16,1,32], lstm2_layernorm.model:19
+    T *const rsqrt82 = A + 5552;  // f32[16,1], prelude.model:80
+    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:73
+    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:74
+    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
+    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
+    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const sum351 = A + 5536;  // f32[16], prelude.model:80
+    T *const mul917 = A + 6112;  // f32[16], prelude.model:78
+    T *const add372 = A + 7696;  // f32[16,32], prelude.model:77
+    T *const scan450 = A + 216944;  // f32[16,20,128], prelude.model:29
+    T *const lstm_seq = A + 47984;  // f32[16,20,32], prelude.model:29
+    T *const scan534 = A + 129904;  // f32[16,20,128], prelude.model:29
+    T *const x = A + 32;  // f32[16,20,1], lstm2_layernorm.model:9
+    T *const optimizer_step = sf_[14].data();  // f32[], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[15].data();  // f32[128,1], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq = sf_[16].data();  // f32[128,1], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l0_exp_avg = sf_[17].data();  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq = sf_[18].data();  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l0_exp_avg = sf_[19].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq = sf_[20].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l0_exp_avg = sf_[21].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq = sf_[22].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l1_exp_avg = sf_[23].data();  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l1_exp_avg_sq = sf_[24].data();  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l1_exp_avg = sf_[25].data();  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l1_exp_avg_sq = sf_[26].data();  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l1_exp_avg = sf_[27].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l1_exp_avg_sq = sf_[28].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l1_exp_avg = sf_[29].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l1_exp_avg_sq = sf_[30].data();  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_ln_weight_exp_avg = sf_[31].data();  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_ln_weight_exp_avg_sq = sf_[32].data();  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_ln_bias_exp_avg = sf_[33].data();  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_ln_bias_exp_avg_sq = sf_[34].data();  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_fc_weight_exp_avg = sf_[35].data();  // f32[16,32], lstm2_layernorm.model:25
+    T *const optimizer_fc_weight_exp_avg_sq = sf_[36].data();  // f32[16,32], lstm2_layernorm.model:25
+    T *const optimizer_fc_bias_exp_avg = sf_[37].data();  // f32[16], lstm2_layernorm.model:25
+    T *const optimizer_fc_bias_exp_avg_sq = sf_[38].data();  // f32[16], lstm2_layernorm.model:25
+    T *const optimizer_head_weight_exp_avg = sf_[39].data();  // f32[1,16], lstm2_layernorm.model:25
+    T *const optimizer_head_weight_exp_avg_sq = sf_[40].data();  // f32[1,16], lstm2_layernorm.model:25
+    T *const optimizer_head_bias_exp_avg = sf_[41].data();  // f32[1], lstm2_layernorm.model:25
+    T *const optimizer_head_bias_exp_avg_sq = sf_[42].data();  // f32[1], lstm2_layernorm.model:25
+    T *const y = A + 352;  // f32[16,1], lstm2_layernorm.model:10
+    T *const const2 = A + 368;  // f32[16,32], prelude.model:29
+    T *const matmul312 = A + 880;  // f32[16,20,128], prelude.model:30
+    T *const lstm_h = A + 41840;  // f32[16,32], prelude.model:29
+    T *const lstm_c = A + 42352;  // f32[16,32], prelude.model:29
+    T *const saved = A + 58224;  // f32[16,20,32], prelude.model:29
+    T *const lstm_o_saved = A + 68464;  // f32[16,20,32], prelude.model:29
+    T *const lstm_g_saved = A + 78704;  // f32[16,20,32], prelude.model:29
+    T *const lstm_i_saved = A + 88944;  // f32[16,20,32], prelude.model:29
+    T *const lstm_f_saved = A + 109424;  // f32[16,20,32], prelude.model:29
+    T *const matmul17 = A + 42864;  // f32[16,128], prelude.model:30
+    T *const lstm_gates = A + 44912;  // f32[16,128], prelude.model:30
+    T *const lstm_c_2 = A + 42864;  // f32[16,32], prelude.model:35
+    T *const lstm_h_2 = A + 43376;  // f32[16,32], prelude.model:36
+    T *const lstm_c_saved = A + 99184;  // f32[16,20,32], prelude.model:29
+    T *const lstm_h_4 = A + 46960;  // f32[16,32], prelude.model:29
+    T *const lstm_c_4 = A + 47472;  // f32[16,32], prelude.model:29
+    T *const transpose45 = A + 880;  // f32[32,128], prelude.model:30
+    T *const matmul314 = A + 4976;  // f32[16,20,128], prelude.model:30
+    T *const lstm_h_5 = A + 129904;  // f32[16,32], prelude.model:29
+    T *const lstm_c_5 = A + 130416;  // f32[16,32], prelude.model:29
+    T *const saved_2 = A + 145264;  // f32[16,20,32], prelude.model:29
+    T *const lstm_o_saved_2 = A + 155504;  // f32[16,20,32], prelude.model:29
+    T *const lstm_g_saved_2 = A + 165744;  // f32[16,20,32], prelude.model:29
+    T *const lstm_i_saved_2 = A + 175984;  // f32[16,20,32], prelude.model:29
+    T *const lstm_f_saved_2 = A + 196464;  // f32[16,20,32], prelude.model:29
+    T *const matmul53 = A + 130928;  // f32[16,128], prelude.model:30
+    T *const lstm_gates_3 = A + 132976;  // f32[16,128], prelude.model:30
+    T *const lstm_c_6 = A + 130928;  // f32[16,32], prelude.model:35
+    T *const lstm_h_6 = A + 131440;  // f32[16,32], prelude.model:36
+    T *const lstm_seq_2 = A + 135024;  // f32[16,20,32], prelude.model:29
+    T *const lstm_c_saved_2 = A + 186224;  // f32[16,20,32], prelude.model:29
+    T *const lstm_h_8 = A + 45936;  // f32[16,32], prelude.model:29
+    T *const lstm_c_8 = A + 46448;  // f32[16,32], prelude.model:29
+    T *const slice918 = A + 5488;  // f32[16,1], prelude.model:79
+    T *const mean920 = A + 5504;  // f32[16,1], prelude.model:79
+    T *const mean922 = A + 5520;  // f32[16,1], prelude.model:79
+    T *const ln_mu = A + 5536;  // f32[16,1], prelude.model:77
+    T *const transpose95 = A + 5568;  // f32[16,1], prelude.model:10
+    T *const ln_d = A + 5584;  // f32[16,32], prelude.model:78
+    T *const mul83 = A + 6096;  // f32[16,32], prelude.model:80
+    T *const z = A + 6608;  // f32[16,32], prelude.model:80
+    T *const transpose89 = A + 4976;  // f32[32,16], prelude.model:10
+    T *const matmul90 = A + 7120;  // f32[16,16], prelude.model:10
+    T *const relu93 = A + 7376;  // f32[16,16], lstm2_layernorm.model:20
+    T *const cmp_gt337 = A + 7632;  // f32[16,16], lstm2_layernorm.model:20
+    T *const matmul96 = A + 0;  // f32[16,1], prelude.model:10
+    T *const yhat = A + 5488;  // f32[16,1], prelude.model:10
+    T *const sub325 = A + 5504;  // f32[16,1], lstm2_layernorm.model:21
+    T *const loss_2 = A + 0;  // f32[], lstm2_layernorm.model:21
+    T *const mul328 = A + 5488;  // f32[16,1], lstm2_layernorm.model:21
+    T *const d_head_bias = A + 5520;  // f32[1], prelude.model:10
+    T *const matmul332 = A + 7120;  // f32[16,16], prelude.model:10
+    T *const matmul334 = A + 352;  // f32[16,1], prelude.model:10
+    T *const mul338 = A + 7376;  // f32[16,16], lstm2_layernorm.model:20
+    T *const d_fc_bias = A + 5488;  // f32[16], prelude.model:10
+    T *const matmul341 = A + 7632;  // f32[16,32], prelude.model:10
+    T *const matmul343 = A + 4976;  // f32[32,16], prelude.model:10
+    T *const d_ln_bias = A + 6608;  // f32[32], prelude.model:80
+    T *const sum913 = A + 5504;  // f32[16], prelude.model:78
+    T *const d_ln_weight = A + 6640;  // f32[32], prelude.model:80
+    T *const mul349 = A + 6672;  // f32[16,32], prelude.model:80
+    T *const sum576 = A + 6128;  // f32[], lstm2_layernorm.model:25
+    T *const mul360 = A + 16;  // f32[16,1], prelude.model:79
+    T *const mul370 = A + 5504;  // f32[16,1], prelude.model:77
+    T *const d_fc_weight = A + 7184;  // f32[16,32], prelude.model:10
+    T *const sum573 = A + 5536;  // f32[], lstm2_layernorm.model:25
+    T *const pad374 = A + 8208;  // f32[16,20,32], lstm2_layernorm.model:19
+    T *const d_lstm_h = A + 18448;  // f32[16,32], prelude.model:29
+    T *const d_lstm_c = A + 18960;  // f32[16,32], prelude.model:29
+    T *const mul424 = A + 21536;  // f32[16,32], prelude.model:31
+    T *const mul418 = A + 21024;  // f32[16,32], prelude.model:32
+    T *const mul412 = A + 20512;  // f32[16,32], prelude.model:33
+    T *const mul407 = A + 20000;  // f32[16,32], prelude.model:34
+    T *const mul403 = A + 19488;  // f32[16,32], prelude.model:35
+    T *const matmul431 = A + 20000;  // f32[16,32], prelude.model:30
+    T *const scan445 = A + 4976;  // f32[16,32], prelude.model:29
+    T *const scan446 = A + 5552;  // f32[16,32], prelude.model:29
+    T *const sum901 = A + 4976;  // f32[128], prelude.model:29
+    T *const matmul906 = A + 7696;  // f32[32,128], prelude.model:29
+    T *const matmul453 = A + 11792;  // f32[16,20,32], prelude.model:30
+    T *const matmul457 = A + 880;  // f32[32,128], prelude.model:30
+    T *const d_lstm_h_2 = A + 22032;  // f32[16,32], prelude.model:29
+    T *const d_lstm_c_2 = A + 22544;  // f32[16,32], prelude.model:29
+    T *const mul508 = A + 25120;  // f32[16,32], prelude.model:31
+    T *const mul502 = A + 24608;  // f32[16,32], prelude.model:32
+    T *const mul496 = A + 24096;  // f32[16,32], prelude.model:33
+    T *const mul491 = A + 23584;  // f32[16,32], prelude.model:34
+    T *const mul487 = A + 23072;  // f32[16,32], prelude.model:35
+    T *const matmul515 = A + 23584;  // f32[16,32], prelude.model:30
+    T *const scan529 = A + 5552;  // f32[16,32], prelude.model:29
+    T *const scan530 = A + 6672;  // f32[16,32], prelude.model:29
+    T *const sum907 = A + 368;  // f32[128], prelude.model:29
+    T *const matmul912 = A + 11792;  // f32[32,128], prelude.model:29
+    T *const matmul541 = A + 496;  // f32[1,128], prelude.model:30
+    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[128,1], prelude.model:30
+    T *const sum544 = A + 144;  // f32[], lstm2_layernorm.model:25
+    T *const d_lstm_weight_hh_l0 = A + 24080;  // f32[128,32], prelude.model:30
+    T *const d_lstm_weight_ih_l1 = A + 19984;  // f32[128,32], prelude.model:30
+    T *const d_lstm_weight_hh_l1 = A + 15888;  // f32[128,32], prelude.model:30
+    T *const sum546 = A + 160;  // f32[], lstm2_layernorm.model:25
+    T *const sum555 = A + 176;  // f32[], lstm2_layernorm.model:25
+    T *const sum558 = A + 192;  // f32[], lstm2_layernorm.model:25
+    T *const d_head_weight = A + 208;  // f32[1,16], prelude.model:10
+    T *const sum579 = A + 224;  // f32[], lstm2_layernorm.model:25
+    T *const sum549 = A + 240;  // f32[], lstm2_layernorm.model:25
+    T *const sum561 = A + 256;  // f32[], lstm2_layernorm.model:25
+    T *const sum567 = A + 272;  // f32[], lstm2_layernorm.model:25
+    T *const sum570 = A + 288;  // f32[], lstm2_layernorm.model:25
+    T *const sum582 = A + 304;  // f32[], lstm2_layernorm.model:25
+    T *const lr_2 = A + 336;  // f32[], lstm2_layernorm.model:25
+    T *const optimizer_step_new = A + 496;  // f32[], lstm2_layernorm.model:25
+    T *const minimum590 = A + 352;  // f32[], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_new = A + 512;  // f32[128,1], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq_new = A + 640;  // f32[128,1], lstm2_layernorm.model:25
+    T *const sqrt634 = A + 768;  // f32[128,1], lstm2_layernorm.model:25
+    T *const div619 = A + 32;  // f32[], lstm2_layernorm.model:25
+    T *const sqrt620 = A + 48;  // f32[], lstm2_layernorm.model:25
+    T *const lstm_weight_ih_l0_new = A + 896;  // f32[128,1], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_new = A + 7696;  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq_new = A + 11792;  // f32[128,32], lstm2_layernorm.model:25
+    T *const lstm_weight_hh_l0_new = A + 28176;  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l1_exp_avg_new = A + 32272;  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_ih_l1_exp_avg_sq_new = A + 36368;  // f32[128,32], lstm2_layernorm.model:25
+    T *const lstm_weight_ih_l1_new = A + 40464;  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l1_exp_avg_new = A + 44560;  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_weight_hh_l1_exp_avg_sq_new = A + 48656;  // f32[128,32], lstm2_layernorm.model:25
+    T *const lstm_weight_hh_l1_new = A + 52752;  // f32[128,32], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_new = A + 768;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq_new = A + 1024;  // f32[128], lstm2_layernorm.model:25
+    T *const lstm_bias_ih_l0_new = A + 1152;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_new = A + 1280;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq_new = A + 1408;  // f32[128], lstm2_layernorm.model:25
+    T *const lstm_bias_hh_l0_new = A + 1536;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l1_exp_avg_new = A + 1664;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_ih_l1_exp_avg_sq_new = A + 1792;  // f32[128], lstm2_layernorm.model:25
+    T *const lstm_bias_ih_l1_new = A + 1920;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l1_exp_avg_new = A + 2048;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_lstm_bias_hh_l1_exp_avg_sq_new = A + 2176;  // f32[128], lstm2_layernorm.model:25
+    T *const lstm_bias_hh_l1_new = A + 2304;  // f32[128], lstm2_layernorm.model:25
+    T *const optimizer_ln_weight_exp_avg_new = A + 64;  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_ln_weight_exp_avg_sq_new = A + 96;  // f32[32], lstm2_layernorm.model:25
+    T *const ln_weight_new = A + 128;  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_ln_bias_exp_avg_new = A + 256;  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_ln_bias_exp_avg_sq_new = A + 288;  // f32[32], lstm2_layernorm.model:25
+    T *const ln_bias_new = A + 320;  // f32[32], lstm2_layernorm.model:25
+    T *const optimizer_fc_weight_exp_avg_new = A + 2432;  // f32[16,32], lstm2_layernorm.model:25
+    T *const optimizer_fc_weight_exp_avg_sq_new = A + 2944;  // f32[16,32], lstm2_layernorm.model:25
+    T *const fc_weight_new = A + 3456;  // f32[16,32], lstm2_layernorm.model:25
+    T *const optimizer_fc_bias_exp_avg_new = A + 0;  // f32[16], lstm2_layernorm.model:25
+    T *const optimizer_fc_bias_exp_avg_sq_new = A + 160;  // f32[16], lstm2_layernorm.model:25
+    T *const fc_bias_new = A + 368;  // f32[16], lstm2_layernorm.model:25
+    T *const optimizer_head_weight_exp_avg_new = A + 384;  // f32[1,16], lstm2_layernorm.model:25
+    T *const optimizer_head_weight_exp_avg_sq_new = A + 400;  // f32[1,16], lstm2_layernorm.model:25
+    T *const head_weight_new = A + 416;  // f32[1,16], lstm2_layernorm.model:25
+    T *const optimizer_head_bias_exp_avg_new = A + 208;  // f32[1], lstm2_layernorm.model:25
+    T *const optimizer_head_bias_exp_avg_sq_new = A + 432;  // f32[1], lstm2_layernorm.model:25
+    T *const head_bias_new = A + 448;  // f32[1], lstm2_layernorm.model:25
+    // input %x  (lstm2_layernorm.model:9:1)
+    for (int64_t k = 0; k < 320; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (lstm2_layernorm.model:10:1)
+    for (int64_t k = 0; k < 16; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const2, 512, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 320, 128, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul312, 128, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const2, 512, lstm_h);
+    std::copy_n(const2, 512, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 20; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul17, 128, threads());
+      // fused loop over [16, 128]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v13 = matmul312[t * 128 + i0 * 2560 + i1] + lstm_bias_ih_l0[i1];
+          const T v18 = v13 + matmul17[i0 * 128 + i1];
+          const T lstm_gates_2 = v18 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 128 + i1] = lstm_gates_2;
         }
+      }
+      // fused loop over [16, 32]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v22 = lstm_gates[i0 * 128 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v22));
+          lstm_i_saved[t * 32 + i0 * 640 + i1] = lstm_i;
+          const T v24 = lstm_gates[i0 * 128 + i1 + 32];
+          const T lstm_f = T(1) / (T(1) + fexp(-v24));
+          lstm_f_saved[t * 32 + i0 * 640 + i1] = lstm_f;
+          const T v26 = lstm_gates[i0 * 128 + i1 + 64];
+          const T lstm_g = ftanh(v26);
+          lstm_g_saved[t * 32 + i0 * 640 + i1] = lstm_g;
+          const T v28 = lstm_gates[i0 * 128 + i1 + 96];
+          const T lstm_o = T(1) / (T(1) + fexp(-v28));
+          lstm_o_saved[t * 32 + i0 * 640 + i1] = lstm_o;
+          const T v30 = lstm_f * lstm_c[i0 * 32 + i1];
+          const T v31 = lstm_i * lstm_g;
+          const T lstm_c_3 = v30 + v31;
+          lstm_c_2[i0 * 32 + i1] = lstm_c_3;
+          const T v33 = ftanh(lstm_c_3);
+          saved[t * 32 + i0 * 640 + i1] = v33;
+          const T lstm_h_3 = lstm_o * v33;
+          lstm_h_2[i0 * 32 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h_2 + i * 32, 32, lstm_seq + (i * 640 + t * 32));
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_c + i * 32, 32, lstm_c_saved + (i * 640 + t * 32));
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h + i * 32, 32, lstm_h_saved + (i * 640 + t * 32));
+      }
+      std::copy_n(lstm_h_2, 512, lstm_h);
+      std::copy_n(lstm_c_2, 512, lstm_c);
+    }
+    std::copy_n(lstm_h, 512, lstm_h_4);
+    std::copy_n(lstm_c, 512, lstm_c_4);
+    // transpose  (prelude.model:30:31)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        transpose45[i0 * 128 + i1] = lstm_weight_ih_l1[i0 + i1 * 32];
+      }
+    }
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 320, 128, 32, T(1), lstm_seq, 32, lstm_weight_ih_l1, 32, T(0), matmul314, 128, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const2, 512, lstm_h_5);
+    std::copy_n(const2, 512, lstm_c_5);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 20; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(1, false, true, 16, 128, 32, T(1), lstm_h_5, 32, lstm_weight_hh_l1, 32, T(0), matmul53, 128, threads());
+      // fused loop over [16, 128]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v49 = matmul314[t * 128 + i0 * 2560 + i1] + lstm_bias_ih_l1[i1];
+          const T v54 = v49 + matmul53[i0 * 128 + i1];
+          const T lstm_gates_4 = v54 + lstm_bias_hh_l1[i1];
+          lstm_gates_3[i0 * 128 + i1] = lstm_gates_4;
+        }
+      }
+      // fused loop over [16, 32]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v58 = lstm_gates_3[i0 * 128 + i1];
+          const T lstm_i_2 = T(1) / (T(1) + fexp(-v58));
+          lstm_i_saved_2[t * 32 + i0 * 640 + i1] = lstm_i_2;
+          const T v60 = lstm_gates_3[i0 * 128 + i1 + 32];
+          const T lstm_f_2 = T(1) / (T(1) + fexp(-v60));
+          lstm_f_saved_2[t * 32 + i0 * 640 + i1] = lstm_f_2;
+          const T v62 = lstm_gates_3[i0 * 128 + i1 + 64];
+          const T lstm_g_2 = ftanh(v62);
+          lstm_g_saved_2[t * 32 + i0 * 640 + i1] = lstm_g_2;
+          const T v64 = lstm_gates_3[i0 * 128 + i1 + 96];
+          const T lstm_o_2 = T(1) / (T(1) + fexp(-v64));
+          lstm_o_saved_2[t * 32 + i0 * 640 + i1] = lstm_o_2;
+          const T v66 = lstm_f_2 * lstm_c_5[i0 * 32 + i1];
+          const T v67 = lstm_i_2 * lstm_g_2;
+          const T lstm_c_7 = v66 + v67;
+          lstm_c_6[i0 * 32 + i1] = lstm_c_7;
+          const T v69 = ftanh(lstm_c_7);
+          saved_2[t * 32 + i0 * 640 + i1] = v69;
+          const T lstm_h_7 = lstm_o_2 * v69;
+          lstm_h_6[i0 * 32 + i1] = lstm_h_7;
+        }
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h_6 + i * 32, 32, lstm_seq_2 + (i * 640 + t * 32));
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_c_5 + i * 32, 32, lstm_c_saved_2 + (i * 640 + t * 32));
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h_5 + i * 32, 32, lstm_h_saved_2 + (i * 640 + t * 32));
+      }
+      std::copy_n(lstm_h_6, 512, lstm_h_5);
+      std::copy_n(lstm_c_6, 512, lstm_c_5);
+    }
+    std::copy_n(lstm_h_5, 512, lstm_h_8);
+    std::copy_n(lstm_c_5, 512, lstm_c_8);
+    // slice  (lstm2_layernorm.model:19:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 32; ++i2) {
+        slice74[i0 * 32 + i2] = lstm_seq_2[i0 * 640 + i2 + 608];
+      }
+    }
+    // slice  (prelude.model:79:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      slice918[i0] = slice74[i0 * 32];
+    }
+    // fused loop over [16, 32], 3 reductions:
+    //   sub  (prelude.model:79:15)  [register]
+    //   mean over axes [1]  (prelude.model:79:15)
+    //   mul  (prelude.model:79:15)  [register]
+    //   mean over axes [1]  (prelude.model:79:15)
+    //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+    std::fill_n(mean920, 16, T(0));
+    std::fill_n(mean922, 16, T(0));
+    std::fill_n(ln_mu, 16, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T v919 = slice74[i0 * 32 + i1] - slice918[i0];
+        mean920[i0] += v919;
+        const T v921 = v919 * v919;
+        mean922[i0] += v921;
+        ln_mu[i0] += slice74[i0 * 32 + i1];
+      }
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      mean920[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      mean922[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      ln_mu[i] /= T(32);
+    }
+    // fused loop over [16, 1]:
+    //   mul  (prelude.model:79:15)  [register]
+    //   sub  (prelude.model:79:15)  [register]
+    //   maximum  (prelude.model:79:15)  [register]
+    //   add  (prelude.model:80:26)  [register]
+    //   rsqrt  (prelude.model:80:21)
+    //   transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T v923 = mean920[i0] * mean920[i0];
+      const T v924 = mean922[i0] - v923;
+      const T v926 = std::max(v924, T(0));
+      const T v81 = v926 + T(1e-05);
+      const T v82 = T(1) / std::sqrt(v81);
+      rsqrt82[i0] = v82;
+      const T v95 = head_weight[i0];
+      transpose95[i0] = v95;
+    }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
+    //   sub %ln.d  (prelude.model:78:11)
+    //   mul  (prelude.model:80:14)
+    //   mul  (prelude.model:80:33)  [register]
+    //   add %z  (prelude.model:80:42)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 44912)[i0 * 128 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] = v1;
-          const T v2 = (A + 44912)[32 + i0 * 128 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] = v3;
-          const T v4 = (A + 44912)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] = v5;
-          const T v6 = (A + 44912)[96 + i0 * 128 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 42352)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 42864)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          ((A + 58224) + t * 32)[i0 * 640 + i1 * 1] = v11;
-          const T v12 = v7 * v11;
-          (A + 43376)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43376) + o * 32, 32, (A + 47984) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 42352) + o * 32, 32, (A + 99184) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 41840) + o * 32, 32, (A + 119664) + (o * 20 + t) * 32);
-    std::copy_n((A + 43376), 512, (A + 41840));
-    std::copy_n((A + 42864), 512, (A + 42352));
-  }
-  std::copy_n((A + 41840), 512, (A + 46960));
-  std::copy_n((A + 42352), 512, (A + 47472));
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 128; ++i1)
-      {
-        (A + 880)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T ln_d_2 = slice74[i0 * 32 + i1] - ln_mu[i0];
+        ln_d[i0 * 32 + i1] = ln_d_2;
+        const T v83 = ln_d_2 * rsqrt82[i0];
+        mul83[i0 * 32 + i1] = v83;
+        const T v85 = v83 * ln_weight[i1];
+        const T z_2 = v85 + ln_bias[i1];
+        z[i0 * 32 + i1] = z_2;
       }
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 47984), 32, sf_[4].data(), 32, T(0), (A + 4976), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 129904));
-  std::copy_n((A + 368), 512, (A + 130416));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 129904), 32, sf_[5].data(), 32, T(0), (A + 130928), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
+    }
+    // transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = ((A + 4976) + t * 128)[i0 * 2560 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 130928)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 132976)[i0 * 128 + i1 * 1] = v2;
+      for (int64_t i1 = 0; i1 < 16; ++i1) {
+        transpose89[i0 * 16 + i1] = fc_weight[i0 + i1 * 32];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 16, 32, T(1), z, 32, fc_weight, 32, T(0), matmul90, 16, threads());
+    // fused loop over [16, 16]:
+    //   add  (prelude.model:10:34)  [register]
+    //   relu  (lstm2_layernorm.model:20:19)
+    //   cmp_gt  (lstm2_layernorm.model:20:19)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 16; ++i1) {
+        const T v92 = matmul90[i0 * 16 + i1] + fc_bias[i1];
+        const T v93 = (v92 > T(0)) ? v92 : T(0);
+        relu93[i0 * 16 + i1] = v93;
+        const T v337 = T(v92 > T(0));
+        cmp_gt337[i0 * 16 + i1] = v337;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 1, 16, T(1), relu93, 16, head_weight, 16, T(0), matmul96, 1, threads());
+    // fused loop over [16, 1]:
+    //   add %yhat  (prelude.model:10:34)
+    //   sub  (lstm2_layernorm.model:21:13)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T yhat_2 = matmul96[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+      const T v325 = yhat_2 - y[i0];
+      sub325[i0] = v325;
+    }
+    // mse %loss  (lstm2_layernorm.model:21:13)
+    { T s_ = 0; for (int64_t k = 0; k < 16; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(16); }
+    // loss  (lstm2_layernorm.model:17:1)
+    loss = double(loss_2[0]);
+    // fused loop over [16, 1], 1 reduction:
+    //   mul  (lstm2_layernorm.model:21:13)
+    //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_head_bias, 1, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T v328 = sub325[i0] * T(0.125);
+      mul328[i0] = v328;
+      d_head_bias[0] += v328;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 16, 1, T(1), mul328, 1, transpose95, 1, T(0), matmul332, 16, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 16, 1, 16, T(1), relu93, 16, mul328, 1, T(0), matmul334, 1, threads());
+    // fused loop over [16, 16], 1 reduction:
+    //   mul  (lstm2_layernorm.model:20:19)
+    //   sum %d.fc.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_fc_bias, 16, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 16; ++i1) {
+        const T v338 = matmul332[i0 * 16 + i1] * cmp_gt337[i0 * 16 + i1];
+        mul338[i0 * 16 + i1] = v338;
+        d_fc_bias[i1] += v338;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 32, 16, T(1), mul338, 16, transpose89, 16, T(0), matmul341, 32, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 32, 16, 16, T(1), z, 32, mul338, 16, T(0), matmul343, 16, threads());
+    // fused loop over [16, 32], 4 reductions:
+    //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
+    //   mul  (prelude.model:80:33)  [register]
+    //   sum over axes [1]  (prelude.model:78:11)
+    //   mul  (prelude.model:80:33)  [register]
+    //   sum %d.ln.weight over axes [0]  (prelude.model:80:33)
+    //   mul  (prelude.model:80:14)  [register]
+    //   sum over axes [1]  (prelude.model:80:14)
+    //   mul  (prelude.model:80:14)
+    std::fill_n(d_ln_bias, 32, T(0));
+    std::fill_n(sum913, 16, T(0));
+    std::fill_n(d_ln_weight, 32, T(0));
+    std::fill_n(sum351, 16, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        d_ln_bias[i1] += matmul341[i0 * 32 + i1];
+        const T v346 = matmul341[i0 * 32 + i1] * ln_weight[i1];
+        sum913[i0] += v346;
+        const T v347 = matmul341[i0 * 32 + i1] * mul83[i0 * 32 + i1];
+        d_ln_weight[i1] += v347;
+        const T v350 = v346 * ln_d[i0 * 32 + i1];
+        sum351[i0] += v350;
+        const T v349 = v346 * rsqrt82[i0];
+        mul349[i0 * 32 + i1] = v349;
+      }
+    }
+    // fused loop over [16], 1 reduction:
+    //   mul  (prelude.model:78:11)  [register]
+    //   mul  (prelude.model:78:11)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum576, 1, T(0));
+    for (int64_t i = 0; i < 16; ++i) {
+      const T v915 = sum913[i] * rsqrt82[i];
+      const T v917 = v915 * T(-1);
+      mul917[i] = v917;
+      const T v575 = d_fc_bias[i] * d_fc_bias[i];
+      sum576[0] += v575;
+    }
+    // fused loop over [16, 1]:
+    //   mul  (prelude.model:80:21)  [register]
+    //   mul  (prelude.model:80:21)  [register]
+    //   mul  (prelude.model:80:21)  [register]
+    //   mul  (prelude.model:80:21)  [register]
+    //   mul  (prelude.model:79:15)
+    //   mul  (prelude.model:77:14)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T v354 = sum351[i0] * T(-0.5);
+      const T v355 = rsqrt82[i0] * rsqrt82[i0];
+      const T v356 = rsqrt82[i0] * v355;
+      const T v357 = v354 * v356;
+      const T v360 = v357 * T(0.03125);
+      mul360[i0] = v360;
+      const T v370 = mul917[i0] * T(0.03125);
+      mul370[i0] = v370;
+    }
+    // fused loop over [16, 32], 1 reduction:
+    //   broadcast_to  (prelude.model:79:15)  [register]
+    //   mul  (prelude.model:79:18)  [register]
+    //   add  (prelude.model:79:18)  [register]
+    //   add  (prelude.model:79:18)  [register]
+    //   broadcast_to  (prelude.model:77:14)  [register]
+    //   add  (prelude.model:77:14)
+    //   transpose %d.fc.weight  (prelude.model:10:25)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum573, 1, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T v361 = mul360[i0];
+        const T v362 = v361 * ln_d[i0 * 32 + i1];
+        const T v364 = mul349[i0 * 32 + i1] + v362;
+        const T v365 = v364 + v362;
+        const T v371 = mul370[i0];
+        const T v372 = v365 + v371;
+        add372[i0 * 32 + i1] = v372;
+        const T d_fc_weight_2 = matmul343[i0 + i1 * 16];
+        d_fc_weight[i0 * 32 + i1] = d_fc_weight_2;
+        const T v572 = d_fc_weight_2 * d_fc_weight_2;
+        sum573[0] += v572;
+      }
+    }
+    // pad  (lstm2_layernorm.model:19:15)
+    std::fill_n(pad374, 10240, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 32; ++i2) {
+        pad374[i0 * 640 + i2 + 608] = add372[i0 * 32 + i2];
+      }
+    }
+    // scan  (prelude.model:29:13)
+    std::copy_n(const2, 512, d_lstm_h);
+    std::copy_n(const2, 512, d_lstm_c);
+    gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 20; ++step) {
+      const int64_t t = 19 - step;
+      // fused loop over [16, 32]:
+      //   add  [register]
+      //   mul  (prelude.model:36:15)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   sub  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   add  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   sub  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   sub  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)
+      //   mul  (prelude.model:35:23)  [register]
+      //   mul  (prelude.model:33:17)  [register]
+      //   sub  (prelude.model:33:17)  [register]
+      //   mul  (prelude.model:33:17)
+      //   mul  (prelude.model:36:15)  [register]
+      //   sub  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v386 = d_lstm_h[i0 * 32 + i1] + pad374[t * 32 + i0 * 640 + i1];
+          const T v390 = v386 * lstm_o_saved_2[t * 32 + i0 * 640 + i1];
+          const T v392 = saved_2[t * 32 + i0 * 640 + i1] * saved_2[t * 32 + i0 * 640 + i1];
+          const T v393 = T(1) - v392;
+          const T v394 = v390 * v393;
+          const T v395 = d_lstm_c[i0 * 32 + i1] + v394;
+          const T v397 = v395 * lstm_g_saved_2[t * 32 + i0 * 640 + i1];
+          const T v422 = T(1) - lstm_i_saved_2[t * 32 + i0 * 640 + i1];
+          const T v423 = lstm_i_saved_2[t * 32 + i0 * 640 + i1] * v422;
+          const T v424 = v397 * v423;
+          mul424[i0 * 32 + i1] = v424;
+          const T v401 = v395 * lstm_c_saved_2[t * 32 + i0 * 640 + i1];
+          const T v416 = T(1) - lstm_f_saved_2[t * 32 + i0 * 640 + i1];
+          const T v417 = lstm_f_saved_2[t * 32 + i0 * 640 + i1] * v416;
+          const T v418 = v401 * v417;
+          mul418[i0 * 32 + i1] = v418;
+          const T v399 = v395 * lstm_i_saved_2[t * 32 + i0 * 640 + i1];
+          const T v410 = lstm_g_saved_2[t * 32 + i0 * 640 + i1] * lstm_g_saved_2[t * 32 + i0 * 640 + i1];
+          const T v411 = T(1) - v410;
+          const T v412 = v399 * v411;
+          mul412[i0 * 32 + i1] = v412;
+          const T v388 = v386 * saved_2[t * 32 + i0 * 640 + i1];
+          const T v405 = T(1) - lstm_o_saved_2[t * 32 + i0 * 640 + i1];
+          const T v406 = lstm_o_saved_2[t * 32 + i0 * 640 + i1] * v405;
+          const T v407 = v388 * v406;
+          mul407[i0 * 32 + i1] = v407;
+          const T v403 = v395 * lstm_f_saved_2[t * 32 + i0 * 640 + i1];
+          mul403[i0 * 32 + i1] = v403;
         }
+      }
+      // concat  (prelude.model:31:26)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan450[t * 128 + i0 * 2560 + i1] = mul424[i0 * 32 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan450[t * 128 + i0 * 2560 + i1 + 32] = mul418[i0 * 32 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan450[t * 128 + i0 * 2560 + i1 + 64] = mul412[i0 * 32 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan450[t * 128 + i0 * 2560 + i1 + 96] = mul407[i0 * 32 + i1];
+        }
+      }
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(2, false, false, 16, 32, 128, T(1), scan450 + t * 128, 2560, lstm_weight_hh_l1, 32, T(0), matmul431, 32, threads());
+      std::copy_n(matmul431, 512, d_lstm_h);
+      std::copy_n(mul403, 512, d_lstm_c);
+    }
+    std::copy_n(d_lstm_h, 512, scan445);
+    std::copy_n(d_lstm_c, 512, scan446);
+    // sum  (prelude.model:29:13)
+    std::fill_n(sum901, 128, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      for (int64_t i1 = 0; i1 < 20; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 128; ++i2) {
+          sum901[i2] += scan450[i0 * 2560 + i1 * 128 + i2];
+        }
+      }
+    }
+    // matmul  (prelude.model:29:13)
+    gemm(true, false, 32, 128, 320, T(1), lstm_h_saved_2, 32, scan450, 128, T(0), matmul906, 128, threads());
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 320, 32, 128, T(1), scan450, 128, transpose45, 128, T(0), matmul453, 32, threads());
+    // matmul  (prelude.model:30:20)
+    gemm(true, false, 32, 128, 320, T(1), lstm_seq, 32, scan450, 128, T(0), matmul457, 128, threads());
+    // scan  (prelude.model:29:13)
+    std::copy_n(const2, 512, d_lstm_h_2);
+    std::copy_n(const2, 512, d_lstm_c_2);
+    gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 20; ++step) {
+      const int64_t t = 19 - step;
+      // fused loop over [16, 32]:
+      //   add  [register]
+      //   mul  (prelude.model:36:15)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   sub  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   add  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   sub  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   sub  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)
+      //   mul  (prelude.model:35:23)  [register]
+      //   mul  (prelude.model:33:17)  [register]
+      //   sub  (prelude.model:33:17)  [register]
+      //   mul  (prelude.model:33:17)
+      //   mul  (prelude.model:36:15)  [register]
+      //   sub  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v470 = d_lstm_h_2[i0 * 32 + i1] + matmul453[t * 32 + i0 * 640 + i1];
+          const T v474 = v470 * lstm_o_saved[t * 32 + i0 * 640 + i1];
+          const T v476 = saved[t * 32 + i0 * 640 + i1] * saved[t * 32 + i0 * 640 + i1];
+          const T v477 = T(1) - v476;
+          const T v478 = v474 * v477;
+          const T v479 = d_lstm_c_2[i0 * 32 + i1] + v478;
+          const T v481 = v479 * lstm_g_saved[t * 32 + i0 * 640 + i1];
+          const T v506 = T(1) - lstm_i_saved[t * 32 + i0 * 640 + i1];
+          const T v507 = lstm_i_saved[t * 32 + i0 * 640 + i1] * v506;
+          const T v508 = v481 * v507;
+          mul508[i0 * 32 + i1] = v508;
+          const T v485 = v479 * lstm_c_saved[t * 32 + i0 * 640 + i1];
+          const T v500 = T(1) - lstm_f_saved[t * 32 + i0 * 640 + i1];
+          const T v501 = lstm_f_saved[t * 32 + i0 * 640 + i1] * v500;
+          const T v502 = v485 * v501;
+          mul502[i0 * 32 + i1] = v502;
+          const T v483 = v479 * lstm_i_saved[t * 32 + i0 * 640 + i1];
+          const T v494 = lstm_g_saved[t * 32 + i0 * 640 + i1] * lstm_g_saved[t * 32 + i0 * 640 + i1];
+          const T v495 = T(1) - v494;
+          const T v496 = v483 * v495;
+          mul496[i0 * 32 + i1] = v496;
+          const T v472 = v470 * saved[t * 32 + i0 * 640 + i1];
+          const T v489 = T(1) - lstm_o_saved[t * 32 + i0 * 640 + i1];
+          const T v490 = lstm_o_saved[t * 32 + i0 * 640 + i1] * v489;
+          const T v491 = v472 * v490;
+          mul491[i0 * 32 + i1] = v491;
+          const T v487 = v479 * lstm_f_saved[t * 32 + i0 * 640 + i1];
+          mul487[i0 * 32 + i1] = v487;
+        }
+      }
+      // concat  (prelude.model:31:26)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan534[t * 128 + i0 * 2560 + i1] = mul508[i0 * 32 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan534[t * 128 + i0 * 2560 + i1 + 32] = mul502[i0 * 32 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan534[t * 128 + i0 * 2560 + i1 + 64] = mul496[i0 * 32 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          scan534[t * 128 + i0 * 2560 + i1 + 96] = mul491[i0 * 32 + i1];
+        }
+      }
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(3, false, false, 16, 32, 128, T(1), scan534 + t * 128, 2560, lstm_weight_hh_l0, 32, T(0), matmul515, 32, threads());
+      std::copy_n(matmul515, 512, d_lstm_h_2);
+      std::copy_n(mul487, 512, d_lstm_c_2);
+    }
+    std::copy_n(d_lstm_h_2, 512, scan529);
+    std::copy_n(d_lstm_c_2, 512, scan530);
+    // sum  (prelude.model:29:13)
+    std::fill_n(sum907, 128, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      for (int64_t i1 = 0; i1 < 20; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 128; ++i2) {
+          sum907[i2] += scan534[i0 * 2560 + i1 * 128 + i2];
+        }
+      }
+    }
+    // matmul  (prelude.model:29:13)
+    gemm(true, false, 32, 128, 320, T(1), lstm_h_saved, 32, scan534, 128, T(0), matmul912, 128, threads());
+    // matmul  (prelude.model:30:20)
+    gemm(true, false, 1, 128, 320, T(1), x, 1, scan534, 128, T(0), matmul541, 128, threads());
+    // fused loop over [128, 1], 1 reduction:
+    //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum544, 1, T(0));
+    for (int64_t i0 = 0; i0 < 128; ++i0) {
+      const T d_lstm_weight_ih_l0_2 = matmul541[i0];
+      d_lstm_weight_ih_l0[i0] = d_lstm_weight_ih_l0_2;
+      const T v543 = d_lstm_weight_ih_l0_2 * d_lstm_weight_ih_l0_2;
+      sum544[0] += v543;
+    }
+    // grad  (prelude.model:19:5)
+    if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 128);
+    // fused loop over [128, 32], 3 reductions:
+    //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+    //   transpose %d.lstm.weight_ih_l1  (prelude.model:30:31)
+    //   transpose %d.lstm.weight_hh_l1  (prelude.model:30:78)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum546, 1, T(0));
+    std::fill_n(sum555, 1, T(0));
+    std::fill_n(sum558, 1, T(0));
+    for (int64_t i0 = 0; i0 < 128; ++i0) {
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T d_lstm_weight_hh_l0_2 = matmul912[i0 + i1 * 128];
+        d_lstm_weight_hh_l0[i0 * 32 + i1] = d_lstm_weight_hh_l0_2;
+        const T d_lstm_weight_ih_l1_2 = matmul457[i0 + i1 * 128];
+        d_lstm_weight_ih_l1[i0 * 32 + i1] = d_lstm_weight_ih_l1_2;
+        const T d_lstm_weight_hh_l1_2 = matmul906[i0 + i1 * 128];
+        d_lstm_weight_hh_l1[i0 * 32 + i1] = d_lstm_weight_hh_l1_2;
+        const T v545 = d_lstm_weight_hh_l0_2 * d_lstm_weight_hh_l0_2;
+        sum546[0] += v545;
+        const T v554 = d_lstm_weight_ih_l1_2 * d_lstm_weight_ih_l1_2;
+        sum555[0] += v554;
+        const T v557 = d_lstm_weight_hh_l1_2 * d_lstm_weight_hh_l1_2;
+        sum558[0] += v557;
+      }
+    }
+    // grad  (prelude.model:20:5)
+    if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 4096);
+    // grad  (prelude.model:21:5)
+    if (grads) (*grads)[2].assign(sum907, sum907 + 128);
+    // grad  (prelude.model:22:5)
+    if (grads) (*grads)[3].assign(sum907, sum907 + 128);
+    // grad  (prelude.model:19:5)
+    if (grads) (*grads)[4].assign(d_lstm_weight_ih_l1, d_lstm_weight_ih_l1 + 4096);
+    // grad  (prelude.model:20:5)
+    if (grads) (*grads)[5].assign(d_lstm_weight_hh_l1, d_lstm_weight_hh_l1 + 4096);
+    // grad  (prelude.model:21:5)
+    if (grads) (*grads)[6].assign(sum901, sum901 + 128);
+    // grad  (prelude.model:22:5)
+    if (grads) (*grads)[7].assign(sum901, sum901 + 128);
+    // grad  (prelude.model:73:3)
+    if (grads) (*grads)[8].assign(d_ln_weight, d_ln_weight + 32);
+    // grad  (prelude.model:74:3)
+    if (grads) (*grads)[9].assign(d_ln_bias, d_ln_bias + 32);
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[10].assign(d_fc_weight, d_fc_weight + 512);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[11].assign(d_fc_bias, d_fc_bias + 16);
+    // fused loop over [1, 16], 1 reduction:
+    //   transpose %d.head.weight  (prelude.model:10:25)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum579, 1, T(0));
+    for (int64_t i1 = 0; i1 < 16; ++i1) {
+      const T d_head_weight_2 = matmul334[i1];
+      d_head_weight[i1] = d_head_weight_2;
+      const T v578 = d_head_weight_2 * d_head_weight_2;
+      sum579[0] += v578;
+    }
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[12].assign(d_head_weight, d_head_weight + 16);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[13].assign(d_head_bias, d_head_bias + 1);
+    // fused loop over [128], 2 reductions:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum549, 1, T(0));
+    std::fill_n(sum561, 1, T(0));
+    for (int64_t i = 0; i < 128; ++i) {
+      const T v548 = sum907[i] * sum907[i];
+      sum549[0] += v548;
+      const T v560 = sum901[i] * sum901[i];
+      sum561[0] += v560;
+    }
+    // fused loop over [32], 2 reductions:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum567, 1, T(0));
+    std::fill_n(sum570, 1, T(0));
+    for (int64_t i = 0; i < 32; ++i) {
+      const T v566 = d_ln_weight[i] * d_ln_weight[i];
+      sum567[0] += v566;
+      const T v569 = d_ln_bias[i] * d_ln_bias[i];
+      sum570[0] += v569;
+    }
+    // fused loop over [1], 1 reduction:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sum over axes [0]  (lstm2_layernorm.model:25:1)
+    std::fill_n(sum582, 1, T(0));
+    const T v581 = d_head_bias[0] * d_head_bias[0];
+    sum582[0] += v581;
+    // hyper %lr  (lstm2_layernorm.model:25:1)
+    lr_2[0] = T(lr_);
+    // fused loop over []:
+    //   add %optimizer.step.new  (lstm2_layernorm.model:25:1)
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   sqrt %grad_norm  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   minimum  (lstm2_layernorm.model:25:1)
+    const T optimizer_step_new_2 = optimizer_step[0] + T(1);
+    optimizer_step_new[0] = optimizer_step_new_2;
+    const T v547 = sum544[0] + sum546[0];
+    const T v550 = v547 + sum549[0];
+    const T v553 = v550 + sum549[0];
+    const T v556 = v553 + sum555[0];
+    const T v559 = v556 + sum558[0];
+    const T v562 = v559 + sum561[0];
+    const T v565 = v562 + sum561[0];
+    const T v568 = v565 + sum567[0];
+    const T v571 = v568 + sum570[0];
+    const T v574 = v571 + sum573[0];
+    const T v577 = v574 + sum576[0];
+    const T v580 = v577 + sum579[0];
+    const T v583 = v580 + sum582[0];
+    const T grad_norm = std::sqrt(v583);
+    const T v587 = grad_norm + T(1e-06);
+    const T v588 = T(1) / v587;
+    const T v590 = std::min(v588, T(1));
+    minimum590[0] = v590;
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(14, optimizer_step_new);
+    // fused loop over [128, 1]:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)
+    for (int64_t i0 = 0; i0 < 128; ++i0) {
+      const T v623 = optimizer_lstm_weight_ih_l0_exp_avg[i0] * T(0.9);
+      const T v591 = d_lstm_weight_ih_l0[i0] * minimum590[0];
+      const T v625 = v591 * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_new_2 = v623 + v625;
+      optimizer_lstm_weight_ih_l0_exp_avg_new[i0] = optimizer_lstm_weight_ih_l0_exp_avg_new_2;
+      const T v629 = optimizer_lstm_weight_ih_l0_exp_avg_sq[i0] * T(0.999);
+      const T v630 = v591 * v591;
+      const T v632 = v630 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2 = v629 + v632;
+      optimizer_lstm_weight_ih_l0_exp_avg_sq_new[i0] = optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2;
+      const T v634 = std::sqrt(optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2);
+      sqrt634[i0] = v634;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(15, optimizer_lstm_weight_ih_l0_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(16, optimizer_lstm_weight_ih_l0_exp_avg_sq_new);
+    // fused loop over []:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   exp  (lstm2_layernorm.model:25:1)  [register]
+    //   sub  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   exp  (lstm2_layernorm.model:25:1)  [register]
+    //   sub  (lstm2_layernorm.model:25:1)  [register]
+    //   sqrt  (lstm2_layernorm.model:25:1)
+    const T v611 = optimizer_step_new[0] * T(-0.10536051565782628);
+    const T v612 = fexp(v611);
+    const T v613 = T(1) - v612;
+    const T v619 = lr_2[0] / v613;
+    div619[0] = v619;
+    const T v616 = optimizer_step_new[0] * T(-0.0010005003335835344);
+    const T v617 = fexp(v616);
+    const T v618 = T(1) - v617;
+    const T v620 = std::sqrt(v618);
+    sqrt620[0] = v620;
+    // fused loop over [128, 1]:
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.weight_ih_l0.new  (lstm2_layernorm.model:25:1)
+    for (int64_t i0 = 0; i0 < 128; ++i0) {
+      const T v635 = sqrt634[i0] / sqrt620[0];
+      const T v637 = v635 + T(1e-08);
+      const T v638 = optimizer_lstm_weight_ih_l0_exp_avg_new[i0] / v637;
+      const T v639 = div619[0] * v638;
+      const T lstm_weight_ih_l0_new_2 = lstm_weight_ih_l0[i0] - v639;
+      lstm_weight_ih_l0_new[i0] = lstm_weight_ih_l0_new_2;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(0, lstm_weight_ih_l0_new);
+    // fused loop over [128, 32]:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.weight_hh_l0.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.weight_ih_l1.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.weight_hh_l1.new  (lstm2_layernorm.model:25:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 4096; ++i) {
+      const T v643 = optimizer_lstm_weight_hh_l0_exp_avg[i] * T(0.9);
+      const T v592 = d_lstm_weight_hh_l0[i] * minimum590[0];
+      const T v645 = v592 * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_new_2 = v643 + v645;
+      optimizer_lstm_weight_hh_l0_exp_avg_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_new_2;
+      const T v649 = optimizer_lstm_weight_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T v650 = v592 * v592;
+      const T v652 = v650 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2 = v649 + v652;
+      optimizer_lstm_weight_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2;
+      const T v654 = std::sqrt(optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2);
+      const T v655 = v654 / sqrt620[0];
+      const T v657 = v655 + T(1e-08);
+      const T v658 = optimizer_lstm_weight_hh_l0_exp_avg_new_2 / v657;
+      const T v659 = div619[0] * v658;
+      const T lstm_weight_hh_l0_new_2 = lstm_weight_hh_l0[i] - v659;
+      lstm_weight_hh_l0_new[i] = lstm_weight_hh_l0_new_2;
+      const T v703 = optimizer_lstm_weight_ih_l1_exp_avg[i] * T(0.9);
+      const T v595 = d_lstm_weight_ih_l1[i] * minimum590[0];
+      const T v705 = v595 * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_l1_exp_avg_new_2 = v703 + v705;
+      optimizer_lstm_weight_ih_l1_exp_avg_new[i] = optimizer_lstm_weight_ih_l1_exp_avg_new_2;
+      const T v709 = optimizer_lstm_weight_ih_l1_exp_avg_sq[i] * T(0.999);
+      const T v710 = v595 * v595;
+      const T v712 = v710 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2 = v709 + v712;
+      optimizer_lstm_weight_ih_l1_exp_avg_sq_new[i] = optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2;
+      const T v714 = std::sqrt(optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2);
+      const T v715 = v714 / sqrt620[0];
+      const T v717 = v715 + T(1e-08);
+      const T v718 = optimizer_lstm_weight_ih_l1_exp_avg_new_2 / v717;
+      const T v719 = div619[0] * v718;
+      const T lstm_weight_ih_l1_new_2 = lstm_weight_ih_l1[i] - v719;
+      lstm_weight_ih_l1_new[i] = lstm_weight_ih_l1_new_2;
+      const T v723 = optimizer_lstm_weight_hh_l1_exp_avg[i] * T(0.9);
+      const T v596 = d_lstm_weight_hh_l1[i] * minimum590[0];
+      const T v725 = v596 * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_l1_exp_avg_new_2 = v723 + v725;
+      optimizer_lstm_weight_hh_l1_exp_avg_new[i] = optimizer_lstm_weight_hh_l1_exp_avg_new_2;
+      const T v729 = optimizer_lstm_weight_hh_l1_exp_avg_sq[i] * T(0.999);
+      const T v730 = v596 * v596;
+      const T v732 = v730 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2 = v729 + v732;
+      optimizer_lstm_weight_hh_l1_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2;
+      const T v734 = std::sqrt(optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2);
+      const T v735 = v734 / sqrt620[0];
+      const T v737 = v735 + T(1e-08);
+      const T v738 = optimizer_lstm_weight_hh_l1_exp_avg_new_2 / v737;
+      const T v739 = div619[0] * v738;
+      const T lstm_weight_hh_l1_new_2 = lstm_weight_hh_l1[i] - v739;
+      lstm_weight_hh_l1_new[i] = lstm_weight_hh_l1_new_2;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(17, optimizer_lstm_weight_hh_l0_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(18, optimizer_lstm_weight_hh_l0_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(1, lstm_weight_hh_l0_new);
+    // fused loop over [128]:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.bias_hh_l0.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.bias_ih_l1.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %lstm.bias_hh_l1.new  (lstm2_layernorm.model:25:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 128; ++i) {
+      const T v663 = optimizer_lstm_bias_ih_l0_exp_avg[i] * T(0.9);
+      const T v593 = sum907[i] * minimum590[0];
+      const T v665 = v593 * T(0.09999999999999998);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_new_2 = v663 + v665;
+      optimizer_lstm_bias_ih_l0_exp_avg_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_new_2;
+      const T v669 = optimizer_lstm_bias_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v670 = v593 * v593;
+      const T v672 = v670 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2 = v669 + v672;
+      optimizer_lstm_bias_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2;
+      const T v674 = std::sqrt(optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2);
+      const T v675 = v674 / sqrt620[0];
+      const T v677 = v675 + T(1e-08);
+      const T v678 = optimizer_lstm_bias_ih_l0_exp_avg_new_2 / v677;
+      const T v679 = div619[0] * v678;
+      const T lstm_bias_ih_l0_new_2 = lstm_bias_ih_l0[i] - v679;
+      lstm_bias_ih_l0_new[i] = lstm_bias_ih_l0_new_2;
+      const T v683 = optimizer_lstm_bias_hh_l0_exp_avg[i] * T(0.9);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_new_2 = v683 + v665;
+      optimizer_lstm_bias_hh_l0_exp_avg_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_new_2;
+      const T v689 = optimizer_lstm_bias_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2 = v689 + v672;
+      optimizer_lstm_bias_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2;
+      const T v694 = std::sqrt(optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2);
+      const T v695 = v694 / sqrt620[0];
+      const T v697 = v695 + T(1e-08);
+      const T v698 = optimizer_lstm_bias_hh_l0_exp_avg_new_2 / v697;
+      const T v699 = div619[0] * v698;
+      const T lstm_bias_hh_l0_new_2 = lstm_bias_hh_l0[i] - v699;
+      lstm_bias_hh_l0_new[i] = lstm_bias_hh_l0_new_2;
+      const T v743 = optimizer_lstm_bias_ih_l1_exp_avg[i] * T(0.9);
+      const T v597 = sum901[i] * minimum590[0];
+      const T v745 = v597 * T(0.09999999999999998);
+      const T optimizer_lstm_bias_ih_l1_exp_avg_new_2 = v743 + v745;
+      optimizer_lstm_bias_ih_l1_exp_avg_new[i] = optimizer_lstm_bias_ih_l1_exp_avg_new_2;
+      const T v749 = optimizer_lstm_bias_ih_l1_exp_avg_sq[i] * T(0.999);
+      const T v750 = v597 * v597;
+      const T v752 = v750 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2 = v749 + v752;
+      optimizer_lstm_bias_ih_l1_exp_avg_sq_new[i] = optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2;
+      const T v754 = std::sqrt(optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2);
+      const T v755 = v754 / sqrt620[0];
+      const T v757 = v755 + T(1e-08);
+      const T v758 = optimizer_lstm_bias_ih_l1_exp_avg_new_2 / v757;
+      const T v759 = div619[0] * v758;
+      const T lstm_bias_ih_l1_new_2 = lstm_bias_ih_l1[i] - v759;
+      lstm_bias_ih_l1_new[i] = lstm_bias_ih_l1_new_2;
+      const T v763 = optimizer_lstm_bias_hh_l1_exp_avg[i] * T(0.9);
+      const T optimizer_lstm_bias_hh_l1_exp_avg_new_2 = v763 + v745;
+      optimizer_lstm_bias_hh_l1_exp_avg_new[i] = optimizer_lstm_bias_hh_l1_exp_avg_new_2;
+      const T v769 = optimizer_lstm_bias_hh_l1_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2 = v769 + v752;
+      optimizer_lstm_bias_hh_l1_exp_avg_sq_new[i] = optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2;
+      const T v774 = std::sqrt(optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2);
+      const T v775 = v774 / sqrt620[0];
+      const T v777 = v775 + T(1e-08);
+      const T v778 = optimizer_lstm_bias_hh_l1_exp_avg_new_2 / v777;
+      const T v779 = div619[0] * v778;
+      const T lstm_bias_hh_l1_new_2 = lstm_bias_hh_l1[i] - v779;
+      lstm_bias_hh_l1_new[i] = lstm_bias_hh_l1_new_2;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(19, optimizer_lstm_bias_ih_l0_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(20, optimizer_lstm_bias_ih_l0_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(2, lstm_bias_ih_l0_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(21, optimizer_lstm_bias_hh_l0_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(22, optimizer_lstm_bias_hh_l0_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(3, lstm_bias_hh_l0_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(23, optimizer_lstm_weight_ih_l1_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(24, optimizer_lstm_weight_ih_l1_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(4, lstm_weight_ih_l1_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(25, optimizer_lstm_weight_hh_l1_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(26, optimizer_lstm_weight_hh_l1_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(5, lstm_weight_hh_l1_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(27, optimizer_lstm_bias_ih_l1_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(28, optimizer_lstm_bias_ih_l1_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(6, lstm_bias_ih_l1_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(29, optimizer_lstm_bias_hh_l1_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(30, optimizer_lstm_bias_hh_l1_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(7, lstm_bias_hh_l1_new);
+    // fused loop over [32]:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.ln.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.ln.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %ln.weight.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.ln.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.ln.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %ln.bias.new  (lstm2_layernorm.model:25:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 32; ++i) {
+      const T v783 = optimizer_ln_weight_exp_avg[i] * T(0.9);
+      const T v599 = d_ln_weight[i] * minimum590[0];
+      const T v785 = v599 * T(0.09999999999999998);
+      const T optimizer_ln_weight_exp_avg_new_2 = v783 + v785;
+      optimizer_ln_weight_exp_avg_new[i] = optimizer_ln_weight_exp_avg_new_2;
+      const T v789 = optimizer_ln_weight_exp_avg_sq[i] * T(0.999);
+      const T v790 = v599 * v599;
+      const T v792 = v790 * T(0.0010000000000000009);
+      const T optimizer_ln_weight_exp_avg_sq_new_2 = v789 + v792;
+      optimizer_ln_weight_exp_avg_sq_new[i] = optimizer_ln_weight_exp_avg_sq_new_2;
+      const T v794 = std::sqrt(optimizer_ln_weight_exp_avg_sq_new_2);
+      const T v795 = v794 / sqrt620[0];
+      const T v797 = v795 + T(1e-08);
+      const T v798 = optimizer_ln_weight_exp_avg_new_2 / v797;
+      const T v799 = div619[0] * v798;
+      const T ln_weight_new_2 = ln_weight[i] - v799;
+      ln_weight_new[i] = ln_weight_new_2;
+      const T v803 = optimizer_ln_bias_exp_avg[i] * T(0.9);
+      const T v600 = d_ln_bias[i] * minimum590[0];
+      const T v805 = v600 * T(0.09999999999999998);
+      const T optimizer_ln_bias_exp_avg_new_2 = v803 + v805;
+      optimizer_ln_bias_exp_avg_new[i] = optimizer_ln_bias_exp_avg_new_2;
+      const T v809 = optimizer_ln_bias_exp_avg_sq[i] * T(0.999);
+      const T v810 = v600 * v600;
+      const T v812 = v810 * T(0.0010000000000000009);
+      const T optimizer_ln_bias_exp_avg_sq_new_2 = v809 + v812;
+      optimizer_ln_bias_exp_avg_sq_new[i] = optimizer_ln_bias_exp_avg_sq_new_2;
+      const T v814 = std::sqrt(optimizer_ln_bias_exp_avg_sq_new_2);
+      const T v815 = v814 / sqrt620[0];
+      const T v817 = v815 + T(1e-08);
+      const T v818 = optimizer_ln_bias_exp_avg_new_2 / v817;
+      const T v819 = div619[0] * v818;
+      const T ln_bias_new_2 = ln_bias[i] - v819;
+      ln_bias_new[i] = ln_bias_new_2;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(31, optimizer_ln_weight_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(32, optimizer_ln_weight_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(8, ln_weight_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(33, optimizer_ln_bias_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(34, optimizer_ln_bias_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(9, ln_bias_new);
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 132976)[i0 * 128 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] = v1;
-          const T v2 = (A + 132976)[32 + i0 * 128 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] = v3;
-          const T v4 = (A + 132976)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] = v5;
-          const T v6 = (A + 132976)[96 + i0 * 128 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 130416)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 130928)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          ((A + 145264) + t * 32)[i0 * 640 + i1 * 1] = v11;
-          const T v12 = v7 * v11;
-          (A + 131440)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 131440) + o * 32, 32, (A + 135024) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 130416) + o * 32, 32, (A + 186224) + (o * 20 + t) * 32);
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 129904) + o * 32, 32, (A + 206704) + (o * 20 + t) * 32);
-    std::copy_n((A + 131440), 512, (A + 129904));
-    std::copy_n((A + 130928), 512, (A + 130416));
-  }
-  std::copy_n((A + 129904), 512, (A + 45936));
-  std::copy_n((A + 130416), 512, (A + 46448));
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
-  // slice  (lstm2_layernorm.model:19:15)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 32; ++i2)
-        {
-          (A + 4976)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 135024)[608 + i0 * 640 + i1 * 32 + i2 * 1];
-        }
-  // reshape  (lstm2_layernorm.model:19:15)
-  // (a view of its operand)
-  // slice  (prelude.model:79:15)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.fc.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.fc.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %fc.weight.new  (lstm2_layernorm.model:25:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 5488)[i0 * 1 + i1 * 1] = (A + 4976)[0 + i0 * 32 + i1 * 1];
-      }
-  // fused loop over [16, 32], 3 reductions:
-  //   sub  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mul  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
-  std::fill_n((A + 5504), 16, T(0));
-  std::fill_n((A + 5520), 16, T(0));
-  std::fill_n((A + 5536), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 4976)[i0 * 32 + i1 * 1] - (A + 5488)[i0 * 1];
-        (A + 5504)[i0 * 1] += v0;
-        const T v2 = v0 * v0;
-        (A + 5520)[i0 * 1] += v2;
-        (A + 5536)[i0 * 1] += (A + 4976)[i0 * 32 + i1 * 1];
-      }
-  for (int64_t k = 0; k < 16; ++k) (A + 5504)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 5520)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 5536)[k] /= T(32);
-  // const  (prelude.model:80:26)
-  std::fill_n((A + 5488), 1, T(1.0000000000000001e-05));
-  // fused loop over [16, 1]:
-  //   mul  (prelude.model:79:15)  [register]
-  //   sub  (prelude.model:79:15)  [register]
-  //   maximum  (prelude.model:79:15)  [register]
-  //   add  (prelude.model:80:26)  [register]
-  //   rsqrt  (prelude.model:80:21)
-  //   transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
+    for (int64_t i = 0; i < 512; ++i) {
+      const T v823 = optimizer_fc_weight_exp_avg[i] * T(0.9);
+      const T v601 = d_fc_weight[i] * minimum590[0];
+      const T v825 = v601 * T(0.09999999999999998);
+      const T optimizer_fc_weight_exp_avg_new_2 = v823 + v825;
+      optimizer_fc_weight_exp_avg_new[i] = optimizer_fc_weight_exp_avg_new_2;
+      const T v829 = optimizer_fc_weight_exp_avg_sq[i] * T(0.999);
+      const T v830 = v601 * v601;
+      const T v832 = v830 * T(0.0010000000000000009);
+      const T optimizer_fc_weight_exp_avg_sq_new_2 = v829 + v832;
+      optimizer_fc_weight_exp_avg_sq_new[i] = optimizer_fc_weight_exp_avg_sq_new_2;
+      const T v834 = std::sqrt(optimizer_fc_weight_exp_avg_sq_new_2);
+      const T v835 = v834 / sqrt620[0];
+      const T v837 = v835 + T(1e-08);
+      const T v838 = optimizer_fc_weight_exp_avg_new_2 / v837;
+      const T v839 = div619[0] * v838;
+      const T fc_weight_new_2 = fc_weight[i] - v839;
+      fc_weight_new[i] = fc_weight_new_2;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(35, optimizer_fc_weight_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(36, optimizer_fc_weight_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(10, fc_weight_new);
+    // fused loop over [16]:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.fc.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.fc.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %fc.bias.new  (lstm2_layernorm.model:25:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 5504)[i0 * 1] * (A + 5504)[i0 * 1];
-        const T v1 = (A + 5520)[i0 * 1] - v0;
-        const T v2 = std::max(v1, (A + 0)[0]);
-        const T v3 = v2 + (A + 5488)[0];
-        const T v4 = T(1) / std::sqrt(v3);
-        (A + 5552)[i0 * 1 + i1 * 1] = v4;
-        const T v5 = sf_[12].data()[i0 * 1 + i1 * 16];
-        (A + 5568)[i0 * 1 + i1 * 1] = v5;
-      }
-  // reshape  (prelude.model:78:11)
-  // (a view of its operand)
-  // param %ln.weight  (prelude.model:73:3)
-  // param %ln.bias  (prelude.model:74:3)
-  // param %fc.weight  (prelude.model:7:3)
-  // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)
-  //   mul  (prelude.model:80:14)
-  //   mul  (prelude.model:80:33)  [register]
-  //   add %z  (prelude.model:80:42)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
+    for (int64_t i = 0; i < 16; ++i) {
+      const T v843 = optimizer_fc_bias_exp_avg[i] * T(0.9);
+      const T v602 = d_fc_bias[i] * minimum590[0];
+      const T v845 = v602 * T(0.09999999999999998);
+      const T optimizer_fc_bias_exp_avg_new_2 = v843 + v845;
+      optimizer_fc_bias_exp_avg_new[i] = optimizer_fc_bias_exp_avg_new_2;
+      const T v849 = optimizer_fc_bias_exp_avg_sq[i] * T(0.999);
+      const T v850 = v602 * v602;
+      const T v852 = v850 * T(0.0010000000000000009);
+      const T optimizer_fc_bias_exp_avg_sq_new_2 = v849 + v852;
+      optimizer_fc_bias_exp_avg_sq_new[i] = optimizer_fc_bias_exp_avg_sq_new_2;
+      const T v854 = std::sqrt(optimizer_fc_bias_exp_avg_sq_new_2);
+      const T v855 = v854 / sqrt620[0];
+      const T v857 = v855 + T(1e-08);
+      const T v858 = optimizer_fc_bias_exp_avg_new_2 / v857;
+      const T v859 = div619[0] * v858;
+      const T fc_bias_new_2 = fc_bias[i] - v859;
+      fc_bias_new[i] = fc_bias_new_2;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(37, optimizer_fc_bias_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(38, optimizer_fc_bias_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(11, fc_bias_new);
+    // fused loop over [1, 16]:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.head.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.head.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %head.weight.new  (lstm2_layernorm.model:25:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 4976)[i0 * 32 + i1 * 1] - (A + 5536)[i0 * 1];
-        (A + 5584)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = v0 * (A + 5552)[i0 * 1];
-        (A + 6096)[i0 * 32 + i1 * 1] = v1;
-        const T v2 = v1 * sf_[8].data()[i1 * 1];
-        const T v3 = v2 + sf_[9].data()[i1 * 1];
-        (A + 6608)[i0 * 32 + i1 * 1] = v3;
-      }
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        (A + 4976)[i0 * 16 + i1 * 1] = sf_[10].data()[i0 * 1 + i1 * 32];
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 6608), 32, sf_[10].data(), 32, T(0), (A + 7120), 16, threads());
-  // param %fc.bias  (prelude.model:8:3)
-  // param %head.weight  (prelude.model:7:3)
-  // fused loop over [16, 16]:
-  //   add  (prelude.model:10:34)  [register]
-  //   relu  (lstm2_layernorm.model:20:19)
-  //   cmp_gt  (lstm2_layernorm.model:20:19)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = (A + 7120)[i0 * 16 + i1 * 1] + sf_[11].data()[i1 * 1];
-        const T v1 = (v0 > T(0)) ? v0 : T(0);
-        (A + 7376)[i0 * 16 + i1 * 1] = v1;
-        const T v2 = T(v0 > (A + 0)[0]);
-        (A + 7632)[i0 * 16 + i1 * 1] = v2;
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 7376), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [16, 1]:
-  //   add %yhat  (prelude.model:10:34)
-  //   sub  (lstm2_layernorm.model:21:13)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 0)[i0 * 1] + sf_[13].data()[0];
-        (A + 5488)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = v0 - (A + 352)[i0 * 1];
-        (A + 5504)[i0 * 1 + i1 * 1] = v1;
-      }
-  // mse %loss  (lstm2_layernorm.model:21:13)
-  { T s = 0; for (int64_t k = 0; k < 16; ++k) { T d = (A + 5488)[k] - (A + 352)[k]; s += d * d; } (A + 0)[0] = s / T(16); }
-  // output  (lstm2_layernorm.model:22:3)
-  // loss  (lstm2_layernorm.model:17:1)
-  loss = double((A + 0)[0]);
-  // const  (lstm2_layernorm.model:17:1)
-  std::fill_n((A + 0), 1, T(1));
-  // const  (lstm2_layernorm.model:21:13)
-  std::fill_n((A + 352), 1, T(0.125));
-  // fused loop over [16, 1], 1 reduction:
-  //   mul  (lstm2_layernorm.model:21:13)
-  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 5520), 1, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 5504)[i0 * 1] * (A + 352)[0];
-        (A + 5488)[i0 * 1 + i1 * 1] = v0;
-        (A + 5520)[0] += v0;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 1, T(1), (A + 5488), 1, (A + 5568), 1, T(0), (A + 7120), 16, threads());
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 16, 1, 16, T(1), (A + 7376), 16, (A + 5488), 1, T(0), (A + 352), 1, threads());
-  // fused loop over [16, 16], 1 reduction:
-  //   mul  (lstm2_layernorm.model:20:19)
-  //   sum %d.fc.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 5488), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = (A + 7120)[i0 * 16 + i1 * 1] * (A + 7632)[i0 * 16 + i1 * 1];
-        (A + 7376)[i0 * 16 + i1 * 1] = v0;
-        (A + 5488)[i1 * 1] += v0;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 32, 16, T(1), (A + 7376), 16, (A + 4976), 16, T(0), (A + 7632), 32, threads());
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 32, 16, 16, T(1), (A + 6608), 32, (A + 7376), 16, T(0), (A + 4976), 16, threads());
-  // fused loop over [16, 32], 4 reductions:
-  //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
-  //   mul  (prelude.model:80:33)  [register]
-  //   sum over axes [1]  (prelude.model:78:11)
-  //   mul  (prelude.model:80:33)  [register]
-  //   sum %d.ln.weight over axes [0]  (prelude.model:80:33)
-  //   mul  (prelude.model:80:14)  [register]
-  //   sum over axes [1]  (prelude.model:80:14)
-  //   mul  (prelude.model:80:14)
-  std::fill_n((A + 6608), 32, T(0));
-  std::fill_n((A + 5504), 16, T(0));
-  std::fill_n((A + 6640), 32, T(0));
-  std::fill_n((A + 5536), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        (A + 6608)[i1 * 1] += (A + 7632)[i0 * 32 + i1 * 1];
-        const T v1 = (A + 7632)[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 5504)[i0 * 1] += v1;
-        const T v3 = (A + 7632)[i0 * 32 + i1 * 1] * (A + 6096)[i0 * 32 + i1 * 1];
-        (A + 6640)[i1 * 1] += v3;
-        const T v5 = v1 * (A + 5584)[i0 * 32 + i1 * 1];
-        (A + 5536)[i0 * 1] += v5;
-        const T v7 = v1 * (A + 5552)[i0 * 1];
-        (A + 6672)[i0 * 32 + i1 * 1] = v7;
-      }
-  // reshape  (prelude.model:80:14)
-  // (a view of its operand)
-  // const  (prelude.model:80:21)
-  std::fill_n((A + 5568), 1, T(-0.5));
-  // const  (prelude.model:79:15)
-  std::fill_n((A + 6096), 1, T(0.03125));
-  // fused loop over [16], 1 reduction:
-  //   mul  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:78:11)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 6128), 1, T(0));
-  for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = (A + 5504)[i] * (A + 5552)[i];
-    const T v1 = v0 * (A + 16)[0];
-    (A + 6112)[i] = v1;
-    const T v2 = (A + 5488)[i] * (A + 5488)[i];
-    (A + 6128)[0] += v2;
-  }
-  // reshape  (prelude.model:78:11)
-  // (a view of its operand)
-  // fused loop over [16, 1]:
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:79:15)
-  //   mul  (prelude.model:77:14)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 5536)[i0 * 1] * (A + 5568)[0];
-        const T v1 = (A + 5552)[i0 * 1] * (A + 5552)[i0 * 1];
-        const T v2 = (A + 5552)[i0 * 1] * v1;
-        const T v3 = v0 * v2;
-        const T v4 = v3 * (A + 6096)[0];
-        (A + 16)[i0 * 1 + i1 * 1] = v4;
-        const T v5 = (A + 6112)[i0 * 1] * (A + 6096)[0];
-        (A + 5504)[i0 * 1 + i1 * 1] = v5;
-      }
-  // fused loop over [16, 32], 1 reduction:
-  //   broadcast_to  (prelude.model:79:15)  [register]
-  //   mul  (prelude.model:79:18)  [register]
-  //   add  (prelude.model:79:18)  [register]
-  //   add  (prelude.model:79:18)  [register]
-  //   broadcast_to  (prelude.model:77:14)  [register]
-  //   add  (prelude.model:77:14)
-  //   transpose %d.fc.weight  (prelude.model:10:25)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 5536), 1, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 16)[i0 * 1];
-        const T v1 = v0 * (A + 5584)[i0 * 32 + i1 * 1];
-        const T v2 = (A + 6672)[i0 * 32 + i1 * 1] + v1;
-        const T v3 = v2 + v1;
-        const T v4 = (A + 5504)[i0 * 1];
-        const T v5 = v3 + v4;
-        (A + 7696)[i0 * 32 + i1 * 1] = v5;
-        const T v6 = (A + 4976)[i0 * 1 + i1 * 16];
-        (A + 7184)[i0 * 32 + i1 * 1] = v6;
-        const T v7 = v6 * v6;
-        (A + 5536)[0] += v7;
-      }
-  // reshape  (lstm2_layernorm.model:19:15)
-  // (a view of its operand)
-  // pad  (lstm2_layernorm.model:19:15)
-  std::fill_n((A + 8208), 10240, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 32; ++i2)
-        {
-          (A + 8208)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 7696)[i0 * 32 + i1 * 32 + i2 * 1];
-        }
-  // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 18448));
-  std::copy_n((A + 368), 512, (A + 18960));
-  gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = 19 - step;
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 19472), 1, T(1));
-    // fused loop over [16, 32]:
-    //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 18448)[i0 * 32 + i1 * 1] + ((A + 8208) + t * 32)[i0 * 640 + i1 * 1];
-          const T v1 = v0 * ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
-          const T v2 = ((A + 145264) + t * 32)[i0 * 640 + i1 * 1] * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = (A + 19472)[0] - v2;
-          const T v4 = v1 * v3;
-          const T v5 = (A + 18960)[i0 * 32 + i1 * 1] + v4;
-          const T v6 = v5 * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
-          const T v7 = (A + 19472)[0] - ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
-          const T v8 = ((A + 175984) + t * 32)[i0 * 640 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          (A + 21536)[i0 * 32 + i1 * 1] = v9;
-          const T v10 = v5 * ((A + 186224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = (A + 19472)[0] - ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
-          const T v12 = ((A + 196464) + t * 32)[i0 * 640 + i1 * 1] * v11;
-          const T v13 = v10 * v12;
-          (A + 21024)[i0 * 32 + i1 * 1] = v13;
-          const T v14 = v5 * ((A + 175984) + t * 32)[i0 * 640 + i1 * 1];
-          const T v15 = ((A + 165744) + t * 32)[i0 * 640 + i1 * 1] * ((A + 165744) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = (A + 19472)[0] - v15;
-          const T v17 = v14 * v16;
-          (A + 20512)[i0 * 32 + i1 * 1] = v17;
-          const T v18 = v0 * ((A + 145264) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 19472)[0] - ((A + 155504) + t * 32)[i0 * 640 + i1 * 1];
-          const T v20 = ((A + 155504) + t * 32)[i0 * 640 + i1 * 1] * v19;
-          const T v21 = v18 * v20;
-          (A + 20000)[i0 * 32 + i1 * 1] = v21;
-          const T v22 = v5 * ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
-          (A + 19488)[i0 * 32 + i1 * 1] = v22;
-        }
-    // concat  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 216944) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 21536)[i0 * 32 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 216944) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 21024)[i0 * 32 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 216944) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 20512)[i0 * 32 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 216944) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 20000)[i0 * 32 + i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(2, false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 20000), 32, threads());
-    std::copy_n((A + 20000), 512, (A + 18448));
-    std::copy_n((A + 19488), 512, (A + 18960));
-  }
-  std::copy_n((A + 18448), 512, (A + 4976));
-  std::copy_n((A + 18960), 512, (A + 5552));
-  // sum  (prelude.model:29:13)
-  std::fill_n((A + 4976), 128, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 20; ++i1)
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 4976)[i2 * 1] += (A + 216944)[i0 * 2560 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 206704), 32, (A + 216944), 128, T(0), (A + 7696), 128, threads());
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 32, 128, T(1), (A + 216944), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
-  // reshape  (prelude.model:30:20)
-  // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(true, false, 32, 128, 320, T(1), (A + 47984), 32, (A + 216944), 128, T(0), (A + 880), 128, threads());
-  // scan  (prelude.model:29:13)
-  std::copy_n((A + 368), 512, (A + 22032));
-  std::copy_n((A + 368), 512, (A + 22544));
-  gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = 19 - step;
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 23056), 1, T(1));
-    // fused loop over [16, 32]:
-    //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 22032)[i0 * 32 + i1 * 1] + ((A + 11792) + t * 32)[i0 * 640 + i1 * 1];
-          const T v1 = v0 * ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
-          const T v2 = ((A + 58224) + t * 32)[i0 * 640 + i1 * 1] * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v3 = (A + 23056)[0] - v2;
-          const T v4 = v1 * v3;
-          const T v5 = (A + 22544)[i0 * 32 + i1 * 1] + v4;
-          const T v6 = v5 * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
-          const T v7 = (A + 23056)[0] - ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
-          const T v8 = ((A + 88944) + t * 32)[i0 * 640 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          (A + 25120)[i0 * 32 + i1 * 1] = v9;
-          const T v10 = v5 * ((A + 99184) + t * 32)[i0 * 640 + i1 * 1];
-          const T v11 = (A + 23056)[0] - ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
-          const T v12 = ((A + 109424) + t * 32)[i0 * 640 + i1 * 1] * v11;
-          const T v13 = v10 * v12;
-          (A + 24608)[i0 * 32 + i1 * 1] = v13;
-          const T v14 = v5 * ((A + 88944) + t * 32)[i0 * 640 + i1 * 1];
-          const T v15 = ((A + 78704) + t * 32)[i0 * 640 + i1 * 1] * ((A + 78704) + t * 32)[i0 * 640 + i1 * 1];
-          const T v16 = (A + 23056)[0] - v15;
-          const T v17 = v14 * v16;
-          (A + 24096)[i0 * 32 + i1 * 1] = v17;
-          const T v18 = v0 * ((A + 58224) + t * 32)[i0 * 640 + i1 * 1];
-          const T v19 = (A + 23056)[0] - ((A + 68464) + t * 32)[i0 * 640 + i1 * 1];
-          const T v20 = ((A + 68464) + t * 32)[i0 * 640 + i1 * 1] * v19;
-          const T v21 = v18 * v20;
-          (A + 23584)[i0 * 32 + i1 * 1] = v21;
-          const T v22 = v5 * ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
-          (A + 23072)[i0 * 32 + i1 * 1] = v22;
-        }
-    // concat  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 129904) + t * 128)[0 + i0 * 2560 + i1 * 1] = (A + 25120)[i0 * 32 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 129904) + t * 128)[32 + i0 * 2560 + i1 * 1] = (A + 24608)[i0 * 32 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 129904) + t * 128)[64 + i0 * 2560 + i1 * 1] = (A + 24096)[i0 * 32 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          ((A + 129904) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 23584)[i0 * 32 + i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(3, false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 23584), 32, threads());
-    std::copy_n((A + 23584), 512, (A + 22032));
-    std::copy_n((A + 23072), 512, (A + 22544));
-  }
-  std::copy_n((A + 22032), 512, (A + 5552));
-  std::copy_n((A + 22544), 512, (A + 6672));
-  // sum  (prelude.model:29:13)
-  std::fill_n((A + 368), 128, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 20; ++i1)
-      for (int64_t i2 = 0; i2 < 128; ++i2)
-        {
-          (A + 368)[i2 * 1] += (A + 129904)[i0 * 2560 + i1 * 128 + i2 * 1];
-        }
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // matmul  (prelude.model:29:13)
-  gemm(true, false, 32, 128, 320, T(1), (A + 119664), 32, (A + 129904), 128, T(0), (A + 11792), 128, threads());
-  // reshape  (prelude.model:30:20)
-  // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 129904), 128, T(0), (A + 496), 128, threads());
-  // fused loop over [128, 1], 1 reduction:
-  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 144), 1, T(0));
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 496)[i0 * 1 + i1 * 128];
-        (A + 16)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = v0 * v0;
-        (A + 144)[0] += v1;
-      }
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 128);
-  // fused loop over [128, 32], 3 reductions:
-  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  //   transpose %d.lstm.weight_ih_l1  (prelude.model:30:31)
-  //   transpose %d.lstm.weight_hh_l1  (prelude.model:30:78)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 160), 1, T(0));
-  std::fill_n((A + 176), 1, T(0));
-  std::fill_n((A + 192), 1, T(0));
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 11792)[i0 * 1 + i1 * 128];
-        (A + 24080)[i0 * 32 + i1 * 1] = v0;
-        const T v1 = (A + 880)[i0 * 1 + i1 * 128];
-        (A + 19984)[i0 * 32 + i1 * 1] = v1;
-        const T v2 = (A + 7696)[i0 * 1 + i1 * 128];
-        (A + 15888)[i0 * 32 + i1 * 1] = v2;
-        const T v3 = v0 * v0;
-        (A + 160)[0] += v3;
-        const T v5 = v1 * v1;
-        (A + 176)[0] += v5;
-        const T v7 = v2 * v2;
-        (A + 192)[0] += v7;
-      }
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 24080), (A + 24080) + 4096);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 368), (A + 368) + 128);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 368), (A + 368) + 128);
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[4].assign((A + 19984), (A + 19984) + 4096);
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[5].assign((A + 15888), (A + 15888) + 4096);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[6].assign((A + 4976), (A + 4976) + 128);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[7].assign((A + 4976), (A + 4976) + 128);
-  // grad  (prelude.model:73:3)
-  if (grads) (*grads)[8].assign((A + 6640), (A + 6640) + 32);
-  // grad  (prelude.model:74:3)
-  if (grads) (*grads)[9].assign((A + 6608), (A + 6608) + 32);
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[10].assign((A + 7184), (A + 7184) + 512);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[11].assign((A + 5488), (A + 5488) + 16);
-  // fused loop over [1, 16], 1 reduction:
-  //   transpose %d.head.weight  (prelude.model:10:25)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 224), 1, T(0));
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = (A + 352)[i0 * 1 + i1 * 1];
-        (A + 208)[i0 * 16 + i1 * 1] = v0;
-        const T v1 = v0 * v0;
-        (A + 224)[0] += v1;
-      }
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 208), (A + 208) + 16);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 5520), (A + 5520) + 1);
-  // fused loop over [128], 2 reductions:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 240), 1, T(0));
-  std::fill_n((A + 256), 1, T(0));
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = (A + 368)[i] * (A + 368)[i];
-    (A + 240)[0] += v0;
-    const T v2 = (A + 4976)[i] * (A + 4976)[i];
-    (A + 256)[0] += v2;
-  }
-  // fused loop over [32], 2 reductions:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 272), 1, T(0));
-  std::fill_n((A + 288), 1, T(0));
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = (A + 6640)[i] * (A + 6640)[i];
-    (A + 272)[0] += v0;
-    const T v2 = (A + 6608)[i] * (A + 6608)[i];
-    (A + 288)[0] += v2;
-  }
-  // fused loop over [1], 1 reduction:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sum over axes [0]  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 304), 1, T(0));
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 5520)[0] * (A + 5520)[0];
-    (A + 304)[0] += v0;
-  }
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 320), 1, T(9.9999999999999995e-07));
-  // hyper %lr  (lstm2_layernorm.model:25:1)
-  (A + 336)[0] = T(lr_);
-  // buffer %optimizer.step  (lstm2_layernorm.model:25:1)
-  // fused loop over []:
-  //   add %optimizer.step.new  (lstm2_layernorm.model:25:1)
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   sqrt %grad_norm  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   minimum  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[14].data()[0] + (A + 0)[0];
-    (A + 496)[0] = v0;
-    const T v1 = (A + 144)[0] + (A + 160)[0];
-    const T v2 = v1 + (A + 240)[0];
-    const T v3 = v2 + (A + 240)[0];
-    const T v4 = v3 + (A + 176)[0];
-    const T v5 = v4 + (A + 192)[0];
-    const T v6 = v5 + (A + 256)[0];
-    const T v7 = v6 + (A + 256)[0];
-    const T v8 = v7 + (A + 272)[0];
-    const T v9 = v8 + (A + 288)[0];
-    const T v10 = v9 + (A + 5536)[0];
-    const T v11 = v10 + (A + 6128)[0];
-    const T v12 = v11 + (A + 224)[0];
-    const T v13 = v12 + (A + 304)[0];
-    const T v14 = std::sqrt(v13);
-    const T v15 = v14 + (A + 320)[0];
-    const T v16 = (A + 0)[0] / v15;
-    const T v17 = std::min(v16, (A + 0)[0]);
-    (A + 352)[0] = v17;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(14, (A + 496));
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 144), 1, T(-0.10536051565782628));
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 160), 1, T(-0.0010005003335835344));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 176), 1, T(0.90000000000000002));
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 192), 1, T(0.099999999999999978));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 224), 1, T(0.999));
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 240), 1, T(0.0010000000000000009));
-  // fused loop over [128, 1]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = sf_[15].data()[i0 * 1] * (A + 176)[0];
-        const T v1 = (A + 16)[i0 * 1] * (A + 352)[0];
-        const T v2 = v1 * (A + 192)[0];
-        const T v3 = v0 + v2;
-        (A + 512)[i0 * 1 + i1 * 1] = v3;
-        const T v4 = sf_[16].data()[i0 * 1] * (A + 224)[0];
-        const T v5 = v1 * v1;
-        const T v6 = v5 * (A + 240)[0];
-        const T v7 = v4 + v6;
-        (A + 640)[i0 * 1 + i1 * 1] = v7;
-        const T v8 = std::sqrt(v7);
-        (A + 768)[i0 * 1 + i1 * 1] = v8;
-      }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(15, (A + 512));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(16, (A + 640));
-  // const  (lstm2_layernorm.model:25:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over []:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   exp  (lstm2_layernorm.model:25:1)  [register]
-  //   sub  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   exp  (lstm2_layernorm.model:25:1)  [register]
-  //   sub  (lstm2_layernorm.model:25:1)  [register]
-  //   sqrt  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 496)[0] * (A + 144)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 0)[0] - v1;
-    const T v3 = (A + 336)[0] / v2;
-    (A + 32)[0] = v3;
-    const T v4 = (A + 496)[0] * (A + 160)[0];
-    const T v5 = fexp(v4);
-    const T v6 = (A + 0)[0] - v5;
-    const T v7 = std::sqrt(v6);
-    (A + 48)[0] = v7;
-  }
-  // fused loop over [128, 1]:
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.weight_ih_l0.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 128; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 768)[i0 * 1] / (A + 48)[0];
-        const T v1 = v0 + (A + 16)[0];
-        const T v2 = (A + 512)[i0 * 1] / v1;
-        const T v3 = (A + 32)[0] * v2;
-        const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 896)[i0 * 1 + i1 * 1] = v4;
-      }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(0, (A + 896));
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128, 32]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.weight_hh_l0.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.weight_ih_l1.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.weight_hh_l1.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 4096; ++i) {
-    const T v0 = sf_[17].data()[i] * (A + 176)[0];
-    const T v1 = (A + 24080)[i] * (A + 352)[0];
-    const T v2 = v1 * (A + 192)[0];
-    const T v3 = v0 + v2;
-    (A + 7696)[i] = v3;
-    const T v4 = sf_[18].data()[i] * (A + 224)[0];
-    const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 240)[0];
-    const T v7 = v4 + v6;
-    (A + 11792)[i] = v7;
-    const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 48)[0];
-    const T v10 = v9 + (A + 16)[0];
-    const T v11 = v3 / v10;
-    const T v12 = (A + 32)[0] * v11;
-    const T v13 = sf_[1].data()[i] - v12;
-    (A + 28176)[i] = v13;
-    const T v14 = sf_[23].data()[i] * (A + 176)[0];
-    const T v15 = (A + 19984)[i] * (A + 352)[0];
-    const T v16 = v15 * (A + 192)[0];
-    const T v17 = v14 + v16;
-    (A + 32272)[i] = v17;
-    const T v18 = sf_[24].data()[i] * (A + 224)[0];
-    const T v19 = v15 * v15;
-    const T v20 = v19 * (A + 240)[0];
-    const T v21 = v18 + v20;
-    (A + 36368)[i] = v21;
-    const T v22 = std::sqrt(v21);
-    const T v23 = v22 / (A + 48)[0];
-    const T v24 = v23 + (A + 16)[0];
-    const T v25 = v17 / v24;
-    const T v26 = (A + 32)[0] * v25;
-    const T v27 = sf_[4].data()[i] - v26;
-    (A + 40464)[i] = v27;
-    const T v28 = sf_[25].data()[i] * (A + 176)[0];
-    const T v29 = (A + 15888)[i] * (A + 352)[0];
-    const T v30 = v29 * (A + 192)[0];
-    const T v31 = v28 + v30;
-    (A + 44560)[i] = v31;
-    const T v32 = sf_[26].data()[i] * (A + 224)[0];
-    const T v33 = v29 * v29;
-    const T v34 = v33 * (A + 240)[0];
-    const T v35 = v32 + v34;
-    (A + 48656)[i] = v35;
-    const T v36 = std::sqrt(v35);
-    const T v37 = v36 / (A + 48)[0];
-    const T v38 = v37 + (A + 16)[0];
-    const T v39 = v31 / v38;
-    const T v40 = (A + 32)[0] * v39;
-    const T v41 = sf_[5].data()[i] - v40;
-    (A + 52752)[i] = v41;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(17, (A + 7696));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(18, (A + 11792));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(1, (A + 28176));
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [128]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.bias_ih_l0.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.bias_hh_l0.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.bias_ih_l1.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l1.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l1.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %lstm.bias_hh_l1.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 128; ++i) {
-    const T v0 = sf_[19].data()[i] * (A + 176)[0];
-    const T v1 = (A + 368)[i] * (A + 352)[0];
-    const T v2 = v1 * (A + 192)[0];
-    const T v3 = v0 + v2;
-    (A + 768)[i] = v3;
-    const T v4 = sf_[20].data()[i] * (A + 224)[0];
-    const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 240)[0];
-    const T v7 = v4 + v6;
-    (A + 1024)[i] = v7;
-    const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 48)[0];
-    const T v10 = v9 + (A + 16)[0];
-    const T v11 = v3 / v10;
-    const T v12 = (A + 32)[0] * v11;
-    const T v13 = sf_[2].data()[i] - v12;
-    (A + 1152)[i] = v13;
-    const T v14 = sf_[21].data()[i] * (A + 176)[0];
-    const T v15 = v14 + v2;
-    (A + 1280)[i] = v15;
-    const T v16 = sf_[22].data()[i] * (A + 224)[0];
-    const T v17 = v16 + v6;
-    (A + 1408)[i] = v17;
-    const T v18 = std::sqrt(v17);
-    const T v19 = v18 / (A + 48)[0];
-    const T v20 = v19 + (A + 16)[0];
-    const T v21 = v15 / v20;
-    const T v22 = (A + 32)[0] * v21;
-    const T v23 = sf_[3].data()[i] - v22;
-    (A + 1536)[i] = v23;
-    const T v24 = sf_[27].data()[i] * (A + 176)[0];
-    const T v25 = (A + 4976)[i] * (A + 352)[0];
-    const T v26 = v25 * (A + 192)[0];
-    const T v27 = v24 + v26;
-    (A + 1664)[i] = v27;
-    const T v28 = sf_[28].data()[i] * (A + 224)[0];
-    const T v29 = v25 * v25;
-    const T v30 = v29 * (A + 240)[0];
-    const T v31 = v28 + v30;
-    (A + 1792)[i] = v31;
-    const T v32 = std::sqrt(v31);
-    const T v33 = v32 / (A + 48)[0];
-    const T v34 = v33 + (A + 16)[0];
-    const T v35 = v27 / v34;
-    const T v36 = (A + 32)[0] * v35;
-    const T v37 = sf_[6].data()[i] - v36;
-    (A + 1920)[i] = v37;
-    const T v38 = sf_[29].data()[i] * (A + 176)[0];
-    const T v39 = v38 + v26;
-    (A + 2048)[i] = v39;
-    const T v40 = sf_[30].data()[i] * (A + 224)[0];
-    const T v41 = v40 + v30;
-    (A + 2176)[i] = v41;
-    const T v42 = std::sqrt(v41);
-    const T v43 = v42 / (A + 48)[0];
-    const T v44 = v43 + (A + 16)[0];
-    const T v45 = v39 / v44;
-    const T v46 = (A + 32)[0] * v45;
-    const T v47 = sf_[7].data()[i] - v46;
-    (A + 2304)[i] = v47;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(19, (A + 768));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(20, (A + 1024));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(2, (A + 1152));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(21, (A + 1280));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(22, (A + 1408));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(3, (A + 1536));
-  // buffer %optimizer.lstm.weight_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.lstm.weight_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(23, (A + 32272));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(24, (A + 36368));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(4, (A + 40464));
-  // buffer %optimizer.lstm.weight_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.lstm.weight_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(25, (A + 44560));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(26, (A + 48656));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(5, (A + 52752));
-  // buffer %optimizer.lstm.bias_ih_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.lstm.bias_ih_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(27, (A + 1664));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(28, (A + 1792));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(6, (A + 1920));
-  // buffer %optimizer.lstm.bias_hh_l1.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.lstm.bias_hh_l1.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(29, (A + 2048));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(30, (A + 2176));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(7, (A + 2304));
-  // buffer %optimizer.ln.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.ln.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [32]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.ln.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.ln.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %ln.weight.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.ln.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.ln.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %ln.bias.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 32; ++i) {
-    const T v0 = sf_[31].data()[i] * (A + 176)[0];
-    const T v1 = (A + 6640)[i] * (A + 352)[0];
-    const T v2 = v1 * (A + 192)[0];
-    const T v3 = v0 + v2;
-    (A + 64)[i] = v3;
-    const T v4 = sf_[32].data()[i] * (A + 224)[0];
-    const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 240)[0];
-    const T v7 = v4 + v6;
-    (A + 96)[i] = v7;
-    const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 48)[0];
-    const T v10 = v9 + (A + 16)[0];
-    const T v11 = v3 / v10;
-    const T v12 = (A + 32)[0] * v11;
-    const T v13 = sf_[8].data()[i] - v12;
-    (A + 128)[i] = v13;
-    const T v14 = sf_[33].data()[i] * (A + 176)[0];
-    const T v15 = (A + 6608)[i] * (A + 352)[0];
-    const T v16 = v15 * (A + 192)[0];
-    const T v17 = v14 + v16;
-    (A + 256)[i] = v17;
-    const T v18 = sf_[34].data()[i] * (A + 224)[0];
-    const T v19 = v15 * v15;
-    const T v20 = v19 * (A + 240)[0];
-    const T v21 = v18 + v20;
-    (A + 288)[i] = v21;
-    const T v22 = std::sqrt(v21);
-    const T v23 = v22 / (A + 48)[0];
-    const T v24 = v23 + (A + 16)[0];
-    const T v25 = v17 / v24;
-    const T v26 = (A + 32)[0] * v25;
-    const T v27 = sf_[9].data()[i] - v26;
-    (A + 320)[i] = v27;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(31, (A + 64));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(32, (A + 96));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(8, (A + 128));
-  // buffer %optimizer.ln.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.ln.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(33, (A + 256));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(34, (A + 288));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(9, (A + 320));
-  // buffer %optimizer.fc.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.fc.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [16, 32]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.fc.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.fc.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %fc.weight.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 512; ++i) {
-    const T v0 = sf_[35].data()[i] * (A + 176)[0];
-    const T v1 = (A + 7184)[i] * (A + 352)[0];
-    const T v2 = v1 * (A + 192)[0];
-    const T v3 = v0 + v2;
-    (A + 2432)[i] = v3;
-    const T v4 = sf_[36].data()[i] * (A + 224)[0];
-    const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 240)[0];
-    const T v7 = v4 + v6;
-    (A + 2944)[i] = v7;
-    const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 48)[0];
-    const T v10 = v9 + (A + 16)[0];
-    const T v11 = v3 / v10;
-    const T v12 = (A + 32)[0] * v11;
-    const T v13 = sf_[10].data()[i] - v12;
-    (A + 3456)[i] = v13;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(35, (A + 2432));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(36, (A + 2944));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(10, (A + 3456));
-  // buffer %optimizer.fc.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.fc.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [16]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.fc.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.fc.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %fc.bias.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16; ++i) {
-    const T v0 = sf_[37].data()[i] * (A + 176)[0];
-    const T v1 = (A + 5488)[i] * (A + 352)[0];
-    const T v2 = v1 * (A + 192)[0];
-    const T v3 = v0 + v2;
-    (A + 0)[i] = v3;
-    const T v4 = sf_[38].data()[i] * (A + 224)[0];
-    const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 240)[0];
-    const T v7 = v4 + v6;
-    (A + 160)[i] = v7;
-    const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 48)[0];
-    const T v10 = v9 + (A + 16)[0];
-    const T v11 = v3 / v10;
-    const T v12 = (A + 32)[0] * v11;
-    const T v13 = sf_[11].data()[i] - v12;
-    (A + 368)[i] = v13;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(37, (A + 0));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(38, (A + 160));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(11, (A + 368));
-  // buffer %optimizer.head.weight.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.head.weight.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [1, 16]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.head.weight.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %head.weight.new  (lstm2_layernorm.model:25:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = sf_[39].data()[i1 * 1] * (A + 176)[0];
-        const T v1 = (A + 208)[i1 * 1] * (A + 352)[0];
-        const T v2 = v1 * (A + 192)[0];
-        const T v3 = v0 + v2;
-        (A + 384)[i0 * 16 + i1 * 1] = v3;
-        const T v4 = sf_[40].data()[i1 * 1] * (A + 224)[0];
-        const T v5 = v1 * v1;
-        const T v6 = v5 * (A + 240)[0];
-        const T v7 = v4 + v6;
-        (A + 400)[i0 * 16 + i1 * 1] = v7;
-        const T v8 = std::sqrt(v7);
-        const T v9 = v8 / (A + 48)[0];
-        const T v10 = v9 + (A + 16)[0];
-        const T v11 = v3 / v10;
-        const T v12 = (A + 32)[0] * v11;
-        const T v13 = sf_[12].data()[i1 * 1] - v12;
-        (A + 416)[i0 * 16 + i1 * 1] = v13;
-      }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(39, (A + 384));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(40, (A + 400));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(12, (A + 416));
-  // buffer %optimizer.head.bias.exp_avg  (lstm2_layernorm.model:25:1)
-  // buffer %optimizer.head.bias.exp_avg_sq  (lstm2_layernorm.model:25:1)
-  // fused loop over [1]:
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   add %optimizer.head.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
-  //   sqrt  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   add  (lstm2_layernorm.model:25:1)  [register]
-  //   div  (lstm2_layernorm.model:25:1)  [register]
-  //   mul  (lstm2_layernorm.model:25:1)  [register]
-  //   sub %head.bias.new  (lstm2_layernorm.model:25:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[41].data()[0] * (A + 176)[0];
-    const T v1 = (A + 5520)[0] * (A + 352)[0];
-    const T v2 = v1 * (A + 192)[0];
-    const T v3 = v0 + v2;
-    (A + 208)[i] = v3;
-    const T v4 = sf_[42].data()[0] * (A + 224)[0];
-    const T v5 = v1 * v1;
-    const T v6 = v5 * (A + 240)[0];
-    const T v7 = v4 + v6;
-    (A + 432)[i] = v7;
-    const T v8 = std::sqrt(v7);
-    const T v9 = v8 / (A + 48)[0];
-    const T v10 = v9 + (A + 16)[0];
-    const T v11 = v3 / v10;
-    const T v12 = (A + 32)[0] * v11;
-    const T v13 = sf_[13].data()[0] - v12;
-    (A + 448)[i] = v13;
-  }
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(41, (A + 208));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(42, (A + 432));
-  // update  (lstm2_layernorm.model:25:1)
-  updates.emplace_back(13, (A + 448));
+    for (int64_t i1 = 0; i1 < 16; ++i1) {
+      const T v863 = optimizer_head_weight_exp_avg[i1] * T(0.9);
+      const T v603 = d_head_weight[i1] * minimum590[0];
+      const T v865 = v603 * T(0.09999999999999998);
+      const T optimizer_head_weight_exp_avg_new_2 = v863 + v865;
+      optimizer_head_weight_exp_avg_new[i1] = optimizer_head_weight_exp_avg_new_2;
+      const T v869 = optimizer_head_weight_exp_avg_sq[i1] * T(0.999);
+      const T v870 = v603 * v603;
+      const T v872 = v870 * T(0.0010000000000000009);
+      const T optimizer_head_weight_exp_avg_sq_new_2 = v869 + v872;
+      optimizer_head_weight_exp_avg_sq_new[i1] = optimizer_head_weight_exp_avg_sq_new_2;
+      const T v874 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
+      const T v875 = v874 / sqrt620[0];
+      const T v877 = v875 + T(1e-08);
+      const T v878 = optimizer_head_weight_exp_avg_new_2 / v877;
+      const T v879 = div619[0] * v878;
+      const T head_weight_new_2 = head_weight[i1] - v879;
+      head_weight_new[i1] = head_weight_new_2;
+    }
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(39, optimizer_head_weight_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(40, optimizer_head_weight_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(12, head_weight_new);
+    // fused loop over [1]:
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.head.bias.exp_avg.new  (lstm2_layernorm.model:25:1)
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   add %optimizer.head.bias.exp_avg_sq.new  (lstm2_layernorm.model:25:1)
+    //   sqrt  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   add  (lstm2_layernorm.model:25:1)  [register]
+    //   div  (lstm2_layernorm.model:25:1)  [register]
+    //   mul  (lstm2_layernorm.model:25:1)  [register]
+    //   sub %head.bias.new  (lstm2_layernorm.model:25:1)
+    const T v883 = optimizer_head_bias_exp_avg[0] * T(0.9);
+    const T v604 = d_head_bias[0] * minimum590[0];
+    const T v885 = v604 * T(0.09999999999999998);
+    const T optimizer_head_bias_exp_avg_new_2 = v883 + v885;
+    optimizer_head_bias_exp_avg_new[0] = optimizer_head_bias_exp_avg_new_2;
+    const T v889 = optimizer_head_bias_exp_avg_sq[0] * T(0.999);
+    const T v890 = v604 * v604;
+    const T v892 = v890 * T(0.0010000000000000009);
+    const T optimizer_head_bias_exp_avg_sq_new_2 = v889 + v892;
+    optimizer_head_bias_exp_avg_sq_new[0] = optimizer_head_bias_exp_avg_sq_new_2;
+    const T v894 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
+    const T v895 = v894 / sqrt620[0];
+    const T v897 = v895 + T(1e-08);
+    const T v898 = optimizer_head_bias_exp_avg_new_2 / v897;
+    const T v899 = div619[0] * v898;
+    const T head_bias_new_2 = head_bias[0] - v899;
+    head_bias_new[0] = head_bias_new_2;
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(41, optimizer_head_bias_exp_avg_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(42, optimizer_head_bias_exp_avg_sq_new);
+    // update  (lstm2_layernorm.model:25:1)
+    updates.emplace_back(13, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1943,265 +2041,282 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // const  (prelude.model:79:15)
-  std::fill_n((A + 0), 1, T(0));
-  // input %x  (lstm2_layernorm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 16);
-    for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 336), 512, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 848), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 41808));
-  std::copy_n((A + 336), 512, (A + 42320));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[1].data(), 32, T(0), (A + 42832), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = ((A + 848) + t * 128)[i0 * 2560 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 42832)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 44880)[i0 * 128 + i1 * 1] = v2;
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:22
+    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:19
+    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:21
+    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:20
+    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:22
+    T *const slice274 = A + 16;  // f32[16,1,32], lstm2_layernorm.model:19
+    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:73
+    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:74
+    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
+    T *const matmul960 = A + 256;  // f32[1,16], prelude.model:10
+    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
+    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const x = A + 16;  // f32[16,20,1], lstm2_layernorm.model:9
+    T *const const202 = A + 336;  // f32[16,32], prelude.model:29
+    T *const matmul320 = A + 848;  // f32[16,20,128], prelude.model:30
+    T *const lstm_h = A + 41808;  // f32[16,32], prelude.model:29
+    T *const lstm_c = A + 42320;  // f32[16,32], prelude.model:29
+    T *const matmul217 = A + 42832;  // f32[16,128], prelude.model:30
+    T *const lstm_gates = A + 44880;  // f32[16,128], prelude.model:30
+    T *const lstm_c_2 = A + 42832;  // f32[16,32], prelude.model:35
+    T *const lstm_h_2 = A + 43344;  // f32[16,32], prelude.model:36
+    T *const lstm_seq = A + 47952;  // f32[16,20,32], prelude.model:29
+    T *const lstm_h_4 = A + 46928;  // f32[16,32], prelude.model:29
+    T *const lstm_c_4 = A + 47440;  // f32[16,32], prelude.model:29
+    T *const matmul322 = A + 848;  // f32[16,20,128], prelude.model:30
+    T *const lstm_h_5 = A + 41808;  // f32[16,32], prelude.model:29
+    T *const lstm_c_5 = A + 42320;  // f32[16,32], prelude.model:29
+    T *const matmul253 = A + 42832;  // f32[16,128], prelude.model:30
+    T *const lstm_gates_3 = A + 44880;  // f32[16,128], prelude.model:30
+    T *const lstm_c_6 = A + 42832;  // f32[16,32], prelude.model:35
+    T *const lstm_h_6 = A + 43344;  // f32[16,32], prelude.model:36
+    T *const lstm_seq_2 = A + 47952;  // f32[16,20,32], prelude.model:29
+    T *const lstm_h_8 = A + 46928;  // f32[16,32], prelude.model:29
+    T *const lstm_c_8 = A + 47440;  // f32[16,32], prelude.model:29
+    T *const slice936 = A + 528;  // f32[16,1], prelude.model:79
+    T *const mean938 = A + 544;  // f32[16,1], prelude.model:79
+    T *const mean940 = A + 560;  // f32[16,1], prelude.model:79
+    T *const ln_mu = A + 576;  // f32[16,1], prelude.model:77
+    T *const mul956 = A + 592;  // f32[16,32], prelude.model:10
+    T *const rsqrt282 = A + 1104;  // f32[16,1], prelude.model:80
+    T *const mul283 = A + 1120;  // f32[16,32], prelude.model:80
+    T *const matmul958 = A + 0;  // f32[16,16], prelude.model:10
+    T *const relu293 = A + 272;  // f32[16,16], lstm2_layernorm.model:20
+    T *const matmul296 = A + 0;  // f32[16,1], prelude.model:10
+    T *const yhat = A + 16;  // f32[16,1], prelude.model:10
+    // input %x  (lstm2_layernorm.model:9:1)
+    for (int64_t k = 0; k < 320; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const202, 512, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 320, 128, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul320, 128, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const202, 512, lstm_h);
+    std::copy_n(const202, 512, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 20; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul217, 128, threads());
+      // fused loop over [16, 128]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v213 = matmul320[t * 128 + i0 * 2560 + i1] + lstm_bias_ih_l0[i1];
+          const T v218 = v213 + matmul217[i0 * 128 + i1];
+          const T lstm_gates_2 = v218 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 128 + i1] = lstm_gates_2;
         }
+      }
+      // fused loop over [16, 32]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v222 = lstm_gates[i0 * 128 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v222));
+          const T v224 = lstm_gates[i0 * 128 + i1 + 32];
+          const T lstm_f = T(1) / (T(1) + fexp(-v224));
+          const T v226 = lstm_gates[i0 * 128 + i1 + 64];
+          const T lstm_g = ftanh(v226);
+          const T v228 = lstm_gates[i0 * 128 + i1 + 96];
+          const T lstm_o = T(1) / (T(1) + fexp(-v228));
+          const T v230 = lstm_f * lstm_c[i0 * 32 + i1];
+          const T v231 = lstm_i * lstm_g;
+          const T lstm_c_3 = v230 + v231;
+          lstm_c_2[i0 * 32 + i1] = lstm_c_3;
+          const T v233 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v233;
+          lstm_h_2[i0 * 32 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h_2 + i * 32, 32, lstm_seq + (i * 640 + t * 32));
+      }
+      std::copy_n(lstm_h_2, 512, lstm_h);
+      std::copy_n(lstm_c_2, 512, lstm_c);
+    }
+    std::copy_n(lstm_h, 512, lstm_h_4);
+    std::copy_n(lstm_c, 512, lstm_c_4);
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 320, 128, 32, T(1), lstm_seq, 32, lstm_weight_ih_l1, 32, T(0), matmul322, 128, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const202, 512, lstm_h_5);
+    std::copy_n(const202, 512, lstm_c_5);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 20; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(1, false, true, 16, 128, 32, T(1), lstm_h_5, 32, lstm_weight_hh_l1, 32, T(0), matmul253, 128, threads());
+      // fused loop over [16, 128]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 128; ++i1) {
+          const T v249 = matmul322[t * 128 + i0 * 2560 + i1] + lstm_bias_ih_l1[i1];
+          const T v254 = v249 + matmul253[i0 * 128 + i1];
+          const T lstm_gates_4 = v254 + lstm_bias_hh_l1[i1];
+          lstm_gates_3[i0 * 128 + i1] = lstm_gates_4;
+        }
+      }
+      // fused loop over [16, 32]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 16; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 32; ++i1) {
+          const T v258 = lstm_gates_3[i0 * 128 + i1];
+          const T lstm_i_2 = T(1) / (T(1) + fexp(-v258));
+          const T v260 = lstm_gates_3[i0 * 128 + i1 + 32];
+          const T lstm_f_2 = T(1) / (T(1) + fexp(-v260));
+          const T v262 = lstm_gates_3[i0 * 128 + i1 + 64];
+          const T lstm_g_2 = ftanh(v262);
+          const T v264 = lstm_gates_3[i0 * 128 + i1 + 96];
+          const T lstm_o_2 = T(1) / (T(1) + fexp(-v264));
+          const T v266 = lstm_f_2 * lstm_c_5[i0 * 32 + i1];
+          const T v267 = lstm_i_2 * lstm_g_2;
+          const T lstm_c_7 = v266 + v267;
+          lstm_c_6[i0 * 32 + i1] = lstm_c_7;
+          const T v269 = ftanh(lstm_c_7);
+          const T lstm_h_7 = lstm_o_2 * v269;
+          lstm_h_6[i0 * 32 + i1] = lstm_h_7;
+        }
+      }
+      for (int64_t i = 0; i < 16; ++i) {
+        std::copy_n(lstm_h_6 + i * 32, 32, lstm_seq_2 + (i * 640 + t * 32));
+      }
+      std::copy_n(lstm_h_6, 512, lstm_h_5);
+      std::copy_n(lstm_c_6, 512, lstm_c_5);
+    }
+    std::copy_n(lstm_h_5, 512, lstm_h_8);
+    std::copy_n(lstm_c_5, 512, lstm_c_8);
+    // slice  (lstm2_layernorm.model:19:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 32; ++i2) {
+        slice274[i0 * 32 + i2] = lstm_seq_2[i0 * 640 + i2 + 608];
+      }
+    }
+    // slice  (prelude.model:79:15)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      slice936[i0] = slice274[i0 * 32];
+    }
+    // fused loop over [16, 32], 3 reductions:
+    //   sub  (prelude.model:79:15)  [register]
+    //   mean over axes [1]  (prelude.model:79:15)
+    //   mul  (prelude.model:79:15)  [register]
+    //   mean over axes [1]  (prelude.model:79:15)
+    //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+    //   mul  (prelude.model:10:14)
+    std::fill_n(mean938, 16, T(0));
+    std::fill_n(mean940, 16, T(0));
+    std::fill_n(ln_mu, 16, T(0));
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T v937 = slice274[i0 * 32 + i1] - slice936[i0];
+        mean938[i0] += v937;
+        const T v939 = v937 * v937;
+        mean940[i0] += v939;
+        ln_mu[i0] += slice274[i0 * 32 + i1];
+        const T v956 = fc_weight[i0 * 32 + i1] * ln_weight[i1];
+        mul956[i0 * 32 + i1] = v956;
+      }
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      mean938[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      mean940[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 16; ++i) {
+      ln_mu[i] /= T(32);
+    }
+    // fused loop over [16, 1]:
+    //   mul  (prelude.model:79:15)  [register]
+    //   sub  (prelude.model:79:15)  [register]
+    //   maximum  (prelude.model:79:15)  [register]
+    //   add  (prelude.model:80:26)  [register]
+    //   rsqrt  (prelude.model:80:21)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T v941 = mean938[i0] * mean938[i0];
+      const T v942 = mean940[i0] - v941;
+      const T v944 = std::max(v942, T(0));
+      const T v281 = v944 + T(1e-05);
+      const T v282 = T(1) / std::sqrt(v281);
+      rsqrt282[i0] = v282;
+    }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
+    //   sub %ln.d  (prelude.model:78:11)  [register]
+    //   mul  (prelude.model:80:14)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 44880)[i0 * 128 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 44880)[32 + i0 * 128 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 44880)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 44880)[96 + i0 * 128 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 42320)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 42832)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 43344)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43344) + o * 32, 32, (A + 47952) + (o * 20 + t) * 32);
-    std::copy_n((A + 43344), 512, (A + 41808));
-    std::copy_n((A + 42832), 512, (A + 42320));
-  }
-  std::copy_n((A + 41808), 512, (A + 46928));
-  std::copy_n((A + 42320), 512, (A + 47440));
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 320, 128, 32, T(1), (A + 47952), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 336), 512, (A + 41808));
-  std::copy_n((A + 336), 512, (A + 42320));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 20; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[5].data(), 32, T(0), (A + 42832), 128, threads());
-    // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
+      for (int64_t i1 = 0; i1 < 32; ++i1) {
+        const T ln_d = slice274[i0 * 32 + i1] - ln_mu[i0];
+        const T v283 = ln_d * rsqrt282[i0];
+        mul283[i0 * 32 + i1] = v283;
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 16, 32, T(1), mul283, 32, mul956, 32, T(0), matmul958, 16, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 1, 16, 32, T(1), ln_bias, 32, fc_weight, 32, T(0), matmul960, 16, threads());
+    // fused loop over [16, 16]:
+    //   add  (prelude.model:10:14)  [register]
+    //   add  (prelude.model:10:34)  [register]
+    //   relu  (lstm2_layernorm.model:20:19)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 128; ++i1)
-        {
-          const T v0 = ((A + 848) + t * 128)[i0 * 2560 + i1 * 1] + sf_[6].data()[i1 * 1];
-          const T v1 = v0 + (A + 42832)[i0 * 128 + i1 * 1];
-          const T v2 = v1 + sf_[7].data()[i1 * 1];
-          (A + 44880)[i0 * 128 + i1 * 1] = v2;
-        }
-    // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 16; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 32; ++i1)
-        {
-          const T v0 = (A + 44880)[i0 * 128 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 44880)[32 + i0 * 128 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 44880)[64 + i0 * 128 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 44880)[96 + i0 * 128 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 42320)[i0 * 32 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 42832)[i0 * 32 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 43344)[i0 * 32 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 16; ++o) std::copy_n((A + 43344) + o * 32, 32, (A + 47952) + (o * 20 + t) * 32);
-    std::copy_n((A + 43344), 512, (A + 41808));
-    std::copy_n((A + 42832), 512, (A + 42320));
-  }
-  std::copy_n((A + 41808), 512, (A + 46928));
-  std::copy_n((A + 42320), 512, (A + 47440));
-  // slice  (lstm2_layernorm.model:19:15)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 32; ++i2)
-        {
-          (A + 16)[i0 * 32 + i1 * 32 + i2 * 1] = (A + 47952)[608 + i0 * 640 + i1 * 32 + i2 * 1];
-        }
-  // reshape  (lstm2_layernorm.model:19:15)
-  // (a view of its operand)
-  // slice  (prelude.model:79:15)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 528)[i0 * 1 + i1 * 1] = (A + 16)[0 + i0 * 32 + i1 * 1];
+      for (int64_t i1 = 0; i1 < 16; ++i1) {
+        const T v962 = matmul958[i0 * 16 + i1] + matmul960[i1];
+        const T v292 = v962 + fc_bias[i1];
+        const T v293 = (v292 > T(0)) ? v292 : T(0);
+        relu293[i0 * 16 + i1] = v293;
       }
-  // fused loop over [16, 32], 3 reductions:
-  //   sub  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mul  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
-  //   mul  (prelude.model:10:14)
-  std::fill_n((A + 544), 16, T(0));
-  std::fill_n((A + 560), 16, T(0));
-  std::fill_n((A + 576), 16, T(0));
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 16)[i0 * 32 + i1 * 1] - (A + 528)[i0 * 1];
-        (A + 544)[i0 * 1] += v0;
-        const T v2 = v0 * v0;
-        (A + 560)[i0 * 1] += v2;
-        (A + 576)[i0 * 1] += (A + 16)[i0 * 32 + i1 * 1];
-        const T v5 = sf_[10].data()[i0 * 32 + i1 * 1] * sf_[8].data()[i1 * 1];
-        (A + 592)[i0 * 32 + i1 * 1] = v5;
-      }
-  for (int64_t k = 0; k < 16; ++k) (A + 544)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 560)[k] /= T(32);
-  for (int64_t k = 0; k < 16; ++k) (A + 576)[k] /= T(32);
-  // const  (prelude.model:80:26)
-  std::fill_n((A + 528), 1, T(1.0000000000000001e-05));
-  // param %ln.weight  (prelude.model:73:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %ln.bias  (prelude.model:74:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %fc.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // fused loop over [16, 1]:
-  //   mul  (prelude.model:79:15)  [register]
-  //   sub  (prelude.model:79:15)  [register]
-  //   maximum  (prelude.model:79:15)  [register]
-  //   add  (prelude.model:80:26)  [register]
-  //   rsqrt  (prelude.model:80:21)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 544)[i0 * 1] * (A + 544)[i0 * 1];
-        const T v1 = (A + 560)[i0 * 1] - v0;
-        const T v2 = std::max(v1, (A + 0)[0]);
-        const T v3 = v2 + (A + 528)[0];
-        const T v4 = T(1) / std::sqrt(v3);
-        (A + 1104)[i0 * 1 + i1 * 1] = v4;
-      }
-  // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:80:14)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 32; ++i1)
-      {
-        const T v0 = (A + 16)[i0 * 32 + i1 * 1] - (A + 576)[i0 * 1];
-        const T v1 = v0 * (A + 1104)[i0 * 1];
-        (A + 1120)[i0 * 32 + i1 * 1] = v1;
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 16, 32, T(1), (A + 1120), 32, (A + 592), 32, T(0), (A + 0), 16, threads());
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 1, 16, 32, T(1), sf_[9].data(), 32, sf_[10].data(), 32, T(0), (A + 256), 16, threads());
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %fc.bias  (prelude.model:8:3)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // fused loop over [16, 16]:
-  //   add  (prelude.model:10:14)  [register]
-  //   add  (prelude.model:10:34)  [register]
-  //   relu  (lstm2_layernorm.model:20:19)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 16; ++i1)
-      {
-        const T v0 = (A + 0)[i0 * 16 + i1 * 1] + (A + 256)[i1 * 1];
-        const T v1 = v0 + sf_[11].data()[i1 * 1];
-        const T v2 = (v1 > T(0)) ? v1 : T(0);
-        (A + 272)[i0 * 16 + i1 * 1] = v2;
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 16, 1, 16, T(1), (A + 272), 16, sf_[12].data(), 16, T(0), (A + 0), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 16; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 16)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[13].data()[0];
-      }
-  // output  (lstm2_layernorm.model:22:3)
-  std::copy_n((A + 16), 16, static_cast<T *>(out[0]));
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 16, 1, 16, T(1), relu293, 16, head_weight, 16, T(0), matmul296, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 16; ++i0) {
+      const T yhat_2 = matmul296[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // output  (lstm2_layernorm.model:22:3)
+    std::copy_n(yhat, 16, static_cast<T *>(out[0]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build
@@ -2214,7 +2329,7 @@ private:
   }
   std::vector<T> sf_[43];       // float state (params, buffers, optimizer), spec order
   std::vector<int64_t> si_[43]; // integer state
-  double lr_ = 0.0030000000000000001;
+  double lr_ = 0.003;
 };
 
 } // namespace

@@ -100,7 +100,7 @@ const ModelSpec &spec() {
     t.scale = "minmax";
     t.length = 30;
     t.horizon = 1;
-    t.split = 0.69999999999999996;
+    t.split = 0.7;
     t.earlyStopping = true;
     t.patience = 5;
     t.delta = 0.0001;
@@ -153,1484 +153,1796 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena();
     double loss = 0;
-  // input %x  (seed_gate_bn.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (seed_gate_bn.model:11:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (seed_gate_bn.model:29:49)
-  std::fill_n((A + 992), 8192, T(0));
-  // param %cell.weight_ih  (seed_gate_bn.model:18:3)
-  // param %cell.bias_ih  (seed_gate_bn.model:20:3)
-  // param %cell.weight_hh  (seed_gate_bn.model:19:3)
-  // param %cell.bias_hh  (seed_gate_bn.model:21:3)
-  // buffer %cell.bn_i.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_i.running_var  (prelude.model:51:3)
-  // param %cell.bn_i.weight  (prelude.model:48:3)
-  // param %cell.bn_i.bias  (prelude.model:49:3)
-  // buffer %cell.bn_f.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_f.running_var  (prelude.model:51:3)
-  // param %cell.bn_f.weight  (prelude.model:48:3)
-  // param %cell.bn_f.bias  (prelude.model:49:3)
-  // buffer %cell.bn_g.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_g.running_var  (prelude.model:51:3)
-  // param %cell.bn_g.weight  (prelude.model:48:3)
-  // param %cell.bn_g.bias  (prelude.model:49:3)
-  // buffer %cell.bn_o.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_o.running_var  (prelude.model:51:3)
-  // param %cell.bn_o.weight  (prelude.model:48:3)
-  // param %cell.bn_o.bias  (prelude.model:49:3)
-  // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
-  // matmul  (seed_gate_bn.model:30:18)
-  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
-  // fused loop over [256]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 0)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    (A + 16)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 0)[0];
-    const T v3 = T(1) / std::sqrt(v2);
-    (A + 272)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 0)[0];
-    const T v5 = T(1) / std::sqrt(v4);
-    (A + 528)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 0)[0];
-    const T v7 = T(1) / std::sqrt(v6);
-    (A + 992224)[i] = v7;
-  }
-  // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 992480));
-  std::copy_n((A + 992), 8192, (A + 1000672));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
-    // matmul  (seed_gate_bn.model:30:55)
-    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992480), 256, sf_[1].data(), 256, T(0), (A + 1008864), 1024, threads());
-    // fused loop over [32, 1024]:
-    //   add  (seed_gate_bn.model:30:41)  [register]
-    //   add  (seed_gate_bn.model:30:51)  [register]
-    //   add %cell.gates  (seed_gate_bn.model:30:78)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = ((A + 9184) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1008864)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1041632)[i0 * 1024 + i1 * 1] = v2;
-        }
-    // fused loop over [32, 256]:
-    //   slice  (seed_gate_bn.model:31:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
-    //   slice  (seed_gate_bn.model:32:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
-    //   slice  (seed_gate_bn.model:33:26)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
-    //   slice  (seed_gate_bn.model:34:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
-    //   mul  (seed_gate_bn.model:35:13)  [register]
-    //   mul  (seed_gate_bn.model:35:21)  [register]
-    //   add %cell.c  (seed_gate_bn.model:35:17)
-    //   tanh  (seed_gate_bn.model:36:19)  [register]
-    //   mul %cell.h  (seed_gate_bn.model:36:13)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1041632)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 - sf_[14].data()[i1 * 1];
-          const T v2 = v1 * (A + 16)[i1 * 1];
-          const T v3 = v2 * sf_[4].data()[i1 * 1];
-          const T v4 = v3 + sf_[5].data()[i1 * 1];
-          const T v5 = T(1) / (T(1) + fexp(-v4));
-          const T v6 = (A + 1041632)[256 + i0 * 1024 + i1 * 1];
-          const T v7 = v6 - sf_[17].data()[i1 * 1];
-          const T v8 = v7 * (A + 272)[i1 * 1];
-          const T v9 = v8 * sf_[6].data()[i1 * 1];
-          const T v10 = v9 + sf_[7].data()[i1 * 1];
-          const T v11 = T(1) / (T(1) + fexp(-v10));
-          const T v12 = (A + 1041632)[512 + i0 * 1024 + i1 * 1];
-          const T v13 = v12 - sf_[20].data()[i1 * 1];
-          const T v14 = v13 * (A + 528)[i1 * 1];
-          const T v15 = v14 * sf_[8].data()[i1 * 1];
-          const T v16 = v15 + sf_[9].data()[i1 * 1];
-          const T v17 = ftanh(v16);
-          const T v18 = (A + 1041632)[768 + i0 * 1024 + i1 * 1];
-          const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 992224)[i1 * 1];
-          const T v21 = v20 * sf_[10].data()[i1 * 1];
-          const T v22 = v21 + sf_[11].data()[i1 * 1];
-          const T v23 = T(1) / (T(1) + fexp(-v22));
-          const T v24 = v11 * (A + 1000672)[i0 * 256 + i1 * 1];
-          const T v25 = v5 * v17;
-          const T v26 = v24 + v25;
-          (A + 1008864)[i0 * 256 + i1 * 1] = v26;
-          const T v27 = ftanh(v26);
-          const T v28 = v23 * v27;
-          (A + 1017056)[i0 * 256 + i1 * 1] = v28;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1017056) + o * 256, 256, (A + 1090784) + (o * 30 + t) * 256);
-    std::copy_n((A + 1017056), 8192, (A + 992480));
-    std::copy_n((A + 1008864), 8192, (A + 1000672));
-  }
-  std::copy_n((A + 992480), 8192, (A + 1074400));
-  std::copy_n((A + 1000672), 8192, (A + 1082592));
-  // slice  (seed_gate_bn.model:47:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090784)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (seed_gate_bn.model:47:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 992), 256, sf_[12].data(), 256, T(0), (A + 0), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
+    T *const A = arena();
+    T *const cell_weight_ih = sf_[0].data();  // f32[1024,1], seed_gate_bn.model:18
+    T *const cell_bias_ih = sf_[2].data();  // f32[1024], seed_gate_bn.model:20
+    T *const cell_weight_hh = sf_[1].data();  // f32[1024,256], seed_gate_bn.model:19
+    T *const cell_bias_hh = sf_[3].data();  // f32[1024], seed_gate_bn.model:21
+    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:50
+    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:51
+    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:48
+    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:49
+    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:50
+    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:51
+    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:48
+    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:49
+    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:50
+    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:51
+    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:48
+    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:49
+    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:50
+    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:51
+    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:48
+    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:49
+    T *const slice284 = A + 992;  // f32[32,1,256], seed_gate_bn.model:47
+    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
+    T *const y = A + 960;  // f32[32,1], seed_gate_bn.model:11
+    T *const const188 = A + 992;  // f32[32,256], seed_gate_bn.model:29
+    T *const matmul419 = A + 9184;  // f32[32,30,1024], seed_gate_bn.model:30
+    T *const rsqrt216 = A + 16;  // f32[256], prelude.model:65
+    T *const rsqrt233 = A + 272;  // f32[256], prelude.model:65
+    T *const rsqrt250 = A + 528;  // f32[256], prelude.model:65
+    T *const rsqrt267 = A + 992224;  // f32[256], prelude.model:65
+    T *const cell_h = A + 992480;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_c = A + 1000672;  // f32[32,256], seed_gate_bn.model:29
+    T *const matmul203 = A + 1008864;  // f32[32,1024], seed_gate_bn.model:30
+    T *const cell_gates = A + 1041632;  // f32[32,1024], seed_gate_bn.model:30
+    T *const cell_c_2 = A + 1008864;  // f32[32,256], seed_gate_bn.model:35
+    T *const cell_h_2 = A + 1017056;  // f32[32,256], seed_gate_bn.model:36
+    T *const hs = A + 1090784;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_h_4 = A + 1074400;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_c_4 = A + 1082592;  // f32[32,256], seed_gate_bn.model:29
+    T *const matmul288 = A + 0;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 32;  // f32[32,1], prelude.model:10
+    T *const loss_2 = A + 0;  // f32[], seed_gate_bn.model:48
+    // input %x  (seed_gate_bn.model:10:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (seed_gate_bn.model:11:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (seed_gate_bn.model:29:49)
+    std::fill_n(const188, 8192, T(0));
+    // matmul  (seed_gate_bn.model:30:18)
+    gemm(false, true, 960, 1024, 1, T(1), x, 1, cell_weight_ih, 1, T(0), matmul419, 1024, threads());
+    // fused loop over [256]:
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[13].data()[0];
+    for (int64_t i = 0; i < 256; ++i) {
+      const T v215 = cell_bn_i_running_var[i] + T(1e-05);
+      const T v216 = T(1) / std::sqrt(v215);
+      rsqrt216[i] = v216;
+      const T v232 = cell_bn_f_running_var[i] + T(1e-05);
+      const T v233 = T(1) / std::sqrt(v232);
+      rsqrt233[i] = v233;
+      const T v249 = cell_bn_g_running_var[i] + T(1e-05);
+      const T v250 = T(1) / std::sqrt(v249);
+      rsqrt250[i] = v250;
+      const T v266 = cell_bn_o_running_var[i] + T(1e-05);
+      const T v267 = T(1) / std::sqrt(v266);
+      rsqrt267[i] = v267;
+    }
+    // scan %cell.h  (seed_gate_bn.model:29:12)
+    std::copy_n(const188, 8192, cell_h);
+    std::copy_n(const188, 8192, cell_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (seed_gate_bn.model:30:55)
+      gemmInvariantB(0, false, true, 32, 1024, 256, T(1), cell_h, 256, cell_weight_hh, 256, T(0), matmul203, 1024, threads());
+      // fused loop over [32, 1024]:
+      //   add  (seed_gate_bn.model:30:41)  [register]
+      //   add  (seed_gate_bn.model:30:51)  [register]
+      //   add %cell.gates  (seed_gate_bn.model:30:78)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 1024; ++i1) {
+          const T v199 = matmul419[t * 1024 + i0 * 30720 + i1] + cell_bias_ih[i1];
+          const T v204 = v199 + matmul203[i0 * 1024 + i1];
+          const T cell_gates_2 = v204 + cell_bias_hh[i1];
+          cell_gates[i0 * 1024 + i1] = cell_gates_2;
+        }
       }
-  // mse %loss  (seed_gate_bn.model:48:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
-  // output  (seed_gate_bn.model:49:3)
-  // loss  (seed_gate_bn.model:45:1)
-  loss = double((A + 0)[0]);
+      // fused loop over [32, 256]:
+      //   slice  (seed_gate_bn.model:31:29)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
+      //   slice  (seed_gate_bn.model:32:29)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
+      //   slice  (seed_gate_bn.model:33:26)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
+      //   slice  (seed_gate_bn.model:34:29)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
+      //   mul  (seed_gate_bn.model:35:13)  [register]
+      //   mul  (seed_gate_bn.model:35:21)  [register]
+      //   add %cell.c  (seed_gate_bn.model:35:17)
+      //   tanh  (seed_gate_bn.model:36:19)  [register]
+      //   mul %cell.h  (seed_gate_bn.model:36:13)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v208 = cell_gates[i0 * 1024 + i1];
+          const T v211 = v208 - cell_bn_i_running_mean[i1];
+          const T cell_bn_i_xhat = v211 * rsqrt216[i1];
+          const T v220 = cell_bn_i_xhat * cell_bn_i_weight[i1];
+          const T v223 = v220 + cell_bn_i_bias[i1];
+          const T cell_i = T(1) / (T(1) + fexp(-v223));
+          const T v225 = cell_gates[i0 * 1024 + i1 + 256];
+          const T v228 = v225 - cell_bn_f_running_mean[i1];
+          const T cell_bn_f_xhat = v228 * rsqrt233[i1];
+          const T v237 = cell_bn_f_xhat * cell_bn_f_weight[i1];
+          const T v240 = v237 + cell_bn_f_bias[i1];
+          const T cell_f = T(1) / (T(1) + fexp(-v240));
+          const T v242 = cell_gates[i0 * 1024 + i1 + 512];
+          const T v245 = v242 - cell_bn_g_running_mean[i1];
+          const T cell_bn_g_xhat = v245 * rsqrt250[i1];
+          const T v254 = cell_bn_g_xhat * cell_bn_g_weight[i1];
+          const T v257 = v254 + cell_bn_g_bias[i1];
+          const T cell_g = ftanh(v257);
+          const T v259 = cell_gates[i0 * 1024 + i1 + 768];
+          const T v262 = v259 - cell_bn_o_running_mean[i1];
+          const T cell_bn_o_xhat = v262 * rsqrt267[i1];
+          const T v271 = cell_bn_o_xhat * cell_bn_o_weight[i1];
+          const T v274 = v271 + cell_bn_o_bias[i1];
+          const T cell_o = T(1) / (T(1) + fexp(-v274));
+          const T v276 = cell_f * cell_c[i0 * 256 + i1];
+          const T v277 = cell_i * cell_g;
+          const T cell_c_3 = v276 + v277;
+          cell_c_2[i0 * 256 + i1] = cell_c_3;
+          const T v279 = ftanh(cell_c_3);
+          const T cell_h_3 = cell_o * v279;
+          cell_h_2[i0 * 256 + i1] = cell_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(cell_h_2 + i * 256, 256, hs + (i * 7680 + t * 256));
+      }
+      std::copy_n(cell_h_2, 8192, cell_h);
+      std::copy_n(cell_c_2, 8192, cell_c);
+    }
+    std::copy_n(cell_h, 8192, cell_h_4);
+    std::copy_n(cell_c, 8192, cell_c_4);
+    // slice  (seed_gate_bn.model:47:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        slice284[i0 * 256 + i2] = hs[i0 * 7680 + i2 + 7424];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 256, T(1), slice284, 256, head_weight, 256, T(0), matmul288, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul288[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // mse %loss  (seed_gate_bn.model:48:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (seed_gate_bn.model:45:1)
+    loss = double(loss_2[0]);
     return loss;
   }
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // input %x  (seed_gate_bn.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (seed_gate_bn.model:11:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (seed_gate_bn.model:29:49)
-  std::fill_n((A + 992), 8192, T(0));
-  // param %cell.weight_ih  (seed_gate_bn.model:18:3)
-  // param %cell.bias_ih  (seed_gate_bn.model:20:3)
-  // param %cell.weight_hh  (seed_gate_bn.model:19:3)
-  // param %cell.bias_hh  (seed_gate_bn.model:21:3)
-  // buffer %cell.bn_i.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_i.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_i.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 9184)[k] = T(si_[16][k]);
-  // param %cell.bn_i.weight  (prelude.model:48:3)
-  // param %cell.bn_i.bias  (prelude.model:49:3)
-  // buffer %cell.bn_f.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_f.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_f.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 9200)[k] = T(si_[19][k]);
-  // param %cell.bn_f.weight  (prelude.model:48:3)
-  // param %cell.bn_f.bias  (prelude.model:49:3)
-  // buffer %cell.bn_g.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_g.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_g.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 9216)[k] = T(si_[22][k]);
-  // param %cell.bn_g.weight  (prelude.model:48:3)
-  // param %cell.bn_g.bias  (prelude.model:49:3)
-  // buffer %cell.bn_o.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_o.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_o.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 9232)[k] = T(si_[25][k]);
-  // param %cell.bn_o.weight  (prelude.model:48:3)
-  // param %cell.bn_o.bias  (prelude.model:49:3)
-  // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
-  // matmul  (seed_gate_bn.model:30:18)
-  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9248), 1024, threads());
-  // const  (prelude.model:60:44)
-  std::fill_n((A + 992288), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
-  std::fill_n((A + 992304), 1, T(0.10000000000000001));
-  // const  (prelude.model:61:84)
-  std::fill_n((A + 992320), 1, T(0.1032258064516129));
-  // const  (prelude.model:62:56)
-  std::fill_n((A + 992336), 1, T(1));
-  // const  (prelude.model:63:28)
-  std::fill_n((A + 992352), 1, T(1.0000000000000001e-05));
-  // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 992368));
-  std::copy_n((A + 992), 8192, (A + 1000560));
-  std::copy_n(sf_[14].data(), 256, (A + 1008752));
-  std::copy_n(sf_[15].data(), 256, (A + 1009008));
-  std::copy_n((A + 9184), 1, (A + 1009264));
-  std::copy_n(sf_[17].data(), 256, (A + 1009280));
-  std::copy_n(sf_[18].data(), 256, (A + 1009536));
-  std::copy_n((A + 9200), 1, (A + 1009792));
-  std::copy_n(sf_[20].data(), 256, (A + 1009808));
-  std::copy_n(sf_[21].data(), 256, (A + 1010064));
-  std::copy_n((A + 9216), 1, (A + 1010320));
-  std::copy_n(sf_[23].data(), 256, (A + 1010336));
-  std::copy_n(sf_[24].data(), 256, (A + 1010592));
-  std::copy_n((A + 9232), 1, (A + 1010848));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
-    // const  (prelude.model:59:17)
-    std::fill_n((A + 1010864), 1, T(0));
-    // matmul  (seed_gate_bn.model:30:55)
-    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992368), 256, sf_[1].data(), 256, T(0), (A + 1010880), 1024, threads());
-    // fused loop over [32, 1024]:
-    //   add  (seed_gate_bn.model:30:41)  [register]
-    //   add  (seed_gate_bn.model:30:51)  [register]
-    //   add %cell.gates  (seed_gate_bn.model:30:78)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = ((A + 9248) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1010880)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1043648)[i0 * 1024 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const cell_weight_ih = sf_[0].data();  // f32[1024,1], seed_gate_bn.model:18
+    T *const cell_bias_ih = sf_[2].data();  // f32[1024], seed_gate_bn.model:20
+    T *const cell_weight_hh = sf_[1].data();  // f32[1024,256], seed_gate_bn.model:19
+    T *const cell_bias_hh = sf_[3].data();  // f32[1024], seed_gate_bn.model:21
+    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:50
+    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:51
+    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:48
+    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:49
+    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:50
+    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:51
+    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:48
+    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:49
+    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:50
+    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:51
+    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:48
+    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:49
+    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:50
+    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:51
+    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:48
+    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:49
+    T *const cell_h_saved = A + 4943104;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const slice178 = A + 9184;  // f32[32,1,256], seed_gate_bn.model:47
+    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const matmul431 = A + 17680;  // f32[32,256], prelude.model:10
+    T *const scan799 = A + 5188864;  // f32[32,30,1024], seed_gate_bn.model:29
+    T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
+    T *const y = A + 960;  // f32[32,1], seed_gate_bn.model:11
+    T *const const2 = A + 992;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_bn_i_num_batches_tracked = A + 9184;  // i64[], prelude.model:52
+    T *const cell_bn_f_num_batches_tracked = A + 9200;  // i64[], prelude.model:52
+    T *const cell_bn_g_num_batches_tracked = A + 9216;  // i64[], prelude.model:52
+    T *const cell_bn_o_num_batches_tracked = A + 9232;  // i64[], prelude.model:52
+    T *const matmul417 = A + 9248;  // f32[32,30,1024], seed_gate_bn.model:30
+    T *const const29 = A + 992288;  // f32[], prelude.model:60
+    T *const const31 = A + 992304;  // f32[], prelude.model:60
+    T *const const38 = A + 992320;  // f32[], prelude.model:61
+    T *const const43 = A + 992336;  // i64[], prelude.model:62
+    T *const const45 = A + 992352;  // f32[], prelude.model:63
+    T *const cell_h = A + 992368;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_c = A + 1000560;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_bn_i_running_mean_2 = A + 1008752;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_running_var_2 = A + 1009008;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_num_batches_tracked_2 = A + 1009264;  // i64[], seed_gate_bn.model:29
+    T *const cell_bn_f_running_mean_2 = A + 1009280;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_running_var_2 = A + 1009536;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_num_batches_tracked_2 = A + 1009792;  // i64[], seed_gate_bn.model:29
+    T *const cell_bn_g_running_mean_2 = A + 1009808;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_running_var_2 = A + 1010064;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_num_batches_tracked_2 = A + 1010320;  // i64[], seed_gate_bn.model:29
+    T *const cell_bn_o_running_mean_2 = A + 1010336;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_running_var_2 = A + 1010592;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_num_batches_tracked_2 = A + 1010848;  // i64[], seed_gate_bn.model:29
+    T *const saved = A + 1348864;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_o_saved = A + 1594624;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_g_saved = A + 1840384;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_i_saved = A + 2086144;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_f_saved = A + 2577664;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_o_xhat_saved = A + 2823424;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_o_d_saved = A + 3076864;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_g_xhat_saved = A + 3353344;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_g_d_saved = A + 3606784;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_f_xhat_saved = A + 3883264;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_f_d_saved = A + 4136704;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_i_xhat_saved = A + 4413184;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_i_d_saved = A + 4666624;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const matmul17 = A + 1010880;  // f32[32,1024], seed_gate_bn.model:30
+    T *const cell_gates = A + 1043648;  // f32[32,1024], seed_gate_bn.model:30
+    T *const slice22 = A + 1010880;  // f32[32,256], seed_gate_bn.model:31
+    T *const slice915 = A + 1019072;  // f32[1,256], prelude.model:59
+    T *const mean917 = A + 1019328;  // f32[256], prelude.model:59
+    T *const mean919 = A + 1019584;  // f32[256], prelude.model:59
+    T *const cell_bn_i_mu = A + 1019840;  // f32[256], prelude.model:57
+    T *const slice56 = A + 1020096;  // f32[32,256], seed_gate_bn.model:32
+    T *const slice924 = A + 1019072;  // f32[1,256], prelude.model:59
+    T *const mean926 = A + 1028288;  // f32[256], prelude.model:59
+    T *const mean928 = A + 1028544;  // f32[256], prelude.model:59
+    T *const cell_bn_f_mu = A + 1028800;  // f32[256], prelude.model:57
+    T *const slice90 = A + 1029056;  // f32[32,256], seed_gate_bn.model:33
+    T *const slice933 = A + 1019072;  // f32[1,256], prelude.model:59
+    T *const mean935 = A + 1037248;  // f32[256], prelude.model:59
+    T *const mean937 = A + 1037504;  // f32[256], prelude.model:59
+    T *const cell_bn_g_mu = A + 1037760;  // f32[256], prelude.model:57
+    T *const slice124 = A + 1076416;  // f32[32,256], seed_gate_bn.model:34
+    T *const slice942 = A + 1019072;  // f32[1,256], prelude.model:59
+    T *const mean944 = A + 1038016;  // f32[256], prelude.model:59
+    T *const mean946 = A + 1038272;  // f32[256], prelude.model:59
+    T *const cell_bn_o_mu = A + 1038528;  // f32[256], prelude.model:57
+    T *const maximum923 = A + 1010880;  // f32[256], prelude.model:59
+    T *const cell_bn_i_running_mean_new = A + 1011136;  // f32[256], prelude.model:60
+    T *const cell_bn_i_running_var_new = A + 1011392;  // f32[256], prelude.model:61
+    T *const rsqrt47 = A + 1011648;  // f32[256], prelude.model:63
+    T *const maximum932 = A + 1011904;  // f32[256], prelude.model:59
+    T *const cell_bn_f_running_mean_new = A + 1012160;  // f32[256], prelude.model:60
+    T *const cell_bn_f_running_var_new = A + 1012416;  // f32[256], prelude.model:61
+    T *const rsqrt81 = A + 1012672;  // f32[256], prelude.model:63
+    T *const maximum941 = A + 1012928;  // f32[256], prelude.model:59
+    T *const cell_bn_g_running_mean_new = A + 1013184;  // f32[256], prelude.model:60
+    T *const cell_bn_g_running_var_new = A + 1013440;  // f32[256], prelude.model:61
+    T *const rsqrt115 = A + 1013696;  // f32[256], prelude.model:63
+    T *const maximum950 = A + 1013952;  // f32[256], prelude.model:59
+    T *const cell_bn_o_running_mean_new = A + 1014208;  // f32[256], prelude.model:60
+    T *const cell_bn_o_running_var_new = A + 1014464;  // f32[256], prelude.model:61
+    T *const rsqrt149 = A + 1014720;  // f32[256], prelude.model:63
+    T *const cell_bn_i_num_batches_tracked_new = A + 1010864;  // i64[], prelude.model:62
+    T *const cell_bn_f_num_batches_tracked_new = A + 1014976;  // i64[], prelude.model:62
+    T *const cell_bn_g_num_batches_tracked_new = A + 1014992;  // i64[], prelude.model:62
+    T *const cell_bn_o_num_batches_tracked_new = A + 1015008;  // i64[], prelude.model:62
+    T *const cell_c_2 = A + 1038784;  // f32[32,256], seed_gate_bn.model:35
+    T *const cell_h_2 = A + 1046976;  // f32[32,256], seed_gate_bn.model:36
+    T *const hs = A + 1103104;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_c_saved = A + 2331904;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const saved_2 = A + 3069184;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_o_var_saved = A + 3322624;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_o_running_var_saved = A + 3330304;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_o_mu_saved = A + 3337984;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_o_running_mean_saved = A + 3345664;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_3 = A + 3599104;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_g_var_saved = A + 3852544;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_g_running_var_saved = A + 3860224;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_g_mu_saved = A + 3867904;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_g_running_mean_saved = A + 3875584;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_4 = A + 4129024;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_f_var_saved = A + 4382464;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_f_running_var_saved = A + 4390144;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_f_mu_saved = A + 4397824;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_f_running_mean_saved = A + 4405504;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_5 = A + 4658944;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_i_var_saved = A + 4912384;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_i_running_var_saved = A + 4920064;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_i_mu_saved = A + 4927744;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_bn_i_running_mean_saved = A + 4935424;  // f32[256,30], seed_gate_bn.model:29
+    T *const cell_h_4 = A + 1084608;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_c_4 = A + 1092800;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_bn_i_running_mean_3 = A + 1100992;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_running_var_3 = A + 1101248;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_num_batches_tracked_3 = A + 1101504;  // i64[], seed_gate_bn.model:29
+    T *const cell_bn_f_running_mean_3 = A + 1101520;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_running_var_3 = A + 1101776;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_num_batches_tracked_3 = A + 1102032;  // i64[], seed_gate_bn.model:29
+    T *const cell_bn_g_running_mean_3 = A + 1102048;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_running_var_3 = A + 1102304;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_num_batches_tracked_3 = A + 1102560;  // i64[], seed_gate_bn.model:29
+    T *const cell_bn_o_running_mean_3 = A + 1102576;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_running_var_3 = A + 1102832;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_num_batches_tracked_3 = A + 1103088;  // i64[], seed_gate_bn.model:29
+    T *const transpose181 = A + 17376;  // f32[256,1], prelude.model:10
+    T *const matmul182 = A + 17632;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 17664;  // f32[32,1], prelude.model:10
+    T *const sub424 = A + 17696;  // f32[32,1], seed_gate_bn.model:48
+    T *const loss_2 = A + 17632;  // f32[], seed_gate_bn.model:48
+    T *const mul427 = A + 17632;  // f32[32,1], seed_gate_bn.model:48
+    T *const d_head_bias = A + 17664;  // f32[1], prelude.model:10
+    T *const matmul433 = A + 17376;  // f32[256,1], prelude.model:10
+    T *const pad436 = A + 25872;  // f32[32,30,256], seed_gate_bn.model:47
+    T *const const442 = A + 9184;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_h = A + 276752;  // f32[32,256], seed_gate_bn.model:29
+    T *const d_cell_c = A + 284944;  // f32[32,256], seed_gate_bn.model:29
+    T *const d_cell_bn_i_running_mean = A + 293136;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_bn_i_running_var = A + 293392;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_bn_f_running_mean = A + 293648;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_bn_f_running_var = A + 293904;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_bn_g_running_mean = A + 294160;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_bn_g_running_var = A + 294416;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_bn_o_running_mean = A + 294672;  // f32[256], seed_gate_bn.model:29
+    T *const d_cell_bn_o_running_var = A + 294928;  // f32[256], seed_gate_bn.model:29
+    T *const arg508 = A + 271632;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_var = A + 271888;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_running_var_4 = A + 272144;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_mu_2 = A + 272400;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_o_running_mean_4 = A + 272656;  // f32[256], seed_gate_bn.model:29
+    T *const arg566 = A + 272912;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_var = A + 273168;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_running_var_4 = A + 273424;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_mu_2 = A + 273680;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_g_running_mean_4 = A + 273936;  // f32[256], seed_gate_bn.model:29
+    T *const arg622 = A + 274192;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_var = A + 274448;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_running_var_4 = A + 274704;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_mu_2 = A + 274960;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_f_running_mean_4 = A + 275216;  // f32[256], seed_gate_bn.model:29
+    T *const arg678 = A + 275472;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_var = A + 275728;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_running_var_4 = A + 275984;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_mu_2 = A + 276240;  // f32[256], seed_gate_bn.model:29
+    T *const cell_bn_i_running_mean_4 = A + 276496;  // f32[256], seed_gate_bn.model:29
+    T *const scan895 = A + 394304;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan897 = A + 640064;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan899 = A + 1103104;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan901 = A + 6171904;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan903 = A + 6417664;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan905 = A + 6663424;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan907 = A + 6909184;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan909 = A + 7154944;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const mul540 = A + 312128;  // f32[256], prelude.model:59
+    T *const mul551 = A + 295200;  // f32[256], prelude.model:57
+    T *const mul595 = A + 295712;  // f32[256], prelude.model:59
+    T *const mul606 = A + 295712;  // f32[256], prelude.model:57
+    T *const mul651 = A + 304928;  // f32[256], prelude.model:59
+    T *const mul662 = A + 304416;  // f32[256], prelude.model:57
+    T *const mul707 = A + 305184;  // f32[256], prelude.model:59
+    T *const mul718 = A + 306720;  // f32[256], prelude.model:57
+    T *const add480 = A + 295200;  // f32[32,256]
+    T *const sum512 = A + 311584;  // f32[256], prelude.model:63
+    T *const mul509 = A + 303392;  // f32[32,256], prelude.model:63
+    T *const mul534 = A + 311872;  // f32[256], prelude.model:60
+    T *const add546 = A + 320576;  // f32[32,256], prelude.model:59
+    T *const sum548 = A + 311584;  // f32[256], prelude.model:58
+    T *const add489 = A + 312384;  // f32[32,256], seed_gate_bn.model:36
+    T *const sum570 = A + 336960;  // f32[256], prelude.model:63
+    T *const mul567 = A + 328768;  // f32[32,256], prelude.model:63
+    T *const mul589 = A + 295456;  // f32[256], prelude.model:60
+    T *const add601 = A + 295968;  // f32[32,256], prelude.model:59
+    T *const sum603 = A + 304160;  // f32[256], prelude.model:58
+    T *const sum626 = A + 304416;  // f32[256], prelude.model:63
+    T *const mul623 = A + 336960;  // f32[32,256], prelude.model:63
+    T *const mul645 = A + 304672;  // f32[256], prelude.model:60
+    T *const add657 = A + 328768;  // f32[32,256], prelude.model:59
+    T *const sum659 = A + 295456;  // f32[256], prelude.model:58
+    T *const sum682 = A + 304160;  // f32[256], prelude.model:63
+    T *const mul679 = A + 345152;  // f32[32,256], prelude.model:63
+    T *const mul701 = A + 304928;  // f32[256], prelude.model:60
+    T *const add713 = A + 336960;  // f32[32,256], prelude.model:59
+    T *const sum715 = A + 295456;  // f32[256], prelude.model:58
+    T *const mul529 = A + 304160;  // f32[256], prelude.model:61
+    T *const mul538 = A + 304672;  // f32[256], prelude.model:60
+    T *const mul585 = A + 305184;  // f32[256], prelude.model:61
+    T *const mul593 = A + 305440;  // f32[256], prelude.model:60
+    T *const mul641 = A + 305696;  // f32[256], prelude.model:61
+    T *const mul649 = A + 305952;  // f32[256], prelude.model:60
+    T *const mul697 = A + 306208;  // f32[256], prelude.model:61
+    T *const mul705 = A + 306464;  // f32[256], prelude.model:60
+    T *const add721 = A + 377920;  // f32[32,256], prelude.model:57
+    T *const add665 = A + 369728;  // f32[32,256], prelude.model:57
+    T *const add609 = A + 361536;  // f32[32,256], prelude.model:57
+    T *const add554 = A + 353344;  // f32[32,256], prelude.model:57
+    T *const mul497 = A + 345152;  // f32[32,256], seed_gate_bn.model:35
+    T *const matmul728 = A + 295184;  // f32[32,256], seed_gate_bn.model:30
+    T *const scan778 = A + 17680;  // f32[32,256], seed_gate_bn.model:29
+    T *const scan779 = A + 386112;  // f32[32,256], seed_gate_bn.model:29
+    T *const scan780 = A + 9440;  // f32[256], seed_gate_bn.model:29
+    T *const scan781 = A + 9696;  // f32[256], seed_gate_bn.model:29
+    T *const scan782 = A + 9952;  // f32[256], seed_gate_bn.model:29
+    T *const scan783 = A + 10208;  // f32[256], seed_gate_bn.model:29
+    T *const scan784 = A + 10464;  // f32[256], seed_gate_bn.model:29
+    T *const scan785 = A + 10720;  // f32[256], seed_gate_bn.model:29
+    T *const scan786 = A + 10976;  // f32[256], seed_gate_bn.model:29
+    T *const scan787 = A + 11232;  // f32[256], seed_gate_bn.model:29
+    T *const sum893 = A + 976;  // f32[1024], seed_gate_bn.model:29
+    T *const sum896 = A + 2000;  // f32[256], seed_gate_bn.model:29
+    T *const sum898 = A + 2256;  // f32[256], seed_gate_bn.model:29
+    T *const sum900 = A + 2512;  // f32[256], seed_gate_bn.model:29
+    T *const sum902 = A + 2768;  // f32[256], seed_gate_bn.model:29
+    T *const sum904 = A + 3024;  // f32[256], seed_gate_bn.model:29
+    T *const sum906 = A + 3280;  // f32[256], seed_gate_bn.model:29
+    T *const sum908 = A + 3536;  // f32[256], seed_gate_bn.model:29
+    T *const sum910 = A + 3792;  // f32[256], seed_gate_bn.model:29
+    T *const matmul914 = A + 17680;  // f32[256,1024], seed_gate_bn.model:29
+    T *const matmul806 = A + 4048;  // f32[1,1024], seed_gate_bn.model:30
+    T *const d_cell_weight_ih = A + 5072;  // f32[1024,1], seed_gate_bn.model:30
+    T *const d_cell_weight_hh = A + 279824;  // f32[1024,256], seed_gate_bn.model:30
+    T *const d_head_weight = A + 0;  // f32[1,256], prelude.model:10
+    T *const lr_2 = A + 272;  // f32[], seed_gate_bn.model:52
+    T *const cell_weight_ih_new = A + 4048;  // f32[1024,1], seed_gate_bn.model:52
+    T *const cell_weight_hh_new = A + 17680;  // f32[1024,256], seed_gate_bn.model:52
+    T *const cell_bias_ih_new = A + 5072;  // f32[1024], seed_gate_bn.model:52
+    T *const cell_bias_hh_new = A + 6096;  // f32[1024], seed_gate_bn.model:52
+    T *const cell_bn_i_weight_new = A + 288;  // f32[256], seed_gate_bn.model:52
+    T *const cell_bn_i_bias_new = A + 544;  // f32[256], seed_gate_bn.model:52
+    T *const cell_bn_f_weight_new = A + 976;  // f32[256], seed_gate_bn.model:52
+    T *const cell_bn_f_bias_new = A + 1232;  // f32[256], seed_gate_bn.model:52
+    T *const cell_bn_g_weight_new = A + 1488;  // f32[256], seed_gate_bn.model:52
+    T *const cell_bn_g_bias_new = A + 1744;  // f32[256], seed_gate_bn.model:52
+    T *const cell_bn_o_weight_new = A + 7120;  // f32[256], seed_gate_bn.model:52
+    T *const cell_bn_o_bias_new = A + 7376;  // f32[256], seed_gate_bn.model:52
+    T *const head_weight_new = A + 2000;  // f32[1,256], seed_gate_bn.model:52
+    T *const head_bias_new = A + 0;  // f32[1], seed_gate_bn.model:52
+    // input %x  (seed_gate_bn.model:10:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (seed_gate_bn.model:11:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (seed_gate_bn.model:29:49)
+    std::fill_n(const2, 8192, T(0));
+    // buffer %cell.bn_i.num_batches_tracked  (prelude.model:52:3)
+    cell_bn_i_num_batches_tracked[0] = T(si_[16][0]);
+    // buffer %cell.bn_f.num_batches_tracked  (prelude.model:52:3)
+    cell_bn_f_num_batches_tracked[0] = T(si_[19][0]);
+    // buffer %cell.bn_g.num_batches_tracked  (prelude.model:52:3)
+    cell_bn_g_num_batches_tracked[0] = T(si_[22][0]);
+    // buffer %cell.bn_o.num_batches_tracked  (prelude.model:52:3)
+    cell_bn_o_num_batches_tracked[0] = T(si_[25][0]);
+    // matmul  (seed_gate_bn.model:30:18)
+    gemm(false, true, 960, 1024, 1, T(1), x, 1, cell_weight_ih, 1, T(0), matmul417, 1024, threads());
+    // const  (prelude.model:60:44)
+    std::fill_n(const29, 1, T(0.9));
+    // const  (prelude.model:60:70)
+    std::fill_n(const31, 1, T(0.1));
+    // const  (prelude.model:61:84)
+    std::fill_n(const38, 1, T(0.1032258064516129));
+    // const  (prelude.model:62:56)
+    std::fill_n(const43, 1, T(1));
+    // const  (prelude.model:63:28)
+    std::fill_n(const45, 1, T(1e-05));
+    // scan %cell.h  (seed_gate_bn.model:29:12)
+    std::copy_n(const2, 8192, cell_h);
+    std::copy_n(const2, 8192, cell_c);
+    std::copy_n(cell_bn_i_running_mean, 256, cell_bn_i_running_mean_2);
+    std::copy_n(cell_bn_i_running_var, 256, cell_bn_i_running_var_2);
+    std::copy_n(cell_bn_i_num_batches_tracked, 1, cell_bn_i_num_batches_tracked_2);
+    std::copy_n(cell_bn_f_running_mean, 256, cell_bn_f_running_mean_2);
+    std::copy_n(cell_bn_f_running_var, 256, cell_bn_f_running_var_2);
+    std::copy_n(cell_bn_f_num_batches_tracked, 1, cell_bn_f_num_batches_tracked_2);
+    std::copy_n(cell_bn_g_running_mean, 256, cell_bn_g_running_mean_2);
+    std::copy_n(cell_bn_g_running_var, 256, cell_bn_g_running_var_2);
+    std::copy_n(cell_bn_g_num_batches_tracked, 1, cell_bn_g_num_batches_tracked_2);
+    std::copy_n(cell_bn_o_running_mean, 256, cell_bn_o_running_mean_2);
+    std::copy_n(cell_bn_o_running_var, 256, cell_bn_o_running_var_2);
+    std::copy_n(cell_bn_o_num_batches_tracked, 1, cell_bn_o_num_batches_tracked_2);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (seed_gate_bn.model:30:55)
+      gemmInvariantB(0, false, true, 32, 1024, 256, T(1), cell_h, 256, cell_weight_hh, 256, T(0), matmul17, 1024, threads());
+      // fused loop over [32, 1024]:
+      //   add  (seed_gate_bn.model:30:41)  [register]
+      //   add  (seed_gate_bn.model:30:51)  [register]
+      //   add %cell.gates  (seed_gate_bn.model:30:78)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 1024; ++i1) {
+          const T v13 = matmul417[t * 1024 + i0 * 30720 + i1] + cell_bias_ih[i1];
+          const T v18 = v13 + matmul17[i0 * 1024 + i1];
+          const T cell_gates_2 = v18 + cell_bias_hh[i1];
+          cell_gates[i0 * 1024 + i1] = cell_gates_2;
         }
-    // slice  (seed_gate_bn.model:31:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          (A + 1010880)[i0 * 256 + i1 * 1] = (A + 1043648)[0 + i0 * 1024 + i1 * 1];
+      }
+      // slice  (seed_gate_bn.model:31:29)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          slice22[i0 * 256 + i1] = cell_gates[i0 * 1024 + i1];
         }
-    // slice  (prelude.model:59:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 1019072)[i] = (A + 1010880)[0 + i];
+      }
+      // slice  (prelude.model:59:17)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        slice915[i] = slice22[i];
+      }
+      // fused loop over [32, 256], 3 reductions:
+      //   sub  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mul  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mean %cell.bn_i.mu over axes [0]  (prelude.model:57:16)
+      //   slice  (seed_gate_bn.model:32:29)
+      std::fill_n(mean917, 256, T(0));
+      std::fill_n(mean919, 256, T(0));
+      std::fill_n(cell_bn_i_mu, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v916 = slice22[i0 * 256 + i1] - slice915[i1];
+          mean917[i1] += v916;
+          const T v918 = v916 * v916;
+          mean919[i1] += v918;
+          cell_bn_i_mu[i1] += slice22[i0 * 256 + i1];
+          const T v56 = cell_gates[i0 * 1024 + i1 + 256];
+          slice56[i0 * 256 + i1] = v56;
+        }
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean917[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean919[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        cell_bn_i_mu[i] /= T(32);
+      }
+      // slice  (prelude.model:59:17)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        slice924[i] = slice56[i];
+      }
+      // fused loop over [32, 256], 3 reductions:
+      //   sub  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mul  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mean %cell.bn_f.mu over axes [0]  (prelude.model:57:16)
+      //   slice  (seed_gate_bn.model:33:26)
+      std::fill_n(mean926, 256, T(0));
+      std::fill_n(mean928, 256, T(0));
+      std::fill_n(cell_bn_f_mu, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v925 = slice56[i0 * 256 + i1] - slice924[i1];
+          mean926[i1] += v925;
+          const T v927 = v925 * v925;
+          mean928[i1] += v927;
+          cell_bn_f_mu[i1] += slice56[i0 * 256 + i1];
+          const T v90 = cell_gates[i0 * 1024 + i1 + 512];
+          slice90[i0 * 256 + i1] = v90;
+        }
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean926[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean928[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        cell_bn_f_mu[i] /= T(32);
+      }
+      // slice  (prelude.model:59:17)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        slice933[i] = slice90[i];
+      }
+      // fused loop over [32, 256], 3 reductions:
+      //   sub  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mul  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mean %cell.bn_g.mu over axes [0]  (prelude.model:57:16)
+      //   slice  (seed_gate_bn.model:34:29)
+      std::fill_n(mean935, 256, T(0));
+      std::fill_n(mean937, 256, T(0));
+      std::fill_n(cell_bn_g_mu, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v934 = slice90[i0 * 256 + i1] - slice933[i1];
+          mean935[i1] += v934;
+          const T v936 = v934 * v934;
+          mean937[i1] += v936;
+          cell_bn_g_mu[i1] += slice90[i0 * 256 + i1];
+          const T v124 = cell_gates[i0 * 1024 + i1 + 768];
+          slice124[i0 * 256 + i1] = v124;
+        }
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean935[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean937[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        cell_bn_g_mu[i] /= T(32);
+      }
+      // slice  (prelude.model:59:17)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        slice942[i] = slice124[i];
+      }
+      // fused loop over [32, 256], 3 reductions:
+      //   sub  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mul  (prelude.model:59:17)  [register]
+      //   mean over axes [0]  (prelude.model:59:17)
+      //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
+      //   sub %cell.bn_i.d  (prelude.model:58:13)
+      std::fill_n(mean944, 256, T(0));
+      std::fill_n(mean946, 256, T(0));
+      std::fill_n(cell_bn_o_mu, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v943 = slice124[i0 * 256 + i1] - slice942[i1];
+          mean944[i1] += v943;
+          const T v945 = v943 * v943;
+          mean946[i1] += v945;
+          cell_bn_o_mu[i1] += slice124[i0 * 256 + i1];
+          const T cell_bn_i_d = slice22[i0 * 256 + i1] - cell_bn_i_mu[i1];
+          cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1] = cell_bn_i_d;
+        }
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean944[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        mean946[i] /= T(32);
+      }
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        cell_bn_o_mu[i] /= T(32);
+      }
+      // fused loop over [256]:
+      //   mul  (prelude.model:59:17)  [register]
+      //   sub  (prelude.model:59:17)  [register]
+      //   maximum  (prelude.model:59:17)
+      //   mul  (prelude.model:60:44)  [register]
+      //   mul  (prelude.model:60:70)  [register]
+      //   add %cell.bn_i.running_mean.new  (prelude.model:60:59)
+      //   mul  (prelude.model:61:43)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add %cell.bn_i.running_var.new  (prelude.model:61:57)
+      //   add  (prelude.model:63:28)  [register]
+      //   rsqrt  (prelude.model:63:23)
+      //   mul  (prelude.model:59:17)  [register]
+      //   sub  (prelude.model:59:17)  [register]
+      //   maximum  (prelude.model:59:17)
+      //   mul  (prelude.model:60:44)  [register]
+      //   mul  (prelude.model:60:70)  [register]
+      //   add %cell.bn_f.running_mean.new  (prelude.model:60:59)
+      //   mul  (prelude.model:61:43)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add %cell.bn_f.running_var.new  (prelude.model:61:57)
+      //   add  (prelude.model:63:28)  [register]
+      //   rsqrt  (prelude.model:63:23)
+      //   mul  (prelude.model:59:17)  [register]
+      //   sub  (prelude.model:59:17)  [register]
+      //   maximum  (prelude.model:59:17)
+      //   mul  (prelude.model:60:44)  [register]
+      //   mul  (prelude.model:60:70)  [register]
+      //   add %cell.bn_g.running_mean.new  (prelude.model:60:59)
+      //   mul  (prelude.model:61:43)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add %cell.bn_g.running_var.new  (prelude.model:61:57)
+      //   add  (prelude.model:63:28)  [register]
+      //   rsqrt  (prelude.model:63:23)
+      //   mul  (prelude.model:59:17)  [register]
+      //   sub  (prelude.model:59:17)  [register]
+      //   maximum  (prelude.model:59:17)
+      //   mul  (prelude.model:60:44)  [register]
+      //   mul  (prelude.model:60:70)  [register]
+      //   add %cell.bn_o.running_mean.new  (prelude.model:60:59)
+      //   mul  (prelude.model:61:43)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add %cell.bn_o.running_var.new  (prelude.model:61:57)
+      //   add  (prelude.model:63:28)  [register]
+      //   rsqrt  (prelude.model:63:23)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        const T v920 = mean917[i] * mean917[i];
+        const T v921 = mean919[i] - v920;
+        const T v923 = std::max(v921, T(0));
+        maximum923[i] = v923;
+        const T v30 = const29[0] * cell_bn_i_running_mean_2[i];
+        const T v32 = const31[0] * cell_bn_i_mu[i];
+        const T cell_bn_i_running_mean_new_2 = v30 + v32;
+        cell_bn_i_running_mean_new[i] = cell_bn_i_running_mean_new_2;
+        const T v37 = const29[0] * cell_bn_i_running_var_2[i];
+        const T v39 = const38[0] * v923;
+        const T cell_bn_i_running_var_new_2 = v37 + v39;
+        cell_bn_i_running_var_new[i] = cell_bn_i_running_var_new_2;
+        const T v46 = v923 + const45[0];
+        const T v47 = T(1) / std::sqrt(v46);
+        rsqrt47[i] = v47;
+        const T v929 = mean926[i] * mean926[i];
+        const T v930 = mean928[i] - v929;
+        const T v932 = std::max(v930, T(0));
+        maximum932[i] = v932;
+        const T v64 = const29[0] * cell_bn_f_running_mean_2[i];
+        const T v66 = const31[0] * cell_bn_f_mu[i];
+        const T cell_bn_f_running_mean_new_2 = v64 + v66;
+        cell_bn_f_running_mean_new[i] = cell_bn_f_running_mean_new_2;
+        const T v71 = const29[0] * cell_bn_f_running_var_2[i];
+        const T v73 = const38[0] * v932;
+        const T cell_bn_f_running_var_new_2 = v71 + v73;
+        cell_bn_f_running_var_new[i] = cell_bn_f_running_var_new_2;
+        const T v80 = v932 + const45[0];
+        const T v81 = T(1) / std::sqrt(v80);
+        rsqrt81[i] = v81;
+        const T v938 = mean935[i] * mean935[i];
+        const T v939 = mean937[i] - v938;
+        const T v941 = std::max(v939, T(0));
+        maximum941[i] = v941;
+        const T v98 = const29[0] * cell_bn_g_running_mean_2[i];
+        const T v100 = const31[0] * cell_bn_g_mu[i];
+        const T cell_bn_g_running_mean_new_2 = v98 + v100;
+        cell_bn_g_running_mean_new[i] = cell_bn_g_running_mean_new_2;
+        const T v105 = const29[0] * cell_bn_g_running_var_2[i];
+        const T v107 = const38[0] * v941;
+        const T cell_bn_g_running_var_new_2 = v105 + v107;
+        cell_bn_g_running_var_new[i] = cell_bn_g_running_var_new_2;
+        const T v114 = v941 + const45[0];
+        const T v115 = T(1) / std::sqrt(v114);
+        rsqrt115[i] = v115;
+        const T v947 = mean944[i] * mean944[i];
+        const T v948 = mean946[i] - v947;
+        const T v950 = std::max(v948, T(0));
+        maximum950[i] = v950;
+        const T v132 = const29[0] * cell_bn_o_running_mean_2[i];
+        const T v134 = const31[0] * cell_bn_o_mu[i];
+        const T cell_bn_o_running_mean_new_2 = v132 + v134;
+        cell_bn_o_running_mean_new[i] = cell_bn_o_running_mean_new_2;
+        const T v139 = const29[0] * cell_bn_o_running_var_2[i];
+        const T v141 = const38[0] * v950;
+        const T cell_bn_o_running_var_new_2 = v139 + v141;
+        cell_bn_o_running_var_new[i] = cell_bn_o_running_var_new_2;
+        const T v148 = v950 + const45[0];
+        const T v149 = T(1) / std::sqrt(v148);
+        rsqrt149[i] = v149;
+      }
+      // fused loop over []:
+      //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
+      //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
+      //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
+      //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
+      const T cell_bn_i_num_batches_tracked_new_2 = cell_bn_i_num_batches_tracked_2[0] + const43[0];
+      cell_bn_i_num_batches_tracked_new[0] = cell_bn_i_num_batches_tracked_new_2;
+      const T cell_bn_f_num_batches_tracked_new_2 = cell_bn_f_num_batches_tracked_2[0] + const43[0];
+      cell_bn_f_num_batches_tracked_new[0] = cell_bn_f_num_batches_tracked_new_2;
+      const T cell_bn_g_num_batches_tracked_new_2 = cell_bn_g_num_batches_tracked_2[0] + const43[0];
+      cell_bn_g_num_batches_tracked_new[0] = cell_bn_g_num_batches_tracked_new_2;
+      const T cell_bn_o_num_batches_tracked_new_2 = cell_bn_o_num_batches_tracked_2[0] + const43[0];
+      cell_bn_o_num_batches_tracked_new[0] = cell_bn_o_num_batches_tracked_new_2;
+      // fused loop over [32, 256]:
+      //   mul %cell.bn_i.xhat  (prelude.model:63:16)
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
+      //   sub %cell.bn_f.d  (prelude.model:58:13)
+      //   mul %cell.bn_f.xhat  (prelude.model:63:16)
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
+      //   sub %cell.bn_g.d  (prelude.model:58:13)
+      //   mul %cell.bn_g.xhat  (prelude.model:63:16)
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   tanh %cell.g  (seed_gate_bn.model:33:15)
+      //   sub %cell.bn_o.d  (prelude.model:58:13)
+      //   mul %cell.bn_o.xhat  (prelude.model:63:16)
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.o  (seed_gate_bn.model:34:18)
+      //   mul  (seed_gate_bn.model:35:13)  [register]
+      //   mul  (seed_gate_bn.model:35:21)  [register]
+      //   add %cell.c  (seed_gate_bn.model:35:17)
+      //   tanh  (seed_gate_bn.model:36:19)
+      //   mul %cell.h  (seed_gate_bn.model:36:13)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T cell_bn_i_xhat = cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1] * rsqrt47[i1];
+          cell_bn_i_xhat_saved[t * 256 + i0 * 7680 + i1] = cell_bn_i_xhat;
+          const T v51 = cell_bn_i_xhat * cell_bn_i_weight[i1];
+          const T v54 = v51 + cell_bn_i_bias[i1];
+          const T cell_i = T(1) / (T(1) + fexp(-v54));
+          cell_i_saved[t * 256 + i0 * 7680 + i1] = cell_i;
+          const T cell_bn_f_d = slice56[i0 * 256 + i1] - cell_bn_f_mu[i1];
+          cell_bn_f_d_saved[t * 256 + i0 * 7680 + i1] = cell_bn_f_d;
+          const T cell_bn_f_xhat = cell_bn_f_d * rsqrt81[i1];
+          cell_bn_f_xhat_saved[t * 256 + i0 * 7680 + i1] = cell_bn_f_xhat;
+          const T v85 = cell_bn_f_xhat * cell_bn_f_weight[i1];
+          const T v88 = v85 + cell_bn_f_bias[i1];
+          const T cell_f = T(1) / (T(1) + fexp(-v88));
+          cell_f_saved[t * 256 + i0 * 7680 + i1] = cell_f;
+          const T cell_bn_g_d = slice90[i0 * 256 + i1] - cell_bn_g_mu[i1];
+          cell_bn_g_d_saved[t * 256 + i0 * 7680 + i1] = cell_bn_g_d;
+          const T cell_bn_g_xhat = cell_bn_g_d * rsqrt115[i1];
+          cell_bn_g_xhat_saved[t * 256 + i0 * 7680 + i1] = cell_bn_g_xhat;
+          const T v119 = cell_bn_g_xhat * cell_bn_g_weight[i1];
+          const T v122 = v119 + cell_bn_g_bias[i1];
+          const T cell_g = ftanh(v122);
+          cell_g_saved[t * 256 + i0 * 7680 + i1] = cell_g;
+          const T cell_bn_o_d = slice124[i0 * 256 + i1] - cell_bn_o_mu[i1];
+          cell_bn_o_d_saved[t * 256 + i0 * 7680 + i1] = cell_bn_o_d;
+          const T cell_bn_o_xhat = cell_bn_o_d * rsqrt149[i1];
+          cell_bn_o_xhat_saved[t * 256 + i0 * 7680 + i1] = cell_bn_o_xhat;
+          const T v153 = cell_bn_o_xhat * cell_bn_o_weight[i1];
+          const T v156 = v153 + cell_bn_o_bias[i1];
+          const T cell_o = T(1) / (T(1) + fexp(-v156));
+          cell_o_saved[t * 256 + i0 * 7680 + i1] = cell_o;
+          const T v158 = cell_f * cell_c[i0 * 256 + i1];
+          const T v159 = cell_i * cell_g;
+          const T cell_c_3 = v158 + v159;
+          cell_c_2[i0 * 256 + i1] = cell_c_3;
+          const T v161 = ftanh(cell_c_3);
+          saved[t * 256 + i0 * 7680 + i1] = v161;
+          const T cell_h_3 = cell_o * v161;
+          cell_h_2[i0 * 256 + i1] = cell_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(cell_h_2 + i * 256, 256, hs + (i * 7680 + t * 256));
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(cell_c + i * 256, 256, cell_c_saved + (i * 7680 + t * 256));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(rsqrt149 + i, 1, saved_2 + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(maximum950 + i, 1, cell_bn_o_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_o_running_var_2 + i, 1, cell_bn_o_running_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_o_mu + i, 1, cell_bn_o_mu_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_o_running_mean_2 + i, 1, cell_bn_o_running_mean_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(rsqrt115 + i, 1, saved_3 + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(maximum941 + i, 1, cell_bn_g_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_g_running_var_2 + i, 1, cell_bn_g_running_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_g_mu + i, 1, cell_bn_g_mu_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_g_running_mean_2 + i, 1, cell_bn_g_running_mean_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(rsqrt81 + i, 1, saved_4 + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(maximum932 + i, 1, cell_bn_f_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_f_running_var_2 + i, 1, cell_bn_f_running_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_f_mu + i, 1, cell_bn_f_mu_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_f_running_mean_2 + i, 1, cell_bn_f_running_mean_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(rsqrt47 + i, 1, saved_5 + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(maximum923 + i, 1, cell_bn_i_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_i_running_var_2 + i, 1, cell_bn_i_running_var_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_i_mu + i, 1, cell_bn_i_mu_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_i_running_mean_2 + i, 1, cell_bn_i_running_mean_saved + (i * 30 + t));
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(cell_h + i * 256, 256, cell_h_saved + (i * 7680 + t * 256));
+      }
+      std::copy_n(cell_h_2, 8192, cell_h);
+      std::copy_n(cell_c_2, 8192, cell_c);
+      std::copy_n(cell_bn_i_running_mean_new, 256, cell_bn_i_running_mean_2);
+      std::copy_n(cell_bn_i_running_var_new, 256, cell_bn_i_running_var_2);
+      std::copy_n(cell_bn_i_num_batches_tracked_new, 1, cell_bn_i_num_batches_tracked_2);
+      std::copy_n(cell_bn_f_running_mean_new, 256, cell_bn_f_running_mean_2);
+      std::copy_n(cell_bn_f_running_var_new, 256, cell_bn_f_running_var_2);
+      std::copy_n(cell_bn_f_num_batches_tracked_new, 1, cell_bn_f_num_batches_tracked_2);
+      std::copy_n(cell_bn_g_running_mean_new, 256, cell_bn_g_running_mean_2);
+      std::copy_n(cell_bn_g_running_var_new, 256, cell_bn_g_running_var_2);
+      std::copy_n(cell_bn_g_num_batches_tracked_new, 1, cell_bn_g_num_batches_tracked_2);
+      std::copy_n(cell_bn_o_running_mean_new, 256, cell_bn_o_running_mean_2);
+      std::copy_n(cell_bn_o_running_var_new, 256, cell_bn_o_running_var_2);
+      std::copy_n(cell_bn_o_num_batches_tracked_new, 1, cell_bn_o_num_batches_tracked_2);
     }
-    // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_i.mu over axes [0]  (prelude.model:57:16)
-    //   slice  (seed_gate_bn.model:32:29)
-    std::fill_n((A + 1019328), 256, T(0));
-    std::fill_n((A + 1019584), 256, T(0));
-    std::fill_n((A + 1019840), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
+    std::copy_n(cell_h, 8192, cell_h_4);
+    std::copy_n(cell_c, 8192, cell_c_4);
+    std::copy_n(cell_bn_i_running_mean_2, 256, cell_bn_i_running_mean_3);
+    std::copy_n(cell_bn_i_running_var_2, 256, cell_bn_i_running_var_3);
+    std::copy_n(cell_bn_i_num_batches_tracked_2, 1, cell_bn_i_num_batches_tracked_3);
+    std::copy_n(cell_bn_f_running_mean_2, 256, cell_bn_f_running_mean_3);
+    std::copy_n(cell_bn_f_running_var_2, 256, cell_bn_f_running_var_3);
+    std::copy_n(cell_bn_f_num_batches_tracked_2, 1, cell_bn_f_num_batches_tracked_3);
+    std::copy_n(cell_bn_g_running_mean_2, 256, cell_bn_g_running_mean_3);
+    std::copy_n(cell_bn_g_running_var_2, 256, cell_bn_g_running_var_3);
+    std::copy_n(cell_bn_g_num_batches_tracked_2, 1, cell_bn_g_num_batches_tracked_3);
+    std::copy_n(cell_bn_o_running_mean_2, 256, cell_bn_o_running_mean_3);
+    std::copy_n(cell_bn_o_running_var_2, 256, cell_bn_o_running_var_3);
+    std::copy_n(cell_bn_o_num_batches_tracked_2, 1, cell_bn_o_num_batches_tracked_3);
+    // slice  (seed_gate_bn.model:47:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1010880)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
-          (A + 1019328)[i1 * 1] += v0;
-          const T v2 = v0 * v0;
-          (A + 1019584)[i1 * 1] += v2;
-          (A + 1019840)[i1 * 1] += (A + 1010880)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1043648)[256 + i0 * 1024 + i1 * 1];
-          (A + 1020096)[i0 * 256 + i1 * 1] = v5;
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 1019328)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1019584)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1019840)[k] /= T(32);
-    // slice  (prelude.model:59:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 1019072)[i] = (A + 1020096)[0 + i];
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        slice178[i0 * 256 + i2] = hs[i0 * 7680 + i2 + 7424];
+      }
     }
-    // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_f.mu over axes [0]  (prelude.model:57:16)
-    //   slice  (seed_gate_bn.model:33:26)
-    std::fill_n((A + 1028288), 256, T(0));
-    std::fill_n((A + 1028544), 256, T(0));
-    std::fill_n((A + 1028800), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1020096)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
-          (A + 1028288)[i1 * 1] += v0;
-          const T v2 = v0 * v0;
-          (A + 1028544)[i1 * 1] += v2;
-          (A + 1028800)[i1 * 1] += (A + 1020096)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1043648)[512 + i0 * 1024 + i1 * 1];
-          (A + 1029056)[i0 * 256 + i1 * 1] = v5;
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 1028288)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1028544)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1028800)[k] /= T(32);
-    // slice  (prelude.model:59:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 1019072)[i] = (A + 1029056)[0 + i];
+    // transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 256; ++i0) {
+      transpose181[i0] = head_weight[i0];
     }
-    // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_g.mu over axes [0]  (prelude.model:57:16)
-    //   slice  (seed_gate_bn.model:34:29)
-    std::fill_n((A + 1037248), 256, T(0));
-    std::fill_n((A + 1037504), 256, T(0));
-    std::fill_n((A + 1037760), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1029056)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
-          (A + 1037248)[i1 * 1] += v0;
-          const T v2 = v0 * v0;
-          (A + 1037504)[i1 * 1] += v2;
-          (A + 1037760)[i1 * 1] += (A + 1029056)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1043648)[768 + i0 * 1024 + i1 * 1];
-          (A + 1076416)[i0 * 256 + i1 * 1] = v5;
-        }
-    for (int64_t k = 0; k < 256; ++k) (A + 1037248)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1037504)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1037760)[k] /= T(32);
-    // slice  (prelude.model:59:17)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      (A + 1019072)[i] = (A + 1076416)[0 + i];
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 256, T(1), slice178, 256, head_weight, 256, T(0), matmul182, 1, threads());
+    // fused loop over [32, 1]:
+    //   add %yhat  (prelude.model:10:34)
+    //   sub  (seed_gate_bn.model:48:13)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul182[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+      const T v424 = yhat_2 - y[i0];
+      sub424[i0] = v424;
     }
-    // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
-    //   sub %cell.bn_i.d  (prelude.model:58:13)
-    std::fill_n((A + 1038016), 256, T(0));
-    std::fill_n((A + 1038272), 256, T(0));
-    std::fill_n((A + 1038528), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
+    // mse %loss  (seed_gate_bn.model:48:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (seed_gate_bn.model:45:1)
+    loss = double(loss_2[0]);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(14, cell_bn_i_running_mean_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(15, cell_bn_i_running_var_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(16, cell_bn_i_num_batches_tracked_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(17, cell_bn_f_running_mean_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(18, cell_bn_f_running_var_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(19, cell_bn_f_num_batches_tracked_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(20, cell_bn_g_running_mean_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(21, cell_bn_g_running_var_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(22, cell_bn_g_num_batches_tracked_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(23, cell_bn_o_running_mean_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(24, cell_bn_o_running_var_3);
+    // update  (seed_gate_bn.model:45:1)
+    updates.emplace_back(25, cell_bn_o_num_batches_tracked_3);
+    // fused loop over [32, 1], 1 reduction:
+    //   mul  (seed_gate_bn.model:48:13)
+    //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_head_bias, 1, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T v427 = sub424[i0] * T(0.0625);
+      mul427[i0] = v427;
+      d_head_bias[0] += v427;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 256, 1, T(1), mul427, 1, transpose181, 1, T(0), matmul431, 256, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 256, 1, 32, T(1), slice178, 256, mul427, 1, T(0), matmul433, 1, threads());
+    // pad  (seed_gate_bn.model:47:17)
+    std::fill_n(pad436, 245760, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1076416)[i0 * 256 + i1 * 1] - (A + 1019072)[i1 * 1];
-          (A + 1038016)[i1 * 1] += v0;
-          const T v2 = v0 * v0;
-          (A + 1038272)[i1 * 1] += v2;
-          (A + 1038528)[i1 * 1] += (A + 1076416)[i0 * 256 + i1 * 1];
-          const T v5 = (A + 1010880)[i0 * 256 + i1 * 1] - (A + 1019840)[i1 * 1];
-          ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1] = v5;
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        pad436[i0 * 7680 + i2 + 7424] = matmul431[i0 * 256 + i2];
+      }
+    }
+    // const  (seed_gate_bn.model:29:12)
+    std::fill_n(const442, 256, T(0));
+    // scan  (seed_gate_bn.model:29:12)
+    std::copy_n(const2, 8192, d_cell_h);
+    std::copy_n(const2, 8192, d_cell_c);
+    std::copy_n(const442, 256, d_cell_bn_i_running_mean);
+    std::copy_n(const442, 256, d_cell_bn_i_running_var);
+    std::copy_n(const442, 256, d_cell_bn_f_running_mean);
+    std::copy_n(const442, 256, d_cell_bn_f_running_var);
+    std::copy_n(const442, 256, d_cell_bn_g_running_mean);
+    std::copy_n(const442, 256, d_cell_bn_g_running_var);
+    std::copy_n(const442, 256, d_cell_bn_o_running_mean);
+    std::copy_n(const442, 256, d_cell_bn_o_running_var);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 30; ++step) {
+      const int64_t t = 29 - step;
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(saved_2 + (i * 30 + t), 1, arg508 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_o_var_saved + (i * 30 + t), 1, cell_bn_o_var + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_o_running_var_saved + (i * 30 + t), 1, cell_bn_o_running_var_4 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_o_mu_saved + (i * 30 + t), 1, cell_bn_o_mu_2 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_o_running_mean_saved + (i * 30 + t), 1, cell_bn_o_running_mean_4 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(saved_3 + (i * 30 + t), 1, arg566 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_g_var_saved + (i * 30 + t), 1, cell_bn_g_var + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_g_running_var_saved + (i * 30 + t), 1, cell_bn_g_running_var_4 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_g_mu_saved + (i * 30 + t), 1, cell_bn_g_mu_2 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_g_running_mean_saved + (i * 30 + t), 1, cell_bn_g_running_mean_4 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(saved_4 + (i * 30 + t), 1, arg622 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_f_var_saved + (i * 30 + t), 1, cell_bn_f_var + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_f_running_var_saved + (i * 30 + t), 1, cell_bn_f_running_var_4 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_f_mu_saved + (i * 30 + t), 1, cell_bn_f_mu_2 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_f_running_mean_saved + (i * 30 + t), 1, cell_bn_f_running_mean_4 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(saved_5 + (i * 30 + t), 1, arg678 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_i_var_saved + (i * 30 + t), 1, cell_bn_i_var + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_i_running_var_saved + (i * 30 + t), 1, cell_bn_i_running_var_4 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_i_mu_saved + (i * 30 + t), 1, cell_bn_i_mu_2 + i);
+      }
+      for (int64_t i = 0; i < 256; ++i) {
+        std::copy_n(cell_bn_i_running_mean_saved + (i * 30 + t), 1, cell_bn_i_running_mean_4 + i);
+      }
+      // fused loop over [32, 256], 1 reduction:
+      //   add
+      //   mul  (seed_gate_bn.model:36:13)  [register]
+      //   sub  (seed_gate_bn.model:34:18)  [register]
+      //   mul  (seed_gate_bn.model:34:18)  [register]
+      //   mul  (seed_gate_bn.model:34:18)
+      //   mul  (prelude.model:67:17)  [register]
+      //   mul  (prelude.model:63:16)  [register]
+      //   sum over axes [0]  (prelude.model:63:16)
+      //   mul  (prelude.model:63:16)
+      std::fill_n(sum512, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v480 = d_cell_h[i0 * 256 + i1] + pad436[t * 256 + i0 * 7680 + i1];
+          add480[i0 * 256 + i1] = v480;
+          const T v482 = v480 * saved[t * 256 + i0 * 7680 + i1];
+          const T v499 = T(1) - cell_o_saved[t * 256 + i0 * 7680 + i1];
+          const T v500 = cell_o_saved[t * 256 + i0 * 7680 + i1] * v499;
+          const T v501 = v482 * v500;
+          scan909[t * 256 + i0 * 7680 + i1] = v501;
+          const T v504 = v501 * cell_bn_o_weight[i1];
+          const T v511 = v504 * cell_bn_o_d_saved[t * 256 + i0 * 7680 + i1];
+          sum512[i1] += v511;
+          const T v509 = v504 * arg508[i1];
+          mul509[i0 * 256 + i1] = v509;
         }
-    for (int64_t k = 0; k < 256; ++k) (A + 1038016)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1038272)[k] /= T(32);
-    for (int64_t k = 0; k < 256; ++k) (A + 1038528)[k] /= T(32);
+      }
+      // fused loop over [256]:
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add  (prelude.model:61:84)  [register]
+      //   mul  (prelude.model:59:17)
+      //   mul  (prelude.model:60:70)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        const T v514 = sum512[i] * T(-0.5);
+        const T v515 = arg508[i] * arg508[i];
+        const T v516 = arg508[i] * v515;
+        const T v517 = v514 * v516;
+        const T v523 = d_cell_bn_o_running_var[i] * const38[0];
+        const T v524 = v517 + v523;
+        const T v540 = v524 * T(0.03125);
+        mul540[i] = v540;
+        const T v534 = d_cell_bn_o_running_mean[i] * const31[0];
+        mul534[i] = v534;
+      }
+      // fused loop over [32, 256], 2 reductions:
+      //   broadcast_to  (prelude.model:59:17)  [register]
+      //   mul  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)
+      //   neg  (prelude.model:58:13)  [register]
+      //   sum over axes [0]  (prelude.model:58:13)
+      //   mul  (seed_gate_bn.model:36:13)  [register]
+      //   mul  (seed_gate_bn.model:36:19)  [register]
+      //   sub  (seed_gate_bn.model:36:19)  [register]
+      //   mul  (seed_gate_bn.model:36:19)  [register]
+      //   add  (seed_gate_bn.model:36:19)
+      //   mul  (seed_gate_bn.model:35:21)  [register]
+      //   mul  (seed_gate_bn.model:33:15)  [register]
+      //   sub  (seed_gate_bn.model:33:15)  [register]
+      //   mul  (seed_gate_bn.model:33:15)
+      //   mul  (prelude.model:67:17)  [register]
+      //   mul  (prelude.model:63:16)  [register]
+      //   sum over axes [0]  (prelude.model:63:16)
+      //   mul  (prelude.model:63:16)
+      std::fill_n(sum548, 256, T(0));
+      std::fill_n(sum570, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v542 = mul540[i1];
+          const T v543 = v542 * cell_bn_o_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v545 = mul509[i0 * 256 + i1] + v543;
+          const T v546 = v545 + v543;
+          add546[i0 * 256 + i1] = v546;
+          const T v547 = -v546;
+          sum548[i1] += v547;
+          const T v484 = add480[i0 * 256 + i1] * cell_o_saved[t * 256 + i0 * 7680 + i1];
+          const T v486 = saved[t * 256 + i0 * 7680 + i1] * saved[t * 256 + i0 * 7680 + i1];
+          const T v487 = T(1) - v486;
+          const T v488 = v484 * v487;
+          const T v489 = d_cell_c[i0 * 256 + i1] + v488;
+          add489[i0 * 256 + i1] = v489;
+          const T v493 = v489 * cell_i_saved[t * 256 + i0 * 7680 + i1];
+          const T v557 = cell_g_saved[t * 256 + i0 * 7680 + i1] * cell_g_saved[t * 256 + i0 * 7680 + i1];
+          const T v558 = T(1) - v557;
+          const T v559 = v493 * v558;
+          scan905[t * 256 + i0 * 7680 + i1] = v559;
+          const T v562 = v559 * cell_bn_g_weight[i1];
+          const T v569 = v562 * cell_bn_g_d_saved[t * 256 + i0 * 7680 + i1];
+          sum570[i1] += v569;
+          const T v567 = v562 * arg566[i1];
+          mul567[i0 * 256 + i1] = v567;
+        }
+      }
+      // fused loop over [256]:
+      //   add  (prelude.model:58:13)  [register]
+      //   mul  (prelude.model:57:16)
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add  (prelude.model:61:84)  [register]
+      //   mul  (prelude.model:59:17)
+      //   mul  (prelude.model:60:70)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        const T v549 = mul534[i] + sum548[i];
+        const T v551 = v549 * T(0.03125);
+        mul551[i] = v551;
+        const T v572 = sum570[i] * T(-0.5);
+        const T v573 = arg566[i] * arg566[i];
+        const T v574 = arg566[i] * v573;
+        const T v575 = v572 * v574;
+        const T v580 = d_cell_bn_g_running_var[i] * const38[0];
+        const T v581 = v575 + v580;
+        const T v595 = v581 * T(0.03125);
+        mul595[i] = v595;
+        const T v589 = d_cell_bn_g_running_mean[i] * const31[0];
+        mul589[i] = v589;
+      }
+      // fused loop over [32, 256], 2 reductions:
+      //   broadcast_to  (prelude.model:59:17)  [register]
+      //   mul  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)
+      //   neg  (prelude.model:58:13)  [register]
+      //   sum over axes [0]  (prelude.model:58:13)
+      //   mul  (seed_gate_bn.model:35:13)  [register]
+      //   sub  (seed_gate_bn.model:32:18)  [register]
+      //   mul  (seed_gate_bn.model:32:18)  [register]
+      //   mul  (seed_gate_bn.model:32:18)
+      //   mul  (prelude.model:67:17)  [register]
+      //   mul  (prelude.model:63:16)  [register]
+      //   sum over axes [0]  (prelude.model:63:16)
+      //   mul  (prelude.model:63:16)
+      std::fill_n(sum603, 256, T(0));
+      std::fill_n(sum626, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v597 = mul595[i1];
+          const T v598 = v597 * cell_bn_g_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v600 = mul567[i0 * 256 + i1] + v598;
+          const T v601 = v600 + v598;
+          add601[i0 * 256 + i1] = v601;
+          const T v602 = -v601;
+          sum603[i1] += v602;
+          const T v495 = add489[i0 * 256 + i1] * cell_c_saved[t * 256 + i0 * 7680 + i1];
+          const T v613 = T(1) - cell_f_saved[t * 256 + i0 * 7680 + i1];
+          const T v614 = cell_f_saved[t * 256 + i0 * 7680 + i1] * v613;
+          const T v615 = v495 * v614;
+          scan901[t * 256 + i0 * 7680 + i1] = v615;
+          const T v618 = v615 * cell_bn_f_weight[i1];
+          const T v625 = v618 * cell_bn_f_d_saved[t * 256 + i0 * 7680 + i1];
+          sum626[i1] += v625;
+          const T v623 = v618 * arg622[i1];
+          mul623[i0 * 256 + i1] = v623;
+        }
+      }
+      // fused loop over [256]:
+      //   add  (prelude.model:58:13)  [register]
+      //   mul  (prelude.model:57:16)
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add  (prelude.model:61:84)  [register]
+      //   mul  (prelude.model:59:17)
+      //   mul  (prelude.model:60:70)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        const T v604 = mul589[i] + sum603[i];
+        const T v606 = v604 * T(0.03125);
+        mul606[i] = v606;
+        const T v628 = sum626[i] * T(-0.5);
+        const T v629 = arg622[i] * arg622[i];
+        const T v630 = arg622[i] * v629;
+        const T v631 = v628 * v630;
+        const T v636 = d_cell_bn_f_running_var[i] * const38[0];
+        const T v637 = v631 + v636;
+        const T v651 = v637 * T(0.03125);
+        mul651[i] = v651;
+        const T v645 = d_cell_bn_f_running_mean[i] * const31[0];
+        mul645[i] = v645;
+      }
+      // fused loop over [32, 256], 2 reductions:
+      //   broadcast_to  (prelude.model:59:17)  [register]
+      //   mul  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)
+      //   neg  (prelude.model:58:13)  [register]
+      //   sum over axes [0]  (prelude.model:58:13)
+      //   mul  (seed_gate_bn.model:35:21)  [register]
+      //   sub  (seed_gate_bn.model:31:18)  [register]
+      //   mul  (seed_gate_bn.model:31:18)  [register]
+      //   mul  (seed_gate_bn.model:31:18)
+      //   mul  (prelude.model:67:17)  [register]
+      //   mul  (prelude.model:63:16)  [register]
+      //   sum over axes [0]  (prelude.model:63:16)
+      //   mul  (prelude.model:63:16)
+      std::fill_n(sum659, 256, T(0));
+      std::fill_n(sum682, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v653 = mul651[i1];
+          const T v654 = v653 * cell_bn_f_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v656 = mul623[i0 * 256 + i1] + v654;
+          const T v657 = v656 + v654;
+          add657[i0 * 256 + i1] = v657;
+          const T v658 = -v657;
+          sum659[i1] += v658;
+          const T v491 = add489[i0 * 256 + i1] * cell_g_saved[t * 256 + i0 * 7680 + i1];
+          const T v669 = T(1) - cell_i_saved[t * 256 + i0 * 7680 + i1];
+          const T v670 = cell_i_saved[t * 256 + i0 * 7680 + i1] * v669;
+          const T v671 = v491 * v670;
+          scan897[t * 256 + i0 * 7680 + i1] = v671;
+          const T v674 = v671 * cell_bn_i_weight[i1];
+          const T v681 = v674 * cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1];
+          sum682[i1] += v681;
+          const T v679 = v674 * arg678[i1];
+          mul679[i0 * 256 + i1] = v679;
+        }
+      }
+      // fused loop over [256]:
+      //   add  (prelude.model:58:13)  [register]
+      //   mul  (prelude.model:57:16)
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:63:23)  [register]
+      //   mul  (prelude.model:61:84)  [register]
+      //   add  (prelude.model:61:84)  [register]
+      //   mul  (prelude.model:59:17)
+      //   mul  (prelude.model:60:70)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        const T v660 = mul645[i] + sum659[i];
+        const T v662 = v660 * T(0.03125);
+        mul662[i] = v662;
+        const T v684 = sum682[i] * T(-0.5);
+        const T v685 = arg678[i] * arg678[i];
+        const T v686 = arg678[i] * v685;
+        const T v687 = v684 * v686;
+        const T v692 = d_cell_bn_i_running_var[i] * const38[0];
+        const T v693 = v687 + v692;
+        const T v707 = v693 * T(0.03125);
+        mul707[i] = v707;
+        const T v701 = d_cell_bn_i_running_mean[i] * const31[0];
+        mul701[i] = v701;
+      }
+      // fused loop over [32, 256], 1 reduction:
+      //   broadcast_to  (prelude.model:59:17)  [register]
+      //   mul  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)  [register]
+      //   add  (prelude.model:59:20)
+      //   neg  (prelude.model:58:13)  [register]
+      //   sum over axes [0]  (prelude.model:58:13)
+      std::fill_n(sum715, 256, T(0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v709 = mul707[i1];
+          const T v710 = v709 * cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v712 = mul679[i0 * 256 + i1] + v710;
+          const T v713 = v712 + v710;
+          add713[i0 * 256 + i1] = v713;
+          const T v714 = -v713;
+          sum715[i1] += v714;
+        }
+      }
+      // fused loop over [256]:
+      //   add  (prelude.model:58:13)  [register]
+      //   mul  (prelude.model:57:16)
+      //   mul  (prelude.model:61:43)
+      //   mul  (prelude.model:60:44)
+      //   mul  (prelude.model:61:43)
+      //   mul  (prelude.model:60:44)
+      //   mul  (prelude.model:61:43)
+      //   mul  (prelude.model:60:44)
+      //   mul  (prelude.model:61:43)
+      //   mul  (prelude.model:60:44)
+      GRADC_IVDEP
+      for (int64_t i = 0; i < 256; ++i) {
+        const T v716 = mul701[i] + sum715[i];
+        const T v718 = v716 * T(0.03125);
+        mul718[i] = v718;
+        const T v529 = d_cell_bn_o_running_var[i] * const29[0];
+        mul529[i] = v529;
+        const T v538 = d_cell_bn_o_running_mean[i] * const29[0];
+        mul538[i] = v538;
+        const T v585 = d_cell_bn_g_running_var[i] * const29[0];
+        mul585[i] = v585;
+        const T v593 = d_cell_bn_g_running_mean[i] * const29[0];
+        mul593[i] = v593;
+        const T v641 = d_cell_bn_f_running_var[i] * const29[0];
+        mul641[i] = v641;
+        const T v649 = d_cell_bn_f_running_mean[i] * const29[0];
+        mul649[i] = v649;
+        const T v697 = d_cell_bn_i_running_var[i] * const29[0];
+        mul697[i] = v697;
+        const T v705 = d_cell_bn_i_running_mean[i] * const29[0];
+        mul705[i] = v705;
+      }
+      // fused loop over [32, 256]:
+      //   broadcast_to  (prelude.model:57:16)  [register]
+      //   add  (prelude.model:57:16)
+      //   broadcast_to  (prelude.model:57:16)  [register]
+      //   add  (prelude.model:57:16)
+      //   broadcast_to  (prelude.model:57:16)  [register]
+      //   add  (prelude.model:57:16)
+      //   broadcast_to  (prelude.model:57:16)  [register]
+      //   add  (prelude.model:57:16)
+      //   mul  (seed_gate_bn.model:35:13)
+      //   mul  (prelude.model:67:17)
+      //   mul  (prelude.model:67:17)
+      //   mul  (prelude.model:67:17)
+      //   mul  (prelude.model:67:17)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v720 = mul718[i1];
+          const T v721 = add713[i0 * 256 + i1] + v720;
+          add721[i0 * 256 + i1] = v721;
+          const T v664 = mul662[i1];
+          const T v665 = add657[i0 * 256 + i1] + v664;
+          add665[i0 * 256 + i1] = v665;
+          const T v608 = mul606[i1];
+          const T v609 = add601[i0 * 256 + i1] + v608;
+          add609[i0 * 256 + i1] = v609;
+          const T v553 = mul551[i1];
+          const T v554 = add546[i0 * 256 + i1] + v553;
+          add554[i0 * 256 + i1] = v554;
+          const T v497 = add489[i0 * 256 + i1] * cell_f_saved[t * 256 + i0 * 7680 + i1];
+          mul497[i0 * 256 + i1] = v497;
+          const T v506 = scan909[t * 256 + i0 * 7680 + i1] * cell_bn_o_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan907[t * 256 + i0 * 7680 + i1] = v506;
+          const T v564 = scan905[t * 256 + i0 * 7680 + i1] * cell_bn_g_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan903[t * 256 + i0 * 7680 + i1] = v564;
+          const T v620 = scan901[t * 256 + i0 * 7680 + i1] * cell_bn_f_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan899[t * 256 + i0 * 7680 + i1] = v620;
+          const T v676 = scan897[t * 256 + i0 * 7680 + i1] * cell_bn_i_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan895[t * 256 + i0 * 7680 + i1] = v676;
+        }
+      }
+      // concat  (seed_gate_bn.model:31:29)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan799[t * 1024 + i0 * 30720 + i1] = add721[i0 * 256 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan799[t * 1024 + i0 * 30720 + i1 + 256] = add665[i0 * 256 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan799[t * 1024 + i0 * 30720 + i1 + 512] = add609[i0 * 256 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan799[t * 1024 + i0 * 30720 + i1 + 768] = add554[i0 * 256 + i1];
+        }
+      }
+      // matmul  (seed_gate_bn.model:30:55)
+      gemmInvariantB(1, false, false, 32, 256, 1024, T(1), scan799 + t * 1024, 30720, cell_weight_hh, 256, T(0), matmul728, 256, threads());
+      std::copy_n(matmul728, 8192, d_cell_h);
+      std::copy_n(mul497, 8192, d_cell_c);
+      std::copy_n(mul705, 256, d_cell_bn_i_running_mean);
+      std::copy_n(mul697, 256, d_cell_bn_i_running_var);
+      std::copy_n(mul649, 256, d_cell_bn_f_running_mean);
+      std::copy_n(mul641, 256, d_cell_bn_f_running_var);
+      std::copy_n(mul593, 256, d_cell_bn_g_running_mean);
+      std::copy_n(mul585, 256, d_cell_bn_g_running_var);
+      std::copy_n(mul538, 256, d_cell_bn_o_running_mean);
+      std::copy_n(mul529, 256, d_cell_bn_o_running_var);
+    }
+    std::copy_n(d_cell_h, 8192, scan778);
+    std::copy_n(d_cell_c, 8192, scan779);
+    std::copy_n(d_cell_bn_i_running_mean, 256, scan780);
+    std::copy_n(d_cell_bn_i_running_var, 256, scan781);
+    std::copy_n(d_cell_bn_f_running_mean, 256, scan782);
+    std::copy_n(d_cell_bn_f_running_var, 256, scan783);
+    std::copy_n(d_cell_bn_g_running_mean, 256, scan784);
+    std::copy_n(d_cell_bn_g_running_var, 256, scan785);
+    std::copy_n(d_cell_bn_o_running_mean, 256, scan786);
+    std::copy_n(d_cell_bn_o_running_var, 256, scan787);
+    // sum  (seed_gate_bn.model:29:12)
+    std::fill_n(sum893, 1024, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      for (int64_t i1 = 0; i1 < 30; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 1024; ++i2) {
+          sum893[i2] += scan799[i0 * 30720 + i1 * 1024 + i2];
+        }
+      }
+    }
+    // fused loop over [32, 30, 256], 8 reductions:
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
+    std::fill_n(sum896, 256, T(0));
+    std::fill_n(sum898, 256, T(0));
+    std::fill_n(sum900, 256, T(0));
+    std::fill_n(sum902, 256, T(0));
+    std::fill_n(sum904, 256, T(0));
+    std::fill_n(sum906, 256, T(0));
+    std::fill_n(sum908, 256, T(0));
+    std::fill_n(sum910, 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      for (int64_t i1 = 0; i1 < 30; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 256; ++i2) {
+          sum896[i2] += scan895[i0 * 7680 + i1 * 256 + i2];
+          sum898[i2] += scan897[i0 * 7680 + i1 * 256 + i2];
+          sum900[i2] += scan899[i0 * 7680 + i1 * 256 + i2];
+          sum902[i2] += scan901[i0 * 7680 + i1 * 256 + i2];
+          sum904[i2] += scan903[i0 * 7680 + i1 * 256 + i2];
+          sum906[i2] += scan905[i0 * 7680 + i1 * 256 + i2];
+          sum908[i2] += scan907[i0 * 7680 + i1 * 256 + i2];
+          sum910[i2] += scan909[i0 * 7680 + i1 * 256 + i2];
+        }
+      }
+    }
+    // matmul  (seed_gate_bn.model:29:12)
+    gemm(true, false, 256, 1024, 960, T(1), cell_h_saved, 256, scan799, 1024, T(0), matmul914, 1024, threads());
+    // matmul  (seed_gate_bn.model:30:18)
+    gemm(true, false, 1, 1024, 960, T(1), x, 1, scan799, 1024, T(0), matmul806, 1024, threads());
+    // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
+    for (int64_t i0 = 0; i0 < 1024; ++i0) {
+      d_cell_weight_ih[i0] = matmul806[i0];
+    }
+    // grad  (seed_gate_bn.model:18:3)
+    if (grads) (*grads)[0].assign(d_cell_weight_ih, d_cell_weight_ih + 1024);
+    // transpose %d.cell.weight_hh  (seed_gate_bn.model:30:66)
+    for (int64_t i0 = 0; i0 < 1024; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1) {
+        d_cell_weight_hh[i0 * 256 + i1] = matmul914[i0 + i1 * 1024];
+      }
+    }
+    // grad  (seed_gate_bn.model:19:3)
+    if (grads) (*grads)[1].assign(d_cell_weight_hh, d_cell_weight_hh + 262144);
+    // grad  (seed_gate_bn.model:20:3)
+    if (grads) (*grads)[2].assign(sum893, sum893 + 1024);
+    // grad  (seed_gate_bn.model:21:3)
+    if (grads) (*grads)[3].assign(sum893, sum893 + 1024);
+    // grad  (prelude.model:48:3)
+    if (grads) (*grads)[4].assign(sum896, sum896 + 256);
+    // grad  (prelude.model:49:3)
+    if (grads) (*grads)[5].assign(sum898, sum898 + 256);
+    // grad  (prelude.model:48:3)
+    if (grads) (*grads)[6].assign(sum900, sum900 + 256);
+    // grad  (prelude.model:49:3)
+    if (grads) (*grads)[7].assign(sum902, sum902 + 256);
+    // grad  (prelude.model:48:3)
+    if (grads) (*grads)[8].assign(sum904, sum904 + 256);
+    // grad  (prelude.model:49:3)
+    if (grads) (*grads)[9].assign(sum906, sum906 + 256);
+    // grad  (prelude.model:48:3)
+    if (grads) (*grads)[10].assign(sum908, sum908 + 256);
+    // grad  (prelude.model:49:3)
+    if (grads) (*grads)[11].assign(sum910, sum910 + 256);
+    // transpose %d.head.weight  (prelude.model:10:25)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1) {
+      d_head_weight[i1] = matmul433[i1];
+    }
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[12].assign(d_head_weight, d_head_weight + 256);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[13].assign(d_head_bias, d_head_bias + 1);
+    // hyper %lr  (seed_gate_bn.model:52:1)
+    lr_2[0] = T(lr_);
+    // fused loop over [1024, 1]:
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
+    for (int64_t i0 = 0; i0 < 1024; ++i0) {
+      const T v809 = std::max(d_cell_weight_ih[i0], T(-1));
+      const T v811 = std::min(v809, T(1));
+      const T v865 = v811 * lr_2[0];
+      const T cell_weight_ih_new_2 = cell_weight_ih[i0] - v865;
+      cell_weight_ih_new[i0] = cell_weight_ih_new_2;
+    }
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(0, cell_weight_ih_new);
+    // fused loop over [1024, 256]:
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 262144; ++i) {
+      const T v813 = std::max(d_cell_weight_hh[i], T(-1));
+      const T v815 = std::min(v813, T(1));
+      const T v867 = v815 * lr_2[0];
+      const T cell_weight_hh_new_2 = cell_weight_hh[i] - v867;
+      cell_weight_hh_new[i] = cell_weight_hh_new_2;
+    }
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(1, cell_weight_hh_new);
+    // fused loop over [1024]:
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bias_ih.new  (seed_gate_bn.model:52:1)
+    //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 1024; ++i) {
+      const T v817 = std::max(sum893[i], T(-1));
+      const T v819 = std::min(v817, T(1));
+      const T v869 = v819 * lr_2[0];
+      const T cell_bias_ih_new_2 = cell_bias_ih[i] - v869;
+      cell_bias_ih_new[i] = cell_bias_ih_new_2;
+      const T cell_bias_hh_new_2 = cell_bias_hh[i] - v869;
+      cell_bias_hh_new[i] = cell_bias_hh_new_2;
+    }
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(2, cell_bias_ih_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(3, cell_bias_hh_new);
     // fused loop over [256]:
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_i.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_i.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_f.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_f.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_g.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_g.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_o.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_o.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_i.weight.new  (seed_gate_bn.model:52:1)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_i.bias.new  (seed_gate_bn.model:52:1)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_f.weight.new  (seed_gate_bn.model:52:1)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_f.bias.new  (seed_gate_bn.model:52:1)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_g.weight.new  (seed_gate_bn.model:52:1)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_g.bias.new  (seed_gate_bn.model:52:1)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_o.weight.new  (seed_gate_bn.model:52:1)
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 1019328)[i] * (A + 1019328)[i];
-      const T v1 = (A + 1019584)[i] - v0;
-      const T v2 = std::max(v1, (A + 1010864)[0]);
-      (A + 1010880)[i] = v2;
-      const T v3 = (A + 992288)[0] * (A + 1008752)[i];
-      const T v4 = (A + 992304)[0] * (A + 1019840)[i];
-      const T v5 = v3 + v4;
-      (A + 1011136)[i] = v5;
-      const T v6 = (A + 992288)[0] * (A + 1009008)[i];
-      const T v7 = (A + 992320)[0] * v2;
-      const T v8 = v6 + v7;
-      (A + 1011392)[i] = v8;
-      const T v9 = v2 + (A + 992352)[0];
-      const T v10 = T(1) / std::sqrt(v9);
-      (A + 1011648)[i] = v10;
-      const T v11 = (A + 1028288)[i] * (A + 1028288)[i];
-      const T v12 = (A + 1028544)[i] - v11;
-      const T v13 = std::max(v12, (A + 1010864)[0]);
-      (A + 1011904)[i] = v13;
-      const T v14 = (A + 992288)[0] * (A + 1009280)[i];
-      const T v15 = (A + 992304)[0] * (A + 1028800)[i];
-      const T v16 = v14 + v15;
-      (A + 1012160)[i] = v16;
-      const T v17 = (A + 992288)[0] * (A + 1009536)[i];
-      const T v18 = (A + 992320)[0] * v13;
-      const T v19 = v17 + v18;
-      (A + 1012416)[i] = v19;
-      const T v20 = v13 + (A + 992352)[0];
-      const T v21 = T(1) / std::sqrt(v20);
-      (A + 1012672)[i] = v21;
-      const T v22 = (A + 1037248)[i] * (A + 1037248)[i];
-      const T v23 = (A + 1037504)[i] - v22;
-      const T v24 = std::max(v23, (A + 1010864)[0]);
-      (A + 1012928)[i] = v24;
-      const T v25 = (A + 992288)[0] * (A + 1009808)[i];
-      const T v26 = (A + 992304)[0] * (A + 1037760)[i];
-      const T v27 = v25 + v26;
-      (A + 1013184)[i] = v27;
-      const T v28 = (A + 992288)[0] * (A + 1010064)[i];
-      const T v29 = (A + 992320)[0] * v24;
-      const T v30 = v28 + v29;
-      (A + 1013440)[i] = v30;
-      const T v31 = v24 + (A + 992352)[0];
-      const T v32 = T(1) / std::sqrt(v31);
-      (A + 1013696)[i] = v32;
-      const T v33 = (A + 1038016)[i] * (A + 1038016)[i];
-      const T v34 = (A + 1038272)[i] - v33;
-      const T v35 = std::max(v34, (A + 1010864)[0]);
-      (A + 1013952)[i] = v35;
-      const T v36 = (A + 992288)[0] * (A + 1010336)[i];
-      const T v37 = (A + 992304)[0] * (A + 1038528)[i];
-      const T v38 = v36 + v37;
-      (A + 1014208)[i] = v38;
-      const T v39 = (A + 992288)[0] * (A + 1010592)[i];
-      const T v40 = (A + 992320)[0] * v35;
-      const T v41 = v39 + v40;
-      (A + 1014464)[i] = v41;
-      const T v42 = v35 + (A + 992352)[0];
-      const T v43 = T(1) / std::sqrt(v42);
-      (A + 1014720)[i] = v43;
+      const T v825 = std::max(sum896[i], T(-1));
+      const T v827 = std::min(v825, T(1));
+      const T v873 = v827 * lr_2[0];
+      const T cell_bn_i_weight_new_2 = cell_bn_i_weight[i] - v873;
+      cell_bn_i_weight_new[i] = cell_bn_i_weight_new_2;
+      const T v829 = std::max(sum898[i], T(-1));
+      const T v831 = std::min(v829, T(1));
+      const T v875 = v831 * lr_2[0];
+      const T cell_bn_i_bias_new_2 = cell_bn_i_bias[i] - v875;
+      cell_bn_i_bias_new[i] = cell_bn_i_bias_new_2;
+      const T v833 = std::max(sum900[i], T(-1));
+      const T v835 = std::min(v833, T(1));
+      const T v877 = v835 * lr_2[0];
+      const T cell_bn_f_weight_new_2 = cell_bn_f_weight[i] - v877;
+      cell_bn_f_weight_new[i] = cell_bn_f_weight_new_2;
+      const T v837 = std::max(sum902[i], T(-1));
+      const T v839 = std::min(v837, T(1));
+      const T v879 = v839 * lr_2[0];
+      const T cell_bn_f_bias_new_2 = cell_bn_f_bias[i] - v879;
+      cell_bn_f_bias_new[i] = cell_bn_f_bias_new_2;
+      const T v841 = std::max(sum904[i], T(-1));
+      const T v843 = std::min(v841, T(1));
+      const T v881 = v843 * lr_2[0];
+      const T cell_bn_g_weight_new_2 = cell_bn_g_weight[i] - v881;
+      cell_bn_g_weight_new[i] = cell_bn_g_weight_new_2;
+      const T v845 = std::max(sum906[i], T(-1));
+      const T v847 = std::min(v845, T(1));
+      const T v883 = v847 * lr_2[0];
+      const T cell_bn_g_bias_new_2 = cell_bn_g_bias[i] - v883;
+      cell_bn_g_bias_new[i] = cell_bn_g_bias_new_2;
+      const T v849 = std::max(sum908[i], T(-1));
+      const T v851 = std::min(v849, T(1));
+      const T v885 = v851 * lr_2[0];
+      const T cell_bn_o_weight_new_2 = cell_bn_o_weight[i] - v885;
+      cell_bn_o_weight_new[i] = cell_bn_o_weight_new_2;
+      const T v853 = std::max(sum910[i], T(-1));
+      const T v855 = std::min(v853, T(1));
+      const T v887 = v855 * lr_2[0];
+      const T cell_bn_o_bias_new_2 = cell_bn_o_bias[i] - v887;
+      cell_bn_o_bias_new[i] = cell_bn_o_bias_new_2;
     }
-    // fused loop over []:
-    //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
-    //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
-    //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
-    //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(4, cell_bn_i_weight_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(5, cell_bn_i_bias_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(6, cell_bn_f_weight_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(7, cell_bn_f_bias_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(8, cell_bn_g_weight_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(9, cell_bn_g_bias_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(10, cell_bn_o_weight_new);
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(11, cell_bn_o_bias_new);
+    // fused loop over [1, 256]:
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %head.weight.new  (seed_gate_bn.model:52:1)
     GRADC_IVDEP
-    for (int64_t i = 0; i < 1; ++i) {
-      const T v0 = (A + 1009264)[0] + (A + 992336)[0];
-      (A + 1010864)[0] = v0;
-      const T v1 = (A + 1009792)[0] + (A + 992336)[0];
-      (A + 1014976)[0] = v1;
-      const T v2 = (A + 1010320)[0] + (A + 992336)[0];
-      (A + 1014992)[0] = v2;
-      const T v3 = (A + 1010848)[0] + (A + 992336)[0];
-      (A + 1015008)[0] = v3;
+    for (int64_t i1 = 0; i1 < 256; ++i1) {
+      const T v857 = std::max(d_head_weight[i1], T(-1));
+      const T v859 = std::min(v857, T(1));
+      const T v889 = v859 * lr_2[0];
+      const T head_weight_new_2 = head_weight[i1] - v889;
+      head_weight_new[i1] = head_weight_new_2;
     }
-    // fused loop over [32, 256]:
-    //   mul %cell.bn_i.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
-    //   sub %cell.bn_f.d  (prelude.model:58:13)
-    //   mul %cell.bn_f.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
-    //   sub %cell.bn_g.d  (prelude.model:58:13)
-    //   mul %cell.bn_g.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   tanh %cell.g  (seed_gate_bn.model:33:15)
-    //   sub %cell.bn_o.d  (prelude.model:58:13)
-    //   mul %cell.bn_o.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.o  (seed_gate_bn.model:34:18)
-    //   mul  (seed_gate_bn.model:35:13)  [register]
-    //   mul  (seed_gate_bn.model:35:21)  [register]
-    //   add %cell.c  (seed_gate_bn.model:35:17)
-    //   tanh  (seed_gate_bn.model:36:19)
-    //   mul %cell.h  (seed_gate_bn.model:36:13)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1] * (A + 1011648)[i1 * 1];
-          ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1] = v0;
-          const T v1 = v0 * sf_[4].data()[i1 * 1];
-          const T v2 = v1 + sf_[5].data()[i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] = v3;
-          const T v4 = (A + 1020096)[i0 * 256 + i1 * 1] - (A + 1028800)[i1 * 1];
-          ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1] = v4;
-          const T v5 = v4 * (A + 1012672)[i1 * 1];
-          ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1] = v5;
-          const T v6 = v5 * sf_[6].data()[i1 * 1];
-          const T v7 = v6 + sf_[7].data()[i1 * 1];
-          const T v8 = T(1) / (T(1) + fexp(-v7));
-          ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] = v8;
-          const T v9 = (A + 1029056)[i0 * 256 + i1 * 1] - (A + 1037760)[i1 * 1];
-          ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1] = v9;
-          const T v10 = v9 * (A + 1013696)[i1 * 1];
-          ((A + 3353344) + t * 256)[i0 * 7680 + i1 * 1] = v10;
-          const T v11 = v10 * sf_[8].data()[i1 * 1];
-          const T v12 = v11 + sf_[9].data()[i1 * 1];
-          const T v13 = ftanh(v12);
-          ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1] = v13;
-          const T v14 = (A + 1076416)[i0 * 256 + i1 * 1] - (A + 1038528)[i1 * 1];
-          ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1] = v14;
-          const T v15 = v14 * (A + 1014720)[i1 * 1];
-          ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1] = v15;
-          const T v16 = v15 * sf_[10].data()[i1 * 1];
-          const T v17 = v16 + sf_[11].data()[i1 * 1];
-          const T v18 = T(1) / (T(1) + fexp(-v17));
-          ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1] = v18;
-          const T v19 = v8 * (A + 1000560)[i0 * 256 + i1 * 1];
-          const T v20 = v3 * v13;
-          const T v21 = v19 + v20;
-          (A + 1038784)[i0 * 256 + i1 * 1] = v21;
-          const T v22 = ftanh(v21);
-          ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1] = v22;
-          const T v23 = v18 * v22;
-          (A + 1046976)[i0 * 256 + i1 * 1] = v23;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1046976) + o * 256, 256, (A + 1103104) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000560) + o * 256, 256, (A + 2331904) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1014720) + o * 1, 1, (A + 3069184) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013952) + o * 1, 1, (A + 3322624) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010592) + o * 1, 1, (A + 3330304) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1038528) + o * 1, 1, (A + 3337984) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010336) + o * 1, 1, (A + 3345664) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1013696) + o * 1, 1, (A + 3599104) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012928) + o * 1, 1, (A + 3852544) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010064) + o * 1, 1, (A + 3860224) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1037760) + o * 1, 1, (A + 3867904) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009808) + o * 1, 1, (A + 3875584) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1012672) + o * 1, 1, (A + 4129024) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011904) + o * 1, 1, (A + 4382464) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009536) + o * 1, 1, (A + 4390144) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1028800) + o * 1, 1, (A + 4397824) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009280) + o * 1, 1, (A + 4405504) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1011648) + o * 1, 1, (A + 4658944) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1010880) + o * 1, 1, (A + 4912384) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1009008) + o * 1, 1, (A + 4920064) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1019840) + o * 1, 1, (A + 4927744) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 1008752) + o * 1, 1, (A + 4935424) + (o * 30 + t) * 1);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992368) + o * 256, 256, (A + 4943104) + (o * 30 + t) * 256);
-    std::copy_n((A + 1046976), 8192, (A + 992368));
-    std::copy_n((A + 1038784), 8192, (A + 1000560));
-    std::copy_n((A + 1011136), 256, (A + 1008752));
-    std::copy_n((A + 1011392), 256, (A + 1009008));
-    std::copy_n((A + 1010864), 1, (A + 1009264));
-    std::copy_n((A + 1012160), 256, (A + 1009280));
-    std::copy_n((A + 1012416), 256, (A + 1009536));
-    std::copy_n((A + 1014976), 1, (A + 1009792));
-    std::copy_n((A + 1013184), 256, (A + 1009808));
-    std::copy_n((A + 1013440), 256, (A + 1010064));
-    std::copy_n((A + 1014992), 1, (A + 1010320));
-    std::copy_n((A + 1014208), 256, (A + 1010336));
-    std::copy_n((A + 1014464), 256, (A + 1010592));
-    std::copy_n((A + 1015008), 1, (A + 1010848));
-  }
-  std::copy_n((A + 992368), 8192, (A + 1084608));
-  std::copy_n((A + 1000560), 8192, (A + 1092800));
-  std::copy_n((A + 1008752), 256, (A + 1100992));
-  std::copy_n((A + 1009008), 256, (A + 1101248));
-  std::copy_n((A + 1009264), 1, (A + 1101504));
-  std::copy_n((A + 1009280), 256, (A + 1101520));
-  std::copy_n((A + 1009536), 256, (A + 1101776));
-  std::copy_n((A + 1009792), 1, (A + 1102032));
-  std::copy_n((A + 1009808), 256, (A + 1102048));
-  std::copy_n((A + 1010064), 256, (A + 1102304));
-  std::copy_n((A + 1010320), 1, (A + 1102560));
-  std::copy_n((A + 1010336), 256, (A + 1102576));
-  std::copy_n((A + 1010592), 256, (A + 1102832));
-  std::copy_n((A + 1010848), 1, (A + 1103088));
-  // reshape  (seed_gate_bn.model:29:12)
-  // (a view of its operand)
-  // transpose  (seed_gate_bn.model:29:12): folded into the matmul that reads it
-  // slice  (seed_gate_bn.model:47:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1103104)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (seed_gate_bn.model:47:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 17376)[i0 * 1 + i1 * 1] = sf_[12].data()[i0 * 1 + i1 * 256];
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 9184), 256, sf_[12].data(), 256, T(0), (A + 17632), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [32, 1]:
-  //   add %yhat  (prelude.model:10:34)
-  //   sub  (seed_gate_bn.model:48:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 17632)[i0 * 1] + sf_[13].data()[0];
-        (A + 17664)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = v0 - (A + 960)[i0 * 1];
-        (A + 17696)[i0 * 1 + i1 * 1] = v1;
-      }
-  // mse %loss  (seed_gate_bn.model:48:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 17664)[k] - (A + 960)[k]; s += d * d; } (A + 17632)[0] = s / T(32); }
-  // output  (seed_gate_bn.model:49:3)
-  // loss  (seed_gate_bn.model:45:1)
-  loss = double((A + 17632)[0]);
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(14, (A + 1100992));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(15, (A + 1101248));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(16, (A + 1101504));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(17, (A + 1101520));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(18, (A + 1101776));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(19, (A + 1102032));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(20, (A + 1102048));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(21, (A + 1102304));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(22, (A + 1102560));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(23, (A + 1102576));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(24, (A + 1102832));
-  // update  (seed_gate_bn.model:45:1)
-  updates.emplace_back(25, (A + 1103088));
-  // const  (seed_gate_bn.model:45:1)
-  std::fill_n((A + 960), 1, T(1));
-  // const  (seed_gate_bn.model:48:13)
-  std::fill_n((A + 976), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction:
-  //   mul  (seed_gate_bn.model:48:13)
-  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 17664), 1, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 17696)[i0 * 1] * (A + 976)[0];
-        (A + 17632)[i0 * 1 + i1 * 1] = v0;
-        (A + 17664)[0] += v0;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 17680), 256, threads());
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 9184), 256, (A + 17632), 1, T(0), (A + 17376), 1, threads());
-  // reshape  (seed_gate_bn.model:47:17)
-  // (a view of its operand)
-  // pad  (seed_gate_bn.model:47:17)
-  std::fill_n((A + 25872), 245760, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
-        }
-  // const  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 9184), 256, T(0));
-  // scan  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 992), 8192, (A + 276752));
-  std::copy_n((A + 992), 8192, (A + 284944));
-  std::copy_n((A + 9184), 256, (A + 293136));
-  std::copy_n((A + 9184), 256, (A + 293392));
-  std::copy_n((A + 9184), 256, (A + 293648));
-  std::copy_n((A + 9184), 256, (A + 293904));
-  std::copy_n((A + 9184), 256, (A + 294160));
-  std::copy_n((A + 9184), 256, (A + 294416));
-  std::copy_n((A + 9184), 256, (A + 294672));
-  std::copy_n((A + 9184), 256, (A + 294928));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = 29 - step;
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3069184) + (o * 30 + t) * 1, 1, (A + 271632) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3322624) + (o * 30 + t) * 1, 1, (A + 271888) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3330304) + (o * 30 + t) * 1, 1, (A + 272144) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3337984) + (o * 30 + t) * 1, 1, (A + 272400) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3345664) + (o * 30 + t) * 1, 1, (A + 272656) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3599104) + (o * 30 + t) * 1, 1, (A + 272912) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3852544) + (o * 30 + t) * 1, 1, (A + 273168) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3860224) + (o * 30 + t) * 1, 1, (A + 273424) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3867904) + (o * 30 + t) * 1, 1, (A + 273680) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 3875584) + (o * 30 + t) * 1, 1, (A + 273936) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4129024) + (o * 30 + t) * 1, 1, (A + 274192) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4382464) + (o * 30 + t) * 1, 1, (A + 274448) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4390144) + (o * 30 + t) * 1, 1, (A + 274704) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4397824) + (o * 30 + t) * 1, 1, (A + 274960) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4405504) + (o * 30 + t) * 1, 1, (A + 275216) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4658944) + (o * 30 + t) * 1, 1, (A + 275472) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4912384) + (o * 30 + t) * 1, 1, (A + 275728) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4920064) + (o * 30 + t) * 1, 1, (A + 275984) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4927744) + (o * 30 + t) * 1, 1, (A + 276240) + o * 1);
-    for (int64_t o = 0; o < 256; ++o) std::copy_n((A + 4935424) + (o * 30 + t) * 1, 1, (A + 276496) + o * 1);
-    // const  (seed_gate_bn.model:36:19)
-    std::fill_n((A + 295184), 1, T(1));
-    // fused loop over [32, 256], 1 reduction:
-    //   add
-    //   mul  (seed_gate_bn.model:36:13)  [register]
-    //   sub  (seed_gate_bn.model:34:18)  [register]
-    //   mul  (seed_gate_bn.model:34:18)  [register]
-    //   mul  (seed_gate_bn.model:34:18)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
-    std::fill_n((A + 311584), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 276752)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 295200)[i0 * 256 + i1 * 1] = v0;
-          const T v1 = v0 * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 295184)[0] - ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1] * v2;
-          const T v4 = v1 * v3;
-          ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] = v4;
-          const T v5 = v4 * sf_[10].data()[i1 * 1];
-          const T v6 = v5 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 311584)[i1 * 1] += v6;
-          const T v8 = v5 * (A + 271632)[i1 * 1];
-          (A + 303392)[i0 * 256 + i1 * 1] = v8;
-        }
-    // const  (prelude.model:63:23)
-    std::fill_n((A + 311840), 1, T(-0.5));
-    // const  (prelude.model:59:17)
-    std::fill_n((A + 311856), 1, T(0.03125));
-    // fused loop over [256]:
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 311584)[i] * (A + 311840)[0];
-      const T v1 = (A + 271632)[i] * (A + 271632)[i];
-      const T v2 = (A + 271632)[i] * v1;
-      const T v3 = v0 * v2;
-      const T v4 = (A + 294928)[i] * (A + 992320)[0];
-      const T v5 = v3 + v4;
-      const T v6 = v5 * (A + 311856)[0];
-      (A + 312128)[i] = v6;
-      const T v7 = (A + 294672)[i] * (A + 992304)[0];
-      (A + 311872)[i] = v7;
-    }
-    // reshape  (prelude.model:59:17)
-    // (a view of its operand)
-    // fused loop over [32, 256], 2 reductions:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
-    //   mul  (seed_gate_bn.model:36:13)  [register]
-    //   mul  (seed_gate_bn.model:36:19)  [register]
-    //   sub  (seed_gate_bn.model:36:19)  [register]
-    //   mul  (seed_gate_bn.model:36:19)  [register]
-    //   add  (seed_gate_bn.model:36:19)
-    //   mul  (seed_gate_bn.model:35:21)  [register]
-    //   mul  (seed_gate_bn.model:33:15)  [register]
-    //   sub  (seed_gate_bn.model:33:15)  [register]
-    //   mul  (seed_gate_bn.model:33:15)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
-    std::fill_n((A + 311584), 256, T(0));
-    std::fill_n((A + 336960), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 312128)[i1 * 1];
-          const T v1 = v0 * ((A + 3076864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 303392)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 320576)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 311584)[i1 * 1] += v4;
-          const T v6 = (A + 295200)[i0 * 256 + i1 * 1] * ((A + 1594624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1348864) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v8 = (A + 295184)[0] - v7;
-          const T v9 = v6 * v8;
-          const T v10 = (A + 284944)[i0 * 256 + i1 * 1] + v9;
-          (A + 312384)[i0 * 256 + i1 * 1] = v10;
-          const T v11 = v10 * ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v12 = ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v13 = (A + 295184)[0] - v12;
-          const T v14 = v11 * v13;
-          ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] = v14;
-          const T v15 = v14 * sf_[8].data()[i1 * 1];
-          const T v16 = v15 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 336960)[i1 * 1] += v16;
-          const T v18 = v15 * (A + 272912)[i1 * 1];
-          (A + 328768)[i0 * 256 + i1 * 1] = v18;
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 311872)[i] + (A + 311584)[i];
-      const T v1 = v0 * (A + 311856)[0];
-      (A + 295200)[i] = v1;
-      const T v2 = (A + 336960)[i] * (A + 311840)[0];
-      const T v3 = (A + 272912)[i] * (A + 272912)[i];
-      const T v4 = (A + 272912)[i] * v3;
-      const T v5 = v2 * v4;
-      const T v6 = (A + 294416)[i] * (A + 992320)[0];
-      const T v7 = v5 + v6;
-      const T v8 = v7 * (A + 311856)[0];
-      (A + 295712)[i] = v8;
-      const T v9 = (A + 294160)[i] * (A + 992304)[0];
-      (A + 295456)[i] = v9;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // reshape  (prelude.model:59:17)
-    // (a view of its operand)
-    // fused loop over [32, 256], 2 reductions:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
-    //   mul  (seed_gate_bn.model:35:13)  [register]
-    //   sub  (seed_gate_bn.model:32:18)  [register]
-    //   mul  (seed_gate_bn.model:32:18)  [register]
-    //   mul  (seed_gate_bn.model:32:18)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
-    std::fill_n((A + 304160), 256, T(0));
-    std::fill_n((A + 304416), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 295712)[i1 * 1];
-          const T v1 = v0 * ((A + 3606784) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 328768)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 295968)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 304160)[i1 * 1] += v4;
-          const T v6 = (A + 312384)[i0 * 256 + i1 * 1] * ((A + 2331904) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = (A + 295184)[0] - ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v8 = ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] = v9;
-          const T v10 = v9 * sf_[6].data()[i1 * 1];
-          const T v11 = v10 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 304416)[i1 * 1] += v11;
-          const T v13 = v10 * (A + 274192)[i1 * 1];
-          (A + 336960)[i0 * 256 + i1 * 1] = v13;
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 295456)[i] + (A + 304160)[i];
-      const T v1 = v0 * (A + 311856)[0];
-      (A + 295712)[i] = v1;
-      const T v2 = (A + 304416)[i] * (A + 311840)[0];
-      const T v3 = (A + 274192)[i] * (A + 274192)[i];
-      const T v4 = (A + 274192)[i] * v3;
-      const T v5 = v2 * v4;
-      const T v6 = (A + 293904)[i] * (A + 992320)[0];
-      const T v7 = v5 + v6;
-      const T v8 = v7 * (A + 311856)[0];
-      (A + 304928)[i] = v8;
-      const T v9 = (A + 293648)[i] * (A + 992304)[0];
-      (A + 304672)[i] = v9;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // reshape  (prelude.model:59:17)
-    // (a view of its operand)
-    // fused loop over [32, 256], 2 reductions:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
-    //   mul  (seed_gate_bn.model:35:21)  [register]
-    //   sub  (seed_gate_bn.model:31:18)  [register]
-    //   mul  (seed_gate_bn.model:31:18)  [register]
-    //   mul  (seed_gate_bn.model:31:18)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
-    std::fill_n((A + 295456), 256, T(0));
-    std::fill_n((A + 304160), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 304928)[i1 * 1];
-          const T v1 = v0 * ((A + 4136704) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 336960)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 328768)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 295456)[i1 * 1] += v4;
-          const T v6 = (A + 312384)[i0 * 256 + i1 * 1] * ((A + 1840384) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = (A + 295184)[0] - ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v8 = ((A + 2086144) + t * 256)[i0 * 7680 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          ((A + 640064) + t * 256)[i0 * 7680 + i1 * 1] = v9;
-          const T v10 = v9 * sf_[4].data()[i1 * 1];
-          const T v11 = v10 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 304160)[i1 * 1] += v11;
-          const T v13 = v10 * (A + 275472)[i1 * 1];
-          (A + 345152)[i0 * 256 + i1 * 1] = v13;
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 304672)[i] + (A + 295456)[i];
-      const T v1 = v0 * (A + 311856)[0];
-      (A + 304416)[i] = v1;
-      const T v2 = (A + 304160)[i] * (A + 311840)[0];
-      const T v3 = (A + 275472)[i] * (A + 275472)[i];
-      const T v4 = (A + 275472)[i] * v3;
-      const T v5 = v2 * v4;
-      const T v6 = (A + 293392)[i] * (A + 992320)[0];
-      const T v7 = v5 + v6;
-      const T v8 = v7 * (A + 311856)[0];
-      (A + 305184)[i] = v8;
-      const T v9 = (A + 293136)[i] * (A + 992304)[0];
-      (A + 304928)[i] = v9;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // reshape  (prelude.model:59:17)
-    // (a view of its operand)
-    // fused loop over [32, 256], 1 reduction:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
-    std::fill_n((A + 295456), 256, T(0));
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 305184)[i1 * 1];
-          const T v1 = v0 * ((A + 4666624) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = (A + 345152)[i0 * 256 + i1 * 1] + v1;
-          const T v3 = v2 + v1;
-          (A + 336960)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = -v3;
-          (A + 295456)[i1 * 1] += v4;
-        }
-    // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
-    GRADC_IVDEP
-    for (int64_t i = 0; i < 256; ++i) {
-      const T v0 = (A + 304928)[i] + (A + 295456)[i];
-      const T v1 = v0 * (A + 311856)[0];
-      (A + 306720)[i] = v1;
-      const T v2 = (A + 294928)[i] * (A + 992288)[0];
-      (A + 304160)[i] = v2;
-      const T v3 = (A + 294672)[i] * (A + 992288)[0];
-      (A + 304672)[i] = v3;
-      const T v4 = (A + 294416)[i] * (A + 992288)[0];
-      (A + 305184)[i] = v4;
-      const T v5 = (A + 294160)[i] * (A + 992288)[0];
-      (A + 305440)[i] = v5;
-      const T v6 = (A + 293904)[i] * (A + 992288)[0];
-      (A + 305696)[i] = v6;
-      const T v7 = (A + 293648)[i] * (A + 992288)[0];
-      (A + 305952)[i] = v7;
-      const T v8 = (A + 293392)[i] * (A + 992288)[0];
-      (A + 306208)[i] = v8;
-      const T v9 = (A + 293136)[i] * (A + 992288)[0];
-      (A + 306464)[i] = v9;
-    }
-    // reshape  (prelude.model:57:16)
-    // (a view of its operand)
-    // fused loop over [32, 256]:
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    //   mul  (seed_gate_bn.model:35:13)
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 306720)[i1 * 1];
-          const T v1 = (A + 336960)[i0 * 256 + i1 * 1] + v0;
-          (A + 377920)[i0 * 256 + i1 * 1] = v1;
-          const T v2 = (A + 304416)[i1 * 1];
-          const T v3 = (A + 328768)[i0 * 256 + i1 * 1] + v2;
-          (A + 369728)[i0 * 256 + i1 * 1] = v3;
-          const T v4 = (A + 295712)[i1 * 1];
-          const T v5 = (A + 295968)[i0 * 256 + i1 * 1] + v4;
-          (A + 361536)[i0 * 256 + i1 * 1] = v5;
-          const T v6 = (A + 295200)[i1 * 1];
-          const T v7 = (A + 320576)[i0 * 256 + i1 * 1] + v6;
-          (A + 353344)[i0 * 256 + i1 * 1] = v7;
-          const T v8 = (A + 312384)[i0 * 256 + i1 * 1] * ((A + 2577664) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 345152)[i0 * 256 + i1 * 1] = v8;
-          const T v9 = ((A + 7154944) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 2823424) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 6909184) + t * 256)[i0 * 7680 + i1 * 1] = v9;
-          const T v10 = ((A + 6663424) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3353344) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 6417664) + t * 256)[i0 * 7680 + i1 * 1] = v10;
-          const T v11 = ((A + 6171904) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 3883264) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 1103104) + t * 256)[i0 * 7680 + i1 * 1] = v11;
-          const T v12 = ((A + 640064) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 4413184) + t * 256)[i0 * 7680 + i1 * 1];
-          ((A + 394304) + t * 256)[i0 * 7680 + i1 * 1] = v12;
-        }
-    // concat  (seed_gate_bn.model:31:29)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 5188864) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 377920)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 5188864) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 369728)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 5188864) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 361536)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 5188864) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 353344)[i0 * 256 + i1 * 1];
-        }
-    // matmul  (seed_gate_bn.model:30:55)
-    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 5188864) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 295184), 256, threads());
-    std::copy_n((A + 295184), 8192, (A + 276752));
-    std::copy_n((A + 345152), 8192, (A + 284944));
-    std::copy_n((A + 306464), 256, (A + 293136));
-    std::copy_n((A + 306208), 256, (A + 293392));
-    std::copy_n((A + 305952), 256, (A + 293648));
-    std::copy_n((A + 305696), 256, (A + 293904));
-    std::copy_n((A + 305440), 256, (A + 294160));
-    std::copy_n((A + 305184), 256, (A + 294416));
-    std::copy_n((A + 304672), 256, (A + 294672));
-    std::copy_n((A + 304160), 256, (A + 294928));
-  }
-  std::copy_n((A + 276752), 8192, (A + 17680));
-  std::copy_n((A + 284944), 8192, (A + 386112));
-  std::copy_n((A + 293136), 256, (A + 9440));
-  std::copy_n((A + 293392), 256, (A + 9696));
-  std::copy_n((A + 293648), 256, (A + 9952));
-  std::copy_n((A + 293904), 256, (A + 10208));
-  std::copy_n((A + 294160), 256, (A + 10464));
-  std::copy_n((A + 294416), 256, (A + 10720));
-  std::copy_n((A + 294672), 256, (A + 10976));
-  std::copy_n((A + 294928), 256, (A + 11232));
-  // sum  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 976), 1024, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 30; ++i1)
-      for (int64_t i2 = 0; i2 < 1024; ++i2)
-        {
-          (A + 976)[i2 * 1] += (A + 5188864)[i0 * 30720 + i1 * 1024 + i2 * 1];
-        }
-  // fused loop over [32, 30, 256], 8 reductions:
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-  std::fill_n((A + 2000), 256, T(0));
-  std::fill_n((A + 2256), 256, T(0));
-  std::fill_n((A + 2512), 256, T(0));
-  std::fill_n((A + 2768), 256, T(0));
-  std::fill_n((A + 3024), 256, T(0));
-  std::fill_n((A + 3280), 256, T(0));
-  std::fill_n((A + 3536), 256, T(0));
-  std::fill_n((A + 3792), 256, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 30; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 2000)[i2 * 1] += (A + 394304)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2256)[i2 * 1] += (A + 640064)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2512)[i2 * 1] += (A + 1103104)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 2768)[i2 * 1] += (A + 6171904)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3024)[i2 * 1] += (A + 6417664)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3280)[i2 * 1] += (A + 6663424)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3536)[i2 * 1] += (A + 6909184)[i0 * 7680 + i1 * 256 + i2 * 1];
-          (A + 3792)[i2 * 1] += (A + 7154944)[i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (seed_gate_bn.model:29:12)
-  // (a view of its operand)
-  // matmul  (seed_gate_bn.model:29:12)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 4943104), 256, (A + 5188864), 1024, T(0), (A + 17680), 1024, threads());
-  // reshape  (seed_gate_bn.model:30:18)
-  // (a view of its operand)
-  // transpose  (seed_gate_bn.model:30:18): folded into the matmul that reads it
-  // matmul  (seed_gate_bn.model:30:18)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 5188864), 1024, T(0), (A + 4048), 1024, threads());
-  // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 5072)[i0 * 1 + i1 * 1] = (A + 4048)[i0 * 1 + i1 * 1024];
-      }
-  // grad  (seed_gate_bn.model:18:3)
-  if (grads) (*grads)[0].assign((A + 5072), (A + 5072) + 1024);
-  // transpose %d.cell.weight_hh  (seed_gate_bn.model:30:66)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
-      }
-  // grad  (seed_gate_bn.model:19:3)
-  if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
-  // grad  (seed_gate_bn.model:20:3)
-  if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
-  // grad  (seed_gate_bn.model:21:3)
-  if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 2000), (A + 2000) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 2256), (A + 2256) + 256);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[6].assign((A + 2512), (A + 2512) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[7].assign((A + 2768), (A + 2768) + 256);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[8].assign((A + 3024), (A + 3024) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[9].assign((A + 3280), (A + 3280) + 256);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[10].assign((A + 3536), (A + 3536) + 256);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[11].assign((A + 3792), (A + 3792) + 256);
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 0)[i0 * 256 + i1 * 1] = (A + 17376)[i0 * 1 + i1 * 1];
-      }
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[12].assign((A + 0), (A + 0) + 256);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[13].assign((A + 17664), (A + 17664) + 1);
-  // const  (seed_gate_bn.model:52:1)
-  std::fill_n((A + 256), 1, T(-1));
-  // hyper %lr  (seed_gate_bn.model:52:1)
-  (A + 272)[0] = T(lr_);
-  // fused loop over [1024, 1]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::max((A + 5072)[i0 * 1], (A + 256)[0]);
-        const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 272)[0];
-        const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 4048)[i0 * 1 + i1 * 1] = v3;
-      }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(0, (A + 4048));
-  // fused loop over [1024, 256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 279824)[i], (A + 256)[0]);
-    const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 272)[0];
-    const T v3 = sf_[1].data()[i] - v2;
-    (A + 17680)[i] = v3;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(1, (A + 17680));
-  // fused loop over [1024]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bias_ih.new  (seed_gate_bn.model:52:1)
-  //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 976)[i], (A + 256)[0]);
-    const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 272)[0];
-    const T v3 = sf_[2].data()[i] - v2;
-    (A + 5072)[i] = v3;
-    const T v4 = sf_[3].data()[i] - v2;
-    (A + 6096)[i] = v4;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(2, (A + 5072));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(3, (A + 6096));
-  // fused loop over [256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_i.weight.new  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_i.bias.new  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_f.weight.new  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_f.bias.new  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_g.weight.new  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_g.bias.new  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_o.weight.new  (seed_gate_bn.model:52:1)
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = std::max((A + 2000)[i], (A + 256)[0]);
-    const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 272)[0];
-    const T v3 = sf_[4].data()[i] - v2;
-    (A + 288)[i] = v3;
-    const T v4 = std::max((A + 2256)[i], (A + 256)[0]);
-    const T v5 = std::min(v4, (A + 960)[0]);
-    const T v6 = v5 * (A + 272)[0];
-    const T v7 = sf_[5].data()[i] - v6;
-    (A + 544)[i] = v7;
-    const T v8 = std::max((A + 2512)[i], (A + 256)[0]);
-    const T v9 = std::min(v8, (A + 960)[0]);
-    const T v10 = v9 * (A + 272)[0];
-    const T v11 = sf_[6].data()[i] - v10;
-    (A + 976)[i] = v11;
-    const T v12 = std::max((A + 2768)[i], (A + 256)[0]);
-    const T v13 = std::min(v12, (A + 960)[0]);
-    const T v14 = v13 * (A + 272)[0];
-    const T v15 = sf_[7].data()[i] - v14;
-    (A + 1232)[i] = v15;
-    const T v16 = std::max((A + 3024)[i], (A + 256)[0]);
-    const T v17 = std::min(v16, (A + 960)[0]);
-    const T v18 = v17 * (A + 272)[0];
-    const T v19 = sf_[8].data()[i] - v18;
-    (A + 1488)[i] = v19;
-    const T v20 = std::max((A + 3280)[i], (A + 256)[0]);
-    const T v21 = std::min(v20, (A + 960)[0]);
-    const T v22 = v21 * (A + 272)[0];
-    const T v23 = sf_[9].data()[i] - v22;
-    (A + 1744)[i] = v23;
-    const T v24 = std::max((A + 3536)[i], (A + 256)[0]);
-    const T v25 = std::min(v24, (A + 960)[0]);
-    const T v26 = v25 * (A + 272)[0];
-    const T v27 = sf_[10].data()[i] - v26;
-    (A + 7120)[i] = v27;
-    const T v28 = std::max((A + 3792)[i], (A + 256)[0]);
-    const T v29 = std::min(v28, (A + 960)[0]);
-    const T v30 = v29 * (A + 272)[0];
-    const T v31 = sf_[11].data()[i] - v30;
-    (A + 7376)[i] = v31;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(4, (A + 288));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(5, (A + 544));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(6, (A + 976));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(7, (A + 1232));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(8, (A + 1488));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(9, (A + 1744));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(10, (A + 7120));
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(11, (A + 7376));
-  // fused loop over [1, 256]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %head.weight.new  (seed_gate_bn.model:52:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
-        const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 272)[0];
-        const T v3 = sf_[12].data()[i1 * 1] - v2;
-        (A + 2000)[i0 * 256 + i1 * 1] = v3;
-      }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(12, (A + 2000));
-  // fused loop over [1]:
-  //   maximum  (seed_gate_bn.model:52:1)  [register]
-  //   minimum  (seed_gate_bn.model:52:1)  [register]
-  //   mul  (seed_gate_bn.model:52:1)  [register]
-  //   sub %head.bias.new  (seed_gate_bn.model:52:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 17664)[0], (A + 256)[0]);
-    const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 272)[0];
-    const T v3 = sf_[13].data()[0] - v2;
-    (A + 0)[i] = v3;
-  }
-  // update  (seed_gate_bn.model:52:1)
-  updates.emplace_back(13, (A + 0));
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(12, head_weight_new);
+    // fused loop over [1]:
+    //   maximum  (seed_gate_bn.model:52:1)  [register]
+    //   minimum  (seed_gate_bn.model:52:1)  [register]
+    //   mul  (seed_gate_bn.model:52:1)  [register]
+    //   sub %head.bias.new  (seed_gate_bn.model:52:1)
+    const T v861 = std::max(d_head_bias[0], T(-1));
+    const T v863 = std::min(v861, T(1));
+    const T v891 = v863 * lr_2[0];
+    const T head_bias_new_2 = head_bias[0] - v891;
+    head_bias_new[0] = head_bias_new_2;
+    // update  (seed_gate_bn.model:52:1)
+    updates.emplace_back(13, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1643,178 +1955,187 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // input %x  (seed_gate_bn.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // const  (seed_gate_bn.model:29:49)
-  std::fill_n((A + 960), 8192, T(0));
-  // param %cell.weight_ih  (seed_gate_bn.model:18:3)
-  // param %cell.bias_ih  (seed_gate_bn.model:20:3)
-  // param %cell.weight_hh  (seed_gate_bn.model:19:3)
-  // param %cell.bias_hh  (seed_gate_bn.model:21:3)
-  // buffer %cell.bn_i.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_i.running_var  (prelude.model:51:3)
-  // param %cell.bn_i.weight  (prelude.model:48:3)
-  // param %cell.bn_i.bias  (prelude.model:49:3)
-  // buffer %cell.bn_f.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_f.running_var  (prelude.model:51:3)
-  // param %cell.bn_f.weight  (prelude.model:48:3)
-  // param %cell.bn_f.bias  (prelude.model:49:3)
-  // buffer %cell.bn_g.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_g.running_var  (prelude.model:51:3)
-  // param %cell.bn_g.weight  (prelude.model:48:3)
-  // param %cell.bn_g.bias  (prelude.model:49:3)
-  // buffer %cell.bn_o.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_o.running_var  (prelude.model:51:3)
-  // param %cell.bn_o.weight  (prelude.model:48:3)
-  // param %cell.bn_o.bias  (prelude.model:49:3)
-  // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
-  // matmul  (seed_gate_bn.model:30:18)
-  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
-  // fused loop over [256]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[15].data()[i] + (A + 0)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    (A + 16)[i] = v1;
-    const T v2 = sf_[18].data()[i] + (A + 0)[0];
-    const T v3 = T(1) / std::sqrt(v2);
-    (A + 272)[i] = v3;
-    const T v4 = sf_[21].data()[i] + (A + 0)[0];
-    const T v5 = T(1) / std::sqrt(v4);
-    (A + 528)[i] = v5;
-    const T v6 = sf_[24].data()[i] + (A + 0)[0];
-    const T v7 = T(1) / std::sqrt(v6);
-    (A + 992192)[i] = v7;
-  }
-  // scan %cell.h  (seed_gate_bn.model:29:12)
-  std::copy_n((A + 960), 8192, (A + 992448));
-  std::copy_n((A + 960), 8192, (A + 1000640));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
-    // matmul  (seed_gate_bn.model:30:55)
-    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992448), 256, sf_[1].data(), 256, T(0), (A + 1008832), 1024, threads());
-    // fused loop over [32, 1024]:
-    //   add  (seed_gate_bn.model:30:41)  [register]
-    //   add  (seed_gate_bn.model:30:51)  [register]
-    //   add %cell.gates  (seed_gate_bn.model:30:78)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = ((A + 9152) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1008832)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1041600)[i0 * 1024 + i1 * 1] = v2;
-        }
-    // fused loop over [32, 256]:
-    //   slice  (seed_gate_bn.model:31:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
-    //   slice  (seed_gate_bn.model:32:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
-    //   slice  (seed_gate_bn.model:33:26)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
-    //   slice  (seed_gate_bn.model:34:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
-    //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
-    //   mul  (seed_gate_bn.model:35:13)  [register]
-    //   mul  (seed_gate_bn.model:35:21)  [register]
-    //   add %cell.c  (seed_gate_bn.model:35:17)
-    //   tanh  (seed_gate_bn.model:36:19)  [register]
-    //   mul %cell.h  (seed_gate_bn.model:36:13)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1041600)[i0 * 1024 + i1 * 1];
-          const T v1 = v0 - sf_[14].data()[i1 * 1];
-          const T v2 = v1 * (A + 16)[i1 * 1];
-          const T v3 = v2 * sf_[4].data()[i1 * 1];
-          const T v4 = v3 + sf_[5].data()[i1 * 1];
-          const T v5 = T(1) / (T(1) + fexp(-v4));
-          const T v6 = (A + 1041600)[256 + i0 * 1024 + i1 * 1];
-          const T v7 = v6 - sf_[17].data()[i1 * 1];
-          const T v8 = v7 * (A + 272)[i1 * 1];
-          const T v9 = v8 * sf_[6].data()[i1 * 1];
-          const T v10 = v9 + sf_[7].data()[i1 * 1];
-          const T v11 = T(1) / (T(1) + fexp(-v10));
-          const T v12 = (A + 1041600)[512 + i0 * 1024 + i1 * 1];
-          const T v13 = v12 - sf_[20].data()[i1 * 1];
-          const T v14 = v13 * (A + 528)[i1 * 1];
-          const T v15 = v14 * sf_[8].data()[i1 * 1];
-          const T v16 = v15 + sf_[9].data()[i1 * 1];
-          const T v17 = ftanh(v16);
-          const T v18 = (A + 1041600)[768 + i0 * 1024 + i1 * 1];
-          const T v19 = v18 - sf_[23].data()[i1 * 1];
-          const T v20 = v19 * (A + 992192)[i1 * 1];
-          const T v21 = v20 * sf_[10].data()[i1 * 1];
-          const T v22 = v21 + sf_[11].data()[i1 * 1];
-          const T v23 = T(1) / (T(1) + fexp(-v22));
-          const T v24 = v11 * (A + 1000640)[i0 * 256 + i1 * 1];
-          const T v25 = v5 * v17;
-          const T v26 = v24 + v25;
-          (A + 1008832)[i0 * 256 + i1 * 1] = v26;
-          const T v27 = ftanh(v26);
-          const T v28 = v23 * v27;
-          (A + 1017024)[i0 * 256 + i1 * 1] = v28;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1017024) + o * 256, 256, (A + 1090752) + (o * 30 + t) * 256);
-    std::copy_n((A + 1017024), 8192, (A + 992448));
-    std::copy_n((A + 1008832), 8192, (A + 1000640));
-  }
-  std::copy_n((A + 992448), 8192, (A + 1074368));
-  std::copy_n((A + 1000640), 8192, (A + 1082560));
-  // slice  (seed_gate_bn.model:47:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090752)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (seed_gate_bn.model:47:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 0), 256, sf_[12].data(), 256, T(0), (A + 8192), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
+    T *const cell_weight_ih = sf_[0].data();  // f32[1024,1], seed_gate_bn.model:18
+    T *const cell_bias_ih = sf_[2].data();  // f32[1024], seed_gate_bn.model:20
+    T *const cell_weight_hh = sf_[1].data();  // f32[1024,256], seed_gate_bn.model:19
+    T *const cell_bias_hh = sf_[3].data();  // f32[1024], seed_gate_bn.model:21
+    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:50
+    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:51
+    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:48
+    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:49
+    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:50
+    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:51
+    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:48
+    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:49
+    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:50
+    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:51
+    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:48
+    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:49
+    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:50
+    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:51
+    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:48
+    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:49
+    T *const slice390 = A + 0;  // f32[32,1,256], seed_gate_bn.model:47
+    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
+    T *const const294 = A + 960;  // f32[32,256], seed_gate_bn.model:29
+    T *const matmul421 = A + 9152;  // f32[32,30,1024], seed_gate_bn.model:30
+    T *const rsqrt322 = A + 16;  // f32[256], prelude.model:65
+    T *const rsqrt339 = A + 272;  // f32[256], prelude.model:65
+    T *const rsqrt356 = A + 528;  // f32[256], prelude.model:65
+    T *const rsqrt373 = A + 992192;  // f32[256], prelude.model:65
+    T *const cell_h = A + 992448;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_c = A + 1000640;  // f32[32,256], seed_gate_bn.model:29
+    T *const matmul309 = A + 1008832;  // f32[32,1024], seed_gate_bn.model:30
+    T *const cell_gates = A + 1041600;  // f32[32,1024], seed_gate_bn.model:30
+    T *const cell_c_2 = A + 1008832;  // f32[32,256], seed_gate_bn.model:35
+    T *const cell_h_2 = A + 1017024;  // f32[32,256], seed_gate_bn.model:36
+    T *const hs = A + 1090752;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_h_4 = A + 1074368;  // f32[32,256], seed_gate_bn.model:29
+    T *const cell_c_4 = A + 1082560;  // f32[32,256], seed_gate_bn.model:29
+    T *const matmul394 = A + 8192;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 0;  // f32[32,1], prelude.model:10
+    // input %x  (seed_gate_bn.model:10:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // const  (seed_gate_bn.model:29:49)
+    std::fill_n(const294, 8192, T(0));
+    // matmul  (seed_gate_bn.model:30:18)
+    gemm(false, true, 960, 1024, 1, T(1), x, 1, cell_weight_ih, 1, T(0), matmul421, 1024, threads());
+    // fused loop over [256]:
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 0)[i0 * 1 + i1 * 1] = (A + 8192)[i0 * 1] + sf_[13].data()[0];
+    for (int64_t i = 0; i < 256; ++i) {
+      const T v321 = cell_bn_i_running_var[i] + T(1e-05);
+      const T v322 = T(1) / std::sqrt(v321);
+      rsqrt322[i] = v322;
+      const T v338 = cell_bn_f_running_var[i] + T(1e-05);
+      const T v339 = T(1) / std::sqrt(v338);
+      rsqrt339[i] = v339;
+      const T v355 = cell_bn_g_running_var[i] + T(1e-05);
+      const T v356 = T(1) / std::sqrt(v355);
+      rsqrt356[i] = v356;
+      const T v372 = cell_bn_o_running_var[i] + T(1e-05);
+      const T v373 = T(1) / std::sqrt(v372);
+      rsqrt373[i] = v373;
+    }
+    // scan %cell.h  (seed_gate_bn.model:29:12)
+    std::copy_n(const294, 8192, cell_h);
+    std::copy_n(const294, 8192, cell_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (seed_gate_bn.model:30:55)
+      gemmInvariantB(0, false, true, 32, 1024, 256, T(1), cell_h, 256, cell_weight_hh, 256, T(0), matmul309, 1024, threads());
+      // fused loop over [32, 1024]:
+      //   add  (seed_gate_bn.model:30:41)  [register]
+      //   add  (seed_gate_bn.model:30:51)  [register]
+      //   add %cell.gates  (seed_gate_bn.model:30:78)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 1024; ++i1) {
+          const T v305 = matmul421[t * 1024 + i0 * 30720 + i1] + cell_bias_ih[i1];
+          const T v310 = v305 + matmul309[i0 * 1024 + i1];
+          const T cell_gates_2 = v310 + cell_bias_hh[i1];
+          cell_gates[i0 * 1024 + i1] = cell_gates_2;
+        }
       }
-  // output  (seed_gate_bn.model:49:3)
-  std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
+      // fused loop over [32, 256]:
+      //   slice  (seed_gate_bn.model:31:29)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
+      //   slice  (seed_gate_bn.model:32:29)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
+      //   slice  (seed_gate_bn.model:33:26)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
+      //   slice  (seed_gate_bn.model:34:29)  [register]
+      //   sub  (prelude.model:65:17)  [register]
+      //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
+      //   mul  (prelude.model:67:17)  [register]
+      //   add  (prelude.model:67:26)  [register]
+      //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
+      //   mul  (seed_gate_bn.model:35:13)  [register]
+      //   mul  (seed_gate_bn.model:35:21)  [register]
+      //   add %cell.c  (seed_gate_bn.model:35:17)
+      //   tanh  (seed_gate_bn.model:36:19)  [register]
+      //   mul %cell.h  (seed_gate_bn.model:36:13)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v314 = cell_gates[i0 * 1024 + i1];
+          const T v317 = v314 - cell_bn_i_running_mean[i1];
+          const T cell_bn_i_xhat = v317 * rsqrt322[i1];
+          const T v326 = cell_bn_i_xhat * cell_bn_i_weight[i1];
+          const T v329 = v326 + cell_bn_i_bias[i1];
+          const T cell_i = T(1) / (T(1) + fexp(-v329));
+          const T v331 = cell_gates[i0 * 1024 + i1 + 256];
+          const T v334 = v331 - cell_bn_f_running_mean[i1];
+          const T cell_bn_f_xhat = v334 * rsqrt339[i1];
+          const T v343 = cell_bn_f_xhat * cell_bn_f_weight[i1];
+          const T v346 = v343 + cell_bn_f_bias[i1];
+          const T cell_f = T(1) / (T(1) + fexp(-v346));
+          const T v348 = cell_gates[i0 * 1024 + i1 + 512];
+          const T v351 = v348 - cell_bn_g_running_mean[i1];
+          const T cell_bn_g_xhat = v351 * rsqrt356[i1];
+          const T v360 = cell_bn_g_xhat * cell_bn_g_weight[i1];
+          const T v363 = v360 + cell_bn_g_bias[i1];
+          const T cell_g = ftanh(v363);
+          const T v365 = cell_gates[i0 * 1024 + i1 + 768];
+          const T v368 = v365 - cell_bn_o_running_mean[i1];
+          const T cell_bn_o_xhat = v368 * rsqrt373[i1];
+          const T v377 = cell_bn_o_xhat * cell_bn_o_weight[i1];
+          const T v380 = v377 + cell_bn_o_bias[i1];
+          const T cell_o = T(1) / (T(1) + fexp(-v380));
+          const T v382 = cell_f * cell_c[i0 * 256 + i1];
+          const T v383 = cell_i * cell_g;
+          const T cell_c_3 = v382 + v383;
+          cell_c_2[i0 * 256 + i1] = cell_c_3;
+          const T v385 = ftanh(cell_c_3);
+          const T cell_h_3 = cell_o * v385;
+          cell_h_2[i0 * 256 + i1] = cell_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(cell_h_2 + i * 256, 256, hs + (i * 7680 + t * 256));
+      }
+      std::copy_n(cell_h_2, 8192, cell_h);
+      std::copy_n(cell_c_2, 8192, cell_c);
+    }
+    std::copy_n(cell_h, 8192, cell_h_4);
+    std::copy_n(cell_c, 8192, cell_c_4);
+    // slice  (seed_gate_bn.model:47:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        slice390[i0 * 256 + i2] = hs[i0 * 7680 + i2 + 7424];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 256, T(1), slice390, 256, head_weight, 256, T(0), matmul394, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul394[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // output  (seed_gate_bn.model:49:3)
+    std::copy_n(yhat, 32, static_cast<T *>(out[0]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build

@@ -103,7 +103,7 @@ const ModelSpec &spec() {
     t.scale = "minmax";
     t.length = 30;
     t.horizon = 1;
-    t.split = 0.80000000000000004;
+    t.split = 0.8;
     t.earlyStopping = false;
     t.patience = 0;
     t.delta = 0;
@@ -158,1033 +158,1056 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena();
     double loss = 0;
-  // input %x  (seed_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (seed_lstm_bn.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 992), 2048, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3040), 256, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 2048, (A + 248800));
-  std::copy_n((A + 992), 2048, (A + 250848));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248800), 64, sf_[1].data(), 64, T(0), (A + 252896), 256, threads());
-    // fused loop over [32, 256]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = ((A + 3040) + t * 256)[i0 * 7680 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 252896)[i0 * 256 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 261088)[i0 * 256 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:22
+    T *const slice111 = A + 992;  // f32[32,1,64], seed_lstm_bn.model:17
+    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:50
+    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:51
+    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:48
+    T *const mul524 = A + 16;  // f32[64], prelude.model:10
+    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:49
+    T *const add526 = A + 80;  // f32[64], prelude.model:10
+    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
+    T *const matmul532 = A + 32;  // f32[1,1], prelude.model:10
+    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], seed_lstm_bn.model:8
+    T *const y = A + 960;  // f32[32,1], seed_lstm_bn.model:9
+    T *const const75 = A + 992;  // f32[32,64], prelude.model:29
+    T *const matmul195 = A + 3040;  // f32[32,30,256], prelude.model:30
+    T *const lstm_h = A + 248800;  // f32[32,64], prelude.model:29
+    T *const lstm_c = A + 250848;  // f32[32,64], prelude.model:29
+    T *const matmul90 = A + 252896;  // f32[32,256], prelude.model:30
+    T *const lstm_gates = A + 261088;  // f32[32,256], prelude.model:30
+    T *const lstm_c_2 = A + 252896;  // f32[32,64], prelude.model:35
+    T *const lstm_h_2 = A + 254944;  // f32[32,64], prelude.model:36
+    T *const lstm_seq = A + 273376;  // f32[32,30,64], prelude.model:29
+    T *const lstm_h_4 = A + 269280;  // f32[32,64], prelude.model:29
+    T *const lstm_c_4 = A + 271328;  // f32[32,64], prelude.model:29
+    T *const mul528 = A + 144;  // f32[1,64], prelude.model:10
+    T *const matmul530 = A + 0;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 48;  // f32[32,1], prelude.model:10
+    T *const loss_2 = A + 0;  // f32[], seed_lstm_bn.model:19
+    // input %x  (seed_lstm_bn.model:8:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (seed_lstm_bn.model:9:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const75, 2048, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 960, 256, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul195, 256, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const75, 2048, lstm_h);
+    std::copy_n(const75, 2048, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 32, 256, 64, T(1), lstm_h, 64, lstm_weight_hh_l0, 64, T(0), matmul90, 256, threads());
+      // fused loop over [32, 256]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v86 = matmul195[t * 256 + i0 * 7680 + i1] + lstm_bias_ih_l0[i1];
+          const T v91 = v86 + matmul90[i0 * 256 + i1];
+          const T lstm_gates_2 = v91 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 256 + i1] = lstm_gates_2;
         }
-    // fused loop over [32, 64]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          const T v0 = (A + 261088)[i0 * 256 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 261088)[64 + i0 * 256 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 261088)[128 + i0 * 256 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 261088)[192 + i0 * 256 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 250848)[i0 * 64 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 252896)[i0 * 64 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 254944)[i0 * 64 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254944) + o * 64, 64, (A + 273376) + (o * 30 + t) * 64);
-    std::copy_n((A + 254944), 2048, (A + 248800));
-    std::copy_n((A + 252896), 2048, (A + 250848));
-  }
-  std::copy_n((A + 248800), 2048, (A + 269280));
-  std::copy_n((A + 250848), 2048, (A + 271328));
-  // slice  (seed_lstm_bn.model:17:14)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 64; ++i2)
-        {
-          (A + 992)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 273376)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
-        }
-  // reshape  (seed_lstm_bn.model:17:14)
-  // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // fused loop over [64]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
-  //   mul  (prelude.model:10:14)
-  //   neg  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   add  (prelude.model:10:14)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 0)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    const T v2 = v1 * sf_[4].data()[i];
-    (A + 16)[i] = v2;
-    const T v3 = -sf_[8].data()[i];
-    const T v4 = v3 * v1;
-    const T v5 = v4 * sf_[4].data()[i];
-    const T v6 = v5 + sf_[5].data()[i];
-    (A + 80)[i] = v6;
-  }
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // mul  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 144)[i0 * 64 + i1 * 1] = sf_[6].data()[i1 * 1] * (A + 16)[i1 * 1];
       }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 992), 64, (A + 144), 64, T(0), (A + 0), 1, threads());
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 1, 1, 64, T(1), (A + 80), 64, sf_[6].data(), 64, T(0), (A + 32), 1, threads());
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [32, 1]:
-  //   add  (prelude.model:10:14)  [register]
-  //   add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 0)[i0 * 1] + (A + 32)[0];
-        const T v1 = v0 + sf_[7].data()[0];
-        (A + 48)[i0 * 1 + i1 * 1] = v1;
+      // fused loop over [32, 64]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          const T v95 = lstm_gates[i0 * 256 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v95));
+          const T v97 = lstm_gates[i0 * 256 + i1 + 64];
+          const T lstm_f = T(1) / (T(1) + fexp(-v97));
+          const T v99 = lstm_gates[i0 * 256 + i1 + 128];
+          const T lstm_g = ftanh(v99);
+          const T v101 = lstm_gates[i0 * 256 + i1 + 192];
+          const T lstm_o = T(1) / (T(1) + fexp(-v101));
+          const T v103 = lstm_f * lstm_c[i0 * 64 + i1];
+          const T v104 = lstm_i * lstm_g;
+          const T lstm_c_3 = v103 + v104;
+          lstm_c_2[i0 * 64 + i1] = lstm_c_3;
+          const T v106 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v106;
+          lstm_h_2[i0 * 64 + i1] = lstm_h_3;
+        }
       }
-  // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 48)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
-  // output  (seed_lstm_bn.model:20:3)
-  // loss  (seed_lstm_bn.model:15:1)
-  loss = double((A + 0)[0]);
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h_2 + i * 64, 64, lstm_seq + (i * 1920 + t * 64));
+      }
+      std::copy_n(lstm_h_2, 2048, lstm_h);
+      std::copy_n(lstm_c_2, 2048, lstm_c);
+    }
+    std::copy_n(lstm_h, 2048, lstm_h_4);
+    std::copy_n(lstm_c, 2048, lstm_c_4);
+    // slice  (seed_lstm_bn.model:17:14)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 64; ++i2) {
+        slice111[i0 * 64 + i2] = lstm_seq[i0 * 1920 + i2 + 1856];
+      }
+    }
+    // fused loop over [64]:
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)  [register]
+    //   mul  (prelude.model:10:14)
+    //   neg  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   add  (prelude.model:10:14)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 64; ++i) {
+      const T v117 = bn_running_var[i] + T(1e-05);
+      const T v118 = T(1) / std::sqrt(v117);
+      const T v524 = v118 * bn_weight[i];
+      mul524[i] = v524;
+      const T v522 = -bn_running_mean[i];
+      const T v523 = v522 * v118;
+      const T v525 = v523 * bn_weight[i];
+      const T v526 = v525 + bn_bias[i];
+      add526[i] = v526;
+    }
+    // mul  (prelude.model:10:14)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 64; ++i1) {
+      const T v528 = head_weight[i1] * mul524[i1];
+      mul528[i1] = v528;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 64, T(1), slice111, 64, mul528, 64, T(0), matmul530, 1, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 1, 1, 64, T(1), add526, 64, head_weight, 64, T(0), matmul532, 1, threads());
+    // fused loop over [32, 1]:
+    //   add  (prelude.model:10:14)  [register]
+    //   add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T v534 = matmul530[i0] + matmul532[0];
+      const T yhat_2 = v534 + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // mse %loss  (seed_lstm_bn.model:19:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (seed_lstm_bn.model:15:1)
+    loss = double(loss_2[0]);
     return loss;
   }
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // const  (prelude.model:59:17)
-  std::fill_n((A + 0), 1, T(0));
-  // const  (prelude.model:58:13)
-  std::fill_n((A + 16), 1, T(-1));
-  // input %x  (seed_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (seed_lstm_bn.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 992);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 1024), 2048, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 960, 256, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 3072), 256, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 1024), 2048, (A + 248832));
-  std::copy_n((A + 1024), 2048, (A + 250880));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248832), 64, sf_[1].data(), 64, T(0), (A + 252928), 256, threads());
-    // fused loop over [32, 256]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = ((A + 3072) + t * 256)[i0 * 7680 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 252928)[i0 * 256 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 261120)[i0 * 256 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:22
+    T *const lstm_h_saved = A + 703488;  // f32[32,30,64], prelude.model:29
+    T *const slice38 = A + 3072;  // f32[32,1,64], seed_lstm_bn.model:17
+    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:50
+    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:51
+    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:48
+    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:49
+    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
+    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
+    T *const mul225 = A + 3376;  // f32[64], prelude.model:59
+    T *const mul235 = A + 3440;  // f32[64], prelude.model:57
+    T *const add238 = A + 7648;  // f32[32,64], prelude.model:57
+    T *const scan316 = A + 85488;  // f32[32,30,256], prelude.model:29
+    T *const x = A + 32;  // f32[32,30,1], seed_lstm_bn.model:8
+    T *const optimizer_step = sf_[11].data();  // f32[], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[12].data();  // f32[256,1], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq = sf_[13].data();  // f32[256,1], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_hh_l0_exp_avg = sf_[14].data();  // f32[256,64], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq = sf_[15].data();  // f32[256,64], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_ih_l0_exp_avg = sf_[16].data();  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq = sf_[17].data();  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_hh_l0_exp_avg = sf_[18].data();  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq = sf_[19].data();  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_bn_weight_exp_avg = sf_[20].data();  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_bn_weight_exp_avg_sq = sf_[21].data();  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_bn_bias_exp_avg = sf_[22].data();  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_bn_bias_exp_avg_sq = sf_[23].data();  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_head_weight_exp_avg = sf_[24].data();  // f32[1,64], seed_lstm_bn.model:23
+    T *const optimizer_head_weight_exp_avg_sq = sf_[25].data();  // f32[1,64], seed_lstm_bn.model:23
+    T *const optimizer_head_bias_exp_avg = sf_[26].data();  // f32[1], seed_lstm_bn.model:23
+    T *const optimizer_head_bias_exp_avg_sq = sf_[27].data();  // f32[1], seed_lstm_bn.model:23
+    T *const y = A + 992;  // f32[32,1], seed_lstm_bn.model:9
+    T *const const2 = A + 1024;  // f32[32,64], prelude.model:29
+    T *const matmul193 = A + 3072;  // f32[32,30,256], prelude.model:30
+    T *const lstm_h = A + 248832;  // f32[32,64], prelude.model:29
+    T *const lstm_c = A + 250880;  // f32[32,64], prelude.model:29
+    T *const saved = A + 334848;  // f32[32,30,64], prelude.model:29
+    T *const lstm_o_saved = A + 396288;  // f32[32,30,64], prelude.model:29
+    T *const lstm_g_saved = A + 457728;  // f32[32,30,64], prelude.model:29
+    T *const lstm_i_saved = A + 519168;  // f32[32,30,64], prelude.model:29
+    T *const lstm_f_saved = A + 642048;  // f32[32,30,64], prelude.model:29
+    T *const matmul17 = A + 252928;  // f32[32,256], prelude.model:30
+    T *const lstm_gates = A + 261120;  // f32[32,256], prelude.model:30
+    T *const lstm_c_2 = A + 252928;  // f32[32,64], prelude.model:35
+    T *const lstm_h_2 = A + 254976;  // f32[32,64], prelude.model:36
+    T *const lstm_seq = A + 273408;  // f32[32,30,64], prelude.model:29
+    T *const lstm_c_saved = A + 580608;  // f32[32,30,64], prelude.model:29
+    T *const lstm_h_4 = A + 269312;  // f32[32,64], prelude.model:29
+    T *const lstm_c_4 = A + 271360;  // f32[32,64], prelude.model:29
+    T *const slice512 = A + 5120;  // f32[1,64], prelude.model:59
+    T *const mean514 = A + 5184;  // f32[64], prelude.model:59
+    T *const mean516 = A + 5248;  // f32[64], prelude.model:59
+    T *const bn_mu = A + 5312;  // f32[64], prelude.model:57
+    T *const bn_num_batches_tracked = A + 5168;  // i64[], prelude.model:52
+    T *const rsqrt61 = A + 5536;  // f32[64], prelude.model:63
+    T *const bn_running_mean_new = A + 5408;  // f32[64], prelude.model:60
+    T *const bn_running_var_new = A + 5472;  // f32[64], prelude.model:61
+    T *const bn_d = A + 5600;  // f32[32,64], prelude.model:58
+    T *const bn_xhat = A + 7648;  // f32[32,64], prelude.model:63
+    T *const z = A + 9696;  // f32[32,64], prelude.model:67
+    T *const transpose68 = A + 3072;  // f32[64,1], prelude.model:10
+    T *const matmul69 = A + 3136;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 3168;  // f32[32,1], prelude.model:10
+    T *const sub200 = A + 3200;  // f32[32,1], seed_lstm_bn.model:19
+    T *const loss_2 = A + 0;  // f32[], seed_lstm_bn.model:19
+    T *const bn_num_batches_tracked_new = A + 0;  // i64[], prelude.model:62
+    T *const mul203 = A + 3136;  // f32[32,1], seed_lstm_bn.model:19
+    T *const d_head_bias = A + 3168;  // f32[1], prelude.model:10
+    T *const matmul207 = A + 11744;  // f32[32,64], prelude.model:10
+    T *const sum507 = A + 3072;  // f32[64], prelude.model:58
+    T *const d_bn_weight = A + 3184;  // f32[64], prelude.model:67
+    T *const sum217 = A + 3248;  // f32[64], prelude.model:63
+    T *const mul215 = A + 13792;  // f32[32,64], prelude.model:63
+    T *const matmul209 = A + 3312;  // f32[64,1], prelude.model:10
+    T *const mul423 = A + 3504;  // f32[64], seed_lstm_bn.model:23
+    T *const pad240 = A + 9696;  // f32[32,30,64], seed_lstm_bn.model:17
+    T *const d_lstm_h = A + 71136;  // f32[32,64], prelude.model:29
+    T *const d_lstm_c = A + 73184;  // f32[32,64], prelude.model:29
+    T *const mul290 = A + 83440;  // f32[32,64], prelude.model:31
+    T *const mul284 = A + 81392;  // f32[32,64], prelude.model:32
+    T *const mul278 = A + 79344;  // f32[32,64], prelude.model:33
+    T *const mul273 = A + 77296;  // f32[32,64], prelude.model:34
+    T *const mul269 = A + 75248;  // f32[32,64], prelude.model:35
+    T *const matmul297 = A + 77296;  // f32[32,64], prelude.model:30
+    T *const scan311 = A + 5536;  // f32[32,64], prelude.model:29
+    T *const scan312 = A + 7584;  // f32[32,64], prelude.model:29
+    T *const sum501 = A + 1008;  // f32[256], prelude.model:29
+    T *const matmul506 = A + 5536;  // f32[64,256], prelude.model:29
+    T *const matmul323 = A + 1264;  // f32[1,256], prelude.model:30
+    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[256,1], prelude.model:30
+    T *const mul343 = A + 272;  // f32[256,1], seed_lstm_bn.model:23
+    T *const d_lstm_weight_hh_l0 = A + 21920;  // f32[256,64], prelude.model:30
+    T *const mul363 = A + 38304;  // f32[256,64], seed_lstm_bn.model:23
+    T *const d_head_weight = A + 528;  // f32[1,64], prelude.model:10
+    T *const mul463 = A + 592;  // f32[1,64], seed_lstm_bn.model:23
+    T *const lr_2 = A + 656;  // f32[], seed_lstm_bn.model:23
+    T *const optimizer_step_new = A + 672;  // f32[], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_new = A + 1264;  // f32[256,1], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_ih_l0_exp_avg_sq_new = A + 1520;  // f32[256,1], seed_lstm_bn.model:23
+    T *const sqrt354 = A + 1776;  // f32[256,1], seed_lstm_bn.model:23
+    T *const div339 = A + 32;  // f32[], seed_lstm_bn.model:23
+    T *const sqrt340 = A + 48;  // f32[], seed_lstm_bn.model:23
+    T *const lstm_weight_ih_l0_new = A + 64;  // f32[256,1], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_new = A + 5536;  // f32[256,64], seed_lstm_bn.model:23
+    T *const optimizer_lstm_weight_hh_l0_exp_avg_sq_new = A + 54688;  // f32[256,64], seed_lstm_bn.model:23
+    T *const lstm_weight_hh_l0_new = A + 71072;  // f32[256,64], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_new = A + 1776;  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_ih_l0_exp_avg_sq_new = A + 2032;  // f32[256], seed_lstm_bn.model:23
+    T *const lstm_bias_ih_l0_new = A + 2288;  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_new = A + 2544;  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_lstm_bias_hh_l0_exp_avg_sq_new = A + 2800;  // f32[256], seed_lstm_bn.model:23
+    T *const lstm_bias_hh_l0_new = A + 3248;  // f32[256], seed_lstm_bn.model:23
+    T *const optimizer_bn_weight_exp_avg_new = A + 320;  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_bn_weight_exp_avg_sq_new = A + 384;  // f32[64], seed_lstm_bn.model:23
+    T *const bn_weight_new = A + 448;  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_bn_bias_exp_avg_new = A + 768;  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_bn_bias_exp_avg_sq_new = A + 832;  // f32[64], seed_lstm_bn.model:23
+    T *const bn_bias_new = A + 896;  // f32[64], seed_lstm_bn.model:23
+    T *const optimizer_head_weight_exp_avg_new = A + 960;  // f32[1,64], seed_lstm_bn.model:23
+    T *const optimizer_head_weight_exp_avg_sq_new = A + 1024;  // f32[1,64], seed_lstm_bn.model:23
+    T *const head_weight_new = A + 1088;  // f32[1,64], seed_lstm_bn.model:23
+    T *const optimizer_head_bias_exp_avg_new = A + 512;  // f32[1], seed_lstm_bn.model:23
+    T *const optimizer_head_bias_exp_avg_sq_new = A + 528;  // f32[1], seed_lstm_bn.model:23
+    T *const head_bias_new = A + 544;  // f32[1], seed_lstm_bn.model:23
+    // input %x  (seed_lstm_bn.model:8:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (seed_lstm_bn.model:9:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const2, 2048, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 960, 256, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul193, 256, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const2, 2048, lstm_h);
+    std::copy_n(const2, 2048, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 32, 256, 64, T(1), lstm_h, 64, lstm_weight_hh_l0, 64, T(0), matmul17, 256, threads());
+      // fused loop over [32, 256]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v13 = matmul193[t * 256 + i0 * 7680 + i1] + lstm_bias_ih_l0[i1];
+          const T v18 = v13 + matmul17[i0 * 256 + i1];
+          const T lstm_gates_2 = v18 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 256 + i1] = lstm_gates_2;
         }
+      }
+      // fused loop over [32, 64]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          const T v22 = lstm_gates[i0 * 256 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v22));
+          lstm_i_saved[t * 64 + i0 * 1920 + i1] = lstm_i;
+          const T v24 = lstm_gates[i0 * 256 + i1 + 64];
+          const T lstm_f = T(1) / (T(1) + fexp(-v24));
+          lstm_f_saved[t * 64 + i0 * 1920 + i1] = lstm_f;
+          const T v26 = lstm_gates[i0 * 256 + i1 + 128];
+          const T lstm_g = ftanh(v26);
+          lstm_g_saved[t * 64 + i0 * 1920 + i1] = lstm_g;
+          const T v28 = lstm_gates[i0 * 256 + i1 + 192];
+          const T lstm_o = T(1) / (T(1) + fexp(-v28));
+          lstm_o_saved[t * 64 + i0 * 1920 + i1] = lstm_o;
+          const T v30 = lstm_f * lstm_c[i0 * 64 + i1];
+          const T v31 = lstm_i * lstm_g;
+          const T lstm_c_3 = v30 + v31;
+          lstm_c_2[i0 * 64 + i1] = lstm_c_3;
+          const T v33 = ftanh(lstm_c_3);
+          saved[t * 64 + i0 * 1920 + i1] = v33;
+          const T lstm_h_3 = lstm_o * v33;
+          lstm_h_2[i0 * 64 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h_2 + i * 64, 64, lstm_seq + (i * 1920 + t * 64));
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_c + i * 64, 64, lstm_c_saved + (i * 1920 + t * 64));
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h + i * 64, 64, lstm_h_saved + (i * 1920 + t * 64));
+      }
+      std::copy_n(lstm_h_2, 2048, lstm_h);
+      std::copy_n(lstm_c_2, 2048, lstm_c);
+    }
+    std::copy_n(lstm_h, 2048, lstm_h_4);
+    std::copy_n(lstm_c, 2048, lstm_c_4);
+    // slice  (seed_lstm_bn.model:17:14)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 64; ++i2) {
+        slice38[i0 * 64 + i2] = lstm_seq[i0 * 1920 + i2 + 1856];
+      }
+    }
+    // slice  (prelude.model:59:17)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 64; ++i) {
+      slice512[i] = slice38[i];
+    }
+    // fused loop over [32, 64], 3 reductions:
+    //   sub  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mul  (prelude.model:59:17)  [register]
+    //   mean over axes [0]  (prelude.model:59:17)
+    //   mean %bn.mu over axes [0]  (prelude.model:57:16)
+    std::fill_n(mean514, 64, T(0));
+    std::fill_n(mean516, 64, T(0));
+    std::fill_n(bn_mu, 64, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 64; ++i1) {
+        const T v513 = slice38[i0 * 64 + i1] - slice512[i1];
+        mean514[i1] += v513;
+        const T v515 = v513 * v513;
+        mean516[i1] += v515;
+        bn_mu[i1] += slice38[i0 * 64 + i1];
+      }
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 64; ++i) {
+      mean514[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 64; ++i) {
+      mean516[i] /= T(32);
+    }
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 64; ++i) {
+      bn_mu[i] /= T(32);
+    }
+    // buffer %bn.num_batches_tracked  (prelude.model:52:3)
+    bn_num_batches_tracked[0] = T(si_[10][0]);
+    // fused loop over [64]:
+    //   mul  (prelude.model:59:17)  [register]
+    //   sub  (prelude.model:59:17)  [register]
+    //   maximum  (prelude.model:59:17)  [register]
+    //   add  (prelude.model:63:28)  [register]
+    //   rsqrt  (prelude.model:63:23)
+    //   mul  (prelude.model:60:44)  [register]
+    //   mul  (prelude.model:60:70)  [register]
+    //   add %bn.running_mean.new  (prelude.model:60:59)
+    //   mul  (prelude.model:61:43)  [register]
+    //   mul  (prelude.model:61:84)  [register]
+    //   add %bn.running_var.new  (prelude.model:61:57)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 64; ++i) {
+      const T v517 = mean514[i] * mean514[i];
+      const T v518 = mean516[i] - v517;
+      const T v520 = std::max(v518, T(0));
+      const T v60 = v520 + T(1e-05);
+      const T v61 = T(1) / std::sqrt(v60);
+      rsqrt61[i] = v61;
+      const T v46 = T(0.9) * bn_running_mean[i];
+      const T v48 = T(0.1) * bn_mu[i];
+      const T bn_running_mean_new_2 = v46 + v48;
+      bn_running_mean_new[i] = bn_running_mean_new_2;
+      const T v52 = T(0.9) * bn_running_var[i];
+      const T v54 = T(0.1032258064516129) * v520;
+      const T bn_running_var_new_2 = v52 + v54;
+      bn_running_var_new[i] = bn_running_var_new_2;
+    }
     // fused loop over [32, 64]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
+    //   sub %bn.d  (prelude.model:58:13)
+    //   mul %bn.xhat  (prelude.model:63:16)
+    //   mul  (prelude.model:67:17)  [register]
+    //   add %z  (prelude.model:67:26)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          const T v0 = (A + 261120)[i0 * 256 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1] = v1;
-          const T v2 = (A + 261120)[64 + i0 * 256 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1] = v3;
-          const T v4 = (A + 261120)[128 + i0 * 256 + i1 * 1];
-          const T v5 = ftanh(v4);
-          ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1] = v5;
-          const T v6 = (A + 261120)[192 + i0 * 256 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 250880)[i0 * 64 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 252928)[i0 * 64 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1] = v11;
-          const T v12 = v7 * v11;
-          (A + 254976)[i0 * 64 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254976) + o * 64, 64, (A + 273408) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 250880) + o * 64, 64, (A + 580608) + (o * 30 + t) * 64);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 248832) + o * 64, 64, (A + 703488) + (o * 30 + t) * 64);
-    std::copy_n((A + 254976), 2048, (A + 248832));
-    std::copy_n((A + 252928), 2048, (A + 250880));
-  }
-  std::copy_n((A + 248832), 2048, (A + 269312));
-  std::copy_n((A + 250880), 2048, (A + 271360));
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
-  // slice  (seed_lstm_bn.model:17:14)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
+      for (int64_t i1 = 0; i1 < 64; ++i1) {
+        const T bn_d_2 = slice38[i0 * 64 + i1] - bn_mu[i1];
+        bn_d[i0 * 64 + i1] = bn_d_2;
+        const T bn_xhat_2 = bn_d_2 * rsqrt61[i1];
+        bn_xhat[i0 * 64 + i1] = bn_xhat_2;
+        const T v64 = bn_xhat_2 * bn_weight[i1];
+        const T z_2 = v64 + bn_bias[i1];
+        z[i0 * 64 + i1] = z_2;
+      }
+    }
+    // transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 64; ++i0) {
+      transpose68[i0] = head_weight[i0];
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 64, T(1), z, 64, head_weight, 64, T(0), matmul69, 1, threads());
+    // fused loop over [32, 1]:
+    //   add %yhat  (prelude.model:10:34)
+    //   sub  (seed_lstm_bn.model:19:13)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul69[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+      const T v200 = yhat_2 - y[i0];
+      sub200[i0] = v200;
+    }
+    // mse %loss  (seed_lstm_bn.model:19:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (seed_lstm_bn.model:15:1)
+    loss = double(loss_2[0]);
+    // update  (seed_lstm_bn.model:15:1)
+    updates.emplace_back(8, bn_running_mean_new);
+    // update  (seed_lstm_bn.model:15:1)
+    updates.emplace_back(9, bn_running_var_new);
+    // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+    const T bn_num_batches_tracked_new_2 = bn_num_batches_tracked[0] + T(1);
+    bn_num_batches_tracked_new[0] = bn_num_batches_tracked_new_2;
+    // update  (seed_lstm_bn.model:15:1)
+    updates.emplace_back(10, bn_num_batches_tracked_new);
+    // fused loop over [32, 1], 1 reduction:
+    //   mul  (seed_lstm_bn.model:19:13)
+    //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_head_bias, 1, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T v203 = sub200[i0] * T(0.0625);
+      mul203[i0] = v203;
+      d_head_bias[0] += v203;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 64, 1, T(1), mul203, 1, transpose68, 1, T(0), matmul207, 64, threads());
+    // fused loop over [32, 64], 3 reductions:
+    //   sum over axes [0]  (prelude.model:58:13)
+    //   mul  (prelude.model:67:17)  [register]
+    //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
+    //   mul  (prelude.model:67:17)  [register]
+    //   mul  (prelude.model:63:16)  [register]
+    //   sum over axes [0]  (prelude.model:63:16)
+    //   mul  (prelude.model:63:16)
+    std::fill_n(sum507, 64, T(0));
+    std::fill_n(d_bn_weight, 64, T(0));
+    std::fill_n(sum217, 64, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 64; ++i2)
-        {
-          (A + 3072)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 273408)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
-        }
-  // reshape  (seed_lstm_bn.model:17:14)
-  // (a view of its operand)
-  // slice  (prelude.model:59:17)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    (A + 5120)[i] = (A + 3072)[0 + i];
-  }
-  // fused loop over [32, 64], 3 reductions:
-  //   sub  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mul  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
-  std::fill_n((A + 5184), 64, T(0));
-  std::fill_n((A + 5248), 64, T(0));
-  std::fill_n((A + 5312), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 3072)[i0 * 64 + i1 * 1] - (A + 5120)[i1 * 1];
-        (A + 5184)[i1 * 1] += v0;
-        const T v2 = v0 * v0;
-        (A + 5248)[i1 * 1] += v2;
-        (A + 5312)[i1 * 1] += (A + 3072)[i0 * 64 + i1 * 1];
+      for (int64_t i1 = 0; i1 < 64; ++i1) {
+        sum507[i1] += matmul207[i0 * 64 + i1];
+        const T v213 = matmul207[i0 * 64 + i1] * bn_xhat[i0 * 64 + i1];
+        d_bn_weight[i1] += v213;
+        const T v212 = matmul207[i0 * 64 + i1] * bn_weight[i1];
+        const T v216 = v212 * bn_d[i0 * 64 + i1];
+        sum217[i1] += v216;
+        const T v215 = v212 * rsqrt61[i1];
+        mul215[i0 * 64 + i1] = v215;
       }
-  for (int64_t k = 0; k < 64; ++k) (A + 5184)[k] /= T(32);
-  for (int64_t k = 0; k < 64; ++k) (A + 5248)[k] /= T(32);
-  for (int64_t k = 0; k < 64; ++k) (A + 5312)[k] /= T(32);
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // const  (prelude.model:60:44)
-  std::fill_n((A + 5120), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
-  std::fill_n((A + 5136), 1, T(0.10000000000000001));
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:61:84)
-  std::fill_n((A + 5152), 1, T(0.1032258064516129));
-  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
-  for (int64_t k = 0; k < 1; ++k) (A + 5168)[k] = T(si_[10][k]);
-  // const  (prelude.model:62:56)
-  std::fill_n((A + 5376), 1, T(1));
-  // const  (prelude.model:63:28)
-  std::fill_n((A + 5392), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
-  // param %head.weight  (prelude.model:7:3)
-  // fused loop over [64]:
-  //   mul  (prelude.model:59:17)  [register]
-  //   sub  (prelude.model:59:17)  [register]
-  //   maximum  (prelude.model:59:17)  [register]
-  //   add  (prelude.model:63:28)  [register]
-  //   rsqrt  (prelude.model:63:23)
-  //   mul  (prelude.model:60:44)  [register]
-  //   mul  (prelude.model:60:70)  [register]
-  //   add %bn.running_mean.new  (prelude.model:60:59)
-  //   mul  (prelude.model:61:43)  [register]
-  //   mul  (prelude.model:61:84)  [register]
-  //   add %bn.running_var.new  (prelude.model:61:57)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 5184)[i] * (A + 5184)[i];
-    const T v1 = (A + 5248)[i] - v0;
-    const T v2 = std::max(v1, (A + 0)[0]);
-    const T v3 = v2 + (A + 5392)[0];
-    const T v4 = T(1) / std::sqrt(v3);
-    (A + 5536)[i] = v4;
-    const T v5 = (A + 5120)[0] * sf_[8].data()[i];
-    const T v6 = (A + 5136)[0] * (A + 5312)[i];
-    const T v7 = v5 + v6;
-    (A + 5408)[i] = v7;
-    const T v8 = (A + 5120)[0] * sf_[9].data()[i];
-    const T v9 = (A + 5152)[0] * v2;
-    const T v10 = v8 + v9;
-    (A + 5472)[i] = v10;
-  }
-  // fused loop over [32, 64]:
-  //   sub %bn.d  (prelude.model:58:13)
-  //   mul %bn.xhat  (prelude.model:63:16)
-  //   mul  (prelude.model:67:17)  [register]
-  //   add %z  (prelude.model:67:26)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 64, 1, 32, T(1), z, 64, mul203, 1, T(0), matmul209, 1, threads());
+    // fused loop over [64]:
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:63:23)  [register]
+    //   mul  (prelude.model:59:17)
+    //   mul  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:58:13)  [register]
+    //   mul  (prelude.model:57:16)
+    //   mul  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 3072)[i0 * 64 + i1 * 1] - (A + 5312)[i1 * 1];
-        (A + 5600)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = v0 * (A + 5536)[i1 * 1];
-        (A + 7648)[i0 * 64 + i1 * 1] = v1;
-        const T v2 = v1 * sf_[4].data()[i1 * 1];
-        const T v3 = v2 + sf_[5].data()[i1 * 1];
-        (A + 9696)[i0 * 64 + i1 * 1] = v3;
-      }
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 64; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 3072)[i0 * 1 + i1 * 1] = sf_[6].data()[i0 * 1 + i1 * 64];
-      }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 9696), 64, sf_[6].data(), 64, T(0), (A + 3136), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [32, 1]:
-  //   add %yhat  (prelude.model:10:34)
-  //   sub  (seed_lstm_bn.model:19:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 3136)[i0 * 1] + sf_[7].data()[0];
-        (A + 3168)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = v0 - (A + 992)[i0 * 1];
-        (A + 3200)[i0 * 1 + i1 * 1] = v1;
-      }
-  // mse %loss  (seed_lstm_bn.model:19:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 3168)[k] - (A + 992)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
-  // output  (seed_lstm_bn.model:20:3)
-  // loss  (seed_lstm_bn.model:15:1)
-  loss = double((A + 0)[0]);
-  // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(8, (A + 5408));
-  // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(9, (A + 5472));
-  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 0)[0] = (A + 5168)[0] + (A + 5376)[0];
-  }
-  // update  (seed_lstm_bn.model:15:1)
-  updates.emplace_back(10, (A + 0));
-  // const  (seed_lstm_bn.model:15:1)
-  std::fill_n((A + 992), 1, T(1));
-  // const  (seed_lstm_bn.model:19:13)
-  std::fill_n((A + 1008), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction:
-  //   mul  (seed_lstm_bn.model:19:13)
-  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 3168), 1, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 3200)[i0 * 1] * (A + 1008)[0];
-        (A + 3136)[i0 * 1 + i1 * 1] = v0;
-        (A + 3168)[0] += v0;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 64, 1, T(1), (A + 3136), 1, (A + 3072), 1, T(0), (A + 11744), 64, threads());
-  // fused loop over [32, 64], 3 reductions:
-  //   sum over axes [0]  (prelude.model:58:13)
-  //   mul  (prelude.model:67:17)  [register]
-  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
-  //   mul  (prelude.model:67:17)  [register]
-  //   mul  (prelude.model:63:16)  [register]
-  //   sum over axes [0]  (prelude.model:63:16)
-  //   mul  (prelude.model:63:16)
-  std::fill_n((A + 3072), 64, T(0));
-  std::fill_n((A + 3184), 64, T(0));
-  std::fill_n((A + 3248), 64, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 3072)[i1 * 1] += (A + 11744)[i0 * 64 + i1 * 1];
-        const T v1 = (A + 11744)[i0 * 64 + i1 * 1] * (A + 7648)[i0 * 64 + i1 * 1];
-        (A + 3184)[i1 * 1] += v1;
-        const T v3 = (A + 11744)[i0 * 64 + i1 * 1] * sf_[4].data()[i1 * 1];
-        const T v4 = v3 * (A + 5600)[i0 * 64 + i1 * 1];
-        (A + 3248)[i1 * 1] += v4;
-        const T v6 = v3 * (A + 5536)[i1 * 1];
-        (A + 13792)[i0 * 64 + i1 * 1] = v6;
-      }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 64, 1, 32, T(1), (A + 9696), 64, (A + 3136), 1, T(0), (A + 3312), 1, threads());
-  // const  (prelude.model:63:23)
-  std::fill_n((A + 1008), 1, T(-0.5));
-  // const  (prelude.model:59:17)
-  std::fill_n((A + 3136), 1, T(0.03125));
-  // fused loop over [64]:
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:59:17)
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:57:16)
-  //   mul  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3248)[i] * (A + 1008)[0];
-    const T v1 = (A + 5536)[i] * (A + 5536)[i];
-    const T v2 = (A + 5536)[i] * v1;
-    const T v3 = v0 * v2;
-    const T v4 = v3 * (A + 3136)[0];
-    (A + 3376)[i] = v4;
-    const T v5 = (A + 3072)[i] * (A + 5536)[i];
-    const T v6 = v5 * sf_[4].data()[i];
-    const T v7 = v6 * (A + 16)[0];
-    const T v8 = v7 * (A + 3136)[0];
-    (A + 3440)[i] = v8;
-    const T v9 = sf_[20].data()[i] * (A + 5120)[0];
-    (A + 3504)[i] = v9;
-  }
-  // reshape  (prelude.model:59:17)
-  // (a view of its operand)
-  // reshape  (prelude.model:57:16)
-  // (a view of its operand)
-  // fused loop over [32, 64]:
-  //   broadcast_to  (prelude.model:59:17)  [register]
-  //   mul  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   broadcast_to  (prelude.model:57:16)  [register]
-  //   add  (prelude.model:57:16)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 3376)[i1 * 1];
-        const T v1 = v0 * (A + 5600)[i0 * 64 + i1 * 1];
-        const T v2 = (A + 13792)[i0 * 64 + i1 * 1] + v1;
-        const T v3 = v2 + v1;
-        const T v4 = (A + 3440)[i1 * 1];
-        const T v5 = v3 + v4;
-        (A + 7648)[i0 * 64 + i1 * 1] = v5;
-      }
-  // reshape  (seed_lstm_bn.model:17:14)
-  // (a view of its operand)
-  // pad  (seed_lstm_bn.model:17:14)
-  std::fill_n((A + 9696), 61440, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 64; ++i2)
-        {
-          (A + 9696)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 7648)[i0 * 64 + i1 * 64 + i2 * 1];
-        }
-  // scan  (prelude.model:29:13)
-  std::copy_n((A + 1024), 2048, (A + 71136));
-  std::copy_n((A + 1024), 2048, (A + 73184));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = 29 - step;
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 75232), 1, T(1));
+    for (int64_t i = 0; i < 64; ++i) {
+      const T v219 = sum217[i] * T(-0.5);
+      const T v220 = rsqrt61[i] * rsqrt61[i];
+      const T v221 = rsqrt61[i] * v220;
+      const T v222 = v219 * v221;
+      const T v225 = v222 * T(0.03125);
+      mul225[i] = v225;
+      const T v508 = sum507[i] * rsqrt61[i];
+      const T v509 = v508 * bn_weight[i];
+      const T v511 = v509 * T(-1);
+      const T v235 = v511 * T(0.03125);
+      mul235[i] = v235;
+      const T v423 = optimizer_bn_weight_exp_avg[i] * T(0.9);
+      mul423[i] = v423;
+    }
     // fused loop over [32, 64]:
-    //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
+    //   broadcast_to  (prelude.model:59:17)  [register]
+    //   mul  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   add  (prelude.model:59:20)  [register]
+    //   broadcast_to  (prelude.model:57:16)  [register]
+    //   add  (prelude.model:57:16)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          const T v0 = (A + 71136)[i0 * 64 + i1 * 1] + ((A + 9696) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v1 = v0 * ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v2 = ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v3 = (A + 75232)[0] - v2;
-          const T v4 = v1 * v3;
-          const T v5 = (A + 73184)[i0 * 64 + i1 * 1] + v4;
-          const T v6 = v5 * ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v7 = (A + 75232)[0] - ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v8 = ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          (A + 83440)[i0 * 64 + i1 * 1] = v9;
-          const T v10 = v5 * ((A + 580608) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v11 = (A + 75232)[0] - ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v12 = ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1] * v11;
-          const T v13 = v10 * v12;
-          (A + 81392)[i0 * 64 + i1 * 1] = v13;
-          const T v14 = v5 * ((A + 519168) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v15 = ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1] * ((A + 457728) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v16 = (A + 75232)[0] - v15;
-          const T v17 = v14 * v16;
-          (A + 79344)[i0 * 64 + i1 * 1] = v17;
-          const T v18 = v0 * ((A + 334848) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v19 = (A + 75232)[0] - ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1];
-          const T v20 = ((A + 396288) + t * 64)[i0 * 1920 + i1 * 1] * v19;
-          const T v21 = v18 * v20;
-          (A + 77296)[i0 * 64 + i1 * 1] = v21;
-          const T v22 = v5 * ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
-          (A + 75248)[i0 * 64 + i1 * 1] = v22;
-        }
-    // concat  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
+      for (int64_t i1 = 0; i1 < 64; ++i1) {
+        const T v227 = mul225[i1];
+        const T v228 = v227 * bn_d[i0 * 64 + i1];
+        const T v230 = mul215[i0 * 64 + i1] + v228;
+        const T v231 = v230 + v228;
+        const T v237 = mul235[i1];
+        const T v238 = v231 + v237;
+        add238[i0 * 64 + i1] = v238;
+      }
+    }
+    // pad  (seed_lstm_bn.model:17:14)
+    std::fill_n(pad240, 61440, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          ((A + 85488) + t * 256)[0 + i0 * 7680 + i1 * 1] = (A + 83440)[i0 * 64 + i1 * 1];
+      for (int64_t i2 = 0; i2 < 64; ++i2) {
+        pad240[i0 * 1920 + i2 + 1856] = add238[i0 * 64 + i2];
+      }
+    }
+    // scan  (prelude.model:29:13)
+    std::copy_n(const2, 2048, d_lstm_h);
+    std::copy_n(const2, 2048, d_lstm_c);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 30; ++step) {
+      const int64_t t = 29 - step;
+      // fused loop over [32, 64]:
+      //   add  [register]
+      //   mul  (prelude.model:36:15)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   sub  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   add  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   sub  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   sub  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)
+      //   mul  (prelude.model:35:23)  [register]
+      //   mul  (prelude.model:33:17)  [register]
+      //   sub  (prelude.model:33:17)  [register]
+      //   mul  (prelude.model:33:17)
+      //   mul  (prelude.model:36:15)  [register]
+      //   sub  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          const T v252 = d_lstm_h[i0 * 64 + i1] + pad240[t * 64 + i0 * 1920 + i1];
+          const T v256 = v252 * lstm_o_saved[t * 64 + i0 * 1920 + i1];
+          const T v258 = saved[t * 64 + i0 * 1920 + i1] * saved[t * 64 + i0 * 1920 + i1];
+          const T v259 = T(1) - v258;
+          const T v260 = v256 * v259;
+          const T v261 = d_lstm_c[i0 * 64 + i1] + v260;
+          const T v263 = v261 * lstm_g_saved[t * 64 + i0 * 1920 + i1];
+          const T v288 = T(1) - lstm_i_saved[t * 64 + i0 * 1920 + i1];
+          const T v289 = lstm_i_saved[t * 64 + i0 * 1920 + i1] * v288;
+          const T v290 = v263 * v289;
+          mul290[i0 * 64 + i1] = v290;
+          const T v267 = v261 * lstm_c_saved[t * 64 + i0 * 1920 + i1];
+          const T v282 = T(1) - lstm_f_saved[t * 64 + i0 * 1920 + i1];
+          const T v283 = lstm_f_saved[t * 64 + i0 * 1920 + i1] * v282;
+          const T v284 = v267 * v283;
+          mul284[i0 * 64 + i1] = v284;
+          const T v265 = v261 * lstm_i_saved[t * 64 + i0 * 1920 + i1];
+          const T v276 = lstm_g_saved[t * 64 + i0 * 1920 + i1] * lstm_g_saved[t * 64 + i0 * 1920 + i1];
+          const T v277 = T(1) - v276;
+          const T v278 = v265 * v277;
+          mul278[i0 * 64 + i1] = v278;
+          const T v254 = v252 * saved[t * 64 + i0 * 1920 + i1];
+          const T v271 = T(1) - lstm_o_saved[t * 64 + i0 * 1920 + i1];
+          const T v272 = lstm_o_saved[t * 64 + i0 * 1920 + i1] * v271;
+          const T v273 = v254 * v272;
+          mul273[i0 * 64 + i1] = v273;
+          const T v269 = v261 * lstm_f_saved[t * 64 + i0 * 1920 + i1];
+          mul269[i0 * 64 + i1] = v269;
         }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
+      }
+      // concat  (prelude.model:31:26)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          scan316[t * 256 + i0 * 7680 + i1] = mul290[i0 * 64 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          scan316[t * 256 + i0 * 7680 + i1 + 64] = mul284[i0 * 64 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          scan316[t * 256 + i0 * 7680 + i1 + 128] = mul278[i0 * 64 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          scan316[t * 256 + i0 * 7680 + i1 + 192] = mul273[i0 * 64 + i1];
+        }
+      }
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(1, false, false, 32, 64, 256, T(1), scan316 + t * 256, 7680, lstm_weight_hh_l0, 64, T(0), matmul297, 64, threads());
+      std::copy_n(matmul297, 2048, d_lstm_h);
+      std::copy_n(mul269, 2048, d_lstm_c);
+    }
+    std::copy_n(d_lstm_h, 2048, scan311);
+    std::copy_n(d_lstm_c, 2048, scan312);
+    // sum  (prelude.model:29:13)
+    std::fill_n(sum501, 256, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      for (int64_t i1 = 0; i1 < 30; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 256; ++i2) {
+          sum501[i2] += scan316[i0 * 7680 + i1 * 256 + i2];
+        }
+      }
+    }
+    // matmul  (prelude.model:29:13)
+    gemm(true, false, 64, 256, 960, T(1), lstm_h_saved, 64, scan316, 256, T(0), matmul506, 256, threads());
+    // matmul  (prelude.model:30:20)
+    gemm(true, false, 1, 256, 960, T(1), x, 1, scan316, 256, T(0), matmul323, 256, threads());
+    // fused loop over [256, 1]:
+    //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+    //   mul  (seed_lstm_bn.model:23:1)
+    for (int64_t i0 = 0; i0 < 256; ++i0) {
+      const T d_lstm_weight_ih_l0_2 = matmul323[i0];
+      d_lstm_weight_ih_l0[i0] = d_lstm_weight_ih_l0_2;
+      const T v343 = optimizer_lstm_weight_ih_l0_exp_avg[i0] * T(0.9);
+      mul343[i0] = v343;
+    }
+    // grad  (prelude.model:19:5)
+    if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 256);
+    // fused loop over [256, 64]:
+    //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+    //   mul  (seed_lstm_bn.model:23:1)
+    for (int64_t i0 = 0; i0 < 256; ++i0) {
       GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          ((A + 85488) + t * 256)[64 + i0 * 7680 + i1 * 1] = (A + 81392)[i0 * 64 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          ((A + 85488) + t * 256)[128 + i0 * 7680 + i1 * 1] = (A + 79344)[i0 * 64 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          ((A + 85488) + t * 256)[192 + i0 * 7680 + i1 * 1] = (A + 77296)[i0 * 64 + i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, false, 32, 64, 256, T(1), ((A + 85488) + t * 256), 7680, sf_[1].data(), 64, T(0), (A + 77296), 64, threads());
-    std::copy_n((A + 77296), 2048, (A + 71136));
-    std::copy_n((A + 75248), 2048, (A + 73184));
-  }
-  std::copy_n((A + 71136), 2048, (A + 5536));
-  std::copy_n((A + 73184), 2048, (A + 7584));
-  // sum  (prelude.model:29:13)
-  std::fill_n((A + 1008), 256, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 30; ++i1)
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 1008)[i2 * 1] += (A + 85488)[i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // matmul  (prelude.model:29:13)
-  gemm(true, false, 64, 256, 960, T(1), (A + 703488), 64, (A + 85488), 256, T(0), (A + 5536), 256, threads());
-  // reshape  (prelude.model:30:20)
-  // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 85488), 256, T(0), (A + 1264), 256, threads());
-  // fused loop over [256, 1]:
-  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  //   mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 1264)[i0 * 1 + i1 * 256];
-        (A + 16)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = sf_[12].data()[i0 * 1] * (A + 5120)[0];
-        (A + 272)[i0 * 1 + i1 * 1] = v1;
+      for (int64_t i1 = 0; i1 < 64; ++i1) {
+        const T d_lstm_weight_hh_l0_2 = matmul506[i0 + i1 * 256];
+        d_lstm_weight_hh_l0[i0 * 64 + i1] = d_lstm_weight_hh_l0_2;
+        const T v363 = optimizer_lstm_weight_hh_l0_exp_avg[i0 * 64 + i1] * T(0.9);
+        mul363[i0 * 64 + i1] = v363;
       }
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 16), (A + 16) + 256);
-  // fused loop over [256, 64]:
-  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  //   mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
+    }
+    // grad  (prelude.model:20:5)
+    if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 16384);
+    // grad  (prelude.model:21:5)
+    if (grads) (*grads)[2].assign(sum501, sum501 + 256);
+    // grad  (prelude.model:22:5)
+    if (grads) (*grads)[3].assign(sum501, sum501 + 256);
+    // grad  (prelude.model:48:3)
+    if (grads) (*grads)[4].assign(d_bn_weight, d_bn_weight + 64);
+    // grad  (prelude.model:49:3)
+    if (grads) (*grads)[5].assign(sum507, sum507 + 64);
+    // fused loop over [1, 64]:
+    //   transpose %d.head.weight  (prelude.model:10:25)
+    //   mul  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 5536)[i0 * 1 + i1 * 256];
-        (A + 21920)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = sf_[14].data()[i0 * 64 + i1 * 1] * (A + 5120)[0];
-        (A + 38304)[i0 * 64 + i1 * 1] = v1;
-      }
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 21920), (A + 21920) + 16384);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 1008), (A + 1008) + 256);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 1008), (A + 1008) + 256);
-  // grad  (prelude.model:48:3)
-  if (grads) (*grads)[4].assign((A + 3184), (A + 3184) + 64);
-  // grad  (prelude.model:49:3)
-  if (grads) (*grads)[5].assign((A + 3072), (A + 3072) + 64);
-  // fused loop over [1, 64]:
-  //   transpose %d.head.weight  (prelude.model:10:25)
-  //   mul  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
+    for (int64_t i1 = 0; i1 < 64; ++i1) {
+      const T d_head_weight_2 = matmul209[i1];
+      d_head_weight[i1] = d_head_weight_2;
+      const T v463 = optimizer_head_weight_exp_avg[i1] * T(0.9);
+      mul463[i1] = v463;
+    }
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[6].assign(d_head_weight, d_head_weight + 64);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[7].assign(d_head_bias, d_head_bias + 1);
+    // hyper %lr  (seed_lstm_bn.model:23:1)
+    lr_2[0] = T(lr_);
+    // add %optimizer.step.new  (seed_lstm_bn.model:23:1)
+    const T optimizer_step_new_2 = optimizer_step[0] + T(1);
+    optimizer_step_new[0] = optimizer_step_new_2;
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(11, optimizer_step_new);
+    // fused loop over [256, 1]:
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)
+    for (int64_t i0 = 0; i0 < 256; ++i0) {
+      const T v345 = d_lstm_weight_ih_l0[i0] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_new_2 = mul343[i0] + v345;
+      optimizer_lstm_weight_ih_l0_exp_avg_new[i0] = optimizer_lstm_weight_ih_l0_exp_avg_new_2;
+      const T v349 = optimizer_lstm_weight_ih_l0_exp_avg_sq[i0] * T(0.999);
+      const T v350 = d_lstm_weight_ih_l0[i0] * d_lstm_weight_ih_l0[i0];
+      const T v352 = v350 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2 = v349 + v352;
+      optimizer_lstm_weight_ih_l0_exp_avg_sq_new[i0] = optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2;
+      const T v354 = std::sqrt(optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2);
+      sqrt354[i0] = v354;
+    }
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(12, optimizer_lstm_weight_ih_l0_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(13, optimizer_lstm_weight_ih_l0_exp_avg_sq_new);
+    // fused loop over []:
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   exp  (seed_lstm_bn.model:23:1)  [register]
+    //   sub  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   exp  (seed_lstm_bn.model:23:1)  [register]
+    //   sub  (seed_lstm_bn.model:23:1)  [register]
+    //   sqrt  (seed_lstm_bn.model:23:1)
+    const T v331 = optimizer_step_new[0] * T(-0.10536051565782628);
+    const T v332 = fexp(v331);
+    const T v333 = T(1) - v332;
+    const T v339 = lr_2[0] / v333;
+    div339[0] = v339;
+    const T v336 = optimizer_step_new[0] * T(-0.0010005003335835344);
+    const T v337 = fexp(v336);
+    const T v338 = T(1) - v337;
+    const T v340 = std::sqrt(v338);
+    sqrt340[0] = v340;
+    // fused loop over [256, 1]:
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %lstm.weight_ih_l0.new  (seed_lstm_bn.model:23:1)
+    for (int64_t i0 = 0; i0 < 256; ++i0) {
+      const T v355 = sqrt354[i0] / sqrt340[0];
+      const T v357 = v355 + T(1e-08);
+      const T v358 = optimizer_lstm_weight_ih_l0_exp_avg_new[i0] / v357;
+      const T v359 = div339[0] * v358;
+      const T lstm_weight_ih_l0_new_2 = lstm_weight_ih_l0[i0] - v359;
+      lstm_weight_ih_l0_new[i0] = lstm_weight_ih_l0_new_2;
+    }
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(0, lstm_weight_ih_l0_new);
+    // fused loop over [256, 64]:
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 3312)[i0 * 1 + i1 * 1];
-        (A + 528)[i0 * 64 + i1 * 1] = v0;
-        const T v1 = sf_[24].data()[i1 * 1] * (A + 5120)[0];
-        (A + 592)[i0 * 64 + i1 * 1] = v1;
-      }
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[6].assign((A + 528), (A + 528) + 64);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[7].assign((A + 3168), (A + 3168) + 1);
-  // hyper %lr  (seed_lstm_bn.model:23:1)
-  (A + 656)[0] = T(lr_);
-  // buffer %optimizer.step  (seed_lstm_bn.model:23:1)
-  // add %optimizer.step.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    (A + 672)[0] = sf_[11].data()[0] + (A + 992)[0];
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(11, (A + 672));
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 688), 1, T(-0.10536051565782628));
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 704), 1, T(-0.0010005003335835344));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 720), 1, T(0.099999999999999978));
-  // buffer %optimizer.lstm.weight_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 736), 1, T(0.999));
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 752), 1, T(0.0010000000000000009));
-  // fused loop over [256, 1]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.weight_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
+    for (int64_t i = 0; i < 16384; ++i) {
+      const T v365 = d_lstm_weight_hh_l0[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_new_2 = mul363[i] + v365;
+      optimizer_lstm_weight_hh_l0_exp_avg_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_new_2;
+      const T v369 = optimizer_lstm_weight_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T v370 = d_lstm_weight_hh_l0[i] * d_lstm_weight_hh_l0[i];
+      const T v372 = v370 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2 = v369 + v372;
+      optimizer_lstm_weight_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2;
+      const T v374 = std::sqrt(optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2);
+      const T v375 = v374 / sqrt340[0];
+      const T v377 = v375 + T(1e-08);
+      const T v378 = optimizer_lstm_weight_hh_l0_exp_avg_new_2 / v377;
+      const T v379 = div339[0] * v378;
+      const T lstm_weight_hh_l0_new_2 = lstm_weight_hh_l0[i] - v379;
+      lstm_weight_hh_l0_new[i] = lstm_weight_hh_l0_new_2;
+    }
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(14, optimizer_lstm_weight_hh_l0_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(15, optimizer_lstm_weight_hh_l0_exp_avg_sq_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(1, lstm_weight_hh_l0_new);
+    // fused loop over [256]:
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %lstm.bias_ih_l0.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %lstm.bias_hh_l0.new  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 16)[i0 * 1] * (A + 720)[0];
-        const T v1 = (A + 272)[i0 * 1] + v0;
-        (A + 1264)[i0 * 1 + i1 * 1] = v1;
-        const T v2 = sf_[13].data()[i0 * 1] * (A + 736)[0];
-        const T v3 = (A + 16)[i0 * 1] * (A + 16)[i0 * 1];
-        const T v4 = v3 * (A + 752)[0];
-        const T v5 = v2 + v4;
-        (A + 1520)[i0 * 1 + i1 * 1] = v5;
-        const T v6 = std::sqrt(v5);
-        (A + 1776)[i0 * 1 + i1 * 1] = v6;
-      }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(12, (A + 1264));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(13, (A + 1520));
-  // const  (seed_lstm_bn.model:23:1)
-  std::fill_n((A + 16), 1, T(1e-08));
-  // fused loop over []:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   exp  (seed_lstm_bn.model:23:1)  [register]
-  //   sub  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   exp  (seed_lstm_bn.model:23:1)  [register]
-  //   sub  (seed_lstm_bn.model:23:1)  [register]
-  //   sqrt  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = (A + 672)[0] * (A + 688)[0];
-    const T v1 = fexp(v0);
-    const T v2 = (A + 992)[0] - v1;
-    const T v3 = (A + 656)[0] / v2;
-    (A + 32)[0] = v3;
-    const T v4 = (A + 672)[0] * (A + 704)[0];
-    const T v5 = fexp(v4);
-    const T v6 = (A + 992)[0] - v5;
-    const T v7 = std::sqrt(v6);
-    (A + 48)[0] = v7;
-  }
-  // fused loop over [256, 1]:
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %lstm.weight_ih_l0.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
+    for (int64_t i = 0; i < 256; ++i) {
+      const T v383 = optimizer_lstm_bias_ih_l0_exp_avg[i] * T(0.9);
+      const T v385 = sum501[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_new_2 = v383 + v385;
+      optimizer_lstm_bias_ih_l0_exp_avg_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_new_2;
+      const T v389 = optimizer_lstm_bias_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v390 = sum501[i] * sum501[i];
+      const T v392 = v390 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2 = v389 + v392;
+      optimizer_lstm_bias_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2;
+      const T v394 = std::sqrt(optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2);
+      const T v395 = v394 / sqrt340[0];
+      const T v397 = v395 + T(1e-08);
+      const T v398 = optimizer_lstm_bias_ih_l0_exp_avg_new_2 / v397;
+      const T v399 = div339[0] * v398;
+      const T lstm_bias_ih_l0_new_2 = lstm_bias_ih_l0[i] - v399;
+      lstm_bias_ih_l0_new[i] = lstm_bias_ih_l0_new_2;
+      const T v403 = optimizer_lstm_bias_hh_l0_exp_avg[i] * T(0.9);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_new_2 = v403 + v385;
+      optimizer_lstm_bias_hh_l0_exp_avg_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_new_2;
+      const T v409 = optimizer_lstm_bias_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2 = v409 + v392;
+      optimizer_lstm_bias_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2;
+      const T v414 = std::sqrt(optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2);
+      const T v415 = v414 / sqrt340[0];
+      const T v417 = v415 + T(1e-08);
+      const T v418 = optimizer_lstm_bias_hh_l0_exp_avg_new_2 / v417;
+      const T v419 = div339[0] * v418;
+      const T lstm_bias_hh_l0_new_2 = lstm_bias_hh_l0[i] - v419;
+      lstm_bias_hh_l0_new[i] = lstm_bias_hh_l0_new_2;
+    }
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(16, optimizer_lstm_bias_ih_l0_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(17, optimizer_lstm_bias_ih_l0_exp_avg_sq_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(2, lstm_bias_ih_l0_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(18, optimizer_lstm_bias_hh_l0_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(19, optimizer_lstm_bias_hh_l0_exp_avg_sq_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(3, lstm_bias_hh_l0_new);
+    // fused loop over [64]:
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.bn.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.bn.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %bn.weight.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.bn.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.bn.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %bn.bias.new  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 1776)[i0 * 1] / (A + 48)[0];
-        const T v1 = v0 + (A + 16)[0];
-        const T v2 = (A + 1264)[i0 * 1] / v1;
-        const T v3 = (A + 32)[0] * v2;
-        const T v4 = sf_[0].data()[i0 * 1] - v3;
-        (A + 64)[i0 * 1 + i1 * 1] = v4;
-      }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(0, (A + 64));
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // buffer %optimizer.lstm.weight_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // fused loop over [256, 64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.weight_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %lstm.weight_hh_l0.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 16384; ++i) {
-    const T v0 = (A + 21920)[i] * (A + 720)[0];
-    const T v1 = (A + 38304)[i] + v0;
-    (A + 5536)[i] = v1;
-    const T v2 = sf_[15].data()[i] * (A + 736)[0];
-    const T v3 = (A + 21920)[i] * (A + 21920)[i];
-    const T v4 = v3 * (A + 752)[0];
-    const T v5 = v2 + v4;
-    (A + 54688)[i] = v5;
-    const T v6 = std::sqrt(v5);
-    const T v7 = v6 / (A + 48)[0];
-    const T v8 = v7 + (A + 16)[0];
-    const T v9 = v1 / v8;
-    const T v10 = (A + 32)[0] * v9;
-    const T v11 = sf_[1].data()[i] - v10;
-    (A + 71072)[i] = v11;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(14, (A + 5536));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(15, (A + 54688));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(1, (A + 71072));
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // buffer %optimizer.lstm.bias_ih_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // fused loop over [256]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.bias_ih_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %lstm.bias_ih_l0.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.lstm.bias_hh_l0.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %lstm.bias_hh_l0.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 256; ++i) {
-    const T v0 = sf_[16].data()[i] * (A + 5120)[0];
-    const T v1 = (A + 1008)[i] * (A + 720)[0];
-    const T v2 = v0 + v1;
-    (A + 1776)[i] = v2;
-    const T v3 = sf_[17].data()[i] * (A + 736)[0];
-    const T v4 = (A + 1008)[i] * (A + 1008)[i];
-    const T v5 = v4 * (A + 752)[0];
-    const T v6 = v3 + v5;
-    (A + 2032)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 48)[0];
-    const T v9 = v8 + (A + 16)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 32)[0] * v10;
-    const T v12 = sf_[2].data()[i] - v11;
-    (A + 2288)[i] = v12;
-    const T v13 = sf_[18].data()[i] * (A + 5120)[0];
-    const T v14 = v13 + v1;
-    (A + 2544)[i] = v14;
-    const T v15 = sf_[19].data()[i] * (A + 736)[0];
-    const T v16 = v15 + v5;
-    (A + 2800)[i] = v16;
-    const T v17 = std::sqrt(v16);
-    const T v18 = v17 / (A + 48)[0];
-    const T v19 = v18 + (A + 16)[0];
-    const T v20 = v14 / v19;
-    const T v21 = (A + 32)[0] * v20;
-    const T v22 = sf_[3].data()[i] - v21;
-    (A + 3248)[i] = v22;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(16, (A + 1776));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(17, (A + 2032));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(2, (A + 2288));
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg  (seed_lstm_bn.model:23:1)
-  // buffer %optimizer.lstm.bias_hh_l0.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(18, (A + 2544));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(19, (A + 2800));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(3, (A + 3248));
-  // buffer %optimizer.bn.weight.exp_avg  (seed_lstm_bn.model:23:1)
-  // buffer %optimizer.bn.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // fused loop over [64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.bn.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.bn.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %bn.weight.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.bn.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.bn.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %bn.bias.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = (A + 3184)[i] * (A + 720)[0];
-    const T v1 = (A + 3504)[i] + v0;
-    (A + 320)[i] = v1;
-    const T v2 = sf_[21].data()[i] * (A + 736)[0];
-    const T v3 = (A + 3184)[i] * (A + 3184)[i];
-    const T v4 = v3 * (A + 752)[0];
-    const T v5 = v2 + v4;
-    (A + 384)[i] = v5;
-    const T v6 = std::sqrt(v5);
-    const T v7 = v6 / (A + 48)[0];
-    const T v8 = v7 + (A + 16)[0];
-    const T v9 = v1 / v8;
-    const T v10 = (A + 32)[0] * v9;
-    const T v11 = sf_[4].data()[i] - v10;
-    (A + 448)[i] = v11;
-    const T v12 = sf_[22].data()[i] * (A + 5120)[0];
-    const T v13 = (A + 3072)[i] * (A + 720)[0];
-    const T v14 = v12 + v13;
-    (A + 768)[i] = v14;
-    const T v15 = sf_[23].data()[i] * (A + 736)[0];
-    const T v16 = (A + 3072)[i] * (A + 3072)[i];
-    const T v17 = v16 * (A + 752)[0];
-    const T v18 = v15 + v17;
-    (A + 832)[i] = v18;
-    const T v19 = std::sqrt(v18);
-    const T v20 = v19 / (A + 48)[0];
-    const T v21 = v20 + (A + 16)[0];
-    const T v22 = v14 / v21;
-    const T v23 = (A + 32)[0] * v22;
-    const T v24 = sf_[5].data()[i] - v23;
-    (A + 896)[i] = v24;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(20, (A + 320));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(21, (A + 384));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(4, (A + 448));
-  // buffer %optimizer.bn.bias.exp_avg  (seed_lstm_bn.model:23:1)
-  // buffer %optimizer.bn.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(22, (A + 768));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(23, (A + 832));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(5, (A + 896));
-  // buffer %optimizer.head.weight.exp_avg  (seed_lstm_bn.model:23:1)
-  // buffer %optimizer.head.weight.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // fused loop over [1, 64]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.head.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %head.weight.new  (seed_lstm_bn.model:23:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
+    for (int64_t i = 0; i < 64; ++i) {
+      const T v425 = d_bn_weight[i] * T(0.09999999999999998);
+      const T optimizer_bn_weight_exp_avg_new_2 = mul423[i] + v425;
+      optimizer_bn_weight_exp_avg_new[i] = optimizer_bn_weight_exp_avg_new_2;
+      const T v429 = optimizer_bn_weight_exp_avg_sq[i] * T(0.999);
+      const T v430 = d_bn_weight[i] * d_bn_weight[i];
+      const T v432 = v430 * T(0.0010000000000000009);
+      const T optimizer_bn_weight_exp_avg_sq_new_2 = v429 + v432;
+      optimizer_bn_weight_exp_avg_sq_new[i] = optimizer_bn_weight_exp_avg_sq_new_2;
+      const T v434 = std::sqrt(optimizer_bn_weight_exp_avg_sq_new_2);
+      const T v435 = v434 / sqrt340[0];
+      const T v437 = v435 + T(1e-08);
+      const T v438 = optimizer_bn_weight_exp_avg_new_2 / v437;
+      const T v439 = div339[0] * v438;
+      const T bn_weight_new_2 = bn_weight[i] - v439;
+      bn_weight_new[i] = bn_weight_new_2;
+      const T v443 = optimizer_bn_bias_exp_avg[i] * T(0.9);
+      const T v445 = sum507[i] * T(0.09999999999999998);
+      const T optimizer_bn_bias_exp_avg_new_2 = v443 + v445;
+      optimizer_bn_bias_exp_avg_new[i] = optimizer_bn_bias_exp_avg_new_2;
+      const T v449 = optimizer_bn_bias_exp_avg_sq[i] * T(0.999);
+      const T v450 = sum507[i] * sum507[i];
+      const T v452 = v450 * T(0.0010000000000000009);
+      const T optimizer_bn_bias_exp_avg_sq_new_2 = v449 + v452;
+      optimizer_bn_bias_exp_avg_sq_new[i] = optimizer_bn_bias_exp_avg_sq_new_2;
+      const T v454 = std::sqrt(optimizer_bn_bias_exp_avg_sq_new_2);
+      const T v455 = v454 / sqrt340[0];
+      const T v457 = v455 + T(1e-08);
+      const T v458 = optimizer_bn_bias_exp_avg_new_2 / v457;
+      const T v459 = div339[0] * v458;
+      const T bn_bias_new_2 = bn_bias[i] - v459;
+      bn_bias_new[i] = bn_bias_new_2;
+    }
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(20, optimizer_bn_weight_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(21, optimizer_bn_weight_exp_avg_sq_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(4, bn_weight_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(22, optimizer_bn_bias_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(23, optimizer_bn_bias_exp_avg_sq_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(5, bn_bias_new);
+    // fused loop over [1, 64]:
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.head.weight.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.head.weight.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %head.weight.new  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        const T v0 = (A + 528)[i1 * 1] * (A + 720)[0];
-        const T v1 = (A + 592)[i1 * 1] + v0;
-        (A + 960)[i0 * 64 + i1 * 1] = v1;
-        const T v2 = sf_[25].data()[i1 * 1] * (A + 736)[0];
-        const T v3 = (A + 528)[i1 * 1] * (A + 528)[i1 * 1];
-        const T v4 = v3 * (A + 752)[0];
-        const T v5 = v2 + v4;
-        (A + 1024)[i0 * 64 + i1 * 1] = v5;
-        const T v6 = std::sqrt(v5);
-        const T v7 = v6 / (A + 48)[0];
-        const T v8 = v7 + (A + 16)[0];
-        const T v9 = v1 / v8;
-        const T v10 = (A + 32)[0] * v9;
-        const T v11 = sf_[6].data()[i1 * 1] - v10;
-        (A + 1088)[i0 * 64 + i1 * 1] = v11;
-      }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(24, (A + 960));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(25, (A + 1024));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(6, (A + 1088));
-  // buffer %optimizer.head.bias.exp_avg  (seed_lstm_bn.model:23:1)
-  // buffer %optimizer.head.bias.exp_avg_sq  (seed_lstm_bn.model:23:1)
-  // fused loop over [1]:
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   add %optimizer.head.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
-  //   sqrt  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   add  (seed_lstm_bn.model:23:1)  [register]
-  //   div  (seed_lstm_bn.model:23:1)  [register]
-  //   mul  (seed_lstm_bn.model:23:1)  [register]
-  //   sub %head.bias.new  (seed_lstm_bn.model:23:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = sf_[26].data()[0] * (A + 5120)[0];
-    const T v1 = (A + 3168)[0] * (A + 720)[0];
-    const T v2 = v0 + v1;
-    (A + 512)[i] = v2;
-    const T v3 = sf_[27].data()[0] * (A + 736)[0];
-    const T v4 = (A + 3168)[0] * (A + 3168)[0];
-    const T v5 = v4 * (A + 752)[0];
-    const T v6 = v3 + v5;
-    (A + 528)[i] = v6;
-    const T v7 = std::sqrt(v6);
-    const T v8 = v7 / (A + 48)[0];
-    const T v9 = v8 + (A + 16)[0];
-    const T v10 = v2 / v9;
-    const T v11 = (A + 32)[0] * v10;
-    const T v12 = sf_[7].data()[0] - v11;
-    (A + 544)[i] = v12;
-  }
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(26, (A + 512));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(27, (A + 528));
-  // update  (seed_lstm_bn.model:23:1)
-  updates.emplace_back(7, (A + 544));
+    for (int64_t i1 = 0; i1 < 64; ++i1) {
+      const T v465 = d_head_weight[i1] * T(0.09999999999999998);
+      const T optimizer_head_weight_exp_avg_new_2 = mul463[i1] + v465;
+      optimizer_head_weight_exp_avg_new[i1] = optimizer_head_weight_exp_avg_new_2;
+      const T v469 = optimizer_head_weight_exp_avg_sq[i1] * T(0.999);
+      const T v470 = d_head_weight[i1] * d_head_weight[i1];
+      const T v472 = v470 * T(0.0010000000000000009);
+      const T optimizer_head_weight_exp_avg_sq_new_2 = v469 + v472;
+      optimizer_head_weight_exp_avg_sq_new[i1] = optimizer_head_weight_exp_avg_sq_new_2;
+      const T v474 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
+      const T v475 = v474 / sqrt340[0];
+      const T v477 = v475 + T(1e-08);
+      const T v478 = optimizer_head_weight_exp_avg_new_2 / v477;
+      const T v479 = div339[0] * v478;
+      const T head_weight_new_2 = head_weight[i1] - v479;
+      head_weight_new[i1] = head_weight_new_2;
+    }
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(24, optimizer_head_weight_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(25, optimizer_head_weight_exp_avg_sq_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(6, head_weight_new);
+    // fused loop over [1]:
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.head.bias.exp_avg.new  (seed_lstm_bn.model:23:1)
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   add %optimizer.head.bias.exp_avg_sq.new  (seed_lstm_bn.model:23:1)
+    //   sqrt  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   add  (seed_lstm_bn.model:23:1)  [register]
+    //   div  (seed_lstm_bn.model:23:1)  [register]
+    //   mul  (seed_lstm_bn.model:23:1)  [register]
+    //   sub %head.bias.new  (seed_lstm_bn.model:23:1)
+    const T v483 = optimizer_head_bias_exp_avg[0] * T(0.9);
+    const T v485 = d_head_bias[0] * T(0.09999999999999998);
+    const T optimizer_head_bias_exp_avg_new_2 = v483 + v485;
+    optimizer_head_bias_exp_avg_new[0] = optimizer_head_bias_exp_avg_new_2;
+    const T v489 = optimizer_head_bias_exp_avg_sq[0] * T(0.999);
+    const T v490 = d_head_bias[0] * d_head_bias[0];
+    const T v492 = v490 * T(0.0010000000000000009);
+    const T optimizer_head_bias_exp_avg_sq_new_2 = v489 + v492;
+    optimizer_head_bias_exp_avg_sq_new[0] = optimizer_head_bias_exp_avg_sq_new_2;
+    const T v494 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
+    const T v495 = v494 / sqrt340[0];
+    const T v497 = v495 + T(1e-08);
+    const T v498 = optimizer_head_bias_exp_avg_new_2 / v497;
+    const T v499 = div339[0] * v498;
+    const T head_bias_new_2 = head_bias[0] - v499;
+    head_bias_new[0] = head_bias_new_2;
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(26, optimizer_head_bias_exp_avg_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(27, optimizer_head_bias_exp_avg_sq_new);
+    // update  (seed_lstm_bn.model:23:1)
+    updates.emplace_back(7, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -1197,150 +1220,150 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // input %x  (seed_lstm_bn.model:8:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 960), 2048, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3008), 256, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 2048, (A + 248768));
-  std::copy_n((A + 960), 2048, (A + 250816));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248768), 64, sf_[1].data(), 64, T(0), (A + 252864), 256, threads());
-    // fused loop over [32, 256]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = ((A + 3008) + t * 256)[i0 * 7680 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 252864)[i0 * 256 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 261056)[i0 * 256 + i1 * 1] = v2;
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:22
+    T *const slice168 = A + 0;  // f32[32,1,64], seed_lstm_bn.model:17
+    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:50
+    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:51
+    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:48
+    T *const mul537 = A + 2064;  // f32[64], prelude.model:10
+    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:49
+    T *const add539 = A + 2128;  // f32[64], prelude.model:10
+    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
+    T *const matmul545 = A + 0;  // f32[1,1], prelude.model:10
+    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], seed_lstm_bn.model:8
+    T *const const132 = A + 960;  // f32[32,64], prelude.model:29
+    T *const matmul197 = A + 3008;  // f32[32,30,256], prelude.model:30
+    T *const lstm_h = A + 248768;  // f32[32,64], prelude.model:29
+    T *const lstm_c = A + 250816;  // f32[32,64], prelude.model:29
+    T *const matmul147 = A + 252864;  // f32[32,256], prelude.model:30
+    T *const lstm_gates = A + 261056;  // f32[32,256], prelude.model:30
+    T *const lstm_c_2 = A + 252864;  // f32[32,64], prelude.model:35
+    T *const lstm_h_2 = A + 254912;  // f32[32,64], prelude.model:36
+    T *const lstm_seq = A + 273344;  // f32[32,30,64], prelude.model:29
+    T *const lstm_h_4 = A + 269248;  // f32[32,64], prelude.model:29
+    T *const lstm_c_4 = A + 271296;  // f32[32,64], prelude.model:29
+    T *const mul541 = A + 2192;  // f32[1,64], prelude.model:10
+    T *const matmul543 = A + 2048;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 16;  // f32[32,1], prelude.model:10
+    // input %x  (seed_lstm_bn.model:8:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const132, 2048, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 960, 256, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul197, 256, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const132, 2048, lstm_h);
+    std::copy_n(const132, 2048, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 32, 256, 64, T(1), lstm_h, 64, lstm_weight_hh_l0, 64, T(0), matmul147, 256, threads());
+      // fused loop over [32, 256]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v143 = matmul197[t * 256 + i0 * 7680 + i1] + lstm_bias_ih_l0[i1];
+          const T v148 = v143 + matmul147[i0 * 256 + i1];
+          const T lstm_gates_2 = v148 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 256 + i1] = lstm_gates_2;
         }
-    // fused loop over [32, 64]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 64; ++i1)
-        {
-          const T v0 = (A + 261056)[i0 * 256 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 261056)[64 + i0 * 256 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 261056)[128 + i0 * 256 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 261056)[192 + i0 * 256 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 250816)[i0 * 64 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 252864)[i0 * 64 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 254912)[i0 * 64 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 254912) + o * 64, 64, (A + 273344) + (o * 30 + t) * 64);
-    std::copy_n((A + 254912), 2048, (A + 248768));
-    std::copy_n((A + 252864), 2048, (A + 250816));
-  }
-  std::copy_n((A + 248768), 2048, (A + 269248));
-  std::copy_n((A + 250816), 2048, (A + 271296));
-  // slice  (seed_lstm_bn.model:17:14)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 64; ++i2)
-        {
-          (A + 0)[i0 * 64 + i1 * 64 + i2 * 1] = (A + 273344)[1856 + i0 * 1920 + i1 * 64 + i2 * 1];
-        }
-  // reshape  (seed_lstm_bn.model:17:14)
-  // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
-  std::fill_n((A + 2048), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // fused loop over [64]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
-  //   mul  (prelude.model:10:14)
-  //   neg  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   mul  (prelude.model:10:14)  [register]
-  //   add  (prelude.model:10:14)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 64; ++i) {
-    const T v0 = sf_[9].data()[i] + (A + 2048)[0];
-    const T v1 = T(1) / std::sqrt(v0);
-    const T v2 = v1 * sf_[4].data()[i];
-    (A + 2064)[i] = v2;
-    const T v3 = -sf_[8].data()[i];
-    const T v4 = v3 * v1;
-    const T v5 = v4 * sf_[4].data()[i];
-    const T v6 = v5 + sf_[5].data()[i];
-    (A + 2128)[i] = v6;
-  }
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // mul  (prelude.model:10:14)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 64; ++i1)
-      {
-        (A + 2192)[i0 * 64 + i1 * 1] = sf_[6].data()[i1 * 1] * (A + 2064)[i1 * 1];
       }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 64, T(1), (A + 0), 64, (A + 2192), 64, T(0), (A + 2048), 1, threads());
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 1, 1, 64, T(1), (A + 2128), 64, sf_[6].data(), 64, T(0), (A + 0), 1, threads());
-  // reshape  (prelude.model:10:14)
-  // (a view of its operand)
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [32, 1]:
-  //   add  (prelude.model:10:14)  [register]
-  //   add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 2048)[i0 * 1] + (A + 0)[0];
-        const T v1 = v0 + sf_[7].data()[0];
-        (A + 16)[i0 * 1 + i1 * 1] = v1;
+      // fused loop over [32, 64]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 64; ++i1) {
+          const T v152 = lstm_gates[i0 * 256 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v152));
+          const T v154 = lstm_gates[i0 * 256 + i1 + 64];
+          const T lstm_f = T(1) / (T(1) + fexp(-v154));
+          const T v156 = lstm_gates[i0 * 256 + i1 + 128];
+          const T lstm_g = ftanh(v156);
+          const T v158 = lstm_gates[i0 * 256 + i1 + 192];
+          const T lstm_o = T(1) / (T(1) + fexp(-v158));
+          const T v160 = lstm_f * lstm_c[i0 * 64 + i1];
+          const T v161 = lstm_i * lstm_g;
+          const T lstm_c_3 = v160 + v161;
+          lstm_c_2[i0 * 64 + i1] = lstm_c_3;
+          const T v163 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v163;
+          lstm_h_2[i0 * 64 + i1] = lstm_h_3;
+        }
       }
-  // output  (seed_lstm_bn.model:20:3)
-  std::copy_n((A + 16), 32, static_cast<T *>(out[0]));
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h_2 + i * 64, 64, lstm_seq + (i * 1920 + t * 64));
+      }
+      std::copy_n(lstm_h_2, 2048, lstm_h);
+      std::copy_n(lstm_c_2, 2048, lstm_c);
+    }
+    std::copy_n(lstm_h, 2048, lstm_h_4);
+    std::copy_n(lstm_c, 2048, lstm_c_4);
+    // slice  (seed_lstm_bn.model:17:14)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 64; ++i2) {
+        slice168[i0 * 64 + i2] = lstm_seq[i0 * 1920 + i2 + 1856];
+      }
+    }
+    // fused loop over [64]:
+    //   add  (prelude.model:65:53)  [register]
+    //   rsqrt  (prelude.model:65:40)  [register]
+    //   mul  (prelude.model:10:14)
+    //   neg  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   mul  (prelude.model:10:14)  [register]
+    //   add  (prelude.model:10:14)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 64; ++i) {
+      const T v174 = bn_running_var[i] + T(1e-05);
+      const T v175 = T(1) / std::sqrt(v174);
+      const T v537 = v175 * bn_weight[i];
+      mul537[i] = v537;
+      const T v535 = -bn_running_mean[i];
+      const T v536 = v535 * v175;
+      const T v538 = v536 * bn_weight[i];
+      const T v539 = v538 + bn_bias[i];
+      add539[i] = v539;
+    }
+    // mul  (prelude.model:10:14)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 64; ++i1) {
+      const T v541 = head_weight[i1] * mul537[i1];
+      mul541[i1] = v541;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 64, T(1), slice168, 64, mul541, 64, T(0), matmul543, 1, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 1, 1, 64, T(1), add539, 64, head_weight, 64, T(0), matmul545, 1, threads());
+    // fused loop over [32, 1]:
+    //   add  (prelude.model:10:14)  [register]
+    //   add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T v547 = matmul543[i0] + matmul545[0];
+      const T yhat_2 = v547 + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // output  (seed_lstm_bn.model:20:3)
+    std::copy_n(yhat, 32, static_cast<T *>(out[0]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build

@@ -60,7 +60,7 @@ const ModelSpec &spec() {
     t.scale = "minmax";
     t.length = 30;
     t.horizon = 1;
-    t.split = 0.69999999999999996;
+    t.split = 0.7;
     t.earlyStopping = true;
     t.patience = 5;
     t.delta = 0.0001;
@@ -93,513 +93,531 @@ public:
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
   double evalLoss(const Batch &b) override {
-    T *const A = arena();
     double loss = 0;
-  // input %x  (seed_plain_lstm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (seed_plain_lstm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 992), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 992224));
-  std::copy_n((A + 992), 8192, (A + 1000416));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
-    // fused loop over [32, 1024]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = ((A + 9184) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1008608)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1041376)[i0 * 1024 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:22
+    T *const slice84 = A + 992;  // f32[32,1,256], seed_plain_lstm.model:17
+    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
+    T *const y = A + 960;  // f32[32,1], seed_plain_lstm.model:10
+    T *const const48 = A + 992;  // f32[32,256], prelude.model:29
+    T *const matmul146 = A + 9184;  // f32[32,30,1024], prelude.model:30
+    T *const lstm_h = A + 992224;  // f32[32,256], prelude.model:29
+    T *const lstm_c = A + 1000416;  // f32[32,256], prelude.model:29
+    T *const matmul63 = A + 1008608;  // f32[32,1024], prelude.model:30
+    T *const lstm_gates = A + 1041376;  // f32[32,1024], prelude.model:30
+    T *const lstm_c_2 = A + 1008608;  // f32[32,256], prelude.model:35
+    T *const lstm_h_2 = A + 1016800;  // f32[32,256], prelude.model:36
+    T *const lstm_seq = A + 1090528;  // f32[32,30,256], prelude.model:29
+    T *const lstm_h_4 = A + 1074144;  // f32[32,256], prelude.model:29
+    T *const lstm_c_4 = A + 1082336;  // f32[32,256], prelude.model:29
+    T *const matmul88 = A + 0;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 32;  // f32[32,1], prelude.model:10
+    T *const loss_2 = A + 0;  // f32[], seed_plain_lstm.model:18
+    // input %x  (seed_plain_lstm.model:9:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (seed_plain_lstm.model:10:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const48, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 960, 1024, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul146, 1024, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const48, 8192, lstm_h);
+    std::copy_n(const48, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 32, 1024, 256, T(1), lstm_h, 256, lstm_weight_hh_l0, 256, T(0), matmul63, 1024, threads());
+      // fused loop over [32, 1024]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 1024; ++i1) {
+          const T v59 = matmul146[t * 1024 + i0 * 30720 + i1] + lstm_bias_ih_l0[i1];
+          const T v64 = v59 + matmul63[i0 * 1024 + i1];
+          const T lstm_gates_2 = v64 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 1024 + i1] = lstm_gates_2;
         }
-    // fused loop over [32, 256]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1041376)[i0 * 1024 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 1041376)[256 + i0 * 1024 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 1041376)[512 + i0 * 1024 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 1041376)[768 + i0 * 1024 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 1000416)[i0 * 256 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 1008608)[i0 * 256 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 1016800)[i0 * 256 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016800) + o * 256, 256, (A + 1090528) + (o * 30 + t) * 256);
-    std::copy_n((A + 1016800), 8192, (A + 992224));
-    std::copy_n((A + 1008608), 8192, (A + 1000416));
-  }
-  std::copy_n((A + 992224), 8192, (A + 1074144));
-  std::copy_n((A + 1000416), 8192, (A + 1082336));
-  // slice  (seed_plain_lstm.model:17:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 992)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090528)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (seed_plain_lstm.model:17:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 992), 256, sf_[4].data(), 256, T(0), (A + 0), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[5].data()[0];
       }
-  // mse %loss  (seed_plain_lstm.model:18:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
-  // output  (seed_plain_lstm.model:19:3)
-  // loss  (seed_plain_lstm.model:15:1)
-  loss = double((A + 0)[0]);
+      // fused loop over [32, 256]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v68 = lstm_gates[i0 * 1024 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v68));
+          const T v70 = lstm_gates[i0 * 1024 + i1 + 256];
+          const T lstm_f = T(1) / (T(1) + fexp(-v70));
+          const T v72 = lstm_gates[i0 * 1024 + i1 + 512];
+          const T lstm_g = ftanh(v72);
+          const T v74 = lstm_gates[i0 * 1024 + i1 + 768];
+          const T lstm_o = T(1) / (T(1) + fexp(-v74));
+          const T v76 = lstm_f * lstm_c[i0 * 256 + i1];
+          const T v77 = lstm_i * lstm_g;
+          const T lstm_c_3 = v76 + v77;
+          lstm_c_2[i0 * 256 + i1] = lstm_c_3;
+          const T v79 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v79;
+          lstm_h_2[i0 * 256 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h_2 + i * 256, 256, lstm_seq + (i * 7680 + t * 256));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
+    }
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (seed_plain_lstm.model:17:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        slice84[i0 * 256 + i2] = lstm_seq[i0 * 7680 + i2 + 7424];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 256, T(1), slice84, 256, head_weight, 256, T(0), matmul88, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul88[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // mse %loss  (seed_plain_lstm.model:18:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (seed_plain_lstm.model:15:1)
+    loss = double(loss_2[0]);
     return loss;
   }
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
-    T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // input %x  (seed_plain_lstm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // input %y  (seed_plain_lstm.model:10:1)
-  { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
-    for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 992), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 992224));
-  std::copy_n((A + 992), 8192, (A + 1000416));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
-    // fused loop over [32, 1024]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = ((A + 9184) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1008608)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1041376)[i0 * 1024 + i1 * 1] = v2;
+    T *const A = arena();
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:22
+    T *const lstm_h_saved = A + 2810848;  // f32[32,30,256], prelude.model:29
+    T *const slice38 = A + 9184;  // f32[32,1,256], seed_plain_lstm.model:17
+    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const matmul158 = A + 17680;  // f32[32,256], prelude.model:10
+    T *const scan239 = A + 328992;  // f32[32,30,1024], prelude.model:29
+    T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
+    T *const y = A + 960;  // f32[32,1], seed_plain_lstm.model:10
+    T *const const2 = A + 992;  // f32[32,256], prelude.model:29
+    T *const matmul144 = A + 9184;  // f32[32,30,1024], prelude.model:30
+    T *const lstm_h = A + 992224;  // f32[32,256], prelude.model:29
+    T *const lstm_c = A + 1000416;  // f32[32,256], prelude.model:29
+    T *const saved = A + 1336288;  // f32[32,30,256], prelude.model:29
+    T *const lstm_o_saved = A + 1582048;  // f32[32,30,256], prelude.model:29
+    T *const lstm_g_saved = A + 1827808;  // f32[32,30,256], prelude.model:29
+    T *const lstm_i_saved = A + 2073568;  // f32[32,30,256], prelude.model:29
+    T *const lstm_f_saved = A + 2565088;  // f32[32,30,256], prelude.model:29
+    T *const matmul17 = A + 1008608;  // f32[32,1024], prelude.model:30
+    T *const lstm_gates = A + 1041376;  // f32[32,1024], prelude.model:30
+    T *const lstm_c_2 = A + 1008608;  // f32[32,256], prelude.model:35
+    T *const lstm_h_2 = A + 1016800;  // f32[32,256], prelude.model:36
+    T *const lstm_seq = A + 1090528;  // f32[32,30,256], prelude.model:29
+    T *const lstm_c_saved = A + 2319328;  // f32[32,30,256], prelude.model:29
+    T *const lstm_h_4 = A + 1074144;  // f32[32,256], prelude.model:29
+    T *const lstm_c_4 = A + 1082336;  // f32[32,256], prelude.model:29
+    T *const transpose41 = A + 17376;  // f32[256,1], prelude.model:10
+    T *const matmul42 = A + 17632;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 17664;  // f32[32,1], prelude.model:10
+    T *const sub151 = A + 17696;  // f32[32,1], seed_plain_lstm.model:18
+    T *const loss_2 = A + 17632;  // f32[], seed_plain_lstm.model:18
+    T *const mul154 = A + 17632;  // f32[32,1], seed_plain_lstm.model:18
+    T *const d_head_bias = A + 17664;  // f32[1], prelude.model:10
+    T *const matmul160 = A + 17376;  // f32[256,1], prelude.model:10
+    T *const pad163 = A + 25872;  // f32[32,30,256], seed_plain_lstm.model:17
+    T *const d_lstm_h = A + 271632;  // f32[32,256], prelude.model:29
+    T *const d_lstm_c = A + 279824;  // f32[32,256], prelude.model:29
+    T *const mul213 = A + 320800;  // f32[32,256], prelude.model:31
+    T *const mul207 = A + 312608;  // f32[32,256], prelude.model:32
+    T *const mul201 = A + 304416;  // f32[32,256], prelude.model:33
+    T *const mul196 = A + 296224;  // f32[32,256], prelude.model:34
+    T *const mul192 = A + 288032;  // f32[32,256], prelude.model:35
+    T *const matmul220 = A + 296224;  // f32[32,256], prelude.model:30
+    T *const scan234 = A + 9184;  // f32[32,256], prelude.model:29
+    T *const scan235 = A + 17680;  // f32[32,256], prelude.model:29
+    T *const sum285 = A + 976;  // f32[1024], prelude.model:29
+    T *const matmul290 = A + 17680;  // f32[256,1024], prelude.model:29
+    T *const matmul246 = A + 2000;  // f32[1,1024], prelude.model:30
+    T *const d_lstm_weight_ih_l0 = A + 3024;  // f32[1024,1], prelude.model:30
+    T *const d_lstm_weight_hh_l0 = A + 279824;  // f32[1024,256], prelude.model:30
+    T *const d_head_weight = A + 0;  // f32[1,256], prelude.model:10
+    T *const lr_2 = A + 272;  // f32[], seed_plain_lstm.model:22
+    T *const lstm_weight_ih_l0_new = A + 2000;  // f32[1024,1], seed_plain_lstm.model:22
+    T *const lstm_weight_hh_l0_new = A + 17680;  // f32[1024,256], seed_plain_lstm.model:22
+    T *const lstm_bias_ih_l0_new = A + 3024;  // f32[1024], seed_plain_lstm.model:22
+    T *const lstm_bias_hh_l0_new = A + 4048;  // f32[1024], seed_plain_lstm.model:22
+    T *const head_weight_new = A + 288;  // f32[1,256], seed_plain_lstm.model:22
+    T *const head_bias_new = A + 0;  // f32[1], seed_plain_lstm.model:22
+    // input %x  (seed_plain_lstm.model:9:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // input %y  (seed_plain_lstm.model:10:1)
+    for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const2, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 960, 1024, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul144, 1024, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const2, 8192, lstm_h);
+    std::copy_n(const2, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 32, 1024, 256, T(1), lstm_h, 256, lstm_weight_hh_l0, 256, T(0), matmul17, 1024, threads());
+      // fused loop over [32, 1024]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 1024; ++i1) {
+          const T v13 = matmul144[t * 1024 + i0 * 30720 + i1] + lstm_bias_ih_l0[i1];
+          const T v18 = v13 + matmul17[i0 * 1024 + i1];
+          const T lstm_gates_2 = v18 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 1024 + i1] = lstm_gates_2;
         }
-    // fused loop over [32, 256]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1041376)[i0 * 1024 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] = v1;
-          const T v2 = (A + 1041376)[256 + i0 * 1024 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] = v3;
-          const T v4 = (A + 1041376)[512 + i0 * 1024 + i1 * 1];
-          const T v5 = ftanh(v4);
-          ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] = v5;
-          const T v6 = (A + 1041376)[768 + i0 * 1024 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] = v7;
-          const T v8 = v3 * (A + 1000416)[i0 * 256 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 1008608)[i0 * 256 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1] = v11;
-          const T v12 = v7 * v11;
-          (A + 1016800)[i0 * 256 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016800) + o * 256, 256, (A + 1090528) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1000416) + o * 256, 256, (A + 2319328) + (o * 30 + t) * 256);
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 992224) + o * 256, 256, (A + 2810848) + (o * 30 + t) * 256);
-    std::copy_n((A + 1016800), 8192, (A + 992224));
-    std::copy_n((A + 1008608), 8192, (A + 1000416));
-  }
-  std::copy_n((A + 992224), 8192, (A + 1074144));
-  std::copy_n((A + 1000416), 8192, (A + 1082336));
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
-  // slice  (seed_plain_lstm.model:17:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 9184)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090528)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (seed_plain_lstm.model:17:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 256; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 17376)[i0 * 1 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 256];
       }
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 9184), 256, sf_[4].data(), 256, T(0), (A + 17632), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // fused loop over [32, 1]:
-  //   add %yhat  (prelude.model:10:34)
-  //   sub  (seed_plain_lstm.model:18:13)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 17632)[i0 * 1] + sf_[5].data()[0];
-        (A + 17664)[i0 * 1 + i1 * 1] = v0;
-        const T v1 = v0 - (A + 960)[i0 * 1];
-        (A + 17696)[i0 * 1 + i1 * 1] = v1;
+      // fused loop over [32, 256]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v22 = lstm_gates[i0 * 1024 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v22));
+          lstm_i_saved[t * 256 + i0 * 7680 + i1] = lstm_i;
+          const T v24 = lstm_gates[i0 * 1024 + i1 + 256];
+          const T lstm_f = T(1) / (T(1) + fexp(-v24));
+          lstm_f_saved[t * 256 + i0 * 7680 + i1] = lstm_f;
+          const T v26 = lstm_gates[i0 * 1024 + i1 + 512];
+          const T lstm_g = ftanh(v26);
+          lstm_g_saved[t * 256 + i0 * 7680 + i1] = lstm_g;
+          const T v28 = lstm_gates[i0 * 1024 + i1 + 768];
+          const T lstm_o = T(1) / (T(1) + fexp(-v28));
+          lstm_o_saved[t * 256 + i0 * 7680 + i1] = lstm_o;
+          const T v30 = lstm_f * lstm_c[i0 * 256 + i1];
+          const T v31 = lstm_i * lstm_g;
+          const T lstm_c_3 = v30 + v31;
+          lstm_c_2[i0 * 256 + i1] = lstm_c_3;
+          const T v33 = ftanh(lstm_c_3);
+          saved[t * 256 + i0 * 7680 + i1] = v33;
+          const T lstm_h_3 = lstm_o * v33;
+          lstm_h_2[i0 * 256 + i1] = lstm_h_3;
+        }
       }
-  // mse %loss  (seed_plain_lstm.model:18:13)
-  { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 17664)[k] - (A + 960)[k]; s += d * d; } (A + 17632)[0] = s / T(32); }
-  // output  (seed_plain_lstm.model:19:3)
-  // loss  (seed_plain_lstm.model:15:1)
-  loss = double((A + 17632)[0]);
-  // const  (seed_plain_lstm.model:15:1)
-  std::fill_n((A + 960), 1, T(1));
-  // const  (seed_plain_lstm.model:18:13)
-  std::fill_n((A + 976), 1, T(0.0625));
-  // fused loop over [32, 1], 1 reduction:
-  //   mul  (seed_plain_lstm.model:18:13)
-  //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
-  std::fill_n((A + 17664), 1, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = (A + 17696)[i0 * 1] * (A + 976)[0];
-        (A + 17632)[i0 * 1 + i1 * 1] = v0;
-        (A + 17664)[0] += v0;
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h_2 + i * 256, 256, lstm_seq + (i * 7680 + t * 256));
       }
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 256, 1, T(1), (A + 17632), 1, (A + 17376), 1, T(0), (A + 17680), 256, threads());
-  // transpose  (prelude.model:10:14): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(true, false, 256, 1, 32, T(1), (A + 9184), 256, (A + 17632), 1, T(0), (A + 17376), 1, threads());
-  // reshape  (seed_plain_lstm.model:17:17)
-  // (a view of its operand)
-  // pad  (seed_plain_lstm.model:17:17)
-  std::fill_n((A + 25872), 245760, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_c + i * 256, 256, lstm_c_saved + (i * 7680 + t * 256));
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h + i * 256, 256, lstm_h_saved + (i * 7680 + t * 256));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
+    }
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (seed_plain_lstm.model:17:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
-        }
-  // scan  (prelude.model:29:13)
-  std::copy_n((A + 992), 8192, (A + 271632));
-  std::copy_n((A + 992), 8192, (A + 279824));
-  gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = 29 - step;
-    // const  (prelude.model:36:21)
-    std::fill_n((A + 288016), 1, T(1));
-    // fused loop over [32, 256]:
-    //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 271632)[i0 * 256 + i1 * 1] + ((A + 25872) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v1 = v0 * ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v2 = ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v3 = (A + 288016)[0] - v2;
-          const T v4 = v1 * v3;
-          const T v5 = (A + 279824)[i0 * 256 + i1 * 1] + v4;
-          const T v6 = v5 * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v7 = (A + 288016)[0] - ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v8 = ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1] * v7;
-          const T v9 = v6 * v8;
-          (A + 320800)[i0 * 256 + i1 * 1] = v9;
-          const T v10 = v5 * ((A + 2319328) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v11 = (A + 288016)[0] - ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v12 = ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1] * v11;
-          const T v13 = v10 * v12;
-          (A + 312608)[i0 * 256 + i1 * 1] = v13;
-          const T v14 = v5 * ((A + 2073568) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v15 = ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1] * ((A + 1827808) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v16 = (A + 288016)[0] - v15;
-          const T v17 = v14 * v16;
-          (A + 304416)[i0 * 256 + i1 * 1] = v17;
-          const T v18 = v0 * ((A + 1336288) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v19 = (A + 288016)[0] - ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1];
-          const T v20 = ((A + 1582048) + t * 256)[i0 * 7680 + i1 * 1] * v19;
-          const T v21 = v18 * v20;
-          (A + 296224)[i0 * 256 + i1 * 1] = v21;
-          const T v22 = v5 * ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
-          (A + 288032)[i0 * 256 + i1 * 1] = v22;
-        }
-    // concat  (prelude.model:31:26)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 328992) + t * 1024)[0 + i0 * 30720 + i1 * 1] = (A + 320800)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 328992) + t * 1024)[256 + i0 * 30720 + i1 * 1] = (A + 312608)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 328992) + t * 1024)[512 + i0 * 30720 + i1 * 1] = (A + 304416)[i0 * 256 + i1 * 1];
-        }
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          ((A + 328992) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 296224)[i0 * 256 + i1 * 1];
-        }
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 328992) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 296224), 256, threads());
-    std::copy_n((A + 296224), 8192, (A + 271632));
-    std::copy_n((A + 288032), 8192, (A + 279824));
-  }
-  std::copy_n((A + 271632), 8192, (A + 9184));
-  std::copy_n((A + 279824), 8192, (A + 17680));
-  // sum  (prelude.model:29:13)
-  std::fill_n((A + 976), 1024, T(0));
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 30; ++i1)
-      for (int64_t i2 = 0; i2 < 1024; ++i2)
-        {
-          (A + 976)[i2 * 1] += (A + 328992)[i0 * 30720 + i1 * 1024 + i2 * 1];
-        }
-  // reshape  (prelude.model:29:13)
-  // (a view of its operand)
-  // matmul  (prelude.model:29:13)
-  gemm(true, false, 256, 1024, 960, T(1), (A + 2810848), 256, (A + 328992), 1024, T(0), (A + 17680), 1024, threads());
-  // reshape  (prelude.model:30:20)
-  // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 328992), 1024, T(0), (A + 2000), 1024, threads());
-  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 3024)[i0 * 1 + i1 * 1] = (A + 2000)[i0 * 1 + i1 * 1024];
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        slice38[i0 * 256 + i2] = lstm_seq[i0 * 7680 + i2 + 7424];
       }
-  // grad  (prelude.model:19:5)
-  if (grads) (*grads)[0].assign((A + 3024), (A + 3024) + 1024);
-  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
+    }
+    // transpose  (prelude.model:10:25)
+    for (int64_t i0 = 0; i0 < 256; ++i0) {
+      transpose41[i0] = head_weight[i0];
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 256, T(1), slice38, 256, head_weight, 256, T(0), matmul42, 1, threads());
+    // fused loop over [32, 1]:
+    //   add %yhat  (prelude.model:10:34)
+    //   sub  (seed_plain_lstm.model:18:13)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul42[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+      const T v151 = yhat_2 - y[i0];
+      sub151[i0] = v151;
+    }
+    // mse %loss  (seed_plain_lstm.model:18:13)
+    { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
+    // loss  (seed_plain_lstm.model:15:1)
+    loss = double(loss_2[0]);
+    // fused loop over [32, 1], 1 reduction:
+    //   mul  (seed_plain_lstm.model:18:13)
+    //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
+    std::fill_n(d_head_bias, 1, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T v154 = sub151[i0] * T(0.0625);
+      mul154[i0] = v154;
+      d_head_bias[0] += v154;
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 256, 1, T(1), mul154, 1, transpose41, 1, T(0), matmul158, 256, threads());
+    // matmul  (prelude.model:10:14)
+    gemm(true, false, 256, 1, 32, T(1), slice38, 256, mul154, 1, T(0), matmul160, 1, threads());
+    // pad  (seed_plain_lstm.model:17:17)
+    std::fill_n(pad163, 245760, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        pad163[i0 * 7680 + i2 + 7424] = matmul158[i0 * 256 + i2];
       }
-  // grad  (prelude.model:20:5)
-  if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
-  // grad  (prelude.model:21:5)
-  if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
-  // grad  (prelude.model:22:5)
-  if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
-  // transpose %d.head.weight  (prelude.model:10:25)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        (A + 0)[i0 * 256 + i1 * 1] = (A + 17376)[i0 * 1 + i1 * 1];
+    }
+    // scan  (prelude.model:29:13)
+    std::copy_n(const2, 8192, d_lstm_h);
+    std::copy_n(const2, 8192, d_lstm_c);
+    gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
+    for (int64_t step = 0; step < 30; ++step) {
+      const int64_t t = 29 - step;
+      // fused loop over [32, 256]:
+      //   add  [register]
+      //   mul  (prelude.model:36:15)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   sub  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:36:21)  [register]
+      //   add  (prelude.model:36:21)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   sub  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)  [register]
+      //   mul  (prelude.model:31:20)
+      //   mul  (prelude.model:35:15)  [register]
+      //   sub  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)  [register]
+      //   mul  (prelude.model:32:20)
+      //   mul  (prelude.model:35:23)  [register]
+      //   mul  (prelude.model:33:17)  [register]
+      //   sub  (prelude.model:33:17)  [register]
+      //   mul  (prelude.model:33:17)
+      //   mul  (prelude.model:36:15)  [register]
+      //   sub  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:34:20)
+      //   mul  (prelude.model:35:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v175 = d_lstm_h[i0 * 256 + i1] + pad163[t * 256 + i0 * 7680 + i1];
+          const T v179 = v175 * lstm_o_saved[t * 256 + i0 * 7680 + i1];
+          const T v181 = saved[t * 256 + i0 * 7680 + i1] * saved[t * 256 + i0 * 7680 + i1];
+          const T v182 = T(1) - v181;
+          const T v183 = v179 * v182;
+          const T v184 = d_lstm_c[i0 * 256 + i1] + v183;
+          const T v186 = v184 * lstm_g_saved[t * 256 + i0 * 7680 + i1];
+          const T v211 = T(1) - lstm_i_saved[t * 256 + i0 * 7680 + i1];
+          const T v212 = lstm_i_saved[t * 256 + i0 * 7680 + i1] * v211;
+          const T v213 = v186 * v212;
+          mul213[i0 * 256 + i1] = v213;
+          const T v190 = v184 * lstm_c_saved[t * 256 + i0 * 7680 + i1];
+          const T v205 = T(1) - lstm_f_saved[t * 256 + i0 * 7680 + i1];
+          const T v206 = lstm_f_saved[t * 256 + i0 * 7680 + i1] * v205;
+          const T v207 = v190 * v206;
+          mul207[i0 * 256 + i1] = v207;
+          const T v188 = v184 * lstm_i_saved[t * 256 + i0 * 7680 + i1];
+          const T v199 = lstm_g_saved[t * 256 + i0 * 7680 + i1] * lstm_g_saved[t * 256 + i0 * 7680 + i1];
+          const T v200 = T(1) - v199;
+          const T v201 = v188 * v200;
+          mul201[i0 * 256 + i1] = v201;
+          const T v177 = v175 * saved[t * 256 + i0 * 7680 + i1];
+          const T v194 = T(1) - lstm_o_saved[t * 256 + i0 * 7680 + i1];
+          const T v195 = lstm_o_saved[t * 256 + i0 * 7680 + i1] * v194;
+          const T v196 = v177 * v195;
+          mul196[i0 * 256 + i1] = v196;
+          const T v192 = v184 * lstm_f_saved[t * 256 + i0 * 7680 + i1];
+          mul192[i0 * 256 + i1] = v192;
+        }
       }
-  // grad  (prelude.model:7:3)
-  if (grads) (*grads)[4].assign((A + 0), (A + 0) + 256);
-  // grad  (prelude.model:8:3)
-  if (grads) (*grads)[5].assign((A + 17664), (A + 17664) + 1);
-  // const  (seed_plain_lstm.model:22:1)
-  std::fill_n((A + 256), 1, T(-1));
-  // hyper %lr  (seed_plain_lstm.model:22:1)
-  (A + 272)[0] = T(lr_);
-  // fused loop over [1024, 1]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)  [register]
-  //   mul  (seed_plain_lstm.model:22:1)  [register]
-  //   sub %lstm.weight_ih_l0.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1024; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        const T v0 = std::max((A + 3024)[i0 * 1], (A + 256)[0]);
-        const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 272)[0];
-        const T v3 = sf_[0].data()[i0 * 1] - v2;
-        (A + 2000)[i0 * 1 + i1 * 1] = v3;
+      // concat  (prelude.model:31:26)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan239[t * 1024 + i0 * 30720 + i1] = mul213[i0 * 256 + i1];
+        }
       }
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(0, (A + 2000));
-  // fused loop over [1024, 256]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)  [register]
-  //   mul  (seed_plain_lstm.model:22:1)  [register]
-  //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 262144; ++i) {
-    const T v0 = std::max((A + 279824)[i], (A + 256)[0]);
-    const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 272)[0];
-    const T v3 = sf_[1].data()[i] - v2;
-    (A + 17680)[i] = v3;
-  }
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(1, (A + 17680));
-  // fused loop over [1024]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)  [register]
-  //   mul  (seed_plain_lstm.model:22:1)  [register]
-  //   sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
-  //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1024; ++i) {
-    const T v0 = std::max((A + 976)[i], (A + 256)[0]);
-    const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 272)[0];
-    const T v3 = sf_[2].data()[i] - v2;
-    (A + 3024)[i] = v3;
-    const T v4 = sf_[3].data()[i] - v2;
-    (A + 4048)[i] = v4;
-  }
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(2, (A + 3024));
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(3, (A + 4048));
-  // fused loop over [1, 256]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)  [register]
-  //   mul  (seed_plain_lstm.model:22:1)  [register]
-  //   sub %head.weight.new  (seed_plain_lstm.model:22:1)
-  for (int64_t i0 = 0; i0 < 1; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 256; ++i1)
-      {
-        const T v0 = std::max((A + 0)[i1 * 1], (A + 256)[0]);
-        const T v1 = std::min(v0, (A + 960)[0]);
-        const T v2 = v1 * (A + 272)[0];
-        const T v3 = sf_[4].data()[i1 * 1] - v2;
-        (A + 288)[i0 * 256 + i1 * 1] = v3;
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan239[t * 1024 + i0 * 30720 + i1 + 256] = mul207[i0 * 256 + i1];
+        }
       }
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(4, (A + 288));
-  // fused loop over [1]:
-  //   maximum  (seed_plain_lstm.model:22:1)  [register]
-  //   minimum  (seed_plain_lstm.model:22:1)  [register]
-  //   mul  (seed_plain_lstm.model:22:1)  [register]
-  //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
-  GRADC_IVDEP
-  for (int64_t i = 0; i < 1; ++i) {
-    const T v0 = std::max((A + 17664)[0], (A + 256)[0]);
-    const T v1 = std::min(v0, (A + 960)[0]);
-    const T v2 = v1 * (A + 272)[0];
-    const T v3 = sf_[5].data()[0] - v2;
-    (A + 0)[i] = v3;
-  }
-  // update  (seed_plain_lstm.model:22:1)
-  updates.emplace_back(5, (A + 0));
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan239[t * 1024 + i0 * 30720 + i1 + 512] = mul201[i0 * 256 + i1];
+        }
+      }
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          scan239[t * 1024 + i0 * 30720 + i1 + 768] = mul196[i0 * 256 + i1];
+        }
+      }
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(1, false, false, 32, 256, 1024, T(1), scan239 + t * 1024, 30720, lstm_weight_hh_l0, 256, T(0), matmul220, 256, threads());
+      std::copy_n(matmul220, 8192, d_lstm_h);
+      std::copy_n(mul192, 8192, d_lstm_c);
+    }
+    std::copy_n(d_lstm_h, 8192, scan234);
+    std::copy_n(d_lstm_c, 8192, scan235);
+    // sum  (prelude.model:29:13)
+    std::fill_n(sum285, 1024, T(0));
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      for (int64_t i1 = 0; i1 < 30; ++i1) {
+        GRADC_IVDEP
+        for (int64_t i2 = 0; i2 < 1024; ++i2) {
+          sum285[i2] += scan239[i0 * 30720 + i1 * 1024 + i2];
+        }
+      }
+    }
+    // matmul  (prelude.model:29:13)
+    gemm(true, false, 256, 1024, 960, T(1), lstm_h_saved, 256, scan239, 1024, T(0), matmul290, 1024, threads());
+    // matmul  (prelude.model:30:20)
+    gemm(true, false, 1, 1024, 960, T(1), x, 1, scan239, 1024, T(0), matmul246, 1024, threads());
+    // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+    for (int64_t i0 = 0; i0 < 1024; ++i0) {
+      d_lstm_weight_ih_l0[i0] = matmul246[i0];
+    }
+    // grad  (prelude.model:19:5)
+    if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 1024);
+    // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+    for (int64_t i0 = 0; i0 < 1024; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 256; ++i1) {
+        d_lstm_weight_hh_l0[i0 * 256 + i1] = matmul290[i0 + i1 * 1024];
+      }
+    }
+    // grad  (prelude.model:20:5)
+    if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 262144);
+    // grad  (prelude.model:21:5)
+    if (grads) (*grads)[2].assign(sum285, sum285 + 1024);
+    // grad  (prelude.model:22:5)
+    if (grads) (*grads)[3].assign(sum285, sum285 + 1024);
+    // transpose %d.head.weight  (prelude.model:10:25)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1) {
+      d_head_weight[i1] = matmul160[i1];
+    }
+    // grad  (prelude.model:7:3)
+    if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 256);
+    // grad  (prelude.model:8:3)
+    if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 1);
+    // hyper %lr  (seed_plain_lstm.model:22:1)
+    lr_2[0] = T(lr_);
+    // fused loop over [1024, 1]:
+    //   maximum  (seed_plain_lstm.model:22:1)  [register]
+    //   minimum  (seed_plain_lstm.model:22:1)  [register]
+    //   mul  (seed_plain_lstm.model:22:1)  [register]
+    //   sub %lstm.weight_ih_l0.new  (seed_plain_lstm.model:22:1)
+    for (int64_t i0 = 0; i0 < 1024; ++i0) {
+      const T v249 = std::max(d_lstm_weight_ih_l0[i0], T(-1));
+      const T v251 = std::min(v249, T(1));
+      const T v273 = v251 * lr_2[0];
+      const T lstm_weight_ih_l0_new_2 = lstm_weight_ih_l0[i0] - v273;
+      lstm_weight_ih_l0_new[i0] = lstm_weight_ih_l0_new_2;
+    }
+    // update  (seed_plain_lstm.model:22:1)
+    updates.emplace_back(0, lstm_weight_ih_l0_new);
+    // fused loop over [1024, 256]:
+    //   maximum  (seed_plain_lstm.model:22:1)  [register]
+    //   minimum  (seed_plain_lstm.model:22:1)  [register]
+    //   mul  (seed_plain_lstm.model:22:1)  [register]
+    //   sub %lstm.weight_hh_l0.new  (seed_plain_lstm.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 262144; ++i) {
+      const T v253 = std::max(d_lstm_weight_hh_l0[i], T(-1));
+      const T v255 = std::min(v253, T(1));
+      const T v275 = v255 * lr_2[0];
+      const T lstm_weight_hh_l0_new_2 = lstm_weight_hh_l0[i] - v275;
+      lstm_weight_hh_l0_new[i] = lstm_weight_hh_l0_new_2;
+    }
+    // update  (seed_plain_lstm.model:22:1)
+    updates.emplace_back(1, lstm_weight_hh_l0_new);
+    // fused loop over [1024]:
+    //   maximum  (seed_plain_lstm.model:22:1)  [register]
+    //   minimum  (seed_plain_lstm.model:22:1)  [register]
+    //   mul  (seed_plain_lstm.model:22:1)  [register]
+    //   sub %lstm.bias_ih_l0.new  (seed_plain_lstm.model:22:1)
+    //   sub %lstm.bias_hh_l0.new  (seed_plain_lstm.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i = 0; i < 1024; ++i) {
+      const T v257 = std::max(sum285[i], T(-1));
+      const T v259 = std::min(v257, T(1));
+      const T v277 = v259 * lr_2[0];
+      const T lstm_bias_ih_l0_new_2 = lstm_bias_ih_l0[i] - v277;
+      lstm_bias_ih_l0_new[i] = lstm_bias_ih_l0_new_2;
+      const T lstm_bias_hh_l0_new_2 = lstm_bias_hh_l0[i] - v277;
+      lstm_bias_hh_l0_new[i] = lstm_bias_hh_l0_new_2;
+    }
+    // update  (seed_plain_lstm.model:22:1)
+    updates.emplace_back(2, lstm_bias_ih_l0_new);
+    // update  (seed_plain_lstm.model:22:1)
+    updates.emplace_back(3, lstm_bias_hh_l0_new);
+    // fused loop over [1, 256]:
+    //   maximum  (seed_plain_lstm.model:22:1)  [register]
+    //   minimum  (seed_plain_lstm.model:22:1)  [register]
+    //   mul  (seed_plain_lstm.model:22:1)  [register]
+    //   sub %head.weight.new  (seed_plain_lstm.model:22:1)
+    GRADC_IVDEP
+    for (int64_t i1 = 0; i1 < 256; ++i1) {
+      const T v265 = std::max(d_head_weight[i1], T(-1));
+      const T v267 = std::min(v265, T(1));
+      const T v281 = v267 * lr_2[0];
+      const T head_weight_new_2 = head_weight[i1] - v281;
+      head_weight_new[i1] = head_weight_new_2;
+    }
+    // update  (seed_plain_lstm.model:22:1)
+    updates.emplace_back(4, head_weight_new);
+    // fused loop over [1]:
+    //   maximum  (seed_plain_lstm.model:22:1)  [register]
+    //   minimum  (seed_plain_lstm.model:22:1)  [register]
+    //   mul  (seed_plain_lstm.model:22:1)  [register]
+    //   sub %head.bias.new  (seed_plain_lstm.model:22:1)
+    const T v269 = std::max(d_head_bias[0], T(-1));
+    const T v271 = std::min(v269, T(1));
+    const T v283 = v271 * lr_2[0];
+    const T head_bias_new_2 = head_bias[0] - v283;
+    head_bias_new[0] = head_bias_new_2;
+    // update  (seed_plain_lstm.model:22:1)
+    updates.emplace_back(5, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
         if (!si_[i].empty())
@@ -612,104 +630,111 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // input %x  (seed_plain_lstm.model:9:1)
-  { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
-    for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
-  std::fill_n((A + 960), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
-  gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
-  // scan %lstm.h  (prelude.model:29:13)
-  std::copy_n((A + 960), 8192, (A + 992192));
-  std::copy_n((A + 960), 8192, (A + 1000384));
-  gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
-  for (int64_t step = 0; step < 30; ++step) {
-    const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
-    gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992192), 256, sf_[1].data(), 256, T(0), (A + 1008576), 1024, threads());
-    // fused loop over [32, 1024]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 1024; ++i1)
-        {
-          const T v0 = ((A + 9152) + t * 1024)[i0 * 30720 + i1 * 1] + sf_[2].data()[i1 * 1];
-          const T v1 = v0 + (A + 1008576)[i0 * 1024 + i1 * 1];
-          const T v2 = v1 + sf_[3].data()[i1 * 1];
-          (A + 1041344)[i0 * 1024 + i1 * 1] = v2;
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:19
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:21
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:20
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:22
+    T *const slice130 = A + 0;  // f32[32,1,256], seed_plain_lstm.model:17
+    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
+    T *const const94 = A + 960;  // f32[32,256], prelude.model:29
+    T *const matmul148 = A + 9152;  // f32[32,30,1024], prelude.model:30
+    T *const lstm_h = A + 992192;  // f32[32,256], prelude.model:29
+    T *const lstm_c = A + 1000384;  // f32[32,256], prelude.model:29
+    T *const matmul109 = A + 1008576;  // f32[32,1024], prelude.model:30
+    T *const lstm_gates = A + 1041344;  // f32[32,1024], prelude.model:30
+    T *const lstm_c_2 = A + 1008576;  // f32[32,256], prelude.model:35
+    T *const lstm_h_2 = A + 1016768;  // f32[32,256], prelude.model:36
+    T *const lstm_seq = A + 1090496;  // f32[32,30,256], prelude.model:29
+    T *const lstm_h_4 = A + 1074112;  // f32[32,256], prelude.model:29
+    T *const lstm_c_4 = A + 1082304;  // f32[32,256], prelude.model:29
+    T *const matmul134 = A + 8192;  // f32[32,1], prelude.model:10
+    T *const yhat = A + 0;  // f32[32,1], prelude.model:10
+    // input %x  (seed_plain_lstm.model:9:1)
+    for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
+    // const  (prelude.model:29:52)
+    std::fill_n(const94, 8192, T(0));
+    // matmul  (prelude.model:30:20)
+    gemm(false, true, 960, 1024, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul148, 1024, threads());
+    // scan %lstm.h  (prelude.model:29:13)
+    std::copy_n(const94, 8192, lstm_h);
+    std::copy_n(const94, 8192, lstm_c);
+    gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
+    for (int64_t t = 0; t < 30; ++t) {
+      // matmul  (prelude.model:30:67)
+      gemmInvariantB(0, false, true, 32, 1024, 256, T(1), lstm_h, 256, lstm_weight_hh_l0, 256, T(0), matmul109, 1024, threads());
+      // fused loop over [32, 1024]:
+      //   add  (prelude.model:30:48)  [register]
+      //   add  (prelude.model:30:63)  [register]
+      //   add %lstm.gates  (prelude.model:30:95)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 1024; ++i1) {
+          const T v105 = matmul148[t * 1024 + i0 * 30720 + i1] + lstm_bias_ih_l0[i1];
+          const T v110 = v105 + matmul109[i0 * 1024 + i1];
+          const T lstm_gates_2 = v110 + lstm_bias_hh_l0[i1];
+          lstm_gates[i0 * 1024 + i1] = lstm_gates_2;
         }
-    // fused loop over [32, 256]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
-    for (int64_t i0 = 0; i0 < 32; ++i0)
-      GRADC_IVDEP
-      for (int64_t i1 = 0; i1 < 256; ++i1)
-        {
-          const T v0 = (A + 1041344)[i0 * 1024 + i1 * 1];
-          const T v1 = T(1) / (T(1) + fexp(-v0));
-          const T v2 = (A + 1041344)[256 + i0 * 1024 + i1 * 1];
-          const T v3 = T(1) / (T(1) + fexp(-v2));
-          const T v4 = (A + 1041344)[512 + i0 * 1024 + i1 * 1];
-          const T v5 = ftanh(v4);
-          const T v6 = (A + 1041344)[768 + i0 * 1024 + i1 * 1];
-          const T v7 = T(1) / (T(1) + fexp(-v6));
-          const T v8 = v3 * (A + 1000384)[i0 * 256 + i1 * 1];
-          const T v9 = v1 * v5;
-          const T v10 = v8 + v9;
-          (A + 1008576)[i0 * 256 + i1 * 1] = v10;
-          const T v11 = ftanh(v10);
-          const T v12 = v7 * v11;
-          (A + 1016768)[i0 * 256 + i1 * 1] = v12;
-        }
-    for (int64_t o = 0; o < 32; ++o) std::copy_n((A + 1016768) + o * 256, 256, (A + 1090496) + (o * 30 + t) * 256);
-    std::copy_n((A + 1016768), 8192, (A + 992192));
-    std::copy_n((A + 1008576), 8192, (A + 1000384));
-  }
-  std::copy_n((A + 992192), 8192, (A + 1074112));
-  std::copy_n((A + 1000384), 8192, (A + 1082304));
-  // slice  (seed_plain_lstm.model:17:17)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      GRADC_IVDEP
-      for (int64_t i2 = 0; i2 < 256; ++i2)
-        {
-          (A + 0)[i0 * 256 + i1 * 256 + i2 * 1] = (A + 1090496)[7424 + i0 * 7680 + i1 * 256 + i2 * 1];
-        }
-  // reshape  (seed_plain_lstm.model:17:17)
-  // (a view of its operand)
-  // param %head.weight  (prelude.model:7:3)
-  // transpose  (prelude.model:10:25): folded into the matmul that reads it
-  // matmul  (prelude.model:10:14)
-  gemm(false, true, 32, 1, 256, T(1), (A + 0), 256, sf_[4].data(), 256, T(0), (A + 8192), 1, threads());
-  // param %head.bias  (prelude.model:8:3)
-  // add %yhat  (prelude.model:10:34)
-  for (int64_t i0 = 0; i0 < 32; ++i0)
-    GRADC_IVDEP
-    for (int64_t i1 = 0; i1 < 1; ++i1)
-      {
-        (A + 0)[i0 * 1 + i1 * 1] = (A + 8192)[i0 * 1] + sf_[5].data()[0];
       }
-  // output  (seed_plain_lstm.model:19:3)
-  std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
+      // fused loop over [32, 256]:
+      //   slice  (prelude.model:31:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
+      //   slice  (prelude.model:32:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
+      //   slice  (prelude.model:33:23)  [register]
+      //   tanh %lstm.g  (prelude.model:33:17)  [register]
+      //   slice  (prelude.model:34:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
+      //   mul  (prelude.model:35:15)  [register]
+      //   mul  (prelude.model:35:23)  [register]
+      //   add %lstm.c  (prelude.model:35:19)
+      //   tanh  (prelude.model:36:21)  [register]
+      //   mul %lstm.h  (prelude.model:36:15)
+      for (int64_t i0 = 0; i0 < 32; ++i0) {
+        GRADC_IVDEP
+        for (int64_t i1 = 0; i1 < 256; ++i1) {
+          const T v114 = lstm_gates[i0 * 1024 + i1];
+          const T lstm_i = T(1) / (T(1) + fexp(-v114));
+          const T v116 = lstm_gates[i0 * 1024 + i1 + 256];
+          const T lstm_f = T(1) / (T(1) + fexp(-v116));
+          const T v118 = lstm_gates[i0 * 1024 + i1 + 512];
+          const T lstm_g = ftanh(v118);
+          const T v120 = lstm_gates[i0 * 1024 + i1 + 768];
+          const T lstm_o = T(1) / (T(1) + fexp(-v120));
+          const T v122 = lstm_f * lstm_c[i0 * 256 + i1];
+          const T v123 = lstm_i * lstm_g;
+          const T lstm_c_3 = v122 + v123;
+          lstm_c_2[i0 * 256 + i1] = lstm_c_3;
+          const T v125 = ftanh(lstm_c_3);
+          const T lstm_h_3 = lstm_o * v125;
+          lstm_h_2[i0 * 256 + i1] = lstm_h_3;
+        }
+      }
+      for (int64_t i = 0; i < 32; ++i) {
+        std::copy_n(lstm_h_2 + i * 256, 256, lstm_seq + (i * 7680 + t * 256));
+      }
+      std::copy_n(lstm_h_2, 8192, lstm_h);
+      std::copy_n(lstm_c_2, 8192, lstm_c);
+    }
+    std::copy_n(lstm_h, 8192, lstm_h_4);
+    std::copy_n(lstm_c, 8192, lstm_c_4);
+    // slice  (seed_plain_lstm.model:17:17)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      GRADC_IVDEP
+      for (int64_t i2 = 0; i2 < 256; ++i2) {
+        slice130[i0 * 256 + i2] = lstm_seq[i0 * 7680 + i2 + 7424];
+      }
+    }
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 32, 1, 256, T(1), slice130, 256, head_weight, 256, T(0), matmul134, 1, threads());
+    // add %yhat  (prelude.model:10:34)
+    for (int64_t i0 = 0; i0 < 32; ++i0) {
+      const T yhat_2 = matmul134[i0] + head_bias[0];
+      yhat[i0] = yhat_2;
+    }
+    // output  (seed_plain_lstm.model:19:3)
+    std::copy_n(yhat, 32, static_cast<T *>(out[0]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build

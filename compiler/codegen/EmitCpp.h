@@ -16,9 +16,4 @@ namespace gradc {
 /// and main() calling rt::runMain. Every value lives in one arena, allocated at the first step.
 void emitCpp(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts = {});
 
-/// Prints the arena placement of every graph (--emit=memory-plan): each buffer's value,
-/// type, live range in node positions, offset and size, and the totals with and without
-/// sharing memory between values never alive together.
-void printMemoryPlans(const Module &m, const SourceManager &sm, std::ostream &os, const LowerOptions &opts = {});
-
 } // namespace gradc

@@ -1,13 +1,11 @@
-// EmitLLVM.cpp: lowers the loop-level plan (single nodes and fused runs of elementwise work,
-// buffers placed in one arena) to LLVM IR with IRBuilder, the same kernels as EmitCpp.cpp in
-// the same order of operations, so both backends compute the same bits.
+// EmitLLVM.cpp: builds the kernel IR (Kernel.h) of a module as LLVM IR with IRBuilder, the
+// same kernels as EmitCpp.cpp prints in the same order of operations, so both backends
+// compute the same bits.
 #include "codegen/EmitLLVM.h"
 
 #include <algorithm>
 #include <functional>
 #include <map>
-#include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
@@ -23,25 +21,14 @@
 
 #include "CompiledBackend.h"
 #include "ir/ScalarMath.h"
-#include "lower/LoopLevel.h"
+#include "lower/Kernel.h"
 #include "lower/RunSpec.h"
 
 namespace gradc {
 
 namespace {
 
-using Strides = std::vector<int64_t>;
-
-bool allZero(const Strides &s) {
-  return std::all_of(s.begin(), s.end(), [](int64_t x) { return x == 0; });
-}
-
-/// The LLVM name of a model value: its name ("lstm.gates"), or v<id> for unnamed ones.
-std::string irName(const Value *v) {
-  if (!v)
-    return "";
-  return v->name.empty() ? fmt::format("v{}", v->id) : v->name;
-}
+using namespace kernel;
 
 /// Whether a member of a fused loop is one this emitter computes element by element (or, for
 /// sum, mean and max, accumulates element by element).
@@ -54,23 +41,13 @@ bool emitterFusable(const Node &n) {
 /// Emits the functions of one float type into an llvm::Module.
 class FunctionEmitter {
 public:
-  FunctionEmitter(const Module &m, const LoopLevel &layout, llvm::Module &mod, bool isF32, const LLVMEmitOptions &opts)
-      : m_(m), layout_(layout), mod_(mod), ctx_(mod.getContext()), b_(ctx_), isF32_(isF32), opts_(opts) {
+  FunctionEmitter(llvm::Module &mod, bool isF32, const LLVMEmitOptions &opts)
+      : mod_(mod), ctx_(mod.getContext()), b_(ctx_), isF32_(isF32), opts_(opts) {
     T_ = isF32 ? llvm::Type::getFloatTy(ctx_) : llvm::Type::getDoubleTy(ctx_);
     i64_ = llvm::Type::getInt64Ty(ctx_);
     i32_ = llvm::Type::getInt32Ty(ctx_);
     ptr_ = llvm::PointerType::getUnqual(ctx_);
     dbl_ = llvm::Type::getDoubleTy(ctx_);
-    rt::ModelSpec spec = makeModelSpec(m);
-    for (size_t i = 0; i < spec.state.size(); ++i)
-      stateIndex_[spec.state[i].name] = i;
-    for (size_t i = 0; i < spec.inputs.size(); ++i)
-      inputIndex_[spec.inputs[i].name] = i;
-    for (size_t i = 0; i < spec.outputs.size(); ++i)
-      outputIndex_[spec.outputs[i].name] = i;
-    for (size_t i = 0; i < spec.state.size(); ++i)
-      if (spec.state[i].kind == rt::StateSpec::Param)
-        paramOrder_[spec.state[i].name] = paramOrder_.size();
     declareRuntime();
     if (opts_.contract) {
       llvm::FastMathFlags fmf;
@@ -79,10 +56,10 @@ public:
     }
   }
 
-  /// Emits gradc_<type>_<name> for graph g; `outputs`: write output sinks (infer only).
-  llvm::Function *graphFunction(const Graph &g, const std::string &name, bool outputs) {
+  /// Emits gradc_<type>_<name> for the kernel `k`.
+  llvm::Function *graphFunction(const Function &k) {
     auto *fty = llvm::FunctionType::get(dbl_, {ptr_, ptr_, ptr_, ptr_, dbl_, ptr_}, false);
-    auto *f = llvm::Function::Create(fty, llvm::Function::ExternalLinkage, fmt::format("gradc_{}_{}", isF32_ ? "f32" : "f64", name), mod_);
+    auto *f = llvm::Function::Create(fty, llvm::Function::ExternalLinkage, fmt::format("gradc_{}_{}", isF32_ ? "f32" : "f64", k.name), mod_);
     static const char *argNames[] = {"arena", "state", "batch", "outputs", "lr", "sinks"};
     for (unsigned i = 0; i < 6; ++i)
       f->getArg(i)->setName(argNames[i]);
@@ -91,28 +68,30 @@ public:
     for (unsigned i : {1u, 2u, 3u})
       f->addParamAttr(i, llvm::Attribute::NoAlias);
     setTargetAttrs(*f);
+    k_ = &k;
     arena_ = f->getArg(0);
     state_ = f->getArg(1);
     batch_ = f->getArg(2);
     outs_ = f->getArg(3);
     lr_ = f->getArg(4);
     sinks_ = f->getArg(5);
-    emitOutputs_ = outputs;
-    alias_.clear();
-    // The graphs never run at the same time and every scan resets its slots at its entry,
-    // so each graph numbers its gemmInvariantB slots from 0 (fewer packed copies).
-    nextSlot_ = 0;
-    buffers_.clear();
-    // The entry block holds the loss, the thread count and every arena buffer's address.
-    entry_ = llvm::BasicBlock::Create(ctx_, "entry", f);
-    b_.SetInsertPoint(entry_);
+    // The entry block holds the loss, the thread count and every buffer's address.
+    llvm::BasicBlock *entry = llvm::BasicBlock::Create(ctx_, "entry", f);
+    b_.SetInsertPoint(entry);
     loss_ = b_.CreateAlloca(dbl_, nullptr, "loss");
     b_.CreateStore(llvm::ConstantFP::get(dbl_, 0.0), loss_);
     threads_ = b_.CreateCall(threadsFn_, {}, "threads");
+    buffers_.clear();
+    for (const Buffer &buf : k.buffers)
+      buffers_.push_back(buf.kind == Buffer::Arena
+                             ? b_.CreateConstInBoundsGEP1_64(T_, arena_, static_cast<uint64_t>(buf.offset), buf.name)
+                             : b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, state_, buf.offset), buf.name));
+    vars_.assign(k.vars.size(), nullptr);
+    regs_.assign(k.regs.size(), nullptr);
     llvm::BasicBlock *start = llvm::BasicBlock::Create(ctx_, "start", f);
     b_.CreateBr(start);
     b_.SetInsertPoint(start);
-    body(g);
+    block(k.body);
     b_.CreateRet(b_.CreateLoad(dbl_, loss_));
     return f;
   }
@@ -209,9 +188,6 @@ private:
       return base;
     return b_.CreateInBoundsGEP(T_, base, off, name);
   }
-  llvm::Value *gep(llvm::Value *base, int64_t off, const llvm::Twine &name = "") {
-    return off == 0 ? base : b_.CreateConstInBoundsGEP1_64(T_, base, static_cast<uint64_t>(off), name);
-  }
   llvm::Value *load(llvm::Value *base, llvm::Value *off, const llvm::Twine &name = "") {
     llvm::LoadInst *l = b_.CreateAlignedLoad(T_, gep(base, off), llvm::MaybeAlign(T_->getPrimitiveSizeInBits() / 8), name);
     if (group_)
@@ -234,24 +210,6 @@ private:
     }
     llvm::Value *k = c(v);
     forLoop(n, "fill", [&](llvm::Value *i) { store(k, dst, i); }, true);
-  }
-
-  /// The arena buffer of v.
-  llvm::Value *ptr(const Value *v) {
-    llvm::Value *&p = buffers_[v];
-    if (!p) {
-      if (!layout_.offset.count(v))
-        throw std::logic_error(fmt::format("emit-llvm: value %{} ({}) has no buffer", irName(v), v->def ? opInfo(v->def->op).name : "argument"));
-      llvm::IRBuilderBase::InsertPointGuard guard(b_);
-      b_.SetInsertPoint(entry_->getTerminator());
-      p = b_.CreateConstInBoundsGEP1_64(T_, arena_, static_cast<uint64_t>(layout_.offset.at(v)), irName(v) + ".buf");
-    }
-    return p;
-  }
-  /// v's storage: its arena buffer, or what it aliases (state, a reshaped operand, a capture).
-  llvm::Value *ref(const Value *v) {
-    auto it = alias_.find(v);
-    return it != alias_.end() ? it->second : ptr(v);
   }
 
   // --- Loops.
@@ -285,48 +243,7 @@ private:
     b_.SetInsertPoint(exit);
   }
 
-  /// Loop nests over `shape` (one flat loop when every operand is contiguous or a scalar);
-  /// `inner` receives, per stride vector, the linear element offset. `independent`: every
-  /// iteration writes its own element and reads none another writes, so the innermost loop
-  /// is parallel (the C++ emitter's GRADC_IVDEP).
-  void loops(const std::vector<int64_t> &shape, const std::vector<Strides> &strides,
-             const std::function<void(const std::vector<llvm::Value *> &)> &inner, bool independent, const std::string &name) {
-    int64_t n = 1;
-    for (int64_t d : shape)
-      n *= d;
-    bool flat = true;
-    Strides full = stridesOf(shape);
-    for (const Strides &st : strides)
-      flat = flat && (st == full || allZero(st));
-    if (flat) {
-      forLoop(n, name, [&](llvm::Value *i) {
-        std::vector<llvm::Value *> offs;
-        for (const Strides &st : strides)
-          offs.push_back(allZero(st) ? ci(0) : i);
-        inner(offs);
-      }, independent);
-      return;
-    }
-    std::function<void(size_t, std::vector<llvm::Value *>)> level = [&](size_t a, std::vector<llvm::Value *> base) {
-      if (a == shape.size()) {
-        inner(base);
-        return;
-      }
-      forLoop(shape[a], fmt::format("{}.{}", name, a), [&](llvm::Value *i) {
-        std::vector<llvm::Value *> offs = base;
-        for (size_t k = 0; k < strides.size(); ++k)
-          if (strides[k][a]) {
-            llvm::Value *term = strides[k][a] == 1 ? i : b_.CreateMul(i, ci(strides[k][a]), "", true, true);
-            auto *zero = llvm::dyn_cast<llvm::ConstantInt>(offs[k]);
-            offs[k] = zero && zero->isZero() ? term : b_.CreateAdd(offs[k], term, "", true, true);
-          }
-        level(a + 1, offs);
-      }, independent && a + 1 == shape.size());
-    };
-    level(0, std::vector<llvm::Value *>(strides.size(), ci(0)));
-  }
-
-  // --- Scalar math: Ops.def's, over this builder.
+  // --- Scalar kernels.
   llvm::Value *maxOf(llvm::Value *a, llvm::Value *bb) { return b_.CreateSelect(b_.CreateFCmpOLT(a, bb), bb, a); } // std::max
   llvm::Value *minOf(llvm::Value *a, llvm::Value *bb) { return b_.CreateSelect(b_.CreateFCmpOLT(bb, a), bb, a); } // std::min
 
@@ -334,332 +251,187 @@ private:
   struct Scalar {
     using V = llvm::Value *;
     FunctionEmitter &e;
-    llvm::IRBuilder<> &b;
     V c(double v) { return e.c(v); }
-    V add(V x, V y) { return b.CreateFAdd(x, y); }
-    V sub(V x, V y) { return b.CreateFSub(x, y); }
-    V mul(V x, V y) { return b.CreateFMul(x, y); }
-    V div(V x, V y) { return b.CreateFDiv(x, y); }
+    V add(V x, V y) { return e.b_.CreateFAdd(x, y); }
+    V sub(V x, V y) { return e.b_.CreateFSub(x, y); }
+    V mul(V x, V y) { return e.b_.CreateFMul(x, y); }
+    V div(V x, V y) { return e.b_.CreateFDiv(x, y); }
     V max(V x, V y) { return e.maxOf(x, y); }
     V min(V x, V y) { return e.minOf(x, y); }
-    V neg(V x) { return b.CreateFNeg(x); }
-    V exp(V x) { return b.CreateCall(e.fexp_, {x}); }
-    V log(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::log, x); }
-    V sqrt(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x); }
-    V tanh(V x) { return b.CreateCall(e.ftanh_, {x}); }
-    V abs(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x); }
-    V trunc(V x) { return b.CreateUnaryIntrinsic(llvm::Intrinsic::trunc, x); }
-    V gt(V x, V y) { return b.CreateFCmpOGT(x, y); }
-    V lt(V x, V y) { return b.CreateFCmpOLT(x, y); }
-    V eq(V x, V y) { return b.CreateFCmpOEQ(x, y); }
-    V number(V cond) { return b.CreateUIToFP(cond, e.T_); }
-    V select(V cond, V x, V y) { return b.CreateSelect(cond, x, y); }
+    V neg(V x) { return e.b_.CreateFNeg(x); }
+    V exp(V x) { return e.b_.CreateCall(e.fexp_, {x}); }
+    V log(V x) { return e.unaryIntrinsic(llvm::Intrinsic::log, x); }
+    V sqrt(V x) { return e.unaryIntrinsic(llvm::Intrinsic::sqrt, x); }
+    V tanh(V x) { return e.b_.CreateCall(e.ftanh_, {x}); }
+    V abs(V x) { return e.unaryIntrinsic(llvm::Intrinsic::fabs, x); }
+    V trunc(V x) { return e.unaryIntrinsic(llvm::Intrinsic::trunc, x); }
+    V gt(V x, V y) { return e.b_.CreateFCmpOGT(x, y); }
+    V lt(V x, V y) { return e.b_.CreateFCmpOLT(x, y); }
+    V eq(V x, V y) { return e.b_.CreateFCmpOEQ(x, y); }
+    V number(V cond) { return e.b_.CreateUIToFP(cond, e.T_); }
+    V select(V cond, V x, V y) { return e.b_.CreateSelect(cond, x, y); }
   };
 
-  /// The value of an elementwise or indexed node from its operands' values.
-  llvm::Value *elementwise(const Node &n, const std::vector<llvm::Value *> &x) {
-    if (hasTrait(n.op, TR_INDEXED))
-      return x[0]; // the read itself
-    Scalar s{*this, b_};
-    if (std::optional<llvm::Value *> v = scalarMath(s, n.op, n.results[0]->type.dtype, x.data()))
+  /// The IR of one scalar operation of result type `dt` on its operands' values: Ops.def's
+  /// math, or (indexed) the read itself.
+  llvm::Value *scalar(Op op, DType dt, const std::vector<llvm::Value *> &x) {
+    if (hasTrait(op, TR_INDEXED))
+      return x[0];
+    Scalar s{*this};
+    if (std::optional<llvm::Value *> v = scalarMath(s, op, dt, x.data()))
       return *v;
-    throw std::logic_error(fmt::format("emit-llvm: no elementwise lowering for '{}'", opInfo(n.op).name));
+    throw std::logic_error(fmt::format("emit-llvm: no scalar lowering for '{}'", opInfo(op).name));
   }
 
-  // --- Graphs and nodes.
-  void body(const Graph &g) {
-    // Views first (state, reshapes): a fused loop may read one before its node's turn.
-    for (const auto &n : g.nodes)
-      if (n->op == Op::Reshape)
-        alias_[n->results[0]] = ref(n->operands[0]);
-      else if ((n->op == Op::Param || n->op == Op::Buffer) && n->results[0]->type.dtype == DType::F32)
-        alias_[n->results[0]] = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, state_, stateIndex_.at(n->getStr("name"))),
-                                              n->getStr("name"));
-    for (const FusedLoop &l : layout_.loops.at(&g)) {
-      if (l.fused())
-        fusedLoop(l);
-      else if (!l.nodes[0]->results.empty() && layout_.folded.count(l.nodes[0]->results[0]))
-        continue; // a transpose folded into the matmuls that read it
-      else
-        node(*l.nodes[0]);
+  // --- Kernel statements.
+  llvm::Value *index(const Affine &a) {
+    std::vector<int64_t> key{a.constant};
+    for (const auto &[v, st] : a.terms)
+      key.insert(key.end(), {v, st});
+    llvm::Value *&e = indices_[key]; // computed once per block
+    if (e)
+      return e;
+    for (const auto &[v, s] : a.terms) {
+      llvm::Value *term = s == 1 ? vars_[v] : b_.CreateMul(vars_[v], ci(s), "", true, true);
+      e = e ? b_.CreateAdd(e, term, "", true, true) : term;
+    }
+    if (a.constant)
+      e = e ? b_.CreateAdd(e, ci(a.constant), "", true, true) : ci(a.constant);
+    return e ? e : ci(0);
+  }
+  llvm::Value *address(const Ref &r) { return gep(buffers_[r.buffer], index(r.index)); }
+  llvm::Value *operand(const Operand &x) {
+    switch (x.kind) {
+    case Operand::Reg: return regs_[x.reg];
+    case Operand::Load: return load(address(x.ref), ci(0));
+    default: return c(x.value);
     }
   }
 
-  /// One loop nest computing a run of elementwise and indexed nodes element by element;
-  /// values used only inside the run stay in registers.
-  void fusedLoop(const FusedLoop &l) {
-    struct Access {
-      bool reg;
-      size_t index; // register: member index; memory: stride index
-      int64_t offset;
-      llvm::Value *base;
-    };
-    std::vector<Strides> strides{stridesOf(l.shape)};
-    std::unordered_map<const Value *, size_t> local;
-    std::vector<std::vector<Access>> acc(l.nodes.size());
-    std::vector<llvm::Value *> outs(l.nodes.size(), nullptr);
-    for (size_t k = 0; k < l.nodes.size(); ++k) {
-      const Node &n = *l.nodes[k];
-      if (!emitterFusable(n))
-        throw std::logic_error(fmt::format("emit-llvm: a fused loop holds '{}', which this emitter only lowers on its own",
-                                           opInfo(n.op).name));
-      for (size_t j = 0; j < n.operands.size(); ++j) {
-        auto it = local.find(n.operands[j]);
-        if (it != local.end()) {
-          acc[k].push_back({true, it->second, 0, nullptr});
-          continue;
-        }
-        auto [st, off] = readAccess(n, j, l.shape.size(), layout_.memStrides(n.operands[j]));
-        size_t si = std::find(strides.begin(), strides.end(), st) - strides.begin();
-        if (si == strides.size())
-          strides.push_back(st);
-        acc[k].push_back({false, si, off, gep(ref(n.operands[j]), off)});
-      }
-      local[n.results[0]] = k;
-      if (l.stored[k] || hasTrait(n.op, TR_REDUCTION))
-        outs[k] = layout_.seqViews.count(n.results[0]) ? ref(n.results[0]) : ptr(n.results[0]);
+  void block(const std::vector<Stmt> &body) {
+    for (const Stmt &s : body) {
+      const bool scalar = s.kind == Stmt::Let || s.kind == Stmt::Store || s.kind == Stmt::Accum;
+      if (!scalar)
+        indices_.clear(); // it may start and end blocks
+      stmt(s);
+      if (!scalar)
+        indices_.clear();
     }
-    // A stored member that is a stacked output's step writes it in place, at its strides.
-    std::vector<size_t> outIndex(l.nodes.size(), 0);
-    for (size_t k = 0; k < l.nodes.size(); ++k) {
-      const Value *r = l.nodes[k]->results[0];
-      if (!layout_.seqViews.count(r) || hasTrait(l.nodes[k]->op, TR_REDUCTION))
-        continue;
-      Strides st = layout_.memStrides(r);
-      outIndex[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
-      if (outIndex[k] == strides.size())
-        strides.push_back(st);
-    }
-    // A reduction member accumulates into its result, zeroed (or -inf for max) first, at the
-    // element's index with the reduced axes dropped.
-    const size_t rank = l.shape.size();
-    std::vector<size_t> outStride(l.nodes.size(), 0);
-    bool independent = true; // unless a reduction accumulates along the innermost axis
-    for (size_t k = 0; k < l.nodes.size(); ++k) {
-      const Node &n = *l.nodes[k];
-      if (!hasTrait(n.op, TR_REDUCTION))
-        continue;
-      Strides st = reductionStrides(n, l.shape, independent);
-      outStride[k] = std::find(strides.begin(), strides.end(), st) - strides.begin();
-      if (outStride[k] == strides.size())
-        strides.push_back(st);
-      fill(outs[k], n.results[0]->type.numel(), n.op == Op::Max ? -INFINITY : 0.0);
-    }
-    loops(l.shape, strides, [&](const std::vector<llvm::Value *> &off) {
-      std::vector<llvm::Value *> v(l.nodes.size());
-      for (size_t k = 0; k < l.nodes.size(); ++k) {
-        const Node &n = *l.nodes[k];
-        std::vector<llvm::Value *> x;
-        for (const Access &a : acc[k])
-          x.push_back(a.reg ? v[a.index] : load(a.base, off[a.index]));
-        if (hasTrait(n.op, TR_REDUCTION)) {
-          llvm::Value *d = load(outs[k], off[outStride[k]]);
-          store(n.op == Op::Max ? maxOf(d, x[0]) : b_.CreateFAdd(d, x[0]), outs[k], off[outStride[k]]);
-          continue;
-        }
-        v[k] = elementwise(n, x);
-        v[k]->setName(irName(n.results[0]));
-        if (outs[k])
-          store(v[k], outs[k], off[outIndex[k]]);
-      }
-    }, independent, "fused");
-    for (const Node *n : l.nodes)
-      if (n->op == Op::Mean)
-        meanDivide(*n);
   }
 
-  /// Divides a mean's accumulated sums by the number of elements each one reduced.
-  void meanDivide(const Node &n) {
-    int64_t count = 1;
-    for (int64_t a : n.getInts("axes"))
-      count *= n.operands[0]->type.shape[a];
-    llvm::Value *out = ptr(n.results[0]);
-    forLoop(n.results[0]->type.numel(), "mean", [&](llvm::Value *k) { store(b_.CreateFDiv(load(out, k), c(double(count))), out, k); }, true);
-  }
-
-  void node(const Node &n) {
-    const Value *r = n.results.empty() ? nullptr : n.results[0];
-    auto in = [&](size_t i) { return ref(n.operands[i]); };
-    auto numel = [&](size_t i) { return n.operands[i]->type.numel(); };
-    switch (n.op) {
-    case Op::Input: {
-      size_t i = inputIndex_.at(n.getStr("name"));
-      bool integer = r->type.dtype != DType::F32;
-      llvm::Value *src = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, batch_, i), "batch." + n.getStr("name"));
-      llvm::Value *dst = ptr(r);
-      llvm::Type *st = integer ? static_cast<llvm::Type *>(i32_) : llvm::Type::getFloatTy(ctx_);
-      forLoop(r->type.numel(), "input", [&](llvm::Value *k) {
+  void stmt(const Stmt &s) {
+    switch (s.kind) {
+    case Stmt::Comment: return;
+    case Stmt::Loop:
+      forLoop(s.extent, "for." + k_->vars[s.var], [&](llvm::Value *i) {
+        i->setName(k_->vars[s.var]);
+        vars_[s.var] = i;
+        block(s.body);
+      }, s.independent);
+      return;
+    case Stmt::Scan:
+      forLoop(s.extent, "scan", [&](llvm::Value *step) {
+        step->setName(s.reverse ? "step" : k_->vars[s.var]);
+        vars_[s.var] = s.reverse ? b_.CreateSub(ci(s.extent - 1), step, k_->vars[s.var]) : step;
+        block(s.body);
+      });
+      return;
+    case Stmt::Let: {
+      std::vector<llvm::Value *> x;
+      for (const Operand &a : s.args)
+        x.push_back(operand(a));
+      regs_[s.reg] = scalar(s.op, s.dtype, x);
+      regs_[s.reg]->setName(k_->regs[s.reg]);
+      return;
+    }
+    case Stmt::Store: {
+      llvm::Value *v = operand(s.value);
+      store(v, address(s.dst), ci(0));
+      return;
+    }
+    case Stmt::Accum: {
+      llvm::Value *p = address(s.dst);
+      llvm::Value *d = load(p, ci(0)), *x = operand(s.value);
+      store(s.op == Op::Maximum ? maxOf(d, x) : s.op == Op::Div ? b_.CreateFDiv(d, x) : b_.CreateFAdd(d, x), p, ci(0));
+      return;
+    }
+    case Stmt::Fill: fill(address(s.dst), s.count, s.value.value); return;
+    case Stmt::Copy: copy(address(s.dst), address(s.src), s.count); return;
+    case Stmt::Gemm: {
+      const GemmCall &g = s.gemm;
+      std::vector<llvm::Value *> args{b_.getInt32(g.ta), b_.getInt32(g.tb), ci(g.M), ci(g.N), ci(g.K), c(1.0), address(g.a), ci(g.lda),
+                                      address(g.b), ci(g.ldb), c(0.0), address(g.c), ci(g.ldc), threads_};
+      if (g.slot >= 0)
+        args.insert(args.begin(), ci(g.slot));
+      b_.CreateCall(g.slot >= 0 ? gemmInvariant_ : gemm_, args);
+      return;
+    }
+    case Stmt::GemmReset: b_.CreateCall(invariantReset_, {ci(s.index), ci(s.count)}); return;
+    case Stmt::Input: {
+      llvm::Value *src = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, batch_, s.index), "batch"), *dst = address(s.dst);
+      llvm::Type *st = s.integer ? static_cast<llvm::Type *>(i32_) : llvm::Type::getFloatTy(ctx_);
+      forLoop(s.count, "input", [&](llvm::Value *k) {
         llvm::Value *x = b_.CreateAlignedLoad(st, b_.CreateInBoundsGEP(st, src, k), llvm::MaybeAlign(4));
-        x = integer ? b_.CreateSIToFP(x, T_) : (isF32_ ? x : b_.CreateFPExt(x, T_));
-        store(x, dst, k);
+        store(s.integer ? b_.CreateSIToFP(x, T_) : (isF32_ ? x : b_.CreateFPExt(x, T_)), dst, k);
       }, true);
       return;
     }
-    case Op::Param:
-    case Op::Buffer: {
-      if (r->type.dtype == DType::F32)
-        return; // a view of the state, made by body()
-      size_t i = stateIndex_.at(n.getStr("name"));
-      llvm::Value *p = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, state_, i), n.getStr("name"));
-      llvm::Value *dst = ptr(r);
-      forLoop(r->type.numel(), "state", [&](llvm::Value *k) {
-        llvm::Value *x = b_.CreateAlignedLoad(i64_, b_.CreateInBoundsGEP(i64_, p, k), llvm::MaybeAlign(8));
-        store(b_.CreateSIToFP(x, T_), dst, k);
+    case Stmt::StateInt: {
+      llvm::Value *p = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, state_, s.index)), *dst = address(s.dst);
+      forLoop(s.count, "state", [&](llvm::Value *k) {
+        store(b_.CreateSIToFP(b_.CreateAlignedLoad(i64_, b_.CreateInBoundsGEP(i64_, p, k), llvm::MaybeAlign(8)), T_), dst, k);
       }, true);
       return;
     }
-    case Op::Const: fill(ptr(r), r->type.numel(), n.getFloat("value")); return;
-    case Op::Hyper: store(isF32_ ? b_.CreateFPTrunc(lr_, T_) : lr_, ptr(r), ci(0)); return;
-    case Op::Loss: {
-      llvm::Value *x = load(in(0), ci(0));
+    case Stmt::Hyper: store(isF32_ ? b_.CreateFPTrunc(lr_, T_) : lr_, address(s.dst), ci(0)); return;
+    case Stmt::Loss: {
+      llvm::Value *x = load(address(s.src), ci(0));
       b_.CreateStore(isF32_ ? b_.CreateFPExt(x, dbl_) : x, loss_);
       return;
     }
-    case Op::Output: {
-      auto it = outputIndex_.find(n.getStr("name"));
-      if (!emitOutputs_ || it == outputIndex_.end())
-        return;
-      llvm::Value *dst = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, outs_, it->second), "out." + n.getStr("name"));
-      copy(dst, in(0), numel(0));
+    case Stmt::Output:
+      copy(b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, outs_, s.index), "out"), address(s.src), s.count);
       return;
-    }
-    case Op::Update: b_.CreateCall(update_, {sinks_, ci(stateIndex_.at(n.getStr("name"))), in(0)}); return;
-    case Op::Grad: b_.CreateCall(grad_, {sinks_, ci(paramOrder_.at(n.getStr("name"))), in(0), ci(numel(0))}); return;
-    case Op::Reshape: return; // a view of its operand, made by body()
-    case Op::MatMul: matmul(n); return;
-    case Op::Scan: scan(n); return;
-    default: break;
-    }
-    llvm::Value *out = layout_.seqViews.count(r) ? ref(r) : ptr(r); // a concat may write a stacked step
-    const auto &os = r->type.shape;
-    if (hasTrait(n.op, TR_ELEMENTWISE) || n.op == Op::BroadcastTo) {
-      std::vector<Strides> strides{stridesOf(os)};
-      std::vector<llvm::Value *> bases;
-      for (size_t j = 0; j < n.operands.size(); ++j) {
-        strides.push_back(broadcastStrides(n.operands[j]->type.shape, os.size()));
-        bases.push_back(in(j));
-      }
-      loops(os, strides, [&](const std::vector<llvm::Value *> &off) {
-        std::vector<llvm::Value *> x;
-        for (size_t j = 0; j < bases.size(); ++j)
-          x.push_back(load(bases[j], off[j + 1]));
-        llvm::Value *v = elementwise(n, x);
-        v->setName(irName(r));
-        store(v, out, off[0]);
-      }, true, opInfo(n.op).name);
-      return;
-    }
-    switch (n.op) {
-    case Op::Transpose: {
-      Strides st = readAccess(n, 0, os.size()).first;
-      llvm::Value *a = in(0);
-      loops(os, {stridesOf(os), st}, [&](const std::vector<llvm::Value *> &off) { store(load(a, off[1]), out, off[0]); }, true,
-            "transpose");
-      return;
-    }
-    case Op::Slice:
-    case Op::Pad: {
-      // slice: out[i] = x[i + begin]; pad: out = 0, out[i + begin] = x[i].
-      bool isPad = n.op == Op::Pad;
-      const auto &begin = n.getInts("begin");
-      const auto &shifted = isPad ? os : n.operands[0]->type.shape;
-      const auto &iter = isPad ? n.operands[0]->type.shape : os;
-      Strides ss = stridesOf(shifted);
-      int64_t base = 0;
-      for (size_t a = 0; a < begin.size(); ++a)
-        base += begin[a] * ss[a];
-      if (isPad)
-        fill(out, r->type.numel(), 0.0);
-      llvm::Value *a = in(0);
-      llvm::Value *src = isPad ? a : gep(a, base), *dst = isPad ? gep(out, base) : out;
-      loops(iter, {stridesOf(iter), ss}, [&](const std::vector<llvm::Value *> &off) {
-        if (isPad)
-          store(load(src, off[0]), dst, off[1]);
-        else
-          store(load(src, off[1]), dst, off[0]);
-      }, true, isPad ? "pad" : "slice");
-      return;
-    }
-    case Op::Concat: {
-      int64_t axis = n.getInt("axis"), base = 0;
-      Strides st = layout_.memStrides(r); // row-major, or a stacked output's step in place
-      for (size_t i = 0; i < n.operands.size(); ++i) {
-        const auto &s = n.operands[i]->type.shape;
-        llvm::Value *a = in(i), *dst = gep(out, base * st[axis]);
-        loops(s, {stridesOf(s), st}, [&](const std::vector<llvm::Value *> &off) { store(load(a, off[0]), dst, off[1]); }, true,
-              "concat");
-        base += s[axis];
-      }
-      return;
-    }
-    case Op::Sum:
-    case Op::Mean:
-    case Op::Max: {
-      const auto &xs = n.operands[0]->type.shape;
-      std::vector<int64_t> keep = xs;
-      for (int64_t a : n.getInts("axes"))
-        keep[a] = 1;
-      bool mx = n.op == Op::Max;
-      fill(out, r->type.numel(), mx ? -INFINITY : 0.0);
-      llvm::Value *a = in(0);
-      // Each element accumulates in the C++ backend's order. When the innermost axis is kept
-      // (a sum over the batch, say), its iterations update distinct elements: parallel.
-      Strides keepStrides = broadcastStrides(keep, xs.size());
-      const auto &axes = n.getInts("axes");
-      bool innerKept = !xs.empty() && std::find(axes.begin(), axes.end(), int64_t(xs.size() - 1)) == axes.end() && !allZero(keepStrides);
-      loops(xs, {stridesOf(xs), keepStrides}, [&](const std::vector<llvm::Value *> &off) {
-        llvm::Value *d = load(out, off[1]), *s = load(a, off[0]);
-        store(mx ? maxOf(d, s) : b_.CreateFAdd(d, s), out, off[1]);
-      }, innerKept, opInfo(n.op).name);
-      if (n.op == Op::Mean)
-        meanDivide(n);
-      return;
-    }
-    case Op::OneHot: {
-      int64_t classes = n.getInt("classes");
-      fill(out, r->type.numel(), 0.0);
-      llvm::Value *labels = in(0);
-      forLoop(numel(0), "one_hot", [&](llvm::Value *k) {
-        llvm::Value *cls = b_.CreateFPToSI(load(labels, k), i64_);
-        store(c(1.0), out, b_.CreateAdd(b_.CreateMul(k, ci(classes)), cls));
+    case Stmt::Update: b_.CreateCall(update_, {sinks_, ci(s.index), address(s.src)}); return;
+    case Stmt::Grad: b_.CreateCall(grad_, {sinks_, ci(s.index), address(s.src), ci(s.count)}); return;
+    case Stmt::OneHot: {
+      llvm::Value *labels = address(s.src), *out = address(s.dst);
+      forLoop(s.count, "one_hot", [&](llvm::Value *k) {
+        store(c(1.0), out, b_.CreateAdd(b_.CreateMul(k, ci(s.classes)), b_.CreateFPToSI(load(labels, k), i64_)));
       });
       return;
     }
-    case Op::Mse:
-    case Op::BceWithLogits: {
-      llvm::Value *a = in(0), *t = in(1);
-      llvm::Value *sum = sumLoop(numel(0), n.op == Op::Mse ? "mse" : "bce", [&](llvm::Value *k) -> llvm::Value * {
-        llvm::Value *x = load(a, k), *y = load(t, k);
-        if (n.op == Op::Mse) {
-          llvm::Value *d = b_.CreateFSub(x, y);
-          return b_.CreateFMul(d, d);
-        }
-        llvm::Value *e = unaryIntrinsic(llvm::Intrinsic::exp, b_.CreateFNeg(unaryIntrinsic(llvm::Intrinsic::fabs, x)));
-        return b_.CreateFAdd(b_.CreateFSub(maxOf(x, c(0.0)), b_.CreateFMul(x, y)), libm("log1p", e));
-      });
-      store(b_.CreateFDiv(sum, c(double(numel(0)))), out, ci(0));
-      return;
+    case Stmt::LossKernel: lossKernel(s); return;
     }
-    case Op::CrossEntropy: {
-      int64_t B = n.operands[0]->type.shape[0], C = n.operands[0]->type.shape[1];
-      llvm::Value *logits = in(0), *labels = in(1);
-      llvm::Value *sum = sumLoop(B, "cross_entropy", [&](llvm::Value *bi) -> llvm::Value * {
-        llvm::Value *x = gep(logits, b_.CreateMul(bi, ci(C)), "row");
+  }
+
+  void lossKernel(const Stmt &s) {
+    llvm::Value *a = address(s.src), *t = address(s.src2), *sum = nullptr;
+    if (s.op == Op::CrossEntropy) {
+      const int64_t C = s.classes;
+      sum = sumLoop(s.count, "cross_entropy", [&](llvm::Value *bi) -> llvm::Value * {
+        llvm::Value *x = gep(a, b_.CreateMul(bi, ci(C)), "row");
         llvm::Value *m = load(x, ci(0));
         if (C > 1)
           m = reduceLoop(C - 1, "row_max", m, [&](llvm::Value *acc, llvm::Value *k) { return maxOf(acc, load(x, b_.CreateAdd(k, ci(1)))); });
         llvm::Value *z = reduceLoop(C, "row_sum", c(0.0), [&](llvm::Value *acc, llvm::Value *k) {
           return b_.CreateFAdd(acc, unaryIntrinsic(llvm::Intrinsic::exp, b_.CreateFSub(load(x, k), m)));
         });
-        llvm::Value *label = b_.CreateFPToSI(load(labels, bi), i64_);
+        llvm::Value *label = b_.CreateFPToSI(load(t, bi), i64_);
         return b_.CreateFSub(b_.CreateFAdd(m, unaryIntrinsic(llvm::Intrinsic::log, z)), load(x, label));
       });
-      store(b_.CreateFDiv(sum, c(double(B))), out, ci(0));
-      return;
+    } else {
+      sum = sumLoop(s.count, s.op == Op::Mse ? "mse" : "bce", [&](llvm::Value *k) -> llvm::Value * {
+        llvm::Value *x = load(a, k), *y = load(t, k);
+        if (s.op == Op::Mse) {
+          llvm::Value *d = b_.CreateFSub(x, y);
+          return b_.CreateFMul(d, d);
+        }
+        llvm::Value *e = unaryIntrinsic(llvm::Intrinsic::exp, b_.CreateFNeg(unaryIntrinsic(llvm::Intrinsic::fabs, x)));
+        return b_.CreateFAdd(b_.CreateFSub(maxOf(x, c(0.0)), b_.CreateFMul(x, y)), libm("log1p", e));
+      });
     }
-    default:
-      throw std::logic_error(fmt::format("emit-llvm: no lowering for '{}'", opInfo(n.op).name));
-    }
+    store(b_.CreateFDiv(sum, c(double(s.count))), address(s.dst), ci(0));
   }
 
   /// acc = init; for k < n: acc = step(acc, k); returns acc (a sequential reduction).
@@ -684,126 +456,6 @@ private:
     return reduceLoop(n, name, c(0.0), [&](llvm::Value *acc, llvm::Value *k) { return b_.CreateFAdd(acc, term(k)); });
   }
 
-  /// C = op(A)·op(B); with a slot (>= 0), through gemmInvariantB (B packed once per scan).
-  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, llvm::Value *a, int64_t lda, llvm::Value *bb, int64_t ldb, llvm::Value *cc,
-            int64_t ldc, int64_t slot = -1) {
-    if (slot >= 0)
-      b_.CreateCall(gemmInvariant_, {ci(slot), b_.getInt32(ta), b_.getInt32(tb), ci(M), ci(N), ci(K), c(1.0), a, ci(lda), bb, ci(ldb),
-                                     c(0.0), cc, ci(ldc), threads_});
-    else
-      b_.CreateCall(gemm_, {b_.getInt32(ta), b_.getInt32(tb), ci(M), ci(N), ci(K), c(1.0), a, ci(lda), bb, ci(ldb), c(0.0), cc, ci(ldc), threads_});
-  }
-
-  void matmul(const Node &n) {
-    const Value *r = n.results[0];
-    auto [a, ta] = LoopLevel::matOperand(n.operands[0]);
-    auto [bv, tb] = LoopLevel::matOperand(n.operands[1]);
-    const auto &as = n.operands[0]->type.shape, &bs = n.operands[1]->type.shape, &cs = r->type.shape;
-    int64_t M = as[as.size() - 2], K = as.back(), N = bs.back();
-    int64_t lda = ta ? M : K, ldb = tb ? K : N;
-    if (bs.size() == 2) {
-      // [..., M, K] @ [K, N]: the leading axes fold into M (A is contiguous, or a step read
-      // in place, rows apart by its memory stride).
-      if (as.size() > 2 && ta)
-        throw std::logic_error("emit-llvm: transposed batched operand");
-      if (layout_.seqViews.count(a))
-        lda = layout_.memStrides(a)[0];
-      if (layout_.seqViews.count(bv))
-        ldb = layout_.memStrides(bv)[0];
-      auto slot = invariantSlot_.find(&n);
-      gemm(ta, tb, r->type.numel() / N, N, K, ref(a), lda, ref(bv), ldb, ptr(r), N,
-           slot == invariantSlot_.end() ? -1 : slot->second);
-      return;
-    }
-    // Batched: one GEMM per batch index, operands broadcast over the leading axes.
-    std::vector<int64_t> batch(cs.begin(), cs.end() - 2);
-    Strides sa = broadcastStrides(std::vector<int64_t>(as.begin(), as.end() - 2), batch.size());
-    Strides sb = broadcastStrides(std::vector<int64_t>(bs.begin(), bs.end() - 2), batch.size());
-    llvm::Value *pa = ref(a), *pb = ref(bv), *pc = ptr(r);
-    loops(batch, {stridesOf(batch), sa, sb}, [&](const std::vector<llvm::Value *> &off) {
-      gemm(ta, tb, M, N, K, gep(pa, b_.CreateMul(off[1], ci(M * K))), lda, gep(pb, b_.CreateMul(off[2], ci(K * N))), ldb,
-           gep(pc, b_.CreateMul(off[0], ci(M * N))), N);
-    }, false, "batched_matmul");
-  }
-
-  /// Copies step `t` of axis `axis` between a stacked tensor and a step tensor.
-  void stepCopy(const std::vector<int64_t> &stacked, int64_t axis, llvm::Value *stackedPtr, llvm::Value *stepPtr, llvm::Value *t,
-                bool toStep) {
-    int64_t outer = 1, inner = 1;
-    for (int64_t a = 0; a < axis; ++a)
-      outer *= stacked[a];
-    for (size_t a = axis + 1; a < stacked.size(); ++a)
-      inner *= stacked[a];
-    int64_t len = stacked[axis];
-    auto one = [&](llvm::Value *o) {
-      llvm::Value *s = gep(stackedPtr, b_.CreateMul(b_.CreateAdd(b_.CreateMul(o, ci(len)), t), ci(inner)));
-      llvm::Value *p = gep(stepPtr, b_.CreateMul(o, ci(inner)));
-      if (toStep)
-        copy(p, s, inner);
-      else
-        copy(s, p, inner);
-    };
-    if (outer == 1)
-      one(ci(0));
-    else
-      forLoop(outer, "step_copy", one);
-  }
-
-  void scan(const Node &n) {
-    const Graph &b = *n.body;
-    int64_t axis = n.getInt("axis"), nseq = n.getInt("nseq"), ncarry = n.getInt("ncarry");
-    bool rev = n.getInt("reverse") != 0;
-    int64_t len = n.operands[0]->type.shape[axis];
-    // Captures alias their operands; carries start as copies of the initial values.
-    for (size_t k = nseq + ncarry; k < n.operands.size(); ++k)
-      alias_[b.args[k]] = ref(n.operands[k]);
-    for (int64_t c = 0; c < ncarry; ++c)
-      copy(ptr(b.args[nseq + c]), ref(n.operands[nseq + c]), b.args[nseq + c]->type.numel());
-    bool swap = false;
-    for (int64_t c = 0; c < ncarry; ++c)
-      for (int64_t c2 = 0; c2 < ncarry; ++c2)
-        swap = swap || (c != c2 && b.yields[c] == b.args[nseq + c2]);
-    // The body's matmuls by a loop-invariant B get slots, stale until their first call here.
-    std::vector<const Node *> invariant = LoopLevel::invariantMatmuls(n);
-    if (!invariant.empty()) {
-      b_.CreateCall(invariantReset_, {ci(nextSlot_), ci(static_cast<int64_t>(invariant.size()))});
-      for (const Node *mm : invariant)
-        invariantSlot_[mm] = nextSlot_++;
-    }
-    forLoop(len, "scan", [&](llvm::Value *step) {
-      llvm::Value *t = rev ? b_.CreateSub(ci(len - 1), step, "t") : step;
-      for (int64_t s = 0; s < nseq; ++s) {
-        auto view = layout_.seqViews.find(b.args[s]);
-        if (view != layout_.seqViews.end()) // read in place
-          alias_[b.args[s]] = gep(ref(n.operands[s]), b_.CreateMul(t, ci(view->second.step)));
-        else
-          stepCopy(n.operands[s]->type.shape, axis, ref(n.operands[s]), ptr(b.args[s]), t, true);
-      }
-      for (size_t y = ncarry; y < b.yields.size(); ++y) {
-        auto view = layout_.seqViews.find(b.yields[y]);
-        if (view != layout_.seqViews.end()) // written in place
-          alias_[b.yields[y]] = gep(ptr(n.results[y]), b_.CreateMul(t, ci(view->second.step)));
-      }
-      body(b);
-      // Stacked outputs, then the next carries (read every yield before writing any carry).
-      for (size_t y = ncarry; y < b.yields.size(); ++y)
-        if (!layout_.seqViews.count(b.yields[y]))
-          stepCopy(n.results[y]->type.shape, axis, ptr(n.results[y]), ref(b.yields[y]), t, false);
-      for (int64_t c = 0; c < ncarry; ++c)
-        if (b.yields[c] != b.args[nseq + c])
-          copy(swap ? ptr(n.results[c]) : ptr(b.args[nseq + c]), ref(b.yields[c]), b.args[nseq + c]->type.numel());
-      if (swap)
-        for (int64_t c = 0; c < ncarry; ++c)
-          if (b.yields[c] != b.args[nseq + c])
-            copy(ptr(b.args[nseq + c]), ptr(n.results[c]), b.args[nseq + c]->type.numel());
-    });
-    for (int64_t c = 0; c < ncarry; ++c)
-      if (!swap || b.yields[c] == b.args[nseq + c])
-        copy(ptr(n.results[c]), ptr(b.args[nseq + c]), b.args[nseq + c]->type.numel());
-  }
-
-  const Module &m_;
-  const LoopLevel &layout_;
   llvm::Module &mod_;
   llvm::LLVMContext &ctx_;
   llvm::IRBuilder<> b_;
@@ -812,16 +464,13 @@ private:
   llvm::Type *T_, *i64_, *i32_, *dbl_;
   llvm::PointerType *ptr_;
   llvm::FunctionCallee gemm_, gemmInvariant_, invariantReset_, threadsFn_, update_, grad_;
-  std::unordered_map<const Node *, int64_t> invariantSlot_; ///< gemmInvariantB slot of each matmul by a scan-invariant B.
-  int64_t nextSlot_ = 0;                                     ///< The next unused slot of the graph being emitted.
   llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr;
   llvm::Value *arena_ = nullptr, *state_ = nullptr, *batch_ = nullptr, *outs_ = nullptr, *lr_ = nullptr, *sinks_ = nullptr;
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;
   llvm::MDNode *group_ = nullptr; ///< The access group of the innermost parallel loop being emitted.
-  bool emitOutputs_ = false;
-  std::unordered_map<const Value *, llvm::Value *> alias_, buffers_;
-  llvm::BasicBlock *entry_ = nullptr;
-  std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
+  const Function *k_ = nullptr;   ///< The kernel being built.
+  std::vector<llvm::Value *> buffers_, vars_, regs_; ///< Its buffers' addresses, loop variables and registers, by id.
+  std::map<std::vector<int64_t>, llvm::Value *> indices_; ///< Index values of the current block.
 };
 
 /// `gradc_model` (GradcCompiledModel) and main() for an executable's object.
@@ -851,22 +500,21 @@ void emitExecutableEntry(const Module &m, llvm::Module &mod, int64_t arenaElemen
 
 } // namespace
 
-LLVMEmitResult emitLLVM(const Module &m, const SourceManager & /*sm: for source locations, not emitted yet*/, llvm::LLVMContext &ctx,
+LLVMEmitResult emitLLVM(const Module &m, const SourceManager &sm, llvm::LLVMContext &ctx,
                         const LLVMEmitOptions &opts) {
-  LoopLevel layout(m, opts.lower, emitterFusable);
+  Program prog = lower(m, sm, opts.lower, emitterFusable);
   LLVMEmitResult res;
-  res.arenaElements = layout.arenaSize;
+  res.arenaElements = prog.arenaSize;
   res.module = std::make_unique<llvm::Module>(m.name, ctx);
   for (bool f32 : {true, false}) {
     if (f32 ? !opts.f32 : !opts.f64)
       continue;
-    FunctionEmitter fe(m, layout, *res.module, f32, opts);
-    fe.graphFunction(*m.trainGraph, "train", false);
-    fe.graphFunction(*m.evalGraph, "eval", false);
-    fe.graphFunction(*m.inferGraph, "infer", true);
+    FunctionEmitter fe(*res.module, f32, opts);
+    for (const Function *k : {&prog.train, &prog.eval, &prog.infer})
+      fe.graphFunction(*k);
   }
   if (opts.executable)
-    emitExecutableEntry(m, *res.module, layout.arenaSize);
+    emitExecutableEntry(m, *res.module, prog.arenaSize);
   std::string problems;
   llvm::raw_string_ostream os(problems);
   if (llvm::verifyModule(*res.module, &os))

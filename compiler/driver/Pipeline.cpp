@@ -11,6 +11,7 @@
 
 #include "codegen/Build.h"
 #include "codegen/EmitCpp.h"
+#include "lower/LoopLevel.h"
 #include "codegen/LLVMCodegen.h"
 #include "elaborate/Elaborate.h"
 #include "frontend/ASTPrinter.h"
@@ -249,7 +250,7 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     const CodegenOptions cg = codegenOptions(opts);
     if (opts.emit == "memory-plan") {
       std::ostringstream os;
-      printMemoryPlans(*m, sm, os, lower);
+      printMemoryPlans(*m, os, lower);
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
     if (opts.emit == "llvm" || opts.emit == "obj" || (opts.emit.empty() && opts.backend == "llvm")) {

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "lower/LoopLevel.h"
+
 namespace gradc {
 
 DTensor::DTensor(std::vector<int64_t> s, double fill) : shape(std::move(s)) {
@@ -346,15 +348,10 @@ private:
 
   /// Calls f(stacked offset, step offset) for every element of step t along `axis`.
   template <typename F> static void forStep(const std::vector<int64_t> &stacked, int64_t axis, int64_t t, F f) {
-    int64_t outer = 1, inner = 1;
-    for (int64_t a = 0; a < axis; ++a)
-      outer *= stacked[a];
-    for (size_t a = axis + 1; a < stacked.size(); ++a)
-      inner *= stacked[a];
-    int64_t len = stacked[axis];
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < inner; ++i)
-        f((o * len + t) * inner + i, o * inner + i);
+    const StepLayout l = stepLayout(stacked, axis);
+    for (int64_t o = 0; o < l.outer; ++o)
+      for (int64_t i = 0; i < l.inner; ++i)
+        f((o * l.len + t) * l.inner + i, o * l.inner + i);
   }
 
   static DTensor takeSlice(const DTensor &x, int64_t axis, int64_t t) {

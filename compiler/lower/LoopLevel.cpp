@@ -25,6 +25,16 @@ std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t 
   return out;
 }
 
+StepLayout stepLayout(const std::vector<int64_t> &stacked, int64_t axis) {
+  StepLayout l;
+  for (int64_t a = 0; a < axis; ++a)
+    l.outer *= stacked[a];
+  for (size_t a = axis + 1; a < stacked.size(); ++a)
+    l.inner *= stacked[a];
+  l.len = stacked[axis];
+  return l;
+}
+
 std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank, const std::vector<int64_t> &mem) {
   const auto &xs = n.operands[j]->type.shape;
   switch (n.op) {
@@ -227,5 +237,7 @@ Storage LoopLevel::storageOf(const Value *v) const {
   }
   return Storage::Slot;
 }
+
+void printMemoryPlans(const Module &m, std::ostream &os, const LowerOptions &opts) { LoopLevel(m, opts, {}, &os); }
 
 } // namespace gradc

@@ -33,6 +33,13 @@ std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &shape, size_t 
 /// `mem` gives the memory strides of the operand's axes (row-major when empty).
 std::pair<std::vector<int64_t>, int64_t> readAccess(const Node &n, size_t j, size_t rank, const std::vector<int64_t> &mem = {});
 
+/// Step t of a tensor stacked along `axis`: `outer` runs of `inner` contiguous elements;
+/// run o starts at (o·len + t)·inner in the stacked tensor and at o·inner in the step.
+struct StepLayout {
+  int64_t outer = 1, inner = 1, len = 0;
+};
+StepLayout stepLayout(const std::vector<int64_t> &stacked, int64_t axis);
+
 /// A scan body's step of a stacked tensor used in place instead of being copied each step: a
 /// sequence argument read from the stacked operand, or a stacked output written straight
 /// into the scan's result. Element i of step t is at stacked + t·step + Σ i[a]·strides[a].
@@ -90,5 +97,10 @@ private:
   std::unordered_map<const Node *, int> loopIndex_; ///< Node -> its loop's index in its graph's plan.
   std::unordered_set<const Value *> inRegisters_, captures_;
 };
+
+/// Prints the arena placement of every graph (--emit=memory-plan): each buffer's value,
+/// type, live range in node positions, offset and size, and the totals with and without
+/// sharing memory between values never alive together.
+void printMemoryPlans(const Module &m, std::ostream &os, const LowerOptions &opts = {});
 
 } // namespace gradc

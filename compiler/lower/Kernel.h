@@ -1,0 +1,116 @@
+// Kernel.h: the kernel IR below the loop level: per graph, a tree of loops, scalar register
+// definitions, loads, stores, accumulations, copies and GEMM calls over named buffers, with
+// every lowering decision made (Lower.cpp); each code generator only prints or builds it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ir/IR.h"
+#include "lower/LoopLevel.h"
+#include "support/Diagnostics.h"
+
+namespace gradc::kernel {
+
+/// A named buffer a kernel reads or writes.
+struct Buffer {
+  enum Kind { Arena, State } kind = Arena;
+  std::string name;  ///< A valid identifier, unique in its function, from the model value's name.
+  int64_t offset = 0; ///< Arena: element offset; State: index in the model's state (spec order).
+  std::string value; ///< The model value's (or state tensor's) name, as the graph prints it.
+  TensorType type;   ///< The type of the value it holds (numel, dtype, shape).
+  std::string where; ///< "file:line" of the model value, or empty.
+};
+
+/// An affine element index: constant + Σ var·stride (loop variables and the scan's step `t`).
+struct Affine {
+  int64_t constant = 0;
+  std::vector<std::pair<int, int64_t>> terms; ///< (variable, stride), strides never 0.
+  /// This index plus `k` times `other`.
+  Affine plus(const Affine &other, int64_t k = 1) const;
+};
+
+/// An element address (or, as a base pointer, the address of element `index`): a buffer and
+/// an index into it.
+struct Ref {
+  int buffer = -1;
+  Affine index;
+};
+
+/// An operand of a scalar expression: a register, a load, or a literal constant.
+struct Operand {
+  enum Kind { Reg, Load, Const } kind = Load;
+  int reg = -1;
+  Ref ref;
+  double value = 0;
+};
+
+/// The arguments of one GEMM call, C = op(A)·op(B), all resolved.
+struct GemmCall {
+  bool ta = false, tb = false;
+  int64_t M = 0, N = 0, K = 0, lda = 0, ldb = 0, ldc = 0;
+  Ref a, b, c;
+  int64_t slot = -1; ///< gemmInvariantB slot (B packed once per scan), or -1 for plain gemm.
+};
+
+/// One statement of a kernel.
+struct Stmt {
+  enum Kind {
+    Comment,    ///< text: describes the statements after it.
+    Loop,       ///< for var < extent: body; independent: iterations touch disjoint elements.
+    Scan,       ///< for step < extent, t = reverse ? extent-1-step : step (var): body.
+    Let,        ///< reg = scalar(op, dtype, args).
+    Store,      ///< dst = value.
+    Accum,      ///< dst = dst (+ | max | /) value, op Add, Maximum or Div.
+    Fill,       ///< dst[0..count) = value.value.
+    Copy,       ///< dst[0..count) = src[0..count).
+    Gemm,       ///< gemm.
+    GemmReset,  ///< Resets gemmInvariantB slots [index, index+count).
+    Input,      ///< dst[0..count) = batch input `index` (float, or int32 when integer).
+    StateInt,   ///< dst[0..count) = integer state `index`.
+    Hyper,      ///< dst[0] = the learning rate.
+    Loss,       ///< the loss = src[0].
+    Output,     ///< output `index`[0..count) = src.
+    Update,     ///< state `index` = src (applied after the step).
+    Grad,       ///< gradient of parameter `index` (param order) = src[0..count).
+    OneHot,     ///< dst[k·classes + label k] = 1, labels src[0..count).
+    LossKernel, ///< dst[0] = op(src, src2) over count elements (mse, bce_with_logits), or
+                ///< cross_entropy of src [count, classes] against labels src2.
+  } kind = Comment;
+  std::string text;
+  int var = -1;
+  int64_t extent = 0;
+  bool independent = false, reverse = false, integer = false;
+  std::vector<Stmt> body;
+  Op op = Op::Add;
+  DType dtype = DType::F32;
+  std::vector<Operand> args;
+  int reg = -1;
+  Ref dst, src, src2;
+  Operand value;
+  int64_t count = 0, index = 0, classes = 0;
+  GemmCall gemm;
+};
+
+/// One graph's kernel: a function of the arena, the state, the batch and the sinks.
+struct Function {
+  std::string name;                ///< "train", "eval" or "infer".
+  std::vector<Buffer> buffers;     ///< In order of first use.
+  std::vector<std::string> vars;   ///< Loop and step variable names, by id.
+  std::vector<std::string> regs;   ///< Register names, by id (unique in the function).
+  std::vector<Stmt> body;
+};
+
+/// The kernels of a module's three graphs.
+struct Program {
+  Function train, eval, infer;
+  int64_t arenaSize = 0;
+};
+
+/// Lowers the loop-level plan of `m` to kernels. `canFuse` as for LoopLevel.
+Program lower(const Module &m, const SourceManager &sm, const LowerOptions &opts, std::function<bool(const Node &)> canFuse = {});
+
+} // namespace gradc::kernel
