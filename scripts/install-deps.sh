@@ -9,7 +9,7 @@ PACKAGES=(
   llvm-19-dev llvm-19-tools clang-19 libclang-rt-19-dev
   libfmt-dev libboost-program-options-dev
   python3-torch python3-numpy libopenblas-dev
-  ninja-build cmake g++ libgtest-dev zlib1g-dev
+  ninja-build cmake g++ libgtest-dev zlib1g-dev strace
   dataset-fashion-mnist
 )
 

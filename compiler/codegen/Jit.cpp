@@ -112,12 +112,9 @@ private:
 int runJit(const Module &m, const SourceManager &sm, const CodegenOptions &opts, const LowerOptions &lower, std::vector<std::string> args,
            std::ostream &err) {
   LLVMTarget target;
-  std::string error;
-  if (!makeLLVMTarget(opts.targetCpu, opts.optLevel, target, error)) {
-    err << "gradc: error: " << error << "\n";
+  if (!targetFor(opts, target, err))
     return 1;
-  }
-  target.contract = opts.fpContract;
+  std::string error;
   ModelJit jit(m, sm, target, lower, opts.llvmOpt);
   error = jit.init();
   if (!error.empty()) {

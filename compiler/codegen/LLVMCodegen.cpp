@@ -117,15 +117,21 @@ bool emitObjectFile(llvm::Module &mod, const LLVMTarget &target, std::string &by
   return true;
 }
 
-int compileWithLLVM(const Module &m, const SourceManager &sm, const CodegenOptions &opts, const LowerOptions &lower, LLVMOutput kind,
-                    std::string &out, std::ostream &err) {
-  LLVMTarget target;
+bool targetFor(const CodegenOptions &opts, LLVMTarget &target, std::ostream &err) {
   std::string error;
   if (!makeLLVMTarget(opts.targetCpu, opts.optLevel, target, error)) {
     err << "gradc: error: " << error << "\n";
-    return 1;
+    return false;
   }
   target.contract = opts.fpContract;
+  return true;
+}
+
+int compileWithLLVM(const Module &m, const SourceManager &sm, const CodegenOptions &opts, const LowerOptions &lower, LLVMOutput kind,
+                    std::string &out, std::ostream &err) {
+  LLVMTarget target;
+  if (!targetFor(opts, target, err))
+    return 1;
   llvm::LLVMContext ctx;
   LLVMEmitResult res = emitLLVM(m, sm, ctx, llvmEmitOptions(target, lower));
   if (opts.llvmOpt)
@@ -141,7 +147,7 @@ int compileWithLLVM(const Module &m, const SourceManager &sm, const CodegenOptio
     os.flush();
     return 0;
   }
-  if (!emitObjectFile(*res.module, target, out, error)) {
+  if (std::string error; !emitObjectFile(*res.module, target, out, error)) {
     err << "gradc: internal error: " << error << "\n";
     return 2;
   }

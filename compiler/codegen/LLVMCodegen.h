@@ -29,6 +29,10 @@ struct LLVMTarget {
 /// host CPU and its features) at -O`optLevel`. Returns false with `error` set for an unknown CPU.
 bool makeLLVMTarget(const std::string &cpu, int optLevel, LLVMTarget &out, std::string &error);
 
+/// The target of `opts` (--target-cpu, -O, --fp-contract); prints an error to `err` and
+/// returns false when LLVM has none.
+bool targetFor(const CodegenOptions &opts, LLVMTarget &target, std::ostream &err);
+
 /// Emitter options for `target` (FMA, function target attributes) over `lower`.
 LLVMEmitOptions llvmEmitOptions(const LLVMTarget &target, const LowerOptions &lower);
 
