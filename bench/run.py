@@ -10,6 +10,12 @@ peak and FMA peak for the same number of threads (bench/gemm_bench --peaks, meas
 same run), peak RSS, start-up (exec or import to the start of the first step: `ready`) and
 to the end of the first step, and gradc's compile time.
 
+A third column, oneDNN, times Intel's hand-tuned LSTM training primitives alone (forward in
+training mode plus lstm_backward, bench/onednn_lstm, built when libdnnl-dev is found) on each
+size's LSTM shape, with 1 and 2 OpenMP threads (OMP_NUM_THREADS) each in its own process; the
+summary's 'gradc/dnnl' is gradc's whole step over that LSTM alone, each side's best thread
+count (lower is better for gradc; 1.00x would mean gradc's whole step costs oneDNN's LSTM).
+
 usage: /usr/bin/python3 bench/run.py [--build DIR] [--steps N] [--sizes small,medium,...]
 """
 import argparse
@@ -113,6 +119,26 @@ def torch_side(name, steps):
     return runs
 
 
+def onednn_side(onednn, name, steps):
+    """oneDNN's LSTM alone on this size's shape, 1 and 2 threads, each in its own process;
+    None when bench/onednn_lstm was not built."""
+    if not os.path.exists(onednn):
+        return None
+    F, T, H, B = SIZES[name]
+    iters = steps if name != "large" else max(5, steps // 2)
+    runs = []
+    for threads in (1, 2):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        p = subprocess.run([onednn, str(F), str(T), str(H), str(B), str(iters), "3" if name == "large" else "5"],
+                           capture_output=True, text=True, env=env)
+        m = re.search(r"^onednn_lstm .* ms_per_iter (\S+) fwd_ms (\S+) bwd_ms (\S+)", p.stdout, re.M)
+        if p.returncode != 0 or not m:
+            sys.exit(f"bench: {onednn} failed ({p.returncode}):\n{p.stdout[-1000:]}{p.stderr[-2000:]}")
+        runs.append({"threads": threads, "ms_per_step": float(m.group(1)), "fwd_ms": float(m.group(2)),
+                     "bwd_ms": float(m.group(3))})
+    return runs
+
+
 def best(runs):
     """The run with the fewest ms per step."""
     return min(runs, key=lambda r: r["ms_per_step"])
@@ -126,6 +152,7 @@ def main():
     a = ap.parse_args()
     gradc = os.path.join(a.build, "bin", "gradc")
     gemm_bench = os.path.join(a.build, "bin", "gemm_bench")
+    onednn = os.path.join(a.build, "bin", "onednn_lstm")
     out = subprocess.run([gemm_bench, "--quick", "--peaks", "--threads", "2"], check=True, capture_output=True,
                          text=True).stdout
     peaks = {int(t): (float(f), float(g))
@@ -135,13 +162,14 @@ def main():
               f"(best of gradc and OpenBLAS, square 512/1024), FMA peak {f:.1f} GFLOP/s")
     hdr = (f"{'size':8s} {'impl':6s} {'ms/step':>9s} {'samples/s':>10s} {'GFLOP/s':>8s} {'%GEMM':>6s} {'%FMA':>6s} "
            f"{'RSS MiB':>8s} {'ready s':>8s} {'1st step s':>10s} {'compile s':>9s}")
-    rows, ratios = [], []
+    rows, ratios, dnnl_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="gradc-bench-") as work:
         for name in a.sizes.split(","):
             F, T, H, B = SIZES[name]
             steps = a.steps if name != "large" else max(20, a.steps // 5)  # ~0.1-0.6 s a step
             g = gradc_side(gradc, name, work, steps)
             t = torch_side(name, steps)
+            d = onednn_side(onednn, name, steps)
             fl = gemm_flops(F, T, H, B)
             for impl, r in [(f"gradc{r['threads']}", r) for r in g] + [(f"torch{r['threads']}", r) for r in t]:
                 ms = r["ms_per_step"]
@@ -150,26 +178,47 @@ def main():
                 rows.append(f"{name:8s} {impl:6s} {ms:9.3f} {B * 1000 / ms:10.0f} {gf:8.1f} {100 * gf / gp:5.1f}% "
                             f"{100 * gf / fma:5.1f}% {r['peak_rss_mib']:8.1f} {r['ready_s']:8.3f} {r['first_step_s']:10.3f} "
                             f"{r.get('compile_s', float('nan')):9.2f}")
+            for r in d or []:
+                ms = r["ms_per_step"]
+                fma, gp = peaks[r["threads"]]
+                gf = fl / ms / 1e6
+                dnnl_rows.append(f"{name:8s} dnnl{r['threads']:<2d} {ms:9.3f} {r['fwd_ms']:9.3f} {r['bwd_ms']:9.3f} "
+                                 f"{gf:8.1f} {100 * gf / gp:5.1f}% {100 * gf / fma:5.1f}%")
             bg, bt = best(g), best(t)
             g1 = next(r for r in g if r["threads"] == 1)
             ratios.append((name, bt["ms_per_step"] / bg["ms_per_step"], bt["ms_per_step"] / g1["ms_per_step"],
                            bt["peak_rss_mib"] / bg["peak_rss_mib"], bt["ready_s"] / bg["ready_s"],
-                           bt["first_step_s"] / bg["first_step_s"], bg, bt))
+                           bt["first_step_s"] / bg["first_step_s"], bg, bt, best(d) if d else None))
     print(hdr)
     for r in rows:
         print(r)
+    if dnnl_rows:
+        print()
+        print("oneDNN's LSTM alone (forward training + backward, weight reorders, input gradient; no BatchNorm, "
+              "head, loss or optimizer); GFLOP/s counted as for gradc")
+        print(f"{'size':8s} {'impl':6s} {'ms/iter':>9s} {'fwd ms':>9s} {'bwd ms':>9s} {'GFLOP/s':>8s} {'%GEMM':>6s} "
+              f"{'%FMA':>6s}")
+        for r in dnnl_rows:
+            print(r)
+    else:
+        print()
+        print(f"oneDNN column left out: {onednn} was not built (needs libdnnl-dev)")
     print()
     print("PyTorch / gradc, each side's best thread count (higher is better for gradc); 'speed-up 1T' is against")
     print("gradc on one thread; start-up is to the start of the first step, '+1st step' to its end")
+    if dnnl_rows:
+        print("'gradc/dnnl': gradc's whole step / oneDNN's LSTM alone, each side's best thread count ('dnnl': "
+              "oneDNN's; lower is better for gradc)")
     print(f"{'size':8s} {'threads':>7s} {'speed-up':>9s} {'speed-up 1T':>11s} {'RSS ratio':>10s} {'start-up':>9s} "
-          f"{'+1st step':>9s}")
-    for name, sp, sp1, mem, st, st1, g, t in ratios:
+          f"{'+1st step':>9s}" + (f" {'dnnl':>4s} {'gradc/dnnl':>10s}" if dnnl_rows else ""))
+    for name, sp, sp1, mem, st, st1, g, t, d in ratios:
         extra = ""
         if name == "fashion":
             extra = (f"   s/epoch ({FASHION_STEPS_PER_EPOCH} steps): gradc {g['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}"
                      f", torch {t['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}")
+        dnnl = f" {d['threads']:>4d} {g['ms_per_step'] / d['ms_per_step']:9.2f}x" if d else ""
         print(f"{name:8s} {g['threads']:>3d}/{t['threads']:<3d} {sp:8.2f}x {sp1:10.2f}x {mem:9.2f}x {st:8.1f}x "
-              f"{st1:8.1f}x{extra}")
+              f"{st1:8.1f}x{dnnl}{extra}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PACKAGES=(
   llvm-19-dev llvm-19-tools clang-19 libclang-rt-19-dev
   libfmt-dev libboost-program-options-dev
-  python3-torch python3-numpy libopenblas-dev
+  python3-torch python3-numpy libopenblas-dev libdnnl-dev
   ninja-build cmake g++ libgtest-dev zlib1g-dev strace
   dataset-fashion-mnist
 )

@@ -52,6 +52,10 @@ for var in ["HOME", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
 if os.path.exists(os.path.join(tools_dir, "gradc-fuzz-frontend")):
     config.available_features.add("fuzzer")
 
+# bench/onednn_lstm is built only where oneDNN (libdnnl-dev) was found (tests/lit/bench).
+if os.path.exists(os.path.join(tools_dir, "onednn_lstm")):
+    config.available_features.add("onednn")
+
 # Recorded checkpoint digests exist for this CPU's vector ISA (codegen/checkpoints_bitwise.test).
 _isa = "avx2"
 try:
