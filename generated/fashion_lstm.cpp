@@ -139,28 +139,28 @@ public:
   // input %y  (fashion_lstm.model:9:1)
   { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
     for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 50240), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 50240), 8192, (A + 975936));
   std::copy_n((A + 50240), 8192, (A + 984128));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
@@ -171,19 +171,19 @@ public:
           (A + 1025088)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -258,28 +258,28 @@ private:
   // input %y  (fashion_lstm.model:9:1)
   { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
     for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 50240), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 50240), 8192, (A + 975936));
   std::copy_n((A + 50240), 8192, (A + 984128));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
@@ -290,19 +290,19 @@ private:
           (A + 1025088)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -336,9 +336,9 @@ private:
   }
   std::copy_n((A + 975936), 8192, (A + 1057856));
   std::copy_n((A + 984128), 8192, (A + 1066048));
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
+  // transpose  (prelude.model:41:13): folded into the matmul that reads it
   // slice  (fashion_lstm.model:16:19)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -436,38 +436,38 @@ private:
         {
           (A + 78720)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 70528)[i0 * 128 + i1 * 128 + i2 * 1];
         }
-  // scan  (prelude.model:29:13)
+  // scan  (prelude.model:41:13)
   std::copy_n((A + 50240), 8192, (A + 308096));
   std::copy_n((A + 50240), 8192, (A + 316288));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    // const  (prelude.model:36:21)
+    // const  (prelude.model:48:21)
     std::fill_n((A + 324480), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:48:15)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   sub  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   add  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   sub  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   sub  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)
+    //   mul  (prelude.model:47:23)  [register]
+    //   mul  (prelude.model:45:17)  [register]
+    //   sub  (prelude.model:45:17)  [register]
+    //   mul  (prelude.model:45:17)
+    //   mul  (prelude.model:48:15)  [register]
+    //   sub  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -501,7 +501,7 @@ private:
           const T v22 = v5 * ((A + 2450496) + t * 128)[i0 * 3584 + i1 * 1];
           (A + 324496)[i0 * 128 + i1 * 1] = v22;
         }
-    // concat  (prelude.model:31:26)
+    // concat  (prelude.model:43:26)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -526,14 +526,14 @@ private:
         {
           ((A + 365456) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 332688)[i0 * 128 + i1 * 1];
         }
-    // matmul  (prelude.model:30:67)
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(1, false, false, 64, 128, 512, T(1), ((A + 365456) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 332688), 128, threads());
     std::copy_n((A + 332688), 8192, (A + 308096));
     std::copy_n((A + 324496), 8192, (A + 316288));
   }
   std::copy_n((A + 308096), 8192, (A + 58432));
   std::copy_n((A + 316288), 8192, (A + 67920));
-  // sum  (prelude.model:29:13)
+  // sum  (prelude.model:41:13)
   std::fill_n((A + 50208), 512, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 28; ++i1)
@@ -541,36 +541,36 @@ private:
         {
           (A + 50208)[i2 * 1] += (A + 365456)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // matmul  (prelude.model:29:13)
+  // matmul  (prelude.model:41:13)
   gemm(true, false, 128, 512, 1792, T(1), (A + 2679872), 128, (A + 365456), 512, T(0), (A + 67920), 512, threads());
-  // reshape  (prelude.model:30:20)
+  // reshape  (prelude.model:42:20)
   // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // transpose  (prelude.model:42:20): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(true, false, 28, 512, 1792, T(1), (A + 0), 28, (A + 365456), 512, T(0), (A + 50720), 512, threads());
-  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  // transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 28; ++i1)
       {
         (A + 0)[i0 * 28 + i1 * 1] = (A + 50720)[i0 * 1 + i1 * 512];
       }
-  // grad  (prelude.model:19:5)
+  // grad  (prelude.model:24:5)
   if (grads) (*grads)[0].assign((A + 0), (A + 0) + 14336);
-  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  // transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 133456)[i0 * 128 + i1 * 1] = (A + 67920)[i0 * 1 + i1 * 512];
       }
-  // grad  (prelude.model:20:5)
+  // grad  (prelude.model:25:5)
   if (grads) (*grads)[1].assign((A + 133456), (A + 133456) + 65536);
-  // grad  (prelude.model:21:5)
+  // grad  (prelude.model:26:5)
   if (grads) (*grads)[2].assign((A + 50208), (A + 50208) + 512);
-  // grad  (prelude.model:22:5)
+  // grad  (prelude.model:27:5)
   if (grads) (*grads)[3].assign((A + 50208), (A + 50208) + 512);
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 10; ++i0)
@@ -885,28 +885,28 @@ private:
   // input %x  (fashion_lstm.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 50176), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 50176), 8192, (A + 975872));
   std::copy_n((A + 50176), 8192, (A + 984064));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
     // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
@@ -917,19 +917,19 @@ private:
           (A + 1025024)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)

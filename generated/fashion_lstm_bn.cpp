@@ -166,28 +166,28 @@ public:
   // input %y  (fashion_lstm_bn.model:9:1)
   { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50176);
     for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 50240), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58432), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 50240), 8192, (A + 975936));
   std::copy_n((A + 50240), 8192, (A + 984128));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975936), 128, sf_[1].data(), 128, T(0), (A + 992320), 512, threads());
     // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
@@ -198,19 +198,19 @@ public:
           (A + 1025088)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -247,14 +247,14 @@ public:
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
+  // buffer %bn.running_mean  (prelude.model:75:3)
+  // buffer %bn.running_var  (prelude.model:76:3)
+  // const  (prelude.model:90:53)
   std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
+  // param %bn.weight  (prelude.model:73:3)
   // fused loop over [128]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)  [register]
   //   mul  (prelude.model:10:14)
   //   neg  (prelude.model:10:14)  [register]
   //   mul  (prelude.model:10:14)  [register]
@@ -274,7 +274,7 @@ public:
   }
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
+  // param %bn.bias  (prelude.model:74:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
@@ -325,9 +325,9 @@ private:
     T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // const  (prelude.model:59:17)
+  // const  (prelude.model:84:17)
   std::fill_n((A + 0), 1, T(0));
-  // const  (prelude.model:58:13)
+  // const  (prelude.model:83:13)
   std::fill_n((A + 16), 1, T(-1));
   // input %x  (fashion_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
@@ -335,28 +335,28 @@ private:
   // input %y  (fashion_lstm_bn.model:9:1)
   { const int32_t *src = static_cast<const int32_t *>(b.data[1]); T *dst = (A + 50208);
     for (int64_t k = 0; k < 64; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 50272), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 32), 28, sf_[0].data(), 28, T(0), (A + 58464), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 50272), 8192, (A + 975968));
   std::copy_n((A + 50272), 8192, (A + 984160));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975968), 128, sf_[1].data(), 128, T(0), (A + 992352), 512, threads());
     // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
@@ -367,19 +367,19 @@ private:
           (A + 1025120)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -413,9 +413,9 @@ private:
   }
   std::copy_n((A + 975968), 8192, (A + 1057888));
   std::copy_n((A + 984160), 8192, (A + 1066080));
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
+  // transpose  (prelude.model:41:13): folded into the matmul that reads it
   // slice  (fashion_lstm_bn.model:17:22)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -426,17 +426,17 @@ private:
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
-  // slice  (prelude.model:59:17)
+  // slice  (prelude.model:84:17)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     (A + 66656)[i] = (A + 58464)[0 + i];
   }
   // fused loop over [64, 128], 3 reductions:
-  //   sub  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mul  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
+  //   sub  (prelude.model:84:17)  [register]
+  //   mean over axes [0]  (prelude.model:84:17)
+  //   mul  (prelude.model:84:17)  [register]
+  //   mean over axes [0]  (prelude.model:84:17)
+  //   mean %bn.mu over axes [0]  (prelude.model:82:16)
   std::fill_n((A + 66784), 128, T(0));
   std::fill_n((A + 66912), 128, T(0));
   std::fill_n((A + 67040), 128, T(0));
@@ -453,35 +453,35 @@ private:
   for (int64_t k = 0; k < 128; ++k) (A + 66784)[k] /= T(64);
   for (int64_t k = 0; k < 128; ++k) (A + 66912)[k] /= T(64);
   for (int64_t k = 0; k < 128; ++k) (A + 67040)[k] /= T(64);
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // const  (prelude.model:60:44)
+  // buffer %bn.running_mean  (prelude.model:75:3)
+  // const  (prelude.model:85:44)
   std::fill_n((A + 66656), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
+  // const  (prelude.model:85:70)
   std::fill_n((A + 66672), 1, T(0.10000000000000001));
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:61:84)
+  // buffer %bn.running_var  (prelude.model:76:3)
+  // const  (prelude.model:86:84)
   std::fill_n((A + 66688), 1, T(0.10158730158730159));
-  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
+  // buffer %bn.num_batches_tracked  (prelude.model:77:3)
   for (int64_t k = 0; k < 1; ++k) (A + 66704)[k] = T(si_[10][k]);
-  // const  (prelude.model:62:56)
+  // const  (prelude.model:87:56)
   std::fill_n((A + 66720), 1, T(1));
-  // const  (prelude.model:63:28)
+  // const  (prelude.model:88:28)
   std::fill_n((A + 66736), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
+  // param %bn.weight  (prelude.model:73:3)
+  // param %bn.bias  (prelude.model:74:3)
   // param %head.weight  (prelude.model:7:3)
   // fused loop over [128]:
-  //   mul  (prelude.model:59:17)  [register]
-  //   sub  (prelude.model:59:17)  [register]
-  //   maximum  (prelude.model:59:17)  [register]
-  //   add  (prelude.model:63:28)  [register]
-  //   rsqrt  (prelude.model:63:23)
-  //   mul  (prelude.model:60:44)  [register]
-  //   mul  (prelude.model:60:70)  [register]
-  //   add %bn.running_mean.new  (prelude.model:60:59)
-  //   mul  (prelude.model:61:43)  [register]
-  //   mul  (prelude.model:61:84)  [register]
-  //   add %bn.running_var.new  (prelude.model:61:57)
+  //   mul  (prelude.model:84:17)  [register]
+  //   sub  (prelude.model:84:17)  [register]
+  //   maximum  (prelude.model:84:17)  [register]
+  //   add  (prelude.model:88:28)  [register]
+  //   rsqrt  (prelude.model:88:23)
+  //   mul  (prelude.model:85:44)  [register]
+  //   mul  (prelude.model:85:70)  [register]
+  //   add %bn.running_mean.new  (prelude.model:85:59)
+  //   mul  (prelude.model:86:43)  [register]
+  //   mul  (prelude.model:86:84)  [register]
+  //   add %bn.running_var.new  (prelude.model:86:57)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
     const T v0 = (A + 66784)[i] * (A + 66784)[i];
@@ -500,10 +500,10 @@ private:
     (A + 67296)[i] = v10;
   }
   // fused loop over [64, 128]:
-  //   sub %bn.d  (prelude.model:58:13)
-  //   mul %bn.xhat  (prelude.model:63:16)
-  //   mul  (prelude.model:67:17)  [register]
-  //   add  (prelude.model:67:26)
+  //   sub %bn.d  (prelude.model:83:13)
+  //   mul %bn.xhat  (prelude.model:88:16)
+  //   mul  (prelude.model:92:17)  [register]
+  //   add  (prelude.model:92:26)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -553,7 +553,7 @@ private:
   updates.emplace_back(8, (A + 67168));
   // update  (fashion_lstm_bn.model:15:1)
   updates.emplace_back(9, (A + 67296));
-  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+  // add %bn.num_batches_tracked.new  (prelude.model:87:56)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 0)[0] = (A + 66704)[0] + (A + 66720)[0];
@@ -600,13 +600,13 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 64, 128, 10, T(1), (A + 61728), 10, (A + 58464), 10, T(0), (A + 92128), 128, threads());
   // fused loop over [64, 128], 3 reductions:
-  //   sum over axes [0]  (prelude.model:58:13)
-  //   mul  (prelude.model:67:17)  [register]
-  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
-  //   mul  (prelude.model:67:17)  [register]
-  //   mul  (prelude.model:63:16)  [register]
-  //   sum over axes [0]  (prelude.model:63:16)
-  //   mul  (prelude.model:63:16)
+  //   sum over axes [0]  (prelude.model:83:13)
+  //   mul  (prelude.model:92:17)  [register]
+  //   sum %d.bn.weight over axes [0]  (prelude.model:92:17)
+  //   mul  (prelude.model:92:17)  [register]
+  //   mul  (prelude.model:88:16)  [register]
+  //   sum over axes [0]  (prelude.model:88:16)
+  //   mul  (prelude.model:88:16)
   std::fill_n((A + 58464), 128, T(0));
   std::fill_n((A + 58592), 128, T(0));
   std::fill_n((A + 58720), 128, T(0));
@@ -626,18 +626,18 @@ private:
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 128, 10, 64, T(1), (A + 83936), 128, (A + 61728), 10, T(0), (A + 59760), 10, threads());
-  // const  (prelude.model:63:23)
+  // const  (prelude.model:88:23)
   std::fill_n((A + 50240), 1, T(-0.5));
   // fused loop over [128]:
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:59:17)
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:57:16)
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:84:17)
+  //   mul  (prelude.model:83:13)  [register]
+  //   mul  (prelude.model:83:13)  [register]
+  //   mul  (prelude.model:83:13)  [register]
+  //   mul  (prelude.model:82:16)
   //   mul  (fashion_lstm_bn.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 128; ++i) {
@@ -655,17 +655,17 @@ private:
     const T v9 = sf_[20].data()[i] * (A + 66656)[0];
     (A + 59104)[i] = v9;
   }
-  // reshape  (prelude.model:59:17)
+  // reshape  (prelude.model:84:17)
   // (a view of its operand)
-  // reshape  (prelude.model:57:16)
+  // reshape  (prelude.model:82:16)
   // (a view of its operand)
   // fused loop over [64, 128]:
-  //   broadcast_to  (prelude.model:59:17)  [register]
-  //   mul  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   broadcast_to  (prelude.model:57:16)  [register]
-  //   add  (prelude.model:57:16)
+  //   broadcast_to  (prelude.model:84:17)  [register]
+  //   mul  (prelude.model:84:20)  [register]
+  //   add  (prelude.model:84:20)  [register]
+  //   add  (prelude.model:84:20)  [register]
+  //   broadcast_to  (prelude.model:82:16)  [register]
+  //   add  (prelude.model:82:16)
   for (int64_t i0 = 0; i0 < 64; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -689,38 +689,38 @@ private:
         {
           (A + 83936)[3456 + i0 * 3584 + i1 * 128 + i2 * 1] = (A + 75744)[i0 * 128 + i1 * 128 + i2 * 1];
         }
-  // scan  (prelude.model:29:13)
+  // scan  (prelude.model:41:13)
   std::copy_n((A + 50272), 8192, (A + 313312));
   std::copy_n((A + 50272), 8192, (A + 321504));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = 27 - step;
-    // const  (prelude.model:36:21)
+    // const  (prelude.model:48:21)
     std::fill_n((A + 329696), 1, T(1));
     // fused loop over [64, 128]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:48:15)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   sub  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   add  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   sub  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   sub  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)
+    //   mul  (prelude.model:47:23)  [register]
+    //   mul  (prelude.model:45:17)  [register]
+    //   sub  (prelude.model:45:17)  [register]
+    //   mul  (prelude.model:45:17)
+    //   mul  (prelude.model:48:15)  [register]
+    //   sub  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -754,7 +754,7 @@ private:
           const T v22 = v5 * ((A + 2450528) + t * 128)[i0 * 3584 + i1 * 1];
           (A + 329712)[i0 * 128 + i1 * 1] = v22;
         }
-    // concat  (prelude.model:31:26)
+    // concat  (prelude.model:43:26)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -779,14 +779,14 @@ private:
         {
           ((A + 370672) + t * 512)[384 + i0 * 14336 + i1 * 1] = (A + 337904)[i0 * 128 + i1 * 1];
         }
-    // matmul  (prelude.model:30:67)
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(1, false, false, 64, 128, 512, T(1), ((A + 370672) + t * 512), 14336, sf_[1].data(), 128, T(0), (A + 337904), 128, threads());
     std::copy_n((A + 337904), 8192, (A + 313312));
     std::copy_n((A + 329712), 8192, (A + 321504));
   }
   std::copy_n((A + 313312), 8192, (A + 67424));
   std::copy_n((A + 321504), 8192, (A + 75616));
-  // sum  (prelude.model:29:13)
+  // sum  (prelude.model:41:13)
   std::fill_n((A + 50240), 512, T(0));
   for (int64_t i0 = 0; i0 < 64; ++i0)
     for (int64_t i1 = 0; i1 < 28; ++i1)
@@ -794,17 +794,17 @@ private:
         {
           (A + 50240)[i2 * 1] += (A + 370672)[i0 * 14336 + i1 * 512 + i2 * 1];
         }
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // matmul  (prelude.model:29:13)
+  // matmul  (prelude.model:41:13)
   gemm(true, false, 128, 512, 1792, T(1), (A + 2679904), 128, (A + 370672), 512, T(0), (A + 67424), 512, threads());
-  // reshape  (prelude.model:30:20)
+  // reshape  (prelude.model:42:20)
   // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // transpose  (prelude.model:42:20): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(true, false, 28, 512, 1792, T(1), (A + 32), 28, (A + 370672), 512, T(0), (A + 132960), 512, threads());
   // fused loop over [512, 28]:
-  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
   //   mul  (fashion_lstm_bn.model:22:1)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
@@ -815,10 +815,10 @@ private:
         const T v1 = sf_[12].data()[i0 * 28 + i1 * 1] * (A + 66656)[0];
         (A + 14352)[i0 * 28 + i1 * 1] = v1;
       }
-  // grad  (prelude.model:19:5)
+  // grad  (prelude.model:24:5)
   if (grads) (*grads)[0].assign((A + 16), (A + 16) + 14336);
   // fused loop over [512, 128]:
-  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
   //   mul  (fashion_lstm_bn.model:22:1)
   for (int64_t i0 = 0; i0 < 512; ++i0)
     GRADC_IVDEP
@@ -829,15 +829,15 @@ private:
         const T v1 = sf_[14].data()[i0 * 128 + i1 * 1] * (A + 66656)[0];
         (A + 198496)[i0 * 128 + i1 * 1] = v1;
       }
-  // grad  (prelude.model:20:5)
+  // grad  (prelude.model:25:5)
   if (grads) (*grads)[1].assign((A + 132960), (A + 132960) + 65536);
-  // grad  (prelude.model:21:5)
+  // grad  (prelude.model:26:5)
   if (grads) (*grads)[2].assign((A + 50240), (A + 50240) + 512);
-  // grad  (prelude.model:22:5)
+  // grad  (prelude.model:27:5)
   if (grads) (*grads)[3].assign((A + 50240), (A + 50240) + 512);
-  // grad  (prelude.model:48:3)
+  // grad  (prelude.model:73:3)
   if (grads) (*grads)[4].assign((A + 58592), (A + 58592) + 128);
-  // grad  (prelude.model:49:3)
+  // grad  (prelude.model:74:3)
   if (grads) (*grads)[5].assign((A + 58464), (A + 58464) + 128);
   // fused loop over [10, 128]:
   //   transpose %d.head.weight  (prelude.model:10:25)
@@ -1225,28 +1225,28 @@ private:
   // input %x  (fashion_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 50176; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 50176), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 1792, 512, 28, T(1), (A + 0), 28, sf_[0].data(), 28, T(0), (A + 58368), 512, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 50176), 8192, (A + 975872));
   std::copy_n((A + 50176), 8192, (A + 984064));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 28; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 64, 512, 128, T(1), (A + 975872), 128, sf_[1].data(), 128, T(0), (A + 992256), 512, threads());
     // fused loop over [64, 512]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 512; ++i1)
@@ -1257,19 +1257,19 @@ private:
           (A + 1025024)[i0 * 512 + i1 * 1] = v2;
         }
     // fused loop over [64, 128]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 64; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -1306,14 +1306,14 @@ private:
         }
   // reshape  (fashion_lstm_bn.model:17:22)
   // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
+  // buffer %bn.running_mean  (prelude.model:75:3)
+  // buffer %bn.running_var  (prelude.model:76:3)
+  // const  (prelude.model:90:53)
   std::fill_n((A + 8192), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
+  // param %bn.weight  (prelude.model:73:3)
   // fused loop over [128]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)  [register]
   //   mul  (prelude.model:10:14)
   //   neg  (prelude.model:10:14)  [register]
   //   mul  (prelude.model:10:14)  [register]
@@ -1333,7 +1333,7 @@ private:
   }
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
+  // param %bn.bias  (prelude.model:74:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)

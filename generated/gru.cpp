@@ -51,25 +51,25 @@ const ModelSpec &spec() {
     s.state.push_back({"optimizer.head.weight.exp_avg_sq", StateSpec::OptState, DType::F32, {1, 48}, StateSpec::Zeros, 0, 0});
     s.state.push_back({"optimizer.head.bias.exp_avg", StateSpec::OptState, DType::F32, {1}, StateSpec::Zeros, 0, 0});
     s.state.push_back({"optimizer.head.bias.exp_avg_sq", StateSpec::OptState, DType::F32, {1}, StateSpec::Zeros, 0, 0});
-    s.state[0].where = "layer gru, gru.model:34";
-    s.state[1].where = "layer gru, gru.model:34";
-    s.state[2].where = "layer gru, gru.model:34";
-    s.state[3].where = "layer gru, gru.model:34";
-    s.state[4].where = "layer head, gru.model:35";
-    s.state[5].where = "layer head, gru.model:35";
-    s.state[7].where = "layer gru, gru.model:34";
-    s.state[8].where = "layer gru, gru.model:34";
-    s.state[9].where = "layer gru, gru.model:34";
-    s.state[10].where = "layer gru, gru.model:34";
-    s.state[11].where = "layer gru, gru.model:34";
-    s.state[12].where = "layer gru, gru.model:34";
-    s.state[13].where = "layer gru, gru.model:34";
-    s.state[14].where = "layer gru, gru.model:34";
-    s.state[15].where = "layer head, gru.model:35";
-    s.state[16].where = "layer head, gru.model:35";
-    s.state[17].where = "layer head, gru.model:35";
-    s.state[18].where = "layer head, gru.model:35";
-    s.lossWhere = "gru.model:40";
+    s.state[0].where = "layer gru, gru.model:12";
+    s.state[1].where = "layer gru, gru.model:12";
+    s.state[2].where = "layer gru, gru.model:12";
+    s.state[3].where = "layer gru, gru.model:12";
+    s.state[4].where = "layer head, gru.model:13";
+    s.state[5].where = "layer head, gru.model:13";
+    s.state[7].where = "layer gru, gru.model:12";
+    s.state[8].where = "layer gru, gru.model:12";
+    s.state[9].where = "layer gru, gru.model:12";
+    s.state[10].where = "layer gru, gru.model:12";
+    s.state[11].where = "layer gru, gru.model:12";
+    s.state[12].where = "layer gru, gru.model:12";
+    s.state[13].where = "layer gru, gru.model:12";
+    s.state[14].where = "layer gru, gru.model:12";
+    s.state[15].where = "layer head, gru.model:13";
+    s.state[16].where = "layer head, gru.model:13";
+    s.state[17].where = "layer head, gru.model:13";
+    s.state[18].where = "layer head, gru.model:13";
+    s.lossWhere = "gru.model:18";
     TrainSpec &t = s.train;
     t.optimizer = "adam";
     t.lr = 0.002;
@@ -139,28 +139,28 @@ public:
   // input %y  (gru.model:10:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (gru.model:22:49)
+  // const  (prelude.model:167:52)
   std::fill_n((A + 992), 1536, T(0));
-  // param %gru.weight_ih_l0  (gru.model:16:3)
-  // param %gru.bias_ih_l0  (gru.model:18:3)
-  // param %gru.weight_hh_l0  (gru.model:17:3)
-  // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
+  // param %gru.weight_ih_l0  (prelude.model:151:5)
+  // param %gru.bias_ih_l0  (prelude.model:153:5)
+  // param %gru.weight_hh_l0  (prelude.model:152:5)
+  // param %gru.bias_hh_l0  (prelude.model:154:5)
+  // transpose  (prelude.model:168:28): folded into the matmul that reads it
+  // matmul  (prelude.model:168:17)
   gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
-  // const  (gru.model:28:14)
+  // const  (prelude.model:173:16)
   std::fill_n((A + 0), 1, T(1));
-  // scan %gru.h  (gru.model:22:12)
+  // scan %gru.h  (prelude.model:167:13)
   std::copy_n((A + 992), 1536, (A + 140768));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (gru.model:24:25): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
+    // transpose  (prelude.model:169:27): folded into the matmul that reads it
+    // matmul  (prelude.model:169:16)
     gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140768), 48, sf_[1].data(), 48, T(0), (A + 142304), 144, threads());
     // fused loop over [32, 144]:
-    //   add %gru.gi  (gru.model:23:41)
-    //   add %gru.gh  (gru.model:24:40)
+    //   add %gru.gi  (prelude.model:168:45)
+    //   add %gru.gh  (prelude.model:169:44)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
@@ -171,23 +171,23 @@ public:
           (A + 151520)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
-    //   slice  (gru.model:25:21)  [register]
-    //   slice  (gru.model:25:34)  [register]
-    //   add  (gru.model:25:30)  [register]
-    //   sigmoid %gru.r  (gru.model:25:18)  [register]
-    //   slice  (gru.model:26:21)  [register]
-    //   slice  (gru.model:26:36)  [register]
-    //   add  (gru.model:26:32)  [register]
-    //   sigmoid %gru.z  (gru.model:26:18)  [register]
-    //   slice  (gru.model:27:18)  [register]
-    //   slice  (gru.model:27:39)  [register]
-    //   mul  (gru.model:27:35)  [register]
-    //   add  (gru.model:27:31)  [register]
-    //   tanh %gru.n  (gru.model:27:15)  [register]
-    //   sub  (gru.model:28:14)  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   add %gru.h  (gru.model:28:23)
+    //   slice  (prelude.model:170:23)  [register]
+    //   slice  (prelude.model:170:36)  [register]
+    //   add  (prelude.model:170:32)  [register]
+    //   sigmoid %gru.r  (prelude.model:170:20)  [register]
+    //   slice  (prelude.model:171:23)  [register]
+    //   slice  (prelude.model:171:38)  [register]
+    //   add  (prelude.model:171:34)  [register]
+    //   sigmoid %gru.z  (prelude.model:171:20)  [register]
+    //   slice  (prelude.model:172:20)  [register]
+    //   slice  (prelude.model:172:41)  [register]
+    //   mul  (prelude.model:172:37)  [register]
+    //   add  (prelude.model:172:33)  [register]
+    //   tanh %gru.n  (prelude.model:172:17)  [register]
+    //   sub  (prelude.model:173:16)  [register]
+    //   mul  (prelude.model:173:21)  [register]
+    //   mul  (prelude.model:173:29)  [register]
+    //   add %gru.h  (prelude.model:173:25)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
@@ -215,7 +215,7 @@ public:
     std::copy_n((A + 142304), 1536, (A + 140768));
   }
   std::copy_n((A + 140768), 1536, (A + 156128));
-  // slice  (gru.model:39:17)
+  // slice  (gru.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
@@ -223,7 +223,7 @@ public:
         {
           (A + 992)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157664)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
-  // reshape  (gru.model:39:17)
+  // reshape  (gru.model:17:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
@@ -237,10 +237,10 @@ public:
       {
         (A + 32)[i0 * 1 + i1 * 1] = (A + 0)[i0 * 1] + sf_[5].data()[0];
       }
-  // mse %loss  (gru.model:40:13)
+  // mse %loss  (gru.model:18:13)
   { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 32)[k] - (A + 960)[k]; s += d * d; } (A + 0)[0] = s / T(32); }
-  // output  (gru.model:41:3)
-  // loss  (gru.model:37:1)
+  // output  (gru.model:19:3)
+  // loss  (gru.model:15:1)
   loss = double((A + 0)[0]);
     return loss;
   }
@@ -256,28 +256,28 @@ private:
   // input %y  (gru.model:10:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (gru.model:22:49)
+  // const  (prelude.model:167:52)
   std::fill_n((A + 992), 1536, T(0));
-  // param %gru.weight_ih_l0  (gru.model:16:3)
-  // param %gru.bias_ih_l0  (gru.model:18:3)
-  // param %gru.weight_hh_l0  (gru.model:17:3)
-  // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
+  // param %gru.weight_ih_l0  (prelude.model:151:5)
+  // param %gru.bias_ih_l0  (prelude.model:153:5)
+  // param %gru.weight_hh_l0  (prelude.model:152:5)
+  // param %gru.bias_hh_l0  (prelude.model:154:5)
+  // transpose  (prelude.model:168:28): folded into the matmul that reads it
+  // matmul  (prelude.model:168:17)
   gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2528), 144, threads());
-  // const  (gru.model:28:14)
+  // const  (prelude.model:173:16)
   std::fill_n((A + 140768), 1, T(1));
-  // scan %gru.h  (gru.model:22:12)
+  // scan %gru.h  (prelude.model:167:13)
   std::copy_n((A + 992), 1536, (A + 140784));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (gru.model:24:25): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
+    // transpose  (prelude.model:169:27): folded into the matmul that reads it
+    // matmul  (prelude.model:169:16)
     gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140784), 48, sf_[1].data(), 48, T(0), (A + 142320), 144, threads());
     // fused loop over [32, 144]:
-    //   add %gru.gi  (gru.model:23:41)
-    //   add %gru.gh  (gru.model:24:40)
+    //   add %gru.gi  (prelude.model:168:45)
+    //   add %gru.gh  (prelude.model:169:44)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
@@ -288,23 +288,23 @@ private:
           (A + 151536)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
-    //   slice  (gru.model:25:21)  [register]
-    //   slice  (gru.model:25:34)  [register]
-    //   add  (gru.model:25:30)  [register]
-    //   sigmoid %gru.r  (gru.model:25:18)
-    //   slice  (gru.model:26:21)  [register]
-    //   slice  (gru.model:26:36)  [register]
-    //   add  (gru.model:26:32)  [register]
-    //   sigmoid %gru.z  (gru.model:26:18)
-    //   slice  (gru.model:27:18)  [register]
-    //   slice  (gru.model:27:39)
-    //   mul  (gru.model:27:35)  [register]
-    //   add  (gru.model:27:31)  [register]
-    //   tanh %gru.n  (gru.model:27:15)
-    //   sub  (gru.model:28:14)
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   add %gru.h  (gru.model:28:23)
+    //   slice  (prelude.model:170:23)  [register]
+    //   slice  (prelude.model:170:36)  [register]
+    //   add  (prelude.model:170:32)  [register]
+    //   sigmoid %gru.r  (prelude.model:170:20)
+    //   slice  (prelude.model:171:23)  [register]
+    //   slice  (prelude.model:171:38)  [register]
+    //   add  (prelude.model:171:34)  [register]
+    //   sigmoid %gru.z  (prelude.model:171:20)
+    //   slice  (prelude.model:172:20)  [register]
+    //   slice  (prelude.model:172:41)
+    //   mul  (prelude.model:172:37)  [register]
+    //   add  (prelude.model:172:33)  [register]
+    //   tanh %gru.n  (prelude.model:172:17)
+    //   sub  (prelude.model:173:16)
+    //   mul  (prelude.model:173:21)  [register]
+    //   mul  (prelude.model:173:29)  [register]
+    //   add %gru.h  (prelude.model:173:25)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
@@ -339,10 +339,10 @@ private:
     std::copy_n((A + 143856), 1536, (A + 140784));
   }
   std::copy_n((A + 140784), 1536, (A + 156144));
-  // reshape  (gru.model:22:12)
+  // reshape  (prelude.model:167:13)
   // (a view of its operand)
-  // transpose  (gru.model:22:12): folded into the matmul that reads it
-  // slice  (gru.model:39:17)
+  // transpose  (prelude.model:167:13): folded into the matmul that reads it
+  // slice  (gru.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
@@ -350,7 +350,7 @@ private:
         {
           (A + 2528)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
-  // reshape  (gru.model:39:17)
+  // reshape  (gru.model:17:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25)
@@ -365,7 +365,7 @@ private:
   // param %head.bias  (prelude.model:8:3)
   // fused loop over [32, 1]:
   //   add %yhat  (prelude.model:10:34)
-  //   sub  (gru.model:40:13)
+  //   sub  (gru.model:18:13)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -375,15 +375,15 @@ private:
         const T v1 = v0 - (A + 960)[i0 * 1];
         (A + 4176)[i0 * 1 + i1 * 1] = v1;
       }
-  // mse %loss  (gru.model:40:13)
+  // mse %loss  (gru.model:18:13)
   { T s = 0; for (int64_t k = 0; k < 32; ++k) { T d = (A + 4144)[k] - (A + 960)[k]; s += d * d; } (A + 4112)[0] = s / T(32); }
-  // output  (gru.model:41:3)
-  // loss  (gru.model:37:1)
+  // output  (gru.model:19:3)
+  // loss  (gru.model:15:1)
   loss = double((A + 4112)[0]);
-  // const  (gru.model:40:13)
+  // const  (gru.model:18:13)
   std::fill_n((A + 960), 1, T(0.0625));
   // fused loop over [32, 1], 1 reduction:
-  //   mul  (gru.model:40:13)
+  //   mul  (gru.model:18:13)
   //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
   std::fill_n((A + 976), 1, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -400,9 +400,9 @@ private:
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 48, 1, 32, T(1), (A + 2528), 48, (A + 4112), 1, T(0), (A + 4064), 1, threads());
-  // reshape  (gru.model:39:17)
+  // reshape  (gru.model:17:17)
   // (a view of its operand)
-  // pad  (gru.model:39:17)
+  // pad  (gru.model:17:17)
   std::fill_n((A + 5680), 46080, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -411,32 +411,32 @@ private:
         {
           (A + 5680)[1392 + i0 * 1440 + i1 * 48 + i2 * 1] = (A + 4144)[i0 * 48 + i1 * 48 + i2 * 1];
         }
-  // scan  (gru.model:22:12)
+  // scan  (prelude.model:167:13)
   std::copy_n((A + 992), 1536, (A + 51760));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    // const  (gru.model:27:15)
+    // const  (prelude.model:172:17)
     std::fill_n((A + 53296), 1, T(1));
     // fused loop over [32, 48]:
     //   add  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:27:15)  [register]
-    //   sub  (gru.model:27:15)  [register]
-    //   mul  (gru.model:27:15)
-    //   mul  (gru.model:27:35)  [register]
-    //   sub  (gru.model:25:18)  [register]
-    //   mul  (gru.model:25:18)  [register]
-    //   mul  (gru.model:25:18)
-    //   mul  (gru.model:28:27)  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   neg  (gru.model:28:14)  [register]
-    //   add  (gru.model:28:14)  [register]
-    //   sub  (gru.model:26:18)  [register]
-    //   mul  (gru.model:26:18)  [register]
-    //   mul  (gru.model:26:18)
-    //   mul  (gru.model:27:35)
-    //   mul  (gru.model:28:27)
+    //   mul  (prelude.model:173:21)  [register]
+    //   mul  (prelude.model:172:17)  [register]
+    //   sub  (prelude.model:172:17)  [register]
+    //   mul  (prelude.model:172:17)
+    //   mul  (prelude.model:172:37)  [register]
+    //   sub  (prelude.model:170:20)  [register]
+    //   mul  (prelude.model:170:20)  [register]
+    //   mul  (prelude.model:170:20)
+    //   mul  (prelude.model:173:29)  [register]
+    //   mul  (prelude.model:173:21)  [register]
+    //   neg  (prelude.model:173:16)  [register]
+    //   add  (prelude.model:173:16)  [register]
+    //   sub  (prelude.model:171:20)  [register]
+    //   mul  (prelude.model:171:20)  [register]
+    //   mul  (prelude.model:171:20)
+    //   mul  (prelude.model:172:37)
+    //   mul  (prelude.model:173:29)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
@@ -465,7 +465,7 @@ private:
           const T v17 = v0 * ((A + 249840) + t * 48)[i0 * 1440 + i1 * 1];
           (A + 53312)[i0 * 48 + i1 * 1] = v17;
         }
-    // concat  (gru.model:25:34)
+    // concat  (prelude.model:170:36)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
@@ -484,7 +484,7 @@ private:
         {
           ((A + 618480) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 56384)[i0 * 48 + i1 * 1];
         }
-    // concat  (gru.model:25:21)
+    // concat  (prelude.model:170:23)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
@@ -503,9 +503,9 @@ private:
         {
           ((A + 480240) + t * 144)[96 + i0 * 4320 + i1 * 1] = (A + 54848)[i0 * 48 + i1 * 1];
         }
-    // matmul  (gru.model:24:14)
+    // matmul  (prelude.model:169:16)
     gemmInvariantB(1, false, false, 32, 48, 144, T(1), ((A + 618480) + t * 144), 4320, sf_[1].data(), 48, T(0), (A + 54848), 48, threads());
-    // add  (gru.model:24:14)
+    // add  (prelude.model:169:16)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1536; ++i) {
       (A + 56384)[i] = (A + 53312)[i] + (A + 54848)[i];
@@ -514,8 +514,8 @@ private:
   }
   std::copy_n((A + 51760), 1536, (A + 2528));
   // fused loop over [32, 30, 144], 2 reductions:
-  //   sum over axes [0, 1]  (gru.model:22:12)
-  //   sum over axes [0, 1]  (gru.model:22:12)
+  //   sum over axes [0, 1]  (prelude.model:167:13)
+  //   sum over axes [0, 1]  (prelude.model:167:13)
   std::fill_n((A + 992), 144, T(0));
   std::fill_n((A + 1136), 144, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -526,38 +526,38 @@ private:
           (A + 992)[i2 * 1] += (A + 480240)[i0 * 4320 + i1 * 144 + i2 * 1];
           (A + 1136)[i2 * 1] += (A + 618480)[i0 * 4320 + i1 * 144 + i2 * 1];
         }
-  // reshape  (gru.model:22:12)
+  // reshape  (prelude.model:167:13)
   // (a view of its operand)
-  // matmul  (gru.model:22:12)
+  // matmul  (prelude.model:167:13)
   gemm(true, false, 48, 144, 960, T(1), (A + 203760), 48, (A + 618480), 144, T(0), (A + 4112), 144, threads());
-  // reshape  (gru.model:23:15)
+  // reshape  (prelude.model:168:17)
   // (a view of its operand)
-  // reshape  (gru.model:23:15)
+  // reshape  (prelude.model:168:17)
   // (a view of its operand)
-  // transpose  (gru.model:23:15): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
+  // transpose  (prelude.model:168:17): folded into the matmul that reads it
+  // matmul  (prelude.model:168:17)
   gemm(true, false, 1, 144, 960, T(1), (A + 0), 1, (A + 480240), 144, T(0), (A + 1280), 144, threads());
-  // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
+  // transpose %d.gru.weight_ih_l0  (prelude.model:168:28)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 0)[i0 * 1 + i1 * 1] = (A + 1280)[i0 * 1 + i1 * 144];
       }
-  // grad  (gru.model:16:3)
+  // grad  (prelude.model:151:5)
   if (grads) (*grads)[0].assign((A + 0), (A + 0) + 144);
-  // transpose %d.gru.weight_hh_l0  (gru.model:24:25)
+  // transpose %d.gru.weight_hh_l0  (prelude.model:169:27)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
       {
         (A + 11024)[i0 * 48 + i1 * 1] = (A + 4112)[i0 * 1 + i1 * 144];
       }
-  // grad  (gru.model:17:3)
+  // grad  (prelude.model:152:5)
   if (grads) (*grads)[1].assign((A + 11024), (A + 11024) + 6912);
-  // grad  (gru.model:18:3)
+  // grad  (prelude.model:153:5)
   if (grads) (*grads)[2].assign((A + 992), (A + 992) + 144);
-  // grad  (gru.model:19:3)
+  // grad  (prelude.model:154:5)
   if (grads) (*grads)[3].assign((A + 1136), (A + 1136) + 144);
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
@@ -570,39 +570,39 @@ private:
   if (grads) (*grads)[4].assign((A + 144), (A + 144) + 48);
   // grad  (prelude.model:8:3)
   if (grads) (*grads)[5].assign((A + 976), (A + 976) + 1);
-  // hyper %lr  (gru.model:44:1)
+  // hyper %lr  (gru.model:22:1)
   (A + 192)[0] = T(lr_);
-  // buffer %optimizer.step  (gru.model:44:1)
-  // add %optimizer.step.new  (gru.model:44:1)
+  // buffer %optimizer.step  (gru.model:22:1)
+  // add %optimizer.step.new  (gru.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 208)[0] = sf_[6].data()[0] + (A + 140768)[0];
   }
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(6, (A + 208));
-  // const  (gru.model:44:1)
+  // const  (gru.model:22:1)
   std::fill_n((A + 224), 1, T(-0.10536051565782628));
-  // const  (gru.model:44:1)
+  // const  (gru.model:22:1)
   std::fill_n((A + 240), 1, T(-0.0010005003335835344));
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:44:1)
-  // const  (gru.model:44:1)
+  // buffer %optimizer.gru.weight_ih_l0.exp_avg  (gru.model:22:1)
+  // const  (gru.model:22:1)
   std::fill_n((A + 256), 1, T(0.90000000000000002));
-  // const  (gru.model:44:1)
+  // const  (gru.model:22:1)
   std::fill_n((A + 272), 1, T(0.099999999999999978));
-  // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:44:1)
-  // const  (gru.model:44:1)
+  // buffer %optimizer.gru.weight_ih_l0.exp_avg_sq  (gru.model:22:1)
+  // const  (gru.model:22:1)
   std::fill_n((A + 288), 1, T(0.999));
-  // const  (gru.model:44:1)
+  // const  (gru.model:22:1)
   std::fill_n((A + 304), 1, T(0.0010000000000000009));
   // fused loop over [144, 1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:22:1)
+  //   sqrt  (gru.model:22:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -619,21 +619,21 @@ private:
         const T v7 = std::sqrt(v6);
         (A + 608)[i0 * 1 + i1 * 1] = v7;
       }
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(7, (A + 320));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(8, (A + 464));
-  // const  (gru.model:44:1)
+  // const  (gru.model:22:1)
   std::fill_n((A + 0), 1, T(1e-08));
   // fused loop over []:
-  //   mul  (gru.model:44:1)  [register]
-  //   exp  (gru.model:44:1)  [register]
-  //   sub  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   exp  (gru.model:44:1)  [register]
-  //   sub  (gru.model:44:1)  [register]
-  //   sqrt  (gru.model:44:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   exp  (gru.model:22:1)  [register]
+  //   sub  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   exp  (gru.model:22:1)  [register]
+  //   sub  (gru.model:22:1)  [register]
+  //   sqrt  (gru.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = (A + 208)[0] * (A + 224)[0];
@@ -648,11 +648,11 @@ private:
     (A + 32)[0] = v7;
   }
   // fused loop over [144, 1]:
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.weight_ih_l0.new  (gru.model:44:1)
+  //   div  (gru.model:22:1)  [register]
+  //   add  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   sub %gru.weight_ih_l0.new  (gru.model:22:1)
   for (int64_t i0 = 0; i0 < 144; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -664,24 +664,24 @@ private:
         const T v4 = sf_[0].data()[i0 * 1] - v3;
         (A + 752)[i0 * 1 + i1 * 1] = v4;
       }
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(0, (A + 752));
-  // buffer %optimizer.gru.weight_hh_l0.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.gru.weight_hh_l0.exp_avg_sq  (gru.model:44:1)
+  // buffer %optimizer.gru.weight_hh_l0.exp_avg  (gru.model:22:1)
+  // buffer %optimizer.gru.weight_hh_l0.exp_avg_sq  (gru.model:22:1)
   // fused loop over [144, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:22:1)
+  //   sqrt  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   add  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   sub %gru.weight_hh_l0.new  (gru.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 6912; ++i) {
     const T v0 = sf_[9].data()[i] * (A + 256)[0];
@@ -701,41 +701,41 @@ private:
     const T v12 = sf_[1].data()[i] - v11;
     (A + 24848)[i] = v12;
   }
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(9, (A + 1280));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(10, (A + 17936));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(1, (A + 24848));
-  // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:44:1)
+  // buffer %optimizer.gru.bias_ih_l0.exp_avg  (gru.model:22:1)
+  // buffer %optimizer.gru.bias_ih_l0.exp_avg_sq  (gru.model:22:1)
   // fused loop over [144]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.bias_ih_l0.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:22:1)
+  //   sqrt  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   add  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   sub %gru.bias_ih_l0.new  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:22:1)
+  //   sqrt  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   add  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   sub %gru.bias_hh_l0.new  (gru.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 144; ++i) {
     const T v0 = sf_[11].data()[i] * (A + 256)[0];
@@ -771,36 +771,36 @@ private:
     const T v25 = sf_[3].data()[i] - v24;
     (A + 8768)[i] = v25;
   }
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(11, (A + 608));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(12, (A + 8192));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(2, (A + 8336));
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:44:1)
-  // update  (gru.model:44:1)
+  // buffer %optimizer.gru.bias_hh_l0.exp_avg  (gru.model:22:1)
+  // buffer %optimizer.gru.bias_hh_l0.exp_avg_sq  (gru.model:22:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(13, (A + 8480));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(14, (A + 8624));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(3, (A + 8768));
-  // buffer %optimizer.head.weight.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:44:1)
+  // buffer %optimizer.head.weight.exp_avg  (gru.model:22:1)
+  // buffer %optimizer.head.weight.exp_avg_sq  (gru.model:22:1)
   // fused loop over [1, 48]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %head.weight.new  (gru.model:44:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.head.weight.exp_avg.new  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:22:1)
+  //   sqrt  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   add  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   sub %head.weight.new  (gru.model:22:1)
   for (int64_t i0 = 0; i0 < 1; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1)
@@ -822,28 +822,28 @@ private:
         const T v12 = sf_[4].data()[i1 * 1] - v11;
         (A + 896)[i0 * 48 + i1 * 1] = v12;
       }
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(15, (A + 48));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(16, (A + 96));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(4, (A + 896));
-  // buffer %optimizer.head.bias.exp_avg  (gru.model:44:1)
-  // buffer %optimizer.head.bias.exp_avg_sq  (gru.model:44:1)
+  // buffer %optimizer.head.bias.exp_avg  (gru.model:22:1)
+  // buffer %optimizer.head.bias.exp_avg_sq  (gru.model:22:1)
   // fused loop over [1]:
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
-  //   sqrt  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   add  (gru.model:44:1)  [register]
-  //   div  (gru.model:44:1)  [register]
-  //   mul  (gru.model:44:1)  [register]
-  //   sub %head.bias.new  (gru.model:44:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.head.bias.exp_avg.new  (gru.model:22:1)
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:22:1)
+  //   sqrt  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   add  (gru.model:22:1)  [register]
+  //   div  (gru.model:22:1)  [register]
+  //   mul  (gru.model:22:1)  [register]
+  //   sub %head.bias.new  (gru.model:22:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     const T v0 = sf_[17].data()[0] * (A + 256)[0];
@@ -863,11 +863,11 @@ private:
     const T v12 = sf_[5].data()[0] - v11;
     (A + 176)[i] = v12;
   }
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(17, (A + 144));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(18, (A + 160));
-  // update  (gru.model:44:1)
+  // update  (gru.model:22:1)
   updates.emplace_back(5, (A + 176));
     if (apply)
       for (auto &[i, v] : updates) {
@@ -884,28 +884,28 @@ private:
   // input %x  (gru.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // const  (gru.model:22:49)
+  // const  (prelude.model:167:52)
   std::fill_n((A + 960), 1536, T(0));
-  // param %gru.weight_ih_l0  (gru.model:16:3)
-  // param %gru.bias_ih_l0  (gru.model:18:3)
-  // param %gru.weight_hh_l0  (gru.model:17:3)
-  // param %gru.bias_hh_l0  (gru.model:19:3)
-  // transpose  (gru.model:23:26): folded into the matmul that reads it
-  // matmul  (gru.model:23:15)
+  // param %gru.weight_ih_l0  (prelude.model:151:5)
+  // param %gru.bias_ih_l0  (prelude.model:153:5)
+  // param %gru.weight_hh_l0  (prelude.model:152:5)
+  // param %gru.bias_hh_l0  (prelude.model:154:5)
+  // transpose  (prelude.model:168:28): folded into the matmul that reads it
+  // matmul  (prelude.model:168:17)
   gemm(false, true, 960, 144, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 2496), 144, threads());
-  // const  (gru.model:28:14)
+  // const  (prelude.model:173:16)
   std::fill_n((A + 0), 1, T(1));
-  // scan %gru.h  (gru.model:22:12)
+  // scan %gru.h  (prelude.model:167:13)
   std::copy_n((A + 960), 1536, (A + 140736));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (gru.model:24:25): folded into the matmul that reads it
-    // matmul  (gru.model:24:14)
+    // transpose  (prelude.model:169:27): folded into the matmul that reads it
+    // matmul  (prelude.model:169:16)
     gemmInvariantB(0, false, true, 32, 144, 48, T(1), (A + 140736), 48, sf_[1].data(), 48, T(0), (A + 142272), 144, threads());
     // fused loop over [32, 144]:
-    //   add %gru.gi  (gru.model:23:41)
-    //   add %gru.gh  (gru.model:24:40)
+    //   add %gru.gi  (prelude.model:168:45)
+    //   add %gru.gh  (prelude.model:169:44)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 144; ++i1)
@@ -916,23 +916,23 @@ private:
           (A + 151488)[i0 * 144 + i1 * 1] = v1;
         }
     // fused loop over [32, 48]:
-    //   slice  (gru.model:25:21)  [register]
-    //   slice  (gru.model:25:34)  [register]
-    //   add  (gru.model:25:30)  [register]
-    //   sigmoid %gru.r  (gru.model:25:18)  [register]
-    //   slice  (gru.model:26:21)  [register]
-    //   slice  (gru.model:26:36)  [register]
-    //   add  (gru.model:26:32)  [register]
-    //   sigmoid %gru.z  (gru.model:26:18)  [register]
-    //   slice  (gru.model:27:18)  [register]
-    //   slice  (gru.model:27:39)  [register]
-    //   mul  (gru.model:27:35)  [register]
-    //   add  (gru.model:27:31)  [register]
-    //   tanh %gru.n  (gru.model:27:15)  [register]
-    //   sub  (gru.model:28:14)  [register]
-    //   mul  (gru.model:28:19)  [register]
-    //   mul  (gru.model:28:27)  [register]
-    //   add %gru.h  (gru.model:28:23)
+    //   slice  (prelude.model:170:23)  [register]
+    //   slice  (prelude.model:170:36)  [register]
+    //   add  (prelude.model:170:32)  [register]
+    //   sigmoid %gru.r  (prelude.model:170:20)  [register]
+    //   slice  (prelude.model:171:23)  [register]
+    //   slice  (prelude.model:171:38)  [register]
+    //   add  (prelude.model:171:34)  [register]
+    //   sigmoid %gru.z  (prelude.model:171:20)  [register]
+    //   slice  (prelude.model:172:20)  [register]
+    //   slice  (prelude.model:172:41)  [register]
+    //   mul  (prelude.model:172:37)  [register]
+    //   add  (prelude.model:172:33)  [register]
+    //   tanh %gru.n  (prelude.model:172:17)  [register]
+    //   sub  (prelude.model:173:16)  [register]
+    //   mul  (prelude.model:173:21)  [register]
+    //   mul  (prelude.model:173:29)  [register]
+    //   add %gru.h  (prelude.model:173:25)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1)
@@ -960,7 +960,7 @@ private:
     std::copy_n((A + 142272), 1536, (A + 140736));
   }
   std::copy_n((A + 140736), 1536, (A + 156096));
-  // slice  (gru.model:39:17)
+  // slice  (gru.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
       GRADC_IVDEP
@@ -968,7 +968,7 @@ private:
         {
           (A + 0)[i0 * 48 + i1 * 48 + i2 * 1] = (A + 157632)[1392 + i0 * 1440 + i1 * 48 + i2 * 1];
         }
-  // reshape  (gru.model:39:17)
+  // reshape  (gru.model:17:17)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:25): folded into the matmul that reads it
@@ -982,7 +982,7 @@ private:
       {
         (A + 0)[i0 * 1 + i1 * 1] = (A + 1536)[i0 * 1] + sf_[5].data()[0];
       }
-  // output  (gru.model:41:3)
+  // output  (gru.model:19:3)
   std::copy_n((A + 0), 32, static_cast<T *>(out[0]));
   }
 

@@ -205,7 +205,7 @@ public:
   double evalLoss(const Batch &b) override {
     T *const A = arena();
     double loss = 0;
-  // const  (prelude.model:79:15)
+  // const  (prelude.model:104:15)
   std::fill_n((A + 0), 1, T(0));
   // input %x  (lstm2_layernorm.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 16);
@@ -213,28 +213,28 @@ public:
   // input %y  (lstm2_layernorm.model:10:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 336);
     for (int64_t k = 0; k < 16; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 352), 512, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 864), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 352), 512, (A + 41824));
   std::copy_n((A + 352), 512, (A + 42336));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[1].data(), 32, T(0), (A + 42848), 128, threads());
     // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -245,19 +245,19 @@ public:
           (A + 44896)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -284,26 +284,26 @@ public:
   }
   std::copy_n((A + 41824), 512, (A + 46944));
   std::copy_n((A + 42336), 512, (A + 47456));
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l1  (prelude.model:24:5)
+  // param %lstm.bias_ih_l1  (prelude.model:26:5)
+  // param %lstm.weight_hh_l1  (prelude.model:25:5)
+  // param %lstm.bias_hh_l1  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 320, 128, 32, T(1), (A + 47968), 32, sf_[4].data(), 32, T(0), (A + 864), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 352), 512, (A + 41824));
   std::copy_n((A + 352), 512, (A + 42336));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 41824), 32, sf_[5].data(), 32, T(0), (A + 42848), 128, threads());
     // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -314,19 +314,19 @@ public:
           (A + 44896)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -363,7 +363,7 @@ public:
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
-  // slice  (prelude.model:79:15)
+  // slice  (prelude.model:104:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -371,11 +371,11 @@ public:
         (A + 16)[i0 * 1 + i1 * 1] = (A + 352)[0 + i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32], 3 reductions:
-  //   sub  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mul  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  //   sub  (prelude.model:104:15)  [register]
+  //   mean over axes [1]  (prelude.model:104:15)
+  //   mul  (prelude.model:104:15)  [register]
+  //   mean over axes [1]  (prelude.model:104:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:102:14)
   //   mul  (prelude.model:10:14)
   std::fill_n((A + 32), 16, T(0));
   std::fill_n((A + 48), 16, T(0));
@@ -394,22 +394,22 @@ public:
   for (int64_t k = 0; k < 16; ++k) (A + 32)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 48)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 64)[k] /= T(32);
-  // const  (prelude.model:80:26)
+  // const  (prelude.model:105:26)
   std::fill_n((A + 16), 1, T(1.0000000000000001e-05));
-  // param %ln.weight  (prelude.model:73:3)
+  // param %ln.weight  (prelude.model:98:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
-  // param %ln.bias  (prelude.model:74:3)
+  // param %ln.bias  (prelude.model:99:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
   // param %fc.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // fused loop over [16, 1]:
-  //   mul  (prelude.model:79:15)  [register]
-  //   sub  (prelude.model:79:15)  [register]
-  //   maximum  (prelude.model:79:15)  [register]
-  //   add  (prelude.model:80:26)  [register]
-  //   rsqrt  (prelude.model:80:21)
+  //   mul  (prelude.model:104:15)  [register]
+  //   sub  (prelude.model:104:15)  [register]
+  //   maximum  (prelude.model:104:15)  [register]
+  //   add  (prelude.model:105:26)  [register]
+  //   rsqrt  (prelude.model:105:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -422,8 +422,8 @@ public:
         (A + 80)[i0 * 1 + i1 * 1] = v4;
       }
   // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:80:14)
+  //   sub %ln.d  (prelude.model:103:11)  [register]
+  //   mul  (prelude.model:105:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -478,9 +478,9 @@ private:
     T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // const  (prelude.model:79:15)
+  // const  (prelude.model:104:15)
   std::fill_n((A + 0), 1, T(0));
-  // const  (prelude.model:78:11)
+  // const  (prelude.model:103:11)
   std::fill_n((A + 16), 1, T(-1));
   // input %x  (lstm2_layernorm.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
@@ -488,28 +488,28 @@ private:
   // input %y  (lstm2_layernorm.model:10:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 352);
     for (int64_t k = 0; k < 16; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 368), 512, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 880), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 368), 512, (A + 41840));
   std::copy_n((A + 368), 512, (A + 42352));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41840), 32, sf_[1].data(), 32, T(0), (A + 42864), 128, threads());
     // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -520,19 +520,19 @@ private:
           (A + 44912)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -566,35 +566,35 @@ private:
   }
   std::copy_n((A + 41840), 512, (A + 46960));
   std::copy_n((A + 42352), 512, (A + 47472));
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31)
+  // transpose  (prelude.model:41:13): folded into the matmul that reads it
+  // param %lstm.weight_ih_l1  (prelude.model:24:5)
+  // param %lstm.bias_ih_l1  (prelude.model:26:5)
+  // param %lstm.weight_hh_l1  (prelude.model:25:5)
+  // param %lstm.bias_hh_l1  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 128; ++i1)
       {
         (A + 880)[i0 * 128 + i1 * 1] = sf_[4].data()[i0 * 1 + i1 * 32];
       }
-  // matmul  (prelude.model:30:20)
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 320, 128, 32, T(1), (A + 47984), 32, sf_[4].data(), 32, T(0), (A + 4976), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 368), 512, (A + 129904));
   std::copy_n((A + 368), 512, (A + 130416));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 129904), 32, sf_[5].data(), 32, T(0), (A + 130928), 128, threads());
     // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -605,19 +605,19 @@ private:
           (A + 132976)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -651,9 +651,9 @@ private:
   }
   std::copy_n((A + 129904), 512, (A + 45936));
   std::copy_n((A + 130416), 512, (A + 46448));
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
+  // transpose  (prelude.model:41:13): folded into the matmul that reads it
   // slice  (lstm2_layernorm.model:19:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -664,7 +664,7 @@ private:
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
-  // slice  (prelude.model:79:15)
+  // slice  (prelude.model:104:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -672,11 +672,11 @@ private:
         (A + 5488)[i0 * 1 + i1 * 1] = (A + 4976)[0 + i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32], 3 reductions:
-  //   sub  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mul  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  //   sub  (prelude.model:104:15)  [register]
+  //   mean over axes [1]  (prelude.model:104:15)
+  //   mul  (prelude.model:104:15)  [register]
+  //   mean over axes [1]  (prelude.model:104:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:102:14)
   std::fill_n((A + 5504), 16, T(0));
   std::fill_n((A + 5520), 16, T(0));
   std::fill_n((A + 5536), 16, T(0));
@@ -692,14 +692,14 @@ private:
   for (int64_t k = 0; k < 16; ++k) (A + 5504)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 5520)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 5536)[k] /= T(32);
-  // const  (prelude.model:80:26)
+  // const  (prelude.model:105:26)
   std::fill_n((A + 5488), 1, T(1.0000000000000001e-05));
   // fused loop over [16, 1]:
-  //   mul  (prelude.model:79:15)  [register]
-  //   sub  (prelude.model:79:15)  [register]
-  //   maximum  (prelude.model:79:15)  [register]
-  //   add  (prelude.model:80:26)  [register]
-  //   rsqrt  (prelude.model:80:21)
+  //   mul  (prelude.model:104:15)  [register]
+  //   sub  (prelude.model:104:15)  [register]
+  //   maximum  (prelude.model:104:15)  [register]
+  //   add  (prelude.model:105:26)  [register]
+  //   rsqrt  (prelude.model:105:21)
   //   transpose  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
@@ -714,16 +714,16 @@ private:
         const T v5 = sf_[12].data()[i0 * 1 + i1 * 16];
         (A + 5568)[i0 * 1 + i1 * 1] = v5;
       }
-  // reshape  (prelude.model:78:11)
+  // reshape  (prelude.model:103:11)
   // (a view of its operand)
-  // param %ln.weight  (prelude.model:73:3)
-  // param %ln.bias  (prelude.model:74:3)
+  // param %ln.weight  (prelude.model:98:3)
+  // param %ln.bias  (prelude.model:99:3)
   // param %fc.weight  (prelude.model:7:3)
   // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)
-  //   mul  (prelude.model:80:14)
-  //   mul  (prelude.model:80:33)  [register]
-  //   add %z  (prelude.model:80:42)
+  //   sub %ln.d  (prelude.model:103:11)
+  //   mul  (prelude.model:105:14)
+  //   mul  (prelude.model:105:33)  [register]
+  //   add %z  (prelude.model:105:42)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -822,14 +822,14 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(true, false, 32, 16, 16, T(1), (A + 6608), 32, (A + 7376), 16, T(0), (A + 4976), 16, threads());
   // fused loop over [16, 32], 4 reductions:
-  //   sum %d.ln.bias over axes [0]  (prelude.model:80:42)
-  //   mul  (prelude.model:80:33)  [register]
-  //   sum over axes [1]  (prelude.model:78:11)
-  //   mul  (prelude.model:80:33)  [register]
-  //   sum %d.ln.weight over axes [0]  (prelude.model:80:33)
-  //   mul  (prelude.model:80:14)  [register]
-  //   sum over axes [1]  (prelude.model:80:14)
-  //   mul  (prelude.model:80:14)
+  //   sum %d.ln.bias over axes [0]  (prelude.model:105:42)
+  //   mul  (prelude.model:105:33)  [register]
+  //   sum over axes [1]  (prelude.model:103:11)
+  //   mul  (prelude.model:105:33)  [register]
+  //   sum %d.ln.weight over axes [0]  (prelude.model:105:33)
+  //   mul  (prelude.model:105:14)  [register]
+  //   sum over axes [1]  (prelude.model:105:14)
+  //   mul  (prelude.model:105:14)
   std::fill_n((A + 6608), 32, T(0));
   std::fill_n((A + 5504), 16, T(0));
   std::fill_n((A + 6640), 32, T(0));
@@ -847,15 +847,15 @@ private:
         const T v7 = v1 * (A + 5552)[i0 * 1];
         (A + 6672)[i0 * 32 + i1 * 1] = v7;
       }
-  // reshape  (prelude.model:80:14)
+  // reshape  (prelude.model:105:14)
   // (a view of its operand)
-  // const  (prelude.model:80:21)
+  // const  (prelude.model:105:21)
   std::fill_n((A + 5568), 1, T(-0.5));
-  // const  (prelude.model:79:15)
+  // const  (prelude.model:104:15)
   std::fill_n((A + 6096), 1, T(0.03125));
   // fused loop over [16], 1 reduction:
-  //   mul  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:78:11)
+  //   mul  (prelude.model:103:11)  [register]
+  //   mul  (prelude.model:103:11)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 6128), 1, T(0));
@@ -866,15 +866,15 @@ private:
     const T v2 = (A + 5488)[i] * (A + 5488)[i];
     (A + 6128)[0] += v2;
   }
-  // reshape  (prelude.model:78:11)
+  // reshape  (prelude.model:103:11)
   // (a view of its operand)
   // fused loop over [16, 1]:
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:80:21)  [register]
-  //   mul  (prelude.model:79:15)
-  //   mul  (prelude.model:77:14)
+  //   mul  (prelude.model:105:21)  [register]
+  //   mul  (prelude.model:105:21)  [register]
+  //   mul  (prelude.model:105:21)  [register]
+  //   mul  (prelude.model:105:21)  [register]
+  //   mul  (prelude.model:104:15)
+  //   mul  (prelude.model:102:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -889,12 +889,12 @@ private:
         (A + 5504)[i0 * 1 + i1 * 1] = v5;
       }
   // fused loop over [16, 32], 1 reduction:
-  //   broadcast_to  (prelude.model:79:15)  [register]
-  //   mul  (prelude.model:79:18)  [register]
-  //   add  (prelude.model:79:18)  [register]
-  //   add  (prelude.model:79:18)  [register]
-  //   broadcast_to  (prelude.model:77:14)  [register]
-  //   add  (prelude.model:77:14)
+  //   broadcast_to  (prelude.model:104:15)  [register]
+  //   mul  (prelude.model:104:18)  [register]
+  //   add  (prelude.model:104:18)  [register]
+  //   add  (prelude.model:104:18)  [register]
+  //   broadcast_to  (prelude.model:102:14)  [register]
+  //   add  (prelude.model:102:14)
   //   transpose %d.fc.weight  (prelude.model:10:25)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
@@ -925,38 +925,38 @@ private:
         {
           (A + 8208)[608 + i0 * 640 + i1 * 32 + i2 * 1] = (A + 7696)[i0 * 32 + i1 * 32 + i2 * 1];
         }
-  // scan  (prelude.model:29:13)
+  // scan  (prelude.model:41:13)
   std::copy_n((A + 368), 512, (A + 18448));
   std::copy_n((A + 368), 512, (A + 18960));
   gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    // const  (prelude.model:36:21)
+    // const  (prelude.model:48:21)
     std::fill_n((A + 19472), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:48:15)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   sub  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   add  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   sub  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   sub  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)
+    //   mul  (prelude.model:47:23)  [register]
+    //   mul  (prelude.model:45:17)  [register]
+    //   sub  (prelude.model:45:17)  [register]
+    //   mul  (prelude.model:45:17)
+    //   mul  (prelude.model:48:15)  [register]
+    //   sub  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -990,7 +990,7 @@ private:
           const T v22 = v5 * ((A + 196464) + t * 32)[i0 * 640 + i1 * 1];
           (A + 19488)[i0 * 32 + i1 * 1] = v22;
         }
-    // concat  (prelude.model:31:26)
+    // concat  (prelude.model:43:26)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -1015,14 +1015,14 @@ private:
         {
           ((A + 216944) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 20000)[i0 * 32 + i1 * 1];
         }
-    // matmul  (prelude.model:30:67)
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(2, false, false, 16, 32, 128, T(1), ((A + 216944) + t * 128), 2560, sf_[5].data(), 32, T(0), (A + 20000), 32, threads());
     std::copy_n((A + 20000), 512, (A + 18448));
     std::copy_n((A + 19488), 512, (A + 18960));
   }
   std::copy_n((A + 18448), 512, (A + 4976));
   std::copy_n((A + 18960), 512, (A + 5552));
-  // sum  (prelude.model:29:13)
+  // sum  (prelude.model:41:13)
   std::fill_n((A + 4976), 128, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 20; ++i1)
@@ -1030,50 +1030,50 @@ private:
         {
           (A + 4976)[i2 * 1] += (A + 216944)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // matmul  (prelude.model:29:13)
+  // matmul  (prelude.model:41:13)
   gemm(true, false, 32, 128, 320, T(1), (A + 206704), 32, (A + 216944), 128, T(0), (A + 7696), 128, threads());
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // transpose  (prelude.model:42:20): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 320, 32, 128, T(1), (A + 216944), 128, (A + 880), 128, T(0), (A + 11792), 32, threads());
-  // reshape  (prelude.model:30:20)
+  // reshape  (prelude.model:42:20)
   // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // transpose  (prelude.model:42:20): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(true, false, 32, 128, 320, T(1), (A + 47984), 32, (A + 216944), 128, T(0), (A + 880), 128, threads());
-  // scan  (prelude.model:29:13)
+  // scan  (prelude.model:41:13)
   std::copy_n((A + 368), 512, (A + 22032));
   std::copy_n((A + 368), 512, (A + 22544));
   gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = 19 - step;
-    // const  (prelude.model:36:21)
+    // const  (prelude.model:48:21)
     std::fill_n((A + 23056), 1, T(1));
     // fused loop over [16, 32]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:48:15)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   sub  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   add  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   sub  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   sub  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)
+    //   mul  (prelude.model:47:23)  [register]
+    //   mul  (prelude.model:45:17)  [register]
+    //   sub  (prelude.model:45:17)  [register]
+    //   mul  (prelude.model:45:17)
+    //   mul  (prelude.model:48:15)  [register]
+    //   sub  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -1107,7 +1107,7 @@ private:
           const T v22 = v5 * ((A + 109424) + t * 32)[i0 * 640 + i1 * 1];
           (A + 23072)[i0 * 32 + i1 * 1] = v22;
         }
-    // concat  (prelude.model:31:26)
+    // concat  (prelude.model:43:26)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -1132,14 +1132,14 @@ private:
         {
           ((A + 129904) + t * 128)[96 + i0 * 2560 + i1 * 1] = (A + 23584)[i0 * 32 + i1 * 1];
         }
-    // matmul  (prelude.model:30:67)
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(3, false, false, 16, 32, 128, T(1), ((A + 129904) + t * 128), 2560, sf_[1].data(), 32, T(0), (A + 23584), 32, threads());
     std::copy_n((A + 23584), 512, (A + 22032));
     std::copy_n((A + 23072), 512, (A + 22544));
   }
   std::copy_n((A + 22032), 512, (A + 5552));
   std::copy_n((A + 22544), 512, (A + 6672));
-  // sum  (prelude.model:29:13)
+  // sum  (prelude.model:41:13)
   std::fill_n((A + 368), 128, T(0));
   for (int64_t i0 = 0; i0 < 16; ++i0)
     for (int64_t i1 = 0; i1 < 20; ++i1)
@@ -1147,17 +1147,17 @@ private:
         {
           (A + 368)[i2 * 1] += (A + 129904)[i0 * 2560 + i1 * 128 + i2 * 1];
         }
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // matmul  (prelude.model:29:13)
+  // matmul  (prelude.model:41:13)
   gemm(true, false, 32, 128, 320, T(1), (A + 119664), 32, (A + 129904), 128, T(0), (A + 11792), 128, threads());
-  // reshape  (prelude.model:30:20)
+  // reshape  (prelude.model:42:20)
   // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // transpose  (prelude.model:42:20): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(true, false, 1, 128, 320, T(1), (A + 32), 1, (A + 129904), 128, T(0), (A + 496), 128, threads());
   // fused loop over [128, 1], 1 reduction:
-  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   std::fill_n((A + 144), 1, T(0));
@@ -1169,12 +1169,12 @@ private:
         const T v1 = v0 * v0;
         (A + 144)[0] += v1;
       }
-  // grad  (prelude.model:19:5)
+  // grad  (prelude.model:24:5)
   if (grads) (*grads)[0].assign((A + 16), (A + 16) + 128);
   // fused loop over [128, 32], 3 reductions:
-  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
-  //   transpose %d.lstm.weight_ih_l1  (prelude.model:30:31)
-  //   transpose %d.lstm.weight_hh_l1  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
+  //   transpose %d.lstm.weight_ih_l1  (prelude.model:42:31)
+  //   transpose %d.lstm.weight_hh_l1  (prelude.model:42:78)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
   //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
   //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1200,23 +1200,23 @@ private:
         const T v7 = v2 * v2;
         (A + 192)[0] += v7;
       }
-  // grad  (prelude.model:20:5)
+  // grad  (prelude.model:25:5)
   if (grads) (*grads)[1].assign((A + 24080), (A + 24080) + 4096);
-  // grad  (prelude.model:21:5)
+  // grad  (prelude.model:26:5)
   if (grads) (*grads)[2].assign((A + 368), (A + 368) + 128);
-  // grad  (prelude.model:22:5)
+  // grad  (prelude.model:27:5)
   if (grads) (*grads)[3].assign((A + 368), (A + 368) + 128);
-  // grad  (prelude.model:19:5)
+  // grad  (prelude.model:24:5)
   if (grads) (*grads)[4].assign((A + 19984), (A + 19984) + 4096);
-  // grad  (prelude.model:20:5)
+  // grad  (prelude.model:25:5)
   if (grads) (*grads)[5].assign((A + 15888), (A + 15888) + 4096);
-  // grad  (prelude.model:21:5)
+  // grad  (prelude.model:26:5)
   if (grads) (*grads)[6].assign((A + 4976), (A + 4976) + 128);
-  // grad  (prelude.model:22:5)
+  // grad  (prelude.model:27:5)
   if (grads) (*grads)[7].assign((A + 4976), (A + 4976) + 128);
-  // grad  (prelude.model:73:3)
+  // grad  (prelude.model:98:3)
   if (grads) (*grads)[8].assign((A + 6640), (A + 6640) + 32);
-  // grad  (prelude.model:74:3)
+  // grad  (prelude.model:99:3)
   if (grads) (*grads)[9].assign((A + 6608), (A + 6608) + 32);
   // grad  (prelude.model:7:3)
   if (grads) (*grads)[10].assign((A + 7184), (A + 7184) + 512);
@@ -1943,33 +1943,33 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-  // const  (prelude.model:79:15)
+  // const  (prelude.model:104:15)
   std::fill_n((A + 0), 1, T(0));
   // input %x  (lstm2_layernorm.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 16);
     for (int64_t k = 0; k < 320; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 336), 512, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 320, 128, 1, T(1), (A + 16), 1, sf_[0].data(), 1, T(0), (A + 848), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 336), 512, (A + 41808));
   std::copy_n((A + 336), 512, (A + 42320));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[1].data(), 32, T(0), (A + 42832), 128, threads());
     // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -1980,19 +1980,19 @@ private:
           (A + 44880)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -2019,26 +2019,26 @@ private:
   }
   std::copy_n((A + 41808), 512, (A + 46928));
   std::copy_n((A + 42320), 512, (A + 47440));
-  // param %lstm.weight_ih_l1  (prelude.model:19:5)
-  // param %lstm.bias_ih_l1  (prelude.model:21:5)
-  // param %lstm.weight_hh_l1  (prelude.model:20:5)
-  // param %lstm.bias_hh_l1  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l1  (prelude.model:24:5)
+  // param %lstm.bias_ih_l1  (prelude.model:26:5)
+  // param %lstm.weight_hh_l1  (prelude.model:25:5)
+  // param %lstm.bias_hh_l1  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 320, 128, 32, T(1), (A + 47952), 32, sf_[4].data(), 32, T(0), (A + 848), 128, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 336), 512, (A + 41808));
   std::copy_n((A + 336), 512, (A + 42320));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 20; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(1, false, true, 16, 128, 32, T(1), (A + 41808), 32, sf_[5].data(), 32, T(0), (A + 42832), 128, threads());
     // fused loop over [16, 128]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1)
@@ -2049,19 +2049,19 @@ private:
           (A + 44880)[i0 * 128 + i1 * 1] = v2;
         }
     // fused loop over [16, 32]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 16; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1)
@@ -2098,7 +2098,7 @@ private:
         }
   // reshape  (lstm2_layernorm.model:19:15)
   // (a view of its operand)
-  // slice  (prelude.model:79:15)
+  // slice  (prelude.model:104:15)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -2106,11 +2106,11 @@ private:
         (A + 528)[i0 * 1 + i1 * 1] = (A + 16)[0 + i0 * 32 + i1 * 1];
       }
   // fused loop over [16, 32], 3 reductions:
-  //   sub  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mul  (prelude.model:79:15)  [register]
-  //   mean over axes [1]  (prelude.model:79:15)
-  //   mean %ln.mu over axes [1]  (prelude.model:77:14)
+  //   sub  (prelude.model:104:15)  [register]
+  //   mean over axes [1]  (prelude.model:104:15)
+  //   mul  (prelude.model:104:15)  [register]
+  //   mean over axes [1]  (prelude.model:104:15)
+  //   mean %ln.mu over axes [1]  (prelude.model:102:14)
   //   mul  (prelude.model:10:14)
   std::fill_n((A + 544), 16, T(0));
   std::fill_n((A + 560), 16, T(0));
@@ -2129,22 +2129,22 @@ private:
   for (int64_t k = 0; k < 16; ++k) (A + 544)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 560)[k] /= T(32);
   for (int64_t k = 0; k < 16; ++k) (A + 576)[k] /= T(32);
-  // const  (prelude.model:80:26)
+  // const  (prelude.model:105:26)
   std::fill_n((A + 528), 1, T(1.0000000000000001e-05));
-  // param %ln.weight  (prelude.model:73:3)
+  // param %ln.weight  (prelude.model:98:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
-  // param %ln.bias  (prelude.model:74:3)
+  // param %ln.bias  (prelude.model:99:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
   // param %fc.weight  (prelude.model:7:3)
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // fused loop over [16, 1]:
-  //   mul  (prelude.model:79:15)  [register]
-  //   sub  (prelude.model:79:15)  [register]
-  //   maximum  (prelude.model:79:15)  [register]
-  //   add  (prelude.model:80:26)  [register]
-  //   rsqrt  (prelude.model:80:21)
+  //   mul  (prelude.model:104:15)  [register]
+  //   sub  (prelude.model:104:15)  [register]
+  //   maximum  (prelude.model:104:15)  [register]
+  //   add  (prelude.model:105:26)  [register]
+  //   rsqrt  (prelude.model:105:21)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -2157,8 +2157,8 @@ private:
         (A + 1104)[i0 * 1 + i1 * 1] = v4;
       }
   // fused loop over [16, 32]:
-  //   sub %ln.d  (prelude.model:78:11)  [register]
-  //   mul  (prelude.model:80:14)
+  //   sub %ln.d  (prelude.model:103:11)  [register]
+  //   mul  (prelude.model:105:14)
   for (int64_t i0 = 0; i0 < 16; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 32; ++i1)

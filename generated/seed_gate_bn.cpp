@@ -167,36 +167,36 @@ public:
   // param %cell.bias_ih  (seed_gate_bn.model:20:3)
   // param %cell.weight_hh  (seed_gate_bn.model:19:3)
   // param %cell.bias_hh  (seed_gate_bn.model:21:3)
-  // buffer %cell.bn_i.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_i.running_var  (prelude.model:51:3)
-  // param %cell.bn_i.weight  (prelude.model:48:3)
-  // param %cell.bn_i.bias  (prelude.model:49:3)
-  // buffer %cell.bn_f.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_f.running_var  (prelude.model:51:3)
-  // param %cell.bn_f.weight  (prelude.model:48:3)
-  // param %cell.bn_f.bias  (prelude.model:49:3)
-  // buffer %cell.bn_g.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_g.running_var  (prelude.model:51:3)
-  // param %cell.bn_g.weight  (prelude.model:48:3)
-  // param %cell.bn_g.bias  (prelude.model:49:3)
-  // buffer %cell.bn_o.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_o.running_var  (prelude.model:51:3)
-  // param %cell.bn_o.weight  (prelude.model:48:3)
-  // param %cell.bn_o.bias  (prelude.model:49:3)
+  // buffer %cell.bn_i.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_i.running_var  (prelude.model:76:3)
+  // param %cell.bn_i.weight  (prelude.model:73:3)
+  // param %cell.bn_i.bias  (prelude.model:74:3)
+  // buffer %cell.bn_f.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_f.running_var  (prelude.model:76:3)
+  // param %cell.bn_f.weight  (prelude.model:73:3)
+  // param %cell.bn_f.bias  (prelude.model:74:3)
+  // buffer %cell.bn_g.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_g.running_var  (prelude.model:76:3)
+  // param %cell.bn_g.weight  (prelude.model:73:3)
+  // param %cell.bn_g.bias  (prelude.model:74:3)
+  // buffer %cell.bn_o.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_o.running_var  (prelude.model:76:3)
+  // param %cell.bn_o.weight  (prelude.model:73:3)
+  // param %cell.bn_o.bias  (prelude.model:74:3)
   // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
   // matmul  (seed_gate_bn.model:30:18)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // const  (prelude.model:65:53)
+  // const  (prelude.model:90:53)
   std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
     const T v0 = sf_[15].data()[i] + (A + 0)[0];
@@ -236,28 +236,28 @@ public:
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_i.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
     //   slice  (seed_gate_bn.model:32:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_f.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
     //   slice  (seed_gate_bn.model:33:26)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_g.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
     //   slice  (seed_gate_bn.model:34:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_o.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:35:13)  [register]
     //   mul  (seed_gate_bn.model:35:21)  [register]
@@ -353,42 +353,42 @@ private:
   // param %cell.bias_ih  (seed_gate_bn.model:20:3)
   // param %cell.weight_hh  (seed_gate_bn.model:19:3)
   // param %cell.bias_hh  (seed_gate_bn.model:21:3)
-  // buffer %cell.bn_i.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_i.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_i.num_batches_tracked  (prelude.model:52:3)
+  // buffer %cell.bn_i.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_i.running_var  (prelude.model:76:3)
+  // buffer %cell.bn_i.num_batches_tracked  (prelude.model:77:3)
   for (int64_t k = 0; k < 1; ++k) (A + 9184)[k] = T(si_[16][k]);
-  // param %cell.bn_i.weight  (prelude.model:48:3)
-  // param %cell.bn_i.bias  (prelude.model:49:3)
-  // buffer %cell.bn_f.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_f.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_f.num_batches_tracked  (prelude.model:52:3)
+  // param %cell.bn_i.weight  (prelude.model:73:3)
+  // param %cell.bn_i.bias  (prelude.model:74:3)
+  // buffer %cell.bn_f.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_f.running_var  (prelude.model:76:3)
+  // buffer %cell.bn_f.num_batches_tracked  (prelude.model:77:3)
   for (int64_t k = 0; k < 1; ++k) (A + 9200)[k] = T(si_[19][k]);
-  // param %cell.bn_f.weight  (prelude.model:48:3)
-  // param %cell.bn_f.bias  (prelude.model:49:3)
-  // buffer %cell.bn_g.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_g.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_g.num_batches_tracked  (prelude.model:52:3)
+  // param %cell.bn_f.weight  (prelude.model:73:3)
+  // param %cell.bn_f.bias  (prelude.model:74:3)
+  // buffer %cell.bn_g.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_g.running_var  (prelude.model:76:3)
+  // buffer %cell.bn_g.num_batches_tracked  (prelude.model:77:3)
   for (int64_t k = 0; k < 1; ++k) (A + 9216)[k] = T(si_[22][k]);
-  // param %cell.bn_g.weight  (prelude.model:48:3)
-  // param %cell.bn_g.bias  (prelude.model:49:3)
-  // buffer %cell.bn_o.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_o.running_var  (prelude.model:51:3)
-  // buffer %cell.bn_o.num_batches_tracked  (prelude.model:52:3)
+  // param %cell.bn_g.weight  (prelude.model:73:3)
+  // param %cell.bn_g.bias  (prelude.model:74:3)
+  // buffer %cell.bn_o.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_o.running_var  (prelude.model:76:3)
+  // buffer %cell.bn_o.num_batches_tracked  (prelude.model:77:3)
   for (int64_t k = 0; k < 1; ++k) (A + 9232)[k] = T(si_[25][k]);
-  // param %cell.bn_o.weight  (prelude.model:48:3)
-  // param %cell.bn_o.bias  (prelude.model:49:3)
+  // param %cell.bn_o.weight  (prelude.model:73:3)
+  // param %cell.bn_o.bias  (prelude.model:74:3)
   // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
   // matmul  (seed_gate_bn.model:30:18)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9248), 1024, threads());
-  // const  (prelude.model:60:44)
+  // const  (prelude.model:85:44)
   std::fill_n((A + 992288), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
+  // const  (prelude.model:85:70)
   std::fill_n((A + 992304), 1, T(0.10000000000000001));
-  // const  (prelude.model:61:84)
+  // const  (prelude.model:86:84)
   std::fill_n((A + 992320), 1, T(0.1032258064516129));
-  // const  (prelude.model:62:56)
+  // const  (prelude.model:87:56)
   std::fill_n((A + 992336), 1, T(1));
-  // const  (prelude.model:63:28)
+  // const  (prelude.model:88:28)
   std::fill_n((A + 992352), 1, T(1.0000000000000001e-05));
   // scan %cell.h  (seed_gate_bn.model:29:12)
   std::copy_n((A + 992), 8192, (A + 992368));
@@ -409,7 +409,7 @@ private:
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
     // transpose  (seed_gate_bn.model:30:66): folded into the matmul that reads it
-    // const  (prelude.model:59:17)
+    // const  (prelude.model:84:17)
     std::fill_n((A + 1010864), 1, T(0));
     // matmul  (seed_gate_bn.model:30:55)
     gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992368), 256, sf_[1].data(), 256, T(0), (A + 1010880), 1024, threads());
@@ -433,17 +433,17 @@ private:
         {
           (A + 1010880)[i0 * 256 + i1 * 1] = (A + 1043648)[0 + i0 * 1024 + i1 * 1];
         }
-    // slice  (prelude.model:59:17)
+    // slice  (prelude.model:84:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       (A + 1019072)[i] = (A + 1010880)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_i.mu over axes [0]  (prelude.model:57:16)
+    //   sub  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mul  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mean %cell.bn_i.mu over axes [0]  (prelude.model:82:16)
     //   slice  (seed_gate_bn.model:32:29)
     std::fill_n((A + 1019328), 256, T(0));
     std::fill_n((A + 1019584), 256, T(0));
@@ -463,17 +463,17 @@ private:
     for (int64_t k = 0; k < 256; ++k) (A + 1019328)[k] /= T(32);
     for (int64_t k = 0; k < 256; ++k) (A + 1019584)[k] /= T(32);
     for (int64_t k = 0; k < 256; ++k) (A + 1019840)[k] /= T(32);
-    // slice  (prelude.model:59:17)
+    // slice  (prelude.model:84:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       (A + 1019072)[i] = (A + 1020096)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_f.mu over axes [0]  (prelude.model:57:16)
+    //   sub  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mul  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mean %cell.bn_f.mu over axes [0]  (prelude.model:82:16)
     //   slice  (seed_gate_bn.model:33:26)
     std::fill_n((A + 1028288), 256, T(0));
     std::fill_n((A + 1028544), 256, T(0));
@@ -493,17 +493,17 @@ private:
     for (int64_t k = 0; k < 256; ++k) (A + 1028288)[k] /= T(32);
     for (int64_t k = 0; k < 256; ++k) (A + 1028544)[k] /= T(32);
     for (int64_t k = 0; k < 256; ++k) (A + 1028800)[k] /= T(32);
-    // slice  (prelude.model:59:17)
+    // slice  (prelude.model:84:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       (A + 1019072)[i] = (A + 1029056)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_g.mu over axes [0]  (prelude.model:57:16)
+    //   sub  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mul  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mean %cell.bn_g.mu over axes [0]  (prelude.model:82:16)
     //   slice  (seed_gate_bn.model:34:29)
     std::fill_n((A + 1037248), 256, T(0));
     std::fill_n((A + 1037504), 256, T(0));
@@ -523,18 +523,18 @@ private:
     for (int64_t k = 0; k < 256; ++k) (A + 1037248)[k] /= T(32);
     for (int64_t k = 0; k < 256; ++k) (A + 1037504)[k] /= T(32);
     for (int64_t k = 0; k < 256; ++k) (A + 1037760)[k] /= T(32);
-    // slice  (prelude.model:59:17)
+    // slice  (prelude.model:84:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       (A + 1019072)[i] = (A + 1076416)[0 + i];
     }
     // fused loop over [32, 256], 3 reductions:
-    //   sub  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mul  (prelude.model:59:17)  [register]
-    //   mean over axes [0]  (prelude.model:59:17)
-    //   mean %cell.bn_o.mu over axes [0]  (prelude.model:57:16)
-    //   sub %cell.bn_i.d  (prelude.model:58:13)
+    //   sub  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mul  (prelude.model:84:17)  [register]
+    //   mean over axes [0]  (prelude.model:84:17)
+    //   mean %cell.bn_o.mu over axes [0]  (prelude.model:82:16)
+    //   sub %cell.bn_i.d  (prelude.model:83:13)
     std::fill_n((A + 1038016), 256, T(0));
     std::fill_n((A + 1038272), 256, T(0));
     std::fill_n((A + 1038528), 256, T(0));
@@ -554,50 +554,50 @@ private:
     for (int64_t k = 0; k < 256; ++k) (A + 1038272)[k] /= T(32);
     for (int64_t k = 0; k < 256; ++k) (A + 1038528)[k] /= T(32);
     // fused loop over [256]:
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_i.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_i.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_f.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_f.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_g.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_g.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
-    //   mul  (prelude.model:59:17)  [register]
-    //   sub  (prelude.model:59:17)  [register]
-    //   maximum  (prelude.model:59:17)
-    //   mul  (prelude.model:60:44)  [register]
-    //   mul  (prelude.model:60:70)  [register]
-    //   add %cell.bn_o.running_mean.new  (prelude.model:60:59)
-    //   mul  (prelude.model:61:43)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add %cell.bn_o.running_var.new  (prelude.model:61:57)
-    //   add  (prelude.model:63:28)  [register]
-    //   rsqrt  (prelude.model:63:23)
+    //   mul  (prelude.model:84:17)  [register]
+    //   sub  (prelude.model:84:17)  [register]
+    //   maximum  (prelude.model:84:17)
+    //   mul  (prelude.model:85:44)  [register]
+    //   mul  (prelude.model:85:70)  [register]
+    //   add %cell.bn_i.running_mean.new  (prelude.model:85:59)
+    //   mul  (prelude.model:86:43)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add %cell.bn_i.running_var.new  (prelude.model:86:57)
+    //   add  (prelude.model:88:28)  [register]
+    //   rsqrt  (prelude.model:88:23)
+    //   mul  (prelude.model:84:17)  [register]
+    //   sub  (prelude.model:84:17)  [register]
+    //   maximum  (prelude.model:84:17)
+    //   mul  (prelude.model:85:44)  [register]
+    //   mul  (prelude.model:85:70)  [register]
+    //   add %cell.bn_f.running_mean.new  (prelude.model:85:59)
+    //   mul  (prelude.model:86:43)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add %cell.bn_f.running_var.new  (prelude.model:86:57)
+    //   add  (prelude.model:88:28)  [register]
+    //   rsqrt  (prelude.model:88:23)
+    //   mul  (prelude.model:84:17)  [register]
+    //   sub  (prelude.model:84:17)  [register]
+    //   maximum  (prelude.model:84:17)
+    //   mul  (prelude.model:85:44)  [register]
+    //   mul  (prelude.model:85:70)  [register]
+    //   add %cell.bn_g.running_mean.new  (prelude.model:85:59)
+    //   mul  (prelude.model:86:43)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add %cell.bn_g.running_var.new  (prelude.model:86:57)
+    //   add  (prelude.model:88:28)  [register]
+    //   rsqrt  (prelude.model:88:23)
+    //   mul  (prelude.model:84:17)  [register]
+    //   sub  (prelude.model:84:17)  [register]
+    //   maximum  (prelude.model:84:17)
+    //   mul  (prelude.model:85:44)  [register]
+    //   mul  (prelude.model:85:70)  [register]
+    //   add %cell.bn_o.running_mean.new  (prelude.model:85:59)
+    //   mul  (prelude.model:86:43)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add %cell.bn_o.running_var.new  (prelude.model:86:57)
+    //   add  (prelude.model:88:28)  [register]
+    //   rsqrt  (prelude.model:88:23)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 1019328)[i] * (A + 1019328)[i];
@@ -662,10 +662,10 @@ private:
       (A + 1014720)[i] = v43;
     }
     // fused loop over []:
-    //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:62:56)
-    //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:62:56)
-    //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:62:56)
-    //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:62:56)
+    //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:87:56)
+    //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:87:56)
+    //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:87:56)
+    //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:87:56)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1; ++i) {
       const T v0 = (A + 1009264)[0] + (A + 992336)[0];
@@ -678,24 +678,24 @@ private:
       (A + 1015008)[0] = v3;
     }
     // fused loop over [32, 256]:
-    //   mul %cell.bn_i.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   mul %cell.bn_i.xhat  (prelude.model:88:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
-    //   sub %cell.bn_f.d  (prelude.model:58:13)
-    //   mul %cell.bn_f.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub %cell.bn_f.d  (prelude.model:83:13)
+    //   mul %cell.bn_f.xhat  (prelude.model:88:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
-    //   sub %cell.bn_g.d  (prelude.model:58:13)
-    //   mul %cell.bn_g.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub %cell.bn_g.d  (prelude.model:83:13)
+    //   mul %cell.bn_g.xhat  (prelude.model:88:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   tanh %cell.g  (seed_gate_bn.model:33:15)
-    //   sub %cell.bn_o.d  (prelude.model:58:13)
-    //   mul %cell.bn_o.xhat  (prelude.model:63:16)
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub %cell.bn_o.d  (prelude.model:83:13)
+    //   mul %cell.bn_o.xhat  (prelude.model:88:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.o  (seed_gate_bn.model:34:18)
     //   mul  (seed_gate_bn.model:35:13)  [register]
     //   mul  (seed_gate_bn.model:35:21)  [register]
@@ -939,10 +939,10 @@ private:
     //   sub  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:34:18)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   mul  (prelude.model:88:16)  [register]
+    //   sum over axes [0]  (prelude.model:88:16)
+    //   mul  (prelude.model:88:16)
     std::fill_n((A + 311584), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -961,19 +961,19 @@ private:
           const T v8 = v5 * (A + 271632)[i1 * 1];
           (A + 303392)[i0 * 256 + i1 * 1] = v8;
         }
-    // const  (prelude.model:63:23)
+    // const  (prelude.model:88:23)
     std::fill_n((A + 311840), 1, T(-0.5));
-    // const  (prelude.model:59:17)
+    // const  (prelude.model:84:17)
     std::fill_n((A + 311856), 1, T(0.03125));
     // fused loop over [256]:
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add  (prelude.model:86:84)  [register]
+    //   mul  (prelude.model:84:17)
+    //   mul  (prelude.model:85:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 311584)[i] * (A + 311840)[0];
@@ -987,15 +987,15 @@ private:
       const T v7 = (A + 294672)[i] * (A + 992304)[0];
       (A + 311872)[i] = v7;
     }
-    // reshape  (prelude.model:59:17)
+    // reshape  (prelude.model:84:17)
     // (a view of its operand)
     // fused loop over [32, 256], 2 reductions:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
+    //   broadcast_to  (prelude.model:84:17)  [register]
+    //   mul  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)
+    //   neg  (prelude.model:83:13)  [register]
+    //   sum over axes [0]  (prelude.model:83:13)
     //   mul  (seed_gate_bn.model:36:13)  [register]
     //   mul  (seed_gate_bn.model:36:19)  [register]
     //   sub  (seed_gate_bn.model:36:19)  [register]
@@ -1005,10 +1005,10 @@ private:
     //   mul  (seed_gate_bn.model:33:15)  [register]
     //   sub  (seed_gate_bn.model:33:15)  [register]
     //   mul  (seed_gate_bn.model:33:15)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   mul  (prelude.model:88:16)  [register]
+    //   sum over axes [0]  (prelude.model:88:16)
+    //   mul  (prelude.model:88:16)
     std::fill_n((A + 311584), 256, T(0));
     std::fill_n((A + 336960), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1040,16 +1040,16 @@ private:
           (A + 328768)[i0 * 256 + i1 * 1] = v18;
         }
     // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
+    //   add  (prelude.model:83:13)  [register]
+    //   mul  (prelude.model:82:16)
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add  (prelude.model:86:84)  [register]
+    //   mul  (prelude.model:84:17)
+    //   mul  (prelude.model:85:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 311872)[i] + (A + 311584)[i];
@@ -1066,25 +1066,25 @@ private:
       const T v9 = (A + 294160)[i] * (A + 992304)[0];
       (A + 295456)[i] = v9;
     }
-    // reshape  (prelude.model:57:16)
+    // reshape  (prelude.model:82:16)
     // (a view of its operand)
-    // reshape  (prelude.model:59:17)
+    // reshape  (prelude.model:84:17)
     // (a view of its operand)
     // fused loop over [32, 256], 2 reductions:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
+    //   broadcast_to  (prelude.model:84:17)  [register]
+    //   mul  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)
+    //   neg  (prelude.model:83:13)  [register]
+    //   sum over axes [0]  (prelude.model:83:13)
     //   mul  (seed_gate_bn.model:35:13)  [register]
     //   sub  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)  [register]
     //   mul  (seed_gate_bn.model:32:18)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   mul  (prelude.model:88:16)  [register]
+    //   sum over axes [0]  (prelude.model:88:16)
+    //   mul  (prelude.model:88:16)
     std::fill_n((A + 304160), 256, T(0));
     std::fill_n((A + 304416), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1110,16 +1110,16 @@ private:
           (A + 336960)[i0 * 256 + i1 * 1] = v13;
         }
     // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
+    //   add  (prelude.model:83:13)  [register]
+    //   mul  (prelude.model:82:16)
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add  (prelude.model:86:84)  [register]
+    //   mul  (prelude.model:84:17)
+    //   mul  (prelude.model:85:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 295456)[i] + (A + 304160)[i];
@@ -1136,25 +1136,25 @@ private:
       const T v9 = (A + 293648)[i] * (A + 992304)[0];
       (A + 304672)[i] = v9;
     }
-    // reshape  (prelude.model:57:16)
+    // reshape  (prelude.model:82:16)
     // (a view of its operand)
-    // reshape  (prelude.model:59:17)
+    // reshape  (prelude.model:84:17)
     // (a view of its operand)
     // fused loop over [32, 256], 2 reductions:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
+    //   broadcast_to  (prelude.model:84:17)  [register]
+    //   mul  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)
+    //   neg  (prelude.model:83:13)  [register]
+    //   sum over axes [0]  (prelude.model:83:13)
     //   mul  (seed_gate_bn.model:35:21)  [register]
     //   sub  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)  [register]
     //   mul  (seed_gate_bn.model:31:18)
-    //   mul  (prelude.model:67:17)  [register]
-    //   mul  (prelude.model:63:16)  [register]
-    //   sum over axes [0]  (prelude.model:63:16)
-    //   mul  (prelude.model:63:16)
+    //   mul  (prelude.model:92:17)  [register]
+    //   mul  (prelude.model:88:16)  [register]
+    //   sum over axes [0]  (prelude.model:88:16)
+    //   mul  (prelude.model:88:16)
     std::fill_n((A + 295456), 256, T(0));
     std::fill_n((A + 304160), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
@@ -1180,16 +1180,16 @@ private:
           (A + 345152)[i0 * 256 + i1 * 1] = v13;
         }
     // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:63:23)  [register]
-    //   mul  (prelude.model:61:84)  [register]
-    //   add  (prelude.model:61:84)  [register]
-    //   mul  (prelude.model:59:17)
-    //   mul  (prelude.model:60:70)
+    //   add  (prelude.model:83:13)  [register]
+    //   mul  (prelude.model:82:16)
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:88:23)  [register]
+    //   mul  (prelude.model:86:84)  [register]
+    //   add  (prelude.model:86:84)  [register]
+    //   mul  (prelude.model:84:17)
+    //   mul  (prelude.model:85:70)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 304672)[i] + (A + 295456)[i];
@@ -1206,17 +1206,17 @@ private:
       const T v9 = (A + 293136)[i] * (A + 992304)[0];
       (A + 304928)[i] = v9;
     }
-    // reshape  (prelude.model:57:16)
+    // reshape  (prelude.model:82:16)
     // (a view of its operand)
-    // reshape  (prelude.model:59:17)
+    // reshape  (prelude.model:84:17)
     // (a view of its operand)
     // fused loop over [32, 256], 1 reduction:
-    //   broadcast_to  (prelude.model:59:17)  [register]
-    //   mul  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)  [register]
-    //   add  (prelude.model:59:20)
-    //   neg  (prelude.model:58:13)  [register]
-    //   sum over axes [0]  (prelude.model:58:13)
+    //   broadcast_to  (prelude.model:84:17)  [register]
+    //   mul  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)  [register]
+    //   add  (prelude.model:84:20)
+    //   neg  (prelude.model:83:13)  [register]
+    //   sum over axes [0]  (prelude.model:83:13)
     std::fill_n((A + 295456), 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
@@ -1231,16 +1231,16 @@ private:
           (A + 295456)[i1 * 1] += v4;
         }
     // fused loop over [256]:
-    //   add  (prelude.model:58:13)  [register]
-    //   mul  (prelude.model:57:16)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
-    //   mul  (prelude.model:61:43)
-    //   mul  (prelude.model:60:44)
+    //   add  (prelude.model:83:13)  [register]
+    //   mul  (prelude.model:82:16)
+    //   mul  (prelude.model:86:43)
+    //   mul  (prelude.model:85:44)
+    //   mul  (prelude.model:86:43)
+    //   mul  (prelude.model:85:44)
+    //   mul  (prelude.model:86:43)
+    //   mul  (prelude.model:85:44)
+    //   mul  (prelude.model:86:43)
+    //   mul  (prelude.model:85:44)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v0 = (A + 304928)[i] + (A + 295456)[i];
@@ -1263,22 +1263,22 @@ private:
       const T v9 = (A + 293136)[i] * (A + 992288)[0];
       (A + 306464)[i] = v9;
     }
-    // reshape  (prelude.model:57:16)
+    // reshape  (prelude.model:82:16)
     // (a view of its operand)
     // fused loop over [32, 256]:
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
-    //   broadcast_to  (prelude.model:57:16)  [register]
-    //   add  (prelude.model:57:16)
+    //   broadcast_to  (prelude.model:82:16)  [register]
+    //   add  (prelude.model:82:16)
+    //   broadcast_to  (prelude.model:82:16)  [register]
+    //   add  (prelude.model:82:16)
+    //   broadcast_to  (prelude.model:82:16)  [register]
+    //   add  (prelude.model:82:16)
+    //   broadcast_to  (prelude.model:82:16)  [register]
+    //   add  (prelude.model:82:16)
     //   mul  (seed_gate_bn.model:35:13)
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
-    //   mul  (prelude.model:67:17)
+    //   mul  (prelude.model:92:17)
+    //   mul  (prelude.model:92:17)
+    //   mul  (prelude.model:92:17)
+    //   mul  (prelude.model:92:17)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -1424,21 +1424,21 @@ private:
   if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
   // grad  (seed_gate_bn.model:21:3)
   if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
-  // grad  (prelude.model:48:3)
+  // grad  (prelude.model:73:3)
   if (grads) (*grads)[4].assign((A + 2000), (A + 2000) + 256);
-  // grad  (prelude.model:49:3)
+  // grad  (prelude.model:74:3)
   if (grads) (*grads)[5].assign((A + 2256), (A + 2256) + 256);
-  // grad  (prelude.model:48:3)
+  // grad  (prelude.model:73:3)
   if (grads) (*grads)[6].assign((A + 2512), (A + 2512) + 256);
-  // grad  (prelude.model:49:3)
+  // grad  (prelude.model:74:3)
   if (grads) (*grads)[7].assign((A + 2768), (A + 2768) + 256);
-  // grad  (prelude.model:48:3)
+  // grad  (prelude.model:73:3)
   if (grads) (*grads)[8].assign((A + 3024), (A + 3024) + 256);
-  // grad  (prelude.model:49:3)
+  // grad  (prelude.model:74:3)
   if (grads) (*grads)[9].assign((A + 3280), (A + 3280) + 256);
-  // grad  (prelude.model:48:3)
+  // grad  (prelude.model:73:3)
   if (grads) (*grads)[10].assign((A + 3536), (A + 3536) + 256);
-  // grad  (prelude.model:49:3)
+  // grad  (prelude.model:74:3)
   if (grads) (*grads)[11].assign((A + 3792), (A + 3792) + 256);
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
@@ -1652,36 +1652,36 @@ private:
   // param %cell.bias_ih  (seed_gate_bn.model:20:3)
   // param %cell.weight_hh  (seed_gate_bn.model:19:3)
   // param %cell.bias_hh  (seed_gate_bn.model:21:3)
-  // buffer %cell.bn_i.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_i.running_var  (prelude.model:51:3)
-  // param %cell.bn_i.weight  (prelude.model:48:3)
-  // param %cell.bn_i.bias  (prelude.model:49:3)
-  // buffer %cell.bn_f.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_f.running_var  (prelude.model:51:3)
-  // param %cell.bn_f.weight  (prelude.model:48:3)
-  // param %cell.bn_f.bias  (prelude.model:49:3)
-  // buffer %cell.bn_g.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_g.running_var  (prelude.model:51:3)
-  // param %cell.bn_g.weight  (prelude.model:48:3)
-  // param %cell.bn_g.bias  (prelude.model:49:3)
-  // buffer %cell.bn_o.running_mean  (prelude.model:50:3)
-  // buffer %cell.bn_o.running_var  (prelude.model:51:3)
-  // param %cell.bn_o.weight  (prelude.model:48:3)
-  // param %cell.bn_o.bias  (prelude.model:49:3)
+  // buffer %cell.bn_i.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_i.running_var  (prelude.model:76:3)
+  // param %cell.bn_i.weight  (prelude.model:73:3)
+  // param %cell.bn_i.bias  (prelude.model:74:3)
+  // buffer %cell.bn_f.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_f.running_var  (prelude.model:76:3)
+  // param %cell.bn_f.weight  (prelude.model:73:3)
+  // param %cell.bn_f.bias  (prelude.model:74:3)
+  // buffer %cell.bn_g.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_g.running_var  (prelude.model:76:3)
+  // param %cell.bn_g.weight  (prelude.model:73:3)
+  // param %cell.bn_g.bias  (prelude.model:74:3)
+  // buffer %cell.bn_o.running_mean  (prelude.model:75:3)
+  // buffer %cell.bn_o.running_var  (prelude.model:76:3)
+  // param %cell.bn_o.weight  (prelude.model:73:3)
+  // param %cell.bn_o.bias  (prelude.model:74:3)
   // transpose  (seed_gate_bn.model:30:29): folded into the matmul that reads it
   // matmul  (seed_gate_bn.model:30:18)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
-  // const  (prelude.model:65:53)
+  // const  (prelude.model:90:53)
   std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
   // fused loop over [256]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)
   GRADC_IVDEP
   for (int64_t i = 0; i < 256; ++i) {
     const T v0 = sf_[15].data()[i] + (A + 0)[0];
@@ -1721,28 +1721,28 @@ private:
         }
     // fused loop over [32, 256]:
     //   slice  (seed_gate_bn.model:31:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_i.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_i.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
     //   slice  (seed_gate_bn.model:32:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_f.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_f.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
     //   slice  (seed_gate_bn.model:33:26)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_g.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_g.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
     //   slice  (seed_gate_bn.model:34:29)  [register]
-    //   sub  (prelude.model:65:17)  [register]
-    //   mul %cell.bn_o.xhat  (prelude.model:65:33)  [register]
-    //   mul  (prelude.model:67:17)  [register]
-    //   add  (prelude.model:67:26)  [register]
+    //   sub  (prelude.model:90:17)  [register]
+    //   mul %cell.bn_o.xhat  (prelude.model:90:33)  [register]
+    //   mul  (prelude.model:92:17)  [register]
+    //   add  (prelude.model:92:26)  [register]
     //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
     //   mul  (seed_gate_bn.model:35:13)  [register]
     //   mul  (seed_gate_bn.model:35:21)  [register]

@@ -166,28 +166,28 @@ public:
   // input %y  (seed_lstm_bn.model:9:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 992), 2048, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3040), 256, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 992), 2048, (A + 248800));
   std::copy_n((A + 992), 2048, (A + 250848));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248800), 64, sf_[1].data(), 64, T(0), (A + 252896), 256, threads());
     // fused loop over [32, 256]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -198,19 +198,19 @@ public:
           (A + 261088)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
@@ -247,14 +247,14 @@ public:
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
+  // buffer %bn.running_mean  (prelude.model:75:3)
+  // buffer %bn.running_var  (prelude.model:76:3)
+  // const  (prelude.model:90:53)
   std::fill_n((A + 0), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
+  // param %bn.weight  (prelude.model:73:3)
   // fused loop over [64]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)  [register]
   //   mul  (prelude.model:10:14)
   //   neg  (prelude.model:10:14)  [register]
   //   mul  (prelude.model:10:14)  [register]
@@ -274,7 +274,7 @@ public:
   }
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
+  // param %bn.bias  (prelude.model:74:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)
@@ -318,9 +318,9 @@ private:
     T *const A = arena();
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
-  // const  (prelude.model:59:17)
+  // const  (prelude.model:84:17)
   std::fill_n((A + 0), 1, T(0));
-  // const  (prelude.model:58:13)
+  // const  (prelude.model:83:13)
   std::fill_n((A + 16), 1, T(-1));
   // input %x  (seed_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 32);
@@ -328,28 +328,28 @@ private:
   // input %y  (seed_lstm_bn.model:9:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 992);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 1024), 2048, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 32), 1, sf_[0].data(), 1, T(0), (A + 3072), 256, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 1024), 2048, (A + 248832));
   std::copy_n((A + 1024), 2048, (A + 250880));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248832), 64, sf_[1].data(), 64, T(0), (A + 252928), 256, threads());
     // fused loop over [32, 256]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -360,19 +360,19 @@ private:
           (A + 261120)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
@@ -406,9 +406,9 @@ private:
   }
   std::copy_n((A + 248832), 2048, (A + 269312));
   std::copy_n((A + 250880), 2048, (A + 271360));
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
+  // transpose  (prelude.model:41:13): folded into the matmul that reads it
   // slice  (seed_lstm_bn.model:17:14)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -419,17 +419,17 @@ private:
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
-  // slice  (prelude.model:59:17)
+  // slice  (prelude.model:84:17)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     (A + 5120)[i] = (A + 3072)[0 + i];
   }
   // fused loop over [32, 64], 3 reductions:
-  //   sub  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mul  (prelude.model:59:17)  [register]
-  //   mean over axes [0]  (prelude.model:59:17)
-  //   mean %bn.mu over axes [0]  (prelude.model:57:16)
+  //   sub  (prelude.model:84:17)  [register]
+  //   mean over axes [0]  (prelude.model:84:17)
+  //   mul  (prelude.model:84:17)  [register]
+  //   mean over axes [0]  (prelude.model:84:17)
+  //   mean %bn.mu over axes [0]  (prelude.model:82:16)
   std::fill_n((A + 5184), 64, T(0));
   std::fill_n((A + 5248), 64, T(0));
   std::fill_n((A + 5312), 64, T(0));
@@ -446,35 +446,35 @@ private:
   for (int64_t k = 0; k < 64; ++k) (A + 5184)[k] /= T(32);
   for (int64_t k = 0; k < 64; ++k) (A + 5248)[k] /= T(32);
   for (int64_t k = 0; k < 64; ++k) (A + 5312)[k] /= T(32);
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // const  (prelude.model:60:44)
+  // buffer %bn.running_mean  (prelude.model:75:3)
+  // const  (prelude.model:85:44)
   std::fill_n((A + 5120), 1, T(0.90000000000000002));
-  // const  (prelude.model:60:70)
+  // const  (prelude.model:85:70)
   std::fill_n((A + 5136), 1, T(0.10000000000000001));
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:61:84)
+  // buffer %bn.running_var  (prelude.model:76:3)
+  // const  (prelude.model:86:84)
   std::fill_n((A + 5152), 1, T(0.1032258064516129));
-  // buffer %bn.num_batches_tracked  (prelude.model:52:3)
+  // buffer %bn.num_batches_tracked  (prelude.model:77:3)
   for (int64_t k = 0; k < 1; ++k) (A + 5168)[k] = T(si_[10][k]);
-  // const  (prelude.model:62:56)
+  // const  (prelude.model:87:56)
   std::fill_n((A + 5376), 1, T(1));
-  // const  (prelude.model:63:28)
+  // const  (prelude.model:88:28)
   std::fill_n((A + 5392), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
-  // param %bn.bias  (prelude.model:49:3)
+  // param %bn.weight  (prelude.model:73:3)
+  // param %bn.bias  (prelude.model:74:3)
   // param %head.weight  (prelude.model:7:3)
   // fused loop over [64]:
-  //   mul  (prelude.model:59:17)  [register]
-  //   sub  (prelude.model:59:17)  [register]
-  //   maximum  (prelude.model:59:17)  [register]
-  //   add  (prelude.model:63:28)  [register]
-  //   rsqrt  (prelude.model:63:23)
-  //   mul  (prelude.model:60:44)  [register]
-  //   mul  (prelude.model:60:70)  [register]
-  //   add %bn.running_mean.new  (prelude.model:60:59)
-  //   mul  (prelude.model:61:43)  [register]
-  //   mul  (prelude.model:61:84)  [register]
-  //   add %bn.running_var.new  (prelude.model:61:57)
+  //   mul  (prelude.model:84:17)  [register]
+  //   sub  (prelude.model:84:17)  [register]
+  //   maximum  (prelude.model:84:17)  [register]
+  //   add  (prelude.model:88:28)  [register]
+  //   rsqrt  (prelude.model:88:23)
+  //   mul  (prelude.model:85:44)  [register]
+  //   mul  (prelude.model:85:70)  [register]
+  //   add %bn.running_mean.new  (prelude.model:85:59)
+  //   mul  (prelude.model:86:43)  [register]
+  //   mul  (prelude.model:86:84)  [register]
+  //   add %bn.running_var.new  (prelude.model:86:57)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
     const T v0 = (A + 5184)[i] * (A + 5184)[i];
@@ -493,10 +493,10 @@ private:
     (A + 5472)[i] = v10;
   }
   // fused loop over [32, 64]:
-  //   sub %bn.d  (prelude.model:58:13)
-  //   mul %bn.xhat  (prelude.model:63:16)
-  //   mul  (prelude.model:67:17)  [register]
-  //   add %z  (prelude.model:67:26)
+  //   sub %bn.d  (prelude.model:83:13)
+  //   mul %bn.xhat  (prelude.model:88:16)
+  //   mul  (prelude.model:92:17)  [register]
+  //   add %z  (prelude.model:92:26)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
@@ -540,7 +540,7 @@ private:
   updates.emplace_back(8, (A + 5408));
   // update  (seed_lstm_bn.model:15:1)
   updates.emplace_back(9, (A + 5472));
-  // add %bn.num_batches_tracked.new  (prelude.model:62:56)
+  // add %bn.num_batches_tracked.new  (prelude.model:87:56)
   GRADC_IVDEP
   for (int64_t i = 0; i < 1; ++i) {
     (A + 0)[0] = (A + 5168)[0] + (A + 5376)[0];
@@ -567,13 +567,13 @@ private:
   // matmul  (prelude.model:10:14)
   gemm(false, true, 32, 64, 1, T(1), (A + 3136), 1, (A + 3072), 1, T(0), (A + 11744), 64, threads());
   // fused loop over [32, 64], 3 reductions:
-  //   sum over axes [0]  (prelude.model:58:13)
-  //   mul  (prelude.model:67:17)  [register]
-  //   sum %d.bn.weight over axes [0]  (prelude.model:67:17)
-  //   mul  (prelude.model:67:17)  [register]
-  //   mul  (prelude.model:63:16)  [register]
-  //   sum over axes [0]  (prelude.model:63:16)
-  //   mul  (prelude.model:63:16)
+  //   sum over axes [0]  (prelude.model:83:13)
+  //   mul  (prelude.model:92:17)  [register]
+  //   sum %d.bn.weight over axes [0]  (prelude.model:92:17)
+  //   mul  (prelude.model:92:17)  [register]
+  //   mul  (prelude.model:88:16)  [register]
+  //   sum over axes [0]  (prelude.model:88:16)
+  //   mul  (prelude.model:88:16)
   std::fill_n((A + 3072), 64, T(0));
   std::fill_n((A + 3184), 64, T(0));
   std::fill_n((A + 3248), 64, T(0));
@@ -593,20 +593,20 @@ private:
   // transpose  (prelude.model:10:14): folded into the matmul that reads it
   // matmul  (prelude.model:10:14)
   gemm(true, false, 64, 1, 32, T(1), (A + 9696), 64, (A + 3136), 1, T(0), (A + 3312), 1, threads());
-  // const  (prelude.model:63:23)
+  // const  (prelude.model:88:23)
   std::fill_n((A + 1008), 1, T(-0.5));
-  // const  (prelude.model:59:17)
+  // const  (prelude.model:84:17)
   std::fill_n((A + 3136), 1, T(0.03125));
   // fused loop over [64]:
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:63:23)  [register]
-  //   mul  (prelude.model:59:17)
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:58:13)  [register]
-  //   mul  (prelude.model:57:16)
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:88:23)  [register]
+  //   mul  (prelude.model:84:17)
+  //   mul  (prelude.model:83:13)  [register]
+  //   mul  (prelude.model:83:13)  [register]
+  //   mul  (prelude.model:83:13)  [register]
+  //   mul  (prelude.model:82:16)
   //   mul  (seed_lstm_bn.model:23:1)
   GRADC_IVDEP
   for (int64_t i = 0; i < 64; ++i) {
@@ -624,17 +624,17 @@ private:
     const T v9 = sf_[20].data()[i] * (A + 5120)[0];
     (A + 3504)[i] = v9;
   }
-  // reshape  (prelude.model:59:17)
+  // reshape  (prelude.model:84:17)
   // (a view of its operand)
-  // reshape  (prelude.model:57:16)
+  // reshape  (prelude.model:82:16)
   // (a view of its operand)
   // fused loop over [32, 64]:
-  //   broadcast_to  (prelude.model:59:17)  [register]
-  //   mul  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   add  (prelude.model:59:20)  [register]
-  //   broadcast_to  (prelude.model:57:16)  [register]
-  //   add  (prelude.model:57:16)
+  //   broadcast_to  (prelude.model:84:17)  [register]
+  //   mul  (prelude.model:84:20)  [register]
+  //   add  (prelude.model:84:20)  [register]
+  //   add  (prelude.model:84:20)  [register]
+  //   broadcast_to  (prelude.model:82:16)  [register]
+  //   add  (prelude.model:82:16)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 64; ++i1)
@@ -658,38 +658,38 @@ private:
         {
           (A + 9696)[1856 + i0 * 1920 + i1 * 64 + i2 * 1] = (A + 7648)[i0 * 64 + i1 * 64 + i2 * 1];
         }
-  // scan  (prelude.model:29:13)
+  // scan  (prelude.model:41:13)
   std::copy_n((A + 1024), 2048, (A + 71136));
   std::copy_n((A + 1024), 2048, (A + 73184));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    // const  (prelude.model:36:21)
+    // const  (prelude.model:48:21)
     std::fill_n((A + 75232), 1, T(1));
     // fused loop over [32, 64]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:48:15)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   sub  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   add  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   sub  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   sub  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)
+    //   mul  (prelude.model:47:23)  [register]
+    //   mul  (prelude.model:45:17)  [register]
+    //   sub  (prelude.model:45:17)  [register]
+    //   mul  (prelude.model:45:17)
+    //   mul  (prelude.model:48:15)  [register]
+    //   sub  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
@@ -723,7 +723,7 @@ private:
           const T v22 = v5 * ((A + 642048) + t * 64)[i0 * 1920 + i1 * 1];
           (A + 75248)[i0 * 64 + i1 * 1] = v22;
         }
-    // concat  (prelude.model:31:26)
+    // concat  (prelude.model:43:26)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
@@ -748,14 +748,14 @@ private:
         {
           ((A + 85488) + t * 256)[192 + i0 * 7680 + i1 * 1] = (A + 77296)[i0 * 64 + i1 * 1];
         }
-    // matmul  (prelude.model:30:67)
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(1, false, false, 32, 64, 256, T(1), ((A + 85488) + t * 256), 7680, sf_[1].data(), 64, T(0), (A + 77296), 64, threads());
     std::copy_n((A + 77296), 2048, (A + 71136));
     std::copy_n((A + 75248), 2048, (A + 73184));
   }
   std::copy_n((A + 71136), 2048, (A + 5536));
   std::copy_n((A + 73184), 2048, (A + 7584));
-  // sum  (prelude.model:29:13)
+  // sum  (prelude.model:41:13)
   std::fill_n((A + 1008), 256, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 30; ++i1)
@@ -763,17 +763,17 @@ private:
         {
           (A + 1008)[i2 * 1] += (A + 85488)[i0 * 7680 + i1 * 256 + i2 * 1];
         }
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // matmul  (prelude.model:29:13)
+  // matmul  (prelude.model:41:13)
   gemm(true, false, 64, 256, 960, T(1), (A + 703488), 64, (A + 85488), 256, T(0), (A + 5536), 256, threads());
-  // reshape  (prelude.model:30:20)
+  // reshape  (prelude.model:42:20)
   // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // transpose  (prelude.model:42:20): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(true, false, 1, 256, 960, T(1), (A + 32), 1, (A + 85488), 256, T(0), (A + 1264), 256, threads());
   // fused loop over [256, 1]:
-  //   transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  //   transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
   //   mul  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
@@ -784,10 +784,10 @@ private:
         const T v1 = sf_[12].data()[i0 * 1] * (A + 5120)[0];
         (A + 272)[i0 * 1 + i1 * 1] = v1;
       }
-  // grad  (prelude.model:19:5)
+  // grad  (prelude.model:24:5)
   if (grads) (*grads)[0].assign((A + 16), (A + 16) + 256);
   // fused loop over [256, 64]:
-  //   transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  //   transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
   //   mul  (seed_lstm_bn.model:23:1)
   for (int64_t i0 = 0; i0 < 256; ++i0)
     GRADC_IVDEP
@@ -798,15 +798,15 @@ private:
         const T v1 = sf_[14].data()[i0 * 64 + i1 * 1] * (A + 5120)[0];
         (A + 38304)[i0 * 64 + i1 * 1] = v1;
       }
-  // grad  (prelude.model:20:5)
+  // grad  (prelude.model:25:5)
   if (grads) (*grads)[1].assign((A + 21920), (A + 21920) + 16384);
-  // grad  (prelude.model:21:5)
+  // grad  (prelude.model:26:5)
   if (grads) (*grads)[2].assign((A + 1008), (A + 1008) + 256);
-  // grad  (prelude.model:22:5)
+  // grad  (prelude.model:27:5)
   if (grads) (*grads)[3].assign((A + 1008), (A + 1008) + 256);
-  // grad  (prelude.model:48:3)
+  // grad  (prelude.model:73:3)
   if (grads) (*grads)[4].assign((A + 3184), (A + 3184) + 64);
-  // grad  (prelude.model:49:3)
+  // grad  (prelude.model:74:3)
   if (grads) (*grads)[5].assign((A + 3072), (A + 3072) + 64);
   // fused loop over [1, 64]:
   //   transpose %d.head.weight  (prelude.model:10:25)
@@ -1200,28 +1200,28 @@ private:
   // input %x  (seed_lstm_bn.model:8:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 960), 2048, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 960, 256, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 3008), 256, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 960), 2048, (A + 248768));
   std::copy_n((A + 960), 2048, (A + 250816));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 32, 256, 64, T(1), (A + 248768), 64, sf_[1].data(), 64, T(0), (A + 252864), 256, threads());
     // fused loop over [32, 256]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -1232,19 +1232,19 @@ private:
           (A + 261056)[i0 * 256 + i1 * 1] = v2;
         }
     // fused loop over [32, 64]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1)
@@ -1281,14 +1281,14 @@ private:
         }
   // reshape  (seed_lstm_bn.model:17:14)
   // (a view of its operand)
-  // buffer %bn.running_mean  (prelude.model:50:3)
-  // buffer %bn.running_var  (prelude.model:51:3)
-  // const  (prelude.model:65:53)
+  // buffer %bn.running_mean  (prelude.model:75:3)
+  // buffer %bn.running_var  (prelude.model:76:3)
+  // const  (prelude.model:90:53)
   std::fill_n((A + 2048), 1, T(1.0000000000000001e-05));
-  // param %bn.weight  (prelude.model:48:3)
+  // param %bn.weight  (prelude.model:73:3)
   // fused loop over [64]:
-  //   add  (prelude.model:65:53)  [register]
-  //   rsqrt  (prelude.model:65:40)  [register]
+  //   add  (prelude.model:90:53)  [register]
+  //   rsqrt  (prelude.model:90:40)  [register]
   //   mul  (prelude.model:10:14)
   //   neg  (prelude.model:10:14)  [register]
   //   mul  (prelude.model:10:14)  [register]
@@ -1308,7 +1308,7 @@ private:
   }
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
-  // param %bn.bias  (prelude.model:49:3)
+  // param %bn.bias  (prelude.model:74:3)
   // reshape  (prelude.model:10:14)
   // (a view of its operand)
   // param %head.weight  (prelude.model:7:3)

@@ -101,28 +101,28 @@ public:
   // input %y  (seed_plain_lstm.model:10:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 992), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 992), 8192, (A + 992224));
   std::copy_n((A + 992), 8192, (A + 1000416));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
     // fused loop over [32, 1024]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
@@ -133,19 +133,19 @@ public:
           (A + 1041376)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -213,28 +213,28 @@ private:
   // input %y  (seed_plain_lstm.model:10:1)
   { const float *src = static_cast<const float *>(b.data[1]); T *dst = (A + 960);
     for (int64_t k = 0; k < 32; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 992), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9184), 1024, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 992), 8192, (A + 992224));
   std::copy_n((A + 992), 8192, (A + 1000416));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992224), 256, sf_[1].data(), 256, T(0), (A + 1008608), 1024, threads());
     // fused loop over [32, 1024]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
@@ -245,19 +245,19 @@ private:
           (A + 1041376)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -291,9 +291,9 @@ private:
   }
   std::copy_n((A + 992224), 8192, (A + 1074144));
   std::copy_n((A + 1000416), 8192, (A + 1082336));
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // transpose  (prelude.model:29:13): folded into the matmul that reads it
+  // transpose  (prelude.model:41:13): folded into the matmul that reads it
   // slice  (seed_plain_lstm.model:17:17)
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 1; ++i1)
@@ -365,38 +365,38 @@ private:
         {
           (A + 25872)[7424 + i0 * 7680 + i1 * 256 + i2 * 1] = (A + 17680)[i0 * 256 + i1 * 256 + i2 * 1];
         }
-  // scan  (prelude.model:29:13)
+  // scan  (prelude.model:41:13)
   std::copy_n((A + 992), 8192, (A + 271632));
   std::copy_n((A + 992), 8192, (A + 279824));
   gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = 29 - step;
-    // const  (prelude.model:36:21)
+    // const  (prelude.model:48:21)
     std::fill_n((A + 288016), 1, T(1));
     // fused loop over [32, 256]:
     //   add  [register]
-    //   mul  (prelude.model:36:15)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   sub  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:36:21)  [register]
-    //   add  (prelude.model:36:21)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   sub  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)  [register]
-    //   mul  (prelude.model:31:20)
-    //   mul  (prelude.model:35:15)  [register]
-    //   sub  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)  [register]
-    //   mul  (prelude.model:32:20)
-    //   mul  (prelude.model:35:23)  [register]
-    //   mul  (prelude.model:33:17)  [register]
-    //   sub  (prelude.model:33:17)  [register]
-    //   mul  (prelude.model:33:17)
-    //   mul  (prelude.model:36:15)  [register]
-    //   sub  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:34:20)
-    //   mul  (prelude.model:35:15)
+    //   mul  (prelude.model:48:15)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   sub  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:48:21)  [register]
+    //   add  (prelude.model:48:21)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   sub  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)  [register]
+    //   mul  (prelude.model:43:20)
+    //   mul  (prelude.model:47:15)  [register]
+    //   sub  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)  [register]
+    //   mul  (prelude.model:44:20)
+    //   mul  (prelude.model:47:23)  [register]
+    //   mul  (prelude.model:45:17)  [register]
+    //   sub  (prelude.model:45:17)  [register]
+    //   mul  (prelude.model:45:17)
+    //   mul  (prelude.model:48:15)  [register]
+    //   sub  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:46:20)
+    //   mul  (prelude.model:47:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -430,7 +430,7 @@ private:
           const T v22 = v5 * ((A + 2565088) + t * 256)[i0 * 7680 + i1 * 1];
           (A + 288032)[i0 * 256 + i1 * 1] = v22;
         }
-    // concat  (prelude.model:31:26)
+    // concat  (prelude.model:43:26)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
@@ -455,14 +455,14 @@ private:
         {
           ((A + 328992) + t * 1024)[768 + i0 * 30720 + i1 * 1] = (A + 296224)[i0 * 256 + i1 * 1];
         }
-    // matmul  (prelude.model:30:67)
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(1, false, false, 32, 256, 1024, T(1), ((A + 328992) + t * 1024), 30720, sf_[1].data(), 256, T(0), (A + 296224), 256, threads());
     std::copy_n((A + 296224), 8192, (A + 271632));
     std::copy_n((A + 288032), 8192, (A + 279824));
   }
   std::copy_n((A + 271632), 8192, (A + 9184));
   std::copy_n((A + 279824), 8192, (A + 17680));
-  // sum  (prelude.model:29:13)
+  // sum  (prelude.model:41:13)
   std::fill_n((A + 976), 1024, T(0));
   for (int64_t i0 = 0; i0 < 32; ++i0)
     for (int64_t i1 = 0; i1 < 30; ++i1)
@@ -470,36 +470,36 @@ private:
         {
           (A + 976)[i2 * 1] += (A + 328992)[i0 * 30720 + i1 * 1024 + i2 * 1];
         }
-  // reshape  (prelude.model:29:13)
+  // reshape  (prelude.model:41:13)
   // (a view of its operand)
-  // matmul  (prelude.model:29:13)
+  // matmul  (prelude.model:41:13)
   gemm(true, false, 256, 1024, 960, T(1), (A + 2810848), 256, (A + 328992), 1024, T(0), (A + 17680), 1024, threads());
-  // reshape  (prelude.model:30:20)
+  // reshape  (prelude.model:42:20)
   // (a view of its operand)
-  // transpose  (prelude.model:30:20): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // transpose  (prelude.model:42:20): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(true, false, 1, 1024, 960, T(1), (A + 0), 1, (A + 328992), 1024, T(0), (A + 2000), 1024, threads());
-  // transpose %d.lstm.weight_ih_l0  (prelude.model:30:31)
+  // transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 1; ++i1)
       {
         (A + 3024)[i0 * 1 + i1 * 1] = (A + 2000)[i0 * 1 + i1 * 1024];
       }
-  // grad  (prelude.model:19:5)
+  // grad  (prelude.model:24:5)
   if (grads) (*grads)[0].assign((A + 3024), (A + 3024) + 1024);
-  // transpose %d.lstm.weight_hh_l0  (prelude.model:30:78)
+  // transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
   for (int64_t i0 = 0; i0 < 1024; ++i0)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1)
       {
         (A + 279824)[i0 * 256 + i1 * 1] = (A + 17680)[i0 * 1 + i1 * 1024];
       }
-  // grad  (prelude.model:20:5)
+  // grad  (prelude.model:25:5)
   if (grads) (*grads)[1].assign((A + 279824), (A + 279824) + 262144);
-  // grad  (prelude.model:21:5)
+  // grad  (prelude.model:26:5)
   if (grads) (*grads)[2].assign((A + 976), (A + 976) + 1024);
-  // grad  (prelude.model:22:5)
+  // grad  (prelude.model:27:5)
   if (grads) (*grads)[3].assign((A + 976), (A + 976) + 1024);
   // transpose %d.head.weight  (prelude.model:10:25)
   for (int64_t i0 = 0; i0 < 1; ++i0)
@@ -615,28 +615,28 @@ private:
   // input %x  (seed_plain_lstm.model:9:1)
   { const float *src = static_cast<const float *>(b.data[0]); T *dst = (A + 0);
     for (int64_t k = 0; k < 960; ++k) dst[k] = T(src[k]); }
-  // const  (prelude.model:29:52)
+  // const  (prelude.model:41:52)
   std::fill_n((A + 960), 8192, T(0));
-  // param %lstm.weight_ih_l0  (prelude.model:19:5)
-  // param %lstm.bias_ih_l0  (prelude.model:21:5)
-  // param %lstm.weight_hh_l0  (prelude.model:20:5)
-  // param %lstm.bias_hh_l0  (prelude.model:22:5)
-  // transpose  (prelude.model:30:31): folded into the matmul that reads it
-  // matmul  (prelude.model:30:20)
+  // param %lstm.weight_ih_l0  (prelude.model:24:5)
+  // param %lstm.bias_ih_l0  (prelude.model:26:5)
+  // param %lstm.weight_hh_l0  (prelude.model:25:5)
+  // param %lstm.bias_hh_l0  (prelude.model:27:5)
+  // transpose  (prelude.model:42:31): folded into the matmul that reads it
+  // matmul  (prelude.model:42:20)
   gemm(false, true, 960, 1024, 1, T(1), (A + 0), 1, sf_[0].data(), 1, T(0), (A + 9152), 1024, threads());
-  // scan %lstm.h  (prelude.model:29:13)
+  // scan %lstm.h  (prelude.model:41:13)
   std::copy_n((A + 960), 8192, (A + 992192));
   std::copy_n((A + 960), 8192, (A + 1000384));
   gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
   for (int64_t step = 0; step < 30; ++step) {
     const int64_t t = step;
-    // transpose  (prelude.model:30:78): folded into the matmul that reads it
-    // matmul  (prelude.model:30:67)
+    // transpose  (prelude.model:42:78): folded into the matmul that reads it
+    // matmul  (prelude.model:42:67)
     gemmInvariantB(0, false, true, 32, 1024, 256, T(1), (A + 992192), 256, sf_[1].data(), 256, T(0), (A + 1008576), 1024, threads());
     // fused loop over [32, 1024]:
-    //   add  (prelude.model:30:48)  [register]
-    //   add  (prelude.model:30:63)  [register]
-    //   add %lstm.gates  (prelude.model:30:95)
+    //   add  (prelude.model:42:48)  [register]
+    //   add  (prelude.model:42:63)  [register]
+    //   add %lstm.gates  (prelude.model:42:95)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 1024; ++i1)
@@ -647,19 +647,19 @@ private:
           (A + 1041344)[i0 * 1024 + i1 * 1] = v2;
         }
     // fused loop over [32, 256]:
-    //   slice  (prelude.model:31:26)  [register]
-    //   sigmoid %lstm.i  (prelude.model:31:20)  [register]
-    //   slice  (prelude.model:32:26)  [register]
-    //   sigmoid %lstm.f  (prelude.model:32:20)  [register]
-    //   slice  (prelude.model:33:23)  [register]
-    //   tanh %lstm.g  (prelude.model:33:17)  [register]
-    //   slice  (prelude.model:34:26)  [register]
-    //   sigmoid %lstm.o  (prelude.model:34:20)  [register]
-    //   mul  (prelude.model:35:15)  [register]
-    //   mul  (prelude.model:35:23)  [register]
-    //   add %lstm.c  (prelude.model:35:19)
-    //   tanh  (prelude.model:36:21)  [register]
-    //   mul %lstm.h  (prelude.model:36:15)
+    //   slice  (prelude.model:43:26)  [register]
+    //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
+    //   slice  (prelude.model:44:26)  [register]
+    //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
+    //   slice  (prelude.model:45:23)  [register]
+    //   tanh %lstm.g  (prelude.model:45:17)  [register]
+    //   slice  (prelude.model:46:26)  [register]
+    //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
+    //   mul  (prelude.model:47:15)  [register]
+    //   mul  (prelude.model:47:23)  [register]
+    //   add %lstm.c  (prelude.model:47:19)
+    //   tanh  (prelude.model:48:21)  [register]
+    //   mul %lstm.h  (prelude.model:48:15)
     for (int64_t i0 = 0; i0 < 32; ++i0)
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1)
