@@ -51,25 +51,25 @@ const ModelSpec &spec() {
     s.state.push_back({"optimizer.head.weight.exp_avg_sq", StateSpec::OptState, DType::F32, {1, 48}, StateSpec::Zeros, 0, 0});
     s.state.push_back({"optimizer.head.bias.exp_avg", StateSpec::OptState, DType::F32, {1}, StateSpec::Zeros, 0, 0});
     s.state.push_back({"optimizer.head.bias.exp_avg_sq", StateSpec::OptState, DType::F32, {1}, StateSpec::Zeros, 0, 0});
-    s.state[0].where = "layer gru, gru.model:34";
-    s.state[1].where = "layer gru, gru.model:34";
-    s.state[2].where = "layer gru, gru.model:34";
-    s.state[3].where = "layer gru, gru.model:34";
-    s.state[4].where = "layer head, gru.model:35";
-    s.state[5].where = "layer head, gru.model:35";
-    s.state[7].where = "layer gru, gru.model:34";
-    s.state[8].where = "layer gru, gru.model:34";
-    s.state[9].where = "layer gru, gru.model:34";
-    s.state[10].where = "layer gru, gru.model:34";
-    s.state[11].where = "layer gru, gru.model:34";
-    s.state[12].where = "layer gru, gru.model:34";
-    s.state[13].where = "layer gru, gru.model:34";
-    s.state[14].where = "layer gru, gru.model:34";
-    s.state[15].where = "layer head, gru.model:35";
-    s.state[16].where = "layer head, gru.model:35";
-    s.state[17].where = "layer head, gru.model:35";
-    s.state[18].where = "layer head, gru.model:35";
-    s.lossWhere = "gru.model:40";
+    s.state[0].where = "layer gru, gru.model:12";
+    s.state[1].where = "layer gru, gru.model:12";
+    s.state[2].where = "layer gru, gru.model:12";
+    s.state[3].where = "layer gru, gru.model:12";
+    s.state[4].where = "layer head, gru.model:13";
+    s.state[5].where = "layer head, gru.model:13";
+    s.state[7].where = "layer gru, gru.model:12";
+    s.state[8].where = "layer gru, gru.model:12";
+    s.state[9].where = "layer gru, gru.model:12";
+    s.state[10].where = "layer gru, gru.model:12";
+    s.state[11].where = "layer gru, gru.model:12";
+    s.state[12].where = "layer gru, gru.model:12";
+    s.state[13].where = "layer gru, gru.model:12";
+    s.state[14].where = "layer gru, gru.model:12";
+    s.state[15].where = "layer head, gru.model:13";
+    s.state[16].where = "layer head, gru.model:13";
+    s.state[17].where = "layer head, gru.model:13";
+    s.state[18].where = "layer head, gru.model:13";
+    s.lossWhere = "gru.model:18";
     TrainSpec &t = s.train;
     t.optimizer = "adam";
     t.lr = 0.002;
@@ -133,47 +133,47 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], gru.model:16
-    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], gru.model:18
-    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], gru.model:17
-    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], gru.model:19
-    T *const slice86 = A + 992;  // f32[32,1,48], gru.model:39
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:151
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:153
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:152
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:154
+    T *const slice86 = A + 992;  // f32[32,1,48], gru.model:17
     T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
     T *const y = A + 960;  // f32[32,1], gru.model:10
-    T *const const49 = A + 992;  // f32[32,48], gru.model:22
-    T *const matmul152 = A + 2528;  // f32[32,30,144], gru.model:23
-    T *const const79 = A + 0;  // f32[], gru.model:28
-    T *const gru_h = A + 140768;  // f32[32,48], gru.model:22
-    T *const matmul62 = A + 142304;  // f32[32,144], gru.model:24
-    T *const gru_gi = A + 146912;  // f32[32,144], gru.model:23
-    T *const gru_gh = A + 151520;  // f32[32,144], gru.model:24
-    T *const gru_h_2 = A + 142304;  // f32[32,48], gru.model:28
-    T *const hs = A + 157664;  // f32[32,30,48], gru.model:22
-    T *const gru_h_4 = A + 156128;  // f32[32,48], gru.model:22
+    T *const const49 = A + 992;  // f32[32,48], prelude.model:167
+    T *const matmul152 = A + 2528;  // f32[32,30,144], prelude.model:168
+    T *const const79 = A + 0;  // f32[], prelude.model:173
+    T *const gru_h = A + 140768;  // f32[32,48], prelude.model:167
+    T *const matmul62 = A + 142304;  // f32[32,144], prelude.model:169
+    T *const gru_gi = A + 146912;  // f32[32,144], prelude.model:168
+    T *const gru_gh = A + 151520;  // f32[32,144], prelude.model:169
+    T *const gru_h_2 = A + 142304;  // f32[32,48], prelude.model:173
+    T *const gru_seq = A + 157664;  // f32[32,30,48], prelude.model:167
+    T *const gru_h_4 = A + 156128;  // f32[32,48], prelude.model:167
     T *const matmul90 = A + 0;  // f32[32,1], prelude.model:10
     T *const yhat = A + 32;  // f32[32,1], prelude.model:10
-    T *const loss_2 = A + 0;  // f32[], gru.model:40
+    T *const loss_2 = A + 0;  // f32[], gru.model:18
     // input %x  (gru.model:9:1)
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (gru.model:10:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (gru.model:22:49)
+    // const  (prelude.model:167:52)
     std::fill_n(const49, 1536, T(0));
-    // matmul  (gru.model:23:15)
+    // matmul  (prelude.model:168:17)
     gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul152, 144, threads());
-    // const  (gru.model:28:14)
+    // const  (prelude.model:173:16)
     std::fill_n(const79, 1, T(1));
-    // scan %gru.h  (gru.model:22:12)
+    // scan %gru.h  (prelude.model:167:13)
     std::copy_n(const49, 1536, gru_h);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (gru.model:24:14)
+      // matmul  (prelude.model:169:16)
       gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul62, 144, threads());
       // fused loop over [32, 144]:
-      //   add %gru.gi  (gru.model:23:41)
-      //   add %gru.gh  (gru.model:24:40)
+      //   add %gru.gi  (prelude.model:168:45)
+      //   add %gru.gh  (prelude.model:169:44)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 144; ++i1) {
@@ -184,23 +184,23 @@ public:
         }
       }
       // fused loop over [32, 48]:
-      //   slice  (gru.model:25:21)  [register]
-      //   slice  (gru.model:25:34)  [register]
-      //   add  (gru.model:25:30)  [register]
-      //   sigmoid %gru.r  (gru.model:25:18)  [register]
-      //   slice  (gru.model:26:21)  [register]
-      //   slice  (gru.model:26:36)  [register]
-      //   add  (gru.model:26:32)  [register]
-      //   sigmoid %gru.z  (gru.model:26:18)  [register]
-      //   slice  (gru.model:27:18)  [register]
-      //   slice  (gru.model:27:39)  [register]
-      //   mul  (gru.model:27:35)  [register]
-      //   add  (gru.model:27:31)  [register]
-      //   tanh %gru.n  (gru.model:27:15)  [register]
-      //   sub  (gru.model:28:14)  [register]
-      //   mul  (gru.model:28:19)  [register]
-      //   mul  (gru.model:28:27)  [register]
-      //   add %gru.h  (gru.model:28:23)
+      //   slice  (prelude.model:170:23)  [register]
+      //   slice  (prelude.model:170:36)  [register]
+      //   add  (prelude.model:170:32)  [register]
+      //   sigmoid %gru.r  (prelude.model:170:20)  [register]
+      //   slice  (prelude.model:171:23)  [register]
+      //   slice  (prelude.model:171:38)  [register]
+      //   add  (prelude.model:171:34)  [register]
+      //   sigmoid %gru.z  (prelude.model:171:20)  [register]
+      //   slice  (prelude.model:172:20)  [register]
+      //   slice  (prelude.model:172:41)  [register]
+      //   mul  (prelude.model:172:37)  [register]
+      //   add  (prelude.model:172:33)  [register]
+      //   tanh %gru.n  (prelude.model:172:17)  [register]
+      //   sub  (prelude.model:173:16)  [register]
+      //   mul  (prelude.model:173:21)  [register]
+      //   mul  (prelude.model:173:29)  [register]
+      //   add %gru.h  (prelude.model:173:25)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -225,16 +225,16 @@ public:
         }
       }
       for (int64_t i = 0; i < 32; ++i) {
-        std::copy_n(gru_h_2 + i * 48, 48, hs + (i * 1440 + t * 48));
+        std::copy_n(gru_h_2 + i * 48, 48, gru_seq + (i * 1440 + t * 48));
       }
       std::copy_n(gru_h_2, 1536, gru_h);
     }
     std::copy_n(gru_h, 1536, gru_h_4);
-    // slice  (gru.model:39:17)
+    // slice  (gru.model:17:17)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2) {
-        slice86[i0 * 48 + i2] = hs[i0 * 1440 + i2 + 1392];
+        slice86[i0 * 48 + i2] = gru_seq[i0 * 1440 + i2 + 1392];
       }
     }
     // matmul  (prelude.model:10:14)
@@ -244,9 +244,9 @@ public:
       const T yhat_2 = matmul90[i0] + head_bias[0];
       yhat[i0] = yhat_2;
     }
-    // mse %loss  (gru.model:40:13)
+    // mse %loss  (gru.model:18:13)
     { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
-    // loss  (gru.model:37:1)
+    // loss  (gru.model:15:1)
     loss = double(loss_2[0]);
     return loss;
   }
@@ -256,115 +256,115 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], gru.model:16
-    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], gru.model:18
-    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], gru.model:17
-    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], gru.model:19
-    T *const gru_h_saved = A + 203760;  // f32[32,30,48], gru.model:22
-    T *const slice39 = A + 2528;  // f32[32,1,48], gru.model:39
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:151
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:153
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:152
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:154
+    T *const gru_h_saved = A + 203760;  // f32[32,30,48], prelude.model:167
+    T *const slice39 = A + 2528;  // f32[32,1,48], gru.model:17
     T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const matmul164 = A + 4144;  // f32[32,48], prelude.model:10
-    T *const scan384 = A + 618480;  // f32[32,30,144], gru.model:22
+    T *const scan384 = A + 618480;  // f32[32,30,144], prelude.model:167
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
-    T *const scan238 = A + 480240;  // f32[32,30,144], gru.model:22
-    T *const optimizer_step = sf_[6].data();  // f32[], gru.model:44
-    T *const optimizer_gru_weight_ih_l0_exp_avg = sf_[7].data();  // f32[144,1], gru.model:44
-    T *const optimizer_gru_weight_ih_l0_exp_avg_sq = sf_[8].data();  // f32[144,1], gru.model:44
-    T *const optimizer_gru_weight_hh_l0_exp_avg = sf_[9].data();  // f32[144,48], gru.model:44
-    T *const optimizer_gru_weight_hh_l0_exp_avg_sq = sf_[10].data();  // f32[144,48], gru.model:44
-    T *const optimizer_gru_bias_ih_l0_exp_avg = sf_[11].data();  // f32[144], gru.model:44
-    T *const optimizer_gru_bias_ih_l0_exp_avg_sq = sf_[12].data();  // f32[144], gru.model:44
-    T *const optimizer_gru_bias_hh_l0_exp_avg = sf_[13].data();  // f32[144], gru.model:44
-    T *const optimizer_gru_bias_hh_l0_exp_avg_sq = sf_[14].data();  // f32[144], gru.model:44
-    T *const optimizer_head_weight_exp_avg = sf_[15].data();  // f32[1,48], gru.model:44
-    T *const optimizer_head_weight_exp_avg_sq = sf_[16].data();  // f32[1,48], gru.model:44
-    T *const optimizer_head_bias_exp_avg = sf_[17].data();  // f32[1], gru.model:44
-    T *const optimizer_head_bias_exp_avg_sq = sf_[18].data();  // f32[1], gru.model:44
+    T *const scan238 = A + 480240;  // f32[32,30,144], prelude.model:167
+    T *const optimizer_step = sf_[6].data();  // f32[], gru.model:22
+    T *const optimizer_gru_weight_ih_l0_exp_avg = sf_[7].data();  // f32[144,1], gru.model:22
+    T *const optimizer_gru_weight_ih_l0_exp_avg_sq = sf_[8].data();  // f32[144,1], gru.model:22
+    T *const optimizer_gru_weight_hh_l0_exp_avg = sf_[9].data();  // f32[144,48], gru.model:22
+    T *const optimizer_gru_weight_hh_l0_exp_avg_sq = sf_[10].data();  // f32[144,48], gru.model:22
+    T *const optimizer_gru_bias_ih_l0_exp_avg = sf_[11].data();  // f32[144], gru.model:22
+    T *const optimizer_gru_bias_ih_l0_exp_avg_sq = sf_[12].data();  // f32[144], gru.model:22
+    T *const optimizer_gru_bias_hh_l0_exp_avg = sf_[13].data();  // f32[144], gru.model:22
+    T *const optimizer_gru_bias_hh_l0_exp_avg_sq = sf_[14].data();  // f32[144], gru.model:22
+    T *const optimizer_head_weight_exp_avg = sf_[15].data();  // f32[1,48], gru.model:22
+    T *const optimizer_head_weight_exp_avg_sq = sf_[16].data();  // f32[1,48], gru.model:22
+    T *const optimizer_head_bias_exp_avg = sf_[17].data();  // f32[1], gru.model:22
+    T *const optimizer_head_bias_exp_avg_sq = sf_[18].data();  // f32[1], gru.model:22
     T *const y = A + 960;  // f32[32,1], gru.model:10
-    T *const const2 = A + 992;  // f32[32,48], gru.model:22
-    T *const matmul150 = A + 2528;  // f32[32,30,144], gru.model:23
-    T *const const32 = A + 140768;  // f32[], gru.model:28
-    T *const gru_h = A + 140784;  // f32[32,48], gru.model:22
-    T *const gru_z_saved = A + 249840;  // f32[32,30,48], gru.model:22
-    T *const gru_n_saved = A + 295920;  // f32[32,30,48], gru.model:22
-    T *const saved = A + 342000;  // f32[32,30,48], gru.model:22
-    T *const gru_r_saved = A + 434160;  // f32[32,30,48], gru.model:22
-    T *const matmul15 = A + 142320;  // f32[32,144], gru.model:24
-    T *const gru_gi = A + 146928;  // f32[32,144], gru.model:23
-    T *const gru_gh = A + 151536;  // f32[32,144], gru.model:24
-    T *const slice28 = A + 142320;  // f32[32,48], gru.model:27
-    T *const gru_h_2 = A + 143856;  // f32[32,48], gru.model:28
-    T *const hs = A + 157680;  // f32[32,30,48], gru.model:22
-    T *const saved_2 = A + 388080;  // f32[32,30,48], gru.model:22
-    T *const gru_h_4 = A + 156144;  // f32[32,48], gru.model:22
+    T *const const2 = A + 992;  // f32[32,48], prelude.model:167
+    T *const matmul150 = A + 2528;  // f32[32,30,144], prelude.model:168
+    T *const const32 = A + 140768;  // f32[], prelude.model:173
+    T *const gru_h = A + 140784;  // f32[32,48], prelude.model:167
+    T *const gru_z_saved = A + 249840;  // f32[32,30,48], prelude.model:167
+    T *const gru_n_saved = A + 295920;  // f32[32,30,48], prelude.model:167
+    T *const saved = A + 342000;  // f32[32,30,48], prelude.model:167
+    T *const gru_r_saved = A + 434160;  // f32[32,30,48], prelude.model:167
+    T *const matmul15 = A + 142320;  // f32[32,144], prelude.model:169
+    T *const gru_gi = A + 146928;  // f32[32,144], prelude.model:168
+    T *const gru_gh = A + 151536;  // f32[32,144], prelude.model:169
+    T *const slice28 = A + 142320;  // f32[32,48], prelude.model:172
+    T *const gru_h_2 = A + 143856;  // f32[32,48], prelude.model:173
+    T *const gru_seq = A + 157680;  // f32[32,30,48], prelude.model:167
+    T *const saved_2 = A + 388080;  // f32[32,30,48], prelude.model:167
+    T *const gru_h_4 = A + 156144;  // f32[32,48], prelude.model:167
     T *const transpose42 = A + 4064;  // f32[48,1], prelude.model:10
     T *const matmul43 = A + 4112;  // f32[32,1], prelude.model:10
     T *const yhat = A + 4144;  // f32[32,1], prelude.model:10
-    T *const sub157 = A + 4176;  // f32[32,1], gru.model:40
-    T *const loss_2 = A + 4112;  // f32[], gru.model:40
-    T *const mul160 = A + 4112;  // f32[32,1], gru.model:40
+    T *const sub157 = A + 4176;  // f32[32,1], gru.model:18
+    T *const loss_2 = A + 4112;  // f32[], gru.model:18
+    T *const mul160 = A + 4112;  // f32[32,1], gru.model:18
     T *const d_head_bias = A + 976;  // f32[1], prelude.model:10
     T *const matmul166 = A + 4064;  // f32[48,1], prelude.model:10
-    T *const pad169 = A + 5680;  // f32[32,30,48], gru.model:39
-    T *const d_gru_h = A + 51760;  // f32[32,48], gru.model:22
-    T *const mul194 = A + 54848;  // f32[32,48], gru.model:27
-    T *const mul212 = A + 59456;  // f32[32,48], gru.model:25
-    T *const mul204 = A + 57920;  // f32[32,48], gru.model:26
-    T *const mul198 = A + 56384;  // f32[32,48], gru.model:27
-    T *const mul183 = A + 53312;  // f32[32,48], gru.model:28
-    T *const matmul220 = A + 54848;  // f32[32,48], gru.model:24
-    T *const add223 = A + 56384;  // f32[32,48], gru.model:24
-    T *const scan234 = A + 2528;  // f32[32,48], gru.model:22
-    T *const sum383 = A + 992;  // f32[144], gru.model:22
-    T *const sum385 = A + 1136;  // f32[144], gru.model:22
-    T *const matmul389 = A + 4112;  // f32[48,144], gru.model:22
-    T *const matmul245 = A + 1280;  // f32[1,144], gru.model:23
-    T *const d_gru_weight_ih_l0 = A + 0;  // f32[144,1], gru.model:23
-    T *const d_gru_weight_hh_l0 = A + 11024;  // f32[144,48], gru.model:24
+    T *const pad169 = A + 5680;  // f32[32,30,48], gru.model:17
+    T *const d_gru_h = A + 51760;  // f32[32,48], prelude.model:167
+    T *const mul194 = A + 54848;  // f32[32,48], prelude.model:172
+    T *const mul212 = A + 59456;  // f32[32,48], prelude.model:170
+    T *const mul204 = A + 57920;  // f32[32,48], prelude.model:171
+    T *const mul198 = A + 56384;  // f32[32,48], prelude.model:172
+    T *const mul183 = A + 53312;  // f32[32,48], prelude.model:173
+    T *const matmul220 = A + 54848;  // f32[32,48], prelude.model:169
+    T *const add223 = A + 56384;  // f32[32,48], prelude.model:169
+    T *const scan234 = A + 2528;  // f32[32,48], prelude.model:167
+    T *const sum383 = A + 992;  // f32[144], prelude.model:167
+    T *const sum385 = A + 1136;  // f32[144], prelude.model:167
+    T *const matmul389 = A + 4112;  // f32[48,144], prelude.model:167
+    T *const matmul245 = A + 1280;  // f32[1,144], prelude.model:168
+    T *const d_gru_weight_ih_l0 = A + 0;  // f32[144,1], prelude.model:168
+    T *const d_gru_weight_hh_l0 = A + 11024;  // f32[144,48], prelude.model:169
     T *const d_head_weight = A + 144;  // f32[1,48], prelude.model:10
-    T *const lr_2 = A + 192;  // f32[], gru.model:44
-    T *const optimizer_step_new = A + 208;  // f32[], gru.model:44
-    T *const optimizer_gru_weight_ih_l0_exp_avg_new = A + 320;  // f32[144,1], gru.model:44
-    T *const optimizer_gru_weight_ih_l0_exp_avg_sq_new = A + 464;  // f32[144,1], gru.model:44
-    T *const sqrt276 = A + 608;  // f32[144,1], gru.model:44
-    T *const div261 = A + 16;  // f32[], gru.model:44
-    T *const sqrt262 = A + 32;  // f32[], gru.model:44
-    T *const gru_weight_ih_l0_new = A + 752;  // f32[144,1], gru.model:44
-    T *const optimizer_gru_weight_hh_l0_exp_avg_new = A + 1280;  // f32[144,48], gru.model:44
-    T *const optimizer_gru_weight_hh_l0_exp_avg_sq_new = A + 17936;  // f32[144,48], gru.model:44
-    T *const gru_weight_hh_l0_new = A + 24848;  // f32[144,48], gru.model:44
-    T *const optimizer_gru_bias_ih_l0_exp_avg_new = A + 608;  // f32[144], gru.model:44
-    T *const optimizer_gru_bias_ih_l0_exp_avg_sq_new = A + 8192;  // f32[144], gru.model:44
-    T *const gru_bias_ih_l0_new = A + 8336;  // f32[144], gru.model:44
-    T *const optimizer_gru_bias_hh_l0_exp_avg_new = A + 8480;  // f32[144], gru.model:44
-    T *const optimizer_gru_bias_hh_l0_exp_avg_sq_new = A + 8624;  // f32[144], gru.model:44
-    T *const gru_bias_hh_l0_new = A + 8768;  // f32[144], gru.model:44
-    T *const optimizer_head_weight_exp_avg_new = A + 48;  // f32[1,48], gru.model:44
-    T *const optimizer_head_weight_exp_avg_sq_new = A + 96;  // f32[1,48], gru.model:44
-    T *const head_weight_new = A + 896;  // f32[1,48], gru.model:44
-    T *const optimizer_head_bias_exp_avg_new = A + 144;  // f32[1], gru.model:44
-    T *const optimizer_head_bias_exp_avg_sq_new = A + 160;  // f32[1], gru.model:44
-    T *const head_bias_new = A + 176;  // f32[1], gru.model:44
+    T *const lr_2 = A + 192;  // f32[], gru.model:22
+    T *const optimizer_step_new = A + 208;  // f32[], gru.model:22
+    T *const optimizer_gru_weight_ih_l0_exp_avg_new = A + 320;  // f32[144,1], gru.model:22
+    T *const optimizer_gru_weight_ih_l0_exp_avg_sq_new = A + 464;  // f32[144,1], gru.model:22
+    T *const sqrt276 = A + 608;  // f32[144,1], gru.model:22
+    T *const div261 = A + 16;  // f32[], gru.model:22
+    T *const sqrt262 = A + 32;  // f32[], gru.model:22
+    T *const gru_weight_ih_l0_new = A + 752;  // f32[144,1], gru.model:22
+    T *const optimizer_gru_weight_hh_l0_exp_avg_new = A + 1280;  // f32[144,48], gru.model:22
+    T *const optimizer_gru_weight_hh_l0_exp_avg_sq_new = A + 17936;  // f32[144,48], gru.model:22
+    T *const gru_weight_hh_l0_new = A + 24848;  // f32[144,48], gru.model:22
+    T *const optimizer_gru_bias_ih_l0_exp_avg_new = A + 608;  // f32[144], gru.model:22
+    T *const optimizer_gru_bias_ih_l0_exp_avg_sq_new = A + 8192;  // f32[144], gru.model:22
+    T *const gru_bias_ih_l0_new = A + 8336;  // f32[144], gru.model:22
+    T *const optimizer_gru_bias_hh_l0_exp_avg_new = A + 8480;  // f32[144], gru.model:22
+    T *const optimizer_gru_bias_hh_l0_exp_avg_sq_new = A + 8624;  // f32[144], gru.model:22
+    T *const gru_bias_hh_l0_new = A + 8768;  // f32[144], gru.model:22
+    T *const optimizer_head_weight_exp_avg_new = A + 48;  // f32[1,48], gru.model:22
+    T *const optimizer_head_weight_exp_avg_sq_new = A + 96;  // f32[1,48], gru.model:22
+    T *const head_weight_new = A + 896;  // f32[1,48], gru.model:22
+    T *const optimizer_head_bias_exp_avg_new = A + 144;  // f32[1], gru.model:22
+    T *const optimizer_head_bias_exp_avg_sq_new = A + 160;  // f32[1], gru.model:22
+    T *const head_bias_new = A + 176;  // f32[1], gru.model:22
     // input %x  (gru.model:9:1)
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (gru.model:10:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (gru.model:22:49)
+    // const  (prelude.model:167:52)
     std::fill_n(const2, 1536, T(0));
-    // matmul  (gru.model:23:15)
+    // matmul  (prelude.model:168:17)
     gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul150, 144, threads());
-    // const  (gru.model:28:14)
+    // const  (prelude.model:173:16)
     std::fill_n(const32, 1, T(1));
-    // scan %gru.h  (gru.model:22:12)
+    // scan %gru.h  (prelude.model:167:13)
     std::copy_n(const2, 1536, gru_h);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (gru.model:24:14)
+      // matmul  (prelude.model:169:16)
       gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul15, 144, threads());
       // fused loop over [32, 144]:
-      //   add %gru.gi  (gru.model:23:41)
-      //   add %gru.gh  (gru.model:24:40)
+      //   add %gru.gi  (prelude.model:168:45)
+      //   add %gru.gh  (prelude.model:169:44)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 144; ++i1) {
@@ -375,23 +375,23 @@ private:
         }
       }
       // fused loop over [32, 48]:
-      //   slice  (gru.model:25:21)  [register]
-      //   slice  (gru.model:25:34)  [register]
-      //   add  (gru.model:25:30)  [register]
-      //   sigmoid %gru.r  (gru.model:25:18)
-      //   slice  (gru.model:26:21)  [register]
-      //   slice  (gru.model:26:36)  [register]
-      //   add  (gru.model:26:32)  [register]
-      //   sigmoid %gru.z  (gru.model:26:18)
-      //   slice  (gru.model:27:18)  [register]
-      //   slice  (gru.model:27:39)
-      //   mul  (gru.model:27:35)  [register]
-      //   add  (gru.model:27:31)  [register]
-      //   tanh %gru.n  (gru.model:27:15)
-      //   sub  (gru.model:28:14)
-      //   mul  (gru.model:28:19)  [register]
-      //   mul  (gru.model:28:27)  [register]
-      //   add %gru.h  (gru.model:28:23)
+      //   slice  (prelude.model:170:23)  [register]
+      //   slice  (prelude.model:170:36)  [register]
+      //   add  (prelude.model:170:32)  [register]
+      //   sigmoid %gru.r  (prelude.model:170:20)
+      //   slice  (prelude.model:171:23)  [register]
+      //   slice  (prelude.model:171:38)  [register]
+      //   add  (prelude.model:171:34)  [register]
+      //   sigmoid %gru.z  (prelude.model:171:20)
+      //   slice  (prelude.model:172:20)  [register]
+      //   slice  (prelude.model:172:41)
+      //   mul  (prelude.model:172:37)  [register]
+      //   add  (prelude.model:172:33)  [register]
+      //   tanh %gru.n  (prelude.model:172:17)
+      //   sub  (prelude.model:173:16)
+      //   mul  (prelude.model:173:21)  [register]
+      //   mul  (prelude.model:173:29)  [register]
+      //   add %gru.h  (prelude.model:173:25)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -421,7 +421,7 @@ private:
         }
       }
       for (int64_t i = 0; i < 32; ++i) {
-        std::copy_n(gru_h_2 + i * 48, 48, hs + (i * 1440 + t * 48));
+        std::copy_n(gru_h_2 + i * 48, 48, gru_seq + (i * 1440 + t * 48));
       }
       for (int64_t i = 0; i < 32; ++i) {
         std::copy_n(gru_h + i * 48, 48, gru_h_saved + (i * 1440 + t * 48));
@@ -432,11 +432,11 @@ private:
       std::copy_n(gru_h_2, 1536, gru_h);
     }
     std::copy_n(gru_h, 1536, gru_h_4);
-    // slice  (gru.model:39:17)
+    // slice  (gru.model:17:17)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2) {
-        slice39[i0 * 48 + i2] = hs[i0 * 1440 + i2 + 1392];
+        slice39[i0 * 48 + i2] = gru_seq[i0 * 1440 + i2 + 1392];
       }
     }
     // transpose  (prelude.model:10:25)
@@ -447,19 +447,19 @@ private:
     gemm(false, true, 32, 1, 48, T(1), slice39, 48, head_weight, 48, T(0), matmul43, 1, threads());
     // fused loop over [32, 1]:
     //   add %yhat  (prelude.model:10:34)
-    //   sub  (gru.model:40:13)
+    //   sub  (gru.model:18:13)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       const T yhat_2 = matmul43[i0] + head_bias[0];
       yhat[i0] = yhat_2;
       const T v157 = yhat_2 - y[i0];
       sub157[i0] = v157;
     }
-    // mse %loss  (gru.model:40:13)
+    // mse %loss  (gru.model:18:13)
     { T s_ = 0; for (int64_t k = 0; k < 32; ++k) { T d_ = yhat[k] - y[k]; s_ += d_ * d_; } loss_2[0] = s_ / T(32); }
-    // loss  (gru.model:37:1)
+    // loss  (gru.model:15:1)
     loss = double(loss_2[0]);
     // fused loop over [32, 1], 1 reduction:
-    //   mul  (gru.model:40:13)
+    //   mul  (gru.model:18:13)
     //   sum %d.head.bias over axes [0]  (prelude.model:10:34)
     std::fill_n(d_head_bias, 1, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
@@ -471,7 +471,7 @@ private:
     gemm(false, true, 32, 48, 1, T(1), mul160, 1, transpose42, 1, T(0), matmul164, 48, threads());
     // matmul  (prelude.model:10:14)
     gemm(true, false, 48, 1, 32, T(1), slice39, 48, mul160, 1, T(0), matmul166, 1, threads());
-    // pad  (gru.model:39:17)
+    // pad  (gru.model:17:17)
     std::fill_n(pad169, 46080, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
@@ -479,30 +479,30 @@ private:
         pad169[i0 * 1440 + i2 + 1392] = matmul164[i0 * 48 + i2];
       }
     }
-    // scan  (gru.model:22:12)
+    // scan  (prelude.model:167:13)
     std::copy_n(const2, 1536, d_gru_h);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
     for (int64_t step = 0; step < 30; ++step) {
       const int64_t t = 29 - step;
       // fused loop over [32, 48]:
       //   add  [register]
-      //   mul  (gru.model:28:19)  [register]
-      //   mul  (gru.model:27:15)  [register]
-      //   sub  (gru.model:27:15)  [register]
-      //   mul  (gru.model:27:15)
-      //   mul  (gru.model:27:35)  [register]
-      //   sub  (gru.model:25:18)  [register]
-      //   mul  (gru.model:25:18)  [register]
-      //   mul  (gru.model:25:18)
-      //   mul  (gru.model:28:27)  [register]
-      //   mul  (gru.model:28:19)  [register]
-      //   neg  (gru.model:28:14)  [register]
-      //   add  (gru.model:28:14)  [register]
-      //   sub  (gru.model:26:18)  [register]
-      //   mul  (gru.model:26:18)  [register]
-      //   mul  (gru.model:26:18)
-      //   mul  (gru.model:27:35)
-      //   mul  (gru.model:28:27)
+      //   mul  (prelude.model:173:21)  [register]
+      //   mul  (prelude.model:172:17)  [register]
+      //   sub  (prelude.model:172:17)  [register]
+      //   mul  (prelude.model:172:17)
+      //   mul  (prelude.model:172:37)  [register]
+      //   sub  (prelude.model:170:20)  [register]
+      //   mul  (prelude.model:170:20)  [register]
+      //   mul  (prelude.model:170:20)
+      //   mul  (prelude.model:173:29)  [register]
+      //   mul  (prelude.model:173:21)  [register]
+      //   neg  (prelude.model:173:16)  [register]
+      //   add  (prelude.model:173:16)  [register]
+      //   sub  (prelude.model:171:20)  [register]
+      //   mul  (prelude.model:171:20)  [register]
+      //   mul  (prelude.model:171:20)
+      //   mul  (prelude.model:172:37)
+      //   mul  (prelude.model:173:29)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -531,7 +531,7 @@ private:
           mul183[i0 * 48 + i1] = v183;
         }
       }
-      // concat  (gru.model:25:34)
+      // concat  (prelude.model:170:36)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -550,7 +550,7 @@ private:
           scan384[t * 144 + i0 * 4320 + i1 + 96] = mul198[i0 * 48 + i1];
         }
       }
-      // concat  (gru.model:25:21)
+      // concat  (prelude.model:170:23)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -569,9 +569,9 @@ private:
           scan238[t * 144 + i0 * 4320 + i1 + 96] = mul194[i0 * 48 + i1];
         }
       }
-      // matmul  (gru.model:24:14)
+      // matmul  (prelude.model:169:16)
       gemmInvariantB(1, false, false, 32, 48, 144, T(1), scan384 + t * 144, 4320, gru_weight_hh_l0, 48, T(0), matmul220, 48, threads());
-      // add  (gru.model:24:14)
+      // add  (prelude.model:169:16)
       GRADC_IVDEP
       for (int64_t i = 0; i < 1536; ++i) {
         const T v223 = mul183[i] + matmul220[i];
@@ -581,8 +581,8 @@ private:
     }
     std::copy_n(d_gru_h, 1536, scan234);
     // fused loop over [32, 30, 144], 2 reductions:
-    //   sum over axes [0, 1]  (gru.model:22:12)
-    //   sum over axes [0, 1]  (gru.model:22:12)
+    //   sum over axes [0, 1]  (prelude.model:167:13)
+    //   sum over axes [0, 1]  (prelude.model:167:13)
     std::fill_n(sum383, 144, T(0));
     std::fill_n(sum385, 144, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
@@ -594,28 +594,28 @@ private:
         }
       }
     }
-    // matmul  (gru.model:22:12)
+    // matmul  (prelude.model:167:13)
     gemm(true, false, 48, 144, 960, T(1), gru_h_saved, 48, scan384, 144, T(0), matmul389, 144, threads());
-    // matmul  (gru.model:23:15)
+    // matmul  (prelude.model:168:17)
     gemm(true, false, 1, 144, 960, T(1), x, 1, scan238, 144, T(0), matmul245, 144, threads());
-    // transpose %d.gru.weight_ih_l0  (gru.model:23:26)
+    // transpose %d.gru.weight_ih_l0  (prelude.model:168:28)
     for (int64_t i0 = 0; i0 < 144; ++i0) {
       d_gru_weight_ih_l0[i0] = matmul245[i0];
     }
-    // grad  (gru.model:16:3)
+    // grad  (prelude.model:151:5)
     if (grads) (*grads)[0].assign(d_gru_weight_ih_l0, d_gru_weight_ih_l0 + 144);
-    // transpose %d.gru.weight_hh_l0  (gru.model:24:25)
+    // transpose %d.gru.weight_hh_l0  (prelude.model:169:27)
     for (int64_t i0 = 0; i0 < 144; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1) {
         d_gru_weight_hh_l0[i0 * 48 + i1] = matmul389[i0 + i1 * 144];
       }
     }
-    // grad  (gru.model:17:3)
+    // grad  (prelude.model:152:5)
     if (grads) (*grads)[1].assign(d_gru_weight_hh_l0, d_gru_weight_hh_l0 + 6912);
-    // grad  (gru.model:18:3)
+    // grad  (prelude.model:153:5)
     if (grads) (*grads)[2].assign(sum383, sum383 + 144);
-    // grad  (gru.model:19:3)
+    // grad  (prelude.model:154:5)
     if (grads) (*grads)[3].assign(sum385, sum385 + 144);
     // transpose %d.head.weight  (prelude.model:10:25)
     GRADC_IVDEP
@@ -626,22 +626,22 @@ private:
     if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 48);
     // grad  (prelude.model:8:3)
     if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 1);
-    // hyper %lr  (gru.model:44:1)
+    // hyper %lr  (gru.model:22:1)
     lr_2[0] = T(lr_);
-    // add %optimizer.step.new  (gru.model:44:1)
+    // add %optimizer.step.new  (gru.model:22:1)
     const T optimizer_step_new_2 = optimizer_step[0] + const32[0];
     optimizer_step_new[0] = optimizer_step_new_2;
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(6, optimizer_step_new);
     // fused loop over [144, 1]:
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-    //   sqrt  (gru.model:44:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.weight_ih_l0.exp_avg.new  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.weight_ih_l0.exp_avg_sq.new  (gru.model:22:1)
+    //   sqrt  (gru.model:22:1)
     for (int64_t i0 = 0; i0 < 144; ++i0) {
       const T v265 = optimizer_gru_weight_ih_l0_exp_avg[i0] * T(0.9);
       const T v267 = d_gru_weight_ih_l0[i0] * T(0.09999999999999998);
@@ -655,19 +655,19 @@ private:
       const T v276 = std::sqrt(optimizer_gru_weight_ih_l0_exp_avg_sq_new_2);
       sqrt276[i0] = v276;
     }
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(7, optimizer_gru_weight_ih_l0_exp_avg_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(8, optimizer_gru_weight_ih_l0_exp_avg_sq_new);
     // fused loop over []:
-    //   mul  (gru.model:44:1)  [register]
-    //   exp  (gru.model:44:1)  [register]
-    //   sub  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   exp  (gru.model:44:1)  [register]
-    //   sub  (gru.model:44:1)  [register]
-    //   sqrt  (gru.model:44:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   exp  (gru.model:22:1)  [register]
+    //   sub  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   exp  (gru.model:22:1)  [register]
+    //   sub  (gru.model:22:1)  [register]
+    //   sqrt  (gru.model:22:1)
     const T v253 = optimizer_step_new[0] * T(-0.10536051565782628);
     const T v254 = fexp(v253);
     const T v255 = const32[0] - v254;
@@ -679,11 +679,11 @@ private:
     const T v262 = std::sqrt(v260);
     sqrt262[0] = v262;
     // fused loop over [144, 1]:
-    //   div  (gru.model:44:1)  [register]
-    //   add  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   sub %gru.weight_ih_l0.new  (gru.model:44:1)
+    //   div  (gru.model:22:1)  [register]
+    //   add  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   sub %gru.weight_ih_l0.new  (gru.model:22:1)
     for (int64_t i0 = 0; i0 < 144; ++i0) {
       const T v277 = sqrt276[i0] / sqrt262[0];
       const T v279 = v277 + T(1e-08);
@@ -692,22 +692,22 @@ private:
       const T gru_weight_ih_l0_new_2 = gru_weight_ih_l0[i0] - v281;
       gru_weight_ih_l0_new[i0] = gru_weight_ih_l0_new_2;
     }
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(0, gru_weight_ih_l0_new);
     // fused loop over [144, 48]:
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-    //   sqrt  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   add  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   sub %gru.weight_hh_l0.new  (gru.model:44:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.weight_hh_l0.exp_avg.new  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.weight_hh_l0.exp_avg_sq.new  (gru.model:22:1)
+    //   sqrt  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   add  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   sub %gru.weight_hh_l0.new  (gru.model:22:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 6912; ++i) {
       const T v285 = optimizer_gru_weight_hh_l0_exp_avg[i] * T(0.9);
@@ -727,39 +727,39 @@ private:
       const T gru_weight_hh_l0_new_2 = gru_weight_hh_l0[i] - v301;
       gru_weight_hh_l0_new[i] = gru_weight_hh_l0_new_2;
     }
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(9, optimizer_gru_weight_hh_l0_exp_avg_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(10, optimizer_gru_weight_hh_l0_exp_avg_sq_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(1, gru_weight_hh_l0_new);
     // fused loop over [144]:
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:44:1)
-    //   sqrt  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   add  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   sub %gru.bias_ih_l0.new  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:44:1)
-    //   sqrt  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   add  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   sub %gru.bias_hh_l0.new  (gru.model:44:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.bias_ih_l0.exp_avg.new  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.bias_ih_l0.exp_avg_sq.new  (gru.model:22:1)
+    //   sqrt  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   add  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   sub %gru.bias_ih_l0.new  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.bias_hh_l0.exp_avg.new  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.gru.bias_hh_l0.exp_avg_sq.new  (gru.model:22:1)
+    //   sqrt  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   add  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   sub %gru.bias_hh_l0.new  (gru.model:22:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 144; ++i) {
       const T v305 = optimizer_gru_bias_ih_l0_exp_avg[i] * T(0.9);
@@ -795,32 +795,32 @@ private:
       const T gru_bias_hh_l0_new_2 = gru_bias_hh_l0[i] - v341;
       gru_bias_hh_l0_new[i] = gru_bias_hh_l0_new_2;
     }
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(11, optimizer_gru_bias_ih_l0_exp_avg_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(12, optimizer_gru_bias_ih_l0_exp_avg_sq_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(2, gru_bias_ih_l0_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(13, optimizer_gru_bias_hh_l0_exp_avg_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(14, optimizer_gru_bias_hh_l0_exp_avg_sq_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(3, gru_bias_hh_l0_new);
     // fused loop over [1, 48]:
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.head.weight.exp_avg.new  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:44:1)
-    //   sqrt  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   add  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   sub %head.weight.new  (gru.model:44:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.head.weight.exp_avg.new  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.head.weight.exp_avg_sq.new  (gru.model:22:1)
+    //   sqrt  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   add  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   sub %head.weight.new  (gru.model:22:1)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 48; ++i1) {
       const T v345 = optimizer_head_weight_exp_avg[i1] * T(0.9);
@@ -840,26 +840,26 @@ private:
       const T head_weight_new_2 = head_weight[i1] - v361;
       head_weight_new[i1] = head_weight_new_2;
     }
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(15, optimizer_head_weight_exp_avg_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(16, optimizer_head_weight_exp_avg_sq_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(4, head_weight_new);
     // fused loop over [1]:
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.head.bias.exp_avg.new  (gru.model:44:1)
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:44:1)
-    //   sqrt  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   add  (gru.model:44:1)  [register]
-    //   div  (gru.model:44:1)  [register]
-    //   mul  (gru.model:44:1)  [register]
-    //   sub %head.bias.new  (gru.model:44:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.head.bias.exp_avg.new  (gru.model:22:1)
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   add %optimizer.head.bias.exp_avg_sq.new  (gru.model:22:1)
+    //   sqrt  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   add  (gru.model:22:1)  [register]
+    //   div  (gru.model:22:1)  [register]
+    //   mul  (gru.model:22:1)  [register]
+    //   sub %head.bias.new  (gru.model:22:1)
     const T v365 = optimizer_head_bias_exp_avg[0] * T(0.9);
     const T v367 = d_head_bias[0] * T(0.09999999999999998);
     const T optimizer_head_bias_exp_avg_new_2 = v365 + v367;
@@ -876,11 +876,11 @@ private:
     const T v381 = div261[0] * v380;
     const T head_bias_new_2 = head_bias[0] - v381;
     head_bias_new[0] = head_bias_new_2;
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(17, optimizer_head_bias_exp_avg_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(18, optimizer_head_bias_exp_avg_sq_new);
-    // update  (gru.model:44:1)
+    // update  (gru.model:22:1)
     updates.emplace_back(5, head_bias_new);
     if (apply)
       for (auto &[i, v] : updates) {
@@ -894,43 +894,43 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], gru.model:16
-    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], gru.model:18
-    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], gru.model:17
-    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], gru.model:19
-    T *const slice133 = A + 0;  // f32[32,1,48], gru.model:39
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:151
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:153
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:152
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:154
+    T *const slice133 = A + 0;  // f32[32,1,48], gru.model:17
     T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
-    T *const const96 = A + 960;  // f32[32,48], gru.model:22
-    T *const matmul154 = A + 2496;  // f32[32,30,144], gru.model:23
-    T *const const126 = A + 0;  // f32[], gru.model:28
-    T *const gru_h = A + 140736;  // f32[32,48], gru.model:22
-    T *const matmul109 = A + 142272;  // f32[32,144], gru.model:24
-    T *const gru_gi = A + 146880;  // f32[32,144], gru.model:23
-    T *const gru_gh = A + 151488;  // f32[32,144], gru.model:24
-    T *const gru_h_2 = A + 142272;  // f32[32,48], gru.model:28
-    T *const hs = A + 157632;  // f32[32,30,48], gru.model:22
-    T *const gru_h_4 = A + 156096;  // f32[32,48], gru.model:22
+    T *const const96 = A + 960;  // f32[32,48], prelude.model:167
+    T *const matmul154 = A + 2496;  // f32[32,30,144], prelude.model:168
+    T *const const126 = A + 0;  // f32[], prelude.model:173
+    T *const gru_h = A + 140736;  // f32[32,48], prelude.model:167
+    T *const matmul109 = A + 142272;  // f32[32,144], prelude.model:169
+    T *const gru_gi = A + 146880;  // f32[32,144], prelude.model:168
+    T *const gru_gh = A + 151488;  // f32[32,144], prelude.model:169
+    T *const gru_h_2 = A + 142272;  // f32[32,48], prelude.model:173
+    T *const gru_seq = A + 157632;  // f32[32,30,48], prelude.model:167
+    T *const gru_h_4 = A + 156096;  // f32[32,48], prelude.model:167
     T *const matmul137 = A + 1536;  // f32[32,1], prelude.model:10
     T *const yhat = A + 0;  // f32[32,1], prelude.model:10
     // input %x  (gru.model:9:1)
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (gru.model:22:49)
+    // const  (prelude.model:167:52)
     std::fill_n(const96, 1536, T(0));
-    // matmul  (gru.model:23:15)
+    // matmul  (prelude.model:168:17)
     gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul154, 144, threads());
-    // const  (gru.model:28:14)
+    // const  (prelude.model:173:16)
     std::fill_n(const126, 1, T(1));
-    // scan %gru.h  (gru.model:22:12)
+    // scan %gru.h  (prelude.model:167:13)
     std::copy_n(const96, 1536, gru_h);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (gru.model:24:14)
+      // matmul  (prelude.model:169:16)
       gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul109, 144, threads());
       // fused loop over [32, 144]:
-      //   add %gru.gi  (gru.model:23:41)
-      //   add %gru.gh  (gru.model:24:40)
+      //   add %gru.gi  (prelude.model:168:45)
+      //   add %gru.gh  (prelude.model:169:44)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 144; ++i1) {
@@ -941,23 +941,23 @@ private:
         }
       }
       // fused loop over [32, 48]:
-      //   slice  (gru.model:25:21)  [register]
-      //   slice  (gru.model:25:34)  [register]
-      //   add  (gru.model:25:30)  [register]
-      //   sigmoid %gru.r  (gru.model:25:18)  [register]
-      //   slice  (gru.model:26:21)  [register]
-      //   slice  (gru.model:26:36)  [register]
-      //   add  (gru.model:26:32)  [register]
-      //   sigmoid %gru.z  (gru.model:26:18)  [register]
-      //   slice  (gru.model:27:18)  [register]
-      //   slice  (gru.model:27:39)  [register]
-      //   mul  (gru.model:27:35)  [register]
-      //   add  (gru.model:27:31)  [register]
-      //   tanh %gru.n  (gru.model:27:15)  [register]
-      //   sub  (gru.model:28:14)  [register]
-      //   mul  (gru.model:28:19)  [register]
-      //   mul  (gru.model:28:27)  [register]
-      //   add %gru.h  (gru.model:28:23)
+      //   slice  (prelude.model:170:23)  [register]
+      //   slice  (prelude.model:170:36)  [register]
+      //   add  (prelude.model:170:32)  [register]
+      //   sigmoid %gru.r  (prelude.model:170:20)  [register]
+      //   slice  (prelude.model:171:23)  [register]
+      //   slice  (prelude.model:171:38)  [register]
+      //   add  (prelude.model:171:34)  [register]
+      //   sigmoid %gru.z  (prelude.model:171:20)  [register]
+      //   slice  (prelude.model:172:20)  [register]
+      //   slice  (prelude.model:172:41)  [register]
+      //   mul  (prelude.model:172:37)  [register]
+      //   add  (prelude.model:172:33)  [register]
+      //   tanh %gru.n  (prelude.model:172:17)  [register]
+      //   sub  (prelude.model:173:16)  [register]
+      //   mul  (prelude.model:173:21)  [register]
+      //   mul  (prelude.model:173:29)  [register]
+      //   add %gru.h  (prelude.model:173:25)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -982,16 +982,16 @@ private:
         }
       }
       for (int64_t i = 0; i < 32; ++i) {
-        std::copy_n(gru_h_2 + i * 48, 48, hs + (i * 1440 + t * 48));
+        std::copy_n(gru_h_2 + i * 48, 48, gru_seq + (i * 1440 + t * 48));
       }
       std::copy_n(gru_h_2, 1536, gru_h);
     }
     std::copy_n(gru_h, 1536, gru_h_4);
-    // slice  (gru.model:39:17)
+    // slice  (gru.model:17:17)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
       for (int64_t i2 = 0; i2 < 48; ++i2) {
-        slice133[i0 * 48 + i2] = hs[i0 * 1440 + i2 + 1392];
+        slice133[i0 * 48 + i2] = gru_seq[i0 * 1440 + i2 + 1392];
       }
     }
     // matmul  (prelude.model:10:14)
@@ -1001,7 +1001,7 @@ private:
       const T yhat_2 = matmul137[i0] + head_bias[0];
       yhat[i0] = yhat_2;
     }
-    // output  (gru.model:41:3)
+    // output  (gru.model:19:3)
     std::copy_n(yhat, 32, static_cast<T *>(out[0]));
   }
 

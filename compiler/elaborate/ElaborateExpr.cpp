@@ -557,6 +557,18 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     Op op = name == "mse" ? Op::Mse : name == "cross_entropy" ? Op::CrossEntropy : Op::BceWithLogits;
     return Val::ofTensor(make1(op, {p, t}, {}, loc));
   }
+  // expect(condition, "message"): a compile-time check in a layer; when the condition is false
+  // the message is the error (reported at the user's line that uses the layer).
+  if (name == "expect") {
+    expectArgs(2, 2, {});
+    if (a.pos[0].kind != Val::Bool)
+      diag_.error(a.posLoc[0], "expect()'s condition must be a compile-time condition, got {}", describe(a.pos[0]));
+    if (a.pos[1].kind != Val::Str)
+      diag_.error(a.posLoc[1], "expect()'s message must be a string, got {}", describe(a.pos[1]));
+    if (!a.pos[0].b)
+      diag_.error(loc, "{}", a.pos[1].s);
+    return Val::ofBool(true);
+  }
   if (name == "dim" || name == "rank" || name == "numel") {
     expectArgs(name == "dim" ? 2 : 1, name == "dim" ? 2 : 1, {});
     Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");

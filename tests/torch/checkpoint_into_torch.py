@@ -1,8 +1,8 @@
-"""checkpoint_into_torch.py CKPT PRED.csv: loads a gradc checkpoint of
-tests/lit/Inputs/tiny_lstm_bn.model into the equivalent torch.nn modules with
-load_state_dict(strict=True), runs them in inference mode on the CO2 windows (scaled as
-gradc does: min-max fitted on the first 80% of the series) and compares with gradc's
---predict CSV."""
+"""checkpoint_into_torch.py CKPT PRED.csv [MODEL]: loads a gradc checkpoint of MODEL (tiny_lstm_bn,
+tests/lit/Inputs/tiny_lstm_bn.model, the default; or gru, models/gru.model) into the equivalent
+torch.nn modules with load_state_dict(strict=True), runs them in inference mode on the CO2
+windows (scaled as gradc does: min-max fitted on the first 80% of the series) and compares
+with gradc's --predict CSV."""
 import os
 import sys
 
@@ -13,8 +13,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import safetensors_io  # noqa: E402
 
 ckpt = safetensors_io.load(sys.argv[1])
-mods = torch.nn.ModuleDict({"lstm": torch.nn.LSTM(1, 4, batch_first=True), "bn": torch.nn.BatchNorm1d(4),
-                            "head": torch.nn.Linear(4, 1)})
+which = sys.argv[3] if len(sys.argv) > 3 else "tiny_lstm_bn"
+if which == "gru":
+    mods = torch.nn.ModuleDict({"gru": torch.nn.GRU(1, 48, batch_first=True), "head": torch.nn.Linear(48, 1)})
+    L = 30
+    net = lambda x: mods["head"](mods["gru"](x)[0][:, -1])
+else:
+    mods = torch.nn.ModuleDict({"lstm": torch.nn.LSTM(1, 4, batch_first=True), "bn": torch.nn.BatchNorm1d(4),
+                                "head": torch.nn.Linear(4, 1)})
+    L = 6
+    net = lambda x: mods["head"](mods["bn"](mods["lstm"](x)[0][:, -1]))
 state = {k: torch.from_numpy(np.array(v)) for k, v in ckpt.items() if not k.startswith("optimizer.")}
 mods.load_state_dict(state, strict=True)
 print("load_state_dict(strict=True): ok")
@@ -24,10 +32,9 @@ vals = np.array([float(l.split(",")[1]) for l in open(os.path.join(repo, "models
 s = int(len(vals) * 0.8)
 lo, hi = vals[:s].min(), vals[:s].max()
 v = (vals - lo) / (hi - lo)
-L = 6
 x = np.stack([v[i:i + L] for i in range(len(v) - L)])[:, :, None].astype(np.float32)
 with torch.no_grad():
-    y = mods["head"](mods["bn"](mods["lstm"](torch.from_numpy(x))[0][:, -1])).numpy()[:, 0]
+    y = net(torch.from_numpy(x)).numpy()[:, 0]
 lines = open(sys.argv[2]).read().splitlines()
 pred = np.array([float(l) for l in lines[1:]])
 if pred.shape != y.shape:
