@@ -11,6 +11,8 @@ PACKAGES=(
   python3-torch python3-numpy libopenblas-dev libdnnl-dev
   ninja-build cmake g++ libgtest-dev zlib1g-dev strace
   dataset-fashion-mnist
+  libopenmpi-dev openmpi-bin libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx
+  python3-matplotlib
 )
 
 missing=()
