@@ -134,6 +134,7 @@ public:
       st_.orderHash = orderHash;
       for (int64_t s = st_.epochStep; s < perEpoch && st_.step < total; ++s) {
         if (st_.step == startStep) firstStepStart = Clock::now();
+        batcher_.setRandomKey(seed_, static_cast<uint64_t>(st_.step));
         const Batch &batch = batcher_.gather(perm.data() + s * B, B);
         const bool check = o_.checkFinite || st_.step - startStep < kAlwaysCheckedSteps;
         if (check) {

@@ -47,7 +47,8 @@ TensorMap InterpBackend::state() const {
 }
 
 RunResult InterpBackend::run(const Graph &g, const rt::Batch &b) const {
-  return interpret(g, feeds(b), state(), {{"lr", spec_.train.lr * lrScale_}});
+  return interpret(g, feeds(b), state(),
+                   {{"lr", spec_.train.lr * lrScale_}, {"rng.seed", double(b.rng[0])}, {"rng.step", double(b.rng[1])}});
 }
 
 double InterpBackend::trainStep(const rt::Batch &b) {
