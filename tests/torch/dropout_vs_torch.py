@@ -108,7 +108,8 @@ def case_dropout():
         return m["b"](masks(masks(torch.relu(m["a"](x)), 0.4), 0.25))
 
     def ref(m, x):
-        return m["b"](torch.nn.Dropout(0.25)(torch.nn.Dropout(0.4)(torch.relu(m["a"](x)))))
+        drop = lambda t, p: torch.nn.functional.dropout(t, p, training=m.training)
+        return m["b"](drop(drop(torch.relu(m["a"](x)), 0.4), 0.25))
     return mods, model, graph, out, ref, (B, 4), (B, 2)
 
 
@@ -128,7 +129,7 @@ def case_rnn(kind, layers, bidirectional, p):
         return m["head"](masks(rnn(m["rnn"], x, masks), 0.5))
 
     def ref(m, x):
-        return m["head"](torch.nn.Dropout(0.5)(m["rnn"](x)[0]))
+        return m["head"](torch.nn.functional.dropout(m["rnn"](x)[0], 0.5, training=m.training))
     return mods, model, graph, out, ref, (B, 5, 2), (B, 5, 1)
 
 
