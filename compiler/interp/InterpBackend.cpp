@@ -48,7 +48,11 @@ TensorMap InterpBackend::state() const {
 
 RunResult InterpBackend::run(const Graph &g, const rt::Batch &b) const {
   return interpret(g, feeds(b), state(),
-                   {{"lr", spec_.train.lr * lrScale_}, {"rng.seed", double(b.rng[0])}, {"rng.step", double(b.rng[1])}});
+                   {{"lr", spec_.train.lr * lrScale_},
+                    {"rng.seed.lo", double(b.rng[0] & 0xFFFFFFFFu)},
+                    {"rng.seed.hi", double(b.rng[0] >> 32)},
+                    {"rng.step.lo", double(b.rng[1] & 0xFFFFFFFFu)},
+                    {"rng.step.hi", double(b.rng[1] >> 32)}});
 }
 
 double InterpBackend::trainStep(const rt::Batch &b) {

@@ -181,12 +181,14 @@ private:
     }
     case Op::DropoutMask: {
       // The compiled code's draws (runtime/Philox.h) under the key the driver passes as the
-      // hypers "rng.seed" and "rng.step" (0 when absent).
-      auto hyper = [&](const char *k) {
+      // hypers "rng.seed.lo", "rng.seed.hi", "rng.step.lo" and "rng.step.hi", 32 bits each
+      // (exact in a double; 0 when absent).
+      auto half = [&](const char *k) {
         auto it = hypers_.find(k);
-        return it == hypers_.end() ? uint64_t{0} : static_cast<uint64_t>(it->second);
+        return it == hypers_.end() || !(it->second >= 0 && it->second < 4294967296.0) ? uint64_t{0}
+                                                                                     : static_cast<uint64_t>(it->second);
       };
-      const uint64_t key[2] = {hyper("rng.seed"), hyper("rng.step")};
+      const uint64_t key[2] = {half("rng.seed.lo") | half("rng.seed.hi") << 32, half("rng.step.lo") | half("rng.step.hi") << 32};
       const double p = n.getFloat("p"), scale = 1 / (1 - p);
       const uint32_t threshold = rt::dropoutThreshold(p);
       DTensor t(rt.shape);
