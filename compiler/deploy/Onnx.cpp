@@ -150,7 +150,8 @@ private:
   }
 
   void unsupported(const Node &n, const char *why) {
-    diag_.error(n.loc, "op '{}' has no ONNX form{}; the model cannot be exported with --emit=onnx", opInfo(n.op).name, why);
+    diag_.error(n.loc, "op '{}' has no ONNX form in gradc's exporter{}; the model cannot be exported with --emit=onnx",
+                opInfo(n.op).name, why);
   }
 
   void emitScan(const Node &n, onnx::GraphProto *g);
@@ -332,7 +333,7 @@ void Exporter::emitNode(const Node &n, onnx::GraphProto *g) {
   }
   case Op::Scan: emitScan(n, g); return;
   case Op::Hyper: unsupported(n, " (a run-time training hyperparameter)"); return;
-  default: unsupported(n, " (training-only)"); return;
+  default: unsupported(n, " (a loss or training-only op; export the inference outputs and compute it outside)"); return;
   }
 }
 
