@@ -52,7 +52,7 @@ extern "C" int gradc_deploy_predict(const GradcDeployModel *m, const void *x, fl
   ThreadBuffers *tb = buffersFor(m);
   if (!tb)
     return 2;
-  const int64_t B = m->batch, inBatch = B * m->inputElements * m->inputBytes, outBatch = B * m->outputElements;
+  const int64_t B = m->batch, inBatch = B * m->inputElements * m->inputBytes;
   const unsigned char *xs = static_cast<const unsigned char *>(x);
   for (int64_t first = 0; first < n; first += B) {
     const int64_t count = n - first < B ? n - first : B;
@@ -70,7 +70,6 @@ extern "C" int gradc_deploy_predict(const GradcDeployModel *m, const void *x, fl
     if (count < B)
       std::memcpy(out + first * m->outputElements, tb->out, static_cast<size_t>(count * m->outputElements) * sizeof(float));
   }
-  (void)outBatch;
   return 0;
 }
 
