@@ -14,7 +14,7 @@ namespace gradc::rt::mpi {
 namespace {
 bool gActive = false;
 int gRank = 0, gSize = 1;
-double gAllreduceSeconds = 0, gAllreduceBytes = 0;
+double gAllreduceSeconds = 0, gAllreduceBytes = 0, gAllreduceCalls = 0;
 
 /// Throws with MPI's text for a failed call (MPI_ERRORS_RETURN is set on the communicator).
 void check(int rc, const char *what) {
@@ -70,10 +70,11 @@ std::vector<uint64_t> gatherAll(uint64_t value) {
   return all;
 }
 
-void takeAllreduceStats(double &seconds, double &bytes) {
+void takeAllreduceStats(double &seconds, double &bytes, double &calls) {
   seconds = gAllreduceSeconds;
   bytes = gAllreduceBytes;
-  gAllreduceSeconds = gAllreduceBytes = 0;
+  calls = gAllreduceCalls;
+  gAllreduceSeconds = gAllreduceBytes = gAllreduceCalls = 0;
 }
 
 namespace {
@@ -88,6 +89,7 @@ template <typename T> void allreduce(T *x, int64_t n, MPI_Datatype type) {
   }
   gAllreduceSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   gAllreduceBytes += static_cast<double>(n) * sizeof(T);
+  gAllreduceCalls += 1;
 }
 } // namespace
 

@@ -24,9 +24,9 @@ bool active();
 void sumDoubles(double *v, int n);
 /// The 64-bit value of every rank, by rank (just {value} on one rank).
 std::vector<uint64_t> gatherAll(uint64_t value);
-/// Seconds spent in the compiled step's all-reduces since the last call, and their bytes;
-/// resets both (bench/ and --timing).
-void takeAllreduceStats(double &seconds, double &bytes);
+/// What the compiled step's all-reduces did since the last call (seconds in them, their
+/// bytes, their number); resets all three (--timing, bench/mpi.py).
+void takeAllreduceStats(double &seconds, double &bytes, double &calls);
 
 /// Sums x[0..n) elementwise over the ranks, in place (the kernel IR's AllReduce).
 void allreduceSum(float *x, int64_t n);

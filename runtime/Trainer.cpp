@@ -104,7 +104,7 @@ public:
     constexpr int64_t kWarmupSteps = 3;
     Clock::time_point firstStepStart, firstStepEnd;
     int64_t timedSteps = 0;
-    double timedSeconds = 0, allreduceSeconds = 0, allreduceBytes = 0; // the compiled all-reduces (MPI)
+    double timedSeconds = 0, allreduceSeconds = 0, allreduceBytes = 0, allreduceCalls = 0; // the compiled all-reduces (MPI)
     bool stop = false;
     std::optional<StateSnapshot> before; // the state before a checked step
     // One evaluation of early stopping; true when patience is exhausted.
@@ -143,7 +143,7 @@ public:
         }
         const Clock::time_point s0 = Clock::now();
         double loss = be_.trainStep(batch);
-        if (ranks_ > 1) loss = agree(loss);
+        if (ranks_ > 1) loss = globalLoss(loss);
         const Clock::time_point s1 = Clock::now();
         if (check) {
           std::optional<NonFiniteValue> bad;
@@ -151,18 +151,14 @@ public:
             return nonFinite(*before, batch, loss, bad, perEpoch, progress);
         }
         if (st_.step == startStep) firstStepEnd = s1;
-        if (st_.step - startStep < kWarmupSteps) {
-          double ignored, ignoredBytes;
-          if (ranks_ > 1) mpi::takeAllreduceStats(ignored, ignoredBytes);
-        } else {
+        double arSec = 0, arBytes = 0, arCalls = 0;
+        if (ranks_ > 1) mpi::takeAllreduceStats(arSec, arBytes, arCalls);
+        if (st_.step - startStep >= kWarmupSteps) {
           timedSteps += 1;
           timedSeconds += std::chrono::duration<double>(s1 - s0).count();
-          if (ranks_ > 1) {
-            double sec, bytes;
-            mpi::takeAllreduceStats(sec, bytes);
-            allreduceSeconds += sec;
-            allreduceBytes += bytes;
-          }
+          allreduceSeconds += arSec;
+          allreduceBytes += arBytes;
+          allreduceCalls += arCalls;
         }
         st_.epochLossSum += loss;
         ++st_.epochStep;
@@ -217,9 +213,11 @@ public:
                  timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
                  std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB());
       if (ranks_ > 1 && timedSteps > 0)
-        fmt::print(stderr, "timing ranks {} allreduce_ms_per_step {:.6f} allreduce_share {:.4f} allreduce_bytes_per_step {:.0f}\n",
+        fmt::print(stderr,
+                   "timing ranks {} allreduce_ms_per_step {:.6f} allreduce_share {:.4f} allreduce_bytes_per_step {:.0f} "
+                   "allreduce_calls_per_step {:.0f}\n",
                    ranks_, 1000.0 * allreduceSeconds / static_cast<double>(timedSteps), allreduceSeconds / timedSeconds,
-                   allreduceBytes / static_cast<double>(timedSteps));
+                   allreduceBytes / static_cast<double>(timedSteps), allreduceCalls / static_cast<double>(timedSteps));
     }
     bool restored = false;
     if (early && st_.bestEpoch > 0) {
@@ -302,14 +300,20 @@ private:
   }
 
   /// Under mpirun: the step's loss averaged over the ranks (each rank's loss is the mean over
-  /// its equal share of the batch), and whether any rank was interrupted, so that every rank
-  /// stops at the same step (agreedSignal_).
-  double agree(double loss) {
+  /// its equal share of the batch), the same on every rank.
+  double globalLoss(double loss) {
+    mpi::sumDoubles(&loss, 1);
+    return loss / static_cast<double>(ranks_);
+  }
+
+  /// The pending interruption; under mpirun, whether any rank has one (the signal of those
+  /// that do), agreed by all ranks so that every rank stops after the same step.
+  int pendingSignal() {
     const int own = InterruptGuard::pending();
-    double v[3] = {loss, static_cast<double>(own), own ? 1.0 : 0.0};
-    mpi::sumDoubles(v, 3);
-    agreedSignal_ = v[2] > 0 ? static_cast<int>(std::lround(v[1] / v[2])) : 0;
-    return v[0] / static_cast<double>(ranks_);
+    if (ranks_ == 1) return own;
+    double v[2] = {static_cast<double>(own), own ? 1.0 : 0.0};
+    mpi::sumDoubles(v, 2);
+    return v[1] > 0 ? static_cast<int>(std::lround(v[0] / v[1])) : 0;
   }
 
   /// Under mpirun: compares a checksum of every state tensor (parameters, buffers, optimizer
@@ -331,7 +335,7 @@ private:
   /// Between steps: an interruption saves a resumable checkpoint and ends the run (returns
   /// 128 + the signal); --checkpoint-every saves one when due. Returns -1 to go on.
   int safePoint(Progress &progress, int64_t perEpoch) {
-    if (int sig = ranks_ > 1 ? agreedSignal_ : InterruptGuard::pending()) {
+    if (int sig = pendingSignal()) {
       progress.clear();
       const std::string path = o_.save.empty() ? interruptedCheckpointPath(spec_) : o_.save;
       saveState(path, true);
@@ -445,7 +449,6 @@ private:
   int64_t lastSaveStep_ = 0;           ///< The step of the last --checkpoint-every save.
   int64_t ranks_;                      ///< MPI ranks (spec.ranks, checked against mpirun's).
   int64_t global_;                     ///< The global batch: spec.batch (this rank's share) × ranks_.
-  int agreedSignal_ = 0;               ///< Under mpirun: the interruption every rank agreed on (agree()).
   bool haveDataHash_ = false;          ///< st_.dataHash is computed.
 };
 
