@@ -19,6 +19,7 @@
 #include "Mpi.h"
 #include "Progress.h"
 #include "Resume.h"
+#include "ThreadTuner.h"
 
 // The random transforms must round identically everywhere: no a*b+c fused into one FMA.
 #if defined(__clang__)
@@ -100,8 +101,10 @@ public:
     InterruptGuard interrupts;
 
     int64_t stoppedAt = 0;
-    // --timing: steps after the first kWarmupSteps of this run are timed (validation excluded).
+    // --timing: steps after the first kWarmupSteps of this run, and after the thread tuner's
+    // measurement, are timed (validation excluded).
     constexpr int64_t kWarmupSteps = 3;
+    ThreadTuner tuner(!o_.threads, defaultThreads());
     Clock::time_point firstStepStart, firstStepEnd;
     int64_t timedSteps = 0;
     double timedSeconds = 0, allreduceSeconds = 0, allreduceBytes = 0, allreduceCalls = 0; // the compiled all-reduces (MPI)
@@ -141,10 +144,13 @@ public:
           if (!before) before.emplace(spec_, be_, StateSnapshot::All);
           before->take();
         }
+        const bool settled = tuner.settled();
+        tuner.beforeStep(st_.step - startStep);
         const Clock::time_point s0 = Clock::now();
         double loss = be_.trainStep(batch);
         if (ranks_ > 1) loss = globalLoss(loss);
         const Clock::time_point s1 = Clock::now();
+        tuner.afterStep(st_.step - startStep, std::chrono::duration<double>(s1 - s0).count());
         if (check) {
           std::optional<NonFiniteValue> bad;
           if (!std::isfinite(loss) || (bad = firstNonFiniteState(spec_, be_, ~0u)))
@@ -153,7 +159,7 @@ public:
         if (st_.step == startStep) firstStepEnd = s1;
         double arSec = 0, arBytes = 0, arCalls = 0;
         if (ranks_ > 1) mpi::takeAllreduceStats(arSec, arBytes, arCalls);
-        if (st_.step - startStep >= kWarmupSteps) {
+        if (st_.step != startStep && st_.step - startStep >= kWarmupSteps && settled) {
           timedSteps += 1;
           timedSeconds += std::chrono::duration<double>(s1 - s0).count();
           allreduceSeconds += arSec;
@@ -208,10 +214,11 @@ public:
     progress.clear();
     if (o_.timing && st_.step > startStep) {
       std::fflush(stdout);
-      fmt::print(stderr, "timing first_step_s {:.6f} steps {} ms_per_step {:.6f} ready_s {:.6f} peak_rss_mib {:.1f}\n",
+      fmt::print(stderr,
+                 "timing first_step_s {:.6f} steps {} ms_per_step {:.6f} ready_s {:.6f} peak_rss_mib {:.1f} threads {}\n",
                  std::chrono::duration<double>(firstStepEnd - gProcessStart).count(), timedSteps,
                  timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
-                 std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB());
+                 std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB(), threads());
       if (ranks_ > 1 && timedSteps > 0)
         fmt::print(stderr,
                    "timing ranks {} allreduce_ms_per_step {:.6f} allreduce_share {:.4f} allreduce_bytes_per_step {:.0f} "
