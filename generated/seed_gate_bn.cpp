@@ -692,17 +692,17 @@ private:
           slice22[i0 * 256 + i1] = cell_gates[i0 * 1024 + i1];
         }
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:84:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice915[i] = slice22[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_i.mu over axes [0]  (prelude.model:82:16)
+      //   sub  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mul  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mean %cell.bn_i.mu over axes [0]  (prelude.model:82:31)
       //   slice  (seed_gate_bn.model:32:29)
       std::fill_n(mean917, 256, T(0));
       std::fill_n(mean919, 256, T(0));
@@ -731,17 +731,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_i_mu[i] /= T(32);
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:84:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice924[i] = slice56[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_f.mu over axes [0]  (prelude.model:82:16)
+      //   sub  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mul  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mean %cell.bn_f.mu over axes [0]  (prelude.model:82:31)
       //   slice  (seed_gate_bn.model:33:26)
       std::fill_n(mean926, 256, T(0));
       std::fill_n(mean928, 256, T(0));
@@ -770,17 +770,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_f_mu[i] /= T(32);
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:84:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice933[i] = slice90[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_g.mu over axes [0]  (prelude.model:82:16)
+      //   sub  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mul  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mean %cell.bn_g.mu over axes [0]  (prelude.model:82:31)
       //   slice  (seed_gate_bn.model:34:29)
       std::fill_n(mean935, 256, T(0));
       std::fill_n(mean937, 256, T(0));
@@ -809,17 +809,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_g_mu[i] /= T(32);
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:84:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice942[i] = slice124[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_o.mu over axes [0]  (prelude.model:82:16)
+      //   sub  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mul  (prelude.model:84:32)  [register]
+      //   mean over axes [0]  (prelude.model:84:32)
+      //   mean %cell.bn_o.mu over axes [0]  (prelude.model:82:31)
       //   sub %cell.bn_i.d  (prelude.model:83:13)
       std::fill_n(mean944, 256, T(0));
       std::fill_n(mean946, 256, T(0));
@@ -849,9 +849,9 @@ private:
         cell_bn_o_mu[i] /= T(32);
       }
       // fused loop over [256]:
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)  [register]
+      //   sub  (prelude.model:84:32)  [register]
+      //   maximum  (prelude.model:84:32)
       //   mul  (prelude.model:85:44)  [register]
       //   mul  (prelude.model:85:70)  [register]
       //   add %cell.bn_i.running_mean.new  (prelude.model:85:59)
@@ -860,9 +860,9 @@ private:
       //   add %cell.bn_i.running_var.new  (prelude.model:86:57)
       //   add  (prelude.model:88:28)  [register]
       //   rsqrt  (prelude.model:88:23)
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)  [register]
+      //   sub  (prelude.model:84:32)  [register]
+      //   maximum  (prelude.model:84:32)
       //   mul  (prelude.model:85:44)  [register]
       //   mul  (prelude.model:85:70)  [register]
       //   add %cell.bn_f.running_mean.new  (prelude.model:85:59)
@@ -871,9 +871,9 @@ private:
       //   add %cell.bn_f.running_var.new  (prelude.model:86:57)
       //   add  (prelude.model:88:28)  [register]
       //   rsqrt  (prelude.model:88:23)
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)  [register]
+      //   sub  (prelude.model:84:32)  [register]
+      //   maximum  (prelude.model:84:32)
       //   mul  (prelude.model:85:44)  [register]
       //   mul  (prelude.model:85:70)  [register]
       //   add %cell.bn_g.running_mean.new  (prelude.model:85:59)
@@ -882,9 +882,9 @@ private:
       //   add %cell.bn_g.running_var.new  (prelude.model:86:57)
       //   add  (prelude.model:88:28)  [register]
       //   rsqrt  (prelude.model:88:23)
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)  [register]
+      //   sub  (prelude.model:84:32)  [register]
+      //   maximum  (prelude.model:84:32)
       //   mul  (prelude.model:85:44)  [register]
       //   mul  (prelude.model:85:70)  [register]
       //   add %cell.bn_o.running_mean.new  (prelude.model:85:59)
@@ -1317,7 +1317,7 @@ private:
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:86:84)  [register]
       //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)
       //   mul  (prelude.model:85:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1333,10 +1333,10 @@ private:
         mul534[i] = v534;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
+      //   broadcast_to  (prelude.model:84:32)  [register]
+      //   mul  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)
       //   neg  (prelude.model:83:13)  [register]
       //   sum over axes [0]  (prelude.model:83:13)
       //   mul  (seed_gate_bn.model:36:13)  [register]
@@ -1384,14 +1384,14 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
+      //   mul  (prelude.model:82:31)
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:86:84)  [register]
       //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)
       //   mul  (prelude.model:85:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1410,10 +1410,10 @@ private:
         mul589[i] = v589;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
+      //   broadcast_to  (prelude.model:84:32)  [register]
+      //   mul  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)
       //   neg  (prelude.model:83:13)  [register]
       //   sum over axes [0]  (prelude.model:83:13)
       //   mul  (seed_gate_bn.model:35:13)  [register]
@@ -1450,14 +1450,14 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
+      //   mul  (prelude.model:82:31)
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:86:84)  [register]
       //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)
       //   mul  (prelude.model:85:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1476,10 +1476,10 @@ private:
         mul645[i] = v645;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
+      //   broadcast_to  (prelude.model:84:32)  [register]
+      //   mul  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)
       //   neg  (prelude.model:83:13)  [register]
       //   sum over axes [0]  (prelude.model:83:13)
       //   mul  (seed_gate_bn.model:35:21)  [register]
@@ -1516,14 +1516,14 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
+      //   mul  (prelude.model:82:31)
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:88:23)  [register]
       //   mul  (prelude.model:86:84)  [register]
       //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
+      //   mul  (prelude.model:84:32)
       //   mul  (prelude.model:85:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1542,10 +1542,10 @@ private:
         mul701[i] = v701;
       }
       // fused loop over [32, 256], 1 reduction:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
+      //   broadcast_to  (prelude.model:84:32)  [register]
+      //   mul  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)  [register]
+      //   add  (prelude.model:84:35)
       //   neg  (prelude.model:83:13)  [register]
       //   sum over axes [0]  (prelude.model:83:13)
       std::fill_n(sum715, 256, T(0));
@@ -1563,7 +1563,7 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
+      //   mul  (prelude.model:82:31)
       //   mul  (prelude.model:86:43)
       //   mul  (prelude.model:85:44)
       //   mul  (prelude.model:86:43)
@@ -1595,14 +1595,14 @@ private:
         mul705[i] = v705;
       }
       // fused loop over [32, 256]:
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
+      //   broadcast_to  (prelude.model:82:31)  [register]
+      //   add  (prelude.model:82:31)
+      //   broadcast_to  (prelude.model:82:31)  [register]
+      //   add  (prelude.model:82:31)
+      //   broadcast_to  (prelude.model:82:31)  [register]
+      //   add  (prelude.model:82:31)
+      //   broadcast_to  (prelude.model:82:31)  [register]
+      //   add  (prelude.model:82:31)
       //   mul  (seed_gate_bn.model:35:13)
       //   mul  (prelude.model:92:17)
       //   mul  (prelude.model:92:17)

@@ -105,7 +105,7 @@ std::string specToJson(const ModelSpec &s) {
        ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
        ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
        ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery) +
-       "},\"lossWhere\":" + jsonQuote(s.lossWhere) + "}";
+       "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
   return o;
 }
 
@@ -157,6 +157,7 @@ ModelSpec specFromJson(std::string_view json) {
   t.delta = real(j, "delta");
   t.validateEvery = integer(j, "validateEvery");
   s.lossWhere = str(root, "lossWhere");
+  if (root.find("ranks")) s.ranks = integer(root, "ranks"); // absent: compiled for one process
   return s;
 }
 

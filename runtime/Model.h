@@ -10,7 +10,7 @@
 
 namespace gradc::rt {
 
-/// A fed or returned tensor; shape[0] is the static batch size.
+/// A fed or returned tensor; shape[0] is the static batch size (a rank's share under MPI).
 struct TensorSpec {
   std::string name;
   DType dtype = DType::F32;
@@ -58,6 +58,9 @@ struct ModelSpec {
   std::vector<StateSpec> state;     ///< Params, buffers, optimizer state.
   TrainSpec train;
   std::string lossWhere;            ///< The model line computing the loss ("tiny.model:12"), "" if unknown.
+  /// The MPI ranks the step is compiled for (gradc --ranks): `batch` is each rank's share, the
+  /// local batch, and batch × ranks the global batch (the model's B).
+  int64_t ranks = 1;
 };
 
 /// One batch: a pointer per entry of ModelSpec::inputs, each to batch × sample elements of

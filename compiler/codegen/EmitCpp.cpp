@@ -155,6 +155,7 @@ private:
       forEach(ind, s.count, fmt::format("{}[{{k}} * {} + int64_t({}[{{k}}])] = T(1);", ptr(s.dst), s.classes, ptr(s.src)));
       return;
     case Stmt::LossKernel: lossKernel(s, ind); return;
+    case Stmt::AllReduce: line(ind, fmt::format("allreduceSum({}, {});", ptr(s.dst), s.count)); return;
     }
   }
 
@@ -260,13 +261,15 @@ private:
         << ": the training step, validation loss and inference of model " << s.name << ".\n"
         << "// Do not edit: regenerate with `gradc MODEL --emit=cpp`.\n"
         << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>\n\n"
-        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n\n"
+        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n" << (s.ranks != 1 ? "#include \"Mpi.h\"\n" : "") << "\n"
         << "// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).\n"
         << "#if defined(__clang__)\n#define GRADC_IVDEP _Pragma(\"clang loop vectorize(assume_safety)\")\n"
         << "#elif defined(__GNUC__)\n#define GRADC_IVDEP _Pragma(\"GCC ivdep\")\n#else\n#define GRADC_IVDEP\n#endif\n\n"
         << "namespace {\n\nusing namespace gradc::rt;\n\n";
     os_ << "const ModelSpec &spec() {\n  static const ModelSpec s = [] {\n    ModelSpec s;\n";
     os_ << "    s.name = " << quote(s.name) << ";\n    s.batch = " << s.batch << ";\n    s.numInputs = " << s.numInputs << ";\n";
+    if (s.ranks != 1)
+      os_ << "    s.ranks = " << s.ranks << ";\n";
     auto dt = [](rt::DType d) { return fmt::format("DType::{}", rt::dtypeName(d)); };
     for (const auto &t : s.inputs)
       os_ << fmt::format("    s.inputs.push_back({{{}, {}, {{{}}}}});\n", quote(t.name), dt(t.dtype), fmt::join(t.shape, ", "));

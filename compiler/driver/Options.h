@@ -1,6 +1,7 @@
 // Options.h: what the user asked gradc to do, as parsed from the command line (driver/gradc.cpp).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ struct PipelineOptions {
   std::string targetCpu = "native";     ///< --target-cpu: -march for the generated code.
   bool fpContract = false;              ///< --fp-contract=on: the LLVM backend may contract a*b+c into FMAs.
   bool verbose = false;                 ///< -v: print the C++ compiler's / linker's command line, the JIT's time.
+  int64_t ranks = 1;                    ///< --ranks N: compile the step for mpirun -np N (each rank B / N rows).
 };
 
 } // namespace gradc

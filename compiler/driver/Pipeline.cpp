@@ -112,6 +112,7 @@ PassSelection passSelection(const PipelineOptions &opts) {
   sel.skipOptional = opts.optLevel == 0;
   sel.printAfter = opts.printAfter;
   sel.printAfterAll = opts.printAfterAll;
+  sel.ranks = opts.ranks;
   return sel;
 }
 
@@ -154,7 +155,7 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
   if (!isStopPoint(stopAt))
     throw std::logic_error("compileModule: no stop point '" + stopAt + "'");
   Sources src = parseSources(sm, diag, fileId);
-  std::unique_ptr<Module> m = elaborate({src.prelude.get(), src.model.get()}, sm, diag);
+  std::unique_ptr<Module> m = elaborate({src.prelude.get(), src.model.get()}, sm, diag, sel.ranks);
   verifyOrDie(*m, "elaboration");
   std::string last = "elaboration";
   for (const PipelineStep &step : graphPipeline()) {

@@ -439,6 +439,19 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     constNum(y, a.posLoc[1], "max()'s argument");
     return (x.num() >= y.num()) ? x : y;
   }
+  // allreduce_sum(x): x summed over the ranks of an MPI run. A number is the same on every
+  // rank, so its sum is known here; a tensor is an allreduce_sum node, or itself on one rank.
+  if (name == "allreduce_sum") {
+    expectArgs(1, 1, {});
+    if (a.pos[0].kind == Val::Int)
+      return Val::ofInt(a.pos[0].i * ranks_);
+    if (a.pos[0].isNumber())
+      return Val::ofFloat(a.pos[0].num() * static_cast<double>(ranks_));
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    if (ranks_ == 1)
+      return Val::ofTensor(x);
+    return Val::ofTensor(make1(Op::AllReduceSum, {x}, {}, loc));
+  }
   if (name == "sum" || name == "mean" || name == "max") {
     expectArgs(1, 1, {"axis", "keepdims"});
     Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
@@ -568,6 +581,11 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     if (!a.pos[0].b)
       diag_.error(loc, "{}", a.pos[1].s);
     return Val::ofBool(true);
+  }
+  // ranks(): the number of MPI ranks the model is compiled for (gradc --ranks; 1 by default).
+  if (name == "ranks") {
+    expectArgs(0, 0, {});
+    return Val::ofInt(ranks_);
   }
   if (name == "dim" || name == "rank" || name == "numel") {
     expectArgs(name == "dim" ? 2 : 1, name == "dim" ? 2 : 1, {});

@@ -150,6 +150,7 @@ public:
   Scope global_;
   const Decl *graphDecl_ = nullptr;
   bool training_ = true;
+  int64_t ranks_ = 1; ///< MPI ranks compiled for (elaborate()'s `ranks`).
   GraphCtx *ctx_ = nullptr;        ///< The graph being built.
   std::string path_;               ///< Instance path of the forward being elaborated ("" at model level).
   enum class Where { Model, Forward } where_ = Where::Model;

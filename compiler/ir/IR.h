@@ -183,6 +183,9 @@ public:
   std::map<std::string, std::string> layerWhere;
   std::string lossWhere;
   TrainConfig train;
+  /// The number of MPI ranks the module is compiled for (gradc --ranks): each computes
+  /// inputs' dim 0 (the local batch, the global batch / ranks) of every step.
+  int64_t ranks = 1;
   std::unique_ptr<Graph> trainGraph; ///< The training step: loss, outputs, updates (and grads).
   std::unique_ptr<Graph> evalGraph;  ///< Inference mode with the loss (validation).
   std::unique_ptr<Graph> inferGraph; ///< Inference: outputs only.

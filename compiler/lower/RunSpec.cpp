@@ -35,6 +35,7 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     for (const TensorDecl &d : *list)
       s.inputs.push_back({d.name, rtType(d.type.dtype), d.type.shape});
   s.numInputs = m.inputs.size();
+  s.ranks = m.ranks;
   s.batch = s.inputs.empty() || s.inputs[0].shape.empty() ? 1 : s.inputs[0].shape[0];
   if (m.inferGraph)
     for (const auto &n : m.inferGraph->nodes)
