@@ -1,4 +1,4 @@
-// Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the NaN/Inf checks, periodic and interrupt checkpoints, and resuming a run where its checkpoint left it.
+// Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the learning-rate schedule, the --metrics file, the NaN/Inf checks, periodic and interrupt checkpoints, and resuming a run where its checkpoint left it.
 #include <csignal>
 #include <cmath>
 #include <cstdio>
@@ -16,8 +16,10 @@
 #include "DriverInternal.h"
 #include "FiniteCheck.h"
 #include "Interrupt.h"
+#include "Metrics.h"
 #include "Progress.h"
 #include "Resume.h"
+#include "Schedule.h"
 
 // The random transforms must round identically everywhere: no a*b+c fused into one FMA.
 #if defined(__clang__)
@@ -52,7 +54,7 @@ public:
   Trainer(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &o, uint64_t seed,
           const std::string &exe, const ResumeInput *resume)
       : spec_(spec), be_(be), data_(data), o_(o), seed_(seed), exe_(exe), resume_(resume), batcher_(spec, data),
-        outs_(spec, be.floatType()) {}
+        outs_(spec, be.floatType()), sched_(spec.train.schedule, o.lr.value_or(spec.train.lr)) {}
 
   int run() {
     const int64_t B = spec_.batch;
@@ -68,8 +70,10 @@ public:
     const bool hasVal = data_.validationCount() > 0;
     const int64_t every = spec_.train.validateEvery;
     size_t accOut = 0, accTarget = 0;
-    const bool acc = hasVal && !o_.quiet && findClassification(spec_, accOut, accTarget) &&
-                     data_.present[accTarget];
+    const bool classifier = hasVal && findClassification(spec_, accOut, accTarget) && data_.present[accTarget];
+    const bool acc = classifier && !o_.quiet; // on the epoch line
+    std::optional<MetricsWriter> metrics;
+    if (!o_.metrics.empty()) metrics.emplace(o_.metrics, hasVal, classifier);
     const bool early = spec_.train.earlyStopping && hasVal;
     if (spec_.train.earlyStopping && !hasVal) {
       std::fflush(stdout);
@@ -92,6 +96,8 @@ public:
     st_.trainCount = data_.trainCount;
     st_.bestVal = std::numeric_limits<double>::infinity();
     if (resume_) startFrom(*resume_, perEpoch, early);
+    if (metrics && resume_) metrics->keepRowsBefore(st_.epoch);
+    checkSchedule(total, hasVal);
     const int64_t startStep = st_.step;
     lastSaveStep_ = st_.step;
 
@@ -140,6 +146,10 @@ public:
           if (!before) before.emplace(spec_, be_, StateSnapshot::All);
           before->take();
         }
+        if (sched_.active() && sched_.lr() != backendLr_) {
+          backendLr_ = sched_.lr();
+          be_.setLearningRateScale(backendLr_ / spec_.train.lr);
+        }
         const Clock::time_point s0 = Clock::now();
         const double loss = be_.trainStep(batch);
         const Clock::time_point s1 = Clock::now();
@@ -156,12 +166,15 @@ public:
         st_.epochLossSum += loss;
         ++st_.epochStep;
         ++st_.step;
+        epochLr_ = sched_.lr();
+        sched_.stepEnd();
         progress.update(st_.step - startStep, epoch, epochs, st_.epochLossSum / static_cast<double>(st_.epochStep));
         if (o_.interruptAfter && st_.step == *o_.interruptAfter) std::raise(SIGINT);
         if (hasVal && every > 0 && st_.step % every == 0) {
           st_.lastEval = validationLoss();
           st_.lastEvalStep = st_.step;
           printLine(&progress, "step " + std::to_string(st_.step) + " val_loss " + g6(st_.lastEval));
+          sched_.validated(st_.lastEval);
           if (early && observe(st_.lastEval, epoch)) {
             stop = true;
             break;
@@ -172,23 +185,38 @@ public:
       }
       const double trainLoss = st_.epochLossSum / static_cast<double>(st_.epochStep);
       std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
+      MetricsRow row;
       if (hasVal) {
         const bool fresh = st_.lastEvalStep != st_.step;
         const double v = fresh ? validationLoss() : st_.lastEval;
         st_.lastEval = v;
         st_.lastEvalStep = st_.step;
         if (early && fresh && !stop) stop = observe(v, epoch);
+        if (fresh) sched_.validated(v);
         line += " val_loss " + g6(v);
-        if (acc) line += fmt::format(" val_acc {:.4f}", accuracy(accOut, accTarget));
+        row.valLoss = v;
+        if (acc || (metrics && classifier)) row.valAcc = accuracy(accOut, accTarget);
+        if (acc) line += fmt::format(" val_acc {:.4f}", row.valAcc);
         st_.finalVal = v;
       }
-      if (!o_.quiet)
-        line += fmt::format(" time {:.2f}s", std::chrono::duration<double>(Clock::now() - t0).count());
+      // The learning rate of the epoch's last step; on --quiet lines only when a schedule varies it.
+      if (!o_.quiet || sched_.active()) line += " lr " + g6(epochLr_);
+      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (!o_.quiet) line += fmt::format(" time {:.2f}s", seconds);
       printLine(&progress, line);
+      if (metrics) {
+        row.epoch = epoch;
+        row.step = st_.step;
+        row.loss = trainLoss;
+        row.lr = epochLr_;
+        row.seconds = seconds;
+        metrics->add(row);
+      }
       st_.finalLoss = trainLoss;
       st_.ran = true;
       if (stop) stoppedAt = epoch;
       if (st_.epochStep == perEpoch) { // the epoch is complete: the position is the next one's start
+        sched_.epochEnd();
         st_.epoch = epoch + 1;
         st_.epochStep = 0;
         st_.epochLossSum = 0;
@@ -257,6 +285,12 @@ private:
     st_.finalVal = r.finalVal;
     st_.lastEval = r.lastEval;
     st_.lastEvalStep = r.lastEvalStep;
+    const std::string &kind = spec_.train.schedule.kind;
+    if (r.schedule != kind)
+      throw DataError(in.path + ": the checkpoint's run had " +
+                      (r.schedule.empty() ? std::string("no learning-rate schedule") : "schedule " + r.schedule + "()") +
+                      "; this model has " + (kind.empty() ? std::string("none") : kind + "()"));
+    if (!kind.empty()) sched_.setState({r.scheduleLr, r.scheduleCount, r.scheduleBest, r.scheduleBad});
     if (early) {
       st_.bestVal = r.bestVal;
       st_.bestEpoch = r.bestEpoch;
@@ -268,6 +302,22 @@ private:
     }
   }
 
+  /// Checks the schedule fits the run (`total` training steps; `hasVal`: a validation split).
+  void checkSchedule(int64_t total, bool hasVal) {
+    const ScheduleSpec &sc = spec_.train.schedule;
+    if (sc.kind == "onecycle" && total > sc.totalSteps)
+      throw DataError("the schedule onecycle(total_steps = " + std::to_string(sc.totalSteps) + ") is shorter than the run's " +
+                      std::to_string(total) + " training steps (" + data_.source +
+                      "); raise total_steps or lower --epochs / --batch-limit");
+    if (sc.kind == "plateau" && !hasVal) {
+      std::fflush(stdout);
+      fmt::print(stderr,
+                 "{}: warning: the plateau schedule needs a validation split and {} has none; the learning rate stays "
+                 "{}\n",
+                 exe_, data_.source, g6(sched_.lr()));
+    }
+  }
+
   /// Writes the state to `path`; with `resumable` also the position and early stopping's best state.
   void saveState(const std::string &path, bool resumable) {
     std::vector<HostTensor> bestTensors;
@@ -276,6 +326,14 @@ private:
     if (st_.hasBest) {
       bestTensors = best_->tensors();
       for (size_t k = 0; k < bestTensors.size(); ++k) extra.emplace_back(kBestPrefix + best_->name(k), &bestTensors[k]);
+    }
+    if (sched_.active()) {
+      const ScheduleState &ss = sched_.state();
+      st_.schedule = spec_.train.schedule.kind;
+      st_.scheduleLr = ss.lr;
+      st_.scheduleCount = ss.count;
+      st_.scheduleBest = ss.best;
+      st_.scheduleBad = ss.bad;
     }
     if (resumable && !haveDataHash_) {
       st_.dataHash = hashData(data_);
@@ -394,6 +452,9 @@ private:
   std::optional<StateSnapshot> best_;  ///< Early stopping's best params and buffers.
   int64_t lastSaveStep_ = 0;           ///< The step of the last --checkpoint-every save.
   bool haveDataHash_ = false;          ///< st_.dataHash is computed.
+  LrSchedule sched_;                   ///< The learning-rate schedule (inactive without one).
+  double backendLr_ = -1;              ///< The learning rate last given to the backend by the schedule.
+  double epochLr_ = 0;                 ///< The learning rate of the last step taken.
 };
 
 } // namespace
