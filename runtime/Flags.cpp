@@ -85,7 +85,8 @@ const Flag kFlags[] = {
    "write one CSV row per epoch to FILE (epoch, step, loss, val_loss, val_acc,\n"
    "lr, seconds), rewritten atomically after each epoch"},
   {"--quiet", "", "", &DriverOptions::quiet, "", 0, 0,
-   "no progress bar; one line per epoch: epoch E loss L [val_loss V]"},
+   "no progress bar; one line per epoch: epoch E loss L [val_loss V]\n"
+   "[lr X, when a schedule varies it]"},
   {"--help", "-h", "", &DriverOptions::help, "", 0, 0,
    "show this help"},
   {"--interrupt-after-steps", "", "N", &DriverOptions::interruptAfter, "a positive integer", 1, kBig,

@@ -69,11 +69,8 @@ public:
                                               : epochs * perEpoch);
     const bool hasVal = data_.validationCount() > 0;
     const int64_t every = spec_.train.validateEvery;
-    size_t accOut = 0, accTarget = 0;
-    const bool classifier = hasVal && findClassification(spec_, accOut, accTarget) && data_.present[accTarget];
-    const bool acc = classifier && !o_.quiet; // on the epoch line
-    std::optional<MetricsWriter> metrics;
-    if (!o_.metrics.empty()) metrics.emplace(o_.metrics, hasVal, classifier);
+    classifier_ = hasVal && findClassification(spec_, accOut_, accTarget_) && data_.present[accTarget_];
+    if (!o_.metrics.empty()) metrics_.emplace(o_.metrics, hasVal, classifier_);
     const bool early = spec_.train.earlyStopping && hasVal;
     if (spec_.train.earlyStopping && !hasVal) {
       std::fflush(stdout);
@@ -96,7 +93,7 @@ public:
     st_.trainCount = data_.trainCount;
     st_.bestVal = std::numeric_limits<double>::infinity();
     if (resume_) startFrom(*resume_, perEpoch, early);
-    if (metrics && resume_) metrics->keepRowsBefore(st_.epoch);
+    if (metrics_ && resume_) metrics_->keepRowsBefore(st_.epoch);
     checkSchedule(total, hasVal);
     const int64_t startStep = st_.step;
     lastSaveStep_ = st_.step;
@@ -112,17 +109,6 @@ public:
     double timedSeconds = 0;
     bool stop = false;
     std::optional<StateSnapshot> before; // the state before a checked step
-    // One evaluation of early stopping; true when patience is exhausted.
-    auto observe = [&](double v, int64_t epoch) {
-      if (v < st_.bestVal - spec_.train.delta) {
-        st_.bestVal = v;
-        st_.bestEpoch = epoch;
-        st_.bad = 0;
-        best_->take();
-        return false;
-      }
-      return ++st_.bad >= spec_.train.patience;
-    };
 
     for (int64_t epoch = st_.epoch; epoch <= epochs && st_.step < total && !stop; ++epoch) {
       const Clock::time_point t0 = Clock::now();
@@ -184,34 +170,7 @@ public:
           if (int rc = safePoint(progress, perEpoch); rc >= 0) return rc;
       }
       const double trainLoss = st_.epochLossSum / static_cast<double>(st_.epochStep);
-      std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
-      MetricsRow row;
-      if (hasVal) {
-        const bool fresh = st_.lastEvalStep != st_.step;
-        const double v = fresh ? validationLoss() : st_.lastEval;
-        st_.lastEval = v;
-        st_.lastEvalStep = st_.step;
-        if (early && fresh && !stop) stop = observe(v, epoch);
-        if (fresh) sched_.validated(v);
-        line += " val_loss " + g6(v);
-        row.valLoss = v;
-        if (acc || (metrics && classifier)) row.valAcc = accuracy(accOut, accTarget);
-        if (acc) line += fmt::format(" val_acc {:.4f}", row.valAcc);
-        st_.finalVal = v;
-      }
-      // The learning rate of the epoch's last step; on --quiet lines only when a schedule varies it.
-      if (!o_.quiet || sched_.active()) line += " lr " + g6(epochLr_);
-      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      if (!o_.quiet) line += fmt::format(" time {:.2f}s", seconds);
-      printLine(&progress, line);
-      if (metrics) {
-        row.epoch = epoch;
-        row.step = st_.step;
-        row.loss = trainLoss;
-        row.lr = epochLr_;
-        row.seconds = seconds;
-        metrics->add(row);
-      }
+      if (endEpoch(epoch, trainLoss, t0, hasVal, early && !stop, progress)) stop = true;
       st_.finalLoss = trainLoss;
       st_.ran = true;
       if (stop) stoppedAt = epoch;
@@ -300,6 +259,55 @@ private:
         best_->set(in.best, in.path);
       }
     }
+  }
+
+  /// One evaluation of early stopping; true when patience is exhausted.
+  bool observe(double v, int64_t epoch) {
+    if (v < st_.bestVal - spec_.train.delta) {
+      st_.bestVal = v;
+      st_.bestEpoch = epoch;
+      st_.bad = 0;
+      best_->take();
+      return false;
+    }
+    return ++st_.bad >= spec_.train.patience;
+  }
+
+  /// After the steps of epoch `epoch` (begun at `t0`): validates unless its last step just
+  /// did (early stopping observing it when `early`, the plateau schedule likewise), prints the
+  /// epoch line and writes the --metrics row. True if early stopping ends the run.
+  bool endEpoch(int64_t epoch, double trainLoss, Clock::time_point t0, bool hasVal, bool early, Progress &progress) {
+    std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
+    MetricsRow row;
+    bool stop = false;
+    if (hasVal) {
+      const bool fresh = st_.lastEvalStep != st_.step;
+      const double v = fresh ? validationLoss() : st_.lastEval;
+      st_.lastEval = v;
+      st_.lastEvalStep = st_.step;
+      if (early && fresh) stop = observe(v, epoch);
+      if (fresh) sched_.validated(v);
+      line += " val_loss " + g6(v);
+      row.valLoss = v;
+      const bool onLine = classifier_ && !o_.quiet;
+      if (onLine || (metrics_ && classifier_)) row.valAcc = accuracy(accOut_, accTarget_);
+      if (onLine) line += fmt::format(" val_acc {:.4f}", row.valAcc);
+      st_.finalVal = v;
+    }
+    // The learning rate of the epoch's last step; on --quiet lines only when a schedule varies it.
+    if (!o_.quiet || sched_.active()) line += " lr " + g6(epochLr_);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!o_.quiet) line += fmt::format(" time {:.2f}s", seconds);
+    printLine(&progress, line);
+    if (metrics_) {
+      row.epoch = epoch;
+      row.step = st_.step;
+      row.loss = trainLoss;
+      row.lr = epochLr_;
+      row.seconds = seconds;
+      metrics_->add(row);
+    }
+    return stop;
   }
 
   /// Checks the schedule fits the run (`total` training steps; `hasVal`: a validation split).
@@ -455,6 +463,9 @@ private:
   LrSchedule sched_;                   ///< The learning-rate schedule (inactive without one).
   double backendLr_ = -1;              ///< The learning rate last given to the backend by the schedule.
   double epochLr_ = 0;                 ///< The learning rate of the last step taken.
+  bool classifier_ = false;            ///< The run validates a classifier: val_acc is reported.
+  size_t accOut_ = 0, accTarget_ = 0;  ///< Its output and target (findClassification).
+  std::optional<MetricsWriter> metrics_; ///< --metrics.
 };
 
 } // namespace
