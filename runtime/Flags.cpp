@@ -70,7 +70,8 @@ const Flag kFlags[] = {
   {"--gradcheck-tol", "", "X", &DriverOptions::gradcheckTol, "a positive number", 1, 0,
    "gradcheck tolerance (default 1e-6 in double, 1e-2 in float)"},
   {"--threads", "", "N", &DriverOptions::threads, "a positive integer", 1, 1 << 16,
-   "worker threads (default: all cores, {threads})"},
+   "worker threads (default: the faster of 1 and {threads}, timed over the first\n"
+   "training steps; inference uses {threads})"},
   {"--timing", "", "", &DriverOptions::timing, "", 0, 0,
    "at the end, on stderr: seconds from exec to the end of the first step, ms per\n"
    "step, seconds from exec to the start of the first step (ready_s)"},

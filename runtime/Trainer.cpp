@@ -20,6 +20,7 @@
 #include "Progress.h"
 #include "Resume.h"
 #include "Schedule.h"
+#include "ThreadTuner.h"
 
 // The random transforms must round identically everywhere: no a*b+c fused into one FMA.
 #if defined(__clang__)
@@ -102,8 +103,10 @@ public:
     InterruptGuard interrupts;
 
     int64_t stoppedAt = 0;
-    // --timing: steps after the first kWarmupSteps of this run are timed (validation excluded).
+    // --timing: steps after the first kWarmupSteps of this run, and after the thread tuner's
+    // measurement, are timed (validation excluded).
     constexpr int64_t kWarmupSteps = 3;
+    ThreadTuner tuner(!o_.threads, defaultThreads());
     Clock::time_point firstStepStart, firstStepEnd;
     int64_t timedSteps = 0;
     double timedSeconds = 0;
@@ -136,16 +139,19 @@ public:
           backendLr_ = sched_.lr();
           be_.setLearningRateScale(backendLr_ / spec_.train.lr);
         }
+        const bool settled = tuner.settled();
+        tuner.beforeStep(st_.step - startStep);
         const Clock::time_point s0 = Clock::now();
         const double loss = be_.trainStep(batch);
         const Clock::time_point s1 = Clock::now();
+        tuner.afterStep(st_.step - startStep, std::chrono::duration<double>(s1 - s0).count());
         if (check) {
           std::optional<NonFiniteValue> bad;
           if (!std::isfinite(loss) || (bad = firstNonFiniteState(spec_, be_, ~0u)))
             return nonFinite(*before, batch, loss, bad, perEpoch, progress);
         }
         if (st_.step == startStep) firstStepEnd = s1;
-        else if (st_.step - startStep >= kWarmupSteps) {
+        else if (st_.step - startStep >= kWarmupSteps && settled) {
           timedSteps += 1;
           timedSeconds += std::chrono::duration<double>(s1 - s0).count();
         }
@@ -187,10 +193,11 @@ public:
     progress.clear();
     if (o_.timing && st_.step > startStep) {
       std::fflush(stdout);
-      fmt::print(stderr, "timing first_step_s {:.6f} steps {} ms_per_step {:.6f} ready_s {:.6f} peak_rss_mib {:.1f}\n",
+      fmt::print(stderr,
+                 "timing first_step_s {:.6f} steps {} ms_per_step {:.6f} ready_s {:.6f} peak_rss_mib {:.1f} threads {}\n",
                  std::chrono::duration<double>(firstStepEnd - gProcessStart).count(), timedSteps,
                  timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
-                 std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB());
+                 std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB(), threads());
     }
     bool restored = false;
     if (early && st_.bestEpoch > 0) {
