@@ -104,8 +104,15 @@ std::string specToJson(const ModelSpec &s) {
        ",\"valKind\":" + jsonQuote(t.valKind) + ",\"valPath\":" + jsonQuote(t.valPath) + ",\"valLabels\":" + jsonQuote(t.valLabels) +
        ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
        ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
-       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery) +
-       "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
+       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery);
+  // Only a model with a schedule has the key, so other models' specs stay as they were.
+  if (const ScheduleSpec &sc = t.schedule; !sc.kind.empty())
+    o += ",\"schedule\":{\"kind\":" + jsonQuote(sc.kind) + ",\"stepSize\":" + std::to_string(sc.stepSize) +
+         ",\"gamma\":" + num(sc.gamma) + ",\"tMax\":" + std::to_string(sc.tMax) + ",\"etaMin\":" + num(sc.etaMin) +
+         ",\"maxLr\":" + num(sc.maxLr) + ",\"totalSteps\":" + std::to_string(sc.totalSteps) +
+         ",\"pctStart\":" + num(sc.pctStart) + ",\"factor\":" + num(sc.factor) +
+         ",\"patience\":" + std::to_string(sc.patience) + "}";
+  o += "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
   return o;
 }
 
@@ -156,6 +163,19 @@ ModelSpec specFromJson(std::string_view json) {
   t.patience = integer(j, "patience");
   t.delta = real(j, "delta");
   t.validateEvery = integer(j, "validateEvery");
+  if (const JsonValue *sj = j.find("schedule")) {
+    ScheduleSpec &sc = t.schedule;
+    sc.kind = str(*sj, "kind");
+    sc.stepSize = integer(*sj, "stepSize");
+    sc.gamma = real(*sj, "gamma");
+    sc.tMax = integer(*sj, "tMax");
+    sc.etaMin = real(*sj, "etaMin");
+    sc.maxLr = real(*sj, "maxLr");
+    sc.totalSteps = integer(*sj, "totalSteps");
+    sc.pctStart = real(*sj, "pctStart");
+    sc.factor = real(*sj, "factor");
+    sc.patience = integer(*sj, "patience");
+  }
   s.lossWhere = str(root, "lossWhere");
   if (root.find("ranks")) s.ranks = integer(root, "ranks"); // absent: compiled for one process
   return s;

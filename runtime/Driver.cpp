@@ -91,6 +91,9 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
   if (o.lr && !(spec.train.lr > 0))
     throw DataError(fmt::format("--lr: the model's compiled learning rate is {:g}, so it cannot be rescaled", spec.train.lr));
 
+  if (o.lr && spec.train.schedule.kind == "onecycle" && !o.predict && !o.gradcheck)
+    throw UsageError("option '--lr' cannot set the learning rate of a onecycle() schedule, which runs from max_lr / 25 "
+                     "to max_lr and down; change max_lr in the model");
   DriverData data = loadDriverData(spec, o.data, o.predict);
   initState(spec, be, seed);
   if (!o.load.empty()) loadCheckpoint(o.load, spec, be);

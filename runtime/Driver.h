@@ -47,6 +47,7 @@ struct DriverOptions {
   std::string resume;                    ///< --resume CKPT: continue the run that wrote CKPT.
   bool checkFinite = false;              ///< --check-finite: stop at the first NaN/Inf of any step.
   std::optional<int64_t> checkpointEvery;///< --checkpoint-every N (N >= 1, needs --save).
+  std::string metrics;                   ///< --metrics FILE.csv: one row per epoch (Metrics.h).
   std::optional<int64_t> interruptAfter; ///< --interrupt-after-steps N (testing): SIGINT to itself after step N.
 };
 

@@ -297,8 +297,11 @@ private:
         << fmt::format("    t.scale = {};\n    t.length = {};\n    t.horizon = {};\n    t.split = {};\n", quote(t.scale),
                        t.length, t.horizon, t.split)
         << fmt::format("    t.earlyStopping = {};\n    t.patience = {};\n    t.delta = {};\n    t.validateEvery = {};\n",
-                       t.earlyStopping ? "true" : "false", t.patience, t.delta, t.validateEvery)
-        << "    return s;\n  }();\n  return s;\n}\n\n";
+                       t.earlyStopping ? "true" : "false", t.patience, t.delta, t.validateEvery);
+    if (const rt::ScheduleSpec &sc = t.schedule; !sc.kind.empty()) // absent for a constant learning rate
+      os_ << fmt::format("    t.schedule = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n", quote(sc.kind), sc.stepSize,
+                         sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor, sc.patience);
+    os_ << "    return s;\n  }();\n  return s;\n}\n\n";
   }
 
   const Module &m_;

@@ -139,6 +139,8 @@ public:
   enum class Mode { Train, Eval, Infer };
   void buildGraph(Mode mode);
   void trainBlock(const Decl &d, Scope &scope);
+  /// The train block's `schedule = step(...) | cosine(...) | onecycle(...) | plateau(...)`.
+  void schedule(const Expr &e, Scope &scope);
   void countWork(SrcLoc loc);
 
   const SourceManager &sm_;

@@ -147,7 +147,7 @@ struct StateDecl {
 /// The train block, checked and with defaults filled in.
 struct TrainConfig {
   struct Optimizer {
-    std::string kind = "adam"; ///< "sgd" or "adam".
+    std::string kind = "adam"; ///< "sgd", "adam" or "adamw" (decoupled weight decay).
     double lr = 1e-3, momentum = 0, weightDecay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     bool nesterov = false;
   } optimizer;
@@ -167,6 +167,19 @@ struct TrainConfig {
   };
   std::optional<EarlyStopping> earlyStopping;
   int64_t validateEvery = 0; ///< 0: once per epoch.
+  /// A learning-rate schedule (`schedule = step(...)` etc.; docs/language.md, Train block).
+  struct Schedule {
+    std::string kind;                          ///< "" (none), "step", "cosine", "onecycle", "plateau".
+    int64_t stepSize = 0;                      ///< step: epochs between decays.
+    double gamma = 0.1;                        ///< step: the decay factor.
+    int64_t tMax = 0;                          ///< cosine: epochs of the half cosine.
+    double etaMin = 0;                         ///< cosine: the smallest learning rate.
+    double maxLr = 0;                          ///< onecycle: the peak learning rate.
+    int64_t totalSteps = 0;                    ///< onecycle: training steps of the cycle.
+    double pctStart = 0.3;                     ///< onecycle: share of the steps spent warming up.
+    double factor = 0.1;                       ///< plateau: the reduction factor.
+    int64_t patience = 10;                     ///< plateau: validations without improvement tolerated.
+  } schedule;
   SrcLoc loc;
 };
 

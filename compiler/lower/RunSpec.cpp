@@ -70,6 +70,9 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     t.delta = tc.earlyStopping->delta;
   }
   t.validateEvery = tc.validateEvery;
+  const TrainConfig::Schedule &sc = tc.schedule;
+  t.schedule = {sc.kind, sc.stepSize, sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor,
+                sc.patience};
   // Source lines for run-time messages: a state tensor's is that of the first component of
   // its name that is a top-level layer ("head" in "head.weight", "optimizer.exp_avg.head.weight").
   s.lossWhere = m.lossWhere;
