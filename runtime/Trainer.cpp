@@ -281,7 +281,7 @@ private:
       st_.dataHash = hashData(data_);
       haveDataHash_ = true;
     }
-    saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra);
+    saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra, &data_.meta);
   }
 
   /// Between steps: an interruption saves a resumable checkpoint and ends the run (returns
