@@ -82,6 +82,16 @@ DType dtypeOf(const JsonValue &o) {
 
 } // namespace
 
+namespace {
+/// A JSON array of strings.
+std::string stringsJson(const std::vector<std::string> &v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i)
+    o += (i ? "," : "") + jsonQuote(v[i]);
+  return o + "]";
+}
+} // namespace
+
 std::string specToJson(const ModelSpec &s) {
   std::string o = "{\"name\":" + jsonQuote(s.name) + ",\"batch\":" + std::to_string(s.batch) +
                   ",\"numInputs\":" + std::to_string(s.numInputs) + ",\"inputs\":[";
@@ -100,7 +110,7 @@ std::string specToJson(const ModelSpec &s) {
   const TrainSpec &t = s.train;
   o += "],\"train\":{\"optimizer\":" + jsonQuote(t.optimizer) + ",\"lr\":" + num(t.lr) + ",\"epochs\":" + std::to_string(t.epochs) +
        ",\"seed\":" + std::to_string(t.seed) + ",\"dataKind\":" + jsonQuote(t.dataKind) + ",\"dataPath\":" + jsonQuote(t.dataPath) +
-       ",\"dataLabels\":" + jsonQuote(t.dataLabels) + ",\"column\":" + jsonQuote(t.column) + ",\"scale\":" + jsonQuote(t.scale) +
+       ",\"dataLabels\":" + jsonQuote(t.dataLabels) + ",\"column\":" + jsonQuote(t.column) + ",\"columns\":" + stringsJson(t.columns) + ",\"scale\":" + jsonQuote(t.scale) +
        ",\"valKind\":" + jsonQuote(t.valKind) + ",\"valPath\":" + jsonQuote(t.valPath) + ",\"valLabels\":" + jsonQuote(t.valLabels) +
        ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
        ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
@@ -152,6 +162,11 @@ ModelSpec specFromJson(std::string_view json) {
   t.dataPath = str(j, "dataPath");
   t.dataLabels = str(j, "dataLabels");
   t.column = str(j, "column");
+  for (const JsonValue &c : array(j, "columns")) {
+    if (c.kind != JsonValue::Kind::String)
+      throw DataError("model spec: 'columns' holds a non-string");
+    t.columns.push_back(c.text);
+  }
   t.scale = str(j, "scale");
   t.valKind = str(j, "valKind");
   t.valPath = str(j, "valPath");

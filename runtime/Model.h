@@ -52,8 +52,11 @@ struct TrainSpec {
   double lr = 1e-3;               ///< The compiled learning rate (--lr rescales it).
   int64_t epochs = 1;
   int64_t seed = 0;
-  std::string dataKind;           ///< "", "windows", "idx", "tensors".
+  std::string dataKind;           ///< "", "windows", "idx", "tensors", "text".
   std::string dataPath, dataLabels, column = "value", scale = "minmax";
+  /// windows(columns = [...], target = NAME): the input columns, in order (empty for the
+  /// single-column form, whose one column is `column`); the target is then `column`.
+  std::vector<std::string> columns;
   /// A held-out validation source (`validation = idx(...)` or `tensors(...)`): "" if none.
   std::string valKind, valPath, valLabels;
   int64_t length = 0, horizon = 1;

@@ -371,7 +371,7 @@ private:
       haveDataHash_ = true;
     }
     checkSameState("step " + std::to_string(st_.step));
-    if (mpi::rank() == 0) saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra);
+    if (mpi::rank() == 0) saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra, &data_.meta);
   }
 
   /// Under mpirun: the step's loss averaged over the ranks (each rank's loss is the mean over

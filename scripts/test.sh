@@ -7,7 +7,7 @@
 #   unit   the GoogleTest unit tests through ctest (when built), one count per test
 #   asan   build-asan (-DGRADC_SANITIZE=ON): lit (minus the slowest) and unit tests under
 #          ASan + UBSan; each sanitizer report counts as 1 failure (GRADC_SANITIZE_TESTS=0: off)
-#   fuzz   each libFuzzer target (front end, safetensors, CSV, IDX) for FUZZ_SECONDS
+#   fuzz   each libFuzzer target (front end, safetensors, CSV, IDX, multi-column windows, text) for FUZZ_SECONDS
 #          (default 30) when built, 1 count each
 # Logs go to build/test-logs/.
 set -uo pipefail
@@ -105,12 +105,14 @@ echo "== fuzz"
 # -close_fd_mask=3 silences the target's own printing; libFuzzer and the sanitizers still
 # report. To reproduce a crash: build/bin/<fuzzer> build/fuzz-artifacts/<target>/crash-...
 fuzz_ran=0
-for target in frontend safetensors csv idx; do
+for target in frontend safetensors csv idx windows text; do
   case $target in
     frontend) FUZZER=build/bin/gradc-fuzz-frontend; SRC=compiler/fuzz/FuzzFrontend.cpp ;;
     safetensors) FUZZER=build/bin/gradcrt-fuzz-safetensors; SRC=runtime/fuzz/FuzzSafetensors.cpp ;;
     csv) FUZZER=build/bin/gradcrt-fuzz-csv; SRC=runtime/fuzz/FuzzCsv.cpp ;;
     idx) FUZZER=build/bin/gradcrt-fuzz-idx; SRC=runtime/fuzz/FuzzIdx.cpp ;;
+    windows) FUZZER=build/bin/gradcrt-fuzz-windows; SRC=runtime/fuzz/FuzzWindows.cpp ;;
+    text) FUZZER=build/bin/gradcrt-fuzz-text; SRC=runtime/fuzz/FuzzText.cpp ;;
   esac
   SEEDS=tests/fuzz/corpus/$target
   [[ -f "$SRC" && -x "$FUZZER" ]] || continue

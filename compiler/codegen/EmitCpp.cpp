@@ -29,11 +29,23 @@ std::string num(double v) {
 std::string quote(const std::string &s) {
   std::string o = "\"";
   for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) { // a control character: a three-digit octal escape
+      o += fmt::format("\\{:03o}", static_cast<unsigned char>(c));
+      continue;
+    }
     if (c == '"' || c == '\\')
       o += '\\';
     o += c;
   }
   return o + "\"";
+}
+
+/// The C++ initialiser items of a list of strings: "a", "b".
+std::string columnList(const std::vector<std::string> &names) {
+  std::string o;
+  for (const std::string &n : names)
+    o += (o.empty() ? "" : ", ") + quote(n);
+  return o;
 }
 
 /// The C++ of one scalar operation of result type `dt` on its operands' expressions.
@@ -294,6 +306,7 @@ private:
                        quote(t.dataKind), quote(t.dataPath), quote(t.dataLabels), quote(t.column))
         << fmt::format("    t.valKind = {};\n    t.valPath = {};\n    t.valLabels = {};\n", quote(t.valKind), quote(t.valPath),
                        quote(t.valLabels))
+        << (t.columns.empty() ? std::string() : "    t.columns = {" + columnList(t.columns) + "};\n")
         << fmt::format("    t.scale = {};\n    t.length = {};\n    t.horizon = {};\n    t.split = {};\n", quote(t.scale),
                        t.length, t.horizon, t.split)
         << fmt::format("    t.earlyStopping = {};\n    t.patience = {};\n    t.delta = {};\n    t.validateEvery = {};\n",

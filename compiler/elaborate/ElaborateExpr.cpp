@@ -22,6 +22,7 @@ std::string describe(const Val &v) {
   case Val::Layer: return fmt::format("layer '{}'", v.layer->path);
   case Val::State: return fmt::format("{} '{}'", v.isBuffer ? "buffer" : "parameter", v.s);
   case Val::Tuple: return fmt::format("a tuple of {} values", v.tuple.size());
+  case Val::StrList: return fmt::format("a list of {} strings", v.strs.size());
   }
   return "?";
 }
@@ -246,8 +247,20 @@ Val Elaborator::eval(const Expr &e, Scope &scope) {
   }
   case ExprKind::List: {
     std::vector<int64_t> items;
-    for (const ExprPtr &x : e.operands)
-      items.push_back(constInt(eval(*x, scope), x->loc, "a list item"));
+    Val strs;
+    for (const ExprPtr &x : e.operands) {
+      Val v = eval(*x, scope);
+      if (v.kind == Val::Str && items.empty()) {
+        strs.kind = Val::StrList;
+        strs.strs.push_back(v.s);
+      } else if (strs.kind == Val::StrList) {
+        diag_.error(x->loc, "a list holds integers or strings, not both: expected a string, got {}", describe(v));
+      } else {
+        items.push_back(constInt(v, x->loc, "a list item"));
+      }
+    }
+    if (strs.kind == Val::StrList)
+      return strs;
     return Val::ofList(std::move(items));
   }
   case ExprKind::Unary: {

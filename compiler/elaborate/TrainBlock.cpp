@@ -119,6 +119,20 @@ void Elaborator::schedule(const Expr &e, Scope &scope) {
   }
 }
 
+void Elaborator::checkFilled(SrcLoc loc, const char *source, const char *kind, const char *name, DType dtype,
+                             const std::vector<int64_t> &rest) {
+  const std::vector<TensorDecl> &list = std::string(kind) == "input" ? m_->inputs : m_->targets;
+  for (const TensorDecl &t : list)
+    if (t.name == name) {
+      std::vector<int64_t> got(t.type.shape.begin() + std::min<size_t>(1, t.type.shape.size()), t.type.shape.end());
+      if (got != rest || t.type.dtype != dtype)
+        diag_.error(loc, "{}() fills {} '{}' with {}[N,{}], but it is declared {}", source, kind, name,
+                    dtype == DType::F32 ? "f32" : "i32", fmt::join(rest, ","), t.type.str());
+      return;
+    }
+  diag_.error(loc, "{}() fills {} '{}', which the model does not declare", source, kind, name);
+}
+
 void Elaborator::trainBlock(const Decl &d, Scope &scope) {
   TrainConfig &tc = m_->train;
   tc.loc = d.loc;
@@ -217,9 +231,11 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
       CallArgs c = val ? matchCall(*this, diag_, *s.value, scope, "validation source",
                                    {{"idx", {"images", "labels"}}, {"tensors", {"path"}}})
                        : matchCall(*this, diag_, *s.value, scope, "data source",
-                                   {{"windows", {"path", "column", "length", "horizon", "split", "scale"}},
+                                   {{"windows", {"path", "column", "length", "horizon", "split", "scale", "columns",
+                                                 "target"}},
                                     {"idx", {"images", "labels"}},
-                                    {"tensors", {"path"}}});
+                                    {"tensors", {"path"}},
+                                    {"text", {"path", "length", "split"}}});
       auto &dd = val ? tc.validation : tc.data;
       dd.kind = c.fn;
       auto need = [&](const char *k) {
@@ -230,7 +246,27 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
       };
       if (c.fn == "windows") {
         dd.path = path(*need("path"), "the data path");
-        dd.column = str(*need("column"), "column");
+        const auto *colv = c.get("column");
+        const auto *colsv = c.get("columns");
+        const auto *tgtv = c.get("target");
+        if (colv && (colsv || tgtv))
+          diag_.error(colv->second, "windows() takes either 'column' (one series) or 'columns' and 'target', not both");
+        if (colsv || tgtv) {
+          if (!colsv || !tgtv)
+            diag_.error(c.loc, "windows() with several columns needs both 'columns = [...]' and 'target = NAME'");
+          if (colsv->first.kind != Val::StrList || colsv->first.strs.empty())
+            diag_.error(colsv->second, "columns must be a non-empty list of column names, got {}", describe(colsv->first));
+          dd.columns = colsv->first.strs;
+          for (size_t i = 0; i < dd.columns.size(); ++i)
+            for (size_t j = 0; j < i; ++j)
+              if (dd.columns[i] == dd.columns[j])
+                diag_.error(colsv->second, "column \"{}\" is listed twice in columns", dd.columns[i]);
+          dd.target = str(*tgtv, "target");
+          dd.column = dd.target;
+        } else {
+          dd.column = str(*need("column"), "column");
+        }
+        const int64_t features = dd.columns.empty() ? 1 : static_cast<int64_t>(dd.columns.size());
         const auto *len = need("length");
         dd.length = positiveInt(len->first, len->second, "length");
         if (const auto *v = c.get("horizon"))
@@ -245,21 +281,22 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
           if (dd.scale != "minmax" && dd.scale != "standard" && dd.scale != "none")
             diag_.error(v->second, "scale must be \"minmax\", \"standard\" or \"none\", got \"{}\"", dd.scale);
         }
-        // windows() fills x [N, length, 1] and y [N, 1].
-        auto check = [&](const std::vector<TensorDecl> &list, const char *kind, const char *name,
-                         std::vector<int64_t> rest) {
-          for (const TensorDecl &t : list)
-            if (t.name == name) {
-              std::vector<int64_t> got(t.type.shape.begin() + std::min<size_t>(1, t.type.shape.size()), t.type.shape.end());
-              if (got != rest || t.type.dtype != DType::F32)
-                diag_.error(c.loc, "windows() fills {} '{}' with f32[N,{}], but it is declared {}", kind, name,
-                            fmt::join(rest, ","), t.type.str());
-              return;
-            }
-          diag_.error(c.loc, "windows() fills {} '{}', which the model does not declare", kind, name);
-        };
-        check(m_->inputs, "input", "x", {dd.length, 1});
-        check(m_->targets, "target", "y", {1});
+        // windows() fills x [N, length, features] and y [N, 1].
+        checkFilled(c.loc, "windows", "input", "x", DType::F32, {dd.length, features});
+        checkFilled(c.loc, "windows", "target", "y", DType::F32, {1});
+      } else if (c.fn == "text") {
+        dd.path = path(*need("path"), "the text path");
+        const auto *len = need("length");
+        dd.length = positiveInt(len->first, len->second, "length");
+        dd.split = 0.9;
+        if (const auto *v = c.get("split")) {
+          dd.split = constNum(v->first, v->second, "split");
+          if (!(dd.split > 0 && dd.split <= 1))
+            diag_.error(v->second, "split must be in (0, 1], got {}", dd.split);
+        }
+        // text() fills x i32[N, length] and y i32[N, length] (y is x shifted by one character).
+        checkFilled(c.loc, "text", "input", "x", DType::I32, {dd.length});
+        checkFilled(c.loc, "text", "target", "y", DType::I32, {dd.length});
       } else if (c.fn == "idx") {
         dd.path = path(*need("images"), "the images path");
         dd.labels = path(*need("labels"), "the labels path");

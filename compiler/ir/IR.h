@@ -154,8 +154,12 @@ struct TrainConfig {
   int64_t epochs = 1;
   int64_t seed = 0;
   struct Data {
-    std::string kind; ///< "", "windows", "idx" or "tensors".
+    std::string kind; ///< "", "windows", "idx", "tensors" or "text".
     std::string path, labels, column = "value", scale = "minmax";
+    /// windows(columns = [...], target = NAME): the input columns and the target column
+    /// (both empty for the single-column form, which reads `column` for both).
+    std::vector<std::string> columns;
+    std::string target;
     int64_t length = 0, horizon = 1;
     double split = 0.8;
   } data;

@@ -57,6 +57,7 @@ rt::ModelSpec makeModelSpec(const Module &m) {
   t.dataPath = tc.data.path;
   t.dataLabels = tc.data.labels;
   t.column = tc.data.column;
+  t.columns = tc.data.columns;
   t.scale = tc.data.scale;
   t.length = tc.data.length;
   t.horizon = tc.data.horizon;

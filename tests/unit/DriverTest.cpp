@@ -657,9 +657,14 @@ TEST(Driver, BadFlagsAndDataGiveExit1) {
   r = run(spec, be, {"--data", p5});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("the training split has 5 samples, fewer than the batch size 8"), std::string::npos) << r.err;
-  r = run(spec, be, {"--data", (dir / "data.txt").string()});
+  r = run(spec, be, {"--data", (dir / "data.bin").string()});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("--data expects a .safetensors file"), std::string::npos) << r.err;
+  // A .txt file is read as text, which needs an i32 input.
+  r = run(spec, be, {"--data", (dir / "data.txt").string()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("a text file is read as character windows, which feed an input i32[B, T]"), std::string::npos)
+      << r.err;
   std::ofstream(dir / "garbage.safetensors") << "not a safetensors file";
   r = run(spec, be, {"--data", (dir / "garbage.safetensors").string()});
   EXPECT_EQ(r.code, 1);
