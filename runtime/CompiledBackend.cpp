@@ -13,6 +13,7 @@
 
 #include "Gemm.h"
 #include "Json.h"
+#include "Philox.h"
 
 namespace gradc::rt {
 
@@ -252,12 +253,18 @@ template <typename T> const GradcGraphs &CompiledBackend<T>::fns() {
   return fns_;
 }
 
+template <typename T> const void *const *CompiledBackend<T>::batchPointers(const Batch &b) {
+  batchPtrs_.assign(b.data.begin(), b.data.end());
+  batchPtrs_.push_back(b.rng);
+  return batchPtrs_.data();
+}
+
 template <typename T> double CompiledBackend<T>::train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
   CompiledSinks sinks;
   sinks.grads = grads;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  double loss = f.train(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  double loss = f.train(arena_, statePtrs_.data(), batchPointers(b), nullptr, lr_, &sinks);
   if (apply)
     for (auto &[i, p] : sinks.updates) {
       const T *v = static_cast<const T *>(p);
@@ -279,14 +286,14 @@ template <typename T> void CompiledBackend<T>::predict(const Batch &b, const std
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  f.infer(arena_, statePtrs_.data(), b.data.data(), out.data(), lr_, &sinks);
+  f.infer(arena_, statePtrs_.data(), batchPointers(b), out.data(), lr_, &sinks);
 }
 
 template <typename T> double CompiledBackend<T>::evalLoss(const Batch &b) {
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  return f.eval(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  return f.eval(arena_, statePtrs_.data(), batchPointers(b), nullptr, lr_, &sinks);
 }
 
 template class CompiledBackend<float>;
@@ -325,6 +332,8 @@ void gradc_rt_dgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int6
 void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count) { gemmInvariantReset(first, count); }
 
 int32_t gradc_rt_threads(void) { return threads(); }
+
+uint32_t gradc_rt_philox24(const uint64_t *key, int64_t stream, int64_t index) { return philox24(key, stream, index); }
 
 void gradc_rt_update(void *sinks, int64_t state, const void *values) {
   static_cast<CompiledSinks *>(sinks)->updates.emplace_back(state, values);

@@ -228,6 +228,11 @@ public:
   const Batch &gather(const int64_t *idx, int64_t count);
   /// The batch whose rows are all sample `i`.
   const Batch &fillWith(int64_t i);
+  /// Sets the random key (Batch::rng) of the batches it gathers from now on.
+  void setRandomKey(uint64_t seed, uint64_t step) {
+    b_.rng[0] = seed;
+    b_.rng[1] = step;
+  }
 
 private:
   const DriverData &data_;

@@ -49,7 +49,7 @@ const Flag kFlags[] = {
   {"--lr", "", "X", &DriverOptions::lr, "a non-negative number", 0, 0,
    "learning rate (default {lr})"},
   {"--seed", "", "N", &DriverOptions::seed, "an integer", kSmall, kBig,
-   "seed of initialisation and shuffling (default {seed})"},
+   "seed of initialisation, shuffling and dropout (default {seed})"},
   {"--batch-limit", "", "N", &DriverOptions::batchLimit, "a non-negative integer", 0, kBig,
    "stop after N training steps in total"},
   {"--data", "", "PATH", &DriverOptions::data, "", 0, 0,

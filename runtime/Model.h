@@ -87,6 +87,10 @@ struct ModelSpec {
 /// its dtype (F32 as float, I32 as int32_t), contiguous.
 struct Batch {
   std::vector<const void *> data;
+  /// The key of the step's random numbers (dropout, Philox.h): the seed and the number of
+  /// training steps taken before this one. Losses recomputed on the same batch (--gradcheck,
+  /// --check-finite) reuse it, and so draw the same masks.
+  uint64_t rng[2] = {0, 0};
 };
 
 /// Runs a model's steps. The compiled executable, the JIT and the reference interpreter

@@ -131,6 +131,9 @@ public:
       st_.orderHash = orderHash;
       for (int64_t s = st_.epochStep; s < perEpoch && st_.step < total; ++s) {
         if (st_.step == startStep) firstStepStart = Clock::now();
+        // Under mpirun each rank draws its own dropout masks: its rank in the step word's top
+        // bits (rank 0, and a single process, keep the plain step). docs/distributed.md.
+        batcher_.setRandomKey(seed_, static_cast<uint64_t>(st_.step) | (static_cast<uint64_t>(mpi::rank()) << 48));
         const Batch &batch = batcher_.gather(perm.data() + s * B + mpi::rank() * spec_.batch, spec_.batch);
         const bool check = o_.checkFinite || st_.step - startStep < kAlwaysCheckedSteps;
         if (check) {

@@ -12,6 +12,7 @@
 
 #include "lower/Kernel.h"
 #include "lower/RunSpec.h"
+#include "Philox.h"
 
 namespace gradc {
 
@@ -93,6 +94,9 @@ private:
     switch (x.kind) {
     case Operand::Reg: return f_.regs[x.reg];
     case Operand::Load: return elem(x.ref);
+    case Operand::Random:
+      return fmt::format("(philox24(b.rng, {}, {}) < {}u ? T(0) : {})", x.reg, index(x.ref.index), rt::dropoutThreshold(x.value),
+                         num(1 / (1 - x.value)));
     default: return num(x.value);
     }
   }
@@ -273,7 +277,8 @@ private:
         << ": the training step, validation loss and inference of model " << s.name << ".\n"
         << "// Do not edit: regenerate with `gradc MODEL --emit=cpp`.\n"
         << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>\n\n"
-        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n" << (s.ranks != 1 ? "#include \"Mpi.h\"\n" : "") << "\n"
+        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n" << (s.ranks != 1 ? "#include \"Mpi.h\"\n" : "")
+        << "#include \"Philox.h\"\n\n"
         << "// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).\n"
         << "#if defined(__clang__)\n#define GRADC_IVDEP _Pragma(\"clang loop vectorize(assume_safety)\")\n"
         << "#elif defined(__GNUC__)\n#define GRADC_IVDEP _Pragma(\"GCC ivdep\")\n#else\n#define GRADC_IVDEP\n#endif\n\n"

@@ -50,6 +50,8 @@ enum OpTrait : uint32_t {
   TR_FLOAT = 1u << 10,      ///< Float operands only.
   TR_INDEXED = 1u << 11,    ///< Each result element is one operand element at an affine index.
   TR_BUILTIN = 1u << 12,    ///< Callable by its name in a model file: `name(x)` or `name(x, y)`.
+  TR_RANDOM = 1u << 13,     ///< A source drawn from the step's random key: never stored, every
+                            ///< reader (elementwise only) recomputes the element it reads.
 };
 
 /// The operations, from Ops.def.
