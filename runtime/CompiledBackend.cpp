@@ -83,6 +83,16 @@ DType dtypeOf(const JsonValue &o) {
 
 } // namespace
 
+namespace {
+/// A JSON array of strings.
+std::string stringsJson(const std::vector<std::string> &v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i)
+    o += (i ? "," : "") + jsonQuote(v[i]);
+  return o + "]";
+}
+} // namespace
+
 std::string specToJson(const ModelSpec &s) {
   std::string o = "{\"name\":" + jsonQuote(s.name) + ",\"batch\":" + std::to_string(s.batch) +
                   ",\"numInputs\":" + std::to_string(s.numInputs) + ",\"inputs\":[";
@@ -101,12 +111,19 @@ std::string specToJson(const ModelSpec &s) {
   const TrainSpec &t = s.train;
   o += "],\"train\":{\"optimizer\":" + jsonQuote(t.optimizer) + ",\"lr\":" + num(t.lr) + ",\"epochs\":" + std::to_string(t.epochs) +
        ",\"seed\":" + std::to_string(t.seed) + ",\"dataKind\":" + jsonQuote(t.dataKind) + ",\"dataPath\":" + jsonQuote(t.dataPath) +
-       ",\"dataLabels\":" + jsonQuote(t.dataLabels) + ",\"column\":" + jsonQuote(t.column) + ",\"scale\":" + jsonQuote(t.scale) +
+       ",\"dataLabels\":" + jsonQuote(t.dataLabels) + ",\"column\":" + jsonQuote(t.column) + ",\"columns\":" + stringsJson(t.columns) + ",\"scale\":" + jsonQuote(t.scale) +
        ",\"valKind\":" + jsonQuote(t.valKind) + ",\"valPath\":" + jsonQuote(t.valPath) + ",\"valLabels\":" + jsonQuote(t.valLabels) +
        ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
        ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
-       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery) +
-       "},\"lossWhere\":" + jsonQuote(s.lossWhere) + "}";
+       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery);
+  // Only a model with a schedule has the key, so other models' specs stay as they were.
+  if (const ScheduleSpec &sc = t.schedule; !sc.kind.empty())
+    o += ",\"schedule\":{\"kind\":" + jsonQuote(sc.kind) + ",\"stepSize\":" + std::to_string(sc.stepSize) +
+         ",\"gamma\":" + num(sc.gamma) + ",\"tMax\":" + std::to_string(sc.tMax) + ",\"etaMin\":" + num(sc.etaMin) +
+         ",\"maxLr\":" + num(sc.maxLr) + ",\"totalSteps\":" + std::to_string(sc.totalSteps) +
+         ",\"pctStart\":" + num(sc.pctStart) + ",\"factor\":" + num(sc.factor) +
+         ",\"patience\":" + std::to_string(sc.patience) + "}";
+  o += "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
   return o;
 }
 
@@ -146,6 +163,11 @@ ModelSpec specFromJson(std::string_view json) {
   t.dataPath = str(j, "dataPath");
   t.dataLabels = str(j, "dataLabels");
   t.column = str(j, "column");
+  for (const JsonValue &c : array(j, "columns")) {
+    if (c.kind != JsonValue::Kind::String)
+      throw DataError("model spec: 'columns' holds a non-string");
+    t.columns.push_back(c.text);
+  }
   t.scale = str(j, "scale");
   t.valKind = str(j, "valKind");
   t.valPath = str(j, "valPath");
@@ -157,7 +179,21 @@ ModelSpec specFromJson(std::string_view json) {
   t.patience = integer(j, "patience");
   t.delta = real(j, "delta");
   t.validateEvery = integer(j, "validateEvery");
+  if (const JsonValue *sj = j.find("schedule")) {
+    ScheduleSpec &sc = t.schedule;
+    sc.kind = str(*sj, "kind");
+    sc.stepSize = integer(*sj, "stepSize");
+    sc.gamma = real(*sj, "gamma");
+    sc.tMax = integer(*sj, "tMax");
+    sc.etaMin = real(*sj, "etaMin");
+    sc.maxLr = real(*sj, "maxLr");
+    sc.totalSteps = integer(*sj, "totalSteps");
+    sc.pctStart = real(*sj, "pctStart");
+    sc.factor = real(*sj, "factor");
+    sc.patience = integer(*sj, "patience");
+  }
   s.lossWhere = str(root, "lossWhere");
+  if (root.find("ranks")) s.ranks = integer(root, "ranks"); // absent: compiled for one process
   return s;
 }
 

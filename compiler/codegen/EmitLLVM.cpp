@@ -412,6 +412,14 @@ private:
       return;
     }
     case Stmt::LossKernel: lossKernel(s); return;
+    case Stmt::AllReduce: {
+      // Declared at first use: a module compiled for one process has no all-reduce.
+      if (!allreduce_)
+        allreduce_ = mod_.getOrInsertFunction(isF32_ ? "gradc_rt_allreduce_f32" : "gradc_rt_allreduce_f64",
+                                              llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false));
+      b_.CreateCall(allreduce_, {address(s.dst), ci(s.count)});
+      return;
+    }
     }
   }
 
@@ -474,6 +482,7 @@ private:
   llvm::Type *T_, *i64_, *i32_, *dbl_;
   llvm::PointerType *ptr_;
   llvm::FunctionCallee gemm_, gemmInvariant_, invariantReset_, threadsFn_, update_, grad_;
+  llvm::FunctionCallee allreduce_; ///< gradc_rt_allreduce_f32/f64, declared at first use.
   llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr;
   llvm::Value *arena_ = nullptr, *state_ = nullptr, *batch_ = nullptr, *outs_ = nullptr, *lr_ = nullptr, *sinks_ = nullptr;
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;

@@ -17,6 +17,7 @@
 #include <llvm/Target/TargetMachine.h>
 
 #include "CompiledBackend.h"
+#include "Mpi.h"
 #include "codegen/LLVMCodegen.h"
 #include "lower/RunSpec.h"
 
@@ -60,6 +61,8 @@ public:
     add("gradc_rt_philox24", &gradc_rt_philox24);
     add("gradc_rt_update", &gradc_rt_update);
     add("gradc_rt_grad", &gradc_rt_grad);
+    add("gradc_rt_allreduce_f32", &gradc_rt_allreduce_f32);
+    add("gradc_rt_allreduce_f64", &gradc_rt_allreduce_f64);
     if (llvm::Error e = jd.define(llvm::orc::absoluteSymbols(std::move(syms))))
       return message(std::move(e));
     // ... and libm / libc (expf, logf, memmove, ...) to this process's.

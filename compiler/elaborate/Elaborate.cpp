@@ -637,6 +637,7 @@ void Elaborator::buildGraph(Mode mode) {
 
 std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &files) {
   m_ = std::make_unique<Module>();
+  m_->ranks = ranks_;
   const ModuleAST &user = *files.back();
   m_->path = sm_.get(user.file).path;
   // Layer definitions from every file, so a model may use a layer defined below it.
@@ -679,6 +680,12 @@ std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &fi
     case DeclKind::Input:
     case DeclKind::Target: {
       TensorDecl td{d.ident, evalType(d.type, global_), d.loc};
+      if (ranks_ > 1) { // each rank computes its share of the global batch
+        if (td.type.shape.empty() || td.type.shape[0] % ranks_ != 0)
+          diag_.error(d.loc, "the batch (dim 0 of '{}', {}) is not divisible by --ranks {}", d.ident,
+                      td.type.shape.empty() ? std::string("a scalar") : std::to_string(td.type.shape[0]), ranks_);
+        td.type.shape[0] /= ranks_;
+      }
       defineGlobal(d.ident, d.identLoc, Val::ofStr(d.ident));
       global_.names.erase(d.ident); // Bound as a tensor inside the graph only.
       for (auto *list : {&m_->inputs, &m_->targets})
@@ -735,8 +742,9 @@ std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &fi
 }
 
 std::unique_ptr<Module> elaborate(const std::vector<const ModuleAST *> &files, const SourceManager &sm,
-                                  Diagnostics &diag) {
+                                  Diagnostics &diag, int64_t ranks) {
   Elaborator el(sm, diag);
+  el.ranks_ = ranks;
   return el.run(files);
 }
 

@@ -22,6 +22,7 @@ std::string describe(const Val &v) {
   case Val::Layer: return fmt::format("layer '{}'", v.layer->path);
   case Val::State: return fmt::format("{} '{}'", v.isBuffer ? "buffer" : "parameter", v.s);
   case Val::Tuple: return fmt::format("a tuple of {} values", v.tuple.size());
+  case Val::StrList: return fmt::format("a list of {} strings", v.strs.size());
   }
   return "?";
 }
@@ -246,8 +247,20 @@ Val Elaborator::eval(const Expr &e, Scope &scope) {
   }
   case ExprKind::List: {
     std::vector<int64_t> items;
-    for (const ExprPtr &x : e.operands)
-      items.push_back(constInt(eval(*x, scope), x->loc, "a list item"));
+    Val strs;
+    for (const ExprPtr &x : e.operands) {
+      Val v = eval(*x, scope);
+      if (v.kind == Val::Str && items.empty()) {
+        strs.kind = Val::StrList;
+        strs.strs.push_back(v.s);
+      } else if (strs.kind == Val::StrList) {
+        diag_.error(x->loc, "a list holds integers or strings, not both: expected a string, got {}", describe(v));
+      } else {
+        items.push_back(constInt(v, x->loc, "a list item"));
+      }
+    }
+    if (strs.kind == Val::StrList)
+      return strs;
     return Val::ofList(std::move(items));
   }
   case ExprKind::Unary: {
@@ -439,6 +452,19 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     constNum(y, a.posLoc[1], "max()'s argument");
     return (x.num() >= y.num()) ? x : y;
   }
+  // allreduce_sum(x): x summed over the ranks of an MPI run. A number is the same on every
+  // rank, so its sum is known here; a tensor is an allreduce_sum node, or itself on one rank.
+  if (name == "allreduce_sum") {
+    expectArgs(1, 1, {});
+    if (a.pos[0].kind == Val::Int)
+      return Val::ofInt(a.pos[0].i * ranks_);
+    if (a.pos[0].isNumber())
+      return Val::ofFloat(a.pos[0].num() * static_cast<double>(ranks_));
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    if (ranks_ == 1)
+      return Val::ofTensor(x);
+    return Val::ofTensor(make1(Op::AllReduceSum, {x}, {}, loc));
+  }
   if (name == "sum" || name == "mean" || name == "max") {
     expectArgs(1, 1, {"axis", "keepdims"});
     Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
@@ -614,6 +640,11 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     if (!a.pos[0].b)
       diag_.error(loc, "{}", a.pos[1].s);
     return Val::ofBool(true);
+  }
+  // ranks(): the number of MPI ranks the model is compiled for (gradc --ranks; 1 by default).
+  if (name == "ranks") {
+    expectArgs(0, 0, {});
+    return Val::ofInt(ranks_);
   }
   if (name == "dim" || name == "rank" || name == "numel") {
     expectArgs(name == "dim" ? 2 : 1, name == "dim" ? 2 : 1, {});

@@ -20,12 +20,13 @@ struct LayerInstance;
 /// A value during elaboration: a compile-time constant, a tensor, a layer instance, a
 /// reference to a parameter or buffer, or a tuple of values.
 struct Val {
-  enum Kind { None, Int, Float, Bool, Str, List, Tensor, Layer, State, Tuple } kind = None;
+  enum Kind { None, Int, Float, Bool, Str, List, StrList, Tensor, Layer, State, Tuple } kind = None;
   int64_t i = 0;
   double f = 0;
   bool b = false;
   std::string s;                ///< Str; State: the full parameter/buffer name.
   std::vector<int64_t> list;    ///< List.
+  std::vector<std::string> strs; ///< StrList: a list of strings (windows(columns = [...])).
   Value *t = nullptr;           ///< Tensor.
   LayerInstance *layer = nullptr;
   bool isBuffer = false;        ///< State: buffer (true) or parameter.
@@ -144,6 +145,12 @@ public:
   enum class Mode { Train, Eval, Infer };
   void buildGraph(Mode mode);
   void trainBlock(const Decl &d, Scope &scope);
+  /// The train block's `schedule = step(...) | cosine(...) | onecycle(...) | plateau(...)`.
+  void schedule(const Expr &e, Scope &scope);
+  /// Checks that data source `source` can fill the model's `kind` ("input" or "target")
+  /// `name` with dtype[N, rest...]; an error at `loc` otherwise.
+  void checkFilled(SrcLoc loc, const char *source, const char *kind, const char *name, DType dtype,
+                   const std::vector<int64_t> &rest);
   void countWork(SrcLoc loc);
 
   const SourceManager &sm_;
@@ -155,6 +162,7 @@ public:
   Scope global_;
   const Decl *graphDecl_ = nullptr;
   bool training_ = true;
+  int64_t ranks_ = 1; ///< MPI ranks compiled for (elaborate()'s `ranks`).
   int64_t randomStreams_ = 0;      ///< dropout() calls in the graph being built (each its own stream).
   GraphCtx *ctx_ = nullptr;        ///< The graph being built.
   std::string path_;               ///< Instance path of the forward being elaborated ("" at model level).

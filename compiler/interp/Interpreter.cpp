@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "Mpi.h"
 #include "Philox.h"
 #include "lower/LoopLevel.h"
 
@@ -317,6 +318,12 @@ private:
       return;
     }
     case Op::Scan: scan(n); return;
+    case Op::AllReduceSum: { // summed over the ranks of an MPI run, in double (runtime/Mpi.h)
+      DTensor t = in(0);
+      gradc::rt::mpi::allreduceSum(t.data.data(), t.numel());
+      set(std::move(t));
+      return;
+    }
     default: break;
     }
     if (hasTrait(n.op, TR_BINARY)) {

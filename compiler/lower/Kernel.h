@@ -1,5 +1,5 @@
 // Kernel.h: the kernel IR below the loop level: per graph, a tree of loops, scalar register
-// definitions, loads, stores, accumulations, copies and GEMM calls over named buffers, with
+// definitions, loads, stores, accumulations, copies, GEMM and all-reduce calls over named buffers, with
 // every lowering decision made (Lower.cpp); each code generator only prints or builds it.
 #pragma once
 
@@ -82,6 +82,7 @@ struct Stmt {
     OneHot,     ///< dst[k·classes + label k] = 1, labels src[0..count).
     LossKernel, ///< dst[0] = op(src, src2) over count elements (mse, bce_with_logits), or
                 ///< cross_entropy of src [count, classes] against labels src2.
+    AllReduce,  ///< dst[0..count) = its sum over the MPI ranks, in place (runtime/Mpi.h).
   } kind = Comment;
   std::string text;
   int var = -1;

@@ -494,6 +494,16 @@ private:
       loops(out, os, {stridesOf(os), readAccess(n, 0, os.size()).first}, true,
             [&](std::vector<Stmt> &body, const std::vector<Affine> &off) { body.push_back(store(at(dst, off[0]), readAt(0, off[1]))); });
       return;
+    case Op::AllReduceSum: {
+      // The operand copied to the result, then summed over the ranks in place.
+      loops(out, os, {stridesOf(os), readAccess(n, 0, os.size()).first}, true,
+            [&](std::vector<Stmt> &body, const std::vector<Affine> &off) { body.push_back(store(at(dst, off[0]), readAt(0, off[1]))); });
+      Stmt s = stmt(Stmt::AllReduce);
+      s.dst = dst;
+      s.count = r->type.numel();
+      out.push_back(std::move(s));
+      return;
+    }
     case Op::Slice:
     case Op::Pad: {
       // slice: out[i] = x[i + begin]; pad: out = 0, out[i + begin] = x[i].
