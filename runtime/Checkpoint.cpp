@@ -67,23 +67,17 @@ void initState(const ModelSpec &spec, Backend &backend, uint64_t seed) {
   }
 }
 
-namespace {
-
-/// A checkpoint file read once: its tensors and metadata, the checksum verified.
-struct CheckpointFile {
-  std::map<std::string, HostTensor> tensors;
-  SafetensorsMetadata meta;
-};
-
-/// Reads checkpoint `path` (once) and verifies its checksum; throws DataError.
 CheckpointFile readCheckpoint(const std::string &path) {
   CheckpointFile f;
+  f.path = path;
   f.tensors = readSafetensors(path, &f.meta);
   std::vector<std::pair<std::string, const HostTensor *>> all;
   for (const auto &kv : f.tensors) all.emplace_back(kv.first, &kv.second);
   verifyChecksum(path, f.meta, all);
   return f;
 }
+
+namespace {
 
 /// Copies the state tensors of checkpoint `file` (read from `path`) into `backend`; with
 /// `requireAll` optimizer state must be present too. Checks everything before it changes
@@ -138,17 +132,28 @@ void applyCheckpoint(const std::string &path, const std::map<std::string, HostTe
 
 } // namespace
 
+void loadCheckpoint(const CheckpointFile &file, const ModelSpec &spec, Backend &backend) {
+  checkBackend(backend);
+  applyCheckpoint(file.path, file.tensors, spec, backend, false);
+}
+
 void loadCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend) {
   checkBackend(backend);
-  applyCheckpoint(path, readCheckpoint(path).tensors, spec, backend, false);
+  loadCheckpoint(readCheckpoint(path), spec, backend);
 }
 
 ResumeInput loadResumeCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend) {
   checkBackend(backend);
+  CheckpointFile file = readCheckpoint(path);
+  return loadResumeCheckpoint(file, spec, backend);
+}
+
+ResumeInput loadResumeCheckpoint(CheckpointFile &file, const ModelSpec &spec, Backend &backend) {
+  checkBackend(backend);
+  const std::string &path = file.path;
   ResumeInput in;
   in.path = path;
   // One read of the file: the resume information is checked before the state changes.
-  CheckpointFile file = readCheckpoint(path);
   if (!decodeResume(file.meta, path, in.state))
     throw DataError(path + ": the checkpoint has no resume information (it was not written by a training run of "
                     "this version, or early stopping had restored its best state); use --load to start from it");
@@ -172,7 +177,7 @@ std::string interruptedCheckpointPath(const ModelSpec &spec) {
 }
 
 void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend, const ResumeState *resume,
-                    const std::vector<std::pair<std::string, const HostTensor *>> &extra) {
+                    const std::vector<std::pair<std::string, const HostTensor *>> &extra, const DataMeta *data) {
   checkBackend(backend);
   const DType ft = backend.floatType();
   if (auto bad = firstNonFiniteState(spec, backend, ~0u))
@@ -194,6 +199,7 @@ void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &bac
   for (const auto &e : extra) named.push_back(e);
   SafetensorsMetadata meta{{"format", "pt"}};
   if (resume) encodeResume(*resume, meta);
+  if (data) encodeDataMeta(*data, meta);
   meta[kChecksumKey] = fmt::format("{:08x}", checksumTensors(named));
   writeSafetensors(path, named, meta);
 }

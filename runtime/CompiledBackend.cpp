@@ -13,6 +13,7 @@
 
 #include "Gemm.h"
 #include "Json.h"
+#include "Philox.h"
 
 namespace gradc::rt {
 
@@ -82,6 +83,16 @@ DType dtypeOf(const JsonValue &o) {
 
 } // namespace
 
+namespace {
+/// A JSON array of strings.
+std::string stringsJson(const std::vector<std::string> &v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i)
+    o += (i ? "," : "") + jsonQuote(v[i]);
+  return o + "]";
+}
+} // namespace
+
 std::string specToJson(const ModelSpec &s) {
   std::string o = "{\"name\":" + jsonQuote(s.name) + ",\"batch\":" + std::to_string(s.batch) +
                   ",\"numInputs\":" + std::to_string(s.numInputs) + ",\"inputs\":[";
@@ -100,12 +111,19 @@ std::string specToJson(const ModelSpec &s) {
   const TrainSpec &t = s.train;
   o += "],\"train\":{\"optimizer\":" + jsonQuote(t.optimizer) + ",\"lr\":" + num(t.lr) + ",\"epochs\":" + std::to_string(t.epochs) +
        ",\"seed\":" + std::to_string(t.seed) + ",\"dataKind\":" + jsonQuote(t.dataKind) + ",\"dataPath\":" + jsonQuote(t.dataPath) +
-       ",\"dataLabels\":" + jsonQuote(t.dataLabels) + ",\"column\":" + jsonQuote(t.column) + ",\"scale\":" + jsonQuote(t.scale) +
+       ",\"dataLabels\":" + jsonQuote(t.dataLabels) + ",\"column\":" + jsonQuote(t.column) + ",\"columns\":" + stringsJson(t.columns) + ",\"scale\":" + jsonQuote(t.scale) +
        ",\"valKind\":" + jsonQuote(t.valKind) + ",\"valPath\":" + jsonQuote(t.valPath) + ",\"valLabels\":" + jsonQuote(t.valLabels) +
        ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
        ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
-       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery) +
-       "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
+       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery);
+  // Only a model with a schedule has the key, so other models' specs stay as they were.
+  if (const ScheduleSpec &sc = t.schedule; !sc.kind.empty())
+    o += ",\"schedule\":{\"kind\":" + jsonQuote(sc.kind) + ",\"stepSize\":" + std::to_string(sc.stepSize) +
+         ",\"gamma\":" + num(sc.gamma) + ",\"tMax\":" + std::to_string(sc.tMax) + ",\"etaMin\":" + num(sc.etaMin) +
+         ",\"maxLr\":" + num(sc.maxLr) + ",\"totalSteps\":" + std::to_string(sc.totalSteps) +
+         ",\"pctStart\":" + num(sc.pctStart) + ",\"factor\":" + num(sc.factor) +
+         ",\"patience\":" + std::to_string(sc.patience) + "}";
+  o += "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
   return o;
 }
 
@@ -145,6 +163,11 @@ ModelSpec specFromJson(std::string_view json) {
   t.dataPath = str(j, "dataPath");
   t.dataLabels = str(j, "dataLabels");
   t.column = str(j, "column");
+  for (const JsonValue &c : array(j, "columns")) {
+    if (c.kind != JsonValue::Kind::String)
+      throw DataError("model spec: 'columns' holds a non-string");
+    t.columns.push_back(c.text);
+  }
   t.scale = str(j, "scale");
   t.valKind = str(j, "valKind");
   t.valPath = str(j, "valPath");
@@ -156,6 +179,19 @@ ModelSpec specFromJson(std::string_view json) {
   t.patience = integer(j, "patience");
   t.delta = real(j, "delta");
   t.validateEvery = integer(j, "validateEvery");
+  if (const JsonValue *sj = j.find("schedule")) {
+    ScheduleSpec &sc = t.schedule;
+    sc.kind = str(*sj, "kind");
+    sc.stepSize = integer(*sj, "stepSize");
+    sc.gamma = real(*sj, "gamma");
+    sc.tMax = integer(*sj, "tMax");
+    sc.etaMin = real(*sj, "etaMin");
+    sc.maxLr = real(*sj, "maxLr");
+    sc.totalSteps = integer(*sj, "totalSteps");
+    sc.pctStart = real(*sj, "pctStart");
+    sc.factor = real(*sj, "factor");
+    sc.patience = integer(*sj, "patience");
+  }
   s.lossWhere = str(root, "lossWhere");
   if (root.find("ranks")) s.ranks = integer(root, "ranks"); // absent: compiled for one process
   return s;
@@ -217,12 +253,18 @@ template <typename T> const GradcGraphs &CompiledBackend<T>::fns() {
   return fns_;
 }
 
+template <typename T> const void *const *CompiledBackend<T>::batchPointers(const Batch &b) {
+  batchPtrs_.assign(b.data.begin(), b.data.end());
+  batchPtrs_.push_back(b.rng);
+  return batchPtrs_.data();
+}
+
 template <typename T> double CompiledBackend<T>::train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
   CompiledSinks sinks;
   sinks.grads = grads;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  double loss = f.train(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  double loss = f.train(arena_, statePtrs_.data(), batchPointers(b), nullptr, lr_, &sinks);
   if (apply)
     for (auto &[i, p] : sinks.updates) {
       const T *v = static_cast<const T *>(p);
@@ -244,14 +286,14 @@ template <typename T> void CompiledBackend<T>::predict(const Batch &b, const std
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  f.infer(arena_, statePtrs_.data(), b.data.data(), out.data(), lr_, &sinks);
+  f.infer(arena_, statePtrs_.data(), batchPointers(b), out.data(), lr_, &sinks);
 }
 
 template <typename T> double CompiledBackend<T>::evalLoss(const Batch &b) {
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  return f.eval(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  return f.eval(arena_, statePtrs_.data(), batchPointers(b), nullptr, lr_, &sinks);
 }
 
 template class CompiledBackend<float>;
@@ -290,6 +332,8 @@ void gradc_rt_dgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int6
 void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count) { gemmInvariantReset(first, count); }
 
 int32_t gradc_rt_threads(void) { return threads(); }
+
+uint32_t gradc_rt_philox24(const uint64_t *key, int64_t stream, int64_t index) { return philox24(key, stream, index); }
 
 void gradc_rt_update(void *sinks, int64_t state, const void *values) {
   static_cast<CompiledSinks *>(sinks)->updates.emplace_back(state, values);

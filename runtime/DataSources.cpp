@@ -5,9 +5,11 @@
 #include <cfloat>
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <new>
 
+#include <fmt/format.h>
 #include <zlib.h>
 
 #include "Json.h"
@@ -210,8 +212,8 @@ void checkIdxMagic(const BinCtx &ctx, const unsigned char *data, size_t size, un
 // ---------------------------------------------------------------------------------------
 // windows
 
-std::vector<double> parseCsvColumn(std::string_view text, const std::string &column, const std::string &name,
-                                   std::vector<int64_t> *lines) {
+std::vector<std::vector<double>> parseCsvColumns(std::string_view text, const std::vector<std::string> &columns,
+                                                 const std::string &name, std::vector<int64_t> *lines) {
   CsvReader rd(text, name);
   if (lines) lines->clear();
   if (rd.atEnd() || rd.atEmptyLine())
@@ -221,27 +223,31 @@ std::vector<double> parseCsvColumn(std::string_view text, const std::string &col
   size_t headerLine = 0;
   rd.next(header, headerLine);
 
-  // Find the column: exactly, else after trimming spaces; it must be unique.
-  auto findColumn = [&](bool trimmed) {
-    std::vector<size_t> hits;
-    for (size_t i = 0; i < header.size(); ++i)
-      if ((trimmed ? trimSpaces(header[i]) : header[i]) == (trimmed ? trimSpaces(column) : column)) hits.push_back(i);
-    return hits;
-  };
-  std::vector<size_t> hits = findColumn(false);
-  if (hits.empty()) hits = findColumn(true);
-  if (hits.empty()) {
-    std::string have;
-    for (size_t i = 0; i < header.size(); ++i) have += (i ? ", " : "") + quoted(header[i]);
-    rd.fail(headerLine, "no column " + quoted(column) + " in the header; the columns are " + have);
+  // Find each column: exactly, else after trimming spaces; it must be unique.
+  std::vector<size_t> cols;
+  for (const std::string &column : columns) {
+    auto findColumn = [&](bool trimmed) {
+      std::vector<size_t> hits;
+      for (size_t i = 0; i < header.size(); ++i)
+        if ((trimmed ? trimSpaces(header[i]) : header[i]) == (trimmed ? trimSpaces(column) : column)) hits.push_back(i);
+      return hits;
+    };
+    std::vector<size_t> hits = findColumn(false);
+    if (hits.empty()) hits = findColumn(true);
+    if (hits.empty()) {
+      std::string have;
+      for (size_t i = 0; i < header.size(); ++i) have += (i ? ", " : "") + quoted(header[i]);
+      rd.fail(headerLine, "no column " + quoted(column) + " in the header; the columns are " + have);
+    }
+    if (hits.size() > 1)
+      rd.fail(headerLine, "column " + quoted(column) + " appears more than once in the header (fields " +
+                              std::to_string(hits[0] + 1) + " and " + std::to_string(hits[1] + 1) + ")");
+    if (std::find(cols.begin(), cols.end(), hits[0]) != cols.end())
+      throw DataError(name + ": column " + quoted(column) + " is asked for twice");
+    cols.push_back(hits[0]);
   }
-  if (hits.size() > 1)
-    rd.fail(headerLine, "column " + quoted(column) + " appears more than once in the header (fields " +
-                            std::to_string(hits[0] + 1) + " and " + std::to_string(hits[1] + 1) + ")");
-  const size_t col = hits[0];
-  const std::string colWhat = "column " + quoted(column) + ": ";
 
-  std::vector<double> values;
+  std::vector<std::vector<double>> values(columns.size());
   while (!rd.atEnd()) {
     if (rd.atEmptyLine()) {
       const size_t emptyLine = rd.line();
@@ -255,30 +261,102 @@ std::vector<double> parseCsvColumn(std::string_view text, const std::string &col
     if (fields.size() != header.size())
       rd.fail(recordLine, "expected " + std::to_string(header.size()) + " field" + (header.size() == 1 ? "" : "s") +
                               " as in the header, found " + std::to_string(fields.size()));
-    double v = 0;
-    std::string why;
-    if (!parseNumberCell(fields[col], v, why)) rd.fail(recordLine, colWhat + why);
-    values.push_back(v);
+    for (size_t k = 0; k < cols.size(); ++k) {
+      double v = 0;
+      std::string why;
+      if (!parseNumberCell(fields[cols[k]], v, why)) rd.fail(recordLine, "column " + quoted(columns[k]) + ": " + why);
+      values[k].push_back(v);
+    }
     if (lines) lines->push_back(static_cast<int64_t>(recordLine));
   }
   return values;
 }
 
-Dataset makeWindows(const std::vector<double> &series, int64_t length, int64_t horizon, double split,
-                    const std::string &scale, const std::string &name, const std::vector<int64_t> *lines) {
-  auto fail = [&](const std::string &what) -> void { throw DataError(name + ": " + what); };
+std::vector<double> parseCsvColumn(std::string_view text, const std::string &column, const std::string &name,
+                                   std::vector<int64_t> *lines) {
+  return std::move(parseCsvColumns(text, {column}, name, lines)[0]);
+}
+
+namespace {
+
+/// Fits the scaling `method` on series[0, s) (a zero scale becomes 1). Throws DataError via `fail`.
+ColumnScaling fitScaling(const std::vector<double> &series, int64_t s, const std::string &method,
+                         const std::string &column, const std::function<void(const std::string &)> &fail) {
+  ColumnScaling c;
+  c.name = column;
+  if (method == "minmax") {
+    double lo = series[0], hi = series[0];
+    for (int64_t i = 1; i < s; ++i) {
+      lo = std::min(lo, series[i]);
+      hi = std::max(hi, series[i]);
+    }
+    c.offset = lo;
+    c.scale = hi - lo;
+  } else if (method == "standard") {
+    long double sum = 0;
+    for (int64_t i = 0; i < s; ++i) sum += series[i];
+    const long double mean = sum / s;
+    long double sq = 0;
+    for (int64_t i = 0; i < s; ++i) sq += (series[i] - mean) * (series[i] - mean);
+    c.offset = static_cast<double>(mean);
+    c.scale = static_cast<double>(std::sqrt(sq / s));
+  }
+  if (!std::isfinite(c.offset) || !std::isfinite(c.scale))
+    fail("column " + quoted(column) + ": the training values span too wide a range to scale with \"" + method + "\"");
+  if (c.scale == 0.0) c.scale = 1.0; // a constant training series: shift only
+  return c;
+}
+
+/// `series` scaled into float32; throws via `fail` naming the line of a value outside it.
+std::vector<float> applyScaling(const std::vector<double> &series, const ColumnScaling &c,
+                                const std::vector<int64_t> *lines, const std::function<void(const std::string &)> &fail) {
+  const int64_t len = static_cast<int64_t>(series.size());
+  std::vector<float> v(series.size());
+  for (int64_t i = 0; i < len; ++i) {
+    const double scaled = (series[i] - c.offset) / c.scale;
+    if (!(std::fabs(scaled) <= static_cast<double>(FLT_MAX))) {
+      std::string where = lines && static_cast<int64_t>(lines->size()) == len ? "line " + std::to_string((*lines)[i])
+                                                                              : "value " + std::to_string(i + 1);
+      fail(where + ": column " + quoted(c.name) + ": value " + numberString(series[i]) +
+           " is outside the float32 range after scaling");
+    }
+    v[i] = static_cast<float>(scaled);
+  }
+  return v;
+}
+
+} // namespace
+
+Dataset makeMultiWindows(const std::vector<std::vector<double>> &inputs, const std::vector<double> &target,
+                         const WindowsOptions &o, const std::string &name, const std::vector<int64_t> *lines,
+                         const WindowsScaling *fixed) {
+  std::function<void(const std::string &)> fail = [&](const std::string &what) {
+    throw DataError(name + ": " + what);
+  };
+  const int64_t length = o.length, horizon = o.horizon;
+  const double split = o.split;
   if (length < 1) fail("windows: length must be at least 1, found " + std::to_string(length));
   if (horizon < 1) fail("windows: horizon must be at least 1, found " + std::to_string(horizon));
   if (!(split > 0.0 && split <= 1.0)) fail("windows: split must be in (0, 1], found " + numberString(split));
-  if (scale != "minmax" && scale != "standard" && scale != "none")
-    fail("windows: unknown scale " + quoted(scale) + " (expected \"minmax\", \"standard\" or \"none\")");
+  if (o.scale != "minmax" && o.scale != "standard" && o.scale != "none")
+    fail("windows: unknown scale " + quoted(o.scale) + " (expected \"minmax\", \"standard\" or \"none\")");
+  if (inputs.empty() || inputs.size() != o.columns.size())
+    fail("windows: expected one series per input column, found " + std::to_string(inputs.size()));
 
-  const int64_t len = static_cast<int64_t>(series.size());
-  for (int64_t i = 0; i < len; ++i)
-    if (!std::isfinite(series[i]))
-      fail((lines && static_cast<int64_t>(lines->size()) == len ? "line " + std::to_string((*lines)[i])
-                                                                  : "value " + std::to_string(i + 1)) +
-           ": expected a finite number, found " + numberString(series[i]));
+  const int64_t len = static_cast<int64_t>(target.size());
+  const int64_t K = static_cast<int64_t>(inputs.size());
+  auto checkFinite = [&](const std::vector<double> &series, const std::string &column) {
+    if (static_cast<int64_t>(series.size()) != len)
+      fail("windows: column " + quoted(column) + " has " + std::to_string(series.size()) + " values, the target " +
+           std::to_string(len));
+    for (int64_t i = 0; i < len; ++i)
+      if (!std::isfinite(series[i]))
+        fail((lines && static_cast<int64_t>(lines->size()) == len ? "line " + std::to_string((*lines)[i])
+                                                                    : "value " + std::to_string(i + 1)) +
+             ": expected a finite number, found " + numberString(series[i]));
+  };
+  for (int64_t k = 0; k < K; ++k) checkFinite(inputs[k], o.columns[k]);
+  checkFinite(target, o.target);
   const std::string windowsOf =
       "windows of length " + std::to_string(length) + " and horizon " + std::to_string(horizon);
   if (length > len || horizon > len - length)
@@ -294,49 +372,28 @@ Dataset makeWindows(const std::vector<double> &series, int64_t length, int64_t h
     fail("the training split (the first " + std::to_string(s) + " of " + std::to_string(len) +
          " values, split " + numberString(split) + ") is too short for one of the " + windowsOf);
 
-  // Fit the scaling on the training part v[0, s).
-  double offset = 0.0, sc = 1.0;
-  if (scale == "minmax") {
-    double lo = series[0], hi = series[0];
-    for (int64_t i = 1; i < s; ++i) {
-      lo = std::min(lo, series[i]);
-      hi = std::max(hi, series[i]);
-    }
-    offset = lo;
-    sc = hi - lo;
-  } else if (scale == "standard") {
-    long double sum = 0;
-    for (int64_t i = 0; i < s; ++i) sum += series[i];
-    const long double mean = sum / s;
-    long double sq = 0;
-    for (int64_t i = 0; i < s; ++i) sq += (series[i] - mean) * (series[i] - mean);
-    offset = static_cast<double>(mean);
-    sc = static_cast<double>(std::sqrt(sq / s));
+  // The scaling: fitted on the training part v[0, s) of each column, or the given one.
+  WindowsScaling sc;
+  if (fixed) {
+    sc = *fixed;
+    if (sc.inputs.size() != inputs.size()) fail("windows: the scaling has " + std::to_string(sc.inputs.size()) +
+                                                 " input columns, the data " + std::to_string(inputs.size()));
+  } else {
+    sc.method = o.scale;
+    for (int64_t k = 0; k < K; ++k) sc.inputs.push_back(fitScaling(inputs[k], s, o.scale, o.columns[k], fail));
+    sc.target = fitScaling(target, s, o.scale, o.target, fail);
   }
-  if (!std::isfinite(offset) || !std::isfinite(sc))
-    fail("the training values span too wide a range to scale with \"" + scale + "\"");
-  if (sc == 0.0) sc = 1.0; // a constant training series: shift only
+  std::vector<std::vector<float>> v;
+  for (int64_t k = 0; k < K; ++k) v.push_back(applyScaling(inputs[k], sc.inputs[k], lines, fail));
+  const std::vector<float> t = applyScaling(target, sc.target, lines, fail);
 
-  // Scale every value into float32.
-  std::vector<float> v(series.size());
-  for (int64_t i = 0; i < len; ++i) {
-    const double scaled = (series[i] - offset) / sc;
-    if (!(std::fabs(scaled) <= static_cast<double>(FLT_MAX))) {
-      std::string where = lines && static_cast<int64_t>(lines->size()) == len
-                              ? "line " + std::to_string((*lines)[i])
-                              : "value " + std::to_string(i + 1);
-      fail(where + ": value " + numberString(series[i]) + " is outside the float32 range after scaling");
-    }
-    v[i] = static_cast<float>(scaled);
-  }
-
-  // x: [n, length, 1]; guard its size (n * length floats).
+  // x: [n, length, K]; guard its size (n * length * K floats).
   constexpr uint64_t kMaxWindowBytes = uint64_t(1) << 34; // 16 GiB
-  if (static_cast<uint64_t>(n) > kMaxWindowBytes / 4 / static_cast<uint64_t>(length))
+  if (static_cast<uint64_t>(n) > kMaxWindowBytes / 4 / static_cast<uint64_t>(length) / static_cast<uint64_t>(K))
     fail(std::to_string(n) + " " + windowsOf + " would need more than 16 GiB of memory");
   Dataset d;
   try {
-    d.x = HostTensor(DType::F32, {n, length, 1});
+    d.x = HostTensor(DType::F32, {n, length, K});
     d.y = HostTensor(DType::F32, {n, 1});
   } catch (const std::bad_alloc &) {
     fail("not enough memory for " + std::to_string(n) + " " + windowsOf);
@@ -344,25 +401,190 @@ Dataset makeWindows(const std::vector<double> &series, int64_t length, int64_t h
   float *x = d.x.f32();
   float *y = d.y.f32();
   for (int64_t i = 0; i < n; ++i) {
-    std::copy(v.begin() + i, v.begin() + i + length, x + i * length);
-    y[i] = v[static_cast<size_t>(i + length + horizon - 1)];
+    for (int64_t j = 0; j < length; ++j)
+      for (int64_t k = 0; k < K; ++k) x[(i * length + j) * K + k] = v[static_cast<size_t>(k)][static_cast<size_t>(i + j)];
+    y[i] = t[static_cast<size_t>(i + length + horizon - 1)];
   }
   d.n = n;
   d.trainCount = trainCount;
-  d.offset = offset;
-  d.scale = sc;
+  d.scaling = std::move(sc);
   return d;
+}
+
+Dataset makeWindows(const std::vector<double> &series, int64_t length, int64_t horizon, double split,
+                    const std::string &scale, const std::string &name, const std::vector<int64_t> *lines) {
+  WindowsOptions o;
+  o.length = length;
+  o.horizon = horizon;
+  o.split = split;
+  o.scale = scale;
+  return makeMultiWindows({series}, series, o, name, lines);
+}
+
+Dataset loadWindows(const std::string &csvPath, const WindowsOptions &o, const WindowsScaling *fixed) {
+  std::vector<unsigned char> bytes = readFileBytes(csvPath, uint64_t(1) << 32);
+  std::vector<int64_t> lines;
+  // The target is read once even when it is also an input column.
+  std::vector<std::string> names = o.columns;
+  const auto at = std::find(names.begin(), names.end(), o.target);
+  const size_t targetIndex = static_cast<size_t>(at - names.begin());
+  if (at == names.end()) names.push_back(o.target);
+  std::vector<std::vector<double>> cols = parseCsvColumns(
+      std::string_view(reinterpret_cast<const char *>(bytes.data()), bytes.size()), names, csvPath, &lines);
+  bytes.clear();
+  bytes.shrink_to_fit();
+  std::vector<double> target = cols[targetIndex];
+  cols.resize(o.columns.size());
+  return makeMultiWindows(cols, target, o, csvPath, &lines, fixed);
 }
 
 Dataset loadWindows(const std::string &csvPath, const std::string &column, int64_t length, int64_t horizon,
                     double split, const std::string &scale) {
-  std::vector<unsigned char> bytes = readFileBytes(csvPath, uint64_t(1) << 32);
-  std::vector<int64_t> lines;
-  std::vector<double> series = parseCsvColumn(
-      std::string_view(reinterpret_cast<const char *>(bytes.data()), bytes.size()), column, csvPath, &lines);
-  bytes.clear();
-  bytes.shrink_to_fit();
-  return makeWindows(series, length, horizon, split, scale, csvPath, &lines);
+  WindowsOptions o;
+  o.columns = {column};
+  o.target = column;
+  o.length = length;
+  o.horizon = horizon;
+  o.split = split;
+  o.scale = scale;
+  return loadWindows(csvPath, o);
+}
+
+// ---------------------------------------------------------------------------------------
+// text
+
+std::vector<uint32_t> decodeUtf8(const unsigned char *data, size_t size, const std::string &name,
+                                 std::vector<size_t> *offsets) {
+  auto fail = [&](size_t byte, const std::string &what) -> void {
+    throw DataError(name + ": byte " + std::to_string(byte) + ": malformed UTF-8: " + what);
+  };
+  auto hex = [](unsigned b) { return fmt::format("0x{:02x}", b); };
+  std::vector<uint32_t> out;
+  if (offsets) offsets->clear();
+  size_t i = size >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF ? 3 : 0; // byte order mark
+  out.reserve(size - i);
+  while (i < size) {
+    const unsigned b = data[i];
+    uint32_t cp = 0, min = 0;
+    size_t n = 0;
+    if (b < 0x80) {
+      cp = b;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      cp = b & 0x1F, n = 1, min = 0x80;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      cp = b & 0x0F, n = 2, min = 0x800;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      cp = b & 0x07, n = 3, min = 0x10000;
+    } else {
+      fail(i, "byte " + hex(b) + (b >= 0x80 && b <= 0xBF ? " is a continuation byte without a lead byte"
+                                                         : " never occurs in UTF-8"));
+    }
+    if (n > 0 && size - i - 1 < n) fail(i, "the file ends inside the " + std::to_string(n + 1) + "-byte sequence starting here");
+    for (size_t k = 1; k <= n; ++k) {
+      const unsigned c = data[i + k];
+      if ((c & 0xC0) != 0x80)
+        fail(i + k, "expected a continuation byte (0x80 to 0xbf) of the sequence starting at byte " + std::to_string(i) +
+                        ", found " + hex(c));
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    if (cp < min) fail(i, "overlong encoding of U+" + fmt::format("{:04X}", cp));
+    if (cp >= 0xD800 && cp <= 0xDFFF) fail(i, "encoded surrogate U+" + fmt::format("{:04X}", cp));
+    if (cp > 0x10FFFF) fail(i, "code point above U+10FFFF");
+    out.push_back(cp);
+    if (offsets) offsets->push_back(i);
+    i += n + 1;
+  }
+  return out;
+}
+
+void appendUtf8(std::string &out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+namespace {
+
+/// A code point for a message: the character itself if printable, and U+XXXX.
+std::string describeChar(uint32_t cp) {
+  std::string c;
+  if (cp >= 0x20 && cp != 0x7F) appendUtf8(c, cp);
+  return (c.empty() ? std::string() : "'" + c + "' ") + fmt::format("(U+{:04X})", cp);
+}
+
+} // namespace
+
+Dataset parseText(const unsigned char *data, size_t size, int64_t length, double split, const std::string &name,
+                  const std::vector<uint32_t> *fixed) {
+  auto fail = [&](const std::string &what) -> void { throw DataError(name + ": " + what); };
+  if (length < 1) fail("text: length must be at least 1, found " + std::to_string(length));
+  if (!(split > 0.0 && split <= 1.0)) fail("text: split must be in (0, 1], found " + numberString(split));
+  std::vector<size_t> offsets;
+  std::vector<uint32_t> cps = decodeUtf8(data, size, name, &offsets);
+  const int64_t len = static_cast<int64_t>(cps.size());
+
+  Dataset d;
+  if (fixed) {
+    d.vocabulary = *fixed;
+  } else {
+    d.vocabulary = cps;
+    std::sort(d.vocabulary.begin(), d.vocabulary.end());
+    d.vocabulary.erase(std::unique(d.vocabulary.begin(), d.vocabulary.end()), d.vocabulary.end());
+  }
+  // The text as indices into the vocabulary (sorted, so a binary search).
+  std::vector<int32_t> idx(cps.size());
+  for (size_t i = 0; i < cps.size(); ++i) {
+    auto it = std::lower_bound(d.vocabulary.begin(), d.vocabulary.end(), cps[i]);
+    if (it == d.vocabulary.end() || *it != cps[i])
+      throw DataError(name + ": byte " + std::to_string(offsets[i]) + ": character " + describeChar(cps[i]) +
+                      " is not in the checkpoint's vocabulary of " + std::to_string(d.vocabulary.size()) + " characters");
+    idx[i] = static_cast<int32_t>(it - d.vocabulary.begin());
+  }
+  const std::string windowsOf = "windows of length " + std::to_string(length);
+  if (len < length + 1)
+    fail("the text has " + std::to_string(len) + " character" + (len == 1 ? "" : "s") + ", too few for one of the " +
+         windowsOf + " (needs at least " + std::to_string(length) + " + 1)");
+  const int64_t n = (len - 1) / length;
+  int64_t s = static_cast<int64_t>(std::floor(split * static_cast<double>(len)));
+  s = std::min(std::max<int64_t>(s, 0), len);
+  // Window i is a training window when its last target character, i*length + length, is below s.
+  const int64_t trainCount = std::min(n, s >= length + 1 ? (s - 1) / length : 0);
+  if (trainCount < 1)
+    fail("the training split (the first " + std::to_string(s) + " of " + std::to_string(len) + " characters, split " +
+         numberString(split) + ") is too short for one of the " + windowsOf);
+  try {
+    d.x = HostTensor(DType::I32, {n, length});
+    d.y = HostTensor(DType::I32, {n, length});
+  } catch (const std::bad_alloc &) {
+    fail("not enough memory for " + std::to_string(n) + " " + windowsOf);
+  }
+  int32_t *x = d.x.i32();
+  int32_t *y = d.y.i32();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < length; ++t) {
+      x[i * length + t] = idx[static_cast<size_t>(i * length + t)];
+      y[i * length + t] = idx[static_cast<size_t>(i * length + t + 1)];
+    }
+  d.n = n;
+  d.trainCount = trainCount;
+  return d;
+}
+
+Dataset loadText(const std::string &path, int64_t length, double split, const std::vector<uint32_t> *fixed) {
+  std::vector<unsigned char> bytes = readFileBytes(path, uint64_t(1) << 30);
+  return parseText(bytes.data(), bytes.size(), length, split, path, fixed);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// DataSources.h: the training-data loaders of the model language's data sources (windows over a CSV column, MNIST-style IDX files, safetensors tensors), with their parse-from-memory cores.
+// DataSources.h: the training-data loaders of the model language's data sources (windows over CSV columns, character windows of a UTF-8 text, MNIST-style IDX files, safetensors tensors), with their parse-from-memory cores.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +12,21 @@
 
 namespace gradc::rt {
 
+/// The fitted scaling of one CSV column: scaled = (v - offset) / scale.
+struct ColumnScaling {
+  std::string name; ///< The column's header name.
+  double offset = 0.0;
+  double scale = 1.0; ///< Positive; 1 when unscaled.
+};
+
+/// The scaling of a windows data set: how it was fitted, each input column's (in the
+/// order of x's last axis) and the target's.
+struct WindowsScaling {
+  std::string method = "minmax"; ///< "minmax", "standard" or "none".
+  std::vector<ColumnScaling> inputs;
+  ColumnScaling target;
+};
+
 /// A loaded data set: inputs x and targets y, both with the sample axis first.
 /// Samples [0, trainCount) form the training split, [trainCount, n) the validation split.
 struct Dataset {
@@ -23,15 +38,15 @@ struct Dataset {
   int64_t n = 0;
   /// Samples in the training split (the first ones); equal to n when there is no validation.
   int64_t trainCount = 0;
-  /// The scaling applied to the values (windows only): scaled = (v - offset) / scale.
-  double offset = 0.0;
-  /// See offset; 1 when unscaled.
-  double scale = 1.0;
+  /// The scaling applied to the values (windows only).
+  WindowsScaling scaling;
+  /// The vocabulary (text only): sorted Unicode code points; index k encodes vocabulary[k].
+  std::vector<uint32_t> vocabulary;
 
   /// True if some samples are held out for validation.
   bool hasValidation() const { return trainCount < n; }
-  /// Maps a scaled value back to the original units: v = scaled * scale + offset.
-  double unscale(double scaled) const { return scaled * scale + offset; }
+  /// Maps a scaled target back to the original units: v = scaled * scale + offset.
+  double unscale(double scaled) const { return scaled * scaling.target.scale + scaling.target.offset; }
 };
 
 // ---- windows(path, column, length, horizon = 1, split = 0.8, scale = "minmax") ----
@@ -45,6 +60,32 @@ struct Dataset {
 /// "NAME:LINE: what was expected" and are thrown as DataError.
 std::vector<double> parseCsvColumn(std::string_view text, const std::string &column,
                                    const std::string &nameForErrors, std::vector<int64_t> *lines = nullptr);
+
+/// parseCsvColumn for several columns at once: result[k] holds column columns[k] (each
+/// name found as parseCsvColumn finds one; a name may be given once only).
+std::vector<std::vector<double>> parseCsvColumns(std::string_view text, const std::vector<std::string> &columns,
+                                                 const std::string &nameForErrors,
+                                                 std::vector<int64_t> *lines = nullptr);
+
+/// What windows(...) reads: the input columns (x's last axis, in order), the target
+/// column, and the window parameters.
+struct WindowsOptions {
+  std::vector<std::string> columns{"value"};
+  std::string target = "value";
+  int64_t length = 0, horizon = 1;
+  double split = 0.8;
+  std::string scale = "minmax";
+};
+
+/// Multi-column sliding windows: sample i has x[i, t, k] = inputs[k][i + t] for t in
+/// [0, length) (F32 [N, length, K]) and y = target[i + length + horizon - 1] (F32 [N, 1]),
+/// each column scaled with its own offset and scale, fitted on its first
+/// s = floor(split * len) values as makeWindows fits one (or, when `fixed` is given, taken
+/// from it: a checkpoint's scaling, never refitted; its columns must be named as in `o`).
+/// Every column must have the same length. `lines` as for makeWindows. Throws DataError.
+Dataset makeMultiWindows(const std::vector<std::vector<double>> &inputs, const std::vector<double> &target,
+                         const WindowsOptions &o, const std::string &nameForErrors,
+                         const std::vector<int64_t> *lines = nullptr, const WindowsScaling *fixed = nullptr);
 
 /// Builds sliding windows over `series`: sample i has x = v[i .. i+length-1] (F32
 /// [N, length, 1]) and y = v[i+length+horizon-1] (F32 [N, 1]), N = len - length - horizon + 1.
@@ -63,6 +104,35 @@ Dataset makeWindows(const std::vector<double> &series, int64_t length, int64_t h
 /// makeWindows. Errors name the file and, for its contents, the line.
 Dataset loadWindows(const std::string &csvPath, const std::string &column, int64_t length,
                     int64_t horizon = 1, double split = 0.8, const std::string &scale = "minmax");
+
+/// Reads `csvPath` (at most 4 GiB) and builds its multi-column windows: parseCsvColumns
+/// followed by makeMultiWindows (with the scaling `fixed` when given).
+Dataset loadWindows(const std::string &csvPath, const WindowsOptions &o, const WindowsScaling *fixed = nullptr);
+
+// ---- text(path, length, split = 0.9) ----
+
+/// Decodes UTF-8 text into code points; `offsets` (optional) receives each one's byte
+/// offset. Strict (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. A
+/// byte order mark at the start is skipped. Throws DataError "NAME: byte N: ..." naming
+/// the first malformed byte.
+std::vector<uint32_t> decodeUtf8(const unsigned char *data, size_t size, const std::string &nameForErrors,
+                                 std::vector<size_t> *offsets = nullptr);
+
+/// `cp` encoded as UTF-8 (appended to `out`).
+void appendUtf8(std::string &out, uint32_t cp);
+
+/// Character windows of a UTF-8 text held in memory: the vocabulary is the sorted set of
+/// its code points (or `fixed`, a checkpoint's vocabulary: then a character outside it is
+/// a DataError naming its byte offset); with c = the text as vocabulary indices, sample i
+/// has x = c[i*length .. i*length + length) and y = c[i*length + 1 .. i*length + length]
+/// (I32 [N, length] each, N = floor((len - 1) / length): windows do not overlap). With
+/// s = floor(split * len) characters for training, the training windows are the first
+/// ones, whose y lies inside c[0, s); the rest are validation. Throws DataError.
+Dataset parseText(const unsigned char *data, size_t size, int64_t length, double split,
+                  const std::string &nameForErrors, const std::vector<uint32_t> *fixed = nullptr);
+
+/// Reads `path` (at most 1 GiB) and builds its character windows (see parseText).
+Dataset loadText(const std::string &path, int64_t length, double split, const std::vector<uint32_t> *fixed = nullptr);
 
 // ---- idx(images, labels) ----
 

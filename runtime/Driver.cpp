@@ -91,13 +91,26 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
   if (o.lr && !(spec.train.lr > 0))
     throw DataError(fmt::format("--lr: the model's compiled learning rate is {:g}, so it cannot be rescaled", spec.train.lr));
 
-  DriverData data = loadDriverData(spec, o.data, o.predict);
+  if (o.lr && spec.train.schedule.kind == "onecycle" && !o.predict && !o.gradcheck)
+    throw UsageError("option '--lr' cannot set the learning rate of a onecycle() schedule, which runs from max_lr / 25 "
+                     "to max_lr and down; change max_lr in the model");
+  // The checkpoints are read (once) before the data: their scaling or vocabulary is used
+  // for the data, never refitted.
+  std::optional<CheckpointFile> loadFile, resumeFile;
+  if (!o.load.empty()) loadFile = readCheckpoint(o.load);
+  if (!o.resume.empty()) resumeFile = readCheckpoint(o.resume);
+  const CheckpointFile *dataFrom = resumeFile ? &*resumeFile : loadFile ? &*loadFile : nullptr;
+  std::optional<DataMeta> ckMeta;
+  if (dataFrom) ckMeta = decodeDataMeta(dataFrom->meta, dataFrom->path);
+  DriverData data = loadDriverData(spec, o.data, o.predict, ckMeta ? &*ckMeta : nullptr, dataFrom ? dataFrom->path : "");
   initState(spec, be, seed);
-  if (!o.load.empty()) loadCheckpoint(o.load, spec, be);
+  if (loadFile) loadCheckpoint(*loadFile, spec, be);
+  loadFile.reset();
   std::optional<ResumeInput> resume;
-  if (!o.resume.empty()) {
+  if (resumeFile) {
     // The run continues with the seed, shuffling and learning rate of the one it resumes.
-    resume = loadResumeCheckpoint(o.resume, spec, be);
+    resume = loadResumeCheckpoint(*resumeFile, spec, be);
+    resumeFile.reset();
     const ResumeState &r = resume->state;
     if (o.seed && static_cast<uint64_t>(*o.seed) != r.seed)
       throw DataError(o.resume + ": the checkpoint's run used seed " + std::to_string(static_cast<int64_t>(r.seed)) +
@@ -114,7 +127,7 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
   if (o.gradcheck) rc = gradcheck(spec, be, data, o, seed, exe);
   else if (o.predict) rc = mpi::rank() == 0 ? predictAll(spec, be, data, o) : 0; // inference: rank 0 alone
   else return runTraining(spec, be, data, o, seed, exe, resume ? &*resume : nullptr); // saves --save itself
-  if (rc == 0 && !o.save.empty() && mpi::rank() == 0) saveCheckpoint(o.save, spec, be);
+  if (rc == 0 && !o.save.empty() && mpi::rank() == 0) saveCheckpoint(o.save, spec, be, nullptr, {}, &data.meta);
   return rc;
 }
 

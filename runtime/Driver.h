@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "DataMeta.h"
 #include "Model.h"
 #include "Resume.h"
 #include "Tensor.h"
@@ -47,6 +48,7 @@ struct DriverOptions {
   std::string resume;                    ///< --resume CKPT: continue the run that wrote CKPT.
   bool checkFinite = false;              ///< --check-finite: stop at the first NaN/Inf of any step.
   std::optional<int64_t> checkpointEvery;///< --checkpoint-every N (N >= 1, needs --save).
+  std::string metrics;                   ///< --metrics FILE.csv: one row per epoch (Metrics.h).
   std::optional<int64_t> interruptAfter; ///< --interrupt-after-steps N (testing): SIGINT to itself after step N.
 };
 
@@ -136,6 +138,19 @@ void epochOrder(std::vector<int64_t> &perm, uint64_t seed, int64_t epoch, bool s
 /// int64_t (Uniform/Normal values rounded toward negative infinity).
 void initState(const ModelSpec &spec, Backend &backend, uint64_t seed);
 
+/// A checkpoint file read once: its tensors and metadata, the checksum verified.
+struct CheckpointFile {
+  std::string path;
+  std::map<std::string, HostTensor> tensors;
+  SafetensorsMetadata meta;
+};
+
+/// Reads checkpoint `path` (once) and verifies its checksum; throws DataError.
+CheckpointFile readCheckpoint(const std::string &path);
+
+/// loadCheckpoint on a checkpoint already read.
+void loadCheckpoint(const CheckpointFile &file, const ModelSpec &spec, Backend &backend);
+
 /// Reads checkpoint `path` into `backend`: every Param and Buffer must be present with its
 /// shape; OptState entries are optional. F32 and F64 tensors are accepted for float state
 /// (converted to the backend's float type), I64 and I32 for I64 state. Other tensors in the
@@ -156,16 +171,21 @@ struct ResumeInput {
 /// information (Resume.h). Throws DataError naming the file.
 ResumeInput loadResumeCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend);
 
+/// loadResumeCheckpoint on a checkpoint already read (its early-stopping tensors are moved out).
+ResumeInput loadResumeCheckpoint(CheckpointFile &file, const ModelSpec &spec, Backend &backend);
+
 /// Writes every state tensor (params, buffers, optimizer state) of `backend` to `path`,
 /// atomically, under its name: float state as F32 or F64 (the backend's float type), I64
 /// state as I64; then `extra` tensors. The metadata holds "format": "pt", the checksum
-/// (kChecksumKey) and, when `resume` is given, the run's position. Refuses (DataError,
+/// (kChecksumKey), the data source's scaling or vocabulary (`data`, DataMeta.h) and, when
+/// `resume` is given, the run's position. Refuses (DataError,
 /// `path` untouched) to write state that contains NaN or Inf, so a diverged run never
 /// overwrites a good checkpoint. Removes temporary files of killed writers of `path`.
 /// Throws DataError naming the file.
 void saveCheckpoint(const std::string &path, const ModelSpec &spec, Backend &backend,
                     const ResumeState *resume = nullptr,
-                    const std::vector<std::pair<std::string, const HostTensor *>> &extra = {});
+                    const std::vector<std::pair<std::string, const HostTensor *>> &extra = {},
+                    const DataMeta *data = nullptr);
 
 // ---------------------------------------------------------------------------------------
 // Data
@@ -179,6 +199,9 @@ struct DriverData {
   std::vector<bool> present;       ///< False for targets missing from --predict data.
   int64_t n = 0;                   ///< Samples.
   int64_t trainCount = 0;          ///< Training samples (the first ones).
+  /// The windows scaling or text vocabulary in use (fitted, or a checkpoint's): saved with
+  /// every checkpoint; --predict maps outputs back to the target's units with the scaling.
+  DataMeta meta;
   /// Number of validation samples.
   int64_t validationCount() const { return n - trainCount; }
 };
@@ -187,8 +210,13 @@ struct DriverData {
 /// `spec` and checks every tensor against the spec: per-sample shape and dtype (F64 data is
 /// converted to F32 and I64 to I32 when the spec asks for those; IDX images may also feed
 /// an input of the same per-sample size, e.g. f32[B, 784]). With `targetsOptional`
-/// (--predict) a .safetensors file need not contain the targets. Throws DataError.
-DriverData loadDriverData(const ModelSpec &spec, const std::string &dataPath, bool targetsOptional);
+/// (--predict) a .safetensors file need not contain the targets. A .csv file is read as
+/// windows, a text file (.txt, or any but .safetensors for a model with a text source) as
+/// text. `fromCheckpoint` (the DataMeta of the --load or --resume checkpoint `checkpointPath`)
+/// supplies the windows scaling and the text vocabulary when it has them: they are checked
+/// against the model and used, never refitted. Throws DataError.
+DriverData loadDriverData(const ModelSpec &spec, const std::string &dataPath, bool targetsOptional,
+                          const DataMeta *fromCheckpoint = nullptr, const std::string &checkpointPath = "");
 
 /// Assembles static-size batches from DriverData into buffers allocated once.
 class Batcher {
@@ -200,6 +228,11 @@ public:
   const Batch &gather(const int64_t *idx, int64_t count);
   /// The batch whose rows are all sample `i`.
   const Batch &fillWith(int64_t i);
+  /// Sets the random key (Batch::rng) of the batches it gathers from now on.
+  void setRandomKey(uint64_t seed, uint64_t step) {
+    b_.rng[0] = seed;
+    b_.rng[1] = step;
+  }
 
 private:
   const DriverData &data_;

@@ -76,6 +76,85 @@ void requireOneInput(const ModelSpec &spec, const std::string &file, const char 
                     std::to_string(spec.inputs.size() - spec.numInputs) + " target(s)");
 }
 
+/// The windows data source of `spec` (or --data PATH.csv for a model without one): fills
+/// d's input and target, and d.meta with the scaling (the checkpoint's when it has one).
+void loadWindowsData(const ModelSpec &spec, const std::string &path, const DataMeta *fromCheckpoint,
+                     const std::string &checkpointPath, DriverData &d) {
+  const TrainSpec &tr = spec.train;
+  requireOneInput(spec, path, "windows");
+  WindowsOptions wo;
+  if (tr.dataKind == "windows") {
+    wo.columns = tr.columns.empty() ? std::vector<std::string>{tr.column} : tr.columns;
+    wo.target = tr.column;
+    wo.scale = tr.scale;
+    wo.length = tr.length;
+    wo.horizon = tr.horizon;
+    wo.split = tr.split;
+  } else {
+    const TensorSpec &x = spec.inputs[0];
+    if (x.shape.size() != 3 || x.shape[2] != 1)
+      throw DataError(path + ": a CSV file is read as windows, which feed an input f32[B, T, 1]; the model has " +
+                      describeEntry(spec, 0));
+    wo.length = x.shape[1];
+  }
+  const WindowsScaling *fixed = nullptr;
+  if (fromCheckpoint && fromCheckpoint->hasScaling) {
+    checkScalingFits(fromCheckpoint->scaling, wo, checkpointPath);
+    fixed = &fromCheckpoint->scaling;
+  }
+  Dataset ds = loadWindows(path, wo, fixed);
+  const std::string what = wo.columns.size() == 1 ? "windows of column " + quoted(wo.columns[0])
+                                                  : "windows of " + std::to_string(wo.columns.size()) + " columns";
+  d.tensors[0] = adopt(spec, 0, std::move(ds.x), path, what, false);
+  d.present[0] = true;
+  const size_t target = spec.numInputs;
+  if (target < spec.inputs.size()) {
+    d.tensors[target] = adopt(spec, target, std::move(ds.y), path, "window targets", false);
+    d.present[target] = true;
+  }
+  d.n = ds.n;
+  d.trainCount = ds.trainCount;
+  d.meta.hasScaling = true;
+  d.meta.scaling = std::move(ds.scaling);
+}
+
+/// The text data source of `spec` (or --data PATH.txt): fills d's input and target, and
+/// d.meta with the vocabulary (the checkpoint's when it has one).
+void loadTextData(const ModelSpec &spec, const std::string &path, const DataMeta *fromCheckpoint,
+                  const std::string &checkpointPath, DriverData &d) {
+  const TrainSpec &tr = spec.train;
+  requireOneInput(spec, path, "text");
+  int64_t length = tr.length;
+  double split = tr.split;
+  if (tr.dataKind != "text") {
+    const TensorSpec &x = spec.inputs[0];
+    if (x.shape.size() != 2 || x.dtype != DType::I32)
+      throw DataError(path + ": a text file is read as character windows, which feed an input i32[B, T]; the model has " +
+                      describeEntry(spec, 0));
+    length = x.shape[1];
+    split = 0.9;
+  }
+  const std::vector<uint32_t> *fixed = nullptr;
+  if (fromCheckpoint && fromCheckpoint->hasVocabulary) {
+    checkVocabularyFits(fromCheckpoint->vocabulary.size(), spec,
+                        checkpointPath + ": metadata '" + kVocabularyKey + "'");
+    fixed = &fromCheckpoint->vocabulary;
+  }
+  Dataset ds = loadText(path, length, split, fixed);
+  if (!fixed) checkVocabularyFits(ds.vocabulary.size(), spec, path);
+  d.tensors[0] = adopt(spec, 0, std::move(ds.x), path, "character windows", false);
+  d.present[0] = true;
+  const size_t target = spec.numInputs;
+  if (target < spec.inputs.size()) {
+    d.tensors[target] = adopt(spec, target, std::move(ds.y), path, "character window targets", false);
+    d.present[target] = true;
+  }
+  d.n = ds.n;
+  d.trainCount = ds.trainCount;
+  d.meta.hasVocabulary = true;
+  d.meta.vocabulary = std::move(ds.vocabulary);
+}
+
 } // namespace
 
 bool findClassification(const ModelSpec &spec, size_t &output, size_t &target) {
@@ -97,15 +176,18 @@ bool findClassification(const ModelSpec &spec, size_t &output, size_t &target) {
   return haveOut && haveTarget;
 }
 
-DriverData loadDriverData(const ModelSpec &spec, const std::string &dataPath, bool targetsOptional) {
+DriverData loadDriverData(const ModelSpec &spec, const std::string &dataPath, bool targetsOptional,
+                          const DataMeta *fromCheckpoint, const std::string &checkpointPath) {
   checkSpec(spec);
   const TrainSpec &tr = spec.train;
   std::string kind, path = dataPath;
   if (!dataPath.empty()) {
     if (endsWithNoCase(dataPath, ".safetensors")) kind = "tensors";
     else if (endsWithNoCase(dataPath, ".csv")) kind = "windows";
+    else if (tr.dataKind == "text" || endsWithNoCase(dataPath, ".txt")) kind = "text";
     else
-      throw DataError(dataPath + ": --data expects a .safetensors file, or a .csv file for a windows data source");
+      throw DataError(dataPath + ": --data expects a .safetensors file, a .csv file for a windows data source or a "
+                                 ".txt file for a text data source");
   } else {
     kind = tr.dataKind;
     path = tr.dataPath;
@@ -146,32 +228,9 @@ DriverData loadDriverData(const ModelSpec &spec, const std::string &dataPath, bo
     if (firstName.empty()) throw DataError(path + ": the model has no inputs to read");
     d.trainCount = d.n;
   } else if (kind == "windows") {
-    requireOneInput(spec, path, "windows");
-    std::string column = "value", scale = "minmax";
-    int64_t length = 0, horizon = 1;
-    double split = 0.8;
-    if (tr.dataKind == "windows") {
-      column = tr.column;
-      scale = tr.scale;
-      length = tr.length;
-      horizon = tr.horizon;
-      split = tr.split;
-    } else {
-      const TensorSpec &x = spec.inputs[0];
-      if (x.shape.size() != 3 || x.shape[2] != 1)
-        throw DataError(path + ": a CSV file is read as windows, which feed an input f32[B, T, 1]; the model has " +
-                        describeEntry(spec, 0));
-      length = x.shape[1];
-    }
-    Dataset ds = loadWindows(path, column, length, horizon, split, scale);
-    d.tensors[0] = adopt(spec, 0, std::move(ds.x), path, "windows of column " + quoted(column), false);
-    d.present[0] = true;
-    if (target < spec.inputs.size()) {
-      d.tensors[target] = adopt(spec, target, std::move(ds.y), path, "window targets", false);
-      d.present[target] = true;
-    }
-    d.n = ds.n;
-    d.trainCount = ds.trainCount;
+    loadWindowsData(spec, path, fromCheckpoint, checkpointPath, d);
+  } else if (kind == "text") {
+    loadTextData(spec, path, fromCheckpoint, checkpointPath, d);
   } else if (kind == "idx") {
     requireOneInput(spec, path, "idx");
     size_t out = 0, tgt = 0;

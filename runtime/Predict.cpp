@@ -1,4 +1,4 @@
-// Predict.cpp: --predict: the model's outputs for every sample of the data, as CSV on stdout or in --out (CSV or .safetensors).
+// Predict.cpp: --predict: the model's outputs for every sample of the data, as CSV on stdout or in --out (CSV or .safetensors); a windows model's predictions in the target's original units.
 #include <cstdio>
 #include <cstring>
 
@@ -9,6 +9,30 @@
 namespace gradc::rt {
 
 using namespace detail;
+
+namespace {
+
+/// A windows model's outputs with one value per sample are predictions of the target:
+/// maps them back to its units (v = scaled * scale + offset, in double, rounded to the
+/// backend's float type) for the first `rows` samples of the batch.
+void unscaleOutputs(const ModelSpec &spec, const DriverData &data, OutputBuffers &outs, DType ft, int64_t rows) {
+  if (!data.meta.hasScaling) return;
+  const double offset = data.meta.scaling.target.offset, scale = data.meta.scaling.target.scale;
+  for (size_t k = 0; k < spec.outputs.size(); ++k) {
+    if (outs.perSample[k] != 1 || spec.outputs[k].dtype != DType::F32) continue;
+    for (int64_t r = 0; r < rows; ++r) {
+      if (ft == DType::F32) {
+        float &v = static_cast<float *>(outs.ptrs[k])[r];
+        v = static_cast<float>(static_cast<double>(v) * scale + offset);
+      } else {
+        double &v = static_cast<double *>(outs.ptrs[k])[r];
+        v = v * scale + offset;
+      }
+    }
+  }
+}
+
+} // namespace
 
 /// --predict: every sample of the data, in order; CSV on stdout or to --out.
 int detail::predictAll(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &o) {
@@ -63,6 +87,7 @@ int detail::predictAll(const ModelSpec &spec, Backend &be, const DriverData &dat
     const int64_t cnt = std::min(B, N - start);
     for (int64_t r = 0; r < cnt; ++r) idx[static_cast<size_t>(r)] = start + r;
     be.predict(batcher.gather(idx.data(), cnt), outs.ptrs);
+    unscaleOutputs(spec, data, outs, ft, cnt);
     for (int64_t r = 0; r < cnt; ++r) {
       if (toSafetensors) {
         for (size_t k = 0; k < results.size(); ++k) {

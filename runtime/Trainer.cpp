@@ -1,4 +1,4 @@
-// Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the NaN/Inf checks, periodic and interrupt checkpoints, resuming a run where its checkpoint left it, and under mpirun each rank's share of every batch (docs/distributed.md).
+// Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the learning-rate schedule, the --metrics file, the NaN/Inf checks, periodic and interrupt checkpoints, resuming a run where its checkpoint left it, and under mpirun each rank's share of every batch (docs/distributed.md).
 #include <csignal>
 #include <cmath>
 #include <cstdio>
@@ -16,9 +16,11 @@
 #include "DriverInternal.h"
 #include "FiniteCheck.h"
 #include "Interrupt.h"
+#include "Metrics.h"
 #include "Mpi.h"
 #include "Progress.h"
 #include "Resume.h"
+#include "Schedule.h"
 #include "ThreadTuner.h"
 
 // The random transforms must round identically everywhere: no a*b+c fused into one FMA.
@@ -54,7 +56,8 @@ public:
   Trainer(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &o, uint64_t seed,
           const std::string &exe, const ResumeInput *resume)
       : spec_(spec), be_(be), data_(data), o_(o), seed_(seed), exe_(exe), resume_(resume), batcher_(spec, data),
-        outs_(spec, be.floatType()), ranks_(spec.ranks), global_(spec.batch * spec.ranks) {}
+        outs_(spec, be.floatType()), ranks_(spec.ranks), global_(spec.batch * spec.ranks),
+        sched_(spec.train.schedule, o.lr.value_or(spec.train.lr)) {}
 
   int run() {
     const int64_t B = global_; // the global batch; this rank computes its rows [rank·b, (rank+1)·b)
@@ -69,9 +72,8 @@ public:
                                               : epochs * perEpoch);
     const bool hasVal = data_.validationCount() > 0;
     const int64_t every = spec_.train.validateEvery;
-    size_t accOut = 0, accTarget = 0;
-    const bool acc = hasVal && !o_.quiet && findClassification(spec_, accOut, accTarget) &&
-                     data_.present[accTarget];
+    classifier_ = hasVal && findClassification(spec_, accOut_, accTarget_) && data_.present[accTarget_];
+    if (!o_.metrics.empty() && mpi::rank() == 0) metrics_.emplace(o_.metrics, hasVal, classifier_); // rank 0 writes files
     const bool early = spec_.train.earlyStopping && hasVal;
     if (spec_.train.earlyStopping && !hasVal) {
       std::fflush(stdout);
@@ -94,6 +96,8 @@ public:
     st_.trainCount = data_.trainCount;
     st_.bestVal = std::numeric_limits<double>::infinity();
     if (resume_) startFrom(*resume_, perEpoch, early);
+    if (metrics_ && resume_) metrics_->keepRowsBefore(st_.epoch);
+    checkSchedule(total, hasVal);
     const int64_t startStep = st_.step;
     lastSaveStep_ = st_.step;
 
@@ -110,17 +114,6 @@ public:
     double timedSeconds = 0, allreduceSeconds = 0, allreduceBytes = 0, allreduceCalls = 0; // the compiled all-reduces (MPI)
     bool stop = false;
     std::optional<StateSnapshot> before; // the state before a checked step
-    // One evaluation of early stopping; true when patience is exhausted.
-    auto observe = [&](double v, int64_t epoch) {
-      if (v < st_.bestVal - spec_.train.delta) {
-        st_.bestVal = v;
-        st_.bestEpoch = epoch;
-        st_.bad = 0;
-        best_->take();
-        return false;
-      }
-      return ++st_.bad >= spec_.train.patience;
-    };
 
     for (int64_t epoch = st_.epoch; epoch <= epochs && st_.step < total && !stop; ++epoch) {
       const Clock::time_point t0 = Clock::now();
@@ -138,11 +131,18 @@ public:
       st_.orderHash = orderHash;
       for (int64_t s = st_.epochStep; s < perEpoch && st_.step < total; ++s) {
         if (st_.step == startStep) firstStepStart = Clock::now();
+        // Under mpirun each rank draws its own dropout masks: its rank in the step word's top
+        // bits (rank 0, and a single process, keep the plain step). docs/distributed.md.
+        batcher_.setRandomKey(seed_, static_cast<uint64_t>(st_.step) | (static_cast<uint64_t>(mpi::rank()) << 48));
         const Batch &batch = batcher_.gather(perm.data() + s * B + mpi::rank() * spec_.batch, spec_.batch);
         const bool check = o_.checkFinite || st_.step - startStep < kAlwaysCheckedSteps;
         if (check) {
           if (!before) before.emplace(spec_, be_, StateSnapshot::All);
           before->take();
+        }
+        if (sched_.active() && sched_.lr() != backendLr_) {
+          backendLr_ = sched_.lr();
+          be_.setLearningRateScale(backendLr_ / spec_.train.lr);
         }
         const bool settled = tuner.settled();
         tuner.beforeStep(st_.step - startStep);
@@ -169,12 +169,15 @@ public:
         st_.epochLossSum += loss;
         ++st_.epochStep;
         ++st_.step;
+        epochLr_ = sched_.lr();
+        sched_.stepEnd();
         progress.update(st_.step - startStep, epoch, epochs, st_.epochLossSum / static_cast<double>(st_.epochStep));
         if (o_.interruptAfter && st_.step == *o_.interruptAfter) std::raise(SIGINT);
         if (hasVal && every > 0 && st_.step % every == 0) {
           st_.lastEval = validationLoss();
           st_.lastEvalStep = st_.step;
           printLine(&progress, "step " + std::to_string(st_.step) + " val_loss " + g6(st_.lastEval));
+          sched_.validated(st_.lastEval);
           if (early && observe(st_.lastEval, epoch)) {
             stop = true;
             break;
@@ -184,25 +187,13 @@ public:
           if (int rc = safePoint(progress, perEpoch); rc >= 0) return rc;
       }
       const double trainLoss = st_.epochLossSum / static_cast<double>(st_.epochStep);
-      std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
-      if (hasVal) {
-        const bool fresh = st_.lastEvalStep != st_.step;
-        const double v = fresh ? validationLoss() : st_.lastEval;
-        st_.lastEval = v;
-        st_.lastEvalStep = st_.step;
-        if (early && fresh && !stop) stop = observe(v, epoch);
-        line += " val_loss " + g6(v);
-        if (acc) line += fmt::format(" val_acc {:.4f}", accuracy(accOut, accTarget));
-        st_.finalVal = v;
-      }
-      if (!o_.quiet)
-        line += fmt::format(" time {:.2f}s", std::chrono::duration<double>(Clock::now() - t0).count());
-      printLine(&progress, line);
+      if (endEpoch(epoch, trainLoss, t0, hasVal, early && !stop, progress)) stop = true;
       checkSameState("epoch " + std::to_string(epoch));
       st_.finalLoss = trainLoss;
       st_.ran = true;
       if (stop) stoppedAt = epoch;
       if (st_.epochStep == perEpoch) { // the epoch is complete: the position is the next one's start
+        sched_.epochEnd();
         st_.epoch = epoch + 1;
         st_.epochStep = 0;
         st_.epochLossSum = 0;
@@ -278,6 +269,12 @@ private:
     st_.finalVal = r.finalVal;
     st_.lastEval = r.lastEval;
     st_.lastEvalStep = r.lastEvalStep;
+    const std::string &kind = spec_.train.schedule.kind;
+    if (r.schedule != kind)
+      throw DataError(in.path + ": the checkpoint's run had " +
+                      (r.schedule.empty() ? std::string("no learning-rate schedule") : "schedule " + r.schedule + "()") +
+                      "; this model has " + (kind.empty() ? std::string("none") : kind + "()"));
+    if (!kind.empty()) sched_.setState({r.scheduleLr, r.scheduleCount, r.scheduleBest, r.scheduleBad});
     if (early) {
       st_.bestVal = r.bestVal;
       st_.bestEpoch = r.bestEpoch;
@@ -286,6 +283,72 @@ private:
         if (!r.hasBest) throw DataError(in.path + ": the checkpoint lacks early stopping's best state");
         best_->set(in.best, in.path);
       }
+    }
+  }
+
+  /// One evaluation of early stopping; true when patience is exhausted.
+  bool observe(double v, int64_t epoch) {
+    if (v < st_.bestVal - spec_.train.delta) {
+      st_.bestVal = v;
+      st_.bestEpoch = epoch;
+      st_.bad = 0;
+      best_->take();
+      return false;
+    }
+    return ++st_.bad >= spec_.train.patience;
+  }
+
+  /// After the steps of epoch `epoch` (begun at `t0`): validates unless its last step just
+  /// did (early stopping observing it when `early`, the plateau schedule likewise), prints the
+  /// epoch line and writes the --metrics row. True if early stopping ends the run.
+  bool endEpoch(int64_t epoch, double trainLoss, Clock::time_point t0, bool hasVal, bool early, Progress &progress) {
+    std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
+    MetricsRow row;
+    bool stop = false;
+    if (hasVal) {
+      const bool fresh = st_.lastEvalStep != st_.step;
+      const double v = fresh ? validationLoss() : st_.lastEval;
+      st_.lastEval = v;
+      st_.lastEvalStep = st_.step;
+      if (early && fresh) stop = observe(v, epoch);
+      if (fresh) sched_.validated(v);
+      line += " val_loss " + g6(v);
+      row.valLoss = v;
+      const bool onLine = classifier_ && !o_.quiet;
+      // (accuracy() is collective under mpirun: every rank calls it, though only rank 0 writes metrics.)
+      if (onLine || (!o_.metrics.empty() && classifier_)) row.valAcc = accuracy(accOut_, accTarget_);
+      if (onLine) line += fmt::format(" val_acc {:.4f}", row.valAcc);
+      st_.finalVal = v;
+    }
+    // The learning rate of the epoch's last step; on --quiet lines only when a schedule varies it.
+    if (!o_.quiet || sched_.active()) line += " lr " + g6(epochLr_);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!o_.quiet) line += fmt::format(" time {:.2f}s", seconds);
+    printLine(&progress, line);
+    if (metrics_) {
+      row.epoch = epoch;
+      row.step = st_.step;
+      row.loss = trainLoss;
+      row.lr = epochLr_;
+      row.seconds = seconds;
+      metrics_->add(row);
+    }
+    return stop;
+  }
+
+  /// Checks the schedule fits the run (`total` training steps; `hasVal`: a validation split).
+  void checkSchedule(int64_t total, bool hasVal) {
+    const ScheduleSpec &sc = spec_.train.schedule;
+    if (sc.kind == "onecycle" && total > sc.totalSteps)
+      throw DataError("the schedule onecycle(total_steps = " + std::to_string(sc.totalSteps) + ") is shorter than the run's " +
+                      std::to_string(total) + " training steps (" + data_.source +
+                      "); raise total_steps or lower --epochs / --batch-limit");
+    if (sc.kind == "plateau" && !hasVal) {
+      std::fflush(stdout);
+      fmt::print(stderr,
+                 "{}: warning: the plateau schedule needs a validation split and {} has none; the learning rate stays "
+                 "{}\n",
+                 exe_, data_.source, g6(sched_.lr()));
     }
   }
 
@@ -298,12 +361,20 @@ private:
       bestTensors = best_->tensors();
       for (size_t k = 0; k < bestTensors.size(); ++k) extra.emplace_back(kBestPrefix + best_->name(k), &bestTensors[k]);
     }
+    if (sched_.active()) {
+      const ScheduleState &ss = sched_.state();
+      st_.schedule = spec_.train.schedule.kind;
+      st_.scheduleLr = ss.lr;
+      st_.scheduleCount = ss.count;
+      st_.scheduleBest = ss.best;
+      st_.scheduleBad = ss.bad;
+    }
     if (resumable && !haveDataHash_) {
       st_.dataHash = hashData(data_);
       haveDataHash_ = true;
     }
     checkSameState("step " + std::to_string(st_.step));
-    if (mpi::rank() == 0) saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra);
+    if (mpi::rank() == 0) saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra, &data_.meta);
   }
 
   /// Under mpirun: the step's loss averaged over the ranks (each rank's loss is the mean over
@@ -457,6 +528,12 @@ private:
   int64_t ranks_;                      ///< MPI ranks (spec.ranks, checked against mpirun's).
   int64_t global_;                     ///< The global batch: spec.batch (this rank's share) × ranks_.
   bool haveDataHash_ = false;          ///< st_.dataHash is computed.
+  LrSchedule sched_;                   ///< The learning-rate schedule (inactive without one).
+  double backendLr_ = -1;              ///< The learning rate last given to the backend by the schedule.
+  double epochLr_ = 0;                 ///< The learning rate of the last step taken.
+  bool classifier_ = false;            ///< The run validates a classifier: val_acc is reported.
+  size_t accOut_ = 0, accTarget_ = 0;  ///< Its output and target (findClassification).
+  std::optional<MetricsWriter> metrics_; ///< --metrics.
 };
 
 } // namespace

@@ -7,7 +7,7 @@
 #   unit   the GoogleTest unit tests through ctest (when built), one count per test
 #   asan   build-asan (-DGRADC_SANITIZE=ON): lit (minus the slowest) and unit tests under
 #          ASan + UBSan; each sanitizer report counts as 1 failure (GRADC_SANITIZE_TESTS=0: off)
-#   fuzz   each libFuzzer target (front end, safetensors, CSV, IDX) for FUZZ_SECONDS
+#   fuzz   each libFuzzer target (front end, safetensors, CSV, IDX, multi-column windows, text) for FUZZ_SECONDS
 #          (default 30) when built, 1 count each
 # Logs go to build/test-logs/.
 set -uo pipefail
@@ -105,12 +105,14 @@ echo "== fuzz"
 # -close_fd_mask=3 silences the target's own printing; libFuzzer and the sanitizers still
 # report. To reproduce a crash: build/bin/<fuzzer> build/fuzz-artifacts/<target>/crash-...
 fuzz_ran=0
-for target in frontend safetensors csv idx; do
+for target in frontend safetensors csv idx windows text; do
   case $target in
     frontend) FUZZER=build/bin/gradc-fuzz-frontend; SRC=compiler/fuzz/FuzzFrontend.cpp ;;
     safetensors) FUZZER=build/bin/gradcrt-fuzz-safetensors; SRC=runtime/fuzz/FuzzSafetensors.cpp ;;
     csv) FUZZER=build/bin/gradcrt-fuzz-csv; SRC=runtime/fuzz/FuzzCsv.cpp ;;
     idx) FUZZER=build/bin/gradcrt-fuzz-idx; SRC=runtime/fuzz/FuzzIdx.cpp ;;
+    windows) FUZZER=build/bin/gradcrt-fuzz-windows; SRC=runtime/fuzz/FuzzWindows.cpp ;;
+    text) FUZZER=build/bin/gradcrt-fuzz-text; SRC=runtime/fuzz/FuzzText.cpp ;;
   esac
   SEEDS=tests/fuzz/corpus/$target
   [[ -f "$SRC" && -x "$FUZZER" ]] || continue
@@ -142,11 +144,12 @@ echo "== sanitizers"
 # generates (with the C++ backend, GRADC_BACKEND=cpp) under AddressSanitizer + UBSan
 # (-DGRADC_SANITIZE=ON), running the lit tests
 # (but the slowest, listed in ASAN_SKIP, which train for long or compare many models with
-# PyTorch, and the MPI tests, whose Open MPI LeakSanitizer would report: the plain build runs
-# them) and the unit tests. Every sanitizer report is written
+# PyTorch: the plain build runs them; the deploy tests whose C programs link the
+# uninstrumented library of --emit=lib, or that run ONNX Runtime; and the MPI tests, whose
+# Open MPI LeakSanitizer would report) and the unit tests. Every sanitizer report is written
 # to build-asan/sanitizer-logs/ and counts as one failure, even in a test that expected
 # its command to fail. GRADC_SANITIZE_TESTS=0 skips this part.
-ASAN_SKIP='mpi/|robust/resume_reads_once|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|codegen/fashion_accuracy|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal'
+ASAN_SKIP='mpi/|robust/resume_reads_once|torch/schedule_vs_torch|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|codegen/fashion_accuracy|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal|deploy/onnxruntime_models|deploy/lib_c_program|deploy/lib_fashion'
 if [[ "${GRADC_SANITIZE_TESTS:-1}" != 0 ]]; then
   if [[ ! -f build-asan/build.ninja && ! -f build-asan/Makefile ]]; then
     generator=()

@@ -1,5 +1,5 @@
-// Optimizer.cpp: gradient clipping and the SGD / Adam updates as graph nodes, following
-// PyTorch's update rules (torch.optim.SGD, torch.optim.Adam, clip_grad_value_/norm_).
+// Optimizer.cpp: gradient clipping and the SGD / Adam / AdamW updates as graph nodes, following
+// PyTorch's update rules (torch.optim.SGD, Adam, AdamW, clip_grad_value_/norm_).
 #include <cmath>
 #include <unordered_map>
 
@@ -106,8 +106,14 @@ void addOptimizer(Module &m) {
   const auto &o = tc.optimizer;
   // The learning rate is read at run time, so --lr needs no recompilation.
   Value *lr = c.source(Op::Hyper, {DType::F32, {}}, {{"name", std::string("lr")}}, "lr");
-  Value *stepSize = nullptr, *bc2sqrt = nullptr;
-  if (o.kind == "adam") {
+  Value *stepSize = nullptr, *bc2sqrt = nullptr, *decay = nullptr;
+  const bool adam = o.kind == "adam" || o.kind == "adamw";
+  // AdamW decays the parameter itself (torch: param.mul_(1 - lr * weight_decay)) instead of
+  // adding weight_decay * param to the gradient.
+  const bool decoupled = o.kind == "adamw";
+  if (decoupled && o.weightDecay != 0)
+    decay = c.sub(c.scalar(1), c.mul(lr, c.scalar(o.weightDecay)));
+  if (adam) {
     Value *step = state("optimizer.step", {DType::F32, {}});
     Value *next = c.add(step, c.scalar(1));
     update("optimizer.step", next);
@@ -121,8 +127,10 @@ void addOptimizer(Module &m) {
     const std::string &name = m.params[i].name;
     const TensorType &t = m.params[i].type;
     Value *p = ps[i], *gr = gs[i];
-    if (o.weightDecay != 0)
+    if (o.weightDecay != 0 && !decoupled)
       gr = c.add(gr, c.mul(p, c.scalar(o.weightDecay)));
+    if (decay)
+      p = c.mul(p, decay);
     Value *np;
     if (o.kind == "sgd") {
       Value *d = gr;

@@ -12,6 +12,7 @@
 
 #include "lower/Kernel.h"
 #include "lower/RunSpec.h"
+#include "Philox.h"
 
 namespace gradc {
 
@@ -29,11 +30,23 @@ std::string num(double v) {
 std::string quote(const std::string &s) {
   std::string o = "\"";
   for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) { // a control character: a three-digit octal escape
+      o += fmt::format("\\{:03o}", static_cast<unsigned char>(c));
+      continue;
+    }
     if (c == '"' || c == '\\')
       o += '\\';
     o += c;
   }
   return o + "\"";
+}
+
+/// The C++ initialiser items of a list of strings: "a", "b".
+std::string columnList(const std::vector<std::string> &names) {
+  std::string o;
+  for (const std::string &n : names)
+    o += (o.empty() ? "" : ", ") + quote(n);
+  return o;
 }
 
 /// The C++ of one scalar operation of result type `dt` on its operands' expressions.
@@ -81,6 +94,9 @@ private:
     switch (x.kind) {
     case Operand::Reg: return f_.regs[x.reg];
     case Operand::Load: return elem(x.ref);
+    case Operand::Random:
+      return fmt::format("(philox24(b.rng, {}, {}) < {}u ? T(0) : {})", x.reg, index(x.ref.index), rt::dropoutThreshold(x.value),
+                         num(1 / (1 - x.value)));
     default: return num(x.value);
     }
   }
@@ -261,7 +277,8 @@ private:
         << ": the training step, validation loss and inference of model " << s.name << ".\n"
         << "// Do not edit: regenerate with `gradc MODEL --emit=cpp`.\n"
         << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>\n\n"
-        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n" << (s.ranks != 1 ? "#include \"Mpi.h\"\n" : "") << "\n"
+        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n" << (s.ranks != 1 ? "#include \"Mpi.h\"\n" : "")
+        << "#include \"Philox.h\"\n\n"
         << "// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).\n"
         << "#if defined(__clang__)\n#define GRADC_IVDEP _Pragma(\"clang loop vectorize(assume_safety)\")\n"
         << "#elif defined(__GNUC__)\n#define GRADC_IVDEP _Pragma(\"GCC ivdep\")\n#else\n#define GRADC_IVDEP\n#endif\n\n"
@@ -294,11 +311,15 @@ private:
                        quote(t.dataKind), quote(t.dataPath), quote(t.dataLabels), quote(t.column))
         << fmt::format("    t.valKind = {};\n    t.valPath = {};\n    t.valLabels = {};\n", quote(t.valKind), quote(t.valPath),
                        quote(t.valLabels))
+        << (t.columns.empty() ? std::string() : "    t.columns = {" + columnList(t.columns) + "};\n")
         << fmt::format("    t.scale = {};\n    t.length = {};\n    t.horizon = {};\n    t.split = {};\n", quote(t.scale),
                        t.length, t.horizon, t.split)
         << fmt::format("    t.earlyStopping = {};\n    t.patience = {};\n    t.delta = {};\n    t.validateEvery = {};\n",
-                       t.earlyStopping ? "true" : "false", t.patience, t.delta, t.validateEvery)
-        << "    return s;\n  }();\n  return s;\n}\n\n";
+                       t.earlyStopping ? "true" : "false", t.patience, t.delta, t.validateEvery);
+    if (const rt::ScheduleSpec &sc = t.schedule; !sc.kind.empty()) // absent for a constant learning rate
+      os_ << fmt::format("    t.schedule = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n", quote(sc.kind), sc.stepSize,
+                         sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor, sc.patience);
+    os_ << "    return s;\n  }();\n  return s;\n}\n\n";
   }
 
   const Module &m_;

@@ -20,6 +20,7 @@
 #include <llvm/Support/raw_ostream.h>
 
 #include "CompiledBackend.h"
+#include "Philox.h"
 #include "ir/ScalarMath.h"
 #include "lower/Kernel.h"
 #include "lower/RunSpec.h"
@@ -304,6 +305,15 @@ private:
     switch (x.kind) {
     case Operand::Reg: return regs_[x.reg];
     case Operand::Load: return load(address(x.ref), ci(0));
+    case Operand::Random: {
+      // 0 where the element's 24 random bits fall below the threshold, else 1/(1-p).
+      llvm::FunctionCallee philox =
+          mod_.getOrInsertFunction("gradc_rt_philox24", llvm::FunctionType::get(i32_, {ptr_, i64_, i64_}, false));
+      llvm::Value *key = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, batch_, static_cast<uint64_t>(k_->randomKeySlot)), "rng");
+      llvm::Value *bits = b_.CreateCall(philox, {key, ci(x.reg), index(x.ref.index)}, "bits");
+      llvm::Value *drop = b_.CreateICmpULT(bits, llvm::ConstantInt::get(i32_, rt::dropoutThreshold(x.value)));
+      return b_.CreateSelect(drop, c(0.0), c(1 / (1 - x.value)));
+    }
     default: return c(x.value);
     }
   }

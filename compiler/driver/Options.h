@@ -12,9 +12,10 @@ namespace gradc {
 /// driver/Pipeline.h derives.
 struct PipelineOptions {
   std::string input;                    ///< The model file.
-  std::string emit;                     ///< ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj; "" = executable.
+  std::string emit;                     ///< ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj, onnx, lib; "" = executable.
   std::string backend = "llvm";         ///< --backend for -o EXE: llvm (in process, default) or cpp (generated C++, $CXX).
   std::string output;                   ///< -o FILE ("" or "-" = stdout for --emit).
+  std::string weights;                  ///< --weights CKPT: the trained checkpoint --emit=onnx and --emit=lib embed.
   std::vector<std::string> printAfter;  ///< --print-after=PASS.
   bool printAfterAll = false;           ///< --print-after-all.
   std::vector<std::string> disabled;    ///< --disable-pass=PASS.

@@ -22,6 +22,7 @@ std::string describe(const Val &v) {
   case Val::Layer: return fmt::format("layer '{}'", v.layer->path);
   case Val::State: return fmt::format("{} '{}'", v.isBuffer ? "buffer" : "parameter", v.s);
   case Val::Tuple: return fmt::format("a tuple of {} values", v.tuple.size());
+  case Val::StrList: return fmt::format("a list of {} strings", v.strs.size());
   }
   return "?";
 }
@@ -246,8 +247,20 @@ Val Elaborator::eval(const Expr &e, Scope &scope) {
   }
   case ExprKind::List: {
     std::vector<int64_t> items;
-    for (const ExprPtr &x : e.operands)
-      items.push_back(constInt(eval(*x, scope), x->loc, "a list item"));
+    Val strs;
+    for (const ExprPtr &x : e.operands) {
+      Val v = eval(*x, scope);
+      if (v.kind == Val::Str && items.empty()) {
+        strs.kind = Val::StrList;
+        strs.strs.push_back(v.s);
+      } else if (strs.kind == Val::StrList) {
+        diag_.error(x->loc, "a list holds integers or strings, not both: expected a string, got {}", describe(v));
+      } else {
+        items.push_back(constInt(v, x->loc, "a list item"));
+      }
+    }
+    if (strs.kind == Val::StrList)
+      return strs;
     return Val::ofList(std::move(items));
   }
   case ExprKind::Unary: {
@@ -563,11 +576,57 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
       diag_.error(a.posLoc[1], "cast() takes a dtype name: \"f32\", \"i32\" or \"i64\"");
     return Val::ofTensor(make1(Op::Cast, {x}, {{"dtype", a.pos[1].s}}, loc));
   }
+  // softmax(x, axis=-1), log_softmax(x, axis=-1): the prelude's Softmax and LogSoftmax layers
+  // (which have no tensors), called as functions.
+  if (name == "softmax" || name == "log_softmax") {
+    expectArgs(1, 1, {"axis"});
+    Val x = Val::ofTensor(tensor(a.pos[0], a.posLoc[0], "the argument"));
+    int64_t axis = -1;
+    if (auto *ax = kw("axis"))
+      axis = constInt(ax->first, ax->second, "axis");
+    const int r = x.t->type.rank();
+    if (axis < -r || axis >= r)
+      diag_.error(kw("axis") ? kw("axis")->second : loc, "{}(): axis {} is out of range for {}", name, axis, x.t->type.str());
+    LayerInstance *inst = preludeInstance(name == "softmax" ? "Softmax" : "LogSoftmax", {{"axis", Val::ofInt(axis)}}, loc);
+    return callForward(*inst, {x}, loc);
+  }
+  // dropout(x, p): in training, x times a mask that is 0 with probability p and 1/(1-p)
+  // elsewhere, drawn per element from the step's random key (a dropout_mask node, its own
+  // stream per call); in inference (or with p = 0), x itself.
+  if (name == "dropout") {
+    expectArgs(2, 2, {});
+    requireGraph(loc);
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    double p = constNum(a.pos[1], a.posLoc[1], "dropout()'s probability");
+    if (!(p >= 0 && p < 1))
+      diag_.error(a.posLoc[1], "dropout(): the probability must be in [0, 1), got {}", p);
+    if (x->type.dtype != DType::F32)
+      diag_.error(a.posLoc[0], "dropout() takes an f32 tensor, got {}", x->type.str());
+    if (!training_ || p == 0)
+      return Val::ofTensor(x);
+    if (ctx_->parent)
+      diag_.error(loc, "dropout() inside a scan body is not supported yet (every step would draw the same mask); "
+                       "apply it to the scan's input or output");
+    Builder b(*m_, ctx_->g);
+    Value *mask = b.source(Op::DropoutMask, x->type, {{"p", p}, {"stream", randomStreams_++}}, loc, "mask");
+    return Val::ofTensor(elementwise(Op::Mul, Val::ofTensor(x), Val::ofTensor(mask), loc));
+  }
   if (name == "mse" || name == "cross_entropy" || name == "bce_with_logits") {
     expectArgs(2, 2, {});
     Value *p = tensor(a.pos[0], a.posLoc[0], "the prediction");
     Value *t = tensor(a.pos[1], a.posLoc[1], "the target");
     Op op = name == "mse" ? Op::Mse : name == "cross_entropy" ? Op::CrossEntropy : Op::BceWithLogits;
+    if (op == Op::CrossEntropy && p->type.rank() > 2) {
+      // Logits [..., C] with labels [...]: the mean over every position, as F.cross_entropy on
+      // the flattened [N, C] and [N].
+      const std::vector<int64_t> lead(p->type.shape.begin(), p->type.shape.end() - 1);
+      if (t->type.dtype != DType::I32 || t->type.shape != lead)
+        diag_.error(a.posLoc[1], "cross_entropy: labels of logits {} must be i32[{}], got {}", p->type.str(), fmt::join(lead, ","),
+                    t->type.str());
+      const int64_t C = p->type.shape.back(), N = p->type.numel() / C;
+      p = make1(Op::Reshape, {p}, {{"shape", std::vector<int64_t>{N, C}}}, loc);
+      t = make1(Op::Reshape, {t}, {{"shape", std::vector<int64_t>{N}}}, loc);
+    }
     return Val::ofTensor(make1(op, {p, t}, {}, loc));
   }
   // expect(condition, "message"): a compile-time check in a layer; when the condition is false

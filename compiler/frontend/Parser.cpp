@@ -551,11 +551,11 @@ private:
         auto call = std::make_unique<Expr>(ExprKind::Call, loc);
         call->operands.push_back(std::move(e));
         if (!at(Tok::RParen)) {
-          // arg := (IDENT '=')? expr
+          // arg := ((IDENT | 'target') '=')? expr  ('target' as in windows(..., target = "y"))
           do {
             Arg a;
             a.loc = peek().loc;
-            if (at(Tok::Ident) && peek(1).kind == Tok::Assign) {
+            if ((at(Tok::Ident) || at(Tok::KwTarget)) && peek(1).kind == Tok::Assign) {
               a.keyword = take().text;
               take();
             }

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "Mpi.h"
+#include "Philox.h"
 #include "lower/LoopLevel.h"
 
 namespace gradc {
@@ -177,6 +178,24 @@ private:
       if (it == hypers_.end())
         throw InterpError(fmt::format("no value for hyper-parameter '{}'", n.getStr("name")));
       set(DTensor(rt.shape, it->second));
+      return;
+    }
+    case Op::DropoutMask: {
+      // The compiled code's draws (runtime/Philox.h) under the key the driver passes as the
+      // hypers "rng.seed.lo", "rng.seed.hi", "rng.step.lo" and "rng.step.hi", 32 bits each
+      // (exact in a double; 0 when absent).
+      auto half = [&](const char *k) {
+        auto it = hypers_.find(k);
+        return it == hypers_.end() || !(it->second >= 0 && it->second < 4294967296.0) ? uint64_t{0}
+                                                                                     : static_cast<uint64_t>(it->second);
+      };
+      const uint64_t key[2] = {half("rng.seed.lo") | half("rng.seed.hi") << 32, half("rng.step.lo") | half("rng.step.hi") << 32};
+      const double p = n.getFloat("p"), scale = 1 / (1 - p);
+      const uint32_t threshold = rt::dropoutThreshold(p);
+      DTensor t(rt.shape);
+      for (int64_t i = 0; i < t.numel(); ++i)
+        t.data[i] = rt::philox24(key, n.getInt("stream"), i) < threshold ? 0 : scale;
+      set(std::move(t));
       return;
     }
     case Op::OneHot: {

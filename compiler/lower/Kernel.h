@@ -40,9 +40,12 @@ struct Ref {
   Affine index;
 };
 
-/// An operand of a scalar expression: a register, a load, or a literal constant.
+/// An operand of a scalar expression: a register, a load, a literal constant, or a dropout
+/// mask element recomputed where it is read: with p = `value`, stream = `reg` and the
+/// element's index `ref.index` (ref.buffer unused), 0 when rt::philox24(batch random key,
+/// stream, index) < rt::dropoutThreshold(p), else 1/(1-p) (runtime/Philox.h).
 struct Operand {
-  enum Kind { Reg, Load, Const } kind = Load;
+  enum Kind { Reg, Load, Const, Random } kind = Load;
   int reg = -1;
   Ref ref;
   double value = 0;
@@ -102,6 +105,7 @@ struct Function {
   std::vector<Buffer> buffers;     ///< In order of first use.
   std::vector<std::string> vars;   ///< Loop and step variable names, by id.
   std::vector<std::string> regs;   ///< Register names, by id (unique in the function).
+  int64_t randomKeySlot = 0;       ///< Index of the random key's pointer in the batch pointers.
   std::vector<Stmt> body;
 };
 

@@ -57,6 +57,7 @@ rt::ModelSpec makeModelSpec(const Module &m) {
   t.dataPath = tc.data.path;
   t.dataLabels = tc.data.labels;
   t.column = tc.data.column;
+  t.columns = tc.data.columns;
   t.scale = tc.data.scale;
   t.length = tc.data.length;
   t.horizon = tc.data.horizon;
@@ -70,6 +71,9 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     t.delta = tc.earlyStopping->delta;
   }
   t.validateEvery = tc.validateEvery;
+  const TrainConfig::Schedule &sc = tc.schedule;
+  t.schedule = {sc.kind, sc.stepSize, sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor,
+                sc.patience};
   // Source lines for run-time messages: a state tensor's is that of the first component of
   // its name that is a top-level layer ("head" in "head.weight", "optimizer.exp_avg.head.weight").
   s.lossWhere = m.lossWhere;

@@ -2,7 +2,8 @@
 tests/lit/Inputs/tiny_lstm_bn.model, the default; or gru, models/gru.model) into the equivalent
 torch.nn modules with load_state_dict(strict=True), runs them in inference mode on the CO2
 windows (scaled as gradc does: min-max fitted on the first 80% of the series) and compares
-with gradc's --predict CSV."""
+with gradc's --predict CSV, which is in the series' units (ppm): torch's outputs are mapped
+back with the inverse of that scaling."""
 import os
 import sys
 
@@ -34,7 +35,7 @@ lo, hi = vals[:s].min(), vals[:s].max()
 v = (vals - lo) / (hi - lo)
 x = np.stack([v[i:i + L] for i in range(len(v) - L)])[:, :, None].astype(np.float32)
 with torch.no_grad():
-    y = net(torch.from_numpy(x)).numpy()[:, 0]
+    y = net(torch.from_numpy(x)).numpy()[:, 0].astype(np.float64) * (hi - lo) + lo
 lines = open(sys.argv[2]).read().splitlines()
 pred = np.array([float(l) for l in lines[1:]])
 if pred.shape != y.shape:

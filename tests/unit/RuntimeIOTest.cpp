@@ -415,8 +415,8 @@ TEST(RuntimeWindows, SlidingWindowsAndScaling) {
   EXPECT_EQ(d.x.shape, (std::vector<int64_t>{7, 3, 1}));
   EXPECT_EQ(d.y.shape, (std::vector<int64_t>{7, 1}));
   EXPECT_EQ(d.x.dtype, DType::F32);
-  EXPECT_EQ(d.offset, 0.0);
-  EXPECT_EQ(d.scale, 49.0); // max of v[0..8) = 7^2
+  EXPECT_EQ(d.scaling.target.offset, 0.0);
+  EXPECT_EQ(d.scaling.target.scale, 49.0); // max of v[0..8) = 7^2
   for (int64_t i = 0; i < 7; ++i) {
     for (int64_t k = 0; k < 3; ++k) EXPECT_FLOAT_EQ(d.x.f32()[i * 3 + k], float((i + k) * (i + k)) / 49.0f);
     EXPECT_FLOAT_EQ(d.y.f32()[i], float((i + 3) * (i + 3)) / 49.0f);
@@ -431,13 +431,13 @@ TEST(RuntimeWindows, SlidingWindowsAndScaling) {
 
   Dataset s = makeWindows(v, 2, 1, 0.5, "standard", "data.csv");
   // fitted on v[0..5) = 0 1 4 9 16: mean 6, population std sqrt(174 / 5)
-  EXPECT_DOUBLE_EQ(s.offset, 6.0);
-  EXPECT_NEAR(s.scale, std::sqrt(34.8), 1e-12);
+  EXPECT_DOUBLE_EQ(s.scaling.target.offset, 6.0);
+  EXPECT_NEAR(s.scaling.target.scale, std::sqrt(34.8), 1e-12);
   EXPECT_EQ(s.trainCount, 5 - 2 - 1 + 1);
 
   // A constant training part: scale 1 (shift only).
   Dataset c = makeWindows({5, 5, 5, 5, 6}, 2, 1, 0.8, "minmax", "c.csv");
-  EXPECT_EQ(c.scale, 1.0);
+  EXPECT_EQ(c.scaling.target.scale, 1.0);
   EXPECT_EQ(c.y.f32()[c.n - 1], 1.0f);
 }
 
@@ -505,7 +505,7 @@ TEST(RuntimeWindows, WindowErrors) {
   std::vector<double> big = {0, 1, 0, 1, 1e300};
   std::vector<int64_t> lines = {2, 3, 4, 5, 9};
   EXPECT_ERROR(makeWindows(big, 1, 1, 0.8, "minmax", "s.csv", &lines),
-               "s.csv: line 9: value 1e+300 is outside the float32 range after scaling");
+               "s.csv: line 9: column 'value': value 1e+300 is outside the float32 range after scaling");
 }
 
 TEST(RuntimeWindows, LoadFromFile) {
