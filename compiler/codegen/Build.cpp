@@ -117,7 +117,7 @@ int buildExecutable(const std::string &cpp, const std::string &output, const Cod
   const char *defaultCxx = defaultCompiler();
   const std::string extra = extraFlags();
   const char *cxx = std::getenv("CXX");
-  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off -fno-math-errno {} -w -I{} {} {} -lz -lpthread -o {} 2> {}",
+  std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off -fno-math-errno {} -w -I{} {} {} -lz -lpthread {} -o {} 2> {}",
                                 cxx && *cxx ? cxx : defaultCxx, opts.optLevel, opts.targetCpu, extra, shellQuote(include),
                                 shellQuote(src.string()), shellQuote(lib), GRADC_MPI_LIBS,
                                 shellQuote(exe.string()), shellQuote((dir / "cxx.log").string()));
