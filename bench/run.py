@@ -4,7 +4,8 @@ The model is LSTM(F, H) -> BatchNorm on the last step -> Dense(H, 1), MSE, Adam,
 sizes (small F=1 T=30 H=64 B=32; medium F=28 T=28 H=128 B=64; large F=64 T=50 H=512 B=64),
 plus the Fashion-MNIST classifier LSTM(28, 128) -> BatchNorm -> Dense(128, 10) with
 cross-entropy. Both sides run with 1 and with 2 threads, each in its own process, and the
-better of each side is its reference. For each run: ms per step, samples/s, the
+better of each side is its reference; gradc also runs without --threads (its default: it
+times its first steps with each count and keeps the faster), compared with its best. For each run: ms per step, samples/s, the
 matrix-multiply GFLOP/s of forward plus backward, that as a share of this machine's GEMM
 peak and FMA peak for the same number of threads (bench/gemm_bench --peaks, measured in the
 same run), peak RSS, start-up (exec or import to the start of the first step: `ready`) and
@@ -96,14 +97,18 @@ def gradc_side(gradc, name, work, steps):
     subprocess.run([gradc, model, "-o", exe], check=True)
     compile_s = time.perf_counter() - t0
     runs = []
-    for threads in (1, 2):
-        _, err = run_child([exe, "--quiet", "--timing", "--data", data, "--no-shuffle",
-                                       "--epochs", "1", "--threads", str(threads)])
-        m = re.search(r"timing first_step_s (\S+) steps (\d+) ms_per_step (\S+) ready_s (\S+) peak_rss_mib (\S+)", err)
+    # 1 and 2 threads forced, then the default (no --threads: the run measures its first
+    # steps with each count and keeps the faster; its timing starts after that measurement).
+    for threads in (1, 2, None):
+        flags = ["--threads", str(threads)] if threads else []
+        _, err = run_child([exe, "--quiet", "--timing", "--data", data, "--no-shuffle", "--epochs", "1"] + flags)
+        m = re.search(r"timing first_step_s (\S+) steps (\d+) ms_per_step (\S+) ready_s (\S+) peak_rss_mib (\S+)"
+                      r" threads (\d+)", err)
         if not m:
             sys.exit(f"bench: no timing line from {exe}:\n{err}")
-        runs.append({"threads": threads, "ms_per_step": float(m.group(3)), "first_step_s": float(m.group(1)),
-                     "ready_s": float(m.group(4)), "peak_rss_mib": float(m.group(5)), "compile_s": compile_s})
+        runs.append({"threads": int(m.group(6)), "default": threads is None, "ms_per_step": float(m.group(3)),
+                     "first_step_s": float(m.group(1)), "ready_s": float(m.group(4)),
+                     "peak_rss_mib": float(m.group(5)), "compile_s": compile_s})
     return runs
 
 
@@ -171,7 +176,10 @@ def main():
             t = torch_side(name, steps)
             d = onednn_side(onednn, name, steps)
             fl = gemm_flops(F, T, H, B)
-            for impl, r in [(f"gradc{r['threads']}", r) for r in g] + [(f"torch{r['threads']}", r) for r in t]:
+            gd = next(r for r in g if r["default"])
+            g = [r for r in g if not r["default"]]
+            for impl, r in ([(f"gradc{r['threads']}", r) for r in g] + [(f"gradcD{gd['threads']}", gd)] +
+                            [(f"torch{r['threads']}", r) for r in t]):
                 ms = r["ms_per_step"]
                 fma, gp = peaks[r["threads"]]
                 gf = fl / ms / 1e6
@@ -188,7 +196,8 @@ def main():
             g1 = next(r for r in g if r["threads"] == 1)
             ratios.append((name, bt["ms_per_step"] / bg["ms_per_step"], bt["ms_per_step"] / g1["ms_per_step"],
                            bt["peak_rss_mib"] / bg["peak_rss_mib"], bt["ready_s"] / bg["ready_s"],
-                           bt["first_step_s"] / bg["first_step_s"], bg, bt, best(d) if d else None))
+                           bt["first_step_s"] / bg["first_step_s"], bg, bt, best(d) if d else None,
+                           gd["ms_per_step"] / bg["ms_per_step"], gd["threads"]))
     print(hdr)
     for r in rows:
         print(r)
@@ -205,20 +214,21 @@ def main():
         print(f"oneDNN column left out: {onednn} was not built (needs libdnnl-dev)")
     print()
     print("PyTorch / gradc, each side's best thread count (higher is better for gradc); 'speed-up 1T' is against")
-    print("gradc on one thread; start-up is to the start of the first step, '+1st step' to its end")
+    print("gradc on one thread; start-up is to the start of the first step, '+1st step' to its end; 'default' is")
+    print("gradc's run without --threads (gradcD<N>: it chose N threads) / its best forced count (1.00 = as fast)")
     if dnnl_rows:
         print("'gradc/dnnl': gradc's whole step / oneDNN's LSTM alone, each side's best thread count ('dnnl': "
               "oneDNN's; lower is better for gradc)")
     print(f"{'size':8s} {'threads':>7s} {'speed-up':>9s} {'speed-up 1T':>11s} {'RSS ratio':>10s} {'start-up':>9s} "
-          f"{'+1st step':>9s}" + (f" {'dnnl':>4s} {'gradc/dnnl':>10s}" if dnnl_rows else ""))
-    for name, sp, sp1, mem, st, st1, g, t, d in ratios:
+          f"{'+1st step':>9s} {'default':>8s}" + (f" {'dnnl':>4s} {'gradc/dnnl':>10s}" if dnnl_rows else ""))
+    for name, sp, sp1, mem, st, st1, g, t, d, dflt, dthreads in ratios:
         extra = ""
         if name == "fashion":
             extra = (f"   s/epoch ({FASHION_STEPS_PER_EPOCH} steps): gradc {g['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}"
                      f", torch {t['ms_per_step'] * FASHION_STEPS_PER_EPOCH / 1000:.1f}")
         dnnl = f" {d['threads']:>4d} {g['ms_per_step'] / d['ms_per_step']:9.2f}x" if d else ""
         print(f"{name:8s} {g['threads']:>3d}/{t['threads']:<3d} {sp:8.2f}x {sp1:10.2f}x {mem:9.2f}x {st:8.1f}x "
-              f"{st1:8.1f}x{dnnl}{extra}")
+              f"{st1:8.1f}x {dflt:5.2f}/{dthreads}{dnnl}{extra}")
 
 
 if __name__ == "__main__":

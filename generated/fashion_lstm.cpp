@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -133,26 +134,26 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
     T *const slice84 = A + 0;  // f32[64,1,128], fashion_lstm.model:16
     T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
     T *const y = A + 50176;  // i32[64], fashion_lstm.model:9
-    T *const const48 = A + 50240;  // f32[64,128], prelude.model:41
-    T *const matmul146 = A + 58432;  // f32[64,28,512], prelude.model:42
-    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:41
-    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:41
-    T *const matmul63 = A + 992320;  // f32[64,512], prelude.model:42
-    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:42
-    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:47
-    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:48
-    T *const lstm_seq = A + 1057856;  // f32[64,28,128], prelude.model:41
-    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:41
-    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:41
+    T *const const48 = A + 50240;  // f32[64,128], prelude.model:58
+    T *const matmul146 = A + 58432;  // f32[64,28,512], prelude.model:59
+    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:58
+    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:58
+    T *const matmul63 = A + 992320;  // f32[64,512], prelude.model:59
+    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:59
+    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:64
+    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:65
+    T *const lstm_seq = A + 1057856;  // f32[64,28,128], prelude.model:58
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:58
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:58
     T *const matmul88 = A + 8192;  // f32[64,10], prelude.model:10
     T *const logits = A + 0;  // f32[64,10], prelude.model:10
     T *const loss_2 = A + 640;  // f32[], fashion_lstm.model:17
@@ -160,21 +161,21 @@ public:
     for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (fashion_lstm.model:9:1)
     for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const48, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul146, 512, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const48, 8192, lstm_h);
     std::copy_n(const48, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 28; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul63, 512, threads());
       // fused loop over [64, 512]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
@@ -185,19 +186,19 @@ public:
         }
       }
       // fused loop over [64, 128]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -262,16 +263,16 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:27
-    T *const lstm_h_saved = A + 2679872;  // f32[64,28,128], prelude.model:41
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
+    T *const lstm_h_saved = A + 2679872;  // f32[64,28,128], prelude.model:58
     T *const slice38 = A + 58432;  // f32[64,1,128], fashion_lstm.model:16
     T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
     T *const matmul163 = A + 70528;  // f32[64,128], prelude.model:10
-    T *const scan244 = A + 365456;  // f32[64,28,512], prelude.model:41
+    T *const scan244 = A + 365456;  // f32[64,28,512], prelude.model:58
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
     T *const optimizer_step = sf_[6].data();  // f32[], fashion_lstm.model:21
     T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[7].data();  // f32[512,28], fashion_lstm.model:21
@@ -287,23 +288,23 @@ private:
     T *const optimizer_head_bias_exp_avg = sf_[17].data();  // f32[10], fashion_lstm.model:21
     T *const optimizer_head_bias_exp_avg_sq = sf_[18].data();  // f32[10], fashion_lstm.model:21
     T *const y = A + 50176;  // i32[64], fashion_lstm.model:9
-    T *const const2 = A + 50240;  // f32[64,128], prelude.model:41
-    T *const matmul144 = A + 58432;  // f32[64,28,512], prelude.model:42
-    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:41
-    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:41
-    T *const saved = A + 1303616;  // f32[64,28,128], prelude.model:41
-    T *const lstm_o_saved = A + 1532992;  // f32[64,28,128], prelude.model:41
-    T *const lstm_g_saved = A + 1762368;  // f32[64,28,128], prelude.model:41
-    T *const lstm_i_saved = A + 1991744;  // f32[64,28,128], prelude.model:41
-    T *const lstm_f_saved = A + 2450496;  // f32[64,28,128], prelude.model:41
-    T *const matmul17 = A + 992320;  // f32[64,512], prelude.model:42
-    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:42
-    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:47
-    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:48
-    T *const lstm_seq = A + 1074240;  // f32[64,28,128], prelude.model:41
-    T *const lstm_c_saved = A + 2221120;  // f32[64,28,128], prelude.model:41
-    T *const lstm_h_4 = A + 1057856;  // f32[64,128], prelude.model:41
-    T *const lstm_c_4 = A + 1066048;  // f32[64,128], prelude.model:41
+    T *const const2 = A + 50240;  // f32[64,128], prelude.model:58
+    T *const matmul144 = A + 58432;  // f32[64,28,512], prelude.model:59
+    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:58
+    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:58
+    T *const saved = A + 1303616;  // f32[64,28,128], prelude.model:58
+    T *const lstm_o_saved = A + 1532992;  // f32[64,28,128], prelude.model:58
+    T *const lstm_g_saved = A + 1762368;  // f32[64,28,128], prelude.model:58
+    T *const lstm_i_saved = A + 1991744;  // f32[64,28,128], prelude.model:58
+    T *const lstm_f_saved = A + 2450496;  // f32[64,28,128], prelude.model:58
+    T *const matmul17 = A + 992320;  // f32[64,512], prelude.model:59
+    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:59
+    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:64
+    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:65
+    T *const lstm_seq = A + 1074240;  // f32[64,28,128], prelude.model:58
+    T *const lstm_c_saved = A + 2221120;  // f32[64,28,128], prelude.model:58
+    T *const lstm_h_4 = A + 1057856;  // f32[64,128], prelude.model:58
+    T *const lstm_c_4 = A + 1066048;  // f32[64,128], prelude.model:58
     T *const transpose41 = A + 66624;  // f32[128,10], prelude.model:10
     T *const matmul42 = A + 67904;  // f32[64,10], prelude.model:10
     T *const logits = A + 68544;  // f32[64,10], prelude.model:10
@@ -316,21 +317,21 @@ private:
     T *const d_head_bias = A + 50192;  // f32[10], prelude.model:10
     T *const matmul165 = A + 66624;  // f32[128,10], prelude.model:10
     T *const pad168 = A + 78720;  // f32[64,28,128], fashion_lstm.model:16
-    T *const d_lstm_h = A + 308096;  // f32[64,128], prelude.model:41
-    T *const d_lstm_c = A + 316288;  // f32[64,128], prelude.model:41
-    T *const mul218 = A + 357264;  // f32[64,128], prelude.model:43
-    T *const mul212 = A + 349072;  // f32[64,128], prelude.model:44
-    T *const mul206 = A + 340880;  // f32[64,128], prelude.model:45
-    T *const mul201 = A + 332688;  // f32[64,128], prelude.model:46
-    T *const mul197 = A + 324496;  // f32[64,128], prelude.model:47
-    T *const matmul225 = A + 332688;  // f32[64,128], prelude.model:42
-    T *const scan239 = A + 58432;  // f32[64,128], prelude.model:41
-    T *const scan240 = A + 67920;  // f32[64,128], prelude.model:41
-    T *const sum389 = A + 50208;  // f32[512], prelude.model:41
-    T *const matmul394 = A + 67920;  // f32[128,512], prelude.model:41
-    T *const matmul251 = A + 50720;  // f32[28,512], prelude.model:42
-    T *const d_lstm_weight_ih_l0 = A + 0;  // f32[512,28], prelude.model:42
-    T *const d_lstm_weight_hh_l0 = A + 133456;  // f32[512,128], prelude.model:42
+    T *const d_lstm_h = A + 308096;  // f32[64,128], prelude.model:58
+    T *const d_lstm_c = A + 316288;  // f32[64,128], prelude.model:58
+    T *const mul218 = A + 357264;  // f32[64,128], prelude.model:60
+    T *const mul212 = A + 349072;  // f32[64,128], prelude.model:61
+    T *const mul206 = A + 340880;  // f32[64,128], prelude.model:62
+    T *const mul201 = A + 332688;  // f32[64,128], prelude.model:63
+    T *const mul197 = A + 324496;  // f32[64,128], prelude.model:64
+    T *const matmul225 = A + 332688;  // f32[64,128], prelude.model:59
+    T *const scan239 = A + 58432;  // f32[64,128], prelude.model:58
+    T *const scan240 = A + 67920;  // f32[64,128], prelude.model:58
+    T *const sum389 = A + 50208;  // f32[512], prelude.model:58
+    T *const matmul394 = A + 67920;  // f32[128,512], prelude.model:58
+    T *const matmul251 = A + 50720;  // f32[28,512], prelude.model:59
+    T *const d_lstm_weight_ih_l0 = A + 0;  // f32[512,28], prelude.model:59
+    T *const d_lstm_weight_hh_l0 = A + 133456;  // f32[512,128], prelude.model:59
     T *const d_head_weight = A + 14336;  // f32[10,128], prelude.model:10
     T *const lr_2 = A + 15616;  // f32[], fashion_lstm.model:21
     T *const optimizer_step_new = A + 15632;  // f32[], fashion_lstm.model:21
@@ -359,21 +360,21 @@ private:
     for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (fashion_lstm.model:9:1)
     for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const2, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul144, 512, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const2, 8192, lstm_h);
     std::copy_n(const2, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 28; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul17, 512, threads());
       // fused loop over [64, 512]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
@@ -384,19 +385,19 @@ private:
         }
       }
       // fused loop over [64, 128]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -518,7 +519,7 @@ private:
         pad168[i0 * 3584 + i2 + 3456] = matmul163[i0 * 128 + i2];
       }
     }
-    // scan  (prelude.model:41:13)
+    // scan  (prelude.model:58:13)
     std::copy_n(const2, 8192, d_lstm_h);
     std::copy_n(const2, 8192, d_lstm_c);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
@@ -526,28 +527,28 @@ private:
       const int64_t t = 27 - step;
       // fused loop over [64, 128]:
       //   add  [register]
-      //   mul  (prelude.model:48:15)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   sub  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   add  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   sub  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   sub  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)
-      //   mul  (prelude.model:47:23)  [register]
-      //   mul  (prelude.model:45:17)  [register]
-      //   sub  (prelude.model:45:17)  [register]
-      //   mul  (prelude.model:45:17)
-      //   mul  (prelude.model:48:15)  [register]
-      //   sub  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)
+      //   mul  (prelude.model:65:15)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   sub  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   add  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   sub  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   sub  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)
+      //   mul  (prelude.model:64:23)  [register]
+      //   mul  (prelude.model:62:17)  [register]
+      //   sub  (prelude.model:62:17)  [register]
+      //   mul  (prelude.model:62:17)
+      //   mul  (prelude.model:65:15)  [register]
+      //   sub  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -581,7 +582,7 @@ private:
           mul197[i0 * 128 + i1] = v197;
         }
       }
-      // concat  (prelude.model:43:26)
+      // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -606,14 +607,14 @@ private:
           scan244[t * 512 + i0 * 14336 + i1 + 384] = mul201[i0 * 128 + i1];
         }
       }
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, false, 64, 128, 512, T(1), scan244 + t * 512, 14336, lstm_weight_hh_l0, 128, T(0), matmul225, 128, threads());
       std::copy_n(matmul225, 8192, d_lstm_h);
       std::copy_n(mul197, 8192, d_lstm_c);
     }
     std::copy_n(d_lstm_h, 8192, scan239);
     std::copy_n(d_lstm_c, 8192, scan240);
-    // sum  (prelude.model:41:13)
+    // sum  (prelude.model:58:13)
     std::fill_n(sum389, 512, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0) {
       for (int64_t i1 = 0; i1 < 28; ++i1) {
@@ -623,31 +624,31 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:41:13)
+    // matmul  (prelude.model:58:13)
     gemm(true, false, 128, 512, 1792, T(1), lstm_h_saved, 128, scan244, 512, T(0), matmul394, 512, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(true, false, 28, 512, 1792, T(1), x, 28, scan244, 512, T(0), matmul251, 512, threads());
-    // transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
+    // transpose %d.lstm.weight_ih_l0  (prelude.model:59:31)
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 28; ++i1) {
         d_lstm_weight_ih_l0[i0 * 28 + i1] = matmul251[i0 + i1 * 512];
       }
     }
-    // grad  (prelude.model:24:5)
+    // grad  (prelude.model:38:5)
     if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 14336);
-    // transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
+    // transpose %d.lstm.weight_hh_l0  (prelude.model:59:78)
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {
         d_lstm_weight_hh_l0[i0 * 128 + i1] = matmul394[i0 + i1 * 512];
       }
     }
-    // grad  (prelude.model:25:5)
+    // grad  (prelude.model:39:5)
     if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 65536);
-    // grad  (prelude.model:26:5)
+    // grad  (prelude.model:40:5)
     if (grads) (*grads)[2].assign(sum389, sum389 + 512);
-    // grad  (prelude.model:27:5)
+    // grad  (prelude.model:41:5)
     if (grads) (*grads)[3].assign(sum389, sum389 + 512);
     // transpose %d.head.weight  (prelude.model:10:25)
     for (int64_t i0 = 0; i0 < 10; ++i0) {
@@ -927,44 +928,44 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
     T *const slice130 = A + 0;  // f32[64,1,128], fashion_lstm.model:16
     T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
-    T *const const94 = A + 50176;  // f32[64,128], prelude.model:41
-    T *const matmul148 = A + 58368;  // f32[64,28,512], prelude.model:42
-    T *const lstm_h = A + 975872;  // f32[64,128], prelude.model:41
-    T *const lstm_c = A + 984064;  // f32[64,128], prelude.model:41
-    T *const matmul109 = A + 992256;  // f32[64,512], prelude.model:42
-    T *const lstm_gates = A + 1025024;  // f32[64,512], prelude.model:42
-    T *const lstm_c_2 = A + 992256;  // f32[64,128], prelude.model:47
-    T *const lstm_h_2 = A + 1000448;  // f32[64,128], prelude.model:48
-    T *const lstm_seq = A + 1057792;  // f32[64,28,128], prelude.model:41
-    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:41
-    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:41
+    T *const const94 = A + 50176;  // f32[64,128], prelude.model:58
+    T *const matmul148 = A + 58368;  // f32[64,28,512], prelude.model:59
+    T *const lstm_h = A + 975872;  // f32[64,128], prelude.model:58
+    T *const lstm_c = A + 984064;  // f32[64,128], prelude.model:58
+    T *const matmul109 = A + 992256;  // f32[64,512], prelude.model:59
+    T *const lstm_gates = A + 1025024;  // f32[64,512], prelude.model:59
+    T *const lstm_c_2 = A + 992256;  // f32[64,128], prelude.model:64
+    T *const lstm_h_2 = A + 1000448;  // f32[64,128], prelude.model:65
+    T *const lstm_seq = A + 1057792;  // f32[64,28,128], prelude.model:58
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:58
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:58
     T *const matmul134 = A + 8192;  // f32[64,10], prelude.model:10
     T *const logits = A + 0;  // f32[64,10], prelude.model:10
     // input %x  (fashion_lstm.model:8:1)
     for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const94, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul148, 512, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const94, 8192, lstm_h);
     std::copy_n(const94, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 28; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul109, 512, threads());
       // fused loop over [64, 512]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
@@ -975,19 +976,19 @@ private:
         }
       }
       // fused loop over [64, 128]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {

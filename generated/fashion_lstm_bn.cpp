@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -160,33 +161,33 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
     T *const slice111 = A + 0;  // f32[64,1,128], fashion_lstm_bn.model:17
-    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:75
-    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:76
-    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:73
+    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:92
+    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:93
+    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:90
     T *const mul529 = A + 8208;  // f32[128], prelude.model:10
-    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:74
+    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:91
     T *const add531 = A + 8336;  // f32[128], prelude.model:10
     T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
     T *const matmul537 = A + 0;  // f32[1,10], prelude.model:10
     T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm_bn.model:8
     T *const y = A + 50176;  // i32[64], fashion_lstm_bn.model:9
-    T *const const75 = A + 50240;  // f32[64,128], prelude.model:41
-    T *const matmul195 = A + 58432;  // f32[64,28,512], prelude.model:42
-    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:41
-    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:41
-    T *const matmul90 = A + 992320;  // f32[64,512], prelude.model:42
-    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:42
-    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:47
-    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:48
-    T *const lstm_seq = A + 1057856;  // f32[64,28,128], prelude.model:41
-    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:41
-    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:41
+    T *const const75 = A + 50240;  // f32[64,128], prelude.model:58
+    T *const matmul195 = A + 58432;  // f32[64,28,512], prelude.model:59
+    T *const lstm_h = A + 975936;  // f32[64,128], prelude.model:58
+    T *const lstm_c = A + 984128;  // f32[64,128], prelude.model:58
+    T *const matmul90 = A + 992320;  // f32[64,512], prelude.model:59
+    T *const lstm_gates = A + 1025088;  // f32[64,512], prelude.model:59
+    T *const lstm_c_2 = A + 992320;  // f32[64,128], prelude.model:64
+    T *const lstm_h_2 = A + 1000512;  // f32[64,128], prelude.model:65
+    T *const lstm_seq = A + 1057856;  // f32[64,28,128], prelude.model:58
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:58
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:58
     T *const mul533 = A + 8464;  // f32[10,128], prelude.model:10
     T *const matmul535 = A + 9744;  // f32[64,10], prelude.model:10
     T *const logits = A + 16;  // f32[64,10], prelude.model:10
@@ -195,21 +196,21 @@ public:
     for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (fashion_lstm_bn.model:9:1)
     for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const75, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul195, 512, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const75, 8192, lstm_h);
     std::copy_n(const75, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 28; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul90, 512, threads());
       // fused loop over [64, 512]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
@@ -220,19 +221,19 @@ public:
         }
       }
       // fused loop over [64, 128]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -269,8 +270,8 @@ public:
       }
     }
     // fused loop over [128]:
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)  [register]
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)  [register]
     //   mul  (prelude.model:10:14)
     //   neg  (prelude.model:10:14)  [register]
     //   mul  (prelude.model:10:14)  [register]
@@ -330,22 +331,22 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:27
-    T *const lstm_h_saved = A + 2679904;  // f32[64,28,128], prelude.model:41
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
+    T *const lstm_h_saved = A + 2679904;  // f32[64,28,128], prelude.model:58
     T *const slice38 = A + 58464;  // f32[64,1,128], fashion_lstm_bn.model:17
-    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:75
-    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:76
-    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:73
-    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:74
+    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:92
+    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:93
+    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:90
+    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:91
     T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
     T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
-    T *const mul230 = A + 58848;  // f32[128], prelude.model:84
-    T *const mul240 = A + 58976;  // f32[128], prelude.model:82
-    T *const add243 = A + 75744;  // f32[64,128], prelude.model:82
-    T *const scan321 = A + 370672;  // f32[64,28,512], prelude.model:41
+    T *const mul230 = A + 58848;  // f32[128], prelude.model:101
+    T *const mul240 = A + 58976;  // f32[128], prelude.model:99
+    T *const add243 = A + 75744;  // f32[64,128], prelude.model:99
+    T *const scan321 = A + 370672;  // f32[64,28,512], prelude.model:58
     T *const x = A + 32;  // f32[64,28,28], fashion_lstm_bn.model:8
     T *const optimizer_step = sf_[11].data();  // f32[], fashion_lstm_bn.model:22
     T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[12].data();  // f32[512,28], fashion_lstm_bn.model:22
@@ -365,69 +366,69 @@ private:
     T *const optimizer_head_bias_exp_avg = sf_[26].data();  // f32[10], fashion_lstm_bn.model:22
     T *const optimizer_head_bias_exp_avg_sq = sf_[27].data();  // f32[10], fashion_lstm_bn.model:22
     T *const y = A + 50208;  // i32[64], fashion_lstm_bn.model:9
-    T *const const2 = A + 50272;  // f32[64,128], prelude.model:41
-    T *const matmul193 = A + 58464;  // f32[64,28,512], prelude.model:42
-    T *const lstm_h = A + 975968;  // f32[64,128], prelude.model:41
-    T *const lstm_c = A + 984160;  // f32[64,128], prelude.model:41
-    T *const saved = A + 1303648;  // f32[64,28,128], prelude.model:41
-    T *const lstm_o_saved = A + 1533024;  // f32[64,28,128], prelude.model:41
-    T *const lstm_g_saved = A + 1762400;  // f32[64,28,128], prelude.model:41
-    T *const lstm_i_saved = A + 1991776;  // f32[64,28,128], prelude.model:41
-    T *const lstm_f_saved = A + 2450528;  // f32[64,28,128], prelude.model:41
-    T *const matmul17 = A + 992352;  // f32[64,512], prelude.model:42
-    T *const lstm_gates = A + 1025120;  // f32[64,512], prelude.model:42
-    T *const lstm_c_2 = A + 992352;  // f32[64,128], prelude.model:47
-    T *const lstm_h_2 = A + 1000544;  // f32[64,128], prelude.model:48
-    T *const lstm_seq = A + 1074272;  // f32[64,28,128], prelude.model:41
-    T *const lstm_c_saved = A + 2221152;  // f32[64,28,128], prelude.model:41
-    T *const lstm_h_4 = A + 1057888;  // f32[64,128], prelude.model:41
-    T *const lstm_c_4 = A + 1066080;  // f32[64,128], prelude.model:41
-    T *const slice517 = A + 66656;  // f32[1,128], prelude.model:84
-    T *const mean519 = A + 66784;  // f32[128], prelude.model:84
-    T *const mean521 = A + 66912;  // f32[128], prelude.model:84
-    T *const bn_mu = A + 67040;  // f32[128], prelude.model:82
-    T *const bn_num_batches_tracked = A + 66704;  // i64[], prelude.model:77
-    T *const rsqrt61 = A + 67424;  // f32[128], prelude.model:88
-    T *const bn_running_mean_new = A + 67168;  // f32[128], prelude.model:85
-    T *const bn_running_var_new = A + 67296;  // f32[128], prelude.model:86
-    T *const bn_d = A + 67552;  // f32[64,128], prelude.model:83
-    T *const bn_xhat = A + 75744;  // f32[64,128], prelude.model:88
-    T *const add66 = A + 83936;  // f32[64,128], prelude.model:92
+    T *const const2 = A + 50272;  // f32[64,128], prelude.model:58
+    T *const matmul193 = A + 58464;  // f32[64,28,512], prelude.model:59
+    T *const lstm_h = A + 975968;  // f32[64,128], prelude.model:58
+    T *const lstm_c = A + 984160;  // f32[64,128], prelude.model:58
+    T *const saved = A + 1303648;  // f32[64,28,128], prelude.model:58
+    T *const lstm_o_saved = A + 1533024;  // f32[64,28,128], prelude.model:58
+    T *const lstm_g_saved = A + 1762400;  // f32[64,28,128], prelude.model:58
+    T *const lstm_i_saved = A + 1991776;  // f32[64,28,128], prelude.model:58
+    T *const lstm_f_saved = A + 2450528;  // f32[64,28,128], prelude.model:58
+    T *const matmul17 = A + 992352;  // f32[64,512], prelude.model:59
+    T *const lstm_gates = A + 1025120;  // f32[64,512], prelude.model:59
+    T *const lstm_c_2 = A + 992352;  // f32[64,128], prelude.model:64
+    T *const lstm_h_2 = A + 1000544;  // f32[64,128], prelude.model:65
+    T *const lstm_seq = A + 1074272;  // f32[64,28,128], prelude.model:58
+    T *const lstm_c_saved = A + 2221152;  // f32[64,28,128], prelude.model:58
+    T *const lstm_h_4 = A + 1057888;  // f32[64,128], prelude.model:58
+    T *const lstm_c_4 = A + 1066080;  // f32[64,128], prelude.model:58
+    T *const slice517 = A + 66656;  // f32[1,128], prelude.model:101
+    T *const mean519 = A + 66784;  // f32[128], prelude.model:101
+    T *const mean521 = A + 66912;  // f32[128], prelude.model:101
+    T *const bn_mu = A + 67040;  // f32[128], prelude.model:99
+    T *const bn_num_batches_tracked = A + 66704;  // i64[], prelude.model:94
+    T *const rsqrt61 = A + 67424;  // f32[128], prelude.model:105
+    T *const bn_running_mean_new = A + 67168;  // f32[128], prelude.model:102
+    T *const bn_running_var_new = A + 67296;  // f32[128], prelude.model:103
+    T *const bn_d = A + 67552;  // f32[64,128], prelude.model:100
+    T *const bn_xhat = A + 75744;  // f32[64,128], prelude.model:105
+    T *const add66 = A + 83936;  // f32[64,128], prelude.model:109
     T *const transpose68 = A + 58464;  // f32[128,10], prelude.model:10
     T *const matmul69 = A + 59744;  // f32[64,10], prelude.model:10
     T *const logits = A + 60384;  // f32[64,10], prelude.model:10
     T *const max200 = A + 61024;  // f32[64,1], fashion_lstm_bn.model:18
     T *const loss_2 = A + 0;  // f32[], fashion_lstm_bn.model:18
-    T *const bn_num_batches_tracked_new = A + 0;  // i64[], prelude.model:87
+    T *const bn_num_batches_tracked_new = A + 0;  // i64[], prelude.model:104
     T *const exp202 = A + 61088;  // f32[64,10], fashion_lstm_bn.model:18
     T *const sum203 = A + 59760;  // f32[64,1], fashion_lstm_bn.model:18
     T *const one_hot205 = A + 59824;  // f32[64,10], fashion_lstm_bn.model:18
     T *const mul209 = A + 61728;  // f32[64,10], fashion_lstm_bn.model:18
     T *const d_head_bias = A + 50224;  // f32[10], prelude.model:10
     T *const matmul212 = A + 92128;  // f32[64,128], prelude.model:10
-    T *const sum512 = A + 58464;  // f32[128], prelude.model:83
-    T *const d_bn_weight = A + 58592;  // f32[128], prelude.model:92
-    T *const sum222 = A + 58720;  // f32[128], prelude.model:88
-    T *const mul220 = A + 100320;  // f32[64,128], prelude.model:88
+    T *const sum512 = A + 58464;  // f32[128], prelude.model:100
+    T *const d_bn_weight = A + 58592;  // f32[128], prelude.model:109
+    T *const sum222 = A + 58720;  // f32[128], prelude.model:105
+    T *const mul220 = A + 100320;  // f32[64,128], prelude.model:105
     T *const matmul214 = A + 59760;  // f32[128,10], prelude.model:10
     T *const mul428 = A + 59104;  // f32[128], fashion_lstm_bn.model:22
     T *const pad245 = A + 83936;  // f32[64,28,128], fashion_lstm_bn.model:17
-    T *const d_lstm_h = A + 313312;  // f32[64,128], prelude.model:41
-    T *const d_lstm_c = A + 321504;  // f32[64,128], prelude.model:41
-    T *const mul295 = A + 362480;  // f32[64,128], prelude.model:43
-    T *const mul289 = A + 354288;  // f32[64,128], prelude.model:44
-    T *const mul283 = A + 346096;  // f32[64,128], prelude.model:45
-    T *const mul278 = A + 337904;  // f32[64,128], prelude.model:46
-    T *const mul274 = A + 329712;  // f32[64,128], prelude.model:47
-    T *const matmul302 = A + 337904;  // f32[64,128], prelude.model:42
-    T *const scan316 = A + 67424;  // f32[64,128], prelude.model:41
-    T *const scan317 = A + 75616;  // f32[64,128], prelude.model:41
-    T *const sum506 = A + 50240;  // f32[512], prelude.model:41
-    T *const matmul511 = A + 67424;  // f32[128,512], prelude.model:41
-    T *const matmul328 = A + 132960;  // f32[28,512], prelude.model:42
-    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[512,28], prelude.model:42
+    T *const d_lstm_h = A + 313312;  // f32[64,128], prelude.model:58
+    T *const d_lstm_c = A + 321504;  // f32[64,128], prelude.model:58
+    T *const mul295 = A + 362480;  // f32[64,128], prelude.model:60
+    T *const mul289 = A + 354288;  // f32[64,128], prelude.model:61
+    T *const mul283 = A + 346096;  // f32[64,128], prelude.model:62
+    T *const mul278 = A + 337904;  // f32[64,128], prelude.model:63
+    T *const mul274 = A + 329712;  // f32[64,128], prelude.model:64
+    T *const matmul302 = A + 337904;  // f32[64,128], prelude.model:59
+    T *const scan316 = A + 67424;  // f32[64,128], prelude.model:58
+    T *const scan317 = A + 75616;  // f32[64,128], prelude.model:58
+    T *const sum506 = A + 50240;  // f32[512], prelude.model:58
+    T *const matmul511 = A + 67424;  // f32[128,512], prelude.model:58
+    T *const matmul328 = A + 132960;  // f32[28,512], prelude.model:59
+    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[512,28], prelude.model:59
     T *const mul348 = A + 14352;  // f32[512,28], fashion_lstm_bn.model:22
-    T *const d_lstm_weight_hh_l0 = A + 132960;  // f32[512,128], prelude.model:42
+    T *const d_lstm_weight_hh_l0 = A + 132960;  // f32[512,128], prelude.model:59
     T *const mul368 = A + 198496;  // f32[512,128], fashion_lstm_bn.model:22
     T *const d_head_weight = A + 28688;  // f32[10,128], prelude.model:10
     T *const mul468 = A + 29968;  // f32[10,128], fashion_lstm_bn.model:22
@@ -464,21 +465,21 @@ private:
     for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (fashion_lstm_bn.model:9:1)
     for (int64_t k = 0; k < 64; ++k) y[k] = T(static_cast<const int32_t *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const2, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul193, 512, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const2, 8192, lstm_h);
     std::copy_n(const2, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 28; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul17, 512, threads());
       // fused loop over [64, 512]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
@@ -489,19 +490,19 @@ private:
         }
       }
       // fused loop over [64, 128]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -548,17 +549,17 @@ private:
         slice38[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
       }
     }
-    // slice  (prelude.model:84:17)
+    // slice  (prelude.model:101:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
       slice517[i] = slice38[i];
     }
     // fused loop over [64, 128], 3 reductions:
-    //   sub  (prelude.model:84:17)  [register]
-    //   mean over axes [0]  (prelude.model:84:17)
-    //   mul  (prelude.model:84:17)  [register]
-    //   mean over axes [0]  (prelude.model:84:17)
-    //   mean %bn.mu over axes [0]  (prelude.model:82:16)
+    //   sub  (prelude.model:101:17)  [register]
+    //   mean over axes [0]  (prelude.model:101:17)
+    //   mul  (prelude.model:101:17)  [register]
+    //   mean over axes [0]  (prelude.model:101:17)
+    //   mean %bn.mu over axes [0]  (prelude.model:99:16)
     std::fill_n(mean519, 128, T(0));
     std::fill_n(mean521, 128, T(0));
     std::fill_n(bn_mu, 128, T(0));
@@ -584,20 +585,20 @@ private:
     for (int64_t i = 0; i < 128; ++i) {
       bn_mu[i] /= T(64);
     }
-    // buffer %bn.num_batches_tracked  (prelude.model:77:3)
+    // buffer %bn.num_batches_tracked  (prelude.model:94:3)
     bn_num_batches_tracked[0] = T(si_[10][0]);
     // fused loop over [128]:
-    //   mul  (prelude.model:84:17)  [register]
-    //   sub  (prelude.model:84:17)  [register]
-    //   maximum  (prelude.model:84:17)  [register]
-    //   add  (prelude.model:88:28)  [register]
-    //   rsqrt  (prelude.model:88:23)
-    //   mul  (prelude.model:85:44)  [register]
-    //   mul  (prelude.model:85:70)  [register]
-    //   add %bn.running_mean.new  (prelude.model:85:59)
-    //   mul  (prelude.model:86:43)  [register]
-    //   mul  (prelude.model:86:84)  [register]
-    //   add %bn.running_var.new  (prelude.model:86:57)
+    //   mul  (prelude.model:101:17)  [register]
+    //   sub  (prelude.model:101:17)  [register]
+    //   maximum  (prelude.model:101:17)  [register]
+    //   add  (prelude.model:105:28)  [register]
+    //   rsqrt  (prelude.model:105:23)
+    //   mul  (prelude.model:102:44)  [register]
+    //   mul  (prelude.model:102:70)  [register]
+    //   add %bn.running_mean.new  (prelude.model:102:59)
+    //   mul  (prelude.model:103:43)  [register]
+    //   mul  (prelude.model:103:84)  [register]
+    //   add %bn.running_var.new  (prelude.model:103:57)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
       const T v522 = mean519[i] * mean519[i];
@@ -616,10 +617,10 @@ private:
       bn_running_var_new[i] = bn_running_var_new_2;
     }
     // fused loop over [64, 128]:
-    //   sub %bn.d  (prelude.model:83:13)
-    //   mul %bn.xhat  (prelude.model:88:16)
-    //   mul  (prelude.model:92:17)  [register]
-    //   add  (prelude.model:92:26)
+    //   sub %bn.d  (prelude.model:100:13)
+    //   mul %bn.xhat  (prelude.model:105:16)
+    //   mul  (prelude.model:109:17)  [register]
+    //   add  (prelude.model:109:26)
     for (int64_t i0 = 0; i0 < 64; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -667,7 +668,7 @@ private:
     updates.emplace_back(8, bn_running_mean_new);
     // update  (fashion_lstm_bn.model:15:1)
     updates.emplace_back(9, bn_running_var_new);
-    // add %bn.num_batches_tracked.new  (prelude.model:87:56)
+    // add %bn.num_batches_tracked.new  (prelude.model:104:56)
     const T bn_num_batches_tracked_new_2 = bn_num_batches_tracked[0] + T(1);
     bn_num_batches_tracked_new[0] = bn_num_batches_tracked_new_2;
     // update  (fashion_lstm_bn.model:15:1)
@@ -707,13 +708,13 @@ private:
     // matmul  (prelude.model:10:14)
     gemm(false, true, 64, 128, 10, T(1), mul209, 10, transpose68, 10, T(0), matmul212, 128, threads());
     // fused loop over [64, 128], 3 reductions:
-    //   sum over axes [0]  (prelude.model:83:13)
-    //   mul  (prelude.model:92:17)  [register]
-    //   sum %d.bn.weight over axes [0]  (prelude.model:92:17)
-    //   mul  (prelude.model:92:17)  [register]
-    //   mul  (prelude.model:88:16)  [register]
-    //   sum over axes [0]  (prelude.model:88:16)
-    //   mul  (prelude.model:88:16)
+    //   sum over axes [0]  (prelude.model:100:13)
+    //   mul  (prelude.model:109:17)  [register]
+    //   sum %d.bn.weight over axes [0]  (prelude.model:109:17)
+    //   mul  (prelude.model:109:17)  [register]
+    //   mul  (prelude.model:105:16)  [register]
+    //   sum over axes [0]  (prelude.model:105:16)
+    //   mul  (prelude.model:105:16)
     std::fill_n(sum512, 128, T(0));
     std::fill_n(d_bn_weight, 128, T(0));
     std::fill_n(sum222, 128, T(0));
@@ -733,15 +734,15 @@ private:
     // matmul  (prelude.model:10:14)
     gemm(true, false, 128, 10, 64, T(1), add66, 128, mul209, 10, T(0), matmul214, 10, threads());
     // fused loop over [128]:
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:84:17)
-    //   mul  (prelude.model:83:13)  [register]
-    //   mul  (prelude.model:83:13)  [register]
-    //   mul  (prelude.model:83:13)  [register]
-    //   mul  (prelude.model:82:16)
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:101:17)
+    //   mul  (prelude.model:100:13)  [register]
+    //   mul  (prelude.model:100:13)  [register]
+    //   mul  (prelude.model:100:13)  [register]
+    //   mul  (prelude.model:99:16)
     //   mul  (fashion_lstm_bn.model:22:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
@@ -760,12 +761,12 @@ private:
       mul428[i] = v428;
     }
     // fused loop over [64, 128]:
-    //   broadcast_to  (prelude.model:84:17)  [register]
-    //   mul  (prelude.model:84:20)  [register]
-    //   add  (prelude.model:84:20)  [register]
-    //   add  (prelude.model:84:20)  [register]
-    //   broadcast_to  (prelude.model:82:16)  [register]
-    //   add  (prelude.model:82:16)
+    //   broadcast_to  (prelude.model:101:17)  [register]
+    //   mul  (prelude.model:101:20)  [register]
+    //   add  (prelude.model:101:20)  [register]
+    //   add  (prelude.model:101:20)  [register]
+    //   broadcast_to  (prelude.model:99:16)  [register]
+    //   add  (prelude.model:99:16)
     for (int64_t i0 = 0; i0 < 64; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -786,7 +787,7 @@ private:
         pad245[i0 * 3584 + i2 + 3456] = add243[i0 * 128 + i2];
       }
     }
-    // scan  (prelude.model:41:13)
+    // scan  (prelude.model:58:13)
     std::copy_n(const2, 8192, d_lstm_h);
     std::copy_n(const2, 8192, d_lstm_c);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
@@ -794,28 +795,28 @@ private:
       const int64_t t = 27 - step;
       // fused loop over [64, 128]:
       //   add  [register]
-      //   mul  (prelude.model:48:15)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   sub  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   add  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   sub  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   sub  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)
-      //   mul  (prelude.model:47:23)  [register]
-      //   mul  (prelude.model:45:17)  [register]
-      //   sub  (prelude.model:45:17)  [register]
-      //   mul  (prelude.model:45:17)
-      //   mul  (prelude.model:48:15)  [register]
-      //   sub  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)
+      //   mul  (prelude.model:65:15)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   sub  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   add  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   sub  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   sub  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)
+      //   mul  (prelude.model:64:23)  [register]
+      //   mul  (prelude.model:62:17)  [register]
+      //   sub  (prelude.model:62:17)  [register]
+      //   mul  (prelude.model:62:17)
+      //   mul  (prelude.model:65:15)  [register]
+      //   sub  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -849,7 +850,7 @@ private:
           mul274[i0 * 128 + i1] = v274;
         }
       }
-      // concat  (prelude.model:43:26)
+      // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -874,14 +875,14 @@ private:
           scan321[t * 512 + i0 * 14336 + i1 + 384] = mul278[i0 * 128 + i1];
         }
       }
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, false, 64, 128, 512, T(1), scan321 + t * 512, 14336, lstm_weight_hh_l0, 128, T(0), matmul302, 128, threads());
       std::copy_n(matmul302, 8192, d_lstm_h);
       std::copy_n(mul274, 8192, d_lstm_c);
     }
     std::copy_n(d_lstm_h, 8192, scan316);
     std::copy_n(d_lstm_c, 8192, scan317);
-    // sum  (prelude.model:41:13)
+    // sum  (prelude.model:58:13)
     std::fill_n(sum506, 512, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0) {
       for (int64_t i1 = 0; i1 < 28; ++i1) {
@@ -891,12 +892,12 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:41:13)
+    // matmul  (prelude.model:58:13)
     gemm(true, false, 128, 512, 1792, T(1), lstm_h_saved, 128, scan321, 512, T(0), matmul511, 512, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(true, false, 28, 512, 1792, T(1), x, 28, scan321, 512, T(0), matmul328, 512, threads());
     // fused loop over [512, 28]:
-    //   transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
+    //   transpose %d.lstm.weight_ih_l0  (prelude.model:59:31)
     //   mul  (fashion_lstm_bn.model:22:1)
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
@@ -907,10 +908,10 @@ private:
         mul348[i0 * 28 + i1] = v348;
       }
     }
-    // grad  (prelude.model:24:5)
+    // grad  (prelude.model:38:5)
     if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 14336);
     // fused loop over [512, 128]:
-    //   transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
+    //   transpose %d.lstm.weight_hh_l0  (prelude.model:59:78)
     //   mul  (fashion_lstm_bn.model:22:1)
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
@@ -921,15 +922,15 @@ private:
         mul368[i0 * 128 + i1] = v368;
       }
     }
-    // grad  (prelude.model:25:5)
+    // grad  (prelude.model:39:5)
     if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 65536);
-    // grad  (prelude.model:26:5)
+    // grad  (prelude.model:40:5)
     if (grads) (*grads)[2].assign(sum506, sum506 + 512);
-    // grad  (prelude.model:27:5)
+    // grad  (prelude.model:41:5)
     if (grads) (*grads)[3].assign(sum506, sum506 + 512);
-    // grad  (prelude.model:73:3)
+    // grad  (prelude.model:90:3)
     if (grads) (*grads)[4].assign(d_bn_weight, d_bn_weight + 128);
-    // grad  (prelude.model:74:3)
+    // grad  (prelude.model:91:3)
     if (grads) (*grads)[5].assign(sum512, sum512 + 128);
     // fused loop over [10, 128]:
     //   transpose %d.head.weight  (prelude.model:10:25)
@@ -1280,52 +1281,52 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[512,28], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
     T *const slice168 = A + 0;  // f32[64,1,128], fashion_lstm_bn.model:17
-    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:75
-    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:76
-    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:73
+    T *const bn_running_mean = sf_[8].data();  // f32[128], prelude.model:92
+    T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:93
+    T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:90
     T *const mul542 = A + 8208;  // f32[128], prelude.model:10
-    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:74
+    T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:91
     T *const add544 = A + 8336;  // f32[128], prelude.model:10
     T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
     T *const matmul550 = A + 0;  // f32[1,10], prelude.model:10
     T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm_bn.model:8
-    T *const const132 = A + 50176;  // f32[64,128], prelude.model:41
-    T *const matmul197 = A + 58368;  // f32[64,28,512], prelude.model:42
-    T *const lstm_h = A + 975872;  // f32[64,128], prelude.model:41
-    T *const lstm_c = A + 984064;  // f32[64,128], prelude.model:41
-    T *const matmul147 = A + 992256;  // f32[64,512], prelude.model:42
-    T *const lstm_gates = A + 1025024;  // f32[64,512], prelude.model:42
-    T *const lstm_c_2 = A + 992256;  // f32[64,128], prelude.model:47
-    T *const lstm_h_2 = A + 1000448;  // f32[64,128], prelude.model:48
-    T *const lstm_seq = A + 1057792;  // f32[64,28,128], prelude.model:41
-    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:41
-    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:41
+    T *const const132 = A + 50176;  // f32[64,128], prelude.model:58
+    T *const matmul197 = A + 58368;  // f32[64,28,512], prelude.model:59
+    T *const lstm_h = A + 975872;  // f32[64,128], prelude.model:58
+    T *const lstm_c = A + 984064;  // f32[64,128], prelude.model:58
+    T *const matmul147 = A + 992256;  // f32[64,512], prelude.model:59
+    T *const lstm_gates = A + 1025024;  // f32[64,512], prelude.model:59
+    T *const lstm_c_2 = A + 992256;  // f32[64,128], prelude.model:64
+    T *const lstm_h_2 = A + 1000448;  // f32[64,128], prelude.model:65
+    T *const lstm_seq = A + 1057792;  // f32[64,28,128], prelude.model:58
+    T *const lstm_h_4 = A + 0;  // f32[64,128], prelude.model:58
+    T *const lstm_c_4 = A + 8192;  // f32[64,128], prelude.model:58
     T *const mul546 = A + 8464;  // f32[10,128], prelude.model:10
     T *const matmul548 = A + 9744;  // f32[64,10], prelude.model:10
     T *const logits = A + 16;  // f32[64,10], prelude.model:10
     // input %x  (fashion_lstm_bn.model:8:1)
     for (int64_t k = 0; k < 50176; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const132, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 1792, 512, 28, T(1), x, 28, lstm_weight_ih_l0, 28, T(0), matmul197, 512, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const132, 8192, lstm_h);
     std::copy_n(const132, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 28; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul147, 512, threads());
       // fused loop over [64, 512]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
@@ -1336,19 +1337,19 @@ private:
         }
       }
       // fused loop over [64, 128]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -1385,8 +1386,8 @@ private:
       }
     }
     // fused loop over [128]:
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)  [register]
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)  [register]
     //   mul  (prelude.model:10:14)
     //   neg  (prelude.model:10:14)  [register]
     //   mul  (prelude.model:10:14)  [register]

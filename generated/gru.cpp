@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -133,25 +134,25 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:151
-    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:153
-    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:152
-    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:154
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:169
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:171
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:170
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:172
     T *const slice86 = A + 992;  // f32[32,1,48], gru.model:17
     T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
     T *const y = A + 960;  // f32[32,1], gru.model:10
-    T *const const49 = A + 992;  // f32[32,48], prelude.model:167
-    T *const matmul152 = A + 2528;  // f32[32,30,144], prelude.model:168
-    T *const const79 = A + 0;  // f32[], prelude.model:173
-    T *const gru_h = A + 140768;  // f32[32,48], prelude.model:167
-    T *const matmul62 = A + 142304;  // f32[32,144], prelude.model:169
-    T *const gru_gi = A + 146912;  // f32[32,144], prelude.model:168
-    T *const gru_gh = A + 151520;  // f32[32,144], prelude.model:169
-    T *const gru_h_2 = A + 142304;  // f32[32,48], prelude.model:173
-    T *const gru_seq = A + 157664;  // f32[32,30,48], prelude.model:167
-    T *const gru_h_4 = A + 156128;  // f32[32,48], prelude.model:167
+    T *const const49 = A + 992;  // f32[32,48], prelude.model:188
+    T *const matmul152 = A + 2528;  // f32[32,30,144], prelude.model:189
+    T *const const79 = A + 0;  // f32[], prelude.model:194
+    T *const gru_h = A + 140768;  // f32[32,48], prelude.model:188
+    T *const matmul62 = A + 142304;  // f32[32,144], prelude.model:190
+    T *const gru_gi = A + 146912;  // f32[32,144], prelude.model:189
+    T *const gru_gh = A + 151520;  // f32[32,144], prelude.model:190
+    T *const gru_h_2 = A + 142304;  // f32[32,48], prelude.model:194
+    T *const gru_seq = A + 157664;  // f32[32,30,48], prelude.model:188
+    T *const gru_h_4 = A + 156128;  // f32[32,48], prelude.model:188
     T *const matmul90 = A + 0;  // f32[32,1], prelude.model:10
     T *const yhat = A + 32;  // f32[32,1], prelude.model:10
     T *const loss_2 = A + 0;  // f32[], gru.model:18
@@ -159,21 +160,21 @@ public:
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (gru.model:10:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:167:52)
+    // const  (prelude.model:188:52)
     std::fill_n(const49, 1536, T(0));
-    // matmul  (prelude.model:168:17)
+    // matmul  (prelude.model:189:17)
     gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul152, 144, threads());
-    // const  (prelude.model:173:16)
+    // const  (prelude.model:194:16)
     std::fill_n(const79, 1, T(1));
-    // scan %gru.h  (prelude.model:167:13)
+    // scan %gru.h  (prelude.model:188:13)
     std::copy_n(const49, 1536, gru_h);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:169:16)
+      // matmul  (prelude.model:190:16)
       gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul62, 144, threads());
       // fused loop over [32, 144]:
-      //   add %gru.gi  (prelude.model:168:45)
-      //   add %gru.gh  (prelude.model:169:44)
+      //   add %gru.gi  (prelude.model:189:45)
+      //   add %gru.gh  (prelude.model:190:44)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 144; ++i1) {
@@ -184,23 +185,23 @@ public:
         }
       }
       // fused loop over [32, 48]:
-      //   slice  (prelude.model:170:23)  [register]
-      //   slice  (prelude.model:170:36)  [register]
-      //   add  (prelude.model:170:32)  [register]
-      //   sigmoid %gru.r  (prelude.model:170:20)  [register]
-      //   slice  (prelude.model:171:23)  [register]
-      //   slice  (prelude.model:171:38)  [register]
-      //   add  (prelude.model:171:34)  [register]
-      //   sigmoid %gru.z  (prelude.model:171:20)  [register]
-      //   slice  (prelude.model:172:20)  [register]
-      //   slice  (prelude.model:172:41)  [register]
-      //   mul  (prelude.model:172:37)  [register]
-      //   add  (prelude.model:172:33)  [register]
-      //   tanh %gru.n  (prelude.model:172:17)  [register]
-      //   sub  (prelude.model:173:16)  [register]
-      //   mul  (prelude.model:173:21)  [register]
-      //   mul  (prelude.model:173:29)  [register]
-      //   add %gru.h  (prelude.model:173:25)
+      //   slice  (prelude.model:191:23)  [register]
+      //   slice  (prelude.model:191:36)  [register]
+      //   add  (prelude.model:191:32)  [register]
+      //   sigmoid %gru.r  (prelude.model:191:20)  [register]
+      //   slice  (prelude.model:192:23)  [register]
+      //   slice  (prelude.model:192:38)  [register]
+      //   add  (prelude.model:192:34)  [register]
+      //   sigmoid %gru.z  (prelude.model:192:20)  [register]
+      //   slice  (prelude.model:193:20)  [register]
+      //   slice  (prelude.model:193:41)  [register]
+      //   mul  (prelude.model:193:37)  [register]
+      //   add  (prelude.model:193:33)  [register]
+      //   tanh %gru.n  (prelude.model:193:17)  [register]
+      //   sub  (prelude.model:194:16)  [register]
+      //   mul  (prelude.model:194:21)  [register]
+      //   mul  (prelude.model:194:29)  [register]
+      //   add %gru.h  (prelude.model:194:25)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -256,18 +257,18 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:151
-    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:153
-    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:152
-    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:154
-    T *const gru_h_saved = A + 203760;  // f32[32,30,48], prelude.model:167
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:169
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:171
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:170
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:172
+    T *const gru_h_saved = A + 203760;  // f32[32,30,48], prelude.model:188
     T *const slice39 = A + 2528;  // f32[32,1,48], gru.model:17
     T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const matmul164 = A + 4144;  // f32[32,48], prelude.model:10
-    T *const scan384 = A + 618480;  // f32[32,30,144], prelude.model:167
+    T *const scan384 = A + 618480;  // f32[32,30,144], prelude.model:188
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
-    T *const scan238 = A + 480240;  // f32[32,30,144], prelude.model:167
+    T *const scan238 = A + 480240;  // f32[32,30,144], prelude.model:188
     T *const optimizer_step = sf_[6].data();  // f32[], gru.model:22
     T *const optimizer_gru_weight_ih_l0_exp_avg = sf_[7].data();  // f32[144,1], gru.model:22
     T *const optimizer_gru_weight_ih_l0_exp_avg_sq = sf_[8].data();  // f32[144,1], gru.model:22
@@ -282,22 +283,22 @@ private:
     T *const optimizer_head_bias_exp_avg = sf_[17].data();  // f32[1], gru.model:22
     T *const optimizer_head_bias_exp_avg_sq = sf_[18].data();  // f32[1], gru.model:22
     T *const y = A + 960;  // f32[32,1], gru.model:10
-    T *const const2 = A + 992;  // f32[32,48], prelude.model:167
-    T *const matmul150 = A + 2528;  // f32[32,30,144], prelude.model:168
-    T *const const32 = A + 140768;  // f32[], prelude.model:173
-    T *const gru_h = A + 140784;  // f32[32,48], prelude.model:167
-    T *const gru_z_saved = A + 249840;  // f32[32,30,48], prelude.model:167
-    T *const gru_n_saved = A + 295920;  // f32[32,30,48], prelude.model:167
-    T *const saved = A + 342000;  // f32[32,30,48], prelude.model:167
-    T *const gru_r_saved = A + 434160;  // f32[32,30,48], prelude.model:167
-    T *const matmul15 = A + 142320;  // f32[32,144], prelude.model:169
-    T *const gru_gi = A + 146928;  // f32[32,144], prelude.model:168
-    T *const gru_gh = A + 151536;  // f32[32,144], prelude.model:169
-    T *const slice28 = A + 142320;  // f32[32,48], prelude.model:172
-    T *const gru_h_2 = A + 143856;  // f32[32,48], prelude.model:173
-    T *const gru_seq = A + 157680;  // f32[32,30,48], prelude.model:167
-    T *const saved_2 = A + 388080;  // f32[32,30,48], prelude.model:167
-    T *const gru_h_4 = A + 156144;  // f32[32,48], prelude.model:167
+    T *const const2 = A + 992;  // f32[32,48], prelude.model:188
+    T *const matmul150 = A + 2528;  // f32[32,30,144], prelude.model:189
+    T *const const32 = A + 140768;  // f32[], prelude.model:194
+    T *const gru_h = A + 140784;  // f32[32,48], prelude.model:188
+    T *const gru_z_saved = A + 249840;  // f32[32,30,48], prelude.model:188
+    T *const gru_n_saved = A + 295920;  // f32[32,30,48], prelude.model:188
+    T *const saved = A + 342000;  // f32[32,30,48], prelude.model:188
+    T *const gru_r_saved = A + 434160;  // f32[32,30,48], prelude.model:188
+    T *const matmul15 = A + 142320;  // f32[32,144], prelude.model:190
+    T *const gru_gi = A + 146928;  // f32[32,144], prelude.model:189
+    T *const gru_gh = A + 151536;  // f32[32,144], prelude.model:190
+    T *const slice28 = A + 142320;  // f32[32,48], prelude.model:193
+    T *const gru_h_2 = A + 143856;  // f32[32,48], prelude.model:194
+    T *const gru_seq = A + 157680;  // f32[32,30,48], prelude.model:188
+    T *const saved_2 = A + 388080;  // f32[32,30,48], prelude.model:188
+    T *const gru_h_4 = A + 156144;  // f32[32,48], prelude.model:188
     T *const transpose42 = A + 4064;  // f32[48,1], prelude.model:10
     T *const matmul43 = A + 4112;  // f32[32,1], prelude.model:10
     T *const yhat = A + 4144;  // f32[32,1], prelude.model:10
@@ -307,21 +308,21 @@ private:
     T *const d_head_bias = A + 976;  // f32[1], prelude.model:10
     T *const matmul166 = A + 4064;  // f32[48,1], prelude.model:10
     T *const pad169 = A + 5680;  // f32[32,30,48], gru.model:17
-    T *const d_gru_h = A + 51760;  // f32[32,48], prelude.model:167
-    T *const mul194 = A + 54848;  // f32[32,48], prelude.model:172
-    T *const mul212 = A + 59456;  // f32[32,48], prelude.model:170
-    T *const mul204 = A + 57920;  // f32[32,48], prelude.model:171
-    T *const mul198 = A + 56384;  // f32[32,48], prelude.model:172
-    T *const mul183 = A + 53312;  // f32[32,48], prelude.model:173
-    T *const matmul220 = A + 54848;  // f32[32,48], prelude.model:169
-    T *const add223 = A + 56384;  // f32[32,48], prelude.model:169
-    T *const scan234 = A + 2528;  // f32[32,48], prelude.model:167
-    T *const sum383 = A + 992;  // f32[144], prelude.model:167
-    T *const sum385 = A + 1136;  // f32[144], prelude.model:167
-    T *const matmul389 = A + 4112;  // f32[48,144], prelude.model:167
-    T *const matmul245 = A + 1280;  // f32[1,144], prelude.model:168
-    T *const d_gru_weight_ih_l0 = A + 0;  // f32[144,1], prelude.model:168
-    T *const d_gru_weight_hh_l0 = A + 11024;  // f32[144,48], prelude.model:169
+    T *const d_gru_h = A + 51760;  // f32[32,48], prelude.model:188
+    T *const mul194 = A + 54848;  // f32[32,48], prelude.model:193
+    T *const mul212 = A + 59456;  // f32[32,48], prelude.model:191
+    T *const mul204 = A + 57920;  // f32[32,48], prelude.model:192
+    T *const mul198 = A + 56384;  // f32[32,48], prelude.model:193
+    T *const mul183 = A + 53312;  // f32[32,48], prelude.model:194
+    T *const matmul220 = A + 54848;  // f32[32,48], prelude.model:190
+    T *const add223 = A + 56384;  // f32[32,48], prelude.model:190
+    T *const scan234 = A + 2528;  // f32[32,48], prelude.model:188
+    T *const sum383 = A + 992;  // f32[144], prelude.model:188
+    T *const sum385 = A + 1136;  // f32[144], prelude.model:188
+    T *const matmul389 = A + 4112;  // f32[48,144], prelude.model:188
+    T *const matmul245 = A + 1280;  // f32[1,144], prelude.model:189
+    T *const d_gru_weight_ih_l0 = A + 0;  // f32[144,1], prelude.model:189
+    T *const d_gru_weight_hh_l0 = A + 11024;  // f32[144,48], prelude.model:190
     T *const d_head_weight = A + 144;  // f32[1,48], prelude.model:10
     T *const lr_2 = A + 192;  // f32[], gru.model:22
     T *const optimizer_step_new = A + 208;  // f32[], gru.model:22
@@ -350,21 +351,21 @@ private:
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (gru.model:10:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:167:52)
+    // const  (prelude.model:188:52)
     std::fill_n(const2, 1536, T(0));
-    // matmul  (prelude.model:168:17)
+    // matmul  (prelude.model:189:17)
     gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul150, 144, threads());
-    // const  (prelude.model:173:16)
+    // const  (prelude.model:194:16)
     std::fill_n(const32, 1, T(1));
-    // scan %gru.h  (prelude.model:167:13)
+    // scan %gru.h  (prelude.model:188:13)
     std::copy_n(const2, 1536, gru_h);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:169:16)
+      // matmul  (prelude.model:190:16)
       gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul15, 144, threads());
       // fused loop over [32, 144]:
-      //   add %gru.gi  (prelude.model:168:45)
-      //   add %gru.gh  (prelude.model:169:44)
+      //   add %gru.gi  (prelude.model:189:45)
+      //   add %gru.gh  (prelude.model:190:44)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 144; ++i1) {
@@ -375,23 +376,23 @@ private:
         }
       }
       // fused loop over [32, 48]:
-      //   slice  (prelude.model:170:23)  [register]
-      //   slice  (prelude.model:170:36)  [register]
-      //   add  (prelude.model:170:32)  [register]
-      //   sigmoid %gru.r  (prelude.model:170:20)
-      //   slice  (prelude.model:171:23)  [register]
-      //   slice  (prelude.model:171:38)  [register]
-      //   add  (prelude.model:171:34)  [register]
-      //   sigmoid %gru.z  (prelude.model:171:20)
-      //   slice  (prelude.model:172:20)  [register]
-      //   slice  (prelude.model:172:41)
-      //   mul  (prelude.model:172:37)  [register]
-      //   add  (prelude.model:172:33)  [register]
-      //   tanh %gru.n  (prelude.model:172:17)
-      //   sub  (prelude.model:173:16)
-      //   mul  (prelude.model:173:21)  [register]
-      //   mul  (prelude.model:173:29)  [register]
-      //   add %gru.h  (prelude.model:173:25)
+      //   slice  (prelude.model:191:23)  [register]
+      //   slice  (prelude.model:191:36)  [register]
+      //   add  (prelude.model:191:32)  [register]
+      //   sigmoid %gru.r  (prelude.model:191:20)
+      //   slice  (prelude.model:192:23)  [register]
+      //   slice  (prelude.model:192:38)  [register]
+      //   add  (prelude.model:192:34)  [register]
+      //   sigmoid %gru.z  (prelude.model:192:20)
+      //   slice  (prelude.model:193:20)  [register]
+      //   slice  (prelude.model:193:41)
+      //   mul  (prelude.model:193:37)  [register]
+      //   add  (prelude.model:193:33)  [register]
+      //   tanh %gru.n  (prelude.model:193:17)
+      //   sub  (prelude.model:194:16)
+      //   mul  (prelude.model:194:21)  [register]
+      //   mul  (prelude.model:194:29)  [register]
+      //   add %gru.h  (prelude.model:194:25)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -479,30 +480,30 @@ private:
         pad169[i0 * 1440 + i2 + 1392] = matmul164[i0 * 48 + i2];
       }
     }
-    // scan  (prelude.model:167:13)
+    // scan  (prelude.model:188:13)
     std::copy_n(const2, 1536, d_gru_h);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
     for (int64_t step = 0; step < 30; ++step) {
       const int64_t t = 29 - step;
       // fused loop over [32, 48]:
       //   add  [register]
-      //   mul  (prelude.model:173:21)  [register]
-      //   mul  (prelude.model:172:17)  [register]
-      //   sub  (prelude.model:172:17)  [register]
-      //   mul  (prelude.model:172:17)
-      //   mul  (prelude.model:172:37)  [register]
-      //   sub  (prelude.model:170:20)  [register]
-      //   mul  (prelude.model:170:20)  [register]
-      //   mul  (prelude.model:170:20)
-      //   mul  (prelude.model:173:29)  [register]
-      //   mul  (prelude.model:173:21)  [register]
-      //   neg  (prelude.model:173:16)  [register]
-      //   add  (prelude.model:173:16)  [register]
-      //   sub  (prelude.model:171:20)  [register]
-      //   mul  (prelude.model:171:20)  [register]
-      //   mul  (prelude.model:171:20)
-      //   mul  (prelude.model:172:37)
-      //   mul  (prelude.model:173:29)
+      //   mul  (prelude.model:194:21)  [register]
+      //   mul  (prelude.model:193:17)  [register]
+      //   sub  (prelude.model:193:17)  [register]
+      //   mul  (prelude.model:193:17)
+      //   mul  (prelude.model:193:37)  [register]
+      //   sub  (prelude.model:191:20)  [register]
+      //   mul  (prelude.model:191:20)  [register]
+      //   mul  (prelude.model:191:20)
+      //   mul  (prelude.model:194:29)  [register]
+      //   mul  (prelude.model:194:21)  [register]
+      //   neg  (prelude.model:194:16)  [register]
+      //   add  (prelude.model:194:16)  [register]
+      //   sub  (prelude.model:192:20)  [register]
+      //   mul  (prelude.model:192:20)  [register]
+      //   mul  (prelude.model:192:20)
+      //   mul  (prelude.model:193:37)
+      //   mul  (prelude.model:194:29)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -531,7 +532,7 @@ private:
           mul183[i0 * 48 + i1] = v183;
         }
       }
-      // concat  (prelude.model:170:36)
+      // concat  (prelude.model:191:36)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -550,7 +551,7 @@ private:
           scan384[t * 144 + i0 * 4320 + i1 + 96] = mul198[i0 * 48 + i1];
         }
       }
-      // concat  (prelude.model:170:23)
+      // concat  (prelude.model:191:23)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {
@@ -569,9 +570,9 @@ private:
           scan238[t * 144 + i0 * 4320 + i1 + 96] = mul194[i0 * 48 + i1];
         }
       }
-      // matmul  (prelude.model:169:16)
+      // matmul  (prelude.model:190:16)
       gemmInvariantB(1, false, false, 32, 48, 144, T(1), scan384 + t * 144, 4320, gru_weight_hh_l0, 48, T(0), matmul220, 48, threads());
-      // add  (prelude.model:169:16)
+      // add  (prelude.model:190:16)
       GRADC_IVDEP
       for (int64_t i = 0; i < 1536; ++i) {
         const T v223 = mul183[i] + matmul220[i];
@@ -581,8 +582,8 @@ private:
     }
     std::copy_n(d_gru_h, 1536, scan234);
     // fused loop over [32, 30, 144], 2 reductions:
-    //   sum over axes [0, 1]  (prelude.model:167:13)
-    //   sum over axes [0, 1]  (prelude.model:167:13)
+    //   sum over axes [0, 1]  (prelude.model:188:13)
+    //   sum over axes [0, 1]  (prelude.model:188:13)
     std::fill_n(sum383, 144, T(0));
     std::fill_n(sum385, 144, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
@@ -594,28 +595,28 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:167:13)
+    // matmul  (prelude.model:188:13)
     gemm(true, false, 48, 144, 960, T(1), gru_h_saved, 48, scan384, 144, T(0), matmul389, 144, threads());
-    // matmul  (prelude.model:168:17)
+    // matmul  (prelude.model:189:17)
     gemm(true, false, 1, 144, 960, T(1), x, 1, scan238, 144, T(0), matmul245, 144, threads());
-    // transpose %d.gru.weight_ih_l0  (prelude.model:168:28)
+    // transpose %d.gru.weight_ih_l0  (prelude.model:189:28)
     for (int64_t i0 = 0; i0 < 144; ++i0) {
       d_gru_weight_ih_l0[i0] = matmul245[i0];
     }
-    // grad  (prelude.model:151:5)
+    // grad  (prelude.model:169:5)
     if (grads) (*grads)[0].assign(d_gru_weight_ih_l0, d_gru_weight_ih_l0 + 144);
-    // transpose %d.gru.weight_hh_l0  (prelude.model:169:27)
+    // transpose %d.gru.weight_hh_l0  (prelude.model:190:27)
     for (int64_t i0 = 0; i0 < 144; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 48; ++i1) {
         d_gru_weight_hh_l0[i0 * 48 + i1] = matmul389[i0 + i1 * 144];
       }
     }
-    // grad  (prelude.model:152:5)
+    // grad  (prelude.model:170:5)
     if (grads) (*grads)[1].assign(d_gru_weight_hh_l0, d_gru_weight_hh_l0 + 6912);
-    // grad  (prelude.model:153:5)
+    // grad  (prelude.model:171:5)
     if (grads) (*grads)[2].assign(sum383, sum383 + 144);
-    // grad  (prelude.model:154:5)
+    // grad  (prelude.model:172:5)
     if (grads) (*grads)[3].assign(sum385, sum385 + 144);
     // transpose %d.head.weight  (prelude.model:10:25)
     GRADC_IVDEP
@@ -894,43 +895,43 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:151
-    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:153
-    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:152
-    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:154
+    T *const gru_weight_ih_l0 = sf_[0].data();  // f32[144,1], prelude.model:169
+    T *const gru_bias_ih_l0 = sf_[2].data();  // f32[144], prelude.model:171
+    T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:170
+    T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:172
     T *const slice133 = A + 0;  // f32[32,1,48], gru.model:17
     T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
-    T *const const96 = A + 960;  // f32[32,48], prelude.model:167
-    T *const matmul154 = A + 2496;  // f32[32,30,144], prelude.model:168
-    T *const const126 = A + 0;  // f32[], prelude.model:173
-    T *const gru_h = A + 140736;  // f32[32,48], prelude.model:167
-    T *const matmul109 = A + 142272;  // f32[32,144], prelude.model:169
-    T *const gru_gi = A + 146880;  // f32[32,144], prelude.model:168
-    T *const gru_gh = A + 151488;  // f32[32,144], prelude.model:169
-    T *const gru_h_2 = A + 142272;  // f32[32,48], prelude.model:173
-    T *const gru_seq = A + 157632;  // f32[32,30,48], prelude.model:167
-    T *const gru_h_4 = A + 156096;  // f32[32,48], prelude.model:167
+    T *const const96 = A + 960;  // f32[32,48], prelude.model:188
+    T *const matmul154 = A + 2496;  // f32[32,30,144], prelude.model:189
+    T *const const126 = A + 0;  // f32[], prelude.model:194
+    T *const gru_h = A + 140736;  // f32[32,48], prelude.model:188
+    T *const matmul109 = A + 142272;  // f32[32,144], prelude.model:190
+    T *const gru_gi = A + 146880;  // f32[32,144], prelude.model:189
+    T *const gru_gh = A + 151488;  // f32[32,144], prelude.model:190
+    T *const gru_h_2 = A + 142272;  // f32[32,48], prelude.model:194
+    T *const gru_seq = A + 157632;  // f32[32,30,48], prelude.model:188
+    T *const gru_h_4 = A + 156096;  // f32[32,48], prelude.model:188
     T *const matmul137 = A + 1536;  // f32[32,1], prelude.model:10
     T *const yhat = A + 0;  // f32[32,1], prelude.model:10
     // input %x  (gru.model:9:1)
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (prelude.model:167:52)
+    // const  (prelude.model:188:52)
     std::fill_n(const96, 1536, T(0));
-    // matmul  (prelude.model:168:17)
+    // matmul  (prelude.model:189:17)
     gemm(false, true, 960, 144, 1, T(1), x, 1, gru_weight_ih_l0, 1, T(0), matmul154, 144, threads());
-    // const  (prelude.model:173:16)
+    // const  (prelude.model:194:16)
     std::fill_n(const126, 1, T(1));
-    // scan %gru.h  (prelude.model:167:13)
+    // scan %gru.h  (prelude.model:188:13)
     std::copy_n(const96, 1536, gru_h);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:169:16)
+      // matmul  (prelude.model:190:16)
       gemmInvariantB(0, false, true, 32, 144, 48, T(1), gru_h, 48, gru_weight_hh_l0, 48, T(0), matmul109, 144, threads());
       // fused loop over [32, 144]:
-      //   add %gru.gi  (prelude.model:168:45)
-      //   add %gru.gh  (prelude.model:169:44)
+      //   add %gru.gi  (prelude.model:189:45)
+      //   add %gru.gh  (prelude.model:190:44)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 144; ++i1) {
@@ -941,23 +942,23 @@ private:
         }
       }
       // fused loop over [32, 48]:
-      //   slice  (prelude.model:170:23)  [register]
-      //   slice  (prelude.model:170:36)  [register]
-      //   add  (prelude.model:170:32)  [register]
-      //   sigmoid %gru.r  (prelude.model:170:20)  [register]
-      //   slice  (prelude.model:171:23)  [register]
-      //   slice  (prelude.model:171:38)  [register]
-      //   add  (prelude.model:171:34)  [register]
-      //   sigmoid %gru.z  (prelude.model:171:20)  [register]
-      //   slice  (prelude.model:172:20)  [register]
-      //   slice  (prelude.model:172:41)  [register]
-      //   mul  (prelude.model:172:37)  [register]
-      //   add  (prelude.model:172:33)  [register]
-      //   tanh %gru.n  (prelude.model:172:17)  [register]
-      //   sub  (prelude.model:173:16)  [register]
-      //   mul  (prelude.model:173:21)  [register]
-      //   mul  (prelude.model:173:29)  [register]
-      //   add %gru.h  (prelude.model:173:25)
+      //   slice  (prelude.model:191:23)  [register]
+      //   slice  (prelude.model:191:36)  [register]
+      //   add  (prelude.model:191:32)  [register]
+      //   sigmoid %gru.r  (prelude.model:191:20)  [register]
+      //   slice  (prelude.model:192:23)  [register]
+      //   slice  (prelude.model:192:38)  [register]
+      //   add  (prelude.model:192:34)  [register]
+      //   sigmoid %gru.z  (prelude.model:192:20)  [register]
+      //   slice  (prelude.model:193:20)  [register]
+      //   slice  (prelude.model:193:41)  [register]
+      //   mul  (prelude.model:193:37)  [register]
+      //   add  (prelude.model:193:33)  [register]
+      //   tanh %gru.n  (prelude.model:193:17)  [register]
+      //   sub  (prelude.model:194:16)  [register]
+      //   mul  (prelude.model:194:21)  [register]
+      //   mul  (prelude.model:194:29)  [register]
+      //   add %gru.h  (prelude.model:194:25)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 48; ++i1) {

@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -205,17 +206,17 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:27
-    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:24
-    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
+    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:38
+    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:41
     T *const slice174 = A + 352;  // f32[16,1,32], lstm2_layernorm.model:19
-    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:98
-    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:99
+    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:115
+    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:116
     T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
     T *const matmul952 = A + 256;  // f32[1,16], prelude.model:10
     T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
@@ -223,34 +224,34 @@ public:
     T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
     T *const x = A + 16;  // f32[16,20,1], lstm2_layernorm.model:9
     T *const y = A + 336;  // f32[16,1], lstm2_layernorm.model:10
-    T *const const102 = A + 352;  // f32[16,32], prelude.model:41
-    T *const matmul316 = A + 864;  // f32[16,20,128], prelude.model:42
-    T *const lstm_h = A + 41824;  // f32[16,32], prelude.model:41
-    T *const lstm_c = A + 42336;  // f32[16,32], prelude.model:41
-    T *const matmul117 = A + 42848;  // f32[16,128], prelude.model:42
-    T *const lstm_gates = A + 44896;  // f32[16,128], prelude.model:42
-    T *const lstm_c_2 = A + 42848;  // f32[16,32], prelude.model:47
-    T *const lstm_h_2 = A + 43360;  // f32[16,32], prelude.model:48
-    T *const lstm_seq = A + 47968;  // f32[16,20,32], prelude.model:41
-    T *const lstm_h_4 = A + 46944;  // f32[16,32], prelude.model:41
-    T *const lstm_c_4 = A + 47456;  // f32[16,32], prelude.model:41
-    T *const matmul318 = A + 864;  // f32[16,20,128], prelude.model:42
-    T *const lstm_h_5 = A + 41824;  // f32[16,32], prelude.model:41
-    T *const lstm_c_5 = A + 42336;  // f32[16,32], prelude.model:41
-    T *const matmul153 = A + 42848;  // f32[16,128], prelude.model:42
-    T *const lstm_gates_3 = A + 44896;  // f32[16,128], prelude.model:42
-    T *const lstm_c_6 = A + 42848;  // f32[16,32], prelude.model:47
-    T *const lstm_h_6 = A + 43360;  // f32[16,32], prelude.model:48
-    T *const lstm_seq_2 = A + 47968;  // f32[16,20,32], prelude.model:41
-    T *const lstm_h_8 = A + 46944;  // f32[16,32], prelude.model:41
-    T *const lstm_c_8 = A + 47456;  // f32[16,32], prelude.model:41
-    T *const slice927 = A + 16;  // f32[16,1], prelude.model:104
-    T *const mean929 = A + 32;  // f32[16,1], prelude.model:104
-    T *const mean931 = A + 48;  // f32[16,1], prelude.model:104
-    T *const ln_mu = A + 64;  // f32[16,1], prelude.model:102
+    T *const const102 = A + 352;  // f32[16,32], prelude.model:58
+    T *const matmul316 = A + 864;  // f32[16,20,128], prelude.model:59
+    T *const lstm_h = A + 41824;  // f32[16,32], prelude.model:58
+    T *const lstm_c = A + 42336;  // f32[16,32], prelude.model:58
+    T *const matmul117 = A + 42848;  // f32[16,128], prelude.model:59
+    T *const lstm_gates = A + 44896;  // f32[16,128], prelude.model:59
+    T *const lstm_c_2 = A + 42848;  // f32[16,32], prelude.model:64
+    T *const lstm_h_2 = A + 43360;  // f32[16,32], prelude.model:65
+    T *const lstm_seq = A + 47968;  // f32[16,20,32], prelude.model:58
+    T *const lstm_h_4 = A + 46944;  // f32[16,32], prelude.model:58
+    T *const lstm_c_4 = A + 47456;  // f32[16,32], prelude.model:58
+    T *const matmul318 = A + 864;  // f32[16,20,128], prelude.model:59
+    T *const lstm_h_5 = A + 41824;  // f32[16,32], prelude.model:58
+    T *const lstm_c_5 = A + 42336;  // f32[16,32], prelude.model:58
+    T *const matmul153 = A + 42848;  // f32[16,128], prelude.model:59
+    T *const lstm_gates_3 = A + 44896;  // f32[16,128], prelude.model:59
+    T *const lstm_c_6 = A + 42848;  // f32[16,32], prelude.model:64
+    T *const lstm_h_6 = A + 43360;  // f32[16,32], prelude.model:65
+    T *const lstm_seq_2 = A + 47968;  // f32[16,20,32], prelude.model:58
+    T *const lstm_h_8 = A + 46944;  // f32[16,32], prelude.model:58
+    T *const lstm_c_8 = A + 47456;  // f32[16,32], prelude.model:58
+    T *const slice927 = A + 16;  // f32[16,1], prelude.model:121
+    T *const mean929 = A + 32;  // f32[16,1], prelude.model:121
+    T *const mean931 = A + 48;  // f32[16,1], prelude.model:121
+    T *const ln_mu = A + 64;  // f32[16,1], prelude.model:119
     T *const mul948 = A + 864;  // f32[16,32], prelude.model:10
-    T *const rsqrt182 = A + 80;  // f32[16,1], prelude.model:105
-    T *const mul183 = A + 1376;  // f32[16,32], prelude.model:105
+    T *const rsqrt182 = A + 80;  // f32[16,1], prelude.model:122
+    T *const mul183 = A + 1376;  // f32[16,32], prelude.model:122
     T *const matmul950 = A + 0;  // f32[16,16], prelude.model:10
     T *const relu193 = A + 352;  // f32[16,16], lstm2_layernorm.model:20
     T *const matmul196 = A + 0;  // f32[16,1], prelude.model:10
@@ -260,21 +261,21 @@ public:
     for (int64_t k = 0; k < 320; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (lstm2_layernorm.model:10:1)
     for (int64_t k = 0; k < 16; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const102, 512, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 320, 128, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul316, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const102, 512, lstm_h);
     std::copy_n(const102, 512, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 20; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul117, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -285,19 +286,19 @@ public:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -326,19 +327,19 @@ public:
     }
     std::copy_n(lstm_h, 512, lstm_h_4);
     std::copy_n(lstm_c, 512, lstm_c_4);
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 320, 128, 32, T(1), lstm_seq, 32, lstm_weight_ih_l1, 32, T(0), matmul318, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const102, 512, lstm_h_5);
     std::copy_n(const102, 512, lstm_c_5);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 20; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, true, 16, 128, 32, T(1), lstm_h_5, 32, lstm_weight_hh_l1, 32, T(0), matmul153, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -349,19 +350,19 @@ public:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -397,16 +398,16 @@ public:
         slice174[i0 * 32 + i2] = lstm_seq_2[i0 * 640 + i2 + 608];
       }
     }
-    // slice  (prelude.model:104:15)
+    // slice  (prelude.model:121:15)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       slice927[i0] = slice174[i0 * 32];
     }
     // fused loop over [16, 32], 3 reductions:
-    //   sub  (prelude.model:104:15)  [register]
-    //   mean over axes [1]  (prelude.model:104:15)
-    //   mul  (prelude.model:104:15)  [register]
-    //   mean over axes [1]  (prelude.model:104:15)
-    //   mean %ln.mu over axes [1]  (prelude.model:102:14)
+    //   sub  (prelude.model:121:15)  [register]
+    //   mean over axes [1]  (prelude.model:121:15)
+    //   mul  (prelude.model:121:15)  [register]
+    //   mean over axes [1]  (prelude.model:121:15)
+    //   mean %ln.mu over axes [1]  (prelude.model:119:14)
     //   mul  (prelude.model:10:14)
     std::fill_n(mean929, 16, T(0));
     std::fill_n(mean931, 16, T(0));
@@ -435,11 +436,11 @@ public:
       ln_mu[i] /= T(32);
     }
     // fused loop over [16, 1]:
-    //   mul  (prelude.model:104:15)  [register]
-    //   sub  (prelude.model:104:15)  [register]
-    //   maximum  (prelude.model:104:15)  [register]
-    //   add  (prelude.model:105:26)  [register]
-    //   rsqrt  (prelude.model:105:21)
+    //   mul  (prelude.model:121:15)  [register]
+    //   sub  (prelude.model:121:15)  [register]
+    //   maximum  (prelude.model:121:15)  [register]
+    //   add  (prelude.model:122:26)  [register]
+    //   rsqrt  (prelude.model:122:21)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       const T v932 = mean929[i0] * mean929[i0];
       const T v933 = mean931[i0] - v932;
@@ -449,8 +450,8 @@ public:
       rsqrt182[i0] = v182;
     }
     // fused loop over [16, 32]:
-    //   sub %ln.d  (prelude.model:103:11)  [register]
-    //   mul  (prelude.model:105:14)
+    //   sub %ln.d  (prelude.model:120:11)  [register]
+    //   mul  (prelude.model:122:14)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -495,30 +496,30 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:27
-    T *const lstm_h_saved = A + 119664;  // f32[16,20,32], prelude.model:41
-    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:24
-    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:27
-    T *const lstm_h_saved_2 = A + 206704;  // f32[16,20,32], prelude.model:41
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
+    T *const lstm_h_saved = A + 119664;  // f32[16,20,32], prelude.model:58
+    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:38
+    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:41
+    T *const lstm_h_saved_2 = A + 206704;  // f32[16,20,32], prelude.model:58
     T *const slice74 = A + 4976;  // f32[16,1,32], lstm2_layernorm.model:19
-    T *const rsqrt82 = A + 5552;  // f32[16,1], prelude.model:105
-    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:98
-    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:99
+    T *const rsqrt82 = A + 5552;  // f32[16,1], prelude.model:122
+    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:115
+    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:116
     T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
     T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
     T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
     T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
-    T *const sum351 = A + 5536;  // f32[16], prelude.model:105
-    T *const mul917 = A + 6112;  // f32[16], prelude.model:103
-    T *const add372 = A + 7696;  // f32[16,32], prelude.model:102
-    T *const scan450 = A + 216944;  // f32[16,20,128], prelude.model:41
-    T *const lstm_seq = A + 47984;  // f32[16,20,32], prelude.model:41
-    T *const scan534 = A + 129904;  // f32[16,20,128], prelude.model:41
+    T *const sum351 = A + 5536;  // f32[16], prelude.model:122
+    T *const mul917 = A + 6112;  // f32[16], prelude.model:120
+    T *const add372 = A + 7696;  // f32[16,32], prelude.model:119
+    T *const scan450 = A + 216944;  // f32[16,20,128], prelude.model:58
+    T *const lstm_seq = A + 47984;  // f32[16,20,32], prelude.model:58
+    T *const scan534 = A + 129904;  // f32[16,20,128], prelude.model:58
     T *const x = A + 32;  // f32[16,20,1], lstm2_layernorm.model:9
     T *const optimizer_step = sf_[14].data();  // f32[], lstm2_layernorm.model:25
     T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[15].data();  // f32[128,1], lstm2_layernorm.model:25
@@ -550,47 +551,47 @@ private:
     T *const optimizer_head_bias_exp_avg = sf_[41].data();  // f32[1], lstm2_layernorm.model:25
     T *const optimizer_head_bias_exp_avg_sq = sf_[42].data();  // f32[1], lstm2_layernorm.model:25
     T *const y = A + 352;  // f32[16,1], lstm2_layernorm.model:10
-    T *const const2 = A + 368;  // f32[16,32], prelude.model:41
-    T *const matmul312 = A + 880;  // f32[16,20,128], prelude.model:42
-    T *const lstm_h = A + 41840;  // f32[16,32], prelude.model:41
-    T *const lstm_c = A + 42352;  // f32[16,32], prelude.model:41
-    T *const saved = A + 58224;  // f32[16,20,32], prelude.model:41
-    T *const lstm_o_saved = A + 68464;  // f32[16,20,32], prelude.model:41
-    T *const lstm_g_saved = A + 78704;  // f32[16,20,32], prelude.model:41
-    T *const lstm_i_saved = A + 88944;  // f32[16,20,32], prelude.model:41
-    T *const lstm_f_saved = A + 109424;  // f32[16,20,32], prelude.model:41
-    T *const matmul17 = A + 42864;  // f32[16,128], prelude.model:42
-    T *const lstm_gates = A + 44912;  // f32[16,128], prelude.model:42
-    T *const lstm_c_2 = A + 42864;  // f32[16,32], prelude.model:47
-    T *const lstm_h_2 = A + 43376;  // f32[16,32], prelude.model:48
-    T *const lstm_c_saved = A + 99184;  // f32[16,20,32], prelude.model:41
-    T *const lstm_h_4 = A + 46960;  // f32[16,32], prelude.model:41
-    T *const lstm_c_4 = A + 47472;  // f32[16,32], prelude.model:41
-    T *const transpose45 = A + 880;  // f32[32,128], prelude.model:42
-    T *const matmul314 = A + 4976;  // f32[16,20,128], prelude.model:42
-    T *const lstm_h_5 = A + 129904;  // f32[16,32], prelude.model:41
-    T *const lstm_c_5 = A + 130416;  // f32[16,32], prelude.model:41
-    T *const saved_2 = A + 145264;  // f32[16,20,32], prelude.model:41
-    T *const lstm_o_saved_2 = A + 155504;  // f32[16,20,32], prelude.model:41
-    T *const lstm_g_saved_2 = A + 165744;  // f32[16,20,32], prelude.model:41
-    T *const lstm_i_saved_2 = A + 175984;  // f32[16,20,32], prelude.model:41
-    T *const lstm_f_saved_2 = A + 196464;  // f32[16,20,32], prelude.model:41
-    T *const matmul53 = A + 130928;  // f32[16,128], prelude.model:42
-    T *const lstm_gates_3 = A + 132976;  // f32[16,128], prelude.model:42
-    T *const lstm_c_6 = A + 130928;  // f32[16,32], prelude.model:47
-    T *const lstm_h_6 = A + 131440;  // f32[16,32], prelude.model:48
-    T *const lstm_seq_2 = A + 135024;  // f32[16,20,32], prelude.model:41
-    T *const lstm_c_saved_2 = A + 186224;  // f32[16,20,32], prelude.model:41
-    T *const lstm_h_8 = A + 45936;  // f32[16,32], prelude.model:41
-    T *const lstm_c_8 = A + 46448;  // f32[16,32], prelude.model:41
-    T *const slice918 = A + 5488;  // f32[16,1], prelude.model:104
-    T *const mean920 = A + 5504;  // f32[16,1], prelude.model:104
-    T *const mean922 = A + 5520;  // f32[16,1], prelude.model:104
-    T *const ln_mu = A + 5536;  // f32[16,1], prelude.model:102
+    T *const const2 = A + 368;  // f32[16,32], prelude.model:58
+    T *const matmul312 = A + 880;  // f32[16,20,128], prelude.model:59
+    T *const lstm_h = A + 41840;  // f32[16,32], prelude.model:58
+    T *const lstm_c = A + 42352;  // f32[16,32], prelude.model:58
+    T *const saved = A + 58224;  // f32[16,20,32], prelude.model:58
+    T *const lstm_o_saved = A + 68464;  // f32[16,20,32], prelude.model:58
+    T *const lstm_g_saved = A + 78704;  // f32[16,20,32], prelude.model:58
+    T *const lstm_i_saved = A + 88944;  // f32[16,20,32], prelude.model:58
+    T *const lstm_f_saved = A + 109424;  // f32[16,20,32], prelude.model:58
+    T *const matmul17 = A + 42864;  // f32[16,128], prelude.model:59
+    T *const lstm_gates = A + 44912;  // f32[16,128], prelude.model:59
+    T *const lstm_c_2 = A + 42864;  // f32[16,32], prelude.model:64
+    T *const lstm_h_2 = A + 43376;  // f32[16,32], prelude.model:65
+    T *const lstm_c_saved = A + 99184;  // f32[16,20,32], prelude.model:58
+    T *const lstm_h_4 = A + 46960;  // f32[16,32], prelude.model:58
+    T *const lstm_c_4 = A + 47472;  // f32[16,32], prelude.model:58
+    T *const transpose45 = A + 880;  // f32[32,128], prelude.model:59
+    T *const matmul314 = A + 4976;  // f32[16,20,128], prelude.model:59
+    T *const lstm_h_5 = A + 129904;  // f32[16,32], prelude.model:58
+    T *const lstm_c_5 = A + 130416;  // f32[16,32], prelude.model:58
+    T *const saved_2 = A + 145264;  // f32[16,20,32], prelude.model:58
+    T *const lstm_o_saved_2 = A + 155504;  // f32[16,20,32], prelude.model:58
+    T *const lstm_g_saved_2 = A + 165744;  // f32[16,20,32], prelude.model:58
+    T *const lstm_i_saved_2 = A + 175984;  // f32[16,20,32], prelude.model:58
+    T *const lstm_f_saved_2 = A + 196464;  // f32[16,20,32], prelude.model:58
+    T *const matmul53 = A + 130928;  // f32[16,128], prelude.model:59
+    T *const lstm_gates_3 = A + 132976;  // f32[16,128], prelude.model:59
+    T *const lstm_c_6 = A + 130928;  // f32[16,32], prelude.model:64
+    T *const lstm_h_6 = A + 131440;  // f32[16,32], prelude.model:65
+    T *const lstm_seq_2 = A + 135024;  // f32[16,20,32], prelude.model:58
+    T *const lstm_c_saved_2 = A + 186224;  // f32[16,20,32], prelude.model:58
+    T *const lstm_h_8 = A + 45936;  // f32[16,32], prelude.model:58
+    T *const lstm_c_8 = A + 46448;  // f32[16,32], prelude.model:58
+    T *const slice918 = A + 5488;  // f32[16,1], prelude.model:121
+    T *const mean920 = A + 5504;  // f32[16,1], prelude.model:121
+    T *const mean922 = A + 5520;  // f32[16,1], prelude.model:121
+    T *const ln_mu = A + 5536;  // f32[16,1], prelude.model:119
     T *const transpose95 = A + 5568;  // f32[16,1], prelude.model:10
-    T *const ln_d = A + 5584;  // f32[16,32], prelude.model:103
-    T *const mul83 = A + 6096;  // f32[16,32], prelude.model:105
-    T *const z = A + 6608;  // f32[16,32], prelude.model:105
+    T *const ln_d = A + 5584;  // f32[16,32], prelude.model:120
+    T *const mul83 = A + 6096;  // f32[16,32], prelude.model:122
+    T *const z = A + 6608;  // f32[16,32], prelude.model:122
     T *const transpose89 = A + 4976;  // f32[32,16], prelude.model:10
     T *const matmul90 = A + 7120;  // f32[16,16], prelude.model:10
     T *const relu93 = A + 7376;  // f32[16,16], lstm2_layernorm.model:20
@@ -607,48 +608,48 @@ private:
     T *const d_fc_bias = A + 5488;  // f32[16], prelude.model:10
     T *const matmul341 = A + 7632;  // f32[16,32], prelude.model:10
     T *const matmul343 = A + 4976;  // f32[32,16], prelude.model:10
-    T *const d_ln_bias = A + 6608;  // f32[32], prelude.model:105
-    T *const sum913 = A + 5504;  // f32[16], prelude.model:103
-    T *const d_ln_weight = A + 6640;  // f32[32], prelude.model:105
-    T *const mul349 = A + 6672;  // f32[16,32], prelude.model:105
+    T *const d_ln_bias = A + 6608;  // f32[32], prelude.model:122
+    T *const sum913 = A + 5504;  // f32[16], prelude.model:120
+    T *const d_ln_weight = A + 6640;  // f32[32], prelude.model:122
+    T *const mul349 = A + 6672;  // f32[16,32], prelude.model:122
     T *const sum576 = A + 6128;  // f32[], lstm2_layernorm.model:25
-    T *const mul360 = A + 16;  // f32[16,1], prelude.model:104
-    T *const mul370 = A + 5504;  // f32[16,1], prelude.model:102
+    T *const mul360 = A + 16;  // f32[16,1], prelude.model:121
+    T *const mul370 = A + 5504;  // f32[16,1], prelude.model:119
     T *const d_fc_weight = A + 7184;  // f32[16,32], prelude.model:10
     T *const sum573 = A + 5536;  // f32[], lstm2_layernorm.model:25
     T *const pad374 = A + 8208;  // f32[16,20,32], lstm2_layernorm.model:19
-    T *const d_lstm_h = A + 18448;  // f32[16,32], prelude.model:41
-    T *const d_lstm_c = A + 18960;  // f32[16,32], prelude.model:41
-    T *const mul424 = A + 21536;  // f32[16,32], prelude.model:43
-    T *const mul418 = A + 21024;  // f32[16,32], prelude.model:44
-    T *const mul412 = A + 20512;  // f32[16,32], prelude.model:45
-    T *const mul407 = A + 20000;  // f32[16,32], prelude.model:46
-    T *const mul403 = A + 19488;  // f32[16,32], prelude.model:47
-    T *const matmul431 = A + 20000;  // f32[16,32], prelude.model:42
-    T *const scan445 = A + 4976;  // f32[16,32], prelude.model:41
-    T *const scan446 = A + 5552;  // f32[16,32], prelude.model:41
-    T *const sum901 = A + 4976;  // f32[128], prelude.model:41
-    T *const matmul906 = A + 7696;  // f32[32,128], prelude.model:41
-    T *const matmul453 = A + 11792;  // f32[16,20,32], prelude.model:42
-    T *const matmul457 = A + 880;  // f32[32,128], prelude.model:42
-    T *const d_lstm_h_2 = A + 22032;  // f32[16,32], prelude.model:41
-    T *const d_lstm_c_2 = A + 22544;  // f32[16,32], prelude.model:41
-    T *const mul508 = A + 25120;  // f32[16,32], prelude.model:43
-    T *const mul502 = A + 24608;  // f32[16,32], prelude.model:44
-    T *const mul496 = A + 24096;  // f32[16,32], prelude.model:45
-    T *const mul491 = A + 23584;  // f32[16,32], prelude.model:46
-    T *const mul487 = A + 23072;  // f32[16,32], prelude.model:47
-    T *const matmul515 = A + 23584;  // f32[16,32], prelude.model:42
-    T *const scan529 = A + 5552;  // f32[16,32], prelude.model:41
-    T *const scan530 = A + 6672;  // f32[16,32], prelude.model:41
-    T *const sum907 = A + 368;  // f32[128], prelude.model:41
-    T *const matmul912 = A + 11792;  // f32[32,128], prelude.model:41
-    T *const matmul541 = A + 496;  // f32[1,128], prelude.model:42
-    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[128,1], prelude.model:42
+    T *const d_lstm_h = A + 18448;  // f32[16,32], prelude.model:58
+    T *const d_lstm_c = A + 18960;  // f32[16,32], prelude.model:58
+    T *const mul424 = A + 21536;  // f32[16,32], prelude.model:60
+    T *const mul418 = A + 21024;  // f32[16,32], prelude.model:61
+    T *const mul412 = A + 20512;  // f32[16,32], prelude.model:62
+    T *const mul407 = A + 20000;  // f32[16,32], prelude.model:63
+    T *const mul403 = A + 19488;  // f32[16,32], prelude.model:64
+    T *const matmul431 = A + 20000;  // f32[16,32], prelude.model:59
+    T *const scan445 = A + 4976;  // f32[16,32], prelude.model:58
+    T *const scan446 = A + 5552;  // f32[16,32], prelude.model:58
+    T *const sum901 = A + 4976;  // f32[128], prelude.model:58
+    T *const matmul906 = A + 7696;  // f32[32,128], prelude.model:58
+    T *const matmul453 = A + 11792;  // f32[16,20,32], prelude.model:59
+    T *const matmul457 = A + 880;  // f32[32,128], prelude.model:59
+    T *const d_lstm_h_2 = A + 22032;  // f32[16,32], prelude.model:58
+    T *const d_lstm_c_2 = A + 22544;  // f32[16,32], prelude.model:58
+    T *const mul508 = A + 25120;  // f32[16,32], prelude.model:60
+    T *const mul502 = A + 24608;  // f32[16,32], prelude.model:61
+    T *const mul496 = A + 24096;  // f32[16,32], prelude.model:62
+    T *const mul491 = A + 23584;  // f32[16,32], prelude.model:63
+    T *const mul487 = A + 23072;  // f32[16,32], prelude.model:64
+    T *const matmul515 = A + 23584;  // f32[16,32], prelude.model:59
+    T *const scan529 = A + 5552;  // f32[16,32], prelude.model:58
+    T *const scan530 = A + 6672;  // f32[16,32], prelude.model:58
+    T *const sum907 = A + 368;  // f32[128], prelude.model:58
+    T *const matmul912 = A + 11792;  // f32[32,128], prelude.model:58
+    T *const matmul541 = A + 496;  // f32[1,128], prelude.model:59
+    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[128,1], prelude.model:59
     T *const sum544 = A + 144;  // f32[], lstm2_layernorm.model:25
-    T *const d_lstm_weight_hh_l0 = A + 24080;  // f32[128,32], prelude.model:42
-    T *const d_lstm_weight_ih_l1 = A + 19984;  // f32[128,32], prelude.model:42
-    T *const d_lstm_weight_hh_l1 = A + 15888;  // f32[128,32], prelude.model:42
+    T *const d_lstm_weight_hh_l0 = A + 24080;  // f32[128,32], prelude.model:59
+    T *const d_lstm_weight_ih_l1 = A + 19984;  // f32[128,32], prelude.model:59
+    T *const d_lstm_weight_hh_l1 = A + 15888;  // f32[128,32], prelude.model:59
     T *const sum546 = A + 160;  // f32[], lstm2_layernorm.model:25
     T *const sum555 = A + 176;  // f32[], lstm2_layernorm.model:25
     T *const sum558 = A + 192;  // f32[], lstm2_layernorm.model:25
@@ -711,21 +712,21 @@ private:
     for (int64_t k = 0; k < 320; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (lstm2_layernorm.model:10:1)
     for (int64_t k = 0; k < 16; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const2, 512, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 320, 128, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul312, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const2, 512, lstm_h);
     std::copy_n(const2, 512, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 20; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul17, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -736,19 +737,19 @@ private:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -788,26 +789,26 @@ private:
     }
     std::copy_n(lstm_h, 512, lstm_h_4);
     std::copy_n(lstm_c, 512, lstm_c_4);
-    // transpose  (prelude.model:42:31)
+    // transpose  (prelude.model:59:31)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {
         transpose45[i0 * 128 + i1] = lstm_weight_ih_l1[i0 + i1 * 32];
       }
     }
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 320, 128, 32, T(1), lstm_seq, 32, lstm_weight_ih_l1, 32, T(0), matmul314, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const2, 512, lstm_h_5);
     std::copy_n(const2, 512, lstm_c_5);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 20; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, true, 16, 128, 32, T(1), lstm_h_5, 32, lstm_weight_hh_l1, 32, T(0), matmul53, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -818,19 +819,19 @@ private:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -877,16 +878,16 @@ private:
         slice74[i0 * 32 + i2] = lstm_seq_2[i0 * 640 + i2 + 608];
       }
     }
-    // slice  (prelude.model:104:15)
+    // slice  (prelude.model:121:15)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       slice918[i0] = slice74[i0 * 32];
     }
     // fused loop over [16, 32], 3 reductions:
-    //   sub  (prelude.model:104:15)  [register]
-    //   mean over axes [1]  (prelude.model:104:15)
-    //   mul  (prelude.model:104:15)  [register]
-    //   mean over axes [1]  (prelude.model:104:15)
-    //   mean %ln.mu over axes [1]  (prelude.model:102:14)
+    //   sub  (prelude.model:121:15)  [register]
+    //   mean over axes [1]  (prelude.model:121:15)
+    //   mul  (prelude.model:121:15)  [register]
+    //   mean over axes [1]  (prelude.model:121:15)
+    //   mean %ln.mu over axes [1]  (prelude.model:119:14)
     std::fill_n(mean920, 16, T(0));
     std::fill_n(mean922, 16, T(0));
     std::fill_n(ln_mu, 16, T(0));
@@ -912,11 +913,11 @@ private:
       ln_mu[i] /= T(32);
     }
     // fused loop over [16, 1]:
-    //   mul  (prelude.model:104:15)  [register]
-    //   sub  (prelude.model:104:15)  [register]
-    //   maximum  (prelude.model:104:15)  [register]
-    //   add  (prelude.model:105:26)  [register]
-    //   rsqrt  (prelude.model:105:21)
+    //   mul  (prelude.model:121:15)  [register]
+    //   sub  (prelude.model:121:15)  [register]
+    //   maximum  (prelude.model:121:15)  [register]
+    //   add  (prelude.model:122:26)  [register]
+    //   rsqrt  (prelude.model:122:21)
     //   transpose  (prelude.model:10:25)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       const T v923 = mean920[i0] * mean920[i0];
@@ -929,10 +930,10 @@ private:
       transpose95[i0] = v95;
     }
     // fused loop over [16, 32]:
-    //   sub %ln.d  (prelude.model:103:11)
-    //   mul  (prelude.model:105:14)
-    //   mul  (prelude.model:105:33)  [register]
-    //   add %z  (prelude.model:105:42)
+    //   sub %ln.d  (prelude.model:120:11)
+    //   mul  (prelude.model:122:14)
+    //   mul  (prelude.model:122:33)  [register]
+    //   add %z  (prelude.model:122:42)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -1013,14 +1014,14 @@ private:
     // matmul  (prelude.model:10:14)
     gemm(true, false, 32, 16, 16, T(1), z, 32, mul338, 16, T(0), matmul343, 16, threads());
     // fused loop over [16, 32], 4 reductions:
-    //   sum %d.ln.bias over axes [0]  (prelude.model:105:42)
-    //   mul  (prelude.model:105:33)  [register]
-    //   sum over axes [1]  (prelude.model:103:11)
-    //   mul  (prelude.model:105:33)  [register]
-    //   sum %d.ln.weight over axes [0]  (prelude.model:105:33)
-    //   mul  (prelude.model:105:14)  [register]
-    //   sum over axes [1]  (prelude.model:105:14)
-    //   mul  (prelude.model:105:14)
+    //   sum %d.ln.bias over axes [0]  (prelude.model:122:42)
+    //   mul  (prelude.model:122:33)  [register]
+    //   sum over axes [1]  (prelude.model:120:11)
+    //   mul  (prelude.model:122:33)  [register]
+    //   sum %d.ln.weight over axes [0]  (prelude.model:122:33)
+    //   mul  (prelude.model:122:14)  [register]
+    //   sum over axes [1]  (prelude.model:122:14)
+    //   mul  (prelude.model:122:14)
     std::fill_n(d_ln_bias, 32, T(0));
     std::fill_n(sum913, 16, T(0));
     std::fill_n(d_ln_weight, 32, T(0));
@@ -1039,8 +1040,8 @@ private:
       }
     }
     // fused loop over [16], 1 reduction:
-    //   mul  (prelude.model:103:11)  [register]
-    //   mul  (prelude.model:103:11)
+    //   mul  (prelude.model:120:11)  [register]
+    //   mul  (prelude.model:120:11)
     //   mul  (lstm2_layernorm.model:25:1)  [register]
     //   sum over axes [0]  (lstm2_layernorm.model:25:1)
     std::fill_n(sum576, 1, T(0));
@@ -1052,12 +1053,12 @@ private:
       sum576[0] += v575;
     }
     // fused loop over [16, 1]:
-    //   mul  (prelude.model:105:21)  [register]
-    //   mul  (prelude.model:105:21)  [register]
-    //   mul  (prelude.model:105:21)  [register]
-    //   mul  (prelude.model:105:21)  [register]
-    //   mul  (prelude.model:104:15)
-    //   mul  (prelude.model:102:14)
+    //   mul  (prelude.model:122:21)  [register]
+    //   mul  (prelude.model:122:21)  [register]
+    //   mul  (prelude.model:122:21)  [register]
+    //   mul  (prelude.model:122:21)  [register]
+    //   mul  (prelude.model:121:15)
+    //   mul  (prelude.model:119:14)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       const T v354 = sum351[i0] * T(-0.5);
       const T v355 = rsqrt82[i0] * rsqrt82[i0];
@@ -1069,12 +1070,12 @@ private:
       mul370[i0] = v370;
     }
     // fused loop over [16, 32], 1 reduction:
-    //   broadcast_to  (prelude.model:104:15)  [register]
-    //   mul  (prelude.model:104:18)  [register]
-    //   add  (prelude.model:104:18)  [register]
-    //   add  (prelude.model:104:18)  [register]
-    //   broadcast_to  (prelude.model:102:14)  [register]
-    //   add  (prelude.model:102:14)
+    //   broadcast_to  (prelude.model:121:15)  [register]
+    //   mul  (prelude.model:121:18)  [register]
+    //   add  (prelude.model:121:18)  [register]
+    //   add  (prelude.model:121:18)  [register]
+    //   broadcast_to  (prelude.model:119:14)  [register]
+    //   add  (prelude.model:119:14)
     //   transpose %d.fc.weight  (prelude.model:10:25)
     //   mul  (lstm2_layernorm.model:25:1)  [register]
     //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
@@ -1102,7 +1103,7 @@ private:
         pad374[i0 * 640 + i2 + 608] = add372[i0 * 32 + i2];
       }
     }
-    // scan  (prelude.model:41:13)
+    // scan  (prelude.model:58:13)
     std::copy_n(const2, 512, d_lstm_h);
     std::copy_n(const2, 512, d_lstm_c);
     gemmInvariantReset(2, 1); // B packed once per scan for 1 matmul
@@ -1110,28 +1111,28 @@ private:
       const int64_t t = 19 - step;
       // fused loop over [16, 32]:
       //   add  [register]
-      //   mul  (prelude.model:48:15)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   sub  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   add  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   sub  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   sub  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)
-      //   mul  (prelude.model:47:23)  [register]
-      //   mul  (prelude.model:45:17)  [register]
-      //   sub  (prelude.model:45:17)  [register]
-      //   mul  (prelude.model:45:17)
-      //   mul  (prelude.model:48:15)  [register]
-      //   sub  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)
+      //   mul  (prelude.model:65:15)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   sub  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   add  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   sub  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   sub  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)
+      //   mul  (prelude.model:64:23)  [register]
+      //   mul  (prelude.model:62:17)  [register]
+      //   sub  (prelude.model:62:17)  [register]
+      //   mul  (prelude.model:62:17)
+      //   mul  (prelude.model:65:15)  [register]
+      //   sub  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -1165,7 +1166,7 @@ private:
           mul403[i0 * 32 + i1] = v403;
         }
       }
-      // concat  (prelude.model:43:26)
+      // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -1190,14 +1191,14 @@ private:
           scan450[t * 128 + i0 * 2560 + i1 + 96] = mul407[i0 * 32 + i1];
         }
       }
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(2, false, false, 16, 32, 128, T(1), scan450 + t * 128, 2560, lstm_weight_hh_l1, 32, T(0), matmul431, 32, threads());
       std::copy_n(matmul431, 512, d_lstm_h);
       std::copy_n(mul403, 512, d_lstm_c);
     }
     std::copy_n(d_lstm_h, 512, scan445);
     std::copy_n(d_lstm_c, 512, scan446);
-    // sum  (prelude.model:41:13)
+    // sum  (prelude.model:58:13)
     std::fill_n(sum901, 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       for (int64_t i1 = 0; i1 < 20; ++i1) {
@@ -1207,13 +1208,13 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:41:13)
+    // matmul  (prelude.model:58:13)
     gemm(true, false, 32, 128, 320, T(1), lstm_h_saved_2, 32, scan450, 128, T(0), matmul906, 128, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 320, 32, 128, T(1), scan450, 128, transpose45, 128, T(0), matmul453, 32, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(true, false, 32, 128, 320, T(1), lstm_seq, 32, scan450, 128, T(0), matmul457, 128, threads());
-    // scan  (prelude.model:41:13)
+    // scan  (prelude.model:58:13)
     std::copy_n(const2, 512, d_lstm_h_2);
     std::copy_n(const2, 512, d_lstm_c_2);
     gemmInvariantReset(3, 1); // B packed once per scan for 1 matmul
@@ -1221,28 +1222,28 @@ private:
       const int64_t t = 19 - step;
       // fused loop over [16, 32]:
       //   add  [register]
-      //   mul  (prelude.model:48:15)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   sub  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   add  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   sub  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   sub  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)
-      //   mul  (prelude.model:47:23)  [register]
-      //   mul  (prelude.model:45:17)  [register]
-      //   sub  (prelude.model:45:17)  [register]
-      //   mul  (prelude.model:45:17)
-      //   mul  (prelude.model:48:15)  [register]
-      //   sub  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)
+      //   mul  (prelude.model:65:15)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   sub  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   add  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   sub  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   sub  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)
+      //   mul  (prelude.model:64:23)  [register]
+      //   mul  (prelude.model:62:17)  [register]
+      //   sub  (prelude.model:62:17)  [register]
+      //   mul  (prelude.model:62:17)
+      //   mul  (prelude.model:65:15)  [register]
+      //   sub  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -1276,7 +1277,7 @@ private:
           mul487[i0 * 32 + i1] = v487;
         }
       }
-      // concat  (prelude.model:43:26)
+      // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -1301,14 +1302,14 @@ private:
           scan534[t * 128 + i0 * 2560 + i1 + 96] = mul491[i0 * 32 + i1];
         }
       }
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(3, false, false, 16, 32, 128, T(1), scan534 + t * 128, 2560, lstm_weight_hh_l0, 32, T(0), matmul515, 32, threads());
       std::copy_n(matmul515, 512, d_lstm_h_2);
       std::copy_n(mul487, 512, d_lstm_c_2);
     }
     std::copy_n(d_lstm_h_2, 512, scan529);
     std::copy_n(d_lstm_c_2, 512, scan530);
-    // sum  (prelude.model:41:13)
+    // sum  (prelude.model:58:13)
     std::fill_n(sum907, 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       for (int64_t i1 = 0; i1 < 20; ++i1) {
@@ -1318,12 +1319,12 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:41:13)
+    // matmul  (prelude.model:58:13)
     gemm(true, false, 32, 128, 320, T(1), lstm_h_saved, 32, scan534, 128, T(0), matmul912, 128, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(true, false, 1, 128, 320, T(1), x, 1, scan534, 128, T(0), matmul541, 128, threads());
     // fused loop over [128, 1], 1 reduction:
-    //   transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
+    //   transpose %d.lstm.weight_ih_l0  (prelude.model:59:31)
     //   mul  (lstm2_layernorm.model:25:1)  [register]
     //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
     std::fill_n(sum544, 1, T(0));
@@ -1333,12 +1334,12 @@ private:
       const T v543 = d_lstm_weight_ih_l0_2 * d_lstm_weight_ih_l0_2;
       sum544[0] += v543;
     }
-    // grad  (prelude.model:24:5)
+    // grad  (prelude.model:38:5)
     if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 128);
     // fused loop over [128, 32], 3 reductions:
-    //   transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
-    //   transpose %d.lstm.weight_ih_l1  (prelude.model:42:31)
-    //   transpose %d.lstm.weight_hh_l1  (prelude.model:42:78)
+    //   transpose %d.lstm.weight_hh_l0  (prelude.model:59:78)
+    //   transpose %d.lstm.weight_ih_l1  (prelude.model:59:31)
+    //   transpose %d.lstm.weight_hh_l1  (prelude.model:59:78)
     //   mul  (lstm2_layernorm.model:25:1)  [register]
     //   sum over axes [0, 1]  (lstm2_layernorm.model:25:1)
     //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -1364,23 +1365,23 @@ private:
         sum558[0] += v557;
       }
     }
-    // grad  (prelude.model:25:5)
+    // grad  (prelude.model:39:5)
     if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 4096);
-    // grad  (prelude.model:26:5)
+    // grad  (prelude.model:40:5)
     if (grads) (*grads)[2].assign(sum907, sum907 + 128);
-    // grad  (prelude.model:27:5)
+    // grad  (prelude.model:41:5)
     if (grads) (*grads)[3].assign(sum907, sum907 + 128);
-    // grad  (prelude.model:24:5)
+    // grad  (prelude.model:38:5)
     if (grads) (*grads)[4].assign(d_lstm_weight_ih_l1, d_lstm_weight_ih_l1 + 4096);
-    // grad  (prelude.model:25:5)
+    // grad  (prelude.model:39:5)
     if (grads) (*grads)[5].assign(d_lstm_weight_hh_l1, d_lstm_weight_hh_l1 + 4096);
-    // grad  (prelude.model:26:5)
+    // grad  (prelude.model:40:5)
     if (grads) (*grads)[6].assign(sum901, sum901 + 128);
-    // grad  (prelude.model:27:5)
+    // grad  (prelude.model:41:5)
     if (grads) (*grads)[7].assign(sum901, sum901 + 128);
-    // grad  (prelude.model:98:3)
+    // grad  (prelude.model:115:3)
     if (grads) (*grads)[8].assign(d_ln_weight, d_ln_weight + 32);
-    // grad  (prelude.model:99:3)
+    // grad  (prelude.model:116:3)
     if (grads) (*grads)[9].assign(d_ln_bias, d_ln_bias + 32);
     // grad  (prelude.model:7:3)
     if (grads) (*grads)[10].assign(d_fc_weight, d_fc_weight + 512);
@@ -2041,72 +2042,72 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:27
-    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:24
-    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
+    T *const lstm_weight_ih_l1 = sf_[4].data();  // f32[128,32], prelude.model:38
+    T *const lstm_bias_ih_l1 = sf_[6].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l1 = sf_[5].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l1 = sf_[7].data();  // f32[128], prelude.model:41
     T *const slice274 = A + 16;  // f32[16,1,32], lstm2_layernorm.model:19
-    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:98
-    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:99
+    T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:115
+    T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:116
     T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
     T *const matmul960 = A + 256;  // f32[1,16], prelude.model:10
     T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
     T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
     T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
     T *const x = A + 16;  // f32[16,20,1], lstm2_layernorm.model:9
-    T *const const202 = A + 336;  // f32[16,32], prelude.model:41
-    T *const matmul320 = A + 848;  // f32[16,20,128], prelude.model:42
-    T *const lstm_h = A + 41808;  // f32[16,32], prelude.model:41
-    T *const lstm_c = A + 42320;  // f32[16,32], prelude.model:41
-    T *const matmul217 = A + 42832;  // f32[16,128], prelude.model:42
-    T *const lstm_gates = A + 44880;  // f32[16,128], prelude.model:42
-    T *const lstm_c_2 = A + 42832;  // f32[16,32], prelude.model:47
-    T *const lstm_h_2 = A + 43344;  // f32[16,32], prelude.model:48
-    T *const lstm_seq = A + 47952;  // f32[16,20,32], prelude.model:41
-    T *const lstm_h_4 = A + 46928;  // f32[16,32], prelude.model:41
-    T *const lstm_c_4 = A + 47440;  // f32[16,32], prelude.model:41
-    T *const matmul322 = A + 848;  // f32[16,20,128], prelude.model:42
-    T *const lstm_h_5 = A + 41808;  // f32[16,32], prelude.model:41
-    T *const lstm_c_5 = A + 42320;  // f32[16,32], prelude.model:41
-    T *const matmul253 = A + 42832;  // f32[16,128], prelude.model:42
-    T *const lstm_gates_3 = A + 44880;  // f32[16,128], prelude.model:42
-    T *const lstm_c_6 = A + 42832;  // f32[16,32], prelude.model:47
-    T *const lstm_h_6 = A + 43344;  // f32[16,32], prelude.model:48
-    T *const lstm_seq_2 = A + 47952;  // f32[16,20,32], prelude.model:41
-    T *const lstm_h_8 = A + 46928;  // f32[16,32], prelude.model:41
-    T *const lstm_c_8 = A + 47440;  // f32[16,32], prelude.model:41
-    T *const slice936 = A + 528;  // f32[16,1], prelude.model:104
-    T *const mean938 = A + 544;  // f32[16,1], prelude.model:104
-    T *const mean940 = A + 560;  // f32[16,1], prelude.model:104
-    T *const ln_mu = A + 576;  // f32[16,1], prelude.model:102
+    T *const const202 = A + 336;  // f32[16,32], prelude.model:58
+    T *const matmul320 = A + 848;  // f32[16,20,128], prelude.model:59
+    T *const lstm_h = A + 41808;  // f32[16,32], prelude.model:58
+    T *const lstm_c = A + 42320;  // f32[16,32], prelude.model:58
+    T *const matmul217 = A + 42832;  // f32[16,128], prelude.model:59
+    T *const lstm_gates = A + 44880;  // f32[16,128], prelude.model:59
+    T *const lstm_c_2 = A + 42832;  // f32[16,32], prelude.model:64
+    T *const lstm_h_2 = A + 43344;  // f32[16,32], prelude.model:65
+    T *const lstm_seq = A + 47952;  // f32[16,20,32], prelude.model:58
+    T *const lstm_h_4 = A + 46928;  // f32[16,32], prelude.model:58
+    T *const lstm_c_4 = A + 47440;  // f32[16,32], prelude.model:58
+    T *const matmul322 = A + 848;  // f32[16,20,128], prelude.model:59
+    T *const lstm_h_5 = A + 41808;  // f32[16,32], prelude.model:58
+    T *const lstm_c_5 = A + 42320;  // f32[16,32], prelude.model:58
+    T *const matmul253 = A + 42832;  // f32[16,128], prelude.model:59
+    T *const lstm_gates_3 = A + 44880;  // f32[16,128], prelude.model:59
+    T *const lstm_c_6 = A + 42832;  // f32[16,32], prelude.model:64
+    T *const lstm_h_6 = A + 43344;  // f32[16,32], prelude.model:65
+    T *const lstm_seq_2 = A + 47952;  // f32[16,20,32], prelude.model:58
+    T *const lstm_h_8 = A + 46928;  // f32[16,32], prelude.model:58
+    T *const lstm_c_8 = A + 47440;  // f32[16,32], prelude.model:58
+    T *const slice936 = A + 528;  // f32[16,1], prelude.model:121
+    T *const mean938 = A + 544;  // f32[16,1], prelude.model:121
+    T *const mean940 = A + 560;  // f32[16,1], prelude.model:121
+    T *const ln_mu = A + 576;  // f32[16,1], prelude.model:119
     T *const mul956 = A + 592;  // f32[16,32], prelude.model:10
-    T *const rsqrt282 = A + 1104;  // f32[16,1], prelude.model:105
-    T *const mul283 = A + 1120;  // f32[16,32], prelude.model:105
+    T *const rsqrt282 = A + 1104;  // f32[16,1], prelude.model:122
+    T *const mul283 = A + 1120;  // f32[16,32], prelude.model:122
     T *const matmul958 = A + 0;  // f32[16,16], prelude.model:10
     T *const relu293 = A + 272;  // f32[16,16], lstm2_layernorm.model:20
     T *const matmul296 = A + 0;  // f32[16,1], prelude.model:10
     T *const yhat = A + 16;  // f32[16,1], prelude.model:10
     // input %x  (lstm2_layernorm.model:9:1)
     for (int64_t k = 0; k < 320; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const202, 512, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 320, 128, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul320, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const202, 512, lstm_h);
     std::copy_n(const202, 512, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 20; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul217, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -2117,19 +2118,19 @@ private:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -2158,19 +2159,19 @@ private:
     }
     std::copy_n(lstm_h, 512, lstm_h_4);
     std::copy_n(lstm_c, 512, lstm_c_4);
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 320, 128, 32, T(1), lstm_seq, 32, lstm_weight_ih_l1, 32, T(0), matmul322, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const202, 512, lstm_h_5);
     std::copy_n(const202, 512, lstm_c_5);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 20; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, true, 16, 128, 32, T(1), lstm_h_5, 32, lstm_weight_hh_l1, 32, T(0), matmul253, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -2181,19 +2182,19 @@ private:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -2229,16 +2230,16 @@ private:
         slice274[i0 * 32 + i2] = lstm_seq_2[i0 * 640 + i2 + 608];
       }
     }
-    // slice  (prelude.model:104:15)
+    // slice  (prelude.model:121:15)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       slice936[i0] = slice274[i0 * 32];
     }
     // fused loop over [16, 32], 3 reductions:
-    //   sub  (prelude.model:104:15)  [register]
-    //   mean over axes [1]  (prelude.model:104:15)
-    //   mul  (prelude.model:104:15)  [register]
-    //   mean over axes [1]  (prelude.model:104:15)
-    //   mean %ln.mu over axes [1]  (prelude.model:102:14)
+    //   sub  (prelude.model:121:15)  [register]
+    //   mean over axes [1]  (prelude.model:121:15)
+    //   mul  (prelude.model:121:15)  [register]
+    //   mean over axes [1]  (prelude.model:121:15)
+    //   mean %ln.mu over axes [1]  (prelude.model:119:14)
     //   mul  (prelude.model:10:14)
     std::fill_n(mean938, 16, T(0));
     std::fill_n(mean940, 16, T(0));
@@ -2267,11 +2268,11 @@ private:
       ln_mu[i] /= T(32);
     }
     // fused loop over [16, 1]:
-    //   mul  (prelude.model:104:15)  [register]
-    //   sub  (prelude.model:104:15)  [register]
-    //   maximum  (prelude.model:104:15)  [register]
-    //   add  (prelude.model:105:26)  [register]
-    //   rsqrt  (prelude.model:105:21)
+    //   mul  (prelude.model:121:15)  [register]
+    //   sub  (prelude.model:121:15)  [register]
+    //   maximum  (prelude.model:121:15)  [register]
+    //   add  (prelude.model:122:26)  [register]
+    //   rsqrt  (prelude.model:122:21)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       const T v941 = mean938[i0] * mean938[i0];
       const T v942 = mean940[i0] - v941;
@@ -2281,8 +2282,8 @@ private:
       rsqrt282[i0] = v282;
     }
     // fused loop over [16, 32]:
-    //   sub %ln.d  (prelude.model:103:11)  [register]
-    //   mul  (prelude.model:105:14)
+    //   sub %ln.d  (prelude.model:120:11)  [register]
+    //   mul  (prelude.model:122:14)
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1) {

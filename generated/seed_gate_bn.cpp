@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -159,22 +160,22 @@ public:
     T *const cell_bias_ih = sf_[2].data();  // f32[1024], seed_gate_bn.model:20
     T *const cell_weight_hh = sf_[1].data();  // f32[1024,256], seed_gate_bn.model:19
     T *const cell_bias_hh = sf_[3].data();  // f32[1024], seed_gate_bn.model:21
-    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:75
-    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:76
-    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:73
-    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:74
-    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:75
-    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:76
-    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:73
-    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:74
-    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:75
-    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:76
-    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:73
-    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:74
-    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:75
-    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:76
-    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:73
-    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:74
+    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:92
+    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:93
+    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:90
+    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:91
+    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:92
+    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:93
+    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:90
+    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:91
+    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:92
+    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:93
+    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:90
+    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:91
+    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:92
+    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:93
+    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:90
+    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:91
     T *const slice284 = A + 992;  // f32[32,1,256], seed_gate_bn.model:47
     T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
     T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
@@ -182,10 +183,10 @@ public:
     T *const y = A + 960;  // f32[32,1], seed_gate_bn.model:11
     T *const const188 = A + 992;  // f32[32,256], seed_gate_bn.model:29
     T *const matmul419 = A + 9184;  // f32[32,30,1024], seed_gate_bn.model:30
-    T *const rsqrt216 = A + 16;  // f32[256], prelude.model:90
-    T *const rsqrt233 = A + 272;  // f32[256], prelude.model:90
-    T *const rsqrt250 = A + 528;  // f32[256], prelude.model:90
-    T *const rsqrt267 = A + 992224;  // f32[256], prelude.model:90
+    T *const rsqrt216 = A + 16;  // f32[256], prelude.model:107
+    T *const rsqrt233 = A + 272;  // f32[256], prelude.model:107
+    T *const rsqrt250 = A + 528;  // f32[256], prelude.model:107
+    T *const rsqrt267 = A + 992224;  // f32[256], prelude.model:107
     T *const cell_h = A + 992480;  // f32[32,256], seed_gate_bn.model:29
     T *const cell_c = A + 1000672;  // f32[32,256], seed_gate_bn.model:29
     T *const matmul203 = A + 1008864;  // f32[32,1024], seed_gate_bn.model:30
@@ -207,14 +208,14 @@ public:
     // matmul  (seed_gate_bn.model:30:18)
     gemm(false, true, 960, 1024, 1, T(1), x, 1, cell_weight_ih, 1, T(0), matmul419, 1024, threads());
     // fused loop over [256]:
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v215 = cell_bn_i_running_var[i] + T(1e-05);
@@ -252,28 +253,28 @@ public:
       }
       // fused loop over [32, 256]:
       //   slice  (seed_gate_bn.model:31:29)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_i.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_i.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
       //   slice  (seed_gate_bn.model:32:29)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_f.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_f.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
       //   slice  (seed_gate_bn.model:33:26)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_g.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_g.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
       //   slice  (seed_gate_bn.model:34:29)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_o.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_o.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
       //   mul  (seed_gate_bn.model:35:13)  [register]
       //   mul  (seed_gate_bn.model:35:21)  [register]
@@ -354,22 +355,22 @@ private:
     T *const cell_bias_ih = sf_[2].data();  // f32[1024], seed_gate_bn.model:20
     T *const cell_weight_hh = sf_[1].data();  // f32[1024,256], seed_gate_bn.model:19
     T *const cell_bias_hh = sf_[3].data();  // f32[1024], seed_gate_bn.model:21
-    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:75
-    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:76
-    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:73
-    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:74
-    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:75
-    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:76
-    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:73
-    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:74
-    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:75
-    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:76
-    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:73
-    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:74
-    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:75
-    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:76
-    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:73
-    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:74
+    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:92
+    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:93
+    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:90
+    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:91
+    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:92
+    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:93
+    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:90
+    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:91
+    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:92
+    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:93
+    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:90
+    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:91
+    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:92
+    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:93
+    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:90
+    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:91
     T *const cell_h_saved = A + 4943104;  // f32[32,30,256], seed_gate_bn.model:29
     T *const slice178 = A + 9184;  // f32[32,1,256], seed_gate_bn.model:47
     T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
@@ -379,16 +380,16 @@ private:
     T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
     T *const y = A + 960;  // f32[32,1], seed_gate_bn.model:11
     T *const const2 = A + 992;  // f32[32,256], seed_gate_bn.model:29
-    T *const cell_bn_i_num_batches_tracked = A + 9184;  // i64[], prelude.model:77
-    T *const cell_bn_f_num_batches_tracked = A + 9200;  // i64[], prelude.model:77
-    T *const cell_bn_g_num_batches_tracked = A + 9216;  // i64[], prelude.model:77
-    T *const cell_bn_o_num_batches_tracked = A + 9232;  // i64[], prelude.model:77
+    T *const cell_bn_i_num_batches_tracked = A + 9184;  // i64[], prelude.model:94
+    T *const cell_bn_f_num_batches_tracked = A + 9200;  // i64[], prelude.model:94
+    T *const cell_bn_g_num_batches_tracked = A + 9216;  // i64[], prelude.model:94
+    T *const cell_bn_o_num_batches_tracked = A + 9232;  // i64[], prelude.model:94
     T *const matmul417 = A + 9248;  // f32[32,30,1024], seed_gate_bn.model:30
-    T *const const29 = A + 992288;  // f32[], prelude.model:85
-    T *const const31 = A + 992304;  // f32[], prelude.model:85
-    T *const const38 = A + 992320;  // f32[], prelude.model:86
-    T *const const43 = A + 992336;  // i64[], prelude.model:87
-    T *const const45 = A + 992352;  // f32[], prelude.model:88
+    T *const const29 = A + 992288;  // f32[], prelude.model:102
+    T *const const31 = A + 992304;  // f32[], prelude.model:102
+    T *const const38 = A + 992320;  // f32[], prelude.model:103
+    T *const const43 = A + 992336;  // i64[], prelude.model:104
+    T *const const45 = A + 992352;  // f32[], prelude.model:105
     T *const cell_h = A + 992368;  // f32[32,256], seed_gate_bn.model:29
     T *const cell_c = A + 1000560;  // f32[32,256], seed_gate_bn.model:29
     T *const cell_bn_i_running_mean_2 = A + 1008752;  // f32[256], seed_gate_bn.model:29
@@ -419,45 +420,45 @@ private:
     T *const matmul17 = A + 1010880;  // f32[32,1024], seed_gate_bn.model:30
     T *const cell_gates = A + 1043648;  // f32[32,1024], seed_gate_bn.model:30
     T *const slice22 = A + 1010880;  // f32[32,256], seed_gate_bn.model:31
-    T *const slice915 = A + 1019072;  // f32[1,256], prelude.model:84
-    T *const mean917 = A + 1019328;  // f32[256], prelude.model:84
-    T *const mean919 = A + 1019584;  // f32[256], prelude.model:84
-    T *const cell_bn_i_mu = A + 1019840;  // f32[256], prelude.model:82
+    T *const slice915 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean917 = A + 1019328;  // f32[256], prelude.model:101
+    T *const mean919 = A + 1019584;  // f32[256], prelude.model:101
+    T *const cell_bn_i_mu = A + 1019840;  // f32[256], prelude.model:99
     T *const slice56 = A + 1020096;  // f32[32,256], seed_gate_bn.model:32
-    T *const slice924 = A + 1019072;  // f32[1,256], prelude.model:84
-    T *const mean926 = A + 1028288;  // f32[256], prelude.model:84
-    T *const mean928 = A + 1028544;  // f32[256], prelude.model:84
-    T *const cell_bn_f_mu = A + 1028800;  // f32[256], prelude.model:82
+    T *const slice924 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean926 = A + 1028288;  // f32[256], prelude.model:101
+    T *const mean928 = A + 1028544;  // f32[256], prelude.model:101
+    T *const cell_bn_f_mu = A + 1028800;  // f32[256], prelude.model:99
     T *const slice90 = A + 1029056;  // f32[32,256], seed_gate_bn.model:33
-    T *const slice933 = A + 1019072;  // f32[1,256], prelude.model:84
-    T *const mean935 = A + 1037248;  // f32[256], prelude.model:84
-    T *const mean937 = A + 1037504;  // f32[256], prelude.model:84
-    T *const cell_bn_g_mu = A + 1037760;  // f32[256], prelude.model:82
+    T *const slice933 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean935 = A + 1037248;  // f32[256], prelude.model:101
+    T *const mean937 = A + 1037504;  // f32[256], prelude.model:101
+    T *const cell_bn_g_mu = A + 1037760;  // f32[256], prelude.model:99
     T *const slice124 = A + 1076416;  // f32[32,256], seed_gate_bn.model:34
-    T *const slice942 = A + 1019072;  // f32[1,256], prelude.model:84
-    T *const mean944 = A + 1038016;  // f32[256], prelude.model:84
-    T *const mean946 = A + 1038272;  // f32[256], prelude.model:84
-    T *const cell_bn_o_mu = A + 1038528;  // f32[256], prelude.model:82
-    T *const maximum923 = A + 1010880;  // f32[256], prelude.model:84
-    T *const cell_bn_i_running_mean_new = A + 1011136;  // f32[256], prelude.model:85
-    T *const cell_bn_i_running_var_new = A + 1011392;  // f32[256], prelude.model:86
-    T *const rsqrt47 = A + 1011648;  // f32[256], prelude.model:88
-    T *const maximum932 = A + 1011904;  // f32[256], prelude.model:84
-    T *const cell_bn_f_running_mean_new = A + 1012160;  // f32[256], prelude.model:85
-    T *const cell_bn_f_running_var_new = A + 1012416;  // f32[256], prelude.model:86
-    T *const rsqrt81 = A + 1012672;  // f32[256], prelude.model:88
-    T *const maximum941 = A + 1012928;  // f32[256], prelude.model:84
-    T *const cell_bn_g_running_mean_new = A + 1013184;  // f32[256], prelude.model:85
-    T *const cell_bn_g_running_var_new = A + 1013440;  // f32[256], prelude.model:86
-    T *const rsqrt115 = A + 1013696;  // f32[256], prelude.model:88
-    T *const maximum950 = A + 1013952;  // f32[256], prelude.model:84
-    T *const cell_bn_o_running_mean_new = A + 1014208;  // f32[256], prelude.model:85
-    T *const cell_bn_o_running_var_new = A + 1014464;  // f32[256], prelude.model:86
-    T *const rsqrt149 = A + 1014720;  // f32[256], prelude.model:88
-    T *const cell_bn_i_num_batches_tracked_new = A + 1010864;  // i64[], prelude.model:87
-    T *const cell_bn_f_num_batches_tracked_new = A + 1014976;  // i64[], prelude.model:87
-    T *const cell_bn_g_num_batches_tracked_new = A + 1014992;  // i64[], prelude.model:87
-    T *const cell_bn_o_num_batches_tracked_new = A + 1015008;  // i64[], prelude.model:87
+    T *const slice942 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean944 = A + 1038016;  // f32[256], prelude.model:101
+    T *const mean946 = A + 1038272;  // f32[256], prelude.model:101
+    T *const cell_bn_o_mu = A + 1038528;  // f32[256], prelude.model:99
+    T *const maximum923 = A + 1010880;  // f32[256], prelude.model:101
+    T *const cell_bn_i_running_mean_new = A + 1011136;  // f32[256], prelude.model:102
+    T *const cell_bn_i_running_var_new = A + 1011392;  // f32[256], prelude.model:103
+    T *const rsqrt47 = A + 1011648;  // f32[256], prelude.model:105
+    T *const maximum932 = A + 1011904;  // f32[256], prelude.model:101
+    T *const cell_bn_f_running_mean_new = A + 1012160;  // f32[256], prelude.model:102
+    T *const cell_bn_f_running_var_new = A + 1012416;  // f32[256], prelude.model:103
+    T *const rsqrt81 = A + 1012672;  // f32[256], prelude.model:105
+    T *const maximum941 = A + 1012928;  // f32[256], prelude.model:101
+    T *const cell_bn_g_running_mean_new = A + 1013184;  // f32[256], prelude.model:102
+    T *const cell_bn_g_running_var_new = A + 1013440;  // f32[256], prelude.model:103
+    T *const rsqrt115 = A + 1013696;  // f32[256], prelude.model:105
+    T *const maximum950 = A + 1013952;  // f32[256], prelude.model:101
+    T *const cell_bn_o_running_mean_new = A + 1014208;  // f32[256], prelude.model:102
+    T *const cell_bn_o_running_var_new = A + 1014464;  // f32[256], prelude.model:103
+    T *const rsqrt149 = A + 1014720;  // f32[256], prelude.model:105
+    T *const cell_bn_i_num_batches_tracked_new = A + 1010864;  // i64[], prelude.model:104
+    T *const cell_bn_f_num_batches_tracked_new = A + 1014976;  // i64[], prelude.model:104
+    T *const cell_bn_g_num_batches_tracked_new = A + 1014992;  // i64[], prelude.model:104
+    T *const cell_bn_o_num_batches_tracked_new = A + 1015008;  // i64[], prelude.model:104
     T *const cell_c_2 = A + 1038784;  // f32[32,256], seed_gate_bn.model:35
     T *const cell_h_2 = A + 1046976;  // f32[32,256], seed_gate_bn.model:36
     T *const hs = A + 1103104;  // f32[32,30,256], seed_gate_bn.model:29
@@ -544,48 +545,48 @@ private:
     T *const scan905 = A + 6663424;  // f32[32,30,256], seed_gate_bn.model:29
     T *const scan907 = A + 6909184;  // f32[32,30,256], seed_gate_bn.model:29
     T *const scan909 = A + 7154944;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const mul540 = A + 312128;  // f32[256], prelude.model:84
-    T *const mul551 = A + 295200;  // f32[256], prelude.model:82
-    T *const mul595 = A + 295712;  // f32[256], prelude.model:84
-    T *const mul606 = A + 295712;  // f32[256], prelude.model:82
-    T *const mul651 = A + 304928;  // f32[256], prelude.model:84
-    T *const mul662 = A + 304416;  // f32[256], prelude.model:82
-    T *const mul707 = A + 305184;  // f32[256], prelude.model:84
-    T *const mul718 = A + 306720;  // f32[256], prelude.model:82
+    T *const mul540 = A + 312128;  // f32[256], prelude.model:101
+    T *const mul551 = A + 295200;  // f32[256], prelude.model:99
+    T *const mul595 = A + 295712;  // f32[256], prelude.model:101
+    T *const mul606 = A + 295712;  // f32[256], prelude.model:99
+    T *const mul651 = A + 304928;  // f32[256], prelude.model:101
+    T *const mul662 = A + 304416;  // f32[256], prelude.model:99
+    T *const mul707 = A + 305184;  // f32[256], prelude.model:101
+    T *const mul718 = A + 306720;  // f32[256], prelude.model:99
     T *const add480 = A + 295200;  // f32[32,256]
-    T *const sum512 = A + 311584;  // f32[256], prelude.model:88
-    T *const mul509 = A + 303392;  // f32[32,256], prelude.model:88
-    T *const mul534 = A + 311872;  // f32[256], prelude.model:85
-    T *const add546 = A + 320576;  // f32[32,256], prelude.model:84
-    T *const sum548 = A + 311584;  // f32[256], prelude.model:83
+    T *const sum512 = A + 311584;  // f32[256], prelude.model:105
+    T *const mul509 = A + 303392;  // f32[32,256], prelude.model:105
+    T *const mul534 = A + 311872;  // f32[256], prelude.model:102
+    T *const add546 = A + 320576;  // f32[32,256], prelude.model:101
+    T *const sum548 = A + 311584;  // f32[256], prelude.model:100
     T *const add489 = A + 312384;  // f32[32,256], seed_gate_bn.model:36
-    T *const sum570 = A + 336960;  // f32[256], prelude.model:88
-    T *const mul567 = A + 328768;  // f32[32,256], prelude.model:88
-    T *const mul589 = A + 295456;  // f32[256], prelude.model:85
-    T *const add601 = A + 295968;  // f32[32,256], prelude.model:84
-    T *const sum603 = A + 304160;  // f32[256], prelude.model:83
-    T *const sum626 = A + 304416;  // f32[256], prelude.model:88
-    T *const mul623 = A + 336960;  // f32[32,256], prelude.model:88
-    T *const mul645 = A + 304672;  // f32[256], prelude.model:85
-    T *const add657 = A + 328768;  // f32[32,256], prelude.model:84
-    T *const sum659 = A + 295456;  // f32[256], prelude.model:83
-    T *const sum682 = A + 304160;  // f32[256], prelude.model:88
-    T *const mul679 = A + 345152;  // f32[32,256], prelude.model:88
-    T *const mul701 = A + 304928;  // f32[256], prelude.model:85
-    T *const add713 = A + 336960;  // f32[32,256], prelude.model:84
-    T *const sum715 = A + 295456;  // f32[256], prelude.model:83
-    T *const mul529 = A + 304160;  // f32[256], prelude.model:86
-    T *const mul538 = A + 304672;  // f32[256], prelude.model:85
-    T *const mul585 = A + 305184;  // f32[256], prelude.model:86
-    T *const mul593 = A + 305440;  // f32[256], prelude.model:85
-    T *const mul641 = A + 305696;  // f32[256], prelude.model:86
-    T *const mul649 = A + 305952;  // f32[256], prelude.model:85
-    T *const mul697 = A + 306208;  // f32[256], prelude.model:86
-    T *const mul705 = A + 306464;  // f32[256], prelude.model:85
-    T *const add721 = A + 377920;  // f32[32,256], prelude.model:82
-    T *const add665 = A + 369728;  // f32[32,256], prelude.model:82
-    T *const add609 = A + 361536;  // f32[32,256], prelude.model:82
-    T *const add554 = A + 353344;  // f32[32,256], prelude.model:82
+    T *const sum570 = A + 336960;  // f32[256], prelude.model:105
+    T *const mul567 = A + 328768;  // f32[32,256], prelude.model:105
+    T *const mul589 = A + 295456;  // f32[256], prelude.model:102
+    T *const add601 = A + 295968;  // f32[32,256], prelude.model:101
+    T *const sum603 = A + 304160;  // f32[256], prelude.model:100
+    T *const sum626 = A + 304416;  // f32[256], prelude.model:105
+    T *const mul623 = A + 336960;  // f32[32,256], prelude.model:105
+    T *const mul645 = A + 304672;  // f32[256], prelude.model:102
+    T *const add657 = A + 328768;  // f32[32,256], prelude.model:101
+    T *const sum659 = A + 295456;  // f32[256], prelude.model:100
+    T *const sum682 = A + 304160;  // f32[256], prelude.model:105
+    T *const mul679 = A + 345152;  // f32[32,256], prelude.model:105
+    T *const mul701 = A + 304928;  // f32[256], prelude.model:102
+    T *const add713 = A + 336960;  // f32[32,256], prelude.model:101
+    T *const sum715 = A + 295456;  // f32[256], prelude.model:100
+    T *const mul529 = A + 304160;  // f32[256], prelude.model:103
+    T *const mul538 = A + 304672;  // f32[256], prelude.model:102
+    T *const mul585 = A + 305184;  // f32[256], prelude.model:103
+    T *const mul593 = A + 305440;  // f32[256], prelude.model:102
+    T *const mul641 = A + 305696;  // f32[256], prelude.model:103
+    T *const mul649 = A + 305952;  // f32[256], prelude.model:102
+    T *const mul697 = A + 306208;  // f32[256], prelude.model:103
+    T *const mul705 = A + 306464;  // f32[256], prelude.model:102
+    T *const add721 = A + 377920;  // f32[32,256], prelude.model:99
+    T *const add665 = A + 369728;  // f32[32,256], prelude.model:99
+    T *const add609 = A + 361536;  // f32[32,256], prelude.model:99
+    T *const add554 = A + 353344;  // f32[32,256], prelude.model:99
     T *const mul497 = A + 345152;  // f32[32,256], seed_gate_bn.model:35
     T *const matmul728 = A + 295184;  // f32[32,256], seed_gate_bn.model:30
     T *const scan778 = A + 17680;  // f32[32,256], seed_gate_bn.model:29
@@ -633,25 +634,25 @@ private:
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
     // const  (seed_gate_bn.model:29:49)
     std::fill_n(const2, 8192, T(0));
-    // buffer %cell.bn_i.num_batches_tracked  (prelude.model:77:3)
+    // buffer %cell.bn_i.num_batches_tracked  (prelude.model:94:3)
     cell_bn_i_num_batches_tracked[0] = T(si_[16][0]);
-    // buffer %cell.bn_f.num_batches_tracked  (prelude.model:77:3)
+    // buffer %cell.bn_f.num_batches_tracked  (prelude.model:94:3)
     cell_bn_f_num_batches_tracked[0] = T(si_[19][0]);
-    // buffer %cell.bn_g.num_batches_tracked  (prelude.model:77:3)
+    // buffer %cell.bn_g.num_batches_tracked  (prelude.model:94:3)
     cell_bn_g_num_batches_tracked[0] = T(si_[22][0]);
-    // buffer %cell.bn_o.num_batches_tracked  (prelude.model:77:3)
+    // buffer %cell.bn_o.num_batches_tracked  (prelude.model:94:3)
     cell_bn_o_num_batches_tracked[0] = T(si_[25][0]);
     // matmul  (seed_gate_bn.model:30:18)
     gemm(false, true, 960, 1024, 1, T(1), x, 1, cell_weight_ih, 1, T(0), matmul417, 1024, threads());
-    // const  (prelude.model:85:44)
+    // const  (prelude.model:102:44)
     std::fill_n(const29, 1, T(0.9));
-    // const  (prelude.model:85:70)
+    // const  (prelude.model:102:70)
     std::fill_n(const31, 1, T(0.1));
-    // const  (prelude.model:86:84)
+    // const  (prelude.model:103:84)
     std::fill_n(const38, 1, T(0.1032258064516129));
-    // const  (prelude.model:87:56)
+    // const  (prelude.model:104:56)
     std::fill_n(const43, 1, T(1));
-    // const  (prelude.model:88:28)
+    // const  (prelude.model:105:28)
     std::fill_n(const45, 1, T(1e-05));
     // scan %cell.h  (seed_gate_bn.model:29:12)
     std::copy_n(const2, 8192, cell_h);
@@ -692,17 +693,17 @@ private:
           slice22[i0 * 256 + i1] = cell_gates[i0 * 1024 + i1];
         }
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:101:17)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice915[i] = slice22[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_i.mu over axes [0]  (prelude.model:82:16)
+      //   sub  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mul  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mean %cell.bn_i.mu over axes [0]  (prelude.model:99:16)
       //   slice  (seed_gate_bn.model:32:29)
       std::fill_n(mean917, 256, T(0));
       std::fill_n(mean919, 256, T(0));
@@ -731,17 +732,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_i_mu[i] /= T(32);
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:101:17)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice924[i] = slice56[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_f.mu over axes [0]  (prelude.model:82:16)
+      //   sub  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mul  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mean %cell.bn_f.mu over axes [0]  (prelude.model:99:16)
       //   slice  (seed_gate_bn.model:33:26)
       std::fill_n(mean926, 256, T(0));
       std::fill_n(mean928, 256, T(0));
@@ -770,17 +771,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_f_mu[i] /= T(32);
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:101:17)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice933[i] = slice90[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_g.mu over axes [0]  (prelude.model:82:16)
+      //   sub  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mul  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mean %cell.bn_g.mu over axes [0]  (prelude.model:99:16)
       //   slice  (seed_gate_bn.model:34:29)
       std::fill_n(mean935, 256, T(0));
       std::fill_n(mean937, 256, T(0));
@@ -809,18 +810,18 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_g_mu[i] /= T(32);
       }
-      // slice  (prelude.model:84:17)
+      // slice  (prelude.model:101:17)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice942[i] = slice124[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mul  (prelude.model:84:17)  [register]
-      //   mean over axes [0]  (prelude.model:84:17)
-      //   mean %cell.bn_o.mu over axes [0]  (prelude.model:82:16)
-      //   sub %cell.bn_i.d  (prelude.model:83:13)
+      //   sub  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mul  (prelude.model:101:17)  [register]
+      //   mean over axes [0]  (prelude.model:101:17)
+      //   mean %cell.bn_o.mu over axes [0]  (prelude.model:99:16)
+      //   sub %cell.bn_i.d  (prelude.model:100:13)
       std::fill_n(mean944, 256, T(0));
       std::fill_n(mean946, 256, T(0));
       std::fill_n(cell_bn_o_mu, 256, T(0));
@@ -849,50 +850,50 @@ private:
         cell_bn_o_mu[i] /= T(32);
       }
       // fused loop over [256]:
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
-      //   mul  (prelude.model:85:44)  [register]
-      //   mul  (prelude.model:85:70)  [register]
-      //   add %cell.bn_i.running_mean.new  (prelude.model:85:59)
-      //   mul  (prelude.model:86:43)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add %cell.bn_i.running_var.new  (prelude.model:86:57)
-      //   add  (prelude.model:88:28)  [register]
-      //   rsqrt  (prelude.model:88:23)
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
-      //   mul  (prelude.model:85:44)  [register]
-      //   mul  (prelude.model:85:70)  [register]
-      //   add %cell.bn_f.running_mean.new  (prelude.model:85:59)
-      //   mul  (prelude.model:86:43)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add %cell.bn_f.running_var.new  (prelude.model:86:57)
-      //   add  (prelude.model:88:28)  [register]
-      //   rsqrt  (prelude.model:88:23)
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
-      //   mul  (prelude.model:85:44)  [register]
-      //   mul  (prelude.model:85:70)  [register]
-      //   add %cell.bn_g.running_mean.new  (prelude.model:85:59)
-      //   mul  (prelude.model:86:43)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add %cell.bn_g.running_var.new  (prelude.model:86:57)
-      //   add  (prelude.model:88:28)  [register]
-      //   rsqrt  (prelude.model:88:23)
-      //   mul  (prelude.model:84:17)  [register]
-      //   sub  (prelude.model:84:17)  [register]
-      //   maximum  (prelude.model:84:17)
-      //   mul  (prelude.model:85:44)  [register]
-      //   mul  (prelude.model:85:70)  [register]
-      //   add %cell.bn_o.running_mean.new  (prelude.model:85:59)
-      //   mul  (prelude.model:86:43)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add %cell.bn_o.running_var.new  (prelude.model:86:57)
-      //   add  (prelude.model:88:28)  [register]
-      //   rsqrt  (prelude.model:88:23)
+      //   mul  (prelude.model:101:17)  [register]
+      //   sub  (prelude.model:101:17)  [register]
+      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:102:44)  [register]
+      //   mul  (prelude.model:102:70)  [register]
+      //   add %cell.bn_i.running_mean.new  (prelude.model:102:59)
+      //   mul  (prelude.model:103:43)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add %cell.bn_i.running_var.new  (prelude.model:103:57)
+      //   add  (prelude.model:105:28)  [register]
+      //   rsqrt  (prelude.model:105:23)
+      //   mul  (prelude.model:101:17)  [register]
+      //   sub  (prelude.model:101:17)  [register]
+      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:102:44)  [register]
+      //   mul  (prelude.model:102:70)  [register]
+      //   add %cell.bn_f.running_mean.new  (prelude.model:102:59)
+      //   mul  (prelude.model:103:43)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add %cell.bn_f.running_var.new  (prelude.model:103:57)
+      //   add  (prelude.model:105:28)  [register]
+      //   rsqrt  (prelude.model:105:23)
+      //   mul  (prelude.model:101:17)  [register]
+      //   sub  (prelude.model:101:17)  [register]
+      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:102:44)  [register]
+      //   mul  (prelude.model:102:70)  [register]
+      //   add %cell.bn_g.running_mean.new  (prelude.model:102:59)
+      //   mul  (prelude.model:103:43)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add %cell.bn_g.running_var.new  (prelude.model:103:57)
+      //   add  (prelude.model:105:28)  [register]
+      //   rsqrt  (prelude.model:105:23)
+      //   mul  (prelude.model:101:17)  [register]
+      //   sub  (prelude.model:101:17)  [register]
+      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:102:44)  [register]
+      //   mul  (prelude.model:102:70)  [register]
+      //   add %cell.bn_o.running_mean.new  (prelude.model:102:59)
+      //   mul  (prelude.model:103:43)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add %cell.bn_o.running_var.new  (prelude.model:103:57)
+      //   add  (prelude.model:105:28)  [register]
+      //   rsqrt  (prelude.model:105:23)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         const T v920 = mean917[i] * mean917[i];
@@ -957,10 +958,10 @@ private:
         rsqrt149[i] = v149;
       }
       // fused loop over []:
-      //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:87:56)
-      //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:87:56)
-      //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:87:56)
-      //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:87:56)
+      //   add %cell.bn_i.num_batches_tracked.new  (prelude.model:104:56)
+      //   add %cell.bn_f.num_batches_tracked.new  (prelude.model:104:56)
+      //   add %cell.bn_g.num_batches_tracked.new  (prelude.model:104:56)
+      //   add %cell.bn_o.num_batches_tracked.new  (prelude.model:104:56)
       const T cell_bn_i_num_batches_tracked_new_2 = cell_bn_i_num_batches_tracked_2[0] + const43[0];
       cell_bn_i_num_batches_tracked_new[0] = cell_bn_i_num_batches_tracked_new_2;
       const T cell_bn_f_num_batches_tracked_new_2 = cell_bn_f_num_batches_tracked_2[0] + const43[0];
@@ -970,24 +971,24 @@ private:
       const T cell_bn_o_num_batches_tracked_new_2 = cell_bn_o_num_batches_tracked_2[0] + const43[0];
       cell_bn_o_num_batches_tracked_new[0] = cell_bn_o_num_batches_tracked_new_2;
       // fused loop over [32, 256]:
-      //   mul %cell.bn_i.xhat  (prelude.model:88:16)
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   mul %cell.bn_i.xhat  (prelude.model:105:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.i  (seed_gate_bn.model:31:18)
-      //   sub %cell.bn_f.d  (prelude.model:83:13)
-      //   mul %cell.bn_f.xhat  (prelude.model:88:16)
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub %cell.bn_f.d  (prelude.model:100:13)
+      //   mul %cell.bn_f.xhat  (prelude.model:105:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.f  (seed_gate_bn.model:32:18)
-      //   sub %cell.bn_g.d  (prelude.model:83:13)
-      //   mul %cell.bn_g.xhat  (prelude.model:88:16)
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub %cell.bn_g.d  (prelude.model:100:13)
+      //   mul %cell.bn_g.xhat  (prelude.model:105:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   tanh %cell.g  (seed_gate_bn.model:33:15)
-      //   sub %cell.bn_o.d  (prelude.model:83:13)
-      //   mul %cell.bn_o.xhat  (prelude.model:88:16)
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub %cell.bn_o.d  (prelude.model:100:13)
+      //   mul %cell.bn_o.xhat  (prelude.model:105:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.o  (seed_gate_bn.model:34:18)
       //   mul  (seed_gate_bn.model:35:13)  [register]
       //   mul  (seed_gate_bn.model:35:21)  [register]
@@ -1288,10 +1289,10 @@ private:
       //   sub  (seed_gate_bn.model:34:18)  [register]
       //   mul  (seed_gate_bn.model:34:18)  [register]
       //   mul  (seed_gate_bn.model:34:18)
-      //   mul  (prelude.model:92:17)  [register]
-      //   mul  (prelude.model:88:16)  [register]
-      //   sum over axes [0]  (prelude.model:88:16)
-      //   mul  (prelude.model:88:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   mul  (prelude.model:105:16)  [register]
+      //   sum over axes [0]  (prelude.model:105:16)
+      //   mul  (prelude.model:105:16)
       std::fill_n(sum512, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
@@ -1311,14 +1312,14 @@ private:
         }
       }
       // fused loop over [256]:
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
-      //   mul  (prelude.model:85:70)
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add  (prelude.model:103:84)  [register]
+      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         const T v514 = sum512[i] * T(-0.5);
@@ -1333,12 +1334,12 @@ private:
         mul534[i] = v534;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
-      //   neg  (prelude.model:83:13)  [register]
-      //   sum over axes [0]  (prelude.model:83:13)
+      //   broadcast_to  (prelude.model:101:17)  [register]
+      //   mul  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)
+      //   neg  (prelude.model:100:13)  [register]
+      //   sum over axes [0]  (prelude.model:100:13)
       //   mul  (seed_gate_bn.model:36:13)  [register]
       //   mul  (seed_gate_bn.model:36:19)  [register]
       //   sub  (seed_gate_bn.model:36:19)  [register]
@@ -1348,10 +1349,10 @@ private:
       //   mul  (seed_gate_bn.model:33:15)  [register]
       //   sub  (seed_gate_bn.model:33:15)  [register]
       //   mul  (seed_gate_bn.model:33:15)
-      //   mul  (prelude.model:92:17)  [register]
-      //   mul  (prelude.model:88:16)  [register]
-      //   sum over axes [0]  (prelude.model:88:16)
-      //   mul  (prelude.model:88:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   mul  (prelude.model:105:16)  [register]
+      //   sum over axes [0]  (prelude.model:105:16)
+      //   mul  (prelude.model:105:16)
       std::fill_n(sum548, 256, T(0));
       std::fill_n(sum570, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
@@ -1383,16 +1384,16 @@ private:
         }
       }
       // fused loop over [256]:
-      //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
-      //   mul  (prelude.model:85:70)
+      //   add  (prelude.model:100:13)  [register]
+      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add  (prelude.model:103:84)  [register]
+      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         const T v549 = mul534[i] + sum548[i];
@@ -1410,20 +1411,20 @@ private:
         mul589[i] = v589;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
-      //   neg  (prelude.model:83:13)  [register]
-      //   sum over axes [0]  (prelude.model:83:13)
+      //   broadcast_to  (prelude.model:101:17)  [register]
+      //   mul  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)
+      //   neg  (prelude.model:100:13)  [register]
+      //   sum over axes [0]  (prelude.model:100:13)
       //   mul  (seed_gate_bn.model:35:13)  [register]
       //   sub  (seed_gate_bn.model:32:18)  [register]
       //   mul  (seed_gate_bn.model:32:18)  [register]
       //   mul  (seed_gate_bn.model:32:18)
-      //   mul  (prelude.model:92:17)  [register]
-      //   mul  (prelude.model:88:16)  [register]
-      //   sum over axes [0]  (prelude.model:88:16)
-      //   mul  (prelude.model:88:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   mul  (prelude.model:105:16)  [register]
+      //   sum over axes [0]  (prelude.model:105:16)
+      //   mul  (prelude.model:105:16)
       std::fill_n(sum603, 256, T(0));
       std::fill_n(sum626, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
@@ -1449,16 +1450,16 @@ private:
         }
       }
       // fused loop over [256]:
-      //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
-      //   mul  (prelude.model:85:70)
+      //   add  (prelude.model:100:13)  [register]
+      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add  (prelude.model:103:84)  [register]
+      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         const T v604 = mul589[i] + sum603[i];
@@ -1476,20 +1477,20 @@ private:
         mul645[i] = v645;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
-      //   neg  (prelude.model:83:13)  [register]
-      //   sum over axes [0]  (prelude.model:83:13)
+      //   broadcast_to  (prelude.model:101:17)  [register]
+      //   mul  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)
+      //   neg  (prelude.model:100:13)  [register]
+      //   sum over axes [0]  (prelude.model:100:13)
       //   mul  (seed_gate_bn.model:35:21)  [register]
       //   sub  (seed_gate_bn.model:31:18)  [register]
       //   mul  (seed_gate_bn.model:31:18)  [register]
       //   mul  (seed_gate_bn.model:31:18)
-      //   mul  (prelude.model:92:17)  [register]
-      //   mul  (prelude.model:88:16)  [register]
-      //   sum over axes [0]  (prelude.model:88:16)
-      //   mul  (prelude.model:88:16)
+      //   mul  (prelude.model:109:17)  [register]
+      //   mul  (prelude.model:105:16)  [register]
+      //   sum over axes [0]  (prelude.model:105:16)
+      //   mul  (prelude.model:105:16)
       std::fill_n(sum659, 256, T(0));
       std::fill_n(sum682, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
@@ -1515,16 +1516,16 @@ private:
         }
       }
       // fused loop over [256]:
-      //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:88:23)  [register]
-      //   mul  (prelude.model:86:84)  [register]
-      //   add  (prelude.model:86:84)  [register]
-      //   mul  (prelude.model:84:17)
-      //   mul  (prelude.model:85:70)
+      //   add  (prelude.model:100:13)  [register]
+      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:105:23)  [register]
+      //   mul  (prelude.model:103:84)  [register]
+      //   add  (prelude.model:103:84)  [register]
+      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         const T v660 = mul645[i] + sum659[i];
@@ -1542,12 +1543,12 @@ private:
         mul701[i] = v701;
       }
       // fused loop over [32, 256], 1 reduction:
-      //   broadcast_to  (prelude.model:84:17)  [register]
-      //   mul  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)  [register]
-      //   add  (prelude.model:84:20)
-      //   neg  (prelude.model:83:13)  [register]
-      //   sum over axes [0]  (prelude.model:83:13)
+      //   broadcast_to  (prelude.model:101:17)  [register]
+      //   mul  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)  [register]
+      //   add  (prelude.model:101:20)
+      //   neg  (prelude.model:100:13)  [register]
+      //   sum over axes [0]  (prelude.model:100:13)
       std::fill_n(sum715, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
@@ -1562,16 +1563,16 @@ private:
         }
       }
       // fused loop over [256]:
-      //   add  (prelude.model:83:13)  [register]
-      //   mul  (prelude.model:82:16)
-      //   mul  (prelude.model:86:43)
-      //   mul  (prelude.model:85:44)
-      //   mul  (prelude.model:86:43)
-      //   mul  (prelude.model:85:44)
-      //   mul  (prelude.model:86:43)
-      //   mul  (prelude.model:85:44)
-      //   mul  (prelude.model:86:43)
-      //   mul  (prelude.model:85:44)
+      //   add  (prelude.model:100:13)  [register]
+      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:103:43)
+      //   mul  (prelude.model:102:44)
+      //   mul  (prelude.model:103:43)
+      //   mul  (prelude.model:102:44)
+      //   mul  (prelude.model:103:43)
+      //   mul  (prelude.model:102:44)
+      //   mul  (prelude.model:103:43)
+      //   mul  (prelude.model:102:44)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         const T v716 = mul701[i] + sum715[i];
@@ -1595,19 +1596,19 @@ private:
         mul705[i] = v705;
       }
       // fused loop over [32, 256]:
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
-      //   broadcast_to  (prelude.model:82:16)  [register]
-      //   add  (prelude.model:82:16)
+      //   broadcast_to  (prelude.model:99:16)  [register]
+      //   add  (prelude.model:99:16)
+      //   broadcast_to  (prelude.model:99:16)  [register]
+      //   add  (prelude.model:99:16)
+      //   broadcast_to  (prelude.model:99:16)  [register]
+      //   add  (prelude.model:99:16)
+      //   broadcast_to  (prelude.model:99:16)  [register]
+      //   add  (prelude.model:99:16)
       //   mul  (seed_gate_bn.model:35:13)
-      //   mul  (prelude.model:92:17)
-      //   mul  (prelude.model:92:17)
-      //   mul  (prelude.model:92:17)
-      //   mul  (prelude.model:92:17)
+      //   mul  (prelude.model:109:17)
+      //   mul  (prelude.model:109:17)
+      //   mul  (prelude.model:109:17)
+      //   mul  (prelude.model:109:17)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -1748,21 +1749,21 @@ private:
     if (grads) (*grads)[2].assign(sum893, sum893 + 1024);
     // grad  (seed_gate_bn.model:21:3)
     if (grads) (*grads)[3].assign(sum893, sum893 + 1024);
-    // grad  (prelude.model:73:3)
+    // grad  (prelude.model:90:3)
     if (grads) (*grads)[4].assign(sum896, sum896 + 256);
-    // grad  (prelude.model:74:3)
+    // grad  (prelude.model:91:3)
     if (grads) (*grads)[5].assign(sum898, sum898 + 256);
-    // grad  (prelude.model:73:3)
+    // grad  (prelude.model:90:3)
     if (grads) (*grads)[6].assign(sum900, sum900 + 256);
-    // grad  (prelude.model:74:3)
+    // grad  (prelude.model:91:3)
     if (grads) (*grads)[7].assign(sum902, sum902 + 256);
-    // grad  (prelude.model:73:3)
+    // grad  (prelude.model:90:3)
     if (grads) (*grads)[8].assign(sum904, sum904 + 256);
-    // grad  (prelude.model:74:3)
+    // grad  (prelude.model:91:3)
     if (grads) (*grads)[9].assign(sum906, sum906 + 256);
-    // grad  (prelude.model:73:3)
+    // grad  (prelude.model:90:3)
     if (grads) (*grads)[10].assign(sum908, sum908 + 256);
-    // grad  (prelude.model:74:3)
+    // grad  (prelude.model:91:3)
     if (grads) (*grads)[11].assign(sum910, sum910 + 256);
     // transpose %d.head.weight  (prelude.model:10:25)
     GRADC_IVDEP
@@ -1959,32 +1960,32 @@ private:
     T *const cell_bias_ih = sf_[2].data();  // f32[1024], seed_gate_bn.model:20
     T *const cell_weight_hh = sf_[1].data();  // f32[1024,256], seed_gate_bn.model:19
     T *const cell_bias_hh = sf_[3].data();  // f32[1024], seed_gate_bn.model:21
-    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:75
-    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:76
-    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:73
-    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:74
-    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:75
-    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:76
-    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:73
-    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:74
-    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:75
-    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:76
-    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:73
-    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:74
-    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:75
-    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:76
-    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:73
-    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:74
+    T *const cell_bn_i_running_mean = sf_[14].data();  // f32[256], prelude.model:92
+    T *const cell_bn_i_running_var = sf_[15].data();  // f32[256], prelude.model:93
+    T *const cell_bn_i_weight = sf_[4].data();  // f32[256], prelude.model:90
+    T *const cell_bn_i_bias = sf_[5].data();  // f32[256], prelude.model:91
+    T *const cell_bn_f_running_mean = sf_[17].data();  // f32[256], prelude.model:92
+    T *const cell_bn_f_running_var = sf_[18].data();  // f32[256], prelude.model:93
+    T *const cell_bn_f_weight = sf_[6].data();  // f32[256], prelude.model:90
+    T *const cell_bn_f_bias = sf_[7].data();  // f32[256], prelude.model:91
+    T *const cell_bn_g_running_mean = sf_[20].data();  // f32[256], prelude.model:92
+    T *const cell_bn_g_running_var = sf_[21].data();  // f32[256], prelude.model:93
+    T *const cell_bn_g_weight = sf_[8].data();  // f32[256], prelude.model:90
+    T *const cell_bn_g_bias = sf_[9].data();  // f32[256], prelude.model:91
+    T *const cell_bn_o_running_mean = sf_[23].data();  // f32[256], prelude.model:92
+    T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:93
+    T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:90
+    T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:91
     T *const slice390 = A + 0;  // f32[32,1,256], seed_gate_bn.model:47
     T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
     T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
     T *const const294 = A + 960;  // f32[32,256], seed_gate_bn.model:29
     T *const matmul421 = A + 9152;  // f32[32,30,1024], seed_gate_bn.model:30
-    T *const rsqrt322 = A + 16;  // f32[256], prelude.model:90
-    T *const rsqrt339 = A + 272;  // f32[256], prelude.model:90
-    T *const rsqrt356 = A + 528;  // f32[256], prelude.model:90
-    T *const rsqrt373 = A + 992192;  // f32[256], prelude.model:90
+    T *const rsqrt322 = A + 16;  // f32[256], prelude.model:107
+    T *const rsqrt339 = A + 272;  // f32[256], prelude.model:107
+    T *const rsqrt356 = A + 528;  // f32[256], prelude.model:107
+    T *const rsqrt373 = A + 992192;  // f32[256], prelude.model:107
     T *const cell_h = A + 992448;  // f32[32,256], seed_gate_bn.model:29
     T *const cell_c = A + 1000640;  // f32[32,256], seed_gate_bn.model:29
     T *const matmul309 = A + 1008832;  // f32[32,1024], seed_gate_bn.model:30
@@ -2003,14 +2004,14 @@ private:
     // matmul  (seed_gate_bn.model:30:18)
     gemm(false, true, 960, 1024, 1, T(1), x, 1, cell_weight_ih, 1, T(0), matmul421, 1024, threads());
     // fused loop over [256]:
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
       const T v321 = cell_bn_i_running_var[i] + T(1e-05);
@@ -2048,28 +2049,28 @@ private:
       }
       // fused loop over [32, 256]:
       //   slice  (seed_gate_bn.model:31:29)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_i.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_i.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.i  (seed_gate_bn.model:31:18)  [register]
       //   slice  (seed_gate_bn.model:32:29)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_f.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_f.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.f  (seed_gate_bn.model:32:18)  [register]
       //   slice  (seed_gate_bn.model:33:26)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_g.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_g.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   tanh %cell.g  (seed_gate_bn.model:33:15)  [register]
       //   slice  (seed_gate_bn.model:34:29)  [register]
-      //   sub  (prelude.model:90:17)  [register]
-      //   mul %cell.bn_o.xhat  (prelude.model:90:33)  [register]
-      //   mul  (prelude.model:92:17)  [register]
-      //   add  (prelude.model:92:26)  [register]
+      //   sub  (prelude.model:107:17)  [register]
+      //   mul %cell.bn_o.xhat  (prelude.model:107:33)  [register]
+      //   mul  (prelude.model:109:17)  [register]
+      //   add  (prelude.model:109:26)  [register]
       //   sigmoid %cell.o  (seed_gate_bn.model:34:18)  [register]
       //   mul  (seed_gate_bn.model:35:13)  [register]
       //   mul  (seed_gate_bn.model:35:21)  [register]

@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -160,33 +161,33 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:41
     T *const slice111 = A + 992;  // f32[32,1,64], seed_lstm_bn.model:17
-    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:75
-    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:76
-    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:73
+    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:92
+    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:93
+    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:90
     T *const mul524 = A + 16;  // f32[64], prelude.model:10
-    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:74
+    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:91
     T *const add526 = A + 80;  // f32[64], prelude.model:10
     T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
     T *const matmul532 = A + 32;  // f32[1,1], prelude.model:10
     T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], seed_lstm_bn.model:8
     T *const y = A + 960;  // f32[32,1], seed_lstm_bn.model:9
-    T *const const75 = A + 992;  // f32[32,64], prelude.model:41
-    T *const matmul195 = A + 3040;  // f32[32,30,256], prelude.model:42
-    T *const lstm_h = A + 248800;  // f32[32,64], prelude.model:41
-    T *const lstm_c = A + 250848;  // f32[32,64], prelude.model:41
-    T *const matmul90 = A + 252896;  // f32[32,256], prelude.model:42
-    T *const lstm_gates = A + 261088;  // f32[32,256], prelude.model:42
-    T *const lstm_c_2 = A + 252896;  // f32[32,64], prelude.model:47
-    T *const lstm_h_2 = A + 254944;  // f32[32,64], prelude.model:48
-    T *const lstm_seq = A + 273376;  // f32[32,30,64], prelude.model:41
-    T *const lstm_h_4 = A + 269280;  // f32[32,64], prelude.model:41
-    T *const lstm_c_4 = A + 271328;  // f32[32,64], prelude.model:41
+    T *const const75 = A + 992;  // f32[32,64], prelude.model:58
+    T *const matmul195 = A + 3040;  // f32[32,30,256], prelude.model:59
+    T *const lstm_h = A + 248800;  // f32[32,64], prelude.model:58
+    T *const lstm_c = A + 250848;  // f32[32,64], prelude.model:58
+    T *const matmul90 = A + 252896;  // f32[32,256], prelude.model:59
+    T *const lstm_gates = A + 261088;  // f32[32,256], prelude.model:59
+    T *const lstm_c_2 = A + 252896;  // f32[32,64], prelude.model:64
+    T *const lstm_h_2 = A + 254944;  // f32[32,64], prelude.model:65
+    T *const lstm_seq = A + 273376;  // f32[32,30,64], prelude.model:58
+    T *const lstm_h_4 = A + 269280;  // f32[32,64], prelude.model:58
+    T *const lstm_c_4 = A + 271328;  // f32[32,64], prelude.model:58
     T *const mul528 = A + 144;  // f32[1,64], prelude.model:10
     T *const matmul530 = A + 0;  // f32[32,1], prelude.model:10
     T *const yhat = A + 48;  // f32[32,1], prelude.model:10
@@ -195,21 +196,21 @@ public:
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (seed_lstm_bn.model:9:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const75, 2048, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 960, 256, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul195, 256, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const75, 2048, lstm_h);
     std::copy_n(const75, 2048, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 32, 256, 64, T(1), lstm_h, 64, lstm_weight_hh_l0, 64, T(0), matmul90, 256, threads());
       // fused loop over [32, 256]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -220,19 +221,19 @@ public:
         }
       }
       // fused loop over [32, 64]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 64; ++i1) {
@@ -269,8 +270,8 @@ public:
       }
     }
     // fused loop over [64]:
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)  [register]
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)  [register]
     //   mul  (prelude.model:10:14)
     //   neg  (prelude.model:10:14)  [register]
     //   mul  (prelude.model:10:14)  [register]
@@ -318,22 +319,22 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:27
-    T *const lstm_h_saved = A + 703488;  // f32[32,30,64], prelude.model:41
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:41
+    T *const lstm_h_saved = A + 703488;  // f32[32,30,64], prelude.model:58
     T *const slice38 = A + 3072;  // f32[32,1,64], seed_lstm_bn.model:17
-    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:75
-    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:76
-    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:73
-    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:74
+    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:92
+    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:93
+    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:90
+    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:91
     T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
     T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
-    T *const mul225 = A + 3376;  // f32[64], prelude.model:84
-    T *const mul235 = A + 3440;  // f32[64], prelude.model:82
-    T *const add238 = A + 7648;  // f32[32,64], prelude.model:82
-    T *const scan316 = A + 85488;  // f32[32,30,256], prelude.model:41
+    T *const mul225 = A + 3376;  // f32[64], prelude.model:101
+    T *const mul235 = A + 3440;  // f32[64], prelude.model:99
+    T *const add238 = A + 7648;  // f32[32,64], prelude.model:99
+    T *const scan316 = A + 85488;  // f32[32,30,256], prelude.model:58
     T *const x = A + 32;  // f32[32,30,1], seed_lstm_bn.model:8
     T *const optimizer_step = sf_[11].data();  // f32[], seed_lstm_bn.model:23
     T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[12].data();  // f32[256,1], seed_lstm_bn.model:23
@@ -353,66 +354,66 @@ private:
     T *const optimizer_head_bias_exp_avg = sf_[26].data();  // f32[1], seed_lstm_bn.model:23
     T *const optimizer_head_bias_exp_avg_sq = sf_[27].data();  // f32[1], seed_lstm_bn.model:23
     T *const y = A + 992;  // f32[32,1], seed_lstm_bn.model:9
-    T *const const2 = A + 1024;  // f32[32,64], prelude.model:41
-    T *const matmul193 = A + 3072;  // f32[32,30,256], prelude.model:42
-    T *const lstm_h = A + 248832;  // f32[32,64], prelude.model:41
-    T *const lstm_c = A + 250880;  // f32[32,64], prelude.model:41
-    T *const saved = A + 334848;  // f32[32,30,64], prelude.model:41
-    T *const lstm_o_saved = A + 396288;  // f32[32,30,64], prelude.model:41
-    T *const lstm_g_saved = A + 457728;  // f32[32,30,64], prelude.model:41
-    T *const lstm_i_saved = A + 519168;  // f32[32,30,64], prelude.model:41
-    T *const lstm_f_saved = A + 642048;  // f32[32,30,64], prelude.model:41
-    T *const matmul17 = A + 252928;  // f32[32,256], prelude.model:42
-    T *const lstm_gates = A + 261120;  // f32[32,256], prelude.model:42
-    T *const lstm_c_2 = A + 252928;  // f32[32,64], prelude.model:47
-    T *const lstm_h_2 = A + 254976;  // f32[32,64], prelude.model:48
-    T *const lstm_seq = A + 273408;  // f32[32,30,64], prelude.model:41
-    T *const lstm_c_saved = A + 580608;  // f32[32,30,64], prelude.model:41
-    T *const lstm_h_4 = A + 269312;  // f32[32,64], prelude.model:41
-    T *const lstm_c_4 = A + 271360;  // f32[32,64], prelude.model:41
-    T *const slice512 = A + 5120;  // f32[1,64], prelude.model:84
-    T *const mean514 = A + 5184;  // f32[64], prelude.model:84
-    T *const mean516 = A + 5248;  // f32[64], prelude.model:84
-    T *const bn_mu = A + 5312;  // f32[64], prelude.model:82
-    T *const bn_num_batches_tracked = A + 5168;  // i64[], prelude.model:77
-    T *const rsqrt61 = A + 5536;  // f32[64], prelude.model:88
-    T *const bn_running_mean_new = A + 5408;  // f32[64], prelude.model:85
-    T *const bn_running_var_new = A + 5472;  // f32[64], prelude.model:86
-    T *const bn_d = A + 5600;  // f32[32,64], prelude.model:83
-    T *const bn_xhat = A + 7648;  // f32[32,64], prelude.model:88
-    T *const z = A + 9696;  // f32[32,64], prelude.model:92
+    T *const const2 = A + 1024;  // f32[32,64], prelude.model:58
+    T *const matmul193 = A + 3072;  // f32[32,30,256], prelude.model:59
+    T *const lstm_h = A + 248832;  // f32[32,64], prelude.model:58
+    T *const lstm_c = A + 250880;  // f32[32,64], prelude.model:58
+    T *const saved = A + 334848;  // f32[32,30,64], prelude.model:58
+    T *const lstm_o_saved = A + 396288;  // f32[32,30,64], prelude.model:58
+    T *const lstm_g_saved = A + 457728;  // f32[32,30,64], prelude.model:58
+    T *const lstm_i_saved = A + 519168;  // f32[32,30,64], prelude.model:58
+    T *const lstm_f_saved = A + 642048;  // f32[32,30,64], prelude.model:58
+    T *const matmul17 = A + 252928;  // f32[32,256], prelude.model:59
+    T *const lstm_gates = A + 261120;  // f32[32,256], prelude.model:59
+    T *const lstm_c_2 = A + 252928;  // f32[32,64], prelude.model:64
+    T *const lstm_h_2 = A + 254976;  // f32[32,64], prelude.model:65
+    T *const lstm_seq = A + 273408;  // f32[32,30,64], prelude.model:58
+    T *const lstm_c_saved = A + 580608;  // f32[32,30,64], prelude.model:58
+    T *const lstm_h_4 = A + 269312;  // f32[32,64], prelude.model:58
+    T *const lstm_c_4 = A + 271360;  // f32[32,64], prelude.model:58
+    T *const slice512 = A + 5120;  // f32[1,64], prelude.model:101
+    T *const mean514 = A + 5184;  // f32[64], prelude.model:101
+    T *const mean516 = A + 5248;  // f32[64], prelude.model:101
+    T *const bn_mu = A + 5312;  // f32[64], prelude.model:99
+    T *const bn_num_batches_tracked = A + 5168;  // i64[], prelude.model:94
+    T *const rsqrt61 = A + 5536;  // f32[64], prelude.model:105
+    T *const bn_running_mean_new = A + 5408;  // f32[64], prelude.model:102
+    T *const bn_running_var_new = A + 5472;  // f32[64], prelude.model:103
+    T *const bn_d = A + 5600;  // f32[32,64], prelude.model:100
+    T *const bn_xhat = A + 7648;  // f32[32,64], prelude.model:105
+    T *const z = A + 9696;  // f32[32,64], prelude.model:109
     T *const transpose68 = A + 3072;  // f32[64,1], prelude.model:10
     T *const matmul69 = A + 3136;  // f32[32,1], prelude.model:10
     T *const yhat = A + 3168;  // f32[32,1], prelude.model:10
     T *const sub200 = A + 3200;  // f32[32,1], seed_lstm_bn.model:19
     T *const loss_2 = A + 0;  // f32[], seed_lstm_bn.model:19
-    T *const bn_num_batches_tracked_new = A + 0;  // i64[], prelude.model:87
+    T *const bn_num_batches_tracked_new = A + 0;  // i64[], prelude.model:104
     T *const mul203 = A + 3136;  // f32[32,1], seed_lstm_bn.model:19
     T *const d_head_bias = A + 3168;  // f32[1], prelude.model:10
     T *const matmul207 = A + 11744;  // f32[32,64], prelude.model:10
-    T *const sum507 = A + 3072;  // f32[64], prelude.model:83
-    T *const d_bn_weight = A + 3184;  // f32[64], prelude.model:92
-    T *const sum217 = A + 3248;  // f32[64], prelude.model:88
-    T *const mul215 = A + 13792;  // f32[32,64], prelude.model:88
+    T *const sum507 = A + 3072;  // f32[64], prelude.model:100
+    T *const d_bn_weight = A + 3184;  // f32[64], prelude.model:109
+    T *const sum217 = A + 3248;  // f32[64], prelude.model:105
+    T *const mul215 = A + 13792;  // f32[32,64], prelude.model:105
     T *const matmul209 = A + 3312;  // f32[64,1], prelude.model:10
     T *const mul423 = A + 3504;  // f32[64], seed_lstm_bn.model:23
     T *const pad240 = A + 9696;  // f32[32,30,64], seed_lstm_bn.model:17
-    T *const d_lstm_h = A + 71136;  // f32[32,64], prelude.model:41
-    T *const d_lstm_c = A + 73184;  // f32[32,64], prelude.model:41
-    T *const mul290 = A + 83440;  // f32[32,64], prelude.model:43
-    T *const mul284 = A + 81392;  // f32[32,64], prelude.model:44
-    T *const mul278 = A + 79344;  // f32[32,64], prelude.model:45
-    T *const mul273 = A + 77296;  // f32[32,64], prelude.model:46
-    T *const mul269 = A + 75248;  // f32[32,64], prelude.model:47
-    T *const matmul297 = A + 77296;  // f32[32,64], prelude.model:42
-    T *const scan311 = A + 5536;  // f32[32,64], prelude.model:41
-    T *const scan312 = A + 7584;  // f32[32,64], prelude.model:41
-    T *const sum501 = A + 1008;  // f32[256], prelude.model:41
-    T *const matmul506 = A + 5536;  // f32[64,256], prelude.model:41
-    T *const matmul323 = A + 1264;  // f32[1,256], prelude.model:42
-    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[256,1], prelude.model:42
+    T *const d_lstm_h = A + 71136;  // f32[32,64], prelude.model:58
+    T *const d_lstm_c = A + 73184;  // f32[32,64], prelude.model:58
+    T *const mul290 = A + 83440;  // f32[32,64], prelude.model:60
+    T *const mul284 = A + 81392;  // f32[32,64], prelude.model:61
+    T *const mul278 = A + 79344;  // f32[32,64], prelude.model:62
+    T *const mul273 = A + 77296;  // f32[32,64], prelude.model:63
+    T *const mul269 = A + 75248;  // f32[32,64], prelude.model:64
+    T *const matmul297 = A + 77296;  // f32[32,64], prelude.model:59
+    T *const scan311 = A + 5536;  // f32[32,64], prelude.model:58
+    T *const scan312 = A + 7584;  // f32[32,64], prelude.model:58
+    T *const sum501 = A + 1008;  // f32[256], prelude.model:58
+    T *const matmul506 = A + 5536;  // f32[64,256], prelude.model:58
+    T *const matmul323 = A + 1264;  // f32[1,256], prelude.model:59
+    T *const d_lstm_weight_ih_l0 = A + 16;  // f32[256,1], prelude.model:59
     T *const mul343 = A + 272;  // f32[256,1], seed_lstm_bn.model:23
-    T *const d_lstm_weight_hh_l0 = A + 21920;  // f32[256,64], prelude.model:42
+    T *const d_lstm_weight_hh_l0 = A + 21920;  // f32[256,64], prelude.model:59
     T *const mul363 = A + 38304;  // f32[256,64], seed_lstm_bn.model:23
     T *const d_head_weight = A + 528;  // f32[1,64], prelude.model:10
     T *const mul463 = A + 592;  // f32[1,64], seed_lstm_bn.model:23
@@ -449,21 +450,21 @@ private:
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (seed_lstm_bn.model:9:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const2, 2048, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 960, 256, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul193, 256, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const2, 2048, lstm_h);
     std::copy_n(const2, 2048, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 32, 256, 64, T(1), lstm_h, 64, lstm_weight_hh_l0, 64, T(0), matmul17, 256, threads());
       // fused loop over [32, 256]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -474,19 +475,19 @@ private:
         }
       }
       // fused loop over [32, 64]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 64; ++i1) {
@@ -533,17 +534,17 @@ private:
         slice38[i0 * 64 + i2] = lstm_seq[i0 * 1920 + i2 + 1856];
       }
     }
-    // slice  (prelude.model:84:17)
+    // slice  (prelude.model:101:17)
     GRADC_IVDEP
     for (int64_t i = 0; i < 64; ++i) {
       slice512[i] = slice38[i];
     }
     // fused loop over [32, 64], 3 reductions:
-    //   sub  (prelude.model:84:17)  [register]
-    //   mean over axes [0]  (prelude.model:84:17)
-    //   mul  (prelude.model:84:17)  [register]
-    //   mean over axes [0]  (prelude.model:84:17)
-    //   mean %bn.mu over axes [0]  (prelude.model:82:16)
+    //   sub  (prelude.model:101:17)  [register]
+    //   mean over axes [0]  (prelude.model:101:17)
+    //   mul  (prelude.model:101:17)  [register]
+    //   mean over axes [0]  (prelude.model:101:17)
+    //   mean %bn.mu over axes [0]  (prelude.model:99:16)
     std::fill_n(mean514, 64, T(0));
     std::fill_n(mean516, 64, T(0));
     std::fill_n(bn_mu, 64, T(0));
@@ -569,20 +570,20 @@ private:
     for (int64_t i = 0; i < 64; ++i) {
       bn_mu[i] /= T(32);
     }
-    // buffer %bn.num_batches_tracked  (prelude.model:77:3)
+    // buffer %bn.num_batches_tracked  (prelude.model:94:3)
     bn_num_batches_tracked[0] = T(si_[10][0]);
     // fused loop over [64]:
-    //   mul  (prelude.model:84:17)  [register]
-    //   sub  (prelude.model:84:17)  [register]
-    //   maximum  (prelude.model:84:17)  [register]
-    //   add  (prelude.model:88:28)  [register]
-    //   rsqrt  (prelude.model:88:23)
-    //   mul  (prelude.model:85:44)  [register]
-    //   mul  (prelude.model:85:70)  [register]
-    //   add %bn.running_mean.new  (prelude.model:85:59)
-    //   mul  (prelude.model:86:43)  [register]
-    //   mul  (prelude.model:86:84)  [register]
-    //   add %bn.running_var.new  (prelude.model:86:57)
+    //   mul  (prelude.model:101:17)  [register]
+    //   sub  (prelude.model:101:17)  [register]
+    //   maximum  (prelude.model:101:17)  [register]
+    //   add  (prelude.model:105:28)  [register]
+    //   rsqrt  (prelude.model:105:23)
+    //   mul  (prelude.model:102:44)  [register]
+    //   mul  (prelude.model:102:70)  [register]
+    //   add %bn.running_mean.new  (prelude.model:102:59)
+    //   mul  (prelude.model:103:43)  [register]
+    //   mul  (prelude.model:103:84)  [register]
+    //   add %bn.running_var.new  (prelude.model:103:57)
     GRADC_IVDEP
     for (int64_t i = 0; i < 64; ++i) {
       const T v517 = mean514[i] * mean514[i];
@@ -601,10 +602,10 @@ private:
       bn_running_var_new[i] = bn_running_var_new_2;
     }
     // fused loop over [32, 64]:
-    //   sub %bn.d  (prelude.model:83:13)
-    //   mul %bn.xhat  (prelude.model:88:16)
-    //   mul  (prelude.model:92:17)  [register]
-    //   add %z  (prelude.model:92:26)
+    //   sub %bn.d  (prelude.model:100:13)
+    //   mul %bn.xhat  (prelude.model:105:16)
+    //   mul  (prelude.model:109:17)  [register]
+    //   add %z  (prelude.model:109:26)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1) {
@@ -640,7 +641,7 @@ private:
     updates.emplace_back(8, bn_running_mean_new);
     // update  (seed_lstm_bn.model:15:1)
     updates.emplace_back(9, bn_running_var_new);
-    // add %bn.num_batches_tracked.new  (prelude.model:87:56)
+    // add %bn.num_batches_tracked.new  (prelude.model:104:56)
     const T bn_num_batches_tracked_new_2 = bn_num_batches_tracked[0] + T(1);
     bn_num_batches_tracked_new[0] = bn_num_batches_tracked_new_2;
     // update  (seed_lstm_bn.model:15:1)
@@ -657,13 +658,13 @@ private:
     // matmul  (prelude.model:10:14)
     gemm(false, true, 32, 64, 1, T(1), mul203, 1, transpose68, 1, T(0), matmul207, 64, threads());
     // fused loop over [32, 64], 3 reductions:
-    //   sum over axes [0]  (prelude.model:83:13)
-    //   mul  (prelude.model:92:17)  [register]
-    //   sum %d.bn.weight over axes [0]  (prelude.model:92:17)
-    //   mul  (prelude.model:92:17)  [register]
-    //   mul  (prelude.model:88:16)  [register]
-    //   sum over axes [0]  (prelude.model:88:16)
-    //   mul  (prelude.model:88:16)
+    //   sum over axes [0]  (prelude.model:100:13)
+    //   mul  (prelude.model:109:17)  [register]
+    //   sum %d.bn.weight over axes [0]  (prelude.model:109:17)
+    //   mul  (prelude.model:109:17)  [register]
+    //   mul  (prelude.model:105:16)  [register]
+    //   sum over axes [0]  (prelude.model:105:16)
+    //   mul  (prelude.model:105:16)
     std::fill_n(sum507, 64, T(0));
     std::fill_n(d_bn_weight, 64, T(0));
     std::fill_n(sum217, 64, T(0));
@@ -683,15 +684,15 @@ private:
     // matmul  (prelude.model:10:14)
     gemm(true, false, 64, 1, 32, T(1), z, 64, mul203, 1, T(0), matmul209, 1, threads());
     // fused loop over [64]:
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:88:23)  [register]
-    //   mul  (prelude.model:84:17)
-    //   mul  (prelude.model:83:13)  [register]
-    //   mul  (prelude.model:83:13)  [register]
-    //   mul  (prelude.model:83:13)  [register]
-    //   mul  (prelude.model:82:16)
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:105:23)  [register]
+    //   mul  (prelude.model:101:17)
+    //   mul  (prelude.model:100:13)  [register]
+    //   mul  (prelude.model:100:13)  [register]
+    //   mul  (prelude.model:100:13)  [register]
+    //   mul  (prelude.model:99:16)
     //   mul  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 64; ++i) {
@@ -710,12 +711,12 @@ private:
       mul423[i] = v423;
     }
     // fused loop over [32, 64]:
-    //   broadcast_to  (prelude.model:84:17)  [register]
-    //   mul  (prelude.model:84:20)  [register]
-    //   add  (prelude.model:84:20)  [register]
-    //   add  (prelude.model:84:20)  [register]
-    //   broadcast_to  (prelude.model:82:16)  [register]
-    //   add  (prelude.model:82:16)
+    //   broadcast_to  (prelude.model:101:17)  [register]
+    //   mul  (prelude.model:101:20)  [register]
+    //   add  (prelude.model:101:20)  [register]
+    //   add  (prelude.model:101:20)  [register]
+    //   broadcast_to  (prelude.model:99:16)  [register]
+    //   add  (prelude.model:99:16)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1) {
@@ -736,7 +737,7 @@ private:
         pad240[i0 * 1920 + i2 + 1856] = add238[i0 * 64 + i2];
       }
     }
-    // scan  (prelude.model:41:13)
+    // scan  (prelude.model:58:13)
     std::copy_n(const2, 2048, d_lstm_h);
     std::copy_n(const2, 2048, d_lstm_c);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
@@ -744,28 +745,28 @@ private:
       const int64_t t = 29 - step;
       // fused loop over [32, 64]:
       //   add  [register]
-      //   mul  (prelude.model:48:15)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   sub  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   add  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   sub  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   sub  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)
-      //   mul  (prelude.model:47:23)  [register]
-      //   mul  (prelude.model:45:17)  [register]
-      //   sub  (prelude.model:45:17)  [register]
-      //   mul  (prelude.model:45:17)
-      //   mul  (prelude.model:48:15)  [register]
-      //   sub  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)
+      //   mul  (prelude.model:65:15)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   sub  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   add  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   sub  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   sub  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)
+      //   mul  (prelude.model:64:23)  [register]
+      //   mul  (prelude.model:62:17)  [register]
+      //   sub  (prelude.model:62:17)  [register]
+      //   mul  (prelude.model:62:17)
+      //   mul  (prelude.model:65:15)  [register]
+      //   sub  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 64; ++i1) {
@@ -799,7 +800,7 @@ private:
           mul269[i0 * 64 + i1] = v269;
         }
       }
-      // concat  (prelude.model:43:26)
+      // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 64; ++i1) {
@@ -824,14 +825,14 @@ private:
           scan316[t * 256 + i0 * 7680 + i1 + 192] = mul273[i0 * 64 + i1];
         }
       }
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, false, 32, 64, 256, T(1), scan316 + t * 256, 7680, lstm_weight_hh_l0, 64, T(0), matmul297, 64, threads());
       std::copy_n(matmul297, 2048, d_lstm_h);
       std::copy_n(mul269, 2048, d_lstm_c);
     }
     std::copy_n(d_lstm_h, 2048, scan311);
     std::copy_n(d_lstm_c, 2048, scan312);
-    // sum  (prelude.model:41:13)
+    // sum  (prelude.model:58:13)
     std::fill_n(sum501, 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       for (int64_t i1 = 0; i1 < 30; ++i1) {
@@ -841,12 +842,12 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:41:13)
+    // matmul  (prelude.model:58:13)
     gemm(true, false, 64, 256, 960, T(1), lstm_h_saved, 64, scan316, 256, T(0), matmul506, 256, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(true, false, 1, 256, 960, T(1), x, 1, scan316, 256, T(0), matmul323, 256, threads());
     // fused loop over [256, 1]:
-    //   transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
+    //   transpose %d.lstm.weight_ih_l0  (prelude.model:59:31)
     //   mul  (seed_lstm_bn.model:23:1)
     for (int64_t i0 = 0; i0 < 256; ++i0) {
       const T d_lstm_weight_ih_l0_2 = matmul323[i0];
@@ -854,10 +855,10 @@ private:
       const T v343 = optimizer_lstm_weight_ih_l0_exp_avg[i0] * T(0.9);
       mul343[i0] = v343;
     }
-    // grad  (prelude.model:24:5)
+    // grad  (prelude.model:38:5)
     if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 256);
     // fused loop over [256, 64]:
-    //   transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
+    //   transpose %d.lstm.weight_hh_l0  (prelude.model:59:78)
     //   mul  (seed_lstm_bn.model:23:1)
     for (int64_t i0 = 0; i0 < 256; ++i0) {
       GRADC_IVDEP
@@ -868,15 +869,15 @@ private:
         mul363[i0 * 64 + i1] = v363;
       }
     }
-    // grad  (prelude.model:25:5)
+    // grad  (prelude.model:39:5)
     if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 16384);
-    // grad  (prelude.model:26:5)
+    // grad  (prelude.model:40:5)
     if (grads) (*grads)[2].assign(sum501, sum501 + 256);
-    // grad  (prelude.model:27:5)
+    // grad  (prelude.model:41:5)
     if (grads) (*grads)[3].assign(sum501, sum501 + 256);
-    // grad  (prelude.model:73:3)
+    // grad  (prelude.model:90:3)
     if (grads) (*grads)[4].assign(d_bn_weight, d_bn_weight + 64);
-    // grad  (prelude.model:74:3)
+    // grad  (prelude.model:91:3)
     if (grads) (*grads)[5].assign(sum507, sum507 + 64);
     // fused loop over [1, 64]:
     //   transpose %d.head.weight  (prelude.model:10:25)
@@ -1220,52 +1221,52 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[256,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[256], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[256,64], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[256], prelude.model:41
     T *const slice168 = A + 0;  // f32[32,1,64], seed_lstm_bn.model:17
-    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:75
-    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:76
-    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:73
+    T *const bn_running_mean = sf_[8].data();  // f32[64], prelude.model:92
+    T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:93
+    T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:90
     T *const mul537 = A + 2064;  // f32[64], prelude.model:10
-    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:74
+    T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:91
     T *const add539 = A + 2128;  // f32[64], prelude.model:10
     T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
     T *const matmul545 = A + 0;  // f32[1,1], prelude.model:10
     T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], seed_lstm_bn.model:8
-    T *const const132 = A + 960;  // f32[32,64], prelude.model:41
-    T *const matmul197 = A + 3008;  // f32[32,30,256], prelude.model:42
-    T *const lstm_h = A + 248768;  // f32[32,64], prelude.model:41
-    T *const lstm_c = A + 250816;  // f32[32,64], prelude.model:41
-    T *const matmul147 = A + 252864;  // f32[32,256], prelude.model:42
-    T *const lstm_gates = A + 261056;  // f32[32,256], prelude.model:42
-    T *const lstm_c_2 = A + 252864;  // f32[32,64], prelude.model:47
-    T *const lstm_h_2 = A + 254912;  // f32[32,64], prelude.model:48
-    T *const lstm_seq = A + 273344;  // f32[32,30,64], prelude.model:41
-    T *const lstm_h_4 = A + 269248;  // f32[32,64], prelude.model:41
-    T *const lstm_c_4 = A + 271296;  // f32[32,64], prelude.model:41
+    T *const const132 = A + 960;  // f32[32,64], prelude.model:58
+    T *const matmul197 = A + 3008;  // f32[32,30,256], prelude.model:59
+    T *const lstm_h = A + 248768;  // f32[32,64], prelude.model:58
+    T *const lstm_c = A + 250816;  // f32[32,64], prelude.model:58
+    T *const matmul147 = A + 252864;  // f32[32,256], prelude.model:59
+    T *const lstm_gates = A + 261056;  // f32[32,256], prelude.model:59
+    T *const lstm_c_2 = A + 252864;  // f32[32,64], prelude.model:64
+    T *const lstm_h_2 = A + 254912;  // f32[32,64], prelude.model:65
+    T *const lstm_seq = A + 273344;  // f32[32,30,64], prelude.model:58
+    T *const lstm_h_4 = A + 269248;  // f32[32,64], prelude.model:58
+    T *const lstm_c_4 = A + 271296;  // f32[32,64], prelude.model:58
     T *const mul541 = A + 2192;  // f32[1,64], prelude.model:10
     T *const matmul543 = A + 2048;  // f32[32,1], prelude.model:10
     T *const yhat = A + 16;  // f32[32,1], prelude.model:10
     // input %x  (seed_lstm_bn.model:8:1)
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const132, 2048, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 960, 256, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul197, 256, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const132, 2048, lstm_h);
     std::copy_n(const132, 2048, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 32, 256, 64, T(1), lstm_h, 64, lstm_weight_hh_l0, 64, T(0), matmul147, 256, threads());
       // fused loop over [32, 256]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -1276,19 +1277,19 @@ private:
         }
       }
       // fused loop over [32, 64]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 64; ++i1) {
@@ -1325,8 +1326,8 @@ private:
       }
     }
     // fused loop over [64]:
-    //   add  (prelude.model:90:53)  [register]
-    //   rsqrt  (prelude.model:90:40)  [register]
+    //   add  (prelude.model:107:53)  [register]
+    //   rsqrt  (prelude.model:107:40)  [register]
     //   mul  (prelude.model:10:14)
     //   neg  (prelude.model:10:14)  [register]
     //   mul  (prelude.model:10:14)  [register]

@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -95,26 +96,26 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:41
     T *const slice84 = A + 992;  // f32[32,1,256], seed_plain_lstm.model:17
     T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
     T *const y = A + 960;  // f32[32,1], seed_plain_lstm.model:10
-    T *const const48 = A + 992;  // f32[32,256], prelude.model:41
-    T *const matmul146 = A + 9184;  // f32[32,30,1024], prelude.model:42
-    T *const lstm_h = A + 992224;  // f32[32,256], prelude.model:41
-    T *const lstm_c = A + 1000416;  // f32[32,256], prelude.model:41
-    T *const matmul63 = A + 1008608;  // f32[32,1024], prelude.model:42
-    T *const lstm_gates = A + 1041376;  // f32[32,1024], prelude.model:42
-    T *const lstm_c_2 = A + 1008608;  // f32[32,256], prelude.model:47
-    T *const lstm_h_2 = A + 1016800;  // f32[32,256], prelude.model:48
-    T *const lstm_seq = A + 1090528;  // f32[32,30,256], prelude.model:41
-    T *const lstm_h_4 = A + 1074144;  // f32[32,256], prelude.model:41
-    T *const lstm_c_4 = A + 1082336;  // f32[32,256], prelude.model:41
+    T *const const48 = A + 992;  // f32[32,256], prelude.model:58
+    T *const matmul146 = A + 9184;  // f32[32,30,1024], prelude.model:59
+    T *const lstm_h = A + 992224;  // f32[32,256], prelude.model:58
+    T *const lstm_c = A + 1000416;  // f32[32,256], prelude.model:58
+    T *const matmul63 = A + 1008608;  // f32[32,1024], prelude.model:59
+    T *const lstm_gates = A + 1041376;  // f32[32,1024], prelude.model:59
+    T *const lstm_c_2 = A + 1008608;  // f32[32,256], prelude.model:64
+    T *const lstm_h_2 = A + 1016800;  // f32[32,256], prelude.model:65
+    T *const lstm_seq = A + 1090528;  // f32[32,30,256], prelude.model:58
+    T *const lstm_h_4 = A + 1074144;  // f32[32,256], prelude.model:58
+    T *const lstm_c_4 = A + 1082336;  // f32[32,256], prelude.model:58
     T *const matmul88 = A + 0;  // f32[32,1], prelude.model:10
     T *const yhat = A + 32;  // f32[32,1], prelude.model:10
     T *const loss_2 = A + 0;  // f32[], seed_plain_lstm.model:18
@@ -122,21 +123,21 @@ public:
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (seed_plain_lstm.model:10:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const48, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 960, 1024, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul146, 1024, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const48, 8192, lstm_h);
     std::copy_n(const48, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 32, 1024, 256, T(1), lstm_h, 256, lstm_weight_hh_l0, 256, T(0), matmul63, 1024, threads());
       // fused loop over [32, 1024]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 1024; ++i1) {
@@ -147,19 +148,19 @@ public:
         }
       }
       // fused loop over [32, 256]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -214,35 +215,35 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:27
-    T *const lstm_h_saved = A + 2810848;  // f32[32,30,256], prelude.model:41
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:41
+    T *const lstm_h_saved = A + 2810848;  // f32[32,30,256], prelude.model:58
     T *const slice38 = A + 9184;  // f32[32,1,256], seed_plain_lstm.model:17
     T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const matmul158 = A + 17680;  // f32[32,256], prelude.model:10
-    T *const scan239 = A + 328992;  // f32[32,30,1024], prelude.model:41
+    T *const scan239 = A + 328992;  // f32[32,30,1024], prelude.model:58
     T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
     T *const y = A + 960;  // f32[32,1], seed_plain_lstm.model:10
-    T *const const2 = A + 992;  // f32[32,256], prelude.model:41
-    T *const matmul144 = A + 9184;  // f32[32,30,1024], prelude.model:42
-    T *const lstm_h = A + 992224;  // f32[32,256], prelude.model:41
-    T *const lstm_c = A + 1000416;  // f32[32,256], prelude.model:41
-    T *const saved = A + 1336288;  // f32[32,30,256], prelude.model:41
-    T *const lstm_o_saved = A + 1582048;  // f32[32,30,256], prelude.model:41
-    T *const lstm_g_saved = A + 1827808;  // f32[32,30,256], prelude.model:41
-    T *const lstm_i_saved = A + 2073568;  // f32[32,30,256], prelude.model:41
-    T *const lstm_f_saved = A + 2565088;  // f32[32,30,256], prelude.model:41
-    T *const matmul17 = A + 1008608;  // f32[32,1024], prelude.model:42
-    T *const lstm_gates = A + 1041376;  // f32[32,1024], prelude.model:42
-    T *const lstm_c_2 = A + 1008608;  // f32[32,256], prelude.model:47
-    T *const lstm_h_2 = A + 1016800;  // f32[32,256], prelude.model:48
-    T *const lstm_seq = A + 1090528;  // f32[32,30,256], prelude.model:41
-    T *const lstm_c_saved = A + 2319328;  // f32[32,30,256], prelude.model:41
-    T *const lstm_h_4 = A + 1074144;  // f32[32,256], prelude.model:41
-    T *const lstm_c_4 = A + 1082336;  // f32[32,256], prelude.model:41
+    T *const const2 = A + 992;  // f32[32,256], prelude.model:58
+    T *const matmul144 = A + 9184;  // f32[32,30,1024], prelude.model:59
+    T *const lstm_h = A + 992224;  // f32[32,256], prelude.model:58
+    T *const lstm_c = A + 1000416;  // f32[32,256], prelude.model:58
+    T *const saved = A + 1336288;  // f32[32,30,256], prelude.model:58
+    T *const lstm_o_saved = A + 1582048;  // f32[32,30,256], prelude.model:58
+    T *const lstm_g_saved = A + 1827808;  // f32[32,30,256], prelude.model:58
+    T *const lstm_i_saved = A + 2073568;  // f32[32,30,256], prelude.model:58
+    T *const lstm_f_saved = A + 2565088;  // f32[32,30,256], prelude.model:58
+    T *const matmul17 = A + 1008608;  // f32[32,1024], prelude.model:59
+    T *const lstm_gates = A + 1041376;  // f32[32,1024], prelude.model:59
+    T *const lstm_c_2 = A + 1008608;  // f32[32,256], prelude.model:64
+    T *const lstm_h_2 = A + 1016800;  // f32[32,256], prelude.model:65
+    T *const lstm_seq = A + 1090528;  // f32[32,30,256], prelude.model:58
+    T *const lstm_c_saved = A + 2319328;  // f32[32,30,256], prelude.model:58
+    T *const lstm_h_4 = A + 1074144;  // f32[32,256], prelude.model:58
+    T *const lstm_c_4 = A + 1082336;  // f32[32,256], prelude.model:58
     T *const transpose41 = A + 17376;  // f32[256,1], prelude.model:10
     T *const matmul42 = A + 17632;  // f32[32,1], prelude.model:10
     T *const yhat = A + 17664;  // f32[32,1], prelude.model:10
@@ -252,21 +253,21 @@ private:
     T *const d_head_bias = A + 17664;  // f32[1], prelude.model:10
     T *const matmul160 = A + 17376;  // f32[256,1], prelude.model:10
     T *const pad163 = A + 25872;  // f32[32,30,256], seed_plain_lstm.model:17
-    T *const d_lstm_h = A + 271632;  // f32[32,256], prelude.model:41
-    T *const d_lstm_c = A + 279824;  // f32[32,256], prelude.model:41
-    T *const mul213 = A + 320800;  // f32[32,256], prelude.model:43
-    T *const mul207 = A + 312608;  // f32[32,256], prelude.model:44
-    T *const mul201 = A + 304416;  // f32[32,256], prelude.model:45
-    T *const mul196 = A + 296224;  // f32[32,256], prelude.model:46
-    T *const mul192 = A + 288032;  // f32[32,256], prelude.model:47
-    T *const matmul220 = A + 296224;  // f32[32,256], prelude.model:42
-    T *const scan234 = A + 9184;  // f32[32,256], prelude.model:41
-    T *const scan235 = A + 17680;  // f32[32,256], prelude.model:41
-    T *const sum285 = A + 976;  // f32[1024], prelude.model:41
-    T *const matmul290 = A + 17680;  // f32[256,1024], prelude.model:41
-    T *const matmul246 = A + 2000;  // f32[1,1024], prelude.model:42
-    T *const d_lstm_weight_ih_l0 = A + 3024;  // f32[1024,1], prelude.model:42
-    T *const d_lstm_weight_hh_l0 = A + 279824;  // f32[1024,256], prelude.model:42
+    T *const d_lstm_h = A + 271632;  // f32[32,256], prelude.model:58
+    T *const d_lstm_c = A + 279824;  // f32[32,256], prelude.model:58
+    T *const mul213 = A + 320800;  // f32[32,256], prelude.model:60
+    T *const mul207 = A + 312608;  // f32[32,256], prelude.model:61
+    T *const mul201 = A + 304416;  // f32[32,256], prelude.model:62
+    T *const mul196 = A + 296224;  // f32[32,256], prelude.model:63
+    T *const mul192 = A + 288032;  // f32[32,256], prelude.model:64
+    T *const matmul220 = A + 296224;  // f32[32,256], prelude.model:59
+    T *const scan234 = A + 9184;  // f32[32,256], prelude.model:58
+    T *const scan235 = A + 17680;  // f32[32,256], prelude.model:58
+    T *const sum285 = A + 976;  // f32[1024], prelude.model:58
+    T *const matmul290 = A + 17680;  // f32[256,1024], prelude.model:58
+    T *const matmul246 = A + 2000;  // f32[1,1024], prelude.model:59
+    T *const d_lstm_weight_ih_l0 = A + 3024;  // f32[1024,1], prelude.model:59
+    T *const d_lstm_weight_hh_l0 = A + 279824;  // f32[1024,256], prelude.model:59
     T *const d_head_weight = A + 0;  // f32[1,256], prelude.model:10
     T *const lr_2 = A + 272;  // f32[], seed_plain_lstm.model:22
     T *const lstm_weight_ih_l0_new = A + 2000;  // f32[1024,1], seed_plain_lstm.model:22
@@ -279,21 +280,21 @@ private:
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (seed_plain_lstm.model:10:1)
     for (int64_t k = 0; k < 32; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const2, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 960, 1024, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul144, 1024, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const2, 8192, lstm_h);
     std::copy_n(const2, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 32, 1024, 256, T(1), lstm_h, 256, lstm_weight_hh_l0, 256, T(0), matmul17, 1024, threads());
       // fused loop over [32, 1024]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 1024; ++i1) {
@@ -304,19 +305,19 @@ private:
         }
       }
       // fused loop over [32, 256]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -403,7 +404,7 @@ private:
         pad163[i0 * 7680 + i2 + 7424] = matmul158[i0 * 256 + i2];
       }
     }
-    // scan  (prelude.model:41:13)
+    // scan  (prelude.model:58:13)
     std::copy_n(const2, 8192, d_lstm_h);
     std::copy_n(const2, 8192, d_lstm_c);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
@@ -411,28 +412,28 @@ private:
       const int64_t t = 29 - step;
       // fused loop over [32, 256]:
       //   add  [register]
-      //   mul  (prelude.model:48:15)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   sub  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   add  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   sub  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   sub  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)
-      //   mul  (prelude.model:47:23)  [register]
-      //   mul  (prelude.model:45:17)  [register]
-      //   sub  (prelude.model:45:17)  [register]
-      //   mul  (prelude.model:45:17)
-      //   mul  (prelude.model:48:15)  [register]
-      //   sub  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)
+      //   mul  (prelude.model:65:15)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   sub  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   add  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   sub  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   sub  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)
+      //   mul  (prelude.model:64:23)  [register]
+      //   mul  (prelude.model:62:17)  [register]
+      //   sub  (prelude.model:62:17)  [register]
+      //   mul  (prelude.model:62:17)
+      //   mul  (prelude.model:65:15)  [register]
+      //   sub  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -466,7 +467,7 @@ private:
           mul192[i0 * 256 + i1] = v192;
         }
       }
-      // concat  (prelude.model:43:26)
+      // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -491,14 +492,14 @@ private:
           scan239[t * 1024 + i0 * 30720 + i1 + 768] = mul196[i0 * 256 + i1];
         }
       }
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, false, 32, 256, 1024, T(1), scan239 + t * 1024, 30720, lstm_weight_hh_l0, 256, T(0), matmul220, 256, threads());
       std::copy_n(matmul220, 8192, d_lstm_h);
       std::copy_n(mul192, 8192, d_lstm_c);
     }
     std::copy_n(d_lstm_h, 8192, scan234);
     std::copy_n(d_lstm_c, 8192, scan235);
-    // sum  (prelude.model:41:13)
+    // sum  (prelude.model:58:13)
     std::fill_n(sum285, 1024, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       for (int64_t i1 = 0; i1 < 30; ++i1) {
@@ -508,28 +509,28 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:41:13)
+    // matmul  (prelude.model:58:13)
     gemm(true, false, 256, 1024, 960, T(1), lstm_h_saved, 256, scan239, 1024, T(0), matmul290, 1024, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(true, false, 1, 1024, 960, T(1), x, 1, scan239, 1024, T(0), matmul246, 1024, threads());
-    // transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
+    // transpose %d.lstm.weight_ih_l0  (prelude.model:59:31)
     for (int64_t i0 = 0; i0 < 1024; ++i0) {
       d_lstm_weight_ih_l0[i0] = matmul246[i0];
     }
-    // grad  (prelude.model:24:5)
+    // grad  (prelude.model:38:5)
     if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 1024);
-    // transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
+    // transpose %d.lstm.weight_hh_l0  (prelude.model:59:78)
     for (int64_t i0 = 0; i0 < 1024; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1) {
         d_lstm_weight_hh_l0[i0 * 256 + i1] = matmul290[i0 + i1 * 1024];
       }
     }
-    // grad  (prelude.model:25:5)
+    // grad  (prelude.model:39:5)
     if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 262144);
-    // grad  (prelude.model:26:5)
+    // grad  (prelude.model:40:5)
     if (grads) (*grads)[2].assign(sum285, sum285 + 1024);
-    // grad  (prelude.model:27:5)
+    // grad  (prelude.model:41:5)
     if (grads) (*grads)[3].assign(sum285, sum285 + 1024);
     // transpose %d.head.weight  (prelude.model:10:25)
     GRADC_IVDEP
@@ -630,44 +631,44 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[1024,1], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[1024], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:41
     T *const slice130 = A + 0;  // f32[32,1,256], seed_plain_lstm.model:17
     T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
-    T *const const94 = A + 960;  // f32[32,256], prelude.model:41
-    T *const matmul148 = A + 9152;  // f32[32,30,1024], prelude.model:42
-    T *const lstm_h = A + 992192;  // f32[32,256], prelude.model:41
-    T *const lstm_c = A + 1000384;  // f32[32,256], prelude.model:41
-    T *const matmul109 = A + 1008576;  // f32[32,1024], prelude.model:42
-    T *const lstm_gates = A + 1041344;  // f32[32,1024], prelude.model:42
-    T *const lstm_c_2 = A + 1008576;  // f32[32,256], prelude.model:47
-    T *const lstm_h_2 = A + 1016768;  // f32[32,256], prelude.model:48
-    T *const lstm_seq = A + 1090496;  // f32[32,30,256], prelude.model:41
-    T *const lstm_h_4 = A + 1074112;  // f32[32,256], prelude.model:41
-    T *const lstm_c_4 = A + 1082304;  // f32[32,256], prelude.model:41
+    T *const const94 = A + 960;  // f32[32,256], prelude.model:58
+    T *const matmul148 = A + 9152;  // f32[32,30,1024], prelude.model:59
+    T *const lstm_h = A + 992192;  // f32[32,256], prelude.model:58
+    T *const lstm_c = A + 1000384;  // f32[32,256], prelude.model:58
+    T *const matmul109 = A + 1008576;  // f32[32,1024], prelude.model:59
+    T *const lstm_gates = A + 1041344;  // f32[32,1024], prelude.model:59
+    T *const lstm_c_2 = A + 1008576;  // f32[32,256], prelude.model:64
+    T *const lstm_h_2 = A + 1016768;  // f32[32,256], prelude.model:65
+    T *const lstm_seq = A + 1090496;  // f32[32,30,256], prelude.model:58
+    T *const lstm_h_4 = A + 1074112;  // f32[32,256], prelude.model:58
+    T *const lstm_c_4 = A + 1082304;  // f32[32,256], prelude.model:58
     T *const matmul134 = A + 8192;  // f32[32,1], prelude.model:10
     T *const yhat = A + 0;  // f32[32,1], prelude.model:10
     // input %x  (seed_plain_lstm.model:9:1)
     for (int64_t k = 0; k < 960; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const94, 8192, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 960, 1024, 1, T(1), x, 1, lstm_weight_ih_l0, 1, T(0), matmul148, 1024, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const94, 8192, lstm_h);
     std::copy_n(const94, 8192, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 30; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 32, 1024, 256, T(1), lstm_h, 256, lstm_weight_hh_l0, 256, T(0), matmul109, 1024, threads());
       // fused loop over [32, 1024]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 1024; ++i1) {
@@ -678,19 +679,19 @@ private:
         }
       }
       // fused loop over [32, 256]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {

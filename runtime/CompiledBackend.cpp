@@ -13,6 +13,7 @@
 
 #include "Gemm.h"
 #include "Json.h"
+#include "Philox.h"
 
 namespace gradc::rt {
 
@@ -114,8 +115,15 @@ std::string specToJson(const ModelSpec &s) {
        ",\"valKind\":" + jsonQuote(t.valKind) + ",\"valPath\":" + jsonQuote(t.valPath) + ",\"valLabels\":" + jsonQuote(t.valLabels) +
        ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
        ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
-       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery) +
-       "},\"lossWhere\":" + jsonQuote(s.lossWhere) + "}";
+       ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery);
+  // Only a model with a schedule has the key, so other models' specs stay as they were.
+  if (const ScheduleSpec &sc = t.schedule; !sc.kind.empty())
+    o += ",\"schedule\":{\"kind\":" + jsonQuote(sc.kind) + ",\"stepSize\":" + std::to_string(sc.stepSize) +
+         ",\"gamma\":" + num(sc.gamma) + ",\"tMax\":" + std::to_string(sc.tMax) + ",\"etaMin\":" + num(sc.etaMin) +
+         ",\"maxLr\":" + num(sc.maxLr) + ",\"totalSteps\":" + std::to_string(sc.totalSteps) +
+         ",\"pctStart\":" + num(sc.pctStart) + ",\"factor\":" + num(sc.factor) +
+         ",\"patience\":" + std::to_string(sc.patience) + "}";
+  o += "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
   return o;
 }
 
@@ -171,7 +179,21 @@ ModelSpec specFromJson(std::string_view json) {
   t.patience = integer(j, "patience");
   t.delta = real(j, "delta");
   t.validateEvery = integer(j, "validateEvery");
+  if (const JsonValue *sj = j.find("schedule")) {
+    ScheduleSpec &sc = t.schedule;
+    sc.kind = str(*sj, "kind");
+    sc.stepSize = integer(*sj, "stepSize");
+    sc.gamma = real(*sj, "gamma");
+    sc.tMax = integer(*sj, "tMax");
+    sc.etaMin = real(*sj, "etaMin");
+    sc.maxLr = real(*sj, "maxLr");
+    sc.totalSteps = integer(*sj, "totalSteps");
+    sc.pctStart = real(*sj, "pctStart");
+    sc.factor = real(*sj, "factor");
+    sc.patience = integer(*sj, "patience");
+  }
   s.lossWhere = str(root, "lossWhere");
+  if (root.find("ranks")) s.ranks = integer(root, "ranks"); // absent: compiled for one process
   return s;
 }
 
@@ -231,12 +253,18 @@ template <typename T> const GradcGraphs &CompiledBackend<T>::fns() {
   return fns_;
 }
 
+template <typename T> const void *const *CompiledBackend<T>::batchPointers(const Batch &b) {
+  batchPtrs_.assign(b.data.begin(), b.data.end());
+  batchPtrs_.push_back(b.rng);
+  return batchPtrs_.data();
+}
+
 template <typename T> double CompiledBackend<T>::train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {
   CompiledSinks sinks;
   sinks.grads = grads;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  double loss = f.train(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  double loss = f.train(arena_, statePtrs_.data(), batchPointers(b), nullptr, lr_, &sinks);
   if (apply)
     for (auto &[i, p] : sinks.updates) {
       const T *v = static_cast<const T *>(p);
@@ -258,14 +286,14 @@ template <typename T> void CompiledBackend<T>::predict(const Batch &b, const std
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  f.infer(arena_, statePtrs_.data(), b.data.data(), out.data(), lr_, &sinks);
+  f.infer(arena_, statePtrs_.data(), batchPointers(b), out.data(), lr_, &sinks);
 }
 
 template <typename T> double CompiledBackend<T>::evalLoss(const Batch &b) {
   CompiledSinks sinks;
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
-  return f.eval(arena_, statePtrs_.data(), b.data.data(), nullptr, lr_, &sinks);
+  return f.eval(arena_, statePtrs_.data(), batchPointers(b), nullptr, lr_, &sinks);
 }
 
 template class CompiledBackend<float>;
@@ -304,6 +332,8 @@ void gradc_rt_dgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int6
 void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count) { gemmInvariantReset(first, count); }
 
 int32_t gradc_rt_threads(void) { return threads(); }
+
+uint32_t gradc_rt_philox24(const uint64_t *key, int64_t stream, int64_t index) { return philox24(key, stream, index); }
 
 void gradc_rt_update(void *sinks, int64_t state, const void *values) {
   static_cast<CompiledSinks *>(sinks)->updates.emplace_back(state, values);

@@ -15,7 +15,7 @@ extern "C" {
 
 /// One graph of an emitted model for one float type T. `arena` holds arenaElements T values,
 /// 64-byte aligned; `state[i]` is state tensor i's storage (T for F32 specs, int64_t for I64);
-/// `batch` the Batch's pointers; `outputs` the inference outputs (T, infer only); `lr` the
+/// `batch` the Batch's pointers followed by one to its random key (Batch::rng); `outputs` the inference outputs (T, infer only); `lr` the
 /// learning rate after --lr; `sinks` is passed back to gradc_rt_update / gradc_rt_grad.
 /// Returns the loss (0 for infer).
 typedef double (*GradcGraphFn)(void *arena, void *const *state, const void *const *batch, void *const *outputs, double lr,
@@ -54,6 +54,9 @@ void gradc_rt_dgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int6
 void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count);
 /// rt::threads().
 int32_t gradc_rt_threads(void);
+/// rt::philox24: the 24 random bits of element `index` of dropout stream `stream` under `key`
+/// = {seed, step}.
+uint32_t gradc_rt_philox24(const uint64_t *key, int64_t stream, int64_t index);
 /// An `update` sink: state tensor `state` takes `values` (T, alive to the end of the step).
 void gradc_rt_update(void *sinks, int64_t state, const void *values);
 /// A `grad` sink: the gradient of parameter number `param` (T, `n` elements), read now.
@@ -98,6 +101,8 @@ public:
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads);
   const GradcGraphs &fns();
+  /// The graph functions' `batch` argument: b's pointers, then its random key.
+  const void *const *batchPointers(const Batch &b);
   /// Allocates the state on first use (so the double build that only --gradcheck runs costs
   /// neither memory nor start-up time).
   void ensureState();
@@ -111,6 +116,7 @@ private:
   std::vector<std::vector<T>> sf_;       ///< Float state, spec order (empty for I64).
   std::vector<std::vector<int64_t>> si_; ///< Integer state (empty for float).
   std::vector<void *> statePtrs_;
+  std::vector<const void *> batchPtrs_;
   size_t numParams_ = 0;
   double lr_ = 0;
 };

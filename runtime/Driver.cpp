@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "DriverInternal.h"
+#include "Mpi.h"
 
 namespace gradc::rt {
 
@@ -34,12 +35,36 @@ void setThreads(int n) { gThreads.store(n < 1 ? 1 : n); }
 
 namespace {
 
-/// The program name for messages: the last component of argv[0].
+/// The program name for messages: the last component of argv[0]; under mpirun with more
+/// than one rank, followed by the rank ("seed (rank 1)").
 std::string exeName(int argc, char **argv, const ModelSpec &spec) {
-  if (argc < 1 || !argv || !argv[0] || !*argv[0]) return spec.name.empty() ? "gradc-model" : spec.name;
-  std::string s = argv[0];
-  size_t slash = s.find_last_of('/');
-  return slash == std::string::npos ? s : s.substr(slash + 1);
+  std::string name;
+  if (argc < 1 || !argv || !argv[0] || !*argv[0]) {
+    name = spec.name.empty() ? "gradc-model" : spec.name;
+  } else {
+    name = argv[0];
+    size_t slash = name.find_last_of('/');
+    if (slash != std::string::npos) name = name.substr(slash + 1);
+  }
+  if (mpi::size() > 1) name += " (rank " + std::to_string(mpi::rank()) + ")";
+  return name;
+}
+
+/// Checks that this run has the ranks the step is compiled for: the compiled local batch
+/// is the global batch's share of one of spec.ranks ranks.
+void checkRanks(const ModelSpec &spec) {
+  const int n = mpi::size();
+  if (spec.ranks == n) return;
+  const int64_t global = spec.batch * spec.ranks;
+  if (spec.ranks == 1)
+    throw DataError(fmt::format("this executable is compiled for one process, and mpirun started {} ranks; compile it with "
+                                "gradc --ranks {} (the batch {} must be divisible by it) to train on {}",
+                                n, n, global, n));
+  throw DataError(fmt::format("this executable is compiled for {} ranks (gradc --ranks {}: {} of the batch of {} each), and {}; "
+                              "start it with mpirun -np {}, or compile it for {}",
+                              spec.ranks, spec.ranks, spec.batch, global,
+                              mpi::active() ? fmt::format("mpirun started {}", n) : std::string("it was started without mpirun"),
+                              spec.ranks, n == 1 ? std::string("one process (no --ranks)") : fmt::format("--ranks {}", n)));
 }
 
 /// runMain without its error reporting: parses the flags, loads the data and the state, then
@@ -59,9 +84,16 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
   Backend &be = o.gradcheck && precise ? *precise : backend;
   checkBackend(be);
   checkSpec(spec);
+  checkRanks(spec);
+  if (mpi::size() > 1 && o.gradcheck)
+    throw DataError("--gradcheck compares one process's gradients with finite differences; run it without mpirun on the "
+                    "executable compiled without --ranks");
   if (o.lr && !(spec.train.lr > 0))
     throw DataError(fmt::format("--lr: the model's compiled learning rate is {:g}, so it cannot be rescaled", spec.train.lr));
 
+  if (o.lr && spec.train.schedule.kind == "onecycle" && !o.predict && !o.gradcheck)
+    throw UsageError("option '--lr' cannot set the learning rate of a onecycle() schedule, which runs from max_lr / 25 "
+                     "to max_lr and down; change max_lr in the model");
   // The checkpoints are read (once) before the data: their scaling or vocabulary is used
   // for the data, never refitted.
   std::optional<CheckpointFile> loadFile, resumeFile;
@@ -93,9 +125,9 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
 
   int rc = 0;
   if (o.gradcheck) rc = gradcheck(spec, be, data, o, seed, exe);
-  else if (o.predict) rc = predictAll(spec, be, data, o);
+  else if (o.predict) rc = mpi::rank() == 0 ? predictAll(spec, be, data, o) : 0; // inference: rank 0 alone
   else return runTraining(spec, be, data, o, seed, exe, resume ? &*resume : nullptr); // saves --save itself
-  if (rc == 0 && !o.save.empty()) saveCheckpoint(o.save, spec, be, nullptr, {}, &data.meta);
+  if (rc == 0 && !o.save.empty() && mpi::rank() == 0) saveCheckpoint(o.save, spec, be, nullptr, {}, &data.meta);
   return rc;
 }
 
@@ -103,15 +135,24 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
 
 int runMain(const ModelSpec &spec, Backend &backend, int argc, char **argv, Backend *precise) {
   std::string exe = "gradc-model";
+  // Under mpirun an error on one rank ends every rank (the others may wait in a collective).
   auto report = [&](const char *what, const char *msg, int code) {
     std::fflush(stdout);
     fmt::print(stderr, "{}: error: {}{}\n", exe, what, msg);
     std::fflush(stderr);
+    if (mpi::size() > 1) mpi::abortAll(code);
+    mpi::finalize();
     return code;
   };
   try {
+    mpi::init(&argc, &argv);
     exe = exeName(argc, argv, spec);
-    return runMainImpl(spec, backend, argc, argv, precise, exe);
+    // Only rank 0 prints: the other ranks' standard output goes nowhere (errors still show).
+    if (mpi::rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+      throw DataError("cannot redirect standard output to /dev/null");
+    const int rc = runMainImpl(spec, backend, argc, argv, precise, exe);
+    mpi::finalize();
+    return rc;
   } catch (const DataError &e) {
     return report("", e.what(), 1);
   } catch (const UsageError &e) {

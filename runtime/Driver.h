@@ -48,6 +48,7 @@ struct DriverOptions {
   std::string resume;                    ///< --resume CKPT: continue the run that wrote CKPT.
   bool checkFinite = false;              ///< --check-finite: stop at the first NaN/Inf of any step.
   std::optional<int64_t> checkpointEvery;///< --checkpoint-every N (N >= 1, needs --save).
+  std::string metrics;                   ///< --metrics FILE.csv: one row per epoch (Metrics.h).
   std::optional<int64_t> interruptAfter; ///< --interrupt-after-steps N (testing): SIGINT to itself after step N.
 };
 
@@ -227,6 +228,11 @@ public:
   const Batch &gather(const int64_t *idx, int64_t count);
   /// The batch whose rows are all sample `i`.
   const Batch &fillWith(int64_t i);
+  /// Sets the random key (Batch::rng) of the batches it gathers from now on.
+  void setRandomKey(uint64_t seed, uint64_t step) {
+    b_.rng[0] = seed;
+    b_.rng[1] = step;
+  }
 
 private:
   const DriverData &data_;

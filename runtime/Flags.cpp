@@ -49,7 +49,7 @@ const Flag kFlags[] = {
   {"--lr", "", "X", &DriverOptions::lr, "a non-negative number", 0, 0,
    "learning rate (default {lr})"},
   {"--seed", "", "N", &DriverOptions::seed, "an integer", kSmall, kBig,
-   "seed of initialisation and shuffling (default {seed})"},
+   "seed of initialisation, shuffling and dropout (default {seed})"},
   {"--batch-limit", "", "N", &DriverOptions::batchLimit, "a non-negative integer", 0, kBig,
    "stop after N training steps in total"},
   {"--data", "", "PATH", &DriverOptions::data, "", 0, 0,
@@ -70,7 +70,8 @@ const Flag kFlags[] = {
   {"--gradcheck-tol", "", "X", &DriverOptions::gradcheckTol, "a positive number", 1, 0,
    "gradcheck tolerance (default 1e-6 in double, 1e-2 in float)"},
   {"--threads", "", "N", &DriverOptions::threads, "a positive integer", 1, 1 << 16,
-   "worker threads (default: all cores, {threads})"},
+   "worker threads (default: the faster of 1 and {threads}, timed over the first\n"
+   "training steps; inference uses {threads})"},
   {"--timing", "", "", &DriverOptions::timing, "", 0, 0,
    "at the end, on stderr: seconds from exec to the end of the first step, ms per\n"
    "step, seconds from exec to the start of the first step (ready_s)"},
@@ -81,8 +82,12 @@ const Flag kFlags[] = {
    "with --save: also write a resumable checkpoint every N steps"},
   {"--check-finite", "", "", &DriverOptions::checkFinite, "", 0, 0,
    "stop at the first NaN or Inf of any step (always on for the first {checked})"},
+  {"--metrics", "", "FILE", &DriverOptions::metrics, "", 0, 0,
+   "write one CSV row per epoch to FILE (epoch, step, loss, val_loss, val_acc,\n"
+   "lr, seconds), rewritten atomically after each epoch"},
   {"--quiet", "", "", &DriverOptions::quiet, "", 0, 0,
-   "no progress bar; one line per epoch: epoch E loss L [val_loss V]"},
+   "no progress bar; one line per epoch: epoch E loss L [val_loss V]\n"
+   "[lr X, when a schedule varies it]"},
   {"--help", "-h", "", &DriverOptions::help, "", 0, 0,
    "show this help"},
   {"--interrupt-after-steps", "", "N", &DriverOptions::interruptAfter, "a positive integer", 1, kBig,
@@ -181,6 +186,9 @@ DriverOptions parseArgs(const std::vector<std::string> &args) {
     throw UsageError(fmt::format("option '--resume' continues training; it cannot be combined with '{}' (use '--load')",
                                  o.predict ? "--predict" : "--gradcheck"));
   if (o.checkpointEvery && o.save.empty()) throw UsageError("option '--checkpoint-every' needs '--save'");
+  if (!o.metrics.empty() && (o.predict || o.gradcheck))
+    throw UsageError(fmt::format("option '--metrics' records training; it cannot be combined with '{}'",
+                                 o.predict ? "--predict" : "--gradcheck"));
   return o;
 }
 

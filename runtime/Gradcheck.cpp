@@ -33,6 +33,7 @@ int detail::gradcheck(const ModelSpec &spec, Backend &be, const DriverData &data
   Batcher batcher(spec, data);
   std::vector<int64_t> first(static_cast<size_t>(B));
   for (int64_t i = 0; i < B; ++i) first[static_cast<size_t>(i)] = i;
+  batcher.setRandomKey(seed, 0); // every loss below draws the same dropout masks
   const Batch &batch = batcher.gather(first.data(), B);
 
   StateSnapshot others(spec, be, StateSnapshot::AllButParams); // buffers and optimizer state: must not change

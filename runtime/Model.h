@@ -10,7 +10,7 @@
 
 namespace gradc::rt {
 
-/// A fed or returned tensor; shape[0] is the static batch size.
+/// A fed or returned tensor; shape[0] is the static batch size (a rank's share under MPI).
 struct TensorSpec {
   std::string name;
   DType dtype = DType::F32;
@@ -30,9 +30,25 @@ struct StateSpec {
   std::string where; ///< Its layer and that layer's model line ("layer head, tiny.model:6"), "" if unknown.
 };
 
+/// The train block's learning-rate schedule (docs/language.md, Train block), as
+/// torch.optim.lr_scheduler's StepLR, CosineAnnealingLR, OneCycleLR (cycle_momentum=False)
+/// and ReduceLROnPlateau; Schedule.h steps it.
+struct ScheduleSpec {
+  std::string kind;        ///< "" (constant learning rate), "step", "cosine", "onecycle", "plateau".
+  int64_t stepSize = 0;    ///< step: epochs between decays.
+  double gamma = 0.1;      ///< step: the decay factor.
+  int64_t tMax = 0;        ///< cosine: epochs of the half cosine.
+  double etaMin = 0;       ///< cosine: the smallest learning rate.
+  double maxLr = 0;        ///< onecycle: the peak learning rate.
+  int64_t totalSteps = 0;  ///< onecycle: training steps of the cycle.
+  double pctStart = 0.3;   ///< onecycle: share of the steps spent warming up.
+  double factor = 0.1;     ///< plateau: the reduction factor.
+  int64_t patience = 10;   ///< plateau: validations without improvement tolerated.
+};
+
 /// The train block, with defaults filled in and paths made absolute.
 struct TrainSpec {
-  std::string optimizer = "adam"; ///< "sgd" or "adam" (the update itself is compiled).
+  std::string optimizer = "adam"; ///< "sgd", "adam" or "adamw" (the update itself is compiled).
   double lr = 1e-3;               ///< The compiled learning rate (--lr rescales it).
   int64_t epochs = 1;
   int64_t seed = 0;
@@ -49,6 +65,7 @@ struct TrainSpec {
   int64_t patience = 0;
   double delta = 0;
   int64_t validateEvery = 0; ///< Steps; 0 = once per epoch.
+  ScheduleSpec schedule;     ///< kind "" = the learning rate stays constant.
 };
 
 /// Everything the driver needs to know about a model.
@@ -61,12 +78,19 @@ struct ModelSpec {
   std::vector<StateSpec> state;     ///< Params, buffers, optimizer state.
   TrainSpec train;
   std::string lossWhere;            ///< The model line computing the loss ("tiny.model:12"), "" if unknown.
+  /// The MPI ranks the step is compiled for (gradc --ranks): `batch` is each rank's share, the
+  /// local batch, and batch × ranks the global batch (the model's B).
+  int64_t ranks = 1;
 };
 
 /// One batch: a pointer per entry of ModelSpec::inputs, each to batch × sample elements of
 /// its dtype (F32 as float, I32 as int32_t), contiguous.
 struct Batch {
   std::vector<const void *> data;
+  /// The key of the step's random numbers (dropout, Philox.h): the seed and the number of
+  /// training steps taken before this one. Losses recomputed on the same batch (--gradcheck,
+  /// --check-finite) reuse it, and so draw the same masks.
+  uint64_t rng[2] = {0, 0};
 };
 
 /// Runs a model's steps. The compiled executable, the JIT and the reference interpreter

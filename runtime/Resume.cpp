@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -104,6 +105,13 @@ void encodeResume(const ResumeState &r, SafetensorsMetadata &m) {
   m["gradc.best_epoch"] = std::to_string(r.bestEpoch);
   m["gradc.bad"] = std::to_string(r.bad);
   m["gradc.has_best"] = r.hasBest ? "1" : "0";
+  if (!r.schedule.empty()) {
+    m["gradc.schedule"] = r.schedule;
+    m["gradc.schedule_lr"] = hexFloat(r.scheduleLr);
+    m["gradc.schedule_count"] = std::to_string(r.scheduleCount);
+    m["gradc.schedule_best"] = hexFloat(r.scheduleBest);
+    m["gradc.schedule_bad"] = std::to_string(r.scheduleBad);
+  }
 }
 
 bool decodeResume(const SafetensorsMetadata &meta, const std::string &path, ResumeState &r) {
@@ -130,6 +138,14 @@ bool decodeResume(const SafetensorsMetadata &meta, const std::string &path, Resu
   r.bestEpoch = rd.i64("gradc.best_epoch", 0);
   r.bad = rd.i64("gradc.bad", 0);
   r.hasBest = rd.flag("gradc.has_best");
+  if (meta.count("gradc.schedule")) {
+    r.schedule = rd.raw("gradc.schedule");
+    r.scheduleLr = rd.f64("gradc.schedule_lr");
+    r.scheduleCount = rd.i64("gradc.schedule_count", 0);
+    r.scheduleBest = rd.f64("gradc.schedule_best");
+    r.scheduleBad = rd.i64("gradc.schedule_bad", 0);
+    if (!(r.scheduleLr >= 0) || std::isinf(r.scheduleLr)) rd.bad("gradc.schedule_lr", "a non-negative number");
+  }
   if (!(r.lr >= 0)) rd.bad("gradc.lr", "a non-negative number");
   return true;
 }

@@ -1,4 +1,4 @@
-// Resume.h: resumable training checkpoints: the position of a run (epoch, step, data order, seed, loss sums, early-stopping state) stored in a safetensors checkpoint's metadata, the checkpoint checksum (crc32; the gradc-hash64 one of earlier versions is still verified), and cleanup after killed writers.
+// Resume.h: resumable training checkpoints: the position of a run (epoch, step, data order, seed, loss sums, early-stopping and learning-rate schedule state) stored in a safetensors checkpoint's metadata, the checkpoint checksum (crc32; the gradc-hash64 one of earlier versions is still verified), and cleanup after killed writers.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +41,13 @@ struct ResumeState {
   int64_t bestEpoch = 0;        ///< gradc.best_epoch (0: none yet).
   int64_t bad = 0;              ///< gradc.bad: evaluations without improvement.
   bool hasBest = false;         ///< gradc.has_best: tensors kBestPrefix + name hold the best state.
+  /// gradc.schedule: the learning-rate schedule's kind; "" (no schedule) writes none of the
+  /// gradc.schedule* keys, so checkpoints of constant-rate runs are as they were.
+  std::string schedule;
+  double scheduleLr = 0;        ///< gradc.schedule_lr: the learning rate in force.
+  int64_t scheduleCount = 0;    ///< gradc.schedule_count: schedule steps taken (torch's last_epoch).
+  double scheduleBest = 0;      ///< gradc.schedule_best: plateau's best validation loss.
+  int64_t scheduleBad = 0;      ///< gradc.schedule_bad: plateau's validations without improvement.
 };
 
 /// Prefix of the early-stopping snapshot tensors in a resumable checkpoint ("optimizer."

@@ -1,4 +1,4 @@
-// Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the NaN/Inf checks, periodic and interrupt checkpoints, and resuming a run where its checkpoint left it.
+// Trainer.cpp: the training loop behind runTraining: epochs of shuffled batches, validation and early stopping, the learning-rate schedule, the --metrics file, the NaN/Inf checks, periodic and interrupt checkpoints, resuming a run where its checkpoint left it, and under mpirun each rank's share of every batch (docs/distributed.md).
 #include <csignal>
 #include <cmath>
 #include <cstdio>
@@ -16,8 +16,12 @@
 #include "DriverInternal.h"
 #include "FiniteCheck.h"
 #include "Interrupt.h"
+#include "Metrics.h"
+#include "Mpi.h"
 #include "Progress.h"
 #include "Resume.h"
+#include "Schedule.h"
+#include "ThreadTuner.h"
 
 // The random transforms must round identically everywhere: no a*b+c fused into one FMA.
 #if defined(__clang__)
@@ -52,10 +56,11 @@ public:
   Trainer(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &o, uint64_t seed,
           const std::string &exe, const ResumeInput *resume)
       : spec_(spec), be_(be), data_(data), o_(o), seed_(seed), exe_(exe), resume_(resume), batcher_(spec, data),
-        outs_(spec, be.floatType()) {}
+        outs_(spec, be.floatType()), ranks_(spec.ranks), global_(spec.batch * spec.ranks),
+        sched_(spec.train.schedule, o.lr.value_or(spec.train.lr)) {}
 
   int run() {
-    const int64_t B = spec_.batch;
+    const int64_t B = global_; // the global batch; this rank computes its rows [rank·b, (rank+1)·b)
     if (data_.trainCount < B)
       throw DataError(data_.source + ": the training split has " + std::to_string(data_.trainCount) +
                       " samples, fewer than the batch size " + std::to_string(B));
@@ -67,9 +72,8 @@ public:
                                               : epochs * perEpoch);
     const bool hasVal = data_.validationCount() > 0;
     const int64_t every = spec_.train.validateEvery;
-    size_t accOut = 0, accTarget = 0;
-    const bool acc = hasVal && !o_.quiet && findClassification(spec_, accOut, accTarget) &&
-                     data_.present[accTarget];
+    classifier_ = hasVal && findClassification(spec_, accOut_, accTarget_) && data_.present[accTarget_];
+    if (!o_.metrics.empty() && mpi::rank() == 0) metrics_.emplace(o_.metrics, hasVal, classifier_); // rank 0 writes files
     const bool early = spec_.train.earlyStopping && hasVal;
     if (spec_.train.earlyStopping && !hasVal) {
       std::fflush(stdout);
@@ -92,6 +96,8 @@ public:
     st_.trainCount = data_.trainCount;
     st_.bestVal = std::numeric_limits<double>::infinity();
     if (resume_) startFrom(*resume_, perEpoch, early);
+    if (metrics_ && resume_) metrics_->keepRowsBefore(st_.epoch);
+    checkSchedule(total, hasVal);
     const int64_t startStep = st_.step;
     lastSaveStep_ = st_.step;
 
@@ -99,24 +105,15 @@ public:
     InterruptGuard interrupts;
 
     int64_t stoppedAt = 0;
-    // --timing: steps after the first kWarmupSteps of this run are timed (validation excluded).
+    // --timing: steps after the first kWarmupSteps of this run, and after the thread tuner's
+    // measurement, are timed (validation excluded).
     constexpr int64_t kWarmupSteps = 3;
+    ThreadTuner tuner(!o_.threads, defaultThreads());
     Clock::time_point firstStepStart, firstStepEnd;
     int64_t timedSteps = 0;
-    double timedSeconds = 0;
+    double timedSeconds = 0, allreduceSeconds = 0, allreduceBytes = 0, allreduceCalls = 0; // the compiled all-reduces (MPI)
     bool stop = false;
     std::optional<StateSnapshot> before; // the state before a checked step
-    // One evaluation of early stopping; true when patience is exhausted.
-    auto observe = [&](double v, int64_t epoch) {
-      if (v < st_.bestVal - spec_.train.delta) {
-        st_.bestVal = v;
-        st_.bestEpoch = epoch;
-        st_.bad = 0;
-        best_->take();
-        return false;
-      }
-      return ++st_.bad >= spec_.train.patience;
-    };
 
     for (int64_t epoch = st_.epoch; epoch <= epochs && st_.step < total && !stop; ++epoch) {
       const Clock::time_point t0 = Clock::now();
@@ -134,34 +131,53 @@ public:
       st_.orderHash = orderHash;
       for (int64_t s = st_.epochStep; s < perEpoch && st_.step < total; ++s) {
         if (st_.step == startStep) firstStepStart = Clock::now();
-        const Batch &batch = batcher_.gather(perm.data() + s * B, B);
+        // Under mpirun each rank draws its own dropout masks: its rank in the step word's top
+        // bits (rank 0, and a single process, keep the plain step). docs/distributed.md.
+        batcher_.setRandomKey(seed_, static_cast<uint64_t>(st_.step) | (static_cast<uint64_t>(mpi::rank()) << 48));
+        const Batch &batch = batcher_.gather(perm.data() + s * B + mpi::rank() * spec_.batch, spec_.batch);
         const bool check = o_.checkFinite || st_.step - startStep < kAlwaysCheckedSteps;
         if (check) {
           if (!before) before.emplace(spec_, be_, StateSnapshot::All);
           before->take();
         }
+        if (sched_.active() && sched_.lr() != backendLr_) {
+          backendLr_ = sched_.lr();
+          be_.setLearningRateScale(backendLr_ / spec_.train.lr);
+        }
+        const bool settled = tuner.settled();
+        tuner.beforeStep(st_.step - startStep);
         const Clock::time_point s0 = Clock::now();
-        const double loss = be_.trainStep(batch);
+        double loss = be_.trainStep(batch);
+        if (ranks_ > 1) loss = globalLoss(loss);
         const Clock::time_point s1 = Clock::now();
+        tuner.afterStep(st_.step - startStep, std::chrono::duration<double>(s1 - s0).count());
         if (check) {
           std::optional<NonFiniteValue> bad;
           if (!std::isfinite(loss) || (bad = firstNonFiniteState(spec_, be_, ~0u)))
             return nonFinite(*before, batch, loss, bad, perEpoch, progress);
         }
         if (st_.step == startStep) firstStepEnd = s1;
-        else if (st_.step - startStep >= kWarmupSteps) {
+        double arSec = 0, arBytes = 0, arCalls = 0;
+        if (ranks_ > 1) mpi::takeAllreduceStats(arSec, arBytes, arCalls);
+        if (st_.step != startStep && st_.step - startStep >= kWarmupSteps && settled) {
           timedSteps += 1;
           timedSeconds += std::chrono::duration<double>(s1 - s0).count();
+          allreduceSeconds += arSec;
+          allreduceBytes += arBytes;
+          allreduceCalls += arCalls;
         }
         st_.epochLossSum += loss;
         ++st_.epochStep;
         ++st_.step;
+        epochLr_ = sched_.lr();
+        sched_.stepEnd();
         progress.update(st_.step - startStep, epoch, epochs, st_.epochLossSum / static_cast<double>(st_.epochStep));
         if (o_.interruptAfter && st_.step == *o_.interruptAfter) std::raise(SIGINT);
         if (hasVal && every > 0 && st_.step % every == 0) {
           st_.lastEval = validationLoss();
           st_.lastEvalStep = st_.step;
           printLine(&progress, "step " + std::to_string(st_.step) + " val_loss " + g6(st_.lastEval));
+          sched_.validated(st_.lastEval);
           if (early && observe(st_.lastEval, epoch)) {
             stop = true;
             break;
@@ -171,24 +187,13 @@ public:
           if (int rc = safePoint(progress, perEpoch); rc >= 0) return rc;
       }
       const double trainLoss = st_.epochLossSum / static_cast<double>(st_.epochStep);
-      std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
-      if (hasVal) {
-        const bool fresh = st_.lastEvalStep != st_.step;
-        const double v = fresh ? validationLoss() : st_.lastEval;
-        st_.lastEval = v;
-        st_.lastEvalStep = st_.step;
-        if (early && fresh && !stop) stop = observe(v, epoch);
-        line += " val_loss " + g6(v);
-        if (acc) line += fmt::format(" val_acc {:.4f}", accuracy(accOut, accTarget));
-        st_.finalVal = v;
-      }
-      if (!o_.quiet)
-        line += fmt::format(" time {:.2f}s", std::chrono::duration<double>(Clock::now() - t0).count());
-      printLine(&progress, line);
+      if (endEpoch(epoch, trainLoss, t0, hasVal, early && !stop, progress)) stop = true;
+      checkSameState("epoch " + std::to_string(epoch));
       st_.finalLoss = trainLoss;
       st_.ran = true;
       if (stop) stoppedAt = epoch;
       if (st_.epochStep == perEpoch) { // the epoch is complete: the position is the next one's start
+        sched_.epochEnd();
         st_.epoch = epoch + 1;
         st_.epochStep = 0;
         st_.epochLossSum = 0;
@@ -200,10 +205,17 @@ public:
     progress.clear();
     if (o_.timing && st_.step > startStep) {
       std::fflush(stdout);
-      fmt::print(stderr, "timing first_step_s {:.6f} steps {} ms_per_step {:.6f} ready_s {:.6f} peak_rss_mib {:.1f}\n",
+      fmt::print(stderr,
+                 "timing first_step_s {:.6f} steps {} ms_per_step {:.6f} ready_s {:.6f} peak_rss_mib {:.1f} threads {}\n",
                  std::chrono::duration<double>(firstStepEnd - gProcessStart).count(), timedSteps,
                  timedSteps > 0 ? 1000.0 * timedSeconds / static_cast<double>(timedSteps) : NAN,
-                 std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB());
+                 std::chrono::duration<double>(firstStepStart - gProcessStart).count(), peakRssMiB(), threads());
+      if (ranks_ > 1 && timedSteps > 0)
+        fmt::print(stderr,
+                   "timing ranks {} allreduce_ms_per_step {:.6f} allreduce_share {:.4f} allreduce_bytes_per_step {:.0f} "
+                   "allreduce_calls_per_step {:.0f}\n",
+                   ranks_, 1000.0 * allreduceSeconds / static_cast<double>(timedSteps), allreduceSeconds / timedSeconds,
+                   allreduceBytes / static_cast<double>(timedSteps), allreduceCalls / static_cast<double>(timedSteps));
     }
     bool restored = false;
     if (early && st_.bestEpoch > 0) {
@@ -229,10 +241,10 @@ private:
   /// Takes over the position of a resumed run, checking it fits this model and data.
   void startFrom(const ResumeInput &in, int64_t perEpoch, bool early) {
     const ResumeState &r = in.state;
-    if (r.batch != spec_.batch || r.trainCount != data_.trainCount)
+    if (r.batch != global_ || r.trainCount != data_.trainCount)
       throw DataError(in.path + ": the checkpoint's run had " + std::to_string(r.trainCount) +
                       " training samples in batches of " + std::to_string(r.batch) + "; this one has " +
-                      std::to_string(data_.trainCount) + " in batches of " + std::to_string(spec_.batch) +
+                      std::to_string(data_.trainCount) + " in batches of " + std::to_string(global_) +
                       ", so its position cannot be continued (use --load to start a new run from it)");
     if (r.epochStep >= perEpoch)
       throw DataError(in.path + ": the checkpoint's position (step " + std::to_string(r.epochStep) + " of epoch " +
@@ -257,6 +269,12 @@ private:
     st_.finalVal = r.finalVal;
     st_.lastEval = r.lastEval;
     st_.lastEvalStep = r.lastEvalStep;
+    const std::string &kind = spec_.train.schedule.kind;
+    if (r.schedule != kind)
+      throw DataError(in.path + ": the checkpoint's run had " +
+                      (r.schedule.empty() ? std::string("no learning-rate schedule") : "schedule " + r.schedule + "()") +
+                      "; this model has " + (kind.empty() ? std::string("none") : kind + "()"));
+    if (!kind.empty()) sched_.setState({r.scheduleLr, r.scheduleCount, r.scheduleBest, r.scheduleBad});
     if (early) {
       st_.bestVal = r.bestVal;
       st_.bestEpoch = r.bestEpoch;
@@ -265,6 +283,72 @@ private:
         if (!r.hasBest) throw DataError(in.path + ": the checkpoint lacks early stopping's best state");
         best_->set(in.best, in.path);
       }
+    }
+  }
+
+  /// One evaluation of early stopping; true when patience is exhausted.
+  bool observe(double v, int64_t epoch) {
+    if (v < st_.bestVal - spec_.train.delta) {
+      st_.bestVal = v;
+      st_.bestEpoch = epoch;
+      st_.bad = 0;
+      best_->take();
+      return false;
+    }
+    return ++st_.bad >= spec_.train.patience;
+  }
+
+  /// After the steps of epoch `epoch` (begun at `t0`): validates unless its last step just
+  /// did (early stopping observing it when `early`, the plateau schedule likewise), prints the
+  /// epoch line and writes the --metrics row. True if early stopping ends the run.
+  bool endEpoch(int64_t epoch, double trainLoss, Clock::time_point t0, bool hasVal, bool early, Progress &progress) {
+    std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
+    MetricsRow row;
+    bool stop = false;
+    if (hasVal) {
+      const bool fresh = st_.lastEvalStep != st_.step;
+      const double v = fresh ? validationLoss() : st_.lastEval;
+      st_.lastEval = v;
+      st_.lastEvalStep = st_.step;
+      if (early && fresh) stop = observe(v, epoch);
+      if (fresh) sched_.validated(v);
+      line += " val_loss " + g6(v);
+      row.valLoss = v;
+      const bool onLine = classifier_ && !o_.quiet;
+      // (accuracy() is collective under mpirun: every rank calls it, though only rank 0 writes metrics.)
+      if (onLine || (!o_.metrics.empty() && classifier_)) row.valAcc = accuracy(accOut_, accTarget_);
+      if (onLine) line += fmt::format(" val_acc {:.4f}", row.valAcc);
+      st_.finalVal = v;
+    }
+    // The learning rate of the epoch's last step; on --quiet lines only when a schedule varies it.
+    if (!o_.quiet || sched_.active()) line += " lr " + g6(epochLr_);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!o_.quiet) line += fmt::format(" time {:.2f}s", seconds);
+    printLine(&progress, line);
+    if (metrics_) {
+      row.epoch = epoch;
+      row.step = st_.step;
+      row.loss = trainLoss;
+      row.lr = epochLr_;
+      row.seconds = seconds;
+      metrics_->add(row);
+    }
+    return stop;
+  }
+
+  /// Checks the schedule fits the run (`total` training steps; `hasVal`: a validation split).
+  void checkSchedule(int64_t total, bool hasVal) {
+    const ScheduleSpec &sc = spec_.train.schedule;
+    if (sc.kind == "onecycle" && total > sc.totalSteps)
+      throw DataError("the schedule onecycle(total_steps = " + std::to_string(sc.totalSteps) + ") is shorter than the run's " +
+                      std::to_string(total) + " training steps (" + data_.source +
+                      "); raise total_steps or lower --epochs / --batch-limit");
+    if (sc.kind == "plateau" && !hasVal) {
+      std::fflush(stdout);
+      fmt::print(stderr,
+                 "{}: warning: the plateau schedule needs a validation split and {} has none; the learning rate stays "
+                 "{}\n",
+                 exe_, data_.source, g6(sched_.lr()));
     }
   }
 
@@ -277,20 +361,63 @@ private:
       bestTensors = best_->tensors();
       for (size_t k = 0; k < bestTensors.size(); ++k) extra.emplace_back(kBestPrefix + best_->name(k), &bestTensors[k]);
     }
+    if (sched_.active()) {
+      const ScheduleState &ss = sched_.state();
+      st_.schedule = spec_.train.schedule.kind;
+      st_.scheduleLr = ss.lr;
+      st_.scheduleCount = ss.count;
+      st_.scheduleBest = ss.best;
+      st_.scheduleBad = ss.bad;
+    }
     if (resumable && !haveDataHash_) {
       st_.dataHash = hashData(data_);
       haveDataHash_ = true;
     }
-    saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra, &data_.meta);
+    checkSameState("step " + std::to_string(st_.step));
+    if (mpi::rank() == 0) saveCheckpoint(path, spec_, be_, resumable ? &st_ : nullptr, extra, &data_.meta);
+  }
+
+  /// Under mpirun: the step's loss averaged over the ranks (each rank's loss is the mean over
+  /// its equal share of the batch), the same on every rank.
+  double globalLoss(double loss) {
+    mpi::sumDoubles(&loss, 1);
+    return loss / static_cast<double>(ranks_);
+  }
+
+  /// The pending interruption; under mpirun, whether any rank has one (the signal of those
+  /// that do), agreed by all ranks so that every rank stops after the same step.
+  int pendingSignal() {
+    const int own = InterruptGuard::pending();
+    if (ranks_ == 1) return own;
+    double v[2] = {static_cast<double>(own), own ? 1.0 : 0.0};
+    mpi::sumDoubles(v, 2);
+    return v[1] > 0 ? static_cast<int>(std::lround(v[0] / v[1])) : 0;
+  }
+
+  /// Under mpirun: compares a checksum of every state tensor (parameters, buffers, optimizer
+  /// state) across the ranks; a difference is an error naming the first rank whose state
+  /// differs from rank 0's (`when`: "epoch 3", "step 120").
+  void checkSameState(const std::string &when) {
+    if (ranks_ == 1) return;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < spec_.state.size(); ++i)
+      h = hashBytes(h, be_.stateData(i), stateBytes(spec_.state[i], be_.floatType()));
+    const std::vector<uint64_t> all = mpi::gatherAll(h);
+    for (size_t r = 1; r < all.size(); ++r)
+      if (all[r] != all[0])
+        throw DataError(fmt::format("after {}: the state of rank {} differs from rank 0's (checksum {:016x}, rank 0 {:016x}): "
+                                    "the ranks no longer train the same model",
+                                    when, r, all[r], all[0]));
   }
 
   /// Between steps: an interruption saves a resumable checkpoint and ends the run (returns
   /// 128 + the signal); --checkpoint-every saves one when due. Returns -1 to go on.
   int safePoint(Progress &progress, int64_t perEpoch) {
-    if (int sig = InterruptGuard::pending()) {
+    if (int sig = pendingSignal()) {
       progress.clear();
       const std::string path = o_.save.empty() ? interruptedCheckpointPath(spec_) : o_.save;
       saveState(path, true);
+      if (mpi::rank() != 0) return 128 + sig; // rank 0 reports for all
       std::fflush(stdout);
       fmt::print(stderr,
                  "{0}: interrupted by {1} after step {2} (epoch {3}, {4} of {5} steps done); saved a resumable "
@@ -341,17 +468,20 @@ private:
   /// the padding's share is removed with the loss of a batch made only of that sample:
   /// sum_r = B·L(padded) − (B − r)·L(last). Exact for losses that are a mean over the
   /// batch (mse, cross_entropy, bce_with_logits) in inference mode.
+  /// Under mpirun the batches of the compiled (local) size are dealt to the ranks in turn
+  /// (batch j to rank j mod N) and the sums added over the ranks.
   double validationLoss() {
     const int64_t B = spec_.batch, nv = static_cast<int64_t>(valIdx_.size());
     const int64_t full = nv / B, r = nv % B;
     const double dB = static_cast<double>(B);
     double sum = 0;
-    for (int64_t j = 0; j < full; ++j) sum += dB * be_.evalLoss(batcher_.gather(valIdx_.data() + j * B, B));
-    if (r > 0) {
+    for (int64_t j = mpi::rank(); j < full; j += ranks_) sum += dB * be_.evalLoss(batcher_.gather(valIdx_.data() + j * B, B));
+    if (r > 0 && full % ranks_ == mpi::rank()) {
       const double padded = be_.evalLoss(batcher_.gather(valIdx_.data() + full * B, r));
       const double last = be_.evalLoss(batcher_.fillWith(valIdx_.back()));
       sum += dB * padded - static_cast<double>(B - r) * last;
     }
+    mpi::sumDoubles(&sum, 1);
     return sum / static_cast<double>(nv);
   }
 
@@ -361,7 +491,7 @@ private:
     const int64_t C = outs_.perSample[o];
     const int32_t *labels = data_.tensors[t].i32();
     int64_t correct = 0;
-    for (int64_t start = 0; start < nv; start += B) {
+    for (int64_t start = mpi::rank() * B; start < nv; start += B * ranks_) { // under mpirun: batches dealt in turn
       const int64_t cnt = std::min(B, nv - start);
       be_.predict(batcher_.gather(valIdx_.data() + start, cnt), outs_.ptrs);
       for (int64_t r = 0; r < cnt; ++r) {
@@ -377,7 +507,9 @@ private:
         if (arg == labels[valIdx_[static_cast<size_t>(start + r)]]) ++correct;
       }
     }
-    return static_cast<double>(correct) / static_cast<double>(nv);
+    double total = static_cast<double>(correct);
+    mpi::sumDoubles(&total, 1);
+    return total / static_cast<double>(nv);
   }
 
   const ModelSpec &spec_;
@@ -393,7 +525,15 @@ private:
   ResumeState st_;                     ///< Where the run stands.
   std::optional<StateSnapshot> best_;  ///< Early stopping's best params and buffers.
   int64_t lastSaveStep_ = 0;           ///< The step of the last --checkpoint-every save.
+  int64_t ranks_;                      ///< MPI ranks (spec.ranks, checked against mpirun's).
+  int64_t global_;                     ///< The global batch: spec.batch (this rank's share) × ranks_.
   bool haveDataHash_ = false;          ///< st_.dataHash is computed.
+  LrSchedule sched_;                   ///< The learning-rate schedule (inactive without one).
+  double backendLr_ = -1;              ///< The learning rate last given to the backend by the schedule.
+  double epochLr_ = 0;                 ///< The learning rate of the last step taken.
+  bool classifier_ = false;            ///< The run validates a classifier: val_acc is reported.
+  size_t accOut_ = 0, accTarget_ = 0;  ///< Its output and target (findClassification).
+  std::optional<MetricsWriter> metrics_; ///< --metrics.
 };
 
 } // namespace

@@ -2,6 +2,9 @@
 # install-deps.sh: installs the Debian 12 packages gradc needs to build and test, and only
 # the missing ones. Idempotent: when everything is installed it runs no apt command at all.
 # Prints one status line; the apt log goes to build/install-deps.log (tail shown on failure).
+# Then ONNX Runtime for the deployment tests: onnxruntime-node from npm into build/node (once;
+# npm install --ignore-scripts: the package carries its Linux x64 CPU library). When npm cannot
+# reach the registry it says so, and the ONNX Runtime lit tests are skipped with that reason.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,6 +18,31 @@ PACKAGES=(
   python3-matplotlib
 )
 
+# Node.js and npm run the ONNX Runtime check (tests/deploy/run_onnx.js); a node already on PATH
+# (from any source) will do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+
+# install_onnxruntime: onnxruntime-node into build/node unless it is there.
+ONNXRUNTIME_NODE=onnxruntime-node@1.30.0
+install_onnxruntime() {
+  if [[ -f build/node/node_modules/onnxruntime-node/package.json ]]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps: no npm; the ONNX Runtime tests will be skipped"
+    return 0
+  fi
+  mkdir -p build/node
+  echo "install-deps: npm install --ignore-scripts $ONNXRUNTIME_NODE into build/node"
+  if ! (cd build/node && npm install --ignore-scripts --no-audit --no-fund "$ONNXRUNTIME_NODE") >build/npm-install.log 2>&1; then
+    echo "install-deps: npm could not install $ONNXRUNTIME_NODE (log: build/npm-install.log); the ONNX Runtime tests will be skipped:" >&2
+    tail -n 5 build/npm-install.log >&2
+  fi
+  return 0
+}
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
@@ -23,6 +51,7 @@ done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+  install_onnxruntime
   exit 0
 fi
 
@@ -49,3 +78,4 @@ if ! { "${SUDO[@]}" apt-get update &&
   exit 1
 fi
 echo "install-deps: installed ${missing[*]}"
+install_onnxruntime

@@ -144,10 +144,12 @@ echo "== sanitizers"
 # generates (with the C++ backend, GRADC_BACKEND=cpp) under AddressSanitizer + UBSan
 # (-DGRADC_SANITIZE=ON), running the lit tests
 # (but the slowest, listed in ASAN_SKIP, which train for long or compare many models with
-# PyTorch: the plain build runs them) and the unit tests. Every sanitizer report is written
+# PyTorch: the plain build runs them; the deploy tests whose C programs link the
+# uninstrumented library of --emit=lib, or that run ONNX Runtime; and the MPI tests, whose
+# Open MPI LeakSanitizer would report) and the unit tests. Every sanitizer report is written
 # to build-asan/sanitizer-logs/ and counts as one failure, even in a test that expected
 # its command to fail. GRADC_SANITIZE_TESTS=0 skips this part.
-ASAN_SKIP='robust/resume_reads_once|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|codegen/fashion_accuracy|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal'
+ASAN_SKIP='mpi/|robust/resume_reads_once|torch/schedule_vs_torch|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|codegen/fashion_accuracy|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal|deploy/onnxruntime_models|deploy/lib_c_program|deploy/lib_fashion'
 if [[ "${GRADC_SANITIZE_TESTS:-1}" != 0 ]]; then
   if [[ ! -f build-asan/build.ninja && ! -f build-asan/Makefile ]]; then
     generator=()

@@ -48,6 +48,12 @@ void vjpZero(GradCtx &, Node &, const std::vector<Value *> &, std::vector<Value 
 
 void vjpNeg(GradCtx &c, Node &, const std::vector<Value *> &dy, std::vector<Value *> &dx) { dx[0] = c.neg(dy[0]); }
 
+// y = allreduce_sum(x): every rank's y depends on every rank's x, so dx is the sum of all
+// ranks' dy (the gradient of the sum of the ranks' losses).
+void vjpAllReduceSum(GradCtx &c, Node &, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
+  dx[0] = c.op(Op::AllReduceSum, {dy[0]});
+}
+
 // y = exp(x): dx = dy * y
 void vjpExp(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
   dx[0] = c.mul(dy[0], c.y(n));
@@ -260,6 +266,7 @@ const GradRuleTable &gradRules() {
     set(Op::CrossEntropy, vjpCrossEntropy);
     set(Op::BceWithLogits, vjpBce);
     set(Op::Scan, vjpScan);
+    set(Op::AllReduceSum, vjpAllReduceSum);
     return r;
   }();
   return t;

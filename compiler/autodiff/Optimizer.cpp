@@ -1,5 +1,5 @@
-// Optimizer.cpp: gradient clipping and the SGD / Adam updates as graph nodes, following
-// PyTorch's update rules (torch.optim.SGD, torch.optim.Adam, clip_grad_value_/norm_).
+// Optimizer.cpp: gradient clipping and the SGD / Adam / AdamW updates as graph nodes, following
+// PyTorch's update rules (torch.optim.SGD, Adam, AdamW, clip_grad_value_/norm_).
 #include <cmath>
 #include <unordered_map>
 
@@ -7,6 +7,46 @@
 #include "ir/Builder.h"
 
 namespace gradc {
+
+namespace {
+
+/// Elements of one all-reduce bucket at most (4 MiB of f32).
+constexpr int64_t kBucketElements = int64_t(1) << 20;
+
+/// Replaces each parameter gradient by its mean over the `ranks` ranks of an MPI run (the
+/// gradient of the global batch's mean loss): the gradients are flattened into buckets of
+/// consecutive parameters (at most kBucketElements each, fixed here at compile time), each
+/// bucket is summed over the ranks by one allreduce_sum, and the sums are sliced back and
+/// scaled by 1 / ranks, before clipping and the optimizer see them.
+void averageOverRanks(NodeBuilder &c, int64_t ranks, std::vector<Value *> &gs) {
+  const double inv = 1.0 / static_cast<double>(ranks);
+  size_t first = 0;
+  while (first < gs.size()) {
+    size_t last = first;
+    int64_t total = 0;
+    std::vector<Value *> flat;
+    while (last < gs.size() && (last == first || total + gs[last]->type.numel() <= kBucketElements)) {
+      flat.push_back(gs[last]->type.rank() == 1 ? gs[last] : c.reshape(gs[last], {gs[last]->type.numel()}));
+      total += gs[last]->type.numel();
+      ++last;
+    }
+    Value *bucket = flat.size() == 1 ? flat[0] : c.op(Op::Concat, flat, {{"axis", int64_t(0)}});
+    Value *summed = c.op(Op::AllReduceSum, {bucket});
+    summed->name = "grad_bucket";
+    int64_t at = 0;
+    for (size_t i = first; i < last; ++i) {
+      const int64_t n = gs[i]->type.numel();
+      Value *part = flat.size() == 1 ? summed : c.op(Op::Slice, {summed}, {{"begin", std::vector<int64_t>{at}}, {"end", std::vector<int64_t>{at + n}}});
+      if (gs[i]->type.rank() != 1)
+        part = c.reshape(part, gs[i]->type.shape);
+      gs[i] = c.mul(part, c.scalar(inv));
+      at += n;
+    }
+    first = last;
+  }
+}
+
+} // namespace
 
 void addOptimizer(Module &m) {
   Graph &g = *m.trainGraph;
@@ -26,6 +66,9 @@ void addOptimizer(Module &m) {
     ps.push_back(pv);
     gs.push_back(grads.at(p.name));
   }
+
+  if (m.ranks > 1)
+    averageOverRanks(c, m.ranks, gs);
 
   // Clipping, as torch.nn.utils.clip_grad_value_ / clip_grad_norm_.
   if (tc.clipGradValue) {
@@ -63,8 +106,14 @@ void addOptimizer(Module &m) {
   const auto &o = tc.optimizer;
   // The learning rate is read at run time, so --lr needs no recompilation.
   Value *lr = c.source(Op::Hyper, {DType::F32, {}}, {{"name", std::string("lr")}}, "lr");
-  Value *stepSize = nullptr, *bc2sqrt = nullptr;
-  if (o.kind == "adam") {
+  Value *stepSize = nullptr, *bc2sqrt = nullptr, *decay = nullptr;
+  const bool adam = o.kind == "adam" || o.kind == "adamw";
+  // AdamW decays the parameter itself (torch: param.mul_(1 - lr * weight_decay)) instead of
+  // adding weight_decay * param to the gradient.
+  const bool decoupled = o.kind == "adamw";
+  if (decoupled && o.weightDecay != 0)
+    decay = c.sub(c.scalar(1), c.mul(lr, c.scalar(o.weightDecay)));
+  if (adam) {
     Value *step = state("optimizer.step", {DType::F32, {}});
     Value *next = c.add(step, c.scalar(1));
     update("optimizer.step", next);
@@ -78,8 +127,10 @@ void addOptimizer(Module &m) {
     const std::string &name = m.params[i].name;
     const TensorType &t = m.params[i].type;
     Value *p = ps[i], *gr = gs[i];
-    if (o.weightDecay != 0)
+    if (o.weightDecay != 0 && !decoupled)
       gr = c.add(gr, c.mul(p, c.scalar(o.weightDecay)));
+    if (decay)
+      p = c.mul(p, decay);
     Value *np;
     if (o.kind == "sgd") {
       Value *d = gr;

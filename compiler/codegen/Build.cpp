@@ -41,6 +41,10 @@ std::pair<std::string, std::string> findRuntime() {
 /// The C++ compiler when $CXX is unset: that of a sanitized gradc build (its runtime is
 /// instrumented, so the same clang must link it), else c++.
 const char *defaultCompiler() {
+#ifndef GRADC_MPI_LIBS
+#define GRADC_MPI_LIBS "" // set by compiler/CMakeLists.txt: the runtime's MPI libraries
+#endif
+
 #ifdef GRADC_DEFAULT_CXX
   return GRADC_DEFAULT_CXX;
 #else
@@ -115,7 +119,7 @@ int buildExecutable(const std::string &cpp, const std::string &output, const Cod
   const char *cxx = std::getenv("CXX");
   std::string cmd = fmt::format("{} -std=c++17 -O{} -march={} -ffp-contract=off -fno-math-errno {} -w -I{} {} {} -lz -lpthread -o {} 2> {}",
                                 cxx && *cxx ? cxx : defaultCxx, opts.optLevel, opts.targetCpu, extra, shellQuote(include),
-                                shellQuote(src.string()), shellQuote(lib),
+                                shellQuote(src.string()), shellQuote(lib), GRADC_MPI_LIBS,
                                 shellQuote(exe.string()), shellQuote((dir / "cxx.log").string()));
   if (opts.verbose)
     err << cmd << "\n";
@@ -143,8 +147,8 @@ int linkExecutable(const std::string &object, const std::string &output, const C
     return 1;
   const char *cxx = std::getenv("CXX");
   // A sanitized build's runtime needs the sanitizer runtimes at link time (extraFlags).
-  std::string cmd = fmt::format("{} {} {} {} -lz -lpthread -o {} 2> {}", cxx && *cxx ? cxx : defaultCompiler(), extraFlags(),
-                                shellQuote(obj.string()), shellQuote(lib), shellQuote(exe.string()),
+  std::string cmd = fmt::format("{} {} {} {} -lz -lpthread {} -o {} 2> {}", cxx && *cxx ? cxx : defaultCompiler(), extraFlags(),
+                                shellQuote(obj.string()), shellQuote(lib), GRADC_MPI_LIBS, shellQuote(exe.string()),
                                 shellQuote((dir / "link.log").string()));
   if (opts.verbose)
     err << cmd << "\n";

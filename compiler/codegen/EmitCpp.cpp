@@ -12,6 +12,7 @@
 
 #include "lower/Kernel.h"
 #include "lower/RunSpec.h"
+#include "Philox.h"
 
 namespace gradc {
 
@@ -93,6 +94,9 @@ private:
     switch (x.kind) {
     case Operand::Reg: return f_.regs[x.reg];
     case Operand::Load: return elem(x.ref);
+    case Operand::Random:
+      return fmt::format("(philox24(b.rng, {}, {}) < {}u ? T(0) : {})", x.reg, index(x.ref.index), rt::dropoutThreshold(x.value),
+                         num(1 / (1 - x.value)));
     default: return num(x.value);
     }
   }
@@ -167,6 +171,7 @@ private:
       forEach(ind, s.count, fmt::format("{}[{{k}} * {} + int64_t({}[{{k}}])] = T(1);", ptr(s.dst), s.classes, ptr(s.src)));
       return;
     case Stmt::LossKernel: lossKernel(s, ind); return;
+    case Stmt::AllReduce: line(ind, fmt::format("allreduceSum({}, {});", ptr(s.dst), s.count)); return;
     }
   }
 
@@ -272,13 +277,16 @@ private:
         << ": the training step, validation loss and inference of model " << s.name << ".\n"
         << "// Do not edit: regenerate with `gradc MODEL --emit=cpp`.\n"
         << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <vector>\n\n"
-        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n\n"
+        << "#include \"FastMath.h\"\n#include \"Gemm.h\"\n#include \"Model.h\"\n" << (s.ranks != 1 ? "#include \"Mpi.h\"\n" : "")
+        << "#include \"Philox.h\"\n\n"
         << "// Marks a loop whose iterations touch disjoint elements (distinct arena buffers).\n"
         << "#if defined(__clang__)\n#define GRADC_IVDEP _Pragma(\"clang loop vectorize(assume_safety)\")\n"
         << "#elif defined(__GNUC__)\n#define GRADC_IVDEP _Pragma(\"GCC ivdep\")\n#else\n#define GRADC_IVDEP\n#endif\n\n"
         << "namespace {\n\nusing namespace gradc::rt;\n\n";
     os_ << "const ModelSpec &spec() {\n  static const ModelSpec s = [] {\n    ModelSpec s;\n";
     os_ << "    s.name = " << quote(s.name) << ";\n    s.batch = " << s.batch << ";\n    s.numInputs = " << s.numInputs << ";\n";
+    if (s.ranks != 1)
+      os_ << "    s.ranks = " << s.ranks << ";\n";
     auto dt = [](rt::DType d) { return fmt::format("DType::{}", rt::dtypeName(d)); };
     for (const auto &t : s.inputs)
       os_ << fmt::format("    s.inputs.push_back({{{}, {}, {{{}}}}});\n", quote(t.name), dt(t.dtype), fmt::join(t.shape, ", "));
@@ -307,8 +315,11 @@ private:
         << fmt::format("    t.scale = {};\n    t.length = {};\n    t.horizon = {};\n    t.split = {};\n", quote(t.scale),
                        t.length, t.horizon, t.split)
         << fmt::format("    t.earlyStopping = {};\n    t.patience = {};\n    t.delta = {};\n    t.validateEvery = {};\n",
-                       t.earlyStopping ? "true" : "false", t.patience, t.delta, t.validateEvery)
-        << "    return s;\n  }();\n  return s;\n}\n\n";
+                       t.earlyStopping ? "true" : "false", t.patience, t.delta, t.validateEvery);
+    if (const rt::ScheduleSpec &sc = t.schedule; !sc.kind.empty()) // absent for a constant learning rate
+      os_ << fmt::format("    t.schedule = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n", quote(sc.kind), sc.stepSize,
+                         sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor, sc.patience);
+    os_ << "    return s;\n  }();\n  return s;\n}\n\n";
   }
 
   const Module &m_;

@@ -20,6 +20,7 @@
 #include <llvm/Support/raw_ostream.h>
 
 #include "CompiledBackend.h"
+#include "Philox.h"
 #include "ir/ScalarMath.h"
 #include "lower/Kernel.h"
 #include "lower/RunSpec.h"
@@ -304,6 +305,15 @@ private:
     switch (x.kind) {
     case Operand::Reg: return regs_[x.reg];
     case Operand::Load: return load(address(x.ref), ci(0));
+    case Operand::Random: {
+      // 0 where the element's 24 random bits fall below the threshold, else 1/(1-p).
+      llvm::FunctionCallee philox =
+          mod_.getOrInsertFunction("gradc_rt_philox24", llvm::FunctionType::get(i32_, {ptr_, i64_, i64_}, false));
+      llvm::Value *key = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, batch_, static_cast<uint64_t>(k_->randomKeySlot)), "rng");
+      llvm::Value *bits = b_.CreateCall(philox, {key, ci(x.reg), index(x.ref.index)}, "bits");
+      llvm::Value *drop = b_.CreateICmpULT(bits, llvm::ConstantInt::get(i32_, rt::dropoutThreshold(x.value)));
+      return b_.CreateSelect(drop, c(0.0), c(1 / (1 - x.value)));
+    }
     default: return c(x.value);
     }
   }
@@ -402,6 +412,14 @@ private:
       return;
     }
     case Stmt::LossKernel: lossKernel(s); return;
+    case Stmt::AllReduce: {
+      // Declared at first use: a module compiled for one process has no all-reduce.
+      if (!allreduce_)
+        allreduce_ = mod_.getOrInsertFunction(isF32_ ? "gradc_rt_allreduce_f32" : "gradc_rt_allreduce_f64",
+                                              llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_}, false));
+      b_.CreateCall(allreduce_, {address(s.dst), ci(s.count)});
+      return;
+    }
     }
   }
 
@@ -464,6 +482,7 @@ private:
   llvm::Type *T_, *i64_, *i32_, *dbl_;
   llvm::PointerType *ptr_;
   llvm::FunctionCallee gemm_, gemmInvariant_, invariantReset_, threadsFn_, update_, grad_;
+  llvm::FunctionCallee allreduce_; ///< gradc_rt_allreduce_f32/f64, declared at first use.
   llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr;
   llvm::Value *arena_ = nullptr, *state_ = nullptr, *batch_ = nullptr, *outs_ = nullptr, *lr_ = nullptr, *sinks_ = nullptr;
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;

@@ -17,6 +17,7 @@
 #include <llvm/Target/TargetMachine.h>
 
 #include "CompiledBackend.h"
+#include "Mpi.h"
 #include "codegen/LLVMCodegen.h"
 #include "lower/RunSpec.h"
 
@@ -57,8 +58,11 @@ public:
     add("gradc_rt_dgemm_invariant", &gradc_rt_dgemm_invariant);
     add("gradc_rt_gemm_invariant_reset", &gradc_rt_gemm_invariant_reset);
     add("gradc_rt_threads", &gradc_rt_threads);
+    add("gradc_rt_philox24", &gradc_rt_philox24);
     add("gradc_rt_update", &gradc_rt_update);
     add("gradc_rt_grad", &gradc_rt_grad);
+    add("gradc_rt_allreduce_f32", &gradc_rt_allreduce_f32);
+    add("gradc_rt_allreduce_f64", &gradc_rt_allreduce_f64);
     if (llvm::Error e = jd.define(llvm::orc::absoluteSymbols(std::move(syms))))
       return message(std::move(e));
     // ... and libm / libc (expf, logf, memmove, ...) to this process's.

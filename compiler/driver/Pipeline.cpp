@@ -13,6 +13,9 @@
 #include "codegen/EmitCpp.h"
 #include "lower/LoopLevel.h"
 #include "codegen/LLVMCodegen.h"
+#include "deploy/Library.h"
+#include "deploy/Onnx.h"
+#include "deploy/Weights.h"
 #include "elaborate/Elaborate.h"
 #include "frontend/ASTPrinter.h"
 #include "frontend/Parser.h"
@@ -109,6 +112,7 @@ PassSelection passSelection(const PipelineOptions &opts) {
   sel.skipOptional = opts.optLevel == 0;
   sel.printAfter = opts.printAfter;
   sel.printAfterAll = opts.printAfterAll;
+  sel.ranks = opts.ranks;
   return sel;
 }
 
@@ -151,7 +155,7 @@ std::unique_ptr<Module> compileModule(SourceManager &sm, Diagnostics &diag, uint
   if (!isStopPoint(stopAt))
     throw std::logic_error("compileModule: no stop point '" + stopAt + "'");
   Sources src = parseSources(sm, diag, fileId);
-  std::unique_ptr<Module> m = elaborate({src.prelude.get(), src.model.get()}, sm, diag);
+  std::unique_ptr<Module> m = elaborate({src.prelude.get(), src.model.get()}, sm, diag, sel.ranks);
   verifyOrDie(*m, "elaboration");
   std::string last = "elaboration";
   for (const PipelineStep &step : graphPipeline()) {
@@ -204,13 +208,26 @@ void listPasses(std::ostream &os) {
 }
 
 int runPipeline(const PipelineOptions &opts, std::ostream &err) {
-  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm", "obj"};
+  static const std::vector<std::string> kEmits = {"ast", "graph", "grad-graph", "opt-graph", "dot", "memory-plan", "cpp", "llvm", "obj", "onnx", "lib"};
   if (!opts.emit.empty() && !contains(kEmits, opts.emit)) {
     err << fmt::format("gradc: error: unknown --emit kind '{}'; expected {}\n", opts.emit, fmt::join(kEmits, ", "));
     return 1;
   }
   if (!checkPassNames(opts, err))
     return 1;
+  const bool deploy = opts.emit == "onnx" || opts.emit == "lib";
+  if (deploy && opts.weights.empty()) {
+    err << fmt::format("gradc: error: --emit={} needs --weights CKPT (a checkpoint written by the model's --save)\n", opts.emit);
+    return 1;
+  }
+  if (deploy && (opts.output.empty() || opts.output == "-")) {
+    err << fmt::format("gradc: error: --emit={} needs -o FILE\n", opts.emit);
+    return 1;
+  }
+  if (!deploy && !opts.weights.empty()) {
+    err << "gradc: error: --weights is for --emit=onnx and --emit=lib\n";
+    return 1;
+  }
 
   SourceManager sm;
   Diagnostics diag(sm, err);
@@ -241,7 +258,27 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
       return writeOutput(opts.output, os.str(), err) ? 0 : 1;
     }
 
-    // 3. The loop level and code generation.
+    // 3. Deployment: the inference graph with the checkpoint's weights.
+    if (deploy) {
+      Weights w;
+      std::string error;
+      if (!readWeights(*m, opts.weights, w, error)) {
+        err << "gradc: error: " << error << "\n";
+        return 1;
+      }
+      if (opts.emit == "lib")
+        return emitLibrary(*m, sm, w, codegenOptions(opts), lowerOptions(opts), opts.output, err);
+#ifdef GRADC_HAVE_ONNX
+      std::string bytes;
+      exportOnnx(*m, w, diag, bytes);
+      return writeFileAtomically(opts.output, bytes, err) ? 0 : 1;
+#else
+      err << "gradc: error: this gradc was built without libonnx-dev; --emit=onnx is unavailable\n";
+      return 1;
+#endif
+    }
+
+    // 4. The loop level and code generation.
     if (opts.backend != "cpp" && opts.backend != "llvm") {
       err << fmt::format("gradc: error: unknown --backend '{}'; expected cpp or llvm\n", opts.backend);
       return 1;

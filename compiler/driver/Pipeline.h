@@ -33,6 +33,7 @@ struct PassSelection {
   bool skipOptional = false;           ///< -O0: no optional pass runs.
   std::vector<std::string> printAfter; ///< Print the module after these passes.
   bool printAfterAll = false;          ///< Print the module after every pass.
+  int64_t ranks = 1;                   ///< --ranks: the MPI ranks to compile the step for.
 };
 
 /// The selection the command line asks for (-O0, --disable-pass, --print-after(-all)).

@@ -27,7 +27,8 @@ int main(int argc, char **argv) {
         ("version", "print the version")
         ("list-passes", "print the passes in pipeline order, with the --emit stop points")
         ("output,o", po::value(&opts.output), "output file")
-        ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj")
+        ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj; or deploy: onnx, lib (with --weights)")
+        ("weights", po::value(&opts.weights), "--emit=onnx|lib: the trained checkpoint (safetensors) whose weights are embedded")
         ("backend", po::value(&opts.backend), "code generator for -o EXE: llvm (default) or cpp")
         ("print-after", po::value(&printAfter)->composing(), "print the IR after PASS (repeatable)")
         ("print-after-all", po::bool_switch(&opts.printAfterAll), "print the IR after every pass")
@@ -35,6 +36,7 @@ int main(int argc, char **argv) {
         ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)")
         ("target-cpu", po::value(&opts.targetCpu), "CPU of the generated code (-march), default native")
         ("fp-contract", po::value(&fpContract)->default_value("off"), "LLVM backend: on lets a*b+c become one FMA (rounds differently from the C++ backend)")
+        ("ranks", po::value(&opts.ranks)->default_value(1), "compile for mpirun -np N: each of N ranks computes B / N rows of every batch (docs/distributed.md)")
         ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's or linker's command line (gradc run: the JIT's compile time)")
         ("interpret", po::bool_switch(&interpret), "gradc run: execute with the double-precision reference interpreter");
     po::options_description hidden;
@@ -76,6 +78,10 @@ int main(int argc, char **argv) {
       return 1;
     }
     opts.fpContract = fpContract == "on";
+    if (opts.ranks < 1 || opts.ranks > 65536) {
+      std::cerr << "gradc: error: --ranks must be between 1 and 65536, not " << opts.ranks << "\n";
+      return 1;
+    }
     // GRADC_BACKEND chooses the backend of -o EXE when --backend does not (the sanitizer
     // test run sets cpp, so the generated code it runs is instrumented).
     if (const char *env = std::getenv("GRADC_BACKEND"); env && *env && !vm.count("backend") && !runMode)

@@ -102,6 +102,26 @@ std::string callText(const SourceManager &sm, SrcLoc loc, const std::string &fal
 
 } // namespace
 
+LayerInstance *Elaborator::preludeInstance(const std::string &defName, std::map<std::string, Val> args, SrcLoc loc) {
+  auto it = layerDefs_.find(defName);
+  if (it == layerDefs_.end())
+    diag_.error(loc, "the prelude has no layer '{}'", defName);
+  auto inst = std::make_unique<LayerInstance>();
+  inst->path = path_;
+  inst->defName = inst->ctorText = defName;
+  inst->def = it->second;
+  inst->loc = loc;
+  inst->scope.parent = &global_;
+  for (const auto &p : it->second->params) {
+    if (!args.count(p.name) && !p.defaultValue)
+      diag_.error(loc, "layer '{}' needs argument '{}'", defName, p.name);
+    inst->scope.names[p.name] = args.count(p.name) ? args.at(p.name) : eval(*p.defaultValue, inst->scope);
+  }
+  layerItems(*inst, it->second->body);
+  instances_.push_back(std::move(inst));
+  return instances_.back().get();
+}
+
 LayerInstance *Elaborator::instantiate(const std::string &path, const Expr &ctor, Scope &scope, SrcLoc declLoc) {
   if (ctor.kind != ExprKind::Call || ctor.operands[0]->kind != ExprKind::NameRef)
     diag_.error(ctor.loc, "a layer is declared as 'layer NAME = Constructor(arguments)'");
@@ -260,20 +280,28 @@ Val Elaborator::callLayer(LayerInstance &inst, const Expr &call, Scope &scope) {
   if (call.args.size() != fwd.forwardArgs.size())
     diag_.error(call.loc, "layer '{}' ({}) takes {} input{}, got {}", inst.path, inst.defName, fwd.forwardArgs.size(),
                 fwd.forwardArgs.size() == 1 ? "" : "s", call.args.size());
-  if (++depth_ > kMaxDepth)
-    diag_.error(call.loc, "layer calls nest too deeply");
-  Scope local;
-  local.parent = &inst.scope;
-  local.functionRoot = true;
+  std::vector<Val> args;
   for (size_t i = 0; i < call.args.size(); ++i) {
     if (!call.args[i].keyword.empty())
       diag_.error(call.args[i].loc, "layer inputs are positional");
     Val v = eval(*call.args[i].value, scope);
     if (v.kind != Val::Tensor && v.kind != Val::State && !v.isNumber())
       diag_.error(call.args[i].loc, "layer input must be a tensor, got {}", describe(v));
-    local.names[fwd.forwardArgs[i]] = v;
+    args.push_back(std::move(v));
   }
-  DiagContext dc(diag_, call.loc, fmt::format("in layer '{}' ({}) called here", inst.path, inst.ctorText),
+  return callForward(inst, args, call.loc);
+}
+
+Val Elaborator::callForward(LayerInstance &inst, const std::vector<Val> &args, SrcLoc loc) {
+  const Decl &fwd = *inst.forward;
+  if (++depth_ > kMaxDepth)
+    diag_.error(loc, "layer calls nest too deeply");
+  Scope local;
+  local.parent = &inst.scope;
+  local.functionRoot = true;
+  for (size_t i = 0; i < args.size(); ++i)
+    local.names[fwd.forwardArgs[i]] = args[i];
+  DiagContext dc(diag_, loc, fmt::format("in layer '{}' ({}) called here", inst.path, inst.ctorText),
                  fmt::format("layer '{}' ({})", inst.path, inst.ctorText));
   std::string savedPath = path_;
   Where savedWhere = where_;
@@ -564,6 +592,7 @@ Val Elaborator::evalScan(const Expr &e, Scope &scope) {
 void Elaborator::buildGraph(Mode mode) {
   bool training = mode == Mode::Train;
   training_ = training;
+  randomStreams_ = 0;
   auto g = std::make_unique<Graph>();
   g->name = mode == Mode::Train ? "train" : mode == Mode::Eval ? "eval" : "infer";
   GraphCtx ctx;
@@ -608,6 +637,7 @@ void Elaborator::buildGraph(Mode mode) {
 
 std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &files) {
   m_ = std::make_unique<Module>();
+  m_->ranks = ranks_;
   const ModuleAST &user = *files.back();
   m_->path = sm_.get(user.file).path;
   // Layer definitions from every file, so a model may use a layer defined below it.
@@ -650,6 +680,12 @@ std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &fi
     case DeclKind::Input:
     case DeclKind::Target: {
       TensorDecl td{d.ident, evalType(d.type, global_), d.loc};
+      if (ranks_ > 1) { // each rank computes its share of the global batch
+        if (td.type.shape.empty() || td.type.shape[0] % ranks_ != 0)
+          diag_.error(d.loc, "the batch (dim 0 of '{}', {}) is not divisible by --ranks {}", d.ident,
+                      td.type.shape.empty() ? std::string("a scalar") : std::to_string(td.type.shape[0]), ranks_);
+        td.type.shape[0] /= ranks_;
+      }
       defineGlobal(d.ident, d.identLoc, Val::ofStr(d.ident));
       global_.names.erase(d.ident); // Bound as a tensor inside the graph only.
       for (auto *list : {&m_->inputs, &m_->targets})
@@ -706,8 +742,9 @@ std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &fi
 }
 
 std::unique_ptr<Module> elaborate(const std::vector<const ModuleAST *> &files, const SourceManager &sm,
-                                  Diagnostics &diag) {
+                                  Diagnostics &diag, int64_t ranks) {
   Elaborator el(sm, diag);
+  el.ranks_ = ranks;
   return el.run(files);
 }
 

@@ -452,6 +452,19 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     constNum(y, a.posLoc[1], "max()'s argument");
     return (x.num() >= y.num()) ? x : y;
   }
+  // allreduce_sum(x): x summed over the ranks of an MPI run. A number is the same on every
+  // rank, so its sum is known here; a tensor is an allreduce_sum node, or itself on one rank.
+  if (name == "allreduce_sum") {
+    expectArgs(1, 1, {});
+    if (a.pos[0].kind == Val::Int)
+      return Val::ofInt(a.pos[0].i * ranks_);
+    if (a.pos[0].isNumber())
+      return Val::ofFloat(a.pos[0].num() * static_cast<double>(ranks_));
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    if (ranks_ == 1)
+      return Val::ofTensor(x);
+    return Val::ofTensor(make1(Op::AllReduceSum, {x}, {}, loc));
+  }
   if (name == "sum" || name == "mean" || name == "max") {
     expectArgs(1, 1, {"axis", "keepdims"});
     Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
@@ -563,11 +576,57 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
       diag_.error(a.posLoc[1], "cast() takes a dtype name: \"f32\", \"i32\" or \"i64\"");
     return Val::ofTensor(make1(Op::Cast, {x}, {{"dtype", a.pos[1].s}}, loc));
   }
+  // softmax(x, axis=-1), log_softmax(x, axis=-1): the prelude's Softmax and LogSoftmax layers
+  // (which have no tensors), called as functions.
+  if (name == "softmax" || name == "log_softmax") {
+    expectArgs(1, 1, {"axis"});
+    Val x = Val::ofTensor(tensor(a.pos[0], a.posLoc[0], "the argument"));
+    int64_t axis = -1;
+    if (auto *ax = kw("axis"))
+      axis = constInt(ax->first, ax->second, "axis");
+    const int r = x.t->type.rank();
+    if (axis < -r || axis >= r)
+      diag_.error(kw("axis") ? kw("axis")->second : loc, "{}(): axis {} is out of range for {}", name, axis, x.t->type.str());
+    LayerInstance *inst = preludeInstance(name == "softmax" ? "Softmax" : "LogSoftmax", {{"axis", Val::ofInt(axis)}}, loc);
+    return callForward(*inst, {x}, loc);
+  }
+  // dropout(x, p): in training, x times a mask that is 0 with probability p and 1/(1-p)
+  // elsewhere, drawn per element from the step's random key (a dropout_mask node, its own
+  // stream per call); in inference (or with p = 0), x itself.
+  if (name == "dropout") {
+    expectArgs(2, 2, {});
+    requireGraph(loc);
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the argument");
+    double p = constNum(a.pos[1], a.posLoc[1], "dropout()'s probability");
+    if (!(p >= 0 && p < 1))
+      diag_.error(a.posLoc[1], "dropout(): the probability must be in [0, 1), got {}", p);
+    if (x->type.dtype != DType::F32)
+      diag_.error(a.posLoc[0], "dropout() takes an f32 tensor, got {}", x->type.str());
+    if (!training_ || p == 0)
+      return Val::ofTensor(x);
+    if (ctx_->parent)
+      diag_.error(loc, "dropout() inside a scan body is not supported yet (every step would draw the same mask); "
+                       "apply it to the scan's input or output");
+    Builder b(*m_, ctx_->g);
+    Value *mask = b.source(Op::DropoutMask, x->type, {{"p", p}, {"stream", randomStreams_++}}, loc, "mask");
+    return Val::ofTensor(elementwise(Op::Mul, Val::ofTensor(x), Val::ofTensor(mask), loc));
+  }
   if (name == "mse" || name == "cross_entropy" || name == "bce_with_logits") {
     expectArgs(2, 2, {});
     Value *p = tensor(a.pos[0], a.posLoc[0], "the prediction");
     Value *t = tensor(a.pos[1], a.posLoc[1], "the target");
     Op op = name == "mse" ? Op::Mse : name == "cross_entropy" ? Op::CrossEntropy : Op::BceWithLogits;
+    if (op == Op::CrossEntropy && p->type.rank() > 2) {
+      // Logits [..., C] with labels [...]: the mean over every position, as F.cross_entropy on
+      // the flattened [N, C] and [N].
+      const std::vector<int64_t> lead(p->type.shape.begin(), p->type.shape.end() - 1);
+      if (t->type.dtype != DType::I32 || t->type.shape != lead)
+        diag_.error(a.posLoc[1], "cross_entropy: labels of logits {} must be i32[{}], got {}", p->type.str(), fmt::join(lead, ","),
+                    t->type.str());
+      const int64_t C = p->type.shape.back(), N = p->type.numel() / C;
+      p = make1(Op::Reshape, {p}, {{"shape", std::vector<int64_t>{N, C}}}, loc);
+      t = make1(Op::Reshape, {t}, {{"shape", std::vector<int64_t>{N}}}, loc);
+    }
     return Val::ofTensor(make1(op, {p, t}, {}, loc));
   }
   // expect(condition, "message"): a compile-time check in a layer; when the condition is false
@@ -581,6 +640,11 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     if (!a.pos[0].b)
       diag_.error(loc, "{}", a.pos[1].s);
     return Val::ofBool(true);
+  }
+  // ranks(): the number of MPI ranks the model is compiled for (gradc --ranks; 1 by default).
+  if (name == "ranks") {
+    expectArgs(0, 0, {});
+    return Val::ofInt(ranks_);
   }
   if (name == "dim" || name == "rank" || name == "numel") {
     expectArgs(name == "dim" ? 2 : 1, name == "dim" ? 2 : 1, {});

@@ -130,6 +130,11 @@ public:
   LayerInstance *instantiate(const std::string &path, const Expr &ctor, Scope &scope, SrcLoc declLoc);
   void layerItems(LayerInstance &inst, const std::vector<DeclPtr> &items);
   Val callLayer(LayerInstance &inst, const Expr &call, Scope &scope);
+  /// Runs inst's forward on evaluated inputs (callLayer, and built-ins that are prelude layers).
+  Val callForward(LayerInstance &inst, const std::vector<Val> &args, SrcLoc loc);
+  /// An instance of prelude layer `defName` with constant arguments `args` (the rest defaulted),
+  /// for a built-in function written as a layer without tensors (softmax: Softmax).
+  LayerInstance *preludeInstance(const std::string &defName, std::map<std::string, Val> args, SrcLoc loc);
   /// Runs statements; returns true when a `return` ended the block (its values in *ret).
   bool stmts(const std::vector<StmtPtr> &ss, Scope &scope, Val *ret);
   void assign(const std::string &name, Val v, Scope &scope, SrcLoc loc);
@@ -140,6 +145,8 @@ public:
   enum class Mode { Train, Eval, Infer };
   void buildGraph(Mode mode);
   void trainBlock(const Decl &d, Scope &scope);
+  /// The train block's `schedule = step(...) | cosine(...) | onecycle(...) | plateau(...)`.
+  void schedule(const Expr &e, Scope &scope);
   /// Checks that data source `source` can fill the model's `kind` ("input" or "target")
   /// `name` with dtype[N, rest...]; an error at `loc` otherwise.
   void checkFilled(SrcLoc loc, const char *source, const char *kind, const char *name, DType dtype,
@@ -155,6 +162,8 @@ public:
   Scope global_;
   const Decl *graphDecl_ = nullptr;
   bool training_ = true;
+  int64_t ranks_ = 1; ///< MPI ranks compiled for (elaborate()'s `ranks`).
+  int64_t randomStreams_ = 0;      ///< dropout() calls in the graph being built (each its own stream).
   GraphCtx *ctx_ = nullptr;        ///< The graph being built.
   std::string path_;               ///< Instance path of the forward being elaborated ("" at model level).
   enum class Where { Model, Forward } where_ = Where::Model;

@@ -116,6 +116,11 @@ std::string inferTypes(Op op, const std::vector<TensorType> &in,
   }
 
   switch (op) {
+  case Op::AllReduceSum:
+    if (in[0].dtype != DType::F32)
+      return fmt::format("allreduce_sum: expects a float tensor, got {}", in[0].str());
+    out.push_back(in[0]);
+    return {};
   case Op::OneHot: {
     const int64_t *classes = attr.get<int64_t>("classes");
     if (!classes)

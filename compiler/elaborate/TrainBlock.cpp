@@ -1,7 +1,9 @@
-// TrainBlock.cpp: checks the train block (optimizer, epochs, data source, clipping, early
-// stopping) against the language's rules (docs/language.md, Train block) and fills the
+// TrainBlock.cpp: checks the train block (optimizer, learning-rate schedule, epochs, data
+// source, clipping, early stopping) against the language's rules (docs/language.md, Train block) and fills the
 // module's TrainConfig.
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -61,6 +63,62 @@ CallArgs matchCall(Elaborator &el, Diagnostics &diag, const Expr &e, Scope &scop
 
 } // namespace
 
+void Elaborator::schedule(const Expr &e, Scope &scope) {
+  CallArgs c = matchCall(*this, diag_, e, scope, "schedule",
+                         {{"step", {"step_size", "gamma"}},
+                          {"cosine", {"t_max", "eta_min"}},
+                          {"onecycle", {"max_lr", "total_steps", "pct_start"}},
+                          {"plateau", {"factor", "patience"}}});
+  TrainConfig::Schedule &sc = m_->train.schedule;
+  sc.kind = c.fn;
+  auto need = [&](const char *k) {
+    const auto *v = c.get(k);
+    if (!v)
+      diag_.error(c.loc, "{}() needs '{}'", c.fn, k);
+    return v;
+  };
+  auto integer = [&](const std::pair<Val, SrcLoc> &v, const char *what, int64_t lo) {
+    int64_t x = constInt(v.first, v.second, what);
+    if (x < lo)
+      diag_.error(v.second, "{} must be {}, got {}", what, lo > 0 ? "a positive integer" : "a non-negative integer", x);
+    return x;
+  };
+  auto number = [&](const std::pair<Val, SrcLoc> &v, const char *what, double lo, double hi, bool openLo, bool openHi) {
+    double x = constNum(v.first, v.second, what);
+    if (!std::isfinite(x) || (openLo ? x <= lo : x < lo) || (openHi ? x >= hi : x > hi))
+      diag_.error(v.second, "{} must be in {}{}, {}{}, got {}", what, openLo ? "(" : "[", lo,
+                  std::isinf(hi) ? std::string("inf") : fmt::format("{}", hi), openHi ? ")" : "]", x);
+    return x;
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  if (c.fn == "step") {
+    sc.stepSize = integer(*need("step_size"), "step_size", 1);
+    if (const auto *v = c.get("gamma"))
+      sc.gamma = number(*v, "gamma", 0, inf, true, true);
+  } else if (c.fn == "cosine") {
+    sc.tMax = integer(*need("t_max"), "t_max", 1);
+    if (const auto *v = c.get("eta_min"))
+      sc.etaMin = number(*v, "eta_min", 0, inf, false, true);
+  } else if (c.fn == "onecycle") {
+    sc.maxLr = number(*need("max_lr"), "max_lr", 0, inf, true, true);
+    sc.totalSteps = integer(*need("total_steps"), "total_steps", 1);
+    const auto *pct = c.get("pct_start");
+    if (pct)
+      sc.pctStart = number(*pct, "pct_start", 0, 1, true, true);
+    // OneCycleLR divides by the lengths of its two phases: both must be positive.
+    if (!(sc.pctStart * static_cast<double>(sc.totalSteps) - 1 > 0))
+      diag_.error(pct ? pct->second : c.loc,
+                  "onecycle() warms up for pct_start * total_steps - 1 = {} steps; it needs more than 0 "
+                  "(raise total_steps or pct_start)",
+                  sc.pctStart * static_cast<double>(sc.totalSteps) - 1);
+  } else {
+    if (const auto *v = c.get("factor"))
+      sc.factor = number(*v, "factor", 0, 1, true, true);
+    if (const auto *v = c.get("patience"))
+      sc.patience = integer(*v, "patience", 0);
+  }
+}
+
 void Elaborator::checkFilled(SrcLoc loc, const char *source, const char *kind, const char *name, DType dtype,
                              const std::vector<int64_t> &rest) {
   const std::vector<TensorDecl> &list = std::string(kind) == "input" ? m_->inputs : m_->targets;
@@ -110,9 +168,12 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
     if (s.key == "optimizer") {
       CallArgs c = matchCall(*this, diag_, *s.value, scope, "optimizer",
                              {{"sgd", {"lr", "momentum", "weight_decay", "nesterov"}},
-                              {"adam", {"lr", "beta1", "beta2", "eps", "weight_decay"}}});
+                              {"adam", {"lr", "beta1", "beta2", "eps", "weight_decay"}},
+                              {"adamw", {"lr", "beta1", "beta2", "eps", "weight_decay"}}});
       auto &o = tc.optimizer;
       o.kind = c.fn;
+      if (o.kind == "adamw")
+        o.weightDecay = 0.01; // torch.optim.AdamW's default
       const auto *lr = c.get("lr");
       if (!lr)
         diag_.error(c.loc, "{}() needs a learning rate: {}(lr = ...)", c.fn, c.fn);
@@ -139,6 +200,8 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
         if (o.nesterov && o.momentum <= 0)
           diag_.error(v->second, "nesterov momentum needs momentum > 0");
       }
+    } else if (s.key == "schedule") {
+      schedule(*s.value, scope);
     } else if (s.key == "epochs") {
       tc.epochs = positiveInt(eval(*s.value, scope), s.value->loc, "epochs");
     } else if (s.key == "seed") {
@@ -241,7 +304,7 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
         dd.path = path(*need("path"), "the data path");
       }
     } else {
-      diag_.error(s.loc, "unknown train setting '{}'; expected optimizer, epochs, seed, data, clip_grad_value, "
+      diag_.error(s.loc, "unknown train setting '{}'; expected optimizer, schedule, epochs, seed, data, clip_grad_value, "
                          "clip_grad_norm, early_stopping, validate_every or validation", s.key);
     }
   }

@@ -47,7 +47,12 @@ TensorMap InterpBackend::state() const {
 }
 
 RunResult InterpBackend::run(const Graph &g, const rt::Batch &b) const {
-  return interpret(g, feeds(b), state(), {{"lr", spec_.train.lr * lrScale_}});
+  return interpret(g, feeds(b), state(),
+                   {{"lr", spec_.train.lr * lrScale_},
+                    {"rng.seed.lo", double(b.rng[0] & 0xFFFFFFFFu)},
+                    {"rng.seed.hi", double(b.rng[0] >> 32)},
+                    {"rng.step.lo", double(b.rng[1] & 0xFFFFFFFFu)},
+                    {"rng.step.hi", double(b.rng[1] >> 32)}});
 }
 
 double InterpBackend::trainStep(const rt::Batch &b) {

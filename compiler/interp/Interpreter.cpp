@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "Mpi.h"
+#include "Philox.h"
 #include "lower/LoopLevel.h"
 
 namespace gradc {
@@ -178,6 +180,24 @@ private:
       set(DTensor(rt.shape, it->second));
       return;
     }
+    case Op::DropoutMask: {
+      // The compiled code's draws (runtime/Philox.h) under the key the driver passes as the
+      // hypers "rng.seed.lo", "rng.seed.hi", "rng.step.lo" and "rng.step.hi", 32 bits each
+      // (exact in a double; 0 when absent).
+      auto half = [&](const char *k) {
+        auto it = hypers_.find(k);
+        return it == hypers_.end() || !(it->second >= 0 && it->second < 4294967296.0) ? uint64_t{0}
+                                                                                     : static_cast<uint64_t>(it->second);
+      };
+      const uint64_t key[2] = {half("rng.seed.lo") | half("rng.seed.hi") << 32, half("rng.step.lo") | half("rng.step.hi") << 32};
+      const double p = n.getFloat("p"), scale = 1 / (1 - p);
+      const uint32_t threshold = rt::dropoutThreshold(p);
+      DTensor t(rt.shape);
+      for (int64_t i = 0; i < t.numel(); ++i)
+        t.data[i] = rt::philox24(key, n.getInt("stream"), i) < threshold ? 0 : scale;
+      set(std::move(t));
+      return;
+    }
     case Op::OneHot: {
       int64_t c = n.getInt("classes");
       DTensor t(rt.shape);
@@ -298,6 +318,12 @@ private:
       return;
     }
     case Op::Scan: scan(n); return;
+    case Op::AllReduceSum: { // summed over the ranks of an MPI run, in double (runtime/Mpi.h)
+      DTensor t = in(0);
+      gradc::rt::mpi::allreduceSum(t.data.data(), t.numel());
+      set(std::move(t));
+      return;
+    }
     default: break;
     }
     if (hasTrait(n.op, TR_BINARY)) {

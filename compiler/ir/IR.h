@@ -50,6 +50,8 @@ enum OpTrait : uint32_t {
   TR_FLOAT = 1u << 10,      ///< Float operands only.
   TR_INDEXED = 1u << 11,    ///< Each result element is one operand element at an affine index.
   TR_BUILTIN = 1u << 12,    ///< Callable by its name in a model file: `name(x)` or `name(x, y)`.
+  TR_RANDOM = 1u << 13,     ///< A source drawn from the step's random key: never stored, every
+                            ///< reader (elementwise only) recomputes the element it reads.
 };
 
 /// The operations, from Ops.def.
@@ -147,7 +149,7 @@ struct StateDecl {
 /// The train block, checked and with defaults filled in.
 struct TrainConfig {
   struct Optimizer {
-    std::string kind = "adam"; ///< "sgd" or "adam".
+    std::string kind = "adam"; ///< "sgd", "adam" or "adamw" (decoupled weight decay).
     double lr = 1e-3, momentum = 0, weightDecay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     bool nesterov = false;
   } optimizer;
@@ -171,6 +173,19 @@ struct TrainConfig {
   };
   std::optional<EarlyStopping> earlyStopping;
   int64_t validateEvery = 0; ///< 0: once per epoch.
+  /// A learning-rate schedule (`schedule = step(...)` etc.; docs/language.md, Train block).
+  struct Schedule {
+    std::string kind;                          ///< "" (none), "step", "cosine", "onecycle", "plateau".
+    int64_t stepSize = 0;                      ///< step: epochs between decays.
+    double gamma = 0.1;                        ///< step: the decay factor.
+    int64_t tMax = 0;                          ///< cosine: epochs of the half cosine.
+    double etaMin = 0;                         ///< cosine: the smallest learning rate.
+    double maxLr = 0;                          ///< onecycle: the peak learning rate.
+    int64_t totalSteps = 0;                    ///< onecycle: training steps of the cycle.
+    double pctStart = 0.3;                     ///< onecycle: share of the steps spent warming up.
+    double factor = 0.1;                       ///< plateau: the reduction factor.
+    int64_t patience = 10;                     ///< plateau: validations without improvement tolerated.
+  } schedule;
   SrcLoc loc;
 };
 
@@ -187,6 +202,9 @@ public:
   std::map<std::string, std::string> layerWhere;
   std::string lossWhere;
   TrainConfig train;
+  /// The number of MPI ranks the module is compiled for (gradc --ranks): each computes
+  /// inputs' dim 0 (the local batch, the global batch / ranks) of every step.
+  int64_t ranks = 1;
   std::unique_ptr<Graph> trainGraph; ///< The training step: loss, outputs, updates (and grads).
   std::unique_ptr<Graph> evalGraph;  ///< Inference mode with the loss (validation).
   std::unique_ptr<Graph> inferGraph; ///< Inference: outputs only.

@@ -28,9 +28,12 @@ public:
       const OpInfo &info = opInfo(n.op);
       if (n.parent != &g)
         fail(g, "{}: node's parent is not its graph", info.name);
-      for (const Value *o : n.operands)
+      for (const Value *o : n.operands) {
         if (!defined.count(o))
           fail(g, "{}: operand %{} is not defined before its use in this graph", info.name, o->id);
+        if (o->def && hasTrait(o->def->op, TR_RANDOM) && !(info.traits & TR_ELEMENTWISE))
+          fail(g, "{}: reads the random %{}, which only elementwise nodes may read", info.name, o->id);
+      }
       if (info.numResults >= 0 && static_cast<int>(n.results.size()) != info.numResults)
         fail(g, "{}: has {} results, expects {}", info.name, n.results.size(), info.numResults);
       for (size_t i = 0; i < n.results.size(); ++i) {
@@ -45,7 +48,7 @@ public:
       if (info.traits & TR_SOURCE) {
         if (!n.operands.empty())
           fail(g, "{}: a source has no operands", info.name);
-        if (n.op == Op::Const ? !n.has("value") : !n.has("name"))
+        if (n.op == Op::Const ? !n.has("value") : (info.traits & TR_RANDOM) ? !n.has("p") || !n.has("stream") : !n.has("name"))
           fail(g, "{}: missing its attribute", info.name);
         continue;
       }
@@ -72,9 +75,12 @@ public:
         if (out[i] != n.results[i]->type)
           fail(g, "{}: result {} is {}, expected {}", info.name, i, n.results[i]->type.str(), out[i].str());
     }
-    for (const Value *y : g.yields)
+    for (const Value *y : g.yields) {
       if (!defined.count(y))
         fail(g, "yield of %{} which is not defined in the body", y->id);
+      if (y->def && hasTrait(y->def->op, TR_RANDOM))
+        fail(g, "yield of the random %{}, which only elementwise nodes may read", y->id);
+    }
     if (topLevel && !g.yields.empty())
       fail(g, "a top-level graph yields nothing");
   }

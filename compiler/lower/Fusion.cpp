@@ -95,6 +95,8 @@ std::vector<FusedLoop> planLoops(const Graph &g, bool fuse, const LoopHooks &hoo
             ok = ok && !hasTrait(n.op, TR_INDEXED) && !G.reduced.count(o);
             continue;
           }
+          if (o->def && hasTrait(o->def->op, TR_RANDOM))
+            continue; // recomputed by its reader: available to any loop
           auto t = time.find(o);
           ok = ok && (t == time.end() || t->second < G.start);
         }

@@ -1,5 +1,5 @@
 // Kernel.h: the kernel IR below the loop level: per graph, a tree of loops, scalar register
-// definitions, loads, stores, accumulations, copies and GEMM calls over named buffers, with
+// definitions, loads, stores, accumulations, copies, GEMM and all-reduce calls over named buffers, with
 // every lowering decision made (Lower.cpp); each code generator only prints or builds it.
 #pragma once
 
@@ -40,9 +40,12 @@ struct Ref {
   Affine index;
 };
 
-/// An operand of a scalar expression: a register, a load, or a literal constant.
+/// An operand of a scalar expression: a register, a load, a literal constant, or a dropout
+/// mask element recomputed where it is read: with p = `value`, stream = `reg` and the
+/// element's index `ref.index` (ref.buffer unused), 0 when rt::philox24(batch random key,
+/// stream, index) < rt::dropoutThreshold(p), else 1/(1-p) (runtime/Philox.h).
 struct Operand {
-  enum Kind { Reg, Load, Const } kind = Load;
+  enum Kind { Reg, Load, Const, Random } kind = Load;
   int reg = -1;
   Ref ref;
   double value = 0;
@@ -79,6 +82,7 @@ struct Stmt {
     OneHot,     ///< dst[k·classes + label k] = 1, labels src[0..count).
     LossKernel, ///< dst[0] = op(src, src2) over count elements (mse, bce_with_logits), or
                 ///< cross_entropy of src [count, classes] against labels src2.
+    AllReduce,  ///< dst[0..count) = its sum over the MPI ranks, in place (runtime/Mpi.h).
   } kind = Comment;
   std::string text;
   int var = -1;
@@ -101,6 +105,7 @@ struct Function {
   std::vector<Buffer> buffers;     ///< In order of first use.
   std::vector<std::string> vars;   ///< Loop and step variable names, by id.
   std::vector<std::string> regs;   ///< Register names, by id (unique in the function).
+  int64_t randomKeySlot = 0;       ///< Index of the random key's pointer in the batch pointers.
   std::vector<Stmt> body;
 };
 

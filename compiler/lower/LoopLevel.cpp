@@ -230,6 +230,8 @@ Storage LoopLevel::storageOf(const Value *v) const {
   if (folded.count(v))
     return Storage::AliasOf0; // the matmul reads the transpose's operand
   if (const Node *d = v->def) {
+    if (hasTrait(d->op, TR_RANDOM))
+      return Storage::None; // recomputed by every (elementwise) reader
     if ((d->op == Op::Param || d->op == Op::Buffer) && v->type.dtype == DType::F32)
       return Storage::None; // state, outside the arena
     if (d->op == Op::Reshape)

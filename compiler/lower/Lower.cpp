@@ -41,7 +41,7 @@ bool allZero(const Strides &s) {
 bool reserved(const std::string &s) {
   static const std::unordered_set<std::string> words = {
       "A", "T", "b", "out", "loss", "apply", "grads", "updates", "i", "k", "o", "t", "step", "std", "threads", "gemm",
-      "gemmInvariantB", "gemmInvariantReset", "fexp", "fexpm1", "fsigmoid", "ftanh", "arena", "spec", "Net", "main", "INFINITY",
+      "gemmInvariantB", "gemmInvariantReset", "philox24", "fexp", "fexpm1", "fsigmoid", "ftanh", "arena", "spec", "Net", "main", "INFINITY",
       "auto", "bool", "break", "case", "char", "class", "const", "continue", "default", "delete", "do", "double", "else", "enum",
       "explicit", "extern", "false", "float", "for", "friend", "goto", "if", "inline", "int", "long", "namespace", "new",
       "operator", "private", "protected", "public", "register", "return", "short", "signed", "sizeof", "static", "struct",
@@ -65,6 +65,7 @@ public:
     }
     for (size_t i = 0; i < spec.inputs.size(); ++i)
       inputIndex_[spec.inputs[i].name] = i;
+    randomKeySlot_ = static_cast<int64_t>(spec.inputs.size());
     for (size_t i = 0; i < spec.outputs.size(); ++i)
       outputIndex_[spec.outputs[i].name] = i;
     for (const Graph *g : m.graphs())
@@ -170,10 +171,15 @@ private:
     }
     return {it->second, {}};
   }
-  /// The operand reading v at `base` + index: a literal for an inlined constant.
+  /// Whether v has no buffer: an inlined constant, or a random mask its readers recompute.
+  bool noBuffer(const Value *v) const { return inline_.count(v) || (v->def && hasTrait(v->def->op, TR_RANDOM)); }
+  /// The operand reading v at `base` + index: a literal for an inlined constant, the element
+  /// at `index` recomputed for a random mask.
   Operand read(const Value *v, const Ref &base, const Affine &index) {
     if (inline_.count(v))
       return {Operand::Const, -1, {}, v->def->getFloat("value")};
+    if (v->def && hasTrait(v->def->op, TR_RANDOM))
+      return {Operand::Random, static_cast<int>(v->def->getInt("stream")), {-1, index}, v->def->getFloat("p")};
     return {Operand::Load, -1, {base.buffer, base.index.plus(index)}, 0};
   }
   static Ref at(Ref r, const Affine &index, int64_t k = 1) {
@@ -280,6 +286,7 @@ private:
   void function(const Graph &g, const std::string &name, Function &f) {
     f = Function{};
     f.name = name;
+    f.randomKeySlot = randomKeySlot_;
     f_ = &f;
     names_.clear();
     alias_.clear();
@@ -348,7 +355,7 @@ private:
         }
         const Value *v = n.operands[j];
         auto [st, off] = readAccess(n, j, l.shape.size(), plan_.memStrides(v));
-        acc[k].push_back({false, strideIndex(strides, st), inline_.count(v) ? Ref{} : at(ref(v), Affine{off, {}})});
+        acc[k].push_back({false, strideIndex(strides, st), noBuffer(v) ? Ref{} : at(ref(v), Affine{off, {}})});
       }
       local[r] = k;
       if (hasTrait(n.op, TR_REDUCTION)) {
@@ -410,7 +417,7 @@ private:
   void node(const Node &n, std::vector<Stmt> &out) {
     const Value *r = n.results.empty() ? nullptr : n.results[0];
     const bool silent = n.op == Op::Reshape || ((n.op == Op::Param || n.op == Op::Buffer) && r->type.dtype == DType::F32) ||
-                        (n.op == Op::Const && inline_.count(r)) ||
+                        (n.op == Op::Const && inline_.count(r)) || hasTrait(n.op, TR_RANDOM) ||
                         (n.op == Op::Output && (!emitOutputs_ || !outputIndex_.count(n.getStr("name"))));
     if (silent)
       return; // a view, a literal, or an output infer() alone writes: no code
@@ -475,18 +482,28 @@ private:
       loops(out, os, strides, true, [&](std::vector<Stmt> &body, const std::vector<Affine> &off) {
         std::vector<Operand> x;
         for (size_t j = 0; j < n.operands.size(); ++j)
-          x.push_back(read(n.operands[j], inline_.count(n.operands[j]) ? Ref{} : in(j), off[j + 1]));
+          x.push_back(read(n.operands[j], noBuffer(n.operands[j]) ? Ref{} : in(j), off[j + 1]));
         body.push_back(let(reg, n, std::move(x)));
         body.push_back(store(at(dst, off[0]), regOperand(reg)));
       });
       return;
     }
-    auto readAt = [&](size_t j, Affine index) { return read(n.operands[j], inline_.count(n.operands[j]) ? Ref{} : in(j), index); };
+    auto readAt = [&](size_t j, Affine index) { return read(n.operands[j], noBuffer(n.operands[j]) ? Ref{} : in(j), index); };
     switch (n.op) {
     case Op::Transpose:
       loops(out, os, {stridesOf(os), readAccess(n, 0, os.size()).first}, true,
             [&](std::vector<Stmt> &body, const std::vector<Affine> &off) { body.push_back(store(at(dst, off[0]), readAt(0, off[1]))); });
       return;
+    case Op::AllReduceSum: {
+      // The operand copied to the result, then summed over the ranks in place.
+      loops(out, os, {stridesOf(os), readAccess(n, 0, os.size()).first}, true,
+            [&](std::vector<Stmt> &body, const std::vector<Affine> &off) { body.push_back(store(at(dst, off[0]), readAt(0, off[1]))); });
+      Stmt s = stmt(Stmt::AllReduce);
+      s.dst = dst;
+      s.count = r->type.numel();
+      out.push_back(std::move(s));
+      return;
+    }
     case Op::Slice:
     case Op::Pad: {
       // slice: out[i] = x[i + begin]; pad: out = 0, out[i + begin] = x[i].
@@ -699,6 +716,7 @@ private:
   std::unordered_map<const Node *, int64_t> invariantSlot_;
   int64_t nextSlot_ = 0;
   std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
+  int64_t randomKeySlot_ = 0; ///< The batch pointer of the random key: after every input and target.
   bool emitOutputs_ = false;
 };
 

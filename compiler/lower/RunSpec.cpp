@@ -35,6 +35,7 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     for (const TensorDecl &d : *list)
       s.inputs.push_back({d.name, rtType(d.type.dtype), d.type.shape});
   s.numInputs = m.inputs.size();
+  s.ranks = m.ranks;
   s.batch = s.inputs.empty() || s.inputs[0].shape.empty() ? 1 : s.inputs[0].shape[0];
   if (m.inferGraph)
     for (const auto &n : m.inferGraph->nodes)
@@ -70,6 +71,9 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     t.delta = tc.earlyStopping->delta;
   }
   t.validateEvery = tc.validateEvery;
+  const TrainConfig::Schedule &sc = tc.schedule;
+  t.schedule = {sc.kind, sc.stepSize, sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor,
+                sc.patience};
   // Source lines for run-time messages: a state tensor's is that of the first component of
   // its name that is a top-level layer ("head" in "head.weight", "optimizer.exp_avg.head.weight").
   s.lossWhere = m.lossWhere;

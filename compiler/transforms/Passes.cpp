@@ -73,7 +73,7 @@ std::string nodeKey(const Node &n) {
     }, v);
     k += ";";
   }
-  if (n.op == Op::Const)
+  if (n.op == Op::Const || hasTrait(n.op, TR_RANDOM))
     k += n.results[0]->type.str();
   return k;
 }

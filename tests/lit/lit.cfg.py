@@ -6,6 +6,7 @@
 #   %gradc   the built gradc driver        %models  the repository's models/ directory
 #   %inputs  tests/lit/Inputs              %python  /usr/bin/python3 (torch, numpy)
 #   %repo    the repository root           %build   the CMake build directory
+#   %mpirun  mpirun ... -np (tests/lit/mpi: %mpirun 2 %t/exe ...)
 # plus lit's own (%s, %S, %t, %T, ...). FileCheck, not and count come from llvm-19.
 # RUN lines use lit's internal shell: pipes, &&, ||, redirections, not, env, cd, rm, mkdir.
 import os
@@ -66,6 +67,26 @@ except OSError:
     pass
 if os.path.exists(os.path.join(config.test_source_root, "Inputs", "checkpoint_digests", _isa + ".txt")):
     config.available_features.add("checkpoint-digests")
+
+# Deployment (tests/lit/deploy): python3-onnx reads what --emit=onnx writes; ONNX Runtime is
+# onnxruntime-node, installed into BUILD/node by scripts/install-deps.sh (npm install --ignore-scripts).
+import shutil
+import subprocess
+if subprocess.call([python, "-c", "import onnx"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0:
+    config.available_features.add("python-onnx")
+_node_modules = os.path.join(obj_root, "node", "node_modules")
+if shutil.which("node") and os.path.isdir(os.path.join(_node_modules, "onnxruntime-node")):
+    config.available_features.add("onnxruntime")
+    config.environment["GRADC_NODE_MODULES"] = _node_modules
+else:
+    lit_config.note("ONNX Runtime tests skipped: no node or no %s/onnxruntime-node "
+                    "(scripts/install-deps.sh installs it with npm)" % _node_modules)
+
+# Open MPI's mpirun (openmpi-bin): the data-parallel tests (tests/lit/mpi). %mpirun N ./EXE
+# starts N ranks on this machine, as root too, more ranks than cores allowed, unbound.
+if shutil.which("mpirun", path=config.environment["PATH"]):
+    config.available_features.add("mpi")
+config.substitutions.append(("%mpirun", "mpirun --allow-run-as-root --oversubscribe --bind-to none -np"))
 
 # strace can trace a child here (robust/resume_reads_once.test counts the opens of a file).
 try:

@@ -8,7 +8,7 @@ import sys
 
 # Stage ranks: lower numbers sit below higher ones.
 RANK = {"support": 0, "ir": 1, "frontend": 1, "elaborate": 2, "autodiff": 2, "transforms": 3,
-        "lower": 4, "interp": 5, "codegen": 5, "driver": 6, "fuzz": 7}
+        "lower": 4, "interp": 5, "codegen": 5, "deploy": 6, "driver": 7, "fuzz": 8}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z]+)/[^"]+"')
 
 repo = sys.argv[1]

@@ -7,7 +7,11 @@ file order (`--data`, `--no-shuffle`) for STEPS steps; the parameters and buffer
 executable saves (`--save`) must match PyTorch's to a relative error of 1e-4. Prints the max
 relative difference per tensor (max |a - b| / max(max |b|, 1e-6)); exits 1 on any mismatch.
 
-usage: exe_vs_torch.py GRADC WORKDIR [CASE...]
+With --ranks N the executable is compiled for N MPI ranks (gradc --ranks N) and trained under
+`mpirun -np N`: each rank computes B / N rows of every batch (BatchNorm synchronised over the
+ranks), and PyTorch trains on the whole batch (plain BatchNorm1d on the concatenated batch).
+
+usage: exe_vs_torch.py GRADC WORKDIR [--ranks N] [CASE...]
 """
 import os
 import subprocess
@@ -39,7 +43,10 @@ def make_batches(yshape, xshape):
     return x, y
 
 
-def run_case(name, gradc, work):
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np"]
+
+
+def run_case(name, gradc, work, ranks=1):
     worst = 0.0
     for opt_name, (opt_src, opt_make) in OPTIMIZERS.items():
         torch.manual_seed(11)
@@ -54,8 +61,10 @@ def run_case(name, gradc, work):
             f.write(text)
         safetensors_io.save(stem + "_start.safetensors", start)
         safetensors_io.save(stem + "_data.safetensors", {"x": x.numpy(), "y": y.numpy()})
-        subprocess.run([gradc, stem + ".model", "-o", stem + ".exe"], check=True)
-        subprocess.run([stem + ".exe", "--quiet", "--load", stem + "_start.safetensors",
+        subprocess.run([gradc, stem + ".model", "-o", stem + ".exe", f"--ranks={ranks}"], check=True)
+        launch = MPIRUN + [str(ranks), "--bind-to", "none"] if ranks > 1 else []
+        threads = ["--threads", "1"] if ranks > 1 else []
+        subprocess.run(launch + [stem + ".exe"] + threads + ["--quiet", "--load", stem + "_start.safetensors",
                         "--data", stem + "_data.safetensors", "--no-shuffle", "--epochs", "1",
                         "--save", stem + "_end.safetensors"], check=True, stdout=subprocess.DEVNULL)
         got = safetensors_io.load(stem + "_end.safetensors")
@@ -68,16 +77,20 @@ def run_case(name, gradc, work):
         for k, v in mods.state_dict().items():
             r = rel(got[k], v.detach().numpy())
             worst = max(worst, r)
-            print(f"{name:15s} {opt_name} {STEPS} steps {k:34s} max_rel_diff {r:.3e}"
+            print(f"{name:15s} {opt_name} {STEPS} steps{f' ranks {ranks}' if ranks > 1 else ''} {k:34s} max_rel_diff {r:.3e}"
                   f"{'  MISMATCH' if r > TOL else ''}")
     return worst
 
 
 def main():
     gradc, work = sys.argv[1], sys.argv[2]
-    names = sys.argv[3:] or list(CASES)
+    rest = sys.argv[3:]
+    ranks = 1
+    if rest[:1] == ["--ranks"]:
+        ranks, rest = int(rest[1]), rest[2:]
+    names = rest or list(CASES)
     os.makedirs(work, exist_ok=True)
-    worst = {n: run_case(n, gradc, work) for n in names}
+    worst = {n: run_case(n, gradc, work, ranks) for n in names}
     for n, w in worst.items():
         print(f"worst {n:15s} {w:.3e}")
     bad = [n for n, w in worst.items() if w > TOL]

@@ -1,4 +1,5 @@
-"""prelude_layers_vs_torch.py: the round-2 prelude layers (Softmax, LogSoftmax, GroupNorm, GRU,
+"""prelude_layers_vs_torch.py: the round-2 prelude layers (Softmax, LogSoftmax and their call forms softmax(),
+log_softmax(), GroupNorm, GRU,
 stacked and bidirectional GRU and LSTM) against PyTorch (Debian's python3-torch).
 
 For each case and each optimizer (SGD with momentum and weight decay, Adam with weight decay):
@@ -59,6 +60,16 @@ def case_log_softmax():
     return mods, model, graph, out, "nll", (B, 5), (B, 3)
 
 
+def case_softmax_calls():
+    # The built-in call forms softmax(x) and log_softmax(x, axis = 1) (the prelude's layers
+    # called as functions) on [B, 3, 4], against torch.softmax and F.log_softmax.
+    mods = torch.nn.ModuleDict({"d": torch.nn.Linear(4, 4)})
+    model = "input x: f32[B, 3, 4]\ntarget y: f32[B, 3, 4]\nlayer d = Dense(4, 4)\n"
+    graph = "z = d(x)\np = softmax(z) + log_softmax(z * 3, axis = 1)\nloss = mse(p, y)\noutput p"
+    out = lambda m, x: torch.softmax(m["d"](x), -1) + F.log_softmax(m["d"](x) * 3, 1)
+    return mods, model, graph, out, "mse", (B, 3, 4), (B, 3, 4)
+
+
 def case_groupnorm(seq):
     mods = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 6), "gn": torch.nn.GroupNorm(3, 6, eps=1e-4),
                                 "d": torch.nn.Linear(6, 2)})
@@ -99,6 +110,7 @@ def case_rnn(kind, layers, bidirectional):
 CASES = {
     "softmax": case_softmax,
     "log_softmax": case_log_softmax,
+    "softmax_calls": case_softmax_calls,
     "groupnorm": lambda: case_groupnorm(False),
     "groupnorm_seq": lambda: case_groupnorm(True),
     "gru1": lambda: case_rnn("GRU", 1, False),

@@ -268,7 +268,7 @@ TEST(DriverFlags, TableHasEveryFlagOfTheContract) {
   const std::vector<std::string> want = {
       "--epochs",  "--lr",     "--seed",          "--batch-limit", "--data",     "--no-shuffle",       "--load",
       "--save",    "--predict", "--out",          "--gradcheck",   "--gradcheck-tol", "--threads",       "--timing",
-      "--resume",  "--checkpoint-every", "--check-finite", "--quiet", "--help", "--interrupt-after-steps"};
+      "--resume",  "--checkpoint-every", "--check-finite", "--metrics", "--quiet", "--help", "--interrupt-after-steps"};
   std::vector<std::string> have;
   for (const FlagInfo &f : driverFlags()) {
     have.push_back(f.name);
@@ -410,7 +410,7 @@ TEST(Driver, TrainingDecreasesTheLoss) {
   FakeLinear be2(spec);
   RunResult r2 = run(spec, be2, {"--epochs", "2"});
   ASSERT_EQ(r2.code, 0) << r2.err;
-  EXPECT_TRUE(std::regex_match(r2.lines()[0], std::regex(R"(epoch 1 loss [-+0-9.e]+ time [0-9.]+s)"))) << r2.out;
+  EXPECT_TRUE(std::regex_match(r2.lines()[0], std::regex(R"(epoch 1 loss [-+0-9.e]+ lr [-+0-9.e]+ time [0-9.]+s)"))) << r2.out;
   EXPECT_EQ(r2.err, "");
 }
 
@@ -905,12 +905,25 @@ TEST(Driver, ClassificationReportsValidationAccuracy) {
   testing::internal::CaptureStdout();
   EXPECT_EQ(runTraining(spec, be, d, opts, 0, "cls"), 0);
   std::string out = testing::internal::GetCapturedStdout();
-  EXPECT_TRUE(std::regex_search(out, std::regex(R"(^epoch 1 loss 0.5 val_loss 0.5 val_acc 0.3333 time [0-9.]+s\n)"))) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex(R"(^epoch 1 loss 0.5 val_loss 0.5 val_acc 0.3333 lr [-+0-9.e]+ time [0-9.]+s\n)"))) << out;
   EXPECT_NE(out.find("final val_loss 0.5\n"), std::string::npos) << out;
   opts.quiet = true;
   testing::internal::CaptureStdout();
   EXPECT_EQ(runTraining(spec, be, d, opts, 0, "cls"), 0);
   EXPECT_EQ(testing::internal::GetCapturedStdout(), "epoch 1 loss 0.5 val_loss 0.5\nfinal loss 0.5\nfinal val_loss 0.5\n");
+
+  // --metrics has the val_acc column even on --quiet runs (whose lines do not show it).
+  opts.metrics = path + ".metrics.csv";
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(runTraining(spec, be, d, opts, 0, "cls"), 0);
+  testing::internal::GetCapturedStdout();
+  std::ifstream in(opts.metrics);
+  std::string header, row, rest;
+  std::getline(in, header);
+  std::getline(in, row);
+  EXPECT_EQ(header, "epoch,step,loss,val_loss,val_acc,lr,seconds");
+  EXPECT_TRUE(std::regex_match(row, std::regex(R"(1,2,0\.5,0\.5,0\.3333333333333333,[-+0-9.e]+,[0-9]+\.[0-9]{3})"))) << row;
+  EXPECT_FALSE(std::getline(in, rest));
 }
 
 } // namespace
