@@ -549,17 +549,17 @@ private:
         slice38[i0 * 128 + i2] = lstm_seq[i0 * 3584 + i2 + 3456];
       }
     }
-    // slice  (prelude.model:101:17)
+    // slice  (prelude.model:101:32)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
       slice517[i] = slice38[i];
     }
     // fused loop over [64, 128], 3 reductions:
-    //   sub  (prelude.model:101:17)  [register]
-    //   mean over axes [0]  (prelude.model:101:17)
-    //   mul  (prelude.model:101:17)  [register]
-    //   mean over axes [0]  (prelude.model:101:17)
-    //   mean %bn.mu over axes [0]  (prelude.model:99:16)
+    //   sub  (prelude.model:101:32)  [register]
+    //   mean over axes [0]  (prelude.model:101:32)
+    //   mul  (prelude.model:101:32)  [register]
+    //   mean over axes [0]  (prelude.model:101:32)
+    //   mean %bn.mu over axes [0]  (prelude.model:99:31)
     std::fill_n(mean519, 128, T(0));
     std::fill_n(mean521, 128, T(0));
     std::fill_n(bn_mu, 128, T(0));
@@ -588,9 +588,9 @@ private:
     // buffer %bn.num_batches_tracked  (prelude.model:94:3)
     bn_num_batches_tracked[0] = T(si_[10][0]);
     // fused loop over [128]:
-    //   mul  (prelude.model:101:17)  [register]
-    //   sub  (prelude.model:101:17)  [register]
-    //   maximum  (prelude.model:101:17)  [register]
+    //   mul  (prelude.model:101:32)  [register]
+    //   sub  (prelude.model:101:32)  [register]
+    //   maximum  (prelude.model:101:32)  [register]
     //   add  (prelude.model:105:28)  [register]
     //   rsqrt  (prelude.model:105:23)
     //   mul  (prelude.model:102:44)  [register]
@@ -738,11 +738,11 @@ private:
     //   mul  (prelude.model:105:23)  [register]
     //   mul  (prelude.model:105:23)  [register]
     //   mul  (prelude.model:105:23)  [register]
-    //   mul  (prelude.model:101:17)
+    //   mul  (prelude.model:101:32)
     //   mul  (prelude.model:100:13)  [register]
     //   mul  (prelude.model:100:13)  [register]
     //   mul  (prelude.model:100:13)  [register]
-    //   mul  (prelude.model:99:16)
+    //   mul  (prelude.model:99:31)
     //   mul  (fashion_lstm_bn.model:22:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
@@ -761,12 +761,12 @@ private:
       mul428[i] = v428;
     }
     // fused loop over [64, 128]:
-    //   broadcast_to  (prelude.model:101:17)  [register]
-    //   mul  (prelude.model:101:20)  [register]
-    //   add  (prelude.model:101:20)  [register]
-    //   add  (prelude.model:101:20)  [register]
-    //   broadcast_to  (prelude.model:99:16)  [register]
-    //   add  (prelude.model:99:16)
+    //   broadcast_to  (prelude.model:101:32)  [register]
+    //   mul  (prelude.model:101:35)  [register]
+    //   add  (prelude.model:101:35)  [register]
+    //   add  (prelude.model:101:35)  [register]
+    //   broadcast_to  (prelude.model:99:31)  [register]
+    //   add  (prelude.model:99:31)
     for (int64_t i0 = 0; i0 < 64; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {

@@ -9,6 +9,7 @@
 #include "FastMath.h"
 #include "Gemm.h"
 #include "Model.h"
+#include "Philox.h"
 
 // Marks a loop whose iterations touch disjoint elements (distinct arena buffers).
 #if defined(__clang__)
@@ -134,26 +135,26 @@ public:
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,5], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,5], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
     T *const slice84 = A + 0;  // f32[16,1,32], multivariate.model:19
     T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[16,8,5], multivariate.model:11
     T *const y = A + 640;  // f32[16,1], multivariate.model:12
-    T *const const48 = A + 656;  // f32[16,32], prelude.model:41
-    T *const matmul146 = A + 1168;  // f32[16,8,128], prelude.model:42
-    T *const lstm_h = A + 17552;  // f32[16,32], prelude.model:41
-    T *const lstm_c = A + 18064;  // f32[16,32], prelude.model:41
-    T *const matmul63 = A + 18576;  // f32[16,128], prelude.model:42
-    T *const lstm_gates = A + 20624;  // f32[16,128], prelude.model:42
-    T *const lstm_c_2 = A + 18576;  // f32[16,32], prelude.model:47
-    T *const lstm_h_2 = A + 19088;  // f32[16,32], prelude.model:48
-    T *const lstm_seq = A + 23184;  // f32[16,8,32], prelude.model:41
-    T *const lstm_h_4 = A + 0;  // f32[16,32], prelude.model:41
-    T *const lstm_c_4 = A + 22672;  // f32[16,32], prelude.model:41
+    T *const const48 = A + 656;  // f32[16,32], prelude.model:58
+    T *const matmul146 = A + 1168;  // f32[16,8,128], prelude.model:59
+    T *const lstm_h = A + 17552;  // f32[16,32], prelude.model:58
+    T *const lstm_c = A + 18064;  // f32[16,32], prelude.model:58
+    T *const matmul63 = A + 18576;  // f32[16,128], prelude.model:59
+    T *const lstm_gates = A + 20624;  // f32[16,128], prelude.model:59
+    T *const lstm_c_2 = A + 18576;  // f32[16,32], prelude.model:64
+    T *const lstm_h_2 = A + 19088;  // f32[16,32], prelude.model:65
+    T *const lstm_seq = A + 23184;  // f32[16,8,32], prelude.model:58
+    T *const lstm_h_4 = A + 0;  // f32[16,32], prelude.model:58
+    T *const lstm_c_4 = A + 22672;  // f32[16,32], prelude.model:58
     T *const matmul88 = A + 512;  // f32[16,1], prelude.model:10
     T *const yhat = A + 0;  // f32[16,1], prelude.model:10
     T *const loss_2 = A + 16;  // f32[], multivariate.model:20
@@ -161,21 +162,21 @@ public:
     for (int64_t k = 0; k < 640; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (multivariate.model:12:1)
     for (int64_t k = 0; k < 16; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const48, 512, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 128, 128, 5, T(1), x, 5, lstm_weight_ih_l0, 5, T(0), matmul146, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const48, 512, lstm_h);
     std::copy_n(const48, 512, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 8; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul63, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -186,19 +187,19 @@ public:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -253,16 +254,16 @@ private:
     double loss = 0;
     std::vector<std::pair<size_t, const T *>> updates;
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,5], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:27
-    T *const lstm_h_saved = A + 52368;  // f32[16,8,32], prelude.model:41
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,5], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
+    T *const lstm_h_saved = A + 52368;  // f32[16,8,32], prelude.model:58
     T *const slice38 = A + 1168;  // f32[16,1,32], multivariate.model:19
     T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const matmul158 = A + 1776;  // f32[16,32], prelude.model:10
-    T *const scan239 = A + 9984;  // f32[16,8,128], prelude.model:41
+    T *const scan239 = A + 9984;  // f32[16,8,128], prelude.model:58
     T *const x = A + 0;  // f32[16,8,5], multivariate.model:11
     T *const optimizer_step = sf_[6].data();  // f32[], multivariate.model:24
     T *const optimizer_lstm_weight_ih_l0_exp_avg = sf_[7].data();  // f32[128,5], multivariate.model:24
@@ -278,23 +279,23 @@ private:
     T *const optimizer_head_bias_exp_avg = sf_[17].data();  // f32[1], multivariate.model:24
     T *const optimizer_head_bias_exp_avg_sq = sf_[18].data();  // f32[1], multivariate.model:24
     T *const y = A + 640;  // f32[16,1], multivariate.model:12
-    T *const const2 = A + 656;  // f32[16,32], prelude.model:41
-    T *const matmul144 = A + 1168;  // f32[16,8,128], prelude.model:42
-    T *const lstm_h = A + 17552;  // f32[16,32], prelude.model:41
-    T *const lstm_c = A + 18064;  // f32[16,32], prelude.model:41
-    T *const saved = A + 27792;  // f32[16,8,32], prelude.model:41
-    T *const lstm_o_saved = A + 31888;  // f32[16,8,32], prelude.model:41
-    T *const lstm_g_saved = A + 35984;  // f32[16,8,32], prelude.model:41
-    T *const lstm_i_saved = A + 40080;  // f32[16,8,32], prelude.model:41
-    T *const lstm_f_saved = A + 48272;  // f32[16,8,32], prelude.model:41
-    T *const matmul17 = A + 18576;  // f32[16,128], prelude.model:42
-    T *const lstm_gates = A + 20624;  // f32[16,128], prelude.model:42
-    T *const lstm_c_2 = A + 18576;  // f32[16,32], prelude.model:47
-    T *const lstm_h_2 = A + 19088;  // f32[16,32], prelude.model:48
-    T *const lstm_seq = A + 23696;  // f32[16,8,32], prelude.model:41
-    T *const lstm_c_saved = A + 44176;  // f32[16,8,32], prelude.model:41
-    T *const lstm_h_4 = A + 22672;  // f32[16,32], prelude.model:41
-    T *const lstm_c_4 = A + 23184;  // f32[16,32], prelude.model:41
+    T *const const2 = A + 656;  // f32[16,32], prelude.model:58
+    T *const matmul144 = A + 1168;  // f32[16,8,128], prelude.model:59
+    T *const lstm_h = A + 17552;  // f32[16,32], prelude.model:58
+    T *const lstm_c = A + 18064;  // f32[16,32], prelude.model:58
+    T *const saved = A + 27792;  // f32[16,8,32], prelude.model:58
+    T *const lstm_o_saved = A + 31888;  // f32[16,8,32], prelude.model:58
+    T *const lstm_g_saved = A + 35984;  // f32[16,8,32], prelude.model:58
+    T *const lstm_i_saved = A + 40080;  // f32[16,8,32], prelude.model:58
+    T *const lstm_f_saved = A + 48272;  // f32[16,8,32], prelude.model:58
+    T *const matmul17 = A + 18576;  // f32[16,128], prelude.model:59
+    T *const lstm_gates = A + 20624;  // f32[16,128], prelude.model:59
+    T *const lstm_c_2 = A + 18576;  // f32[16,32], prelude.model:64
+    T *const lstm_h_2 = A + 19088;  // f32[16,32], prelude.model:65
+    T *const lstm_seq = A + 23696;  // f32[16,8,32], prelude.model:58
+    T *const lstm_c_saved = A + 44176;  // f32[16,8,32], prelude.model:58
+    T *const lstm_h_4 = A + 22672;  // f32[16,32], prelude.model:58
+    T *const lstm_c_4 = A + 23184;  // f32[16,32], prelude.model:58
     T *const transpose41 = A + 1680;  // f32[32,1], prelude.model:10
     T *const matmul42 = A + 1712;  // f32[16,1], prelude.model:10
     T *const yhat = A + 1728;  // f32[16,1], prelude.model:10
@@ -304,21 +305,21 @@ private:
     T *const d_head_bias = A + 1760;  // f32[1], prelude.model:10
     T *const matmul160 = A + 1680;  // f32[32,1], prelude.model:10
     T *const pad163 = A + 2288;  // f32[16,8,32], multivariate.model:19
-    T *const d_lstm_h = A + 6384;  // f32[16,32], prelude.model:41
-    T *const d_lstm_c = A + 6896;  // f32[16,32], prelude.model:41
-    T *const mul213 = A + 9472;  // f32[16,32], prelude.model:43
-    T *const mul207 = A + 8960;  // f32[16,32], prelude.model:44
-    T *const mul201 = A + 8448;  // f32[16,32], prelude.model:45
-    T *const mul196 = A + 7936;  // f32[16,32], prelude.model:46
-    T *const mul192 = A + 7424;  // f32[16,32], prelude.model:47
-    T *const matmul220 = A + 7936;  // f32[16,32], prelude.model:42
-    T *const scan234 = A + 1168;  // f32[16,32], prelude.model:41
-    T *const scan235 = A + 1776;  // f32[16,32], prelude.model:41
-    T *const sum384 = A + 656;  // f32[128], prelude.model:41
-    T *const matmul389 = A + 1776;  // f32[32,128], prelude.model:41
-    T *const matmul246 = A + 784;  // f32[5,128], prelude.model:42
-    T *const d_lstm_weight_ih_l0 = A + 0;  // f32[128,5], prelude.model:42
-    T *const d_lstm_weight_hh_l0 = A + 5872;  // f32[128,32], prelude.model:42
+    T *const d_lstm_h = A + 6384;  // f32[16,32], prelude.model:58
+    T *const d_lstm_c = A + 6896;  // f32[16,32], prelude.model:58
+    T *const mul213 = A + 9472;  // f32[16,32], prelude.model:60
+    T *const mul207 = A + 8960;  // f32[16,32], prelude.model:61
+    T *const mul201 = A + 8448;  // f32[16,32], prelude.model:62
+    T *const mul196 = A + 7936;  // f32[16,32], prelude.model:63
+    T *const mul192 = A + 7424;  // f32[16,32], prelude.model:64
+    T *const matmul220 = A + 7936;  // f32[16,32], prelude.model:59
+    T *const scan234 = A + 1168;  // f32[16,32], prelude.model:58
+    T *const scan235 = A + 1776;  // f32[16,32], prelude.model:58
+    T *const sum384 = A + 656;  // f32[128], prelude.model:58
+    T *const matmul389 = A + 1776;  // f32[32,128], prelude.model:58
+    T *const matmul246 = A + 784;  // f32[5,128], prelude.model:59
+    T *const d_lstm_weight_ih_l0 = A + 0;  // f32[128,5], prelude.model:59
+    T *const d_lstm_weight_hh_l0 = A + 5872;  // f32[128,32], prelude.model:59
     T *const d_head_weight = A + 784;  // f32[1,32], prelude.model:10
     T *const lr_2 = A + 816;  // f32[], multivariate.model:24
     T *const optimizer_step_new = A + 832;  // f32[], multivariate.model:24
@@ -347,21 +348,21 @@ private:
     for (int64_t k = 0; k < 640; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
     // input %y  (multivariate.model:12:1)
     for (int64_t k = 0; k < 16; ++k) y[k] = T(static_cast<const float *>(b.data[1])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const2, 512, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 128, 128, 5, T(1), x, 5, lstm_weight_ih_l0, 5, T(0), matmul144, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const2, 512, lstm_h);
     std::copy_n(const2, 512, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 8; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul17, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -372,19 +373,19 @@ private:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -471,7 +472,7 @@ private:
         pad163[i0 * 256 + i2 + 224] = matmul158[i0 * 32 + i2];
       }
     }
-    // scan  (prelude.model:41:13)
+    // scan  (prelude.model:58:13)
     std::copy_n(const2, 512, d_lstm_h);
     std::copy_n(const2, 512, d_lstm_c);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
@@ -479,28 +480,28 @@ private:
       const int64_t t = 7 - step;
       // fused loop over [16, 32]:
       //   add  [register]
-      //   mul  (prelude.model:48:15)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   sub  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:48:21)  [register]
-      //   add  (prelude.model:48:21)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   sub  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)  [register]
-      //   mul  (prelude.model:43:20)
-      //   mul  (prelude.model:47:15)  [register]
-      //   sub  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)  [register]
-      //   mul  (prelude.model:44:20)
-      //   mul  (prelude.model:47:23)  [register]
-      //   mul  (prelude.model:45:17)  [register]
-      //   sub  (prelude.model:45:17)  [register]
-      //   mul  (prelude.model:45:17)
-      //   mul  (prelude.model:48:15)  [register]
-      //   sub  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:46:20)
-      //   mul  (prelude.model:47:15)
+      //   mul  (prelude.model:65:15)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   sub  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:65:21)  [register]
+      //   add  (prelude.model:65:21)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   sub  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)  [register]
+      //   mul  (prelude.model:60:20)
+      //   mul  (prelude.model:64:15)  [register]
+      //   sub  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)  [register]
+      //   mul  (prelude.model:61:20)
+      //   mul  (prelude.model:64:23)  [register]
+      //   mul  (prelude.model:62:17)  [register]
+      //   sub  (prelude.model:62:17)  [register]
+      //   mul  (prelude.model:62:17)
+      //   mul  (prelude.model:65:15)  [register]
+      //   sub  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:63:20)
+      //   mul  (prelude.model:64:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -534,7 +535,7 @@ private:
           mul192[i0 * 32 + i1] = v192;
         }
       }
-      // concat  (prelude.model:43:26)
+      // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {
@@ -559,14 +560,14 @@ private:
           scan239[t * 128 + i0 * 1024 + i1 + 96] = mul196[i0 * 32 + i1];
         }
       }
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(1, false, false, 16, 32, 128, T(1), scan239 + t * 128, 1024, lstm_weight_hh_l0, 32, T(0), matmul220, 32, threads());
       std::copy_n(matmul220, 512, d_lstm_h);
       std::copy_n(mul192, 512, d_lstm_c);
     }
     std::copy_n(d_lstm_h, 512, scan234);
     std::copy_n(d_lstm_c, 512, scan235);
-    // sum  (prelude.model:41:13)
+    // sum  (prelude.model:58:13)
     std::fill_n(sum384, 128, T(0));
     for (int64_t i0 = 0; i0 < 16; ++i0) {
       for (int64_t i1 = 0; i1 < 8; ++i1) {
@@ -576,31 +577,31 @@ private:
         }
       }
     }
-    // matmul  (prelude.model:41:13)
+    // matmul  (prelude.model:58:13)
     gemm(true, false, 32, 128, 128, T(1), lstm_h_saved, 32, scan239, 128, T(0), matmul389, 128, threads());
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(true, false, 5, 128, 128, T(1), x, 5, scan239, 128, T(0), matmul246, 128, threads());
-    // transpose %d.lstm.weight_ih_l0  (prelude.model:42:31)
+    // transpose %d.lstm.weight_ih_l0  (prelude.model:59:31)
     for (int64_t i0 = 0; i0 < 128; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 5; ++i1) {
         d_lstm_weight_ih_l0[i0 * 5 + i1] = matmul246[i0 + i1 * 128];
       }
     }
-    // grad  (prelude.model:24:5)
+    // grad  (prelude.model:38:5)
     if (grads) (*grads)[0].assign(d_lstm_weight_ih_l0, d_lstm_weight_ih_l0 + 640);
-    // transpose %d.lstm.weight_hh_l0  (prelude.model:42:78)
+    // transpose %d.lstm.weight_hh_l0  (prelude.model:59:78)
     for (int64_t i0 = 0; i0 < 128; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1) {
         d_lstm_weight_hh_l0[i0 * 32 + i1] = matmul389[i0 + i1 * 128];
       }
     }
-    // grad  (prelude.model:25:5)
+    // grad  (prelude.model:39:5)
     if (grads) (*grads)[1].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 4096);
-    // grad  (prelude.model:26:5)
+    // grad  (prelude.model:40:5)
     if (grads) (*grads)[2].assign(sum384, sum384 + 128);
-    // grad  (prelude.model:27:5)
+    // grad  (prelude.model:41:5)
     if (grads) (*grads)[3].assign(sum384, sum384 + 128);
     // transpose %d.head.weight  (prelude.model:10:25)
     GRADC_IVDEP
@@ -875,44 +876,44 @@ private:
 
   void infer(const Batch &b, const std::vector<void *> &out) {
     T *const A = arena();
-    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,5], prelude.model:24
-    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:26
-    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:25
-    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:27
+    T *const lstm_weight_ih_l0 = sf_[0].data();  // f32[128,5], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[2].data();  // f32[128], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
     T *const slice130 = A + 0;  // f32[16,1,32], multivariate.model:19
     T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:7
     T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
     T *const x = A + 0;  // f32[16,8,5], multivariate.model:11
-    T *const const94 = A + 640;  // f32[16,32], prelude.model:41
-    T *const matmul148 = A + 1152;  // f32[16,8,128], prelude.model:42
-    T *const lstm_h = A + 17536;  // f32[16,32], prelude.model:41
-    T *const lstm_c = A + 18048;  // f32[16,32], prelude.model:41
-    T *const matmul109 = A + 18560;  // f32[16,128], prelude.model:42
-    T *const lstm_gates = A + 20608;  // f32[16,128], prelude.model:42
-    T *const lstm_c_2 = A + 18560;  // f32[16,32], prelude.model:47
-    T *const lstm_h_2 = A + 19072;  // f32[16,32], prelude.model:48
-    T *const lstm_seq = A + 23168;  // f32[16,8,32], prelude.model:41
-    T *const lstm_h_4 = A + 0;  // f32[16,32], prelude.model:41
-    T *const lstm_c_4 = A + 22656;  // f32[16,32], prelude.model:41
+    T *const const94 = A + 640;  // f32[16,32], prelude.model:58
+    T *const matmul148 = A + 1152;  // f32[16,8,128], prelude.model:59
+    T *const lstm_h = A + 17536;  // f32[16,32], prelude.model:58
+    T *const lstm_c = A + 18048;  // f32[16,32], prelude.model:58
+    T *const matmul109 = A + 18560;  // f32[16,128], prelude.model:59
+    T *const lstm_gates = A + 20608;  // f32[16,128], prelude.model:59
+    T *const lstm_c_2 = A + 18560;  // f32[16,32], prelude.model:64
+    T *const lstm_h_2 = A + 19072;  // f32[16,32], prelude.model:65
+    T *const lstm_seq = A + 23168;  // f32[16,8,32], prelude.model:58
+    T *const lstm_h_4 = A + 0;  // f32[16,32], prelude.model:58
+    T *const lstm_c_4 = A + 22656;  // f32[16,32], prelude.model:58
     T *const matmul134 = A + 512;  // f32[16,1], prelude.model:10
     T *const yhat = A + 0;  // f32[16,1], prelude.model:10
     // input %x  (multivariate.model:11:1)
     for (int64_t k = 0; k < 640; ++k) x[k] = T(static_cast<const float *>(b.data[0])[k]);
-    // const  (prelude.model:41:52)
+    // const  (prelude.model:58:52)
     std::fill_n(const94, 512, T(0));
-    // matmul  (prelude.model:42:20)
+    // matmul  (prelude.model:59:20)
     gemm(false, true, 128, 128, 5, T(1), x, 5, lstm_weight_ih_l0, 5, T(0), matmul148, 128, threads());
-    // scan %lstm.h  (prelude.model:41:13)
+    // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const94, 512, lstm_h);
     std::copy_n(const94, 512, lstm_c);
     gemmInvariantReset(0, 1); // B packed once per scan for 1 matmul
     for (int64_t t = 0; t < 8; ++t) {
-      // matmul  (prelude.model:42:67)
+      // matmul  (prelude.model:59:67)
       gemmInvariantB(0, false, true, 16, 128, 32, T(1), lstm_h, 32, lstm_weight_hh_l0, 32, T(0), matmul109, 128, threads());
       // fused loop over [16, 128]:
-      //   add  (prelude.model:42:48)  [register]
-      //   add  (prelude.model:42:63)  [register]
-      //   add %lstm.gates  (prelude.model:42:95)
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
@@ -923,19 +924,19 @@ private:
         }
       }
       // fused loop over [16, 32]:
-      //   slice  (prelude.model:43:26)  [register]
-      //   sigmoid %lstm.i  (prelude.model:43:20)  [register]
-      //   slice  (prelude.model:44:26)  [register]
-      //   sigmoid %lstm.f  (prelude.model:44:20)  [register]
-      //   slice  (prelude.model:45:23)  [register]
-      //   tanh %lstm.g  (prelude.model:45:17)  [register]
-      //   slice  (prelude.model:46:26)  [register]
-      //   sigmoid %lstm.o  (prelude.model:46:20)  [register]
-      //   mul  (prelude.model:47:15)  [register]
-      //   mul  (prelude.model:47:23)  [register]
-      //   add %lstm.c  (prelude.model:47:19)
-      //   tanh  (prelude.model:48:21)  [register]
-      //   mul %lstm.h  (prelude.model:48:15)
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
       for (int64_t i0 = 0; i0 < 16; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 32; ++i1) {

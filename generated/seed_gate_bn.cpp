@@ -693,17 +693,17 @@ private:
           slice22[i0 * 256 + i1] = cell_gates[i0 * 1024 + i1];
         }
       }
-      // slice  (prelude.model:101:17)
+      // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice915[i] = slice22[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mul  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mean %cell.bn_i.mu over axes [0]  (prelude.model:99:16)
+      //   sub  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mul  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mean %cell.bn_i.mu over axes [0]  (prelude.model:99:31)
       //   slice  (seed_gate_bn.model:32:29)
       std::fill_n(mean917, 256, T(0));
       std::fill_n(mean919, 256, T(0));
@@ -732,17 +732,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_i_mu[i] /= T(32);
       }
-      // slice  (prelude.model:101:17)
+      // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice924[i] = slice56[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mul  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mean %cell.bn_f.mu over axes [0]  (prelude.model:99:16)
+      //   sub  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mul  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mean %cell.bn_f.mu over axes [0]  (prelude.model:99:31)
       //   slice  (seed_gate_bn.model:33:26)
       std::fill_n(mean926, 256, T(0));
       std::fill_n(mean928, 256, T(0));
@@ -771,17 +771,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_f_mu[i] /= T(32);
       }
-      // slice  (prelude.model:101:17)
+      // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice933[i] = slice90[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mul  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mean %cell.bn_g.mu over axes [0]  (prelude.model:99:16)
+      //   sub  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mul  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mean %cell.bn_g.mu over axes [0]  (prelude.model:99:31)
       //   slice  (seed_gate_bn.model:34:29)
       std::fill_n(mean935, 256, T(0));
       std::fill_n(mean937, 256, T(0));
@@ -810,17 +810,17 @@ private:
       for (int64_t i = 0; i < 256; ++i) {
         cell_bn_g_mu[i] /= T(32);
       }
-      // slice  (prelude.model:101:17)
+      // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
         slice942[i] = slice124[i];
       }
       // fused loop over [32, 256], 3 reductions:
-      //   sub  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mul  (prelude.model:101:17)  [register]
-      //   mean over axes [0]  (prelude.model:101:17)
-      //   mean %cell.bn_o.mu over axes [0]  (prelude.model:99:16)
+      //   sub  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mul  (prelude.model:101:32)  [register]
+      //   mean over axes [0]  (prelude.model:101:32)
+      //   mean %cell.bn_o.mu over axes [0]  (prelude.model:99:31)
       //   sub %cell.bn_i.d  (prelude.model:100:13)
       std::fill_n(mean944, 256, T(0));
       std::fill_n(mean946, 256, T(0));
@@ -850,9 +850,9 @@ private:
         cell_bn_o_mu[i] /= T(32);
       }
       // fused loop over [256]:
-      //   mul  (prelude.model:101:17)  [register]
-      //   sub  (prelude.model:101:17)  [register]
-      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)  [register]
+      //   sub  (prelude.model:101:32)  [register]
+      //   maximum  (prelude.model:101:32)
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_i.running_mean.new  (prelude.model:102:59)
@@ -861,9 +861,9 @@ private:
       //   add %cell.bn_i.running_var.new  (prelude.model:103:57)
       //   add  (prelude.model:105:28)  [register]
       //   rsqrt  (prelude.model:105:23)
-      //   mul  (prelude.model:101:17)  [register]
-      //   sub  (prelude.model:101:17)  [register]
-      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)  [register]
+      //   sub  (prelude.model:101:32)  [register]
+      //   maximum  (prelude.model:101:32)
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_f.running_mean.new  (prelude.model:102:59)
@@ -872,9 +872,9 @@ private:
       //   add %cell.bn_f.running_var.new  (prelude.model:103:57)
       //   add  (prelude.model:105:28)  [register]
       //   rsqrt  (prelude.model:105:23)
-      //   mul  (prelude.model:101:17)  [register]
-      //   sub  (prelude.model:101:17)  [register]
-      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)  [register]
+      //   sub  (prelude.model:101:32)  [register]
+      //   maximum  (prelude.model:101:32)
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_g.running_mean.new  (prelude.model:102:59)
@@ -883,9 +883,9 @@ private:
       //   add %cell.bn_g.running_var.new  (prelude.model:103:57)
       //   add  (prelude.model:105:28)  [register]
       //   rsqrt  (prelude.model:105:23)
-      //   mul  (prelude.model:101:17)  [register]
-      //   sub  (prelude.model:101:17)  [register]
-      //   maximum  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)  [register]
+      //   sub  (prelude.model:101:32)  [register]
+      //   maximum  (prelude.model:101:32)
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_o.running_mean.new  (prelude.model:102:59)
@@ -1318,7 +1318,7 @@ private:
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:103:84)  [register]
       //   add  (prelude.model:103:84)  [register]
-      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)
       //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1334,10 +1334,10 @@ private:
         mul534[i] = v534;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:101:17)  [register]
-      //   mul  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)
+      //   broadcast_to  (prelude.model:101:32)  [register]
+      //   mul  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)
       //   neg  (prelude.model:100:13)  [register]
       //   sum over axes [0]  (prelude.model:100:13)
       //   mul  (seed_gate_bn.model:36:13)  [register]
@@ -1385,14 +1385,14 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:100:13)  [register]
-      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:99:31)
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:103:84)  [register]
       //   add  (prelude.model:103:84)  [register]
-      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)
       //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1411,10 +1411,10 @@ private:
         mul589[i] = v589;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:101:17)  [register]
-      //   mul  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)
+      //   broadcast_to  (prelude.model:101:32)  [register]
+      //   mul  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)
       //   neg  (prelude.model:100:13)  [register]
       //   sum over axes [0]  (prelude.model:100:13)
       //   mul  (seed_gate_bn.model:35:13)  [register]
@@ -1451,14 +1451,14 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:100:13)  [register]
-      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:99:31)
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:103:84)  [register]
       //   add  (prelude.model:103:84)  [register]
-      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)
       //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1477,10 +1477,10 @@ private:
         mul645[i] = v645;
       }
       // fused loop over [32, 256], 2 reductions:
-      //   broadcast_to  (prelude.model:101:17)  [register]
-      //   mul  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)
+      //   broadcast_to  (prelude.model:101:32)  [register]
+      //   mul  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)
       //   neg  (prelude.model:100:13)  [register]
       //   sum over axes [0]  (prelude.model:100:13)
       //   mul  (seed_gate_bn.model:35:21)  [register]
@@ -1517,14 +1517,14 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:100:13)  [register]
-      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:99:31)
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:103:84)  [register]
       //   add  (prelude.model:103:84)  [register]
-      //   mul  (prelude.model:101:17)
+      //   mul  (prelude.model:101:32)
       //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -1543,10 +1543,10 @@ private:
         mul701[i] = v701;
       }
       // fused loop over [32, 256], 1 reduction:
-      //   broadcast_to  (prelude.model:101:17)  [register]
-      //   mul  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)  [register]
-      //   add  (prelude.model:101:20)
+      //   broadcast_to  (prelude.model:101:32)  [register]
+      //   mul  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)  [register]
+      //   add  (prelude.model:101:35)
       //   neg  (prelude.model:100:13)  [register]
       //   sum over axes [0]  (prelude.model:100:13)
       std::fill_n(sum715, 256, T(0));
@@ -1564,7 +1564,7 @@ private:
       }
       // fused loop over [256]:
       //   add  (prelude.model:100:13)  [register]
-      //   mul  (prelude.model:99:16)
+      //   mul  (prelude.model:99:31)
       //   mul  (prelude.model:103:43)
       //   mul  (prelude.model:102:44)
       //   mul  (prelude.model:103:43)
@@ -1596,14 +1596,14 @@ private:
         mul705[i] = v705;
       }
       // fused loop over [32, 256]:
-      //   broadcast_to  (prelude.model:99:16)  [register]
-      //   add  (prelude.model:99:16)
-      //   broadcast_to  (prelude.model:99:16)  [register]
-      //   add  (prelude.model:99:16)
-      //   broadcast_to  (prelude.model:99:16)  [register]
-      //   add  (prelude.model:99:16)
-      //   broadcast_to  (prelude.model:99:16)  [register]
-      //   add  (prelude.model:99:16)
+      //   broadcast_to  (prelude.model:99:31)  [register]
+      //   add  (prelude.model:99:31)
+      //   broadcast_to  (prelude.model:99:31)  [register]
+      //   add  (prelude.model:99:31)
+      //   broadcast_to  (prelude.model:99:31)  [register]
+      //   add  (prelude.model:99:31)
+      //   broadcast_to  (prelude.model:99:31)  [register]
+      //   add  (prelude.model:99:31)
       //   mul  (seed_gate_bn.model:35:13)
       //   mul  (prelude.model:109:17)
       //   mul  (prelude.model:109:17)

@@ -534,17 +534,17 @@ private:
         slice38[i0 * 64 + i2] = lstm_seq[i0 * 1920 + i2 + 1856];
       }
     }
-    // slice  (prelude.model:101:17)
+    // slice  (prelude.model:101:32)
     GRADC_IVDEP
     for (int64_t i = 0; i < 64; ++i) {
       slice512[i] = slice38[i];
     }
     // fused loop over [32, 64], 3 reductions:
-    //   sub  (prelude.model:101:17)  [register]
-    //   mean over axes [0]  (prelude.model:101:17)
-    //   mul  (prelude.model:101:17)  [register]
-    //   mean over axes [0]  (prelude.model:101:17)
-    //   mean %bn.mu over axes [0]  (prelude.model:99:16)
+    //   sub  (prelude.model:101:32)  [register]
+    //   mean over axes [0]  (prelude.model:101:32)
+    //   mul  (prelude.model:101:32)  [register]
+    //   mean over axes [0]  (prelude.model:101:32)
+    //   mean %bn.mu over axes [0]  (prelude.model:99:31)
     std::fill_n(mean514, 64, T(0));
     std::fill_n(mean516, 64, T(0));
     std::fill_n(bn_mu, 64, T(0));
@@ -573,9 +573,9 @@ private:
     // buffer %bn.num_batches_tracked  (prelude.model:94:3)
     bn_num_batches_tracked[0] = T(si_[10][0]);
     // fused loop over [64]:
-    //   mul  (prelude.model:101:17)  [register]
-    //   sub  (prelude.model:101:17)  [register]
-    //   maximum  (prelude.model:101:17)  [register]
+    //   mul  (prelude.model:101:32)  [register]
+    //   sub  (prelude.model:101:32)  [register]
+    //   maximum  (prelude.model:101:32)  [register]
     //   add  (prelude.model:105:28)  [register]
     //   rsqrt  (prelude.model:105:23)
     //   mul  (prelude.model:102:44)  [register]
@@ -688,11 +688,11 @@ private:
     //   mul  (prelude.model:105:23)  [register]
     //   mul  (prelude.model:105:23)  [register]
     //   mul  (prelude.model:105:23)  [register]
-    //   mul  (prelude.model:101:17)
+    //   mul  (prelude.model:101:32)
     //   mul  (prelude.model:100:13)  [register]
     //   mul  (prelude.model:100:13)  [register]
     //   mul  (prelude.model:100:13)  [register]
-    //   mul  (prelude.model:99:16)
+    //   mul  (prelude.model:99:31)
     //   mul  (seed_lstm_bn.model:23:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 64; ++i) {
@@ -711,12 +711,12 @@ private:
       mul423[i] = v423;
     }
     // fused loop over [32, 64]:
-    //   broadcast_to  (prelude.model:101:17)  [register]
-    //   mul  (prelude.model:101:20)  [register]
-    //   add  (prelude.model:101:20)  [register]
-    //   add  (prelude.model:101:20)  [register]
-    //   broadcast_to  (prelude.model:99:16)  [register]
-    //   add  (prelude.model:99:16)
+    //   broadcast_to  (prelude.model:101:32)  [register]
+    //   mul  (prelude.model:101:35)  [register]
+    //   add  (prelude.model:101:35)  [register]
+    //   add  (prelude.model:101:35)  [register]
+    //   broadcast_to  (prelude.model:99:31)  [register]
+    //   add  (prelude.model:99:31)
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 64; ++i1) {

@@ -1,4 +1,5 @@
 // FuzzWindows.cpp: libFuzzer target for multi-column windows and the checkpoint's scaling metadata: any bytes either load or give a DataError; loaded windows are consistent with their columns, and a decoded scaling survives an encode/decode round trip exactly.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -64,8 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
   std::string_view text(reinterpret_cast<const char *>(data) + 6 + m, size - 6 - m);
-  std::vector<std::string> all = o.columns;
-  if (o.target == "t") all.push_back("t");
+  std::vector<std::string> all = o.columns; // the inputs, then the target unless it is one
+  if (std::find(all.begin(), all.end(), o.target) == all.end()) all.push_back(o.target);
   std::vector<std::vector<double>> cols;
   std::vector<int64_t> lines;
   try {
@@ -75,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   for (const auto &c : cols)
     if (c.size() != lines.size()) std::abort();
-  const size_t ti = o.target == "t" ? all.size() - 1 : static_cast<size_t>(o.target[0] - 'a');
+  const size_t ti = static_cast<size_t>(std::find(all.begin(), all.end(), o.target) - all.begin());
   std::vector<double> target = cols[ti];
   cols.resize(o.columns.size());
   Dataset d;
