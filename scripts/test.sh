@@ -7,8 +7,8 @@
 #   unit   the GoogleTest unit tests through ctest (when built), one count per test
 #   asan   build-asan (-DGRADC_SANITIZE=ON): lit (minus the slowest) and unit tests under
 #          ASan + UBSan; each sanitizer report counts as 1 failure (GRADC_SANITIZE_TESTS=0: off)
-#   fuzz   each libFuzzer target (front end, safetensors, CSV, IDX, multi-column windows, text) for FUZZ_SECONDS
-#          (default 30) when built, 1 count each
+#   fuzz   each libFuzzer target of build-asan (front end, safetensors, CSV, IDX, multi-column
+#          windows, text) for FUZZ_SECONDS (default 20), 1 count each (off with the sanitizers)
 # Logs go to build/test-logs/.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -44,7 +44,7 @@ run_lit() {
     failed=$((failed + 1))
     return
   fi
-  "$PY" "$LIT" -sv "$@" "$dir/tests/lit" 2>&1 | tee "$log"
+  "$PY" "$LIT" -sv --time-tests "$@" "$dir/tests/lit" 2>&1 | tee "$log"
   local status=${PIPESTATUS[0]}
   local p=$(( $(lit_count 'Passed' "$log") + $(lit_count 'Passed With Retry' "$log") \
              + $(lit_count 'Expectedly Failed' "$log") ))
@@ -98,58 +98,18 @@ run_lit build lit
 echo "== unit tests"
 run_ctest build unit
 
-echo "== fuzz"
-# Every libFuzzer target (the model front end and the runtime's readers) for FUZZ_SECONDS
-# each (default 30), from its checked-in corpus tests/fuzz/corpus/<target>; one count each.
-# The temp dir is the first (writable) corpus; the checked-in seeds are only read.
-# -close_fd_mask=3 silences the target's own printing; libFuzzer and the sanitizers still
-# report. To reproduce a crash: build/bin/<fuzzer> build/fuzz-artifacts/<target>/crash-...
-fuzz_ran=0
-for target in frontend safetensors csv idx windows text; do
-  case $target in
-    frontend) FUZZER=build/bin/gradc-fuzz-frontend; SRC=compiler/fuzz/FuzzFrontend.cpp ;;
-    safetensors) FUZZER=build/bin/gradcrt-fuzz-safetensors; SRC=runtime/fuzz/FuzzSafetensors.cpp ;;
-    csv) FUZZER=build/bin/gradcrt-fuzz-csv; SRC=runtime/fuzz/FuzzCsv.cpp ;;
-    idx) FUZZER=build/bin/gradcrt-fuzz-idx; SRC=runtime/fuzz/FuzzIdx.cpp ;;
-    windows) FUZZER=build/bin/gradcrt-fuzz-windows; SRC=runtime/fuzz/FuzzWindows.cpp ;;
-    text) FUZZER=build/bin/gradcrt-fuzz-text; SRC=runtime/fuzz/FuzzText.cpp ;;
-  esac
-  SEEDS=tests/fuzz/corpus/$target
-  [[ -f "$SRC" && -x "$FUZZER" ]] || continue
-  fuzz_ran=$((fuzz_ran + 1))
-  corpus=$(mktemp -d /tmp/gradc-fuzz-corpus.XXXXXX)
-  mkdir -p "build/fuzz-artifacts/$target"
-  log="$LOGS/fuzz-$target.log"
-  echo "running $FUZZER for ${FUZZ_SECONDS:-30}s (log: $log)"
-  "$FUZZER" -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=4096 -timeout=10 \
-    -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="build/fuzz-artifacts/$target/" \
-    "$corpus" "$SEEDS" >"$log" 2>&1 </dev/null
-  fuzz_status=$?
-  runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -n 1 | grep -Eo '[0-9]+')
-  [[ -n "$runs" ]] || runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1)
-  if [[ $fuzz_status -eq 0 ]]; then
-    echo "fuzz $target: passed, ${runs:-?} executions, corpus $(find "$corpus" -type f | wc -l) new inputs"
-    passed=$((passed + 1))
-  else
-    echo "fuzz $target: FAILED (exit $fuzz_status) after ${runs:-?} executions; last lines of $log:"
-    tail -n 60 "$log"
-    failed=$((failed + 1))
-  fi
-  rm -rf "$corpus"
-done
-[[ $fuzz_ran -gt 0 ]] || echo "(no fuzz target built)"
-
 echo "== sanitizers"
 # build-asan: the compiler, the runtime, the unit tests and every executable its gradc
 # generates (with the C++ backend, GRADC_BACKEND=cpp) under AddressSanitizer + UBSan
 # (-DGRADC_SANITIZE=ON), running the lit tests
 # (but the slowest, listed in ASAN_SKIP, which train for long or compare many models with
-# PyTorch: the plain build runs them; the deploy tests whose C programs link the
+# PyTorch, or train with both backends and the interpreter (llvm/parity_*): the plain build
+# runs them, and robust/all_layers_run runs every prelude layer's code here; the deploy tests whose C programs link the
 # uninstrumented library of --emit=lib, or that run ONNX Runtime; and the MPI tests, whose
 # Open MPI LeakSanitizer would report) and the unit tests. Every sanitizer report is written
 # to build-asan/sanitizer-logs/ and counts as one failure, even in a test that expected
 # its command to fail. GRADC_SANITIZE_TESTS=0 skips this part.
-ASAN_SKIP='mpi/|robust/resume_reads_once|torch/schedule_vs_torch|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|codegen/fashion_accuracy|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal|deploy/onnxruntime_models|deploy/lib_c_program|deploy/lib_fashion'
+ASAN_SKIP='mpi/|robust/resume_reads_once|torch/schedule_vs_torch|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|torch/dropout_vs_torch|torch/bidirectional_vs_torch|torch/gru_vs_torch|torch/groupnorm_vs_torch|llvm/parity_|codegen/fashion_accuracy|codegen/bilstm_fashion_trains|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal|deploy/onnxruntime_models|deploy/lib_c_program|deploy/lib_fashion'
 if [[ "${GRADC_SANITIZE_TESTS:-1}" != 0 ]]; then
   if [[ ! -f build-asan/build.ninja && ! -f build-asan/Makefile ]]; then
     generator=()
@@ -182,6 +142,48 @@ if [[ "${GRADC_SANITIZE_TESTS:-1}" != 0 ]]; then
     failed=$((failed + 1))
   fi
 fi
+
+echo "== fuzz"
+# Every libFuzzer target of build-asan (built there, with the libraries the sanitized tests use:
+# ASan + UBSan + coverage) (the model front end and the runtime's readers) for FUZZ_SECONDS
+# each (default 20), from its checked-in corpus tests/fuzz/corpus/<target>; one count each.
+# The temp dir is the first (writable) corpus; the checked-in seeds are only read.
+# -close_fd_mask=3 silences the target's own printing; libFuzzer and the sanitizers still
+# report. To reproduce a crash: build-asan/bin/<fuzzer> build/fuzz-artifacts/<target>/crash-...
+fuzz_ran=0
+for target in frontend safetensors csv idx windows text; do
+  case $target in
+    frontend) FUZZER=build-asan/bin/gradc-fuzz-frontend; SRC=compiler/fuzz/FuzzFrontend.cpp ;;
+    safetensors) FUZZER=build-asan/bin/gradcrt-fuzz-safetensors; SRC=runtime/fuzz/FuzzSafetensors.cpp ;;
+    csv) FUZZER=build-asan/bin/gradcrt-fuzz-csv; SRC=runtime/fuzz/FuzzCsv.cpp ;;
+    idx) FUZZER=build-asan/bin/gradcrt-fuzz-idx; SRC=runtime/fuzz/FuzzIdx.cpp ;;
+    windows) FUZZER=build-asan/bin/gradcrt-fuzz-windows; SRC=runtime/fuzz/FuzzWindows.cpp ;;
+    text) FUZZER=build-asan/bin/gradcrt-fuzz-text; SRC=runtime/fuzz/FuzzText.cpp ;;
+  esac
+  SEEDS=tests/fuzz/corpus/$target
+  [[ -f "$SRC" && -x "$FUZZER" ]] || continue
+  fuzz_ran=$((fuzz_ran + 1))
+  corpus=$(mktemp -d /tmp/gradc-fuzz-corpus.XXXXXX)
+  mkdir -p "build/fuzz-artifacts/$target"
+  log="$LOGS/fuzz-$target.log"
+  echo "running $FUZZER for ${FUZZ_SECONDS:-20}s (log: $log)"
+  "$FUZZER" -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=4096 -timeout=10 \
+    -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="build/fuzz-artifacts/$target/" \
+    "$corpus" "$SEEDS" >"$log" 2>&1 </dev/null
+  fuzz_status=$?
+  runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -n 1 | grep -Eo '[0-9]+')
+  [[ -n "$runs" ]] || runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1)
+  if [[ $fuzz_status -eq 0 ]]; then
+    echo "fuzz $target: passed, ${runs:-?} executions, corpus $(find "$corpus" -type f | wc -l) new inputs"
+    passed=$((passed + 1))
+  else
+    echo "fuzz $target: FAILED (exit $fuzz_status) after ${runs:-?} executions; last lines of $log:"
+    tail -n 60 "$log"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$corpus"
+done
+[[ $fuzz_ran -gt 0 ]] || echo "(no fuzz target built: they are built in build-asan)"
 
 echo "summary: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
