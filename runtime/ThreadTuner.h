@@ -24,11 +24,9 @@ public:
   void beforeStep(int64_t i);
   /// Records step i's time and, at the end of the measurement, fixes the count.
   void afterStep(int64_t i, double seconds);
-  /// The number of steps the measurement takes (0 when disabled): a run's timing
-  /// (--timing) starts after them, so that it measures the steady state.
+  /// The most steps the measurement can take (0 when disabled); it may settle sooner, after
+  /// one round with a clear winner. (--timing starts once settled(), at the steady state.)
   int64_t steps() const { return enabled_ ? kWarmup + kRounds * static_cast<int64_t>(cand_.size()) * kBlock : 0; }
-  /// The chosen count, or 0 while measuring (or when disabled).
-  int chosen() const { return chosen_; }
   /// True once the count is fixed: forced by --threads, or chosen.
   bool settled() const { return !enabled_ || chosen_ > 0; }
 
