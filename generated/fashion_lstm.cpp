@@ -139,8 +139,8 @@ public:
     T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
     T *const slice84 = A + 0;  // f32[64,1,128], fashion_lstm.model:16
-    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:7
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
     T *const y = A + 50176;  // i32[64], fashion_lstm.model:9
     T *const const48 = A + 50240;  // f32[64,128], prelude.model:58
@@ -269,8 +269,8 @@ private:
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
     T *const lstm_h_saved = A + 2679872;  // f32[64,28,128], prelude.model:58
     T *const slice38 = A + 58432;  // f32[64,1,128], fashion_lstm.model:16
-    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:7
     T *const matmul163 = A + 70528;  // f32[64,128], prelude.model:10
     T *const scan244 = A + 365456;  // f32[64,28,512], prelude.model:58
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
@@ -657,9 +657,9 @@ private:
         d_head_weight[i0 * 128 + i1] = matmul165[i0 + i1 * 10];
       }
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 1280);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 10);
     // hyper %lr  (fashion_lstm.model:21:1)
     lr_2[0] = T(lr_);
@@ -933,8 +933,8 @@ private:
     T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[512,128], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[512], prelude.model:41
     T *const slice130 = A + 0;  // f32[64,1,128], fashion_lstm.model:16
-    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[10,128], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[10], prelude.model:7
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm.model:8
     T *const const94 = A + 50176;  // f32[64,128], prelude.model:58
     T *const matmul148 = A + 58368;  // f32[64,28,512], prelude.model:59

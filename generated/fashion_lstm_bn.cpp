@@ -172,9 +172,9 @@ public:
     T *const mul529 = A + 8208;  // f32[128], prelude.model:10
     T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:91
     T *const add531 = A + 8336;  // f32[128], prelude.model:10
-    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
+    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:6
     T *const matmul537 = A + 0;  // f32[1,10], prelude.model:10
-    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
+    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:7
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm_bn.model:8
     T *const y = A + 50176;  // i32[64], fashion_lstm_bn.model:9
     T *const const75 = A + 50240;  // f32[64,128], prelude.model:58
@@ -341,8 +341,8 @@ private:
     T *const bn_running_var = sf_[9].data();  // f32[128], prelude.model:93
     T *const bn_weight = sf_[4].data();  // f32[128], prelude.model:90
     T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:91
-    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
-    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
+    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:6
+    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:7
     T *const mul230 = A + 58848;  // f32[128], prelude.model:101
     T *const mul240 = A + 58976;  // f32[128], prelude.model:99
     T *const add243 = A + 75744;  // f32[64,128], prelude.model:99
@@ -944,9 +944,9 @@ private:
         mul468[i0 * 128 + i1] = v468;
       }
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[6].assign(d_head_weight, d_head_weight + 1280);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[7].assign(d_head_bias, d_head_bias + 10);
     // hyper %lr  (fashion_lstm_bn.model:22:1)
     lr_2[0] = T(lr_);
@@ -1292,9 +1292,9 @@ private:
     T *const mul542 = A + 8208;  // f32[128], prelude.model:10
     T *const bn_bias = sf_[5].data();  // f32[128], prelude.model:91
     T *const add544 = A + 8336;  // f32[128], prelude.model:10
-    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:7
+    T *const head_weight = sf_[6].data();  // f32[10,128], prelude.model:6
     T *const matmul550 = A + 0;  // f32[1,10], prelude.model:10
-    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:8
+    T *const head_bias = sf_[7].data();  // f32[10], prelude.model:7
     T *const x = A + 0;  // f32[64,28,28], fashion_lstm_bn.model:8
     T *const const132 = A + 50176;  // f32[64,128], prelude.model:58
     T *const matmul197 = A + 58368;  // f32[64,28,512], prelude.model:59

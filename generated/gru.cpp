@@ -139,8 +139,8 @@ public:
     T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:170
     T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:172
     T *const slice86 = A + 992;  // f32[32,1,48], gru.model:17
-    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
     T *const y = A + 960;  // f32[32,1], gru.model:10
     T *const const49 = A + 992;  // f32[32,48], prelude.model:188
@@ -263,8 +263,8 @@ private:
     T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:172
     T *const gru_h_saved = A + 203760;  // f32[32,30,48], prelude.model:188
     T *const slice39 = A + 2528;  // f32[32,1,48], gru.model:17
-    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const matmul164 = A + 4144;  // f32[32,48], prelude.model:10
     T *const scan384 = A + 618480;  // f32[32,30,144], prelude.model:188
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
@@ -623,9 +623,9 @@ private:
     for (int64_t i1 = 0; i1 < 48; ++i1) {
       d_head_weight[i1] = matmul166[i1];
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 48);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 1);
     // hyper %lr  (gru.model:22:1)
     lr_2[0] = T(lr_);
@@ -900,8 +900,8 @@ private:
     T *const gru_weight_hh_l0 = sf_[1].data();  // f32[144,48], prelude.model:170
     T *const gru_bias_hh_l0 = sf_[3].data();  // f32[144], prelude.model:172
     T *const slice133 = A + 0;  // f32[32,1,48], gru.model:17
-    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,48], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], gru.model:9
     T *const const96 = A + 960;  // f32[32,48], prelude.model:188
     T *const matmul154 = A + 2496;  // f32[32,30,144], prelude.model:189

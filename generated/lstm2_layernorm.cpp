@@ -217,11 +217,11 @@ public:
     T *const slice174 = A + 352;  // f32[16,1,32], lstm2_layernorm.model:19
     T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:115
     T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:116
-    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
+    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:6
     T *const matmul952 = A + 256;  // f32[1,16], prelude.model:10
-    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
-    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
-    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:7
+    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:6
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:7
     T *const x = A + 16;  // f32[16,20,1], lstm2_layernorm.model:9
     T *const y = A + 336;  // f32[16,1], lstm2_layernorm.model:10
     T *const const102 = A + 352;  // f32[16,32], prelude.model:58
@@ -510,10 +510,10 @@ private:
     T *const rsqrt82 = A + 5552;  // f32[16,1], prelude.model:122
     T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:115
     T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:116
-    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
-    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
-    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
-    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:6
+    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:7
+    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:6
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:7
     T *const sum351 = A + 5536;  // f32[16], prelude.model:122
     T *const mul917 = A + 6112;  // f32[16], prelude.model:120
     T *const add372 = A + 7696;  // f32[16,32], prelude.model:119
@@ -1383,9 +1383,9 @@ private:
     if (grads) (*grads)[8].assign(d_ln_weight, d_ln_weight + 32);
     // grad  (prelude.model:116:3)
     if (grads) (*grads)[9].assign(d_ln_bias, d_ln_bias + 32);
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[10].assign(d_fc_weight, d_fc_weight + 512);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[11].assign(d_fc_bias, d_fc_bias + 16);
     // fused loop over [1, 16], 1 reduction:
     //   transpose %d.head.weight  (prelude.model:10:25)
@@ -1398,9 +1398,9 @@ private:
       const T v578 = d_head_weight_2 * d_head_weight_2;
       sum579[0] += v578;
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[12].assign(d_head_weight, d_head_weight + 16);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[13].assign(d_head_bias, d_head_bias + 1);
     // fused loop over [128], 2 reductions:
     //   mul  (lstm2_layernorm.model:25:1)  [register]
@@ -2053,11 +2053,11 @@ private:
     T *const slice274 = A + 16;  // f32[16,1,32], lstm2_layernorm.model:19
     T *const ln_weight = sf_[8].data();  // f32[32], prelude.model:115
     T *const ln_bias = sf_[9].data();  // f32[32], prelude.model:116
-    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:7
+    T *const fc_weight = sf_[10].data();  // f32[16,32], prelude.model:6
     T *const matmul960 = A + 256;  // f32[1,16], prelude.model:10
-    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:8
-    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:7
-    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const fc_bias = sf_[11].data();  // f32[16], prelude.model:7
+    T *const head_weight = sf_[12].data();  // f32[1,16], prelude.model:6
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:7
     T *const x = A + 16;  // f32[16,20,1], lstm2_layernorm.model:9
     T *const const202 = A + 336;  // f32[16,32], prelude.model:58
     T *const matmul320 = A + 848;  // f32[16,20,128], prelude.model:59

@@ -140,8 +140,8 @@ public:
     T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
     T *const slice84 = A + 0;  // f32[16,1,32], multivariate.model:19
-    T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[16,8,5], multivariate.model:11
     T *const y = A + 640;  // f32[16,1], multivariate.model:12
     T *const const48 = A + 656;  // f32[16,32], prelude.model:58
@@ -260,8 +260,8 @@ private:
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
     T *const lstm_h_saved = A + 52368;  // f32[16,8,32], prelude.model:58
     T *const slice38 = A + 1168;  // f32[16,1,32], multivariate.model:19
-    T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const matmul158 = A + 1776;  // f32[16,32], prelude.model:10
     T *const scan239 = A + 9984;  // f32[16,8,128], prelude.model:58
     T *const x = A + 0;  // f32[16,8,5], multivariate.model:11
@@ -608,9 +608,9 @@ private:
     for (int64_t i1 = 0; i1 < 32; ++i1) {
       d_head_weight[i1] = matmul160[i1];
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 32);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 1);
     // hyper %lr  (multivariate.model:24:1)
     lr_2[0] = T(lr_);
@@ -881,8 +881,8 @@ private:
     T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[128,32], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[128], prelude.model:41
     T *const slice130 = A + 0;  // f32[16,1,32], multivariate.model:19
-    T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,32], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[16,8,5], multivariate.model:11
     T *const const94 = A + 640;  // f32[16,32], prelude.model:58
     T *const matmul148 = A + 1152;  // f32[16,8,128], prelude.model:59

@@ -177,8 +177,8 @@ public:
     T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:90
     T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:91
     T *const slice284 = A + 992;  // f32[32,1,256], seed_gate_bn.model:47
-    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
-    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:6
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
     T *const y = A + 960;  // f32[32,1], seed_gate_bn.model:11
     T *const const188 = A + 992;  // f32[32,256], seed_gate_bn.model:29
@@ -373,8 +373,8 @@ private:
     T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:91
     T *const cell_h_saved = A + 4943104;  // f32[32,30,256], seed_gate_bn.model:29
     T *const slice178 = A + 9184;  // f32[32,1,256], seed_gate_bn.model:47
-    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
-    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:6
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:7
     T *const matmul431 = A + 17680;  // f32[32,256], prelude.model:10
     T *const scan799 = A + 5188864;  // f32[32,30,1024], seed_gate_bn.model:29
     T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
@@ -1770,9 +1770,9 @@ private:
     for (int64_t i1 = 0; i1 < 256; ++i1) {
       d_head_weight[i1] = matmul433[i1];
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[12].assign(d_head_weight, d_head_weight + 256);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[13].assign(d_head_bias, d_head_bias + 1);
     // hyper %lr  (seed_gate_bn.model:52:1)
     lr_2[0] = T(lr_);
@@ -1977,8 +1977,8 @@ private:
     T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:90
     T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:91
     T *const slice390 = A + 0;  // f32[32,1,256], seed_gate_bn.model:47
-    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:7
-    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:6
+    T *const head_bias = sf_[13].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
     T *const const294 = A + 960;  // f32[32,256], seed_gate_bn.model:29
     T *const matmul421 = A + 9152;  // f32[32,30,1024], seed_gate_bn.model:30

@@ -172,9 +172,9 @@ public:
     T *const mul524 = A + 16;  // f32[64], prelude.model:10
     T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:91
     T *const add526 = A + 80;  // f32[64], prelude.model:10
-    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
+    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:6
     T *const matmul532 = A + 32;  // f32[1,1], prelude.model:10
-    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
+    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], seed_lstm_bn.model:8
     T *const y = A + 960;  // f32[32,1], seed_lstm_bn.model:9
     T *const const75 = A + 992;  // f32[32,64], prelude.model:58
@@ -329,8 +329,8 @@ private:
     T *const bn_running_var = sf_[9].data();  // f32[64], prelude.model:93
     T *const bn_weight = sf_[4].data();  // f32[64], prelude.model:90
     T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:91
-    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
-    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:6
+    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:7
     T *const mul225 = A + 3376;  // f32[64], prelude.model:101
     T *const mul235 = A + 3440;  // f32[64], prelude.model:99
     T *const add238 = A + 7648;  // f32[32,64], prelude.model:99
@@ -889,9 +889,9 @@ private:
       const T v463 = optimizer_head_weight_exp_avg[i1] * T(0.9);
       mul463[i1] = v463;
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[6].assign(d_head_weight, d_head_weight + 64);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[7].assign(d_head_bias, d_head_bias + 1);
     // hyper %lr  (seed_lstm_bn.model:23:1)
     lr_2[0] = T(lr_);
@@ -1232,9 +1232,9 @@ private:
     T *const mul537 = A + 2064;  // f32[64], prelude.model:10
     T *const bn_bias = sf_[5].data();  // f32[64], prelude.model:91
     T *const add539 = A + 2128;  // f32[64], prelude.model:10
-    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:7
+    T *const head_weight = sf_[6].data();  // f32[1,64], prelude.model:6
     T *const matmul545 = A + 0;  // f32[1,1], prelude.model:10
-    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:8
+    T *const head_bias = sf_[7].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], seed_lstm_bn.model:8
     T *const const132 = A + 960;  // f32[32,64], prelude.model:58
     T *const matmul197 = A + 3008;  // f32[32,30,256], prelude.model:59

@@ -101,8 +101,8 @@ public:
     T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:41
     T *const slice84 = A + 992;  // f32[32,1,256], seed_plain_lstm.model:17
-    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
     T *const y = A + 960;  // f32[32,1], seed_plain_lstm.model:10
     T *const const48 = A + 992;  // f32[32,256], prelude.model:58
@@ -221,8 +221,8 @@ private:
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:41
     T *const lstm_h_saved = A + 2810848;  // f32[32,30,256], prelude.model:58
     T *const slice38 = A + 9184;  // f32[32,1,256], seed_plain_lstm.model:17
-    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const matmul158 = A + 17680;  // f32[32,256], prelude.model:10
     T *const scan239 = A + 328992;  // f32[32,30,1024], prelude.model:58
     T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
@@ -537,9 +537,9 @@ private:
     for (int64_t i1 = 0; i1 < 256; ++i1) {
       d_head_weight[i1] = matmul160[i1];
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[4].assign(d_head_weight, d_head_weight + 256);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[5].assign(d_head_bias, d_head_bias + 1);
     // hyper %lr  (seed_plain_lstm.model:22:1)
     lr_2[0] = T(lr_);
@@ -636,8 +636,8 @@ private:
     T *const lstm_weight_hh_l0 = sf_[1].data();  // f32[1024,256], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[3].data();  // f32[1024], prelude.model:41
     T *const slice130 = A + 0;  // f32[32,1,256], seed_plain_lstm.model:17
-    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:7
-    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[4].data();  // f32[1,256], prelude.model:6
+    T *const head_bias = sf_[5].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], seed_plain_lstm.model:9
     T *const const94 = A + 960;  // f32[32,256], prelude.model:58
     T *const matmul148 = A + 9152;  // f32[32,30,1024], prelude.model:59

@@ -629,16 +629,40 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     }
     return Val::ofTensor(make1(op, {p, t}, {}, loc));
   }
-  // expect(condition, "message"): a compile-time check in a layer; when the condition is false
-  // the message is the error (reported at the user's line that uses the layer).
+  // expect(condition, "message", values...): a compile-time check in a layer; when the condition
+  // is false the message is the error (reported at the user's line that uses the layer), each
+  // "{}" in it replaced by the next value: a number as itself, a tensor as its type.
   if (name == "expect") {
-    expectArgs(2, 2, {});
+    if (a.pos.size() < 2)
+      diag_.error(loc, "expect() takes a condition, a message and the message's values, got {} argument{}", a.pos.size(),
+                  a.pos.size() == 1 ? "" : "s");
+    expectArgs(a.pos.size(), a.pos.size(), {});
     if (a.pos[0].kind != Val::Bool)
       diag_.error(a.posLoc[0], "expect()'s condition must be a compile-time condition, got {}", describe(a.pos[0]));
     if (a.pos[1].kind != Val::Str)
       diag_.error(a.posLoc[1], "expect()'s message must be a string, got {}", describe(a.pos[1]));
+    const std::string &msg = a.pos[1].s;
+    std::string text;
+    size_t next = 2;
+    for (size_t i = 0; i < msg.size(); ++i) {
+      if (msg.compare(i, 2, "{}") != 0) {
+        text += msg[i];
+        continue;
+      }
+      if (next >= a.pos.size())
+        diag_.error(a.posLoc[1], "expect()'s message has more '{{}}' than the {} value(s) after it", a.pos.size() - 2);
+      const Val &v = a.pos[next++];
+      text += v.kind == Val::Tensor ? v.t->type.str()
+            : v.kind == Val::Int    ? std::to_string(v.i)
+            : v.kind == Val::Float  ? fmt::format("{}", v.f)
+            : v.kind == Val::Str    ? v.s
+                                    : describe(v);
+      ++i;
+    }
+    if (next != a.pos.size())
+      diag_.error(a.posLoc[next], "expect()'s message has {} '{{}}' for {} value(s)", next - 2, a.pos.size() - 2);
     if (!a.pos[0].b)
-      diag_.error(loc, "{}", a.pos[1].s);
+      diag_.error(loc, "{}", text);
     return Val::ofBool(true);
   }
   // ranks(): the number of MPI ranks the model is compiled for (gradc --ranks; 1 by default).
