@@ -1,7 +1,10 @@
-"""interrupt_resume.py EXE DIR SIGNAL EPOCHS: a real signal (INT or TERM) sent to a training
-run that has printed its first epoch line must end it with exit code 128 + the signal and a
-resumable checkpoint; --resume then finishes the run, and its parameters and loss lines
-equal those of the same run left alone (bitwise). Prints what it checked; exits 1 otherwise."""
+"""interrupt_resume.py EXE DIR SIGNAL EPOCHS [LAUNCHER...]: a real signal (INT or TERM) sent to a
+training run that has printed its first epoch line must end it with exit code 128 + the signal
+and a resumable checkpoint; --resume then finishes the run, and its parameters and loss lines
+equal those of the same run left alone (bitwise). With a LAUNCHER (e.g. mpirun ... -np 2) every
+run is started through it and the signal goes to the launcher, as Ctrl-C under mpirun would;
+mpirun forwards it to the ranks and itself exits non-zero (1), so any non-zero exit is expected.
+Prints what it checked; exits 1 otherwise."""
 import os
 import signal
 import subprocess
@@ -9,6 +12,7 @@ import sys
 import time
 
 exe, work, sig_name, epochs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+launcher = sys.argv[5:]
 sig = {"INT": signal.SIGINT, "TERM": signal.SIGTERM}[sig_name]
 os.makedirs(work, exist_ok=True)
 straight, ckpt = os.path.join(work, "straight.safetensors"), os.path.join(work, "interrupted.safetensors")
@@ -17,13 +21,13 @@ for f in (straight, ckpt):
         os.remove(f)
 common = ["--quiet", "--epochs", epochs]
 
-ref = subprocess.run([exe, *common, "--save", straight], capture_output=True, text=True)
+ref = subprocess.run([*launcher, exe, *common, "--save", straight], capture_output=True, text=True)
 if ref.returncode != 0:
     sys.exit(f"the straight run failed ({ref.returncode}): {ref.stderr}")
 
 # Checkpoints every step slow the run down (a sync to disk per step), so that the signal
 # lands in the middle of an epoch.
-p = subprocess.Popen([exe, *common, "--save", ckpt, "--checkpoint-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+p = subprocess.Popen([*launcher, exe, *common, "--save", ckpt, "--checkpoint-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 first = b""
 while not first.endswith(b"\n"):  # the first epoch line, unbuffered: training is under way
     c = os.read(p.stdout.fileno(), 1)
@@ -34,11 +38,11 @@ time.sleep(0.1)
 p.send_signal(sig)
 rest, err = p.communicate()
 first, rest, err = first.decode(), rest.decode(), err.decode()
-if p.returncode != 128 + sig:
-    sys.exit(f"the interrupted run exited with {p.returncode}, not {128 + sig}: {err}")
-print(f"exit code {p.returncode} after SIG{sig_name}")
+if launcher and p.returncode == 0 or not launcher and p.returncode != 128 + sig:
+    sys.exit(f"the interrupted run exited with {p.returncode}, not {'non-zero' if launcher else 128 + sig}: {err}")
+print(f"exit code {p.returncode} after SIG{sig_name}" + (" to the launcher" if launcher else ""))
 print(err.strip().splitlines()[0])
-resumed = subprocess.run([exe, *common, "--resume", ckpt, "--save", ckpt], capture_output=True, text=True)
+resumed = subprocess.run([*launcher, exe, *common, "--resume", ckpt, "--save", ckpt], capture_output=True, text=True)
 if resumed.returncode != 0:
     sys.exit(f"the resumed run failed ({resumed.returncode}): {resumed.stderr}")
 lines = (first + rest + resumed.stdout).splitlines()
