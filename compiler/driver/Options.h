@@ -24,6 +24,7 @@ struct PipelineOptions {
   bool fpContract = false;              ///< --fp-contract=on: the LLVM backend may contract a*b+c into FMAs.
   bool verbose = false;                 ///< -v: print the C++ compiler's / linker's command line, the JIT's time.
   int64_t ranks = 1;                    ///< --ranks N: compile the step for mpirun -np N (each rank B / N rows).
+  std::vector<int64_t> rankVariants;    ///< --ranks N1,N2,...: one executable variant per count (driver/RankVariants.cpp).
 };
 
 } // namespace gradc

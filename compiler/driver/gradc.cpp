@@ -8,6 +8,7 @@
 
 #include "driver/Options.h"
 #include "driver/Pipeline.h"
+#include "driver/RankVariants.h"
 #include "driver/Run.h"
 
 namespace po = boost::program_options;
@@ -20,6 +21,7 @@ int main(int argc, char **argv) {
     int opt = 2;
     bool interpret = false;
     std::string fpContract;
+    std::string ranksText;
     po::options_description desc("usage: gradc MODEL.model [-o EXE | --emit=KIND [-o FILE]]\n"
                                  "       gradc run MODEL.model [-- EXE-ARGS]\noptions");
     desc.add_options()
@@ -36,7 +38,7 @@ int main(int argc, char **argv) {
         ("opt,O", po::value(&opt)->default_value(2), "optimisation level (0 disables optional passes)")
         ("target-cpu", po::value(&opts.targetCpu), "CPU of the generated code (-march), default native")
         ("fp-contract", po::value(&fpContract)->default_value("off"), "LLVM backend: on lets a*b+c become one FMA (rounds differently from the C++ backend)")
-        ("ranks", po::value(&opts.ranks)->default_value(1), "compile for mpirun -np N: each of N ranks computes B / N rows of every batch (docs/distributed.md)")
+        ("ranks", po::value(&ranksText)->default_value("1"), "compile for mpirun -np N: each of N ranks computes B / N rows of every batch; a list N1,N2,... with -o EXE: EXE runs under any of them (docs/distributed.md)")
         ("verbose,v", po::bool_switch(&opts.verbose), "print the C++ compiler's or linker's command line (gradc run: the JIT's compile time)")
         ("interpret", po::bool_switch(&interpret), "gradc run: execute with the double-precision reference interpreter");
     po::options_description hidden;
@@ -78,15 +80,17 @@ int main(int argc, char **argv) {
       return 1;
     }
     opts.fpContract = fpContract == "on";
-    if (opts.ranks < 1 || opts.ranks > 65536) {
-      std::cerr << "gradc: error: --ranks must be between 1 and 65536, not " << opts.ranks << "\n";
+    if (!gradc::parseRanks(ranksText, opts, std::cerr))
       return 1;
-    }
     // GRADC_BACKEND chooses the backend of -o EXE when --backend does not (the sanitizer
     // test run sets cpp, so the generated code it runs is instrumented).
     if (const char *env = std::getenv("GRADC_BACKEND"); env && *env && !vm.count("backend") && !runMode)
       opts.backend = env;
     if (runMode) {
+      if (!opts.rankVariants.empty()) {
+        std::cerr << "gradc: error: 'gradc run' takes one --ranks N; a list of rank counts is for -o EXE\n";
+        return 1;
+      }
       if (vm.count("backend") && opts.backend != "llvm") {
         std::cerr << "gradc: error: 'gradc run' compiles with the LLVM JIT (or --interpret); --backend=" << opts.backend
                   << " applies to -o EXE\n";
@@ -99,6 +103,8 @@ int main(int argc, char **argv) {
       std::cerr << "gradc: error: nothing to do: give -o EXE or --emit=KIND\n";
       return 1;
     }
+    if (!opts.rankVariants.empty())
+      return gradc::buildRankVariants(opts, std::cerr);
     return gradc::runPipeline(opts, std::cerr);
   } catch (const po::error &e) {
     std::cerr << "gradc: error: " << e.what() << "\n";
