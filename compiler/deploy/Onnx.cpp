@@ -2,11 +2,15 @@
 #include "deploy/Onnx.h"
 
 #include <cstring>
+#include <functional>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
 #include <fmt/format.h>
 #include <onnx/onnx_pb.h>
+
+#include "deploy/RecurrentCells.h"
 
 namespace gradc {
 
@@ -68,7 +72,9 @@ public:
   void top(onnx::GraphProto *g) {
     top_ = g;
     g->set_name(m_.name);
+    planRecurrences(*m_.inferGraph);
     emitNodes(*m_.inferGraph, g);
+    pruneInitializers();
   }
 
 private:
@@ -145,8 +151,15 @@ private:
   }
 
   void emitNodes(const Graph &graph, onnx::GraphProto *g) {
-    for (const std::unique_ptr<Node> &n : graph.nodes)
-      emitNode(*n, g);
+    for (const std::unique_ptr<Node> &n : graph.nodes) {
+      if (skip_.count(n.get()))
+        continue;
+      auto rnn = rnns_.find(n.get());
+      if (rnn != rnns_.end())
+        emitRecurrence(rnn->second, g);
+      else
+        emitNode(*n, g);
+    }
   }
 
   void unsupported(const Node &n, const char *why) {
@@ -154,6 +167,19 @@ private:
                 opInfo(n.op).name, why);
   }
 
+  /// One ONNX LSTM or GRU op: a recognised scan, or a forward and a reverse one whose step
+  /// outputs are concatenated on the feature axis (direction "bidirectional").
+  struct Recurrence {
+    RecurrentCell fwd;
+    std::optional<RecurrentCell> back;
+    const Node *concat = nullptr; ///< The concat of both directions' step outputs.
+  };
+
+  void planRecurrences(const Graph &graph);
+  std::string recurrenceWeight(const Recurrence &r, const char *suffix, bool recurrent);
+  std::string recurrenceBias(const Recurrence &r);
+  void emitRecurrence(const Recurrence &r, onnx::GraphProto *g);
+  void pruneInitializers();
   void emitScan(const Node &n, onnx::GraphProto *g);
   void emitNode(const Node &n, onnx::GraphProto *g);
 
@@ -164,7 +190,177 @@ private:
   std::unordered_map<const Value *, std::string> names_;
   std::set<std::string> initialized_;
   int64_t counter_ = 0;
+  std::unordered_map<const Value *, int> uses_;        ///< Readers of each top-level value.
+  std::unordered_map<const Node *, Recurrence> rnns_;  ///< Written as ONNX LSTM/GRU at this scan.
+  std::set<const Node *> skip_;                        ///< Nodes an ONNX LSTM/GRU replaces.
 };
+
+void Exporter::planRecurrences(const Graph &graph) {
+  std::vector<RecurrentCell> cells;
+  std::unordered_map<const Node *, size_t> pos;
+  for (const std::unique_ptr<Node> &n : graph.nodes) {
+    pos[n.get()] = pos.size();
+    for (const Value *v : n->operands)
+      ++uses_[v];
+    if (n->op == Op::Scan)
+      if (std::optional<RecurrentCell> c = matchRecurrentCell(*n))
+        cells.push_back(*c);
+  }
+  auto onlyUser = [&](const Value *v) -> const Node * {
+    if (uses_[v] != 1)
+      return nullptr;
+    for (const std::unique_ptr<Node> &n : graph.nodes)
+      for (const Value *o : n->operands)
+        if (o == v)
+          return n.get();
+    return nullptr;
+  };
+  std::set<const Node *> paired;
+  for (const RecurrentCell &f : cells) {
+    if (paired.count(f.scan))
+      continue;
+    Recurrence r{f, std::nullopt, nullptr};
+    const Node *cat = f.reverse ? nullptr : onlyUser(f.scan->results[f.seqResult]);
+    for (const RecurrentCell &b : cells) {
+      if (!cat || cat->op != Op::Concat || !b.reverse || paired.count(b.scan) || b.kind != f.kind ||
+          b.hidden != f.hidden || b.input != f.input || b.scan->getInt("axis") != f.scan->getInt("axis") ||
+          pos[b.scan] < pos[f.scan] || cat->operands.size() != 2 || cat->operands[0] != f.scan->results[f.seqResult] ||
+          cat->operands[1] != b.scan->results[b.seqResult] || cat->getInt("axis") != cat->result()->type.rank() - 1)
+        continue;
+      r.back = b;
+      r.concat = cat;
+      paired.insert(b.scan);
+      skip_.insert(b.scan);
+      skip_.insert(cat);
+      break;
+    }
+    paired.insert(f.scan);
+    for (const RecurrentCell *c : {&r.fwd, r.back ? &*r.back : nullptr}) {
+      if (!c)
+        continue;
+      const Node *t = c->projection[0], *mm = c->projection[1];
+      if (uses_[mm->result()] == 1) {
+        skip_.insert(mm);
+        if (uses_[t->result()] == 1)
+          skip_.insert(t);
+      }
+    }
+    rnns_.emplace(f.scan, std::move(r));
+  }
+}
+
+/// Row blocks of PyTorch's gate order in ONNX's: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h.
+static std::vector<int> onnxGateOrder(CellKind k) {
+  return k == CellKind::Lstm ? std::vector<int>{0, 3, 1, 2} : std::vector<int>{1, 0, 2};
+}
+
+std::string Exporter::recurrenceWeight(const Recurrence &r, const char *suffix, bool recurrent) {
+  const Node *first = recurrent ? r.fwd.wHh : r.fwd.wIh;
+  const std::string out = first->getStr("name") + suffix;
+  const std::vector<int64_t> &shape = first->result()->type.shape; // [gates*H, cols]
+  const int64_t H = r.fwd.hidden, cols = shape[1];
+  onnx::TensorProto *t = top_->add_initializer();
+  t->set_name(out);
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  t->add_dims(r.back ? 2 : 1);
+  t->add_dims(shape[0]);
+  t->add_dims(cols);
+  for (const RecurrentCell *c : {&r.fwd, r.back ? &*r.back : nullptr}) {
+    if (!c)
+      continue;
+    const std::vector<float> &w = w_.at((recurrent ? c->wHh : c->wIh)->getStr("name")).f32;
+    for (int blk : onnxGateOrder(c->kind))
+      for (int64_t k = blk * H * cols; k < (blk + 1) * H * cols; ++k)
+        t->add_float_data(w[k]);
+  }
+  return out;
+}
+
+std::string Exporter::recurrenceBias(const Recurrence &r) {
+  const Node *named = r.fwd.bIh ? r.fwd.bIh : r.fwd.bHh ? r.fwd.bHh : r.fwd.wIh;
+  const std::string out = named->getStr("name") + (r.fwd.kind == CellKind::Lstm ? ".B_iofc" : ".B_zrh");
+  const int64_t H = r.fwd.hidden, G = r.fwd.gates;
+  onnx::TensorProto *t = top_->add_initializer();
+  t->set_name(out);
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  t->add_dims(r.back ? 2 : 1);
+  t->add_dims(2 * G * H);
+  for (const RecurrentCell *c : {&r.fwd, r.back ? &*r.back : nullptr}) {
+    if (!c)
+      continue;
+    for (const Node *bias : {c->bIh, c->bHh}) { // ONNX B = [Wb, Rb]
+      const std::vector<float> *b = bias ? &w_.at(bias->getStr("name")).f32 : nullptr;
+      for (int blk : onnxGateOrder(c->kind))
+        for (int64_t k = blk * H; k < (blk + 1) * H; ++k)
+          t->add_float_data(b ? (*b)[k] : 0.0f);
+    }
+  }
+  return out;
+}
+
+void Exporter::emitRecurrence(const Recurrence &r, onnx::GraphProto *g) {
+  const bool lstm = r.fwd.kind == CellKind::Lstm, axis1 = r.fwd.scan->getInt("axis") == 1;
+  const char *order = lstm ? "_iofc" : "_zrh";
+  // ONNX runs time-major ([T, B, I]); a batch-first sequence is transposed in and out.
+  const Value *seq = r.concat ? r.concat->result() : r.fwd.scan->results[r.fwd.seqResult];
+  const std::string base = name(seq);
+  std::string x = name(r.fwd.input);
+  if (axis1) {
+    std::string xt = base + ".X_time_major";
+    attrInts(node(g, "Transpose", {x}, {xt}), "perm", {1, 0, 2});
+    x = xt;
+  }
+  const std::string w = recurrenceWeight(r, (std::string(".W") + order).c_str(), false);
+  const std::string rw = recurrenceWeight(r, (std::string(".R") + order).c_str(), true);
+  const std::string b = recurrenceBias(r);
+  const std::string y = base + ".Y", yh = base + ".Y_h", yc = lstm ? base + ".Y_c" : std::string();
+  std::vector<std::string> outs{y, yh};
+  if (lstm)
+    outs.push_back(yc);
+  onnx::NodeProto *op = node(g, lstm ? "LSTM" : "GRU", {x, w, rw, b}, outs);
+  attrInt(op, "hidden_size", r.fwd.hidden);
+  onnx::AttributeProto *dir = op->add_attribute();
+  dir->set_name("direction");
+  dir->set_type(onnx::AttributeProto::STRING);
+  dir->set_s(r.back ? "bidirectional" : r.fwd.reverse ? "reverse" : "forward");
+  if (!lstm)
+    attrInt(op, "linear_before_reset", 1); // PyTorch applies r to (h @ W_hn^T + b_hn)
+  // Y [T, D, B, H] -> the step outputs [B, T, D*H] (or [T, B, D*H]), forward then reverse.
+  if (uses_[seq] > 0) {
+    std::string yt = base + ".Y_batch_major";
+    attrInts(node(g, "Transpose", {y}, {yt}), "perm", axis1 ? std::vector<int64_t>{2, 0, 1, 3} : std::vector<int64_t>{0, 2, 1, 3});
+    node(g, "Reshape", {yt, constInts(g, seq->type.shape)}, {name(seq)});
+  }
+  // Y_h, Y_c [D, B, H]: each direction's last state.
+  int d = 0;
+  for (const RecurrentCell *c : {&r.fwd, r.back ? &*r.back : nullptr}) {
+    if (!c)
+      continue;
+    for (auto [result, all] : {std::pair{c->hResult, yh}, std::pair{c->cResult, yc}})
+      if (result >= 0 && uses_[c->scan->results[result]] > 0)
+        attrInt(node(g, "Gather", {all, constScalar(g, DType::I64, d)}, {name(c->scan->results[result])}), "axis", 0);
+    ++d;
+  }
+}
+
+void Exporter::pruneInitializers() {
+  std::set<std::string> read;
+  std::function<void(const onnx::GraphProto &)> collect = [&](const onnx::GraphProto &g) {
+    for (const onnx::NodeProto &n : g.node()) {
+      for (const std::string &i : n.input())
+        read.insert(i);
+      for (const onnx::AttributeProto &a : n.attribute())
+        if (a.has_g())
+          collect(a.g());
+    }
+  };
+  collect(*top_);
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
+  for (onnx::TensorProto &t : *top_->mutable_initializer())
+    if (read.count(t.name()))
+      *kept.Add() = std::move(t);
+  top_->mutable_initializer()->Swap(&kept);
+}
 
 void Exporter::emitScan(const Node &n, onnx::GraphProto *g) {
   const Graph &b = *n.body;
