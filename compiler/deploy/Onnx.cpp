@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <onnx/onnx_pb.h>
 
+#include "deploy/FoldWeights.h"
 #include "deploy/RecurrentCells.h"
 
 namespace gradc {
@@ -72,17 +73,51 @@ public:
   void top(onnx::GraphProto *g) {
     top_ = g;
     g->set_name(m_.name);
+    fold_.emplace(*m_.inferGraph, w_);
     planRecurrences(*m_.inferGraph);
     emitNodes(*m_.inferGraph, g);
+    pruneDeadNodes();
     pruneInitializers();
   }
 
 private:
   const std::string &name(const Value *v) {
     auto it = names_.find(v);
-    if (it == names_.end())
-      it = names_.emplace(v, fmt::format("v{}", v->id)).first;
+    if (it == names_.end()) {
+      const FoldedTensor *f = fold_ ? fold_->computed(v) : nullptr;
+      it = names_.emplace(v, f ? foldedInitializer(v, *f) : fmt::format("v{}", v->id)).first;
+    }
     return it->second;
+  }
+
+  /// The first parameter or buffer `v` is computed from (through scan captures), or "".
+  std::string stateBehind(const Value *v) {
+    if (!v->def) {
+      const Node *scan = v->owner ? v->owner->parentNode : nullptr;
+      return scan && v->index < scan->operands.size() ? stateBehind(scan->operands[v->index]) : "";
+    }
+    if (v->def->op == Op::Param || v->def->op == Op::Buffer)
+      return v->def->getStr("name");
+    for (const Value *o : v->def->operands)
+      if (std::string s = stateBehind(o); !s.empty())
+        return s;
+    return "";
+  }
+
+  /// Writes the export-time value `f` of `v` as an initializer named after the model value
+  /// (or the first weight it is computed from) with ".folded"; returns the name.
+  std::string foldedInitializer(const Value *v, const FoldedTensor &f) {
+    std::string out = (v->name.empty() ? stateBehind(v) : v->name) + ".folded";
+    if (initialized_.count(out))
+      out = fmt::format("{}{}", out, v->id);
+    initialized_.insert(out);
+    onnx::TensorProto *t = top_->add_initializer();
+    t->set_name(out);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : f.shape)
+      t->add_dims(d);
+    t->set_raw_data(std::string(reinterpret_cast<const char *>(f.data.data()), f.data.size() * sizeof(float)));
+    return out;
   }
 
   std::string fresh() { return fmt::format("k{}", counter_++); }
@@ -152,7 +187,7 @@ private:
 
   void emitNodes(const Graph &graph, onnx::GraphProto *g) {
     for (const std::unique_ptr<Node> &n : graph.nodes) {
-      if (skip_.count(n.get()))
+      if (skip_.count(n.get()) || fold_->folded(*n))
         continue;
       auto rnn = rnns_.find(n.get());
       if (rnn != rnns_.end())
@@ -179,6 +214,7 @@ private:
   std::string recurrenceWeight(const Recurrence &r, const char *suffix, bool recurrent);
   std::string recurrenceBias(const Recurrence &r);
   void emitRecurrence(const Recurrence &r, onnx::GraphProto *g);
+  void pruneDeadNodes();
   void pruneInitializers();
   void emitScan(const Node &n, onnx::GraphProto *g);
   void emitNode(const Node &n, onnx::GraphProto *g);
@@ -193,6 +229,7 @@ private:
   std::unordered_map<const Value *, int> uses_;        ///< Readers of each top-level value.
   std::unordered_map<const Node *, Recurrence> rnns_;  ///< Written as ONNX LSTM/GRU at this scan.
   std::set<const Node *> skip_;                        ///< Nodes an ONNX LSTM/GRU replaces.
+  std::optional<WeightFolder> fold_;                   ///< The weight-only nodes, computed at export time.
 };
 
 void Exporter::planRecurrences(const Graph &graph) {
@@ -343,18 +380,45 @@ void Exporter::emitRecurrence(const Recurrence &r, onnx::GraphProto *g) {
   }
 }
 
+/// Every name the nodes of `g` and of their subgraphs read.
+static void namesRead(const onnx::GraphProto &g, std::set<std::string> &read) {
+  for (const onnx::NodeProto &n : g.node()) {
+    for (const std::string &i : n.input())
+      read.insert(i);
+    for (const onnx::AttributeProto &a : n.attribute())
+      if (a.has_g())
+        namesRead(a.g(), read);
+  }
+}
+
+void Exporter::pruneDeadNodes() {
+  // Backwards from the graph's outputs: a node is live when a live node or an output reads it.
+  std::set<std::string> live;
+  for (const onnx::ValueInfoProto &o : top_->output())
+    live.insert(o.name());
+  std::vector<bool> keep(top_->node_size(), false);
+  for (int i = top_->node_size(); i-- > 0;) {
+    const onnx::NodeProto &n = top_->node(i);
+    for (const std::string &o : n.output())
+      keep[i] = keep[i] || live.count(o);
+    if (!keep[i])
+      continue;
+    for (const std::string &in : n.input())
+      live.insert(in);
+    for (const onnx::AttributeProto &a : n.attribute())
+      if (a.has_g())
+        namesRead(a.g(), live);
+  }
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+  for (int i = 0; i < top_->node_size(); ++i)
+    if (keep[i])
+      *kept.Add() = std::move(*top_->mutable_node(i));
+  top_->mutable_node()->Swap(&kept);
+}
+
 void Exporter::pruneInitializers() {
   std::set<std::string> read;
-  std::function<void(const onnx::GraphProto &)> collect = [&](const onnx::GraphProto &g) {
-    for (const onnx::NodeProto &n : g.node()) {
-      for (const std::string &i : n.input())
-        read.insert(i);
-      for (const onnx::AttributeProto &a : n.attribute())
-        if (a.has_g())
-          collect(a.g());
-    }
-  };
-  collect(*top_);
+  namesRead(*top_, read);
   google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
   for (onnx::TensorProto &t : *top_->mutable_initializer())
     if (read.count(t.name()))
