@@ -94,7 +94,10 @@ FoldedTensor slice(const FoldedTensor &x, const std::vector<int64_t> &begin, con
 
 } // namespace
 
-WeightFolder::WeightFolder(const Graph &g, const Weights &w) : w_(w) { run(g); }
+WeightFolder::WeightFolder(const Graph &g, const Weights &w, std::function<bool(const Value *)> keep)
+    : w_(w), keep_(std::move(keep)) {
+  run(g);
+}
 
 const FoldedTensor *WeightFolder::computed(const Value *v) const {
   auto it = computed_.find(v);
@@ -159,7 +162,7 @@ bool WeightFolder::tryFold(const Node &n) {
     x.push_back(it->second.get());
     size = std::max(size, leafSize_[v]);
   }
-  if (size == 0 || numel(r->type.shape) > size)
+  if (size == 0 || numel(r->type.shape) > size || (keep_ && keep_(r)))
     return false;
   FoldedTensor out;
   if (hasTrait(n.op, TR_ELEMENTWISE) && x.size() <= 2 && evalScalarMath(n.op, DType::F32, 1.0, 1.0))

@@ -1,6 +1,7 @@
 // FoldWeights.h: evaluates, once at export time, the part of the inference graph that depends only on the checkpoint's weights and constants (BatchNorm's folded scale and shift, transposed weights), so that the exported graph reads the results as constants.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <unordered_map>
@@ -26,8 +27,9 @@ struct FoldedTensor {
 /// math from Ops.def rounded to f32 per op, a matmul accumulated in double.
 class WeightFolder {
 public:
-  /// Folds `g` (a top-level graph) with the checkpoint values `w`.
-  WeightFolder(const Graph &g, const Weights &w);
+  /// Folds `g` (a top-level graph) with the checkpoint values `w`; a value for which `keep`
+  /// returns true (one with a dynamic batch axis) is never folded.
+  WeightFolder(const Graph &g, const Weights &w, std::function<bool(const Value *)> keep = nullptr);
 
   /// Whether the exporter writes no node for `n`: it was computed here.
   bool folded(const Node &n) const { return folded_.count(&n) != 0; }
@@ -41,6 +43,7 @@ private:
   bool tryFold(const Node &n);
 
   const Weights &w_;
+  std::function<bool(const Value *)> keep_;
   std::unordered_map<const Value *, std::shared_ptr<FoldedTensor>> values_; ///< Leaves and folded results.
   std::unordered_map<const Value *, int64_t> leafSize_; ///< Largest parameter/buffer each value depends on.
   std::unordered_map<const Value *, bool> computed_;    ///< Values a folded node produced.

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <onnx/onnx_pb.h>
 
+#include "deploy/BatchAxes.h"
 #include "deploy/FoldWeights.h"
 #include "deploy/RecurrentCells.h"
 
@@ -26,13 +27,21 @@ int32_t onnxType(DType t) {
   return onnx::TensorProto::UNDEFINED;
 }
 
-void setValueInfo(onnx::ValueInfoProto *vi, const std::string &name, const TensorType &t) {
+/// The name of the symbolic batch dim (--onnx-dynamic-batch).
+constexpr const char *kBatchDim = "batch";
+
+/// A value's name and type; the axes in the bit mask `batch` get the symbolic size "batch".
+void setValueInfo(onnx::ValueInfoProto *vi, const std::string &name, const TensorType &t, uint64_t batch = 0) {
   vi->set_name(name);
   onnx::TypeProto_Tensor *tt = vi->mutable_type()->mutable_tensor_type();
   tt->set_elem_type(onnxType(t.dtype));
   onnx::TensorShapeProto *sh = tt->mutable_shape();
-  for (int64_t d : t.shape)
-    sh->add_dim()->set_dim_value(d);
+  for (size_t i = 0; i < t.shape.size(); ++i) {
+    if (i < 64 && ((batch >> i) & 1u))
+      sh->add_dim()->set_dim_param(kBatchDim);
+    else
+      sh->add_dim()->set_dim_value(t.shape[i]);
+  }
 }
 
 void attrInt(onnx::NodeProto *n, const char *name, int64_t v) {
@@ -68,12 +77,15 @@ void fillTensor(onnx::TensorProto *t, DType dtype, const std::vector<int64_t> &s
 /// Writes the graph IR's inference graph as ONNX.
 class Exporter {
 public:
-  Exporter(const Module &m, const Weights &w, Diagnostics &diag) : m_(m), w_(w), diag_(diag) {}
+  Exporter(const Module &m, const Weights &w, const OnnxOptions &opts, Diagnostics &diag)
+      : m_(m), w_(w), opts_(opts), diag_(diag) {}
 
   void top(onnx::GraphProto *g) {
     top_ = g;
     g->set_name(m_.name);
-    fold_.emplace(*m_.inferGraph, w_);
+    if (opts_.dynamicBatch)
+      batchSize(*m_.inferGraph);
+    fold_.emplace(*m_.inferGraph, w_, [this](const Value *v) { return batchOf(v) != 0; });
     planRecurrences(*m_.inferGraph);
     emitNodes(*m_.inferGraph, g);
     pruneDeadNodes();
@@ -149,6 +161,47 @@ private:
     return out;
   }
 
+  /// The batch axes of `v` (none without --onnx-dynamic-batch).
+  uint64_t batchOf(const Value *v) const { return batch_ ? batch_->of(v) : 0; }
+
+  /// Traces the batch axes and writes `batch_size_`, the run's batch size as a 1-D int64
+  /// tensor of one element: Shape(input)[0:1] of the first input.
+  void batchSize(const Graph &graph) {
+    batch_.emplace(graph, diag_);
+    for (const std::unique_ptr<Node> &n : graph.nodes)
+      if (n->op == Op::Input && n->result()->type.rank() > 0) {
+        const std::string &x = n->getStr("name"), shape = x + ".shape";
+        batchSize_ = x + ".batch_size";
+        node(top_, "Shape", {x}, {shape});
+        node(top_, "Slice", {shape, constInts(top_, {0}), constInts(top_, {1})}, {batchSize_});
+        return;
+      }
+  }
+
+  /// A 1-D int64 tensor in `g` holding `shape`, with the run's batch size at the axes in
+  /// the bit mask `batch`.
+  std::string shapeInput(onnx::GraphProto *g, const std::vector<int64_t> &shape, uint64_t batch) {
+    if (batch == 0 || batchSize_.empty())
+      return constInts(g, shape);
+    std::vector<std::string> parts;
+    std::vector<int64_t> run;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (i < 64 && ((batch >> i) & 1u)) {
+        if (!run.empty())
+          parts.push_back(constInts(g, run));
+        run.clear();
+        parts.push_back(batchSize_);
+      } else {
+        run.push_back(shape[i]);
+      }
+    }
+    if (!run.empty())
+      parts.push_back(constInts(g, run));
+    std::string out = fresh();
+    attrInt(node(g, "Concat", parts, {out}), "axis", 0);
+    return out;
+  }
+
   /// A Constant node in `g` holding a scalar (or, with `oneD`, a one-element vector) of `dtype`.
   std::string constScalar(onnx::GraphProto *g, DType dtype, double value, bool oneD = false) {
     std::string out = fresh();
@@ -221,7 +274,10 @@ private:
 
   const Module &m_;
   const Weights &w_;
+  const OnnxOptions &opts_;
   Diagnostics &diag_;
+  std::optional<BatchAxes> batch_; ///< With --onnx-dynamic-batch: the batch axes of every value.
+  std::string batchSize_;          ///< With --onnx-dynamic-batch: the run's batch size, [1] int64.
   onnx::GraphProto *top_ = nullptr;
   std::unordered_map<const Value *, std::string> names_;
   std::set<std::string> initialized_;
@@ -366,7 +422,7 @@ void Exporter::emitRecurrence(const Recurrence &r, onnx::GraphProto *g) {
   if (uses_[seq] > 0) {
     std::string yt = base + ".Y_batch_major";
     attrInts(node(g, "Transpose", {y}, {yt}), "perm", axis1 ? std::vector<int64_t>{2, 0, 1, 3} : std::vector<int64_t>{0, 2, 1, 3});
-    node(g, "Reshape", {yt, constInts(g, seq->type.shape)}, {name(seq)});
+    node(g, "Reshape", {yt, shapeInput(g, seq->type.shape, batchOf(seq))}, {name(seq)});
   }
   // Y_h, Y_c [D, B, H]: each direction's last state.
   int d = 0;
@@ -435,16 +491,16 @@ void Exporter::emitScan(const Node &n, onnx::GraphProto *g) {
   body.set_name(fmt::format("scan{}", n.result()->id));
   // ONNX's body inputs: the carries, then one slice of each sequence; captures are read by name.
   for (int64_t c = 0; c < ncarry; ++c)
-    setValueInfo(body.add_input(), name(b.args[nseq + c]), b.args[nseq + c]->type);
+    setValueInfo(body.add_input(), name(b.args[nseq + c]), b.args[nseq + c]->type, batchOf(b.args[nseq + c]));
   for (int64_t s = 0; s < nseq; ++s)
-    setValueInfo(body.add_input(), name(b.args[s]), b.args[s]->type);
+    setValueInfo(body.add_input(), name(b.args[s]), b.args[s]->type, batchOf(b.args[s]));
   for (size_t k = nseq + ncarry; k < b.args.size(); ++k)
     names_[b.args[k]] = name(n.operands[k]);
   emitNodes(b, &body);
   for (size_t i = 0; i < b.yields.size(); ++i) {
     std::string out = fmt::format("{}_y{}", body.name(), i);
     node(&body, "Identity", {name(b.yields[i])}, {out});
-    setValueInfo(body.add_output(), out, b.yields[i]->type);
+    setValueInfo(body.add_output(), out, b.yields[i]->type, batchOf(b.yields[i]));
   }
   std::vector<std::string> in, out;
   for (int64_t c = 0; c < ncarry; ++c)
@@ -479,12 +535,12 @@ void Exporter::emitNode(const Node &n, onnx::GraphProto *g) {
   switch (n.op) {
   case Op::Input:
     names_[n.result()] = n.getStr("name");
-    setValueInfo(top_->add_input(), n.getStr("name"), rt);
+    setValueInfo(top_->add_input(), n.getStr("name"), rt, batchOf(n.result()));
     return;
   case Op::Param:
   case Op::Buffer: initializer(n); return;
   case Op::Const: {
-    onnx::NodeProto *c = node(g, "ConstantOfShape", {constInts(g, rt.shape)}, {name(n.result())});
+    onnx::NodeProto *c = node(g, "ConstantOfShape", {shapeInput(g, rt.shape, batchOf(n.result()))}, {name(n.result())});
     onnx::AttributeProto *a = c->add_attribute();
     a->set_name("value");
     a->set_type(onnx::AttributeProto::TENSOR);
@@ -494,7 +550,7 @@ void Exporter::emitNode(const Node &n, onnx::GraphProto *g) {
   case Op::Output: {
     const std::string &out = n.getStr("name");
     node(g, "Identity", {in(0)}, {out});
-    setValueInfo(top_->add_output(), out, n.operands[0]->type);
+    setValueInfo(top_->add_output(), out, n.operands[0]->type, batchOf(n.operands[0]));
     return;
   }
   case Op::Add: simple("Add"); return;
@@ -552,13 +608,18 @@ void Exporter::emitNode(const Node &n, onnx::GraphProto *g) {
   }
   case Op::MatMul: simple("MatMul"); return;
   case Op::Transpose: attrInts(simple("Transpose"), "perm", n.getInts("perm")); return;
-  case Op::Reshape: node(g, "Reshape", {in(0), constInts(g, n.getInts("shape"))}, {name(n.result())}); return;
-  case Op::BroadcastTo: node(g, "Expand", {in(0), constInts(g, n.getInts("shape"))}, {name(n.result())}); return;
+  case Op::Reshape:
+    node(g, "Reshape", {in(0), shapeInput(g, n.getInts("shape"), batchOf(n.result()))}, {name(n.result())});
+    return;
+  case Op::BroadcastTo:
+    node(g, "Expand", {in(0), shapeInput(g, n.getInts("shape"), batchOf(n.result()))}, {name(n.result())});
+    return;
   case Op::Slice: {
     std::vector<int64_t> axes;
     for (int i = 0; i < n.operands[0]->type.rank(); ++i)
       axes.push_back(i);
-    node(g, "Slice", {in(0), constInts(g, n.getInts("begin")), constInts(g, n.getInts("end")), constInts(g, axes)},
+    // The batch axis (never sliced: BatchAxes checks) ends at the run's batch size.
+    node(g, "Slice", {in(0), constInts(g, n.getInts("begin")), shapeInput(g, n.getInts("end"), batchOf(n.operands[0])), constInts(g, axes)},
          {name(n.result())});
     return;
   }
@@ -599,7 +660,7 @@ void Exporter::emitNode(const Node &n, onnx::GraphProto *g) {
 
 } // namespace
 
-void exportOnnx(const Module &m, const Weights &w, Diagnostics &diag, std::string &bytes) {
+void exportOnnx(const Module &m, const Weights &w, const OnnxOptions &opts, Diagnostics &diag, std::string &bytes) {
   if (!m.inferGraph)
     diag.error(SrcLoc{}, "model '{}' has no inference graph to export", m.name);
   onnx::ModelProto model;
@@ -610,7 +671,7 @@ void exportOnnx(const Module &m, const Weights &w, Diagnostics &diag, std::strin
   onnx::OperatorSetIdProto *opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(kOnnxOpset);
-  Exporter ex(m, w, diag);
+  Exporter ex(m, w, opts, diag);
   ex.top(model.mutable_graph());
   if (!model.SerializeToString(&bytes))
     diag.error(SrcLoc{}, "ONNX export: the model (over 2 GB?) could not be serialised");
