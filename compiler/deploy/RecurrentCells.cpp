@@ -175,12 +175,18 @@ bool matchGru(const Body &b, RecurrentCell &cell) {
   if (b.ncarry != 1 || b.nseq != 1 || b.g.yields.size() != 2 || b.g.yields[0] != b.g.yields[1])
     return false;
   const Value *gi = nullptr, *gh = nullptr;
+  // gi is the sequence slice, alone or plus something; gh is not.
+  auto fromSeq = [&](const Value *v) {
+    const Node *a = def(v, Op::Add);
+    return v == b.seq() || (a && (a->operands[0] == b.seq() || a->operands[1] == b.seq()));
+  };
   // act(gi[:, k] + gh[:, k]) for the gates r (k = 0) and z (k = 1).
   auto sumGate = [&](const Value *v, int64_t k) {
     const Node *s = def(v, Op::Sigmoid);
     return s && either(def(s->operands[0], Op::Add), [&](const Value *a, const Value *c) {
       const Value *sa = nullptr, *sc = nullptr;
-      if (!b.block(a, sa, k) || !b.block(c, sc, k) || (gi && sa != gi) || (gh && sc != gh))
+      if (!b.block(a, sa, k) || !b.block(c, sc, k) || !fromSeq(sa) || fromSeq(sc) || (gi && sa != gi) ||
+          (gh && sc != gh))
         return false;
       gi = sa, gh = sc;
       return true;
