@@ -420,7 +420,7 @@ void Exporter::emitRecurrence(const Recurrence &r, onnx::GraphProto *g) {
     attrInt(op, "linear_before_reset", 1); // PyTorch applies r to (h @ W_hn^T + b_hn)
   // Y [T, D, B, H] -> the step outputs [B, T, D*H] (or [T, B, D*H]), forward then reverse.
   if (uses_[seq] > 0) {
-    std::string yt = base + ".Y_batch_major";
+    std::string yt = base + ".Y_steps";
     attrInts(node(g, "Transpose", {y}, {yt}), "perm", axis1 ? std::vector<int64_t>{2, 0, 1, 3} : std::vector<int64_t>{0, 2, 1, 3});
     node(g, "Reshape", {yt, shapeInput(g, seq->type.shape, batchOf(seq))}, {name(seq)});
   }
