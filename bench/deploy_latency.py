@@ -5,8 +5,9 @@ weights, one thread, no_grad), for seed_lstm_bn and fashion_lstm_bn at batch 1 a
 batch is static: batch 64 recompiles the model with `let B = 64` (the checkpoint's weights
 unchanged); batch 1 uses the model's own B (a B = 1 model does not compile: BatchNorm's
 unbiased variance divides by B - 1), so the C library's n = 1 call and ONNX Runtime's run
-compute one padded batch of B while PyTorch computes one sample. Prints the median ms per call
-of each and the ratios to the C library.
+compute one padded batch of B while PyTorch computes one sample. A second ONNX Runtime column
+runs the model's own file exported with --onnx-dynamic-batch on exactly `batch` rows (one
+sample at batch 1). Prints the median ms per call of each and the ratios to the C library.
 
 usage: /usr/bin/python3 bench/deploy_latency.py [--reps N] [--build BUILD]"""
 import argparse
@@ -83,6 +84,8 @@ def main():
         run(exe, "--quiet", "--epochs", "1", "--batch-limit", "5", "--save", ckpt, cwd=os.path.join(REPO, "models"))
         text = open(src).read()
         own_b = int(re.search(r"let B = (\d+)", text).group(1))
+        dyn_onnx = os.path.join(work, name + ".dyn.onnx")
+        run(gradc, src, "--emit=onnx", "--onnx-dynamic-batch", "--weights", ckpt, "-o", dyn_onnx)
         for batch in (1, 64):
             d = os.path.join(work, f"{name}_b{batch}")
             os.makedirs(d)
@@ -103,14 +106,20 @@ def main():
             r = subprocess.run(["node", os.path.join(REPO, "tests", "deploy", "run_onnx.js"), "--time", str(args.reps), onnx_path, data],
                                capture_output=True, text=True, env=env)
             ort = ms_of(r.stdout) if r.returncode == 0 else float("nan")
+            dyn_data = os.path.join(d, "x_dyn.safetensors")
+            run(sys.executable, os.path.join(REPO, "tests", "deploy", "make_inputs.py"), dyn_onnx, str(batch), dyn_data)
+            r = subprocess.run(["node", os.path.join(REPO, "tests", "deploy", "run_onnx.js"), "--time", str(args.reps), dyn_onnx, dyn_data],
+                               capture_output=True, text=True, env=dict(env, GRADC_ONNX_BATCH=str(batch)))
+            ort_dyn = ms_of(r.stdout) if r.returncode == 0 else float("nan")
             pt = torch_ms(ckpt, dims, batch, args.reps)
-            rows.append((name, batch, model_b, c, ort, pt))
-            print(f"{name:16s} batch {batch:3d} (B = {model_b:2d}): C library {c:8.3f} ms  ONNX Runtime {ort:8.3f} ms  PyTorch {pt:8.3f} ms", flush=True)
+            rows.append((name, batch, model_b, c, ort, ort_dyn, pt))
+            print(f"{name:16s} batch {batch:3d} (B = {model_b:2d}): C library {c:8.3f} ms  ONNX Runtime {ort:8.3f} ms"
+                  f"  (dynamic batch {ort_dyn:8.3f} ms)  PyTorch {pt:8.3f} ms", flush=True)
     print()
-    print("| model | batch | gradc's B | C library (ms) | ONNX Runtime, Node (ms) | PyTorch eager (ms) | ORT / C | PyTorch / C |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, batch, model_b, c, ort, pt in rows:
-        print(f"| {name} | {batch} | {model_b} | {c:.3f} | {ort:.3f} | {pt:.3f} | {ort / c:.2f} | {pt / c:.2f} |")
+    print("| model | batch | gradc's B | C library (ms) | ONNX Runtime, Node (ms) | ORT, dynamic batch (ms) | PyTorch eager (ms) | ORT / C | PyTorch / C |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, batch, model_b, c, ort, ort_dyn, pt in rows:
+        print(f"| {name} | {batch} | {model_b} | {c:.3f} | {ort:.3f} | {ort_dyn:.3f} | {pt:.3f} | {ort / c:.2f} | {pt / c:.2f} |")
     print(f"\n(median of {args.reps} calls each, one thread; work files in {work})")
 
 

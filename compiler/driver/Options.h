@@ -16,6 +16,7 @@ struct PipelineOptions {
   std::string backend = "llvm";         ///< --backend for -o EXE: llvm (in process, default) or cpp (generated C++, $CXX).
   std::string output;                   ///< -o FILE ("" or "-" = stdout for --emit).
   std::string weights;                  ///< --weights CKPT: the trained checkpoint --emit=onnx and --emit=lib embed.
+  bool onnxDynamicBatch = false;        ///< --onnx-dynamic-batch: --emit=onnx gives the batch axis the symbolic size "batch".
   std::vector<std::string> printAfter;  ///< --print-after=PASS.
   bool printAfterAll = false;           ///< --print-after-all.
   std::vector<std::string> disabled;    ///< --disable-pass=PASS.

@@ -224,6 +224,10 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
     err << fmt::format("gradc: error: --emit={} needs -o FILE\n", opts.emit);
     return 1;
   }
+  if (opts.onnxDynamicBatch && opts.emit != "onnx") {
+    err << "gradc: error: --onnx-dynamic-batch is for --emit=onnx\n";
+    return 1;
+  }
   if (!deploy && !opts.weights.empty()) {
     err << "gradc: error: --weights is for --emit=onnx and --emit=lib\n";
     return 1;
@@ -270,7 +274,9 @@ int runPipeline(const PipelineOptions &opts, std::ostream &err) {
         return emitLibrary(*m, sm, w, codegenOptions(opts), lowerOptions(opts), opts.output, err);
 #ifdef GRADC_HAVE_ONNX
       std::string bytes;
-      exportOnnx(*m, w, diag, bytes);
+      OnnxOptions onnxOpts;
+      onnxOpts.dynamicBatch = opts.onnxDynamicBatch;
+      exportOnnx(*m, w, onnxOpts, diag, bytes);
       return writeFileAtomically(opts.output, bytes, err) ? 0 : 1;
 #else
       err << "gradc: error: this gradc was built without libonnx-dev; --emit=onnx is unavailable\n";

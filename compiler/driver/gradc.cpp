@@ -31,6 +31,7 @@ int main(int argc, char **argv) {
         ("output,o", po::value(&opts.output), "output file")
         ("emit", po::value(&opts.emit), "stop at a stage: ast, graph, grad-graph, opt-graph, dot, memory-plan, cpp, llvm, obj; or deploy: onnx, lib (with --weights)")
         ("weights", po::value(&opts.weights), "--emit=onnx|lib: the trained checkpoint (safetensors) whose weights are embedded")
+        ("onnx-dynamic-batch", po::bool_switch(&opts.onnxDynamicBatch), "--emit=onnx: the batch axis is the symbolic dim 'batch' (any number of rows per run) instead of the model's B")
         ("backend", po::value(&opts.backend), "code generator for -o EXE: llvm (default) or cpp")
         ("print-after", po::value(&printAfter)->composing(), "print the IR after PASS (repeatable)")
         ("print-after-all", po::bool_switch(&opts.printAfterAll), "print the IR after every pass")

@@ -1,5 +1,6 @@
 """check_onnx.py MODEL.onnx: runs onnx.checker.check_model(full_check=True) on an exported model
-and prints its inputs, outputs (name, element type, shape), initializers and node op types."""
+and prints its inputs, outputs (name, element type, shape), initializers, node op types and
+the recurrent nodes (LSTM, GRU, Scan) with their attributes and inputs."""
 import collections
 import sys
 
@@ -25,3 +26,13 @@ for t in m.graph.initializer:
     print(f"initializer {t.name} {list(t.dims)}")
 ops = collections.Counter(n.op_type for n in m.graph.node)
 print("ops " + " ".join(f"{k}={v}" for k, v in sorted(ops.items())))
+# The recurrences: ONNX LSTM/GRU ops with their attributes, and Scans.
+for n in m.graph.node:
+    if n.op_type in ("LSTM", "GRU", "Scan"):
+        attrs = []
+        for a in sorted(n.attribute, key=lambda a: a.name):
+            if a.type == onnx.AttributeProto.GRAPH:
+                continue
+            v = onnx.helper.get_attribute_value(a)
+            attrs.append(f"{a.name}={v.decode() if isinstance(v, bytes) else v}")
+        print(f"node {n.op_type} {' '.join(attrs)} inputs {list(n.input)}")
