@@ -102,9 +102,11 @@ class FeaturesLast(torch.nn.Module):
         return self.m(x.transpose(1, 2)).transpose(1, 2)
 
 
-def case_conv(convs, length):
+def case_conv(convs, length, bn=False):
     """Conv1d layers (in, out, kernel, stride, padding, dilation) in a chain with relu between
-    them, then a Dense head, on features-last [B, length, in]; torch: nn.Conv1d on the transpose."""
+    them, then (bn) a BatchNorm, which --predict's inference graph folds into the last conv,
+    and a Dense head, on features-last [B, length, in]; torch: nn.Conv1d (and BatchNorm1d) on
+    the transpose."""
     torch_mods, decls, chain = {}, "", "h = x"
     n = length
     for i, (cin, cout, k, st, pad, dil) in enumerate(convs):
@@ -114,6 +116,10 @@ def case_conv(convs, length):
         chain += f"\nh = c{i}(h)" if i == 0 else f"\nh = c{i}(relu(h))"
         n = (n + 2 * pad - dil * (k - 1) - 1) // st + 1
     cout = convs[-1][1]
+    if bn:
+        torch_mods["bn"] = torch.nn.BatchNorm1d(cout)
+        decls += f"layer bn = BatchNorm({cout})\n"
+        chain += "\nh = relu(bn(h))"
     torch_mods["d"] = torch.nn.Linear(cout, 2)
     mods = torch.nn.ModuleDict(torch_mods)
     xs, ys = (B, length, convs[0][0]), (B, n, 2)
@@ -125,6 +131,8 @@ def case_conv(convs, length):
         h = x
         for i in range(len(convs)):
             h = FeaturesLast(m[f"c{i}"])(h if i == 0 else torch.relu(h))
+        if bn:
+            h = torch.relu(FeaturesLast(m["bn"])(h))
         return m["d"](h)
     return mods, model, graph, out, "mse", xs, ys
 
@@ -159,6 +167,7 @@ CASES = {
     # input rows unread, a padding larger than the dilated kernel's reach, a 1-tap kernel).
     "conv1d": lambda: case_conv([(3, 5, 3, 1, 0, 1)], 9),
     "conv1d_spd": lambda: case_conv([(3, 6, 3, 2, 1, 2), (6, 4, 2, 3, 2, 1), (4, 3, 1, 1, 0, 1)], 16),
+    "conv1d_bn": lambda: case_conv([(2, 4, 3, 1, 1, 1)], 8, bn=True),
 }
 
 
