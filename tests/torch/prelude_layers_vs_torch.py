@@ -1,6 +1,7 @@
 """prelude_layers_vs_torch.py: the round-2 prelude layers (Softmax, LogSoftmax and their call forms softmax(),
 log_softmax(), GroupNorm, GRU,
-stacked and bidirectional GRU and LSTM, Conv1d with its stride, padding and dilation) against PyTorch (Debian's python3-torch).
+stacked and bidirectional GRU and LSTM, Conv1d with its stride, padding and dilation, and BNLSTM
+against the reference cell of bnlstm_reference.py) against PyTorch (Debian's python3-torch).
 
 For each case and each optimizer (SGD with momentum and weight decay, Adam with weight decay):
   1. one training step in gradc's double-precision interpreter (tests/tools/gradc_step.cpp)
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 sys.path.insert(0, HERE)
 import safetensors_io  # noqa: E402
 import layers_vs_torch  # noqa: E402
+import bnlstm_reference  # noqa: E402
 from layers_vs_torch import B, OPTIMIZERS, rel  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
@@ -137,6 +139,23 @@ def case_conv(convs, length, bn=False):
     return mods, model, graph, out, "mse", xs, ys
 
 
+def case_bnlstm(steps, max_steps):
+    """BNLSTM(2, 3, max_steps) -> Dense on every step; with max_steps < steps the last rows of
+    statistics serve (and in training are updated by) several steps."""
+    mods = torch.nn.ModuleDict({"rnn": bnlstm_reference.BNLSTM(2, 3, max_steps), "head": torch.nn.Linear(3, 1)})
+    # Away from their initial 0.1 and 0 so that the affine parameters' gradients matter.
+    with torch.no_grad():
+        for bn in (mods["rnn"].bn_ih, mods["rnn"].bn_hh, mods["rnn"].bn_c):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+        mods["rnn"].bias.uniform_(-0.5, 0.5)
+    model = (f"input x: f32[B, {steps}, 2]\ntarget y: f32[B, {steps}, 1]\nlayer rnn = BNLSTM(2, 3, {max_steps})\n"
+             "layer head = Dense(3, 1)\n")
+    graph = "yhat = head(rnn(x))\nloss = mse(yhat, y)\noutput yhat"
+    out = lambda m, x: m["head"](m["rnn"](x))
+    return mods, model, graph, out, "mse", (B, steps, 2), (B, steps, 1)
+
+
 def case_rnn(kind, layers, bidirectional):
     hid = 3
     D = 2 if bidirectional else 1
@@ -168,6 +187,8 @@ CASES = {
     "conv1d": lambda: case_conv([(3, 5, 3, 1, 0, 1)], 9),
     "conv1d_spd": lambda: case_conv([(3, 6, 3, 2, 1, 2), (6, 4, 2, 3, 2, 1), (4, 3, 1, 1, 0, 1)], 16),
     "conv1d_bn": lambda: case_conv([(2, 4, 3, 1, 1, 1)], 8, bn=True),
+    "bnlstm": lambda: case_bnlstm(5, 5),
+    "bnlstm_clamped": lambda: case_bnlstm(5, 3),
 }
 
 
