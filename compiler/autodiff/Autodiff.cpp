@@ -103,6 +103,14 @@ void GradCtx::accumulate(const Value *v, Value *g) {
 // per-step values the body's gradient needs (S yields them as extra stacked outputs: the
 // residuals) and the output cotangents dY; its carries are the carry cotangents and one
 // gradient accumulator per active capture. Its results are d(inits), d(caps) and d(seqs).
+/// How a scan saves one step of a residual of type `t`: as it is, or with leading unit axes
+/// up to `axis` axes when it has fewer (stacking inserts the steps' axis at `axis`).
+static TensorType savedType(TensorType t, int64_t axis) {
+  while (t.rank() < axis)
+    t.shape.insert(t.shape.begin(), 1);
+  return t;
+}
+
 void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
   Graph &body = *s.body;
   const ValueSet &active = c.active;
@@ -137,11 +145,16 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
     } else if (v->def && v->def->op == Op::Const) {
       r = inner.fill(v->def->getFloat("value"), v->type);
     } else {
-      r = m.newValue(v->type, bg, v->name);
+      // A residual of fewer axes than the scan axis (a scalar such as a step index) is saved
+      // with leading unit axes, so that its steps can stack along `axis`.
+      const TensorType saved = savedType(v->type, axis);
+      r = m.newValue(saved, bg, v->name);
       residuals.push_back(v);
       residualArg.push_back(r);
       seqArgs.push_back(r);
       seqOuter.push_back(nullptr); // filled in once S yields it
+      if (saved != v->type)
+        r = inner.reshape(r, v->type.shape);
     }
     return mapped[v] = r;
   };
@@ -205,13 +218,16 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
       if (body.yields[y] == residuals[r])
         stacked = s.results[y];
     if (!stacked) {
-      TensorType t = residuals[r]->type;
+      Value *step = const_cast<Value *>(residuals[r]);
+      TensorType t = savedType(step->type, axis);
+      if (t != step->type) // the leading unit axes, added in the forward body
+        step = NodeBuilder(m, &body, s.loc, "autodiff").reshape(step, t.shape);
       t.shape.insert(t.shape.begin() + axis, s.operands[0]->type.shape[axis]);
       stacked = m.newValue(t, s.parent, residuals[r]->name + ".saved");
       stacked->def = &s;
       stacked->index = static_cast<unsigned>(s.results.size());
       s.results.push_back(stacked);
-      body.yields.push_back(const_cast<Value *>(residuals[r]));
+      body.yields.push_back(step);
     }
     auto pos = std::find(seqArgs.begin(), seqArgs.end(), residualArg[r]) - seqArgs.begin();
     seqOuter[pos] = c.use(stacked);

@@ -125,6 +125,18 @@ void vjpMatMul(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<
   }
 }
 
+// y = row(x, i) = x[i]: dx = zeros with dy in row i (the index has no gradient)
+void vjpRow(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
+  dx[0] = c.op(Op::SetRow, {c.fill(0.0, n.operands[0]->type), c.x(n, 1), dy[0]});
+}
+
+// y = set_row(x, i, v): dx = dy with row i zeroed, dv = dy[i]
+void vjpSetRow(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
+  Value *i = c.x(n, 1);
+  dx[0] = c.op(Op::SetRow, {dy[0], i, c.fill(0.0, n.operands[2]->type)});
+  dx[2] = c.op(Op::Row, {dy[0], i});
+}
+
 // y = transpose(x, perm): dx = transpose(dy, inverse(perm))
 void vjpTranspose(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
   const auto &perm = n.getInts("perm");
@@ -253,6 +265,8 @@ const GradRuleTable &gradRules() {
     set(Op::Abs, vjpAbs);
     set(Op::Cast, vjpCast);
     set(Op::MatMul, vjpMatMul);
+    set(Op::Row, vjpRow);
+    set(Op::SetRow, vjpSetRow);
     set(Op::Transpose, vjpTranspose);
     set(Op::Reshape, vjpReshape);
     set(Op::BroadcastTo, vjpBroadcastTo);

@@ -170,6 +170,15 @@ private:
     case Stmt::OneHot:
       forEach(ind, s.count, fmt::format("{}[{{k}} * {} + int64_t({}[{{k}}])] = T(1);", ptr(s.dst), s.classes, ptr(s.src)));
       return;
+    case Stmt::RowLoad:
+    case Stmt::RowStore: {
+      const std::string r = fmt::format("std::clamp<int64_t>(int64_t({}), 0, {}) * {}", operand(s.value), s.extent - 1, s.count);
+      if (s.kind == Stmt::RowLoad)
+        line(ind, fmt::format("std::copy_n({} + {}, {}, {});", ptr(s.src), r, s.count, ptr(s.dst)));
+      else
+        line(ind, fmt::format("std::copy_n({}, {}, {} + {});", ptr(s.src), s.count, ptr(s.dst), r));
+      return;
+    }
     case Stmt::LossKernel: lossKernel(s, ind); return;
     case Stmt::AllReduce: line(ind, fmt::format("allreduceSum({}, {});", ptr(s.dst), s.count)); return;
     }

@@ -411,6 +411,19 @@ private:
       });
       return;
     }
+    case Stmt::RowLoad:
+    case Stmt::RowStore: {
+      // The row index, clamped into [0, rows), times the row's length.
+      llvm::Value *i = b_.CreateFPToSI(operand(s.value), i64_, "row");
+      i = b_.CreateSelect(b_.CreateICmpSLT(i, ci(0)), ci(0), i);
+      i = b_.CreateSelect(b_.CreateICmpSGT(i, ci(s.extent - 1)), ci(s.extent - 1), i);
+      llvm::Value *off = b_.CreateMul(i, ci(s.count));
+      if (s.kind == Stmt::RowLoad)
+        copy(address(s.dst), gep(address(s.src), off, "row.src"), s.count);
+      else
+        copy(gep(address(s.dst), off, "row.dst"), address(s.src), s.count);
+      return;
+    }
     case Stmt::LossKernel: lossKernel(s); return;
     case Stmt::AllReduce: {
       // Declared at first use: a module compiled for one process has no all-reduce.

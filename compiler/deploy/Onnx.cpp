@@ -654,6 +654,8 @@ void Exporter::emitNode(const Node &n, onnx::GraphProto *g) {
   }
   case Op::Scan: emitScan(n, g); return;
   case Op::Hyper: unsupported(n, " (a run-time training hyperparameter)"); return;
+  case Op::Row:
+  case Op::SetRow: unsupported(n, " (a row chosen at run time, e.g. BNLSTM's per-step statistics, is not exported yet)"); return;
   default: unsupported(n, " (a loss or training-only op; export the inference outputs and compute it outside)"); return;
   }
 }

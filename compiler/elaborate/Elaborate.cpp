@@ -379,6 +379,8 @@ bool Elaborator::stmts(const std::vector<StmtPtr> &ss, Scope &scope, Val *ret) {
         diag_.error(s.name.loc, "'update' needs a buffer of this layer; '{}' is {}", n, ref ? describe(*ref) : "not defined");
       Value *v = tensor(eval(*s.value, scope), s.value->loc, "an updated buffer");
       Value *cur = bufferValue(*ctx_, ref->s);
+      if (s.row) // update name[row] = v: the buffer with that row replaced
+        v = setRow(cur, rowIndex(eval(*s.row, scope), s.row->loc), s.row->loc, v, s.value->loc, fmt::format("buffer '{}'", ref->s));
       if (v->type != cur->type)
         diag_.error(s.value->loc, "buffer '{}' is {}, but the new value is {}", ref->s, cur->type.str(), v->type.str());
       if (v->name.empty())
@@ -507,6 +509,19 @@ Val Elaborator::evalScan(const Expr &e, Scope &scope) {
       diag_.error(e.carries[i].loc, "'{}' is bound twice in this scan", e.carries[i].var);
     bs.names[e.carries[i].var] = Val::ofTensor(a);
   }
+  // `index t`: the step's index, an i64[] carry from 0 up (from length - 1 down in reverse).
+  Value *indexArg = nullptr;
+  if (!e.indexVar.empty()) {
+    if (bs.names.count(e.indexVar))
+      diag_.error(e.indexLoc, "'{}' is bound twice in this scan", e.indexVar);
+    const int64_t len = seqs[0]->type.shape[axis];
+    const TensorType it{DType::I64, {}};
+    indexArg = m_->newValue(it, body.get(), prefix + e.indexVar);
+    bc.carryArgs.push_back(indexArg);
+    bc.carryInit.push_back(constant(e.reverse ? static_cast<double>(len - 1) : 0.0, it, e.indexLoc));
+    bc.carryBuffer.push_back("");
+    bs.names[e.indexVar] = Val::ofTensor(indexArg);
+  }
   ScanFrame frame;
   GraphCtx *saved = ctx_;
   ctx_ = &bc;
@@ -519,7 +534,9 @@ Val Elaborator::evalScan(const Expr &e, Scope &scope) {
   std::vector<Value *> carryYield;
   for (size_t i = 0; i < bc.carryArgs.size(); ++i) {
     Value *next;
-    if (bc.carryBuffer[i].empty()) {
+    if (bc.carryArgs[i] == indexArg) {
+      next = make1(Op::Add, {indexArg, constant(e.reverse ? -1.0 : 1.0, indexArg->type, e.indexLoc)}, {}, e.indexLoc);
+    } else if (bc.carryBuffer[i].empty()) {
       const ScanCarry &c = e.carries[i];
       next = tensor(bs.names.at(c.var), c.loc, "a carried value");
       if (next->type != bc.carryArgs[i]->type)
@@ -569,6 +586,8 @@ Val Elaborator::evalScan(const Expr &e, Scope &scope) {
   for (size_t i = 0; i < carryArgs.size(); ++i) {
     Value *r = n->results[i];
     r->name = carryArgs[i]->name;
+    if (carryArgs[i] == indexArg)
+      continue; // the index is the body's alone
     if (carryBuffer[i].empty())
       assign(carryArgs[i]->name.substr(prefix.size()), Val::ofTensor(r), scope, e.loc);
     else

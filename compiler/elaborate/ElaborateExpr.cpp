@@ -322,6 +322,13 @@ Val Elaborator::evalIndex(const Expr &e, Scope &scope) {
   const TensorType &t = x->type;
   if (static_cast<int>(e.indices.size()) > t.rank())
     diag_.error(e.loc, "too many indices for {}: {}", t.str(), e.indices.size());
+  // The first index, evaluated once: a tensor there is a row chosen at run time.
+  Val first;
+  if (!e.indices.empty() && !e.indices[0].isSlice) {
+    first = eval(*e.indices[0].index, scope);
+    if (first.kind == Val::Tensor)
+      return dynamicRow(e, x, rowIndex(first, e.indices[0].loc));
+  }
   std::vector<int64_t> begin(t.rank(), 0), end = t.shape, keep;
   bool sliced = false;
   for (int a = 0; a < t.rank(); ++a) {
@@ -332,7 +339,7 @@ Val Elaborator::evalIndex(const Expr &e, Scope &scope) {
     }
     const IndexItem &it = e.indices[a];
     if (!it.isSlice) {
-      int64_t i = constInt(eval(*it.index, scope), it.loc, "an index");
+      int64_t i = constInt(a == 0 ? first : eval(*it.index, scope), it.loc, "an index");
       if (i < -n || i >= n)
         diag_.error(it.loc, "index {} is out of bounds for axis {} of size {}", i, a, n);
       begin[a] = i < 0 ? i + n : i;
@@ -361,6 +368,35 @@ Val Elaborator::evalIndex(const Expr &e, Scope &scope) {
   if (keep.size() != static_cast<size_t>(t.rank()))
     r = make1(Op::Reshape, {r}, {{"shape", keep}}, e.loc);
   return Val::ofTensor(r);
+}
+
+Value *Elaborator::rowIndex(const Val &v, SrcLoc loc) {
+  if (v.kind == Val::Int)
+    return constant(static_cast<double>(v.i), TensorType{DType::I64, {}}, loc);
+  if (v.kind != Val::Tensor)
+    diag_.error(loc, "a row index must be an integer or an integer scalar tensor, got {}", describe(v));
+  Value *i = tensor(v, loc, "a row index");
+  if (i->type.dtype == DType::F32 || i->type.rank() != 0)
+    diag_.error(loc, "a row index must be an integer scalar (i32[] or i64[]), got {}", i->type.str());
+  return i;
+}
+
+Val Elaborator::dynamicRow(const Expr &e, Value *x, Value *i) {
+  for (size_t a = 1; a < e.indices.size(); ++a) {
+    const IndexItem &it = e.indices[a];
+    if (!it.isSlice || it.lo || it.hi)
+      diag_.error(it.loc, "with a run-time row index, the other axes must be whole (':')");
+  }
+  return Val::ofTensor(make1(Op::Row, {x, i}, {}, e.loc));
+}
+
+Value *Elaborator::setRow(Value *cur, Value *i, SrcLoc iloc, Value *v, SrcLoc vloc, const std::string &what) {
+  if (cur->type.rank() < 1)
+    diag_.error(iloc, "{} is {}, which has no rows", what, cur->type.str());
+  const TensorType rt{cur->type.dtype, std::vector<int64_t>(cur->type.shape.begin() + 1, cur->type.shape.end())};
+  if (v->type != rt)
+    diag_.error(vloc, "a row of {} ({}) is {}, but the new row is {}", what, cur->type.str(), rt.str(), v->type.str());
+  return make1(Op::SetRow, {cur, i, v}, {}, vloc);
 }
 
 Val Elaborator::evalCall(const Expr &e, Scope &scope) {
@@ -481,6 +517,19 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     if (axes.empty())
       return Val::ofTensor(x);
     return Val::ofTensor(make1(op, {x}, {{"axes", axes}, {"keepdims", keep}}, loc));
+  }
+  // row(x, i) (also written x[i]) and set_row(x, i, v): a row of x chosen at run time.
+  if (name == "row" || name == "set_row") {
+    const bool set = name == "set_row";
+    expectArgs(set ? 3 : 2, set ? 3 : 2, {});
+    Value *x = tensor(a.pos[0], a.posLoc[0], "the tensor");
+    Value *i = rowIndex(a.pos[1], a.posLoc[1]);
+    if (!set) {
+      if (x->type.rank() < 1)
+        diag_.error(a.posLoc[0], "row(): {} has no rows", x->type.str());
+      return Val::ofTensor(make1(Op::Row, {x, i}, {}, loc));
+    }
+    return Val::ofTensor(setRow(x, i, a.posLoc[1], tensor(a.pos[2], a.posLoc[2], "the new row"), a.posLoc[2], "set_row()'s tensor"));
   }
   if (name == "transpose") {
     expectArgs(1, 2, {});

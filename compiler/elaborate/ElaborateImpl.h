@@ -98,6 +98,14 @@ public:
   Val evalBinary(const Expr &e, Scope &scope);
   Val evalCall(const Expr &e, Scope &scope);
   Val evalIndex(const Expr &e, Scope &scope);
+  /// A row index: an integer constant (as an i64[] constant) or an integer scalar tensor.
+  Value *rowIndex(const Val &v, SrcLoc loc);
+  /// `x[i]` with a run-time index i (an integer scalar tensor) on axis 0: x's row i (clamped),
+  /// the other index items being whole-axis slices.
+  Val dynamicRow(const Expr &e, Value *x, Value *i);
+  /// `cur` with row i replaced by v (`update buf[i] = v`, `set_row(x, i, v)`); `what` names
+  /// cur in messages.
+  Value *setRow(Value *cur, Value *i, SrcLoc iloc, Value *v, SrcLoc vloc, const std::string &what);
   Val evalBuiltin(const std::string &name, const Expr &call, Scope &scope);
   /// A binary operation on two values (constants fold; tensors get a node).
   Val binary(const std::string &op, const Val &a, const Val &b, SrcLoc loc);

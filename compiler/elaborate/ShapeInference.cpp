@@ -132,6 +132,19 @@ std::string inferTypes(Op op, const std::vector<TensorType> &in,
     out.push_back(t);
     return {};
   }
+  case Op::Row:
+  case Op::SetRow: {
+    const char *nm = op == Op::Row ? "row" : "set_row";
+    if (in[0].rank() < 1)
+      return fmt::format("{}: expects a tensor with rows, got {}", nm, in[0].str());
+    if (in[1].dtype == DType::F32 || in[1].rank() != 0)
+      return fmt::format("{}: the row index must be an integer scalar, got {}", nm, in[1].str());
+    TensorType row{in[0].dtype, std::vector<int64_t>(in[0].shape.begin() + 1, in[0].shape.end())};
+    if (op == Op::SetRow && in[2] != row)
+      return fmt::format("set_row: a row of {} is {}, but the new row is {}", in[0].str(), row.str(), in[2].str());
+    out.push_back(op == Op::Row ? row : in[0]);
+    return {};
+  }
   case Op::MatMul: {
     const TensorType &a = in[0], &b = in[1];
     if (a.dtype != DType::F32 || b.dtype != DType::F32)

@@ -90,6 +90,8 @@ struct Expr {
   bool reverse = false;
   std::vector<ScanSeq> seqs;
   ExprPtr axis; ///< null: axis 0.
+  std::string indexVar; ///< `index NAME`: the step's index (empty: none).
+  SrcLoc indexLoc;
   std::vector<ScanCarry> carries;
   std::vector<StmtPtr> body;
 
@@ -112,6 +114,7 @@ struct Stmt {
   std::vector<std::string> targets; ///< Assign.
   std::vector<SrcLoc> targetLocs;
   Name name;          ///< Update.
+  ExprPtr row;        ///< Update of one row: `update name[row] = value` (null: the whole buffer).
   std::string var;    ///< For.
   SrcLoc varLoc;
   ExprPtr value;      ///< Assign/Update/Output value; If condition; For lower bound.

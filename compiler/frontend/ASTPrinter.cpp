@@ -60,6 +60,8 @@ public:
         line(d + 1, "Along", e.axis->loc);
         expr(*e.axis, d + 2);
       }
+      if (!e.indexVar.empty())
+        line(d + 1, "Index " + e.indexVar, e.indexLoc);
       for (const ScanCarry &c : e.carries) {
         line(d + 1, "Carry " + c.var, c.loc);
         expr(*c.init, d + 2);
@@ -109,6 +111,10 @@ public:
     case StmtKind::Update:
       line(d, "Update " + nameText(s.name), s.loc);
       nameHoles(s.name, d + 1);
+      if (s.row) {
+        line(d + 1, "Row", s.row->loc);
+        expr(*s.row, d + 2);
+      }
       expr(*s.value, d + 1);
       break;
     case StmtKind::Return:

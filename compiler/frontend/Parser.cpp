@@ -339,7 +339,7 @@ private:
     return out;
   }
 
-  // stmt := targets '=' expr | 'let' IDENT '=' expr | 'update' name '=' expr
+  // stmt := targets '=' expr | 'let' IDENT '=' expr | 'update' name ('[' expr ']')? '=' expr
   //       | 'return' expr (',' expr)* | 'output' expr | 'yield' expr (',' expr)*
   //       | 'if' expr block ('else' (block | if))? | 'for' IDENT 'in' expr '..' expr block
   StmtPtr stmt() {
@@ -359,6 +359,10 @@ private:
       take();
       auto s = std::make_unique<Stmt>(StmtKind::Update, loc);
       s->name = name("after 'update' (a buffer)");
+      if (accept(Tok::LBracket)) { // update name[row] = value
+        s->row = expr();
+        expect(Tok::RBracket, "to close the updated row's index");
+      }
       expect(Tok::Assign, "after the buffer's name");
       s->value = expr();
       return s;
@@ -655,7 +659,8 @@ private:
   }
 
   // scan := 'scan' 'reverse'? IDENT 'in' expr (',' IDENT 'in' expr)* ('along' expr)?
-  //         ('carry' '(' IDENT '=' expr (',' IDENT '=' expr)* ')')? block
+  //         ('index' IDENT)? ('carry' '(' IDENT '=' expr (',' IDENT '=' expr)* ')')? block
+  // ('index' is a keyword only there.)
   ExprPtr scan() {
     SrcLoc loc = take().loc;
     auto e = std::make_unique<Expr>(ExprKind::Scan, loc);
@@ -671,6 +676,12 @@ private:
     } while (accept(Tok::Comma));
     if (accept(Tok::KwAlong))
       e->axis = additive();
+    if (at(Tok::Ident) && peek().text == "index") {
+      take();
+      const Token &id = expect(Tok::Ident, "after 'index' (the name of the step's index)");
+      e->indexVar = id.text;
+      e->indexLoc = id.loc;
+    }
     if (accept(Tok::KwCarry)) {
       expect(Tok::LParen, "after 'carry'");
       do {

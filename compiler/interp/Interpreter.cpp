@@ -210,6 +210,23 @@ private:
       set(std::move(t));
       return;
     }
+    case Op::Row:
+    case Op::SetRow: {
+      // The row clamp(i) of x [R, ...]: read (row), or replaced by v (set_row).
+      const DTensor &x = in(0);
+      const int64_t rows = x.shape[0], len = x.numel() / rows;
+      const int64_t r = std::clamp<int64_t>(static_cast<int64_t>(in(1).data[0]), 0, rows - 1);
+      if (n.op == Op::Row) {
+        DTensor t(rt.shape);
+        std::copy_n(x.data.begin() + r * len, len, t.data.begin());
+        set(std::move(t));
+      } else {
+        DTensor t = x;
+        std::copy_n(in(2).data.begin(), len, t.data.begin() + r * len);
+        set(std::move(t));
+      }
+      return;
+    }
     case Op::MatMul: set(matmul(in(0), in(1), rt.shape)); return;
     case Op::Transpose: {
       const auto &perm = n.getInts("perm");

@@ -80,6 +80,8 @@ struct Stmt {
     Update,     ///< state `index` = src (applied after the step).
     Grad,       ///< gradient of parameter `index` (param order) = src[0..count).
     OneHot,     ///< dst[k·classes + label k] = 1, labels src[0..count).
+    RowLoad,    ///< dst[0..count) = src[r·count ..), r = value (an integer) clamped into [0, extent).
+    RowStore,   ///< dst[r·count ..) = src[0..count), r = value clamped into [0, extent).
     LossKernel, ///< dst[0] = op(src, src2) over count elements (mse, bce_with_logits), or
                 ///< cross_entropy of src [count, classes] against labels src2.
     AllReduce,  ///< dst[0..count) = its sum over the MPI ranks, in place (runtime/Mpi.h).

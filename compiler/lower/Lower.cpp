@@ -566,6 +566,23 @@ private:
       out.push_back(std::move(s));
       return;
     }
+    case Op::Row:
+    case Op::SetRow: {
+      // row: the row read at run time; set_row: x copied, then the row written. The index
+      // is clamped into [0, rows).
+      const Value *x = n.operands[0];
+      const int64_t rows = x->type.shape[0];
+      if (n.op == Op::SetRow)
+        out.push_back(copy(dst, in(0), x->type.numel()));
+      Stmt s = stmt(n.op == Op::Row ? Stmt::RowLoad : Stmt::RowStore);
+      s.dst = dst;
+      s.src = in(n.op == Op::Row ? 0 : 2);
+      s.value = readAt(1, Affine{});
+      s.count = x->type.numel() / rows;
+      s.extent = rows;
+      out.push_back(std::move(s));
+      return;
+    }
     case Op::Mse:
     case Op::BceWithLogits:
     case Op::CrossEntropy: {

@@ -1,6 +1,7 @@
 """prelude_layers_vs_torch.py: the round-2 prelude layers (Softmax, LogSoftmax and their call forms softmax(),
 log_softmax(), GroupNorm, GRU,
-stacked and bidirectional GRU and LSTM) against PyTorch (Debian's python3-torch).
+stacked and bidirectional GRU and LSTM, Conv1d with its stride, padding and dilation, and BNLSTM
+against the reference cell of bnlstm_reference.py) against PyTorch (Debian's python3-torch).
 
 For each case and each optimizer (SGD with momentum and weight decay, Adam with weight decay):
   1. one training step in gradc's double-precision interpreter (tests/tools/gradc_step.cpp)
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 sys.path.insert(0, HERE)
 import safetensors_io  # noqa: E402
 import layers_vs_torch  # noqa: E402
+import bnlstm_reference  # noqa: E402
 from layers_vs_torch import B, OPTIMIZERS, rel  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
@@ -91,6 +93,69 @@ def case_groupnorm(seq):
     return mods, model, graph, out, "mse", xs, ys
 
 
+class FeaturesLast(torch.nn.Module):
+    """A channels-first torch module applied to features-last [B, L, C] input, as gradc's Conv1d."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x.transpose(1, 2)).transpose(1, 2)
+
+
+def case_conv(convs, length, bn=False):
+    """Conv1d layers (in, out, kernel, stride, padding, dilation) in a chain with relu between
+    them, then (bn) a BatchNorm, which --predict's inference graph folds into the last conv,
+    and a Dense head, on features-last [B, length, in]; torch: nn.Conv1d (and BatchNorm1d) on
+    the transpose."""
+    torch_mods, decls, chain = {}, "", "h = x"
+    n = length
+    for i, (cin, cout, k, st, pad, dil) in enumerate(convs):
+        torch_mods[f"c{i}"] = torch.nn.Conv1d(cin, cout, k, stride=st, padding=pad, dilation=dil)
+        decls += (f"layer c{i} = Conv1d({cin}, {cout}, {k}, stride = {st}, padding = {pad}, "
+                  f"dilation = {dil})\n")
+        chain += f"\nh = c{i}(h)" if i == 0 else f"\nh = c{i}(relu(h))"
+        n = (n + 2 * pad - dil * (k - 1) - 1) // st + 1
+    cout = convs[-1][1]
+    if bn:
+        torch_mods["bn"] = torch.nn.BatchNorm1d(cout)
+        decls += f"layer bn = BatchNorm({cout})\n"
+        chain += "\nh = relu(bn(h))"
+    torch_mods["d"] = torch.nn.Linear(cout, 2)
+    mods = torch.nn.ModuleDict(torch_mods)
+    xs, ys = (B, length, convs[0][0]), (B, n, 2)
+    model = (f"input x: f32[B, {length}, {convs[0][0]}]\ntarget y: f32[B, {n}, 2]\n" + decls
+             + f"layer d = Dense({cout}, 2)\n")
+    graph = chain + "\nyhat = d(h)\nloss = mse(yhat, y)\noutput yhat"
+
+    def out(m, x):
+        h = x
+        for i in range(len(convs)):
+            h = FeaturesLast(m[f"c{i}"])(h if i == 0 else torch.relu(h))
+        if bn:
+            h = torch.relu(FeaturesLast(m["bn"])(h))
+        return m["d"](h)
+    return mods, model, graph, out, "mse", xs, ys
+
+
+def case_bnlstm(steps, max_steps):
+    """BNLSTM(2, 3, max_steps) -> Dense on every step; with max_steps < steps the last rows of
+    statistics serve (and in training are updated by) several steps."""
+    mods = torch.nn.ModuleDict({"rnn": bnlstm_reference.BNLSTM(2, 3, max_steps), "head": torch.nn.Linear(3, 1)})
+    # Away from their initial 0.1 and 0 so that the affine parameters' gradients matter.
+    with torch.no_grad():
+        for bn in (mods["rnn"].bn_ih, mods["rnn"].bn_hh, mods["rnn"].bn_c):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+        mods["rnn"].bias.uniform_(-0.5, 0.5)
+    model = (f"input x: f32[B, {steps}, 2]\ntarget y: f32[B, {steps}, 1]\nlayer rnn = BNLSTM(2, 3, {max_steps})\n"
+             "layer head = Dense(3, 1)\n")
+    graph = "yhat = head(rnn(x))\nloss = mse(yhat, y)\noutput yhat"
+    out = lambda m, x: m["head"](m["rnn"](x))
+    return mods, model, graph, out, "mse", (B, steps, 2), (B, steps, 1)
+
+
 def case_rnn(kind, layers, bidirectional):
     hid = 3
     D = 2 if bidirectional else 1
@@ -117,6 +182,13 @@ CASES = {
     "gru2": lambda: case_rnn("GRU", 2, False),
     "gru_bi2": lambda: case_rnn("GRU", 2, True),
     "lstm_bi2": lambda: case_rnn("LSTM", 2, True),
+    # Conv1d: PyTorch's defaults; then stride, padding and dilation (a stride that leaves
+    # input rows unread, a padding larger than the dilated kernel's reach, a 1-tap kernel).
+    "conv1d": lambda: case_conv([(3, 5, 3, 1, 0, 1)], 9),
+    "conv1d_spd": lambda: case_conv([(3, 6, 3, 2, 1, 2), (6, 4, 2, 3, 2, 1), (4, 3, 1, 1, 0, 1)], 16),
+    "conv1d_bn": lambda: case_conv([(2, 4, 3, 1, 1, 1)], 8, bn=True),
+    "bnlstm": lambda: case_bnlstm(5, 5),
+    "bnlstm_clamped": lambda: case_bnlstm(5, 3),
 }
 
 
