@@ -57,11 +57,28 @@ def _bilstm_net(torch):
     return Net()
 
 
+def _tcn_net(torch):
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 16, 5, padding=2)
+            self.bn = torch.nn.BatchNorm1d(16)
+            self.lstm = torch.nn.LSTM(16, 32, batch_first=True)
+            self.head = torch.nn.Linear(32, 1)
+
+        def forward(self, x):  # x [B, T, 1], features last as in gradc
+            f = torch.relu(self.bn(self.conv(x.transpose(1, 2)))).transpose(1, 2)
+            return self.head(self.lstm(f)[0][:, -1])
+    return Net()
+
+
 # name -> batch, x's shape and dtype per sample, y's, the loss, the PyTorch network and optimizer,
 # clipping (clip_grad_value_) as the model's train block has it.
 MODELS = {
     "seed_gate_bn": dict(B=32, x=((30, 1), "f32"), y=((1,), "f32"), loss="mse", net=_gate_bn_net,
                          opt=lambda torch, p: torch.optim.SGD(p, lr=0.001), clip=1.0),
+    "tcn_series": dict(B=32, x=((30, 1), "f32"), y=((1,), "f32"), loss="mse", net=_tcn_net,
+                       opt=lambda torch, p: torch.optim.Adam(p, lr=0.001), clip=None),
     "bilstm_fashion": dict(B=64, x=((28, 28), "f32"), y=((), "i32"), loss="cross_entropy", net=_bilstm_net,
                            opt=lambda torch, p: torch.optim.Adam(p, lr=0.001), clip=None),
 }
