@@ -192,8 +192,8 @@ public:
     T *const lstm_weight_hh_l0 = sf_[5].data();  // f32[128,32], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[7].data();  // f32[128], prelude.model:41
     T *const slice162 = A + 992;  // f32[32,1,32], tcn_series.model:22
-    T *const head_weight = sf_[8].data();  // f32[1,32], prelude.model:7
-    T *const head_bias = sf_[9].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[8].data();  // f32[1,32], prelude.model:6
+    T *const head_bias = sf_[9].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], tcn_series.model:11
     T *const y = A + 960;  // f32[32,1], tcn_series.model:12
     T *const const95 = A + 992;  // f32[32,2,1], prelude.model:260
@@ -474,8 +474,8 @@ private:
     T *const lstm_bias_hh_l0 = sf_[7].data();  // f32[128], prelude.model:41
     T *const lstm_h_saved = A + 425552;  // f32[32,30,32], prelude.model:58
     T *const slice85 = A + 4112;  // f32[32,1,32], tcn_series.model:22
-    T *const head_weight = sf_[8].data();  // f32[1,32], prelude.model:7
-    T *const head_bias = sf_[9].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[8].data();  // f32[1,32], prelude.model:6
+    T *const head_bias = sf_[9].data();  // f32[1], prelude.model:7
     T *const matmul267 = A + 26192;  // f32[32,32], prelude.model:10
     T *const scan348 = A + 118352;  // f32[32,30,128], prelude.model:58
     T *const f = A + 56912;  // f32[32,30,16], tcn_series.model:20
@@ -1237,9 +1237,9 @@ private:
       const T v576 = optimizer_head_weight_exp_avg[i1] * T(0.9);
       mul576[i1] = v576;
     }
-    // grad  (prelude.model:7:3)
+    // grad  (prelude.model:6:3)
     if (grads) (*grads)[8].assign(d_head_weight, d_head_weight + 32);
-    // grad  (prelude.model:8:3)
+    // grad  (prelude.model:7:3)
     if (grads) (*grads)[9].assign(d_head_bias, d_head_bias + 1);
     // hyper %lr  (tcn_series.model:27:1)
     lr_2[0] = T(lr_);
@@ -1660,8 +1660,8 @@ private:
     T *const lstm_weight_hh_l0 = sf_[5].data();  // f32[128,32], prelude.model:39
     T *const lstm_bias_hh_l0 = sf_[7].data();  // f32[128], prelude.model:41
     T *const slice239 = A + 0;  // f32[32,1,32], tcn_series.model:22
-    T *const head_weight = sf_[8].data();  // f32[1,32], prelude.model:7
-    T *const head_bias = sf_[9].data();  // f32[1], prelude.model:8
+    T *const head_weight = sf_[8].data();  // f32[1,32], prelude.model:6
+    T *const head_bias = sf_[9].data();  // f32[1], prelude.model:7
     T *const x = A + 0;  // f32[32,30,1], tcn_series.model:11
     T *const const172 = A + 960;  // f32[32,2,1], prelude.model:260
     T *const conv_xp = A + 1024;  // f32[32,34,1], prelude.model:260
