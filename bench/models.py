@@ -72,6 +72,20 @@ def _tcn_net(torch):
     return Net()
 
 
+def _bnlstm_net(torch):
+    from bnlstm_reference import BNLSTM  # the reference the layer test compares with
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = BNLSTM(28, 128, 28)
+            self.head = torch.nn.Linear(128, 10)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[:, -1])
+    return Net()
+
+
 # name -> batch, x's shape and dtype per sample, y's, the loss, the PyTorch network and optimizer,
 # clipping (clip_grad_value_) as the model's train block has it.
 MODELS = {
@@ -79,6 +93,8 @@ MODELS = {
                          opt=lambda torch, p: torch.optim.SGD(p, lr=0.001), clip=1.0),
     "tcn_series": dict(B=32, x=((30, 1), "f32"), y=((1,), "f32"), loss="mse", net=_tcn_net,
                        opt=lambda torch, p: torch.optim.Adam(p, lr=0.001), clip=None),
+    "bnlstm_fashion": dict(B=64, x=((28, 28), "f32"), y=((), "i32"), loss="cross_entropy", net=_bnlstm_net,
+                           opt=lambda torch, p: torch.optim.Adam(p, lr=0.002), clip=None),
     "bilstm_fashion": dict(B=64, x=((28, 28), "f32"), y=((), "i32"), loss="cross_entropy", net=_bilstm_net,
                            opt=lambda torch, p: torch.optim.Adam(p, lr=0.001), clip=None),
 }
