@@ -17,7 +17,10 @@ size's LSTM shape, with 1 and 2 OpenMP threads (OMP_NUM_THREADS) each in its own
 summary's 'gradc/dnnl' is gradc's whole step over that LSTM alone, each side's best thread
 count (lower is better for gradc; 1.00x would mean gradc's whole step costs oneDNN's LSTM).
 
-usage: /usr/bin/python3 bench/run.py [--build DIR] [--steps N] [--sizes small,medium,...]
+Then the example models of models/ that the sizes do not cover (bilstm_fashion, tcn_series,
+bnlstm_fashion, seed_gate_bn) through bench/models.py, each against its PyTorch equivalent.
+
+usage: /usr/bin/python3 bench/run.py [--build DIR] [--steps N] [--sizes small,medium,...] [--models a,b,...]
 """
 import argparse
 import json
@@ -154,6 +157,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--sizes", default="small,medium,large,fashion")
+    ap.add_argument("--models", default="bilstm_fashion,tcn_series,bnlstm_fashion,seed_gate_bn",
+                    help="example models of models/ also timed against PyTorch by bench/models.py ('' for none)")
     a = ap.parse_args()
     gradc = os.path.join(a.build, "bin", "gradc")
     gemm_bench = os.path.join(a.build, "bin", "gemm_bench")
@@ -229,6 +234,10 @@ def main():
         dnnl = f" {d['threads']:>4d} {g['ms_per_step'] / d['ms_per_step']:9.2f}x" if d else ""
         print(f"{name:8s} {g['threads']:>3d}/{t['threads']:<3d} {sp:8.2f}x {sp1:10.2f}x {mem:9.2f}x {st:8.1f}x "
               f"{st1:8.1f}x {dflt:5.2f}/{dthreads}{dnnl}{extra}")
+    if a.models:
+        print(f"\nexample models (bench/models.py, {a.steps // 5} steps each):", flush=True)
+        subprocess.run([sys.executable, os.path.join(HERE, "models.py"), "--build", a.build, "--models", a.models,
+                        "--steps", str(max(a.steps // 5, 10))], check=True)
 
 
 if __name__ == "__main__":
