@@ -235,9 +235,10 @@ def main():
         print(f"{name:8s} {g['threads']:>3d}/{t['threads']:<3d} {sp:8.2f}x {sp1:10.2f}x {mem:9.2f}x {st:8.1f}x "
               f"{st1:8.1f}x {dflt:5.2f}/{dthreads}{dnnl}{extra}")
     if a.models:
-        print(f"\nexample models (bench/models.py, {a.steps // 5} steps each):", flush=True)
+        n = max(a.steps // 5, 10)
+        print(f"\nexample models (bench/models.py, {n} timed steps each):", flush=True)
         subprocess.run([sys.executable, os.path.join(HERE, "models.py"), "--build", a.build, "--models", a.models,
-                        "--steps", str(max(a.steps // 5, 10))], check=True)
+                        "--steps", str(n)], check=True)
 
 
 if __name__ == "__main__":
