@@ -80,6 +80,10 @@ struct Stmt {
     Update,     ///< state `index` = src (applied after the step).
     Grad,       ///< gradient of parameter `index` (param order) = src[0..count).
     OneHot,     ///< dst[k·classes + label k] = 1, labels src[0..count).
+    Gather,     ///< dst[k·classes + j] = src[i·classes + j] for i = indices src2[k], k < count, j < classes;
+                ///< zeros when i is outside [0, rows).
+    ScatterAdd, ///< dst[rows·classes] = 0, then for k < count in order, i = indices src2[k]: unless i is
+                ///< `padding` or outside [0, rows), dst[i·classes + j] += src[k·classes + j].
     LossKernel, ///< dst[0] = op(src, src2) over count elements (mse, bce_with_logits), or
                 ///< cross_entropy of src [count, classes] against labels src2.
     AllReduce,  ///< dst[0..count) = its sum over the MPI ranks, in place (runtime/Mpi.h).
@@ -96,6 +100,7 @@ struct Stmt {
   Ref dst, src, src2;
   Operand value;
   int64_t count = 0, index = 0, classes = 0;
+  int64_t rows = 0, padding = -1; ///< Gather and ScatterAdd: the table's rows, the padding row.
   GemmCall gemm;
 };
 
