@@ -62,6 +62,7 @@ void initState(const ModelSpec &spec, Backend &backend, uint64_t seed) {
       case StateSpec::Uniform: v = rng.uniform(s.a, s.b); break;
       case StateSpec::Normal: v = s.a + s.b * rng.normal(); break;
       }
+      if (s.zeroRow >= 0 && !s.shape.empty() && k / (n / s.shape[0]) == s.zeroRow) v = 0; // drawn, then zeroed
       storeValue(p, st, k, v);
     }
   }

@@ -31,7 +31,8 @@ std::string shapeJson(const std::vector<int64_t> &s) {
 }
 
 std::string tensorJson(const TensorSpec &t) {
-  return "{\"name\":" + jsonQuote(t.name) + ",\"dtype\":\"" + dtypeName(t.dtype) + "\",\"shape\":" + shapeJson(t.shape) + "}";
+  return "{\"name\":" + jsonQuote(t.name) + ",\"dtype\":\"" + dtypeName(t.dtype) + "\",\"shape\":" + shapeJson(t.shape) +
+         (t.bound > 0 ? ",\"bound\":" + std::to_string(t.bound) + ",\"boundWhere\":" + jsonQuote(t.boundWhere) : "") + "}";
 }
 
 const JsonValue &member(const JsonValue &o, const char *key) {
@@ -106,7 +107,8 @@ std::string specToJson(const ModelSpec &s) {
     const StateSpec &st = s.state[i];
     o += std::string(i ? "," : "") + "{\"name\":" + jsonQuote(st.name) + ",\"kind\":" + std::to_string(st.kind) + ",\"dtype\":\"" +
          dtypeName(st.dtype) + "\",\"shape\":" + shapeJson(st.shape) + ",\"init\":" + std::to_string(st.init) +
-         ",\"a\":" + num(st.a) + ",\"b\":" + num(st.b) + ",\"where\":" + jsonQuote(st.where) + "}";
+         ",\"a\":" + num(st.a) + ",\"b\":" + num(st.b) + ",\"where\":" + jsonQuote(st.where) +
+         (st.zeroRow >= 0 ? ",\"zeroRow\":" + std::to_string(st.zeroRow) : "") + "}";
   }
   const TrainSpec &t = s.train;
   o += "],\"train\":{\"optimizer\":" + jsonQuote(t.optimizer) + ",\"lr\":" + num(t.lr) + ",\"epochs\":" + std::to_string(t.epochs) +
@@ -139,8 +141,14 @@ ModelSpec specFromJson(std::string_view json) {
   s.batch = integer(root, "batch");
   s.numInputs = static_cast<size_t>(integer(root, "numInputs"));
   for (const char *key : {"inputs", "outputs"})
-    for (const JsonValue &t : array(root, key))
-      (key[0] == 'i' ? s.inputs : s.outputs).push_back({str(t, "name"), dtypeOf(t), shapeOf(t)});
+    for (const JsonValue &t : array(root, key)) {
+      TensorSpec ts;
+      ts.name = str(t, "name");
+      ts.dtype = dtypeOf(t);
+      ts.shape = shapeOf(t);
+      if (t.find("bound")) ts.bound = integer(t, "bound"), ts.boundWhere = str(t, "boundWhere"); // absent: unchecked
+      (key[0] == 'i' ? s.inputs : s.outputs).push_back(ts);
+    }
   for (const JsonValue &j : array(root, "state")) {
     StateSpec st;
     st.name = str(j, "name");
@@ -151,6 +159,7 @@ ModelSpec specFromJson(std::string_view json) {
     st.a = real(j, "a");
     st.b = real(j, "b");
     st.where = str(j, "where");
+    if (j.find("zeroRow")) st.zeroRow = integer(j, "zeroRow"); // absent: no zero row
     s.state.push_back(st);
   }
   const JsonValue &j = member(root, "train");

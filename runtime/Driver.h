@@ -224,7 +224,9 @@ public:
   /// Buffers for spec.batch samples of every spec.inputs entry (absent entries stay zero).
   Batcher(const ModelSpec &spec, const DriverData &data);
   /// The batch of samples idx[0 .. count), count in [1, batch]; when count < batch the
-  /// remaining rows repeat sample idx[count - 1]. Allocates nothing.
+  /// remaining rows repeat sample idx[count - 1]. Allocates nothing. Throws DataError naming
+  /// the batch (counted from 1 over this Batcher's batches), the sample and the position of
+  /// an index input's element outside [0, TensorSpec::bound).
   const Batch &gather(const int64_t *idx, int64_t count);
   /// The batch whose rows are all sample `i`.
   const Batch &fillWith(int64_t i);
@@ -235,8 +237,13 @@ public:
   }
 
 private:
+  /// Throws DataError if an element of entry e's sample s (row r of the batch) is outside [0, bound).
+  void checkIndices(size_t e, int64_t s, int64_t r) const;
+
+  std::vector<TensorSpec> inputs_; ///< The spec's inputs (their bounds).
   const DriverData &data_;
   int64_t batch_;
+  int64_t batches_ = 0; ///< Batches gathered so far.
   std::vector<size_t> sampleBytes_;
   std::vector<std::vector<unsigned char>> bufs_;
   Batch b_;

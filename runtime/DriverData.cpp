@@ -268,7 +268,7 @@ DriverData loadDriverData(const ModelSpec &spec, const std::string &dataPath, bo
   return d;
 }
 
-Batcher::Batcher(const ModelSpec &spec, const DriverData &data) : data_(data), batch_(spec.batch) {
+Batcher::Batcher(const ModelSpec &spec, const DriverData &data) : inputs_(spec.inputs), data_(data), batch_(spec.batch) {
   for (size_t i = 0; i < spec.inputs.size(); ++i) {
     const TensorSpec &t = spec.inputs[i];
     sampleBytes_.push_back(static_cast<size_t>(sampleNumel(t.shape)) * dtypeSize(t.dtype));
@@ -277,9 +277,29 @@ Batcher::Batcher(const ModelSpec &spec, const DriverData &data) : data_(data), b
   }
 }
 
+void Batcher::checkIndices(size_t e, int64_t s, int64_t r) const {
+  const TensorSpec &t = inputs_[e];
+  const int64_t per = sampleNumel(t.shape);
+  const int32_t *x = reinterpret_cast<const int32_t *>(data_.tensors[e].bytes.data()) + s * per;
+  for (int64_t k = 0; k < per; ++k) {
+    if (x[k] >= 0 && x[k] < t.bound) continue;
+    std::string pos; // k as an index into the sample's shape
+    for (size_t a = t.shape.size(), rest = static_cast<size_t>(k); a-- > 1;) {
+      pos = std::to_string(rest % static_cast<size_t>(t.shape[a])) + (pos.empty() ? "" : ", ") + pos;
+      rest /= static_cast<size_t>(t.shape[a]);
+    }
+    throw DataError(data_.source + ": batch " + std::to_string(batches_) + ", row " + std::to_string(r) + " (sample " +
+                    std::to_string(s) + "), " + t.name + "[" + pos + "]: index " + std::to_string(x[k]) + " is outside [0, " +
+                    std::to_string(t.bound) + ")" + (t.boundWhere.empty() ? "" : " of " + t.boundWhere));
+  }
+}
+
 const Batch &Batcher::gather(const int64_t *idx, int64_t count) {
+  ++batches_;
   for (size_t e = 0; e < bufs_.size(); ++e) {
     if (!data_.present[e] || sampleBytes_[e] == 0) continue;
+    if (inputs_[e].bound > 0 && inputs_[e].dtype == DType::I32)
+      for (int64_t r = 0; r < count; ++r) checkIndices(e, idx[r], r);
     const unsigned char *src = data_.tensors[e].bytes.data();
     unsigned char *dst = bufs_[e].data();
     const size_t sb = sampleBytes_[e];

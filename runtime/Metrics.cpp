@@ -23,8 +23,10 @@ std::string cell(double v) {
 
 } // namespace
 
-MetricsWriter::MetricsWriter(std::string path, bool val, bool acc) : path_(std::move(path)), val_(val), acc_(acc) {
-  header_ = std::string("epoch,step,loss") + (val ? ",val_loss" : "") + (acc ? ",val_acc" : "") + ",lr,seconds";
+MetricsWriter::MetricsWriter(std::string path, bool val, bool acc, bool bpc)
+    : path_(std::move(path)), val_(val), acc_(acc), bpc_(bpc) {
+  header_ = std::string("epoch,step,loss") + (val ? ",val_loss" : "") + (acc ? ",val_acc" : "") + (bpc ? ",bpc" : "") +
+            (val && bpc ? ",val_bpc" : "") + ",lr,seconds";
 }
 
 void MetricsWriter::keepRowsBefore(int64_t epoch) {
@@ -57,6 +59,8 @@ void MetricsWriter::add(const MetricsRow &r) {
   std::string l = std::to_string(r.epoch) + "," + std::to_string(r.step) + "," + cell(r.loss);
   if (val_) l += "," + cell(r.valLoss);
   if (acc_) l += "," + cell(r.valAcc);
+  if (bpc_) l += "," + cell(r.bpc);
+  if (val_ && bpc_) l += "," + cell(r.valBpc);
   l += "," + cell(r.lr) + "," + fmt::format("{:.3f}", r.seconds);
   lines_.push_back(std::move(l));
   std::string text = header_ + "\n";

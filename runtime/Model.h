@@ -15,6 +15,10 @@ struct TensorSpec {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
+  /// An integer input read as table rows (an Embedding's indices): each element must lie in
+  /// [0, bound), which the driver checks as it makes each batch; 0 = unchecked.
+  int64_t bound = 0;
+  std::string boundWhere; ///< The model line reading it ("char_lstm.model:9"), "" if unknown.
 };
 
 /// A parameter, buffer or optimizer state tensor, and how it is initialised.
@@ -27,6 +31,7 @@ struct StateSpec {
   std::vector<int64_t> shape;
   Init init = Zeros;
   double a = 0, b = 0; ///< Full: a; Uniform: [a, b); Normal: mean a, std b.
+  int64_t zeroRow = -1; ///< A row on axis 0 that is zero after the draw (an Embedding's padding row), -1 for none.
   std::string where; ///< Its layer and that layer's model line ("layer head, tiny.model:6"), "" if unknown.
 };
 

@@ -72,8 +72,9 @@ public:
                                               : epochs * perEpoch);
     const bool hasVal = data_.validationCount() > 0;
     const int64_t every = spec_.train.validateEvery;
+    text_ = spec_.train.dataKind == "text";
     classifier_ = hasVal && findClassification(spec_, accOut_, accTarget_) && data_.present[accTarget_];
-    if (!o_.metrics.empty() && mpi::rank() == 0) metrics_.emplace(o_.metrics, hasVal, classifier_); // rank 0 writes files
+    if (!o_.metrics.empty() && mpi::rank() == 0) metrics_.emplace(o_.metrics, hasVal, classifier_, text_); // rank 0 writes files
     const bool early = spec_.train.earlyStopping && hasVal;
     if (spec_.train.earlyStopping && !hasVal) {
       std::fflush(stdout);
@@ -304,6 +305,8 @@ private:
   bool endEpoch(int64_t epoch, double trainLoss, Clock::time_point t0, bool hasVal, bool early, Progress &progress) {
     std::string line = "epoch " + std::to_string(epoch) + " loss " + g6(trainLoss);
     MetricsRow row;
+    const double ln2 = std::log(2.0);
+    row.bpc = trainLoss / ln2;
     bool stop = false;
     if (hasVal) {
       const bool fresh = st_.lastEvalStep != st_.step;
@@ -314,12 +317,14 @@ private:
       if (fresh) sched_.validated(v);
       line += " val_loss " + g6(v);
       row.valLoss = v;
+      row.valBpc = v / ln2;
       const bool onLine = classifier_ && !o_.quiet;
       // (accuracy() is collective under mpirun: every rank calls it, though only rank 0 writes metrics.)
       if (onLine || (!o_.metrics.empty() && classifier_)) row.valAcc = accuracy(accOut_, accTarget_);
       if (onLine) line += fmt::format(" val_acc {:.4f}", row.valAcc);
       st_.finalVal = v;
     }
+    if (text_) line += " bpc " + g6(row.bpc) + (hasVal ? " val_bpc " + g6(row.valBpc) : "");
     // The learning rate of the epoch's last step; on --quiet lines only when a schedule varies it.
     if (!o_.quiet || sched_.active()) line += " lr " + g6(epochLr_);
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -531,6 +536,8 @@ private:
   LrSchedule sched_;                   ///< The learning-rate schedule (inactive without one).
   double backendLr_ = -1;              ///< The learning rate last given to the backend by the schedule.
   double epochLr_ = 0;                 ///< The learning rate of the last step taken.
+  /// A text model (a text() data source): bits per character, loss / ln 2, on epoch lines and in --metrics.
+  bool text_ = false;
   bool classifier_ = false;            ///< The run validates a classifier: val_acc is reported.
   size_t accOut_ = 0, accTarget_ = 0;  ///< Its output and target (findClassification).
   std::optional<MetricsWriter> metrics_; ///< --metrics.

@@ -14,6 +14,7 @@ PACKAGES=(
   python3-torch python3-numpy libopenblas-dev libdnnl-dev
   ninja-build cmake g++ libgtest-dev zlib1g-dev strace
   dataset-fashion-mnist
+  base-files  # /usr/share/common-licenses/GPL-3: the text of models/char_lstm.model (essential; always installed)
   libopenmpi-dev openmpi-bin libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx
   python3-matplotlib
 )

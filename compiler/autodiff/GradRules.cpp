@@ -237,6 +237,26 @@ void vjpBce(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Val
   dx[1] = c.neg(c.mul(x, g));
 }
 
+// y = gather(table [N, D], indices): dtable = scatter_add(dy, indices) (row `padding` stays zero);
+// the integer indices get none.
+void vjpGather(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
+  const int64_t rows = n.operands[0]->type.shape[0];
+  dx[0] = c.op(Op::ScatterAdd, {dy[0], c.x(n, 1)}, {{"rows", rows}, {"padding", n.getInt("padding")}});
+}
+
+// y = scatter_add(x, indices): dx = gather(dy with row `padding` zeroed, indices) (an index
+// outside the table gathers zeros, as scatter_add skipped it).
+void vjpScatterAdd(GradCtx &c, Node &n, const std::vector<Value *> &dy, std::vector<Value *> &dx) {
+  Value *g = dy[0];
+  const int64_t pad = n.getInt("padding");
+  if (pad >= 0) {
+    const std::vector<int64_t> s = g->type.shape;
+    Value *row = c.op(Op::Slice, {g}, {{"begin", std::vector<int64_t>{pad, 0}}, {"end", std::vector<int64_t>{pad + 1, s[1]}}});
+    g = c.sub(g, c.op(Op::Pad, {row}, {{"begin", std::vector<int64_t>{pad, 0}}, {"shape", s}}));
+  }
+  dx[0] = c.op(Op::Gather, {g, c.x(n, 1)}, {{"padding", int64_t{-1}}});
+}
+
 } // namespace
 
 const GradRuleTable &gradRules() {
@@ -253,6 +273,8 @@ const GradRuleTable &gradRules() {
     set(Op::CmpEQ, vjpZero);
     set(Op::Sign, vjpZero);
     set(Op::OneHot, vjpZero);
+    set(Op::Gather, vjpGather);
+    set(Op::ScatterAdd, vjpScatterAdd);
     set(Op::Neg, vjpNeg);
     set(Op::Exp, vjpExp);
     set(Op::Log, vjpLog);

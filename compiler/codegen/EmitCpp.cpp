@@ -179,9 +179,31 @@ private:
         line(ind, fmt::format("std::copy_n({}, {}, {} + {});", ptr(s.src), s.count, ptr(s.dst), r));
       return;
     }
+    case Stmt::Gather:
+    case Stmt::ScatterAdd: gatherScatter(s, ind); return;
     case Stmt::LossKernel: lossKernel(s, ind); return;
     case Stmt::AllReduce: line(ind, fmt::format("allreduceSum({}, {});", ptr(s.dst), s.count)); return;
     }
+  }
+
+  /// gather: row i = indices[k] of the table copied to position k (zeros when outside the table);
+  /// scatter_add: position k's row added to row i, in position order.
+  void gatherScatter(const Stmt &s, int ind) {
+    const std::string dst = ptr(s.dst), src = ptr(s.src), idx = ptr(s.src2);
+    const int64_t D = s.classes;
+    if (s.kind == Stmt::ScatterAdd)
+      line(ind, fmt::format("std::fill_n({}, {}, T(0));", dst, s.rows * D));
+    line(ind, fmt::format("for (int64_t k = 0; k < {}; ++k) {{", s.count));
+    line(ind + 2, fmt::format("const int64_t i_ = int64_t({}[k]);", idx));
+    const std::string inside = fmt::format("i_ >= 0 && i_ < {}", s.rows);
+    if (s.kind == Stmt::Gather) {
+      line(ind + 2, fmt::format("if ({}) std::copy_n({} + i_ * {}, {}, {} + k * {});", inside, src, D, D, dst, D));
+      line(ind + 2, fmt::format("else std::fill_n({} + k * {}, {}, T(0));", dst, D, D));
+    } else {
+      line(ind + 2, fmt::format("if ({}{}) for (int64_t j_ = 0; j_ < {}; ++j_) {}[i_ * {} + j_] += {}[k * {} + j_];", inside,
+                                s.padding >= 0 ? fmt::format(" && i_ != {}", s.padding) : "", D, dst, D, src, D));
+    }
+    line(ind, "}");
   }
 
   /// `body` ({k}: the element) for each of n elements: a loop over k, or element 0 alone.
@@ -299,6 +321,10 @@ private:
     auto dt = [](rt::DType d) { return fmt::format("DType::{}", rt::dtypeName(d)); };
     for (const auto &t : s.inputs)
       os_ << fmt::format("    s.inputs.push_back({{{}, {}, {{{}}}}});\n", quote(t.name), dt(t.dtype), fmt::join(t.shape, ", "));
+    for (size_t i = 0; i < s.inputs.size(); ++i)
+      if (s.inputs[i].bound > 0)
+        os_ << fmt::format("    s.inputs[{}].bound = {};\n    s.inputs[{}].boundWhere = {};\n", i, s.inputs[i].bound, i,
+                           quote(s.inputs[i].boundWhere));
     for (const auto &t : s.outputs)
       os_ << fmt::format("    s.outputs.push_back({{{}, {}, {{{}}}}});\n", quote(t.name), dt(t.dtype), fmt::join(t.shape, ", "));
     static const char *kinds[] = {"StateSpec::Param", "StateSpec::Buffer", "StateSpec::OptState"};
@@ -310,6 +336,9 @@ private:
     for (size_t i = 0; i < s.state.size(); ++i)
       if (!s.state[i].where.empty())
         os_ << fmt::format("    s.state[{}].where = {};\n", i, quote(s.state[i].where));
+    for (size_t i = 0; i < s.state.size(); ++i)
+      if (s.state[i].zeroRow >= 0)
+        os_ << fmt::format("    s.state[{}].zeroRow = {};\n", i, s.state[i].zeroRow);
     if (!s.lossWhere.empty())
       os_ << "    s.lossWhere = " << quote(s.lossWhere) << ";\n";
     const auto &t = s.train;

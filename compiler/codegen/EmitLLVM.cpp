@@ -424,6 +424,8 @@ private:
         copy(gep(address(s.dst), off, "row.dst"), address(s.src), s.count);
       return;
     }
+    case Stmt::Gather:
+    case Stmt::ScatterAdd: gatherScatter(s); return;
     case Stmt::LossKernel: lossKernel(s); return;
     case Stmt::AllReduce: {
       // Declared at first use: a module compiled for one process has no all-reduce.
@@ -434,6 +436,41 @@ private:
       return;
     }
     }
+  }
+
+  /// gather: row i = indices[k] of the table copied to position k (zeros when outside the table);
+  /// scatter_add: position k's row added to row i, in position order.
+  void gatherScatter(const Stmt &s) {
+    const bool gather = s.kind == Stmt::Gather;
+    const int64_t D = s.classes;
+    llvm::Value *dst = address(s.dst), *src = address(s.src), *idx = address(s.src2);
+    if (!gather)
+      fill(dst, s.rows * D, 0.0);
+    forLoop(s.count, gather ? "gather" : "scatter_add", [&](llvm::Value *k) {
+      llvm::Value *i = b_.CreateFPToSI(load(idx, k), i64_, "row");
+      llvm::Value *inside = b_.CreateAnd(b_.CreateICmpSGE(i, ci(0)), b_.CreateICmpSLT(i, ci(s.rows)));
+      if (!gather && s.padding >= 0)
+        inside = b_.CreateAnd(inside, b_.CreateICmpNE(i, ci(s.padding)));
+      llvm::Function *f = b_.GetInsertBlock()->getParent();
+      llvm::BasicBlock *yes = llvm::BasicBlock::Create(ctx_, "inside", f), *no = llvm::BasicBlock::Create(ctx_, "outside", f),
+                       *done = llvm::BasicBlock::Create(ctx_, "next", f);
+      b_.CreateCondBr(inside, yes, no);
+      b_.SetInsertPoint(yes);
+      llvm::Value *row = b_.CreateMul(i, ci(D)), *pos = b_.CreateMul(k, ci(D));
+      if (gather)
+        copy(gep(dst, pos), gep(src, row), D);
+      else
+        forLoop(D, "scatter_row", [&](llvm::Value *j) {
+          llvm::Value *at = b_.CreateAdd(row, j);
+          store(b_.CreateFAdd(load(dst, at), load(src, b_.CreateAdd(pos, j))), dst, at);
+        });
+      b_.CreateBr(done);
+      b_.SetInsertPoint(no);
+      if (gather)
+        fill(gep(dst, b_.CreateMul(k, ci(D))), D, 0.0);
+      b_.CreateBr(done);
+      b_.SetInsertPoint(done);
+    });
   }
 
   void lossKernel(const Stmt &s) {

@@ -606,6 +606,7 @@ void Exporter::emitNode(const Node &n, onnx::GraphProto *g) {
     attrInt(node(g, "OneHot", {in(0), depth, values}, {name(n.result())}), "axis", -1);
     return;
   }
+  case Op::Gather: attrInt(node(g, "Gather", {in(0), in(1)}, {name(n.result())}), "axis", 0); return;
   case Op::MatMul: simple("MatMul"); return;
   case Op::Transpose: attrInts(simple("Transpose"), "perm", n.getInts("perm")); return;
   case Op::Reshape:

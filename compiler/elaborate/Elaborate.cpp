@@ -191,12 +191,20 @@ static std::optional<Init> initFrom(Elaborator &el, const Expr &e, Scope &scope,
   else if (n == "uniform") init.kind = Init::Uniform, want = 2;
   else if (n == "normal") init.kind = Init::Normal, want = 2;
   else return std::nullopt;
-  if (e.args.size() != want)
-    diag.error(e.loc, "initializer {}() takes {} argument{}, got {}", n, want, want == 1 ? "" : "s", e.args.size());
+  // zero_row = N (last, by keyword): row N along axis 0 is zero after the draw (nn.Embedding's padding row).
+  size_t given = e.args.size();
+  if (given > 0 && e.args.back().keyword == "zero_row") {
+    --given;
+    init.zeroRow = el.constInt(el.eval(*e.args.back().value, scope), e.args.back().loc, "zero_row");
+    if (init.zeroRow < -1)
+      diag.error(e.args.back().loc, "initializer zero_row must be a row index or -1 for none, got {}", init.zeroRow);
+  }
+  if (given != want)
+    diag.error(e.loc, "initializer {}() takes {} argument{}, got {}", n, want, want == 1 ? "" : "s", given);
   double v[2] = {0, 0};
   for (size_t i = 0; i < want; ++i) {
     if (!e.args[i].keyword.empty())
-      diag.error(e.args[i].loc, "initializer arguments are positional");
+      diag.error(e.args[i].loc, "initializer arguments are positional (but the last may be zero_row = N)");
     v[i] = el.constNum(el.eval(*e.args[i].value, scope), e.args[i].loc, "an initializer argument");
     if (!std::isfinite(v[i]))
       diag.error(e.args[i].loc, "initializer argument is not finite");

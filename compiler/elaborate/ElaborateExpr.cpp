@@ -660,6 +660,33 @@ Val Elaborator::evalBuiltin(const std::string &name, const Expr &e, Scope &scope
     Value *mask = b.source(Op::DropoutMask, x->type, {{"p", p}, {"stream", randomStreams_++}}, loc, "mask");
     return Val::ofTensor(elementwise(Op::Mul, Val::ofTensor(x), Val::ofTensor(mask), loc));
   }
+  // gather(table, indices, padding = -1): row indices[...] of table f32[N, D], as f32[..., D]
+  // (F.embedding); row `padding` gets no gradient.
+  if (name == "gather") {
+    expectArgs(2, 2, {"padding"});
+    requireGraph(loc);
+    Value *table = tensor(a.pos[0], a.posLoc[0], "the table");
+    Value *idx = tensor(a.pos[1], a.posLoc[1], "the indices");
+    if (table->type.dtype != DType::F32 || table->type.rank() != 2)
+      diag_.error(a.posLoc[0], "gather(): the table must be f32[N, D], got {}", table->type.str());
+    if (idx->type.dtype == DType::F32)
+      diag_.error(a.posLoc[1], "gather(): the indices must be i32 or i64, got {}", idx->type.str());
+    int64_t padding = -1;
+    if (auto *p = kw("padding"))
+      padding = constInt(p->first, p->second, "padding");
+    if (padding < -1 || padding >= table->type.shape[0])
+      diag_.error(kw("padding")->second, "gather(): padding {} is outside [0, {}) (or -1 for none)", padding, table->type.shape[0]);
+    // Indices fed straight from an input (through reshapes and casts) are checked by the driver.
+    const Value *src = idx;
+    while (src->def && (src->def->op == Op::Reshape || src->def->op == Op::Cast))
+      src = src->def->operands[0];
+    if (src->def && src->def->op == Op::Input) {
+      auto [it, fresh] = m_->indexBounds.try_emplace(src->def->getStr("name"), table->type.shape[0], path_);
+      if (!fresh && table->type.shape[0] < it->second.first)
+        it->second = {table->type.shape[0], path_};
+    }
+    return Val::ofTensor(make1(Op::Gather, {table, idx}, {{"padding", padding}}, loc));
+  }
   if (name == "mse" || name == "cross_entropy" || name == "bce_with_logits") {
     expectArgs(2, 2, {});
     Value *p = tensor(a.pos[0], a.posLoc[0], "the prediction");

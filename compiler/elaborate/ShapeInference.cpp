@@ -145,6 +145,26 @@ std::string inferTypes(Op op, const std::vector<TensorType> &in,
     out.push_back(op == Op::Row ? row : in[0]);
     return {};
   }
+  case Op::Gather: {
+    if (!attr.get<int64_t>("padding"))
+      return err;
+    if (in[0].dtype != DType::F32 || in[0].rank() != 2 || in[1].dtype == DType::F32)
+      return fmt::format("gather: expects a table f32[N, D] and integer indices, got {} and {}", in[0].str(), in[1].str());
+    TensorType t{DType::F32, in[1].shape};
+    t.shape.push_back(in[0].shape[1]);
+    out.push_back(t);
+    return {};
+  }
+  case Op::ScatterAdd: {
+    const int64_t *rows = attr.get<int64_t>("rows");
+    if (!rows || !attr.get<int64_t>("padding"))
+      return err;
+    std::vector<int64_t> lead(in[0].shape.begin(), in[0].shape.empty() ? in[0].shape.end() : in[0].shape.end() - 1);
+    if (in[0].dtype != DType::F32 || in[0].rank() < 1 || in[1].dtype == DType::F32 || in[1].shape != lead || *rows <= 0)
+      return fmt::format("scatter_add: expects f32[..., D] and integer indices [...], got {} and {}", in[0].str(), in[1].str());
+    out.push_back({DType::F32, {*rows, in[0].shape.back()}});
+    return {};
+  }
   case Op::MatMul: {
     const TensorType &a = in[0], &b = in[1];
     if (a.dtype != DType::F32 || b.dtype != DType::F32)

@@ -227,6 +227,28 @@ private:
       }
       return;
     }
+    case Op::Gather:
+    case Op::ScatterAdd: {
+      // gather: out[k] = table[indices[k]]; scatter_add: out[indices[k]] += dy[k], in order.
+      const bool gather = n.op == Op::Gather;
+      const int64_t D = rt.shape.back(), rows = gather ? n.operands[0]->type.shape[0] : rt.shape[0];
+      const int64_t pad = n.getInt("padding");
+      const DTensor &x = in(0), &idx = in(1);
+      DTensor t(rt.shape);
+      for (int64_t k = 0; k < idx.numel(); ++k) {
+        const int64_t i = static_cast<int64_t>(idx.data[k]);
+        if (i < 0 || i >= rows)
+          throw InterpError(fmt::format("index {} at position {} is out of range [0, {})", i, k, rows));
+        for (int64_t j = 0; j < D; ++j) {
+          if (gather)
+            t.data[k * D + j] = x.data[i * D + j];
+          else if (i != pad)
+            t.data[i * D + j] += x.data[k * D + j];
+        }
+      }
+      set(std::move(t));
+      return;
+    }
     case Op::MatMul: set(matmul(in(0), in(1), rt.shape)); return;
     case Op::Transpose: {
       const auto &perm = n.getInts("perm");

@@ -55,6 +55,12 @@ const std::vector<int64_t> &Node::getInts(const std::string &k) const {
 }
 
 std::string Init::str() const {
+  if (zeroRow >= 0) {
+    Init plain = *this;
+    plain.zeroRow = -1;
+    std::string s = plain.str();
+    return (s.back() == ')' ? s.substr(0, s.size() - 1) + ", " : s + "(") + fmt::format("zero_row = {})", zeroRow);
+  }
   switch (kind) {
   case Zeros: return "zeros";
   case Ones: return "ones";

@@ -128,6 +128,7 @@ struct Graph {
 struct Init {
   enum Kind { Zeros, Ones, Full, Uniform, Normal } kind = Zeros;
   double a = 0, b = 0; ///< Full: a; Uniform: [a, b); Normal: mean a, std b.
+  int64_t zeroRow = -1; ///< A row (index on axis 0) set to zero after the draw (zero_row = N), -1 for none.
   std::string str() const;
 };
 
@@ -201,6 +202,9 @@ public:
   /// messages about non-finite values).
   std::map<std::string, std::string> layerWhere;
   std::string lossWhere;
+  /// Integer inputs read as table rows (gather, an Embedding's indices): input name -> the
+  /// table's row count (the smallest, if several) and the instance path of the layer reading it.
+  std::map<std::string, std::pair<int64_t, std::string>> indexBounds;
   TrainConfig train;
   /// The number of MPI ranks the module is compiled for (gradc --ranks): each computes
   /// inputs' dim 0 (the local batch, the global batch / ranks) of every step.

@@ -82,6 +82,10 @@ struct Stmt {
     OneHot,     ///< dst[k·classes + label k] = 1, labels src[0..count).
     RowLoad,    ///< dst[0..count) = src[r·count ..), r = value (an integer) clamped into [0, extent).
     RowStore,   ///< dst[r·count ..) = src[0..count), r = value clamped into [0, extent).
+    Gather,     ///< dst[k·classes + j] = src[i·classes + j] for i = indices src2[k], k < count, j < classes;
+                ///< zeros when i is outside [0, rows).
+    ScatterAdd, ///< dst[rows·classes] = 0, then for k < count in order, i = indices src2[k]: unless i is
+                ///< `padding` or outside [0, rows), dst[i·classes + j] += src[k·classes + j].
     LossKernel, ///< dst[0] = op(src, src2) over count elements (mse, bce_with_logits), or
                 ///< cross_entropy of src [count, classes] against labels src2.
     AllReduce,  ///< dst[0..count) = its sum over the MPI ranks, in place (runtime/Mpi.h).
@@ -98,6 +102,7 @@ struct Stmt {
   Ref dst, src, src2;
   Operand value;
   int64_t count = 0, index = 0, classes = 0;
+  int64_t rows = 0, padding = -1; ///< Gather and ScatterAdd: the table's rows, the padding row.
   GemmCall gemm;
 };
 

@@ -468,7 +468,7 @@ private:
   }
 
   /// A node computed by loops of its own: elementwise, indexed, pad, concat, a reduction,
-  /// one_hot or a loss.
+  /// one_hot, gather, scatter_add or a loss.
   void loopNode(const Node &n, std::vector<Stmt> &out) {
     const Value *r = n.results[0];
     auto in = [&](size_t i) { return ref(n.operands[i]); };
@@ -580,6 +580,20 @@ private:
       s.value = readAt(1, Affine{});
       s.count = x->type.numel() / rows;
       s.extent = rows;
+      out.push_back(std::move(s));
+      return;
+    }
+    case Op::Gather:
+    case Op::ScatterAdd: {
+      const bool gather = n.op == Op::Gather;
+      Stmt s = stmt(gather ? Stmt::Gather : Stmt::ScatterAdd);
+      s.dst = dst;
+      s.src = in(0);
+      s.src2 = in(1);
+      s.count = n.operands[1]->type.numel();
+      s.classes = r->type.shape.back();
+      s.rows = gather ? n.operands[0]->type.shape[0] : r->type.shape[0];
+      s.padding = n.getInt("padding");
       out.push_back(std::move(s));
       return;
     }

@@ -23,6 +23,7 @@ rt::StateSpec stateSpec(const StateDecl &d, rt::StateSpec::Kind kind) {
   s.init = static_cast<rt::StateSpec::Init>(d.init.kind);
   s.a = d.init.a;
   s.b = d.init.b;
+  s.zeroRow = d.init.zeroRow;
   return s;
 }
 
@@ -35,6 +36,15 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     for (const TensorDecl &d : *list)
       s.inputs.push_back({d.name, rtType(d.type.dtype), d.type.shape});
   s.numInputs = m.inputs.size();
+  for (rt::TensorSpec &t : s.inputs) {
+    auto b = m.indexBounds.find(t.name);
+    if (b == m.indexBounds.end())
+      continue;
+    t.bound = b->second.first;
+    const std::string top = b->second.second.substr(0, b->second.second.find('.'));
+    auto w = m.layerWhere.find(top);
+    t.boundWhere = w == m.layerWhere.end() ? "" : "layer " + top + ", " + w->second;
+  }
   s.ranks = m.ranks;
   s.batch = s.inputs.empty() || s.inputs[0].shape.empty() ? 1 : s.inputs[0].shape[0];
   if (m.inferGraph)

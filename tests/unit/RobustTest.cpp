@@ -187,7 +187,7 @@ TEST(FiniteCheck, IndexAndValueText) {
   EXPECT_EQ(nonFiniteText(std::nan("")), "nan");
   EXPECT_EQ(nonFiniteText(-INFINITY), "-inf");
   ModelSpec spec;
-  spec.state.push_back({"head.weight", StateSpec::Param, DType::F32, {2, 2}, StateSpec::Zeros, 0, 0, "layer head, m.model:3"});
+  spec.state.push_back({"head.weight", StateSpec::Param, DType::F32, {2, 2}, StateSpec::Zeros, 0, 0, -1, "layer head, m.model:3"});
   std::vector<std::vector<double>> grads = {{0, 1, INFINITY, 0}};
   auto g = firstNonFiniteGradient(spec, grads);
   ASSERT_TRUE(g);
