@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "ir/Rewrite.h"
+
 namespace gradc {
 
 namespace {
@@ -89,8 +91,13 @@ MemoryPlan planGraph(const Graph &g, const StorageFn &storage, const TimeFn &tim
   for (int k = 0; k < N; ++k) {
     const Node &n = *g.nodes[k];
     const int i = timeOf(&n); // fused nodes share their loop's time
-    for (const Value *v : n.operands)
+    for (const Value *v : n.operands) {
       use(v, n.op == Op::Update ? N : i);
+      // A matmul reads a transposed operand's source with a transpose flag (LoopLevel::matOperand),
+      // also when the transpose is computed for another reader: the source lives until here too.
+      if (n.op == Op::MatMul && isMatrixTranspose(v))
+        use(v->def->operands[0], i);
+    }
     if (n.body) {
       bodies.push_back(planGraph(*n.body, storage, timeOf, share, depth + 1));
       iv.push_back({nullptr, &n, bodies.back().size, i, i});
