@@ -109,7 +109,7 @@ echo "== sanitizers"
 # Open MPI LeakSanitizer would report) and the unit tests. Every sanitizer report is written
 # to build-asan/sanitizer-logs/ and counts as one failure, even in a test that expected
 # its command to fail. GRADC_SANITIZE_TESTS=0 skips this part.
-ASAN_SKIP='mpi/|robust/resume_reads_once|torch/schedule_vs_torch|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|torch/dropout_vs_torch|torch/bidirectional_vs_torch|torch/gru_vs_torch|torch/groupnorm_vs_torch|llvm/parity_|codegen/fashion_accuracy|codegen/bilstm_fashion_trains|codegen/bnlstm_fashion_trains|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal|deploy/onnxruntime_models|deploy/lib_c_program|deploy/lib_fashion'
+ASAN_SKIP='mpi/|robust/resume_reads_once|torch/schedule_vs_torch|bench/onednn_check|codegen/checkpoints_bitwise|torch/exe_vs_torch|torch/layers_vs_torch|torch/dropout_vs_torch|torch/bidirectional_vs_torch|torch/gru_vs_torch|torch/groupnorm_vs_torch|torch/conv1d_vs_torch|torch/bnlstm_vs_torch|torch/embedding_vs_torch|llvm/parity_|codegen/fashion_accuracy|codegen/bilstm_fashion_trains|codegen/bnlstm_fashion_trains|codegen/models_gradcheck|codegen/exe_matches_interpreter|fusion/on_off_agree|robust/kill_during_save|robust/resume_signal|deploy/onnxruntime_models|deploy/lib_c_program|deploy/lib_fashion'
 if [[ "${GRADC_SANITIZE_TESTS:-1}" != 0 ]]; then
   if [[ ! -f build-asan/build.ninja && ! -f build-asan/Makefile ]]; then
     generator=()
