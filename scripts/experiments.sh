@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # experiments.sh: reruns the experiments of docs/experiments.md and redraws its pictures.
-# Compiles seed_gate_bn, seed_plain_lstm, fashion_lstm_bn and fashion_lstm (models/), trains
+# Compiles seed_gate_bn, seed_plain_lstm, fashion_lstm_bn, fashion_lstm and bnlstm_fashion (models/), trains
 # each with the same seed (42), writing --metrics files to docs/img/*.csv, and draws them with
-# scripts/plot_metrics.py into docs/img/seed_bn_vs_plain.png and docs/img/fashion_bn_vs_plain.png.
+# scripts/plot_metrics.py into docs/img/seed_bn_vs_plain.png, docs/img/fashion_bn_vs_plain.png and
+# docs/img/fashion_bnlstm_vs_plain.png.
 # The seed models train for SEED_EPOCHS epochs (default 8; their own 20, with early stopping,
 # take longer than this is meant to). The Fashion-MNIST models train for FASHION_EPOCHS
 # (default 6) on the first FASHION_TRAIN (6400) training images and validate on the first
@@ -51,7 +52,7 @@ for split, n in (("train", ntrain), ("t10k", nval)):
         with gzip.open(f"{dst}/{name}", "wb") as f:
             f.write(out)
 PYEOF
-for m in fashion_lstm_bn fashion_lstm; do
+for m in fashion_lstm_bn fashion_lstm bnlstm_fashion; do
   sed "s|$FASHION/|$WORK/fashion/|g" "models/$m.model" > "$WORK/fashion/$m.model"
 done
 
@@ -59,6 +60,7 @@ train models/seed_gate_bn.model "$SEED_EPOCHS"
 train models/seed_plain_lstm.model "$SEED_EPOCHS"
 train "$WORK/fashion/fashion_lstm_bn.model" "$FASHION_EPOCHS"
 train "$WORK/fashion/fashion_lstm.model" "$FASHION_EPOCHS"
+train "$WORK/fashion/bnlstm_fashion.model" "$FASHION_EPOCHS"
 
 $PY scripts/plot_metrics.py -o "$OUT/seed_bn_vs_plain.png" --log --metrics loss,val_loss \
   --labels "seed_gate_bn (BatchNorm in the gates),seed_plain_lstm" \
@@ -68,4 +70,8 @@ $PY scripts/plot_metrics.py -o "$OUT/fashion_bn_vs_plain.png" --metrics loss,val
   --labels "fashion_lstm_bn (BatchNorm after the LSTM),fashion_lstm" \
   --title "Fashion-MNIST ($FASHION_TRAIN training images), rows as a sequence: Adam lr 0.002, seed 42" \
   "$OUT/fashion_lstm_bn.csv" "$OUT/fashion_lstm.csv"
-echo "wrote $OUT/seed_bn_vs_plain.png $OUT/fashion_bn_vs_plain.png"
+$PY scripts/plot_metrics.py -o "$OUT/fashion_bnlstm_vs_plain.png" --metrics loss,val_loss,val_acc \
+  --labels "bnlstm_fashion (recurrent BatchNorm at every step),fashion_lstm" \
+  --title "Fashion-MNIST ($FASHION_TRAIN training images), rows as a sequence: Adam lr 0.002, seed 42" \
+  "$OUT/bnlstm_fashion.csv" "$OUT/fashion_lstm.csv"
+echo "wrote $OUT/seed_bn_vs_plain.png $OUT/fashion_bn_vs_plain.png $OUT/fashion_bnlstm_vs_plain.png"
