@@ -63,20 +63,20 @@ std::string SourceManager::describe(SrcLoc loc) const {
 
 void Diagnostics::print(SrcLoc loc, std::string_view kind, const std::string &msg) {
   if (!loc.valid()) {
-    os_ << "gradc: " << kind << ": " << msg << "\n";
+    *os_ << "gradc: " << kind << ": " << msg << "\n";
     return;
   }
-  os_ << sm_.describe(loc) << ": " << kind << ": " << msg << "\n";
+  *os_ << sm_.describe(loc) << ": " << kind << ": " << msg << "\n";
   std::string_view line = sm_.lineText(loc);
   std::string num = std::to_string(loc.line);
-  os_ << " " << num << " | ";
+  *os_ << " " << num << " | ";
   // Replace non-printable bytes so a binary file cannot garble the terminal.
   for (char c : line)
-    os_ << ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f ? '?' : c);
-  os_ << "\n " << std::string(num.size(), ' ') << " | ";
+    *os_ << ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f ? '?' : c);
+  *os_ << "\n " << std::string(num.size(), ' ') << " | ";
   for (uint32_t i = 1; i < loc.col && i - 1 < line.size(); ++i)
-    os_ << (line[i - 1] == '\t' ? '\t' : ' ');
-  os_ << "^\n";
+    *os_ << (line[i - 1] == '\t' ? '\t' : ' ');
+  *os_ << "^\n";
 }
 
 void Diagnostics::error(SrcLoc loc, const std::string &msg) {
@@ -98,7 +98,7 @@ void Diagnostics::error(SrcLoc loc, const std::string &msg) {
   for (size_t i = context_.size(); i-- > 0;)
     if (i != user)
       print(context_[i].site, "note", context_[i].what);
-  os_.flush();
+  os_->flush();
   throw CompileError();
 }
 

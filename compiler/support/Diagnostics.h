@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <memory>
 #include <ostream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -56,7 +58,7 @@ public:
 /// current instantiation context (the user's line that called a prelude layer).
 class Diagnostics {
 public:
-  Diagnostics(const SourceManager &sm, std::ostream &os) : sm_(sm), os_(os) {}
+  Diagnostics(const SourceManager &sm, std::ostream &os) : sm_(sm), os_(&os) {}
 
   /// Reports an error at `loc` with the context notes and throws CompileError.
   [[noreturn]] void error(SrcLoc loc, const std::string &msg);
@@ -79,6 +81,13 @@ public:
   }
   void popContext() { context_.pop_back(); }
   unsigned errorCount() const { return errors_; }
+  /// Prints to `os` from now on; returns the stream printed to before (DiagCapture).
+  std::ostream *redirect(std::ostream *os) {
+    std::swap(os, os_);
+    return os;
+  }
+  /// Sets the error count back (DiagCapture: errors of an abandoned trial do not count).
+  void restoreErrorCount(unsigned n) { errors_ = n; }
 
 private:
   void print(SrcLoc loc, std::string_view kind, const std::string &msg);
@@ -88,7 +97,7 @@ private:
     std::string subject;
   };
   const SourceManager &sm_;
-  std::ostream &os_;
+  std::ostream *os_;
   std::vector<Context> context_;
   unsigned errors_ = 0;
 };
@@ -105,6 +114,28 @@ public:
 
 private:
   Diagnostics &d_;
+};
+
+/// RAII: while alive, what `d` prints goes to text() instead, and the errors it reports are
+/// not counted afterwards. For a trial the compiler may abandon (the step graph of --generate,
+/// elaborate/StepGraph.cpp): its first error explains why, without failing the compile.
+class DiagCapture {
+public:
+  explicit DiagCapture(Diagnostics &d) : d_(d), saved_(d.redirect(&buf_)), errors_(d.errorCount()) {}
+  ~DiagCapture() {
+    d_.redirect(saved_);
+    d_.restoreErrorCount(errors_);
+  }
+  DiagCapture(const DiagCapture &) = delete;
+  DiagCapture &operator=(const DiagCapture &) = delete;
+  /// What was printed so far.
+  std::string text() const { return buf_.str(); }
+
+private:
+  Diagnostics &d_;
+  std::ostringstream buf_;
+  std::ostream *saved_;
+  unsigned errors_;
 };
 
 } // namespace gradc
