@@ -35,6 +35,16 @@ const ModelSpec &spec() {
     s.inputs[0].bound = 80;
     s.inputs[0].boundWhere = "layer emb, char_lstm.model:15";
     s.outputs.push_back({"logits", DType::F32, {32, 64, 80}});
+    s.stepInputs.push_back({"x", DType::I32, {1, 1}});
+    s.stepInputs.push_back({"state0.lstm.h", DType::F32, {1, 128}});
+    s.stepInputs.push_back({"state1.lstm.c", DType::F32, {1, 128}});
+    s.stepInputs.push_back({"state2.lstm.h", DType::F32, {1, 128}});
+    s.stepInputs.push_back({"state3.lstm.c", DType::F32, {1, 128}});
+    s.stepOutputs.push_back({"logits", DType::F32, {1, 1, 80}});
+    s.stepOutputs.push_back({"state0.lstm.h", DType::F32, {1, 128}});
+    s.stepOutputs.push_back({"state1.lstm.c", DType::F32, {1, 128}});
+    s.stepOutputs.push_back({"state2.lstm.h", DType::F32, {1, 128}});
+    s.stepOutputs.push_back({"state3.lstm.c", DType::F32, {1, 128}});
     s.state.push_back({"emb.weight", StateSpec::Param, DType::F32, {80, 32}, StateSpec::Normal, 0, 1});
     s.state.push_back({"lstm.weight_ih_l0", StateSpec::Param, DType::F32, {512, 32}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
     s.state.push_back({"lstm.weight_hh_l0", StateSpec::Param, DType::F32, {512, 128}, StateSpec::Uniform, -0.08838834764831843, 0.08838834764831843});
@@ -178,6 +188,11 @@ public:
     return train(b, false, &g);
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
+  void generateStep(const std::vector<const void *> &in, const std::vector<void *> &out) override {
+    Batch b;
+    b.data = in;
+    step(b, out);
+  }
   double evalLoss(const Batch &b) override {
     double loss = 0;
     T *const A = arena();
@@ -197,7 +212,7 @@ public:
     T *const x = A + 0;  // i32[32,64], char_lstm.model:12
     T *const lstm_seq = A + 4096;  // f32[32,64,32], prelude.model:349
     T *const const90 = A + 69632;  // f32[32,128], prelude.model:58
-    T *const matmul270 = A + 73728;  // f32[32,64,512], prelude.model:59
+    T *const matmul362 = A + 73728;  // f32[32,64,512], prelude.model:59
     T *const lstm_h = A + 4096;  // f32[32,128], prelude.model:58
     T *const lstm_c = A + 8192;  // f32[32,128], prelude.model:58
     T *const matmul105 = A + 12288;  // f32[32,512], prelude.model:59
@@ -207,7 +222,7 @@ public:
     T *const lstm_seq_2 = A + 1122304;  // f32[32,64,128], prelude.model:58
     T *const lstm_h_4 = A + 45056;  // f32[32,128], prelude.model:58
     T *const lstm_c_4 = A + 49152;  // f32[32,128], prelude.model:58
-    T *const matmul272 = A + 73728;  // f32[32,64,512], prelude.model:59
+    T *const matmul364 = A + 73728;  // f32[32,64,512], prelude.model:59
     T *const lstm_h_5 = A + 4096;  // f32[32,128], prelude.model:58
     T *const lstm_c_5 = A + 8192;  // f32[32,128], prelude.model:58
     T *const matmul141 = A + 12288;  // f32[32,512], prelude.model:59
@@ -232,7 +247,7 @@ public:
     // const  (prelude.model:58:52)
     std::fill_n(const90, 4096, T(0));
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 512, 32, T(1), lstm_seq, 32, lstm_weight_ih_l0, 32, T(0), matmul270, 512, threads());
+    gemm(false, true, 2048, 512, 32, T(1), lstm_seq, 32, lstm_weight_ih_l0, 32, T(0), matmul362, 512, threads());
     // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const90, 4096, lstm_h);
     std::copy_n(const90, 4096, lstm_c);
@@ -247,7 +262,7 @@ public:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v101 = matmul270[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l0[i1];
+          const T v101 = matmul362[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l0[i1];
           const T v106 = v101 + matmul105[i0 * 512 + i1];
           const T lstm_gates_2 = v106 + lstm_bias_hh_l0[i1];
           lstm_gates[i0 * 512 + i1] = lstm_gates_2;
@@ -296,7 +311,7 @@ public:
     std::copy_n(lstm_h, 4096, lstm_h_4);
     std::copy_n(lstm_c, 4096, lstm_c_4);
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 512, 128, T(1), lstm_seq_2, 128, lstm_weight_ih_l1, 128, T(0), matmul272, 512, threads());
+    gemm(false, true, 2048, 512, 128, T(1), lstm_seq_2, 128, lstm_weight_ih_l1, 128, T(0), matmul364, 512, threads());
     // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const90, 4096, lstm_h_5);
     std::copy_n(const90, 4096, lstm_c_5);
@@ -311,7 +326,7 @@ public:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v137 = matmul272[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l1[i1];
+          const T v137 = matmul364[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l1[i1];
           const T v142 = v137 + matmul141[i0 * 512 + i1];
           const T lstm_gates_4 = v142 + lstm_bias_hh_l1[i1];
           lstm_gates_3[i0 * 512 + i1] = lstm_gates_4;
@@ -405,11 +420,11 @@ private:
     T *const head_bias = sf_[10].data();  // f32[80], prelude.model:7
     T *const logits = A + 3284992;  // f32[32,64,80], prelude.model:10
     T *const y = A + 2048;  // i32[32,64], char_lstm.model:13
-    T *const mul288 = A + 3448832;  // f32[2048,80], char_lstm.model:21
+    T *const mul384 = A + 3448832;  // f32[2048,80], char_lstm.model:21
     T *const lstm_seq = A + 466944;  // f32[32,64,128], prelude.model:58
-    T *const scan373 = A + 5644288;  // f32[32,64,512], prelude.model:58
+    T *const scan469 = A + 5644288;  // f32[32,64,512], prelude.model:58
     T *const lstm_inp = A + 90112;  // f32[32,64,128], prelude.model:21
-    T *const scan459 = A + 3284992;  // f32[32,64,512], prelude.model:58
+    T *const scan555 = A + 3284992;  // f32[32,64,512], prelude.model:58
     T *const lstm_seq_2 = A + 4096;  // f32[32,64,32], prelude.model:349
     T *const optimizer_step = sf_[11].data();  // f32[], char_lstm.model:25
     T *const optimizer_emb_weight_exp_avg = sf_[12].data();  // f32[80,32], char_lstm.model:25
@@ -437,7 +452,7 @@ private:
     T *const x = A + 0;  // i32[32,64], char_lstm.model:12
     T *const const4 = A + 69632;  // f32[32,128], prelude.model:58
     T *const transpose11 = A + 73728;  // f32[32,512], prelude.model:59
-    T *const matmul266 = A + 90112;  // f32[32,64,512], prelude.model:59
+    T *const matmul358 = A + 90112;  // f32[32,64,512], prelude.model:59
     T *const lstm_h = A + 1138688;  // f32[32,128], prelude.model:58
     T *const lstm_c = A + 1142784;  // f32[32,128], prelude.model:58
     T *const saved = A + 1449984;  // f32[32,64,128], prelude.model:58
@@ -454,7 +469,7 @@ private:
     T *const lstm_h_4 = A + 1179648;  // f32[32,128], prelude.model:58
     T *const lstm_c_4 = A + 1183744;  // f32[32,128], prelude.model:58
     T *const transpose49 = A + 352256;  // f32[128,512], prelude.model:59
-    T *const matmul268 = A + 3284992;  // f32[32,64,512], prelude.model:59
+    T *const matmul360 = A + 3284992;  // f32[32,64,512], prelude.model:59
     T *const lstm_h_5 = A + 417792;  // f32[32,128], prelude.model:58
     T *const lstm_c_5 = A + 421888;  // f32[32,128], prelude.model:58
     T *const saved_2 = A + 729088;  // f32[32,64,128], prelude.model:58
@@ -472,42 +487,42 @@ private:
     T *const transpose79 = A + 417792;  // f32[128,80], prelude.model:10
     T *const matmul80 = A + 1253376;  // f32[32,64,80], prelude.model:10
     T *const loss_2 = A + 428032;  // f32[], char_lstm.model:21
-    T *const max279 = A + 428048;  // f32[2048,1], char_lstm.model:21
-    T *const exp281 = A + 1253376;  // f32[2048,80], char_lstm.model:21
-    T *const sum282 = A + 430096;  // f32[2048,1], char_lstm.model:21
-    T *const one_hot284 = A + 3284992;  // f32[2048,80], char_lstm.model:21
+    T *const max375 = A + 428048;  // f32[2048,1], char_lstm.model:21
+    T *const exp377 = A + 1253376;  // f32[2048,80], char_lstm.model:21
+    T *const sum378 = A + 430096;  // f32[2048,1], char_lstm.model:21
+    T *const one_hot380 = A + 3284992;  // f32[2048,80], char_lstm.model:21
     T *const d_head_bias = A + 2048;  // f32[80], prelude.model:10
-    T *const matmul292 = A + 3612672;  // f32[32,64,128], prelude.model:10
-    T *const matmul296 = A + 417792;  // f32[128,80], prelude.model:10
+    T *const matmul388 = A + 3612672;  // f32[32,64,128], prelude.model:10
+    T *const matmul392 = A + 417792;  // f32[128,80], prelude.model:10
     T *const d_lstm_h = A + 428048;  // f32[32,128], prelude.model:58
     T *const d_lstm_c = A + 432144;  // f32[32,128], prelude.model:58
-    T *const mul347 = A + 452640;  // f32[32,128], prelude.model:60
-    T *const mul341 = A + 448544;  // f32[32,128], prelude.model:61
-    T *const mul335 = A + 444448;  // f32[32,128], prelude.model:62
-    T *const mul330 = A + 440352;  // f32[32,128], prelude.model:63
-    T *const mul326 = A + 436256;  // f32[32,128], prelude.model:64
-    T *const matmul354 = A + 440352;  // f32[32,128], prelude.model:59
-    T *const scan368 = A + 456736;  // f32[32,128], prelude.model:58
-    T *const scan369 = A + 460832;  // f32[32,128], prelude.model:58
-    T *const sum705 = A + 2128;  // f32[512], prelude.model:58
-    T *const matmul710 = A + 428048;  // f32[128,512], prelude.model:58
-    T *const matmul376 = A + 493584;  // f32[32,64,128], prelude.model:59
-    T *const matmul380 = A + 352256;  // f32[128,512], prelude.model:59
-    T *const mul382 = A + 90112;  // f32[32,64,128], prelude.model:21
+    T *const mul443 = A + 452640;  // f32[32,128], prelude.model:60
+    T *const mul437 = A + 448544;  // f32[32,128], prelude.model:61
+    T *const mul431 = A + 444448;  // f32[32,128], prelude.model:62
+    T *const mul426 = A + 440352;  // f32[32,128], prelude.model:63
+    T *const mul422 = A + 436256;  // f32[32,128], prelude.model:64
+    T *const matmul450 = A + 440352;  // f32[32,128], prelude.model:59
+    T *const scan464 = A + 456736;  // f32[32,128], prelude.model:58
+    T *const scan465 = A + 460832;  // f32[32,128], prelude.model:58
+    T *const sum801 = A + 2128;  // f32[512], prelude.model:58
+    T *const matmul806 = A + 428048;  // f32[128,512], prelude.model:58
+    T *const matmul472 = A + 493584;  // f32[32,64,128], prelude.model:59
+    T *const matmul476 = A + 352256;  // f32[128,512], prelude.model:59
+    T *const mul478 = A + 90112;  // f32[32,64,128], prelude.model:21
     T *const d_lstm_h_2 = A + 493584;  // f32[32,128], prelude.model:58
     T *const d_lstm_c_2 = A + 497680;  // f32[32,128], prelude.model:58
-    T *const mul433 = A + 518176;  // f32[32,128], prelude.model:60
-    T *const mul427 = A + 514080;  // f32[32,128], prelude.model:61
-    T *const mul421 = A + 509984;  // f32[32,128], prelude.model:62
-    T *const mul416 = A + 505888;  // f32[32,128], prelude.model:63
-    T *const mul412 = A + 501792;  // f32[32,128], prelude.model:64
-    T *const matmul440 = A + 505888;  // f32[32,128], prelude.model:59
-    T *const scan454 = A + 522272;  // f32[32,128], prelude.model:58
-    T *const scan455 = A + 526368;  // f32[32,128], prelude.model:58
-    T *const sum711 = A + 2640;  // f32[512], prelude.model:58
-    T *const matmul716 = A + 90112;  // f32[128,512], prelude.model:58
-    T *const matmul462 = A + 155648;  // f32[32,64,32], prelude.model:59
-    T *const matmul466 = A + 69632;  // f32[32,512], prelude.model:59
+    T *const mul529 = A + 518176;  // f32[32,128], prelude.model:60
+    T *const mul523 = A + 514080;  // f32[32,128], prelude.model:61
+    T *const mul517 = A + 509984;  // f32[32,128], prelude.model:62
+    T *const mul512 = A + 505888;  // f32[32,128], prelude.model:63
+    T *const mul508 = A + 501792;  // f32[32,128], prelude.model:64
+    T *const matmul536 = A + 505888;  // f32[32,128], prelude.model:59
+    T *const scan550 = A + 522272;  // f32[32,128], prelude.model:58
+    T *const scan551 = A + 526368;  // f32[32,128], prelude.model:58
+    T *const sum807 = A + 2640;  // f32[512], prelude.model:58
+    T *const matmul812 = A + 90112;  // f32[128,512], prelude.model:58
+    T *const matmul558 = A + 155648;  // f32[32,64,32], prelude.model:59
+    T *const matmul562 = A + 69632;  // f32[32,512], prelude.model:59
     T *const d_emb_weight = A + 3152;  // f32[80,32], prelude.model:349
     T *const d_lstm_weight_ih_l0 = A + 5712;  // f32[512,32], prelude.model:59
     T *const d_lstm_weight_hh_l0 = A + 221184;  // f32[512,128], prelude.model:59
@@ -518,9 +533,9 @@ private:
     T *const optimizer_step_new = A + 16;  // f32[], char_lstm.model:25
     T *const optimizer_emb_weight_exp_avg_new = A + 97872;  // f32[80,32], char_lstm.model:25
     T *const optimizer_emb_weight_exp_avg_sq_new = A + 100432;  // f32[80,32], char_lstm.model:25
-    T *const sqrt498 = A + 102992;  // f32[80,32], char_lstm.model:25
-    T *const div483 = A + 144;  // f32[], char_lstm.model:25
-    T *const sqrt484 = A + 160;  // f32[], char_lstm.model:25
+    T *const sqrt594 = A + 102992;  // f32[80,32], char_lstm.model:25
+    T *const div579 = A + 144;  // f32[], char_lstm.model:25
+    T *const sqrt580 = A + 160;  // f32[], char_lstm.model:25
     T *const emb_weight_new = A + 3152;  // f32[80,32], char_lstm.model:25
     T *const optimizer_lstm_weight_ih_l0_exp_avg_new = A + 102992;  // f32[512,32], char_lstm.model:25
     T *const optimizer_lstm_weight_ih_l0_exp_avg_sq_new = A + 119376;  // f32[512,32], char_lstm.model:25
@@ -572,7 +587,7 @@ private:
       }
     }
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 512, 32, T(1), lstm_seq_2, 32, lstm_weight_ih_l0, 32, T(0), matmul266, 512, threads());
+    gemm(false, true, 2048, 512, 32, T(1), lstm_seq_2, 32, lstm_weight_ih_l0, 32, T(0), matmul358, 512, threads());
     // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const4, 4096, lstm_h);
     std::copy_n(const4, 4096, lstm_c);
@@ -587,7 +602,7 @@ private:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v15 = matmul266[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l0[i1];
+          const T v15 = matmul358[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l0[i1];
           const T v20 = v15 + matmul19[i0 * 512 + i1];
           const T lstm_gates_2 = v20 + lstm_bias_hh_l0[i1];
           lstm_gates[i0 * 512 + i1] = lstm_gates_2;
@@ -660,7 +675,7 @@ private:
       }
     }
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 512, 128, T(1), lstm_inp, 128, lstm_weight_ih_l1, 128, T(0), matmul268, 512, threads());
+    gemm(false, true, 2048, 512, 128, T(1), lstm_inp, 128, lstm_weight_ih_l1, 128, T(0), matmul360, 512, threads());
     // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const4, 4096, lstm_h_5);
     std::copy_n(const4, 4096, lstm_c_5);
@@ -675,7 +690,7 @@ private:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v53 = matmul268[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l1[i1];
+          const T v53 = matmul360[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l1[i1];
           const T v58 = v53 + matmul57[i0 * 512 + i1];
           const T lstm_gates_4 = v58 + lstm_bias_hh_l1[i1];
           lstm_gates_3[i0 * 512 + i1] = lstm_gates_4;
@@ -765,28 +780,28 @@ private:
     // loss  (char_lstm.model:19:1)
     loss = double(loss_2[0]);
     // max  (char_lstm.model:21:25)
-    std::fill_n(max279, 2048, -INFINITY);
+    std::fill_n(max375, 2048, -INFINITY);
     for (int64_t i0 = 0; i0 < 2048; ++i0) {
       for (int64_t i1 = 0; i1 < 80; ++i1) {
-        max279[i0] = std::max(max279[i0], logits[i0 * 80 + i1]);
+        max375[i0] = std::max(max375[i0], logits[i0 * 80 + i1]);
       }
     }
     // fused loop over [2048, 80], 1 reduction:
     //   sub  (char_lstm.model:21:25)  [register]
     //   exp  (char_lstm.model:21:25)
     //   sum over axes [1]  (char_lstm.model:21:25)
-    std::fill_n(sum282, 2048, T(0));
+    std::fill_n(sum378, 2048, T(0));
     for (int64_t i0 = 0; i0 < 2048; ++i0) {
       for (int64_t i1 = 0; i1 < 80; ++i1) {
-        const T v280 = logits[i0 * 80 + i1] - max279[i0];
-        const T v281 = fexp(v280);
-        exp281[i0 * 80 + i1] = v281;
-        sum282[i0] += v281;
+        const T v376 = logits[i0 * 80 + i1] - max375[i0];
+        const T v377 = fexp(v376);
+        exp377[i0 * 80 + i1] = v377;
+        sum378[i0] += v377;
       }
     }
     // one_hot  (char_lstm.model:21:25)
-    std::fill_n(one_hot284, 163840, T(0));
-    for (int64_t k = 0; k < 2048; ++k) one_hot284[k * 80 + int64_t(y[k])] = T(1);
+    std::fill_n(one_hot380, 163840, T(0));
+    for (int64_t k = 0; k < 2048; ++k) one_hot380[k * 80 + int64_t(y[k])] = T(1);
     // fused loop over [2048, 80]:
     //   div  (char_lstm.model:21:25)  [register]
     //   sub  (char_lstm.model:21:25)  [register]
@@ -794,10 +809,10 @@ private:
     for (int64_t i0 = 0; i0 < 2048; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 80; ++i1) {
-        const T v283 = exp281[i0 * 80 + i1] / sum282[i0];
-        const T v285 = v283 - one_hot284[i0 * 80 + i1];
-        const T v288 = v285 * T(0.00048828125);
-        mul288[i0 * 80 + i1] = v288;
+        const T v379 = exp377[i0 * 80 + i1] / sum378[i0];
+        const T v381 = v379 - one_hot380[i0 * 80 + i1];
+        const T v384 = v381 * T(0.00048828125);
+        mul384[i0 * 80 + i1] = v384;
       }
     }
     // sum %d.head.bias  (prelude.model:10:34)
@@ -806,14 +821,14 @@ private:
       for (int64_t i1 = 0; i1 < 64; ++i1) {
         GRADC_IVDEP
         for (int64_t i2 = 0; i2 < 80; ++i2) {
-          d_head_bias[i2] += mul288[i0 * 5120 + i1 * 80 + i2];
+          d_head_bias[i2] += mul384[i0 * 5120 + i1 * 80 + i2];
         }
       }
     }
     // matmul  (prelude.model:10:14)
-    gemm(false, true, 2048, 128, 80, T(1), mul288, 80, transpose79, 80, T(0), matmul292, 128, threads());
+    gemm(false, true, 2048, 128, 80, T(1), mul384, 80, transpose79, 80, T(0), matmul388, 128, threads());
     // matmul  (prelude.model:10:14)
-    gemm(true, false, 128, 80, 2048, T(1), lstm_seq, 128, mul288, 80, T(0), matmul296, 80, threads());
+    gemm(true, false, 128, 80, 2048, T(1), lstm_seq, 128, mul384, 80, T(0), matmul392, 80, threads());
     // scan  (prelude.model:58:13)
     std::copy_n(const4, 4096, d_lstm_h);
     std::copy_n(const4, 4096, d_lstm_c);
@@ -847,89 +862,89 @@ private:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          const T v309 = d_lstm_h[i0 * 128 + i1] + matmul292[t * 128 + i0 * 8192 + i1];
-          const T v313 = v309 * lstm_o_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v315 = saved_2[t * 128 + i0 * 8192 + i1] * saved_2[t * 128 + i0 * 8192 + i1];
-          const T v316 = T(1) - v315;
-          const T v317 = v313 * v316;
-          const T v318 = d_lstm_c[i0 * 128 + i1] + v317;
-          const T v320 = v318 * lstm_g_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v345 = T(1) - lstm_i_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v346 = lstm_i_saved_2[t * 128 + i0 * 8192 + i1] * v345;
-          const T v347 = v320 * v346;
-          mul347[i0 * 128 + i1] = v347;
-          const T v324 = v318 * lstm_c_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v339 = T(1) - lstm_f_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v340 = lstm_f_saved_2[t * 128 + i0 * 8192 + i1] * v339;
-          const T v341 = v324 * v340;
-          mul341[i0 * 128 + i1] = v341;
-          const T v322 = v318 * lstm_i_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v333 = lstm_g_saved_2[t * 128 + i0 * 8192 + i1] * lstm_g_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v334 = T(1) - v333;
-          const T v335 = v322 * v334;
-          mul335[i0 * 128 + i1] = v335;
-          const T v311 = v309 * saved_2[t * 128 + i0 * 8192 + i1];
-          const T v328 = T(1) - lstm_o_saved_2[t * 128 + i0 * 8192 + i1];
-          const T v329 = lstm_o_saved_2[t * 128 + i0 * 8192 + i1] * v328;
-          const T v330 = v311 * v329;
-          mul330[i0 * 128 + i1] = v330;
-          const T v326 = v318 * lstm_f_saved_2[t * 128 + i0 * 8192 + i1];
-          mul326[i0 * 128 + i1] = v326;
+          const T v405 = d_lstm_h[i0 * 128 + i1] + matmul388[t * 128 + i0 * 8192 + i1];
+          const T v409 = v405 * lstm_o_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v411 = saved_2[t * 128 + i0 * 8192 + i1] * saved_2[t * 128 + i0 * 8192 + i1];
+          const T v412 = T(1) - v411;
+          const T v413 = v409 * v412;
+          const T v414 = d_lstm_c[i0 * 128 + i1] + v413;
+          const T v416 = v414 * lstm_g_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v441 = T(1) - lstm_i_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v442 = lstm_i_saved_2[t * 128 + i0 * 8192 + i1] * v441;
+          const T v443 = v416 * v442;
+          mul443[i0 * 128 + i1] = v443;
+          const T v420 = v414 * lstm_c_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v435 = T(1) - lstm_f_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v436 = lstm_f_saved_2[t * 128 + i0 * 8192 + i1] * v435;
+          const T v437 = v420 * v436;
+          mul437[i0 * 128 + i1] = v437;
+          const T v418 = v414 * lstm_i_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v429 = lstm_g_saved_2[t * 128 + i0 * 8192 + i1] * lstm_g_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v430 = T(1) - v429;
+          const T v431 = v418 * v430;
+          mul431[i0 * 128 + i1] = v431;
+          const T v407 = v405 * saved_2[t * 128 + i0 * 8192 + i1];
+          const T v424 = T(1) - lstm_o_saved_2[t * 128 + i0 * 8192 + i1];
+          const T v425 = lstm_o_saved_2[t * 128 + i0 * 8192 + i1] * v424;
+          const T v426 = v407 * v425;
+          mul426[i0 * 128 + i1] = v426;
+          const T v422 = v414 * lstm_f_saved_2[t * 128 + i0 * 8192 + i1];
+          mul422[i0 * 128 + i1] = v422;
         }
       }
       // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan373[t * 512 + i0 * 32768 + i1] = mul347[i0 * 128 + i1];
+          scan469[t * 512 + i0 * 32768 + i1] = mul443[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan373[t * 512 + i0 * 32768 + i1 + 128] = mul341[i0 * 128 + i1];
+          scan469[t * 512 + i0 * 32768 + i1 + 128] = mul437[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan373[t * 512 + i0 * 32768 + i1 + 256] = mul335[i0 * 128 + i1];
+          scan469[t * 512 + i0 * 32768 + i1 + 256] = mul431[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan373[t * 512 + i0 * 32768 + i1 + 384] = mul330[i0 * 128 + i1];
+          scan469[t * 512 + i0 * 32768 + i1 + 384] = mul426[i0 * 128 + i1];
         }
       }
       // matmul  (prelude.model:59:67)
-      gemmInvariantB(2, false, false, 32, 128, 512, T(1), scan373 + t * 512, 32768, lstm_weight_hh_l1, 128, T(0), matmul354, 128, threads());
-      std::copy_n(matmul354, 4096, d_lstm_h);
-      std::copy_n(mul326, 4096, d_lstm_c);
+      gemmInvariantB(2, false, false, 32, 128, 512, T(1), scan469 + t * 512, 32768, lstm_weight_hh_l1, 128, T(0), matmul450, 128, threads());
+      std::copy_n(matmul450, 4096, d_lstm_h);
+      std::copy_n(mul422, 4096, d_lstm_c);
     }
-    std::copy_n(d_lstm_h, 4096, scan368);
-    std::copy_n(d_lstm_c, 4096, scan369);
+    std::copy_n(d_lstm_h, 4096, scan464);
+    std::copy_n(d_lstm_c, 4096, scan465);
     // sum  (prelude.model:58:13)
-    std::fill_n(sum705, 512, T(0));
+    std::fill_n(sum801, 512, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       for (int64_t i1 = 0; i1 < 64; ++i1) {
         GRADC_IVDEP
         for (int64_t i2 = 0; i2 < 512; ++i2) {
-          sum705[i2] += scan373[i0 * 32768 + i1 * 512 + i2];
+          sum801[i2] += scan469[i0 * 32768 + i1 * 512 + i2];
         }
       }
     }
     // matmul  (prelude.model:58:13)
-    gemm(true, false, 128, 512, 2048, T(1), lstm_h_saved_2, 128, scan373, 512, T(0), matmul710, 512, threads());
+    gemm(true, false, 128, 512, 2048, T(1), lstm_h_saved_2, 128, scan469, 512, T(0), matmul806, 512, threads());
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 128, 512, T(1), scan373, 512, transpose49, 512, T(0), matmul376, 128, threads());
+    gemm(false, true, 2048, 128, 512, T(1), scan469, 512, transpose49, 512, T(0), matmul472, 128, threads());
     // matmul  (prelude.model:59:20)
-    gemm(true, false, 128, 512, 2048, T(1), lstm_inp, 128, scan373, 512, T(0), matmul380, 512, threads());
+    gemm(true, false, 128, 512, 2048, T(1), lstm_inp, 128, scan469, 512, T(0), matmul476, 512, threads());
     // mul  (prelude.model:21:21)
     GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
-      const T v382 = matmul376[i] * (philox24(b.rng, 0, i) < 3355443u ? T(0) : T(1.25));
-      mul382[i] = v382;
+      const T v478 = matmul472[i] * (philox24(b.rng, 0, i) < 3355443u ? T(0) : T(1.25));
+      mul478[i] = v478;
     }
     // scan  (prelude.model:58:13)
     std::copy_n(const4, 4096, d_lstm_h_2);
@@ -964,89 +979,89 @@ private:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          const T v395 = d_lstm_h_2[i0 * 128 + i1] + mul382[t * 128 + i0 * 8192 + i1];
-          const T v399 = v395 * lstm_o_saved[t * 128 + i0 * 8192 + i1];
-          const T v401 = saved[t * 128 + i0 * 8192 + i1] * saved[t * 128 + i0 * 8192 + i1];
-          const T v402 = T(1) - v401;
-          const T v403 = v399 * v402;
-          const T v404 = d_lstm_c_2[i0 * 128 + i1] + v403;
-          const T v406 = v404 * lstm_g_saved[t * 128 + i0 * 8192 + i1];
-          const T v431 = T(1) - lstm_i_saved[t * 128 + i0 * 8192 + i1];
-          const T v432 = lstm_i_saved[t * 128 + i0 * 8192 + i1] * v431;
-          const T v433 = v406 * v432;
-          mul433[i0 * 128 + i1] = v433;
-          const T v410 = v404 * lstm_c_saved[t * 128 + i0 * 8192 + i1];
-          const T v425 = T(1) - lstm_f_saved[t * 128 + i0 * 8192 + i1];
-          const T v426 = lstm_f_saved[t * 128 + i0 * 8192 + i1] * v425;
-          const T v427 = v410 * v426;
-          mul427[i0 * 128 + i1] = v427;
-          const T v408 = v404 * lstm_i_saved[t * 128 + i0 * 8192 + i1];
-          const T v419 = lstm_g_saved[t * 128 + i0 * 8192 + i1] * lstm_g_saved[t * 128 + i0 * 8192 + i1];
-          const T v420 = T(1) - v419;
-          const T v421 = v408 * v420;
-          mul421[i0 * 128 + i1] = v421;
-          const T v397 = v395 * saved[t * 128 + i0 * 8192 + i1];
-          const T v414 = T(1) - lstm_o_saved[t * 128 + i0 * 8192 + i1];
-          const T v415 = lstm_o_saved[t * 128 + i0 * 8192 + i1] * v414;
-          const T v416 = v397 * v415;
-          mul416[i0 * 128 + i1] = v416;
-          const T v412 = v404 * lstm_f_saved[t * 128 + i0 * 8192 + i1];
-          mul412[i0 * 128 + i1] = v412;
+          const T v491 = d_lstm_h_2[i0 * 128 + i1] + mul478[t * 128 + i0 * 8192 + i1];
+          const T v495 = v491 * lstm_o_saved[t * 128 + i0 * 8192 + i1];
+          const T v497 = saved[t * 128 + i0 * 8192 + i1] * saved[t * 128 + i0 * 8192 + i1];
+          const T v498 = T(1) - v497;
+          const T v499 = v495 * v498;
+          const T v500 = d_lstm_c_2[i0 * 128 + i1] + v499;
+          const T v502 = v500 * lstm_g_saved[t * 128 + i0 * 8192 + i1];
+          const T v527 = T(1) - lstm_i_saved[t * 128 + i0 * 8192 + i1];
+          const T v528 = lstm_i_saved[t * 128 + i0 * 8192 + i1] * v527;
+          const T v529 = v502 * v528;
+          mul529[i0 * 128 + i1] = v529;
+          const T v506 = v500 * lstm_c_saved[t * 128 + i0 * 8192 + i1];
+          const T v521 = T(1) - lstm_f_saved[t * 128 + i0 * 8192 + i1];
+          const T v522 = lstm_f_saved[t * 128 + i0 * 8192 + i1] * v521;
+          const T v523 = v506 * v522;
+          mul523[i0 * 128 + i1] = v523;
+          const T v504 = v500 * lstm_i_saved[t * 128 + i0 * 8192 + i1];
+          const T v515 = lstm_g_saved[t * 128 + i0 * 8192 + i1] * lstm_g_saved[t * 128 + i0 * 8192 + i1];
+          const T v516 = T(1) - v515;
+          const T v517 = v504 * v516;
+          mul517[i0 * 128 + i1] = v517;
+          const T v493 = v491 * saved[t * 128 + i0 * 8192 + i1];
+          const T v510 = T(1) - lstm_o_saved[t * 128 + i0 * 8192 + i1];
+          const T v511 = lstm_o_saved[t * 128 + i0 * 8192 + i1] * v510;
+          const T v512 = v493 * v511;
+          mul512[i0 * 128 + i1] = v512;
+          const T v508 = v500 * lstm_f_saved[t * 128 + i0 * 8192 + i1];
+          mul508[i0 * 128 + i1] = v508;
         }
       }
       // concat  (prelude.model:60:26)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan459[t * 512 + i0 * 32768 + i1] = mul433[i0 * 128 + i1];
+          scan555[t * 512 + i0 * 32768 + i1] = mul529[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan459[t * 512 + i0 * 32768 + i1 + 128] = mul427[i0 * 128 + i1];
+          scan555[t * 512 + i0 * 32768 + i1 + 128] = mul523[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan459[t * 512 + i0 * 32768 + i1 + 256] = mul421[i0 * 128 + i1];
+          scan555[t * 512 + i0 * 32768 + i1 + 256] = mul517[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan459[t * 512 + i0 * 32768 + i1 + 384] = mul416[i0 * 128 + i1];
+          scan555[t * 512 + i0 * 32768 + i1 + 384] = mul512[i0 * 128 + i1];
         }
       }
       // matmul  (prelude.model:59:67)
-      gemmInvariantB(3, false, false, 32, 128, 512, T(1), scan459 + t * 512, 32768, lstm_weight_hh_l0, 128, T(0), matmul440, 128, threads());
-      std::copy_n(matmul440, 4096, d_lstm_h_2);
-      std::copy_n(mul412, 4096, d_lstm_c_2);
+      gemmInvariantB(3, false, false, 32, 128, 512, T(1), scan555 + t * 512, 32768, lstm_weight_hh_l0, 128, T(0), matmul536, 128, threads());
+      std::copy_n(matmul536, 4096, d_lstm_h_2);
+      std::copy_n(mul508, 4096, d_lstm_c_2);
     }
-    std::copy_n(d_lstm_h_2, 4096, scan454);
-    std::copy_n(d_lstm_c_2, 4096, scan455);
+    std::copy_n(d_lstm_h_2, 4096, scan550);
+    std::copy_n(d_lstm_c_2, 4096, scan551);
     // sum  (prelude.model:58:13)
-    std::fill_n(sum711, 512, T(0));
+    std::fill_n(sum807, 512, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       for (int64_t i1 = 0; i1 < 64; ++i1) {
         GRADC_IVDEP
         for (int64_t i2 = 0; i2 < 512; ++i2) {
-          sum711[i2] += scan459[i0 * 32768 + i1 * 512 + i2];
+          sum807[i2] += scan555[i0 * 32768 + i1 * 512 + i2];
         }
       }
     }
     // matmul  (prelude.model:58:13)
-    gemm(true, false, 128, 512, 2048, T(1), lstm_h_saved, 128, scan459, 512, T(0), matmul716, 512, threads());
+    gemm(true, false, 128, 512, 2048, T(1), lstm_h_saved, 128, scan555, 512, T(0), matmul812, 512, threads());
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 32, 512, T(1), scan459, 512, transpose11, 512, T(0), matmul462, 32, threads());
+    gemm(false, true, 2048, 32, 512, T(1), scan555, 512, transpose11, 512, T(0), matmul558, 32, threads());
     // matmul  (prelude.model:59:20)
-    gemm(true, false, 32, 512, 2048, T(1), lstm_seq_2, 32, scan459, 512, T(0), matmul466, 512, threads());
+    gemm(true, false, 32, 512, 2048, T(1), lstm_seq_2, 32, scan555, 512, T(0), matmul562, 512, threads());
     // scatter_add %d.emb.weight  (prelude.model:349:18)
     std::fill_n(d_emb_weight, 2560, T(0));
     for (int64_t k = 0; k < 2048; ++k) {
       const int64_t i_ = int64_t(x[k]);
-      if (i_ >= 0 && i_ < 80) for (int64_t j_ = 0; j_ < 32; ++j_) d_emb_weight[i_ * 32 + j_] += matmul462[k * 32 + j_];
+      if (i_ >= 0 && i_ < 80) for (int64_t j_ = 0; j_ < 32; ++j_) d_emb_weight[i_ * 32 + j_] += matmul558[k * 32 + j_];
     }
     // grad  (prelude.model:347:3)
     if (grads) (*grads)[0].assign(d_emb_weight, d_emb_weight + 2560);
@@ -1054,7 +1069,7 @@ private:
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 32; ++i1) {
-        d_lstm_weight_ih_l0[i0 * 32 + i1] = matmul466[i0 + i1 * 512];
+        d_lstm_weight_ih_l0[i0 * 32 + i1] = matmul562[i0 + i1 * 512];
       }
     }
     // grad  (prelude.model:38:5)
@@ -1066,33 +1081,33 @@ private:
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {
-        const T d_lstm_weight_hh_l0_2 = matmul716[i0 + i1 * 512];
+        const T d_lstm_weight_hh_l0_2 = matmul812[i0 + i1 * 512];
         d_lstm_weight_hh_l0[i0 * 128 + i1] = d_lstm_weight_hh_l0_2;
-        const T d_lstm_weight_ih_l1_2 = matmul380[i0 + i1 * 512];
+        const T d_lstm_weight_ih_l1_2 = matmul476[i0 + i1 * 512];
         d_lstm_weight_ih_l1[i0 * 128 + i1] = d_lstm_weight_ih_l1_2;
-        const T d_lstm_weight_hh_l1_2 = matmul710[i0 + i1 * 512];
+        const T d_lstm_weight_hh_l1_2 = matmul806[i0 + i1 * 512];
         d_lstm_weight_hh_l1[i0 * 128 + i1] = d_lstm_weight_hh_l1_2;
       }
     }
     // grad  (prelude.model:39:5)
     if (grads) (*grads)[2].assign(d_lstm_weight_hh_l0, d_lstm_weight_hh_l0 + 65536);
     // grad  (prelude.model:40:5)
-    if (grads) (*grads)[3].assign(sum711, sum711 + 512);
+    if (grads) (*grads)[3].assign(sum807, sum807 + 512);
     // grad  (prelude.model:41:5)
-    if (grads) (*grads)[4].assign(sum711, sum711 + 512);
+    if (grads) (*grads)[4].assign(sum807, sum807 + 512);
     // grad  (prelude.model:38:5)
     if (grads) (*grads)[5].assign(d_lstm_weight_ih_l1, d_lstm_weight_ih_l1 + 65536);
     // grad  (prelude.model:39:5)
     if (grads) (*grads)[6].assign(d_lstm_weight_hh_l1, d_lstm_weight_hh_l1 + 65536);
     // grad  (prelude.model:40:5)
-    if (grads) (*grads)[7].assign(sum705, sum705 + 512);
+    if (grads) (*grads)[7].assign(sum801, sum801 + 512);
     // grad  (prelude.model:41:5)
-    if (grads) (*grads)[8].assign(sum705, sum705 + 512);
+    if (grads) (*grads)[8].assign(sum801, sum801 + 512);
     // transpose %d.head.weight  (prelude.model:10:25)
     for (int64_t i0 = 0; i0 < 80; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {
-        d_head_weight[i0 * 128 + i1] = matmul296[i0 + i1 * 80];
+        d_head_weight[i0 * 128 + i1] = matmul392[i0 + i1 * 80];
       }
     }
     // grad  (prelude.model:6:3)
@@ -1117,17 +1132,17 @@ private:
     //   sqrt  (char_lstm.model:25:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2560; ++i) {
-      const T v487 = optimizer_emb_weight_exp_avg[i] * T(0.9);
-      const T v489 = d_emb_weight[i] * T(0.09999999999999998);
-      const T optimizer_emb_weight_exp_avg_new_2 = v487 + v489;
+      const T v583 = optimizer_emb_weight_exp_avg[i] * T(0.9);
+      const T v585 = d_emb_weight[i] * T(0.09999999999999998);
+      const T optimizer_emb_weight_exp_avg_new_2 = v583 + v585;
       optimizer_emb_weight_exp_avg_new[i] = optimizer_emb_weight_exp_avg_new_2;
-      const T v493 = optimizer_emb_weight_exp_avg_sq[i] * T(0.999);
-      const T v494 = d_emb_weight[i] * d_emb_weight[i];
-      const T v496 = v494 * T(0.0010000000000000009);
-      const T optimizer_emb_weight_exp_avg_sq_new_2 = v493 + v496;
+      const T v589 = optimizer_emb_weight_exp_avg_sq[i] * T(0.999);
+      const T v590 = d_emb_weight[i] * d_emb_weight[i];
+      const T v592 = v590 * T(0.0010000000000000009);
+      const T optimizer_emb_weight_exp_avg_sq_new_2 = v589 + v592;
       optimizer_emb_weight_exp_avg_sq_new[i] = optimizer_emb_weight_exp_avg_sq_new_2;
-      const T v498 = std::sqrt(optimizer_emb_weight_exp_avg_sq_new_2);
-      sqrt498[i] = v498;
+      const T v594 = std::sqrt(optimizer_emb_weight_exp_avg_sq_new_2);
+      sqrt594[i] = v594;
     }
     // update  (char_lstm.model:25:1)
     updates.emplace_back(12, optimizer_emb_weight_exp_avg_new);
@@ -1142,16 +1157,16 @@ private:
     //   exp  (char_lstm.model:25:1)  [register]
     //   sub  (char_lstm.model:25:1)  [register]
     //   sqrt  (char_lstm.model:25:1)
-    const T v475 = optimizer_step_new[0] * T(-0.10536051565782628);
-    const T v476 = fexp(v475);
-    const T v477 = T(1) - v476;
-    const T v483 = lr_2[0] / v477;
-    div483[0] = v483;
-    const T v480 = optimizer_step_new[0] * T(-0.0010005003335835344);
-    const T v481 = fexp(v480);
-    const T v482 = T(1) - v481;
-    const T v484 = std::sqrt(v482);
-    sqrt484[0] = v484;
+    const T v571 = optimizer_step_new[0] * T(-0.10536051565782628);
+    const T v572 = fexp(v571);
+    const T v573 = T(1) - v572;
+    const T v579 = lr_2[0] / v573;
+    div579[0] = v579;
+    const T v576 = optimizer_step_new[0] * T(-0.0010005003335835344);
+    const T v577 = fexp(v576);
+    const T v578 = T(1) - v577;
+    const T v580 = std::sqrt(v578);
+    sqrt580[0] = v580;
     // fused loop over [80, 32]:
     //   div  (char_lstm.model:25:1)  [register]
     //   add  (char_lstm.model:25:1)  [register]
@@ -1160,11 +1175,11 @@ private:
     //   sub %emb.weight.new  (char_lstm.model:25:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 2560; ++i) {
-      const T v499 = sqrt498[i] / sqrt484[0];
-      const T v501 = v499 + T(1e-08);
-      const T v502 = optimizer_emb_weight_exp_avg_new[i] / v501;
-      const T v503 = div483[0] * v502;
-      const T emb_weight_new_2 = emb_weight[i] - v503;
+      const T v595 = sqrt594[i] / sqrt580[0];
+      const T v597 = v595 + T(1e-08);
+      const T v598 = optimizer_emb_weight_exp_avg_new[i] / v597;
+      const T v599 = div579[0] * v598;
+      const T emb_weight_new_2 = emb_weight[i] - v599;
       emb_weight_new[i] = emb_weight_new_2;
     }
     // update  (char_lstm.model:25:1)
@@ -1185,21 +1200,21 @@ private:
     //   sub %lstm.weight_ih_l0.new  (char_lstm.model:25:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 16384; ++i) {
-      const T v507 = optimizer_lstm_weight_ih_l0_exp_avg[i] * T(0.9);
-      const T v509 = d_lstm_weight_ih_l0[i] * T(0.09999999999999998);
-      const T optimizer_lstm_weight_ih_l0_exp_avg_new_2 = v507 + v509;
+      const T v603 = optimizer_lstm_weight_ih_l0_exp_avg[i] * T(0.9);
+      const T v605 = d_lstm_weight_ih_l0[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_new_2 = v603 + v605;
       optimizer_lstm_weight_ih_l0_exp_avg_new[i] = optimizer_lstm_weight_ih_l0_exp_avg_new_2;
-      const T v513 = optimizer_lstm_weight_ih_l0_exp_avg_sq[i] * T(0.999);
-      const T v514 = d_lstm_weight_ih_l0[i] * d_lstm_weight_ih_l0[i];
-      const T v516 = v514 * T(0.0010000000000000009);
-      const T optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2 = v513 + v516;
+      const T v609 = optimizer_lstm_weight_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v610 = d_lstm_weight_ih_l0[i] * d_lstm_weight_ih_l0[i];
+      const T v612 = v610 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2 = v609 + v612;
       optimizer_lstm_weight_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2;
-      const T v518 = std::sqrt(optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2);
-      const T v519 = v518 / sqrt484[0];
-      const T v521 = v519 + T(1e-08);
-      const T v522 = optimizer_lstm_weight_ih_l0_exp_avg_new_2 / v521;
-      const T v523 = div483[0] * v522;
-      const T lstm_weight_ih_l0_new_2 = lstm_weight_ih_l0[i] - v523;
+      const T v614 = std::sqrt(optimizer_lstm_weight_ih_l0_exp_avg_sq_new_2);
+      const T v615 = v614 / sqrt580[0];
+      const T v617 = v615 + T(1e-08);
+      const T v618 = optimizer_lstm_weight_ih_l0_exp_avg_new_2 / v617;
+      const T v619 = div579[0] * v618;
+      const T lstm_weight_ih_l0_new_2 = lstm_weight_ih_l0[i] - v619;
       lstm_weight_ih_l0_new[i] = lstm_weight_ih_l0_new_2;
     }
     // update  (char_lstm.model:25:1)
@@ -1250,53 +1265,53 @@ private:
     //   sub %lstm.weight_hh_l1.new  (char_lstm.model:25:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 65536; ++i) {
-      const T v527 = optimizer_lstm_weight_hh_l0_exp_avg[i] * T(0.9);
-      const T v529 = d_lstm_weight_hh_l0[i] * T(0.09999999999999998);
-      const T optimizer_lstm_weight_hh_l0_exp_avg_new_2 = v527 + v529;
+      const T v623 = optimizer_lstm_weight_hh_l0_exp_avg[i] * T(0.9);
+      const T v625 = d_lstm_weight_hh_l0[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_new_2 = v623 + v625;
       optimizer_lstm_weight_hh_l0_exp_avg_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_new_2;
-      const T v533 = optimizer_lstm_weight_hh_l0_exp_avg_sq[i] * T(0.999);
-      const T v534 = d_lstm_weight_hh_l0[i] * d_lstm_weight_hh_l0[i];
-      const T v536 = v534 * T(0.0010000000000000009);
-      const T optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2 = v533 + v536;
+      const T v629 = optimizer_lstm_weight_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T v630 = d_lstm_weight_hh_l0[i] * d_lstm_weight_hh_l0[i];
+      const T v632 = v630 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2 = v629 + v632;
       optimizer_lstm_weight_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2;
-      const T v538 = std::sqrt(optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2);
-      const T v539 = v538 / sqrt484[0];
-      const T v541 = v539 + T(1e-08);
-      const T v542 = optimizer_lstm_weight_hh_l0_exp_avg_new_2 / v541;
-      const T v543 = div483[0] * v542;
-      const T lstm_weight_hh_l0_new_2 = lstm_weight_hh_l0[i] - v543;
+      const T v634 = std::sqrt(optimizer_lstm_weight_hh_l0_exp_avg_sq_new_2);
+      const T v635 = v634 / sqrt580[0];
+      const T v637 = v635 + T(1e-08);
+      const T v638 = optimizer_lstm_weight_hh_l0_exp_avg_new_2 / v637;
+      const T v639 = div579[0] * v638;
+      const T lstm_weight_hh_l0_new_2 = lstm_weight_hh_l0[i] - v639;
       lstm_weight_hh_l0_new[i] = lstm_weight_hh_l0_new_2;
-      const T v587 = optimizer_lstm_weight_ih_l1_exp_avg[i] * T(0.9);
-      const T v589 = d_lstm_weight_ih_l1[i] * T(0.09999999999999998);
-      const T optimizer_lstm_weight_ih_l1_exp_avg_new_2 = v587 + v589;
+      const T v683 = optimizer_lstm_weight_ih_l1_exp_avg[i] * T(0.9);
+      const T v685 = d_lstm_weight_ih_l1[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_l1_exp_avg_new_2 = v683 + v685;
       optimizer_lstm_weight_ih_l1_exp_avg_new[i] = optimizer_lstm_weight_ih_l1_exp_avg_new_2;
-      const T v593 = optimizer_lstm_weight_ih_l1_exp_avg_sq[i] * T(0.999);
-      const T v594 = d_lstm_weight_ih_l1[i] * d_lstm_weight_ih_l1[i];
-      const T v596 = v594 * T(0.0010000000000000009);
-      const T optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2 = v593 + v596;
+      const T v689 = optimizer_lstm_weight_ih_l1_exp_avg_sq[i] * T(0.999);
+      const T v690 = d_lstm_weight_ih_l1[i] * d_lstm_weight_ih_l1[i];
+      const T v692 = v690 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2 = v689 + v692;
       optimizer_lstm_weight_ih_l1_exp_avg_sq_new[i] = optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2;
-      const T v598 = std::sqrt(optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2);
-      const T v599 = v598 / sqrt484[0];
-      const T v601 = v599 + T(1e-08);
-      const T v602 = optimizer_lstm_weight_ih_l1_exp_avg_new_2 / v601;
-      const T v603 = div483[0] * v602;
-      const T lstm_weight_ih_l1_new_2 = lstm_weight_ih_l1[i] - v603;
+      const T v694 = std::sqrt(optimizer_lstm_weight_ih_l1_exp_avg_sq_new_2);
+      const T v695 = v694 / sqrt580[0];
+      const T v697 = v695 + T(1e-08);
+      const T v698 = optimizer_lstm_weight_ih_l1_exp_avg_new_2 / v697;
+      const T v699 = div579[0] * v698;
+      const T lstm_weight_ih_l1_new_2 = lstm_weight_ih_l1[i] - v699;
       lstm_weight_ih_l1_new[i] = lstm_weight_ih_l1_new_2;
-      const T v607 = optimizer_lstm_weight_hh_l1_exp_avg[i] * T(0.9);
-      const T v609 = d_lstm_weight_hh_l1[i] * T(0.09999999999999998);
-      const T optimizer_lstm_weight_hh_l1_exp_avg_new_2 = v607 + v609;
+      const T v703 = optimizer_lstm_weight_hh_l1_exp_avg[i] * T(0.9);
+      const T v705 = d_lstm_weight_hh_l1[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_l1_exp_avg_new_2 = v703 + v705;
       optimizer_lstm_weight_hh_l1_exp_avg_new[i] = optimizer_lstm_weight_hh_l1_exp_avg_new_2;
-      const T v613 = optimizer_lstm_weight_hh_l1_exp_avg_sq[i] * T(0.999);
-      const T v614 = d_lstm_weight_hh_l1[i] * d_lstm_weight_hh_l1[i];
-      const T v616 = v614 * T(0.0010000000000000009);
-      const T optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2 = v613 + v616;
+      const T v709 = optimizer_lstm_weight_hh_l1_exp_avg_sq[i] * T(0.999);
+      const T v710 = d_lstm_weight_hh_l1[i] * d_lstm_weight_hh_l1[i];
+      const T v712 = v710 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2 = v709 + v712;
       optimizer_lstm_weight_hh_l1_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2;
-      const T v618 = std::sqrt(optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2);
-      const T v619 = v618 / sqrt484[0];
-      const T v621 = v619 + T(1e-08);
-      const T v622 = optimizer_lstm_weight_hh_l1_exp_avg_new_2 / v621;
-      const T v623 = div483[0] * v622;
-      const T lstm_weight_hh_l1_new_2 = lstm_weight_hh_l1[i] - v623;
+      const T v714 = std::sqrt(optimizer_lstm_weight_hh_l1_exp_avg_sq_new_2);
+      const T v715 = v714 / sqrt580[0];
+      const T v717 = v715 + T(1e-08);
+      const T v718 = optimizer_lstm_weight_hh_l1_exp_avg_new_2 / v717;
+      const T v719 = div579[0] * v718;
+      const T lstm_weight_hh_l1_new_2 = lstm_weight_hh_l1[i] - v719;
       lstm_weight_hh_l1_new[i] = lstm_weight_hh_l1_new_2;
     }
     // update  (char_lstm.model:25:1)
@@ -1354,63 +1369,63 @@ private:
     //   sub %lstm.bias_hh_l1.new  (char_lstm.model:25:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v547 = optimizer_lstm_bias_ih_l0_exp_avg[i] * T(0.9);
-      const T v549 = sum711[i] * T(0.09999999999999998);
-      const T optimizer_lstm_bias_ih_l0_exp_avg_new_2 = v547 + v549;
+      const T v643 = optimizer_lstm_bias_ih_l0_exp_avg[i] * T(0.9);
+      const T v645 = sum807[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_new_2 = v643 + v645;
       optimizer_lstm_bias_ih_l0_exp_avg_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_new_2;
-      const T v553 = optimizer_lstm_bias_ih_l0_exp_avg_sq[i] * T(0.999);
-      const T v554 = sum711[i] * sum711[i];
-      const T v556 = v554 * T(0.0010000000000000009);
-      const T optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2 = v553 + v556;
+      const T v649 = optimizer_lstm_bias_ih_l0_exp_avg_sq[i] * T(0.999);
+      const T v650 = sum807[i] * sum807[i];
+      const T v652 = v650 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2 = v649 + v652;
       optimizer_lstm_bias_ih_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2;
-      const T v558 = std::sqrt(optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2);
-      const T v559 = v558 / sqrt484[0];
-      const T v561 = v559 + T(1e-08);
-      const T v562 = optimizer_lstm_bias_ih_l0_exp_avg_new_2 / v561;
-      const T v563 = div483[0] * v562;
-      const T lstm_bias_ih_l0_new_2 = lstm_bias_ih_l0[i] - v563;
+      const T v654 = std::sqrt(optimizer_lstm_bias_ih_l0_exp_avg_sq_new_2);
+      const T v655 = v654 / sqrt580[0];
+      const T v657 = v655 + T(1e-08);
+      const T v658 = optimizer_lstm_bias_ih_l0_exp_avg_new_2 / v657;
+      const T v659 = div579[0] * v658;
+      const T lstm_bias_ih_l0_new_2 = lstm_bias_ih_l0[i] - v659;
       lstm_bias_ih_l0_new[i] = lstm_bias_ih_l0_new_2;
-      const T v567 = optimizer_lstm_bias_hh_l0_exp_avg[i] * T(0.9);
-      const T optimizer_lstm_bias_hh_l0_exp_avg_new_2 = v567 + v549;
+      const T v663 = optimizer_lstm_bias_hh_l0_exp_avg[i] * T(0.9);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_new_2 = v663 + v645;
       optimizer_lstm_bias_hh_l0_exp_avg_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_new_2;
-      const T v573 = optimizer_lstm_bias_hh_l0_exp_avg_sq[i] * T(0.999);
-      const T optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2 = v573 + v556;
+      const T v669 = optimizer_lstm_bias_hh_l0_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2 = v669 + v652;
       optimizer_lstm_bias_hh_l0_exp_avg_sq_new[i] = optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2;
-      const T v578 = std::sqrt(optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2);
-      const T v579 = v578 / sqrt484[0];
-      const T v581 = v579 + T(1e-08);
-      const T v582 = optimizer_lstm_bias_hh_l0_exp_avg_new_2 / v581;
-      const T v583 = div483[0] * v582;
-      const T lstm_bias_hh_l0_new_2 = lstm_bias_hh_l0[i] - v583;
+      const T v674 = std::sqrt(optimizer_lstm_bias_hh_l0_exp_avg_sq_new_2);
+      const T v675 = v674 / sqrt580[0];
+      const T v677 = v675 + T(1e-08);
+      const T v678 = optimizer_lstm_bias_hh_l0_exp_avg_new_2 / v677;
+      const T v679 = div579[0] * v678;
+      const T lstm_bias_hh_l0_new_2 = lstm_bias_hh_l0[i] - v679;
       lstm_bias_hh_l0_new[i] = lstm_bias_hh_l0_new_2;
-      const T v627 = optimizer_lstm_bias_ih_l1_exp_avg[i] * T(0.9);
-      const T v629 = sum705[i] * T(0.09999999999999998);
-      const T optimizer_lstm_bias_ih_l1_exp_avg_new_2 = v627 + v629;
+      const T v723 = optimizer_lstm_bias_ih_l1_exp_avg[i] * T(0.9);
+      const T v725 = sum801[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bias_ih_l1_exp_avg_new_2 = v723 + v725;
       optimizer_lstm_bias_ih_l1_exp_avg_new[i] = optimizer_lstm_bias_ih_l1_exp_avg_new_2;
-      const T v633 = optimizer_lstm_bias_ih_l1_exp_avg_sq[i] * T(0.999);
-      const T v634 = sum705[i] * sum705[i];
-      const T v636 = v634 * T(0.0010000000000000009);
-      const T optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2 = v633 + v636;
+      const T v729 = optimizer_lstm_bias_ih_l1_exp_avg_sq[i] * T(0.999);
+      const T v730 = sum801[i] * sum801[i];
+      const T v732 = v730 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2 = v729 + v732;
       optimizer_lstm_bias_ih_l1_exp_avg_sq_new[i] = optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2;
-      const T v638 = std::sqrt(optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2);
-      const T v639 = v638 / sqrt484[0];
-      const T v641 = v639 + T(1e-08);
-      const T v642 = optimizer_lstm_bias_ih_l1_exp_avg_new_2 / v641;
-      const T v643 = div483[0] * v642;
-      const T lstm_bias_ih_l1_new_2 = lstm_bias_ih_l1[i] - v643;
+      const T v734 = std::sqrt(optimizer_lstm_bias_ih_l1_exp_avg_sq_new_2);
+      const T v735 = v734 / sqrt580[0];
+      const T v737 = v735 + T(1e-08);
+      const T v738 = optimizer_lstm_bias_ih_l1_exp_avg_new_2 / v737;
+      const T v739 = div579[0] * v738;
+      const T lstm_bias_ih_l1_new_2 = lstm_bias_ih_l1[i] - v739;
       lstm_bias_ih_l1_new[i] = lstm_bias_ih_l1_new_2;
-      const T v647 = optimizer_lstm_bias_hh_l1_exp_avg[i] * T(0.9);
-      const T optimizer_lstm_bias_hh_l1_exp_avg_new_2 = v647 + v629;
+      const T v743 = optimizer_lstm_bias_hh_l1_exp_avg[i] * T(0.9);
+      const T optimizer_lstm_bias_hh_l1_exp_avg_new_2 = v743 + v725;
       optimizer_lstm_bias_hh_l1_exp_avg_new[i] = optimizer_lstm_bias_hh_l1_exp_avg_new_2;
-      const T v653 = optimizer_lstm_bias_hh_l1_exp_avg_sq[i] * T(0.999);
-      const T optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2 = v653 + v636;
+      const T v749 = optimizer_lstm_bias_hh_l1_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2 = v749 + v732;
       optimizer_lstm_bias_hh_l1_exp_avg_sq_new[i] = optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2;
-      const T v658 = std::sqrt(optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2);
-      const T v659 = v658 / sqrt484[0];
-      const T v661 = v659 + T(1e-08);
-      const T v662 = optimizer_lstm_bias_hh_l1_exp_avg_new_2 / v661;
-      const T v663 = div483[0] * v662;
-      const T lstm_bias_hh_l1_new_2 = lstm_bias_hh_l1[i] - v663;
+      const T v754 = std::sqrt(optimizer_lstm_bias_hh_l1_exp_avg_sq_new_2);
+      const T v755 = v754 / sqrt580[0];
+      const T v757 = v755 + T(1e-08);
+      const T v758 = optimizer_lstm_bias_hh_l1_exp_avg_new_2 / v757;
+      const T v759 = div579[0] * v758;
+      const T lstm_bias_hh_l1_new_2 = lstm_bias_hh_l1[i] - v759;
       lstm_bias_hh_l1_new[i] = lstm_bias_hh_l1_new_2;
     }
     // update  (char_lstm.model:25:1)
@@ -1465,21 +1480,21 @@ private:
     //   sub %head.weight.new  (char_lstm.model:25:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 10240; ++i) {
-      const T v667 = optimizer_head_weight_exp_avg[i] * T(0.9);
-      const T v669 = d_head_weight[i] * T(0.09999999999999998);
-      const T optimizer_head_weight_exp_avg_new_2 = v667 + v669;
+      const T v763 = optimizer_head_weight_exp_avg[i] * T(0.9);
+      const T v765 = d_head_weight[i] * T(0.09999999999999998);
+      const T optimizer_head_weight_exp_avg_new_2 = v763 + v765;
       optimizer_head_weight_exp_avg_new[i] = optimizer_head_weight_exp_avg_new_2;
-      const T v673 = optimizer_head_weight_exp_avg_sq[i] * T(0.999);
-      const T v674 = d_head_weight[i] * d_head_weight[i];
-      const T v676 = v674 * T(0.0010000000000000009);
-      const T optimizer_head_weight_exp_avg_sq_new_2 = v673 + v676;
+      const T v769 = optimizer_head_weight_exp_avg_sq[i] * T(0.999);
+      const T v770 = d_head_weight[i] * d_head_weight[i];
+      const T v772 = v770 * T(0.0010000000000000009);
+      const T optimizer_head_weight_exp_avg_sq_new_2 = v769 + v772;
       optimizer_head_weight_exp_avg_sq_new[i] = optimizer_head_weight_exp_avg_sq_new_2;
-      const T v678 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
-      const T v679 = v678 / sqrt484[0];
-      const T v681 = v679 + T(1e-08);
-      const T v682 = optimizer_head_weight_exp_avg_new_2 / v681;
-      const T v683 = div483[0] * v682;
-      const T head_weight_new_2 = head_weight[i] - v683;
+      const T v774 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
+      const T v775 = v774 / sqrt580[0];
+      const T v777 = v775 + T(1e-08);
+      const T v778 = optimizer_head_weight_exp_avg_new_2 / v777;
+      const T v779 = div579[0] * v778;
+      const T head_weight_new_2 = head_weight[i] - v779;
       head_weight_new[i] = head_weight_new_2;
     }
     // update  (char_lstm.model:25:1)
@@ -1504,21 +1519,21 @@ private:
     //   sub %head.bias.new  (char_lstm.model:25:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 80; ++i) {
-      const T v687 = optimizer_head_bias_exp_avg[i] * T(0.9);
-      const T v689 = d_head_bias[i] * T(0.09999999999999998);
-      const T optimizer_head_bias_exp_avg_new_2 = v687 + v689;
+      const T v783 = optimizer_head_bias_exp_avg[i] * T(0.9);
+      const T v785 = d_head_bias[i] * T(0.09999999999999998);
+      const T optimizer_head_bias_exp_avg_new_2 = v783 + v785;
       optimizer_head_bias_exp_avg_new[i] = optimizer_head_bias_exp_avg_new_2;
-      const T v693 = optimizer_head_bias_exp_avg_sq[i] * T(0.999);
-      const T v694 = d_head_bias[i] * d_head_bias[i];
-      const T v696 = v694 * T(0.0010000000000000009);
-      const T optimizer_head_bias_exp_avg_sq_new_2 = v693 + v696;
+      const T v789 = optimizer_head_bias_exp_avg_sq[i] * T(0.999);
+      const T v790 = d_head_bias[i] * d_head_bias[i];
+      const T v792 = v790 * T(0.0010000000000000009);
+      const T optimizer_head_bias_exp_avg_sq_new_2 = v789 + v792;
       optimizer_head_bias_exp_avg_sq_new[i] = optimizer_head_bias_exp_avg_sq_new_2;
-      const T v698 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
-      const T v699 = v698 / sqrt484[0];
-      const T v701 = v699 + T(1e-08);
-      const T v702 = optimizer_head_bias_exp_avg_new_2 / v701;
-      const T v703 = div483[0] * v702;
-      const T head_bias_new_2 = head_bias[i] - v703;
+      const T v794 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
+      const T v795 = v794 / sqrt580[0];
+      const T v797 = v795 + T(1e-08);
+      const T v798 = optimizer_head_bias_exp_avg_new_2 / v797;
+      const T v799 = div579[0] * v798;
+      const T head_bias_new_2 = head_bias[i] - v799;
       head_bias_new[i] = head_bias_new_2;
     }
     // update  (char_lstm.model:25:1)
@@ -1553,7 +1568,7 @@ private:
     T *const x = A + 0;  // i32[32,64], char_lstm.model:12
     T *const lstm_seq = A + 2048;  // f32[32,64,32], prelude.model:349
     T *const const174 = A + 67584;  // f32[32,128], prelude.model:58
-    T *const matmul274 = A + 71680;  // f32[32,64,512], prelude.model:59
+    T *const matmul366 = A + 71680;  // f32[32,64,512], prelude.model:59
     T *const lstm_h = A + 0;  // f32[32,128], prelude.model:58
     T *const lstm_c = A + 4096;  // f32[32,128], prelude.model:58
     T *const matmul189 = A + 8192;  // f32[32,512], prelude.model:59
@@ -1563,7 +1578,7 @@ private:
     T *const lstm_seq_2 = A + 1120256;  // f32[32,64,128], prelude.model:58
     T *const lstm_h_4 = A + 40960;  // f32[32,128], prelude.model:58
     T *const lstm_c_4 = A + 45056;  // f32[32,128], prelude.model:58
-    T *const matmul276 = A + 71680;  // f32[32,64,512], prelude.model:59
+    T *const matmul368 = A + 71680;  // f32[32,64,512], prelude.model:59
     T *const lstm_h_5 = A + 0;  // f32[32,128], prelude.model:58
     T *const lstm_c_5 = A + 4096;  // f32[32,128], prelude.model:58
     T *const matmul225 = A + 8192;  // f32[32,512], prelude.model:59
@@ -1586,7 +1601,7 @@ private:
     // const  (prelude.model:58:52)
     std::fill_n(const174, 4096, T(0));
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 512, 32, T(1), lstm_seq, 32, lstm_weight_ih_l0, 32, T(0), matmul274, 512, threads());
+    gemm(false, true, 2048, 512, 32, T(1), lstm_seq, 32, lstm_weight_ih_l0, 32, T(0), matmul366, 512, threads());
     // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const174, 4096, lstm_h);
     std::copy_n(const174, 4096, lstm_c);
@@ -1601,7 +1616,7 @@ private:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v185 = matmul274[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l0[i1];
+          const T v185 = matmul366[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l0[i1];
           const T v190 = v185 + matmul189[i0 * 512 + i1];
           const T lstm_gates_2 = v190 + lstm_bias_hh_l0[i1];
           lstm_gates[i0 * 512 + i1] = lstm_gates_2;
@@ -1650,7 +1665,7 @@ private:
     std::copy_n(lstm_h, 4096, lstm_h_4);
     std::copy_n(lstm_c, 4096, lstm_c_4);
     // matmul  (prelude.model:59:20)
-    gemm(false, true, 2048, 512, 128, T(1), lstm_seq_2, 128, lstm_weight_ih_l1, 128, T(0), matmul276, 512, threads());
+    gemm(false, true, 2048, 512, 128, T(1), lstm_seq_2, 128, lstm_weight_ih_l1, 128, T(0), matmul368, 512, threads());
     // scan %lstm.h  (prelude.model:58:13)
     std::copy_n(const174, 4096, lstm_h_5);
     std::copy_n(const174, 4096, lstm_c_5);
@@ -1665,7 +1680,7 @@ private:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v221 = matmul276[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l1[i1];
+          const T v221 = matmul368[t * 512 + i0 * 32768 + i1] + lstm_bias_ih_l1[i1];
           const T v226 = v221 + matmul225[i0 * 512 + i1];
           const T lstm_gates_4 = v226 + lstm_bias_hh_l1[i1];
           lstm_gates_3[i0 * 512 + i1] = lstm_gates_4;
@@ -1727,6 +1742,198 @@ private:
     }
     // output  (char_lstm.model:22:3)
     std::copy_n(logits, 163840, static_cast<T *>(out[0]));
+  }
+
+  // --generate: one character of one sample; b.data and out: the character (logits) then the carries.
+  void step(const Batch &b, const std::vector<void *> &out) {
+    T *const A = arena();
+    T *const emb_weight = sf_[0].data();  // f32[80,32], prelude.model:347
+    T *const lstm_weight_ih_l0 = sf_[1].data();  // f32[512,32], prelude.model:38
+    T *const lstm_bias_ih_l0 = sf_[3].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l0 = sf_[2].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l0 = sf_[4].data();  // f32[512], prelude.model:41
+    T *const lstm_weight_ih_l1 = sf_[5].data();  // f32[512,128], prelude.model:38
+    T *const lstm_bias_ih_l1 = sf_[7].data();  // f32[512], prelude.model:40
+    T *const lstm_weight_hh_l1 = sf_[6].data();  // f32[512,128], prelude.model:39
+    T *const lstm_bias_hh_l1 = sf_[8].data();  // f32[512], prelude.model:41
+    T *const head_weight = sf_[9].data();  // f32[80,128], prelude.model:6
+    T *const head_bias = sf_[10].data();  // f32[80], prelude.model:7
+    T *const state0_lstm_h = A + 0;  // f32[1,128], prelude.model:58
+    T *const state1_lstm_c = A + 128;  // f32[1,128], prelude.model:58
+    T *const state2_lstm_h = A + 256;  // f32[1,128], prelude.model:58
+    T *const state3_lstm_c = A + 384;  // f32[1,128], prelude.model:58
+    T *const x = A + 512;  // i32[1,1], char_lstm.model:12
+    T *const lstm_seq = A + 528;  // f32[1,1,32], prelude.model:349
+    T *const matmul370 = A + 560;  // f32[1,1,512], prelude.model:59
+    T *const lstm_h = A + 1072;  // f32[1,128], prelude.model:58
+    T *const lstm_c = A + 1200;  // f32[1,128], prelude.model:58
+    T *const matmul273 = A + 1328;  // f32[1,512], prelude.model:59
+    T *const lstm_gates = A + 1840;  // f32[1,512], prelude.model:59
+    T *const lstm_c_2 = A + 1328;  // f32[1,128], prelude.model:64
+    T *const lstm_h_2 = A + 1456;  // f32[1,128], prelude.model:65
+    T *const lstm_seq_2 = A + 2608;  // f32[1,1,128], prelude.model:58
+    T *const lstm_h_4 = A + 2352;  // f32[1,128], prelude.model:58
+    T *const lstm_c_4 = A + 2480;  // f32[1,128], prelude.model:58
+    T *const matmul372 = A + 512;  // f32[1,1,512], prelude.model:59
+    T *const lstm_h_5 = A + 1024;  // f32[1,128], prelude.model:58
+    T *const lstm_c_5 = A + 1152;  // f32[1,128], prelude.model:58
+    T *const matmul309 = A + 1280;  // f32[1,512], prelude.model:59
+    T *const lstm_gates_3 = A + 1792;  // f32[1,512], prelude.model:59
+    T *const lstm_c_6 = A + 1280;  // f32[1,128], prelude.model:64
+    T *const lstm_h_6 = A + 1408;  // f32[1,128], prelude.model:65
+    T *const lstm_seq_3 = A + 2608;  // f32[1,1,128], prelude.model:58
+    T *const lstm_h_8 = A + 0;  // f32[1,128], prelude.model:58
+    T *const lstm_c_8 = A + 128;  // f32[1,128], prelude.model:58
+    T *const matmul332 = A + 256;  // f32[1,1,80], prelude.model:10
+    T *const logits = A + 336;  // f32[1,1,80], prelude.model:10
+    // input %state0.lstm.h  (prelude.model:58:13)
+    for (int64_t k = 0; k < 128; ++k) state0_lstm_h[k] = T(static_cast<const float *>(b.data[1])[k]);
+    // input %state1.lstm.c  (prelude.model:58:13)
+    for (int64_t k = 0; k < 128; ++k) state1_lstm_c[k] = T(static_cast<const float *>(b.data[2])[k]);
+    // input %state2.lstm.h  (prelude.model:58:13)
+    for (int64_t k = 0; k < 128; ++k) state2_lstm_h[k] = T(static_cast<const float *>(b.data[3])[k]);
+    // input %state3.lstm.c  (prelude.model:58:13)
+    for (int64_t k = 0; k < 128; ++k) state3_lstm_c[k] = T(static_cast<const float *>(b.data[4])[k]);
+    // input %x  (char_lstm.model:12:1)
+    x[0] = T(static_cast<const int32_t *>(b.data[0])[0]);
+    // gather %lstm.seq  (prelude.model:349:18)
+    for (int64_t k = 0; k < 1; ++k) {
+      const int64_t i_ = int64_t(x[k]);
+      if (i_ >= 0 && i_ < 80) std::copy_n(emb_weight + i_ * 32, 32, lstm_seq + k * 32);
+      else std::fill_n(lstm_seq + k * 32, 32, T(0));
+    }
+    // matmul  (prelude.model:59:20)
+    gemm(false, true, 1, 512, 32, T(1), lstm_seq, 32, lstm_weight_ih_l0, 32, T(0), matmul370, 512, threads());
+    // scan %lstm.h  (prelude.model:58:13)
+    std::copy_n(state0_lstm_h, 128, lstm_h);
+    std::copy_n(state1_lstm_c, 128, lstm_c);
+    for (int64_t t = 0; t < 1; ++t) {
+      // matmul  (prelude.model:59:67)
+      gemm(false, true, 1, 512, 128, T(1), lstm_h, 128, lstm_weight_hh_l0, 128, T(0), matmul273, 512, threads());
+      // fused loop over [1, 512]:
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 512; ++i1) {
+        const T v269 = matmul370[t * 512 + i1] + lstm_bias_ih_l0[i1];
+        const T v274 = v269 + matmul273[i1];
+        const T lstm_gates_2 = v274 + lstm_bias_hh_l0[i1];
+        lstm_gates[i1] = lstm_gates_2;
+      }
+      // fused loop over [1, 128]:
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T v278 = lstm_gates[i1];
+        const T lstm_i = T(1) / (T(1) + fexp(-v278));
+        const T v280 = lstm_gates[i1 + 128];
+        const T lstm_f = T(1) / (T(1) + fexp(-v280));
+        const T v282 = lstm_gates[i1 + 256];
+        const T lstm_g = ftanh(v282);
+        const T v284 = lstm_gates[i1 + 384];
+        const T lstm_o = T(1) / (T(1) + fexp(-v284));
+        const T v286 = lstm_f * lstm_c[i1];
+        const T v287 = lstm_i * lstm_g;
+        const T lstm_c_3 = v286 + v287;
+        lstm_c_2[i1] = lstm_c_3;
+        const T v289 = ftanh(lstm_c_3);
+        const T lstm_h_3 = lstm_o * v289;
+        lstm_h_2[i1] = lstm_h_3;
+      }
+      std::copy_n(lstm_h_2, 128, lstm_seq_2 + t * 128);
+      std::copy_n(lstm_h_2, 128, lstm_h);
+      std::copy_n(lstm_c_2, 128, lstm_c);
+    }
+    std::copy_n(lstm_h, 128, lstm_h_4);
+    std::copy_n(lstm_c, 128, lstm_c_4);
+    // matmul  (prelude.model:59:20)
+    gemm(false, true, 1, 512, 128, T(1), lstm_seq_2, 128, lstm_weight_ih_l1, 128, T(0), matmul372, 512, threads());
+    // scan %lstm.h  (prelude.model:58:13)
+    std::copy_n(state2_lstm_h, 128, lstm_h_5);
+    std::copy_n(state3_lstm_c, 128, lstm_c_5);
+    for (int64_t t = 0; t < 1; ++t) {
+      // matmul  (prelude.model:59:67)
+      gemm(false, true, 1, 512, 128, T(1), lstm_h_5, 128, lstm_weight_hh_l1, 128, T(0), matmul309, 512, threads());
+      // fused loop over [1, 512]:
+      //   add  (prelude.model:59:48)  [register]
+      //   add  (prelude.model:59:63)  [register]
+      //   add %lstm.gates  (prelude.model:59:95)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 512; ++i1) {
+        const T v305 = matmul372[t * 512 + i1] + lstm_bias_ih_l1[i1];
+        const T v310 = v305 + matmul309[i1];
+        const T lstm_gates_4 = v310 + lstm_bias_hh_l1[i1];
+        lstm_gates_3[i1] = lstm_gates_4;
+      }
+      // fused loop over [1, 128]:
+      //   slice  (prelude.model:60:26)  [register]
+      //   sigmoid %lstm.i  (prelude.model:60:20)  [register]
+      //   slice  (prelude.model:61:26)  [register]
+      //   sigmoid %lstm.f  (prelude.model:61:20)  [register]
+      //   slice  (prelude.model:62:23)  [register]
+      //   tanh %lstm.g  (prelude.model:62:17)  [register]
+      //   slice  (prelude.model:63:26)  [register]
+      //   sigmoid %lstm.o  (prelude.model:63:20)  [register]
+      //   mul  (prelude.model:64:15)  [register]
+      //   mul  (prelude.model:64:23)  [register]
+      //   add %lstm.c  (prelude.model:64:19)
+      //   tanh  (prelude.model:65:21)  [register]
+      //   mul %lstm.h  (prelude.model:65:15)
+      GRADC_IVDEP
+      for (int64_t i1 = 0; i1 < 128; ++i1) {
+        const T v314 = lstm_gates_3[i1];
+        const T lstm_i_2 = T(1) / (T(1) + fexp(-v314));
+        const T v316 = lstm_gates_3[i1 + 128];
+        const T lstm_f_2 = T(1) / (T(1) + fexp(-v316));
+        const T v318 = lstm_gates_3[i1 + 256];
+        const T lstm_g_2 = ftanh(v318);
+        const T v320 = lstm_gates_3[i1 + 384];
+        const T lstm_o_2 = T(1) / (T(1) + fexp(-v320));
+        const T v322 = lstm_f_2 * lstm_c_5[i1];
+        const T v323 = lstm_i_2 * lstm_g_2;
+        const T lstm_c_7 = v322 + v323;
+        lstm_c_6[i1] = lstm_c_7;
+        const T v325 = ftanh(lstm_c_7);
+        const T lstm_h_7 = lstm_o_2 * v325;
+        lstm_h_6[i1] = lstm_h_7;
+      }
+      std::copy_n(lstm_h_6, 128, lstm_seq_3 + t * 128);
+      std::copy_n(lstm_h_6, 128, lstm_h_5);
+      std::copy_n(lstm_c_6, 128, lstm_c_5);
+    }
+    std::copy_n(lstm_h_5, 128, lstm_h_8);
+    std::copy_n(lstm_c_5, 128, lstm_c_8);
+    // matmul  (prelude.model:10:14)
+    gemm(false, true, 1, 80, 128, T(1), lstm_seq_3, 128, head_weight, 128, T(0), matmul332, 80, threads());
+    // add %logits  (prelude.model:10:34)
+    GRADC_IVDEP
+    for (int64_t i2 = 0; i2 < 80; ++i2) {
+      const T logits_2 = matmul332[i2] + head_bias[i2];
+      logits[i2] = logits_2;
+    }
+    // output  (char_lstm.model:22:3)
+    std::copy_n(logits, 80, static_cast<T *>(out[0]));
+    // output  (prelude.model:58:13)
+    std::copy_n(lstm_h_4, 128, static_cast<T *>(out[1]));
+    // output  (prelude.model:58:13)
+    std::copy_n(lstm_c_4, 128, static_cast<T *>(out[2]));
+    // output  (prelude.model:58:13)
+    std::copy_n(lstm_h_8, 128, static_cast<T *>(out[3]));
+    // output  (prelude.model:58:13)
+    std::copy_n(lstm_c_8, 128, static_cast<T *>(out[4]));
   }
 
   // Every value of every graph, placed by gradc; allocated at the first step, so a build

@@ -85,6 +85,13 @@ DType dtypeOf(const JsonValue &o) {
 } // namespace
 
 namespace {
+/// A JSON array of tensor specs.
+std::string tensorsJson(const std::vector<TensorSpec> &v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i)
+    o += (i ? "," : "") + tensorJson(v[i]);
+  return o + "]";
+}
 /// A JSON array of strings.
 std::string stringsJson(const std::vector<std::string> &v) {
   std::string o = "[";
@@ -96,13 +103,8 @@ std::string stringsJson(const std::vector<std::string> &v) {
 
 std::string specToJson(const ModelSpec &s) {
   std::string o = "{\"name\":" + jsonQuote(s.name) + ",\"batch\":" + std::to_string(s.batch) +
-                  ",\"numInputs\":" + std::to_string(s.numInputs) + ",\"inputs\":[";
-  for (size_t i = 0; i < s.inputs.size(); ++i)
-    o += (i ? "," : "") + tensorJson(s.inputs[i]);
-  o += "],\"outputs\":[";
-  for (size_t i = 0; i < s.outputs.size(); ++i)
-    o += (i ? "," : "") + tensorJson(s.outputs[i]);
-  o += "],\"state\":[";
+                  ",\"numInputs\":" + std::to_string(s.numInputs) + ",\"inputs\":" + tensorsJson(s.inputs) +
+                  ",\"outputs\":" + tensorsJson(s.outputs) + ",\"state\":[";
   for (size_t i = 0; i < s.state.size(); ++i) {
     const StateSpec &st = s.state[i];
     o += std::string(i ? "," : "") + "{\"name\":" + jsonQuote(st.name) + ",\"kind\":" + std::to_string(st.kind) + ",\"dtype\":\"" +
@@ -125,8 +127,13 @@ std::string specToJson(const ModelSpec &s) {
          ",\"maxLr\":" + num(sc.maxLr) + ",\"totalSteps\":" + std::to_string(sc.totalSteps) +
          ",\"pctStart\":" + num(sc.pctStart) + ",\"factor\":" + num(sc.factor) +
          ",\"patience\":" + std::to_string(sc.patience) + "}";
-  o += "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "") + "}";
-  return o;
+  o += "},\"lossWhere\":" + jsonQuote(s.lossWhere) + (s.ranks != 1 ? ",\"ranks\":" + std::to_string(s.ranks) : "");
+  // Only a text model has the step keys (--generate), so other models' specs stay as they were.
+  if (!s.stepInputs.empty() || !s.stepWhy.empty()) {
+    o += ",\"stepWhy\":" + jsonQuote(s.stepWhy) + ",\"stepInputs\":" + tensorsJson(s.stepInputs) +
+         ",\"stepOutputs\":" + tensorsJson(s.stepOutputs);
+  }
+  return o + "}";
 }
 
 ModelSpec specFromJson(std::string_view json) {
@@ -140,15 +147,20 @@ ModelSpec specFromJson(std::string_view json) {
   s.name = str(root, "name");
   s.batch = integer(root, "batch");
   s.numInputs = static_cast<size_t>(integer(root, "numInputs"));
-  for (const char *key : {"inputs", "outputs"})
+  for (const char *key : {"inputs", "outputs", "stepInputs", "stepOutputs"}) {
+    if (key[0] == 's' && !root.find(key))
+      continue; // absent: no step function
     for (const JsonValue &t : array(root, key)) {
       TensorSpec ts;
       ts.name = str(t, "name");
       ts.dtype = dtypeOf(t);
       ts.shape = shapeOf(t);
       if (t.find("bound")) ts.bound = integer(t, "bound"), ts.boundWhere = str(t, "boundWhere"); // absent: unchecked
-      (key[0] == 'i' ? s.inputs : s.outputs).push_back(ts);
+      std::string k = key;
+      (k == "inputs" ? s.inputs : k == "outputs" ? s.outputs : k == "stepInputs" ? s.stepInputs : s.stepOutputs).push_back(ts);
     }
+  }
+  if (root.find("stepWhy")) s.stepWhy = str(root, "stepWhy");
   for (const JsonValue &j : array(root, "state")) {
     StateSpec st;
     st.name = str(j, "name");
@@ -296,6 +308,17 @@ template <typename T> void CompiledBackend<T>::predict(const Batch &b, const std
   sinks.isDouble = sizeof(T) == 8;
   const GradcGraphs &f = fns();
   f.infer(arena_, statePtrs_.data(), batchPointers(b), out.data(), lr_, &sinks);
+}
+
+template <typename T> void CompiledBackend<T>::generateStep(const std::vector<const void *> &in, const std::vector<void *> &out) {
+  CompiledSinks sinks;
+  sinks.isDouble = sizeof(T) == 8;
+  const GradcGraphs &f = fns();
+  if (!f.step)
+    Backend::generateStep(in, out); // throws: no step function
+  batchPtrs_.assign(in.begin(), in.end());
+  batchPtrs_.push_back(nullptr); // the random key: the step graph draws no random numbers
+  f.step(arena_, statePtrs_.data(), batchPtrs_.data(), out.data(), lr_, &sinks);
 }
 
 template <typename T> double CompiledBackend<T>::evalLoss(const Batch &b) {

@@ -21,9 +21,10 @@ extern "C" {
 typedef double (*GradcGraphFn)(void *arena, void *const *state, const void *const *batch, void *const *outputs, double lr,
                                void *sinks);
 
-/// The train, eval and infer graphs of one float type.
+/// The train, eval and infer graphs of one float type, and --generate's step graph (null for a
+/// model without one; its `batch` is the step inputs' pointers, its `outputs` the step outputs).
 struct GradcGraphs {
-  GradcGraphFn train, eval, infer;
+  GradcGraphFn train, eval, infer, step;
 };
 
 /// What an emitted object file exports as `gradc_model` (layout fixed: the emitter builds it).
@@ -66,7 +67,7 @@ void gradc_rt_grad(void *sinks, int64_t param, const void *values, int64_t n);
 namespace gradc::rt {
 
 /// The version of GradcCompiledModel and of the graph functions' signature.
-constexpr int64_t kGradcAbiVersion = 1;
+constexpr int64_t kGradcAbiVersion = 2; // 2: GradcGraphs::step
 
 /// The ModelSpec as JSON, and back (throws DataError on a malformed or incomplete text).
 std::string specToJson(const ModelSpec &spec);
@@ -97,6 +98,7 @@ public:
   double lossAndGrads(const Batch &b, std::vector<std::vector<double>> &g) override;
   void predict(const Batch &b, const std::vector<void *> &out) override;
   double evalLoss(const Batch &b) override;
+  void generateStep(const std::vector<const void *> &in, const std::vector<void *> &out) override;
 
 private:
   double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads);

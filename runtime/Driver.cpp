@@ -123,10 +123,16 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
   }
   if (o.lr) be.setLearningRateScale(*o.lr / spec.train.lr);
 
+  if (o.generate) (void)checkGenerate(spec, data, o); // before training, not after it
   int rc = 0;
   if (o.gradcheck) rc = gradcheck(spec, be, data, o, seed, exe);
   else if (o.predict) rc = mpi::rank() == 0 ? predictAll(spec, be, data, o) : 0; // inference: rank 0 alone
-  else return runTraining(spec, be, data, o, seed, exe, resume ? &*resume : nullptr); // saves --save itself
+  else if (o.generate && !o.load.empty()) rc = mpi::rank() == 0 ? generateText(spec, be, data, o, seed) : 0;
+  else {
+    rc = runTraining(spec, be, data, o, seed, exe, resume ? &*resume : nullptr); // saves --save itself
+    if (rc == 0 && o.generate && mpi::rank() == 0) rc = generateText(spec, be, data, o, seed);
+    return rc;
+  }
   if (rc == 0 && !o.save.empty() && mpi::rank() == 0) saveCheckpoint(o.save, spec, be, nullptr, {}, &data.meta);
   return rc;
 }

@@ -40,6 +40,9 @@ struct DriverOptions {
   std::string load, save;                ///< --load CKPT, --save CKPT.
   bool predict = false;                  ///< --predict.
   std::string out;                       ///< --out FILE (with --predict): .safetensors, else CSV.
+  std::optional<int64_t> generate;       ///< --generate N: sample N characters from a text model.
+  std::string prompt;                    ///< --prompt S (with --generate): the text to continue.
+  std::optional<double> temperature;     ///< --temperature X (with --generate; 0: the most likely character).
   bool gradcheck = false;                ///< --gradcheck.
   std::optional<double> gradcheckTol;    ///< --gradcheck-tol X (X > 0).
   std::optional<int> threads;            ///< --threads N (N >= 1).

@@ -215,6 +215,16 @@ struct OutputBuffers {
 /// (.safetensors, else CSV). Returns the exit code.
 int predictAll(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &options);
 
+/// Checks that --generate can run: the model has a step function and a vocabulary that fits
+/// its logits, and every character of --prompt is in the vocabulary. Returns the prompt as
+/// vocabulary indices. Throws DataError.
+std::vector<int32_t> checkGenerate(const ModelSpec &spec, const DriverData &data, const DriverOptions &options);
+
+/// --generate: feeds the prompt one character at a time through the step function, then
+/// samples options.generate characters (softmax of logits / --temperature, Philox draws keyed
+/// by `seed`; temperature 0 takes the most likely one) and prints the prompt and them on stdout.
+int generateText(const ModelSpec &spec, Backend &be, const DriverData &data, const DriverOptions &options, uint64_t seed);
+
 /// --gradcheck on the first training batch (samples 0 .. B-1 in file order): one line per
 /// parameter and the worst relative error on stdout; exit code 1 (message prefixed with
 /// `exe`) above the tolerance.

@@ -65,6 +65,14 @@ const Flag kFlags[] = {
    "inference on the data; the outputs as CSV on stdout"},
   {"--out", "", "FILE", &DriverOptions::out, "", 0, 0,
    "with --predict: write the outputs to FILE (.safetensors, else CSV)"},
+  {"--generate", "", "N", &DriverOptions::generate, "a positive integer", 1, kBig,
+   "sample N characters from a text model, one step at a time, and print them\n"
+   "(after training; with --load, from that checkpoint without training)"},
+  {"--prompt", "", "S", &DriverOptions::prompt, "", 0, 0,
+   "with --generate: the text to continue (printed first)"},
+  {"--temperature", "", "X", &DriverOptions::temperature, "a non-negative number", 0, 0,
+   "with --generate: sample from softmax(logits / X) (default 1; 0 takes\n"
+   "the most likely character)"},
   {"--gradcheck", "", "", &DriverOptions::gradcheck, "", 0, 0,
    "compare every parameter's gradient with finite differences"},
   {"--gradcheck-tol", "", "X", &DriverOptions::gradcheckTol, "a positive number", 1, 0,
@@ -142,7 +150,9 @@ void apply(const Flag &f, const std::string &a, const std::optional<std::string>
           o.*member = true;
         } else if constexpr (std::is_same_v<T, std::string>) {
           std::string v = value();
-          if (v.empty()) throw UsageError(fmt::format("option '{}' needs a file name, found an empty value", name));
+          if (v.empty())
+            throw UsageError(fmt::format("option '{}' needs {}, found an empty value", name,
+                                         member == &DriverOptions::prompt ? "a text" : "a file name"));
           o.*member = std::move(v);
         } else if constexpr (std::is_same_v<T, std::optional<double>>) {
           o.*member = parseDoubleValue(f, value());
@@ -185,6 +195,10 @@ DriverOptions parseArgs(const std::vector<std::string> &args) {
   if (!o.resume.empty() && (o.predict || o.gradcheck))
     throw UsageError(fmt::format("option '--resume' continues training; it cannot be combined with '{}' (use '--load')",
                                  o.predict ? "--predict" : "--gradcheck"));
+  if (!o.prompt.empty() && !o.generate) throw UsageError("option '--prompt' needs '--generate'");
+  if (o.temperature && !o.generate) throw UsageError("option '--temperature' needs '--generate'");
+  if (o.generate && (o.predict || o.gradcheck))
+    throw UsageError(fmt::format("options '--generate' and '{}' cannot be combined", o.predict ? "--predict" : "--gradcheck"));
   if (o.checkpointEvery && o.save.empty()) throw UsageError("option '--checkpoint-every' needs '--save'");
   if (!o.metrics.empty() && (o.predict || o.gradcheck))
     throw UsageError(fmt::format("option '--metrics' records training; it cannot be combined with '{}'",

@@ -86,6 +86,12 @@ struct ModelSpec {
   /// The MPI ranks the step is compiled for (gradc --ranks): `batch` is each rank's share, the
   /// local batch, and batch × ranks the global batch (the model's B).
   int64_t ranks = 1;
+  /// --generate's step function (Backend::generateStep) of a text model: its inputs, one
+  /// character index i32[1, 1] then the recurrences' carries; its outputs, the logits
+  /// [1, 1, vocabulary] then the carries' final values (stepOutputs[k] is stepInputs[k]'s next
+  /// value for k >= 1). Both empty when the model has none; stepWhy then says why.
+  std::vector<TensorSpec> stepInputs, stepOutputs;
+  std::string stepWhy;
 };
 
 /// One batch: a pointer per entry of ModelSpec::inputs, each to batch × sample elements of
@@ -120,6 +126,10 @@ public:
   virtual double lossAndGrads(const Batch &b, std::vector<std::vector<double>> &grads) = 0;
   /// Training-mode loss only, changing no state (the finite differences of --gradcheck).
   virtual double loss(const Batch &b) = 0;
+  /// One step of --generate (ModelSpec::stepInputs / stepOutputs): `in` points to each step
+  /// input (I32 as int32_t, F32 as float), `out` to each step output (as floatType()). Throws
+  /// DataError when the backend has no step function.
+  virtual void generateStep(const std::vector<const void *> &in, const std::vector<void *> &out);
 };
 
 /// Worker threads a backend may use: --threads N, by default std::thread::hardware_concurrency()

@@ -249,10 +249,12 @@ public:
     size_t params = 0;
     for (const auto &st : spec.state)
       params += st.kind == rt::StateSpec::Param;
-    std::ostringstream train, eval, infer;
+    std::ostringstream train, eval, infer, step;
     Printer(prog_.train, train).run(4);
     Printer(prog_.eval, eval).run(4);
     Printer(prog_.infer, infer).run(4);
+    if (prog_.hasStep)
+      Printer(prog_.step, step).run(4);
     header(spec);
     os_ << "template <typename T> class Net final : public Backend {\npublic:\n";
     os_ << "  Net() {\n";
@@ -278,7 +280,12 @@ public:
     return train(b, false, &g);
   }
   void predict(const Batch &b, const std::vector<void *> &out) override { infer(b, out); }
-  double evalLoss(const Batch &b) override {
+)" << (prog_.hasStep ? R"(  void generateStep(const std::vector<const void *> &in, const std::vector<void *> &out) override {
+    Batch b;
+    b.data = in;
+    step(b, out);
+  }
+)" : "") << R"(  double evalLoss(const Batch &b) override {
     double loss = 0;
 )" << eval.str() << "    return loss;\n  }\n\nprivate:\n";
     os_ << "  double train(const Batch &b, bool apply, std::vector<std::vector<double>> *grads) {\n"
@@ -290,6 +297,10 @@ public:
         << "    return loss;\n  }\n\n";
     os_ << "  void infer(const Batch &b, const std::vector<void *> &out) {\n"
         << infer.str() << "  }\n\n";
+    if (prog_.hasStep)
+      os_ << "  // --generate: one character of one sample; b.data and out: the character (logits) then the carries.\n"
+          << "  void step(const Batch &b, const std::vector<void *> &out) {\n"
+          << step.str() << "  }\n\n";
     os_ << "  // Every value of every graph, placed by gradc; allocated at the first step, so a build\n"
         << "  // that never runs (the double-precision one, used only by --gradcheck) costs no memory.\n"
         << "  std::vector<T> arena_;\n"
@@ -327,6 +338,12 @@ private:
                            quote(s.inputs[i].boundWhere));
     for (const auto &t : s.outputs)
       os_ << fmt::format("    s.outputs.push_back({{{}, {}, {{{}}}}});\n", quote(t.name), dt(t.dtype), fmt::join(t.shape, ", "));
+    for (const auto &t : s.stepInputs)
+      os_ << fmt::format("    s.stepInputs.push_back({{{}, {}, {{{}}}}});\n", quote(t.name), dt(t.dtype), fmt::join(t.shape, ", "));
+    for (const auto &t : s.stepOutputs)
+      os_ << fmt::format("    s.stepOutputs.push_back({{{}, {}, {{{}}}}});\n", quote(t.name), dt(t.dtype), fmt::join(t.shape, ", "));
+    if (!s.stepWhy.empty())
+      os_ << "    s.stepWhy = " << quote(s.stepWhy) << ";\n";
     static const char *kinds[] = {"StateSpec::Param", "StateSpec::Buffer", "StateSpec::OptState"};
     static const char *inits[] = {"StateSpec::Zeros", "StateSpec::Ones", "StateSpec::Full", "StateSpec::Uniform",
                                   "StateSpec::Normal"};

@@ -553,9 +553,10 @@ void emitExecutableEntry(const Module &m, llvm::Module &mod, int64_t arenaElemen
   std::vector<llvm::Type *> fields{i64, ptr, i64};
   std::vector<llvm::Constant *> values{llvm::ConstantInt::get(i64, rt::kGradcAbiVersion), specVar, llvm::ConstantInt::get(i64, arenaElements)};
   for (const char *t : {"f32", "f64"})
-    for (const char *g : {"train", "eval", "infer"}) {
+    for (const char *g : {"train", "eval", "infer", "step"}) {
       fields.push_back(ptr);
-      values.push_back(mod.getFunction(fmt::format("gradc_{}_{}", t, g)));
+      llvm::Function *f = mod.getFunction(fmt::format("gradc_{}_{}", t, g));
+      values.push_back(f ? static_cast<llvm::Constant *>(f) : llvm::ConstantPointerNull::get(ptr)); // no step graph: null
     }
   auto *sty = llvm::StructType::create(ctx, fields, "GradcCompiledModel");
   auto *model = new llvm::GlobalVariable(mod, sty, true, llvm::GlobalValue::ExternalLinkage, llvm::ConstantStruct::get(sty, values),
@@ -581,6 +582,8 @@ LLVMEmitResult emitLLVM(const Module &m, const SourceManager &sm, llvm::LLVMCont
     FunctionEmitter fe(*res.module, f32, opts);
     for (const Function *k : {&prog.train, &prog.eval, &prog.infer})
       fe.graphFunction(*k);
+    if (prog.hasStep && opts.step)
+      fe.graphFunction(prog.step);
   }
   if (opts.executable)
     emitExecutableEntry(m, *res.module, prog.arenaSize);

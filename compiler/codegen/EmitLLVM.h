@@ -23,6 +23,7 @@ struct LLVMEmitOptions {
   /// Also define `gradc_model` (GradcCompiledModel) and main() calling gradc_rt_llvm_main:
   /// the object of a linked executable. Needs both float builds.
   bool executable = true;
+  bool step = true;           ///< Also emit --generate's step graph (gradc_<f32|f64>_step), when the module has one.
   bool fma = true;            ///< The target has FMA: FastMath's madd is llvm.fma (as the C++ build's std::fma).
   bool contract = false;      ///< Mark float arithmetic `contract` (lets LLVM form more FMAs).
   std::string targetCpu, targetFeatures; ///< Function attributes "target-cpu" / "target-features".
@@ -34,8 +35,9 @@ struct LLVMEmitResult {
   int64_t arenaElements = 0; ///< Elements of the float type (the same for both builds).
 };
 
-/// Lowers the module's train, eval and infer graphs (after autodiff and the optimizer) to
-/// LLVM IR: `double gradc_<f32|f64>_<train|eval|infer>(arena, state, batch, outputs, lr, sinks)`
+/// Lowers the module's train, eval and infer graphs (after autodiff and the optimizer), and its
+/// step graph if any, to LLVM IR:
+/// `double gradc_<f32|f64>_<train|eval|infer|step>(arena, state, batch, outputs, lr, sinks)`
 /// (GradcGraphFn). Loops whose iterations are independent carry llvm.loop.parallel_accesses;
 /// GEMMs call gradc_rt_sgemm / gradc_rt_dgemm; the vectorisable exp, tanh and sigmoid of
 /// runtime/FastMath.h are emitted as inlined IR with the same operations.

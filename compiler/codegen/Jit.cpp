@@ -90,9 +90,9 @@ public:
     if (llvm::Error e = jit_->addIRModule(llvm::orc::ThreadSafeModule(std::move(res.module), ctx_)))
       throw std::runtime_error("JIT: " + message(std::move(e)));
     GradcGraphs g{};
-    GradcGraphFn *slots[] = {&g.train, &g.eval, &g.infer};
-    const char *names[] = {"train", "eval", "infer"};
-    for (int k = 0; k < 3; ++k) {
+    GradcGraphFn *slots[] = {&g.train, &g.eval, &g.infer, &g.step};
+    const char *names[] = {"train", "eval", "infer", "step"};
+    for (int k = 0; k < (m_.stepGraph ? 4 : 3); ++k) {
       auto sym = jit_->lookup(fmt::format("gradc_{}_{}", f32 ? "f32" : "f64", names[k]));
       if (!sym)
         throw std::runtime_error("JIT: " + message(sym.takeError()));

@@ -178,6 +178,7 @@ int emitLibrary(const Module &m, const SourceManager &sm, const Weights &w, cons
   LLVMEmitOptions eo = llvmEmitOptions(target, lower);
   eo.f64 = false;
   eo.executable = false;
+  eo.step = false; // the library predicts; --generate's step function stays in executables
   LLVMEmitResult res = emitLLVM(m, sm, ctx, eo);
   addEntryPoint(m, spec, w, s, res.arenaElements, *res.module);
   if (cg.llvmOpt)

@@ -621,7 +621,7 @@ void Elaborator::buildGraph(Mode mode) {
   training_ = training;
   randomStreams_ = 0;
   auto g = std::make_unique<Graph>();
-  g->name = mode == Mode::Train ? "train" : mode == Mode::Eval ? "eval" : "infer";
+  g->name = mode == Mode::Train ? "train" : mode == Mode::Eval ? "eval" : mode == Mode::Infer ? "infer" : "step";
   GraphCtx ctx;
   ctx.g = g.get();
   ctx_ = &ctx;
@@ -636,11 +636,15 @@ void Elaborator::buildGraph(Mode mode) {
          for (auto &x : m_->inputs) v.push_back(&x);
          for (auto &x : m_->targets) v.push_back(&x);
          return v;
-       }())
-    scope.names[d->name] = Val::ofTensor(b.source(Op::Input, d->type, {{"name", d->name}}, d->loc, d->name));
+       }()) {
+    TensorType t = d->type;
+    for (size_t a = 0; mode == Mode::Step && a < std::min<size_t>(2, t.shape.size()); ++a)
+      t.shape[a] = 1; // one sample, one time step
+    scope.names[d->name] = Val::ofTensor(b.source(Op::Input, t, {{"name", d->name}}, d->loc, d->name));
+  }
   Val dummy;
   stmts(graphDecl_->stmts, scope, &dummy);
-  if (mode != Mode::Infer) {
+  if (mode == Mode::Train || mode == Mode::Eval) {
     Val *loss = scope.lookup("loss");
     if (!loss || scope.names.count("loss") == 0)
       diag_.error(graphDecl_->loc, "the graph must define 'loss', the scalar that training minimises");
@@ -659,7 +663,10 @@ void Elaborator::buildGraph(Mode mode) {
   if (!hasOutput)
     diag_.error(graphDecl_->loc, "the graph has no 'output'; mark what inference returns with 'output NAME'");
   ctx_ = nullptr;
-  (mode == Mode::Train ? m_->trainGraph : mode == Mode::Eval ? m_->evalGraph : m_->inferGraph) = std::move(g);
+  (mode == Mode::Train  ? m_->trainGraph
+   : mode == Mode::Eval ? m_->evalGraph
+   : mode == Mode::Infer ? m_->inferGraph
+                         : m_->stepGraph) = std::move(g);
 }
 
 std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &files) {
@@ -765,6 +772,7 @@ std::unique_ptr<Module> Elaborator::run(const std::vector<const ModuleAST *> &fi
   buildGraph(Mode::Train);
   buildGraph(Mode::Eval);
   buildGraph(Mode::Infer);
+  buildStepGraph();
   return std::move(m_);
 }
 

@@ -150,8 +150,13 @@ public:
   Value *stateValue(const Val &ref, SrcLoc loc);
   Value *bufferValue(GraphCtx &ctx, const std::string &name);
   Value *capture(GraphCtx &ctx, Value *v, SrcLoc loc);
-  enum class Mode { Train, Eval, Infer };
+  /// Train, eval and infer build the module's three graphs; Step builds the inference graph of
+  /// one sample and one time step (every input's axes 0 and 1 of size 1) into stepGraph.
+  enum class Mode { Train, Eval, Infer, Step };
   void buildGraph(Mode mode);
+  /// Builds --generate's step graph of a text model, or says in stepWhy why there is none
+  /// (StepGraph.cpp). Never fails the compile.
+  void buildStepGraph();
   void trainBlock(const Decl &d, Scope &scope);
   /// The train block's `schedule = step(...) | cosine(...) | onecycle(...) | plateau(...)`.
   void schedule(const Expr &e, Scope &scope);

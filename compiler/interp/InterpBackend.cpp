@@ -19,14 +19,14 @@ void *InterpBackend::stateData(size_t i) {
   return spec_.state.at(i).dtype == rt::DType::I64 ? static_cast<void *>(i_[i].data()) : f_[i].data();
 }
 
-TensorMap InterpBackend::feeds(const rt::Batch &b) const {
+TensorMap InterpBackend::feeds(const std::vector<rt::TensorSpec> &specs, const std::vector<const void *> &data) {
   TensorMap out;
-  for (size_t i = 0; i < spec_.inputs.size(); ++i) {
-    const rt::TensorSpec &t = spec_.inputs[i];
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const rt::TensorSpec &t = specs[i];
     DTensor d(t.shape);
     for (int64_t k = 0; k < d.numel(); ++k)
-      d.data[k] = t.dtype == rt::DType::I32 ? static_cast<const int32_t *>(b.data[i])[k]
-                                            : static_cast<const float *>(b.data[i])[k];
+      d.data[k] = t.dtype == rt::DType::I32 ? static_cast<const int32_t *>(data[i])[k]
+                                            : static_cast<const float *>(data[i])[k];
     out[t.name] = std::move(d);
   }
   return out;
@@ -77,6 +77,16 @@ void InterpBackend::predict(const rt::Batch &b, const std::vector<void *> &outpu
   for (size_t i = 0; i < spec_.outputs.size(); ++i) {
     const DTensor &t = r.outputs.at(spec_.outputs[i].name);
     std::copy(t.data.begin(), t.data.end(), static_cast<double *>(outputs[i]));
+  }
+}
+
+void InterpBackend::generateStep(const std::vector<const void *> &in, const std::vector<void *> &out) {
+  if (!m_.stepGraph)
+    return rt::Backend::generateStep(in, out); // throws: no step function
+  RunResult r = interpret(*m_.stepGraph, feeds(spec_.stepInputs, in), state(), {{"lr", spec_.train.lr * lrScale_}});
+  for (size_t i = 0; i < spec_.stepOutputs.size(); ++i) {
+    const DTensor &t = r.outputs.at(spec_.stepOutputs[i].name);
+    std::copy(t.data.begin(), t.data.end(), static_cast<double *>(out[i]));
   }
 }
 

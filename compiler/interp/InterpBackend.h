@@ -10,7 +10,7 @@
 
 namespace gradc {
 
-/// Runs the module's @train, @eval and @infer graphs with the interpreter. The module must
+/// Runs the module's @train, @eval and @infer graphs (and @step, for --generate) with the interpreter. The module must
 /// have been through autodiff and the optimizer (its @train graph has grad and update sinks).
 class InterpBackend : public rt::Backend {
 public:
@@ -24,9 +24,12 @@ public:
   void predict(const rt::Batch &b, const std::vector<void *> &outputs) override;
   double lossAndGrads(const rt::Batch &b, std::vector<std::vector<double>> &grads) override;
   double loss(const rt::Batch &b) override;
+  void generateStep(const std::vector<const void *> &in, const std::vector<void *> &out) override;
 
 private:
-  TensorMap feeds(const rt::Batch &b) const;
+  /// The tensors `data` points to, named and shaped by `specs`.
+  static TensorMap feeds(const std::vector<rt::TensorSpec> &specs, const std::vector<const void *> &data);
+  TensorMap feeds(const rt::Batch &b) const { return feeds(spec_.inputs, b.data); }
   TensorMap state() const;
   RunResult run(const Graph &g, const rt::Batch &b) const;
 

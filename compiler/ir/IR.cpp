@@ -86,6 +86,7 @@ std::vector<Graph *> Module::graphs() const {
   if (trainGraph) out.push_back(trainGraph.get());
   if (evalGraph) out.push_back(evalGraph.get());
   if (inferGraph) out.push_back(inferGraph.get());
+  if (stepGraph) out.push_back(stepGraph.get());
   return out;
 }
 

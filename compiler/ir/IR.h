@@ -212,10 +212,18 @@ public:
   std::unique_ptr<Graph> trainGraph; ///< The training step: loss, outputs, updates (and grads).
   std::unique_ptr<Graph> evalGraph;  ///< Inference mode with the loss (validation).
   std::unique_ptr<Graph> inferGraph; ///< Inference: outputs only.
+  /// --generate's one-step inference (elaborate/StepGraph.cpp): the inference graph of one
+  /// sample and one time step, whose recurrences start from the carries given as inputs and
+  /// return their final carries as outputs, so a caller can run it step after step. Null when
+  /// the model has none; stepWhy then says why.
+  std::unique_ptr<Graph> stepGraph;
+  /// The step graph's inputs, in the order they are fed: the model's input, then each carry.
+  std::vector<TensorDecl> stepInputs;
+  std::string stepWhy; ///< Why there is no step graph ("" when there is one).
 
   /// Makes a new value owned by the module.
   Value *newValue(TensorType t, Graph *owner, std::string name = {});
-  /// All graphs at top level, in a fixed order (train, eval, infer; null ones skipped).
+  /// All graphs at top level, in a fixed order (train, eval, infer, step; null ones skipped).
   std::vector<Graph *> graphs() const;
 
 private:

@@ -108,7 +108,7 @@ struct Stmt {
 
 /// One graph's kernel: a function of the arena, the state, the batch and the sinks.
 struct Function {
-  std::string name;                ///< "train", "eval" or "infer".
+  std::string name;                ///< "train", "eval", "infer" or "step".
   std::vector<Buffer> buffers;     ///< In order of first use.
   std::vector<std::string> vars;   ///< Loop and step variable names, by id.
   std::vector<std::string> regs;   ///< Register names, by id (unique in the function).
@@ -116,9 +116,11 @@ struct Function {
   std::vector<Stmt> body;
 };
 
-/// The kernels of a module's three graphs.
+/// The kernels of a module's graphs: train, eval, infer, and --generate's step (when the
+/// module has a step graph; hasStep).
 struct Program {
-  Function train, eval, infer;
+  Function train, eval, infer, step;
+  bool hasStep = false;
   int64_t arenaSize = 0;
 };
 

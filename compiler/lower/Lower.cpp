@@ -77,8 +77,20 @@ public:
     p.arenaSize = plan_.arenaSize;
     function(*m_.trainGraph, "train", p.train);
     function(*m_.evalGraph, "eval", p.eval);
-    emitOutputs_ = true; // only infer() has output buffers
+    emitOutputs_ = true; // only infer() and step() have output buffers
     function(*m_.inferGraph, "infer", p.infer);
+    if (m_.stepGraph) { // its own inputs and outputs (rt::ModelSpec::stepInputs / stepOutputs)
+      rt::ModelSpec spec = makeModelSpec(m_);
+      inputIndex_.clear();
+      outputIndex_.clear();
+      for (size_t i = 0; i < spec.stepInputs.size(); ++i)
+        inputIndex_[spec.stepInputs[i].name] = i;
+      for (size_t i = 0; i < spec.stepOutputs.size(); ++i)
+        outputIndex_[spec.stepOutputs[i].name] = i;
+      randomKeySlot_ = static_cast<int64_t>(spec.stepInputs.size());
+      function(*m_.stepGraph, "step", p.step);
+      p.hasStep = true;
+    }
     return p;
   }
 

@@ -51,6 +51,13 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     for (const auto &n : m.inferGraph->nodes)
       if (n->op == Op::Output)
         s.outputs.push_back({n->getStr("name"), rtType(n->operands[0]->type.dtype), n->operands[0]->type.shape});
+  s.stepWhy = m.stepWhy;
+  for (const TensorDecl &d : m.stepInputs)
+    s.stepInputs.push_back({d.name, rtType(d.type.dtype), d.type.shape});
+  if (m.stepGraph)
+    for (const auto &n : m.stepGraph->nodes)
+      if (n->op == Op::Output)
+        s.stepOutputs.push_back({n->getStr("name"), rtType(n->operands[0]->type.dtype), n->operands[0]->type.shape});
   for (const StateDecl &d : m.params)
     s.state.push_back(stateSpec(d, rt::StateSpec::Param));
   for (const StateDecl &d : m.buffers)

@@ -260,6 +260,11 @@ TEST(DriverFlags, RejectsBadInput) {
   bad({"--out", "o.csv"}, "'--out' needs '--predict'");
   bad({"--predict", "--gradcheck"}, "cannot be combined");
   bad({"--data="}, "needs a file name");
+  bad({"--generate", "5", "--prompt="}, "'--prompt' needs a text");
+  bad({"--prompt", "ab"}, "'--prompt' needs '--generate'");
+  bad({"--temperature", "1"}, "'--temperature' needs '--generate'");
+  bad({"--generate", "0"}, "out of range");
+  bad({"--generate", "3", "--gradcheck"}, "cannot be combined");
   bad({"--seed", "99999999999999999999"}, "out of range");
 }
 
@@ -268,7 +273,8 @@ TEST(DriverFlags, TableHasEveryFlagOfTheContract) {
   const std::vector<std::string> want = {
       "--epochs",  "--lr",     "--seed",          "--batch-limit", "--data",     "--no-shuffle",       "--load",
       "--save",    "--predict", "--out",          "--gradcheck",   "--gradcheck-tol", "--threads",       "--timing",
-      "--resume",  "--checkpoint-every", "--check-finite", "--metrics", "--quiet", "--help", "--interrupt-after-steps"};
+      "--resume",  "--checkpoint-every", "--check-finite", "--metrics", "--quiet", "--help", "--interrupt-after-steps",
+      "--generate", "--prompt", "--temperature"}; // section 7
   std::vector<std::string> have;
   for (const FlagInfo &f : driverFlags()) {
     have.push_back(f.name);
@@ -292,6 +298,7 @@ TEST(DriverFlags, HelpListsExactlyTheParsersFlags) {
     if (!f.arg.empty()) args.push_back(f.arg == "X" ? "0.5" : f.arg == "N" ? "3" : "f.safetensors");
     if (f.name == "--out" || f.name == "--gradcheck-tol") args.push_back(f.name == "--out" ? "--predict" : "--gradcheck");
     if (f.name == "--checkpoint-every") args.insert(args.end(), {"--save", "s.safetensors"});
+    if (f.name == "--prompt" || f.name == "--temperature") args.insert(args.end(), {"--generate", "10"});
     EXPECT_NO_THROW(parseArgs(args)) << f.name;
     if (!f.alias.empty()) EXPECT_NO_THROW(parseArgs({f.alias})) << f.alias;
     const std::string entry = "\n  " + f.name + (f.arg.empty() ? " " : " " + f.arg);
