@@ -3,7 +3,9 @@
 # Compiles seed_gate_bn, seed_plain_lstm, fashion_lstm_bn, fashion_lstm and bnlstm_fashion (models/), trains
 # each with the same seed (42), writing --metrics files to docs/img/*.csv, and draws them with
 # scripts/plot_metrics.py into docs/img/seed_bn_vs_plain.png, docs/img/fashion_bn_vs_plain.png and
-# docs/img/fashion_bnlstm_vs_plain.png.
+# docs/img/fashion_bnlstm_vs_plain.png; then char_lstm for CHAR_EPOCHS (default 20, its own) epochs,
+# its bits per character into docs/img/char_lstm.png and a --generate sample into
+# docs/img/char_lstm_sample.txt.
 # The seed models train for SEED_EPOCHS epochs (default 8; their own 20, with early stopping,
 # take longer than this is meant to). The Fashion-MNIST models train for FASHION_EPOCHS
 # (default 6) on the first FASHION_TRAIN (6400) training images and validate on the first
@@ -19,6 +21,7 @@ SEED_EPOCHS=${SEED_EPOCHS:-8}
 FASHION_EPOCHS=${FASHION_EPOCHS:-6}
 FASHION_TRAIN=${FASHION_TRAIN:-6400}
 FASHION_VAL=${FASHION_VAL:-2000}
+CHAR_EPOCHS=${CHAR_EPOCHS:-20}
 FASHION=/usr/share/datasets/fashion-mnist
 PY=/usr/bin/python3
 OUT=docs/img
@@ -61,6 +64,12 @@ train models/seed_plain_lstm.model "$SEED_EPOCHS"
 train "$WORK/fashion/fashion_lstm_bn.model" "$FASHION_EPOCHS"
 train "$WORK/fashion/fashion_lstm.model" "$FASHION_EPOCHS"
 train "$WORK/fashion/bnlstm_fashion.model" "$FASHION_EPOCHS"
+# The character model: its own 20 epochs on the GPL-3 text, then a sample of its --generate.
+"$GRADC" models/char_lstm.model -o "$WORK/char_lstm"
+echo "== char_lstm ($CHAR_EPOCHS epochs)"
+"$WORK/char_lstm" --quiet --epochs "$CHAR_EPOCHS" --metrics "$OUT/char_lstm.csv" --save "$WORK/char_lstm.safetensors"
+"$WORK/char_lstm" --load "$WORK/char_lstm.safetensors" --generate 400 --prompt "The licenses " --temperature 0.7 \
+  --seed 1 > "$OUT/char_lstm_sample.txt"
 
 $PY scripts/plot_metrics.py -o "$OUT/seed_bn_vs_plain.png" --log --metrics loss,val_loss \
   --labels "seed_gate_bn (BatchNorm in the gates),seed_plain_lstm" \
@@ -74,4 +83,7 @@ $PY scripts/plot_metrics.py -o "$OUT/fashion_bnlstm_vs_plain.png" --metrics loss
   --labels "bnlstm_fashion (recurrent BatchNorm at every step),fashion_lstm" \
   --title "Fashion-MNIST ($FASHION_TRAIN training images), rows as a sequence: Adam lr 0.002, seed 42" \
   "$OUT/bnlstm_fashion.csv" "$OUT/fashion_lstm.csv"
-echo "wrote $OUT/seed_bn_vs_plain.png $OUT/fashion_bn_vs_plain.png $OUT/fashion_bnlstm_vs_plain.png"
+$PY scripts/plot_metrics.py -o "$OUT/char_lstm.png" --metrics bpc,val_bpc --labels "char_lstm" \
+  --title "char_lstm on the GPL-3 text: bits per character, Adam lr 0.003, seed 1" "$OUT/char_lstm.csv"
+echo "wrote $OUT/seed_bn_vs_plain.png $OUT/fashion_bn_vs_plain.png $OUT/fashion_bnlstm_vs_plain.png $OUT/char_lstm.png" \
+  "$OUT/char_lstm_sample.txt"
