@@ -2,7 +2,8 @@
 """plot_metrics.py: draws the learning curves of one or more `--metrics` CSV files.
 
 The files are what a training executable writes with `--metrics FILE.csv` (one row per
-epoch: epoch, step, loss, val_loss, val_acc when there is one, lr, seconds). Each metric
+epoch: epoch, step, loss, val_loss, val_acc when there is one, bpc and val_bpc for a text
+model, lr, seconds). Each metric
 asked for gets its own panel, with one curve per file, against the epoch (or --x step /
 seconds, the latter summed over the epochs). The picture is a PNG or an SVG, chosen by the
 output's extension, written atomically. Uses matplotlib's Agg backend (no display needed;
@@ -21,8 +22,9 @@ import os
 import sys
 
 PROG = "plot_metrics.py"
-KNOWN = ["loss", "val_loss", "val_acc", "lr", "seconds", "step", "epoch"]
+KNOWN = ["loss", "val_loss", "val_acc", "bpc", "val_bpc", "lr", "seconds", "step", "epoch"]
 TITLES = {"loss": "training loss", "val_loss": "validation loss", "val_acc": "validation accuracy",
+          "bpc": "bits per character (training)", "val_bpc": "bits per character (validation)",
           "lr": "learning rate", "seconds": "seconds per epoch"}
 
 
