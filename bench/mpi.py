@@ -9,7 +9,9 @@ global batch (32 rows per rank under -np 2). For each run: ms per step and steps
 executable's --timing, after 3 warm-up steps), and under -np 2 the share of a step spent in
 the compiled all-reduces (BatchNorm's statistics and the parameter-gradient buckets; waiting
 for the slower rank included), their number and the bytes all-reduced per step and rank.
-These are the measured inputs of docs/distributed.md's model.
+These are the measured inputs of docs/distributed.md's model. The last row is the -np 2
+build with --disable-pass=early-allreduce: every all-reduce blocks where it is, none is in
+flight during the backward pass (the overlap's effect is the difference to the row above).
 
 usage: /usr/bin/python3 bench/mpi.py [--build DIR] [--steps N] [--sizes medium,large]
 """
@@ -62,11 +64,14 @@ def size_runs(gradc, name, work, steps):
     one, two = os.path.join(work, name + "_1"), os.path.join(work, name + "_2")
     subprocess.run([gradc, model, "-o", one], check=True)
     subprocess.run([gradc, model, "--ranks", "2", "-o", two], check=True)
+    blocking = os.path.join(work, name + "_2b")
+    subprocess.run([gradc, model, "--ranks", "2", "--disable-pass=early-allreduce", "-o", blocking], check=True)
     flags = ["--quiet", "--timing", "--data", data, "--no-shuffle", "--epochs", "1"]
     rows = [("1 process, 1 thread", run([one] + flags + ["--threads", "1"])),
             ("1 process, 2 threads", run([one] + flags + ["--threads", "2"])),
             ("mpirun -np 1, 1 thread", run(MPIRUN + ["1", one] + flags + ["--threads", "1"])),
-            ("mpirun -np 2, 1 thread each", run(MPIRUN + ["2", two] + flags + ["--threads", "1"]))]
+            ("mpirun -np 2, 1 thread each", run(MPIRUN + ["2", two] + flags + ["--threads", "1"])),
+            ("  the same, blocking all-reduces", run(MPIRUN + ["2", blocking] + flags + ["--threads", "1"]))]
     return rows
 
 

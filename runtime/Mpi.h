@@ -31,15 +31,33 @@ void takeAllreduceStats(double &seconds, double &bytes, double &calls);
 /// Sums x[0..n) elementwise over the ranks, in place (the kernel IR's AllReduce).
 void allreduceSum(float *x, int64_t n);
 void allreduceSum(double *x, int64_t n);
+/// Starts summing x[0..n) over the ranks in place without waiting (the kernel IR's
+/// AllReduceStart: a gradient bucket while the backward pass goes on); x must not be touched
+/// until allreduceWait(slot). Every rank starts the same slots in the same order.
+void allreduceStart(float *x, int64_t n, int64_t slot);
+void allreduceStart(double *x, int64_t n, int64_t slot);
+/// Waits for the all-reduce started in `slot` (the kernel IR's AllReduceWait).
+void allreduceWait(int64_t slot);
+/// Lets the all-reduces in flight advance without waiting (MPI_Testall; the kernel IR's
+/// AllReduceProgress, at each step of a scan that runs while they are in flight).
+void allreduceProgress();
 
 } // namespace gradc::rt::mpi
 
 namespace gradc::rt {
+using mpi::allreduceProgress;
+using mpi::allreduceStart;
 using mpi::allreduceSum;
+using mpi::allreduceWait;
 } // namespace gradc::rt
 
 extern "C" {
 /// The LLVM backend's and the JIT's entry points to mpi::allreduceSum.
 void gradc_rt_allreduce_f32(float *x, int64_t n);
 void gradc_rt_allreduce_f64(double *x, int64_t n);
+/// ... to mpi::allreduceStart and mpi::allreduceWait.
+void gradc_rt_allreduce_start_f32(float *x, int64_t n, int64_t slot);
+void gradc_rt_allreduce_start_f64(double *x, int64_t n, int64_t slot);
+void gradc_rt_allreduce_wait(int64_t slot);
+void gradc_rt_allreduce_progress(void);
 }

@@ -1,5 +1,6 @@
 // Optimizer.cpp: gradient clipping and the SGD / Adam / AdamW updates as graph nodes, following
 // PyTorch's update rules (torch.optim.SGD, Adam, AdamW, clip_grad_value_/norm_).
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 
@@ -14,32 +15,53 @@ namespace {
 constexpr int64_t kBucketElements = int64_t(1) << 20;
 
 /// Replaces each parameter gradient by its mean over the `ranks` ranks of an MPI run (the
-/// gradient of the global batch's mean loss): the gradients are flattened into buckets of
-/// consecutive parameters (at most kBucketElements each, fixed here at compile time), each
-/// bucket is summed over the ranks by one allreduce_sum, and the sums are sliced back and
-/// scaled by 1 / ranks, before clipping and the optimizer see them.
-void averageOverRanks(NodeBuilder &c, int64_t ranks, std::vector<Value *> &gs) {
+/// gradient of the global batch's mean loss): the gradients are flattened into buckets (at
+/// most kBucketElements each, fixed here at compile time), each bucket is summed over the
+/// ranks by one allreduce_sum, and the sums are sliced back and scaled by 1 / ranks, before
+/// clipping and the optimizer see them. The buckets follow the order in which the backward
+/// pass of `g` computes the gradients, and a bucket ends where a recurrence (a scan) runs
+/// between two gradients: the gradients computed before it form a bucket that can be summed
+/// while it runs (the early-allreduce pass moves the sum there, the lowering waits for it at
+/// its first reader).
+void averageOverRanks(NodeBuilder &c, const Graph &g, int64_t ranks, std::vector<Value *> &gs) {
   const double inv = 1.0 / static_cast<double>(ranks);
+  // Where each gradient is ready: its defining node's place, and how many scans run up to it.
+  std::unordered_map<const Node *, size_t> place, scansUpTo;
+  size_t scans = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    scans += g.nodes[i]->op == Op::Scan;
+    place[g.nodes[i].get()] = i;
+    scansUpTo[g.nodes[i].get()] = scans;
+  }
+  auto ready = [&](const Value *v) { return v->def && place.count(v->def) ? place.at(v->def) : 0; };
+  auto phase = [&](const Value *v) { return v->def && scansUpTo.count(v->def) ? scansUpTo.at(v->def) : 0; };
+  std::vector<size_t> order(gs.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ready(gs[a]) < ready(gs[b]); });
   size_t first = 0;
-  while (first < gs.size()) {
+  while (first < order.size()) {
     size_t last = first;
     int64_t total = 0;
     std::vector<Value *> flat;
-    while (last < gs.size() && (last == first || total + gs[last]->type.numel() <= kBucketElements)) {
-      flat.push_back(gs[last]->type.rank() == 1 ? gs[last] : c.reshape(gs[last], {gs[last]->type.numel()}));
-      total += gs[last]->type.numel();
+    while (last < order.size() && (last == first || (total + gs[order[last]]->type.numel() <= kBucketElements &&
+                                                      phase(gs[order[last]]) == phase(gs[order[first]])))) {
+      Value *gr = gs[order[last]];
+      flat.push_back(gr->type.rank() == 1 ? gr : c.reshape(gr, {gr->type.numel()}));
+      total += gr->type.numel();
       ++last;
     }
     Value *bucket = flat.size() == 1 ? flat[0] : c.op(Op::Concat, flat, {{"axis", int64_t(0)}});
     Value *summed = c.op(Op::AllReduceSum, {bucket});
     summed->name = "grad_bucket";
     int64_t at = 0;
-    for (size_t i = first; i < last; ++i) {
-      const int64_t n = gs[i]->type.numel();
+    for (size_t k = first; k < last; ++k) {
+      Value *&gr = gs[order[k]];
+      const int64_t n = gr->type.numel();
       Value *part = flat.size() == 1 ? summed : c.op(Op::Slice, {summed}, {{"begin", std::vector<int64_t>{at}}, {"end", std::vector<int64_t>{at + n}}});
-      if (gs[i]->type.rank() != 1)
-        part = c.reshape(part, gs[i]->type.shape);
-      gs[i] = c.mul(part, c.scalar(inv));
+      if (gr->type.rank() != 1)
+        part = c.reshape(part, gr->type.shape);
+      gr = c.mul(part, c.scalar(inv));
       at += n;
     }
     first = last;
@@ -68,7 +90,7 @@ void addOptimizer(Module &m) {
   }
 
   if (m.ranks > 1)
-    averageOverRanks(c, m.ranks, gs);
+    averageOverRanks(c, g, m.ranks, gs);
 
   // Clipping, as torch.nn.utils.clip_grad_value_ / clip_grad_norm_.
   if (tc.clipGradValue) {

@@ -183,6 +183,11 @@ private:
     case Stmt::ScatterAdd: gatherScatter(s, ind); return;
     case Stmt::LossKernel: lossKernel(s, ind); return;
     case Stmt::AllReduce: line(ind, fmt::format("allreduceSum({}, {});", ptr(s.dst), s.count)); return;
+    case Stmt::AllReduceStart:
+      line(ind, fmt::format("allreduceStart({}, {}, {}); // waited for before its first reader", ptr(s.dst), s.count, s.index));
+      return;
+    case Stmt::AllReduceWait: line(ind, fmt::format("allreduceWait({});", s.index)); return;
+    case Stmt::AllReduceProgress: line(ind, "allreduceProgress(); // the all-reduces in flight advance"); return;
     }
   }
 

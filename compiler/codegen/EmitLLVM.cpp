@@ -435,6 +435,25 @@ private:
       b_.CreateCall(allreduce_, {address(s.dst), ci(s.count)});
       return;
     }
+    case Stmt::AllReduceStart: {
+      if (!allreduceStart_)
+        allreduceStart_ = mod_.getOrInsertFunction(isF32_ ? "gradc_rt_allreduce_start_f32" : "gradc_rt_allreduce_start_f64",
+                                                   llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr_, i64_, i64_}, false));
+      b_.CreateCall(allreduceStart_, {address(s.dst), ci(s.count), ci(s.index)});
+      return;
+    }
+    case Stmt::AllReduceProgress: {
+      if (!allreduceProgress_)
+        allreduceProgress_ = mod_.getOrInsertFunction("gradc_rt_allreduce_progress", llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {}, false));
+      b_.CreateCall(allreduceProgress_, {});
+      return;
+    }
+    case Stmt::AllReduceWait: {
+      if (!allreduceWait_)
+        allreduceWait_ = mod_.getOrInsertFunction("gradc_rt_allreduce_wait", llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {i64_}, false));
+      b_.CreateCall(allreduceWait_, {ci(s.index)});
+      return;
+    }
     }
   }
 
@@ -533,6 +552,7 @@ private:
   llvm::PointerType *ptr_;
   llvm::FunctionCallee gemm_, gemmInvariant_, invariantReset_, threadsFn_, update_, grad_;
   llvm::FunctionCallee allreduce_; ///< gradc_rt_allreduce_f32/f64, declared at first use.
+  llvm::FunctionCallee allreduceStart_, allreduceWait_, allreduceProgress_; ///< gradc_rt_allreduce_start_f32/f64, _wait, _progress.
   llvm::Function *fexp_ = nullptr, *fexpm1_ = nullptr, *ftanh_ = nullptr;
   llvm::Value *arena_ = nullptr, *state_ = nullptr, *batch_ = nullptr, *outs_ = nullptr, *lr_ = nullptr, *sinks_ = nullptr;
   llvm::Value *threads_ = nullptr, *loss_ = nullptr;

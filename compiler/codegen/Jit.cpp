@@ -63,6 +63,10 @@ public:
     add("gradc_rt_grad", &gradc_rt_grad);
     add("gradc_rt_allreduce_f32", &gradc_rt_allreduce_f32);
     add("gradc_rt_allreduce_f64", &gradc_rt_allreduce_f64);
+    add("gradc_rt_allreduce_start_f32", &gradc_rt_allreduce_start_f32);
+    add("gradc_rt_allreduce_start_f64", &gradc_rt_allreduce_start_f64);
+    add("gradc_rt_allreduce_wait", &gradc_rt_allreduce_wait);
+    add("gradc_rt_allreduce_progress", &gradc_rt_allreduce_progress);
     if (llvm::Error e = jd.define(llvm::orc::absoluteSymbols(std::move(syms))))
       return message(std::move(e));
     // ... and libm / libc (expf, logf, memmove, ...) to this process's.

@@ -55,6 +55,7 @@ const std::vector<PipelineStep> &graphPipeline() {
       {"dce", nullptr},
       {"sink-transposes", nullptr},
       {"dce", nullptr},
+      {"early-allreduce", nullptr},
       {nullptr, "opt-graph"},
   };
   return steps;
@@ -131,6 +132,7 @@ LowerOptions lowerOptions(const PipelineOptions &opts) {
   LowerOptions lower;
   lower.fuse = enabled("fuse");
   lower.planMemory = enabled("memory-plan");
+  lower.overlapCollectives = enabled("early-allreduce");
   return lower;
 }
 

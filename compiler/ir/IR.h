@@ -52,6 +52,8 @@ enum OpTrait : uint32_t {
   TR_BUILTIN = 1u << 12,    ///< Callable by its name in a model file: `name(x)` or `name(x, y)`.
   TR_RANDOM = 1u << 13,     ///< A source drawn from the step's random key: never stored, every
                             ///< reader (elementwise only) recomputes the element it reads.
+  TR_COLLECTIVE = 1u << 14, ///< Communicates across MPI ranks; the lowering may leave it in flight
+                            ///< until its first reader (its readers stay where they are).
 };
 
 /// The operations, from Ops.def.

@@ -80,10 +80,19 @@ std::vector<FusedLoop> planLoops(const Graph &g, bool fuse, const LoopHooks &hoo
     const bool elementwise = !single && isLoopFusable(n);
     std::vector<int64_t> space = reduction ? n.operands[0]->type.shape
                                            : (n.results.empty() ? std::vector<int64_t>{} : n.results[0]->type.shape);
-    // The latest group n may join.
+    // The latest group n may join. A reader of a collective's result (through views) joins
+    // only the group just before it: moving it up would wait for the collective earlier and
+    // leave less work to overlap it with.
+    const bool readsCollective = std::any_of(n.operands.begin(), n.operands.end(), [](const Value *o) {
+      while (o->def && hasTrait(o->def->op, TR_SHAPE) && !o->def->operands.empty())
+        o = o->def->operands[0];
+      return o->def && hasTrait(o->def->op, TR_COLLECTIVE);
+    });
     size_t chosen = groups.size();
     if (fuse && (reduction || elementwise)) {
       for (size_t gi = groups.size(); gi-- > 0;) {
+        if (readsCollective && gi + 1 != groups.size())
+          break;
         const Group &G = groups[gi];
         if (!G.fusable || G.loop.shape != space)
           continue;

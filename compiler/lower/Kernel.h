@@ -89,6 +89,10 @@ struct Stmt {
     LossKernel, ///< dst[0] = op(src, src2) over count elements (mse, bce_with_logits), or
                 ///< cross_entropy of src [count, classes] against labels src2.
     AllReduce,  ///< dst[0..count) = its sum over the MPI ranks, in place (runtime/Mpi.h).
+    AllReduceStart, ///< Starts AllReduce of dst[0..count) in slot `index` without waiting; nothing touches dst until
+                    ///< the AllReduceWait of that slot.
+    AllReduceWait,  ///< Waits for the all-reduce of slot `index`.
+    AllReduceProgress, ///< Lets the all-reduces in flight advance (MPI progresses only inside its calls).
   } kind = Comment;
   std::string text;
   int var = -1;

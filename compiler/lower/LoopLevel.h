@@ -19,6 +19,9 @@ namespace gradc {
 struct LowerOptions {
   bool fuse = true;       ///< Fuse runs of elementwise work into single loops (--disable-pass=fuse).
   bool planMemory = true; ///< Share memory between values never alive together (--disable-pass=memory-plan).
+  /// Start an all-reduce whose result the next loop does not read without waiting, and wait
+  /// before its first reader (--disable-pass=early-allreduce: every all-reduce blocks).
+  bool overlapCollectives = true;
 };
 
 /// Row-major strides of `shape`.

@@ -56,7 +56,7 @@ bool reserved(const std::string &s) {
 class Lowerer {
 public:
   Lowerer(const Module &m, const SourceManager &sm, const LowerOptions &opts, std::function<bool(const Node &)> canFuse)
-      : m_(m), sm_(sm), plan_(m, opts, std::move(canFuse)) {
+      : m_(m), sm_(sm), plan_(m, opts, std::move(canFuse)), overlap_(opts.overlapCollectives) {
     rt::ModelSpec spec = makeModelSpec(m);
     for (size_t i = 0; i < spec.state.size(); ++i) {
       stateIndex_[spec.state[i].name] = i;
@@ -307,6 +307,7 @@ private:
     // The three graphs never run at the same time and every scan resets its slots at its
     // entry, so each graph numbers its gemmInvariantB slots from 0 (fewer packed copies).
     nextSlot_ = 0;
+    nextReduceSlot_ = 0;
     graph(g, f.body);
   }
 
@@ -317,12 +318,57 @@ private:
         alias_[n->results[0]] = ref(n->operands[0]);
       else if ((n->op == Op::Param || n->op == Op::Buffer) && n->results[0]->type.dtype == DType::F32)
         alias_[n->results[0]] = stateRef(*n);
-    for (const FusedLoop &l : plan_.loops.at(&g)) {
+    // All-reduces this graph started and has not waited for yet (an outer graph's are waited
+    // for before the scan that reads them).
+    auto savedPending = std::move(pending_);
+    const FusedLoop *savedNext = nextLoop_;
+    pending_.clear();
+    if (!savedPending.empty()) // a scan body while the outer graph's all-reduces are in flight: drive them each step
+      out.push_back(stmt(Stmt::AllReduceProgress));
+    const std::vector<FusedLoop> &loops = plan_.loops.at(&g);
+    for (size_t i = 0; i < loops.size(); ++i) {
+      const FusedLoop &l = loops[i];
+      waitForReads(l, out);
+      nextLoop_ = i + 1 < loops.size() ? &loops[i + 1] : nullptr;
       if (l.fused())
         fusedLoop(l, out);
       else if (l.nodes[0]->results.empty() || !plan_.folded.count(l.nodes[0]->results[0])) // (a folded transpose: no code)
         node(*l.nodes[0], out);
     }
+    for (const auto &[v, slot] : pending_) // the graph's end (a body's yields) reads them all
+      out.push_back(allReduceWait(slot));
+    pending_ = std::move(savedPending);
+    nextLoop_ = savedNext;
+  }
+
+  /// The value v lives in (through reshapes, which are views).
+  static const Value *storageRoot(const Value *v) {
+    while (v->def && v->def->op == Op::Reshape)
+      v = v->def->operands[0];
+    return v;
+  }
+  /// Whether a member of `l` reads v (directly or through a view).
+  static bool reads(const FusedLoop &l, const Value *v) {
+    for (const Node *n : l.nodes)
+      for (const Value *o : n->operands)
+        if (storageRoot(o) == v)
+          return true;
+    return false;
+  }
+  Stmt allReduceWait(int64_t slot) {
+    Stmt s = stmt(Stmt::AllReduceWait);
+    s.index = slot;
+    return s;
+  }
+  /// Waits for the pending all-reduces that a member of `l` reads, in the order they started.
+  void waitForReads(const FusedLoop &l, std::vector<Stmt> &out) {
+    for (auto it = pending_.begin(); it != pending_.end();)
+      if (reads(l, it->first)) {
+        out.push_back(allReduceWait(it->second));
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
   }
 
   std::string header(const Node &n) {
@@ -507,12 +553,19 @@ private:
             [&](std::vector<Stmt> &body, const std::vector<Affine> &off) { body.push_back(store(at(dst, off[0]), readAt(0, off[1]))); });
       return;
     case Op::AllReduceSum: {
-      // The operand copied to the result, then summed over the ranks in place.
+      // The operand copied to the result, then summed over the ranks in place: at once when
+      // the next loop reads it, else started here and waited for before its first reader
+      // (a gradient bucket in flight while the backward pass goes on).
       loops(out, os, {stridesOf(os), readAccess(n, 0, os.size()).first}, true,
             [&](std::vector<Stmt> &body, const std::vector<Affine> &off) { body.push_back(store(at(dst, off[0]), readAt(0, off[1]))); });
-      Stmt s = stmt(Stmt::AllReduce);
+      const bool overlap = overlap_ && nextLoop_ && !reads(*nextLoop_, r);
+      Stmt s = stmt(overlap ? Stmt::AllReduceStart : Stmt::AllReduce);
       s.dst = dst;
       s.count = r->type.numel();
+      if (overlap) {
+        s.index = nextReduceSlot_++;
+        pending_.emplace_back(r, s.index);
+      }
       out.push_back(std::move(s));
       return;
     }
@@ -750,6 +803,7 @@ private:
   const Module &m_;
   const SourceManager &sm_;
   LoopLevel plan_; ///< The loops and the arena this lowering follows.
+  bool overlap_;   ///< LowerOptions::overlapCollectives.
   Function *f_ = nullptr;
   std::unordered_set<std::string> names_;                ///< Identifiers taken in the function.
   std::unordered_map<const Value *, Ref> alias_;         ///< Values living in another's storage.
@@ -758,6 +812,9 @@ private:
   std::unordered_set<const Value *> inline_, notInline_; ///< One-element constants printed as literals.
   std::unordered_map<const Node *, int64_t> invariantSlot_;
   int64_t nextSlot_ = 0;
+  std::vector<std::pair<const Value *, int64_t>> pending_; ///< All-reduces started and not yet waited for, with their slots.
+  int64_t nextReduceSlot_ = 0;                             ///< The function's next all-reduce slot.
+  const FusedLoop *nextLoop_ = nullptr;                    ///< The loop after the one being lowered, in its graph.
   std::map<std::string, size_t> stateIndex_, inputIndex_, outputIndex_, paramOrder_;
   int64_t randomKeySlot_ = 0; ///< The batch pointer of the random key: after every input and target.
   bool emitOutputs_ = false;

@@ -193,6 +193,7 @@ const std::vector<PassInfo> &allPasses() {
       {"one-pass-variance", "compute a variance from shifted first and second moments (one pass with the mean)", [](Module &m, Diagnostics &) { onePassVariance(m); }, false},
       {"sink-transposes", "transpose a scan's captured matrix inside the body when only its matmuls read it (the transpose folds into them)", [](Module &m, Diagnostics &) { sinkTransposes(m); }, false},
       {"pads-to-concat", "turn a sum of zero-padded blocks that tile one axis into a concat of the blocks", [](Module &m, Diagnostics &) { padsToConcat(m); }, false},
+      {"early-allreduce", "move each gradient bucket's all-reduce up to where its last gradient is computed (overlapped with the rest of the backward pass)", [](Module &m, Diagnostics &) { startAllReducesEarly(m); }, false},
       // Loop-level and backend switches: they shape the lowering, not the graph (--disable-pass only).
       {"fuse", "loop level: fuse runs of elementwise work into single loops", nullptr, false},
       {"memory-plan", "loop level: share arena memory between values never alive together", nullptr, false},

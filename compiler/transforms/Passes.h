@@ -68,6 +68,13 @@ void cancelCenteredSums(Module &m);
 /// `mean(x, A)` itself, so the loop level computes the three in one pass.
 void onePassVariance(Module &m);
 
+/// `early-allreduce` (EarlyAllReduce.cpp, last): each top-level all-reduce of @train (a
+/// gradient bucket of an MPI build), with the reshapes and concats assembling its operand,
+/// moves up to just after its inputs are computed, so that the lowering can start it there and
+/// wait for it only before its first reader: the sum over the ranks overlaps the rest of the
+/// backward pass. Only node order changes.
+void startAllReducesEarly(Module &m);
+
 /// `pads-to-concat` (PadsToConcat.cpp): a sum of zero-padded tensors whose blocks tile the
 /// result along one axis (the gradient of slicing a tensor into parts, like an LSTM's four
 /// gates) becomes one concat of the blocks: each element is written once instead of
