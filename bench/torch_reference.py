@@ -4,6 +4,7 @@ random data; prints one JSON line with ms per step, peak RSS, import-to-first-st
 the first step starts; start_to_first_step_s: until it ends).
 
 usage: torch_reference.py --size small|medium|large --threads N [--steps S] [--warmup W]
+       torch_reference.py --shape F,T,H,B --threads N [--steps S]
        torch_reference.py --fashion --threads N [--steps S]   (LSTM(28,128) -> BN -> Dense(128,10), CE)
 Run in its own process so RSS and start-up are measured cleanly.
 """
@@ -46,6 +47,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", choices=SIZES)
     ap.add_argument("--fashion", action="store_true")
+    ap.add_argument("--shape", help="F,T,H,B: the bench model at another shape (bench/scaling.py)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
@@ -54,6 +56,9 @@ def main():
     torch.manual_seed(0)
     if a.fashion:
         f, t, h, b, out = 28, 28, 128, 64, 10
+    elif a.shape:
+        f, t, h, b = (int(v) for v in a.shape.split(","))
+        out = 1
     else:
         f, t, h, b = SIZES[a.size]
         out = 1
@@ -80,7 +85,7 @@ def main():
         step()
     ms = (time.perf_counter() - t1) * 1000 / a.steps
     rss = peak_rss_mib()
-    print(json.dumps({"impl": "torch", "size": "fashion" if a.fashion else a.size, "threads": a.threads,
+    print(json.dumps({"impl": "torch", "size": "fashion" if a.fashion else a.size or a.shape, "threads": a.threads,
                       "ms_per_step": ms, "peak_rss_mib": rss, "start_to_first_step_s": first,
                       "ready_s": ready,
                       "torch": torch.__version__}))

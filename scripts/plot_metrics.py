@@ -9,9 +9,11 @@ seconds, the latter summed over the epochs). The picture is a PNG or an SVG, cho
 output's extension, written atomically. Uses matplotlib's Agg backend (no display needed;
 Debian: python3-matplotlib).
 
-usage: plot_metrics.py -o OUT.png|OUT.svg [--metrics loss,val_loss,val_acc,lr] [--x epoch|step|seconds]
-                       [--labels A,B,...] [--title TEXT] [--log] FILE.csv [FILE.csv ...]
+usage: plot_metrics.py -o OUT.png|OUT.svg [--metrics loss,val_loss,val_acc,lr] [--x epoch|step|seconds|COLUMN]
+                       [--labels A,B,...] [--title TEXT] [--log | --loglog] FILE.csv [FILE.csv ...]
 
+With --x naming another column (bench/scaling.py's tables: T, H), the files are any CSV of
+numbers with that column and the metrics asked for; --loglog draws both axes logarithmic.
 A file that is not such a CSV (no header with epoch and the metrics asked for, a non-numeric
 cell, a row of the wrong length, no rows) is an error naming the file and the line; exit 1.
 """
@@ -25,15 +27,19 @@ PROG = "plot_metrics.py"
 KNOWN = ["loss", "val_loss", "val_acc", "bpc", "val_bpc", "lr", "seconds", "step", "epoch"]
 TITLES = {"loss": "training loss", "val_loss": "validation loss", "val_acc": "validation accuracy",
           "bpc": "bits per character (training)", "val_bpc": "bits per character (validation)",
-          "lr": "learning rate", "seconds": "seconds per epoch"}
+          "lr": "learning rate", "seconds": "seconds per epoch",
+          "ms": "ms per training step", "rss_mib": "peak resident memory (MiB)",
+          "compile_s": "compile time (s)", "arena_mib": "arena (MiB)"}
 
 
 class BadInput(Exception):
     """A file or argument that cannot be plotted; the message names it."""
 
 
-def read_metrics(path, wanted):
-    """The columns of metrics file `path` as {name: [float]} (every column, checked)."""
+def read_metrics(path, wanted, xcol="epoch"):
+    """The columns of metrics file `path` as {name: [float]} (every column, checked). A file
+    plotted against another column than epoch, step or seconds (--x) need not be a --metrics
+    file: any CSV of numbers with a header that has the --x column and the metrics."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
@@ -44,9 +50,11 @@ def read_metrics(path, wanted):
     if not rows:
         raise BadInput(f"{path}:1: empty file; expected a header 'epoch,step,loss,...,lr,seconds'")
     header = [h.strip() for h in rows[0]]
-    if "epoch" not in header:
+    if xcol in ("epoch", "step", "seconds") and "epoch" not in header:
         raise BadInput(f"{path}:1: the header has no 'epoch' column (found {','.join(header)!r}); "
                        "is this a --metrics file?")
+    if xcol not in header:
+        raise BadInput(f"{path}:1: no column '{xcol}' for --x (the file has {', '.join(header)})")
     for m in wanted:
         if m not in header:
             raise BadInput(f"{path}:1: no column '{m}' (the file has {', '.join(header)})")
@@ -62,7 +70,7 @@ def read_metrics(path, wanted):
             except ValueError:
                 raise BadInput(f"{path}:{line}: column '{h}' holds {cell.strip()[:40]!r}, not a number")
             cols[h].append(v)
-    if not cols["epoch"]:
+    if not cols[xcol]:
         raise BadInput(f"{path}: the file has a header but no rows")
     return cols
 
@@ -81,23 +89,25 @@ def x_values(cols, kind, path):
     return cols[kind]
 
 
-def plot(files, labels, metrics, xkind, out, title, log):
+def plot(files, labels, metrics, xkind, out, title, log, logx=False):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    data = [read_metrics(f, metrics) for f in files]
+    data = [read_metrics(f, metrics, xkind) for f in files]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         for cols, label, path in zip(data, labels, files):
             ys = cols[m]
             ax.plot(x_values(cols, xkind, path), ys, marker="o", markersize=3, linewidth=1.5, label=label)
         ax.set_title(TITLES.get(m, m))
-        ax.set_xlabel({"epoch": "epoch", "step": "training step", "seconds": "seconds"}[xkind])
+        ax.set_xlabel({"epoch": "epoch", "step": "training step", "seconds": "seconds"}.get(xkind, xkind))
         if log and m != "val_acc" and all(v > 0 for cols in data for v in cols[m] if math.isfinite(v)):
             ax.set_yscale("log")
-        if xkind != "seconds":
+        if logx:
+            ax.set_xscale("log")
+        elif xkind in ("epoch", "step"):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
@@ -121,28 +131,33 @@ def main(argv):
     ap.add_argument("-o", "--output", required=True, help="the picture: .png or .svg")
     ap.add_argument("--metrics", default="", help="comma-separated columns (default: loss, and val_loss and "
                     "val_acc when every file has them)")
-    ap.add_argument("--x", default="epoch", choices=["epoch", "step", "seconds"])
+    ap.add_argument("--x", default="epoch", help="the x axis: epoch (default), step, seconds (summed over the "
+                    "epochs), or any other column of the files (e.g. T of bench/scaling.py's tables)")
     ap.add_argument("--labels", default="", help="comma-separated curve names (default: the file names)")
     ap.add_argument("--title", default="")
     ap.add_argument("--log", action="store_true", help="logarithmic y axis for positive metrics")
+    ap.add_argument("--loglog", action="store_true", help="logarithmic x and y axes")
     a = ap.parse_args(argv)
     try:
         ext = os.path.splitext(a.output)[1].lower()
         if ext not in (".png", ".svg"):
             raise BadInput(f"{a.output}: the output must end in .png or .svg")
+        metrics_files = a.x in ("epoch", "step", "seconds")
         if a.metrics:
             metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
-        else:
+        elif metrics_files:
             heads = [read_metrics(f, []) for f in a.files]
             metrics = ["loss"] + [m for m in ("val_loss", "val_acc") if all(m in h for h in heads)]
+        else:
+            raise BadInput(f"--metrics: name the columns to plot against '{a.x}'")
         for m in metrics:
-            if m not in KNOWN:
+            if metrics_files and m not in KNOWN:
                 raise BadInput(f"--metrics: unknown column '{m}' (known: {', '.join(KNOWN)})")
         labels = [s.strip() for s in a.labels.split(",")] if a.labels else \
             [os.path.splitext(os.path.basename(f))[0] for f in a.files]
         if len(labels) != len(a.files):
             raise BadInput(f"--labels: {len(labels)} names for {len(a.files)} files")
-        plot(a.files, labels, metrics, a.x, a.output, a.title, a.log)
+        plot(a.files, labels, metrics, a.x, a.output, a.title, a.log or a.loglog, a.loglog)
     except BadInput as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
