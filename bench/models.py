@@ -86,6 +86,19 @@ def _bnlstm_net(torch):
     return Net()
 
 
+def _char_lstm_net(torch):
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(80, 32)
+            self.lstm = torch.nn.LSTM(32, 128, 2, dropout=0.2, batch_first=True)
+            self.head = torch.nn.Linear(128, 80)
+
+        def forward(self, x):
+            return self.head(self.lstm(self.emb(x))[0])  # [B, T, 80]
+    return Net()
+
+
 # name -> batch, x's shape and dtype per sample, y's, the loss, the PyTorch network and optimizer,
 # clipping (clip_grad_value_) as the model's train block has it.
 MODELS = {
@@ -97,6 +110,8 @@ MODELS = {
                            opt=lambda torch, p: torch.optim.Adam(p, lr=0.002), clip=None),
     "bilstm_fashion": dict(B=64, x=((28, 28), "f32"), y=((), "i32"), loss="cross_entropy", net=_bilstm_net,
                            opt=lambda torch, p: torch.optim.Adam(p, lr=0.001), clip=None),
+    "char_lstm": dict(B=32, x=((64,), "i32"), y=((64,), "i32"), loss="cross_entropy", net=_char_lstm_net,
+                      opt=lambda torch, p: torch.optim.Adam(p, lr=0.003), clip=None),
 }
 
 
@@ -119,8 +134,11 @@ def torch_child(name, threads, steps, warmup=3):
     opt = spec["opt"](torch, net.parameters())
     loss_fn = torch.nn.functional.mse_loss if spec["loss"] == "mse" else torch.nn.functional.cross_entropy
     x, y = random_batch(spec, spec["B"], np.random.default_rng(0))
-    x = torch.from_numpy(x)
+    x = torch.from_numpy(x).long() if spec["x"][1] == "i32" else torch.from_numpy(x)
     y = torch.from_numpy(y).long() if spec["y"][1] == "i32" else torch.from_numpy(y)
+    if spec["loss"] == "cross_entropy" and y.dim() > 1:  # labels per position: logits [B, T, C] as [B*T, C]
+        base = loss_fn
+        loss_fn = lambda out, lab: base(out.reshape(-1, out.shape[-1]), lab.reshape(-1))
     t0 = 0.0
     for i in range(warmup + steps):
         if i == warmup:
