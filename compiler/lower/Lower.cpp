@@ -56,18 +56,13 @@ bool reserved(const std::string &s) {
 class Lowerer {
 public:
   Lowerer(const Module &m, const SourceManager &sm, const LowerOptions &opts, std::function<bool(const Node &)> canFuse)
-      : m_(m), sm_(sm), plan_(m, opts, std::move(canFuse)), overlap_(opts.overlapCollectives) {
-    rt::ModelSpec spec = makeModelSpec(m);
-    for (size_t i = 0; i < spec.state.size(); ++i) {
-      stateIndex_[spec.state[i].name] = i;
-      if (spec.state[i].kind == rt::StateSpec::Param)
-        paramOrder_[spec.state[i].name] = paramOrder_.size();
+      : m_(m), sm_(sm), plan_(m, opts, std::move(canFuse)), overlap_(opts.overlapCollectives), spec_(makeModelSpec(m)) {
+    for (size_t i = 0; i < spec_.state.size(); ++i) {
+      stateIndex_[spec_.state[i].name] = i;
+      if (spec_.state[i].kind == rt::StateSpec::Param)
+        paramOrder_[spec_.state[i].name] = paramOrder_.size();
     }
-    for (size_t i = 0; i < spec.inputs.size(); ++i)
-      inputIndex_[spec.inputs[i].name] = i;
-    randomKeySlot_ = static_cast<int64_t>(spec.inputs.size());
-    for (size_t i = 0; i < spec.outputs.size(); ++i)
-      outputIndex_[spec.outputs[i].name] = i;
+    useSinks(spec_.inputs, spec_.outputs);
     for (const Graph *g : m.graphs())
       findInlineConstants(*g);
   }
@@ -80,14 +75,7 @@ public:
     emitOutputs_ = true; // only infer() and step() have output buffers
     function(*m_.inferGraph, "infer", p.infer);
     if (m_.stepGraph) { // its own inputs and outputs (rt::ModelSpec::stepInputs / stepOutputs)
-      rt::ModelSpec spec = makeModelSpec(m_);
-      inputIndex_.clear();
-      outputIndex_.clear();
-      for (size_t i = 0; i < spec.stepInputs.size(); ++i)
-        inputIndex_[spec.stepInputs[i].name] = i;
-      for (size_t i = 0; i < spec.stepOutputs.size(); ++i)
-        outputIndex_[spec.stepOutputs[i].name] = i;
-      randomKeySlot_ = static_cast<int64_t>(spec.stepInputs.size());
+      useSinks(spec_.stepInputs, spec_.stepOutputs);
       function(*m_.stepGraph, "step", p.step);
       p.hasStep = true;
     }
@@ -95,6 +83,18 @@ public:
   }
 
 private:
+  /// The batch pointers and output buffers the next function reads and writes: input and
+  /// output nodes find their index by name; the random key's pointer follows the inputs.
+  void useSinks(const std::vector<rt::TensorSpec> &inputs, const std::vector<rt::TensorSpec> &outputs) {
+    inputIndex_.clear();
+    outputIndex_.clear();
+    for (size_t i = 0; i < inputs.size(); ++i)
+      inputIndex_[inputs[i].name] = i;
+    for (size_t i = 0; i < outputs.size(); ++i)
+      outputIndex_[outputs[i].name] = i;
+    randomKeySlot_ = static_cast<int64_t>(inputs.size());
+  }
+
   // --- Decisions about values.
   /// One-element constants that only loops read (elementwise, indexed, reductions): they
   /// become literals in the expressions reading them and get no buffer.
@@ -804,6 +804,7 @@ private:
   const SourceManager &sm_;
   LoopLevel plan_; ///< The loops and the arena this lowering follows.
   bool overlap_;   ///< LowerOptions::overlapCollectives.
+  rt::ModelSpec spec_; ///< The runtime's view of the module: state, inputs and outputs by index.
   Function *f_ = nullptr;
   std::unordered_set<std::string> names_;                ///< Identifiers taken in the function.
   std::unordered_map<const Value *, Ref> alias_;         ///< Values living in another's storage.
