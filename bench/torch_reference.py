@@ -6,6 +6,8 @@ the first step starts; start_to_first_step_s: until it ends).
 usage: torch_reference.py --size small|medium|large --threads N [--steps S] [--warmup W]
        torch_reference.py --shape F,T,H,B --threads N [--steps S]
        torch_reference.py --fashion --threads N [--steps S]   (LSTM(28,128) -> BN -> Dense(128,10), CE)
+       ... --autocast: the forward under torch.autocast("cpu", dtype=torch.bfloat16); the JSON
+       line's lstm_dtype says whether the LSTM ran in bf16 or stayed float32 (bench/bf16.py)
 Run in its own process so RSS and start-up are measured cleanly.
 """
 import argparse
@@ -51,6 +53,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--autocast", action="store_true", help="forward under CPU autocast to bfloat16")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -68,9 +71,17 @@ def main():
     y = torch.randint(0, 10, (b,)) if a.fashion else torch.randn(b, 1)
     lossf = torch.nn.functional.cross_entropy if a.fashion else torch.nn.functional.mse_loss
 
+    lstm_dtype = []
+    net.lstm.register_forward_hook(lambda m, i, o: lstm_dtype.append(str(o[0].dtype)))
+
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = lossf(net(x), y)
+        if a.autocast:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = net(x)
+            loss = lossf(out.float(), y)
+        else:
+            loss = lossf(net(x), y)
         loss.backward()
         opt.step()
         return loss
@@ -87,7 +98,7 @@ def main():
     rss = peak_rss_mib()
     print(json.dumps({"impl": "torch", "size": "fashion" if a.fashion else a.size or a.shape, "threads": a.threads,
                       "ms_per_step": ms, "peak_rss_mib": rss, "start_to_first_step_s": first,
-                      "ready_s": ready,
+                      "ready_s": ready, "autocast": a.autocast, "lstm_dtype": lstm_dtype[-1],
                       "torch": torch.__version__}))
 
 

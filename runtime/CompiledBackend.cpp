@@ -120,6 +120,7 @@ std::string specToJson(const ModelSpec &s) {
        ",\"length\":" + std::to_string(t.length) + ",\"horizon\":" + std::to_string(t.horizon) + ",\"split\":" + num(t.split) +
        ",\"earlyStopping\":" + (t.earlyStopping ? "true" : "false") + ",\"patience\":" + std::to_string(t.patience) +
        ",\"delta\":" + num(t.delta) + ",\"validateEvery\":" + std::to_string(t.validateEvery);
+  if (t.precision != "f32") o += ",\"precision\":" + jsonQuote(t.precision); // absent: f32, as before
   // Only a model with a schedule has the key, so other models' specs stay as they were.
   if (const ScheduleSpec &sc = t.schedule; !sc.kind.empty())
     o += ",\"schedule\":{\"kind\":" + jsonQuote(sc.kind) + ",\"stepSize\":" + std::to_string(sc.stepSize) +
@@ -200,6 +201,7 @@ ModelSpec specFromJson(std::string_view json) {
   t.patience = integer(j, "patience");
   t.delta = real(j, "delta");
   t.validateEvery = integer(j, "validateEvery");
+  if (j.find("precision")) t.precision = str(j, "precision");
   if (const JsonValue *sj = j.find("schedule")) {
     ScheduleSpec &sc = t.schedule;
     sc.kind = str(*sj, "kind");

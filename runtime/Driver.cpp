@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "DriverInternal.h"
+#include "GemmBf16.h"
 #include "Mpi.h"
 
 namespace gradc::rt {
@@ -67,6 +68,21 @@ void checkRanks(const ModelSpec &spec) {
                               spec.ranks, n == 1 ? std::string("one process (no --ranks)") : fmt::format("--ranks {}", n)));
 }
 
+/// Sets the float matrix multiplies' precision for this run: --precision, else the train
+/// block's. bf16 needs AVX512-BF16 in this CPU and runtime build; without it a notice says that
+/// the run multiplies in f32. --gradcheck always runs at full precision.
+void setPrecision(const ModelSpec &spec, const DriverOptions &o, const std::string &exe) {
+  const std::string &p = o.precision.empty() ? spec.train.precision : o.precision;
+  bool bf16 = p == "bf16" && !o.gradcheck;
+  if (bf16 && !bf16Supported()) {
+    if (mpi::rank() == 0)
+      fmt::print(stderr, "{}: notice: precision bf16 needs a CPU with AVX512-BF16 (and a runtime built on one); this "
+                         "run multiplies in f32\n", exe);
+    bf16 = false;
+  }
+  setMatmulBf16(bf16);
+}
+
 /// runMain without its error reporting: parses the flags, loads the data and the state, then
 /// trains, predicts or checks gradients. Returns the exit code; throws for errors.
 int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, Backend *precise,
@@ -80,6 +96,7 @@ int runMainImpl(const ModelSpec &spec, Backend &backend, int argc, char **argv, 
     return 0;
   }
   setThreads(o.threads.value_or(defaultThreads()));
+  setPrecision(spec, o, exe);
   uint64_t seed = static_cast<uint64_t>(o.seed.value_or(spec.train.seed));
   Backend &be = o.gradcheck && precise ? *precise : backend;
   checkBackend(be);

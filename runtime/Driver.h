@@ -46,6 +46,7 @@ struct DriverOptions {
   bool gradcheck = false;                ///< --gradcheck.
   std::optional<double> gradcheckTol;    ///< --gradcheck-tol X (X > 0).
   std::optional<int> threads;            ///< --threads N (N >= 1).
+  std::string precision;                 ///< --precision f32|bf16 ("" = the train block's precision).
   bool quiet = false;                    ///< --quiet.
   bool timing = false;                   ///< --timing: step times on stderr at the end.
   std::string resume;                    ///< --resume CKPT: continue the run that wrote CKPT.

@@ -37,7 +37,7 @@ struct Flag {
   const char *expects; ///< For numbers: what the value must be, in messages.
   int64_t min, max;    ///< For numbers: the range (see Target).
   /// The --help text; lines after the first are indented under it. Fields replaced by
-  /// usageText: {epochs} {lr} {seed} {threads} {checked}. "" hides a testing flag.
+  /// usageText: {epochs} {lr} {seed} {threads} {checked} {precision}. "" hides a testing flag.
   const char *help;
 };
 
@@ -80,6 +80,9 @@ const Flag kFlags[] = {
   {"--threads", "", "N", &DriverOptions::threads, "a positive integer", 1, 1 << 16,
    "worker threads (default: the faster of 1 and {threads}, timed over the first\n"
    "training steps; inference uses {threads})"},
+  {"--precision", "", "P", &DriverOptions::precision, "", 0, 0,
+   "f32, or bf16: matrix multiplies on bf16 operands with fp32 sums, where the\n"
+   "CPU has AVX512-BF16 (default: the train block's, {precision})"},
   {"--timing", "", "", &DriverOptions::timing, "", 0, 0,
    "at the end, on stderr: seconds from exec to the end of the first step, ms per\n"
    "step, seconds from exec to the start of the first step (ready_s)"},
@@ -152,7 +155,9 @@ void apply(const Flag &f, const std::string &a, const std::optional<std::string>
           std::string v = value();
           if (v.empty())
             throw UsageError(fmt::format("option '{}' needs {}, found an empty value", name,
-                                         member == &DriverOptions::prompt ? "a text" : "a file name"));
+                                         member == &DriverOptions::prompt      ? "a text"
+                                         : member == &DriverOptions::precision ? "f32 or bf16"
+                                                                               : "a file name"));
           o.*member = std::move(v);
         } else if constexpr (std::is_same_v<T, std::optional<double>>) {
           o.*member = parseDoubleValue(f, value());
@@ -187,6 +192,8 @@ DriverOptions parseArgs(const std::vector<std::string> &args) {
     apply(*f, a, inlineValue, args, i, o);
   }
   if (o.help) return o;
+  if (!o.precision.empty() && o.precision != "f32" && o.precision != "bf16")
+    throw UsageError(fmt::format("option '--precision' expects f32 or bf16, found {}", quoted(o.precision)));
   if (!o.out.empty() && !o.predict) throw UsageError("option '--out' needs '--predict'");
   if (o.predict && o.gradcheck) throw UsageError("options '--predict' and '--gradcheck' cannot be combined");
   if (o.gradcheck && !o.save.empty()) throw UsageError("options '--gradcheck' and '--save' cannot be combined");
@@ -217,6 +224,7 @@ std::string usageText(const std::string &exe, const ModelSpec &spec) {
     std::string label = *f.arg ? fmt::format("{} {}", f.name, f.arg) : std::string(f.name);
     const std::string help = fmt::format(fmt::runtime(f.help), fmt::arg("epochs", t.epochs), fmt::arg("lr", t.lr),
                                          fmt::arg("seed", t.seed), fmt::arg("threads", defaultThreads()),
+                                         fmt::arg("precision", t.precision),
                                          fmt::arg("checked", kAlwaysCheckedSteps));
     s += "  " + label;
     if (label.size() + 1 > kColumn) s += "\n" + std::string(kColumn + 2, ' ');

@@ -24,7 +24,11 @@
 // C = alpha·acc + C after each further one. Threads split C into disjoint column (or row)
 // blocks, and every kernel variant performs exactly the same per-lane operations, so the
 // result does not depend on the thread count.
+//
+// bf16 mode (setMatmulBf16, GemmBf16.cpp): every float gemm that would pack (M, N > 1)
+// goes to gemmBf16 instead, which runs on this file's thread pool (runParallel).
 #include "Gemm.h"
+#include "GemmBf16.h"
 
 #include <algorithm>
 #include <array>
@@ -838,6 +842,12 @@ int64_t hardwareThreads() {
 /// costs more than it saves).
 constexpr double kMinParallelFma = 1 << 20;
 
+/// Runs fn(ctx, p) for p < parts on the pool (gemmBf16's way to the workers).
+void runParallel(int parts, void (*fn)(void *, int), void *ctx) { pool().run(parts, fn, ctx); }
+
+/// The thread count a bf16 gemm may use: `threads`, at most the hardware threads.
+int bf16Threads(int threads) { return static_cast<int>(std::min<int64_t>(std::max(threads, 1), hardwareThreads())); }
+
 /// Throws std::logic_error if C shares memory with A or B (the caller's bug: the kernels
 /// read A and B after writing parts of C, and threads write C while others pack A).
 template <class T>
@@ -870,6 +880,11 @@ void gemmImpl(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha
     return;
   }
   if (gemv(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  if constexpr (std::is_same_v<T, float>)
+    if (matmulBf16()) {
+      gemmBf16(-1, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16Threads(threads), &runParallel);
+      return;
+    }
   constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NV * Simd<T>::W;
   const int64_t tilesN = (N + NR - 1) / NR, tilesM = (M + MR - 1) / MR;
   const double fma = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
@@ -926,6 +941,11 @@ void gemmInvariantImpl(int64_t slot, bool transA, bool transB, int64_t M, int64_
     return;
   }
   checkNoOverlap(transA, transB, M, N, K, A, lda, B, ldb, C, ldc);
+  if constexpr (std::is_same_v<T, float>)
+    if (matmulBf16()) { // the bf16 gemm keeps its own packed copy of B in the slot
+      gemmBf16(slot, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16Threads(threads), &runParallel);
+      return;
+    }
   auto &slots = invariantSlots<T>();
   if (static_cast<int64_t>(slots.size()) <= slot) slots.resize(static_cast<std::size_t>(slot) + 1);
   if (!slots[slot]) slots[slot] = std::make_unique<InvariantSlot<T>>();
@@ -949,6 +969,7 @@ void gemmInvariantImpl(int64_t slot, bool transA, bool transB, int64_t M, int64_
 void gemmInvariantReset(int64_t first, int64_t count) {
   resetSlots<float>(first, count);
   resetSlots<double>(first, count);
+  gemmBf16ResetSlots(first, count);
 }
 
 void gemmInvariantB(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,

@@ -70,6 +70,9 @@ struct TrainSpec {
   int64_t patience = 0;
   double delta = 0;
   int64_t validateEvery = 0; ///< Steps; 0 = once per epoch.
+  /// "f32" or "bf16" (the train block's `precision`; --precision overrides it): in bf16 the
+  /// float matrix multiplies round their operands to bf16 and accumulate in fp32 (GemmBf16.h).
+  std::string precision = "f32";
   ScheduleSpec schedule;     ///< kind "" = the learning rate stays constant.
 };
 

@@ -376,6 +376,8 @@ private:
                        t.length, t.horizon, t.split)
         << fmt::format("    t.earlyStopping = {};\n    t.patience = {};\n    t.delta = {};\n    t.validateEvery = {};\n",
                        t.earlyStopping ? "true" : "false", t.patience, t.delta, t.validateEvery);
+    if (t.precision != "f32") // absent for f32, the default
+      os_ << "    t.precision = " << quote(t.precision) << ";\n";
     if (const rt::ScheduleSpec &sc = t.schedule; !sc.kind.empty()) // absent for a constant learning rate
       os_ << fmt::format("    t.schedule = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};\n", quote(sc.kind), sc.stepSize,
                          sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor, sc.patience);

@@ -208,6 +208,10 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
       tc.seed = constInt(eval(*s.value, scope), s.value->loc, "seed");
       if (tc.seed < 0)
         diag_.error(s.value->loc, "seed must not be negative");
+    } else if (s.key == "precision") {
+      tc.precision = str({eval(*s.value, scope), s.value->loc}, "precision");
+      if (tc.precision != "f32" && tc.precision != "bf16")
+        diag_.error(s.value->loc, "precision must be \"f32\" or \"bf16\", got \"{}\"", tc.precision);
     } else if (s.key == "validate_every") {
       tc.validateEvery = positiveInt(eval(*s.value, scope), s.value->loc, "validate_every");
     } else if (s.key == "clip_grad_value" || s.key == "clip_grad_norm") {
@@ -305,7 +309,7 @@ void Elaborator::trainBlock(const Decl &d, Scope &scope) {
       }
     } else {
       diag_.error(s.loc, "unknown train setting '{}'; expected optimizer, schedule, epochs, seed, data, clip_grad_value, "
-                         "clip_grad_norm, early_stopping, validate_every or validation", s.key);
+                         "clip_grad_norm, early_stopping, validate_every, validation or precision", s.key);
     }
   }
   if (tc.clipGradValue && tc.clipGradNorm)

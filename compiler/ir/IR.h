@@ -176,6 +176,9 @@ struct TrainConfig {
   };
   std::optional<EarlyStopping> earlyStopping;
   int64_t validateEvery = 0; ///< 0: once per epoch.
+  /// `precision = "f32"` (the default) or `"bf16"`: matrix-multiply operands rounded to bf16,
+  /// accumulated in fp32 (everything else stays fp32; docs/language.md, Train block).
+  std::string precision = "f32";
   /// A learning-rate schedule (`schedule = step(...)` etc.; docs/language.md, Train block).
   struct Schedule {
     std::string kind;                          ///< "" (none), "step", "cosine", "onecycle", "plateau".

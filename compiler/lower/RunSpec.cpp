@@ -88,6 +88,7 @@ rt::ModelSpec makeModelSpec(const Module &m) {
     t.delta = tc.earlyStopping->delta;
   }
   t.validateEvery = tc.validateEvery;
+  t.precision = tc.precision;
   const TrainConfig::Schedule &sc = tc.schedule;
   t.schedule = {sc.kind, sc.stepSize, sc.gamma, sc.tMax, sc.etaMin, sc.maxLr, sc.totalSteps, sc.pctStart, sc.factor,
                 sc.patience};

@@ -61,8 +61,13 @@ if os.path.exists(os.path.join(tools_dir, "onednn_lstm")):
 _isa = "avx2"
 try:
     with open("/proc/cpuinfo") as _f:
-        if "avx512f" in _f.read():
+        _cpuinfo = _f.read()
+        if "avx512f" in _cpuinfo:
             _isa = "avx512"
+        # The runtime is built for this CPU (-march=native): it has the bf16 kernels
+        # (runtime/GemmBf16.cpp) exactly where the CPU has AVX512-BF16 (train/bf16_*.test).
+        if "avx512_bf16" in _cpuinfo:
+            config.available_features.add("bf16")
 except OSError:
     pass
 if os.path.exists(os.path.join(config.test_source_root, "Inputs", "checkpoint_digests", _isa + ".txt")):

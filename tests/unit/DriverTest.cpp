@@ -266,6 +266,8 @@ TEST(DriverFlags, RejectsBadInput) {
   bad({"--generate", "0"}, "out of range");
   bad({"--generate", "3", "--gradcheck"}, "cannot be combined");
   bad({"--seed", "99999999999999999999"}, "out of range");
+  bad({"--precision", "fp16"}, "expects f32 or bf16");
+  bad({"--precision="}, "needs f32 or bf16");
 }
 
 // The flags of section 4 of the contract (and the testing flag), independent of the table.
@@ -274,7 +276,8 @@ TEST(DriverFlags, TableHasEveryFlagOfTheContract) {
       "--epochs",  "--lr",     "--seed",          "--batch-limit", "--data",     "--no-shuffle",       "--load",
       "--save",    "--predict", "--out",          "--gradcheck",   "--gradcheck-tol", "--threads",       "--timing",
       "--resume",  "--checkpoint-every", "--check-finite", "--metrics", "--quiet", "--help", "--interrupt-after-steps",
-      "--generate", "--prompt", "--temperature"}; // section 7
+      "--generate", "--prompt", "--temperature", // section 7
+      "--precision"};                            // bf16 mixed precision
   std::vector<std::string> have;
   for (const FlagInfo &f : driverFlags()) {
     have.push_back(f.name);
@@ -295,7 +298,7 @@ TEST(DriverFlags, HelpListsExactlyTheParsersFlags) {
   for (const FlagInfo &f : driverFlags()) {
     // The parser accepts the flag (a switch alone, a value flag with a valid value).
     std::vector<std::string> args = {f.name};
-    if (!f.arg.empty()) args.push_back(f.arg == "X" ? "0.5" : f.arg == "N" ? "3" : "f.safetensors");
+    if (!f.arg.empty()) args.push_back(f.arg == "X" ? "0.5" : f.arg == "N" ? "3" : f.arg == "P" ? "bf16" : "f.safetensors");
     if (f.name == "--out" || f.name == "--gradcheck-tol") args.push_back(f.name == "--out" ? "--predict" : "--gradcheck");
     if (f.name == "--checkpoint-every") args.insert(args.end(), {"--save", "s.safetensors"});
     if (f.name == "--prompt" || f.name == "--temperature") args.insert(args.end(), {"--generate", "10"});
