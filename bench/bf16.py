@@ -23,30 +23,15 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import run as bench  # noqa: E402  (SIZES, MODEL, run_child, best; tests/tools on the path)
-import safetensors_io  # noqa: E402
+import run as bench  # noqa: E402  (write_bench, run_child)
 
 
 def gradc_runs(gradc, name, work, steps):
     """ms per step of gradc's bench model at this size: {(precision, threads): ms}."""
-    F, T, H, B = bench.SIZES[name]
-    fashion = name == "fashion"
-    model = os.path.join(work, f"{name}.model")
-    with open(model, "w") as f:
-        f.write(bench.MODEL.format(name=name, B=B, T=T, F=F, H=H, O=10 if fashion else 1,
-                                   ytype="i32[B]" if fashion else "f32[B, 1]",
-                                   loss="cross_entropy" if fashion else "mse"))
-    rng = np.random.default_rng(0)
-    n = B * (steps + 4)
-    x = rng.standard_normal((n, T, F), dtype=np.float32)
-    y = rng.integers(0, 10, n).astype(np.int32) if fashion else rng.standard_normal((n, 1), dtype=np.float32)
-    data = os.path.join(work, f"{name}.safetensors")
-    safetensors_io.save(data, {"x": x, "y": y})
+    model, data = bench.write_bench(name, work, steps)
     exe = os.path.join(work, name)
     subprocess.run([gradc, model, "-o", exe], check=True)
     out = {}

@@ -80,7 +80,9 @@ def gemm_flops(F, T, H, B):
     return 3 * T * 2 * B * 4 * H * (F + H)
 
 
-def gradc_side(gradc, name, work, steps):
+def write_bench(name, work, steps):
+    """The bench model at this size and random data for `steps` steps (and a few more) in
+    `work`: returns the paths of the .model and .safetensors files (bench/bf16.py uses them too)."""
     F, T, H, B = SIZES[name]
     fashion = name == "fashion"
     text = MODEL.format(name=name, B=B, T=T, F=F, H=H, O=10 if fashion else 1,
@@ -95,6 +97,11 @@ def gradc_side(gradc, name, work, steps):
     y = rng.integers(0, 10, n).astype(np.int32) if fashion else rng.standard_normal((n, 1), dtype=np.float32)
     data = os.path.join(work, f"{name}.safetensors")
     safetensors_io.save(data, {"x": x, "y": y})
+    return model, data
+
+
+def gradc_side(gradc, name, work, steps):
+    model, data = write_bench(name, work, steps)
     exe = os.path.join(work, name)
     t0 = time.perf_counter()
     subprocess.run([gradc, model, "-o", exe], check=True)
