@@ -194,12 +194,13 @@ struct Job {
       const __mmask16 last = static_cast<__mmask16>(rem == 16 ? 0xffff : (1u << rem) - 1);
       for (int64_t p0 = 0; p0 < kp; p0 += kKC) { // K blocks in order: the reduction order is fixed
         const int64_t pc = std::min(kKC, kp - p0);
-        const uint32_t *bp = b + p0 * n16 + j0;
-        int64_t ldbp = n16;
+        const uint32_t *bp = blk; // this block of B: packed now into blk, or found in b
+        int64_t ldbp = 16 * kNV;
         if (B) {
-          packB(transB, B, ldb, N, K, p0, p0 + pc, j0, j0 + 16 * nv, blk, 16 * kNV);
-          bp = blk;
-          ldbp = 16 * kNV;
+          packB(transB, B, ldb, N, K, p0, p0 + pc, j0, j0 + 16 * nv, blk, ldbp);
+        } else {
+          bp = b + p0 * n16 + j0;
+          ldbp = n16;
         }
         for (int64_t i0 = 0; i0 < M; i0 += kMR) {
           const int rows = static_cast<int>(std::min<int64_t>(kMR, M - i0));
