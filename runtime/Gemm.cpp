@@ -29,6 +29,7 @@
 // goes to gemmBf16 instead, which runs on this file's thread pool (runParallel).
 #include "Gemm.h"
 #include "GemmBf16.h"
+#include "InvariantSlots.h"
 
 #include <algorithm>
 #include <array>
@@ -906,28 +907,16 @@ void gemmImpl(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha
 // ---------------------------------------------------------------------------------------
 // Loop-invariant B: per-thread slots holding a packed copy of op(B).
 
-/// One slot: a packed op(B) and what it was packed from. `valid` is cleared by
-/// gemmInvariantReset; the buffer only grows.
+/// One slot: a packed op(B) and what it was packed from; the buffer only grows.
 template <class T> struct InvariantSlot {
   AlignedBuffer<T> buffer;
-  bool valid = false;
-  const T *B = nullptr;
-  int64_t ldb = 0, N = 0, K = 0;
-  bool transB = false;
+  PackedFrom from;
 };
 
-/// This thread's slots for element type T (index = slot number; created on first use).
-template <class T> std::vector<std::unique_ptr<InvariantSlot<T>>> &invariantSlots() {
-  thread_local std::vector<std::unique_ptr<InvariantSlot<T>>> slots;
+/// This thread's slots for element type T.
+template <class T> SlotTable<InvariantSlot<T>> &invariantSlots() {
+  thread_local SlotTable<InvariantSlot<T>> slots;
   return slots;
-}
-
-/// Marks slots [first, first+count) of type T stale.
-template <class T> void resetSlots(int64_t first, int64_t count) {
-  auto &slots = invariantSlots<T>();
-  const int64_t end = std::min<int64_t>(first + count, static_cast<int64_t>(slots.size()));
-  for (int64_t i = std::max<int64_t>(first, 0); i < end; ++i)
-    if (slots[i]) slots[i]->valid = false;
 }
 
 /// gemmInvariantB for element type T: packs op(B) into the slot unless it already holds a
@@ -946,19 +935,11 @@ void gemmInvariantImpl(int64_t slot, bool transA, bool transB, int64_t M, int64_
       gemmBf16(slot, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16Threads(threads), &runParallel);
       return;
     }
-  auto &slots = invariantSlots<T>();
-  if (static_cast<int64_t>(slots.size()) <= slot) slots.resize(static_cast<std::size_t>(slot) + 1);
-  if (!slots[slot]) slots[slot] = std::make_unique<InvariantSlot<T>>();
-  InvariantSlot<T> &s = *slots[slot];
-  if (!s.valid || s.B != B || s.ldb != ldb || s.N != N || s.K != K || s.transB != transB) {
+  InvariantSlot<T> &s = invariantSlots<T>().at(slot);
+  if (!s.from.holds(B, ldb, N, K, transB)) {
     T *dst = s.buffer.get(static_cast<std::size_t>(K * packedWidth<T>(N)));
     packWhole(transB, B, ldb, N, K, dst);
-    s.valid = true;
-    s.B = B;
-    s.ldb = ldb;
-    s.N = N;
-    s.K = K;
-    s.transB = transB;
+    s.from.set(B, ldb, N, K, transB);
   }
   const PackedView<T> view{s.buffer.data.get(), packedWidth<T>(N), 0};
   gemmImpl(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads, &view);
@@ -967,8 +948,8 @@ void gemmInvariantImpl(int64_t slot, bool transA, bool transB, int64_t M, int64_
 } // namespace
 
 void gemmInvariantReset(int64_t first, int64_t count) {
-  resetSlots<float>(first, count);
-  resetSlots<double>(first, count);
+  invariantSlots<float>().reset(first, count);
+  invariantSlots<double>().reset(first, count);
   gemmBf16ResetSlots(first, count);
 }
 

@@ -14,6 +14,7 @@
 // results are bitwise identical at any --threads. A loop-invariant B (gemmInvariantB: a scan's
 // recurrent weight) is packed once per slot validity, as in the fp32 path.
 #include "GemmBf16.h"
+#include "InvariantSlots.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -214,16 +215,14 @@ struct Job {
 };
 #endif
 
-/// This thread's packing buffers, and its invariant-B slots (the packed B and what it came from).
+/// An invariant-B slot: the packed B and what it was packed from.
 struct Slot {
   Words words;
-  bool valid = false;
-  const float *B = nullptr;
-  int64_t ldb = 0, N = 0, K = 0;
-  bool transB = false;
+  PackedFrom from;
 };
+/// This thread's packed A, and its invariant-B slots.
 thread_local Words tlA;
-thread_local std::vector<std::unique_ptr<Slot>> tlSlots;
+thread_local SlotTable<Slot> tlSlots;
 
 } // namespace
 
@@ -239,11 +238,7 @@ bool bf16Supported() {
 void setMatmulBf16(bool on) { gBf16 = on && bf16Supported(); }
 bool matmulBf16() { return gBf16; }
 
-void gemmBf16ResetSlots(int64_t first, int64_t count) {
-  const int64_t end = std::min<int64_t>(first + count, static_cast<int64_t>(tlSlots.size()));
-  for (int64_t i = std::max<int64_t>(first, 0); i < end; ++i)
-    if (tlSlots[i]) tlSlots[i]->valid = false;
-}
+void gemmBf16ResetSlots(int64_t first, int64_t count) { tlSlots.reset(first, count); }
 
 void gemmBf16(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads,
@@ -255,17 +250,10 @@ void gemmBf16(int64_t slot, bool transA, bool transB, int64_t M, int64_t N, int6
   const uint32_t *b;
   const float *toPack = nullptr; // B packed by the parts themselves, each its own columns
   if (slot >= 0) { // a loop-invariant B: packed once while its slot stays valid
-    if (static_cast<int64_t>(tlSlots.size()) <= slot) tlSlots.resize(static_cast<size_t>(slot) + 1);
-    if (!tlSlots[slot]) tlSlots[slot] = std::make_unique<Slot>();
-    Slot &s = *tlSlots[slot];
-    if (!s.valid || s.B != B || s.ldb != ldb || s.N != N || s.K != K || s.transB != transB) {
+    Slot &s = tlSlots.at(slot);
+    if (!s.from.holds(B, ldb, N, K, transB)) {
       packB(transB, B, ldb, N, K, 0, kp, 0, n16, s.words.get(static_cast<size_t>(kp * n16)), n16);
-      s.valid = true;
-      s.B = B;
-      s.ldb = ldb;
-      s.N = N;
-      s.K = K;
-      s.transB = transB;
+      s.from.set(B, ldb, N, K, transB);
     }
     b = s.words.data.get();
   } else {
