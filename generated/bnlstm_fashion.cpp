@@ -465,14 +465,14 @@ private:
     T *const lstm_bn_c_running_var = sf_[16].data();  // f32[28,128], prelude.model:290
     T *const lstm_bn_c_weight = sf_[7].data();  // f32[128], prelude.model:287
     T *const lstm_bn_c_bias = sf_[8].data();  // f32[128], prelude.model:288
-    T *const lstm_h_saved = A + 5289712;  // f32[64,28,128], prelude.model:328
+    T *const lstm_h_saved = A + 5158096;  // f32[64,28,128], prelude.model:328
     T *const slice144 = A + 58432;  // f32[64,1,128], bnlstm_fashion.model:19
     T *const head_weight = sf_[9].data();  // f32[10,128], prelude.model:6
     T *const head_bias = sf_[10].data();  // f32[10], prelude.model:7
     T *const matmul391 = A + 70528;  // f32[64,128], prelude.model:10
-    T *const scan980 = A + 11095792;  // f32[64,28,512], prelude.model:328
+    T *const scan853 = A + 10906832;  // f32[64,28,512], prelude.model:328
     T *const x = A + 0;  // f32[64,28,28], bnlstm_fashion.model:11
-    T *const scan723 = A + 7425776;  // f32[64,28,512], prelude.model:328
+    T *const scan596 = A + 7236816;  // f32[64,28,512], prelude.model:328
     T *const optimizer_step = sf_[17].data();  // f32[], bnlstm_fashion.model:24
     T *const optimizer_lstm_weight_ih_exp_avg = sf_[18].data();  // f32[512,28], bnlstm_fashion.model:24
     T *const optimizer_lstm_weight_ih_exp_avg_sq = sf_[19].data();  // f32[512,28], bnlstm_fashion.model:24
@@ -516,86 +516,65 @@ private:
     T *const lstm_bn_c_running_mean_2 = A + 1082560;  // f32[28,128], prelude.model:328
     T *const lstm_bn_c_running_var_2 = A + 1086144;  // f32[28,128], prelude.model:328
     T *const arg373 = A + 976048;  // f32[64,512], prelude.model:328
-    T *const saved = A + 1530064;  // f32[64,28,128], prelude.model:328
-    T *const lstm_o_saved = A + 1759440;  // f32[64,28,128], prelude.model:328
-    T *const lstm_bn_c_xhat_saved = A + 1988816;  // f32[64,28,128], prelude.model:328
-    T *const lstm_bn_c_d_saved = A + 2221776;  // f32[64,28,128], prelude.model:328
-    T *const lstm_g_saved = A + 2465520;  // f32[64,28,128], prelude.model:328
-    T *const lstm_i_saved = A + 2694896;  // f32[64,28,128], prelude.model:328
-    T *const lstm_f_saved = A + 3153648;  // f32[64,28,128], prelude.model:328
-    T *const lstm_bn_hh_xhat_saved = A + 3383024;  // f32[64,28,512], prelude.model:328
-    T *const lstm_bn_hh_d_saved = A + 4314864;  // f32[64,28,512], prelude.model:328
-    T *const lstm_bn_ih_xhat_saved = A + 5519088;  // f32[64,28,512], prelude.model:328
-    T *const lstm_bn_ih_d_saved = A + 6450928;  // f32[64,28,512], prelude.model:328
-    T *const lstm_row = A + 1089744;  // i64[], prelude.model:329
-    T *const slice985 = A + 1089728;  // f32[1,512], prelude.model:297
-    T *const mean987 = A + 1090240;  // f32[512], prelude.model:297
-    T *const mean989 = A + 1090752;  // f32[512], prelude.model:297
+    T *const saved = A + 1470160;  // f32[64,28,128], prelude.model:328
+    T *const lstm_o_saved = A + 1699536;  // f32[64,28,128], prelude.model:328
+    T *const lstm_bn_c_xhat_saved = A + 1928912;  // f32[64,28,128], prelude.model:328
+    T *const lstm_bn_c_d_saved = A + 2161872;  // f32[64,28,128], prelude.model:328
+    T *const lstm_g_saved = A + 2391248;  // f32[64,28,128], prelude.model:328
+    T *const lstm_i_saved = A + 2620624;  // f32[64,28,128], prelude.model:328
+    T *const lstm_f_saved = A + 3079376;  // f32[64,28,128], prelude.model:328
+    T *const lstm_bn_hh_xhat_saved = A + 3308752;  // f32[64,28,512], prelude.model:328
+    T *const lstm_bn_hh_d_saved = A + 4240592;  // f32[64,28,512], prelude.model:328
+    T *const lstm_bn_ih_xhat_saved = A + 5387472;  // f32[64,28,512], prelude.model:328
+    T *const lstm_bn_ih_d_saved = A + 6319312;  // f32[64,28,512], prelude.model:328
+    T *const slice858 = A + 1089728;  // f32[1,512], prelude.model:297
+    T *const mean860 = A + 1090240;  // f32[512], prelude.model:297
+    T *const mean862 = A + 1090752;  // f32[512], prelude.model:297
     T *const lstm_bn_ih_mu = A + 1091264;  // f32[512], prelude.model:295
+    T *const lstm_row = A + 1089744;  // i64[], prelude.model:329
     T *const add133 = A + 1089760;  // i64[], prelude.model:328
     T *const row21 = A + 1091776;  // f32[512], prelude.model:298
     T *const add26 = A + 1092288;  // f32[512], prelude.model:298
-    T *const lstm_bn_ih_running_mean_new = A + 1092800;  // f32[28,512], prelude.model:298
-    T *const row30 = A + 1092288;  // f32[512], prelude.model:299
-    T *const maximum993 = A + 1107136;  // f32[512], prelude.model:297
-    T *const add35 = A + 1107648;  // f32[512], prelude.model:299
-    T *const lstm_bn_ih_running_var_new = A + 1108160;  // f32[28,512], prelude.model:299
-    T *const matmul50 = A + 1122496;  // f32[64,512], prelude.model:330
-    T *const slice994 = A + 1089776;  // f32[1,512], prelude.model:297
-    T *const mean996 = A + 1090288;  // f32[512], prelude.model:297
-    T *const mean998 = A + 1107648;  // f32[512], prelude.model:297
-    T *const lstm_bn_hh_mu = A + 1155264;  // f32[512], prelude.model:295
+    T *const row30 = A + 1091776;  // f32[512], prelude.model:299
+    T *const maximum866 = A + 1092288;  // f32[512], prelude.model:297
+    T *const add35 = A + 1092800;  // f32[512], prelude.model:299
+    T *const matmul50 = A + 1092800;  // f32[64,512], prelude.model:330
+    T *const slice867 = A + 1089776;  // f32[1,512], prelude.model:297
+    T *const mean869 = A + 1090288;  // f32[512], prelude.model:297
+    T *const mean871 = A + 1091776;  // f32[512], prelude.model:297
+    T *const lstm_bn_hh_mu = A + 1125568;  // f32[512], prelude.model:295
     T *const row57 = A + 1089776;  // f32[512], prelude.model:298
-    T *const add62 = A + 1155776;  // f32[512], prelude.model:298
-    T *const lstm_bn_hh_running_mean_new = A + 1156288;  // f32[28,512], prelude.model:298
-    T *const row66 = A + 1155776;  // f32[512], prelude.model:299
-    T *const maximum1002 = A + 1171136;  // f32[512], prelude.model:297
-    T *const add71 = A + 1171648;  // f32[512], prelude.model:299
-    T *const rsqrt39 = A + 1170624;  // f32[512], prelude.model:300
-    T *const rsqrt75 = A + 1172160;  // f32[512], prelude.model:300
-    T *const lstm_bn_hh_running_var_new = A + 1172672;  // f32[28,512], prelude.model:299
-    T *const lstm_gates = A + 1187008;  // f32[64,512], prelude.model:330
-    T *const lstm_c_2 = A + 1122496;  // f32[64,128], prelude.model:335
-    T *const slice1003 = A + 1090288;  // f32[1,128], prelude.model:297
-    T *const mean1005 = A + 1090416;  // f32[128], prelude.model:297
-    T *const mean1007 = A + 1090544;  // f32[128], prelude.model:297
-    T *const lstm_bn_c_mu = A + 1090672;  // f32[128], prelude.model:295
-    T *const row104 = A + 1090288;  // f32[128], prelude.model:298
-    T *const add109 = A + 1090800;  // f32[128], prelude.model:298
-    T *const lstm_bn_c_running_mean_new = A + 1130688;  // f32[28,128], prelude.model:298
-    T *const row113 = A + 1090800;  // f32[128], prelude.model:299
-    T *const maximum1011 = A + 1090928;  // f32[128], prelude.model:297
-    T *const add118 = A + 1091056;  // f32[128], prelude.model:299
-    T *const rsqrt122 = A + 1107648;  // f32[128], prelude.model:300
-    T *const lstm_bn_c_running_var_new = A + 1134272;  // f32[28,128], prelude.model:299
-    T *const lstm_h_2 = A + 1137856;  // f32[64,128], prelude.model:336
-    T *const hs = A + 1300688;  // f32[64,28,128], prelude.model:328
-    T *const saved_2 = A + 2218192;  // f32[128,28], prelude.model:328
-    T *const lstm_row_saved = A + 2451152;  // i64[1,28], prelude.model:328
-    T *const lstm_bn_c_var_saved = A + 2451184;  // f32[128,28], prelude.model:328
-    T *const saved_3 = A + 2454768;  // f32[128,28], prelude.model:328
-    T *const lstm_bn_c_mu_saved = A + 2458352;  // f32[128,28], prelude.model:328
-    T *const saved_4 = A + 2461936;  // f32[128,28], prelude.model:328
-    T *const lstm_c_saved = A + 2924272;  // f32[64,28,128], prelude.model:328
-    T *const saved_5 = A + 4300528;  // f32[512,28], prelude.model:328
-    T *const lstm_bn_hh_var_saved = A + 5232368;  // f32[512,28], prelude.model:328
-    T *const saved_6 = A + 5246704;  // f32[512,28], prelude.model:328
-    T *const lstm_bn_hh_mu_saved = A + 5261040;  // f32[512,28], prelude.model:328
-    T *const saved_7 = A + 5275376;  // f32[512,28], prelude.model:328
-    T *const saved_8 = A + 6436592;  // f32[512,28], prelude.model:328
-    T *const lstm_bn_ih_var_saved = A + 7368432;  // f32[512,28], prelude.model:328
-    T *const saved_9 = A + 7382768;  // f32[512,28], prelude.model:328
-    T *const lstm_bn_ih_mu_saved = A + 7397104;  // f32[512,28], prelude.model:328
-    T *const saved_10 = A + 7411440;  // f32[512,28], prelude.model:328
-    T *const lstm_h_4 = A + 1219776;  // f32[64,128], prelude.model:328
-    T *const lstm_c_4 = A + 1227968;  // f32[64,128], prelude.model:328
-    T *const lstm_t_2 = A + 1236160;  // i64[], prelude.model:328
-    T *const lstm_bn_ih_running_mean_3 = A + 1236176;  // f32[28,512], prelude.model:328
-    T *const lstm_bn_ih_running_var_3 = A + 1250512;  // f32[28,512], prelude.model:328
-    T *const lstm_bn_hh_running_mean_3 = A + 1264848;  // f32[28,512], prelude.model:328
-    T *const lstm_bn_hh_running_var_3 = A + 1279184;  // f32[28,512], prelude.model:328
-    T *const lstm_bn_c_running_mean_3 = A + 1293520;  // f32[28,128], prelude.model:328
-    T *const lstm_bn_c_running_var_3 = A + 1297104;  // f32[28,128], prelude.model:328
+    T *const add62 = A + 1090800;  // f32[512], prelude.model:298
+    T *const row66 = A + 1089776;  // f32[512], prelude.model:299
+    T *const add71 = A + 1126080;  // f32[512], prelude.model:299
+    T *const rsqrt39 = A + 1090800;  // f32[512], prelude.model:300
+    T *const rsqrt75 = A + 1126592;  // f32[512], prelude.model:300
+    T *const lstm_gates = A + 1127104;  // f32[64,512], prelude.model:330
+    T *const lstm_c_2 = A + 1091312;  // f32[64,128], prelude.model:335
+    T *const slice876 = A + 1089776;  // f32[1,128], prelude.model:297
+    T *const mean878 = A + 1089904;  // f32[128], prelude.model:297
+    T *const mean880 = A + 1090032;  // f32[128], prelude.model:297
+    T *const lstm_bn_c_mu = A + 1090160;  // f32[128], prelude.model:295
+    T *const row104 = A + 1089776;  // f32[128], prelude.model:298
+    T *const add109 = A + 1090288;  // f32[128], prelude.model:298
+    T *const row113 = A + 1089776;  // f32[128], prelude.model:299
+    T *const add118 = A + 1090288;  // f32[128], prelude.model:299
+    T *const rsqrt122 = A + 1090416;  // f32[128], prelude.model:300
+    T *const lstm_h_2 = A + 1099504;  // f32[64,128], prelude.model:336
+    T *const hs = A + 1240784;  // f32[64,28,128], prelude.model:328
+    T *const saved_2 = A + 2158288;  // f32[128,28], prelude.model:328
+    T *const lstm_c_saved = A + 2850000;  // f32[64,28,128], prelude.model:328
+    T *const saved_3 = A + 4226256;  // f32[512,28], prelude.model:328
+    T *const saved_4 = A + 6304976;  // f32[512,28], prelude.model:328
+    T *const lstm_h_4 = A + 1159872;  // f32[64,128], prelude.model:328
+    T *const lstm_c_4 = A + 1168064;  // f32[64,128], prelude.model:328
+    T *const lstm_t_2 = A + 1176256;  // i64[], prelude.model:328
+    T *const lstm_bn_ih_running_mean_3 = A + 1176272;  // f32[28,512], prelude.model:328
+    T *const lstm_bn_ih_running_var_3 = A + 1190608;  // f32[28,512], prelude.model:328
+    T *const lstm_bn_hh_running_mean_3 = A + 1204944;  // f32[28,512], prelude.model:328
+    T *const lstm_bn_hh_running_var_3 = A + 1219280;  // f32[28,512], prelude.model:328
+    T *const lstm_bn_c_running_mean_3 = A + 1233616;  // f32[28,128], prelude.model:328
+    T *const lstm_bn_c_running_var_3 = A + 1237200;  // f32[28,128], prelude.model:328
     T *const transpose147 = A + 66624;  // f32[128,10], prelude.model:10
     T *const matmul148 = A + 67904;  // f32[64,10], prelude.model:10
     T *const logits = A + 68544;  // f32[64,10], prelude.model:10
@@ -608,128 +587,63 @@ private:
     T *const d_head_bias = A + 50192;  // f32[10], prelude.model:10
     T *const matmul393 = A + 66624;  // f32[128,10], prelude.model:10
     T *const pad396 = A + 78720;  // f32[64,28,128], bnlstm_fashion.model:19
-    T *const const402 = A + 308096;  // f32[28,512], prelude.model:328
-    T *const const410 = A + 58432;  // f32[28,128], prelude.model:328
-    T *const d_lstm_h = A + 328208;  // f32[64,128], prelude.model:328
-    T *const d_lstm_c = A + 336400;  // f32[64,128], prelude.model:328
-    T *const d_lstm_bn_ih_running_mean = A + 344592;  // f32[28,512], prelude.model:328
-    T *const d_lstm_bn_ih_running_var = A + 358928;  // f32[28,512], prelude.model:328
-    T *const d_lstm_bn_hh_running_mean = A + 373264;  // f32[28,512], prelude.model:328
-    T *const d_lstm_bn_hh_running_var = A + 387600;  // f32[28,512], prelude.model:328
-    T *const d_lstm_bn_c_running_mean = A + 401936;  // f32[28,128], prelude.model:328
-    T *const d_lstm_bn_c_running_var = A + 405520;  // f32[28,128], prelude.model:328
-    T *const arg445 = A + 322432;  // f32[128], prelude.model:328
-    T *const lstm_row_3 = A + 322560;  // i64[1], prelude.model:328
-    T *const lstm_bn_c_var = A + 322576;  // f32[128], prelude.model:328
-    T *const arg467 = A + 322704;  // f32[128], prelude.model:328
-    T *const lstm_bn_c_mu_2 = A + 322832;  // f32[128], prelude.model:328
-    T *const arg483 = A + 322960;  // f32[128], prelude.model:328
-    T *const arg545 = A + 323088;  // f32[512], prelude.model:328
-    T *const lstm_bn_hh_var = A + 323600;  // f32[512], prelude.model:328
-    T *const arg564 = A + 324112;  // f32[512], prelude.model:328
-    T *const lstm_bn_hh_mu_2 = A + 324624;  // f32[512], prelude.model:328
-    T *const arg578 = A + 325136;  // f32[512], prelude.model:328
-    T *const arg613 = A + 325648;  // f32[512], prelude.model:328
-    T *const lstm_bn_ih_var = A + 326160;  // f32[512], prelude.model:328
-    T *const arg632 = A + 326672;  // f32[512], prelude.model:328
-    T *const lstm_bn_ih_mu_2 = A + 327184;  // f32[512], prelude.model:328
-    T *const arg646 = A + 327696;  // f32[512], prelude.model:328
-    T *const scan968 = A + 8343280;  // f32[64,28,512], prelude.model:328
-    T *const scan970 = A + 9260784;  // f32[64,28,512], prelude.model:328
-    T *const scan972 = A + 10178288;  // f32[64,28,512], prelude.model:328
-    T *const scan976 = A + 724144;  // f32[64,28,128], prelude.model:328
-    T *const scan978 = A + 976016;  // f32[64,28,128], prelude.model:328
-    T *const mul491 = A + 429488;  // f32[128], prelude.model:297
-    T *const mul503 = A + 417312;  // f32[128], prelude.model:295
-    T *const mul586 = A + 430384;  // f32[512], prelude.model:297
-    T *const mul597 = A + 424464;  // f32[512], prelude.model:295
-    T *const mul654 = A + 429872;  // f32[512], prelude.model:297
-    T *const mul665 = A + 409616;  // f32[512], prelude.model:295
-    T *const add430 = A + 409120;  // f32[64,128]
-    T *const sum449 = A + 425504;  // f32[128], prelude.model:300
-    T *const mul446 = A + 417312;  // f32[64,128], prelude.model:300
-    T *const const458 = A + 425648;  // f32[128], prelude.model:299
-    T *const set_row459 = A + 425776;  // f32[28,128], prelude.model:299
-    T *const row460 = A + 429360;  // f32[128], prelude.model:299
-    T *const const472 = A + 429488;  // f32[28,128], prelude.model:299
-    T *const mul471 = A + 433072;  // f32[128], prelude.model:299
-    T *const set_row473 = A + 433200;  // f32[28,128], prelude.model:299
-    T *const set_row476 = A + 436784;  // f32[28,128], prelude.model:298
-    T *const row477 = A + 425648;  // f32[128], prelude.model:298
-    T *const mul486 = A + 440368;  // f32[128], prelude.model:298
-    T *const add466 = A + 433072;  // f32[128], prelude.model:299
-    T *const set_row488 = A + 440496;  // f32[28,128], prelude.model:298
-    T *const mul482 = A + 429360;  // f32[128], prelude.model:298
-    T *const sum499 = A + 425648;  // f32[128], prelude.model:296
-    T *const add500 = A + 444080;  // f32[64,128], prelude.model:296
-    T *const mul535 = A + 485040;  // f32[64,128], prelude.model:331
-    T *const mul529 = A + 476848;  // f32[64,128], prelude.model:332
-    T *const mul523 = A + 468656;  // f32[64,128], prelude.model:333
-    T *const mul518 = A + 460464;  // f32[64,128], prelude.model:334
-    T *const mul514 = A + 452272;  // f32[64,128], prelude.model:335
-    T *const sum549 = A + 409104;  // f32[512], prelude.model:300
-    T *const mul546 = A + 460464;  // f32[64,512], prelude.model:300
-    T *const const556 = A + 409616;  // f32[512], prelude.model:299
-    T *const set_row557 = A + 410128;  // f32[28,512], prelude.model:299
-    T *const row558 = A + 424464;  // f32[512], prelude.model:299
-    T *const const568 = A + 493232;  // f32[28,512], prelude.model:299
-    T *const mul567 = A + 424976;  // f32[512], prelude.model:299
-    T *const set_row569 = A + 507568;  // f32[28,512], prelude.model:299
-    T *const set_row572 = A + 521904;  // f32[28,512], prelude.model:298
-    T *const row573 = A + 424976;  // f32[512], prelude.model:298
-    T *const mul581 = A + 429872;  // f32[512], prelude.model:298
-    T *const mul577 = A + 429360;  // f32[512], prelude.model:298
-    T *const set_row583 = A + 536240;  // f32[28,512], prelude.model:298
-    T *const add592 = A + 550576;  // f32[64,512], prelude.model:297
-    T *const sum594 = A + 409104;  // f32[512], prelude.model:296
-    T *const sum617 = A + 409104;  // f32[512], prelude.model:300
-    T *const mul614 = A + 460464;  // f32[64,512], prelude.model:300
-    T *const matmul604 = A + 444080;  // f32[64,128], prelude.model:330
-    T *const set_row625 = A + 550576;  // f32[28,512], prelude.model:299
-    T *const row626 = A + 424464;  // f32[512], prelude.model:299
-    T *const mul635 = A + 424976;  // f32[512], prelude.model:299
-    T *const set_row637 = A + 564912;  // f32[28,512], prelude.model:299
-    T *const set_row640 = A + 579248;  // f32[28,512], prelude.model:298
-    T *const row641 = A + 409616;  // f32[512], prelude.model:298
-    T *const mul649 = A + 429360;  // f32[512], prelude.model:298
-    T *const mul645 = A + 424976;  // f32[512], prelude.model:298
-    T *const set_row651 = A + 593584;  // f32[28,512], prelude.model:298
-    T *const add660 = A + 607920;  // f32[64,512], prelude.model:297
-    T *const sum662 = A + 409104;  // f32[512], prelude.model:296
-    T *const add474 = A + 429360;  // f32[28,128], prelude.model:299
-    T *const add489 = A + 460464;  // f32[28,128], prelude.model:298
-    T *const add570 = A + 464048;  // f32[28,512], prelude.model:299
-    T *const add584 = A + 478384;  // f32[28,512], prelude.model:298
-    T *const add638 = A + 492720;  // f32[28,512], prelude.model:299
-    T *const add652 = A + 640688;  // f32[28,512], prelude.model:298
-    T *const scan707 = A + 67920;  // f32[64,128], prelude.model:328
-    T *const scan708 = A + 655024;  // f32[64,128], prelude.model:328
-    T *const scan709 = A + 663216;  // f32[28,512], prelude.model:328
-    T *const scan710 = A + 677552;  // f32[28,512], prelude.model:328
-    T *const scan711 = A + 691888;  // f32[28,512], prelude.model:328
-    T *const scan712 = A + 706224;  // f32[28,512], prelude.model:328
-    T *const scan713 = A + 62016;  // f32[28,128], prelude.model:328
-    T *const scan714 = A + 720560;  // f32[28,128], prelude.model:328
-    T *const sum969 = A + 50208;  // f32[512], prelude.model:328
-    T *const sum971 = A + 50720;  // f32[512], prelude.model:328
-    T *const sum973 = A + 51232;  // f32[512], prelude.model:328
-    T *const sum977 = A + 51744;  // f32[128], prelude.model:328
-    T *const sum979 = A + 51872;  // f32[128], prelude.model:328
-    T *const matmul984 = A + 67920;  // f32[128,512], prelude.model:328
-    T *const matmul730 = A + 52000;  // f32[28,512], prelude.model:330
+    T *const d_lstm_h = A + 309248;  // f32[64,128], prelude.model:328
+    T *const d_lstm_c = A + 317440;  // f32[64,128], prelude.model:328
+    T *const arg433 = A + 308096;  // f32[128], prelude.model:328
+    T *const arg498 = A + 308224;  // f32[512], prelude.model:328
+    T *const arg536 = A + 308736;  // f32[512], prelude.model:328
+    T *const scan841 = A + 8154320;  // f32[64,28,512], prelude.model:328
+    T *const scan843 = A + 9071824;  // f32[64,28,512], prelude.model:328
+    T *const scan845 = A + 9989328;  // f32[64,28,512], prelude.model:328
+    T *const scan849 = A + 415920;  // f32[64,28,128], prelude.model:328
+    T *const scan851 = A + 645296;  // f32[64,28,128], prelude.model:328
+    T *const mul445 = A + 342192;  // f32[128], prelude.model:297
+    T *const mul456 = A + 333840;  // f32[128], prelude.model:295
+    T *const mul510 = A + 326144;  // f32[512], prelude.model:297
+    T *const mul520 = A + 326144;  // f32[512], prelude.model:295
+    T *const mul548 = A + 326144;  // f32[512], prelude.model:297
+    T *const mul558 = A + 326144;  // f32[512], prelude.model:295
+    T *const add418 = A + 325648;  // f32[64,128]
+    T *const sum437 = A + 342032;  // f32[128], prelude.model:300
+    T *const mul434 = A + 333840;  // f32[64,128], prelude.model:300
+    T *const sum453 = A + 342032;  // f32[128], prelude.model:296
+    T *const add454 = A + 342320;  // f32[64,128], prelude.model:296
+    T *const mul488 = A + 375088;  // f32[64,128], prelude.model:331
+    T *const mul482 = A + 366896;  // f32[64,128], prelude.model:332
+    T *const mul476 = A + 358704;  // f32[64,128], prelude.model:333
+    T *const mul471 = A + 350512;  // f32[64,128], prelude.model:334
+    T *const mul467 = A + 333968;  // f32[64,128], prelude.model:335
+    T *const sum502 = A + 325632;  // f32[512], prelude.model:300
+    T *const mul499 = A + 342192;  // f32[64,512], prelude.model:300
+    T *const add516 = A + 374960;  // f32[64,512], prelude.model:297
+    T *const sum518 = A + 325632;  // f32[512], prelude.model:296
+    T *const sum540 = A + 325632;  // f32[512], prelude.model:300
+    T *const mul537 = A + 342192;  // f32[64,512], prelude.model:300
+    T *const matmul527 = A + 374960;  // f32[64,128], prelude.model:330
+    T *const add554 = A + 383152;  // f32[64,512], prelude.model:297
+    T *const sum556 = A + 325632;  // f32[512], prelude.model:296
+    T *const scan586 = A + 58432;  // f32[64,128], prelude.model:328
+    T *const scan587 = A + 67920;  // f32[64,128], prelude.model:328
+    T *const sum842 = A + 50208;  // f32[512], prelude.model:328
+    T *const sum844 = A + 50720;  // f32[512], prelude.model:328
+    T *const sum846 = A + 51232;  // f32[512], prelude.model:328
+    T *const sum850 = A + 51744;  // f32[128], prelude.model:328
+    T *const sum852 = A + 51872;  // f32[128], prelude.model:328
+    T *const matmul857 = A + 67920;  // f32[128,512], prelude.model:328
+    T *const matmul603 = A + 52000;  // f32[28,512], prelude.model:330
     T *const d_lstm_weight_ih = A + 0;  // f32[512,28], prelude.model:330
-    T *const mul750 = A + 14336;  // f32[512,28], bnlstm_fashion.model:24
+    T *const mul623 = A + 14336;  // f32[512,28], bnlstm_fashion.model:24
     T *const d_lstm_weight_hh = A + 133456;  // f32[512,128], prelude.model:330
-    T *const mul770 = A + 198992;  // f32[512,128], bnlstm_fashion.model:24
+    T *const mul643 = A + 198992;  // f32[512,128], bnlstm_fashion.model:24
     T *const d_head_weight = A + 28672;  // f32[10,128], prelude.model:10
-    T *const mul930 = A + 29952;  // f32[10,128], bnlstm_fashion.model:24
+    T *const mul803 = A + 29952;  // f32[10,128], bnlstm_fashion.model:24
     T *const lr_2 = A + 31232;  // f32[], bnlstm_fashion.model:24
     T *const optimizer_step_new = A + 31248;  // f32[], bnlstm_fashion.model:24
     T *const optimizer_lstm_weight_ih_exp_avg_new = A + 31344;  // f32[512,28], bnlstm_fashion.model:24
     T *const optimizer_lstm_weight_ih_exp_avg_sq_new = A + 52000;  // f32[512,28], bnlstm_fashion.model:24
-    T *const sqrt761 = A + 67920;  // f32[512,28], bnlstm_fashion.model:24
-    T *const div746 = A + 16;  // f32[], bnlstm_fashion.model:24
-    T *const sqrt747 = A + 32;  // f32[], bnlstm_fashion.model:24
+    T *const sqrt634 = A + 67920;  // f32[512,28], bnlstm_fashion.model:24
+    T *const div619 = A + 16;  // f32[], bnlstm_fashion.model:24
+    T *const sqrt620 = A + 32;  // f32[], bnlstm_fashion.model:24
     T *const lstm_weight_ih_new = A + 48;  // f32[512,28], bnlstm_fashion.model:24
     T *const optimizer_lstm_weight_hh_exp_avg_new = A + 66336;  // f32[512,128], bnlstm_fashion.model:24
     T *const optimizer_lstm_weight_hh_exp_avg_sq_new = A + 264528;  // f32[512,128], bnlstm_fashion.model:24
@@ -801,7 +715,7 @@ private:
       // slice  (prelude.model:297:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        slice985[i] = arg373[i];
+        slice858[i] = arg373[i];
       }
       // fused loop over [64, 512], 3 reductions:
       //   sub  (prelude.model:297:32)  [register]
@@ -809,26 +723,26 @@ private:
       //   mul  (prelude.model:297:32)  [register]
       //   mean over axes [0]  (prelude.model:297:32)
       //   mean %lstm.bn_ih.mu over axes [0]  (prelude.model:295:31)
-      std::fill_n(mean987, 512, T(0));
-      std::fill_n(mean989, 512, T(0));
+      std::fill_n(mean860, 512, T(0));
+      std::fill_n(mean862, 512, T(0));
       std::fill_n(lstm_bn_ih_mu, 512, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v986 = arg373[i0 * 512 + i1] - slice985[i1];
-          mean987[i1] += v986;
-          const T v988 = v986 * v986;
-          mean989[i1] += v988;
+          const T v859 = arg373[i0 * 512 + i1] - slice858[i1];
+          mean860[i1] += v859;
+          const T v861 = v859 * v859;
+          mean862[i1] += v861;
           lstm_bn_ih_mu[i1] += arg373[i0 * 512 + i1];
         }
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        mean987[i] /= T(64);
+        mean860[i] /= T(64);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        mean989[i] /= T(64);
+        mean862[i] /= T(64);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
@@ -855,8 +769,7 @@ private:
         add26[i] = v26;
       }
       // set_row %lstm.bn_ih.running_mean.new  (prelude.model:298:65)
-      std::copy_n(lstm_bn_ih_running_mean_2, 14336, lstm_bn_ih_running_mean_new);
-      std::copy_n(add26, 512, lstm_bn_ih_running_mean_new + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
+      std::copy_n(add26, 512, lstm_bn_ih_running_mean_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
       // row  (prelude.model:299:59)
       std::copy_n(lstm_bn_ih_running_var_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512, 512, row30);
       // fused loop over [512]:
@@ -869,23 +782,22 @@ private:
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
         const T v32 = const22[0] * row30[i];
-        const T v990 = mean987[i] * mean987[i];
-        const T v991 = mean989[i] - v990;
-        const T v993 = std::max(v991, T(0));
-        maximum993[i] = v993;
-        const T v34 = const33[0] * v993;
+        const T v863 = mean860[i] * mean860[i];
+        const T v864 = mean862[i] - v863;
+        const T v866 = std::max(v864, T(0));
+        maximum866[i] = v866;
+        const T v34 = const33[0] * v866;
         const T v35 = v32 + v34;
         add35[i] = v35;
       }
       // set_row %lstm.bn_ih.running_var.new  (prelude.model:299:63)
-      std::copy_n(lstm_bn_ih_running_var_2, 14336, lstm_bn_ih_running_var_new);
-      std::copy_n(add35, 512, lstm_bn_ih_running_var_new + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
+      std::copy_n(add35, 512, lstm_bn_ih_running_var_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
       // matmul  (prelude.model:330:63)
       gemmInvariantB(0, false, true, 64, 512, 128, T(1), lstm_h, 128, lstm_weight_hh, 128, T(0), matmul50, 512, threads());
       // slice  (prelude.model:297:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        slice994[i] = matmul50[i];
+        slice867[i] = matmul50[i];
       }
       // fused loop over [64, 512], 3 reductions:
       //   sub  (prelude.model:297:32)  [register]
@@ -894,16 +806,16 @@ private:
       //   mean over axes [0]  (prelude.model:297:32)
       //   mean %lstm.bn_hh.mu over axes [0]  (prelude.model:295:31)
       //   sub %lstm.bn_ih.d  (prelude.model:296:13)
-      std::fill_n(mean996, 512, T(0));
-      std::fill_n(mean998, 512, T(0));
+      std::fill_n(mean869, 512, T(0));
+      std::fill_n(mean871, 512, T(0));
       std::fill_n(lstm_bn_hh_mu, 512, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v995 = matmul50[i0 * 512 + i1] - slice994[i1];
-          mean996[i1] += v995;
-          const T v997 = v995 * v995;
-          mean998[i1] += v997;
+          const T v868 = matmul50[i0 * 512 + i1] - slice867[i1];
+          mean869[i1] += v868;
+          const T v870 = v868 * v868;
+          mean871[i1] += v870;
           lstm_bn_hh_mu[i1] += matmul50[i0 * 512 + i1];
           const T lstm_bn_ih_d = arg373[i0 * 512 + i1] - lstm_bn_ih_mu[i1];
           lstm_bn_ih_d_saved[t * 512 + i0 * 14336 + i1] = lstm_bn_ih_d;
@@ -911,11 +823,11 @@ private:
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        mean996[i] /= T(64);
+        mean869[i] /= T(64);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        mean998[i] /= T(64);
+        mean871[i] /= T(64);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
@@ -935,15 +847,14 @@ private:
         add62[i] = v62;
       }
       // set_row %lstm.bn_hh.running_mean.new  (prelude.model:298:65)
-      std::copy_n(lstm_bn_hh_running_mean_2, 14336, lstm_bn_hh_running_mean_new);
-      std::copy_n(add62, 512, lstm_bn_hh_running_mean_new + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
+      std::copy_n(add62, 512, lstm_bn_hh_running_mean_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
       // row  (prelude.model:299:59)
       std::copy_n(lstm_bn_hh_running_var_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512, 512, row66);
       // fused loop over [512]:
       //   mul  (prelude.model:299:46)  [register]
       //   mul  (prelude.model:297:32)  [register]
       //   sub  (prelude.model:297:32)  [register]
-      //   maximum  (prelude.model:297:32)
+      //   maximum  (prelude.model:297:32)  [register]
       //   mul  (prelude.model:299:90)  [register]
       //   add  (prelude.model:299:63)
       //   add  (prelude.model:300:28)  [register]
@@ -953,23 +864,21 @@ private:
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
         const T v68 = const22[0] * row66[i];
-        const T v999 = mean996[i] * mean996[i];
-        const T v1000 = mean998[i] - v999;
-        const T v1002 = std::max(v1000, T(0));
-        maximum1002[i] = v1002;
-        const T v70 = const33[0] * v1002;
+        const T v872 = mean869[i] * mean869[i];
+        const T v873 = mean871[i] - v872;
+        const T v875 = std::max(v873, T(0));
+        const T v70 = const33[0] * v875;
         const T v71 = v68 + v70;
         add71[i] = v71;
-        const T v38 = maximum993[i] + const37[0];
+        const T v38 = maximum866[i] + const37[0];
         const T v39 = T(1) / std::sqrt(v38);
         rsqrt39[i] = v39;
-        const T v74 = v1002 + const37[0];
+        const T v74 = v875 + const37[0];
         const T v75 = T(1) / std::sqrt(v74);
         rsqrt75[i] = v75;
       }
       // set_row %lstm.bn_hh.running_var.new  (prelude.model:299:63)
-      std::copy_n(lstm_bn_hh_running_var_2, 14336, lstm_bn_hh_running_var_new);
-      std::copy_n(add71, 512, lstm_bn_hh_running_var_new + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
+      std::copy_n(add71, 512, lstm_bn_hh_running_var_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 512);
       // fused loop over [64, 512]:
       //   mul %lstm.bn_ih.xhat  (prelude.model:300:16)
       //   mul  (prelude.model:304:17)  [register]
@@ -1029,7 +938,7 @@ private:
       // slice  (prelude.model:297:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 128; ++i) {
-        slice1003[i] = lstm_c_2[i];
+        slice876[i] = lstm_c_2[i];
       }
       // fused loop over [64, 128], 3 reductions:
       //   sub  (prelude.model:297:32)  [register]
@@ -1039,16 +948,16 @@ private:
       //   mean %lstm.bn_c.mu over axes [0]  (prelude.model:295:31)
       //   slice  (prelude.model:334:24)  [register]
       //   sigmoid %lstm.o  (prelude.model:334:18)
-      std::fill_n(mean1005, 128, T(0));
-      std::fill_n(mean1007, 128, T(0));
+      std::fill_n(mean878, 128, T(0));
+      std::fill_n(mean880, 128, T(0));
       std::fill_n(lstm_bn_c_mu, 128, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          const T v1004 = lstm_c_2[i0 * 128 + i1] - slice1003[i1];
-          mean1005[i1] += v1004;
-          const T v1006 = v1004 * v1004;
-          mean1007[i1] += v1006;
+          const T v877 = lstm_c_2[i0 * 128 + i1] - slice876[i1];
+          mean878[i1] += v877;
+          const T v879 = v877 * v877;
+          mean880[i1] += v879;
           lstm_bn_c_mu[i1] += lstm_c_2[i0 * 128 + i1];
           const T v93 = lstm_gates[i0 * 512 + i1 + 384];
           const T lstm_o = T(1) / (T(1) + fexp(-v93));
@@ -1057,11 +966,11 @@ private:
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 128; ++i) {
-        mean1005[i] /= T(64);
+        mean878[i] /= T(64);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 128; ++i) {
-        mean1007[i] /= T(64);
+        mean880[i] /= T(64);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 128; ++i) {
@@ -1081,15 +990,14 @@ private:
         add109[i] = v109;
       }
       // set_row %lstm.bn_c.running_mean.new  (prelude.model:298:65)
-      std::copy_n(lstm_bn_c_running_mean_2, 3584, lstm_bn_c_running_mean_new);
-      std::copy_n(add109, 128, lstm_bn_c_running_mean_new + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 128);
+      std::copy_n(add109, 128, lstm_bn_c_running_mean_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 128);
       // row  (prelude.model:299:59)
       std::copy_n(lstm_bn_c_running_var_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 128, 128, row113);
       // fused loop over [128]:
       //   mul  (prelude.model:299:46)  [register]
       //   mul  (prelude.model:297:32)  [register]
       //   sub  (prelude.model:297:32)  [register]
-      //   maximum  (prelude.model:297:32)
+      //   maximum  (prelude.model:297:32)  [register]
       //   mul  (prelude.model:299:90)  [register]
       //   add  (prelude.model:299:63)
       //   add  (prelude.model:300:28)  [register]
@@ -1097,20 +1005,18 @@ private:
       GRADC_IVDEP
       for (int64_t i = 0; i < 128; ++i) {
         const T v115 = const22[0] * row113[i];
-        const T v1008 = mean1005[i] * mean1005[i];
-        const T v1009 = mean1007[i] - v1008;
-        const T v1011 = std::max(v1009, T(0));
-        maximum1011[i] = v1011;
-        const T v117 = const33[0] * v1011;
+        const T v881 = mean878[i] * mean878[i];
+        const T v882 = mean880[i] - v881;
+        const T v884 = std::max(v882, T(0));
+        const T v117 = const33[0] * v884;
         const T v118 = v115 + v117;
         add118[i] = v118;
-        const T v121 = v1011 + const37[0];
+        const T v121 = v884 + const37[0];
         const T v122 = T(1) / std::sqrt(v121);
         rsqrt122[i] = v122;
       }
       // set_row %lstm.bn_c.running_var.new  (prelude.model:299:63)
-      std::copy_n(lstm_bn_c_running_var_2, 3584, lstm_bn_c_running_var_new);
-      std::copy_n(add118, 128, lstm_bn_c_running_var_new + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 128);
+      std::copy_n(add118, 128, lstm_bn_c_running_var_2 + std::clamp<int64_t>(int64_t(lstm_row[0]), 0, 27) * 128);
       // fused loop over [64, 128]:
       //   sub %lstm.bn_c.d  (prelude.model:296:13)
       //   mul %lstm.bn_c.xhat  (prelude.model:300:16)
@@ -1139,64 +1045,21 @@ private:
       for (int64_t i = 0; i < 128; ++i) {
         std::copy_n(rsqrt122 + i, 1, saved_2 + (i * 28 + t));
       }
-      std::copy_n(lstm_row, 1, lstm_row_saved + t);
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(maximum1011 + i, 1, lstm_bn_c_var_saved + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(row113 + i, 1, saved_3 + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(lstm_bn_c_mu + i, 1, lstm_bn_c_mu_saved + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(row104 + i, 1, saved_4 + (i * 28 + t));
-      }
       for (int64_t i = 0; i < 64; ++i) {
         std::copy_n(lstm_c + i * 128, 128, lstm_c_saved + (i * 3584 + t * 128));
       }
       for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(rsqrt75 + i, 1, saved_5 + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(maximum1002 + i, 1, lstm_bn_hh_var_saved + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(row66 + i, 1, saved_6 + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(lstm_bn_hh_mu + i, 1, lstm_bn_hh_mu_saved + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(row57 + i, 1, saved_7 + (i * 28 + t));
+        std::copy_n(rsqrt75 + i, 1, saved_3 + (i * 28 + t));
       }
       for (int64_t i = 0; i < 64; ++i) {
         std::copy_n(lstm_h + i * 128, 128, lstm_h_saved + (i * 3584 + t * 128));
       }
       for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(rsqrt39 + i, 1, saved_8 + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(maximum993 + i, 1, lstm_bn_ih_var_saved + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(row30 + i, 1, saved_9 + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(lstm_bn_ih_mu + i, 1, lstm_bn_ih_mu_saved + (i * 28 + t));
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(row21 + i, 1, saved_10 + (i * 28 + t));
+        std::copy_n(rsqrt39 + i, 1, saved_4 + (i * 28 + t));
       }
       std::copy_n(lstm_h_2, 8192, lstm_h);
       std::copy_n(lstm_c_2, 8192, lstm_c);
       std::copy_n(add133, 1, lstm_t);
-      std::copy_n(lstm_bn_ih_running_mean_new, 14336, lstm_bn_ih_running_mean_2);
-      std::copy_n(lstm_bn_ih_running_var_new, 14336, lstm_bn_ih_running_var_2);
-      std::copy_n(lstm_bn_hh_running_mean_new, 14336, lstm_bn_hh_running_mean_2);
-      std::copy_n(lstm_bn_hh_running_var_new, 14336, lstm_bn_hh_running_var_2);
-      std::copy_n(lstm_bn_c_running_mean_new, 3584, lstm_bn_c_running_mean_2);
-      std::copy_n(lstm_bn_c_running_var_new, 3584, lstm_bn_c_running_var_2);
     }
     std::copy_n(lstm_h, 8192, lstm_h_4);
     std::copy_n(lstm_c, 8192, lstm_c_4);
@@ -1301,67 +1164,20 @@ private:
         pad396[i0 * 3584 + i2 + 3456] = matmul391[i0 * 128 + i2];
       }
     }
-    // const  (prelude.model:328:12)
-    std::fill_n(const402, 14336, T(0));
-    // const  (prelude.model:328:12)
-    std::fill_n(const410, 3584, T(0));
     // scan  (prelude.model:328:12)
     std::copy_n(const2, 8192, d_lstm_h);
     std::copy_n(const2, 8192, d_lstm_c);
-    std::copy_n(const402, 14336, d_lstm_bn_ih_running_mean);
-    std::copy_n(const402, 14336, d_lstm_bn_ih_running_var);
-    std::copy_n(const402, 14336, d_lstm_bn_hh_running_mean);
-    std::copy_n(const402, 14336, d_lstm_bn_hh_running_var);
-    std::copy_n(const410, 3584, d_lstm_bn_c_running_mean);
-    std::copy_n(const410, 3584, d_lstm_bn_c_running_var);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
     for (int64_t step = 0; step < 28; ++step) {
       const int64_t t = 27 - step;
       for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(saved_2 + (i * 28 + t), 1, arg445 + i);
-      }
-      std::copy_n(lstm_row_saved + t, 1, lstm_row_3);
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(lstm_bn_c_var_saved + (i * 28 + t), 1, lstm_bn_c_var + i);
-      }
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(saved_3 + (i * 28 + t), 1, arg467 + i);
-      }
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(lstm_bn_c_mu_saved + (i * 28 + t), 1, lstm_bn_c_mu_2 + i);
-      }
-      for (int64_t i = 0; i < 128; ++i) {
-        std::copy_n(saved_4 + (i * 28 + t), 1, arg483 + i);
+        std::copy_n(saved_2 + (i * 28 + t), 1, arg433 + i);
       }
       for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(saved_5 + (i * 28 + t), 1, arg545 + i);
+        std::copy_n(saved_3 + (i * 28 + t), 1, arg498 + i);
       }
       for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(lstm_bn_hh_var_saved + (i * 28 + t), 1, lstm_bn_hh_var + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(saved_6 + (i * 28 + t), 1, arg564 + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(lstm_bn_hh_mu_saved + (i * 28 + t), 1, lstm_bn_hh_mu_2 + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(saved_7 + (i * 28 + t), 1, arg578 + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(saved_8 + (i * 28 + t), 1, arg613 + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(lstm_bn_ih_var_saved + (i * 28 + t), 1, lstm_bn_ih_var + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(saved_9 + (i * 28 + t), 1, arg632 + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(lstm_bn_ih_mu_saved + (i * 28 + t), 1, lstm_bn_ih_mu_2 + i);
-      }
-      for (int64_t i = 0; i < 512; ++i) {
-        std::copy_n(saved_10 + (i * 28 + t), 1, arg646 + i);
+        std::copy_n(saved_4 + (i * 28 + t), 1, arg536 + i);
       }
       // fused loop over [64, 128], 1 reduction:
       //   add
@@ -1373,79 +1189,38 @@ private:
       //   mul  (prelude.model:300:16)  [register]
       //   sum over axes [0]  (prelude.model:300:16)
       //   mul  (prelude.model:300:16)
-      std::fill_n(sum449, 128, T(0));
+      std::fill_n(sum437, 128, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          const T v430 = d_lstm_h[i0 * 128 + i1] + pad396[t * 128 + i0 * 3584 + i1];
-          add430[i0 * 128 + i1] = v430;
-          const T v434 = v430 * lstm_o_saved[t * 128 + i0 * 3584 + i1];
-          const T v436 = saved[t * 128 + i0 * 3584 + i1] * saved[t * 128 + i0 * 3584 + i1];
-          const T v437 = T(1) - v436;
-          const T v438 = v434 * v437;
-          scan978[t * 128 + i0 * 3584 + i1] = v438;
-          const T v441 = v438 * lstm_bn_c_weight[i1];
-          const T v448 = v441 * lstm_bn_c_d_saved[t * 128 + i0 * 3584 + i1];
-          sum449[i1] += v448;
-          const T v446 = v441 * arg445[i1];
-          mul446[i0 * 128 + i1] = v446;
+          const T v418 = d_lstm_h[i0 * 128 + i1] + pad396[t * 128 + i0 * 3584 + i1];
+          add418[i0 * 128 + i1] = v418;
+          const T v422 = v418 * lstm_o_saved[t * 128 + i0 * 3584 + i1];
+          const T v424 = saved[t * 128 + i0 * 3584 + i1] * saved[t * 128 + i0 * 3584 + i1];
+          const T v425 = T(1) - v424;
+          const T v426 = v422 * v425;
+          scan851[t * 128 + i0 * 3584 + i1] = v426;
+          const T v429 = v426 * lstm_bn_c_weight[i1];
+          const T v436 = v429 * lstm_bn_c_d_saved[t * 128 + i0 * 3584 + i1];
+          sum437[i1] += v436;
+          const T v434 = v429 * arg433[i1];
+          mul434[i0 * 128 + i1] = v434;
         }
       }
-      // const  (prelude.model:299:63)
-      std::fill_n(const458, 128, T(0));
-      // set_row  (prelude.model:299:63)
-      std::copy_n(d_lstm_bn_c_running_var, 3584, set_row459);
-      std::copy_n(const458, 128, set_row459 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 128);
-      // row  (prelude.model:299:63)
-      std::copy_n(d_lstm_bn_c_running_var + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 128, 128, row460);
-      // const  (prelude.model:299:59)
-      std::fill_n(const472, 3584, T(0));
-      // mul  (prelude.model:299:46)
-      GRADC_IVDEP
-      for (int64_t i = 0; i < 128; ++i) {
-        const T v471 = row460[i] * const22[0];
-        mul471[i] = v471;
-      }
-      // set_row  (prelude.model:299:59)
-      std::copy_n(const472, 3584, set_row473);
-      std::copy_n(mul471, 128, set_row473 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 128);
-      // set_row  (prelude.model:298:65)
-      std::copy_n(d_lstm_bn_c_running_mean, 3584, set_row476);
-      std::copy_n(const458, 128, set_row476 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 128);
-      // row  (prelude.model:298:65)
-      std::copy_n(d_lstm_bn_c_running_mean + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 128, 128, row477);
       // fused loop over [128]:
-      //   mul  (prelude.model:298:47)
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
-      //   mul  (prelude.model:299:90)  [register]
-      //   add  (prelude.model:299:90)
-      GRADC_IVDEP
-      for (int64_t i = 0; i < 128; ++i) {
-        const T v486 = row477[i] * const22[0];
-        mul486[i] = v486;
-        const T v451 = sum449[i] * T(-0.5);
-        const T v452 = arg445[i] * arg445[i];
-        const T v453 = arg445[i] * v452;
-        const T v454 = v451 * v453;
-        const T v465 = row460[i] * const33[0];
-        const T v466 = v454 + v465;
-        add466[i] = v466;
-      }
-      // set_row  (prelude.model:298:61)
-      std::copy_n(const472, 3584, set_row488);
-      std::copy_n(mul486, 128, set_row488 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 128);
-      // fused loop over [128]:
       //   mul  (prelude.model:297:32)
-      //   mul  (prelude.model:298:76)
       GRADC_IVDEP
       for (int64_t i = 0; i < 128; ++i) {
-        const T v491 = add466[i] * T(0.015625);
-        mul491[i] = v491;
-        const T v482 = row477[i] * const24[0];
-        mul482[i] = v482;
+        const T v439 = sum437[i] * T(-0.5);
+        const T v440 = arg433[i] * arg433[i];
+        const T v441 = arg433[i] * v440;
+        const T v442 = v439 * v441;
+        const T v445 = v442 * T(0.015625);
+        mul445[i] = v445;
       }
       // fused loop over [64, 128], 1 reduction:
       //   broadcast_to  (prelude.model:297:32)  [register]
@@ -1455,28 +1230,25 @@ private:
       //   neg  (prelude.model:296:13)  [register]
       //   sum over axes [0]  (prelude.model:296:13)
       //   add  (prelude.model:296:13)
-      std::fill_n(sum499, 128, T(0));
+      std::fill_n(sum453, 128, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          const T v493 = mul491[i1];
-          const T v494 = v493 * lstm_bn_c_d_saved[t * 128 + i0 * 3584 + i1];
-          const T v496 = mul446[i0 * 128 + i1] + v494;
-          const T v497 = v496 + v494;
-          const T v498 = -v497;
-          sum499[i1] += v498;
-          const T v500 = d_lstm_c[i0 * 128 + i1] + v497;
-          add500[i0 * 128 + i1] = v500;
+          const T v447 = mul445[i1];
+          const T v448 = v447 * lstm_bn_c_d_saved[t * 128 + i0 * 3584 + i1];
+          const T v450 = mul434[i0 * 128 + i1] + v448;
+          const T v451 = v450 + v448;
+          const T v452 = -v451;
+          sum453[i1] += v452;
+          const T v454 = d_lstm_c[i0 * 128 + i1] + v451;
+          add454[i0 * 128 + i1] = v454;
         }
       }
-      // fused loop over [128]:
-      //   add  (prelude.model:296:13)  [register]
-      //   mul  (prelude.model:295:31)
+      // mul  (prelude.model:295:31)
       GRADC_IVDEP
       for (int64_t i = 0; i < 128; ++i) {
-        const T v501 = mul482[i] + sum499[i];
-        const T v503 = v501 * T(0.015625);
-        mul503[i] = v503;
+        const T v456 = sum453[i] * T(0.015625);
+        mul456[i] = v456;
       }
       // fused loop over [64, 128]:
       //   broadcast_to  (prelude.model:295:31)  [register]
@@ -1502,57 +1274,57 @@ private:
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          const T v505 = mul503[i1];
-          const T v506 = add500[i0 * 128 + i1] + v505;
-          const T v508 = v506 * lstm_g_saved[t * 128 + i0 * 3584 + i1];
-          const T v533 = T(1) - lstm_i_saved[t * 128 + i0 * 3584 + i1];
-          const T v534 = lstm_i_saved[t * 128 + i0 * 3584 + i1] * v533;
-          const T v535 = v508 * v534;
-          mul535[i0 * 128 + i1] = v535;
-          const T v512 = v506 * lstm_c_saved[t * 128 + i0 * 3584 + i1];
-          const T v527 = T(1) - lstm_f_saved[t * 128 + i0 * 3584 + i1];
-          const T v528 = lstm_f_saved[t * 128 + i0 * 3584 + i1] * v527;
-          const T v529 = v512 * v528;
-          mul529[i0 * 128 + i1] = v529;
-          const T v510 = v506 * lstm_i_saved[t * 128 + i0 * 3584 + i1];
-          const T v521 = lstm_g_saved[t * 128 + i0 * 3584 + i1] * lstm_g_saved[t * 128 + i0 * 3584 + i1];
-          const T v522 = T(1) - v521;
-          const T v523 = v510 * v522;
-          mul523[i0 * 128 + i1] = v523;
-          const T v432 = add430[i0 * 128 + i1] * saved[t * 128 + i0 * 3584 + i1];
-          const T v516 = T(1) - lstm_o_saved[t * 128 + i0 * 3584 + i1];
-          const T v517 = lstm_o_saved[t * 128 + i0 * 3584 + i1] * v516;
-          const T v518 = v432 * v517;
-          mul518[i0 * 128 + i1] = v518;
-          const T v443 = scan978[t * 128 + i0 * 3584 + i1] * lstm_bn_c_xhat_saved[t * 128 + i0 * 3584 + i1];
-          scan976[t * 128 + i0 * 3584 + i1] = v443;
-          const T v514 = v506 * lstm_f_saved[t * 128 + i0 * 3584 + i1];
-          mul514[i0 * 128 + i1] = v514;
+          const T v458 = mul456[i1];
+          const T v459 = add454[i0 * 128 + i1] + v458;
+          const T v461 = v459 * lstm_g_saved[t * 128 + i0 * 3584 + i1];
+          const T v486 = T(1) - lstm_i_saved[t * 128 + i0 * 3584 + i1];
+          const T v487 = lstm_i_saved[t * 128 + i0 * 3584 + i1] * v486;
+          const T v488 = v461 * v487;
+          mul488[i0 * 128 + i1] = v488;
+          const T v465 = v459 * lstm_c_saved[t * 128 + i0 * 3584 + i1];
+          const T v480 = T(1) - lstm_f_saved[t * 128 + i0 * 3584 + i1];
+          const T v481 = lstm_f_saved[t * 128 + i0 * 3584 + i1] * v480;
+          const T v482 = v465 * v481;
+          mul482[i0 * 128 + i1] = v482;
+          const T v463 = v459 * lstm_i_saved[t * 128 + i0 * 3584 + i1];
+          const T v474 = lstm_g_saved[t * 128 + i0 * 3584 + i1] * lstm_g_saved[t * 128 + i0 * 3584 + i1];
+          const T v475 = T(1) - v474;
+          const T v476 = v463 * v475;
+          mul476[i0 * 128 + i1] = v476;
+          const T v420 = add418[i0 * 128 + i1] * saved[t * 128 + i0 * 3584 + i1];
+          const T v469 = T(1) - lstm_o_saved[t * 128 + i0 * 3584 + i1];
+          const T v470 = lstm_o_saved[t * 128 + i0 * 3584 + i1] * v469;
+          const T v471 = v420 * v470;
+          mul471[i0 * 128 + i1] = v471;
+          const T v431 = scan851[t * 128 + i0 * 3584 + i1] * lstm_bn_c_xhat_saved[t * 128 + i0 * 3584 + i1];
+          scan849[t * 128 + i0 * 3584 + i1] = v431;
+          const T v467 = v459 * lstm_f_saved[t * 128 + i0 * 3584 + i1];
+          mul467[i0 * 128 + i1] = v467;
         }
       }
       // concat  (prelude.model:331:24)
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan970[t * 512 + i0 * 14336 + i1] = mul535[i0 * 128 + i1];
+          scan843[t * 512 + i0 * 14336 + i1] = mul488[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan970[t * 512 + i0 * 14336 + i1 + 128] = mul529[i0 * 128 + i1];
+          scan843[t * 512 + i0 * 14336 + i1 + 128] = mul482[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan970[t * 512 + i0 * 14336 + i1 + 256] = mul523[i0 * 128 + i1];
+          scan843[t * 512 + i0 * 14336 + i1 + 256] = mul476[i0 * 128 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 128; ++i1) {
-          scan970[t * 512 + i0 * 14336 + i1 + 384] = mul518[i0 * 128 + i1];
+          scan843[t * 512 + i0 * 14336 + i1 + 384] = mul471[i0 * 128 + i1];
         }
       }
       // fused loop over [64, 512], 1 reduction:
@@ -1560,68 +1332,32 @@ private:
       //   mul  (prelude.model:300:16)  [register]
       //   sum over axes [0]  (prelude.model:300:16)
       //   mul  (prelude.model:300:16)
-      std::fill_n(sum549, 512, T(0));
+      std::fill_n(sum502, 512, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v541 = scan970[t * 512 + i0 * 14336 + i1] * lstm_bn_hh_weight[i1];
-          const T v548 = v541 * lstm_bn_hh_d_saved[t * 512 + i0 * 14336 + i1];
-          sum549[i1] += v548;
-          const T v546 = v541 * arg545[i1];
-          mul546[i0 * 512 + i1] = v546;
+          const T v494 = scan843[t * 512 + i0 * 14336 + i1] * lstm_bn_hh_weight[i1];
+          const T v501 = v494 * lstm_bn_hh_d_saved[t * 512 + i0 * 14336 + i1];
+          sum502[i1] += v501;
+          const T v499 = v494 * arg498[i1];
+          mul499[i0 * 512 + i1] = v499;
         }
       }
-      // const  (prelude.model:299:63)
-      std::fill_n(const556, 512, T(0));
-      // set_row  (prelude.model:299:63)
-      std::copy_n(d_lstm_bn_hh_running_var, 14336, set_row557);
-      std::copy_n(const556, 512, set_row557 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
-      // row  (prelude.model:299:63)
-      std::copy_n(d_lstm_bn_hh_running_var + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512, 512, row558);
-      // const  (prelude.model:299:59)
-      std::fill_n(const568, 14336, T(0));
-      // mul  (prelude.model:299:46)
-      GRADC_IVDEP
-      for (int64_t i = 0; i < 512; ++i) {
-        const T v567 = row558[i] * const22[0];
-        mul567[i] = v567;
-      }
-      // set_row  (prelude.model:299:59)
-      std::copy_n(const568, 14336, set_row569);
-      std::copy_n(mul567, 512, set_row569 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
-      // set_row  (prelude.model:298:65)
-      std::copy_n(d_lstm_bn_hh_running_mean, 14336, set_row572);
-      std::copy_n(const556, 512, set_row572 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
-      // row  (prelude.model:298:65)
-      std::copy_n(d_lstm_bn_hh_running_mean + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512, 512, row573);
       // fused loop over [512]:
-      //   mul  (prelude.model:298:47)
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
-      //   mul  (prelude.model:299:90)  [register]
-      //   add  (prelude.model:299:90)  [register]
       //   mul  (prelude.model:297:32)
-      //   mul  (prelude.model:298:76)
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        const T v581 = row573[i] * const22[0];
-        mul581[i] = v581;
-        const T v551 = sum549[i] * T(-0.5);
-        const T v552 = arg545[i] * arg545[i];
-        const T v553 = arg545[i] * v552;
-        const T v554 = v551 * v553;
-        const T v562 = row558[i] * const33[0];
-        const T v563 = v554 + v562;
-        const T v586 = v563 * T(0.015625);
-        mul586[i] = v586;
-        const T v577 = row573[i] * const24[0];
-        mul577[i] = v577;
+        const T v504 = sum502[i] * T(-0.5);
+        const T v505 = arg498[i] * arg498[i];
+        const T v506 = arg498[i] * v505;
+        const T v507 = v504 * v506;
+        const T v510 = v507 * T(0.015625);
+        mul510[i] = v510;
       }
-      // set_row  (prelude.model:298:61)
-      std::copy_n(const568, 14336, set_row583);
-      std::copy_n(mul581, 512, set_row583 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
       // fused loop over [64, 512], 1 reduction:
       //   broadcast_to  (prelude.model:297:32)  [register]
       //   mul  (prelude.model:297:35)  [register]
@@ -1629,27 +1365,24 @@ private:
       //   add  (prelude.model:297:35)
       //   neg  (prelude.model:296:13)  [register]
       //   sum over axes [0]  (prelude.model:296:13)
-      std::fill_n(sum594, 512, T(0));
+      std::fill_n(sum518, 512, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v588 = mul586[i1];
-          const T v589 = v588 * lstm_bn_hh_d_saved[t * 512 + i0 * 14336 + i1];
-          const T v591 = mul546[i0 * 512 + i1] + v589;
-          const T v592 = v591 + v589;
-          add592[i0 * 512 + i1] = v592;
-          const T v593 = -v592;
-          sum594[i1] += v593;
+          const T v512 = mul510[i1];
+          const T v513 = v512 * lstm_bn_hh_d_saved[t * 512 + i0 * 14336 + i1];
+          const T v515 = mul499[i0 * 512 + i1] + v513;
+          const T v516 = v515 + v513;
+          add516[i0 * 512 + i1] = v516;
+          const T v517 = -v516;
+          sum518[i1] += v517;
         }
       }
-      // fused loop over [512]:
-      //   add  (prelude.model:296:13)  [register]
-      //   mul  (prelude.model:295:31)
+      // mul  (prelude.model:295:31)
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        const T v595 = mul577[i] + sum594[i];
-        const T v597 = v595 * T(0.015625);
-        mul597[i] = v597;
+        const T v520 = sum518[i] * T(0.015625);
+        mul520[i] = v520;
       }
       // fused loop over [64, 512], 1 reduction:
       //   broadcast_to  (prelude.model:295:31)  [register]
@@ -1658,69 +1391,37 @@ private:
       //   mul  (prelude.model:300:16)  [register]
       //   sum over axes [0]  (prelude.model:300:16)
       //   mul  (prelude.model:300:16)
-      std::fill_n(sum617, 512, T(0));
+      std::fill_n(sum540, 512, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v599 = mul597[i1];
-          const T v600 = add592[i0 * 512 + i1] + v599;
-          scan980[t * 512 + i0 * 14336 + i1] = v600;
-          const T v609 = scan970[t * 512 + i0 * 14336 + i1] * lstm_bn_ih_weight[i1];
-          const T v616 = v609 * lstm_bn_ih_d_saved[t * 512 + i0 * 14336 + i1];
-          sum617[i1] += v616;
-          const T v614 = v609 * arg613[i1];
-          mul614[i0 * 512 + i1] = v614;
+          const T v522 = mul520[i1];
+          const T v523 = add516[i0 * 512 + i1] + v522;
+          scan853[t * 512 + i0 * 14336 + i1] = v523;
+          const T v532 = scan843[t * 512 + i0 * 14336 + i1] * lstm_bn_ih_weight[i1];
+          const T v539 = v532 * lstm_bn_ih_d_saved[t * 512 + i0 * 14336 + i1];
+          sum540[i1] += v539;
+          const T v537 = v532 * arg536[i1];
+          mul537[i0 * 512 + i1] = v537;
         }
       }
       // matmul  (prelude.model:330:63)
-      gemmInvariantB(1, false, false, 64, 128, 512, T(1), scan980 + t * 512, 14336, lstm_weight_hh, 128, T(0), matmul604, 128, threads());
-      // set_row  (prelude.model:299:63)
-      std::copy_n(d_lstm_bn_ih_running_var, 14336, set_row625);
-      std::copy_n(const556, 512, set_row625 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
-      // row  (prelude.model:299:63)
-      std::copy_n(d_lstm_bn_ih_running_var + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512, 512, row626);
-      // mul  (prelude.model:299:46)
-      GRADC_IVDEP
-      for (int64_t i = 0; i < 512; ++i) {
-        const T v635 = row626[i] * const22[0];
-        mul635[i] = v635;
-      }
-      // set_row  (prelude.model:299:59)
-      std::copy_n(const568, 14336, set_row637);
-      std::copy_n(mul635, 512, set_row637 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
-      // set_row  (prelude.model:298:65)
-      std::copy_n(d_lstm_bn_ih_running_mean, 14336, set_row640);
-      std::copy_n(const556, 512, set_row640 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
-      // row  (prelude.model:298:65)
-      std::copy_n(d_lstm_bn_ih_running_mean + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512, 512, row641);
+      gemmInvariantB(1, false, false, 64, 128, 512, T(1), scan853 + t * 512, 14336, lstm_weight_hh, 128, T(0), matmul527, 128, threads());
       // fused loop over [512]:
-      //   mul  (prelude.model:298:47)
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
       //   mul  (prelude.model:300:23)  [register]
-      //   mul  (prelude.model:299:90)  [register]
-      //   add  (prelude.model:299:90)  [register]
       //   mul  (prelude.model:297:32)
-      //   mul  (prelude.model:298:76)
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        const T v649 = row641[i] * const22[0];
-        mul649[i] = v649;
-        const T v619 = sum617[i] * T(-0.5);
-        const T v620 = arg613[i] * arg613[i];
-        const T v621 = arg613[i] * v620;
-        const T v622 = v619 * v621;
-        const T v630 = row626[i] * const33[0];
-        const T v631 = v622 + v630;
-        const T v654 = v631 * T(0.015625);
-        mul654[i] = v654;
-        const T v645 = row641[i] * const24[0];
-        mul645[i] = v645;
+        const T v542 = sum540[i] * T(-0.5);
+        const T v543 = arg536[i] * arg536[i];
+        const T v544 = arg536[i] * v543;
+        const T v545 = v542 * v544;
+        const T v548 = v545 * T(0.015625);
+        mul548[i] = v548;
       }
-      // set_row  (prelude.model:298:61)
-      std::copy_n(const568, 14336, set_row651);
-      std::copy_n(mul649, 512, set_row651 + std::clamp<int64_t>(int64_t(lstm_row_3[0]), 0, 27) * 512);
       // fused loop over [64, 512], 1 reduction:
       //   broadcast_to  (prelude.model:297:32)  [register]
       //   mul  (prelude.model:297:35)  [register]
@@ -1730,57 +1431,28 @@ private:
       //   sum over axes [0]  (prelude.model:296:13)
       //   mul  (prelude.model:304:17)
       //   mul  (prelude.model:304:17)
-      std::fill_n(sum662, 512, T(0));
+      std::fill_n(sum556, 512, T(0));
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v656 = mul654[i1];
-          const T v657 = v656 * lstm_bn_ih_d_saved[t * 512 + i0 * 14336 + i1];
-          const T v659 = mul614[i0 * 512 + i1] + v657;
-          const T v660 = v659 + v657;
-          add660[i0 * 512 + i1] = v660;
-          const T v661 = -v660;
-          sum662[i1] += v661;
-          const T v543 = scan970[t * 512 + i0 * 14336 + i1] * lstm_bn_hh_xhat_saved[t * 512 + i0 * 14336 + i1];
-          scan972[t * 512 + i0 * 14336 + i1] = v543;
-          const T v611 = scan970[t * 512 + i0 * 14336 + i1] * lstm_bn_ih_xhat_saved[t * 512 + i0 * 14336 + i1];
-          scan968[t * 512 + i0 * 14336 + i1] = v611;
+          const T v550 = mul548[i1];
+          const T v551 = v550 * lstm_bn_ih_d_saved[t * 512 + i0 * 14336 + i1];
+          const T v553 = mul537[i0 * 512 + i1] + v551;
+          const T v554 = v553 + v551;
+          add554[i0 * 512 + i1] = v554;
+          const T v555 = -v554;
+          sum556[i1] += v555;
+          const T v496 = scan843[t * 512 + i0 * 14336 + i1] * lstm_bn_hh_xhat_saved[t * 512 + i0 * 14336 + i1];
+          scan845[t * 512 + i0 * 14336 + i1] = v496;
+          const T v534 = scan843[t * 512 + i0 * 14336 + i1] * lstm_bn_ih_xhat_saved[t * 512 + i0 * 14336 + i1];
+          scan841[t * 512 + i0 * 14336 + i1] = v534;
         }
       }
-      // fused loop over [512]:
-      //   add  (prelude.model:296:13)  [register]
-      //   mul  (prelude.model:295:31)
+      // mul  (prelude.model:295:31)
       GRADC_IVDEP
       for (int64_t i = 0; i < 512; ++i) {
-        const T v663 = mul645[i] + sum662[i];
-        const T v665 = v663 * T(0.015625);
-        mul665[i] = v665;
-      }
-      // fused loop over [28, 128]:
-      //   add  (prelude.model:299:59)
-      //   add  (prelude.model:298:61)
-      GRADC_IVDEP
-      for (int64_t i = 0; i < 3584; ++i) {
-        const T v474 = set_row459[i] + set_row473[i];
-        add474[i] = v474;
-        const T v489 = set_row476[i] + set_row488[i];
-        add489[i] = v489;
-      }
-      // fused loop over [28, 512]:
-      //   add  (prelude.model:299:59)
-      //   add  (prelude.model:298:61)
-      //   add  (prelude.model:299:59)
-      //   add  (prelude.model:298:61)
-      GRADC_IVDEP
-      for (int64_t i = 0; i < 14336; ++i) {
-        const T v570 = set_row557[i] + set_row569[i];
-        add570[i] = v570;
-        const T v584 = set_row572[i] + set_row583[i];
-        add584[i] = v584;
-        const T v638 = set_row625[i] + set_row637[i];
-        add638[i] = v638;
-        const T v652 = set_row640[i] + set_row651[i];
-        add652[i] = v652;
+        const T v558 = sum556[i] * T(0.015625);
+        mul558[i] = v558;
       }
       // fused loop over [64, 512]:
       //   broadcast_to  (prelude.model:295:31)  [register]
@@ -1788,73 +1460,61 @@ private:
       for (int64_t i0 = 0; i0 < 64; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 512; ++i1) {
-          const T v667 = mul665[i1];
-          const T v668 = add660[i0 * 512 + i1] + v667;
-          scan723[t * 512 + i0 * 14336 + i1] = v668;
+          const T v560 = mul558[i1];
+          const T v561 = add554[i0 * 512 + i1] + v560;
+          scan596[t * 512 + i0 * 14336 + i1] = v561;
         }
       }
-      std::copy_n(matmul604, 8192, d_lstm_h);
-      std::copy_n(mul514, 8192, d_lstm_c);
-      std::copy_n(add652, 14336, d_lstm_bn_ih_running_mean);
-      std::copy_n(add638, 14336, d_lstm_bn_ih_running_var);
-      std::copy_n(add584, 14336, d_lstm_bn_hh_running_mean);
-      std::copy_n(add570, 14336, d_lstm_bn_hh_running_var);
-      std::copy_n(add489, 3584, d_lstm_bn_c_running_mean);
-      std::copy_n(add474, 3584, d_lstm_bn_c_running_var);
+      std::copy_n(matmul527, 8192, d_lstm_h);
+      std::copy_n(mul467, 8192, d_lstm_c);
     }
-    std::copy_n(d_lstm_h, 8192, scan707);
-    std::copy_n(d_lstm_c, 8192, scan708);
-    std::copy_n(d_lstm_bn_ih_running_mean, 14336, scan709);
-    std::copy_n(d_lstm_bn_ih_running_var, 14336, scan710);
-    std::copy_n(d_lstm_bn_hh_running_mean, 14336, scan711);
-    std::copy_n(d_lstm_bn_hh_running_var, 14336, scan712);
-    std::copy_n(d_lstm_bn_c_running_mean, 3584, scan713);
-    std::copy_n(d_lstm_bn_c_running_var, 3584, scan714);
+    std::copy_n(d_lstm_h, 8192, scan586);
+    std::copy_n(d_lstm_c, 8192, scan587);
     // fused loop over [64, 28, 512], 3 reductions:
     //   sum over axes [0, 1]  (prelude.model:328:12)
     //   sum over axes [0, 1]  (prelude.model:328:12)
     //   sum over axes [0, 1]  (prelude.model:328:12)
-    std::fill_n(sum969, 512, T(0));
-    std::fill_n(sum971, 512, T(0));
-    std::fill_n(sum973, 512, T(0));
+    std::fill_n(sum842, 512, T(0));
+    std::fill_n(sum844, 512, T(0));
+    std::fill_n(sum846, 512, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0) {
       for (int64_t i1 = 0; i1 < 28; ++i1) {
         GRADC_IVDEP
         for (int64_t i2 = 0; i2 < 512; ++i2) {
-          sum969[i2] += scan968[i0 * 14336 + i1 * 512 + i2];
-          sum971[i2] += scan970[i0 * 14336 + i1 * 512 + i2];
-          sum973[i2] += scan972[i0 * 14336 + i1 * 512 + i2];
+          sum842[i2] += scan841[i0 * 14336 + i1 * 512 + i2];
+          sum844[i2] += scan843[i0 * 14336 + i1 * 512 + i2];
+          sum846[i2] += scan845[i0 * 14336 + i1 * 512 + i2];
         }
       }
     }
     // fused loop over [64, 28, 128], 2 reductions:
     //   sum over axes [0, 1]  (prelude.model:328:12)
     //   sum over axes [0, 1]  (prelude.model:328:12)
-    std::fill_n(sum977, 128, T(0));
-    std::fill_n(sum979, 128, T(0));
+    std::fill_n(sum850, 128, T(0));
+    std::fill_n(sum852, 128, T(0));
     for (int64_t i0 = 0; i0 < 64; ++i0) {
       for (int64_t i1 = 0; i1 < 28; ++i1) {
         GRADC_IVDEP
         for (int64_t i2 = 0; i2 < 128; ++i2) {
-          sum977[i2] += scan976[i0 * 3584 + i1 * 128 + i2];
-          sum979[i2] += scan978[i0 * 3584 + i1 * 128 + i2];
+          sum850[i2] += scan849[i0 * 3584 + i1 * 128 + i2];
+          sum852[i2] += scan851[i0 * 3584 + i1 * 128 + i2];
         }
       }
     }
     // matmul  (prelude.model:328:12)
-    gemm(true, false, 128, 512, 1792, T(1), lstm_h_saved, 128, scan980, 512, T(0), matmul984, 512, threads());
+    gemm(true, false, 128, 512, 1792, T(1), lstm_h_saved, 128, scan853, 512, T(0), matmul857, 512, threads());
     // matmul  (prelude.model:330:24)
-    gemm(true, false, 28, 512, 1792, T(1), x, 28, scan723, 512, T(0), matmul730, 512, threads());
+    gemm(true, false, 28, 512, 1792, T(1), x, 28, scan596, 512, T(0), matmul603, 512, threads());
     // fused loop over [512, 28]:
     //   transpose %d.lstm.weight_ih  (prelude.model:330:35)
     //   mul  (bnlstm_fashion.model:24:1)
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 28; ++i1) {
-        const T d_lstm_weight_ih_2 = matmul730[i0 + i1 * 512];
+        const T d_lstm_weight_ih_2 = matmul603[i0 + i1 * 512];
         d_lstm_weight_ih[i0 * 28 + i1] = d_lstm_weight_ih_2;
-        const T v750 = optimizer_lstm_weight_ih_exp_avg[i0 * 28 + i1] * const22[0];
-        mul750[i0 * 28 + i1] = v750;
+        const T v623 = optimizer_lstm_weight_ih_exp_avg[i0 * 28 + i1] * const22[0];
+        mul623[i0 * 28 + i1] = v623;
       }
     }
     // grad  (prelude.model:318:3)
@@ -1865,28 +1525,28 @@ private:
     for (int64_t i0 = 0; i0 < 512; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 128; ++i1) {
-        const T d_lstm_weight_hh_2 = matmul984[i0 + i1 * 512];
+        const T d_lstm_weight_hh_2 = matmul857[i0 + i1 * 512];
         d_lstm_weight_hh[i0 * 128 + i1] = d_lstm_weight_hh_2;
-        const T v770 = optimizer_lstm_weight_hh_exp_avg[i0 * 128 + i1] * const22[0];
-        mul770[i0 * 128 + i1] = v770;
+        const T v643 = optimizer_lstm_weight_hh_exp_avg[i0 * 128 + i1] * const22[0];
+        mul643[i0 * 128 + i1] = v643;
       }
     }
     // grad  (prelude.model:319:3)
     if (grads) (*grads)[1].assign(d_lstm_weight_hh, d_lstm_weight_hh + 65536);
     // grad  (prelude.model:320:3)
-    if (grads) (*grads)[2].assign(sum971, sum971 + 512);
+    if (grads) (*grads)[2].assign(sum844, sum844 + 512);
     // grad  (prelude.model:287:3)
-    if (grads) (*grads)[3].assign(sum969, sum969 + 512);
+    if (grads) (*grads)[3].assign(sum842, sum842 + 512);
     // grad  (prelude.model:288:3)
-    if (grads) (*grads)[4].assign(sum971, sum971 + 512);
+    if (grads) (*grads)[4].assign(sum844, sum844 + 512);
     // grad  (prelude.model:287:3)
-    if (grads) (*grads)[5].assign(sum973, sum973 + 512);
+    if (grads) (*grads)[5].assign(sum846, sum846 + 512);
     // grad  (prelude.model:288:3)
-    if (grads) (*grads)[6].assign(sum971, sum971 + 512);
+    if (grads) (*grads)[6].assign(sum844, sum844 + 512);
     // grad  (prelude.model:287:3)
-    if (grads) (*grads)[7].assign(sum977, sum977 + 128);
+    if (grads) (*grads)[7].assign(sum850, sum850 + 128);
     // grad  (prelude.model:288:3)
-    if (grads) (*grads)[8].assign(sum979, sum979 + 128);
+    if (grads) (*grads)[8].assign(sum852, sum852 + 128);
     // fused loop over [10, 128]:
     //   transpose %d.head.weight  (prelude.model:10:25)
     //   mul  (bnlstm_fashion.model:24:1)
@@ -1895,8 +1555,8 @@ private:
       for (int64_t i1 = 0; i1 < 128; ++i1) {
         const T d_head_weight_2 = matmul393[i0 + i1 * 10];
         d_head_weight[i0 * 128 + i1] = d_head_weight_2;
-        const T v930 = optimizer_head_weight_exp_avg[i0 * 128 + i1] * const22[0];
-        mul930[i0 * 128 + i1] = v930;
+        const T v803 = optimizer_head_weight_exp_avg[i0 * 128 + i1] * const22[0];
+        mul803[i0 * 128 + i1] = v803;
       }
     }
     // grad  (prelude.model:6:3)
@@ -1920,16 +1580,16 @@ private:
     //   sqrt  (bnlstm_fashion.model:24:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 14336; ++i) {
-      const T v752 = d_lstm_weight_ih[i] * T(0.09999999999999998);
-      const T optimizer_lstm_weight_ih_exp_avg_new_2 = mul750[i] + v752;
+      const T v625 = d_lstm_weight_ih[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_ih_exp_avg_new_2 = mul623[i] + v625;
       optimizer_lstm_weight_ih_exp_avg_new[i] = optimizer_lstm_weight_ih_exp_avg_new_2;
-      const T v756 = optimizer_lstm_weight_ih_exp_avg_sq[i] * T(0.999);
-      const T v757 = d_lstm_weight_ih[i] * d_lstm_weight_ih[i];
-      const T v759 = v757 * T(0.0010000000000000009);
-      const T optimizer_lstm_weight_ih_exp_avg_sq_new_2 = v756 + v759;
+      const T v629 = optimizer_lstm_weight_ih_exp_avg_sq[i] * T(0.999);
+      const T v630 = d_lstm_weight_ih[i] * d_lstm_weight_ih[i];
+      const T v632 = v630 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_ih_exp_avg_sq_new_2 = v629 + v632;
       optimizer_lstm_weight_ih_exp_avg_sq_new[i] = optimizer_lstm_weight_ih_exp_avg_sq_new_2;
-      const T v761 = std::sqrt(optimizer_lstm_weight_ih_exp_avg_sq_new_2);
-      sqrt761[i] = v761;
+      const T v634 = std::sqrt(optimizer_lstm_weight_ih_exp_avg_sq_new_2);
+      sqrt634[i] = v634;
     }
     // update  (bnlstm_fashion.model:24:1)
     updates.emplace_back(18, optimizer_lstm_weight_ih_exp_avg_new);
@@ -1944,16 +1604,16 @@ private:
     //   exp  (bnlstm_fashion.model:24:1)  [register]
     //   sub  (bnlstm_fashion.model:24:1)  [register]
     //   sqrt  (bnlstm_fashion.model:24:1)
-    const T v738 = optimizer_step_new[0] * T(-0.10536051565782628);
-    const T v739 = fexp(v738);
-    const T v740 = T(1) - v739;
-    const T v746 = lr_2[0] / v740;
-    div746[0] = v746;
-    const T v743 = optimizer_step_new[0] * T(-0.0010005003335835344);
-    const T v744 = fexp(v743);
-    const T v745 = T(1) - v744;
-    const T v747 = std::sqrt(v745);
-    sqrt747[0] = v747;
+    const T v611 = optimizer_step_new[0] * T(-0.10536051565782628);
+    const T v612 = fexp(v611);
+    const T v613 = T(1) - v612;
+    const T v619 = lr_2[0] / v613;
+    div619[0] = v619;
+    const T v616 = optimizer_step_new[0] * T(-0.0010005003335835344);
+    const T v617 = fexp(v616);
+    const T v618 = T(1) - v617;
+    const T v620 = std::sqrt(v618);
+    sqrt620[0] = v620;
     // fused loop over [512, 28]:
     //   div  (bnlstm_fashion.model:24:1)  [register]
     //   add  (bnlstm_fashion.model:24:1)  [register]
@@ -1962,11 +1622,11 @@ private:
     //   sub %lstm.weight_ih.new  (bnlstm_fashion.model:24:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 14336; ++i) {
-      const T v762 = sqrt761[i] / sqrt747[0];
-      const T v764 = v762 + T(1e-08);
-      const T v765 = optimizer_lstm_weight_ih_exp_avg_new[i] / v764;
-      const T v766 = div746[0] * v765;
-      const T lstm_weight_ih_new_2 = lstm_weight_ih[i] - v766;
+      const T v635 = sqrt634[i] / sqrt620[0];
+      const T v637 = v635 + T(1e-08);
+      const T v638 = optimizer_lstm_weight_ih_exp_avg_new[i] / v637;
+      const T v639 = div619[0] * v638;
+      const T lstm_weight_ih_new_2 = lstm_weight_ih[i] - v639;
       lstm_weight_ih_new[i] = lstm_weight_ih_new_2;
     }
     // update  (bnlstm_fashion.model:24:1)
@@ -1986,20 +1646,20 @@ private:
     //   sub %lstm.weight_hh.new  (bnlstm_fashion.model:24:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 65536; ++i) {
-      const T v772 = d_lstm_weight_hh[i] * T(0.09999999999999998);
-      const T optimizer_lstm_weight_hh_exp_avg_new_2 = mul770[i] + v772;
+      const T v645 = d_lstm_weight_hh[i] * T(0.09999999999999998);
+      const T optimizer_lstm_weight_hh_exp_avg_new_2 = mul643[i] + v645;
       optimizer_lstm_weight_hh_exp_avg_new[i] = optimizer_lstm_weight_hh_exp_avg_new_2;
-      const T v776 = optimizer_lstm_weight_hh_exp_avg_sq[i] * T(0.999);
-      const T v777 = d_lstm_weight_hh[i] * d_lstm_weight_hh[i];
-      const T v779 = v777 * T(0.0010000000000000009);
-      const T optimizer_lstm_weight_hh_exp_avg_sq_new_2 = v776 + v779;
+      const T v649 = optimizer_lstm_weight_hh_exp_avg_sq[i] * T(0.999);
+      const T v650 = d_lstm_weight_hh[i] * d_lstm_weight_hh[i];
+      const T v652 = v650 * T(0.0010000000000000009);
+      const T optimizer_lstm_weight_hh_exp_avg_sq_new_2 = v649 + v652;
       optimizer_lstm_weight_hh_exp_avg_sq_new[i] = optimizer_lstm_weight_hh_exp_avg_sq_new_2;
-      const T v781 = std::sqrt(optimizer_lstm_weight_hh_exp_avg_sq_new_2);
-      const T v782 = v781 / sqrt747[0];
-      const T v784 = v782 + T(1e-08);
-      const T v785 = optimizer_lstm_weight_hh_exp_avg_new_2 / v784;
-      const T v786 = div746[0] * v785;
-      const T lstm_weight_hh_new_2 = lstm_weight_hh[i] - v786;
+      const T v654 = std::sqrt(optimizer_lstm_weight_hh_exp_avg_sq_new_2);
+      const T v655 = v654 / sqrt620[0];
+      const T v657 = v655 + T(1e-08);
+      const T v658 = optimizer_lstm_weight_hh_exp_avg_new_2 / v657;
+      const T v659 = div619[0] * v658;
+      const T lstm_weight_hh_new_2 = lstm_weight_hh[i] - v659;
       lstm_weight_hh_new[i] = lstm_weight_hh_new_2;
     }
     // update  (bnlstm_fashion.model:24:1)
@@ -2070,79 +1730,79 @@ private:
     //   sub %lstm.bn_hh.bias.new  (bnlstm_fashion.model:24:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 512; ++i) {
-      const T v790 = optimizer_lstm_bias_exp_avg[i] * const22[0];
-      const T v792 = sum971[i] * T(0.09999999999999998);
-      const T optimizer_lstm_bias_exp_avg_new_2 = v790 + v792;
+      const T v663 = optimizer_lstm_bias_exp_avg[i] * const22[0];
+      const T v665 = sum844[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bias_exp_avg_new_2 = v663 + v665;
       optimizer_lstm_bias_exp_avg_new[i] = optimizer_lstm_bias_exp_avg_new_2;
-      const T v796 = optimizer_lstm_bias_exp_avg_sq[i] * T(0.999);
-      const T v797 = sum971[i] * sum971[i];
-      const T v799 = v797 * T(0.0010000000000000009);
-      const T optimizer_lstm_bias_exp_avg_sq_new_2 = v796 + v799;
+      const T v669 = optimizer_lstm_bias_exp_avg_sq[i] * T(0.999);
+      const T v670 = sum844[i] * sum844[i];
+      const T v672 = v670 * T(0.0010000000000000009);
+      const T optimizer_lstm_bias_exp_avg_sq_new_2 = v669 + v672;
       optimizer_lstm_bias_exp_avg_sq_new[i] = optimizer_lstm_bias_exp_avg_sq_new_2;
-      const T v801 = std::sqrt(optimizer_lstm_bias_exp_avg_sq_new_2);
-      const T v802 = v801 / sqrt747[0];
-      const T v804 = v802 + T(1e-08);
-      const T v805 = optimizer_lstm_bias_exp_avg_new_2 / v804;
-      const T v806 = div746[0] * v805;
-      const T lstm_bias_new_2 = lstm_bias[i] - v806;
+      const T v674 = std::sqrt(optimizer_lstm_bias_exp_avg_sq_new_2);
+      const T v675 = v674 / sqrt620[0];
+      const T v677 = v675 + T(1e-08);
+      const T v678 = optimizer_lstm_bias_exp_avg_new_2 / v677;
+      const T v679 = div619[0] * v678;
+      const T lstm_bias_new_2 = lstm_bias[i] - v679;
       lstm_bias_new[i] = lstm_bias_new_2;
-      const T v810 = optimizer_lstm_bn_ih_weight_exp_avg[i] * const22[0];
-      const T v812 = sum969[i] * T(0.09999999999999998);
-      const T optimizer_lstm_bn_ih_weight_exp_avg_new_2 = v810 + v812;
+      const T v683 = optimizer_lstm_bn_ih_weight_exp_avg[i] * const22[0];
+      const T v685 = sum842[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bn_ih_weight_exp_avg_new_2 = v683 + v685;
       optimizer_lstm_bn_ih_weight_exp_avg_new[i] = optimizer_lstm_bn_ih_weight_exp_avg_new_2;
-      const T v816 = optimizer_lstm_bn_ih_weight_exp_avg_sq[i] * T(0.999);
-      const T v817 = sum969[i] * sum969[i];
-      const T v819 = v817 * T(0.0010000000000000009);
-      const T optimizer_lstm_bn_ih_weight_exp_avg_sq_new_2 = v816 + v819;
+      const T v689 = optimizer_lstm_bn_ih_weight_exp_avg_sq[i] * T(0.999);
+      const T v690 = sum842[i] * sum842[i];
+      const T v692 = v690 * T(0.0010000000000000009);
+      const T optimizer_lstm_bn_ih_weight_exp_avg_sq_new_2 = v689 + v692;
       optimizer_lstm_bn_ih_weight_exp_avg_sq_new[i] = optimizer_lstm_bn_ih_weight_exp_avg_sq_new_2;
-      const T v821 = std::sqrt(optimizer_lstm_bn_ih_weight_exp_avg_sq_new_2);
-      const T v822 = v821 / sqrt747[0];
-      const T v824 = v822 + T(1e-08);
-      const T v825 = optimizer_lstm_bn_ih_weight_exp_avg_new_2 / v824;
-      const T v826 = div746[0] * v825;
-      const T lstm_bn_ih_weight_new_2 = lstm_bn_ih_weight[i] - v826;
+      const T v694 = std::sqrt(optimizer_lstm_bn_ih_weight_exp_avg_sq_new_2);
+      const T v695 = v694 / sqrt620[0];
+      const T v697 = v695 + T(1e-08);
+      const T v698 = optimizer_lstm_bn_ih_weight_exp_avg_new_2 / v697;
+      const T v699 = div619[0] * v698;
+      const T lstm_bn_ih_weight_new_2 = lstm_bn_ih_weight[i] - v699;
       lstm_bn_ih_weight_new[i] = lstm_bn_ih_weight_new_2;
-      const T v830 = optimizer_lstm_bn_ih_bias_exp_avg[i] * const22[0];
-      const T optimizer_lstm_bn_ih_bias_exp_avg_new_2 = v830 + v792;
+      const T v703 = optimizer_lstm_bn_ih_bias_exp_avg[i] * const22[0];
+      const T optimizer_lstm_bn_ih_bias_exp_avg_new_2 = v703 + v665;
       optimizer_lstm_bn_ih_bias_exp_avg_new[i] = optimizer_lstm_bn_ih_bias_exp_avg_new_2;
-      const T v836 = optimizer_lstm_bn_ih_bias_exp_avg_sq[i] * T(0.999);
-      const T optimizer_lstm_bn_ih_bias_exp_avg_sq_new_2 = v836 + v799;
+      const T v709 = optimizer_lstm_bn_ih_bias_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bn_ih_bias_exp_avg_sq_new_2 = v709 + v672;
       optimizer_lstm_bn_ih_bias_exp_avg_sq_new[i] = optimizer_lstm_bn_ih_bias_exp_avg_sq_new_2;
-      const T v841 = std::sqrt(optimizer_lstm_bn_ih_bias_exp_avg_sq_new_2);
-      const T v842 = v841 / sqrt747[0];
-      const T v844 = v842 + T(1e-08);
-      const T v845 = optimizer_lstm_bn_ih_bias_exp_avg_new_2 / v844;
-      const T v846 = div746[0] * v845;
-      const T lstm_bn_ih_bias_new_2 = lstm_bn_ih_bias[i] - v846;
+      const T v714 = std::sqrt(optimizer_lstm_bn_ih_bias_exp_avg_sq_new_2);
+      const T v715 = v714 / sqrt620[0];
+      const T v717 = v715 + T(1e-08);
+      const T v718 = optimizer_lstm_bn_ih_bias_exp_avg_new_2 / v717;
+      const T v719 = div619[0] * v718;
+      const T lstm_bn_ih_bias_new_2 = lstm_bn_ih_bias[i] - v719;
       lstm_bn_ih_bias_new[i] = lstm_bn_ih_bias_new_2;
-      const T v850 = optimizer_lstm_bn_hh_weight_exp_avg[i] * const22[0];
-      const T v852 = sum973[i] * T(0.09999999999999998);
-      const T optimizer_lstm_bn_hh_weight_exp_avg_new_2 = v850 + v852;
+      const T v723 = optimizer_lstm_bn_hh_weight_exp_avg[i] * const22[0];
+      const T v725 = sum846[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bn_hh_weight_exp_avg_new_2 = v723 + v725;
       optimizer_lstm_bn_hh_weight_exp_avg_new[i] = optimizer_lstm_bn_hh_weight_exp_avg_new_2;
-      const T v856 = optimizer_lstm_bn_hh_weight_exp_avg_sq[i] * T(0.999);
-      const T v857 = sum973[i] * sum973[i];
-      const T v859 = v857 * T(0.0010000000000000009);
-      const T optimizer_lstm_bn_hh_weight_exp_avg_sq_new_2 = v856 + v859;
+      const T v729 = optimizer_lstm_bn_hh_weight_exp_avg_sq[i] * T(0.999);
+      const T v730 = sum846[i] * sum846[i];
+      const T v732 = v730 * T(0.0010000000000000009);
+      const T optimizer_lstm_bn_hh_weight_exp_avg_sq_new_2 = v729 + v732;
       optimizer_lstm_bn_hh_weight_exp_avg_sq_new[i] = optimizer_lstm_bn_hh_weight_exp_avg_sq_new_2;
-      const T v861 = std::sqrt(optimizer_lstm_bn_hh_weight_exp_avg_sq_new_2);
-      const T v862 = v861 / sqrt747[0];
-      const T v864 = v862 + T(1e-08);
-      const T v865 = optimizer_lstm_bn_hh_weight_exp_avg_new_2 / v864;
-      const T v866 = div746[0] * v865;
-      const T lstm_bn_hh_weight_new_2 = lstm_bn_hh_weight[i] - v866;
+      const T v734 = std::sqrt(optimizer_lstm_bn_hh_weight_exp_avg_sq_new_2);
+      const T v735 = v734 / sqrt620[0];
+      const T v737 = v735 + T(1e-08);
+      const T v738 = optimizer_lstm_bn_hh_weight_exp_avg_new_2 / v737;
+      const T v739 = div619[0] * v738;
+      const T lstm_bn_hh_weight_new_2 = lstm_bn_hh_weight[i] - v739;
       lstm_bn_hh_weight_new[i] = lstm_bn_hh_weight_new_2;
-      const T v870 = optimizer_lstm_bn_hh_bias_exp_avg[i] * const22[0];
-      const T optimizer_lstm_bn_hh_bias_exp_avg_new_2 = v870 + v792;
+      const T v743 = optimizer_lstm_bn_hh_bias_exp_avg[i] * const22[0];
+      const T optimizer_lstm_bn_hh_bias_exp_avg_new_2 = v743 + v665;
       optimizer_lstm_bn_hh_bias_exp_avg_new[i] = optimizer_lstm_bn_hh_bias_exp_avg_new_2;
-      const T v876 = optimizer_lstm_bn_hh_bias_exp_avg_sq[i] * T(0.999);
-      const T optimizer_lstm_bn_hh_bias_exp_avg_sq_new_2 = v876 + v799;
+      const T v749 = optimizer_lstm_bn_hh_bias_exp_avg_sq[i] * T(0.999);
+      const T optimizer_lstm_bn_hh_bias_exp_avg_sq_new_2 = v749 + v672;
       optimizer_lstm_bn_hh_bias_exp_avg_sq_new[i] = optimizer_lstm_bn_hh_bias_exp_avg_sq_new_2;
-      const T v881 = std::sqrt(optimizer_lstm_bn_hh_bias_exp_avg_sq_new_2);
-      const T v882 = v881 / sqrt747[0];
-      const T v884 = v882 + T(1e-08);
-      const T v885 = optimizer_lstm_bn_hh_bias_exp_avg_new_2 / v884;
-      const T v886 = div746[0] * v885;
-      const T lstm_bn_hh_bias_new_2 = lstm_bn_hh_bias[i] - v886;
+      const T v754 = std::sqrt(optimizer_lstm_bn_hh_bias_exp_avg_sq_new_2);
+      const T v755 = v754 / sqrt620[0];
+      const T v757 = v755 + T(1e-08);
+      const T v758 = optimizer_lstm_bn_hh_bias_exp_avg_new_2 / v757;
+      const T v759 = div619[0] * v758;
+      const T lstm_bn_hh_bias_new_2 = lstm_bn_hh_bias[i] - v759;
       lstm_bn_hh_bias_new[i] = lstm_bn_hh_bias_new_2;
     }
     // update  (bnlstm_fashion.model:24:1)
@@ -2204,37 +1864,37 @@ private:
     //   sub %lstm.bn_c.bias.new  (bnlstm_fashion.model:24:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 128; ++i) {
-      const T v890 = optimizer_lstm_bn_c_weight_exp_avg[i] * const22[0];
-      const T v892 = sum977[i] * T(0.09999999999999998);
-      const T optimizer_lstm_bn_c_weight_exp_avg_new_2 = v890 + v892;
+      const T v763 = optimizer_lstm_bn_c_weight_exp_avg[i] * const22[0];
+      const T v765 = sum850[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bn_c_weight_exp_avg_new_2 = v763 + v765;
       optimizer_lstm_bn_c_weight_exp_avg_new[i] = optimizer_lstm_bn_c_weight_exp_avg_new_2;
-      const T v896 = optimizer_lstm_bn_c_weight_exp_avg_sq[i] * T(0.999);
-      const T v897 = sum977[i] * sum977[i];
-      const T v899 = v897 * T(0.0010000000000000009);
-      const T optimizer_lstm_bn_c_weight_exp_avg_sq_new_2 = v896 + v899;
+      const T v769 = optimizer_lstm_bn_c_weight_exp_avg_sq[i] * T(0.999);
+      const T v770 = sum850[i] * sum850[i];
+      const T v772 = v770 * T(0.0010000000000000009);
+      const T optimizer_lstm_bn_c_weight_exp_avg_sq_new_2 = v769 + v772;
       optimizer_lstm_bn_c_weight_exp_avg_sq_new[i] = optimizer_lstm_bn_c_weight_exp_avg_sq_new_2;
-      const T v901 = std::sqrt(optimizer_lstm_bn_c_weight_exp_avg_sq_new_2);
-      const T v902 = v901 / sqrt747[0];
-      const T v904 = v902 + T(1e-08);
-      const T v905 = optimizer_lstm_bn_c_weight_exp_avg_new_2 / v904;
-      const T v906 = div746[0] * v905;
-      const T lstm_bn_c_weight_new_2 = lstm_bn_c_weight[i] - v906;
+      const T v774 = std::sqrt(optimizer_lstm_bn_c_weight_exp_avg_sq_new_2);
+      const T v775 = v774 / sqrt620[0];
+      const T v777 = v775 + T(1e-08);
+      const T v778 = optimizer_lstm_bn_c_weight_exp_avg_new_2 / v777;
+      const T v779 = div619[0] * v778;
+      const T lstm_bn_c_weight_new_2 = lstm_bn_c_weight[i] - v779;
       lstm_bn_c_weight_new[i] = lstm_bn_c_weight_new_2;
-      const T v910 = optimizer_lstm_bn_c_bias_exp_avg[i] * const22[0];
-      const T v912 = sum979[i] * T(0.09999999999999998);
-      const T optimizer_lstm_bn_c_bias_exp_avg_new_2 = v910 + v912;
+      const T v783 = optimizer_lstm_bn_c_bias_exp_avg[i] * const22[0];
+      const T v785 = sum852[i] * T(0.09999999999999998);
+      const T optimizer_lstm_bn_c_bias_exp_avg_new_2 = v783 + v785;
       optimizer_lstm_bn_c_bias_exp_avg_new[i] = optimizer_lstm_bn_c_bias_exp_avg_new_2;
-      const T v916 = optimizer_lstm_bn_c_bias_exp_avg_sq[i] * T(0.999);
-      const T v917 = sum979[i] * sum979[i];
-      const T v919 = v917 * T(0.0010000000000000009);
-      const T optimizer_lstm_bn_c_bias_exp_avg_sq_new_2 = v916 + v919;
+      const T v789 = optimizer_lstm_bn_c_bias_exp_avg_sq[i] * T(0.999);
+      const T v790 = sum852[i] * sum852[i];
+      const T v792 = v790 * T(0.0010000000000000009);
+      const T optimizer_lstm_bn_c_bias_exp_avg_sq_new_2 = v789 + v792;
       optimizer_lstm_bn_c_bias_exp_avg_sq_new[i] = optimizer_lstm_bn_c_bias_exp_avg_sq_new_2;
-      const T v921 = std::sqrt(optimizer_lstm_bn_c_bias_exp_avg_sq_new_2);
-      const T v922 = v921 / sqrt747[0];
-      const T v924 = v922 + T(1e-08);
-      const T v925 = optimizer_lstm_bn_c_bias_exp_avg_new_2 / v924;
-      const T v926 = div746[0] * v925;
-      const T lstm_bn_c_bias_new_2 = lstm_bn_c_bias[i] - v926;
+      const T v794 = std::sqrt(optimizer_lstm_bn_c_bias_exp_avg_sq_new_2);
+      const T v795 = v794 / sqrt620[0];
+      const T v797 = v795 + T(1e-08);
+      const T v798 = optimizer_lstm_bn_c_bias_exp_avg_new_2 / v797;
+      const T v799 = div619[0] * v798;
+      const T lstm_bn_c_bias_new_2 = lstm_bn_c_bias[i] - v799;
       lstm_bn_c_bias_new[i] = lstm_bn_c_bias_new_2;
     }
     // update  (bnlstm_fashion.model:24:1)
@@ -2264,20 +1924,20 @@ private:
     //   sub %head.weight.new  (bnlstm_fashion.model:24:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1280; ++i) {
-      const T v932 = d_head_weight[i] * T(0.09999999999999998);
-      const T optimizer_head_weight_exp_avg_new_2 = mul930[i] + v932;
+      const T v805 = d_head_weight[i] * T(0.09999999999999998);
+      const T optimizer_head_weight_exp_avg_new_2 = mul803[i] + v805;
       optimizer_head_weight_exp_avg_new[i] = optimizer_head_weight_exp_avg_new_2;
-      const T v936 = optimizer_head_weight_exp_avg_sq[i] * T(0.999);
-      const T v937 = d_head_weight[i] * d_head_weight[i];
-      const T v939 = v937 * T(0.0010000000000000009);
-      const T optimizer_head_weight_exp_avg_sq_new_2 = v936 + v939;
+      const T v809 = optimizer_head_weight_exp_avg_sq[i] * T(0.999);
+      const T v810 = d_head_weight[i] * d_head_weight[i];
+      const T v812 = v810 * T(0.0010000000000000009);
+      const T optimizer_head_weight_exp_avg_sq_new_2 = v809 + v812;
       optimizer_head_weight_exp_avg_sq_new[i] = optimizer_head_weight_exp_avg_sq_new_2;
-      const T v941 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
-      const T v942 = v941 / sqrt747[0];
-      const T v944 = v942 + T(1e-08);
-      const T v945 = optimizer_head_weight_exp_avg_new_2 / v944;
-      const T v946 = div746[0] * v945;
-      const T head_weight_new_2 = head_weight[i] - v946;
+      const T v814 = std::sqrt(optimizer_head_weight_exp_avg_sq_new_2);
+      const T v815 = v814 / sqrt620[0];
+      const T v817 = v815 + T(1e-08);
+      const T v818 = optimizer_head_weight_exp_avg_new_2 / v817;
+      const T v819 = div619[0] * v818;
+      const T head_weight_new_2 = head_weight[i] - v819;
       head_weight_new[i] = head_weight_new_2;
     }
     // update  (bnlstm_fashion.model:24:1)
@@ -2302,21 +1962,21 @@ private:
     //   sub %head.bias.new  (bnlstm_fashion.model:24:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 10; ++i) {
-      const T v950 = optimizer_head_bias_exp_avg[i] * const22[0];
-      const T v952 = d_head_bias[i] * T(0.09999999999999998);
-      const T optimizer_head_bias_exp_avg_new_2 = v950 + v952;
+      const T v823 = optimizer_head_bias_exp_avg[i] * const22[0];
+      const T v825 = d_head_bias[i] * T(0.09999999999999998);
+      const T optimizer_head_bias_exp_avg_new_2 = v823 + v825;
       optimizer_head_bias_exp_avg_new[i] = optimizer_head_bias_exp_avg_new_2;
-      const T v956 = optimizer_head_bias_exp_avg_sq[i] * T(0.999);
-      const T v957 = d_head_bias[i] * d_head_bias[i];
-      const T v959 = v957 * T(0.0010000000000000009);
-      const T optimizer_head_bias_exp_avg_sq_new_2 = v956 + v959;
+      const T v829 = optimizer_head_bias_exp_avg_sq[i] * T(0.999);
+      const T v830 = d_head_bias[i] * d_head_bias[i];
+      const T v832 = v830 * T(0.0010000000000000009);
+      const T optimizer_head_bias_exp_avg_sq_new_2 = v829 + v832;
       optimizer_head_bias_exp_avg_sq_new[i] = optimizer_head_bias_exp_avg_sq_new_2;
-      const T v961 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
-      const T v962 = v961 / sqrt747[0];
-      const T v964 = v962 + T(1e-08);
-      const T v965 = optimizer_head_bias_exp_avg_new_2 / v964;
-      const T v966 = div746[0] * v965;
-      const T head_bias_new_2 = head_bias[i] - v966;
+      const T v834 = std::sqrt(optimizer_head_bias_exp_avg_sq_new_2);
+      const T v835 = v834 / sqrt620[0];
+      const T v837 = v835 + T(1e-08);
+      const T v838 = optimizer_head_bias_exp_avg_new_2 / v837;
+      const T v839 = div619[0] * v838;
+      const T head_bias_new_2 = head_bias[i] - v839;
       head_bias_new[i] = head_bias_new_2;
     }
     // update  (bnlstm_fashion.model:24:1)
@@ -2576,7 +2236,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(12013296);
+      arena_.resize(11824336);
     return arena_.data();
   }
   std::vector<T> sf_[40];       // float state (params, buffers, optimizer), spec order

@@ -371,12 +371,12 @@ private:
     T *const cell_bn_o_running_var = sf_[24].data();  // f32[256], prelude.model:93
     T *const cell_bn_o_weight = sf_[10].data();  // f32[256], prelude.model:90
     T *const cell_bn_o_bias = sf_[11].data();  // f32[256], prelude.model:91
-    T *const cell_h_saved = A + 4943104;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_h_saved = A + 4820224;  // f32[32,30,256], seed_gate_bn.model:29
     T *const slice178 = A + 9184;  // f32[32,1,256], seed_gate_bn.model:47
     T *const head_weight = sf_[12].data();  // f32[1,256], prelude.model:6
     T *const head_bias = sf_[13].data();  // f32[1], prelude.model:7
     T *const matmul431 = A + 17680;  // f32[32,256], prelude.model:10
-    T *const scan799 = A + 5188864;  // f32[32,30,1024], seed_gate_bn.model:29
+    T *const scan684 = A + 5065984;  // f32[32,30,1024], seed_gate_bn.model:29
     T *const x = A + 0;  // f32[32,30,1], seed_gate_bn.model:10
     T *const y = A + 960;  // f32[32,1], seed_gate_bn.model:11
     T *const const2 = A + 992;  // f32[32,256], seed_gate_bn.model:29
@@ -411,78 +411,58 @@ private:
     T *const cell_f_saved = A + 2577664;  // f32[32,30,256], seed_gate_bn.model:29
     T *const cell_bn_o_xhat_saved = A + 2823424;  // f32[32,30,256], seed_gate_bn.model:29
     T *const cell_bn_o_d_saved = A + 3076864;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const cell_bn_g_xhat_saved = A + 3353344;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const cell_bn_g_d_saved = A + 3606784;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const cell_bn_f_xhat_saved = A + 3883264;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const cell_bn_f_d_saved = A + 4136704;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const cell_bn_i_xhat_saved = A + 4413184;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const cell_bn_i_d_saved = A + 4666624;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_g_xhat_saved = A + 3322624;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_g_d_saved = A + 3576064;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_f_xhat_saved = A + 3821824;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_f_d_saved = A + 4075264;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_i_xhat_saved = A + 4321024;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const cell_bn_i_d_saved = A + 4574464;  // f32[32,30,256], seed_gate_bn.model:29
     T *const matmul17 = A + 1010880;  // f32[32,1024], seed_gate_bn.model:30
     T *const cell_gates = A + 1043648;  // f32[32,1024], seed_gate_bn.model:30
     T *const slice22 = A + 1010880;  // f32[32,256], seed_gate_bn.model:31
-    T *const slice915 = A + 1019072;  // f32[1,256], prelude.model:101
-    T *const mean917 = A + 1019328;  // f32[256], prelude.model:101
-    T *const mean919 = A + 1019584;  // f32[256], prelude.model:101
+    T *const slice800 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean802 = A + 1019328;  // f32[256], prelude.model:101
+    T *const mean804 = A + 1019584;  // f32[256], prelude.model:101
     T *const cell_bn_i_mu = A + 1019840;  // f32[256], prelude.model:99
     T *const slice56 = A + 1020096;  // f32[32,256], seed_gate_bn.model:32
-    T *const slice924 = A + 1019072;  // f32[1,256], prelude.model:101
-    T *const mean926 = A + 1028288;  // f32[256], prelude.model:101
-    T *const mean928 = A + 1028544;  // f32[256], prelude.model:101
+    T *const slice809 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean811 = A + 1028288;  // f32[256], prelude.model:101
+    T *const mean813 = A + 1028544;  // f32[256], prelude.model:101
     T *const cell_bn_f_mu = A + 1028800;  // f32[256], prelude.model:99
     T *const slice90 = A + 1029056;  // f32[32,256], seed_gate_bn.model:33
-    T *const slice933 = A + 1019072;  // f32[1,256], prelude.model:101
-    T *const mean935 = A + 1037248;  // f32[256], prelude.model:101
-    T *const mean937 = A + 1037504;  // f32[256], prelude.model:101
+    T *const slice818 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean820 = A + 1037248;  // f32[256], prelude.model:101
+    T *const mean822 = A + 1037504;  // f32[256], prelude.model:101
     T *const cell_bn_g_mu = A + 1037760;  // f32[256], prelude.model:99
     T *const slice124 = A + 1076416;  // f32[32,256], seed_gate_bn.model:34
-    T *const slice942 = A + 1019072;  // f32[1,256], prelude.model:101
-    T *const mean944 = A + 1038016;  // f32[256], prelude.model:101
-    T *const mean946 = A + 1038272;  // f32[256], prelude.model:101
+    T *const slice827 = A + 1019072;  // f32[1,256], prelude.model:101
+    T *const mean829 = A + 1038016;  // f32[256], prelude.model:101
+    T *const mean831 = A + 1038272;  // f32[256], prelude.model:101
     T *const cell_bn_o_mu = A + 1038528;  // f32[256], prelude.model:99
-    T *const maximum923 = A + 1010880;  // f32[256], prelude.model:101
-    T *const cell_bn_i_running_mean_new = A + 1011136;  // f32[256], prelude.model:102
-    T *const cell_bn_i_running_var_new = A + 1011392;  // f32[256], prelude.model:103
-    T *const rsqrt47 = A + 1011648;  // f32[256], prelude.model:105
-    T *const maximum932 = A + 1011904;  // f32[256], prelude.model:101
-    T *const cell_bn_f_running_mean_new = A + 1012160;  // f32[256], prelude.model:102
-    T *const cell_bn_f_running_var_new = A + 1012416;  // f32[256], prelude.model:103
-    T *const rsqrt81 = A + 1012672;  // f32[256], prelude.model:105
-    T *const maximum941 = A + 1012928;  // f32[256], prelude.model:101
-    T *const cell_bn_g_running_mean_new = A + 1013184;  // f32[256], prelude.model:102
-    T *const cell_bn_g_running_var_new = A + 1013440;  // f32[256], prelude.model:103
-    T *const rsqrt115 = A + 1013696;  // f32[256], prelude.model:105
-    T *const maximum950 = A + 1013952;  // f32[256], prelude.model:101
-    T *const cell_bn_o_running_mean_new = A + 1014208;  // f32[256], prelude.model:102
-    T *const cell_bn_o_running_var_new = A + 1014464;  // f32[256], prelude.model:103
-    T *const rsqrt149 = A + 1014720;  // f32[256], prelude.model:105
+    T *const cell_bn_i_running_mean_new = A + 1010880;  // f32[256], prelude.model:102
+    T *const cell_bn_i_running_var_new = A + 1011136;  // f32[256], prelude.model:103
+    T *const rsqrt47 = A + 1011392;  // f32[256], prelude.model:105
+    T *const cell_bn_f_running_mean_new = A + 1011648;  // f32[256], prelude.model:102
+    T *const cell_bn_f_running_var_new = A + 1011904;  // f32[256], prelude.model:103
+    T *const rsqrt81 = A + 1012160;  // f32[256], prelude.model:105
+    T *const cell_bn_g_running_mean_new = A + 1012416;  // f32[256], prelude.model:102
+    T *const cell_bn_g_running_var_new = A + 1012672;  // f32[256], prelude.model:103
+    T *const rsqrt115 = A + 1012928;  // f32[256], prelude.model:105
+    T *const cell_bn_o_running_mean_new = A + 1013184;  // f32[256], prelude.model:102
+    T *const cell_bn_o_running_var_new = A + 1013440;  // f32[256], prelude.model:103
+    T *const rsqrt149 = A + 1013696;  // f32[256], prelude.model:105
     T *const cell_bn_i_num_batches_tracked_new = A + 1010864;  // i64[], prelude.model:104
-    T *const cell_bn_f_num_batches_tracked_new = A + 1014976;  // i64[], prelude.model:104
-    T *const cell_bn_g_num_batches_tracked_new = A + 1014992;  // i64[], prelude.model:104
-    T *const cell_bn_o_num_batches_tracked_new = A + 1015008;  // i64[], prelude.model:104
+    T *const cell_bn_f_num_batches_tracked_new = A + 1013952;  // i64[], prelude.model:104
+    T *const cell_bn_g_num_batches_tracked_new = A + 1013968;  // i64[], prelude.model:104
+    T *const cell_bn_o_num_batches_tracked_new = A + 1013984;  // i64[], prelude.model:104
     T *const cell_c_2 = A + 1038784;  // f32[32,256], seed_gate_bn.model:35
     T *const cell_h_2 = A + 1046976;  // f32[32,256], seed_gate_bn.model:36
     T *const hs = A + 1103104;  // f32[32,30,256], seed_gate_bn.model:29
     T *const cell_c_saved = A + 2331904;  // f32[32,30,256], seed_gate_bn.model:29
     T *const saved_2 = A + 3069184;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_o_var_saved = A + 3322624;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_o_running_var_saved = A + 3330304;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_o_mu_saved = A + 3337984;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_o_running_mean_saved = A + 3345664;  // f32[256,30], seed_gate_bn.model:29
-    T *const saved_3 = A + 3599104;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_g_var_saved = A + 3852544;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_g_running_var_saved = A + 3860224;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_g_mu_saved = A + 3867904;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_g_running_mean_saved = A + 3875584;  // f32[256,30], seed_gate_bn.model:29
-    T *const saved_4 = A + 4129024;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_f_var_saved = A + 4382464;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_f_running_var_saved = A + 4390144;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_f_mu_saved = A + 4397824;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_f_running_mean_saved = A + 4405504;  // f32[256,30], seed_gate_bn.model:29
-    T *const saved_5 = A + 4658944;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_i_var_saved = A + 4912384;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_i_running_var_saved = A + 4920064;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_i_mu_saved = A + 4927744;  // f32[256,30], seed_gate_bn.model:29
-    T *const cell_bn_i_running_mean_saved = A + 4935424;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_3 = A + 3568384;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_4 = A + 4067584;  // f32[256,30], seed_gate_bn.model:29
+    T *const saved_5 = A + 4566784;  // f32[256,30], seed_gate_bn.model:29
     T *const cell_h_4 = A + 1084608;  // f32[32,256], seed_gate_bn.model:29
     T *const cell_c_4 = A + 1092800;  // f32[32,256], seed_gate_bn.model:29
     T *const cell_bn_i_running_mean_3 = A + 1100992;  // f32[256], seed_gate_bn.model:29
@@ -506,110 +486,65 @@ private:
     T *const d_head_bias = A + 17664;  // f32[1], prelude.model:10
     T *const matmul433 = A + 17376;  // f32[256,1], prelude.model:10
     T *const pad436 = A + 25872;  // f32[32,30,256], seed_gate_bn.model:47
-    T *const const442 = A + 9184;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_h = A + 276752;  // f32[32,256], seed_gate_bn.model:29
-    T *const d_cell_c = A + 284944;  // f32[32,256], seed_gate_bn.model:29
-    T *const d_cell_bn_i_running_mean = A + 293136;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_bn_i_running_var = A + 293392;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_bn_f_running_mean = A + 293648;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_bn_f_running_var = A + 293904;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_bn_g_running_mean = A + 294160;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_bn_g_running_var = A + 294416;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_bn_o_running_mean = A + 294672;  // f32[256], seed_gate_bn.model:29
-    T *const d_cell_bn_o_running_var = A + 294928;  // f32[256], seed_gate_bn.model:29
-    T *const arg508 = A + 271632;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_o_var = A + 271888;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_o_running_var_4 = A + 272144;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_o_mu_2 = A + 272400;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_o_running_mean_4 = A + 272656;  // f32[256], seed_gate_bn.model:29
-    T *const arg566 = A + 272912;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_g_var = A + 273168;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_g_running_var_4 = A + 273424;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_g_mu_2 = A + 273680;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_g_running_mean_4 = A + 273936;  // f32[256], seed_gate_bn.model:29
-    T *const arg622 = A + 274192;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_f_var = A + 274448;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_f_running_var_4 = A + 274704;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_f_mu_2 = A + 274960;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_f_running_mean_4 = A + 275216;  // f32[256], seed_gate_bn.model:29
-    T *const arg678 = A + 275472;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_i_var = A + 275728;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_i_running_var_4 = A + 275984;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_i_mu_2 = A + 276240;  // f32[256], seed_gate_bn.model:29
-    T *const cell_bn_i_running_mean_4 = A + 276496;  // f32[256], seed_gate_bn.model:29
-    T *const scan895 = A + 394304;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const scan897 = A + 640064;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const scan899 = A + 1103104;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const scan901 = A + 6171904;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const scan903 = A + 6417664;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const scan905 = A + 6663424;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const scan907 = A + 6909184;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const scan909 = A + 7154944;  // f32[32,30,256], seed_gate_bn.model:29
-    T *const mul540 = A + 312128;  // f32[256], prelude.model:101
-    T *const mul551 = A + 295200;  // f32[256], prelude.model:99
-    T *const mul595 = A + 295712;  // f32[256], prelude.model:101
-    T *const mul606 = A + 295712;  // f32[256], prelude.model:99
-    T *const mul651 = A + 304928;  // f32[256], prelude.model:101
-    T *const mul662 = A + 304416;  // f32[256], prelude.model:99
-    T *const mul707 = A + 305184;  // f32[256], prelude.model:101
-    T *const mul718 = A + 306720;  // f32[256], prelude.model:99
-    T *const add480 = A + 295200;  // f32[32,256]
-    T *const sum512 = A + 311584;  // f32[256], prelude.model:105
-    T *const mul509 = A + 303392;  // f32[32,256], prelude.model:105
-    T *const mul534 = A + 311872;  // f32[256], prelude.model:102
-    T *const add546 = A + 320576;  // f32[32,256], prelude.model:101
-    T *const sum548 = A + 311584;  // f32[256], prelude.model:100
-    T *const add489 = A + 312384;  // f32[32,256], seed_gate_bn.model:36
-    T *const sum570 = A + 336960;  // f32[256], prelude.model:105
-    T *const mul567 = A + 328768;  // f32[32,256], prelude.model:105
-    T *const mul589 = A + 295456;  // f32[256], prelude.model:102
-    T *const add601 = A + 295968;  // f32[32,256], prelude.model:101
-    T *const sum603 = A + 304160;  // f32[256], prelude.model:100
-    T *const sum626 = A + 304416;  // f32[256], prelude.model:105
-    T *const mul623 = A + 336960;  // f32[32,256], prelude.model:105
-    T *const mul645 = A + 304672;  // f32[256], prelude.model:102
-    T *const add657 = A + 328768;  // f32[32,256], prelude.model:101
-    T *const sum659 = A + 295456;  // f32[256], prelude.model:100
-    T *const sum682 = A + 304160;  // f32[256], prelude.model:105
-    T *const mul679 = A + 345152;  // f32[32,256], prelude.model:105
-    T *const mul701 = A + 304928;  // f32[256], prelude.model:102
-    T *const add713 = A + 336960;  // f32[32,256], prelude.model:101
-    T *const sum715 = A + 295456;  // f32[256], prelude.model:100
-    T *const mul529 = A + 304160;  // f32[256], prelude.model:103
-    T *const mul538 = A + 304672;  // f32[256], prelude.model:102
-    T *const mul585 = A + 305184;  // f32[256], prelude.model:103
-    T *const mul593 = A + 305440;  // f32[256], prelude.model:102
-    T *const mul641 = A + 305696;  // f32[256], prelude.model:103
-    T *const mul649 = A + 305952;  // f32[256], prelude.model:102
-    T *const mul697 = A + 306208;  // f32[256], prelude.model:103
-    T *const mul705 = A + 306464;  // f32[256], prelude.model:102
-    T *const add721 = A + 377920;  // f32[32,256], prelude.model:99
-    T *const add665 = A + 369728;  // f32[32,256], prelude.model:99
-    T *const add609 = A + 361536;  // f32[32,256], prelude.model:99
-    T *const add554 = A + 353344;  // f32[32,256], prelude.model:99
-    T *const mul497 = A + 345152;  // f32[32,256], seed_gate_bn.model:35
-    T *const matmul728 = A + 295184;  // f32[32,256], seed_gate_bn.model:30
-    T *const scan778 = A + 17680;  // f32[32,256], seed_gate_bn.model:29
-    T *const scan779 = A + 386112;  // f32[32,256], seed_gate_bn.model:29
-    T *const scan780 = A + 9440;  // f32[256], seed_gate_bn.model:29
-    T *const scan781 = A + 9696;  // f32[256], seed_gate_bn.model:29
-    T *const scan782 = A + 9952;  // f32[256], seed_gate_bn.model:29
-    T *const scan783 = A + 10208;  // f32[256], seed_gate_bn.model:29
-    T *const scan784 = A + 10464;  // f32[256], seed_gate_bn.model:29
-    T *const scan785 = A + 10720;  // f32[256], seed_gate_bn.model:29
-    T *const scan786 = A + 10976;  // f32[256], seed_gate_bn.model:29
-    T *const scan787 = A + 11232;  // f32[256], seed_gate_bn.model:29
-    T *const sum893 = A + 976;  // f32[1024], seed_gate_bn.model:29
-    T *const sum896 = A + 2000;  // f32[256], seed_gate_bn.model:29
-    T *const sum898 = A + 2256;  // f32[256], seed_gate_bn.model:29
-    T *const sum900 = A + 2512;  // f32[256], seed_gate_bn.model:29
-    T *const sum902 = A + 2768;  // f32[256], seed_gate_bn.model:29
-    T *const sum904 = A + 3024;  // f32[256], seed_gate_bn.model:29
-    T *const sum906 = A + 3280;  // f32[256], seed_gate_bn.model:29
-    T *const sum908 = A + 3536;  // f32[256], seed_gate_bn.model:29
-    T *const sum910 = A + 3792;  // f32[256], seed_gate_bn.model:29
-    T *const matmul914 = A + 17680;  // f32[256,1024], seed_gate_bn.model:29
-    T *const matmul806 = A + 4048;  // f32[1,1024], seed_gate_bn.model:30
+    T *const d_cell_h = A + 272656;  // f32[32,256], seed_gate_bn.model:29
+    T *const d_cell_c = A + 280848;  // f32[32,256], seed_gate_bn.model:29
+    T *const arg492 = A + 271632;  // f32[256], seed_gate_bn.model:29
+    T *const arg529 = A + 271888;  // f32[256], seed_gate_bn.model:29
+    T *const arg567 = A + 272144;  // f32[256], seed_gate_bn.model:29
+    T *const arg605 = A + 272400;  // f32[256], seed_gate_bn.model:29
+    T *const scan780 = A + 379712;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan782 = A + 625472;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan784 = A + 1103104;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan786 = A + 6049024;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan788 = A + 6294784;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan790 = A + 6540544;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan792 = A + 6786304;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const scan794 = A + 7032064;  // f32[32,30,256], seed_gate_bn.model:29
+    T *const mul504 = A + 305728;  // f32[256], prelude.model:101
+    T *const mul514 = A + 289056;  // f32[256], prelude.model:99
+    T *const mul541 = A + 289312;  // f32[256], prelude.model:101
+    T *const mul551 = A + 289312;  // f32[256], prelude.model:99
+    T *const mul579 = A + 298272;  // f32[256], prelude.model:101
+    T *const mul589 = A + 298272;  // f32[256], prelude.model:99
+    T *const mul617 = A + 298528;  // f32[256], prelude.model:101
+    T *const mul627 = A + 298016;  // f32[256], prelude.model:99
+    T *const add464 = A + 289056;  // f32[32,256]
+    T *const sum496 = A + 305440;  // f32[256], prelude.model:105
+    T *const mul493 = A + 297248;  // f32[32,256], prelude.model:105
+    T *const add510 = A + 314176;  // f32[32,256], prelude.model:101
+    T *const sum512 = A + 305440;  // f32[256], prelude.model:100
+    T *const add473 = A + 305984;  // f32[32,256], seed_gate_bn.model:36
+    T *const sum533 = A + 330560;  // f32[256], prelude.model:105
+    T *const mul530 = A + 322368;  // f32[32,256], prelude.model:105
+    T *const add547 = A + 289568;  // f32[32,256], prelude.model:101
+    T *const sum549 = A + 297760;  // f32[256], prelude.model:100
+    T *const sum571 = A + 298016;  // f32[256], prelude.model:105
+    T *const mul568 = A + 330560;  // f32[32,256], prelude.model:105
+    T *const add585 = A + 322368;  // f32[32,256], prelude.model:101
+    T *const sum587 = A + 297760;  // f32[256], prelude.model:100
+    T *const sum609 = A + 298016;  // f32[256], prelude.model:105
+    T *const mul606 = A + 338752;  // f32[32,256], prelude.model:105
+    T *const add623 = A + 330560;  // f32[32,256], prelude.model:101
+    T *const sum625 = A + 297760;  // f32[256], prelude.model:100
+    T *const add630 = A + 371520;  // f32[32,256], prelude.model:99
+    T *const add592 = A + 363328;  // f32[32,256], prelude.model:99
+    T *const add554 = A + 355136;  // f32[32,256], prelude.model:99
+    T *const add517 = A + 346944;  // f32[32,256], prelude.model:99
+    T *const mul481 = A + 338752;  // f32[32,256], seed_gate_bn.model:35
+    T *const matmul637 = A + 289040;  // f32[32,256], seed_gate_bn.model:30
+    T *const scan671 = A + 9184;  // f32[32,256], seed_gate_bn.model:29
+    T *const scan672 = A + 17680;  // f32[32,256], seed_gate_bn.model:29
+    T *const sum778 = A + 976;  // f32[1024], seed_gate_bn.model:29
+    T *const sum781 = A + 2000;  // f32[256], seed_gate_bn.model:29
+    T *const sum783 = A + 2256;  // f32[256], seed_gate_bn.model:29
+    T *const sum785 = A + 2512;  // f32[256], seed_gate_bn.model:29
+    T *const sum787 = A + 2768;  // f32[256], seed_gate_bn.model:29
+    T *const sum789 = A + 3024;  // f32[256], seed_gate_bn.model:29
+    T *const sum791 = A + 3280;  // f32[256], seed_gate_bn.model:29
+    T *const sum793 = A + 3536;  // f32[256], seed_gate_bn.model:29
+    T *const sum795 = A + 3792;  // f32[256], seed_gate_bn.model:29
+    T *const matmul799 = A + 17680;  // f32[256,1024], seed_gate_bn.model:29
+    T *const matmul691 = A + 4048;  // f32[1,1024], seed_gate_bn.model:30
     T *const d_cell_weight_ih = A + 5072;  // f32[1024,1], seed_gate_bn.model:30
     T *const d_cell_weight_hh = A + 279824;  // f32[1024,256], seed_gate_bn.model:30
     T *const d_head_weight = A + 0;  // f32[1,256], prelude.model:10
@@ -696,7 +631,7 @@ private:
       // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        slice915[i] = slice22[i];
+        slice800[i] = slice22[i];
       }
       // fused loop over [32, 256], 3 reductions:
       //   sub  (prelude.model:101:32)  [register]
@@ -705,16 +640,16 @@ private:
       //   mean over axes [0]  (prelude.model:101:32)
       //   mean %cell.bn_i.mu over axes [0]  (prelude.model:99:31)
       //   slice  (seed_gate_bn.model:32:29)
-      std::fill_n(mean917, 256, T(0));
-      std::fill_n(mean919, 256, T(0));
+      std::fill_n(mean802, 256, T(0));
+      std::fill_n(mean804, 256, T(0));
       std::fill_n(cell_bn_i_mu, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v916 = slice22[i0 * 256 + i1] - slice915[i1];
-          mean917[i1] += v916;
-          const T v918 = v916 * v916;
-          mean919[i1] += v918;
+          const T v801 = slice22[i0 * 256 + i1] - slice800[i1];
+          mean802[i1] += v801;
+          const T v803 = v801 * v801;
+          mean804[i1] += v803;
           cell_bn_i_mu[i1] += slice22[i0 * 256 + i1];
           const T v56 = cell_gates[i0 * 1024 + i1 + 256];
           slice56[i0 * 256 + i1] = v56;
@@ -722,11 +657,11 @@ private:
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean917[i] /= T(32);
+        mean802[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean919[i] /= T(32);
+        mean804[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -735,7 +670,7 @@ private:
       // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        slice924[i] = slice56[i];
+        slice809[i] = slice56[i];
       }
       // fused loop over [32, 256], 3 reductions:
       //   sub  (prelude.model:101:32)  [register]
@@ -744,16 +679,16 @@ private:
       //   mean over axes [0]  (prelude.model:101:32)
       //   mean %cell.bn_f.mu over axes [0]  (prelude.model:99:31)
       //   slice  (seed_gate_bn.model:33:26)
-      std::fill_n(mean926, 256, T(0));
-      std::fill_n(mean928, 256, T(0));
+      std::fill_n(mean811, 256, T(0));
+      std::fill_n(mean813, 256, T(0));
       std::fill_n(cell_bn_f_mu, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v925 = slice56[i0 * 256 + i1] - slice924[i1];
-          mean926[i1] += v925;
-          const T v927 = v925 * v925;
-          mean928[i1] += v927;
+          const T v810 = slice56[i0 * 256 + i1] - slice809[i1];
+          mean811[i1] += v810;
+          const T v812 = v810 * v810;
+          mean813[i1] += v812;
           cell_bn_f_mu[i1] += slice56[i0 * 256 + i1];
           const T v90 = cell_gates[i0 * 1024 + i1 + 512];
           slice90[i0 * 256 + i1] = v90;
@@ -761,11 +696,11 @@ private:
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean926[i] /= T(32);
+        mean811[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean928[i] /= T(32);
+        mean813[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -774,7 +709,7 @@ private:
       // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        slice933[i] = slice90[i];
+        slice818[i] = slice90[i];
       }
       // fused loop over [32, 256], 3 reductions:
       //   sub  (prelude.model:101:32)  [register]
@@ -783,16 +718,16 @@ private:
       //   mean over axes [0]  (prelude.model:101:32)
       //   mean %cell.bn_g.mu over axes [0]  (prelude.model:99:31)
       //   slice  (seed_gate_bn.model:34:29)
-      std::fill_n(mean935, 256, T(0));
-      std::fill_n(mean937, 256, T(0));
+      std::fill_n(mean820, 256, T(0));
+      std::fill_n(mean822, 256, T(0));
       std::fill_n(cell_bn_g_mu, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v934 = slice90[i0 * 256 + i1] - slice933[i1];
-          mean935[i1] += v934;
-          const T v936 = v934 * v934;
-          mean937[i1] += v936;
+          const T v819 = slice90[i0 * 256 + i1] - slice818[i1];
+          mean820[i1] += v819;
+          const T v821 = v819 * v819;
+          mean822[i1] += v821;
           cell_bn_g_mu[i1] += slice90[i0 * 256 + i1];
           const T v124 = cell_gates[i0 * 1024 + i1 + 768];
           slice124[i0 * 256 + i1] = v124;
@@ -800,11 +735,11 @@ private:
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean935[i] /= T(32);
+        mean820[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean937[i] /= T(32);
+        mean822[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -813,7 +748,7 @@ private:
       // slice  (prelude.model:101:32)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        slice942[i] = slice124[i];
+        slice827[i] = slice124[i];
       }
       // fused loop over [32, 256], 3 reductions:
       //   sub  (prelude.model:101:32)  [register]
@@ -822,16 +757,16 @@ private:
       //   mean over axes [0]  (prelude.model:101:32)
       //   mean %cell.bn_o.mu over axes [0]  (prelude.model:99:31)
       //   sub %cell.bn_i.d  (prelude.model:100:13)
-      std::fill_n(mean944, 256, T(0));
-      std::fill_n(mean946, 256, T(0));
+      std::fill_n(mean829, 256, T(0));
+      std::fill_n(mean831, 256, T(0));
       std::fill_n(cell_bn_o_mu, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v943 = slice124[i0 * 256 + i1] - slice942[i1];
-          mean944[i1] += v943;
-          const T v945 = v943 * v943;
-          mean946[i1] += v945;
+          const T v828 = slice124[i0 * 256 + i1] - slice827[i1];
+          mean829[i1] += v828;
+          const T v830 = v828 * v828;
+          mean831[i1] += v830;
           cell_bn_o_mu[i1] += slice124[i0 * 256 + i1];
           const T cell_bn_i_d = slice22[i0 * 256 + i1] - cell_bn_i_mu[i1];
           cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1] = cell_bn_i_d;
@@ -839,11 +774,11 @@ private:
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean944[i] /= T(32);
+        mean829[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        mean946[i] /= T(32);
+        mean831[i] /= T(32);
       }
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
@@ -852,7 +787,7 @@ private:
       // fused loop over [256]:
       //   mul  (prelude.model:101:32)  [register]
       //   sub  (prelude.model:101:32)  [register]
-      //   maximum  (prelude.model:101:32)
+      //   maximum  (prelude.model:101:32)  [register]
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_i.running_mean.new  (prelude.model:102:59)
@@ -863,7 +798,7 @@ private:
       //   rsqrt  (prelude.model:105:23)
       //   mul  (prelude.model:101:32)  [register]
       //   sub  (prelude.model:101:32)  [register]
-      //   maximum  (prelude.model:101:32)
+      //   maximum  (prelude.model:101:32)  [register]
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_f.running_mean.new  (prelude.model:102:59)
@@ -874,7 +809,7 @@ private:
       //   rsqrt  (prelude.model:105:23)
       //   mul  (prelude.model:101:32)  [register]
       //   sub  (prelude.model:101:32)  [register]
-      //   maximum  (prelude.model:101:32)
+      //   maximum  (prelude.model:101:32)  [register]
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_g.running_mean.new  (prelude.model:102:59)
@@ -885,7 +820,7 @@ private:
       //   rsqrt  (prelude.model:105:23)
       //   mul  (prelude.model:101:32)  [register]
       //   sub  (prelude.model:101:32)  [register]
-      //   maximum  (prelude.model:101:32)
+      //   maximum  (prelude.model:101:32)  [register]
       //   mul  (prelude.model:102:44)  [register]
       //   mul  (prelude.model:102:70)  [register]
       //   add %cell.bn_o.running_mean.new  (prelude.model:102:59)
@@ -896,64 +831,60 @@ private:
       //   rsqrt  (prelude.model:105:23)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        const T v920 = mean917[i] * mean917[i];
-        const T v921 = mean919[i] - v920;
-        const T v923 = std::max(v921, T(0));
-        maximum923[i] = v923;
+        const T v805 = mean802[i] * mean802[i];
+        const T v806 = mean804[i] - v805;
+        const T v808 = std::max(v806, T(0));
         const T v30 = const29[0] * cell_bn_i_running_mean_2[i];
         const T v32 = const31[0] * cell_bn_i_mu[i];
         const T cell_bn_i_running_mean_new_2 = v30 + v32;
         cell_bn_i_running_mean_new[i] = cell_bn_i_running_mean_new_2;
         const T v37 = const29[0] * cell_bn_i_running_var_2[i];
-        const T v39 = const38[0] * v923;
+        const T v39 = const38[0] * v808;
         const T cell_bn_i_running_var_new_2 = v37 + v39;
         cell_bn_i_running_var_new[i] = cell_bn_i_running_var_new_2;
-        const T v46 = v923 + const45[0];
+        const T v46 = v808 + const45[0];
         const T v47 = T(1) / std::sqrt(v46);
         rsqrt47[i] = v47;
-        const T v929 = mean926[i] * mean926[i];
-        const T v930 = mean928[i] - v929;
-        const T v932 = std::max(v930, T(0));
-        maximum932[i] = v932;
+        const T v814 = mean811[i] * mean811[i];
+        const T v815 = mean813[i] - v814;
+        const T v817 = std::max(v815, T(0));
         const T v64 = const29[0] * cell_bn_f_running_mean_2[i];
         const T v66 = const31[0] * cell_bn_f_mu[i];
         const T cell_bn_f_running_mean_new_2 = v64 + v66;
         cell_bn_f_running_mean_new[i] = cell_bn_f_running_mean_new_2;
         const T v71 = const29[0] * cell_bn_f_running_var_2[i];
-        const T v73 = const38[0] * v932;
+        const T v73 = const38[0] * v817;
         const T cell_bn_f_running_var_new_2 = v71 + v73;
         cell_bn_f_running_var_new[i] = cell_bn_f_running_var_new_2;
-        const T v80 = v932 + const45[0];
+        const T v80 = v817 + const45[0];
         const T v81 = T(1) / std::sqrt(v80);
         rsqrt81[i] = v81;
-        const T v938 = mean935[i] * mean935[i];
-        const T v939 = mean937[i] - v938;
-        const T v941 = std::max(v939, T(0));
-        maximum941[i] = v941;
+        const T v823 = mean820[i] * mean820[i];
+        const T v824 = mean822[i] - v823;
+        const T v826 = std::max(v824, T(0));
         const T v98 = const29[0] * cell_bn_g_running_mean_2[i];
         const T v100 = const31[0] * cell_bn_g_mu[i];
         const T cell_bn_g_running_mean_new_2 = v98 + v100;
         cell_bn_g_running_mean_new[i] = cell_bn_g_running_mean_new_2;
         const T v105 = const29[0] * cell_bn_g_running_var_2[i];
-        const T v107 = const38[0] * v941;
+        const T v107 = const38[0] * v826;
         const T cell_bn_g_running_var_new_2 = v105 + v107;
         cell_bn_g_running_var_new[i] = cell_bn_g_running_var_new_2;
-        const T v114 = v941 + const45[0];
+        const T v114 = v826 + const45[0];
         const T v115 = T(1) / std::sqrt(v114);
         rsqrt115[i] = v115;
-        const T v947 = mean944[i] * mean944[i];
-        const T v948 = mean946[i] - v947;
-        const T v950 = std::max(v948, T(0));
-        maximum950[i] = v950;
+        const T v832 = mean829[i] * mean829[i];
+        const T v833 = mean831[i] - v832;
+        const T v835 = std::max(v833, T(0));
         const T v132 = const29[0] * cell_bn_o_running_mean_2[i];
         const T v134 = const31[0] * cell_bn_o_mu[i];
         const T cell_bn_o_running_mean_new_2 = v132 + v134;
         cell_bn_o_running_mean_new[i] = cell_bn_o_running_mean_new_2;
         const T v139 = const29[0] * cell_bn_o_running_var_2[i];
-        const T v141 = const38[0] * v950;
+        const T v141 = const38[0] * v835;
         const T cell_bn_o_running_var_new_2 = v139 + v141;
         cell_bn_o_running_var_new[i] = cell_bn_o_running_var_new_2;
-        const T v148 = v950 + const45[0];
+        const T v148 = v835 + const45[0];
         const T v149 = T(1) / std::sqrt(v148);
         rsqrt149[i] = v149;
       }
@@ -1048,61 +979,13 @@ private:
         std::copy_n(rsqrt149 + i, 1, saved_2 + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(maximum950 + i, 1, cell_bn_o_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_o_running_var_2 + i, 1, cell_bn_o_running_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_o_mu + i, 1, cell_bn_o_mu_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_o_running_mean_2 + i, 1, cell_bn_o_running_mean_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(rsqrt115 + i, 1, saved_3 + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(maximum941 + i, 1, cell_bn_g_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_g_running_var_2 + i, 1, cell_bn_g_running_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_g_mu + i, 1, cell_bn_g_mu_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_g_running_mean_2 + i, 1, cell_bn_g_running_mean_saved + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(rsqrt81 + i, 1, saved_4 + (i * 30 + t));
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(maximum932 + i, 1, cell_bn_f_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_f_running_var_2 + i, 1, cell_bn_f_running_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_f_mu + i, 1, cell_bn_f_mu_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_f_running_mean_2 + i, 1, cell_bn_f_running_mean_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
         std::copy_n(rsqrt47 + i, 1, saved_5 + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(maximum923 + i, 1, cell_bn_i_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_i_running_var_2 + i, 1, cell_bn_i_running_var_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_i_mu + i, 1, cell_bn_i_mu_saved + (i * 30 + t));
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_i_running_mean_2 + i, 1, cell_bn_i_running_mean_saved + (i * 30 + t));
       }
       for (int64_t i = 0; i < 32; ++i) {
         std::copy_n(cell_h + i * 256, 256, cell_h_saved + (i * 7680 + t * 256));
@@ -1207,81 +1090,23 @@ private:
         pad436[i0 * 7680 + i2 + 7424] = matmul431[i0 * 256 + i2];
       }
     }
-    // const  (seed_gate_bn.model:29:12)
-    std::fill_n(const442, 256, T(0));
     // scan  (seed_gate_bn.model:29:12)
     std::copy_n(const2, 8192, d_cell_h);
     std::copy_n(const2, 8192, d_cell_c);
-    std::copy_n(const442, 256, d_cell_bn_i_running_mean);
-    std::copy_n(const442, 256, d_cell_bn_i_running_var);
-    std::copy_n(const442, 256, d_cell_bn_f_running_mean);
-    std::copy_n(const442, 256, d_cell_bn_f_running_var);
-    std::copy_n(const442, 256, d_cell_bn_g_running_mean);
-    std::copy_n(const442, 256, d_cell_bn_g_running_var);
-    std::copy_n(const442, 256, d_cell_bn_o_running_mean);
-    std::copy_n(const442, 256, d_cell_bn_o_running_var);
     gemmInvariantReset(1, 1); // B packed once per scan for 1 matmul
     for (int64_t step = 0; step < 30; ++step) {
       const int64_t t = 29 - step;
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(saved_2 + (i * 30 + t), 1, arg508 + i);
+        std::copy_n(saved_2 + (i * 30 + t), 1, arg492 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_o_var_saved + (i * 30 + t), 1, cell_bn_o_var + i);
+        std::copy_n(saved_3 + (i * 30 + t), 1, arg529 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_o_running_var_saved + (i * 30 + t), 1, cell_bn_o_running_var_4 + i);
+        std::copy_n(saved_4 + (i * 30 + t), 1, arg567 + i);
       }
       for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_o_mu_saved + (i * 30 + t), 1, cell_bn_o_mu_2 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_o_running_mean_saved + (i * 30 + t), 1, cell_bn_o_running_mean_4 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(saved_3 + (i * 30 + t), 1, arg566 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_g_var_saved + (i * 30 + t), 1, cell_bn_g_var + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_g_running_var_saved + (i * 30 + t), 1, cell_bn_g_running_var_4 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_g_mu_saved + (i * 30 + t), 1, cell_bn_g_mu_2 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_g_running_mean_saved + (i * 30 + t), 1, cell_bn_g_running_mean_4 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(saved_4 + (i * 30 + t), 1, arg622 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_f_var_saved + (i * 30 + t), 1, cell_bn_f_var + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_f_running_var_saved + (i * 30 + t), 1, cell_bn_f_running_var_4 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_f_mu_saved + (i * 30 + t), 1, cell_bn_f_mu_2 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_f_running_mean_saved + (i * 30 + t), 1, cell_bn_f_running_mean_4 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(saved_5 + (i * 30 + t), 1, arg678 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_i_var_saved + (i * 30 + t), 1, cell_bn_i_var + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_i_running_var_saved + (i * 30 + t), 1, cell_bn_i_running_var_4 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_i_mu_saved + (i * 30 + t), 1, cell_bn_i_mu_2 + i);
-      }
-      for (int64_t i = 0; i < 256; ++i) {
-        std::copy_n(cell_bn_i_running_mean_saved + (i * 30 + t), 1, cell_bn_i_running_mean_4 + i);
+        std::copy_n(saved_5 + (i * 30 + t), 1, arg605 + i);
       }
       // fused loop over [32, 256], 1 reduction:
       //   add
@@ -1293,22 +1118,22 @@ private:
       //   mul  (prelude.model:105:16)  [register]
       //   sum over axes [0]  (prelude.model:105:16)
       //   mul  (prelude.model:105:16)
-      std::fill_n(sum512, 256, T(0));
+      std::fill_n(sum496, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v480 = d_cell_h[i0 * 256 + i1] + pad436[t * 256 + i0 * 7680 + i1];
-          add480[i0 * 256 + i1] = v480;
-          const T v482 = v480 * saved[t * 256 + i0 * 7680 + i1];
-          const T v499 = T(1) - cell_o_saved[t * 256 + i0 * 7680 + i1];
-          const T v500 = cell_o_saved[t * 256 + i0 * 7680 + i1] * v499;
-          const T v501 = v482 * v500;
-          scan909[t * 256 + i0 * 7680 + i1] = v501;
-          const T v504 = v501 * cell_bn_o_weight[i1];
-          const T v511 = v504 * cell_bn_o_d_saved[t * 256 + i0 * 7680 + i1];
-          sum512[i1] += v511;
-          const T v509 = v504 * arg508[i1];
-          mul509[i0 * 256 + i1] = v509;
+          const T v464 = d_cell_h[i0 * 256 + i1] + pad436[t * 256 + i0 * 7680 + i1];
+          add464[i0 * 256 + i1] = v464;
+          const T v466 = v464 * saved[t * 256 + i0 * 7680 + i1];
+          const T v483 = T(1) - cell_o_saved[t * 256 + i0 * 7680 + i1];
+          const T v484 = cell_o_saved[t * 256 + i0 * 7680 + i1] * v483;
+          const T v485 = v466 * v484;
+          scan794[t * 256 + i0 * 7680 + i1] = v485;
+          const T v488 = v485 * cell_bn_o_weight[i1];
+          const T v495 = v488 * cell_bn_o_d_saved[t * 256 + i0 * 7680 + i1];
+          sum496[i1] += v495;
+          const T v493 = v488 * arg492[i1];
+          mul493[i0 * 256 + i1] = v493;
         }
       }
       // fused loop over [256]:
@@ -1316,22 +1141,15 @@ private:
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
-      //   mul  (prelude.model:103:84)  [register]
-      //   add  (prelude.model:103:84)  [register]
       //   mul  (prelude.model:101:32)
-      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        const T v514 = sum512[i] * T(-0.5);
-        const T v515 = arg508[i] * arg508[i];
-        const T v516 = arg508[i] * v515;
-        const T v517 = v514 * v516;
-        const T v523 = d_cell_bn_o_running_var[i] * const38[0];
-        const T v524 = v517 + v523;
-        const T v540 = v524 * T(0.03125);
-        mul540[i] = v540;
-        const T v534 = d_cell_bn_o_running_mean[i] * const31[0];
-        mul534[i] = v534;
+        const T v498 = sum496[i] * T(-0.5);
+        const T v499 = arg492[i] * arg492[i];
+        const T v500 = arg492[i] * v499;
+        const T v501 = v498 * v500;
+        const T v504 = v501 * T(0.03125);
+        mul504[i] = v504;
       }
       // fused loop over [32, 256], 2 reductions:
       //   broadcast_to  (prelude.model:101:32)  [register]
@@ -1353,62 +1171,53 @@ private:
       //   mul  (prelude.model:105:16)  [register]
       //   sum over axes [0]  (prelude.model:105:16)
       //   mul  (prelude.model:105:16)
-      std::fill_n(sum548, 256, T(0));
-      std::fill_n(sum570, 256, T(0));
+      std::fill_n(sum512, 256, T(0));
+      std::fill_n(sum533, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v542 = mul540[i1];
-          const T v543 = v542 * cell_bn_o_d_saved[t * 256 + i0 * 7680 + i1];
-          const T v545 = mul509[i0 * 256 + i1] + v543;
-          const T v546 = v545 + v543;
-          add546[i0 * 256 + i1] = v546;
-          const T v547 = -v546;
-          sum548[i1] += v547;
-          const T v484 = add480[i0 * 256 + i1] * cell_o_saved[t * 256 + i0 * 7680 + i1];
-          const T v486 = saved[t * 256 + i0 * 7680 + i1] * saved[t * 256 + i0 * 7680 + i1];
-          const T v487 = T(1) - v486;
-          const T v488 = v484 * v487;
-          const T v489 = d_cell_c[i0 * 256 + i1] + v488;
-          add489[i0 * 256 + i1] = v489;
-          const T v493 = v489 * cell_i_saved[t * 256 + i0 * 7680 + i1];
-          const T v557 = cell_g_saved[t * 256 + i0 * 7680 + i1] * cell_g_saved[t * 256 + i0 * 7680 + i1];
-          const T v558 = T(1) - v557;
-          const T v559 = v493 * v558;
-          scan905[t * 256 + i0 * 7680 + i1] = v559;
-          const T v562 = v559 * cell_bn_g_weight[i1];
-          const T v569 = v562 * cell_bn_g_d_saved[t * 256 + i0 * 7680 + i1];
-          sum570[i1] += v569;
-          const T v567 = v562 * arg566[i1];
-          mul567[i0 * 256 + i1] = v567;
+          const T v506 = mul504[i1];
+          const T v507 = v506 * cell_bn_o_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v509 = mul493[i0 * 256 + i1] + v507;
+          const T v510 = v509 + v507;
+          add510[i0 * 256 + i1] = v510;
+          const T v511 = -v510;
+          sum512[i1] += v511;
+          const T v468 = add464[i0 * 256 + i1] * cell_o_saved[t * 256 + i0 * 7680 + i1];
+          const T v470 = saved[t * 256 + i0 * 7680 + i1] * saved[t * 256 + i0 * 7680 + i1];
+          const T v471 = T(1) - v470;
+          const T v472 = v468 * v471;
+          const T v473 = d_cell_c[i0 * 256 + i1] + v472;
+          add473[i0 * 256 + i1] = v473;
+          const T v477 = v473 * cell_i_saved[t * 256 + i0 * 7680 + i1];
+          const T v520 = cell_g_saved[t * 256 + i0 * 7680 + i1] * cell_g_saved[t * 256 + i0 * 7680 + i1];
+          const T v521 = T(1) - v520;
+          const T v522 = v477 * v521;
+          scan790[t * 256 + i0 * 7680 + i1] = v522;
+          const T v525 = v522 * cell_bn_g_weight[i1];
+          const T v532 = v525 * cell_bn_g_d_saved[t * 256 + i0 * 7680 + i1];
+          sum533[i1] += v532;
+          const T v530 = v525 * arg529[i1];
+          mul530[i0 * 256 + i1] = v530;
         }
       }
       // fused loop over [256]:
-      //   add  (prelude.model:100:13)  [register]
       //   mul  (prelude.model:99:31)
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
-      //   mul  (prelude.model:103:84)  [register]
-      //   add  (prelude.model:103:84)  [register]
       //   mul  (prelude.model:101:32)
-      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        const T v549 = mul534[i] + sum548[i];
-        const T v551 = v549 * T(0.03125);
-        mul551[i] = v551;
-        const T v572 = sum570[i] * T(-0.5);
-        const T v573 = arg566[i] * arg566[i];
-        const T v574 = arg566[i] * v573;
-        const T v575 = v572 * v574;
-        const T v580 = d_cell_bn_g_running_var[i] * const38[0];
-        const T v581 = v575 + v580;
-        const T v595 = v581 * T(0.03125);
-        mul595[i] = v595;
-        const T v589 = d_cell_bn_g_running_mean[i] * const31[0];
-        mul589[i] = v589;
+        const T v514 = sum512[i] * T(0.03125);
+        mul514[i] = v514;
+        const T v535 = sum533[i] * T(-0.5);
+        const T v536 = arg529[i] * arg529[i];
+        const T v537 = arg529[i] * v536;
+        const T v538 = v535 * v537;
+        const T v541 = v538 * T(0.03125);
+        mul541[i] = v541;
       }
       // fused loop over [32, 256], 2 reductions:
       //   broadcast_to  (prelude.model:101:32)  [register]
@@ -1425,56 +1234,47 @@ private:
       //   mul  (prelude.model:105:16)  [register]
       //   sum over axes [0]  (prelude.model:105:16)
       //   mul  (prelude.model:105:16)
-      std::fill_n(sum603, 256, T(0));
-      std::fill_n(sum626, 256, T(0));
+      std::fill_n(sum549, 256, T(0));
+      std::fill_n(sum571, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v597 = mul595[i1];
-          const T v598 = v597 * cell_bn_g_d_saved[t * 256 + i0 * 7680 + i1];
-          const T v600 = mul567[i0 * 256 + i1] + v598;
-          const T v601 = v600 + v598;
-          add601[i0 * 256 + i1] = v601;
-          const T v602 = -v601;
-          sum603[i1] += v602;
-          const T v495 = add489[i0 * 256 + i1] * cell_c_saved[t * 256 + i0 * 7680 + i1];
-          const T v613 = T(1) - cell_f_saved[t * 256 + i0 * 7680 + i1];
-          const T v614 = cell_f_saved[t * 256 + i0 * 7680 + i1] * v613;
-          const T v615 = v495 * v614;
-          scan901[t * 256 + i0 * 7680 + i1] = v615;
-          const T v618 = v615 * cell_bn_f_weight[i1];
-          const T v625 = v618 * cell_bn_f_d_saved[t * 256 + i0 * 7680 + i1];
-          sum626[i1] += v625;
-          const T v623 = v618 * arg622[i1];
-          mul623[i0 * 256 + i1] = v623;
+          const T v543 = mul541[i1];
+          const T v544 = v543 * cell_bn_g_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v546 = mul530[i0 * 256 + i1] + v544;
+          const T v547 = v546 + v544;
+          add547[i0 * 256 + i1] = v547;
+          const T v548 = -v547;
+          sum549[i1] += v548;
+          const T v479 = add473[i0 * 256 + i1] * cell_c_saved[t * 256 + i0 * 7680 + i1];
+          const T v558 = T(1) - cell_f_saved[t * 256 + i0 * 7680 + i1];
+          const T v559 = cell_f_saved[t * 256 + i0 * 7680 + i1] * v558;
+          const T v560 = v479 * v559;
+          scan786[t * 256 + i0 * 7680 + i1] = v560;
+          const T v563 = v560 * cell_bn_f_weight[i1];
+          const T v570 = v563 * cell_bn_f_d_saved[t * 256 + i0 * 7680 + i1];
+          sum571[i1] += v570;
+          const T v568 = v563 * arg567[i1];
+          mul568[i0 * 256 + i1] = v568;
         }
       }
       // fused loop over [256]:
-      //   add  (prelude.model:100:13)  [register]
       //   mul  (prelude.model:99:31)
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
-      //   mul  (prelude.model:103:84)  [register]
-      //   add  (prelude.model:103:84)  [register]
       //   mul  (prelude.model:101:32)
-      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        const T v604 = mul589[i] + sum603[i];
-        const T v606 = v604 * T(0.03125);
-        mul606[i] = v606;
-        const T v628 = sum626[i] * T(-0.5);
-        const T v629 = arg622[i] * arg622[i];
-        const T v630 = arg622[i] * v629;
-        const T v631 = v628 * v630;
-        const T v636 = d_cell_bn_f_running_var[i] * const38[0];
-        const T v637 = v631 + v636;
-        const T v651 = v637 * T(0.03125);
-        mul651[i] = v651;
-        const T v645 = d_cell_bn_f_running_mean[i] * const31[0];
-        mul645[i] = v645;
+        const T v551 = sum549[i] * T(0.03125);
+        mul551[i] = v551;
+        const T v573 = sum571[i] * T(-0.5);
+        const T v574 = arg567[i] * arg567[i];
+        const T v575 = arg567[i] * v574;
+        const T v576 = v573 * v575;
+        const T v579 = v576 * T(0.03125);
+        mul579[i] = v579;
       }
       // fused loop over [32, 256], 2 reductions:
       //   broadcast_to  (prelude.model:101:32)  [register]
@@ -1491,56 +1291,47 @@ private:
       //   mul  (prelude.model:105:16)  [register]
       //   sum over axes [0]  (prelude.model:105:16)
       //   mul  (prelude.model:105:16)
-      std::fill_n(sum659, 256, T(0));
-      std::fill_n(sum682, 256, T(0));
+      std::fill_n(sum587, 256, T(0));
+      std::fill_n(sum609, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v653 = mul651[i1];
-          const T v654 = v653 * cell_bn_f_d_saved[t * 256 + i0 * 7680 + i1];
-          const T v656 = mul623[i0 * 256 + i1] + v654;
-          const T v657 = v656 + v654;
-          add657[i0 * 256 + i1] = v657;
-          const T v658 = -v657;
-          sum659[i1] += v658;
-          const T v491 = add489[i0 * 256 + i1] * cell_g_saved[t * 256 + i0 * 7680 + i1];
-          const T v669 = T(1) - cell_i_saved[t * 256 + i0 * 7680 + i1];
-          const T v670 = cell_i_saved[t * 256 + i0 * 7680 + i1] * v669;
-          const T v671 = v491 * v670;
-          scan897[t * 256 + i0 * 7680 + i1] = v671;
-          const T v674 = v671 * cell_bn_i_weight[i1];
-          const T v681 = v674 * cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1];
-          sum682[i1] += v681;
-          const T v679 = v674 * arg678[i1];
-          mul679[i0 * 256 + i1] = v679;
+          const T v581 = mul579[i1];
+          const T v582 = v581 * cell_bn_f_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v584 = mul568[i0 * 256 + i1] + v582;
+          const T v585 = v584 + v582;
+          add585[i0 * 256 + i1] = v585;
+          const T v586 = -v585;
+          sum587[i1] += v586;
+          const T v475 = add473[i0 * 256 + i1] * cell_g_saved[t * 256 + i0 * 7680 + i1];
+          const T v596 = T(1) - cell_i_saved[t * 256 + i0 * 7680 + i1];
+          const T v597 = cell_i_saved[t * 256 + i0 * 7680 + i1] * v596;
+          const T v598 = v475 * v597;
+          scan782[t * 256 + i0 * 7680 + i1] = v598;
+          const T v601 = v598 * cell_bn_i_weight[i1];
+          const T v608 = v601 * cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1];
+          sum609[i1] += v608;
+          const T v606 = v601 * arg605[i1];
+          mul606[i0 * 256 + i1] = v606;
         }
       }
       // fused loop over [256]:
-      //   add  (prelude.model:100:13)  [register]
       //   mul  (prelude.model:99:31)
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
       //   mul  (prelude.model:105:23)  [register]
-      //   mul  (prelude.model:103:84)  [register]
-      //   add  (prelude.model:103:84)  [register]
       //   mul  (prelude.model:101:32)
-      //   mul  (prelude.model:102:70)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        const T v660 = mul645[i] + sum659[i];
-        const T v662 = v660 * T(0.03125);
-        mul662[i] = v662;
-        const T v684 = sum682[i] * T(-0.5);
-        const T v685 = arg678[i] * arg678[i];
-        const T v686 = arg678[i] * v685;
-        const T v687 = v684 * v686;
-        const T v692 = d_cell_bn_i_running_var[i] * const38[0];
-        const T v693 = v687 + v692;
-        const T v707 = v693 * T(0.03125);
-        mul707[i] = v707;
-        const T v701 = d_cell_bn_i_running_mean[i] * const31[0];
-        mul701[i] = v701;
+        const T v589 = sum587[i] * T(0.03125);
+        mul589[i] = v589;
+        const T v611 = sum609[i] * T(-0.5);
+        const T v612 = arg605[i] * arg605[i];
+        const T v613 = arg605[i] * v612;
+        const T v614 = v611 * v613;
+        const T v617 = v614 * T(0.03125);
+        mul617[i] = v617;
       }
       // fused loop over [32, 256], 1 reduction:
       //   broadcast_to  (prelude.model:101:32)  [register]
@@ -1549,51 +1340,24 @@ private:
       //   add  (prelude.model:101:35)
       //   neg  (prelude.model:100:13)  [register]
       //   sum over axes [0]  (prelude.model:100:13)
-      std::fill_n(sum715, 256, T(0));
+      std::fill_n(sum625, 256, T(0));
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v709 = mul707[i1];
-          const T v710 = v709 * cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1];
-          const T v712 = mul679[i0 * 256 + i1] + v710;
-          const T v713 = v712 + v710;
-          add713[i0 * 256 + i1] = v713;
-          const T v714 = -v713;
-          sum715[i1] += v714;
+          const T v619 = mul617[i1];
+          const T v620 = v619 * cell_bn_i_d_saved[t * 256 + i0 * 7680 + i1];
+          const T v622 = mul606[i0 * 256 + i1] + v620;
+          const T v623 = v622 + v620;
+          add623[i0 * 256 + i1] = v623;
+          const T v624 = -v623;
+          sum625[i1] += v624;
         }
       }
-      // fused loop over [256]:
-      //   add  (prelude.model:100:13)  [register]
-      //   mul  (prelude.model:99:31)
-      //   mul  (prelude.model:103:43)
-      //   mul  (prelude.model:102:44)
-      //   mul  (prelude.model:103:43)
-      //   mul  (prelude.model:102:44)
-      //   mul  (prelude.model:103:43)
-      //   mul  (prelude.model:102:44)
-      //   mul  (prelude.model:103:43)
-      //   mul  (prelude.model:102:44)
+      // mul  (prelude.model:99:31)
       GRADC_IVDEP
       for (int64_t i = 0; i < 256; ++i) {
-        const T v716 = mul701[i] + sum715[i];
-        const T v718 = v716 * T(0.03125);
-        mul718[i] = v718;
-        const T v529 = d_cell_bn_o_running_var[i] * const29[0];
-        mul529[i] = v529;
-        const T v538 = d_cell_bn_o_running_mean[i] * const29[0];
-        mul538[i] = v538;
-        const T v585 = d_cell_bn_g_running_var[i] * const29[0];
-        mul585[i] = v585;
-        const T v593 = d_cell_bn_g_running_mean[i] * const29[0];
-        mul593[i] = v593;
-        const T v641 = d_cell_bn_f_running_var[i] * const29[0];
-        mul641[i] = v641;
-        const T v649 = d_cell_bn_f_running_mean[i] * const29[0];
-        mul649[i] = v649;
-        const T v697 = d_cell_bn_i_running_var[i] * const29[0];
-        mul697[i] = v697;
-        const T v705 = d_cell_bn_i_running_mean[i] * const29[0];
-        mul705[i] = v705;
+        const T v627 = sum625[i] * T(0.03125);
+        mul627[i] = v627;
       }
       // fused loop over [32, 256]:
       //   broadcast_to  (prelude.model:99:31)  [register]
@@ -1612,85 +1376,69 @@ private:
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          const T v720 = mul718[i1];
-          const T v721 = add713[i0 * 256 + i1] + v720;
-          add721[i0 * 256 + i1] = v721;
-          const T v664 = mul662[i1];
-          const T v665 = add657[i0 * 256 + i1] + v664;
-          add665[i0 * 256 + i1] = v665;
-          const T v608 = mul606[i1];
-          const T v609 = add601[i0 * 256 + i1] + v608;
-          add609[i0 * 256 + i1] = v609;
+          const T v629 = mul627[i1];
+          const T v630 = add623[i0 * 256 + i1] + v629;
+          add630[i0 * 256 + i1] = v630;
+          const T v591 = mul589[i1];
+          const T v592 = add585[i0 * 256 + i1] + v591;
+          add592[i0 * 256 + i1] = v592;
           const T v553 = mul551[i1];
-          const T v554 = add546[i0 * 256 + i1] + v553;
+          const T v554 = add547[i0 * 256 + i1] + v553;
           add554[i0 * 256 + i1] = v554;
-          const T v497 = add489[i0 * 256 + i1] * cell_f_saved[t * 256 + i0 * 7680 + i1];
-          mul497[i0 * 256 + i1] = v497;
-          const T v506 = scan909[t * 256 + i0 * 7680 + i1] * cell_bn_o_xhat_saved[t * 256 + i0 * 7680 + i1];
-          scan907[t * 256 + i0 * 7680 + i1] = v506;
-          const T v564 = scan905[t * 256 + i0 * 7680 + i1] * cell_bn_g_xhat_saved[t * 256 + i0 * 7680 + i1];
-          scan903[t * 256 + i0 * 7680 + i1] = v564;
-          const T v620 = scan901[t * 256 + i0 * 7680 + i1] * cell_bn_f_xhat_saved[t * 256 + i0 * 7680 + i1];
-          scan899[t * 256 + i0 * 7680 + i1] = v620;
-          const T v676 = scan897[t * 256 + i0 * 7680 + i1] * cell_bn_i_xhat_saved[t * 256 + i0 * 7680 + i1];
-          scan895[t * 256 + i0 * 7680 + i1] = v676;
+          const T v516 = mul514[i1];
+          const T v517 = add510[i0 * 256 + i1] + v516;
+          add517[i0 * 256 + i1] = v517;
+          const T v481 = add473[i0 * 256 + i1] * cell_f_saved[t * 256 + i0 * 7680 + i1];
+          mul481[i0 * 256 + i1] = v481;
+          const T v490 = scan794[t * 256 + i0 * 7680 + i1] * cell_bn_o_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan792[t * 256 + i0 * 7680 + i1] = v490;
+          const T v527 = scan790[t * 256 + i0 * 7680 + i1] * cell_bn_g_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan788[t * 256 + i0 * 7680 + i1] = v527;
+          const T v565 = scan786[t * 256 + i0 * 7680 + i1] * cell_bn_f_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan784[t * 256 + i0 * 7680 + i1] = v565;
+          const T v603 = scan782[t * 256 + i0 * 7680 + i1] * cell_bn_i_xhat_saved[t * 256 + i0 * 7680 + i1];
+          scan780[t * 256 + i0 * 7680 + i1] = v603;
         }
       }
       // concat  (seed_gate_bn.model:31:29)
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          scan799[t * 1024 + i0 * 30720 + i1] = add721[i0 * 256 + i1];
+          scan684[t * 1024 + i0 * 30720 + i1] = add630[i0 * 256 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          scan799[t * 1024 + i0 * 30720 + i1 + 256] = add665[i0 * 256 + i1];
+          scan684[t * 1024 + i0 * 30720 + i1 + 256] = add592[i0 * 256 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          scan799[t * 1024 + i0 * 30720 + i1 + 512] = add609[i0 * 256 + i1];
+          scan684[t * 1024 + i0 * 30720 + i1 + 512] = add554[i0 * 256 + i1];
         }
       }
       for (int64_t i0 = 0; i0 < 32; ++i0) {
         GRADC_IVDEP
         for (int64_t i1 = 0; i1 < 256; ++i1) {
-          scan799[t * 1024 + i0 * 30720 + i1 + 768] = add554[i0 * 256 + i1];
+          scan684[t * 1024 + i0 * 30720 + i1 + 768] = add517[i0 * 256 + i1];
         }
       }
       // matmul  (seed_gate_bn.model:30:55)
-      gemmInvariantB(1, false, false, 32, 256, 1024, T(1), scan799 + t * 1024, 30720, cell_weight_hh, 256, T(0), matmul728, 256, threads());
-      std::copy_n(matmul728, 8192, d_cell_h);
-      std::copy_n(mul497, 8192, d_cell_c);
-      std::copy_n(mul705, 256, d_cell_bn_i_running_mean);
-      std::copy_n(mul697, 256, d_cell_bn_i_running_var);
-      std::copy_n(mul649, 256, d_cell_bn_f_running_mean);
-      std::copy_n(mul641, 256, d_cell_bn_f_running_var);
-      std::copy_n(mul593, 256, d_cell_bn_g_running_mean);
-      std::copy_n(mul585, 256, d_cell_bn_g_running_var);
-      std::copy_n(mul538, 256, d_cell_bn_o_running_mean);
-      std::copy_n(mul529, 256, d_cell_bn_o_running_var);
+      gemmInvariantB(1, false, false, 32, 256, 1024, T(1), scan684 + t * 1024, 30720, cell_weight_hh, 256, T(0), matmul637, 256, threads());
+      std::copy_n(matmul637, 8192, d_cell_h);
+      std::copy_n(mul481, 8192, d_cell_c);
     }
-    std::copy_n(d_cell_h, 8192, scan778);
-    std::copy_n(d_cell_c, 8192, scan779);
-    std::copy_n(d_cell_bn_i_running_mean, 256, scan780);
-    std::copy_n(d_cell_bn_i_running_var, 256, scan781);
-    std::copy_n(d_cell_bn_f_running_mean, 256, scan782);
-    std::copy_n(d_cell_bn_f_running_var, 256, scan783);
-    std::copy_n(d_cell_bn_g_running_mean, 256, scan784);
-    std::copy_n(d_cell_bn_g_running_var, 256, scan785);
-    std::copy_n(d_cell_bn_o_running_mean, 256, scan786);
-    std::copy_n(d_cell_bn_o_running_var, 256, scan787);
+    std::copy_n(d_cell_h, 8192, scan671);
+    std::copy_n(d_cell_c, 8192, scan672);
     // sum  (seed_gate_bn.model:29:12)
-    std::fill_n(sum893, 1024, T(0));
+    std::fill_n(sum778, 1024, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       for (int64_t i1 = 0; i1 < 30; ++i1) {
         GRADC_IVDEP
         for (int64_t i2 = 0; i2 < 1024; ++i2) {
-          sum893[i2] += scan799[i0 * 30720 + i1 * 1024 + i2];
+          sum778[i2] += scan684[i0 * 30720 + i1 * 1024 + i2];
         }
       }
     }
@@ -1703,36 +1451,36 @@ private:
     //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
     //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
     //   sum over axes [0, 1]  (seed_gate_bn.model:29:12)
-    std::fill_n(sum896, 256, T(0));
-    std::fill_n(sum898, 256, T(0));
-    std::fill_n(sum900, 256, T(0));
-    std::fill_n(sum902, 256, T(0));
-    std::fill_n(sum904, 256, T(0));
-    std::fill_n(sum906, 256, T(0));
-    std::fill_n(sum908, 256, T(0));
-    std::fill_n(sum910, 256, T(0));
+    std::fill_n(sum781, 256, T(0));
+    std::fill_n(sum783, 256, T(0));
+    std::fill_n(sum785, 256, T(0));
+    std::fill_n(sum787, 256, T(0));
+    std::fill_n(sum789, 256, T(0));
+    std::fill_n(sum791, 256, T(0));
+    std::fill_n(sum793, 256, T(0));
+    std::fill_n(sum795, 256, T(0));
     for (int64_t i0 = 0; i0 < 32; ++i0) {
       for (int64_t i1 = 0; i1 < 30; ++i1) {
         GRADC_IVDEP
         for (int64_t i2 = 0; i2 < 256; ++i2) {
-          sum896[i2] += scan895[i0 * 7680 + i1 * 256 + i2];
-          sum898[i2] += scan897[i0 * 7680 + i1 * 256 + i2];
-          sum900[i2] += scan899[i0 * 7680 + i1 * 256 + i2];
-          sum902[i2] += scan901[i0 * 7680 + i1 * 256 + i2];
-          sum904[i2] += scan903[i0 * 7680 + i1 * 256 + i2];
-          sum906[i2] += scan905[i0 * 7680 + i1 * 256 + i2];
-          sum908[i2] += scan907[i0 * 7680 + i1 * 256 + i2];
-          sum910[i2] += scan909[i0 * 7680 + i1 * 256 + i2];
+          sum781[i2] += scan780[i0 * 7680 + i1 * 256 + i2];
+          sum783[i2] += scan782[i0 * 7680 + i1 * 256 + i2];
+          sum785[i2] += scan784[i0 * 7680 + i1 * 256 + i2];
+          sum787[i2] += scan786[i0 * 7680 + i1 * 256 + i2];
+          sum789[i2] += scan788[i0 * 7680 + i1 * 256 + i2];
+          sum791[i2] += scan790[i0 * 7680 + i1 * 256 + i2];
+          sum793[i2] += scan792[i0 * 7680 + i1 * 256 + i2];
+          sum795[i2] += scan794[i0 * 7680 + i1 * 256 + i2];
         }
       }
     }
     // matmul  (seed_gate_bn.model:29:12)
-    gemm(true, false, 256, 1024, 960, T(1), cell_h_saved, 256, scan799, 1024, T(0), matmul914, 1024, threads());
+    gemm(true, false, 256, 1024, 960, T(1), cell_h_saved, 256, scan684, 1024, T(0), matmul799, 1024, threads());
     // matmul  (seed_gate_bn.model:30:18)
-    gemm(true, false, 1, 1024, 960, T(1), x, 1, scan799, 1024, T(0), matmul806, 1024, threads());
+    gemm(true, false, 1, 1024, 960, T(1), x, 1, scan684, 1024, T(0), matmul691, 1024, threads());
     // transpose %d.cell.weight_ih  (seed_gate_bn.model:30:29)
     for (int64_t i0 = 0; i0 < 1024; ++i0) {
-      d_cell_weight_ih[i0] = matmul806[i0];
+      d_cell_weight_ih[i0] = matmul691[i0];
     }
     // grad  (seed_gate_bn.model:18:3)
     if (grads) (*grads)[0].assign(d_cell_weight_ih, d_cell_weight_ih + 1024);
@@ -1740,31 +1488,31 @@ private:
     for (int64_t i0 = 0; i0 < 1024; ++i0) {
       GRADC_IVDEP
       for (int64_t i1 = 0; i1 < 256; ++i1) {
-        d_cell_weight_hh[i0 * 256 + i1] = matmul914[i0 + i1 * 1024];
+        d_cell_weight_hh[i0 * 256 + i1] = matmul799[i0 + i1 * 1024];
       }
     }
     // grad  (seed_gate_bn.model:19:3)
     if (grads) (*grads)[1].assign(d_cell_weight_hh, d_cell_weight_hh + 262144);
     // grad  (seed_gate_bn.model:20:3)
-    if (grads) (*grads)[2].assign(sum893, sum893 + 1024);
+    if (grads) (*grads)[2].assign(sum778, sum778 + 1024);
     // grad  (seed_gate_bn.model:21:3)
-    if (grads) (*grads)[3].assign(sum893, sum893 + 1024);
+    if (grads) (*grads)[3].assign(sum778, sum778 + 1024);
     // grad  (prelude.model:90:3)
-    if (grads) (*grads)[4].assign(sum896, sum896 + 256);
+    if (grads) (*grads)[4].assign(sum781, sum781 + 256);
     // grad  (prelude.model:91:3)
-    if (grads) (*grads)[5].assign(sum898, sum898 + 256);
+    if (grads) (*grads)[5].assign(sum783, sum783 + 256);
     // grad  (prelude.model:90:3)
-    if (grads) (*grads)[6].assign(sum900, sum900 + 256);
+    if (grads) (*grads)[6].assign(sum785, sum785 + 256);
     // grad  (prelude.model:91:3)
-    if (grads) (*grads)[7].assign(sum902, sum902 + 256);
+    if (grads) (*grads)[7].assign(sum787, sum787 + 256);
     // grad  (prelude.model:90:3)
-    if (grads) (*grads)[8].assign(sum904, sum904 + 256);
+    if (grads) (*grads)[8].assign(sum789, sum789 + 256);
     // grad  (prelude.model:91:3)
-    if (grads) (*grads)[9].assign(sum906, sum906 + 256);
+    if (grads) (*grads)[9].assign(sum791, sum791 + 256);
     // grad  (prelude.model:90:3)
-    if (grads) (*grads)[10].assign(sum908, sum908 + 256);
+    if (grads) (*grads)[10].assign(sum793, sum793 + 256);
     // grad  (prelude.model:91:3)
-    if (grads) (*grads)[11].assign(sum910, sum910 + 256);
+    if (grads) (*grads)[11].assign(sum795, sum795 + 256);
     // transpose %d.head.weight  (prelude.model:10:25)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1) {
@@ -1782,10 +1530,10 @@ private:
     //   mul  (seed_gate_bn.model:52:1)  [register]
     //   sub %cell.weight_ih.new  (seed_gate_bn.model:52:1)
     for (int64_t i0 = 0; i0 < 1024; ++i0) {
-      const T v809 = std::max(d_cell_weight_ih[i0], T(-1));
-      const T v811 = std::min(v809, T(1));
-      const T v865 = v811 * lr_2[0];
-      const T cell_weight_ih_new_2 = cell_weight_ih[i0] - v865;
+      const T v694 = std::max(d_cell_weight_ih[i0], T(-1));
+      const T v696 = std::min(v694, T(1));
+      const T v750 = v696 * lr_2[0];
+      const T cell_weight_ih_new_2 = cell_weight_ih[i0] - v750;
       cell_weight_ih_new[i0] = cell_weight_ih_new_2;
     }
     // update  (seed_gate_bn.model:52:1)
@@ -1797,10 +1545,10 @@ private:
     //   sub %cell.weight_hh.new  (seed_gate_bn.model:52:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 262144; ++i) {
-      const T v813 = std::max(d_cell_weight_hh[i], T(-1));
-      const T v815 = std::min(v813, T(1));
-      const T v867 = v815 * lr_2[0];
-      const T cell_weight_hh_new_2 = cell_weight_hh[i] - v867;
+      const T v698 = std::max(d_cell_weight_hh[i], T(-1));
+      const T v700 = std::min(v698, T(1));
+      const T v752 = v700 * lr_2[0];
+      const T cell_weight_hh_new_2 = cell_weight_hh[i] - v752;
       cell_weight_hh_new[i] = cell_weight_hh_new_2;
     }
     // update  (seed_gate_bn.model:52:1)
@@ -1813,12 +1561,12 @@ private:
     //   sub %cell.bias_hh.new  (seed_gate_bn.model:52:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 1024; ++i) {
-      const T v817 = std::max(sum893[i], T(-1));
-      const T v819 = std::min(v817, T(1));
-      const T v869 = v819 * lr_2[0];
-      const T cell_bias_ih_new_2 = cell_bias_ih[i] - v869;
+      const T v702 = std::max(sum778[i], T(-1));
+      const T v704 = std::min(v702, T(1));
+      const T v754 = v704 * lr_2[0];
+      const T cell_bias_ih_new_2 = cell_bias_ih[i] - v754;
       cell_bias_ih_new[i] = cell_bias_ih_new_2;
-      const T cell_bias_hh_new_2 = cell_bias_hh[i] - v869;
+      const T cell_bias_hh_new_2 = cell_bias_hh[i] - v754;
       cell_bias_hh_new[i] = cell_bias_hh_new_2;
     }
     // update  (seed_gate_bn.model:52:1)
@@ -1860,45 +1608,45 @@ private:
     //   sub %cell.bn_o.bias.new  (seed_gate_bn.model:52:1)
     GRADC_IVDEP
     for (int64_t i = 0; i < 256; ++i) {
-      const T v825 = std::max(sum896[i], T(-1));
-      const T v827 = std::min(v825, T(1));
-      const T v873 = v827 * lr_2[0];
-      const T cell_bn_i_weight_new_2 = cell_bn_i_weight[i] - v873;
+      const T v710 = std::max(sum781[i], T(-1));
+      const T v712 = std::min(v710, T(1));
+      const T v758 = v712 * lr_2[0];
+      const T cell_bn_i_weight_new_2 = cell_bn_i_weight[i] - v758;
       cell_bn_i_weight_new[i] = cell_bn_i_weight_new_2;
-      const T v829 = std::max(sum898[i], T(-1));
-      const T v831 = std::min(v829, T(1));
-      const T v875 = v831 * lr_2[0];
-      const T cell_bn_i_bias_new_2 = cell_bn_i_bias[i] - v875;
+      const T v714 = std::max(sum783[i], T(-1));
+      const T v716 = std::min(v714, T(1));
+      const T v760 = v716 * lr_2[0];
+      const T cell_bn_i_bias_new_2 = cell_bn_i_bias[i] - v760;
       cell_bn_i_bias_new[i] = cell_bn_i_bias_new_2;
-      const T v833 = std::max(sum900[i], T(-1));
-      const T v835 = std::min(v833, T(1));
-      const T v877 = v835 * lr_2[0];
-      const T cell_bn_f_weight_new_2 = cell_bn_f_weight[i] - v877;
+      const T v718 = std::max(sum785[i], T(-1));
+      const T v720 = std::min(v718, T(1));
+      const T v762 = v720 * lr_2[0];
+      const T cell_bn_f_weight_new_2 = cell_bn_f_weight[i] - v762;
       cell_bn_f_weight_new[i] = cell_bn_f_weight_new_2;
-      const T v837 = std::max(sum902[i], T(-1));
-      const T v839 = std::min(v837, T(1));
-      const T v879 = v839 * lr_2[0];
-      const T cell_bn_f_bias_new_2 = cell_bn_f_bias[i] - v879;
+      const T v722 = std::max(sum787[i], T(-1));
+      const T v724 = std::min(v722, T(1));
+      const T v764 = v724 * lr_2[0];
+      const T cell_bn_f_bias_new_2 = cell_bn_f_bias[i] - v764;
       cell_bn_f_bias_new[i] = cell_bn_f_bias_new_2;
-      const T v841 = std::max(sum904[i], T(-1));
-      const T v843 = std::min(v841, T(1));
-      const T v881 = v843 * lr_2[0];
-      const T cell_bn_g_weight_new_2 = cell_bn_g_weight[i] - v881;
+      const T v726 = std::max(sum789[i], T(-1));
+      const T v728 = std::min(v726, T(1));
+      const T v766 = v728 * lr_2[0];
+      const T cell_bn_g_weight_new_2 = cell_bn_g_weight[i] - v766;
       cell_bn_g_weight_new[i] = cell_bn_g_weight_new_2;
-      const T v845 = std::max(sum906[i], T(-1));
-      const T v847 = std::min(v845, T(1));
-      const T v883 = v847 * lr_2[0];
-      const T cell_bn_g_bias_new_2 = cell_bn_g_bias[i] - v883;
+      const T v730 = std::max(sum791[i], T(-1));
+      const T v732 = std::min(v730, T(1));
+      const T v768 = v732 * lr_2[0];
+      const T cell_bn_g_bias_new_2 = cell_bn_g_bias[i] - v768;
       cell_bn_g_bias_new[i] = cell_bn_g_bias_new_2;
-      const T v849 = std::max(sum908[i], T(-1));
-      const T v851 = std::min(v849, T(1));
-      const T v885 = v851 * lr_2[0];
-      const T cell_bn_o_weight_new_2 = cell_bn_o_weight[i] - v885;
+      const T v734 = std::max(sum793[i], T(-1));
+      const T v736 = std::min(v734, T(1));
+      const T v770 = v736 * lr_2[0];
+      const T cell_bn_o_weight_new_2 = cell_bn_o_weight[i] - v770;
       cell_bn_o_weight_new[i] = cell_bn_o_weight_new_2;
-      const T v853 = std::max(sum910[i], T(-1));
-      const T v855 = std::min(v853, T(1));
-      const T v887 = v855 * lr_2[0];
-      const T cell_bn_o_bias_new_2 = cell_bn_o_bias[i] - v887;
+      const T v738 = std::max(sum795[i], T(-1));
+      const T v740 = std::min(v738, T(1));
+      const T v772 = v740 * lr_2[0];
+      const T cell_bn_o_bias_new_2 = cell_bn_o_bias[i] - v772;
       cell_bn_o_bias_new[i] = cell_bn_o_bias_new_2;
     }
     // update  (seed_gate_bn.model:52:1)
@@ -1924,10 +1672,10 @@ private:
     //   sub %head.weight.new  (seed_gate_bn.model:52:1)
     GRADC_IVDEP
     for (int64_t i1 = 0; i1 < 256; ++i1) {
-      const T v857 = std::max(d_head_weight[i1], T(-1));
-      const T v859 = std::min(v857, T(1));
-      const T v889 = v859 * lr_2[0];
-      const T head_weight_new_2 = head_weight[i1] - v889;
+      const T v742 = std::max(d_head_weight[i1], T(-1));
+      const T v744 = std::min(v742, T(1));
+      const T v774 = v744 * lr_2[0];
+      const T head_weight_new_2 = head_weight[i1] - v774;
       head_weight_new[i1] = head_weight_new_2;
     }
     // update  (seed_gate_bn.model:52:1)
@@ -1937,10 +1685,10 @@ private:
     //   minimum  (seed_gate_bn.model:52:1)  [register]
     //   mul  (seed_gate_bn.model:52:1)  [register]
     //   sub %head.bias.new  (seed_gate_bn.model:52:1)
-    const T v861 = std::max(d_head_bias[0], T(-1));
-    const T v863 = std::min(v861, T(1));
-    const T v891 = v863 * lr_2[0];
-    const T head_bias_new_2 = head_bias[0] - v891;
+    const T v746 = std::max(d_head_bias[0], T(-1));
+    const T v748 = std::min(v746, T(1));
+    const T v776 = v748 * lr_2[0];
+    const T head_bias_new_2 = head_bias[0] - v776;
     head_bias_new[0] = head_bias_new_2;
     // update  (seed_gate_bn.model:52:1)
     updates.emplace_back(13, head_bias_new);
@@ -2144,7 +1892,7 @@ private:
   std::vector<T> arena_;
   T *arena() {
     if (arena_.empty())
-      arena_.resize(7400704);
+      arena_.resize(7277824);
     return arena_.data();
   }
   std::vector<T> sf_[26];       // float state (params, buffers, optimizer), spec order

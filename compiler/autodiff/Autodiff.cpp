@@ -103,6 +103,42 @@ void GradCtx::accumulate(const Value *v, Value *g) {
 // per-step values the body's gradient needs (S yields them as extra stacked outputs: the
 // residuals) and the output cotangents dY; its carries are the carry cotangents and one
 // gradient accumulator per active capture. Its results are d(inits), d(caps) and d(seqs).
+/// The carries of scan `s` whose cotangent can be non-zero: a carry is live when its final
+/// value has a cotangent (`dy`), or when its value inside the body reaches, through any
+/// chain of operands, a yield whose cotangent is live (a stacked output with a cotangent, or
+/// the next value of a live carry). Iterated to a fixed point. A carry that only feeds
+/// itself and values the loss never reads (a recurrent BatchNorm's running statistics) has
+/// an identically zero cotangent, so the reverse scan does not carry it.
+static std::vector<bool> liveCarries(const Node &s, const std::vector<Value *> &dy) {
+  const Graph &body = *s.body;
+  int64_t nseq = s.getInt("nseq"), ncarry = s.getInt("ncarry");
+  std::vector<bool> live(ncarry, false);
+  std::unordered_set<const Value *> reaches; // body values a live yield depends on
+  for (size_t r = ncarry; r < s.results.size(); ++r)
+    if (dy[r])
+      reaches.insert(body.yields[r]);
+  for (int64_t i = 0; i < ncarry; ++i)
+    if (dy[i]) {
+      live[i] = true;
+      reaches.insert(body.yields[i]);
+    }
+  for (bool changed = true; changed;) {
+    for (size_t k = body.nodes.size(); k-- > 0;) {
+      const Node &n = *body.nodes[k];
+      if (std::any_of(n.results.begin(), n.results.end(), [&](const Value *v) { return reaches.count(v); }))
+        reaches.insert(n.operands.begin(), n.operands.end());
+    }
+    changed = false;
+    for (int64_t i = 0; i < ncarry; ++i)
+      if (!live[i] && reaches.count(body.args[nseq + i])) {
+        live[i] = true;
+        reaches.insert(body.yields[i]);
+        changed = true;
+      }
+  }
+  return live;
+}
+
 /// How a scan saves one step of a residual of type `t`: as it is, or with leading unit axes
 /// up to `axis` axes when it has fewer (stacking inserts the steps' axis at `axis`).
 static TensorType savedType(TensorType t, int64_t axis) {
@@ -162,8 +198,9 @@ void vjpScan(GradCtx &c, Node &s, const std::vector<Value *> &dy, std::vector<Va
   // Carries of the reverse scan: the cotangent of each active carry, then accumulators.
   CotangentMap &ct = inner.ct;
   std::vector<int64_t> activeCarries, activeCaps, activeSeqs;
+  const std::vector<bool> live = liveCarries(s, dy);
   for (int64_t i = 0; i < ncarry; ++i)
-    if (active.count(body.args[nseq + i])) {
+    if (active.count(body.args[nseq + i]) && live[i]) {
       activeCarries.push_back(i);
       Value *dc = m.newValue(body.args[nseq + i]->type, bg, "d." + body.args[nseq + i]->name);
       carryArgs.push_back(dc);

@@ -164,9 +164,44 @@ void LoopLevel::planGraphLoops(const Graph &g) {
       for (size_t k = firstCapture; k < n->body->args.size(); ++k)
         captures_.insert(n->body->args[k]);
       planGraphLoops(*n->body);
-      if (opts_.fuse)
+      if (opts_.fuse) {
         planSeqViews(*n);
+        planInPlaceRows(*n);
+      }
     }
+}
+
+void LoopLevel::planInPlaceRows(const Node &scan) {
+  const Graph &b = *scan.body;
+  const int64_t nseq = scan.getInt("nseq"), ncarry = scan.getInt("ncarry");
+  for (int64_t c = 0; c < ncarry; ++c) {
+    const Value *arg = b.args[nseq + c], *next = b.yields[c];
+    const Node *set = next->def;
+    if (!set || set->op != Op::SetRow || set->parent != &b || set->operands[0] != arg)
+      continue;
+    // c and its next value are yielded once each: as carry c (not swapped, not stacked).
+    bool once = true;
+    for (size_t y = 0; y < b.yields.size(); ++y)
+      once = once && (b.yields[y] != arg) && (static_cast<int64_t>(y) == c || b.yields[y] != next);
+    // The set_row's ancestors in the body: the readers of c that certainly ran before it.
+    std::unordered_set<const Node *> before;
+    std::vector<const Node *> work = {set};
+    while (!work.empty()) {
+      const Node *n = work.back();
+      work.pop_back();
+      for (size_t j = (n == set ? 1 : 0); j < n->operands.size(); ++j) {
+        const Node *d = n->operands[j]->def;
+        if (d && d->parent == &b && before.insert(d).second)
+          work.push_back(d);
+      }
+    }
+    bool readersFirst = once;
+    for (const auto &n : b.nodes)
+      if (n.get() != set && std::count(n->operands.begin(), n->operands.end(), arg))
+        readersFirst = readersFirst && before.count(n.get()) && n->op != Op::Reshape && n->op != Op::Transpose; // (views read later)
+    if (readersFirst)
+      inPlaceRows[next] = arg;
+  }
 }
 
 void LoopLevel::planSeqViews(const Node &scan) {
@@ -225,7 +260,7 @@ std::vector<int64_t> LoopLevel::memStrides(const Value *v) const {
 }
 
 Storage LoopLevel::storageOf(const Value *v) const {
-  if (captures_.count(v) || inRegisters_.count(v) || seqViews.count(v))
+  if (captures_.count(v) || inRegisters_.count(v) || seqViews.count(v) || inPlaceRows.count(v))
     return Storage::None;
   if (folded.count(v))
     return Storage::AliasOf0; // the matmul reads the transpose's operand

@@ -88,12 +88,20 @@ public:
   /// fused loops or 2-D matmuls (which take memory strides), and stacked outputs that a fused
   /// loop computes elementwise or a concat assembles, and only such readers read.
   std::unordered_map<const Value *, SeqView> seqViews;
+  /// Set_rows written into the carry they update (with fusion on only): a scan body's next
+  /// carry `set_row(c, i, v)` of its own carry argument c, where every other reader of c
+  /// runs before it (an ancestor of i or v that copies what it reads) and c is yielded
+  /// nowhere else. The row is stored into c's buffer; the copy of c and the copy back at the
+  /// step's end are gone (a per-step statistic row of [steps, F] costs F, not steps·F).
+  /// Maps the set_row's result to c.
+  std::unordered_map<const Value *, const Value *> inPlaceRows;
   int64_t arenaSize = 0;    ///< Elements: the largest graph's plan.
   int64_t unsharedSize = 0; ///< Elements if no two values shared memory (all graphs).
 
 private:
   void planGraphLoops(const Graph &g);
   void planSeqViews(const Node &scan);
+  void planInPlaceRows(const Node &scan);
 
   LowerOptions opts_;
   std::function<bool(const Node &)> canFuse_;

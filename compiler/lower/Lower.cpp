@@ -530,7 +530,8 @@ private:
   void loopNode(const Node &n, std::vector<Stmt> &out) {
     const Value *r = n.results[0];
     auto in = [&](size_t i) { return ref(n.operands[i]); };
-    const Ref dst = plan_.seqViews.count(r) ? ref(r) : arena(r); // a concat may write a stacked step
+    // A concat may write a stacked step; a set_row, the carry it updates.
+    const Ref dst = plan_.seqViews.count(r) || plan_.inPlaceRows.count(r) ? ref(r) : arena(r);
     const auto &os = r->type.shape;
     if (hasTrait(n.op, TR_ELEMENTWISE) || n.op == Op::BroadcastTo) {
       std::vector<Strides> strides{stridesOf(os)};
@@ -633,11 +634,11 @@ private:
     }
     case Op::Row:
     case Op::SetRow: {
-      // row: the row read at run time; set_row: x copied, then the row written. The index
-      // is clamped into [0, rows).
+      // row: the row read at run time; set_row: x copied (unless it updates x's buffer in
+      // place), then the row written. The index is clamped into [0, rows).
       const Value *x = n.operands[0];
       const int64_t rows = x->type.shape[0];
-      if (n.op == Op::SetRow)
+      if (n.op == Op::SetRow && !plan_.inPlaceRows.count(r))
         out.push_back(copy(dst, in(0), x->type.numel()));
       Stmt s = stmt(n.op == Op::Row ? Stmt::RowLoad : Stmt::RowStore);
       s.dst = dst;
@@ -770,6 +771,11 @@ private:
       else
         stepCopy(body, n.operands[s]->type.shape, axis, ref(n.operands[s]), arena(b.args[s]), loop.var, true);
     }
+    // A carry whose next value is a set_row of it in place: the carry's buffer is the value's.
+    auto stays = [&](int64_t c) { return b.yields[c] == b.args[nseq + c] || plan_.inPlaceRows.count(b.yields[c]); };
+    for (int64_t c = 0; c < ncarry; ++c)
+      if (plan_.inPlaceRows.count(b.yields[c]))
+        alias_[b.yields[c]] = arena(b.args[nseq + c]);
     for (size_t y = ncarry; y < b.yields.size(); ++y) {
       auto view = plan_.seqViews.find(b.yields[y]);
       if (view != plan_.seqViews.end()) // written in place
@@ -788,15 +794,15 @@ private:
       for (int64_t c2 = 0; c2 < ncarry; ++c2)
         swap = swap || (c != c2 && b.yields[c] == b.args[nseq + c2]);
     for (int64_t c = 0; c < ncarry; ++c)
-      if (b.yields[c] != b.args[nseq + c])
+      if (!stays(c))
         body.push_back(copy(swap ? arena(n.results[c]) : arena(b.args[nseq + c]), ref(b.yields[c]), b.args[nseq + c]->type.numel()));
     if (swap)
       for (int64_t c = 0; c < ncarry; ++c)
-        if (b.yields[c] != b.args[nseq + c])
+        if (!stays(c))
           body.push_back(copy(arena(b.args[nseq + c]), arena(n.results[c]), b.args[nseq + c]->type.numel()));
     out.push_back(std::move(loop));
     for (int64_t c = 0; c < ncarry; ++c)
-      if (!swap || b.yields[c] == b.args[nseq + c])
+      if (!swap || stays(c))
         out.push_back(copy(arena(n.results[c]), arena(b.args[nseq + c]), b.args[nseq + c]->type.numel()));
   }
 
