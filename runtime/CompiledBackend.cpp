@@ -367,8 +367,6 @@ void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count) { gemmInvariant
 
 int32_t gradc_rt_threads(void) { return threads(); }
 
-uint32_t gradc_rt_philox24(const uint64_t *key, int64_t stream, int64_t index) { return philox24(key, stream, index); }
-
 void gradc_rt_update(void *sinks, int64_t state, const void *values) {
   static_cast<CompiledSinks *>(sinks)->updates.emplace_back(state, values);
 }

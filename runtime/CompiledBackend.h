@@ -55,9 +55,6 @@ void gradc_rt_dgemm_invariant(int64_t slot, int32_t transA, int32_t transB, int6
 void gradc_rt_gemm_invariant_reset(int64_t first, int64_t count);
 /// rt::threads().
 int32_t gradc_rt_threads(void);
-/// rt::philox24: the 24 random bits of element `index` of dropout stream `stream` under `key`
-/// = {seed, step}.
-uint32_t gradc_rt_philox24(const uint64_t *key, int64_t stream, int64_t index);
 /// An `update` sink: state tensor `state` takes `values` (T, alive to the end of the step).
 void gradc_rt_update(void *sinks, int64_t state, const void *values);
 /// A `grad` sink: the gradient of parameter number `param` (T, `n` elements), read now.

@@ -300,6 +300,29 @@ private:
       e = e ? b_.CreateAdd(e, ci(a.constant), "", true, true) : ci(a.constant);
     return e ? e : ci(0);
   }
+  /// rt::philox24(key, stream, i) written out as IR (the rounds of runtime/Philox.h, from its
+  /// constants), so that a fused loop drawing a dropout mask vectorizes instead of calling the
+  /// runtime once per element. key: the batch's {seed, step}.
+  llvm::Value *philox24(llvm::Value *key, int64_t stream, llvm::Value *i) {
+    auto u32 = [&](uint32_t v) { return llvm::ConstantInt::get(i32_, v); };
+    auto lo = [&](llvm::Value *v) { return b_.CreateTrunc(v, i32_); };
+    auto hi = [&](llvm::Value *v) { return b_.CreateTrunc(b_.CreateLShr(v, 32), i32_); };
+    llvm::Value *seed = b_.CreateLoad(i64_, key, "seed");
+    llvm::Value *step = b_.CreateLoad(i64_, b_.CreateConstInBoundsGEP1_64(i64_, key, 1), "step");
+    llvm::Value *c[4] = {lo(i), hi(i), lo(step), hi(step)};
+    llvm::Value *k0 = lo(seed), *k1 = b_.CreateXor(hi(seed), u32(static_cast<uint32_t>(stream)));
+    for (int r = 0; r < rt::kPhiloxRounds; ++r) {
+      if (r > 0) {
+        k0 = b_.CreateAdd(k0, u32(rt::kPhiloxW0));
+        k1 = b_.CreateAdd(k1, u32(rt::kPhiloxW1));
+      }
+      llvm::Value *p0 = b_.CreateMul(b_.CreateZExt(c[0], i64_), ci(rt::kPhiloxM0));
+      llvm::Value *p1 = b_.CreateMul(b_.CreateZExt(c[2], i64_), ci(rt::kPhiloxM1));
+      llvm::Value *n0 = b_.CreateXor(b_.CreateXor(hi(p1), c[1]), k0), *n2 = b_.CreateXor(b_.CreateXor(hi(p0), c[3]), k1);
+      c[0] = n0, c[1] = lo(p1), c[2] = n2, c[3] = lo(p0);
+    }
+    return b_.CreateLShr(c[0], 8, "bits");
+  }
   llvm::Value *address(const Ref &r) { return gep(buffers_[r.buffer], index(r.index)); }
   llvm::Value *operand(const Operand &x) {
     switch (x.kind) {
@@ -307,10 +330,8 @@ private:
     case Operand::Load: return load(address(x.ref), ci(0));
     case Operand::Random: {
       // 0 where the element's 24 random bits fall below the threshold, else 1/(1-p).
-      llvm::FunctionCallee philox =
-          mod_.getOrInsertFunction("gradc_rt_philox24", llvm::FunctionType::get(i32_, {ptr_, i64_, i64_}, false));
       llvm::Value *key = b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, batch_, static_cast<uint64_t>(k_->randomKeySlot)), "rng");
-      llvm::Value *bits = b_.CreateCall(philox, {key, ci(x.reg), index(x.ref.index)}, "bits");
+      llvm::Value *bits = philox24(key, x.reg, index(x.ref.index));
       llvm::Value *drop = b_.CreateICmpULT(bits, llvm::ConstantInt::get(i32_, rt::dropoutThreshold(x.value)));
       return b_.CreateSelect(drop, c(0.0), c(1 / (1 - x.value)));
     }

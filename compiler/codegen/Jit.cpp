@@ -58,7 +58,6 @@ public:
     add("gradc_rt_dgemm_invariant", &gradc_rt_dgemm_invariant);
     add("gradc_rt_gemm_invariant_reset", &gradc_rt_gemm_invariant_reset);
     add("gradc_rt_threads", &gradc_rt_threads);
-    add("gradc_rt_philox24", &gradc_rt_philox24);
     add("gradc_rt_update", &gradc_rt_update);
     add("gradc_rt_grad", &gradc_rt_grad);
     add("gradc_rt_allreduce_f32", &gradc_rt_allreduce_f32);
